@@ -1,0 +1,27 @@
+// Durations and sizes as people write them in YAML ("30s", "500ms", "4MiB"); bare numbers
+// are milliseconds and bytes. Parsed once at load, so the hot path only sees numbers.
+
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
+const DURATION_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+
+export function parseDuration(v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isFinite(v) && v >= 0 ? v : undefined;
+  if (typeof v !== 'string') return undefined;
+  const m = DURATION.exec(v.trim());
+  if (m === null) return undefined;
+  const unit = (m[2] ?? 'ms') as keyof typeof DURATION_MS;
+  return Math.round(Number(m[1]) * DURATION_MS[unit]);
+}
+
+const SIZE = /^(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?$/i;
+const SIZE_BYTES: Record<string, number> = {
+  b: 1, kb: 1000, kib: 1024, mb: 1_000_000, mib: 1024 ** 2, gb: 1_000_000_000, gib: 1024 ** 3,
+};
+
+export function parseSize(v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isFinite(v) && v >= 0 ? Math.floor(v) : undefined;
+  if (typeof v !== 'string') return undefined;
+  const m = SIZE.exec(v.trim());
+  if (m === null) return undefined;
+  return Math.floor(Number(m[1]) * SIZE_BYTES[(m[2] ?? 'b').toLowerCase()]!);
+}

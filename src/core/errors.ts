@@ -1,0 +1,93 @@
+// The one error family. Every failure the gateway reports has a code here, with its
+// HTTP status and OpenAI error type, so handlers never invent statuses ad hoc.
+
+export const ErrorCatalogue = {
+  invalid_request: { status: 400, type: 'invalid_request_error' },
+  invalid_json: { status: 400, type: 'invalid_request_error' },
+  forbidden_parameter: { status: 400, type: 'invalid_request_error' },
+  parameter_out_of_range: { status: 400, type: 'invalid_request_error' },
+  wrong_model_kind: { status: 400, type: 'invalid_request_error' },
+  context_length_exceeded: { status: 400, type: 'invalid_request_error' },
+  upstream_rejected: { status: 400, type: 'invalid_request_error' },
+  invalid_api_key: { status: 401, type: 'authentication_error' },
+  model_not_found: { status: 404, type: 'invalid_request_error' },
+  not_found: { status: 404, type: 'invalid_request_error' },
+  method_not_allowed: { status: 405, type: 'invalid_request_error' },
+  unsupported_media_type: { status: 415, type: 'invalid_request_error' },
+  body_too_large: { status: 413, type: 'invalid_request_error' },
+  rate_limit_exceeded: { status: 429, type: 'rate_limit_error' },
+  internal_error: { status: 500, type: 'server_error' },
+  bad_upstream_response: { status: 502, type: 'server_error' },
+  no_backend_available: { status: 503, type: 'server_error' },
+  shutting_down: { status: 503, type: 'server_error' },
+  upstream_timeout: { status: 504, type: 'server_error' },
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCatalogue;
+
+/** Why one attempt against one backend failed; the gateway lists these when all fail. */
+export type FailureClass =
+  | 'connect'          // could not connect / connection reset before a response
+  | 'timeout'          // connect, first-byte, idle or total timeout
+  | 'upstream_5xx'
+  | 'rate_limited'     // upstream 429
+  | 'malformed'        // 2xx with a body we cannot use
+  | 'context_length'   // the prompt does not fit this backend
+  | 'client_error'     // upstream 4xx other than 429: the request itself is at fault
+  | 'unavailable'      // skipped without sending: cooled down, node asleep
+  | 'aborted';         // the client went away
+
+export interface AttemptFailure {
+  backend: string;
+  role: string;
+  failure: FailureClass;
+  status?: number;
+  message: string;
+  retryAfter?: string;
+}
+
+export class FabricError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly type: string;
+  readonly param: string | null;
+  readonly attempts: AttemptFailure[] | undefined;
+  readonly headers: Record<string, string> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { param?: string | null; attempts?: AttemptFailure[]; headers?: Record<string, string>; status?: number; cause?: unknown } = {},
+  ) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'FabricError';
+    this.code = code;
+    const entry = ErrorCatalogue[code];
+    this.status = opts.status ?? entry.status;
+    this.type = entry.type;
+    this.param = opts.param ?? null;
+    this.attempts = opts.attempts;
+    this.headers = opts.headers;
+  }
+
+  toBody(): { error: { message: string; type: string; param: string | null; code: string; attempts?: AttemptFailure[] } } {
+    const error: { message: string; type: string; param: string | null; code: string; attempts?: AttemptFailure[] } = {
+      message: this.message,
+      type: this.type,
+      param: this.param,
+      code: this.code,
+    };
+    if (this.attempts !== undefined && this.attempts.length > 0) error.attempts = this.attempts;
+    return { error };
+  }
+}
+
+export function isFabricError(e: unknown): e is FabricError {
+  return e instanceof FabricError;
+}
+
+/** Any thrown value as a FabricError: unknown failures become a 500 without leaking internals. */
+export function toFabricError(e: unknown): FabricError {
+  if (e instanceof FabricError) return e;
+  return new FabricError('internal_error', 'internal error', { cause: e });
+}

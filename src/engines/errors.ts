@@ -1,0 +1,39 @@
+// Reading engines' error bodies: OpenAI's {"error":{…}}, vLLM's {"object":"error",…},
+// llama.cpp's {"error":{"code","message","type"}}, Ollama's {"error":"…"}, or plain text.
+
+import type { UpstreamErrorInfo } from './types.ts';
+
+const CONTEXT_PATTERNS = /context[_ ]length|maximum context|context window|exceed_context_size|exceeds the available context|too many tokens|prompt is too long|input length .* exceeds/i;
+
+export function parseEngineError(status: number, text: string): UpstreamErrorInfo {
+  let message = text.trim().slice(0, 2000);
+  let type: string | undefined;
+  let code: string | undefined;
+  try {
+    const j = JSON.parse(text) as unknown;
+    if (typeof j === 'object' && j !== null) {
+      const o = j as Record<string, unknown>;
+      const e = o.error;
+      if (typeof e === 'string') {
+        message = e;
+      } else if (typeof e === 'object' && e !== null) {
+        const eo = e as Record<string, unknown>;
+        if (typeof eo.message === 'string') message = eo.message;
+        if (typeof eo.type === 'string') type = eo.type;
+        if (eo.code !== undefined && eo.code !== null) code = String(eo.code);
+      } else if (typeof o.message === 'string') {
+        message = o.message;
+        if (typeof o.type === 'string') type = o.type;
+        if (o.code !== undefined && o.code !== null) code = String(o.code);
+      } else if (typeof o.detail === 'string') {
+        message = o.detail;
+      }
+    }
+  } catch {
+    // not JSON: keep the text
+  }
+  if (message === '') message = `HTTP ${status}`;
+  const contextLength = (status === 400 || status === 413 || status === 422)
+    && (code === 'context_length_exceeded' || type === 'exceed_context_size_error' || CONTEXT_PATTERNS.test(message));
+  return { message, type, code, contextLength };
+}

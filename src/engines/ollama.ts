@@ -1,0 +1,241 @@
+// Ollama through its native API (/api/chat, /api/generate, /api/embed), translated both
+// ways: OpenAI request → Ollama request, Ollama JSON / NDJSON stream → OpenAI objects / SSE.
+
+import { FabricError } from '../core/errors.ts';
+import { parseEngineError } from './errors.ts';
+import type {
+  EngineAdapter, JsonObject, NormalizeContext, Operation, PrepareOptions, PreparedRequest, StreamTranslator, Usage, UpstreamErrorInfo,
+} from './types.ts';
+
+function isObj(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const OPTION_MAP: Record<string, string> = {
+  temperature: 'temperature',
+  top_p: 'top_p',
+  seed: 'seed',
+  frequency_penalty: 'frequency_penalty',
+  presence_penalty: 'presence_penalty',
+  max_tokens: 'num_predict',
+  max_completion_tokens: 'num_predict',
+  top_k: 'top_k',
+  min_p: 'min_p',
+  repeat_penalty: 'repeat_penalty',
+};
+
+function options(body: JsonObject): JsonObject {
+  const o: JsonObject = {};
+  for (const k in OPTION_MAP) if (body[k] !== undefined && body[k] !== null) o[OPTION_MAP[k]!] = body[k];
+  if (typeof body.stop === 'string') o.stop = [body.stop];
+  else if (Array.isArray(body.stop)) o.stop = body.stop;
+  return o;
+}
+
+function format(body: JsonObject): unknown {
+  const rf = body.response_format;
+  if (!isObj(rf)) return undefined;
+  if (rf.type === 'json_object') return 'json';
+  if (rf.type === 'json_schema' && isObj(rf.json_schema)) return rf.json_schema.schema;
+  return undefined;
+}
+
+const DATA_URL = /^data:[^;,]+;base64,/;
+
+function message(m: unknown, i: number): JsonObject {
+  if (!isObj(m)) throw new FabricError('invalid_request', `messages[${i}] must be an object`, { param: `messages[${i}]` });
+  const out: JsonObject = { role: m.role };
+  if (typeof m.content === 'string' || m.content === null || m.content === undefined) {
+    out.content = m.content ?? '';
+  } else if (Array.isArray(m.content)) {
+    const text: string[] = [];
+    const images: string[] = [];
+    for (const part of m.content) {
+      if (!isObj(part)) continue;
+      if (part.type === 'text' && typeof part.text === 'string') text.push(part.text);
+      else if (part.type === 'image_url') {
+        const u = isObj(part.image_url) ? part.image_url.url : part.image_url;
+        if (typeof u !== 'string' || !DATA_URL.test(u)) {
+          throw new FabricError('invalid_request', `messages[${i}]: Ollama backends take images only as data: URLs`, { param: `messages[${i}].content` });
+        }
+        images.push(u.replace(DATA_URL, ''));
+      }
+    }
+    out.content = text.join('\n');
+    if (images.length > 0) out.images = images;
+  }
+  if (Array.isArray(m.tool_calls)) {
+    out.tool_calls = m.tool_calls.map((tc) => {
+      const fn = isObj(tc) && isObj(tc.function) ? tc.function : {};
+      let args: unknown = fn.arguments;
+      if (typeof args === 'string') {
+        try { args = JSON.parse(args); } catch { args = {}; }
+      }
+      return { function: { name: fn.name, arguments: args } };
+    });
+  }
+  if (typeof m.tool_call_id === 'string') out.tool_call_id = m.tool_call_id;
+  if (typeof m.name === 'string') out.tool_name = m.name;
+  return out;
+}
+
+function usageOf(j: JsonObject): Usage {
+  const p = typeof j.prompt_eval_count === 'number' ? j.prompt_eval_count : 0;
+  const c = typeof j.eval_count === 'number' ? j.eval_count : 0;
+  return { prompt_tokens: p, completion_tokens: c, total_tokens: p + c };
+}
+
+function toolCalls(msg: JsonObject, requestId: string): JsonObject[] | undefined {
+  if (!Array.isArray(msg.tool_calls) || msg.tool_calls.length === 0) return undefined;
+  return msg.tool_calls.map((tc, i) => {
+    const fn = isObj(tc) && isObj(tc.function) ? tc.function : {};
+    return {
+      id: `call_${requestId}_${i}`,
+      type: 'function',
+      function: { name: String(fn.name ?? ''), arguments: typeof fn.arguments === 'string' ? fn.arguments : JSON.stringify(fn.arguments ?? {}) },
+    };
+  });
+}
+
+function finish(j: JsonObject, hasTools: boolean): string {
+  if (hasTools) return 'tool_calls';
+  return j.done_reason === 'length' ? 'length' : 'stop';
+}
+
+function float32Base64(v: number[]): string {
+  const f = new Float32Array(v);
+  return Buffer.from(f.buffer, f.byteOffset, f.byteLength).toString('base64');
+}
+
+export class OllamaEngine implements EngineAdapter {
+  readonly kind = 'ollama' as const;
+  readonly streamFormat = 'ndjson' as const;
+
+  prepare(op: Operation, body: JsonObject, opts: PrepareOptions): PreparedRequest {
+    if (op === 'embeddings') {
+      const input = body.input;
+      const ok = typeof input === 'string' || (Array.isArray(input) && input.every((x) => typeof x === 'string'));
+      if (!ok) throw new FabricError('invalid_request', 'Ollama backends take embeddings input as a string or a list of strings, not token ids', { param: 'input' });
+      const req: JsonObject = { model: opts.model, input, truncate: true };
+      if (typeof body.dimensions === 'number') req.dimensions = body.dimensions;
+      return { path: '/api/embed', body: JSON.stringify(req), injectedUsage: false };
+    }
+    const stream = body.stream === true;
+    const req: JsonObject = { model: opts.model, stream };
+    const o = options(body);
+    if (Object.keys(o).length > 0) req.options = o;
+    const f = format(body);
+    if (f !== undefined) req.format = f;
+    if (op === 'chat') {
+      req.messages = (body.messages as unknown[]).map(message);
+      if (Array.isArray(body.tools)) req.tools = body.tools;
+      return { path: '/api/chat', body: JSON.stringify(req), injectedUsage: false };
+    }
+    let prompt = body.prompt;
+    if (Array.isArray(prompt)) {
+      if (prompt.length !== 1 || typeof prompt[0] !== 'string') {
+        throw new FabricError('invalid_request', 'Ollama backends take one prompt string per completion request', { param: 'prompt' });
+      }
+      prompt = prompt[0];
+    }
+    req.prompt = prompt;
+    if (typeof body.suffix === 'string') req.suffix = body.suffix;
+    return { path: '/api/generate', body: JSON.stringify(req), injectedUsage: false };
+  }
+
+  normalize(op: Operation, json: unknown, body: JsonObject, ctx: NormalizeContext): JsonObject | undefined {
+    if (!isObj(json)) return undefined;
+    if (op === 'embeddings') {
+      if (!Array.isArray(json.embeddings)) return undefined;
+      const b64 = body.encoding_format === 'base64';
+      const p = typeof json.prompt_eval_count === 'number' ? json.prompt_eval_count : 0;
+      return {
+        object: 'list',
+        data: json.embeddings.map((e, index) => ({ object: 'embedding', index, embedding: b64 ? float32Base64(e as number[]) : e })),
+        model: typeof json.model === 'string' ? json.model : ctx.model,
+        usage: { prompt_tokens: p, total_tokens: p },
+      };
+    }
+    if (op === 'chat') {
+      if (!isObj(json.message)) return undefined;
+      const tc = toolCalls(json.message, ctx.requestId);
+      const msg: JsonObject = { role: 'assistant', content: typeof json.message.content === 'string' ? json.message.content : null, refusal: null };
+      if (tc !== undefined) msg.tool_calls = tc;
+      return {
+        id: 'chatcmpl-' + ctx.requestId,
+        object: 'chat.completion',
+        created: ctx.created,
+        model: typeof json.model === 'string' ? json.model : ctx.model,
+        choices: [{ index: 0, message: msg, logprobs: null, finish_reason: finish(json, tc !== undefined) }],
+        usage: usageOf(json),
+      };
+    }
+    if (typeof json.response !== 'string') return undefined;
+    return {
+      id: 'cmpl-' + ctx.requestId,
+      object: 'text_completion',
+      created: ctx.created,
+      model: typeof json.model === 'string' ? json.model : ctx.model,
+      choices: [{ index: 0, text: json.response, logprobs: null, finish_reason: finish(json, false) }],
+      usage: usageOf(json),
+    };
+  }
+
+  parseError(status: number, text: string): UpstreamErrorInfo {
+    return parseEngineError(status, text);
+  }
+
+  streamTranslator(op: Operation, ctx: NormalizeContext, includeUsage: boolean): StreamTranslator {
+    const chat = op === 'chat';
+    const id = (chat ? 'chatcmpl-' : 'cmpl-') + ctx.requestId;
+    const object = chat ? 'chat.completion.chunk' : 'text_completion';
+    let first = true;
+    let usage: Usage | undefined;
+    let finished = false;
+    let sawTools = false;
+    const event = (model: string, choice: JsonObject): string =>
+      `data: ${JSON.stringify({ id, object, created: ctx.created, model, choices: [choice] })}\n\n`;
+    return {
+      line(text: string): string {
+        if (finished || text.trim() === '') return '';
+        let j: unknown;
+        try {
+          j = JSON.parse(text);
+        } catch {
+          throw new FabricError('bad_upstream_response', 'Ollama sent a stream line that is not JSON');
+        }
+        if (!isObj(j)) throw new FabricError('bad_upstream_response', 'Ollama sent a stream line that is not an object');
+        if (typeof j.error === 'string') throw new FabricError('bad_upstream_response', `Ollama: ${j.error}`);
+        const model = typeof j.model === 'string' ? j.model : ctx.model;
+        let out = '';
+        if (chat) {
+          const m = isObj(j.message) ? j.message : {};
+          const delta: JsonObject = {};
+          if (first) { delta.role = 'assistant'; first = false; }
+          if (typeof m.content === 'string' && m.content !== '') delta.content = m.content;
+          const tc = toolCalls(m, ctx.requestId);
+          if (tc !== undefined) {
+            sawTools = true;
+            delta.tool_calls = tc.map((t, index) => ({ index, ...t }));
+          }
+          if (Object.keys(delta).length > 0 || j.done !== true) out += event(model, { index: 0, delta, logprobs: null, finish_reason: null });
+          if (j.done === true) out += event(model, { index: 0, delta: {}, logprobs: null, finish_reason: finish(j, sawTools) });
+        } else {
+          if (typeof j.response === 'string' && (j.response !== '' || j.done !== true)) {
+            out += event(model, { index: 0, text: j.response, logprobs: null, finish_reason: null });
+          }
+          if (j.done === true) out += event(model, { index: 0, text: '', logprobs: null, finish_reason: finish(j, false) });
+        }
+        if (j.done === true) {
+          finished = true;
+          usage = usageOf(j);
+          if (includeUsage) out += `data: ${JSON.stringify({ id, object, created: ctx.created, model, choices: [], usage })}\n\n`;
+          out += 'data: [DONE]\n\n';
+        }
+        return out;
+      },
+      usage: () => usage,
+      done: () => finished,
+    };
+  }
+}

@@ -1,0 +1,120 @@
+// The base every OpenAI-compatible server shares (vLLM, llama.cpp server, LM Studio, SGLang,
+// OpenAI itself). Responses are completed to the official schema: engines leave out fields
+// OpenAI always sends (vLLM omits message.refusal, sends prompt_tokens_details: null).
+
+import { parseEngineError } from './errors.ts';
+import type { EngineKind } from '../config/types.ts';
+import type { EngineAdapter, JsonObject, NormalizeContext, Operation, PrepareOptions, PreparedRequest, UpstreamErrorInfo } from './types.ts';
+
+const PATHS: Record<Operation, string> = {
+  chat: '/chat/completions',
+  completions: '/completions',
+  embeddings: '/embeddings',
+};
+
+function isObj(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function fixUsage(u: unknown): void {
+  if (!isObj(u)) return;
+  if (u.prompt_tokens_details === null) delete u.prompt_tokens_details;
+  if (u.completion_tokens_details === null) delete u.completion_tokens_details;
+  if (typeof u.total_tokens !== 'number' && typeof u.prompt_tokens === 'number') {
+    u.total_tokens = u.prompt_tokens + (typeof u.completion_tokens === 'number' ? u.completion_tokens : 0);
+  }
+}
+
+const CHAT_FINISH = new Set(['stop', 'length', 'tool_calls', 'content_filter', 'function_call']);
+const TEXT_FINISH = new Set(['stop', 'length', 'content_filter']);
+
+function normalizeChat(j: JsonObject, ctx: NormalizeContext): JsonObject | undefined {
+  if (!Array.isArray(j.choices)) return undefined;
+  for (const c of j.choices) {
+    if (!isObj(c) || !isObj(c.message)) return undefined;
+    const m = c.message;
+    if (m.role === undefined) m.role = 'assistant';
+    if (m.content === undefined) m.content = null;
+    if (m.refusal === undefined) m.refusal = null;
+    if (Array.isArray(m.tool_calls) && m.tool_calls.length === 0) delete m.tool_calls;
+    if (c.logprobs === undefined) c.logprobs = null;
+    if (typeof c.finish_reason !== 'string' || !CHAT_FINISH.has(c.finish_reason)) {
+      c.finish_reason = Array.isArray(m.tool_calls) ? 'tool_calls' : c.finish_reason === 'abort' ? 'length' : 'stop';
+    }
+    if (typeof c.index !== 'number') c.index = 0;
+  }
+  fillEnvelope(j, 'chat.completion', 'chatcmpl-', ctx);
+  fixUsage(j.usage);
+  return j;
+}
+
+function normalizeText(j: JsonObject, ctx: NormalizeContext): JsonObject | undefined {
+  if (!Array.isArray(j.choices)) return undefined;
+  for (const c of j.choices) {
+    if (!isObj(c) || typeof c.text !== 'string') return undefined;
+    if (c.logprobs === undefined) c.logprobs = null;
+    if (typeof c.finish_reason !== 'string' || !TEXT_FINISH.has(c.finish_reason)) c.finish_reason = c.finish_reason === 'length' ? 'length' : 'stop';
+    if (typeof c.index !== 'number') c.index = 0;
+  }
+  fillEnvelope(j, 'text_completion', 'cmpl-', ctx);
+  fixUsage(j.usage);
+  return j;
+}
+
+function normalizeEmbeddings(j: JsonObject, ctx: NormalizeContext): JsonObject | undefined {
+  if (!Array.isArray(j.data)) return undefined;
+  for (let i = 0; i < j.data.length; i++) {
+    const d = j.data[i] as unknown;
+    if (!isObj(d) || (!Array.isArray(d.embedding) && typeof d.embedding !== 'string')) return undefined;
+    if (d.object === undefined) d.object = 'embedding';
+    if (typeof d.index !== 'number') d.index = i;
+  }
+  j.object = 'list';
+  if (typeof j.model !== 'string') j.model = ctx.model;
+  if (!isObj(j.usage)) j.usage = { prompt_tokens: 0, total_tokens: 0 };
+  else {
+    const u = j.usage;
+    if (typeof u.prompt_tokens !== 'number') u.prompt_tokens = 0;
+    if (typeof u.total_tokens !== 'number') u.total_tokens = u.prompt_tokens;
+    delete u.completion_tokens;
+    if (u.prompt_tokens_details === null) delete u.prompt_tokens_details;
+  }
+  return j;
+}
+
+function fillEnvelope(j: JsonObject, object: string, idPrefix: string, ctx: NormalizeContext): void {
+  if (typeof j.id !== 'string' || j.id === '') j.id = idPrefix + ctx.requestId;
+  j.object = object;
+  if (typeof j.created !== 'number') j.created = ctx.created;
+  if (typeof j.model !== 'string') j.model = ctx.model;
+}
+
+export class OpenAICompatibleEngine implements EngineAdapter {
+  readonly kind: EngineKind;
+  readonly streamFormat = 'sse' as const;
+
+  constructor(kind: EngineKind) {
+    this.kind = kind;
+  }
+
+  prepare(op: Operation, body: JsonObject, opts: PrepareOptions): PreparedRequest {
+    body.model = opts.model;
+    const injectedUsage = op !== 'embeddings' && body.stream === true && opts.wantStreamUsage && !opts.clientWantsUsage;
+    if (injectedUsage) {
+      const so = body.stream_options;
+      body.stream_options = isObj(so) ? { ...so, include_usage: true } : { include_usage: true };
+    }
+    return { path: PATHS[op], body: JSON.stringify(body), injectedUsage };
+  }
+
+  normalize(op: Operation, json: unknown, _body: JsonObject, ctx: NormalizeContext): JsonObject | undefined {
+    if (!isObj(json)) return undefined;
+    if (op === 'chat') return normalizeChat(json, ctx);
+    if (op === 'completions') return normalizeText(json, ctx);
+    return normalizeEmbeddings(json, ctx);
+  }
+
+  parseError(status: number, text: string): UpstreamErrorInfo {
+    return parseEngineError(status, text);
+  }
+}

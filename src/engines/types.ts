@@ -1,0 +1,65 @@
+// What an engine adapter does: translate one OpenAI-shaped operation to the engine's wire
+// format and back. Adapters know nothing of routing, health, credentials or accounting.
+
+import type { EngineKind } from '../config/types.ts';
+
+export type Operation = 'chat' | 'completions' | 'embeddings';
+export type JsonObject = Record<string, unknown>;
+
+export interface PreparedRequest {
+  /** Appended to the backend's base URL path. */
+  path: string;
+  body: string;
+  /** The gateway asked the backend for stream usage the client did not ask for; strip it on the way out. */
+  injectedUsage: boolean;
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface UpstreamErrorInfo {
+  message: string;
+  type: string | undefined;
+  code: string | undefined;
+  contextLength: boolean;
+}
+
+export interface PrepareOptions {
+  /** Physical model id sent upstream (the role name never reaches a backend). */
+  model: string;
+  /** Stream: ask the engine to report usage at the end. */
+  wantStreamUsage: boolean;
+  /** The client itself asked for stream usage (stream_options.include_usage), so it must see it. */
+  clientWantsUsage: boolean;
+}
+
+export interface EngineAdapter {
+  readonly kind: EngineKind;
+  /** 'sse' streams are relayed byte for byte; 'ndjson' streams are translated to SSE chunks. */
+  readonly streamFormat: 'sse' | 'ndjson';
+  prepare(op: Operation, body: JsonObject, opts: PrepareOptions): PreparedRequest;
+  /** A 2xx body as the OpenAI response object, or undefined if it is not a usable answer. */
+  normalize(op: Operation, json: unknown, body: JsonObject, ctx: NormalizeContext): JsonObject | undefined;
+  parseError(status: number, text: string): UpstreamErrorInfo;
+  /** For ndjson engines: a translator turning the engine's stream into OpenAI SSE event strings. */
+  streamTranslator?(op: Operation, ctx: NormalizeContext, includeUsage: boolean): StreamTranslator;
+}
+
+export interface NormalizeContext {
+  requestId: string;
+  /** The model name the client asked for, echoed back as OpenAI does. */
+  model: string;
+  created: number;
+}
+
+export interface StreamTranslator {
+  /** One NDJSON line in, zero or more complete SSE events out ("data: …\n\n"). */
+  line(text: string): string;
+  /** Usage seen so far, if the engine reported it. */
+  usage(): Usage | undefined;
+  /** True once the engine said it is done. */
+  done(): boolean;
+}
