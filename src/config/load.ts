@@ -53,7 +53,7 @@ function locator(doc: Document, lc: LineCounter): (path: KeyPath, onKey: boolean
 
 export function parseFabricText(text: string, file: string): { config: FabricConfig; issues: ConfigIssue[] } {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: true });
   const issues: ConfigIssue[] = [];
   for (const e of doc.errors) {
     const pos = e.linePos?.[0];

@@ -33,7 +33,8 @@ export type FailureClass =
   | 'rate_limited'     // upstream 429
   | 'malformed'        // 2xx with a body we cannot use
   | 'context_length'   // the prompt does not fit this backend
-  | 'client_error'     // upstream 4xx other than 429: the request itself is at fault
+  | 'client_error'     // upstream 400/422: the request itself is at fault
+  | 'misconfigured'    // upstream 401/403/404: wrong key or model not served there
   | 'unavailable'      // skipped without sending: cooled down, node asleep
   | 'aborted';         // the client went away
 

@@ -1,0 +1,62 @@
+// fabric config check FILE: every problem with file:line:col, key path and what is wrong.
+
+import { parseArgs } from 'node:util';
+import { loadFabricConfig } from '../config/load.ts';
+import { ConfigError, formatIssue } from '../config/issues.ts';
+
+const HELP = `Usage: fabric config check FILE [--json]
+
+Validates a fabric configuration. Prints every error and warning as
+  FILE:LINE:COL: severity: key.path: message
+and exits 0 when the config is valid, 1 when it is not, 2 on bad usage.
+Secrets are looked up (environment, then the .env beside the config) but never printed.
+`;
+
+export async function runConfig(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === '--help' || sub === '-h') {
+    process.stdout.write(HELP);
+    return sub === undefined ? 2 : 0;
+  }
+  if (sub !== 'check') {
+    process.stderr.write(`fabric config: unknown subcommand "${sub}"\n\n${HELP}`);
+    return 2;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args: rest, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  } catch (e) {
+    process.stderr.write(`fabric config check: ${(e as Error).message}\n`);
+    return 2;
+  }
+  if (parsed.values.help === true) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const file = parsed.positionals[0];
+  if (file === undefined) {
+    process.stderr.write(`fabric config check: a FILE is required\n\n${HELP}`);
+    return 2;
+  }
+  try {
+    const { config, issues } = loadFabricConfig(file);
+    if (parsed.values.json === true) {
+      process.stdout.write(JSON.stringify({ valid: true, issues }, null, 2) + '\n');
+    } else {
+      for (const i of issues) process.stderr.write(formatIssue(i) + '\n');
+      process.stdout.write(`${file}: valid — ${config.nodes.size} nodes, ${config.backends.size} backends, ${config.roles.size} roles, ${config.patterns.length} patterns` +
+        `${issues.length > 0 ? `, ${issues.length} warning${issues.length === 1 ? '' : 's'}` : ''}\n`);
+    }
+    return 0;
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    if (parsed.values.json === true) {
+      process.stdout.write(JSON.stringify({ valid: false, issues: e.issues }, null, 2) + '\n');
+    } else {
+      for (const i of e.issues) process.stderr.write(formatIssue(i) + '\n');
+      const n = e.issues.filter((i) => i.severity === 'error').length;
+      process.stderr.write(`${file}: invalid — ${n} error${n === 1 ? '' : 's'}\n`);
+    }
+    return 1;
+  }
+}

@@ -1,0 +1,163 @@
+// fabric serve: the gateway. With --config (or FABRIC_CONFIG) it serves that file; with
+// neither it looks for local engines and an OpenAI key, and failing those it serves the
+// seeds' fabric from the built-in simulator, labelled as such.
+
+import { parseArgs } from 'node:util';
+import { watch } from 'node:fs';
+import { loadFabricConfig, parseFabricText, checkSecrets } from '../config/load.ts';
+import { ConfigError, formatIssue } from '../config/issues.ts';
+import { Secrets } from '../config/env-file.ts';
+import type { FabricConfig } from '../config/types.ts';
+import { createLogger, type Logger } from '../core/log.ts';
+import { startGateway, secretNames, type RunningGateway } from '../main.ts';
+import { discoverLocal, fabricFromDiscovery } from '../discovery/local.ts';
+import { startDemoFleet, demoFabricYaml } from '../discovery/demo.ts';
+
+const HELP = `Usage: fabric serve [--config FILE] [--port N] [--host H] [--log-level L] [--grace S]
+
+Starts the gateway.
+  --config FILE   fabric config (or LiteLLM-style later); default: $FABRIC_CONFIG
+  --port N        listen port (default: the config's gateway.port, else 4000)
+  --host H        listen address (default: the config's gateway.host, else 127.0.0.1)
+  --log-level L   debug | info | warn | error (default info)
+  --grace S       seconds in-flight requests get to finish on SIGTERM (default 30)
+
+Without a config it discovers engines on their usual local ports (Ollama 11434, vLLM 8000,
+llama.cpp 8080, LM Studio 1234) and OpenAI through OPENAI_API_KEY; when it finds none it
+serves a simulated demo fleet (the seeds' fabric), labelled simulated everywhere.
+SIGHUP reloads the config file; SIGTERM/SIGINT drain and exit.
+`;
+
+async function buildWithoutConfig(host: string, port: number, log: Logger): Promise<{ config: FabricConfig; secrets: Secrets; close?: () => Promise<void> }> {
+  const secrets = new Secrets(process.env);
+  log.info('no config given: looking for local engines (Ollama :11434, vLLM :8000, llama.cpp :8080, LM Studio :1234) and OPENAI_API_KEY');
+  const found = await discoverLocal();
+  const hasOpenAI = secrets.get('OPENAI_API_KEY') !== undefined;
+  for (const f of found) log.info(`found ${f.engine} at ${f.url}`, { models: f.models });
+  if (hasOpenAI) log.info('found OPENAI_API_KEY: OpenAI is the cloud fallback');
+  const yaml = fabricFromDiscovery(found, hasOpenAI, port, host);
+  if (yaml !== undefined) {
+    const { config } = parseFabricText(yaml, '(discovered)');
+    return { config, secrets };
+  }
+  log.warn('no engines found and no OPENAI_API_KEY: serving the SIMULATED demo fleet (the seeds\' fabric); answers are generated, not real model output');
+  const fleet = await startDemoFleet();
+  const { config } = parseFabricText(demoFabricYaml(fleet, host, port), '(demo)');
+  log.info('simulated engines', { engines: [...fleet.engines.values()].map((e) => `${e.name}=${e.url}`), control: fleet.controlUrl });
+  return { config, secrets, close: () => fleet.close() };
+}
+
+export async function runServe(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        port: { type: 'string', short: 'p' },
+        host: { type: 'string' },
+        'log-level': { type: 'string' },
+        grace: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (e) {
+    process.stderr.write(`fabric serve: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help === true) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const level = (values['log-level'] ?? 'info') as 'debug' | 'info' | 'warn' | 'error';
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) {
+    process.stderr.write(`fabric serve: --log-level must be debug, info, warn or error\n`);
+    return 2;
+  }
+  const port = values.port === undefined ? undefined : Number(values.port);
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
+    process.stderr.write(`fabric serve: --port must be a port number\n`);
+    return 2;
+  }
+  const graceMs = values.grace === undefined ? 30_000 : Number(values.grace) * 1000;
+  const file = values.config ?? process.env.FABRIC_CONFIG;
+  const pretty = process.stdout.isTTY === true;
+
+  let config: FabricConfig;
+  let secrets: Secrets;
+  let cleanup: (() => Promise<void>) | undefined;
+  let log: Logger;
+  if (file !== undefined && file !== '') {
+    try {
+      const loaded = loadFabricConfig(file);
+      ({ config, secrets } = loaded);
+      log = createLogger({ level, pretty, secrets: secrets.values(secretNames(config)) });
+      for (const i of loaded.issues) log.warn(formatIssue(i));
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      for (const i of e.issues) process.stderr.write(formatIssue(i) + '\n');
+      process.stderr.write(`fabric serve: refusing to start with an invalid config (${file})\n`);
+      return 1;
+    }
+  } else {
+    log = createLogger({ level, pretty, secrets: [process.env.OPENAI_API_KEY ?? ''] });
+    ({ config, secrets, close: cleanup } = await buildWithoutConfig(values.host ?? '127.0.0.1', port ?? 4000, log));
+    for (const i of checkSecrets(config, secrets, '(discovered)')) log.warn(formatIssue(i));
+  }
+
+  let running: RunningGateway;
+  try {
+    running = await startGateway(config, secrets, { host: values.host, port, log });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    process.stderr.write(`fabric serve: cannot listen on ${values.host ?? config.gateway.host}:${port ?? config.gateway.port}: ${err.code ?? err.message}\n`);
+    await cleanup?.();
+    return 1;
+  }
+  const roles = [...config.roles.keys()];
+  log.info(`AI Fabric gateway listening on ${running.url}${config.simulated ? ' (SIMULATED fleet)' : ''}`, {
+    roles, backends: config.backends.size, auth: config.gateway.masterKey === undefined ? 'none (no master key configured)' : 'master key',
+  });
+  log.flush();
+
+  const reload = (): void => {
+    if (file === undefined || file === '') return;
+    try {
+      const next = loadFabricConfig(file);
+      running.reload(next.config, next.secrets);
+      log.info('config reloaded', { file });
+    } catch (e) {
+      const issues = e instanceof ConfigError ? e.issues.map(formatIssue) : [String(e)];
+      log.error('config reload refused; still serving the previous config', { file, issues });
+    }
+  };
+  process.on('SIGHUP', reload);
+  if (file !== undefined && file !== '') {
+    let debounce: NodeJS.Timeout | undefined;
+    try {
+      watch(file, () => {
+        clearTimeout(debounce);
+        debounce = setTimeout(reload, 200);
+      }).unref();
+    } catch {
+      // watching is a convenience; SIGHUP still works
+    }
+  }
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info(`${sig}: draining (readiness is now 503; in-flight requests get ${graceMs / 1000}s)`);
+      void running.close(graceMs).then(async () => {
+        await cleanup?.();
+        log.info('stopped');
+        log.flush();
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  return 0;
+}

@@ -1,0 +1,144 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadFabricConfig } from './load.ts';
+import { ConfigError, formatIssue } from './issues.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'fabric-config-'));
+let n = 0;
+function file(text: string): string {
+  const d = join(dir, `c${n++}`);
+  mkdirSync(d, { recursive: true });
+  const p = join(d, 'fabric.yaml');
+  writeFileSync(p, text);
+  return p;
+}
+
+function errorsOf(path: string, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    loadFabricConfig(path, env);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    return e.issues.filter((i) => i.severity === 'error').map(formatIssue);
+  }
+  assert.fail('expected the config to be refused');
+}
+
+const MINIMAL = `version: 1
+backends:
+  a:
+    engine: vllm
+    url: http://127.0.0.1:8000/v1
+    model: m
+roles:
+  chat-fast:
+    kind: chat
+    backends: [a]
+`;
+
+test('the seeds example is valid and reproduces their fabric', () => {
+  const { config } = loadFabricConfig(new URL('../../examples/seeds.fabric.yaml', import.meta.url).pathname, {});
+  assert.deepEqual([...config.roles.keys()], ['chat-fast', 'chat-deep', 'embeddings-general', 'openai/strong', 'openai/cheap']);
+  assert.equal(config.backends.get('armitage-qwen')!.model, 'Qwen/Qwen2.5-7B-Instruct-AWQ');
+  assert.equal(config.backends.get('armitage-qwen')!.node, 'armitage');
+  assert.equal(config.backends.get('wintermute-llama')!.model, 'casperhansen/llama-3-8b-instruct-awq');
+  assert.equal(config.backends.get('motoko-bge')!.url, 'http://motoko.pangolin-vega.ts.net:8200/v1');
+  assert.equal(config.roles.get('embeddings-general')!.dimensions, 768);
+  assert.deepEqual(config.roles.get('chat-fast')!.fallbacks, ['chat-deep', 'openai/strong']);
+  assert.deepEqual(config.roles.get('chat-fast')!.rules, [{ inputTokensOver: 12000, routeTo: 'openai/strong' }]);
+  assert.equal(config.nodes.get('wintermute')!.power, 'workstation');
+  assert.equal(config.nodes.get('motoko')!.gpus[0]!.memoryBytes, 8 * 1024 ** 3);
+  assert.deepEqual(config.backends.get('openai-strong')!.apiKey, { env: 'OPENAI_API_KEY' });
+});
+
+test('a minimal config gets defaults', () => {
+  const { config } = loadFabricConfig(file(MINIMAL), {});
+  const b = config.backends.get('a')!;
+  assert.equal(b.timeouts.connectMs, 3000);
+  assert.equal(config.gateway.port, 4000);
+  assert.equal(config.roles.get('chat-fast')!.strategy, 'round-robin');
+});
+
+test('unknown keys are named with their line and a suggestion', () => {
+  const errs = errorsOf(file(MINIMAL.replace('    backends: [a]', '    backends: [a]\n    fallback: [x]')));
+  assert.equal(errs.length, 1);
+  assert.match(errs[0]!, /fabric\.yaml:11:5: error: roles\.chat-fast\.fallback: unknown key \(did you mean "fallbacks"\?\)/);
+});
+
+test('every error is reported, each with file, line and key path', () => {
+  const text = `backends:
+  a:
+    engine: vllmm
+    url: ftp://x
+    model: m
+    timeouts: { connect: soon }
+roles:
+  chat-fast:
+    kind: chat
+    backends: [a, b]
+    fallbacks: [chat-slow]
+`;
+  const errs = errorsOf(file(text));
+  const joined = errs.join('\n');
+  assert.match(joined, /:3:13: error: backends\.a\.engine: must be one of .* \(did you mean "vllm"\?\)/);
+  assert.match(joined, /:4:10: error: backends\.a\.url: must be an http:\/\/ or https:\/\/ URL/);
+  assert.match(joined, /:6:26: error: backends\.a\.timeouts\.connect: must be a duration/);
+  assert.match(joined, /:10:19: error: roles\.chat-fast\.backends\[1\]: names a backend that is not defined: "b"/);
+  assert.match(joined, /:11:17: error: roles\.chat-fast\.fallbacks\[0\]: names no role or role alias: "chat-slow"/);
+  assert.equal(errs.length, 5);
+});
+
+test('YAML syntax errors carry their line', () => {
+  const errs = errorsOf(file('backends:\n  a: [unclosed\nroles: {}\n'));
+  assert.match(errs[0]!, /fabric\.yaml:\d+:\d+: error: \(yaml\)/);
+});
+
+test('a literal secret is refused without echoing it', () => {
+  const errs = errorsOf(file(MINIMAL.replace('    model: m', '    model: m\n    api_key: sk-live-abcdef123456')));
+  assert.equal(errs.length, 1);
+  assert.match(errs[0]!, /backends\.a\.api_key: must reference a secret, not contain it/);
+  assert.doesNotMatch(errs[0]!, /sk-live/);
+});
+
+test('duplicate names across roles and aliases are refused', () => {
+  const errs = errorsOf(file(MINIMAL + '    aliases: [chat-fast]\n'));
+  assert.match(errs[0]!, /roles\.chat-fast\.aliases\[0\]: "chat-fast" is already used by role chat-fast/);
+});
+
+test('a fallback of the wrong kind is refused', () => {
+  const text = MINIMAL + `    fallbacks: [emb]
+  emb:
+    kind: embeddings
+    backends: [a]
+`;
+  const errs = errorsOf(file(text));
+  assert.match(errs[0]!, /roles\.chat-fast\.fallbacks\[0\]: "emb" is a embeddings role but chat-fast is chat/);
+});
+
+test('secrets come from the environment or .env; a loose .env is warned about; an unset master key is an error', () => {
+  const p = file(MINIMAL.replace('version: 1', 'version: 1\ngateway:\n  master_key: env:FABRIC_MASTER_KEY'));
+  const errs = errorsOf(p);
+  assert.match(errs[0]!, /gateway\.master_key: environment variable FABRIC_MASTER_KEY is not set/);
+  const envPath = join(p, '..', '.env');
+  writeFileSync(envPath, 'FABRIC_MASTER_KEY="topsecret-value-1"\n');
+  chmodSync(envPath, 0o644);
+  const loaded = loadFabricConfig(p, {});
+  assert.equal(loaded.secrets.get('FABRIC_MASTER_KEY'), 'topsecret-value-1');
+  const warn = loaded.issues.map(formatIssue).join('\n');
+  assert.match(warn, /readable by group or others .*chmod 600/);
+  assert.doesNotMatch(warn, /topsecret/);
+  chmodSync(envPath, 0o600);
+  assert.equal(loadFabricConfig(p, {}).issues.length, 0);
+  // The environment wins over the file.
+  assert.equal(loadFabricConfig(p, { FABRIC_MASTER_KEY: 'from-env' }).secrets.get('FABRIC_MASTER_KEY'), 'from-env');
+});
+
+test('an unset backend key is a warning, not an error', () => {
+  const p = file(MINIMAL.replace('    model: m', '    model: m\n    api_key: env:ARMITAGE_KEY'));
+  const { issues } = loadFabricConfig(p, {});
+  assert.equal(issues.length, 1);
+  assert.equal(issues[0]!.severity, 'warning');
+  assert.match(issues[0]!.message, /ARMITAGE_KEY is not set/);
+});

@@ -1,0 +1,72 @@
+// Structured logs: one JSON object per line, batched and written off the request path, with
+// every known secret value scrubbed. On a terminal the same records read as plain lines.
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export interface Logger {
+  log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  flush(): void;
+}
+
+export interface LoggerOptions {
+  level?: LogLevel;
+  pretty?: boolean;
+  write?: (s: string) => void;
+  /** Values that must never appear in output (API keys, the master key). */
+  secrets?: string[];
+}
+
+export function createLogger(opts: LoggerOptions = {}): Logger {
+  const min = RANK[opts.level ?? 'info'];
+  const pretty = opts.pretty ?? false;
+  const write = opts.write ?? ((s: string) => process.stdout.write(s));
+  const secrets = (opts.secrets ?? []).filter((s) => s.length >= 4);
+  let buffer = '';
+  let scheduled = false;
+  const flush = (): void => {
+    scheduled = false;
+    if (buffer === '') return;
+    const out = buffer;
+    buffer = '';
+    write(out);
+  };
+  const scrub = (s: string): string => {
+    for (const v of secrets) if (s.includes(v)) s = s.split(v).join('[redacted]');
+    return s;
+  };
+  const log = (level: LogLevel, msg: string, fields?: Record<string, unknown>): void => {
+    if (RANK[level] < min) return;
+    let line: string;
+    if (pretty) {
+      const kv = fields === undefined ? '' : Object.entries(fields)
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
+      line = `${new Date().toISOString().slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${msg}${kv === '' ? '' : '  ' + kv}\n`;
+    } else {
+      line = JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }) + '\n';
+    }
+    buffer += secrets.length > 0 ? scrub(line) : line;
+    if (level === 'error' || buffer.length > 64 * 1024) flush();
+    else if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
+  };
+  return {
+    log,
+    info: (m, f) => log('info', m, f),
+    warn: (m, f) => log('warn', m, f),
+    error: (m, f) => log('error', m, f),
+    debug: (m, f) => log('debug', m, f),
+    flush,
+  };
+}
+
+export const silentLogger: Logger = {
+  log: () => {}, info: () => {}, warn: () => {}, error: () => {}, debug: () => {}, flush: () => {},
+};

@@ -1,0 +1,226 @@
+// The HTTP face of the gateway: a fixed route table over node:http, the request-id, auth and
+// body-limit steps, and the writing of JSON, errors and SSE. Everything else is in core.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { FabricError, toFabricError } from '../core/errors.ts';
+import { clientRequestId, RequestIds } from '../core/ids.ts';
+import type { Gateway, RequestContext, Served, StreamSink } from '../core/gateway.ts';
+import type { Logger } from '../core/log.ts';
+import type { JsonObject, Operation } from '../engines/types.ts';
+import { MasterKey } from './auth.ts';
+import { validateRequest } from './validate.ts';
+import { healthBody, modelsBody, modelBody } from './info.ts';
+
+export interface AppState {
+  gateway: Gateway;
+  masterKey: MasterKey | undefined;
+  log: Logger;
+  /** Set on SIGTERM: readiness fails and new requests are refused while in-flight ones finish. */
+  draining: boolean;
+  startedAt: number;
+}
+
+const JSON_TYPE = 'application/json';
+
+const POST_ROUTES: Record<string, Operation> = {
+  '/v1/chat/completions': 'chat',
+  '/chat/completions': 'chat',
+  '/v1/completions': 'completions',
+  '/completions': 'completions',
+  '/v1/embeddings': 'embeddings',
+  '/embeddings': 'embeddings',
+};
+
+function sendJson(res: ServerResponse, status: number, body: string, headers?: Record<string, string>): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  res.statusCode = status;
+  res.setHeader('content-type', JSON_TYPE);
+  res.setHeader('content-length', Buffer.byteLength(body));
+  if (headers !== undefined) for (const k in headers) res.setHeader(k, headers[k]!);
+  res.end(body);
+}
+
+function sendError(res: ServerResponse, e: FabricError): void {
+  sendJson(res, e.status, JSON.stringify(e.toBody()), e.headers);
+}
+
+function servedHeaders(res: ServerResponse, s: Served, simulated: boolean): void {
+  res.setHeader('x-fabric-role', s.role);
+  res.setHeader('x-fabric-backend', s.backend);
+  res.setHeader('x-fabric-attempts', String(s.attempts));
+  if (s.rerouted) res.setHeader('x-fabric-rerouted', 'true');
+  if (simulated) res.setHeader('x-fabric-simulated', 'true');
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && Number(declared) > limit) {
+      reject(new FabricError('body_too_large', `request body is ${declared} bytes; the limit is ${limit}`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.pause();
+        reject(new FabricError('body_too_large', `request body exceeds the limit of ${limit} bytes`));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
+    req.on('error', reject);
+  });
+}
+
+class ResponseSink implements StreamSink {
+  readonly #res: ServerResponse;
+  readonly #simulated: boolean;
+  constructor(res: ServerResponse, simulated: boolean) {
+    this.#res = res;
+    this.#simulated = simulated;
+  }
+  begin(served: Served): void {
+    const res = this.#res;
+    res.statusCode = 200;
+    res.setHeader('content-type', 'text/event-stream; charset=utf-8');
+    res.setHeader('cache-control', 'no-cache');
+    res.setHeader('x-accel-buffering', 'no');
+    servedHeaders(res, served, this.#simulated);
+  }
+  write(data: Buffer | string): boolean {
+    return this.#res.write(data);
+  }
+  onDrain(cb: () => void): void {
+    this.#res.once('drain', cb);
+  }
+  end(): void {
+    this.#res.end();
+  }
+}
+
+export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBodyBytes: () => number): Server {
+  const ids = new RequestIds();
+
+  async function handleInference(op: Operation, req: IncomingMessage, res: ServerResponse, ctx: RequestContext, started: number): Promise<void> {
+    const gw = app.gateway;
+    const raw = (await readBody(req, maxBodyBytes())).toString('utf8');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch (e) {
+      throw new FabricError('invalid_json', `the request body is not valid JSON: ${(e as Error).message}`);
+    }
+    const body: JsonObject = validateRequest(op, parsed, raw, gw.config.gateway.limits);
+    let served: Served;
+    if (body.stream === true && op !== 'embeddings') {
+      served = await gw.stream(op, body, ctx, new ResponseSink(res, gw.config.simulated));
+    } else {
+      const r = await gw.unary(op, body, ctx);
+      served = r.served;
+      servedHeaders(res, served, gw.config.simulated);
+      sendJson(res, 200, JSON.stringify(r.response));
+    }
+    app.log.info('request', {
+      id: ctx.id, client_id: ctx.clientRequestId, op, model: served.requested, role: served.role, backend: served.backend,
+      status: 200, attempts: served.attempts, rerouted: served.rerouted || undefined, stream: body.stream === true || undefined,
+      ms: Math.round((performance.now() - started) * 10) / 10,
+      prompt_tokens: served.usage?.prompt_tokens, completion_tokens: served.usage?.completion_tokens,
+      stream_error: served.streamError,
+    });
+  }
+
+  function authorize(req: IncomingMessage): void {
+    if (app.masterKey === undefined) return;
+    if (!app.masterKey.matches(MasterKey.presented(req.headers))) {
+      throw new FabricError('invalid_api_key', 'Incorrect or missing API key: send the gateway key as "Authorization: Bearer <key>"');
+    }
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const id = ids.next();
+    const cid = clientRequestId(req.headers['x-request-id']);
+    res.setHeader('x-request-id', id);
+    if (cid !== undefined) res.setHeader('x-client-request-id', cid);
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    try {
+      const op = POST_ROUTES[path];
+      if (op !== undefined) {
+        if (req.method !== 'POST') throw new FabricError('method_not_allowed', `${req.method} is not allowed on ${path}; use POST`);
+        authorize(req);
+        if (app.draining) throw new FabricError('shutting_down', 'the gateway is shutting down; retry on another instance', { headers: { connection: 'close', 'retry-after': '1' } });
+        const ac = new AbortController();
+        res.once('close', () => { if (!res.writableFinished) ac.abort(); });
+        const ctx: RequestContext = { id, clientRequestId: cid, created: Math.floor(Date.now() / 1000), signal: ac.signal };
+        await handleInference(op, req, res, ctx, started);
+        return;
+      }
+      if (req.method !== 'GET' && req.method !== 'HEAD') throw new FabricError('method_not_allowed', `${req.method} is not allowed on ${path}`);
+      if (path === '/health/live' || path === '/healthz') return sendJson(res, 200, '{"status":"ok"}');
+      if (path === '/health/ready' || path === '/readyz') {
+        return app.draining ? sendJson(res, 503, '{"status":"draining"}') : sendJson(res, 200, '{"status":"ready"}');
+      }
+      if (path === '/health') return sendJson(res, 200, JSON.stringify(healthBody(app.gateway, app.startedAt, app.draining)));
+      if (path === '/v1/models' || path === '/models') {
+        authorize(req);
+        return sendJson(res, 200, modelsBody(app.gateway));
+      }
+      if (path.startsWith('/v1/models/')) {
+        authorize(req);
+        let name: string;
+        try {
+          name = decodeURIComponent(path.slice('/v1/models/'.length));
+        } catch {
+          throw new FabricError('invalid_request', 'the model id in the path is not valid percent-encoding', { param: 'model' });
+        }
+        const body = modelBody(app.gateway, name);
+        if (body === undefined) throw new FabricError('model_not_found', `The model \`${name}\` does not exist on this gateway`, { param: 'model' });
+        return sendJson(res, 200, body);
+      }
+      if (path === '/') return sendJson(res, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/models', '/health'] }));
+      throw new FabricError('not_found', `no route for ${req.method} ${path}`);
+    } catch (e) {
+      const fe = toFabricError(e);
+      if (fe.code === 'internal_error') app.log.error('internal error', { id, path, error: String((e as Error)?.stack ?? e) });
+      else if (fe.status >= 500 || fe.status === 429) app.log.warn('request failed', { id, path, status: fe.status, code: fe.code, message: fe.message });
+      else app.log.debug('request refused', { id, path, status: fe.status, code: fe.code, message: fe.message });
+      if (fe.status === 499) {
+        res.destroy();
+        return;
+      }
+      if (fe.code === 'body_too_large') res.setHeader('connection', 'close');
+      if (res.headersSent) {
+        // A stream already begun: the gateway has ended it with an error event.
+        if (!res.writableEnded) res.end();
+        return;
+      }
+      sendError(res, fe);
+    }
+  }
+
+  const server = createServer({ maxHeaderSize: maxHeaderBytes, keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 300_000 }, (req, res) => {
+    handle(req, res).catch((e: unknown) => {
+      app.log.error('unhandled', { error: String(e) });
+      if (!res.headersSent) sendError(res, toFabricError(e));
+      else res.destroy();
+    });
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable) return socket.destroy();
+    const tooBig = err.code === 'HPE_HEADER_OVERFLOW';
+    const status = tooBig ? 431 : 400;
+    const body = JSON.stringify({ error: { message: tooBig ? `request headers exceed the limit of ${maxHeaderBytes} bytes` : 'malformed HTTP request', type: 'invalid_request_error', param: null, code: tooBig ? 'headers_too_large' : 'bad_request' } });
+    socket.end(`HTTP/1.1 ${status} ${tooBig ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  });
+  return server;
+}

@@ -1,0 +1,95 @@
+// Request validation: a clear 400 naming the field, before anything is sent upstream.
+// Nothing in a request may choose where it goes beyond the model name, and parameters
+// that multiply cost (n, best_of, max_tokens) are bounded.
+
+import type { Limits } from '../config/types.ts';
+import { FabricError } from '../core/errors.ts';
+import type { JsonObject, Operation } from '../engines/types.ts';
+
+/** Keys that would let a client redirect the gateway or swap its credentials (LiteLLM honours several). */
+const FORBIDDEN = ['api_base', 'base_url', 'api_url', 'api_key', 'api_version', 'azure_endpoint', 'custom_llm_provider', 'litellm_params'];
+const FORBIDDEN_SET = new Set(FORBIDDEN);
+const FORBIDDEN_QUOTED = FORBIDDEN.map((k) => `"${k}"`);
+const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
+
+function isObj(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Subtrees that describe data rather than configure the request: a tool may well have a `base_url` parameter. */
+function isSchemaSubtree(path: string): boolean {
+  return /^tools\[\d+\]\.function\.parameters$/.test(path) || path === 'response_format.json_schema.schema' || /^functions\[\d+\]\.parameters$/.test(path);
+}
+
+function findForbidden(v: unknown, path: string): string | undefined {
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const f = findForbidden(v[i], `${path}[${i}]`);
+      if (f !== undefined) return f;
+    }
+    return undefined;
+  }
+  if (!isObj(v) || isSchemaSubtree(path)) return undefined;
+  for (const k of Object.keys(v)) {
+    const p = path === '' ? k : `${path}.${k}`;
+    if (FORBIDDEN_SET.has(k)) return p;
+    const f = findForbidden(v[k], p);
+    if (f !== undefined) return f;
+  }
+  return undefined;
+}
+
+function bad(param: string, message: string, code: 'invalid_request' | 'parameter_out_of_range' = 'invalid_request'): FabricError {
+  return new FabricError(code, message, { param });
+}
+
+function boundedInt(body: JsonObject, key: string, max: number): void {
+  const v = body[key];
+  if (v === undefined || v === null) return;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw bad(key, `\`${key}\` must be a positive integer`);
+  if (v > max) throw bad(key, `\`${key}\` is ${v}; this gateway allows at most ${max}`, 'parameter_out_of_range');
+}
+
+export function validateRequest(op: Operation, body: unknown, raw: string, limits: Limits): JsonObject {
+  if (!isObj(body)) throw bad('', 'the request body must be a JSON object');
+  if (typeof body.model !== 'string' || body.model === '') throw bad('model', 'you must provide a model parameter (a non-empty string)');
+  // A cheap scan of the raw text first: the deep walk runs only if a forbidden name appears at all.
+  if (FORBIDDEN_QUOTED.some((k) => raw.includes(k))) {
+    const at = findForbidden(body, '');
+    if (at !== undefined) throw new FabricError('forbidden_parameter', `\`${at}\` is not accepted: the gateway chooses backends and credentials, requests choose only the model`, { param: at });
+  }
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw bad('stream', '`stream` must be a boolean');
+  if (body.stream_options !== undefined && body.stream_options !== null && !isObj(body.stream_options)) throw bad('stream_options', '`stream_options` must be an object');
+  boundedInt(body, 'max_tokens', limits.maxTokens);
+  boundedInt(body, 'max_completion_tokens', limits.maxTokens);
+  boundedInt(body, 'n', limits.maxN);
+  if (op === 'chat') {
+    const m = body.messages;
+    if (!Array.isArray(m) || m.length === 0) throw bad('messages', '`messages` must be a non-empty array');
+    for (let i = 0; i < m.length; i++) {
+      const msg = m[i] as unknown;
+      if (!isObj(msg)) throw bad(`messages[${i}]`, `\`messages[${i}]\` must be an object`);
+      if (typeof msg.role !== 'string' || !ROLES.has(msg.role)) {
+        throw bad(`messages[${i}].role`, `\`messages[${i}].role\` must be one of ${[...ROLES].join(', ')}`);
+      }
+      const c = msg.content;
+      if (c !== undefined && c !== null && typeof c !== 'string' && !Array.isArray(c)) {
+        throw bad(`messages[${i}].content`, `\`messages[${i}].content\` must be a string or an array of content parts`);
+      }
+    }
+  } else if (op === 'completions') {
+    const p = body.prompt;
+    const ok = typeof p === 'string' || (Array.isArray(p) && p.length > 0);
+    if (!ok) throw bad('prompt', '`prompt` must be a string or a non-empty array');
+    boundedInt(body, 'best_of', limits.maxBestOf);
+  } else {
+    const input = body.input;
+    const ok = (typeof input === 'string' && input !== '') || (Array.isArray(input) && input.length > 0);
+    if (!ok) throw bad('input', '`input` must be a non-empty string or a non-empty array');
+    const ef = body.encoding_format;
+    if (ef !== undefined && ef !== 'float' && ef !== 'base64') throw bad('encoding_format', '`encoding_format` must be "float" or "base64"');
+    const d = body.dimensions;
+    if (d !== undefined && (typeof d !== 'number' || !Number.isInteger(d) || d < 1)) throw bad('dimensions', '`dimensions` must be a positive integer');
+  }
+  return body;
+}
