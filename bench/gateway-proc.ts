@@ -1,0 +1,86 @@
+// The gateway under test, in its own process (pinned by the orchestrator to its own core),
+// started through the same composition root as `fabric serve`: startGateway() with the config
+// the orchestrator wrote, the master key from the environment, health probes on, and the
+// per-request log line written for real: to stdout, as `fabric serve` does, which the
+// orchestrator points at BENCH_GATEWAY_LOG (/dev/null by default).
+//
+//   node bench/gateway-proc.ts <config.yaml>     (as a child of bench/run.ts, with IPC)
+
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { parseFabricText } from '../src/config/load.ts';
+import { Secrets } from '../src/config/env-file.ts';
+import { createLogger } from '../src/core/log.ts';
+import { secretNames, startGateway } from '../src/main.ts';
+import { GcWatch } from './gc-watch.ts';
+
+export interface GatewayStats {
+  type: 'stats';
+  rssBytes: number;
+  heapUsedBytes: number;
+  heapTotalBytes: number;
+  externalBytes: number;
+  /** cumulative since start */
+  gcCount: number;
+  gcMs: number;
+  gcMaxMs: number;
+}
+
+const file = process.argv[2];
+if (process.send === undefined || file === undefined) {
+  process.stderr.write('usage: node bench/gateway-proc.ts <config.yaml>   (as a child of bench/run.ts, with IPC)\n');
+  process.exit(2);
+}
+
+const { config } = parseFabricText(readFileSync(file, 'utf8'), file);
+const secrets = new Secrets(process.env);
+// The logger's default sink is process.stdout, as in `fabric serve`; stdout is the log file.
+const log = createLogger({ secrets: secrets.values(secretNames(config)) });
+
+const gc = new GcWatch();
+
+const gw = await startGateway(config, secrets, { host: '127.0.0.1', port: 0, log, probe: true });
+
+let closing = false;
+const stop = (): void => {
+  if (closing) return;
+  closing = true;
+  void gw.close(1000).finally(() => process.exit(0));
+};
+// --profile: the orchestrator brackets a phase with profile-start / profile-stop, so the
+// profile holds that phase only, not start-up and idle time.
+let session: Session | undefined;
+async function profileStart(): Promise<void> {
+  session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+}
+async function profileStop(file: string): Promise<void> {
+  if (session === undefined) return;
+  const { profile } = await session.post('Profiler.stop');
+  writeFileSync(file, JSON.stringify(profile));
+  session.disconnect();
+  session = undefined;
+}
+
+process.on('message', (m: { type: string; file?: string; sinceMs?: number }) => {
+  if (m.type === 'gc-pauses') {
+    process.send!({ type: 'gc-pauses', pauses: gc.since(m.sinceMs ?? 0) });
+  } else if (m.type === 'profile-start') {
+    void profileStart().then(() => process.send!({ type: 'profile-started' }));
+  } else if (m.type === 'profile-stop') {
+    void profileStop(m.file!).then(() => process.send!({ type: 'profile-stopped', file: m.file }));
+  } else if (m.type === 'stats') {
+    const mem = process.memoryUsage();
+    const s: GatewayStats = {
+      type: 'stats', rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, heapTotalBytes: mem.heapTotal, externalBytes: mem.external,
+      gcCount: gc.totals.count, gcMs: gc.totals.ms, gcMaxMs: gc.totals.maxMs,
+    };
+    process.send!(s);
+  } else if (m.type === 'exit') stop();
+});
+process.on('disconnect', stop);
+process.on('SIGTERM', stop);
+process.send({ type: 'ready', pid: process.pid, url: gw.url });

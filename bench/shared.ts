@@ -1,0 +1,97 @@
+// Shapes shared by the orchestrator and the load generator, and the arithmetic on samples.
+// Kept free of I/O so both processes can import it.
+
+export interface Percentiles {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
+
+/** Nearest-rank percentiles of samples in milliseconds; sorts `ms` in place. */
+export function percentiles(ms: Float64Array): Percentiles {
+  const n = ms.length;
+  if (n === 0) return { count: 0, p50: NaN, p90: NaN, p99: NaN, max: NaN, mean: NaN };
+  ms.sort();
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += ms[i]!;
+  const at = (q: number): number => ms[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))]!;
+  return { count: n, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: ms[n - 1]!, mean: sum / n };
+}
+
+/** What the orchestrator asks the load generator to do; one job at a time. */
+export interface TargetSpec {
+  /** http://127.0.0.1:PORT */
+  origin: string;
+  path: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export type Job =
+  | {
+    kind: 'open';
+    target: TargetSpec;
+    /** requests per second, evenly spaced */
+    rate: number;
+    durationMs: number;
+    connections: number;
+  }
+  | {
+    kind: 'closed';
+    target: TargetSpec;
+    concurrency: number;
+    durationMs: number;
+  }
+  | {
+    kind: 'streams';
+    target: TargetSpec;
+    count: number;
+    /** how fast the streams are opened, per second */
+    rampRate: number;
+    timeoutMs: number;
+  };
+
+export interface PhaseResult {
+  kind: Job['kind'];
+  /** requests started */
+  sent: number;
+  /** answered 200 with a complete body */
+  ok: number;
+  /** non-200, transport errors, or (streams) a body without [DONE] or with an error event */
+  errors: number;
+  /** still outstanding when the phase's hard deadline passed */
+  unfinished: number;
+  firstError: string | undefined;
+  /** wall time from first send to last completion, ms */
+  elapsedMs: number;
+  /** open: achieved send rate; closed: completions per second within the timed window */
+  throughput: number;
+  /** send → last body byte, ms */
+  latency: Percentiles;
+  /** send → first body byte, ms */
+  ttfb: Percentiles;
+  /** open loop only: how late sends left against their schedule, ms (generator health) */
+  lag: Percentiles;
+  /** open loop only: scheduled time → last body byte, ms (coordinated-omission-corrected) */
+  corrected: Percentiles;
+  /** open loop only: requests over SLOW_MS, as [send, end] on the monotonic clock in ms (at most MAX_SLOW) */
+  slow: [number, number][];
+}
+
+/** A request slower than this is kept for the stall analysis (which pauses it overlapped). */
+export const SLOW_MS = 2;
+export const MAX_SLOW = 20_000;
+
+/** Sent by the load generator in a streams job once every stream has its first byte. */
+export interface StreamsOpen {
+  type: 'streams-open';
+  open: number;
+}
+
+export const EMPTY: Percentiles = { count: 0, p50: NaN, p90: NaN, p99: NaN, max: NaN, mean: NaN };
+
+/** The simulated engines' model names (bench/upstream-proc.ts), as the direct phases ask for them. */
+export const UPSTREAM_MODELS = { fast: 'bench/fast', stream: 'bench/stream', slow: 'bench/slow' } as const;

@@ -1,0 +1,179 @@
+// Ollama's native API and its OpenAI-compatible layer.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startFleet } from './fleet.ts';
+import type { SimFleet } from './fleet.ts';
+import { replyTokens } from './generate.ts';
+import { FAST, at, decodeBase64Floats, parseNdjson, parseSse, post, waitFor, withFleet } from './test-helpers.ts';
+
+const CHAT = 'qwen2.5:7b';
+const EMBED = 'nomic-embed-text';
+const STATS = ['total_duration', 'load_duration', 'prompt_eval_count', 'prompt_eval_duration', 'eval_count', 'eval_duration'];
+
+describe('ollama', () => {
+  let fleet: SimFleet;
+  let url: string;
+
+  before(async () => {
+    fleet = await startFleet([
+      { name: 'o', protocol: 'ollama', model: CHAT, kind: 'chat', contextWindow: 50, dimensions: 8, timing: FAST, extraModels: [EMBED, 'llama3.2'] },
+    ]);
+    url = fleet.get('o').url;
+  });
+  after(() => fleet.close());
+
+  test('banner, version, tags, ps and show', async () => {
+    const root = await fetch(`${url}/`);
+    assert.equal(await root.text(), 'Ollama is running');
+    assert.match(root.headers.get('content-type') ?? '', /^text\/plain/);
+    assert.match(String(at(await (await fetch(`${url}/api/version`)).json(), 'version')), /^\d+\.\d+\.\d+$/);
+    const tags: unknown = await (await fetch(`${url}/api/tags`)).json();
+    const models = at(tags, 'models') as Record<string, unknown>[];
+    assert.deepEqual(models.map((m) => m.name), [CHAT, EMBED, 'llama3.2']);
+    const first = models[0]!;
+    assert.equal(first.model, CHAT);
+    assert.match(String(first.digest), /^[0-9a-f]{64}$/);
+    assert.equal(typeof first.size, 'number');
+    assert.ok(!Number.isNaN(Date.parse(String(first.modified_at))));
+    assert.equal(at(first, 'details', 'format'), 'gguf');
+    assert.equal(at(first, 'details', 'parameter_size'), '7B');
+    assert.equal(at(first, 'details', 'quantization_level'), 'Q4_K_M');
+    const ps: unknown = await (await fetch(`${url}/api/ps`)).json();
+    assert.equal(at(ps, 'models', 0, 'name'), CHAT);
+    assert.equal(typeof at(ps, 'models', 0, 'expires_at'), 'string');
+    const show: unknown = await (await post(`${url}/api/show`, { model: EMBED })).json();
+    assert.deepEqual(at(show, 'capabilities'), ['embedding']);
+  });
+
+  test('/api/chat streams NDJSON by default, ending with done and the durations', async () => {
+    const res = await post(`${url}/api/chat`, { model: CHAT, messages: [{ role: 'user', content: 'hey' }] });
+    assert.equal(res.headers.get('content-type'), 'application/x-ndjson');
+    const lines = parseNdjson(await res.text());
+    const tokens = replyTokens('hey');
+    assert.equal(lines.length, tokens.length + 1);
+    assert.deepEqual(at(lines[0], 'message'), { role: 'assistant', content: tokens[0] });
+    assert.equal(at(lines[0], 'done'), false);
+    const last = lines.at(-1)!;
+    assert.equal(last.done, true);
+    assert.equal(last.done_reason, 'stop');
+    assert.equal(at(last, 'message', 'content'), '');
+    for (const k of STATS) assert.equal(typeof last[k], 'number', k);
+    assert.equal(last.eval_count, tokens.length);
+    assert.equal(last.prompt_eval_count, 8);
+  });
+
+  test('/api/chat with stream:false and options.num_predict', async () => {
+    const res = await post(`${url}/api/chat`, { model: CHAT, messages: [{ role: 'user', content: 'hey' }], stream: false, options: { num_predict: 2 } });
+    assert.equal(res.headers.get('content-type'), 'application/json; charset=utf-8');
+    const json = (await res.json()) as Record<string, unknown>;
+    assert.equal(at(json, 'message', 'content'), replyTokens('hey').slice(0, 2).join(''));
+    assert.equal(json.done_reason, 'length');
+    assert.equal(json.eval_count, 2);
+    for (const k of STATS) assert.equal(typeof json[k], 'number', k);
+  });
+
+  test('/api/generate, streamed and not, with context ids', async () => {
+    const lines = parseNdjson(await (await post(`${url}/api/generate`, { model: CHAT, prompt: 'why is the sky blue' })).text());
+    assert.equal(lines.slice(0, -1).map((l) => l.response).join(''), replyTokens('why is the sky blue').join(''));
+    const json = (await (await post(`${url}/api/generate`, { model: CHAT, prompt: 'why is the sky blue', stream: false })).json()) as Record<string, unknown>;
+    assert.equal(json.response, replyTokens('why is the sky blue').join(''));
+    assert.ok(Array.isArray(json.context));
+    assert.equal(json.done, true);
+  });
+
+  test('/api/embed and the legacy /api/embeddings', async () => {
+    const one: unknown = await (await post(`${url}/api/embed`, { model: EMBED, input: 'sky' })).json();
+    assert.equal((at(one, 'embeddings') as number[][]).length, 1);
+    assert.equal((at(one, 'embeddings', 0) as number[]).length, 8);
+    assert.equal(at(one, 'model'), EMBED);
+    assert.equal(at(one, 'prompt_eval_count'), 1);
+    const two: unknown = await (await post(`${url}/api/embed`, { model: EMBED, input: ['sky', 'sea'] })).json();
+    assert.deepEqual(at(two, 'embeddings', 0), at(one, 'embeddings', 0));
+    const legacy: unknown = await (await post(`${url}/api/embeddings`, { model: EMBED, prompt: 'sky' })).json();
+    assert.deepEqual(at(legacy, 'embedding'), at(one, 'embeddings', 0));
+    const long = await post(`${url}/api/embed`, { model: EMBED, input: 'w '.repeat(100), truncate: false });
+    assert.equal(long.status, 400);
+    assert.deepEqual(await long.json(), { error: 'the input length exceeds the context length' });
+  });
+
+  test('native errors: {"error": "…"} with Ollama statuses', async () => {
+    const missing = await post(`${url}/api/chat`, { model: 'mistral', messages: [{ role: 'user', content: 'x' }] });
+    assert.equal(missing.status, 404);
+    assert.deepEqual(await missing.json(), { error: 'model "mistral" not found, try pulling it first' });
+    // no tag means :latest, which is not what was pulled
+    assert.equal((await post(`${url}/api/chat`, { model: 'qwen2.5', messages: [], stream: false })).status, 404);
+    const latest = await post(`${url}/api/chat`, { model: 'llama3.2:latest', messages: [{ role: 'user', content: 'x' }], stream: false });
+    assert.equal(latest.status, 200);
+    await latest.text();
+    const chatOnEmbed = await post(`${url}/api/chat`, { model: EMBED, messages: [{ role: 'user', content: 'x' }] });
+    assert.equal(chatOnEmbed.status, 400);
+    assert.deepEqual(await chatOnEmbed.json(), { error: `"${EMBED}" does not support chat` });
+    const noModel = await post(`${url}/api/chat`, { messages: [] });
+    assert.deepEqual(await noModel.json(), { error: 'model is required' });
+    const long = await post(`${url}/api/chat`, { model: CHAT, messages: [{ role: 'user', content: 'w '.repeat(100) }] });
+    assert.equal(long.status, 400);
+    assert.deepEqual(await long.json(), { error: 'the input length exceeds the context length' });
+    const load: unknown = await (await post(`${url}/api/chat`, { model: CHAT, messages: [] })).json();
+    assert.equal(at(load, 'done_reason'), 'load');
+    const route = await fetch(`${url}/api/nope`);
+    assert.equal(route.status, 404);
+    assert.equal(await route.text(), '404 page not found');
+  });
+
+  test('/v1/chat/completions as Ollama implements it', async () => {
+    const json: unknown = await (await post(`${url}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'hey' }] })).json();
+    assert.match(String(at(json, 'id')), /^chatcmpl-\d{1,3}$/);
+    assert.equal(at(json, 'system_fingerprint'), 'fp_ollama');
+    assert.deepEqual(at(json, 'choices', 0, 'message'), { role: 'assistant', content: replyTokens('hey').join('') });
+    assert.deepEqual(Object.keys(at(json, 'usage') as object), ['prompt_tokens', 'completion_tokens', 'total_tokens']);
+    const s = parseSse(await (await post(`${url}/v1/chat/completions`, {
+      model: CHAT, messages: [{ role: 'user', content: 'hey' }], stream: true, stream_options: { include_usage: true },
+    })).text());
+    assert.equal(s.done, true);
+    assert.deepEqual(at(s.events[0], 'choices', 0, 'delta'), { role: 'assistant', content: replyTokens('hey')[0] });
+    assert.equal(at(s.events.at(-2), 'choices', 0, 'finish_reason'), 'stop');
+    assert.deepEqual(at(s.events.at(-1), 'choices'), []);
+    assert.equal(at(s.events.at(-1), 'usage', 'completion_tokens'), replyTokens('hey').length);
+  });
+
+  test('/v1 errors are OpenAI-shaped with type from the status and null code', async () => {
+    const missing = await post(`${url}/v1/chat/completions`, { model: 'mistral', messages: [{ role: 'user', content: 'x' }] });
+    assert.equal(missing.status, 404);
+    assert.deepEqual(await missing.json(), {
+      error: { message: 'model "mistral" not found, try pulling it first', type: 'not_found_error', param: null, code: null },
+    });
+    const empty = await post(`${url}/v1/chat/completions`, { model: CHAT, messages: [] });
+    assert.equal(empty.status, 400);
+    assert.equal(at(await empty.json(), 'error', 'type'), 'invalid_request_error');
+    const arrayPrompt = await post(`${url}/v1/completions`, { model: CHAT, prompt: ['a', 'b'] });
+    assert.equal(arrayPrompt.status, 400);
+    await arrayPrompt.text();
+  });
+
+  test('/v1/completions, /v1/embeddings and /v1/models', async () => {
+    const c: unknown = await (await post(`${url}/v1/completions`, { model: CHAT, prompt: 'sky', max_tokens: 3 })).json();
+    assert.match(String(at(c, 'id')), /^cmpl-\d{1,3}$/);
+    assert.equal(at(c, 'choices', 0, 'finish_reason'), 'length');
+    const f: unknown = await (await post(`${url}/v1/embeddings`, { model: EMBED, input: ['a', 'b'] })).json();
+    const b: unknown = await (await post(`${url}/v1/embeddings`, { model: EMBED, input: ['a', 'b'], encoding_format: 'base64' })).json();
+    assert.deepEqual(decodeBase64Floats(String(at(b, 'data', 1, 'embedding'))), at(f, 'data', 1, 'embedding'));
+    assert.deepEqual(at(f, 'usage'), { prompt_tokens: 2, total_tokens: 2 });
+    const models: unknown = await (await fetch(`${url}/v1/models`)).json();
+    assert.deepEqual((at(models, 'data') as { id: string }[]).map((m) => m.id), [CHAT, EMBED, 'llama3.2']);
+    assert.equal(at(models, 'data', 0, 'owned_by'), 'library');
+    assert.equal(at(await (await fetch(`${url}/v1/models/${EMBED}`)).json(), 'id'), EMBED);
+  });
+});
+
+test('ollama past its queue answers 503 "server busy"', async () => {
+  await withFleet([{ name: 'o', protocol: 'ollama', model: CHAT, kind: 'chat', timing: { ttftMs: 100, maxConcurrency: 1, maxQueue: 0 } }], async (fleet) => {
+    const o = fleet.get('o');
+    const first = post(`${o.url}/api/chat`, { model: CHAT, messages: [{ role: 'user', content: 'x' }], options: { num_predict: 1 } });
+    await waitFor(() => o.stats().active === 1);
+    const busy = await post(`${o.url}/api/chat`, { model: CHAT, messages: [{ role: 'user', content: 'x' }] });
+    assert.equal(busy.status, 503);
+    assert.deepEqual(await busy.json(), { error: 'server busy, please try again.  maximum pending requests exceeded' });
+    await (await first).text();
+  });
+});

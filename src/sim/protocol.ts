@@ -1,0 +1,187 @@
+// The contract between the engine core (sockets, auth, faults, queueing, timing) and a
+// protocol (paths, request parsing, response and error shapes). A protocol never touches
+// a socket or a timer; the core never knows a field name.
+
+import { randomUUID } from 'node:crypto';
+import type { SimModelKind, SimTiming } from './types.ts';
+
+export interface Reply {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** Live counters the core keeps and protocols read for /metrics, /slots, /api/ps. */
+export interface EngineLoad {
+  requests: number;
+  active: number;
+  queued: number;
+  completed: number;
+  promptTokens: number;
+  completionTokens: number;
+  finishedStop: number;
+  finishedLength: number;
+  /** prompt + completion tokens of the requests generating now: the simulated KV cache */
+  activeTokens: number;
+}
+
+export interface EngineView {
+  readonly name: string;
+  readonly model: string;
+  readonly kind: SimModelKind;
+  readonly dimensions: number;
+  readonly contextWindow: number;
+  readonly extraModels: readonly string[];
+  readonly timing: Readonly<SimTiming>;
+  /** epoch ms */
+  readonly startedAt: number;
+  readonly load: Readonly<EngineLoad>;
+}
+
+export type SimErrorKind =
+  | 'bad-request'
+  | 'model-not-found'
+  | 'unsupported'
+  | 'context-length'
+  | 'overloaded'
+  | 'rate-limit'
+  | 'server-error';
+
+/** A failure in protocol-neutral terms; each route renders it in its engine's shape. */
+export interface SimError {
+  kind: SimErrorKind;
+  message?: string;
+  status?: number;
+  model?: string;
+  param?: string;
+  promptTokens?: number;
+  maxTokens?: number;
+  retryAfterS?: number;
+}
+
+export type FinishReason = 'stop' | 'length';
+
+export interface PlannedChoice {
+  index: number;
+  tokens: readonly string[];
+  finish: FinishReason;
+  promptTokens: number;
+  promptText: string;
+}
+
+/** What an inference request will produce, decided before any time passes. */
+export interface Plan {
+  id: string;
+  /** epoch seconds */
+  created: number;
+  model: string;
+  stream: boolean;
+  includeUsage: boolean;
+  promptTokens: number;
+  completionTokens: number;
+  choices: PlannedChoice[];
+  /** generation steps: the longest choice */
+  steps: number;
+  /** embeddings requests only */
+  vectors: Float32Array[] | null;
+  base64: boolean;
+  /** protocol-specific extras the renderer wants (e.g. the request's options) */
+  extra: Record<string, unknown>;
+}
+
+export interface StreamShape {
+  contentType: string;
+  /** sent with the first token: role chunks and the like */
+  begin(p: Plan): string;
+  /** the events for generation step i (one token of each choice still running) */
+  step(p: Plan, i: number): string;
+  /** finish events, usage, terminator */
+  end(p: Plan): string;
+  /** a 200 body in this framing that no client can parse */
+  garbage: string;
+}
+
+export interface InferenceRoute {
+  readonly kind: 'inference';
+  /** whether the request asks for a stream, answerable even when planning fails */
+  wantsStream(body: unknown): boolean;
+  plan(body: unknown): Plan | SimError;
+  error(e: SimError): Reply;
+  reply(p: Plan): Reply;
+  readonly stream: StreamShape | null;
+}
+
+export interface InfoRoute {
+  readonly kind: 'info';
+  /** health routes report the 'error' fault too */
+  readonly health?: boolean;
+  handle(body: unknown, query: string): Reply;
+}
+
+export type Route = InferenceRoute | InfoRoute;
+
+export interface ProtocolImpl {
+  resolve(method: string, path: string): Route | undefined;
+  notFound(method: string, path: string): Reply;
+  needsKey(path: string): boolean;
+  unauthorized(presented: string | undefined): Reply;
+  /** a request body that is not JSON */
+  badJson(path: string): Reply;
+  /** what a health route answers while the engine is failing with `status` */
+  healthError(status: number): Reply;
+}
+
+export type ProtocolFactory = (view: EngineView) => ProtocolImpl;
+
+/** Parsed requests and plans never have a `kind`; SimErrors always do. */
+export function isSimError<T extends object>(x: T | SimError): x is SimError {
+  return 'kind' in x;
+}
+
+export function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const JSON_TYPE = 'application/json';
+
+export function jsonReply(status: number, payload: unknown, contentType = JSON_TYPE): Reply {
+  return { status, headers: { 'content-type': contentType }, body: JSON.stringify(payload) };
+}
+
+export function textReply(status: number, body: string, contentType = 'text/plain; charset=utf-8'): Reply {
+  return { status, headers: { 'content-type': contentType }, body };
+}
+
+export function hexId(): string {
+  return randomUUID().replaceAll('-', '');
+}
+
+export function nowSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+/** The reply tokens cut to a limit, with the finish reason that implies. */
+export function limitTokens(all: readonly string[], max: number | undefined): { tokens: readonly string[]; finish: FinishReason } {
+  if (max === undefined || max >= all.length) return { tokens: all, finish: 'stop' };
+  return { tokens: all.slice(0, Math.max(0, max)), finish: 'length' };
+}
+
+/** Joins what a choice produced up to (not including) token `end`. */
+export function choiceText(c: PlannedChoice, end = c.tokens.length): string {
+  let s = '';
+  for (let i = 0; i < end && i < c.tokens.length; i++) s += c.tokens[i];
+  return s;
+}
+
+/** A JSON body cut off mid-object: valid UTF-8, invalid JSON. */
+export const GARBAGE_JSON = '{"id":"chatcmpl-sim","object":"chat.completion","choices":[{"index":0,"message":{"role":"assist';
+
+/** An SSE body whose events are not JSON and that never terminates properly. */
+export const GARBAGE_SSE = 'data: {"id":"chatcmpl-sim","choices":[{"delta":{"content":"Hel\n\nthis is not an event stream\n\n';
+
+export const GARBAGE_NDJSON = '{"model":"sim","message":{"role":"assistant","content":"Hel\nnot json either\n';
+
+/** Non-negative integer from a request field, or undefined when absent/invalid. */
+export function intField(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined;
+}

@@ -1,0 +1,386 @@
+// llama.cpp's llama-server: one model whatever `model` says, `{"error":{code,message,type}}`
+// errors (context overflow as `exceed_context_size_error` with n_prompt_tokens and n_ctx),
+// `timings` on final objects, the native /completion endpoint, /props, /slots and the
+// `llamacpp:` metrics. Keys are emitted in the server's insertion order.
+
+import { embeddingBase64, embeddingFloats, tokenIds } from '../generate.ts';
+import {
+  GARBAGE_SSE, choiceText, intField, isRecord, isSimError, jsonReply, textReply,
+} from '../protocol.ts';
+import type {
+  EngineView, InferenceRoute, InfoRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, SimError, StreamShape,
+} from '../protocol.ts';
+import { SSE_CONTENT_TYPE, SSE_DONE, sseEvent } from '../sse.ts';
+import {
+  chatItems, embeddingPlan, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
+  parseEmbeddingsRequest, promptTextItems, textPlan, wantsStream,
+} from './oai.ts';
+import type { TextItem } from './oai.ts';
+
+const BUILD_INFO = 'b6100-5f5c2a6e';
+const JSON_UTF8 = 'application/json; charset=utf-8';
+const PUBLIC_PATHS = new Set(['/', '/health', '/v1/health', '/models', '/v1/models', '/api/tags']);
+
+const ERROR_TYPES: Record<number, string> = {
+  400: 'invalid_request_error',
+  401: 'authentication_error',
+  403: 'permission_error',
+  404: 'not_found_error',
+  500: 'server_error',
+  501: 'not_supported_error',
+  503: 'unavailable_error',
+};
+
+function llamaError(status: number, message: string, type = ERROR_TYPES[status] ?? 'server_error', extra?: Record<string, number>): Reply {
+  return jsonReply(status, { error: { code: status, message, type, ...extra } }, JSON_UTF8);
+}
+
+function renderError(view: EngineView, e: SimError): Reply {
+  switch (e.kind) {
+    case 'bad-request':
+      return llamaError(400, e.message ?? 'Invalid request');
+    case 'unsupported':
+      return llamaError(501, e.message ?? 'Not supported');
+    case 'model-not-found':
+      return llamaError(404, `model '${e.model ?? ''}' not found`);
+    case 'context-length': {
+      const n = e.promptTokens ?? view.contextWindow + 1;
+      return llamaError(
+        400,
+        `request (${n} tokens) exceeds the available context size (${view.contextWindow} tokens), try increasing it`,
+        'exceed_context_size_error',
+        { n_prompt_tokens: n, n_ctx: view.contextWindow },
+      );
+    }
+    case 'overloaded':
+      return llamaError(503, 'the server is busy, all slots and the waiting queue are full');
+    case 'rate-limit':
+      return llamaError(429, 'Too Many Requests', 'rate_limit_error');
+    case 'server-error': {
+      const status = e.status ?? 500;
+      // A llama-server answers 503 only while it loads its model.
+      if (status === 503) return llamaError(503, 'Loading model');
+      return llamaError(status, status === 500 ? 'Internal Server Error' : `HTTP ${status}`);
+    }
+  }
+}
+
+function timings(view: EngineView, prompt: number, predicted: number): Record<string, number> {
+  const promptMs = Math.max(0.001, view.timing.ttftMs);
+  const perToken = 1000 / view.timing.tokensPerSecond;
+  const predictedMs = predicted * perToken;
+  return {
+    cache_n: 0,
+    prompt_n: prompt,
+    prompt_ms: promptMs,
+    prompt_per_token_ms: prompt > 0 ? promptMs / prompt : 0,
+    prompt_per_second: prompt > 0 ? (prompt * 1000) / promptMs : 0,
+    predicted_n: predicted,
+    predicted_ms: predictedMs,
+    predicted_per_token_ms: perToken,
+    predicted_per_second: view.timing.tokensPerSecond,
+  };
+}
+
+function usage(p: Plan): Record<string, number> {
+  return { completion_tokens: p.completionTokens, prompt_tokens: p.promptTokens, total_tokens: p.promptTokens + p.completionTokens };
+}
+
+/**
+ * llama.cpp checks no model name and rejects only prompts that fill the whole context;
+ * generation itself stops when the context is full.
+ */
+function planText(view: EngineView, items: TextItem[], requested: string | undefined, max: number | undefined, stream: boolean, includeUsage: boolean): Plan | SimError {
+  const prompt = largestPrompt(items);
+  if (prompt >= view.contextWindow) return { kind: 'context-length', promptTokens: prompt };
+  const room = view.contextWindow - prompt;
+  return textPlan({
+    model: requested ?? view.model, stream, includeUsage, items,
+    maxTokens: max === undefined ? room : Math.min(max, room), idPrefix: 'chatcmpl-',
+  });
+}
+
+function notForEmbeddings(view: EngineView): SimError | null {
+  return view.kind === 'embeddings'
+    ? { kind: 'unsupported', message: 'This server does not support completions. Start it without `--embeddings`' }
+    : null;
+}
+
+function chatRoute(view: EngineView): InferenceRoute {
+  const chunk = (p: Plan, choices: unknown[]): Record<string, unknown> => ({
+    choices, created: p.created, id: p.id, model: p.model, system_fingerprint: BUILD_INFO, object: 'chat.completion.chunk',
+  });
+  const stream: StreamShape = {
+    contentType: SSE_CONTENT_TYPE,
+    begin: (p) => sseEvent(chunk(p, [{ finish_reason: null, index: 0, delta: { role: 'assistant', content: null } }])),
+    step: (p, i) => sseEvent(chunk(p, [{ finish_reason: null, index: 0, delta: { content: p.choices[0]!.tokens[i] } }])),
+    end(p) {
+      const t = timings(view, p.promptTokens, p.completionTokens);
+      const last = chunk(p, [{ finish_reason: p.choices[0]!.finish, index: 0, delta: {} }]);
+      if (!p.includeUsage) return sseEvent({ ...last, timings: t }) + SSE_DONE;
+      return sseEvent(last) + sseEvent({ ...chunk(p, []), usage: usage(p), timings: t }) + SSE_DONE;
+    },
+    garbage: GARBAGE_SSE,
+  };
+  return {
+    kind: 'inference',
+    wantsStream,
+    plan(body) {
+      const r = parseChatRequest(body);
+      if (isSimError(r)) return r;
+      return notForEmbeddings(view) ?? planText(view, chatItems(r.text), r.model, r.maxTokens, r.stream, r.includeUsage);
+    },
+    error: (e) => renderError(view, e),
+    reply(p) {
+      const c = p.choices[0]!;
+      const content = choiceText(c);
+      return jsonReply(200, {
+        choices: [{ finish_reason: c.finish, index: 0, message: { role: 'assistant', content: content === '' ? null : content } }],
+        created: p.created, model: p.model, system_fingerprint: BUILD_INFO, object: 'chat.completion',
+        usage: usage(p), id: p.id, timings: timings(view, p.promptTokens, p.completionTokens),
+      }, JSON_UTF8);
+    },
+    stream,
+  };
+}
+
+function completionsRoute(view: EngineView): InferenceRoute {
+  const chunk = (p: Plan, choices: unknown[]): Record<string, unknown> => ({
+    choices, created: p.created, model: p.model, system_fingerprint: BUILD_INFO, object: 'text_completion', id: p.id,
+  });
+  const stream: StreamShape = {
+    contentType: SSE_CONTENT_TYPE,
+    begin: () => '',
+    step(p, i) {
+      let out = '';
+      for (const c of p.choices) {
+        if (i < c.tokens.length) out += sseEvent(chunk(p, [{ text: c.tokens[i], index: c.index, logprobs: null, finish_reason: null }]));
+      }
+      return out;
+    },
+    end(p) {
+      let out = '';
+      for (const c of p.choices) {
+        out += sseEvent({
+          ...chunk(p, [{ text: '', index: c.index, logprobs: null, finish_reason: c.finish }]),
+          usage: usage(p), timings: timings(view, c.promptTokens, c.tokens.length),
+        });
+      }
+      return out + SSE_DONE;
+    },
+    garbage: GARBAGE_SSE,
+  };
+  return {
+    kind: 'inference',
+    wantsStream,
+    plan(body) {
+      const r = parseCompletionRequest(body);
+      if (isSimError(r)) return r;
+      return notForEmbeddings(view) ?? planText(view, promptTextItems(r.prompts), r.model, r.maxTokens, r.stream, r.includeUsage);
+    },
+    error: (e) => renderError(view, e),
+    reply(p) {
+      return jsonReply(200, {
+        choices: p.choices.map((c) => ({ text: choiceText(c), index: c.index, logprobs: null, finish_reason: c.finish })),
+        created: p.created, model: p.model, system_fingerprint: BUILD_INFO, object: 'text_completion',
+        usage: usage(p), id: p.id, timings: timings(view, p.promptTokens, p.completionTokens),
+      }, JSON_UTF8);
+    },
+    stream,
+  };
+}
+
+/** llama.cpp's own /completion: `content` instead of choices, stop flags, no [DONE]. */
+function nativeCompletionRoute(view: EngineView): InferenceRoute {
+  const final = (p: Plan, c: PlannedChoice, content: string): Record<string, unknown> => ({
+    index: c.index,
+    content,
+    tokens: [],
+    id_slot: 0,
+    stop: true,
+    model: p.model,
+    tokens_predicted: c.tokens.length,
+    tokens_evaluated: c.promptTokens,
+    generation_settings: { n_predict: p.extra.nPredict ?? -1, temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, stream: p.stream, n_ctx: view.contextWindow },
+    prompt: c.promptText,
+    has_new_line: false,
+    truncated: false,
+    stop_type: c.finish === 'stop' ? 'eos' : 'limit',
+    stopping_word: '',
+    tokens_cached: c.promptTokens + c.tokens.length,
+    timings: timings(view, c.promptTokens, c.tokens.length),
+  });
+  const stream: StreamShape = {
+    contentType: SSE_CONTENT_TYPE,
+    begin: () => '',
+    step(p, i) {
+      let out = '';
+      for (const c of p.choices) {
+        if (i >= c.tokens.length) continue;
+        out += sseEvent({
+          index: c.index, content: c.tokens[i], tokens: tokenIds(c.tokens[i]!, 1), stop: false, id_slot: -1,
+          tokens_predicted: i + 1, tokens_evaluated: c.promptTokens,
+        });
+      }
+      return out;
+    },
+    end(p) {
+      let out = '';
+      for (const c of p.choices) out += sseEvent(final(p, c, ''));
+      return out;
+    },
+    garbage: GARBAGE_SSE,
+  };
+  return {
+    kind: 'inference',
+    wantsStream,
+    plan(body) {
+      if (!isRecord(body)) return { kind: 'bad-request', message: 'request body must be a JSON object' };
+      const r = parseCompletionRequest(body);
+      if (isSimError(r)) return r;
+      const unsupported = notForEmbeddings(view);
+      if (unsupported) return unsupported;
+      const nPredict = typeof body.n_predict === 'number' ? body.n_predict : undefined;
+      const max = nPredict !== undefined && nPredict >= 0 ? nPredict : intField(body.max_tokens);
+      const plan = planText(view, promptTextItems(r.prompts), r.model, max, r.stream, false);
+      if (!isSimError(plan)) plan.extra.nPredict = nPredict ?? -1;
+      return plan;
+    },
+    error: (e) => renderError(view, e),
+    reply(p) {
+      const results = p.choices.map((c) => final(p, c, choiceText(c)));
+      return jsonReply(200, results.length === 1 ? results[0] : results, JSON_UTF8);
+    },
+    stream,
+  };
+}
+
+function embeddingsRoute(view: EngineView, native: boolean): InferenceRoute {
+  return {
+    kind: 'inference',
+    wantsStream: () => false,
+    plan(body) {
+      const input = isRecord(body) && body.input === undefined && body.content !== undefined ? { ...body, input: body.content } : body;
+      const r = parseEmbeddingsRequest(input);
+      if (isSimError(r)) return r;
+      if (view.kind !== 'embeddings') {
+        return { kind: 'unsupported', message: 'This server does not support embeddings. Start it with `--embeddings`' };
+      }
+      const longest = largestInput(r.inputs);
+      if (longest > view.contextWindow) return { kind: 'context-length', promptTokens: longest };
+      const plan = embeddingPlan({ model: view.model, inputs: r.inputs, dimensions: view.dimensions, base64: r.base64, idPrefix: '' });
+      plan.model = r.model ?? view.model;
+      return plan;
+    },
+    error: (e) => renderError(view, e),
+    reply(p) {
+      const vectors = p.vectors ?? [];
+      if (native) return jsonReply(200, vectors.map((v, index) => ({ index, embedding: [embeddingFloats(v)] })), JSON_UTF8);
+      return jsonReply(200, {
+        model: p.model,
+        object: 'list',
+        usage: { prompt_tokens: p.promptTokens, total_tokens: p.promptTokens },
+        data: vectors.map((v, index) => ({ embedding: p.base64 ? embeddingBase64(v) : embeddingFloats(v), index, object: 'embedding' })),
+      }, JSON_UTF8);
+    },
+    stream: null,
+  };
+}
+
+function slot(view: EngineView, id: number, busy: boolean): Record<string, unknown> {
+  return {
+    id,
+    id_task: busy ? id : -1,
+    n_ctx: view.contextWindow,
+    speculative: false,
+    is_processing: busy,
+    params: { n_predict: -1, seed: 4294967295, temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, max_tokens: -1, stream: true },
+    next_token: { has_next_token: busy, has_new_line: false, n_remain: -1, n_decoded: 0 },
+  };
+}
+
+function metrics(view: EngineView): string {
+  const l = view.load;
+  const seconds = (tokens: number, perSecond: number): number => (perSecond > 0 ? tokens / perSecond : 0);
+  const rows: [string, string, string, number][] = [
+    ['prompt_tokens_total', 'counter', 'Number of prompt tokens processed.', l.promptTokens],
+    ['prompt_seconds_total', 'counter', 'Prompt process time', (l.completed * view.timing.ttftMs) / 1000],
+    ['tokens_predicted_total', 'counter', 'Number of generation tokens processed.', l.completionTokens],
+    ['tokens_predicted_seconds_total', 'counter', 'Predict process time', seconds(l.completionTokens, view.timing.tokensPerSecond)],
+    ['n_decode_total', 'counter', 'Total number of llama_decode() calls', l.completionTokens],
+    ['n_busy_slots_per_decode', 'counter', 'Average number of busy slots per llama_decode() call', l.active],
+    ['prompt_tokens_seconds', 'gauge', 'Average prompt throughput in tokens/s.', view.timing.ttftMs > 0 ? 1000 / view.timing.ttftMs : 0],
+    ['predicted_tokens_seconds', 'gauge', 'Average generation throughput in tokens/s.', view.timing.tokensPerSecond],
+    ['requests_processing', 'gauge', 'Number of requests processing.', l.active],
+    ['requests_deferred', 'gauge', 'Number of requests deferred.', l.queued],
+  ];
+  let out = '';
+  for (const [name, type, help, value] of rows) {
+    out += `# HELP llamacpp:${name} ${help}\n# TYPE llamacpp:${name} ${type}\nllamacpp:${name} ${value}\n`;
+  }
+  return out;
+}
+
+export function createLlamacpp(view: EngineView): ProtocolImpl {
+  const info = (handle: (body: unknown, query: string) => Reply, health = false): InfoRoute => ({ kind: 'info', health, handle });
+  const created = Math.floor(view.startedAt / 1000);
+  const models = info(() => jsonReply(200, {
+    models: [{
+      name: view.model, model: view.model, modified_at: '', size: '', digest: '', type: 'model', description: '', tags: [''],
+      capabilities: [view.kind === 'chat' ? 'completion' : 'embedding'], parameters: '',
+      details: { parent_model: '', format: 'gguf', family: '', families: [''], parameter_size: '', quantization_level: '' },
+    }],
+    object: 'list',
+    data: [{
+      id: view.model, object: 'model', created, owned_by: 'llamacpp',
+      meta: { vocab_type: 2, n_vocab: 151936, n_ctx_train: view.contextWindow, n_embd: view.dimensions, n_params: 7_615_616_512, size: 4_683_073_536 },
+    }],
+  }, JSON_UTF8));
+  const health = info(() => jsonReply(200, { status: 'ok' }, JSON_UTF8), true);
+  const chat = chatRoute(view);
+  const completions = completionsRoute(view);
+  const native = nativeCompletionRoute(view);
+  const embeddings = embeddingsRoute(view, false);
+  const routes = new Map<string, Route>([
+    ['GET /health', health],
+    ['GET /v1/health', health],
+    ['GET /models', models],
+    ['GET /v1/models', models],
+    ['GET /props', info(() => jsonReply(200, {
+      default_generation_settings: { ...slot(view, 0, false), prompt: '' },
+      total_slots: view.timing.maxConcurrency,
+      model_path: `/models/${view.model}.gguf`,
+      chat_template: "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}",
+      chat_template_caps: {},
+      modalities: { vision: false, audio: false },
+      build_info: BUILD_INFO,
+      is_sleeping: false,
+    }, JSON_UTF8))],
+    ['GET /slots', info((_body, query) => {
+      const busy = view.load.active;
+      if (/(^|&)fail_on_no_slot=(1|true)(&|$)/.test(query) && busy >= view.timing.maxConcurrency) {
+        return llamaError(503, 'no slot available');
+      }
+      const slots: Record<string, unknown>[] = [];
+      for (let i = 0; i < view.timing.maxConcurrency; i++) slots.push(slot(view, i, i < busy));
+      return jsonReply(200, slots, JSON_UTF8);
+    })],
+    ['GET /metrics', info(() => textReply(200, metrics(view), 'text/plain; version=0.0.4'))],
+    ['POST /v1/chat/completions', chat],
+    ['POST /chat/completions', chat],
+    ['POST /v1/completions', completions],
+    ['POST /completions', native],
+    ['POST /completion', native],
+    ['POST /v1/embeddings', embeddings],
+    ['POST /embedding', embeddingsRoute(view, true)],
+  ]);
+  return {
+    resolve: (method, path) => routes.get(`${method} ${path}`),
+    notFound: () => llamaError(404, 'File Not Found'),
+    needsKey: (path) => !PUBLIC_PATHS.has(path),
+    unauthorized: () => llamaError(401, 'Invalid API Key'),
+    // nlohmann's parse error escapes as a generic exception: a 500, not a 400.
+    badJson: () => llamaError(500, '[json.exception.parse_error.101] parse error at line 1, column 1: syntax error while parsing value - invalid literal'),
+    healthError: (status) => renderError(view, { kind: 'server-error', status }),
+  };
+}

@@ -1,0 +1,162 @@
+// Ollama's OpenAI-compatible layer under /v1: the same engine behind it, errors rewrapped
+// as `{"error":{message,type,param,code}}`, ids like `chatcmpl-123`, and every object signed
+// with `system_fingerprint: "fp_ollama"`.
+
+import { embeddingBase64, embeddingFloats, promptItems } from '../generate.ts';
+import { GARBAGE_SSE, choiceText, intField, isRecord, isSimError, jsonReply } from '../protocol.ts';
+import type { EngineView, InferenceRoute, Plan, StreamShape } from '../protocol.ts';
+import { SSE_CONTENT_TYPE, SSE_DONE, sseEvent } from '../sse.ts';
+import { chatItems, parseChatRequest, textPlan, wantsStream } from './oai.ts';
+import {
+  FINGERPRINT, compatError, generationLimit, isModel, planEmbeddings, requireModel,
+} from './ollama-shared.ts';
+import type { Library } from './ollama-shared.ts';
+
+/** Ollama's ids are a random number below 999, not a UUID. */
+function compatId(prefix: string): string {
+  return `${prefix}${Math.floor(Math.random() * 999)}`;
+}
+
+export function v1Chat(view: EngineView, lib: Library): InferenceRoute {
+  const chunk = (p: Plan, content: string, finish: string | null): string => sseEvent({
+    id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model, system_fingerprint: FINGERPRINT,
+    choices: [{ index: 0, delta: { role: 'assistant', content }, finish_reason: finish }],
+  });
+  const stream: StreamShape = {
+    contentType: SSE_CONTENT_TYPE,
+    begin: () => '',
+    step: (p, i) => chunk(p, p.choices[0]!.tokens[i]!, null),
+    end(p) {
+      let out = chunk(p, '', p.choices[0]!.finish);
+      if (p.includeUsage) {
+        out += sseEvent({
+          id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model, system_fingerprint: FINGERPRINT,
+          choices: [], usage: { prompt_tokens: p.promptTokens, completion_tokens: p.completionTokens, total_tokens: p.promptTokens + p.completionTokens },
+        });
+      }
+      return out + SSE_DONE;
+    },
+    garbage: GARBAGE_SSE,
+  };
+  return {
+    kind: 'inference',
+    wantsStream,
+    plan(body) {
+      if (isRecord(body) && Array.isArray(body.messages) && body.messages.length === 0) {
+        return { kind: 'bad-request', message: "[] is too short - 'messages'" };
+      }
+      const r = parseChatRequest(body);
+      if (isSimError(r)) return r;
+      const m = requireModel(lib, r.model);
+      if (!isModel(m)) return m;
+      if (m.kind !== 'chat') return { kind: 'unsupported', message: `"${r.model ?? ''}" does not support chat` };
+      if (r.text.promptTokens > view.contextWindow) return { kind: 'context-length' };
+      return textPlan({
+        model: r.model!, stream: r.stream, includeUsage: r.includeUsage, items: chatItems(r.text),
+        maxTokens: generationLimit(r.maxTokens, view.contextWindow, r.text.promptTokens), idPrefix: '', id: compatId('chatcmpl-'),
+      });
+    },
+    error: compatError,
+    reply(p) {
+      const c = p.choices[0]!;
+      return jsonReply(200, {
+        id: p.id, object: 'chat.completion', created: p.created, model: p.model, system_fingerprint: FINGERPRINT,
+        choices: [{ index: 0, message: { role: 'assistant', content: choiceText(c) }, finish_reason: c.finish }],
+        usage: { prompt_tokens: p.promptTokens, completion_tokens: p.completionTokens, total_tokens: p.promptTokens + p.completionTokens },
+      });
+    },
+    stream,
+  };
+}
+
+export function v1Completions(view: EngineView, lib: Library): InferenceRoute {
+  const chunk = (p: Plan, text: string, finish: string | null, usage: unknown): string => {
+    const c: Record<string, unknown> = {
+      id: p.id, object: 'text_completion', created: p.created,
+      choices: [{ text, index: 0, finish_reason: finish }], model: p.model, system_fingerprint: FINGERPRINT,
+    };
+    if (usage !== undefined) c.usage = usage;
+    return sseEvent(c);
+  };
+  // Ollama attaches an all-zero usage to every chunk once usage was asked for.
+  const zero = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+  const stream: StreamShape = {
+    contentType: SSE_CONTENT_TYPE,
+    begin: () => '',
+    step: (p, i) => chunk(p, p.choices[0]!.tokens[i]!, null, p.includeUsage ? zero : undefined),
+    end(p) {
+      let out = chunk(p, '', p.choices[0]!.finish, p.includeUsage ? zero : undefined);
+      if (p.includeUsage) {
+        out += sseEvent({
+          id: p.id, object: 'text_completion', created: p.created, choices: [], model: p.model, system_fingerprint: FINGERPRINT,
+          usage: { prompt_tokens: p.promptTokens, completion_tokens: p.completionTokens, total_tokens: p.promptTokens + p.completionTokens },
+        });
+      }
+      return out + SSE_DONE;
+    },
+    garbage: GARBAGE_SSE,
+  };
+  return {
+    kind: 'inference',
+    wantsStream,
+    plan(body) {
+      if (!isRecord(body)) return { kind: 'bad-request', message: 'invalid request body' };
+      if (body.prompt !== undefined && typeof body.prompt !== 'string') {
+        return { kind: 'bad-request', message: `json: cannot unmarshal ${Array.isArray(body.prompt) ? 'array' : typeof body.prompt} into Go struct field CompletionRequest.prompt of type string` };
+      }
+      const m = requireModel(lib, body.model);
+      if (!isModel(m)) return m;
+      const name = body.model as string;
+      if (m.kind !== 'chat') return { kind: 'unsupported', message: `"${name}" does not support generate` };
+      const prompt = typeof body.prompt === 'string' ? body.prompt : '';
+      const items = promptItems(prompt, false) ?? [{ text: '', tokens: 0 }];
+      const promptTokens = items[0]!.tokens;
+      if (promptTokens > view.contextWindow) return { kind: 'context-length' };
+      return textPlan({
+        model: name, stream: body.stream === true,
+        includeUsage: isRecord(body.stream_options) && body.stream_options.include_usage === true,
+        items: [{ seed: prompt, promptTokens, promptText: prompt }],
+        maxTokens: generationLimit(intField(body.max_tokens), view.contextWindow, promptTokens), idPrefix: '', id: compatId('cmpl-'),
+      });
+    },
+    error: compatError,
+    reply(p) {
+      const c = p.choices[0]!;
+      return jsonReply(200, {
+        id: p.id, object: 'text_completion', created: p.created, model: p.model, system_fingerprint: FINGERPRINT,
+        choices: [{ text: choiceText(c), index: 0, finish_reason: c.finish }],
+        usage: { prompt_tokens: p.promptTokens, completion_tokens: p.completionTokens, total_tokens: p.promptTokens + p.completionTokens },
+      });
+    },
+    stream,
+  };
+}
+
+export function v1Embeddings(view: EngineView, lib: Library): InferenceRoute {
+  return {
+    kind: 'inference',
+    wantsStream: () => false,
+    plan(body) {
+      if (!isRecord(body)) return { kind: 'bad-request', message: 'invalid request body' };
+      const format = body.encoding_format;
+      if (typeof format === 'string' && format.toLowerCase() !== 'float' && format.toLowerCase() !== 'base64') {
+        return { kind: 'bad-request', message: `Invalid value for 'encoding_format' = ${format}. Supported values: ['float', 'base64'].` };
+      }
+      if (body.input === undefined || body.input === null || (Array.isArray(body.input) && body.input.length === 0)) {
+        return { kind: 'bad-request', message: 'invalid input' };
+      }
+      const input = body.input === '' ? [''] : body.input;
+      return planEmbeddings(view, lib, { ...body, input }, 'input', typeof format === 'string' && format.toLowerCase() === 'base64');
+    },
+    error: compatError,
+    reply(p) {
+      return jsonReply(200, {
+        object: 'list',
+        data: (p.vectors ?? []).map((v, index) => ({ object: 'embedding', embedding: p.base64 ? embeddingBase64(v) : embeddingFloats(v), index })),
+        model: p.model,
+        usage: { prompt_tokens: p.promptTokens, total_tokens: p.promptTokens },
+      });
+    },
+    stream: null,
+  };
+}

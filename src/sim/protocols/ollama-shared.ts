@@ -1,0 +1,199 @@
+// What Ollama's two API surfaces share: the library of pulled models, the error texts and
+// statuses, option handling, and the nanosecond durations it reports.
+
+import { createHash } from 'node:crypto';
+import { promptItems } from '../generate.ts';
+import type { PromptItem } from '../generate.ts';
+import { intField, isRecord, jsonReply, nowSeconds } from '../protocol.ts';
+import type { EngineView, Plan, Reply, SimError } from '../protocol.ts';
+import type { SimModelKind } from '../types.ts';
+import { embeddingPlan } from './oai.ts';
+
+export const OLLAMA_VERSION = '0.9.0';
+export const JSON_UTF8 = 'application/json; charset=utf-8';
+export const FINGERPRINT = 'fp_ollama';
+export const MAX_QUEUE_MESSAGE = 'server busy, please try again.  maximum pending requests exceeded';
+export const CONTEXT_MESSAGE = 'the input length exceeds the context length';
+
+export interface OllamaModel {
+  name: string;
+  kind: SimModelKind;
+  digest: string;
+  size: number;
+  modifiedAt: string;
+  details: Record<string, unknown>;
+  family: string;
+}
+
+/** Ollama names default their tag to `latest`. */
+export function normalise(name: string): string {
+  const slash = name.lastIndexOf('/');
+  return name.indexOf(':', slash + 1) < 0 ? `${name}:latest` : name;
+}
+
+export function describe(name: string, kind: SimModelKind, startedAt: number): OllamaModel {
+  const digest = createHash('sha256').update(name).digest('hex');
+  const base = (name.split(':')[0] ?? name).split('/').pop() ?? name;
+  const family = kind === 'embeddings' ? 'bert' : base.replace(/[\d.]+$/, '') || base;
+  const tag = /(\d+(?:\.\d+)?)b\b/i.exec(name);
+  const parameterSize = tag ? `${tag[1]}B` : kind === 'embeddings' ? '137M' : '8.0B';
+  return {
+    name,
+    kind,
+    digest,
+    size: 1_000_000_000 + (parseInt(digest.slice(0, 8), 16) % 6_000_000_000),
+    modifiedAt: new Date(startedAt - 3 * 86_400_000).toISOString(),
+    family,
+    details: {
+      parent_model: '',
+      format: 'gguf',
+      family,
+      families: [family],
+      parameter_size: parameterSize,
+      quantization_level: kind === 'embeddings' ? 'F16' : 'Q4_K_M',
+    },
+  };
+}
+
+export class Library {
+  readonly models: OllamaModel[];
+  readonly #byName = new Map<string, OllamaModel>();
+
+  constructor(view: EngineView) {
+    // Extra models are whatever else was pulled; a name with "embed" in it is an embedding model.
+    const all: [string, SimModelKind][] = [[view.model, view.kind]];
+    for (const m of view.extraModels) all.push([m, /embed/i.test(m) ? 'embeddings' : 'chat']);
+    this.models = all.map(([n, k]) => describe(n, k, view.startedAt));
+    for (const m of this.models) this.#byName.set(normalise(m.name), m);
+  }
+
+  find(name: string): OllamaModel | undefined {
+    return this.#byName.get(normalise(name));
+  }
+}
+
+// ---- errors ----------------------------------------------------------------------------
+
+export function failure(e: SimError): { status: number; message: string } {
+  switch (e.kind) {
+    case 'bad-request':
+    case 'unsupported':
+      return { status: e.status ?? 400, message: e.message ?? 'invalid request' };
+    case 'model-not-found':
+      return { status: 404, message: `model "${e.model ?? ''}" not found, try pulling it first` };
+    case 'context-length':
+      return { status: 400, message: CONTEXT_MESSAGE };
+    case 'overloaded':
+      return { status: 503, message: MAX_QUEUE_MESSAGE };
+    case 'rate-limit':
+      return { status: 429, message: 'too many requests, please retry later' };
+    case 'server-error': {
+      const status = e.status ?? 500;
+      return { status, message: status === 500 ? 'llama runner process has terminated: exit status 2' : `unexpected server status ${status}` };
+    }
+  }
+}
+
+export function nativeError(e: SimError): Reply {
+  const f = failure(e);
+  return jsonReply(f.status, { error: f.message }, JSON_UTF8);
+}
+
+/** Ollama's openai.NewError: the type is derived from the status alone, code is always null. */
+export function compatError(e: SimError): Reply {
+  const f = failure(e);
+  const type = f.status === 400 ? 'invalid_request_error' : f.status === 404 ? 'not_found_error' : 'api_error';
+  return jsonReply(f.status, { error: { message: f.message, type, param: null, code: null } });
+}
+
+// ---- shared request checks -------------------------------------------------------------
+
+export function isModel(x: OllamaModel | SimError): x is OllamaModel {
+  return 'digest' in x;
+}
+
+export function requireModel(lib: Library, name: unknown): OllamaModel | SimError {
+  if (typeof name !== 'string' || name === '') return { kind: 'bad-request', message: 'model is required' };
+  return lib.find(name) ?? { kind: 'model-not-found', model: name };
+}
+
+export function options(body: Record<string, unknown>): Record<string, unknown> {
+  return isRecord(body.options) ? body.options : {};
+}
+
+/** num_predict: negative means unlimited, as in Ollama. */
+export function numPredict(o: Record<string, unknown>): number | undefined {
+  const n = o.num_predict;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 ? n : undefined;
+}
+
+export function contextWindow(view: EngineView, o: Record<string, unknown>): number {
+  return intField(o.num_ctx) ?? view.contextWindow;
+}
+
+export function generationLimit(max: number | undefined, ctx: number, prompt: number): number {
+  const room = Math.max(0, ctx - prompt);
+  return max === undefined ? room : Math.min(max, room);
+}
+
+/** Nanosecond durations consistent with the engine's configured speed. */
+export function durations(view: EngineView, p: Plan): Record<string, number> {
+  const load = 1_250_000;
+  const promptEval = Math.round(view.timing.ttftMs * 1e6);
+  const evalNs = Math.round((p.completionTokens * 1e9) / view.timing.tokensPerSecond);
+  return {
+    total_duration: load + promptEval + evalNs + 250_000,
+    load_duration: load,
+    prompt_eval_count: p.promptTokens,
+    prompt_eval_duration: promptEval,
+    eval_count: p.completionTokens,
+    eval_duration: evalNs,
+  };
+}
+
+export function isoNow(): string {
+  return new Date().toISOString();
+}
+
+export function loadPlan(model: string): Plan {
+  return {
+    id: '', created: nowSeconds(), model, stream: false, includeUsage: false, promptTokens: 0, completionTokens: 0,
+    choices: [], steps: 0, vectors: null, base64: false, extra: { load: true },
+  };
+}
+
+export function nativeStream(body: unknown): boolean {
+  return !isRecord(body) || body.stream !== false;
+}
+
+/** Ollama embeds strings only; token-id inputs are rejected. */
+export function stringInputs(input: unknown): PromptItem[] | undefined {
+  if (input === '' || (Array.isArray(input) && input.length === 0)) return [];
+  if (typeof input === 'string') return promptItems(input, false);
+  if (Array.isArray(input) && input.every((x) => typeof x === 'string')) return promptItems(input);
+  return undefined;
+}
+
+export function planEmbeddings(
+  view: EngineView, lib: Library, body: unknown, inputKey: 'input' | 'prompt', base64: boolean,
+): Plan | SimError {
+  if (!isRecord(body)) return { kind: 'bad-request', message: 'invalid request body' };
+  const m = requireModel(lib, body.model);
+  if (!isModel(m)) return m;
+  const inputs = stringInputs(body[inputKey]);
+  if (inputs === undefined) return { kind: 'bad-request', message: 'invalid input type' };
+  const ctx = contextWindow(view, options(body));
+  // Ollama cuts over-long inputs to the window unless told not to.
+  if (body.truncate === false && inputs.some((i) => i.tokens > ctx)) return { kind: 'context-length' };
+  const requested = intField(body.dimensions);
+  const dims = requested !== undefined && requested > 0 && requested < view.dimensions ? requested : view.dimensions;
+  return embeddingPlan({ model: body.model as string, inputs, dimensions: dims, base64, idPrefix: '', truncateAt: ctx });
+}
+
+export function tagEntry(m: OllamaModel): Record<string, unknown> {
+  return { name: m.name, model: m.name, modified_at: m.modifiedAt, size: m.size, digest: m.digest, details: m.details };
+}
+
+export function v1Model(m: OllamaModel): Record<string, unknown> {
+  return { id: m.name, object: 'model', created: Math.floor(Date.parse(m.modifiedAt) / 1000), owned_by: 'library' };
+}

@@ -1,0 +1,224 @@
+// Ollama: the native API (/api/chat and /api/generate streaming NDJSON by default, durations
+// in nanoseconds, `{"error":"…"}` errors), the listing endpoints, and the /v1 layer from
+// ollama-compat.ts.
+
+import { chatText, embeddingFloats, promptItems, tokenIds } from '../generate.ts';
+import { GARBAGE_NDJSON, choiceText, isRecord, jsonReply, textReply } from '../protocol.ts';
+import type { EngineView, InferenceRoute, InfoRoute, Plan, ProtocolImpl, Reply, Route, StreamShape } from '../protocol.ts';
+import { NDJSON_CONTENT_TYPE, ndjsonLine } from '../sse.ts';
+import { chatItems, textPlan } from './oai.ts';
+import { v1Chat, v1Completions, v1Embeddings } from './ollama-compat.ts';
+import {
+  JSON_UTF8, Library, OLLAMA_VERSION, compatError, contextWindow, durations, generationLimit, isModel, isoNow,
+  loadPlan, nativeError, nativeStream, numPredict, options, planEmbeddings, requireModel, tagEntry, v1Model,
+} from './ollama-shared.ts';
+
+// ---- native API ------------------------------------------------------------------------
+
+function apiChat(view: EngineView, lib: Library): InferenceRoute {
+  const stream: StreamShape = {
+    contentType: NDJSON_CONTENT_TYPE,
+    begin: () => '',
+    step: (p, i) => ndjsonLine({ model: p.model, created_at: isoNow(), message: { role: 'assistant', content: p.choices[0]!.tokens[i] }, done: false }),
+    end: (p) => ndjsonLine({
+      model: p.model, created_at: isoNow(), message: { role: 'assistant', content: '' },
+      done_reason: p.choices[0]!.finish, done: true, ...durations(view, p),
+    }),
+    garbage: GARBAGE_NDJSON,
+  };
+  return {
+    kind: 'inference',
+    wantsStream: nativeStream,
+    plan(body) {
+      if (!isRecord(body)) return { kind: 'bad-request', message: 'invalid request body' };
+      const model = requireModel(lib, body.model);
+      if (!isModel(model)) return model;
+      const name = body.model as string;
+      if (model.kind !== 'chat') return { kind: 'unsupported', message: `"${name}" does not support chat` };
+      if (body.messages === undefined || body.messages === null || (Array.isArray(body.messages) && body.messages.length === 0)) return loadPlan(name);
+      const text = chatText(body.messages);
+      if (text === undefined) return { kind: 'bad-request', message: 'invalid message format' };
+      const o = options(body);
+      const ctx = contextWindow(view, o);
+      if (text.promptTokens > ctx) return { kind: 'context-length', promptTokens: text.promptTokens };
+      return textPlan({
+        model: name, stream: nativeStream(body), includeUsage: false, items: chatItems(text),
+        maxTokens: generationLimit(numPredict(o), ctx, text.promptTokens), idPrefix: '', id: '',
+      });
+    },
+    error: nativeError,
+    reply(p) {
+      if (p.extra.load === true) {
+        return jsonReply(200, { model: p.model, created_at: isoNow(), message: { role: 'assistant', content: '' }, done_reason: 'load', done: true }, JSON_UTF8);
+      }
+      const c = p.choices[0]!;
+      return jsonReply(200, {
+        model: p.model, created_at: isoNow(), message: { role: 'assistant', content: choiceText(c) },
+        done_reason: c.finish, done: true, ...durations(view, p),
+      }, JSON_UTF8);
+    },
+    stream,
+  };
+}
+
+function apiGenerate(view: EngineView, lib: Library): InferenceRoute {
+  const context = (p: Plan): number[] => tokenIds(p.choices[0]!.promptText, p.promptTokens + p.completionTokens);
+  const stream: StreamShape = {
+    contentType: NDJSON_CONTENT_TYPE,
+    begin: () => '',
+    step: (p, i) => ndjsonLine({ model: p.model, created_at: isoNow(), response: p.choices[0]!.tokens[i], done: false }),
+    end: (p) => ndjsonLine({
+      model: p.model, created_at: isoNow(), response: '', done: true, done_reason: p.choices[0]!.finish,
+      context: context(p), ...durations(view, p),
+    }),
+    garbage: GARBAGE_NDJSON,
+  };
+  return {
+    kind: 'inference',
+    wantsStream: nativeStream,
+    plan(body) {
+      if (!isRecord(body)) return { kind: 'bad-request', message: 'invalid request body' };
+      const model = requireModel(lib, body.model);
+      if (!isModel(model)) return model;
+      const name = body.model as string;
+      if (model.kind !== 'chat') return { kind: 'unsupported', message: `"${name}" does not support generate` };
+      const prompt = typeof body.prompt === 'string' ? body.prompt : '';
+      if (prompt === '') return loadPlan(name);
+      const system = typeof body.system === 'string' ? body.system : '';
+      const items = promptItems(system === '' ? prompt : `${system}\n${prompt}`, false) ?? [];
+      const promptTokens = items[0]?.tokens ?? 0;
+      const o = options(body);
+      const ctx = contextWindow(view, o);
+      if (promptTokens > ctx) return { kind: 'context-length', promptTokens };
+      return textPlan({
+        model: name, stream: nativeStream(body), includeUsage: false,
+        items: [{ seed: prompt, promptTokens, promptText: prompt }],
+        maxTokens: generationLimit(numPredict(o), ctx, promptTokens), idPrefix: '', id: '',
+      });
+    },
+    error: nativeError,
+    reply(p) {
+      if (p.extra.load === true) {
+        return jsonReply(200, { model: p.model, created_at: isoNow(), response: '', done: true, done_reason: 'load' }, JSON_UTF8);
+      }
+      const c = p.choices[0]!;
+      return jsonReply(200, {
+        model: p.model, created_at: isoNow(), response: choiceText(c), done: true, done_reason: c.finish,
+        context: context(p), ...durations(view, p),
+      }, JSON_UTF8);
+    },
+    stream,
+  };
+}
+
+function apiEmbed(view: EngineView, lib: Library): InferenceRoute {
+  return {
+    kind: 'inference',
+    wantsStream: () => false,
+    plan: (body) => planEmbeddings(view, lib, body, 'input', false),
+    error: nativeError,
+    reply(p) {
+      const d = durations(view, p);
+      return jsonReply(200, {
+        model: p.model,
+        embeddings: (p.vectors ?? []).map(embeddingFloats),
+        total_duration: d.total_duration,
+        load_duration: d.load_duration,
+        prompt_eval_count: p.promptTokens,
+      }, JSON_UTF8);
+    },
+    stream: null,
+  };
+}
+
+function apiEmbeddingsLegacy(view: EngineView, lib: Library): InferenceRoute {
+  return {
+    kind: 'inference',
+    wantsStream: () => false,
+    plan: (body) => planEmbeddings(view, lib, body, 'prompt', false),
+    error: nativeError,
+    reply: (p) => jsonReply(200, { embedding: p.vectors?.[0] === undefined ? [] : embeddingFloats(p.vectors[0]) }, JSON_UTF8),
+    stream: null,
+  };
+}
+
+// ---- listing endpoints -----------------------------------------------------------------
+
+function show(view: EngineView, lib: Library): InfoRoute {
+  return {
+    kind: 'info',
+    handle(body) {
+      const name = isRecord(body) ? (typeof body.model === 'string' ? body.model : body.name) : undefined;
+      if (typeof name !== 'string' || name === '') return jsonReply(400, { error: 'model is required' }, JSON_UTF8);
+      const m = lib.find(name);
+      if (m === undefined) return jsonReply(404, { error: `model '${name}' not found` }, JSON_UTF8);
+      return jsonReply(200, {
+        license: '',
+        modelfile: `# Modelfile generated by "ollama show"\nFROM ${m.name}\n`,
+        parameters: 'stop                           "<|im_end|>"',
+        template: '{{ .Prompt }}',
+        details: m.details,
+        model_info: {
+          'general.architecture': m.family,
+          [`${m.family}.context_length`]: view.contextWindow,
+          [`${m.family}.embedding_length`]: view.dimensions,
+        },
+        capabilities: m.kind === 'chat' ? ['completion'] : ['embedding'],
+        modified_at: m.modifiedAt,
+      }, JSON_UTF8);
+    },
+  };
+}
+
+export function createOllama(view: EngineView): ProtocolImpl {
+  const lib = new Library(view);
+  const info = (handle: () => Reply): InfoRoute => ({ kind: 'info', handle });
+  const root = info(() => textReply(200, 'Ollama is running'));
+  const v1List = info(() => jsonReply(200, { object: 'list', data: lib.models.map(v1Model) }));
+  const routes = new Map<string, Route>([
+    ['GET /', root],
+    ['HEAD /', root],
+    ['GET /api/version', info(() => jsonReply(200, { version: OLLAMA_VERSION }, JSON_UTF8))],
+    ['GET /api/tags', info(() => jsonReply(200, { models: lib.models.map(tagEntry) }, JSON_UTF8))],
+    ['GET /api/ps', info(() => {
+      const m = lib.models[0]!;
+      return jsonReply(200, {
+        models: [{
+          ...tagEntry(m), expires_at: new Date(Date.now() + 5 * 60_000).toISOString(), size_vram: m.size, context_length: view.contextWindow,
+        }],
+      }, JSON_UTF8);
+    })],
+    ['POST /api/show', show(view, lib)],
+    ['POST /api/chat', apiChat(view, lib)],
+    ['POST /api/generate', apiGenerate(view, lib)],
+    ['POST /api/embed', apiEmbed(view, lib)],
+    ['POST /api/embeddings', apiEmbeddingsLegacy(view, lib)],
+    ['GET /v1/models', v1List],
+    ['POST /v1/chat/completions', v1Chat(view, lib)],
+    ['POST /v1/completions', v1Completions(view, lib)],
+    ['POST /v1/embeddings', v1Embeddings(view, lib)],
+  ]);
+  const retrieve = (id: string): InfoRoute => info(() => {
+    const m = lib.find(id);
+    return m === undefined
+      ? compatError({ kind: 'model-not-found', model: id })
+      : jsonReply(200, v1Model(m));
+  });
+  return {
+    resolve(method, path) {
+      const r = routes.get(`${method} ${path}`);
+      if (r !== undefined) return r;
+      if (method === 'GET' && path.startsWith('/v1/models/')) return retrieve(decodeURIComponent(path.slice('/v1/models/'.length)));
+      return undefined;
+    },
+    // gin's default: plain text, and 404 even for a known path with the wrong method.
+    notFound: () => textReply(404, '404 page not found'),
+    // Ollama has no keys of its own; a key means a proxy in front, which guards every path but the banner.
+    needsKey: (path) => path !== '/',
+    unauthorized: () => jsonReply(401, { error: 'unauthorized' }, JSON_UTF8),
+    badJson: (path) => (path.startsWith('/v1/')
+      ? compatError({ kind: 'bad-request', message: 'invalid character looking for beginning of value' })
+      : nativeError({ kind: 'bad-request', message: 'invalid character looking for beginning of value' })),
+    healthError: (status) => nativeError({ kind: 'server-error', status }),
+  };
+}

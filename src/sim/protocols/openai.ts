@@ -1,0 +1,308 @@
+// api.openai.com's shapes: `refusal: null` and `annotations` on messages, full usage
+// details, `service_tier` and `system_fingerprint`, `usage: null` on every chunk when
+// usage was asked for, and `{"error":{message,type,param,code}}` errors with string codes.
+
+import { embedding, embeddingBase64, embeddingFloats } from '../generate.ts';
+import {
+  GARBAGE_SSE, choiceText, hexId, isSimError, jsonReply,
+} from '../protocol.ts';
+import type {
+  EngineView, InferenceRoute, InfoRoute, Plan, ProtocolImpl, Reply, Route, SimError, StreamShape,
+} from '../protocol.ts';
+import { SSE_CONTENT_TYPE, SSE_DONE, sseEvent } from '../sse.ts';
+import {
+  chatItems, embeddingPlan, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
+  parseEmbeddingsRequest, promptTextItems, textPlan, wantsStream,
+} from './oai.ts';
+
+type Endpoint = 'chat' | 'completions' | 'embeddings';
+
+const FINGERPRINT = 'fp_sim0f1e2d3c';
+
+function oaiError(status: number, message: string, type: string, code: string | null = null, param: string | null = null): Reply {
+  const r = jsonReply(status, { error: { message, type, param, code } });
+  r.headers['x-request-id'] = `req_${hexId()}`;
+  return r;
+}
+
+function contextError(endpoint: Endpoint, ctx: number, prompt: number, max: number | undefined): Reply {
+  if (endpoint === 'chat') {
+    const message = max !== undefined && max > 0
+      ? `This model's maximum context length is ${ctx} tokens. However, you requested ${prompt + max} tokens (${prompt} in the messages, ${max} in the completion). Please reduce the length of the messages or completion.`
+      : `This model's maximum context length is ${ctx} tokens. However, your messages resulted in ${prompt} tokens. Please reduce the length of the messages.`;
+    return oaiError(400, message, 'invalid_request_error', 'context_length_exceeded', 'messages');
+  }
+  const completion = max ?? 0;
+  return oaiError(
+    400,
+    `This model's maximum context length is ${ctx} tokens, however you requested ${prompt + completion} tokens (${prompt} in your prompt; ${completion} for the completion). Please reduce your prompt; or completion length.`,
+    'invalid_request_error',
+    'context_length_exceeded',
+    endpoint === 'embeddings' ? 'input' : 'prompt',
+  );
+}
+
+function renderError(view: EngineView, endpoint: Endpoint, e: SimError): Reply {
+  switch (e.kind) {
+    case 'bad-request':
+      return oaiError(e.status ?? 400, e.message ?? 'Bad request', 'invalid_request_error', null, e.param ?? null);
+    case 'unsupported':
+      return oaiError(e.status ?? 400, e.message ?? 'Unsupported request', 'invalid_request_error');
+    case 'model-not-found':
+      return oaiError(404, `The model \`${e.model ?? ''}\` does not exist or you do not have access to it.`, 'invalid_request_error', 'model_not_found');
+    case 'context-length':
+      return contextError(endpoint, view.contextWindow, e.promptTokens ?? view.contextWindow + 1, e.maxTokens);
+    case 'overloaded':
+      return oaiError(503, 'The engine is currently overloaded, please try again later', 'server_error');
+    case 'rate-limit': {
+      const wait = e.retryAfterS ?? 1;
+      return oaiError(
+        429,
+        `Rate limit reached for ${view.model} in organization org-sim on requests per min (RPM): Limit 500, Used 500, Requested 1. Please try again in ${wait}s. Visit https://platform.openai.com/account/rate-limits to learn more.`,
+        'requests',
+        'rate_limit_exceeded',
+      );
+    }
+    case 'server-error': {
+      const status = e.status ?? 500;
+      const message = status === 500
+        ? 'The server had an error while processing your request. Sorry about that!'
+        : status === 503 ? 'The engine is currently overloaded, please try again later' : `HTTP ${status}`;
+      return oaiError(status, message, 'server_error');
+    }
+  }
+}
+
+function fullUsage(p: Plan): Record<string, unknown> {
+  return {
+    prompt_tokens: p.promptTokens,
+    completion_tokens: p.completionTokens,
+    total_tokens: p.promptTokens + p.completionTokens,
+    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+    completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+  };
+}
+
+function withRequestId(r: Reply): Reply {
+  r.headers['x-request-id'] = `req_${hexId()}`;
+  r.headers['openai-processing-ms'] = '1';
+  return r;
+}
+
+function checkModel(view: EngineView, requested: string | undefined): SimError | null {
+  if (requested === undefined) return { kind: 'bad-request', message: 'you must provide a model parameter', param: 'model' };
+  return requested === view.model ? null : { kind: 'model-not-found', model: requested };
+}
+
+function checkContext(view: EngineView, prompt: number, max: number | undefined): SimError | null {
+  return prompt + (max ?? 0) > view.contextWindow ? { kind: 'context-length', promptTokens: prompt, maxTokens: max } : null;
+}
+
+function chatRoute(view: EngineView): InferenceRoute {
+  const chunk = (p: Plan, choices: unknown[]): Record<string, unknown> => {
+    const c: Record<string, unknown> = {
+      id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model,
+      service_tier: 'default', system_fingerprint: FINGERPRINT, choices,
+    };
+    if (p.includeUsage) c.usage = null;
+    return c;
+  };
+  const stream: StreamShape = {
+    contentType: SSE_CONTENT_TYPE,
+    begin(p) {
+      let out = '';
+      for (const c of p.choices) {
+        out += sseEvent(chunk(p, [{ index: c.index, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]));
+      }
+      return out;
+    },
+    step(p, i) {
+      let out = '';
+      for (const c of p.choices) {
+        if (i < c.tokens.length) out += sseEvent(chunk(p, [{ index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: null }]));
+      }
+      return out;
+    },
+    end(p) {
+      let out = '';
+      for (const c of p.choices) out += sseEvent(chunk(p, [{ index: c.index, delta: {}, logprobs: null, finish_reason: c.finish }]));
+      if (p.includeUsage) {
+        out += sseEvent({
+          id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model,
+          service_tier: 'default', system_fingerprint: FINGERPRINT, choices: [], usage: fullUsage(p),
+        });
+      }
+      return out + SSE_DONE;
+    },
+    garbage: GARBAGE_SSE,
+  };
+  return {
+    kind: 'inference',
+    wantsStream,
+    plan(body) {
+      const r = parseChatRequest(body);
+      if (isSimError(r)) return r;
+      const bad = checkModel(view, r.model);
+      if (bad) return bad;
+      if (view.kind !== 'chat') {
+        return {
+          kind: 'unsupported', status: 404,
+          message: 'This is not a chat model and thus not supported in the v1/chat/completions endpoint. Did you mean to use v1/completions?',
+        };
+      }
+      const items = chatItems(r.text);
+      const ctxErr = checkContext(view, largestPrompt(items), r.maxTokens);
+      if (ctxErr) return ctxErr;
+      return textPlan({ model: view.model, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: r.maxTokens, idPrefix: 'chatcmpl-' });
+    },
+    error: (e) => renderError(view, 'chat', e),
+    reply(p) {
+      return withRequestId(jsonReply(200, {
+        id: p.id, object: 'chat.completion', created: p.created, model: p.model,
+        choices: p.choices.map((c) => ({
+          index: c.index,
+          message: { role: 'assistant', content: choiceText(c), refusal: null, annotations: [] },
+          logprobs: null, finish_reason: c.finish,
+        })),
+        usage: fullUsage(p),
+        service_tier: 'default',
+        system_fingerprint: FINGERPRINT,
+      }));
+    },
+    stream,
+  };
+}
+
+function completionsRoute(view: EngineView): InferenceRoute {
+  const stream: StreamShape = {
+    contentType: SSE_CONTENT_TYPE,
+    begin: () => '',
+    step(p, i) {
+      let out = '';
+      for (const c of p.choices) {
+        if (i < c.tokens.length) {
+          out += sseEvent({
+            id: p.id, object: 'text_completion', created: p.created,
+            choices: [{ text: c.tokens[i], index: c.index, logprobs: null, finish_reason: null }], model: p.model,
+          });
+        }
+      }
+      return out;
+    },
+    end(p) {
+      let out = '';
+      for (const c of p.choices) {
+        out += sseEvent({
+          id: p.id, object: 'text_completion', created: p.created,
+          choices: [{ text: '', index: c.index, logprobs: null, finish_reason: c.finish }], model: p.model,
+        });
+      }
+      if (p.includeUsage) {
+        out += sseEvent({
+          id: p.id, object: 'text_completion', created: p.created, model: p.model, choices: [],
+          usage: { prompt_tokens: p.promptTokens, completion_tokens: p.completionTokens, total_tokens: p.promptTokens + p.completionTokens },
+        });
+      }
+      return out + SSE_DONE;
+    },
+    garbage: GARBAGE_SSE,
+  };
+  return {
+    kind: 'inference',
+    wantsStream,
+    plan(body) {
+      const r = parseCompletionRequest(body);
+      if (isSimError(r)) return r;
+      const bad = checkModel(view, r.model);
+      if (bad) return bad;
+      if (view.kind !== 'chat') return { kind: 'unsupported', status: 404, message: 'This model does not support the v1/completions endpoint.' };
+      const max = r.maxTokens ?? 16;
+      const items = promptTextItems(r.prompts);
+      const ctxErr = checkContext(view, largestPrompt(items), max);
+      if (ctxErr) return ctxErr;
+      return textPlan({ model: view.model, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: max, idPrefix: 'cmpl-' });
+    },
+    error: (e) => renderError(view, 'completions', e),
+    reply(p) {
+      return withRequestId(jsonReply(200, {
+        id: p.id, object: 'text_completion', created: p.created, model: p.model,
+        choices: p.choices.map((c) => ({ text: choiceText(c), index: c.index, logprobs: null, finish_reason: c.finish })),
+        usage: { prompt_tokens: p.promptTokens, completion_tokens: p.completionTokens, total_tokens: p.promptTokens + p.completionTokens },
+      }));
+    },
+    stream,
+  };
+}
+
+function embeddingsRoute(view: EngineView): InferenceRoute {
+  return {
+    kind: 'inference',
+    wantsStream: () => false,
+    plan(body) {
+      const r = parseEmbeddingsRequest(body);
+      if (isSimError(r)) return r;
+      const bad = checkModel(view, r.model);
+      if (bad) return bad;
+      if (view.kind !== 'embeddings') return { kind: 'unsupported', message: `The model \`${view.model}\` does not support embeddings.` };
+      const dims = r.dimensions ?? view.dimensions;
+      if (dims < 1 || dims > view.dimensions) {
+        return { kind: 'bad-request', message: `This model does not support ${dims} dimensions; use between 1 and ${view.dimensions}.`, param: 'dimensions' };
+      }
+      const longest = largestInput(r.inputs);
+      if (longest > view.contextWindow) return { kind: 'context-length', promptTokens: longest };
+      const plan = embeddingPlan({ model: view.model, inputs: r.inputs, dimensions: view.dimensions, base64: r.base64, idPrefix: '' });
+      // text-embedding-3 models shorten natively: a shorter vector is its own normalised embedding.
+      if (dims !== view.dimensions) plan.vectors = r.inputs.map((i) => embedding(i.text, dims));
+      return plan;
+    },
+    error: (e) => renderError(view, 'embeddings', e),
+    reply(p) {
+      return withRequestId(jsonReply(200, {
+        object: 'list',
+        data: (p.vectors ?? []).map((v, index) => ({ object: 'embedding', index, embedding: p.base64 ? embeddingBase64(v) : embeddingFloats(v) })),
+        model: p.model,
+        usage: { prompt_tokens: p.promptTokens, total_tokens: p.promptTokens },
+      }));
+    },
+    stream: null,
+  };
+}
+
+function maskKey(k: string): string {
+  return k.length <= 8 ? '*'.repeat(k.length) : `${k.slice(0, 3)}${'*'.repeat(Math.min(20, k.length - 7))}${k.slice(-4)}`;
+}
+
+export function createOpenai(view: EngineView): ProtocolImpl {
+  const created = Math.floor(view.startedAt / 1000) - 86_400;
+  const card = { id: view.model, object: 'model', created, owned_by: 'system' };
+  const routes = new Map<string, Route>([
+    ['GET /v1/models', { kind: 'info', handle: () => withRequestId(jsonReply(200, { object: 'list', data: [card] })) }],
+    ['POST /v1/chat/completions', chatRoute(view)],
+    ['POST /v1/completions', completionsRoute(view)],
+    ['POST /v1/embeddings', embeddingsRoute(view)],
+  ]);
+  const retrieve = (id: string): InfoRoute => ({
+    kind: 'info',
+    handle: () => (id === view.model
+      ? withRequestId(jsonReply(200, card))
+      : oaiError(404, `The model '${id}' does not exist`, 'invalid_request_error', 'model_not_found', 'model')),
+  });
+  return {
+    resolve(method, path) {
+      const r = routes.get(`${method} ${path}`);
+      if (r !== undefined) return r;
+      if (method === 'GET' && path.startsWith('/v1/models/')) return retrieve(decodeURIComponent(path.slice('/v1/models/'.length)));
+      return undefined;
+    },
+    notFound: (method, path) => oaiError(404, `Invalid URL (${method} ${path})`, 'invalid_request_error'),
+    needsKey: () => true,
+    unauthorized: (presented) => {
+      const key = presented?.startsWith('Bearer ') ? presented.slice(7) : undefined;
+      return key === undefined || key === ''
+        ? oaiError(401, "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if you're accessing the API from your browser and are prompted for a username and password. You can obtain an API key from https://platform.openai.com/account/api-keys.", 'invalid_request_error')
+        : oaiError(401, `Incorrect API key provided: ${maskKey(key)}. You can find your API key at https://platform.openai.com/account/api-keys.`, 'invalid_request_error', 'invalid_api_key');
+    },
+    badJson: () => oaiError(400, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have trouble figuring out how to fix this, please contact us through our help center at help.openai.com.)", 'invalid_request_error'),
+    healthError: (status) => oaiError(status, 'The server had an error while processing your request. Sorry about that!', 'server_error'),
+  };
+}

@@ -1,0 +1,305 @@
+// vLLM's OpenAI-compatible server as of the 0.8 line: flat `{"object":"error",…}` errors,
+// chat messages without `refusal`, `prompt_tokens_details: null`, `stop_reason` beside
+// `finish_reason`, and the `vllm:` Prometheus metrics.
+
+import { embeddingBase64, embeddingFloats } from '../generate.ts';
+import {
+  GARBAGE_SSE, choiceText, hexId, isSimError, jsonReply, nowSeconds, textReply,
+} from '../protocol.ts';
+import type {
+  EngineView, InferenceRoute, InfoRoute, Plan, ProtocolImpl, Reply, Route, SimError, StreamShape,
+} from '../protocol.ts';
+import { SSE_CONTENT_TYPE, SSE_DONE, sseEvent } from '../sse.ts';
+import {
+  chatItems, embeddingPlan, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
+  parseEmbeddingsRequest, promptTextItems, textPlan, wantsStream,
+} from './oai.ts';
+
+export const VLLM_VERSION = '0.8.5';
+
+type Endpoint = 'chat' | 'completions' | 'embeddings';
+
+const STATUS_TYPES: Record<number, string> = {
+  400: 'BadRequestError',
+  404: 'NotFoundError',
+  429: 'RateLimitError',
+  500: 'InternalServerError',
+  501: 'NotImplementedError',
+  503: 'ServiceUnavailableError',
+};
+
+function vllmError(status: number, message: string, type = STATUS_TYPES[status] ?? 'InternalServerError'): Reply {
+  return jsonReply(status, { object: 'error', message, type, param: null, code: status });
+}
+
+function contextMessage(endpoint: Endpoint, ctx: number, prompt: number, max: number | undefined): string {
+  if (endpoint === 'embeddings') {
+    return `This model's maximum context length is ${ctx} tokens. However, you requested ${prompt} tokens in the input for embedding generation. Please reduce the length of the input.`;
+  }
+  if (max !== undefined && prompt < ctx) {
+    return `This model's maximum context length is ${ctx} tokens. However, you requested ${prompt + max} tokens (${prompt} in the messages, ${max} in the completion). Please reduce the length of the messages or completion.`;
+  }
+  return `This model's maximum context length is ${ctx} tokens. However, you requested ${prompt} tokens in the messages, Please reduce the length of the messages.`;
+}
+
+function renderError(view: EngineView, endpoint: Endpoint, e: SimError): Reply {
+  switch (e.kind) {
+    case 'bad-request':
+      return vllmError(400, e.message ?? 'Bad Request');
+    case 'unsupported':
+      return vllmError(400, e.message ?? 'Unsupported request');
+    case 'model-not-found':
+      return vllmError(404, `The model \`${e.model ?? ''}\` does not exist.`);
+    case 'context-length':
+      return vllmError(400, contextMessage(endpoint, view.contextWindow, e.promptTokens ?? view.contextWindow + 1, e.maxTokens));
+    case 'overloaded':
+      return vllmError(503, 'The server is overloaded: the waiting queue is full. Please retry later.');
+    case 'rate-limit':
+      return vllmError(429, 'Too Many Requests');
+    case 'server-error': {
+      const status = e.status ?? 500;
+      return vllmError(status, status === 500 ? 'EngineCore encountered an issue. See stack trace (above) for the root cause.' : `HTTP ${status}`);
+    }
+  }
+}
+
+function usage(p: Plan, details: boolean): Record<string, unknown> {
+  const u: Record<string, unknown> = {
+    prompt_tokens: p.promptTokens,
+    total_tokens: p.promptTokens + p.completionTokens,
+    completion_tokens: p.completionTokens,
+  };
+  // Non-streamed responses serialise every field; streamed ones use exclude_unset.
+  if (details) u.prompt_tokens_details = null;
+  return u;
+}
+
+function checkModel(view: EngineView, requested: string | undefined): SimError | null {
+  return requested === undefined || requested === view.model ? null : { kind: 'model-not-found', model: requested };
+}
+
+function checkContext(view: EngineView, prompt: number, max: number | undefined): SimError | null {
+  const ctx = view.contextWindow;
+  if (prompt >= ctx || (max !== undefined && prompt + max > ctx)) return { kind: 'context-length', promptTokens: prompt, maxTokens: max };
+  return null;
+}
+
+function checkMax(max: number | undefined): SimError | null {
+  return max === 0 ? { kind: 'bad-request', message: 'max_tokens must be at least 1, got 0.' } : null;
+}
+
+function chatRoute(view: EngineView): InferenceRoute {
+  const stream: StreamShape = {
+    contentType: SSE_CONTENT_TYPE,
+    begin(p) {
+      let out = '';
+      for (const c of p.choices) {
+        out += sseEvent({
+          id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model,
+          choices: [{ index: c.index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }],
+        });
+      }
+      return out;
+    },
+    step(p, i) {
+      let out = '';
+      for (const c of p.choices) {
+        if (i >= c.tokens.length) continue;
+        const last = i === c.tokens.length - 1;
+        // vLLM reports the finish reason on the chunk that carries the last token.
+        const choice = last
+          ? { index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: c.finish, stop_reason: null }
+          : { index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: null };
+        out += sseEvent({ id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model, choices: [choice] });
+      }
+      return out;
+    },
+    end(p) {
+      const u = p.includeUsage
+        ? sseEvent({ id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model, choices: [], usage: usage(p, false) })
+        : '';
+      return u + SSE_DONE;
+    },
+    garbage: GARBAGE_SSE,
+  };
+  return {
+    kind: 'inference',
+    wantsStream,
+    plan(body) {
+      const r = parseChatRequest(body);
+      if (isSimError(r)) return r;
+      const bad = checkModel(view, r.model) ?? checkMax(r.maxTokens);
+      if (bad) return bad;
+      if (view.kind !== 'chat') return { kind: 'unsupported', message: 'The model does not support Chat Completions API' };
+      const items = chatItems(r.text);
+      const ctxErr = checkContext(view, largestPrompt(items), r.maxTokens);
+      if (ctxErr) return ctxErr;
+      return textPlan({ model: view.model, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: r.maxTokens, idPrefix: 'chatcmpl-' });
+    },
+    error: (e) => renderError(view, 'chat', e),
+    reply(p) {
+      return jsonReply(200, {
+        id: p.id, object: 'chat.completion', created: p.created, model: p.model,
+        choices: p.choices.map((c) => ({
+          index: c.index,
+          message: { role: 'assistant', reasoning_content: null, content: choiceText(c), tool_calls: [] },
+          logprobs: null, finish_reason: c.finish, stop_reason: null,
+        })),
+        usage: usage(p, true),
+        prompt_logprobs: null,
+      });
+    },
+    stream,
+  };
+}
+
+function completionsRoute(view: EngineView): InferenceRoute {
+  const stream: StreamShape = {
+    contentType: SSE_CONTENT_TYPE,
+    begin: () => '',
+    step(p, i) {
+      let out = '';
+      for (const c of p.choices) {
+        if (i >= c.tokens.length) continue;
+        const last = i === c.tokens.length - 1;
+        out += sseEvent({
+          id: p.id, object: 'text_completion', created: p.created, model: p.model,
+          choices: [{ index: c.index, text: c.tokens[i], logprobs: null, finish_reason: last ? c.finish : null, stop_reason: null }],
+        });
+      }
+      return out;
+    },
+    end(p) {
+      const u = p.includeUsage
+        ? sseEvent({ id: p.id, object: 'text_completion', created: p.created, model: p.model, choices: [], usage: usage(p, false) })
+        : '';
+      return u + SSE_DONE;
+    },
+    garbage: GARBAGE_SSE,
+  };
+  return {
+    kind: 'inference',
+    wantsStream,
+    plan(body) {
+      const r = parseCompletionRequest(body);
+      if (isSimError(r)) return r;
+      const bad = checkModel(view, r.model) ?? checkMax(r.maxTokens);
+      if (bad) return bad;
+      if (view.kind !== 'chat') return { kind: 'unsupported', message: 'The model does not support Completions API' };
+      // The OpenAI completions API defaults max_tokens to 16, and vLLM follows it.
+      const max = r.maxTokens ?? 16;
+      const items = promptTextItems(r.prompts);
+      const ctxErr = checkContext(view, largestPrompt(items), max);
+      if (ctxErr) return ctxErr;
+      return textPlan({ model: view.model, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: max, idPrefix: 'cmpl-' });
+    },
+    error: (e) => renderError(view, 'completions', e),
+    reply(p) {
+      return jsonReply(200, {
+        id: p.id, object: 'text_completion', created: p.created, model: p.model,
+        choices: p.choices.map((c) => ({
+          index: c.index, text: choiceText(c), logprobs: null, finish_reason: c.finish, stop_reason: null, prompt_logprobs: null,
+        })),
+        usage: usage(p, true),
+      });
+    },
+    stream,
+  };
+}
+
+function embeddingsRoute(view: EngineView): InferenceRoute {
+  return {
+    kind: 'inference',
+    wantsStream: () => false,
+    plan(body) {
+      const r = parseEmbeddingsRequest(body);
+      if (isSimError(r)) return r;
+      const bad = checkModel(view, r.model);
+      if (bad) return bad;
+      if (view.kind !== 'embeddings') return { kind: 'unsupported', message: 'The model does not support Embeddings API' };
+      if (r.dimensions !== undefined && r.dimensions !== view.dimensions) {
+        return { kind: 'bad-request', message: `Model "${view.model}" does not support matryoshka representation, changing output dimensions will lead to poor results.` };
+      }
+      const longest = largestInput(r.inputs);
+      if (longest > view.contextWindow) return { kind: 'context-length', promptTokens: longest };
+      return embeddingPlan({ model: view.model, inputs: r.inputs, dimensions: view.dimensions, base64: r.base64, idPrefix: 'embd-' });
+    },
+    error: (e) => renderError(view, 'embeddings', e),
+    reply(p) {
+      const vectors = p.vectors ?? [];
+      return jsonReply(200, {
+        id: p.id, object: 'list', created: p.created, model: p.model,
+        data: vectors.map((v, index) => ({ index, object: 'embedding', embedding: p.base64 ? embeddingBase64(v) : embeddingFloats(v) })),
+        usage: { prompt_tokens: p.promptTokens, total_tokens: p.promptTokens, completion_tokens: 0, prompt_tokens_details: null },
+      });
+    },
+    stream: null,
+  };
+}
+
+function metrics(view: EngineView): string {
+  const l = view.load;
+  const labels = `engine="0",model_name="${view.model}"`;
+  const kvCapacity = view.contextWindow * view.timing.maxConcurrency;
+  const kv = kvCapacity > 0 ? Math.min(1, l.activeTokens / kvCapacity) : 0;
+  const lines: string[] = [];
+  const metric = (name: string, type: string, help: string, value: number, extra = ''): void => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name}{${labels}${extra}} ${value.toFixed(1)}`);
+  };
+  metric('vllm:num_requests_running', 'gauge', 'Number of requests in model execution batches.', l.active);
+  metric('vllm:num_requests_waiting', 'gauge', 'Number of requests waiting to be processed.', l.queued);
+  metric('vllm:gpu_cache_usage_perc', 'gauge', 'GPU KV-cache usage. 1 means 100 percent usage.', kv);
+  metric('vllm:kv_cache_usage_perc', 'gauge', 'KV-cache usage. 1 means 100 percent usage.', kv);
+  metric('vllm:prompt_tokens_total', 'counter', 'Number of prefill tokens processed.', l.promptTokens);
+  metric('vllm:generation_tokens_total', 'counter', 'Number of generation tokens processed.', l.completionTokens);
+  lines.push(
+    '# HELP vllm:request_success_total Count of successfully processed requests.',
+    '# TYPE vllm:request_success_total counter',
+    `vllm:request_success_total{${labels},finished_reason="stop"} ${l.finishedStop.toFixed(1)}`,
+    `vllm:request_success_total{${labels},finished_reason="length"} ${l.finishedLength.toFixed(1)}`,
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+function info(handle: (body: unknown, query: string) => Reply, health = false): InfoRoute {
+  return { kind: 'info', health, handle };
+}
+
+export function createVllm(view: EngineView): ProtocolImpl {
+  const created = nowSeconds();
+  const permissionId = `modelperm-${hexId()}`;
+  const models = info(() => jsonReply(200, {
+    object: 'list',
+    data: [{
+      id: view.model, object: 'model', created, owned_by: 'vllm', root: view.model, parent: null, max_model_len: view.contextWindow,
+      permission: [{
+        id: permissionId, object: 'model_permission', created, allow_create_engine: false, allow_sampling: true, allow_logprobs: true,
+        allow_search_indices: false, allow_view: true, allow_fine_tuning: false, organization: '*', group: null, is_blocking: false,
+      }],
+    }],
+  }));
+  const health = info(() => ({ status: 200, headers: {}, body: '' }), true);
+  const routes = new Map<string, Route>([
+    ['GET /health', health],
+    ['GET /ping', health],
+    ['POST /ping', health],
+    ['GET /version', info(() => jsonReply(200, { version: VLLM_VERSION }))],
+    ['GET /v1/models', models],
+    ['GET /metrics', info(() => textReply(200, metrics(view), 'text/plain; version=0.0.4; charset=utf-8'))],
+    ['POST /v1/chat/completions', chatRoute(view)],
+    ['POST /v1/completions', completionsRoute(view)],
+    ['POST /v1/embeddings', embeddingsRoute(view)],
+  ]);
+  const paths = new Set([...routes.keys()].map((k) => k.slice(k.indexOf(' ') + 1)));
+  return {
+    resolve: (method, path) => routes.get(`${method} ${path}`),
+    notFound: (_method, path) => (paths.has(path)
+      ? jsonReply(405, { detail: 'Method Not Allowed' })
+      : jsonReply(404, { detail: 'Not Found' })),
+    // vLLM's --api-key middleware guards only the /v1 routes.
+    needsKey: (path) => path.startsWith('/v1'),
+    unauthorized: () => jsonReply(401, { error: 'Unauthorized' }),
+    badJson: () => vllmError(400, 'JSON decode error: Expecting value: line 1 column 1 (char 0)'),
+    healthError: (status) => ({ status, headers: {}, body: '' }),
+  };
+}

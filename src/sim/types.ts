@@ -1,0 +1,92 @@
+// The simulator's public shapes. fleet.ts re-exports them; they live here so the engine
+// internals can use them without importing the module that builds fleets.
+
+export type SimProtocol = 'vllm' | 'ollama' | 'llamacpp' | 'openai';
+export type SimModelKind = 'chat' | 'embeddings';
+
+export interface SimTiming {
+  ttftMs: number;
+  tokensPerSecond: number;
+  maxConcurrency: number;
+  maxQueue: number;
+}
+
+export interface SimEngineSpec {
+  name: string;
+  protocol: SimProtocol;
+  /** default 127.0.0.1 */
+  host?: string;
+  /** 0 or absent = ephemeral */
+  port?: number;
+  model: string;
+  kind: SimModelKind;
+  /** embeddings only, default 768 */
+  dimensions?: number;
+  /** default 8192 */
+  contextWindow?: number;
+  timing?: Partial<SimTiming>;
+  /** if set, requests must carry `Authorization: Bearer <apiKey>`, else 401 in the engine's own error shape */
+  apiKey?: string;
+  /** ollama only: more pulled models listed in /api/tags */
+  extraModels?: string[];
+}
+
+export type SimFault =
+  | { kind: 'down' }
+  | { kind: 'slow'; factor?: number }
+  | { kind: 'error'; status?: number }
+  | { kind: 'rate-limit'; retryAfterS?: number }
+  | { kind: 'hang' }
+  | { kind: 'drop'; afterChunks?: number }
+  | { kind: 'garbage' }
+  | { kind: 'context-length' };
+
+export interface SimFaultState {
+  fault: SimFault;
+  /** apply to the next N requests only; undefined = until cleared */
+  remaining?: number;
+}
+
+export interface SimRequestRecord {
+  method: string;
+  path: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: unknown;
+}
+
+export interface SimEngineStats {
+  requests: number;
+  active: number;
+  queued: number;
+  completed: number;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+export interface SimEngine {
+  readonly name: string;
+  readonly protocol: SimProtocol;
+  /** http://host:port, no trailing slash, no /v1 */
+  readonly url: string;
+  readonly port: number;
+  readonly model: string;
+  setFault(fault: SimFault | null, remaining?: number): Promise<void>;
+  stats(): SimEngineStats;
+  /** inference requests received (last 100), for tests to check what the gateway sent */
+  requests(): SimRequestRecord[];
+  close(): Promise<void>;
+}
+
+export interface SimFleet {
+  engines: Map<string, SimEngine>;
+  get(name: string): SimEngine;
+  controlUrl?: string;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_TIMING: Readonly<SimTiming> = Object.freeze({
+  ttftMs: 120,
+  tokensPerSecond: 60,
+  maxConcurrency: 8,
+  maxQueue: 64,
+});

@@ -1,0 +1,164 @@
+// vLLM's shapes, quirks and errors.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startFleet } from './fleet.ts';
+import type { SimFleet } from './fleet.ts';
+import { embedding, replyTokens } from './generate.ts';
+import { FAST, at, decodeBase64Floats, parseSse, post } from './test-helpers.ts';
+
+const CHAT = 'meta-llama/Llama-3.1-8B-Instruct';
+const EMBED = 'BAAI/bge-base-en-v1.5';
+
+describe('vllm', () => {
+  let fleet: SimFleet;
+  let chatUrl: string;
+  let embedUrl: string;
+
+  before(async () => {
+    fleet = await startFleet([
+      { name: 'chat', protocol: 'vllm', model: CHAT, kind: 'chat', contextWindow: 100, timing: FAST, apiKey: 'k' },
+      { name: 'embed', protocol: 'vllm', model: EMBED, kind: 'embeddings', dimensions: 16, timing: FAST },
+    ]);
+    chatUrl = fleet.get('chat').url;
+    embedUrl = fleet.get('embed').url;
+  });
+  after(() => fleet.close());
+  const auth = { authorization: 'Bearer k' };
+
+  test('health, version and model list', async () => {
+    const health = await fetch(`${chatUrl}/health`);
+    assert.equal(health.status, 200);
+    assert.equal(await health.text(), '');
+    assert.deepEqual(await (await fetch(`${chatUrl}/version`)).json(), { version: '0.8.5' });
+    const models: unknown = await (await fetch(`${chatUrl}/v1/models`, { headers: auth })).json();
+    assert.equal(at(models, 'object'), 'list');
+    const card = at(models, 'data', 0);
+    assert.equal(at(card, 'id'), CHAT);
+    assert.equal(at(card, 'owned_by'), 'vllm');
+    assert.equal(at(card, 'root'), CHAT);
+    assert.equal(at(card, 'max_model_len'), 100);
+    assert.equal(at(card, 'permission', 0, 'object'), 'model_permission');
+    assert.match(String(at(card, 'permission', 0, 'id')), /^modelperm-/);
+  });
+
+  test('chat: no refusal, reasoning_content null, stop_reason, prompt_tokens_details null', async () => {
+    const res = await post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'why' }] }, auth);
+    assert.equal(res.headers.get('content-type'), 'application/json');
+    const json: unknown = await res.json();
+    assert.match(String(at(json, 'id')), /^chatcmpl-[0-9a-f]{32}$/);
+    assert.equal(at(json, 'object'), 'chat.completion');
+    assert.equal(at(json, 'model'), CHAT);
+    const message = at(json, 'choices', 0, 'message') as Record<string, unknown>;
+    assert.deepEqual(message, { role: 'assistant', reasoning_content: null, content: replyTokens('why').join(''), tool_calls: [] });
+    assert.equal('refusal' in message, false);
+    assert.equal(at(json, 'choices', 0, 'stop_reason'), null);
+    assert.deepEqual(at(json, 'usage'), {
+      prompt_tokens: 8, total_tokens: 8 + replyTokens('why').length, completion_tokens: replyTokens('why').length, prompt_tokens_details: null,
+    });
+    assert.equal(at(json, 'prompt_logprobs'), null);
+  });
+
+  test('the model field may be left out', async () => {
+    const res = await post(`${chatUrl}/v1/chat/completions`, { messages: [{ role: 'user', content: 'x' }] }, auth);
+    assert.equal(res.status, 200);
+    await res.text();
+  });
+
+  test('chat stream: role chunk first, finish_reason on the last token, usage chunk with empty choices', async () => {
+    const res = await post(`${chatUrl}/v1/chat/completions`, {
+      model: CHAT, messages: [{ role: 'user', content: 'why' }], stream: true, stream_options: { include_usage: true },
+    }, auth);
+    const { events, done } = parseSse(await res.text());
+    assert.equal(done, true);
+    const n = replyTokens('why').length;
+    assert.equal(events.length, n + 2);
+    assert.deepEqual(at(events[0], 'choices', 0, 'delta'), { role: 'assistant', content: '' });
+    assert.equal('usage' in events[1]!, false, 'chunks carry no usage key unless continuous usage was asked');
+    assert.equal(at(events[n], 'choices', 0, 'finish_reason'), 'stop');
+    assert.equal(at(events[n], 'choices', 0, 'delta', 'content'), replyTokens('why')[n - 1]);
+    assert.deepEqual(at(events[n + 1], 'choices'), []);
+    assert.deepEqual(at(events[n + 1], 'usage'), { prompt_tokens: 8, total_tokens: 8 + n, completion_tokens: n });
+  });
+
+  test('completions: a prompt list gives one choice each; max_tokens defaults to 16', async () => {
+    const json: unknown = await (await post(`${chatUrl}/v1/completions`, { model: CHAT, prompt: ['one', 'two'], max_tokens: 2 }, auth)).json();
+    assert.equal(at(json, 'object'), 'text_completion');
+    assert.equal(at(json, 'choices', 0, 'text'), replyTokens('one').slice(0, 2).join(''));
+    assert.equal(at(json, 'choices', 1, 'text'), replyTokens('two').slice(0, 2).join(''));
+    assert.equal(at(json, 'choices', 1, 'index'), 1);
+    assert.equal(at(json, 'choices', 0, 'finish_reason'), 'length');
+    assert.equal(at(json, 'usage', 'completion_tokens'), 4);
+    const tokens: unknown = await (await post(`${chatUrl}/v1/completions`, { model: CHAT, prompt: [1, 2, 3] }, auth)).json();
+    assert.equal(at(tokens, 'usage', 'prompt_tokens'), 3);
+    const streamed = parseSse(await (await post(`${chatUrl}/v1/completions`, { model: CHAT, prompt: 'one', stream: true }, auth)).text());
+    assert.equal(streamed.done, true);
+    assert.equal(streamed.events.map((e) => at(e, 'choices', 0, 'text')).join(''), replyTokens('one').join(''));
+  });
+
+  test('embeddings: floats, base64 of the same float32 values, strings and token arrays', async () => {
+    const float: unknown = await (await post(`${embedUrl}/v1/embeddings`, { model: EMBED, input: ['alpha', 'beta'] })).json();
+    const b64: unknown = await (await post(`${embedUrl}/v1/embeddings`, { model: EMBED, input: ['alpha', 'beta'], encoding_format: 'base64' })).json();
+    assert.match(String(at(float, 'id')), /^embd-/);
+    assert.equal(at(float, 'object'), 'list');
+    const v = at(float, 'data', 1, 'embedding') as number[];
+    assert.equal(v.length, 16);
+    assert.deepEqual(v, Array.from(embedding('beta', 16)));
+    assert.deepEqual(decodeBase64Floats(String(at(b64, 'data', 1, 'embedding'))), v);
+    assert.ok(Math.abs(Math.hypot(...v) - 1) < 1e-6);
+    assert.deepEqual(at(float, 'usage'), { prompt_tokens: 2, total_tokens: 2, completion_tokens: 0, prompt_tokens_details: null });
+    const ids: unknown = await (await post(`${embedUrl}/v1/embeddings`, { model: EMBED, input: [[1, 2, 3], [4]] })).json();
+    assert.equal(at(ids, 'usage', 'prompt_tokens'), 4);
+  });
+
+  test('errors in the flat vLLM shape', async () => {
+    const missing = await post(`${chatUrl}/v1/chat/completions`, { model: 'nope', messages: [] }, auth);
+    assert.equal(missing.status, 404);
+    assert.deepEqual(await missing.json(), { object: 'error', message: 'The model `nope` does not exist.', type: 'NotFoundError', param: null, code: 404 });
+
+    const chatOnEmbed = await post(`${embedUrl}/v1/chat/completions`, { model: EMBED, messages: [{ role: 'user', content: 'x' }] });
+    assert.equal(chatOnEmbed.status, 400);
+    assert.equal(at(await chatOnEmbed.json(), 'message'), 'The model does not support Chat Completions API');
+
+    const embedOnChat = await post(`${chatUrl}/v1/embeddings`, { model: CHAT, input: 'x' }, auth);
+    assert.equal(embedOnChat.status, 400);
+    assert.equal(at(await embedOnChat.json(), 'message'), 'The model does not support Embeddings API');
+
+    const long = await post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'w '.repeat(200) }] }, auth);
+    assert.equal(long.status, 400);
+    const longJson: unknown = await long.json();
+    assert.equal(at(longJson, 'type'), 'BadRequestError');
+    assert.match(String(at(longJson, 'message')), /^This model's maximum context length is 100 tokens\. However, you requested 207 tokens/);
+
+    const tooMany = await post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'x' }], max_tokens: 99 }, auth);
+    assert.match(String(at(await tooMany.json(), 'message')), /\(8 in the messages, 99 in the completion\)/);
+
+    const bad = await post(`${chatUrl}/v1/chat/completions`, '{not json', auth);
+    assert.equal(bad.status, 400);
+    assert.equal(at(await bad.json(), 'object'), 'error');
+
+    const route = await fetch(`${chatUrl}/v1/nope`, { headers: auth });
+    assert.equal(route.status, 404);
+    assert.deepEqual(await route.json(), { detail: 'Not Found' });
+  });
+
+  test('the API key guards /v1 only, answering {"error":"Unauthorized"}', async () => {
+    const res = await fetch(`${chatUrl}/v1/models`);
+    assert.equal(res.status, 401);
+    assert.deepEqual(await res.json(), { error: 'Unauthorized' });
+    assert.equal((await fetch(`${chatUrl}/metrics`)).status, 200);
+  });
+
+  test('Prometheus metrics with the vllm: names and model_name label', async () => {
+    const text = await (await fetch(`${chatUrl}/metrics`)).text();
+    for (const name of [
+      'vllm:num_requests_running', 'vllm:num_requests_waiting', 'vllm:gpu_cache_usage_perc', 'vllm:kv_cache_usage_perc',
+      'vllm:prompt_tokens_total', 'vllm:generation_tokens_total',
+    ]) {
+      assert.match(text, new RegExp(`^# TYPE ${name} (gauge|counter)$`, 'm'));
+      assert.match(text, new RegExp(`^${name}\\{engine="0",model_name="${CHAT.replaceAll('.', '\\.')}"\\} \\d+\\.\\d$`, 'm'));
+    }
+    const prompt = /^vllm:prompt_tokens_total\{[^}]*\} (\d+)/m.exec(text);
+    assert.ok(Number(prompt?.[1]) > 0);
+  });
+});

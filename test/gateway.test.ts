@@ -1,0 +1,418 @@
+// The gateway end to end: the official openai SDK and raw HTTP against a gateway on a real
+// loopback port, in front of simulated vLLM, Ollama, llama.cpp and OpenAI engines.
+
+import { test, before, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { request as rawRequest } from 'node:http';
+import { startFabric, openaiSchemaValidator, post, chat, type Fabric } from './helpers.ts';
+
+const MASTER = 'fabric-master-key-for-tests';
+const BACKEND_KEY = 'backend-key-armitage';
+
+const FAST = { ttftMs: 5, tokensPerSecond: 2000, maxConcurrency: 16, maxQueue: 64 };
+
+let f: Fabric;
+const validate = openaiSchemaValidator();
+
+before(async () => {
+  f = await startFabric({
+    env: { FABRIC_MASTER_KEY: MASTER, ARMITAGE_KEY: BACKEND_KEY },
+    apiKey: MASTER,
+    engines: [
+      { name: 'armitage', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', contextWindow: 8192, timing: FAST, apiKey: BACKEND_KEY },
+      { name: 'wintermute', protocol: 'vllm', model: 'casperhansen/llama-3-8b-instruct-awq', kind: 'chat', contextWindow: 8192, timing: FAST },
+      { name: 'motoko', protocol: 'vllm', model: 'BAAI/bge-base-en-v1.5', kind: 'embeddings', dimensions: 768, contextWindow: 512, timing: FAST },
+      { name: 'cloud', protocol: 'openai', model: 'gpt-4.1-mini', kind: 'chat', contextWindow: 1000000, timing: FAST },
+      { name: 'ollama', protocol: 'ollama', model: 'qwen2.5:7b', kind: 'chat', timing: FAST, extraModels: ['nomic-embed-text'] },
+      { name: 'ollama-embed', protocol: 'ollama', model: 'nomic-embed-text', kind: 'embeddings', dimensions: 768, timing: FAST },
+      { name: 'llamacpp', protocol: 'llamacpp', model: 'llama-cpp-native', kind: 'chat', contextWindow: 4096, timing: FAST },
+      { name: 'small', protocol: 'vllm', model: 'small-ctx', kind: 'chat', contextWindow: 64, timing: FAST },
+    ],
+    yaml: (url) => `
+gateway:
+  master_key: env:FABRIC_MASTER_KEY
+  limits: { max_body: 64KiB, max_header: 8KiB, max_tokens: 4096, max_n: 2 }
+  retry: { base: 5ms, max: 50ms }
+nodes:
+  armitage: { power: workstation }
+backends:
+  armitage-qwen: { engine: vllm, node: armitage, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ, api_key: env:ARMITAGE_KEY, aliases: [qwen2.5-7b-armitage], max_retries: 1,
+    timeouts: { first_byte: 400ms, idle: 300ms, total: 5s } }
+  wintermute-llama: { engine: vllm, url: ${url('wintermute')}/v1, model: casperhansen/llama-3-8b-instruct-awq, timeouts: { first_byte: 400ms, idle: 300ms } }
+  motoko-bge: { engine: vllm, url: ${url('motoko')}/v1, model: BAAI/bge-base-en-v1.5 }
+  cloud-strong: { engine: openai-compatible, url: ${url('cloud')}/v1, model: gpt-4.1-mini }
+  ollama-qwen: { engine: ollama, url: ${url('ollama')}, model: "qwen2.5:7b", timeouts: { first_byte: 400ms } }
+  ollama-nomic: { engine: ollama, url: ${url('ollama-embed')}, model: nomic-embed-text }
+  llamacpp: { engine: llamacpp, url: ${url('llamacpp')}/v1, model: llama-cpp-native }
+  small: { engine: vllm, url: ${url('small')}/v1, model: small-ctx, max_retries: 0 }
+roles:
+  chat-fast:
+    kind: chat
+    backends: [armitage-qwen]
+    aliases: [local/chat]
+    fallbacks: [chat-deep, openai/strong]
+    context_window_fallback: openai/strong
+    rules: [{ if_input_tokens_over: 12000, route_to: openai/strong }]
+  chat-deep: { kind: chat, backends: [wintermute-llama], aliases: [local/reasoner], fallbacks: [openai/strong] }
+  embeddings-general: { kind: embeddings, backends: [motoko-bge], aliases: [local/embed], dimensions: 768 }
+  openai/strong: { kind: chat, backends: [cloud-strong] }
+  ollama-chat: { kind: chat, backends: [ollama-qwen] }
+  ollama-embed: { kind: embeddings, backends: [ollama-nomic] }
+  native: { kind: chat, backends: [llamacpp] }
+  tiny: { kind: chat, backends: [small] }
+  tiny-with-fallback: { kind: chat, backends: [small], context_window_fallback: openai/strong }
+  only-armitage: { kind: chat, backends: [armitage-qwen] }
+patterns:
+  - { match: "meta-llama/*", backends: [wintermute-llama] }
+`,
+  });
+});
+
+after(async () => { await f.close(); });
+
+afterEach(async () => {
+  for (const e of f.fleet.engines.values()) await e.setFault(null);
+  // Passive health state must not leak from one test into the next.
+  for (const b of f.gw.app.gateway.backends.values()) { b.consecutiveFailures = 0; b.coolUntil = 0; b.state = 'unknown'; }
+});
+
+const auth = { authorization: `Bearer ${MASTER}` };
+const lastBody = (engine: string): Record<string, unknown> => {
+  const reqs = f.fleet.get(engine).requests();
+  return reqs[reqs.length - 1]!.body as Record<string, unknown>;
+};
+
+test('chat completion through the SDK: schema-valid, role rewritten to the physical model, routing headers set', async () => {
+  const { data, response } = await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 }).withResponse();
+  assert.equal(data.object, 'chat.completion');
+  assert.ok(data.choices[0]!.message.content!.length > 0);
+  assert.deepEqual(validate('CreateChatCompletionResponse', data), []);
+  assert.equal(data.choices[0]!.message.refusal, null, 'vLLM omits refusal; the gateway fills it');
+  assert.equal(lastBody('armitage').model, 'Qwen/Qwen2.5-7B-Instruct-AWQ');
+  assert.equal(response.headers.get('x-fabric-role'), 'chat-fast');
+  assert.equal(response.headers.get('x-fabric-backend'), 'armitage-qwen');
+  assert.equal(response.headers.get('x-fabric-attempts'), '1');
+  assert.match(response.headers.get('x-request-id')!, /^req_[0-9a-f]{12}/);
+});
+
+test('the client key never reaches a backend; each backend gets its own', async () => {
+  await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
+  const reqs = f.fleet.get('armitage').requests();
+  const h = reqs[reqs.length - 1]!.headers;
+  assert.equal(h.authorization, `Bearer ${BACKEND_KEY}`);
+  await f.client.chat.completions.create({ model: 'chat-deep', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
+  const w = f.fleet.get('wintermute').requests();
+  assert.equal(w[w.length - 1]!.headers.authorization, undefined);
+  assert.ok(!f.logs.join('\n').includes(MASTER) && !f.logs.join('\n').includes(BACKEND_KEY), 'no secret in logs');
+});
+
+test('an incoming x-request-id is kept alongside the gateway id', async () => {
+  const r = await post(f.url, '/v1/chat/completions', chat('chat-fast'), { ...auth, 'x-request-id': 'client-abc-123' });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-client-request-id'), 'client-abc-123');
+  assert.notEqual(r.headers.get('x-request-id'), 'client-abc-123');
+  const sent = f.fleet.get('armitage').requests().at(-1)!.headers['x-request-id'];
+  assert.equal(sent, r.headers.get('x-request-id'));
+});
+
+test('streamed chat: chunks arrive, usage is captured without the client seeing the injected usage chunk', async () => {
+  const stream = await f.client.chat.completions.create({ model: 'local/chat', messages: [{ role: 'user', content: 'tell me something' }], max_tokens: 10, stream: true });
+  let text = '';
+  let usageChunks = 0;
+  for await (const c of stream) {
+    if (c.usage) usageChunks++;
+    text += c.choices[0]?.delta?.content ?? '';
+  }
+  assert.ok(text.length > 0);
+  assert.equal(usageChunks, 0, 'client did not ask for usage');
+  const sent = lastBody('armitage');
+  assert.deepEqual(sent.stream_options, { include_usage: true }, 'gateway asked the backend for usage');
+  const line = f.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === 'request' && l.stream).at(-1);
+  assert.equal(line.completion_tokens, 10);
+  assert.ok(line.prompt_tokens > 0);
+});
+
+test('streamed chat with include_usage: the client gets the usage chunk', async () => {
+  const stream = await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'x' }], max_tokens: 5, stream: true, stream_options: { include_usage: true } });
+  let usage;
+  for await (const c of stream) if (c.usage) usage = c.usage;
+  assert.equal(usage?.completion_tokens, 5);
+});
+
+test('legacy completions, streamed and not', async () => {
+  const c = await f.client.completions.create({ model: 'chat-fast', prompt: 'Once upon a time', max_tokens: 6 });
+  assert.deepEqual(validate('CreateCompletionResponse', c), []);
+  assert.equal(lastBody('armitage').model, 'Qwen/Qwen2.5-7B-Instruct-AWQ');
+  const s = await f.client.completions.create({ model: 'chat-fast', prompt: 'Once upon a time', max_tokens: 6, stream: true });
+  let text = '';
+  for await (const part of s) text += part.choices[0]?.text ?? '';
+  assert.ok(text.length > 0);
+});
+
+test('embeddings in float and base64 give the same 768-dim vectors', async () => {
+  const fl = await f.client.embeddings.create({ model: 'embeddings-general', input: ['alpha', 'beta'], encoding_format: 'float' });
+  assert.deepEqual(validate('CreateEmbeddingResponse', fl), []);
+  assert.equal(fl.data.length, 2);
+  assert.equal(fl.data[0]!.embedding.length, 768);
+  // The SDK asks for base64 by default and decodes it.
+  const b = await f.client.embeddings.create({ model: 'local/embed', input: ['alpha', 'beta'] });
+  assert.equal(lastBody('motoko').encoding_format, 'base64');
+  for (let i = 0; i < 768; i++) assert.ok(Math.abs(b.data[0]!.embedding[i]! - fl.data[0]!.embedding[i]!) < 1e-6);
+});
+
+test('models list: roles, aliases, backend aliases and physical ids; single model lookup with slashes', async () => {
+  const list = await f.client.models.list();
+  const ids = list.data.map((m) => m.id);
+  for (const id of ['chat-fast', 'chat-deep', 'embeddings-general', 'local/chat', 'local/reasoner', 'local/embed', 'qwen2.5-7b-armitage', 'Qwen/Qwen2.5-7B-Instruct-AWQ', 'openai/strong']) {
+    assert.ok(ids.includes(id), `${id} listed`);
+  }
+  for (const m of list.data) assert.deepEqual(validate('Model', m), []);
+  const one = await f.client.models.retrieve('local/chat');
+  assert.equal(one.id, 'local/chat');
+  assert.equal((one as unknown as { fabric: { target: string } }).fabric.target, 'chat-fast');
+  await assert.rejects(f.client.models.retrieve('nope'), (e: { status: number }) => e.status === 404);
+});
+
+test('master key: required on /v1, wrong key is 401 in OpenAI shape', async () => {
+  const none = await post(f.url, '/v1/chat/completions', chat('chat-fast'));
+  assert.equal(none.status, 401);
+  assert.equal(none.json.error.type, 'authentication_error');
+  const wrong = await post(f.url, '/v1/chat/completions', chat('chat-fast'), { authorization: 'Bearer nope' });
+  assert.equal(wrong.status, 401);
+  assert.ok(!wrong.text.includes(MASTER));
+  const models = await fetch(`${f.url}/v1/models`);
+  assert.equal(models.status, 401);
+  const live = await fetch(`${f.url}/health/live`);
+  assert.equal(live.status, 200, 'liveness needs no key');
+});
+
+test('bad requests: 400 naming the field, invalid JSON, unknown model 404 naming it', async () => {
+  const badJson = await post(f.url, '/v1/chat/completions', '{"model":', auth);
+  assert.equal(badJson.status, 400);
+  assert.equal(badJson.json.error.code, 'invalid_json');
+  const noMsgs = await post(f.url, '/v1/chat/completions', { model: 'chat-fast' }, auth);
+  assert.equal(noMsgs.status, 400);
+  assert.equal(noMsgs.json.error.param, 'messages');
+  const badRole = await post(f.url, '/v1/chat/completions', { model: 'chat-fast', messages: [{ role: 'wizard', content: 'x' }] }, auth);
+  assert.equal(badRole.json.error.param, 'messages[0].role');
+  const unknown = await post(f.url, '/v1/chat/completions', chat('chat-fsat'), auth);
+  assert.equal(unknown.status, 404);
+  assert.match(unknown.json.error.message, /`chat-fsat` does not exist.*did you mean `chat-fast`/);
+  assert.deepEqual(Object.keys(unknown.json.error).sort(), ['code', 'message', 'param', 'type']);
+  const kind = await post(f.url, '/v1/embeddings', { model: 'chat-fast', input: 'x' }, auth);
+  assert.equal(kind.status, 400);
+  assert.match(kind.json.error.message, /chat model; use \/v1\/chat\/completions/);
+  const route = await fetch(`${f.url}/v1/nothing`, { headers: auth });
+  assert.equal(route.status, 404);
+  assert.equal((await route.json()).error.type, 'invalid_request_error');
+});
+
+test('nothing in a request chooses where it goes; costly parameters are bounded', async () => {
+  const deep = await post(f.url, '/v1/chat/completions', { ...chat('chat-fast'), metadata: { nested: [{ api_base: 'http://evil' }] } }, auth);
+  assert.equal(deep.status, 400);
+  assert.equal(deep.json.error.param, 'metadata.nested[0].api_base');
+  const top = await post(f.url, '/v1/chat/completions', { ...chat('chat-fast'), base_url: 'http://evil' }, auth);
+  assert.equal(top.status, 400);
+  const toolParam = await post(f.url, '/v1/chat/completions', {
+    ...chat('chat-fast'),
+    tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { base_url: { type: 'string' } } } } }],
+  }, auth);
+  assert.equal(toolParam.status, 200, 'a tool may have a base_url parameter');
+  const n = await post(f.url, '/v1/chat/completions', { ...chat('chat-fast'), n: 3 }, auth);
+  assert.equal(n.status, 400);
+  assert.equal(n.json.error.param, 'n');
+  const mt = await post(f.url, '/v1/chat/completions', { ...chat('chat-fast'), max_tokens: 100000 }, auth);
+  assert.equal(mt.status, 400);
+  assert.equal(mt.json.error.param, 'max_tokens');
+});
+
+test('body over the limit is 413; headers over the limit are 431, both OpenAI-shaped', async () => {
+  const big = await post(f.url, '/v1/chat/completions', chat('chat-fast', 'x'.repeat(70 * 1024)), auth);
+  assert.equal(big.status, 413);
+  assert.equal(big.json.error.code, 'body_too_large');
+  const hdr = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = rawRequest(`${f.url}/v1/models`, { headers: { ...auth, 'x-big': 'y'.repeat(10 * 1024) } }, (res) => {
+      let body = '';
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(hdr.status, 431);
+  assert.equal(JSON.parse(hdr.body).error.code, 'headers_too_large');
+});
+
+test('fallback chain: chat-fast down → chat-deep serves, headers tell', async () => {
+  await f.fleet.get('armitage').setFault({ kind: 'down' });
+  const r = await post(f.url, '/v1/chat/completions', chat('chat-fast'), auth);
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-fabric-role'), 'chat-deep');
+  assert.equal(r.headers.get('x-fabric-backend'), 'wintermute-llama');
+  assert.equal(r.headers.get('x-fabric-attempts'), '3', 'armitage tried twice (connect failure is retried once), then wintermute');
+  assert.equal(r.headers.get('x-fabric-rerouted'), 'true');
+  assert.equal(lastBody('wintermute').model, 'casperhansen/llama-3-8b-instruct-awq');
+});
+
+test('fallback goes all the way to the cloud when both workstations are off', async () => {
+  await f.fleet.get('armitage').setFault({ kind: 'down' });
+  await f.fleet.get('wintermute').setFault({ kind: 'error', status: 500 });
+  const r = await post(f.url, '/v1/chat/completions', chat('chat-fast'), auth);
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-fabric-role'), 'openai/strong');
+});
+
+test('503 when no backend can serve, listing each attempt and why', async () => {
+  await f.fleet.get('armitage').setFault({ kind: 'down' });
+  await f.fleet.get('wintermute').setFault({ kind: 'down' });
+  await f.fleet.get('cloud').setFault({ kind: 'error', status: 500 });
+  const r = await post(f.url, '/v1/chat/completions', chat('chat-fast'), auth);
+  assert.equal(r.status, 503);
+  assert.equal(r.json.error.code, 'no_backend_available');
+  assert.match(r.json.error.message, /armitage-qwen \(chat-fast\): connection refused/);
+  assert.match(r.json.error.message, /cloud-strong \(openai\/strong\): HTTP 500/);
+  assert.deepEqual(r.json.error.attempts.map((a: { backend: string }) => a.backend), ['armitage-qwen', 'armitage-qwen', 'wintermute-llama', 'wintermute-llama', 'cloud-strong']);
+});
+
+test('429 from the only backend is passed through with Retry-After', async () => {
+  await f.fleet.get('armitage').setFault({ kind: 'rate-limit', retryAfterS: 7 });
+  const r = await post(f.url, '/v1/chat/completions', chat('only-armitage'), auth);
+  assert.equal(r.status, 429);
+  assert.equal(r.json.error.type, 'rate_limit_error');
+  assert.equal(r.headers.get('retry-after'), '7');
+});
+
+test('a retry on 503 succeeds on the same backend', async () => {
+  await f.fleet.get('armitage').setFault({ kind: 'error', status: 503 }, 1);
+  const r = await post(f.url, '/v1/chat/completions', chat('only-armitage'), auth);
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-fabric-attempts'), '2');
+  assert.equal(r.headers.get('x-fabric-backend'), 'armitage-qwen');
+});
+
+test('garbage from the only backend is a 502', async () => {
+  await f.fleet.get('armitage').setFault({ kind: 'garbage' });
+  const r = await post(f.url, '/v1/chat/completions', chat('only-armitage'), auth);
+  assert.equal(r.status, 502);
+  assert.equal(r.json.error.code, 'bad_upstream_response');
+});
+
+test('a hung backend times out: 504 when nothing else can serve', async () => {
+  await f.fleet.get('armitage').setFault({ kind: 'hang' });
+  const t0 = Date.now();
+  const r = await post(f.url, '/v1/chat/completions', chat('only-armitage'), auth);
+  assert.equal(r.status, 504);
+  assert.match(r.json.error.message, /first-byte timeout \(400ms\)/);
+  assert.ok(Date.now() - t0 < 4000);
+});
+
+test('a stream falls back before its first byte', async () => {
+  await f.fleet.get('armitage').setFault({ kind: 'hang' });
+  const stream = await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'x' }], max_tokens: 5, stream: true }).withResponse();
+  assert.equal(stream.response.headers.get('x-fabric-role'), 'chat-deep');
+  let text = '';
+  for await (const c of stream.data) text += c.choices[0]?.delta?.content ?? '';
+  assert.ok(text.length > 0);
+});
+
+test('a backend dying mid-stream ends the client stream with an error event, never silently', async () => {
+  await f.fleet.get('armitage').setFault({ kind: 'drop', afterChunks: 2 });
+  const stream = await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'x' }], max_tokens: 20, stream: true });
+  let chunks = 0;
+  await assert.rejects(async () => {
+    for await (const _ of stream) chunks++;
+  }, /interrupted/);
+  assert.ok(chunks >= 1, 'the client got the first chunks before the error');
+});
+
+test('a stream whose first token never comes within the first-byte timeout is a 504', async () => {
+  await f.fleet.get('armitage').setFault({ kind: 'slow', factor: 1000 });
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('only-armitage'), stream: true }, auth);
+  // slow: the first token takes 5s × … → first-byte timeout before anything was sent → 504
+  assert.equal(r.status, 504);
+});
+
+test('client disconnect aborts the backend request', async () => {
+  const engine = f.fleet.get('wintermute');
+  await engine.setFault({ kind: 'slow', factor: 50 });
+  const ac = new AbortController();
+  const p = fetch(`${f.url}/v1/chat/completions`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ ...chat('chat-deep'), max_tokens: 100, stream: true }), signal: ac.signal });
+  const res = await p;
+  const reader = res.body!.getReader();
+  await reader.read();
+  assert.equal(engine.stats().active, 1);
+  ac.abort();
+  for (let i = 0; i < 50 && engine.stats().active > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(engine.stats().active, 0, 'the backend request was cancelled');
+});
+
+test('context-length error: translated 400 without a fallback, context-window fallback with one', async () => {
+  const long = 'word '.repeat(200);
+  const r = await post(f.url, '/v1/chat/completions', chat('tiny', long), auth);
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error.code, 'context_length_exceeded');
+  assert.match(r.json.error.message, /maximum context length/);
+  const r2 = await post(f.url, '/v1/chat/completions', chat('tiny-with-fallback', long), auth);
+  assert.equal(r2.status, 200);
+  assert.equal(r2.headers.get('x-fabric-role'), 'openai/strong');
+});
+
+test('the long-prompt rule sends over-12k-token input to openai/strong, counted by a tokenizer', async () => {
+  // 13,000 distinct-ish words: well over 12k tokens.
+  const long = Array.from({ length: 13000 }, (_, i) => `w${i % 97}`).join(' ');
+  const r = await post(f.url, '/v1/chat/completions', chat('chat-fast', long), auth);
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-fabric-role'), 'openai/strong');
+  // 40,000 characters but few tokens: "a" repeated collapses into few BPE tokens? No — use a short prompt with many chars per token.
+  const manyChars = 'abcdefghij'.repeat(2000); // 20,000 chars, far fewer than 12k tokens
+  const r2 = await post(f.url, '/v1/chat/completions', chat('chat-fast', manyChars), { ...auth });
+  assert.equal(r2.headers.get('x-fabric-role'), 'chat-fast', 'characters are not tokens');
+});
+
+test('glob patterns pass the model name through; physical ids and backend aliases route to their machine', async () => {
+  const p = await post(f.url, '/v1/chat/completions', chat('meta-llama/Llama-3.1-8B-Instruct'), auth);
+  assert.equal(p.headers.get('x-fabric-backend'), 'wintermute-llama');
+  assert.equal(lastBody('wintermute').model, 'meta-llama/Llama-3.1-8B-Instruct');
+  const phys = await post(f.url, '/v1/chat/completions', chat('casperhansen/llama-3-8b-instruct-awq'), auth);
+  assert.equal(phys.status, 200);
+  assert.equal(phys.headers.get('x-fabric-backend'), 'wintermute-llama');
+  await f.fleet.get('armitage').setFault({ kind: 'down' });
+  const alias = await post(f.url, '/v1/chat/completions', chat('qwen2.5-7b-armitage'), auth);
+  assert.equal(alias.status, 503, 'a physical alias means that machine: no fallback');
+});
+
+test('Ollama through its native API: chat, stream and embeddings translated both ways', async () => {
+  const c = await f.client.chat.completions.create({ model: 'ollama-chat', messages: [{ role: 'user', content: 'hi' }], max_tokens: 6 });
+  assert.deepEqual(validate('CreateChatCompletionResponse', c), []);
+  const req = f.fleet.get('ollama').requests().at(-1)!;
+  assert.equal(req.path, '/api/chat');
+  assert.deepEqual((req.body as { options: unknown }).options, { num_predict: 6 });
+  assert.equal(c.usage?.completion_tokens, 6);
+  const s = await f.client.chat.completions.create({ model: 'ollama-chat', messages: [{ role: 'user', content: 'hi' }], max_tokens: 6, stream: true, stream_options: { include_usage: true } });
+  let text = '';
+  let usage;
+  let finish;
+  for await (const ch of s) {
+    text += ch.choices[0]?.delta?.content ?? '';
+    finish ??= ch.choices[0]?.finish_reason ?? undefined;
+    if (ch.usage) usage = ch.usage;
+  }
+  assert.ok(text.length > 0);
+  assert.equal(finish, 'length');
+  assert.equal(usage?.completion_tokens, 6);
+  const e = await f.client.embeddings.create({ model: 'ollama-embed', input: 'hello' });
+  assert.equal(e.data[0]!.embedding.length, 768);
+  assert.equal(f.fleet.get('ollama-embed').requests().at(-1)!.path, '/api/embed');
+});
+
+test('llama.cpp server as an OpenAI-compatible engine', async () => {
+  const c = await f.client.chat.completions.create({ model: 'native', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
+  assert.deepEqual(validate('CreateChatCompletionResponse', c), []);
+});
+
+test('health endpoints: liveness, readiness and per-backend status, with the fleet\'s simulated flag', async () => {
+  const h = await (await fetch(`${f.url}/health`)).json();
+  assert.ok(Array.isArray(h.backends));
+  assert.ok(h.backends.some((b: { name: string }) => b.name === 'armitage-qwen'));
+  assert.equal((await fetch(`${f.url}/health/ready`)).status, 200);
+});

@@ -1,0 +1,69 @@
+// Shared setup for integration tests: a simulated fleet, a gateway in front of it on a real
+// loopback port, and the official openai SDK pointed at the gateway.
+
+import OpenAI from 'openai';
+import { readFileSync } from 'node:fs';
+import Ajv from 'ajv';
+import { parseFabricText } from '../src/config/load.ts';
+import { Secrets } from '../src/config/env-file.ts';
+import { createLogger, type Logger } from '../src/core/log.ts';
+import { startGateway, type RunningGateway } from '../src/main.ts';
+import { startFleet, type SimEngineSpec, type SimFleet } from '../src/sim/fleet.ts';
+
+export interface Fabric {
+  fleet: SimFleet;
+  gw: RunningGateway;
+  url: string;
+  client: OpenAI;
+  logs: string[];
+  close(): Promise<void>;
+}
+
+export interface FabricOptions {
+  engines: SimEngineSpec[];
+  /** Builds the config YAML from the simulated engines' URLs (name → http://127.0.0.1:PORT). */
+  yaml: (url: (name: string) => string) => string;
+  env?: Record<string, string>;
+  apiKey?: string;
+}
+
+export async function startFabric(opts: FabricOptions): Promise<Fabric> {
+  const fleet = await startFleet(opts.engines);
+  const { config } = parseFabricText(opts.yaml((n) => fleet.get(n).url), 'test.yaml');
+  const secrets = new Secrets({ ...opts.env });
+  const logs: string[] = [];
+  const log: Logger = createLogger({ level: 'debug', write: (s) => { logs.push(...s.trimEnd().split('\n')); }, secrets: Object.values(opts.env ?? {}) });
+  const gw = await startGateway(config, secrets, { host: '127.0.0.1', port: 0, log, probe: false });
+  const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: opts.apiKey ?? 'unused', maxRetries: 0, timeout: 10_000 });
+  return {
+    fleet, gw, url: gw.url, client, logs,
+    async close() {
+      await gw.close(1000);
+      await fleet.close();
+    },
+  };
+}
+
+/** Validates a response body against a component schema of the official OpenAI OpenAPI document. */
+export function openaiSchemaValidator(): (component: string, value: unknown) => string[] {
+  const spec = JSON.parse(readFileSync(new URL('../../shared/openai-openapi.json', import.meta.url), 'utf8')) as { components: { schemas: Record<string, unknown> } };
+  const ajv = new Ajv.default({ strict: false, allErrors: true, validateFormats: false });
+  ajv.addSchema({ $id: 'openai', components: spec.components });
+  return (component, value) => {
+    const validate = ajv.getSchema(`openai#/components/schemas/${component}`);
+    if (validate === undefined) throw new Error(`no schema ${component}`);
+    return validate(value) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message}`);
+  };
+}
+
+export async function post(url: string, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; json: any; text: string }> {
+  const res = await fetch(url + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const text = await res.text();
+  let json: unknown;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: res.status, headers: res.headers, json, text };
+}
+
+export const chat = (model: string, content = 'hello there', extra: Record<string, unknown> = {}) => ({
+  model, messages: [{ role: 'user', content }], max_tokens: 12, ...extra,
+});
