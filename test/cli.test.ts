@@ -74,17 +74,17 @@ test('serve with no config and nothing to discover runs the simulated demo fleet
       });
     });
     assert.match(out, /SIMULATED/);
-    const models = await (await fetch(`${url}/v1/models`)).json();
+    const models = await (await fetch(`${url}/v1/models`)).json() as any;
     const ids = models.data.map((m: { id: string }) => m.id);
     assert.ok(ids.includes('chat-fast') && ids.includes('local/embed'));
     assert.ok(models.data.every((m: { fabric: { simulated: boolean } }) => m.fabric.simulated === true));
-    const health = await (await fetch(`${url}/health`)).json();
+    const health = await (await fetch(`${url}/health`)).json() as any;
     assert.equal(health.simulated, true);
     const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 }) });
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('x-fabric-simulated'), 'true');
     const emb = await fetch(`${url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'embeddings-general', input: 'hi' }) });
-    assert.equal((await emb.json()).data[0].embedding.length, 768);
+    assert.equal(((await emb.json()) as any).data[0].embedding.length, 768);
   } finally {
     child.kill('SIGTERM');
     const [code] = await once(child, 'exit');
