@@ -3,8 +3,9 @@
 
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { request as rawRequest } from 'node:http';
-import { startFabric, openaiSchemaValidator, post, chat, type Fabric } from './helpers.ts';
+import { createServer, request as rawRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { startFabric, openaiSchemaValidator, post, chat, waitForLog, type Fabric } from './helpers.ts';
 
 const MASTER = 'fabric-master-key-for-tests';
 const BACKEND_KEY = 'backend-key-armitage';
@@ -14,7 +15,22 @@ const FAST = { ttftMs: 5, tokensPerSecond: 2000, maxConcurrency: 16, maxQueue: 6
 let f: Fabric;
 const validate = openaiSchemaValidator();
 
+// A backend that answers every request with a redirect to a server that would answer: the
+// gateway must not follow it.
+let redirectHits = 0;
+let redirectTargetHits = 0;
+const redirectTarget = createServer((_req, res) => { redirectTargetHits++; res.end('{}'); });
+const redirectServer = createServer((_req, res) => {
+  redirectHits++;
+  res.writeHead(307, { location: `http://127.0.0.1:${(redirectTarget.address() as AddressInfo).port}/v1/chat/completions` });
+  res.end();
+});
+let redirectPort = 0;
+
 before(async () => {
+  await new Promise<void>((r) => redirectTarget.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => redirectServer.listen(0, '127.0.0.1', r));
+  redirectPort = (redirectServer.address() as AddressInfo).port;
   f = await startFabric({
     env: { FABRIC_MASTER_KEY: MASTER, ARMITAGE_KEY: BACKEND_KEY },
     apiKey: MASTER,
@@ -47,6 +63,9 @@ backends:
   llamacpp: { engine: llamacpp, url: ${url('llamacpp')}/v1, model: llama-cpp-native }
   meta-vllm: { engine: vllm, url: ${url('meta')}/v1, model: meta-llama/Meta-Llama-3-8B }
   small: { engine: vllm, url: ${url('small')}/v1, model: small-ctx, max_retries: 0 }
+  armitage-total: { engine: vllm, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ, api_key: env:ARMITAGE_KEY, max_retries: 0,
+    timeouts: { first_byte: 5s, idle: 5s, total: 400ms } }
+  redirector: { engine: vllm, url: http://127.0.0.1:${redirectPort}/v1, model: anything, max_retries: 0 }
 roles:
   chat-fast:
     kind: chat
@@ -64,13 +83,19 @@ roles:
   tiny: { kind: chat, backends: [small] }
   tiny-with-fallback: { kind: chat, backends: [small], context_window_fallback: openai/strong }
   only-armitage: { kind: chat, backends: [armitage-qwen] }
+  total-test: { kind: chat, backends: [armitage-total] }
+  redirected: { kind: chat, backends: [redirector] }
 patterns:
   - { match: "meta-llama/*", backends: [meta-vllm] }
 `,
   });
 });
 
-after(async () => { await f.close(); });
+after(async () => {
+  await f.close();
+  redirectServer.close();
+  redirectTarget.close();
+});
 
 afterEach(async () => {
   for (const e of f.fleet.engines.values()) await e.setFault(null);
@@ -118,6 +143,7 @@ test('an incoming x-request-id is kept alongside the gateway id', async () => {
 });
 
 test('streamed chat: chunks arrive, usage is captured without the client seeing the injected usage chunk', async () => {
+  const from = f.logs.length;
   const stream = await f.client.chat.completions.create({ model: 'local/chat', messages: [{ role: 'user', content: 'tell me something' }], max_tokens: 10, stream: true });
   let text = '';
   let usageChunks = 0;
@@ -129,7 +155,7 @@ test('streamed chat: chunks arrive, usage is captured without the client seeing 
   assert.equal(usageChunks, 0, 'client did not ask for usage');
   const sent = lastBody('armitage');
   assert.deepEqual(sent.stream_options, { include_usage: true }, 'gateway asked the backend for usage');
-  const line = f.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === 'request' && l.stream).at(-1);
+  const line = await waitForLog(f, from, (l) => l.msg === 'request' && l.stream && l.model === 'local/chat');
   assert.equal(line.completion_tokens, 10);
   assert.ok(line.prompt_tokens > 0);
 });
@@ -332,6 +358,63 @@ test('a stream whose first token never comes within the first-byte timeout is a 
   const r = await post(f.url, '/v1/chat/completions', { ...chat('only-armitage'), stream: true }, auth);
   // slow: the first token takes 5s × … → first-byte timeout before anything was sent → 504
   assert.equal(r.status, 504);
+});
+
+test('a stream that stalls after its first tokens is ended with an error event at the idle timeout', async () => {
+  await f.fleet.get('armitage').setFault({ kind: 'stall', afterChunks: 2 });
+  const t0 = Date.now();
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('only-armitage'), max_tokens: 20, stream: true }, auth);
+  assert.equal(r.status, 200, 'the stream had begun');
+  const events = r.text.split('\n\n').filter((e) => e.startsWith('data: '));
+  assert.ok(events.length >= 2);
+  const last = JSON.parse(events.at(-1)!.slice(6));
+  assert.equal(last.error.code, 'stream_interrupted');
+  assert.match(last.error.message, /idle timeout \(300ms\)/);
+  assert.ok(!r.text.includes('[DONE]'), 'never a clean end for a broken stream');
+  assert.ok(Date.now() - t0 < 3000);
+});
+
+test('the total timeout bounds a non-streamed request that keeps the backend busy', async () => {
+  await f.fleet.get('armitage').setFault({ kind: 'slow', factor: 200 });
+  const r = await post(f.url, '/v1/chat/completions', chat('total-test'), auth);
+  assert.equal(r.status, 504);
+  assert.match(r.json.error.message, /total timeout \(400ms\)/);
+});
+
+test('a backend redirect is not followed', async () => {
+  const before = redirectTargetHits;
+  const r = await post(f.url, '/v1/chat/completions', chat('redirected'), auth);
+  assert.equal(r.status, 502);
+  assert.match(r.json.error.message, /redirect \(307\)/);
+  assert.ok(redirectHits > 0);
+  assert.equal(redirectTargetHits, before, 'the redirect target was never called');
+});
+
+test('a streamed fallback still hides the usage chunk the client did not ask for', async () => {
+  await f.fleet.get('armitage').setFault({ kind: 'error', status: 500 });
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('chat-fast'), max_tokens: 5, stream: true }, auth);
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-fabric-role'), 'chat-deep');
+  assert.deepEqual(lastBody('wintermute').stream_options, { include_usage: true }, 'the fallback was asked for usage too');
+  assert.ok(!r.text.includes('"usage":{'), 'no usage object reached the client');
+  assert.ok(r.text.trimEnd().endsWith('data: [DONE]'));
+});
+
+test('failure drill: x-fabric-drill fails the primary for that request only', async () => {
+  const armitage = f.fleet.get('armitage');
+  const before = armitage.requests().length;
+  const r = await post(f.url, '/v1/chat/completions', chat('chat-fast'), { ...auth, 'x-fabric-drill': 'fail-primary' });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-fabric-role'), 'chat-deep');
+  assert.equal(r.headers.get('x-fabric-rerouted'), 'true');
+  assert.equal(armitage.requests().length, before, 'the primary was not called');
+  const live = await post(f.url, '/v1/chat/completions', chat('chat-fast'), auth);
+  assert.equal(live.headers.get('x-fabric-role'), 'chat-fast', 'live traffic is unaffected');
+  const backend = f.gw.app.gateway.backends.get('armitage-qwen')!;
+  assert.equal(backend.consecutiveFailures, 0, 'a drill does not count against the backend');
+  const bad = await post(f.url, '/v1/chat/completions', chat('chat-fast'), { ...auth, 'x-fabric-drill': 'everything' });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.json.error.param, 'x-fabric-drill');
 });
 
 test('client disconnect aborts the backend request', async () => {

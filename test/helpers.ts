@@ -67,3 +67,16 @@ export async function post(url: string, path: string, body: unknown, headers: Re
 export const chat = (model: string, content = 'hello there', extra: Record<string, unknown> = {}) => ({
   model, messages: [{ role: 'user', content }], max_tokens: 12, ...extra,
 });
+
+/** Waits for a log record written after `from` (an index into f.logs) that matches; the request log line is written once the response has ended. */
+export async function waitForLog(f: Fabric, from: number, match: (r: any) => boolean, timeoutMs = 3000): Promise<any> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    for (let i = from; i < f.logs.length; i++) {
+      const r = JSON.parse(f.logs[i]!);
+      if (match(r)) return r;
+    }
+    if (Date.now() > until) throw new Error('no matching log record');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -2,8 +2,6 @@
 // Fallback is a plain loop over an ordered plan — role members by strategy, then each
 // fallback role — that ends in either an answer or one error listing every attempt.
 
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Dispatcher } from 'undici';
 import type { FabricConfig } from '../config/types.ts';
 import type { JsonObject, NormalizeContext, Operation, Usage } from '../engines/types.ts';
 import { RouteTable, type ListedModel, type Route } from '../routing/table.ts';
@@ -11,7 +9,9 @@ import { TokenCounter } from '../tokens/count.ts';
 import { suggest } from '../config/issues.ts';
 import { BackendRuntime } from './backend.ts';
 import { FabricError, type AttemptFailure, type FailureClass } from './errors.ts';
-import { SseRelay, LineSplitter } from './sse-relay.ts';
+import { AttemptError, MAX_ERROR_BODY, MAX_RESPONSE_BODY, secs, transportError, upstreamError } from './attempt-error.ts';
+import { streamAttempt } from './stream-attempt.ts';
+import { BufferedCall, cancellableSleep, deadlines, type Cancel } from './upstream.ts';
 import type { Secrets } from '../config/env-file.ts';
 
 export interface RequestContext {
@@ -20,8 +20,10 @@ export interface RequestContext {
   clientRequestId: string | undefined;
   /** Unix seconds, for response envelopes. */
   created: number;
-  /** Aborted when the client goes away. */
-  signal: AbortSignal;
+  /** Fires when the client goes away. */
+  cancel: Cancel;
+  /** Failure drill (x-fabric-drill: fail-primary): the first step's backends count as failed, for this request only. */
+  drillFailPrimary?: boolean;
 }
 
 export interface Served {
@@ -45,53 +47,7 @@ export interface StreamSink {
   end(): void;
 }
 
-class AttemptError extends Error {
-  readonly failure: FailureClass;
-  readonly status: number | undefined;
-  readonly retryAfter: string | undefined;
-  constructor(failure: FailureClass, message: string, status?: number, retryAfter?: string) {
-    super(message);
-    this.failure = failure;
-    this.status = status;
-    this.retryAfter = retryAfter;
-  }
-}
-
 type RouteT = Route<BackendRuntime>;
-
-const MAX_ERROR_BODY = 64 * 1024;
-
-const NETWORK_CODES: Record<string, string> = {
-  ECONNREFUSED: 'connection refused',
-  ECONNRESET: 'connection reset',
-  EHOSTUNREACH: 'host unreachable',
-  ENETUNREACH: 'network unreachable',
-  ENOTFOUND: 'host not found',
-  EAI_AGAIN: 'DNS lookup failed',
-  EPIPE: 'connection closed',
-  UND_ERR_SOCKET: 'connection closed by the backend',
-  UND_ERR_CLOSED: 'connection closed',
-};
-
-async function readLimited(body: Dispatcher.ResponseData['body']): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of body) {
-    const b = c as Buffer;
-    if (size + b.length > MAX_ERROR_BODY) {
-      chunks.push(b.subarray(0, MAX_ERROR_BODY - size));
-      body.destroy();
-      break;
-    }
-    chunks.push(b);
-    size += b.length;
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-function secs(ms: number): string {
-  return ms >= 1000 ? `${+(ms / 1000).toFixed(1)}s` : `${ms}ms`;
-}
 
 export interface GatewayOptions {
   /** Override for tests: the token counter used by routing rules. */
@@ -145,7 +101,11 @@ export class Gateway {
 
   /** A streamed request: writes SSE into the sink; resolves when the stream has ended. */
   async stream(op: Operation, body: JsonObject, ctx: RequestContext, sink: StreamSink): Promise<Served> {
-    return this.#run(op, body, ctx, (backend, route, served) => this.#streamAttempt(op, backend, route, body, ctx, sink, served));
+    // Decided once: preparing an attempt may add include_usage to the body, and a fallback
+    // attempt must still strip the usage event the client did not ask for.
+    const so = body.stream_options;
+    const clientWantsUsage = typeof so === 'object' && so !== null && (so as { include_usage?: unknown }).include_usage === true;
+    return this.#run(op, body, ctx, (backend, route, served) => this.#streamAttempt(op, backend, route, body, ctx, sink, served, clientWantsUsage));
   }
 
   async #plan(route: RouteT, body: JsonObject): Promise<{ chain: RouteT[]; rerouted: boolean }> {
@@ -161,7 +121,7 @@ export class Gateway {
   ): Promise<Served> {
     const requested = body.model as string;
     const first = this.route(op, requested);
-    let { chain, rerouted } = await this.#plan(first, body);
+    let { chain, rerouted } = first.rules.length === 0 ? { chain: [first, ...first.fallbacks], rerouted: false } : await this.#plan(first, body);
     const failures: AttemptFailure[] = [];
     const served: Served = { requested, role: '', backend: '', attempts: 0, rerouted, usage: undefined, streamError: undefined, failures };
     const maxAttempts = this.config.gateway.limits.maxAttempts;
@@ -169,6 +129,10 @@ export class Gateway {
     outer: for (let ci = 0; ci < chain.length; ci++) {
       const step = chain[ci]!;
       for (const backend of step.balancer.order()) {
+        if (ci === 0 && ctx.drillFailPrimary === true && !usedContextFallback) {
+          failures.push({ backend: backend.name, role: step.name, failure: 'unavailable', message: 'treated as failed by the failure drill (x-fabric-drill)' });
+          continue;
+        }
         const skip = backend.skipReason(Date.now());
         if (skip !== undefined) {
           failures.push({ backend: backend.name, role: step.name, failure: 'unavailable', message: skip });
@@ -186,7 +150,7 @@ export class Gateway {
             backend.recordSuccess(performance.now() - started);
             return served;
           } catch (e) {
-            if (ctx.signal.aborted) throw new FabricError('invalid_request', 'client closed the request', { status: 499 });
+            if (ctx.cancel.aborted) throw new FabricError('invalid_request', 'client closed the request', { status: 499 });
             if (e instanceof FabricError) throw e;
             const f = e instanceof AttemptError ? e : new AttemptError('malformed', `unexpected failure: ${(e as Error).message}`);
             failures.push({ backend: backend.name, role: step.name, failure: f.failure, status: f.status, message: f.message, retryAfter: f.retryAfter });
@@ -208,8 +172,8 @@ export class Gateway {
             if (f.failure !== 'rate_limited') backend.recordFailure(f.message, Date.now());
             const retryable = f.failure === 'connect' || f.status === 429 || f.status === 503;
             if (retryable && retry < backend.config.maxRetries && served.attempts < maxAttempts && backend.skipReason(Date.now()) === undefined) {
-              await sleep(this.#backoff(retry, f.retryAfter), undefined, { signal: ctx.signal }).catch(() => {});
-              if (ctx.signal.aborted) throw new FabricError('invalid_request', 'client closed the request', { status: 499 });
+              await cancellableSleep(this.#backoff(retry, f.retryAfter), ctx.cancel);
+              if (ctx.cancel.aborted) throw new FabricError('invalid_request', 'client closed the request', { status: 499 });
               continue;
             }
             break;
@@ -259,58 +223,6 @@ export class Gateway {
     return { requestId: ctx.id, model, created: ctx.created };
   }
 
-  /** Sends one request upstream, mapping transport failures to attempt failures. */
-  async #send(
-    backend: BackendRuntime, path: string, payload: string, ctx: RequestContext, stream: boolean, signal: AbortSignal, why: () => string | undefined,
-  ): Promise<Dispatcher.ResponseData> {
-    const t = backend.config.timeouts;
-    try {
-      return await backend.pool.request({
-        method: 'POST',
-        path: backend.basePath + path,
-        headers: this.#headers(backend, ctx, stream),
-        body: payload,
-        signal,
-        headersTimeout: t.firstByteMs,
-        // Streams run their own first-byte/idle timer: the wait between headers and the first token is not idle time.
-        bodyTimeout: stream ? 0 : t.idleMs,
-      });
-    } catch (e) {
-      throw this.#transportError(backend, e, why());
-    }
-  }
-
-  #transportError(backend: BackendRuntime, e: unknown, timedOut: string | undefined): AttemptError {
-    if (timedOut !== undefined) return new AttemptError('timeout', timedOut);
-    const err = e as { code?: string; message?: string; cause?: { code?: string } };
-    const code = err.code ?? err.cause?.code;
-    const t = backend.config.timeouts;
-    if (code === 'UND_ERR_CONNECT_TIMEOUT') return new AttemptError('timeout', `connect timeout after ${secs(t.connectMs)}`);
-    if (code === 'UND_ERR_HEADERS_TIMEOUT') return new AttemptError('timeout', `no response within the first-byte timeout (${secs(t.firstByteMs)})`);
-    if (code === 'UND_ERR_BODY_TIMEOUT') return new AttemptError('timeout', `response stalled past the idle timeout (${secs(t.idleMs)})`);
-    const what = code === undefined ? undefined : NETWORK_CODES[code];
-    return new AttemptError('connect', what ?? `request failed: ${code ?? err.message ?? 'unknown error'}`);
-  }
-
-  async #upstreamError(backend: BackendRuntime, res: Dispatcher.ResponseData): Promise<AttemptError> {
-    const status = res.statusCode;
-    if (status >= 300 && status < 400) {
-      res.body.destroy();
-      return new AttemptError('malformed', `answered with a redirect (${status}), which the gateway does not follow`, status);
-    }
-    const text = await readLimited(res.body).catch(() => '');
-    const info = backend.engine.parseError(status, text);
-    const msg = `HTTP ${status}: ${info.message}`;
-    if (status === 429) {
-      const ra = res.headers['retry-after'];
-      return new AttemptError('rate_limited', msg, status, typeof ra === 'string' ? ra : undefined);
-    }
-    if (info.contextLength) return new AttemptError('context_length', info.message, status);
-    if (status === 401 || status === 403 || status === 404 || status === 405) return new AttemptError('misconfigured', msg, status);
-    if (status >= 500) return new AttemptError('upstream_5xx', msg, status);
-    return new AttemptError('client_error', info.message, status);
-  }
-
   #model(backend: BackendRuntime, route: RouteT, requested: string): string {
     return route.passthrough ? requested : backend.config.model;
   }
@@ -319,184 +231,59 @@ export class Gateway {
     op: Operation, backend: BackendRuntime, route: RouteT, body: JsonObject, ctx: RequestContext, served: Served,
   ): Promise<JsonObject> {
     const prepared = backend.engine.prepare(op, body, { model: this.#model(backend, route, served.requested), wantStreamUsage: false, clientWantsUsage: false });
-    const ac = new AbortController();
+    const t = backend.config.timeouts;
+    const call = new BufferedCall(MAX_RESPONSE_BODY, MAX_ERROR_BODY);
     let timedOut: string | undefined;
-    const total = backend.config.timeouts.totalMs;
-    const timer = setTimeout(() => { timedOut = `no complete answer within the total timeout (${secs(total)})`; ac.abort(); }, total);
-    const onAbort = (): void => ac.abort();
-    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    const deadline = deadlines.add(t.totalMs, () => {
+      timedOut = `no complete answer within the total timeout (${secs(t.totalMs)})`;
+      call.abort(new Error(timedOut));
+    });
+    ctx.cancel.onAbort(() => call.abort(new Error('client closed the request')));
     backend.outstanding++;
     try {
-      const res = await this.#send(backend, prepared.path, prepared.body, ctx, false, ac.signal, () => timedOut);
-      if (res.statusCode < 200 || res.statusCode >= 300) throw await this.#upstreamError(backend, res);
-      let text: string;
       try {
-        text = await res.body.text();
+        backend.pool.dispatch({
+          method: 'POST',
+          path: backend.basePath + prepared.path,
+          headers: this.#headers(backend, ctx, false),
+          body: prepared.body,
+          headersTimeout: t.firstByteMs,
+          bodyTimeout: t.idleMs,
+        }, call);
       } catch (e) {
-        throw this.#transportError(backend, e, timedOut);
+        call.onResponseError(undefined as never, e as Error);
       }
+      let res;
+      try {
+        res = await call.promise;
+      } catch (e) {
+        throw transportError(backend, e, timedOut);
+      }
+      if (res.status < 200 || res.status >= 300) throw upstreamError(backend, res.status, res.headers, res.body.toString('utf8'));
       let json: unknown;
       try {
-        json = JSON.parse(text);
+        json = JSON.parse(res.body.toString('utf8'));
       } catch {
-        throw new AttemptError('malformed', `answered 200 with a body that is not JSON (${text.length} bytes)`, res.statusCode);
+        throw new AttemptError('malformed', `answered ${res.status} with a body that is not JSON (${res.body.length} bytes)`, res.status);
       }
       const out = backend.engine.normalize(op, json, body, this.#nctx(ctx, served.requested));
-      if (out === undefined) throw new AttemptError('malformed', `answered 200 with JSON that is not a ${op} response`, res.statusCode);
+      if (out === undefined) throw new AttemptError('malformed', `answered ${res.status} with JSON that is not a ${op} response`, res.status);
       served.usage = out.usage as Usage | undefined;
       return out;
     } finally {
-      clearTimeout(timer);
-      ctx.signal.removeEventListener('abort', onAbort);
+      deadlines.delete(deadline);
+      ctx.cancel.clear();
       backend.outstanding--;
     }
   }
 
-  #streamAttempt(
-    op: Operation, backend: BackendRuntime, route: RouteT, body: JsonObject, ctx: RequestContext, sink: StreamSink, served: Served,
+  async #streamAttempt(
+    op: Operation, backend: BackendRuntime, route: RouteT, body: JsonObject, ctx: RequestContext, sink: StreamSink, served: Served, clientWantsUsage: boolean,
   ): Promise<void> {
-    const so = body.stream_options;
-    const clientWantsUsage = typeof so === 'object' && so !== null && (so as { include_usage?: unknown }).include_usage === true;
     const prepared = backend.engine.prepare(op, body, { model: this.#model(backend, route, served.requested), wantStreamUsage: true, clientWantsUsage });
-    const t = backend.config.timeouts;
-    const ac = new AbortController();
-    let timedOut: string | undefined;
-    const total = setTimeout(() => { timedOut = `stream exceeded the total timeout (${secs(t.totalMs)})`; ac.abort(); }, t.totalMs);
-    // The first-byte deadline runs until the backend sends anything; from then on the idle
-    // deadline, refreshed per chunk (refresh() re-arms the same timer, no allocation).
-    let idle: NodeJS.Timeout | undefined;
-    const firstByte = setTimeout(() => { timedOut = `no first token within the first-byte timeout (${secs(t.firstByteMs)})`; ac.abort(); }, t.firstByteMs);
-    const onIdle = (): void => { timedOut = `stream stalled past the idle timeout (${secs(t.idleMs)})`; ac.abort(); };
-    const onAbort = (): void => ac.abort();
-    ctx.signal.addEventListener('abort', onAbort, { once: true });
-    backend.outstanding++;
-    const cleanup = (): void => {
-      clearTimeout(total);
-      clearTimeout(firstByte);
-      if (idle !== undefined) clearTimeout(idle);
-      ctx.signal.removeEventListener('abort', onAbort);
-      backend.outstanding--;
-    };
-
-    return (async () => {
-      let res: Dispatcher.ResponseData;
-      try {
-        res = await this.#send(backend, prepared.path, prepared.body, ctx, true, ac.signal, () => timedOut);
-        if (res.statusCode < 200 || res.statusCode >= 300) throw await this.#upstreamError(backend, res);
-        const ct = res.headers['content-type'];
-        const ctype = typeof ct === 'string' ? ct : '';
-        if (backend.engine.streamFormat === 'sse' && !ctype.includes('text/event-stream')) {
-          const text = await readLimited(res.body).catch(() => '');
-          throw new AttemptError('malformed', `answered a stream request with ${ctype || 'no content type'} instead of text/event-stream (${text.slice(0, 200)})`, res.statusCode);
-        }
-      } catch (e) {
-        cleanup();
-        throw e;
-      }
-      const upstream = res.body;
-      const nctx = this.#nctx(ctx, served.requested);
-      const relay = backend.engine.streamFormat === 'sse' ? new SseRelay(prepared.injectedUsage) : undefined;
-      const lines = relay === undefined ? new LineSplitter() : undefined;
-      const translator = relay === undefined ? backend.engine.streamTranslator!(op, nctx, clientWantsUsage) : undefined;
-
-      await new Promise<void>((resolve, reject) => {
-        let begun = false;
-        let settled = false;
-        const settle = (err?: unknown): void => {
-          if (settled) return;
-          settled = true;
-          cleanup();
-          if (err === undefined) resolve();
-          else reject(err);
-        };
-        /** After the first byte: end the client's stream with an error event, never silently. */
-        const breakStream = (message: string): void => {
-          served.streamError = message;
-          backend.recordFailure(message, Date.now());
-          sink.write(`data: ${JSON.stringify({ error: { message: `stream from ${backend.name} interrupted: ${message}`, type: 'server_error', param: null, code: 'stream_interrupted' } })}\n\n`);
-          sink.end();
-          upstream.destroy();
-          settle();
-        };
-        const forward = (out: Buffer | string): void => {
-          if (!begun) {
-            begun = true;
-            sink.begin(served);
-          }
-          if (!sink.write(out)) {
-            upstream.pause();
-            sink.onDrain(() => upstream.resume());
-          }
-        };
-        const translate = (chunk: Buffer): string => {
-          let out = '';
-          for (const line of lines!.push(chunk)) out += translator!.line(line);
-          return out;
-        };
-        upstream.on('data', (chunk: Buffer) => {
-          if (settled) return;
-          if (idle !== undefined) idle.refresh();
-          else {
-            clearTimeout(firstByte);
-            idle = setTimeout(onIdle, t.idleMs);
-          }
-          try {
-            if (relay !== undefined) {
-              const out = relay.push(chunk);
-              if (out !== undefined) {
-                forward(out);
-              }
-            } else {
-              const out = translate(chunk);
-              if (out !== '') {
-                forward(out);
-              }
-            }
-          } catch (e) {
-            const msg = e instanceof FabricError ? e.message : String(e);
-            if (begun) breakStream(msg);
-            else { upstream.destroy(); settle(new AttemptError('malformed', msg)); }
-          }
-        });
-        upstream.on('end', () => {
-          if (settled) return;
-          try {
-            if (relay !== undefined) {
-              const rest = relay.flush();
-              if (rest !== undefined) forward(rest);
-              served.usage = relay.usage;
-              if (!relay.sawDone) {
-                if (begun) return breakStream('the backend ended the stream without [DONE]');
-                return settle(new AttemptError('malformed', 'the backend ended the stream without sending anything'));
-              }
-            } else {
-              const rest = lines!.flush();
-              if (rest !== '') {
-                const out = translator!.line(rest);
-                if (out !== '') forward(out);
-              }
-              served.usage = translator!.usage();
-              if (!translator!.done()) {
-                if (begun) return breakStream('the backend ended the stream before it was done');
-                return settle(new AttemptError('malformed', 'the backend ended the stream without sending anything'));
-              }
-            }
-          } catch (e) {
-            if (begun) return breakStream(e instanceof Error ? e.message : String(e));
-            return settle(new AttemptError('malformed', e instanceof Error ? e.message : String(e)));
-          }
-          sink.end();
-          settle();
-        });
-        upstream.on('error', (e: unknown) => {
-          if (settled) return;
-          if (ctx.signal.aborted) return settle(new AttemptError('aborted', 'client closed the request'));
-          const ae = this.#transportError(backend, e, timedOut);
-          if (begun) breakStream(ae.message);
-          else settle(ae);
-        });
-      });
-    })();
+    const outcome = await streamAttempt(backend, prepared, this.#headers(backend, ctx, true), op, this.#nctx(ctx, served.requested), clientWantsUsage, sink, served, ctx.cancel);
+    served.usage = outcome.usage;
+    served.streamError = outcome.streamError;
   }
 
   async close(): Promise<void> {

@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { FabricError, toFabricError } from '../core/errors.ts';
 import { clientRequestId, RequestIds } from '../core/ids.ts';
+import { Cancel } from '../core/upstream.ts';
 import type { Gateway, RequestContext, Served, StreamSink } from '../core/gateway.ts';
 import type { Logger } from '../core/log.ts';
 import type { JsonObject, Operation } from '../engines/types.ts';
@@ -54,6 +55,13 @@ function servedHeaders(res: ServerResponse, s: Served, simulated: boolean): void
   res.setHeader('x-fabric-attempts', String(s.attempts));
   if (s.rerouted) res.setHeader('x-fabric-rerouted', 'true');
   if (simulated) res.setHeader('x-fabric-simulated', 'true');
+}
+
+/** x-fabric-drill: fail-primary makes this one request treat its primary backends as failed (fabric smoke --drill). */
+function drill(v: string | string[] | undefined): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'fail-primary') return true;
+  throw new FabricError('invalid_request', `x-fabric-drill must be "fail-primary", not ${JSON.stringify(String(v)).slice(0, 60)}`, { param: 'x-fabric-drill' });
 }
 
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
@@ -159,9 +167,9 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
         if (req.method !== 'POST') throw new FabricError('method_not_allowed', `${req.method} is not allowed on ${path}; use POST`);
         authorize(req);
         if (app.draining) throw new FabricError('shutting_down', 'the gateway is shutting down; retry on another instance', { headers: { connection: 'close', 'retry-after': '1' } });
-        const ac = new AbortController();
-        res.once('close', () => { if (!res.writableFinished) ac.abort(); });
-        const ctx: RequestContext = { id, clientRequestId: cid, created: Math.floor(Date.now() / 1000), signal: ac.signal };
+        const cancel = new Cancel();
+        res.once('close', () => { if (!res.writableFinished) cancel.abort(); });
+        const ctx: RequestContext = { id, clientRequestId: cid, created: Math.floor(Date.now() / 1000), cancel, drillFailPrimary: drill(req.headers['x-fabric-drill']) };
         await handleInference(op, req, res, ctx, started);
         return;
       }

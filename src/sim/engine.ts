@@ -40,6 +40,8 @@ interface Job {
   perTokenMs: number;
   /** streaming: destroy the socket after this many steps; -1 = never */
   dropAfter: number;
+  /** streaming: stop sending (connection left open) after this many steps; -1 = never */
+  stallAfter: number;
   kvTokens: number;
 }
 
@@ -310,6 +312,7 @@ export class SimEngineImpl implements SimEngine {
     const fault = this.#faults.take();
     let factor = 1;
     let dropAfter = -1;
+    let stallAfter = -1;
     if (fault !== null) {
       const streaming = route.stream !== null && (isSimError(plan) ? route.wantsStream(body) : plan.stream);
       switch (fault.kind) {
@@ -343,6 +346,13 @@ export class SimEngineImpl implements SimEngine {
           }
           dropAfter = fault.afterChunks ?? 2;
           break;
+        case 'stall':
+          if (!streaming) {
+            this.#hang(res);
+            return;
+          }
+          stallAfter = fault.afterChunks ?? 2;
+          break;
         case 'slow':
           factor = fault.factor ?? 10;
           break;
@@ -357,13 +367,13 @@ export class SimEngineImpl implements SimEngine {
     const ttftMs = this.#timing.ttftMs * factor;
     const perTokenMs = this.#perTokenMs * factor;
     const load = this.#load;
-    if (ttftMs <= 0 && perTokenMs <= 0 && dropAfter < 0 && load.active < this.#timing.maxConcurrency) {
+    if (ttftMs <= 0 && perTokenMs <= 0 && dropAfter < 0 && stallAfter < 0 && load.active < this.#timing.maxConcurrency) {
       // No artificial delay: answer synchronously, with no job, timer or listener.
       this.#answerNow(route, plan, res);
       return;
     }
     const job: Job = {
-      route, plan, res, state: QUEUED, timer: null, step: 0, ttftMs, perTokenMs, dropAfter,
+      route, plan, res, state: QUEUED, timer: null, step: 0, ttftMs, perTokenMs, dropAfter, stallAfter,
       kvTokens: plan.promptTokens + plan.completionTokens,
     };
     if (load.active < this.#timing.maxConcurrency) {
@@ -441,6 +451,11 @@ export class SimEngineImpl implements SimEngine {
       if (job.step >= plan.steps) {
         res.end(chunk + shape.end(plan));
         this.#complete(job);
+        return;
+      }
+      if (job.stallAfter >= 0 && job.step >= job.stallAfter) {
+        // Stalled: what was generated goes out, then nothing more until the client gives up.
+        if (chunk !== '') res.write(chunk);
         return;
       }
       if (job.dropAfter >= 0 && job.step >= job.dropAfter) {

@@ -38,6 +38,8 @@ export type SimFault =
   | { kind: 'rate-limit'; retryAfterS?: number }
   | { kind: 'hang' }
   | { kind: 'drop'; afterChunks?: number }
+  /** streaming: send afterChunks tokens, then nothing more, the connection left open */
+  | { kind: 'stall'; afterChunks?: number }
   | { kind: 'garbage' }
   | { kind: 'context-length' };
 

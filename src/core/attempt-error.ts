@@ -1,0 +1,70 @@
+// How one attempt against one backend failed, from a transport error or an upstream answer.
+// The attempt loop decides from the class whether to retry, fall back, or stop.
+
+import type { IncomingHttpHeaders } from 'node:http';
+import type { BackendRuntime } from './backend.ts';
+import type { FailureClass } from './errors.ts';
+
+export class AttemptError extends Error {
+  readonly failure: FailureClass;
+  readonly status: number | undefined;
+  readonly retryAfter: string | undefined;
+  constructor(failure: FailureClass, message: string, status?: number, retryAfter?: string) {
+    super(message);
+    this.failure = failure;
+    this.status = status;
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** Bytes of an error answer kept to read the engine's message. */
+export const MAX_ERROR_BODY = 64 * 1024;
+/** A successful non-streamed answer larger than this is refused as unusable. */
+export const MAX_RESPONSE_BODY = 256 * 1024 * 1024;
+
+const NETWORK_CODES: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'DNS lookup failed',
+  EPIPE: 'connection closed',
+  UND_ERR_SOCKET: 'connection closed by the backend',
+  UND_ERR_CLOSED: 'connection closed',
+};
+
+export function secs(ms: number): string {
+  return ms >= 1000 ? `${+(ms / 1000).toFixed(1)}s` : `${ms}ms`;
+}
+
+/** A failure below HTTP: refused, reset, timed out. `timedOut` is the gateway's own deadline message, if that fired. */
+export function transportError(backend: BackendRuntime, e: unknown, timedOut: string | undefined): AttemptError {
+  if (timedOut !== undefined) return new AttemptError('timeout', timedOut);
+  const err = e as { code?: string; message?: string; cause?: { code?: string } };
+  const code = err.code ?? err.cause?.code;
+  const t = backend.config.timeouts;
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return new AttemptError('timeout', `connect timeout after ${secs(t.connectMs)}`);
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') return new AttemptError('timeout', `no response within the first-byte timeout (${secs(t.firstByteMs)})`);
+  if (code === 'UND_ERR_BODY_TIMEOUT') return new AttemptError('timeout', `response stalled past the idle timeout (${secs(t.idleMs)})`);
+  if (code === 'FABRIC_RESPONSE_TOO_LARGE') return new AttemptError('malformed', err.message ?? 'response too large');
+  const what = code === undefined ? undefined : NETWORK_CODES[code];
+  return new AttemptError('connect', what ?? `request failed: ${code ?? err.message ?? 'unknown error'}`);
+}
+
+/** A non-2xx answer, classified with the engine's own error format. */
+export function upstreamError(backend: BackendRuntime, status: number, headers: IncomingHttpHeaders, text: string): AttemptError {
+  if (status >= 300 && status < 400) {
+    return new AttemptError('malformed', `answered with a redirect (${status}), which the gateway does not follow`, status);
+  }
+  const info = backend.engine.parseError(status, text);
+  const msg = `HTTP ${status}: ${info.message}`;
+  if (status === 429) {
+    const ra = headers['retry-after'];
+    return new AttemptError('rate_limited', msg, status, typeof ra === 'string' ? ra : undefined);
+  }
+  if (info.contextLength) return new AttemptError('context_length', info.message, status);
+  if (status === 401 || status === 403 || status === 404 || status === 405) return new AttemptError('misconfigured', msg, status);
+  if (status >= 500) return new AttemptError('upstream_5xx', msg, status);
+  return new AttemptError('client_error', info.message, status);
+}

@@ -1,0 +1,180 @@
+// The lean path to a backend: undici's dispatch() with small handlers instead of
+// request()'s promise-and-Readable machinery, a one-slot cancel instead of an AbortController
+// per request, and one shared sweep for total-time deadlines instead of a timer per request.
+
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Dispatcher } from 'undici';
+
+/**
+ * The client's side of a request going away. Attempts run one at a time, so one hook slot is
+ * enough: whichever attempt (or backoff sleep) is current registers itself and clears on exit.
+ */
+export class Cancel {
+  aborted = false;
+  #hook: (() => void) | undefined;
+
+  onAbort(hook: () => void): void {
+    this.#hook = hook;
+  }
+
+  clear(): void {
+    this.#hook = undefined;
+  }
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const h = this.#hook;
+    this.#hook = undefined;
+    if (h !== undefined) h();
+  }
+}
+
+/** Waits ms, or less if the request is cancelled. */
+export function cancellableSleep(ms: number, cancel: Cancel): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => { cancel.clear(); resolve(); }, ms);
+    cancel.onAbort(() => { clearTimeout(t); resolve(); });
+  });
+}
+
+export interface Deadline {
+  at: number;
+  fire: () => void;
+}
+
+/**
+ * Total-time deadlines for every request in flight, checked by one timer. Totals are
+ * seconds to minutes, so firing within SWEEP_MS of the deadline is precise enough, and the
+ * request path pays a Set insert and delete instead of arming and clearing a timer.
+ */
+export class Deadlines {
+  static readonly SWEEP_MS = 100;
+  readonly #set = new Set<Deadline>();
+  #timer: NodeJS.Timeout | undefined;
+
+  add(inMs: number, fire: () => void): Deadline {
+    const d: Deadline = { at: performance.now() + inMs, fire };
+    this.#set.add(d);
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(() => this.#sweep(), Deadlines.SWEEP_MS);
+      this.#timer.unref();
+    }
+    return d;
+  }
+
+  delete(d: Deadline): void {
+    this.#set.delete(d);
+  }
+
+  get size(): number {
+    return this.#set.size;
+  }
+
+  #sweep(): void {
+    if (this.#set.size === 0) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+      return;
+    }
+    const now = performance.now();
+    for (const d of this.#set) {
+      if (d.at <= now) {
+        this.#set.delete(d);
+        d.fire();
+      }
+    }
+  }
+}
+
+export const deadlines = new Deadlines();
+
+export interface BufferedResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  /** The body was longer than the limit and was cut. */
+  truncated: boolean;
+}
+
+/**
+ * A whole upstream response, buffered. Bodies of error answers are kept up to errorLimit
+ * bytes (enough to read the engine's message); successful ones up to okLimit, past which the
+ * request is aborted as unusable.
+ */
+export class BufferedCall implements Dispatcher.DispatchHandler {
+  readonly promise: Promise<BufferedResponse>;
+  #resolve!: (r: BufferedResponse) => void;
+  #reject!: (e: Error) => void;
+  #controller: Dispatcher.DispatchController | undefined;
+  #pendingAbort: Error | undefined;
+  #status = 0;
+  #headers: IncomingHttpHeaders = {};
+  #chunks: Buffer[] = [];
+  #size = 0;
+  #limit = 0;
+  #truncated = false;
+  #done = false;
+  readonly #okLimit: number;
+  readonly #errorLimit: number;
+
+  constructor(okLimit: number, errorLimit: number) {
+    this.#okLimit = okLimit;
+    this.#errorLimit = errorLimit;
+    this.promise = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  abort(err: Error): void {
+    if (this.#done) return;
+    if (this.#controller !== undefined) this.#controller.abort(err);
+    else this.#pendingAbort = err;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#pendingAbort !== undefined) controller.abort(this.#pendingAbort);
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
+    this.#status = status;
+    this.#headers = headers;
+    this.#limit = status >= 200 && status < 300 ? this.#okLimit : this.#errorLimit;
+  }
+
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#truncated) return;
+    if (this.#size + chunk.length > this.#limit) {
+      this.#truncated = true;
+      this.#chunks.push(chunk.subarray(0, this.#limit - this.#size));
+      this.#size = this.#limit;
+      if (this.#status >= 200 && this.#status < 300) {
+        c.abort(Object.assign(new Error(`response body exceeds ${this.#okLimit} bytes`), { code: 'FABRIC_RESPONSE_TOO_LARGE' }));
+      }
+      return;
+    }
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
+  }
+
+  onResponseEnd(): void {
+    if (this.#done) return;
+    this.#done = true;
+    const chunks = this.#chunks;
+    const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#size);
+    this.#resolve({ status: this.#status, headers: this.#headers, body, truncated: this.#truncated });
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    if (this.#done) return;
+    this.#done = true;
+    // An error body cut at its limit is still an answer worth reading.
+    if (this.#truncated && !(this.#status >= 200 && this.#status < 300)) {
+      this.#resolve({ status: this.#status, headers: this.#headers, body: Buffer.concat(this.#chunks, this.#size), truncated: true });
+      return;
+    }
+    this.#reject(err);
+  }
+}
