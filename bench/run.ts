@@ -13,7 +13,8 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { Child, canPin, cpuSecondsOf, memoryOf, pinPid, threadCpuDelta, threadCpuOf } from './procs.ts';
-import { SLOW_MS, UPSTREAM_MODELS } from './shared.ts';
+import { RUNTIME_NODE_FLAGS, SLOW_MS, UPSTREAM_MODELS } from './shared.ts';
+import { spawnSync } from 'node:child_process';
 import type { GcPause } from './gc-watch.ts';
 import type { Job, PhaseResult, TargetSpec } from './shared.ts';
 import type { GatewayStats } from './gateway-proc.ts';
@@ -190,11 +191,16 @@ const logFd = openSync(gatewayLog, 'a');
 // experiments (--trace-gc, --max-semi-space-size=…); a run with any is labelled with them. Their
 // stdout goes to the gateway log.
 const gatewayNodeFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+// The gateway runs as `fabric serve` runs it: compiled JS (no type stripper in the process)
+// with the runtime's V8 flags, then any experimental ones.
+const built = spawnSync(process.execPath, [join(HERE, '..', 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(HERE, '..', 'tsconfig.bench.json'), '--noCheck'], { encoding: 'utf8' });
+if (built.status !== 0) throw new Error(`building the gateway for the benchmark failed:\n${built.stdout}${built.stderr}`);
+const GATEWAY_PROC = join(HERE, 'results', 'build', 'bench', 'gateway-proc.js');
 async function startGatewayProc(): Promise<{ child: Child; url: string }> {
-  const child = new Child('gateway', join(HERE, 'gateway-proc.ts'), [configFile], {
+  const child = new Child('gateway', GATEWAY_PROC, [configFile], {
     cpu: CPU_GATEWAY,
     env: { ...process.env, BENCH_MASTER_KEY: masterKey },
-    nodeFlags: gatewayNodeFlags,
+    nodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags],
     stdout: logFd,
   });
   children.push(child);
@@ -210,7 +216,7 @@ const gatewayUrl = first.url;
 let bare: Child | undefined;
 let bareUrl = '';
 if (plan.bare) {
-  bare = new Child('bare proxy', join(HERE, 'bare-proxy.ts'), [fastUrl], { cpu: CPU_GATEWAY, nodeFlags: gatewayNodeFlags, stdout: logFd });
+  bare = new Child('bare proxy', join(HERE, 'bare-proxy.ts'), [fastUrl], { cpu: CPU_GATEWAY, nodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags], stdout: logFd });
   children.push(bare);
   const r = await bare.waitFor('ready', 15_000);
   bare.pid = r.pid as number;
@@ -506,7 +512,7 @@ const table = printTable(rows, notes, {
   machine: `${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length}, Node ${process.version}, ${pinned ? `pinned: upstream + generator on CPU 0, gateway on CPU ${CPU_GATEWAY}` : 'NOT pinned'}`,
   bare: plan.bare,
   footer: [
-    `gateway: auth on (master key), routing via role chat-fast, per-request log line to stdout = ${gatewayLog}${gatewayNodeFlags.length > 0 ? `; node flags: ${gatewayNodeFlags.join(' ')}` : ''}`,
+    `gateway: compiled JS as \`fabric serve\` runs it (${RUNTIME_NODE_FLAGS.join(' ')}); auth on (master key), routing via role chat-fast, per-request log line to stdout = ${gatewayLog}${gatewayNodeFlags.length > 0 ? `; extra node flags: ${gatewayNodeFlags.join(' ')}` : ''}`,
     `upstream: ${upstreamKind === 'fixed' ? 'fixed-answer TCP server replaying the simulated vLLM answer' : 'simulated vLLM (src/sim)'} for non-streamed requests; simulated vLLM for streams`,
     `added = gateway − direct at the same rate; latency = send → last body byte, per request, open loop`,
     `generator lag p99 (send vs schedule): ${fixed.map((f) => `${f.rate}/s ${f.direct.result.lag.p99.toFixed(2)}/${f.gateway.result.lag.p99.toFixed(2)} ms`).join(', ')} (direct/gateway)`,
@@ -542,7 +548,7 @@ const json = {
   },
   setup: {
     gatewayLog: `stdout → ${gatewayLog}`,
-    gatewayNodeFlags,
+    gatewayNodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags],
     auth: 'master key',
     route: `chat-fast → bench-fast (vllm) → ${upstreamKind === 'fixed' ? 'fixed-answer upstream' : 'simulated vLLM'}`,
     upstream: upstreamKind,

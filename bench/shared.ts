@@ -1,6 +1,9 @@
 // Shapes shared by the orchestrator and the load generator, and the arithmetic on samples.
 // Kept free of I/O so both processes can import it.
 
+/** The V8 flags `bin/fabric` runs the gateway with (test/cli.test.ts checks they agree). */
+export const RUNTIME_NODE_FLAGS = ['--max-semi-space-size=4'];
+
 export interface Percentiles {
   count: number;
   p50: number;

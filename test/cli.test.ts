@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -90,4 +90,27 @@ test('serve with no config and nothing to discover runs the simulated demo fleet
     const [code] = await once(child, 'exit');
     assert.equal(code, 0, 'SIGTERM drains and exits 0');
   }
+});
+
+test('bin/fabric, npm start and the benchmark run the gateway with the same V8 flags', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { RUNTIME_NODE_FLAGS } = await import('../bench/shared.ts');
+  const bin = readFileSync(new URL('../bin/fabric', import.meta.url), 'utf8');
+  const execs = bin.split('\n').filter((l) => l.trimStart().startsWith('exec node'));
+  assert.equal(execs.length, 2);
+  for (const line of execs) assert.ok(line.includes(` ${RUNTIME_NODE_FLAGS.join(' ')} `), line);
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+  assert.match(pkg.scripts.start, /bin\/fabric serve$/, 'npm start goes through bin/fabric');
+});
+
+test('the runtime build (dist/) compiles and runs without the TypeScript sources', () => {
+  const root = new URL('..', import.meta.url).pathname;
+  // Inside the project, so the build resolves the project's node_modules as dist/ does.
+  mkdirSync(join(root, 'node_modules/.cache'), { recursive: true });
+  const out = mkdtempSync(join(root, 'node_modules/.cache/fabric-dist-'));
+  const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json'), '--noCheck', '--outDir', out], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(tsc.status, 0, tsc.stdout + tsc.stderr);
+  const r = spawnSync(process.execPath, [join(out, 'cli/main.js'), 'config', 'check', join(EXAMPLES, 'seeds.fabric.yaml')], { encoding: 'utf8', env: { ...cleanEnv(), FABRIC_MASTER_KEY: 'x'.repeat(20), OPENAI_API_KEY: 'sk-test' }, timeout: 20_000 });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  rmSync(out, { recursive: true, force: true });
 });

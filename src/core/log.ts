@@ -28,6 +28,17 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   const secrets = (opts.secrets ?? []).filter((s) => s.length >= 4);
   let buffer = '';
   let scheduled = false;
+  // One ISO timestamp per millisecond, however many lines share it.
+  let lastMs = 0;
+  let lastIso = '';
+  const iso = (): string => {
+    const now = Date.now();
+    if (now !== lastMs) {
+      lastMs = now;
+      lastIso = new Date(now).toISOString();
+    }
+    return lastIso;
+  };
   const flush = (): void => {
     scheduled = false;
     if (buffer === '') return;
@@ -46,9 +57,11 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       const kv = fields === undefined ? '' : Object.entries(fields)
         .filter(([, v]) => v !== undefined)
         .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
-      line = `${new Date().toISOString().slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${msg}${kv === '' ? '' : '  ' + kv}\n`;
+      line = `${iso().slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${msg}${kv === '' ? '' : '  ' + kv}\n`;
     } else {
-      line = JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }) + '\n';
+      // The envelope by hand and the fields by one stringify: no object spread per line.
+      const rest = fields === undefined ? '}' : JSON.stringify(fields);
+      line = `{"time":"${iso()}","level":"${level}","msg":${JSON.stringify(msg)}${rest.length <= 2 ? '}' : ',' + rest.slice(1)}\n`;
     }
     buffer += secrets.length > 0 ? scrub(line) : line;
     if (level === 'error' || buffer.length > 64 * 1024) flush();
