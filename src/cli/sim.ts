@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { loadFabricConfig } from '../config/load.ts';
+import { importLiteLLMText } from '../config/litellm/load.ts';
 import { ConfigError, formatIssue } from '../config/issues.ts';
 import type { EngineKind, FabricConfig } from '../config/types.ts';
 import { startFleet, type SimEngineSpec, type SimProtocol } from '../sim/fleet.ts';
@@ -19,7 +20,7 @@ port; others get a free loopback port.
   --control-port N     fault-control API port (default 9999)
   --out FILE           write the config rewritten to point at the simulated engines
 
-Switch faults while it runs (down, slow, error, rate-limit, hang, drop, garbage, context-length):
+Switch faults while it runs (down, slow, error, rate-limit, hang, drop, stall, garbage, context-length):
   curl -X PUT localhost:9999/engines/NAME/fault -d '{"kind":"down"}'
   curl -X DELETE localhost:9999/engines/NAME/fault
 `;
@@ -74,8 +75,11 @@ export async function runSim(argv: string[]): Promise<number> {
     return 2;
   }
   let config: FabricConfig;
+  let litellm = false;
   try {
-    config = loadFabricConfig(values.config, {}).config;
+    const loaded = loadFabricConfig(values.config, {});
+    config = loaded.config;
+    litellm = loaded.format === 'litellm';
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     for (const i of e.issues.filter((x) => x.severity === 'error')) process.stderr.write(formatIssue(i) + '\n');
@@ -88,7 +92,9 @@ export async function runSim(argv: string[]): Promise<number> {
   for (const e of fleet.engines.values()) process.stdout.write(`  ${e.name.padEnd(24)} ${e.protocol.padEnd(9)} ${e.url.padEnd(24)} ${e.model}\n`);
   process.stdout.write(`fault control: ${fleet.controlUrl ?? '(none)'}  (fabric sim --help for usage)\n`);
   if (values.out !== undefined) {
-    const doc = parseDocument(readFileSync(values.config, 'utf8'));
+    // A LiteLLM config is rewritten as its fabric translation: the same names, native keys.
+    const text = readFileSync(values.config, 'utf8');
+    const doc = parseDocument(litellm ? importLiteLLMText(text, values.config, {}).yaml : text);
     for (const b of config.backends.values()) {
       const eng = fleet.get(engineOf.get(b.name)!);
       const path = new URL(b.url).pathname.replace(/\/+$/, '');
