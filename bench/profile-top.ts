@@ -39,6 +39,8 @@ function where(url: string, line: number, root: string): string {
       path = url;
     }
   }
+  // The benchmark runs the compiled build: name its files by their sources.
+  if (path.startsWith('bench/results/build/src/')) path = path.slice('bench/results/build/'.length);
   return `${path}:${line + 1}`;
 }
 

@@ -512,7 +512,7 @@ const table = printTable(rows, notes, {
   machine: `${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length}, Node ${process.version}, ${pinned ? `pinned: upstream + generator on CPU 0, gateway on CPU ${CPU_GATEWAY}` : 'NOT pinned'}`,
   bare: plan.bare,
   footer: [
-    `gateway: compiled JS as \`fabric serve\` runs it (${RUNTIME_NODE_FLAGS.join(' ')}); auth on (master key), routing via role chat-fast, per-request log line to stdout = ${gatewayLog}${gatewayNodeFlags.length > 0 ? `; extra node flags: ${gatewayNodeFlags.join(' ')}` : ''}`,
+    `gateway: compiled JS as \`fabric serve\` runs it (${RUNTIME_NODE_FLAGS.join(' ')}); auth on (master key), routing via role chat-fast, metrics on, per-request log line to stdout = ${gatewayLog}${gatewayNodeFlags.length > 0 ? `; extra node flags: ${gatewayNodeFlags.join(' ')}` : ''}`,
     `upstream: ${upstreamKind === 'fixed' ? 'fixed-answer TCP server replaying the simulated vLLM answer' : 'simulated vLLM (src/sim)'} for non-streamed requests; simulated vLLM for streams`,
     `added = gateway − direct at the same rate; latency = send → last body byte, per request, open loop`,
     `generator lag p99 (send vs schedule): ${fixed.map((f) => `${f.rate}/s ${f.direct.result.lag.p99.toFixed(2)}/${f.gateway.result.lag.p99.toFixed(2)} ms`).join(', ')} (direct/gateway)`,

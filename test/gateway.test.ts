@@ -502,3 +502,52 @@ test('health endpoints: liveness, readiness and per-backend status, with the fle
   assert.ok(h.backends.some((b: { name: string }) => b.name === 'armitage-qwen'));
   assert.equal((await fetch(`${f.url}/health/ready`)).status, 200);
 });
+
+/** One sample's value from a Prometheus text page, 0 when the series is absent. */
+function sample(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+test('GET /metrics: requests, tokens, fallbacks, errors by class, retries and backend state, behind the master key', async () => {
+  const scrape = async (): Promise<string> => {
+    const r = await fetch(`${f.url}/metrics`, { headers: auth });
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type')!, /^text\/plain; version=0\.0\.4/);
+    return r.text();
+  };
+  assert.equal((await fetch(`${f.url}/metrics`)).status, 401, 'metrics need the key when one is set');
+  const before = await scrape();
+  const ok = await post(f.url, '/v1/chat/completions', chat('chat-fast'), auth);
+  assert.equal(ok.status, 200);
+  const s = await post(f.url, '/v1/chat/completions', { ...chat('chat-fast'), max_tokens: 7, stream: true }, auth);
+  assert.equal(s.status, 200);
+  await f.fleet.get('armitage').setFault({ kind: 'error', status: 500 });
+  const fb = await post(f.url, '/v1/chat/completions', chat('chat-fast'), auth);
+  assert.equal(fb.headers.get('x-fabric-role'), 'chat-deep');
+  await f.fleet.get('armitage').setFault(null);
+  await f.fleet.get('armitage').setFault({ kind: 'error', status: 503 }, 1);
+  const retried = await post(f.url, '/v1/chat/completions', chat('only-armitage'), auth);
+  assert.equal(retried.headers.get('x-fabric-attempts'), '2');
+  const nf = await post(f.url, '/v1/chat/completions', chat('no-such-model'), auth);
+  assert.equal(nf.status, 404);
+  const after = await scrape();
+  const d = (series: string): number => sample(after, series) - sample(before, series);
+
+  assert.equal(d('fabric_requests_total{op="chat",role="chat-fast",backend="armitage-qwen",status="200"}'), 2);
+  assert.equal(d('fabric_requests_total{op="chat",role="chat-deep",backend="wintermute-llama",status="200"}'), 1);
+  assert.equal(d('fabric_requests_total{op="chat",role="(none)",backend="",status="404"}'), 1);
+  assert.equal(d('fabric_errors_total{op="chat",code="model_not_found"}'), 1);
+  assert.equal(d('fabric_fallbacks_total{role="chat-fast",served_role="chat-deep"}'), 1);
+  assert.equal(d('fabric_attempt_failures_total{backend="armitage-qwen",class="upstream_5xx"}'), 2, 'the fallback\'s 500 and the retried 503');
+  assert.equal(d('fabric_retries_total{backend="armitage-qwen"}'), 1);
+  assert.ok(d('fabric_tokens_total{role="chat-fast",backend="armitage-qwen",direction="out"}') >= 7 + 1, 'stream usage is counted');
+  assert.equal(d('fabric_time_to_first_token_seconds_count{role="chat-fast",backend="armitage-qwen"}'), 1);
+  assert.equal(d('fabric_request_duration_seconds_count{op="chat",role="chat-fast"}'), 2, 'by the role that served');
+  assert.equal(sample(after, 'fabric_requests_in_flight'), 0);
+  assert.equal(sample(after, 'fabric_backend_outstanding_requests{backend="armitage-qwen"}'), 0);
+  assert.match(after, /^fabric_backend_up\{backend="motoko-bge",node=""\} [01]$/m);
+  assert.ok(sample(after, 'process_resident_memory_bytes') > 10e6);
+  // Label values come from the config, never from request content.
+  assert.ok(!after.includes('no-such-model'));
+});

@@ -28,6 +28,9 @@ export interface RequestContext {
 
 export interface Served {
   requested: string;
+  /** The route the requested name resolved to (a role, pattern or backend alias). */
+  route: string;
+  /** The route that served: the same, or a fallback / rule / context-window target. */
   role: string;
   backend: string;
   attempts: number;
@@ -37,6 +40,8 @@ export interface Served {
   /** Set when a stream broke after its first byte and was ended with an error event. */
   streamError: string | undefined;
   failures: AttemptFailure[];
+  /** Attempts sent again to the same backend after a failure. */
+  retries: number;
 }
 
 export interface StreamSink {
@@ -123,7 +128,7 @@ export class Gateway {
     const first = this.route(op, requested);
     let { chain, rerouted } = first.rules.length === 0 ? { chain: [first, ...first.fallbacks], rerouted: false } : await this.#plan(first, body);
     const failures: AttemptFailure[] = [];
-    const served: Served = { requested, role: '', backend: '', attempts: 0, rerouted, usage: undefined, streamError: undefined, failures };
+    const served: Served = { requested, route: first.name, role: '', backend: '', attempts: 0, rerouted, usage: undefined, streamError: undefined, failures, retries: 0 };
     const maxAttempts = this.config.gateway.limits.maxAttempts;
     let usedContextFallback = false;
     outer: for (let ci = 0; ci < chain.length; ci++) {
@@ -174,6 +179,7 @@ export class Gateway {
             if (retryable && retry < backend.config.maxRetries && served.attempts < maxAttempts && backend.skipReason(Date.now()) === undefined) {
               await cancellableSleep(this.#backoff(retry, f.retryAfter), ctx.cancel);
               if (ctx.cancel.aborted) throw new FabricError('invalid_request', 'client closed the request', { status: 499 });
+              served.retries++;
               continue;
             }
             break;

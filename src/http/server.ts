@@ -12,6 +12,8 @@ import type { JsonObject, Operation } from '../engines/types.ts';
 import { MasterKey } from './auth.ts';
 import { validateRequest } from './validate.ts';
 import { healthBody, modelsBody, modelBody } from './info.ts';
+import { GatewayMetrics, NO_ROLE } from '../metrics/gateway-metrics.ts';
+import { PROMETHEUS_CONTENT_TYPE } from '../metrics/registry.ts';
 
 export interface AppState {
   gateway: Gateway;
@@ -20,6 +22,8 @@ export interface AppState {
   /** Set on SIGTERM: readiness fails and new requests are refused while in-flight ones finish. */
   draining: boolean;
   startedAt: number;
+  /** Created with the server when not given. */
+  metrics?: GatewayMetrics;
 }
 
 const JSON_TYPE = 'application/json';
@@ -42,6 +46,13 @@ function sendJson(res: ServerResponse, status: number, body: string, headers?: R
   res.setHeader('content-type', JSON_TYPE);
   res.setHeader('content-length', Buffer.byteLength(body));
   if (headers !== undefined) for (const k in headers) res.setHeader(k, headers[k]!);
+  res.end(body);
+}
+
+function sendText(res: ServerResponse, status: number, body: string, type: string): void {
+  res.statusCode = status;
+  res.setHeader('content-type', type);
+  res.setHeader('content-length', Buffer.byteLength(body));
   res.end(body);
 }
 
@@ -91,11 +102,14 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 class ResponseSink implements StreamSink {
   readonly #res: ServerResponse;
   readonly #simulated: boolean;
+  /** performance.now() when the stream was committed to the client. */
+  firstByteAt: number | undefined;
   constructor(res: ServerResponse, simulated: boolean) {
     this.#res = res;
     this.#simulated = simulated;
   }
   begin(served: Served): void {
+    this.firstByteAt = performance.now();
     const res = this.#res;
     res.statusCode = 200;
     res.setHeader('content-type', 'text/event-stream; charset=utf-8');
@@ -116,9 +130,14 @@ class ResponseSink implements StreamSink {
 
 export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBodyBytes: () => number): Server {
   const ids = new RequestIds();
+  const metrics = app.metrics ??= new GatewayMetrics(() => app.gateway, app.startedAt);
 
-  async function handleInference(op: Operation, req: IncomingMessage, res: ServerResponse, ctx: RequestContext, started: number): Promise<void> {
+  /** What is known of an inference request when it fails, for its error metrics. */
+  interface Inference { op: Operation; model: string | undefined }
+
+  async function handleInference(inf: Inference, req: IncomingMessage, res: ServerResponse, ctx: RequestContext, started: number): Promise<void> {
     const gw = app.gateway;
+    const op = inf.op;
     const raw = (await readBody(req, maxBodyBytes())).toString('utf8');
     let parsed: unknown;
     try {
@@ -127,19 +146,25 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
       throw new FabricError('invalid_json', `the request body is not valid JSON: ${(e as Error).message}`);
     }
     const body: JsonObject = validateRequest(op, parsed, raw, gw.config.gateway.limits);
+    inf.model = body.model as string;
     let served: Served;
+    let firstByteAt: number | undefined;
     if (body.stream === true && op !== 'embeddings') {
-      served = await gw.stream(op, body, ctx, new ResponseSink(res, gw.config.simulated));
+      const sink = new ResponseSink(res, gw.config.simulated);
+      served = await gw.stream(op, body, ctx, sink);
+      firstByteAt = sink.firstByteAt;
     } else {
       const r = await gw.unary(op, body, ctx);
       served = r.served;
       servedHeaders(res, served, gw.config.simulated);
       sendJson(res, 200, JSON.stringify(r.response));
     }
+    const now = performance.now();
+    metrics.served(op, served, (now - started) / 1000, firstByteAt === undefined ? undefined : (firstByteAt - started) / 1000);
     app.log.info('request', {
       id: ctx.id, client_id: ctx.clientRequestId, op, model: served.requested, role: served.role, backend: served.backend,
       status: 200, attempts: served.attempts, rerouted: served.rerouted || undefined, stream: body.stream === true || undefined,
-      ms: Math.round((performance.now() - started) * 10) / 10,
+      ms: Math.round((now - started) * 10) / 10,
       prompt_tokens: served.usage?.prompt_tokens, completion_tokens: served.usage?.completion_tokens,
       stream_error: served.streamError,
     });
@@ -161,6 +186,7 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
+    let inf: Inference | undefined;
     try {
       const op = POST_ROUTES[path];
       if (op !== undefined) {
@@ -169,8 +195,14 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
         if (app.draining) throw new FabricError('shutting_down', 'the gateway is shutting down; retry on another instance', { headers: { connection: 'close', 'retry-after': '1' } });
         const cancel = new Cancel();
         res.once('close', () => { if (!res.writableFinished) cancel.abort(); });
+        inf = { op, model: undefined };
         const ctx: RequestContext = { id, clientRequestId: cid, created: Math.floor(Date.now() / 1000), cancel, drillFailPrimary: drill(req.headers['x-fabric-drill']) };
-        await handleInference(op, req, res, ctx, started);
+        metrics.begin();
+        try {
+          await handleInference(inf, req, res, ctx, started);
+        } finally {
+          metrics.end();
+        }
         return;
       }
       if (req.method !== 'GET' && req.method !== 'HEAD') throw new FabricError('method_not_allowed', `${req.method} is not allowed on ${path}`);
@@ -179,6 +211,10 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
         return app.draining ? sendJson(res, 503, '{"status":"draining"}') : sendJson(res, 200, '{"status":"ready"}');
       }
       if (path === '/health') return sendJson(res, 200, JSON.stringify(healthBody(app.gateway, app.startedAt, app.draining)));
+      if (path === '/metrics') {
+        authorize(req);
+        return sendText(res, 200, metrics.render(), PROMETHEUS_CONTENT_TYPE);
+      }
       if (path === '/v1/models' || path === '/models') {
         authorize(req);
         return sendJson(res, 200, modelsBody(app.gateway));
@@ -195,12 +231,21 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
         if (body === undefined) throw new FabricError('model_not_found', `The model \`${name}\` does not exist on this gateway`, { param: 'model' });
         return sendJson(res, 200, body);
       }
-      if (path === '/') return sendJson(res, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/models', '/health'] }));
+      if (path === '/') return sendJson(res, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/models', '/health', '/metrics'] }));
       throw new FabricError('not_found', `no route for ${req.method} ${path}`);
     } catch (e) {
       const fe = toFabricError(e);
       if (fe.code === 'internal_error') app.log.error('internal error', { id, path, error: String((e as Error)?.stack ?? e) });
-      else if (fe.status >= 500 || fe.status === 429) app.log.warn('request failed', { id, path, status: fe.status, code: fe.code, message: fe.message });
+      if (inf !== undefined) {
+        // Every inference request gets its one 'request' line, failed ones too.
+        const ms = performance.now() - started;
+        const role = (inf.model === undefined ? undefined : app.gateway.table.resolve(inf.model))?.route.name ?? NO_ROLE;
+        metrics.failed(inf.op, role, fe.status, fe.code, ms / 1000, fe.attempts);
+        app.log.log(fe.status >= 500 || fe.status === 429 ? 'warn' : 'info', 'request', {
+          id, client_id: cid, op: inf.op, model: inf.model?.slice(0, 200), role, status: fe.status, code: fe.code,
+          attempts: fe.attempts?.length, ms: Math.round(ms * 10) / 10, message: fe.message,
+        });
+      } else if (fe.status >= 500) app.log.warn('request failed', { id, path, status: fe.status, code: fe.code, message: fe.message });
       else app.log.debug('request refused', { id, path, status: fe.status, code: fe.code, message: fe.message });
       if (fe.status === 499) {
         res.destroy();

@@ -1,0 +1,146 @@
+// What the gateway exports at GET /metrics: requests, latency and time to first token, tokens,
+// errors by class, retries, fallbacks, and each backend's health and load. Request-time
+// recording is a handful of counter adds; backend state is read at scrape time.
+
+import type { Gateway, Served } from '../core/gateway.ts';
+import type { AttemptFailure } from '../core/errors.ts';
+import { Registry, type Counter, type Gauge, type Histogram } from './registry.ts';
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
+
+/** The role label for requests that never resolved to a route (bad body, unknown model). */
+export const NO_ROLE = '(none)';
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly requests: Counter;
+  readonly duration: Histogram;
+  readonly ttft: Histogram;
+  readonly tokens: Counter;
+  readonly errors: Counter;
+  readonly attemptFailures: Counter;
+  readonly retries: Counter;
+  readonly fallbacks: Counter;
+  readonly streamsInterrupted: Counter;
+  readonly inflight: Gauge;
+  readonly #backendUp: Gauge;
+  readonly #backendCircuit: Gauge;
+  readonly #backendOutstanding: Gauge;
+  readonly #backendFailures: Gauge;
+  readonly #engineRunning: Gauge;
+  readonly #engineWaiting: Gauge;
+  readonly #engineKv: Gauge;
+  readonly #nodeOnline: Gauge;
+  readonly #rss: Gauge;
+  readonly #heap: Gauge;
+  readonly #cpu: Counter;
+  #inflightNow = 0;
+
+  constructor(gateway: () => Gateway, startedAt: number) {
+    const r = this.registry;
+    this.requests = r.counter('fabric_requests_total', 'Requests answered, by operation, role, backend and HTTP status.', ['op', 'role', 'backend', 'status']);
+    this.duration = r.histogram('fabric_request_duration_seconds', 'Whole request time, from the request received to the last byte sent.', ['op', 'role'], LATENCY_BUCKETS);
+    this.ttft = r.histogram('fabric_time_to_first_token_seconds', 'Streams: from the request received to the first byte sent to the client.', ['role', 'backend'], TTFT_BUCKETS);
+    this.tokens = r.counter('fabric_tokens_total', 'Tokens as the backends reported them, by direction (in: prompt, out: completion).', ['role', 'backend', 'direction']);
+    this.errors = r.counter('fabric_errors_total', 'Requests answered with an error, by operation and error code.', ['op', 'code']);
+    this.attemptFailures = r.counter('fabric_attempt_failures_total', 'Failed attempts against a backend, by failure class (connect, timeout, upstream_5xx, rate_limited, malformed, …).', ['backend', 'class']);
+    this.retries = r.counter('fabric_retries_total', 'Attempts sent to the same backend again after a failure.', ['backend']);
+    this.fallbacks = r.counter('fabric_fallbacks_total', 'Requests served by another role than the one asked for (fallback chain, rule, context-window fallback).', ['role', 'served_role']);
+    this.streamsInterrupted = r.counter('fabric_streams_interrupted_total', 'Streams ended with an error event after their first byte.', ['role', 'backend']);
+    this.inflight = r.gauge('fabric_requests_in_flight', 'Inference requests being served now.');
+    this.#backendUp = r.gauge('fabric_backend_up', '1 if the backend is in rotation (last probe or request succeeded, or not yet known), 0 if failing or cooled down.', ['backend', 'node']);
+    this.#backendCircuit = r.gauge('fabric_backend_cooling_down', '1 while the backend is cooled down (circuit open or half-open).', ['backend']);
+    this.#backendOutstanding = r.gauge('fabric_backend_outstanding_requests', 'Requests this gateway has in flight to the backend.', ['backend']);
+    this.#backendFailures = r.gauge('fabric_backend_consecutive_failures', 'Consecutive failures (requests and probes) of the backend.', ['backend']);
+    this.#engineRunning = r.gauge('fabric_backend_engine_requests_running', 'Requests the engine reports running (vLLM /metrics, llama.cpp, Ollama /api/ps).', ['backend']);
+    this.#engineWaiting = r.gauge('fabric_backend_engine_requests_waiting', 'Requests the engine reports queued.', ['backend']);
+    this.#engineKv = r.gauge('fabric_backend_engine_kv_cache_usage_ratio', 'KV-cache usage the engine reports (0–1).', ['backend']);
+    this.#nodeOnline = r.gauge('fabric_node_backends_up', 'Backends of the node in rotation.', ['node', 'power']);
+    this.#rss = r.gauge('process_resident_memory_bytes', 'Resident memory of the gateway process.');
+    this.#heap = r.gauge('nodejs_heap_used_bytes', 'V8 heap in use.');
+    this.#cpu = r.counter('process_cpu_seconds_total', 'User and system CPU time of the gateway process.');
+    const startGauge = r.gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch.');
+    startGauge.set([], Math.floor(startedAt / 1000));
+
+    r.onCollect(() => {
+      const now = Date.now();
+      for (const g of [this.#backendUp, this.#backendCircuit, this.#backendOutstanding, this.#backendFailures, this.#engineRunning, this.#engineWaiting, this.#engineKv, this.#nodeOnline]) g.reset();
+      const perNode = new Map<string, { power: string; up: number }>();
+      for (const b of gateway().backends.values()) {
+        const node = b.node?.name ?? '';
+        const up = b.state === 'up' || b.state === 'unknown' ? (now < b.coolUntil || b.unusable !== undefined ? 0 : 1) : 0;
+        this.#backendUp.set([b.name, node], up);
+        this.#backendCircuit.set([b.name], b.coolUntil !== 0 ? 1 : 0);
+        this.#backendOutstanding.set([b.name], b.outstanding);
+        this.#backendFailures.set([b.name], b.consecutiveFailures);
+        const load = (b as { load?: { running?: number; waiting?: number; kvCacheUsage?: number } }).load;
+        if (load !== undefined) {
+          if (typeof load.running === 'number') this.#engineRunning.set([b.name], load.running);
+          if (typeof load.waiting === 'number') this.#engineWaiting.set([b.name], load.waiting);
+          if (typeof load.kvCacheUsage === 'number') this.#engineKv.set([b.name], load.kvCacheUsage);
+        }
+        if (b.node !== undefined) {
+          const n = perNode.get(node) ?? { power: b.node.power, up: 0 };
+          n.up += up;
+          perNode.set(node, n);
+        }
+      }
+      for (const [node, n] of perNode) this.#nodeOnline.set([node, n.power], n.up);
+      const mem = process.memoryUsage();
+      this.#rss.set([], mem.rss);
+      this.#heap.set([], mem.heapUsed);
+      const cpu = process.cpuUsage();
+      const c = this.#cpu;
+      c.inc([], (cpu.user + cpu.system) / 1e6 - c.value([]));
+      this.inflight.set([], this.#inflightNow);
+    });
+  }
+
+  begin(): void {
+    this.#inflightNow++;
+  }
+
+  end(): void {
+    this.#inflightNow--;
+  }
+
+  /** A request answered from a backend (streams: once the stream has ended). */
+  served(op: string, s: Served, seconds: number, firstByteSeconds: number | undefined): void {
+    this.requests.inc([op, s.role, s.backend, '200']);
+    this.duration.observe([op, s.role], seconds);
+    if (firstByteSeconds !== undefined) this.ttft.observe([s.role, s.backend], firstByteSeconds);
+    const u = s.usage;
+    if (u !== undefined) {
+      if (u.prompt_tokens > 0) this.tokens.inc([s.role, s.backend, 'in'], u.prompt_tokens);
+      if (u.completion_tokens > 0) this.tokens.inc([s.role, s.backend, 'out'], u.completion_tokens);
+    }
+    if (s.streamError !== undefined) this.streamsInterrupted.inc([s.role, s.backend]);
+    if (s.failures.length > 0) this.#attempts(s.failures);
+    if (s.retries > 0) this.retries.inc([s.backend], s.retries);
+    if (s.rerouted) this.fallbacks.inc([s.route, s.role]);
+  }
+
+  /** A request answered with an error. */
+  failed(op: string, role: string, status: number, code: string, seconds: number, attempts: readonly AttemptFailure[] | undefined): void {
+    this.requests.inc([op, role, '', String(status)]);
+    this.errors.inc([op, code]);
+    this.duration.observe([op, role], seconds);
+    if (attempts !== undefined && attempts.length > 0) {
+      this.#attempts(attempts);
+      // A failed request's retries: consecutive attempts on the same backend.
+      for (let i = 1; i < attempts.length; i++) {
+        const a = attempts[i]!;
+        if (a.backend === attempts[i - 1]!.backend && a.failure !== 'unavailable') this.retries.inc([a.backend]);
+      }
+    }
+  }
+
+  #attempts(failures: readonly AttemptFailure[]): void {
+    for (const f of failures) if (f.failure !== 'unavailable') this.attemptFailures.inc([f.backend, f.failure]);
+  }
+
+  render(): string {
+    return this.registry.render();
+  }
+}

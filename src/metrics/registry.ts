@@ -1,0 +1,167 @@
+// A small Prometheus registry: counters, gauges and histograms with fixed label names, rendered
+// in the text exposition format (version 0.0.4). Recording is a Map lookup and an add; all
+// formatting happens at scrape time. Label values come from the config (roles, backends) or
+// from fixed sets (status codes, failure classes), never from request content, so series stay
+// bounded.
+
+export type Labels = readonly string[];
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+function labelText(names: readonly string[], values: Labels, extra?: string): string {
+  let s = '';
+  for (let i = 0; i < names.length; i++) s += `${i === 0 ? '' : ','}${names[i]}="${escapeLabel(values[i] ?? '')}"`;
+  if (extra !== undefined) s += `${s === '' ? '' : ','}${extra}`;
+  return s === '' ? '' : `{${s}}`;
+}
+
+function num(v: number): string {
+  if (Number.isNaN(v)) return 'NaN';
+  if (v === Infinity) return '+Inf';
+  if (v === -Infinity) return '-Inf';
+  return String(v);
+}
+
+interface Metric {
+  render(out: string[]): void;
+}
+
+abstract class Family<S> implements Metric {
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames: readonly string[];
+  protected readonly series = new Map<string, { labels: Labels; s: S }>();
+  abstract readonly type: string;
+
+  constructor(name: string, help: string, labelNames: readonly string[]) {
+    this.name = name;
+    this.help = help;
+    this.labelNames = labelNames;
+  }
+
+  protected get(labels: Labels): S {
+    const key = labels.length === 1 ? labels[0]! : labels.join('\u0001');
+    let e = this.series.get(key);
+    if (e === undefined) {
+      e = { labels: [...labels], s: this.fresh() };
+      this.series.set(key, e);
+    }
+    return e.s;
+  }
+
+  protected abstract fresh(): S;
+  protected abstract lines(labels: Labels, s: S, out: string[]): void;
+
+  render(out: string[]): void {
+    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`);
+    for (const { labels, s } of this.series.values()) this.lines(labels, s, out);
+  }
+}
+
+export class Counter extends Family<{ v: number }> {
+  readonly type = 'counter';
+  protected fresh(): { v: number } { return { v: 0 }; }
+  inc(labels: Labels, by = 1): void {
+    this.get(labels).v += by;
+  }
+  value(labels: Labels): number {
+    return this.get(labels).v;
+  }
+  protected lines(labels: Labels, s: { v: number }, out: string[]): void {
+    out.push(`${this.name}${labelText(this.labelNames, labels)} ${num(s.v)}`);
+  }
+}
+
+export class Gauge extends Family<{ v: number }> {
+  readonly type = 'gauge';
+  protected fresh(): { v: number } { return { v: 0 }; }
+  set(labels: Labels, v: number): void {
+    this.get(labels).v = v;
+  }
+  inc(labels: Labels, by = 1): void {
+    this.get(labels).v += by;
+  }
+  /** Drop every series (for gauges rebuilt from state at each scrape). */
+  reset(): void {
+    this.series.clear();
+  }
+  protected lines(labels: Labels, s: { v: number }, out: string[]): void {
+    out.push(`${this.name}${labelText(this.labelNames, labels)} ${num(s.v)}`);
+  }
+}
+
+interface HistogramSeries { counts: Float64Array; sum: number; count: number }
+
+export class Histogram extends Family<HistogramSeries> {
+  readonly type = 'histogram';
+  readonly buckets: readonly number[];
+
+  constructor(name: string, help: string, labelNames: readonly string[], buckets: readonly number[]) {
+    super(name, help, labelNames);
+    this.buckets = [...buckets].sort((a, b) => a - b);
+  }
+
+  protected fresh(): HistogramSeries {
+    return { counts: new Float64Array(this.buckets.length + 1), sum: 0, count: 0 };
+  }
+
+  observe(labels: Labels, v: number): void {
+    const s = this.get(labels);
+    const b = this.buckets;
+    let i = 0;
+    while (i < b.length && v > b[i]!) i++;
+    s.counts[i]!++;
+    s.sum += v;
+    s.count++;
+  }
+
+  protected lines(labels: Labels, s: HistogramSeries, out: string[]): void {
+    let cumulative = 0;
+    for (let i = 0; i < this.buckets.length; i++) {
+      cumulative += s.counts[i]!;
+      out.push(`${this.name}_bucket${labelText(this.labelNames, labels, `le="${num(this.buckets[i]!)}"`)} ${cumulative}`);
+    }
+    out.push(`${this.name}_bucket${labelText(this.labelNames, labels, 'le="+Inf"')} ${s.count}`);
+    out.push(`${this.name}_sum${labelText(this.labelNames, labels)} ${num(s.sum)}`);
+    out.push(`${this.name}_count${labelText(this.labelNames, labels)} ${s.count}`);
+  }
+}
+
+export class Registry {
+  readonly #metrics: Metric[] = [];
+  readonly #collectors: (() => void)[] = [];
+
+  counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
+    const c = new Counter(name, help, labelNames);
+    this.#metrics.push(c);
+    return c;
+  }
+
+  gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {
+    const g = new Gauge(name, help, labelNames);
+    this.#metrics.push(g);
+    return g;
+  }
+
+  histogram(name: string, help: string, labelNames: readonly string[], buckets: readonly number[]): Histogram {
+    const h = new Histogram(name, help, labelNames, buckets);
+    this.#metrics.push(h);
+    return h;
+  }
+
+  /** Runs before each scrape, to set gauges from live state. */
+  onCollect(fn: () => void): void {
+    this.#collectors.push(fn);
+  }
+
+  render(): string {
+    for (const c of this.#collectors) c();
+    const out: string[] = [];
+    for (const m of this.#metrics) m.render(out);
+    return out.join('\n') + '\n';
+  }
+}
+
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
