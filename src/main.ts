@@ -8,7 +8,7 @@ import { loadFabricConfig } from './config/load.ts';
 import type { Secrets } from './config/env-file.ts';
 import { Gateway } from './core/gateway.ts';
 import { createLogger, type Logger } from './core/log.ts';
-import { HealthMonitor } from './health/probe.ts';
+import { FleetHealth } from './health/fleet.ts';
 import { MasterKey } from './http/auth.ts';
 import { createGatewayServer, type AppState } from './http/server.ts';
 
@@ -25,6 +25,8 @@ export interface RunningGateway {
   readonly port: number;
   readonly server: Server;
   readonly app: AppState;
+  /** Probes, load, node power (Wake-on-LAN) and alerts. */
+  readonly fleet: FleetHealth;
   /** Swap in a new config atomically; in-flight requests finish on the old one. */
   reload(config: FabricConfig, secrets: Secrets): void;
   /** Drain: refuse new work, let in-flight requests and streams finish (up to graceMs), then close. */
@@ -36,6 +38,8 @@ export function secretNames(config: FabricConfig): string[] {
   const names: string[] = [];
   if (config.gateway.masterKey !== undefined) names.push(config.gateway.masterKey.env);
   for (const b of config.backends.values()) if (b.apiKey !== undefined) names.push(b.apiKey.env);
+  const hook = config.gateway.alerts?.webhook;
+  if (hook !== undefined && 'env' in hook) names.push(hook.env);
   return names;
 }
 
@@ -50,14 +54,11 @@ function masterKeyOf(config: FabricConfig, secrets: Secrets): MasterKey | undefi
 export async function startGateway(config: FabricConfig, secrets: Secrets, opts: StartOptions = {}): Promise<RunningGateway> {
   const log = opts.log ?? createLogger({ secrets: secrets.values(secretNames(config)) });
   let gateway = new Gateway(config, secrets);
-  let monitor = new HealthMonitor(gateway.backends.values(), config.gateway.healthIntervalMs, log);
+  const probe = opts.probe ?? true;
+  const fleet = new FleetHealth(gateway, secrets, { log, probe });
   const app: AppState = { gateway, masterKey: masterKeyOf(config, secrets), log, draining: false, startedAt: Date.now() };
   const server = createGatewayServer(app, config.gateway.limits.maxHeaderBytes, () => app.gateway.config.gateway.limits.maxBodyBytes);
-  const probe = opts.probe ?? true;
-  if (probe) {
-    await monitor.probeAll();
-    monitor.start();
-  }
+  await fleet.start();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? config.gateway.port, opts.host ?? config.gateway.host, () => {
@@ -72,25 +73,20 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
     port: addr.port,
     server,
     app,
+    fleet,
     reload(next: FabricConfig, nextSecrets: Secrets): void {
       const old = gateway;
-      const oldMonitor = monitor;
       const key = masterKeyOf(next, nextSecrets);
       gateway = new Gateway(next, nextSecrets);
-      monitor = new HealthMonitor(gateway.backends.values(), next.gateway.healthIntervalMs, log);
       app.gateway = gateway;
       app.masterKey = key;
-      oldMonitor.stop();
-      if (probe) {
-        void monitor.probeAll();
-        monitor.start();
-      }
+      fleet.attach(gateway, nextSecrets);
       // Pools close once their in-flight requests are done.
       void old.close();
     },
     async close(graceMs = 30_000): Promise<void> {
       app.draining = true;
-      monitor.stop();
+      fleet.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const timer = setTimeout(() => server.closeAllConnections(), graceMs);

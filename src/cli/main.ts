@@ -4,6 +4,11 @@
 import { runServe } from './serve.ts';
 import { runConfig } from './config.ts';
 import { runSim } from './sim.ts';
+import { runHealth } from './health.ts';
+import { runSmoke } from './smoke.ts';
+import { runWake } from './wake.ts';
+import { runPlan } from './plan.ts';
+import { runRender } from './render.ts';
 
 const HELP = `fabric — AI Fabric: one OpenAI-compatible endpoint for your GPUs
 
@@ -11,8 +16,14 @@ Usage: fabric <command> [options]
 
 Commands:
   serve          start the gateway (config file, discovered engines, or the simulated demo fleet)
-  config check   validate a fabric config: every error with file, line and key
+  config check   validate a fabric config (or a LiteLLM one): every error with file, line and key
+  config import  turn a LiteLLM proxy config into a native fabric config that routes the same way
   sim            run a simulated fleet of vLLM / Ollama / llama.cpp engines from a config
+  health         the gateway and every backend in one table; exit code by alert level
+  smoke          every role and alias end to end through the gateway (--drill: failover)
+  wake           send a node's Wake-on-LAN magic packet
+  plan           GPU capacity: each engine's share, weights, KV cache and concurrency; what will not fit
+  render         deploy files: compose files, systemd units, launch commands, a LiteLLM config
 
 Run "fabric <command> --help" for a command's options.
 `;
@@ -23,6 +34,11 @@ export async function main(argv: string[]): Promise<number> {
     case 'serve': return runServe(rest);
     case 'config': return runConfig(rest);
     case 'sim': return runSim(rest);
+    case 'health': return runHealth(rest);
+    case 'smoke': return runSmoke(rest);
+    case 'wake': return runWake(rest);
+    case 'plan': return runPlan(rest);
+    case 'render': return runRender(rest);
     case undefined:
     case '-h':
     case '--help':

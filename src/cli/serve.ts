@@ -16,7 +16,7 @@ import { startDemoFleet, demoFabricYaml } from '../discovery/demo.ts';
 const HELP = `Usage: fabric serve [--config FILE] [--port N] [--host H] [--log-level L] [--grace S]
 
 Starts the gateway.
-  --config FILE   fabric config (or LiteLLM-style later); default: $FABRIC_CONFIG
+  --config FILE   fabric config, or a LiteLLM proxy config as it is; default: $FABRIC_CONFIG
   --port N        listen port (default: the config's gateway.port, else 4000)
   --host H        listen address (default: the config's gateway.host, else 127.0.0.1)
   --log-level L   debug | info | warn | error (default info)

@@ -4,10 +4,11 @@
 
 import { parseDuration, parseSize } from './units.ts';
 import { suggest, type KeyPath } from './issues.ts';
+import { NODE_DEPLOY_KEYS, checkServePorts, nodeDeploy, serveBlock } from './serve.ts';
 import {
-  ENGINE_KINDS, NODE_POWER, ROLE_KINDS, STRATEGIES, DEFAULT_TIMEOUTS, defaultGateway,
-  type BackendConfig, type FabricConfig, type GatewayConfig, type GpuSpec, type NodeConfig,
-  type PatternRoute, type RoleConfig, type RoleRule, type SecretRef, type Timeouts,
+  ENGINE_KINDS, NODE_POWER, ROLE_KINDS, STRATEGIES, DEFAULT_TIMEOUTS, defaultGateway, ALERT_FORMATS, ALERT_LEVELS,
+  type AlertsConfig, type BackendConfig, type FabricConfig, type GatewayConfig, type GpuSpec, type HealthPolicy, type NodeConfig,
+  type PatternRoute, type RoleConfig, type RoleRule, type SecretRef, type Timeouts, type WolTarget,
 } from './types.ts';
 
 export interface Reporter {
@@ -17,12 +18,12 @@ export interface Reporter {
 
 type Obj = Record<string, unknown>;
 
-function isObj(v: unknown): v is Obj {
+export function isObj(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** Checks `v` is a mapping and that it holds only `allowed` keys. */
-function mapping(r: Reporter, path: KeyPath, v: unknown, allowed: readonly string[]): Obj | undefined {
+export function mapping(r: Reporter, path: KeyPath, v: unknown, allowed: readonly string[]): Obj | undefined {
   if (v === undefined || v === null) return undefined;
   if (!isObj(v)) {
     r.error(path, `must be a mapping, got ${describe(v)}`);
@@ -37,16 +38,16 @@ function mapping(r: Reporter, path: KeyPath, v: unknown, allowed: readonly strin
   return v;
 }
 
-function describe(v: unknown): string {
+export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
   return `${typeof v} ${JSON.stringify(v)}`;
 }
 
-function str(r: Reporter, path: KeyPath, v: unknown, required: true): string;
-function str(r: Reporter, path: KeyPath, v: unknown, required?: false): string | undefined;
-function str(r: Reporter, path: KeyPath, v: unknown, required = false): string | undefined {
+export function str(r: Reporter, path: KeyPath, v: unknown, required: true): string;
+export function str(r: Reporter, path: KeyPath, v: unknown, required?: false): string | undefined;
+export function str(r: Reporter, path: KeyPath, v: unknown, required = false): string | undefined {
   if (v === undefined || v === null) {
     if (required) r.error(path, 'is required');
     return required ? '' : undefined;
@@ -59,7 +60,7 @@ function str(r: Reporter, path: KeyPath, v: unknown, required = false): string |
   return v;
 }
 
-function oneOf<T extends string>(r: Reporter, path: KeyPath, v: unknown, values: readonly T[], dflt: T): T {
+export function oneOf<T extends string>(r: Reporter, path: KeyPath, v: unknown, values: readonly T[], dflt: T): T {
   if (v === undefined || v === null) return dflt;
   if (typeof v === 'string' && (values as readonly string[]).includes(v)) return v as T;
   const hint = typeof v === 'string' ? suggest(v, values) : undefined;
@@ -67,7 +68,7 @@ function oneOf<T extends string>(r: Reporter, path: KeyPath, v: unknown, values:
   return dflt;
 }
 
-function int(r: Reporter, path: KeyPath, v: unknown, dflt: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+export function int(r: Reporter, path: KeyPath, v: unknown, dflt: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined || v === null) return dflt;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
     r.error(path, `must be an integer from ${min} to ${max}, got ${describe(v)}`);
@@ -101,7 +102,7 @@ function size(r: Reporter, path: KeyPath, v: unknown, dflt: number): number {
   return b;
 }
 
-function list(r: Reporter, path: KeyPath, v: unknown): unknown[] {
+export function list(r: Reporter, path: KeyPath, v: unknown): unknown[] {
   if (v === undefined || v === null) return [];
   if (typeof v === 'string') return [v];
   if (!Array.isArray(v)) {
@@ -111,7 +112,7 @@ function list(r: Reporter, path: KeyPath, v: unknown): unknown[] {
   return v;
 }
 
-function strList(r: Reporter, path: KeyPath, v: unknown): string[] {
+export function strList(r: Reporter, path: KeyPath, v: unknown): string[] {
   const out: string[] = [];
   list(r, path, v).forEach((item, i) => {
     const s = str(r, [...path, i], item, true);
@@ -128,7 +129,7 @@ const SECRET_FORMS = [/^env:(.+)$/, /^\$\{(.+)\}$/, /^os\.environ\/(.+)$/];
  * LiteLLM's os.environ/NAME). A literal value is refused: configs get committed and
  * pasted into issues, and a key in one would leak.
  */
-function secret(r: Reporter, path: KeyPath, v: unknown): SecretRef | undefined {
+export function secret(r: Reporter, path: KeyPath, v: unknown): SecretRef | undefined {
   if (v === undefined || v === null) return undefined;
   if (isObj(v)) {
     const m = mapping(r, path, v, ['env']);
@@ -181,9 +182,50 @@ function timeouts(r: Reporter, path: KeyPath, v: unknown, base: Timeouts): Timeo
   };
 }
 
+/** failure_threshold / cooldown / max_cooldown, over `base`; shared by gateway.health and backends.NAME.health. */
+function healthPolicy(r: Reporter, path: KeyPath, m: Obj, base: HealthPolicy): HealthPolicy {
+  const p: HealthPolicy = {
+    failureThreshold: int(r, [...path, 'failure_threshold'], m.failure_threshold, base.failureThreshold, 1, 100),
+    cooldownMs: duration(r, [...path, 'cooldown'], m.cooldown, base.cooldownMs),
+    maxCooldownMs: duration(r, [...path, 'max_cooldown'], m.max_cooldown, base.maxCooldownMs),
+  };
+  if (m.max_cooldown === undefined && p.maxCooldownMs < p.cooldownMs) p.maxCooldownMs = p.cooldownMs;
+  if (p.maxCooldownMs < p.cooldownMs) r.error([...path, 'max_cooldown'], `must be at least the cooldown (${p.cooldownMs} ms)`);
+  return p;
+}
+
+const HEALTH_POLICY_KEYS = ['failure_threshold', 'cooldown', 'max_cooldown'] as const;
+
+function alerts(r: Reporter, v: unknown): AlertsConfig | undefined {
+  const p = ['gateway', 'alerts'];
+  const m = mapping(r, p, v, ['webhook', 'format', 'interval', 'min_interval', 'notify']);
+  if (m === undefined) return undefined;
+  let webhook: AlertsConfig['webhook'] | undefined;
+  const w = m.webhook;
+  if (w === undefined || w === null) r.error([...p, 'webhook'], 'is required: env:NAME (recommended: a Slack webhook URL is a secret) or an http(s) URL');
+  else if (typeof w === 'string' && /^https?:\/\//i.test(w.trim())) {
+    // Not url(): webhook URLs may carry their token in the query (Google Chat, some relays).
+    try {
+      webhook = { url: new URL(w.trim()).href };
+    } catch {
+      r.error([...p, 'webhook'], `is not a valid URL: ${JSON.stringify(w)}`);
+    }
+  }
+  else webhook = secret(r, [...p, 'webhook'], w);
+  const out: AlertsConfig = {
+    webhook: webhook ?? { url: '' },
+    format: oneOf(r, [...p, 'format'], m.format, ALERT_FORMATS, 'slack'),
+    intervalMs: duration(r, [...p, 'interval'], m.interval, 30_000),
+    minIntervalMs: duration(r, [...p, 'min_interval'], m.min_interval, 60_000),
+    notify: oneOf(r, [...p, 'notify'], m.notify, ALERT_LEVELS, 'warning'),
+  };
+  if (out.intervalMs < 100) r.error([...p, 'interval'], 'must be at least 100ms');
+  return webhook === undefined ? undefined : out;
+}
+
 function gateway(r: Reporter, v: unknown): GatewayConfig {
   const g = defaultGateway();
-  const m = mapping(r, ['gateway'], v, ['host', 'port', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers']);
+  const m = mapping(r, ['gateway'], v, ['host', 'port', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers', 'health', 'wake', 'alerts']);
   if (m === undefined) return g;
   g.host = str(r, ['gateway', 'host'], m.host) ?? g.host;
   g.port = int(r, ['gateway', 'port'], m.port, g.port, 0, 65535);
@@ -206,7 +248,41 @@ function gateway(r: Reporter, v: unknown): GatewayConfig {
     g.retryBaseMs = duration(r, ['gateway', 'retry', 'base'], rt.base, g.retryBaseMs);
     g.retryMaxMs = duration(r, ['gateway', 'retry', 'max'], rt.max, g.retryMaxMs);
   }
+  const hp = ['gateway', 'health'];
+  const h = mapping(r, hp, m.health, [...HEALTH_POLICY_KEYS, 'probe_timeout', 'load_interval']);
+  if (h !== undefined) {
+    g.health = {
+      ...healthPolicy(r, hp, h, g.health),
+      probeTimeoutMs: duration(r, [...hp, 'probe_timeout'], h.probe_timeout, g.health.probeTimeoutMs),
+      loadIntervalMs: duration(r, [...hp, 'load_interval'], h.load_interval, g.health.loadIntervalMs),
+    };
+    if (g.health.probeTimeoutMs < 1) r.error([...hp, 'probe_timeout'], 'must be at least 1ms');
+  }
+  const wp = ['gateway', 'wake'];
+  const w = mapping(r, wp, m.wake, ['enabled', 'min_interval', 'boot_timeout']);
+  if (w !== undefined) {
+    if (w.enabled !== undefined && typeof w.enabled !== 'boolean') r.error([...wp, 'enabled'], `must be true or false, got ${describe(w.enabled)}`);
+    g.wake = {
+      enabled: w.enabled === true,
+      minIntervalMs: duration(r, [...wp, 'min_interval'], w.min_interval, g.wake.minIntervalMs),
+      bootTimeoutMs: duration(r, [...wp, 'boot_timeout'], w.boot_timeout, g.wake.bootTimeoutMs),
+    };
+  }
+  g.alerts = alerts(r, m.alerts);
   return g;
+}
+
+const MAC = /^[0-9a-f]{2}([:-]?)(?:[0-9a-f]{2}\1){4}[0-9a-f]{2}$/i;
+const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+
+function wol(r: Reporter, path: KeyPath, v: unknown): WolTarget | undefined {
+  const m = mapping(r, path, v, ['mac', 'broadcast', 'port']);
+  if (m === undefined) return undefined;
+  const mac = str(r, [...path, 'mac'], m.mac, true);
+  if (mac !== '' && !MAC.test(mac)) r.error([...path, 'mac'], `must be a MAC address such as aa:bb:cc:dd:ee:ff, got ${describe(m.mac)}`);
+  const broadcast = str(r, [...path, 'broadcast'], m.broadcast) ?? '255.255.255.255';
+  if (!IPV4.test(broadcast)) r.error([...path, 'broadcast'], `must be an IPv4 broadcast address such as 192.168.1.255, got ${describe(m.broadcast)}`);
+  return { mac, broadcast, port: int(r, [...path, 'port'], m.port, 9, 1, 65535) };
 }
 
 function nodes(r: Reporter, v: unknown): Map<string, NodeConfig> {
@@ -215,7 +291,7 @@ function nodes(r: Reporter, v: unknown): Map<string, NodeConfig> {
   if (m === undefined) return out;
   for (const [name, raw] of Object.entries(m)) {
     const p = ['nodes', name];
-    const n = mapping(r, p, raw, ['power', 'address', 'gpus', 'description']);
+    const n = mapping(r, p, raw, ['power', 'address', 'gpus', 'description', 'wol', ...NODE_DEPLOY_KEYS]);
     if (n === undefined) {
       if (raw === null || raw === undefined) r.error(p, 'must be a mapping with at least power');
       continue;
@@ -223,27 +299,34 @@ function nodes(r: Reporter, v: unknown): Map<string, NodeConfig> {
     const gpus: GpuSpec[] = [];
     list(r, [...p, 'gpus'], n.gpus).forEach((g, i) => {
       const gp = [...p, 'gpus', i];
-      const gm = mapping(r, gp, g, ['model', 'memory']);
+      const gm = mapping(r, gp, g, ['model', 'memory', 'reserved']);
       if (gm === undefined) return;
       const memory = size(r, [...gp, 'memory'], gm.memory, 0);
       if (gm.memory === undefined) r.error([...gp, 'memory'], 'is required (e.g. 8GiB)');
-      gpus.push({ model: str(r, [...gp, 'model'], gm.model, true), memoryBytes: memory });
+      const gpu: GpuSpec = { model: str(r, [...gp, 'model'], gm.model, true), memoryBytes: memory };
+      if (gm.reserved !== undefined) gpu.reservedBytes = size(r, [...gp, 'reserved'], gm.reserved, 0);
+      gpus.push(gpu);
     });
-    out.set(name, {
+    const node: NodeConfig = {
       name,
       power: oneOf(r, [...p, 'power'], n.power, NODE_POWER, 'always-on'),
       address: str(r, [...p, 'address'], n.address),
       gpus,
-    });
+    };
+    const wake = wol(r, [...p, 'wol'], n.wol);
+    if (wake !== undefined) node.wol = wake;
+    Object.assign(node, nodeDeploy(r, p, n));
+    out.set(name, node);
   }
   return out;
 }
 
 const BACKEND_KEYS = [
   'engine', 'node', 'url', 'model', 'api_key', 'context_window', 'weight', 'max_retries', 'max_connections', 'timeouts', 'aliases', 'simulated',
+  'health', 'cloud', 'serve',
 ] as const;
 
-function backends(r: Reporter, v: unknown, nodeMap: Map<string, NodeConfig>): Map<string, BackendConfig> {
+function backends(r: Reporter, v: unknown, nodeMap: Map<string, NodeConfig>, policy: HealthPolicy): Map<string, BackendConfig> {
   const out = new Map<string, BackendConfig>();
   if (v === undefined || v === null) {
     r.error(['backends'], 'is required: at least one backend');
@@ -268,7 +351,11 @@ function backends(r: Reporter, v: unknown, nodeMap: Map<string, NodeConfig>): Ma
     const backendUrl = b.url === undefined && engine === 'openai' ? 'https://api.openai.com/v1' : url(r, [...p, 'url'], b.url);
     const apiKey = secret(r, [...p, 'api_key'], b.api_key);
     if (engine === 'openai' && apiKey === undefined) r.error([...p, 'api_key'], 'is required for engine openai (e.g. env:OPENAI_API_KEY)');
+    const hm = mapping(r, [...p, 'health'], b.health, HEALTH_POLICY_KEYS);
+    if (b.cloud !== undefined && typeof b.cloud !== 'boolean') r.error([...p, 'cloud'], `must be true or false, got ${describe(b.cloud)}`);
     out.set(name, {
+      health: hm === undefined ? { failureThreshold: policy.failureThreshold, cooldownMs: policy.cooldownMs, maxCooldownMs: policy.maxCooldownMs } : healthPolicy(r, [...p, 'health'], hm, policy),
+      ...(typeof b.cloud === 'boolean' ? { cloud: b.cloud } : {}),
       name,
       engine,
       node,
@@ -283,12 +370,17 @@ function backends(r: Reporter, v: unknown, nodeMap: Map<string, NodeConfig>): Ma
       aliases: strList(r, [...p, 'aliases'], b.aliases),
       simulated: b.simulated === true,
     });
+    const serve = serveBlock(r, [...p, 'serve'], b.serve, {
+      engine, node: node === undefined ? undefined : nodeMap.get(node), nodeName: node, url: backendUrl, model: out.get(name)!.model,
+    });
+    if (serve !== undefined) out.get(name)!.serve = serve;
   }
+  checkServePorts(r, out.values());
   return out;
 }
 
 const ROLE_KEYS = [
-  'kind', 'backends', 'aliases', 'fallbacks', 'context_window_fallback', 'strategy', 'rules', 'dimensions', 'description',
+  'kind', 'backends', 'aliases', 'fallbacks', 'context_window_fallback', 'strategy', 'rules', 'dimensions', 'description', 'affinity',
 ] as const;
 
 function rules(r: Reporter, path: KeyPath, v: unknown): RoleRule[] {
@@ -330,7 +422,9 @@ function roles(r: Reporter, v: unknown, backendMap: Map<string, BackendConfig>):
     });
     const kind = role.kind === undefined ? (r.error([...p, 'kind'], 'is required: chat or embeddings'), 'chat' as const)
       : oneOf(r, [...p, 'kind'], role.kind, ROLE_KINDS, 'chat');
+    if (role.affinity !== undefined && typeof role.affinity !== 'boolean') r.error([...p, 'affinity'], `must be true or false, got ${describe(role.affinity)}`);
     out.set(name, {
+      ...(role.affinity === true ? { affinity: true } : {}),
       name,
       kind,
       backends: members,
@@ -405,6 +499,10 @@ function crossCheck(r: Reporter, cfg: FabricConfig): void {
     if (role.contextWindowFallback !== undefined) mustBeRole(role, role.contextWindowFallback, [...p, 'context_window_fallback']);
     role.rules.forEach((rule, i) => mustBeRole(role, rule.routeTo, [...p, 'rules', i, 'route_to']));
     if (role.dimensions !== undefined && role.kind !== 'embeddings') r.error([...p, 'dimensions'], 'only applies to embeddings roles');
+    if (role.affinity === true && role.kind !== 'chat') r.warn([...p, 'affinity'], 'only chat conversations have a prefix to keep warm; ignored for embeddings', true);
+  }
+  if (cfg.gateway.wake.enabled && ![...cfg.nodes.values()].some((n) => n.wol !== undefined)) {
+    r.warn(['gateway', 'wake', 'enabled'], 'no node has a wol: { mac } block, so there is nothing to wake');
   }
   for (const b of cfg.backends.values()) {
     const used = [...cfg.roles.values()].some((role) => role.backends.includes(b.name)) || cfg.patterns.some((pt) => pt.backends.includes(b.name));
@@ -416,10 +514,12 @@ export function validateFabric(raw: unknown, r: Reporter, file: string | undefin
   const top = mapping(r, [], raw, ['version', 'gateway', 'nodes', 'backends', 'roles', 'patterns']) ?? {};
   if (top.version !== undefined && top.version !== 1) r.error(['version'], `must be 1, got ${describe(top.version)}`);
   const nodeMap = nodes(r, top.nodes);
-  const backendMap = backends(r, top.backends, nodeMap);
+  // The gateway first: its health block is every backend's default.
+  const gw = gateway(r, top.gateway);
+  const backendMap = backends(r, top.backends, nodeMap, gw.health);
   const cfg: FabricConfig = {
     file,
-    gateway: gateway(r, top.gateway),
+    gateway: gw,
     nodes: nodeMap,
     backends: backendMap,
     roles: roles(r, top.roles, backendMap),

@@ -9,20 +9,43 @@ export type NodePower = (typeof NODE_POWER)[number];
 export const ROLE_KINDS = ['chat', 'embeddings'] as const;
 export type RoleKind = (typeof ROLE_KINDS)[number];
 
-export const STRATEGIES = ['round-robin', 'weighted', 'least-outstanding'] as const;
+export const STRATEGIES = ['round-robin', 'weighted', 'least-outstanding', 'least-loaded'] as const;
 export type Strategy = (typeof STRATEGIES)[number];
 
 /** A secret is never a value in the config model, only where to find it. */
 export interface SecretRef { env: string }
 
-export interface GpuSpec { model: string; memoryBytes: number }
+export interface GpuSpec {
+  model: string;
+  memoryBytes: number;
+  /** Memory other processes hold on this GPU (a desktop, a display server); the planner keeps it free. */
+  reservedBytes?: number;
+}
+
+/** Where a Wake-on-LAN magic packet for a node goes: its MAC, sent to a broadcast address and UDP port. */
+export interface WolTarget { mac: string; broadcast: string; port: number }
 
 export interface NodeConfig {
   name: string;
   power: NodePower;
   address: string | undefined;
   gpus: GpuSpec[];
+  wol?: WolTarget;
+  /** How engines on this node are deployed (fabric render); absent means docker on linux. */
+  runtime?: ContainerRuntime;
+  os?: NodeOs;
 }
+
+/** When passive and probed health takes a backend out of rotation, and for how long. */
+export interface HealthPolicy {
+  /** Consecutive failures (traffic or probes) that cool a backend down. */
+  failureThreshold: number;
+  /** The first cooldown; each further trip doubles it, up to maxCooldownMs. */
+  cooldownMs: number;
+  maxCooldownMs: number;
+}
+
+export const DEFAULT_HEALTH_POLICY: Readonly<HealthPolicy> = Object.freeze({ failureThreshold: 3, cooldownMs: 30_000, maxCooldownMs: 300_000 });
 
 export interface Timeouts {
   connectMs: number;
@@ -47,6 +70,12 @@ export interface BackendConfig {
   /** Names that route to this backend alone, with no fallback (the seeds' "physical aliases"). */
   aliases: string[];
   simulated: boolean;
+  /** Resolved from the backend's health block over gateway.health; absent means the defaults. */
+  health?: HealthPolicy;
+  /** A paid cloud API: probes and smoke checks never bill it unless asked. Default: engine openai or a public host. */
+  cloud?: boolean;
+  /** How fabric plan sizes and fabric render launches this backend's engine; absent: not deployed by the fabric. */
+  serve?: ServeConfig;
 }
 
 export interface RoleRule { inputTokensOver: number; routeTo: string }
@@ -62,6 +91,8 @@ export interface RoleConfig {
   rules: RoleRule[];
   dimensions: number | undefined;
   description: string | undefined;
+  /** Keep a conversation on the backend that served it while healthy and not overloaded (prefix-cache hits). */
+  affinity?: boolean;
 }
 
 export interface PatternRoute {
@@ -80,6 +111,37 @@ export interface Limits {
   maxAttempts: number;
 }
 
+export interface GatewayHealth extends HealthPolicy {
+  probeTimeoutMs: number;
+  /** How often engines' load (/metrics, /api/ps, /slots) is read; 0 turns load polling off. */
+  loadIntervalMs: number;
+}
+
+export interface WakeConfig {
+  /** Send magic packets on demand when a request needs a sleeping node. */
+  enabled: boolean;
+  /** At most one packet per node in this window. */
+  minIntervalMs: number;
+  /** How long a node counts as "waking" after a packet, probed often, before it is "off" again. */
+  bootTimeoutMs: number;
+}
+
+export const ALERT_FORMATS = ['slack', 'json'] as const;
+export type AlertFormat = (typeof ALERT_FORMATS)[number];
+export const ALERT_LEVELS = ['info', 'warning', 'critical'] as const;
+export type NotifyLevel = (typeof ALERT_LEVELS)[number];
+
+export interface AlertsConfig {
+  /** The webhook URL, or where to find it (a Slack webhook URL is itself a secret). */
+  webhook: SecretRef | { url: string };
+  format: AlertFormat;
+  intervalMs: number;
+  /** Quiet period between two notifications; changes inside it are coalesced into one. */
+  minIntervalMs: number;
+  /** Only changes to or from this level or worse are sent. */
+  notify: NotifyLevel;
+}
+
 export interface GatewayConfig {
   host: string;
   port: number;
@@ -90,6 +152,9 @@ export interface GatewayConfig {
   retryMaxMs: number;
   healthIntervalMs: number;
   workers: number;
+  health: GatewayHealth;
+  wake: WakeConfig;
+  alerts: AlertsConfig | undefined;
 }
 
 export interface FabricConfig {
@@ -126,5 +191,64 @@ export function defaultGateway(): GatewayConfig {
     retryMaxMs: 2_000,
     healthIntervalMs: 60_000,
     workers: 1,
+    health: { ...DEFAULT_HEALTH_POLICY, probeTimeoutMs: 5_000, loadIntervalMs: 5_000 },
+    wake: { enabled: false, minIntervalMs: 300_000, bootTimeoutMs: 180_000 },
+    alerts: undefined,
   };
+}
+
+// ── Deploying engines: fabric plan and fabric render read these; the gateway ignores them. ──
+
+export const CONTAINER_RUNTIMES = ['docker', 'podman'] as const;
+export type ContainerRuntime = (typeof CONTAINER_RUNTIMES)[number];
+
+export const NODE_OS = ['linux', 'windows'] as const;
+export type NodeOs = (typeof NODE_OS)[number];
+
+/** Engines fabric can size and launch. */
+export const SERVED_ENGINES = ['vllm', 'ollama', 'llamacpp'] as const;
+export type ServedEngine = (typeof SERVED_ENGINES)[number];
+
+/** Weight formats: vLLM's --quantization methods, and GGUF types for Ollama and llama.cpp. */
+export const VLLM_QUANTIZATIONS = ['none', 'awq', 'awq_marlin', 'gptq', 'gptq_marlin', 'fp8', 'int8', 'bitsandbytes'] as const;
+export const GGUF_QUANTIZATIONS = ['f16', 'q8_0', 'q6_k', 'q5_k_m', 'q5_0', 'q4_k_m', 'q4_k_s', 'q4_0', 'q3_k_m', 'q2_k'] as const;
+export type Quantization = (typeof VLLM_QUANTIZATIONS)[number] | (typeof GGUF_QUANTIZATIONS)[number];
+
+export const DTYPES = ['auto', 'float16', 'bfloat16', 'float32'] as const;
+export type Dtype = (typeof DTYPES)[number];
+
+export const VLLM_KV_CACHE_DTYPES = ['auto', 'fp8', 'fp8_e4m3', 'fp8_e5m2'] as const;
+export const GGUF_KV_CACHE_DTYPES = ['f16', 'q8_0', 'q4_0'] as const;
+export type KvCacheDtype = (typeof VLLM_KV_CACHE_DTYPES)[number] | (typeof GGUF_KV_CACHE_DTYPES)[number];
+
+/** A backend's `serve:` block: the engine's serving parameters, the one place they are written. */
+export interface ServeConfig {
+  engine: ServedEngine;
+  /** What the engine loads: a Hugging Face id or path (vLLM), an Ollama tag, a GGUF file (llama.cpp). Default: the backend's model. */
+  model: string;
+  /** Undefined: read from the model name (…-AWQ, …:q8_0), else unquantized. */
+  quantization: Quantization | undefined;
+  dtype: Dtype;
+  kvCacheDtype: KvCacheDtype | undefined;
+  /** Undefined: the model's own maximum (vLLM), 4096 (Ollama, llama.cpp). */
+  maxModelLen: number | undefined;
+  /** vLLM only; undefined means vLLM's default, 0.9. */
+  gpuMemoryUtilization: number | undefined;
+  /** Taken from the backend URL; a different serve.port is an error. */
+  port: number;
+  host: string;
+  /** GPU indices on the node; more than one means tensor parallelism. */
+  gpus: number[];
+  maxNumSeqs: number | undefined;
+  maxNumBatchedTokens: number | undefined;
+  enforceEager: boolean;
+  image: string | undefined;
+  extraArgs: string[];
+  /** Plain values, or references to secrets (never their values). */
+  env: Map<string, string | SecretRef>;
+  hfToken: SecretRef | undefined;
+  /** A Hugging Face config.json (or its folder) for a model the built-in catalogue lacks; relative to the config file. */
+  hfConfig: string | undefined;
+  /** Host folder for downloaded models, mounted into the container. */
+  modelsDir: string | undefined;
 }

@@ -2,17 +2,29 @@
 // what is known of its health. Created once per config load; the routing table holds these.
 
 import { Pool } from 'undici';
-import type { BackendConfig, NodeConfig } from '../config/types.ts';
+import { DEFAULT_HEALTH_POLICY, type BackendConfig, type HealthPolicy, type NodeConfig } from '../config/types.ts';
 import type { Secrets } from '../config/env-file.ts';
 import { engineFor } from '../engines/index.ts';
 import type { EngineAdapter } from '../engines/types.ts';
 import type { Member } from '../routing/balancer.ts';
+import type { LoadSample } from '../health/load.ts';
 
-export type HealthState = 'unknown' | 'up' | 'down';
+/**
+ * up: the last probe or request succeeded. failing: it failed, fewer times in a row than the
+ * threshold, so the backend is still tried. down: cooled down (circuit open or half-open).
+ */
+export type HealthState = 'unknown' | 'up' | 'failing' | 'down';
 
-/** Consecutive failures (traffic or probes) after which a backend is skipped for a while. */
-const FAILURES_TO_COOL = 3;
-const COOLDOWN_MS = 30_000;
+/**
+ * closed: in rotation. open: cooling down, skipped. half-open: the cooldown is over and one
+ * trial (a request or the monitor's probe-back) decides whether it is restored or cooled again.
+ */
+export type Circuit = 'closed' | 'open' | 'half-open';
+
+/** A load sample older than this is ignored (its engine stopped answering): the gateway's own count is fresher. */
+export const LOAD_STALE_MS = 30_000;
+/** KV-cache usage from which a backend counts as overloaded (vLLM preempts near full). */
+const KV_OVERLOADED = 0.9;
 
 export class BackendRuntime implements Member {
   readonly name: string;
@@ -29,20 +41,44 @@ export class BackendRuntime implements Member {
   /** Set when the backend's key is missing from the environment: it is skipped, saying why. */
   readonly unusable: string | undefined;
 
+  readonly policy: HealthPolicy;
+
   outstanding = 0;
   state: HealthState = 'unknown';
   consecutiveFailures = 0;
+  /** 0 while the circuit is closed; otherwise when the cooldown ends (the circuit is half-open after it). */
   coolUntil = 0;
+  /** Trips since the last successful request: each doubles the cooldown, up to the policy's maximum. */
+  trips = 0;
   lastError: string | undefined;
   lastErrorAt: number | undefined;
+  /** Latency of the last successful request. */
   lastLatencyMs: number | undefined;
+  /** When the last probe answered (or failed), and how long it took. */
   lastCheckedAt: number | undefined;
+  lastProbeLatencyMs: number | undefined;
+  /** What the engine says it serves (vLLM /v1/models, Ollama /api/tags), from the last probe. */
+  servedModel: string | undefined;
+  /** Ollama: whether the model is loaded in memory now (/api/ps); undefined for other engines. */
+  modelLoaded: boolean | undefined;
+  /** The engine's own load, from its /metrics, /slots or /api/ps. */
+  load: LoadSample | undefined;
+  /** `outstanding` when `load` was read: the engine's count includes these requests of ours. */
+  outstandingAtSample = 0;
+  /** When a Wake-on-LAN packet was last sent to this backend's node. */
+  wakeRequestedAt: number | undefined;
+
+  #trialUntil = 0;
+  /** The current failure streak includes a failed request, which a good /health does not excuse. */
+  #trafficInStreak = false;
+  readonly #listeners = new Set<(b: BackendRuntime) => void>();
 
   constructor(config: BackendConfig, node: NodeConfig | undefined, secrets: Secrets) {
     this.name = config.name;
     this.weight = config.weight;
     this.config = config;
     this.node = node;
+    this.policy = config.health ?? DEFAULT_HEALTH_POLICY;
     this.engine = engineFor(config.engine);
     const u = new URL(config.url);
     this.origin = u.origin;
@@ -61,29 +97,142 @@ export class BackendRuntime implements Member {
     });
   }
 
-  /** Why this backend must be skipped now, or undefined if it may be tried. */
+  circuit(now: number): Circuit {
+    if (this.coolUntil === 0) return 'closed';
+    return now < this.coolUntil ? 'open' : 'half-open';
+  }
+
+  /**
+   * Why this backend must be skipped now, or undefined if it may be tried. When the cooldown
+   * is over this lets exactly one caller through (the half-open trial) and reserves the slot,
+   * so a recovering backend is not hit by every waiting request at once.
+   */
   skipReason(now: number): string | undefined {
     if (this.unusable !== undefined) return this.unusable;
-    if (now < this.coolUntil) return `cooling down after ${this.consecutiveFailures} consecutive failures (${this.lastError ?? 'unknown error'})`;
+    if (this.coolUntil === 0) return undefined;
+    if (now < this.coolUntil) {
+      return `cooling down for ${Math.ceil((this.coolUntil - now) / 1000)}s more after ${this.consecutiveFailures} consecutive failures (${this.lastError ?? 'unknown error'})`;
+    }
+    if (now < this.#trialUntil) return 'half-open: one trial request is already testing whether it is back';
+    // The reservation lapses on its own if the trial never reports (the caller gave up first).
+    this.#trialUntil = now + Math.min(this.config.timeouts.totalMs, this.config.timeouts.connectMs + this.config.timeouts.firstByteMs);
     return undefined;
   }
 
-  recordSuccess(latencyMs: number): void {
-    this.consecutiveFailures = 0;
-    this.coolUntil = 0;
-    this.state = 'up';
-    this.lastLatencyMs = latencyMs;
+  /** Whether a request could be sent now, without reserving a half-open trial: for balancers. */
+  available(now: number): boolean {
+    if (this.unusable !== undefined) return false;
+    if (this.coolUntil === 0) return true;
+    return now >= this.coolUntil && now >= this.#trialUntil;
   }
 
-  recordFailure(message: string, now: number): void {
+  /** Seconds until a cooling backend may be tried again; undefined when it is not cooling (for Retry-After). */
+  retryAfterSeconds(now: number): number | undefined {
+    if (this.unusable !== undefined || this.coolUntil === 0) return undefined;
+    if (now < this.coolUntil) return Math.max(1, Math.ceil((this.coolUntil - now) / 1000));
+    return 1;
+  }
+
+  /** A request succeeded: the circuit closes and the cooldown escalation starts over. */
+  recordSuccess(latencyMs: number): void {
+    this.lastLatencyMs = latencyMs;
+    this.trips = 0;
+    this.#close();
+  }
+
+  /**
+   * A health probe answered. A probe-back after the cooldown (or a forced one, while a node
+   * wakes) restores the backend; a probe inside the cooldown does not cut it short, and one
+   * between failed requests does not wipe their streak (a server whose /health is fine can
+   * still time out every generation). Trips are kept, so such a backend cools down for
+   * longer each time.
+   */
+  recordProbeSuccess(latencyMs: number, now: number, force = false): void {
+    this.lastCheckedAt = now;
+    this.lastProbeLatencyMs = latencyMs;
+    if (this.coolUntil === 0) {
+      if (this.consecutiveFailures === 0 || !this.#trafficInStreak) this.#close();
+      return;
+    }
+    if (!force && now < this.coolUntil) return;
+    this.#close();
+  }
+
+  /** A request (or, with probe: true, a health probe) failed. A further failure extends a cooldown, never shortens it. */
+  recordFailure(message: string, now: number, probe = false): void {
+    if (this.consecutiveFailures === 0) this.#trafficInStreak = false;
+    if (!probe) this.#trafficInStreak = true;
     this.consecutiveFailures++;
     this.lastError = message;
     this.lastErrorAt = now;
-    if (this.consecutiveFailures >= FAILURES_TO_COOL) {
-      this.state = 'down';
-      // A further failure extends the cooldown, never shortens it.
-      this.coolUntil = Math.max(this.coolUntil, now + COOLDOWN_MS);
+    this.#trialUntil = 0;
+    if (this.coolUntil !== 0 && now < this.coolUntil) {
+      this.coolUntil = Math.max(this.coolUntil, now + this.#cooldown());
+      return;
     }
+    if (this.coolUntil !== 0 || this.consecutiveFailures >= this.policy.failureThreshold) {
+      // Tripped from closed, or a half-open trial failed: cool down, longer each time.
+      this.trips++;
+      this.state = 'down';
+      this.coolUntil = now + this.#cooldown();
+      for (const fn of this.#listeners) fn(this);
+      return;
+    }
+    this.state = 'failing';
+  }
+
+  /** Called each time the backend cools down (trips); returns the unsubscribe function. */
+  onTrip(fn: (b: BackendRuntime) => void): () => void {
+    this.#listeners.add(fn);
+    return () => { this.#listeners.delete(fn); };
+  }
+
+  #cooldown(): number {
+    const { cooldownMs, maxCooldownMs } = this.policy;
+    return Math.min(maxCooldownMs, cooldownMs * 2 ** Math.max(0, this.trips - 1));
+  }
+
+  #close(): void {
+    this.consecutiveFailures = 0;
+    this.coolUntil = 0;
+    this.#trialUntil = 0;
+    this.state = 'up';
+  }
+
+  /** Record the engine's load as just read. */
+  setLoad(sample: LoadSample): void {
+    this.load = sample;
+    this.outstandingAtSample = this.outstanding;
+  }
+
+  #freshLoad(now: number): LoadSample | undefined {
+    const l = this.load;
+    return l !== undefined && now - l.at <= LOAD_STALE_MS ? l : undefined;
+  }
+
+  /**
+   * Lower is lighter, per unit of weight. Our own requests count live; the engine's sample adds
+   * what we cannot see (other clients' requests, and its queue, which counts twice: a queued
+   * request waits for a whole generation), and a nearly full KV cache, which means preemption.
+   */
+  loadScore(now: number): number {
+    let score = this.outstanding;
+    const l = this.#freshLoad(now);
+    if (l !== undefined) {
+      const running = l.running ?? 0;
+      const waiting = l.waiting ?? 0;
+      score += Math.max(0, running + waiting - this.outstandingAtSample) + waiting;
+      if (l.kvCacheUsage !== undefined && l.kvCacheUsage >= KV_OVERLOADED) score += 4;
+    }
+    return score / this.weight;
+  }
+
+  /** Queue building or KV cache nearly full: a conversation should not be pinned here now. */
+  overloaded(now: number): boolean {
+    if (this.outstanding >= this.config.maxConnections) return true;
+    const l = this.#freshLoad(now);
+    if (l === undefined) return false;
+    return (l.waiting ?? 0) > 0 || (l.kvCacheUsage ?? 0) >= KV_OVERLOADED;
   }
 
   async close(): Promise<void> {

@@ -1,100 +1,297 @@
-// Background health probes with each engine's own signal: vLLM, llama.cpp and SGLang
-// /health; Ollama /api/tags; LM Studio, generic OpenAI-compatible servers and OpenAI
-// GET /models (which never bills). A probe result feeds the same state live traffic does.
+// Background health probes with each engine's own signal: vLLM and SGLang /health and the
+// served model in /v1/models; Ollama /api/tags with the model pulled, and /api/ps for whether
+// it is loaded; llama.cpp /health (503 while it loads its model); LM Studio, generic
+// OpenAI-compatible servers and OpenAI GET /models (free: a probe never bills). A probe result
+// feeds the same circuit live traffic does (src/core/backend.ts).
 
 import { request } from 'undici';
-import type { BackendRuntime } from '../core/backend.ts';
+import type { BackendRuntime, HealthState } from '../core/backend.ts';
 import type { Logger } from '../core/log.ts';
+import type { GatewayConfig } from '../config/types.ts';
+import { ollamaName, ollamaPsLoad, readLoad, readsLoad } from './load.ts';
 
 export interface ProbeResult {
   ok: boolean;
   latencyMs: number;
   detail: string;
+  /** What the engine says it serves. */
+  servedModel?: string;
+  /** Ollama: the model is loaded in memory. */
+  loaded?: boolean;
 }
 
-const PROBE_TIMEOUT_MS = 5_000;
+const DEFAULT_PROBE_TIMEOUT_MS = 5_000;
 
-function probeUrl(b: BackendRuntime): string {
-  switch (b.config.engine) {
-    case 'vllm':
-    case 'llamacpp':
-    case 'sglang':
-      return `${b.origin}/health`;
-    case 'ollama':
-      return `${b.origin}/api/tags`;
-    default:
-      return `${b.origin}${b.basePath}/models`;
+class ProbeFailure extends Error {}
+
+async function get(b: BackendRuntime, url: string, timeoutMs: number): Promise<{ status: number; text: string }> {
+  const headers: Record<string, string> = {};
+  if (b.authorization !== undefined) headers.authorization = b.authorization;
+  const res = await request(url, {
+    method: 'GET', headers, dispatcher: b.pool, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
+  });
+  return { status: res.statusCode, text: await res.body.text() };
+}
+
+function json(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ProbeFailure(`${what} answered with a body that is not JSON`);
   }
 }
 
-export async function probeBackend(b: BackendRuntime): Promise<ProbeResult> {
+/** Model ids from an OpenAI-style GET /models ({data:[{id}]}), or from llama.cpp's {models:[{name}]}. */
+function listedModels(body: unknown): string[] {
+  const o = body as { data?: { id?: unknown; root?: unknown }[]; models?: { name?: unknown; model?: unknown }[] } | null;
+  const ids: string[] = [];
+  for (const m of o?.data ?? []) {
+    if (typeof m?.id === 'string') ids.push(m.id);
+    if (typeof m?.root === 'string' && m.root !== m.id) ids.push(m.root);
+  }
+  for (const m of o?.models ?? []) if (typeof m?.name === 'string') ids.push(m.name);
+  return ids;
+}
+
+/** The engine-specific checks; throws ProbeFailure with what is wrong. */
+async function check(b: BackendRuntime, timeoutMs: number): Promise<Omit<ProbeResult, 'ok' | 'latencyMs' | 'detail'>> {
+  const want = b.config.model;
+  const modelsUrl = `${b.origin}${b.basePath}/models`;
+  switch (b.config.engine) {
+    case 'vllm':
+    case 'sglang': {
+      const h = await get(b, `${b.origin}/health`, timeoutMs);
+      if (h.status !== 200) throw new ProbeFailure(`/health answered HTTP ${h.status}`);
+      // Up is not enough: it must serve the model the config routes to it.
+      const m = await get(b, modelsUrl, timeoutMs);
+      if (m.status !== 200) throw new ProbeFailure(`${b.basePath}/models answered HTTP ${m.status}`);
+      const ids = listedModels(json(m.text, `${b.basePath}/models`));
+      if (!ids.includes(want)) throw new ProbeFailure(`serves ${ids.length === 0 ? 'no model' : ids.join(', ')}, not ${want}`);
+      return { servedModel: want };
+    }
+    case 'llamacpp': {
+      const h = await get(b, `${b.origin}/health`, timeoutMs);
+      if (h.status === 503) throw new ProbeFailure('loading its model (/health answered 503)');
+      if (h.status !== 200) throw new ProbeFailure(`/health answered HTTP ${h.status}`);
+      // llama-server serves one model whatever a request names; its name is for the table only.
+      const m = await get(b, modelsUrl, timeoutMs).catch(() => undefined);
+      const ids = m?.status === 200 ? listedModels(JSON.parse(m.text) as unknown) : [];
+      return { servedModel: ids[0] };
+    }
+    case 'ollama': {
+      const t = await get(b, `${b.origin}/api/tags`, timeoutMs);
+      if (t.status !== 200) throw new ProbeFailure(`/api/tags answered HTTP ${t.status}`);
+      const tags = (json(t.text, '/api/tags') as { models?: { name?: unknown; model?: unknown }[] }).models ?? [];
+      const target = ollamaName(want);
+      const pulled = tags.some((m) => (typeof m.name === 'string' && ollamaName(m.name) === target) || (typeof m.model === 'string' && ollamaName(m.model) === target));
+      if (!pulled) throw new ProbeFailure(`model ${want} is not pulled on this Ollama (ollama pull ${want})`);
+      // Loaded or not, it answers: a model not in memory only makes the first request slow.
+      const ps = await get(b, `${b.origin}/api/ps`, timeoutMs).catch(() => undefined);
+      const loaded = ps?.status === 200 ? ollamaPsLoad(JSON.parse(ps.text) as unknown, want)?.loaded : undefined;
+      return loaded === undefined ? { servedModel: want } : { servedModel: want, loaded };
+    }
+    default: {
+      const m = await get(b, modelsUrl, timeoutMs);
+      if (m.status !== 200) throw new ProbeFailure(`${b.basePath}/models answered HTTP ${m.status}`);
+      const ids = listedModels(json(m.text, `${b.basePath}/models`));
+      // Servers that list nothing (some proxies) are given the benefit of the doubt.
+      if (ids.length > 0 && !ids.includes(want)) throw new ProbeFailure(`does not list ${want} among its ${ids.length} models`);
+      return { servedModel: want };
+    }
+  }
+}
+
+function describeError(e: unknown, timeoutMs: number): string {
+  if (e instanceof ProbeFailure) return e.message;
+  const err = e as { code?: unknown; cause?: { code?: unknown }; name?: string; message?: string };
+  // DOMExceptions (AbortSignal.timeout) carry a numeric legacy code: go by name for those.
+  const code = typeof err.code === 'string' ? err.code : typeof err.cause?.code === 'string' ? err.cause.code : err.name;
+  switch (code) {
+    case 'ECONNREFUSED': return 'connection refused';
+    case 'ECONNRESET': case 'UND_ERR_SOCKET': return 'connection reset';
+    case 'EHOSTUNREACH': return 'host unreachable';
+    case 'ENETUNREACH': return 'network unreachable';
+    case 'ENOTFOUND': return 'host not found';
+    case 'EAI_AGAIN': return 'DNS lookup failed';
+    case 'TimeoutError': case 'AbortError': case 'UND_ERR_HEADERS_TIMEOUT': case 'UND_ERR_BODY_TIMEOUT': case 'UND_ERR_CONNECT_TIMEOUT':
+      return `health check timed out after ${timeoutMs} ms`;
+    default: return code ?? err.message ?? 'health check failed';
+  }
+}
+
+export async function probeBackend(b: BackendRuntime, timeoutMs = DEFAULT_PROBE_TIMEOUT_MS): Promise<ProbeResult> {
   const started = performance.now();
   if (b.unusable !== undefined) return { ok: false, latencyMs: 0, detail: b.unusable };
   try {
-    const headers: Record<string, string> = {};
-    if (b.authorization !== undefined) headers.authorization = b.authorization;
-    const res = await request(probeUrl(b), {
-      method: 'GET', headers, dispatcher: b.pool, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
-      headersTimeout: PROBE_TIMEOUT_MS, bodyTimeout: PROBE_TIMEOUT_MS,
-    });
-    const text = await res.body.text();
-    const latencyMs = performance.now() - started;
-    if (res.statusCode !== 200) return { ok: false, latencyMs, detail: `health check answered HTTP ${res.statusCode}` };
-    if (b.config.engine === 'ollama') {
-      // The model must be pulled, not just the server up.
-      const names = ((JSON.parse(text) as { models?: { name?: string; model?: string }[] }).models ?? []).flatMap((m) => [m.name, m.model]);
-      const want = b.config.model;
-      const has = names.some((n) => n === want || n === `${want}:latest`);
-      if (!has) return { ok: false, latencyMs, detail: `model ${want} is not pulled on this Ollama` };
-    }
-    return { ok: true, latencyMs, detail: 'ok' };
+    const extra = await check(b, timeoutMs);
+    return { ok: true, latencyMs: performance.now() - started, detail: 'ok', ...extra };
   } catch (e) {
-    const err = e as { code?: string; cause?: { code?: string }; name?: string };
-    const code = err.code ?? err.cause?.code ?? err.name ?? 'error';
-    return { ok: false, latencyMs: performance.now() - started, detail: code === 'ECONNREFUSED' ? 'connection refused' : code === 'TimeoutError' ? 'health check timed out' : code };
+    return { ok: false, latencyMs: performance.now() - started, detail: describeError(e, timeoutMs) };
   }
 }
 
+export interface MonitorSettings {
+  intervalMs: number;
+  probeTimeoutMs: number;
+  loadIntervalMs: number;
+}
+
+export function monitorSettings(g: GatewayConfig): MonitorSettings {
+  return { intervalMs: g.healthIntervalMs, probeTimeoutMs: g.health.probeTimeoutMs, loadIntervalMs: g.health.loadIntervalMs };
+}
+
+/** How often a node that was just sent a magic packet is probed until it answers. */
+const EXPEDITE_MS = 2_000;
+
+/**
+ * Probes every backend at the interval; re-probes a failing one quickly (so N failures in a
+ * row take seconds, not N intervals); probes a cooled-down one back when its cooldown ends;
+ * probes a waking node's backends often until they answer; reads load between probes.
+ */
 export class HealthMonitor {
   readonly #backends: BackendRuntime[];
-  readonly #intervalMs: number;
+  readonly #settings: MonitorSettings;
   readonly #log: Logger;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #inFlight = new Map<BackendRuntime, Promise<ProbeResult>>();
+  readonly #timers = new Map<BackendRuntime, { at: number; timer: NodeJS.Timeout }>();
+  readonly #expediteUntil = new Map<BackendRuntime, number>();
+  readonly #unsubscribe: (() => void)[] = [];
+  #interval: NodeJS.Timeout | undefined;
+  #loadTimer: NodeJS.Timeout | undefined;
+  #stopped = false;
 
-  constructor(backends: Iterable<BackendRuntime>, intervalMs: number, log: Logger) {
+  constructor(backends: Iterable<BackendRuntime>, settings: MonitorSettings | GatewayConfig, log: Logger) {
     this.#backends = [...backends];
-    this.#intervalMs = intervalMs;
+    this.#settings = 'healthIntervalMs' in settings ? monitorSettings(settings) : settings;
     this.#log = log;
   }
 
+  get backends(): readonly BackendRuntime[] {
+    return this.#backends;
+  }
+
+  /** Re-probe quickly after a failure below the threshold: a tenth of the interval, 10 ms to 5 s. */
+  get #recheckMs(): number {
+    return Math.min(5_000, Math.max(10, Math.round(this.#settings.intervalMs / 10)));
+  }
+
   async probeAll(): Promise<void> {
-    await Promise.all(this.#backends.map(async (b) => {
-      const r = await probeBackend(b);
-      const before = b.state;
-      b.lastCheckedAt = Date.now();
-      if (r.ok) {
-        b.recordSuccess(r.latencyMs);
-      } else {
-        b.state = 'down';
-        b.lastError = r.detail;
-        b.lastErrorAt = Date.now();
-      }
-      if (before !== b.state) {
-        const expected = !r.ok && b.node?.power === 'workstation';
-        this.#log.log(r.ok ? 'info' : expected ? 'info' : 'warn', `backend ${b.name} is ${b.state}${expected ? ' (workstation off: expected)' : ''}`, {
-          backend: b.name, node: b.node?.name, detail: r.detail,
-        });
+    const now = Date.now();
+    // A cooling backend has its probe-back scheduled; probing it sooner would only extend the cooldown.
+    await Promise.all(this.#backends.filter((b) => b.circuit(now) !== 'open' || this.#expediting(b, now)).map((b) => this.probe(b)));
+  }
+
+  /** One probe of one backend (joined if one is already running), applied to its state. */
+  probe(b: BackendRuntime): Promise<ProbeResult> {
+    const running = this.#inFlight.get(b);
+    if (running !== undefined) return running;
+    const p = probeBackend(b, this.#settings.probeTimeoutMs).then((r) => {
+      this.#inFlight.delete(b);
+      if (!this.#stopped) this.#apply(b, r);
+      return r;
+    });
+    this.#inFlight.set(b, p);
+    return p;
+  }
+
+  #apply(b: BackendRuntime, r: ProbeResult): void {
+    const now = Date.now();
+    const before = b.state;
+    const forced = this.#expediting(b, now);
+    if (r.servedModel !== undefined) b.servedModel = r.servedModel;
+    if (r.loaded !== undefined) b.modelLoaded = r.loaded;
+    if (r.ok) {
+      b.recordProbeSuccess(r.latencyMs, now, forced);
+      if (b.state === 'up') this.#expediteUntil.delete(b);
+    } else {
+      b.lastCheckedAt = now;
+      b.lastProbeLatencyMs = undefined;
+      b.recordFailure(`health check: ${r.detail}`, now, true);
+    }
+    if (before !== b.state) this.#logChange(b, before, r);
+    this.#scheduleFollowUp(b, now);
+  }
+
+  #logChange(b: BackendRuntime, before: HealthState, r: ProbeResult): void {
+    const workstation = b.node?.power === 'workstation';
+    if (b.state === 'failing' && before !== 'up') return;
+    // A workstation going quiet is most likely being switched off: not worth a warning.
+    const level = b.state === 'up' || workstation ? 'info' : 'warn';
+    this.#log.log(level, `backend ${b.name} is ${b.state === 'down' && workstation ? 'offline (expected: workstation off)' : b.state}`, {
+      backend: b.name, node: b.node?.name, detail: r.detail, was: before,
+      cooldown_s: b.coolUntil === 0 ? undefined : Math.ceil((b.coolUntil - Date.now()) / 1000),
+    });
+  }
+
+  #expediting(b: BackendRuntime, now: number): boolean {
+    const until = this.#expediteUntil.get(b);
+    return until !== undefined && now < until;
+  }
+
+  /** The next out-of-band probe this backend needs, if any. */
+  #scheduleFollowUp(b: BackendRuntime, now: number): void {
+    if (this.#stopped || this.#settings.intervalMs <= 0) return;
+    if (this.#expediting(b, now) && b.state !== 'up') return this.#at(b, now + Math.min(EXPEDITE_MS, this.#settings.intervalMs));
+    if (b.state === 'failing') return this.#at(b, now + this.#recheckMs);
+    if (b.coolUntil !== 0) return this.#at(b, Math.max(now, b.coolUntil) + 5);
+  }
+
+  /** Arm (or bring forward) this backend's one extra-probe timer. */
+  #at(b: BackendRuntime, at: number): void {
+    const existing = this.#timers.get(b);
+    if (existing !== undefined) {
+      if (existing.at <= at) return;
+      clearTimeout(existing.timer);
+    }
+    const timer = setTimeout(() => {
+      this.#timers.delete(b);
+      void this.probe(b);
+    }, Math.max(0, at - Date.now()));
+    timer.unref();
+    this.#timers.set(b, { at, timer });
+  }
+
+  /** Probe these backends every couple of seconds until they answer or `forMs` passes (a node is waking). */
+  expedite(backends: Iterable<BackendRuntime>, forMs: number): void {
+    const until = Date.now() + forMs;
+    for (const b of backends) {
+      if (!this.#backends.includes(b)) continue;
+      this.#expediteUntil.set(b, until);
+      this.#at(b, Date.now() + Math.min(EXPEDITE_MS, Math.max(10, this.#settings.intervalMs)));
+    }
+  }
+
+  async pollLoad(): Promise<void> {
+    await Promise.all(this.#backends.filter((b) => readsLoad(b) && b.state !== 'down' && b.unusable === undefined).map(async (b) => {
+      const sample = await readLoad(b, this.#settings.probeTimeoutMs);
+      if (sample !== undefined && !this.#stopped) {
+        b.setLoad(sample);
+        if (sample.loaded !== undefined) b.modelLoaded = sample.loaded;
       }
     }));
   }
 
   start(): void {
-    if (this.#intervalMs <= 0) return;
-    this.#timer = setInterval(() => { void this.probeAll(); }, this.#intervalMs);
-    this.#timer.unref();
+    if (this.#settings.intervalMs <= 0) return;
+    this.#interval = setInterval(() => { void this.probeAll(); }, this.#settings.intervalMs);
+    this.#interval.unref();
+    if (this.#settings.loadIntervalMs > 0) {
+      this.#loadTimer = setInterval(() => { void this.pollLoad(); }, this.#settings.loadIntervalMs);
+      this.#loadTimer.unref();
+    }
+    // Live traffic trips backends too: probe each back in when its cooldown ends.
+    for (const b of this.#backends) {
+      this.#unsubscribe.push(b.onTrip((t) => this.#scheduleFollowUp(t, Date.now())));
+      this.#scheduleFollowUp(b, Date.now());
+    }
   }
 
   stop(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#stopped = true;
+    if (this.#interval !== undefined) clearInterval(this.#interval);
+    if (this.#loadTimer !== undefined) clearInterval(this.#loadTimer);
+    for (const { timer } of this.#timers.values()) clearTimeout(timer);
+    this.#timers.clear();
+    for (const u of this.#unsubscribe.splice(0)) u();
   }
 }

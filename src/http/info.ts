@@ -1,8 +1,10 @@
 // Bodies of the informational endpoints: /v1/models (roles, aliases, physical models) and
-// /health (every backend's state). Both say when the fleet is simulated.
+// /health (the fleet report of src/health/report.ts and its alert level). Both say when the fleet is simulated.
 
 import type { Gateway } from '../core/gateway.ts';
 import type { ListedModel } from '../routing/table.ts';
+import { fleetReport } from '../health/report.ts';
+import { evaluate } from '../health/alerts.ts';
 
 function modelObject(m: ListedModel, created: number, simulated: boolean): Record<string, unknown> {
   return {
@@ -37,34 +39,15 @@ export function modelBody(gw: Gateway, id: string): string | undefined {
 
 export function healthBody(gw: Gateway, startedAt: number, draining: boolean): Record<string, unknown> {
   const now = Date.now();
-  const backends = [...gw.backends.values()].map((b) => {
-    const workstation = b.node?.power === 'workstation';
-    const down = b.state === 'down' || b.unusable !== undefined;
-    return {
-      name: b.name,
-      engine: b.config.engine,
-      model: b.config.model,
-      url: b.config.url,
-      node: b.node?.name ?? null,
-      power: b.node?.power ?? null,
-      status: b.unusable !== undefined ? 'unconfigured' : down && workstation ? 'offline (expected)' : b.state,
-      cooling_down: now < b.coolUntil,
-      last_error: b.lastError ?? null,
-      last_latency_ms: b.lastLatencyMs === undefined ? null : Math.round(b.lastLatencyMs * 10) / 10,
-      outstanding: b.outstanding,
-      simulated: b.config.simulated,
-    };
-  });
-  const roles = [...gw.config.roles.values()].map((r) => {
-    const members = r.backends.map((n) => gw.backends.get(n)!).filter((b) => b !== undefined);
-    return { name: r.name, kind: r.kind, available: members.some((b) => b.state !== 'down' && b.unusable === undefined && now >= b.coolUntil) };
-  });
-  const critical = backends.filter((b) => b.status === 'down' && b.power !== 'workstation').length;
+  const { backends, nodes, roles } = fleetReport(gw, now);
+  const critical = backends.filter((b) => b.status === 'down').length;
   return {
     status: draining ? 'draining' : critical > 0 ? 'degraded' : 'ok',
     simulated: gw.config.simulated,
     uptime_s: Math.round((now - startedAt) / 1000),
+    alert: evaluate({ backends, draining }),
     backends,
+    nodes,
     roles,
   };
 }

@@ -8,10 +8,22 @@ export interface Member {
   readonly weight: number;
   /** Requests sent and not yet finished. */
   readonly outstanding: number;
+  /** Relative load, lower is lighter (least-loaded); members without it are ranked by outstanding / weight. */
+  loadScore?(now: number): number;
+  /** Too busy to pin a conversation to (affinity). */
+  overloaded?(now: number): boolean;
+  /** Could be tried now (not cooling down); asking must not change anything. */
+  available?(now: number): boolean;
 }
 
 export interface Balancer<M extends Member> {
-  order(): readonly M[];
+  /**
+   * The order to try the members in. With affinity on, `affinityKey` (a hash of the
+   * conversation's opening messages) puts the member that served that conversation first.
+   */
+  order(affinityKey?: string): readonly M[];
+  /** True when order() uses an affinity key: callers compute one only then. */
+  readonly wantsAffinityKey?: boolean;
 }
 
 class Single<M extends Member> implements Balancer<M> {
@@ -73,10 +85,74 @@ class LeastOutstanding<M extends Member> implements Balancer<M> {
   }
 }
 
-export function createBalancer<M extends Member>(strategy: Strategy, members: readonly M[]): Balancer<M> {
+const score = (m: Member, now: number): number => (m.loadScore === undefined ? m.outstanding / m.weight : m.loadScore(now));
+
+/**
+ * Lightest first by the engines' own load (queue, running requests, KV cache) together with
+ * the gateway's requests in flight; ties broken by rotation so equal backends share.
+ */
+class LeastLoaded<M extends Member> implements Balancer<M> {
+  readonly #members: readonly M[];
+  #tie = 0;
+  constructor(members: readonly M[]) { this.#members = members; }
+  order(): readonly M[] {
+    const start = this.#tie;
+    this.#tie = (start + 1) % this.#members.length;
+    const now = Date.now();
+    const scored = rotate(this.#members, start).map((m) => ({ m, s: score(m, now) }));
+    scored.sort((a, b) => a.s - b.s);
+    return scored.map((x) => x.m);
+  }
+}
+
+const usable = (m: Member, now: number): boolean => m.available === undefined || m.available(now);
+const busy = (m: Member, now: number): boolean => m.overloaded !== undefined && m.overloaded(now);
+
+export interface AffinityOptions {
+  /** Conversations remembered (least recently used forgotten first). */
+  maxEntries?: number;
+  /** A conversation idle this long starts afresh (its prefix has left the cache anyway). */
+  ttlMs?: number;
+}
+
+/**
+ * Keeps a conversation on the backend that served it, for prefix-cache hits, while that
+ * backend is available and not overloaded; otherwise the inner strategy picks, and the
+ * conversation moves there (its cache is warm there from now on).
+ */
+class Affinity<M extends Member> implements Balancer<M> {
+  readonly wantsAffinityKey = true;
+  readonly #inner: Balancer<M>;
+  readonly #sticky = new Map<string, { m: M; at: number }>();
+  readonly #max: number;
+  readonly #ttl: number;
+  constructor(inner: Balancer<M>, opts: AffinityOptions) {
+    this.#inner = inner;
+    this.#max = opts.maxEntries ?? 10_000;
+    this.#ttl = opts.ttlMs ?? 30 * 60_000;
+  }
+  order(affinityKey?: string): readonly M[] {
+    const base = this.#inner.order();
+    if (affinityKey === undefined) return base;
+    const now = Date.now();
+    const prev = this.#sticky.get(affinityKey);
+    let pick: M | undefined;
+    if (prev !== undefined && now - prev.at < this.#ttl && base.includes(prev.m) && usable(prev.m, now) && !busy(prev.m, now)) pick = prev.m;
+    pick ??= base.find((m) => usable(m, now) && !busy(m, now)) ?? base.find((m) => usable(m, now)) ?? base[0]!;
+    // Map order is insertion order: delete and re-insert keeps the oldest entry first, for eviction.
+    this.#sticky.delete(affinityKey);
+    this.#sticky.set(affinityKey, { m: pick, at: now });
+    if (this.#sticky.size > this.#max) this.#sticky.delete(this.#sticky.keys().next().value!);
+    return pick === base[0] ? base : [pick, ...base.filter((m) => m !== pick)];
+  }
+}
+
+export function createBalancer<M extends Member>(strategy: Strategy, members: readonly M[], opts: { affinity?: boolean } & AffinityOptions = {}): Balancer<M> {
   if (members.length === 0) throw new Error('a balancer needs at least one member');
   if (members.length === 1) return new Single(members[0]!);
-  if (strategy === 'weighted') return new Weighted(members);
-  if (strategy === 'least-outstanding') return new LeastOutstanding(members);
-  return new RoundRobin(members);
+  const inner = strategy === 'weighted' ? new Weighted(members)
+    : strategy === 'least-outstanding' ? new LeastOutstanding(members)
+      : strategy === 'least-loaded' ? new LeastLoaded(members)
+        : new RoundRobin(members);
+  return opts.affinity === true ? new Affinity(inner, opts) : inner;
 }

@@ -53,7 +53,7 @@ export class RouteTable<M extends Member> {
       const ms = byName(role.backends);
       if (ms.length === 0) continue;
       const route: Route<M> = {
-        name: role.name, kind: role.kind, balancer: createBalancer(role.strategy, ms), members: ms, passthrough: false,
+        name: role.name, kind: role.kind, balancer: createBalancer(role.strategy, ms, { affinity: role.affinity === true && role.kind === 'chat' }), members: ms, passthrough: false,
         fallbacks: [], contextFallback: undefined, rules: [],
       };
       roleRoutes.set(role.name, route);

@@ -1,0 +1,87 @@
+// What the operator commands that talk to a running gateway share: where it is (--url,
+// $FABRIC_URL), its key (--key, env:NAME, $FABRIC_API_KEY), durations, and terminal colour
+// (on a TTY unless NO_COLOR; FORCE_COLOR forces it).
+
+import { parseDuration } from '../config/units.ts';
+
+export const DEFAULT_URL = 'http://127.0.0.1:4000';
+
+export class UsageError extends Error {}
+
+export function gatewayUrl(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  const raw = flag ?? env.FABRIC_URL ?? DEFAULT_URL;
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new UsageError(`--url must be a URL such as ${DEFAULT_URL}, got ${JSON.stringify(raw)}`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--url must be http:// or https://, got ${u.protocol}`);
+  return u.href.replace(/\/+$/, '');
+}
+
+/** The gateway key: --key VALUE or --key env:NAME (which keeps it out of `ps`), else $FABRIC_API_KEY. */
+export function gatewayKey(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (flag === undefined) return env.FABRIC_API_KEY === '' ? undefined : env.FABRIC_API_KEY;
+  const m = /^(?:env:|\$\{?)([A-Za-z_][A-Za-z0-9_]*)\}?$/.exec(flag);
+  if (m === null) return flag;
+  const v = env[m[1]!];
+  if (v === undefined || v === '') throw new UsageError(`--key ${flag}: ${m[1]} is not set`);
+  return v;
+}
+
+export function durationFlag(name: string, v: string | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  // A bare number here means seconds, as operators type it.
+  const ms = /^\d+(\.\d+)?$/.test(v.trim()) ? Number(v) * 1000 : parseDuration(v);
+  if (ms === undefined || ms <= 0) throw new UsageError(`--${name} must be a duration such as 5s or 500ms, got ${JSON.stringify(v)}`);
+  return ms;
+}
+
+export function countFlag(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name} must be a positive whole number, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+export function useColor(stream: NodeJS.WriteStream, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
+  if (env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0') return true;
+  return stream.isTTY === true;
+}
+
+export type Paint = (text: string, ...styles: Style[]) => string;
+export type Style = 'red' | 'green' | 'yellow' | 'blue' | 'cyan' | 'dim' | 'bold';
+const SGR: Record<Style, number> = { red: 31, green: 32, yellow: 33, blue: 34, cyan: 36, dim: 2, bold: 1 };
+
+export function painter(on: boolean): Paint {
+  return on ? (t, ...s) => (s.length === 0 ? t : `\x1b[${s.map((x) => SGR[x]).join(';')}m${t}\x1b[0m`) : (t) => t;
+}
+
+/** Visible width, ignoring colour codes. */
+export function width(s: string): number {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/\x1b\[[0-9;]*m/g, '').length;
+}
+
+export function table(rows: string[][], gap = '  '): string {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => { widths[i] = Math.max(widths[i] ?? 0, width(c)); });
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c + ' '.repeat(widths[i]! - width(c)))).join(gap).trimEnd()).join('\n') + '\n';
+}
+
+export function authHeaders(key: string | undefined): Record<string, string> {
+  return key === undefined ? {} : { authorization: `Bearer ${key}` };
+}
+
+/** A transport error as an operator reads it. */
+export function netError(e: unknown): string {
+  const err = e as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  if (err.name === 'TimeoutError') return 'no answer before the timeout';
+  const code = err.cause?.code;
+  if (code === 'ECONNREFUSED') return 'connection refused';
+  if (code === 'ENOTFOUND') return 'host not found';
+  if (code !== undefined) return code;
+  return err.cause?.message ?? err.message ?? String(e);
+}

@@ -1,0 +1,241 @@
+// fabric health [BACKEND|NODE]: the gateway and every backend in one table, from the
+// gateway's GET /health — status, probe latency, served model, load, node power and last
+// error — with an exit code by the runbook's alert levels, for people and for timers.
+
+import { parseArgs } from 'node:util';
+import { EXIT_CODE, LEVEL_RANK, evaluate, gatewayDown, type AlertState } from '../health/alerts.ts';
+import type { BackendReport, NodeReport, RoleReport } from '../health/report.ts';
+import {
+  UsageError, authHeaders, countFlag, durationFlag, gatewayKey, gatewayUrl, netError, painter, table, useColor, type Paint,
+} from './client.ts';
+
+const HELP = `Usage: fabric health [BACKEND|NODE] [--json] [--watch] [--url URL] [--key KEY]
+
+Shows the gateway and every backend from the gateway's GET /health: status, probe
+latency, served model, load (engine queue, running requests, KV cache), node power
+state and last error. Coloured on a terminal, plain when piped.
+
+  BACKEND|NODE   only this backend, or every backend of this node
+  --json         the report as JSON, with its alert level and exit code
+  --watch        refresh until interrupted (Ctrl-C)
+  --interval S   --watch refresh period (default 2s)
+  --count N      --watch: stop after N refreshes
+  --url URL      the gateway (default: $FABRIC_URL, else ${'http://127.0.0.1:4000'})
+  --key KEY      the gateway key, if /health is behind one; env:NAME reads it from the
+                 environment (default: $FABRIC_API_KEY)
+  --timeout S    how long to wait for the gateway (default 5s)
+
+Exit status, by the runbook's alert levels:
+  0  all up, or information only: a workstation off (expected), one chat backend down
+  1  warning: two or more backends down, or the always-on embeddings backend down
+     (with BACKEND|NODE: any of those backends down)
+  2  critical: the gateway is down, or no backend can serve; also bad usage
+`;
+
+interface HealthBody {
+  status: string;
+  simulated: boolean;
+  uptime_s: number;
+  backends: BackendReport[];
+  nodes?: NodeReport[];
+  roles?: RoleReport[];
+}
+
+export interface HealthSnapshot {
+  url: string;
+  gateway: { status: string; latency_ms: number | null; uptime_s: number | null; simulated: boolean | null; error: string | null };
+  backends: BackendReport[];
+  nodes: NodeReport[];
+  roles: RoleReport[];
+  alert: AlertState;
+  exit_code: number;
+}
+
+/** One look at the gateway: never throws for a gateway that is down, that is the critical level. */
+export async function snapshot(url: string, key: string | undefined, timeoutMs: number, only?: string): Promise<HealthSnapshot> {
+  const started = performance.now();
+  const down = (error: string): HealthSnapshot => {
+    const alert = gatewayDown(url, error);
+    return {
+      url, gateway: { status: 'down', latency_ms: null, uptime_s: null, simulated: null, error }, backends: [], nodes: [], roles: [], alert, exit_code: EXIT_CODE[alert.level],
+    };
+  };
+  let body: HealthBody;
+  let latency: number;
+  try {
+    const res = await fetch(`${url}/health`, { headers: authHeaders(key), signal: AbortSignal.timeout(timeoutMs) });
+    const text = await res.text();
+    latency = performance.now() - started;
+    if (res.status !== 200) return down(`GET /health answered HTTP ${res.status}${text === '' ? '' : `: ${text.slice(0, 200)}`}`);
+    body = JSON.parse(text) as HealthBody;
+    if (!Array.isArray(body.backends)) return down('GET /health answered without a backends list (is this an AI Fabric gateway?)');
+  } catch (e) {
+    return down(e instanceof SyntaxError ? 'GET /health answered with a body that is not JSON' : netError(e));
+  }
+  let backends = body.backends;
+  let nodes = body.nodes ?? [];
+  if (only !== undefined) {
+    backends = backends.filter((b) => b.name === only || b.node === only);
+    nodes = nodes.filter((n) => n.name === only || backends.some((b) => b.node === n.name));
+    if (backends.length === 0) {
+      const names = [...body.backends.map((b) => b.name), ...(body.nodes ?? []).map((n) => n.name)];
+      throw new UsageError(`no backend or node named ${JSON.stringify(only)}; the gateway has: ${names.join(', ')}`);
+    }
+  }
+  const alert = evaluate({ backends, draining: body.status === 'draining', partial: only !== undefined });
+  if (only !== undefined && LEVEL_RANK[alert.level] < LEVEL_RANK.warning) {
+    // Asked about one machine: it being down is the answer, whatever the fleet-wide rules say.
+    const down = backends.filter((b) => b.status === 'down');
+    if (down.length > 0) {
+      alert.level = 'warning';
+      alert.reasons.unshift(`${down.map((b) => b.name).join(', ')} down`);
+    }
+  }
+  return {
+    url,
+    gateway: { status: body.status === 'ok' || body.status === 'degraded' ? 'up' : body.status, latency_ms: Math.round(latency * 10) / 10, uptime_s: body.uptime_s, simulated: body.simulated, error: null },
+    backends, nodes, roles: body.roles ?? [], alert, exit_code: EXIT_CODE[alert.level],
+  };
+}
+
+const STATUS_STYLE: Record<string, Parameters<Paint>[1][]> = {
+  up: ['green'], failing: ['yellow'], down: ['red', 'bold'], 'offline (expected)': ['dim'], waking: ['cyan'], unknown: ['dim'], unconfigured: ['yellow'],
+};
+const LEVEL_STYLE: Record<AlertState['level'], Parameters<Paint>[1][]> = { ok: ['green'], info: ['blue'], warning: ['yellow', 'bold'], critical: ['red', 'bold'] };
+
+function ms(v: number | null): string {
+  return v === null ? '-' : v >= 1000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`;
+}
+
+function duration(s: number): string {
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+export function loadText(b: BackendReport): string {
+  const l = b.load;
+  const parts: string[] = [];
+  if (l.running !== null) parts.push(`${l.running} running`);
+  if (l.waiting !== null) parts.push(`${l.waiting} queued`);
+  if (l.kv_cache_usage !== null) parts.push(`kv ${Math.round(l.kv_cache_usage * 100)}%`);
+  if (parts.length === 0 && b.outstanding > 0) parts.push(`${b.outstanding} in flight`);
+  if (b.model_loaded === false) parts.push('not loaded');
+  else if (b.model_loaded === true && l.running === null) parts.push('loaded');
+  if (l.overloaded) parts.push('OVERLOADED');
+  return parts.length === 0 ? '-' : parts.join(', ');
+}
+
+export function render(s: HealthSnapshot, paint: Paint): string {
+  let out = '';
+  const g = s.gateway;
+  const gwStatus = paint(g.status, ...(g.status === 'up' ? ['green'] as const : g.status === 'draining' ? ['yellow'] as const : ['red', 'bold'] as const));
+  out += `${paint('gateway', 'bold')}  ${s.url}  ${gwStatus}`;
+  if (g.error !== null) out += `  ${g.error}`;
+  else out += `  ${ms(g.latency_ms)}  up ${duration(g.uptime_s ?? 0)}${g.simulated === true ? paint('  (SIMULATED fleet)', 'yellow') : ''}`;
+  out += '\n';
+  if (s.backends.length > 0) {
+    const rows: string[][] = [['BACKEND', 'STATUS', 'LATENCY', 'MODEL', 'LOAD', 'NODE', 'LAST ERROR'].map((h) => paint(h, 'bold'))];
+    for (const b of s.backends) {
+      let status = b.status as string;
+      if (b.status === 'down' && b.cooldown_remaining_s !== null) status += ` (cooling ${b.cooldown_remaining_s}s)`;
+      else if (b.status === 'down' && b.circuit === 'half-open') status += ' (probing back)';
+      const node = b.node === null ? '-' : `${b.node}${b.node_state === null ? '' : ` (${b.node_state})`}`;
+      const err = b.status === 'up' || b.last_error === null ? '-' : b.last_error;
+      rows.push([
+        b.name + (b.cloud ? paint(' (cloud)', 'dim') : ''),
+        paint(status, ...(STATUS_STYLE[b.status] ?? [])),
+        ms(b.latency_ms),
+        b.served_model ?? b.model,
+        loadText(b),
+        node,
+        err === '-' ? err : paint(err, 'dim'),
+      ]);
+    }
+    out += '\n' + table(rows);
+  }
+  const rerouted = s.roles.filter((r) => r.serving !== r.name);
+  if (rerouted.length > 0) {
+    out += '\n';
+    for (const r of rerouted) {
+      out += r.serving === null
+        ? `role ${r.name}: ${paint('nothing can serve it now', 'red')}\n`
+        : `role ${r.name}: served by its fallback ${r.serving} (its own backends are unavailable)\n`;
+    }
+  }
+  const level = s.alert.level;
+  out += `\n${paint(`level: ${level.toUpperCase()}`, ...LEVEL_STYLE[level])}${s.alert.reasons.length === 0 ? ' — all backends up' : ''}\n`;
+  for (const r of s.alert.reasons) out += `  ${r}\n`;
+  return out;
+}
+
+export async function runHealth(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv, allowPositionals: true,
+      options: {
+        json: { type: 'boolean' }, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' }, count: { type: 'string' },
+        url: { type: 'string' }, key: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (e) {
+    process.stderr.write(`fabric health: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const v = parsed.values;
+  if (v.help === true) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (parsed.positionals.length > 1) {
+    process.stderr.write(`fabric health: one BACKEND or NODE at most\n\n${HELP}`);
+    return 2;
+  }
+  try {
+    const url = gatewayUrl(v.url);
+    const key = gatewayKey(v.key);
+    const timeoutMs = durationFlag('timeout', v.timeout, 5_000);
+    const intervalMs = durationFlag('interval', v.interval, 2_000);
+    const count = countFlag('count', v.count);
+    const only = parsed.positionals[0];
+    const tty = process.stdout.isTTY === true;
+    const paint = painter(useColor(process.stdout));
+    const show = (s: HealthSnapshot): void => {
+      if (v.json === true) process.stdout.write(JSON.stringify(s, null, v.watch === true ? undefined : 2) + '\n');
+      else if (v.watch === true && tty) process.stdout.write(`\x1b[H\x1b[2J${render(s, paint)}`);
+      else process.stdout.write((v.watch === true ? `— ${new Date().toISOString()}\n` : '') + render(s, paint));
+    };
+    if (v.watch !== true) {
+      const s = await snapshot(url, key, timeoutMs, only);
+      show(s);
+      return s.exit_code;
+    }
+    let stop = false;
+    let wake: (() => void) | undefined;
+    const onSignal = (): void => { stop = true; wake?.(); };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    let last = 0;
+    try {
+      for (let n = 1; !stop; n++) {
+        const s = await snapshot(url, key, timeoutMs, only);
+        show(s);
+        last = s.exit_code;
+        if (count !== undefined && n >= count) break;
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, intervalMs);
+          wake = () => { clearTimeout(t); resolve(); };
+        });
+      }
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+    return last;
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`fabric health: ${e.message}\n`);
+    return 2;
+  }
+}

@@ -1,0 +1,96 @@
+// fabric render FILE [--out DIR] [--check]: deploy files for every node, the gateway and LiteLLM.
+
+import { basename } from 'node:path';
+import { parseArgs } from 'node:util';
+import { formatIssue } from '../config/issues.ts';
+import { planFabric } from '../plan/plan.ts';
+import { renderFabric } from '../render/index.ts';
+import { diffRender, writeRender, type FileReport } from '../render/write.ts';
+import { configPath, readFabricFile, reportConfigError } from './fabric-file.ts';
+
+const HELP = `Usage: fabric render [FILE | --config FILE] [--out DIR] [--check]
+
+Renders, from the fabric config alone:
+  nodes/NODE/compose.yaml          the node's engines: vLLM, Ollama, llama.cpp containers with
+                                   their GPUs reserved and health checks (Docker or Podman)
+  nodes/NODE/*.service             a systemd unit running that compose project (Linux nodes)
+  nodes/NODE/launch/ENGINE.sh      the engine's launch command on the host (vllm serve …);
+                                   .ps1 with a container run line on Windows nodes
+  gateway/                         systemd unit, Containerfile, compose.yaml with PostgreSQL
+                                   and Redis, the config itself, env.example
+  litellm/config.yaml              the same fabric as a LiteLLM proxy config
+  MANIFEST.sha256                  every file's hash (sha256sum -c MANIFEST.sha256)
+
+Secrets stay references (\${NAME}, os.environ/NAME, env.example lists the names); no value is
+ever written. The same config gives byte-identical files.
+
+  FILE, --config FILE   the fabric config (default: $FABRIC_CONFIG)
+  --out DIR             write into DIR and report each file as new, changed or unchanged
+                        (files of an earlier render that are no longer produced are removed
+                        unless edited by hand since); without --out, print every file
+  --check               with --out: write nothing, exit 1 if DIR is not what the config renders
+
+Engines are rendered whatever the plan says; "fabric plan" tells whether they will fit.
+`;
+
+const STATUS_WIDTH = 10;
+
+function printReport(reports: FileReport[]): void {
+  for (const r of reports) process.stdout.write(`${r.status.padEnd(STATUS_WIDTH)}${r.path}${r.note === undefined ? '' : `  (${r.note})`}\n`);
+  const n = (s: FileReport['status']): number => reports.filter((r) => r.status === s).length;
+  process.stdout.write(`${n('new')} new, ${n('changed')} changed, ${n('unchanged')} unchanged, ${n('removed')} removed${n('kept') > 0 ? `, ${n('kept')} kept` : ''}\n`);
+}
+
+export async function runRender(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: {
+      config: { type: 'string', short: 'c' }, out: { type: 'string', short: 'o' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    } });
+  } catch (e) {
+    process.stderr.write(`fabric render: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (parsed.values.help === true) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const file = configPath(parsed.positionals[0], parsed.values.config);
+  if (file === undefined) {
+    process.stderr.write(`fabric render: a FILE is required\n\n${HELP}`);
+    return 2;
+  }
+  if (parsed.values.check === true && parsed.values.out === undefined) {
+    process.stderr.write('fabric render: --check needs --out DIR to compare with\n');
+    return 2;
+  }
+  let loaded;
+  try {
+    loaded = readFabricFile(file);
+  } catch (e) {
+    return reportConfigError('render', file, e);
+  }
+  for (const w of loaded.warnings) process.stderr.write(formatIssue(w) + '\n');
+  const plan = planFabric(loaded.config);
+  if (plan.errors > 0) {
+    process.stderr.write(`fabric render: note: the plan has ${plan.errors} error${plan.errors === 1 ? '' : 's'}; rendering anyway (fabric plan ${file})\n`);
+  }
+  const files = renderFabric(loaded.config, basename(file), loaded.text);
+  const out = parsed.values.out;
+  if (out === undefined) {
+    for (const f of files) process.stdout.write(`==> ${f.path} <==\n${f.content}${f.content.endsWith('\n') ? '' : '\n'}\n`);
+    return 0;
+  }
+  if (parsed.values.check === true) {
+    const reports = diffRender(out, files).filter((r) => r.status !== 'unchanged');
+    if (reports.length === 0) {
+      process.stdout.write(`${out}: up to date (${files.length} files)\n`);
+      return 0;
+    }
+    printReport(reports);
+    process.stdout.write(`${out}: out of date; run fabric render ${file} --out ${out}\n`);
+    return 1;
+  }
+  printReport(writeRender(out, files));
+  return 0;
+}

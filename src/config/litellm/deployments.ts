@@ -1,0 +1,293 @@
+// One model_list entry (a LiteLLM "deployment") → one fabric backend, with what the mapping
+// needed to decide. Grouping deployments into roles happens in translate.ts.
+
+import type { KeyPath } from '../issues.ts';
+import { DEFAULT_TIMEOUTS, type RoleKind } from '../types.ts';
+import { describe, duration, envName, isObj, nonNegInt, positive, seconds, slug, type NativeBackend, type NativeTimeouts, type Translation } from './context.ts';
+import { matchProvider } from './providers.ts';
+import { envRef, isPlaceholder, secretRef } from './secrets.ts';
+
+type Field = keyof NativeBackend;
+
+export interface Deployment {
+  index: number;
+  group: string;
+  kind: RoleKind;
+  wildcard: boolean;
+  backend: NativeBackend;
+  /** The LiteLLM key each native backend field came from. */
+  origins: Map<Field, KeyPath>;
+  /** Comments for the imported file, by backend field ('' for the backend itself). */
+  notes: Map<Field | '', string[]>;
+  id: string | undefined;
+  /** litellm_params.order: lower is tried first; Infinity when not set. */
+  order: number;
+  weight: number | undefined;
+  rpm: number | undefined;
+  tpm: number | undefined;
+  maxInputTokens: number | undefined;
+  dimensions: number | undefined;
+  /** The model after its provider prefix, for wildcard checks. */
+  providerModel: string;
+}
+
+/** Router-wide values a deployment falls back on when its own litellm_params say nothing. */
+export interface DeploymentDefaults {
+  retries: { value: number; path: KeyPath | undefined };
+  timeout: { s: number; path: KeyPath } | undefined;
+  streamTimeout: { s: number; path: KeyPath } | undefined;
+  maxConnections: { n: number; path: KeyPath } | undefined;
+}
+
+const ENTRY_KEYS = ['model_name', 'litellm_params', 'model_info', 'rpm', 'tpm'];
+
+/** litellm_params keys this translation reads. */
+const HANDLED_PARAMS = new Set([
+  'model', 'api_base', 'api_key', 'custom_llm_provider', 'timeout', 'stream_timeout', 'max_retries', 'rpm', 'tpm', 'weight', 'order',
+  'max_parallel_requests',
+]);
+
+const COST_KEYS = /cost_per|_cost$/;
+
+/** litellm_params LiteLLM uses as defaults merged into each request. */
+const REQUEST_DEFAULTS = new Set(['temperature', 'max_tokens', 'max_completion_tokens', 'top_p', 'stop', 'seed', 'presence_penalty', 'frequency_penalty', 'response_format', 'n']);
+
+const PARAM_MESSAGES: Record<string, string> = {
+  drop_params: 'not supported yet: parameters go to OpenAI-compatible backends as the client sent them (the Ollama adapter passes only options Ollama knows)',
+  extra_headers: 'not supported yet: no extra headers are sent to the backend',
+  headers: 'not supported yet: no extra headers are sent to the backend',
+  organization: 'not supported yet: no OpenAI-Organization header is sent',
+  api_version: 'not supported: only Azure uses it, and Azure is not supported yet',
+  tags: 'not supported yet: tag-based routing is not available; the deployment serves every request of its model_name',
+  mock_response: 'not supported: requests go to the backend',
+};
+
+/** model_info keys that only describe the model: nothing to route on. */
+const DESCRIPTIVE_INFO = /^(max_output_tokens|base_model|description|litellm_provider|supports_.*|supported_openai_params|output_vector_size|db_model|team_id|access_groups|updated_at|updated_by|created_at|created_by)$/;
+
+const EMBEDDING_NAME = /embed|(^|\/)bge-|(^|\/)e5-|(^|\/)gte-|minilm|mxbai|text-embedding/i;
+
+export function readDeployment(t: Translation, raw: unknown, index: number, d: DeploymentDefaults): Deployment | undefined {
+  const p: KeyPath = ['model_list', index];
+  if (!isObj(raw)) {
+    t.r.error(p, `must be a mapping with model_name and litellm_params, got ${describe(raw)}`);
+    return undefined;
+  }
+  for (const k of Object.keys(raw)) {
+    if (!ENTRY_KEYS.includes(k)) t.r.warn([...p, k], 'not a model_list key LiteLLM reads; ignored', true);
+  }
+  const group = raw.model_name;
+  if (typeof group !== 'string' || group.trim() === '') {
+    t.r.error([...p, 'model_name'], `is required: the name clients ask for, got ${describe(group)}`);
+    return undefined;
+  }
+  const lpPath: KeyPath = [...p, 'litellm_params'];
+  const lp = raw.litellm_params;
+  if (!isObj(lp) || typeof lp.model !== 'string' || lp.model.trim() === '') {
+    t.r.error(isObj(lp) ? [...lpPath, 'model'] : lpPath, 'is required: litellm_params.model names the provider and model, e.g. hosted_vllm/Qwen/Qwen2.5-7B-Instruct');
+    return undefined;
+  }
+  const mi = isObj(raw.model_info) ? raw.model_info : {};
+  if (raw.model_info !== undefined && raw.model_info !== null && !isObj(raw.model_info)) t.r.warn([...p, 'model_info'], `must be a mapping, got ${describe(raw.model_info)}; ignored`);
+  const origins = new Map<Field, KeyPath>();
+  const notes = new Map<Field | '', string[]>();
+  const note = (f: Field | '', s: string): void => { notes.set(f, [...(notes.get(f) ?? []), s]); };
+  const modelPath: KeyPath = [...lpPath, 'model'];
+
+  const apiBase = readApiBase(t, [...lpPath, 'api_base'], lp.api_base);
+  if (apiBase === null) return undefined;
+  const custom = typeof lp.custom_llm_provider === 'string' ? lp.custom_llm_provider : undefined;
+  const provider = matchProvider(lp.model, custom, apiBase !== undefined);
+  if (!provider.ok) {
+    t.r.warn(modelPath, `${provider.message}; this deployment is left out`);
+    return undefined;
+  }
+  const kind = readKind(t, [...p, 'model_info', 'mode'], mi.mode, provider.model);
+  if (kind === undefined) return undefined;
+  if (kind.guessed && kind.kind === 'embeddings') note('', 'no model_info.mode: embeddings, guessed from the model name (set mode: embedding to be sure)');
+
+  let url = apiBase?.url;
+  if (url === undefined && provider.provider === 'hosted_vllm') {
+    const fromEnv = t.env('HOSTED_VLLM_API_BASE');
+    if (fromEnv !== undefined) {
+      url = fromEnv;
+      note('url', 'from HOSTED_VLLM_API_BASE, as LiteLLM reads it');
+    }
+  }
+  url ??= provider.spec.defaultBase;
+  if (url === undefined) {
+    t.r.warn([...lpPath, 'api_base'], `is required for ${provider.provider}/ (the server's URL, with /v1); this deployment is left out`);
+    return undefined;
+  }
+  const official = /^https:\/\/api\.openai\.com(\/v1)?\/?$/.test(url);
+  const engine = provider.spec.engine === 'openai' && !official ? 'openai-compatible' : provider.spec.engine;
+  const backend: NativeBackend = { engine, model: provider.model };
+  if (engine !== 'openai') backend.url = url;
+  origins.set('engine', modelPath);
+  origins.set('model', modelPath);
+  origins.set('url', apiBase !== undefined ? [...lpPath, 'api_base'] : modelPath);
+  if (apiBase?.env !== undefined) note('url', `api_base was os.environ/${apiBase.env}, read when imported`);
+  if (provider.note !== undefined) note('engine', provider.note);
+  if (engine === 'openai-compatible' && provider.provider === 'openai') note('engine', 'openai/ with an api_base: an OpenAI-compatible server');
+  const basePath = pathOf(url);
+  if ((engine === 'vllm' || engine === 'openai-compatible' || engine === 'lmstudio') && basePath !== undefined && !/\/v\d+\/?$/.test(basePath)) {
+    t.r.warn([...lpPath, 'api_base'], `has no /v1: requests go to ${url.replace(/\/+$/, '')}/chat/completions, where OpenAI-compatible servers usually answer 404 (they serve under /v1)`);
+  }
+
+  const id = typeof mi.id === 'string' && mi.id.trim() !== '' ? mi.id : undefined;
+  const placeholder = isPlaceholder(lp.api_key);
+  const apiKey = placeholder ? undefined : secretRef(t, [...lpPath, 'api_key'], lp.api_key, envName(slug(id ?? group), 'API_KEY'));
+  if (placeholder) {
+    note('api_key', `api_key "${lp.api_key}" is a placeholder, not a key: none is sent`);
+  } else if (apiKey !== undefined) {
+    backend.api_key = apiKey;
+    origins.set('api_key', [...lpPath, 'api_key']);
+  } else if (lp.api_key === undefined && engine === 'openai' && provider.spec.defaultKeyEnv !== undefined) {
+    backend.api_key = `env:${provider.spec.defaultKeyEnv}`;
+    origins.set('api_key', modelPath);
+    note('api_key', `no api_key: ${provider.spec.defaultKeyEnv}, as LiteLLM reads it`);
+  } else if (lp.api_key === undefined && provider.provider === 'openai') {
+    note('api_key', 'no api_key: LiteLLM would send OPENAI_API_KEY to this server; the gateway sends your OpenAI key only to OpenAI');
+  }
+
+  const ctx = readContext(t, p, mi);
+  if (ctx !== undefined) {
+    backend.context_window = ctx.tokens;
+    origins.set('context_window', ctx.path);
+  }
+
+  const maxRetries = nonNegInt(t, [...lpPath, 'max_retries'], lp.max_retries);
+  const retries = maxRetries ?? d.retries.value;
+  backend.max_retries = Math.min(retries, 10);
+  if (retries > 10) t.r.warn(maxRetries !== undefined ? [...lpPath, 'max_retries'] : d.retries.path ?? lpPath, `${retries} retries: the gateway retries a backend at most 10 times`);
+  if (maxRetries !== undefined) origins.set('max_retries', [...lpPath, 'max_retries']);
+  else if (d.retries.path !== undefined) origins.set('max_retries', d.retries.path);
+  note('max_retries', maxRetries !== undefined ? 'litellm_params.max_retries'
+    : d.retries.path === undefined ? 'num_retries not set: LiteLLM retries twice by default'
+      : `num_retries: ${d.retries.value}`);
+
+  const mpr = positive(t, [...lpPath, 'max_parallel_requests'], lp.max_parallel_requests);
+  if (mpr !== undefined) {
+    backend.max_connections = Math.max(1, Math.round(mpr));
+    origins.set('max_connections', [...lpPath, 'max_parallel_requests']);
+    note('max_connections', 'max_parallel_requests: requests beyond it wait for a connection');
+  } else if (d.maxConnections !== undefined) {
+    backend.max_connections = d.maxConnections.n;
+    origins.set('max_connections', d.maxConnections.path);
+  }
+
+  const tm = timeouts(t, lpPath, lp, d);
+  if (tm !== undefined) {
+    backend.timeouts = tm.timeouts;
+    origins.set('timeouts', tm.path);
+    for (const n of tm.notes) note('timeouts', n);
+  }
+
+  const rpm = positive(t, [...lpPath, 'rpm'], lp.rpm ?? raw.rpm);
+  const tpm = positive(t, [...lpPath, 'tpm'], lp.tpm ?? raw.tpm);
+  for (const [k, v] of [['rpm', rpm], ['tpm', tpm]] as const) {
+    if (v !== undefined) t.r.warn(lp[k] !== undefined ? [...lpPath, k] : [...p, k], `not enforced yet: the gateway does not rate-limit a backend; ${k} only weighs load balancing when no weight is set`);
+  }
+  const weight = positive(t, [...lpPath, 'weight'], lp.weight);
+  const order = positive(t, [...lpPath, 'order'], lp.order);
+
+  for (const [k, v] of Object.entries(lp)) {
+    if (HANDLED_PARAMS.has(k) || v === undefined) continue;
+    const kp = [...lpPath, k];
+    if (COST_KEYS.test(k)) t.r.warn(kp, 'not supported yet: the gateway does not track spend; ignored', true);
+    else if (REQUEST_DEFAULTS.has(k)) t.r.warn(kp, 'not supported yet: request defaults are not applied; the client\'s own parameters are sent', true);
+    else t.r.warn(kp, PARAM_MESSAGES[k] ?? 'not supported yet; ignored', true);
+  }
+  for (const k of Object.keys(mi)) {
+    if (['id', 'mode', 'max_tokens', 'max_input_tokens'].includes(k) || DESCRIPTIVE_INFO.test(k)) continue;
+    const kp = [...p, 'model_info', k];
+    t.r.warn(kp, COST_KEYS.test(k) ? 'not supported yet: the gateway does not track spend; ignored' : 'not supported yet; ignored', true);
+  }
+
+  const dims = mi.output_vector_size;
+  return {
+    index, group, kind: kind.kind, wildcard: group.includes('*'), backend, origins, notes, id,
+    order: order ?? Infinity, weight, rpm, tpm, maxInputTokens: ctx?.tokens,
+    dimensions: typeof dims === 'number' && Number.isInteger(dims) && dims > 0 ? dims : undefined,
+    providerModel: provider.model,
+  };
+}
+
+function pathOf(url: string): string | undefined {
+  try {
+    return new URL(url).pathname;
+  } catch {
+    return undefined; // the fabric schema reports the bad URL
+  }
+}
+
+/** api_base as written or read from os.environ/NAME; null when it names an unset variable. */
+function readApiBase(t: Translation, path: KeyPath, v: unknown): { url: string; env: string | undefined } | undefined | null {
+  if (v === undefined || v === null || v === '') return undefined;
+  const name = envRef(v);
+  if (name !== undefined) {
+    const value = t.env(name);
+    if (value === undefined || value === '') {
+      t.r.error(path, `os.environ/${name} is not set: the deployment has no URL`);
+      return null;
+    }
+    return { url: value, env: name };
+  }
+  if (typeof v !== 'string') {
+    t.r.error(path, `must be a URL, got ${describe(v)}`);
+    return null;
+  }
+  return { url: v, env: undefined };
+}
+
+function readKind(t: Translation, path: KeyPath, mode: unknown, model: string): { kind: RoleKind; guessed: boolean } | undefined {
+  if (mode === undefined || mode === null) return { kind: EMBEDDING_NAME.test(model) ? 'embeddings' : 'chat', guessed: true };
+  if (mode === 'chat' || mode === 'completion') return { kind: 'chat', guessed: false };
+  if (mode === 'embedding') return { kind: 'embeddings', guessed: false };
+  t.r.warn(path, `mode ${describe(mode)} is not supported yet (chat, completion and embedding are); this deployment is left out`);
+  return undefined;
+}
+
+function readContext(t: Translation, p: KeyPath, mi: Record<string, unknown>): { tokens: number; path: KeyPath } | undefined {
+  for (const k of ['max_input_tokens', 'max_tokens'] as const) {
+    const v = mi[k];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+      t.r.warn([...p, 'model_info', k], `must be a whole number of tokens, got ${describe(v)}; ignored`);
+      continue;
+    }
+    return { tokens: v, path: [...p, 'model_info', k] };
+  }
+  return undefined;
+}
+
+/**
+ * LiteLLM's timeout is an httpx timeout: it bounds the connect and every read, so for a
+ * unary request it is the wait for the answer and for a stream the wait for each chunk.
+ * stream_timeout replaces it for streams. The fabric's first-byte timeout is shared by both.
+ */
+function timeouts(t: Translation, lpPath: KeyPath, lp: Record<string, unknown>, d: DeploymentDefaults): { timeouts: NativeTimeouts; path: KeyPath; notes: string[] } | undefined {
+  const own = seconds(t, [...lpPath, 'timeout'], lp.timeout);
+  const ownStream = seconds(t, [...lpPath, 'stream_timeout'], lp.stream_timeout);
+  const T = own !== undefined ? { s: own, path: [...lpPath, 'timeout'] } : d.timeout;
+  const S = ownStream !== undefined ? { s: ownStream, path: [...lpPath, 'stream_timeout'] } : d.streamTimeout;
+  if (T === undefined && S === undefined) return undefined;
+  const out: NativeTimeouts = {};
+  const notes: string[] = [];
+  const ms = (s: number): number => Math.round(s * 1000);
+  if (T !== undefined) {
+    out.first_byte = duration(ms(T.s));
+    if (ms(T.s) < DEFAULT_TIMEOUTS.connectMs) out.connect = duration(ms(T.s));
+    if (ms(T.s) > DEFAULT_TIMEOUTS.totalMs) out.total = duration(ms(T.s));
+    notes.push(`timeout ${T.s}s: the wait for an answer (first_byte) and, without stream_timeout, between stream chunks (idle)`);
+  }
+  out.idle = duration(ms((S ?? T)!.s));
+  if (S !== undefined) {
+    notes.push(`stream_timeout ${S.s}s: the wait between stream chunks (idle)`);
+    const firstByte = T !== undefined ? ms(T.s) : DEFAULT_TIMEOUTS.firstByteMs;
+    if (ms(S.s) < firstByte) {
+      t.r.warn(S.path, `partly supported: ${S.s}s bounds the wait between stream chunks; a stream's first token may take up to the first-byte timeout (${duration(firstByte)}), which unary requests share`);
+    }
+  }
+  return { timeouts: out, path: (T ?? S)!.path, notes };
+}

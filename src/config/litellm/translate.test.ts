@@ -1,0 +1,456 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { importLiteLLMText, isLiteLLMText, parseLiteLLMText } from './load.ts';
+import { loadFabricConfig, parseFabricText } from '../load.ts';
+import { ConfigError, formatIssue, type ConfigIssue } from '../issues.ts';
+import type { FabricConfig } from '../types.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'fabric-litellm-unit-'));
+const FILE = join(dir, 'litellm.config.yaml');
+
+function parse(text: string, env: NodeJS.ProcessEnv = {}) {
+  const p = parseLiteLLMText(text, FILE, env);
+  const warnings = new Map<string, string>();
+  for (const i of p.issues) if (i.severity === 'warning') warnings.set(i.path, i.message);
+  return { ...p, warnings, errors: p.issues.filter((i) => i.severity === 'error') };
+}
+
+function ok(text: string, env: NodeJS.ProcessEnv = {}) {
+  const p = parse(text, env);
+  assert.deepEqual(p.errors.map(formatIssue), [], 'no errors');
+  return p;
+}
+
+/** The imported text must describe the same fabric as the LiteLLM text it came from. */
+function roundTrip(text: string, env: NodeJS.ProcessEnv = {}): { yaml: string; config: FabricConfig } {
+  const { yaml, issues } = importLiteLLMText(text, FILE, env);
+  assert.ok(!issues.some((i) => i.severity === 'error'));
+  const native = parseFabricText(yaml, join(dir, 'imported.yaml'));
+  assert.deepEqual(native.issues, [], 'the imported file validates cleanly');
+  const direct = parseLiteLLMText(text, FILE, env).config;
+  assert.deepEqual({ ...native.config, file: undefined }, { ...direct, file: undefined });
+  return { yaml, config: native.config };
+}
+
+const vllm = (name: string, host: string, extra = ''): string => `
+  - model_name: ${name}
+    litellm_params: { model: hosted_vllm/m-${host}, api_base: "http://${host}:8000/v1"${extra} }`;
+
+test('a LiteLLM config is told apart from a fabric config by its shape', () => {
+  assert.equal(isLiteLLMText('model_list:\n  - model_name: a\n'), true);
+  assert.equal(isLiteLLMText('general_settings:\n  master_key: os.environ/K\n'), true);
+  assert.equal(isLiteLLMText(readFileSync(new URL('../../../examples/seeds.fabric.yaml', import.meta.url), 'utf8')), false);
+  assert.equal(isLiteLLMText('backends: {}\ngeneral_settings: {}\n'), false, 'a fabric section makes it a fabric config');
+  assert.equal(isLiteLLMText('model_list: [\n'), false, 'broken YAML goes to the native loader, which reports it');
+});
+
+test('providers: openai/, bare OpenAI names, hosted_vllm/, ollama/ and ollama_chat/ become engines', () => {
+  const { config, warnings } = ok(`
+model_list:
+  - model_name: cloud
+    litellm_params: { model: openai/gpt-4o }
+  - model_name: bare
+    litellm_params: { model: gpt-4o-mini }
+  - model_name: compat
+    litellm_params: { model: openai/Qwen/Qwen2.5-7B-Instruct, api_base: "http://armitage:8000/v1" }
+  - model_name: vllm
+    litellm_params: { model: hosted_vllm/BAAI/bge-base-en-v1.5, api_base: "http://motoko:8200/v1" }
+    model_info: { mode: embedding }
+  - model_name: gen
+    litellm_params: { model: ollama/llama3.1:8b }
+  - model_name: chat
+    litellm_params: { model: ollama_chat/qwen2.5:7b, api_base: "http://lab:11434" }
+`);
+  const b = (n: string) => config.backends.get(n)!;
+  assert.deepEqual([b('cloud').engine, b('cloud').url, b('cloud').model, b('cloud').apiKey], ['openai', 'https://api.openai.com/v1', 'gpt-4o', { env: 'OPENAI_API_KEY' }]);
+  assert.deepEqual([b('bare').engine, b('bare').model, b('bare').apiKey], ['openai', 'gpt-4o-mini', { env: 'OPENAI_API_KEY' }]);
+  assert.deepEqual([b('compat').engine, b('compat').url, b('compat').model, b('compat').apiKey], ['openai-compatible', 'http://armitage:8000/v1', 'Qwen/Qwen2.5-7B-Instruct', undefined]);
+  assert.deepEqual([b('vllm').engine, b('vllm').model], ['vllm', 'BAAI/bge-base-en-v1.5']);
+  assert.equal(config.roles.get('vllm')!.kind, 'embeddings');
+  assert.deepEqual([b('gen').engine, b('gen').url, b('gen').model], ['ollama', 'http://localhost:11434', 'llama3.1:8b']);
+  assert.deepEqual([b('chat').engine, b('chat').url], ['ollama', 'http://lab:11434']);
+  assert.equal(warnings.size, 0);
+});
+
+test('unsupported providers and models are left out with a warning, never a crash', () => {
+  const p = parse(`
+model_list:
+  - model_name: az
+    litellm_params: { model: azure/gpt-4o, api_base: "https://x.openai.azure.com" }
+  - model_name: claude
+    litellm_params: { model: claude-3-haiku }
+  - model_name: nobase
+    litellm_params: { model: hosted_vllm/m }
+  - model_name: img
+    litellm_params: { model: openai/dall-e-3 }
+    model_info: { mode: image_generation }
+${vllm('kept', 'a')}
+`);
+  assert.deepEqual(p.errors, []);
+  assert.match(p.warnings.get('model_list[0].litellm_params.model')!, /provider azure\/ is not supported yet.*left out/);
+  assert.match(p.warnings.get('model_list[1].litellm_params.model')!, /cannot tell which provider serves "claude-3-haiku"/);
+  assert.match(p.warnings.get('model_list[2].litellm_params.api_base')!, /is required for hosted_vllm\/.*left out/);
+  assert.match(p.warnings.get('model_list[3].model_info.mode')!, /image_generation.*not supported yet/);
+  assert.deepEqual([...p.config.roles.keys()], ['kept']);
+  assert.deepEqual(p.result.deploymentBackends, [undefined, undefined, undefined, undefined, 'kept']);
+
+  const none = parse('model_list:\n  - model_name: az\n    litellm_params: { model: azure/x }\n');
+  assert.ok(none.errors.length > 0, 'nothing left to serve is an error');
+  assert.ok(none.errors.every((e) => e.path === 'model_list' && e.line === 1));
+});
+
+test('secrets: os.environ/ becomes a reference; a literal is held for serving and reported; a placeholder sends nothing', () => {
+  const p = ok(`
+model_list:
+  - model_name: a
+    litellm_params: { model: openai/m, api_base: "http://a:1/v1", api_key: os.environ/A_KEY }
+  - model_name: b
+    litellm_params: { model: openai/m, api_base: "http://b:1/v1", api_key: sk-LITERAL-do-not-copy }
+  - model_name: c
+    litellm_params: { model: openai/m, api_base: "http://c:1/v1", api_key: "none" }
+general_settings:
+  master_key: sk-1234-LITERAL-master
+`);
+  assert.deepEqual(p.config.backends.get('a')!.apiKey, { env: 'A_KEY' });
+  assert.deepEqual(p.config.backends.get('b')!.apiKey, { env: 'B_API_KEY' });
+  assert.equal(p.config.backends.get('c')!.apiKey, undefined);
+  assert.deepEqual(p.config.gateway.masterKey, { env: 'LITELLM_MASTER_KEY' });
+  assert.deepEqual([...p.literals], [['B_API_KEY', 'sk-LITERAL-do-not-copy'], ['LITELLM_MASTER_KEY', 'sk-1234-LITERAL-master']]);
+  assert.match(p.warnings.get('model_list[1].litellm_params.api_key')!, /holds a secret literally: it is used as env:B_API_KEY/);
+  assert.match(p.warnings.get('general_settings.master_key')!, /holds a secret literally/);
+  assert.ok(!p.warnings.has('model_list[2].litellm_params.api_key'));
+  for (const i of p.issues) assert.ok(!i.message.includes('LITERAL'), 'no message repeats a secret');
+
+  const { yaml } = importLiteLLMText(readFileSync(writeAndReturn('secrets.yaml', `
+model_list:
+  - model_name: b
+    litellm_params: { model: openai/m, api_base: "http://b:1/v1", api_key: sk-LITERAL-do-not-copy }
+general_settings:
+  master_key: sk-1234-LITERAL-master
+  database_url: postgresql://u:pw-LITERAL@db/litellm
+router_settings:
+  redis_password: redis-LITERAL
+`), 'utf8'), FILE, {});
+  assert.ok(!yaml.includes('LITERAL'), 'the imported file never holds a secret value');
+  assert.match(yaml, /api_key: env:B_API_KEY/);
+  assert.match(yaml, /master_key: env:LITELLM_MASTER_KEY/);
+  assert.match(yaml, /general_settings\.database_url: not supported yet/);
+
+  const bad = parse('model_list:\n  - model_name: a\n    litellm_params: { model: gpt-4o, api_key: os.environ/not-a-name! }\n');
+  assert.match(bad.errors.map(formatIssue).join('\n'), /litellm\.config\.yaml:3:\d+: error: model_list\[0\]\.litellm_params\.api_key: must name an environment variable/);
+});
+
+function writeAndReturn(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+test('serving a literal secret works, and an unset os.environ/ key is reported at its LiteLLM line', () => {
+  const d = join(dir, 'serve-literal');
+  mkdirSync(d, { recursive: true });
+  const p = join(d, 'litellm.yaml');
+  writeFileSync(p, 'model_list:\n  - model_name: a\n    litellm_params:\n      model: gpt-4o\n      api_key: os.environ/OPENAI_KEY_UNSET\n  - model_name: b\n    litellm_params: { model: openai/m, api_base: "http://b:1/v1", api_key: sk-literal-value }\n');
+  const loaded = loadFabricConfig(p, {});
+  assert.equal(loaded.format, 'litellm');
+  assert.equal(loaded.secrets.get('B_API_KEY'), 'sk-literal-value');
+  const unset = loaded.issues.find((i) => i.message.includes('OPENAI_KEY_UNSET'))!;
+  assert.equal(unset.path, 'model_list[0].litellm_params.api_key');
+  assert.equal(unset.line, 5);
+  assert.match(unset.message, /will be skipped until it is \(as fabric backends\.a\.api_key\)/);
+  const env = loadFabricConfig(p, { B_API_KEY: 'from-env' });
+  assert.equal(env.secrets.get('B_API_KEY'), 'from-env', 'the environment wins over a literal');
+
+  writeFileSync(p, 'model_list:\n  - model_name: a\n    litellm_params: { model: gpt-4o }\ngeneral_settings:\n  master_key: os.environ/MASTER_UNSET\n');
+  assert.throws(() => loadFabricConfig(p, {}), (e: unknown) => e instanceof ConfigError && /litellm\.yaml:5:\d+: error: general_settings\.master_key: environment variable MASTER_UNSET is not set/.test(e.message));
+});
+
+test('schema errors in the translation point at the LiteLLM line they came from', () => {
+  const p = parse('model_list:\n  - model_name: a\n    litellm_params:\n      model: hosted_vllm/m\n      api_base: "ftp://host/v1"\n');
+  const e = p.errors.map(formatIssue);
+  assert.equal(e.length, 1);
+  assert.match(e[0]!, /litellm\.config\.yaml:5:17: error: model_list\[0\]\.litellm_params\.api_base: must be an http:\/\/ or https:\/\/ URL.*\(as fabric backends\.a\.url\)/);
+});
+
+test('api_base from os.environ/ is read when loaded; unset is an error at its line', () => {
+  const text = 'model_list:\n  - model_name: a\n    litellm_params: { model: hosted_vllm/m, api_base: os.environ/ARMITAGE_BASE }\n';
+  assert.equal(ok(text, { ARMITAGE_BASE: 'http://armitage:8000/v1' }).config.backends.get('a')!.url, 'http://armitage:8000/v1');
+  assert.match(parse(text).errors.map(formatIssue).join(), /:3:\d+: error: model_list\[0\]\.litellm_params\.api_base: os\.environ\/ARMITAGE_BASE is not set/);
+  const fromVars = ok(`${text}environment_variables:\n  ARMITAGE_BASE: http://from-vars:8000/v1\n`);
+  assert.equal(fromVars.config.backends.get('a')!.url, 'http://from-vars:8000/v1');
+  assert.match(fromVars.warnings.get('environment_variables.ARMITAGE_BASE')!, /does not copy the value/);
+});
+
+test('fallbacks are unrolled in the order LiteLLM follows them: depth first, each model once, up to max_fallbacks', () => {
+  const base = `model_list:${vllm('a', 'a')}${vllm('b', 'b')}${vllm('c', 'c')}${vllm('d', 'd')}\n`;
+  const p = ok(`${base}litellm_settings:\n  fallbacks: [{a: [b, d]}, {b: [c, a]}, {c: [a]}]\n`);
+  const fb = (r: string) => p.config.roles.get(r)!.fallbacks;
+  assert.deepEqual(fb('a'), ['b', 'c', 'd'], 'b, then b\'s own (c), then d');
+  assert.deepEqual(fb('b'), ['c', 'a', 'd']);
+  assert.deepEqual(fb('c'), ['a', 'b', 'd']);
+  assert.deepEqual(fb('d'), []);
+  const capped = ok(`${base}litellm_settings:\n  max_fallbacks: 1\n  fallbacks: [{a: [b, c]}, {b: [d]}]\n`);
+  assert.deepEqual(capped.config.roles.get('a')!.fallbacks, ['b']);
+
+  const defaults = parse(`${base}  - model_name: e
+    litellm_params: { model: hosted_vllm/bge, api_base: "http://e:1/v1" }
+    model_info: { mode: embedding }
+litellm_settings:
+  default_fallbacks: [d]
+  fallbacks: [{a: [b]}, {b: [nowhere]}, {ghost: [a]}, {e: [a]}]
+`);
+  assert.deepEqual(defaults.config.roles.get('a')!.fallbacks, ['b'], 'a model\'s own fallbacks replace the defaults; b\'s only one is unknown');
+  assert.deepEqual(defaults.config.roles.get('c')!.fallbacks, ['d']);
+  assert.deepEqual(defaults.config.roles.get('d')!.fallbacks, [], 'not itself');
+  assert.deepEqual(defaults.config.roles.get('e')!.fallbacks, [], 'a chat model is no fallback for embeddings');
+  assert.match(defaults.warnings.get('litellm_settings.fallbacks[1].b[0]')!, /names no model_name: "nowhere"; this fallback is left out/);
+  assert.match(defaults.warnings.get('litellm_settings.fallbacks[2].ghost')!, /names no model_name: "ghost"; ignored/);
+  assert.match(defaults.warnings.get('litellm_settings.fallbacks[3].e[0]')!, /"a" is chat, e is embeddings/);
+
+  const both = parse(`${base}router_settings:\n  fallbacks: [{a: [c]}]\nlitellm_settings:\n  fallbacks: [{a: [b]}]\n`);
+  assert.deepEqual(both.config.roles.get('a')!.fallbacks, ['c']);
+  assert.match(both.warnings.get('litellm_settings.fallbacks')!, /router_settings\.fallbacks is set too and takes precedence/);
+});
+
+test('context_window_fallbacks, with enable_pre_call_checks as a token-count rule', () => {
+  const p = parse(`model_list:
+  - model_name: small
+    litellm_params: { model: hosted_vllm/s, api_base: "http://s:1/v1" }
+    model_info: { max_input_tokens: 4096 }
+${vllm('large', 'l')}${vllm('huge', 'h')}
+router_settings:
+  enable_pre_call_checks: true
+  context_window_fallbacks: [{small: [large, huge]}]
+`);
+  const small = p.config.roles.get('small')!;
+  assert.equal(small.contextWindowFallback, 'large');
+  assert.deepEqual(small.rules, [{ inputTokensOver: 4096, routeTo: 'large' }]);
+  assert.equal(p.config.backends.get('small')!.contextWindow, 4096);
+  assert.match(p.warnings.get('router_settings.context_window_fallbacks[0].small[1]')!, /only the first context-window fallback \(large\) is used.*huge is not reached/);
+});
+
+test('model_group_alias: aliases of the role; hidden and unknown ones reported', () => {
+  const p = parse(`model_list:${vllm('chat-fast', 'armitage')}
+router_settings:
+  model_group_alias:
+    local/chat: chat-fast
+    legacy: { model: chat-fast, hidden: true }
+    gone: nowhere
+    chat-fast: chat-fast
+`);
+  assert.deepEqual(p.config.roles.get('chat-fast')!.aliases, ['local/chat', 'legacy']);
+  assert.match(p.warnings.get('router_settings.model_group_alias.legacy.hidden')!, /listed in \/v1\/models/);
+  assert.match(p.warnings.get('router_settings.model_group_alias.gone')!, /names no model_name: "nowhere"/);
+  assert.match(p.warnings.get('router_settings.model_group_alias.chat-fast')!, /also a model_name/);
+  const fb = ok(`model_list:${vllm('a', 'a')}${vllm('b', 'b')}\nrouter_settings:\n  model_group_alias: { old-b: b }\n  fallbacks: [{a: [old-b]}]\n`);
+  assert.deepEqual(fb.config.roles.get('a')!.fallbacks, ['b'], 'a fallback named by its alias');
+});
+
+test('a model_name listed several times is a load-balanced role; routing_strategy picks how', () => {
+  const group = `model_list:${vllm('g', 'a', ', rpm: 100')}${vllm('g', 'b', ', rpm: 300')}\n`;
+  const shuffle = parse(group);
+  assert.deepEqual(shuffle.config.roles.get('g')!.backends, ['g', 'g-2']);
+  assert.equal(shuffle.config.roles.get('g')!.strategy, 'weighted');
+  assert.deepEqual([shuffle.config.backends.get('g')!.weight, shuffle.config.backends.get('g-2')!.weight], [100, 300], 'simple-shuffle weighs by rpm');
+  assert.match(shuffle.warnings.get('model_list[0].litellm_params.rpm')!, /not enforced yet/);
+
+  const even = ok(`model_list:${vllm('g', 'a')}${vllm('g', 'b')}\n`);
+  assert.equal(even.config.roles.get('g')!.strategy, 'round-robin');
+  const weights = ok(`model_list:${vllm('g', 'a', ', weight: 0.9')}${vllm('g', 'b', ', weight: 0.1')}\n`);
+  assert.deepEqual([weights.config.backends.get('g')!.weight, weights.config.backends.get('g-2')!.weight], [1000, 111]);
+  const busy = ok(`${group.replace(/, rpm: \d+/g, '')}router_settings:\n  routing_strategy: least-busy\n`);
+  assert.equal(busy.config.roles.get('g')!.strategy, 'least-outstanding');
+  const latency = parse(`${group}router_settings:\n  routing_strategy: latency-based-routing\n`);
+  assert.equal(latency.config.roles.get('g')!.strategy, 'least-loaded');
+  assert.match(latency.warnings.get('router_settings.routing_strategy')!, /not supported yet: least-loaded/);
+  const usage = parse(`${group}router_settings:\n  routing_strategy: usage-based-routing-v2\n`);
+  assert.match(usage.warnings.get('router_settings.routing_strategy')!, /not supported yet/);
+});
+
+test('order: lower orders serve first; higher orders come before the fallbacks', () => {
+  const p = ok(`model_list:${vllm('g', 'a', ', order: 1')}${vllm('g', 'b', ', order: 2')}${vllm('other', 'o')}
+litellm_settings:
+  fallbacks: [{g: [other]}]
+`);
+  assert.deepEqual(p.config.roles.get('g')!.backends, ['g']);
+  assert.deepEqual(p.config.roles.get('g@order-2')!.backends, ['g-2']);
+  assert.deepEqual(p.config.roles.get('g')!.fallbacks, ['g@order-2', 'other']);
+});
+
+test('timeouts and retries: LiteLLM seconds as first-byte and idle timeouts; num_retries per backend; room for every attempt', () => {
+  const p = parse(`model_list:${vllm('a', 'a', ', timeout: 120, stream_timeout: 15')}${vllm('b', 'b', ', timeout: 1200, max_retries: 0')}${vllm('c', 'c', ', timeout: 1.5')}${vllm('d', 'd')}
+litellm_settings:
+  request_timeout: 30
+  num_retries: 3
+  fallbacks: [{d: [a, b, c]}]
+`);
+  const t = (n: string) => p.config.backends.get(n)!.timeouts;
+  assert.deepEqual(t('a'), { connectMs: 3000, firstByteMs: 120_000, idleMs: 15_000, totalMs: 600_000 });
+  assert.match(p.warnings.get('model_list[0].litellm_params.stream_timeout')!, /partly supported/);
+  assert.deepEqual(t('b'), { connectMs: 3000, firstByteMs: 1_200_000, idleMs: 1_200_000, totalMs: 1_200_000 });
+  assert.deepEqual(t('c'), { connectMs: 1500, firstByteMs: 1500, idleMs: 1500, totalMs: 600_000 });
+  assert.deepEqual(t('d'), { connectMs: 3000, firstByteMs: 30_000, idleMs: 30_000, totalMs: 600_000 }, 'request_timeout is the default');
+  assert.deepEqual(['a', 'b', 'c', 'd'].map((n) => p.config.backends.get(n)!.maxRetries), [3, 0, 3, 3]);
+  assert.equal(p.config.gateway.limits.maxAttempts, 13, 'd, a, b, c with their retries');
+  assert.equal(ok(`model_list:${vllm('a', 'a')}`).config.backends.get('a')!.maxRetries, 2, 'LiteLLM retries twice by default');
+});
+
+test('wildcard model_names become pattern routes; renaming patterns are reported', () => {
+  const p = parse(`model_list:
+  - model_name: "meta-llama/*"
+    litellm_params: { model: "hosted_vllm/meta-llama/*", api_base: "http://lab:8001/v1" }
+  - model_name: "vllm/*"
+    litellm_params: { model: "hosted_vllm/meta-llama/*", api_base: "http://lab:8002/v1" }
+  - model_name: "fixed/*"
+    litellm_params: { model: "hosted_vllm/one-model", api_base: "http://lab:8003/v1" }
+${vllm('exact', 'x')}
+`);
+  assert.deepEqual(p.config.patterns.map((x) => [x.match, x.backends]), [['meta-llama/*', ['meta-llama-any']], ['vllm/*', ['vllm-any']], ['fixed/*', ['fixed-any']]]);
+  assert.ok(!p.warnings.has('model_list[0].litellm_params.model'));
+  assert.match(p.warnings.get('model_list[1].litellm_params.model')!, /rewrites the requested name.*passed to the backend unchanged/);
+  assert.match(p.warnings.get('model_list[2].litellm_params.model')!, /sends every fixed\/\* request to one-model/);
+});
+
+test('cooldowns, retry_after, health checks and alerts map to the gateway\'s own settings', () => {
+  const p = ok(`model_list:${vllm('a', 'a')}
+router_settings: { allowed_fails: 3, cooldown_time: 30, retry_after: 0.5 }
+general_settings:
+  health_check_interval: 45
+  alerting: [slack]
+`);
+  assert.equal(p.warnings.size, 0);
+  const h = p.config.backends.get('a')!.health!;
+  assert.deepEqual([h.failureThreshold, h.cooldownMs, h.maxCooldownMs], [4, 30_000, 30_000], 'more than 3 failures cool down, for 30s each time');
+  assert.deepEqual([p.config.gateway.retryBaseMs, p.config.gateway.retryMaxMs], [1000, 2000]);
+  assert.equal(p.config.gateway.healthIntervalMs, 45_000);
+  assert.deepEqual([p.config.gateway.alerts?.webhook, p.config.gateway.alerts?.format], [{ env: 'SLACK_WEBHOOK_URL' }, 'slack']);
+
+  const fromSettings = ok(`model_list:${vllm('a', 'a')}\nlitellm_settings: { allowed_fails: 0 }\n`);
+  assert.equal(fromSettings.config.gateway.health.failureThreshold, 1);
+  const hooks = parse(`model_list:${vllm('a', 'a')}
+general_settings:
+  alerting: [webhook, slack, email]
+  alert_to_webhook_url:
+    llm_exceptions: https://hooks.example.com/T0/B0/LITERAL-token
+    budget_alerts: os.environ/BUDGET_HOOK
+`);
+  assert.deepEqual(hooks.config.gateway.alerts?.webhook, { env: 'WEBHOOK_URL' });
+  assert.equal(hooks.config.gateway.alerts?.format, 'json');
+  assert.equal(hooks.literals.get('WEBHOOK_URL'), 'https://hooks.example.com/T0/B0/LITERAL-token', 'a webhook URL is a secret: held, not written');
+  assert.match(hooks.warnings.get('general_settings.alerting[1]')!, /second alert destination/);
+  assert.match(hooks.warnings.get('general_settings.alerting[2]')!, /"email" alerts/);
+  assert.match(hooks.warnings.get('general_settings.alert_to_webhook_url')!, /one webhook per alert type/);
+  assert.match(hooks.warnings.get('general_settings.alert_to_webhook_url.llm_exceptions')!, /holds a secret literally/);
+});
+
+const KITCHEN_SINK = `model_list:
+  - model_name: a
+    litellm_params:
+      model: hosted_vllm/m
+      api_base: http://a:8000/v1
+      temperature: 0.2
+      input_cost_per_token: 0.000001
+      extra_headers: { x-team: lab }
+      tags: [free]
+    model_info: { mode: chat, output_cost_per_token: 0.000002, base_model: m }
+    deployment_note: hi
+litellm_settings:
+  drop_params: true
+  set_verbose: true
+  cache: true
+  cache_params: { type: redis }
+  success_callback: [langfuse]
+  max_budget: 100
+  content_policy_fallbacks: [{a: [a]}]
+  something_new: 1
+router_settings:
+  routing_strategy: cost-based-routing
+  redis_host: os.environ/REDIS_HOST
+  redis_port: 6379
+  redis_password: os.environ/REDIS_PASSWORD
+  disable_cooldowns: true
+  retry_policy: { TimeoutErrorRetries: 3 }
+  provider_budget_config: { openai: { budget_limit: 10, time_period: 1d } }
+general_settings:
+  master_key: os.environ/LITELLM_MASTER_KEY
+  database_url: os.environ/DATABASE_URL
+  alerting: [slack]
+  alert_to_webhook_url: { llm_exceptions: os.environ/SLACK_WEBHOOK_URL }
+  alert_types: [llm_too_slow, budget_alerts]
+  alerting_threshold: 300
+  store_model_in_db: true
+  background_health_checks: false
+include: [more.yaml]
+`;
+
+test('every key the gateway does not support is reported by its key path, saying what happens instead', () => {
+  const p = parse(KITCHEN_SINK);
+  assert.deepEqual(p.errors, []);
+  const expected: Record<string, RegExp> = {
+    'model_list[0].litellm_params.temperature': /request defaults are not applied/,
+    'model_list[0].litellm_params.input_cost_per_token': /does not track spend/,
+    'model_list[0].litellm_params.extra_headers': /no extra headers/,
+    'model_list[0].litellm_params.tags': /tag-based routing/,
+    'model_list[0].model_info.output_cost_per_token': /does not track spend/,
+    'model_list[0].deployment_note': /ignored/,
+    'litellm_settings.drop_params': /not supported yet: parameters go to OpenAI-compatible backends as the client sent them/,
+    'litellm_settings.set_verbose': /--log-level debug/,
+    'litellm_settings.cache': /no response cache/,
+    'litellm_settings.cache_params': /no response cache/,
+    'litellm_settings.success_callback': /no logging integrations/,
+    'litellm_settings.max_budget': /does not track spend/,
+    'litellm_settings.content_policy_fallbacks': /not rerouted/,
+    'litellm_settings.something_new': /not supported yet; ignored/,
+    'router_settings.routing_strategy': /not supported yet: round-robin/,
+    'router_settings.redis_host': /not shared through Redis/,
+    'router_settings.redis_port': /not shared through Redis/,
+    'router_settings.redis_password': /not shared through Redis/,
+    'router_settings.disable_cooldowns': /always skipped/,
+    'router_settings.retry_policy': /max_retries/,
+    'router_settings.provider_budget_config': /does not track spend/,
+    'general_settings.database_url': /no database/,
+    'general_settings.alert_types': /alerts are sent when a backend goes down or comes back/,
+    'general_settings.alerting_threshold': /no slow-response alerts/,
+    'general_settings.store_model_in_db': /no database/,
+    'general_settings.background_health_checks': /always probes/,
+    include: /included files are not read/,
+  };
+  for (const [path, re] of Object.entries(expected)) {
+    assert.match(p.warnings.get(path) ?? '(no warning)', re, path);
+  }
+  assert.equal(p.warnings.size, Object.keys(expected).length, `unexpected: ${[...p.warnings.keys()].filter((k) => !(k in expected)).join(', ')}`);
+  for (const i of p.issues) assert.ok(i.line > 0, `${i.path} has its line`);
+  assert.deepEqual(p.config.gateway.alerts?.webhook, { env: 'SLACK_WEBHOOK_URL' }, 'the alerting webhook is supported');
+  const { yaml } = roundTrip(KITCHEN_SINK);
+  for (const path of Object.keys(expected)) assert.ok(yaml.includes(`#   - ${path}: `), `${path} listed in the imported file`);
+});
+
+test('the examples import to files that describe exactly the fabric the LiteLLM files serve', () => {
+  const env = { LITELLM_TOKEN: 't', OPENAI_API_KEY: 'k' };
+  for (const f of ['motoko.litellm.yaml', 'lab.litellm.yaml']) {
+    const text = readFileSync(new URL(`../../../examples/litellm/${f}`, import.meta.url), 'utf8');
+    const { yaml } = roundTrip(text, env);
+    assert.match(yaml, /^# AI Fabric config imported from litellm\.config\.yaml/);
+  }
+});
+
+test('comments in the imported file say where each part came from and why', () => {
+  const { yaml } = roundTrip(`model_list:
+  - model_name: chat
+    litellm_params: { model: ollama/llama3.1:8b, timeout: 30 }
+litellm_settings:
+  fallbacks: [{chat: [other]}]
+`);
+  assert.match(yaml, /# model_list\[0\]: chat\n {2}chat:/);
+  assert.match(yaml, /# ollama\/: LiteLLM sends chats to \/api\/generate/);
+  assert.match(yaml, /# LiteLLM listens on every interface/);
+  assert.match(yaml, /litellm_settings\.fallbacks\[0\]\.chat\[0\]: names no model_name: "other"/);
+});
+
+const sorted = (issues: ConfigIssue[]): boolean => issues.every((x, i) => i === 0 || issues[i - 1]!.line <= x.line);
+test('issues come sorted by line', () => {
+  assert.ok(sorted(parse(KITCHEN_SINK).issues));
+});

@@ -1,0 +1,138 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseFabricText } from './load.ts';
+import { formatIssue } from './issues.ts';
+
+const FILE = '/x/fabric.yaml';
+
+function check(text: string): { errors: string[]; config: ReturnType<typeof parseFabricText>['config'] } {
+  const { config, issues } = parseFabricText(text, FILE);
+  return { errors: issues.filter((i) => i.severity === 'error').map(formatIssue), config };
+}
+
+const BASE = (serve: string, extra = ''): string => `version: 1
+nodes:
+  box:
+    power: always-on
+    gpus: [{ model: RTX 2080, memory: 8GiB, reserved: 512MiB }]
+    runtime: podman
+${extra}backends:
+  a:
+    engine: vllm
+    node: box
+    url: http://box.lan:8001/v1
+    model: Qwen/Qwen2.5-7B-Instruct-AWQ
+    serve:
+${serve}
+roles:
+  r: { kind: chat, backends: [a] }
+`;
+
+test('a full serve block is read into the config model', () => {
+  const { errors, config } = check(BASE(`      quantization: AWQ
+      dtype: float16
+      kv_cache_dtype: fp8
+      max_model_len: 8192
+      gpu_memory_utilization: 0.45
+      port: 8001
+      gpu: 0
+      max_num_seqs: 64
+      max_num_batched_tokens: 4096
+      enforce_eager: true
+      image: vllm/vllm-openai:v0.9.2
+      extra_args: [--enable-prefix-caching]
+      env: { VLLM_LOGGING_LEVEL: INFO, API_TOKEN: env:ENGINE_TOKEN }
+      hf_token: env:HF_TOKEN
+      hf_config: models/qwen/config.json
+      models_dir: /srv/models`));
+  assert.deepEqual(errors, []);
+  const s = config.backends.get('a')!.serve!;
+  assert.equal(s.engine, 'vllm');
+  assert.equal(s.model, 'Qwen/Qwen2.5-7B-Instruct-AWQ', 'defaults to the backend model');
+  assert.equal(s.quantization, 'awq');
+  assert.equal(s.kvCacheDtype, 'fp8');
+  assert.equal(s.maxModelLen, 8192);
+  assert.equal(s.gpuMemoryUtilization, 0.45);
+  assert.equal(s.port, 8001);
+  assert.equal(s.host, '0.0.0.0');
+  assert.deepEqual(s.gpus, [0]);
+  assert.equal(s.enforceEager, true);
+  assert.deepEqual(s.extraArgs, ['--enable-prefix-caching']);
+  assert.deepEqual([...s.env], [['VLLM_LOGGING_LEVEL', 'INFO'], ['API_TOKEN', { env: 'ENGINE_TOKEN' }]]);
+  assert.deepEqual(s.hfToken, { env: 'HF_TOKEN' });
+  assert.equal(config.nodes.get('box')!.runtime, 'podman');
+  assert.equal(config.nodes.get('box')!.gpus[0]!.reservedBytes, 512 * 1024 ** 2);
+});
+
+test('serve takes its port from the URL and listens on loopback when reached there', () => {
+  const { config } = check(BASE('      max_model_len: 4096').replace('http://box.lan:8001/v1', 'http://127.0.0.1:8001/v1'));
+  assert.equal(config.backends.get('a')!.serve!.port, 8001);
+  assert.equal(config.backends.get('a')!.serve!.host, '127.0.0.1');
+});
+
+test('serve keys are checked with file:line:col and did-you-mean', () => {
+  const { errors } = check(BASE(`      max_model_lenght: 4096
+      gpu_memory_utilization: 1.5
+      quantization: awk
+      port: 8000
+      gpu: 3
+      env: { HF_TOKEN: hf_abcdef }`));
+  const all = errors.join('\n');
+  assert.match(all, /fabric\.yaml:14:7: error: backends\.a\.serve\.max_model_lenght: unknown key \(did you mean "max_model_len"\?\)/);
+  assert.match(all, /fabric\.yaml:15:31: error: backends\.a\.serve\.gpu_memory_utilization: must be a fraction above 0 and at most 1/);
+  assert.match(all, /fabric\.yaml:16:21: error: backends\.a\.serve\.quantization: must be one of .* \(did you mean "awq"\?\)/);
+  assert.match(all, /fabric\.yaml:17:13: error: backends\.a\.serve\.port: is 8000 but the gateway reaches this backend at port 8001/);
+  assert.match(all, /fabric\.yaml:18:12: error: backends\.a\.serve\.gpu: node box has 1 GPU \(index 0\), not GPU 3/);
+  assert.match(all, /backends\.a\.serve\.env\.HF_TOKEN: looks like a secret: write env:NAME/);
+  assert.doesNotMatch(all, /hf_abcdef/);
+  assert.equal(errors.length, 6);
+});
+
+test('serve needs a launchable engine on a node with GPUs', () => {
+  const cloud = check(`backends:
+  o:
+    engine: openai
+    model: gpt-4o-mini
+    api_key: env:OPENAI_API_KEY
+    serve: { max_model_len: 4096 }
+roles:
+  r: { kind: chat, backends: [o] }
+`).errors.join('\n');
+  assert.match(cloud, /backends\.o\.serve: fabric can launch engines vllm, ollama, llamacpp, not openai/);
+  const nodeless = check(`nodes:
+  cpu: { power: always-on }
+backends:
+  a: { engine: vllm, url: 'http://x:8000/v1', model: m, serve: {} }
+  b: { engine: ollama, node: cpu, url: 'http://x:11434', model: 'qwen2.5:7b', aliases: [bb], serve: { gpu_memory_utilization: 0.5 } }
+roles:
+  r: { kind: chat, backends: [a] }
+`).errors.join('\n');
+  assert.match(nodeless, /backends\.a\.serve: needs the backend's node/);
+  assert.match(nodeless, /backends\.b\.serve: node cpu lists no gpus/);
+  assert.match(nodeless, /backends\.b\.serve\.gpu_memory_utilization: is vLLM's; ollama takes the memory its model and context need/);
+});
+
+test('llama.cpp needs a GGUF file; two engines cannot share a port on one node, Ollama models can', () => {
+  const { errors } = check(`nodes:
+  box: { power: always-on, gpus: [{ model: RTX 3090, memory: 24GiB }] }
+backends:
+  l: { engine: llamacpp, node: box, url: 'http://box:8080/v1', model: llama, serve: {} }
+  v1: { engine: vllm, node: box, url: 'http://box:8000/v1', model: Qwen/Qwen2.5-0.5B-Instruct, serve: {} }
+  v2: { engine: vllm, node: box, url: 'http://box:8000/v1', model: Qwen/Qwen2.5-1.5B-Instruct, aliases: [v2], serve: {} }
+  o1: { engine: ollama, node: box, url: 'http://box:11434', model: 'qwen2.5:7b', aliases: [o1], serve: {} }
+  o2: { engine: ollama, node: box, url: 'http://box:11434', model: 'llama3.1:8b', aliases: [o2], serve: {} }
+roles:
+  r: { kind: chat, backends: [l, v1] }
+`);
+  const all = errors.join('\n');
+  assert.match(all, /backends\.l\.serve\.model: is required for llama\.cpp: the GGUF file to load/);
+  assert.match(all, /backends\.v2\.serve: port 8000 on node box is already served by backend v1/);
+  assert.doesNotMatch(all, /backends\.o2/);
+  assert.equal(errors.length, 2);
+});
+
+test('node runtime and os are checked', () => {
+  const { errors } = check(BASE('      max_model_len: 4096').replace('    runtime: podman', '    runtime: containerd\n    os: macos'));
+  assert.match(errors.join('\n'), /nodes\.box\.runtime: must be one of docker, podman/);
+  assert.match(errors.join('\n'), /nodes\.box\.os: must be one of linux, windows/);
+});

@@ -1,0 +1,176 @@
+// The engines' own view of their load: vLLM's and SGLang's Prometheus /metrics, llama.cpp's
+// /metrics (or /slots when metrics are off), Ollama's /api/ps. Parsers are pure so each is
+// tested against a captured exposition; readLoad does the I/O.
+
+import { request } from 'undici';
+import type { BackendRuntime } from '../core/backend.ts';
+
+export interface LoadSample {
+  /** Date.now() when read. */
+  at: number;
+  /** Requests being generated now. */
+  running: number | undefined;
+  /** Requests queued behind them. */
+  waiting: number | undefined;
+  /** KV-cache usage, 0..1. */
+  kvCacheUsage: number | undefined;
+  /** Generation slots (llama.cpp). */
+  slots: number | undefined;
+  /** Ollama: the model is in memory. */
+  loaded: boolean | undefined;
+  /** Where the numbers came from, e.g. "vllm /metrics". */
+  source: string;
+}
+
+type Numbers = Omit<LoadSample, 'at' | 'source'>;
+
+const EMPTY: Numbers = { running: undefined, waiting: undefined, kvCacheUsage: undefined, slots: undefined, loaded: undefined };
+
+/**
+ * Samples of a Prometheus text exposition by metric name: one value per label set. Comments,
+ * HELP/TYPE lines and timestamps are skipped; label values may hold spaces and escaped quotes.
+ */
+export function parsePrometheus(text: string): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    let i = 0;
+    while (i < line.length && line[i] !== '{' && line[i] !== ' ' && line[i] !== '\t') i++;
+    const name = line.slice(0, i);
+    if (line[i] === '{') {
+      let inQuote = false;
+      for (i++; i < line.length; i++) {
+        const c = line[i];
+        if (inQuote && c === '\\') i++;
+        else if (c === '"') inQuote = !inQuote;
+        else if (c === '}' && !inQuote) { i++; break; }
+      }
+    }
+    const value = line.slice(i).trim().split(/\s+/)[0];
+    if (name === '' || value === undefined) continue;
+    const v = value === '+Inf' ? Infinity : value === '-Inf' ? -Infinity : Number(value);
+    if (Number.isNaN(v)) continue;
+    const list = out.get(name);
+    if (list === undefined) out.set(name, [v]);
+    else list.push(v);
+  }
+  return out;
+}
+
+const sum = (vs: number[] | undefined): number | undefined => (vs === undefined ? undefined : vs.reduce((a, b) => a + b, 0));
+const max = (vs: number[] | undefined): number | undefined => (vs === undefined ? undefined : Math.max(...vs));
+
+/**
+ * vLLM: vllm:num_requests_running / vllm:num_requests_waiting, summed over engines (data
+ * parallel ranks each report); KV cache from vllm:kv_cache_usage_perc (V1) or
+ * vllm:gpu_cache_usage_perc (V0, removed in newer releases), the fullest engine.
+ */
+export function vllmLoad(text: string): Numbers {
+  const m = parsePrometheus(text);
+  return {
+    ...EMPTY,
+    running: sum(m.get('vllm:num_requests_running')),
+    waiting: sum(m.get('vllm:num_requests_waiting')),
+    kvCacheUsage: max(m.get('vllm:kv_cache_usage_perc') ?? m.get('vllm:gpu_cache_usage_perc')),
+  };
+}
+
+/** SGLang: sglang:num_running_reqs, sglang:num_queue_reqs, sglang:token_usage (KV pool use). */
+export function sglangLoad(text: string): Numbers {
+  const m = parsePrometheus(text);
+  return {
+    ...EMPTY,
+    running: sum(m.get('sglang:num_running_reqs')),
+    waiting: sum(m.get('sglang:num_queue_reqs')),
+    kvCacheUsage: max(m.get('sglang:token_usage')),
+  };
+}
+
+/** llama.cpp with --metrics: llamacpp:requests_processing / requests_deferred (and kv_cache_usage_ratio on builds that have it). */
+export function llamacppMetricsLoad(text: string): Numbers {
+  const m = parsePrometheus(text);
+  return {
+    ...EMPTY,
+    running: sum(m.get('llamacpp:requests_processing')),
+    waiting: sum(m.get('llamacpp:requests_deferred')),
+    kvCacheUsage: max(m.get('llamacpp:kv_cache_usage_ratio')),
+  };
+}
+
+/** llama.cpp /slots: busy slots are the requests running; it has no queue length. */
+export function llamacppSlotsLoad(json: unknown): Numbers | undefined {
+  if (!Array.isArray(json)) return undefined;
+  const busy = json.filter((s) => typeof s === 'object' && s !== null && ((s as { is_processing?: unknown }).is_processing === true || (s as { state?: unknown }).state === 1)).length;
+  return { ...EMPTY, running: busy, slots: json.length };
+}
+
+/** Ollama names default their tag to :latest. */
+export function ollamaName(name: string): string {
+  const slash = name.lastIndexOf('/');
+  return name.indexOf(':', slash + 1) < 0 ? `${name}:latest` : name;
+}
+
+/** Ollama /api/ps: whether `model` is loaded. Ollama reports no queue; the gateway's own count stands in. */
+export function ollamaPsLoad(json: unknown, model: string): Numbers | undefined {
+  const models = (json as { models?: unknown } | null)?.models;
+  if (!Array.isArray(models)) return undefined;
+  const want = ollamaName(model);
+  const loaded = models.some((m) => {
+    const o = m as { name?: unknown; model?: unknown };
+    return (typeof o.name === 'string' && ollamaName(o.name) === want) || (typeof o.model === 'string' && ollamaName(o.model) === want);
+  });
+  return { ...EMPTY, loaded };
+}
+
+async function get(b: BackendRuntime, path: string, timeoutMs: number): Promise<{ status: number; text: string }> {
+  const headers: Record<string, string> = {};
+  if (b.authorization !== undefined) headers.authorization = b.authorization;
+  const res = await request(`${b.origin}${path}`, {
+    method: 'GET', headers, dispatcher: b.pool, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
+  });
+  const text = await res.body.text();
+  return { status: res.statusCode, text };
+}
+
+/** Engines the gateway can read load from. */
+export function readsLoad(b: BackendRuntime): boolean {
+  const e = b.config.engine;
+  return e === 'vllm' || e === 'sglang' || e === 'llamacpp' || e === 'ollama';
+}
+
+/** The engine's load now, or undefined when it does not say (or could not be asked). */
+export async function readLoad(b: BackendRuntime, timeoutMs: number, now: () => number = Date.now): Promise<LoadSample | undefined> {
+  const stamp = (n: Numbers | undefined, source: string): LoadSample | undefined => (n === undefined ? undefined : { ...n, at: now(), source });
+  try {
+    switch (b.config.engine) {
+      case 'vllm': {
+        const r = await get(b, '/metrics', timeoutMs);
+        return r.status === 200 ? stamp(vllmLoad(r.text), 'vllm /metrics') : undefined;
+      }
+      case 'sglang': {
+        const r = await get(b, '/metrics', timeoutMs);
+        return r.status === 200 ? stamp(sglangLoad(r.text), 'sglang /metrics') : undefined;
+      }
+      case 'llamacpp': {
+        // /metrics needs --metrics; /slots is on by default but has no queue length.
+        const m = await get(b, '/metrics', timeoutMs);
+        if (m.status === 200) {
+          const n = llamacppMetricsLoad(m.text);
+          if (n.running !== undefined) return stamp(n, 'llama.cpp /metrics');
+        }
+        const s = await get(b, '/slots', timeoutMs);
+        return s.status === 200 ? stamp(llamacppSlotsLoad(JSON.parse(s.text)), 'llama.cpp /slots') : undefined;
+      }
+      case 'ollama': {
+        const r = await get(b, '/api/ps', timeoutMs);
+        return r.status === 200 ? stamp(ollamaPsLoad(JSON.parse(r.text), b.config.model), 'ollama /api/ps') : undefined;
+      }
+      default:
+        return undefined;
+    }
+  } catch {
+    // Load is advisory: an engine that does not answer here is the probe's business.
+    return undefined;
+  }
+}

@@ -1,0 +1,94 @@
+// Probes with each engine's own signal, against the simulator over loopback.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { probeBackend } from './probe.ts';
+import { startFleet, type SimFleet } from '../sim/fleet.ts';
+import { BackendRuntime } from '../core/backend.ts';
+import { Secrets } from '../config/env-file.ts';
+import { DEFAULT_TIMEOUTS, type EngineKind } from '../config/types.ts';
+
+let fleet: SimFleet;
+const made: BackendRuntime[] = [];
+
+before(async () => {
+  fleet = await startFleet([
+    { name: 'vllm', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat' },
+    { name: 'ollama', protocol: 'ollama', model: 'qwen2.5:7b', kind: 'chat', extraModels: ['nomic-embed-text'] },
+    { name: 'llamacpp', protocol: 'llamacpp', model: 'local-gguf', kind: 'chat' },
+    { name: 'openai', protocol: 'openai', model: 'gpt-4.1-mini', kind: 'chat' },
+  ]);
+});
+
+after(async () => {
+  await Promise.all(made.map((b) => b.close()));
+  await fleet.close();
+});
+
+function backend(engine: EngineKind, sim: string, model: string, path = '/v1'): BackendRuntime {
+  const b = new BackendRuntime({
+    name: `${sim}-${model}`, engine, node: undefined, url: fleet.get(sim).url + path, model, apiKey: undefined, contextWindow: undefined,
+    weight: 1, maxRetries: 0, maxConnections: 4, timeouts: DEFAULT_TIMEOUTS, aliases: [], simulated: true,
+  }, undefined, new Secrets({}));
+  made.push(b);
+  return b;
+}
+
+test('vLLM: /health and the served model in /v1/models', async () => {
+  const ok = await probeBackend(backend('vllm', 'vllm', 'Qwen/Qwen2.5-7B-Instruct-AWQ'), 1_000);
+  assert.equal(ok.ok, true, ok.detail);
+  assert.equal(ok.servedModel, 'Qwen/Qwen2.5-7B-Instruct-AWQ');
+  const wrong = await probeBackend(backend('vllm', 'vllm', 'meta-llama/Llama-3.1-8B-Instruct'), 1_000);
+  assert.deepEqual([wrong.ok, wrong.detail], [false, 'serves Qwen/Qwen2.5-7B-Instruct-AWQ, not meta-llama/Llama-3.1-8B-Instruct']);
+});
+
+test('vLLM faults: unhealthy, killed, hung', async () => {
+  const b = backend('vllm', 'vllm', 'Qwen/Qwen2.5-7B-Instruct-AWQ');
+  const e = fleet.get('vllm');
+  try {
+    await e.setFault({ kind: 'error', status: 503 });
+    assert.deepEqual(await probeBackend(b, 1_000).then((r) => [r.ok, r.detail]), [false, '/health answered HTTP 503']);
+    await e.setFault({ kind: 'down' });
+    assert.deepEqual(await probeBackend(b, 1_000).then((r) => [r.ok, r.detail]), [false, 'connection refused']);
+    await e.setFault({ kind: 'hang' });
+    const started = Date.now();
+    const hung = await probeBackend(b, 200);
+    assert.deepEqual([hung.ok, hung.detail], [false, 'health check timed out after 200 ms']);
+    assert.ok(Date.now() - started < 1_000, 'bounded by the probe timeout');
+  } finally {
+    await e.setFault(null);
+  }
+  assert.equal((await probeBackend(b, 1_000)).ok, true, 'answers again once the fault is cleared');
+});
+
+test('Ollama: the model must be pulled; /api/ps says whether it is loaded', async () => {
+  const ok = await probeBackend(backend('ollama', 'ollama', 'qwen2.5:7b', ''), 1_000);
+  assert.equal(ok.ok, true, ok.detail);
+  assert.equal(ok.loaded, true);
+  const pulledNotLoaded = await probeBackend(backend('ollama', 'ollama', 'nomic-embed-text', ''), 1_000);
+  assert.deepEqual([pulledNotLoaded.ok, pulledNotLoaded.loaded], [true, false]);
+  const missing = await probeBackend(backend('ollama', 'ollama', 'llama3.1:70b', ''), 1_000);
+  assert.deepEqual([missing.ok, missing.detail], [false, 'model llama3.1:70b is not pulled on this Ollama (ollama pull llama3.1:70b)']);
+});
+
+test('llama.cpp: /health, and 503 while it loads its model', async () => {
+  const b = backend('llamacpp', 'llamacpp', 'whatever');
+  const ok = await probeBackend(b, 1_000);
+  assert.equal(ok.ok, true, ok.detail);
+  assert.equal(ok.servedModel, 'local-gguf', 'the name it reports, for the table');
+  await fleet.get('llamacpp').setFault({ kind: 'error', status: 503 });
+  try {
+    assert.equal((await probeBackend(b, 1_000)).detail, 'loading its model (/health answered 503)');
+  } finally {
+    await fleet.get('llamacpp').setFault(null);
+  }
+});
+
+test('OpenAI-compatible and OpenAI: GET /models, which never bills; the model must be listed', async () => {
+  assert.equal((await probeBackend(backend('openai-compatible', 'openai', 'gpt-4.1-mini'), 1_000)).ok, true);
+  const missing = await probeBackend(backend('openai', 'openai', 'gpt-5-ultra'), 1_000);
+  assert.deepEqual([missing.ok, missing.detail], [false, 'does not list gpt-5-ultra among its 1 models']);
+  const before = fleet.get('openai').stats().requests;
+  await probeBackend(backend('openai', 'openai', 'gpt-4.1-mini'), 1_000);
+  assert.equal(fleet.get('openai').stats().requests, before, 'no inference request was made');
+});

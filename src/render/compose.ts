@@ -1,0 +1,150 @@
+// Compose files: one per node for its engines (GPU reserved, health-checked), and one for the
+// gateway with PostgreSQL and Redis beside it. Written in the compose-spec's long-standing
+// subset (no top-level name:, GPUs through deploy.resources.reservations.devices for Docker
+// and CDI devices for Podman) so both `docker compose` and `podman compose` take them.
+
+import { posix } from 'node:path';
+import type { FabricConfig, NodeConfig, SecretRef } from '../config/types.ts';
+import { HOST, IMAGES, isLoopback, safeName, urlHost, yamlDoc, type RenderContext, type Served } from './common.ts';
+import { containerSpec, engineGroups } from './launch.ts';
+
+type Obj = Record<string, unknown>;
+
+export const GATEWAY_SECRETS_NOTE = 'Secrets are ${NAME} references filled from .env beside this file (see env.example); no value is written here.';
+
+function secretValue(ref: SecretRef): string {
+  return `\${${ref.env}:?${ref.env} is not set: put it in .env beside compose.yaml}`;
+}
+
+/** Loopback-only when the gateway reaches the engine on loopback or serve.host says so. */
+export function bindsLoopback(group: Served[]): boolean {
+  const s = group[0]!;
+  return isLoopback(s.serve.host) || isLoopback(urlHost(s.backend.url));
+}
+
+function healthcheck(engine: Served['serve']['engine'], port: number): Obj {
+  const test = engine === 'vllm'
+    ? ['CMD', 'python3', '-c', `import urllib.request; urllib.request.urlopen('http://127.0.0.1:${port}/health', timeout=5)`]
+    : engine === 'ollama' ? ['CMD', 'ollama', 'list'] : ['CMD', 'curl', '-fsS', `http://127.0.0.1:${port}/health`];
+  // Model download and load come before the first healthy answer.
+  return { test, interval: '30s', timeout: '10s', retries: 5, start_period: engine === 'ollama' ? '30s' : '600s' };
+}
+
+export function nodeCompose(ctx: RenderContext, node: NodeConfig, served: Served[]): string {
+  const runtime = node.runtime ?? 'docker';
+  const services: Obj = {};
+  const volumes: Obj = {};
+  for (const group of engineGroups(served)) {
+    const s = group[0]!;
+    const c = containerSpec(group, bindsLoopback(group));
+    const environment: Obj = {};
+    for (const [k, v] of c.env) environment[k] = v;
+    for (const [k, ref] of c.secretEnv) environment[k] = secretValue(ref);
+    const gpuIds = s.serve.gpus.map(String);
+    const svc: Obj = {
+      image: c.image,
+      container_name: c.name,
+      ...(c.args.length > 0 ? { command: c.args } : {}),
+      ports: c.ports,
+      volumes: c.volumes,
+      ...(Object.keys(environment).length > 0 ? { environment } : {}),
+      ...(s.serve.engine === 'vllm' ? { ipc: 'host' } : {}),
+      restart: 'unless-stopped',
+      ...(runtime === 'podman'
+        ? { devices: gpuIds.map((g) => `nvidia.com/gpu=${g}`) }
+        : { deploy: { resources: { reservations: { devices: [{ driver: 'nvidia', device_ids: gpuIds, capabilities: ['gpu'] }] } } } }),
+      healthcheck: healthcheck(s.serve.engine, s.serve.port),
+    };
+    services[c.name] = svc;
+    for (const v of c.volumes) {
+      const name = v.split(':')[0]!;
+      if (!name.startsWith('/') && !name.startsWith('.') && !name.startsWith('~') && !/^[A-Za-z]:/.test(name)) volumes[name] = {};
+    }
+    if (c.models.length > 0) {
+      // Ollama pulls on demand; pulling at deploy time makes the first request fast and a missing tag an early error.
+      services[`${c.name}-pull`] = {
+        image: c.image,
+        entrypoint: ['/bin/sh', '-c'],
+        command: [c.models.map((m) => `ollama pull '${m.replace(/'/g, `'\\''`)}'`).join(' && ')],
+        environment: { OLLAMA_HOST: `${c.name}:${s.serve.port}` },
+        depends_on: { [c.name]: { condition: 'service_healthy' } },
+        restart: 'no',
+      };
+    }
+  }
+  const doc: Obj = { services, ...(Object.keys(volumes).length > 0 ? { volumes } : {}) };
+  const notes = [
+    `Engines on ${node.name}; start with: ${runtime} compose --project-name ${composeProject(node)} --file compose.yaml up -d`,
+    `(or ${(node.os ?? 'linux') === 'windows' ? 'the launch/*.ps1 scripts' : `through the ${engineUnitName(node)} systemd unit`}).${served.some((s) => s.serve.hfToken !== undefined || [...s.serve.env.values()].some((v) => typeof v !== 'string')) ? ' Secrets come from .env beside this file (see env.example).' : ''}`,
+  ];
+  return yamlDoc(ctx, `Engines on node ${node.name}.`, doc, notes);
+}
+
+export function composeProject(node: NodeConfig): string {
+  return `ai-fabric-${safeName(node.name).toLowerCase()}`;
+}
+
+export function engineUnitName(node: NodeConfig): string {
+  return `ai-fabric-engines-${safeName(node.name).toLowerCase()}.service`;
+}
+
+/** The gateway reaches some engine on loopback: it must share the host's network. */
+export function gatewayOnHostNetwork(cfg: FabricConfig): boolean {
+  return [...cfg.backends.values()].some((b) => isLoopback(urlHost(b.url)));
+}
+
+export function gatewayImage(version: string): string {
+  return `localhost/ai-fabric-gateway:${version}`;
+}
+
+export function gatewayCompose(ctx: RenderContext, version: string): string {
+  const cfg = ctx.cfg;
+  const hostNet = gatewayOnHostNetwork(cfg);
+  const port = cfg.gateway.port;
+  const db = hostNet ? '127.0.0.1' : 'postgres';
+  const cache = hostNet ? '127.0.0.1' : 'redis';
+  const envFileMount = cfg.gateway.envFile === undefined ? [] : [`./.env:${posix.resolve(HOST.configDir, cfg.gateway.envFile)}:ro`];
+  const gateway: Obj = {
+    image: gatewayImage(version),
+    container_name: 'ai-fabric-gateway',
+    command: ['serve', '--config', `${HOST.configDir}/fabric.yaml`, '--host', hostNet ? cfg.gateway.host : '0.0.0.0', '--port', String(port)],
+    ...(hostNet ? { network_mode: 'host' } : { ports: [`${isLoopback(cfg.gateway.host) ? '127.0.0.1:' : ''}${port}:${port}`] }),
+    volumes: [`./fabric.yaml:${HOST.configDir}/fabric.yaml:ro`, ...envFileMount],
+    env_file: ['.env'],
+    environment: {
+      DATABASE_URL: `postgres://ai_fabric:\${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set: put it in .env beside compose.yaml}@${db}:5432/ai_fabric`,
+      REDIS_URL: `redis://${cache}:6379/0`,
+    },
+    depends_on: { postgres: { condition: 'service_healthy' }, redis: { condition: 'service_healthy' } },
+    restart: 'unless-stopped',
+    stop_grace_period: '35s',
+    healthcheck: {
+      test: ['CMD', 'node', '-e', `fetch('http://127.0.0.1:${port}/health/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`],
+      interval: '15s', timeout: '5s', retries: 3, start_period: '10s',
+    },
+  };
+  const postgres: Obj = {
+    image: IMAGES.postgres,
+    container_name: 'ai-fabric-postgres',
+    environment: { POSTGRES_DB: 'ai_fabric', POSTGRES_USER: 'ai_fabric', POSTGRES_PASSWORD: '${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set: put it in .env beside compose.yaml}' },
+    volumes: ['postgres:/var/lib/postgresql/data'],
+    ...(hostNet ? { ports: ['127.0.0.1:5432:5432'] } : {}),
+    restart: 'unless-stopped',
+    healthcheck: { test: ['CMD-SHELL', 'pg_isready -U ai_fabric -d ai_fabric'], interval: '10s', timeout: '5s', retries: 5, start_period: '20s' },
+  };
+  const redis: Obj = {
+    image: IMAGES.redis,
+    container_name: 'ai-fabric-redis',
+    command: ['redis-server', '--appendonly', 'yes'],
+    volumes: ['redis:/data'],
+    ...(hostNet ? { ports: ['127.0.0.1:6379:6379'] } : {}),
+    restart: 'unless-stopped',
+    healthcheck: { test: ['CMD', 'redis-cli', 'ping'], interval: '10s', timeout: '5s', retries: 5 },
+  };
+  const notes = [
+    `Build the image from the AI Fabric source first: docker build -t ${gatewayImage(version)} -f Containerfile /path/to/ai-fabric`,
+    GATEWAY_SECRETS_NOTE,
+    ...(hostNet ? ['Host networking: some backend URLs are loopback (127.0.0.1), which only the host network reaches.'] : []),
+  ];
+  return yamlDoc(ctx, 'The AI Fabric gateway with PostgreSQL and Redis.', { services: { gateway, postgres, redis }, volumes: { postgres: {}, redis: {} } }, notes);
+}

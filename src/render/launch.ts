@@ -1,0 +1,209 @@
+// The launch command of each served engine, from its serve: block: vLLM's arguments, Ollama's
+// environment, llama-server's flags. compose.yaml and the launch scripts both build on these,
+// so a container and a bare-metal start run the same engine the same way.
+
+import { basename, dirname } from 'node:path/posix';
+import type { NodeConfig, SecretRef } from '../config/types.ts';
+import { ASSUMPTIONS } from '../plan/memory.ts';
+import { IMAGES, header, psWord, safeName, shWord, type RenderContext, type RenderedFile, type Served } from './common.ts';
+
+export interface EngineLaunch {
+  /** Arguments after the program (vllm serve …, llama-server …) or the container image. */
+  args: string[];
+  /** Plain environment values. */
+  env: [string, string][];
+  /** Environment taken from secrets, by reference only. */
+  secretEnv: [string, SecretRef][];
+}
+
+const num = (n: number): string => String(+n.toFixed(4));
+
+function commonEnv(s: Served): Pick<EngineLaunch, 'env' | 'secretEnv'> {
+  const env: [string, string][] = [];
+  const secretEnv: [string, SecretRef][] = [];
+  if (s.serve.hfToken !== undefined) secretEnv.push(['HF_TOKEN', s.serve.hfToken]);
+  for (const [k, v] of s.serve.env) {
+    if (typeof v === 'string') env.push([k, v]);
+    else secretEnv.push([k, v]);
+  }
+  return { env, secretEnv };
+}
+
+/** vLLM: the model is positional for `vllm serve`, --model for the container's api_server entrypoint. */
+export function vllmLaunch(s: Served, where: 'host' | 'container'): EngineLaunch {
+  const v = s.serve;
+  const args = where === 'host' ? [v.model] : ['--model', v.model];
+  if (v.model !== s.backend.model) args.push('--served-model-name', s.backend.model);
+  args.push('--host', where === 'host' ? v.host : '0.0.0.0', '--port', String(v.port));
+  if (v.quantization !== undefined && v.quantization !== 'none') args.push('--quantization', v.quantization);
+  if (v.dtype !== 'auto') args.push('--dtype', v.dtype);
+  if (v.kvCacheDtype !== undefined && v.kvCacheDtype !== 'auto') args.push('--kv-cache-dtype', v.kvCacheDtype);
+  if (v.maxModelLen !== undefined) args.push('--max-model-len', String(v.maxModelLen));
+  args.push('--gpu-memory-utilization', num(v.gpuMemoryUtilization ?? ASSUMPTIONS.defaultUtilization));
+  if (v.gpus.length > 1) args.push('--tensor-parallel-size', String(v.gpus.length));
+  if (v.maxNumSeqs !== undefined) args.push('--max-num-seqs', String(v.maxNumSeqs));
+  if (v.maxNumBatchedTokens !== undefined) args.push('--max-num-batched-tokens', String(v.maxNumBatchedTokens));
+  if (v.enforceEager) args.push('--enforce-eager');
+  args.push(...v.extraArgs);
+  return { args, ...commonEnv(s) };
+}
+
+/** One Ollama server for every backend on its port: the server's settings, and the models it pulls. */
+export function ollamaLaunch(group: Served[], where: 'host' | 'container'): EngineLaunch & { models: string[] } {
+  const first = group[0]!.serve;
+  const ctx = Math.max(...group.map((s) => s.serve.maxModelLen ?? ASSUMPTIONS.ollamaDefaultContext));
+  const env: [string, string][] = [['OLLAMA_HOST', `${where === 'host' ? first.host : '0.0.0.0'}:${first.port}`], ['OLLAMA_CONTEXT_LENGTH', String(ctx)]];
+  const parallel = group.find((s) => s.serve.maxNumSeqs !== undefined)?.serve.maxNumSeqs;
+  if (parallel !== undefined) env.push(['OLLAMA_NUM_PARALLEL', String(parallel)]);
+  const kv = group.find((s) => s.serve.kvCacheDtype !== undefined && s.serve.kvCacheDtype !== 'f16')?.serve.kvCacheDtype;
+  // A quantized KV cache needs flash attention in Ollama.
+  if (kv !== undefined) env.push(['OLLAMA_FLASH_ATTENTION', '1'], ['OLLAMA_KV_CACHE_TYPE', kv]);
+  const extra = commonEnv(group[0]!);
+  return { args: ['serve'], env: [...env, ...extra.env], secretEnv: extra.secretEnv, models: [...new Set(group.map((s) => s.serve.model))] };
+}
+
+/** llama-server: in a container the GGUF file's folder is mounted at /models. */
+export function llamacppLaunch(s: Served, where: 'host' | 'container'): EngineLaunch {
+  const v = s.serve;
+  const model = where === 'host' ? v.model : `/models/${basename(v.model)}`;
+  const args = ['-m', model, '--host', where === 'host' ? v.host : '0.0.0.0', '--port', String(v.port),
+    '-c', String(v.maxModelLen ?? ASSUMPTIONS.llamacppDefaultContext), '-ngl', '999', '--alias', s.backend.model];
+  if (v.maxNumSeqs !== undefined) args.push('--parallel', String(v.maxNumSeqs));
+  if (v.kvCacheDtype !== undefined && v.kvCacheDtype !== 'f16') args.push('--flash-attn', '-ctk', v.kvCacheDtype, '-ctv', v.kvCacheDtype);
+  args.push(...v.extraArgs);
+  return { args, ...commonEnv(s) };
+}
+
+export function llamacppModelDir(s: Served): string {
+  return s.serve.modelsDir ?? dirname(s.serve.model);
+}
+
+/** Backends grouped into engine processes: one per vLLM / llama.cpp backend, one per Ollama port. */
+export function engineGroups(served: Served[]): Served[][] {
+  const groups: Served[][] = [];
+  const ollama = new Map<number, Served[]>();
+  for (const s of served) {
+    if (s.serve.engine !== 'ollama') {
+      groups.push([s]);
+      continue;
+    }
+    const g = ollama.get(s.serve.port);
+    if (g === undefined) {
+      const fresh = [s];
+      ollama.set(s.serve.port, fresh);
+      groups.push(fresh);
+    } else g.push(s);
+  }
+  return groups;
+}
+
+export function groupName(group: Served[]): string {
+  const first = group[0]!;
+  return first.serve.engine === 'ollama' ? safeName(`ollama-${first.serve.port}`) : safeName(first.backend.name);
+}
+
+function lines(words: string[], quote: (s: string) => string, cont: string, indent: string): string {
+  return words.map(quote).join(' ').length <= 100
+    ? words.map(quote).join(' ')
+    : words.reduce<string[]>((acc, w) => {
+      // Flags start a new line; a flag's value stays with it.
+      if (w.startsWith('-') || acc.length === 0) acc.push(quote(w));
+      else acc[acc.length - 1] += ` ${quote(w)}`;
+      return acc;
+    }, []).join(` ${cont}\n${indent}`);
+}
+
+/** A POSIX sh script that starts the engine on the host itself (no container). */
+function shScript(ctx: RenderContext, node: NodeConfig, group: Served[]): string {
+  const s = group[0]!;
+  const engine = s.serve.engine;
+  let out = '#!/bin/sh\n' + header(ctx, '#', `${groupName(group)} on ${node.name}: ${engine === 'vllm' ? 'vLLM' : engine === 'ollama' ? 'Ollama' : 'llama.cpp'}, started on the host (compose.yaml runs the same in a container).`);
+  out += 'set -eu\n';
+  const launch = engine === 'vllm' ? vllmLaunch(s, 'host') : engine === 'ollama' ? ollamaLaunch(group, 'host') : llamacppLaunch(s, 'host');
+  out += `export CUDA_VISIBLE_DEVICES=${s.serve.gpus.join(',')}\n`;
+  for (const [k, v] of launch.env) out += `export ${k}=${shWord(v)}\n`;
+  for (const [k, ref] of launch.secretEnv) out += `: "\${${ref.env}:?set ${ref.env} in the environment}"\nexport ${k}="\${${ref.env}}"\n`;
+  if (engine === 'vllm') out += `exec ${lines(['vllm', 'serve', ...launch.args], shWord, '\\', '  ')}\n`;
+  else if (engine === 'llamacpp') out += `exec ${lines(['llama-server', ...launch.args], shWord, '\\', '  ')}\n`;
+  else {
+    out += 'ollama serve &\nserver=$!\nuntil ollama list >/dev/null 2>&1; do sleep 1; done\n';
+    for (const m of (launch as ReturnType<typeof ollamaLaunch>).models) out += `ollama pull ${shWord(m)}\n`;
+    out += 'wait "$server"\n';
+  }
+  return out;
+}
+
+/** Windows nodes (the seeds' workstations) run engines in Docker or Podman Desktop: a `run` line per engine. */
+function psScript(ctx: RenderContext, node: NodeConfig, group: Served[], image: string, containerArgs: string[], env: [string, string][], secretEnv: [string, SecretRef][], volumes: string[], ports: string[]): string {
+  const rt = node.runtime ?? 'docker';
+  const name = groupName(group);
+  let out = header(ctx, '#', `${name} on ${node.name}, in ${rt === 'podman' ? 'Podman' : 'Docker'} Desktop (compose.yaml describes the same container).`);
+  out += '$ErrorActionPreference = "Stop"\n';
+  for (const [, ref] of secretEnv) out += `if (-not $env:${ref.env}) { throw "set ${ref.env} in the environment" }\n`;
+  const gpu = rt === 'podman' ? ['--device', group[0]!.serve.gpus.map((g) => `nvidia.com/gpu=${g}`).join(',')] : ['--gpus', `device=${group[0]!.serve.gpus.join(',')}`];
+  // One option per line: run options, then the image, then the engine's own arguments.
+  const rows: string[][] = [[rt, 'run', '-d', '--name', name, '--restart', 'unless-stopped'], gpu, ...ports.map((p) => ['-p', p]),
+    ...volumes.map((v) => ['-v', v]), ...env.map(([k, v]) => ['-e', `${k}=${v}`]), ...secretEnv.map(([k]) => ['-e', k]), [image]];
+  for (const w of containerArgs) {
+    if (w.startsWith('-') || rows.length === 0) rows.push([w]);
+    else rows[rows.length - 1]!.push(w);
+  }
+  out += `${rt} rm -f ${psWord(name)} 2>$null\n`;
+  for (const [k, ref] of secretEnv) if (k !== ref.env) out += `$env:${k} = $env:${ref.env}\n`;
+  out += rows.map((r) => r.map(psWord).join(' ')).join(' `\n  ') + '\n';
+  if (group[0]!.serve.engine === 'ollama') {
+    for (const m of (ollamaLaunch(group, 'container')).models) out += `${rt} exec ${psWord(name)} ollama pull ${psWord(m)}\n`;
+  }
+  return out;
+}
+
+export interface ContainerSpec {
+  name: string;
+  image: string;
+  args: string[];
+  env: [string, string][];
+  secretEnv: [string, SecretRef][];
+  volumes: string[];
+  /** host:container port mappings (with a bind address when loopback-only). */
+  ports: string[];
+  models: string[];
+}
+
+export function containerSpec(group: Served[], bindLoopback: boolean): ContainerSpec {
+  const s = group[0]!;
+  const v = s.serve;
+  const port = `${bindLoopback ? '127.0.0.1:' : ''}${v.port}:${v.port}`;
+  if (v.engine === 'vllm') {
+    const l = vllmLaunch(s, 'container');
+    return {
+      name: groupName(group), image: v.image ?? IMAGES.vllm, args: l.args, env: l.env, secretEnv: l.secretEnv,
+      volumes: [`${v.modelsDir ?? 'huggingface'}:/root/.cache/huggingface`], ports: [port], models: [],
+    };
+  }
+  if (v.engine === 'ollama') {
+    const l = ollamaLaunch(group, 'container');
+    return {
+      name: groupName(group), image: v.image ?? IMAGES.ollama, args: [], env: l.env, secretEnv: l.secretEnv,
+      volumes: [`${v.modelsDir ?? 'ollama'}:/root/.ollama`], ports: [port], models: l.models,
+    };
+  }
+  const l = llamacppLaunch(s, 'container');
+  return {
+    name: groupName(group), image: v.image ?? IMAGES.llamacpp, args: l.args, env: l.env, secretEnv: l.secretEnv,
+    volumes: [`${llamacppModelDir(s)}:/models:ro`], ports: [port], models: [],
+  };
+}
+
+export function launchFiles(ctx: RenderContext, node: NodeConfig, served: Served[], bindLoopback: (g: Served[]) => boolean): RenderedFile[] {
+  const out: RenderedFile[] = [];
+  for (const group of engineGroups(served)) {
+    const base = `nodes/${safeName(node.name)}/launch/${groupName(group)}`;
+    if ((node.os ?? 'linux') === 'windows') {
+      const c = containerSpec(group, bindLoopback(group));
+      out.push({ path: `${base}.ps1`, content: psScript(ctx, node, group, c.image, c.args, c.env, c.secretEnv, c.volumes, c.ports), mode: 0o644 });
+    } else {
+      out.push({ path: `${base}.sh`, content: shScript(ctx, node, group), mode: 0o755 });
+    }
+  }
+  return out;
+}

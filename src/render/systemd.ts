@@ -1,0 +1,82 @@
+// systemd units: a node's engines as one compose project, and the gateway run from an install
+// of AI Fabric (bin/fabric), sandboxed, reloaded by SIGHUP, drained by SIGTERM.
+
+import type { NodeConfig } from '../config/types.ts';
+import { HOST, header, type RenderContext, type Served } from './common.ts';
+import { composeProject } from './compose.ts';
+
+function unit(ctx: RenderContext, what: string, sections: [string, [string, string][]][]): string {
+  let out = header(ctx, '#', what);
+  sections.forEach(([name, entries], i) => {
+    out += `${i === 0 ? '' : '\n'}[${name}]\n`;
+    for (const [k, v] of entries) out += `${k}=${v}\n`;
+  });
+  return out;
+}
+
+export function engineUnit(ctx: RenderContext, node: NodeConfig, served: Served[]): string {
+  const runtime = node.runtime ?? 'docker';
+  const compose = `/usr/bin/${runtime} compose --project-name ${composeProject(node)} --file ${HOST.engines}/compose.yaml`;
+  const backends = served.map((s) => `${s.backend.name} (${s.serve.engine} :${s.serve.port})`).join(', ');
+  return unit(ctx, `Engines on ${node.name}: install as /etc/systemd/system/ai-fabric-engines-${node.name.toLowerCase()}.service, compose.yaml in ${HOST.engines}.`, [
+    ['Unit', [
+      ['Description', `AI Fabric engines on ${node.name}: ${backends}`],
+      ['Wants', 'network-online.target'],
+      ['After', `network-online.target${runtime === 'docker' ? ' docker.service' : ''}`],
+      ...(runtime === 'docker' ? [['Requires', 'docker.service'] as [string, string]] : []),
+    ]],
+    ['Service', [
+      ['Type', 'simple'],
+      ['WorkingDirectory', HOST.engines],
+      ['ExecStart', `${compose} up --remove-orphans`],
+      ['ExecStop', `${compose} down`],
+      ['Restart', 'on-failure'],
+      ['RestartSec', '10s'],
+      // The first start pulls multi-GiB images and downloads the model.
+      ['TimeoutStartSec', 'infinity'],
+      ['TimeoutStopSec', '120s'],
+    ]],
+    ['Install', [['WantedBy', 'multi-user.target']]],
+  ]);
+}
+
+export function gatewayUnit(ctx: RenderContext): string {
+  const cfg = ctx.cfg;
+  const lowPort = cfg.gateway.port > 0 && cfg.gateway.port < 1024;
+  return unit(ctx, `The gateway: install as /etc/systemd/system/ai-fabric-gateway.service, AI Fabric in ${HOST.gateway}, the config as ${HOST.configDir}/fabric.yaml.`, [
+    ['Unit', [
+      ['Description', `AI Fabric gateway (OpenAI-compatible endpoint on ${cfg.gateway.host}:${cfg.gateway.port})`],
+      ['Wants', 'network-online.target'],
+      ['After', 'network-online.target'],
+    ]],
+    ['Service', [
+      ['Type', 'simple'],
+      ['DynamicUser', 'yes'],
+      ['WorkingDirectory', HOST.gateway],
+      // Secrets (OPENAI_API_KEY, the master key) as NAME=value lines, mode 0600; read by systemd, not the service.
+      ['EnvironmentFile', `-${HOST.configDir}/gateway.env`],
+      ['Environment', `PATH=${HOST.gateway}/node_modules/.bin:/usr/local/bin:/usr/bin:/bin`],
+      ['ExecStart', `${HOST.gateway}/bin/fabric serve --config ${HOST.configDir}/fabric.yaml`],
+      ['ExecReload', '/bin/kill -HUP $MAINPID'],
+      ['KillSignal', 'SIGTERM'],
+      // serve drains for 30 s on SIGTERM before it exits.
+      ['TimeoutStopSec', '40s'],
+      ['Restart', 'on-failure'],
+      ['RestartSec', '2s'],
+      ['LimitNOFILE', '65536'],
+      ...(lowPort ? [['AmbientCapabilities', 'CAP_NET_BIND_SERVICE'] as [string, string]] : []),
+      ['NoNewPrivileges', 'yes'],
+      ['ProtectSystem', 'strict'],
+      ['ProtectHome', 'yes'],
+      ['PrivateTmp', 'yes'],
+      ['PrivateDevices', 'yes'],
+      ['ProtectKernelTunables', 'yes'],
+      ['ProtectKernelModules', 'yes'],
+      ['ProtectControlGroups', 'yes'],
+      ['RestrictAddressFamilies', 'AF_INET AF_INET6 AF_UNIX'],
+      ['LockPersonality', 'yes'],
+      ['ReadOnlyPaths', HOST.configDir],
+    ]],
+    ['Install', [['WantedBy', 'multi-user.target']]],
+  ]);
+}

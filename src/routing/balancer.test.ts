@@ -1,0 +1,87 @@
+// Load-aware and sticky strategies over plain members: least-loaded by the engines' numbers,
+// affinity keeping a conversation where it was while that backend is fit.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createBalancer, type Member } from './balancer.ts';
+import { affinityKey } from './affinity.ts';
+
+interface Fake extends Member {
+  name: string;
+  weight: number;
+  outstanding: number;
+  score?: number;
+  busy?: boolean;
+  down?: boolean;
+}
+
+const fake = (name: string, extra: Partial<Fake> = {}): Fake => ({
+  name, weight: 1, outstanding: 0, ...extra,
+  loadScore(this: Fake) { return this.score ?? this.outstanding; },
+  overloaded(this: Fake) { return this.busy === true; },
+  available(this: Fake) { return this.down !== true; },
+});
+
+test('least-loaded: the lightest first; equals share by rotation', () => {
+  const a = fake('a', { score: 5 });
+  const b = fake('b', { score: 1 });
+  const c = fake('c', { score: 3 });
+  const bal = createBalancer('least-loaded', [a, b, c]);
+  assert.deepEqual(bal.order().map((m) => m.name), ['b', 'c', 'a']);
+  b.score = 9;
+  assert.deepEqual(bal.order().map((m) => m.name), ['c', 'a', 'b']);
+  const x = fake('x');
+  const y = fake('y');
+  const even = createBalancer('least-loaded', [x, y]);
+  const firsts = [0, 1, 2, 3].map(() => even.order()[0]!.name);
+  assert.deepEqual(firsts, ['x', 'y', 'x', 'y']);
+  // Members without a load score are ranked by outstanding / weight.
+  const plain = createBalancer('least-loaded', [{ name: 'p', weight: 1, outstanding: 4 }, { name: 'q', weight: 4, outstanding: 4 }]);
+  assert.equal(plain.order()[0]!.name, 'q');
+});
+
+test('affinity: a conversation stays on its backend while it is available and not overloaded, then moves for good', () => {
+  const a = fake('a');
+  const b = fake('b');
+  const bal = createBalancer('round-robin', [a, b], { affinity: true });
+  assert.equal(bal.wantsAffinityKey, true);
+  const first = bal.order('conv-1')[0]!;
+  for (let i = 0; i < 5; i++) assert.equal(bal.order('conv-1')[0], first, 'sticky across turns');
+  const other = first === a ? b : a;
+  assert.equal(bal.order('conv-1').length, 2, 'the rest stay as fallback order');
+  first.busy = true;
+  assert.equal(bal.order('conv-1')[0], other, 'overloaded: moved');
+  first.busy = false;
+  assert.equal(bal.order('conv-1')[0], other, 'and stays where its cache is now warm');
+  other.down = true;
+  assert.equal(bal.order('conv-1')[0], first, 'cooling down: moved back');
+  other.down = false;
+  // Without a key it is the inner strategy.
+  const inner = [bal.order()[0]!.name, bal.order()[0]!.name];
+  assert.notEqual(inner[0], inner[1]);
+  assert.equal(createBalancer('round-robin', [a, b]).wantsAffinityKey, undefined);
+});
+
+test('affinity: everything busy still yields an order; the table is bounded', () => {
+  const a = fake('a', { busy: true });
+  const b = fake('b', { busy: true, down: true });
+  const bal = createBalancer('least-loaded', [a, b], { affinity: true, maxEntries: 2 });
+  assert.equal(bal.order('k')[0], a, 'available though busy beats unavailable');
+  for (const k of ['k1', 'k2', 'k3']) bal.order(k);
+  a.busy = false;
+  assert.equal(bal.order('k1')[0], a);
+});
+
+test('affinityKey: the same for every turn of a conversation, different across conversations', () => {
+  const sys = { role: 'system', content: 'You are terse.' };
+  const turn1 = { model: 'chat-fast', messages: [sys, { role: 'user', content: 'What is a GPU?' }] };
+  const turn2 = { model: 'chat-fast', messages: [sys, { role: 'user', content: 'What is a GPU?' }, { role: 'assistant', content: 'A chip.' }, { role: 'user', content: 'More?' }] };
+  const other = { model: 'chat-fast', messages: [sys, { role: 'user', content: 'What is a CPU?' }] };
+  assert.equal(affinityKey(turn1), affinityKey(turn2));
+  assert.notEqual(affinityKey(turn1), affinityKey(other));
+  const noSystem1 = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+  const noSystem2 = { model: 'm', messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }, { role: 'user', content: 'and?' }] };
+  assert.equal(affinityKey(noSystem1), affinityKey(noSystem2));
+  assert.equal(affinityKey({ model: 'm', input: 'x' }), undefined);
+  assert.match(affinityKey(turn1)!, /^[A-Za-z0-9_-]{22}$/);
+});

@@ -1,0 +1,384 @@
+// Fleet health end to end: a gateway with its probes, load polling, power model and alerts
+// running, in front of simulated engines on loopback — a backend killed, hung, slow and
+// flapping; a workstation off and woken (the magic packet caught by a UDP listener); traffic
+// sent away from a backend whose /metrics shows a queue; the alert webhook; `fabric health`
+// and `fabric wake` as an operator runs them.
+
+import { test, before, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createSocket, type Socket } from 'node:dgram';
+import { createServer, type Server } from 'node:http';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { parseFabricText } from '../src/config/load.ts';
+import { Secrets } from '../src/config/env-file.ts';
+import { createLogger } from '../src/core/log.ts';
+import type { BackendRuntime } from '../src/core/backend.ts';
+import { startGateway, type RunningGateway } from '../src/main.ts';
+import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
+import { magicPacket } from '../src/health/wol.ts';
+import { post, chat } from './helpers.ts';
+
+const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
+const FAST = { ttftMs: 5, tokensPerSecond: 2000, maxConcurrency: 16, maxQueue: 64 };
+const ARMITAGE_MAC = '0a:1b:2c:3d:4e:5f';
+
+let fleet: SimFleet;
+let gw: RunningGateway;
+let udp: Socket;
+let packets: Buffer[] = [];
+let hook: Server;
+let hookBodies: { text: string }[] = [];
+const logs: string[] = [];
+
+before(async () => {
+  udp = createSocket('udp4');
+  udp.on('message', (m) => packets.push(m));
+  udp.bind(0, '127.0.0.1');
+  await once(udp, 'listening');
+  hook = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (c) => { raw += c; });
+    req.on('end', () => { hookBodies.push(JSON.parse(raw)); res.end('ok'); });
+  });
+  hook.listen(0, '127.0.0.1');
+  await once(hook, 'listening');
+  fleet = await startFleet([
+    { name: 'armitage', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', timing: FAST },
+    { name: 'primary', protocol: 'vllm', model: 'm-primary', kind: 'chat', timing: FAST },
+    { name: 'backup', protocol: 'llamacpp', model: 'm-backup', kind: 'chat', timing: FAST },
+    { name: 'slowpoke', protocol: 'vllm', model: 'm-slow', kind: 'chat', timing: FAST },
+    { name: 'motoko', protocol: 'vllm', model: 'BAAI/bge-base-en-v1.5', kind: 'embeddings', dimensions: 768, timing: FAST },
+    { name: 'gpu-a', protocol: 'vllm', model: 'm-shared', kind: 'chat', timing: { ttftMs: 3_000, tokensPerSecond: 50, maxConcurrency: 1, maxQueue: 16 } },
+    { name: 'gpu-b', protocol: 'vllm', model: 'm-shared', kind: 'chat', timing: FAST },
+  ]);
+  const url = (n: string): string => fleet.get(n).url;
+  const { config } = parseFabricText(`
+gateway:
+  health_interval: 300ms
+  health: { failure_threshold: 3, cooldown: 400ms, max_cooldown: 2s, probe_timeout: 150ms, load_interval: 0 }
+  wake: { enabled: true, min_interval: 1m, boot_timeout: 10s }
+  alerts: { webhook: env:ALERT_HOOK, format: slack, interval: 50ms, min_interval: 0ms, notify: warning }
+  retry: { base: 5ms, max: 20ms }
+nodes:
+  armitage: { power: workstation, wol: { mac: "${ARMITAGE_MAC}", broadcast: 127.0.0.1, port: ${(udp.address() as AddressInfo).port} } }
+  motoko: { power: always-on }
+backends:
+  armitage-qwen: { engine: vllm, node: armitage, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ, health: { cooldown: 1m } }
+  primary: { engine: vllm, url: ${url('primary')}/v1, model: m-primary, max_retries: 0 }
+  backup: { engine: llamacpp, url: ${url('backup')}/v1, model: m-backup }
+  slowpoke: { engine: vllm, url: ${url('slowpoke')}/v1, model: m-slow, max_retries: 0, timeouts: { first_byte: 120ms } }
+  motoko-bge: { engine: vllm, node: motoko, url: ${url('motoko')}/v1, model: BAAI/bge-base-en-v1.5 }
+  gpu-a: { engine: vllm, url: ${url('gpu-a')}/v1, model: m-shared }
+  gpu-b: { engine: vllm, url: ${url('gpu-b')}/v1, model: m-shared }
+roles:
+  chat-main: { kind: chat, backends: [primary], fallbacks: [chat-backup] }
+  chat-backup: { kind: chat, backends: [backup] }
+  chat-slow: { kind: chat, backends: [slowpoke], fallbacks: [chat-backup] }
+  only-armitage: { kind: chat, backends: [armitage-qwen], fallbacks: [chat-backup] }
+  embeddings-general: { kind: embeddings, backends: [motoko-bge], dimensions: 768 }
+  chat-ll: { kind: chat, backends: [gpu-a, gpu-b], strategy: least-loaded }
+  chat-sticky: { kind: chat, backends: [gpu-a, gpu-b], strategy: least-loaded, affinity: true }
+`, 'health.yaml');
+  const log = createLogger({ level: 'debug', write: (s) => { logs.push(...s.trimEnd().split('\n')); } });
+  gw = await startGateway(config, new Secrets({ ALERT_HOOK: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook` }), { host: '127.0.0.1', port: 0, log });
+});
+
+after(async () => {
+  await gw.close(500);
+  await fleet.close();
+  udp.close();
+  hook.close();
+});
+
+const backend = (name: string): BackendRuntime => gw.app.gateway.backends.get(name)!;
+
+afterEach(async () => {
+  for (const e of fleet.engines.values()) await e.setFault(null);
+  for (const b of gw.app.gateway.backends.values()) {
+    b.consecutiveFailures = 0; b.coolUntil = 0; b.trips = 0; b.state = 'up'; b.wakeRequestedAt = undefined; b.load = undefined;
+  }
+});
+
+async function until(what: string, cond: () => boolean, ms = 3_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function health(): Promise<any> {
+  return (await fetch(`${gw.url}/health`)).json();
+}
+
+test('a killed backend is found by its probes and skipped: the role goes straight to its fallback; with every candidate cooling, a fast 503 with Retry-After', async () => {
+  await fleet.get('primary').setFault({ kind: 'down' });
+  await until('primary cooled down by its probes', () => backend('primary').state === 'down');
+  const r = await post(gw.url, '/v1/chat/completions', chat('chat-main'));
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-fabric-backend'), 'backup');
+  assert.equal(r.headers.get('x-fabric-rerouted'), 'true');
+  assert.equal(r.headers.get('x-fabric-attempts'), '1', 'no attempt was spent on the dead primary');
+  const h = await health();
+  const p = h.backends.find((b: any) => b.name === 'primary');
+  assert.equal(p.status, 'down');
+  assert.equal(p.circuit, 'open');
+  assert.match(p.last_error, /health check: connection refused/);
+  assert.equal(p.latency_ms, null);
+  assert.equal(h.roles.find((x: any) => x.name === 'chat-main').serving, 'chat-backup');
+
+  await fleet.get('backup').setFault({ kind: 'down' });
+  await until('backup cooled down too', () => backend('backup').state === 'down');
+  const started = performance.now();
+  const all = await post(gw.url, '/v1/chat/completions', chat('chat-main'));
+  const took = performance.now() - started;
+  assert.equal(all.status, 503);
+  assert.equal(all.json.error.code, 'no_backend_available');
+  assert.ok(took < 100, `answered in ${took.toFixed(0)} ms, without waiting on anything`);
+  assert.match(all.headers.get('retry-after') ?? '', /^[1-9]\d*$/);
+  assert.match(all.json.error.message, /cooling down/);
+  assert.ok(Number(backend('primary').retryAfterSeconds(Date.now())) >= 1);
+
+  await fleet.get('primary').setFault(null);
+  await fleet.get('backup').setFault(null);
+  await until('both probed back in after their cooldowns', () => backend('primary').state === 'up' && backend('backup').state === 'up');
+  const back = await post(gw.url, '/v1/chat/completions', chat('chat-main'));
+  assert.equal(back.headers.get('x-fabric-backend'), 'primary');
+});
+
+test('a hung backend: its probes time out, it is cooled down, and requests never wait on it', async () => {
+  await fleet.get('primary').setFault({ kind: 'hang' });
+  await until('primary cooled down after three probe timeouts', () => backend('primary').state === 'down');
+  assert.match(backend('primary').lastError!, /timed out after 150 ms/);
+  const started = performance.now();
+  const r = await post(gw.url, '/v1/chat/completions', chat('chat-main'));
+  assert.equal(r.headers.get('x-fabric-backend'), 'backup');
+  assert.ok(performance.now() - started < 500);
+});
+
+test('a slow backend trips on live traffic, is probed back in after its cooldown, and cools down longer each time it keeps failing (flapping)', async () => {
+  const slow = backend('slowpoke');
+  await fleet.get('slowpoke').setFault({ kind: 'slow', factor: 100 });
+  for (let i = 0; i < 3; i++) {
+    const r = await post(gw.url, '/v1/chat/completions', chat('chat-slow'));
+    assert.equal(r.headers.get('x-fabric-backend'), 'backup', 'each timed-out request still gets its answer from the fallback');
+  }
+  assert.equal(slow.state, 'down');
+  const firstCooldown = slow.coolUntil - Date.now();
+  assert.ok(firstCooldown > 200 && firstCooldown <= 400, `first cooldown ${firstCooldown} ms`);
+  const fast = performance.now();
+  const skipped = await post(gw.url, '/v1/chat/completions', chat('chat-slow'));
+  assert.equal(skipped.headers.get('x-fabric-attempts'), '1');
+  assert.ok(performance.now() - fast < 100, 'no timeout waited while it cools down');
+  // Its /health is fine (only generation is slow): the probe-back restores it…
+  await until('probed back in', () => slow.state === 'up', 2_000);
+  assert.equal(slow.trips, 1, '…but the trip is remembered');
+  // Flapping: back in, and failing again (now with errors, which are quicker to see than timeouts).
+  await fleet.get('slowpoke').setFault({ kind: 'error', status: 500 });
+  for (let i = 0; i < 3; i++) await post(gw.url, '/v1/chat/completions', chat('chat-slow'));
+  assert.equal(slow.state, 'down');
+  const second = slow.coolUntil - Date.now();
+  assert.ok(second > 600, `second cooldown ${second} ms: doubled`);
+  await fleet.get('slowpoke').setFault(null);
+  await until('back after the longer cooldown', () => slow.state === 'up', 3_000);
+  const ok = await post(gw.url, '/v1/chat/completions', chat('chat-slow'));
+  assert.equal(ok.headers.get('x-fabric-backend'), 'slowpoke');
+  assert.equal(slow.trips, 0, 'a served request starts the escalation over');
+});
+
+test('a workstation that is off is "offline (expected)", information only; woken by its magic packet, traffic returns to it once it answers', async () => {
+  const a = backend('armitage-qwen');
+  await fleet.get('armitage').setFault({ kind: 'down' });
+  await until('armitage seen off', () => a.state === 'down');
+  let h = await health();
+  const row = h.backends.find((b: any) => b.name === 'armitage-qwen');
+  assert.equal(row.status, 'offline (expected)');
+  assert.equal(row.node_state, 'off');
+  assert.equal(h.nodes.find((n: any) => n.name === 'armitage').state, 'off');
+  assert.equal(h.alert.level, 'info', 'a workstation off is not an outage');
+  assert.match(h.alert.reasons.join(), /armitage-qwen is offline \(workstation off, expected\)/);
+
+  // The request is served from the fallback chain; the gateway's hook wakes the node.
+  const r = await post(gw.url, '/v1/chat/completions', chat('only-armitage'));
+  assert.equal(r.headers.get('x-fabric-backend'), 'backup');
+  packets = [];
+  const route = gw.app.gateway.table.resolve('only-armitage')!.route;
+  assert.deepEqual(gw.fleet.wakeFor(route.members), ['armitage']);
+  assert.deepEqual(gw.fleet.wakeFor(route.members), [], 'rate-limited: one packet per min_interval');
+  await until('the magic packet arrives', () => packets.length > 0, 2_000);
+  assert.deepEqual(packets, [magicPacket(ARMITAGE_MAC)]);
+  h = await health();
+  assert.equal(h.backends.find((b: any) => b.name === 'armitage-qwen').status, 'waking');
+  assert.equal(h.nodes.find((n: any) => n.name === 'armitage').state, 'waking');
+
+  // It boots: its cooldown is a minute, but a waking node is probed every few hundred ms.
+  await fleet.get('armitage').setFault(null);
+  await until('armitage answers its probes', () => a.state === 'up', 2_000);
+  const back = await post(gw.url, '/v1/chat/completions', chat('only-armitage'));
+  assert.equal(back.headers.get('x-fabric-backend'), 'armitage-qwen');
+  assert.equal((await health()).nodes.find((n: any) => n.name === 'armitage').state, 'on');
+});
+
+test('load-aware routing: least-loaded sends traffic away from a backend whose /metrics shows a queue', async () => {
+  const ac = new AbortController();
+  try {
+    // Someone else's requests on gpu-a: one generating, two queued behind it.
+    for (let i = 0; i < 3; i++) {
+      void fetch(`${fleet.get('gpu-a').url}/v1/chat/completions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, signal: ac.signal,
+        body: JSON.stringify({ model: 'm-shared', messages: [{ role: 'user', content: 'long job' }], max_tokens: 50 }),
+      }).catch(() => {});
+    }
+    await until('gpu-a has a queue', () => fleet.get('gpu-a').stats().queued === 2);
+    await gw.fleet.monitor.pollLoad();
+    const h = await health();
+    const a = h.backends.find((b: any) => b.name === 'gpu-a');
+    assert.deepEqual([a.load.running, a.load.waiting, a.load.overloaded, a.load.source], [1, 2, true, 'vllm /metrics']);
+    const served: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const r = await post(gw.url, '/v1/chat/completions', chat('chat-ll'));
+      assert.equal(r.status, 200);
+      served.push(r.headers.get('x-fabric-backend')!);
+    }
+    assert.deepEqual(served, Array(6).fill('gpu-b'));
+  } finally {
+    ac.abort();
+  }
+  await until('gpu-a drained', () => fleet.get('gpu-a').stats().active === 0 && fleet.get('gpu-a').stats().queued === 0);
+  await gw.fleet.monitor.pollLoad();
+  const bal = gw.app.gateway.table.resolve('chat-ll')!.route.balancer;
+  const firsts = new Set([0, 1, 2, 3].map(() => bal.order()[0]!.name));
+  assert.deepEqual([...firsts].sort(), ['gpu-a', 'gpu-b'], 'idle again: both share');
+});
+
+test('affinity (roles.NAME.affinity): the role\'s balancer keeps a conversation on one backend until it is overloaded', async () => {
+  const bal = gw.app.gateway.table.resolve('chat-sticky')!.route.balancer;
+  assert.equal(bal.wantsAffinityKey, true);
+  const first = bal.order('conversation-1')[0]!;
+  for (let i = 0; i < 4; i++) assert.equal(bal.order('conversation-1')[0], first);
+  first.setLoad({ at: Date.now(), running: 1, waiting: 3, kvCacheUsage: 0.5, slots: undefined, loaded: undefined, source: 'test' });
+  const moved = bal.order('conversation-1')[0]!;
+  assert.notEqual(moved, first);
+  assert.equal(bal.order('conversation-1')[0], moved);
+});
+
+test('alerts: the webhook is called once when the level changes, and once when it clears', async () => {
+  hookBodies = [];
+  await fleet.get('motoko').setFault({ kind: 'down' });
+  await until('warning sent', () => hookBodies.length >= 1);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(hookBodies.length, 1, 'once per change, however many evaluations see it');
+  assert.match(hookBodies[0]!.text, /WARNING \(was (ok|info)\)/);
+  assert.match(hookBodies[0]!.text, /always-on embeddings backend motoko-bge .* is down/);
+  await fleet.get('motoko').setFault(null);
+  await until('cleared', () => hookBodies.length >= 2);
+  assert.match(hookBodies[1]!.text, /(all clear|INFO) \(was warning\)/);
+  assert.ok(logs.some((l) => l.includes('webhook called')));
+  assert.ok(!logs.some((l) => l.includes('/hook')), 'the webhook URL (a secret) is never logged');
+});
+
+function fabric(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [MAIN, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
+  child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  return once(child, 'exit').then(([code]) => { clearTimeout(timer); return { code: code as number, stdout, stderr }; });
+}
+
+test('fabric health: one table, plain when piped; exit code by alert level', async () => {
+  const ok = await fabric(['health', '--url', gw.url]);
+  assert.equal(ok.code, 0, ok.stderr + ok.stdout);
+  assert.doesNotMatch(ok.stdout, /\x1b\[/, 'no colour codes when piped');
+  assert.match(ok.stdout, new RegExp(`gateway  ${gw.url.replace(/[.]/g, '\\.')}  up`));
+  assert.match(ok.stdout, /BACKEND\s+STATUS\s+LATENCY\s+MODEL\s+LOAD\s+NODE\s+LAST ERROR/);
+  assert.match(ok.stdout, /motoko-bge\s+up\s+\d+ ms\s+BAAI\/bge-base-en-v1\.5/);
+  assert.match(ok.stdout, /level: OK/);
+
+  await fleet.get('armitage').setFault({ kind: 'down' });
+  await until('armitage off', () => backend('armitage-qwen').state === 'down');
+  const off = await fabric(['health', '--url', gw.url]);
+  assert.equal(off.code, 0, 'a workstation off is information only');
+  assert.match(off.stdout, /armitage-qwen\s+offline \(expected\)/);
+  assert.match(off.stdout, /level: INFO/);
+
+  await fleet.get('motoko').setFault({ kind: 'down' });
+  await until('motoko down', () => backend('motoko-bge').state === 'down');
+  const warn = await fabric(['health', '--url', gw.url, '--json']);
+  assert.equal(warn.code, 1, 'the always-on embeddings backend down is a warning');
+  const j = JSON.parse(warn.stdout);
+  assert.equal(j.alert.level, 'warning');
+  assert.equal(j.exit_code, 1);
+  assert.equal(j.backends.find((b: any) => b.name === 'motoko-bge').status, 'down');
+
+  const one = await fabric(['health', 'armitage', '--url', gw.url, '--json', '--watch', '--count', '2', '--interval', '100ms']);
+  assert.equal(one.code, 0);
+  const frames = one.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(frames.length, 2, 'two refreshes, one JSON line each');
+  assert.deepEqual(frames[0].backends.map((b: any) => b.name), ['armitage-qwen'], 'a node name selects its backends');
+
+  const closed = createServer().listen(0, '127.0.0.1');
+  await once(closed, 'listening');
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise((r) => closed.close(r));
+  const down = await fabric(['health', '--url', `http://127.0.0.1:${port}`, '--timeout', '2s']);
+  assert.equal(down.code, 2, 'gateway down is critical');
+  assert.match(down.stdout, /level: CRITICAL/);
+  assert.match(down.stdout, new RegExp(`gateway http://127\\.0\\.0\\.1:${port} is down: connection refused`));
+
+  const bad = await fabric(['health', 'nope', '--url', gw.url]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /no backend or node named "nope"/);
+});
+
+test('fabric wake NODE sends the configured magic packet; --wait watches the node come up; usage errors exit 2', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fabric-wake-'));
+  const file = join(dir, 'fabric.yaml');
+  writeFileSync(file, `
+nodes:
+  armitage: { power: workstation, wol: { mac: "${ARMITAGE_MAC}", broadcast: 127.0.0.1, port: ${(udp.address() as AddressInfo).port} } }
+  motoko: { power: always-on }
+backends:
+  armitage-qwen: { engine: vllm, node: armitage, url: ${fleet.get('armitage').url}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ }
+roles:
+  chat: { kind: chat, backends: [armitage-qwen] }
+`);
+  packets = [];
+  const r = await fabric(['wake', 'armitage', '--config', file, '--wait', '--timeout', '5s']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`magic packet for armitage \\(${ARMITAGE_MAC}\\) sent to 127\\.0\\.0\\.1:\\d+`));
+  assert.match(r.stdout, /armitage is up after [\d.]+s: armitage-qwen answering/);
+  await until('packet seen', () => packets.length === 1);
+  assert.deepEqual(packets[0], magicPacket(ARMITAGE_MAC));
+
+  const byMac = await fabric(['wake', '--mac', 'aa-bb-cc-dd-ee-ff', '--broadcast', '127.0.0.1', '--port', String((udp.address() as AddressInfo).port), '--json']);
+  assert.equal(byMac.code, 0, byMac.stderr);
+  assert.equal(JSON.parse(byMac.stdout).sent, true);
+  await until('second packet', () => packets.length === 2);
+
+  const noWol = await fabric(['wake', 'motoko', '--config', file]);
+  assert.equal(noWol.code, 2);
+  assert.match(noWol.stderr, /node motoko has no wol block/);
+  const unknown = await fabric(['wake', 'nowhere', '--config', file]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /no node named "nowhere"/);
+});
+
+test('fabric health, smoke and wake --help; listed in fabric --help', async () => {
+  const top = await fabric(['--help']);
+  for (const cmd of ['health', 'smoke', 'wake']) {
+    assert.match(top.stdout, new RegExp(`^  ${cmd}\\s`, 'm'));
+    const h = await fabric([cmd, '--help']);
+    assert.equal(h.code, 0);
+    assert.match(h.stdout, new RegExp(`^Usage: fabric ${cmd}`));
+  }
+  const bad = await fabric(['health', '--no-such-flag']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /Unknown option '--no-such-flag'/);
+});

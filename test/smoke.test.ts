@@ -1,0 +1,176 @@
+// fabric smoke as an operator runs it, against a gateway in front of simulated engines: every
+// role and alias end to end, the dimension check, the failure report, the cloud left unbilled,
+// the failure drill, and exit codes.
+
+import { test, before, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parseFabricText } from '../src/config/load.ts';
+import { Secrets } from '../src/config/env-file.ts';
+import { silentLogger } from '../src/core/log.ts';
+import { startGateway, type RunningGateway } from '../src/main.ts';
+import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
+
+const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
+const FAST = { ttftMs: 2, tokensPerSecond: 5000, maxConcurrency: 16, maxQueue: 64 };
+const KEY = 'smoke-test-master-key';
+
+let fleet: SimFleet;
+let gw: RunningGateway;
+
+before(async () => {
+  fleet = await startFleet([
+    { name: 'fast', protocol: 'vllm', model: 'm-fast', kind: 'chat', timing: FAST },
+    { name: 'deep', protocol: 'ollama', model: 'llama3.1:8b', kind: 'chat', timing: FAST },
+    { name: 'emb', protocol: 'vllm', model: 'bge', kind: 'embeddings', dimensions: 768, timing: FAST },
+    { name: 'small', protocol: 'llamacpp', model: 'minilm', kind: 'embeddings', dimensions: 384, timing: FAST },
+    { name: 'cloud', protocol: 'openai', model: 'gpt-4.1-mini', kind: 'chat', timing: FAST },
+  ]);
+  const url = (n: string): string => fleet.get(n).url;
+  const { config } = parseFabricText(`
+gateway:
+  master_key: env:FABRIC_MASTER_KEY
+  health_interval: 200ms
+  health: { cooldown: 300ms, probe_timeout: 150ms, load_interval: 0 }
+nodes:
+  armitage: { power: workstation }
+backends:
+  fast: { engine: vllm, node: armitage, url: ${url('fast')}/v1, model: m-fast, aliases: [fast-physical], max_retries: 0 }
+  deep: { engine: ollama, url: ${url('deep')}, model: "llama3.1:8b" }
+  emb: { engine: vllm, url: ${url('emb')}/v1, model: bge, max_retries: 0 }
+  small: { engine: llamacpp, url: ${url('small')}/v1, model: minilm }
+  cloud: { engine: openai-compatible, url: ${url('cloud')}/v1, model: gpt-4.1-mini, cloud: true }
+roles:
+  chat-fast: { kind: chat, backends: [fast], aliases: [local/chat], fallbacks: [chat-deep] }
+  chat-deep: { kind: chat, backends: [deep], aliases: [local/reasoner], fallbacks: [openai/strong] }
+  embeddings-general: { kind: embeddings, backends: [emb], aliases: [local/embed], dimensions: 768 }
+  emb-384: { kind: embeddings, backends: [small], dimensions: 768 }
+  openai/strong: { kind: chat, backends: [cloud] }
+`, 'smoke.yaml');
+  gw = await startGateway(config, new Secrets({ FABRIC_MASTER_KEY: KEY }), { host: '127.0.0.1', port: 0, log: silentLogger });
+});
+
+after(async () => {
+  await gw.close(500);
+  await fleet.close();
+});
+
+afterEach(async () => {
+  for (const e of fleet.engines.values()) await e.setFault(null);
+  for (const b of gw.app.gateway.backends.values()) { b.consecutiveFailures = 0; b.coolUntil = 0; b.trips = 0; b.state = 'up'; }
+});
+
+function smoke(args: string[], env: NodeJS.ProcessEnv = { SMOKE_KEY: KEY }): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [MAIN, 'smoke', '--url', gw.url, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
+  child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  return once(child, 'exit').then(([code]) => { clearTimeout(timer); return { code: code as number, stdout, stderr }; });
+}
+
+/** A loopback port nothing listens on (fetch refuses "bad ports" such as 1). */
+async function closedPort(): Promise<number> {
+  const s = createServer().listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+const cloudRequests = (): number => fleet.get('cloud').stats().requests;
+
+test('every role and alias, end to end: a clear report of the one that fails, the cloud never billed, progress on stderr, exit 1', async () => {
+  const billed = cloudRequests();
+  const r = await smoke(['--key', 'env:SMOKE_KEY']);
+  assert.equal(r.code, 1, r.stderr);
+  const row = (target: string, check: string, result: string): RegExp => new RegExp(`^${target.replace(/[/.]/g, '\\$&')}\\s+${check}\\s+${result}\\s`, 'm');
+  assert.match(r.stdout, row('chat-fast', 'chat', 'PASS'));
+  assert.match(r.stdout, row('chat-fast', 'stream', 'PASS'));
+  assert.match(r.stdout, row('chat-deep', 'stream', 'PASS'));
+  assert.match(r.stdout, row('embeddings-general', 'embeddings', 'PASS'));
+  assert.match(r.stdout, row('local/chat → chat-fast', 'chat', 'PASS'));
+  assert.match(r.stdout, row('local/embed → embeddings-general', 'embeddings', 'PASS'));
+  assert.match(r.stdout, row('fast-physical → fast', 'chat', 'PASS'));
+  assert.match(r.stdout, /^openai\/strong\s+chat\s+SKIP\s+-\s+-\s+openai\/strong is served by a cloud API \(--include-cloud to check it\)/m);
+  assert.match(r.stdout, /chat-fast\s+chat\s+PASS\s+\d+ ms\s+chat-fast \/ fast/);
+  assert.match(r.stdout, /FAILED emb-384 embeddings: the embedding has 384 dimensions, the role promises 768/);
+  assert.match(r.stdout, /  sent:      POST \/v1\/embeddings \{"model":"emb-384","input":"fabric smoke test"\}/);
+  assert.match(r.stdout, /  came back: HTTP 200 \{/);
+  assert.match(r.stdout, /\d+ passed, 1 failed, 0 warnings, 2 skipped/);
+  assert.doesNotMatch(r.stdout, /\x1b\[/, 'plain when piped');
+  assert.match(r.stderr, /^\[ 1\/\d+\] chat-fast chat … pass \d+ ms  chat-fast \/ fast$/m);
+  assert.equal(cloudRequests(), billed, 'nothing was sent to the cloud backend');
+});
+
+test('--json and --only; the key from $FABRIC_API_KEY; a refused key and a gateway that is down exit 2', async () => {
+  const r = await smoke(['--only', 'chat-fast,local/embed', '--json'], { FABRIC_API_KEY: KEY });
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.ok, true);
+  assert.deepEqual(j.checks.map((c: any) => `${c.target}:${c.check}:${c.status}`), ['chat-fast:chat:pass', 'chat-fast:stream:pass', 'local/embed:embeddings:pass']);
+  assert.ok(j.checks.every((c: any) => typeof c.ms === 'number' && c.served_backend !== null));
+  const refused = await smoke(['--only', 'chat-fast'], {});
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /refused the key \(HTTP 401\)/);
+  const port = await closedPort();
+  const down = await smoke(['--url', `http://127.0.0.1:${port}`]);
+  assert.equal(down.code, 2);
+  assert.match(down.stderr, new RegExp(`gateway at http://127\\.0\\.0\\.1:${port} is down \\(critical\\): connection refused`));
+});
+
+test('a role the gateway cannot serve: what was sent and what came back', async () => {
+  await fleet.get('emb').setFault({ kind: 'error', status: 500 });
+  const r = await smoke(['--only', 'embeddings-general', '--key', 'env:SMOKE_KEY']);
+  assert.equal(r.code, 1);
+  assert.match(r.stdout, /FAILED embeddings-general embeddings: HTTP 503 no_backend_available: no backend could serve `embeddings-general`/);
+  assert.match(r.stdout, /came back: HTTP 503 \{"error":\{"message":"no backend could serve/);
+});
+
+test('a primary that is down: served by its fallback (reported); a check the fallback would send to the cloud is skipped', async () => {
+  await fleet.get('fast').setFault({ kind: 'down' });
+  await fleet.get('deep').setFault({ kind: 'down' });
+  const fast = gw.app.gateway.backends.get('fast')!;
+  const deep = gw.app.gateway.backends.get('deep')!;
+  const deadline = Date.now() + 3_000;
+  while ((fast.state !== 'down' || deep.state !== 'down') && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+  await fleet.get('deep').setFault(null);
+  deep.consecutiveFailures = 0; deep.coolUntil = 0; deep.state = 'up';
+  const r = await smoke(['--only', 'chat-fast', '--key', 'env:SMOKE_KEY', '--json']);
+  assert.equal(r.code, 0, r.stdout);
+  const chat = JSON.parse(r.stdout).checks[0];
+  assert.deepEqual([chat.status, chat.served_role, chat.served_backend, chat.rerouted], ['pass', 'chat-deep', 'deep', true]);
+  assert.equal(chat.detail, 'served by fallback chat-deep / deep');
+
+  await fleet.get('deep').setFault({ kind: 'down' });
+  while ((deep.state as string) !== 'down' && Date.now() < deadline + 3_000) await new Promise((res) => setTimeout(res, 20));
+  const billed = cloudRequests();
+  const c = await smoke(['--only', 'chat-deep', '--key', 'env:SMOKE_KEY']);
+  assert.equal(c.code, 0);
+  assert.match(c.stdout, /chat-deep's own backends are unavailable and its fallback openai\/strong is a cloud API/);
+  assert.equal(cloudRequests(), billed);
+});
+
+test('--drill: per role the primary is treated as failed for that request only, and the step that served is reported', async () => {
+  const billed = cloudRequests();
+  const r = await smoke(['--drill', '--only', 'chat-fast,chat-deep,embeddings-general', '--key', 'env:SMOKE_KEY', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const drills = JSON.parse(r.stdout).checks.filter((c: any) => c.check.startsWith('drill'));
+  const by = Object.fromEntries(drills.map((c: any) => [c.target, c]));
+  assert.deepEqual([by['chat-fast'].status, by['chat-fast'].served_role, by['chat-fast'].served_backend], ['pass', 'chat-deep', 'deep']);
+  assert.match(by['chat-fast'].detail, /fallback step chat-deep served/);
+  assert.equal(by['chat-deep'].status, 'skip', 'its drill would be served by the cloud');
+  assert.equal(by['embeddings-general'].status, 'warn');
+  assert.match(by['embeddings-general'].detail, /no fallback chain/);
+  assert.equal(cloudRequests(), billed);
+  assert.equal(gw.app.gateway.backends.get('fast')!.consecutiveFailures, 0, 'the drill is not a failure of live traffic');
+
+  const paid = await smoke(['--drill', '--include-cloud', '--only', 'chat-deep', '--key', 'env:SMOKE_KEY']);
+  assert.equal(paid.code, 0, paid.stdout);
+  assert.match(paid.stdout, /chat-deep\s+drill \(chat\)\s+PASS\s+\d+ ms\s+openai\/strong \/ cloud \(rerouted\)/);
+  assert.ok(cloudRequests() > billed, 'asked to: the cloud was used');
+});
