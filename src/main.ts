@@ -7,6 +7,7 @@ import type { FabricConfig } from './config/types.ts';
 import { loadFabricConfig } from './config/load.ts';
 import type { Secrets } from './config/env-file.ts';
 import { Gateway } from './core/gateway.ts';
+import type { BackendRuntime } from './core/backend.ts';
 import { createLogger, type Logger } from './core/log.ts';
 import { FleetHealth } from './health/fleet.ts';
 import { MasterKey } from './http/auth.ts';
@@ -53,7 +54,9 @@ function masterKeyOf(config: FabricConfig, secrets: Secrets): MasterKey | undefi
 
 export async function startGateway(config: FabricConfig, secrets: Secrets, opts: StartOptions = {}): Promise<RunningGateway> {
   const log = opts.log ?? createLogger({ secrets: secrets.values(secretNames(config)) });
-  let gateway = new Gateway(config, secrets);
+  // The fleet is created below; the hook only runs on requests, after that.
+  const wakeFor = (bs: readonly BackendRuntime[]): void => { fleet.wakeFor(bs); };
+  let gateway = new Gateway(config, secrets, { wakeFor });
   const probe = opts.probe ?? true;
   const fleet = new FleetHealth(gateway, secrets, { log, probe });
   const app: AppState = { gateway, masterKey: masterKeyOf(config, secrets), log, draining: false, startedAt: Date.now() };
@@ -77,12 +80,14 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
     reload(next: FabricConfig, nextSecrets: Secrets): void {
       const old = gateway;
       const key = masterKeyOf(next, nextSecrets);
-      gateway = new Gateway(next, nextSecrets);
+      gateway = new Gateway(next, nextSecrets, { wakeFor });
       app.gateway = gateway;
       app.masterKey = key;
       fleet.attach(gateway, nextSecrets);
-      // Pools close once their in-flight requests are done.
-      void old.close();
+      // The old pools close once the requests still running on them are done (bounded by
+      // their longest total timeout), so a request mid-fallback still reaches its next backend.
+      const longest = Math.max(1_000, ...[...old.backends.values()].map((b) => b.config.timeouts.totalMs));
+      void old.retire(longest);
     },
     async close(graceMs = 30_000): Promise<void> {
       app.draining = true;

@@ -203,15 +203,18 @@ test('a workstation that is off is "offline (expected)", information only; woken
   assert.equal(h.alert.level, 'info', 'a workstation off is not an outage');
   assert.match(h.alert.reasons.join(), /armitage-qwen is offline \(workstation off, expected\)/);
 
-  // The request is served from the fallback chain; the gateway's hook wakes the node.
+  // The request is served from the fallback chain, and on its way the gateway wakes the node.
+  packets = [];
   const r = await post(gw.url, '/v1/chat/completions', chat('only-armitage'));
   assert.equal(r.headers.get('x-fabric-backend'), 'backup');
-  packets = [];
-  const route = gw.app.gateway.table.resolve('only-armitage')!.route;
-  assert.deepEqual(gw.fleet.wakeFor(route.members), ['armitage']);
-  assert.deepEqual(gw.fleet.wakeFor(route.members), [], 'rate-limited: one packet per min_interval');
   await until('the magic packet arrives', () => packets.length > 0, 2_000);
   assert.deepEqual(packets, [magicPacket(ARMITAGE_MAC)]);
+  const again = await post(gw.url, '/v1/chat/completions', chat('only-armitage'));
+  assert.equal(again.headers.get('x-fabric-backend'), 'backup');
+  const route = gw.app.gateway.table.resolve('only-armitage')!.route;
+  assert.deepEqual(gw.fleet.wakeFor(route.members), [], 'rate-limited: one packet per min_interval');
+  await new Promise((res) => setTimeout(res, 100));
+  assert.equal(packets.length, 1, 'one packet, however many requests');
   h = await health();
   assert.equal(h.backends.find((b: any) => b.name === 'armitage-qwen').status, 'waking');
   assert.equal(h.nodes.find((n: any) => n.name === 'armitage').state, 'waking');
@@ -261,6 +264,14 @@ test('affinity (roles.NAME.affinity): the role\'s balancer keeps a conversation 
   assert.equal(bal.wantsAffinityKey, true);
   const first = bal.order('conversation-1')[0]!;
   for (let i = 0; i < 4; i++) assert.equal(bal.order('conversation-1')[0], first);
+  // Through the gateway: the same conversation (later turns repeat its opening) stays on one backend.
+  const convo = (turn: number) => ({ model: 'chat-sticky', max_tokens: 3, messages: [
+    { role: 'system', content: 'you are terse' }, { role: 'user', content: 'conversation 42' },
+    ...Array.from({ length: turn }, (_, i) => [{ role: 'assistant', content: `answer ${i}` }, { role: 'user', content: `question ${i}` }]).flat(),
+  ] });
+  const servedBy = new Set<string>();
+  for (let turn = 0; turn < 4; turn++) servedBy.add((await post(gw.url, '/v1/chat/completions', convo(turn))).headers.get('x-fabric-backend')!);
+  assert.equal(servedBy.size, 1, `one backend for the conversation, got ${[...servedBy]}`);
   first.setLoad({ at: Date.now(), running: 1, waiting: 3, kvCacheUsage: 0.5, slots: undefined, loaded: undefined, source: 'test' });
   const moved = bal.order('conversation-1')[0]!;
   assert.notEqual(moved, first);

@@ -11,9 +11,10 @@ import type { FabricConfig } from '../config/types.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { startGateway, secretNames, type RunningGateway } from '../main.ts';
 import { discoverLocal, fabricFromDiscovery } from '../discovery/local.ts';
+import { isWorker, parseWorkers, runPrimary } from './workers.ts';
 import { startDemoFleet, demoFabricYaml } from '../discovery/demo.ts';
 
-const HELP = `Usage: fabric serve [--config FILE] [--port N] [--host H] [--log-level L] [--grace S]
+const HELP = `Usage: fabric serve [--config FILE] [--port N] [--host H] [--log-level L] [--grace S] [--workers N|auto]
 
 Starts the gateway.
   --config FILE   fabric config, or a LiteLLM proxy config as it is; default: $FABRIC_CONFIG
@@ -21,6 +22,9 @@ Starts the gateway.
   --host H        listen address (default: the config's gateway.host, else 127.0.0.1)
   --log-level L   debug | info | warn | error (default info)
   --grace S       seconds in-flight requests get to finish on SIGTERM (default 30)
+  --workers N     gateway processes sharing the port (default: the config's gateway.workers,
+                  else 1; "auto" = one per CPU). Each worker keeps its own health and limits
+                  state (shared limits need gateway.redis). Needs a config file.
 
 Without a config it discovers engines on their usual local ports (Ollama 11434, vLLM 8000,
 llama.cpp 8080, LM Studio 1234) and OpenAI through OPENAI_API_KEY; when it finds none it
@@ -58,6 +62,7 @@ export async function runServe(argv: string[]): Promise<number> {
         host: { type: 'string' },
         'log-level': { type: 'string' },
         grace: { type: 'string' },
+        workers: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -80,6 +85,15 @@ export async function runServe(argv: string[]): Promise<number> {
     return 2;
   }
   const graceMs = values.grace === undefined ? 30_000 : Number(values.grace) * 1000;
+  if (!Number.isFinite(graceMs) || graceMs < 0) {
+    process.stderr.write(`fabric serve: --grace must be a number of seconds\n`);
+    return 2;
+  }
+  const workersFlag = values.workers === undefined ? undefined : parseWorkers(values.workers);
+  if (values.workers !== undefined && workersFlag === undefined) {
+    process.stderr.write(`fabric serve: --workers must be a number from 1 to 64, or auto\n`);
+    return 2;
+  }
   const file = values.config ?? process.env.FABRIC_CONFIG;
   const pretty = process.stdout.isTTY === true;
 
@@ -91,8 +105,12 @@ export async function runServe(argv: string[]): Promise<number> {
     try {
       const loaded = loadFabricConfig(file);
       ({ config, secrets } = loaded);
-      log = createLogger({ level, pretty, secrets: secrets.values(secretNames(config)) });
-      for (const i of loaded.issues) log.warn(formatIssue(i));
+      const workers = workersFlag ?? config.gateway.workers;
+      // Workers share one stdout: writes of at most PIPE_BUF bytes keep lines whole.
+      log = createLogger({ level, pretty, secrets: secrets.values(secretNames(config)), maxBatchBytes: workers > 1 ? 4096 : undefined });
+      // The primary reports the config's warnings once; its workers do not repeat them.
+      if (!isWorker()) for (const i of loaded.issues) log.warn(formatIssue(i));
+      if (workers > 1 && !isWorker()) return runPrimary(workers, graceMs, log);
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
       for (const i of e.issues) process.stderr.write(formatIssue(i) + '\n');
@@ -101,6 +119,7 @@ export async function runServe(argv: string[]): Promise<number> {
     }
   } else {
     log = createLogger({ level, pretty, secrets: [process.env.OPENAI_API_KEY ?? ''] });
+    if ((workersFlag ?? 1) > 1) log.warn('--workers needs a config file: serving with one process');
     ({ config, secrets, close: cleanup } = await buildWithoutConfig(values.host ?? '127.0.0.1', port ?? 4000, log));
     for (const i of checkSecrets(config, secrets, '(discovered)')) log.warn(formatIssue(i));
   }
@@ -115,8 +134,12 @@ export async function runServe(argv: string[]): Promise<number> {
     return 1;
   }
   const roles = [...config.roles.keys()];
+  const host = values.host ?? config.gateway.host;
+  if (config.gateway.masterKey === undefined && host !== '127.0.0.1' && host !== 'localhost' && host !== '::1') {
+    log.warn(`listening on ${host} with no master key: anyone who can reach this port can use every backend; set gateway.master_key`);
+  }
   log.info(`AI Fabric gateway listening on ${running.url}${config.simulated ? ' (SIMULATED fleet)' : ''}`, {
-    roles, backends: config.backends.size, auth: config.gateway.masterKey === undefined ? 'none (no master key configured)' : 'master key',
+    pid: process.pid, roles, backends: config.backends.size, auth: config.gateway.masterKey === undefined ? 'none (no master key configured)' : 'master key',
   });
   log.flush();
 

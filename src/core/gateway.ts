@@ -6,6 +6,7 @@ import type { FabricConfig } from '../config/types.ts';
 import type { JsonObject, NormalizeContext, Operation, Usage } from '../engines/types.ts';
 import { RouteTable, type ListedModel, type Route } from '../routing/table.ts';
 import { TokenCounter } from '../tokens/count.ts';
+import { affinityKey } from '../routing/affinity.ts';
 import { suggest } from '../config/issues.ts';
 import { BackendRuntime } from './backend.ts';
 import { FabricError, type AttemptFailure, type FailureClass } from './errors.ts';
@@ -57,6 +58,8 @@ type RouteT = Route<BackendRuntime>;
 export interface GatewayOptions {
   /** Override for tests: the token counter used by routing rules. */
   tokens?: TokenCounter;
+  /** Called when a step had nothing to try (every backend skipped): wakes sleeping nodes (Wake-on-LAN). */
+  wakeFor?: (backends: readonly BackendRuntime[]) => void;
 }
 
 export class Gateway {
@@ -64,6 +67,10 @@ export class Gateway {
   readonly backends: Map<string, BackendRuntime>;
   readonly table: RouteTable<BackendRuntime>;
   readonly #tokens: TokenCounter;
+  readonly #wakeFor: GatewayOptions['wakeFor'];
+  /** Requests running on this gateway; a retired one (after a reload) closes its pools when none are left. */
+  #active = 0;
+  #retired: (() => void) | undefined;
 
   constructor(config: FabricConfig, secrets: Secrets, opts: GatewayOptions = {}) {
     this.config = config;
@@ -73,6 +80,7 @@ export class Gateway {
     }
     this.table = new RouteTable(config, this.backends);
     this.#tokens = opts.tokens ?? new TokenCounter();
+    this.#wakeFor = opts.wakeFor;
     if ([...config.roles.values()].some((r) => r.rules.length > 0)) this.#tokens.preload();
   }
 
@@ -124,6 +132,18 @@ export class Gateway {
     op: Operation, body: JsonObject, ctx: RequestContext,
     attempt: (backend: BackendRuntime, route: RouteT, served: Served) => Promise<void>,
   ): Promise<Served> {
+    this.#active++;
+    try {
+      return await this.#attempts(op, body, ctx, attempt);
+    } finally {
+      if (--this.#active === 0 && this.#retired !== undefined) this.#retired();
+    }
+  }
+
+  async #attempts(
+    op: Operation, body: JsonObject, ctx: RequestContext,
+    attempt: (backend: BackendRuntime, route: RouteT, served: Served) => Promise<void>,
+  ): Promise<Served> {
     const requested = body.model as string;
     const first = this.route(op, requested);
     let { chain, rerouted } = first.rules.length === 0 ? { chain: [first, ...first.fallbacks], rerouted: false } : await this.#plan(first, body);
@@ -131,9 +151,14 @@ export class Gateway {
     const served: Served = { requested, route: first.name, role: '', backend: '', attempts: 0, rerouted, usage: undefined, streamError: undefined, failures, retries: 0 };
     const maxAttempts = this.config.gateway.limits.maxAttempts;
     let usedContextFallback = false;
+    let affinity: string | undefined;
     outer: for (let ci = 0; ci < chain.length; ci++) {
       const step = chain[ci]!;
-      for (const backend of step.balancer.order()) {
+      const balancer = step.balancer;
+      const order = balancer.wantsAffinityKey === true && op === 'chat' ? balancer.order(affinity ??= affinityKey(body)) : balancer.order();
+      let tried = false;
+      let skipped = 0;
+      for (const backend of order) {
         if (ci === 0 && ctx.drillFailPrimary === true && !usedContextFallback) {
           failures.push({ backend: backend.name, role: step.name, failure: 'unavailable', message: 'treated as failed by the failure drill (x-fabric-drill)' });
           continue;
@@ -141,8 +166,11 @@ export class Gateway {
         const skip = backend.skipReason(Date.now());
         if (skip !== undefined) {
           failures.push({ backend: backend.name, role: step.name, failure: 'unavailable', message: skip });
+          skipped++;
+          if (skipped === order.length && !tried && this.#wakeFor !== undefined) this.#wakeFor(step.members);
           continue;
         }
+        tried = true;
         for (let retry = 0; ; retry++) {
           if (served.attempts >= maxAttempts) break outer;
           served.attempts++;
@@ -210,8 +238,17 @@ export class Gateway {
     }
     if (every('timeout')) return new FabricError('upstream_timeout', `every backend for \`${model}\` timed out: ${tried}`, { attempts: failures });
     if (every('malformed')) return new FabricError('bad_upstream_response', `the backend for \`${model}\` sent an unusable answer: ${tried}`, { attempts: failures });
+    // Nothing was sent because everything is cooling down: say when the first one may be tried again.
+    let retryAfter: number | undefined;
+    if (sent.length === 0) {
+      const now = Date.now();
+      for (const f of failures) {
+        const s = this.backends.get(f.backend)?.retryAfterSeconds(now);
+        if (s !== undefined && (retryAfter === undefined || s < retryAfter)) retryAfter = s;
+      }
+    }
     return new FabricError('no_backend_available', `no backend could serve \`${model}\`; tried: ${tried || 'nothing (no backend configured)'}`, {
-      attempts: failures, headers: { 'retry-after': '5' },
+      attempts: failures, headers: { 'retry-after': String(retryAfter ?? 5) },
     });
   }
 
@@ -294,5 +331,24 @@ export class Gateway {
 
   async close(): Promise<void> {
     await Promise.all([...this.backends.values()].map((b) => b.close()));
+  }
+
+  /**
+   * Replaced by a reload: close the pools once the requests still running here are done
+   * (a request mid-fallback must still reach its next backend), at most after maxWaitMs.
+   */
+  retire(maxWaitMs: number): Promise<void> {
+    if (this.#active === 0) return this.close();
+    return new Promise((resolve) => {
+      const t = setTimeout(done, maxWaitMs);
+      t.unref();
+      const self = this;
+      function done(): void {
+        clearTimeout(t);
+        self.#retired = undefined;
+        void self.close().then(resolve);
+      }
+      this.#retired = done;
+    });
   }
 }

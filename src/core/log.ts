@@ -19,6 +19,11 @@ export interface LoggerOptions {
   write?: (s: string) => void;
   /** Values that must never appear in output (API keys, the master key). */
   secrets?: string[];
+  /**
+   * Largest write. Several processes writing one pipe (gateway workers) need writes of at most
+   * PIPE_BUF (4096) bytes for lines never to interleave; one process can batch more.
+   */
+  maxBatchBytes?: number;
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
@@ -26,6 +31,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   const pretty = opts.pretty ?? false;
   const write = opts.write ?? ((s: string) => process.stdout.write(s));
   const secrets = (opts.secrets ?? []).filter((s) => s.length >= 4);
+  const maxBatch = opts.maxBatchBytes ?? 64 * 1024;
   let buffer = '';
   let scheduled = false;
   // One ISO timestamp per millisecond, however many lines share it.
@@ -63,8 +69,10 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       const rest = fields === undefined ? '}' : JSON.stringify(fields);
       line = `{"time":"${iso()}","level":"${level}","msg":${JSON.stringify(msg)}${rest.length <= 2 ? '}' : ',' + rest.slice(1)}\n`;
     }
-    buffer += secrets.length > 0 ? scrub(line) : line;
-    if (level === 'error' || buffer.length > 64 * 1024) flush();
+    if (secrets.length > 0) line = scrub(line);
+    if (buffer.length > 0 && buffer.length + line.length > maxBatch) flush();
+    buffer += line;
+    if (level === 'error' || buffer.length >= maxBatch) flush();
     else if (!scheduled) {
       scheduled = true;
       setImmediate(flush);
