@@ -1,0 +1,205 @@
+// `fabric serve` as a process under a steady load: config reloads (SIGHUP and file change)
+// and SIGTERM drains fail no request; several workers share one port and a dead one is
+// replaced. Loads are bounded: a few concurrent clients for a few seconds, on loopback.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
+
+const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
+const FAST = { ttftMs: 2, tokensPerSecond: 500, maxConcurrency: 64, maxQueue: 256 };
+
+let fleet: SimFleet;
+let dir: string;
+
+before(async () => {
+  fleet = await startFleet([
+    { name: 'blue', protocol: 'vllm', model: 'blue-model', kind: 'chat', timing: FAST },
+    { name: 'green', protocol: 'vllm', model: 'green-model', kind: 'chat', timing: FAST },
+    { name: 'slow', protocol: 'vllm', model: 'slow-model', kind: 'chat', timing: { ttftMs: 50, tokensPerSecond: 20, maxConcurrency: 64, maxQueue: 256 } },
+  ]);
+  dir = mkdtempSync(join(tmpdir(), 'fabric-serve-'));
+});
+
+after(async () => { await fleet.close(); });
+
+function configYaml(chatBackend: 'blue' | 'green', extra = ''): string {
+  return `
+gateway:
+  health_interval: 1h
+backends:
+  blue: { engine: vllm, url: ${fleet.get('blue').url}/v1, model: blue-model }
+  green: { engine: vllm, url: ${fleet.get('green').url}/v1, model: green-model }
+  slow: { engine: vllm, url: ${fleet.get('slow').url}/v1, model: slow-model }
+roles:
+  chat: { kind: chat, backends: [${chatBackend}] }
+  slow-chat: { kind: chat, backends: [slow] }
+${extra}`;
+}
+
+interface Served { proc: ChildProcess; url: string; out: () => string; waitFor: (re: RegExp, ms?: number) => Promise<RegExpExecArray> }
+
+async function serve(file: string, args: string[] = []): Promise<Served> {
+  const proc = spawn(process.execPath, [MAIN, 'serve', '--config', file, '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FABRIC_CONFIG: '' } });
+  let out = '';
+  proc.stdout!.setEncoding('utf8');
+  proc.stderr!.setEncoding('utf8');
+  proc.stdout!.on('data', (c: string) => { out += c; });
+  proc.stderr!.on('data', (c: string) => { out += c; });
+  const waitFor = async (re: RegExp, ms = 15_000): Promise<RegExpExecArray> => {
+    const until = Date.now() + ms;
+    for (;;) {
+      const m = re.exec(out);
+      if (m !== null) return m;
+      if (Date.now() > until || proc.exitCode !== null) throw new Error(`no ${re} in:\n${out}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const m = await waitFor(/listening on (http:\/\/[\d.:]+)/);
+  return { proc, url: m[1]!, out: () => out, waitFor };
+}
+
+const body = (model: string, maxTokens = 4, stream = false): string => JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens, stream });
+
+/** Closed-loop clients: each sends its next request when the last one answers, until stopped. */
+function steadyLoad(url: string, clients: number, model = 'chat'): { stop: () => Promise<{ ok: number; failed: string[]; backends: Map<string, number> }> } {
+  const dispatcher = new Agent({ connections: clients, keepAliveTimeout: 10_000 });
+  let running = true;
+  const failed: string[] = [];
+  const backends = new Map<string, number>();
+  let ok = 0;
+  const loop = async (): Promise<void> => {
+    while (running) {
+      try {
+        const r = await request(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(model), dispatcher });
+        const text = await r.body.text();
+        if (r.statusCode !== 200) failed.push(`${r.statusCode} ${text.slice(0, 200)}`);
+        else {
+          ok++;
+          const b = String(r.headers['x-fabric-backend']);
+          backends.set(b, (backends.get(b) ?? 0) + 1);
+        }
+      } catch (e) {
+        failed.push(String(e));
+      }
+    }
+  };
+  const loops = Array.from({ length: clients }, loop);
+  return {
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      await dispatcher.close();
+      return { ok, failed, backends };
+    },
+  };
+}
+
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+test('reloads under a steady load fail no request: SIGHUP, a file change, and an invalid config refused while the old one keeps serving', async () => {
+  const file = join(dir, 'reload.yaml');
+  writeFileSync(file, configYaml('blue'));
+  const s = await serve(file);
+  try {
+    const load = steadyLoad(s.url, 6);
+    await pause(500);
+    writeFileSync(file, configYaml('green'));
+    s.proc.kill('SIGHUP');
+    await s.waitFor(/config reloaded/);
+    await pause(500);
+    // A broken file: refused, with its reason; the previous config keeps serving.
+    writeFileSync(file, configYaml('green', 'roles:\n  oops: {}\n'));
+    s.proc.kill('SIGHUP');
+    await s.waitFor(/config reload refused/);
+    await pause(300);
+    // Back to blue by a change of the file alone (the watcher), no signal.
+    writeFileSync(file, configYaml('blue'));
+    const reloads = (s.out().match(/config reloaded/g) ?? []).length;
+    await s.waitFor(new RegExp(`(config reloaded[\\s\\S]*){${reloads + 1}}`));
+    await pause(500);
+    const r = await load.stop();
+    assert.deepEqual(r.failed, [], 'no request failed across the reloads');
+    assert.ok(r.ok > 100, `a steady load ran (${r.ok} requests)`);
+    assert.ok((r.backends.get('green') ?? 0) > 0 && (r.backends.get('blue') ?? 0) > 0, 'traffic moved to green and back to blue');
+    const last = await request(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body('chat') });
+    await last.body.text();
+    assert.equal(last.headers['x-fabric-backend'], 'blue');
+  } finally {
+    s.proc.kill('SIGTERM');
+    await once(s.proc, 'exit');
+  }
+});
+
+test('SIGTERM drains: readiness fails at once, in-flight streams finish, the process exits 0', async () => {
+  const file = join(dir, 'drain.yaml');
+  writeFileSync(file, configYaml('blue'));
+  const s = await serve(file, ['--grace', '10']);
+  // Ten streams of 20 tokens at 20 tokens/s: about a second each, all in flight at SIGTERM.
+  const streams = Array.from({ length: 10 }, async () => {
+    const r = await request(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body('slow-chat', 20, true) });
+    return { status: r.statusCode, text: await r.body.text() };
+  });
+  await s.waitFor(/./);
+  for (let i = 0; i < 100 && fleet.get('slow').stats().active < 10; i++) await pause(20);
+  assert.equal(fleet.get('slow').stats().active, 10, 'all ten streams are running');
+  const exited = once(s.proc, 'exit');
+  s.proc.kill('SIGTERM');
+  await s.waitFor(/draining/);
+  // No new connections once draining.
+  await assert.rejects(request(`${s.url}/health/ready`), /ECONNREFUSED|ECONNRESET|other side closed|SocketError/);
+  const done = await Promise.all(streams);
+  for (const d of done) {
+    assert.equal(d.status, 200);
+    assert.ok(d.text.trimEnd().endsWith('data: [DONE]'), `stream finished: ${d.text.slice(-120)}`);
+    assert.ok(!d.text.includes('"error"'));
+  }
+  const [code] = await exited;
+  assert.equal(code, 0);
+});
+
+test('--workers 2: two processes share the port; a killed worker is replaced; SIGHUP reaches every worker; SIGTERM stops all', async () => {
+  const file = join(dir, 'workers.yaml');
+  writeFileSync(file, configYaml('blue'));
+  const s = await serve(file, ['--workers', '2']);
+  try {
+    const listening = await s.waitFor(/(listening on http:\/\/[\d.:]+[\s\S]*){2}/);
+    assert.ok(listening);
+    const pids = [...s.out().matchAll(/listening on [^\n]*"pid":(\d+)/g)].map((m) => Number(m[1]));
+    assert.equal(new Set(pids).size, 2, `two worker pids: ${pids}`);
+    // Each process mints request ids with its own random prefix.
+    const prefixes = new Set<string>();
+    for (let i = 0; i < 40 && prefixes.size < 2; i++) {
+      const dispatcher = new Agent({ connections: 1 });
+      const r = await request(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body('chat'), dispatcher });
+      await r.body.text();
+      await dispatcher.close();
+      assert.equal(r.statusCode, 200);
+      prefixes.add(String(r.headers['x-request-id']).slice(0, 16));
+    }
+    assert.equal(prefixes.size, 2, 'requests were answered by both workers');
+
+    process.kill(pids[0]!, 'SIGKILL');
+    await s.waitFor(/exited \(SIGKILL\); starting a new one/);
+    await s.waitFor(/(listening on http:\/\/[\d.:]+[\s\S]*){3}/);
+    const after = await request(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body('chat') });
+    await after.body.text();
+    assert.equal(after.statusCode, 200);
+
+    writeFileSync(file, configYaml('green'));
+    s.proc.kill('SIGHUP');
+    await s.waitFor(/(config reloaded[\s\S]*){2}/);
+  } finally {
+    const exited = once(s.proc, 'exit');
+    s.proc.kill('SIGTERM');
+    const [code] = await exited;
+    assert.equal(code, 0);
+    assert.match(s.out(), /all workers stopped/);
+  }
+});
