@@ -396,8 +396,10 @@ async function measure(name: string, job: Job, via: Via): Promise<Measured> {
     stalls,
   };
   const r = result;
-  const lat = job.kind === 'streams' ? '' : `; p50 ${r.latency.p50.toFixed(3)} p99 ${r.latency.p99.toFixed(3)} ms`;
-  const ttfb = T.directStream.body === job.target.body || T.gatewayStream.body === job.target.body ? `; TTFB p50 ${r.ttfb.p50.toFixed(3)} p99 ${r.ttfb.p99.toFixed(3)} ms` : '';
+  // A phase where nothing succeeded has no percentiles (NaN, or null once through IPC).
+  const ms = (v: number | null | undefined): string => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(3) : '–');
+  const lat = job.kind === 'streams' ? '' : `; p50 ${ms(r.latency?.p50)} p99 ${ms(r.latency?.p99)} ms`;
+  const ttfb = T.directStream.body === job.target.body || T.gatewayStream.body === job.target.body ? `; TTFB p50 ${ms(r.ttfb?.p50)} p99 ${ms(r.ttfb?.p99)} ms` : '';
   say(`${name}: ${r.ok}/${r.sent} ok${r.errors > 0 ? `, ${r.errors} errors (${r.firstError})` : ''}${r.unfinished > 0 ? `, ${r.unfinished} unfinished` : ''}${lat}${ttfb}${job.kind === 'closed' ? `; ${Math.round(r.throughput)} req/s` : ''}; CPU ${via === 'direct' ? '' : `${via} ${cpu.proxy.toFixed(2)}, `}upstream ${cpu.upstream.toFixed(2)}, generator ${cpu.loadgen.toFixed(2)}`);
   return m;
 }

@@ -36,12 +36,15 @@ const MAX_REQUEST = 1024 * 1024;
  * the load generator send — Content-Length bodies, no chunked uploads, one request at a time
  * per connection — and drops anything else.
  */
-function startFixed(answer: Buffer): Promise<{ url: string; close: () => void }> {
-  const post = Buffer.concat([
-    Buffer.from(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${answer.length}\r\nconnection: keep-alive\r\n\r\n`),
-    answer,
+function startFixed(answer: Buffer, gets: Map<string, { type: string; body: Buffer }>): Promise<{ url: string; close: () => void }> {
+  const reply = (type: string, body: Buffer): Buffer => Buffer.concat([
+    Buffer.from(`HTTP/1.1 200 OK\r\ncontent-type: ${type}\r\ncontent-length: ${body.length}\r\nconnection: keep-alive\r\n\r\n`),
+    body,
   ]);
-  const get = Buffer.from('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\n{}');
+  const post = reply('application/json', answer);
+  // The gateway's probes (GET /health, /v1/models, /metrics) get what the simulated engine answered.
+  const getReplies = new Map([...gets].map(([path, r]) => [path, reply(r.type, r.body)]));
+  const get = reply('application/json', Buffer.from('{}'));
   const sockets = new Set<Socket>();
   const server = createServer((sock) => {
     sockets.add(sock);
@@ -67,7 +70,10 @@ function startFixed(answer: Buffer): Promise<{ url: string; close: () => void }>
           return;
         }
         if (buf.length < total) return;
-        sock.write(head.startsWith('get ') ? get : post);
+        if (head.startsWith('get ')) {
+          const path = head.slice(4, head.indexOf(' ', 4));
+          sock.write(getReplies.get(path) ?? get);
+        } else sock.write(post);
         if (buf.length === total) {
           buf = undefined;
           return;
@@ -109,7 +115,12 @@ if (sample.statusCode !== 200) {
   process.stderr.write(`upstream: the simulator answered the benchmark request with ${sample.statusCode}: ${answer.toString()}\n`);
   process.exit(1);
 }
-const fixed = await startFixed(answer);
+const gets = new Map<string, { type: string; body: Buffer }>();
+for (const path of ['/health', '/v1/models', '/metrics']) {
+  const r = await request(`${fleet.get('fast').url}${path}`);
+  gets.set(path, { type: String(r.headers['content-type'] ?? 'application/json'), body: Buffer.from(await r.body.arrayBuffer()) });
+}
+const fixed = await startFixed(answer, gets);
 
 const stop = (): void => {
   fixed.close();

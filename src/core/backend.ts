@@ -1,7 +1,7 @@
 // A backend as the gateway runs it: its adapter, its connection pool, its credential and
 // what is known of its health. Created once per config load; the routing table holds these.
 
-import { Pool } from 'undici';
+import { Pool } from './http-client.ts';
 import { DEFAULT_HEALTH_POLICY, type BackendConfig, type HealthPolicy, type NodeConfig } from '../config/types.ts';
 import type { Secrets } from '../config/env-file.ts';
 import { engineFor } from '../engines/index.ts';

@@ -1,7 +1,7 @@
 // With no configuration, look for engines on their usual local ports and for an OpenAI key,
 // and write a fabric config for what is found. Returns undefined when nothing is there.
 
-import { request } from 'undici';
+import { getOnce } from '../core/http-client.ts';
 
 export interface Found {
   engine: 'ollama' | 'vllm' | 'llamacpp' | 'lmstudio';
@@ -19,10 +19,9 @@ const PROBES: { engine: Found['engine']; port: number; path: string }[] = [
 const EMBEDDING_HINT = /embed|bge|e5-|gte-|minilm|nomic/i;
 
 async function getJson(url: string, timeoutMs: number): Promise<unknown> {
-  const res = await request(url, { signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
-  const text = await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
-  return JSON.parse(text) as unknown;
+  const res = await getOnce(url, timeoutMs);
+  if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+  return JSON.parse(res.text) as unknown;
 }
 
 export async function discoverLocal(host = '127.0.0.1', timeoutMs = 800): Promise<Found[]> {

@@ -2,7 +2,7 @@
 // /metrics (or /slots when metrics are off), Ollama's /api/ps. Parsers are pure so each is
 // tested against a captured exposition; readLoad does the I/O.
 
-import { request } from 'undici';
+import { simpleRequest } from '../core/http-client.ts';
 import type { BackendRuntime } from '../core/backend.ts';
 
 export interface LoadSample {
@@ -126,11 +126,8 @@ export function ollamaPsLoad(json: unknown, model: string): Numbers | undefined 
 async function get(b: BackendRuntime, path: string, timeoutMs: number): Promise<{ status: number; text: string }> {
   const headers: Record<string, string> = {};
   if (b.authorization !== undefined) headers.authorization = b.authorization;
-  const res = await request(`${b.origin}${path}`, {
-    method: 'GET', headers, dispatcher: b.pool, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
-  });
-  const text = await res.body.text();
-  return { status: res.statusCode, text };
+  const res = await simpleRequest(b.pool, path, { headers, timeoutMs });
+  return { status: res.status, text: res.text };
 }
 
 /** Engines the gateway can read load from. */

@@ -4,7 +4,7 @@
 // OpenAI-compatible servers and OpenAI GET /models (free: a probe never bills). A probe result
 // feeds the same circuit live traffic does (src/core/backend.ts).
 
-import { request } from 'undici';
+import { simpleRequest } from '../core/http-client.ts';
 import type { BackendRuntime, HealthState } from '../core/backend.ts';
 import type { Logger } from '../core/log.ts';
 import type { GatewayConfig } from '../config/types.ts';
@@ -27,10 +27,10 @@ class ProbeFailure extends Error {}
 async function get(b: BackendRuntime, url: string, timeoutMs: number): Promise<{ status: number; text: string }> {
   const headers: Record<string, string> = {};
   if (b.authorization !== undefined) headers.authorization = b.authorization;
-  const res = await request(url, {
-    method: 'GET', headers, dispatcher: b.pool, signal: AbortSignal.timeout(timeoutMs), headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
-  });
-  return { status: res.statusCode, text: await res.body.text() };
+  // url is on the backend's own origin: the pool takes the path.
+  const u = new URL(url);
+  const res = await simpleRequest(b.pool, u.pathname + u.search, { headers, timeoutMs });
+  return { status: res.status, text: res.text };
 }
 
 function json(text: string, what: string): unknown {
