@@ -3,6 +3,8 @@
 
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { homedir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { FabricConfig } from './config/types.ts';
 import { loadFabricConfig } from './config/load.ts';
 import type { Secrets } from './config/env-file.ts';
@@ -12,6 +14,10 @@ import { createLogger, type Logger } from './core/log.ts';
 import { FleetHealth } from './health/fleet.ts';
 import { MasterKey } from './http/auth.ts';
 import { createGatewayServer, type AppState } from './http/server.ts';
+import { Accounting } from './accounting/service.ts';
+import { SqliteStore } from './store/sqlite.ts';
+import { PostgresStore } from './store/postgres.ts';
+import type { Store } from './store/types.ts';
 
 export interface StartOptions {
   host?: string;
@@ -19,6 +25,32 @@ export interface StartOptions {
   log?: Logger;
   /** Probe backends at start and then at the configured interval (default true). */
   probe?: boolean;
+  /** The data directory (SQLite store, usage spool); default: $FABRIC_DATA_DIR, gateway.data_dir, or data/ beside the config file. */
+  dataDir?: string;
+  /** Keys, limits, budgets and usage (default true): false runs the gateway without a store, as before them. */
+  accounting?: boolean;
+}
+
+/** Where the gateway keeps its state (see StartOptions.dataDir). */
+export function dataDirOf(config: FabricConfig, env: NodeJS.ProcessEnv = process.env): string {
+  const fromEnv = env.FABRIC_DATA_DIR;
+  if (fromEnv !== undefined && fromEnv !== '') return resolve(fromEnv);
+  const base = config.file === undefined || config.file.startsWith('(') ? undefined : dirname(resolve(config.file));
+  const dd = config.gateway.dataDir;
+  if (dd !== undefined) return isAbsolute(dd) ? dd : resolve(base ?? process.cwd(), dd);
+  if (base !== undefined) return join(base, 'data');
+  return join(env.XDG_DATA_HOME !== undefined && env.XDG_DATA_HOME !== '' ? env.XDG_DATA_HOME : join(homedir(), '.local', 'share'), 'ai-fabric');
+}
+
+/** The configured store: SQLite in the data directory by default, PostgreSQL given a URL. */
+export function openStore(config: FabricConfig, secrets: Secrets, dataDir: string, log?: Logger): Store {
+  const st = config.gateway.store;
+  if (st.kind === 'postgres') {
+    const url = secrets.get(st.url.env);
+    if (url === undefined) throw new Error(`gateway.store.url: ${st.url.env} is not set`);
+    return new PostgresStore(url, { onError: (e) => log?.debug('store: connection error', { error: e.message }) });
+  }
+  return new SqliteStore(isAbsolute(st.path) ? st.path : join(dataDir, st.path));
 }
 
 export interface RunningGateway {
@@ -41,6 +73,8 @@ export function secretNames(config: FabricConfig): string[] {
   for (const b of config.backends.values()) if (b.apiKey !== undefined) names.push(b.apiKey.env);
   const hook = config.gateway.alerts?.webhook;
   if (hook !== undefined && 'env' in hook) names.push(hook.env);
+  if (config.gateway.store.kind === 'postgres') names.push(config.gateway.store.url.env);
+  if (config.gateway.redis !== undefined) names.push(config.gateway.redis.url.env);
   return names;
 }
 
@@ -60,7 +94,30 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
   const probe = opts.probe ?? true;
   const fleet = new FleetHealth(gateway, secrets, { log, probe });
   const app: AppState = { gateway, masterKey: masterKeyOf(config, secrets), log, draining: false, startedAt: Date.now() };
+  let accounting: Accounting | undefined;
+  if (opts.accounting !== false) {
+    const dataDir = opts.dataDir ?? dataDirOf(config);
+    const store = openStore(config, secrets, dataDir, log);
+    const redisUrl = config.gateway.redis === undefined ? undefined : secrets.get(config.gateway.redis.url.env);
+    try {
+      accounting = await Accounting.start({ store, config, log, dataDir, redisUrl, events: {
+        rateLimited: (k, l) => app.metrics?.rateLimited.inc([k, l]),
+        keyBudgetRefused: (k) => app.metrics?.keyBudgetRefused.inc([k]),
+        cost: (role, backend, usd) => app.metrics?.cost.inc([role, backend], usd),
+      } });
+    } catch (e) {
+      await store.close();
+      throw new Error(`cannot open the store (${store.kind} ${store.where}): ${(e as Error).message}`, { cause: e });
+    }
+    app.accounting = accounting;
+    log.info('state', {
+      store: `${store.kind} ${store.where}`, keys: accounting.keys.size, budgets: config.budgets.map((b) => b.name),
+      limits: accounting.sharedLimits ? 'shared (redis)' : 'per process', accounting: config.gateway.accounting.enabled ? 'on' : 'off',
+      request_log: config.gateway.requestLog.enabled ? 'on' : 'off',
+    });
+  }
   const server = createGatewayServer(app, config.gateway.limits.maxHeaderBytes, () => app.gateway.config.gateway.limits.maxBodyBytes);
+  if (accounting !== undefined) app.metrics?.attachAccounting(accounting);
   await fleet.start();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -84,6 +141,12 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       app.gateway = gateway;
       app.masterKey = key;
       fleet.attach(gateway, nextSecrets);
+      if (accounting !== undefined) {
+        if (JSON.stringify(next.gateway.store) !== JSON.stringify(accounting.config.gateway.store) || JSON.stringify(next.gateway.redis) !== JSON.stringify(accounting.config.gateway.redis)) {
+          log.warn('config reload: gateway.store and gateway.redis changes take effect at the next restart');
+        }
+        accounting.reconfigure(next);
+      }
       // The old pools close once the requests still running on them are done (bounded by
       // their longest total timeout), so a request mid-fallback still reaches its next backend.
       const longest = Math.max(1_000, ...[...old.backends.values()].map((b) => b.config.timeouts.totalMs));
@@ -98,6 +161,8 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       await closed;
       clearTimeout(timer);
       await gateway.close();
+      // After the last response: every record is queued; write them out (SIGTERM flushes).
+      await accounting?.close();
       log.flush();
     },
   };

@@ -2,7 +2,9 @@
 // loopback port, and the official openai SDK pointed at the gateway.
 
 import OpenAI from 'openai';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import Ajv from 'ajv';
 import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
@@ -25,6 +27,8 @@ export interface FabricOptions {
   yaml: (url: (name: string) => string) => string;
   env?: Record<string, string>;
   apiKey?: string;
+  /** The gateway's data directory (SQLite store, spool); default: a temp dir removed at close. */
+  dataDir?: string;
 }
 
 export async function startFabric(opts: FabricOptions): Promise<Fabric> {
@@ -33,13 +37,15 @@ export async function startFabric(opts: FabricOptions): Promise<Fabric> {
   const secrets = new Secrets({ ...opts.env });
   const logs: string[] = [];
   const log: Logger = createLogger({ level: 'debug', write: (s) => { logs.push(...s.trimEnd().split('\n')); }, secrets: Object.values(opts.env ?? {}) });
-  const gw = await startGateway(config, secrets, { host: '127.0.0.1', port: 0, log, probe: false });
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'fabric-data-'));
+  const gw = await startGateway(config, secrets, { host: '127.0.0.1', port: 0, log, probe: false, dataDir });
   const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: opts.apiKey ?? 'unused', maxRetries: 0, timeout: 10_000 });
   return {
     fleet, gw, url: gw.url, client, logs,
     async close() {
       await gw.close(1000);
       await fleet.close();
+      if (opts.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -9,6 +9,8 @@ import { runSmoke } from './smoke.ts';
 import { runWake } from './wake.ts';
 import { runPlan } from './plan.ts';
 import { runRender } from './render.ts';
+import { runKeys } from './keys.ts';
+import { runUsage } from './usage.ts';
 
 const HELP = `fabric — AI Fabric: one OpenAI-compatible endpoint for your GPUs
 
@@ -24,6 +26,8 @@ Commands:
   wake           send a node's Wake-on-LAN magic packet
   plan           GPU capacity: each engine's share, weights, KV cache and concurrency; what will not fit
   render         deploy files: compose files, systemd units, launch commands, a LiteLLM config
+  keys           virtual keys for applications and people: create, list, show, revoke, rotate
+  usage          requests, tokens, cost and errors by key, role, backend, model or day
 
 Run "fabric <command> --help" for a command's options.
 `;
@@ -39,6 +43,8 @@ export async function main(argv: string[]): Promise<number> {
     case 'wake': return runWake(rest);
     case 'plan': return runPlan(rest);
     case 'render': return runRender(rest);
+    case 'keys': return runKeys(rest);
+    case 'usage': return runUsage(rest);
     case undefined:
     case '-h':
     case '--help':

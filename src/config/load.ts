@@ -34,6 +34,14 @@ export function checkSecrets(config: FabricConfig, secrets: Secrets, file: strin
   if (mk !== undefined && secrets.get(mk.env) === undefined) {
     issues.push({ severity: 'error', file, line: 0, col: 0, path: 'gateway.master_key', message: `environment variable ${mk.env} is not set (nor in the .env file)` });
   }
+  const st = config.gateway.store;
+  if (st.kind === 'postgres' && secrets.get(st.url.env) === undefined) {
+    issues.push({ severity: 'error', file, line: 0, col: 0, path: 'gateway.store.url', message: `environment variable ${st.url.env} is not set (nor in the .env file)` });
+  }
+  const rd = config.gateway.redis;
+  if (rd !== undefined && secrets.get(rd.url.env) === undefined) {
+    issues.push({ severity: 'error', file, line: 0, col: 0, path: 'gateway.redis.url', message: `environment variable ${rd.url.env} is not set (nor in the .env file)` });
+  }
   for (const b of config.backends.values()) {
     if (b.apiKey !== undefined && secrets.get(b.apiKey.env) === undefined) {
       issues.push({

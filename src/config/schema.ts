@@ -5,6 +5,7 @@
 import { parseDuration, parseSize } from './units.ts';
 import { suggest, type KeyPath } from './issues.ts';
 import { NODE_DEPLOY_KEYS, checkServePorts, nodeDeploy, serveBlock } from './serve.ts';
+import { STATE_GATEWAY_KEYS, budgets, gatewayState, prices } from './state.ts';
 import {
   ENGINE_KINDS, NODE_POWER, ROLE_KINDS, STRATEGIES, DEFAULT_TIMEOUTS, defaultGateway, ALERT_FORMATS, ALERT_LEVELS,
   type AlertsConfig, type BackendConfig, type FabricConfig, type GatewayConfig, type GpuSpec, type HealthPolicy, type NodeConfig,
@@ -82,7 +83,7 @@ function optInt(r: Reporter, path: KeyPath, v: unknown, min: number): number | u
   return int(r, path, v, 0, min);
 }
 
-function duration(r: Reporter, path: KeyPath, v: unknown, dflt: number): number {
+export function duration(r: Reporter, path: KeyPath, v: unknown, dflt: number): number {
   if (v === undefined || v === null) return dflt;
   const ms = parseDuration(v);
   if (ms === undefined) {
@@ -92,7 +93,7 @@ function duration(r: Reporter, path: KeyPath, v: unknown, dflt: number): number 
   return ms;
 }
 
-function size(r: Reporter, path: KeyPath, v: unknown, dflt: number): number {
+export function size(r: Reporter, path: KeyPath, v: unknown, dflt: number): number {
   if (v === undefined || v === null) return dflt;
   const b = parseSize(v);
   if (b === undefined) {
@@ -225,7 +226,7 @@ function alerts(r: Reporter, v: unknown): AlertsConfig | undefined {
 
 function gateway(r: Reporter, v: unknown): GatewayConfig {
   const g = defaultGateway();
-  const m = mapping(r, ['gateway'], v, ['host', 'port', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers', 'health', 'wake', 'alerts']);
+  const m = mapping(r, ['gateway'], v, ['host', 'port', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers', 'health', 'wake', 'alerts', ...STATE_GATEWAY_KEYS]);
   if (m === undefined) return g;
   g.host = str(r, ['gateway', 'host'], m.host) ?? g.host;
   g.port = int(r, ['gateway', 'port'], m.port, g.port, 0, 65535);
@@ -269,6 +270,7 @@ function gateway(r: Reporter, v: unknown): GatewayConfig {
     };
   }
   g.alerts = alerts(r, m.alerts);
+  gatewayState(r, m, g);
   return g;
 }
 
@@ -511,19 +513,23 @@ function crossCheck(r: Reporter, cfg: FabricConfig): void {
 }
 
 export function validateFabric(raw: unknown, r: Reporter, file: string | undefined): FabricConfig {
-  const top = mapping(r, [], raw, ['version', 'gateway', 'nodes', 'backends', 'roles', 'patterns']) ?? {};
+  const top = mapping(r, [], raw, ['version', 'gateway', 'nodes', 'backends', 'roles', 'patterns', 'prices', 'budgets']) ?? {};
   if (top.version !== undefined && top.version !== 1) r.error(['version'], `must be 1, got ${describe(top.version)}`);
   const nodeMap = nodes(r, top.nodes);
   // The gateway first: its health block is every backend's default.
   const gw = gateway(r, top.gateway);
   const backendMap = backends(r, top.backends, nodeMap, gw.health);
+  const roleMap = roles(r, top.roles, backendMap);
+  const roleByName = (n: string): RoleConfig | undefined => roleMap.get(n) ?? [...roleMap.values()].find((role) => role.aliases.includes(n));
   const cfg: FabricConfig = {
     file,
     gateway: gw,
     nodes: nodeMap,
     backends: backendMap,
-    roles: roles(r, top.roles, backendMap),
+    roles: roleMap,
     patterns: patterns(r, top.patterns, backendMap),
+    prices: prices(r, top.prices, backendMap),
+    budgets: budgets(r, top.budgets, backendMap, roleMap, roleByName),
     simulated: backendMap.size > 0 && [...backendMap.values()].every((b) => b.simulated),
   };
   crossCheck(r, cfg);

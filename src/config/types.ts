@@ -142,6 +142,65 @@ export interface AlertsConfig {
   notify: NotifyLevel;
 }
 
+// ── State: keys, limits, budgets, usage (src/store, src/keys, src/limits, src/accounting) ──
+
+export const BUDGET_PERIODS = ['day', 'week', 'month', 'total'] as const;
+export type BudgetPeriod = (typeof BUDGET_PERIODS)[number];
+
+/** SQLite (a file; relative paths are in the data directory) or PostgreSQL (a URL, which is a secret). */
+export type StoreConfig = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: SecretRef };
+
+export interface RedisConfig {
+  url: SecretRef;
+  /** Prefix of every key the gateway writes, so several fabrics can share one Redis. */
+  prefix: string;
+}
+
+export const STORE_DOWN_POLICIES = ['serve', 'refuse'] as const;
+export type StoreDownPolicy = (typeof STORE_DOWN_POLICIES)[number];
+
+export interface AccountingConfig {
+  /** Record every request (usage, cost); keys and budgets need the store either way. */
+  enabled: boolean;
+  batchSize: number;
+  flushIntervalMs: number;
+  /** How often settled spend and keys are re-read from the store (other instances' changes). */
+  syncIntervalMs: number;
+  /** serve: answer and write the records when the store is back; refuse: 503 while it is down. */
+  onStoreDown: StoreDownPolicy;
+  /** Records held in memory while the store is down; past it they wait in the spool file only. */
+  maxBuffer: number;
+}
+
+export interface RequestLogConfig {
+  enabled: boolean;
+  /** Each of request and response is cut to this many bytes. */
+  maxBodyBytes: number;
+  retentionMs: number;
+  /** The log's total size; the oldest entries go first. */
+  maxSizeBytes: number;
+  /** Regular expressions whose matches are replaced by [redacted], on top of the built-in ones. */
+  redact: string[];
+}
+
+/** USD per million tokens; or, for a local backend, per hour of its GPU. */
+export interface PriceConfig {
+  input: number;
+  output: number;
+  gpuHour: number | undefined;
+}
+
+export interface BudgetConfig {
+  name: string;
+  /** USD per period. */
+  amount: number;
+  period: BudgetPeriod;
+  /** The backends whose spend counts, resolved from backends, roles and engines. */
+  backends: string[];
+  /** When it is spent: the role its requests go to instead (besides the roles' own fallbacks). */
+  fallback: string | undefined;
+}
+
 export interface GatewayConfig {
   host: string;
   port: number;
@@ -155,6 +214,12 @@ export interface GatewayConfig {
   health: GatewayHealth;
   wake: WakeConfig;
   alerts: AlertsConfig | undefined;
+  /** Where the SQLite store and the usage spool live; relative to the config file. Default: data/ beside it. */
+  dataDir: string | undefined;
+  store: StoreConfig;
+  redis: RedisConfig | undefined;
+  accounting: AccountingConfig;
+  requestLog: RequestLogConfig;
 }
 
 export interface FabricConfig {
@@ -165,6 +230,9 @@ export interface FabricConfig {
   backends: Map<string, BackendConfig>;
   roles: Map<string, RoleConfig>;
   patterns: PatternRoute[];
+  /** Prices by backend name or model id; absent: built-in cloud prices, local backends free. */
+  prices: Map<string, PriceConfig>;
+  budgets: BudgetConfig[];
   /** True when every backend is the built-in simulator: shown in logs, /health and /v1/models. */
   simulated: boolean;
 }
@@ -194,6 +262,11 @@ export function defaultGateway(): GatewayConfig {
     health: { ...DEFAULT_HEALTH_POLICY, probeTimeoutMs: 5_000, loadIntervalMs: 5_000 },
     wake: { enabled: false, minIntervalMs: 300_000, bootTimeoutMs: 180_000 },
     alerts: undefined,
+    dataDir: undefined,
+    store: { kind: 'sqlite', path: 'fabric.db' },
+    redis: undefined,
+    accounting: { enabled: true, batchSize: 500, flushIntervalMs: 1_000, syncIntervalMs: 2_000, onStoreDown: 'serve', maxBuffer: 100_000 },
+    requestLog: { enabled: false, maxBodyBytes: 16 * 1024, retentionMs: 7 * 86_400_000, maxSizeBytes: 256 * 1024 * 1024, redact: [] },
   };
 }
 

@@ -10,16 +10,23 @@ export const ErrorCatalogue = {
   context_length_exceeded: { status: 400, type: 'invalid_request_error' },
   upstream_rejected: { status: 400, type: 'invalid_request_error' },
   invalid_api_key: { status: 401, type: 'authentication_error' },
+  // A virtual key asking for a role it may not use: OpenAI answers a project key without access to a model the same way (403).
+  model_not_allowed: { status: 403, type: 'invalid_request_error' },
+  permission_denied: { status: 403, type: 'invalid_request_error' },
   model_not_found: { status: 404, type: 'invalid_request_error' },
+  key_not_found: { status: 404, type: 'invalid_request_error' },
   not_found: { status: 404, type: 'invalid_request_error' },
   method_not_allowed: { status: 405, type: 'invalid_request_error' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error' },
   body_too_large: { status: 413, type: 'invalid_request_error' },
   rate_limit_exceeded: { status: 429, type: 'rate_limit_error' },
+  // A key over its budget: OpenAI's "exceeded your current quota" (429, insufficient_quota).
+  insufficient_quota: { status: 429, type: 'insufficient_quota' },
   internal_error: { status: 500, type: 'server_error' },
   bad_upstream_response: { status: 502, type: 'server_error' },
   no_backend_available: { status: 503, type: 'server_error' },
   shutting_down: { status: 503, type: 'server_error' },
+  store_unavailable: { status: 503, type: 'server_error' },
   upstream_timeout: { status: 504, type: 'server_error' },
 } as const;
 

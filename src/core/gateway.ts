@@ -25,6 +25,24 @@ export interface RequestContext {
   cancel: Cancel;
   /** Failure drill (x-fabric-drill: fail-primary): the first step's backends count as failed, for this request only. */
   drillFailPrimary?: boolean;
+  /** Budgets: reserve before each attempt, settle after (src/accounting); absent when nothing is priced or budgeted. */
+  account?: AttemptHooks;
+}
+
+/** Why a backend is passed over before sending (a spent budget), and where to go instead. */
+export interface AttemptVerdict {
+  skip: string;
+  /** A role to append to the chain (the budget's fallback). */
+  fallback?: string;
+  /** The budget that was spent, reported in x-fabric-budget-exceeded. */
+  budget?: string;
+}
+
+export interface AttemptHooks {
+  /** Before an attempt: undefined to send it, or why not. May reserve; may throw a FabricError to end the request. */
+  before(backend: BackendRuntime): AttemptVerdict | undefined | Promise<AttemptVerdict | undefined>;
+  /** After an attempt, answered (ok) or failed: settles what before() reserved. */
+  after(backend: BackendRuntime, usage: Usage | undefined, ok: boolean, ms: number): void;
 }
 
 export interface Served {
@@ -43,6 +61,8 @@ export interface Served {
   failures: AttemptFailure[];
   /** Attempts sent again to the same backend after a failure. */
   retries: number;
+  /** Budgets found spent on the way: their backends were passed over. */
+  budgets?: string[];
 }
 
 export interface StreamSink {
@@ -173,6 +193,17 @@ export class Gateway {
         tried = true;
         for (let retry = 0; ; retry++) {
           if (served.attempts >= maxAttempts) break outer;
+          if (ctx.account !== undefined) {
+            let v = ctx.account.before(backend);
+            if (v instanceof Promise) v = await v;
+            if (v !== undefined) {
+              failures.push({ backend: backend.name, role: step.name, failure: 'unavailable', message: v.skip });
+              if (v.budget !== undefined && !(served.budgets ??= []).includes(v.budget)) served.budgets.push(v.budget);
+              const fb = v.fallback === undefined ? undefined : this.table.resolve(v.fallback)?.route;
+              if (fb !== undefined && !chain.includes(fb)) chain.push(fb, ...fb.fallbacks.filter((f) => !chain.includes(f)));
+              break;
+            }
+          }
           served.attempts++;
           served.role = step.name;
           served.backend = backend.name;
@@ -180,9 +211,11 @@ export class Gateway {
           const started = performance.now();
           try {
             await attempt(backend, step, served);
+            ctx.account?.after(backend, served.usage, true, performance.now() - started);
             backend.recordSuccess(performance.now() - started);
             return served;
           } catch (e) {
+            ctx.account?.after(backend, undefined, false, performance.now() - started);
             if (ctx.cancel.aborted) throw new FabricError('invalid_request', 'client closed the request', { status: 499 });
             if (e instanceof FabricError) throw e;
             const f = e instanceof AttemptError ? e : new AttemptError('malformed', `unexpected failure: ${(e as Error).message}`);

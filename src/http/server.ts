@@ -13,6 +13,11 @@ import { MasterKey } from './auth.ts';
 import { validateRequest } from './validate.ts';
 import { healthBody, modelsBody, modelBody } from './info.ts';
 import { GatewayMetrics, NO_ROLE } from '../metrics/gateway-metrics.ts';
+import { allows, type Accounting } from '../accounting/service.ts';
+import type { RequestAccount } from '../accounting/account.ts';
+import { CapturingSink } from '../accounting/request-log.ts';
+import type { KeyRecord } from '../store/types.ts';
+import { handleAdmin, isAdminPath, modelsForKey } from './admin.ts';
 import { PROMETHEUS_CONTENT_TYPE } from '../metrics/registry.ts';
 
 export interface AppState {
@@ -24,6 +29,8 @@ export interface AppState {
   startedAt: number;
   /** Created with the server when not given. */
   metrics?: GatewayMetrics;
+  /** Keys, limits, budgets and usage (src/accounting); absent when the gateway runs without a store. */
+  accounting?: Accounting;
 }
 
 const JSON_TYPE = 'application/json';
@@ -65,6 +72,7 @@ function servedHeaders(res: ServerResponse, s: Served, simulated: boolean): void
   res.setHeader('x-fabric-backend', s.backend);
   res.setHeader('x-fabric-attempts', String(s.attempts));
   if (s.rerouted) res.setHeader('x-fabric-rerouted', 'true');
+  if (s.budgets !== undefined) res.setHeader('x-fabric-budget-exceeded', s.budgets.join(', '));
   if (simulated) res.setHeader('x-fabric-simulated', 'true');
 }
 
@@ -133,7 +141,7 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
   const metrics = app.metrics ??= new GatewayMetrics(() => app.gateway, app.startedAt);
 
   /** What is known of an inference request when it fails, for its error metrics. */
-  interface Inference { op: Operation; model: string | undefined }
+  interface Inference { op: Operation; model: string | undefined; key: KeyRecord | undefined; account: RequestAccount | undefined; ts: number }
 
   async function handleInference(inf: Inference, req: IncomingMessage, res: ServerResponse, ctx: RequestContext, started: number): Promise<void> {
     const gw = app.gateway;
@@ -147,19 +155,31 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
     }
     const body: JsonObject = validateRequest(op, parsed, raw, gw.config.gateway.limits);
     inf.model = body.model as string;
+    const acct = app.accounting;
+    if (acct !== undefined) {
+      const a = acct.admit(op, body, raw, ctx, inf.key, gw);
+      inf.account = a instanceof Promise ? await a : a;
+      ctx.account = inf.account;
+    }
     let served: Served;
     let firstByteAt: number | undefined;
+    let logged: string | undefined;
     if (body.stream === true && op !== 'embeddings') {
       const sink = new ResponseSink(res, gw.config.simulated);
-      served = await gw.stream(op, body, ctx, sink);
+      const capture = acct?.logsBodies === true ? new CapturingSink(sink, gw.config.gateway.requestLog.maxBodyBytes) : undefined;
+      served = await gw.stream(op, body, ctx, capture ?? sink);
       firstByteAt = sink.firstByteAt;
+      logged = capture?.text;
     } else {
       const r = await gw.unary(op, body, ctx);
       served = r.served;
       servedHeaders(res, served, gw.config.simulated);
-      sendJson(res, 200, JSON.stringify(r.response));
+      const text = JSON.stringify(r.response);
+      sendJson(res, 200, text);
+      if (acct?.logsBodies === true) logged = text;
     }
     const now = performance.now();
+    const rec = inf.account?.finish(served, now - started, firstByteAt === undefined ? undefined : firstByteAt - started, logged);
     metrics.served(op, served, (now - started) / 1000, firstByteAt === undefined ? undefined : (firstByteAt - started) / 1000);
     app.log.info('request', {
       id: ctx.id, client_id: ctx.clientRequestId, op, model: served.requested, role: served.role, backend: served.backend,
@@ -167,14 +187,29 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
       ms: Math.round((now - started) * 10) / 10,
       prompt_tokens: served.usage?.prompt_tokens, completion_tokens: served.usage?.completion_tokens,
       stream_error: served.streamError,
+      key: inf.key?.name, cost: rec === undefined || rec.cost === 0 ? undefined : rec.cost, budget_exceeded: served.budgets,
     });
   }
 
-  function authorize(req: IncomingMessage): void {
+  /**
+   * Who is calling: the master key (undefined), a virtual key (its record), or a 401. With no
+   * master key configured the gateway is open: a known virtual key is still attributed and
+   * limited (a revoked or expired one is refused); anything else passes as anonymous.
+   */
+  function authorize(req: IncomingMessage): KeyRecord | undefined | Promise<KeyRecord> {
+    const presented = MasterKey.presented(req.headers);
+    if (app.masterKey !== undefined && app.masterKey.matches(presented)) return undefined;
+    const keys = app.accounting?.keys;
+    if (app.masterKey === undefined) return presented === undefined || keys === undefined || keys.size === 0 ? undefined : keys.verifyKnown(presented);
+    if (presented !== undefined && keys !== undefined) return keys.verify(presented);
+    throw new FabricError('invalid_api_key', 'Incorrect or missing API key: send the gateway key as "Authorization: Bearer <key>"');
+  }
+
+  /** The master key only (admin, metrics): a virtual key is a 403, anything else a 401. */
+  async function masterOnly(req: IncomingMessage, what: string): Promise<void> {
     if (app.masterKey === undefined) return;
-    if (!app.masterKey.matches(MasterKey.presented(req.headers))) {
-      throw new FabricError('invalid_api_key', 'Incorrect or missing API key: send the gateway key as "Authorization: Bearer <key>"');
-    }
+    const k = authorize(req);
+    if ((k instanceof Promise ? await k : k) !== undefined) throw new FabricError('permission_denied', `${what} needs the master key; virtual keys cannot read it`);
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -191,11 +226,12 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
       const op = POST_ROUTES[path];
       if (op !== undefined) {
         if (req.method !== 'POST') throw new FabricError('method_not_allowed', `${req.method} is not allowed on ${path}; use POST`);
-        authorize(req);
+        const a = authorize(req);
+        const key = a instanceof Promise ? await a : a;
         if (app.draining) throw new FabricError('shutting_down', 'the gateway is shutting down; retry on another instance', { headers: { connection: 'close', 'retry-after': '1' } });
         const cancel = new Cancel();
         res.once('close', () => { if (!res.writableFinished) cancel.abort(); });
-        inf = { op, model: undefined };
+        inf = { op, model: undefined, key, account: undefined, ts: Date.now() };
         const ctx: RequestContext = { id, clientRequestId: cid, created: Math.floor(Date.now() / 1000), cancel, drillFailPrimary: drill(req.headers['x-fabric-drill']) };
         metrics.begin();
         try {
@@ -205,6 +241,14 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
         }
         return;
       }
+      if (isAdminPath(path)) {
+        const a = authorize(req);
+        const k = a instanceof Promise ? await a : a;
+        const master = app.masterKey !== undefined && k === undefined;
+        return await handleAdmin(req, res, path, new URLSearchParams(q === -1 ? '' : url.slice(q + 1)), {
+          accounting: app.accounting, gateway: app.gateway, master, hasMasterKey: app.masterKey !== undefined,
+        });
+      }
       if (req.method !== 'GET' && req.method !== 'HEAD') throw new FabricError('method_not_allowed', `${req.method} is not allowed on ${path}`);
       if (path === '/health/live' || path === '/healthz') return sendJson(res, 200, '{"status":"ok"}');
       if (path === '/health/ready' || path === '/readyz') {
@@ -212,22 +256,25 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
       }
       if (path === '/health') return sendJson(res, 200, JSON.stringify(healthBody(app.gateway, app.startedAt, app.draining)));
       if (path === '/metrics') {
-        authorize(req);
+        await masterOnly(req, 'GET /metrics');
         return sendText(res, 200, metrics.render(), PROMETHEUS_CONTENT_TYPE);
       }
       if (path === '/v1/models' || path === '/models') {
-        authorize(req);
-        return sendJson(res, 200, modelsBody(app.gateway));
+        const a = authorize(req);
+        const k = a instanceof Promise ? await a : a;
+        return sendJson(res, 200, k === undefined ? modelsBody(app.gateway) : modelsForKey(app.gateway, k));
       }
       if (path.startsWith('/v1/models/')) {
-        authorize(req);
+        const a = authorize(req);
+        const k = a instanceof Promise ? await a : a;
         let name: string;
         try {
           name = decodeURIComponent(path.slice('/v1/models/'.length));
         } catch {
           throw new FabricError('invalid_request', 'the model id in the path is not valid percent-encoding', { param: 'model' });
         }
-        const body = modelBody(app.gateway, name);
+        const r = app.gateway.table.resolve(name);
+        const body = k !== undefined && k.roles !== undefined && (r === undefined || !allows(k, r.route.name, app.gateway)) ? undefined : modelBody(app.gateway, name);
         if (body === undefined) throw new FabricError('model_not_found', `The model \`${name}\` does not exist on this gateway`, { param: 'model' });
         return sendJson(res, 200, body);
       }
@@ -241,9 +288,11 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
         const ms = performance.now() - started;
         const role = (inf.model === undefined ? undefined : app.gateway.table.resolve(inf.model))?.route.name ?? NO_ROLE;
         metrics.failed(inf.op, role, fe.status, fe.code, ms / 1000, fe.attempts);
+        if (inf.account !== undefined) inf.account.fail(fe, ms);
+        else app.accounting?.refused(id, inf.key, inf.op, inf.model, fe, ms, inf.ts);
         app.log.log(fe.status >= 500 || fe.status === 429 ? 'warn' : 'info', 'request', {
           id, client_id: cid, op: inf.op, model: inf.model?.slice(0, 200), role, status: fe.status, code: fe.code,
-          attempts: fe.attempts?.length, ms: Math.round(ms * 10) / 10, message: fe.message,
+          attempts: fe.attempts?.length, ms: Math.round(ms * 10) / 10, message: fe.message, key: inf.key?.name,
         });
       } else if (fe.status >= 500) app.log.warn('request failed', { id, path, status: fe.status, code: fe.code, message: fe.message });
       else app.log.debug('request refused', { id, path, status: fe.status, code: fe.code, message: fe.message });

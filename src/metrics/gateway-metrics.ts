@@ -5,6 +5,7 @@
 import type { Gateway, Served } from '../core/gateway.ts';
 import type { AttemptFailure } from '../core/errors.ts';
 import { Registry, type Counter, type Gauge, type Histogram } from './registry.ts';
+import type { Accounting } from '../accounting/service.ts';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
@@ -24,6 +25,11 @@ export class GatewayMetrics {
   readonly fallbacks: Counter;
   readonly streamsInterrupted: Counter;
   readonly inflight: Gauge;
+  readonly rateLimited: Counter;
+  readonly keyBudgetRefused: Counter;
+  readonly budgetFallbacks: Counter;
+  readonly cost: Counter;
+  #accounting: Accounting | undefined;
   readonly #backendUp: Gauge;
   readonly #backendCircuit: Gauge;
   readonly #backendOutstanding: Gauge;
@@ -49,6 +55,36 @@ export class GatewayMetrics {
     this.fallbacks = r.counter('fabric_fallbacks_total', 'Requests served by another role than the one asked for (fallback chain, rule, context-window fallback).', ['role', 'served_role']);
     this.streamsInterrupted = r.counter('fabric_streams_interrupted_total', 'Streams ended with an error event after their first byte.', ['role', 'backend']);
     this.inflight = r.gauge('fabric_requests_in_flight', 'Inference requests being served now.');
+    this.rateLimited = r.counter('fabric_rate_limited_total', 'Requests refused with 429 by a virtual key\'s rate limit, by key and limit (rpm, tpm, ROLE rpm, …).', ['key', 'limit']);
+    this.keyBudgetRefused = r.counter('fabric_key_budget_refused_total', 'Requests refused because their key\'s budget could not cover them.', ['key']);
+    this.budgetFallbacks = r.counter('fabric_budget_fallbacks_total', 'Requests whose route passed over a backend because its budget was spent (served elsewhere).', ['budget']);
+    this.cost = r.counter('fabric_cost_usd_total', 'Cost of answered requests in US dollars, from the price table.', ['role', 'backend']);
+    const budgetSpent = r.gauge('fabric_budget_spent_usd', 'Spend in the current period against each budget.', ['budget', 'period']);
+    const budgetLimit = r.gauge('fabric_budget_limit_usd', 'Each budget\'s amount per period.', ['budget', 'period']);
+    const budgetReserved = r.gauge('fabric_budget_reserved_usd', 'Held by requests in flight against each budget.', ['budget']);
+    const budgetExhausted = r.gauge('fabric_budget_exhausted', '1 while a budget is spent: its backends are passed over.', ['budget']);
+    const queue = r.gauge('fabric_accounting_queue_records', 'Usage records waiting to be written to the store.');
+    const storeUp = r.gauge('fabric_accounting_store_up', '1 if the last write to (or ping of) the store succeeded.');
+    const written = r.counter('fabric_accounting_records_written_total', 'Usage records written to the store.');
+    const failures = r.counter('fabric_accounting_write_failures_total', 'Failed batch writes (each is retried; records wait in the spool).');
+    r.onCollect(() => {
+      const a = this.#accounting;
+      if (a === undefined) return;
+      budgetSpent.reset();
+      budgetLimit.reset();
+      budgetReserved.reset();
+      budgetExhausted.reset();
+      for (const b of a.budgets()) {
+        budgetSpent.set([b.name, b.period], b.spent);
+        budgetLimit.set([b.name, b.period], b.limit);
+        budgetReserved.set([b.name], b.reserved);
+        budgetExhausted.set([b.name], b.exhausted ? 1 : 0);
+      }
+      queue.set([], a.writer.queued);
+      storeUp.set([], a.writer.storeUp ? 1 : 0);
+      written.inc([], a.writer.stats.written - written.value([]));
+      failures.inc([], a.writer.stats.failures - failures.value([]));
+    });
     this.#backendUp = r.gauge('fabric_backend_up', '1 if the backend is in rotation (last probe or request succeeded, or not yet known), 0 if failing or cooled down.', ['backend', 'node']);
     this.#backendCircuit = r.gauge('fabric_backend_cooling_down', '1 while the backend is cooled down (circuit open or half-open).', ['backend']);
     this.#backendOutstanding = r.gauge('fabric_backend_outstanding_requests', 'Requests this gateway has in flight to the backend.', ['backend']);
@@ -119,6 +155,12 @@ export class GatewayMetrics {
     if (s.failures.length > 0) this.#attempts(s.failures);
     if (s.retries > 0) this.retries.inc([s.backend], s.retries);
     if (s.rerouted) this.fallbacks.inc([s.route, s.role]);
+    if (s.budgets !== undefined) for (const b of s.budgets) this.budgetFallbacks.inc([b]);
+  }
+
+  /** Budget, spend and usage-writer gauges read from the accounting at scrape time. */
+  attachAccounting(a: Accounting): void {
+    this.#accounting = a;
   }
 
   /** A request answered with an error. */

@@ -1,0 +1,199 @@
+// One request's account: what it may cost and what it did. Created at admission (after the
+// key's role, budget and rate limits are checked), handed to the gateway as its attempt hooks
+// (reserve before each attempt on a priced backend, settle after), and closed with one usage
+// record when the answer has ended — streams included, with the usage they reported.
+
+import type { AttemptHooks, AttemptVerdict, RequestContext, Served } from '../core/gateway.ts';
+import type { BackendRuntime } from '../core/backend.ts';
+import { FabricError } from '../core/errors.ts';
+import type { JsonObject, Usage } from '../engines/types.ts';
+import type { KeyRecord, UsageRecord } from '../store/types.ts';
+import type { BudgetScope, Hold } from './ledger.ts';
+import { periodAdjective, periodEnd, usd } from './periods.ts';
+import type { Accounting } from './service.ts';
+
+/** What a request body says about its size, read once at admission. */
+export interface BodySize {
+  /** UTF-8 bytes of the prompt text: a byte-level BPE token covers at least one byte, so an upper bound of its tokens. */
+  promptBytes: number;
+  messages: number;
+  /** max_tokens × n, or undefined when the request sets no maximum. */
+  maxCompletion: number | undefined;
+  choices: number;
+}
+
+const PER_MESSAGE_BOUND = 8;
+const PROMPT_BOUND_EXTRA = 16;
+
+export function bodySize(body: JsonObject): BodySize {
+  let bytes = 0;
+  let messages = 0;
+  const add = (v: unknown): void => {
+    if (typeof v === 'string') bytes += Buffer.byteLength(v, 'utf8');
+    else if (Array.isArray(v)) for (const p of v) add(typeof p === 'object' && p !== null ? (p as { text?: unknown }).text : p);
+  };
+  if (Array.isArray(body.messages)) {
+    for (const m of body.messages) {
+      messages++;
+      if (typeof m === 'object' && m !== null) {
+        add((m as { content?: unknown }).content);
+        const calls = (m as { tool_calls?: unknown }).tool_calls;
+        if (calls !== undefined) bytes += Buffer.byteLength(JSON.stringify(calls), 'utf8');
+      }
+    }
+  }
+  add(body.prompt);
+  add(body.input);
+  if (body.tools !== undefined) bytes += Buffer.byteLength(JSON.stringify(body.tools), 'utf8');
+  const n = typeof body.n === 'number' && body.n > 1 ? body.n : 1;
+  const mt = typeof body.max_completion_tokens === 'number' ? body.max_completion_tokens : typeof body.max_tokens === 'number' ? body.max_tokens : undefined;
+  return { promptBytes: bytes, messages, maxCompletion: mt === undefined ? undefined : mt * n, choices: n };
+}
+
+/** Completion tokens a token-rate reservation assumes when the request sets no max_tokens. */
+export const DEFAULT_COMPLETION_ESTIMATE = 256;
+
+export function promptEstimate(s: BodySize): number {
+  return Math.ceil(s.promptBytes / 4) + 4 * s.messages;
+}
+
+export interface TpmHold { key: string; limit: number; reserved: number }
+
+export class RequestAccount implements AttemptHooks {
+  readonly #acct: Accounting;
+  readonly ctx: RequestContext;
+  readonly key: KeyRecord | undefined;
+  readonly op: string;
+  readonly model: string;
+  readonly stream: boolean;
+  readonly size: BodySize;
+  readonly ts: number;
+  readonly keyScope: BudgetScope | undefined;
+  readonly tpm: TpmHold[];
+  /** The raw request, kept only when request logging is on. */
+  readonly rawRequest: string | undefined;
+  #hold: Hold | undefined;
+  #attempt = 0;
+  /** Settled cost of this request's attempts (only a served one costs). */
+  cost = 0;
+  estimated = false;
+  #usage: Usage | undefined;
+  #closed = false;
+
+  constructor(acct: Accounting, init: {
+    ctx: RequestContext; key: KeyRecord | undefined; op: string; model: string; stream: boolean; size: BodySize; ts: number;
+    keyScope: BudgetScope | undefined; tpm: TpmHold[]; rawRequest: string | undefined;
+  }) {
+    this.#acct = acct;
+    this.ctx = init.ctx;
+    this.key = init.key;
+    this.op = init.op;
+    this.model = init.model;
+    this.stream = init.stream;
+    this.size = init.size;
+    this.ts = init.ts;
+    this.keyScope = init.keyScope;
+    this.tpm = init.tpm;
+    this.rawRequest = init.rawRequest;
+  }
+
+  /** The most this request could cost on a backend: every prompt byte a token, the whole max_tokens (or what the backend can produce), the whole total timeout for GPU-hour prices. */
+  maxCost(backend: BackendRuntime): number {
+    const p = this.#acct.prices.of(backend.name);
+    if (p.input === 0 && p.output === 0 && p.perSecond === 0) return 0;
+    const s = this.size;
+    const promptBound = s.promptBytes + PER_MESSAGE_BOUND * s.messages + PROMPT_BOUND_EXTRA;
+    const completionBound = this.op === 'embeddings' ? 0
+      : s.maxCompletion ?? Math.min(this.#acct.maxTokens, backend.config.contextWindow ?? Infinity) * s.choices;
+    return promptBound * p.input + completionBound * p.output + (backend.config.timeouts.totalMs / 1000) * p.perSecond;
+  }
+
+  before(backend: BackendRuntime): AttemptVerdict | undefined | Promise<AttemptVerdict | undefined> {
+    const scopes = this.#acct.scopesFor(backend.name, this.keyScope);
+    if (scopes.length === 0) return undefined;
+    const amount = this.maxCost(backend);
+    if (amount === 0) return undefined;
+    const r = this.#acct.ledger.reserve(`${this.ctx.id}.${this.#attempt++}`, scopes, amount);
+    return r instanceof Promise ? r.then((x) => this.#reserved(x, backend, amount)) : this.#reserved(r, backend, amount);
+  }
+
+  #reserved(r: Awaited<ReturnType<Accounting['ledger']['reserve']>>, backend: BackendRuntime, amount: number): AttemptVerdict | undefined {
+    if (r.ok) {
+      this.#hold = r.hold;
+      return undefined;
+    }
+    const s = r.scope;
+    const left = Math.max(0, s.limit - r.spent - r.reserved);
+    if (s === this.keyScope) {
+      this.#acct.refusedByKeyBudget(this.key!);
+      throw new FabricError('insufficient_quota',
+        `key "${this.key!.name}" has ${usd(left)} left of its ${periodAdjective(s.period)} budget of ${usd(s.limit)} (${usd(r.spent)} spent${r.reserved > 0 ? `, ${usd(r.reserved)} held by requests in flight` : ''}); ` +
+        `this request could cost up to ${usd(amount)} on ${backend.name}. Lower max_tokens, or wait for the budget to reset${Number.isFinite(periodEnd(s.period, Date.now())) ? ` at ${new Date(periodEnd(s.period, Date.now())).toISOString()}` : ''}`);
+    }
+    const budget = this.#acct.budgetOf(s.id);
+    return {
+      skip: r.spent >= s.limit
+        ? `over its ${periodAdjective(s.period)} budget (${usd(s.limit)}): ${usd(r.spent)} spent (budget "${budget?.name ?? s.id}")`
+        : `within ${usd(left)} of its ${periodAdjective(s.period)} budget (${usd(s.limit)}) and this request could cost up to ${usd(amount)} (budget "${budget?.name ?? s.id}")`,
+      fallback: budget?.fallback,
+      budget: budget?.name,
+    };
+  }
+
+  after(backend: BackendRuntime, usage: Usage | undefined, ok: boolean, ms: number): void {
+    let actual = 0;
+    if (ok) {
+      let u = usage;
+      if (u === undefined) {
+        // The engine reported no usage (or a stream broke before it): bill an estimate.
+        const prompt = promptEstimate(this.size);
+        u = { prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt };
+        this.estimated = true;
+      }
+      // Embeddings report no completion tokens.
+      u = { prompt_tokens: u.prompt_tokens ?? 0, completion_tokens: u.completion_tokens ?? 0, total_tokens: u.total_tokens ?? 0 };
+      this.#usage = u;
+      actual = this.#acct.prices.cost(backend.name, u.prompt_tokens, u.completion_tokens, ms / 1000);
+      this.cost += actual;
+    }
+    const hold = this.#hold;
+    this.#hold = undefined;
+    if (hold !== undefined) this.#acct.ledger.settle(hold, actual);
+  }
+
+  /** The request was answered (a stream: it has ended). */
+  finish(served: Served, latencyMs: number, ttftMs: number | undefined, response: string | undefined): UsageRecord {
+    const u = this.#usage ?? served.usage;
+    const rec = this.#record(200, undefined, served.role, served.backend, served.attempts, served.rerouted, u, latencyMs, ttftMs);
+    this.#close(rec, response);
+    return rec;
+  }
+
+  fail(e: FabricError, latencyMs: number): UsageRecord {
+    const rec = this.#record(e.status, e.code, '', '', e.attempts?.filter((a) => a.failure !== 'unavailable').length ?? 0, false, undefined, latencyMs, undefined);
+    this.#close(rec, JSON.stringify(e.toBody()));
+    return rec;
+  }
+
+  #record(status: number, code: string | undefined, role: string, backend: string, attempts: number, rerouted: boolean, u: Usage | undefined, latencyMs: number, ttftMs: number | undefined): UsageRecord {
+    return {
+      id: this.ctx.id, ts: this.ts, keyId: this.key?.id, keyName: this.key?.name, op: this.op, model: this.model, role, backend,
+      upstreamModel: backend === '' ? '' : this.#acct.upstreamModel(backend), status, code,
+      promptTokens: u?.prompt_tokens ?? 0, completionTokens: u?.completion_tokens ?? 0, estimated: this.estimated,
+      latencyMs: Math.round(latencyMs * 100) / 100, ttftMs: ttftMs === undefined ? undefined : Math.round(ttftMs * 100) / 100,
+      attempts, rerouted, stream: this.stream, cost: this.cost,
+    };
+  }
+
+  #close(rec: UsageRecord, response: string | undefined): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#hold !== undefined) {
+      this.#acct.ledger.settle(this.#hold, 0);
+      this.#hold = undefined;
+    }
+    const used = rec.promptTokens + rec.completionTokens;
+    for (const t of this.tpm) this.#acct.limiter.adjust(t.key, t.limit, t.reserved - used);
+    this.#acct.record(rec, this, response);
+  }
+}

@@ -1,0 +1,57 @@
+// Budget periods in UTC: a day from midnight, a week from Monday, a month from the 1st;
+// "total" never resets.
+
+import type { BudgetPeriod } from '../config/types.ts';
+
+export function periodStart(period: BudgetPeriod, now: number): number {
+  const d = new Date(now);
+  switch (period) {
+    case 'day': return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+    case 'week': {
+      const midnight = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+      return midnight - ((d.getUTCDay() + 6) % 7) * 86_400_000;
+    }
+    case 'month': return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+    case 'total': return 0;
+  }
+}
+
+/** When the period that contains `now` ends; Infinity for "total". */
+export function periodEnd(period: BudgetPeriod, now: number): number {
+  const start = periodStart(period, now);
+  const d = new Date(start);
+  switch (period) {
+    case 'day': return start + 86_400_000;
+    case 'week': return start + 7 * 86_400_000;
+    case 'month': return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+    case 'total': return Infinity;
+  }
+}
+
+/** "monthly", "daily", … for messages. */
+export function periodAdjective(period: BudgetPeriod): string {
+  return period === 'total' ? 'total' : period === 'day' ? 'daily' : `${period}ly`;
+}
+
+export function usd(n: number): string {
+  return n >= 0.01 || n === 0 ? `$${n.toFixed(2)}` : `$${n.toPrecision(2)}`;
+}
+
+/**
+ * A point in time as people type it for reports: a duration back from now ("7d", "24h",
+ * "30m"), "today", "month" (its start), an ISO date or date-time, or unix seconds.
+ */
+export function parseWhen(v: string, now: number = Date.now()): number | undefined {
+  const s = v.trim();
+  const rel = /^(\d+(?:\.\d+)?)\s*(m|h|d|w)$/.exec(s);
+  if (rel !== null) return now - Number(rel[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }[rel[2] as 'm' | 'h' | 'd' | 'w'];
+  if (s === 'today') return periodStart('day', now);
+  if (s === 'week') return periodStart('week', now);
+  if (s === 'month') return periodStart('month', now);
+  if (/^\d{9,11}$/.test(s)) return Number(s) * 1000;
+  if (/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(s)) {
+    const t = Date.parse(s.length === 10 ? `${s}T00:00:00Z` : s);
+    return Number.isNaN(t) ? undefined : t;
+  }
+  return undefined;
+}

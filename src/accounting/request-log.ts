@@ -1,0 +1,62 @@
+// Optional request/response logging for debugging (gateway.request_log; off by default).
+// Bodies are cut to max_body and redacted before they leave the request: API keys, bearer
+// tokens, and JSON fields named like secrets, plus the operator's own patterns. Streams are
+// captured as the SSE text the client received, up to the same cap. Entries are written with
+// the usage batches and pruned by age (retention) and total size (max_size).
+
+import type { RequestLogConfig } from '../config/types.ts';
+import type { StreamSink, Served } from '../core/gateway.ts';
+
+const BUILTIN: readonly RegExp[] = [
+  /\bsk-[A-Za-z0-9_-]{12,}/g,
+  /\bBearer\s+[A-Za-z0-9._~+/=-]{8,}/gi,
+  /("(?:api[_-]?key|apikey|password|passwd|secret|token|access_token|refresh_token|authorization)"\s*:\s*")(?:[^"\\]|\\.)*(")/gi,
+];
+
+export class Redactor {
+  readonly #patterns: RegExp[];
+  readonly #max: number;
+
+  constructor(cfg: RequestLogConfig) {
+    this.#patterns = [...BUILTIN, ...cfg.redact.map((p) => new RegExp(p, 'g'))];
+    this.#max = cfg.maxBodyBytes;
+  }
+
+  apply(text: string): string {
+    let s = text.length > this.#max ? `${text.slice(0, this.#max)}…[${text.length - this.#max} more characters cut]` : text;
+    for (const re of this.#patterns) {
+      re.lastIndex = 0;
+      s = s.replace(re, (m: string, open?: string, close?: string) => (typeof open === 'string' && typeof close === 'string' && m.startsWith(open) ? `${open}[redacted]${close}` : '[redacted]'));
+    }
+    return s;
+  }
+}
+
+/** A sink that passes everything through and keeps the first `max` characters written. */
+export class CapturingSink implements StreamSink {
+  readonly #inner: StreamSink;
+  readonly #max: number;
+  text = '';
+
+  constructor(inner: StreamSink, max: number) {
+    this.#inner = inner;
+    this.#max = max;
+  }
+
+  begin(served: Served): void {
+    this.#inner.begin(served);
+  }
+
+  write(data: Buffer | string): boolean {
+    if (this.text.length <= this.#max) this.text += typeof data === 'string' ? data : data.toString('utf8');
+    return this.#inner.write(data);
+  }
+
+  onDrain(cb: () => void): void {
+    this.#inner.onDrain(cb);
+  }
+
+  end(): void {
+    this.#inner.end();
+  }
+}

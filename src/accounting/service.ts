@@ -1,0 +1,368 @@
+// The gateway's state, assembled: the store, the key ring, the rate limiter, the budget
+// ledger, the usage writer and the price table, with what the HTTP layer asks of them —
+// who is calling, may they (role, budget, rate), and what happened. main.ts creates one per
+// gateway process; a config reload swaps prices and budgets, keeping the rest.
+
+import { join } from 'node:path';
+import type { BudgetConfig, FabricConfig } from '../config/types.ts';
+import type { RequestContext } from '../core/gateway.ts';
+import type { Gateway } from '../core/gateway.ts';
+import { FabricError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import type { JsonObject, Operation } from '../engines/types.ts';
+import { KeyRing } from '../keys/keyring.ts';
+import { LocalBuckets, RedisBuckets, type BucketTake, type RateLimiter } from '../limits/buckets.ts';
+import { openRedis, type SharedRedis } from '../limits/redis-client.ts';
+import type { KeyRecord, Store, UsageRecord } from '../store/types.ts';
+import { DEFAULT_COMPLETION_ESTIMATE, RequestAccount, bodySize, promptEstimate, type TpmHold } from './account.ts';
+import { MemoryLedger, RedisLedger, type BudgetScope, type Ledger } from './ledger.ts';
+import { periodAdjective, periodEnd, periodStart, usd } from './periods.ts';
+import { PriceTable } from './prices.ts';
+import { Redactor } from './request-log.ts';
+import { UsageWriter } from './writer.ts';
+
+/** Counters the metrics module reads (gateway-metrics.ts). */
+export interface AccountingEvents {
+  rateLimited(key: string, limit: string): void;
+  keyBudgetRefused(key: string): void;
+  cost(role: string, backend: string, usd: number): void;
+}
+
+export interface BudgetStatus {
+  name: string;
+  period: string;
+  limit: number;
+  spent: number;
+  reserved: number;
+  exhausted: boolean;
+  backends: string[];
+  fallback: string | undefined;
+  resetsAt: string | undefined;
+}
+
+export interface AccountingOptions {
+  store: Store;
+  config: FabricConfig;
+  log: Logger;
+  /** The data directory: the spool lives in it. */
+  dataDir: string;
+  redisUrl?: string;
+  events?: AccountingEvents;
+}
+
+const NOOP_EVENTS: AccountingEvents = { rateLimited() {}, keyBudgetRefused() {}, cost() {} };
+
+export class Accounting {
+  readonly store: Store;
+  readonly keys: KeyRing;
+  readonly writer: UsageWriter;
+  ledger: Ledger;
+  limiter: RateLimiter;
+  prices: PriceTable;
+  events: AccountingEvents;
+  readonly #log: Logger;
+  #config: FabricConfig;
+  #redis: SharedRedis | undefined;
+  #byBackend = new Map<string, BudgetScope[]>();
+  #budgets = new Map<string, { scope: BudgetScope; cfg: BudgetConfig }>();
+  #upstream = new Map<string, string>();
+  #redactor: Redactor | undefined;
+  #spendTimer: NodeJS.Timeout | undefined;
+  #pruneTimer: NodeJS.Timeout | undefined;
+  #syncing: Promise<void> | undefined;
+  maxTokens: number;
+
+  private constructor(o: AccountingOptions) {
+    this.store = o.store;
+    this.#log = o.log;
+    this.#config = o.config;
+    this.events = o.events ?? NOOP_EVENTS;
+    const a = o.config.gateway.accounting;
+    this.keys = new KeyRing(o.store, { syncIntervalMs: a.syncIntervalMs, log: o.log });
+    this.writer = new UsageWriter({
+      store: o.store, spoolDir: join(o.dataDir, 'spool'), batchSize: a.batchSize, flushIntervalMs: a.flushIntervalMs, maxBuffer: a.maxBuffer,
+      log: o.log, pingWhenIdle: a.onStoreDown === 'refuse', onCommitted: (recs) => this.#committed(recs),
+      onStoreState: (up) => { if (up) void this.syncSpend(); },
+    });
+    this.ledger = new MemoryLedger();
+    this.limiter = new LocalBuckets();
+    this.prices = new PriceTable(o.config);
+    this.maxTokens = o.config.gateway.limits.maxTokens;
+    this.reconfigure(o.config);
+  }
+
+  /** Opens everything: migrations, keys, the spool replay, Redis if configured, the first spend sync. */
+  static async start(o: AccountingOptions): Promise<Accounting> {
+    const applied = await o.store.migrate();
+    if (applied.length > 0) o.log.info('store: schema migrated', { store: o.store.kind, where: o.store.where, versions: applied });
+    const a = new Accounting(o);
+    if (o.redisUrl !== undefined) {
+      const redis = await openRedis(o.redisUrl, { prefix: o.config.gateway.redis?.prefix ?? 'fabric', log: o.log });
+      a.#redis = redis;
+      const fallback = (e: Error): void => o.log.debug('redis: call failed; using per-process state for it', { error: e.message });
+      a.limiter = new RedisBuckets(redis, fallback);
+      const holdTtlMs = Math.max(60_000, ...[...o.config.backends.values()].map((b) => b.timeouts.totalMs)) + 60_000;
+      a.ledger = new RedisLedger(redis, { holdTtlMs, onFallback: fallback });
+    }
+    await a.keys.start();
+    await a.writer.start();
+    await a.syncSpend();
+    const every = o.config.gateway.accounting.syncIntervalMs;
+    a.#spendTimer = setInterval(() => { void a.syncSpend(); }, every);
+    a.#spendTimer.unref();
+    a.#pruneTimer = setInterval(() => { void a.pruneLogs(); }, 3_600_000);
+    a.#pruneTimer.unref();
+    return a;
+  }
+
+  get config(): FabricConfig {
+    return this.#config;
+  }
+
+  get sharedLimits(): boolean {
+    return this.#redis !== undefined;
+  }
+
+  /** Prices and budgets from a reloaded config; the store and Redis stay as they were. */
+  reconfigure(config: FabricConfig): void {
+    this.#config = config;
+    this.prices = new PriceTable(config);
+    this.maxTokens = config.gateway.limits.maxTokens;
+    this.#upstream = new Map([...config.backends.values()].map((b) => [b.name, b.model]));
+    this.#budgets = new Map();
+    this.#byBackend = new Map();
+    for (const b of config.budgets) {
+      const scope: BudgetScope = { id: `budget:${b.name}`, limit: b.amount, period: b.period, label: `budget "${b.name}"` };
+      this.#budgets.set(scope.id, { scope, cfg: b });
+      for (const be of b.backends) {
+        const list = this.#byBackend.get(be) ?? [];
+        list.push(scope);
+        this.#byBackend.set(be, list);
+      }
+    }
+    const rl = config.gateway.requestLog;
+    this.#redactor = rl.enabled ? new Redactor(rl) : undefined;
+    for (const name of this.prices.unpriced(config)) {
+      if (config.budgets.some((b) => b.backends.includes(name))) {
+        this.#log.warn(`budgets: cloud backend ${name} has no known price (model ${config.backends.get(name)!.model}); add it under prices: or its spend counts as $0`);
+      }
+    }
+  }
+
+  get logsBodies(): boolean {
+    return this.#redactor !== undefined;
+  }
+
+  budgetOf(scopeId: string): BudgetConfig | undefined {
+    return this.#budgets.get(scopeId)?.cfg;
+  }
+
+  upstreamModel(backend: string): string {
+    return this.#upstream.get(backend) ?? '';
+  }
+
+  /** The budgets a request on this backend counts against. */
+  scopesFor(backend: string, keyScope: BudgetScope | undefined): BudgetScope[] {
+    const provider = this.#byBackend.get(backend);
+    if (keyScope === undefined) return provider ?? [];
+    return provider === undefined ? [keyScope] : [...provider, keyScope];
+  }
+
+  keyScope(k: KeyRecord): BudgetScope | undefined {
+    return k.budget === undefined ? undefined : { id: `key:${k.id}`, limit: k.budget.amount, period: k.budget.period, label: `key "${k.name}"` };
+  }
+
+  refusedByKeyBudget(k: KeyRecord): void {
+    this.events.keyBudgetRefused(k.name);
+  }
+
+  /** Every request's checks before routing: store policy, the key's roles, budget and rate limits. */
+  admit(op: Operation, body: JsonObject, raw: string, ctx: RequestContext, key: KeyRecord | undefined, gw: Gateway): RequestAccount | Promise<RequestAccount> {
+    const ts = Date.now();
+    if (this.#config.gateway.accounting.onStoreDown === 'refuse' && !this.writer.storeUp) {
+      throw new FabricError('store_unavailable', 'the gateway cannot record usage now (its database is unreachable) and is configured to refuse requests until it can (gateway.accounting.on_store_down: refuse)', { headers: { 'retry-after': '5' } });
+    }
+    const model = body.model as string;
+    const route = gw.route(op, model);
+    let keyScope: BudgetScope | undefined;
+    const takes: BucketTake[] = [];
+    const tpm: TpmHold[] = [];
+    const size = bodySize(body);
+    if (key !== undefined) {
+      if (key.roles !== undefined && !allows(key, route.name, gw)) {
+        throw new FabricError('model_not_allowed', `key "${key.name}" does not have access to model \`${model}\`; it may use: ${key.roles.join(', ') || 'nothing'}`, { param: 'model' });
+      }
+      keyScope = this.keyScope(key);
+      if (keyScope !== undefined) {
+        const v = this.ledger.view(keyScope);
+        if (v.spent >= keyScope.limit) {
+          this.events.keyBudgetRefused(key.name);
+          const end = periodEnd(keyScope.period, ts);
+          throw new FabricError('insufficient_quota', `key "${key.name}" is over its ${periodAdjective(keyScope.period)} budget: ${usd(v.spent)} spent of ${usd(keyScope.limit)}` +
+            (Number.isFinite(end) ? `; it resets at ${new Date(end).toISOString()}` : ''));
+        }
+      }
+      const tokens = promptEstimate(size) + (size.maxCompletion ?? DEFAULT_COMPLETION_ESTIMATE * size.choices);
+      const add = (scope: string, what: { rpm?: number; tpm?: number } | undefined): void => {
+        if (what?.rpm !== undefined) takes.push({ key: `${scope}:rpm`, limit: what.rpm, cost: 1 });
+        if (what?.tpm !== undefined) {
+          takes.push({ key: `${scope}:tpm`, limit: what.tpm, cost: tokens });
+          tpm.push({ key: `${scope}:tpm`, limit: what.tpm, reserved: Math.min(tokens, what.tpm) });
+        }
+      };
+      add(`k:${key.id}`, key);
+      add(`k:${key.id}:r:${route.name}`, key.roleLimits[route.name]);
+    }
+    const make = (): RequestAccount => new RequestAccount(this, {
+      ctx, key, op, model, stream: body.stream === true && op !== 'embeddings', size, ts, keyScope, tpm, rawRequest: this.#redactor === undefined ? undefined : raw,
+    });
+    if (takes.length === 0) return make();
+    const verdict = this.limiter.take(takes);
+    const decide = (v: Awaited<typeof verdict>): RequestAccount => {
+      if (v.ok) return make();
+      const t = takes[v.index]!;
+      const kind = t.key.endsWith(':rpm') ? 'requests' : 'tokens';
+      const perRole = t.key.includes(':r:');
+      this.events.rateLimited(key!.name, `${perRole ? route.name + ' ' : ''}${kind === 'requests' ? 'rpm' : 'tpm'}`);
+      const secs = Math.max(1, Math.ceil(v.retryAfterMs / 1000));
+      throw new FabricError('rate_limit_exceeded',
+        `Rate limit reached for key "${key!.name}"${perRole ? ` on ${route.name}` : ''} on ${kind} per minute (${kind === 'requests' ? 'RPM' : 'TPM'}): limit ${t.limit}` +
+        `${kind === 'tokens' ? `, this request needs about ${t.cost}` : ''}. Please try again in ${(v.retryAfterMs / 1000).toFixed(1)}s.`,
+        { headers: { 'retry-after': String(secs), [`x-ratelimit-limit-${kind}`]: String(t.limit), [`x-ratelimit-remaining-${kind}`]: '0' } });
+    };
+    return verdict instanceof Promise ? verdict.then(decide) : decide(verdict);
+  }
+
+  /** An inference request refused before it had an account (bad body, unknown model, rate limited, …). */
+  refused(id: string, key: KeyRecord | undefined, op: Operation, model: string | undefined, e: FabricError, latencyMs: number, ts: number): void {
+    this.record({
+      id, ts, keyId: key?.id, keyName: key?.name, op, model: model?.slice(0, 200) ?? '', role: '', backend: '', upstreamModel: '',
+      status: e.status, code: e.code, promptTokens: 0, completionTokens: 0, estimated: false, latencyMs: Math.round(latencyMs * 100) / 100,
+      ttftMs: undefined, attempts: 0, rerouted: false, stream: false, cost: 0,
+    }, undefined, undefined);
+  }
+
+  record(rec: UsageRecord, acct: RequestAccount | undefined, response: string | undefined): void {
+    if (rec.cost > 0) this.events.cost(rec.role, rec.backend, rec.cost);
+    if (this.#config.gateway.accounting.enabled) this.writer.add(rec);
+    const red = this.#redactor;
+    if (red !== undefined && acct?.rawRequest !== undefined) {
+      this.writer.addLog({ id: rec.id, ts: rec.ts, keyId: rec.keyId, status: rec.status, request: red.apply(acct.rawRequest), response: red.apply(response ?? '') });
+    }
+  }
+
+  #scopeIdsOf(rec: UsageRecord): string[] {
+    const ids = (this.#byBackend.get(rec.backend) ?? []).map((s) => s.id);
+    if (rec.keyId !== undefined) ids.push(`key:${rec.keyId}`);
+    return ids;
+  }
+
+  #periodOf = (id: string): BudgetConfig['period'] | undefined => {
+    const b = this.#budgets.get(id);
+    if (b !== undefined) return b.scope.period;
+    if (id.startsWith('key:')) return this.keys.byId(id.slice(4))?.budget?.period;
+    return undefined;
+  };
+
+  #committed(recs: readonly UsageRecord[]): void {
+    for (const r of recs) if (r.cost > 0) this.ledger.committed(this.#scopeIdsOf(r), r.ts, r.cost, this.#periodOf);
+  }
+
+  /** Every budget and key budget in force now. */
+  #activeScopes(): BudgetScope[] {
+    const scopes = [...this.#budgets.values()].map((b) => b.scope);
+    for (const k of this.keys.all()) {
+      const s = k.revokedAt === undefined ? this.keyScope(k) : undefined;
+      if (s !== undefined) scopes.push(s);
+    }
+    return scopes;
+  }
+
+  /** Re-reads settled spend from the store: other instances' requests, and ours once written. */
+  syncSpend(): Promise<void> {
+    if (this.#syncing !== undefined) return this.#syncing;
+    this.#syncing = (async () => {
+      const scopes = this.#activeScopes();
+      if (scopes.length === 0) return;
+      const now = Date.now();
+      const marks = this.ledger.mark();
+      const bases = new Map<string, number>();
+      const starts = new Set(scopes.map((s) => periodStart(s.period, now)));
+      try {
+        for (const start of starts) {
+          const rows = await this.store.spendSince(start);
+          for (const s of scopes) {
+            if (periodStart(s.period, now) !== start) continue;
+            let sum = 0;
+            if (s.id.startsWith('key:')) {
+              const id = s.id.slice(4);
+              for (const r of rows) if (r.keyId === id) sum += r.cost;
+            } else {
+              const backends = new Set(this.#budgets.get(s.id)!.cfg.backends);
+              for (const r of rows) if (backends.has(r.backend)) sum += r.cost;
+            }
+            bases.set(s.id, sum);
+          }
+        }
+      } catch (e) {
+        this.#log.debug('budgets: cannot read spend from the store; keeping the last known', { error: (e as Error).message });
+        return;
+      }
+      await this.ledger.rebase(bases, marks, scopes);
+    })().finally(() => { this.#syncing = undefined; });
+    return this.#syncing;
+  }
+
+  budgets(): BudgetStatus[] {
+    const now = Date.now();
+    return [...this.#budgets.values()].map(({ scope, cfg }) => {
+      const v = this.ledger.view(scope);
+      const end = periodEnd(scope.period, now);
+      return {
+        name: cfg.name, period: cfg.period, limit: cfg.amount, spent: v.spent, reserved: v.reserved, exhausted: v.spent >= cfg.amount,
+        backends: cfg.backends, fallback: cfg.fallback, resetsAt: Number.isFinite(end) ? new Date(end).toISOString() : undefined,
+      };
+    });
+  }
+
+  keySpend(k: KeyRecord): { spent: number; reserved: number; limit: number; period: string; resetsAt: string | undefined } | undefined {
+    const s = this.keyScope(k);
+    if (s === undefined) return undefined;
+    const v = this.ledger.view(s);
+    const end = periodEnd(s.period, Date.now());
+    return { ...v, limit: s.limit, period: s.period, resetsAt: Number.isFinite(end) ? new Date(end).toISOString() : undefined };
+  }
+
+  async pruneLogs(): Promise<void> {
+    const rl = this.#config.gateway.requestLog;
+    if (!rl.enabled) return;
+    try {
+      const n = await this.store.pruneRequestLogs(Date.now() - rl.retentionMs, rl.maxSizeBytes);
+      if (n > 0) this.#log.debug('request log: pruned', { entries: n });
+    } catch (e) {
+      this.#log.debug('request log: cannot prune now', { error: (e as Error).message });
+    }
+  }
+
+  /** SIGTERM: stop timers, write out the usage queue, close connections. */
+  async close(timeoutMs = 10_000): Promise<void> {
+    clearInterval(this.#spendTimer);
+    clearInterval(this.#pruneTimer);
+    this.keys.stop();
+    await this.writer.close(timeoutMs);
+    await this.limiter.close();
+    await this.ledger.close();
+    await this.#redis?.close();
+    await this.store.close();
+  }
+}
+
+/** Whether a key may ask for the route: its names (roles or aliases) resolve to that route. */
+export function allows(key: KeyRecord, routeName: string, gw: Gateway): boolean {
+  if (key.roles === undefined) return true;
+  for (const n of key.roles) {
+    if (n === routeName) return true;
+    if (gw.table.resolve(n)?.route.name === routeName) return true;
+  }
+  return false;
+}

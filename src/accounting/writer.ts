@@ -1,0 +1,358 @@
+// Usage records reach the store in batches, off the request path, and are not lost on the
+// way. Each record is first appended to a spool file (one write(2) into the page cache, a few
+// microseconds, in the same event-loop turn as the response's end) and queued in memory; a
+// timer inserts the queue in batches, one transaction each. A spool segment is deleted once
+// every record in it is committed. So:
+//   - the store down: the queue waits and retries with backoff; past max_buffer records wait
+//     in the spool only, and are replayed from it when the store is back;
+//   - SIGTERM: close() flushes the queue (what cannot be written stays in the spool);
+//   - a hard kill (SIGKILL, OOM): nothing answered is lost — its record is in the spool file,
+//     which the OS has even though the process died; the next start replays it. Inserts are
+//     idempotent on the request id, so a record both committed and replayed counts once;
+//   - a machine crash or power loss: the spool is fdatasync'ed every flush interval, so up to
+//     one interval of records can be lost.
+
+import { appendFileSync, closeSync, fdatasync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../core/log.ts';
+import { StoreError, type RequestLogRecord, type Store, type UsageRecord } from '../store/types.ts';
+
+export interface WriterOptions {
+  store: Store;
+  /** Where spool segments go; undefined: no spool (records only in memory until written). */
+  spoolDir: string | undefined;
+  batchSize: number;
+  flushIntervalMs: number;
+  maxBuffer: number;
+  log: Logger;
+  /** Records newly in the store (for budgets' bookkeeping). */
+  onCommitted?: (records: readonly UsageRecord[]) => void;
+  /** The store became reachable (true) or not (false). */
+  onStoreState?: (up: boolean) => void;
+  /** Ping the store when idle, so a refusing gateway knows when it is down or back. */
+  pingWhenIdle?: boolean;
+}
+
+interface Segment {
+  name: string;
+  fd: number | undefined;
+  /** Records appended and not yet committed. */
+  outstanding: number;
+  /** Some records were not kept in memory: replay the file before deleting it. */
+  overflow: boolean;
+  dirty: boolean;
+}
+
+interface Queued { rec: UsageRecord; seg: Segment | undefined }
+
+const SEGMENT = /^usage-(\d+)-(\d+)\.jsonl$/;
+const MAX_LOG_QUEUE = 2_000;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export class UsageWriter {
+  readonly #o: WriterOptions;
+  #queue: Queued[] = [];
+  #logs: RequestLogRecord[] = [];
+  #active: Segment | undefined;
+  #seq = 0;
+  /** Segments whose records must be read back from disk: a crashed process's, or overflowed ones. */
+  #replay: string[] = [];
+  readonly #segments = new Set<Segment>();
+  #timer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> | undefined;
+  #next: Promise<void> | undefined;
+  #failures = 0;
+  #nextAttempt = 0;
+  #closed = false;
+  storeUp = true;
+  /** Counters for metrics and tests. */
+  readonly stats = { written: 0, duplicates: 0, failures: 0, replayed: 0, spooled: 0, droppedLogs: 0, rejected: 0 };
+
+  constructor(o: WriterOptions) {
+    this.#o = o;
+  }
+
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** Replays spool segments left by processes that are gone (a crash), then starts the timer. */
+  async start(): Promise<void> {
+    const dir = this.#o.spoolDir;
+    if (dir !== undefined) {
+      mkdirSync(dir, { recursive: true });
+      for (const f of readdirSync(dir)) {
+        const m = SEGMENT.exec(f);
+        // Our own pid here is a previous process's that had it: this one has spooled nothing yet.
+        if (m !== null && (Number(m[1]) === process.pid || !alive(Number(m[1])))) this.#replay.push(join(dir, f));
+      }
+      if (this.#replay.length > 0) {
+        this.#o.log.info('accounting: replaying usage records spooled by a previous run', { segments: this.#replay.length });
+        await this.#replaySpool().catch(() => {});
+      }
+    }
+    this.#timer = setInterval(() => { void this.flush(); }, this.#o.flushIntervalMs);
+    this.#timer.unref();
+  }
+
+  #open(): Segment {
+    const name = join(this.#o.spoolDir!, `usage-${process.pid}-${Date.now()}${String(this.#seq++).padStart(4, '0')}.jsonl`);
+    const seg: Segment = { name, fd: openSync(name, 'a', 0o600), outstanding: 0, overflow: false, dirty: false };
+    this.#segments.add(seg);
+    return seg;
+  }
+
+  /** Records one request. Synchronous and cheap: a spool append and a queue push. */
+  add(rec: UsageRecord): void {
+    // A record the store would refuse must not hold up the ones behind it.
+    if (!Number.isFinite(rec.cost)) rec.cost = 0;
+    if (!Number.isFinite(rec.promptTokens)) rec.promptTokens = 0;
+    if (!Number.isFinite(rec.completionTokens)) rec.completionTokens = 0;
+    let seg: Segment | undefined;
+    if (this.#o.spoolDir !== undefined && !this.#closed) {
+      seg = this.#active ??= this.#open();
+      try {
+        writeSync(seg.fd!, JSON.stringify(rec) + '\n');
+        seg.outstanding++;
+        seg.dirty = true;
+        this.stats.spooled++;
+      } catch (e) {
+        this.#o.log.error('accounting: cannot append to the usage spool; the record is held in memory only', { error: (e as Error).message });
+        seg = undefined;
+      }
+    }
+    if (this.#queue.length >= this.#o.maxBuffer && seg !== undefined) {
+      // Memory is full (the store has been down long): the record waits in the spool file.
+      seg.overflow = true;
+      return;
+    }
+    this.#queue.push({ rec, seg });
+    if (this.#queue.length >= this.#o.batchSize && this.storeUp) void this.flush();
+  }
+
+  addLog(rec: RequestLogRecord): void {
+    if (this.#logs.length >= MAX_LOG_QUEUE) {
+      this.#logs.shift();
+      this.stats.droppedLogs++;
+    }
+    this.#logs.push(rec);
+  }
+
+  /** Writes what is queued now; a flush already running is followed by one more, so nothing queued before the call is left behind. */
+  flush(): Promise<void> {
+    if (this.#flushing !== undefined) {
+      this.#next ??= this.#flushing.then(() => {
+        this.#next = undefined;
+        return this.flush();
+      });
+      return this.#next;
+    }
+    this.#flushing = this.#flush().finally(() => { this.#flushing = undefined; });
+    return this.#flushing;
+  }
+
+  #setUp(up: boolean): void {
+    if (up === this.storeUp) return;
+    this.storeUp = up;
+    if (up) this.#o.log.info('accounting: the store is reachable again', { queued: this.#queue.length });
+    this.#o.onStoreState?.(up);
+  }
+
+  #failed(e: unknown): void {
+    this.#failures++;
+    this.stats.failures++;
+    // Backoff: 1, 2, 4 … flush intervals, at most 30 s between tries.
+    this.#nextAttempt = Date.now() + Math.min(30_000, this.#o.flushIntervalMs * 2 ** Math.min(this.#failures - 1, 10));
+    if (this.storeUp || this.#failures % 10 === 1) {
+      this.#o.log.warn('accounting: cannot write to the store; records are kept and retried', {
+        error: (e as Error).message, queued: this.#queue.length, spooled: this.#o.spoolDir !== undefined,
+      });
+    }
+    this.#setUp(false);
+  }
+
+  async #flush(): Promise<void> {
+    this.#sync();
+    if (Date.now() < this.#nextAttempt) return;
+    if (this.#queue.length === 0 && this.#replay.length === 0 && this.#logs.length === 0) {
+      if (this.#o.pingWhenIdle === true || !this.storeUp) {
+        try {
+          await this.#o.store.ping();
+          this.#failures = 0;
+          this.#setUp(true);
+        } catch (e) {
+          this.#failed(e);
+        }
+      }
+      return;
+    }
+    // New records go to a new segment, so the ones in this batch's segments can be deleted
+    // once committed.
+    if (this.#active !== undefined && this.#active.outstanding > 0) this.#rotate();
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.slice(0, this.#o.batchSize);
+        const recs = batch.map((q) => q.rec);
+        const inserted = await this.#insert(recs);
+        this.#queue.splice(0, batch.length);
+        this.stats.written += inserted;
+        this.stats.duplicates += recs.length - inserted;
+        for (const q of batch) if (q.seg !== undefined) this.#done(q.seg, 1);
+        this.#o.onCommitted?.(recs);
+        if (this.#closed) continue;
+        if (this.#queue.length < this.#o.batchSize) break;
+      }
+      if (this.#logs.length > 0) {
+        const logs = this.#logs;
+        this.#logs = [];
+        await this.#o.store.insertRequestLogs(logs).catch((e: Error) => {
+          this.#o.log.warn('request log: cannot write; dropped', { error: e.message, entries: logs.length });
+        });
+      }
+      this.#failures = 0;
+      this.#nextAttempt = 0;
+      this.#setUp(true);
+      if (this.#queue.length === 0) await this.#replaySpool();
+    } catch (e) {
+      this.#failed(e);
+    }
+  }
+
+  /**
+   * One batch. If the store refuses the statement itself (a constraint, bad data — not a lost
+   * connection), records go one by one, and any it still refuses are set aside in
+   * spool/rejected.jsonl, logged, rather than retried forever ahead of the others.
+   */
+  async #insert(recs: UsageRecord[]): Promise<number> {
+    try {
+      return await this.#o.store.insertUsage(recs);
+    } catch (e) {
+      if (!(e instanceof StoreError) || !e.permanent) throw e;
+      let n = 0;
+      for (const r of recs) {
+        try {
+          n += await this.#o.store.insertUsage([r]);
+        } catch (one) {
+          if (!(one instanceof StoreError) || !one.permanent) throw one;
+          this.stats.rejected++;
+          this.#o.log.error('accounting: the store refused a usage record; it is set aside in the spool directory (rejected.jsonl)', { id: r.id, error: (one as Error).message });
+          if (this.#o.spoolDir !== undefined) {
+            try { appendFileSync(join(this.#o.spoolDir, 'rejected.jsonl'), JSON.stringify(r) + '\n', { mode: 0o600 }); } catch { /* logged above */ }
+          }
+        }
+      }
+      return n;
+    }
+  }
+
+  #rotate(): void {
+    const old = this.#active;
+    this.#active = undefined;
+    if (old === undefined) return;
+    if (old.fd !== undefined) {
+      try {
+        if (old.dirty) fdatasync(old.fd, () => {});
+        closeSync(old.fd);
+      } catch {
+        // the data was written; closing failures change nothing
+      }
+      old.fd = undefined;
+    }
+    this.#collect(old);
+  }
+
+  #done(seg: Segment, n: number): void {
+    seg.outstanding -= n;
+    this.#collect(seg);
+  }
+
+  /** A closed segment with nothing outstanding is deleted; an overflowed one is replayed first. */
+  #collect(seg: Segment): void {
+    if (seg.fd !== undefined || seg.outstanding > 0) return;
+    this.#segments.delete(seg);
+    if (seg.overflow) {
+      this.#replay.push(seg.name);
+      return;
+    }
+    try {
+      unlinkSync(seg.name);
+    } catch {
+      // already gone
+    }
+  }
+
+  async #replaySpool(): Promise<void> {
+    while (this.#replay.length > 0) {
+      const file = this.#replay[0]!;
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch {
+        this.#replay.shift();
+        continue;
+      }
+      const recs: UsageRecord[] = [];
+      for (const line of text.split('\n')) {
+        if (line === '') continue;
+        try {
+          recs.push(JSON.parse(line) as UsageRecord);
+        } catch {
+          // A torn last line (the process died mid-write) is skipped: its response never ended.
+        }
+      }
+      for (let i = 0; i < recs.length; i += this.#o.batchSize) {
+        const chunk = recs.slice(i, i + this.#o.batchSize);
+        const inserted = await this.#insert(chunk);
+        this.stats.replayed += inserted;
+        this.stats.written += inserted;
+        this.#o.onCommitted?.(chunk);
+      }
+      this.#replay.shift();
+      try {
+        unlinkSync(file);
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  #sync(): void {
+    const a = this.#active;
+    if (a?.fd !== undefined && a.dirty) {
+      a.dirty = false;
+      fdatasync(a.fd, () => {});
+    }
+  }
+
+  /** SIGTERM: write everything out (within timeoutMs); what cannot be written stays spooled for the next start. */
+  async close(timeoutMs = 10_000): Promise<void> {
+    clearInterval(this.#timer);
+    this.#closed = true;
+    this.#nextAttempt = 0;
+    const done = (async () => {
+      await this.#flushing;
+      await this.flush();
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([done, new Promise<void>((r) => { timer = setTimeout(r, timeoutMs); })]);
+    clearTimeout(timer);
+    this.#rotate();
+    for (const s of [...this.#segments]) {
+      if (s.fd !== undefined) {
+        try { closeSync(s.fd); } catch { /* closed */ }
+        s.fd = undefined;
+      }
+    }
+    if (this.#queue.length > 0) {
+      this.#o.log.warn('accounting: stopped with records not yet in the store; they are in the spool and are written at the next start', { records: this.#queue.length });
+    }
+  }
+}

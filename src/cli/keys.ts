@@ -1,0 +1,202 @@
+// fabric keys: virtual keys for applications and people — create, list, show, revoke, rotate.
+
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../config/issues.ts';
+import { KeyAdmin, keyView } from '../keys/admin.ts';
+import { parseKeyInput } from '../keys/input.ts';
+import { FabricError } from '../core/errors.ts';
+import { table, UsageError } from './client.ts';
+import { reportConfigError } from './fabric-file.ts';
+import { api, closeTarget, openTarget, type Target } from './state-target.ts';
+
+const HELP = `Usage: fabric keys create NAME [--roles R,R] [--rpm N] [--tpm N] [--budget USD[/PERIOD]] [--expires WHEN] [--meta K=V]...
+       fabric keys list
+       fabric keys show ID
+       fabric keys revoke ID
+       fabric keys rotate ID
+  common: [--url URL --key KEY | --config FILE] [--json]
+
+Virtual keys for applications and people (obsidian, trailblazer, …). A key is shown once,
+when it is created or rotated, and stored only as its SHA-256; revoking or rotating takes
+effect at once on the gateway that does it and within a second on every other instance.
+
+  --roles R,R       the models (roles or aliases) the key may use; default: all
+  --rpm N, --tpm N  requests / tokens per minute
+  --role-limit R:rpm=N,tpm=N   limits for one role on top of the key-wide ones (repeatable)
+  --budget USD[/PERIOD]        spend limit per day, week, month (default) or total, e.g. 10/month
+  --expires WHEN    a duration from now (30d, 12h) or an ISO date-time
+  --meta K=V        metadata (repeatable), e.g. --meta app=obsidian --meta owner=mdt
+  --url URL         the gateway (default $FABRIC_URL, else http://127.0.0.1:4000); the
+  --key KEY         master key (or env:NAME; default $FABRIC_API_KEY)
+  --config FILE     act on the store the config names instead (no running gateway needed)
+  --json            machine-readable output
+`;
+
+function budgetFlag(v: string): { amount: number; period: string } {
+  const m = /^\$?(\d+(?:\.\d+)?)(?:\/(day|week|month|total|daily|weekly|monthly))?$/.exec(v.trim());
+  if (m === null) throw new UsageError(`--budget must be USD[/PERIOD] such as 10/month or 2.5/day, got ${JSON.stringify(v)}`);
+  return { amount: Number(m[1]), period: m[2] ?? 'month' };
+}
+
+function roleLimits(vs: string[]): Record<string, { rpm?: number; tpm?: number }> {
+  const out: Record<string, { rpm?: number; tpm?: number }> = {};
+  for (const v of vs) {
+    const m = /^(.+):((?:rpm|tpm)=\d+(?:,(?:rpm|tpm)=\d+)?)$/.exec(v);
+    if (m === null) throw new UsageError(`--role-limit must be ROLE:rpm=N[,tpm=N], got ${JSON.stringify(v)}`);
+    const lim: { rpm?: number; tpm?: number } = {};
+    for (const part of m[2]!.split(',')) {
+      const [k, n] = part.split('=') as ['rpm' | 'tpm', string];
+      lim[k] = Number(n);
+    }
+    out[m[1]!] = lim;
+  }
+  return out;
+}
+
+function createBody(name: string, v: Record<string, string | string[] | boolean | undefined>): Record<string, unknown> {
+  const body: Record<string, unknown> = { name };
+  if (typeof v.roles === 'string') body.roles = v.roles.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (typeof v.rpm === 'string') body.rpm = Number(v.rpm);
+  if (typeof v.tpm === 'string') body.tpm = Number(v.tpm);
+  if (typeof v.budget === 'string') body.budget = budgetFlag(v.budget);
+  if (typeof v.expires === 'string') {
+    if (/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/.test(v.expires.trim())) body.expires_in = v.expires.trim();
+    else body.expires_at = v.expires;
+  }
+  const meta = v.meta as string[] | undefined;
+  if (meta !== undefined && meta.length > 0) {
+    const md: Record<string, string> = {};
+    for (const kv of meta) {
+      const i = kv.indexOf('=');
+      if (i <= 0) throw new UsageError(`--meta must be KEY=VALUE, got ${JSON.stringify(kv)}`);
+      md[kv.slice(0, i)] = kv.slice(i + 1);
+    }
+    body.metadata = md;
+  }
+  const rl = v['role-limit'] as string[] | undefined;
+  if (rl !== undefined && rl.length > 0) body.role_limits = roleLimits(rl);
+  return body;
+}
+
+type View = Record<string, any>;
+
+function describeKey(k: View): string {
+  const lines = [
+    `id        ${k.id}`,
+    `name      ${k.name}`,
+    `key       ${k.hint}`,
+    `status    ${k.status}`,
+    `roles     ${k.roles === null ? 'all' : k.roles.join(', ')}`,
+    `limits    ${k.rpm === null ? '-' : `${k.rpm} rpm`}, ${k.tpm === null ? '-' : `${k.tpm} tpm`}` +
+      (Object.keys(k.role_limits ?? {}).length > 0 ? `; ${Object.entries(k.role_limits).map(([r, l]: [string, any]) => `${r}: ${[l.rpm && `${l.rpm} rpm`, l.tpm && `${l.tpm} tpm`].filter(Boolean).join(' ')}`).join('; ')}` : ''),
+    `budget    ${k.budget === null ? '-' : `$${k.budget.amount} per ${k.budget.period}`}${k.spend ? ` ($${k.spend.spent.toFixed(4)} spent, resets ${k.spend.resetsAt ?? 'never'})` : ''}`,
+    `expires   ${k.expires_at ?? 'never'}`,
+    `created   ${k.created_at}`,
+  ];
+  if (k.revoked_at !== null) lines.push(`revoked   ${k.revoked_at}`);
+  if (Object.keys(k.metadata ?? {}).length > 0) lines.push(`metadata  ${JSON.stringify(k.metadata)}`);
+  return lines.join('\n') + '\n';
+}
+
+async function run(t: Target, sub: string, args: string[], v: Record<string, string | string[] | boolean | undefined>): Promise<number> {
+  const json = v.json === true;
+  const out = (x: unknown, text: string): void => { process.stdout.write(json ? JSON.stringify(x, null, 2) + '\n' : text); };
+  const admin = t.kind === 'store' ? new KeyAdmin(t.store) : undefined;
+  const need = (what: string): string => {
+    if (args[0] === undefined) throw new UsageError(`fabric keys ${sub}: ${what} is required`);
+    return args[0];
+  };
+  switch (sub) {
+    case 'create': {
+      const body = createBody(need('a NAME'), v);
+      let created: View;
+      if (t.kind === 'api') created = await api(t, 'POST', '/admin/keys', body);
+      else {
+        const patch = parseKeyInput(body, 'create');
+        for (const r of patch.roles ?? []) {
+          const known = t.config.roles.has(r) || [...t.config.roles.values()].some((x) => x.aliases.includes(r)) || [...t.config.backends.values()].some((b) => b.aliases.includes(r) || b.model === r);
+          if (!known) throw new UsageError(`--roles: ${r} is not a role, alias or model of ${t.config.file}`);
+        }
+        const { record, secret } = await admin!.create(patch);
+        created = { ...keyView(record), key: secret };
+      }
+      out(created, `${describeKey(created)}\n${created.key}\n\nThis is the only time the key is shown: store it now (the gateway keeps only its hash).\n`);
+      return 0;
+    }
+    case 'list': {
+      const keys: View[] = t.kind === 'api' ? (await api(t, 'GET', '/admin/keys')).data : (await admin!.list()).map((k) => keyView(k));
+      const rows = [['ID', 'NAME', 'STATUS', 'KEY', 'ROLES', 'RPM', 'TPM', 'BUDGET', 'EXPIRES']];
+      for (const k of keys) {
+        rows.push([k.id, k.name, k.status, k.hint, k.roles === null ? 'all' : k.roles.join(','), k.rpm ?? '-', k.tpm ?? '-',
+          k.budget === null ? '-' : `$${k.budget.amount}/${k.budget.period}`, k.expires_at ?? 'never'].map(String));
+      }
+      out(keys, keys.length === 0 ? 'no keys yet: fabric keys create NAME\n' : table(rows));
+      return 0;
+    }
+    case 'show': {
+      const id = need('an ID');
+      const k: View = t.kind === 'api' ? await api(t, 'GET', `/admin/keys/${encodeURIComponent(id)}`) : keyView(await admin!.find(id));
+      out(k, describeKey(k));
+      return 0;
+    }
+    case 'revoke': {
+      const id = need('an ID');
+      const k: View = t.kind === 'api' ? await api(t, 'POST', `/admin/keys/${encodeURIComponent(id)}/revoke`, {}) : keyView(await admin!.revoke(id));
+      out(k, `revoked ${k.id} (${k.name}); it stops working at once on ${t.kind === 'api' ? 'this gateway and within a second on the others' : 'every gateway within a second'}\n`);
+      return 0;
+    }
+    case 'rotate': {
+      const id = need('an ID');
+      let k: View;
+      if (t.kind === 'api') k = await api(t, 'POST', `/admin/keys/${encodeURIComponent(id)}/rotate`, {});
+      else {
+        const { record, secret } = await admin!.rotate(id);
+        k = { ...keyView(record), key: secret };
+      }
+      out(k, `rotated ${k.id} (${k.name}); the old key no longer works. The new one:\n\n${k.key}\n\nThis is the only time it is shown: store it now.\n`);
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown subcommand "${sub}"`);
+  }
+}
+
+export async function runKeys(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+    process.stdout.write(HELP);
+    return sub === undefined ? 2 : 0;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: rest, allowPositionals: true,
+      options: {
+        url: { type: 'string' }, key: { type: 'string' }, config: { type: 'string', short: 'c' }, json: { type: 'boolean' },
+        roles: { type: 'string' }, rpm: { type: 'string' }, tpm: { type: 'string' }, budget: { type: 'string' }, expires: { type: 'string' },
+        meta: { type: 'string', multiple: true }, 'role-limit': { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (e) {
+    process.stderr.write(`fabric keys: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (parsed.values.help === true) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  let t: Target | undefined;
+  try {
+    t = await openTarget(parsed.values);
+    return await run(t, sub, parsed.positionals, parsed.values);
+  } catch (e) {
+    if (e instanceof ConfigError) return reportConfigError('keys', parsed.values.config ?? '', e);
+    if (e instanceof UsageError || e instanceof FabricError) {
+      process.stderr.write(`fabric keys: ${e.message}\n`);
+      return e instanceof UsageError && /unknown subcommand|is required/.test(e.message) ? 2 : 1;
+    }
+    throw e;
+  } finally {
+    if (t !== undefined) await closeTarget(t);
+  }
+}

@@ -1,0 +1,49 @@
+// Where `fabric keys` and `fabric usage` act: a running gateway's admin API (--url,
+// $FABRIC_URL, with the master key from --key or $FABRIC_API_KEY), or with --config the
+// store itself (the SQLite file or PostgreSQL the config names) — for the gateway host, or
+// when no master key is set. Both give the same answers.
+
+import { loadFabricConfig } from '../config/load.ts';
+import { dataDirOf, openStore } from '../main.ts';
+import type { Store } from '../store/types.ts';
+import { authHeaders, gatewayKey, gatewayUrl, netError, UsageError } from './client.ts';
+import type { FabricConfig } from '../config/types.ts';
+
+export type Target =
+  | { kind: 'api'; url: string; key: string | undefined }
+  | { kind: 'store'; store: Store; config: FabricConfig };
+
+export async function openTarget(values: { url?: string; key?: string; config?: string }): Promise<Target> {
+  if (values.config !== undefined) {
+    const { config, secrets } = loadFabricConfig(values.config);
+    const store = openStore(config, secrets, dataDirOf(config));
+    await store.migrate();
+    return { kind: 'store', store, config };
+  }
+  return { kind: 'api', url: gatewayUrl(values.url), key: gatewayKey(values.key) };
+}
+
+export async function closeTarget(t: Target): Promise<void> {
+  if (t.kind === 'store') await t.store.close();
+}
+
+/** One admin API call; an error answer becomes a UsageError carrying the gateway's message. */
+export async function api(t: Extract<Target, { kind: 'api' }>, method: string, path: string, body?: unknown): Promise<any> {
+  let res: Response;
+  try {
+    res = await fetch(t.url + path, {
+      method, headers: { ...authHeaders(t.key), 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (e) {
+    throw new UsageError(`cannot reach the gateway at ${t.url}: ${netError(e)}`);
+  }
+  const text = await res.text();
+  let json: any;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  if (!res.ok) {
+    const msg = json?.error?.message ?? text.slice(0, 300);
+    throw new UsageError(`${method} ${path}: ${res.status} ${msg}${res.status === 401 ? ' (pass the master key with --key or $FABRIC_API_KEY)' : ''}`);
+  }
+  return json ?? text;
+}

@@ -1,0 +1,111 @@
+// fabric usage: requests, tokens, cost and errors, grouped by key, role, backend, model or day.
+
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../config/issues.ts';
+import { parseWhen } from '../accounting/periods.ts';
+import { FabricError } from '../core/errors.ts';
+import { KeyAdmin } from '../keys/admin.ts';
+import { usageCsv, usageJson } from '../http/admin.ts';
+import { USAGE_GROUPS, type UsageGroup, type UsageRow } from '../store/types.ts';
+import { table, UsageError } from './client.ts';
+import { reportConfigError } from './fabric-file.ts';
+import { api, closeTarget, openTarget, type Target } from './state-target.ts';
+
+const HELP = `Usage: fabric usage [--by key|role|backend|model|day|status] [--since WHEN] [--until WHEN] [--key ID] [--json|--csv]
+                    [--url URL --auth KEY | --config FILE]
+
+A report of requests, errors, tokens in and out, cost and average latency, grouped by
+--by (default key), from a running gateway's admin API or, with --config, the store itself.
+
+  --since WHEN      from: a duration back (7d, 24h, 30m), today, week, month, an ISO date, unix seconds
+  --until WHEN      to (exclusive); default now
+  --key ID          only this virtual key's requests
+  --json | --csv    machine-readable output
+  --url URL         the gateway (default $FABRIC_URL, else http://127.0.0.1:4000)
+  --auth KEY        its master key (or env:NAME; default $FABRIC_API_KEY)
+  --config FILE     read the store the config names instead
+`;
+
+async function rows(t: Target, by: UsageGroup, since: number | undefined, until: number | undefined, key: string | undefined): Promise<UsageRow[]> {
+  if (t.kind === 'store') {
+    const keyId = key === undefined ? undefined : (await new KeyAdmin(t.store).find(key)).id;
+    return t.store.usageSummary({ by, since, until, keyId });
+  }
+  const q = new URLSearchParams({ by });
+  if (since !== undefined) q.set('since', String(Math.floor(since / 1000)));
+  if (until !== undefined) q.set('until', String(Math.floor(until / 1000)));
+  if (key !== undefined) q.set('key', key);
+  const j = await api(t, 'GET', `/admin/usage?${q}`);
+  return (j.data as Record<string, any>[]).map((r) => ({
+    group: String(r[by]), requests: r.requests, errors: r.errors, promptTokens: r.prompt_tokens, completionTokens: r.completion_tokens,
+    cost: r.cost_usd, avgLatencyMs: r.avg_latency_ms,
+  }));
+}
+
+const num = (n: number): string => n.toLocaleString('en-US');
+const money = (n: number): string => (n === 0 ? '$0' : n < 0.01 ? `$${n.toFixed(4)}` : `$${n.toFixed(2)}`);
+
+export function usageTable(by: UsageGroup, rs: readonly UsageRow[]): string {
+  if (rs.length === 0) return 'no requests in this period\n';
+  const out = [[by.toUpperCase(), 'REQUESTS', 'ERRORS', 'TOKENS IN', 'TOKENS OUT', 'COST', 'AVG MS']];
+  const t = { requests: 0, errors: 0, pin: 0, pout: 0, cost: 0 };
+  for (const r of rs) {
+    out.push([r.group, num(r.requests), num(r.errors), num(r.promptTokens), num(r.completionTokens), money(r.cost), r.avgLatencyMs.toFixed(0)]);
+    t.requests += r.requests; t.errors += r.errors; t.pin += r.promptTokens; t.pout += r.completionTokens; t.cost += r.cost;
+  }
+  out.push(['total', num(t.requests), num(t.errors), num(t.pin), num(t.pout), money(t.cost), '']);
+  return table(out);
+}
+
+export async function runUsage(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        by: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' }, key: { type: 'string' }, json: { type: 'boolean' }, csv: { type: 'boolean' },
+        url: { type: 'string' }, auth: { type: 'string' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (e) {
+    process.stderr.write(`fabric usage: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const v = parsed.values;
+  if (v.help === true) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const by = (v.by ?? 'key') as UsageGroup;
+  if (!(USAGE_GROUPS as readonly string[]).includes(by)) {
+    process.stderr.write(`fabric usage: --by must be one of ${USAGE_GROUPS.join(', ')}\n`);
+    return 2;
+  }
+  const now = Date.now();
+  const when = (name: string, s: string | undefined): number | undefined => {
+    if (s === undefined) return undefined;
+    const t = parseWhen(s, now);
+    if (t === undefined) throw new UsageError(`--${name} must be a duration back (7d, 24h), today, week, month, an ISO date or unix seconds, got ${JSON.stringify(s)}`);
+    return t;
+  };
+  let t: Target | undefined;
+  try {
+    const since = when('since', v.since);
+    const until = when('until', v.until);
+    t = await openTarget({ url: v.url, key: v.auth, config: v.config });
+    const rs = await rows(t, by, since, until, v.key);
+    if (v.csv === true) process.stdout.write(usageCsv(rs));
+    else if (v.json === true) process.stdout.write(JSON.stringify(usageJson(by, since, until, rs), null, 2) + '\n');
+    else process.stdout.write(usageTable(by, rs));
+    return 0;
+  } catch (e) {
+    if (e instanceof ConfigError) return reportConfigError('usage', v.config ?? '', e);
+    if (e instanceof UsageError || e instanceof FabricError) {
+      process.stderr.write(`fabric usage: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  } finally {
+    if (t !== undefined) await closeTarget(t);
+  }
+}

@@ -1,0 +1,217 @@
+// The admin API, master key only: virtual keys, usage reports, budgets and the request log.
+//   GET    /admin/keys                 list          POST /admin/keys               create (the key is in this answer only)
+//   GET    /admin/keys/ID              show + spend  PATCH /admin/keys/ID           change limits, roles, budget, expiry
+//   POST   /admin/keys/ID/revoke       revoke        DELETE /admin/keys/ID          revoke
+//   POST   /admin/keys/ID/rotate       new secret    GET  /admin/usage?by=&since=&until=&key=&format=csv
+//   GET    /admin/budgets              spend against every budget
+//   GET    /admin/requests?limit=&key=&id=   the request log (when gateway.request_log is on)
+// LiteLLM's names work too: POST /key/generate, GET /key/list, GET /key/info?key=, POST /key/update,
+// POST /key/delete {keys}, POST /key/regenerate {key} (and /key/KEY/regenerate).
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Accounting } from '../accounting/service.ts';
+import { allows } from '../accounting/service.ts';
+import { parseWhen } from '../accounting/periods.ts';
+import { FabricError } from '../core/errors.ts';
+import type { Gateway } from '../core/gateway.ts';
+import { KeyAdmin, keyView } from '../keys/admin.ts';
+import { parseKeyInput } from '../keys/input.ts';
+import { USAGE_GROUPS, type KeyPatch, type KeyRecord, type UsageGroup, type UsageRow } from '../store/types.ts';
+import { modelsBody } from './info.ts';
+
+const MAX_ADMIN_BODY = 64 * 1024;
+
+export interface AdminContext {
+  accounting: Accounting | undefined;
+  gateway: Gateway;
+  /** The caller presented the master key. */
+  master: boolean;
+  /** A master key is configured at all. */
+  hasMasterKey: boolean;
+}
+
+function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader('content-type', type);
+  res.setHeader('content-length', Buffer.byteLength(text));
+  res.end(text);
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > MAX_ADMIN_BODY) throw new FabricError('body_too_large', `admin request bodies are limited to ${MAX_ADMIN_BODY} bytes`);
+    chunks.push(c);
+  }
+  if (size === 0) return {};
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch (e) {
+    throw new FabricError('invalid_json', `the request body is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+export function isAdminPath(path: string): boolean {
+  return path.startsWith('/admin/') || path.startsWith('/key/') || path === '/admin';
+}
+
+/** Every role name a key lists must be something this gateway serves (typos would lock the key out). */
+function checkRoles(patch: KeyPatch, gw: Gateway): void {
+  for (const r of patch.roles ?? []) {
+    if (gw.table.resolve(r) === undefined) throw new FabricError('invalid_request', `roles: \`${r}\` is not a model this gateway serves; GET /v1/models lists them`, { param: 'roles' });
+  }
+}
+
+export function usageCsv(rows: readonly UsageRow[]): string {
+  const esc = (s: string): string => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+  return 'group,requests,errors,prompt_tokens,completion_tokens,cost_usd,avg_latency_ms\n' +
+    rows.map((r) => [esc(r.group), r.requests, r.errors, r.promptTokens, r.completionTokens, r.cost.toFixed(6), r.avgLatencyMs.toFixed(1)].join(',')).join('\n') + (rows.length > 0 ? '\n' : '');
+}
+
+export function usageJson(by: UsageGroup, since: number | undefined, until: number | undefined, rows: readonly UsageRow[]): Record<string, unknown> {
+  const total = rows.reduce((t, r) => ({
+    requests: t.requests + r.requests, errors: t.errors + r.errors, prompt_tokens: t.prompt_tokens + r.promptTokens,
+    completion_tokens: t.completion_tokens + r.completionTokens, cost_usd: t.cost_usd + r.cost,
+  }), { requests: 0, errors: 0, prompt_tokens: 0, completion_tokens: 0, cost_usd: 0 });
+  return {
+    object: 'fabric.usage', by,
+    since: since === undefined ? null : new Date(since).toISOString(),
+    until: until === undefined ? null : new Date(until).toISOString(),
+    data: rows.map((r) => ({
+      [by]: r.group, requests: r.requests, errors: r.errors, prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens,
+      cost_usd: r.cost, avg_latency_ms: Math.round(r.avgLatencyMs * 10) / 10,
+    })),
+    total,
+  };
+}
+
+/** /v1/models as a key sees it: only what it may ask for. */
+export function modelsForKey(gw: Gateway, key: KeyRecord): string {
+  if (key.roles === undefined) return modelsBody(gw);
+  const all = JSON.parse(modelsBody(gw)) as { object: string; data: { id: string }[] };
+  all.data = all.data.filter((m) => {
+    const r = gw.table.resolve(m.id);
+    return r !== undefined && allows(key, r.route.name, gw);
+  });
+  return JSON.stringify(all);
+}
+
+export async function handleAdmin(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams, a: AdminContext): Promise<void> {
+  if (!a.hasMasterKey) {
+    throw new FabricError('permission_denied', 'the admin API is off: it needs gateway.master_key (or use `fabric keys --config FILE` on the gateway host)');
+  }
+  if (!a.master) throw new FabricError('permission_denied', 'the admin API needs the master key; virtual keys cannot manage keys or read usage');
+  const acct = a.accounting;
+  if (acct === undefined) throw new FabricError('not_found', 'the gateway has no store (accounting is not running)');
+  const admin = new KeyAdmin(acct.store, acct.keys);
+  const method = req.method ?? 'GET';
+  const body = method === 'POST' || method === 'PATCH' || method === 'PUT' ? await readJson(req) : undefined;
+  const now = Date.now();
+  const withSpend = (k: KeyRecord): Record<string, unknown> => ({ ...keyView(k, now), spend: acct.keySpend(k) ?? null });
+
+  // ── native routes ──
+  if (path === '/admin/keys') {
+    if (method === 'GET') return send(res, 200, { object: 'list', data: (await admin.list()).map((k) => keyView(k, now)) });
+    if (method === 'POST') {
+      const patch = parseKeyInput(body, 'create', now);
+      checkRoles(patch, a.gateway);
+      const { record, secret } = await admin.create(patch, now);
+      return send(res, 201, { ...keyView(record, now), key: secret });
+    }
+  }
+  const m = /^\/admin\/keys\/([^/]+)(?:\/(revoke|rotate))?$/.exec(path);
+  if (m !== null) {
+    const id = decodeURIComponent(m[1]!);
+    const action = m[2];
+    if (action === undefined && method === 'GET') return send(res, 200, withSpend(await admin.find(id)));
+    if (action === undefined && method === 'PATCH') {
+      const patch = parseKeyInput(body, 'update', now);
+      checkRoles(patch, a.gateway);
+      return send(res, 200, withSpend(await admin.update(id, patch, now)));
+    }
+    if ((action === 'revoke' && method === 'POST') || (action === undefined && method === 'DELETE')) return send(res, 200, keyView(await admin.revoke(id, now), now));
+    if (action === 'rotate' && method === 'POST') {
+      const { record, secret } = await admin.rotate(id, now);
+      return send(res, 200, { ...keyView(record, now), key: secret });
+    }
+  }
+  if (path === '/admin/usage' && method === 'GET') {
+    const by = (query.get('by') ?? 'key') as UsageGroup;
+    if (!(USAGE_GROUPS as readonly string[]).includes(by)) throw new FabricError('invalid_request', `by must be one of ${USAGE_GROUPS.join(', ')}`, { param: 'by' });
+    const when = (name: string): number | undefined => {
+      const v = query.get(name);
+      if (v === null || v === '') return undefined;
+      const t = parseWhen(v, now);
+      if (t === undefined) throw new FabricError('invalid_request', `${name} must be a duration back (7d, 24h), today, month, an ISO date or unix seconds`, { param: name });
+      return t;
+    };
+    const since = when('since');
+    const until = when('until');
+    const keyParam = query.get('key');
+    const keyId = keyParam === null || keyParam === '' ? undefined : (await admin.find(keyParam)).id;
+    const rows = await acct.store.usageSummary({ by, since, until, keyId });
+    if (query.get('format') === 'csv') return send(res, 200, usageCsv(rows), 'text/csv; charset=utf-8');
+    return send(res, 200, usageJson(by, since, until, rows));
+  }
+  if (path === '/admin/budgets' && method === 'GET') return send(res, 200, { object: 'list', data: acct.budgets() });
+  if (path === '/admin/requests' && method === 'GET') {
+    const limit = Math.min(1000, Math.max(1, Number(query.get('limit') ?? 50) || 50));
+    const keyParam = query.get('key');
+    const keyId = keyParam === null || keyParam === '' ? undefined : (await admin.find(keyParam)).id;
+    const data = await acct.store.requestLogs({ limit, keyId, id: query.get('id') ?? undefined });
+    return send(res, 200, { object: 'list', enabled: acct.config.gateway.requestLog.enabled, data });
+  }
+
+  // ── LiteLLM-compatible names ──
+  const lite = (k: KeyRecord, secret?: string): Record<string, unknown> => ({
+    ...(secret === undefined ? {} : { key: secret }), token: k.id, key_alias: k.name, key_name: k.hint, models: k.roles ?? [], metadata: k.metadata,
+    expires: k.expiresAt === undefined ? null : new Date(k.expiresAt).toISOString(), max_budget: k.budget?.amount ?? null,
+    budget_duration: k.budget?.period ?? null, rpm_limit: k.rpm ?? null, tpm_limit: k.tpm ?? null, blocked: k.revokedAt !== undefined,
+    spend: acct.keySpend(k)?.spent ?? 0,
+  });
+  const target = (b: unknown): string => {
+    const k = (b as { key?: unknown } | undefined)?.key;
+    if (typeof k !== 'string' || k === '') throw new FabricError('invalid_request', 'key is required (the key, or its id)', { param: 'key' });
+    return k;
+  };
+  const stripKey = (b: unknown): unknown => {
+    if (typeof b !== 'object' || b === null) return b;
+    const { key: _k, ...rest } = b as Record<string, unknown>;
+    return rest;
+  };
+  if (path === '/key/generate' && method === 'POST') {
+    const input = { ...(body as object) } as Record<string, unknown>;
+    if (input.key_alias === undefined && input.name === undefined) input.name = 'litellm-key';
+    const patch = parseKeyInput(input, 'create', now);
+    checkRoles(patch, a.gateway);
+    const { record, secret } = await admin.create(patch, now);
+    return send(res, 200, lite(record, secret));
+  }
+  if (path === '/key/list' && method === 'GET') return send(res, 200, { keys: (await admin.list()).filter((k) => k.revokedAt === undefined).map((k) => k.id) });
+  if (path === '/key/info' && method === 'GET') {
+    const k = await admin.find(query.get('key') ?? '');
+    return send(res, 200, { key: k.id, info: lite(k) });
+  }
+  if (path === '/key/update' && method === 'POST') {
+    const patch = parseKeyInput(stripKey(body), 'update', now);
+    checkRoles(patch, a.gateway);
+    return send(res, 200, lite(await admin.update(target(body), patch, now)));
+  }
+  if (path === '/key/delete' && method === 'POST') {
+    const keys = (body as { keys?: unknown }).keys;
+    if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string')) throw new FabricError('invalid_request', 'keys must be a list of keys or key ids', { param: 'keys' });
+    const deleted: string[] = [];
+    for (const k of keys as string[]) deleted.push((await admin.revoke(k, now)).id);
+    return send(res, 200, { deleted_keys: deleted });
+  }
+  const regen = /^\/key\/(?:(.+)\/)?regenerate$/.exec(path);
+  if (regen !== null && method === 'POST') {
+    const id = regen[1] !== undefined ? decodeURIComponent(regen[1]) : target(body);
+    const { record, secret } = await admin.rotate(id, now);
+    return send(res, 200, lite(record, secret));
+  }
+  throw new FabricError('not_found', `no admin route for ${method} ${path}`);
+}

@@ -1,0 +1,166 @@
+// Every virtual key, in memory: a request's key is checked with one SHA-256 and one Map
+// lookup, never a database read. The ring reloads from the store when the store's keys
+// version changes — at once on a PostgreSQL NOTIFY, else at the next poll (sync_interval) —
+// so a key revoked on any instance stops working everywhere within that bound; on the
+// instance that revoked it, at once. Expiry is checked against the clock on every request.
+
+import type { Logger } from '../core/log.ts';
+import { FabricError } from '../core/errors.ts';
+import type { KeyRecord, Store } from '../store/types.ts';
+import { hashKey } from './token.ts';
+
+export interface KeyRingOptions {
+  /** How often the keys version is polled. */
+  syncIntervalMs: number;
+  log: Logger;
+  now?: () => number;
+}
+
+/** Unknown hashes remembered this long, so garbage keys do not each cost a database read. */
+const NEGATIVE_TTL_MS = 5_000;
+const NEGATIVE_MAX = 10_000;
+
+export class KeyRing {
+  readonly #store: Store;
+  readonly #opts: KeyRingOptions;
+  readonly #now: () => number;
+  #byHash = new Map<string, KeyRecord>();
+  #byId = new Map<string, KeyRecord>();
+  readonly #unknown = new Map<string, number>();
+  readonly #pending = new Map<string, Promise<KeyRecord | undefined>>();
+  #version = -1;
+  #timer: NodeJS.Timeout | undefined;
+  #unwatch: (() => void) | undefined;
+  #syncing: Promise<void> | undefined;
+  #again = false;
+  /** When the keys were last known to match the store. */
+  syncedAt = 0;
+
+  constructor(store: Store, opts: KeyRingOptions) {
+    this.#store = store;
+    this.#opts = opts;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  async start(): Promise<void> {
+    await this.sync();
+    this.#timer = setInterval(() => { void this.sync(); }, this.#opts.syncIntervalMs);
+    this.#timer.unref();
+    this.#unwatch = this.#store.watchKeys?.(() => { void this.sync(); });
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#unwatch?.();
+    this.#unwatch = undefined;
+  }
+
+  /** Reloads every key if the store's keys version moved. Concurrent calls coalesce; one during a reload runs after it. */
+  sync(): Promise<void> {
+    if (this.#syncing !== undefined) {
+      this.#again = true;
+      return this.#syncing;
+    }
+    this.#syncing = (async () => {
+      do {
+        this.#again = false;
+        try {
+          const v = await this.#store.keysVersion();
+          if (v !== this.#version) {
+            const all = await this.#store.listKeys();
+            this.#replace(all);
+            this.#version = v;
+          }
+          this.syncedAt = this.#now();
+        } catch (e) {
+          this.#opts.log.warn('keys: cannot reload from the store; serving the keys already loaded', { error: (e as Error).message });
+        }
+      } while (this.#again);
+    })().finally(() => { this.#syncing = undefined; });
+    return this.#syncing;
+  }
+
+  #replace(all: KeyRecord[]): void {
+    const byHash = new Map<string, KeyRecord>();
+    const byId = new Map<string, KeyRecord>();
+    for (const k of all) {
+      byHash.set(k.hash, k);
+      byId.set(k.id, k);
+    }
+    this.#byHash = byHash;
+    this.#byId = byId;
+    this.#unknown.clear();
+  }
+
+  /** A key changed on this instance: effective here at once, whatever the poll. */
+  put(k: KeyRecord): void {
+    const old = this.#byId.get(k.id);
+    if (old !== undefined && old.hash !== k.hash) this.#byHash.delete(old.hash);
+    this.#byHash.set(k.hash, k);
+    this.#byId.set(k.id, k);
+    this.#unknown.delete(k.hash);
+  }
+
+  byId(id: string): KeyRecord | undefined {
+    return this.#byId.get(id);
+  }
+
+  all(): KeyRecord[] {
+    return [...this.#byId.values()];
+  }
+
+  /**
+   * The key a client presented, checked: a usable key, or a 401 that says why (unknown,
+   * revoked, expired). A key not in memory is looked up once in the store (made on another
+   * instance since the last reload); the answer may then be a promise.
+   */
+  verify(secret: string): KeyRecord | Promise<KeyRecord> {
+    const hash = hashKey(secret);
+    const k = this.#byHash.get(hash);
+    if (k !== undefined) return this.#usable(k);
+    const miss = this.#unknown.get(hash);
+    if (miss !== undefined && miss > this.#now()) throw unknownKey();
+    let p = this.#pending.get(hash);
+    if (p === undefined) {
+      p = this.#store.keyByHash(hash).finally(() => this.#pending.delete(hash));
+      this.#pending.set(hash, p);
+    }
+    return p.then(
+      (found) => {
+        if (found === undefined) {
+          if (this.#unknown.size >= NEGATIVE_MAX) this.#unknown.clear();
+          this.#unknown.set(hash, this.#now() + NEGATIVE_TTL_MS);
+          throw unknownKey();
+        }
+        this.put(found);
+        return this.#usable(found);
+      },
+      (e: unknown) => {
+        if (e instanceof FabricError) throw e;
+        throw new FabricError('store_unavailable', 'cannot check this API key now: the gateway\'s database is unreachable; retry shortly', { headers: { 'retry-after': '5' }, cause: e });
+      },
+    );
+  }
+
+  /** For an open gateway (no master key): a key known in memory, checked; undefined for anything else. */
+  verifyKnown(secret: string): KeyRecord | undefined {
+    const k = this.#byHash.get(hashKey(secret));
+    return k === undefined ? undefined : this.#usable(k);
+  }
+
+  #usable(k: KeyRecord): KeyRecord {
+    if (k.revokedAt !== undefined) throw new FabricError('invalid_api_key', `this API key (${k.hint}, "${k.name}") has been revoked`);
+    if (k.expiresAt !== undefined && k.expiresAt <= this.#now()) {
+      throw new FabricError('invalid_api_key', `this API key (${k.hint}, "${k.name}") expired at ${new Date(k.expiresAt).toISOString()}`);
+    }
+    return k;
+  }
+}
+
+function unknownKey(): FabricError {
+  return new FabricError('invalid_api_key', 'Incorrect API key provided: send a gateway key as "Authorization: Bearer <key>"');
+}

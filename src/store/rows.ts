@@ -1,0 +1,115 @@
+// Rows ↔ records, shared by both stores: the column lists, and the conversions that differ
+// only in how each driver returns JSON, booleans and 64-bit integers.
+
+import type { KeyPatch, KeyRecord, RateLimit, UsageGroup, UsageRecord, UsageRow, BudgetPeriod } from './types.ts';
+
+export const KEY_COLUMNS = [
+  'id', 'hash', 'hint', 'name', 'metadata', 'roles', 'expires_at', 'budget_amount', 'budget_period', 'rpm', 'tpm', 'role_limits',
+  'created_at', 'updated_at', 'revoked_at',
+] as const;
+
+export const USAGE_COLUMNS = [
+  'id', 'ts', 'key_id', 'key_name', 'op', 'model', 'role', 'backend', 'upstream_model', 'status', 'code', 'prompt_tokens',
+  'completion_tokens', 'estimated', 'latency_ms', 'ttft_ms', 'attempts', 'rerouted', 'stream', 'cost',
+] as const;
+
+type Row = Record<string, unknown>;
+
+const num = (v: unknown): number | undefined => (v === null || v === undefined ? undefined : Number(v));
+const json = (v: unknown): unknown => (typeof v === 'string' ? JSON.parse(v) : v);
+
+export function keyFromRow(r: Row): KeyRecord {
+  const roles = json(r.roles);
+  const amount = num(r.budget_amount);
+  return {
+    id: String(r.id),
+    hash: String(r.hash),
+    hint: String(r.hint),
+    name: String(r.name),
+    metadata: (json(r.metadata) ?? {}) as Record<string, unknown>,
+    roles: Array.isArray(roles) ? roles.map(String) : undefined,
+    expiresAt: num(r.expires_at),
+    budget: amount === undefined ? undefined : { amount, period: String(r.budget_period) as BudgetPeriod },
+    rpm: num(r.rpm),
+    tpm: num(r.tpm),
+    roleLimits: (json(r.role_limits) ?? {}) as Record<string, RateLimit>,
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+    revokedAt: num(r.revoked_at),
+  };
+}
+
+/** Column values of a key in KEY_COLUMNS order, JSON as text (both drivers accept it). */
+export function keyValues(k: KeyRecord): (string | number | null)[] {
+  return [
+    k.id, k.hash, k.hint, k.name, JSON.stringify(k.metadata), k.roles === undefined ? null : JSON.stringify(k.roles),
+    k.expiresAt ?? null, k.budget?.amount ?? null, k.budget?.period ?? null, k.rpm ?? null, k.tpm ?? null, JSON.stringify(k.roleLimits),
+    k.createdAt, k.updatedAt, k.revokedAt ?? null,
+  ];
+}
+
+/** A patch applied: a key present with the value undefined clears that field (expiry, budget, limits). */
+export function applyPatch(k: KeyRecord, patch: KeyPatch): KeyRecord {
+  const out = { ...k } as unknown as Record<string, unknown>;
+  for (const [name, v] of Object.entries(patch)) if (name !== 'id' && name !== 'createdAt') out[name] = v;
+  return out as unknown as KeyRecord;
+}
+
+export function usageValues(u: UsageRecord, bool: (b: boolean) => number | boolean): unknown[] {
+  return [
+    u.id, u.ts, u.keyId ?? null, u.keyName ?? null, u.op, u.model, u.role, u.backend, u.upstreamModel, u.status, u.code ?? null,
+    u.promptTokens, u.completionTokens, bool(u.estimated), u.latencyMs, u.ttftMs ?? null, u.attempts, bool(u.rerouted), bool(u.stream), u.cost,
+  ];
+}
+
+export function usageFromRow(r: Row): UsageRecord {
+  return {
+    id: String(r.id),
+    ts: Number(r.ts),
+    keyId: r.key_id === null ? undefined : String(r.key_id),
+    keyName: r.key_name === null ? undefined : String(r.key_name),
+    op: String(r.op),
+    model: String(r.model),
+    role: String(r.role),
+    backend: String(r.backend),
+    upstreamModel: String(r.upstream_model),
+    status: Number(r.status),
+    code: r.code === null ? undefined : String(r.code),
+    promptTokens: Number(r.prompt_tokens),
+    completionTokens: Number(r.completion_tokens),
+    estimated: Boolean(r.estimated),
+    latencyMs: Number(r.latency_ms),
+    ttftMs: num(r.ttft_ms),
+    attempts: Number(r.attempts),
+    rerouted: Boolean(r.rerouted),
+    stream: Boolean(r.stream),
+    cost: Number(r.cost),
+  };
+}
+
+export function usageRowFromRow(r: Row): UsageRow {
+  return {
+    group: r.grp === null || r.grp === undefined ? '' : String(r.grp),
+    requests: Number(r.requests),
+    errors: Number(r.errors),
+    promptTokens: Number(r.prompt_tokens ?? 0),
+    completionTokens: Number(r.completion_tokens ?? 0),
+    cost: Number(r.cost ?? 0),
+    avgLatencyMs: Number(r.avg_latency_ms ?? 0),
+  };
+}
+
+/** The GROUP BY expression for a report; `day` is the UTC date. */
+export function groupExpr(by: UsageGroup, day: string): string {
+  switch (by) {
+    case 'key': return "COALESCE(key_name, '(none)')";
+    case 'role': return "COALESCE(NULLIF(role, ''), '(none)')";
+    case 'backend': return "COALESCE(NULLIF(backend, ''), '(none)')";
+    case 'model': return 'model';
+    case 'status': return 'status';
+    case 'day': return day;
+  }
+}
+
+export const SUMMARY_SELECT = `COUNT(*) AS requests, SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors,
+  SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, SUM(cost) AS cost, AVG(latency_ms) AS avg_latency_ms`;

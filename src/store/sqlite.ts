@@ -1,0 +1,223 @@
+// The embedded store: one SQLite file (node:sqlite, nothing to install) in WAL mode, so
+// `fabric keys` and `fabric usage` can read and write it while a gateway runs. Calls are
+// synchronous under an async face; the gateway only makes them off the request path (batched
+// usage writes once a second, key reloads when the keys version changes).
+
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { MIGRATIONS, MIGRATIONS_TABLE } from './migrations.ts';
+import {
+  KEY_COLUMNS, SUMMARY_SELECT, USAGE_COLUMNS, applyPatch, groupExpr, keyFromRow, keyValues, usageFromRow, usageRowFromRow, usageValues,
+} from './rows.ts';
+import {
+  StoreError, type KeyPatch, type KeyRecord, type RequestLogRecord, type SpendRow, type Store, type UsageQuery, type UsageRecord, type UsageRow,
+} from './types.ts';
+
+type Param = string | number | null;
+
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  readonly where: string;
+  readonly #db: DatabaseSync;
+  #insertUsage: StatementSync | undefined;
+
+  constructor(path: string) {
+    this.where = path;
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    try {
+      this.#db = new DatabaseSync(path);
+      // WAL: readers (the CLI) never block the gateway's writer; NORMAL sync is durable
+      // across a process crash (the OS has the pages) and fast; busy_timeout rides out
+      // another process's write lock.
+      this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;');
+    } catch (e) {
+      throw new StoreError(`cannot open SQLite database ${path}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  #tx<T>(fn: () => T, immediate = true): T {
+    this.#db.exec(immediate ? 'BEGIN IMMEDIATE' : 'BEGIN');
+    try {
+      const out = fn();
+      this.#db.exec('COMMIT');
+      return out;
+    } catch (e) {
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      throw e;
+    }
+  }
+
+  #run<T>(what: string, fn: () => T): Promise<T> {
+    try {
+      return Promise.resolve(fn());
+    } catch (e) {
+      // SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH: the statement is at fault, not the database.
+      const code = Number((e as { errcode?: unknown }).errcode) & 0xff;
+      return Promise.reject(e instanceof StoreError ? e : new StoreError(`SQLite ${what}: ${(e as Error).message}`, { cause: e, permanent: code === 18 || code === 19 || code === 20 }));
+    }
+  }
+
+  migrate(): Promise<number[]> {
+    return this.#run('migration', () => {
+      this.#db.exec(MIGRATIONS_TABLE.sqlite);
+      return this.#tx(() => {
+        const done = new Set(this.#db.prepare('SELECT version FROM fabric_migrations').all().map((r) => Number(r.version)));
+        const applied: number[] = [];
+        for (const m of MIGRATIONS) {
+          if (done.has(m.version)) continue;
+          this.#db.exec(m.sqlite);
+          this.#db.prepare('INSERT INTO fabric_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
+          applied.push(m.version);
+        }
+        return applied;
+      });
+    });
+  }
+
+  ping(): Promise<void> {
+    return this.#run('ping', () => { this.#db.prepare('SELECT 1').get(); });
+  }
+
+  #bumpKeys(): void {
+    this.#db.prepare("UPDATE fabric_meta SET value = value + 1 WHERE name = 'keys_version'").run();
+  }
+
+  insertKey(k: KeyRecord): Promise<void> {
+    return this.#run('insert key', () => this.#tx(() => {
+      this.#db.prepare(`INSERT INTO fabric_keys (${KEY_COLUMNS.join(', ')}) VALUES (${KEY_COLUMNS.map(() => '?').join(', ')})`).run(...keyValues(k));
+      this.#bumpKeys();
+    }));
+  }
+
+  keyById(id: string): Promise<KeyRecord | undefined> {
+    return this.#run('read key', () => {
+      const r = this.#db.prepare('SELECT * FROM fabric_keys WHERE id = ?').get(id);
+      return r === undefined ? undefined : keyFromRow(r);
+    });
+  }
+
+  keyByHash(hash: string): Promise<KeyRecord | undefined> {
+    return this.#run('read key', () => {
+      const r = this.#db.prepare('SELECT * FROM fabric_keys WHERE hash = ?').get(hash);
+      return r === undefined ? undefined : keyFromRow(r);
+    });
+  }
+
+  listKeys(): Promise<KeyRecord[]> {
+    return this.#run('list keys', () => this.#db.prepare('SELECT * FROM fabric_keys ORDER BY created_at, id').all().map(keyFromRow));
+  }
+
+  updateKey(id: string, patch: KeyPatch): Promise<KeyRecord | undefined> {
+    return this.#run('update key', () => this.#tx(() => {
+      const r = this.#db.prepare('SELECT * FROM fabric_keys WHERE id = ?').get(id);
+      if (r === undefined) return undefined;
+      const next = applyPatch(keyFromRow(r), patch);
+      const vals = keyValues(next);
+      const sets = KEY_COLUMNS.slice(1).map((c) => `${c} = ?`).join(', ');
+      this.#db.prepare(`UPDATE fabric_keys SET ${sets} WHERE id = ?`).run(...vals.slice(1), id);
+      this.#bumpKeys();
+      return next;
+    }));
+  }
+
+  keysVersion(): Promise<number> {
+    return this.#run('read keys version', () => Number(this.#db.prepare("SELECT value FROM fabric_meta WHERE name = 'keys_version'").get()!.value));
+  }
+
+  insertUsage(records: readonly UsageRecord[]): Promise<number> {
+    if (records.length === 0) return Promise.resolve(0);
+    return this.#run('insert usage', () => {
+      this.#insertUsage ??= this.#db.prepare(
+        `INSERT INTO fabric_usage (${USAGE_COLUMNS.join(', ')}) VALUES (${USAGE_COLUMNS.map(() => '?').join(', ')}) ON CONFLICT (id) DO NOTHING`,
+      );
+      const stmt = this.#insertUsage;
+      return this.#tx(() => {
+        let n = 0;
+        for (const u of records) n += Number(stmt.run(...(usageValues(u, (b) => (b ? 1 : 0)) as Param[])).changes);
+        return n;
+      });
+    });
+  }
+
+  usageSummary(q: UsageQuery): Promise<UsageRow[]> {
+    return this.#run('usage report', () => {
+      const { where, params } = usageWhere(q);
+      const g = groupExpr(q.by, "strftime('%Y-%m-%d', ts / 1000, 'unixepoch')");
+      const sql = `SELECT ${g} AS grp, ${SUMMARY_SELECT} FROM fabric_usage ${where} GROUP BY ${g} ORDER BY ${q.by === 'day' ? 'grp' : 'cost DESC, requests DESC, grp'}`;
+      return this.#db.prepare(sql).all(...params).map(usageRowFromRow);
+    });
+  }
+
+  usageById(id: string): Promise<UsageRecord | undefined> {
+    return this.#run('read usage', () => {
+      const r = this.#db.prepare('SELECT * FROM fabric_usage WHERE id = ?').get(id);
+      return r === undefined ? undefined : usageFromRow(r);
+    });
+  }
+
+  spendSince(since: number): Promise<SpendRow[]> {
+    return this.#run('read spend', () => this.#db
+      .prepare('SELECT key_id, backend, SUM(cost) AS cost FROM fabric_usage WHERE ts >= ? AND cost > 0 GROUP BY key_id, backend')
+      .all(since)
+      .map((r) => ({ keyId: r.key_id === null ? undefined : String(r.key_id), backend: String(r.backend), cost: Number(r.cost) })));
+  }
+
+  insertRequestLogs(records: readonly RequestLogRecord[]): Promise<void> {
+    if (records.length === 0) return Promise.resolve();
+    return this.#run('insert request log', () => this.#tx(() => {
+      const stmt = this.#db.prepare('INSERT INTO fabric_request_log (id, ts, key_id, status, request, response, bytes) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING');
+      for (const r of records) stmt.run(r.id, r.ts, r.keyId ?? null, r.status, r.request, r.response, r.request.length + r.response.length);
+    }));
+  }
+
+  requestLogs(q: { limit: number; keyId?: string; id?: string }): Promise<RequestLogRecord[]> {
+    return this.#run('read request log', () => {
+      const cond: string[] = [];
+      const params: Param[] = [];
+      if (q.id !== undefined) { cond.push('id = ?'); params.push(q.id); }
+      if (q.keyId !== undefined) { cond.push('key_id = ?'); params.push(q.keyId); }
+      const sql = `SELECT * FROM fabric_request_log ${cond.length === 0 ? '' : 'WHERE ' + cond.join(' AND ')} ORDER BY ts DESC, id DESC LIMIT ?`;
+      return this.#db.prepare(sql).all(...params, q.limit).map((r) => ({
+        id: String(r.id), ts: Number(r.ts), keyId: r.key_id === null ? undefined : String(r.key_id), status: Number(r.status),
+        request: String(r.request), response: String(r.response),
+      }));
+    });
+  }
+
+  pruneRequestLogs(before: number, maxBytes: number): Promise<number> {
+    return this.#run('prune request log', () => this.#tx(() => {
+      let n = Number(this.#db.prepare('DELETE FROM fabric_request_log WHERE ts < ?').run(before).changes);
+      const total = Number(this.#db.prepare('SELECT COALESCE(SUM(bytes), 0) AS b FROM fabric_request_log').get()!.b);
+      if (total > maxBytes) {
+        // Oldest first until the rest fits: find the cut-off ts by a running sum from the newest.
+        const rows = this.#db.prepare('SELECT id, bytes FROM fabric_request_log ORDER BY ts DESC, id DESC').all();
+        let kept = 0;
+        const del = this.#db.prepare('DELETE FROM fabric_request_log WHERE id = ?');
+        for (const r of rows) {
+          kept += Number(r.bytes);
+          if (kept > maxBytes) { del.run(String(r.id)); n++; }
+        }
+      }
+      return n;
+    }));
+  }
+
+  close(): Promise<void> {
+    try {
+      if (this.#db.isOpen) this.#db.close();
+    } catch {
+      // closing twice or after an error is not a failure
+    }
+    return Promise.resolve();
+  }
+}
+
+function usageWhere(q: UsageQuery): { where: string; params: Param[] } {
+  const cond: string[] = [];
+  const params: Param[] = [];
+  if (q.since !== undefined) { cond.push('ts >= ?'); params.push(q.since); }
+  if (q.until !== undefined) { cond.push('ts < ?'); params.push(q.until); }
+  if (q.keyId !== undefined) { cond.push('key_id = ?'); params.push(q.keyId); }
+  return { where: cond.length === 0 ? '' : 'WHERE ' + cond.join(' AND '), params };
+}

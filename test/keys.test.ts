@@ -1,0 +1,224 @@
+// Virtual keys end to end: the admin API (native and LiteLLM names), keys hashed at rest (read
+// from the SQLite file itself), role scopes on requests and /v1/models, per-key rate limits
+// with 429 + Retry-After, revocation, rotation and expiry taking effect at once.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { DatabaseSync } from 'node:sqlite';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import { startFabric, chat, post, type Fabric } from './helpers.ts';
+
+const MASTER = 'fabric-master-key-for-key-tests';
+const FAST = { ttftMs: 2, tokensPerSecond: 5000, maxConcurrency: 64, maxQueue: 256 };
+const dataDir = mkdtempSync(join(tmpdir(), 'fabric-keys-'));
+let f: Fabric;
+
+const admin = (path: string, body?: unknown, method = body === undefined ? 'GET' : 'POST', key = MASTER) =>
+  fetch(f.url + path, { method, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })
+    .then(async (r) => ({ status: r.status, headers: r.headers, json: await r.json() as any }));
+
+const client = (key: string) => new OpenAI({ baseURL: `${f.url}/v1`, apiKey: key, maxRetries: 0, timeout: 10_000 });
+
+before(async () => {
+  f = await startFabric({
+    env: { FABRIC_MASTER_KEY: MASTER },
+    apiKey: MASTER,
+    dataDir,
+    engines: [
+      { name: 'armitage', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', timing: FAST },
+      { name: 'cloud', protocol: 'openai', model: 'gpt-4.1-mini', kind: 'chat', timing: FAST },
+    ],
+    yaml: (url) => `
+gateway:
+  master_key: env:FABRIC_MASTER_KEY
+  accounting: { flush_interval: 50ms, sync_interval: 100ms }
+backends:
+  armitage-qwen: { engine: vllm, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ }
+  cloud-strong: { engine: openai-compatible, url: ${url('cloud')}/v1, model: gpt-4.1-mini, cloud: true }
+roles:
+  chat-fast: { kind: chat, backends: [armitage-qwen], aliases: [local/chat] }
+  openai/strong: { kind: chat, backends: [cloud-strong] }
+`,
+  });
+});
+
+after(async () => {
+  await f.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('a key is shown once, stored only as its SHA-256, and never listed', async () => {
+  const r = await admin('/admin/keys', { name: 'obsidian', metadata: { app: 'obsidian', owner: 'mdt' }, roles: ['local/chat'] });
+  assert.equal(r.status, 201);
+  const secret: string = r.json.key;
+  assert.match(secret, /^sk-fabric-[A-Za-z0-9_-]{43}$/);
+  assert.equal(r.json.name, 'obsidian');
+  assert.deepEqual(r.json.metadata, { app: 'obsidian', owner: 'mdt' });
+  assert.equal(r.json.status, 'active');
+  // Read the database file itself: the hash is there, the key is nowhere.
+  const db = new DatabaseSync(join(dataDir, 'fabric.db'), { readOnly: true });
+  const rows = db.prepare('SELECT * FROM fabric_keys WHERE id = ?').all(r.json.id);
+  db.close();
+  assert.equal(rows.length, 1);
+  assert.equal(rows[0]!.hash, createHash('sha256').update(secret).digest('hex'));
+  const raw = readFileSync(join(dataDir, 'fabric.db')).toString('latin1') + readdirSync(dataDir).filter((n) => n.endsWith('-wal')).map((n) => readFileSync(join(dataDir, n)).toString('latin1')).join('');
+  assert.ok(!raw.includes(secret), 'the key is not in the database file or its WAL');
+  assert.ok(!raw.includes(secret.slice(10, 30)), 'no long fragment of it either');
+  const list = await admin('/admin/keys');
+  assert.equal(list.status, 200);
+  const text = JSON.stringify(list.json);
+  assert.ok(!text.includes(secret) && !text.includes(rows[0]!.hash as string), 'listing shows neither key nor hash');
+  assert.ok(list.json.data.some((k: any) => k.id === r.json.id && k.hint.startsWith('sk-fabric-')));
+  const shown = await admin(`/admin/keys/${r.json.id}`);
+  assert.equal(shown.json.key, undefined);
+  assert.ok(!f.logs.some((l) => l.includes(secret)), 'the key never reaches the log');
+});
+
+test('a key may use its roles only: 403 for others (OpenAI-shaped), /v1/models lists only its own', async () => {
+  const { json } = await admin('/admin/keys', { name: 'trailblazer', roles: ['local/chat'] });
+  const c = client(json.key);
+  const ok = await c.chat.completions.create(chat('local/chat') as any);
+  assert.equal(ok.choices[0]!.message.role, 'assistant');
+  const also = await post(f.url, '/v1/chat/completions', chat('chat-fast'), { authorization: `Bearer ${json.key}` });
+  assert.equal(also.status, 200, 'the role behind an allowed alias is allowed');
+  await assert.rejects(c.chat.completions.create(chat('openai/strong') as any), (e: any) => {
+    assert.equal(e.status, 403);
+    assert.equal(e.constructor.name, 'PermissionDeniedError');
+    assert.equal(e.error.type, 'invalid_request_error');
+    assert.equal(e.error.code, 'model_not_allowed');
+    assert.match(e.error.message, /trailblazer.*openai\/strong/);
+    return true;
+  });
+  const models = await c.models.list();
+  assert.deepEqual(models.data.map((m) => m.id).sort(), ['chat-fast', 'local/chat']);
+  const one = await post(f.url, '/v1/models/openai%2Fstrong', '', { authorization: `Bearer ${json.key}` }).catch(() => undefined);
+  assert.ok(one !== undefined);
+  const get = await fetch(`${f.url}/v1/models/openai%2Fstrong`, { headers: { authorization: `Bearer ${json.key}` } });
+  assert.equal(get.status, 404);
+  // Master-only endpoints: a virtual key gets 403, no key 401.
+  assert.equal((await fetch(`${f.url}/metrics`, { headers: { authorization: `Bearer ${json.key}` } })).status, 403);
+  assert.equal((await admin('/admin/keys', undefined, 'GET', json.key)).status, 403);
+  assert.equal((await fetch(`${f.url}/admin/keys`)).status, 401);
+  assert.equal((await admin('/admin/keys', undefined, 'GET', 'sk-fabric-not-a-real-key')).status, 401);
+});
+
+test('requests per minute: the next request is a 429 with Retry-After, in OpenAI shape, counted in metrics', async () => {
+  const { json } = await admin('/admin/keys', { name: 'limited', rpm: 3 });
+  const auth = { authorization: `Bearer ${json.key}` };
+  for (let i = 0; i < 3; i++) assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), auth)).status, 200);
+  const r = await post(f.url, '/v1/chat/completions', chat('local/chat'), auth);
+  assert.equal(r.status, 429);
+  assert.equal(r.json.error.code, 'rate_limit_exceeded');
+  assert.equal(r.json.error.type, 'rate_limit_error');
+  assert.match(r.json.error.message, /limited.*requests per minute \(RPM\): limit 3/);
+  const ra = Number(r.headers.get('retry-after'));
+  assert.ok(ra >= 1 && ra <= 20, `retry-after ${ra}`);
+  assert.equal(r.headers.get('x-ratelimit-limit-requests'), '3');
+  // Another key is not affected.
+  const other = await admin('/admin/keys', { name: 'unlimited' });
+  assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${other.json.key}` })).status, 200);
+  const m = await (await fetch(`${f.url}/metrics`, { headers: { authorization: `Bearer ${MASTER}` } })).text();
+  assert.match(m, /fabric_rate_limited_total\{key="limited",limit="rpm"\} 1/);
+});
+
+test('tokens per minute and per-role limits', async () => {
+  const { json } = await admin('/admin/keys', { name: 'tokens', tpm: 200, role_limits: { 'openai/strong': { rpm: 1 } } });
+  const auth = { authorization: `Bearer ${json.key}` };
+  // max_tokens 100 + the prompt: two fit in 200 tokens... the first is settled to its real use, so more fit.
+  assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat', 'hi', { max_tokens: 150 }), auth)).status, 200);
+  const big = await post(f.url, '/v1/chat/completions', chat('local/chat', 'hi', { max_tokens: 190 }), auth);
+  assert.equal(big.status, 429, 'the reservation (prompt + max_tokens) does not fit what is left');
+  assert.match(big.json.error.message, /tokens per minute \(TPM\): limit 200/);
+  assert.equal(big.headers.get('x-ratelimit-limit-tokens'), '200');
+  assert.equal((await post(f.url, '/v1/chat/completions', chat('openai/strong'), auth)).status, 200);
+  const second = await post(f.url, '/v1/chat/completions', chat('openai/strong'), auth);
+  assert.equal(second.status, 429);
+  assert.match(second.json.error.message, /on openai\/strong on requests per minute/);
+});
+
+test('revocation works at once; rotation replaces the secret; expiry is checked on every request', async () => {
+  const { json } = await admin('/admin/keys', { name: 'to-revoke' });
+  const auth = { authorization: `Bearer ${json.key}` };
+  assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), auth)).status, 200);
+  const rev = await admin(`/admin/keys/${json.id}/revoke`, {});
+  assert.equal(rev.json.status, 'revoked');
+  const after = await post(f.url, '/v1/chat/completions', chat('local/chat'), auth);
+  assert.equal(after.status, 401);
+  assert.equal(after.json.error.code, 'invalid_api_key');
+  assert.match(after.json.error.message, /revoked/);
+
+  const k2 = await admin('/admin/keys', { name: 'to-rotate', rpm: 100 });
+  const rot = await admin(`/admin/keys/${k2.json.id}/rotate`, {});
+  assert.equal(rot.status, 200);
+  assert.notEqual(rot.json.key, k2.json.key);
+  assert.equal(rot.json.rpm, 100, 'limits carry over');
+  assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${k2.json.key}` })).status, 401);
+  assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${rot.json.key}` })).status, 200);
+
+  const k3 = await admin('/admin/keys', { name: 'short-lived', expires_at: new Date(Date.now() + 400).toISOString() });
+  assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${k3.json.key}` })).status, 200);
+  await new Promise((r) => setTimeout(r, 450));
+  const exp = await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${k3.json.key}` });
+  assert.equal(exp.status, 401);
+  assert.match(exp.json.error.message, /expired/);
+  assert.equal((await admin(`/admin/keys/${k3.json.id}`)).json.status, 'expired');
+});
+
+test('admin input is checked field by field; unknown roles and keys are refused', async () => {
+  assert.equal((await admin('/admin/keys', {})).json.error.param, 'name');
+  assert.match((await admin('/admin/keys', { name: 'x', roles: ['no-such-role'] })).json.error.message, /no-such-role/);
+  assert.equal((await admin('/admin/keys', { name: 'x', rpm: 0 })).status, 400);
+  assert.equal((await admin('/admin/keys', { name: 'x', budget: { amount: 5, period: 'fortnight' } })).status, 400);
+  assert.equal((await admin('/admin/keys', { name: 'x', color: 'red' })).json.error.param, 'color');
+  assert.equal((await admin('/admin/keys/key_0000000000000000')).status, 404);
+  const p = await admin('/admin/keys', { name: 'patchable', rpm: 5 });
+  const patched = await admin(`/admin/keys/${p.json.id}`, { rpm: null, budget: { amount: 3, period: 'day' } }, 'PATCH');
+  assert.equal(patched.status, 200);
+  assert.equal(patched.json.rpm, null);
+  assert.deepEqual(patched.json.budget, { amount: 3, period: 'day' });
+  assert.equal(patched.json.spend.limit, 3);
+});
+
+test('LiteLLM\'s key endpoints: /key/generate, /key/info, /key/update, /key/regenerate, /key/delete', async () => {
+  const g = await admin('/key/generate', { key_alias: 'litellm-app', models: ['local/chat'], max_budget: 12.5, budget_duration: '30d', rpm_limit: 50, tpm_limit: 5000, metadata: { team: 'lab' }, duration: '1h' });
+  assert.equal(g.status, 200);
+  assert.match(g.json.key, /^sk-fabric-/);
+  assert.equal(g.json.key_alias, 'litellm-app');
+  assert.equal(g.json.max_budget, 12.5);
+  assert.equal(g.json.budget_duration, 'month');
+  assert.ok(Date.parse(g.json.expires) > Date.now());
+  const info = await admin(`/key/info?key=${encodeURIComponent(g.json.key)}`);
+  assert.equal(info.json.info.rpm_limit, 50);
+  assert.deepEqual(info.json.info.models, ['local/chat']);
+  const upd = await admin('/key/update', { key: g.json.token, rpm_limit: 60 });
+  assert.equal(upd.json.rpm_limit, 60);
+  const regen = await admin(`/key/${encodeURIComponent(g.json.key)}/regenerate`, {});
+  assert.notEqual(regen.json.key, g.json.key);
+  assert.ok((await admin('/key/list')).json.keys.includes(g.json.token));
+  const del = await admin('/key/delete', { keys: [regen.json.key] });
+  assert.deepEqual(del.json.deleted_keys, [g.json.token]);
+  assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${regen.json.key}` })).status, 401);
+});
+
+test('usage by key from the admin API: JSON and CSV', async () => {
+  const { json } = await admin('/admin/keys', { name: 'reporter' });
+  for (let i = 0; i < 3; i++) await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${json.key}` });
+  await f.gw.app.accounting!.writer.flush();
+  const u = await admin('/admin/usage?by=key&since=1h');
+  const row = u.json.data.find((r: any) => r.key === 'reporter');
+  assert.equal(row.requests, 3);
+  assert.ok(row.prompt_tokens > 0 && row.completion_tokens > 0);
+  assert.ok(u.json.total.requests >= 3);
+  const one = await admin(`/admin/usage?by=model&key=${json.id}`);
+  assert.deepEqual(one.json.data.map((r: any) => [r.model, r.requests]), [['local/chat', 3]]);
+  const csv = await fetch(`${f.url}/admin/usage?by=backend&format=csv`, { headers: { authorization: `Bearer ${MASTER}` } });
+  assert.match(csv.headers.get('content-type')!, /text\/csv/);
+  const lines = (await csv.text()).trimEnd().split('\n');
+  assert.equal(lines[0], 'group,requests,errors,prompt_tokens,completion_tokens,cost_usd,avg_latency_ms');
+  assert.ok(lines.some((l) => l.startsWith('armitage-qwen,')) && lines.some((l) => l.startsWith('(none),')), lines.join('\n'));
+  assert.equal((await admin('/admin/usage?by=colour')).status, 400);
+});

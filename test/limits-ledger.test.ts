@@ -1,0 +1,178 @@
+// The rate limiter and the budget ledger each have a per-process and a Redis implementation:
+// one contract suite for each interface, run against both (Redis: a real server).
+
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LocalBuckets, RedisBuckets, type RateLimiter } from '../src/limits/buckets.ts';
+import { MemoryLedger, RedisLedger, type BudgetScope, type Hold, type Ledger } from '../src/accounting/ledger.ts';
+import { openRedis, type SharedRedis } from '../src/limits/redis-client.ts';
+import { silentLogger } from '../src/core/log.ts';
+import { periodStart } from '../src/accounting/periods.ts';
+import { startRedis, type RedisServer } from './support/servers.ts';
+
+let uniq = 0;
+const name = (s: string): string => `${s}-${process.pid}-${uniq++}`;
+
+function limiterContract(label: string, make: () => Promise<RateLimiter>): void {
+  test(`${label}: a bucket gives its limit at once, then refuses with the wait until one more fits`, async () => {
+    const l = await make();
+    const k = name('rpm');
+    for (let i = 0; i < 5; i++) assert.deepEqual(await l.take([{ key: k, limit: 5, cost: 1 }]), { ok: true });
+    const r = await l.take([{ key: k, limit: 5, cost: 1 }]);
+    assert.equal(r.ok, false);
+    if (!r.ok) assert.ok(r.retryAfterMs > 10_000 && r.retryAfterMs <= 12_000, `${r.retryAfterMs} ms: a 5/min bucket refills one every 12 s`);
+    await l.close();
+  });
+
+  test(`${label}: all buckets or none; the one that refuses is named`, async () => {
+    const l = await make();
+    const a = name('a');
+    const b = name('b');
+    assert.ok((await l.take([{ key: a, limit: 100, cost: 60 }, { key: b, limit: 10, cost: 10 }])).ok);
+    const r = await l.take([{ key: a, limit: 100, cost: 10 }, { key: b, limit: 10, cost: 1 }]);
+    assert.equal(r.ok, false);
+    if (!r.ok) assert.equal(r.index, 1);
+    // a was not charged by the refused take: 40 left.
+    assert.ok((await l.take([{ key: a, limit: 100, cost: 40 }])).ok);
+    await l.close();
+  });
+
+  test(`${label}: a reservation settled lower gives tokens back; higher leaves the bucket owing`, async () => {
+    const l = await make();
+    const k = name('tpm');
+    assert.ok((await l.take([{ key: k, limit: 1000, cost: 900 }])).ok);
+    assert.equal((await l.take([{ key: k, limit: 1000, cost: 500 }])).ok, false);
+    l.adjust(k, 1000, 800);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok((await l.take([{ key: k, limit: 1000, cost: 500 }])).ok);
+    l.adjust(k, 1000, -2000);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal((await l.take([{ key: k, limit: 1000, cost: 1 }])).ok, false, 'owing');
+    // A request larger than the whole limit still runs when the bucket is full.
+    const big = name('big');
+    assert.ok((await l.take([{ key: big, limit: 100, cost: 5000 }])).ok);
+    await l.close();
+  });
+}
+
+function ledgerContract(label: string, make: () => Promise<Ledger>): void {
+  const scope = (limit: number): BudgetScope => ({ id: name('budget'), limit, period: 'month', label: 'test' });
+
+  test(`${label}: reservations are all-or-none and never exceed the limit; settling frees the rest`, async () => {
+    const l = await make();
+    const s = scope(1);
+    const other = scope(100);
+    const holds: Hold[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await l.reserve(name('h'), [other, s], 0.25);
+      assert.ok(r.ok);
+      if (r.ok) holds.push(r.hold);
+    }
+    const refused = await l.reserve(name('h'), [other, s], 0.25);
+    assert.equal(refused.ok, false);
+    if (!refused.ok) {
+      assert.equal(refused.scope.id, s.id);
+      assert.ok(Math.abs(refused.reserved - 1) < 1e-9);
+    }
+    for (const h of holds) l.settle(h, 0.1);
+    await new Promise((r) => setTimeout(r, 50));
+    const v = l.view(s);
+    assert.ok(Math.abs(v.spent - 0.4) < 1e-9, `spent ${v.spent}`);
+    assert.ok(Math.abs(v.reserved) < 1e-9);
+    assert.ok(Math.abs(l.view(other).spent - 0.4) < 1e-9, 'both scopes were charged');
+    assert.ok((await l.reserve(name('h'), [s], 0.6)).ok);
+    assert.equal((await l.reserve(name('h'), [s], 0.01)).ok, false);
+    await l.close();
+  });
+
+  test(`${label}: 200 racing reservations: the settled total stays within the limit`, async () => {
+    const l = await make();
+    const s = scope(5);
+    const results = await Promise.all(Array.from({ length: 200 }, async () => {
+      const r = await l.reserve(name('h'), [s], 0.1);
+      if (!r.ok) return 0;
+      await new Promise((res) => setTimeout(res, Math.random() * 20));
+      const actual = 0.1 * Math.random();
+      l.settle(r.hold, actual);
+      return actual;
+    }));
+    const spent = results.reduce((a, b) => a + b, 0);
+    assert.ok(spent <= 5 + 1e-9, `spent ${spent}`);
+    assert.ok(results.filter((x) => x > 0).length >= 50);
+    await l.close();
+  });
+
+  test(`${label}: the store's settled total is the floor of spend (rebase)`, async () => {
+    const l = await make();
+    const s = scope(10);
+    assert.ok((await l.reserve(name('h'), [s], 1)).ok);
+    await l.rebase(new Map([[s.id, 9.5]]), l.mark(), [s]);
+    assert.ok(l.view(s).spent >= 9.5 - 1e-9);
+    assert.equal((await l.reserve(name('h'), [s], 0.6)).ok, false, '9.5 spent + 1 held + 0.6 > 10');
+    await l.close();
+  });
+}
+
+describe('per process', () => {
+  limiterContract('local buckets', async () => new LocalBuckets());
+  ledgerContract('memory ledger', async () => new MemoryLedger());
+
+  test('memory ledger: committed records move from pending to the store\'s total without counting twice', () => {
+    const l = new MemoryLedger();
+    const s: BudgetScope = { id: 'budget:x', limit: 10, period: 'month', label: 'x' };
+    const r = l.reserve('h1', [s], 2);
+    assert.ok(r.ok);
+    if (r.ok) l.settle(r.hold, 1.5);
+    assert.equal(l.view(s).spent, 1.5);
+    const marks = l.mark();
+    l.committed([s.id], Date.now(), 1.5, () => 'month');
+    assert.equal(l.view(s).spent, 1.5);
+    // The store read started before the commit: its total lacks the 1.5, the ledger keeps it.
+    l.rebase(new Map([[s.id, 0]]), marks, [s]);
+    assert.equal(l.view(s).spent, 1.5);
+    // The next read includes it: no double count.
+    l.rebase(new Map([[s.id, 1.5]]), l.mark(), [s]);
+    assert.equal(l.view(s).spent, 1.5);
+    assert.ok(periodStart('month', Date.now()) <= Date.now());
+  });
+});
+
+const redis = await startRedis();
+describe('redis', { skip: typeof redis === 'string' ? redis : false }, () => {
+  const server = redis as RedisServer;
+  const clients: SharedRedis[] = [];
+  const client = async (): Promise<SharedRedis> => {
+    const c = await openRedis(server.url, { prefix: name('t'), log: silentLogger, timeoutMs: 2000 });
+    clients.push(c);
+    return c;
+  };
+  after(async () => {
+    for (const c of clients) await c.close();
+    await server.close();
+  });
+  limiterContract('redis buckets', async () => new RedisBuckets(await client()));
+  ledgerContract('redis ledger', async () => new RedisLedger(await client(), { holdTtlMs: 60_000 }));
+
+  test('redis ledger: an abandoned hold (a crashed instance) expires and frees its budget', async () => {
+    const c = await client();
+    const crashed = new RedisLedger(c, { holdTtlMs: 100 });
+    const s: BudgetScope = { id: name('budget'), limit: 1, period: 'day', label: 'x' };
+    assert.ok((await crashed.reserve('h1', [s], 1)).ok);
+    const survivor = new RedisLedger(c, { holdTtlMs: 60_000 });
+    assert.equal((await survivor.reserve('h2', [s], 0.5)).ok, false);
+    await new Promise((r) => setTimeout(r, 150));
+    assert.ok((await survivor.reserve('h3', [s], 0.5)).ok, 'the expired hold was purged');
+  });
+
+  test('redis gone: limits and budgets fall back to the process', async () => {
+    const c = await openRedis('redis://127.0.0.1:1', { prefix: 'x', log: silentLogger });
+    const l = new RedisBuckets(c);
+    assert.ok((await l.take([{ key: 'k', limit: 1, cost: 1 }])).ok);
+    assert.equal((await l.take([{ key: 'k', limit: 1, cost: 1 }])).ok, false);
+    const led = new RedisLedger(c, { holdTtlMs: 1000 });
+    const s: BudgetScope = { id: 'b', limit: 1, period: 'day', label: 'x' };
+    assert.ok((await led.reserve('h', [s], 1)).ok);
+    assert.equal((await led.reserve('h2', [s], 0.1)).ok, false);
+    await c.close();
+  });
+});

@@ -1,0 +1,46 @@
+// The store contract against both implementations: SQLite in a temp file, and a real
+// PostgreSQL cluster started for this file (test/support/servers.ts).
+
+import { after, before, describe } from 'node:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SqliteStore } from '../src/store/sqlite.ts';
+import { PostgresStore } from '../src/store/postgres.ts';
+import { startPostgres, type PgServer } from './support/servers.ts';
+import { storeContract } from './support/store-contract.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'fabric-store-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('sqlite store', () => {
+  let n = 0;
+  let last = '';
+  storeContract('sqlite', {
+    async fresh() {
+      last = join(dir, `s${n++}`, 'fabric.db');
+      return new SqliteStore(last);
+    },
+    async another() {
+      return new SqliteStore(last);
+    },
+  });
+});
+
+const pg = await startPostgres();
+describe('postgres store', { skip: typeof pg === 'string' ? pg : false }, () => {
+  const server = pg as PgServer;
+  let n = 0;
+  let last = '';
+  before(() => {});
+  after(() => server.close());
+  storeContract('postgres', {
+    async fresh() {
+      last = await server.createDatabase(`contract_${n++}`);
+      return new PostgresStore(last);
+    },
+    async another() {
+      return new PostgresStore(last);
+    },
+  });
+});

@@ -1,0 +1,204 @@
+// Throwaway PostgreSQL and Redis servers for tests: a PostgreSQL cluster made with initdb in a
+// temp dir and started with pg_ctl on a free loopback port, and a redis-server child on
+// another. They run as the current user (as `postgres` when that is root, which initdb
+// refuses), so tests depend on no system service. Without the binaries the tests are skipped
+// locally; under CI=true that is a failure, so nothing is skipped in CI (.ci/run installs them).
+
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, readFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function which(cmd: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (dir !== '' && existsSync(join(dir, cmd))) return join(dir, cmd);
+  }
+  return undefined;
+}
+
+/** Where initdb and pg_ctl are: PATH, else Debian's /usr/lib/postgresql/N/bin (newest). */
+export function pgBinDir(): string | undefined {
+  const onPath = which('initdb');
+  if (onPath !== undefined) return onPath.slice(0, -'/initdb'.length);
+  const root = '/usr/lib/postgresql';
+  if (!existsSync(root)) return undefined;
+  const versions = readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a));
+  return versions.length === 0 ? undefined : join(root, versions[0]!, 'bin');
+}
+
+/** Why a server cannot be had here; under CI that throws instead, so CI never skips. */
+export function unavailable(what: string, why: string): string {
+  const msg = `${what} unavailable: ${why}`;
+  if (process.env.CI === 'true') throw new Error(`${msg} (CI=true: these tests must run; .ci/run installs postgresql and redis-server)`);
+  return msg;
+}
+
+export interface PgServer {
+  url: string;
+  port: number;
+  /** A fresh empty database on this server, for one suite. */
+  createDatabase(name: string): Promise<string>;
+  /** Stops the server at once (pg_ctl -m immediate): clients see the connection drop. */
+  stop(): void;
+  /** Starts it again on the same port with the same data. */
+  start(): void;
+  close(): void;
+}
+
+const isRoot = (): boolean => process.getuid?.() === 0;
+
+function asDbUser(bin: string, args: string[], opts: { cwd?: string } = {}): string {
+  // initdb and postgres refuse to run as root: run them as the postgres user.
+  const [cmd, argv] = isRoot() ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
+  return execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd ?? '/' });
+}
+
+export async function startPostgres(): Promise<PgServer | string> {
+  const bin = pgBinDir();
+  if (bin === undefined) return unavailable('PostgreSQL', 'initdb not found (apt-get install postgresql)');
+  if (isRoot()) {
+    try {
+      execFileSync('id', ['-u', 'postgres'], { stdio: 'ignore' });
+    } catch {
+      return unavailable('PostgreSQL', 'running as root and there is no postgres user to run initdb as');
+    }
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'fabric-pg-'));
+  if (isRoot()) {
+    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+    chownSync(dir, uid, gid);
+  }
+  const data = join(dir, 'data');
+  const port = await freePort();
+  try {
+    asDbUser(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'fabric', '-E', 'UTF8', '--locale=C', '--no-sync']);
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    return unavailable('PostgreSQL', `initdb failed: ${(e as { stderr?: string }).stderr ?? String(e)}`);
+  }
+  const pgctl = join(bin, 'pg_ctl');
+  // fsync=off is safe here (the machine does not crash in a test); synchronous_commit stays on:
+  // with it off, a commit is acknowledged before its WAL is written, and the outage test
+  // (pg_ctl -m immediate) rightly finds those records lost.
+  const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=60`;
+  const start = (): void => { asDbUser(pgctl, ['-D', data, '-l', join(dir, 'log'), '-o', opts, '-w', '-t', '30', 'start']); };
+  let running = false;
+  try {
+    start();
+    running = true;
+  } catch (e) {
+    let log = '';
+    try { log = readFileSync(join(dir, 'log'), 'utf8').slice(-2000); } catch { /* none */ }
+    rmSync(dir, { recursive: true, force: true });
+    return unavailable('PostgreSQL', `pg_ctl start failed: ${(e as { stderr?: string }).stderr ?? String(e)} ${log}`);
+  }
+  const url = `postgresql://fabric@127.0.0.1:${port}/postgres`;
+  return {
+    url,
+    port,
+    async createDatabase(name: string): Promise<string> {
+      const pg = (await import('pg')).default;
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        await c.query(`DROP DATABASE IF EXISTS ${name}`);
+        await c.query(`CREATE DATABASE ${name}`);
+      } finally {
+        await c.end();
+      }
+      return `postgresql://fabric@127.0.0.1:${port}/${name}`;
+    },
+    stop(): void {
+      if (!running) return;
+      asDbUser(pgctl, ['-D', data, '-m', 'immediate', '-w', 'stop']);
+      running = false;
+    },
+    start(): void {
+      if (running) return;
+      start();
+      running = true;
+    },
+    close(): void {
+      try {
+        if (running) asDbUser(pgctl, ['-D', data, '-m', 'immediate', '-w', 'stop']);
+      } catch {
+        // already gone
+      }
+      running = false;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface RedisServer {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    let buf = '';
+    s.setTimeout(500, () => { s.destroy(); resolve(false); });
+    s.on('error', () => resolve(false));
+    s.on('connect', () => s.write('PING\r\n'));
+    s.on('data', (d) => {
+      buf += d.toString();
+      if (buf.includes('\r\n')) {
+        s.destroy();
+        resolve(buf.startsWith('+PONG'));
+      }
+    });
+  });
+}
+
+export async function startRedis(): Promise<RedisServer | string> {
+  const bin = which('redis-server') ?? (existsSync('/usr/bin/redis-server') ? '/usr/bin/redis-server' : undefined);
+  if (bin === undefined) return unavailable('Redis', 'redis-server not found (apt-get install redis-server)');
+  const dir = mkdtempSync(join(tmpdir(), 'fabric-redis-'));
+  const port = await freePort();
+  const child: ChildProcess = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--protected-mode', 'yes'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d.toString(); });
+  child.stderr!.on('data', (d) => { out += d.toString(); });
+  const until = Date.now() + 10_000;
+  while (Date.now() < until) {
+    if (child.exitCode !== null) break;
+    if (await ping(port)) {
+      return {
+        url: `redis://127.0.0.1:${port}`,
+        port,
+        async close() {
+          if (child.exitCode === null) {
+            const exited = new Promise((r) => child.once('exit', r));
+            child.kill('SIGTERM');
+            await exited;
+          }
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+  return unavailable('Redis', `redis-server did not start: ${out.slice(-1000)}`);
+}
+
+export const currentUser = (): string => userInfo().username;

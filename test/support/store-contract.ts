@@ -1,0 +1,176 @@
+// The store contract: one suite, run against every Store implementation (SQLite and a real
+// PostgreSQL) by test/store.test.ts. What a store must do, not how.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { KeyRecord, Store, UsageRecord } from '../../src/store/types.ts';
+
+export interface StoreFactory {
+  /** A store over a fresh, empty database. */
+  fresh(): Promise<Store>;
+  /** A second store over the same database as the last fresh() one (another instance). */
+  another(): Promise<Store>;
+}
+
+const DAY = 86_400_000;
+const T0 = Date.UTC(2025, 5, 10, 12, 0, 0);
+
+export function key(over: Partial<KeyRecord> = {}): KeyRecord {
+  const id = over.id ?? `key_${Math.random().toString(16).slice(2, 14)}`;
+  return {
+    id, hash: `h-${id}`, hint: 'sk-fabric-abcd…wxyz', name: 'obsidian', metadata: { app: 'obsidian', owner: 'mdt' }, roles: ['local/chat'],
+    expiresAt: undefined, budget: { amount: 10, period: 'month' }, rpm: 60, tpm: 10_000, roleLimits: { 'openai/strong': { rpm: 5 } },
+    createdAt: T0, updatedAt: T0, revokedAt: undefined, ...over,
+  };
+}
+
+export function usage(id: string, over: Partial<UsageRecord> = {}): UsageRecord {
+  return {
+    id, ts: T0, keyId: 'key_a', keyName: 'obsidian', op: 'chat', model: 'local/chat', role: 'chat-fast', backend: 'armitage-qwen',
+    upstreamModel: 'Qwen/Qwen2.5-7B-Instruct-AWQ', status: 200, code: undefined, promptTokens: 10, completionTokens: 20, estimated: false,
+    latencyMs: 12.5, ttftMs: undefined, attempts: 1, rerouted: false, stream: false, cost: 0, ...over,
+  };
+}
+
+export function storeContract(name: string, factory: StoreFactory): void {
+  test(`${name}: migrations apply once, also when two instances start together`, async () => {
+    const a = await factory.fresh();
+    const b = await factory.another();
+    try {
+      const [ra, rb] = await Promise.all([a.migrate(), b.migrate()]);
+      assert.deepEqual([...ra, ...rb].sort(), [1], 'each migration applied by exactly one instance');
+      assert.deepEqual(await a.migrate(), []);
+      await a.ping();
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  test(`${name}: keys round-trip; lookups by id and hash; updates clear fields and bump the version`, async () => {
+    const s = await factory.fresh();
+    try {
+      await s.migrate();
+      const v0 = await s.keysVersion();
+      const k = key({ id: 'key_one', expiresAt: T0 + DAY });
+      await s.insertKey(k);
+      assert.equal(await s.keysVersion(), v0 + 1);
+      assert.deepEqual(await s.keyById('key_one'), k);
+      assert.deepEqual(await s.keyByHash(k.hash), k);
+      assert.equal(await s.keyById('nope'), undefined);
+      assert.equal(await s.keyByHash('nope'), undefined);
+      await assert.rejects(s.insertKey(key({ id: 'key_two', hash: k.hash })), /UNIQUE|unique|duplicate/i, 'hashes are unique');
+      const k2 = key({ id: 'key_two', name: 'trailblazer', roles: undefined, budget: undefined, rpm: undefined, tpm: undefined, roleLimits: {}, metadata: {} });
+      await s.insertKey(k2);
+      assert.deepEqual((await s.listKeys()).map((x) => x.id), ['key_one', 'key_two']);
+      assert.deepEqual(await s.keyById('key_two'), k2);
+      const upd = await s.updateKey('key_one', { expiresAt: undefined, budget: { amount: 25, period: 'day' }, updatedAt: T0 + 1 });
+      assert.equal(upd?.expiresAt, undefined);
+      assert.deepEqual(await s.keyById('key_one'), upd);
+      assert.deepEqual(upd?.budget, { amount: 25, period: 'day' });
+      const v1 = await s.keysVersion();
+      const rev = await s.updateKey('key_one', { revokedAt: T0 + 2 });
+      assert.equal(rev?.revokedAt, T0 + 2);
+      assert.ok(await s.keysVersion() > v1);
+      // Rotation: a new hash, the old one finds nothing.
+      await s.updateKey('key_two', { hash: 'h-rotated', hint: 'sk-fabric-new…' });
+      assert.equal(await s.keyByHash(k2.hash), undefined);
+      assert.equal((await s.keyByHash('h-rotated'))?.id, 'key_two');
+      assert.equal(await s.updateKey('missing', { name: 'x' }), undefined);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test(`${name}: usage is stored once per request id, whatever is retried`, async () => {
+    const s = await factory.fresh();
+    try {
+      await s.migrate();
+      const batch = [usage('req_1'), usage('req_2', { stream: true, ttftMs: 3.5, estimated: true, rerouted: true, code: undefined }), usage('req_3', { status: 429, code: 'rate_limit_exceeded', keyId: undefined, keyName: undefined })];
+      assert.equal(await s.insertUsage(batch), 3);
+      assert.equal(await s.insertUsage(batch), 0, 'a retried batch adds nothing');
+      assert.equal(await s.insertUsage([usage('req_3'), usage('req_4')]), 1, 'a batch overlapping a stored one adds only the new');
+      assert.equal(await s.insertUsage([]), 0);
+      assert.deepEqual(await s.usageById('req_2'), batch[1]);
+      assert.deepEqual(await s.usageById('req_3'), batch[2]);
+      assert.equal(await s.usageById('req_none'), undefined);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test(`${name}: usage reports by key, role, backend, model, day and status; spend since a time`, async () => {
+    const s = await factory.fresh();
+    try {
+      await s.migrate();
+      await s.insertUsage([
+        usage('r1', { cost: 0.5, promptTokens: 100, completionTokens: 50, backend: 'openai-strong', role: 'openai/strong', model: 'openai/strong' }),
+        usage('r2', { cost: 0.25, ts: T0 + DAY, backend: 'openai-strong', role: 'openai/strong', model: 'openai/strong' }),
+        usage('r3', { keyId: 'key_b', keyName: 'trailblazer', ts: T0 + DAY, latencyMs: 30 }),
+        usage('r4', { keyId: undefined, keyName: undefined, status: 503, code: 'no_backend_available', promptTokens: 0, completionTokens: 0, ts: T0 + 2 * DAY }),
+      ]);
+      const byKey = await s.usageSummary({ by: 'key' });
+      assert.deepEqual(byKey.map((r) => [r.group, r.requests, r.errors]), [['obsidian', 2, 0], ['(none)', 1, 1], ['trailblazer', 1, 0]]);
+      assert.equal(byKey[0]!.cost, 0.75);
+      assert.equal(byKey[0]!.promptTokens, 110);
+      assert.equal(byKey[0]!.completionTokens, 70);
+      const byDay = await s.usageSummary({ by: 'day' });
+      assert.deepEqual(byDay.map((r) => [r.group, r.requests]), [['2025-06-10', 1], ['2025-06-11', 2], ['2025-06-12', 1]]);
+      const byBackend = await s.usageSummary({ by: 'backend', since: T0 + DAY, until: T0 + 2 * DAY });
+      assert.deepEqual(byBackend.map((r) => [r.group, r.requests]), [['openai-strong', 1], ['armitage-qwen', 1]]);
+      assert.deepEqual((await s.usageSummary({ by: 'status' })).map((r) => r.group).sort(), ['200', '503']);
+      assert.deepEqual((await s.usageSummary({ by: 'model', keyId: 'key_b' })).map((r) => [r.group, r.avgLatencyMs]), [['local/chat', 30]]);
+      assert.deepEqual((await s.usageSummary({ by: 'role', since: T0 + 10 * DAY })), []);
+      const spend = await s.spendSince(T0 + 1);
+      assert.deepEqual(spend, [{ keyId: 'key_a', backend: 'openai-strong', cost: 0.25 }]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test(`${name}: request logs are stored, read back, and pruned by age and by size`, async () => {
+    const s = await factory.fresh();
+    try {
+      await s.migrate();
+      const mk = (id: string, ts: number, size: number) => ({ id, ts, keyId: 'key_a', status: 200, request: 'q'.repeat(size), response: 'a'.repeat(size) });
+      await s.insertRequestLogs([mk('l1', T0, 100), mk('l2', T0 + 1000, 100), mk('l3', T0 + 2000, 100), mk('l4', T0 + 3000, 100)]);
+      assert.deepEqual((await s.requestLogs({ limit: 10 })).map((r) => r.id), ['l4', 'l3', 'l2', 'l1']);
+      assert.equal((await s.requestLogs({ limit: 10, id: 'l2' }))[0]!.request.length, 100);
+      assert.equal(await s.pruneRequestLogs(T0 + 500, 1_000_000), 1, 'older than retention');
+      assert.equal(await s.pruneRequestLogs(0, 450), 1, 'oldest dropped until the rest fits');
+      assert.deepEqual((await s.requestLogs({ limit: 10 })).map((r) => r.id), ['l4', 'l3']);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test(`${name}: a key change made by one instance is seen by another`, async () => {
+    const a = await factory.fresh();
+    await a.migrate();
+    const b = await factory.another();
+    let notified = 0;
+    const unwatch = b.watchKeys?.(() => { notified++; });
+    try {
+      const before = await b.keysVersion();
+      // A watcher reports once when it starts listening; wait for that before counting.
+      if (unwatch !== undefined) await waitUntil(() => notified > 0);
+      const start = notified;
+      await a.insertKey(key({ id: 'key_seen' }));
+      assert.ok(await b.keysVersion() > before);
+      assert.equal((await b.keyById('key_seen'))?.name, 'obsidian');
+      if (unwatch !== undefined) await waitUntil(() => notified > start);
+    } finally {
+      unwatch?.();
+      await a.close();
+      await b.close();
+    }
+  });
+}
+
+async function waitUntil(cond: () => boolean, ms = 5000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
