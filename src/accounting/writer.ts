@@ -1,12 +1,13 @@
 // Usage records reach the store in batches, off the request path, and are not lost on the
 // way. Each record is first appended to a spool file (one write(2) into the page cache, a few
-// microseconds, in the same event-loop turn as the response's end) and queued in memory; a
+// microseconds, before the answer's last byte is sent — server.ts holds a stream's end for
+// it) and queued in memory; a
 // timer inserts the queue in batches, one transaction each. A spool segment is deleted once
 // every record in it is committed. So:
 //   - the store down: the queue waits and retries with backoff; past max_buffer records wait
 //     in the spool only, and are replayed from it when the store is back;
 //   - SIGTERM: close() flushes the queue (what cannot be written stays in the spool);
-//   - a hard kill (SIGKILL, OOM): nothing answered is lost — its record is in the spool file,
+//   - a hard kill (SIGKILL, OOM): no answer a client received is lost — its record is in the spool file,
 //     which the OS has even though the process died; the next start replays it. Inserts are
 //     idempotent on the request id, so a record both committed and replayed counts once;
 //   - a machine crash or power loss: the spool is fdatasync'ed every flush interval, so up to
@@ -207,8 +208,9 @@ export class UsageWriter {
         this.stats.duplicates += recs.length - inserted;
         for (const q of batch) if (q.seg !== undefined) this.#done(q.seg, 1);
         this.#o.onCommitted?.(recs);
-        if (this.#closed) continue;
-        if (this.#queue.length < this.#o.batchSize) break;
+        if (!this.#closed && this.#queue.length < this.#o.batchSize) break;
+        // SQLite writes block the event loop: let requests run between batches.
+        await new Promise((r) => setImmediate(r));
       }
       if (this.#logs.length > 0) {
         const logs = this.#logs;

@@ -16,7 +16,7 @@ import { GatewayMetrics, NO_ROLE } from '../metrics/gateway-metrics.ts';
 import { allows, type Accounting } from '../accounting/service.ts';
 import type { RequestAccount } from '../accounting/account.ts';
 import { CapturingSink } from '../accounting/request-log.ts';
-import type { KeyRecord } from '../store/types.ts';
+import type { KeyRecord, UsageRecord } from '../store/types.ts';
 import { handleAdmin, isAdminPath, modelsForKey } from './admin.ts';
 import { PROMETHEUS_CONTENT_TYPE } from '../metrics/registry.ts';
 
@@ -112,6 +112,9 @@ class ResponseSink implements StreamSink {
   readonly #simulated: boolean;
   /** performance.now() when the stream was committed to the client. */
   firstByteAt: number | undefined;
+  /** Hold the response's end until release(): its usage record is spooled first, so a stream the client saw end is never unrecorded. */
+  deferEnd = false;
+  #endPending = false;
   constructor(res: ServerResponse, simulated: boolean) {
     this.#res = res;
     this.#simulated = simulated;
@@ -132,7 +135,12 @@ class ResponseSink implements StreamSink {
     this.#res.once('drain', cb);
   }
   end(): void {
-    this.#res.end();
+    if (this.deferEnd) this.#endPending = true;
+    else this.#res.end();
+  }
+  release(): void {
+    if (this.#endPending && !this.#res.writableEnded) this.#res.end();
+    this.#endPending = false;
   }
 }
 
@@ -163,23 +171,28 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
     }
     let served: Served;
     let firstByteAt: number | undefined;
-    let logged: string | undefined;
+    let rec: UsageRecord | undefined;
+    let now: number;
+    // The usage record is spooled before the answer's last byte leaves (src/accounting/writer.ts):
+    // an answer a client has received is never unrecorded, even if the process is killed.
     if (body.stream === true && op !== 'embeddings') {
       const sink = new ResponseSink(res, gw.config.simulated);
+      sink.deferEnd = inf.account !== undefined;
       const capture = acct?.logsBodies === true ? new CapturingSink(sink, gw.config.gateway.requestLog.maxBodyBytes) : undefined;
       served = await gw.stream(op, body, ctx, capture ?? sink);
       firstByteAt = sink.firstByteAt;
-      logged = capture?.text;
+      now = performance.now();
+      rec = inf.account?.finish(served, now - started, firstByteAt === undefined ? undefined : firstByteAt - started, capture?.text);
+      sink.release();
     } else {
       const r = await gw.unary(op, body, ctx);
       served = r.served;
-      servedHeaders(res, served, gw.config.simulated);
       const text = JSON.stringify(r.response);
+      now = performance.now();
+      rec = inf.account?.finish(served, now - started, undefined, acct?.logsBodies === true ? text : undefined);
+      servedHeaders(res, served, gw.config.simulated);
       sendJson(res, 200, text);
-      if (acct?.logsBodies === true) logged = text;
     }
-    const now = performance.now();
-    const rec = inf.account?.finish(served, now - started, firstByteAt === undefined ? undefined : firstByteAt - started, logged);
     metrics.served(op, served, (now - started) / 1000, firstByteAt === undefined ? undefined : (firstByteAt - started) / 1000);
     app.log.info('request', {
       id: ctx.id, client_id: ctx.clientRequestId, op, model: served.requested, role: served.role, backend: served.backend,
