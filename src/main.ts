@@ -157,8 +157,12 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       fleet.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      // A keep-alive connection whose last request finishes during the drain goes idle, and
+      // would hold the close until the grace ends: close such connections as they go idle.
+      const sweep = setInterval(() => server.closeIdleConnections(), 50);
       const timer = setTimeout(() => server.closeAllConnections(), graceMs);
       await closed;
+      clearInterval(sweep);
       clearTimeout(timer);
       await gateway.close();
       // After the last response: every record is queued; write them out (SIGTERM flushes).

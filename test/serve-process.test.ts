@@ -150,6 +150,7 @@ test('SIGTERM drains: readiness fails at once, in-flight streams finish, the pro
   for (let i = 0; i < 100 && fleet.get('slow').stats().active < 10; i++) await pause(20);
   assert.equal(fleet.get('slow').stats().active, 10, 'all ten streams are running');
   const exited = once(s.proc, 'exit');
+  const sigterm = Date.now();
   s.proc.kill('SIGTERM');
   await s.waitFor(/draining/);
   // No new connections once draining.
@@ -162,6 +163,7 @@ test('SIGTERM drains: readiness fails at once, in-flight streams finish, the pro
   }
   const [code] = await exited;
   assert.equal(code, 0);
+  assert.ok(Date.now() - sigterm < 8_000, `exited once the streams were done, not at the end of the 10 s grace (${Date.now() - sigterm} ms)`);
 });
 
 test('--workers 2: two processes share the port; a killed worker is replaced; SIGHUP reaches every worker; SIGTERM stops all', async () => {
