@@ -122,13 +122,14 @@ interface UpstreamUrls {
 }
 
 function fabricYaml(urls: UpstreamUrls): string {
-  // Every feature on the request path is on: the master key (auth), routing through roles, and
-  // the per-request log line. When accounting and metrics land, switch them on here too.
+  // Every feature on the request path is on: the master key (auth), routing through roles,
+  // metrics, accounting (usage records spooled and batched into SQLite) and the per-request log
+  // line. BENCH_NO_ACCOUNTING=1 turns accounting off, to measure what it costs.
   return `# Written by bench/run.ts for one run; the upstream ports change every run.
 version: 1
 gateway:
   host: 127.0.0.1
-  master_key: env:BENCH_MASTER_KEY
+  master_key: env:BENCH_MASTER_KEY${process.env.BENCH_NO_ACCOUNTING === '1' ? '\n  accounting: { enabled: false }' : ''}
 backends:
   bench-fast:
     engine: vllm
