@@ -50,9 +50,10 @@ interface Pair {
  * A simulated engine per backend (Ollama models share their server), then the example with
  * every api_base pointed at the simulator — the only edit — served as written and imported.
  */
-async function startPair(example: string): Promise<Pair> {
+async function startPair(example: string, variant?: { name: string; edit: (text: string) => string }): Promise<Pair> {
   const path = join(EXAMPLES, example);
-  const text = readFileSync(path, 'utf8');
+  const text = variant === undefined ? readFileSync(path, 'utf8') : variant.edit(readFileSync(path, 'utf8'));
+  if (variant !== undefined) example = variant.name;
   const { config, result } = parseLiteLLMText(text, path, ENV);
   const specs = new Map<string, SimEngineSpec>();
   const engineOf = new Map<string, string>();
@@ -187,6 +188,35 @@ test('motoko: the LiteLLM file and its import are the same fabric', () => {
   const h = c.backends.get('armitage-qwen')!.health!;
   assert.deepEqual([h.failureThreshold, h.cooldownMs], [4, 30_000], 'allowed_fails 3, cooldown_time 30');
   assert.equal(c.gateway.healthIntervalMs, 300_000);
+  assert.deepEqual(c.prices.get('openai-strong'), { input: 0.4, output: 1.6, gpuHour: undefined }, 'model_info costs per token, per 1M tokens');
+  // As written (here every api_base points at the simulator, so no backend is api.openai.com):
+  const asWritten = parseLiteLLMText(readFileSync(join(EXAMPLES, 'motoko.litellm.yaml'), 'utf8'), join(EXAMPLES, 'motoko.litellm.yaml'), ENV).config;
+  assert.deepEqual(asWritten.budgets, [{ name: 'openai', amount: 150, period: 'month', backends: ['openai-strong', 'openai-cheap'], fallback: undefined }],
+    '"monthly OpenAI spend > $150 → stay local": provider_budget_config over OpenAI\'s own backends, not armitage');
+});
+
+test('motoko with the OpenAI budget spent: OpenAI is passed over, the workstations serve, the same through both files', async () => {
+  // A budget no request fits in: every OpenAI request finds it spent.
+  const spent = await startPair('motoko.litellm.yaml', { name: 'motoko-spent.litellm.yaml', edit: (t) => t.replace('budget_limit: 150', 'budget_limit: 0.000001') });
+  try {
+    assert.equal(spent.litellmConfig.budgets[0]!.amount, 0.000001);
+    // openai-strong is priced (model_info costs); the local servers cost nothing, so the budget never stops them.
+    await runTable(spent, [
+      { name: 'chat-fast serves from armitage', body: chat('local/chat'), expect: { status: 200, role: 'chat-fast', backend: 'armitage-qwen', attempts: 1 } },
+      {
+        name: 'armitage off: chat-deep serves; OpenAI would be next', body: chat('chat-fast'), faults: { 'armitage-qwen': { kind: 'down' } },
+        expect: { status: 200, role: 'chat-deep', backend: 'wintermute-llama' },
+      },
+      {
+        name: 'both workstations off: OpenAI is over budget, so nothing serves', body: chat('chat-fast'),
+        faults: { 'armitage-qwen': { kind: 'down' }, 'wintermute-llama': { kind: 'down' } }, expect: { status: 503, code: 'no_backend_available' },
+      },
+      { name: 'asked for OpenAI directly: no fallback of its own', body: chat('openai/strong'), expect: { status: 503, code: 'no_backend_available' } },
+    ], ENV.LITELLM_TOKEN);
+    assert.equal(spent.fleet.get(spent.engineOf.get('openai-strong')!).requests().length, 0, 'nothing was sent to OpenAI');
+  } finally {
+    await spent.close();
+  }
 });
 
 test('motoko: roles, aliases, fallbacks, context-window routing and errors answer the same through both files', async () => {
@@ -260,7 +290,9 @@ test('imported configs keep secrets as references and never hold their values', 
   }
   assert.match(motoko.importedYaml, /master_key: env:LITELLM_TOKEN/);
   assert.match(motoko.importedYaml, /api_key: env:OPENAI_API_KEY/);
-  assert.match(lab.importedYaml, /router_settings\.redis_password: not supported yet/);
+  assert.match(lab.importedYaml, /router_settings\.redis_host: not mapped: .*set REDIS_URL=redis:\/\/:<REDIS_PASSWORD>@127\.0\.0\.1:6379 /);
+  assert.match(lab.importedYaml, /router_settings\.redis_password: not mapped/);
+  assert.ok(!/^ {2}redis:/m.test(lab.importedYaml), 'no gateway.redis without a REDIS_URL to name');
 });
 
 // ---- the CLI, as an operator runs it ----
@@ -285,7 +317,9 @@ test('fabric config import: stdout or --out, exit codes, never a secret value', 
   const r = fabric(['config', 'import', src]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^# AI Fabric config imported from motoko\.litellm\.yaml/);
-  assert.match(r.stderr, /motoko\.litellm\.yaml:\d+:\d+: warning: router_settings\.provider_budget_config: not supported yet/);
+  assert.match(r.stderr, /motoko\.litellm\.yaml:\d+:\d+: warning: router_settings\.provider_budget_config\.openai: covers OpenAI's own backends \(engines: \[openai\]\)\. .*\(armitage-qwen\)/);
+  assert.match(r.stdout, /\nprices:\n(.*\n)* {2}openai-strong: \{input: 0\.4, output: 1\.6\}\n/);
+  assert.match(r.stdout, /\nbudgets:\n(.*\n)* {2}openai:\n {4}amount: 150\n(.*\n)* {4}period: month\n(.*\n)* {4}engines: \[openai\]\n/);
   for (const v of Object.values(ENV)) assert.ok(!(r.stdout + r.stderr).includes(v));
 
   const out = join(dir, 'cli-import.fabric.yaml');
@@ -312,8 +346,9 @@ test('fabric config check on a LiteLLM file prints its warnings with file:line:c
   const r = fabric(['config', 'check', join(EXAMPLES, 'lab.litellm.yaml')]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /valid LiteLLM config/);
-  for (const key of ['litellm_settings.cache', 'litellm_settings.cache_params', 'router_settings.redis_host', 'router_settings.redis_port', 'router_settings.redis_password']) {
-    assert.match(r.stderr, new RegExp(`lab\\.litellm\\.yaml:\\d+:\\d+: warning: ${key.replace('.', '\\.')}: not supported yet`), key);
+  for (const [key, what] of [['litellm_settings.cache', 'not supported yet'], ['litellm_settings.cache_params', 'not supported yet'],
+    ['router_settings.redis_host', 'not mapped'], ['router_settings.redis_port', 'not mapped'], ['router_settings.redis_password', 'not mapped']]) {
+    assert.match(r.stderr, new RegExp(`lab\\.litellm\\.yaml:\\d+:\\d+: warning: ${key!.replace('.', '\\.')}: ${what}`), key);
   }
   const json = JSON.parse(fabric(['config', 'check', join(EXAMPLES, 'lab.litellm.yaml'), '--json']).stdout);
   assert.equal(json.format, 'litellm');
@@ -332,7 +367,7 @@ test('fabric serve --config runs a LiteLLM file unchanged, reporting what it doe
         if (m !== null) { clearTimeout(t); resolve(m[1]!); }
       });
     });
-    assert.match(out, /router_settings\.redis_host: not supported yet/);
+    assert.match(out, /router_settings\.redis_host: not mapped/);
     const models = await (await fetch(`${url}/v1/models`)).json() as { data: { id: string }[] };
     const ids = models.data.map((m) => m.id);
     for (const id of ['qwen-coder', 'llama3.1:8b', 'llama-cpp-native']) assert.ok(ids.includes(id), id);

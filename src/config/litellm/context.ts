@@ -4,7 +4,7 @@
 
 import type { KeyPath } from '../issues.ts';
 import type { Reporter } from '../schema.ts';
-import type { EngineKind, RoleKind, Strategy } from '../types.ts';
+import type { BudgetPeriod, EngineKind, RoleKind, Strategy } from '../types.ts';
 
 export type Obj = Record<string, unknown>;
 
@@ -53,13 +53,21 @@ export interface NativeGateway {
   retry?: { base: string; max: string };
   alerts?: { webhook: string; format: 'slack' | 'json' };
   limits?: { max_attempts: number };
+  store?: { url: string };
+  redis?: { url: string };
+  accounting?: { flush_interval?: string; on_store_down?: 'serve' };
 }
+/** USD per 1M tokens. */
+export interface NativePrice { input: number; output: number }
+export interface NativeBudget { amount: number; period: BudgetPeriod; engines?: string[]; backends?: string[] }
 export interface NativeDoc {
   version: 1;
   gateway: NativeGateway;
   backends: Record<string, NativeBackend>;
   roles: Record<string, NativeRole>;
   patterns?: NativePattern[];
+  prices?: Record<string, NativePrice>;
+  budgets?: Record<string, NativeBudget>;
 }
 
 const key = (p: KeyPath): string => JSON.stringify(p);

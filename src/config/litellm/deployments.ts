@@ -29,6 +29,18 @@ export interface Deployment {
   dimensions: number | undefined;
   /** The model after its provider prefix, for wildcard checks. */
   providerModel: string;
+  /** LiteLLM's name for the provider (openai, hosted_vllm, ollama_chat, …): what provider_budget_config keys name. */
+  provider: string;
+  /** input_cost_per_token / output_cost_per_token, as USD per 1M tokens. */
+  price: DeploymentPrice | undefined;
+}
+
+export interface DeploymentPrice {
+  input: number;
+  output: number;
+  /** The LiteLLM key the price came from (the first one given). */
+  path: KeyPath;
+  note: string;
 }
 
 /** Router-wide values a deployment falls back on when its own litellm_params say nothing. */
@@ -48,6 +60,9 @@ const HANDLED_PARAMS = new Set([
 ]);
 
 const COST_KEYS = /cost_per|_cost$/;
+/** The two cost keys that have a native equivalent: prices.<backend> {input, output}. */
+const PRICE_KEYS = ['input_cost_per_token', 'output_cost_per_token'] as const;
+const OTHER_COST = 'not supported: prices are per token in and out (input_cost_per_token, output_cost_per_token) or per GPU hour (prices.<backend>.gpu_hour); ignored';
 
 /** litellm_params LiteLLM uses as defaults merged into each request. */
 const REQUEST_DEFAULTS = new Set(['temperature', 'max_tokens', 'max_completion_tokens', 'top_p', 'stop', 'seed', 'presence_penalty', 'frequency_penalty', 'response_format', 'n']);
@@ -186,7 +201,10 @@ export function readDeployment(t: Translation, raw: unknown, index: number, d: D
   const rpm = positive(t, [...lpPath, 'rpm'], lp.rpm ?? raw.rpm);
   const tpm = positive(t, [...lpPath, 'tpm'], lp.tpm ?? raw.tpm);
   for (const [k, v] of [['rpm', rpm], ['tpm', tpm]] as const) {
-    if (v !== undefined) t.r.warn(lp[k] !== undefined ? [...lpPath, k] : [...p, k], `not enforced yet: the gateway does not rate-limit a backend; ${k} only weighs load balancing when no weight is set`);
+    if (v !== undefined) {
+      t.r.warn(lp[k] !== undefined ? [...lpPath, k] : [...p, k],
+        `not enforced yet: the gateway rate-limits keys (fabric keys create --${k}, per role with --role-limit), not backends; ${k} only weighs load balancing when no weight is set`);
+    }
   }
   const weight = positive(t, [...lpPath, 'weight'], lp.weight);
   const order = positive(t, [...lpPath, 'order'], lp.order);
@@ -194,22 +212,76 @@ export function readDeployment(t: Translation, raw: unknown, index: number, d: D
   for (const [k, v] of Object.entries(lp)) {
     if (HANDLED_PARAMS.has(k) || v === undefined) continue;
     const kp = [...lpPath, k];
-    if (COST_KEYS.test(k)) t.r.warn(kp, 'not supported yet: the gateway does not track spend; ignored', true);
+    if ((PRICE_KEYS as readonly string[]).includes(k)) continue;
+    if (COST_KEYS.test(k)) t.r.warn(kp, OTHER_COST, true);
     else if (REQUEST_DEFAULTS.has(k)) t.r.warn(kp, 'not supported yet: request defaults are not applied; the client\'s own parameters are sent', true);
     else t.r.warn(kp, PARAM_MESSAGES[k] ?? 'not supported yet; ignored', true);
   }
   for (const k of Object.keys(mi)) {
-    if (['id', 'mode', 'max_tokens', 'max_input_tokens'].includes(k) || DESCRIPTIVE_INFO.test(k)) continue;
+    if (['id', 'mode', 'max_tokens', 'max_input_tokens', ...PRICE_KEYS].includes(k) || DESCRIPTIVE_INFO.test(k)) continue;
     const kp = [...p, 'model_info', k];
-    t.r.warn(kp, COST_KEYS.test(k) ? 'not supported yet: the gateway does not track spend; ignored' : 'not supported yet; ignored', true);
+    t.r.warn(kp, COST_KEYS.test(k) ? OTHER_COST : 'not supported yet; ignored', true);
   }
+  const price = readPrice(t, p, lp, mi);
 
   const dims = mi.output_vector_size;
   return {
     index, group, kind: kind.kind, wildcard: group.includes('*'), backend, origins, notes, id,
     order: order ?? Infinity, weight, rpm, tpm, maxInputTokens: ctx?.tokens,
     dimensions: typeof dims === 'number' && Number.isInteger(dims) && dims > 0 ? dims : undefined,
-    providerModel: provider.model,
+    providerModel: provider.model, provider: provider.provider, price,
+  };
+}
+
+/** A cost per token as LiteLLM takes it: a number of US dollars (or its text). */
+function costPerToken(t: Translation, path: KeyPath, v: unknown): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) {
+    t.r.warn(path, `must be a cost in US dollars per token (e.g. 0.0000004), got ${describe(v)}; ignored`);
+    return undefined;
+  }
+  return n;
+}
+
+/** A number as people write it: 0.0000004, not 4e-7. */
+function plain(n: number): string {
+  return new Intl.NumberFormat('en-US', { useGrouping: false, maximumSignificantDigits: 15 }).format(n);
+}
+
+/** USD per token × 1,000,000, without the float noise of the product (0.0000004 × 1e6 = 0.39999999999999997). */
+export function perMillion(usdPerToken: number): number {
+  return Number((usdPerToken * 1e6).toPrecision(12));
+}
+
+/**
+ * input_cost_per_token / output_cost_per_token, in litellm_params (LiteLLM's custom pricing,
+ * applied per call) or model_info: prices.<backend> {input, output} in USD per 1M tokens.
+ * litellm_params wins when both say something; a side not given costs nothing.
+ */
+function readPrice(t: Translation, p: KeyPath, lp: Record<string, unknown>, mi: Record<string, unknown>): DeploymentPrice | undefined {
+  const got: Partial<Record<(typeof PRICE_KEYS)[number], { v: number; path: KeyPath }>> = {};
+  for (const k of PRICE_KEYS) {
+    const lpPath: KeyPath = [...p, 'litellm_params', k];
+    const miPath: KeyPath = [...p, 'model_info', k];
+    const fromParams = costPerToken(t, lpPath, lp[k]);
+    const fromInfo = costPerToken(t, miPath, mi[k]);
+    if (fromParams !== undefined && fromInfo !== undefined && fromParams !== fromInfo) {
+      t.r.warn(miPath, `ignored: litellm_params.${k} (${plain(fromParams)}) is set too and is the price LiteLLM charges`, true);
+    }
+    if (fromParams !== undefined) got[k] = { v: fromParams, path: lpPath };
+    else if (fromInfo !== undefined) got[k] = { v: fromInfo, path: miPath };
+  }
+  const i = got.input_cost_per_token;
+  const o = got.output_cost_per_token;
+  if (i === undefined && o === undefined) return undefined;
+  const part = (name: string, x: { v: number; path: KeyPath } | undefined): string =>
+    x === undefined ? `${name} not set: 0` : `${x.path.slice(2).join('.')} ${plain(x.v)} → ${perMillion(x.v)}`;
+  return {
+    input: perMillion(i?.v ?? 0),
+    output: perMillion(o?.v ?? 0),
+    path: (i ?? o)!.path,
+    note: `USD per 1M tokens: ${part('input_cost_per_token', i)}; ${part('output_cost_per_token', o)} (LiteLLM's USD per token × 1,000,000)`,
   };
 }
 

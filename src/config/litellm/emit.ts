@@ -39,6 +39,8 @@ export function emitNativeYaml(result: TranslateResult, source: string, issues: 
   for (const name of Object.keys(native.backends)) flow(doc, ['backends', name, 'timeouts']);
   native.patterns?.forEach((_, i) => flow(doc, ['patterns', i, 'backends']));
   flow(doc, ['gateway', 'retry']);
+  for (const name of Object.keys(native.prices ?? {})) flow(doc, ['prices', name]);
+  for (const name of Object.keys(native.budgets ?? {})) for (const k of ['engines', 'backends'] as const) flow(doc, ['budgets', name, k]);
   if (isMap(doc.contents)) {
     doc.contents.items.forEach((p, i) => {
       if (i > 0 && isScalar(p.key)) p.key.spaceBefore = true;

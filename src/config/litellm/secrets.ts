@@ -42,11 +42,16 @@ export function secretRef(t: Translation, path: KeyPath, v: unknown, literalName
     t.r.error(path, `must be a key or os.environ/NAME, got ${describe(v)}`);
     return undefined;
   }
-  const value = String(v);
-  let held = literalName;
-  for (let n = 2; t.literals.has(held) && t.literals.get(held) !== value; n++) held = `${literalName}_${n}`;
-  t.literals.set(held, value);
+  const held = holdLiteral(t, literalName, String(v));
   t.r.warn(path, `holds a secret literally: it is used as env:${held} (fabric config import writes only that reference); ` +
     `move the value to the environment or the .env file and write os.environ/${held}`);
   return `env:${held}`;
+}
+
+/** Holds a secret value for serving under `name` (or NAME_2, … when taken by another value); returns the name used. */
+export function holdLiteral(t: Translation, name: string, value: string): string {
+  let held = name;
+  for (let n = 2; t.literals.has(held) && t.literals.get(held) !== value; n++) held = `${name}_${n}`;
+  t.literals.set(held, value);
+  return held;
 }

@@ -8,23 +8,24 @@ export const TOP_KEYS = ['model_list', 'litellm_settings', 'router_settings', 'g
 export const MAPPED = {
   litellm_settings: [
     'fallbacks', 'context_window_fallbacks', 'default_fallbacks', 'num_retries', 'request_timeout', 'drop_params', 'set_verbose', 'json_logs',
-    'allowed_fails', 'cooldown_time', 'max_fallbacks',
+    'allowed_fails', 'cooldown_time', 'max_fallbacks', 'max_budget', 'budget_duration',
   ],
   router_settings: [
     'routing_strategy', 'num_retries', 'timeout', 'stream_timeout', 'allowed_fails', 'cooldown_time', 'retry_after', 'model_group_alias',
     'fallbacks', 'context_window_fallbacks', 'default_fallbacks', 'max_fallbacks', 'enable_pre_call_checks', 'default_max_parallel_requests',
+    'redis_url', 'redis_host', 'redis_port', 'redis_password', 'provider_budget_config',
   ],
-  general_settings: ['master_key', 'health_check_interval', 'background_health_checks', 'alerting', 'alert_to_webhook_url'],
+  general_settings: [
+    'master_key', 'health_check_interval', 'background_health_checks', 'alerting', 'alert_to_webhook_url',
+    'database_url', 'proxy_batch_write_at', 'allow_requests_on_db_unavailable', 'max_budget', 'budget_duration',
+  ],
 } as const;
 
 export type Section = keyof typeof MAPPED;
 
-const NO_SPEND = 'not supported yet: the gateway does not track spend or enforce budgets';
-const NO_REDIS = 'not supported yet: health, cooldown and load-balancing state is kept in each gateway process, not shared through Redis';
 const ALERT_KINDS = 'not supported yet: alerts are sent when a backend goes down or comes back (gateway.alerts), not per LiteLLM alert type';
 const NO_CALLBACKS = 'not supported yet: no logging integrations; the gateway writes one JSON log line per request to stdout';
 const NO_CACHE = 'not supported yet: there is no response cache; every request goes to a backend';
-const NO_DB = 'not supported yet: there is no database; virtual keys, spend logs and budgets are not available, only the master key authenticates';
 
 /** What the gateway does instead, for keys it knows and does not map. */
 export const UNSUPPORTED: Record<Section, Record<string, string>> = {
@@ -36,9 +37,7 @@ export const UNSUPPORTED: Record<Section, Record<string, string>> = {
     callbacks: NO_CALLBACKS,
     service_callback: NO_CALLBACKS,
     input_callback: NO_CALLBACKS,
-    max_budget: NO_SPEND,
-    budget_duration: NO_SPEND,
-    max_end_user_budget: NO_SPEND,
+    max_end_user_budget: 'not supported: the gateway has no end users; budgets are per key (fabric keys create --budget) or per backend (budgets:)',
     content_policy_fallbacks: 'not supported yet: a content-policy refusal is returned to the client, not rerouted',
     modify_params: 'not supported: requests are sent as the client wrote them',
     redact_user_api_key_info: 'not supported yet: the gateway logs no user key information to redact',
@@ -46,13 +45,8 @@ export const UNSUPPORTED: Record<Section, Record<string, string>> = {
     telemetry: 'ignored: the gateway sends no telemetry',
   },
   router_settings: {
-    redis_host: NO_REDIS,
-    redis_port: NO_REDIS,
-    redis_password: NO_REDIS,
-    redis_url: NO_REDIS,
     cache_responses: NO_CACHE,
     caching_groups: NO_CACHE,
-    provider_budget_config: NO_SPEND,
     routing_strategy_args: 'not supported yet: the strategy runs with its defaults',
     retry_policy: 'not supported yet: retries follow each backend\'s max_retries (connection errors, 429 and 503)',
     model_group_retry_policy: 'not supported yet: retries follow each backend\'s max_retries (connection errors, 429 and 503)',
@@ -63,11 +57,9 @@ export const UNSUPPORTED: Record<Section, Record<string, string>> = {
     tag_filtering_match_any: 'not supported yet: tag-based routing is not available',
   },
   general_settings: {
-    database_url: NO_DB,
-    store_model_in_db: NO_DB,
-    database_connection_pool_limit: NO_DB,
-    disable_spend_logs: NO_DB,
-    proxy_batch_write_at: NO_DB,
+    store_model_in_db: 'not supported: models come from the config file; the gateway\'s database holds keys and usage only',
+    database_connection_pool_limit: 'not supported yet: the gateway sizes its PostgreSQL connection pool itself',
+    disable_spend_logs: 'not supported: the gateway\'s budgets and key spend are computed from its usage records, so every request is recorded (gateway.accounting: false stops that, and budgets with it)',
     alerting_threshold: 'not supported yet: no slow-response alerts; alerts are sent when a backend goes down or comes back',
     alert_types: ALERT_KINDS,
     alerting_args: ALERT_KINDS,

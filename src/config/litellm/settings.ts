@@ -5,7 +5,7 @@
 import type { KeyPath } from '../issues.ts';
 import { describe, duration, isObj, nonNegInt, positive, seconds, type NativeDoc, type Obj, type Translation } from './context.ts';
 import type { DeploymentDefaults } from './deployments.ts';
-import { envRef, secretRef } from './secrets.ts';
+import { secretRef } from './secrets.ts';
 import { GENERIC, MAPPED, UNSUPPORTED, type Section } from './sections.ts';
 
 /** LiteLLM's own defaults, where they decide behaviour. */
@@ -162,7 +162,6 @@ export function readGateway(t: Translation, gs: Obj, rs: Obj, doc: NativeDoc): v
   } else {
     t.note(['gateway', 'host'], 'no general_settings.master_key: like LiteLLM, the gateway accepts requests without a key');
   }
-  if (typeof gs.database_url === 'string' && envRef(gs.database_url) === undefined) t.header.push('general_settings.database_url: written literally in the LiteLLM file; not copied');
   readAlerts(t, gs, g);
   const hci = seconds(t, ['general_settings', 'health_check_interval'], gs.health_check_interval);
   if (hci !== undefined) {

@@ -4,6 +4,7 @@ import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { importLiteLLMText, isLiteLLMText, parseLiteLLMText } from './load.ts';
+import { mapPeriod } from './state.ts';
 import { loadFabricConfig, parseFabricText } from '../load.ts';
 import { ConfigError, formatIssue, type ConfigIssue } from '../issues.ts';
 import type { FabricConfig } from '../types.ts';
@@ -137,7 +138,9 @@ router_settings:
   assert.ok(!yaml.includes('LITERAL'), 'the imported file never holds a secret value');
   assert.match(yaml, /api_key: env:B_API_KEY/);
   assert.match(yaml, /master_key: env:LITELLM_MASTER_KEY/);
-  assert.match(yaml, /general_settings\.database_url: not supported yet/);
+  assert.match(yaml, /store:\n {4}url: env:DATABASE_URL/);
+  assert.match(yaml, /general_settings\.database_url: holds a secret literally: it is used as env:DATABASE_URL/);
+  assert.match(yaml, /router_settings\.redis_password: ignored, as by LiteLLM/);
 
   const bad = parse('model_list:\n  - model_name: a\n    litellm_params: { model: gpt-4o, api_key: os.environ/not-a-name! }\n');
   assert.match(bad.errors.map(formatIssue).join('\n'), /litellm\.config\.yaml:3:\d+: error: model_list\[0\]\.litellm_params\.api_key: must name an environment variable/);
@@ -353,9 +356,10 @@ const KITCHEN_SINK = `model_list:
       api_base: http://a:8000/v1
       temperature: 0.2
       input_cost_per_token: 0.000001
+      input_cost_per_second: 0.0001
       extra_headers: { x-team: lab }
       tags: [free]
-    model_info: { mode: chat, output_cost_per_token: 0.000002, base_model: m }
+    model_info: { mode: chat, output_cost_per_token: 0.000002, cache_read_input_token_cost: 0.0000001, base_model: m }
     deployment_note: hi
 litellm_settings:
   drop_params: true
@@ -391,30 +395,30 @@ test('every key the gateway does not support is reported by its key path, saying
   assert.deepEqual(p.errors, []);
   const expected: Record<string, RegExp> = {
     'model_list[0].litellm_params.temperature': /request defaults are not applied/,
-    'model_list[0].litellm_params.input_cost_per_token': /does not track spend/,
+    'model_list[0].litellm_params.input_cost_per_second': /prices are per token in and out.*or per GPU hour/,
     'model_list[0].litellm_params.extra_headers': /no extra headers/,
     'model_list[0].litellm_params.tags': /tag-based routing/,
-    'model_list[0].model_info.output_cost_per_token': /does not track spend/,
+    'model_list[0].model_info.cache_read_input_token_cost': /prices are per token in and out/,
     'model_list[0].deployment_note': /ignored/,
     'litellm_settings.drop_params': /not supported yet: parameters go to OpenAI-compatible backends as the client sent them/,
     'litellm_settings.set_verbose': /--log-level debug/,
     'litellm_settings.cache': /no response cache/,
     'litellm_settings.cache_params': /no response cache/,
     'litellm_settings.success_callback': /no logging integrations/,
-    'litellm_settings.max_budget': /does not track spend/,
+    'litellm_settings.max_budget': /not supported yet: the gateway has no proxy-wide budget.*every request once the proxy has spent \$100 \(never reset.*budgets: \{ proxy: \{ amount: 100, period: total, backends: \[a\] \} \}/,
     'litellm_settings.content_policy_fallbacks': /not rerouted/,
     'litellm_settings.something_new': /not supported yet; ignored/,
     'router_settings.routing_strategy': /not supported yet: round-robin/,
-    'router_settings.redis_host': /not shared through Redis/,
-    'router_settings.redis_port': /not shared through Redis/,
-    'router_settings.redis_password': /not shared through Redis/,
+    'router_settings.redis_host': /not mapped: the gateway reads Redis as one URL.*REDIS_URL=redis:\/\/:<REDIS_PASSWORD>@<REDIS_HOST>:6379 .*gateway\.redis: \{ url: env:REDIS_URL \}/,
+    'router_settings.redis_port': /not mapped: part of the one Redis URL/,
+    'router_settings.redis_password': /not mapped: part of the one Redis URL/,
     'router_settings.disable_cooldowns': /always skipped/,
     'router_settings.retry_policy': /max_retries/,
-    'router_settings.provider_budget_config': /does not track spend/,
-    'general_settings.database_url': /no database/,
+    'router_settings.provider_budget_config.openai': /no deployment the gateway serves uses provider openai\/; ignored/,
+    'general_settings.database_url': /mapped to gateway\.store \(PostgreSQL\), but LiteLLM's own tables.*are not read/,
     'general_settings.alert_types': /alerts are sent when a backend goes down or comes back/,
     'general_settings.alerting_threshold': /no slow-response alerts/,
-    'general_settings.store_model_in_db': /no database/,
+    'general_settings.store_model_in_db': /models come from the config file/,
     'general_settings.background_health_checks': /always probes/,
     include: /included files are not read/,
   };
@@ -424,6 +428,8 @@ test('every key the gateway does not support is reported by its key path, saying
   assert.equal(p.warnings.size, Object.keys(expected).length, `unexpected: ${[...p.warnings.keys()].filter((k) => !(k in expected)).join(', ')}`);
   for (const i of p.issues) assert.ok(i.line > 0, `${i.path} has its line`);
   assert.deepEqual(p.config.gateway.alerts?.webhook, { env: 'SLACK_WEBHOOK_URL' }, 'the alerting webhook is supported');
+  assert.deepEqual(p.config.gateway.store, { kind: 'postgres', url: { env: 'DATABASE_URL' } }, 'database_url is supported');
+  assert.deepEqual(p.config.prices.get('a'), { input: 1, output: 2, gpuHour: undefined }, 'costs per token are supported');
   const { yaml } = roundTrip(KITCHEN_SINK);
   for (const path of Object.keys(expected)) assert.ok(yaml.includes(`#   - ${path}: `), `${path} listed in the imported file`);
 });
@@ -453,4 +459,197 @@ litellm_settings:
 const sorted = (issues: ConfigIssue[]): boolean => issues.every((x, i) => i === 0 || issues[i - 1]!.line <= x.line);
 test('issues come sorted by line', () => {
   assert.ok(sorted(parse(KITCHEN_SINK).issues));
+});
+
+test('database_url becomes gateway.store (PostgreSQL); proxy_batch_write_at and allow_requests_on_db_unavailable the accounting settings', () => {
+  const base = `model_list:${vllm('a', 'a')}\ngeneral_settings:\n  master_key: os.environ/MK\n`;
+  const p = parse(`${base}  database_url: os.environ/DATABASE_URL\n  proxy_batch_write_at: 60\n  allow_requests_on_db_unavailable: true\n`);
+  assert.deepEqual(p.errors, []);
+  assert.deepEqual(p.config.gateway.store, { kind: 'postgres', url: { env: 'DATABASE_URL' } });
+  assert.equal(p.config.gateway.accounting.flushIntervalMs, 60_000);
+  assert.equal(p.config.gateway.accounting.onStoreDown, 'serve');
+  assert.match(p.warnings.get('general_settings.database_url')!, /LiteLLM virtual keys do not authenticate here; give clients keys from fabric keys create/);
+  assert.equal(p.warnings.size, 1);
+  const { yaml } = roundTrip(`${base}  database_url: os.environ/DATABASE_URL\n  proxy_batch_write_at: 60\n`);
+  assert.match(yaml, /# general_settings\.database_url: PostgreSQL, as LiteLLM's.*\n {2}store:\n {4}url: env:DATABASE_URL/);
+  assert.match(yaml, /# proxy_batch_write_at 60s: .*\n {4}flush_interval: 60s/);
+
+  const literal = parse(`${base}  database_url: "postgresql://litellm:pw-LITERAL@db:5432/litellm"\n`);
+  assert.deepEqual(literal.config.gateway.store, { kind: 'postgres', url: { env: 'DATABASE_URL' } });
+  assert.equal(literal.literals.get('DATABASE_URL'), 'postgresql://litellm:pw-LITERAL@db:5432/litellm', 'held for serving');
+  for (const i of literal.issues) assert.ok(!i.message.includes('LITERAL'), 'no message repeats the password');
+
+  const other = parse(`${base}  database_url: "mysql://u:pw-LITERAL@db/x"\n`);
+  assert.deepEqual(other.config.gateway.store, { kind: 'sqlite', path: 'fabric.db' });
+  assert.match(other.warnings.get('general_settings.database_url')!, /must be a postgresql:\/\/ URL or os\.environ\/NAME.*ignored: the gateway keeps its state in SQLite/);
+  assert.ok(!other.warnings.get('general_settings.database_url')!.includes('LITERAL'));
+
+  const stillWarned = parse(`${base}  database_connection_pool_limit: 10\n  disable_spend_logs: true\n  store_model_in_db: true\n  max_budget: 5\n`);
+  assert.match(stillWarned.warnings.get('general_settings.database_connection_pool_limit')!, /sizes its PostgreSQL connection pool itself/);
+  assert.match(stillWarned.warnings.get('general_settings.disable_spend_logs')!, /budgets and key spend are computed from its usage records/);
+  assert.match(stillWarned.warnings.get('general_settings.store_model_in_db')!, /models come from the config file/);
+  assert.match(stillWarned.warnings.get('general_settings.max_budget')!, /not a general_settings key LiteLLM reads.*litellm_settings\.max_budget/);
+
+  // An unset DATABASE_URL is an error at the LiteLLM line, as an unset master key is.
+  const d = join(dir, 'store-unset');
+  mkdirSync(d, { recursive: true });
+  const f = join(d, 'litellm.yaml');
+  writeFileSync(f, `${base}  database_url: os.environ/DATABASE_URL_UNSET\n`);
+  assert.throws(() => loadFabricConfig(f, { MK: 'k' }), (e: unknown) => e instanceof ConfigError && /litellm\.yaml:6:\d+: error: general_settings\.database_url: environment variable DATABASE_URL_UNSET is not set/.test(e.message));
+});
+
+test('Redis: redis_url becomes gateway.redis; host and port written out become one held URL; os.environ/ parts are reported with the config to write', () => {
+  const base = `model_list:${vllm('a', 'a')}\nrouter_settings:\n`;
+  const url = parse(`${base}  redis_url: os.environ/REDIS_URL\n  redis_host: cache\n`);
+  assert.deepEqual(url.config.gateway.redis, { url: { env: 'REDIS_URL' }, prefix: 'fabric' });
+  assert.match(url.warnings.get('router_settings.redis_host')!, /ignored: router_settings\.redis_url is set/);
+  assert.match(roundTrip(`${base}  redis_url: os.environ/REDIS_URL\n`).yaml, /# router_settings\.redis_url: shared by every gateway instance: rate limits and budget holds.*\n {2}redis:\n {4}url: env:REDIS_URL/);
+
+  const open = parse(`${base}  redis_host: cache.lan\n  redis_port: 6379\n`);
+  assert.deepEqual(open.config.gateway.redis, { url: { env: 'REDIS_URL' }, prefix: 'fabric' });
+  assert.equal(open.literals.get('REDIS_URL'), 'redis://cache.lan:6379');
+  assert.match(open.warnings.get('router_settings.redis_host')!, /put REDIS_URL=redis:\/\/cache\.lan:6379 in the environment or the \.env file/);
+  roundTrip(`${base}  redis_host: cache.lan\n  redis_port: 6379\n`);
+
+  const secret = parse(`${base}  redis_host: cache.lan\n  redis_port: "6380"\n  redis_password: "p@ss-LITERAL"\n`);
+  assert.equal(secret.literals.get('REDIS_URL'), 'redis://:p%40ss-LITERAL@cache.lan:6380');
+  assert.match(secret.warnings.get('router_settings.redis_password')!, /holds a secret literally: .* env:REDIS_URL .*redis:\/\/:<password>@cache\.lan:6380/);
+  for (const i of secret.issues) assert.ok(!i.message.includes('LITERAL'));
+  assert.ok(!importLiteLLMText(`${base}  redis_host: cache.lan\n  redis_port: 6380\n  redis_password: p-LITERAL\n`, FILE, {}).yaml.includes('LITERAL'));
+
+  const parts = parse(`${base}  redis_host: 127.0.0.1\n  redis_port: 6379\n  redis_password: os.environ/REDIS_PASSWORD\n`);
+  assert.equal(parts.config.gateway.redis, undefined);
+  assert.match(parts.warnings.get('router_settings.redis_host')!,
+    /not mapped: .*set REDIS_URL=redis:\/\/:<REDIS_PASSWORD>@127\.0\.0\.1:6379 \(each <NAME> replaced by its value.*write gateway\.redis: \{ url: env:REDIS_URL \}.*until then each gateway process keeps its own/);
+  assert.match(parts.warnings.get('router_settings.redis_password')!, /part of the one Redis URL/);
+
+  const half = parse(`${base}  redis_host: cache\n`);
+  assert.equal(half.config.gateway.redis, undefined);
+  assert.match(half.warnings.get('router_settings.redis_host')!, /ignored, as by LiteLLM: it uses Redis only with both redis_host and redis_port/);
+
+  const cache = parse(`${base}  redis_url: os.environ/REDIS_URL\nlitellm_settings:\n  cache: true\n  cache_params: { type: redis, host: cache }\n`);
+  assert.match(cache.warnings.get('litellm_settings.cache_params')!, /no response cache/, 'the response cache stays unsupported');
+});
+
+test('input_cost_per_token / output_cost_per_token become prices in USD per 1M tokens', () => {
+  const p = parse(`model_list:
+  - model_name: strong
+    litellm_params: { model: gpt-4.1-mini }
+    model_info: { input_cost_per_token: 0.0000004, output_cost_per_token: "0.0000016" }
+  - model_name: custom
+    litellm_params: { model: hosted_vllm/m, api_base: "http://c:1/v1", input_cost_per_token: 0.0000002, output_cost_per_token: 0.0000006 }
+    model_info: { input_cost_per_token: 0.0000009 }
+  - model_name: embed
+    litellm_params: { model: hosted_vllm/bge, api_base: "http://e:1/v1", input_cost_per_token: 0.00000002 }
+    model_info: { mode: embedding }
+  - model_name: pair
+    litellm_params: { model: hosted_vllm/m, api_base: "http://p:1/v1", input_cost_per_token: 0.000001 }
+  - model_name: pair
+    litellm_params: { model: hosted_vllm/m, api_base: "http://p:1/v1", input_cost_per_token: 0.000002 }
+  - model_name: bad
+    litellm_params: { model: hosted_vllm/m, api_base: "http://b:1/v1", input_cost_per_token: cheap }
+`);
+  assert.deepEqual(p.errors, []);
+  const price = (n: string) => p.config.prices.get(n);
+  assert.deepEqual(price('strong'), { input: 0.4, output: 1.6, gpuHour: undefined });
+  assert.deepEqual(price('custom'), { input: 0.2, output: 0.6, gpuHour: undefined }, 'litellm_params wins over model_info');
+  assert.match(p.warnings.get('model_list[1].model_info.input_cost_per_token')!, /ignored: litellm_params\.input_cost_per_token \(0\.0000002\) is set too and is the price LiteLLM charges/);
+  assert.deepEqual(price('embed'), { input: 0.02, output: 0, gpuHour: undefined }, 'a side not given costs nothing');
+  assert.deepEqual(p.config.roles.get('pair')!.backends, ['pair', 'pair-2'], 'deployments that cost differently stay two backends');
+  assert.deepEqual([price('pair')!.input, price('pair-2')!.input], [1, 2]);
+  assert.equal(price('bad'), undefined);
+  assert.match(p.warnings.get('model_list[5].litellm_params.input_cost_per_token')!, /must be a cost in US dollars per token.*ignored/);
+
+  const { yaml } = roundTrip(`model_list:
+  - model_name: strong
+    litellm_params: { model: gpt-4.1-mini }
+    model_info: { input_cost_per_token: 0.0000004, output_cost_per_token: 0.0000016 }
+`);
+  assert.match(yaml, /prices:\n {2}# model_list\[0\] \(strong\): USD per 1M tokens: model_info\.input_cost_per_token 0\.0000004 → 0\.4; .*\n {2}strong: \{input: 0\.4, output: 1\.6\}/);
+});
+
+test('provider_budget_config becomes budgets over the provider\'s backends, with LiteLLM\'s periods mapped', () => {
+  const models = `model_list:
+  - model_name: cloud
+    litellm_params: { model: gpt-4o-mini }
+  - model_name: local-chat
+    litellm_params: { model: openai/qwen, api_base: "http://armitage:8000/v1" }
+${vllm('coder', 'lab', ', input_cost_per_token: 0.0000001')}
+  - model_name: llama
+    litellm_params: { model: ollama_chat/llama3.1:8b }
+`;
+  const p = parse(`${models}router_settings:
+  provider_budget_config:
+    openai: { budget_limit: 150, time_period: 30d }
+    hosted_vllm: { budget_limit: 10, time_period: 10d }
+    ollama_chat: { max_budget: 1, budget_duration: 24h }
+    azure: { budget_limit: 100, time_period: 1d }
+    ollama: { budget_limit: 5, time_period: 1d }
+`);
+  assert.deepEqual(p.errors, []);
+  assert.deepEqual(p.config.budgets, [
+    { name: 'openai', amount: 150, period: 'month', backends: ['cloud'], fallback: undefined },
+    { name: 'hosted_vllm', amount: 7, period: 'week', backends: ['coder'], fallback: undefined },
+    { name: 'ollama_chat', amount: 1, period: 'day', backends: ['llama'], fallback: undefined },
+  ]);
+  assert.match(p.warnings.get('router_settings.provider_budget_config.openai')!, /covers OpenAI's own backends \(engines: \[openai\]\)\. LiteLLM counts openai\/ deployments with an api_base \(local-chat\)/);
+  assert.match(p.warnings.get('router_settings.provider_budget_config.hosted_vllm.time_period')!, /10d has no native period \(day, week, month\): written as \$7 per week, the same rate, where LiteLLM allows \$10 per 10d/);
+  assert.match(p.warnings.get('router_settings.provider_budget_config.azure')!, /no deployment the gateway serves uses provider azure\/; ignored/);
+  assert.match(p.warnings.get('router_settings.provider_budget_config.ollama')!, /no deployment the gateway serves uses provider ollama\//, 'ollama/ and ollama_chat/ are two LiteLLM providers');
+  assert.equal(p.warnings.size, 4);
+
+  const { yaml } = roundTrip(`${models}router_settings:\n  provider_budget_config:\n    openai: { budget_limit: 150, time_period: 30d }\n    ollama_chat: { budget_limit: 1, time_period: 1d }\n`);
+  assert.match(yaml, /budgets:\n {2}# router_settings\.provider_budget_config\.openai: \$150 per 30d\n {2}# no fallback: LiteLLM has none for a spent budget\..*e\.g\. fallback: local-chat\)\n {2}openai:\n {4}amount: 150\n {4}# 30d: a UTC calendar month \(from the 1st\), where LiteLLM counts 30d from the budget's first spend\n {4}period: month\n {4}# OpenAI's own backends; not local-chat .*\n {4}engines: \[openai\]/);
+  assert.match(yaml, /# llama: no input_cost_per_token, so their requests cost \$0 and do not count, as in LiteLLM\n {4}backends: \[llama\]/);
+
+  const bad = parse(`${models}router_settings:
+  provider_budget_config:
+    openai: { budget_limit: 0, time_period: 1d }
+    hosted_vllm: { budget_limit: 10 }
+    ollama_chat: { budget_limit: 10, time_period: monthly, tpm_limit: 5 }
+`);
+  assert.deepEqual(bad.config.budgets, []);
+  assert.match(bad.warnings.get('router_settings.provider_budget_config.openai')!, /has no budget_limit above 0: LiteLLM enforces none; left out/);
+  assert.match(bad.warnings.get('router_settings.provider_budget_config.hosted_vllm')!, /has no time_period: LiteLLM does not check a budget without one; left out/);
+  assert.match(bad.warnings.get('router_settings.provider_budget_config.ollama_chat.time_period')!, /"monthly" is not a LiteLLM duration.*left out/);
+  assert.match(bad.warnings.get('router_settings.provider_budget_config.ollama_chat.tpm_limit')!, /not supported in a provider budget/);
+  assert.match(parse(`${models}router_settings:\n  provider_budget_config: [openai]\n`).errors.map(formatIssue).join(), /provider_budget_config: must be a mapping of provider/);
+});
+
+test('LiteLLM durations map to day, week and month; other lengths keep their rate', () => {
+  const m = (v: unknown) => {
+    const x = mapPeriod(v);
+    return x === undefined ? undefined : [x.period, x.sameLength, Number(x.scale.toPrecision(6))];
+  };
+  assert.deepEqual(m('1d'), ['day', true, 1]);
+  assert.deepEqual(m('24h'), ['day', true, 1]);
+  assert.deepEqual(m('7d'), ['week', true, 1]);
+  assert.deepEqual(m('1w'), ['week', true, 1]);
+  assert.deepEqual(m('30d'), ['month', true, 1]);
+  assert.deepEqual(m('1mo'), ['month', true, 1]);
+  assert.deepEqual(m('2mo'), ['month', false, 0.5]);
+  assert.deepEqual(m('2d'), ['day', false, 0.5]);
+  assert.deepEqual(m('12h'), ['day', false, 2]);
+  assert.deepEqual(m('14d'), ['week', false, 0.5]);
+  assert.deepEqual(m('90d'), ['month', false, 0.333333]);
+  for (const v of ['monthly', '30', 30, '0d', '', null]) assert.equal(m(v), undefined, String(v));
+});
+
+test('the proxy-wide max_budget is reported with the budget that comes closest', () => {
+  const models = `model_list:
+  - model_name: cloud
+    litellm_params: { model: gpt-4o-mini }
+${vllm('local', 'a')}
+${vllm('priced', 'b', ', input_cost_per_token: 0.000001')}
+`;
+  const p = parse(`${models}litellm_settings:\n  max_budget: 100\n  budget_duration: 30d\n`);
+  assert.deepEqual(p.config.budgets, []);
+  assert.match(p.warnings.get('litellm_settings.max_budget')!,
+    /not supported yet: the gateway has no proxy-wide budget\. LiteLLM refuses every request once the proxy has spent \$100 per 30d; .*write budgets: \{ proxy: \{ amount: 100, period: month, backends: \[cloud, priced\] \} \}/);
+  assert.match(p.warnings.get('litellm_settings.budget_duration')!, /the period of litellm_settings\.max_budget/);
+  const off = parse(`${models}litellm_settings:\n  max_budget: 0\n  budget_duration: 1d\n`);
+  assert.ok(!off.warnings.has('litellm_settings.max_budget'));
+  assert.match(off.warnings.get('litellm_settings.budget_duration')!, /ignored without litellm_settings\.max_budget/);
+  assert.match(importLiteLLMText(`${models}litellm_settings:\n  max_budget: 0\n`, FILE, {}).yaml, /litellm_settings\.max_budget: 0 turns LiteLLM's proxy budget off/);
+  assert.match(parse(`${models}litellm_settings:\n  max_end_user_budget: 5\n`).warnings.get('litellm_settings.max_end_user_budget')!, /no end users; budgets are per key/);
 });

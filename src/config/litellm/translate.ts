@@ -8,6 +8,8 @@
 //   fallbacks, default_…      → role fallbacks, unrolled as LiteLLM follows them
 //   context_window_fallbacks  → context_window_fallback (+ a rule with enable_pre_call_checks)
 //   routing_strategy          → role strategy; order → a lower-priority role tried first
+//   input/output_cost_per_token → prices; provider_budget_config → budgets
+//   database_url, redis_url   → gateway.store, gateway.redis (state.ts)
 
 import type { KeyPath } from '../issues.ts';
 import type { RoleKind } from '../types.ts';
@@ -18,6 +20,7 @@ import { TOP_KEYS } from './sections.ts';
 import {
   pick, readCooldown, readDefaults, readEnvironmentVariables, readGateway, readLogging, reportUnmapped, section,
 } from './settings.ts';
+import { readAccounting, readBudgets, readProxyBudget, readRedis, readStore, type Served } from './state.ts';
 import { balance, strategyFor, strategyNote } from './strategy.ts';
 
 export interface TranslateResult {
@@ -125,6 +128,24 @@ export function translateLiteLLM(raw: unknown, t: Translation): TranslateResult 
   readFallbacks(t, ls, rs, doc, kinds, tiersOf, aliasTarget, patterns);
   if (patterns.length > 0) doc.patterns = patterns;
   readGateway(t, gs, rs, doc);
+  // State: the database, Redis, prices and budgets, after the routing they describe.
+  readStore(t, gs, doc);
+  readRedis(t, rs, doc);
+  readAccounting(t, gs, doc);
+  const prices = names.prices();
+  if (Object.keys(prices).length > 0) {
+    doc.prices = prices;
+    t.from(['prices'], ['model_list']);
+  }
+  const served: Served[] = [];
+  for (const members of groups.values()) {
+    for (const d of members) {
+      const backend = deploymentBackends[d.index];
+      if (backend !== undefined) served.push({ d, backend });
+    }
+  }
+  readBudgets(t, rs, doc, served);
+  readProxyBudget(t, ls, gs, doc);
   return { doc, t, deploymentBackends };
 }
 
@@ -133,12 +154,18 @@ class BackendNames {
   readonly #t: Translation;
   readonly #doc: NativeDoc;
   readonly #byShape = new Map<string, string>();
+  readonly #prices: NonNullable<NativeDoc['prices']> = {};
   constructor(t: Translation, doc: NativeDoc) {
     this.#t = t;
     this.#doc = doc;
   }
+  /** Prices by backend name, in the order the backends were made. */
+  prices(): NonNullable<NativeDoc['prices']> {
+    return this.#prices;
+  }
   add(d: Deployment): string {
-    const shape = JSON.stringify(d.backend);
+    // Deployments share a backend only when they cost the same: each keeps its own price.
+    const shape = JSON.stringify([d.backend, d.price === undefined ? null : [d.price.input, d.price.output]]);
     const shared = this.#byShape.get(shape);
     if (shared !== undefined) {
       this.#t.note(['backends', shared], `also model_list[${d.index}] (${d.group}): the same deployment, one backend`);
@@ -151,6 +178,11 @@ class BackendNames {
     this.#byShape.set(shape, name);
     this.#doc.backends[name] = d.backend;
     const t = this.#t;
+    if (d.price !== undefined) {
+      this.#prices[name] = { input: d.price.input, output: d.price.output };
+      t.from(['prices', name], d.price.path);
+      t.note(['prices', name], `model_list[${d.index}] (${d.group}): ${d.price.note}`);
+    }
     t.from(['backends', name], ['model_list', d.index]);
     for (const [field, path] of d.origins) t.from(['backends', name, field], path);
     t.note(['backends', name], `model_list[${d.index}]: ${d.group}`);
