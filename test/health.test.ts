@@ -139,7 +139,7 @@ test('a killed backend is found by its probes and skipped: the role goes straigh
   const took = performance.now() - started;
   assert.equal(all.status, 503);
   assert.equal(all.json.error.code, 'no_backend_available');
-  assert.ok(took < 100, `answered in ${took.toFixed(0)} ms, without waiting on anything`);
+  assert.ok(took < 1000, `answered in ${took.toFixed(0)} ms, without waiting on anything (the timeouts are 60 s)`);
   assert.match(all.headers.get('retry-after') ?? '', /^[1-9]\d*$/);
   assert.match(all.json.error.message, /cooling down/);
   assert.ok(Number(backend('primary').retryAfterSeconds(Date.now())) >= 1);
@@ -174,7 +174,8 @@ test('a slow backend trips on live traffic, is probed back in after its cooldown
   const fast = performance.now();
   const skipped = await post(gw.url, '/v1/chat/completions', chat('chat-slow'));
   assert.equal(skipped.headers.get('x-fabric-attempts'), '1');
-  assert.ok(performance.now() - fast < 100, 'no timeout waited while it cools down');
+  // attempts = 1 shows slowpoke was skipped, not tried; the bound is loose for a loaded CI machine.
+  assert.ok(performance.now() - fast < 1000, 'no timeout waited while it cools down');
   // Its /health is fine (only generation is slow): the probe-back restores it…
   await until('probed back in', () => slow.state === 'up', 2_000);
   assert.equal(slow.trips, 1, '…but the trip is remembered');
