@@ -209,6 +209,12 @@ test('the LiteLLM config keeps secrets as os.environ/ references and reads back 
   assert.deepEqual(back.roles.get('chat-fast')!.aliases, ['local/chat']);
   assert.equal(back.roles.get('embeddings-general')!.kind, 'embeddings');
   assert.deepEqual(back.roles.get('chat-deep')!.contextWindowFallback, 'openai/strong');
+  // The seeds' $150 a month on OpenAI: a provider budget in LiteLLM, a budget again on the way back.
+  assert.deepEqual(doc.router_settings.provider_budget_config, { openai: { budget_limit: 150, time_period: '1mo' } });
+  const budget = back.budgets.find((b) => b.amount === 150);
+  assert.ok(budget !== undefined, 'the budget reads back');
+  assert.equal(budget.period, 'month');
+  assert.deepEqual([...budget.backends].sort(), ['openai-cheap', 'openai-strong']);
 });
 
 test('a re-render reports new, changed, unchanged and removed files; --check says whether a folder is current', () => {

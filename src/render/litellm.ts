@@ -92,7 +92,26 @@ export function litellmConfig(ctx: RenderContext): string {
     notes.push('Secrets are os.environ/NAME references: set them in LiteLLM\'s environment; no value is written here.');
   }
 
+  // Budgets: LiteLLM's provider budgets cover every deployment of a provider, so a budget
+  // renders only when it covers exactly the OpenAI-hosted backends (the seeds' $150 a month).
+  const providerBudgets: Obj = {};
+  const PERIOD: Record<string, string | undefined> = { day: '1d', week: '7d', month: '1mo', total: undefined };
+  const openaiHosted = [...cfg.backends.values()].filter((b) => b.engine === 'openai').map((b) => b.name).sort();
+  for (const budget of cfg.budgets) {
+    const period = PERIOD[budget.period];
+    const covers = [...budget.backends].sort();
+    if (period !== undefined && covers.length > 0 && covers.join() === openaiHosted.join() && providerBudgets.openai === undefined) {
+      providerBudgets.openai = { budget_limit: budget.amount, time_period: period };
+      if (budget.fallback !== undefined) {
+        notes.push(`Budget ${budget.name}: LiteLLM skips OpenAI's deployments once $${budget.amount} is spent and each group's own fallbacks take over; the fabric's explicit fallback to ${budget.fallback} is not expressible.`);
+      }
+    } else {
+      notes.push(`Not expressible in LiteLLM: budget ${budget.name} ($${budget.amount} per ${budget.period} over ${covers.join(', ')}); LiteLLM's provider budgets cover a whole provider per window.`);
+    }
+  }
+
   const router: Obj = { routing_strategy: strategy };
+  if (Object.keys(providerBudgets).length > 0) router.provider_budget_config = providerBudgets;
   if (Object.keys(groupAlias).length > 0) router.model_group_alias = groupAlias;
   if (fallbacks.length > 0) router.fallbacks = fallbacks;
   if (ctxFallbacks.length > 0) router.context_window_fallbacks = ctxFallbacks;
