@@ -551,3 +551,18 @@ test('GET /metrics: requests, tokens, fallbacks, errors by class, retries and ba
   // Label values come from the config, never from request content.
   assert.ok(!after.includes('no-such-model'));
 });
+
+test('a huge model name is refused at once: no did-you-mean over megabytes, no echo of it', async () => {
+  const huge = 'x'.repeat(60_000); // under this gateway's 64 KiB body limit
+  const t0 = performance.now();
+  const r = await post(f.url, '/v1/chat/completions', chat(huge), auth);
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error.param, 'model');
+  assert.ok(r.text.length < 1000, 'the name is not echoed back');
+  const near = await post(f.url, '/v1/chat/completions', chat('chat-fats'), auth);
+  assert.equal(near.status, 404);
+  assert.match(near.json.error.message, /did you mean `chat-fast`/);
+  const long = await post(f.url, '/v1/chat/completions', chat('y'.repeat(500)), auth);
+  assert.equal(long.status, 404);
+  assert.ok(performance.now() - t0 < 5000);
+});

@@ -40,7 +40,11 @@ export class ConfigError extends Error {
 export function suggest(word: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined;
   let bestD = Infinity;
+  const allowed = Math.max(2, Math.floor(word.length / 3));
   for (const c of candidates) {
+    // The distance is at least the difference in length: skip without the O(n·m) table (a
+    // request's model name can be megabytes long).
+    if (Math.abs(word.length - c.length) > allowed || word.length > 1024) continue;
     const d = editDistance(word, c);
     if (d < bestD) { bestD = d; best = c; }
   }

@@ -10,6 +10,8 @@ import type { JsonObject, Operation } from '../engines/types.ts';
 const FORBIDDEN = ['api_base', 'base_url', 'api_url', 'api_key', 'api_version', 'azure_endpoint', 'custom_llm_provider', 'litellm_params'];
 const FORBIDDEN_SET = new Set(FORBIDDEN);
 const FORBIDDEN_QUOTED = FORBIDDEN.map((k) => `"${k}"`);
+/** Longer than any model id (Hugging Face ids are at most 96 + 1 + 96 characters). */
+const MAX_MODEL_NAME = 512;
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
 
 function isObj(v: unknown): v is JsonObject {
@@ -53,6 +55,7 @@ function boundedInt(body: JsonObject, key: string, max: number): void {
 export function validateRequest(op: Operation, body: unknown, raw: string, limits: Limits): JsonObject {
   if (!isObj(body)) throw bad('', 'the request body must be a JSON object');
   if (typeof body.model !== 'string' || body.model === '') throw bad('model', 'you must provide a model parameter (a non-empty string)');
+  if (body.model.length > MAX_MODEL_NAME) throw bad('model', `the model name is ${body.model.length} characters long; at most ${MAX_MODEL_NAME} are accepted`);
   // A cheap scan of the raw text first: the deep walk runs only if a forbidden name appears at all.
   if (FORBIDDEN_QUOTED.some((k) => raw.includes(k))) {
     const at = findForbidden(body, '');
