@@ -12,7 +12,7 @@ import { BackendRuntime } from './backend.ts';
 import { FabricError, type AttemptFailure, type FailureClass } from './errors.ts';
 import { AttemptError, MAX_ERROR_BODY, MAX_RESPONSE_BODY, secs, transportError, upstreamError } from './attempt-error.ts';
 import { streamAttempt } from './stream-attempt.ts';
-import { BufferedCall, cancellableSleep, deadlines, type Cancel } from './upstream.ts';
+import { BufferedCall, cancellableSleep, Deadlines, type Cancel } from './upstream.ts';
 import type { Secrets } from '../config/env-file.ts';
 
 export interface RequestContext {
@@ -88,6 +88,8 @@ export class Gateway {
   readonly table: RouteTable<BackendRuntime>;
   readonly #tokens: TokenCounter;
   readonly #wakeFor: GatewayOptions['wakeFor'];
+  /** Total-time deadlines of this gateway's requests in flight, swept by one timer. */
+  readonly #deadlines = new Deadlines();
   /** Requests running on this gateway; a retired one (after a reload) closes its pools when none are left. */
   #active = 0;
   #retired: (() => void) | undefined;
@@ -310,7 +312,7 @@ export class Gateway {
     const t = backend.config.timeouts;
     const call = new BufferedCall(MAX_RESPONSE_BODY, MAX_ERROR_BODY);
     let timedOut: string | undefined;
-    const deadline = deadlines.add(t.totalMs, () => {
+    const deadline = this.#deadlines.add(t.totalMs, () => {
       timedOut = `no complete answer within the total timeout (${secs(t.totalMs)})`;
       call.abort(new Error(timedOut));
     });
@@ -347,7 +349,7 @@ export class Gateway {
       served.usage = out.usage as Usage | undefined;
       return out;
     } finally {
-      deadlines.delete(deadline);
+      this.#deadlines.delete(deadline);
       ctx.cancel.clear();
       backend.outstanding--;
     }
@@ -357,7 +359,7 @@ export class Gateway {
     op: Operation, backend: BackendRuntime, route: RouteT, body: JsonObject, ctx: RequestContext, sink: StreamSink, served: Served, clientWantsUsage: boolean,
   ): Promise<void> {
     const prepared = backend.engine.prepare(op, body, { model: this.#model(backend, route, served.requested), wantStreamUsage: true, clientWantsUsage });
-    const outcome = await streamAttempt(backend, prepared, this.#headers(backend, ctx, true), op, this.#nctx(ctx, served.requested), clientWantsUsage, sink, served, ctx.cancel);
+    const outcome = await streamAttempt(this.#deadlines, backend, prepared, this.#headers(backend, ctx, true), op, this.#nctx(ctx, served.requested), clientWantsUsage, sink, served, ctx.cancel);
     served.usage = outcome.usage;
     served.streamError = outcome.streamError;
   }

@@ -10,7 +10,7 @@ import { AttemptError, MAX_ERROR_BODY, secs, transportError, upstreamError } fro
 import type { BackendRuntime } from './backend.ts';
 import { FabricError } from './errors.ts';
 import { LineSplitter, SseRelay } from './sse-relay.ts';
-import { deadlines, type Cancel, type Deadline } from './upstream.ts';
+import type { Cancel, Deadline, Deadlines } from './upstream.ts';
 import type { Served, StreamSink } from './gateway.ts';
 
 export interface StreamOutcome {
@@ -48,11 +48,12 @@ class StreamCall implements Dispatcher.DispatchHandler {
   #firstByte: NodeJS.Timeout | undefined;
   #idle: NodeJS.Timeout | undefined;
   readonly #total: Deadline;
+  readonly #deadlines: Deadlines;
   readonly #idleMs: number;
   #usage: StreamOutcome['usage'];
   #streamError: string | undefined;
 
-  constructor(backend: BackendRuntime, sink: StreamSink, served: Served, cancel: Cancel, op: Operation, nctx: NormalizeContext, injectedUsage: boolean, clientWantsUsage: boolean) {
+  constructor(deadlines: Deadlines, backend: BackendRuntime, sink: StreamSink, served: Served, cancel: Cancel, op: Operation, nctx: NormalizeContext, injectedUsage: boolean, clientWantsUsage: boolean) {
     this.#backend = backend;
     this.#sink = sink;
     this.#served = served;
@@ -69,6 +70,7 @@ class StreamCall implements Dispatcher.DispatchHandler {
     });
     const t = backend.config.timeouts;
     this.#idleMs = t.idleMs;
+    this.#deadlines = deadlines;
     this.#total = deadlines.add(t.totalMs, () => this.#deadline(`stream exceeded the total timeout (${secs(t.totalMs)})`));
     // The first-byte deadline runs until the backend sends a body byte (vLLM sends headers at
     // once and the first token later); from then on the idle deadline, re-armed per chunk.
@@ -88,7 +90,7 @@ class StreamCall implements Dispatcher.DispatchHandler {
   }
 
   #cleanup(): void {
-    deadlines.delete(this.#total);
+    this.#deadlines.delete(this.#total);
     if (this.#firstByte !== undefined) clearTimeout(this.#firstByte);
     if (this.#idle !== undefined) clearTimeout(this.#idle);
     this.#cancel.clear();
@@ -231,10 +233,10 @@ class StreamCall implements Dispatcher.DispatchHandler {
  * with an error event after its first byte); rejects with an AttemptError before that.
  */
 export function streamAttempt(
-  backend: BackendRuntime, prepared: PreparedRequest, headers: Record<string, string>, op: Operation,
+  deadlines: Deadlines, backend: BackendRuntime, prepared: PreparedRequest, headers: Record<string, string>, op: Operation,
   nctx: NormalizeContext, clientWantsUsage: boolean, sink: StreamSink, served: Served, cancel: Cancel,
 ): Promise<StreamOutcome> {
-  const call = new StreamCall(backend, sink, served, cancel, op, nctx, prepared.injectedUsage, clientWantsUsage);
+  const call = new StreamCall(deadlines, backend, sink, served, cancel, op, nctx, prepared.injectedUsage, clientWantsUsage);
   backend.outstanding++;
   try {
     backend.pool.dispatch({

@@ -87,8 +87,6 @@ export class Deadlines {
   }
 }
 
-export const deadlines = new Deadlines();
-
 export interface BufferedResponse {
   status: number;
   headers: IncomingHttpHeaders;
