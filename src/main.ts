@@ -6,7 +6,6 @@ import type { AddressInfo } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { FabricConfig } from './config/types.ts';
-import { loadFabricConfig } from './config/load.ts';
 import type { Secrets } from './config/env-file.ts';
 import { Gateway } from './core/gateway.ts';
 import type { BackendRuntime } from './core/backend.ts';
@@ -172,8 +171,3 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
   };
 }
 
-/** Load a config file and start serving it. */
-export async function serveFile(path: string, opts: StartOptions = {}): Promise<RunningGateway> {
-  const loaded = loadFabricConfig(path);
-  return startGateway(loaded.config, loaded.secrets, opts);
-}

@@ -90,10 +90,6 @@ export class FabricError extends Error {
   }
 }
 
-export function isFabricError(e: unknown): e is FabricError {
-  return e instanceof FabricError;
-}
-
 /** Any thrown value as a FabricError: unknown failures become a 500 without leaking internals. */
 export function toFabricError(e: unknown): FabricError {
   if (e instanceof FabricError) return e;

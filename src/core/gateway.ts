@@ -319,18 +319,14 @@ export class Gateway {
     ctx.cancel.onAbort(() => call.abort(new Error('client closed the request')));
     backend.outstanding++;
     try {
-      try {
-        backend.pool.dispatch({
-          method: 'POST',
-          path: backend.basePath + prepared.path,
-          headers: this.#headers(backend, ctx, false),
-          body: prepared.body,
-          headersTimeout: t.firstByteMs,
-          bodyTimeout: t.idleMs,
-        }, call);
-      } catch (e) {
-        call.onResponseError(undefined as never, e as Error);
-      }
+      call.send(backend.pool, {
+        method: 'POST',
+        path: backend.basePath + prepared.path,
+        headers: this.#headers(backend, ctx, false),
+        body: prepared.body,
+        headersTimeout: t.firstByteMs,
+        bodyTimeout: t.idleMs,
+      });
       let res;
       try {
         res = await call.promise;

@@ -28,14 +28,10 @@ export function simpleRequest(
 ): Promise<SimpleResponse> {
   const call = new BufferedCall(MAX_BODY, MAX_BODY);
   const timer = setTimeout(() => call.abort(Object.assign(new Error(`no complete answer within ${opts.timeoutMs} ms`), { name: 'TimeoutError', code: 'TimeoutError' })), opts.timeoutMs);
-  try {
-    dispatcher.dispatch({
-      method: (opts.method ?? 'GET') as Dispatcher.HttpMethod, path, headers: opts.headers, body: opts.body,
-      headersTimeout: opts.timeoutMs, bodyTimeout: opts.timeoutMs,
-    }, call);
-  } catch (e) {
-    call.onResponseError(undefined as never, e as Error);
-  }
+  call.send(dispatcher, {
+    method: (opts.method ?? 'GET') as Dispatcher.HttpMethod, path, headers: opts.headers, body: opts.body,
+    headersTimeout: opts.timeoutMs, bodyTimeout: opts.timeoutMs,
+  });
   return call.promise.then(
     (r) => { clearTimeout(timer); return { status: r.status, headers: r.headers, text: r.body.toString('utf8') }; },
     (e: unknown) => { clearTimeout(timer); throw e; },

@@ -10,7 +10,7 @@ import { AttemptError, MAX_ERROR_BODY, secs, transportError, upstreamError } fro
 import type { BackendRuntime } from './backend.ts';
 import { FabricError } from './errors.ts';
 import { LineSplitter, SseRelay } from './sse-relay.ts';
-import type { Cancel, Deadline, Deadlines } from './upstream.ts';
+import { UpstreamCall, type Cancel, type Deadline, type Deadlines } from './upstream.ts';
 import type { Served, StreamSink } from './gateway.ts';
 
 export interface StreamOutcome {
@@ -23,7 +23,7 @@ const ABORTED = 'client closed the request';
 
 type Phase = 'head' | 'error' | 'wrong-type' | 'body';
 
-class StreamCall implements Dispatcher.DispatchHandler {
+class StreamCall extends UpstreamCall {
   readonly promise: Promise<StreamOutcome>;
   #resolve!: (o: StreamOutcome) => void;
   #reject!: (e: unknown) => void;
@@ -34,8 +34,6 @@ class StreamCall implements Dispatcher.DispatchHandler {
   readonly #relay: SseRelay | undefined;
   readonly #lines: LineSplitter | undefined;
   readonly #translator: StreamTranslator | undefined;
-  #controller: Dispatcher.DispatchController | undefined;
-  #pendingAbort: Error | undefined;
   #phase: Phase = 'head';
   #status = 0;
   #headers: IncomingHttpHeaders = {};
@@ -54,6 +52,7 @@ class StreamCall implements Dispatcher.DispatchHandler {
   #streamError: string | undefined;
 
   constructor(deadlines: Deadlines, backend: BackendRuntime, sink: StreamSink, served: Served, cancel: Cancel, op: Operation, nctx: NormalizeContext, injectedUsage: boolean, clientWantsUsage: boolean) {
+    super();
     this.#backend = backend;
     this.#sink = sink;
     this.#served = served;
@@ -78,10 +77,8 @@ class StreamCall implements Dispatcher.DispatchHandler {
     cancel.onAbort(() => this.abort(new Error(ABORTED)));
   }
 
-  abort(err: Error): void {
-    if (this.#settled) return;
-    if (this.#controller !== undefined) this.#controller.abort(err);
-    else this.#pendingAbort = err;
+  protected settled(): boolean {
+    return this.#settled;
   }
 
   #deadline(message: string): void {
@@ -117,7 +114,7 @@ class StreamCall implements Dispatcher.DispatchHandler {
     this.#sink.write(`data: ${JSON.stringify({ error: { message: `stream from ${this.#backend.name} interrupted: ${message}`, type: 'server_error', param: null, code: 'stream_interrupted' } })}\n\n`);
     this.#sink.end();
     this.#ok();
-    this.#controller?.abort(new Error(message));
+    this.controller?.abort(new Error(message));
   }
 
   #forward(out: Buffer | string, c: Dispatcher.DispatchController): void {
@@ -135,13 +132,8 @@ class StreamCall implements Dispatcher.DispatchHandler {
     if (this.#begun) this.#break(message);
     else {
       this.#fail(new AttemptError('malformed', message, this.#status));
-      this.#controller?.abort(new Error(message));
+      this.controller?.abort(new Error(message));
     }
-  }
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.#controller = controller;
-    if (this.#pendingAbort !== undefined) controller.abort(this.#pendingAbort);
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
@@ -238,17 +230,13 @@ export function streamAttempt(
 ): Promise<StreamOutcome> {
   const call = new StreamCall(deadlines, backend, sink, served, cancel, op, nctx, prepared.injectedUsage, clientWantsUsage);
   backend.outstanding++;
-  try {
-    backend.pool.dispatch({
-      method: 'POST',
-      path: backend.basePath + prepared.path,
-      headers,
-      body: prepared.body,
-      headersTimeout: backend.config.timeouts.firstByteMs,
-      bodyTimeout: 0,
-    }, call);
-  } catch (e) {
-    call.onResponseError(undefined as unknown as Dispatcher.DispatchController, e as Error);
-  }
+  call.send(backend.pool, {
+    method: 'POST',
+    path: backend.basePath + prepared.path,
+    headers,
+    body: prepared.body,
+    headersTimeout: backend.config.timeouts.firstByteMs,
+    bodyTimeout: 0,
+  });
   return call.promise.finally(() => { backend.outstanding--; });
 }

@@ -67,10 +67,6 @@ export class Deadlines {
     this.#set.delete(d);
   }
 
-  get size(): number {
-    return this.#set.size;
-  }
-
   #sweep(): void {
     if (this.#set.size === 0) {
       clearInterval(this.#timer);
@@ -87,12 +83,44 @@ export class Deadlines {
   }
 }
 
+/**
+ * What every upstream call shares: sending itself through a dispatcher, and an abort that
+ * works before the request has started (it is applied when the dispatcher starts it).
+ */
+export abstract class UpstreamCall implements Dispatcher.DispatchHandler {
+  protected controller: Dispatcher.DispatchController | undefined;
+  #pendingAbort: Error | undefined;
+
+  /** Dispatches this call; a dispatcher that throws (closed) fails it like a transport error. */
+  send(dispatcher: Dispatcher, opts: Dispatcher.DispatchOptions): void {
+    try {
+      dispatcher.dispatch(opts, this);
+    } catch (e) {
+      this.onResponseError(undefined as never, e as Error);
+    }
+  }
+
+  /** Aborts the request; once settled, aborting does nothing. */
+  abort(err: Error): void {
+    if (this.settled()) return;
+    if (this.controller !== undefined) this.controller.abort(err);
+    else this.#pendingAbort = err;
+  }
+
+  protected abstract settled(): boolean;
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.#pendingAbort !== undefined) controller.abort(this.#pendingAbort);
+  }
+
+  abstract onResponseError(c: Dispatcher.DispatchController, err: Error): void;
+}
+
 export interface BufferedResponse {
   status: number;
   headers: IncomingHttpHeaders;
   body: Buffer;
-  /** The body was longer than the limit and was cut. */
-  truncated: boolean;
 }
 
 /**
@@ -100,12 +128,10 @@ export interface BufferedResponse {
  * bytes (enough to read the engine's message); successful ones up to okLimit, past which the
  * request is aborted as unusable.
  */
-export class BufferedCall implements Dispatcher.DispatchHandler {
+export class BufferedCall extends UpstreamCall {
   readonly promise: Promise<BufferedResponse>;
   #resolve!: (r: BufferedResponse) => void;
   #reject!: (e: Error) => void;
-  #controller: Dispatcher.DispatchController | undefined;
-  #pendingAbort: Error | undefined;
   #status = 0;
   #headers: IncomingHttpHeaders = {};
   #chunks: Buffer[] = [];
@@ -117,6 +143,7 @@ export class BufferedCall implements Dispatcher.DispatchHandler {
   readonly #errorLimit: number;
 
   constructor(okLimit: number, errorLimit: number) {
+    super();
     this.#okLimit = okLimit;
     this.#errorLimit = errorLimit;
     this.promise = new Promise((resolve, reject) => {
@@ -125,15 +152,8 @@ export class BufferedCall implements Dispatcher.DispatchHandler {
     });
   }
 
-  abort(err: Error): void {
-    if (this.#done) return;
-    if (this.#controller !== undefined) this.#controller.abort(err);
-    else this.#pendingAbort = err;
-  }
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.#controller = controller;
-    if (this.#pendingAbort !== undefined) controller.abort(this.#pendingAbort);
+  protected settled(): boolean {
+    return this.#done;
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
@@ -162,7 +182,7 @@ export class BufferedCall implements Dispatcher.DispatchHandler {
     this.#done = true;
     const chunks = this.#chunks;
     const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#size);
-    this.#resolve({ status: this.#status, headers: this.#headers, body, truncated: this.#truncated });
+    this.#resolve({ status: this.#status, headers: this.#headers, body });
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
@@ -170,7 +190,7 @@ export class BufferedCall implements Dispatcher.DispatchHandler {
     this.#done = true;
     // An error body cut at its limit is still an answer worth reading.
     if (this.#truncated && !(this.#status >= 200 && this.#status < 300)) {
-      this.#resolve({ status: this.#status, headers: this.#headers, body: Buffer.concat(this.#chunks, this.#size), truncated: true });
+      this.#resolve({ status: this.#status, headers: this.#headers, body: Buffer.concat(this.#chunks, this.#size) });
       return;
     }
     this.#reject(err);

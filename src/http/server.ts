@@ -44,23 +44,20 @@ const POST_ROUTES: Record<string, Operation> = {
   '/embeddings': 'embeddings',
 };
 
-function sendJson(res: ServerResponse, status: number, body: string, headers?: Record<string, string>): void {
+function sendText(res: ServerResponse, status: number, body: string, type: string, headers?: Record<string, string>): void {
   if (res.headersSent) {
     res.end();
     return;
   }
   res.statusCode = status;
-  res.setHeader('content-type', JSON_TYPE);
+  res.setHeader('content-type', type);
   res.setHeader('content-length', Buffer.byteLength(body));
   if (headers !== undefined) for (const k in headers) res.setHeader(k, headers[k]!);
   res.end(body);
 }
 
-function sendText(res: ServerResponse, status: number, body: string, type: string): void {
-  res.statusCode = status;
-  res.setHeader('content-type', type);
-  res.setHeader('content-length', Buffer.byteLength(body));
-  res.end(body);
+function sendJson(res: ServerResponse, status: number, body: string, headers?: Record<string, string>): void {
+  sendText(res, status, body, JSON_TYPE, headers);
 }
 
 function sendError(res: ServerResponse, e: FabricError): void {
@@ -221,8 +218,7 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
   /** The master key only (admin, metrics): a virtual key is a 403, anything else a 401. */
   async function masterOnly(req: IncomingMessage, what: string): Promise<void> {
     if (app.masterKey === undefined) return;
-    const k = authorize(req);
-    if ((k instanceof Promise ? await k : k) !== undefined) throw new FabricError('permission_denied', `${what} needs the master key; virtual keys cannot read it`);
+    if ((await authorize(req)) !== undefined) throw new FabricError('permission_denied', `${what} needs the master key; virtual keys cannot read it`);
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -239,13 +235,15 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
       const op = POST_ROUTES[path];
       if (op !== undefined) {
         if (req.method !== 'POST') throw new FabricError('method_not_allowed', `${req.method} is not allowed on ${path}; use POST`);
+        // Awaited only when the key is not cached: the hot path stays synchronous.
         const a = authorize(req);
         const key = a instanceof Promise ? await a : a;
         if (app.draining) throw new FabricError('shutting_down', 'the gateway is shutting down; retry on another instance', { headers: { connection: 'close', 'retry-after': '1' } });
         const cancel = new Cancel();
         res.once('close', () => { if (!res.writableFinished) cancel.abort(); });
-        inf = { op, model: undefined, key, account: undefined, ts: Date.now() };
-        const ctx: RequestContext = { id, clientRequestId: cid, created: Math.floor(Date.now() / 1000), cancel, drillFailPrimary: drill(req.headers['x-fabric-drill']) };
+        const now = Date.now();
+        inf = { op, model: undefined, key, account: undefined, ts: now };
+        const ctx: RequestContext = { id, clientRequestId: cid, created: Math.floor(now / 1000), cancel, drillFailPrimary: drill(req.headers['x-fabric-drill']) };
         metrics.begin();
         try {
           await handleInference(inf, req, res, ctx, started);
@@ -255,8 +253,7 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
         return;
       }
       if (isAdminPath(path)) {
-        const a = authorize(req);
-        const k = a instanceof Promise ? await a : a;
+        const k = await authorize(req);
         const master = app.masterKey !== undefined && k === undefined;
         return await handleAdmin(req, res, path, new URLSearchParams(q === -1 ? '' : url.slice(q + 1)), {
           accounting: app.accounting, gateway: app.gateway, master, hasMasterKey: app.masterKey !== undefined,
@@ -273,13 +270,11 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
         return sendText(res, 200, metrics.render(), PROMETHEUS_CONTENT_TYPE);
       }
       if (path === '/v1/models' || path === '/models') {
-        const a = authorize(req);
-        const k = a instanceof Promise ? await a : a;
+        const k = await authorize(req);
         return sendJson(res, 200, k === undefined ? modelsBody(app.gateway) : modelsForKey(app.gateway, k));
       }
       if (path.startsWith('/v1/models/')) {
-        const a = authorize(req);
-        const k = a instanceof Promise ? await a : a;
+        const k = await authorize(req);
         let name: string;
         try {
           name = decodeURIComponent(path.slice('/v1/models/'.length));

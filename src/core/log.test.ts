@@ -1,0 +1,38 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createLogger } from './log.ts';
+
+test('log lines: JSON by default, plain on a terminal, secrets scrubbed, level filtered', () => {
+  const out: string[] = [];
+  const json = createLogger({ write: (s) => out.push(s), secrets: ['sk-very-secret-value'], level: 'info' });
+  json.info('request', { id: 'req_1', model: 'chat-fast', key: 'sk-very-secret-value', skipped: undefined });
+  json.debug('not shown');
+  json.flush();
+  const lines = out.join('').trimEnd().split('\n');
+  assert.equal(lines.length, 1);
+  const rec = JSON.parse(lines[0]!);
+  assert.equal(rec.level, 'info');
+  assert.equal(rec.msg, 'request');
+  assert.equal(rec.key, '[redacted]');
+  assert.ok(!('skipped' in rec));
+  assert.match(rec.time, /^\d{4}-\d\d-\d\dT/);
+
+  out.length = 0;
+  const pretty = createLogger({ write: (s) => out.push(s), pretty: true });
+  pretty.warn('backend down', { backend: 'armitage-qwen', failures: 3 });
+  pretty.flush();
+  assert.match(out.join(''), /^\d\d:\d\d:\d\d\.\d{3} WARN  backend down {2}backend=armitage-qwen failures=3\n$/);
+});
+
+test('log writes stay within maxBatchBytes, so lines from several workers never interleave on a pipe', () => {
+  const writes: string[] = [];
+  const log = createLogger({ write: (s) => writes.push(s), maxBatchBytes: 4096 });
+  for (let i = 0; i < 200; i++) log.info('request', { id: `req_${i}`, pad: 'x'.repeat(100) });
+  log.flush();
+  assert.ok(writes.length > 1);
+  for (const w of writes) {
+    assert.ok(Buffer.byteLength(w) <= 4096, `a write of ${Buffer.byteLength(w)} bytes`);
+    assert.ok(w.endsWith('\n'), 'writes end on a line boundary');
+  }
+  assert.equal(writes.join('').trimEnd().split('\n').length, 200);
+});
