@@ -133,6 +133,14 @@ test('the client key never reaches a backend; each backend gets its own', async 
   assert.ok(!f.logs.join('\n').includes(MASTER) && !f.logs.join('\n').includes(BACKEND_KEY), 'no secret in logs');
 });
 
+test('the endpoints also answer without the /v1 prefix', async () => {
+  const r = await post(f.url, '/chat/completions', chat('chat-fast'), auth);
+  assert.equal(r.status, 200);
+  assert.equal(r.json.object, 'chat.completion');
+  const e = await post(f.url, '/embeddings', { model: 'embeddings-general', input: 'x' }, auth);
+  assert.equal(e.json.data[0].embedding.length, 768);
+});
+
 test('an incoming x-request-id is kept alongside the gateway id', async () => {
   const r = await post(f.url, '/v1/chat/completions', chat('chat-fast'), { ...auth, 'x-request-id': 'client-abc-123' });
   assert.equal(r.status, 200);

@@ -1,0 +1,26 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseEngineError } from './errors.ts';
+
+test('engine error bodies are read in each engine\'s own shape; context-length errors are recognised', () => {
+  const cases: [string, number, string, { message: string; contextLength: boolean; code?: string }][] = [
+    ['OpenAI', 400, '{"error":{"message":"This model\'s maximum context length is 8192 tokens","type":"invalid_request_error","code":"context_length_exceeded"}}',
+      { message: "This model's maximum context length is 8192 tokens", contextLength: true, code: 'context_length_exceeded' }],
+    ['vLLM', 400, '{"object":"error","message":"This model\'s maximum context length is 8192 tokens. However, you requested 9000 tokens","type":"BadRequestError","param":null,"code":400}',
+      { message: "This model's maximum context length is 8192 tokens. However, you requested 9000 tokens", contextLength: true, code: '400' }],
+    ['llama.cpp', 400, '{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error"}}',
+      { message: 'the request exceeds the available context size, try increasing it', contextLength: true, code: '400' }],
+    ['Ollama', 404, '{"error":"model \\"qwen2.5:7b\\" not found, try pulling it first"}',
+      { message: 'model "qwen2.5:7b" not found, try pulling it first', contextLength: false }],
+    ['plain text', 502, 'Bad Gateway', { message: 'Bad Gateway', contextLength: false }],
+    ['empty', 500, '', { message: 'HTTP 500', contextLength: false }],
+    ['context words on a 5xx are not a context error', 500, '{"error":"maximum context length reached in the scheduler"}',
+      { message: 'maximum context length reached in the scheduler', contextLength: false }],
+  ];
+  for (const [name, status, body, want] of cases) {
+    const got = parseEngineError(status, body);
+    assert.equal(got.message, want.message, name);
+    assert.equal(got.contextLength, want.contextLength, name);
+    if (want.code !== undefined) assert.equal(got.code, want.code, name);
+  }
+});
