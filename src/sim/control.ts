@@ -8,6 +8,7 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { hostForUrl } from './engine.ts';
 import type { SimEngineImpl } from './engine.ts';
 import { parseFault } from './faults.ts';
 
@@ -52,8 +53,7 @@ export class ControlServer {
         this.#server.off('error', reject);
         const addr = this.#server.address();
         if (addr !== null && typeof addr === 'object') this.#port = addr.port;
-        const h = host.includes(':') ? `[${host}]` : host;
-        resolve(`http://${h}:${this.#port}`);
+        resolve(`http://${hostForUrl(host)}:${this.#port}`);
       });
     });
   }

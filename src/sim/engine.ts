@@ -66,7 +66,7 @@ function send(res: ServerResponse, r: Reply): void {
   res.end(r.body);
 }
 
-function hostForUrl(host: string): string {
+export function hostForUrl(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
 
@@ -513,10 +513,4 @@ export class SimEngineImpl implements SimEngine {
       this.#start(next);
     }
   }
-}
-
-export async function startEngine(spec: SimEngineSpec, opts: EngineOptions = {}): Promise<SimEngineImpl> {
-  const engine = new SimEngineImpl(spec, opts);
-  await engine.start();
-  return engine;
 }

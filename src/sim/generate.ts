@@ -2,6 +2,8 @@
 // embedding vectors are pure functions of the request, so tests can assert exact values
 // and two engines given the same request answer alike.
 
+import { isRecord } from './protocol.ts';
+
 /** FNV-1a, 32-bit: cheap, stable across runs and platforms. */
 export function hash32(text: string, seed = 0x811c9dc5): number {
   let h = seed >>> 0;
@@ -55,9 +57,9 @@ export function countWords(text: string): number {
 }
 
 /** Per-message framing a chat template adds (role markers, separators). */
-export const CHAT_MESSAGE_OVERHEAD = 4;
+const CHAT_MESSAGE_OVERHEAD = 4;
 /** Tokens that prime the assistant turn. */
-export const CHAT_REPLY_PRIMING = 3;
+const CHAT_REPLY_PRIMING = 3;
 
 export interface ChatText {
   /** text of the last user message (or last message), which seeds the reply */
@@ -67,12 +69,8 @@ export interface ChatText {
   rendered: string;
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /** Text of an OpenAI/Ollama message content: a string, or an array of parts. */
-export function contentText(content: unknown): string {
+function contentText(content: unknown): string {
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) return '';
   let out = '';

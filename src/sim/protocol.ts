@@ -3,7 +3,7 @@
 // a socket or a timer; the core never knows a field name.
 
 import { randomUUID } from 'node:crypto';
-import type { SimModelKind, SimTiming } from './types.ts';
+import type { SimEngineStats, SimModelKind, SimTiming } from './types.ts';
 
 export interface Reply {
   status: number;
@@ -12,13 +12,7 @@ export interface Reply {
 }
 
 /** Live counters the core keeps and protocols read for /metrics, /slots, /api/ps. */
-export interface EngineLoad {
-  requests: number;
-  active: number;
-  queued: number;
-  completed: number;
-  promptTokens: number;
-  completionTokens: number;
+export interface EngineLoad extends SimEngineStats {
   finishedStop: number;
   finishedLength: number;
   /** prompt + completion tokens of the requests generating now: the simulated KV cache */
@@ -119,6 +113,10 @@ export interface InfoRoute {
 }
 
 export type Route = InferenceRoute | InfoRoute;
+
+export function infoRoute(handle: InfoRoute['handle'], health = false): InfoRoute {
+  return { kind: 'info', health, handle };
+}
 
 export interface ProtocolImpl {
   resolve(method: string, path: string): Route | undefined;

@@ -3,17 +3,17 @@
 // `timings` on final objects, the native /completion endpoint, /props, /slots and the
 // `llamacpp:` metrics. Keys are emitted in the server's insertion order.
 
-import { embeddingBase64, embeddingFloats, tokenIds } from '../generate.ts';
+import { embeddingFloats, tokenIds } from '../generate.ts';
 import {
-  GARBAGE_SSE, choiceText, intField, isRecord, isSimError, jsonReply, textReply,
+  GARBAGE_SSE, choiceText, infoRoute, intField, isRecord, isSimError, jsonReply, textReply,
 } from '../protocol.ts';
 import type {
-  EngineView, InferenceRoute, InfoRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, SimError, StreamShape,
+  EngineView, InferenceRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, SimError, StreamShape,
 } from '../protocol.ts';
-import { SSE_CONTENT_TYPE, SSE_DONE, sseEvent } from '../sse.ts';
+import { SSE_CONTENT_TYPE, sseEvent } from '../sse.ts';
 import {
-  chatItems, embeddingPlan, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
-  parseEmbeddingsRequest, promptTextItems, textPlan, wantsStream,
+  chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
+  parseEmbeddingsRequest, promptTextItems, sseStream, textPlan, wantsStream,
 } from './oai.ts';
 import type { TextItem } from './oai.ts';
 
@@ -110,18 +110,16 @@ function chatRoute(view: EngineView): InferenceRoute {
   const chunk = (p: Plan, choices: unknown[]): Record<string, unknown> => ({
     choices, created: p.created, id: p.id, model: p.model, system_fingerprint: BUILD_INFO, object: 'chat.completion.chunk',
   });
-  const stream: StreamShape = {
-    contentType: SSE_CONTENT_TYPE,
-    begin: (p) => sseEvent(chunk(p, [{ finish_reason: null, index: 0, delta: { role: 'assistant', content: null } }])),
-    step: (p, i) => sseEvent(chunk(p, [{ finish_reason: null, index: 0, delta: { content: p.choices[0]!.tokens[i] } }])),
-    end(p) {
-      const t = timings(view, p.promptTokens, p.completionTokens);
-      const last = chunk(p, [{ finish_reason: p.choices[0]!.finish, index: 0, delta: {} }]);
-      if (!p.includeUsage) return sseEvent({ ...last, timings: t }) + SSE_DONE;
-      return sseEvent(last) + sseEvent({ ...chunk(p, []), usage: usage(p), timings: t }) + SSE_DONE;
+  // A chat has one choice. Its timings ride on the usage event when there is one, else on the finish.
+  const stream = sseStream({
+    open: (p) => chunk(p, [{ finish_reason: null, index: 0, delta: { role: 'assistant', content: null } }]),
+    token: (p, c, i) => chunk(p, [{ finish_reason: null, index: 0, delta: { content: c.tokens[i] } }]),
+    finish(p, c) {
+      const last = chunk(p, [{ finish_reason: c.finish, index: 0, delta: {} }]);
+      return p.includeUsage ? last : { ...last, timings: timings(view, p.promptTokens, p.completionTokens) };
     },
-    garbage: GARBAGE_SSE,
-  };
+    usage: (p) => ({ ...chunk(p, []), usage: usage(p), timings: timings(view, p.promptTokens, p.completionTokens) }),
+  });
   return {
     kind: 'inference',
     wantsStream,
@@ -148,28 +146,14 @@ function completionsRoute(view: EngineView): InferenceRoute {
   const chunk = (p: Plan, choices: unknown[]): Record<string, unknown> => ({
     choices, created: p.created, model: p.model, system_fingerprint: BUILD_INFO, object: 'text_completion', id: p.id,
   });
-  const stream: StreamShape = {
-    contentType: SSE_CONTENT_TYPE,
-    begin: () => '',
-    step(p, i) {
-      let out = '';
-      for (const c of p.choices) {
-        if (i < c.tokens.length) out += sseEvent(chunk(p, [{ text: c.tokens[i], index: c.index, logprobs: null, finish_reason: null }]));
-      }
-      return out;
-    },
-    end(p) {
-      let out = '';
-      for (const c of p.choices) {
-        out += sseEvent({
-          ...chunk(p, [{ text: '', index: c.index, logprobs: null, finish_reason: c.finish }]),
-          usage: usage(p), timings: timings(view, c.promptTokens, c.tokens.length),
-        });
-      }
-      return out + SSE_DONE;
-    },
-    garbage: GARBAGE_SSE,
-  };
+  // Every finish event carries usage and timings, asked for or not; there is no usage event.
+  const stream = sseStream({
+    token: (p, c, i) => chunk(p, [{ text: c.tokens[i], index: c.index, logprobs: null, finish_reason: null }]),
+    finish: (p, c) => ({
+      ...chunk(p, [{ text: '', index: c.index, logprobs: null, finish_reason: c.finish }]),
+      usage: usage(p), timings: timings(view, c.promptTokens, c.tokens.length),
+    }),
+  });
   return {
     kind: 'inference',
     wantsStream,
@@ -280,7 +264,7 @@ function embeddingsRoute(view: EngineView, native: boolean): InferenceRoute {
         model: p.model,
         object: 'list',
         usage: { prompt_tokens: p.promptTokens, total_tokens: p.promptTokens },
-        data: vectors.map((v, index) => ({ embedding: p.base64 ? embeddingBase64(v) : embeddingFloats(v), index, object: 'embedding' })),
+        data: vectors.map((v, index) => ({ embedding: encodeVector(p, v), index, object: 'embedding' })),
       }, JSON_UTF8);
     },
     stream: null,
@@ -322,9 +306,8 @@ function metrics(view: EngineView): string {
 }
 
 export function createLlamacpp(view: EngineView): ProtocolImpl {
-  const info = (handle: (body: unknown, query: string) => Reply, health = false): InfoRoute => ({ kind: 'info', health, handle });
   const created = Math.floor(view.startedAt / 1000);
-  const models = info(() => jsonReply(200, {
+  const models = infoRoute(() => jsonReply(200, {
     models: [{
       name: view.model, model: view.model, modified_at: '', size: '', digest: '', type: 'model', description: '', tags: [''],
       capabilities: [view.kind === 'chat' ? 'completion' : 'embedding'], parameters: '',
@@ -336,7 +319,7 @@ export function createLlamacpp(view: EngineView): ProtocolImpl {
       meta: { vocab_type: 2, n_vocab: 151936, n_ctx_train: view.contextWindow, n_embd: view.dimensions, n_params: 7_615_616_512, size: 4_683_073_536 },
     }],
   }, JSON_UTF8));
-  const health = info(() => jsonReply(200, { status: 'ok' }, JSON_UTF8), true);
+  const health = infoRoute(() => jsonReply(200, { status: 'ok' }, JSON_UTF8), true);
   const chat = chatRoute(view);
   const completions = completionsRoute(view);
   const native = nativeCompletionRoute(view);
@@ -346,7 +329,7 @@ export function createLlamacpp(view: EngineView): ProtocolImpl {
     ['GET /v1/health', health],
     ['GET /models', models],
     ['GET /v1/models', models],
-    ['GET /props', info(() => jsonReply(200, {
+    ['GET /props', infoRoute(() => jsonReply(200, {
       default_generation_settings: { ...slot(view, 0, false), prompt: '' },
       total_slots: view.timing.maxConcurrency,
       model_path: `/models/${view.model}.gguf`,
@@ -356,7 +339,7 @@ export function createLlamacpp(view: EngineView): ProtocolImpl {
       build_info: BUILD_INFO,
       is_sleeping: false,
     }, JSON_UTF8))],
-    ['GET /slots', info((_body, query) => {
+    ['GET /slots', infoRoute((_body, query) => {
       const busy = view.load.active;
       if (/(^|&)fail_on_no_slot=(1|true)(&|$)/.test(query) && busy >= view.timing.maxConcurrency) {
         return llamaError(503, 'no slot available');
@@ -365,7 +348,7 @@ export function createLlamacpp(view: EngineView): ProtocolImpl {
       for (let i = 0; i < view.timing.maxConcurrency; i++) slots.push(slot(view, i, i < busy));
       return jsonReply(200, slots, JSON_UTF8);
     })],
-    ['GET /metrics', info(() => textReply(200, metrics(view), 'text/plain; version=0.0.4'))],
+    ['GET /metrics', infoRoute(() => textReply(200, metrics(view), 'text/plain; version=0.0.4'))],
     ['POST /v1/chat/completions', chat],
     ['POST /chat/completions', chat],
     ['POST /v1/completions', completions],

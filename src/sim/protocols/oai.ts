@@ -1,10 +1,12 @@
-// Request parsing shared by every OpenAI-style endpoint (vLLM, llama.cpp, Ollama's /v1,
-// OpenAI itself). Only reading requests is shared: each engine shapes its own responses.
+// What every OpenAI-style endpoint (vLLM, llama.cpp, Ollama's /v1, OpenAI itself) shares:
+// reading requests, planning, and the framing of a chunked SSE stream. The payloads stay
+// with each engine: their fields, and the order it writes them in, are what tells them apart.
 
-import { chatText, embedding, promptItems, replyTokens } from '../generate.ts';
+import { chatText, embedding, embeddingBase64, embeddingFloats, promptItems, replyTokens } from '../generate.ts';
 import type { ChatText, PromptItem } from '../generate.ts';
-import { hexId, intField, isRecord, limitTokens, nowSeconds } from '../protocol.ts';
-import type { Plan, PlannedChoice, SimError } from '../protocol.ts';
+import { GARBAGE_SSE, hexId, infoRoute, intField, isRecord, limitTokens, nowSeconds } from '../protocol.ts';
+import type { Plan, PlannedChoice, ProtocolImpl, Reply, Route, SimError, StreamShape } from '../protocol.ts';
+import { SSE_CONTENT_TYPE, SSE_DONE, sseEvent } from '../sse.ts';
 
 export interface ChatRequest {
   model: string | undefined;
@@ -185,4 +187,66 @@ export function largestInput(items: readonly PromptItem[]): number {
   let m = 0;
   for (const i of items) if (i.tokens > m) m = i.tokens;
   return m;
+}
+
+/**
+ * The events of an OpenAI-style stream that differ between engines, each returning one
+ * event's payload. The framing is common: opening events per choice, one event per token
+ * of each choice still running, closing events per choice, the usage event when
+ * `stream_options.include_usage` asked for it, then `[DONE]`.
+ */
+export interface SseEvents {
+  /** the role delta that opens each choice, for engines that send one */
+  open?: (p: Plan, c: PlannedChoice) => unknown;
+  token: (p: Plan, c: PlannedChoice, i: number) => unknown;
+  /** the event that closes each choice with its finish reason, for engines that send one apart */
+  finish?: (p: Plan, c: PlannedChoice) => unknown;
+  /** the choices-less usage event, for engines that send one */
+  usage?: (p: Plan) => unknown;
+}
+
+export function sseStream(ev: SseEvents): StreamShape {
+  const { open, token, finish, usage } = ev;
+  return {
+    contentType: SSE_CONTENT_TYPE,
+    begin(p) {
+      let out = '';
+      if (open !== undefined) for (const c of p.choices) out += sseEvent(open(p, c));
+      return out;
+    },
+    step(p, i) {
+      let out = '';
+      for (const c of p.choices) if (i < c.tokens.length) out += sseEvent(token(p, c, i));
+      return out;
+    },
+    end(p) {
+      let out = '';
+      if (finish !== undefined) for (const c of p.choices) out += sseEvent(finish(p, c));
+      if (usage !== undefined && p.includeUsage) out += sseEvent(usage(p));
+      return out + SSE_DONE;
+    },
+    garbage: GARBAGE_SSE,
+  };
+}
+
+/** The plain usage object, in OpenAI's key order. */
+export function tokenUsage(p: Plan): { prompt_tokens: number; completion_tokens: number; total_tokens: number } {
+  return { prompt_tokens: p.promptTokens, completion_tokens: p.completionTokens, total_tokens: p.promptTokens + p.completionTokens };
+}
+
+/** An embedding as `encoding_format` asked for it. */
+export function encodeVector(p: Plan, v: Float32Array): number[] | string {
+  return p.base64 ? embeddingBase64(v) : embeddingFloats(v);
+}
+
+const MODEL_PREFIX = '/v1/models/';
+
+/** Route lookup plus the one parameterised OpenAI path, GET /v1/models/{id}. */
+export function resolveWithRetrieve(routes: ReadonlyMap<string, Route>, retrieve: (id: string) => Reply): ProtocolImpl['resolve'] {
+  return (method, path) => {
+    const r = routes.get(`${method} ${path}`);
+    if (r !== undefined || method !== 'GET' || !path.startsWith(MODEL_PREFIX)) return r;
+    const id = decodeURIComponent(path.slice(MODEL_PREFIX.length));
+    return infoRoute(() => retrieve(id));
+  };
 }

@@ -2,13 +2,12 @@
 // as `{"error":{message,type,param,code}}`, ids like `chatcmpl-123`, and every object signed
 // with `system_fingerprint: "fp_ollama"`.
 
-import { embeddingBase64, embeddingFloats, promptItems } from '../generate.ts';
-import { GARBAGE_SSE, choiceText, intField, isRecord, isSimError, jsonReply } from '../protocol.ts';
-import type { EngineView, InferenceRoute, Plan, StreamShape } from '../protocol.ts';
-import { SSE_CONTENT_TYPE, SSE_DONE, sseEvent } from '../sse.ts';
-import { chatItems, parseChatRequest, textPlan, wantsStream } from './oai.ts';
+import { promptItems } from '../generate.ts';
+import { choiceText, intField, isRecord, isSimError, jsonReply } from '../protocol.ts';
+import type { EngineView, InferenceRoute, Plan } from '../protocol.ts';
+import { chatItems, encodeVector, parseChatRequest, sseStream, textPlan, tokenUsage, wantsStream } from './oai.ts';
 import {
-  FINGERPRINT, compatError, generationLimit, isModel, planEmbeddings, requireModel,
+  FINGERPRINT, compatError, generationLimit, planEmbeddings, requireChatModel,
 } from './ollama-shared.ts';
 import type { Library } from './ollama-shared.ts';
 
@@ -18,26 +17,14 @@ function compatId(prefix: string): string {
 }
 
 export function v1Chat(view: EngineView, lib: Library): InferenceRoute {
-  const chunk = (p: Plan, content: string, finish: string | null): string => sseEvent({
-    id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model, system_fingerprint: FINGERPRINT,
-    choices: [{ index: 0, delta: { role: 'assistant', content }, finish_reason: finish }],
+  const chunk = (p: Plan, choices: unknown[]): Record<string, unknown> => ({
+    id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model, system_fingerprint: FINGERPRINT, choices,
   });
-  const stream: StreamShape = {
-    contentType: SSE_CONTENT_TYPE,
-    begin: () => '',
-    step: (p, i) => chunk(p, p.choices[0]!.tokens[i]!, null),
-    end(p) {
-      let out = chunk(p, '', p.choices[0]!.finish);
-      if (p.includeUsage) {
-        out += sseEvent({
-          id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model, system_fingerprint: FINGERPRINT,
-          choices: [], usage: { prompt_tokens: p.promptTokens, completion_tokens: p.completionTokens, total_tokens: p.promptTokens + p.completionTokens },
-        });
-      }
-      return out + SSE_DONE;
-    },
-    garbage: GARBAGE_SSE,
-  };
+  const stream = sseStream({
+    token: (p, c, i) => chunk(p, [{ index: 0, delta: { role: 'assistant', content: c.tokens[i] }, finish_reason: null }]),
+    finish: (p, c) => chunk(p, [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: c.finish }]),
+    usage: (p) => ({ ...chunk(p, []), usage: tokenUsage(p) }),
+  });
   return {
     kind: 'inference',
     wantsStream,
@@ -47,9 +34,8 @@ export function v1Chat(view: EngineView, lib: Library): InferenceRoute {
       }
       const r = parseChatRequest(body);
       if (isSimError(r)) return r;
-      const m = requireModel(lib, r.model);
-      if (!isModel(m)) return m;
-      if (m.kind !== 'chat') return { kind: 'unsupported', message: `"${r.model ?? ''}" does not support chat` };
+      const bad = requireChatModel(lib, r.model, 'chat');
+      if (bad) return bad;
       if (r.text.promptTokens > view.contextWindow) return { kind: 'context-length' };
       return textPlan({
         model: r.model!, stream: r.stream, includeUsage: r.includeUsage, items: chatItems(r.text),
@@ -62,7 +48,7 @@ export function v1Chat(view: EngineView, lib: Library): InferenceRoute {
       return jsonReply(200, {
         id: p.id, object: 'chat.completion', created: p.created, model: p.model, system_fingerprint: FINGERPRINT,
         choices: [{ index: 0, message: { role: 'assistant', content: choiceText(c) }, finish_reason: c.finish }],
-        usage: { prompt_tokens: p.promptTokens, completion_tokens: p.completionTokens, total_tokens: p.promptTokens + p.completionTokens },
+        usage: tokenUsage(p),
       });
     },
     stream,
@@ -70,32 +56,18 @@ export function v1Chat(view: EngineView, lib: Library): InferenceRoute {
 }
 
 export function v1Completions(view: EngineView, lib: Library): InferenceRoute {
-  const chunk = (p: Plan, text: string, finish: string | null, usage: unknown): string => {
-    const c: Record<string, unknown> = {
-      id: p.id, object: 'text_completion', created: p.created,
-      choices: [{ text, index: 0, finish_reason: finish }], model: p.model, system_fingerprint: FINGERPRINT,
-    };
-    if (usage !== undefined) c.usage = usage;
-    return sseEvent(c);
-  };
   // Ollama attaches an all-zero usage to every chunk once usage was asked for.
   const zero = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
-  const stream: StreamShape = {
-    contentType: SSE_CONTENT_TYPE,
-    begin: () => '',
-    step: (p, i) => chunk(p, p.choices[0]!.tokens[i]!, null, p.includeUsage ? zero : undefined),
-    end(p) {
-      let out = chunk(p, '', p.choices[0]!.finish, p.includeUsage ? zero : undefined);
-      if (p.includeUsage) {
-        out += sseEvent({
-          id: p.id, object: 'text_completion', created: p.created, choices: [], model: p.model, system_fingerprint: FINGERPRINT,
-          usage: { prompt_tokens: p.promptTokens, completion_tokens: p.completionTokens, total_tokens: p.promptTokens + p.completionTokens },
-        });
-      }
-      return out + SSE_DONE;
-    },
-    garbage: GARBAGE_SSE,
+  const chunk = (p: Plan, choices: unknown[], usage: unknown): Record<string, unknown> => {
+    const c: Record<string, unknown> = { id: p.id, object: 'text_completion', created: p.created, choices, model: p.model, system_fingerprint: FINGERPRINT };
+    if (usage !== undefined) c.usage = usage;
+    return c;
   };
+  const stream = sseStream({
+    token: (p, c, i) => chunk(p, [{ text: c.tokens[i], index: 0, finish_reason: null }], p.includeUsage ? zero : undefined),
+    finish: (p, c) => chunk(p, [{ text: '', index: 0, finish_reason: c.finish }], p.includeUsage ? zero : undefined),
+    usage: (p) => chunk(p, [], tokenUsage(p)),
+  });
   return {
     kind: 'inference',
     wantsStream,
@@ -104,10 +76,9 @@ export function v1Completions(view: EngineView, lib: Library): InferenceRoute {
       if (body.prompt !== undefined && typeof body.prompt !== 'string') {
         return { kind: 'bad-request', message: `json: cannot unmarshal ${Array.isArray(body.prompt) ? 'array' : typeof body.prompt} into Go struct field CompletionRequest.prompt of type string` };
       }
-      const m = requireModel(lib, body.model);
-      if (!isModel(m)) return m;
+      const bad = requireChatModel(lib, body.model, 'generate');
+      if (bad) return bad;
       const name = body.model as string;
-      if (m.kind !== 'chat') return { kind: 'unsupported', message: `"${name}" does not support generate` };
       const prompt = typeof body.prompt === 'string' ? body.prompt : '';
       const items = promptItems(prompt, false) ?? [{ text: '', tokens: 0 }];
       const promptTokens = items[0]!.tokens;
@@ -125,7 +96,7 @@ export function v1Completions(view: EngineView, lib: Library): InferenceRoute {
       return jsonReply(200, {
         id: p.id, object: 'text_completion', created: p.created, model: p.model, system_fingerprint: FINGERPRINT,
         choices: [{ text: choiceText(c), index: 0, finish_reason: c.finish }],
-        usage: { prompt_tokens: p.promptTokens, completion_tokens: p.completionTokens, total_tokens: p.promptTokens + p.completionTokens },
+        usage: tokenUsage(p),
       });
     },
     stream,
@@ -152,7 +123,7 @@ export function v1Embeddings(view: EngineView, lib: Library): InferenceRoute {
     reply(p) {
       return jsonReply(200, {
         object: 'list',
-        data: (p.vectors ?? []).map((v, index) => ({ object: 'embedding', embedding: p.base64 ? embeddingBase64(v) : embeddingFloats(v), index })),
+        data: (p.vectors ?? []).map((v, index) => ({ object: 'embedding', embedding: encodeVector(p, v), index })),
         model: p.model,
         usage: { prompt_tokens: p.promptTokens, total_tokens: p.promptTokens },
       });

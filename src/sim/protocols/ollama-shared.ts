@@ -12,8 +12,8 @@ import { embeddingPlan } from './oai.ts';
 export const OLLAMA_VERSION = '0.9.0';
 export const JSON_UTF8 = 'application/json; charset=utf-8';
 export const FINGERPRINT = 'fp_ollama';
-export const MAX_QUEUE_MESSAGE = 'server busy, please try again.  maximum pending requests exceeded';
-export const CONTEXT_MESSAGE = 'the input length exceeds the context length';
+const MAX_QUEUE_MESSAGE = 'server busy, please try again.  maximum pending requests exceeded';
+const CONTEXT_MESSAGE = 'the input length exceeds the context length';
 
 export interface OllamaModel {
   name: string;
@@ -26,12 +26,12 @@ export interface OllamaModel {
 }
 
 /** Ollama names default their tag to `latest`. */
-export function normalise(name: string): string {
+function normalise(name: string): string {
   const slash = name.lastIndexOf('/');
   return name.indexOf(':', slash + 1) < 0 ? `${name}:latest` : name;
 }
 
-export function describe(name: string, kind: SimModelKind, startedAt: number): OllamaModel {
+function describe(name: string, kind: SimModelKind, startedAt: number): OllamaModel {
   const digest = createHash('sha256').update(name).digest('hex');
   const base = (name.split(':')[0] ?? name).split('/').pop() ?? name;
   const family = kind === 'embeddings' ? 'bert' : base.replace(/[\d.]+$/, '') || base;
@@ -74,7 +74,7 @@ export class Library {
 
 // ---- errors ----------------------------------------------------------------------------
 
-export function failure(e: SimError): { status: number; message: string } {
+function failure(e: SimError): { status: number; message: string } {
   switch (e.kind) {
     case 'bad-request':
     case 'unsupported':
@@ -108,13 +108,20 @@ export function compatError(e: SimError): Reply {
 
 // ---- shared request checks -------------------------------------------------------------
 
-export function isModel(x: OllamaModel | SimError): x is OllamaModel {
+function isModel(x: OllamaModel | SimError): x is OllamaModel {
   return 'digest' in x;
 }
 
-export function requireModel(lib: Library, name: unknown): OllamaModel | SimError {
+function requireModel(lib: Library, name: unknown): OllamaModel | SimError {
   if (typeof name !== 'string' || name === '') return { kind: 'bad-request', message: 'model is required' };
   return lib.find(name) ?? { kind: 'model-not-found', model: name };
+}
+
+/** The named model, which must exist and generate text: the check before a chat or generate. */
+export function requireChatModel(lib: Library, name: unknown, verb: 'chat' | 'generate'): SimError | null {
+  const m = requireModel(lib, name);
+  if (!isModel(m)) return m;
+  return m.kind === 'chat' ? null : { kind: 'unsupported', message: `"${String(name)}" does not support ${verb}` };
 }
 
 export function options(body: Record<string, unknown>): Record<string, unknown> {
@@ -167,7 +174,7 @@ export function nativeStream(body: unknown): boolean {
 }
 
 /** Ollama embeds strings only; token-id inputs are rejected. */
-export function stringInputs(input: unknown): PromptItem[] | undefined {
+function stringInputs(input: unknown): PromptItem[] | undefined {
   if (input === '' || (Array.isArray(input) && input.length === 0)) return [];
   if (typeof input === 'string') return promptItems(input, false);
   if (Array.isArray(input) && input.every((x) => typeof x === 'string')) return promptItems(input);

@@ -3,14 +3,14 @@
 // ollama-compat.ts.
 
 import { chatText, embeddingFloats, promptItems, tokenIds } from '../generate.ts';
-import { GARBAGE_NDJSON, choiceText, isRecord, jsonReply, textReply } from '../protocol.ts';
+import { GARBAGE_NDJSON, choiceText, infoRoute, isRecord, jsonReply, textReply } from '../protocol.ts';
 import type { EngineView, InferenceRoute, InfoRoute, Plan, ProtocolImpl, Reply, Route, StreamShape } from '../protocol.ts';
 import { NDJSON_CONTENT_TYPE, ndjsonLine } from '../sse.ts';
-import { chatItems, textPlan } from './oai.ts';
+import { chatItems, resolveWithRetrieve, textPlan } from './oai.ts';
 import { v1Chat, v1Completions, v1Embeddings } from './ollama-compat.ts';
 import {
-  JSON_UTF8, Library, OLLAMA_VERSION, compatError, contextWindow, durations, generationLimit, isModel, isoNow,
-  loadPlan, nativeError, nativeStream, numPredict, options, planEmbeddings, requireModel, tagEntry, v1Model,
+  JSON_UTF8, Library, OLLAMA_VERSION, compatError, contextWindow, durations, generationLimit, isoNow,
+  loadPlan, nativeError, nativeStream, numPredict, options, planEmbeddings, requireChatModel, tagEntry, v1Model,
 } from './ollama-shared.ts';
 
 // ---- native API ------------------------------------------------------------------------
@@ -31,10 +31,9 @@ function apiChat(view: EngineView, lib: Library): InferenceRoute {
     wantsStream: nativeStream,
     plan(body) {
       if (!isRecord(body)) return { kind: 'bad-request', message: 'invalid request body' };
-      const model = requireModel(lib, body.model);
-      if (!isModel(model)) return model;
+      const bad = requireChatModel(lib, body.model, 'chat');
+      if (bad) return bad;
       const name = body.model as string;
-      if (model.kind !== 'chat') return { kind: 'unsupported', message: `"${name}" does not support chat` };
       if (body.messages === undefined || body.messages === null || (Array.isArray(body.messages) && body.messages.length === 0)) return loadPlan(name);
       const text = chatText(body.messages);
       if (text === undefined) return { kind: 'bad-request', message: 'invalid message format' };
@@ -78,10 +77,9 @@ function apiGenerate(view: EngineView, lib: Library): InferenceRoute {
     wantsStream: nativeStream,
     plan(body) {
       if (!isRecord(body)) return { kind: 'bad-request', message: 'invalid request body' };
-      const model = requireModel(lib, body.model);
-      if (!isModel(model)) return model;
+      const bad = requireChatModel(lib, body.model, 'generate');
+      if (bad) return bad;
       const name = body.model as string;
-      if (model.kind !== 'chat') return { kind: 'unsupported', message: `"${name}" does not support generate` };
       const prompt = typeof body.prompt === 'string' ? body.prompt : '';
       if (prompt === '') return loadPlan(name);
       const system = typeof body.system === 'string' ? body.system : '';
@@ -172,15 +170,14 @@ function show(view: EngineView, lib: Library): InfoRoute {
 
 export function createOllama(view: EngineView): ProtocolImpl {
   const lib = new Library(view);
-  const info = (handle: () => Reply): InfoRoute => ({ kind: 'info', handle });
-  const root = info(() => textReply(200, 'Ollama is running'));
-  const v1List = info(() => jsonReply(200, { object: 'list', data: lib.models.map(v1Model) }));
+  const root = infoRoute(() => textReply(200, 'Ollama is running'));
+  const v1List = infoRoute(() => jsonReply(200, { object: 'list', data: lib.models.map(v1Model) }));
   const routes = new Map<string, Route>([
     ['GET /', root],
     ['HEAD /', root],
-    ['GET /api/version', info(() => jsonReply(200, { version: OLLAMA_VERSION }, JSON_UTF8))],
-    ['GET /api/tags', info(() => jsonReply(200, { models: lib.models.map(tagEntry) }, JSON_UTF8))],
-    ['GET /api/ps', info(() => {
+    ['GET /api/version', infoRoute(() => jsonReply(200, { version: OLLAMA_VERSION }, JSON_UTF8))],
+    ['GET /api/tags', infoRoute(() => jsonReply(200, { models: lib.models.map(tagEntry) }, JSON_UTF8))],
+    ['GET /api/ps', infoRoute(() => {
       const m = lib.models[0]!;
       return jsonReply(200, {
         models: [{
@@ -198,19 +195,12 @@ export function createOllama(view: EngineView): ProtocolImpl {
     ['POST /v1/completions', v1Completions(view, lib)],
     ['POST /v1/embeddings', v1Embeddings(view, lib)],
   ]);
-  const retrieve = (id: string): InfoRoute => info(() => {
+  const retrieve = (id: string): Reply => {
     const m = lib.find(id);
-    return m === undefined
-      ? compatError({ kind: 'model-not-found', model: id })
-      : jsonReply(200, v1Model(m));
-  });
+    return m === undefined ? compatError({ kind: 'model-not-found', model: id }) : jsonReply(200, v1Model(m));
+  };
   return {
-    resolve(method, path) {
-      const r = routes.get(`${method} ${path}`);
-      if (r !== undefined) return r;
-      if (method === 'GET' && path.startsWith('/v1/models/')) return retrieve(decodeURIComponent(path.slice('/v1/models/'.length)));
-      return undefined;
-    },
+    resolve: resolveWithRetrieve(routes, retrieve),
     // gin's default: plain text, and 404 even for a known path with the wrong method.
     notFound: () => textReply(404, '404 page not found'),
     // Ollama has no keys of its own; a key means a proxy in front, which guards every path but the banner.

@@ -2,17 +2,14 @@
 // details, `service_tier` and `system_fingerprint`, `usage: null` on every chunk when
 // usage was asked for, and `{"error":{message,type,param,code}}` errors with string codes.
 
-import { embedding, embeddingBase64, embeddingFloats } from '../generate.ts';
-import {
-  GARBAGE_SSE, choiceText, hexId, isSimError, jsonReply,
-} from '../protocol.ts';
+import { embedding } from '../generate.ts';
+import { choiceText, hexId, infoRoute, isSimError, jsonReply } from '../protocol.ts';
 import type {
-  EngineView, InferenceRoute, InfoRoute, Plan, ProtocolImpl, Reply, Route, SimError, StreamShape,
+  EngineView, FinishReason, InferenceRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, SimError,
 } from '../protocol.ts';
-import { SSE_CONTENT_TYPE, SSE_DONE, sseEvent } from '../sse.ts';
 import {
-  chatItems, embeddingPlan, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
-  parseEmbeddingsRequest, promptTextItems, textPlan, wantsStream,
+  chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
+  parseEmbeddingsRequest, promptTextItems, resolveWithRetrieve, sseStream, textPlan, tokenUsage, wantsStream,
 } from './oai.ts';
 
 type Endpoint = 'chat' | 'completions' | 'embeddings';
@@ -75,9 +72,7 @@ function renderError(view: EngineView, endpoint: Endpoint, e: SimError): Reply {
 
 function fullUsage(p: Plan): Record<string, unknown> {
   return {
-    prompt_tokens: p.promptTokens,
-    completion_tokens: p.completionTokens,
-    total_tokens: p.promptTokens + p.completionTokens,
+    ...tokenUsage(p),
     prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
     completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
   };
@@ -107,35 +102,12 @@ function chatRoute(view: EngineView): InferenceRoute {
     if (p.includeUsage) c.usage = null;
     return c;
   };
-  const stream: StreamShape = {
-    contentType: SSE_CONTENT_TYPE,
-    begin(p) {
-      let out = '';
-      for (const c of p.choices) {
-        out += sseEvent(chunk(p, [{ index: c.index, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]));
-      }
-      return out;
-    },
-    step(p, i) {
-      let out = '';
-      for (const c of p.choices) {
-        if (i < c.tokens.length) out += sseEvent(chunk(p, [{ index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: null }]));
-      }
-      return out;
-    },
-    end(p) {
-      let out = '';
-      for (const c of p.choices) out += sseEvent(chunk(p, [{ index: c.index, delta: {}, logprobs: null, finish_reason: c.finish }]));
-      if (p.includeUsage) {
-        out += sseEvent({
-          id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model,
-          service_tier: 'default', system_fingerprint: FINGERPRINT, choices: [], usage: fullUsage(p),
-        });
-      }
-      return out + SSE_DONE;
-    },
-    garbage: GARBAGE_SSE,
-  };
+  const stream = sseStream({
+    open: (p, c) => chunk(p, [{ index: c.index, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]),
+    token: (p, c, i) => chunk(p, [{ index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: null }]),
+    finish: (p, c) => chunk(p, [{ index: c.index, delta: {}, logprobs: null, finish_reason: c.finish }]),
+    usage: (p) => ({ ...chunk(p, []), usage: fullUsage(p) }),
+  });
   return {
     kind: 'inference',
     wantsStream,
@@ -174,39 +146,14 @@ function chatRoute(view: EngineView): InferenceRoute {
 }
 
 function completionsRoute(view: EngineView): InferenceRoute {
-  const stream: StreamShape = {
-    contentType: SSE_CONTENT_TYPE,
-    begin: () => '',
-    step(p, i) {
-      let out = '';
-      for (const c of p.choices) {
-        if (i < c.tokens.length) {
-          out += sseEvent({
-            id: p.id, object: 'text_completion', created: p.created,
-            choices: [{ text: c.tokens[i], index: c.index, logprobs: null, finish_reason: null }], model: p.model,
-          });
-        }
-      }
-      return out;
-    },
-    end(p) {
-      let out = '';
-      for (const c of p.choices) {
-        out += sseEvent({
-          id: p.id, object: 'text_completion', created: p.created,
-          choices: [{ text: '', index: c.index, logprobs: null, finish_reason: c.finish }], model: p.model,
-        });
-      }
-      if (p.includeUsage) {
-        out += sseEvent({
-          id: p.id, object: 'text_completion', created: p.created, model: p.model, choices: [],
-          usage: { prompt_tokens: p.promptTokens, completion_tokens: p.completionTokens, total_tokens: p.promptTokens + p.completionTokens },
-        });
-      }
-      return out + SSE_DONE;
-    },
-    garbage: GARBAGE_SSE,
-  };
+  const chunk = (p: Plan, text: string, c: PlannedChoice, finish: FinishReason | null): Record<string, unknown> => ({
+    id: p.id, object: 'text_completion', created: p.created, choices: [{ text, index: c.index, logprobs: null, finish_reason: finish }], model: p.model,
+  });
+  const stream = sseStream({
+    token: (p, c, i) => chunk(p, c.tokens[i]!, c, null),
+    finish: (p, c) => chunk(p, '', c, c.finish),
+    usage: (p) => ({ id: p.id, object: 'text_completion', created: p.created, model: p.model, choices: [], usage: tokenUsage(p) }),
+  });
   return {
     kind: 'inference',
     wantsStream,
@@ -227,7 +174,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
       return withRequestId(jsonReply(200, {
         id: p.id, object: 'text_completion', created: p.created, model: p.model,
         choices: p.choices.map((c) => ({ text: choiceText(c), index: c.index, logprobs: null, finish_reason: c.finish })),
-        usage: { prompt_tokens: p.promptTokens, completion_tokens: p.completionTokens, total_tokens: p.promptTokens + p.completionTokens },
+        usage: tokenUsage(p),
       }));
     },
     stream,
@@ -259,7 +206,7 @@ function embeddingsRoute(view: EngineView): InferenceRoute {
     reply(p) {
       return withRequestId(jsonReply(200, {
         object: 'list',
-        data: (p.vectors ?? []).map((v, index) => ({ object: 'embedding', index, embedding: p.base64 ? embeddingBase64(v) : embeddingFloats(v) })),
+        data: (p.vectors ?? []).map((v, index) => ({ object: 'embedding', index, embedding: encodeVector(p, v) })),
         model: p.model,
         usage: { prompt_tokens: p.promptTokens, total_tokens: p.promptTokens },
       }));
@@ -276,24 +223,16 @@ export function createOpenai(view: EngineView): ProtocolImpl {
   const created = Math.floor(view.startedAt / 1000) - 86_400;
   const card = { id: view.model, object: 'model', created, owned_by: 'system' };
   const routes = new Map<string, Route>([
-    ['GET /v1/models', { kind: 'info', handle: () => withRequestId(jsonReply(200, { object: 'list', data: [card] })) }],
+    ['GET /v1/models', infoRoute(() => withRequestId(jsonReply(200, { object: 'list', data: [card] })))],
     ['POST /v1/chat/completions', chatRoute(view)],
     ['POST /v1/completions', completionsRoute(view)],
     ['POST /v1/embeddings', embeddingsRoute(view)],
   ]);
-  const retrieve = (id: string): InfoRoute => ({
-    kind: 'info',
-    handle: () => (id === view.model
-      ? withRequestId(jsonReply(200, card))
-      : oaiError(404, `The model '${id}' does not exist`, 'invalid_request_error', 'model_not_found', 'model')),
-  });
+  const retrieve = (id: string): Reply => (id === view.model
+    ? withRequestId(jsonReply(200, card))
+    : oaiError(404, `The model '${id}' does not exist`, 'invalid_request_error', 'model_not_found', 'model'));
   return {
-    resolve(method, path) {
-      const r = routes.get(`${method} ${path}`);
-      if (r !== undefined) return r;
-      if (method === 'GET' && path.startsWith('/v1/models/')) return retrieve(decodeURIComponent(path.slice('/v1/models/'.length)));
-      return undefined;
-    },
+    resolve: resolveWithRetrieve(routes, retrieve),
     notFound: (method, path) => oaiError(404, `Invalid URL (${method} ${path})`, 'invalid_request_error'),
     needsKey: () => true,
     unauthorized: (presented) => {

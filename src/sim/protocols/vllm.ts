@@ -2,17 +2,11 @@
 // chat messages without `refusal`, `prompt_tokens_details: null`, `stop_reason` beside
 // `finish_reason`, and the `vllm:` Prometheus metrics.
 
-import { embeddingBase64, embeddingFloats } from '../generate.ts';
+import { choiceText, hexId, infoRoute, isSimError, jsonReply, nowSeconds, textReply } from '../protocol.ts';
+import type { EngineView, InferenceRoute, Plan, ProtocolImpl, Reply, Route, SimError } from '../protocol.ts';
 import {
-  GARBAGE_SSE, choiceText, hexId, isSimError, jsonReply, nowSeconds, textReply,
-} from '../protocol.ts';
-import type {
-  EngineView, InferenceRoute, InfoRoute, Plan, ProtocolImpl, Reply, Route, SimError, StreamShape,
-} from '../protocol.ts';
-import { SSE_CONTENT_TYPE, SSE_DONE, sseEvent } from '../sse.ts';
-import {
-  chatItems, embeddingPlan, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
-  parseEmbeddingsRequest, promptTextItems, textPlan, wantsStream,
+  chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
+  parseEmbeddingsRequest, promptTextItems, sseStream, textPlan, wantsStream,
 } from './oai.ts';
 
 export const VLLM_VERSION = '0.8.5';
@@ -89,39 +83,17 @@ function checkMax(max: number | undefined): SimError | null {
 }
 
 function chatRoute(view: EngineView): InferenceRoute {
-  const stream: StreamShape = {
-    contentType: SSE_CONTENT_TYPE,
-    begin(p) {
-      let out = '';
-      for (const c of p.choices) {
-        out += sseEvent({
-          id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model,
-          choices: [{ index: c.index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }],
-        });
-      }
-      return out;
-    },
-    step(p, i) {
-      let out = '';
-      for (const c of p.choices) {
-        if (i >= c.tokens.length) continue;
-        const last = i === c.tokens.length - 1;
-        // vLLM reports the finish reason on the chunk that carries the last token.
-        const choice = last
-          ? { index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: c.finish, stop_reason: null }
-          : { index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: null };
-        out += sseEvent({ id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model, choices: [choice] });
-      }
-      return out;
-    },
-    end(p) {
-      const u = p.includeUsage
-        ? sseEvent({ id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model, choices: [], usage: usage(p, false) })
-        : '';
-      return u + SSE_DONE;
-    },
-    garbage: GARBAGE_SSE,
-  };
+  const chunk = (p: Plan, choices: unknown[]): Record<string, unknown> => ({
+    id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model, choices,
+  });
+  const stream = sseStream({
+    open: (p, c) => chunk(p, [{ index: c.index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]),
+    // vLLM reports the finish reason on the chunk that carries the last token.
+    token: (p, c, i) => chunk(p, [i === c.tokens.length - 1
+      ? { index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: c.finish, stop_reason: null }
+      : { index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: null }]),
+    usage: (p) => ({ ...chunk(p, []), usage: usage(p, false) }),
+  });
   return {
     kind: 'inference',
     wantsStream,
@@ -154,29 +126,15 @@ function chatRoute(view: EngineView): InferenceRoute {
 }
 
 function completionsRoute(view: EngineView): InferenceRoute {
-  const stream: StreamShape = {
-    contentType: SSE_CONTENT_TYPE,
-    begin: () => '',
-    step(p, i) {
-      let out = '';
-      for (const c of p.choices) {
-        if (i >= c.tokens.length) continue;
-        const last = i === c.tokens.length - 1;
-        out += sseEvent({
-          id: p.id, object: 'text_completion', created: p.created, model: p.model,
-          choices: [{ index: c.index, text: c.tokens[i], logprobs: null, finish_reason: last ? c.finish : null, stop_reason: null }],
-        });
-      }
-      return out;
-    },
-    end(p) {
-      const u = p.includeUsage
-        ? sseEvent({ id: p.id, object: 'text_completion', created: p.created, model: p.model, choices: [], usage: usage(p, false) })
-        : '';
-      return u + SSE_DONE;
-    },
-    garbage: GARBAGE_SSE,
-  };
+  const chunk = (p: Plan, choices: unknown[]): Record<string, unknown> => ({
+    id: p.id, object: 'text_completion', created: p.created, model: p.model, choices,
+  });
+  const stream = sseStream({
+    token: (p, c, i) => chunk(p, [{
+      index: c.index, text: c.tokens[i], logprobs: null, finish_reason: i === c.tokens.length - 1 ? c.finish : null, stop_reason: null,
+    }]),
+    usage: (p) => ({ ...chunk(p, []), usage: usage(p, false) }),
+  });
   return {
     kind: 'inference',
     wantsStream,
@@ -229,7 +187,7 @@ function embeddingsRoute(view: EngineView): InferenceRoute {
       const vectors = p.vectors ?? [];
       return jsonReply(200, {
         id: p.id, object: 'list', created: p.created, model: p.model,
-        data: vectors.map((v, index) => ({ index, object: 'embedding', embedding: p.base64 ? embeddingBase64(v) : embeddingFloats(v) })),
+        data: vectors.map((v, index) => ({ index, object: 'embedding', embedding: encodeVector(p, v) })),
         usage: { prompt_tokens: p.promptTokens, total_tokens: p.promptTokens, completion_tokens: 0, prompt_tokens_details: null },
       });
     },
@@ -261,14 +219,10 @@ function metrics(view: EngineView): string {
   return `${lines.join('\n')}\n`;
 }
 
-function info(handle: (body: unknown, query: string) => Reply, health = false): InfoRoute {
-  return { kind: 'info', health, handle };
-}
-
 export function createVllm(view: EngineView): ProtocolImpl {
   const created = nowSeconds();
   const permissionId = `modelperm-${hexId()}`;
-  const models = info(() => jsonReply(200, {
+  const models = infoRoute(() => jsonReply(200, {
     object: 'list',
     data: [{
       id: view.model, object: 'model', created, owned_by: 'vllm', root: view.model, parent: null, max_model_len: view.contextWindow,
@@ -278,14 +232,14 @@ export function createVllm(view: EngineView): ProtocolImpl {
       }],
     }],
   }));
-  const health = info(() => ({ status: 200, headers: {}, body: '' }), true);
+  const health = infoRoute(() => ({ status: 200, headers: {}, body: '' }), true);
   const routes = new Map<string, Route>([
     ['GET /health', health],
     ['GET /ping', health],
     ['POST /ping', health],
-    ['GET /version', info(() => jsonReply(200, { version: VLLM_VERSION }))],
+    ['GET /version', infoRoute(() => jsonReply(200, { version: VLLM_VERSION }))],
     ['GET /v1/models', models],
-    ['GET /metrics', info(() => textReply(200, metrics(view), 'text/plain; version=0.0.4; charset=utf-8'))],
+    ['GET /metrics', infoRoute(() => textReply(200, metrics(view), 'text/plain; version=0.0.4; charset=utf-8'))],
     ['POST /v1/chat/completions', chatRoute(view)],
     ['POST /v1/completions', completionsRoute(view)],
     ['POST /v1/embeddings', embeddingsRoute(view)],
