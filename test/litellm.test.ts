@@ -4,11 +4,10 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { once } from 'node:events';
 import { parseDocument } from 'yaml';
 import { loadFabricConfig } from '../src/config/load.ts';
 import { importLiteLLMText, parseLiteLLMText } from '../src/config/litellm/load.ts';
@@ -18,6 +17,7 @@ import { createLogger } from '../src/core/log.ts';
 import { startGateway, type RunningGateway } from '../src/main.ts';
 import { startFleet, type SimEngineSpec, type SimFault, type SimFleet, type SimProtocol } from '../src/sim/fleet.ts';
 import { post, chat } from './helpers.ts';
+import { spawnGateway } from './support/proc.ts';
 
 const EXAMPLES = new URL('../examples/litellm/', import.meta.url).pathname;
 const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
@@ -355,24 +355,13 @@ test('fabric config check on a LiteLLM file prints its warnings with file:line:c
 });
 
 test('fabric serve --config runs a LiteLLM file unchanged, reporting what it does not support at start', async () => {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--config', join(EXAMPLES, 'lab.litellm.yaml'), '--port', '0', '--host', '127.0.0.1'], { env: cliEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (c: string) => { out += c; });
+  const gw = await spawnGateway(join(EXAMPLES, 'lab.litellm.yaml'), ENV);
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no listen line in: ${out}`)), 15_000);
-      child.stdout.on('data', () => {
-        const m = /listening on (http:\/\/[\d.:]+)/.exec(out);
-        if (m !== null) { clearTimeout(t); resolve(m[1]!); }
-      });
-    });
-    assert.match(out, /router_settings\.redis_host: not mapped/);
-    const models = await (await fetch(`${url}/v1/models`)).json() as { data: { id: string }[] };
+    assert.match(gw.output.join('\n'), /router_settings\.redis_host: not mapped/);
+    const models = await (await fetch(`${gw.url}/v1/models`)).json() as { data: { id: string }[] };
     const ids = models.data.map((m) => m.id);
     for (const id of ['qwen-coder', 'llama3.1:8b', 'llama-cpp-native']) assert.ok(ids.includes(id), id);
   } finally {
-    child.kill('SIGTERM');
-    await once(child, 'exit');
+    await gw.stop();
   }
 });

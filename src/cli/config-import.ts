@@ -1,12 +1,12 @@
 // fabric config import FILE: a LiteLLM proxy config → a native fabric config with the same
 // routing, written with comments where the mapping needed a choice. Secrets stay references.
 
-import { parseArgs } from 'node:util';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, relative, resolve } from 'node:path';
 import { parseFabricText } from '../config/load.ts';
 import { ConfigError, formatIssue, type ConfigIssue } from '../config/issues.ts';
 import { importLiteLLMText, isLiteLLMText } from '../config/litellm/load.ts';
+import { parseCommand, usageError } from './args.ts';
 
 export const IMPORT_HELP = `Usage: fabric config import FILE [--out FILE] [--force]
 
@@ -28,22 +28,10 @@ function printIssues(issues: readonly ConfigIssue[]): void {
 }
 
 export async function runConfigImport(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { out: { type: 'string', short: 'o' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
-  } catch (e) {
-    process.stderr.write(`fabric config import: ${(e as Error).message}\n\n${IMPORT_HELP}`);
-    return 2;
-  }
-  if (parsed.values.help === true) {
-    process.stdout.write(IMPORT_HELP);
-    return 0;
-  }
+  const parsed = parseCommand('config import', IMPORT_HELP, { args: argv, allowPositionals: true, options: { out: { type: 'string', short: 'o' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  if (typeof parsed === 'number') return parsed;
   const [file, ...extra] = parsed.positionals;
-  if (file === undefined || extra.length > 0) {
-    process.stderr.write(`fabric config import: ${file === undefined ? 'a FILE is required' : 'one FILE at a time'}\n\n${IMPORT_HELP}`);
-    return 2;
-  }
+  if (file === undefined || extra.length > 0) return usageError('config import', file === undefined ? 'a FILE is required' : 'one FILE at a time', IMPORT_HELP);
   const source = resolve(file);
   let text: string;
   try {

@@ -1,10 +1,10 @@
 // fabric config check FILE: every problem with file:line:col, key path and what is wrong.
 // fabric config import FILE: a LiteLLM proxy config → a native one (config-import.ts).
 
-import { parseArgs } from 'node:util';
 import { loadFabricConfig } from '../config/load.ts';
 import { ConfigError, formatIssue } from '../config/issues.ts';
 import { runConfigImport } from './config-import.ts';
+import { parseCommand, usageError } from './args.ts';
 
 const HELP = `Usage: fabric config check FILE [--json]
        fabric config import FILE [--out FILE] [--force]
@@ -26,26 +26,11 @@ export async function runConfig(argv: string[]): Promise<number> {
     return sub === undefined ? 2 : 0;
   }
   if (sub === 'import') return runConfigImport(rest);
-  if (sub !== 'check') {
-    process.stderr.write(`fabric config: unknown subcommand "${sub}"\n\n${HELP}`);
-    return 2;
-  }
-  let parsed;
-  try {
-    parsed = parseArgs({ args: rest, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
-  } catch (e) {
-    process.stderr.write(`fabric config check: ${(e as Error).message}\n`);
-    return 2;
-  }
-  if (parsed.values.help === true) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  if (sub !== 'check') return usageError('config', `unknown subcommand "${sub}"`, HELP);
+  const parsed = parseCommand('config check', HELP, { args: rest, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  if (typeof parsed === 'number') return parsed;
   const file = parsed.positionals[0];
-  if (file === undefined) {
-    process.stderr.write(`fabric config check: a FILE is required\n\n${HELP}`);
-    return 2;
-  }
+  if (file === undefined) return usageError('config check', 'a FILE is required', HELP);
   try {
     const { config, issues, format } = loadFabricConfig(file);
     if (parsed.values.json === true) {

@@ -1,35 +1,34 @@
 // Reading a fabric config for the deploy commands (plan, render): validated like `config
 // check`, but secrets are not looked up — planning and rendering never need their values.
 
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { parseFabricText } from '../config/load.ts';
-import { ConfigError, formatIssue, type ConfigIssue } from '../config/issues.ts';
+import { parseFabricText, readConfigText } from '../config/load.ts';
+import { ConfigError, formatIssue } from '../config/issues.ts';
 import type { FabricConfig } from '../config/types.ts';
+import { usageError } from './args.ts';
 
 export interface FabricFile {
+  /** As the operator named it, for messages. */
+  path: string;
   config: FabricConfig;
   text: string;
-  warnings: ConfigIssue[];
 }
 
-export function readFabricFile(path: string): FabricFile {
-  const file = resolve(path);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError([{ severity: 'error', file, line: 0, col: 0, path: '(file)', message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}` }]);
-  }
-  const { config, issues } = parseFabricText(text, file);
-  if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
-  return { config, text, warnings: issues };
-}
-
-/** The config path from a positional, --config, or $FABRIC_CONFIG; undefined when none. */
-export function configPath(positional: string | undefined, flag: string | undefined): string | undefined {
+/**
+ * The config named by a positional, --config or $FABRIC_CONFIG, read and validated with its
+ * warnings printed; or the exit code when there is none (2) or it is invalid (1).
+ */
+export function openFabricFile(cmd: string, help: string, positional: string | undefined, flag: string | undefined): FabricFile | number {
   const p = positional ?? flag ?? process.env.FABRIC_CONFIG;
-  return p === undefined || p === '' ? undefined : p;
+  if (p === undefined || p === '') return usageError(cmd, 'a FILE is required', help);
+  try {
+    const { file, text } = readConfigText(p);
+    const { config, issues } = parseFabricText(text, file);
+    if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
+    for (const w of issues) process.stderr.write(formatIssue(w) + '\n');
+    return { path: p, config, text };
+  } catch (e) {
+    return reportConfigError(cmd, p, e);
+  }
 }
 
 /** Prints a ConfigError's issues the way `config check` does; returns the exit code. */

@@ -2,12 +2,12 @@
 // gateway's GET /health — status, probe latency, served model, load, node power and last
 // error — with an exit code by the runbook's alert levels, for people and for timers.
 
-import { parseArgs } from 'node:util';
 import { EXIT_CODE, LEVEL_RANK, evaluate, gatewayDown, type AlertState } from '../health/alerts.ts';
 import type { BackendReport, NodeReport, RoleReport } from '../health/report.ts';
 import {
   UsageError, authHeaders, countFlag, durationFlag, gatewayKey, gatewayUrl, netError, painter, table, useColor, type Paint,
 } from './client.ts';
+import { parseCommand, usageError } from './args.ts';
 
 const HELP = `Usage: fabric health [BACKEND|NODE] [--json] [--watch] [--url URL] [--key KEY]
 
@@ -170,28 +170,16 @@ export function render(s: HealthSnapshot, paint: Paint): string {
 }
 
 export async function runHealth(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv, allowPositionals: true,
-      options: {
-        json: { type: 'boolean' }, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' }, count: { type: 'string' },
-        url: { type: 'string' }, key: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    process.stderr.write(`fabric health: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
+  const parsed = parseCommand('health', HELP, {
+    args: argv, allowPositionals: true,
+    options: {
+      json: { type: 'boolean' }, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' }, count: { type: 'string' },
+      url: { type: 'string' }, key: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
   const v = parsed.values;
-  if (v.help === true) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (parsed.positionals.length > 1) {
-    process.stderr.write(`fabric health: one BACKEND or NODE at most\n\n${HELP}`);
-    return 2;
-  }
+  if (parsed.positionals.length > 1) return usageError('health', 'one BACKEND or NODE at most', HELP);
   try {
     const url = gatewayUrl(v.url);
     const key = gatewayKey(v.key);
@@ -235,7 +223,6 @@ export async function runHealth(argv: string[]): Promise<number> {
     return last;
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    process.stderr.write(`fabric health: ${e.message}\n`);
-    return 2;
+    return usageError('health', e.message);
   }
 }

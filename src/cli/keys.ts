@@ -1,6 +1,5 @@
 // fabric keys: virtual keys for applications and people — create, list, show, revoke, rotate.
 
-import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/issues.ts';
 import { KeyAdmin, keyView } from '../keys/admin.ts';
 import { parseKeyInput } from '../keys/input.ts';
@@ -8,6 +7,7 @@ import { FabricError } from '../core/errors.ts';
 import { table, UsageError } from './client.ts';
 import { reportConfigError } from './fabric-file.ts';
 import { api, closeTarget, openTarget, type Target } from './state-target.ts';
+import { parseCommand } from './args.ts';
 
 const HELP = `Usage: fabric keys create NAME [--roles R,R] [--rpm N] [--tpm N] [--budget USD[/PERIOD]] [--expires WHEN] [--meta K=V]...
        fabric keys list
@@ -167,24 +167,15 @@ export async function runKeys(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return sub === undefined ? 2 : 0;
   }
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: rest, allowPositionals: true,
-      options: {
-        url: { type: 'string' }, key: { type: 'string' }, config: { type: 'string', short: 'c' }, json: { type: 'boolean' },
-        roles: { type: 'string' }, rpm: { type: 'string' }, tpm: { type: 'string' }, budget: { type: 'string' }, expires: { type: 'string' },
-        meta: { type: 'string', multiple: true }, 'role-limit': { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    process.stderr.write(`fabric keys: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (parsed.values.help === true) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseCommand('keys', HELP, {
+    args: rest, allowPositionals: true,
+    options: {
+      url: { type: 'string' }, key: { type: 'string' }, config: { type: 'string', short: 'c' }, json: { type: 'boolean' },
+      roles: { type: 'string' }, rpm: { type: 'string' }, tpm: { type: 'string' }, budget: { type: 'string' }, expires: { type: 'string' },
+      meta: { type: 'string', multiple: true }, 'role-limit': { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
   let t: Target | undefined;
   try {
     t = await openTarget(parsed.values);

@@ -1,11 +1,10 @@
 // fabric plan FILE [--json]: GPU capacity for every served engine, and what will not work.
 
-import { parseArgs } from 'node:util';
-import { formatIssue } from '../config/issues.ts';
 import { planFabric } from '../plan/plan.ts';
 import { formatPlan } from '../plan/table.ts';
 import { ASSUMPTIONS } from '../plan/memory.ts';
-import { configPath, readFabricFile, reportConfigError } from './fabric-file.ts';
+import { parseCommand } from './args.ts';
+import { openFabricFile } from './fabric-file.ts';
 
 const HELP = `Usage: fabric plan [FILE | --config FILE] [--json]
 
@@ -35,31 +34,12 @@ errors or the config is invalid, 2 on bad usage.
 `;
 
 export async function runPlan(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
-  } catch (e) {
-    process.stderr.write(`fabric plan: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (parsed.values.help === true) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  const file = configPath(parsed.positionals[0], parsed.values.config);
-  if (file === undefined) {
-    process.stderr.write(`fabric plan: a FILE is required\n\n${HELP}`);
-    return 2;
-  }
-  let loaded;
-  try {
-    loaded = readFabricFile(file);
-  } catch (e) {
-    return reportConfigError('plan', file, e);
-  }
-  for (const w of loaded.warnings) process.stderr.write(formatIssue(w) + '\n');
+  const parsed = parseCommand('plan', HELP, { args: argv, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  if (typeof parsed === 'number') return parsed;
+  const loaded = openFabricFile('plan', HELP, parsed.positionals[0], parsed.values.config);
+  if (typeof loaded === 'number') return loaded;
   const plan = planFabric(loaded.config);
-  if (parsed.values.json === true) process.stdout.write(JSON.stringify({ ...plan, file }, null, 2) + '\n');
-  else process.stdout.write(formatPlan(plan, file));
+  if (parsed.values.json === true) process.stdout.write(JSON.stringify({ ...plan, file: loaded.path }, null, 2) + '\n');
+  else process.stdout.write(formatPlan(plan, loaded.path));
   return plan.errors > 0 ? 1 : 0;
 }

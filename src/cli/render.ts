@@ -1,12 +1,11 @@
 // fabric render FILE [--out DIR] [--check]: deploy files for every node, the gateway and LiteLLM.
 
 import { basename } from 'node:path';
-import { parseArgs } from 'node:util';
-import { formatIssue } from '../config/issues.ts';
 import { planFabric } from '../plan/plan.ts';
 import { renderFabric } from '../render/index.ts';
 import { diffRender, writeRender, type FileReport } from '../render/write.ts';
-import { configPath, readFabricFile, reportConfigError } from './fabric-file.ts';
+import { parseCommand, usageError } from './args.ts';
+import { openFabricFile } from './fabric-file.ts';
 
 const HELP = `Usage: fabric render [FILE | --config FILE] [--out DIR] [--check]
 
@@ -42,35 +41,14 @@ function printReport(reports: FileReport[]): void {
 }
 
 export async function runRender(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: {
-      config: { type: 'string', short: 'c' }, out: { type: 'string', short: 'o' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-    } });
-  } catch (e) {
-    process.stderr.write(`fabric render: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (parsed.values.help === true) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  const file = configPath(parsed.positionals[0], parsed.values.config);
-  if (file === undefined) {
-    process.stderr.write(`fabric render: a FILE is required\n\n${HELP}`);
-    return 2;
-  }
-  if (parsed.values.check === true && parsed.values.out === undefined) {
-    process.stderr.write('fabric render: --check needs --out DIR to compare with\n');
-    return 2;
-  }
-  let loaded;
-  try {
-    loaded = readFabricFile(file);
-  } catch (e) {
-    return reportConfigError('render', file, e);
-  }
-  for (const w of loaded.warnings) process.stderr.write(formatIssue(w) + '\n');
+  const parsed = parseCommand('render', HELP, { args: argv, allowPositionals: true, options: {
+    config: { type: 'string', short: 'c' }, out: { type: 'string', short: 'o' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  } });
+  if (typeof parsed === 'number') return parsed;
+  if (parsed.values.check === true && parsed.values.out === undefined) return usageError('render', '--check needs --out DIR to compare with');
+  const loaded = openFabricFile('render', HELP, parsed.positionals[0], parsed.values.config);
+  if (typeof loaded === 'number') return loaded;
+  const file = loaded.path;
   const plan = planFabric(loaded.config);
   if (plan.errors > 0) {
     process.stderr.write(`fabric render: note: the plan has ${plan.errors} error${plan.errors === 1 ? '' : 's'}; rendering anyway (fabric plan ${file})\n`);

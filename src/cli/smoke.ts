@@ -5,11 +5,11 @@
 // failure drill: per role, the gateway treats the primary as failed for that one request
 // (x-fabric-drill: fail-primary) and the check reports which fallback step served.
 
-import { parseArgs } from 'node:util';
 import type { BackendReport, RoleReport } from '../health/report.ts';
 import {
   UsageError, authHeaders, durationFlag, gatewayKey, gatewayUrl, netError, painter, table, useColor, type Paint,
 } from './client.ts';
+import { parseCommand, usageError } from './args.ts';
 
 const HELP = `Usage: fabric smoke [--json] [--drill] [--include-cloud] [--only NAMES] [--url URL] [--key KEY]
 
@@ -249,24 +249,15 @@ function report(results: CheckResult[], paint: Paint): string {
 }
 
 export async function runSmoke(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        json: { type: 'boolean' }, drill: { type: 'boolean' }, 'include-cloud': { type: 'boolean' }, only: { type: 'string' },
-        url: { type: 'string' }, key: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    process.stderr.write(`fabric smoke: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
+  const parsed = parseCommand('smoke', HELP, {
+    args: argv,
+    options: {
+      json: { type: 'boolean' }, drill: { type: 'boolean' }, 'include-cloud': { type: 'boolean' }, only: { type: 'string' },
+      url: { type: 'string' }, key: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
   const v = parsed.values;
-  if (v.help === true) {
-    process.stdout.write(HELP);
-    return 0;
-  }
   let url: string;
   let key: string | undefined;
   let timeoutMs: number;
@@ -276,8 +267,7 @@ export async function runSmoke(argv: string[]): Promise<number> {
     timeoutMs = durationFlag('timeout', v.timeout, 60_000);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    process.stderr.write(`fabric smoke: ${e.message}\n`);
-    return 2;
+    return usageError('smoke', e.message);
   }
   const err = (msg: string): number => {
     process.stderr.write(`fabric smoke: ${msg}\n`);

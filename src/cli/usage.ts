@@ -1,6 +1,5 @@
 // fabric usage: requests, tokens, cost and errors, grouped by key, role, backend, model or day.
 
-import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/issues.ts';
 import { parseWhen } from '../accounting/periods.ts';
 import { FabricError } from '../core/errors.ts';
@@ -10,6 +9,7 @@ import { USAGE_GROUPS, type UsageGroup, type UsageRow } from '../store/types.ts'
 import { table, UsageError } from './client.ts';
 import { reportConfigError } from './fabric-file.ts';
 import { api, closeTarget, openTarget, type Target } from './state-target.ts';
+import { parseCommand, usageError } from './args.ts';
 
 const HELP = `Usage: fabric usage [--by key|role|backend|model|day|status] [--since WHEN] [--until WHEN] [--key ID] [--json|--csv]
                     [--url URL --auth KEY | --config FILE]
@@ -58,29 +58,17 @@ export function usageTable(by: UsageGroup, rs: readonly UsageRow[]): string {
 }
 
 export async function runUsage(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        by: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' }, key: { type: 'string' }, json: { type: 'boolean' }, csv: { type: 'boolean' },
-        url: { type: 'string' }, auth: { type: 'string' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    process.stderr.write(`fabric usage: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
+  const parsed = parseCommand('usage', HELP, {
+    args: argv,
+    options: {
+      by: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' }, key: { type: 'string' }, json: { type: 'boolean' }, csv: { type: 'boolean' },
+      url: { type: 'string' }, auth: { type: 'string' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
   const v = parsed.values;
-  if (v.help === true) {
-    process.stdout.write(HELP);
-    return 0;
-  }
   const by = (v.by ?? 'key') as UsageGroup;
-  if (!(USAGE_GROUPS as readonly string[]).includes(by)) {
-    process.stderr.write(`fabric usage: --by must be one of ${USAGE_GROUPS.join(', ')}\n`);
-    return 2;
-  }
+  if (!(USAGE_GROUPS as readonly string[]).includes(by)) return usageError('usage', `--by must be one of ${USAGE_GROUPS.join(', ')}`);
   const now = Date.now();
   const when = (name: string, s: string | undefined): number | undefined => {
     if (s === undefined) return undefined;

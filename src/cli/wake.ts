@@ -1,7 +1,6 @@
 // fabric wake NODE: send a node's Wake-on-LAN magic packet by hand (nodes.NODE.wol in the
 // config, or --mac), and with --wait probe its backends until one answers.
 
-import { parseArgs } from 'node:util';
 import { isIP } from 'node:net';
 import { loadFabricConfig } from '../config/load.ts';
 import { ConfigError, formatIssue } from '../config/issues.ts';
@@ -11,6 +10,7 @@ import { BackendRuntime } from '../core/backend.ts';
 import { probeBackend } from '../health/probe.ts';
 import { parseMac, sendMagicPacket } from '../health/wol.ts';
 import { UsageError, countFlag, durationFlag } from './client.ts';
+import { parseCommand, usageError } from './args.ts';
 
 const HELP = `Usage: fabric wake NODE [--config FILE] [--wait] [--timeout S] [--json]
        fabric wake --mac MAC [--broadcast ADDR] [--port N]
@@ -58,29 +58,17 @@ async function waitForNode(config: FabricConfig, secrets: Secrets, node: string,
 }
 
 export async function runWake(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv, allowPositionals: true,
-      options: {
-        config: { type: 'string', short: 'c' }, wait: { type: 'boolean' }, timeout: { type: 'string' }, json: { type: 'boolean' },
-        mac: { type: 'string' }, broadcast: { type: 'string' }, port: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    process.stderr.write(`fabric wake: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
+  const parsed = parseCommand('wake', HELP, {
+    args: argv, allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' }, wait: { type: 'boolean' }, timeout: { type: 'string' }, json: { type: 'boolean' },
+      mac: { type: 'string' }, broadcast: { type: 'string' }, port: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
   const v = parsed.values;
-  if (v.help === true) {
-    process.stdout.write(HELP);
-    return 0;
-  }
   const json = v.json === true;
-  const usage = (msg: string): number => {
-    process.stderr.write(`fabric wake: ${msg}\n`);
-    return 2;
-  };
+  const usage = (msg: string): number => usageError('wake', msg);
   const node = parsed.positionals[0];
   if (parsed.positionals.length > 1) return usage('one NODE at a time');
   let target: WolTarget;

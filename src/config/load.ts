@@ -53,14 +53,18 @@ export function checkSecrets(config: FabricConfig, secrets: Secrets, file: strin
   return issues;
 }
 
-export function loadFabricConfig(path: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+/** A config file's absolute path and text; a file that cannot be read is a ConfigError like any other. */
+export function readConfigText(path: string): { file: string; text: string } {
   const file = resolve(path);
-  let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    return { file, text: readFileSync(file, 'utf8') };
   } catch (e) {
     throw new ConfigError([{ severity: 'error', file, line: 0, col: 0, path: '(file)', message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}` }]);
   }
+}
+
+export function loadFabricConfig(path: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  const { file, text } = readConfigText(path);
   const litellm = isLiteLLMText(text) ? parseLiteLLMText(text, file, env) : undefined;
   const { config, issues } = litellm ?? parseFabricText(text, file);
   const envPath = config.gateway.envFile !== undefined ? resolve(dirname(file), config.gateway.envFile) : resolve(dirname(file), '.env');

@@ -33,8 +33,15 @@ const engine = (plan: Plan, backend: string): EnginePlan => {
 
 const codes = (plan: Plan): string[] => plan.findings.map((f) => `${f.code} ${f.where}`);
 
-function fabric(nodes: string, backends: string, roles = ''): string {
-  return `version: 1\nnodes:\n${nodes}\nbackends:\n${backends}\nroles:\n${roles || '  r:\n    kind: chat\n    backends: [a]\n'}`;
+function fabric(nodes: string, backends: string | string[], roles = ''): string {
+  const list = typeof backends === 'string' ? backends : backends.join('\n');
+  return `version: 1\nnodes:\n${nodes}\nbackends:\n${list}\nroles:\n${roles || '  r:\n    kind: chat\n    backends: [a]\n'}`;
+}
+
+/** One vLLM backend as YAML under backends:, served on NODE at PORT; `more` adds keys such as serve and aliases. */
+function vllm(name: string, node: string, port: number, model: string, more: Record<string, string> = {}): string {
+  return [`  ${name}:`, '    engine: vllm', `    node: ${node}`, `    url: http://${node}:${port}/v1`, `    model: ${model}`,
+    ...Object.entries(more).map(([k, v]) => `    ${k}: ${v}`)].join('\n');
 }
 
 const NODE_8G = '  box:\n    power: always-on\n    gpus: [{ model: RTX 4070, memory: 8GiB }]';
@@ -87,48 +94,25 @@ test('the seeds\' deployed fabric plans without errors and says where it is tigh
 });
 
 test('utilization fractions past 1 on one GPU are an error', () => {
-  const plan = planFabric(load(fabric(NODE_8G, `  a:
-    engine: vllm
-    node: box
-    url: http://box:8000/v1
-    model: Qwen/Qwen2.5-0.5B-Instruct
-    serve: { gpu_memory_utilization: 0.6, max_model_len: 4096 }
-  b:
-    engine: vllm
-    node: box
-    url: http://box:8001/v1
-    model: BAAI/bge-small-en-v1.5
-    aliases: [emb]
-    serve: { gpu_memory_utilization: 0.5 }`)));
+  const plan = planFabric(load(fabric(NODE_8G, [
+    vllm('a', 'box', 8000, 'Qwen/Qwen2.5-0.5B-Instruct', { serve: '{ gpu_memory_utilization: 0.6, max_model_len: 4096 }' }),
+    vllm('b', 'box', 8001, 'BAAI/bge-small-en-v1.5', { aliases: '[emb]', serve: '{ gpu_memory_utilization: 0.5 }' }),
+  ])));
   assert.ok(codes(plan).includes('gpu-overcommitted nodes.box.gpus[0]'), codes(plan).join('\n'));
   assert.match(plan.findings[0]!.message, /a 0\.60 \+ b 0\.50 = 1\.10, past 1/);
 });
 
 test('shares that fit but leave no room for each process\'s CUDA context and graphs are a warning', () => {
-  const plan = planFabric(load(fabric(NODE_8G, `  a:
-    engine: vllm
-    node: box
-    url: http://box:8000/v1
-    model: Qwen/Qwen2.5-0.5B-Instruct
-    serve: { gpu_memory_utilization: 0.5, max_model_len: 4096 }
-  b:
-    engine: vllm
-    node: box
-    url: http://box:8001/v1
-    model: Qwen/Qwen2.5-0.5B-Instruct
-    aliases: [b1]
-    serve: { gpu_memory_utilization: 0.45, max_model_len: 4096 }`)));
+  const plan = planFabric(load(fabric(NODE_8G, [
+    vllm('a', 'box', 8000, 'Qwen/Qwen2.5-0.5B-Instruct', { serve: '{ gpu_memory_utilization: 0.5, max_model_len: 4096 }' }),
+    vllm('b', 'box', 8001, 'Qwen/Qwen2.5-0.5B-Instruct', { aliases: '[b1]', serve: '{ gpu_memory_utilization: 0.45, max_model_len: 4096 }' }),
+  ])));
   assert.deepEqual(codes(plan).filter((c) => c.startsWith('gpu-')), ['gpu-startup-tight nodes.box.gpus[0]']);
   assert.equal(plan.errors, 0);
 });
 
 test('a share that holds the weights but not one full-length request is an error, with the way out', () => {
-  const plan = planFabric(load(fabric(NODE_8G, `  a:
-    engine: vllm
-    node: box
-    url: http://box:8000/v1
-    model: meta-llama/Llama-3.1-8B-Instruct-AWQ
-    serve: { gpu_memory_utilization: 0.85 }`)));
+  const plan = planFabric(load(fabric(NODE_8G, vllm('a', 'box', 8000, 'meta-llama/Llama-3.1-8B-Instruct-AWQ', { serve: '{ gpu_memory_utilization: 0.85 }' }))));
   const f = plan.findings.find((x) => x.code === 'kv-cache-too-small');
   assert.ok(f !== undefined, codes(plan).join('\n'));
   assert.match(f.message, /one 131,072-token request \(the model's own; set serve\.max_model_len to serve less\) needs 16\.00 GiB/);
@@ -137,32 +121,21 @@ test('a share that holds the weights but not one full-length request is an error
 });
 
 test('a max model length beyond the model\'s is an error', () => {
-  const plan = planFabric(load(fabric('  big:\n    power: always-on\n    gpus: [{ model: RTX 4090, memory: 24GiB }]', `  a:
-    engine: vllm
-    node: big
-    url: http://big:8000/v1
-    model: casperhansen/llama-3-8b-instruct-awq
-    serve: { max_model_len: 16384 }`)));
+  const plan = planFabric(load(fabric('  big:\n    power: always-on\n    gpus: [{ model: RTX 4090, memory: 24GiB }]', vllm('a', 'big', 8000, 'casperhansen/llama-3-8b-instruct-awq', { serve: '{ max_model_len: 16384 }' }))));
   assert.ok(codes(plan).includes('max-len-beyond-model backends.a'), codes(plan).join('\n'));
   assert.match(plan.findings.find((f) => f.code === 'max-len-beyond-model')!.message, /16,384 is beyond Llama 3 8B's 8,192/);
 });
 
 test('a role served only by workstations with no always-on fallback is flagged; one reaching the cloud is not', () => {
   const nodes = '  ws:\n    power: workstation\n    gpus: [{ model: RTX 4070, memory: 12GiB }]\n  ws2:\n    power: workstation';
-  const backends = `  a:
-    engine: vllm
-    node: ws
-    url: http://ws:8000/v1
-    model: m
-  b:
-    engine: vllm
-    node: ws2
-    url: http://ws2:8000/v1
-    model: m
-  cloud:
+  const backends = [
+    vllm('a', 'ws', 8000, 'm'),
+    vllm('b', 'ws2', 8000, 'm'),
+    `  cloud:
     engine: openai
     model: gpt-4o-mini
-    api_key: env:OPENAI_API_KEY`;
+    api_key: env:OPENAI_API_KEY`,
+  ];
   const plan = planFabric(load(fabric(nodes, backends, `  fast:
     kind: chat
     backends: [a]
@@ -188,19 +161,10 @@ test('a model outside the catalogue is sized from serve.hf_config, relative to t
     model_type: 'llama', hidden_size: 2048, intermediate_size: 5632, num_attention_heads: 32, num_key_value_heads: 4,
     num_hidden_layers: 22, vocab_size: 32000, max_position_embeddings: 2048, torch_dtype: 'bfloat16',
   }));
-  const backends = `  a:
-    engine: vllm
-    node: box
-    url: http://box:8000/v1
-    model: acme/tiny-llama-1.1b
-    serve: { hf_config: config.json }
-  b:
-    engine: vllm
-    node: box
-    url: http://box:8001/v1
-    model: acme/unknown-model
-    aliases: [u]
-    serve: { gpu_memory_utilization: 0.1 }`;
+  const backends = [
+    vllm('a', 'box', 8000, 'acme/tiny-llama-1.1b', { serve: '{ hf_config: config.json }' }),
+    vllm('b', 'box', 8001, 'acme/unknown-model', { aliases: '[u]', serve: '{ gpu_memory_utilization: 0.1 }' }),
+  ];
   const plan = planFabric(load(fabric(NODE_8G, backends), join(dir, 'fabric.yaml')));
   const a = engine(plan, 'a');
   assert.equal(a.arch?.source, 'hf-config');
@@ -212,43 +176,23 @@ test('a model outside the catalogue is sized from serve.hf_config, relative to t
 
 test('bfloat16 on a pre-Ampere GPU: explicit is an error, auto falls back to float16', () => {
   const turing = '  t:\n    power: always-on\n    gpus: [{ model: RTX 2080 Ti, memory: 11GiB }]';
-  const plan = planFabric(load(fabric(turing, `  a:
-    engine: vllm
-    node: t
-    url: http://t:8000/v1
-    model: Qwen/Qwen2.5-1.5B-Instruct
-    serve: { dtype: bfloat16, max_model_len: 4096 }
-  b:
-    engine: vllm
-    node: t
-    url: http://t:8001/v1
-    model: Qwen/Qwen2.5-0.5B-Instruct
-    aliases: [bb]
-    serve: { max_model_len: 4096, gpu_memory_utilization: 0.2 }`)));
+  const plan = planFabric(load(fabric(turing, [
+    vllm('a', 't', 8000, 'Qwen/Qwen2.5-1.5B-Instruct', { serve: '{ dtype: bfloat16, max_model_len: 4096 }' }),
+    vllm('b', 't', 8001, 'Qwen/Qwen2.5-0.5B-Instruct', { aliases: '[bb]', serve: '{ max_model_len: 4096, gpu_memory_utilization: 0.2 }' }),
+  ])));
   assert.ok(codes(plan).includes('dtype-unsupported backends.a'));
   assert.ok(codes(plan).includes('dtype-fallback backends.b'));
   assert.equal(engine(plan, 'b').dtype, 'float16');
 });
 
 test('the gateway\'s context window longer than the engine\'s max length is flagged', () => {
-  const plan = planFabric(load(fabric(NODE_8G, `  a:
-    engine: vllm
-    node: box
-    url: http://box:8000/v1
-    model: Qwen/Qwen2.5-0.5B-Instruct
-    context_window: 32768
-    serve: { max_model_len: 8192 }`)));
+  const plan = planFabric(load(fabric(NODE_8G, vllm('a', 'box', 8000, 'Qwen/Qwen2.5-0.5B-Instruct', { context_window: '32768', serve: '{ max_model_len: 8192 }' }))));
   assert.ok(codes(plan).includes('context-window-mismatch backends.a.context_window'));
 });
 
 test('tensor parallelism plans each GPU with half the weights and KV heads', () => {
   const two = '  duo:\n    power: always-on\n    gpus: [{ model: RTX 3090, memory: 24GiB }, { model: RTX 3090, memory: 24GiB }]';
-  const plan = planFabric(load(fabric(two, `  a:
-    engine: vllm
-    node: duo
-    url: http://duo:8000/v1
-    model: Qwen/Qwen2.5-14B-Instruct
-    serve: { gpu: [0, 1], max_model_len: 16384 }`)));
+  const plan = planFabric(load(fabric(two, vllm('a', 'duo', 8000, 'Qwen/Qwen2.5-14B-Instruct', { serve: '{ gpu: [0, 1], max_model_len: 16384 }' }))));
   assert.equal(plan.gpus[0]!.engines.length, 1);
   assert.equal(plan.gpus[1]!.engines.length, 1);
   const e = plan.gpus[0]!.engines[0]!;

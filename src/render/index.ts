@@ -10,10 +10,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FabricConfig, SecretRef } from '../config/types.ts';
 import { header, safeName, servedOn, type RenderContext, type RenderedFile } from './common.ts';
-import { engineUnitName, gatewayCompose, nodeCompose } from './compose.ts';
+import { bindsLoopback, engineUnitName, gatewayCompose, nodeCompose } from './compose.ts';
 import { gatewayContainerfile } from './containerfile.ts';
 import { launchFiles } from './launch.ts';
-import { bindsLoopback } from './compose.ts';
 import { litellmConfig } from './litellm.ts';
 import { engineUnit, gatewayUnit } from './systemd.ts';
 
