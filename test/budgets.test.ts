@@ -41,10 +41,9 @@ budgets:
   openai:
     amount: ${budget}
     period: month
-    engines: [openai-compatible]
     backends: [cloud-strong]
     fallback: local/chat
-`.replace('    engines: [openai-compatible]\n', '');
+`;
 }
 
 const auth = { authorization: `Bearer ${MASTER}` };
@@ -78,6 +77,8 @@ describe('a provider budget', () => {
     const m = await (await fetch(`${f.url}/metrics`, { headers: auth })).text();
     assert.match(m, /fabric_budget_fallbacks_total\{budget="openai"\} 3/);
     assert.match(m, /fabric_budget_limit_usd\{budget="openai",period="month"\} 0.1/);
+    assert.match(m, /fabric_budget_spent_usd\{budget="openai",period="month"\} 0\.0\d+/);
+    assert.match(m, /fabric_budget_exhausted\{budget="openai"\} [01]\n/);
     assert.match(m, /fabric_cost_usd_total\{role="openai\/strong",backend="cloud-strong"\} 0\.0\d+/);
   });
 

@@ -1,7 +1,7 @@
 // The store contract against both implementations: SQLite in a temp file, and a real
 // PostgreSQL cluster started for this file (test/support/servers.ts).
 
-import { after, before, describe } from 'node:test';
+import { after, describe } from 'node:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,7 +32,6 @@ describe('postgres store', { skip: typeof pg === 'string' ? pg : false }, () => 
   const server = pg as PgServer;
   let n = 0;
   let last = '';
-  before(() => {});
   after(() => server.close());
   storeContract('postgres', {
     async fresh() {

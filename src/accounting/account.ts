@@ -59,6 +59,25 @@ export function promptEstimate(s: BodySize): number {
 
 export interface TpmHold { key: string; limit: number; reserved: number }
 
+export interface AccountInit {
+  ctx: RequestContext;
+  key: KeyRecord | undefined;
+  op: string;
+  model: string;
+  body: JsonObject;
+  stream: boolean;
+  ts: number;
+  keyScope: BudgetScope | undefined;
+  tpm: readonly TpmHold[];
+  /** The raw request, kept only when request logging is on. */
+  rawRequest: string | undefined;
+  /** Already measured at admission (for a token-rate reservation); else measured when first needed. */
+  size?: BodySize;
+}
+
+/** Shared by every request that holds no token-rate reservation. */
+export const NO_TPM: readonly TpmHold[] = Object.freeze([]);
+
 export class RequestAccount implements AttemptHooks {
   readonly #acct: Accounting;
   readonly ctx: RequestContext;
@@ -66,12 +85,13 @@ export class RequestAccount implements AttemptHooks {
   readonly op: string;
   readonly model: string;
   readonly stream: boolean;
-  readonly size: BodySize;
   readonly ts: number;
   readonly keyScope: BudgetScope | undefined;
-  readonly tpm: TpmHold[];
+  readonly tpm: readonly TpmHold[];
   /** The raw request, kept only when request logging is on. */
   readonly rawRequest: string | undefined;
+  readonly #body: JsonObject;
+  #size: BodySize | undefined;
   #hold: Hold | undefined;
   #attempt = 0;
   /** Settled cost of this request's attempts (only a served one costs). */
@@ -80,21 +100,27 @@ export class RequestAccount implements AttemptHooks {
   #usage: Usage | undefined;
   #closed = false;
 
-  constructor(acct: Accounting, init: {
-    ctx: RequestContext; key: KeyRecord | undefined; op: string; model: string; stream: boolean; size: BodySize; ts: number;
-    keyScope: BudgetScope | undefined; tpm: TpmHold[]; rawRequest: string | undefined;
-  }) {
+  constructor(acct: Accounting, init: AccountInit) {
     this.#acct = acct;
     this.ctx = init.ctx;
     this.key = init.key;
     this.op = init.op;
     this.model = init.model;
+    this.#body = init.body;
     this.stream = init.stream;
-    this.size = init.size;
     this.ts = init.ts;
     this.keyScope = init.keyScope;
     this.tpm = init.tpm;
     this.rawRequest = init.rawRequest;
+    this.#size = init.size;
+  }
+
+  /**
+   * The body's size, measured on first use: most requests (no token limit, no priced budget,
+   * usage reported) never need it, and measuring walks the whole prompt.
+   */
+  get size(): BodySize {
+    return this.#size ??= bodySize(this.#body);
   }
 
   /** The most this request could cost on a backend: every prompt byte a token, the whole max_tokens (or what the backend can produce), the whole total timeout for GPU-hour prices. */

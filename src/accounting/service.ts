@@ -11,10 +11,10 @@ import { FabricError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { JsonObject, Operation } from '../engines/types.ts';
 import { KeyRing } from '../keys/keyring.ts';
-import { LocalBuckets, RedisBuckets, type BucketTake, type RateLimiter } from '../limits/buckets.ts';
+import { LocalBuckets, RedisBuckets, type BucketTake, type RateLimiter, type TakeResult } from '../limits/buckets.ts';
 import { openRedis, type SharedRedis } from '../limits/redis-client.ts';
-import type { KeyRecord, Store, UsageRecord } from '../store/types.ts';
-import { DEFAULT_COMPLETION_ESTIMATE, RequestAccount, bodySize, promptEstimate, type TpmHold } from './account.ts';
+import type { KeyRecord, RateLimit, Store, UsageRecord } from '../store/types.ts';
+import { DEFAULT_COMPLETION_ESTIMATE, NO_TPM, RequestAccount, bodySize, promptEstimate, type AccountInit, type TpmHold } from './account.ts';
 import { MemoryLedger, RedisLedger, type BudgetScope, type Ledger } from './ledger.ts';
 import { periodAdjective, periodEnd, periodStart, usd } from './periods.ts';
 import { PriceTable } from './prices.ts';
@@ -184,53 +184,52 @@ export class Accounting {
     }
     const model = body.model as string;
     const route = gw.route(op, model);
-    let keyScope: BudgetScope | undefined;
+    const init: AccountInit = {
+      ctx, key, op, model, body, stream: body.stream === true && op !== 'embeddings', ts, keyScope: undefined, tpm: NO_TPM,
+      rawRequest: this.#redactor === undefined ? undefined : raw,
+    };
+    if (key === undefined) return new RequestAccount(this, init);
+    if (key.roles !== undefined && !allows(key, route.name, gw)) {
+      throw new FabricError('model_not_allowed', `key "${key.name}" does not have access to model \`${model}\`; it may use: ${key.roles.join(', ') || 'nothing'}`, { param: 'model' });
+    }
+    const keyScope = this.keyScope(key);
+    if (keyScope !== undefined) {
+      const v = this.ledger.view(keyScope);
+      if (v.spent >= keyScope.limit) {
+        this.events.keyBudgetRefused(key.name);
+        const end = periodEnd(keyScope.period, ts);
+        throw new FabricError('insufficient_quota', `key "${key.name}" is over its ${periodAdjective(keyScope.period)} budget: ${usd(v.spent)} spent of ${usd(keyScope.limit)}` +
+          (Number.isFinite(end) ? `; it resets at ${new Date(end).toISOString()}` : ''));
+      }
+      init.keyScope = keyScope;
+    }
+    const roleLimit = key.roleLimits[route.name];
+    if (key.rpm === undefined && key.tpm === undefined && roleLimit?.rpm === undefined && roleLimit?.tpm === undefined) return new RequestAccount(this, init);
     const takes: BucketTake[] = [];
     const tpm: TpmHold[] = [];
-    const size = bodySize(body);
-    if (key !== undefined) {
-      if (key.roles !== undefined && !allows(key, route.name, gw)) {
-        throw new FabricError('model_not_allowed', `key "${key.name}" does not have access to model \`${model}\`; it may use: ${key.roles.join(', ') || 'nothing'}`, { param: 'model' });
-      }
-      keyScope = this.keyScope(key);
-      if (keyScope !== undefined) {
-        const v = this.ledger.view(keyScope);
-        if (v.spent >= keyScope.limit) {
-          this.events.keyBudgetRefused(key.name);
-          const end = periodEnd(keyScope.period, ts);
-          throw new FabricError('insufficient_quota', `key "${key.name}" is over its ${periodAdjective(keyScope.period)} budget: ${usd(v.spent)} spent of ${usd(keyScope.limit)}` +
-            (Number.isFinite(end) ? `; it resets at ${new Date(end).toISOString()}` : ''));
-        }
-      }
-      const tokens = promptEstimate(size) + (size.maxCompletion ?? DEFAULT_COMPLETION_ESTIMATE * size.choices);
-      const add = (scope: string, what: { rpm?: number; tpm?: number } | undefined): void => {
-        if (what?.rpm !== undefined) takes.push({ key: `${scope}:rpm`, limit: what.rpm, cost: 1 });
-        if (what?.tpm !== undefined) {
-          takes.push({ key: `${scope}:tpm`, limit: what.tpm, cost: tokens });
-          tpm.push({ key: `${scope}:tpm`, limit: what.tpm, reserved: Math.min(tokens, what.tpm) });
-        }
-      };
-      add(`k:${key.id}`, key);
-      add(`k:${key.id}:r:${route.name}`, key.roleLimits[route.name]);
-    }
-    const make = (): RequestAccount => new RequestAccount(this, {
-      ctx, key, op, model, stream: body.stream === true && op !== 'embeddings', size, ts, keyScope, tpm, rawRequest: this.#redactor === undefined ? undefined : raw,
-    });
-    if (takes.length === 0) return make();
+    // Measured only here, where a token-rate reservation needs it; the account reuses it.
+    const size = key.tpm !== undefined || roleLimit?.tpm !== undefined ? bodySize(body) : undefined;
+    const tokens = size === undefined ? 0 : promptEstimate(size) + (size.maxCompletion ?? DEFAULT_COMPLETION_ESTIMATE * size.choices);
+    addTakes(takes, tpm, `k:${key.id}`, key, tokens);
+    if (roleLimit !== undefined) addTakes(takes, tpm, `k:${key.id}:r:${route.name}`, roleLimit, tokens);
+    init.size = size;
+    if (tpm.length > 0) init.tpm = tpm;
     const verdict = this.limiter.take(takes);
-    const decide = (v: Awaited<typeof verdict>): RequestAccount => {
-      if (v.ok) return make();
-      const t = takes[v.index]!;
-      const kind = t.key.endsWith(':rpm') ? 'requests' : 'tokens';
-      const perRole = t.key.includes(':r:');
-      this.events.rateLimited(key!.name, `${perRole ? route.name + ' ' : ''}${kind === 'requests' ? 'rpm' : 'tpm'}`);
-      const secs = Math.max(1, Math.ceil(v.retryAfterMs / 1000));
-      throw new FabricError('rate_limit_exceeded',
-        `Rate limit reached for key "${key!.name}"${perRole ? ` on ${route.name}` : ''} on ${kind} per minute (${kind === 'requests' ? 'RPM' : 'TPM'}): limit ${t.limit}` +
-        `${kind === 'tokens' ? `, this request needs about ${t.cost}` : ''}. Please try again in ${(v.retryAfterMs / 1000).toFixed(1)}s.`,
-        { headers: { 'retry-after': String(secs), [`x-ratelimit-limit-${kind}`]: String(t.limit), [`x-ratelimit-remaining-${kind}`]: '0' } });
-    };
-    return verdict instanceof Promise ? verdict.then(decide) : decide(verdict);
+    if (verdict instanceof Promise) return verdict.then((v) => this.#decide(v, takes, init, key, route.name));
+    return this.#decide(verdict, takes, init, key, route.name);
+  }
+
+  #decide(v: TakeResult, takes: readonly BucketTake[], init: AccountInit, key: KeyRecord, routeName: string): RequestAccount {
+    if (v.ok) return new RequestAccount(this, init);
+    const t = takes[v.index]!;
+    const kind = t.key.endsWith(':rpm') ? 'requests' : 'tokens';
+    const perRole = t.key.includes(':r:');
+    this.events.rateLimited(key.name, `${perRole ? routeName + ' ' : ''}${kind === 'requests' ? 'rpm' : 'tpm'}`);
+    const secs = Math.max(1, Math.ceil(v.retryAfterMs / 1000));
+    throw new FabricError('rate_limit_exceeded',
+      `Rate limit reached for key "${key.name}"${perRole ? ` on ${routeName}` : ''} on ${kind} per minute (${kind === 'requests' ? 'RPM' : 'TPM'}): limit ${t.limit}` +
+      `${kind === 'tokens' ? `, this request needs about ${t.cost}` : ''}. Please try again in ${(v.retryAfterMs / 1000).toFixed(1)}s.`,
+      { headers: { 'retry-after': String(secs), [`x-ratelimit-limit-${kind}`]: String(t.limit), [`x-ratelimit-remaining-${kind}`]: '0' } });
   }
 
   /** An inference request refused before it had an account (bad body, unknown model, rate limited, …). */
@@ -365,4 +364,13 @@ export function allows(key: KeyRecord, routeName: string, gw: Gateway): boolean 
     if (gw.table.resolve(n)?.route.name === routeName) return true;
   }
   return false;
+}
+
+/** A request's takes from one limit's buckets (key-wide or per role): one request, and its estimated tokens. */
+function addTakes(takes: BucketTake[], tpm: TpmHold[], scope: string, limit: RateLimit, tokens: number): void {
+  if (limit.rpm !== undefined) takes.push({ key: `${scope}:rpm`, limit: limit.rpm, cost: 1 });
+  if (limit.tpm !== undefined) {
+    takes.push({ key: `${scope}:tpm`, limit: limit.tpm, cost: tokens });
+    tpm.push({ key: `${scope}:tpm`, limit: limit.tpm, reserved: Math.min(tokens, limit.tpm) });
+  }
 }

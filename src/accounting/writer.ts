@@ -74,8 +74,8 @@ export class UsageWriter {
   #nextAttempt = 0;
   #closed = false;
   storeUp = true;
-  /** Counters for metrics and tests. */
-  readonly stats = { written: 0, duplicates: 0, failures: 0, replayed: 0, spooled: 0, droppedLogs: 0, rejected: 0 };
+  /** Counters for metrics (gateway-metrics.ts) and tests. */
+  readonly stats = { written: 0, failures: 0 };
 
   constructor(o: WriterOptions) {
     this.#o = o;
@@ -124,7 +124,6 @@ export class UsageWriter {
         writeSync(seg.fd!, JSON.stringify(rec) + '\n');
         seg.outstanding++;
         seg.dirty = true;
-        this.stats.spooled++;
       } catch (e) {
         this.#o.log.error('accounting: cannot append to the usage spool; the record is held in memory only', { error: (e as Error).message });
         seg = undefined;
@@ -140,10 +139,8 @@ export class UsageWriter {
   }
 
   addLog(rec: RequestLogRecord): void {
-    if (this.#logs.length >= MAX_LOG_QUEUE) {
-      this.#logs.shift();
-      this.stats.droppedLogs++;
-    }
+    // Best effort (README): past the cap the oldest entry is dropped.
+    if (this.#logs.length >= MAX_LOG_QUEUE) this.#logs.shift();
     this.#logs.push(rec);
   }
 
@@ -205,7 +202,6 @@ export class UsageWriter {
         const inserted = await this.#insert(recs);
         this.#queue.splice(0, batch.length);
         this.stats.written += inserted;
-        this.stats.duplicates += recs.length - inserted;
         for (const q of batch) if (q.seg !== undefined) this.#done(q.seg, 1);
         this.#o.onCommitted?.(recs);
         if (!this.#closed && this.#queue.length < this.#o.batchSize) break;
@@ -244,7 +240,6 @@ export class UsageWriter {
           n += await this.#o.store.insertUsage([r]);
         } catch (one) {
           if (!(one instanceof StoreError) || !one.permanent) throw one;
-          this.stats.rejected++;
           this.#o.log.error('accounting: the store refused a usage record; it is set aside in the spool directory (rejected.jsonl)', { id: r.id, error: (one as Error).message });
           if (this.#o.spoolDir !== undefined) {
             try { appendFileSync(join(this.#o.spoolDir, 'rejected.jsonl'), JSON.stringify(r) + '\n', { mode: 0o600 }); } catch { /* logged above */ }
@@ -313,7 +308,6 @@ export class UsageWriter {
       for (let i = 0; i < recs.length; i += this.#o.batchSize) {
         const chunk = recs.slice(i, i + this.#o.batchSize);
         const inserted = await this.#insert(chunk);
-        this.stats.replayed += inserted;
         this.stats.written += inserted;
         this.#o.onCommitted?.(chunk);
       }

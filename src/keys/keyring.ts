@@ -33,8 +33,6 @@ export class KeyRing {
   #unwatch: (() => void) | undefined;
   #syncing: Promise<void> | undefined;
   #again = false;
-  /** When the keys were last known to match the store. */
-  syncedAt = 0;
 
   constructor(store: Store, opts: KeyRingOptions) {
     this.#store = store;
@@ -75,7 +73,6 @@ export class KeyRing {
             this.#replace(all);
             this.#version = v;
           }
-          this.syncedAt = this.#now();
         } catch (e) {
           this.#opts.log.warn('keys: cannot reload from the store; serving the keys already loaded', { error: (e as Error).message });
         }

@@ -2,7 +2,7 @@
 // slow password hash: there is nothing to guess); only that digest is stored, and the key is
 // shown once, at creation or rotation.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 export const KEY_PREFIX = 'sk-fabric-';
 
@@ -14,9 +14,9 @@ export function newKeyId(): string {
   return 'key_' + randomBytes(8).toString('hex');
 }
 
-/** Hex SHA-256: what the store holds and lookups use. */
+/** Hex SHA-256: what the store holds and lookups use. One-shot crypto.hash: it runs on every request, and is ~2.5x faster than createHash().update().digest(). */
 export function hashKey(secret: string): string {
-  return createHash('sha256').update(secret).digest('hex');
+  return hash('sha256', secret, 'hex');
 }
 
 /** Enough of the key to tell keys apart in a listing, far too little to use (12 of 256 bits each end). */

@@ -7,7 +7,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, readFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
-import { tmpdir, userInfo } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export async function freePort(): Promise<number> {
@@ -200,5 +200,3 @@ export async function startRedis(): Promise<RedisServer | string> {
   rmSync(dir, { recursive: true, force: true });
   return unavailable('Redis', `redis-server did not start: ${out.slice(-1000)}`);
 }
-
-export const currentUser = (): string => userInfo().username;
