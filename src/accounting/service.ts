@@ -184,6 +184,7 @@ export class Accounting {
     }
     const model = body.model as string;
     const route = gw.route(op, model);
+    ctx.route = route;
     const init: AccountInit = {
       ctx, key, op, model, body, stream: body.stream === true && op !== 'embeddings', ts, keyScope: undefined, tpm: NO_TPM,
       rawRequest: this.#redactor === undefined ? undefined : raw,

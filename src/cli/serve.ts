@@ -2,7 +2,6 @@
 // neither it looks for local engines and an OpenAI key, and failing those it serves the
 // seeds' fabric from the built-in simulator, labelled as such.
 
-import { parseArgs } from 'node:util';
 import { watch } from 'node:fs';
 import { loadFabricConfig, parseFabricText, checkSecrets } from '../config/load.ts';
 import { ConfigError, formatIssue } from '../config/issues.ts';
@@ -12,6 +11,7 @@ import { createLogger, type Logger } from '../core/log.ts';
 import { startGateway, secretNames, type RunningGateway } from '../main.ts';
 import { discoverLocal, fabricFromDiscovery } from '../discovery/local.ts';
 import { isWorker, parseWorkers, runPrimary } from './workers.ts';
+import { parseCommand, usageError } from './args.ts';
 import { startDemoFleet, demoFabricYaml } from '../discovery/demo.ts';
 
 const HELP = `Usage: fabric serve [--config FILE] [--port N] [--host H] [--log-level L] [--grace S] [--workers N|auto]
@@ -52,47 +52,35 @@ async function buildWithoutConfig(host: string, port: number, log: Logger): Prom
 }
 
 export async function runServe(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string', short: 'c' },
-        port: { type: 'string', short: 'p' },
-        host: { type: 'string' },
-        'log-level': { type: 'string' },
-        grace: { type: 'string' },
-        workers: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (e) {
-    process.stderr.write(`fabric serve: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (values.help === true) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseCommand('serve', HELP, {
+    args: argv,
+    options: {
+      config: { type: 'string', short: 'c' },
+      port: { type: 'string', short: 'p' },
+      host: { type: 'string' },
+      'log-level': { type: 'string' },
+      grace: { type: 'string' },
+      workers: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
   const level = (values['log-level'] ?? 'info') as 'debug' | 'info' | 'warn' | 'error';
   if (!['debug', 'info', 'warn', 'error'].includes(level)) {
-    process.stderr.write(`fabric serve: --log-level must be debug, info, warn or error\n`);
-    return 2;
+    return usageError('serve', '--log-level must be debug, info, warn or error');
   }
   const port = values.port === undefined ? undefined : Number(values.port);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
-    process.stderr.write(`fabric serve: --port must be a port number\n`);
-    return 2;
+    return usageError('serve', '--port must be a port number');
   }
   const graceMs = values.grace === undefined ? 30_000 : Number(values.grace) * 1000;
   if (!Number.isFinite(graceMs) || graceMs < 0) {
-    process.stderr.write(`fabric serve: --grace must be a number of seconds\n`);
-    return 2;
+    return usageError('serve', '--grace must be a number of seconds');
   }
   const workersFlag = values.workers === undefined ? undefined : parseWorkers(values.workers);
   if (values.workers !== undefined && workersFlag === undefined) {
-    process.stderr.write(`fabric serve: --workers must be a number from 1 to 64, or auto\n`);
-    return 2;
+    return usageError('serve', '--workers must be a number from 1 to 64, or auto');
   }
   const file = values.config ?? process.env.FABRIC_CONFIG;
   const pretty = process.stdout.isTTY === true;

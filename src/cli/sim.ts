@@ -2,7 +2,7 @@
 // speaking that engine's protocol — with a control API to switch faults while it runs.
 // --out writes a copy of the config pointing at the simulated engines, for `fabric serve`.
 
-import { parseArgs } from 'node:util';
+import { parseCommand, usageError } from './args.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { loadFabricConfig } from '../config/load.ts';
@@ -57,23 +57,12 @@ export function simSpecs(config: FabricConfig): { specs: SimEngineSpec[]; engine
 }
 
 export async function runSim(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({ args: argv, options: {
-      config: { type: 'string', short: 'c' }, 'control-port': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-    } }));
-  } catch (e) {
-    process.stderr.write(`fabric sim: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (values.help === true) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  if (values.config === undefined) {
-    process.stderr.write(`fabric sim: --config FILE is required\n\n${HELP}`);
-    return 2;
-  }
+  const parsed = parseCommand('sim', HELP, { args: argv, options: {
+    config: { type: 'string', short: 'c' }, 'control-port': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+  } });
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
+  if (values.config === undefined) return usageError('sim', '--config FILE is required', HELP);
   let config: FabricConfig;
   let litellm = false;
   try {

@@ -1,30 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, writeFileSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadFabricConfig } from './load.ts';
-import { ConfigError, formatIssue } from './issues.ts';
+import { formatIssue } from './issues.ts';
+import { configFiles } from '../../test/support/config-files.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'fabric-config-'));
-let n = 0;
-function file(text: string): string {
-  const d = join(dir, `c${n++}`);
-  mkdirSync(d, { recursive: true });
-  const p = join(d, 'fabric.yaml');
-  writeFileSync(p, text);
-  return p;
-}
-
-function errorsOf(path: string, env: NodeJS.ProcessEnv = {}): string[] {
-  try {
-    loadFabricConfig(path, env);
-  } catch (e) {
-    assert.ok(e instanceof ConfigError);
-    return e.issues.filter((i) => i.severity === 'error').map(formatIssue);
-  }
-  assert.fail('expected the config to be refused');
-}
+const { file, errorsOf } = configFiles('fabric-config-');
 
 const MINIMAL = `version: 1
 backends:

@@ -27,6 +27,8 @@ export interface RequestContext {
   drillFailPrimary?: boolean;
   /** Budgets: reserve before each attempt, settle after (src/accounting); absent when nothing is priced or budgeted. */
   account?: AttemptHooks;
+  /** The route, when admission already resolved it (on this gateway): not resolved twice. */
+  route?: Route<BackendRuntime>;
 }
 
 /** Why a backend is passed over before sending (a spent budget), and where to go instead. */
@@ -167,7 +169,7 @@ export class Gateway {
     attempt: (backend: BackendRuntime, route: RouteT, served: Served) => Promise<void>,
   ): Promise<Served> {
     const requested = body.model as string;
-    const first = this.route(op, requested);
+    const first = ctx.route ?? this.route(op, requested);
     let { chain, rerouted } = first.rules.length === 0 ? { chain: [first, ...first.fallbacks], rerouted: false } : await this.#plan(first, body);
     const failures: AttemptFailure[] = [];
     const served: Served = { requested, route: first.name, role: '', backend: '', attempts: 0, rerouted, usage: undefined, streamError: undefined, failures, retries: 0 };
