@@ -3,6 +3,7 @@
 // (on a TTY unless NO_COLOR; FORCE_COLOR forces it).
 
 import { parseDuration } from '../config/units.ts';
+import { errorCode, networkErrorText } from '../core/attempt-error.ts';
 
 export const DEFAULT_URL = 'http://127.0.0.1:4000';
 
@@ -79,9 +80,7 @@ export function authHeaders(key: string | undefined): Record<string, string> {
 export function netError(e: unknown): string {
   const err = e as { name?: string; message?: string; cause?: { code?: string; message?: string } };
   if (err.name === 'TimeoutError') return 'no answer before the timeout';
-  const code = err.cause?.code;
-  if (code === 'ECONNREFUSED') return 'connection refused';
-  if (code === 'ENOTFOUND') return 'host not found';
-  if (code !== undefined) return code;
+  const code = errorCode(e);
+  if (code !== undefined) return networkErrorText(code) ?? code;
   return err.cause?.message ?? err.message ?? String(e);
 }

@@ -34,6 +34,17 @@ const NETWORK_CODES: Record<string, string> = {
   UND_ERR_CLOSED: 'connection closed',
 };
 
+/** A transport error's code (its own, or its cause's, as undici and fetch wrap them). */
+export function errorCode(e: unknown): string | undefined {
+  const err = e as { code?: unknown; cause?: { code?: unknown } } | null;
+  return typeof err?.code === 'string' ? err.code : typeof err?.cause?.code === 'string' ? err.cause.code : undefined;
+}
+
+/** What a network error code means, in words, when it is one of the usual ones. */
+export function networkErrorText(code: string | undefined): string | undefined {
+  return code === undefined ? undefined : NETWORK_CODES[code];
+}
+
 export function secs(ms: number): string {
   return ms >= 1000 ? `${+(ms / 1000).toFixed(1)}s` : `${ms}ms`;
 }
@@ -41,15 +52,14 @@ export function secs(ms: number): string {
 /** A failure below HTTP: refused, reset, timed out. `timedOut` is the gateway's own deadline message, if that fired. */
 export function transportError(backend: BackendRuntime, e: unknown, timedOut: string | undefined): AttemptError {
   if (timedOut !== undefined) return new AttemptError('timeout', timedOut);
-  const err = e as { code?: string; message?: string; cause?: { code?: string } };
-  const code = err.code ?? err.cause?.code;
+  const code = errorCode(e);
   const t = backend.config.timeouts;
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return new AttemptError('timeout', `connect timeout after ${secs(t.connectMs)}`);
   if (code === 'UND_ERR_HEADERS_TIMEOUT') return new AttemptError('timeout', `no response within the first-byte timeout (${secs(t.firstByteMs)})`);
   if (code === 'UND_ERR_BODY_TIMEOUT') return new AttemptError('timeout', `response stalled past the idle timeout (${secs(t.idleMs)})`);
-  if (code === 'FABRIC_RESPONSE_TOO_LARGE') return new AttemptError('malformed', err.message ?? 'response too large');
-  const what = code === undefined ? undefined : NETWORK_CODES[code];
-  return new AttemptError('connect', what ?? `request failed: ${code ?? err.message ?? 'unknown error'}`);
+  const message = (e as { message?: string } | null)?.message;
+  if (code === 'FABRIC_RESPONSE_TOO_LARGE') return new AttemptError('malformed', message ?? 'response too large');
+  return new AttemptError('connect', networkErrorText(code) ?? `request failed: ${code ?? message ?? 'unknown error'}`);
 }
 
 /** A non-2xx answer, classified with the engine's own error format. */
