@@ -22,6 +22,7 @@ import { startGateway, type RunningGateway } from '../src/main.ts';
 import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
 import { magicPacket } from '../src/health/wol.ts';
 import { post, chat } from './helpers.ts';
+import { freePort } from './support/servers.ts';
 
 const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
 const FAST = { ttftMs: 5, tokensPerSecond: 2000, maxConcurrency: 16, maxQueue: 64 };
@@ -329,20 +330,27 @@ test('fabric health: one table, plain when piped; exit code by alert level', asy
   assert.equal(j.exit_code, 1);
   assert.equal(j.backends.find((b: any) => b.name === 'motoko-bge').status, 'down');
 
+  // Asked about one backend, it being down is a warning, though one chat backend down is information fleet-wide.
+  await fleet.get('primary').setFault({ kind: 'down' });
+  await until('primary down', () => backend('primary').state === 'down');
+  const picked = await fabric(['health', 'primary'], { FABRIC_URL: gw.url });
+  assert.equal(picked.code, 1, 'the gateway from $FABRIC_URL; the one backend asked about is down');
+  assert.match(picked.stdout, /primary down/);
+
   const one = await fabric(['health', 'armitage', '--url', gw.url, '--json', '--watch', '--count', '2', '--interval', '100ms']);
   assert.equal(one.code, 0);
   const frames = one.stdout.trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(frames.length, 2, 'two refreshes, one JSON line each');
   assert.deepEqual(frames[0].backends.map((b: any) => b.name), ['armitage-qwen'], 'a node name selects its backends');
 
-  const closed = createServer().listen(0, '127.0.0.1');
-  await once(closed, 'listening');
-  const port = (closed.address() as AddressInfo).port;
-  await new Promise((r) => closed.close(r));
+  const port = await freePort();
   const down = await fabric(['health', '--url', `http://127.0.0.1:${port}`, '--timeout', '2s']);
   assert.equal(down.code, 2, 'gateway down is critical');
   assert.match(down.stdout, /level: CRITICAL/);
   assert.match(down.stdout, new RegExp(`gateway http://127\\.0\\.0\\.1:${port} is down: connection refused`));
+
+  const byDefault = await fabric(['health', '--timeout', '2s']);
+  assert.match(byDefault.stdout, /gateway {1,2}http:\/\/127\.0\.0\.1:4000 /, 'no --url, no $FABRIC_URL: the default address');
 
   const bad = await fabric(['health', 'nope', '--url', gw.url]);
   assert.equal(bad.code, 2);

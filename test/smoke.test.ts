@@ -6,13 +6,12 @@ import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
 import { silentLogger } from '../src/core/log.ts';
 import { startGateway, type RunningGateway } from '../src/main.ts';
 import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
+import { freePort } from './support/servers.ts';
 
 const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
 const FAST = { ttftMs: 2, tokensPerSecond: 5000, maxConcurrency: 16, maxQueue: 64 };
@@ -73,15 +72,6 @@ function smoke(args: string[], env: NodeJS.ProcessEnv = { SMOKE_KEY: KEY }): Pro
   return once(child, 'exit').then(([code]) => { clearTimeout(timer); return { code: code as number, stdout, stderr }; });
 }
 
-/** A loopback port nothing listens on (fetch refuses "bad ports" such as 1). */
-async function closedPort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 const cloudRequests = (): number => fleet.get('cloud').stats().requests;
 
 test('every role and alias, end to end: a clear report of the one that fails, the cloud never billed, progress on stderr, exit 1', async () => {
@@ -117,7 +107,7 @@ test('--json and --only; the key from $FABRIC_API_KEY; a refused key and a gatew
   const refused = await smoke(['--only', 'chat-fast'], {});
   assert.equal(refused.code, 2);
   assert.match(refused.stderr, /refused the key \(HTTP 401\)/);
-  const port = await closedPort();
+  const port = await freePort(); // nothing listens there (fetch refuses "bad ports" such as 1)
   const down = await smoke(['--url', `http://127.0.0.1:${port}`]);
   assert.equal(down.code, 2);
   assert.match(down.stderr, new RegExp(`gateway at http://127\\.0\\.0\\.1:${port} is down \\(critical\\): connection refused`));

@@ -22,7 +22,7 @@ export type HealthState = 'unknown' | 'up' | 'failing' | 'down';
 export type Circuit = 'closed' | 'open' | 'half-open';
 
 /** A load sample older than this is ignored (its engine stopped answering): the gateway's own count is fresher. */
-export const LOAD_STALE_MS = 30_000;
+const LOAD_STALE_MS = 30_000;
 /** KV-cache usage from which a backend counts as overloaded (vLLM preempts near full). */
 const KV_OVERLOADED = 0.9;
 
@@ -205,7 +205,8 @@ export class BackendRuntime implements Member {
     this.outstandingAtSample = this.outstanding;
   }
 
-  #freshLoad(now: number): LoadSample | undefined {
+  /** The engine's load sample, unless it has gone stale. */
+  freshLoad(now: number): LoadSample | undefined {
     const l = this.load;
     return l !== undefined && now - l.at <= LOAD_STALE_MS ? l : undefined;
   }
@@ -217,7 +218,7 @@ export class BackendRuntime implements Member {
    */
   loadScore(now: number): number {
     let score = this.outstanding;
-    const l = this.#freshLoad(now);
+    const l = this.freshLoad(now);
     if (l !== undefined) {
       const running = l.running ?? 0;
       const waiting = l.waiting ?? 0;
@@ -230,7 +231,7 @@ export class BackendRuntime implements Member {
   /** Queue building or KV cache nearly full: a conversation should not be pinned here now. */
   overloaded(now: number): boolean {
     if (this.outstanding >= this.config.maxConnections) return true;
-    const l = this.#freshLoad(now);
+    const l = this.freshLoad(now);
     if (l === undefined) return false;
     return (l.waiting ?? 0) > 0 || (l.kvCacheUsage ?? 0) >= KV_OVERLOADED;
   }

@@ -21,6 +21,7 @@ test('levels: the runbook\'s thresholds', () => {
   assert.equal(off.level, 'info', 'workstations off: information only');
   assert.match(off.reasons.join('\n'), /armitage is offline \(workstation off, expected\)/);
   assert.equal(fleet(b('motoko', 'up', ['embeddings']), b('cloud', 'down')).level, 'info', 'one chat backend down');
+  assert.equal(fleet(b('motoko', 'up', ['embeddings']), b('cloud', 'unconfigured')).level, 'info', 'a backend without its API key');
   const two = fleet(b('motoko', 'up', ['embeddings']), b('cloud', 'down'), b('other', 'down'), b('x', 'up'));
   assert.equal(two.level, 'warning');
   assert.match(two.reasons[0]!, /2 backends down: cloud \(connection refused\), other/);
@@ -40,6 +41,7 @@ test('webhook bodies: Slack {text}, or generic JSON', () => {
   assert.deepEqual(Object.keys(s), ['text']);
   assert.match(s.text, /WARNING \(was ok\)\n• motoko-bge is down/);
   const j = JSON.parse(webhookBody('json', { level: 'ok', reasons: [] }, 'warning', 0, true));
+  assert.deepEqual(Object.keys(j), ['source', 'host', 'level', 'previous', 'reasons', 'at', 'simulated']);
   assert.equal(j.source, 'ai-fabric');
   assert.equal(j.level, 'ok');
   assert.equal(j.previous, 'warning');

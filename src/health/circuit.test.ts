@@ -18,139 +18,117 @@ function backend(over: Partial<BackendConfig> = {}): BackendRuntime {
   return new BackendRuntime(cfg, undefined, new Secrets({}));
 }
 
-test('the threshold: tried while failing, skipped once it trips, with the seconds left', async () => {
-  const b = backend();
+/** A test body run against a fresh backend, whose pool is closed afterwards. */
+const withBackend = (fn: (b: BackendRuntime) => void | Promise<void>, over: Partial<BackendConfig> = {}) => async (): Promise<void> => {
+  const b = backend(over);
   try {
-    b.recordFailure('boom', 0);
-    b.recordFailure('boom', 10);
-    assert.equal(b.state, 'failing');
-    assert.equal(b.skipReason(20), undefined);
-    assert.equal(b.retryAfterSeconds(20), undefined);
-    const trips: number[] = [];
-    b.onTrip(() => trips.push(b.coolUntil));
-    b.recordFailure('boom', 20);
-    assert.equal(b.state, 'down');
-    assert.equal(b.circuit(21), 'open');
-    assert.deepEqual(trips, [1_020]);
-    assert.match(b.skipReason(520)!, /cooling down for 1s more after 3 consecutive failures \(boom\)/);
-    assert.equal(b.retryAfterSeconds(520), 1);
-    assert.equal(b.available(520), false);
+    await fn(b);
   } finally {
     await b.close();
   }
-});
+};
 
-test('a further failure extends the cooldown, never shortens it', async () => {
-  const b = backend();
-  try {
-    for (const t of [0, 1, 2]) b.recordFailure('x', t);
-    assert.equal(b.coolUntil, 1_002);
-    b.recordFailure('late answer from an in-flight request', 500);
-    assert.equal(b.coolUntil, 1_500, 'extended');
-    b.recordFailure('x', 100);
-    assert.equal(b.coolUntil, 1_500, 'never shortened');
-    assert.equal(b.retryAfterSeconds(600), 1);
-  } finally {
-    await b.close();
-  }
-});
+/** Three failed requests at these times: the threshold, so it trips. */
+const trip = (b: BackendRuntime, times = [0, 1, 2]): void => { for (const t of times) b.recordFailure('x', t); };
 
-test('half-open: one trial at a time; success closes, failure cools down for twice as long, up to the maximum', async () => {
-  const b = backend();
-  try {
-    for (const t of [0, 1, 2]) b.recordFailure('x', t);
-    const t1 = 1_100;
-    assert.equal(b.circuit(t1), 'half-open');
-    assert.equal(b.available(t1), true);
-    assert.equal(b.skipReason(t1), undefined, 'the first caller is the trial');
-    assert.match(b.skipReason(t1 + 1)!, /half-open/, 'a second caller waits for the trial');
-    assert.equal(b.available(t1 + 1), false);
-    b.recordFailure('still broken', t1 + 50);
-    assert.equal(b.coolUntil, t1 + 50 + 2_000, 'second trip: cooldown doubled');
-    assert.equal(b.trips, 2);
-    const t2 = b.coolUntil + 1;
-    assert.equal(b.skipReason(t2), undefined);
-    b.recordFailure('still broken', t2);
-    assert.equal(b.coolUntil, t2 + 3_000, 'third trip: capped at max_cooldown');
-    // The trial reservation lapses if its caller never reports back.
-    const t3 = b.coolUntil + 1;
-    assert.equal(b.skipReason(t3), undefined);
-    assert.notEqual(b.skipReason(t3 + 10), undefined);
-    assert.equal(b.skipReason(t3 + 100 + 900 + 1), undefined, 'after connect + first-byte timeouts another caller may try');
-    b.recordSuccess(12);
-    assert.equal(b.circuit(t3 + 2_000), 'closed');
-    assert.equal(b.state, 'up');
-    assert.equal(b.trips, 0, 'a request that succeeds starts the escalation over');
-  } finally {
-    await b.close();
-  }
-});
+test('the threshold: tried while failing, skipped once it trips, with the seconds left', withBackend((b) => {
+  b.recordFailure('boom', 0);
+  b.recordFailure('boom', 10);
+  assert.equal(b.state, 'failing');
+  assert.equal(b.skipReason(20), undefined);
+  assert.equal(b.retryAfterSeconds(20), undefined);
+  const trips: number[] = [];
+  b.onTrip(() => trips.push(b.coolUntil));
+  b.recordFailure('boom', 20);
+  assert.equal(b.state, 'down');
+  assert.equal(b.circuit(21), 'open');
+  assert.deepEqual(trips, [1_020]);
+  assert.match(b.skipReason(520)!, /cooling down for 1s more after 3 consecutive failures \(boom\)/);
+  assert.equal(b.retryAfterSeconds(520), 1);
+  assert.equal(b.available(520), false);
+}));
 
-test('probes: a probe-back after the cooldown restores; a probe inside it does not cut it short; a forced one (waking node) does', async () => {
-  const b = backend();
-  try {
-    for (const t of [0, 1, 2]) b.recordFailure('x', t);
-    b.recordProbeSuccess(5, 500);
-    assert.equal(b.circuit(500), 'open', 'inside the cooldown');
-    assert.equal(b.lastProbeLatencyMs, 5);
-    b.recordProbeSuccess(5, 1_100);
-    assert.equal(b.circuit(1_100), 'closed');
-    assert.equal(b.trips, 1, 'a probe does not prove requests work: the next trip still escalates');
-    for (const t of [2_000, 2_001, 2_002]) b.recordFailure('x', t);
-    assert.equal(b.coolUntil, 2_002 + 2_000);
-    b.recordProbeSuccess(5, 2_100, true);
-    assert.equal(b.circuit(2_100), 'closed');
-  } finally {
-    await b.close();
-  }
-});
+test('a further failure extends the cooldown, never shortens it', withBackend((b) => {
+  trip(b);
+  assert.equal(b.coolUntil, 1_002);
+  b.recordFailure('late answer from an in-flight request', 500);
+  assert.equal(b.coolUntil, 1_500, 'extended');
+  b.recordFailure('x', 100);
+  assert.equal(b.coolUntil, 1_500, 'never shortened');
+  assert.equal(b.retryAfterSeconds(600), 1);
+}));
 
-test('an unusable backend (its key unset) is always skipped and never counts as cooling', async () => {
-  const b = backend({ apiKey: { env: 'NOT_SET_ANYWHERE' } });
-  try {
-    assert.match(b.skipReason(0)!, /NOT_SET_ANYWHERE/);
-    assert.equal(b.available(0), false);
-    assert.equal(b.retryAfterSeconds(0), undefined);
-  } finally {
-    await b.close();
-  }
-});
+test('half-open: one trial at a time; success closes, failure cools down for twice as long, up to the maximum', withBackend((b) => {
+  trip(b);
+  const t1 = 1_100;
+  assert.equal(b.circuit(t1), 'half-open');
+  assert.equal(b.available(t1), true);
+  assert.equal(b.skipReason(t1), undefined, 'the first caller is the trial');
+  assert.match(b.skipReason(t1 + 1)!, /half-open/, 'a second caller waits for the trial');
+  assert.equal(b.available(t1 + 1), false);
+  b.recordFailure('still broken', t1 + 50);
+  assert.equal(b.coolUntil, t1 + 50 + 2_000, 'second trip: cooldown doubled');
+  assert.equal(b.trips, 2);
+  const t2 = b.coolUntil + 1;
+  assert.equal(b.skipReason(t2), undefined);
+  b.recordFailure('still broken', t2);
+  assert.equal(b.coolUntil, t2 + 3_000, 'third trip: capped at max_cooldown');
+  // The trial reservation lapses if its caller never reports back.
+  const t3 = b.coolUntil + 1;
+  assert.equal(b.skipReason(t3), undefined);
+  assert.notEqual(b.skipReason(t3 + 10), undefined);
+  assert.equal(b.skipReason(t3 + 100 + 900 + 1), undefined, 'after connect + first-byte timeouts another caller may try');
+  b.recordSuccess(12);
+  assert.equal(b.circuit(t3 + 2_000), 'closed');
+  assert.equal(b.state, 'up');
+  assert.equal(b.trips, 0, 'a request that succeeds starts the escalation over');
+}));
 
-test('load: our requests count live, the engine\'s sample adds what we cannot see; a queue or a full KV cache is overload', async () => {
-  const b = backend({ weight: 2 });
-  try {
-    assert.equal(b.loadScore(0), 0);
-    b.outstanding = 2;
-    b.setLoad({ at: 1_000, running: 5, waiting: 0, kvCacheUsage: 0.2, slots: undefined, loaded: undefined, source: 'test' });
-    assert.equal(b.loadScore(1_000), (2 + 3) / 2, 'three of the five running are other clients\'');
-    assert.equal(b.overloaded(1_000), false);
-    b.setLoad({ at: 1_000, running: 8, waiting: 4, kvCacheUsage: 0.95, slots: undefined, loaded: undefined, source: 'test' });
-    assert.equal(b.loadScore(1_000), (2 + 10 + 4 + 4) / 2);
-    assert.equal(b.overloaded(1_000), true);
-    assert.equal(b.overloaded(1_000 + 60_000), false, 'a stale sample is ignored');
-    assert.equal(b.loadScore(1_000 + 60_000), 1);
-  } finally {
-    await b.close();
-  }
-});
+test('probes: a probe-back after the cooldown restores; a probe inside it does not cut it short; a forced one (waking node) does', withBackend((b) => {
+  trip(b);
+  b.recordProbeSuccess(5, 500);
+  assert.equal(b.circuit(500), 'open', 'inside the cooldown');
+  assert.equal(b.lastProbeLatencyMs, 5);
+  b.recordProbeSuccess(5, 1_100);
+  assert.equal(b.circuit(1_100), 'closed');
+  assert.equal(b.trips, 1, 'a probe does not prove requests work: the next trip still escalates');
+  trip(b, [2_000, 2_001, 2_002]);
+  assert.equal(b.coolUntil, 2_002 + 2_000);
+  b.recordProbeSuccess(5, 2_100, true);
+  assert.equal(b.circuit(2_100), 'closed');
+}));
 
-test('a good /health between failed requests does not excuse them; it does end a streak of failed probes', async () => {
-  const b = backend();
-  try {
-    b.recordFailure('timeout', 0);
-    b.recordProbeSuccess(3, 1);
-    b.recordFailure('timeout', 2);
-    b.recordProbeSuccess(3, 3);
-    assert.equal(b.consecutiveFailures, 2);
-    b.recordFailure('timeout', 4);
-    assert.equal(b.state, 'down', 'three failed requests trip it, probes or not');
-    const p = backend();
-    p.recordFailure('health check: connection refused', 0, true);
-    p.recordFailure('health check: connection refused', 1, true);
-    p.recordProbeSuccess(3, 2);
-    assert.deepEqual([p.consecutiveFailures, p.state], [0, 'up']);
-    await p.close();
-  } finally {
-    await b.close();
-  }
-});
+test('an unusable backend (its key unset) is always skipped and never counts as cooling', withBackend((b) => {
+  assert.match(b.skipReason(0)!, /NOT_SET_ANYWHERE/);
+  assert.equal(b.available(0), false);
+  assert.equal(b.retryAfterSeconds(0), undefined);
+}, { apiKey: { env: 'NOT_SET_ANYWHERE' } }));
+
+test('load: our requests count live, the engine\'s sample adds what we cannot see; a queue or a full KV cache is overload', withBackend((b) => {
+  assert.equal(b.loadScore(0), 0);
+  b.outstanding = 2;
+  b.setLoad({ at: 1_000, running: 5, waiting: 0, kvCacheUsage: 0.2, slots: undefined, loaded: undefined, source: 'test' });
+  assert.equal(b.loadScore(1_000), (2 + 3) / 2, 'three of the five running are other clients\'');
+  assert.equal(b.overloaded(1_000), false);
+  b.setLoad({ at: 1_000, running: 8, waiting: 4, kvCacheUsage: 0.95, slots: undefined, loaded: undefined, source: 'test' });
+  assert.equal(b.loadScore(1_000), (2 + 10 + 4 + 4) / 2);
+  assert.equal(b.overloaded(1_000), true);
+  assert.equal(b.overloaded(1_000 + 60_000), false, 'a stale sample is ignored');
+  assert.equal(b.loadScore(1_000 + 60_000), 1);
+}, { weight: 2 }));
+
+test('a good /health between failed requests does not excuse them; it does end a streak of failed probes', withBackend(async (b) => {
+  b.recordFailure('timeout', 0);
+  b.recordProbeSuccess(3, 1);
+  b.recordFailure('timeout', 2);
+  b.recordProbeSuccess(3, 3);
+  assert.equal(b.consecutiveFailures, 2);
+  b.recordFailure('timeout', 4);
+  assert.equal(b.state, 'down', 'three failed requests trip it, probes or not');
+  const p = backend();
+  p.recordFailure('health check: connection refused', 0, true);
+  p.recordFailure('health check: connection refused', 1, true);
+  p.recordProbeSuccess(3, 2);
+  assert.deepEqual([p.consecutiveFailures, p.state], [0, 'up']);
+  await p.close();
+}));

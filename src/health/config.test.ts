@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { parseFabricText } from '../config/load.ts';
 import { formatIssue } from '../config/issues.ts';
 import { DEFAULT_HEALTH_POLICY } from '../config/types.ts';
+import { isCloud } from './report.ts';
 
 const BASE = `backends:
   a: { engine: vllm, node: ws, url: http://127.0.0.1:8000/v1, model: m }
@@ -56,6 +57,7 @@ ${BASE.replace('model: m, health', 'model: m, cloud: false, health')}`, 'f.yaml'
   const byUrl = parseFabricText(`gateway: { alerts: { webhook: "https://hooks.example.com/x?token=abc" } }\nnodes:\n  ws: { power: workstation, wol: { mac: aabbccddeeff } }\n${BASE}`, 'f.yaml').config;
   assert.deepEqual(byUrl.gateway.alerts?.webhook, { url: 'https://hooks.example.com/x?token=abc' });
   assert.equal(byUrl.gateway.alerts?.format, 'slack');
+  assert.equal(byUrl.gateway.alerts?.notify, 'warning');
   assert.deepEqual(byUrl.nodes.get('ws')!.wol, { mac: 'aabbccddeeff', broadcast: '255.255.255.255', port: 9 });
 });
 
@@ -101,4 +103,19 @@ roles:
   const text = issues.map(formatIssue).join('\n');
   assert.match(text, /f\.yaml:1:\d+: warning: gateway\.wake\.enabled: no node has a wol/);
   assert.match(text, /f\.yaml:5:\d+: warning: roles\.emb\.affinity: only chat conversations/);
+});
+
+test('cloud: a backend is billed per token when it is OpenAI or an OpenAI-compatible API on a public host, unless it says otherwise', () => {
+  const { config } = parseFabricText(`backends:
+  oai: { engine: openai, url: https://api.openai.com/v1, model: gpt-4.1-mini }
+  hosted: { engine: openai-compatible, url: https://api.together.xyz/v1, model: m }
+  lan: { engine: openai-compatible, url: http://192.168.1.20:8000/v1, model: m }
+  tailnet: { engine: openai-compatible, url: http://motoko.example.ts.net:8000/v1, model: m }
+  vllm: { engine: vllm, url: https://gpu.example.com/v1, model: m }
+  declared: { engine: vllm, url: http://127.0.0.1:8000/v1, model: m, cloud: true }
+roles:
+  r: { kind: chat, backends: [oai, hosted, lan, tailnet, vllm, declared] }
+`, 'f.yaml');
+  const cloud = [...config.backends.values()].filter(isCloud).map((b) => b.name);
+  assert.deepEqual(cloud, ['oai', 'hosted', 'declared']);
 });

@@ -5,9 +5,9 @@
 import type { Secrets } from '../config/env-file.ts';
 import type { BackendRuntime } from '../core/backend.ts';
 import type { Logger } from '../core/log.ts';
-import { AlertMonitor, evaluate, type AlertState, type WebhookPoster } from './alerts.ts';
+import { AlertMonitor, evaluate, type AlertMonitorOptions, type AlertState, type WebhookPoster } from './alerts.ts';
 import { PowerManager } from './power.ts';
-import { HealthMonitor } from './probe.ts';
+import { HealthMonitor, monitorSettings } from './probe.ts';
 import { fleetReport, type FleetView } from './report.ts';
 import type { WolSender } from './wol.ts';
 
@@ -35,7 +35,7 @@ export class FleetHealth {
     this.#secrets = secrets;
     this.#log = opts.log;
     this.#probe = opts.probe ?? true;
-    this.#monitor = new HealthMonitor(gw.backends.values(), gw.config.gateway, opts.log);
+    this.#monitor = new HealthMonitor(gw.backends.values(), monitorSettings(gw.config.gateway), opts.log);
     this.power = new PowerManager(gw.config, gw.backends, {
       log: opts.log,
       send: opts.send,
@@ -70,7 +70,7 @@ export class FleetHealth {
     this.#gw = gw;
     this.#secrets = secrets;
     this.#warnedWebhook = false;
-    this.#monitor = new HealthMonitor(gw.backends.values(), gw.config.gateway, this.#log);
+    this.#monitor = new HealthMonitor(gw.backends.values(), monitorSettings(gw.config.gateway), this.#log);
     this.power.attach(gw.config, gw.backends);
     if (this.#probe) {
       void this.#monitor.probeAll();
@@ -93,7 +93,7 @@ export class FleetHealth {
     this.alerts.stop();
   }
 
-  #alertSettings(): ReturnType<ConstructorParameters<typeof AlertMonitor>[0]['settings']> {
+  #alertSettings(): ReturnType<AlertMonitorOptions['settings']> {
     const config = this.#gw.config.gateway.alerts;
     if (config === undefined) return undefined;
     const w = config.webhook;

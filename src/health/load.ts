@@ -4,6 +4,7 @@
 
 import { simpleRequest } from '../core/http-client.ts';
 import type { BackendRuntime } from '../core/backend.ts';
+import type { EngineKind } from '../config/types.ts';
 
 export interface LoadSample {
   /** Date.now() when read. */
@@ -61,42 +62,27 @@ export function parsePrometheus(text: string): Map<string, number[]> {
 const sum = (vs: number[] | undefined): number | undefined => (vs === undefined ? undefined : vs.reduce((a, b) => a + b, 0));
 const max = (vs: number[] | undefined): number | undefined => (vs === undefined ? undefined : Math.max(...vs));
 
+/** A parser of an engine's Prometheus exposition: requests running and waiting summed over label sets, the fullest KV cache. */
+function metricsLoad(running: string, waiting: string, ...kvCache: string[]): (text: string) => Numbers {
+  return (text) => {
+    const m = parsePrometheus(text);
+    let kv: number[] | undefined;
+    for (const name of kvCache) if ((kv ??= m.get(name)) !== undefined) break;
+    return { ...EMPTY, running: sum(m.get(running)), waiting: sum(m.get(waiting)), kvCacheUsage: max(kv) };
+  };
+}
+
 /**
- * vLLM: vllm:num_requests_running / vllm:num_requests_waiting, summed over engines (data
- * parallel ranks each report); KV cache from vllm:kv_cache_usage_perc (V1) or
- * vllm:gpu_cache_usage_perc (V0, removed in newer releases), the fullest engine.
+ * vLLM: summed over engines (data parallel ranks each report); KV cache from
+ * vllm:kv_cache_usage_perc (V1) or vllm:gpu_cache_usage_perc (V0, removed in newer releases).
  */
-export function vllmLoad(text: string): Numbers {
-  const m = parsePrometheus(text);
-  return {
-    ...EMPTY,
-    running: sum(m.get('vllm:num_requests_running')),
-    waiting: sum(m.get('vllm:num_requests_waiting')),
-    kvCacheUsage: max(m.get('vllm:kv_cache_usage_perc') ?? m.get('vllm:gpu_cache_usage_perc')),
-  };
-}
+export const vllmLoad = metricsLoad('vllm:num_requests_running', 'vllm:num_requests_waiting', 'vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc');
 
-/** SGLang: sglang:num_running_reqs, sglang:num_queue_reqs, sglang:token_usage (KV pool use). */
-export function sglangLoad(text: string): Numbers {
-  const m = parsePrometheus(text);
-  return {
-    ...EMPTY,
-    running: sum(m.get('sglang:num_running_reqs')),
-    waiting: sum(m.get('sglang:num_queue_reqs')),
-    kvCacheUsage: max(m.get('sglang:token_usage')),
-  };
-}
+/** SGLang: sglang:token_usage is its KV pool use. */
+export const sglangLoad = metricsLoad('sglang:num_running_reqs', 'sglang:num_queue_reqs', 'sglang:token_usage');
 
-/** llama.cpp with --metrics: llamacpp:requests_processing / requests_deferred (and kv_cache_usage_ratio on builds that have it). */
-export function llamacppMetricsLoad(text: string): Numbers {
-  const m = parsePrometheus(text);
-  return {
-    ...EMPTY,
-    running: sum(m.get('llamacpp:requests_processing')),
-    waiting: sum(m.get('llamacpp:requests_deferred')),
-    kvCacheUsage: max(m.get('llamacpp:kv_cache_usage_ratio')),
-  };
-}
+/** llama.cpp with --metrics (kv_cache_usage_ratio only on builds that have it). */
+export const llamacppMetricsLoad = metricsLoad('llamacpp:requests_processing', 'llamacpp:requests_deferred', 'llamacpp:kv_cache_usage_ratio');
 
 /** llama.cpp /slots: busy slots are the requests running; it has no queue length. */
 export function llamacppSlotsLoad(json: unknown): Numbers | undefined {
@@ -106,66 +92,66 @@ export function llamacppSlotsLoad(json: unknown): Numbers | undefined {
 }
 
 /** Ollama names default their tag to :latest. */
-export function ollamaName(name: string): string {
+function ollamaName(name: string): string {
   const slash = name.lastIndexOf('/');
   return name.indexOf(':', slash + 1) < 0 ? `${name}:latest` : name;
 }
 
-/** Ollama /api/ps: whether `model` is loaded. Ollama reports no queue; the gateway's own count stands in. */
-export function ollamaPsLoad(json: unknown, model: string): Numbers | undefined {
+/** Whether an Ollama model list ({models: [{name, model}]}, as /api/tags and /api/ps answer) holds `model`; undefined if the body is not one. */
+export function ollamaLists(json: unknown, model: string): boolean | undefined {
   const models = (json as { models?: unknown } | null)?.models;
   if (!Array.isArray(models)) return undefined;
   const want = ollamaName(model);
-  const loaded = models.some((m) => {
-    const o = m as { name?: unknown; model?: unknown };
-    return (typeof o.name === 'string' && ollamaName(o.name) === want) || (typeof o.model === 'string' && ollamaName(o.model) === want);
+  return models.some((m) => {
+    const o = m as { name?: unknown; model?: unknown } | null;
+    return (typeof o?.name === 'string' && ollamaName(o.name) === want) || (typeof o?.model === 'string' && ollamaName(o.model) === want);
   });
-  return { ...EMPTY, loaded };
 }
 
-async function get(b: BackendRuntime, path: string, timeoutMs: number): Promise<{ status: number; text: string }> {
+/** Ollama /api/ps: whether `model` is loaded. Ollama reports no queue; the gateway's own count stands in. */
+export function ollamaPsLoad(json: unknown, model: string): Numbers | undefined {
+  const loaded = ollamaLists(json, model);
+  return loaded === undefined ? undefined : { ...EMPTY, loaded };
+}
+
+/** A GET on the backend's own pool, with its credential: for probes and load reads. */
+export async function backendGet(b: BackendRuntime, path: string, timeoutMs: number): Promise<{ status: number; text: string }> {
   const headers: Record<string, string> = {};
   if (b.authorization !== undefined) headers.authorization = b.authorization;
   const res = await simpleRequest(b.pool, path, { headers, timeoutMs });
   return { status: res.status, text: res.text };
 }
 
+/** Where readLoad asks each engine that exposes Prometheus metrics (llama.cpp, which may not, has /slots besides). */
+const METRICS: Partial<Record<EngineKind, { parse: (text: string) => Numbers; source: string }>> = {
+  vllm: { parse: vllmLoad, source: 'vllm /metrics' },
+  sglang: { parse: sglangLoad, source: 'sglang /metrics' },
+  llamacpp: { parse: llamacppMetricsLoad, source: 'llama.cpp /metrics' },
+};
+
 /** Engines the gateway can read load from. */
 export function readsLoad(b: BackendRuntime): boolean {
-  const e = b.config.engine;
-  return e === 'vllm' || e === 'sglang' || e === 'llamacpp' || e === 'ollama';
+  return METRICS[b.config.engine] !== undefined || b.config.engine === 'ollama';
 }
 
 /** The engine's load now, or undefined when it does not say (or could not be asked). */
 export async function readLoad(b: BackendRuntime, timeoutMs: number, now: () => number = Date.now): Promise<LoadSample | undefined> {
   const stamp = (n: Numbers | undefined, source: string): LoadSample | undefined => (n === undefined ? undefined : { ...n, at: now(), source });
   try {
-    switch (b.config.engine) {
-      case 'vllm': {
-        const r = await get(b, '/metrics', timeoutMs);
-        return r.status === 200 ? stamp(vllmLoad(r.text), 'vllm /metrics') : undefined;
-      }
-      case 'sglang': {
-        const r = await get(b, '/metrics', timeoutMs);
-        return r.status === 200 ? stamp(sglangLoad(r.text), 'sglang /metrics') : undefined;
-      }
-      case 'llamacpp': {
-        // /metrics needs --metrics; /slots is on by default but has no queue length.
-        const m = await get(b, '/metrics', timeoutMs);
-        if (m.status === 200) {
-          const n = llamacppMetricsLoad(m.text);
-          if (n.running !== undefined) return stamp(n, 'llama.cpp /metrics');
-        }
-        const s = await get(b, '/slots', timeoutMs);
-        return s.status === 200 ? stamp(llamacppSlotsLoad(JSON.parse(s.text)), 'llama.cpp /slots') : undefined;
-      }
-      case 'ollama': {
-        const r = await get(b, '/api/ps', timeoutMs);
-        return r.status === 200 ? stamp(ollamaPsLoad(JSON.parse(r.text), b.config.model), 'ollama /api/ps') : undefined;
-      }
-      default:
-        return undefined;
+    const engine = b.config.engine;
+    if (engine === 'ollama') {
+      const r = await backendGet(b, '/api/ps', timeoutMs);
+      return r.status === 200 ? stamp(ollamaPsLoad(JSON.parse(r.text), b.config.model), 'ollama /api/ps') : undefined;
     }
+    const metrics = METRICS[engine];
+    if (metrics === undefined) return undefined;
+    const m = await backendGet(b, '/metrics', timeoutMs);
+    const n = m.status === 200 ? metrics.parse(m.text) : undefined;
+    if (engine !== 'llamacpp') return n === undefined ? undefined : stamp(n, metrics.source);
+    // llama.cpp: /metrics needs --metrics; /slots is on by default but has no queue length.
+    if (n?.running !== undefined) return stamp(n, metrics.source);
+    const s = await backendGet(b, '/slots', timeoutMs);
+    return s.status === 200 ? stamp(llamacppSlotsLoad(JSON.parse(s.text)), 'llama.cpp /slots') : undefined;
   } catch {
     // Load is advisory: an engine that does not answer here is the probe's business.
     return undefined;

@@ -2,7 +2,8 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { probeBackend } from './probe.ts';
+import { HealthMonitor, probeBackend } from './probe.ts';
+import { silentLogger } from '../core/log.ts';
 import { startFleet, type SimFleet } from '../sim/fleet.ts';
 import { BackendRuntime } from '../core/backend.ts';
 import { Secrets } from '../config/env-file.ts';
@@ -91,4 +92,21 @@ test('OpenAI-compatible and OpenAI: GET /models, which never bills; the model mu
   const before = fleet.get('openai').stats().requests;
   await probeBackend(backend('openai', 'openai', 'gpt-4.1-mini'), 1_000);
   assert.equal(fleet.get('openai').stats().requests, before, 'no inference request was made');
+});
+
+test('HealthMonitor: a failing backend is re-probed within the interval, so a dead one trips long before three intervals pass', async () => {
+  const b = backend('vllm', 'vllm', 'Qwen/Qwen2.5-7B-Instruct-AWQ');
+  const monitor = new HealthMonitor([b], { intervalMs: 2_000, probeTimeoutMs: 500, loadIntervalMs: 0 }, silentLogger);
+  await fleet.get('vllm').setFault({ kind: 'down' });
+  try {
+    const started = Date.now();
+    await monitor.probeAll();
+    assert.equal(b.state, 'failing');
+    while ((b.state as string) !== 'down' && Date.now() - started < 2_000) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(b.state, 'down', 'three failed probes inside one 2 s interval');
+    assert.equal(b.consecutiveFailures, b.policy.failureThreshold);
+  } finally {
+    monitor.stop();
+    await fleet.get('vllm').setFault(null);
+  }
 });

@@ -4,11 +4,10 @@
 // OpenAI-compatible servers and OpenAI GET /models (free: a probe never bills). A probe result
 // feeds the same circuit live traffic does (src/core/backend.ts).
 
-import { simpleRequest } from '../core/http-client.ts';
 import type { BackendRuntime, HealthState } from '../core/backend.ts';
 import type { Logger } from '../core/log.ts';
 import type { GatewayConfig } from '../config/types.ts';
-import { ollamaName, ollamaPsLoad, readLoad, readsLoad } from './load.ts';
+import { backendGet as get, ollamaLists, readLoad, readsLoad } from './load.ts';
 
 export interface ProbeResult {
   ok: boolean;
@@ -23,15 +22,6 @@ export interface ProbeResult {
 const DEFAULT_PROBE_TIMEOUT_MS = 5_000;
 
 class ProbeFailure extends Error {}
-
-async function get(b: BackendRuntime, url: string, timeoutMs: number): Promise<{ status: number; text: string }> {
-  const headers: Record<string, string> = {};
-  if (b.authorization !== undefined) headers.authorization = b.authorization;
-  // url is on the backend's own origin: the pool takes the path.
-  const u = new URL(url);
-  const res = await simpleRequest(b.pool, u.pathname + u.search, { headers, timeoutMs });
-  return { status: res.status, text: res.text };
-}
 
 function json(text: string, what: string): unknown {
   try {
@@ -56,42 +46,39 @@ function listedModels(body: unknown): string[] {
 /** The engine-specific checks; throws ProbeFailure with what is wrong. */
 async function check(b: BackendRuntime, timeoutMs: number): Promise<Omit<ProbeResult, 'ok' | 'latencyMs' | 'detail'>> {
   const want = b.config.model;
-  const modelsUrl = `${b.origin}${b.basePath}/models`;
+  const modelsPath = `${b.basePath}/models`;
   switch (b.config.engine) {
     case 'vllm':
     case 'sglang': {
-      const h = await get(b, `${b.origin}/health`, timeoutMs);
+      const h = await get(b, '/health', timeoutMs);
       if (h.status !== 200) throw new ProbeFailure(`/health answered HTTP ${h.status}`);
       // Up is not enough: it must serve the model the config routes to it.
-      const m = await get(b, modelsUrl, timeoutMs);
+      const m = await get(b, modelsPath, timeoutMs);
       if (m.status !== 200) throw new ProbeFailure(`${b.basePath}/models answered HTTP ${m.status}`);
       const ids = listedModels(json(m.text, `${b.basePath}/models`));
       if (!ids.includes(want)) throw new ProbeFailure(`serves ${ids.length === 0 ? 'no model' : ids.join(', ')}, not ${want}`);
       return { servedModel: want };
     }
     case 'llamacpp': {
-      const h = await get(b, `${b.origin}/health`, timeoutMs);
+      const h = await get(b, '/health', timeoutMs);
       if (h.status === 503) throw new ProbeFailure('loading its model (/health answered 503)');
       if (h.status !== 200) throw new ProbeFailure(`/health answered HTTP ${h.status}`);
       // llama-server serves one model whatever a request names; its name is for the table only.
-      const m = await get(b, modelsUrl, timeoutMs).catch(() => undefined);
+      const m = await get(b, modelsPath, timeoutMs).catch(() => undefined);
       const ids = m?.status === 200 ? listedModels(JSON.parse(m.text) as unknown) : [];
       return { servedModel: ids[0] };
     }
     case 'ollama': {
-      const t = await get(b, `${b.origin}/api/tags`, timeoutMs);
+      const t = await get(b, '/api/tags', timeoutMs);
       if (t.status !== 200) throw new ProbeFailure(`/api/tags answered HTTP ${t.status}`);
-      const tags = (json(t.text, '/api/tags') as { models?: { name?: unknown; model?: unknown }[] }).models ?? [];
-      const target = ollamaName(want);
-      const pulled = tags.some((m) => (typeof m.name === 'string' && ollamaName(m.name) === target) || (typeof m.model === 'string' && ollamaName(m.model) === target));
-      if (!pulled) throw new ProbeFailure(`model ${want} is not pulled on this Ollama (ollama pull ${want})`);
+      if (ollamaLists(json(t.text, '/api/tags'), want) !== true) throw new ProbeFailure(`model ${want} is not pulled on this Ollama (ollama pull ${want})`);
       // Loaded or not, it answers: a model not in memory only makes the first request slow.
-      const ps = await get(b, `${b.origin}/api/ps`, timeoutMs).catch(() => undefined);
-      const loaded = ps?.status === 200 ? ollamaPsLoad(JSON.parse(ps.text) as unknown, want)?.loaded : undefined;
+      const ps = await get(b, '/api/ps', timeoutMs).catch(() => undefined);
+      const loaded = ps?.status === 200 ? ollamaLists(JSON.parse(ps.text) as unknown, want) : undefined;
       return loaded === undefined ? { servedModel: want } : { servedModel: want, loaded };
     }
     default: {
-      const m = await get(b, modelsUrl, timeoutMs);
+      const m = await get(b, modelsPath, timeoutMs);
       if (m.status !== 200) throw new ProbeFailure(`${b.basePath}/models answered HTTP ${m.status}`);
       const ids = listedModels(json(m.text, `${b.basePath}/models`));
       // Servers that list nothing (some proxies) are given the benefit of the doubt.
@@ -160,14 +147,10 @@ export class HealthMonitor {
   #loadTimer: NodeJS.Timeout | undefined;
   #stopped = false;
 
-  constructor(backends: Iterable<BackendRuntime>, settings: MonitorSettings | GatewayConfig, log: Logger) {
+  constructor(backends: Iterable<BackendRuntime>, settings: MonitorSettings, log: Logger) {
     this.#backends = [...backends];
-    this.#settings = 'healthIntervalMs' in settings ? monitorSettings(settings) : settings;
+    this.#settings = settings;
     this.#log = log;
-  }
-
-  get backends(): readonly BackendRuntime[] {
-    return this.#backends;
   }
 
   /** Re-probe quickly after a failure below the threshold: a tenth of the interval, 10 ms to 5 s. */

@@ -2,7 +2,7 @@
 // last error, its node's power state), every node, every role (and what would serve it now).
 // `fabric health`, `fabric smoke` and the alert monitor all read this one shape.
 
-import { LOAD_STALE_MS, type BackendRuntime } from '../core/backend.ts';
+import type { BackendRuntime } from '../core/backend.ts';
 import type { BackendConfig, FabricConfig, NodePower, RoleKind } from '../config/types.ts';
 import { nodeState, type NodeState } from './power.ts';
 
@@ -83,7 +83,7 @@ const PRIVATE_V4 = [/^127\./, /^10\./, /^192\.168\./, /^172\.(1[6-9]|2\d|3[01])\
 const PRIVATE_SUFFIX = ['.local', '.lan', '.internal', '.home.arpa', '.ts.net', '.localhost'];
 
 /** A host on the public internet (as opposed to loopback, a LAN, a tailnet or a bare machine name). */
-export function isPublicHost(hostname: string): boolean {
+function isPublicHost(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
   if (h === 'localhost' || h === '::1' || h.startsWith('fc') || h.startsWith('fd') || h.startsWith('fe80')) return false;
   if (PRIVATE_V4.some((re) => re.test(h))) return false;
@@ -102,7 +102,7 @@ export function isCloud(b: BackendConfig): boolean {
 const iso = (t: number | undefined): string | null => (t === undefined ? null : new Date(t).toISOString());
 const round1 = (v: number | undefined): number | null => (v === undefined ? null : Math.round(v * 10) / 10);
 
-export function backendStatus(b: BackendRuntime, node: NodeState | null): BackendStatus {
+function backendStatus(b: BackendRuntime, node: NodeState | null): BackendStatus {
   if (b.unusable !== undefined) return 'unconfigured';
   if (b.state === 'up') return 'up';
   if (node === 'waking') return 'waking';
@@ -132,7 +132,7 @@ export function fleetReport(gw: FleetView, now = Date.now()): { backends: Backen
   const backends: BackendReport[] = all.map((b) => {
     const ns = b.node === undefined ? null : nodeStates.get(b.node.name) ?? null;
     // A sample from before the backend went down, or gone stale, says nothing about now.
-    const l = b.load !== undefined && b.state !== 'down' && now - b.load.at <= LOAD_STALE_MS ? b.load : undefined;
+    const l = b.state === 'down' ? undefined : b.freshLoad(now);
     const circuit = b.circuit(now);
     return {
       name: b.name,

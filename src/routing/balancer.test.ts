@@ -22,6 +22,20 @@ const fake = (name: string, extra: Partial<Fake> = {}): Fake => ({
   available(this: Fake) { return this.down !== true; },
 });
 
+test('round-robin, weighted and least-outstanding: the whole order, the rest as fallbacks', () => {
+  const names = (ms: readonly Member[]) => ms.map((m) => m.name).join('');
+  const rr = createBalancer('round-robin', [fake('a'), fake('b'), fake('c')]);
+  assert.deepEqual([0, 1, 2, 3].map(() => names(rr.order())), ['abc', 'bca', 'cab', 'abc']);
+  const w = createBalancer('weighted', [fake('a', { weight: 3 }), fake('b'), fake('c')]);
+  const firsts = Array.from({ length: 5 }, () => w.order()[0]!.name).join('');
+  assert.equal(firsts, 'abaca', 'smooth: a three times in five, never three in a row');
+  const x = fake('x', { outstanding: 2 });
+  const y = fake('y', { outstanding: 0 });
+  const z = fake('z', { outstanding: 0 });
+  const lo = createBalancer('least-outstanding', [x, y, z]);
+  assert.deepEqual([names(lo.order()), names(lo.order()), names(lo.order())], ['yzx', 'yzx', 'zyx'], 'fewest in flight first; equals by rotation');
+});
+
 test('least-loaded: the lightest first; equals share by rotation', () => {
   const a = fake('a', { score: 5 });
   const b = fake('b', { score: 1 });

@@ -20,8 +20,9 @@ export interface Balancer<M extends Member> {
   /**
    * The order to try the members in. With affinity on, `affinityKey` (a hash of the
    * conversation's opening messages) puts the member that served that conversation first.
+   * `now` spares load-aware strategies a clock read when the caller has one.
    */
-  order(affinityKey?: string): readonly M[];
+  order(affinityKey?: string, now?: number): readonly M[];
   /** True when order() uses an affinity key: callers compute one only then. */
   readonly wantsAffinityKey?: boolean;
 }
@@ -39,24 +40,29 @@ function rotate<M>(members: readonly M[], start: number): M[] {
   return out;
 }
 
+/** Every rotation of the members, built once: the orders a rotating strategy hands out (callers only read them). */
+const rotations = <M>(members: readonly M[]): readonly (readonly M[])[] => members.map((_, i) => rotate(members, i));
+
 class RoundRobin<M extends Member> implements Balancer<M> {
-  readonly #members: readonly M[];
+  readonly #rotations: readonly (readonly M[])[];
   #next = 0;
-  constructor(members: readonly M[]) { this.#members = members; }
+  constructor(members: readonly M[]) { this.#rotations = rotations(members); }
   order(): readonly M[] {
     const start = this.#next;
-    this.#next = (start + 1) % this.#members.length;
-    return rotate(this.#members, start);
+    this.#next = (start + 1) % this.#rotations.length;
+    return this.#rotations[start]!;
   }
 }
 
 /** Smooth weighted round robin (as nginx does): spreads picks evenly in proportion to weight. */
 class Weighted<M extends Member> implements Balancer<M> {
   readonly #members: readonly M[];
+  readonly #rotations: readonly (readonly M[])[];
   readonly #current: number[];
   readonly #total: number;
   constructor(members: readonly M[]) {
     this.#members = members;
+    this.#rotations = rotations(members);
     this.#current = members.map(() => 0);
     this.#total = members.reduce((s, m) => s + m.weight, 0);
   }
@@ -67,44 +73,50 @@ class Weighted<M extends Member> implements Balancer<M> {
       if (this.#current[i]! > this.#current[best]!) best = i;
     }
     this.#current[best]! -= this.#total;
-    return rotate(this.#members, best);
+    return this.#rotations[best]!;
   }
 }
 
-/** Fewest requests in flight first; ties broken by rotation so equal backends share. */
-class LeastOutstanding<M extends Member> implements Balancer<M> {
+/**
+ * Lightest first by a measure of load; ties broken by rotation so equal backends share.
+ * least-outstanding measures requests in flight; least-loaded the engines' own load (queue,
+ * running requests, KV cache) together with the gateway's requests in flight.
+ */
+class Lightest<M extends Member> implements Balancer<M> {
   readonly #members: readonly M[];
+  readonly #load: (m: M, now: number) => number;
+  /** Scratch for the loads of one order() call, so each member is measured once. */
+  readonly #keys: Float64Array;
   #tie = 0;
-  constructor(members: readonly M[]) { this.#members = members; }
-  order(): readonly M[] {
+  constructor(members: readonly M[], load: (m: M, now: number) => number) {
+    this.#members = members;
+    this.#load = load;
+    this.#keys = new Float64Array(members.length);
+  }
+  order(_affinityKey?: string, now = Date.now()): readonly M[] {
     const start = this.#tie;
     this.#tie = (start + 1) % this.#members.length;
     const out = rotate(this.#members, start);
-    // Stable sort keeps the rotation among equals.
-    return out.sort((a, b) => a.outstanding - b.outstanding);
+    const keys = this.#keys;
+    for (let i = 0; i < out.length; i++) keys[i] = this.#load(out[i]!, now);
+    // Insertion sort: stable (keeps the rotation among equals), in place, and a role has few backends.
+    for (let i = 1; i < out.length; i++) {
+      const m = out[i]!;
+      const k = keys[i]!;
+      let j = i - 1;
+      for (; j >= 0 && keys[j]! > k; j--) {
+        out[j + 1] = out[j]!;
+        keys[j + 1] = keys[j]!;
+      }
+      out[j + 1] = m;
+      keys[j + 1] = k;
+    }
+    return out;
   }
 }
 
+const outstanding = (m: Member): number => m.outstanding;
 const score = (m: Member, now: number): number => (m.loadScore === undefined ? m.outstanding / m.weight : m.loadScore(now));
-
-/**
- * Lightest first by the engines' own load (queue, running requests, KV cache) together with
- * the gateway's requests in flight; ties broken by rotation so equal backends share.
- */
-class LeastLoaded<M extends Member> implements Balancer<M> {
-  readonly #members: readonly M[];
-  #tie = 0;
-  constructor(members: readonly M[]) { this.#members = members; }
-  order(): readonly M[] {
-    const start = this.#tie;
-    this.#tie = (start + 1) % this.#members.length;
-    const now = Date.now();
-    const scored = rotate(this.#members, start).map((m) => ({ m, s: score(m, now) }));
-    scored.sort((a, b) => a.s - b.s);
-    return scored.map((x) => x.m);
-  }
-}
-
 const usable = (m: Member, now: number): boolean => m.available === undefined || m.available(now);
 const busy = (m: Member, now: number): boolean => m.overloaded !== undefined && m.overloaded(now);
 
@@ -131,19 +143,21 @@ class Affinity<M extends Member> implements Balancer<M> {
     this.#max = opts.maxEntries ?? 10_000;
     this.#ttl = opts.ttlMs ?? 30 * 60_000;
   }
-  order(affinityKey?: string): readonly M[] {
-    const base = this.#inner.order();
+  order(affinityKey?: string, now = Date.now()): readonly M[] {
+    const base = this.#inner.order(undefined, now);
     if (affinityKey === undefined) return base;
-    const now = Date.now();
     const prev = this.#sticky.get(affinityKey);
     let pick: M | undefined;
-    if (prev !== undefined && now - prev.at < this.#ttl && base.includes(prev.m) && usable(prev.m, now) && !busy(prev.m, now)) pick = prev.m;
+    if (prev !== undefined && now - prev.at < this.#ttl && usable(prev.m, now) && !busy(prev.m, now)) pick = prev.m;
     pick ??= base.find((m) => usable(m, now) && !busy(m, now)) ?? base.find((m) => usable(m, now)) ?? base[0]!;
     // Map order is insertion order: delete and re-insert keeps the oldest entry first, for eviction.
     this.#sticky.delete(affinityKey);
     this.#sticky.set(affinityKey, { m: pick, at: now });
     if (this.#sticky.size > this.#max) this.#sticky.delete(this.#sticky.keys().next().value!);
-    return pick === base[0] ? base : [pick, ...base.filter((m) => m !== pick)];
+    if (pick === base[0]) return base;
+    const out = [pick];
+    for (const m of base) if (m !== pick) out.push(m);
+    return out;
   }
 }
 
@@ -151,8 +165,8 @@ export function createBalancer<M extends Member>(strategy: Strategy, members: re
   if (members.length === 0) throw new Error('a balancer needs at least one member');
   if (members.length === 1) return new Single(members[0]!);
   const inner = strategy === 'weighted' ? new Weighted(members)
-    : strategy === 'least-outstanding' ? new LeastOutstanding(members)
-      : strategy === 'least-loaded' ? new LeastLoaded(members)
+    : strategy === 'least-outstanding' ? new Lightest(members, outstanding)
+      : strategy === 'least-loaded' ? new Lightest(members, score)
         : new RoundRobin(members);
   return opts.affinity === true ? new Affinity(inner, opts) : inner;
 }
