@@ -3,7 +3,8 @@
 // name or model id), nothing for local backends unless they are priced per hour of their GPU.
 // Resolved once per backend at load; a request's cost is two multiplications.
 
-import type { BackendConfig, FabricConfig, PriceConfig } from '../config/types.ts';
+import { isCloud } from '../config/cloud.ts';
+import type { FabricConfig, PriceConfig } from '../config/types.ts';
 
 /** USD per 1M tokens [input, output]; list prices, mid-2025. Longest matching prefix wins (dated snapshots). */
 export const BUILTIN_PRICES: Readonly<Record<string, readonly [number, number]>> = Object.freeze({
@@ -35,17 +36,6 @@ export interface Price {
 }
 
 const FREE: Price = Object.freeze({ input: 0, output: 0, perSecond: 0, source: 'free' as const });
-
-export function isCloud(b: BackendConfig): boolean {
-  if (b.cloud !== undefined) return b.cloud;
-  if (b.engine === 'openai') return true;
-  try {
-    const host = new URL(b.url).hostname;
-    return host === 'api.openai.com' || host.endsWith('.openai.azure.com');
-  } catch {
-    return false;
-  }
-}
 
 function builtin(model: string): readonly [number, number] | undefined {
   let best: string | undefined;

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { parseFabricText } from '../config/load.ts';
 import { formatIssue } from '../config/issues.ts';
 import { DEFAULT_HEALTH_POLICY } from '../config/types.ts';
-import { isCloud } from './report.ts';
+import { isCloud } from '../config/cloud.ts';
 
 const BASE = `backends:
   a: { engine: vllm, node: ws, url: http://127.0.0.1:8000/v1, model: m }

@@ -4,6 +4,7 @@
 // OpenAI-compatible servers and OpenAI GET /models (free: a probe never bills). A probe result
 // feeds the same circuit live traffic does (src/core/backend.ts).
 
+import { errorCode, networkErrorText } from '../core/attempt-error.ts';
 import type { BackendRuntime, HealthState } from '../core/backend.ts';
 import type { Logger } from '../core/log.ts';
 import type { GatewayConfig } from '../config/types.ts';
@@ -90,19 +91,12 @@ async function check(b: BackendRuntime, timeoutMs: number): Promise<Omit<ProbeRe
 
 function describeError(e: unknown, timeoutMs: number): string {
   if (e instanceof ProbeFailure) return e.message;
-  const err = e as { code?: unknown; cause?: { code?: unknown }; name?: string; message?: string };
   // DOMExceptions (AbortSignal.timeout) carry a numeric legacy code: go by name for those.
-  const code = typeof err.code === 'string' ? err.code : typeof err.cause?.code === 'string' ? err.cause.code : err.name;
+  const code = errorCode(e) ?? (e as { name?: string }).name;
   switch (code) {
-    case 'ECONNREFUSED': return 'connection refused';
-    case 'ECONNRESET': case 'UND_ERR_SOCKET': return 'connection reset';
-    case 'EHOSTUNREACH': return 'host unreachable';
-    case 'ENETUNREACH': return 'network unreachable';
-    case 'ENOTFOUND': return 'host not found';
-    case 'EAI_AGAIN': return 'DNS lookup failed';
     case 'TimeoutError': case 'AbortError': case 'UND_ERR_HEADERS_TIMEOUT': case 'UND_ERR_BODY_TIMEOUT': case 'UND_ERR_CONNECT_TIMEOUT':
       return `health check timed out after ${timeoutMs} ms`;
-    default: return code ?? err.message ?? 'health check failed';
+    default: return networkErrorText(code) ?? code ?? (e as { message?: string }).message ?? 'health check failed';
   }
 }
 

@@ -5,6 +5,7 @@
 import type { BackendRuntime } from '../core/backend.ts';
 import type { BackendConfig, FabricConfig, NodePower, RoleKind } from '../config/types.ts';
 import { nodeState, type NodeState } from './power.ts';
+import { isCloud } from '../config/cloud.ts';
 
 export type BackendStatus = 'up' | 'failing' | 'down' | 'unknown' | 'offline (expected)' | 'waking' | 'unconfigured';
 
@@ -77,26 +78,6 @@ export interface RoleReport {
 export interface FleetView {
   readonly config: FabricConfig;
   readonly backends: Map<string, BackendRuntime>;
-}
-
-const PRIVATE_V4 = [/^127\./, /^10\./, /^192\.168\./, /^172\.(1[6-9]|2\d|3[01])\./, /^169\.254\./, /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./];
-const PRIVATE_SUFFIX = ['.local', '.lan', '.internal', '.home.arpa', '.ts.net', '.localhost'];
-
-/** A host on the public internet (as opposed to loopback, a LAN, a tailnet or a bare machine name). */
-function isPublicHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  if (h === 'localhost' || h === '::1' || h.startsWith('fc') || h.startsWith('fd') || h.startsWith('fe80')) return false;
-  if (PRIVATE_V4.some((re) => re.test(h))) return false;
-  if (!h.includes('.') && !h.includes(':')) return false;
-  return !PRIVATE_SUFFIX.some((s) => h.endsWith(s));
-}
-
-/** Billed per token: OpenAI itself, or an OpenAI-compatible API on a public host. Self-hosted engines never are. */
-export function isCloud(b: BackendConfig): boolean {
-  if (b.cloud !== undefined) return b.cloud;
-  if (b.simulated) return false;
-  if (b.engine === 'openai') return true;
-  return b.engine === 'openai-compatible' && isPublicHost(new URL(b.url).hostname);
 }
 
 const iso = (t: number | undefined): string | null => (t === undefined ? null : new Date(t).toISOString());
