@@ -6,7 +6,6 @@
 
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
@@ -23,8 +22,8 @@ import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
 import { magicPacket } from '../src/health/wol.ts';
 import { post, chat } from './helpers.ts';
 import { freePort } from './support/servers.ts';
+import { runFabric } from './support/proc.ts';
 
-const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
 const FAST = { ttftMs: 5, tokensPerSecond: 2000, maxConcurrency: 16, maxQueue: 64 };
 const ARMITAGE_MAC = '0a:1b:2c:3d:4e:5f';
 
@@ -295,15 +294,7 @@ test('alerts: the webhook is called once when the level changes, and once when i
   assert.ok(!logs.some((l) => l.includes('/hook')), 'the webhook URL (a secret) is never logged');
 });
 
-function fabric(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [MAIN, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
-  child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  return once(child, 'exit').then(([code]) => { clearTimeout(timer); return { code: code as number, stdout, stderr }; });
-}
+const fabric = (args: string[], env: NodeJS.ProcessEnv = {}) => runFabric(args, { PATH: process.env.PATH, ...env });
 
 test('fabric health: one table, plain when piped; exit code by alert level', async () => {
   const ok = await fabric(['health', '--url', gw.url]);

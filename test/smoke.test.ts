@@ -4,16 +4,14 @@
 
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
 import { silentLogger } from '../src/core/log.ts';
 import { startGateway, type RunningGateway } from '../src/main.ts';
 import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
 import { freePort } from './support/servers.ts';
+import { runFabric } from './support/proc.ts';
 
-const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
 const FAST = { ttftMs: 2, tokensPerSecond: 5000, maxConcurrency: 16, maxQueue: 64 };
 const KEY = 'smoke-test-master-key';
 
@@ -62,15 +60,7 @@ afterEach(async () => {
   for (const b of gw.app.gateway.backends.values()) { b.consecutiveFailures = 0; b.coolUntil = 0; b.trips = 0; b.state = 'up'; }
 });
 
-function smoke(args: string[], env: NodeJS.ProcessEnv = { SMOKE_KEY: KEY }): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [MAIN, 'smoke', '--url', gw.url, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
-  child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  return once(child, 'exit').then(([code]) => { clearTimeout(timer); return { code: code as number, stdout, stderr }; });
-}
+const smoke = (args: string[], env: NodeJS.ProcessEnv = { SMOKE_KEY: KEY }) => runFabric(['smoke', '--url', gw.url, ...args], { PATH: process.env.PATH, ...env }, 30_000);
 
 const cloudRequests = (): number => fleet.get('cloud').stats().requests;
 

@@ -3,29 +3,19 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFabric, chat, post, type Fabric } from './helpers.ts';
+import { runFabric } from './support/proc.ts';
 
-const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
 const MASTER = 'fabric-master-key-for-cli-tests';
 const FAST = { ttftMs: 2, tokensPerSecond: 5000, maxConcurrency: 64, maxQueue: 256 };
 const dir = mkdtempSync(join(tmpdir(), 'fabric-state-cli-'));
 const config = join(dir, 'fabric.yaml');
 let f: Fabric;
 
-function fabric(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, FABRIC_DATA_DIR: '', FABRIC_URL: '', FABRIC_API_KEY: '', ...env } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => { stdout += d; });
-    p.stderr.on('data', (d) => { stderr += d; });
-    p.on('exit', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+const fabric = (args: string[], env: Record<string, string> = {}) => runFabric(args, { ...process.env, FABRIC_DATA_DIR: '', FABRIC_URL: '', FABRIC_API_KEY: '', ...env });
 
 before(async () => {
   f = await startFabric({
@@ -60,17 +50,17 @@ after(async () => {
 test('fabric keys and fabric usage --help', async () => {
   for (const cmd of ['keys', 'usage']) {
     const r = await fabric([cmd, '--help']);
-    assert.equal(r.status, 0);
+    assert.equal(r.code, 0);
     assert.match(r.stdout, new RegExp(`Usage: fabric ${cmd}`));
   }
-  assert.equal((await fabric(['keys'])).status, 2);
-  assert.equal((await fabric(['usage', '--by', 'colour'])).status, 2);
+  assert.equal((await fabric(['keys'])).code, 2);
+  assert.equal((await fabric(['usage', '--by', 'colour'])).code, 2);
 });
 
 test('fabric keys through the admin API: create shows the key once, then list, show, rotate, revoke', async () => {
   const env = { FABRIC_URL: f.url, MK: MASTER };
   const c = await fabric(['keys', 'create', 'obsidian', '--roles', 'local/chat', '--rpm', '60', '--budget', '10/month', '--meta', 'app=obsidian', '--role-limit', 'local/chat:tpm=5000', '--key', 'env:MK'], env);
-  assert.equal(c.status, 0, c.stderr);
+  assert.equal(c.code, 0, c.stderr);
   const secret = /^(sk-fabric-\S+)$/m.exec(c.stdout)?.[1];
   assert.ok(secret !== undefined, c.stdout);
   assert.match(c.stdout, /only time the key is shown/);
@@ -78,7 +68,7 @@ test('fabric keys through the admin API: create shows the key once, then list, s
   assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${secret}` })).status, 200);
   const id = /^id +(key_\w+)/m.exec(c.stdout)![1]!;
   const list = await fabric(['keys', 'list', '--key', 'env:MK'], env);
-  assert.equal(list.status, 0, list.stderr);
+  assert.equal(list.code, 0, list.stderr);
   assert.match(list.stdout, /^ID +NAME +STATUS/);
   assert.match(list.stdout, new RegExp(`${id} +obsidian +active`));
   assert.ok(!list.stdout.includes(secret!));
@@ -89,25 +79,25 @@ test('fabric keys through the admin API: create shows the key once, then list, s
   assert.ok(fresh !== undefined && fresh !== secret);
   assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${secret}` })).status, 401);
   const rev = await fabric(['keys', 'revoke', id, '--key', 'env:MK'], env);
-  assert.equal(rev.status, 0);
+  assert.equal(rev.code, 0);
   assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${fresh}` })).status, 401);
   const noauth = await fabric(['keys', 'list'], env);
-  assert.equal(noauth.status, 1);
+  assert.equal(noauth.code, 1);
   assert.match(noauth.stderr, /401/);
 });
 
 test('fabric keys --config writes the store directly; the running gateway picks the key up', async () => {
   const c = await fabric(['keys', 'create', 'trailblazer', '--config', config, '--json', '--expires', '30d']);
-  assert.equal(c.status, 0, c.stderr);
+  assert.equal(c.code, 0, c.stderr);
   const k = JSON.parse(c.stdout);
   assert.equal(k.name, 'trailblazer');
   assert.ok(Date.parse(k.expires_at) > Date.now() + 29 * 86_400_000);
   assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${k.key}` })).status, 200);
   const bad = await fabric(['keys', 'create', 'x', '--roles', 'nope', '--config', config]);
-  assert.equal(bad.status, 1);
+  assert.equal(bad.code, 1);
   assert.match(bad.stderr, /nope is not a role/);
   const r = await fabric(['keys', 'revoke', k.id, '--config', config]);
-  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.code, 0, r.stderr);
   // Another process changed the store: the gateway sees it at its next poll (sync_interval 100ms).
   const until = Date.now() + 3000;
   let status = 200;
@@ -122,12 +112,12 @@ test('fabric usage: a table, CSV and JSON, from the API and from the store', asy
   for (let i = 0; i < 3; i++) await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${MASTER}` });
   await f.gw.app.accounting!.writer.flush();
   const t = await fabric(['usage', '--by', 'role', '--since', '1h', '--url', f.url, '--auth', MASTER]);
-  assert.equal(t.status, 0, t.stderr);
+  assert.equal(t.code, 0, t.stderr);
   assert.match(t.stdout, /^ROLE +REQUESTS +ERRORS +TOKENS IN +TOKENS OUT +COST +AVG MS/);
   assert.match(t.stdout, /^chat-fast +\d+ +0 +\d+/m);
   assert.match(t.stdout, /^total +\d+/m);
   const csv = await fabric(['usage', '--by', 'day', '--csv', '--config', config]);
-  assert.equal(csv.status, 0, csv.stderr);
+  assert.equal(csv.code, 0, csv.stderr);
   assert.match(csv.stdout, /^group,requests,errors,prompt_tokens,completion_tokens,cost_usd,avg_latency_ms\n\d{4}-\d\d-\d\d,\d+,/);
   const j = JSON.parse((await fabric(['usage', '--by', 'backend', '--json', '--config', config])).stdout);
   assert.equal(j.by, 'backend');

@@ -49,3 +49,24 @@ export async function spawnGateway(config: string, env: Record<string, string>, 
     },
   };
 }
+
+export interface CommandResult {
+  /** The exit code (the signal's name if it was killed). */
+  code: number | string;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `fabric ARGS` as an operator would, with exactly `env`; killed after timeoutMs. */
+export function runFabric(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 20_000): Promise<CommandResult> {
+  const child = spawn(process.execPath, [MAIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  return new Promise((resolve) => child.once('exit', (code, sig) => {
+    clearTimeout(timer);
+    resolve({ code: code ?? sig ?? -1, stdout, stderr });
+  }));
+}
