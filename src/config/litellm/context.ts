@@ -128,35 +128,38 @@ export function envName(...parts: string[]): string {
   return parts.join('_').toUpperCase().replace(/[^A-Z0-9]+/g, '_').replace(/^_+|_+$/g, '').replace(/^(\d)/, '_$1');
 }
 
-/** LiteLLM takes seconds as numbers or numeric strings. */
-export function seconds(t: Translation, path: KeyPath, v: unknown): number | undefined {
+/** LiteLLM takes numbers as numbers or numeric strings: the string's number, else the value as given. */
+export function numeric(v: unknown): unknown {
+  return typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+}
+
+/**
+ * A number LiteLLM reads from `v` (unset: undefined). One that fails `ok` is reported as
+ * "must be <must>" — an error, or with `ignore` a warning that it is left out.
+ */
+export function readNumber(
+  t: Translation, path: KeyPath, v: unknown, ok: (n: number) => boolean, must: string, ifBad: 'error' | 'ignore' = 'error',
+): number | undefined {
   if (v === undefined || v === null) return undefined;
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0) {
-    t.r.error(path, `must be a number of seconds, got ${describe(v)}`);
-    return undefined;
-  }
-  return n;
+  const n = numeric(v);
+  if (typeof n === 'number' && ok(n)) return n;
+  if (ifBad === 'error') t.r.error(path, `must be ${must}, got ${describe(v)}`);
+  else t.r.warn(path, `must be ${must}, got ${describe(v)}; ignored`);
+  return undefined;
+}
+
+const isPositive = (n: number): boolean => Number.isFinite(n) && n > 0;
+
+export function seconds(t: Translation, path: KeyPath, v: unknown): number | undefined {
+  return readNumber(t, path, v, isPositive, 'a number of seconds');
 }
 
 export function nonNegInt(t: Translation, path: KeyPath, v: unknown): number | undefined {
-  if (v === undefined || v === null) return undefined;
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
-    t.r.error(path, `must be a whole number, got ${describe(v)}`);
-    return undefined;
-  }
-  return n;
+  return readNumber(t, path, v, (n) => Number.isInteger(n) && n >= 0, 'a whole number');
 }
 
 export function positive(t: Translation, path: KeyPath, v: unknown): number | undefined {
-  if (v === undefined || v === null) return undefined;
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0) {
-    t.r.error(path, `must be a positive number, got ${describe(v)}`);
-    return undefined;
-  }
-  return n;
+  return readNumber(t, path, v, isPositive, 'a positive number');
 }
 
 /** Milliseconds as the fabric schema writes durations. */

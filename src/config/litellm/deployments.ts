@@ -3,9 +3,10 @@
 
 import type { KeyPath } from '../issues.ts';
 import { DEFAULT_TIMEOUTS, type RoleKind } from '../types.ts';
-import { describe, duration, envName, isObj, nonNegInt, positive, seconds, slug, type NativeBackend, type NativeTimeouts, type Translation } from './context.ts';
+import { describe, duration, envName, isObj, nonNegInt, positive, readNumber, seconds, slug, type NativeBackend, type NativeTimeouts, type Translation } from './context.ts';
 import { matchProvider } from './providers.ts';
 import { envRef, isPlaceholder, secretRef } from './secrets.ts';
+import { DROP_PARAMS, GENERIC } from './sections.ts';
 
 type Field = keyof NativeBackend;
 
@@ -68,7 +69,7 @@ const OTHER_COST = 'not supported: prices are per token in and out (input_cost_p
 const REQUEST_DEFAULTS = new Set(['temperature', 'max_tokens', 'max_completion_tokens', 'top_p', 'stop', 'seed', 'presence_penalty', 'frequency_penalty', 'response_format', 'n']);
 
 const PARAM_MESSAGES: Record<string, string> = {
-  drop_params: 'not supported yet: parameters go to OpenAI-compatible backends as the client sent them (the Ollama adapter passes only options Ollama knows)',
+  drop_params: DROP_PARAMS,
   extra_headers: 'not supported yet: no extra headers are sent to the backend',
   headers: 'not supported yet: no extra headers are sent to the backend',
   organization: 'not supported yet: no OpenAI-Organization header is sent',
@@ -215,12 +216,12 @@ export function readDeployment(t: Translation, raw: unknown, index: number, d: D
     if ((PRICE_KEYS as readonly string[]).includes(k)) continue;
     if (COST_KEYS.test(k)) t.r.warn(kp, OTHER_COST, true);
     else if (REQUEST_DEFAULTS.has(k)) t.r.warn(kp, 'not supported yet: request defaults are not applied; the client\'s own parameters are sent', true);
-    else t.r.warn(kp, PARAM_MESSAGES[k] ?? 'not supported yet; ignored', true);
+    else t.r.warn(kp, PARAM_MESSAGES[k] ?? GENERIC, true);
   }
   for (const k of Object.keys(mi)) {
     if (['id', 'mode', 'max_tokens', 'max_input_tokens', ...PRICE_KEYS].includes(k) || DESCRIPTIVE_INFO.test(k)) continue;
     const kp = [...p, 'model_info', k];
-    t.r.warn(kp, COST_KEYS.test(k) ? OTHER_COST : 'not supported yet; ignored', true);
+    t.r.warn(kp, COST_KEYS.test(k) ? OTHER_COST : GENERIC, true);
   }
   const price = readPrice(t, p, lp, mi);
 
@@ -235,13 +236,7 @@ export function readDeployment(t: Translation, raw: unknown, index: number, d: D
 
 /** A cost per token as LiteLLM takes it: a number of US dollars (or its text). */
 function costPerToken(t: Translation, path: KeyPath, v: unknown): number | undefined {
-  if (v === undefined || v === null) return undefined;
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) {
-    t.r.warn(path, `must be a cost in US dollars per token (e.g. 0.0000004), got ${describe(v)}; ignored`);
-    return undefined;
-  }
-  return n;
+  return readNumber(t, path, v, (n) => Number.isFinite(n) && n >= 0, 'a cost in US dollars per token (e.g. 0.0000004)', 'ignore');
 }
 
 /** A number as people write it: 0.0000004, not 4e-7. */
@@ -250,7 +245,7 @@ function plain(n: number): string {
 }
 
 /** USD per token × 1,000,000, without the float noise of the product (0.0000004 × 1e6 = 0.39999999999999997). */
-export function perMillion(usdPerToken: number): number {
+function perMillion(usdPerToken: number): number {
   return Number((usdPerToken * 1e6).toPrecision(12));
 }
 

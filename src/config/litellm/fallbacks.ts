@@ -23,7 +23,7 @@ export interface FallbackTable {
   generic: Edge[] | undefined;
 }
 
-export function emptyTable(): FallbackTable {
+function emptyTable(): FallbackTable {
   return { byGroup: new Map(), generic: undefined };
 }
 
@@ -49,7 +49,7 @@ function targets(t: Translation, path: KeyPath, v: unknown): Edge[] {
 }
 
 /** Reads fallbacks or context_window_fallbacks, keeping LiteLLM's lookup: first exact entry wins, last "*" wins. */
-export function readFallbackTable(t: Translation, path: KeyPath, v: unknown): FallbackTable {
+function readFallbackTable(t: Translation, path: KeyPath, v: unknown): FallbackTable {
   const out = emptyTable();
   if (v === undefined || v === null) return out;
   if (!Array.isArray(v)) {
@@ -72,7 +72,7 @@ export function readFallbackTable(t: Translation, path: KeyPath, v: unknown): Fa
 }
 
 /** default_fallbacks: a plain list, appended by LiteLLM as the last "*" entry (so it wins over one). */
-export function addDefaults(t: Translation, table: FallbackTable, path: KeyPath, v: unknown): void {
+function addDefaults(t: Translation, table: FallbackTable, path: KeyPath, v: unknown): void {
   if (v === undefined || v === null) return;
   table.generic = targets(t, path, v);
 }
@@ -81,7 +81,7 @@ export function addDefaults(t: Translation, table: FallbackTable, path: KeyPath,
  * The order in which LiteLLM tries fallbacks of `start`: depth first, each group once,
  * at most `limit` fallbacks (order tiers are free). `edgesOf` gives a group's valid edges.
  */
-export function unroll(start: string, edgesOf: (group: string) => readonly Edge[], limit: number): { chain: Edge[]; truncated: boolean } {
+function unroll(start: string, edgesOf: (group: string) => readonly Edge[], limit: number): { chain: Edge[]; truncated: boolean } {
   const chain: Edge[] = [];
   const seen = new Set([start]);
   let counted = 0;

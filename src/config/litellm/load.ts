@@ -18,7 +18,7 @@ import { translateLiteLLM, type TranslateResult } from './translate.ts';
 const NATIVE_KEYS = new Set(['version', 'gateway', 'nodes', 'backends', 'roles', 'patterns']);
 
 /** A LiteLLM config has model_list (or its settings sections) at the top, and none of the fabric's own sections. */
-export function isLiteLLMShape(raw: unknown): boolean {
+function isLiteLLMShape(raw: unknown): boolean {
   if (!isObj(raw)) return false;
   const keys = Object.keys(raw);
   if ('model_list' in raw) return true;

@@ -16,7 +16,7 @@ export interface ProviderSpec {
 
 const OPENAI_BASE = 'https://api.openai.com/v1';
 
-export const PROVIDERS: Record<string, ProviderSpec> = {
+const PROVIDERS: Record<string, ProviderSpec> = {
   openai: { engine: 'openai', defaultBase: OPENAI_BASE, defaultKeyEnv: 'OPENAI_API_KEY', note: undefined },
   hosted_vllm: { engine: 'vllm', defaultBase: undefined, defaultKeyEnv: undefined, note: undefined },
   ollama: {
@@ -43,7 +43,7 @@ export type ProviderMatch =
   | { ok: true; provider: string; spec: ProviderSpec; model: string; note: string | undefined }
   | { ok: false; message: string };
 
-export function supportedProviders(): string {
+function supportedProviders(): string {
   return `${Object.keys(PROVIDERS).map((p) => `${p}/`).join(', ')} and bare OpenAI model names`;
 }
 

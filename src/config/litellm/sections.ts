@@ -26,6 +26,12 @@ export type Section = keyof typeof MAPPED;
 const ALERT_KINDS = 'not supported yet: alerts are sent when a backend goes down or comes back (gateway.alerts), not per LiteLLM alert type';
 const NO_CALLBACKS = 'not supported yet: no logging integrations; the gateway writes one JSON log line per request to stdout';
 const NO_CACHE = 'not supported yet: there is no response cache; every request goes to a backend';
+const NO_CONTENT_POLICY = 'not supported yet: a content-policy refusal is returned to the client, not rerouted';
+const RETRY_POLICY = 'not supported yet: retries follow each backend\'s max_retries (connection errors, 429 and 503)';
+const NO_TAGS = 'not supported yet: tag-based routing is not available';
+const NO_GLOBAL_LIMIT = 'not supported yet: the gateway has no global request limit; each backend\'s max_connections bounds what it is sent';
+/** drop_params, in litellm_settings or a deployment's litellm_params. */
+export const DROP_PARAMS = 'not supported yet: parameters go to OpenAI-compatible backends as the client sent them (the Ollama adapter passes only options Ollama knows)';
 
 /** What the gateway does instead, for keys it knows and does not map. */
 export const UNSUPPORTED: Record<Section, Record<string, string>> = {
@@ -38,7 +44,7 @@ export const UNSUPPORTED: Record<Section, Record<string, string>> = {
     service_callback: NO_CALLBACKS,
     input_callback: NO_CALLBACKS,
     max_end_user_budget: 'not supported: the gateway has no end users; budgets are per key (fabric keys create --budget) or per backend (budgets:)',
-    content_policy_fallbacks: 'not supported yet: a content-policy refusal is returned to the client, not rerouted',
+    content_policy_fallbacks: NO_CONTENT_POLICY,
     modify_params: 'not supported: requests are sent as the client wrote them',
     redact_user_api_key_info: 'not supported yet: the gateway logs no user key information to redact',
     turn_off_message_logging: 'already so: the gateway never logs message content',
@@ -48,13 +54,13 @@ export const UNSUPPORTED: Record<Section, Record<string, string>> = {
     cache_responses: NO_CACHE,
     caching_groups: NO_CACHE,
     routing_strategy_args: 'not supported yet: the strategy runs with its defaults',
-    retry_policy: 'not supported yet: retries follow each backend\'s max_retries (connection errors, 429 and 503)',
-    model_group_retry_policy: 'not supported yet: retries follow each backend\'s max_retries (connection errors, 429 and 503)',
+    retry_policy: RETRY_POLICY,
+    model_group_retry_policy: RETRY_POLICY,
     allowed_fails_policy: 'not supported yet: every kind of failure counts toward allowed_fails (gateway.health.failure_threshold)',
     disable_cooldowns: 'not supported: a backend that keeps failing is always skipped for a while (gateway.health)',
-    content_policy_fallbacks: 'not supported yet: a content-policy refusal is returned to the client, not rerouted',
-    enable_tag_filtering: 'not supported yet: tag-based routing is not available',
-    tag_filtering_match_any: 'not supported yet: tag-based routing is not available',
+    content_policy_fallbacks: NO_CONTENT_POLICY,
+    enable_tag_filtering: NO_TAGS,
+    tag_filtering_match_any: NO_TAGS,
   },
   general_settings: {
     store_model_in_db: 'not supported: models come from the config file; the gateway\'s database holds keys and usage only',
@@ -63,8 +69,8 @@ export const UNSUPPORTED: Record<Section, Record<string, string>> = {
     alerting_threshold: 'not supported yet: no slow-response alerts; alerts are sent when a backend goes down or comes back',
     alert_types: ALERT_KINDS,
     alerting_args: ALERT_KINDS,
-    max_parallel_requests: 'not supported yet: the gateway has no global request limit; each backend\'s max_connections bounds what it is sent',
-    global_max_parallel_requests: 'not supported yet: the gateway has no global request limit; each backend\'s max_connections bounds what it is sent',
+    max_parallel_requests: NO_GLOBAL_LIMIT,
+    global_max_parallel_requests: NO_GLOBAL_LIMIT,
   },
 };
 

@@ -6,7 +6,7 @@ import type { KeyPath } from '../issues.ts';
 import { describe, duration, isObj, nonNegInt, positive, seconds, type NativeDoc, type Obj, type Translation } from './context.ts';
 import type { DeploymentDefaults } from './deployments.ts';
 import { secretRef } from './secrets.ts';
-import { GENERIC, MAPPED, UNSUPPORTED, type Section } from './sections.ts';
+import { DROP_PARAMS, GENERIC, MAPPED, UNSUPPORTED, type Section } from './sections.ts';
 
 /** LiteLLM's own defaults, where they decide behaviour. */
 export const LITELLM = { numRetries: 2, cooldownS: 5, maxFallbacks: 5, host: '0.0.0.0', port: 4000 } as const;
@@ -76,7 +76,7 @@ export function readLogging(t: Translation, ls: Obj): void {
   if (ls.set_verbose === true) t.r.warn(['litellm_settings', 'set_verbose'], 'not a config setting here: run fabric serve --log-level debug');
   if (ls.json_logs === true) t.header.push('litellm_settings.json_logs: the gateway logs JSON lines whenever stdout is not a terminal (as under systemd or docker)');
   if (ls.drop_params === true) {
-    t.r.warn(['litellm_settings', 'drop_params'], 'not supported yet: parameters go to OpenAI-compatible backends as the client sent them (the Ollama adapter passes only options Ollama knows)');
+    t.r.warn(['litellm_settings', 'drop_params'], DROP_PARAMS);
   }
 }
 

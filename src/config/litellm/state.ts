@@ -5,7 +5,7 @@
 
 import type { KeyPath } from '../issues.ts';
 import type { BudgetPeriod } from '../types.ts';
-import { describe, duration, isObj, seconds, slug, type NativeBudget, type NativeDoc, type Obj, type Translation } from './context.ts';
+import { describe, duration, isObj, numeric, seconds, slug, type NativeBudget, type NativeDoc, type Obj, type Translation } from './context.ts';
 import type { Deployment } from './deployments.ts';
 import { envRef, holdLiteral, secretRef } from './secrets.ts';
 
@@ -153,7 +153,7 @@ const round = (x: number): number => Number(x.toPrecision(6));
 const PERIOD_START: Record<BudgetPeriod, string> = { day: 'from midnight', week: 'from Monday', month: 'from the 1st', total: 'never reset' };
 
 function amountOf(v: unknown): number | undefined {
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  const n = numeric(v);
   return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : undefined;
 }
 

@@ -48,7 +48,7 @@ test('a LiteLLM config is told apart from a fabric config by its shape', () => {
   assert.equal(isLiteLLMText('model_list: [\n'), false, 'broken YAML goes to the native loader, which reports it');
 });
 
-test('providers: openai/, bare OpenAI names, hosted_vllm/, ollama/ and ollama_chat/ become engines', () => {
+test('providers: openai/, bare OpenAI names, hosted_vllm/, ollama/, ollama_chat/ and lm_studio/ become engines', () => {
   const { config, warnings } = ok(`
 model_list:
   - model_name: cloud
@@ -64,6 +64,8 @@ model_list:
     litellm_params: { model: ollama/llama3.1:8b }
   - model_name: chat
     litellm_params: { model: ollama_chat/qwen2.5:7b, api_base: "http://lab:11434" }
+  - model_name: studio
+    litellm_params: { model: lm_studio/qwen2.5-7b-instruct }
 `);
   const b = (n: string) => config.backends.get(n)!;
   assert.deepEqual([b('cloud').engine, b('cloud').url, b('cloud').model, b('cloud').apiKey], ['openai', 'https://api.openai.com/v1', 'gpt-4o', { env: 'OPENAI_API_KEY' }]);
@@ -73,6 +75,7 @@ model_list:
   assert.equal(config.roles.get('vllm')!.kind, 'embeddings');
   assert.deepEqual([b('gen').engine, b('gen').url, b('gen').model], ['ollama', 'http://localhost:11434', 'llama3.1:8b']);
   assert.deepEqual([b('chat').engine, b('chat').url], ['ollama', 'http://lab:11434']);
+  assert.deepEqual([b('studio').engine, b('studio').url, b('studio').model], ['lmstudio', 'http://localhost:1234/v1', 'qwen2.5-7b-instruct']);
   assert.equal(warnings.size, 0);
 });
 
