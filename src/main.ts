@@ -15,7 +15,6 @@ import { MasterKey } from './http/auth.ts';
 import { createGatewayServer, type AppState } from './http/server.ts';
 import { Accounting } from './accounting/service.ts';
 import { SqliteStore } from './store/sqlite.ts';
-import { PostgresStore } from './store/postgres.ts';
 import type { Store } from './store/types.ts';
 
 export interface StartOptions {
@@ -42,11 +41,13 @@ export function dataDirOf(config: FabricConfig, env: NodeJS.ProcessEnv = process
 }
 
 /** The configured store: SQLite in the data directory by default, PostgreSQL given a URL. */
-export function openStore(config: FabricConfig, secrets: Secrets, dataDir: string, log?: Logger): Store {
+export async function openStore(config: FabricConfig, secrets: Secrets, dataDir: string, log?: Logger): Promise<Store> {
   const st = config.gateway.store;
   if (st.kind === 'postgres') {
     const url = secrets.get(st.url.env);
     if (url === undefined) throw new Error(`gateway.store.url: ${st.url.env} is not set`);
+    // Loaded only when PostgreSQL is configured.
+    const { PostgresStore } = await import('./store/postgres.ts');
     return new PostgresStore(url, { onError: (e) => log?.debug('store: connection error', { error: e.message }) });
   }
   return new SqliteStore(isAbsolute(st.path) ? st.path : join(dataDir, st.path));
@@ -96,7 +97,7 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
   let accounting: Accounting | undefined;
   if (opts.accounting !== false) {
     const dataDir = opts.dataDir ?? dataDirOf(config);
-    const store = openStore(config, secrets, dataDir, log);
+    const store = await openStore(config, secrets, dataDir, log);
     const redisUrl = config.gateway.redis === undefined ? undefined : secrets.get(config.gateway.redis.url.env);
     try {
       accounting = await Accounting.start({ store, config, log, dataDir, redisUrl, events: {

@@ -16,7 +16,7 @@ export type Target =
 export async function openTarget(values: { url?: string; key?: string; config?: string }): Promise<Target> {
   if (values.config !== undefined) {
     const { config, secrets } = loadFabricConfig(values.config);
-    const store = openStore(config, secrets, dataDirOf(config));
+    const store = await openStore(config, secrets, dataDirOf(config));
     await store.migrate();
     return { kind: 'store', store, config };
   }

@@ -64,13 +64,24 @@ function sendError(res: ServerResponse, e: FabricError): void {
   sendJson(res, e.status, JSON.stringify(e.toBody()), e.headers);
 }
 
-function servedHeaders(res: ServerResponse, s: Served, simulated: boolean): void {
-  res.setHeader('x-fabric-role', s.role);
-  res.setHeader('x-fabric-backend', s.backend);
-  res.setHeader('x-fabric-attempts', String(s.attempts));
-  if (s.rerouted) res.setHeader('x-fabric-rerouted', 'true');
-  if (s.budgets !== undefined) res.setHeader('x-fabric-budget-exceeded', s.budgets.join(', '));
-  if (simulated) res.setHeader('x-fabric-simulated', 'true');
+/**
+ * The headers of an answer a backend served, as the flat [name, value, …] list writeHead()
+ * takes: one header block built in one go, without setHeader()'s per-header bookkeeping.
+ */
+function servedHeaders(h: string[], ids: RequestIdHeaders, s: Served, simulated: boolean): string[] {
+  h.push('x-request-id', ids.id);
+  if (ids.client !== undefined) h.push('x-client-request-id', ids.client);
+  h.push('x-fabric-role', s.role, 'x-fabric-backend', s.backend, 'x-fabric-attempts', String(s.attempts));
+  if (s.rerouted) h.push('x-fabric-rerouted', 'true');
+  if (s.budgets !== undefined) h.push('x-fabric-budget-exceeded', s.budgets.join(', '));
+  if (simulated) h.push('x-fabric-simulated', 'true');
+  return h;
+}
+
+/** The gateway's request id and the client's own (x-request-id), returned on every answer. */
+interface RequestIdHeaders {
+  id: string;
+  client: string | undefined;
 }
 
 /** x-fabric-drill: fail-primary makes this one request treat its primary backends as failed (fabric smoke --drill). */
@@ -78,6 +89,19 @@ function drill(v: string | string[] | undefined): boolean | undefined {
   if (v === undefined) return undefined;
   if (v === 'fail-primary') return true;
   throw new FabricError('invalid_request', `x-fabric-drill must be "fail-primary", not ${JSON.stringify(String(v)).slice(0, 60)}`, { param: 'x-fabric-drill' });
+}
+
+function setIdHeaders(res: ServerResponse, id: string, cid: string | undefined): void {
+  res.setHeader('x-request-id', id);
+  if (cid !== undefined) res.setHeader('x-client-request-id', cid);
+}
+
+const CANCEL = Symbol('cancel');
+type CancellableResponse = ServerResponse & { [CANCEL]: Cancel };
+
+/** 'close' before the answer finished: the client went away, so the backend request is aborted. One shared listener, no closure per request. */
+function abortUnfinished(this: ServerResponse): void {
+  if (!this.writableFinished) (this as CancellableResponse)[CANCEL].abort();
 }
 
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
@@ -106,24 +130,21 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 
 class ResponseSink implements StreamSink {
   readonly #res: ServerResponse;
+  readonly #ids: RequestIdHeaders;
   readonly #simulated: boolean;
   /** performance.now() when the stream was committed to the client. */
   firstByteAt: number | undefined;
   /** Hold the response's end until release(): its usage record is spooled first, so a stream the client saw end is never unrecorded. */
   deferEnd = false;
   #endPending = false;
-  constructor(res: ServerResponse, simulated: boolean) {
+  constructor(res: ServerResponse, ids: RequestIdHeaders, simulated: boolean) {
     this.#res = res;
+    this.#ids = ids;
     this.#simulated = simulated;
   }
   begin(served: Served): void {
     this.firstByteAt = performance.now();
-    const res = this.#res;
-    res.statusCode = 200;
-    res.setHeader('content-type', 'text/event-stream; charset=utf-8');
-    res.setHeader('cache-control', 'no-cache');
-    res.setHeader('x-accel-buffering', 'no');
-    servedHeaders(res, served, this.#simulated);
+    this.#res.writeHead(200, servedHeaders(['content-type', 'text/event-stream; charset=utf-8', 'cache-control', 'no-cache', 'x-accel-buffering', 'no'], this.#ids, served, this.#simulated));
   }
   write(data: Buffer | string): boolean {
     return this.#res.write(data);
@@ -148,7 +169,7 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
   /** What is known of an inference request when it fails, for its error metrics. */
   interface Inference { op: Operation; model: string | undefined; key: KeyRecord | undefined; account: RequestAccount | undefined; ts: number }
 
-  async function handleInference(inf: Inference, req: IncomingMessage, res: ServerResponse, ctx: RequestContext, started: number): Promise<void> {
+  async function handleInference(inf: Inference, req: IncomingMessage, res: ServerResponse, ctx: RequestContext, ids: RequestIdHeaders, started: number): Promise<void> {
     const gw = app.gateway;
     const op = inf.op;
     const raw = (await readBody(req, maxBodyBytes())).toString('utf8');
@@ -173,7 +194,7 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
     // The usage record is spooled before the answer's last byte leaves (src/accounting/writer.ts):
     // an answer a client has received is never unrecorded, even if the process is killed.
     if (body.stream === true && op !== 'embeddings') {
-      const sink = new ResponseSink(res, gw.config.simulated);
+      const sink = new ResponseSink(res, ids, gw.config.simulated);
       sink.deferEnd = inf.account !== undefined;
       const capture = acct?.logsBodies === true ? new CapturingSink(sink, gw.config.gateway.requestLog.maxBodyBytes) : undefined;
       served = await gw.stream(op, body, ctx, capture ?? sink);
@@ -187,8 +208,8 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
       const text = JSON.stringify(r.response);
       now = performance.now();
       rec = inf.account?.finish(served, now - started, undefined, acct?.logsBodies === true ? text : undefined);
-      servedHeaders(res, served, gw.config.simulated);
-      sendJson(res, 200, text);
+      res.writeHead(200, servedHeaders(['content-type', JSON_TYPE, 'content-length', String(Buffer.byteLength(text))], ids, served, gw.config.simulated));
+      res.end(text);
     }
     metrics.served(op, served, (now - started) / 1000, firstByteAt === undefined ? undefined : (firstByteAt - started) / 1000);
     app.log.info('request', {
@@ -225,14 +246,14 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
     const started = performance.now();
     const id = ids.next();
     const cid = clientRequestId(req.headers['x-request-id']);
-    res.setHeader('x-request-id', id);
-    if (cid !== undefined) res.setHeader('x-client-request-id', cid);
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
+    const op = POST_ROUTES[path];
+    // Inference answers carry the ids in their one writeHead(); everything else sets them now.
+    if (op === undefined) setIdHeaders(res, id, cid);
     let inf: Inference | undefined;
     try {
-      const op = POST_ROUTES[path];
       if (op !== undefined) {
         if (req.method !== 'POST') throw new FabricError('method_not_allowed', `${req.method} is not allowed on ${path}; use POST`);
         // Awaited only when the key is not cached: the hot path stays synchronous.
@@ -240,13 +261,14 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
         const key = a instanceof Promise ? await a : a;
         if (app.draining) throw new FabricError('shutting_down', 'the gateway is shutting down; retry on another instance', { headers: { connection: 'close', 'retry-after': '1' } });
         const cancel = new Cancel();
-        res.once('close', () => { if (!res.writableFinished) cancel.abort(); });
+        (res as CancellableResponse)[CANCEL] = cancel;
+        res.on('close', abortUnfinished);
         const now = Date.now();
         inf = { op, model: undefined, key, account: undefined, ts: now };
         const ctx: RequestContext = { id, clientRequestId: cid, created: Math.floor(now / 1000), cancel, drillFailPrimary: drill(req.headers['x-fabric-drill']) };
         metrics.begin();
         try {
-          await handleInference(inf, req, res, ctx, started);
+          await handleInference(inf, req, res, ctx, { id, client: cid }, started);
         } finally {
           metrics.end();
         }
@@ -308,12 +330,13 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
         res.destroy();
         return;
       }
-      if (fe.code === 'body_too_large') res.setHeader('connection', 'close');
       if (res.headersSent) {
         // A stream already begun: the gateway has ended it with an error event.
         if (!res.writableEnded) res.end();
         return;
       }
+      if (op !== undefined) setIdHeaders(res, id, cid);
+      if (fe.code === 'body_too_large') res.setHeader('connection', 'close');
       sendError(res, fe);
     }
   }

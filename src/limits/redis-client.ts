@@ -4,7 +4,6 @@
 // rather than hold requests. Commands are never queued while disconnected.
 
 import { createHash } from 'node:crypto';
-import { createClient } from 'redis';
 import type { Logger } from '../core/log.ts';
 
 export interface RedisScript {
@@ -32,6 +31,8 @@ export interface RedisOptions {
 }
 
 export async function openRedis(url: string, opts: RedisOptions): Promise<SharedRedis> {
+  // Loaded only when Redis is configured: node-redis costs about 30 MiB of memory once loaded.
+  const { createClient } = await import('redis');
   const timeoutMs = opts.timeoutMs ?? 250;
   let warned = 0;
   const client = createClient({

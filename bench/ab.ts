@@ -1,0 +1,135 @@
+// `npm run bench -- --ab`'s engine, usable alone: CPU per request of the bare proxy and of one
+// or more gateway builds, measured in alternating short closed-loop rounds, so that the VM's
+// drifting speed hits every contender alike. The figure to read is each gateway's CPU per
+// request as a multiple of the bare proxy's in the same rounds: it moves far less than
+// req/s between runs, and it is what a change to the request path changes.
+//
+//   node bench/ab.ts [--rounds N] [--seconds S] [--gateway LABEL=path/to/gateway-proc.js ...]
+//
+// Without --gateway it builds the working tree (as bench/run.ts does) and compares that with
+// the bare proxy. To compare against an older commit, build it first:
+//   git worktree add /tmp/base HEAD && (cd /tmp/base && npm ci --ignore-scripts && npx tsc -p tsconfig.bench.json --noCheck)
+//   node bench/ab.ts --gateway base=/tmp/base/bench/results/build/bench/gateway-proc.js --gateway new=bench/results/build/bench/gateway-proc.js
+
+import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { Child, canPin, cpuSecondsOf, memoryOf, pinPid } from './procs.ts';
+import { RUNTIME_NODE_FLAGS, UPSTREAM_MODELS } from './shared.ts';
+import type { Job, PhaseResult, TargetSpec } from './shared.ts';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '5' },
+    seconds: { type: 'string', default: '3' },
+    gateway: { type: 'string', multiple: true },
+    concurrency: { type: 'string', default: '64' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+if (values.help === true) {
+  process.stdout.write('usage: node bench/ab.ts [--rounds N] [--seconds S] [--concurrency C] [--gateway LABEL=gateway-proc.js ...]\n');
+  process.exit(0);
+}
+const rounds = Number(values.rounds);
+const seconds = Number(values.seconds);
+const concurrency = Number(values.concurrency);
+
+const pinned = cpus().length >= 2 && canPin([0, 1]);
+if (pinned) pinPid(process.pid, 0);
+const children: Child[] = [];
+process.on('exit', () => children.forEach((c) => c.kill()));
+const say = (s: string): void => void process.stderr.write(`ab: ${s}\n`);
+
+// LABEL=SCRIPT[@YAML]: YAML is extra lines for the config's gateway: section (e.g.
+// "accounting: { enabled: false }"), to measure what one feature costs.
+let gateways = (values.gateway ?? []).map((g) => {
+  const i = g.indexOf('=');
+  const at = g.indexOf('@', i);
+  return { label: g.slice(0, i), script: resolve(g.slice(i + 1, at === -1 ? undefined : at)), extra: at === -1 ? '' : g.slice(at + 1) };
+});
+if (gateways.length === 0) {
+  const built = spawnSync(process.execPath, [join(HERE, '..', 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(HERE, '..', 'tsconfig.bench.json'), '--noCheck'], { encoding: 'utf8' });
+  if (built.status !== 0) throw new Error(`build failed:\n${built.stdout}${built.stderr}`);
+  gateways = [{ label: 'gateway', script: join(HERE, 'results', 'build', 'bench', 'gateway-proc.js'), extra: '' }];
+}
+
+const body = JSON.stringify({ model: UPSTREAM_MODELS.fast, messages: [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'Say hello to the benchmark in one short sentence.' }], max_tokens: 16, temperature: 0 });
+const upstream = new Child('upstream', join(HERE, 'upstream-proc.ts'), [body], { cpu: pinned ? 0 : undefined });
+children.push(upstream);
+const up = await upstream.waitFor('ready', 15_000);
+upstream.pid = up.pid as number;
+const fixed = (up.urls as { fixed: string }).fixed;
+
+const masterKey = randomBytes(24).toString('base64url');
+mkdirSync(join(HERE, 'results'), { recursive: true });
+const configFor = (label: string, extra: string): string => {
+  const file = join(HERE, 'results', `ab.${label.replace(/[^\w-]/g, '_')}.fabric.yaml`);
+  writeFileSync(file, `version: 1
+gateway:
+  host: 127.0.0.1
+  master_key: env:BENCH_MASTER_KEY
+${extra === '' ? '' : `  ${extra}\n`}backends:
+  bench-fast: { engine: vllm, url: ${fixed}/v1, model: ${UPSTREAM_MODELS.fast} }
+roles:
+  chat-fast: { kind: chat, backends: [bench-fast] }
+`);
+  return file;
+};
+const logFd = openSync(process.env.BENCH_GATEWAY_LOG ?? '/dev/null', 'a');
+// BENCH_NODE_FLAGS: extra node flags for the processes under test (e.g. --cpu-prof), as in run.ts.
+const extraFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+const headers = { 'content-type': 'application/json', authorization: `Bearer ${masterKey}` };
+
+interface Contender { label: string; child: Child; target: TargetSpec; cpuUs: number[]; rps: number[]; rss: number }
+const contenders: Contender[] = [];
+async function start(label: string, script: string, args: string[], model: string): Promise<void> {
+  const child = new Child(label, script, args, { cpu: pinned ? 1 : undefined, env: { ...process.env, BENCH_MASTER_KEY: masterKey }, nodeFlags: [...RUNTIME_NODE_FLAGS, ...extraFlags], stdout: logFd });
+  children.push(child);
+  const r = await child.waitFor('ready', 15_000);
+  child.pid = r.pid as number;
+  contenders.push({ label, child, target: { origin: r.url as string, path: '/v1/chat/completions', headers, body: body.replace(UPSTREAM_MODELS.fast, model) }, cpuUs: [], rps: [], rss: 0 });
+}
+await start('bare proxy', join(HERE, 'bare-proxy.ts'), [fixed], UPSTREAM_MODELS.fast);
+for (const g of gateways) await start(g.label, g.script, [configFor(g.label, g.extra)], 'chat-fast');
+
+const loadgen = new Child('loadgen', join(HERE, 'loadgen.ts'), [], { cpu: pinned ? 0 : undefined });
+children.push(loadgen);
+loadgen.pid = (await loadgen.waitFor('ready', 15_000)).pid as number;
+
+async function run(c: Contender, ms: number): Promise<{ cpuUs: number; rps: number }> {
+  const job: Job = { kind: 'closed', target: c.target, concurrency, durationMs: ms };
+  const cpu0 = cpuSecondsOf(c.child.pid);
+  loadgen.send({ type: 'job', job });
+  const reply = await loadgen.waitFor(['result', 'failed'], ms + 30_000);
+  if (reply.type === 'failed') throw new Error(String(reply.error));
+  const r = reply.result as PhaseResult;
+  if (r.errors > 0) throw new Error(`${c.label}: ${r.errors} errors (${r.firstError})`);
+  c.rss = Math.max(c.rss, memoryOf(c.child.pid).rssBytes);
+  return { cpuUs: ((cpuSecondsOf(c.child.pid) - cpu0) * 1e6) / r.ok, rps: r.throughput };
+}
+
+for (const c of contenders) await run(c, 1500); // JIT warm-up
+for (let i = 0; i < rounds; i++) {
+  // Rotate the order each round, so no contender always follows the same one.
+  for (let j = 0; j < contenders.length; j++) {
+    const c = contenders[(i + j) % contenders.length]!;
+    const m = await run(c, seconds * 1000);
+    c.cpuUs.push(m.cpuUs);
+    c.rps.push(m.rps);
+  }
+  say(`round ${i + 1}: ${contenders.map((c) => `${c.label} ${c.cpuUs.at(-1)!.toFixed(0)} µs/req ${c.rps.at(-1)!.toFixed(0)} req/s`).join(' · ')}`);
+}
+const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+const bareC = contenders[0]!;
+process.stdout.write(`\n${'contender'.padEnd(14)} ${'CPU µs/req (median)'.padStart(20)} ${'× bare (median of rounds)'.padStart(26)} ${'req/s (median)'.padStart(15)} ${'RSS max'.padStart(9)}\n`);
+for (const c of contenders) {
+  const ratios = c.cpuUs.map((v, i) => v / bareC.cpuUs[i]!);
+  process.stdout.write(`${c.label.padEnd(14)} ${median(c.cpuUs).toFixed(1).padStart(20)} ${median(ratios).toFixed(2).padStart(26)} ${median(c.rps).toFixed(0).padStart(15)} ${`${(c.rss / 2 ** 20).toFixed(0)} MiB`.padStart(9)}\n`);
+}
+for (const c of [...children].reverse()) await c.stop();
