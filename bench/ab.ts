@@ -28,12 +28,13 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '5' },
     seconds: { type: 'string', default: '3' },
     gateway: { type: 'string', multiple: true },
+    'node-flags': { type: 'string', multiple: true },
     concurrency: { type: 'string', default: '64' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help === true) {
-  process.stdout.write('usage: node bench/ab.ts [--rounds N] [--seconds S] [--concurrency C] [--gateway LABEL=gateway-proc.js ...]\n');
+  process.stdout.write('usage: node bench/ab.ts [--rounds N] [--seconds S] [--concurrency C] [--gateway LABEL=gateway-proc.js[@gateway-yaml] ...] [--node-flags LABEL=FLAGS ...]\n');
   process.exit(0);
 }
 const rounds = Number(values.rounds);
@@ -88,8 +89,10 @@ const headers = { 'content-type': 'application/json', authorization: `Bearer ${m
 
 interface Contender { label: string; child: Child; target: TargetSpec; cpuUs: number[]; rps: number[]; rss: number }
 const contenders: Contender[] = [];
+// --node-flags LABEL=FLAGS: V8/node flags for one contender, after the runtime's own.
+const flagsOf = new Map((values['node-flags'] ?? []).map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1).split(/\s+/).filter((x) => x !== '')]));
 async function start(label: string, script: string, args: string[], model: string): Promise<void> {
-  const child = new Child(label, script, args, { cpu: pinned ? 1 : undefined, env: { ...process.env, BENCH_MASTER_KEY: masterKey }, nodeFlags: [...RUNTIME_NODE_FLAGS, ...extraFlags], stdout: logFd });
+  const child = new Child(label, script, args, { cpu: pinned ? 1 : undefined, env: { ...process.env, BENCH_MASTER_KEY: masterKey }, nodeFlags: [...RUNTIME_NODE_FLAGS, ...extraFlags, ...(flagsOf.get(label) ?? [])], stdout: logFd });
   children.push(child);
   const r = await child.waitFor('ready', 15_000);
   child.pid = r.pid as number;

