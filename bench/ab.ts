@@ -87,7 +87,7 @@ const logFd = openSync(process.env.BENCH_GATEWAY_LOG ?? '/dev/null', 'a');
 const extraFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
 const headers = { 'content-type': 'application/json', authorization: `Bearer ${masterKey}` };
 
-interface Contender { label: string; child: Child; target: TargetSpec; cpuUs: number[]; rps: number[]; rss: number }
+interface Contender { label: string; child: Child; target: TargetSpec; cpuUs: number[]; rps: number[]; rss: number; heap?: string }
 const contenders: Contender[] = [];
 // --node-flags LABEL=FLAGS: V8/node flags for one contender, after the runtime's own.
 const flagsOf = new Map((values['node-flags'] ?? []).map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1).split(/\s+/).filter((x) => x !== '')]));
@@ -113,7 +113,14 @@ async function run(c: Contender, ms: number): Promise<{ cpuUs: number; rps: numb
   if (reply.type === 'failed') throw new Error(String(reply.error));
   const r = reply.result as PhaseResult;
   if (r.errors > 0) throw new Error(`${c.label}: ${r.errors} errors (${r.firstError})`);
-  c.rss = Math.max(c.rss, memoryOf(c.child.pid).rssBytes);
+  const rss = memoryOf(c.child.pid).rssBytes;
+  if (rss > c.rss && c.label !== 'bare proxy') {
+    // Where a gateway's memory is at its largest: V8 heap, memory outside it (buffers), the rest.
+    const st = await c.child.request({ type: 'stats' }, 'stats', 5000);
+    const mib = (b: unknown): string => ((b as number) / 2 ** 20).toFixed(0);
+    c.heap = `heap ${mib(st.heapUsedBytes)}/${mib(st.heapTotalBytes)} MiB, external ${mib(st.externalBytes)} MiB`;
+  }
+  c.rss = Math.max(c.rss, rss);
   return { cpuUs: ((cpuSecondsOf(c.child.pid) - cpu0) * 1e6) / r.ok, rps: r.throughput };
 }
 
@@ -133,6 +140,6 @@ const bareC = contenders[0]!;
 process.stdout.write(`\n${'contender'.padEnd(14)} ${'CPU µs/req (median)'.padStart(20)} ${'× bare (median of rounds)'.padStart(26)} ${'req/s (median)'.padStart(15)} ${'RSS max'.padStart(9)}\n`);
 for (const c of contenders) {
   const ratios = c.cpuUs.map((v, i) => v / bareC.cpuUs[i]!);
-  process.stdout.write(`${c.label.padEnd(14)} ${median(c.cpuUs).toFixed(1).padStart(20)} ${median(ratios).toFixed(2).padStart(26)} ${median(c.rps).toFixed(0).padStart(15)} ${`${(c.rss / 2 ** 20).toFixed(0)} MiB`.padStart(9)}\n`);
+  process.stdout.write(`${c.label.padEnd(14)} ${median(c.cpuUs).toFixed(1).padStart(20)} ${median(ratios).toFixed(2).padStart(26)} ${median(c.rps).toFixed(0).padStart(15)} ${`${(c.rss / 2 ** 20).toFixed(0)} MiB`.padStart(9)}${c.heap === undefined ? '' : `  (at its largest: ${c.heap})`}\n`);
 }
 for (const c of [...children].reverse()) await c.stop();
