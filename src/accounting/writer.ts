@@ -42,12 +42,35 @@ interface Segment {
   /** Some records were not kept in memory: replay the file before deleting it. */
   overflow: boolean;
   dirty: boolean;
+  /** Records appended in all, and when the segment was opened: when to start the next one. */
+  appended: number;
+  openedAt: number;
+  /** fdatasync calls not yet returned: the descriptor is closed after the last one. */
+  syncing: number;
+  /** Rotated while a sync was running: close when it returns. */
+  closeAfterSync: boolean;
 }
 
 interface Queued { rec: UsageRecord; seg: Segment | undefined }
 
 const SEGMENT = /^usage-(\d+)-(\d+)\.jsonl$/;
+/**
+ * A new segment is started once this many records went into the current one, or once it is
+ * this old: creating and deleting a file per batch cost more than the inserts themselves. A
+ * crash replays at most one segment's already-committed records, which the store ignores
+ * (inserts are idempotent on the request id).
+ */
+const SEGMENT_MAX_RECORDS = 4096;
+const SEGMENT_MAX_AGE_MS = 10_000;
 const MAX_LOG_QUEUE = 2_000;
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // the data was written; a failed close changes nothing
+  }
+}
 
 function alive(pid: number): boolean {
   try {
@@ -107,7 +130,7 @@ export class UsageWriter {
 
   #open(): Segment {
     const name = join(this.#o.spoolDir!, `usage-${process.pid}-${Date.now()}${String(this.#seq++).padStart(4, '0')}.jsonl`);
-    const seg: Segment = { name, fd: openSync(name, 'a', 0o600), outstanding: 0, overflow: false, dirty: false };
+    const seg: Segment = { name, fd: openSync(name, 'a', 0o600), outstanding: 0, overflow: false, dirty: false, appended: 0, openedAt: Date.now(), syncing: 0, closeAfterSync: false };
     this.#segments.add(seg);
     return seg;
   }
@@ -124,6 +147,7 @@ export class UsageWriter {
       try {
         writeSync(seg.fd!, JSON.stringify(rec) + '\n');
         seg.outstanding++;
+        seg.appended++;
         seg.dirty = true;
       } catch (e) {
         this.#o.log.error('accounting: cannot append to the usage spool; the record is held in memory only', { error: (e as Error).message });
@@ -201,9 +225,10 @@ export class UsageWriter {
       }
       return;
     }
-    // New records go to a new segment, so the ones in this batch's segments can be deleted
-    // once committed.
-    if (this.#active !== undefined && this.#active.outstanding > 0) this.#rotate();
+    // New records go to a new segment from time to time, so that older segments, once all
+    // their records are committed, can be deleted.
+    const a = this.#active;
+    if (a !== undefined && (a.appended >= SEGMENT_MAX_RECORDS || (a.outstanding > 0 && Date.now() - a.openedAt >= SEGMENT_MAX_AGE_MS))) this.#rotate();
     try {
       while (this.#queue.length > 0) {
         const batch = this.#queue.slice(0, this.#o.batchSize);
@@ -264,15 +289,23 @@ export class UsageWriter {
     this.#active = undefined;
     if (old === undefined) return;
     if (old.fd !== undefined) {
-      try {
-        if (old.dirty) fdatasync(old.fd, () => {});
-        closeSync(old.fd);
-      } catch {
-        // the data was written; closing failures change nothing
-      }
+      if (old.dirty) this.#syncSegment(old);
+      // A sync still running needs the descriptor: it is closed when the last one returns.
+      if (old.syncing > 0) old.closeAfterSync = true;
+      else closeQuietly(old.fd);
       old.fd = undefined;
     }
     this.#collect(old);
+  }
+
+  /** fdatasync off the event loop; the descriptor stays open until it returns. */
+  #syncSegment(seg: Segment): void {
+    const fd = seg.fd!;
+    seg.dirty = false;
+    seg.syncing++;
+    fdatasync(fd, () => {
+      if (--seg.syncing === 0 && seg.closeAfterSync) closeQuietly(fd);
+    });
   }
 
   #done(seg: Segment, n: number): void {
@@ -331,10 +364,7 @@ export class UsageWriter {
 
   #sync(): void {
     const a = this.#active;
-    if (a?.fd !== undefined && a.dirty) {
-      a.dirty = false;
-      fdatasync(a.fd, () => {});
-    }
+    if (a?.fd !== undefined && a.dirty) this.#syncSegment(a);
   }
 
   /** SIGTERM: write everything out (within timeoutMs); what cannot be written stays spooled for the next start. */
@@ -352,7 +382,8 @@ export class UsageWriter {
     this.#rotate();
     for (const s of [...this.#segments]) {
       if (s.fd !== undefined) {
-        try { closeSync(s.fd); } catch { /* closed */ }
+        if (s.syncing > 0) s.closeAfterSync = true;
+        else closeQuietly(s.fd);
         s.fd = undefined;
       }
     }
