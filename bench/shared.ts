@@ -2,7 +2,7 @@
 // Kept free of I/O so both processes can import it.
 
 /** The V8 flags `bin/fabric` runs the gateway with (test/cli.test.ts checks they agree). */
-export const RUNTIME_NODE_FLAGS = ['--max-semi-space-size=4'];
+export const RUNTIME_NODE_FLAGS = ['--max-semi-space-size=8', '--heap-growing-percent=50'];
 
 export interface Percentiles {
   count: number;
