@@ -5,7 +5,10 @@ import { after, describe } from 'node:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SqliteStore } from '../src/store/sqlite.ts';
+import { DatabaseSync } from 'node:sqlite';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SPEND_SQL, SqliteStore } from '../src/store/sqlite.ts';
 import { PostgresStore } from '../src/store/postgres.ts';
 import { startPostgres, type PgServer } from './support/servers.ts';
 import { storeContract } from './support/store-contract.ts';
@@ -25,6 +28,20 @@ describe('sqlite store', () => {
       return new SqliteStore(last);
     },
   });
+});
+
+test('sqlite: the spend query budgets run every second reads the partial index, not every row of the period', async () => {
+  const file = join(dir, 'plan', 'fabric.db');
+  const s = new SqliteStore(file);
+  await s.migrate();
+  await s.close();
+  const db = new DatabaseSync(file);
+  try {
+    const plan = db.prepare(`EXPLAIN QUERY PLAN ${SPEND_SQL}`).all(0).map((r) => String(r.detail)).join('; ');
+    assert.match(plan, /USING COVERING INDEX fabric_usage_spend/, plan);
+  } finally {
+    db.close();
+  }
 });
 
 const pg = await startPostgres();

@@ -71,8 +71,20 @@ const v1 = (t: Types): string => `
       CREATE INDEX fabric_request_log_ts ON fabric_request_log (ts);
     `;
 
+/**
+ * Migration 2: budgets re-read the period's spend every sync interval (a second by default).
+ * Through the ts index that visited every row of the month, priced or not: 0.5 s of a blocked
+ * event loop per sync at 2.5 million rows. Only priced rows count, and they are few (cloud
+ * calls): a partial index holding just them, with the columns the sum needs, answers the
+ * query from the index alone (0.05 ms on the same table).
+ */
+const v2 = `
+      CREATE INDEX fabric_usage_spend ON fabric_usage (ts, key_id, backend, cost) WHERE cost > 0;
+    `;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'keys, usage, request log', sqlite: v1(SQLITE), postgres: v1(POSTGRES) },
+  { version: 2, name: 'partial index for spend', sqlite: v2, postgres: v2 },
 ];
 
 const migrationsTable = (t: Types): string =>
