@@ -130,6 +130,8 @@ test('the client key never reaches a backend; each backend gets its own', async 
   await f.client.chat.completions.create({ model: 'chat-deep', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
   const w = f.fleet.get('wintermute').requests();
   assert.equal(w[w.length - 1]!.headers.authorization, undefined);
+  f.gw.app.log.flush();
+  assert.ok(f.logs.some((l) => l.includes('"msg":"request"')), 'the request lines are written');
   assert.ok(!f.logs.join('\n').includes(MASTER) && !f.logs.join('\n').includes(BACKEND_KEY), 'no secret in logs');
 });
 

@@ -77,6 +77,7 @@ test('a key is shown once, stored only as its SHA-256, and never listed', async 
   assert.ok(list.json.data.some((k: any) => k.id === r.json.id && k.hint.startsWith('sk-fabric-')));
   const shown = await admin(`/admin/keys/${r.json.id}`);
   assert.equal(shown.json.key, undefined);
+  f.gw.app.log.flush();
   assert.ok(!f.logs.some((l) => l.includes(secret)), 'the key never reaches the log');
 });
 

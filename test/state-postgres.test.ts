@@ -110,6 +110,7 @@ roles:
     while ((acct.writer.queued > 0 || !acct.writer.storeUp) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     await acct.writer.flush();
     assert.ok(acct.writer.stats.failures > 0, 'the outage was seen');
+    g.app.log.flush();
     assert.ok(g.logs.some((l) => l.includes('cannot write to the store')));
     const after = fleet.get('armitage').stats();
     const check = new PostgresStore(url);
