@@ -13,7 +13,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -87,7 +87,7 @@ const logFd = openSync(process.env.BENCH_GATEWAY_LOG ?? '/dev/null', 'a');
 const extraFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
 const headers = { 'content-type': 'application/json', authorization: `Bearer ${masterKey}` };
 
-interface Contender { label: string; child: Child; target: TargetSpec; cpuUs: number[]; rps: number[]; rss: number; heap?: string }
+interface Contender { label: string; child: Child; target: TargetSpec; cpuUs: number[]; rps: number[]; rss: number; heap?: string; sys: number[] }
 const contenders: Contender[] = [];
 // --node-flags LABEL=FLAGS: V8/node flags for one contender, after the runtime's own.
 const flagsOf = new Map((values['node-flags'] ?? []).map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1).split(/\s+/).filter((x) => x !== '')]));
@@ -96,7 +96,7 @@ async function start(label: string, script: string, args: string[], model: strin
   children.push(child);
   const r = await child.waitFor('ready', 15_000);
   child.pid = r.pid as number;
-  contenders.push({ label, child, target: { origin: r.url as string, path: '/v1/chat/completions', headers, body: body.replace(UPSTREAM_MODELS.fast, model) }, cpuUs: [], rps: [], rss: 0 });
+  contenders.push({ label, child, target: { origin: r.url as string, path: '/v1/chat/completions', headers, body: body.replace(UPSTREAM_MODELS.fast, model) }, cpuUs: [], rps: [], rss: 0, sys: [] });
 }
 await start('bare proxy', join(HERE, 'bare-proxy.ts'), [fixed], UPSTREAM_MODELS.fast);
 for (const g of gateways) await start(g.label, g.script, [configFor(g.label, g.extra)], 'chat-fast');
@@ -105,9 +105,16 @@ const loadgen = new Child('loadgen', join(HERE, 'loadgen.ts'), [], { cpu: pinned
 children.push(loadgen);
 loadgen.pid = (await loadgen.waitFor('ready', 15_000)).pid as number;
 
-async function run(c: Contender, ms: number): Promise<{ cpuUs: number; rps: number }> {
+/** read(2)- and write(2)-family system calls the process has made (/proc/PID/io). */
+function syscallsOf(pid: number): number {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+  return Number(/syscr: (\d+)/.exec(io)?.[1]) + Number(/syscw: (\d+)/.exec(io)?.[1]);
+}
+
+async function run(c: Contender, ms: number): Promise<{ cpuUs: number; rps: number; sys: number }> {
   const job: Job = { kind: 'closed', target: c.target, concurrency, durationMs: ms };
   const cpu0 = cpuSecondsOf(c.child.pid);
+  const sys0 = syscallsOf(c.child.pid);
   loadgen.send({ type: 'job', job });
   const reply = await loadgen.waitFor(['result', 'failed'], ms + 30_000);
   if (reply.type === 'failed') throw new Error(String(reply.error));
@@ -121,7 +128,7 @@ async function run(c: Contender, ms: number): Promise<{ cpuUs: number; rps: numb
     c.heap = `heap ${mib(st.heapUsedBytes)}/${mib(st.heapTotalBytes)} MiB, external ${mib(st.externalBytes)} MiB`;
   }
   c.rss = Math.max(c.rss, rss);
-  return { cpuUs: ((cpuSecondsOf(c.child.pid) - cpu0) * 1e6) / r.ok, rps: r.throughput };
+  return { cpuUs: ((cpuSecondsOf(c.child.pid) - cpu0) * 1e6) / r.ok, rps: r.throughput, sys: (syscallsOf(c.child.pid) - sys0) / r.ok };
 }
 
 for (const c of contenders) await run(c, 1500); // JIT warm-up
@@ -132,14 +139,15 @@ for (let i = 0; i < rounds; i++) {
     const m = await run(c, seconds * 1000);
     c.cpuUs.push(m.cpuUs);
     c.rps.push(m.rps);
+    c.sys.push(m.sys);
   }
   say(`round ${i + 1}: ${contenders.map((c) => `${c.label} ${c.cpuUs.at(-1)!.toFixed(0)} µs/req ${c.rps.at(-1)!.toFixed(0)} req/s`).join(' · ')}`);
 }
 const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 const bareC = contenders[0]!;
-process.stdout.write(`\n${'contender'.padEnd(14)} ${'CPU µs/req (median)'.padStart(20)} ${'× bare (median of rounds)'.padStart(26)} ${'req/s (median)'.padStart(15)} ${'RSS max'.padStart(9)}\n`);
+process.stdout.write(`\n${'contender'.padEnd(14)} ${'CPU µs/req (median)'.padStart(20)} ${'× bare (median of rounds)'.padStart(26)} ${'req/s (median)'.padStart(15)} ${'read+write calls/req'.padStart(21)} ${'RSS max'.padStart(9)}\n`);
 for (const c of contenders) {
   const ratios = c.cpuUs.map((v, i) => v / bareC.cpuUs[i]!);
-  process.stdout.write(`${c.label.padEnd(14)} ${median(c.cpuUs).toFixed(1).padStart(20)} ${median(ratios).toFixed(2).padStart(26)} ${median(c.rps).toFixed(0).padStart(15)} ${`${(c.rss / 2 ** 20).toFixed(0)} MiB`.padStart(9)}${c.heap === undefined ? '' : `  (at its largest: ${c.heap})`}\n`);
+  process.stdout.write(`${c.label.padEnd(14)} ${median(c.cpuUs).toFixed(1).padStart(20)} ${median(ratios).toFixed(2).padStart(26)} ${median(c.rps).toFixed(0).padStart(15)} ${median(c.sys).toFixed(2).padStart(21)} ${`${(c.rss / 2 ** 20).toFixed(0)} MiB`.padStart(9)}${c.heap === undefined ? '' : `  (at its largest: ${c.heap})`}\n`);
 }
 for (const c of [...children].reverse()) await c.stop();
