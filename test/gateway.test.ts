@@ -251,6 +251,13 @@ test('nothing in a request chooses where it goes; costly parameters are bounded'
   assert.equal(deep.json.error.param, 'metadata.nested[0].api_base');
   const top = await post(f.url, '/v1/chat/completions', { ...chat('chat-fast'), base_url: 'http://evil' }, auth);
   assert.equal(top.status, 400);
+  // The same name spelled with a JSON escape is the same key once parsed.
+  const escaped = await fetch(`${f.url}/v1/chat/completions`, {
+    method: 'POST', headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify(chat('chat-fast')).replace(/}$/, ',"api\\u005fbase":"http://evil"}'),
+  });
+  assert.equal(escaped.status, 400);
+  assert.equal(((await escaped.json()) as any).error.param, 'api_base');
   const toolParam = await post(f.url, '/v1/chat/completions', {
     ...chat('chat-fast'),
     tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { base_url: { type: 'string' } } } } }],
