@@ -228,13 +228,30 @@ const loadgen = new Child('loadgen', join(HERE, 'loadgen.ts'), [], { cpu: CPU_LO
 children.push(loadgen);
 loadgen.pid = (await loadgen.waitFor('ready', 15_000)).pid as number;
 
+// Requests through the gateway authenticate as an application would: with a virtual key that
+// has rate limits (RPM and TPM, far above what the benchmark sends) and a monthly budget, so
+// key lookup, both token buckets and the budget check are on the measured path.
+// BENCH_MASTER_KEY_ONLY=1 sends the master key instead (the path before keys existed).
+const viaMasterKey = process.env.BENCH_MASTER_KEY_ONLY === '1';
+const gatewayHeaders = viaMasterKey ? headers : { ...headers, authorization: `Bearer ${await createVirtualKey(first.url)}` };
+async function createVirtualKey(origin: string): Promise<string> {
+  const r = await request(`${origin}/admin/keys`, {
+    method: 'POST', headers,
+    body: JSON.stringify({ name: 'bench', rpm: 100_000_000, tpm: 100_000_000_000, budget: { amount: 1_000_000, period: 'month' } }),
+  });
+  const j = (await r.body.json()) as { key?: string };
+  if (r.statusCode !== 201 || typeof j.key !== 'string') throw new Error(`creating the benchmark's virtual key answered ${r.statusCode}: ${JSON.stringify(j)}`);
+  return j.key;
+}
+const viaGateway = (t: TargetSpec): TargetSpec => ({ ...t, headers: gatewayHeaders });
+
 const T = {
   directFast: target(fastUrl, UPSTREAM_MODELS.fast),
-  gatewayFast: target(gatewayUrl, 'chat-fast'),
+  gatewayFast: viaGateway(target(gatewayUrl, 'chat-fast')),
   bareFast: target(bareUrl, UPSTREAM_MODELS.fast),
   directStream: target(urls.stream, UPSTREAM_MODELS.stream, { stream: true }),
-  gatewayStream: target(gatewayUrl, 'chat-stream', { stream: true }),
-  gatewaySlow: target(gatewayUrl, 'chat-slow', { stream: true, max_tokens: 100 }),
+  gatewayStream: viaGateway(target(gatewayUrl, 'chat-stream', { stream: true })),
+  gatewaySlow: viaGateway(target(gatewayUrl, 'chat-slow', { stream: true, max_tokens: 100 })),
 };
 
 /** One request of each kind before any load: the paths work and the gateway really checks the key. */
@@ -515,7 +532,7 @@ const table = printTable(rows, notes, {
   machine: `${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length}, Node ${process.version}, ${pinned ? `pinned: upstream + generator on CPU 0, gateway on CPU ${CPU_GATEWAY}` : 'NOT pinned'}`,
   bare: plan.bare,
   footer: [
-    `gateway: compiled JS as \`fabric serve\` runs it (${RUNTIME_NODE_FLAGS.join(' ')}); auth on (master key), routing via role chat-fast, metrics on, per-request log line to stdout = ${gatewayLog}${gatewayNodeFlags.length > 0 ? `; extra node flags: ${gatewayNodeFlags.join(' ')}` : ''}`,
+    `gateway: compiled JS as \`fabric serve\` runs it (${RUNTIME_NODE_FLAGS.join(' ')}); auth on (${viaMasterKey ? 'master key' : 'virtual key with RPM and TPM limits and a monthly budget'}), routing via role chat-fast, metrics on, per-request log line to stdout = ${gatewayLog}${gatewayNodeFlags.length > 0 ? `; extra node flags: ${gatewayNodeFlags.join(' ')}` : ''}`,
     `upstream: ${upstreamKind === 'fixed' ? 'fixed-answer TCP server replaying the simulated vLLM answer' : 'simulated vLLM (src/sim)'} for non-streamed requests; simulated vLLM for streams`,
     `added = gateway − direct at the same rate; latency = send → last body byte, per request, open loop`,
     `generator lag p99 (send vs schedule): ${fixed.map((f) => `${f.rate}/s ${f.direct.result.lag.p99.toFixed(2)}/${f.gateway.result.lag.p99.toFixed(2)} ms`).join(', ')} (direct/gateway)`,
@@ -552,7 +569,7 @@ const json = {
   setup: {
     gatewayLog: `stdout → ${gatewayLog}`,
     gatewayNodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags],
-    auth: 'master key',
+    auth: viaMasterKey ? 'master key' : 'virtual key (rpm, tpm, monthly budget)',
     route: `chat-fast → bench-fast (vllm) → ${upstreamKind === 'fixed' ? 'fixed-answer upstream' : 'simulated vLLM'}`,
     upstream: upstreamKind,
     plan,
