@@ -3,7 +3,7 @@
 
 import type { BudgetPeriod } from '../config/types.ts';
 
-export function periodStart(period: BudgetPeriod, now: number): number {
+function computeStart(period: BudgetPeriod, now: number): number {
   const d = new Date(now);
   switch (period) {
     case 'day': return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
@@ -16,16 +16,40 @@ export function periodStart(period: BudgetPeriod, now: number): number {
   }
 }
 
-/** When the period that contains `now` ends; Infinity for "total". */
-export function periodEnd(period: BudgetPeriod, now: number): number {
-  const start = periodStart(period, now);
-  const d = new Date(start);
+function computeEnd(period: BudgetPeriod, start: number): number {
   switch (period) {
     case 'day': return start + 86_400_000;
     case 'week': return start + 7 * 86_400_000;
-    case 'month': return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+    case 'month': {
+      const d = new Date(start);
+      return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+    }
     case 'total': return Infinity;
   }
+}
+
+/** The current period of each kind: budget checks ask on every request, and the answer changes once a day at most. */
+const current: Record<BudgetPeriod, { start: number; end: number }> = {
+  day: { start: 0, end: -1 }, week: { start: 0, end: -1 }, month: { start: 0, end: -1 }, total: { start: 0, end: Infinity },
+};
+
+function window(period: BudgetPeriod, now: number): { start: number; end: number } {
+  const c = current[period];
+  if (now >= c.start && now < c.end) return c;
+  const start = computeStart(period, now);
+  const w = { start, end: computeEnd(period, start) };
+  // Remembered only for the present (not for a report about some other time).
+  if (Math.abs(now - Date.now()) < 86_400_000) current[period] = w;
+  return w;
+}
+
+export function periodStart(period: BudgetPeriod, now: number): number {
+  return window(period, now).start;
+}
+
+/** When the period that contains `now` ends; Infinity for "total". */
+export function periodEnd(period: BudgetPeriod, now: number): number {
+  return window(period, now).end;
 }
 
 /** "monthly", "daily", … for messages. */
