@@ -284,6 +284,8 @@ export class Accounting {
     this.#syncing = (async () => {
       const scopes = this.#activeScopes();
       if (scopes.length === 0) return;
+      // Not in the middle of a batch: its committed groups would be read here and still be pending in the ledger.
+      await this.writer.idle();
       const now = Date.now();
       const marks = this.ledger.mark();
       const bases = new Map<string, number>();

@@ -109,6 +109,15 @@ export class UsageWriter {
     return this.#queue.length;
   }
 
+  /**
+   * Resolves once no batch is being written. A batch reaches the store in several commits
+   * (SQLite yields between groups) and is reported to onCommitted after the last: a reader of
+   * settled spend waits for this, so it never sees rows that are also still counted pending.
+   */
+  idle(): Promise<void> {
+    return this.#flushing === undefined ? Promise.resolve() : this.#flushing.then(() => this.idle());
+  }
+
   /** Replays spool segments left by processes that are gone (a crash), then starts the timer. */
   async start(): Promise<void> {
     const dir = this.#o.spoolDir;

@@ -36,3 +36,15 @@ test('log writes stay within maxBatchBytes, so lines from several workers never 
   }
   assert.equal(writes.join('').trimEnd().split('\n').length, 200);
 });
+
+test('lines still buffered when the process exits are written', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const here = new URL('./log.ts', import.meta.url).href;
+  const script = `import { createLogger } from ${JSON.stringify(here)};
+const log = createLogger({ write: (s) => process.stdout.write(s) });
+log.info('last words', { n: 1 });
+process.exit(3);`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 3, r.stderr);
+  assert.match(r.stdout, /"msg":"last words"/);
+});

@@ -29,6 +29,18 @@ export interface LoggerOptions {
 /** Longest a log line waits to be written with others. */
 const FLUSH_MS = 20;
 
+/** Loggers holding lines: written out if the process exits first (process.exit, a fatal exception). */
+const unflushed = new Set<() => void>();
+let exitHook = false;
+function whenExiting(flush: () => void): void {
+  unflushed.add(flush);
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const f of [...unflushed]) f();
+  });
+}
+
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const min = RANK[opts.level ?? 'info'];
   const pretty = opts.pretty ?? false;
@@ -50,6 +62,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   };
   const flush = (): void => {
     scheduled = false;
+    unflushed.delete(flush);
     if (buffer === '') return;
     const out = buffer;
     buffer = '';
@@ -81,6 +94,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       // instead of one per request. Errors are written at once; shutdown calls flush().
       scheduled = true;
       setTimeout(flush, FLUSH_MS);
+      whenExiting(flush);
     }
   };
   return {

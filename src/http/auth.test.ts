@@ -23,6 +23,8 @@ test('the presented key: Bearer (any case, any spacing) or x-api-key', () => {
   assert.equal(MasterKey.presented({ authorization: 'bearer   sk-2  ' }), 'sk-2');
   assert.equal(MasterKey.presented({ authorization: 'Bearer  sk-3' }), 'sk-3');
   assert.equal(MasterKey.presented({ authorization: 'Bearer\tsk-4' }), 'sk-4');
+  // Whitespace beyond ASCII (a no-break space, as Node passes byte 0xA0 through) is trimmed as the regex does.
+  assert.equal(MasterKey.presented({ authorization: 'Bearer \u00a0sk-6\u00a0' }), 'sk-6');
   assert.equal(MasterKey.presented({ authorization: 'Basic abc' }), undefined);
   assert.equal(MasterKey.presented({ authorization: 'Bearer ' }), undefined);
   assert.equal(MasterKey.presented({ 'x-api-key': ' sk-5 ' }), 'sk-5');

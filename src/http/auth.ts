@@ -16,6 +16,11 @@ export function constantTimeEquals(a: string, secret: string): boolean {
   return diff === 0;
 }
 
+/** Printable ASCII other than space: never whitespace to the regex below or to trim(). */
+function visibleAscii(c: number): boolean {
+  return c >= 0x21 && c <= 0x7e;
+}
+
 export class MasterKey {
   readonly #key: string;
   constructor(key: string) {
@@ -27,7 +32,7 @@ export class MasterKey {
     const auth = headers.authorization;
     if (typeof auth === 'string') {
       // The common shape without a regex: "Bearer <token>".
-      if (auth.startsWith('Bearer ') && auth.charCodeAt(7) > 32 && auth.charCodeAt(auth.length - 1) > 32) return auth.slice(7);
+      if (auth.startsWith('Bearer ') && visibleAscii(auth.charCodeAt(7)) && visibleAscii(auth.charCodeAt(auth.length - 1))) return auth.slice(7);
       const m = /^Bearer\s+(.+)$/i.exec(auth);
       return m === null ? undefined : m[1]!.trim();
     }

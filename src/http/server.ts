@@ -242,9 +242,8 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
     if ((await authorize(req)) !== undefined) throw new FabricError('permission_denied', `${what} needs the master key; virtual keys cannot read it`);
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
     const started = performance.now();
-    const id = ids.next();
     const cid = clientRequestId(req.headers['x-request-id']);
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -342,10 +341,12 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
   }
 
   const server = createServer({ maxHeaderSize: maxHeaderBytes, keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 300_000 }, (req, res) => {
-    handle(req, res).catch((e: unknown) => {
-      app.log.error('unhandled', { error: String(e) });
-      if (!res.headersSent) sendError(res, toFabricError(e));
-      else res.destroy();
+    const id = ids.next();
+    handle(req, res, id).catch((e: unknown) => {
+      app.log.error('unhandled', { id, error: String(e) });
+      if (res.headersSent) return void res.destroy();
+      setIdHeaders(res, id, clientRequestId(req.headers['x-request-id']));
+      sendError(res, toFabricError(e));
     });
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
