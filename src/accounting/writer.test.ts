@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteStore } from '../store/sqlite.ts';
 import { silentLogger } from '../core/log.ts';
 import { UsageWriter } from './writer.ts';
-import type { UsageRecord } from '../store/types.ts';
+import { StoreError, type UsageRecord } from '../store/types.ts';
 
 const rec = (i: number): UsageRecord => ({
   id: `req_w${i}`, ts: Date.now(), keyId: undefined, keyName: undefined, op: 'chat', model: 'chat-fast', role: 'chat-fast', backend: 'b',
@@ -34,6 +34,46 @@ test('a batch written in several commits: idle() resolves only once all of it is
     await w.close();
   } finally {
     await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('records past max_buffer while the store is down wait in the spool, and reach the store when it is back, without a restart', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fabric-writer-'));
+  const sqlite = new SqliteStore(join(dir, 'fabric.db'));
+  let down = true;
+  // The store as the writer sees it: refusing writes (a lost connection) until `down` is cleared.
+  const store = new Proxy(sqlite, {
+    get(target, prop, receiver) {
+      if (prop === 'insertUsage' && down) return () => Promise.reject(new StoreError('connection refused'));
+      if (prop === 'ping' && down) return () => Promise.reject(new StoreError('connection refused'));
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  try {
+    await sqlite.migrate();
+    let reported = 0;
+    const w = new UsageWriter({ store, spoolDir: join(dir, 'spool'), batchSize: 100, flushIntervalMs: 5, maxBuffer: 5, log: silentLogger, onCommitted: (r) => { reported += r.length; } });
+    await w.start();
+    for (let i = 0; i < 20; i++) w.add(rec(i));
+    assert.equal(w.queued, 5, 'memory holds max_buffer records; the other 15 are in the spool only');
+    await w.flush();
+    assert.equal(w.storeUp, false);
+    down = false;
+    const until = Date.now() + 5000;
+    while ((await sqlite.usageSummary({ by: 'backend' }))[0]?.requests !== 20 && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 20));
+      await w.flush();
+    }
+    assert.equal((await sqlite.usageSummary({ by: 'backend' }))[0]?.requests, 20, 'all 20 are in the store');
+    // The replayed segment holds the 5 records written from memory too: the store ignores them
+    // (idempotent on the id), and they are reported again (the next spend sync corrects that).
+    assert.ok(reported >= 20, `reported ${reported}`);
+    await w.close();
+    assert.deepEqual(readdirSync(join(dir, 'spool')).filter((f) => f.startsWith('usage-')), [], 'the spool is empty once all is written');
+  } finally {
+    await sqlite.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -164,8 +164,11 @@ export class UsageWriter {
       }
     }
     if (this.#queue.length >= this.#o.maxBuffer && seg !== undefined) {
-      // Memory is full (the store has been down long): the record waits in the spool file.
+      // Memory is full (the store has been down long): the record waits in the spool file only,
+      // and the segment is replayed from disk once its queued records are in (it is not counted
+      // outstanding: nothing in memory will mark it done).
       seg.overflow = true;
+      seg.outstanding--;
       return;
     }
     this.#queue.push({ rec, seg });
@@ -237,7 +240,8 @@ export class UsageWriter {
     // New records go to a new segment from time to time, so that older segments, once all
     // their records are committed, can be deleted.
     const a = this.#active;
-    if (a !== undefined && (a.appended >= SEGMENT_MAX_RECORDS || (a.outstanding > 0 && Date.now() - a.openedAt >= SEGMENT_MAX_AGE_MS))) this.#rotate();
+    // A segment holding records that overflowed memory is closed at once, so it can be replayed.
+    if (a !== undefined && (a.appended >= SEGMENT_MAX_RECORDS || a.overflow || (a.outstanding > 0 && Date.now() - a.openedAt >= SEGMENT_MAX_AGE_MS))) this.#rotate();
     try {
       while (this.#queue.length > 0) {
         const batch = this.#queue.slice(0, this.#o.batchSize);
