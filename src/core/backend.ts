@@ -2,6 +2,7 @@
 // what is known of its health. Created once per config load; the routing table holds these.
 
 import { Pool } from './http-client.ts';
+import { H1Pool, type UpstreamPool } from './h1-pool.ts';
 import { DEFAULT_HEALTH_POLICY, type BackendConfig, type HealthPolicy, type NodeConfig } from '../config/types.ts';
 import type { Secrets } from '../config/env-file.ts';
 import { engineFor } from '../engines/index.ts';
@@ -32,7 +33,8 @@ export class BackendRuntime implements Member {
   readonly config: BackendConfig;
   readonly node: NodeConfig | undefined;
   readonly engine: EngineAdapter;
-  readonly pool: Pool;
+  /** Plain-HTTP backends (the fleet's engines) on the lean client; HTTPS (the cloud) on undici. */
+  readonly pool: UpstreamPool;
   /** URL path prefix of the base URL (e.g. /v1), prepended to every engine path. */
   readonly basePath: string;
   readonly origin: string;
@@ -86,15 +88,18 @@ export class BackendRuntime implements Member {
     const key = config.apiKey === undefined ? undefined : secrets.get(config.apiKey.env);
     this.authorization = key === undefined ? undefined : `Bearer ${key}`;
     this.unusable = config.apiKey !== undefined && key === undefined ? `its API key (${config.apiKey.env}) is not set` : undefined;
-    this.pool = new Pool(this.origin, {
-      connections: config.maxConnections,
-      pipelining: 1,
-      keepAliveTimeout: 30_000,
-      keepAliveMaxTimeout: 120_000,
-      connect: { timeout: config.timeouts.connectMs },
-      headersTimeout: config.timeouts.firstByteMs,
-      bodyTimeout: config.timeouts.idleMs,
-    });
+    const t = config.timeouts;
+    this.pool = u.protocol === 'http:'
+      ? new H1Pool(this.origin, { connections: config.maxConnections, keepAliveTimeout: 4_000, connectTimeout: t.connectMs, headersTimeout: t.firstByteMs, bodyTimeout: t.idleMs })
+      : new Pool(this.origin, {
+        connections: config.maxConnections,
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        keepAliveMaxTimeout: 120_000,
+        connect: { timeout: t.connectMs },
+        headersTimeout: t.firstByteMs,
+        bodyTimeout: t.idleMs,
+      });
   }
 
   circuit(now: number): Circuit {

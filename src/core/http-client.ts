@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher, Pool as UndiciPool } from 'undici';
 import { BufferedCall } from './upstream.ts';
+import type { UpstreamPool } from './h1-pool.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -23,7 +24,7 @@ const MAX_BODY = 16 * 1024 * 1024;
 
 /** A GET (or other small request) on a pool, whole body as text, bounded by timeoutMs from start to end. */
 export function simpleRequest(
-  dispatcher: Dispatcher, path: string,
+  dispatcher: UpstreamPool, path: string,
   opts: { method?: string; headers?: Record<string, string>; body?: string; timeoutMs: number },
 ): Promise<SimpleResponse> {
   const call = new BufferedCall(MAX_BODY, MAX_BODY);

@@ -4,6 +4,7 @@
 
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
+import type { DispatchOptions, UpstreamPool } from './h1-pool.ts';
 
 /**
  * The client's side of a request going away. Attempts run one at a time, so one hook slot is
@@ -92,7 +93,7 @@ export abstract class UpstreamCall implements Dispatcher.DispatchHandler {
   #pendingAbort: Error | undefined;
 
   /** Dispatches this call; a dispatcher that throws (closed) fails it like a transport error. */
-  send(dispatcher: Dispatcher, opts: Dispatcher.DispatchOptions): void {
+  send(dispatcher: UpstreamPool, opts: DispatchOptions): void {
     try {
       dispatcher.dispatch(opts, this);
     } catch (e) {

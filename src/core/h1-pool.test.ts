@@ -1,0 +1,300 @@
+// The lean HTTP/1.1 client against raw TCP servers that answer byte by byte as each test
+// scripts them: framing, keep-alive, the backend closing idle connections, timeouts, limits,
+// backpressure and aborts.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { H1Pool, type DispatchOptions, type Handler } from './h1-pool.ts';
+
+interface Raw {
+  url: string;
+  server: Server;
+  /** Connections accepted so far. */
+  connections: number;
+  /** Most connections open at once. */
+  peak: number;
+  /** Request heads received, in order. */
+  heads: string[];
+  close(): Promise<void>;
+}
+
+/** A TCP server that hands every complete request (head and Content-Length body) to `answer`. */
+async function raw(answer: (sock: Socket, head: string, body: string, n: number) => void): Promise<Raw> {
+  const r: Raw = { url: '', server: undefined as never, connections: 0, peak: 0, heads: [], close: async () => {} };
+  const open = new Set<Socket>();
+  let n = 0;
+  r.server = createServer((sock) => {
+    r.connections++;
+    open.add(sock);
+    sock.setNoDelay(true); // split answers really arrive in two reads, without Nagle's 40 ms
+    r.peak = Math.max(r.peak, open.size);
+    sock.on('close', () => open.delete(sock));
+    sock.on('error', () => {});
+    let buf = '';
+    sock.on('data', (c: Buffer) => {
+      buf += c.toString('latin1');
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        const head = buf.slice(0, end);
+        const len = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? 0);
+        if (buf.length < end + 4 + len) return;
+        const body = buf.slice(end + 4, end + 4 + len);
+        buf = buf.slice(end + 4 + len);
+        r.heads.push(head);
+        answer(sock, head, body, n++);
+      }
+    });
+  });
+  await new Promise<void>((res) => r.server.listen(0, '127.0.0.1', res));
+  r.url = `http://127.0.0.1:${(r.server.address() as { port: number }).port}`;
+  r.close = () => new Promise<void>((res) => {
+    for (const s of open) s.destroy();
+    r.server.close(() => res());
+  });
+  return r;
+}
+
+interface Outcome { status: number; headers: IncomingHttpHeaders; body: string; chunks: number; error: (Error & { code?: string }) | undefined }
+
+/** One request through the pool; `onData` may pause or abort through the controller. */
+function call(pool: H1Pool, opts: Partial<DispatchOptions> = {}, onData?: (c: Dispatcher.DispatchController, chunk: Buffer) => void): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const o: Outcome = { status: 0, headers: {}, body: '', chunks: 0, error: undefined };
+    const bufs: Buffer[] = [];
+    const h: Handler = {
+      onResponseStart(_c, status, headers) { o.status = status; o.headers = headers; },
+      onResponseData(c, chunk) { bufs.push(Buffer.from(chunk)); o.body = Buffer.concat(bufs).toString('utf8'); o.chunks++; onData?.(c, chunk); },
+      onResponseEnd() { resolve(o); },
+      onResponseError(_c, e) { o.error = e; resolve(o); },
+    };
+    pool.dispatch({ method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: '{"x":1}', ...opts }, h);
+  });
+}
+
+const poolFor = (url: string, over: Partial<ConstructorParameters<typeof H1Pool>[1]> = {}): H1Pool =>
+  new H1Pool(url, { connections: 8, keepAliveTimeout: 4000, connectTimeout: 2000, headersTimeout: 2000, bodyTimeout: 2000, ...over });
+
+/** Writes `text` in two writes split at `at`, the second on the next turn. */
+function split(sock: Socket, text: string, at: number): void {
+  const b = Buffer.from(text, 'latin1');
+  sock.write(b.subarray(0, at));
+  setImmediate(() => { if (!sock.destroyed) sock.write(b.subarray(at)); });
+}
+
+test('h1 pool: the request goes out whole; Content-Length answers split anywhere arrive whole, on one kept-alive connection', async () => {
+  const json = Buffer.from('{"answer":"héé"}');
+  const bytes = `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${json.length}\r\nx-twice: a\r\nX-Twice: b\r\n\r\n${json.toString('latin1')}`;
+  const s = await raw((sock, _h, _b, n) => split(sock, bytes, n % bytes.length));
+  const pool = poolFor(s.url);
+  try {
+    for (let i = 0; i < bytes.length; i++) {
+      const o = await call(pool);
+      assert.equal(o.error, undefined, `split at ${i}: ${o.error?.message}`);
+      assert.equal(o.status, 200);
+      assert.equal(o.body, '{"answer":"héé"}', `split at ${i}`);
+      assert.deepEqual(o.headers['x-twice'], ['a', 'b']);
+    }
+    assert.equal(s.connections, 1, 'every request on the same connection');
+    assert.match(s.heads[0]!, /^POST \/v1\/chat\/completions HTTP\/1\.1\r\nhost: 127\.0\.0\.1:\d+\r\n/);
+    assert.match(s.heads[0]!, /\r\ncontent-length: 7(\r\n|$)/);
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});
+
+test('h1 pool: chunked answers (extensions, trailers) split anywhere; interim 1xx skipped; 204 has no body', async () => {
+  const two = ' {"delta":"chunk two"}\n\n';
+  const chunked = `HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\ndata:\r\n${two.length.toString(16)}\r\n${two}\r\n0\r\nx-trailer: t\r\n\r\n`;
+  const s = await raw((sock, head, _b, n) => {
+    if (head.startsWith('GET /empty')) sock.write('HTTP/1.1 204 No Content\r\n\r\n');
+    else split(sock, chunked, n % chunked.length);
+  });
+  const pool = poolFor(s.url);
+  try {
+    for (let i = 0; i < chunked.length; i++) {
+      const o = await call(pool);
+      assert.equal(o.error, undefined, `split at ${i}: ${o.error?.message}`);
+      assert.equal(o.status, 200);
+      assert.equal(o.body, 'data: {"delta":"chunk two"}\n\n', `split at ${i}`);
+    }
+    const e = await call(pool, { method: 'GET', path: '/empty', body: null });
+    assert.equal(e.status, 204);
+    assert.equal(e.body, '');
+    assert.equal(s.connections, 1);
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});
+
+test('h1 pool: a connection the backend closed is not reused; one it closes under a new request is retried once on a new connection', async () => {
+  const ok = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
+  let mode: 'close-after' | 'drop-next' | 'normal' = 'close-after';
+  const s = await raw((sock) => {
+    if (mode === 'close-after') sock.end(ok); // answer, then close: as an engine's keep-alive timeout does
+    else if (mode === 'drop-next') {
+      mode = 'normal';
+      sock.destroy(); // the race: the request arrives as the backend closes the idle connection
+    } else sock.write(ok);
+  });
+  const pool = poolFor(s.url);
+  try {
+    assert.equal((await call(pool)).body, 'ok');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal((await call(pool)).body, 'ok', 'the closed connection was not used');
+    assert.equal(s.connections, 2);
+    mode = 'normal';
+    assert.equal((await call(pool)).body, 'ok');
+    mode = 'drop-next';
+    const o = await call(pool);
+    assert.equal(o.error, undefined, o.error?.message);
+    assert.equal(o.body, 'ok', 'retried on a new connection');
+    assert.equal(s.connections, 4);
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});
+
+test('h1 pool: a fresh connection closed before any answer fails with UND_ERR_SOCKET, not retried; refused connections fail with ECONNREFUSED', async () => {
+  const s = await raw((sock) => sock.destroy());
+  const pool = poolFor(s.url);
+  const closed = await raw(() => {});
+  const deadUrl = closed.url;
+  await closed.close();
+  const dead = poolFor(deadUrl);
+  try {
+    const o = await call(pool);
+    assert.equal(o.error?.code, 'UND_ERR_SOCKET');
+    assert.equal(s.heads.length, 1, 'sent once');
+    assert.equal((await call(dead)).error?.code, 'ECONNREFUSED');
+  } finally {
+    await pool.destroy();
+    await dead.destroy();
+    await s.close();
+  }
+});
+
+test('h1 pool: Connection: close and answers without a length end the connection; the body then runs to its end', async () => {
+  const s = await raw((sock, head) => {
+    if (head.includes('/until-close')) sock.end('HTTP/1.1 200 OK\r\n\r\nall of it, until the end');
+    else sock.write('HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 3\r\n\r\nbye');
+  });
+  const pool = poolFor(s.url);
+  try {
+    assert.equal((await call(pool)).body, 'bye');
+    assert.equal((await call(pool)).body, 'bye');
+    assert.equal(s.connections, 2, 'connection: close is honoured');
+    assert.equal((await call(pool, { path: '/until-close' })).body, 'all of it, until the end');
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});
+
+test('h1 pool: timeouts carry undici\'s codes: first byte, idle body, and an oversized head is refused', async () => {
+  const s = await raw((sock, head) => {
+    if (head.includes('/silent')) return;
+    if (head.includes('/stall')) sock.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc');
+    if (head.includes('/huge')) sock.write(`HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(70 * 1024)}\r\n\r\n`);
+  });
+  const pool = poolFor(s.url, { headersTimeout: 150, bodyTimeout: 150 });
+  try {
+    assert.equal((await call(pool, { path: '/silent' })).error?.code, 'UND_ERR_HEADERS_TIMEOUT');
+    const stalled = await call(pool, { path: '/stall' });
+    assert.equal(stalled.error?.code, 'UND_ERR_BODY_TIMEOUT');
+    assert.equal(stalled.body, 'abc');
+    assert.equal((await call(pool, { path: '/huge' })).error?.code, 'UND_ERR_HEADERS_OVERFLOW');
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});
+
+test('h1 pool: at most `connections` at once, the rest queued; abort in flight and in the queue', async () => {
+  const held: Socket[] = [];
+  const s = await raw((sock, head) => {
+    if (head.includes('/hold')) held.push(sock);
+    else setTimeout(() => sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'), 10);
+  });
+  const pool = poolFor(s.url, { connections: 2 });
+  try {
+    const all = await Promise.all(Array.from({ length: 7 }, () => call(pool)));
+    assert.ok(all.every((o) => o.body === 'ok'));
+    assert.equal(s.peak, 2);
+    // Abort: one in flight (held by the server), one waiting in the queue behind the two.
+    let inFlight!: Dispatcher.DispatchController;
+    let queued!: Dispatcher.DispatchController;
+    const grab = (set: (c: Dispatcher.DispatchController) => void): Handler & { done: Promise<Error | undefined> } => {
+      let resolve!: (e: Error | undefined) => void;
+      const done = new Promise<Error | undefined>((r) => { resolve = r; });
+      return { done, onRequestStart: (c) => set(c), onResponseEnd: () => resolve(undefined), onResponseError: (_c, e) => resolve(e) };
+    };
+    const a = grab((c) => { inFlight = c; });
+    const b = grab(() => {});
+    const q = grab((c) => { queued = c; });
+    pool.dispatch({ method: 'POST', path: '/hold', body: '' }, a);
+    pool.dispatch({ method: 'POST', path: '/hold', body: '' }, b);
+    pool.dispatch({ method: 'POST', path: '/v1', body: '' }, q);
+    while (held.length < 2) await new Promise((r) => setTimeout(r, 5));
+    queued.abort(new Error('client went away (queued)'));
+    inFlight.abort(new Error('client went away'));
+    assert.equal((await q.done)?.message, 'client went away (queued)');
+    assert.equal((await a.done)?.message, 'client went away');
+    held[1]!.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    assert.equal(await b.done, undefined);
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});
+
+test('h1 pool: a paused handler gets nothing until it resumes, then the rest in order', async () => {
+  const parts = Array.from({ length: 20 }, (_, i) => `data: {"n":${i}}\n\n`);
+  const s = await raw((sock) => {
+    sock.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n');
+    // All chunks in one write: they arrive in one read, so pausing must hold the rest of it.
+    sock.write(parts.map((p) => `${Buffer.byteLength(p).toString(16)}\r\n${p}\r\n`).join('') + '0\r\n\r\n');
+  });
+  const pool = poolFor(s.url);
+  try {
+    let paused = false;
+    let dataWhilePaused = 0;
+    const o = await call(pool, {}, (c) => {
+      if (paused) dataWhilePaused++;
+      paused = true;
+      c.pause();
+      setTimeout(() => { paused = false; c.resume(); }, 2);
+    });
+    assert.equal(o.error, undefined);
+    assert.equal(dataWhilePaused, 0);
+    assert.equal(o.body, parts.join(''));
+    assert.equal(o.chunks, 20);
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});
+
+test('h1 pool: malformed answers fail the request and the connection', async () => {
+  const s = await raw((sock, head) => {
+    if (head.includes('/status')) sock.write('HTTP/1.1 2OO OK\r\n\r\n');
+    else if (head.includes('/chunk')) sock.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nnope\r\n');
+    else sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nabc');
+  });
+  const pool = poolFor(s.url);
+  try {
+    for (const path of ['/status', '/chunk', '/length']) {
+      const o = await call(pool, { path });
+      assert.equal(o.error?.code, 'UND_ERR_SOCKET', path);
+    }
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});
