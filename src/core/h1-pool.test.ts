@@ -298,3 +298,22 @@ test('h1 pool: malformed answers fail the request and the connection', async () 
     await s.close();
   }
 });
+
+test('h1 pool: a handler that throws fails its own request, not the process; the pool goes on', async () => {
+  const s = await raw((sock) => sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'));
+  const pool = poolFor(s.url);
+  try {
+    const failed = await new Promise<Error>((resolve) => {
+      pool.dispatch({ method: 'POST', path: '/', body: '' }, {
+        onResponseData() { throw new Error('handler bug'); },
+        onResponseEnd() { resolve(new Error('ended instead')); },
+        onResponseError(_c, e) { resolve(e); },
+      });
+    });
+    assert.equal(failed.message, 'handler bug');
+    assert.equal((await call(pool)).body, 'ok');
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});

@@ -107,7 +107,11 @@ class Request implements Dispatcher.DispatchController {
     if (this.done) return;
     this.done = true;
     this.conn = undefined;
-    this.handler.onResponseError?.(this, err);
+    try {
+      this.handler.onResponseError?.(this, err);
+    } catch {
+      // the request has ended either way; a throwing handler must not take the process down
+    }
   }
 }
 
@@ -196,14 +200,23 @@ class Conn {
       chunk = Buffer.concat([this.buf, chunk]);
       this.buf = undefined;
     }
-    this.parse(chunk);
+    this.safeParse(chunk);
+  }
+
+  /** A handler that throws fails its own request, never the process. */
+  safeParse(data: Buffer): void {
+    try {
+      this.parse(data);
+    } catch (e) {
+      this.destroy(e instanceof Error ? e : new Error(String(e)));
+    }
   }
 
   resumeReading(): void {
     const held = this.buf;
     if (held !== undefined) {
       this.buf = undefined;
-      this.parse(held);
+      this.safeParse(held);
     }
     const r = this.req;
     if (r !== undefined && !r.paused && !this.closed) this.socket.resume();
@@ -312,10 +325,8 @@ class Conn {
 
   /** Hands body bytes to the handler; false when reading must stop here (paused, aborted or ended). */
   deliver(r: Request, piece: Buffer, data: Buffer, next: number): boolean {
-    if (piece.length > 0) {
-      this.socket.setTimeout(r.bodyTimeout);
-      r.handler.onResponseData?.(r, piece);
-    }
+    // (The body timeout, set with the head, restarts by itself on every read.)
+    if (piece.length > 0) r.handler.onResponseData?.(r, piece);
     if (r.done || this.req !== r) return false;
     if (r.paused) {
       // Hold what is left of this read; no more is read until resume().
