@@ -317,3 +317,87 @@ test('h1 pool: a handler that throws fails its own request, not the process; the
     await s.close();
   }
 });
+
+test('h1 pool: pausing on the last bytes leaves the connection usable; a close while paused loses none of what was sent', async () => {
+  const s = await raw((sock, head) => {
+    if (head.includes('/closing')) sock.end('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n');
+    else if (head.includes('/chunked')) sock.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
+    else sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+  });
+  const pool = poolFor(s.url, { headersTimeout: 1000 });
+  const pauseOnce = (c: Dispatcher.DispatchController): void => {
+    c.pause();
+    setTimeout(() => c.resume(), 20);
+  };
+  try {
+    for (const path of ['/fixed', '/chunked']) {
+      assert.equal((await call(pool, { path }, pauseOnce)).body, 'ok', path);
+      const next = await call(pool, { path });
+      assert.equal(next.error, undefined, `${path}: the next request on the connection: ${next.error?.message}`);
+      assert.equal(next.body, 'ok');
+    }
+    assert.equal(s.connections, 1);
+    const closing = await call(pool, { path: '/closing' }, pauseOnce);
+    assert.equal(closing.error, undefined, closing.error?.message);
+    assert.equal(closing.body, 'hello world');
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});
+
+test('h1 pool: an aborted request in the queue does not strand the ones behind it', { timeout: 5000 }, async () => {
+  const s = await raw((sock) => setTimeout(() => sock.end('HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok'), 20));
+  const pool = poolFor(s.url, { connections: 1 });
+  try {
+    const first = call(pool);
+    let queued!: Dispatcher.DispatchController;
+    const aborted = new Promise<Error>((resolve) => pool.dispatch({ method: 'POST', path: '/', body: '' }, {
+      onRequestStart(c) { queued = c; }, onResponseError(_c, e) { resolve(e); },
+    }));
+    const last = call(pool);
+    queued.abort(new Error('gone'));
+    assert.equal((await aborted).message, 'gone');
+    assert.equal((await first).body, 'ok');
+    assert.equal((await last).body, 'ok', 'the request behind the aborted one is served');
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});
+
+test('h1 pool: a POST the backend held a while before resetting is not sent again; unsafe header values are refused', async () => {
+  let n = 0;
+  const s = await raw((sock) => {
+    n++;
+    if (n === 1) sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    else setTimeout(() => sock.resetAndDestroy(), 150); // worked on it, then died
+  });
+  const pool = poolFor(s.url);
+  try {
+    assert.equal((await call(pool)).body, 'ok');
+    const o = await call(pool);
+    assert.ok(o.error !== undefined);
+    assert.equal(s.heads.length, 2, 'sent once, not retried');
+    const bad = await call(pool, { headers: { authorization: 'Bearer abc\r\nx-injected: 1' } });
+    assert.equal(bad.error?.code, 'UND_ERR_INVALID_ARG');
+    assert.equal(s.heads.length, 2, 'nothing written');
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});
+
+test('h1 pool: bytes after a bodiless answer are not taken for the next answer', async () => {
+  const s = await raw((sock) => sock.write('HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstray'));
+  const pool = poolFor(s.url);
+  try {
+    assert.equal((await call(pool)).status, 204);
+    const next = await call(pool);
+    assert.equal(next.status, 204, 'answered by the backend on a new connection, not by the stray bytes');
+    assert.equal(s.connections, 2);
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});

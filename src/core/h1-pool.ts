@@ -55,6 +55,16 @@ export interface Handler {
   onResponseError?(controller: Dispatcher.DispatchController, error: Error): void;
 }
 
+/**
+ * A request whose reused connection closed this soon after it was written, before any byte of
+ * an answer, met the keep-alive race (the backend closed the idle connection as the request
+ * went out) and is sent once more. Later than this, the backend may have been working on it:
+ * the failure is reported, and the gateway's own retry policy decides.
+ */
+const RACE_WINDOW_MS = 50;
+/** Characters that would break out of a request line or header. */
+const UNSAFE = /[\r\n\0]/;
+
 /** Largest response head (status line and headers) accepted. */
 const MAX_HEAD = 64 * 1024;
 const CRLF2 = Buffer.from('\r\n\r\n');
@@ -135,6 +145,10 @@ class Conn {
   status = 0;
   keepAliveHint = 0;
   closed = false;
+  /** performance.now() when the current request was written. */
+  writtenAt = 0;
+  /** The backend ended the connection while the handler was paused with bytes held: handled on resume. */
+  endedWhilePaused = false;
 
   constructor(pool: H1Pool) {
     this.pool = pool;
@@ -169,15 +183,38 @@ class Conn {
   write(r: Request): void {
     const o = r.opts;
     const body = o.body ?? '';
+    if (UNSAFE.test(o.path)) return this.refuse(r, 'the request path holds CR, LF or NUL');
     let head = `${o.method} ${o.path} HTTP/1.1\r\nhost: ${this.pool.hostHeader}\r\nconnection: keep-alive\r\n`;
     const h = o.headers;
-    if (h != null) for (const k in h) head += `${k}: ${h[k]}\r\n`;
+    if (h != null) {
+      for (const k in h) {
+        const v = h[k]!;
+        if (k === 'host' || k === 'content-length' || k === 'connection') continue;
+        if (UNSAFE.test(k) || UNSAFE.test(v)) return this.refuse(r, `header ${JSON.stringify(k)} holds CR, LF or NUL`);
+        head += `${k}: ${v}\r\n`;
+      }
+    }
     if (body !== '' || o.method === 'POST' || o.method === 'PUT' || o.method === 'PATCH') head += `content-length: ${Buffer.byteLength(body)}\r\n`;
     head += '\r\n';
     this.socket.setTimeout(r.headersTimeout);
-    // One write, one system call: head and body together.
+    this.writtenAt = performance.now();
+    // One system call for head and body together.
     if (typeof body === 'string') this.socket.write(head + body);
-    else this.socket.write(Buffer.concat([Buffer.from(head, 'latin1'), body]));
+    else {
+      this.socket.cork();
+      this.socket.write(head);
+      this.socket.write(body);
+      this.socket.uncork();
+    }
+  }
+
+  /** A request that cannot be written safely fails alone; the connection is left as it was. */
+  refuse(r: Request, message: string): void {
+    this.req = undefined;
+    this.phase = 'idle';
+    r.conn = undefined;
+    r.error(fail('UND_ERR_INVALID_ARG', message));
+    this.pool.release(this);
   }
 
   onTimeout(): void {
@@ -218,8 +255,16 @@ class Conn {
       this.buf = undefined;
       this.safeParse(held);
     }
+    if (this.closed) return;
     const r = this.req;
-    if (r !== undefined && !r.paused && !this.closed) this.socket.resume();
+    if (r !== undefined && r.paused) return;
+    if (this.endedWhilePaused) {
+      // Everything the backend sent before closing has been handed over now.
+      this.endedWhilePaused = false;
+      this.onEnd();
+      return;
+    }
+    this.socket.resume();
   }
 
   /** Feeds bytes through the response state machine. */
@@ -240,9 +285,10 @@ class Conn {
             return;
           }
           if (end - off > MAX_HEAD) return this.destroy(fail('UND_ERR_HEADERS_OVERFLOW', `response head over ${MAX_HEAD} bytes`));
-          const ok = this.head(data.toString('latin1', off, end), r);
+          const next = this.head(data.toString('latin1', off, end), r);
           off = end + 4;
-          if (!ok) return;
+          if (next === 'stop') return;
+          if (next === 'ended') return this.finish(r, data.length - off);
           break;
         }
         case 'fixed': {
@@ -268,10 +314,19 @@ class Conn {
             this.buf = data.subarray(off);
             return;
           }
-          const line = data.toString('latin1', off, eol).replace(/\r$/, '');
-          const semi = line.indexOf(';');
-          const size = Number.parseInt(semi === -1 ? line : line.slice(0, semi), 16);
-          if (!Number.isFinite(size) || size < 0 || !/^[0-9a-fA-F]+\s*(;.*)?$/.test(line)) return this.destroy(fail('UND_ERR_SOCKET', 'malformed chunked encoding'));
+          // Hex digits, then optionally ";extensions" (ignored), then CRLF (a bare LF is tolerated).
+          let size = 0;
+          let i = off;
+          for (; i < eol; i++) {
+            const c = data[i]!;
+            const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+            if (d === -1) break;
+            size = size * 16 + d;
+          }
+          const rest = i < eol ? data[i] : 10;
+          if (i === off || size > Number.MAX_SAFE_INTEGER || !(rest === 10 || (rest === 13 && i === eol - 1) || rest === 59 /* ; */ || rest === 32 || rest === 9)) {
+            return this.destroy(fail('UND_ERR_SOCKET', 'malformed chunked encoding'));
+          }
           off = eol + 1;
           if (size === 0) this.phase = 'trailers';
           else {
@@ -337,13 +392,13 @@ class Conn {
     return true;
   }
 
-  /** The response head; false when the request ended on it. */
-  head(text: string, r: Request): boolean {
+  /** The response head: go on with the body, the answer ended with its head, or stop (failed or abandoned). */
+  head(text: string, r: Request): 'body' | 'ended' | 'stop' {
     const lines = text.split('\r\n');
     const m = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0]!);
     if (m === null) {
       this.destroy(fail('UND_ERR_SOCKET', `malformed response status line: ${JSON.stringify(lines[0]!.slice(0, 80))}`));
-      return false;
+      return 'stop';
     }
     const status = Number(m[2]);
     const headers: IncomingHttpHeaders = {};
@@ -355,7 +410,7 @@ class Conn {
       const colon = line.indexOf(':');
       if (colon <= 0) {
         this.destroy(fail('UND_ERR_SOCKET', 'malformed response header'));
-        return false;
+        return 'stop';
       }
       const name = line.slice(0, colon).trim().toLowerCase();
       const value = line.slice(colon + 1).trim();
@@ -367,7 +422,7 @@ class Conn {
         const n = Number(value);
         if (!/^\d+$/.test(value) || (length !== -1 && length !== n)) {
           this.destroy(fail('UND_ERR_SOCKET', 'invalid content-length in the response'));
-          return false;
+          return 'stop';
         }
         length = n;
       } else if (name === 'transfer-encoding') chunked = value.toLowerCase().split(',').some((x) => x.trim() === 'chunked');
@@ -381,17 +436,15 @@ class Conn {
       }
     }
     // Interim answers (100 Continue, 103 Early Hints) are skipped; the real one follows.
-    if (status >= 100 && status < 200 && status !== 101) return true;
+    if (status >= 100 && status < 200 && status !== 101) return 'body';
     this.status = status;
     this.keepAlive = keepAlive;
     r.handler.onResponseStart?.(r, status, headers, m[3] ?? '');
-    if (r.done || this.req !== r) return false;
+    if (r.done || this.req !== r) return 'stop';
     this.socket.setTimeout(r.bodyTimeout);
-    if (status === 204 || status === 304 || r.opts.method === 'HEAD' || length === 0) {
-      this.finish(r, 0);
-      return false;
-    }
+    if (status === 204 || status === 304 || r.opts.method === 'HEAD') return 'ended';
     if (chunked) this.phase = 'chunk-size';
+    else if (length === 0) return 'ended';
     else if (length > 0) {
       this.phase = 'fixed';
       this.remaining = length;
@@ -399,7 +452,7 @@ class Conn {
       this.phase = 'until-close';
       this.keepAlive = false;
     }
-    return true;
+    return 'body';
   }
 
   /** The answer is complete; `extra` bytes after it mean the connection is not to be reused. */
@@ -409,9 +462,13 @@ class Conn {
     this.buf = undefined;
     r.done = true;
     r.conn = undefined;
-    const reusable = this.keepAlive && extra === 0 && !this.closed;
+    const reusable = this.keepAlive && extra === 0 && !this.closed && !this.endedWhilePaused;
     this.reused = true;
-    if (reusable) this.socket.setTimeout(0);
+    if (reusable) {
+      this.socket.setTimeout(0);
+      // The handler may have paused reading on the last bytes.
+      this.socket.resume();
+    }
     r.handler.onResponseEnd?.(r, {});
     if (reusable) this.pool.release(this);
     else this.destroy();
@@ -419,6 +476,10 @@ class Conn {
 
   onEnd(): void {
     const r = this.req;
+    if (r !== undefined && (r.paused || this.buf !== undefined) && this.phase !== 'head') {
+      this.endedWhilePaused = true;
+      return;
+    }
     if (r !== undefined && this.phase === 'until-close') {
       this.req = undefined;
       r.done = true;
@@ -441,7 +502,7 @@ class Conn {
     if (r.done) return;
     // Closed under a request on a reused connection before any byte of an answer: the backend
     // closed it as idle and never read the request. Sent once more, on a new connection.
-    if (!this.answered && this.reused && !r.retried && !r.aborted && (err === undefined || isReset(err))) {
+    if (!this.answered && this.reused && !r.retried && !r.aborted && (err === undefined || isReset(err)) && performance.now() - this.writtenAt < RACE_WINDOW_MS) {
       r.retried = true;
       this.pool.enqueue(r, true);
       return;
@@ -450,6 +511,8 @@ class Conn {
   }
 
   onClose(): void {
+    // Bytes held for a paused handler are still to be handed over: resumeReading() ends it.
+    if (this.endedWhilePaused) return;
     if (!this.closed) this.destroy(this.req === undefined ? undefined : fail('UND_ERR_SOCKET', 'other side closed'));
   }
 }
@@ -517,9 +580,15 @@ export class H1Pool implements UpstreamPool {
   }
 
   /** A connection finished its request: the next queued one, or idle with the keep-alive timeout. */
-  release(c: Conn): void {
+  /** The next queued request still waiting (aborted ones are dropped on the way). */
+  #nextQueued(): Request | undefined {
     let next = this.#queue.shift();
     while (next !== undefined && (next.aborted || next.done)) next = this.#queue.shift();
+    return next;
+  }
+
+  release(c: Conn): void {
+    const next = this.#nextQueued();
     if (next !== undefined) {
       c.start(next);
       return;
@@ -544,7 +613,7 @@ export class H1Pool implements UpstreamPool {
     const i = this.#idle.indexOf(c);
     if (i !== -1) this.#idle.splice(i, 1);
     if (this.#closed) return;
-    const next = this.#queue.shift();
+    const next = this.#nextQueued();
     if (next !== undefined) this.enqueue(next, true);
   }
 
