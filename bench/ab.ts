@@ -13,8 +13,8 @@
 
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -92,7 +92,10 @@ const contenders: Contender[] = [];
 // --node-flags LABEL=FLAGS: V8/node flags for one contender, after the runtime's own.
 const flagsOf = new Map((values['node-flags'] ?? []).map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1).split(/\s+/).filter((x) => x !== '')]));
 async function start(label: string, script: string, args: string[], model: string): Promise<void> {
-  const child = new Child(label, script, args, { cpu: pinned ? 1 : undefined, env: { ...process.env, BENCH_MASTER_KEY: masterKey }, nodeFlags: [...RUNTIME_NODE_FLAGS, ...extraFlags, ...(flagsOf.get(label) ?? [])], stdout: logFd });
+  // Each contender on its own empty store, so none inherits another's (or an earlier run's) data.
+  const dataDir = mkdtempSync(join(tmpdir(), 'fabric-ab-'));
+  process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
+  const child = new Child(label, script, args, { cpu: pinned ? 1 : undefined, env: { ...process.env, BENCH_MASTER_KEY: masterKey, FABRIC_DATA_DIR: dataDir }, nodeFlags: [...RUNTIME_NODE_FLAGS, ...extraFlags, ...(flagsOf.get(label) ?? [])], stdout: logFd });
   children.push(child);
   const r = await child.waitFor('ready', 15_000);
   child.pid = r.pid as number;

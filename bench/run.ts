@@ -7,8 +7,8 @@
 // bare reference proxy) has CPU 1 to itself, and this orchestrator, mostly asleep, sits on CPU 0.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
@@ -159,6 +159,10 @@ roles:
 
 const started = Date.now();
 mkdirSync(resultsDir, { recursive: true });
+// Every run starts from an empty store (SQLite file and spool), so runs compare: a store grown
+// by earlier runs makes inserts slower. Both gateway processes of a run share it (the virtual key).
+const dataDir = mkdtempSync(join(tmpdir(), 'fabric-bench-'));
+process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
 const masterKey = randomBytes(24).toString('base64url');
 const gatewayLog = process.env.BENCH_GATEWAY_LOG ?? '/dev/null';
 
@@ -200,7 +204,7 @@ const GATEWAY_PROC = join(HERE, 'results', 'build', 'bench', 'gateway-proc.js');
 async function startGatewayProc(): Promise<{ child: Child; url: string }> {
   const child = new Child('gateway', GATEWAY_PROC, [configFile], {
     cpu: CPU_GATEWAY,
-    env: { ...process.env, BENCH_MASTER_KEY: masterKey },
+    env: { ...process.env, BENCH_MASTER_KEY: masterKey, FABRIC_DATA_DIR: dataDir },
     nodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags],
     stdout: logFd,
   });
