@@ -87,7 +87,7 @@ function split(sock: Socket, text: string, at: number): void {
 
 test('h1 pool: the request goes out whole; Content-Length answers split anywhere arrive whole, on one kept-alive connection', async () => {
   const json = Buffer.from('{"answer":"héé"}');
-  const bytes = `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${json.length}\r\nx-twice: a\r\nX-Twice: b\r\n\r\n${json.toString('latin1')}`;
+  const bytes = `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${json.length}\r\nx-twice: a\r\nX-Twice: b\r\n__proto__: x\r\n__proto__: y\r\n\r\n${json.toString('latin1')}`;
   const s = await raw((sock, _h, _b, n) => split(sock, bytes, n % bytes.length));
   const pool = poolFor(s.url);
   try {
@@ -97,6 +97,8 @@ test('h1 pool: the request goes out whole; Content-Length answers split anywhere
       assert.equal(o.status, 200);
       assert.equal(o.body, '{"answer":"héé"}', `split at ${i}`);
       assert.deepEqual(o.headers['x-twice'], ['a', 'b']);
+      assert.deepEqual(o.headers['__proto__'], ['x', 'y'], 'an odd header name is only a header');
+      assert.equal(Object.getPrototypeOf(o.headers), null);
     }
     assert.equal(s.connections, 1, 'every request on the same connection');
     assert.match(s.heads[0]!, /^POST \/v1\/chat\/completions HTTP\/1\.1\r\nhost: 127\.0\.0\.1:\d+\r\n/);

@@ -401,7 +401,8 @@ class Conn {
       return 'stop';
     }
     const status = Number(m[2]);
-    const headers: IncomingHttpHeaders = {};
+    // No prototype: a header named __proto__ is just a header.
+    const headers: IncomingHttpHeaders = Object.create(null) as IncomingHttpHeaders;
     let length = -1;
     let chunked = false;
     let keepAlive = m[1] === '1';
