@@ -1,7 +1,7 @@
 // A backend as the gateway runs it: its adapter, its connection pool, its credential and
 // what is known of its health. Created once per config load; the routing table holds these.
 
-import { Pool } from './http-client.ts';
+import { undiciPool } from './http-client.ts';
 import { H1Pool, type UpstreamPool } from './h1-pool.ts';
 import { DEFAULT_HEALTH_POLICY, type BackendConfig, type HealthPolicy, type NodeConfig } from '../config/types.ts';
 import type { Secrets } from '../config/env-file.ts';
@@ -91,7 +91,7 @@ export class BackendRuntime implements Member {
     const t = config.timeouts;
     this.pool = u.protocol === 'http:'
       ? new H1Pool(this.origin, { connections: config.maxConnections, keepAliveTimeout: 4_000, connectTimeout: t.connectMs, headersTimeout: t.firstByteMs, bodyTimeout: t.idleMs })
-      : new Pool(this.origin, {
+      : undiciPool(this.origin, {
         connections: config.maxConnections,
         pipelining: 1,
         keepAliveTimeout: 30_000,

@@ -1,18 +1,24 @@
-// The HTTP client the gateway runs on: undici's Pool, loaded by itself. Importing the package
-// root also loads fetch, WebSocket, caches and their dependencies — about 14 MiB resident the
-// gateway never uses — so the runtime takes the Pool module alone and does its few GETs (probes,
-// load, discovery) through dispatch() with the same buffered handler as inference requests.
+// The HTTP clients the gateway runs on, and its few GETs (probes, load, discovery) through the
+// same buffered handler as inference requests. Plain-HTTP origins (the fleet's engines, local
+// discovery) go through the lean client (h1-pool.ts). HTTPS origins (the cloud) go through
+// undici's Pool, loaded by itself and only when first needed: importing the package root also
+// loads fetch, WebSocket, caches and their dependencies, and even the Pool alone is several
+// MiB resident that a gateway with no cloud backend never uses.
 
 import { createRequire } from 'node:module';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher, Pool as UndiciPool } from 'undici';
 import { BufferedCall } from './upstream.ts';
-import type { UpstreamPool } from './h1-pool.ts';
+import { H1Pool, type UpstreamPool } from './h1-pool.ts';
 
 const require = createRequire(import.meta.url);
+let undici: typeof UndiciPool | undefined;
 
-export const Pool: typeof UndiciPool = require('undici/lib/dispatcher/pool.js');
-export type Pool = UndiciPool;
+/** undici's Pool for an HTTPS origin, loaded on first use. */
+export function undiciPool(origin: string, opts: UndiciPool.Options): UpstreamPool {
+  undici ??= require('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
+  return new undici(origin, opts);
+}
 
 export interface SimpleResponse {
   status: number;
@@ -42,7 +48,9 @@ export function simpleRequest(
 /** One GET to a URL on a short-lived connection (discovery of local engines). */
 export async function getOnce(url: string, timeoutMs: number): Promise<SimpleResponse> {
   const u = new URL(url);
-  const pool = new Pool(u.origin, { connections: 1, connect: { timeout: timeoutMs } });
+  const pool = u.protocol === 'http:'
+    ? new H1Pool(u.origin, { connections: 1, keepAliveTimeout: 0, connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
+    : undiciPool(u.origin, { connections: 1, connect: { timeout: timeoutMs } });
   try {
     return await simpleRequest(pool, u.pathname + u.search, { timeoutMs });
   } finally {
