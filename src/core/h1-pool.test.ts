@@ -403,3 +403,48 @@ test('h1 pool: bytes after a bodiless answer are not taken for the next answer',
     await s.close();
   }
 });
+
+test('h1 pool: a backend dying mid-answer fails the request, paused or not; a handler paused for good meets the body timeout; the slot is freed', { timeout: 10_000 }, async () => {
+  const s = await raw((sock, head) => {
+    if (head.includes('/cut')) sock.end('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n1'); // dies in a chunk-size line
+    else if (head.includes('/closing')) sock.end('HTTP/1.1 200 OK\r\ncontent-length: 10\r\nconnection: close\r\n\r\nhello');
+    else sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+  });
+  const pool = poolFor(s.url, { connections: 1, bodyTimeout: 200 });
+  try {
+    const cut = await call(pool, { path: '/cut' });
+    assert.equal(cut.error?.code, 'UND_ERR_SOCKET');
+    assert.equal(cut.body, 'hello');
+    // Paused on the first bytes, never resumed, and the backend has closed: the body timeout ends it.
+    const stuck = await call(pool, { path: '/closing' }, (c) => c.pause());
+    assert.equal(stuck.error?.code, 'UND_ERR_BODY_TIMEOUT');
+    assert.equal((await call(pool)).body, 'ok', 'the one connection slot is free again');
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});
+
+test('h1 pool: a handler throwing at the end of an answer read to the connection\'s end fails nothing else', { timeout: 10_000 }, async () => {
+  const s = await raw((sock, head) => {
+    if (head.includes('/until-close')) sock.end('HTTP/1.1 200 OK\r\n\r\nall of it');
+    else sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+  });
+  const pool = poolFor(s.url, { connections: 1 });
+  try {
+    await new Promise<void>((resolve) => {
+      pool.dispatch({ method: 'GET', path: '/until-close' }, {
+        onResponseEnd() { resolve(); throw new Error('handler bug at the end'); },
+        onResponseError() { resolve(); },
+      });
+    });
+    assert.equal((await call(pool)).body, 'ok');
+    const bad = await call(pool, { method: 'GET', headers: { 'Content-Length': '99' } });
+    assert.equal(bad.body, 'ok', 'a caller\'s own Content-Length (any case) is not sent beside the real one');
+    assert.deepEqual(s.heads.at(-1)!.match(/content-length: \d+/gi), ['content-length: 7'], 'only the real length of the 7-byte body');
+    assert.equal((await call(pool, { headers: { 'bad name': 'x' } })).error?.code, 'UND_ERR_INVALID_ARG');
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});

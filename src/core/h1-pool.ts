@@ -64,6 +64,8 @@ export interface Handler {
 const RACE_WINDOW_MS = 50;
 /** Characters that would break out of a request line or header. */
 const UNSAFE = /[\r\n\0]/;
+/** A header name (RFC 9110 token). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** Largest response head (status line and headers) accepted. */
 const MAX_HEAD = 64 * 1024;
@@ -149,6 +151,7 @@ class Conn {
   writtenAt = 0;
   /** The backend ended the connection while the handler was paused with bytes held: handled on resume. */
   endedWhilePaused = false;
+  heldTimer: NodeJS.Timeout | undefined;
 
   constructor(pool: H1Pool) {
     this.pool = pool;
@@ -189,8 +192,9 @@ class Conn {
     if (h != null) {
       for (const k in h) {
         const v = h[k]!;
-        if (k === 'host' || k === 'content-length' || k === 'connection') continue;
-        if (UNSAFE.test(k) || UNSAFE.test(v)) return this.refuse(r, `header ${JSON.stringify(k)} holds CR, LF or NUL`);
+        const lk = k.toLowerCase();
+        if (lk === 'host' || lk === 'content-length' || lk === 'connection' || lk === 'transfer-encoding') continue;
+        if (!TOKEN.test(k) || UNSAFE.test(v)) return this.refuse(r, `header ${JSON.stringify(k)} is not a valid name, or its value holds CR, LF or NUL`);
         head += `${k}: ${v}\r\n`;
       }
     }
@@ -255,16 +259,17 @@ class Conn {
       this.buf = undefined;
       this.safeParse(held);
     }
-    if (this.closed) return;
     const r = this.req;
-    if (r !== undefined && r.paused) return;
+    // (A request that ended while its held bytes were parsed has resumed its socket in finish().)
+    if (r === undefined || r.paused) return;
     if (this.endedWhilePaused) {
       // Everything the backend sent before closing has been handed over now.
       this.endedWhilePaused = false;
+      clearTimeout(this.heldTimer);
       this.onEnd();
       return;
     }
-    this.socket.resume();
+    if (!this.closed) this.socket.resume();
   }
 
   /** Feeds bytes through the response state machine. */
@@ -477,7 +482,7 @@ class Conn {
 
   onEnd(): void {
     const r = this.req;
-    if (r !== undefined && (r.paused || this.buf !== undefined) && this.phase !== 'head') {
+    if (r !== undefined && r.paused && this.phase !== 'head') {
       this.endedWhilePaused = true;
       return;
     }
@@ -485,12 +490,17 @@ class Conn {
       this.req = undefined;
       r.done = true;
       r.conn = undefined;
-      r.handler.onResponseEnd?.(r, {});
+      try {
+        r.handler.onResponseEnd?.(r, {});
+      } catch {
+        // ended either way
+      }
     }
     this.destroy();
   }
 
   destroy(err?: Error): void {
+    clearTimeout(this.heldTimer);
     if (!this.closed) {
       this.closed = true;
       this.socket.destroy();
@@ -503,6 +513,8 @@ class Conn {
     if (r.done) return;
     // Closed under a request on a reused connection before any byte of an answer: the backend
     // closed it as idle and never read the request. Sent once more, on a new connection.
+    // (Measured when the close is handled: an event loop stalled past the window reports the
+    // failure instead of retrying, which errs on the safe side.)
     if (!this.answered && this.reused && !r.retried && !r.aborted && (err === undefined || isReset(err)) && performance.now() - this.writtenAt < RACE_WINDOW_MS) {
       r.retried = true;
       this.pool.enqueue(r, true);
@@ -513,7 +525,16 @@ class Conn {
 
   onClose(): void {
     // Bytes held for a paused handler are still to be handed over: resumeReading() ends it.
-    if (this.endedWhilePaused) return;
+    if (this.endedWhilePaused) {
+      // The socket is gone: free its place in the pool; a handler that never resumes gets the body timeout.
+      if (!this.closed) {
+        this.closed = true;
+        this.pool.forget(this);
+        const r = this.req;
+        if (r !== undefined && r.bodyTimeout > 0) this.heldTimer = setTimeout(() => this.destroy(fail('UND_ERR_BODY_TIMEOUT', 'body timeout')), r.bodyTimeout);
+      }
+      return;
+    }
     if (!this.closed) this.destroy(this.req === undefined ? undefined : fail('UND_ERR_SOCKET', 'other side closed'));
   }
 }
@@ -580,7 +601,6 @@ export class H1Pool implements UpstreamPool {
     }
   }
 
-  /** A connection finished its request: the next queued one, or idle with the keep-alive timeout. */
   /** The next queued request still waiting (aborted ones are dropped on the way). */
   #nextQueued(): Request | undefined {
     let next = this.#queue.shift();
@@ -588,6 +608,7 @@ export class H1Pool implements UpstreamPool {
     return next;
   }
 
+  /** A connection finished its request: the next queued one, or idle with the keep-alive timeout. */
   release(c: Conn): void {
     const next = this.#nextQueued();
     if (next !== undefined) {
