@@ -75,6 +75,8 @@ function fail(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
 }
 
+const badChunk = (): Error => fail('UND_ERR_SOCKET', 'malformed chunked encoding');
+
 /** One request, from dispatch to its end; also its own dispatch controller. */
 class Request implements Dispatcher.DispatchController {
   readonly opts: DispatchOptions;
@@ -297,10 +299,8 @@ class Conn {
           break;
         }
         case 'fixed': {
-          const n = Math.min(this.remaining, data.length - off);
-          this.remaining -= n;
-          const piece = data.subarray(off, off + n);
-          off += n;
+          const piece = this.take(data, off);
+          off += piece.length;
           const more = this.deliver(r, piece, data, off);
           if (r.done || this.req !== r) return;
           // The last byte is in: the answer ends even if the handler paused reading.
@@ -308,14 +308,13 @@ class Conn {
           if (!more) return;
           break;
         }
-        case 'until-close': {
-          if (!this.deliver(r, off === 0 ? data : data.subarray(off), data, data.length)) return;
+        case 'until-close':
+          this.deliver(r, off === 0 ? data : data.subarray(off), data, data.length);
           return;
-        }
         case 'chunk-size': {
           const eol = data.indexOf(10, off); // \n
           if (eol === -1) {
-            if (data.length - off > 1024) return this.destroy(fail('UND_ERR_SOCKET', 'malformed chunked encoding'));
+            if (data.length - off > 1024) return this.destroy(badChunk());
             this.buf = data.subarray(off);
             return;
           }
@@ -330,7 +329,7 @@ class Conn {
           }
           const rest = i < eol ? data[i] : 10;
           if (i === off || size > Number.MAX_SAFE_INTEGER || !(rest === 10 || (rest === 13 && i === eol - 1) || rest === 59 /* ; */ || rest === 32 || rest === 9)) {
-            return this.destroy(fail('UND_ERR_SOCKET', 'malformed chunked encoding'));
+            return this.destroy(badChunk());
           }
           off = eol + 1;
           if (size === 0) this.phase = 'trailers';
@@ -341,10 +340,8 @@ class Conn {
           break;
         }
         case 'chunk-data': {
-          const n = Math.min(this.remaining, data.length - off);
-          this.remaining -= n;
-          const piece = data.subarray(off, off + n);
-          off += n;
+          const piece = this.take(data, off);
+          off += piece.length;
           if (this.remaining === 0) {
             this.phase = 'chunk-crlf';
             this.remaining = 2;
@@ -361,14 +358,14 @@ class Conn {
           } else if (c === 10) {
             off++;
             this.phase = 'chunk-size';
-          } else return this.destroy(fail('UND_ERR_SOCKET', 'malformed chunked encoding'));
+          } else return this.destroy(badChunk());
           break;
         }
         case 'trailers': {
           // Trailer fields (ignored) up to an empty line.
           const eol = data.indexOf(10, off);
           if (eol === -1) {
-            if (data.length - off > MAX_HEAD) return this.destroy(fail('UND_ERR_SOCKET', 'malformed chunked encoding'));
+            if (data.length - off > MAX_HEAD) return this.destroy(badChunk());
             this.buf = data.subarray(off);
             return;
           }
@@ -381,6 +378,13 @@ class Conn {
           return this.destroy();
       }
     }
+  }
+
+  /** Up to `remaining` body bytes from data at off, counted off `remaining`. */
+  take(data: Buffer, off: number): Buffer {
+    const n = Math.min(this.remaining, data.length - off);
+    this.remaining -= n;
+    return data.subarray(off, off + n);
   }
 
   /** Hands body bytes to the handler; false when reading must stop here (paused, aborted or ended). */
