@@ -55,7 +55,7 @@ function limiterContract(label: string, make: () => Promise<RateLimiter>): void 
 }
 
 function ledgerContract(label: string, make: () => Promise<Ledger>): void {
-  const scope = (limit: number): BudgetScope => ({ id: name('budget'), limit, period: 'month', label: 'test' });
+  const scope = (limit: number): BudgetScope => ({ id: name('budget'), limit, period: 'month' });
 
   test(`${label}: reservations are all-or-none and never exceed the limit; settling frees the rest`, async () => {
     const l = await make();
@@ -118,7 +118,7 @@ describe('per process', () => {
 
   test('memory ledger: committed records move from pending to the store\'s total without counting twice', () => {
     const l = new MemoryLedger();
-    const s: BudgetScope = { id: 'budget:x', limit: 10, period: 'month', label: 'x' };
+    const s: BudgetScope = { id: 'budget:x', limit: 10, period: 'month' };
     const r = l.reserve('h1', [s], 2);
     assert.ok(r.ok);
     if (r.ok) l.settle(r.hold, 1.5);
@@ -154,7 +154,7 @@ describe('redis', { skip: typeof redis === 'string' ? redis : false }, () => {
   test('redis ledger: an abandoned hold (a crashed instance) expires and frees its budget', async () => {
     const c = await client();
     const crashed = new RedisLedger(c, { holdTtlMs: 100 });
-    const s: BudgetScope = { id: name('budget'), limit: 1, period: 'day', label: 'x' };
+    const s: BudgetScope = { id: name('budget'), limit: 1, period: 'day' };
     assert.ok((await crashed.reserve('h1', [s], 1)).ok);
     const survivor = new RedisLedger(c, { holdTtlMs: 60_000 });
     assert.equal((await survivor.reserve('h2', [s], 0.5)).ok, false);
@@ -168,7 +168,7 @@ describe('redis', { skip: typeof redis === 'string' ? redis : false }, () => {
     assert.ok((await l.take([{ key: 'k', limit: 1, cost: 1 }])).ok);
     assert.equal((await l.take([{ key: 'k', limit: 1, cost: 1 }])).ok, false);
     const led = new RedisLedger(c, { holdTtlMs: 1000 });
-    const s: BudgetScope = { id: 'b', limit: 1, period: 'day', label: 'x' };
+    const s: BudgetScope = { id: 'b', limit: 1, period: 'day' };
     assert.ok((await led.reserve('h', [s], 1)).ok);
     assert.equal((await led.reserve('h2', [s], 0.1)).ok, false);
     await c.close();

@@ -21,8 +21,6 @@ export interface BudgetScope {
   id: string;
   limit: number;
   period: BudgetPeriod;
-  /** For messages: `key "obsidian"`, `budget "openai"`. */
-  label: string;
 }
 
 interface Entry {

@@ -65,7 +65,7 @@ export class Accounting {
   #redis: SharedRedis | undefined;
   #byBackend = new Map<string, BudgetScope[]>();
   #budgets = new Map<string, { scope: BudgetScope; cfg: BudgetConfig }>();
-  #upstream = new Map<string, string>();
+  readonly #keyScopes = new WeakMap<KeyRecord, BudgetScope>();
   #redactor: Redactor | undefined;
   #spendTimer: NodeJS.Timeout | undefined;
   #pruneTimer: NodeJS.Timeout | undefined;
@@ -128,11 +128,10 @@ export class Accounting {
     this.#config = config;
     this.prices = new PriceTable(config);
     this.maxTokens = config.gateway.limits.maxTokens;
-    this.#upstream = new Map([...config.backends.values()].map((b) => [b.name, b.model]));
     this.#budgets = new Map();
     this.#byBackend = new Map();
     for (const b of config.budgets) {
-      const scope: BudgetScope = { id: `budget:${b.name}`, limit: b.amount, period: b.period, label: `budget "${b.name}"` };
+      const scope: BudgetScope = { id: `budget:${b.name}`, limit: b.amount, period: b.period };
       this.#budgets.set(scope.id, { scope, cfg: b });
       for (const be of b.backends) {
         const list = this.#byBackend.get(be) ?? [];
@@ -158,7 +157,7 @@ export class Accounting {
   }
 
   upstreamModel(backend: string): string {
-    return this.#upstream.get(backend) ?? '';
+    return this.#config.backends.get(backend)?.model ?? '';
   }
 
   /** The budgets a request on this backend counts against. */
@@ -168,8 +167,12 @@ export class Accounting {
     return provider === undefined ? [keyScope] : [...provider, keyScope];
   }
 
+  /** A key's budget scope, made once per key record (a key reload brings new records). */
   keyScope(k: KeyRecord): BudgetScope | undefined {
-    return k.budget === undefined ? undefined : { id: `key:${k.id}`, limit: k.budget.amount, period: k.budget.period, label: `key "${k.name}"` };
+    if (k.budget === undefined) return undefined;
+    let s = this.#keyScopes.get(k);
+    if (s === undefined) this.#keyScopes.set(k, s = { id: `key:${k.id}`, limit: k.budget.amount, period: k.budget.period });
+    return s;
   }
 
   refusedByKeyBudget(k: KeyRecord): void {

@@ -249,7 +249,7 @@ export class UsageWriter {
         const inserted = await this.#insert(recs);
         this.#queue.splice(0, batch.length);
         this.stats.written += inserted;
-        for (const q of batch) if (q.seg !== undefined) this.#done(q.seg, 1);
+        for (const q of batch) if (q.seg !== undefined) this.#done(q.seg);
         this.#o.onCommitted?.(recs);
         if (!this.#closed && this.#queue.length < this.#o.batchSize) break;
         // SQLite writes block the event loop: let requests run between batches.
@@ -321,8 +321,8 @@ export class UsageWriter {
     });
   }
 
-  #done(seg: Segment, n: number): void {
-    seg.outstanding -= n;
+  #done(seg: Segment): void {
+    seg.outstanding--;
     this.#collect(seg);
   }
 

@@ -43,8 +43,8 @@ export class SqliteStore implements Store {
     }
   }
 
-  #tx<T>(fn: () => T, immediate = true): T {
-    this.#db.exec(immediate ? 'BEGIN IMMEDIATE' : 'BEGIN');
+  #tx<T>(fn: () => T): T {
+    this.#db.exec('BEGIN IMMEDIATE');
     try {
       const out = fn();
       this.#db.exec('COMMIT');
