@@ -368,6 +368,9 @@ test('a backend dying mid-stream ends the client stream with an error event, nev
     for await (const _ of stream) chunks++;
   }, /interrupted/);
   assert.ok(chunks >= 1, 'the client got the first chunks before the error');
+  const b = f.gw.app.gateway.backends.get('armitage-qwen')!;
+  assert.equal(b.consecutiveFailures, 1, 'the broken stream counts against the backend, not for it');
+  assert.match(b.lastError ?? '', /connection|closed|interrupted|terminated|socket/i);
 });
 
 test('a stream whose first token never comes within the first-byte timeout is a 504', async () => {

@@ -215,8 +215,11 @@ export class Gateway {
           const started = performance.now();
           try {
             await attempt(backend, step, served);
-            ctx.account?.after(backend, served.usage, true, performance.now() - started);
-            backend.recordSuccess(performance.now() - started);
+            const ms = performance.now() - started;
+            ctx.account?.after(backend, served.usage, true, ms);
+            // A stream that broke after its first byte was answered (with an error event), but the backend failed.
+            if (served.streamError !== undefined) backend.recordFailure(served.streamError, Date.now());
+            else backend.recordSuccess(ms);
             return served;
           } catch (e) {
             ctx.account?.after(backend, undefined, false, performance.now() - started);

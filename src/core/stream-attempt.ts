@@ -110,7 +110,6 @@ class StreamCall extends UpstreamCall {
   /** After the first byte: end the client's stream with an error event, never silently. */
   #break(message: string): void {
     this.#streamError = message;
-    this.#backend.recordFailure(message, Date.now());
     this.#sink.write(`data: ${JSON.stringify({ error: { message: `stream from ${this.#backend.name} interrupted: ${message}`, type: 'server_error', param: null, code: 'stream_interrupted' } })}\n\n`);
     this.#sink.end();
     this.#ok();
