@@ -171,8 +171,7 @@ test('--workers 2: two processes share the port; a killed worker is replaced; SI
   writeFileSync(file, configYaml('blue'));
   const s = await serve(file, ['--workers', '2']);
   try {
-    const listening = await s.waitFor(/(listening on http:\/\/[\d.:]+[\s\S]*){2}/);
-    assert.ok(listening);
+    await s.waitFor(/(listening on http:\/\/[\d.:]+[\s\S]*){2}/);
     const pids = [...s.out().matchAll(/listening on [^\n]*"pid":(\d+)/g)].map((m) => Number(m[1]));
     assert.equal(new Set(pids).size, 2, `two worker pids: ${pids}`);
     // Each process mints request ids with its own random prefix.

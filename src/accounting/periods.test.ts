@@ -33,5 +33,6 @@ test('periods around now: the remembered current period never answers for a time
   assert.equal(periodEnd('month', month - 1), month);
   // Far from now (a report about last year) and back.
   assert.equal(periodStart('month', Date.UTC(2020, 1, 15)), Date.UTC(2020, 1, 1));
-  assert.equal(periodStart('month', now), month);
+  const d = new Date(now);
+  assert.equal(periodStart('month', now), Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
 });

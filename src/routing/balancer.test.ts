@@ -81,9 +81,15 @@ test('affinity: everything busy still yields an order; the table is bounded', ()
   const b = fake('b', { busy: true, down: true });
   const bal = createBalancer('least-loaded', [a, b], { affinity: true, maxEntries: 2 });
   assert.equal(bal.order('k')[0], a, 'available though busy beats unavailable');
-  for (const k of ['k1', 'k2', 'k3']) bal.order(k);
-  a.busy = false;
-  assert.equal(bal.order('k1')[0], a);
+  // Bounded: with room for two, pinning two more conversations forgets the first.
+  const c = fake('c', { score: 1 });
+  const d = fake('d', { score: 2 });
+  const small = createBalancer('least-loaded', [c, d], { affinity: true, maxEntries: 2 });
+  assert.equal(small.order('k1')[0], c);
+  c.score = 3;
+  assert.equal(small.order('k1')[0], c, 'k1 stays where it was while c is fit');
+  for (const k of ['k2', 'k3']) assert.equal(small.order(k)[0], d);
+  assert.equal(small.order('k1')[0], d, 'k1 was forgotten: it goes to the lightest now');
 });
 
 test('affinityKey: the same for every turn of a conversation, different across conversations', () => {
