@@ -1,6 +1,7 @@
 // Probes with each engine's own signal, against the simulator over loopback.
 
 import { test, before, after } from 'node:test';
+import { createServer } from 'node:http';
 import assert from 'node:assert/strict';
 import { HealthMonitor, probeBackend } from './probe.ts';
 import { silentLogger } from '../core/log.ts';
@@ -26,9 +27,9 @@ after(async () => {
   await fleet.close();
 });
 
-function backend(engine: EngineKind, sim: string, model: string, path = '/v1'): BackendRuntime {
+function backend(engine: EngineKind, sim: string, model: string, path = '/v1', origin = fleet.get(sim).url): BackendRuntime {
   const b = new BackendRuntime({
-    name: `${sim}-${model}`, engine, node: undefined, url: fleet.get(sim).url + path, model, apiKey: undefined, contextWindow: undefined,
+    name: `${sim}-${model}`, engine, node: undefined, url: origin + path, model, apiKey: undefined, contextWindow: undefined,
     weight: 1, maxRetries: 0, maxConnections: 4, timeouts: DEFAULT_TIMEOUTS, aliases: [], simulated: true,
   }, undefined, new Secrets({}));
   made.push(b);
@@ -82,6 +83,24 @@ test('llama.cpp: /health, and 503 while it loads its model', async () => {
     assert.equal((await probeBackend(b, 1_000)).detail, 'loading its model (/health answered 503)');
   } finally {
     await fleet.get('llamacpp').setFault(null);
+  }
+});
+
+test('llama.cpp and Ollama: a model list that is not JSON only leaves the model unknown; the backend is up', async () => {
+  const server = createServer((req, res) => {
+    if (req.url === '/api/tags') return res.end(JSON.stringify({ models: [{ name: 'qwen2.5:7b' }] }));
+    res.end(req.url === '/health' ? '{"status":"ok"}' : '<html>not a model list</html>');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const origin = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const llama = await probeBackend(backend('llamacpp', 'odd-llama', 'x', '/v1', origin), 1_000);
+    assert.equal(llama.ok, true, llama.detail);
+    assert.equal(llama.servedModel, undefined);
+    const ollama = await probeBackend(backend('ollama', 'odd-ollama', 'qwen2.5:7b', '', origin), 1_000);
+    assert.equal(ollama.ok, true, ollama.detail);
+  } finally {
+    server.close();
   }
 });
 

@@ -32,6 +32,15 @@ function json(text: string, what: string): unknown {
   }
 }
 
+/** A body that is only informative: not JSON means nothing is known, not that the backend is down. */
+function optionalJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Model ids from an OpenAI-style GET /models ({data:[{id}]}), or from llama.cpp's {models:[{name}]}. */
 function listedModels(body: unknown): string[] {
   const o = body as { data?: { id?: unknown; root?: unknown }[]; models?: { name?: unknown; model?: unknown }[] } | null;
@@ -66,7 +75,8 @@ async function check(b: BackendRuntime, timeoutMs: number): Promise<Omit<ProbeRe
       if (h.status !== 200) throw new ProbeFailure(`/health answered HTTP ${h.status}`);
       // llama-server serves one model whatever a request names; its name is for the table only.
       const m = await get(b, modelsPath, timeoutMs).catch(() => undefined);
-      const ids = m?.status === 200 ? listedModels(JSON.parse(m.text) as unknown) : [];
+      const listed = m?.status === 200 ? optionalJson(m.text) : undefined;
+      const ids = listed === undefined ? [] : listedModels(listed);
       return { servedModel: ids[0] };
     }
     case 'ollama': {
@@ -75,7 +85,8 @@ async function check(b: BackendRuntime, timeoutMs: number): Promise<Omit<ProbeRe
       if (ollamaLists(json(t.text, '/api/tags'), want) !== true) throw new ProbeFailure(`model ${want} is not pulled on this Ollama (ollama pull ${want})`);
       // Loaded or not, it answers: a model not in memory only makes the first request slow.
       const ps = await get(b, '/api/ps', timeoutMs).catch(() => undefined);
-      const loaded = ps?.status === 200 ? ollamaLists(JSON.parse(ps.text) as unknown, want) : undefined;
+      const running = ps?.status === 200 ? optionalJson(ps.text) : undefined;
+      const loaded = running === undefined ? undefined : ollamaLists(running, want);
       return loaded === undefined ? { servedModel: want } : { servedModel: want, loaded };
     }
     default: {
