@@ -1,8 +1,8 @@
 // A backend as the gateway runs it: its adapter, its connection pool, its credential and
 // what is known of its health. Created once per config load; the routing table holds these.
 
-import { undiciPool } from './http-client.ts';
-import { H1Pool, type UpstreamPool } from './h1-pool.ts';
+import { poolFor } from './http-client.ts';
+import type { UpstreamPool } from './h1-pool.ts';
 import { DEFAULT_HEALTH_POLICY, type BackendConfig, type HealthPolicy, type NodeConfig } from '../config/types.ts';
 import type { Secrets } from '../config/env-file.ts';
 import { engineFor } from '../engines/index.ts';
@@ -89,17 +89,9 @@ export class BackendRuntime implements Member {
     this.authorization = key === undefined ? undefined : `Bearer ${key}`;
     this.unusable = config.apiKey !== undefined && key === undefined ? `its API key (${config.apiKey.env}) is not set` : undefined;
     const t = config.timeouts;
-    this.pool = u.protocol === 'http:'
-      ? new H1Pool(this.origin, { connections: config.maxConnections, keepAliveTimeout: 4_000, connectTimeout: t.connectMs, headersTimeout: t.firstByteMs, bodyTimeout: t.idleMs })
-      : undiciPool(this.origin, {
-        connections: config.maxConnections,
-        pipelining: 1,
-        keepAliveTimeout: 30_000,
-        keepAliveMaxTimeout: 120_000,
-        connect: { timeout: t.connectMs },
-        headersTimeout: t.firstByteMs,
-        bodyTimeout: t.idleMs,
-      });
+    // Idle connections kept 4 s on the fleet, under the 5 s keep-alive of uvicorn (vLLM) and
+    // Node servers; 30 s to the cloud, where a new connection costs a TLS handshake.
+    this.pool = poolFor(this.origin, { connections: config.maxConnections, keepAliveMs: u.protocol === 'http:' ? 4_000 : 30_000, connectMs: t.connectMs, firstByteMs: t.firstByteMs, idleMs: t.idleMs });
   }
 
   circuit(now: number): Circuit {

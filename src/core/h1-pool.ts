@@ -75,6 +75,8 @@ function fail(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
 }
 
+const NO_TRAILERS: IncomingHttpHeaders = Object.freeze({});
+const NO_CONTEXT = Object.freeze({});
 const badChunk = (): Error => fail('UND_ERR_SOCKET', 'malformed chunked encoding');
 
 /** One request, from dispatch to its end; also its own dispatch controller. */
@@ -146,7 +148,6 @@ class Conn {
   keepAlive = true;
   /** Some byte of the current answer arrived. */
   answered = false;
-  status = 0;
   keepAliveHint = 0;
   closed = false;
   /** performance.now() when the current request was written. */
@@ -447,7 +448,6 @@ class Conn {
     }
     // Interim answers (100 Continue, 103 Early Hints) are skipped; the real one follows.
     if (status >= 100 && status < 200 && status !== 101) return 'body';
-    this.status = status;
     this.keepAlive = keepAlive;
     r.handler.onResponseStart?.(r, status, headers, m[3] ?? '');
     if (r.done || this.req !== r) return 'stop';
@@ -479,7 +479,7 @@ class Conn {
       // The handler may have paused reading on the last bytes.
       this.socket.resume();
     }
-    r.handler.onResponseEnd?.(r, {});
+    r.handler.onResponseEnd?.(r, NO_TRAILERS);
     if (reusable) this.pool.release(this);
     else this.destroy();
   }
@@ -495,7 +495,7 @@ class Conn {
       r.done = true;
       r.conn = undefined;
       try {
-        r.handler.onResponseEnd?.(r, {});
+        r.handler.onResponseEnd?.(r, NO_TRAILERS);
       } catch {
         // ended either way
       }
@@ -570,7 +570,7 @@ export class H1Pool implements UpstreamPool {
   dispatch(opts: DispatchOptions, handler: Handler): boolean {
     if (this.#closed) throw fail('UND_ERR_CLOSED', 'the pool is closed');
     const r = new Request(opts, handler, this.opts);
-    handler.onRequestStart?.(r, {});
+    handler.onRequestStart?.(r, NO_CONTEXT);
     if (r.aborted) {
       r.error(r.reason!);
       return true;

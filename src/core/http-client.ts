@@ -14,10 +14,25 @@ import { H1Pool, type UpstreamPool } from './h1-pool.ts';
 const require = createRequire(import.meta.url);
 let undici: typeof UndiciPool | undefined;
 
-/** undici's Pool for an HTTPS origin, loaded on first use. */
-export function undiciPool(origin: string, opts: UndiciPool.Options): UpstreamPool {
+export interface PoolSettings {
+  connections: number;
+  /** How long an idle connection is kept; 0: closed after its answer. */
+  keepAliveMs: number;
+  connectMs: number;
+  firstByteMs: number;
+  idleMs: number;
+}
+
+/** The pool for an origin: the lean client for plain HTTP, undici's Pool (loaded on first use) for HTTPS. */
+export function poolFor(origin: string, s: PoolSettings): UpstreamPool {
+  if (new URL(origin).protocol === 'http:') {
+    return new H1Pool(origin, { connections: s.connections, keepAliveTimeout: s.keepAliveMs, connectTimeout: s.connectMs, headersTimeout: s.firstByteMs, bodyTimeout: s.idleMs });
+  }
   undici ??= require('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
-  return new undici(origin, opts);
+  return new undici(origin, {
+    connections: s.connections, pipelining: 1, keepAliveTimeout: Math.max(s.keepAliveMs, 1), keepAliveMaxTimeout: 120_000,
+    connect: { timeout: s.connectMs }, headersTimeout: s.firstByteMs, bodyTimeout: s.idleMs,
+  });
 }
 
 export interface SimpleResponse {
@@ -48,9 +63,7 @@ export function simpleRequest(
 /** One GET to a URL on a short-lived connection (discovery of local engines). */
 export async function getOnce(url: string, timeoutMs: number): Promise<SimpleResponse> {
   const u = new URL(url);
-  const pool = u.protocol === 'http:'
-    ? new H1Pool(u.origin, { connections: 1, keepAliveTimeout: 0, connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
-    : undiciPool(u.origin, { connections: 1, connect: { timeout: timeoutMs } });
+  const pool = poolFor(u.origin, { connections: 1, keepAliveMs: 0, connectMs: timeoutMs, firstByteMs: timeoutMs, idleMs: timeoutMs });
   try {
     return await simpleRequest(pool, u.pathname + u.search, { timeoutMs });
   } finally {
