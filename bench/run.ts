@@ -28,7 +28,7 @@ const ROOT = dirname(HERE);
 
 const argv = process.argv.slice(2);
 const USAGE = `usage: node bench/run.ts [--quick] [--profile] [--strict] [--upstream fixed|sim] [--out FILE]
-  --quick     ~30 s smoke run with short phases and no bare-proxy reference (for CI)
+  --quick     ~40 s smoke run with short phases and no bare-proxy reference (for CI)
   --profile   CPU-profile the gateway during its max-throughput phase and list the top
               self-time functions (profiling slows that phase down)
   --strict    exit 1 when a goal is missed (failed requests always exit 1)
