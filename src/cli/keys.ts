@@ -1,6 +1,7 @@
 // fabric keys: virtual keys for applications and people — create, list, show, revoke, rotate.
 
 import { ConfigError } from '../config/issues.ts';
+import { roleByName } from '../config/types.ts';
 import { KeyAdmin, keyView } from '../keys/admin.ts';
 import { parseKeyInput } from '../keys/input.ts';
 import { FabricError } from '../core/errors.ts';
@@ -114,7 +115,7 @@ async function run(t: Target, sub: string, args: string[], v: Record<string, str
       else {
         const patch = parseKeyInput(body, 'create');
         for (const r of patch.roles ?? []) {
-          const known = t.config.roles.has(r) || [...t.config.roles.values()].some((x) => x.aliases.includes(r)) || [...t.config.backends.values()].some((b) => b.aliases.includes(r) || b.model === r);
+          const known = roleByName(t.config.roles, r) !== undefined || [...t.config.backends.values()].some((b) => b.aliases.includes(r) || b.model === r);
           if (!known) throw new UsageError(`--roles: ${r} is not a role, alias or model of ${t.config.file}`);
         }
         const { record, secret } = await admin!.create(patch);

@@ -7,7 +7,7 @@ import { suggest, type KeyPath } from './issues.ts';
 import { NODE_DEPLOY_KEYS, checkServePorts, nodeDeploy, serveBlock } from './serve.ts';
 import { STATE_GATEWAY_KEYS, budgets, gatewayState, prices } from './state.ts';
 import {
-  ENGINE_KINDS, NODE_POWER, ROLE_KINDS, STRATEGIES, DEFAULT_TIMEOUTS, defaultGateway, ALERT_FORMATS, ALERT_LEVELS,
+  ENGINE_KINDS, NODE_POWER, ROLE_KINDS, STRATEGIES, DEFAULT_TIMEOUTS, defaultGateway, ALERT_FORMATS, ALERT_LEVELS, roleByName,
   type AlertsConfig, type BackendConfig, type FabricConfig, type GatewayConfig, type GpuSpec, type HealthPolicy, type NodeConfig,
   type PatternRoute, type RoleConfig, type RoleRule, type SecretRef, type Timeouts, type WolTarget,
 } from './types.ts';
@@ -478,14 +478,8 @@ function crossCheck(r: Reporter, cfg: FabricConfig): void {
   for (const b of cfg.backends.values()) {
     b.aliases.forEach((a, i) => claim(a, `an alias of backend ${b.name}`, ['backends', b.name, 'aliases', i]));
   }
-  const roleByName = (n: string): RoleConfig | undefined => {
-    const direct = cfg.roles.get(n);
-    if (direct !== undefined) return direct;
-    for (const role of cfg.roles.values()) if (role.aliases.includes(n)) return role;
-    return undefined;
-  };
   const mustBeRole = (from: RoleConfig, target: string, path: KeyPath): void => {
-    const t = roleByName(target);
+    const t = roleByName(cfg.roles, target);
     if (t === undefined) {
       const hint = suggest(target, owner.keys());
       r.error(path, `names no role or role alias: "${target}"${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`);
@@ -520,7 +514,6 @@ export function validateFabric(raw: unknown, r: Reporter, file: string | undefin
   const gw = gateway(r, top.gateway);
   const backendMap = backends(r, top.backends, nodeMap, gw.health);
   const roleMap = roles(r, top.roles, backendMap);
-  const roleByName = (n: string): RoleConfig | undefined => roleMap.get(n) ?? [...roleMap.values()].find((role) => role.aliases.includes(n));
   const cfg: FabricConfig = {
     file,
     gateway: gw,
@@ -529,7 +522,7 @@ export function validateFabric(raw: unknown, r: Reporter, file: string | undefin
     roles: roleMap,
     patterns: patterns(r, top.patterns, backendMap),
     prices: prices(r, top.prices, backendMap),
-    budgets: budgets(r, top.budgets, backendMap, roleMap, roleByName),
+    budgets: budgets(r, top.budgets, backendMap, roleMap),
     simulated: backendMap.size > 0 && [...backendMap.values()].every((b) => b.simulated),
   };
   crossCheck(r, cfg);

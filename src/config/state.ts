@@ -6,7 +6,7 @@ import type { KeyPath } from './issues.ts';
 import { suggest } from './issues.ts';
 import { describe, duration, int, isObj, mapping, oneOf, secret, size, str, strList, type Reporter } from './schema.ts';
 import {
-  BUDGET_PERIODS, STORE_DOWN_POLICIES,
+  BUDGET_PERIODS, STORE_DOWN_POLICIES, roleByName,
   type AccountingConfig, type BackendConfig, type BudgetConfig, type GatewayConfig, type PriceConfig, type RequestLogConfig, type RoleConfig,
   type StoreConfig,
 } from './types.ts';
@@ -157,7 +157,7 @@ export function prices(r: Reporter, v: unknown, backends: Map<string, BackendCon
 }
 
 export function budgets(
-  r: Reporter, v: unknown, backends: Map<string, BackendConfig>, roles: Map<string, RoleConfig>, roleByName: (n: string) => RoleConfig | undefined,
+  r: Reporter, v: unknown, backends: Map<string, BackendConfig>, roles: Map<string, RoleConfig>,
 ): BudgetConfig[] {
   const out: BudgetConfig[] = [];
   const m = mapping(r, ['budgets'], v, Object.keys(isObj(v) ? v : {}));
@@ -181,7 +181,7 @@ export function budgets(
       }
     });
     strList(r, [...p, 'roles'], bm.roles).forEach((n, i) => {
-      const role = roleByName(n);
+      const role = roleByName(roles, n);
       if (role === undefined) {
         const hint = suggest(n, roles.keys());
         r.error([...p, 'roles', i], `names no role or role alias: "${n}"${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`);
@@ -197,7 +197,7 @@ export function budgets(
     }
     const fallback = str(r, [...p, 'fallback'], bm.fallback);
     if (fallback !== undefined) {
-      const role = roleByName(fallback);
+      const role = roleByName(roles, fallback);
       if (role === undefined) {
         const hint = suggest(fallback, roles.keys());
         r.error([...p, 'fallback'], `names no role or role alias: "${fallback}"${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`);

@@ -45,6 +45,14 @@ export interface HealthPolicy {
   maxCooldownMs: number;
 }
 
+/** A role by its name or one of its aliases. */
+export function roleByName(roles: ReadonlyMap<string, RoleConfig>, name: string): RoleConfig | undefined {
+  const direct = roles.get(name);
+  if (direct !== undefined) return direct;
+  for (const r of roles.values()) if (r.aliases.includes(name)) return r;
+  return undefined;
+}
+
 export const DEFAULT_HEALTH_POLICY: Readonly<HealthPolicy> = Object.freeze({ failureThreshold: 3, cooldownMs: 30_000, maxCooldownMs: 300_000 });
 
 export interface Timeouts {

@@ -3,7 +3,7 @@
 // `fabric health`, `fabric smoke` and the alert monitor all read this one shape.
 
 import type { BackendRuntime } from '../core/backend.ts';
-import type { BackendConfig, FabricConfig, NodePower, RoleKind } from '../config/types.ts';
+import { roleByName, type BackendConfig, type FabricConfig, type NodePower, type RoleKind } from '../config/types.ts';
 import { nodeState, type NodeState } from './power.ts';
 import { isCloud } from '../config/cloud.ts';
 
@@ -152,13 +152,12 @@ export function fleetReport(gw: FleetView, now = Date.now()): { backends: Backen
       simulated: b.config.simulated,
     };
   });
-  const roleOf = (name: string) => cfg.roles.get(name) ?? [...cfg.roles.values()].find((r) => r.aliases.includes(name));
   const usable = (roleName: string): boolean => {
-    const r = roleOf(roleName);
+    const r = roleByName(cfg.roles, roleName);
     return r !== undefined && r.backends.some((n) => gw.backends.get(n)?.available(now) === true);
   };
   const roles: RoleReport[] = [...cfg.roles.values()].map((r) => {
-    const chain = [r.name, ...r.fallbacks.map((f) => roleOf(f)?.name ?? f)];
+    const chain = [r.name, ...r.fallbacks.map((f) => roleByName(cfg.roles, f)?.name ?? f)];
     return {
       name: r.name,
       kind: r.kind,

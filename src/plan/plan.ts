@@ -4,7 +4,7 @@
 
 import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import type { BackendConfig, FabricConfig, GpuSpec, NodeConfig, RoleConfig, ServeConfig, ServedEngine } from '../config/types.ts';
+import { roleByName, type BackendConfig, type FabricConfig, type GpuSpec, type NodeConfig, type RoleConfig, type ServeConfig, type ServedEngine } from '../config/types.ts';
 import { lookupModel, type ModelArch } from './catalogue.ts';
 import { HfConfigError, readHfConfig } from './hf-config.ts';
 import { computeCapability } from './gpus.ts';
@@ -308,10 +308,6 @@ function planGguf(e: EnginePlan, b: BackendConfig, serve: ServeConfig, gpu: GpuS
   }
 }
 
-function roleOf(cfg: FabricConfig, name: string): RoleConfig | undefined {
-  return cfg.roles.get(name) ?? [...cfg.roles.values()].find((r) => r.aliases.includes(name));
-}
-
 function planRoles(cfg: FabricConfig, findings: Finding[]): RolePlan[] {
   const powerOf = (b: string): RolePlan['backends'][number] => {
     const be = cfg.backends.get(b);
@@ -323,7 +319,7 @@ function planRoles(cfg: FabricConfig, findings: Finding[]): RolePlan[] {
     seen.add(role.name);
     if (role.backends.some((b) => powerOf(b).power !== 'workstation')) return role.name;
     for (const f of role.fallbacks) {
-      const fr = roleOf(cfg, f);
+      const fr = roleByName(cfg.roles, f);
       const via = fr === undefined ? undefined : alwaysOnVia(fr, seen);
       if (via !== undefined) return via;
     }

@@ -3,7 +3,7 @@
 // physical aliases model names of their own. Secrets stay references (os.environ/NAME).
 // What LiteLLM cannot say (token-count rules, per-role strategies) is named in the header.
 
-import type { BackendConfig, FabricConfig, RoleConfig, Strategy } from '../config/types.ts';
+import { roleByName, type BackendConfig, type FabricConfig, type RoleConfig, type Strategy } from '../config/types.ts';
 import { yamlDoc, type RenderContext } from './common.ts';
 
 type Obj = Record<string, unknown>;
@@ -42,9 +42,7 @@ function deployment(b: BackendConfig, modelName: string, embeddings: boolean, we
 }
 
 function roleName(cfg: FabricConfig, name: string): string {
-  if (cfg.roles.has(name)) return name;
-  for (const r of cfg.roles.values()) if (r.aliases.includes(name)) return r.name;
-  return name;
+  return roleByName(cfg.roles, name)?.name ?? name;
 }
 
 export function litellmConfig(ctx: RenderContext): string {
