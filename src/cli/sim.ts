@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { loadFabricConfig } from '../config/load.ts';
 import { importLiteLLMText } from '../config/litellm/load.ts';
-import { ConfigError, formatIssue } from '../config/issues.ts';
+import { reportConfigError } from './fabric-file.ts';
 import type { EngineKind, FabricConfig } from '../config/types.ts';
 import { startFleet, type SimEngineSpec, type SimProtocol } from '../sim/fleet.ts';
 
@@ -70,9 +70,7 @@ export async function runSim(argv: string[]): Promise<number> {
     config = loaded.config;
     litellm = loaded.format === 'litellm';
   } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    for (const i of e.issues.filter((x) => x.severity === 'error')) process.stderr.write(formatIssue(i) + '\n');
-    return 1;
+    return reportConfigError('sim', values.config, e);
   }
   const { specs, engineOf } = simSpecs(config);
   const controlPort = values['control-port'] === undefined ? 9999 : Number(values['control-port']);
