@@ -295,17 +295,18 @@ export class Accounting {
       const starts = new Set(scopes.map((s) => periodStart(s.period, now)));
       try {
         for (const start of starts) {
-          const rows = await this.store.spendSince(start);
+          // The rows summed once by key and by backend; each scope is then a lookup or a few.
+          const byKey = new Map<string, number>();
+          const byBackend = new Map<string, number>();
+          for (const r of await this.store.spendSince(start)) {
+            if (r.keyId !== undefined) byKey.set(r.keyId, (byKey.get(r.keyId) ?? 0) + r.cost);
+            byBackend.set(r.backend, (byBackend.get(r.backend) ?? 0) + r.cost);
+          }
           for (const s of scopes) {
             if (periodStart(s.period, now) !== start) continue;
             let sum = 0;
-            if (s.id.startsWith('key:')) {
-              const id = s.id.slice(4);
-              for (const r of rows) if (r.keyId === id) sum += r.cost;
-            } else {
-              const backends = new Set(this.#budgets.get(s.id)!.cfg.backends);
-              for (const r of rows) if (backends.has(r.backend)) sum += r.cost;
-            }
+            if (s.id.startsWith('key:')) sum = byKey.get(s.id.slice(4)) ?? 0;
+            else for (const b of new Set(this.#budgets.get(s.id)!.cfg.backends)) sum += byBackend.get(b) ?? 0;
             bases.set(s.id, sum);
           }
         }
