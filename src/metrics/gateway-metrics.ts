@@ -105,12 +105,14 @@ export class GatewayMetrics {
       const perNode = new Map<string, { power: string; up: number }>();
       for (const b of gateway().backends.values()) {
         const node = b.node?.name ?? '';
-        const up = b.state === 'up' || b.state === 'unknown' ? (now < b.coolUntil || b.unusable !== undefined ? 0 : 1) : 0;
+        // (A cooled-down backend's state is 'down', so up and unknown need no cooldown check.)
+        const up = (b.state === 'up' || b.state === 'unknown') && b.unusable === undefined ? 1 : 0;
         this.#backendUp.set([b.name, node], up);
-        this.#backendCircuit.set([b.name], b.coolUntil !== 0 ? 1 : 0);
+        this.#backendCircuit.set([b.name], b.circuit(now) !== 'closed' ? 1 : 0);
         this.#backendOutstanding.set([b.name], b.outstanding);
         this.#backendFailures.set([b.name], b.consecutiveFailures);
-        const load = (b as { load?: { running?: number; waiting?: number; kvCacheUsage?: number } }).load;
+        // A stale sample is no reading: the series is left out rather than frozen at its last value.
+        const load = b.freshLoad(now);
         if (load !== undefined) {
           if (typeof load.running === 'number') this.#engineRunning.set([b.name], load.running);
           if (typeof load.waiting === 'number') this.#engineWaiting.set([b.name], load.waiting);
