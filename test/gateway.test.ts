@@ -1,14 +1,19 @@
 // The gateway end to end: the official openai SDK and raw HTTP against a gateway on a real
 // loopback port, in front of simulated vLLM, Ollama, llama.cpp and OpenAI engines.
+// Requests arrive on the fast lane (src/http/fast-lane.ts); gateway-node-lane.test.ts runs this
+// same file with the lane off, so node:http carries every request.
 
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, request as rawRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { startFabric, openaiSchemaValidator, post, chat, waitForLog, type Fabric } from './helpers.ts';
 
 const MASTER = 'fabric-master-key-for-tests';
 const BACKEND_KEY = 'backend-key-armitage';
+
+/** gateway.fast_lane for this run (gateway-node-lane.test.ts sets it off). */
+const FAST_LANE = process.env.FABRIC_TEST_FAST_LANE !== '0';
 
 const FAST = { ttftMs: 5, tokensPerSecond: 2000, maxConcurrency: 16, maxQueue: 64 };
 
@@ -48,6 +53,7 @@ before(async () => {
     yaml: (url) => `
 gateway:
   master_key: env:FABRIC_MASTER_KEY
+  fast_lane: ${FAST_LANE}
   limits: { max_body: 64KiB, max_header: 8KiB, max_tokens: 4096, max_n: 2 }
   retry: { base: 5ms, max: 50ms }
 nodes:
@@ -585,4 +591,24 @@ test('a huge model name is refused at once: no did-you-mean over megabytes, no e
   const long = await post(f.url, '/v1/chat/completions', chat('y'.repeat(500)), auth);
   assert.equal(long.status, 404);
   assert.ok(performance.now() - t0 < 5000);
+});
+
+test('gateway.fast_lane chooses what carries requests: the fast lane, or node:http for every one', async () => {
+  const { port } = new URL(f.url);
+  const head = await new Promise<string>((resolve, reject) => {
+    const sock = connect(Number(port), '127.0.0.1');
+    let got = '';
+    sock.on('data', (d: Buffer) => {
+      got += d.toString('latin1');
+      if (got.includes('\r\n\r\n')) {
+        sock.destroy();
+        resolve(got.slice(0, got.indexOf('\r\n\r\n')));
+      }
+    });
+    sock.on('error', reject);
+    sock.write('GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n');
+  });
+  // node:http writes the Date header it adds as "Date"; the fast lane writes every name in lower case.
+  assert.equal(/\r\ndate: /.test(head), FAST_LANE, head);
+  assert.equal(/\r\nDate: /.test(head), !FAST_LANE, head);
 });

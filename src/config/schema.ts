@@ -61,6 +61,15 @@ export function str(r: Reporter, path: KeyPath, v: unknown, required = false): s
   return v;
 }
 
+export function bool(r: Reporter, path: KeyPath, v: unknown, dflt: boolean): boolean {
+  if (v === undefined || v === null) return dflt;
+  if (typeof v !== 'boolean') {
+    r.error(path, `must be true or false, got ${describe(v)}`);
+    return dflt;
+  }
+  return v;
+}
+
 export function oneOf<T extends string>(r: Reporter, path: KeyPath, v: unknown, values: readonly T[], dflt: T): T {
   if (v === undefined || v === null) return dflt;
   if (typeof v === 'string' && (values as readonly string[]).includes(v)) return v as T;
@@ -226,7 +235,7 @@ function alerts(r: Reporter, v: unknown): AlertsConfig | undefined {
 
 function gateway(r: Reporter, v: unknown): GatewayConfig {
   const g = defaultGateway();
-  const m = mapping(r, ['gateway'], v, ['host', 'port', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers', 'health', 'wake', 'alerts', ...STATE_GATEWAY_KEYS]);
+  const m = mapping(r, ['gateway'], v, ['host', 'port', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers', 'fast_lane', 'health', 'wake', 'alerts', ...STATE_GATEWAY_KEYS]);
   if (m === undefined) return g;
   g.host = str(r, ['gateway', 'host'], m.host) ?? g.host;
   g.port = int(r, ['gateway', 'port'], m.port, g.port, 0, 65535);
@@ -234,6 +243,7 @@ function gateway(r: Reporter, v: unknown): GatewayConfig {
   g.envFile = str(r, ['gateway', 'env_file'], m.env_file);
   g.healthIntervalMs = duration(r, ['gateway', 'health_interval'], m.health_interval, g.healthIntervalMs);
   g.workers = int(r, ['gateway', 'workers'], m.workers, g.workers, 1, 64);
+  g.fastLane = bool(r, ['gateway', 'fast_lane'], m.fast_lane, g.fastLane);
   const lp = ['gateway', 'limits'];
   const l = mapping(r, lp, m.limits, ['max_body', 'max_header', 'max_tokens', 'max_n', 'max_best_of', 'max_attempts']);
   if (l !== undefined) {

@@ -4,7 +4,7 @@
 
 import type { KeyPath } from './issues.ts';
 import {
-  describe, int, isObj, list, mapping, oneOf, secret, str, strList, type Reporter,
+  bool, describe, int, isObj, list, mapping, oneOf, secret, str, strList, type Reporter,
 } from './schema.ts';
 import {
   CONTAINER_RUNTIMES, DTYPES, GGUF_KV_CACHE_DTYPES, GGUF_QUANTIZATIONS, NODE_OS, SERVED_ENGINES, VLLM_KV_CACHE_DTYPES, VLLM_QUANTIZATIONS,
@@ -38,15 +38,6 @@ function loopbackUrl(u: string): boolean {
   } catch {
     return false;
   }
-}
-
-function bool(r: Reporter, path: KeyPath, v: unknown): boolean {
-  if (v === undefined || v === null) return false;
-  if (typeof v !== 'boolean') {
-    r.error(path, `must be true or false, got ${describe(v)}`);
-    return false;
-  }
-  return v;
 }
 
 function gpuIndices(r: Reporter, path: KeyPath, v: unknown, node: NodeConfig | undefined): number[] {
@@ -178,7 +169,7 @@ export function serveBlock(r: Reporter, path: KeyPath, v: unknown, ctx: ServeCon
     gpus: gpuIndices(r, [...path, 'gpu'], m.gpu, ctx.node),
     maxNumSeqs: optPositive('max_num_seqs'),
     maxNumBatchedTokens: optPositive('max_num_batched_tokens'),
-    enforceEager: bool(r, [...path, 'enforce_eager'], m.enforce_eager),
+    enforceEager: bool(r, [...path, 'enforce_eager'], m.enforce_eager, false),
     image: str(r, [...path, 'image'], m.image),
     extraArgs: strList(r, [...path, 'extra_args'], m.extra_args),
     env: envMap(r, [...path, 'env'], m.env),

@@ -4,7 +4,7 @@
 
 import type { KeyPath } from './issues.ts';
 import { suggest } from './issues.ts';
-import { describe, duration, int, isObj, mapping, oneOf, secret, size, str, strList, type Reporter } from './schema.ts';
+import { bool, describe, duration, int, isObj, mapping, oneOf, secret, size, str, strList, type Reporter } from './schema.ts';
 import {
   BUDGET_PERIODS, STORE_DOWN_POLICIES, roleByName,
   type AccountingConfig, type BackendConfig, type BudgetConfig, type GatewayConfig, type PriceConfig, type RequestLogConfig, type RoleConfig,
@@ -12,15 +12,6 @@ import {
 } from './types.ts';
 
 export const STATE_GATEWAY_KEYS = ['data_dir', 'store', 'redis', 'accounting', 'request_log'] as const;
-
-function bool(r: Reporter, path: KeyPath, v: unknown, dflt: boolean): boolean {
-  if (v === undefined || v === null) return dflt;
-  if (typeof v !== 'boolean') {
-    r.error(path, `must be true or false, got ${describe(v)}`);
-    return dflt;
-  }
-  return v;
-}
 
 /** A non-negative amount of money: 150, 0.4, or "$150". */
 export function money(r: Reporter, path: KeyPath, v: unknown, required: boolean): number | undefined {

@@ -219,6 +219,8 @@ export interface GatewayConfig {
   retryMaxMs: number;
   healthIntervalMs: number;
   workers: number;
+  /** The strict HTTP/1.1 fast lane in front of node:http (src/http/fast-lane.ts); false: node:http takes every request. */
+  fastLane: boolean;
   health: GatewayHealth;
   wake: WakeConfig;
   alerts: AlertsConfig | undefined;
@@ -267,6 +269,7 @@ export function defaultGateway(): GatewayConfig {
     retryMaxMs: 2_000,
     healthIntervalMs: 60_000,
     workers: 1,
+    fastLane: true,
     health: { ...DEFAULT_HEALTH_POLICY, probeTimeoutMs: 5_000, loadIntervalMs: 5_000 },
     wake: { enabled: false, minIntervalMs: 300_000, bootTimeoutMs: 180_000 },
     alerts: undefined,

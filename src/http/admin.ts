@@ -8,7 +8,7 @@
 // LiteLLM's names work too: POST /key/generate, GET /key/list, GET /key/info?key=, POST /key/update,
 // POST /key/delete {keys}, POST /key/regenerate {key} (and /key/KEY/regenerate).
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { sendText, type Exchange } from './exchange.ts';
 import type { Accounting } from '../accounting/service.ts';
 import { allows } from '../accounting/service.ts';
 import { parseWhen } from '../accounting/periods.ts';
@@ -19,7 +19,7 @@ import { parseKeyInput } from '../keys/input.ts';
 import { USAGE_GROUPS, type KeyPatch, type KeyRecord, type UsageGroup, type UsageRow } from '../store/types.ts';
 import { modelsBody } from './info.ts';
 
-const MAX_ADMIN_BODY = 64 * 1024;
+export const MAX_ADMIN_BODY = 64 * 1024;
 
 export interface AdminContext {
   accounting: Accounting | undefined;
@@ -30,25 +30,15 @@ export interface AdminContext {
   hasMasterKey: boolean;
 }
 
-function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
-  const text = typeof body === 'string' ? body : JSON.stringify(body);
-  res.statusCode = status;
-  res.setHeader('content-type', type);
-  res.setHeader('content-length', Buffer.byteLength(text));
-  res.end(text);
+function send(x: Exchange, status: number, body: unknown, type = 'application/json'): void {
+  sendText(x, status, typeof body === 'string' ? body : JSON.stringify(body), type);
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > MAX_ADMIN_BODY) throw new FabricError('body_too_large', `admin request bodies are limited to ${MAX_ADMIN_BODY} bytes`);
-    chunks.push(c);
-  }
-  if (size === 0) return {};
+async function readJson(x: Exchange): Promise<unknown> {
+  const body = await x.body(MAX_ADMIN_BODY);
+  if (body.length === 0) return {};
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch (e) {
     throw new FabricError('invalid_json', `the request body is not valid JSON: ${(e as Error).message}`);
   }
@@ -99,7 +89,7 @@ export function modelsForKey(gw: Gateway, key: KeyRecord): string {
   return JSON.stringify(all);
 }
 
-export async function handleAdmin(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams, a: AdminContext): Promise<void> {
+export async function handleAdmin(x: Exchange, path: string, query: URLSearchParams, a: AdminContext): Promise<void> {
   if (!a.hasMasterKey) {
     throw new FabricError('permission_denied', 'the admin API is off: it needs gateway.master_key (or use `fabric keys --config FILE` on the gateway host)');
   }
@@ -107,35 +97,35 @@ export async function handleAdmin(req: IncomingMessage, res: ServerResponse, pat
   const acct = a.accounting;
   if (acct === undefined) throw new FabricError('not_found', 'the gateway has no store (accounting is not running)');
   const admin = new KeyAdmin(acct.store, acct.keys);
-  const method = req.method ?? 'GET';
-  const body = method === 'POST' || method === 'PATCH' || method === 'PUT' ? await readJson(req) : undefined;
+  const method = x.method;
+  const body = method === 'POST' || method === 'PATCH' || method === 'PUT' ? await readJson(x) : undefined;
   const now = Date.now();
   const withSpend = (k: KeyRecord): Record<string, unknown> => ({ ...keyView(k, now), spend: acct.keySpend(k) ?? null });
 
   // ── native routes ──
   if (path === '/admin/keys') {
-    if (method === 'GET') return send(res, 200, { object: 'list', data: (await admin.list()).map((k) => keyView(k, now)) });
+    if (method === 'GET') return send(x, 200, { object: 'list', data: (await admin.list()).map((k) => keyView(k, now)) });
     if (method === 'POST') {
       const patch = parseKeyInput(body, 'create', now);
       checkRoles(patch, a.gateway);
       const { record, secret } = await admin.create(patch, now);
-      return send(res, 201, { ...keyView(record, now), key: secret });
+      return send(x, 201, { ...keyView(record, now), key: secret });
     }
   }
   const m = /^\/admin\/keys\/([^/]+)(?:\/(revoke|rotate))?$/.exec(path);
   if (m !== null) {
     const id = decodeURIComponent(m[1]!);
     const action = m[2];
-    if (action === undefined && method === 'GET') return send(res, 200, withSpend(await admin.find(id)));
+    if (action === undefined && method === 'GET') return send(x, 200, withSpend(await admin.find(id)));
     if (action === undefined && method === 'PATCH') {
       const patch = parseKeyInput(body, 'update', now);
       checkRoles(patch, a.gateway);
-      return send(res, 200, withSpend(await admin.update(id, patch, now)));
+      return send(x, 200, withSpend(await admin.update(id, patch, now)));
     }
-    if ((action === 'revoke' && method === 'POST') || (action === undefined && method === 'DELETE')) return send(res, 200, keyView(await admin.revoke(id, now), now));
+    if ((action === 'revoke' && method === 'POST') || (action === undefined && method === 'DELETE')) return send(x, 200, keyView(await admin.revoke(id, now), now));
     if (action === 'rotate' && method === 'POST') {
       const { record, secret } = await admin.rotate(id, now);
-      return send(res, 200, { ...keyView(record, now), key: secret });
+      return send(x, 200, { ...keyView(record, now), key: secret });
     }
   }
   if (path === '/admin/usage' && method === 'GET') {
@@ -153,16 +143,16 @@ export async function handleAdmin(req: IncomingMessage, res: ServerResponse, pat
     const keyParam = query.get('key');
     const keyId = keyParam === null || keyParam === '' ? undefined : (await admin.find(keyParam)).id;
     const rows = await acct.store.usageSummary({ by, since, until, keyId });
-    if (query.get('format') === 'csv') return send(res, 200, usageCsv(rows), 'text/csv; charset=utf-8');
-    return send(res, 200, usageJson(by, since, until, rows));
+    if (query.get('format') === 'csv') return send(x, 200, usageCsv(rows), 'text/csv; charset=utf-8');
+    return send(x, 200, usageJson(by, since, until, rows));
   }
-  if (path === '/admin/budgets' && method === 'GET') return send(res, 200, { object: 'list', data: acct.budgets() });
+  if (path === '/admin/budgets' && method === 'GET') return send(x, 200, { object: 'list', data: acct.budgets() });
   if (path === '/admin/requests' && method === 'GET') {
     const limit = Math.min(1000, Math.max(1, Number(query.get('limit') ?? 50) || 50));
     const keyParam = query.get('key');
     const keyId = keyParam === null || keyParam === '' ? undefined : (await admin.find(keyParam)).id;
     const data = await acct.store.requestLogs({ limit, keyId, id: query.get('id') ?? undefined });
-    return send(res, 200, { object: 'list', enabled: acct.config.gateway.requestLog.enabled, data });
+    return send(x, 200, { object: 'list', enabled: acct.config.gateway.requestLog.enabled, data });
   }
 
   // ── LiteLLM-compatible names ──
@@ -188,30 +178,30 @@ export async function handleAdmin(req: IncomingMessage, res: ServerResponse, pat
     const patch = parseKeyInput(input, 'create', now);
     checkRoles(patch, a.gateway);
     const { record, secret } = await admin.create(patch, now);
-    return send(res, 200, lite(record, secret));
+    return send(x, 200, lite(record, secret));
   }
-  if (path === '/key/list' && method === 'GET') return send(res, 200, { keys: (await admin.list()).filter((k) => k.revokedAt === undefined).map((k) => k.id) });
+  if (path === '/key/list' && method === 'GET') return send(x, 200, { keys: (await admin.list()).filter((k) => k.revokedAt === undefined).map((k) => k.id) });
   if (path === '/key/info' && method === 'GET') {
     const k = await admin.find(query.get('key') ?? '');
-    return send(res, 200, { key: k.id, info: lite(k) });
+    return send(x, 200, { key: k.id, info: lite(k) });
   }
   if (path === '/key/update' && method === 'POST') {
     const patch = parseKeyInput(stripKey(body), 'update', now);
     checkRoles(patch, a.gateway);
-    return send(res, 200, lite(await admin.update(target(body), patch, now)));
+    return send(x, 200, lite(await admin.update(target(body), patch, now)));
   }
   if (path === '/key/delete' && method === 'POST') {
     const keys = (body as { keys?: unknown }).keys;
     if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string')) throw new FabricError('invalid_request', 'keys must be a list of keys or key ids', { param: 'keys' });
     const deleted: string[] = [];
     for (const k of keys as string[]) deleted.push((await admin.revoke(k, now)).id);
-    return send(res, 200, { deleted_keys: deleted });
+    return send(x, 200, { deleted_keys: deleted });
   }
   const regen = /^\/key\/(?:(.+)\/)?regenerate$/.exec(path);
   if (regen !== null && method === 'POST') {
     const id = regen[1] !== undefined ? decodeURIComponent(regen[1]) : target(body);
     const { record, secret } = await admin.rotate(id, now);
-    return send(res, 200, lite(record, secret));
+    return send(x, 200, lite(record, secret));
   }
   throw new FabricError('not_found', `no admin route for ${method} ${path}`);
 }

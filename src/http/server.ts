@@ -1,7 +1,8 @@
-// The HTTP face of the gateway: a fixed route table over node:http, the request-id, auth and
-// body-limit steps, and the writing of JSON, errors and SSE. Everything else is in core.
+// The HTTP face of the gateway: a fixed route table, the request-id, auth and body-limit
+// steps, and the writing of JSON, errors and SSE, over an Exchange (exchange.ts) that either the
+// fast lane (fast-lane.ts) or node:http carries. Everything else is in core.
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { FabricError, toFabricError } from '../core/errors.ts';
 import { clientRequestId, RequestIds } from '../core/ids.ts';
@@ -17,8 +18,10 @@ import { allows, type Accounting } from '../accounting/service.ts';
 import type { RequestAccount } from '../accounting/account.ts';
 import { CapturingSink } from '../accounting/request-log.ts';
 import type { KeyRecord, UsageRecord } from '../store/types.ts';
-import { handleAdmin, isAdminPath, modelsForKey } from './admin.ts';
+import { handleAdmin, isAdminPath, MAX_ADMIN_BODY, modelsForKey } from './admin.ts';
 import { PROMETHEUS_CONTENT_TYPE } from '../metrics/registry.ts';
+import { NodeExchange, sendJson, sendText, type Exchange } from './exchange.ts';
+import { FastLane } from './fast-lane.ts';
 
 export interface AppState {
   gateway: Gateway;
@@ -44,24 +47,8 @@ const POST_ROUTES: Record<string, Operation> = {
   '/embeddings': 'embeddings',
 };
 
-function sendText(res: ServerResponse, status: number, body: string, type: string, headers?: Record<string, string>): void {
-  if (res.headersSent) {
-    res.end();
-    return;
-  }
-  res.statusCode = status;
-  res.setHeader('content-type', type);
-  res.setHeader('content-length', Buffer.byteLength(body));
-  if (headers !== undefined) for (const k in headers) res.setHeader(k, headers[k]!);
-  res.end(body);
-}
-
-function sendJson(res: ServerResponse, status: number, body: string, headers?: Record<string, string>): void {
-  sendText(res, status, body, JSON_TYPE, headers);
-}
-
-function sendError(res: ServerResponse, e: FabricError): void {
-  sendJson(res, e.status, JSON.stringify(e.toBody()), e.headers);
+function sendError(x: Exchange, e: FabricError): void {
+  sendJson(x, e.status, JSON.stringify(e.toBody()), e.headers);
 }
 
 /**
@@ -91,45 +78,12 @@ function drill(v: string | string[] | undefined): boolean | undefined {
   throw new FabricError('invalid_request', `x-fabric-drill must be "fail-primary", not ${JSON.stringify(String(v)).slice(0, 60)}`, { param: 'x-fabric-drill' });
 }
 
-function setIdHeaders(res: ServerResponse, id: string, cid: string | undefined): void {
-  res.setHeader('x-request-id', id);
-  if (cid !== undefined) res.setHeader('x-client-request-id', cid);
-}
-
-const CANCEL = Symbol('cancel');
-type CancellableResponse = ServerResponse & { [CANCEL]: Cancel };
-
-/** 'close' before the answer finished: the client went away, so the backend request is aborted. One shared listener, no closure per request. */
-function abortUnfinished(this: ServerResponse): void {
-  if (!this.writableFinished) (this as CancellableResponse)[CANCEL].abort();
-}
-
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > limit) {
-      reject(new FabricError('body_too_large', `request body is ${declared} bytes; the limit is ${limit}`));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        req.pause();
-        reject(new FabricError('body_too_large', `request body exceeds the limit of ${limit} bytes`));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
-    req.on('error', reject);
-  });
+function setIdHeaders(x: Exchange, id: string, cid: string | undefined): void {
+  x.preset = cid === undefined ? ['x-request-id', id] : ['x-request-id', id, 'x-client-request-id', cid];
 }
 
 class ResponseSink implements StreamSink {
-  readonly #res: ServerResponse;
+  readonly #x: Exchange;
   readonly #ids: RequestIdHeaders;
   readonly #simulated: boolean;
   /** performance.now() when the stream was committed to the client. */
@@ -137,42 +91,61 @@ class ResponseSink implements StreamSink {
   /** Hold the response's end until release(): its usage record is spooled first, so a stream the client saw end is never unrecorded. */
   deferEnd = false;
   #endPending = false;
-  constructor(res: ServerResponse, ids: RequestIdHeaders, simulated: boolean) {
-    this.#res = res;
+  constructor(x: Exchange, ids: RequestIdHeaders, simulated: boolean) {
+    this.#x = x;
     this.#ids = ids;
     this.#simulated = simulated;
   }
   begin(served: Served): void {
     this.firstByteAt = performance.now();
-    this.#res.writeHead(200, servedHeaders(['content-type', 'text/event-stream; charset=utf-8', 'cache-control', 'no-cache', 'x-accel-buffering', 'no'], this.#ids, served, this.#simulated));
+    this.#x.head(200, servedHeaders(['content-type', 'text/event-stream; charset=utf-8', 'cache-control', 'no-cache', 'x-accel-buffering', 'no'], this.#ids, served, this.#simulated));
   }
   write(data: Buffer | string): boolean {
-    return this.#res.write(data);
+    return this.#x.write(data);
   }
   onDrain(cb: () => void): void {
-    this.#res.once('drain', cb);
+    this.#x.onDrain(cb);
   }
   end(): void {
     if (this.deferEnd) this.#endPending = true;
-    else this.#res.end();
+    else this.#x.end();
   }
   release(): void {
-    if (this.#endPending && !this.#res.writableEnded) this.#res.end();
+    if (this.#endPending && !this.#x.ended) this.#x.end();
     this.#endPending = false;
   }
 }
 
-export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBodyBytes: () => number): Server {
+/** The listening server, and the connections it holds on either lane. */
+export interface GatewayServer {
+  readonly http: Server;
+  closeIdleConnections(): void;
+  closeAllConnections(): void;
+}
+
+export interface ServerLimits {
+  maxHeaderBytes: number;
+  maxBodyBytes: () => number;
+  /** Off: node:http takes every request (the fast lane's fallback, always there). */
+  fastLane: boolean;
+}
+
+const KEEP_ALIVE_MS = 65_000;
+const HEADERS_TIMEOUT_MS = 30_000;
+const REQUEST_TIMEOUT_MS = 300_000;
+
+export function createGatewayServer(app: AppState, limits: ServerLimits): GatewayServer {
+  const { maxHeaderBytes, maxBodyBytes } = limits;
   const ids = new RequestIds();
   const metrics = app.metrics ??= new GatewayMetrics(() => app.gateway, app.startedAt);
 
   /** What is known of an inference request when it fails, for its error metrics. */
   interface Inference { op: Operation; model: string | undefined; key: KeyRecord | undefined; account: RequestAccount | undefined; ts: number }
 
-  async function handleInference(inf: Inference, req: IncomingMessage, res: ServerResponse, ctx: RequestContext, ids: RequestIdHeaders, started: number): Promise<void> {
+  async function handleInference(inf: Inference, x: Exchange, ctx: RequestContext, ids: RequestIdHeaders, started: number): Promise<void> {
     const gw = app.gateway;
     const op = inf.op;
-    const raw = (await readBody(req, maxBodyBytes())).toString('utf8');
+    const raw = (await x.body(maxBodyBytes())).toString('utf8');
     let parsed: unknown;
     try {
       parsed = JSON.parse(raw);
@@ -194,7 +167,7 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
     // The usage record is spooled before the answer's last byte leaves (src/accounting/writer.ts):
     // an answer a client has received is never unrecorded, even if the process is killed.
     if (body.stream === true && op !== 'embeddings') {
-      const sink = new ResponseSink(res, ids, gw.config.simulated);
+      const sink = new ResponseSink(x, ids, gw.config.simulated);
       sink.deferEnd = inf.account !== undefined;
       const capture = acct?.logsBodies === true ? new CapturingSink(sink, gw.config.gateway.requestLog.maxBodyBytes) : undefined;
       served = await gw.stream(op, body, ctx, capture ?? sink);
@@ -208,8 +181,8 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
       const text = JSON.stringify(r.response);
       now = performance.now();
       rec = inf.account?.finish(served, now - started, undefined, acct?.logsBodies === true ? text : undefined);
-      res.writeHead(200, servedHeaders(['content-type', JSON_TYPE, 'content-length', String(Buffer.byteLength(text))], ids, served, gw.config.simulated));
-      res.end(text);
+      x.head(200, servedHeaders(['content-type', JSON_TYPE, 'content-length', String(Buffer.byteLength(text))], ids, served, gw.config.simulated));
+      x.end(text);
     }
     metrics.served(op, served, (now - started) / 1000, firstByteAt === undefined ? undefined : (firstByteAt - started) / 1000);
     app.log.info('request', {
@@ -227,8 +200,8 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
    * master key configured the gateway is open: a known virtual key is still attributed and
    * limited (a revoked or expired one is refused); anything else passes as anonymous.
    */
-  function authorize(req: IncomingMessage): KeyRecord | undefined | Promise<KeyRecord> {
-    const presented = MasterKey.presented(req.headers);
+  function authorize(x: Exchange): KeyRecord | undefined | Promise<KeyRecord> {
+    const presented = MasterKey.presented(x.headers);
     if (app.masterKey !== undefined && app.masterKey.matches(presented)) return undefined;
     const keys = app.accounting?.keys;
     if (app.masterKey === undefined) return presented === undefined || keys === undefined || keys.size === 0 ? undefined : keys.verifyKnown(presented);
@@ -237,65 +210,66 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
   }
 
   /** The master key only (admin, metrics): a virtual key is a 403, anything else a 401. */
-  async function masterOnly(req: IncomingMessage, what: string): Promise<void> {
+  async function masterOnly(x: Exchange, what: string): Promise<void> {
     if (app.masterKey === undefined) return;
-    if ((await authorize(req)) !== undefined) throw new FabricError('permission_denied', `${what} needs the master key; virtual keys cannot read it`);
+    if ((await authorize(x)) !== undefined) throw new FabricError('permission_denied', `${what} needs the master key; virtual keys cannot read it`);
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+  async function handle(x: Exchange, id: string): Promise<void> {
     const started = performance.now();
-    const cid = clientRequestId(req.headers['x-request-id']);
-    const url = req.url ?? '/';
+    const cid = clientRequestId(x.headers['x-request-id']);
+    const url = x.url;
+    const method = x.method;
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
     const op = POST_ROUTES[path];
     // Inference answers carry the ids in their one writeHead(); everything else sets them now.
-    if (op === undefined) setIdHeaders(res, id, cid);
+    if (op === undefined) setIdHeaders(x, id, cid);
     let inf: Inference | undefined;
     try {
       if (op !== undefined) {
-        if (req.method !== 'POST') throw new FabricError('method_not_allowed', `${req.method} is not allowed on ${path}; use POST`);
+        if (method !== 'POST') throw new FabricError('method_not_allowed', `${method} is not allowed on ${path}; use POST`);
         // Awaited only when the key is not cached: the hot path stays synchronous.
-        const a = authorize(req);
+        const a = authorize(x);
         const key = a instanceof Promise ? await a : a;
         if (app.draining) throw new FabricError('shutting_down', 'the gateway is shutting down; retry on another instance', { headers: { connection: 'close', 'retry-after': '1' } });
         const cancel = new Cancel();
-        (res as CancellableResponse)[CANCEL] = cancel;
-        res.on('close', abortUnfinished);
+        // The client went away before its answer ended: the backend request is aborted.
+        x.onAbort(cancel);
         const now = Date.now();
         inf = { op, model: undefined, key, account: undefined, ts: now };
-        const ctx: RequestContext = { id, clientRequestId: cid, created: Math.floor(now / 1000), cancel, drillFailPrimary: drill(req.headers['x-fabric-drill']) };
+        const ctx: RequestContext = { id, clientRequestId: cid, created: Math.floor(now / 1000), cancel, drillFailPrimary: drill(x.headers['x-fabric-drill']) };
         metrics.begin();
         try {
-          await handleInference(inf, req, res, ctx, { id, client: cid }, started);
+          await handleInference(inf, x, ctx, { id, client: cid }, started);
         } finally {
           metrics.end();
         }
         return;
       }
       if (isAdminPath(path)) {
-        const k = await authorize(req);
+        const k = await authorize(x);
         const master = app.masterKey !== undefined && k === undefined;
-        return await handleAdmin(req, res, path, new URLSearchParams(q === -1 ? '' : url.slice(q + 1)), {
+        return await handleAdmin(x, path, new URLSearchParams(q === -1 ? '' : url.slice(q + 1)), {
           accounting: app.accounting, gateway: app.gateway, master, hasMasterKey: app.masterKey !== undefined,
         });
       }
-      if (req.method !== 'GET' && req.method !== 'HEAD') throw new FabricError('method_not_allowed', `${req.method} is not allowed on ${path}`);
-      if (path === '/health/live' || path === '/healthz') return sendJson(res, 200, '{"status":"ok"}');
+      if (method !== 'GET' && method !== 'HEAD') throw new FabricError('method_not_allowed', `${method} is not allowed on ${path}`);
+      if (path === '/health/live' || path === '/healthz') return sendJson(x, 200, '{"status":"ok"}');
       if (path === '/health/ready' || path === '/readyz') {
-        return app.draining ? sendJson(res, 503, '{"status":"draining"}') : sendJson(res, 200, '{"status":"ready"}');
+        return app.draining ? sendJson(x, 503, '{"status":"draining"}') : sendJson(x, 200, '{"status":"ready"}');
       }
-      if (path === '/health') return sendJson(res, 200, JSON.stringify(healthBody(app.gateway, app.startedAt, app.draining)));
+      if (path === '/health') return sendJson(x, 200, JSON.stringify(healthBody(app.gateway, app.startedAt, app.draining)));
       if (path === '/metrics') {
-        await masterOnly(req, 'GET /metrics');
-        return sendText(res, 200, metrics.render(), PROMETHEUS_CONTENT_TYPE);
+        await masterOnly(x, 'GET /metrics');
+        return sendText(x, 200, metrics.render(), PROMETHEUS_CONTENT_TYPE);
       }
       if (path === '/v1/models' || path === '/models') {
-        const k = await authorize(req);
-        return sendJson(res, 200, k === undefined ? modelsBody(app.gateway) : modelsForKey(app.gateway, k));
+        const k = await authorize(x);
+        return sendJson(x, 200, k === undefined ? modelsBody(app.gateway) : modelsForKey(app.gateway, k));
       }
       if (path.startsWith('/v1/models/')) {
-        const k = await authorize(req);
+        const k = await authorize(x);
         let name: string;
         try {
           name = decodeURIComponent(path.slice('/v1/models/'.length));
@@ -305,10 +279,10 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
         const r = app.gateway.table.resolve(name);
         const body = k !== undefined && k.roles !== undefined && (r === undefined || !allows(k, r.route.name, app.gateway)) ? undefined : modelBody(app.gateway, name);
         if (body === undefined) throw new FabricError('model_not_found', `The model \`${name}\` does not exist on this gateway`, { param: 'model' });
-        return sendJson(res, 200, body);
+        return sendJson(x, 200, body);
       }
-      if (path === '/') return sendJson(res, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/models', '/health', '/metrics'] }));
-      throw new FabricError('not_found', `no route for ${req.method} ${path}`);
+      if (path === '/') return sendJson(x, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/models', '/health', '/metrics'] }));
+      throw new FabricError('not_found', `no route for ${method} ${path}`);
     } catch (e) {
       const fe = toFabricError(e);
       if (fe.code === 'internal_error') app.log.error('internal error', { id, path, error: String((e as Error)?.stack ?? e) });
@@ -326,28 +300,32 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
       } else if (fe.status >= 500) app.log.warn('request failed', { id, path, status: fe.status, code: fe.code, message: fe.message });
       else app.log.debug('request refused', { id, path, status: fe.status, code: fe.code, message: fe.message });
       if (fe.status === 499) {
-        res.destroy();
+        x.destroy();
         return;
       }
-      if (res.headersSent) {
+      if (x.headersSent) {
         // A stream already begun: the gateway has ended it with an error event.
-        if (!res.writableEnded) res.end();
+        if (!x.ended) x.end();
         return;
       }
-      if (op !== undefined) setIdHeaders(res, id, cid);
-      if (fe.code === 'body_too_large') res.setHeader('connection', 'close');
-      sendError(res, fe);
+      if (op !== undefined) setIdHeaders(x, id, cid);
+      // The unread rest of a refused body would be taken for the next request: close.
+      sendJson(x, fe.status, JSON.stringify(fe.toBody()), fe.code === 'body_too_large' ? { ...fe.headers, connection: 'close' } : fe.headers);
     }
   }
 
-  const server = createServer({ maxHeaderSize: maxHeaderBytes, keepAliveTimeout: 65_000, headersTimeout: 30_000, requestTimeout: 300_000 }, (req, res) => {
+  function serve(x: Exchange): void {
     const id = ids.next();
-    handle(req, res, id).catch((e: unknown) => {
+    handle(x, id).catch((e: unknown) => {
       app.log.error('unhandled', { id, error: String(e) });
-      if (res.headersSent) return void res.destroy();
-      setIdHeaders(res, id, clientRequestId(req.headers['x-request-id']));
-      sendError(res, toFabricError(e));
+      if (x.headersSent) return void x.destroy();
+      setIdHeaders(x, id, clientRequestId(x.headers['x-request-id']));
+      sendError(x, toFabricError(e));
     });
+  }
+
+  const server = createServer({ maxHeaderSize: maxHeaderBytes, keepAliveTimeout: KEEP_ALIVE_MS, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS }, (req, res) => {
+    serve(new NodeExchange(req, res));
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return socket.destroy();
@@ -356,5 +334,20 @@ export function createGatewayServer(app: AppState, maxHeaderBytes: number, maxBo
     const body = JSON.stringify({ error: { message: tooBig ? `request headers exceed the limit of ${maxHeaderBytes} bytes` : 'malformed HTTP request', type: 'invalid_request_error', param: null, code: tooBig ? 'headers_too_large' : 'bad_request' } });
     socket.end(`HTTP/1.1 ${status} ${tooBig ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   });
-  return server;
+  const lane = limits.fastLane ? new FastLane(server, serve, {
+    maxHeaderBytes, headersTimeoutMs: HEADERS_TIMEOUT_MS, requestTimeoutMs: REQUEST_TIMEOUT_MS, keepAliveTimeoutMs: KEEP_ALIVE_MS,
+    // Admin bodies have their own, smaller limit; the lane reads up to the larger of the two.
+    maxBodyBytes: () => Math.max(maxBodyBytes(), MAX_ADMIN_BODY),
+  }) : undefined;
+  return {
+    http: server,
+    closeIdleConnections(): void {
+      server.closeIdleConnections();
+      lane?.closeIdle();
+    },
+    closeAllConnections(): void {
+      server.closeAllConnections();
+      lane?.closeAll();
+    },
+  };
 }

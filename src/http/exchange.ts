@@ -1,0 +1,128 @@
+// One request and its answer, as the route handlers see them, whichever HTTP server carried
+// them: the fast lane (fast-lane.ts) for the common, strictly-formed request, node:http for
+// everything else. The handlers write each answer as one header block and a body, or a
+// header block and a stream of writes, which both servers can do without per-header work.
+
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { FabricError } from '../core/errors.ts';
+
+export interface Abortable {
+  abort(): void;
+}
+
+export interface Exchange {
+  readonly method: string;
+  /** The request target as sent (origin form: path and query). */
+  readonly url: string;
+  /** Lower-case names; on the fast lane every name occurs once. */
+  readonly headers: IncomingHttpHeaders;
+  /** The whole body; body_too_large when the declared or received size passes limit. */
+  body(limit: number): Promise<Buffer>;
+  /** Headers added to every header block this exchange writes (the request ids). */
+  preset: string[] | undefined;
+  /** A header block has been written (or queued with the first write). */
+  readonly headersSent: boolean;
+  /** end() has been called. */
+  readonly ended: boolean;
+  /** Status and headers as a flat [name, value, …] list. Without content-length the body is streamed (chunked). */
+  head(status: number, headers: string[]): void;
+  write(data: Buffer | string): boolean;
+  onDrain(cb: () => void): void;
+  end(data?: Buffer | string): void;
+  /** Drop the connection at once (the client gets no answer). */
+  destroy(): void;
+  /** target.abort() runs if the client goes away before the answer was ended. */
+  onAbort(target: Abortable): void;
+}
+
+/** A whole answer with a text body. After a header block (a stream begun), only the end. */
+export function sendText(x: Exchange, status: number, body: string, type: string, headers?: Record<string, string>): void {
+  if (x.headersSent) {
+    x.end();
+    return;
+  }
+  const h = ['content-type', type, 'content-length', String(Buffer.byteLength(body))];
+  if (headers !== undefined) for (const k in headers) h.push(k, headers[k]!);
+  x.head(status, h);
+  x.end(body);
+}
+
+export function sendJson(x: Exchange, status: number, body: string, headers?: Record<string, string>): void {
+  sendText(x, status, body, 'application/json', headers);
+}
+
+/** Reads a node:http request body up to limit bytes. */
+function readNodeBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && Number(declared) > limit) {
+      reject(new FabricError('body_too_large', `request body is ${declared} bytes; the limit is ${limit}`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.pause();
+        reject(new FabricError('body_too_large', `request body exceeds the limit of ${limit} bytes`));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
+    req.on('error', reject);
+  });
+}
+
+/** An exchange carried by node:http. */
+export class NodeExchange implements Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  preset: string[] | undefined = undefined;
+  constructor(req: IncomingMessage, res: ServerResponse) {
+    this.req = req;
+    this.res = res;
+  }
+  get method(): string {
+    return this.req.method ?? 'GET';
+  }
+  get url(): string {
+    return this.req.url ?? '/';
+  }
+  get headers(): IncomingHttpHeaders {
+    return this.req.headers;
+  }
+  body(limit: number): Promise<Buffer> {
+    return readNodeBody(this.req, limit);
+  }
+  get headersSent(): boolean {
+    return this.res.headersSent;
+  }
+  get ended(): boolean {
+    return this.res.writableEnded;
+  }
+  head(status: number, headers: string[]): void {
+    this.res.writeHead(status, this.preset === undefined ? headers : headers.concat(this.preset));
+  }
+  write(data: Buffer | string): boolean {
+    return this.res.write(data);
+  }
+  onDrain(cb: () => void): void {
+    this.res.once('drain', cb);
+  }
+  end(data?: Buffer | string): void {
+    if (data === undefined) this.res.end();
+    else this.res.end(data);
+  }
+  destroy(): void {
+    this.res.destroy();
+  }
+  onAbort(target: Abortable): void {
+    const res = this.res;
+    res.on('close', () => {
+      if (!res.writableFinished) target.abort();
+    });
+  }
+}

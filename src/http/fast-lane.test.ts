@@ -1,0 +1,449 @@
+// The two lanes a request can take (fast-lane.ts and node:http), from raw TCP: what both must
+// do alike (one contract, run against each), then what only the fast lane does — which
+// requests it hands to node:http, with every byte intact, and its timeouts.
+
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { FabricError } from '../core/errors.ts';
+import { NodeExchange, sendJson, type Exchange } from './exchange.ts';
+import { FastExchange, FastLane, type FastLaneOptions } from './fast-lane.ts';
+
+interface Served {
+  url: string;
+  port: number;
+  server: Server;
+  lane: FastLane | undefined;
+  /** Requests the handler saw, with the lane that carried each. */
+  seen: { method: string; url: string; lane: 'fast' | 'node'; body: string }[];
+  aborted: number;
+  close(): Promise<void>;
+}
+
+/**
+ * A server whose handler answers by path:
+ *   /echo     → JSON of method, url, lane, a header and the body
+ *   /stream   → a chunked answer: three writes, then end
+ *   /hold     → never answers (until the client goes away)
+ *   /bad      → a header value with CRLF (must throw)
+ */
+async function serve(fast: boolean, opts: Partial<FastLaneOptions> = {}): Promise<Served> {
+  const s: Served = { url: '', port: 0, server: undefined as never, lane: undefined, seen: [], aborted: 0, close: async () => {} };
+  const handler = (x: Exchange): void => {
+    void (async () => {
+      const lane = x instanceof FastExchange ? 'fast' : 'node';
+      let body: string;
+      try {
+        body = (await x.body(1024)).toString('utf8');
+      } catch (e) {
+        const fe = e as FabricError;
+        sendJson(x, fe.status, JSON.stringify(fe.toBody()), { connection: 'close' });
+        return;
+      }
+      s.seen.push({ method: x.method, url: x.url, lane, body });
+      if (x.url === '/stream') {
+        x.head(200, ['content-type', 'text/event-stream']);
+        x.write('data: one\n\n');
+        x.write(Buffer.from('data: twø\n\n'));
+        await new Promise((r) => setTimeout(r, 5));
+        x.write('data: three\n\n');
+        x.end();
+        return;
+      }
+      if (x.url === '/hold') {
+        x.onAbort({ abort: () => { s.aborted++; } });
+        return;
+      }
+      if (x.url === '/bad') {
+        try {
+          x.head(200, ['x-bad', 'a\r\nx-injected: 1']);
+        } catch {
+          sendJson(x, 500, '{"refused":true}');
+        }
+        return;
+      }
+      sendJson(x, 200, JSON.stringify({ method: x.method, url: x.url, lane, a: x.headers['x-a'] ?? null, body }));
+    })();
+  };
+  s.server = createServer({ maxHeaderSize: 1024, keepAliveTimeout: 5_000 }, (req, res) => handler(new NodeExchange(req, res)));
+  if (fast) {
+    s.lane = new FastLane(s.server, handler, {
+      maxHeaderBytes: 1024, headersTimeoutMs: 5_000, requestTimeoutMs: 10_000, keepAliveTimeoutMs: 5_000, maxBodyBytes: () => 1024, ...opts,
+    });
+  }
+  await new Promise<void>((r) => s.server.listen(0, '127.0.0.1', r));
+  s.port = (s.server.address() as { port: number }).port;
+  s.url = `http://127.0.0.1:${s.port}`;
+  s.close = () => new Promise<void>((r) => {
+    s.lane?.closeAll();
+    s.server.closeAllConnections();
+    s.server.close(() => r());
+  });
+  return s;
+}
+
+interface Answer { status: number; headers: Record<string, string>; body: string }
+
+/** A raw client: writes bytes, reads answers one after another (Content-Length or chunked). */
+class Raw {
+  readonly sock: Socket;
+  #buf = Buffer.alloc(0);
+  #waiters: (() => void)[] = [];
+  closed = false;
+  constructor(port: number) {
+    this.sock = connect(port, '127.0.0.1');
+    this.sock.setNoDelay(true);
+    this.sock.on('data', (d: Buffer) => { this.#buf = Buffer.concat([this.#buf, d]); this.#wake(); });
+    this.sock.on('close', () => { this.closed = true; this.#wake(); });
+    this.sock.on('error', () => {});
+  }
+  #wake(): void {
+    for (const w of this.#waiters.splice(0)) w();
+  }
+  #more(): Promise<void> {
+    return new Promise((r) => this.#waiters.push(r));
+  }
+  send(text: string | Buffer): void {
+    this.sock.write(text);
+  }
+  async answer(head = false): Promise<Answer> {
+    for (;;) {
+      const a = this.#parse(head);
+      if (a !== undefined) return a;
+      if (this.closed) throw new Error(`connection closed; unparsed: ${JSON.stringify(this.#buf.toString('latin1'))}`);
+      await this.#more();
+    }
+  }
+  /** Resolves when the server closes the connection. */
+  async end(): Promise<void> {
+    while (!this.closed) await this.#more();
+  }
+  #parse(noBody: boolean): Answer | undefined {
+    const b = this.#buf;
+    const e = b.indexOf('\r\n\r\n');
+    if (e === -1) return undefined;
+    const lines = b.toString('latin1', 0, e).split('\r\n');
+    const status = Number(lines[0]!.split(' ')[1]);
+    if (status === 100) {
+      this.#buf = b.subarray(e + 4);
+      return this.#parse(noBody);
+    }
+    const headers: Record<string, string> = {};
+    for (const l of lines.slice(1)) {
+      const c = l.indexOf(':');
+      headers[l.slice(0, c).toLowerCase()] = l.slice(c + 1).trim();
+    }
+    let i = e + 4;
+    if (noBody) {
+      this.#buf = b.subarray(i);
+      return { status, headers, body: '' };
+    }
+    if (headers['transfer-encoding'] === 'chunked') {
+      const parts: Buffer[] = [];
+      for (;;) {
+        const le = b.indexOf('\r\n', i);
+        if (le === -1) return undefined;
+        const n = parseInt(b.toString('latin1', i, le), 16);
+        if (b.length < le + 2 + n + 2) return undefined;
+        if (n === 0) {
+          this.#buf = b.subarray(le + 4);
+          return { status, headers, body: Buffer.concat(parts).toString('utf8') };
+        }
+        parts.push(b.subarray(le + 2, le + 2 + n));
+        i = le + 2 + n + 2;
+      }
+    }
+    const n = Number(headers['content-length'] ?? 0);
+    if (b.length < i + n) return undefined;
+    this.#buf = b.subarray(i + n);
+    return { status, headers, body: b.toString('utf8', i, i + n) };
+  }
+}
+
+const post = (path: string, body: string, extra = ''): string =>
+  `POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n${extra}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+
+for (const lane of ['fast', 'node'] as const) {
+  describe(`the ${lane} lane`, () => {
+    test('keep-alive: several requests on one connection, each answered in order with its own body', async () => {
+      const s = await serve(lane === 'fast');
+      try {
+        const c = new Raw(s.port);
+        for (let i = 0; i < 3; i++) {
+          c.send(post('/echo', `{"i":${i}}`));
+          const a = await c.answer();
+          assert.equal(a.status, 200);
+          assert.deepEqual(JSON.parse(a.body), { method: 'POST', url: '/echo', lane, a: null, body: `{"i":${i}}` });
+          assert.match(a.headers['keep-alive'] ?? '', /timeout=\d+/);
+          assert.ok(a.headers.date !== undefined && !Number.isNaN(Date.parse(a.headers.date)));
+        }
+        c.sock.destroy();
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('pipelined requests in one write are answered in order', async () => {
+      const s = await serve(lane === 'fast');
+      try {
+        const c = new Raw(s.port);
+        c.send(post('/echo', 'a') + post('/echo?q=1', 'bb') + `GET /echo HTTP/1.1\r\nhost: x\r\nx-a: 1\r\n\r\n`);
+        const got = [await c.answer(), await c.answer(), await c.answer()].map((a) => JSON.parse(a.body) as { url: string; body: string; a: string | null });
+        assert.deepEqual(got.map((g) => [g.url, g.body, g.a]), [['/echo', 'a', null], ['/echo?q=1', 'bb', null], ['/echo', '', '1']]);
+        c.sock.destroy();
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('a request sent one byte at a time', async () => {
+      const s = await serve(lane === 'fast');
+      try {
+        const c = new Raw(s.port);
+        const req = Buffer.from(post('/echo', '{"byte":"by byte ✓"}', 'x-a: slow\r\n'));
+        for (let i = 0; i < req.length; i++) {
+          c.send(req.subarray(i, i + 1));
+          if (i % 7 === 0) await new Promise((r) => setImmediate(r));
+        }
+        const a = await c.answer();
+        assert.deepEqual(JSON.parse(a.body), { method: 'POST', url: '/echo', lane, a: 'slow', body: '{"byte":"by byte ✓"}' });
+        c.sock.destroy();
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('a streamed answer is chunked, UTF-8 intact, and the connection stays usable', async () => {
+      const s = await serve(lane === 'fast');
+      try {
+        const c = new Raw(s.port);
+        c.send(post('/stream', ''));
+        const a = await c.answer();
+        assert.equal(a.headers['transfer-encoding'], 'chunked');
+        assert.equal(a.body, 'data: one\n\ndata: twø\n\ndata: three\n\n');
+        c.send(post('/echo', 'after'));
+        assert.equal(JSON.parse((await c.answer()).body).body, 'after');
+        c.sock.destroy();
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('HEAD gets the headers and no body', async () => {
+      const s = await serve(lane === 'fast');
+      try {
+        const c = new Raw(s.port);
+        c.send('HEAD /echo HTTP/1.1\r\nhost: x\r\n\r\n');
+        const a = await c.answer(true);
+        assert.equal(a.status, 200);
+        assert.ok(Number(a.headers['content-length']) > 0);
+        // The next answer starts right after the head: no body bytes in between.
+        c.send(post('/echo', 'next'));
+        assert.equal(JSON.parse((await c.answer()).body).body, 'next');
+        c.sock.destroy();
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('connection: close is honoured: the answer says so and the connection ends', async () => {
+      const s = await serve(lane === 'fast');
+      try {
+        const c = new Raw(s.port);
+        c.send(post('/echo', 'x', 'connection: close\r\n'));
+        const a = await c.answer();
+        assert.equal(a.headers.connection, 'close');
+        await c.end();
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('a body over the limit: 413, and the connection closes (its unread rest is never taken for a request)', async () => {
+      const s = await serve(lane === 'fast');
+      try {
+        const c = new Raw(s.port);
+        const big = 'x'.repeat(2000);
+        c.send(post('/echo', big));
+        const a = await c.answer();
+        assert.equal(a.status, 413);
+        assert.equal(a.headers.connection, 'close');
+        await c.end();
+        assert.equal(s.seen.length, 0);
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('the client going away before the answer ends reaches the handler (onAbort)', async () => {
+      const s = await serve(lane === 'fast');
+      try {
+        const c = new Raw(s.port);
+        c.send(post('/hold', 'x'));
+        while (s.seen.length === 0) await new Promise((r) => setTimeout(r, 5));
+        c.sock.destroy();
+        while (s.aborted === 0) await new Promise((r) => setTimeout(r, 5));
+        assert.equal(s.aborted, 1);
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('a header value holding CRLF is refused, never written', async () => {
+      const s = await serve(lane === 'fast');
+      try {
+        const c = new Raw(s.port);
+        c.send(post('/bad', ''));
+        const a = await c.answer();
+        assert.equal(a.status, 500);
+        assert.equal(a.headers['x-injected'], undefined);
+        c.sock.destroy();
+      } finally {
+        await s.close();
+      }
+    });
+  });
+}
+
+describe('the fast lane hands unusual requests to node:http, bytes intact', () => {
+  const cases: [string, string, (a: Answer) => void][] = [
+    ['a chunked body', 'POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n', (a) => assert.deepEqual(JSON.parse(a.body), { method: 'POST', url: '/echo', lane: 'node', a: null, body: 'abcde' })],
+    ['Expect: 100-continue', 'POST /echo HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\nhi', (a) => assert.equal(JSON.parse(a.body).body, 'hi')],
+    ['HTTP/1.0', 'GET /echo HTTP/1.0\r\nhost: x\r\n\r\n', (a) => assert.equal(JSON.parse(a.body).lane, 'node')],
+    ['a repeated header', 'GET /echo HTTP/1.1\r\nhost: x\r\nx-a: 1\r\nx-a: 2\r\n\r\n', (a) => assert.deepEqual([JSON.parse(a.body).lane, JSON.parse(a.body).a], ['node', '1, 2'])],
+    ['a header value with a non-ASCII byte', 'GET /echo HTTP/1.1\r\nhost: x\r\nx-a: caf\xe9\r\n\r\n', (a) => assert.equal(JSON.parse(a.body).lane, 'node')],
+    ['a lower-case method', 'get /echo HTTP/1.1\r\nhost: x\r\n\r\n', (a) => assert.equal(a.status, 400)],
+    ['no Host', 'GET /echo HTTP/1.1\r\nx-a: 1\r\n\r\n', (a) => assert.equal(a.status, 400)],
+    ['an absolute-form target', 'GET http://x/echo HTTP/1.1\r\nhost: x\r\n\r\n', (a) => assert.equal(JSON.parse(a.body).lane, 'node')],
+    ['obs-fold', 'GET /echo HTTP/1.1\r\nhost: x\r\nx-a: 1\r\n 2\r\n\r\n', (a) => assert.equal(a.status, 400)],
+    ['bare LF line ends', 'GET /echo HTTP/1.1\nhost: x\n\n', (a) => assert.ok(a.status === 400 || JSON.parse(a.body).lane === 'node')],
+    ['Content-Length with a sign', 'POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: +2\r\n\r\nhi', (a) => assert.equal(a.status, 400)],
+    ['Content-Length and Transfer-Encoding together (smuggling)', 'POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n', (a) => assert.equal(a.status, 400)],
+    ['a space before the colon', 'GET /echo HTTP/1.1\r\nhost: x\r\nx-a : 1\r\n\r\n', (a) => assert.equal(a.status, 400)],
+    ['a head over the size limit', `GET /echo HTTP/1.1\r\nhost: x\r\nx-a: ${'y'.repeat(2000)}\r\n\r\n`, (a) => assert.equal(a.status, 431)],
+  ];
+  for (const [what, bytes, check] of cases) {
+    test(what, async () => {
+      const s = await serve(true);
+      try {
+        const c = new Raw(s.port);
+        c.send(Buffer.from(bytes, 'latin1'));
+        check(await c.answer());
+        assert.ok(s.seen.every((r) => r.lane === 'node' && r.url !== '/smuggled'), JSON.stringify(s.seen));
+        c.sock.destroy();
+      } finally {
+        await s.close();
+      }
+    });
+  }
+
+  test('mid-connection: fast requests, then one the lane does not take, then node:http keeps the connection', async () => {
+    const s = await serve(true);
+    try {
+      const c = new Raw(s.port);
+      c.send(post('/echo', 'one'));
+      assert.equal(JSON.parse((await c.answer()).body).lane, 'fast');
+      // The chunked request and the one pipelined behind it arrive together.
+      c.send('POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\n' + post('/echo', 'three'));
+      const two = JSON.parse((await c.answer()).body);
+      const three = JSON.parse((await c.answer()).body);
+      assert.deepEqual([two.lane, two.body, three.lane, three.body], ['node', 'two', 'node', 'three']);
+      c.sock.destroy();
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('a fast request and a chunked one pipelined in one write', async () => {
+    const s = await serve(true);
+    try {
+      const c = new Raw(s.port);
+      c.send(post('/echo', 'first') + 'POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n6\r\nsecond\r\n0\r\n\r\n');
+      const a = JSON.parse((await c.answer()).body);
+      const b = JSON.parse((await c.answer()).body);
+      assert.deepEqual([a.lane, a.body, b.lane, b.body], ['fast', 'first', 'node', 'second']);
+      c.sock.destroy();
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('fast lane timeouts and closing', () => {
+  test('a head that does not arrive in time: 408 and the connection closes', async () => {
+    const s = await serve(true, { headersTimeoutMs: 150 });
+    try {
+      const c = new Raw(s.port);
+      c.send('POST /echo HTTP/1.1\r\nhost: x\r\n');
+      const a = await c.answer();
+      assert.equal(a.status, 408);
+      assert.equal(JSON.parse(a.body).error.code, 'request_timeout');
+      await c.end();
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('a body that does not arrive in time: 408', async () => {
+    const s = await serve(true, { requestTimeoutMs: 150 });
+    try {
+      const c = new Raw(s.port);
+      c.send('POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc');
+      assert.equal((await c.answer()).status, 408);
+      await c.end();
+      assert.equal(s.seen.length, 0);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('an idle keep-alive connection is closed after the keep-alive timeout', async () => {
+    const s = await serve(true, { keepAliveTimeoutMs: 150 });
+    try {
+      const c = new Raw(s.port);
+      c.send(post('/echo', 'x'));
+      await c.answer();
+      const t = Date.now();
+      await c.end();
+      assert.ok(Date.now() - t >= 100);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('closeIdle closes connections between requests and leaves one mid-answer alone', async () => {
+    const s = await serve(true);
+    try {
+      const idle = new Raw(s.port);
+      idle.send(post('/echo', 'x'));
+      await idle.answer();
+      const busy = new Raw(s.port);
+      busy.send(post('/hold', 'x'));
+      while (s.seen.length < 2) await new Promise((r) => setTimeout(r, 5));
+      s.lane!.closeIdle();
+      await idle.end();
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(busy.closed, false);
+      assert.equal(s.aborted, 0);
+      s.lane!.closeAll();
+      await busy.end();
+      while (s.aborted === 0) await new Promise((r) => setTimeout(r, 5));
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('while the server closes, answers say connection: close', async () => {
+    const s = await serve(true);
+    const c = new Raw(s.port);
+    c.send(post('/echo', 'x'));
+    await c.answer();
+    const closed = new Promise<void>((r) => s.server.close(() => r()));
+    c.send(post('/echo', 'y'));
+    const a = await c.answer();
+    assert.equal(a.headers.connection, 'close');
+    await c.end();
+    await closed;
+  });
+});
