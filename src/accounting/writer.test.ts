@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteStore } from '../store/sqlite.ts';
@@ -74,6 +74,33 @@ test('records past max_buffer while the store is down wait in the spool, and rea
     assert.deepEqual(readdirSync(join(dir, 'spool')).filter((f) => f.startsWith('usage-')), [], 'the spool is empty once all is written');
   } finally {
     await sqlite.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('group commit: the records of one turn reach the spool in one write, and whenSpooled runs only after it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fabric-writer-'));
+  const store = new SqliteStore(join(dir, 'fabric.db'));
+  try {
+    await store.migrate();
+    const spool = join(dir, 'spool');
+    const w = new UsageWriter({ store, spoolDir: spool, batchSize: 1000, flushIntervalMs: 3_600_000, maxBuffer: 5000, log: silentLogger });
+    await w.start();
+    const inSpool = (): string => readdirSync(spool).filter((f) => f.endsWith('.jsonl')).map((f) => readFileSync(join(spool, f), 'utf8')).join('');
+    let ran = false;
+    w.whenSpooled(() => { ran = true; });
+    assert.equal(ran, true, 'nothing waiting: at once');
+    const seen: string[] = [];
+    for (let i = 0; i < 3; i++) w.add(rec(100 + i));
+    for (let i = 0; i < 3; i++) w.whenSpooled(() => { seen.push(inSpool()); });
+    assert.equal(seen.length, 0, 'not within the turn that added the records');
+    assert.equal(inSpool(), '');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(seen.length, 3);
+    for (const text of seen) for (let i = 0; i < 3; i++) assert.ok(text.includes(`"id":"req_w${100 + i}"`), text);
+    await w.close();
+  } finally {
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

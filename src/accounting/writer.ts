@@ -1,8 +1,8 @@
 // Usage records reach the store in batches, off the request path, and are not lost on the
-// way. Each record is first appended to a spool file (one write(2) into the page cache, a few
-// microseconds, before the answer's last byte is sent — server.ts holds a stream's end for
-// it) and queued in memory; a
-// timer inserts the queue in batches, one transaction each. A spool segment is deleted once
+// way. Each record is first appended to a spool file and queued in memory; a timer inserts
+// the queue in batches, one transaction each. The spool append is a group commit: the records
+// of one event-loop turn go out in one write(2) into the page cache at the end of the turn,
+// and the answers they belong to end only after it (server.ts waits with whenSpooled()). A spool segment is deleted once
 // every record in it is committed. So:
 //   - the store down: the queue waits and retries with backoff; past max_buffer records wait
 //     in the spool only, and are replayed from it when the store is back;
@@ -97,6 +97,11 @@ export class UsageWriter {
   #nextAttempt = 0;
   #flushSoon = false;
   #closed = false;
+  /** Spool lines added this turn, written together by #writeLines (setImmediate). */
+  #lines = '';
+  /** Answers waiting for #lines to be written. */
+  #held: (() => void)[] = [];
+  #linesScheduled = false;
   storeUp = true;
   /** Counters for metrics (gateway-metrics.ts) and tests. */
   readonly stats = { written: 0, failures: 0 };
@@ -144,7 +149,10 @@ export class UsageWriter {
     return seg;
   }
 
-  /** Records one request. Synchronous and cheap: a spool append and a queue push. */
+  /**
+   * Records one request. Synchronous and cheap: the spool line is buffered for this turn's
+   * write, and the record queued. The answer's end waits for whenSpooled().
+   */
   add(rec: UsageRecord): void {
     // A record the store would refuse must not hold up the ones behind it.
     if (!Number.isFinite(rec.cost)) rec.cost = 0;
@@ -153,14 +161,13 @@ export class UsageWriter {
     let seg: Segment | undefined;
     if (this.#o.spoolDir !== undefined && !this.#closed) {
       seg = this.#active ??= this.#open();
-      try {
-        writeSync(seg.fd!, JSON.stringify(rec) + '\n');
-        seg.outstanding++;
-        seg.appended++;
-        seg.dirty = true;
-      } catch (e) {
-        this.#o.log.error('accounting: cannot append to the usage spool; the record is held in memory only', { error: (e as Error).message });
-        seg = undefined;
+      this.#lines += JSON.stringify(rec) + '\n';
+      seg.outstanding++;
+      seg.appended++;
+      seg.dirty = true;
+      if (!this.#linesScheduled) {
+        this.#linesScheduled = true;
+        setImmediate(this.#writeLines);
       }
     }
     if (this.#queue.length >= this.#o.maxBuffer && seg !== undefined) {
@@ -182,6 +189,42 @@ export class UsageWriter {
       });
     }
   }
+
+  /** Runs fn once every record added so far is in the spool file: at once when none is waiting. */
+  whenSpooled(fn: () => void): void {
+    if (this.#lines === '') fn();
+    else this.#held.push(fn);
+  }
+
+  /**
+   * This turn's spool lines, in one write into the active segment (every pending line belongs
+   * to it: #rotate writes them before it moves on), then the answers that waited for them.
+   */
+  #writeLines = (): void => {
+    this.#linesScheduled = false;
+    const lines = this.#lines;
+    if (lines !== '') {
+      this.#lines = '';
+      const fd = this.#active?.fd;
+      try {
+        if (fd === undefined) throw new Error('no open spool segment');
+        writeSync(fd, lines);
+      } catch (e) {
+        // The records are still queued in memory and reach the store; only a crash before then would lose them.
+        this.#o.log.error('accounting: cannot append to the usage spool; its records are held in memory only', { error: (e as Error).message });
+      }
+    }
+    const held = this.#held;
+    if (held.length === 0) return;
+    this.#held = [];
+    for (const fn of held) {
+      try {
+        fn();
+      } catch (e) {
+        this.#o.log.error('accounting: an answer waiting for the spool failed', { error: String(e) });
+      }
+    }
+  };
 
   addLog(rec: RequestLogRecord): void {
     // Best effort (README): past the cap the oldest entry is dropped.
@@ -298,6 +341,7 @@ export class UsageWriter {
   }
 
   #rotate(): void {
+    this.#writeLines();
     const old = this.#active;
     this.#active = undefined;
     if (old === undefined) return;
@@ -376,6 +420,7 @@ export class UsageWriter {
   }
 
   #sync(): void {
+    this.#writeLines();
     const a = this.#active;
     if (a?.fd !== undefined && a.dirty) this.#syncSegment(a);
   }

@@ -174,7 +174,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Gatewa
       firstByteAt = sink.firstByteAt;
       now = performance.now();
       rec = inf.account?.finish(served, now - started, firstByteAt === undefined ? undefined : firstByteAt - started, capture?.text);
-      sink.release();
+      if (acct === undefined) sink.release();
+      else acct.writer.whenSpooled(() => sink.release());
     } else {
       const r = await gw.unary(op, body, ctx);
       served = r.served;
@@ -182,7 +183,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Gatewa
       now = performance.now();
       rec = inf.account?.finish(served, now - started, undefined, acct?.logsBodies === true ? text : undefined);
       x.head(200, servedHeaders(['content-type', JSON_TYPE, 'content-length', String(Buffer.byteLength(text))], ids, served, gw.config.simulated));
-      x.end(text);
+      if (acct === undefined) x.end(text);
+      else acct.writer.whenSpooled(() => x.end(text));
     }
     metrics.served(op, served, (now - started) / 1000, firstByteAt === undefined ? undefined : (firstByteAt - started) / 1000);
     app.log.info('request', {
@@ -310,7 +312,11 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Gatewa
       }
       if (op !== undefined) setIdHeaders(x, id, cid);
       // The unread rest of a refused body would be taken for the next request: close.
-      sendJson(x, fe.status, JSON.stringify(fe.toBody()), fe.code === 'body_too_large' ? { ...fe.headers, connection: 'close' } : fe.headers);
+      const body = JSON.stringify(fe.toBody());
+      const headers = fe.code === 'body_too_large' ? { ...fe.headers, connection: 'close' } : fe.headers;
+      // A failed inference request's usage record is spooled before its answer, as a served one's.
+      if (inf === undefined || app.accounting === undefined) sendJson(x, fe.status, body, headers);
+      else app.accounting.writer.whenSpooled(() => sendJson(x, fe.status, body, headers));
     }
   }
 
