@@ -116,10 +116,9 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       request_log: config.gateway.requestLog.enabled ? 'on' : 'off',
     });
   }
-  const gs = createGatewayServer(app, {
+  const server = createGatewayServer(app, {
     maxHeaderBytes: config.gateway.limits.maxHeaderBytes, maxBodyBytes: () => app.gateway.config.gateway.limits.maxBodyBytes, fastLane: config.gateway.fastLane,
   });
-  const server = gs.http;
   if (accounting !== undefined) app.metrics?.attachAccounting(accounting);
   await fleet.start();
   await new Promise<void>((resolve, reject) => {
@@ -159,11 +158,11 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       app.draining = true;
       fleet.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      gs.closeIdleConnections();
+      server.closeIdleConnections();
       // A keep-alive connection whose last request finishes during the drain goes idle, and
       // would hold the close until the grace ends: close such connections as they go idle.
-      const sweep = setInterval(() => gs.closeIdleConnections(), 50);
-      const timer = setTimeout(() => gs.closeAllConnections(), graceMs);
+      const sweep = setInterval(() => server.closeIdleConnections(), 50);
+      const timer = setTimeout(() => server.closeAllConnections(), graceMs);
       await closed;
       clearInterval(sweep);
       clearTimeout(timer);

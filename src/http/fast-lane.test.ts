@@ -31,6 +31,18 @@ interface Served {
 async function serve(fast: boolean, opts: Partial<FastLaneOptions> = {}): Promise<Served> {
   const s: Served = { url: '', port: 0, server: undefined as never, lane: undefined, seen: [], aborted: 0, close: async () => {} };
   const handler = (x: Exchange): void => {
+    // Answered before any await: the answer ends inside the call that handed the request over.
+    if (x.url === '/sync') return sendJson(x, 200, '{"sync":true}');
+    if (x.url === '/reject') return sendJson(x, 401, '{"error":"no key"}');
+    if (x.url === '/big') return sendJson(x, 200, JSON.stringify({ pad: 'p'.repeat(4096) }));
+    if (x.url === '/upper') {
+      x.head(200, ['Content-Type', 'text/plain', 'Content-Length', '2']);
+      return x.end('ok');
+    }
+    if (x.url === '/destroy-after') {
+      sendJson(x, 200, '{}');
+      return x.destroy();
+    }
     void (async () => {
       const lane = x instanceof FastExchange ? 'fast' : 'node';
       let body: string;
@@ -51,6 +63,7 @@ async function serve(fast: boolean, opts: Partial<FastLaneOptions> = {}): Promis
         x.end();
         return;
       }
+      if (x.url === '/slow') await new Promise((r) => setTimeout(r, 50));
       if (x.url === '/hold') {
         x.onAbort({ abort: () => { s.aborted++; } });
         return;
@@ -306,6 +319,97 @@ for (const lane of ['fast', 'node'] as const) {
   });
 }
 
+describe('the fast lane under pipelining and early answers', () => {
+  test('a client that pipelines without reading is not read further: the answers waiting for it stay bounded', async () => {
+    const s = await serve(true);
+    try {
+      const sock = connect(s.port, '127.0.0.1');
+      sock.on('error', () => {});
+      sock.pause();
+      await new Promise((r) => sock.once('connect', r));
+      sock.write('GET /big HTTP/1.1\r\nhost: x\r\n\r\n'.repeat(20_000));
+      await new Promise((r) => setTimeout(r, 400));
+      const held = [...s.lane!.conns].reduce((n, c) => n + c.socket.writableLength, 0);
+      // Unbounded, 20,000 answers of 4 KiB would be 80 MiB queued in the gateway.
+      assert.ok(held < 4 * 1024 * 1024, `${held} bytes queued for a client that reads nothing`);
+      assert.ok(s.seen.length === 0 && held > 0);
+      sock.destroy();
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('2,000 pipelined requests answered synchronously: every one answered, no stack overflow', async () => {
+    const s = await serve(true);
+    try {
+      const c = new Raw(s.port);
+      c.send('GET /sync HTTP/1.1\r\nhost: x\r\n\r\n'.repeat(2000));
+      for (let i = 0; i < 2000; i++) assert.equal((await c.answer()).body, '{"sync":true}');
+      c.sock.destroy();
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('the handler runs when the head arrives: a refusal does not wait for the body, and the connection closes', async () => {
+    const s = await serve(true);
+    try {
+      const c = new Raw(s.port);
+      c.send('POST /reject HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n' + 'z'.repeat(100));
+      const a = await c.answer();
+      assert.equal(a.status, 401);
+      assert.equal(a.headers.connection, 'close');
+      await c.end();
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('a body in pieces reaches a handler already waiting for it', async () => {
+    const s = await serve(true);
+    try {
+      const c = new Raw(s.port);
+      c.send('POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc');
+      while (s.lane!.conns.size === 0) await new Promise((r) => setTimeout(r, 2));
+      await new Promise((r) => setTimeout(r, 20));
+      c.send('defghij' + post('/echo', 'next'));
+      assert.equal(JSON.parse((await c.answer()).body).body, 'abcdefghij');
+      assert.equal(JSON.parse((await c.answer()).body).body, 'next');
+      c.sock.destroy();
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('header names count in any letter case: no chunked framing beside a Content-Length', async () => {
+    const s = await serve(true);
+    try {
+      const c = new Raw(s.port);
+      c.send('GET /upper HTTP/1.1\r\nhost: x\r\n\r\n');
+      const a = await c.answer();
+      assert.equal(a.body, 'ok');
+      assert.equal(a.headers['transfer-encoding'], undefined);
+      c.sock.destroy();
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('destroy() after the answer ended leaves the connection to the next request', async () => {
+    const s = await serve(true);
+    try {
+      const c = new Raw(s.port);
+      c.send('GET /destroy-after HTTP/1.1\r\nhost: x\r\n\r\n');
+      assert.equal((await c.answer()).status, 200);
+      c.send(post('/echo', 'still here'));
+      assert.equal(JSON.parse((await c.answer()).body).body, 'still here');
+      c.sock.destroy();
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe('the fast lane hands unusual requests to node:http, bytes intact', () => {
   const cases: [string, string, (a: Answer) => void][] = [
     ['a chunked body', 'POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n', (a) => assert.deepEqual(JSON.parse(a.body), { method: 'POST', url: '/echo', lane: 'node', a: null, body: 'abcde' })],
@@ -406,7 +510,8 @@ describe('fast lane timeouts and closing', () => {
       await c.answer();
       const t = Date.now();
       await c.end();
-      assert.ok(Date.now() - t >= 100);
+      // Never before the time the answers announce (keep-alive: timeout=…), which clients rely on.
+      assert.ok(Date.now() - t >= 150, `closed after ${Date.now() - t} ms`);
     } finally {
       await s.close();
     }
@@ -434,16 +539,21 @@ describe('fast lane timeouts and closing', () => {
     }
   });
 
-  test('while the server closes, answers say connection: close', async () => {
+  test('server.close(): idle connections close at once; an answer still being made says connection: close, then its connection ends', async () => {
     const s = await serve(true);
-    const c = new Raw(s.port);
-    c.send(post('/echo', 'x'));
-    await c.answer();
+    const idle = new Raw(s.port);
+    idle.send(post('/echo', 'x'));
+    await idle.answer();
+    const busy = new Raw(s.port);
+    busy.send(post('/slow', 'y'));
+    while (s.seen.length < 2) await new Promise((r) => setTimeout(r, 2));
+    const t = Date.now();
     const closed = new Promise<void>((r) => s.server.close(() => r()));
-    c.send(post('/echo', 'y'));
-    const a = await c.answer();
+    await idle.end();
+    const a = await busy.answer();
     assert.equal(a.headers.connection, 'close');
-    await c.end();
+    await busy.end();
     await closed;
+    assert.ok(Date.now() - t < 1000, 'the close waits for the busy answer only');
   });
 });

@@ -34,12 +34,14 @@ type Handler = (x: Exchange) => void;
 
 const IDLE = 0;    // between requests, nothing buffered
 const HEAD = 1;    // part of a head received
-const BODY = 2;    // head parsed, body arriving
-const BUSY = 3;    // the handler has the request
-const GONE = 4;    // closed, or handed to node:http
+const BODY = 2;    // the handler has the request; its body is still arriving
+const BUSY = 3;    // the handler has the request and all of its body
+const DRAIN = 4;   // answered, but the client has not read it yet: no more requests are read
+const GONE = 5;    // closed or closing, or handed to node:http
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const EMPTY = Buffer.alloc(0);
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const REQUEST_LINE = /^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (\/[\x21-\x7e]*) HTTP\/1\.1$/;
 /** Every header line: a token, a colon, printable ASCII or tab, CRLF. Linear: the value class excludes CR. */
 const FIELDS = /^(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e]*\r\n)+$/;
@@ -49,6 +51,10 @@ const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const NON_ASCII = /[\x80-\xff]/;
 /** Pipelined bytes held while a request is handled; past this the socket stops reading. */
 const HOLD_MAX = 256 * 1024;
+/** Requests answered in one go from one connection's pipeline before other connections get a turn. */
+const PIPELINE_BURST = 32;
+/** An idle connection is kept this much past the keep-alive time it announces (as node:http does), so a client never reuses one the server is closing. */
+const KEEP_ALIVE_GRACE_MS = 1_000;
 
 const statusLines: string[] = [];
 function statusLine(status: number): string {
@@ -83,6 +89,12 @@ export class FastLane {
     server.removeAllListeners('connection');
     this.#toNode = (s) => { for (const l of node) l.call(server, s); };
     server.on('connection', (s: Socket) => this.conns.add(new Conn(this, s)));
+    // server.close() closes idle connections through this method, and embedders call both:
+    // they must reach the lane's connections too, not only node:http's.
+    const closeIdle = server.closeIdleConnections.bind(server);
+    const closeAll = server.closeAllConnections.bind(server);
+    server.closeIdleConnections = () => { closeIdle(); this.closeIdle(); };
+    server.closeAllConnections = () => { closeAll(); this.closeAll(); };
     this.#sweep = setInterval(() => this.#expire(), Math.min(1_000, opts.headersTimeoutMs, opts.keepAliveTimeoutMs)).unref();
     server.once('close', () => clearInterval(this.#sweep));
   }
@@ -124,11 +136,15 @@ export class FastLane {
     for (const c of this.conns) {
       const waited = now - c.since;
       if (c.state === IDLE) {
-        if (waited >= (c.served === 0 ? o.headersTimeoutMs : o.keepAliveTimeoutMs)) c.socket.destroy();
+        if (waited >= (c.served === 0 ? o.headersTimeoutMs : o.keepAliveTimeoutMs + KEEP_ALIVE_GRACE_MS)) c.socket.destroy();
       } else if (c.state === HEAD) {
         if (waited >= o.headersTimeoutMs) c.refuse(timeoutAnswer(`the request head did not arrive within ${o.headersTimeoutMs / 1000} s`));
       } else if (c.state === BODY) {
-        if (waited >= o.requestTimeoutMs) c.refuse(timeoutAnswer(`the request body did not arrive within ${o.requestTimeoutMs / 1000} s`));
+        if (waited >= o.requestTimeoutMs) {
+          const what = `the request body did not arrive within ${o.requestTimeoutMs / 1000} s`;
+          c.x?.bodyFailed(new FabricError('invalid_request', what, { status: 408 }));
+          c.refuse(timeoutAnswer(what));
+        }
       } else if (c.state === GONE) {
         // Ended by us (connection: close, a timeout) but never closed by the client.
         if (waited >= o.headersTimeoutMs) c.socket.destroy();
@@ -141,17 +157,22 @@ class Conn {
   readonly lane: FastLane;
   readonly socket: Socket;
   state = IDLE;
-  /** lane.clock when the current request (or the idle wait) began. */
+  /** When the current request (or the idle wait) began; the sweep measures timeouts from it. */
   since: number;
   served = 0;
-  /** Received bytes not yet parsed. */
+  /** Received bytes not yet parsed (a request head, or pipelined requests). */
   buf: Buffer | undefined = undefined;
-  /** The request whose body is arriving, or which the handler has. */
+  /** Spare room buf grows into while a head arrives in pieces, so each piece is copied once. */
+  room: Buffer | undefined = undefined;
+  /** buf before this offset holds no head end (nor odd line end): each piece is scanned once. */
+  scanned = 0;
+  /** The request the handler has. */
   x: FastExchange | undefined = undefined;
   parts: Buffer[] = [];
   got = 0;
-  /** Close once the current answer is written (the client asked, or the body was refused). */
+  /** Close once the current answer is written (the client asked, or the body was refused or cut short). */
   closeAfter = false;
+  parsing = false;
 
   constructor(lane: FastLane, socket: Socket) {
     this.lane = lane;
@@ -165,15 +186,36 @@ class Conn {
   }
 
   onData = (d: Buffer): void => {
-    if (this.state === BODY) return this.takeBody(d);
-    if (this.state === GONE) return;
-    this.buf = this.buf === undefined ? d : Buffer.concat([this.buf, d]);
-    if (this.state === BUSY) {
-      if (this.buf.length > HOLD_MAX) this.socket.pause();
+    const st = this.state;
+    if (st === BODY) return this.takeBody(d);
+    if (st === GONE) return;
+    this.append(d);
+    if (st === BUSY || st === DRAIN) {
+      if (this.buf!.length > HOLD_MAX) this.socket.pause();
       return;
     }
     this.parse();
   };
+
+  append(d: Buffer): void {
+    const b = this.buf;
+    if (b === undefined) {
+      this.buf = d;
+      return;
+    }
+    const len = b.length + d.length;
+    const room = this.room;
+    if (room !== undefined && b.buffer === room.buffer && b.byteOffset === room.byteOffset && len <= room.length) {
+      d.copy(room, b.length);
+      this.buf = room.subarray(0, len);
+      return;
+    }
+    const grown = Buffer.allocUnsafeSlow(Math.max(len * 2, 4096));
+    b.copy(grown, 0);
+    d.copy(grown, b.length);
+    this.room = grown;
+    this.buf = grown.subarray(0, len);
+  }
 
   onEnd = (): void => {
     // The client half-closed. As node:http does (httpAllowHalfOpen off), an answer still being
@@ -191,49 +233,72 @@ class Conn {
     const x = this.x;
     this.state = GONE;
     this.x = undefined;
-    if (x !== undefined && !x.ended) x.aborted();
+    if (x !== undefined && !x.ended) {
+      x.bodyFailed(new FabricError('invalid_request', 'client closed the request', { status: 499 }));
+      x.aborted();
+    }
   };
 
   parse(): void {
+    // An answer ended synchronously inside the loop lands here through done(): the loop goes on.
+    if (this.parsing) return;
+    this.parsing = true;
+    try {
+      this.parseLoop();
+    } finally {
+      this.parsing = false;
+    }
+  }
+
+  parseLoop(): void {
     const o = this.lane.opts;
+    let answered = 0;
     while (this.buf !== undefined && (this.state === IDLE || this.state === HEAD)) {
-      const buf = this.buf;
-      const e = buf.indexOf(CRLFCRLF);
-      if (e === -1 || e + 4 > o.maxHeaderBytes) {
-        if (buf.length > o.maxHeaderBytes) return this.handOff();
-        if (e === -1) {
-          // A bare LF or CR may end this head for node:http (or make it refuse it): its call.
-          if (oddLineEnd(buf)) return this.handOff();
-          if (this.state === IDLE) {
-            this.state = HEAD;
-            this.since = this.lane.clock;
-          }
-          return;
-        }
-        return this.handOff();
+      if (++answered > PIPELINE_BURST) {
+        setImmediate(() => this.parse());
+        return;
       }
+      const buf = this.buf;
+      const e = buf.indexOf(CRLFCRLF, this.scanned);
+      if (e === -1) {
+        // A bare LF or CR may end this head for node:http (or make it refuse it): its call.
+        if (buf.length > o.maxHeaderBytes || oddLineEnd(buf, this.scanned)) return this.handOff();
+        this.scanned = Math.max(0, buf.length - 3);
+        if (this.state === IDLE) {
+          this.state = HEAD;
+          this.since = this.lane.clock;
+        }
+        return;
+      }
+      if (e + 4 > o.maxHeaderBytes) return this.handOff();
       const x = parseHead(buf.toString('latin1', 0, e + 2), this);
       if (x === undefined) return this.handOff();
       if (this.state === IDLE) this.since = this.lane.clock;
+      this.scanned = 0;
       const start = e + 4;
       const n = x.declared;
       if (n > o.maxBodyBytes()) {
         // Not read: the handler refuses it (413), and the connection closes after that answer.
+        x.tooLarge = true;
         this.closeAfter = true;
         this.buf = undefined;
         this.socket.pause();
-        return this.dispatch(x);
+        this.dispatch(x, BUSY);
+        return;
       }
       if (buf.length - start >= n) {
         x.raw = n === 0 ? EMPTY : buf.subarray(start, start + n);
         this.buf = buf.length === start + n ? undefined : buf.subarray(start + n);
-        return this.dispatch(x);
+        this.dispatch(x, BUSY);
+        continue;
       }
-      this.state = BODY;
-      this.x = x;
+      // The handler starts now, as on node:http: it can refuse (401, 404…) without waiting for
+      // the body, which is then never held (the answer closes the connection).
       this.parts = [buf.subarray(start)];
       this.got = buf.length - start;
       this.buf = undefined;
+      this.dispatch(x, BODY);
+      return;
     }
   }
 
@@ -246,15 +311,16 @@ class Conn {
       return;
     }
     this.parts.push(d.length === need ? d : d.subarray(0, need));
-    if (d.length > need) this.buf = d.subarray(need);
     x.raw = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, x.declared);
     this.parts = [];
     this.got = 0;
-    this.dispatch(x);
+    this.state = BUSY;
+    if (d.length > need) this.onData(d.subarray(need));
+    x.bodyArrived();
   }
 
-  dispatch(x: FastExchange): void {
-    this.state = BUSY;
+  dispatch(x: FastExchange, state: number): void {
+    this.state = state;
     this.x = x;
     try {
       this.lane.handle(x);
@@ -265,18 +331,36 @@ class Conn {
 
   /** x's answer is written: the next request, or the end of the connection. */
   done(x: FastExchange): void {
-    if (this.x !== x || this.state !== BUSY) return;
+    if (this.x !== x) return;
     this.x = undefined;
     this.served++;
-    if (this.closeAfter || x.closes) {
+    this.since = Date.now();
+    if (this.closeAfter || x.closes || this.state === BODY) {
       // Ended on our side; the sweep destroys it if the client never closes its side.
       this.state = GONE;
-      this.since = this.lane.clock;
       this.socket.end();
       return;
     }
+    if (this.socket.writableNeedDrain) {
+      // Like node:http, read no further request until the client has taken this answer:
+      // a client that pipelines without reading must not fill the gateway's memory.
+      this.state = DRAIN;
+      this.socket.pause();
+      this.socket.once('drain', this.onDrained);
+      return;
+    }
     this.state = IDLE;
-    this.since = this.lane.clock;
+    this.next();
+  }
+
+  onDrained = (): void => {
+    if (this.state !== DRAIN) return;
+    this.state = IDLE;
+    this.since = Date.now();
+    this.next();
+  };
+
+  next(): void {
     if (this.socket.isPaused()) this.socket.resume();
     if (this.buf !== undefined) this.parse();
   }
@@ -286,12 +370,14 @@ class Conn {
     this.state = GONE;
     this.since = this.lane.clock;
     this.buf = undefined;
+    this.x = undefined;
     this.socket.end(answer);
   }
 
   /**
    * Gives the connection, and every byte not yet parsed, to node:http. Only at a request
-   * boundary: nothing of the request in buf has been acted on.
+   * boundary: nothing of the request in buf has been acted on. node:http's own timeouts start
+   * afresh, so a head that trickled in here for a while gets its full time there too.
    */
   handOff(): void {
     const s = this.socket;
@@ -304,15 +390,17 @@ class Conn {
     this.state = GONE;
     if (this.buf !== undefined) s.unshift(this.buf);
     this.buf = undefined;
+    this.room = undefined;
     this.lane.toNode(s);
     s.resume();
   }
 }
 
 /** A LF not after a CR, or a CR not before a LF (a CR at the very end may still get its LF). */
-function oddLineEnd(buf: Buffer): boolean {
-  for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) if (i === 0 || buf[i - 1] !== 13) return true;
-  for (let i = buf.indexOf(13); i !== -1; i = buf.indexOf(13, i + 1)) if (i + 1 < buf.length && buf[i + 1] !== 10) return true;
+function oddLineEnd(buf: Buffer, from: number): boolean {
+  const start = Math.max(0, from - 1);
+  for (let i = buf.indexOf(10, start); i !== -1; i = buf.indexOf(10, i + 1)) if (i === 0 || buf[i - 1] !== 13) return true;
+  for (let i = buf.indexOf(13, start); i !== -1; i = buf.indexOf(13, i + 1)) if (i + 1 < buf.length && buf[i + 1] !== 10) return true;
   return false;
 }
 
@@ -360,8 +448,12 @@ export class FastExchange implements Exchange {
   readonly url: string;
   readonly headers: IncomingHttpHeaders;
   readonly declared: number;
-  /** The body, once all of it has arrived; undefined when it was too large to read. */
+  /** The body, once all of it has arrived. */
   raw: Buffer | undefined = undefined;
+  /** Declared larger than the lane reads: never read. */
+  tooLarge = false;
+  #bodyError: Error | undefined = undefined;
+  #waiting: { resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined = undefined;
   preset: string[] | undefined = undefined;
   headersSent = false;
   ended = false;
@@ -385,10 +477,28 @@ export class FastExchange implements Exchange {
   }
 
   body(limit: number): Promise<Buffer> {
-    if (this.declared > limit || this.raw === undefined) {
+    if (this.declared > limit || this.tooLarge) {
       return Promise.reject(new FabricError('body_too_large', `request body is ${this.declared} bytes; the limit is ${limit}`));
     }
-    return Promise.resolve(this.raw);
+    if (this.raw !== undefined) return Promise.resolve(this.raw);
+    if (this.#bodyError !== undefined) return Promise.reject(this.#bodyError);
+    return new Promise((resolve, reject) => { this.#waiting = { resolve, reject }; });
+  }
+
+  /** The rest of the body has arrived (raw is set). */
+  bodyArrived(): void {
+    const w = this.#waiting;
+    this.#waiting = undefined;
+    w?.resolve(this.raw!);
+  }
+
+  /** The body will never arrive (the client left, or a timeout). */
+  bodyFailed(e: Error): void {
+    if (this.raw !== undefined) return;
+    this.#bodyError = e;
+    const w = this.#waiting;
+    this.#waiting = undefined;
+    w?.reject(e);
   }
 
   head(status: number, headers: string[]): void {
@@ -401,11 +511,14 @@ export class FastExchange implements Exchange {
       for (let i = 0; i < list.length; i += 2) {
         const k = list[i]!;
         const v = list[i + 1]!;
+        if (!TOKEN.test(k)) throw Object.assign(new TypeError(`invalid header name ${JSON.stringify(k)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
         if (BAD_VALUE.test(v)) throw Object.assign(new TypeError(`invalid character in header "${k}"`), { code: 'ERR_INVALID_CHAR' });
         if (NON_ASCII.test(v)) this.#headLatin1 = true;
         s += k + ': ' + v + '\r\n';
-        if (k === 'content-length') length = true;
-        else if (k === 'connection') {
+        const lk = k.length === 14 || k.length === 10 || k.length === 17 ? k.toLowerCase() : '';
+        if (lk === 'content-length') length = true;
+        else if (lk === 'transfer-encoding') throw new TypeError('transfer-encoding is the lane\'s to set');
+        else if (lk === 'connection') {
           connection = true;
           if (v.toLowerCase() === 'close') this.closes = true;
         }
@@ -417,7 +530,8 @@ export class FastExchange implements Exchange {
       this.#chunked = true;
     }
     const conn = this.#conn;
-    if (conn.closeAfter || this.#conn.lane.closing) {
+    // An answer made before the whole body arrived closes the connection: the rest is not read.
+    if (conn.closeAfter || conn.state === BODY || conn.lane.closing) {
       this.closes = true;
       if (!connection) s += 'connection: close\r\n';
     } else if (!connection) s += conn.lane.keepAlive;
@@ -449,7 +563,8 @@ export class FastExchange implements Exchange {
 
   destroy(): void {
     this.ended = true;
-    this.#conn.socket.destroy();
+    // After its answer ended, the connection belongs to the next request: leave it.
+    if (this.#conn.x === this) this.#conn.socket.destroy();
   }
 
   onAbort(target: Abortable): void {
@@ -463,13 +578,15 @@ export class FastExchange implements Exchange {
 
   #flushHead(): boolean {
     const h = this.#head;
-    if (h === undefined) return true;
+    if (h === undefined || this.#conn.state === GONE) return true;
     this.#head = undefined;
     return this.#conn.socket.write(h, this.#headLatin1 ? 'latin1' : 'utf8');
   }
 
   /** Writes text (the head, if still pending, and a string body or chunk) in one call. */
   #raw(text: string): boolean {
+    // Closed, or answered already by the lane itself (a timeout): nothing more is written.
+    if (this.#conn.state === GONE) return false;
     const h = this.#head;
     if (h !== undefined && this.#headLatin1) {
       this.#flushHead();
@@ -485,6 +602,7 @@ export class FastExchange implements Exchange {
       if (!chunked) return this.#raw(data);
       return this.#raw(Buffer.byteLength(data).toString(16) + '\r\n' + data + (last ? '\r\n0\r\n\r\n' : '\r\n'));
     }
+    if (this.#conn.state === GONE) return false;
     const s = this.#conn.socket;
     s.cork();
     this.#flushHead();

@@ -116,13 +116,6 @@ class ResponseSink implements StreamSink {
   }
 }
 
-/** The listening server, and the connections it holds on either lane. */
-export interface GatewayServer {
-  readonly http: Server;
-  closeIdleConnections(): void;
-  closeAllConnections(): void;
-}
-
 export interface ServerLimits {
   maxHeaderBytes: number;
   maxBodyBytes: () => number;
@@ -134,7 +127,7 @@ const KEEP_ALIVE_MS = 65_000;
 const HEADERS_TIMEOUT_MS = 30_000;
 const REQUEST_TIMEOUT_MS = 300_000;
 
-export function createGatewayServer(app: AppState, limits: ServerLimits): GatewayServer {
+export function createGatewayServer(app: AppState, limits: ServerLimits): Server {
   const { maxHeaderBytes, maxBodyBytes } = limits;
   const ids = new RequestIds();
   const metrics = app.metrics ??= new GatewayMetrics(() => app.gateway, app.startedAt);
@@ -340,20 +333,11 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Gatewa
     const body = JSON.stringify({ error: { message: tooBig ? `request headers exceed the limit of ${maxHeaderBytes} bytes` : 'malformed HTTP request', type: 'invalid_request_error', param: null, code: tooBig ? 'headers_too_large' : 'bad_request' } });
     socket.end(`HTTP/1.1 ${status} ${tooBig ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   });
-  const lane = limits.fastLane ? new FastLane(server, serve, {
+  // The lane also makes server.closeIdleConnections() and closeAllConnections() reach its connections.
+  if (limits.fastLane) new FastLane(server, serve, {
     maxHeaderBytes, headersTimeoutMs: HEADERS_TIMEOUT_MS, requestTimeoutMs: REQUEST_TIMEOUT_MS, keepAliveTimeoutMs: KEEP_ALIVE_MS,
     // Admin bodies have their own, smaller limit; the lane reads up to the larger of the two.
     maxBodyBytes: () => Math.max(maxBodyBytes(), MAX_ADMIN_BODY),
-  }) : undefined;
-  return {
-    http: server,
-    closeIdleConnections(): void {
-      server.closeIdleConnections();
-      lane?.closeIdle();
-    },
-    closeAllConnections(): void {
-      server.closeAllConnections();
-      lane?.closeAll();
-    },
-  };
+  });
+  return server;
 }
