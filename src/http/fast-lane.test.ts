@@ -96,6 +96,18 @@ async function serve(fast: boolean, opts: Partial<FastLaneOptions> = {}): Promis
   return s;
 }
 
+/** Runs fn against a fresh server, closed afterwards whatever happens. */
+async function withServer(fast: boolean, fn: (s: Served) => Promise<void>): Promise<void>;
+async function withServer(fast: boolean, opts: Partial<FastLaneOptions>, fn: (s: Served) => Promise<void>): Promise<void>;
+async function withServer(fast: boolean, a: Partial<FastLaneOptions> | ((s: Served) => Promise<void>), b?: (s: Served) => Promise<void>): Promise<void> {
+  const s = await serve(fast, typeof a === 'function' ? {} : a);
+  try {
+    await (typeof a === 'function' ? a : b!)(s);
+  } finally {
+    await s.close();
+  }
+}
+
 interface Answer { status: number; headers: Record<string, string>; body: string }
 
 /** A raw client: writes bytes, reads answers one after another (Content-Length or chunked). */
@@ -180,8 +192,7 @@ const post = (path: string, body: string, extra = ''): string =>
 for (const lane of ['fast', 'node'] as const) {
   describe(`the ${lane} lane`, () => {
     test('keep-alive: several requests on one connection, each answered in order with its own body', async () => {
-      const s = await serve(lane === 'fast');
-      try {
+      await withServer(lane === 'fast', async (s) => {
         const c = new Raw(s.port);
         for (let i = 0; i < 3; i++) {
           c.send(post('/echo', `{"i":${i}}`));
@@ -192,27 +203,21 @@ for (const lane of ['fast', 'node'] as const) {
           assert.ok(a.headers.date !== undefined && !Number.isNaN(Date.parse(a.headers.date)));
         }
         c.sock.destroy();
-      } finally {
-        await s.close();
-      }
+      });
     });
 
     test('pipelined requests in one write are answered in order', async () => {
-      const s = await serve(lane === 'fast');
-      try {
+      await withServer(lane === 'fast', async (s) => {
         const c = new Raw(s.port);
         c.send(post('/echo', 'a') + post('/echo?q=1', 'bb') + `GET /echo HTTP/1.1\r\nhost: x\r\nx-a: 1\r\n\r\n`);
         const got = [await c.answer(), await c.answer(), await c.answer()].map((a) => JSON.parse(a.body) as { url: string; body: string; a: string | null });
         assert.deepEqual(got.map((g) => [g.url, g.body, g.a]), [['/echo', 'a', null], ['/echo?q=1', 'bb', null], ['/echo', '', '1']]);
         c.sock.destroy();
-      } finally {
-        await s.close();
-      }
+      });
     });
 
     test('a request sent one byte at a time', async () => {
-      const s = await serve(lane === 'fast');
-      try {
+      await withServer(lane === 'fast', async (s) => {
         const c = new Raw(s.port);
         const req = Buffer.from(post('/echo', '{"byte":"by byte ✓"}', 'x-a: slow\r\n'));
         for (let i = 0; i < req.length; i++) {
@@ -222,14 +227,11 @@ for (const lane of ['fast', 'node'] as const) {
         const a = await c.answer();
         assert.deepEqual(JSON.parse(a.body), { method: 'POST', url: '/echo', lane, a: 'slow', body: '{"byte":"by byte ✓"}' });
         c.sock.destroy();
-      } finally {
-        await s.close();
-      }
+      });
     });
 
     test('a streamed answer is chunked, UTF-8 intact, and the connection stays usable', async () => {
-      const s = await serve(lane === 'fast');
-      try {
+      await withServer(lane === 'fast', async (s) => {
         const c = new Raw(s.port);
         c.send(post('/stream', ''));
         const a = await c.answer();
@@ -238,14 +240,11 @@ for (const lane of ['fast', 'node'] as const) {
         c.send(post('/echo', 'after'));
         assert.equal(JSON.parse((await c.answer()).body).body, 'after');
         c.sock.destroy();
-      } finally {
-        await s.close();
-      }
+      });
     });
 
     test('HEAD gets the headers and no body', async () => {
-      const s = await serve(lane === 'fast');
-      try {
+      await withServer(lane === 'fast', async (s) => {
         const c = new Raw(s.port);
         c.send('HEAD /echo HTTP/1.1\r\nhost: x\r\n\r\n');
         const a = await c.answer(true);
@@ -255,27 +254,21 @@ for (const lane of ['fast', 'node'] as const) {
         c.send(post('/echo', 'next'));
         assert.equal(JSON.parse((await c.answer()).body).body, 'next');
         c.sock.destroy();
-      } finally {
-        await s.close();
-      }
+      });
     });
 
     test('connection: close is honoured: the answer says so and the connection ends', async () => {
-      const s = await serve(lane === 'fast');
-      try {
+      await withServer(lane === 'fast', async (s) => {
         const c = new Raw(s.port);
         c.send(post('/echo', 'x', 'connection: close\r\n'));
         const a = await c.answer();
         assert.equal(a.headers.connection, 'close');
         await c.end();
-      } finally {
-        await s.close();
-      }
+      });
     });
 
     test('a body over the limit: 413, and the connection closes (its unread rest is never taken for a request)', async () => {
-      const s = await serve(lane === 'fast');
-      try {
+      await withServer(lane === 'fast', async (s) => {
         const c = new Raw(s.port);
         const big = 'x'.repeat(2000);
         c.send(post('/echo', big));
@@ -284,45 +277,36 @@ for (const lane of ['fast', 'node'] as const) {
         assert.equal(a.headers.connection, 'close');
         await c.end();
         assert.equal(s.seen.length, 0);
-      } finally {
-        await s.close();
-      }
+      });
     });
 
     test('the client going away before the answer ends reaches the handler (onAbort)', async () => {
-      const s = await serve(lane === 'fast');
-      try {
+      await withServer(lane === 'fast', async (s) => {
         const c = new Raw(s.port);
         c.send(post('/hold', 'x'));
         while (s.seen.length === 0) await new Promise((r) => setTimeout(r, 5));
         c.sock.destroy();
         while (s.aborted === 0) await new Promise((r) => setTimeout(r, 5));
         assert.equal(s.aborted, 1);
-      } finally {
-        await s.close();
-      }
+      });
     });
 
     test('a header value holding CRLF is refused, never written', async () => {
-      const s = await serve(lane === 'fast');
-      try {
+      await withServer(lane === 'fast', async (s) => {
         const c = new Raw(s.port);
         c.send(post('/bad', ''));
         const a = await c.answer();
         assert.equal(a.status, 500);
         assert.equal(a.headers['x-injected'], undefined);
         c.sock.destroy();
-      } finally {
-        await s.close();
-      }
+      });
     });
   });
 }
 
 describe('the fast lane under pipelining and early answers', () => {
   test('a client that pipelines without reading is not read further: the answers waiting for it stay bounded', async () => {
-    const s = await serve(true);
-    try {
+    await withServer(true, async (s) => {
       const sock = connect(s.port, '127.0.0.1');
       sock.on('error', () => {});
       sock.pause();
@@ -334,40 +318,31 @@ describe('the fast lane under pipelining and early answers', () => {
       assert.ok(held < 4 * 1024 * 1024, `${held} bytes queued for a client that reads nothing`);
       assert.ok(s.seen.length === 0 && held > 0);
       sock.destroy();
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   test('2,000 pipelined requests answered synchronously: every one answered, no stack overflow', async () => {
-    const s = await serve(true);
-    try {
+    await withServer(true, async (s) => {
       const c = new Raw(s.port);
       c.send('GET /sync HTTP/1.1\r\nhost: x\r\n\r\n'.repeat(2000));
       for (let i = 0; i < 2000; i++) assert.equal((await c.answer()).body, '{"sync":true}');
       c.sock.destroy();
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   test('the handler runs when the head arrives: a refusal does not wait for the body, and the connection closes', async () => {
-    const s = await serve(true);
-    try {
+    await withServer(true, async (s) => {
       const c = new Raw(s.port);
       c.send('POST /reject HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n' + 'z'.repeat(100));
       const a = await c.answer();
       assert.equal(a.status, 401);
       assert.equal(a.headers.connection, 'close');
       await c.end();
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   test('a body in pieces reaches a handler already waiting for it', async () => {
-    const s = await serve(true);
-    try {
+    await withServer(true, async (s) => {
       const c = new Raw(s.port);
       c.send('POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc');
       while (s.lane!.conns.size === 0) await new Promise((r) => setTimeout(r, 2));
@@ -376,37 +351,29 @@ describe('the fast lane under pipelining and early answers', () => {
       assert.equal(JSON.parse((await c.answer()).body).body, 'abcdefghij');
       assert.equal(JSON.parse((await c.answer()).body).body, 'next');
       c.sock.destroy();
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   test('header names count in any letter case: no chunked framing beside a Content-Length', async () => {
-    const s = await serve(true);
-    try {
+    await withServer(true, async (s) => {
       const c = new Raw(s.port);
       c.send('GET /upper HTTP/1.1\r\nhost: x\r\n\r\n');
       const a = await c.answer();
       assert.equal(a.body, 'ok');
       assert.equal(a.headers['transfer-encoding'], undefined);
       c.sock.destroy();
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   test('destroy() after the answer ended leaves the connection to the next request', async () => {
-    const s = await serve(true);
-    try {
+    await withServer(true, async (s) => {
       const c = new Raw(s.port);
       c.send('GET /destroy-after HTTP/1.1\r\nhost: x\r\n\r\n');
       assert.equal((await c.answer()).status, 200);
       c.send(post('/echo', 'still here'));
       assert.equal(JSON.parse((await c.answer()).body).body, 'still here');
       c.sock.destroy();
-    } finally {
-      await s.close();
-    }
+    });
   });
 });
 
@@ -429,22 +396,18 @@ describe('the fast lane hands unusual requests to node:http, bytes intact', () =
   ];
   for (const [what, bytes, check] of cases) {
     test(what, async () => {
-      const s = await serve(true);
-      try {
+      await withServer(true, async (s) => {
         const c = new Raw(s.port);
         c.send(Buffer.from(bytes, 'latin1'));
         check(await c.answer());
         assert.ok(s.seen.every((r) => r.lane === 'node' && r.url !== '/smuggled'), JSON.stringify(s.seen));
         c.sock.destroy();
-      } finally {
-        await s.close();
-      }
+      });
     });
   }
 
   test('mid-connection: fast requests, then one the lane does not take, then node:http keeps the connection', async () => {
-    const s = await serve(true);
-    try {
+    await withServer(true, async (s) => {
       const c = new Raw(s.port);
       c.send(post('/echo', 'one'));
       assert.equal(JSON.parse((await c.answer()).body).lane, 'fast');
@@ -454,57 +417,45 @@ describe('the fast lane hands unusual requests to node:http, bytes intact', () =
       const three = JSON.parse((await c.answer()).body);
       assert.deepEqual([two.lane, two.body, three.lane, three.body], ['node', 'two', 'node', 'three']);
       c.sock.destroy();
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   test('a fast request and a chunked one pipelined in one write', async () => {
-    const s = await serve(true);
-    try {
+    await withServer(true, async (s) => {
       const c = new Raw(s.port);
       c.send(post('/echo', 'first') + 'POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n6\r\nsecond\r\n0\r\n\r\n');
       const a = JSON.parse((await c.answer()).body);
       const b = JSON.parse((await c.answer()).body);
       assert.deepEqual([a.lane, a.body, b.lane, b.body], ['fast', 'first', 'node', 'second']);
       c.sock.destroy();
-    } finally {
-      await s.close();
-    }
+    });
   });
 });
 
 describe('fast lane timeouts and closing', () => {
   test('a head that does not arrive in time: 408 and the connection closes', async () => {
-    const s = await serve(true, { headersTimeoutMs: 150 });
-    try {
+    await withServer(true, { headersTimeoutMs: 150 }, async (s) => {
       const c = new Raw(s.port);
       c.send('POST /echo HTTP/1.1\r\nhost: x\r\n');
       const a = await c.answer();
       assert.equal(a.status, 408);
       assert.equal(JSON.parse(a.body).error.code, 'request_timeout');
       await c.end();
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   test('a body that does not arrive in time: 408', async () => {
-    const s = await serve(true, { requestTimeoutMs: 150 });
-    try {
+    await withServer(true, { requestTimeoutMs: 150 }, async (s) => {
       const c = new Raw(s.port);
       c.send('POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc');
       assert.equal((await c.answer()).status, 408);
       await c.end();
       assert.equal(s.seen.length, 0);
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   test('an idle keep-alive connection is closed after the keep-alive timeout', async () => {
-    const s = await serve(true, { keepAliveTimeoutMs: 150 });
-    try {
+    await withServer(true, { keepAliveTimeoutMs: 150 }, async (s) => {
       const c = new Raw(s.port);
       c.send(post('/echo', 'x'));
       await c.answer();
@@ -512,14 +463,11 @@ describe('fast lane timeouts and closing', () => {
       await c.end();
       // Never before the time the answers announce (keep-alive: timeout=…), which clients rely on.
       assert.ok(Date.now() - t >= 150, `closed after ${Date.now() - t} ms`);
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   test('closeIdle closes connections between requests and leaves one mid-answer alone', async () => {
-    const s = await serve(true);
-    try {
+    await withServer(true, async (s) => {
       const idle = new Raw(s.port);
       idle.send(post('/echo', 'x'));
       await idle.answer();
@@ -534,9 +482,7 @@ describe('fast lane timeouts and closing', () => {
       s.lane!.closeAll();
       await busy.end();
       while (s.aborted === 0) await new Promise((r) => setTimeout(r, 5));
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   test('server.close(): idle connections close at once; an answer still being made says connection: close, then its connection ends', async () => {
