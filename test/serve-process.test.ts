@@ -198,9 +198,44 @@ test('--workers 2: two processes share the port; a killed worker is replaced; SI
     await s.waitFor(/(config reloaded[\s\S]*){2}/);
   } finally {
     const exited = once(s.proc, 'exit');
+    const t = Date.now();
     s.proc.kill('SIGTERM');
     const [code] = await exited;
     assert.equal(code, 0);
     assert.match(s.out(), /all workers stopped/);
+    // Idle workers exit once drained, not when the primary kills them after the 30 s grace.
+    assert.ok(Date.now() - t < 10_000, `stopped after ${Date.now() - t} ms`);
+  }
+});
+
+test('--workers: dead workers are replaced until the fifth death within a minute; then the primary stops the rest and exits 1', async () => {
+  const file = join(dir, 'crashing.yaml');
+  writeFileSync(file, configYaml('blue'));
+  const s = await serve(file, ['--workers', '2']);
+  const exited = once(s.proc, 'exit');
+  const count = (re: RegExp): number => [...s.out().matchAll(re)].length;
+  const until = async (what: string, ok: () => boolean): Promise<void> => {
+    for (const end = Date.now() + 20_000; !ok();) {
+      if (Date.now() > end || s.proc.exitCode !== null) throw new Error(`${what}; output:\n${s.out()}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const killed = new Set<number>();
+  try {
+    for (let death = 1; death <= 5; death++) {
+      await until(`${death + 1} workers listening`, () => count(/listening on http:/g) >= death + 1);
+      const live = [...s.out().matchAll(/listening on [^\n]*"pid":(\d+)/g)].map((m) => Number(m[1])).filter((p) => !killed.has(p));
+      killed.add(live[0]!);
+      process.kill(live[0]!, 'SIGKILL');
+      if (death < 5) await until(`restart ${death}`, () => count(/exited \(SIGKILL\); starting a new one/g) >= death);
+    }
+    const t = Date.now();
+    const [code] = await exited;
+    assert.ok(Date.now() - t < 10_000, `the last worker stopped after ${Date.now() - t} ms`);
+    assert.equal(code, 1);
+    assert.match(s.out(), /5 exits within a minute: stopping/);
+    assert.equal(count(/starting a new one/g), 4);
+  } finally {
+    if (s.proc.exitCode === null) s.proc.kill('SIGKILL');
   }
 });

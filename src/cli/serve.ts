@@ -165,6 +165,9 @@ export async function runServe(argv: string[]): Promise<number> {
         await cleanup?.();
         log.info('stopped');
         log.flush();
+        // A cluster worker's channel to the primary would keep it alive: let go of it, so the
+        // worker exits as soon as it has drained rather than when the primary kills it.
+        if (isWorker()) process.disconnect?.();
         resolve();
       });
     };

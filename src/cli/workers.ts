@@ -17,13 +17,13 @@ export function isWorker(): boolean {
   return cluster.isWorker;
 }
 
-/** Crashes within this window that make the primary give up instead of restarting. */
+/** This many worker deaths within the window make the primary give up instead of restarting. */
 const CRASH_WINDOW_MS = 60_000;
 const MAX_CRASHES = 5;
 
 /**
  * Runs the primary: forks `count` workers running the same command, restarts one that exits
- * unexpectedly (giving up after MAX_CRASHES in a minute), forwards SIGHUP (reload) and turns
+ * unexpectedly (giving up at the MAX_CRASHES-th death within a minute), forwards SIGHUP (reload) and turns
  * SIGTERM/SIGINT into a drain of every worker. Resolves with the exit code.
  */
 export function runPrimary(count: number, graceMs: number, log: Logger): Promise<number> {
@@ -55,7 +55,7 @@ export function runPrimary(count: number, graceMs: number, log: Logger): Promise
       const now = Date.now();
       crashes.push(now);
       while (crashes.length > 0 && crashes[0]! < now - CRASH_WINDOW_MS) crashes.shift();
-      if (crashes.length > MAX_CRASHES) {
+      if (crashes.length >= MAX_CRASHES) {
         log.error(`worker ${worker.process.pid} exited (${signal ?? code}); ${crashes.length} exits within a minute: stopping`);
         stopping = true;
         exitCode = 1;
