@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteStore } from '../store/sqlite.ts';
@@ -101,6 +101,48 @@ test('group commit: the records of one turn reach the spool in one write, and wh
     await w.close();
   } finally {
     await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a spool write that fails puts the records kept only in the spool back in memory: none is lost', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fabric-writer-'));
+  const sqlite = new SqliteStore(join(dir, 'fabric.db'));
+  let down = true;
+  const store = new Proxy(sqlite, {
+    get(target, prop, receiver) {
+      if ((prop === 'insertUsage' || prop === 'ping') && down) return () => Promise.reject(new StoreError('connection refused'));
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const errors: string[] = [];
+  const log = { ...silentLogger, error: (msg: string) => { errors.push(msg); } } as typeof silentLogger;
+  try {
+    await sqlite.migrate();
+    const spool = join(dir, 'spool');
+    const w = new UsageWriter({ store, spoolDir: spool, batchSize: 100, flushIntervalMs: 3_600_000, maxBuffer: 2, log });
+    await w.start();
+    for (let i = 0; i < 5; i++) w.add(rec(200 + i));
+    assert.equal(w.queued, 2, 'memory full: three records are in the spool only');
+    // The segment's descriptor goes bad under the writer (as a failing disk would make it).
+    const fd = readdirSync('/proc/self/fd').map(Number).find((n) => {
+      try { return readlinkSync(`/proc/self/fd/${n}`).startsWith(spool); } catch { return false; }
+    });
+    assert.ok(fd !== undefined);
+    closeSync(fd);
+    let released = false;
+    w.whenSpooled(() => { released = true; });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(released, true);
+    assert.equal(w.queued, 5, 'the three spool-only records are back in memory');
+    assert.ok(errors.some((e) => e.includes('cannot append to the usage spool')), errors.join('\n'));
+    down = false;
+    await w.flush();
+    assert.equal((await sqlite.usageSummary({ by: 'backend' }))[0]?.requests, 5);
+    await w.close().catch(() => {});
+  } finally {
+    await sqlite.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -102,6 +102,10 @@ export class UsageWriter {
   /** Answers waiting for #lines to be written. */
   #held: (() => void)[] = [];
   #linesScheduled = false;
+  /** This turn's records kept in the spool only (memory full): if its write fails they go back to memory. */
+  #spoolOnly: UsageRecord[] = [];
+  /** A write failed part-way: the next one starts on a new line, so the torn one costs only itself. */
+  #torn = false;
   storeUp = true;
   /** Counters for metrics (gateway-metrics.ts) and tests. */
   readonly stats = { written: 0, failures: 0 };
@@ -176,6 +180,7 @@ export class UsageWriter {
       // outstanding: nothing in memory will mark it done).
       seg.overflow = true;
       seg.outstanding--;
+      this.#spoolOnly.push(rec);
       return;
     }
     this.#queue.push({ rec, seg });
@@ -196,24 +201,55 @@ export class UsageWriter {
     else this.#held.push(fn);
   }
 
-  /**
-   * This turn's spool lines, in one write into the active segment (every pending line belongs
-   * to it: #rotate writes them before it moves on), then the answers that waited for them.
-   */
+  /** This turn's spool lines written (scheduled by add()), then the answers that waited for them. */
   #writeLines = (): void => {
     this.#linesScheduled = false;
+    this.#writePending();
+    this.#release();
+  };
+
+  /**
+   * This turn's spool lines, in one write into the active segment. Every pending line belongs
+   * to it: #rotate writes them before it moves on, and releases no answer (which could add a
+   * record) until the new segment is in place.
+   */
+  #writePending(): void {
     const lines = this.#lines;
-    if (lines !== '') {
-      this.#lines = '';
-      const fd = this.#active?.fd;
-      try {
-        if (fd === undefined) throw new Error('no open spool segment');
-        writeSync(fd, lines);
-      } catch (e) {
-        // The records are still queued in memory and reach the store; only a crash before then would lose them.
-        this.#o.log.error('accounting: cannot append to the usage spool; its records are held in memory only', { error: (e as Error).message });
+    if (lines === '') return;
+    this.#lines = '';
+    const spoolOnly = this.#spoolOnly;
+    this.#spoolOnly = [];
+    const fd = this.#active?.fd;
+    let written = 0;
+    let total = -1;
+    try {
+      if (fd === undefined) throw new Error('no open spool segment');
+      const text = this.#torn ? '\n' + lines : lines;
+      written = writeSync(fd, text);
+      total = Buffer.byteLength(text);
+      if (written < total) {
+        // A short write (a file-size limit, a full disk): go on from where it stopped.
+        const bytes = Buffer.from(text);
+        while (written < total) {
+          const n = writeSync(fd, bytes, written);
+          if (n === 0) throw new Error('the spool file takes no more bytes');
+          written += n;
+        }
       }
+      this.#torn = false;
+    } catch (e) {
+      this.#torn = written > 0;
+      // Records that were in the spool only go back to memory, past max_buffer: better over the
+      // limit than lost. The others are queued already and reach the store as usual.
+      for (const rec of spoolOnly) this.#queue.push({ rec, seg: undefined });
+      this.#o.log.error('accounting: cannot append to the usage spool; this turn\'s records are held in memory only', {
+        error: (e as Error).message, records: lines.split('\n').length - 1, back_in_memory: spoolOnly.length,
+      });
     }
+  }
+
+  /** Runs the answers that waited for the spool write. */
+  #release(): void {
     const held = this.#held;
     if (held.length === 0) return;
     this.#held = [];
@@ -224,7 +260,7 @@ export class UsageWriter {
         this.#o.log.error('accounting: an answer waiting for the spool failed', { error: String(e) });
       }
     }
-  };
+  }
 
   addLog(rec: RequestLogRecord): void {
     // Best effort (README): past the cap the oldest entry is dropped.
@@ -341,18 +377,21 @@ export class UsageWriter {
   }
 
   #rotate(): void {
-    this.#writeLines();
+    this.#writePending();
     const old = this.#active;
     this.#active = undefined;
-    if (old === undefined) return;
-    if (old.fd !== undefined) {
-      if (old.dirty) this.#syncSegment(old);
-      // A sync still running needs the descriptor: it is closed when the last one returns.
-      if (old.syncing > 0) old.closeAfterSync = true;
-      else closeQuietly(old.fd);
-      old.fd = undefined;
+    if (old !== undefined) {
+      if (old.fd !== undefined) {
+        if (old.dirty) this.#syncSegment(old);
+        // A sync still running needs the descriptor: it is closed when the last one returns.
+        if (old.syncing > 0) old.closeAfterSync = true;
+        else closeQuietly(old.fd);
+        old.fd = undefined;
+      }
+      this.#collect(old);
     }
-    this.#collect(old);
+    // Only now: a released answer may add a record, which must go to the next segment.
+    this.#release();
   }
 
   /** fdatasync off the event loop; the descriptor stays open until it returns. */

@@ -123,7 +123,7 @@ export class FastLane {
 
   /** Connections between requests are closed (node:http's closeIdleConnections, for this lane's). */
   closeIdle(): void {
-    for (const c of this.conns) if (c.state === IDLE) c.socket.destroy();
+    for (const c of this.conns) if (c.idle()) c.socket.destroy();
   }
 
   closeAll(): void {
@@ -136,15 +136,20 @@ export class FastLane {
     for (const c of this.conns) {
       const waited = now - c.since;
       if (c.state === IDLE) {
-        if (waited >= (c.served === 0 ? o.headersTimeoutMs : o.keepAliveTimeoutMs + KEEP_ALIVE_GRACE_MS)) c.socket.destroy();
+        if (waited >= (c.served === 0 ? o.headersTimeoutMs : o.keepAliveTimeoutMs + KEEP_ALIVE_GRACE_MS) && c.idle()) c.socket.destroy();
       } else if (c.state === HEAD) {
         if (waited >= o.headersTimeoutMs) c.refuse(timeoutAnswer(`the request head did not arrive within ${o.headersTimeoutMs / 1000} s`));
       } else if (c.state === BODY) {
         if (waited >= o.requestTimeoutMs) {
           const what = `the request body did not arrive within ${o.requestTimeoutMs / 1000} s`;
-          c.x?.bodyFailed(new FabricError('invalid_request', what, { status: 408 }));
+          const x = c.x;
           c.refuse(timeoutAnswer(what));
+          x?.bodyFailed(new FabricError('invalid_request', what, { status: 408 }));
+          x?.aborted();
         }
+      } else if (c.state === DRAIN) {
+        // An answer the client has not read for as long as a whole request may take.
+        if (waited >= o.requestTimeoutMs) c.socket.destroy();
       } else if (c.state === GONE) {
         // Ended by us (connection: close, a timeout) but never closed by the client.
         if (waited >= o.headersTimeoutMs) c.socket.destroy();
@@ -196,6 +201,11 @@ class Conn {
     }
     this.parse();
   };
+
+  /** Between requests with nothing unsent and nothing unparsed: closing it loses nothing. */
+  idle(): boolean {
+    return this.state === IDLE && this.buf === undefined && this.socket.writableLength === 0;
+  }
 
   append(d: Buffer): void {
     const b = this.buf;
@@ -454,6 +464,7 @@ export class FastExchange implements Exchange {
   tooLarge = false;
   #bodyError: Error | undefined = undefined;
   #waiting: { resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined = undefined;
+  #pending: Promise<Buffer> | undefined = undefined;
   preset: string[] | undefined = undefined;
   headersSent = false;
   ended = false;
@@ -482,7 +493,7 @@ export class FastExchange implements Exchange {
     }
     if (this.raw !== undefined) return Promise.resolve(this.raw);
     if (this.#bodyError !== undefined) return Promise.reject(this.#bodyError);
-    return new Promise((resolve, reject) => { this.#waiting = { resolve, reject }; });
+    return this.#pending ??= new Promise((resolve, reject) => { this.#waiting = { resolve, reject }; });
   }
 
   /** The rest of the body has arrived (raw is set). */

@@ -82,15 +82,30 @@ function setIdHeaders(x: Exchange, id: string, cid: string | undefined): void {
   x.preset = cid === undefined ? ['x-request-id', id] : ['x-request-id', id, 'x-client-request-id', cid];
 }
 
+const DONE_EVENT = 'data: [DONE]';
+
+/** Where a chunk's closing `data: [DONE]` event (and its blank line) starts, or -1. Looks at the tail only. */
+function doneAt(data: Buffer | string): number {
+  const n = data.length;
+  if (n < DONE_EVENT.length || (typeof data === 'string' ? data.charCodeAt(n - 1) : data[n - 1]) !== 10) return -1;
+  const from = Math.max(0, n - DONE_EVENT.length - 4);
+  const i = data.indexOf(DONE_EVENT, from);
+  return i === -1 || (i > 0 && (typeof data === 'string' ? data.charCodeAt(i - 1) : data[i - 1]) !== 10) ? -1 : i;
+}
+
 class ResponseSink implements StreamSink {
   readonly #x: Exchange;
   readonly #ids: RequestIdHeaders;
   readonly #simulated: boolean;
   /** performance.now() when the stream was committed to the client. */
   firstByteAt: number | undefined;
-  /** Hold the response's end until release(): its usage record is spooled first, so a stream the client saw end is never unrecorded. */
+  /**
+   * Hold the stream's closing [DONE] event and its end until release(): its usage record is
+   * spooled first, so a stream the client saw complete is never unrecorded.
+   */
   deferEnd = false;
   #endPending = false;
+  #done: Buffer | string | undefined = undefined;
   constructor(x: Exchange, ids: RequestIdHeaders, simulated: boolean) {
     this.#x = x;
     this.#ids = ids;
@@ -101,6 +116,14 @@ class ResponseSink implements StreamSink {
     this.#x.head(200, servedHeaders(['content-type', 'text/event-stream; charset=utf-8', 'cache-control', 'no-cache', 'x-accel-buffering', 'no'], this.#ids, served, this.#simulated));
   }
   write(data: Buffer | string): boolean {
+    if (this.deferEnd) {
+      const i = doneAt(data);
+      if (i !== -1) {
+        this.#done = data.slice(i);
+        if (i === 0) return true;
+        data = data.slice(0, i);
+      }
+    }
     return this.#x.write(data);
   }
   onDrain(cb: () => void): void {
@@ -111,6 +134,8 @@ class ResponseSink implements StreamSink {
     else this.#x.end();
   }
   release(): void {
+    if (this.#done !== undefined && !this.#x.ended) this.#x.write(this.#done);
+    this.#done = undefined;
     if (this.#endPending && !this.#x.ended) this.#x.end();
     this.#endPending = false;
   }
@@ -157,6 +182,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     let firstByteAt: number | undefined;
     let rec: UsageRecord | undefined;
     let now: number;
+    /** Sends the answer (unary) or its last bytes (stream): after the metrics and the log line, so that a failure there still meets an unanswered request. */
+    let answer: () => void;
     // The usage record is spooled before the answer's last byte leaves (src/accounting/writer.ts):
     // an answer a client has received is never unrecorded, even if the process is killed.
     if (body.stream === true && op !== 'embeddings') {
@@ -167,17 +194,18 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       firstByteAt = sink.firstByteAt;
       now = performance.now();
       rec = inf.account?.finish(served, now - started, firstByteAt === undefined ? undefined : firstByteAt - started, capture?.text);
-      if (acct === undefined) sink.release();
-      else acct.writer.whenSpooled(() => sink.release());
+      answer = () => sink.release();
     } else {
       const r = await gw.unary(op, body, ctx);
       served = r.served;
       const text = JSON.stringify(r.response);
       now = performance.now();
       rec = inf.account?.finish(served, now - started, undefined, acct?.logsBodies === true ? text : undefined);
-      x.head(200, servedHeaders(['content-type', JSON_TYPE, 'content-length', String(Buffer.byteLength(text))], ids, served, gw.config.simulated));
-      if (acct === undefined) x.end(text);
-      else acct.writer.whenSpooled(() => x.end(text));
+      const simulated = gw.config.simulated;
+      answer = () => {
+        x.head(200, servedHeaders(['content-type', JSON_TYPE, 'content-length', String(Buffer.byteLength(text))], ids, served, simulated));
+        x.end(text);
+      };
     }
     metrics.served(op, served, (now - started) / 1000, firstByteAt === undefined ? undefined : (firstByteAt - started) / 1000);
     app.log.info('request', {
@@ -188,6 +216,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       stream_error: served.streamError,
       key: inf.key?.name, cost: rec === undefined || rec.cost === 0 ? undefined : rec.cost, budget_exceeded: served.budgets,
     });
+    if (acct === undefined) answer();
+    else acct.writer.whenSpooled(answer);
   }
 
   /**
