@@ -612,3 +612,21 @@ test('gateway.fast_lane chooses what carries requests: the fast lane, or node:ht
   assert.equal(/\r\ndate: /.test(head), FAST_LANE, head);
   assert.equal(/\r\nDate: /.test(head), !FAST_LANE, head);
 });
+
+test('the openai SDK\'s requests (chat, stream, embeddings, models) all take the lane this run asked for (fabric_http_requests_total)', async () => {
+  const lanes = async (): Promise<{ fast: number; node: number }> => {
+    const text = await (await fetch(`${f.url}/metrics`, { headers: { authorization: `Bearer ${MASTER}` } })).text();
+    const n = (p: string): number => Number(new RegExp(`^fabric_http_requests_total\\{parser="${p}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+    return { fast: n('fast'), node: n('node') };
+  };
+  const before = await lanes();
+  await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'lane' }], max_tokens: 4 });
+  for await (const _ of await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'lane' }], max_tokens: 4, stream: true })) { /* drain */ }
+  await f.client.embeddings.create({ model: 'embeddings-general', input: 'lane' });
+  await f.client.models.list();
+  const after = await lanes();
+  // Four SDK requests and the second /metrics read.
+  const [took, other] = FAST_LANE ? ['fast', 'node'] as const : ['node', 'fast'] as const;
+  assert.equal(after[took] - before[took], 5, JSON.stringify({ before, after }));
+  assert.equal(after[other] - before[other], 0, JSON.stringify({ before, after }));
+});

@@ -11,6 +11,8 @@ export interface Abortable {
 }
 
 export interface Exchange {
+  /** Which server parsed the request: the fast lane, or node:http. */
+  readonly lane: 'fast' | 'node';
   readonly method: string;
   /** The request target as sent (origin form: path and query). */
   readonly url: string;
@@ -78,6 +80,7 @@ function readNodeBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 
 /** An exchange carried by node:http. */
 export class NodeExchange implements Exchange {
+  readonly lane = 'node';
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   preset: string[] | undefined = undefined;

@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { FabricError } from '../core/errors.ts';
 import { NodeExchange, sendJson, type Exchange } from './exchange.ts';
-import { FastExchange, FastLane, type FastLaneOptions } from './fast-lane.ts';
+import { FastLane, type FastLaneOptions } from './fast-lane.ts';
 
 interface Served {
   url: string;
@@ -44,7 +44,7 @@ async function serve(fast: boolean, opts: Partial<FastLaneOptions> = {}): Promis
       return x.destroy();
     }
     void (async () => {
-      const lane = x instanceof FastExchange ? 'fast' : 'node';
+      const lane = x.lane;
       let body: string;
       try {
         body = (await x.body(1024)).toString('utf8');

@@ -454,6 +454,7 @@ function parseHead(text: string, conn: Conn): FastExchange | undefined {
 }
 
 export class FastExchange implements Exchange {
+  readonly lane = 'fast';
   readonly method: string;
   readonly url: string;
   readonly headers: IncomingHttpHeaders;

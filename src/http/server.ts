@@ -345,6 +345,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
 
   function serve(x: Exchange): void {
     const id = ids.next();
+    if (x.lane === 'fast') metrics.laneFast.v++;
+    else metrics.laneNode.v++;
     handle(x, id).catch((e: unknown) => {
       app.log.error('unhandled', { id, error: String(e) });
       if (x.headersSent) return void x.destroy();

@@ -42,6 +42,9 @@ export class GatewayMetrics {
   readonly #heap: Gauge;
   readonly #cpu: Counter;
   #inflightNow = 0;
+  /** Counted by the HTTP server for every request (series handles: no lookup per request). */
+  readonly laneFast: { v: number };
+  readonly laneNode: { v: number };
 
   constructor(gateway: () => Gateway, startedAt: number) {
     const r = this.registry;
@@ -55,6 +58,9 @@ export class GatewayMetrics {
     this.fallbacks = r.counter('fabric_fallbacks_total', 'Requests served by another role than the one asked for (fallback chain, rule, context-window fallback).', ['role', 'served_role']);
     this.streamsInterrupted = r.counter('fabric_streams_interrupted_total', 'Streams ended with an error event after their first byte.', ['role', 'backend']);
     this.inflight = r.gauge('fabric_requests_in_flight', 'Inference requests being served now.');
+    const lanes = r.counter('fabric_http_requests_total', 'HTTP requests by the parser that took them: the fast lane, or node:http (anything outside the lane\'s strict grammar).', ['parser']);
+    this.laneFast = lanes.handle(['fast']);
+    this.laneNode = lanes.handle(['node']);
     this.rateLimited = r.counter('fabric_rate_limited_total', 'Requests refused with 429 by a virtual key\'s rate limit, by key and limit (rpm, tpm, ROLE rpm, …).', ['key', 'limit']);
     this.keyBudgetRefused = r.counter('fabric_key_budget_refused_total', 'Requests refused because their key\'s budget could not cover them.', ['key']);
     this.budgetFallbacks = r.counter('fabric_budget_fallbacks_total', 'Requests whose route passed over a backend because its budget was spent (served elsewhere).', ['budget']);

@@ -41,6 +41,11 @@ abstract class Family<S> implements Metric {
     this.labelNames = labelNames;
   }
 
+  /** The series for these label values, made now if new: a handle a hot path can keep. */
+  handle(labels: Labels): S {
+    return this.get(labels);
+  }
+
   protected get(labels: Labels): S {
     const key = labels.length === 1 ? labels[0]! : labels.join('\u0001');
     let e = this.series.get(key);
