@@ -143,6 +143,13 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       app.gateway = gateway;
       app.masterKey = key;
       fleet.attach(gateway, nextSecrets);
+      // The HTTP server keeps what it was built with (max_body is read per request).
+      const was = old.config.gateway;
+      const listening: string[] = [];
+      if (next.gateway.fastLane !== was.fastLane) listening.push('gateway.fast_lane');
+      if (next.gateway.limits.maxHeaderBytes !== was.limits.maxHeaderBytes) listening.push('gateway.limits.max_header');
+      if (next.gateway.host !== was.host || next.gateway.port !== was.port) listening.push('gateway.host / port');
+      if (listening.length > 0) log.warn(`config reload: ${listening.join(', ')} changes take effect at the next restart`);
       if (accounting !== undefined) {
         if (JSON.stringify(next.gateway.store) !== JSON.stringify(accounting.config.gateway.store) || JSON.stringify(next.gateway.redis) !== JSON.stringify(accounting.config.gateway.redis)) {
           log.warn('config reload: gateway.store and gateway.redis changes take effect at the next restart');

@@ -230,12 +230,16 @@ test('--workers: dead workers are replaced until the fifth death within a minute
       if (death < 5) await until(`restart ${death}`, () => count(/exited \(SIGKILL\); starting a new one/g) >= death);
     }
     const t = Date.now();
-    const [code] = await exited;
+    const [code] = await Promise.race([exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the primary did not stop within 15 s:\n${s.out()}`)), 15_000).unref())]);
     assert.ok(Date.now() - t < 10_000, `the last worker stopped after ${Date.now() - t} ms`);
     assert.equal(code, 1);
     assert.match(s.out(), /5 exits within a minute: stopping/);
     assert.equal(count(/starting a new one/g), 4);
   } finally {
+    // Whatever happened, no process of this test outlives it (workers first: they are the primary's children).
+    for (const m of s.out().matchAll(/"pid":(\d+)/g)) {
+      try { process.kill(Number(m[1]), 'SIGKILL'); } catch { /* gone */ }
+    }
     if (s.proc.exitCode === null) s.proc.kill('SIGKILL');
   }
 });

@@ -1,6 +1,7 @@
 // "An answer a client has received is never unrecorded": the moment a client holds a whole
-// answer — a unary body, or a stream's closing `data: [DONE]` — its usage record is already in
-// the spool file, even when the backend keeps its connection open after [DONE].
+// answer — a unary body, an error, or a stream's closing `data: [DONE]` — its usage record is
+// already in the spool file, even when the backend keeps its connection open after [DONE]; and
+// the answer was sent by the writer's release after that write, not beside it.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +15,11 @@ import { startFabric, type Fabric } from './helpers.ts';
 const dir = mkdtempSync(join(tmpdir(), 'fabric-order-'));
 let f: Fabric;
 let backend: Server;
+/**
+ * Answers the writer has released after their spool write. The test holds each release 100 ms,
+ * so an answer sent without waiting for it would reach the client before the count moves.
+ */
+let released = 0;
 
 /** What the spool holds now (every segment). */
 function spooled(): string {
@@ -54,6 +60,9 @@ roles:
   chat: { kind: chat, backends: [held] }
 `,
   });
+  const writer = f.gw.app.accounting!.writer;
+  const whenSpooled = writer.whenSpooled.bind(writer);
+  writer.whenSpooled = (fn) => whenSpooled(() => setTimeout(() => { released++; fn(); }, 100));
 });
 
 after(async () => {
@@ -62,14 +71,26 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('a unary answer: its record is in the spool when the client has the body', async () => {
+test('a unary answer: sent only once the writer released it, with its record in the spool', async () => {
+  const before = released;
   const r = await fetch(`${f.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'x' }] }) });
+  assert.equal(released, before + 1, 'the answer came before its spool write was done');
   await r.text();
   const id = r.headers.get('x-request-id')!;
   assert.ok(spooled().includes(`"id":"${id}"`), `${id} not spooled`);
 });
 
+test('an error answer to an inference request (its usage record too) waits for the spool write', async () => {
+  const before = released;
+  const r = await fetch(`${f.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] }) });
+  assert.equal(r.status, 404);
+  assert.equal(released, before + 1);
+  await r.text();
+  assert.ok(spooled().includes(`"id":"${r.headers.get('x-request-id')}"`));
+});
+
 test('a stream: [DONE] reaches the client only once its record is in the spool, though the backend holds on after [DONE]', async () => {
+  const before = released;
   const r = await fetch(`${f.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'chat', stream: true, messages: [{ role: 'user', content: 'x' }] }) });
   const id = r.headers.get('x-request-id')!;
   const reader = r.body!.getReader();
@@ -79,7 +100,10 @@ test('a stream: [DONE] reaches the client only once its record is in the spool, 
     const { value, done } = await reader.read();
     if (done) break;
     text += Buffer.from(value).toString('utf8');
-    if (atDone === undefined && text.includes('data: [DONE]')) atDone = spooled();
+    if (atDone === undefined && text.includes('data: [DONE]')) {
+      atDone = spooled();
+      assert.equal(released, before + 1, '[DONE] came before the writer released the stream');
+    }
   }
   assert.ok(atDone !== undefined, text);
   assert.ok(atDone.includes(`"id":"${id}"`), `[DONE] arrived before ${id} was spooled`);

@@ -391,6 +391,8 @@ describe('the fast lane hands unusual requests to node:http, bytes intact', () =
     ['bare LF line ends', 'GET /echo HTTP/1.1\nhost: x\n\n', (a) => assert.ok(a.status === 400 || JSON.parse(a.body).lane === 'node')],
     ['Content-Length with a sign', 'POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: +2\r\n\r\nhi', (a) => assert.equal(a.status, 400)],
     ['Content-Length and Transfer-Encoding together (smuggling)', 'POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n', (a) => assert.equal(a.status, 400)],
+    ['two Content-Lengths that differ (smuggling)', 'POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\ncontent-length: 40\r\n\r\nhiGET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n', (a) => assert.equal(a.status, 400)],
+    ['two equal Content-Lengths', 'POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nhi', (a) => assert.ok(a.status === 400 || JSON.parse(a.body).body === 'hi')],
     ['a space before the colon', 'GET /echo HTTP/1.1\r\nhost: x\r\nx-a : 1\r\n\r\n', (a) => assert.equal(a.status, 400)],
     ['a head over the size limit', `GET /echo HTTP/1.1\r\nhost: x\r\nx-a: ${'y'.repeat(2000)}\r\n\r\n`, (a) => assert.equal(a.status, 431)],
   ];
@@ -405,6 +407,18 @@ describe('the fast lane hands unusual requests to node:http, bytes intact', () =
       });
     });
   }
+
+  test('bytes that cannot start a request line go to node:http at once (a body sent without Content-Length), not to a 30 s wait', async () => {
+    await withServer(true, async (s) => {
+      const c = new Raw(s.port);
+      c.send('POST /echo HTTP/1.1\r\nhost: x\r\n\r\n{"model":"m","messages":[]}');
+      const first = await c.answer();
+      assert.deepEqual([first.status, JSON.parse(first.body).lane, JSON.parse(first.body).body], [200, 'fast', '']);
+      const t = Date.now();
+      assert.equal((await c.answer()).status, 400);
+      assert.ok(Date.now() - t < 2_000, `answered after ${Date.now() - t} ms`);
+    });
+  });
 
   test('mid-connection: fast requests, then one the lane does not take, then node:http keeps the connection', async () => {
     await withServer(true, async (s) => {

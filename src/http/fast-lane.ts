@@ -271,8 +271,9 @@ class Conn {
       const buf = this.buf;
       const e = buf.indexOf(CRLFCRLF, this.scanned);
       if (e === -1) {
-        // A bare LF or CR may end this head for node:http (or make it refuse it): its call.
-        if (buf.length > o.maxHeaderBytes || oddLineEnd(buf, this.scanned)) return this.handOff();
+        // A bare LF or CR may end this head for node:http (or make it refuse it), and bytes
+        // that cannot begin a request line it refuses at once: its call, not a 30 s wait here.
+        if (buf.length > o.maxHeaderBytes || oddLineEnd(buf, this.scanned) || !requestLineSoFar(buf)) return this.handOff();
         this.scanned = Math.max(0, buf.length - 3);
         if (this.state === IDLE) {
           this.state = HEAD;
@@ -404,6 +405,15 @@ class Conn {
     this.lane.toNode(s);
     s.resume();
   }
+}
+
+/** The bytes so far can still be the start of a request line the lane takes. */
+function requestLineSoFar(buf: Buffer): boolean {
+  const le = buf.indexOf(13);
+  if (le !== -1) return REQUEST_LINE.test(buf.toString('latin1', 0, le));
+  let i = 0;
+  while (i < buf.length && i < 8 && buf[i]! >= 0x41 && buf[i]! <= 0x5a) i++;
+  return i === buf.length || (buf[i] === 0x20 && i >= 3);
 }
 
 /** A LF not after a CR, or a CR not before a LF (a CR at the very end may still get its LF). */
