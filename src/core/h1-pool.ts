@@ -474,11 +474,10 @@ class Conn {
     r.conn = undefined;
     const reusable = this.keepAlive && extra === 0 && !this.closed && !this.endedWhilePaused;
     this.reused = true;
-    if (reusable) {
-      this.socket.setTimeout(0);
-      // The handler may have paused reading on the last bytes.
-      this.socket.resume();
-    }
+    // (The body timeout is left as it is: nothing below waits, and release() sets the idle
+    // timeout, or start() the next request's, before the event loop turns.)
+    // The handler may have paused reading on the last bytes.
+    if (reusable) this.socket.resume();
     r.handler.onResponseEnd?.(r, NO_TRAILERS);
     if (reusable) this.pool.release(this);
     else this.destroy();
