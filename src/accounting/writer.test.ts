@@ -8,6 +8,19 @@ import { silentLogger } from '../core/log.ts';
 import { UsageWriter } from './writer.ts';
 import { StoreError, type UsageRecord } from '../store/types.ts';
 
+/** The store as the writer sees it: refusing writes and pings (a lost connection) until up(). */
+function downStore(sqlite: SqliteStore): { store: SqliteStore; up: () => void } {
+  let down = true;
+  const store = new Proxy(sqlite, {
+    get(target, prop, receiver) {
+      if ((prop === 'insertUsage' || prop === 'ping') && down) return () => Promise.reject(new StoreError('connection refused'));
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  return { store, up: () => { down = false; } };
+}
+
 const rec = (i: number): UsageRecord => ({
   id: `req_w${i}`, ts: Date.now(), keyId: undefined, keyName: undefined, op: 'chat', model: 'chat-fast', role: 'chat-fast', backend: 'b',
   upstreamModel: 'm', status: 200, code: undefined, promptTokens: 1, completionTokens: 1, estimated: false, latencyMs: 1, ttftMs: undefined,
@@ -41,16 +54,7 @@ test('a batch written in several commits: idle() resolves only once all of it is
 test('records past max_buffer while the store is down wait in the spool, and reach the store when it is back, without a restart', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'fabric-writer-'));
   const sqlite = new SqliteStore(join(dir, 'fabric.db'));
-  let down = true;
-  // The store as the writer sees it: refusing writes (a lost connection) until `down` is cleared.
-  const store = new Proxy(sqlite, {
-    get(target, prop, receiver) {
-      if (prop === 'insertUsage' && down) return () => Promise.reject(new StoreError('connection refused'));
-      if (prop === 'ping' && down) return () => Promise.reject(new StoreError('connection refused'));
-      const v = Reflect.get(target, prop, receiver);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
+  const { store, up } = downStore(sqlite);
   try {
     await sqlite.migrate();
     let reported = 0;
@@ -60,7 +64,7 @@ test('records past max_buffer while the store is down wait in the spool, and rea
     assert.equal(w.queued, 5, 'memory holds max_buffer records; the other 15 are in the spool only');
     await w.flush();
     assert.equal(w.storeUp, false);
-    down = false;
+    up();
     const until = Date.now() + 5000;
     while ((await sqlite.usageSummary({ by: 'backend' }))[0]?.requests !== 20 && Date.now() < until) {
       await new Promise((r) => setTimeout(r, 20));
@@ -108,14 +112,7 @@ test('group commit: the records of one turn reach the spool in one write, and wh
 test('a spool write that fails puts the records kept only in the spool back in memory: none is lost', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'fabric-writer-'));
   const sqlite = new SqliteStore(join(dir, 'fabric.db'));
-  let down = true;
-  const store = new Proxy(sqlite, {
-    get(target, prop, receiver) {
-      if ((prop === 'insertUsage' || prop === 'ping') && down) return () => Promise.reject(new StoreError('connection refused'));
-      const v = Reflect.get(target, prop, receiver);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
+  const { store, up } = downStore(sqlite);
   const errors: string[] = [];
   const log = { ...silentLogger, error: (msg: string) => { errors.push(msg); } } as typeof silentLogger;
   try {
@@ -137,7 +134,7 @@ test('a spool write that fails puts the records kept only in the spool back in m
     assert.equal(released, true);
     assert.equal(w.queued, 5, 'the three spool-only records are back in memory');
     assert.ok(errors.some((e) => e.includes('cannot append to the usage spool')), errors.join('\n'));
-    down = false;
+    up();
     await w.flush();
     assert.equal((await sqlite.usageSummary({ by: 'backend' }))[0]?.requests, 5);
     await w.close().catch(() => {});
