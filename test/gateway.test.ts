@@ -281,6 +281,9 @@ test('body over the limit is 413; headers over the limit are 431, both OpenAI-sh
   const big = await post(f.url, '/v1/chat/completions', chat('chat-fast', 'x'.repeat(70 * 1024)), auth);
   assert.equal(big.status, 413);
   assert.equal(big.json.error.code, 'body_too_large');
+  // Its unread rest must not be taken for a next request on the connection.
+  assert.equal(big.headers.get('connection'), 'close');
+  assert.ok(big.headers.get('x-request-id')?.startsWith('req_'));
   const hdr = await new Promise<{ status: number; body: string }>((resolve, reject) => {
     const req = rawRequest(`${f.url}/v1/models`, { headers: { ...auth, 'x-big': 'y'.repeat(10 * 1024) } }, (res) => {
       let body = '';

@@ -53,12 +53,20 @@ export function sendJson(x: Exchange, status: number, body: string, headers?: Re
   sendText(x, status, body, 'application/json', headers);
 }
 
+/**
+ * A refused body. The answer closes the connection: the body's unread rest would otherwise be
+ * taken for the next request.
+ */
+export function bodyTooLarge(message: string): FabricError {
+  return new FabricError('body_too_large', message, { headers: { connection: 'close' } });
+}
+
 /** Reads a node:http request body up to limit bytes. */
 function readNodeBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > limit) {
-      reject(new FabricError('body_too_large', `request body is ${declared} bytes; the limit is ${limit}`));
+      reject(bodyTooLarge(`request body is ${declared} bytes; the limit is ${limit}`));
       return;
     }
     const chunks: Buffer[] = [];
@@ -68,7 +76,7 @@ function readNodeBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       if (size > limit) {
         req.removeAllListeners('data');
         req.pause();
-        reject(new FabricError('body_too_large', `request body exceeds the limit of ${limit} bytes`));
+        reject(bodyTooLarge(`request body exceeds the limit of ${limit} bytes`));
         return;
       }
       chunks.push(c);

@@ -51,7 +51,7 @@ async function serve(fast: boolean, opts: Partial<FastLaneOptions> = {}): Promis
         raw = await x.body(1024);
       } catch (e) {
         const fe = e as FabricError;
-        sendJson(x, fe.status, JSON.stringify(fe.toBody()), { connection: 'close' });
+        sendJson(x, fe.status, JSON.stringify(fe.toBody()), fe.headers);
         return;
       }
       const body = raw.toString('utf8');

@@ -15,7 +15,7 @@
 import { STATUS_CODES, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { FabricError } from '../core/errors.ts';
-import type { Abortable, Exchange } from './exchange.ts';
+import { bodyTooLarge, type Abortable, type Exchange } from './exchange.ts';
 
 export interface FastLaneOptions {
   /** A head longer than this goes to node:http, which answers 431. */
@@ -48,7 +48,8 @@ const FIELDS = /^(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e]*\r\n)+$/;
 const DIGITS = /^\d{1,15}$/;
 /** What node:http refuses in a header value (ERR_INVALID_CHAR); 0x80-0xff pass and are written as latin1. */
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-const NON_ASCII = /[\x80-\xff]/;
+/** Anything but tab and printable ASCII: then BAD_VALUE decides, and the rest is latin1. */
+const NOT_PRINTABLE = /[^\t\x20-\x7e]/;
 /** Pipelined bytes held while a request is handled; past this the socket stops reading. */
 const HOLD_MAX = 256 * 1024;
 /** Requests answered in one go from one connection's pipeline before other connections get a turn. */
@@ -500,7 +501,7 @@ export class FastExchange implements Exchange {
 
   body(limit: number): Promise<Buffer> {
     if (this.declared > limit || this.tooLarge) {
-      return Promise.reject(new FabricError('body_too_large', `request body is ${this.declared} bytes; the limit is ${limit}`));
+      return Promise.reject(bodyTooLarge(`request body is ${this.declared} bytes; the limit is ${limit}`));
     }
     if (this.raw !== undefined) return Promise.resolve(this.raw);
     if (this.#bodyError !== undefined) return Promise.reject(this.#bodyError);
@@ -525,27 +526,10 @@ export class FastExchange implements Exchange {
 
   head(status: number, headers: string[]): void {
     if (this.headersSent) throw new Error('the answer has already begun');
-    let s = statusLine(status);
-    let length = false;
-    let connection = false;
-    const lists = this.preset === undefined ? [headers] : [headers, this.preset];
-    for (const list of lists) {
-      for (let i = 0; i < list.length; i += 2) {
-        const k = list[i]!;
-        const v = list[i + 1]!;
-        if (!TOKEN.test(k)) throw Object.assign(new TypeError(`invalid header name ${JSON.stringify(k)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
-        if (BAD_VALUE.test(v)) throw Object.assign(new TypeError(`invalid character in header "${k}"`), { code: 'ERR_INVALID_CHAR' });
-        if (NON_ASCII.test(v)) this.#headLatin1 = true;
-        s += k + ': ' + v + '\r\n';
-        const lk = k.length === 14 || k.length === 10 || k.length === 17 ? k.toLowerCase() : '';
-        if (lk === 'content-length') length = true;
-        else if (lk === 'transfer-encoding') throw new TypeError('transfer-encoding is the lane\'s to set');
-        else if (lk === 'connection') {
-          connection = true;
-          if (v.toLowerCase() === 'close') this.closes = true;
-        }
-      }
-    }
+    const f = { length: false, connection: false };
+    let s = this.#fields(statusLine(status), headers, f);
+    if (this.preset !== undefined) s = this.#fields(s, this.preset, f);
+    const { length, connection } = f;
     if (status === 204 || status === 304) this.#noBody = true;
     else if (!length && !this.#noBody) {
       s += 'transfer-encoding: chunked\r\n';
@@ -559,6 +543,28 @@ export class FastExchange implements Exchange {
     } else if (!connection) s += conn.lane.keepAlive;
     this.#head = s + 'date: ' + conn.lane.date() + '\r\n\r\n';
     this.headersSent = true;
+  }
+
+  /** Appends a flat [name, value, …] list to the header block s; notes content-length and connection in f. */
+  #fields(s: string, list: string[], f: { length: boolean; connection: boolean }): string {
+    for (let i = 0; i < list.length; i += 2) {
+      const k = list[i]!;
+      const v = list[i + 1]!;
+      if (!TOKEN.test(k)) throw Object.assign(new TypeError(`invalid header name ${JSON.stringify(k)}`), { code: 'ERR_INVALID_HTTP_TOKEN' });
+      if (NOT_PRINTABLE.test(v)) {
+        if (BAD_VALUE.test(v)) throw Object.assign(new TypeError(`invalid character in header "${k}"`), { code: 'ERR_INVALID_CHAR' });
+        this.#headLatin1 = true;
+      }
+      s += k + ': ' + v + '\r\n';
+      const lk = k.length === 14 || k.length === 10 || k.length === 17 ? k.toLowerCase() : '';
+      if (lk === 'content-length') f.length = true;
+      else if (lk === 'transfer-encoding') throw new TypeError('transfer-encoding is the lane\'s to set');
+      else if (lk === 'connection') {
+        f.connection = true;
+        if (v.toLowerCase() === 'close') this.closes = true;
+      }
+    }
+    return s;
   }
 
   write(data: Buffer | string): boolean {

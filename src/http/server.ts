@@ -52,23 +52,15 @@ function sendError(x: Exchange, e: FabricError): void {
 }
 
 /**
- * The headers of an answer a backend served, as the flat [name, value, …] list writeHead()
- * takes: one header block built in one go, without setHeader()'s per-header bookkeeping.
+ * The headers of an answer a backend served, as the flat [name, value, …] list head() takes:
+ * one header block built in one go (the request ids come from the exchange's preset).
  */
-function servedHeaders(h: string[], ids: RequestIdHeaders, s: Served, simulated: boolean): string[] {
-  h.push('x-request-id', ids.id);
-  if (ids.client !== undefined) h.push('x-client-request-id', ids.client);
+function servedHeaders(h: string[], s: Served, simulated: boolean): string[] {
   h.push('x-fabric-role', s.role, 'x-fabric-backend', s.backend, 'x-fabric-attempts', String(s.attempts));
   if (s.rerouted) h.push('x-fabric-rerouted', 'true');
   if (s.budgets !== undefined) h.push('x-fabric-budget-exceeded', s.budgets.join(', '));
   if (simulated) h.push('x-fabric-simulated', 'true');
   return h;
-}
-
-/** The gateway's request id and the client's own (x-request-id), returned on every answer. */
-interface RequestIdHeaders {
-  id: string;
-  client: string | undefined;
 }
 
 /** x-fabric-drill: fail-primary makes this one request treat its primary backends as failed (fabric smoke --drill). */
@@ -78,6 +70,7 @@ function drill(v: string | string[] | undefined): boolean | undefined {
   throw new FabricError('invalid_request', `x-fabric-drill must be "fail-primary", not ${JSON.stringify(String(v)).slice(0, 60)}`, { param: 'x-fabric-drill' });
 }
 
+/** The gateway's request id and the client's own (x-request-id), on every answer. */
 function setIdHeaders(x: Exchange, id: string, cid: string | undefined): void {
   x.preset = cid === undefined ? ['x-request-id', id] : ['x-request-id', id, 'x-client-request-id', cid];
 }
@@ -95,7 +88,6 @@ function doneAt(data: Buffer | string): number {
 
 class ResponseSink implements StreamSink {
   readonly #x: Exchange;
-  readonly #ids: RequestIdHeaders;
   readonly #simulated: boolean;
   /** performance.now() when the stream was committed to the client. */
   firstByteAt: number | undefined;
@@ -106,14 +98,13 @@ class ResponseSink implements StreamSink {
   deferEnd = false;
   #endPending = false;
   #done: Buffer | string | undefined = undefined;
-  constructor(x: Exchange, ids: RequestIdHeaders, simulated: boolean) {
+  constructor(x: Exchange, simulated: boolean) {
     this.#x = x;
-    this.#ids = ids;
     this.#simulated = simulated;
   }
   begin(served: Served): void {
     this.firstByteAt = performance.now();
-    this.#x.head(200, servedHeaders(['content-type', 'text/event-stream; charset=utf-8', 'cache-control', 'no-cache', 'x-accel-buffering', 'no'], this.#ids, served, this.#simulated));
+    this.#x.head(200, servedHeaders(['content-type', 'text/event-stream; charset=utf-8', 'cache-control', 'no-cache', 'x-accel-buffering', 'no'], served, this.#simulated));
   }
   write(data: Buffer | string): boolean {
     if (this.deferEnd) {
@@ -160,7 +151,17 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   /** What is known of an inference request when it fails, for its error metrics. */
   interface Inference { op: Operation; model: string | undefined; key: KeyRecord | undefined; account: RequestAccount | undefined; ts: number }
 
-  async function handleInference(inf: Inference, x: Exchange, ctx: RequestContext, ids: RequestIdHeaders, started: number): Promise<void> {
+  /**
+   * Runs fn once the usage records added so far are in the spool (src/accounting/writer.ts):
+   * an answer a client has received is never unrecorded, even if the process is killed.
+   */
+  function afterRecord(fn: () => void): void {
+    const a = app.accounting;
+    if (a === undefined) fn();
+    else a.writer.whenSpooled(fn);
+  }
+
+  async function handleInference(inf: Inference, x: Exchange, ctx: RequestContext, started: number): Promise<void> {
     const gw = app.gateway;
     const op = inf.op;
     const raw = (await x.body(maxBodyBytes())).toString('utf8');
@@ -182,12 +183,13 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     let firstByteAt: number | undefined;
     let rec: UsageRecord | undefined;
     let now: number;
-    /** Sends the answer (unary) or its last bytes (stream): after the metrics and the log line, so that a failure there still meets an unanswered request. */
+    /**
+     * Sends the answer (unary) or its last bytes (stream), once its usage record is spooled;
+     * after the metrics and the log line, so that a failure there still meets an unanswered request.
+     */
     let answer: () => void;
-    // The usage record is spooled before the answer's last byte leaves (src/accounting/writer.ts):
-    // an answer a client has received is never unrecorded, even if the process is killed.
     if (body.stream === true && op !== 'embeddings') {
-      const sink = new ResponseSink(x, ids, gw.config.simulated);
+      const sink = new ResponseSink(x, gw.config.simulated);
       sink.deferEnd = inf.account !== undefined;
       const capture = acct?.logsBodies === true ? new CapturingSink(sink, gw.config.gateway.requestLog.maxBodyBytes) : undefined;
       served = await gw.stream(op, body, ctx, capture ?? sink);
@@ -203,7 +205,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       rec = inf.account?.finish(served, now - started, undefined, acct?.logsBodies === true ? text : undefined);
       const simulated = gw.config.simulated;
       answer = () => {
-        x.head(200, servedHeaders(['content-type', JSON_TYPE, 'content-length', String(Buffer.byteLength(text))], ids, served, simulated));
+        x.head(200, servedHeaders(['content-type', JSON_TYPE, 'content-length', String(Buffer.byteLength(text))], served, simulated));
         x.end(text);
       };
     }
@@ -216,8 +218,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       stream_error: served.streamError,
       key: inf.key?.name, cost: rec === undefined || rec.cost === 0 ? undefined : rec.cost, budget_exceeded: served.budgets,
     });
-    if (acct === undefined) answer();
-    else acct.writer.whenSpooled(answer);
+    afterRecord(answer);
   }
 
   /**
@@ -248,8 +249,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
     const op = POST_ROUTES[path];
-    // Inference answers carry the ids in their one writeHead(); everything else sets them now.
-    if (op === undefined) setIdHeaders(x, id, cid);
+    setIdHeaders(x, id, cid);
     let inf: Inference | undefined;
     try {
       if (op !== undefined) {
@@ -266,7 +266,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         const ctx: RequestContext = { id, clientRequestId: cid, created: Math.floor(now / 1000), cancel, drillFailPrimary: drill(x.headers['x-fabric-drill']) };
         metrics.begin();
         try {
-          await handleInference(inf, x, ctx, { id, client: cid }, started);
+          await handleInference(inf, x, ctx, started);
         } finally {
           metrics.end();
         }
@@ -333,13 +333,9 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         if (!x.ended) x.end();
         return;
       }
-      if (op !== undefined) setIdHeaders(x, id, cid);
-      // The unread rest of a refused body would be taken for the next request: close.
-      const body = JSON.stringify(fe.toBody());
-      const headers = fe.code === 'body_too_large' ? { ...fe.headers, connection: 'close' } : fe.headers;
       // A failed inference request's usage record is spooled before its answer, as a served one's.
-      if (inf === undefined || app.accounting === undefined) sendJson(x, fe.status, body, headers);
-      else app.accounting.writer.whenSpooled(() => sendJson(x, fe.status, body, headers));
+      if (inf === undefined) sendError(x, fe);
+      else afterRecord(() => sendError(x, fe));
     }
   }
 
@@ -350,7 +346,6 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     handle(x, id).catch((e: unknown) => {
       app.log.error('unhandled', { id, error: String(e) });
       if (x.headersSent) return void x.destroy();
-      setIdHeaders(x, id, clientRequestId(x.headers['x-request-id']));
       sendError(x, toFabricError(e));
     });
   }
