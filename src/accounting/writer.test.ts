@@ -7,6 +7,7 @@ import { SqliteStore } from '../store/sqlite.ts';
 import { silentLogger } from '../core/log.ts';
 import { UsageWriter } from './writer.ts';
 import { StoreError, type UsageRecord } from '../store/types.ts';
+import { usage } from '../../test/support/store-contract.ts';
 
 /** The store as the writer sees it: refusing writes and pings (a lost connection) until up(). */
 function downStore(sqlite: SqliteStore): { store: SqliteStore; up: () => void } {
@@ -21,17 +22,23 @@ function downStore(sqlite: SqliteStore): { store: SqliteStore; up: () => void } 
   return { store, up: () => { down = false; } };
 }
 
-const rec = (i: number): UsageRecord => ({
-  id: `req_w${i}`, ts: Date.now(), keyId: undefined, keyName: undefined, op: 'chat', model: 'chat-fast', role: 'chat-fast', backend: 'b',
-  upstreamModel: 'm', status: 200, code: undefined, promptTokens: 1, completionTokens: 1, estimated: false, latencyMs: 1, ttftMs: undefined,
-  attempts: 1, rerouted: false, stream: false, cost: 0.001,
-});
+const rec = (i: number): UsageRecord => usage(`req_w${i}`, { ts: Date.now(), cost: 0.001 });
+
+/** A migrated SQLite store in a fresh directory, closed and removed afterwards. */
+async function withStore(fn: (sqlite: SqliteStore, dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'fabric-writer-'));
+  const sqlite = new SqliteStore(join(dir, 'fabric.db'));
+  try {
+    await sqlite.migrate();
+    await fn(sqlite, dir);
+  } finally {
+    await sqlite.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 test('a batch written in several commits: idle() resolves only once all of it is reported committed', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-writer-'));
-  const store = new SqliteStore(join(dir, 'fabric.db'));
-  try {
-    await store.migrate();
+  await withStore(async (store) => {
     let reported = 0;
     const w = new UsageWriter({ store, spoolDir: undefined, batchSize: 1000, flushIntervalMs: 3_600_000, maxBuffer: 5000, log: silentLogger, onCommitted: (r) => { reported += r.length; } });
     await w.start();
@@ -45,18 +52,12 @@ test('a batch written in several commits: idle() resolves only once all of it is
     assert.equal(reported, 250);
     await flushed;
     await w.close();
-  } finally {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('records past max_buffer while the store is down wait in the spool, and reach the store when it is back, without a restart', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-writer-'));
-  const sqlite = new SqliteStore(join(dir, 'fabric.db'));
-  const { store, up } = downStore(sqlite);
-  try {
-    await sqlite.migrate();
+  await withStore(async (sqlite, dir) => {
+    const { store, up } = downStore(sqlite);
     let reported = 0;
     const w = new UsageWriter({ store, spoolDir: join(dir, 'spool'), batchSize: 100, flushIntervalMs: 5, maxBuffer: 5, log: silentLogger, onCommitted: (r) => { reported += r.length; } });
     await w.start();
@@ -76,17 +77,11 @@ test('records past max_buffer while the store is down wait in the spool, and rea
     assert.ok(reported >= 20, `reported ${reported}`);
     await w.close();
     assert.deepEqual(readdirSync(join(dir, 'spool')).filter((f) => f.startsWith('usage-')), [], 'the spool is empty once all is written');
-  } finally {
-    await sqlite.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
-test('group commit: the records of one turn reach the spool in one write, and whenSpooled runs only after it', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-writer-'));
-  const store = new SqliteStore(join(dir, 'fabric.db'));
-  try {
-    await store.migrate();
+test('group commit: the records of one turn reach the spool at the end of that turn, and whenSpooled runs only after', async () => {
+  await withStore(async (store, dir) => {
     const spool = join(dir, 'spool');
     const w = new UsageWriter({ store, spoolDir: spool, batchSize: 1000, flushIntervalMs: 3_600_000, maxBuffer: 5000, log: silentLogger });
     await w.start();
@@ -103,20 +98,14 @@ test('group commit: the records of one turn reach the spool in one write, and wh
     assert.equal(seen.length, 3);
     for (const text of seen) for (let i = 0; i < 3; i++) assert.ok(text.includes(`"id":"req_w${100 + i}"`), text);
     await w.close();
-  } finally {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a spool write that fails puts the records kept only in the spool back in memory: none is lost', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-writer-'));
-  const sqlite = new SqliteStore(join(dir, 'fabric.db'));
-  const { store, up } = downStore(sqlite);
-  const errors: string[] = [];
-  const log = { ...silentLogger, error: (msg: string) => { errors.push(msg); } } as typeof silentLogger;
-  try {
-    await sqlite.migrate();
+  await withStore(async (sqlite, dir) => {
+    const { store, up } = downStore(sqlite);
+    const errors: string[] = [];
+    const log = { ...silentLogger, error: (msg: string) => { errors.push(msg); } } as typeof silentLogger;
     const spool = join(dir, 'spool');
     const w = new UsageWriter({ store, spoolDir: spool, batchSize: 100, flushIntervalMs: 3_600_000, maxBuffer: 2, log });
     await w.start();
@@ -138,8 +127,5 @@ test('a spool write that fails puts the records kept only in the spool back in m
     await w.flush();
     assert.equal((await sqlite.usageSummary({ by: 'backend' }))[0]?.requests, 5);
     await w.close().catch(() => {});
-  } finally {
-    await sqlite.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

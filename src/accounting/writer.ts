@@ -47,8 +47,6 @@ interface Segment {
   openedAt: number;
   /** fdatasync calls not yet returned: the descriptor is closed after the last one. */
   syncing: number;
-  /** Rotated while a sync was running: close when it returns. */
-  closeAfterSync: boolean;
 }
 
 interface Queued { rec: UsageRecord; seg: Segment | undefined }
@@ -148,7 +146,7 @@ export class UsageWriter {
 
   #open(): Segment {
     const name = join(this.#o.spoolDir!, `usage-${process.pid}-${Date.now()}${String(this.#seq++).padStart(4, '0')}.jsonl`);
-    const seg: Segment = { name, fd: openSync(name, 'a', 0o600), outstanding: 0, overflow: false, dirty: false, appended: 0, openedAt: Date.now(), syncing: 0, closeAfterSync: false };
+    const seg: Segment = { name, fd: openSync(name, 'a', 0o600), outstanding: 0, overflow: false, dirty: false, appended: 0, openedAt: Date.now(), syncing: 0 };
     this.#segments.add(seg);
     return seg;
   }
@@ -221,20 +219,14 @@ export class UsageWriter {
     this.#spoolOnly = [];
     const fd = this.#active?.fd;
     let written = 0;
-    let total = -1;
     try {
       if (fd === undefined) throw new Error('no open spool segment');
-      const text = this.#torn ? '\n' + lines : lines;
-      written = writeSync(fd, text);
-      total = Buffer.byteLength(text);
-      if (written < total) {
-        // A short write (a file-size limit, a full disk): go on from where it stopped.
-        const bytes = Buffer.from(text);
-        while (written < total) {
-          const n = writeSync(fd, bytes, written);
-          if (n === 0) throw new Error('the spool file takes no more bytes');
-          written += n;
-        }
+      const bytes = Buffer.from(this.#torn ? '\n' + lines : lines);
+      // One write as a rule; after a short one (a file-size limit, a full disk), on from where it stopped.
+      while (written < bytes.length) {
+        const n = writeSync(fd, bytes, written);
+        if (n === 0) throw new Error('the spool file takes no more bytes');
+        written += n;
       }
       this.#torn = false;
     } catch (e) {
@@ -381,13 +373,8 @@ export class UsageWriter {
     const old = this.#active;
     this.#active = undefined;
     if (old !== undefined) {
-      if (old.fd !== undefined) {
-        if (old.dirty) this.#syncSegment(old);
-        // A sync still running needs the descriptor: it is closed when the last one returns.
-        if (old.syncing > 0) old.closeAfterSync = true;
-        else closeQuietly(old.fd);
-        old.fd = undefined;
-      }
+      if (old.fd !== undefined && old.dirty) this.#syncSegment(old);
+      this.#closeFd(old);
       this.#collect(old);
     }
     // Only now: a released answer may add a record, which must go to the next segment.
@@ -400,8 +387,16 @@ export class UsageWriter {
     seg.dirty = false;
     seg.syncing++;
     fdatasync(fd, () => {
-      if (--seg.syncing === 0 && seg.closeAfterSync) closeQuietly(fd);
+      // Rotated (or stopped) while this sync ran: the descriptor is closed now.
+      if (--seg.syncing === 0 && seg.fd === undefined) closeQuietly(fd);
     });
+  }
+
+  /** Closes a segment's descriptor: now, or when the last fdatasync still using it returns. */
+  #closeFd(seg: Segment): void {
+    if (seg.fd === undefined) return;
+    if (seg.syncing === 0) closeQuietly(seg.fd);
+    seg.fd = undefined;
   }
 
   #done(seg: Segment): void {
@@ -477,13 +472,7 @@ export class UsageWriter {
     await Promise.race([done, new Promise<void>((r) => { timer = setTimeout(r, timeoutMs); })]);
     clearTimeout(timer);
     this.#rotate();
-    for (const s of [...this.#segments]) {
-      if (s.fd !== undefined) {
-        if (s.syncing > 0) s.closeAfterSync = true;
-        else closeQuietly(s.fd);
-        s.fd = undefined;
-      }
-    }
+    for (const s of this.#segments) this.#closeFd(s);
     if (this.#queue.length > 0) {
       this.#o.log.warn('accounting: stopped with records not yet in the store; they are in the spool and are written at the next start', { records: this.#queue.length });
     }

@@ -161,7 +161,6 @@ export class SqliteStore implements Store {
   }
 
 
-
   usageSummary(q: UsageQuery): Promise<UsageRow[]> {
     return this.#run('usage report', () => {
       const { where, params } = usageWhere(q);
