@@ -1,5 +1,4 @@
-// `npm run bench -- --ab`'s engine, usable alone: CPU per request of the bare proxy and of one
-// or more gateway builds, measured in alternating short closed-loop rounds, so that the VM's
+// `npm run bench:ab`: CPU per request of the bare proxy and of one or more gateway builds, measured in alternating short closed-loop rounds, so that the VM's
 // drifting speed hits every contender alike. The figure to read is each gateway's CPU per
 // request as a multiple of the bare proxy's in the same rounds: it moves far less than
 // req/s between runs, and it is what a change to the request path changes.
@@ -7,19 +6,18 @@
 //   node bench/ab.ts [--rounds N] [--seconds S] [--gateway LABEL=path/to/gateway-proc.js ...]
 //
 // Without --gateway it builds the working tree (as bench/run.ts does) and compares that with
-// the bare proxy. To compare against an older commit, build it first:
-//   git worktree add /tmp/base HEAD && (cd /tmp/base && npm ci --ignore-scripts && npx tsc -p tsconfig.bench.json --noCheck)
-//   node bench/ab.ts --gateway base=/tmp/base/bench/results/build/bench/gateway-proc.js --gateway new=bench/results/build/bench/gateway-proc.js
+// the bare proxy. To compare against an older commit, build it first (bench/README.md).
+// Gateways are called with the master key: no key lookup, token buckets or budget check, which
+// `npm run bench` includes (a virtual key).
 
 import { randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { Child, canPin, cpuSecondsOf, memoryOf, pinPid } from './procs.ts';
-import { RUNTIME_NODE_FLAGS, UPSTREAM_MODELS } from './shared.ts';
+import { Child, buildGatewayProc, canPin, cpuSecondsOf, envNodeFlags, killOnExit, memoryOf, pinPid, startServerProc } from './procs.ts';
+import { RUNTIME_NODE_FLAGS, UPSTREAM_MODELS, fabricYaml, payload } from './shared.ts';
 import type { Job, PhaseResult, TargetSpec } from './shared.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -44,7 +42,7 @@ const concurrency = Number(values.concurrency);
 const pinned = cpus().length >= 2 && canPin([0, 1]);
 if (pinned) pinPid(process.pid, 0);
 const children: Child[] = [];
-process.on('exit', () => children.forEach((c) => c.kill()));
+killOnExit(children);
 const say = (s: string): void => void process.stderr.write(`ab: ${s}\n`);
 
 // LABEL=SCRIPT[@YAML]: YAML is extra lines for the config's gateway: section (e.g.
@@ -54,14 +52,9 @@ let gateways = (values.gateway ?? []).map((g) => {
   const at = g.indexOf('@', i);
   return { label: g.slice(0, i), script: resolve(g.slice(i + 1, at === -1 ? undefined : at)), extra: at === -1 ? '' : g.slice(at + 1) };
 });
-if (gateways.length === 0) {
-  const built = spawnSync(process.execPath, [join(HERE, '..', 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(HERE, '..', 'tsconfig.bench.json'), '--noCheck'], { encoding: 'utf8' });
-  if (built.status !== 0) throw new Error(`build failed:\n${built.stdout}${built.stderr}`);
-  gateways = [{ label: 'gateway', script: join(HERE, 'results', 'build', 'bench', 'gateway-proc.js'), extra: '' }];
-}
+if (gateways.length === 0) gateways = [{ label: 'gateway', script: buildGatewayProc(), extra: '' }];
 
-const body = JSON.stringify({ model: UPSTREAM_MODELS.fast, messages: [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'Say hello to the benchmark in one short sentence.' }], max_tokens: 16, temperature: 0 });
-const upstream = new Child('upstream', join(HERE, 'upstream-proc.ts'), [body], { cpu: pinned ? 0 : undefined });
+const upstream = new Child('upstream', join(HERE, 'upstream-proc.ts'), [payload(UPSTREAM_MODELS.fast)], { cpu: pinned ? 0 : undefined });
 children.push(upstream);
 const up = await upstream.waitFor('ready', 15_000);
 upstream.pid = up.pid as number;
@@ -71,23 +64,14 @@ const masterKey = randomBytes(24).toString('base64url');
 mkdirSync(join(HERE, 'results'), { recursive: true });
 const configFor = (label: string, extra: string): string => {
   const file = join(HERE, 'results', `ab.${label.replace(/[^\w-]/g, '_')}.fabric.yaml`);
-  writeFileSync(file, `version: 1
-gateway:
-  host: 127.0.0.1
-  master_key: env:BENCH_MASTER_KEY
-${extra === '' ? '' : `  ${extra}\n`}backends:
-  bench-fast: { engine: vllm, url: ${fixed}/v1, model: ${UPSTREAM_MODELS.fast} }
-roles:
-  chat-fast: { kind: chat, backends: [bench-fast] }
-`);
+  writeFileSync(file, fabricYaml({ fast: fixed, gateway: extra === '' ? [] : [extra] }));
   return file;
 };
 const logFd = openSync(process.env.BENCH_GATEWAY_LOG ?? '/dev/null', 'a');
-// BENCH_NODE_FLAGS: extra node flags for the processes under test (e.g. --cpu-prof), as in run.ts.
-const extraFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+const extraFlags = envNodeFlags();
 const headers = { 'content-type': 'application/json', authorization: `Bearer ${masterKey}` };
 
-interface Contender { label: string; child: Child; target: TargetSpec; cpuUs: number[]; rps: number[]; rss: number; heap?: string; sys: number[] }
+interface Contender { label: string; child: Child; target: TargetSpec; cpuUs: number[]; rps: number[]; rss: number; rssAtRound: number; heap?: string; sys: number[] }
 const contenders: Contender[] = [];
 // --node-flags LABEL=FLAGS: V8/node flags for one contender, after the runtime's own.
 const flagsOf = new Map((values['node-flags'] ?? []).map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1).split(/\s+/).filter((x) => x !== '')]));
@@ -95,11 +79,11 @@ async function start(label: string, script: string, args: string[], model: strin
   // Each contender on its own empty store, so none inherits another's (or an earlier run's) data.
   const dataDir = mkdtempSync(join(tmpdir(), 'fabric-ab-'));
   process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
-  const child = new Child(label, script, args, { cpu: pinned ? 1 : undefined, env: { ...process.env, BENCH_MASTER_KEY: masterKey, FABRIC_DATA_DIR: dataDir }, nodeFlags: [...RUNTIME_NODE_FLAGS, ...extraFlags, ...(flagsOf.get(label) ?? [])], stdout: logFd });
-  children.push(child);
-  const r = await child.waitFor('ready', 15_000);
-  child.pid = r.pid as number;
-  contenders.push({ label, child, target: { origin: r.url as string, path: '/v1/chat/completions', headers, body: body.replace(UPSTREAM_MODELS.fast, model) }, cpuUs: [], rps: [], rss: 0, sys: [] });
+  const { child, url } = await startServerProc(children, label, script, args, {
+    cpu: pinned ? 1 : undefined, env: { ...process.env, BENCH_MASTER_KEY: masterKey, FABRIC_DATA_DIR: dataDir },
+    nodeFlags: [...RUNTIME_NODE_FLAGS, ...extraFlags, ...(flagsOf.get(label) ?? [])], stdout: logFd,
+  });
+  contenders.push({ label, child, target: { origin: url, path: '/v1/chat/completions', headers, body: payload(model) }, cpuUs: [], rps: [], rss: 0, rssAtRound: 0, sys: [] });
 }
 await start('bare proxy', join(HERE, 'bare-proxy.ts'), [fixed], UPSTREAM_MODELS.fast);
 for (const g of gateways) await start(g.label, g.script, [configFor(g.label, g.extra)], 'chat-fast');
@@ -123,14 +107,16 @@ async function run(c: Contender, ms: number): Promise<{ cpuUs: number; rps: numb
   if (reply.type === 'failed') throw new Error(String(reply.error));
   const r = reply.result as PhaseResult;
   if (r.errors > 0) throw new Error(`${c.label}: ${r.errors} errors (${r.firstError})`);
-  const rss = memoryOf(c.child.pid).rssBytes;
-  if (rss > c.rss && c.label !== 'bare proxy') {
+  // Peak RSS over the process's life (VmHWM); the heap as it is after the round with the largest resident size.
+  const { rssBytes, hwmBytes } = memoryOf(c.child.pid);
+  if (rssBytes > c.rssAtRound && c.label !== 'bare proxy') {
     // Where a gateway's memory is at its largest: V8 heap, memory outside it (buffers), the rest.
     const st = await c.child.request({ type: 'stats' }, 'stats', 5000);
     const mib = (b: unknown): string => ((b as number) / 2 ** 20).toFixed(0);
     c.heap = `heap ${mib(st.heapUsedBytes)}/${mib(st.heapTotalBytes)} MiB, external ${mib(st.externalBytes)} MiB`;
+    c.rssAtRound = rssBytes;
   }
-  c.rss = Math.max(c.rss, rss);
+  c.rss = hwmBytes;
   return { cpuUs: ((cpuSecondsOf(c.child.pid) - cpu0) * 1e6) / r.ok, rps: r.throughput, sys: (syscallsOf(c.child.pid) - sys0) / r.ok };
 }
 
@@ -148,9 +134,17 @@ for (let i = 0; i < rounds; i++) {
 }
 const median = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 const bareC = contenders[0]!;
-process.stdout.write(`\n${'contender'.padEnd(14)} ${'CPU µs/req (median)'.padStart(20)} ${'× bare (median of rounds)'.padStart(26)} ${'req/s (median)'.padStart(15)} ${'read+write calls/req'.padStart(21)} ${'RSS max'.padStart(9)}\n`);
+process.stdout.write(`\n${'contender'.padEnd(14)} ${'CPU µs/req (median)'.padStart(20)} ${'× bare (median of rounds)'.padStart(26)} ${'req/s (median)'.padStart(15)} ${'read+write calls/req'.padStart(21)} ${'peak RSS'.padStart(9)}\n`);
 for (const c of contenders) {
   const ratios = c.cpuUs.map((v, i) => v / bareC.cpuUs[i]!);
-  process.stdout.write(`${c.label.padEnd(14)} ${median(c.cpuUs).toFixed(1).padStart(20)} ${median(ratios).toFixed(2).padStart(26)} ${median(c.rps).toFixed(0).padStart(15)} ${median(c.sys).toFixed(2).padStart(21)} ${`${(c.rss / 2 ** 20).toFixed(0)} MiB`.padStart(9)}${c.heap === undefined ? '' : `  (at its largest: ${c.heap})`}\n`);
+  process.stdout.write(`${c.label.padEnd(14)} ${median(c.cpuUs).toFixed(1).padStart(20)} ${median(ratios).toFixed(2).padStart(26)} ${median(c.rps).toFixed(0).padStart(15)} ${median(c.sys).toFixed(2).padStart(21)} ${`${(c.rss / 2 ** 20).toFixed(0)} MiB`.padStart(9)}${c.heap === undefined ? '' : `  (at its largest round: ${c.heap})`}\n`);
 }
+// The figures, kept: bench/results/ab.json (git-ignored, like every run's results).
+writeFileSync(join(HERE, 'results', 'ab.json'), JSON.stringify({
+  date: new Date().toISOString(), rounds, seconds, concurrency, pinned,
+  contenders: contenders.map((c) => ({
+    label: c.label, cpuUsPerRequest: c.cpuUs, requestsPerSecond: c.rps, syscallsPerRequest: c.sys, peakRssBytes: c.rss,
+    medianCpuUs: median(c.cpuUs), medianRatioToBare: median(c.cpuUs.map((v, i) => v / bareC.cpuUs[i]!)),
+  })),
+}, null, 2) + '\n');
 for (const c of [...children].reverse()) await c.stop();

@@ -3,6 +3,8 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** taskset is in util-linux; without it (or on a one-CPU box) the run goes unpinned and says so. */
 export function canPin(cpus: number[]): boolean {
@@ -172,4 +174,44 @@ export function threadCpuDelta(before: ThreadCpu[], after: ThreadCpu[], seconds:
     const b = before.find((x) => x.name === a.name);
     return { name: a.name, user: (a.userS - (b?.userS ?? 0)) / seconds, sys: (a.sysS - (b?.sysS ?? 0)) / seconds };
   }).filter((t) => t.user + t.sys > 0.001).sort((x, y) => y.user + y.sys - (x.user + x.sys));
+}
+
+const BENCH = dirname(fileURLToPath(import.meta.url));
+
+/**
+ * Compiles the gateway as `fabric serve` runs it (compiled JS, no type stripper in the
+ * process) into results/build/, and returns the path of its gateway-proc.js.
+ */
+export function buildGatewayProc(): string {
+  const built = spawnSync(process.execPath, [join(BENCH, '..', 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(BENCH, '..', 'tsconfig.bench.json'), '--noCheck'], { encoding: 'utf8' });
+  if (built.status !== 0) throw new Error(`building the gateway for the benchmark failed:\n${built.stdout}${built.stderr}`);
+  return join(BENCH, 'results', 'build', 'bench', 'gateway-proc.js');
+}
+
+/** BENCH_NODE_FLAGS: extra node flags for the processes under test (--trace-gc, --cpu-prof, …). */
+export function envNodeFlags(): string[] {
+  return (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+}
+
+/** Kills every child when the orchestrator exits or is interrupted, so none outlives it. */
+export function killOnExit(children: Child[]): void {
+  const killAll = (): void => {
+    for (const c of children) c.kill();
+  };
+  process.on('exit', killAll);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      killAll();
+      process.exit(130);
+    });
+  }
+}
+
+/** Starts a process that answers 'ready' with its pid and url (gateway-proc, bare-proxy), and waits for it. */
+export async function startServerProc(children: Child[], label: string, script: string, args: string[], opts: ConstructorParameters<typeof Child>[3]): Promise<{ child: Child; url: string }> {
+  const child = new Child(label, script, args, opts);
+  children.push(child);
+  const ready = await child.waitFor('ready', 15_000);
+  child.pid = ready.pid as number;
+  return { child, url: ready.url as string };
 }

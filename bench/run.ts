@@ -12,9 +12,8 @@ import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
-import { Child, canPin, cpuSecondsOf, memoryOf, pinPid, threadCpuDelta, threadCpuOf } from './procs.ts';
-import { RUNTIME_NODE_FLAGS, SLOW_MS, UPSTREAM_MODELS } from './shared.ts';
-import { spawnSync } from 'node:child_process';
+import { Child, buildGatewayProc, canPin, cpuSecondsOf, envNodeFlags, killOnExit, memoryOf, pinPid, startServerProc, threadCpuDelta, threadCpuOf } from './procs.ts';
+import { RUNTIME_NODE_FLAGS, SLOW_MS, UPSTREAM_MODELS, fabricYaml, payload } from './shared.ts';
 import type { GcPause } from './gc-watch.ts';
 import type { Job, PhaseResult, TargetSpec } from './shared.ts';
 import type { GatewayStats } from './gateway-proc.ts';
@@ -96,13 +95,7 @@ const children: Child[] = [];
 const killAll = (): void => {
   for (const c of children) c.kill();
 };
-process.on('exit', killAll);
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    killAll();
-    process.exit(130);
-  });
-}
+killOnExit(children);
 const watchdog = setTimeout(() => {
   process.stderr.write(`bench: watchdog: the run exceeded ${WATCHDOG_MS / 1000} s; stopping\n`);
   killAll();
@@ -121,42 +114,6 @@ interface UpstreamUrls {
   fixed: string;
 }
 
-function fabricYaml(urls: UpstreamUrls): string {
-  // Every feature on the request path is on: the master key (auth), routing through roles,
-  // metrics, accounting (usage records spooled and batched into SQLite) and the per-request log
-  // line. BENCH_NO_ACCOUNTING=1 turns accounting off, to measure what it costs.
-  return `# Written by bench/run.ts for one run; the upstream ports change every run.
-version: 1
-gateway:
-  host: 127.0.0.1
-  master_key: env:BENCH_MASTER_KEY${process.env.BENCH_NO_ACCOUNTING === '1' ? '\n  accounting: { enabled: false }' : ''}
-backends:
-  bench-fast:
-    engine: vllm
-    url: ${upstreamKind === 'fixed' ? urls.fixed : urls.fast}/v1
-    model: ${UPSTREAM_MODELS.fast}
-  bench-stream:
-    engine: vllm
-    url: ${urls.stream}/v1
-    model: ${UPSTREAM_MODELS.stream}
-  bench-slow:
-    engine: vllm
-    url: ${urls.slow}/v1
-    model: ${UPSTREAM_MODELS.slow}
-    max_connections: ${plan.streams + 100}
-roles:
-  chat-fast:
-    kind: chat
-    backends: [bench-fast]
-  chat-stream:
-    kind: chat
-    backends: [bench-stream]
-  chat-slow:
-    kind: chat
-    backends: [bench-slow]
-`;
-}
-
 const started = Date.now();
 mkdirSync(resultsDir, { recursive: true });
 // Every run starts from an empty store (SQLite file and spool), so runs compare: a store grown
@@ -169,13 +126,6 @@ const gatewayLog = process.env.BENCH_GATEWAY_LOG ?? '/dev/null';
 // ---- requests -----------------------------------------------------------------------
 
 const headers = { 'content-type': 'application/json', authorization: `Bearer ${masterKey}` };
-const MESSAGES = [
-  { role: 'system', content: 'You are a helpful assistant.' },
-  { role: 'user', content: 'Say hello to the benchmark in one short sentence.' },
-];
-function payload(model: string, extra: Record<string, unknown> = {}): string {
-  return JSON.stringify({ model, messages: MESSAGES, max_tokens: 16, temperature: 0, ...extra });
-}
 function target(origin: string, model: string, extra: Record<string, unknown> = {}): TargetSpec {
   return { origin, path: '/v1/chat/completions', headers, body: payload(model, extra) };
 }
@@ -190,28 +140,25 @@ const urls = upReady.urls as UpstreamUrls;
 const fastUrl = upstreamKind === 'fixed' ? urls.fixed : urls.fast;
 
 const configFile = join(resultsDir, 'bench.fabric.yaml');
-writeFileSync(configFile, fabricYaml(urls));
+// Every feature on the request path is on: auth, routing through roles, metrics, accounting
+// (usage records spooled and batched into SQLite) and the per-request log line.
+// BENCH_NO_ACCOUNTING=1 turns accounting off, to measure what it costs.
+writeFileSync(configFile, fabricYaml({
+  fast: fastUrl, stream: urls.stream, slow: urls.slow, slowConnections: plan.streams + 100,
+  gateway: process.env.BENCH_NO_ACCOUNTING === '1' ? ['accounting: { enabled: false }'] : [],
+}));
 const logFd = openSync(gatewayLog, 'a');
-// BENCH_NODE_FLAGS: extra node flags for the processes under test (gateway and bare proxy), for
-// experiments (--trace-gc, --max-semi-space-size=…); a run with any is labelled with them. Their
-// stdout goes to the gateway log.
-const gatewayNodeFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
-// The gateway runs as `fabric serve` runs it: compiled JS (no type stripper in the process)
-// with the runtime's V8 flags, then any experimental ones.
-const built = spawnSync(process.execPath, [join(HERE, '..', 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(HERE, '..', 'tsconfig.bench.json'), '--noCheck'], { encoding: 'utf8' });
-if (built.status !== 0) throw new Error(`building the gateway for the benchmark failed:\n${built.stdout}${built.stderr}`);
-const GATEWAY_PROC = join(HERE, 'results', 'build', 'bench', 'gateway-proc.js');
-async function startGatewayProc(): Promise<{ child: Child; url: string }> {
-  const child = new Child('gateway', GATEWAY_PROC, [configFile], {
+// Experimental node flags (BENCH_NODE_FLAGS) go to the gateway and the bare proxy, after the
+// runtime's own; a run with any is labelled with them. Their stdout goes to the gateway log.
+const gatewayNodeFlags = envNodeFlags();
+const GATEWAY_PROC = buildGatewayProc();
+function startGatewayProc(): Promise<{ child: Child; url: string }> {
+  return startServerProc(children, 'gateway', GATEWAY_PROC, [configFile], {
     cpu: CPU_GATEWAY,
     env: { ...process.env, BENCH_MASTER_KEY: masterKey, FABRIC_DATA_DIR: dataDir },
     nodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags],
     stdout: logFd,
   });
-  children.push(child);
-  const ready = await child.waitFor('ready', 15_000);
-  child.pid = ready.pid as number;
-  return { child, url: ready.url as string };
 }
 const first = await startGatewayProc();
 /** The gateway process under test; the streams phase gets a fresh one. */
@@ -221,11 +168,9 @@ const gatewayUrl = first.url;
 let bare: Child | undefined;
 let bareUrl = '';
 if (plan.bare) {
-  bare = new Child('bare proxy', join(HERE, 'bare-proxy.ts'), [fastUrl], { cpu: CPU_GATEWAY, nodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags], stdout: logFd });
-  children.push(bare);
-  const r = await bare.waitFor('ready', 15_000);
-  bare.pid = r.pid as number;
-  bareUrl = r.url as string;
+  const r = await startServerProc(children, 'bare proxy', join(HERE, 'bare-proxy.ts'), [fastUrl], { cpu: CPU_GATEWAY, nodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags], stdout: logFd });
+  bare = r.child;
+  bareUrl = r.url;
 }
 
 const loadgen = new Child('loadgen', join(HERE, 'loadgen.ts'), [], { cpu: CPU_LOAD });

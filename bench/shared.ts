@@ -96,5 +96,39 @@ export interface StreamsOpen {
 
 export const EMPTY: Percentiles = { count: 0, p50: NaN, p90: NaN, p99: NaN, max: NaN, mean: NaN };
 
+/** The benchmark's chat request (each phase names its model, some add stream options). */
+export function payload(model: string, extra: Record<string, unknown> = {}): string {
+  const messages = [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'Say hello to the benchmark in one short sentence.' }];
+  return JSON.stringify({ model, messages, max_tokens: 16, temperature: 0, ...extra });
+}
+
 /** The simulated engines' model names (bench/upstream-proc.ts), as the direct phases ask for them. */
 export const UPSTREAM_MODELS = { fast: 'bench/fast', stream: 'bench/stream', slow: 'bench/slow' } as const;
+
+/**
+ * The gateway config a benchmark run writes: the master key from BENCH_MASTER_KEY, a role per
+ * upstream engine (chat-fast, and chat-stream / chat-slow when given), and extra lines for the
+ * gateway: section (e.g. "accounting: { enabled: false }", to price one feature).
+ */
+export function fabricYaml(o: { fast: string; stream?: string; slow?: string; slowConnections?: number; gateway?: string[] }): string {
+  const backends: string[] = [];
+  const roles: string[] = [];
+  const add = (name: string, role: string, url: string, model: string, extra = ''): void => {
+    backends.push(`  ${name}: { engine: vllm, url: ${url}/v1, model: ${model}${extra} }`);
+    roles.push(`  ${role}: { kind: chat, backends: [${name}] }`);
+  };
+  add('bench-fast', 'chat-fast', o.fast, UPSTREAM_MODELS.fast);
+  if (o.stream !== undefined) add('bench-stream', 'chat-stream', o.stream, UPSTREAM_MODELS.stream);
+  if (o.slow !== undefined) add('bench-slow', 'chat-slow', o.slow, UPSTREAM_MODELS.slow, o.slowConnections === undefined ? '' : `, max_connections: ${o.slowConnections}`);
+  return [
+    '# Written by the benchmark for one run; the upstream ports change every run.',
+    'version: 1',
+    'gateway:',
+    '  host: 127.0.0.1',
+    '  master_key: env:BENCH_MASTER_KEY',
+    ...(o.gateway ?? []).map((l) => `  ${l}`),
+    'backends:', ...backends,
+    'roles:', ...roles,
+    '',
+  ].join('\n');
+}
