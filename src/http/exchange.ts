@@ -3,7 +3,7 @@
 // everything else. The handlers write each answer as one header block and a body, or a
 // header block and a stream of writes, which both servers can do without per-header work.
 
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { FabricError } from '../core/errors.ts';
 
 export interface Abortable {
@@ -51,6 +51,15 @@ export function sendText(x: Exchange, status: number, body: string, type: string
 
 export function sendJson(x: Exchange, status: number, body: string, headers?: Record<string, string>): void {
   sendText(x, status, body, 'application/json', headers);
+}
+
+/**
+ * A whole answer, an OpenAI-shaped error that closes the connection, for the servers' own
+ * refusals written straight to the socket (a malformed or oversized head, a request too slow).
+ */
+export function closingErrorAnswer(status: number, message: string, code: string): string {
+  const body = JSON.stringify({ error: { message, type: 'invalid_request_error', param: null, code } });
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }
 
 /**

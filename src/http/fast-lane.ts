@@ -15,7 +15,7 @@
 import { STATUS_CODES, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { FabricError } from '../core/errors.ts';
-import { bodyTooLarge, type Abortable, type Exchange } from './exchange.ts';
+import { bodyTooLarge, closingErrorAnswer, type Abortable, type Exchange } from './exchange.ts';
 
 export interface FastLaneOptions {
   /** A head longer than this goes to node:http, which answers 431. */
@@ -63,14 +63,15 @@ function statusLine(status: number): string {
 }
 
 function timeoutAnswer(what: string): string {
-  const body = JSON.stringify({ error: { message: what, type: 'invalid_request_error', param: null, code: 'request_timeout' } });
-  return `HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`;
+  return closingErrorAnswer(408, what, 'request_timeout');
 }
 
 export class FastLane {
   readonly #server: Server;
-  readonly #handler: Handler;
-  readonly #toNode: (socket: Socket) => void;
+  /** The gateway's handler, for the requests the lane takes. */
+  readonly handle: Handler;
+  /** node:http's own connection handling, for the connections the lane hands over. */
+  readonly toNode: (socket: Socket) => void;
   readonly opts: FastLaneOptions;
   readonly conns = new Set<Conn>();
   /** Date.now(), refreshed by the sweep: the lane's coarse clock for timeouts. */
@@ -83,12 +84,12 @@ export class FastLane {
   /** Takes the server's incoming connections; node:http's own handling gets those the lane hands over. */
   constructor(server: Server, handler: Handler, opts: FastLaneOptions) {
     this.#server = server;
-    this.#handler = handler;
+    this.handle = handler;
     this.opts = opts;
     this.keepAlive = `connection: keep-alive\r\nkeep-alive: timeout=${Math.floor(opts.keepAliveTimeoutMs / 1000)}\r\n`;
     const node = server.listeners('connection') as ((s: Socket) => void)[];
     server.removeAllListeners('connection');
-    this.#toNode = (s) => { for (const l of node) l.call(server, s); };
+    this.toNode = (s) => { for (const l of node) l.call(server, s); };
     server.on('connection', (s: Socket) => this.conns.add(new Conn(this, s)));
     // server.close() closes idle connections through this method, and embedders call both:
     // they must reach the lane's connections too, not only node:http's.
@@ -103,14 +104,6 @@ export class FastLane {
   /** The server is closing: answers say connection: close, and connections end after them. */
   get closing(): boolean {
     return !this.#server.listening;
-  }
-
-  handle(x: FastExchange): void {
-    this.#handler(x);
-  }
-
-  toNode(socket: Socket): void {
-    this.#toNode(socket);
   }
 
   date(): string {

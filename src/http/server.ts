@@ -20,7 +20,7 @@ import { CapturingSink } from '../accounting/request-log.ts';
 import type { KeyRecord, UsageRecord } from '../store/types.ts';
 import { handleAdmin, isAdminPath, MAX_ADMIN_BODY, modelsForKey } from './admin.ts';
 import { PROMETHEUS_CONTENT_TYPE } from '../metrics/registry.ts';
-import { NodeExchange, sendJson, sendText, type Exchange } from './exchange.ts';
+import { closingErrorAnswer, NodeExchange, sendJson, sendText, type Exchange } from './exchange.ts';
 import { FastLane } from './fast-lane.ts';
 
 export interface AppState {
@@ -355,10 +355,9 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return socket.destroy();
-    const tooBig = err.code === 'HPE_HEADER_OVERFLOW';
-    const status = tooBig ? 431 : 400;
-    const body = JSON.stringify({ error: { message: tooBig ? `request headers exceed the limit of ${maxHeaderBytes} bytes` : 'malformed HTTP request', type: 'invalid_request_error', param: null, code: tooBig ? 'headers_too_large' : 'bad_request' } });
-    socket.end(`HTTP/1.1 ${status} ${tooBig ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    socket.end(err.code === 'HPE_HEADER_OVERFLOW'
+      ? closingErrorAnswer(431, `request headers exceed the limit of ${maxHeaderBytes} bytes`, 'headers_too_large')
+      : closingErrorAnswer(400, 'malformed HTTP request', 'bad_request'));
   });
   // The lane also makes server.closeIdleConnections() and closeAllConnections() reach its connections.
   if (limits.fastLane) new FastLane(server, serve, {
