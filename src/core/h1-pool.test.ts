@@ -58,6 +58,9 @@ async function raw(answer: (sock: Socket, head: string, body: string, n: number)
   return r;
 }
 
+/** A whole 200 answer with the body "ok". */
+const OK = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
+
 interface Outcome { status: number; headers: IncomingHttpHeaders; body: string; chunks: number; error: (Error & { code?: string }) | undefined }
 
 /** One request through the pool; `onData` may pause or abort through the controller. */
@@ -73,6 +76,13 @@ function call(pool: H1Pool, opts: Partial<DispatchOptions> = {}, onData?: (c: Di
     };
     pool.dispatch({ method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: '{"x":1}', ...opts }, h);
   });
+}
+
+/** call() for a request that must succeed: a transport error fails the test at once, with its message. */
+async function ok(pool: H1Pool, opts: Partial<DispatchOptions> = {}, onData?: (c: Dispatcher.DispatchController, chunk: Buffer) => void): Promise<Outcome> {
+  const o = await call(pool, opts, onData);
+  assert.equal(o.error, undefined, `${opts.path ?? '/v1/chat/completions'}: ${o.error?.message}`);
+  return o;
 }
 
 const poolFor = (url: string, over: Partial<ConstructorParameters<typeof H1Pool>[1]> = {}): H1Pool =>
@@ -124,7 +134,7 @@ test('h1 pool: chunked answers (extensions, trailers) split anywhere; interim 1x
       assert.equal(o.status, 200);
       assert.equal(o.body, 'data: {"delta":"chunk two"}\n\n', `split at ${i}`);
     }
-    const e = await call(pool, { method: 'GET', path: '/empty', body: null });
+    const e = await ok(pool, { method: 'GET', path: '/empty', body: null });
     assert.equal(e.status, 204);
     assert.equal(e.body, '');
     assert.equal(s.connections, 1);
@@ -135,23 +145,22 @@ test('h1 pool: chunked answers (extensions, trailers) split anywhere; interim 1x
 });
 
 test('h1 pool: a connection the backend closed is not reused; one it closes under a new request is retried once on a new connection', async () => {
-  const ok = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
   let mode: 'close-after' | 'drop-next' | 'normal' = 'close-after';
   const s = await raw((sock) => {
-    if (mode === 'close-after') sock.end(ok); // answer, then close: as an engine's keep-alive timeout does
+    if (mode === 'close-after') sock.end(OK); // answer, then close: as an engine's keep-alive timeout does
     else if (mode === 'drop-next') {
       mode = 'normal';
       sock.destroy(); // the race: the request arrives as the backend closes the idle connection
-    } else sock.write(ok);
+    } else sock.write(OK);
   });
   const pool = poolFor(s.url);
   try {
-    assert.equal((await call(pool)).body, 'ok');
+    assert.equal((await ok(pool)).body, 'ok');
     await new Promise((r) => setTimeout(r, 50));
-    assert.equal((await call(pool)).body, 'ok', 'the closed connection was not used');
+    assert.equal((await ok(pool)).body, 'ok', 'the closed connection was not used');
     assert.equal(s.connections, 2);
     mode = 'normal';
-    assert.equal((await call(pool)).body, 'ok');
+    assert.equal((await ok(pool)).body, 'ok');
     mode = 'drop-next';
     const o = await call(pool);
     assert.equal(o.error, undefined, o.error?.message);
@@ -189,10 +198,10 @@ test('h1 pool: Connection: close and answers without a length end the connection
   });
   const pool = poolFor(s.url);
   try {
-    assert.equal((await call(pool)).body, 'bye');
-    assert.equal((await call(pool)).body, 'bye');
+    assert.equal((await ok(pool)).body, 'bye');
+    assert.equal((await ok(pool)).body, 'bye');
     assert.equal(s.connections, 2, 'connection: close is honoured');
-    assert.equal((await call(pool, { path: '/until-close' })).body, 'all of it, until the end');
+    assert.equal((await ok(pool, { path: '/until-close' })).body, 'all of it, until the end');
   } finally {
     await pool.destroy();
     await s.close();
@@ -208,7 +217,8 @@ test('h1 pool: timeouts carry undici\'s codes: first byte, idle body, and an ove
   const pool = poolFor(s.url, { headersTimeout: 150, bodyTimeout: 150 });
   try {
     assert.equal((await call(pool, { path: '/silent' })).error?.code, 'UND_ERR_HEADERS_TIMEOUT');
-    const stalled = await call(pool, { path: '/stall' });
+    // The head comes at once: only the body timeout can end this one (not the head's, set long).
+    const stalled = await call(pool, { path: '/stall', headersTimeout: 10_000 });
     assert.equal(stalled.error?.code, 'UND_ERR_BODY_TIMEOUT');
     assert.equal(stalled.body, 'abc');
     assert.equal((await call(pool, { path: '/huge' })).error?.code, 'UND_ERR_HEADERS_OVERFLOW');
@@ -222,7 +232,7 @@ test('h1 pool: at most `connections` at once, the rest queued; abort in flight a
   const held: Socket[] = [];
   const s = await raw((sock, head) => {
     if (head.includes('/hold')) held.push(sock);
-    else setTimeout(() => sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'), 10);
+    else setTimeout(() => sock.write(OK), 10);
   });
   const pool = poolFor(s.url, { connections: 2 });
   try {
@@ -248,7 +258,7 @@ test('h1 pool: at most `connections` at once, the rest queued; abort in flight a
     inFlight.abort(new Error('client went away'));
     assert.equal((await q.done)?.message, 'client went away (queued)');
     assert.equal((await a.done)?.message, 'client went away');
-    held[1]!.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    held[1]!.write(OK);
     assert.equal(await b.done, undefined);
   } finally {
     await pool.destroy();
@@ -287,11 +297,12 @@ test('h1 pool: malformed answers fail the request and the connection', async () 
   const s = await raw((sock, head) => {
     if (head.includes('/status')) sock.write('HTTP/1.1 2OO OK\r\n\r\n');
     else if (head.includes('/chunk')) sock.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nnope\r\n');
+    else if (head.includes('/no-size')) sock.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n;ext=1\r\nnope\r\n');
     else sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nabc');
   });
   const pool = poolFor(s.url);
   try {
-    for (const path of ['/status', '/chunk', '/length']) {
+    for (const path of ['/status', '/chunk', '/no-size', '/length']) {
       const o = await call(pool, { path });
       assert.equal(o.error?.code, 'UND_ERR_SOCKET', path);
     }
@@ -302,7 +313,7 @@ test('h1 pool: malformed answers fail the request and the connection', async () 
 });
 
 test('h1 pool: a handler that throws fails its own request, not the process; the pool goes on', async () => {
-  const s = await raw((sock) => sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'));
+  const s = await raw((sock) => sock.write(OK));
   const pool = poolFor(s.url);
   try {
     const failed = await new Promise<Error>((resolve) => {
@@ -313,7 +324,7 @@ test('h1 pool: a handler that throws fails its own request, not the process; the
       });
     });
     assert.equal(failed.message, 'handler bug');
-    assert.equal((await call(pool)).body, 'ok');
+    assert.equal((await ok(pool)).body, 'ok');
   } finally {
     await pool.destroy();
     await s.close();
@@ -324,7 +335,7 @@ test('h1 pool: pausing on the last bytes leaves the connection usable; a close w
   const s = await raw((sock, head) => {
     if (head.includes('/closing')) sock.end('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n');
     else if (head.includes('/chunked')) sock.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
-    else sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    else sock.write(OK);
   });
   const pool = poolFor(s.url, { headersTimeout: 1000 });
   const pauseOnce = (c: Dispatcher.DispatchController): void => {
@@ -333,7 +344,7 @@ test('h1 pool: pausing on the last bytes leaves the connection usable; a close w
   };
   try {
     for (const path of ['/fixed', '/chunked']) {
-      assert.equal((await call(pool, { path }, pauseOnce)).body, 'ok', path);
+      assert.equal((await ok(pool, { path }, pauseOnce)).body, 'ok', path);
       const next = await call(pool, { path });
       assert.equal(next.error, undefined, `${path}: the next request on the connection: ${next.error?.message}`);
       assert.equal(next.body, 'ok');
@@ -372,12 +383,12 @@ test('h1 pool: a POST the backend held a while before resetting is not sent agai
   let n = 0;
   const s = await raw((sock) => {
     n++;
-    if (n === 1) sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    if (n === 1) sock.write(OK);
     else setTimeout(() => sock.resetAndDestroy(), 150); // worked on it, then died
   });
   const pool = poolFor(s.url);
   try {
-    assert.equal((await call(pool)).body, 'ok');
+    assert.equal((await ok(pool)).body, 'ok');
     const o = await call(pool);
     assert.ok(o.error !== undefined);
     assert.equal(s.heads.length, 2, 'sent once, not retried');
@@ -394,8 +405,8 @@ test('h1 pool: bytes after a bodiless answer are not taken for the next answer',
   const s = await raw((sock) => sock.write('HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstray'));
   const pool = poolFor(s.url);
   try {
-    assert.equal((await call(pool)).status, 204);
-    const next = await call(pool);
+    assert.equal((await ok(pool)).status, 204);
+    const next = await ok(pool);
     assert.equal(next.status, 204, 'answered by the backend on a new connection, not by the stray bytes');
     assert.equal(s.connections, 2);
   } finally {
@@ -408,7 +419,7 @@ test('h1 pool: a backend dying mid-answer fails the request, paused or not; a ha
   const s = await raw((sock, head) => {
     if (head.includes('/cut')) sock.end('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n1'); // dies in a chunk-size line
     else if (head.includes('/closing')) sock.end('HTTP/1.1 200 OK\r\ncontent-length: 10\r\nconnection: close\r\n\r\nhello');
-    else sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    else sock.write(OK);
   });
   const pool = poolFor(s.url, { connections: 1, bodyTimeout: 200 });
   try {
@@ -418,7 +429,7 @@ test('h1 pool: a backend dying mid-answer fails the request, paused or not; a ha
     // Paused on the first bytes, never resumed, and the backend has closed: the body timeout ends it.
     const stuck = await call(pool, { path: '/closing' }, (c) => c.pause());
     assert.equal(stuck.error?.code, 'UND_ERR_BODY_TIMEOUT');
-    assert.equal((await call(pool)).body, 'ok', 'the one connection slot is free again');
+    assert.equal((await ok(pool)).body, 'ok', 'the one connection slot is free again');
   } finally {
     await pool.destroy();
     await s.close();
@@ -428,7 +439,7 @@ test('h1 pool: a backend dying mid-answer fails the request, paused or not; a ha
 test('h1 pool: a handler throwing at the end of an answer read to the connection\'s end fails nothing else', { timeout: 10_000 }, async () => {
   const s = await raw((sock, head) => {
     if (head.includes('/until-close')) sock.end('HTTP/1.1 200 OK\r\n\r\nall of it');
-    else sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    else sock.write(OK);
   });
   const pool = poolFor(s.url, { connections: 1 });
   try {
@@ -438,8 +449,8 @@ test('h1 pool: a handler throwing at the end of an answer read to the connection
         onResponseError() { resolve(); },
       });
     });
-    assert.equal((await call(pool)).body, 'ok');
-    const bad = await call(pool, { method: 'GET', headers: { 'Content-Length': '99' } });
+    assert.equal((await ok(pool)).body, 'ok');
+    const bad = await ok(pool, { method: 'GET', headers: { 'Content-Length': '99' } });
     assert.equal(bad.body, 'ok', 'a caller\'s own Content-Length (any case) is not sent beside the real one');
     assert.deepEqual(s.heads.at(-1)!.match(/content-length: \d+/gi), ['content-length: 7'], 'only the real length of the 7-byte body');
     assert.equal((await call(pool, { headers: { 'bad name': 'x' } })).error?.code, 'UND_ERR_INVALID_ARG');
