@@ -19,6 +19,8 @@
 import { connect, type Socket } from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
+import { errorCode } from './attempt-error.ts';
+import { TOKEN } from './http-syntax.ts';
 
 export interface H1PoolOptions {
   connections: number;
@@ -64,8 +66,10 @@ export interface Handler {
 const RACE_WINDOW_MS = 50;
 /** Characters that would break out of a request line or header. */
 const UNSAFE = /[\r\n\0]/;
-/** A header name (RFC 9110 token). */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/;
+const DIGITS = /^\d+$/;
+const CHUNKED = /(?:^|,)[ \t]*chunked[ \t]*(?:,|$)/i;
+const KEEP_ALIVE_TIMEOUT = /timeout=(\d+)/i;
 
 /** Largest response head (status line and headers) accepted. */
 const MAX_HEAD = 64 * 1024;
@@ -405,7 +409,7 @@ class Conn {
   /** The response head: go on with the body, the answer ended with its head, or stop (failed or abandoned). */
   head(text: string, r: Request): 'body' | 'ended' | 'stop' {
     const lines = text.split('\r\n');
-    const m = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0]!);
+    const m = STATUS_LINE.exec(lines[0]!);
     if (m === null) {
       this.destroy(fail('UND_ERR_SOCKET', `malformed response status line: ${JSON.stringify(lines[0]!.slice(0, 80))}`));
       return 'stop';
@@ -431,18 +435,18 @@ class Conn {
       else headers[name] = [prev, value];
       if (name === 'content-length') {
         const n = Number(value);
-        if (!/^\d+$/.test(value) || (length !== -1 && length !== n)) {
+        if (!DIGITS.test(value) || (length !== -1 && length !== n)) {
           this.destroy(fail('UND_ERR_SOCKET', 'invalid content-length in the response'));
           return 'stop';
         }
         length = n;
-      } else if (name === 'transfer-encoding') chunked = value.toLowerCase().split(',').some((x) => x.trim() === 'chunked');
+      } else if (name === 'transfer-encoding') chunked = CHUNKED.test(value);
       else if (name === 'connection') {
         const v = value.toLowerCase();
         if (v.includes('close')) keepAlive = false;
         else if (v.includes('keep-alive')) keepAlive = true;
       } else if (name === 'keep-alive') {
-        const t = /timeout=(\d+)/i.exec(value);
+        const t = KEEP_ALIVE_TIMEOUT.exec(value);
         if (t !== null) this.keepAliveHint = Number(t[1]) * 1000;
       }
     }
@@ -451,7 +455,8 @@ class Conn {
     this.keepAlive = keepAlive;
     r.handler.onResponseStart?.(r, status, headers, m[3] ?? '');
     if (r.done || this.req !== r) return 'stop';
-    this.socket.setTimeout(r.bodyTimeout);
+    // The socket's timeout restarts on every read: the head's, when the same, serves the body too.
+    if (r.bodyTimeout !== r.headersTimeout) this.socket.setTimeout(r.bodyTimeout);
     if (status === 204 || status === 304 || r.opts.method === 'HEAD') return 'ended';
     if (chunked) this.phase = 'chunk-size';
     else if (length === 0) return 'ended';
@@ -543,7 +548,7 @@ class Conn {
 }
 
 function isReset(e: Error): boolean {
-  const code = (e as { code?: string }).code;
+  const code = errorCode(e);
   return code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET';
 }
 

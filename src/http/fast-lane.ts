@@ -15,6 +15,7 @@
 import { STATUS_CODES, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { FabricError } from '../core/errors.ts';
+import { TOKEN } from '../core/http-syntax.ts';
 import { bodyTooLarge, closingErrorAnswer, type Abortable, type Exchange } from './exchange.ts';
 
 export interface FastLaneOptions {
@@ -41,7 +42,6 @@ const GONE = 5;    // closed or closing, or handed to node:http
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const EMPTY = Buffer.alloc(0);
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const REQUEST_LINE = /^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (\/[\x21-\x7e]*) HTTP\/1\.1$/;
 /** Every header line: a token, a colon, printable ASCII or tab, CRLF. Linear: the value class excludes CR. */
 const FIELDS = /^(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e]*\r\n)+$/;
