@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
+import { waitFor } from '../sim/test-helpers.ts';
 import { H1Pool, type DispatchOptions, type Handler } from './h1-pool.ts';
 
 interface Raw {
@@ -85,6 +86,17 @@ async function ok(pool: H1Pool, opts: Partial<DispatchOptions> = {}, onData?: (c
   return o;
 }
 
+/** Runs fn with a pool on the raw server s; both closed afterwards, whatever happens. */
+async function withPool(s: Raw, a: Partial<ConstructorParameters<typeof H1Pool>[1]> | ((pool: H1Pool) => Promise<void>), b?: (pool: H1Pool) => Promise<void>): Promise<void> {
+  const pool = poolFor(s.url, typeof a === 'function' ? {} : a);
+  try {
+    await (typeof a === 'function' ? a : b!)(pool);
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+}
+
 const poolFor = (url: string, over: Partial<ConstructorParameters<typeof H1Pool>[1]> = {}): H1Pool =>
   new H1Pool(url, { connections: 8, keepAliveTimeout: 4000, connectTimeout: 2000, headersTimeout: 2000, bodyTimeout: 2000, ...over });
 
@@ -99,8 +111,7 @@ test('h1 pool: the request goes out whole; Content-Length answers split anywhere
   const json = Buffer.from('{"answer":"héé"}');
   const bytes = `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${json.length}\r\nx-twice: a\r\nX-Twice: b\r\n__proto__: x\r\n__proto__: y\r\n\r\n${json.toString('latin1')}`;
   const s = await raw((sock, _h, _b, n) => split(sock, bytes, n % bytes.length));
-  const pool = poolFor(s.url);
-  try {
+  await withPool(s, async (pool) => {
     for (let i = 0; i < bytes.length; i++) {
       const o = await call(pool);
       assert.equal(o.error, undefined, `split at ${i}: ${o.error?.message}`);
@@ -113,10 +124,7 @@ test('h1 pool: the request goes out whole; Content-Length answers split anywhere
     assert.equal(s.connections, 1, 'every request on the same connection');
     assert.match(s.heads[0]!, /^POST \/v1\/chat\/completions HTTP\/1\.1\r\nhost: 127\.0\.0\.1:\d+\r\n/);
     assert.match(s.heads[0]!, /\r\ncontent-length: 7(\r\n|$)/);
-  } finally {
-    await pool.destroy();
-    await s.close();
-  }
+  });
 });
 
 test('h1 pool: chunked answers (extensions, trailers) split anywhere; interim 1xx skipped; 204 has no body', async () => {
@@ -126,8 +134,7 @@ test('h1 pool: chunked answers (extensions, trailers) split anywhere; interim 1x
     if (head.startsWith('GET /empty')) sock.write('HTTP/1.1 204 No Content\r\n\r\n');
     else split(sock, chunked, n % chunked.length);
   });
-  const pool = poolFor(s.url);
-  try {
+  await withPool(s, async (pool) => {
     for (let i = 0; i < chunked.length; i++) {
       const o = await call(pool);
       assert.equal(o.error, undefined, `split at ${i}: ${o.error?.message}`);
@@ -138,10 +145,7 @@ test('h1 pool: chunked answers (extensions, trailers) split anywhere; interim 1x
     assert.equal(e.status, 204);
     assert.equal(e.body, '');
     assert.equal(s.connections, 1);
-  } finally {
-    await pool.destroy();
-    await s.close();
-  }
+  });
 });
 
 test('h1 pool: a connection the backend closed is not reused; one it closes under a new request is retried once on a new connection', async () => {
@@ -153,8 +157,7 @@ test('h1 pool: a connection the backend closed is not reused; one it closes unde
       sock.destroy(); // the race: the request arrives as the backend closes the idle connection
     } else sock.write(OK);
   });
-  const pool = poolFor(s.url);
-  try {
+  await withPool(s, async (pool) => {
     assert.equal((await ok(pool)).body, 'ok');
     await new Promise((r) => setTimeout(r, 50));
     assert.equal((await ok(pool)).body, 'ok', 'the closed connection was not used');
@@ -166,10 +169,7 @@ test('h1 pool: a connection the backend closed is not reused; one it closes unde
     assert.equal(o.error, undefined, o.error?.message);
     assert.equal(o.body, 'ok', 'retried on a new connection');
     assert.equal(s.connections, 4);
-  } finally {
-    await pool.destroy();
-    await s.close();
-  }
+  });
 });
 
 test('h1 pool: a fresh connection closed before any answer fails with UND_ERR_SOCKET, not retried; refused connections fail with ECONNREFUSED', async () => {
@@ -196,16 +196,12 @@ test('h1 pool: Connection: close and answers without a length end the connection
     if (head.includes('/until-close')) sock.end('HTTP/1.1 200 OK\r\n\r\nall of it, until the end');
     else sock.write('HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 3\r\n\r\nbye');
   });
-  const pool = poolFor(s.url);
-  try {
+  await withPool(s, async (pool) => {
     assert.equal((await ok(pool)).body, 'bye');
     assert.equal((await ok(pool)).body, 'bye');
     assert.equal(s.connections, 2, 'connection: close is honoured');
     assert.equal((await ok(pool, { path: '/until-close' })).body, 'all of it, until the end');
-  } finally {
-    await pool.destroy();
-    await s.close();
-  }
+  });
 });
 
 test('h1 pool: timeouts carry undici\'s codes: first byte, idle body, and an oversized head is refused', async () => {
@@ -214,18 +210,14 @@ test('h1 pool: timeouts carry undici\'s codes: first byte, idle body, and an ove
     if (head.includes('/stall')) sock.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc');
     if (head.includes('/huge')) sock.write(`HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(70 * 1024)}\r\n\r\n`);
   });
-  const pool = poolFor(s.url, { headersTimeout: 150, bodyTimeout: 150 });
-  try {
+  await withPool(s, { headersTimeout: 150, bodyTimeout: 150 }, async (pool) => {
     assert.equal((await call(pool, { path: '/silent' })).error?.code, 'UND_ERR_HEADERS_TIMEOUT');
     // The head comes at once: only the body timeout can end this one (not the head's, set long).
     const stalled = await call(pool, { path: '/stall', headersTimeout: 10_000 });
     assert.equal(stalled.error?.code, 'UND_ERR_BODY_TIMEOUT');
     assert.equal(stalled.body, 'abc');
     assert.equal((await call(pool, { path: '/huge' })).error?.code, 'UND_ERR_HEADERS_OVERFLOW');
-  } finally {
-    await pool.destroy();
-    await s.close();
-  }
+  });
 });
 
 test('h1 pool: at most `connections` at once, the rest queued; abort in flight and in the queue', async () => {
@@ -234,8 +226,7 @@ test('h1 pool: at most `connections` at once, the rest queued; abort in flight a
     if (head.includes('/hold')) held.push(sock);
     else setTimeout(() => sock.write(OK), 10);
   });
-  const pool = poolFor(s.url, { connections: 2 });
-  try {
+  await withPool(s, { connections: 2 }, async (pool) => {
     const all = await Promise.all(Array.from({ length: 7 }, () => call(pool)));
     assert.ok(all.every((o) => o.body === 'ok'));
     assert.equal(s.peak, 2);
@@ -253,17 +244,14 @@ test('h1 pool: at most `connections` at once, the rest queued; abort in flight a
     pool.dispatch({ method: 'POST', path: '/hold', body: '' }, a);
     pool.dispatch({ method: 'POST', path: '/hold', body: '' }, b);
     pool.dispatch({ method: 'POST', path: '/v1', body: '' }, q);
-    while (held.length < 2) await new Promise((r) => setTimeout(r, 5));
+    await waitFor(() => held.length >= 2, 5_000, 'both requests at the backend');
     queued.abort(new Error('client went away (queued)'));
     inFlight.abort(new Error('client went away'));
     assert.equal((await q.done)?.message, 'client went away (queued)');
     assert.equal((await a.done)?.message, 'client went away');
     held[1]!.write(OK);
     assert.equal(await b.done, undefined);
-  } finally {
-    await pool.destroy();
-    await s.close();
-  }
+  });
 });
 
 test('h1 pool: a paused handler gets nothing until it resumes, then the rest in order', async () => {
@@ -273,8 +261,7 @@ test('h1 pool: a paused handler gets nothing until it resumes, then the rest in 
     // All chunks in one write: they arrive in one read, so pausing must hold the rest of it.
     sock.write(parts.map((p) => `${Buffer.byteLength(p).toString(16)}\r\n${p}\r\n`).join('') + '0\r\n\r\n');
   });
-  const pool = poolFor(s.url);
-  try {
+  await withPool(s, async (pool) => {
     let paused = false;
     let dataWhilePaused = 0;
     const o = await call(pool, {}, (c) => {
@@ -287,10 +274,7 @@ test('h1 pool: a paused handler gets nothing until it resumes, then the rest in 
     assert.equal(dataWhilePaused, 0);
     assert.equal(o.body, parts.join(''));
     assert.equal(o.chunks, 20);
-  } finally {
-    await pool.destroy();
-    await s.close();
-  }
+  });
 });
 
 test('h1 pool: malformed answers fail the request and the connection', async () => {
@@ -300,22 +284,17 @@ test('h1 pool: malformed answers fail the request and the connection', async () 
     else if (head.includes('/no-size')) sock.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n;ext=1\r\nnope\r\n');
     else sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nabc');
   });
-  const pool = poolFor(s.url);
-  try {
+  await withPool(s, async (pool) => {
     for (const path of ['/status', '/chunk', '/no-size', '/length']) {
       const o = await call(pool, { path });
       assert.equal(o.error?.code, 'UND_ERR_SOCKET', path);
     }
-  } finally {
-    await pool.destroy();
-    await s.close();
-  }
+  });
 });
 
 test('h1 pool: a handler that throws fails its own request, not the process; the pool goes on', async () => {
   const s = await raw((sock) => sock.write(OK));
-  const pool = poolFor(s.url);
-  try {
+  await withPool(s, async (pool) => {
     const failed = await new Promise<Error>((resolve) => {
       pool.dispatch({ method: 'POST', path: '/', body: '' }, {
         onResponseData() { throw new Error('handler bug'); },
@@ -325,10 +304,7 @@ test('h1 pool: a handler that throws fails its own request, not the process; the
     });
     assert.equal(failed.message, 'handler bug');
     assert.equal((await ok(pool)).body, 'ok');
-  } finally {
-    await pool.destroy();
-    await s.close();
-  }
+  });
 });
 
 test('h1 pool: pausing on the last bytes leaves the connection usable; a close while paused loses none of what was sent', async () => {
@@ -361,8 +337,7 @@ test('h1 pool: pausing on the last bytes leaves the connection usable; a close w
 
 test('h1 pool: an aborted request in the queue does not strand the ones behind it', { timeout: 5000 }, async () => {
   const s = await raw((sock) => setTimeout(() => sock.end('HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok'), 20));
-  const pool = poolFor(s.url, { connections: 1 });
-  try {
+  await withPool(s, { connections: 1 }, async (pool) => {
     const first = call(pool);
     let queued!: Dispatcher.DispatchController;
     const aborted = new Promise<Error>((resolve) => pool.dispatch({ method: 'POST', path: '/', body: '' }, {
@@ -373,10 +348,7 @@ test('h1 pool: an aborted request in the queue does not strand the ones behind i
     assert.equal((await aborted).message, 'gone');
     assert.equal((await first).body, 'ok');
     assert.equal((await last).body, 'ok', 'the request behind the aborted one is served');
-  } finally {
-    await pool.destroy();
-    await s.close();
-  }
+  });
 });
 
 test('h1 pool: a POST the backend held a while before resetting is not sent again; unsafe header values are refused', async () => {
@@ -386,8 +358,7 @@ test('h1 pool: a POST the backend held a while before resetting is not sent agai
     if (n === 1) sock.write(OK);
     else setTimeout(() => sock.resetAndDestroy(), 150); // worked on it, then died
   });
-  const pool = poolFor(s.url);
-  try {
+  await withPool(s, async (pool) => {
     assert.equal((await ok(pool)).body, 'ok');
     const o = await call(pool);
     assert.ok(o.error !== undefined);
@@ -395,24 +366,17 @@ test('h1 pool: a POST the backend held a while before resetting is not sent agai
     const bad = await call(pool, { headers: { authorization: 'Bearer abc\r\nx-injected: 1' } });
     assert.equal(bad.error?.code, 'UND_ERR_INVALID_ARG');
     assert.equal(s.heads.length, 2, 'nothing written');
-  } finally {
-    await pool.destroy();
-    await s.close();
-  }
+  });
 });
 
 test('h1 pool: bytes after a bodiless answer are not taken for the next answer', async () => {
   const s = await raw((sock) => sock.write('HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstray'));
-  const pool = poolFor(s.url);
-  try {
+  await withPool(s, async (pool) => {
     assert.equal((await ok(pool)).status, 204);
     const next = await ok(pool);
     assert.equal(next.status, 204, 'answered by the backend on a new connection, not by the stray bytes');
     assert.equal(s.connections, 2);
-  } finally {
-    await pool.destroy();
-    await s.close();
-  }
+  });
 });
 
 test('h1 pool: a backend dying mid-answer fails the request, paused or not; a handler paused for good meets the body timeout; the slot is freed', { timeout: 10_000 }, async () => {
@@ -421,8 +385,7 @@ test('h1 pool: a backend dying mid-answer fails the request, paused or not; a ha
     else if (head.includes('/closing')) sock.end('HTTP/1.1 200 OK\r\ncontent-length: 10\r\nconnection: close\r\n\r\nhello');
     else sock.write(OK);
   });
-  const pool = poolFor(s.url, { connections: 1, bodyTimeout: 200 });
-  try {
+  await withPool(s, { connections: 1, bodyTimeout: 200 }, async (pool) => {
     const cut = await call(pool, { path: '/cut' });
     assert.equal(cut.error?.code, 'UND_ERR_SOCKET');
     assert.equal(cut.body, 'hello');
@@ -430,10 +393,7 @@ test('h1 pool: a backend dying mid-answer fails the request, paused or not; a ha
     const stuck = await call(pool, { path: '/closing' }, (c) => c.pause());
     assert.equal(stuck.error?.code, 'UND_ERR_BODY_TIMEOUT');
     assert.equal((await ok(pool)).body, 'ok', 'the one connection slot is free again');
-  } finally {
-    await pool.destroy();
-    await s.close();
-  }
+  });
 });
 
 test('h1 pool: a handler throwing at the end of an answer read to the connection\'s end fails nothing else', { timeout: 10_000 }, async () => {
@@ -441,8 +401,7 @@ test('h1 pool: a handler throwing at the end of an answer read to the connection
     if (head.includes('/until-close')) sock.end('HTTP/1.1 200 OK\r\n\r\nall of it');
     else sock.write(OK);
   });
-  const pool = poolFor(s.url, { connections: 1 });
-  try {
+  await withPool(s, { connections: 1 }, async (pool) => {
     await new Promise<void>((resolve) => {
       pool.dispatch({ method: 'GET', path: '/until-close' }, {
         onResponseEnd() { resolve(); throw new Error('handler bug at the end'); },
@@ -454,8 +413,5 @@ test('h1 pool: a handler throwing at the end of an answer read to the connection
     assert.equal(bad.body, 'ok', 'a caller\'s own Content-Length (any case) is not sent beside the real one');
     assert.deepEqual(s.heads.at(-1)!.match(/content-length: \d+/gi), ['content-length: 7'], 'only the real length of the 7-byte body');
     assert.equal((await call(pool, { headers: { 'bad name': 'x' } })).error?.code, 'UND_ERR_INVALID_ARG');
-  } finally {
-    await pool.destroy();
-    await s.close();
-  }
+  });
 });
