@@ -40,8 +40,11 @@ export function dataDirOf(config: FabricConfig, env: NodeJS.ProcessEnv = process
   return join(env.XDG_DATA_HOME !== undefined && env.XDG_DATA_HOME !== '' ? env.XDG_DATA_HOME : join(homedir(), '.local', 'share'), 'ai-fabric');
 }
 
-/** The configured store: SQLite in the data directory by default, PostgreSQL given a URL. */
-export async function openStore(config: FabricConfig, secrets: Secrets, dataDir: string, log?: Logger): Promise<Store> {
+/**
+ * The configured store: SQLite in the data directory by default, PostgreSQL given a URL. A
+ * gateway's SQLite store does its bulk writes on a thread (`gateway`); the CLI's needs none.
+ */
+export async function openStore(config: FabricConfig, secrets: Secrets, dataDir: string, log?: Logger, gateway = false): Promise<Store> {
   const st = config.gateway.store;
   if (st.kind === 'postgres') {
     const url = secrets.get(st.url.env);
@@ -50,7 +53,7 @@ export async function openStore(config: FabricConfig, secrets: Secrets, dataDir:
     const { PostgresStore } = await import('./store/postgres.ts');
     return new PostgresStore(url, { onError: (e) => log?.debug('store: connection error', { error: e.message }) });
   }
-  return new SqliteStore(isAbsolute(st.path) ? st.path : join(dataDir, st.path));
+  return new SqliteStore(isAbsolute(st.path) ? st.path : join(dataDir, st.path), { writerThread: gateway });
 }
 
 export interface RunningGateway {
@@ -97,7 +100,7 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
   let accounting: Accounting | undefined;
   if (opts.accounting !== false) {
     const dataDir = opts.dataDir ?? dataDirOf(config);
-    const store = await openStore(config, secrets, dataDir, log);
+    const store = await openStore(config, secrets, dataDir, log, true);
     const redisUrl = config.gateway.redis === undefined ? undefined : secrets.get(config.gateway.redis.url.env);
     try {
       accounting = await Accounting.start({ store, config, log, dataDir, redisUrl, events: {

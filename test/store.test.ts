@@ -30,6 +30,20 @@ describe('sqlite store', () => {
   });
 });
 
+describe('sqlite store, bulk writes on its writer thread', () => {
+  let n = 0;
+  let last = '';
+  storeContract('sqlite+thread', {
+    async fresh() {
+      last = join(dir, `t${n++}`, 'fabric.db');
+      return new SqliteStore(last, { writerThread: true });
+    },
+    async another() {
+      return new SqliteStore(last, { writerThread: true });
+    },
+  });
+});
+
 test('sqlite: the spend query budgets run every second reads the partial index, not every row of the period', async () => {
   const file = join(dir, 'plan', 'fabric.db');
   const s = new SqliteStore(file);

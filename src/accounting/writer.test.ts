@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteStore } from '../store/sqlite.ts';
@@ -24,10 +24,10 @@ function downStore(sqlite: SqliteStore): { store: SqliteStore; up: () => void } 
 
 const rec = (i: number): UsageRecord => usage(`req_w${i}`, { ts: Date.now(), cost: 0.001 });
 
-/** A migrated SQLite store in a fresh directory, closed and removed afterwards. */
-async function withStore(fn: (sqlite: SqliteStore, dir: string) => Promise<void>): Promise<void> {
+/** A migrated SQLite store in a fresh directory, closed and removed afterwards; `thread`: as the gateway opens it. */
+async function withStore(fn: (sqlite: SqliteStore, dir: string) => Promise<void>, thread = false): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'fabric-writer-'));
-  const sqlite = new SqliteStore(join(dir, 'fabric.db'));
+  const sqlite = new SqliteStore(join(dir, 'fabric.db'), { writerThread: thread });
   try {
     await sqlite.migrate();
     await fn(sqlite, dir);
@@ -116,7 +116,10 @@ test('a spool write that fails puts the records kept only in the spool back in m
       try { return readlinkSync(`/proc/self/fd/${n}`).startsWith(spool); } catch { return false; }
     });
     assert.ok(fd !== undefined);
+    // Its number now holds a read-only /dev/null: writes fail (EBADF), and the writer still owns
+    // and closes the number, which no other file can take meanwhile.
     closeSync(fd);
+    assert.equal(openSync('/dev/null', 'r'), fd);
     let released = false;
     w.whenSpooled(() => { released = true; });
     await new Promise((r) => setImmediate(r));
@@ -128,4 +131,24 @@ test('a spool write that fails puts the records kept only in the spool back in m
     assert.equal((await sqlite.usageSummary({ by: 'backend' }))[0]?.requests, 5);
     await w.close().catch(() => {});
   });
+});
+
+test('a record the store refuses is set aside in the spool directory (rejected.jsonl), logged, and the rest of its batch is stored', async () => {
+  await withStore(async (store, dir) => {
+    const errors: string[] = [];
+    const log = { ...silentLogger, error: (msg: string, f?: Record<string, unknown>) => { errors.push(`${msg} ${String(f?.id)}`); } } as typeof silentLogger;
+    const spool = join(dir, 'spool');
+    const w = new UsageWriter({ store, spoolDir: spool, batchSize: 100, flushIntervalMs: 3_600_000, maxBuffer: 100, log });
+    await w.start();
+    const bad = { ...rec(301), op: null } as unknown as UsageRecord;
+    for (const r of [rec(300), bad, rec(302)]) w.add(r);
+    await w.flush();
+    assert.equal(w.queued, 0, 'nothing left to retry');
+    assert.equal((await store.usageSummary({ by: 'backend' }))[0]?.requests, 2, 'the two good records are stored');
+    assert.equal(await store.usageById('req_w301'), undefined);
+    const rejected = readFileSync(join(spool, 'rejected.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string });
+    assert.deepEqual(rejected.map((r) => r.id), ['req_w301']);
+    assert.ok(errors.some((e) => e.includes('refused a usage record') && e.includes('req_w301')), errors.join('\n'));
+    await w.close();
+  }, true);
 });

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { KeyRecord, Store, UsageRecord } from '../../src/store/types.ts';
+import { StoreError, type KeyRecord, type Store, type UsageRecord } from '../../src/store/types.ts';
 
 export interface StoreFactory {
   /** A store over a fresh, empty database. */
@@ -103,6 +103,22 @@ export function storeContract(name: string, factory: StoreFactory): void {
       const spend = await s.spendSince(T0);
       assert.equal(spend.length, 1);
       assert.ok(Math.abs(spend[0]!.cost - 0.13) < 1e-9, `13 priced rows of 130: ${spend[0]!.cost}`);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test(`${name}: a record the database refuses fails its batch as a permanent StoreError, and stores none of it`, async () => {
+    const s = await factory.fresh();
+    try {
+      await s.migrate();
+      // A NOT NULL column left empty: the statement is at fault, so retrying it cannot help.
+      const bad = usage('req_bad', { op: null as unknown as 'chat' });
+      const err = await s.insertUsage([usage('req_ok'), bad]).then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof StoreError, `a StoreError, not ${String(err)}`);
+      assert.equal(err.permanent, true, err.message);
+      assert.equal(await s.usageById('req_ok'), undefined, 'the batch is one transaction');
+      assert.equal(await s.insertUsage([usage('req_ok')]), 1, 'the store still takes good records');
     } finally {
       await s.close();
     }

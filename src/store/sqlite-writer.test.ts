@@ -1,0 +1,49 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SqliteStore } from './sqlite.ts';
+import { SqliteWriter, type WriterCall } from './sqlite-writer.ts';
+import { StoreError } from './types.ts';
+import { usage } from '../../test/support/store-contract.ts';
+
+test('a writer thread that dies fails its pending call as a lost connection (retryable), and the next call starts a new thread', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fabric-sqlw-'));
+  const path = join(dir, 'fabric.db');
+  const store = new SqliteStore(path);
+  const w = new SqliteWriter(path);
+  try {
+    await store.migrate();
+    assert.equal(await w.call({ op: 'insertUsage', records: [usage('req_a')] }), 1);
+    // A call the thread does not know makes it throw outside any handler: the thread dies.
+    const err = await w.call({ op: 'explode' } as unknown as WriterCall).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof StoreError, String(err));
+    assert.equal(err.permanent, false, 'retryable: the records were not at fault');
+    assert.match(err.message, /SQLite writer thread/);
+    assert.equal(await w.call({ op: 'insertUsage', records: [usage('req_b'), usage('req_a')] }), 1, 'a new thread took the next call');
+    assert.deepEqual((await store.usageById('req_b'))?.id, 'req_b');
+  } finally {
+    await w.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('close() lets the calls already sent finish, then ends the thread', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fabric-sqlw-'));
+  const path = join(dir, 'fabric.db');
+  const store = new SqliteStore(path);
+  const w = new SqliteWriter(path);
+  try {
+    await store.migrate();
+    const records = Array.from({ length: 2000 }, (_, i) => usage(`req_c${i}`));
+    const inserted = w.call({ op: 'insertUsage', records });
+    await w.close();
+    assert.equal(await inserted, 2000);
+    assert.equal((await store.usageSummary({ by: 'backend' }))[0]?.requests, 2000);
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
