@@ -145,11 +145,12 @@ export class Gateway {
     return this.#run(op, body, ctx, (backend, route, served) => this.#streamAttempt(op, backend, route, body, ctx, sink, served, clientWantsUsage));
   }
 
-  async #plan(route: RouteT, body: JsonObject): Promise<{ chain: RouteT[]; rerouted: boolean }> {
+  /** The first rule whose threshold the input exceeds picks the plan; else the route's own. */
+  async #plan(route: RouteT, body: JsonObject): Promise<RouteT | undefined> {
     for (const rule of route.rules) {
-      if (await this.#tokens.exceeds(body, rule.inputTokensOver)) return { chain: [rule.target, ...rule.target.fallbacks], rerouted: true };
+      if (await this.#tokens.exceeds(body, rule.inputTokensOver)) return rule.target;
     }
-    return { chain: [route, ...route.fallbacks], rerouted: false };
+    return undefined;
   }
 
   async #run(
@@ -170,7 +171,10 @@ export class Gateway {
   ): Promise<Served> {
     const requested = body.model as string;
     const first = ctx.route ?? this.route(op, requested);
-    let { chain, rerouted } = first.rules.length === 0 ? { chain: [first, ...first.fallbacks], rerouted: false } : await this.#plan(first, body);
+    const ruled = first.rules.length === 0 ? undefined : await this.#plan(first, body);
+    // The route's own chain, shared by every request: copied before anything is appended.
+    let chain = (ruled ?? first).chain;
+    let rerouted = ruled !== undefined;
     const failures: AttemptFailure[] = [];
     const served: Served = { requested, route: first.name, role: '', backend: '', attempts: 0, rerouted, usage: undefined, streamError: undefined, failures, retries: 0 };
     const maxAttempts = this.config.gateway.limits.maxAttempts;
@@ -204,7 +208,7 @@ export class Gateway {
               failures.push({ backend: backend.name, role: step.name, failure: 'unavailable', message: v.skip });
               if (v.budget !== undefined && !(served.budgets ??= []).includes(v.budget)) served.budgets.push(v.budget);
               const fb = v.fallback === undefined ? undefined : this.table.resolve(v.fallback)?.route;
-              if (fb !== undefined && !chain.includes(fb)) chain.push(fb, ...fb.fallbacks.filter((f) => !chain.includes(f)));
+              if (fb !== undefined && !chain.includes(fb)) chain = [...chain, fb, ...fb.fallbacks.filter((f) => !chain.includes(f))];
               break;
             }
           }
@@ -235,7 +239,7 @@ export class Gateway {
               const cf = step.contextFallback;
               if (cf !== undefined && !usedContextFallback) {
                 usedContextFallback = true;
-                chain = [cf, ...cf.fallbacks];
+                chain = cf.chain;
                 rerouted = true;
                 ci = -1;
                 continue outer;

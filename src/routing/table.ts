@@ -16,6 +16,8 @@ export interface Route<M extends Member> {
   /** Forward the client's model name instead of each backend's configured model (patterns). */
   readonly passthrough: boolean;
   fallbacks: Route<M>[];
+  /** This route, then its fallbacks: a request's plan when no rule applies (built once, never changed). */
+  chain: readonly Route<M>[];
   contextFallback: Route<M> | undefined;
   rules: { inputTokensOver: number; target: Route<M> }[];
 }
@@ -54,8 +56,9 @@ export class RouteTable<M extends Member> {
       if (ms.length === 0) continue;
       const route: Route<M> = {
         name: role.name, kind: role.kind, balancer: createBalancer(role.strategy, ms, { affinity: role.affinity === true && role.kind === 'chat' }), members: ms, passthrough: false,
-        fallbacks: [], contextFallback: undefined, rules: [],
+        fallbacks: [], chain: [], contextFallback: undefined, rules: [],
       };
+      route.chain = [route];
       roleRoutes.set(role.name, route);
       this.#exact.set(role.name, { route, via: 'role' });
       this.#listed.push({ id: role.name, via: 'role', kind: role.kind, target: role.name, backends: role.backends });
@@ -76,6 +79,7 @@ export class RouteTable<M extends Member> {
       const route = roleRoutes.get(role.name);
       if (route === undefined) continue;
       route.fallbacks = role.fallbacks.map(lookupRole).filter((r): r is Route<M> => r !== undefined && r !== route);
+      route.chain = [route, ...route.fallbacks];
       route.contextFallback = role.contextWindowFallback === undefined ? undefined : lookupRole(role.contextWindowFallback);
       route.rules = role.rules
         .map((rule: RoleRule) => ({ inputTokensOver: rule.inputTokensOver, target: lookupRole(rule.routeTo)! }))
@@ -87,9 +91,11 @@ export class RouteTable<M extends Member> {
       for (const p of cfg.patterns) if (p.backends.includes(backend)) return p.kind;
       return 'chat';
     };
-    const single = (name: string, ms: M[], kind: RoleKind, passthrough = false): Route<M> => ({
-      name, kind, balancer: createBalancer('round-robin', ms), members: ms, passthrough, fallbacks: [], contextFallback: undefined, rules: [],
-    });
+    const single = (name: string, ms: M[], kind: RoleKind, passthrough = false, balancer = createBalancer('round-robin', ms)): Route<M> => {
+      const r: Route<M> = { name, kind, balancer, members: ms, passthrough, fallbacks: [], chain: [], contextFallback: undefined, rules: [] };
+      r.chain = [r];
+      return r;
+    };
     for (const b of cfg.backends.values()) {
       const m = members.get(b.name);
       if (m === undefined) continue;
@@ -104,7 +110,7 @@ export class RouteTable<M extends Member> {
       if (ms.length === 0) continue;
       this.#patterns.push({
         re: globToRegExp(p.match),
-        route: { ...single(p.match, ms, p.kind, true), balancer: createBalancer(p.strategy, ms) },
+        route: single(p.match, ms, p.kind, true, createBalancer(p.strategy, ms)),
       });
     }
     const physical = new Map<string, string[]>();
