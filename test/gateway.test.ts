@@ -88,6 +88,8 @@ roles:
   native: { kind: chat, backends: [llamacpp] }
   tiny: { kind: chat, backends: [small] }
   tiny-with-fallback: { kind: chat, backends: [small], context_window_fallback: openai/strong }
+  broken-then-tiny: { kind: chat, backends: [redirector], fallbacks: [tiny], context_window_fallback: openai/strong }
+  tiny-then-cloud: { kind: chat, backends: [small], fallbacks: [openai/strong] }
   only-armitage: { kind: chat, backends: [armitage-qwen] }
   total-test: { kind: chat, backends: [armitage-total] }
   redirected: { kind: chat, backends: [redirector] }
@@ -249,6 +251,55 @@ test('bad requests: 400 naming the field, invalid JSON, unknown model 404 naming
   const route = await fetch(`${f.url}/v1/nothing`, { headers: auth });
   assert.equal(route.status, 404);
   assert.equal(((await route.json()) as any).error.type, 'invalid_request_error');
+  // An unknown path is a 404 whatever the method; a known one with the wrong method a 405 saying what it takes.
+  assert.equal((await post(f.url, '/v1/responses', chat('chat-fast'), auth)).status, 404);
+  const wrongGet = await fetch(`${f.url}/v1/models`, { method: 'POST', headers: auth });
+  assert.equal(wrongGet.status, 405);
+  assert.equal(wrongGet.headers.get('allow'), 'GET, HEAD');
+  const wrongPost = await fetch(`${f.url}/v1/chat/completions`, { headers: auth });
+  assert.equal(wrongPost.status, 405);
+  assert.equal(wrongPost.headers.get('allow'), 'POST');
+  // Model lookups: a typo gets a hint, an empty id a 404 saying so, and the path works without /v1 too.
+  const typo = (await (await fetch(`${f.url}/v1/models/chat-fsat`, { headers: auth })).json()) as any;
+  assert.match(typo.error.message, /did you mean `chat-fast`/);
+  const empty = await fetch(`${f.url}/v1/models/`, { headers: auth });
+  assert.equal(empty.status, 404);
+  assert.match(((await empty.json()) as any).error.message, /no model id/);
+  const bare = await fetch(`${f.url}/models/local%2Fchat`, { headers: auth });
+  assert.equal(bare.status, 200);
+  assert.equal(((await bare.json()) as any).id, 'local/chat');
+  // Sampling parameters and message content are checked as OpenAI checks them.
+  const hot = await post(f.url, '/v1/chat/completions', { ...chat('chat-fast'), temperature: 'hot' }, auth);
+  assert.equal(hot.status, 400);
+  assert.equal(hot.json.error.param, 'temperature');
+  const empty2 = await post(f.url, '/v1/chat/completions', { model: 'chat-fast', messages: [{ role: 'user' }] }, auth);
+  assert.equal(empty2.json.error.param, 'messages[0].content');
+});
+
+test('a body nested thousands deep is a 400 and counts against no backend', async () => {
+  const deep = `{"model":"chat-fast","messages":[{"role":"user","content":"hi"}],"x":${'['.repeat(5000)}${']'.repeat(5000)}}`;
+  for (let i = 0; i < 4; i++) {
+    const r = await post(f.url, '/v1/chat/completions', deep, auth);
+    assert.equal(r.status, 400);
+    assert.match(r.json.error.message, /levels deep/);
+  }
+  const withName = await post(f.url, '/v1/chat/completions', deep.replace('"x":', '"api_base":1,"x":'), auth);
+  assert.equal(withName.status, 400, 'the forbidden-name walk does not overflow either');
+  for (const b of f.gw.app.gateway.backends.values()) assert.equal(b.consecutiveFailures, 0, b.name);
+  assert.equal((await post(f.url, '/v1/chat/completions', chat('chat-fast'), auth)).status, 200);
+});
+
+test('a 401 names its scheme and is logged; an Ollama backend refuses n > 1 rather than answer one choice', async () => {
+  const none = await post(f.url, '/v1/chat/completions', chat('chat-fast'));
+  assert.equal(none.status, 401);
+  assert.equal(none.headers.get('www-authenticate'), 'Bearer');
+  f.gw.app.log.flush();
+  const line = f.logs.map((l) => JSON.parse(l)).findLast((r) => r.msg === 'request' && r.status === 401);
+  assert.ok(line !== undefined && line.code === 'invalid_api_key', 'the refused request has its log line');
+  const n = await post(f.url, '/v1/chat/completions', { ...chat('ollama-chat'), n: 2 }, auth);
+  assert.equal(n.status, 400);
+  assert.equal(n.json.error.param, 'n');
+  assert.match(n.json.error.message, /Ollama/);
 });
 
 test('nothing in a request chooses where it goes; costly parameters are bounded', async () => {
@@ -471,6 +522,19 @@ test('context-length error: translated 400 without a fallback, context-window fa
   assert.equal(r2.headers.get('x-fabric-role'), 'openai/strong');
 });
 
+test('context length on a fallback role: the requested role\'s context-window fallback serves; without one the chain goes on', async () => {
+  const long = 'word '.repeat(200);
+  // redirector fails (a redirect is unusable), tiny's window is too small, the route asked for has a longer one.
+  const r = await post(f.url, '/v1/chat/completions', chat('broken-then-tiny', long), auth);
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  assert.equal(r.headers.get('x-fabric-role'), 'openai/strong');
+  assert.equal(r.headers.get('x-fabric-attempts'), '3');
+  // No context-window fallback: the next role in the chain may have a longer window.
+  const r2 = await post(f.url, '/v1/chat/completions', chat('tiny-then-cloud', long), auth);
+  assert.equal(r2.status, 200, JSON.stringify(r2.json));
+  assert.equal(r2.headers.get('x-fabric-role'), 'openai/strong');
+});
+
 test('the long-prompt rule sends over-12k-token input to openai/strong, counted by a tokenizer', async () => {
   // 13,000 distinct-ish words: well over 12k tokens.
   const long = Array.from({ length: 13000 }, (_, i) => `w${i % 97}`).join(' ');
@@ -525,10 +589,15 @@ test('llama.cpp server as an OpenAI-compatible engine', async () => {
   assert.deepEqual(validate('CreateChatCompletionResponse', c), []);
 });
 
-test('health endpoints: liveness, readiness and per-backend status, with the fleet\'s simulated flag', async () => {
+test('health endpoints: liveness, readiness and per-backend status; URLs and error texts only with the master key', async () => {
   const h = await (await fetch(`${f.url}/health`)).json() as any;
   assert.ok(Array.isArray(h.backends));
-  assert.ok(h.backends.some((b: { name: string }) => b.name === 'armitage-qwen'));
+  const open = h.backends.find((b: { name: string }) => b.name === 'armitage-qwen');
+  assert.ok(open !== undefined && typeof open.status === 'string');
+  assert.equal(open.url, null, 'no URL for an anonymous caller when a master key is set');
+  assert.equal(open.last_error, null);
+  const full = await (await fetch(`${f.url}/health`, { headers: auth })).json() as any;
+  assert.match(full.backends.find((b: { name: string }) => b.name === 'armitage-qwen').url, /^http:\/\/127\.0\.0\.1:\d+\/v1$/);
   assert.equal((await fetch(`${f.url}/health/ready`)).status, 200);
 });
 
@@ -558,18 +627,25 @@ test('GET /metrics: requests, tokens, fallbacks, errors by class, retries and ba
   await f.fleet.get('armitage').setFault({ kind: 'error', status: 503 }, 1);
   const retried = await post(f.url, '/v1/chat/completions', chat('only-armitage'), auth);
   assert.equal(retried.headers.get('x-fabric-attempts'), '2');
+  // Retried, then fallen back from: the retry is armitage-qwen's, not the backend that answered.
+  await f.fleet.get('armitage').setFault({ kind: 'error', status: 503 });
+  const retriedThenFb = await post(f.url, '/v1/chat/completions', chat('chat-fast'), auth);
+  await f.fleet.get('armitage').setFault(null);
+  assert.equal(retriedThenFb.headers.get('x-fabric-backend'), 'wintermute-llama');
+  assert.equal(retriedThenFb.headers.get('x-fabric-attempts'), '3');
   const nf = await post(f.url, '/v1/chat/completions', chat('no-such-model'), auth);
   assert.equal(nf.status, 404);
   const after = await scrape();
   const d = (series: string): number => sample(after, series) - sample(before, series);
 
   assert.equal(d('fabric_requests_total{op="chat",role="chat-fast",backend="armitage-qwen",status="200"}'), 2);
-  assert.equal(d('fabric_requests_total{op="chat",role="chat-deep",backend="wintermute-llama",status="200"}'), 1);
+  assert.equal(d('fabric_requests_total{op="chat",role="chat-deep",backend="wintermute-llama",status="200"}'), 2);
   assert.equal(d('fabric_requests_total{op="chat",role="(none)",backend="",status="404"}'), 1);
   assert.equal(d('fabric_errors_total{op="chat",code="model_not_found"}'), 1);
-  assert.equal(d('fabric_fallbacks_total{role="chat-fast",served_role="chat-deep"}'), 1);
-  assert.equal(d('fabric_attempt_failures_total{backend="armitage-qwen",class="upstream_5xx"}'), 2, 'the fallback\'s 500 and the retried 503');
-  assert.equal(d('fabric_retries_total{backend="armitage-qwen"}'), 1);
+  assert.equal(d('fabric_fallbacks_total{role="chat-fast",served_role="chat-deep"}'), 2);
+  assert.equal(d('fabric_attempt_failures_total{backend="armitage-qwen",class="upstream_5xx"}'), 4, 'the fallback\'s 500, the retried 503, and two 503s before a fallback');
+  assert.equal(d('fabric_retries_total{backend="armitage-qwen"}'), 2);
+  assert.equal(d('fabric_retries_total{backend="wintermute-llama"}'), 0);
   assert.ok(d('fabric_tokens_total{role="chat-fast",backend="armitage-qwen",direction="out"}') >= 7 + 1, 'stream usage is counted');
   assert.equal(d('fabric_time_to_first_token_seconds_count{role="chat-fast",backend="armitage-qwen"}'), 1);
   assert.equal(d('fabric_request_duration_seconds_count{op="chat",role="chat-fast"}'), 2, 'by the role that served');

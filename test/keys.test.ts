@@ -100,6 +100,12 @@ test('a key may use its roles only: 403 for others (OpenAI-shaped), /v1/models l
   assert.deepEqual(models.data.map((m) => m.id).sort(), ['chat-fast', 'local/chat']);
   const get = await fetch(`${f.url}/v1/models/openai%2Fstrong`, { headers: { authorization: `Bearer ${json.key}` } });
   assert.equal(get.status, 404);
+  const hidden = (await get.json()) as any;
+  assert.ok(!hidden.error.message.includes('did you mean'), 'no hint names a model the key may not see');
+  // The failure drill chooses where a request goes: the operator's, not a key holder's.
+  const drill = await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${json.key}`, 'x-fabric-drill': 'fail-primary' });
+  assert.equal(drill.status, 403);
+  assert.equal(drill.json.error.param, 'x-fabric-drill');
   // Master-only endpoints: a virtual key gets 403, no key 401.
   assert.equal((await fetch(`${f.url}/metrics`, { headers: { authorization: `Bearer ${json.key}` } })).status, 403);
   assert.equal((await admin('/admin/keys', undefined, 'GET', json.key)).status, 403);

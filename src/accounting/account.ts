@@ -195,8 +195,10 @@ export class RequestAccount implements AttemptHooks {
     return rec;
   }
 
-  fail(e: FabricError, latencyMs: number): UsageRecord {
-    const rec = this.#record(e.status, e.code, '', '', e.attempts?.filter((a) => a.failure !== 'unavailable').length ?? 0, false, undefined, latencyMs, undefined);
+  /** A failed request: recorded under the role asked for and the last backend it was sent to. */
+  fail(e: FabricError, latencyMs: number, role: string): UsageRecord {
+    const sent = e.attempts?.filter((a) => a.failure !== 'unavailable');
+    const rec = this.#record(e.status, e.code, role, sent?.at(-1)?.backend ?? '', sent?.length ?? 0, false, undefined, latencyMs, undefined);
     this.#close(rec, JSON.stringify(e.toBody()));
     return rec;
   }

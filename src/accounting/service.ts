@@ -237,9 +237,9 @@ export class Accounting {
   }
 
   /** An inference request refused before it had an account (bad body, unknown model, rate limited, …). */
-  refused(id: string, key: KeyRecord | undefined, op: Operation, model: string | undefined, e: FabricError, latencyMs: number, ts: number): void {
+  refused(id: string, key: KeyRecord | undefined, op: Operation, model: string | undefined, role: string, e: FabricError, latencyMs: number, ts: number): void {
     this.record({
-      id, ts, keyId: key?.id, keyName: key?.name, op, model: model?.slice(0, 200) ?? '', role: '', backend: '', upstreamModel: '',
+      id, ts, keyId: key?.id, keyName: key?.name, op, model: model?.slice(0, 200) ?? '', role, backend: '', upstreamModel: '',
       status: e.status, code: e.code, promptTokens: 0, completionTokens: 0, estimated: false, latencyMs: Math.round(latencyMs * 100) / 100,
       ttftMs: undefined, attempts: 0, rerouted: false, stream: false, cost: 0,
     }, undefined, undefined);

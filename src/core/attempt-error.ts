@@ -5,6 +5,11 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { BackendRuntime } from './backend.ts';
 import type { FailureClass } from './errors.ts';
 
+/** The code of an answer that breaks HTTP/1.1 (a bad status line, header, length or chunk): the backend's fault, not the connection's. */
+export const BAD_RESPONSE = 'FABRIC_BAD_RESPONSE';
+/** The code of an answer whose connection ended after its head and before its end. */
+export const TRUNCATED = 'FABRIC_TRUNCATED';
+
 export class AttemptError extends Error {
   readonly failure: FailureClass;
   readonly status: number | undefined;
@@ -59,6 +64,10 @@ export function transportError(backend: BackendRuntime, e: unknown, timedOut: st
   if (code === 'UND_ERR_BODY_TIMEOUT') return new AttemptError('timeout', `response stalled past the idle timeout (${secs(t.idleMs)})`);
   const message = (e as { message?: string } | null)?.message;
   if (code === 'FABRIC_RESPONSE_TOO_LARGE') return new AttemptError('malformed', message ?? 'response too large');
+  // A broken answer (h1-pool's BAD_RESPONSE, undici's parser errors) or one cut off after its
+  // head: the backend answered, and badly. Not retried on it, unlike a lost connection.
+  if (code === BAD_RESPONSE || code?.startsWith('HPE_') === true) return new AttemptError('malformed', `sent a malformed HTTP answer: ${message ?? code}`);
+  if (code === TRUNCATED) return new AttemptError('malformed', message ?? 'the answer was cut off');
   return new AttemptError('connect', networkErrorText(code) ?? `request failed: ${code ?? message ?? 'unknown error'}`);
 }
 

@@ -20,6 +20,8 @@ export const ErrorCatalogue = {
   unsupported_media_type: { status: 415, type: 'invalid_request_error' },
   body_too_large: { status: 413, type: 'invalid_request_error' },
   rate_limit_exceeded: { status: 429, type: 'rate_limit_error' },
+  // nginx's 499: never sent (the client is gone), but counted and logged as what it is.
+  client_closed_request: { status: 499, type: 'invalid_request_error' },
   // A key over its budget: OpenAI's "exceeded your current quota" (429, insufficient_quota).
   insufficient_quota: { status: 429, type: 'insufficient_quota' },
   internal_error: { status: 500, type: 'server_error' },
@@ -54,6 +56,13 @@ export interface AttemptFailure {
   retryAfter?: string;
 }
 
+/** An attempt as error bodies show it: snake_case like the rest of the API. */
+function wireAttempt(a: AttemptFailure): AttemptFailure {
+  if (a.retryAfter === undefined) return a;
+  const { retryAfter, ...rest } = a;
+  return { ...rest, retry_after: retryAfter } as AttemptFailure;
+}
+
 export class FabricError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
@@ -85,7 +94,7 @@ export class FabricError extends Error {
       param: this.param,
       code: this.code,
     };
-    if (this.attempts !== undefined && this.attempts.length > 0) error.attempts = this.attempts;
+    if (this.attempts !== undefined && this.attempts.length > 0) error.attempts = this.attempts.map(wireAttempt);
     return { error };
   }
 }

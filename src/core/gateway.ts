@@ -3,7 +3,7 @@
 // fallback role — that ends in either an answer or one error listing every attempt.
 
 import type { FabricConfig } from '../config/types.ts';
-import type { JsonObject, NormalizeContext, Operation, Usage } from '../engines/types.ts';
+import type { JsonObject, NormalizeContext, Operation, PreparedRequest, Usage } from '../engines/types.ts';
 import { RouteTable, type ListedModel, type Route } from '../routing/table.ts';
 import { TokenCounter } from '../tokens/count.ts';
 import { affinityKey } from '../routing/affinity.ts';
@@ -122,7 +122,7 @@ export class Gateway {
     const want = op === 'embeddings' ? 'embeddings' : 'chat';
     if (r.route.kind !== want) {
       const endpoint = r.route.kind === 'embeddings' ? '/v1/embeddings' : '/v1/chat/completions';
-      throw new FabricError('wrong_model_kind', `\`${model}\` is a ${r.route.kind} model; use ${endpoint}`, { param: 'model' });
+      throw new FabricError('wrong_model_kind', `\`${model}\` is ${r.route.kind === 'embeddings' ? 'an embeddings' : 'a chat'} model; use ${endpoint}`, { param: 'model' });
     }
     return r.route;
   }
@@ -227,7 +227,7 @@ export class Gateway {
             return served;
           } catch (e) {
             ctx.account?.after(backend, undefined, false, performance.now() - started);
-            if (ctx.cancel.aborted) throw new FabricError('invalid_request', 'client closed the request', { status: 499 });
+            if (ctx.cancel.aborted) throw new FabricError('client_closed_request', 'client closed the request');
             if (e instanceof FabricError) throw e;
             const f = e instanceof AttemptError ? e : new AttemptError('malformed', `unexpected failure: ${(e as Error).message}`);
             failures.push({ backend: backend.name, role: step.name, failure: f.failure, status: f.status, message: f.message, retryAfter: f.retryAfter });
@@ -236,7 +236,9 @@ export class Gateway {
             }
             if (f.failure === 'context_length') {
               backend.recordSuccess(performance.now() - started);
-              const cf = step.contextFallback;
+              // The longer-context role of this step, or else of the route asked for (a fallback
+              // role's window may be the smaller one).
+              const cf = step.contextFallback ?? first.contextFallback;
               if (cf !== undefined && !usedContextFallback) {
                 usedContextFallback = true;
                 chain = cf.chain;
@@ -244,13 +246,14 @@ export class Gateway {
                 ci = -1;
                 continue outer;
               }
-              throw new FabricError('context_length_exceeded', f.message, { param: op === 'chat' ? 'messages' : 'input', attempts: failures });
+              // The role's other backends serve the same window; the next role may have a longer one.
+              continue outer;
             }
             if (f.failure !== 'rate_limited') backend.recordFailure(f.message, Date.now());
             const retryable = f.failure === 'connect' || f.status === 429 || f.status === 503;
             if (retryable && retry < backend.config.maxRetries && served.attempts < maxAttempts && backend.skipReason(Date.now()) === undefined) {
               await cancellableSleep(this.#backoff(retry, f.retryAfter), ctx.cancel);
-              if (ctx.cancel.aborted) throw new FabricError('invalid_request', 'client closed the request', { status: 499 });
+              if (ctx.cancel.aborted) throw new FabricError('client_closed_request', 'client closed the request');
               served.retries++;
               continue;
             }
@@ -259,7 +262,7 @@ export class Gateway {
         }
       }
     }
-    throw this.#allFailed(requested, failures);
+    throw this.#allFailed(op, requested, failures);
   }
 
   #backoff(retry: number, retryAfter: string | undefined): number {
@@ -270,10 +273,16 @@ export class Gateway {
     return ceiling / 2 + Math.random() * (ceiling / 2);
   }
 
-  #allFailed(model: string, failures: AttemptFailure[]): FabricError {
+  #allFailed(op: Operation, model: string, failures: AttemptFailure[]): FabricError {
     const sent = failures.filter((f) => f.failure !== 'unavailable');
     const tried = failures.map((f) => `${f.backend} (${f.role}): ${f.message}`).join('; ');
     const every = (c: FailureClass): boolean => sent.length > 0 && sent.every((f) => f.failure === c);
+    // The prompt fits nowhere: the client's to shorten (400), not a fleet failure.
+    if (every('context_length')) {
+      return new FabricError('context_length_exceeded', `the input is longer than the context window of every backend tried for \`${model}\`: ${tried}`, {
+        param: op === 'chat' ? 'messages' : op === 'completions' ? 'prompt' : 'input', attempts: failures,
+      });
+    }
     if (every('rate_limited')) {
       const ra = sent[sent.length - 1]!.retryAfter;
       return new FabricError('rate_limit_exceeded', `every backend for \`${model}\` is rate limited: ${tried}`, {
@@ -314,10 +323,23 @@ export class Gateway {
     return route.passthrough ? requested : backend.config.model;
   }
 
+  /**
+   * The request as this backend's engine takes it. Nothing has been sent: a failure here is the
+   * request's (a FabricError, as is) or the gateway's own (a 500), never the backend's.
+   */
+  #prepare(op: Operation, backend: BackendRuntime, route: RouteT, body: JsonObject, served: Served, stream: boolean, clientWantsUsage: boolean): PreparedRequest {
+    try {
+      return backend.engine.prepare(op, body, { model: this.#model(backend, route, served.requested), wantStreamUsage: stream, clientWantsUsage });
+    } catch (e) {
+      if (e instanceof FabricError) throw e;
+      throw new FabricError('internal_error', `the request could not be prepared for ${backend.name}`, { cause: e });
+    }
+  }
+
   async #unaryAttempt(
     op: Operation, backend: BackendRuntime, route: RouteT, body: JsonObject, ctx: RequestContext, served: Served,
   ): Promise<JsonObject> {
-    const prepared = backend.engine.prepare(op, body, { model: this.#model(backend, route, served.requested), wantStreamUsage: false, clientWantsUsage: false });
+    const prepared = this.#prepare(op, backend, route, body, served, false, false);
     const t = backend.config.timeouts;
     const call = new BufferedCall(MAX_RESPONSE_BODY, MAX_ERROR_BODY);
     let timedOut: string | undefined;
@@ -363,7 +385,7 @@ export class Gateway {
   async #streamAttempt(
     op: Operation, backend: BackendRuntime, route: RouteT, body: JsonObject, ctx: RequestContext, sink: StreamSink, served: Served, clientWantsUsage: boolean,
   ): Promise<void> {
-    const prepared = backend.engine.prepare(op, body, { model: this.#model(backend, route, served.requested), wantStreamUsage: true, clientWantsUsage });
+    const prepared = this.#prepare(op, backend, route, body, served, true, clientWantsUsage);
     const outcome = await streamAttempt(this.#deadlines, backend, prepared, this.#headers(backend, ctx, true), op, this.#nctx(ctx, served.requested), clientWantsUsage, sink, served, ctx.cancel);
     served.usage = outcome.usage;
     served.streamError = outcome.streamError;

@@ -19,7 +19,7 @@
 import { connect, type Socket } from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import { errorCode } from './attempt-error.ts';
+import { BAD_RESPONSE, errorCode } from './attempt-error.ts';
 import { TOKEN } from './http-syntax.ts';
 
 export interface H1PoolOptions {
@@ -81,7 +81,7 @@ function fail(code: string, message: string): Error {
 
 const NO_TRAILERS: IncomingHttpHeaders = Object.freeze({});
 const NO_CONTEXT = Object.freeze({});
-const badChunk = (): Error => fail('UND_ERR_SOCKET', 'malformed chunked encoding');
+const badChunk = (): Error => fail(BAD_RESPONSE, 'malformed chunked encoding');
 
 /** One request, from dispatch to its end; also its own dispatch controller. */
 class Request implements Dispatcher.DispatchController {
@@ -292,11 +292,11 @@ class Conn {
         case 'head': {
           const end = data.indexOf(CRLF2, off);
           if (end === -1) {
-            if (data.length - off > MAX_HEAD) return this.destroy(fail('UND_ERR_HEADERS_OVERFLOW', `response head over ${MAX_HEAD} bytes`));
+            if (data.length - off > MAX_HEAD) return this.destroy(fail(BAD_RESPONSE, `response head over ${MAX_HEAD} bytes`));
             this.buf = data.subarray(off);
             return;
           }
-          if (end - off > MAX_HEAD) return this.destroy(fail('UND_ERR_HEADERS_OVERFLOW', `response head over ${MAX_HEAD} bytes`));
+          if (end - off > MAX_HEAD) return this.destroy(fail(BAD_RESPONSE, `response head over ${MAX_HEAD} bytes`));
           const next = this.head(data.toString('latin1', off, end), r);
           off = end + 4;
           if (next === 'stop') return;
@@ -411,7 +411,7 @@ class Conn {
     const lines = text.split('\r\n');
     const m = STATUS_LINE.exec(lines[0]!);
     if (m === null) {
-      this.destroy(fail('UND_ERR_SOCKET', `malformed response status line: ${JSON.stringify(lines[0]!.slice(0, 80))}`));
+      this.destroy(fail(BAD_RESPONSE, `malformed response status line: ${JSON.stringify(lines[0]!.slice(0, 80))}`));
       return 'stop';
     }
     const status = Number(m[2]);
@@ -424,7 +424,7 @@ class Conn {
       const line = lines[i]!;
       const colon = line.indexOf(':');
       if (colon <= 0) {
-        this.destroy(fail('UND_ERR_SOCKET', 'malformed response header'));
+        this.destroy(fail(BAD_RESPONSE, 'malformed response header'));
         return 'stop';
       }
       const name = line.slice(0, colon).trim().toLowerCase();
@@ -436,7 +436,7 @@ class Conn {
       if (name === 'content-length') {
         const n = Number(value);
         if (!DIGITS.test(value) || (length !== -1 && length !== n)) {
-          this.destroy(fail('UND_ERR_SOCKET', 'invalid content-length in the response'));
+          this.destroy(fail(BAD_RESPONSE, 'invalid content-length in the response'));
           return 'stop';
         }
         length = n;

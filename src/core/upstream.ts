@@ -5,6 +5,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { DispatchOptions, UpstreamPool } from './h1-pool.ts';
+import { errorCode, TRUNCATED } from './attempt-error.ts';
 
 /**
  * The client's side of a request going away. Attempts run one at a time, so one hook slot is
@@ -193,6 +194,12 @@ export class BufferedCall extends UpstreamCall {
     if (this.#truncated && !(this.#status >= 200 && this.#status < 300)) {
       this.#resolve({ status: this.#status, headers: this.#headers, body: Buffer.concat(this.#chunks, this.#size) });
       return;
+    }
+    // The connection lost after the head: the backend did the work and broke off its answer.
+    // Sending it again would run (and, in the cloud, bill) the whole generation twice.
+    const code = errorCode(err);
+    if (this.#status !== 0 && (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE')) {
+      err = Object.assign(new Error(`the answer was cut off after ${this.#size} bytes of its body (${err.message})`), { code: TRUNCATED });
     }
     this.#reject(err);
   }

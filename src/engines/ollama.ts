@@ -120,6 +120,10 @@ export class OllamaEngine implements EngineAdapter {
       if (typeof body.dimensions === 'number') req.dimensions = body.dimensions;
       return { path: '/api/embed', body: JSON.stringify(req), injectedUsage: false };
     }
+    // Ollama generates one answer per request; a silent single choice would be a wrong answer.
+    if (typeof body.n === 'number' && body.n > 1) {
+      throw new FabricError('invalid_request', `\`n\` is ${body.n}, but Ollama backends return one choice per request; send n requests instead`, { param: 'n' });
+    }
     const stream = body.stream === true;
     const req: JsonObject = { model: opts.model, stream };
     const o = options(body);

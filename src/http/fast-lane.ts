@@ -238,7 +238,7 @@ class Conn {
     this.state = GONE;
     this.x = undefined;
     if (x !== undefined && !x.ended) {
-      x.bodyFailed(new FabricError('invalid_request', 'client closed the request', { status: 499 }));
+      x.bodyFailed(new FabricError('client_closed_request', 'client closed the request'));
       x.aborted();
     }
   };

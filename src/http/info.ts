@@ -37,9 +37,15 @@ export function modelBody(gw: Gateway, id: string): string | undefined {
   return built(gw).byId.get(id);
 }
 
-export function healthBody(gw: Gateway, startedAt: number, draining: boolean): Record<string, unknown> {
+/**
+ * GET /health. `full`: the master key's holder (or anyone, with no master key) also sees each
+ * backend's URL and last error text, which tell an outsider where the fleet is and what breaks it.
+ */
+export function healthBody(gw: Gateway, startedAt: number, draining: boolean, full = true): Record<string, unknown> {
   const now = Date.now();
-  const { backends, nodes, roles } = fleetReport(gw, now);
+  const report = fleetReport(gw, now);
+  const { nodes, roles } = report;
+  const backends = full ? report.backends : report.backends.map((b) => ({ ...b, url: null, last_error: null }));
   const critical = backends.filter((b) => b.status === 'down').length;
   return {
     status: draining ? 'draining' : critical > 0 ? 'degraded' : 'ok',

@@ -13,6 +13,7 @@ import type { JsonObject, Operation } from '../engines/types.ts';
 import { MasterKey } from './auth.ts';
 import { validateRequest } from './validate.ts';
 import { healthBody, modelsBody, modelBody } from './info.ts';
+import { suggest } from '../config/issues.ts';
 import { GatewayMetrics, NO_ROLE } from '../metrics/gateway-metrics.ts';
 import { allows, type Accounting } from '../accounting/service.ts';
 import type { RequestAccount } from '../accounting/account.ts';
@@ -47,32 +48,42 @@ const POST_ROUTES: Record<string, Operation> = {
   '/embeddings': 'embeddings',
 };
 
+/** Paths answered to GET and HEAD (besides /v1/models/{id}): any other method there is a 405, and a path in neither table a 404. */
+const GET_PATHS = new Set(['/health/live', '/healthz', '/health/ready', '/readyz', '/health', '/metrics', '/v1/models', '/models', '/']);
+
 function sendError(x: Exchange, e: FabricError): void {
-  sendJson(x, e.status, JSON.stringify(e.toBody()), e.headers);
+  // A 401 names the scheme it wants (RFC 9110 §11.6.1).
+  sendJson(x, e.status, JSON.stringify(e.toBody()), e.status === 401 ? { ...e.headers, 'www-authenticate': 'Bearer' } : e.headers);
 }
 
 /**
  * The headers of an answer a backend served, as the flat [name, value, …] list head() takes:
  * one header block built in one go (the request ids come from the exchange's preset).
  */
-function servedHeaders(h: string[], s: Served, simulated: boolean): string[] {
+function servedHeaders(h: string[], s: Served): string[] {
   h.push('x-fabric-role', s.role, 'x-fabric-backend', s.backend, 'x-fabric-attempts', String(s.attempts));
   if (s.rerouted) h.push('x-fabric-rerouted', 'true');
   if (s.budgets !== undefined) h.push('x-fabric-budget-exceeded', s.budgets.join(', '));
-  if (simulated) h.push('x-fabric-simulated', 'true');
   return h;
 }
 
-/** x-fabric-drill: fail-primary makes this one request treat its primary backends as failed (fabric smoke --drill). */
-function drill(v: string | string[] | undefined): boolean | undefined {
+/**
+ * x-fabric-drill: fail-primary makes this one request treat its primary backends as failed
+ * (fabric smoke --drill). It chooses where a request goes, so only the operator may send it:
+ * the master key, or anyone on a gateway without one.
+ */
+function drill(v: string | string[] | undefined, key: KeyRecord | undefined): boolean | undefined {
   if (v === undefined) return undefined;
+  if (key !== undefined) throw new FabricError('permission_denied', 'x-fabric-drill needs the master key; virtual keys cannot send it', { param: 'x-fabric-drill' });
   if (v === 'fail-primary') return true;
   throw new FabricError('invalid_request', `x-fabric-drill must be "fail-primary", not ${JSON.stringify(String(v)).slice(0, 60)}`, { param: 'x-fabric-drill' });
 }
 
-/** The gateway's request id and the client's own (x-request-id), on every answer. */
-function setIdHeaders(x: Exchange, id: string, cid: string | undefined): void {
-  x.preset = cid === undefined ? ['x-request-id', id] : ['x-request-id', id, 'x-client-request-id', cid];
+/** The gateway's request id and the client's own (x-request-id), and the simulation's label, on every answer. */
+function setIdHeaders(x: Exchange, id: string, cid: string | undefined, simulated: boolean): void {
+  const h = cid === undefined ? ['x-request-id', id] : ['x-request-id', id, 'x-client-request-id', cid];
+  if (simulated) h.push('x-fabric-simulated', 'true');
+  x.preset = h;
 }
 
 const DONE_EVENT = 'data: [DONE]';
@@ -88,7 +99,6 @@ function doneAt(data: Buffer | string): number {
 
 class ResponseSink implements StreamSink {
   readonly #x: Exchange;
-  readonly #simulated: boolean;
   /** performance.now() when the stream was committed to the client. */
   firstByteAt: number | undefined;
   /**
@@ -98,13 +108,12 @@ class ResponseSink implements StreamSink {
   deferEnd = false;
   #endPending = false;
   #done: Buffer | string | undefined = undefined;
-  constructor(x: Exchange, simulated: boolean) {
+  constructor(x: Exchange) {
     this.#x = x;
-    this.#simulated = simulated;
   }
   begin(served: Served): void {
     this.firstByteAt = performance.now();
-    this.#x.head(200, servedHeaders(['content-type', 'text/event-stream; charset=utf-8', 'cache-control', 'no-cache', 'x-accel-buffering', 'no'], served, this.#simulated));
+    this.#x.head(200, servedHeaders(['content-type', 'text/event-stream; charset=utf-8', 'cache-control', 'no-cache', 'x-accel-buffering', 'no'], served));
   }
   write(data: Buffer | string): boolean {
     if (this.deferEnd) {
@@ -189,7 +198,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
      */
     let answer: () => void;
     if (body.stream === true && op !== 'embeddings') {
-      const sink = new ResponseSink(x, gw.config.simulated);
+      const sink = new ResponseSink(x);
       sink.deferEnd = inf.account !== undefined;
       const capture = acct?.logsBodies === true ? new CapturingSink(sink, gw.config.gateway.requestLog.maxBodyBytes) : undefined;
       served = await gw.stream(op, body, ctx, capture ?? sink);
@@ -203,9 +212,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       const text = JSON.stringify(r.response);
       now = performance.now();
       rec = inf.account?.finish(served, now - started, undefined, acct?.logsBodies === true ? text : undefined);
-      const simulated = gw.config.simulated;
       answer = () => {
-        x.head(200, servedHeaders(['content-type', JSON_TYPE, 'content-length', String(Buffer.byteLength(text))], served, simulated));
+        x.head(200, servedHeaders(['content-type', JSON_TYPE, 'content-length', String(Buffer.byteLength(text))], served));
         x.end(text);
       };
     }
@@ -249,21 +257,22 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
     const op = POST_ROUTES[path];
-    setIdHeaders(x, id, cid);
+    setIdHeaders(x, id, cid, app.gateway.config.simulated);
     let inf: Inference | undefined;
     try {
       if (op !== undefined) {
-        if (method !== 'POST') throw new FabricError('method_not_allowed', `${method} is not allowed on ${path}; use POST`);
+        if (method !== 'POST') throw new FabricError('method_not_allowed', `${method} is not allowed on ${path}; use POST`, { headers: { allow: 'POST' } });
+        const now = Date.now();
+        inf = { op, model: undefined, key: undefined, account: undefined, ts: now };
         // Awaited only when the key is not cached: the hot path stays synchronous.
         const a = authorize(x);
         const key = a instanceof Promise ? await a : a;
+        inf.key = key;
         if (app.draining) throw new FabricError('shutting_down', 'the gateway is shutting down; retry on another instance', { headers: { connection: 'close', 'retry-after': '1' } });
         const cancel = new Cancel();
         // The client went away before its answer ended: the backend request is aborted.
         x.onAbort(cancel);
-        const now = Date.now();
-        inf = { op, model: undefined, key, account: undefined, ts: now };
-        const ctx: RequestContext = { id, clientRequestId: cid, created: Math.floor(now / 1000), cancel, drillFailPrimary: drill(x.headers['x-fabric-drill']) };
+        const ctx: RequestContext = { id, clientRequestId: cid, created: Math.floor(now / 1000), cancel, drillFailPrimary: drill(x.headers['x-fabric-drill'], key) };
         metrics.begin();
         try {
           await handleInference(inf, x, ctx, started);
@@ -279,12 +288,18 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
           accounting: app.accounting, gateway: app.gateway, master, hasMasterKey: app.masterKey !== undefined,
         });
       }
-      if (method !== 'GET' && method !== 'HEAD') throw new FabricError('method_not_allowed', `${method} is not allowed on ${path}`);
+      const modelPath = path.startsWith('/v1/models/') ? '/v1/models/' : path.startsWith('/models/') ? '/models/' : undefined;
+      if (!GET_PATHS.has(path) && modelPath === undefined) throw new FabricError('not_found', `no route for ${method} ${path}`);
+      if (method !== 'GET' && method !== 'HEAD') throw new FabricError('method_not_allowed', `${method} is not allowed on ${path}; use GET`, { headers: { allow: 'GET, HEAD' } });
       if (path === '/health/live' || path === '/healthz') return sendJson(x, 200, '{"status":"ok"}');
       if (path === '/health/ready' || path === '/readyz') {
         return app.draining ? sendJson(x, 503, '{"status":"draining"}') : sendJson(x, 200, '{"status":"ready"}');
       }
-      if (path === '/health') return sendJson(x, 200, JSON.stringify(healthBody(app.gateway, app.startedAt, app.draining)));
+      if (path === '/health') {
+        // Open to probes; with a master key, backend URLs and error texts only for its holder.
+        const full = app.masterKey === undefined || app.masterKey.matches(MasterKey.presented(x.headers));
+        return sendJson(x, 200, JSON.stringify(healthBody(app.gateway, app.startedAt, app.draining, full)));
+      }
       if (path === '/metrics') {
         await masterOnly(x, 'GET /metrics');
         return sendText(x, 200, metrics.render(), PROMETHEUS_CONTENT_TYPE);
@@ -293,37 +308,43 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         const k = await authorize(x);
         return sendJson(x, 200, k === undefined ? modelsBody(app.gateway) : modelsForKey(app.gateway, k));
       }
-      if (path.startsWith('/v1/models/')) {
+      if (modelPath !== undefined) {
         const k = await authorize(x);
         let name: string;
         try {
-          name = decodeURIComponent(path.slice('/v1/models/'.length));
+          name = decodeURIComponent(path.slice(modelPath.length));
         } catch {
           throw new FabricError('invalid_request', 'the model id in the path is not valid percent-encoding', { param: 'model' });
         }
+        if (name === '') throw new FabricError('not_found', `no model id after ${modelPath}; GET ${modelPath.slice(0, -1)} lists them`, { param: 'model' });
         const r = app.gateway.table.resolve(name);
-        const body = k !== undefined && k.roles !== undefined && (r === undefined || !allows(k, r.route.name, app.gateway)) ? undefined : modelBody(app.gateway, name);
-        if (body === undefined) throw new FabricError('model_not_found', `The model \`${name}\` does not exist on this gateway`, { param: 'model' });
+        const visible = (n: string): boolean => k === undefined || k.roles === undefined || allows(k, n, app.gateway);
+        const body = r === undefined || visible(r.route.name) ? modelBody(app.gateway, name) : undefined;
+        if (body === undefined) {
+          const hint = suggest(name, [...app.gateway.table.names()].filter((n) => { const t = app.gateway.table.resolve(n); return t !== undefined && visible(t.route.name); }));
+          throw new FabricError('model_not_found', `The model \`${name}\` does not exist on this gateway${hint === undefined ? '' : ` (did you mean \`${hint}\`?)`}`, { param: 'model' });
+        }
         return sendJson(x, 200, body);
       }
-      if (path === '/') return sendJson(x, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/models', '/health', '/metrics'] }));
-      throw new FabricError('not_found', `no route for ${method} ${path}`);
+      return sendJson(x, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/models', '/health', '/metrics'] }));
     } catch (e) {
       const fe = toFabricError(e);
       if (fe.code === 'internal_error') app.log.error('internal error', { id, path, error: String((e as Error)?.stack ?? e) });
+      const ms = performance.now() - started;
       if (inf !== undefined) {
         // Every inference request gets its one 'request' line, failed ones too.
-        const ms = performance.now() - started;
-        const role = (inf.model === undefined ? undefined : app.gateway.table.resolve(inf.model))?.route.name ?? NO_ROLE;
-        metrics.failed(inf.op, role, fe.status, fe.code, ms / 1000, fe.attempts);
-        if (inf.account !== undefined) inf.account.fail(fe, ms);
-        else app.accounting?.refused(id, inf.key, inf.op, inf.model, fe, ms, inf.ts);
+        const route = (inf.model === undefined ? undefined : app.gateway.table.resolve(inf.model))?.route.name;
+        metrics.failed(inf.op, route ?? NO_ROLE, fe.status, fe.code, ms / 1000, fe.attempts);
+        // Refused before it was authenticated: nobody to attribute it to, and no record (an
+        // unauthenticated flood must not grow the store); the log line and metrics still count it.
+        if (inf.account !== undefined) inf.account.fail(fe, ms, route ?? '');
+        else if (fe.status !== 401) app.accounting?.refused(id, inf.key, inf.op, inf.model, route ?? '', fe, ms, inf.ts);
         app.log.log(fe.status >= 500 || fe.status === 429 ? 'warn' : 'info', 'request', {
-          id, client_id: cid, op: inf.op, model: inf.model?.slice(0, 200), role, status: fe.status, code: fe.code,
-          attempts: fe.attempts?.length, ms: Math.round(ms * 10) / 10, message: fe.message, key: inf.key?.name,
+          id, client_id: cid, op: inf.op, model: inf.model?.slice(0, 200), role: route, status: fe.status, code: fe.code,
+          attempts: fe.attempts?.filter((a) => a.failure !== 'unavailable').length, ms: Math.round(ms * 10) / 10, message: fe.message, key: inf.key?.name,
         });
       } else if (fe.status >= 500) app.log.warn('request failed', { id, path, status: fe.status, code: fe.code, message: fe.message });
-      else app.log.debug('request refused', { id, path, status: fe.status, code: fe.code, message: fe.message });
+      else app.log.info('request refused', { id, client_id: cid, method, path, status: fe.status, code: fe.code, message: fe.message, ms: Math.round(ms * 10) / 10 });
       if (fe.status === 499) {
         x.destroy();
         return;

@@ -6,14 +6,36 @@ import type { Limits } from '../config/types.ts';
 import { FabricError } from '../core/errors.ts';
 import type { JsonObject, Operation } from '../engines/types.ts';
 
-/** Keys that would let a client redirect the gateway or swap its credentials (LiteLLM honours several). */
-const FORBIDDEN = ['api_base', 'base_url', 'api_url', 'api_key', 'api_version', 'azure_endpoint', 'custom_llm_provider', 'litellm_params'];
-const FORBIDDEN_SET = new Set(FORBIDDEN);
-/** Any of them as a quoted name anywhere in the text: one regex pass, ten times faster than a substring search per name. */
-const FORBIDDEN_QUOTED = new RegExp(`"(?:${FORBIDDEN.join('|')})"`);
-/** Longer than any model id (Hugging Face ids are at most 96 + 1 + 96 characters). */
+/**
+ * Keys that would let a client redirect a backend or swap its credentials: LiteLLM honours
+ * these per request, and a LiteLLM (or a server like it) may sit behind a backend URL. Compared
+ * without case, `_` or `-`, so `apiBase`, `baseURL` and `API-BASE` are refused too.
+ */
+const FORBIDDEN = [
+  'api_base', 'base_url', 'api_url', 'api_key', 'api_version', 'azure_endpoint', 'azure_ad_token', 'custom_llm_provider', 'litellm_params',
+  'user_config', 'extra_headers', 'aws_access_key_id', 'aws_secret_access_key', 'aws_session_token', 'aws_region_name', 'vertex_credentials',
+  'vertex_project', 'vertex_location',
+];
+const fold = (k: string): string => k.toLowerCase().replace(/[-_]/g, '');
+const FORBIDDEN_SET = new Set(FORBIDDEN.map(fold));
+/**
+ * Any of them as a quoted name anywhere in the text, in any case and with `_`, `-` or nothing
+ * between its words: one regex pass, ten times faster than a substring search per name.
+ */
+const FORBIDDEN_QUOTED = new RegExp(`"(?:${FORBIDDEN.map((n) => n.split('_').join('[-_]?')).join('|')})"`, 'i');
+/**
+ * Deepest nesting of objects and arrays accepted. Tool schemas reach a few tens of levels;
+ * thousands would overflow the stack of whatever walks the body next (serializing it for the
+ * backend among others), which must never be taken for the backend's failure.
+ */
+export const MAX_DEPTH = 128;
 const MAX_MODEL_NAME = 512;
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
+
+/** Sampling parameters and their ranges in OpenAI's API (a request fails alike here and there). */
+const SAMPLING: readonly [string, number, number][] = [
+  ['temperature', 0, 2], ['top_p', 0, 1], ['presence_penalty', -2, 2], ['frequency_penalty', -2, 2],
+];
 
 function isObj(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -22,6 +44,31 @@ function isObj(v: unknown): v is JsonObject {
 /** Subtrees that describe data rather than configure the request: a tool may well have a `base_url` parameter. */
 function isSchemaSubtree(path: string): boolean {
   return /^tools\[\d+\]\.function\.parameters$/.test(path) || path === 'response_format.json_schema.schema' || /^functions\[\d+\]\.parameters$/.test(path);
+}
+
+/**
+ * How deeply the JSON text nests, or MAX_DEPTH + 1 once past it: strings are skipped with
+ * indexOf, so a chat body costs its few structural characters.
+ */
+function depthOf(raw: string): number {
+  let depth = 0;
+  let max = 0;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (c === 0x22) {
+      // To the closing quote: one not preceded by an odd run of backslashes.
+      for (;;) {
+        i = raw.indexOf('"', i + 1);
+        if (i === -1) return max;
+        let b = 0;
+        while (raw.charCodeAt(i - 1 - b) === 0x5c) b++;
+        if ((b & 1) === 0) break;
+      }
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max && (max = depth) > MAX_DEPTH) return max;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return max;
 }
 
 function findForbidden(v: unknown, path: string): string | undefined {
@@ -35,7 +82,7 @@ function findForbidden(v: unknown, path: string): string | undefined {
   if (!isObj(v) || isSchemaSubtree(path)) return undefined;
   for (const k of Object.keys(v)) {
     const p = path === '' ? k : `${path}.${k}`;
-    if (FORBIDDEN_SET.has(k)) return p;
+    if (FORBIDDEN_SET.has(fold(k))) return p;
     const f = findForbidden(v[k], p);
     if (f !== undefined) return f;
   }
@@ -54,7 +101,8 @@ function boundedInt(body: JsonObject, key: string, max: number): void {
 }
 
 export function validateRequest(op: Operation, body: unknown, raw: string, limits: Limits): JsonObject {
-  if (!isObj(body)) throw bad('', 'the request body must be a JSON object');
+  if (!isObj(body)) throw new FabricError('invalid_request', 'the request body must be a JSON object');
+  if (depthOf(raw) > MAX_DEPTH) throw new FabricError('invalid_request', `the request body nests objects and arrays more than ${MAX_DEPTH} levels deep`);
   if (typeof body.model !== 'string' || body.model === '') throw bad('model', 'you must provide a model parameter (a non-empty string)');
   if (body.model.length > MAX_MODEL_NAME) throw bad('model', `the model name is ${body.model.length} characters long; at most ${MAX_MODEL_NAME} are accepted`);
   // A cheap scan of the raw text first: the deep walk runs only if a forbidden name appears at all.
@@ -69,6 +117,12 @@ export function validateRequest(op: Operation, body: unknown, raw: string, limit
   boundedInt(body, 'max_tokens', limits.maxTokens);
   boundedInt(body, 'max_completion_tokens', limits.maxTokens);
   boundedInt(body, 'n', limits.maxN);
+  for (const [key, lo, hi] of SAMPLING) {
+    const v = body[key];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw bad(key, `\`${key}\` must be a number`);
+    if (v < lo || v > hi) throw bad(key, `\`${key}\` is ${v}; it must be between ${lo} and ${hi}`);
+  }
   if (op === 'chat') {
     const m = body.messages;
     if (!Array.isArray(m) || m.length === 0) throw bad('messages', '`messages` must be a non-empty array');
@@ -81,6 +135,10 @@ export function validateRequest(op: Operation, body: unknown, raw: string, limit
       const c = msg.content;
       if (c !== undefined && c !== null && typeof c !== 'string' && !Array.isArray(c)) {
         throw bad(`messages[${i}].content`, `\`messages[${i}].content\` must be a string or an array of content parts`);
+      }
+      // Only an assistant turn (tool calls) may come without content, as OpenAI has it.
+      if ((c === undefined || c === null) && msg.role !== 'assistant' && msg.role !== 'function') {
+        throw bad(`messages[${i}].content`, `\`messages[${i}].content\` is required for a ${msg.role} message`);
       }
     }
   } else if (op === 'completions') {

@@ -160,8 +160,10 @@ export class GatewayMetrics {
       if (u.completion_tokens > 0) this.tokens.inc([s.role, s.backend, 'out'], u.completion_tokens);
     }
     if (s.streamError !== undefined) this.streamsInterrupted.inc([s.role, s.backend]);
-    if (s.failures.length > 0) this.#attempts(s.failures);
-    if (s.retries > 0) this.retries.inc([s.backend], s.retries);
+    if (s.failures.length > 0) {
+      this.#attempts(s.failures);
+      if (s.retries > 0) this.#retries(s.failures, s.backend);
+    }
     if (s.rerouted) this.fallbacks.inc([s.route, s.role]);
     if (s.budgets !== undefined) for (const b of s.budgets) this.budgetFallbacks.inc([b]);
   }
@@ -178,12 +180,22 @@ export class GatewayMetrics {
     this.duration.observe([op, role], seconds);
     if (attempts !== undefined && attempts.length > 0) {
       this.#attempts(attempts);
-      // A failed request's retries: consecutive attempts on the same backend.
-      for (let i = 1; i < attempts.length; i++) {
-        const a = attempts[i]!;
-        if (a.backend === attempts[i - 1]!.backend && a.failure !== 'unavailable') this.retries.inc([a.backend]);
-      }
+      this.#retries(attempts, undefined);
     }
+  }
+
+  /**
+   * Retries, counted against the backend that was retried: each attempt sent to the same
+   * backend as the one before it, the answering one (`servedBy`) included.
+   */
+  #retries(failures: readonly AttemptFailure[], servedBy: string | undefined): void {
+    let prev: string | undefined;
+    for (const f of failures) {
+      if (f.failure === 'unavailable') continue;
+      if (f.backend === prev) this.retries.inc([f.backend]);
+      prev = f.backend;
+    }
+    if (servedBy !== undefined && servedBy === prev) this.retries.inc([servedBy]);
   }
 
   #attempts(failures: readonly AttemptFailure[]): void {

@@ -1,0 +1,69 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MAX_DEPTH, validateRequest } from './validate.ts';
+import { FabricError } from '../core/errors.ts';
+import type { Limits } from '../config/types.ts';
+
+const LIMITS = { maxTokens: 32768, maxN: 8, maxBestOf: 8, maxAttempts: 6 } as unknown as Limits;
+const chat = (extra: Record<string, unknown> = {}) => ({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }], ...extra });
+
+/** The FabricError validation throws for `body`, sent as the client would (its JSON text). */
+function refusal(body: unknown, op: 'chat' | 'completions' | 'embeddings' = 'chat', raw = JSON.stringify(body)): FabricError {
+  try {
+    validateRequest(op, body, raw, LIMITS);
+  } catch (e) {
+    assert.ok(e instanceof FabricError, String(e));
+    return e;
+  }
+  assert.fail(`accepted: ${raw.slice(0, 200)}`);
+}
+
+const nested = (depth: number): string => '['.repeat(depth) + ']'.repeat(depth);
+
+test('nesting deeper than MAX_DEPTH is a 400 before anything walks it; brackets inside strings do not count', () => {
+  const deep = `{"model":"chat-fast","messages":[{"role":"user","content":"hi"}],"x":${nested(5000)}}`;
+  const e = refusal(JSON.parse(deep), 'chat', deep);
+  assert.equal(e.status, 400);
+  assert.match(e.message, new RegExp(`more than ${MAX_DEPTH} levels`));
+  // With a forbidden name in it too (the walk that looks for it must not overflow either).
+  const both = deep.replace('"x":', '"api_base":1,"x":');
+  assert.match(refusal(JSON.parse(both), 'chat', both).message, /levels deep/);
+  // The body itself is level 1: MAX_DEPTH - 1 more levels pass.
+  const ok = `{"model":"chat-fast","messages":[{"role":"user","content":"hi"}],"x":${nested(MAX_DEPTH - 1)}}`;
+  validateRequest('chat', JSON.parse(ok), ok, LIMITS);
+  // Brackets and escaped quotes inside strings are text, not structure.
+  const text = JSON.stringify(chat({ messages: [{ role: 'user', content: `say \\"${'['.repeat(1000)}" and {{{` }] }));
+  validateRequest('chat', JSON.parse(text), text, LIMITS);
+});
+
+test('look-alikes of the forbidden names are refused too: any case, with or without _ or -', () => {
+  for (const k of ['apiBase', 'baseURL', 'API_BASE', 'api-base', 'user_config', 'extraHeaders', 'aws_secret_access_key']) {
+    const e = refusal(chat({ metadata: { inner: { [k]: 'http://evil.example' } } }));
+    assert.equal(e.code, 'forbidden_parameter', k);
+    assert.equal(e.param, `metadata.inner.${k}`);
+  }
+  // A tool's own parameters are data: a `base_url` there is fine.
+  validateRequest('chat', chat({ tools: [{ type: 'function', function: { name: 'f', parameters: { properties: { baseUrl: { type: 'string' } } } } }] }),
+    JSON.stringify(chat({ tools: [{ type: 'function', function: { name: 'f', parameters: { properties: { baseUrl: { type: 'string' } } } } }] })), LIMITS);
+});
+
+test('a message other than an assistant turn needs content', () => {
+  const e = refusal(chat({ messages: [{ role: 'user' }] }));
+  assert.equal(e.param, 'messages[0].content');
+  assert.match(e.message, /required for a user message/);
+  validateRequest('chat', chat({ messages: [{ role: 'user', content: 'x' }, { role: 'assistant', content: null, tool_calls: [] }] }), '{}', LIMITS);
+});
+
+test('sampling parameters must be numbers within OpenAI\'s ranges', () => {
+  assert.equal(refusal(chat({ temperature: 'hot' })).param, 'temperature');
+  assert.match(refusal(chat({ temperature: 9 })).message, /between 0 and 2/);
+  assert.equal(refusal(chat({ top_p: 1.5 })).param, 'top_p');
+  assert.equal(refusal(chat({ presence_penalty: -3 })).param, 'presence_penalty');
+  validateRequest('chat', chat({ temperature: 0, top_p: 1, frequency_penalty: -2, presence_penalty: null }), '{}', LIMITS);
+});
+
+test('a body that is not an object names no parameter (param null)', () => {
+  const e = refusal([1, 2]);
+  assert.equal(e.param, null);
+  assert.equal(e.status, 400);
+});
