@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
@@ -124,6 +124,14 @@ test('reloads under a steady load fail no request: SIGHUP, a file change, and an
     const reloads = (s.out().match(/config reloaded/g) ?? []).length;
     await s.waitFor(new RegExp(`(config reloaded[\\s\\S]*){${reloads + 1}}`));
     await pause(500);
+    // Saved as editors save: a new file renamed over the old one, twice (a watch on the first
+    // inode would see the first replacement only).
+    for (const [i, color] of (['green', 'blue'] as const).entries()) {
+      writeFileSync(`${file}.tmp`, configYaml(color));
+      renameSync(`${file}.tmp`, file);
+      await s.waitFor(new RegExp(`(config reloaded[\\s\\S]*){${reloads + 2 + i}}`));
+      await pause(300);
+    }
     const r = await load.stop();
     assert.deepEqual(r.failed, [], 'no request failed across the reloads');
     assert.ok(r.ok > 100, `a steady load ran (${r.ok} requests)`);

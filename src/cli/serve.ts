@@ -3,6 +3,7 @@
 // seeds' fabric from the built-in simulator, labelled as such.
 
 import { watch } from 'node:fs';
+import { basename, dirname, resolve as resolvePath } from 'node:path';
 import { loadFabricConfig, parseFabricText, checkSecrets } from '../config/load.ts';
 import { ConfigError, formatIssue } from '../config/issues.ts';
 import { Secrets } from '../config/env-file.ts';
@@ -145,9 +146,14 @@ export async function runServe(argv: string[]): Promise<number> {
   };
   process.on('SIGHUP', reload);
   if (file !== undefined && file !== '') {
+    // The directory, not the file: editors (vim, sed -i) and ConfigMap updates save by writing
+    // a new file and renaming it over the old one, after which a watch on the file itself is
+    // left on the replaced inode and never fires again.
+    const name = basename(file);
     let debounce: NodeJS.Timeout | undefined;
     try {
-      watch(file, () => {
+      watch(dirname(resolvePath(file)), (_event, changed) => {
+        if (changed !== null && changed !== name && changed !== '.env') return;
         clearTimeout(debounce);
         debounce = setTimeout(reload, 200);
       }).unref();
