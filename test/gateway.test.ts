@@ -335,17 +335,18 @@ test('body over the limit is 413; headers over the limit are 431, both OpenAI-sh
   // Its unread rest must not be taken for a next request on the connection.
   assert.equal(big.headers.get('connection'), 'close');
   assert.ok(big.headers.get('x-request-id')?.startsWith('req_'));
-  const hdr = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+  const hdr = await new Promise<{ status: number; body: string; id: unknown }>((resolve, reject) => {
     const req = rawRequest(`${f.url}/v1/models`, { headers: { ...auth, 'x-big': 'y'.repeat(10 * 1024) } }, (res) => {
       let body = '';
       res.on('data', (c) => { body += c; });
-      res.on('end', () => resolve({ status: res.statusCode!, body }));
+      res.on('end', () => resolve({ status: res.statusCode!, body, id: res.headers['x-request-id'] }));
     });
     req.on('error', reject);
     req.end();
   });
   assert.equal(hdr.status, 431);
   assert.equal(JSON.parse(hdr.body).error.code, 'headers_too_large');
+  assert.match(String(hdr.id), /^req_/, 'answered before any handler, and still with a request id');
 });
 
 test('fallback chain: chat-fast down → chat-deep serves, headers tell', async () => {

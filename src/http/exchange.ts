@@ -57,9 +57,10 @@ export function sendJson(x: Exchange, status: number, body: string, headers?: Re
  * A whole answer, an OpenAI-shaped error that closes the connection, for the servers' own
  * refusals written straight to the socket (a malformed or oversized head, a request too slow).
  */
-export function closingErrorAnswer(status: number, message: string, code: string): string {
+export function closingErrorAnswer(status: number, message: string, code: string, requestId: string | undefined): string {
   const body = JSON.stringify({ error: { message, type: 'invalid_request_error', param: null, code } });
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+  const id = requestId === undefined ? '' : `x-request-id: ${requestId}\r\n`;
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${id}connection: close\r\n\r\n${body}`;
 }
 
 /**

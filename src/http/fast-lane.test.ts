@@ -522,12 +522,13 @@ describe('the fast lane under random pipelines (seeded)', () => {
 
 describe('fast lane timeouts and closing', () => {
   test('a head that does not arrive in time: 408 and the connection closes', async () => {
-    await withServer(true, { headersTimeoutMs: 150 }, async (s) => {
+    await withServer(true, { headersTimeoutMs: 150, requestId: () => 'req_lane' }, async (s) => {
       const c = new Raw(s.port);
       c.send('POST /echo HTTP/1.1\r\nhost: x\r\n');
       const a = await c.answer();
       assert.equal(a.status, 408);
       assert.equal(JSON.parse(a.body).error.code, 'request_timeout');
+      assert.equal(a.headers['x-request-id'], 'req_lane', 'no handler ran, and the answer still has an id');
       await c.end();
     });
   });

@@ -29,6 +29,8 @@ export interface FastLaneOptions {
   keepAliveTimeoutMs: number;
   /** Bodies up to this size are read before the handler runs; a larger declared size is refused (the handler answers 413 and the connection closes). */
   maxBodyBytes: () => number;
+  /** A request id for the answers the lane writes itself (a 408 before any handler ran). */
+  requestId?: () => string;
 }
 
 type Handler = (x: Exchange) => void;
@@ -62,8 +64,8 @@ function statusLine(status: number): string {
   return statusLines[status] ??= `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
 }
 
-function timeoutAnswer(what: string): string {
-  return closingErrorAnswer(408, what, 'request_timeout');
+function timeoutAnswer(what: string, requestId: string | undefined): string {
+  return closingErrorAnswer(408, what, 'request_timeout', requestId);
 }
 
 export class FastLane {
@@ -132,12 +134,13 @@ export class FastLane {
       if (c.state === IDLE) {
         if (waited >= (c.served === 0 ? o.headersTimeoutMs : o.keepAliveTimeoutMs + KEEP_ALIVE_GRACE_MS) && c.idle()) c.socket.destroy();
       } else if (c.state === HEAD) {
-        if (waited >= o.headersTimeoutMs) c.refuse(timeoutAnswer(`the request head did not arrive within ${o.headersTimeoutMs / 1000} s`));
+        if (waited >= o.headersTimeoutMs) c.refuse(timeoutAnswer(`the request head did not arrive within ${o.headersTimeoutMs / 1000} s`, o.requestId?.()));
       } else if (c.state === BODY) {
         if (waited >= o.requestTimeoutMs) {
           const what = `the request body did not arrive within ${o.requestTimeoutMs / 1000} s`;
           const x = c.x;
-          c.refuse(timeoutAnswer(what));
+          // The id the handler already gave this request (its exchange's preset starts with it).
+          c.refuse(timeoutAnswer(what, x?.preset?.[1] ?? o.requestId?.()));
           x?.bodyFailed(new FabricError('invalid_request', what, { status: 408 }));
           x?.aborted();
         }

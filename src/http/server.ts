@@ -377,14 +377,15 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return socket.destroy();
     socket.end(err.code === 'HPE_HEADER_OVERFLOW'
-      ? closingErrorAnswer(431, `request headers exceed the limit of ${maxHeaderBytes} bytes`, 'headers_too_large')
-      : closingErrorAnswer(400, 'malformed HTTP request', 'bad_request'));
+      ? closingErrorAnswer(431, `request headers exceed the limit of ${maxHeaderBytes} bytes`, 'headers_too_large', ids.next())
+      : closingErrorAnswer(400, 'malformed HTTP request', 'bad_request', ids.next()));
   });
   // The lane also makes server.closeIdleConnections() and closeAllConnections() reach its connections.
   if (limits.fastLane) new FastLane(server, serve, {
     maxHeaderBytes, headersTimeoutMs: HEADERS_TIMEOUT_MS, requestTimeoutMs: REQUEST_TIMEOUT_MS, keepAliveTimeoutMs: KEEP_ALIVE_MS,
     // Admin bodies have their own, smaller limit; the lane reads up to the larger of the two.
     maxBodyBytes: () => Math.max(maxBodyBytes(), MAX_ADMIN_BODY),
+    requestId: () => ids.next(),
   });
   return server;
 }
