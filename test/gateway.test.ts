@@ -378,6 +378,7 @@ test('503 when no backend can serve, listing each attempt and why', async () => 
   assert.match(r.json.error.message, /armitage-qwen \(chat-fast\): connection refused/);
   assert.match(r.json.error.message, /cloud-strong \(openai\/strong\): HTTP 500/);
   assert.deepEqual(r.json.error.attempts.map((a: { backend: string }) => a.backend), ['armitage-qwen', 'armitage-qwen', 'wintermute-llama', 'wintermute-llama', 'cloud-strong']);
+  assert.equal(r.headers.get('retry-after'), '1', 'none is cooling down: worth trying again at once');
 });
 
 test('429 from the only backend is passed through with Retry-After', async () => {

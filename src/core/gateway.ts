@@ -291,14 +291,16 @@ export class Gateway {
     }
     if (every('timeout')) return new FabricError('upstream_timeout', `every backend for \`${model}\` timed out: ${tried}`, { attempts: failures });
     if (every('malformed')) return new FabricError('bad_upstream_response', `the backend for \`${model}\` sent an unusable answer: ${tried}`, { attempts: failures });
-    // Nothing was sent because everything is cooling down: say when the first one may be tried again.
+    // When the first backend may be tried again: at once (1 s) for one that failed without
+    // cooling down, at the end of its cooldown for one that is cooling down; 5 s when nothing
+    // says (no backend, or every one skipped for another reason: a node asleep, a budget).
     let retryAfter: number | undefined;
-    if (sent.length === 0) {
-      const now = Date.now();
-      for (const f of failures) {
-        const s = this.backends.get(f.backend)?.retryAfterSeconds(now);
-        if (s !== undefined && (retryAfter === undefined || s < retryAfter)) retryAfter = s;
-      }
+    const now = Date.now();
+    for (const f of failures) {
+      const b = this.backends.get(f.backend);
+      if (b === undefined) continue;
+      const s = b.retryAfterSeconds(now) ?? (f.failure === 'unavailable' ? undefined : 1);
+      if (s !== undefined && (retryAfter === undefined || s < retryAfter)) retryAfter = s;
     }
     return new FabricError('no_backend_available', `no backend could serve \`${model}\`; tried: ${tried || 'nothing (no backend configured)'}`, {
       attempts: failures, headers: { 'retry-after': String(retryAfter ?? 5) },
