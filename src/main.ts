@@ -124,13 +124,21 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
   });
   if (accounting !== undefined) app.metrics?.attachAccounting(accounting);
   await fleet.start();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? config.gateway.port, opts.host ?? config.gateway.host, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port ?? config.gateway.port, opts.host ?? config.gateway.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (e) {
+    // Not serving (the port is taken): nothing of this gateway may go on running or logging.
+    fleet.stop();
+    await gateway.close();
+    await accounting?.close();
+    throw e;
+  }
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return {

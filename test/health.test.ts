@@ -393,3 +393,28 @@ test('fabric health, smoke and wake --help; listed in fabric --help', async () =
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /Unknown option '--no-such-flag'/);
 });
+
+test('a gateway that cannot listen (the port is taken) stops its probes and store: nothing of it goes on running', async () => {
+  // A backend that counts what reaches it: probes included.
+  let hits = 0;
+  const counter = createServer((_req, res) => { hits++; res.writeHead(200, { 'content-type': 'application/json' }).end('{"object":"list","data":[{"id":"m","object":"model"}]}'); });
+  counter.listen(0, '127.0.0.1');
+  await once(counter, 'listening');
+  try {
+    const { config } = parseFabricText(`
+gateway:
+  health_interval: 50ms
+backends:
+  counted: { engine: vllm, url: http://127.0.0.1:${(counter.address() as AddressInfo).port}/v1, model: m }
+roles:
+  chat: { kind: chat, backends: [counted] }
+`, 'taken.yaml');
+    const dataDir = mkdtempSync(join(tmpdir(), 'fabric-taken-'));
+    await assert.rejects(startGateway(config, new Secrets({}), { host: '127.0.0.1', port: gw.port, log: createLogger({ level: 'error', write: () => {} }), dataDir }), /EADDRINUSE/);
+    const before = hits;
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(hits, before, 'no probe ran after the failed start');
+  } finally {
+    counter.close();
+  }
+});
