@@ -100,7 +100,8 @@ test('bin/fabric, npm start and the benchmark run the gateway with the same V8 f
   const { readFileSync } = await import('node:fs');
   const { RUNTIME_NODE_FLAGS } = await import('../bench/shared.ts');
   const bin = readFileSync(new URL('../bin/fabric', import.meta.url), 'utf8');
-  const execs = bin.split('\n').filter((l) => l.trimStart().startsWith('exec node'));
+  // bin/fabric picks its node binary ("$node": the project's Node 24), then execs it on dist/ or src/.
+  const execs = bin.split('\n').filter((l) => /^\s*exec "?\$?node"? /.test(l));
   assert.equal(execs.length, 2);
   for (const line of execs) assert.ok(line.includes(` ${RUNTIME_NODE_FLAGS.join(' ')} `), line);
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));

@@ -57,6 +57,20 @@ test('fabric keys and fabric usage --help', async () => {
   assert.equal((await fabric(['usage', '--by', 'colour'])).code, 2);
 });
 
+test('keys and usage --help name the master key --key, as every command does, and say how revocation spreads', async () => {
+  for (const cmd of ['keys', 'usage', 'health', 'smoke']) {
+    const { stdout } = await fabric([cmd, '--help']);
+    assert.match(stdout, /^ {2}--url URL +the gateway \(default: \$FABRIC_URL, else http:\/\/127\.0\.0\.1:4000\)$/m, cmd);
+    assert.match(stdout, /^ {2}--key KEY +\S/m, cmd);
+    assert.doesNotMatch(stdout, /--auth/, cmd);
+  }
+  const keys = (await fabric(['keys', '--help'])).stdout;
+  // The key ring's real bound: NOTIFY with PostgreSQL, else the keys-version poll; no "within a second".
+  assert.doesNotMatch(keys, /within a second/);
+  assert.match(keys, /LISTEN\/NOTIFY/);
+  assert.match(keys, /sync_interval, default 2s/);
+});
+
 test('fabric keys through the admin API: create shows the key once, then list, show, rotate, revoke', async () => {
   const env = { FABRIC_URL: f.url, MK: MASTER };
   const c = await fabric(['keys', 'create', 'obsidian', '--roles', 'local/chat', '--rpm', '60', '--budget', '10/month', '--meta', 'app=obsidian', '--role-limit', 'local/chat:tpm=5000', '--key', 'env:MK'], env);
@@ -98,6 +112,7 @@ test('fabric keys --config writes the store directly; the running gateway picks 
   assert.match(bad.stderr, /nope is not a role/);
   const r = await fabric(['keys', 'revoke', k.id, '--config', config]);
   assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /running gateways stop accepting it at their next keys sync \(gateway\.accounting\.sync_interval: 2000 ms\)/);
   // Another process changed the store: the gateway sees it at its next poll (sync_interval 100ms).
   const until = Date.now() + 3000;
   let status = 200;
@@ -111,8 +126,18 @@ test('fabric keys --config writes the store directly; the running gateway picks 
 test('fabric usage: a table, CSV and JSON, from the API and from the store', async () => {
   for (let i = 0; i < 3; i++) await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${MASTER}` });
   await f.gw.app.accounting!.writer.flush();
-  const t = await fabric(['usage', '--by', 'role', '--since', '1h', '--url', f.url, '--auth', MASTER]);
+  const t = await fabric(['usage', '--by', 'role', '--since', '1h', '--url', f.url, '--key', MASTER]);
   assert.equal(t.code, 0, t.stderr);
+  // --auth, the old name, still works; --key with a virtual key id (its old meaning) is refused, naming --key-id.
+  const old = await fabric(['usage', '--by', 'role', '--since', '1h', '--url', f.url, '--auth', MASTER]);
+  assert.equal(old.code, 0, old.stderr);
+  assert.equal(old.stdout, t.stdout);
+  const moved = await fabric(['usage', '--key', 'key_0123456789abcdef', '--config', config]);
+  assert.equal(moved.code, 1);
+  assert.match(moved.stderr, /use --key-id key_0123456789abcdef/);
+  const filtered = await fabric(['usage', '--key-id', 'key_0123456789abcdef', '--config', config]);
+  assert.equal(filtered.code, 1);
+  assert.match(filtered.stderr, /no key key_0123456789abcdef/);
   assert.match(t.stdout, /^ROLE +REQUESTS +ERRORS +TOKENS IN +TOKENS OUT +COST +AVG MS/);
   assert.match(t.stdout, /^chat-fast +\d+ +0 +\d+/m);
   assert.match(t.stdout, /^total +\d+/m);

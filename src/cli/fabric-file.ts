@@ -22,7 +22,7 @@ export function openFabricFile(cmd: string, help: string, positional: string | u
   if (p === undefined || p === '') return usageError(cmd, 'a FILE is required', help);
   try {
     const { file, text } = readConfigText(p);
-    const { config, issues } = parseFabricText(text, file);
+    const { config, issues } = parseFabricText(text, file, p);
     if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
     for (const w of issues) process.stderr.write(formatIssue(w) + '\n');
     return { path: p, config, text };

@@ -18,8 +18,11 @@ const HELP = `Usage: fabric keys create NAME [--roles R,R] [--rpm N] [--tpm N] [
   common: [--url URL --key KEY | --config FILE] [--json]
 
 Virtual keys for applications and people (obsidian, trailblazer, …). A key is shown once,
-when it is created or rotated, and stored only as its SHA-256; revoking or rotating takes
-effect at once on the gateway that does it and within a second on every other instance.
+when it is created or rotated, and stored only as its SHA-256. Revoking or rotating takes
+effect at once on the gateway process that does it. Other gateway processes sharing the
+store reload their keys when it changes: at once with PostgreSQL (LISTEN/NOTIFY), else at
+their next poll of the keys version (gateway.accounting.sync_interval, default 2s). With
+--config, every running gateway learns of it that way.
 
   --roles R,R       the models (roles or aliases) the key may use; default: all
   --rpm N, --tpm N  requests / tokens per minute
@@ -27,8 +30,9 @@ effect at once on the gateway that does it and within a second on every other in
   --budget USD[/PERIOD]        spend limit per day, week, month (default) or total, e.g. 10/month
   --expires WHEN    a duration from now (30d, 12h) or an ISO date-time
   --meta K=V        metadata (repeatable), e.g. --meta app=obsidian --meta owner=mdt
-  --url URL         the gateway (default $FABRIC_URL, else http://127.0.0.1:4000); the
-  --key KEY         master key (or env:NAME; default $FABRIC_API_KEY)
+  --url URL         the gateway (default: $FABRIC_URL, else http://127.0.0.1:4000)
+  --key KEY         its master key; env:NAME reads it from the environment
+                    (default: $FABRIC_API_KEY)
   --config FILE     act on the store the config names instead (no running gateway needed)
   --json            machine-readable output
 `;
@@ -81,6 +85,15 @@ function createBody(name: string, v: Record<string, string | string[] | boolean 
 
 type View = Record<string, any>;
 
+/** When a revocation reaches the gateways, as the key ring works (src/keys/keyring.ts): no promise it cannot keep. */
+function revokedWhere(t: Target): string {
+  const others = 'other gateways sharing the store stop accepting it at once with PostgreSQL (NOTIFY), else at their next keys sync (sync_interval)';
+  if (t.kind === 'api') return `it stops working at once on this gateway; ${others}`;
+  const pg = t.config.gateway.store.kind === 'postgres';
+  return pg ? 'running gateways stop accepting it at once (PostgreSQL NOTIFY), or at the latest at their next keys sync (sync_interval)'
+    : `running gateways stop accepting it at their next keys sync (gateway.accounting.sync_interval: ${t.config.gateway.accounting.syncIntervalMs} ms)`;
+}
+
 function describeKey(k: View): string {
   const lines = [
     `id        ${k.id}`,
@@ -116,7 +129,7 @@ async function run(t: Target, sub: string, args: string[], v: Record<string, str
         const patch = parseKeyInput(body, 'create');
         for (const r of patch.roles ?? []) {
           const known = roleByName(t.config.roles, r) !== undefined || [...t.config.backends.values()].some((b) => b.aliases.includes(r) || b.model === r);
-          if (!known) throw new UsageError(`--roles: ${r} is not a role, alias or model of ${t.config.file}`);
+          if (!known) throw new UsageError(`--roles: ${r} is not a role, alias or model of ${String(v.config)}`);
         }
         const { record, secret } = await admin!.create(patch);
         created = { ...keyView(record), key: secret };
@@ -143,7 +156,7 @@ async function run(t: Target, sub: string, args: string[], v: Record<string, str
     case 'revoke': {
       const id = need('an ID');
       const k: View = t.kind === 'api' ? await api(t, 'POST', `/admin/keys/${encodeURIComponent(id)}/revoke`, {}) : keyView(await admin!.revoke(id));
-      out(k, `revoked ${k.id} (${k.name}); it stops working at once on ${t.kind === 'api' ? 'this gateway and within a second on the others' : 'every gateway within a second'}\n`);
+      out(k, `revoked ${k.id} (${k.name}); ${revokedWhere(t)}\n`);
       return 0;
     }
     case 'rotate': {

@@ -7,6 +7,7 @@
 const HELP = `fabric — AI Fabric: one OpenAI-compatible endpoint for your GPUs
 
 Usage: fabric <command> [options]
+       fabric --version
 
 Commands:
   serve          start the gateway (config file, discovered engines, or the simulated demo fleet)
@@ -21,8 +22,16 @@ Commands:
   keys           virtual keys for applications and people: create, list, show, revoke, rotate
   usage          requests, tokens, cost and errors by key, role, backend, model or day
 
-Run "fabric <command> --help" for a command's options.
+Run "fabric <command> --help" for a command's options; "fabric --version" (-V) for the version.
 `;
+
+/** package.json's version; read only when asked, so no other command pays for it. */
+async function version(): Promise<string> {
+  const { readFileSync } = await import('node:fs');
+  // src/cli/main.ts and dist/cli/main.js both sit two levels below the package root.
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+}
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -37,6 +46,10 @@ export async function main(argv: string[]): Promise<number> {
     case 'render': return (await import('./render.ts')).runRender(rest);
     case 'keys': return (await import('./keys.ts')).runKeys(rest);
     case 'usage': return (await import('./usage.ts')).runUsage(rest);
+    case '--version':
+    case '-V':
+      process.stdout.write(`fabric ${await version()}\n`);
+      return 0;
     case undefined:
     case '-h':
     case '--help':

@@ -11,20 +11,33 @@ import { reportConfigError } from './fabric-file.ts';
 import { api, closeTarget, openTarget, type Target } from './state-target.ts';
 import { parseCommand, usageError } from './args.ts';
 
-const HELP = `Usage: fabric usage [--by key|role|backend|model|day|status] [--since WHEN] [--until WHEN] [--key ID] [--json|--csv]
-                    [--url URL --auth KEY | --config FILE]
+const HELP = `Usage: fabric usage [--by key|role|backend|model|day|status] [--since WHEN] [--until WHEN] [--key-id ID] [--json|--csv]
+                    [--url URL --key KEY | --config FILE]
 
 A report of requests, errors, tokens in and out, cost and average latency, grouped by
 --by (default key), from a running gateway's admin API or, with --config, the store itself.
 
   --since WHEN      from: a duration back (7d, 24h, 30m), today, week, month, an ISO date, unix seconds
   --until WHEN      to (exclusive); default now
-  --key ID          only this virtual key's requests
+  --key-id ID       only this virtual key's requests (its id, key_…)
   --json | --csv    machine-readable output
-  --url URL         the gateway (default $FABRIC_URL, else http://127.0.0.1:4000)
-  --auth KEY        its master key (or env:NAME; default $FABRIC_API_KEY)
-  --config FILE     read the store the config names instead
+  --url URL         the gateway (default: $FABRIC_URL, else http://127.0.0.1:4000)
+  --key KEY         its master key; env:NAME reads it from the environment
+                    (default: $FABRIC_API_KEY)
+  --config FILE     read the store the config names instead (no running gateway needed)
 `;
+
+/**
+ * The master key: --key, as in every other command; --auth is its old name, still accepted.
+ * --key used to filter by virtual key id: a key id there is refused with the new flag's name
+ * rather than sent to the gateway as a master key.
+ */
+function masterKeyFlag(v: { key?: string; auth?: string }): string | undefined {
+  if (v.key !== undefined && v.auth !== undefined && v.key !== v.auth) throw new UsageError('--auth is the old name of --key: give one of them');
+  const key = v.key ?? v.auth;
+  if (key?.startsWith('key_') === true) throw new UsageError(`--key is the gateway's master key; to report one virtual key's requests use --key-id ${key}`);
+  return key;
+}
 
 async function rows(t: Target, by: UsageGroup, since: number | undefined, until: number | undefined, key: string | undefined): Promise<UsageRow[]> {
   if (t.kind === 'store') {
@@ -61,8 +74,8 @@ export async function runUsage(argv: string[]): Promise<number> {
   const parsed = parseCommand('usage', HELP, {
     args: argv,
     options: {
-      by: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' }, key: { type: 'string' }, json: { type: 'boolean' }, csv: { type: 'boolean' },
-      url: { type: 'string' }, auth: { type: 'string' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' },
+      by: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' }, 'key-id': { type: 'string' }, json: { type: 'boolean' }, csv: { type: 'boolean' },
+      url: { type: 'string' }, key: { type: 'string' }, auth: { type: 'string' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (typeof parsed === 'number') return parsed;
@@ -80,8 +93,8 @@ export async function runUsage(argv: string[]): Promise<number> {
   try {
     const since = when('since', v.since);
     const until = when('until', v.until);
-    t = await openTarget({ url: v.url, key: v.auth, config: v.config });
-    const rs = await rows(t, by, since, until, v.key);
+    t = await openTarget({ url: v.url, key: masterKeyFlag(v), config: v.config });
+    const rs = await rows(t, by, since, until, v['key-id']);
     if (v.csv === true) process.stdout.write(usageCsv(rs));
     else if (v.json === true) process.stdout.write(JSON.stringify(usageJson(by, since, until, rs), null, 2) + '\n');
     else process.stdout.write(usageTable(by, rs));

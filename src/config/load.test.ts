@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync, chmodSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { loadFabricConfig } from './load.ts';
-import { formatIssue } from './issues.ts';
+import { ConfigError, formatIssue } from './issues.ts';
 import { configFiles } from '../../test/support/config-files.ts';
 
 const { file, errorsOf } = configFiles('fabric-config-');
@@ -74,7 +74,7 @@ roles:
 
 test('YAML syntax errors carry their line', () => {
   const errs = errorsOf(file('backends:\n  a: [unclosed\nroles: {}\n'));
-  assert.match(errs[0]!, /fabric\.yaml:\d+:\d+: error: \(yaml\)/);
+  assert.match(errs[0]!, /fabric\.yaml:2:6: error: \(yaml\): the "\[" opened here/);
 });
 
 test('a literal secret is refused without echoing it', () => {
@@ -123,4 +123,40 @@ test('an unset backend key is a warning, not an error', () => {
   assert.equal(issues.length, 1);
   assert.equal(issues[0]!.severity, 'warning');
   assert.match(issues[0]!.message, /ARMITAGE_KEY is not set/);
+});
+
+test('an unset variable is reported at the value that names it', () => {
+  const text = MINIMAL.replace('version: 1', 'version: 1\ngateway:\n  master_key: env:MK\n  store: { url: env:PG_URL }')
+    .replace('    model: m', '    model: m\n    api_key: { env: ARMITAGE_KEY }');
+  const p = file(text);
+  try {
+    loadFabricConfig(p, {});
+    assert.fail('an unset master key is an error');
+  } catch (e) {
+    const at = (path: string): string => {
+      const i = (e as ConfigError).issues.find((x) => x.path === path);
+      return `${i?.line}:${i?.col}`;
+    };
+    assert.equal(at('gateway.master_key'), '3:15');
+    assert.equal(at('gateway.store.url'), '4:17');
+    assert.equal(at('backends.a.api_key'), '10:21');
+  }
+  // Both forms of reference: env:NAME and { env: NAME }, with the same formatted line.
+  const w = loadFabricConfig(file(MINIMAL.replace('    model: m', '    model: m\n    api_key: env:ARMITAGE_KEY')), {}).issues[0]!;
+  assert.match(formatIssue(w), /fabric\.yaml:7:14: warning: backends\.a\.api_key: environment variable ARMITAGE_KEY is not set/);
+  const missingEnv = errorsOf(file(MINIMAL.replace('version: 1', 'version: 1\ngateway:\n  env_file: secrets.env')));
+  assert.match(missingEnv[0]!, /fabric\.yaml:3:13: error: gateway\.env_file: .*secrets\.env does not exist/);
+});
+
+test('issues name the file as it was given, not its absolute path', () => {
+  const p = file(MINIMAL.replace('    model: m', '    model: m\n    api_key: env:ARMITAGE_KEY'));
+  const rel = relative(process.cwd(), p);
+  const { issues, config } = loadFabricConfig(rel, {});
+  assert.equal(issues[0]!.file, rel);
+  // Paths in the config still resolve beside it, wherever the process runs later.
+  assert.equal(config.file, p);
+  // A YAML syntax error and a file that cannot be read, too.
+  const broken = relative(process.cwd(), file('backends: {a: [}\n'));
+  assert.ok(errorsOf(broken)[0]!.startsWith(`${broken}:1:`), errorsOf(broken)[0]);
+  assert.ok(errorsOf('no/such/fabric.yaml')[0]!.startsWith('no/such/fabric.yaml: error: (file): cannot read: ENOENT'));
 });

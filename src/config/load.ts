@@ -3,11 +3,11 @@
 // A LiteLLM proxy config is recognised by its shape and translated (src/config/litellm).
 
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { ConfigError, type ConfigIssue } from './issues.ts';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { ConfigError, formatPath, type ConfigIssue, type KeyPath } from './issues.ts';
 import { validateFabric } from './schema.ts';
 import { readEnvFile, Secrets } from './env-file.ts';
-import { readYamlSource } from './locate.ts';
+import { readYamlSource, type Located } from './locate.ts';
 import { isLiteLLMText, parseLiteLLMText } from './litellm/load.ts';
 import type { FabricConfig } from './types.ts';
 
@@ -20,66 +20,86 @@ export interface LoadedConfig {
   format: 'fabric' | 'litellm';
 }
 
-export function parseFabricText(text: string, file: string): { config: FabricConfig; issues: ConfigIssue[] } {
-  const src = readYamlSource(text, file);
-  const config = validateFabric(src.value, src.reporter, file);
-  src.issues.sort((a, b) => a.line - b.line || a.col - b.col);
-  return { config, issues: src.issues };
+export interface ParsedFabric {
+  config: FabricConfig;
+  issues: ConfigIssue[];
+  /** A key path's line:col in the text, for issues found after parsing (an unset secret). */
+  locate: (path: KeyPath, onKey: boolean) => Located;
 }
 
-/** Secret references not set anywhere: an unset master key is an error, an unset backend key disables that backend. */
-export function checkSecrets(config: FabricConfig, secrets: Secrets, file: string): ConfigIssue[] {
+/** `file` names the config (config.file; relative paths in it resolve beside it); issues name it `shownAs`, by default the same. */
+export function parseFabricText(text: string, file: string, shownAs: string = file): ParsedFabric {
+  const src = readYamlSource(text, shownAs);
+  const config = validateFabric(src.value, src.reporter, file);
+  src.issues.sort((a, b) => a.line - b.line || a.col - b.col);
+  return { config, issues: src.issues, locate: src.locate };
+}
+
+/**
+ * Secret references not set anywhere: an unset master key is an error, an unset backend key
+ * disables that backend. With `locate`, each issue sits at the value that names the variable.
+ */
+export function checkSecrets(config: FabricConfig, secrets: Secrets, file: string, locate?: (path: KeyPath, onKey: boolean) => Located): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
+  const unset = (severity: ConfigIssue['severity'], path: KeyPath, message: string): void => {
+    // The reference is `key: env:NAME` or `key: { env: NAME }`; locate stops at the deepest key that exists.
+    const at = locate?.([...path, 'env'], false) ?? { line: 0, col: 0 };
+    issues.push({ severity, file, line: at.line, col: at.col, path: formatPath(path), message });
+  };
+  const notSet = (name: string): string => `environment variable ${name} is not set (nor in the .env file)`;
   const mk = config.gateway.masterKey;
-  if (mk !== undefined && secrets.get(mk.env) === undefined) {
-    issues.push({ severity: 'error', file, line: 0, col: 0, path: 'gateway.master_key', message: `environment variable ${mk.env} is not set (nor in the .env file)` });
-  }
+  if (mk !== undefined && secrets.get(mk.env) === undefined) unset('error', ['gateway', 'master_key'], notSet(mk.env));
   const st = config.gateway.store;
-  if (st.kind === 'postgres' && secrets.get(st.url.env) === undefined) {
-    issues.push({ severity: 'error', file, line: 0, col: 0, path: 'gateway.store.url', message: `environment variable ${st.url.env} is not set (nor in the .env file)` });
-  }
+  if (st.kind === 'postgres' && secrets.get(st.url.env) === undefined) unset('error', ['gateway', 'store', 'url'], notSet(st.url.env));
   const rd = config.gateway.redis;
-  if (rd !== undefined && secrets.get(rd.url.env) === undefined) {
-    issues.push({ severity: 'error', file, line: 0, col: 0, path: 'gateway.redis.url', message: `environment variable ${rd.url.env} is not set (nor in the .env file)` });
-  }
+  if (rd !== undefined && secrets.get(rd.url.env) === undefined) unset('error', ['gateway', 'redis', 'url'], notSet(rd.url.env));
   for (const b of config.backends.values()) {
     if (b.apiKey !== undefined && secrets.get(b.apiKey.env) === undefined) {
-      issues.push({
-        severity: 'warning', file, line: 0, col: 0, path: `backends.${b.name}.api_key`,
-        message: `environment variable ${b.apiKey.env} is not set; backend ${b.name} will be skipped until it is`,
-      });
+      unset('warning', ['backends', b.name, 'api_key'], `environment variable ${b.apiKey.env} is not set; backend ${b.name} will be skipped until it is`);
     }
   }
   return issues;
 }
 
-/** A config file's absolute path and text; a file that cannot be read is a ConfigError like any other. */
+/** A config file's absolute path and text; a file that cannot be read is a ConfigError like any other, named as given. */
 export function readConfigText(path: string): { file: string; text: string } {
   const file = resolve(path);
   try {
     return { file, text: readFileSync(file, 'utf8') };
   } catch (e) {
-    throw new ConfigError([{ severity: 'error', file, line: 0, col: 0, path: '(file)', message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}` }]);
+    throw new ConfigError([{ severity: 'error', file: path, line: 0, col: 0, path: '(file)', message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}` }]);
   }
 }
 
+/**
+ * Loads `path`. Issues name the file as the operator wrote it (so `config check` prints the
+ * same name on every line it writes); config.file is absolute, since data_dir, env_file and
+ * the like resolve beside it whatever the working directory later is.
+ */
 export function loadFabricConfig(path: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const { file, text } = readConfigText(path);
-  const litellm = isLiteLLMText(text) ? parseLiteLLMText(text, file, env) : undefined;
-  const { config, issues } = litellm ?? parseFabricText(text, file);
-  const envPath = config.gateway.envFile !== undefined ? resolve(dirname(file), config.gateway.envFile) : resolve(dirname(file), '.env');
+  const litellm = isLiteLLMText(text) ? parseLiteLLMText(text, path, env) : undefined;
+  const native = litellm === undefined ? parseFabricText(text, file, path) : undefined;
+  // A LiteLLM file places its issues itself (relocate): the fabric key paths are not in its text.
+  const locate = native?.locate;
+  const { config, issues } = native ?? litellm!;
+  config.file = file;
+  // Beside the config, and named the way the config was: relative to the working directory when it was.
+  const envFile = config.gateway.envFile ?? '.env';
+  const envPath = isAbsolute(envFile) ? envFile : join(dirname(path), envFile);
   let fileValues = new Map<string, string>();
   if (existsSync(envPath)) {
     const r = readEnvFile(envPath);
     fileValues = r.values;
     for (const w of r.warnings) issues.push({ severity: 'warning', file: envPath, line: 0, col: 0, path: '(permissions)', message: w });
   } else if (config.gateway.envFile !== undefined) {
-    issues.push({ severity: 'error', file, line: 0, col: 0, path: 'gateway.env_file', message: `${envPath} does not exist` });
+    const at = locate?.(['gateway', 'env_file'], false) ?? { line: 0, col: 0 };
+    issues.push({ severity: 'error', file: path, line: at.line, col: at.col, path: 'gateway.env_file', message: `${envPath} does not exist` });
   }
   // A LiteLLM file may hold secrets literally: they serve as a last resort, never as config.
   for (const [name, value] of litellm?.literals ?? []) if (!fileValues.has(name)) fileValues.set(name, value);
   const secrets = new Secrets(env, fileValues);
-  const secretIssues = checkSecrets(config, secrets, file);
+  const secretIssues = checkSecrets(config, secrets, path, locate);
   issues.push(...(litellm === undefined ? secretIssues : secretIssues.map(litellm.relocate)));
   if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
   return { config, secrets, issues, format: litellm === undefined ? 'fabric' : 'litellm' };

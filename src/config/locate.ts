@@ -5,6 +5,7 @@
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import { ConfigError, formatPath, type ConfigIssue, type KeyPath } from './issues.ts';
 import type { Reporter } from './schema.ts';
+import { yamlSyntaxIssues } from './yaml-errors.ts';
 
 export type Located = { line: number; col: number };
 
@@ -50,16 +51,14 @@ export interface YamlSource {
   locate: (path: KeyPath, onKey: boolean) => Located;
 }
 
-/** Parses YAML (keys unique, aliases bounded); syntax errors throw ConfigError with their place. */
+/** Parses YAML (keys unique, aliases bounded); syntax errors throw ConfigError with their place (yaml-errors.ts). */
 export function readYamlSource(text: string, file: string): YamlSource {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: true });
+  // prettyErrors off: its messages end in "at line L, column C:" and an excerpt, which our
+  // file:line:col already says; yamlSyntaxIssues places and words them.
+  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) throw new ConfigError(yamlSyntaxIssues(doc, text, lc, file));
   const issues: ConfigIssue[] = [];
-  for (const e of doc.errors) {
-    const pos = e.linePos?.[0];
-    issues.push({ severity: 'error', file, line: pos?.line ?? 0, col: pos?.col ?? 0, path: '(yaml)', message: e.message.split('\n')[0]! });
-  }
-  if (issues.length > 0) throw new ConfigError(issues);
   const locate = locator(doc, lc);
   const push = (severity: 'error' | 'warning') => (path: KeyPath, message: string, onKey = false): void => {
     const { line, col } = locate(path, onKey);

@@ -81,7 +81,7 @@ export function oneOf<T extends string>(r: Reporter, path: KeyPath, v: unknown, 
 export function int(r: Reporter, path: KeyPath, v: unknown, dflt: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined || v === null) return dflt;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    r.error(path, `must be an integer from ${min} to ${max}, got ${describe(v)}`);
+    r.error(path, `${max === Number.MAX_SAFE_INTEGER ? `must be an integer of at least ${min}` : `must be an integer from ${min} to ${max}`}, got ${describe(v)}`);
     return dflt;
   }
   return v;
@@ -355,12 +355,18 @@ function backends(r: Reporter, v: unknown, nodeMap: Map<string, NodeConfig>, pol
     }
     const engine = b.engine === undefined ? (r.error([...p, 'engine'], `is required: one of ${ENGINE_KINDS.join(', ')}`), 'openai-compatible' as const)
       : oneOf(r, [...p, 'engine'], b.engine, ENGINE_KINDS, 'openai-compatible');
+    // A missing or mistyped engine is reported once; checks that depend on the engine are
+    // skipped rather than run against the stand-in, whose complaints the user never caused.
+    const engineKnown = (ENGINE_KINDS as readonly unknown[]).includes(b.engine);
     const node = str(r, [...p, 'node'], b.node);
     if (node !== undefined && !nodeMap.has(node)) {
       const hint = suggest(node, nodeMap.keys());
       r.error([...p, 'node'], `names a node that is not defined under nodes: "${node}"${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`);
     }
-    const backendUrl = b.url === undefined && engine === 'openai' ? 'https://api.openai.com/v1' : url(r, [...p, 'url'], b.url);
+    let backendUrl: string;
+    if (b.url === undefined && engine === 'openai') backendUrl = 'https://api.openai.com/v1';
+    else if (b.url === undefined && !engineKnown) backendUrl = ''; // whether one is needed depends on the engine
+    else backendUrl = url(r, [...p, 'url'], b.url);
     const apiKey = secret(r, [...p, 'api_key'], b.api_key);
     if (engine === 'openai' && apiKey === undefined) r.error([...p, 'api_key'], 'is required for engine openai (e.g. env:OPENAI_API_KEY)');
     const hm = mapping(r, [...p, 'health'], b.health, HEALTH_POLICY_KEYS);
@@ -383,7 +389,7 @@ function backends(r: Reporter, v: unknown, nodeMap: Map<string, NodeConfig>, pol
       simulated: b.simulated === true,
     });
     const serve = serveBlock(r, [...p, 'serve'], b.serve, {
-      engine, node: node === undefined ? undefined : nodeMap.get(node), nodeName: node, url: backendUrl, model: out.get(name)!.model,
+      engine: engineKnown ? engine : undefined, node: node === undefined ? undefined : nodeMap.get(node), nodeName: node, url: backendUrl, model: out.get(name)!.model,
     });
     if (serve !== undefined) out.get(name)!.serve = serve;
   }

@@ -136,3 +136,17 @@ test('node runtime and os are checked', () => {
   assert.match(errors.join('\n'), /nodes\.box\.runtime: must be one of docker, podman/);
   assert.match(errors.join('\n'), /nodes\.box\.os: must be one of linux, windows/);
 });
+
+test('a mistyped engine is the one error: its serve block is not judged against a stand-in engine', () => {
+  // The engine falls back to openai-compatible internally; "not openai-compatible" named a value nobody wrote.
+  const { errors } = check(BASE('      quantization: AWQ').replace('engine: vllm', 'engine: vlm'));
+  assert.equal(errors.length, 1, errors.join('\n'));
+  assert.match(errors[0]!, /fabric\.yaml:9:13: error: backends\.a\.engine: must be one of .* \(did you mean "vllm"\?\)/);
+  // Nor does a missing url add a second error when the engine (which decides whether one is needed) is wrong.
+  const noUrl = check(BASE('      quantization: AWQ').replace('engine: vllm', 'engine: opnai').replace(/ {4}url: .*\n/, '')).errors;
+  assert.equal(noUrl.length, 1, noUrl.join('\n'));
+  assert.match(noUrl[0]!, /did you mean "openai"/);
+  // A valid engine that fabric cannot launch still gets its error.
+  const ext = check(BASE('      quantization: AWQ').replace('engine: vllm', 'engine: openai-compatible')).errors;
+  assert.match(ext.join('\n'), /fabric can launch engines vllm, ollama, llamacpp, not openai-compatible/);
+});

@@ -103,7 +103,8 @@ const KV_DTYPES_BY_ENGINE: Record<ServedEngine, readonly string[]> = {
 };
 
 export interface ServeContext {
-  engine: EngineKind;
+  /** Undefined when the backend's engine is missing or invalid: that is reported already. */
+  engine: EngineKind | undefined;
   node: NodeConfig | undefined;
   nodeName: string | undefined;
   url: string;
@@ -115,6 +116,8 @@ export function serveBlock(r: Reporter, path: KeyPath, v: unknown, ctx: ServeCon
   if (v === undefined || v === null) return undefined;
   const m = mapping(r, path, v, SERVE_KEYS);
   if (m === undefined) return undefined;
+  // What a serve block may hold depends on the engine; without a valid one, nothing more can be said.
+  if (ctx.engine === undefined) return undefined;
   if (!(SERVED_ENGINES as readonly string[]).includes(ctx.engine)) {
     r.error(path, `fabric can launch engines ${SERVED_ENGINES.join(', ')}, not ${ctx.engine}; remove serve: or change the engine`, true);
     return undefined;
