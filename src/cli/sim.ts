@@ -1,102 +1,127 @@
-// fabric sim: a simulated fleet from a fabric config — one engine per backend origin,
+// fabric sim: a simulated fleet from a fabric config — one engine per server (backend origin),
 // speaking that engine's protocol — with a control API to switch faults while it runs.
 // --out writes a copy of the config pointing at the simulated engines, for `fabric serve`.
 
 import { parseCommand, usageError } from './args.ts';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { loadFabricConfig } from '../config/load.ts';
 import { importLiteLLMText } from '../config/litellm/load.ts';
+import { readEnvFile, Secrets } from '../config/env-file.ts';
 import { reportConfigError } from './fabric-file.ts';
-import type { EngineKind, FabricConfig } from '../config/types.ts';
-import { startFleet, type SimEngineSpec, type SimProtocol } from '../sim/fleet.ts';
+import type { FabricConfig } from '../config/types.ts';
+import { SimListenError, startFleet, type SimFleet } from '../sim/fleet.ts';
+import { simFleetPlan } from '../sim/from-config.ts';
+import { simConfigCopyText } from '../sim/config-copy.ts';
 
-const HELP = `Usage: fabric sim --config FILE [--control-port N] [--out FILE]
+const HELP = `Usage: fabric sim --config FILE [--control-port N] [--out FILE] [--gateway-host H] [--gateway-port N]
 
-Starts a simulated engine for each backend of the config (vLLM, Ollama, llama.cpp or
-OpenAI protocol, by the backend's engine). Backends on 127.0.0.1/localhost keep their
-port; others get a free loopback port.
+Starts a simulated engine for each server of the config: backends at one origin share one
+(vLLM, Ollama, llama.cpp or OpenAI protocol, by the backend's engine) that serves each of their
+models. Backends on 127.0.0.1/localhost keep their port; others get a free loopback port. A
+backend whose api_key secret is set (environment or the config's .env) has its engine require
+that key, answering 401 in the engine's own shape without it.
   --config FILE        the fabric config to simulate
   --control-port N     fault-control API port (default 9999)
-  --out FILE           write the config rewritten to point at the simulated engines
+  --out FILE           write the config rewritten to point at the simulated engines, ready
+                       for fabric serve (what changes is listed at the top of the file)
+  --gateway-host H     where that config's gateway listens (default 127.0.0.1)
+  --gateway-port N     and on which port (default 4000)
 
 Switch faults while it runs (down, slow, error, rate-limit, hang, drop, stall, garbage, context-length):
   curl -X PUT localhost:9999/engines/NAME/fault -d '{"kind":"down"}'
   curl -X DELETE localhost:9999/engines/NAME/fault
 `;
 
-const PROTOCOL: Record<EngineKind, SimProtocol> = {
-  vllm: 'vllm', ollama: 'ollama', llamacpp: 'llamacpp', openai: 'openai', 'openai-compatible': 'openai', lmstudio: 'openai', sglang: 'openai',
-};
+function portOption(v: string | undefined, fallback: number): number | undefined {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : undefined;
+}
 
-const LOCAL = new Set(['127.0.0.1', 'localhost', '[::1]', '0.0.0.0']);
+/** The .env file the original's secrets come from, absolute, when there is one. */
+function envFileOf(config: FabricConfig, file: string): string | undefined {
+  const base = dirname(resolve(file));
+  const path = config.gateway.envFile !== undefined ? resolve(base, config.gateway.envFile) : resolve(base, '.env');
+  return existsSync(path) ? path : undefined;
+}
 
-/** One simulated engine per backend origin (several Ollama models share one server). */
-export function simSpecs(config: FabricConfig): { specs: SimEngineSpec[]; engineOf: Map<string, string> } {
-  const byOrigin = new Map<string, SimEngineSpec>();
-  const engineOf = new Map<string, string>();
-  for (const b of config.backends.values()) {
-    const u = new URL(b.url);
-    const kind = [...config.roles.values()].find((r) => r.backends.includes(b.name))?.kind ?? 'chat';
-    const dims = [...config.roles.values()].find((r) => r.backends.includes(b.name))?.dimensions;
-    const existing = byOrigin.get(u.origin);
-    if (existing !== undefined) {
-      if (existing.protocol === 'ollama' && existing.model !== b.model) (existing.extraModels ??= []).push(b.model);
-      engineOf.set(b.name, existing.name);
-      continue;
-    }
-    const port = LOCAL.has(u.hostname) ? Number(u.port || (u.protocol === 'https:' ? 443 : 80)) : 0;
-    const spec: SimEngineSpec = {
-      name: b.name, protocol: PROTOCOL[b.engine], port, model: b.model, kind, contextWindow: b.contextWindow,
-      ...(dims === undefined ? {} : { dimensions: dims }),
-    };
-    byOrigin.set(u.origin, spec);
-    engineOf.set(b.name, b.name);
+/** Why a server could not listen, in one line, with what to do about the usual cause. */
+function listenFailure(e: SimListenError): string {
+  let hint = '';
+  if (e.code === 'EADDRINUSE') {
+    hint = e.engine === undefined
+      ? ' (another fabric sim running? --control-port N picks another port)'
+      : ' (a backend on loopback keeps its port: is the real engine, or another fabric sim, running there?)';
   }
-  return { specs: [...byOrigin.values()], engineOf };
+  return `fabric sim: cannot listen on ${e.host}:${e.port} for ${e.what}: ${e.code ?? e.message}${hint}\n`;
 }
 
 export async function runSim(argv: string[]): Promise<number> {
   const parsed = parseCommand('sim', HELP, { args: argv, options: {
-    config: { type: 'string', short: 'c' }, 'control-port': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    config: { type: 'string', short: 'c' }, 'control-port': { type: 'string' }, out: { type: 'string' },
+    'gateway-host': { type: 'string' }, 'gateway-port': { type: 'string' }, help: { type: 'boolean', short: 'h' },
   } });
   if (typeof parsed === 'number') return parsed;
   const { values } = parsed;
   if (values.config === undefined) return usageError('sim', '--config FILE is required', HELP);
+  const controlPort = portOption(values['control-port'], 9999);
+  if (controlPort === undefined) return usageError('sim', '--control-port must be a port number');
+  const gatewayPort = portOption(values['gateway-port'], 4000);
+  if (gatewayPort === undefined) return usageError('sim', '--gateway-port must be a port number');
+  const gatewayHost = values['gateway-host'] ?? '127.0.0.1';
+
   let config: FabricConfig;
   let litellm = false;
   try {
-    const loaded = loadFabricConfig(values.config, {});
+    const loaded = loadFabricConfig(values.config);
     config = loaded.config;
     litellm = loaded.format === 'litellm';
   } catch (e) {
     return reportConfigError('sim', values.config, e);
   }
-  const { specs, engineOf } = simSpecs(config);
-  const controlPort = values['control-port'] === undefined ? 9999 : Number(values['control-port']);
-  const fleet = await startFleet(specs, { controlPort, log: (l) => process.stdout.write(l + '\n') });
+  // Keys from where `fabric serve` of the copy finds them: the environment and the .env file
+  // (a LiteLLM file's literal keys are not carried into the copy, so they are not used here).
+  const envFile = envFileOf(config, values.config);
+  const secrets = new Secrets(process.env, envFile === undefined ? new Map() : readEnvFile(envFile).values);
+  const plan = simFleetPlan(config, secrets);
+
+  let fleet: SimFleet;
+  try {
+    fleet = await startFleet(plan.specs, { controlPort, log: (l) => process.stdout.write(l + '\n') });
+  } catch (e) {
+    if (!(e instanceof SimListenError)) throw e;
+    process.stderr.write(listenFailure(e));
+    return 1;
+  }
   process.stdout.write(`simulated fleet from ${values.config} (SIMULATED engines, generated answers)\n`);
-  for (const e of fleet.engines.values()) process.stdout.write(`  ${e.name.padEnd(24)} ${e.protocol.padEnd(9)} ${e.url.padEnd(24)} ${e.model}\n`);
+  for (const e of fleet.engines.values()) {
+    const keys = plan.keyEnvs.get(e.name);
+    const keyNote = keys === undefined ? '' : `  (requires the key in ${keys.join(', ')})`;
+    process.stdout.write(`  ${e.name.padEnd(24)} ${e.protocol.padEnd(9)} ${e.url.padEnd(24)} ${e.models.join(', ')}${keyNote}\n`);
+  }
   process.stdout.write(`fault control: ${fleet.controlUrl ?? '(none)'}  (fabric sim --help for usage)\n`);
   if (values.out !== undefined) {
+    for (const e of fleet.engines.values()) {
+      if (e.port === gatewayPort) process.stderr.write(`fabric sim: warning: engine ${e.name} listens on port ${gatewayPort}, the port ${values.out} serves on; pass --gateway-port N\n`);
+    }
     // A LiteLLM config is rewritten as its fabric translation: the same names, native keys.
     const text = readFileSync(values.config, 'utf8');
-    const doc = parseDocument(litellm ? importLiteLLMText(text, values.config, {}).yaml : text);
-    for (const b of config.backends.values()) {
-      const eng = fleet.get(engineOf.get(b.name)!);
-      const path = new URL(b.url).pathname.replace(/\/+$/, '');
-      doc.setIn(['backends', b.name, 'url'], eng.url + path);
-      doc.setIn(['backends', b.name, 'simulated'], true);
-      if (b.engine === 'openai') {
-        doc.setIn(['backends', b.name, 'engine'], 'openai-compatible');
-        doc.deleteIn(['backends', b.name, 'api_key']);
-      }
-    }
-    writeFileSync(values.out, `# simulated copy of ${values.config}, written by fabric sim\n` + doc.toString());
-    process.stdout.write(`wrote ${values.out}: serve it with  fabric serve --config ${values.out}\n`);
+    writeFileSync(values.out, simConfigCopyText({
+      yaml: litellm ? importLiteLLMText(text, values.config, process.env).yaml : text,
+      config,
+      source: values.config,
+      out: values.out,
+      engineUrl: (backend) => fleet.get(plan.engineOf.get(backend)!).url,
+      secrets,
+      envFile,
+      host: gatewayHost,
+      port: gatewayPort,
+    }));
+    process.stdout.write(`wrote ${values.out}: serve it with  fabric serve --config ${values.out}  (on ${gatewayHost}:${gatewayPort})\n`);
   }
-  await new Promise<void>((resolve) => {
-    const stop = (): void => { void fleet.close().then(resolve); };
+  await new Promise<void>((done) => {
+    const stop = (): void => { void fleet.close().then(done); };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });

@@ -1,5 +1,5 @@
 // The operator's control plane for a running fleet: list engines, switch faults on and off.
-//   GET    /engines                 → [{name, protocol, url, model, fault, stats}]
+//   GET    /engines                 → [{name, protocol, url, model, models, fault, stats}]
 //   GET    /engines/{name}          → one of those
 //   GET    /engines/{name}/requests → the engine's recent inference requests
 //   PUT    /engines/{name}/fault    ← a SimFault as JSON, plus optional "remaining": N
@@ -11,6 +11,7 @@ import type { Socket } from 'node:net';
 import { hostForUrl } from './engine.ts';
 import type { SimEngineImpl } from './engine.ts';
 import { parseFault } from './faults.ts';
+import type { SimFaultState } from './types.ts';
 
 function reply(res: ServerResponse, status: number, payload?: unknown): void {
   const body = payload === undefined ? '' : `${JSON.stringify(payload, null, 2)}\n`;
@@ -18,8 +19,14 @@ function reply(res: ServerResponse, status: number, payload?: unknown): void {
   res.end(body);
 }
 
+/** The fault on, in the shape a PUT takes: the SimFault, with `remaining` when it counts down. */
+function faultJson(s: SimFaultState | null): Record<string, unknown> | null {
+  if (s === null) return null;
+  return s.remaining === undefined ? { ...s.fault } : { ...s.fault, remaining: s.remaining };
+}
+
 function describe(e: SimEngineImpl): Record<string, unknown> {
-  return { name: e.name, protocol: e.protocol, url: e.url, model: e.model, fault: e.fault, stats: e.stats() };
+  return { name: e.name, protocol: e.protocol, url: e.url, model: e.model, models: e.models, fault: faultJson(e.fault), stats: e.stats() };
 }
 
 export class ControlServer {

@@ -6,9 +6,10 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { SimListenError } from './errors.ts';
 import { FaultState } from './faults.ts';
 import { GARBAGE_JSON, isSimError } from './protocol.ts';
-import type { EngineLoad, EngineView, InferenceRoute, Plan, ProtocolImpl, Reply, SimError } from './protocol.ts';
+import type { EngineLoad, EngineView, InferenceRoute, Plan, ProtocolImpl, Reply, ServedModel, SimError } from './protocol.ts';
 import { PROTOCOLS } from './protocols/index.ts';
 import { DEFAULT_TIMING } from './types.ts';
 import type {
@@ -59,6 +60,30 @@ function resolveTiming(t: Partial<SimTiming> | undefined): SimTiming {
   };
 }
 
+/** The spec's models, main one first; a bare extra name is an embedding model when it says so. */
+function servedModels(spec: SimEngineSpec): ServedModel[] {
+  const dimensions = spec.dimensions ?? 768;
+  const contextWindow = spec.contextWindow ?? 8192;
+  const out: ServedModel[] = [{ name: spec.model, kind: spec.kind, dimensions, contextWindow }];
+  for (const extra of spec.extraModels ?? []) {
+    const m = typeof extra === 'string' ? { model: extra } : extra;
+    if (out.some((o) => o.name === m.model)) continue;
+    out.push({
+      name: m.model,
+      kind: m.kind ?? (/embed/i.test(m.model) ? 'embeddings' : 'chat'),
+      dimensions: m.dimensions ?? dimensions,
+      contextWindow: m.contextWindow ?? contextWindow,
+    });
+  }
+  return out;
+}
+
+/** The Authorization values that pass, or null when the engine takes no key. */
+function authHeaders(apiKey: SimEngineSpec['apiKey']): ReadonlySet<string> | null {
+  const keys = (typeof apiKey === 'string' ? [apiKey] : apiKey ?? []).filter((k) => k !== '');
+  return keys.length === 0 ? null : new Set(keys.map((k) => `Bearer ${k}`));
+}
+
 function send(res: ServerResponse, r: Reply): void {
   if (res.headersSent || res.destroyed) return;
   const headers: Record<string, string | number> = { ...r.headers, 'content-length': Buffer.byteLength(r.body) };
@@ -74,6 +99,7 @@ export class SimEngineImpl implements SimEngine {
   readonly name: string;
   readonly protocol: SimProtocol;
   readonly model: string;
+  readonly models: readonly string[];
   readonly host: string;
   #port: number;
   readonly #server: Server;
@@ -81,7 +107,7 @@ export class SimEngineImpl implements SimEngine {
   readonly #view: EngineView;
   readonly #timing: SimTiming;
   readonly #perTokenMs: number;
-  readonly #authHeader: string | null;
+  readonly #authHeaders: ReadonlySet<string> | null;
   readonly #load: EngineLoad = {
     requests: 0, active: 0, queued: 0, completed: 0, promptTokens: 0, completionTokens: 0,
     finishedStop: 0, finishedLength: 0, activeTokens: 0,
@@ -101,19 +127,21 @@ export class SimEngineImpl implements SimEngine {
     this.name = spec.name;
     this.protocol = spec.protocol;
     this.model = spec.model;
+    const served = servedModels(spec);
+    this.models = served.map((m) => m.name);
     this.host = spec.host ?? opts.host ?? '127.0.0.1';
     this.#port = spec.port ?? 0;
     this.#timing = resolveTiming(spec.timing);
     this.#perTokenMs = this.#timing.tokensPerSecond >= INSTANT_TOKENS_PER_SECOND ? 0 : 1000 / this.#timing.tokensPerSecond;
-    this.#authHeader = spec.apiKey === undefined || spec.apiKey === '' ? null : `Bearer ${spec.apiKey}`;
+    this.#authHeaders = authHeaders(spec.apiKey);
     this.#log = opts.log ?? (() => {});
     this.#view = {
       name: spec.name,
       model: spec.model,
       kind: spec.kind,
-      dimensions: spec.dimensions ?? 768,
-      contextWindow: spec.contextWindow ?? 8192,
-      extraModels: spec.extraModels ?? [],
+      dimensions: served[0]!.dimensions,
+      contextWindow: served[0]!.contextWindow,
+      models: served,
       timing: this.#timing,
       startedAt: Date.now(),
       load: this.#load,
@@ -145,8 +173,12 @@ export class SimEngineImpl implements SimEngine {
   }
 
   async start(): Promise<void> {
-    await this.#listen();
-    this.#log(`[sim] ${this.name}: ${this.protocol} ${this.model} listening on ${this.url}`);
+    try {
+      await this.#listen();
+    } catch (err) {
+      throw new SimListenError(this.name, this.host, this.#port, err);
+    }
+    this.#log(`[sim] ${this.name}: ${this.protocol} ${this.models.join(', ')} listening on ${this.url}`);
   }
 
   stats(): SimEngineStats {
@@ -280,7 +312,8 @@ export class SimEngineImpl implements SimEngine {
       send(res, this.#impl.notFound(method, path));
       return;
     }
-    if (this.#authHeader !== null && this.#impl.needsKey(path) && req.headers.authorization !== this.#authHeader) {
+    const keys = this.#authHeaders;
+    if (keys !== null && this.#impl.needsKey(path) && !keys.has(req.headers.authorization ?? '')) {
       send(res, this.#impl.unauthorized(req.headers.authorization));
       return;
     }

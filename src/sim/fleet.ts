@@ -3,10 +3,12 @@
 
 import { ControlServer } from './control.ts';
 import { SimEngineImpl } from './engine.ts';
+import { SimListenError } from './errors.ts';
 import type { SimEngine, SimEngineSpec, SimFleet } from './types.ts';
 
+export { SimListenError } from './errors.ts';
 export type {
-  SimEngine, SimEngineSpec, SimEngineStats, SimFault, SimFaultState, SimFleet, SimModelKind, SimProtocol,
+  SimEngine, SimEngineSpec, SimEngineStats, SimFault, SimFaultState, SimFleet, SimModelKind, SimModelSpec, SimProtocol,
   SimRequestRecord, SimTiming,
 } from './types.ts';
 
@@ -31,7 +33,10 @@ export async function startFleet(specs: SimEngineSpec[], opts: FleetOptions = {}
     await Promise.all([...impls.values()].map((e) => e.start()));
     if (opts.controlPort !== undefined) {
       control = new ControlServer(impls);
-      controlUrl = await control.listen(opts.controlPort, host);
+      const port = opts.controlPort;
+      controlUrl = await control.listen(port, host).catch((err: unknown) => {
+        throw new SimListenError(undefined, host, port, err);
+      });
       opts.log?.(`[sim] control server on ${controlUrl}`);
     }
   } catch (err) {

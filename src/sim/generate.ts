@@ -35,9 +35,12 @@ const SENTENCE_TOKENS: readonly (readonly string[])[] = SENTENCES.map((s) =>
   s.split(' ').map((w, i) => (i === 0 ? w : ` ${w}`)),
 );
 
-/** The reply tokens a model would produce for this prompt text. */
-export function replyTokens(promptText: string): readonly string[] {
-  return SENTENCE_TOKENS[hash32(promptText) % SENTENCE_TOKENS.length]!;
+/**
+ * The reply tokens a model would produce for this prompt text. `sample` numbers the choices
+ * of one request (`n`): each gets the next sentence, so they differ as sampled answers do.
+ */
+export function replyTokens(promptText: string, sample = 0): readonly string[] {
+  return SENTENCE_TOKENS[(hash32(promptText) + sample) % SENTENCE_TOKENS.length]!;
 }
 
 /** Count of whitespace-separated words: the simulator's notion of a token. */

@@ -19,13 +19,23 @@ export interface EngineLoad extends SimEngineStats {
   activeTokens: number;
 }
 
+/** One model the engine serves, with what it can do. */
+export interface ServedModel {
+  readonly name: string;
+  readonly kind: SimModelKind;
+  readonly dimensions: number;
+  readonly contextWindow: number;
+}
+
 export interface EngineView {
   readonly name: string;
+  /** the main model's name, kind, dimensions and window */
   readonly model: string;
   readonly kind: SimModelKind;
   readonly dimensions: number;
   readonly contextWindow: number;
-  readonly extraModels: readonly string[];
+  /** every model served, the main one first */
+  readonly models: readonly ServedModel[];
   readonly timing: Readonly<SimTiming>;
   /** epoch ms */
   readonly startedAt: number;
@@ -48,8 +58,12 @@ export interface SimError {
   status?: number;
   model?: string;
   param?: string;
+  /** a machine-readable code, for engines whose errors carry one (OpenAI's) */
+  code?: string;
   promptTokens?: number;
   maxTokens?: number;
+  /** the window of the model asked for, when it is not the engine's main model */
+  contextWindow?: number;
   retryAfterS?: number;
 }
 
@@ -130,6 +144,16 @@ export interface ProtocolImpl {
 }
 
 export type ProtocolFactory = (view: EngineView) => ProtocolImpl;
+
+/**
+ * The served model a request names; the main model when it names none. A linear scan: an
+ * engine serves a handful of models at most.
+ */
+export function servedModel(view: EngineView, name: string | undefined): ServedModel | undefined {
+  if (name === undefined) return view.models[0];
+  for (const m of view.models) if (m.name === name) return m;
+  return undefined;
+}
 
 /** Parsed requests and plans never have a `kind`; SimErrors always do. */
 export function isSimError<T extends object>(x: T | SimError): x is SimError {

@@ -11,6 +11,17 @@ export interface SimTiming {
   maxQueue: number;
 }
 
+/** A model an engine serves besides its main one: several backends at one origin share a server. */
+export interface SimModelSpec {
+  model: string;
+  /** default: embeddings when the name says "embed", else chat */
+  kind?: SimModelKind;
+  /** default: the engine's */
+  contextWindow?: number;
+  /** embeddings only; default: the engine's */
+  dimensions?: number;
+}
+
 export interface SimEngineSpec {
   name: string;
   protocol: SimProtocol;
@@ -25,10 +36,16 @@ export interface SimEngineSpec {
   /** default 8192 */
   contextWindow?: number;
   timing?: Partial<SimTiming>;
-  /** if set, requests must carry `Authorization: Bearer <apiKey>`, else 401 in the engine's own error shape */
-  apiKey?: string;
-  /** ollama only: more pulled models listed in /api/tags */
-  extraModels?: string[];
+  /**
+   * If set, requests must carry `Authorization: Bearer <key>` (any of them, when several
+   * backends with their own keys share the server), else 401 in the engine's own error shape.
+   */
+  apiKey?: string | readonly string[];
+  /**
+   * More models the server lists and answers for: Ollama's other pulled models, vLLM's other
+   * served names, OpenAI's other models. llama.cpp answers for any name and lists only `model`.
+   */
+  extraModels?: (string | SimModelSpec)[];
 }
 
 export type SimFault =
@@ -71,7 +88,10 @@ export interface SimEngine {
   /** http://host:port, no trailing slash, no /v1 */
   readonly url: string;
   readonly port: number;
+  /** the main model */
   readonly model: string;
+  /** every model it serves, the main one first */
+  readonly models: readonly string[];
   setFault(fault: SimFault | null, remaining?: number): Promise<void>;
   stats(): SimEngineStats;
   /** inference requests received (last 100), for tests to check what the gateway sent */

@@ -38,7 +38,7 @@ function llamaError(status: number, message: string, type = ERROR_TYPES[status] 
 function renderError(view: EngineView, e: SimError): Reply {
   switch (e.kind) {
     case 'bad-request':
-      return llamaError(400, e.message ?? 'Invalid request');
+      return llamaError(e.status ?? 400, e.message ?? 'Invalid request');
     case 'unsupported':
       return llamaError(501, e.message ?? 'Not supported');
     case 'model-not-found':
@@ -106,6 +106,14 @@ function notForEmbeddings(view: EngineView): SimError | null {
     : null;
 }
 
+/**
+ * llama-server generates one choice per request: its OpenAI-style routes throw on any other
+ * `n` while parsing the parameters, and the exception becomes a 500.
+ */
+function oneChoiceOnly(n: number | undefined): SimError | null {
+  return n === undefined || n === 1 ? null : { kind: 'bad-request', status: 500, message: 'Only one completion choice is allowed' };
+}
+
 function chatRoute(view: EngineView): InferenceRoute {
   const chunk = (p: Plan, choices: unknown[]): Record<string, unknown> => ({
     choices, created: p.created, id: p.id, model: p.model, system_fingerprint: BUILD_INFO, object: 'chat.completion.chunk',
@@ -126,7 +134,7 @@ function chatRoute(view: EngineView): InferenceRoute {
     plan(body) {
       const r = parseChatRequest(body);
       if (isSimError(r)) return r;
-      return notForEmbeddings(view) ?? planText(view, chatItems(r.text), r.model, r.maxTokens, r.stream, r.includeUsage);
+      return notForEmbeddings(view) ?? oneChoiceOnly(r.n) ?? planText(view, chatItems(r.text), r.model, r.maxTokens, r.stream, r.includeUsage);
     },
     error: (e) => renderError(view, e),
     reply(p) {
@@ -160,7 +168,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
     plan(body) {
       const r = parseCompletionRequest(body);
       if (isSimError(r)) return r;
-      return notForEmbeddings(view) ?? planText(view, promptTextItems(r.prompts), r.model, r.maxTokens, r.stream, r.includeUsage);
+      return notForEmbeddings(view) ?? oneChoiceOnly(r.n) ?? planText(view, promptTextItems(r.prompts), r.model, r.maxTokens, r.stream, r.includeUsage);
     },
     error: (e) => renderError(view, e),
     reply(p) {

@@ -12,6 +12,8 @@ export interface ChatRequest {
   model: string | undefined;
   text: ChatText;
   maxTokens: number | undefined;
+  /** choices asked for; undefined when absent. Each engine checks the range its server allows. */
+  n: number | undefined;
   stream: boolean;
   includeUsage: boolean;
 }
@@ -20,6 +22,8 @@ export interface CompletionRequest {
   model: string | undefined;
   prompts: PromptItem[];
   maxTokens: number | undefined;
+  /** choices per prompt; undefined when absent */
+  n: number | undefined;
   stream: boolean;
   includeUsage: boolean;
 }
@@ -43,6 +47,12 @@ function includeUsage(body: Record<string, unknown>): boolean {
   return isRecord(body.stream_options) && body.stream_options.include_usage === true;
 }
 
+/** `n`: undefined when absent or null, null when it is not an integer. */
+function choiceCount(v: unknown): number | undefined | null {
+  if (v === undefined || v === null) return undefined;
+  return typeof v === 'number' && Number.isInteger(v) ? v : null;
+}
+
 export function wantsStream(body: unknown): boolean {
   return isRecord(body) && body.stream === true;
 }
@@ -51,10 +61,13 @@ export function parseChatRequest(body: unknown): ChatRequest | SimError {
   if (!isRecord(body)) return badRequest('request body must be a JSON object');
   const text = chatText(body.messages);
   if (text === undefined) return badRequest("'messages' is a required property and must be an array of message objects", 'messages');
+  const n = choiceCount(body.n);
+  if (n === null) return badRequest("'n' must be an integer", 'n');
   return {
     model: modelOf(body),
     text,
     maxTokens: intField(body.max_completion_tokens) ?? intField(body.max_tokens),
+    n,
     stream: body.stream === true,
     includeUsage: includeUsage(body),
   };
@@ -64,10 +77,13 @@ export function parseCompletionRequest(body: unknown): CompletionRequest | SimEr
   if (!isRecord(body)) return badRequest('request body must be a JSON object');
   const prompts = promptItems(body.prompt);
   if (prompts === undefined) return badRequest("'prompt' must be a string, an array of strings, or an array of token ids", 'prompt');
+  const n = choiceCount(body.n);
+  if (n === null) return badRequest("'n' must be an integer", 'n');
   return {
     model: modelOf(body),
     prompts,
     maxTokens: intField(body.max_tokens),
+    n,
     stream: body.stream === true,
     includeUsage: includeUsage(body),
   };
@@ -101,23 +117,31 @@ export interface TextPlanArgs {
   includeUsage: boolean;
   items: TextItem[];
   maxTokens: number | undefined;
+  /** choices per item (the request's `n`); default 1 */
+  n?: number;
   idPrefix: string;
   id?: string;
   extra?: Record<string, unknown>;
 }
 
+/**
+ * Choice `i * n + j` is prompt i's j-th sample, the order vLLM and OpenAI index them in. A
+ * prompt's tokens count once however many samples it has: it is prefilled once.
+ */
 export function textPlan(a: TextPlanArgs): Plan {
+  const n = a.n ?? 1;
   const choices: PlannedChoice[] = [];
   let promptTokens = 0;
   let completionTokens = 0;
   let steps = 0;
-  for (let i = 0; i < a.items.length; i++) {
-    const item = a.items[i]!;
-    const { tokens, finish } = limitTokens(replyTokens(item.seed), a.maxTokens);
-    choices.push({ index: i, tokens, finish, promptTokens: item.promptTokens, promptText: item.promptText });
+  for (const item of a.items) {
     promptTokens += item.promptTokens;
-    completionTokens += tokens.length;
-    if (tokens.length > steps) steps = tokens.length;
+    for (let j = 0; j < n; j++) {
+      const { tokens, finish } = limitTokens(replyTokens(item.seed, j), a.maxTokens);
+      choices.push({ index: choices.length, tokens, finish, promptTokens: item.promptTokens, promptText: item.promptText });
+      completionTokens += tokens.length;
+      if (tokens.length > steps) steps = tokens.length;
+    }
   }
   return {
     id: a.id ?? `${a.idPrefix}${hexId()}`,

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { promptItems } from '../generate.ts';
 import type { PromptItem } from '../generate.ts';
 import { intField, isRecord, jsonReply, nowSeconds } from '../protocol.ts';
-import type { EngineView, Plan, Reply, SimError } from '../protocol.ts';
+import type { EngineView, Plan, Reply, ServedModel, SimError } from '../protocol.ts';
 import type { SimModelKind } from '../types.ts';
 import { embeddingPlan } from './oai.ts';
 
@@ -18,6 +18,7 @@ const CONTEXT_MESSAGE = 'the input length exceeds the context length';
 export interface OllamaModel {
   name: string;
   kind: SimModelKind;
+  dimensions: number;
   digest: string;
   size: number;
   modifiedAt: string;
@@ -31,7 +32,8 @@ function normalise(name: string): string {
   return name.indexOf(':', slash + 1) < 0 ? `${name}:latest` : name;
 }
 
-function describe(name: string, kind: SimModelKind, startedAt: number): OllamaModel {
+function describe(served: ServedModel, startedAt: number): OllamaModel {
+  const { name, kind } = served;
   const digest = createHash('sha256').update(name).digest('hex');
   const base = (name.split(':')[0] ?? name).split('/').pop() ?? name;
   const family = kind === 'embeddings' ? 'bert' : base.replace(/[\d.]+$/, '') || base;
@@ -40,6 +42,7 @@ function describe(name: string, kind: SimModelKind, startedAt: number): OllamaMo
   return {
     name,
     kind,
+    dimensions: served.dimensions,
     digest,
     size: 1_000_000_000 + (parseInt(digest.slice(0, 8), 16) % 6_000_000_000),
     modifiedAt: new Date(startedAt - 3 * 86_400_000).toISOString(),
@@ -60,10 +63,8 @@ export class Library {
   readonly #byName = new Map<string, OllamaModel>();
 
   constructor(view: EngineView) {
-    // Extra models are whatever else was pulled; a name with "embed" in it is an embedding model.
-    const all: [string, SimModelKind][] = [[view.model, view.kind]];
-    for (const m of view.extraModels) all.push([m, /embed/i.test(m) ? 'embeddings' : 'chat']);
-    this.models = all.map(([n, k]) => describe(n, k, view.startedAt));
+    // The main model first: it is the one loaded in memory (/api/ps).
+    this.models = view.models.map((m) => describe(m, view.startedAt));
     for (const m of this.models) this.#byName.set(normalise(m.name), m);
   }
 
@@ -193,7 +194,7 @@ export function planEmbeddings(
   // Ollama cuts over-long inputs to the window unless told not to.
   if (body.truncate === false && inputs.some((i) => i.tokens > ctx)) return { kind: 'context-length' };
   const requested = intField(body.dimensions);
-  const dims = requested !== undefined && requested > 0 && requested < view.dimensions ? requested : view.dimensions;
+  const dims = requested !== undefined && requested > 0 && requested < m.dimensions ? requested : m.dimensions;
   return embeddingPlan({ model: body.model as string, inputs, dimensions: dims, base64, idPrefix: '', truncateAt: ctx });
 }
 

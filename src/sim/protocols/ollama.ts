@@ -159,7 +159,7 @@ function show(view: EngineView, lib: Library): InfoRoute {
         model_info: {
           'general.architecture': m.family,
           [`${m.family}.context_length`]: view.contextWindow,
-          [`${m.family}.embedding_length`]: view.dimensions,
+          [`${m.family}.embedding_length`]: m.dimensions,
         },
         capabilities: m.kind === 'chat' ? ['completion'] : ['embedding'],
         modified_at: m.modifiedAt,

@@ -3,9 +3,9 @@
 // usage was asked for, and `{"error":{message,type,param,code}}` errors with string codes.
 
 import { embedding } from '../generate.ts';
-import { choiceText, hexId, infoRoute, isSimError, jsonReply } from '../protocol.ts';
+import { choiceText, hexId, infoRoute, isSimError, jsonReply, servedModel } from '../protocol.ts';
 import type {
-  EngineView, FinishReason, InferenceRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, SimError,
+  EngineView, FinishReason, InferenceRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, ServedModel, SimError,
 } from '../protocol.ts';
 import {
   chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
@@ -15,6 +15,8 @@ import {
 type Endpoint = 'chat' | 'completions' | 'embeddings';
 
 const FINGERPRINT = 'fp_sim0f1e2d3c';
+/** The API's bounds on `n`. */
+const MAX_N = 128;
 
 function oaiError(status: number, message: string, type: string, code: string | null = null, param: string | null = null): Reply {
   const r = jsonReply(status, { error: { message, type, param, code } });
@@ -42,13 +44,15 @@ function contextError(endpoint: Endpoint, ctx: number, prompt: number, max: numb
 function renderError(view: EngineView, endpoint: Endpoint, e: SimError): Reply {
   switch (e.kind) {
     case 'bad-request':
-      return oaiError(e.status ?? 400, e.message ?? 'Bad request', 'invalid_request_error', null, e.param ?? null);
+      return oaiError(e.status ?? 400, e.message ?? 'Bad request', 'invalid_request_error', e.code ?? null, e.param ?? null);
     case 'unsupported':
       return oaiError(e.status ?? 400, e.message ?? 'Unsupported request', 'invalid_request_error');
     case 'model-not-found':
       return oaiError(404, `The model \`${e.model ?? ''}\` does not exist or you do not have access to it.`, 'invalid_request_error', 'model_not_found');
-    case 'context-length':
-      return contextError(endpoint, view.contextWindow, e.promptTokens ?? view.contextWindow + 1, e.maxTokens);
+    case 'context-length': {
+      const ctx = e.contextWindow ?? view.contextWindow;
+      return contextError(endpoint, ctx, e.promptTokens ?? ctx + 1, e.maxTokens);
+    }
     case 'overloaded':
       return oaiError(503, 'The engine is currently overloaded, please try again later', 'server_error');
     case 'rate-limit': {
@@ -84,13 +88,26 @@ function withRequestId(r: Reply): Reply {
   return r;
 }
 
-function checkModel(view: EngineView, requested: string | undefined): SimError | null {
+/** The model a request names, which it must: OpenAI has no default model. */
+function findModel(view: EngineView, requested: string | undefined): ServedModel | SimError {
   if (requested === undefined) return { kind: 'bad-request', message: 'you must provide a model parameter', param: 'model' };
-  return requested === view.model ? null : { kind: 'model-not-found', model: requested };
+  return servedModel(view, requested) ?? { kind: 'model-not-found', model: requested };
 }
 
-function checkContext(view: EngineView, prompt: number, max: number | undefined): SimError | null {
-  return prompt + (max ?? 0) > view.contextWindow ? { kind: 'context-length', promptTokens: prompt, maxTokens: max } : null;
+function isServed(m: ServedModel | SimError): m is ServedModel {
+  return 'name' in m;
+}
+
+function checkContext(m: ServedModel, prompt: number, max: number | undefined): SimError | null {
+  const ctx = m.contextWindow;
+  return prompt + (max ?? 0) > ctx ? { kind: 'context-length', promptTokens: prompt, maxTokens: max, contextWindow: ctx } : null;
+}
+
+function checkN(n: number | undefined): SimError | null {
+  if (n === undefined || (n >= 1 && n <= MAX_N)) return null;
+  return n < 1
+    ? { kind: 'bad-request', param: 'n', code: 'integer_below_min_value', message: `Invalid 'n': integer below minimum value. Expected a value >= 1, but got ${n} instead.` }
+    : { kind: 'bad-request', param: 'n', code: 'integer_above_max_value', message: `Invalid 'n': integer above maximum value. Expected a value <= ${MAX_N}, but got ${n} instead.` };
 }
 
 function chatRoute(view: EngineView): InferenceRoute {
@@ -114,18 +131,20 @@ function chatRoute(view: EngineView): InferenceRoute {
     plan(body) {
       const r = parseChatRequest(body);
       if (isSimError(r)) return r;
-      const bad = checkModel(view, r.model);
+      const m = findModel(view, r.model);
+      if (!isServed(m)) return m;
+      const bad = checkN(r.n);
       if (bad) return bad;
-      if (view.kind !== 'chat') {
+      if (m.kind !== 'chat') {
         return {
           kind: 'unsupported', status: 404,
           message: 'This is not a chat model and thus not supported in the v1/chat/completions endpoint. Did you mean to use v1/completions?',
         };
       }
       const items = chatItems(r.text);
-      const ctxErr = checkContext(view, largestPrompt(items), r.maxTokens);
+      const ctxErr = checkContext(m, largestPrompt(items), r.maxTokens);
       if (ctxErr) return ctxErr;
-      return textPlan({ model: view.model, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: r.maxTokens, idPrefix: 'chatcmpl-' });
+      return textPlan({ model: m.name, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: r.maxTokens, n: r.n, idPrefix: 'chatcmpl-' });
     },
     error: (e) => renderError(view, 'chat', e),
     reply(p) {
@@ -160,14 +179,16 @@ function completionsRoute(view: EngineView): InferenceRoute {
     plan(body) {
       const r = parseCompletionRequest(body);
       if (isSimError(r)) return r;
-      const bad = checkModel(view, r.model);
+      const m = findModel(view, r.model);
+      if (!isServed(m)) return m;
+      const bad = checkN(r.n);
       if (bad) return bad;
-      if (view.kind !== 'chat') return { kind: 'unsupported', status: 404, message: 'This model does not support the v1/completions endpoint.' };
+      if (m.kind !== 'chat') return { kind: 'unsupported', status: 404, message: 'This model does not support the v1/completions endpoint.' };
       const max = r.maxTokens ?? 16;
       const items = promptTextItems(r.prompts);
-      const ctxErr = checkContext(view, largestPrompt(items), max);
+      const ctxErr = checkContext(m, largestPrompt(items), max);
       if (ctxErr) return ctxErr;
-      return textPlan({ model: view.model, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: max, idPrefix: 'cmpl-' });
+      return textPlan({ model: m.name, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: max, n: r.n, idPrefix: 'cmpl-' });
     },
     error: (e) => renderError(view, 'completions', e),
     reply(p) {
@@ -188,18 +209,18 @@ function embeddingsRoute(view: EngineView): InferenceRoute {
     plan(body) {
       const r = parseEmbeddingsRequest(body);
       if (isSimError(r)) return r;
-      const bad = checkModel(view, r.model);
-      if (bad) return bad;
-      if (view.kind !== 'embeddings') return { kind: 'unsupported', message: `The model \`${view.model}\` does not support embeddings.` };
-      const dims = r.dimensions ?? view.dimensions;
-      if (dims < 1 || dims > view.dimensions) {
-        return { kind: 'bad-request', message: `This model does not support ${dims} dimensions; use between 1 and ${view.dimensions}.`, param: 'dimensions' };
+      const m = findModel(view, r.model);
+      if (!isServed(m)) return m;
+      if (m.kind !== 'embeddings') return { kind: 'unsupported', message: `The model \`${m.name}\` does not support embeddings.` };
+      const dims = r.dimensions ?? m.dimensions;
+      if (dims < 1 || dims > m.dimensions) {
+        return { kind: 'bad-request', message: `This model does not support ${dims} dimensions; use between 1 and ${m.dimensions}.`, param: 'dimensions' };
       }
       const longest = largestInput(r.inputs);
-      if (longest > view.contextWindow) return { kind: 'context-length', promptTokens: longest };
-      const plan = embeddingPlan({ model: view.model, inputs: r.inputs, dimensions: view.dimensions, base64: r.base64, idPrefix: '' });
+      if (longest > m.contextWindow) return { kind: 'context-length', promptTokens: longest, contextWindow: m.contextWindow };
+      const plan = embeddingPlan({ model: m.name, inputs: r.inputs, dimensions: m.dimensions, base64: r.base64, idPrefix: '' });
       // text-embedding-3 models shorten natively: a shorter vector is its own normalised embedding.
-      if (dims !== view.dimensions) plan.vectors = r.inputs.map((i) => embedding(i.text, dims));
+      if (dims !== m.dimensions) plan.vectors = r.inputs.map((i) => embedding(i.text, dims));
       return plan;
     },
     error: (e) => renderError(view, 'embeddings', e),
@@ -221,15 +242,16 @@ function maskKey(k: string): string {
 
 export function createOpenai(view: EngineView): ProtocolImpl {
   const created = Math.floor(view.startedAt / 1000) - 86_400;
-  const card = { id: view.model, object: 'model', created, owned_by: 'system' };
+  const card = (id: string): Record<string, unknown> => ({ id, object: 'model', created, owned_by: 'system' });
+  const cards = view.models.map((m) => card(m.name));
   const routes = new Map<string, Route>([
-    ['GET /v1/models', infoRoute(() => withRequestId(jsonReply(200, { object: 'list', data: [card] })))],
+    ['GET /v1/models', infoRoute(() => withRequestId(jsonReply(200, { object: 'list', data: cards })))],
     ['POST /v1/chat/completions', chatRoute(view)],
     ['POST /v1/completions', completionsRoute(view)],
     ['POST /v1/embeddings', embeddingsRoute(view)],
   ]);
-  const retrieve = (id: string): Reply => (id === view.model
-    ? withRequestId(jsonReply(200, card))
+  const retrieve = (id: string): Reply => (servedModel(view, id) !== undefined
+    ? withRequestId(jsonReply(200, card(id)))
     : oaiError(404, `The model '${id}' does not exist`, 'invalid_request_error', 'model_not_found', 'model'));
   return {
     resolve: resolveWithRetrieve(routes, retrieve),

@@ -2,8 +2,8 @@
 // chat messages without `refusal`, `prompt_tokens_details: null`, `stop_reason` beside
 // `finish_reason`, and the `vllm:` Prometheus metrics.
 
-import { choiceText, hexId, infoRoute, isSimError, jsonReply, nowSeconds, textReply } from '../protocol.ts';
-import type { EngineView, InferenceRoute, Plan, ProtocolImpl, Reply, Route, SimError } from '../protocol.ts';
+import { choiceText, hexId, infoRoute, isSimError, jsonReply, nowSeconds, servedModel, textReply } from '../protocol.ts';
+import type { EngineView, InferenceRoute, Plan, ProtocolImpl, Reply, Route, ServedModel, SimError } from '../protocol.ts';
 import {
   chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
   parseEmbeddingsRequest, promptTextItems, sseStream, textPlan, wantsStream,
@@ -44,8 +44,10 @@ function renderError(view: EngineView, endpoint: Endpoint, e: SimError): Reply {
       return vllmError(400, e.message ?? 'Unsupported request');
     case 'model-not-found':
       return vllmError(404, `The model \`${e.model ?? ''}\` does not exist.`);
-    case 'context-length':
-      return vllmError(400, contextMessage(endpoint, view.contextWindow, e.promptTokens ?? view.contextWindow + 1, e.maxTokens));
+    case 'context-length': {
+      const ctx = e.contextWindow ?? view.contextWindow;
+      return vllmError(400, contextMessage(endpoint, ctx, e.promptTokens ?? ctx + 1, e.maxTokens));
+    }
     case 'overloaded':
       return vllmError(503, 'The server is overloaded: the waiting queue is full. Please retry later.');
     case 'rate-limit':
@@ -68,18 +70,19 @@ function usage(p: Plan, details: boolean): Record<string, unknown> {
   return u;
 }
 
-function checkModel(view: EngineView, requested: string | undefined): SimError | null {
-  return requested === undefined || requested === view.model ? null : { kind: 'model-not-found', model: requested };
-}
-
-function checkContext(view: EngineView, prompt: number, max: number | undefined): SimError | null {
-  const ctx = view.contextWindow;
-  if (prompt >= ctx || (max !== undefined && prompt + max > ctx)) return { kind: 'context-length', promptTokens: prompt, maxTokens: max };
+function checkContext(m: ServedModel, prompt: number, max: number | undefined): SimError | null {
+  const ctx = m.contextWindow;
+  if (prompt >= ctx || (max !== undefined && prompt + max > ctx)) return { kind: 'context-length', promptTokens: prompt, maxTokens: max, contextWindow: ctx };
   return null;
 }
 
 function checkMax(max: number | undefined): SimError | null {
   return max === 0 ? { kind: 'bad-request', message: 'max_tokens must be at least 1, got 0.' } : null;
+}
+
+/** SamplingParams' own check; any n from 1 up is served. */
+function checkN(n: number | undefined): SimError | null {
+  return n !== undefined && n < 1 ? { kind: 'bad-request', message: `n must be at least 1, got ${n}.` } : null;
 }
 
 function chatRoute(view: EngineView): InferenceRoute {
@@ -100,13 +103,15 @@ function chatRoute(view: EngineView): InferenceRoute {
     plan(body) {
       const r = parseChatRequest(body);
       if (isSimError(r)) return r;
-      const bad = checkModel(view, r.model) ?? checkMax(r.maxTokens);
+      const m = servedModel(view, r.model);
+      if (m === undefined) return { kind: 'model-not-found', model: r.model };
+      const bad = checkMax(r.maxTokens) ?? checkN(r.n);
       if (bad) return bad;
-      if (view.kind !== 'chat') return { kind: 'unsupported', message: 'The model does not support Chat Completions API' };
+      if (m.kind !== 'chat') return { kind: 'unsupported', message: 'The model does not support Chat Completions API' };
       const items = chatItems(r.text);
-      const ctxErr = checkContext(view, largestPrompt(items), r.maxTokens);
+      const ctxErr = checkContext(m, largestPrompt(items), r.maxTokens);
       if (ctxErr) return ctxErr;
-      return textPlan({ model: view.model, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: r.maxTokens, idPrefix: 'chatcmpl-' });
+      return textPlan({ model: m.name, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: r.maxTokens, n: r.n, idPrefix: 'chatcmpl-' });
     },
     error: (e) => renderError(view, 'chat', e),
     reply(p) {
@@ -141,15 +146,17 @@ function completionsRoute(view: EngineView): InferenceRoute {
     plan(body) {
       const r = parseCompletionRequest(body);
       if (isSimError(r)) return r;
-      const bad = checkModel(view, r.model) ?? checkMax(r.maxTokens);
+      const m = servedModel(view, r.model);
+      if (m === undefined) return { kind: 'model-not-found', model: r.model };
+      const bad = checkMax(r.maxTokens) ?? checkN(r.n);
       if (bad) return bad;
-      if (view.kind !== 'chat') return { kind: 'unsupported', message: 'The model does not support Completions API' };
+      if (m.kind !== 'chat') return { kind: 'unsupported', message: 'The model does not support Completions API' };
       // The OpenAI completions API defaults max_tokens to 16, and vLLM follows it.
       const max = r.maxTokens ?? 16;
       const items = promptTextItems(r.prompts);
-      const ctxErr = checkContext(view, largestPrompt(items), max);
+      const ctxErr = checkContext(m, largestPrompt(items), max);
       if (ctxErr) return ctxErr;
-      return textPlan({ model: view.model, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: max, idPrefix: 'cmpl-' });
+      return textPlan({ model: m.name, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: max, n: r.n, idPrefix: 'cmpl-' });
     },
     error: (e) => renderError(view, 'completions', e),
     reply(p) {
@@ -172,15 +179,15 @@ function embeddingsRoute(view: EngineView): InferenceRoute {
     plan(body) {
       const r = parseEmbeddingsRequest(body);
       if (isSimError(r)) return r;
-      const bad = checkModel(view, r.model);
-      if (bad) return bad;
-      if (view.kind !== 'embeddings') return { kind: 'unsupported', message: 'The model does not support Embeddings API' };
-      if (r.dimensions !== undefined && r.dimensions !== view.dimensions) {
-        return { kind: 'bad-request', message: `Model "${view.model}" does not support matryoshka representation, changing output dimensions will lead to poor results.` };
+      const m = servedModel(view, r.model);
+      if (m === undefined) return { kind: 'model-not-found', model: r.model };
+      if (m.kind !== 'embeddings') return { kind: 'unsupported', message: 'The model does not support Embeddings API' };
+      if (r.dimensions !== undefined && r.dimensions !== m.dimensions) {
+        return { kind: 'bad-request', message: `Model "${m.name}" does not support matryoshka representation, changing output dimensions will lead to poor results.` };
       }
       const longest = largestInput(r.inputs);
-      if (longest > view.contextWindow) return { kind: 'context-length', promptTokens: longest };
-      return embeddingPlan({ model: view.model, inputs: r.inputs, dimensions: view.dimensions, base64: r.base64, idPrefix: 'embd-' });
+      if (longest > m.contextWindow) return { kind: 'context-length', promptTokens: longest, contextWindow: m.contextWindow };
+      return embeddingPlan({ model: m.name, inputs: r.inputs, dimensions: m.dimensions, base64: r.base64, idPrefix: 'embd-' });
     },
     error: (e) => renderError(view, 'embeddings', e),
     reply(p) {
@@ -222,15 +229,16 @@ function metrics(view: EngineView): string {
 export function createVllm(view: EngineView): ProtocolImpl {
   const created = nowSeconds();
   const permissionId = `modelperm-${hexId()}`;
+  // One card per served name, as vLLM lists each --served-model-name.
   const models = infoRoute(() => jsonReply(200, {
     object: 'list',
-    data: [{
-      id: view.model, object: 'model', created, owned_by: 'vllm', root: view.model, parent: null, max_model_len: view.contextWindow,
+    data: view.models.map((m) => ({
+      id: m.name, object: 'model', created, owned_by: 'vllm', root: m.name, parent: null, max_model_len: m.contextWindow,
       permission: [{
         id: permissionId, object: 'model_permission', created, allow_create_engine: false, allow_sampling: true, allow_logprobs: true,
         allow_search_indices: false, allow_view: true, allow_fine_tuning: false, organization: '*', group: null, is_blocking: false,
       }],
-    }],
+    })),
   }));
   const health = infoRoute(() => ({ status: 200, headers: {}, body: '' }), true);
   const routes = new Map<string, Route>([
