@@ -166,15 +166,12 @@ export class RequestAccount implements AttemptHooks {
     };
   }
 
-  after(backend: BackendRuntime, usage: Usage | undefined, ok: boolean, ms: number): void {
+  after(backend: BackendRuntime, usage: Usage | undefined, ok: boolean, ms: number, completionEstimate?: number): void {
     let actual = 0;
     if (ok) {
       let u = usage;
       if (u === undefined) {
-        // The engine reported no usage (or a stream broke before it): bill an estimate.
-        const prompt = promptEstimate(this.size);
-        u = { prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt };
-        this.estimated = true;
+        u = this.#estimate(completionEstimate);
       }
       // Embeddings report no completion tokens.
       u = { prompt_tokens: u.prompt_tokens ?? 0, completion_tokens: u.completion_tokens ?? 0, total_tokens: u.total_tokens ?? 0 };
@@ -187,9 +184,20 @@ export class RequestAccount implements AttemptHooks {
     if (hold !== undefined) this.#acct.ledger.settle(hold, actual);
   }
 
+  /**
+   * The engine reported no usage (or a stream broke before it): the prompt estimated from the
+   * body's size, the completion from the chunks relayed.
+   */
+  #estimate(completionEstimate: number | undefined): Usage {
+    const prompt = promptEstimate(this.size);
+    const completion = completionEstimate ?? 0;
+    this.estimated = true;
+    return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  }
+
   /** The request was answered (a stream: it has ended). */
   finish(served: Served, latencyMs: number, ttftMs: number | undefined, response: string | undefined): UsageRecord {
-    const u = this.#usage ?? served.usage;
+    const u = this.#usage ?? served.usage ?? this.#estimate(served.completionEstimate);
     const rec = this.#record(200, undefined, served.role, served.backend, served.attempts, served.rerouted, u, latencyMs, ttftMs);
     this.#close(rec, response);
     return rec;

@@ -44,7 +44,7 @@ export interface AttemptHooks {
   /** Before an attempt: undefined to send it, or why not. May reserve; may throw a FabricError to end the request. */
   before(backend: BackendRuntime): AttemptVerdict | undefined | Promise<AttemptVerdict | undefined>;
   /** After an attempt, answered (ok) or failed: settles what before() reserved. */
-  after(backend: BackendRuntime, usage: Usage | undefined, ok: boolean, ms: number): void;
+  after(backend: BackendRuntime, usage: Usage | undefined, ok: boolean, ms: number, completionEstimate?: number): void;
 }
 
 export interface Served {
@@ -60,6 +60,8 @@ export interface Served {
   usage: Usage | undefined;
   /** Set when a stream broke after its first byte and was ended with an error event. */
   streamError: string | undefined;
+  /** A stream that carried no usage: the chunks it relayed, about one token each (an estimate). */
+  completionEstimate?: number;
   failures: AttemptFailure[];
   /** Attempts sent again to the same backend after a failure. */
   retries: number;
@@ -220,7 +222,7 @@ export class Gateway {
           try {
             await attempt(backend, step, served);
             const ms = performance.now() - started;
-            ctx.account?.after(backend, served.usage, true, ms);
+            ctx.account?.after(backend, served.usage, true, ms, served.completionEstimate);
             // A stream that broke after its first byte was answered (with an error event), but the backend failed.
             if (served.streamError !== undefined) backend.recordFailure(served.streamError, Date.now());
             else backend.recordSuccess(ms);
@@ -391,6 +393,7 @@ export class Gateway {
     const outcome = await streamAttempt(this.#deadlines, backend, prepared, this.#headers(backend, ctx, true), op, this.#nctx(ctx, served.requested), clientWantsUsage, sink, served, ctx.cancel);
     served.usage = outcome.usage;
     served.streamError = outcome.streamError;
+    served.completionEstimate = outcome.completionEstimate;
   }
 
   async close(): Promise<void> {

@@ -1,13 +1,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SseRelay, LineSplitter } from './sse-relay.ts';
+import { SseRelay, LineSplitter, UnusableStart } from './sse-relay.ts';
 
 const ev = (o: unknown): string => `data: ${JSON.stringify(o)}\n\n`;
 const chunk = (content: string) => ev({ id: 'x', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content } }] });
 const usageEv = ev({ id: 'x', object: 'chat.completion.chunk', choices: [], usage: { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 } });
+const DONE = 'data: [DONE]\n\n';
+
+/** A relay that has already started (its first chunk relayed). */
+function started(strip: boolean): SseRelay {
+  const r = new SseRelay(strip);
+  r.push(Buffer.from(chunk('first')));
+  return r;
+}
 
 test('complete events pass through as the same bytes', () => {
-  const r = new SseRelay(false);
+  const r = started(false);
   const input = Buffer.from(chunk('a') + chunk('b'));
   const out = r.push(input);
   assert.equal(out, input, 'no copy when the chunk ends on an event boundary');
@@ -17,48 +25,116 @@ test('a partial event is held until its boundary arrives', () => {
   const r = new SseRelay(false);
   const whole = chunk('hello');
   assert.equal(r.push(Buffer.from(whole.slice(0, 10))), undefined);
-  assert.equal(r.forwarded, 0);
+  assert.equal(r.started, false);
   const out = r.push(Buffer.from(whole.slice(10)));
   assert.equal(out?.toString(), whole);
+  assert.equal(r.started, true);
 });
 
-test('injected usage is recorded and removed from what the client sees', () => {
+test('usage the client did not ask for is recorded and its usage-only event removed', () => {
   const r = new SseRelay(true);
-  const out = r.push(Buffer.from(chunk('a') + usageEv + 'data: [DONE]\n\n'));
-  assert.equal(out?.toString(), chunk('a') + 'data: [DONE]\n\n');
+  const out = r.push(Buffer.from(chunk('a') + usageEv + DONE));
+  assert.equal(out?.toString(), chunk('a') + DONE);
   assert.deepEqual(r.usage, { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 });
-  assert.equal(r.sawDone, true);
+  assert.equal(r.done, true);
+});
+
+test('usage on a chunk that has choices (llama.cpp) loses only its usage key when not asked for', () => {
+  const r = started(true);
+  const last = { id: 'x', object: 'text_completion', choices: [{ index: 0, text: '', finish_reason: 'stop' }], usage: { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 }, timings: { predicted_n: 2 } };
+  const out = r.push(Buffer.from(ev(last) + DONE));
+  const { usage: _, ...rest } = last;
+  assert.equal(out?.toString(), ev(rest) + DONE);
+  assert.equal(r.usage?.total_tokens, 6);
 });
 
 test('usage the client asked for is recorded and kept', () => {
-  const r = new SseRelay(false);
+  const r = started(false);
   const out = r.push(Buffer.from(usageEv));
   assert.equal(out?.toString(), usageEv);
   assert.equal(r.usage?.total_tokens, 12);
 });
 
 test('"usage": null in every chunk does not trigger parsing or removal', () => {
-  const r = new SseRelay(true);
+  const r = started(true);
   const s = ev({ choices: [{ index: 0, delta: { content: 'x' } }], usage: null });
   const input = Buffer.from(s);
   assert.equal(r.push(input), input);
   assert.equal(r.usage, undefined);
 });
 
-test('CRLF-framed events and spaced JSON are understood', () => {
+test('CRLF-framed events and spaced JSON are understood; [DONE] reaches the client in one spelling', () => {
   const r = new SseRelay(true);
   const u = 'data: {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}\r\n\r\n';
   const c = 'data: {"choices": [{"delta": {"content": "a"}}]}\r\n\r\n';
-  const out = r.push(Buffer.from(c + u + 'data: [DONE]\r\n\r\n'));
-  assert.equal(out?.toString(), c + 'data: [DONE]\r\n\r\n');
+  const out = r.push(Buffer.from(c + u + 'data:[DONE]\r\n\r\n'));
+  assert.equal(out?.toString(), c + DONE);
   assert.equal(r.usage?.total_tokens, 3);
+  assert.equal(r.done, true);
 });
 
-test('flush returns a trailing event that lacked its blank line', () => {
+test('the first data event decides: garbage, an error event or a non-chunk is unusable', () => {
+  const bad = [
+    'data: {"id":"x","choices":[{"delta":{"content":"Hel\n\nthis is not an event stream\n\n',
+    'data: {"error":{"object":"error","message":"boom","type":"BadRequestError","param":null,"code":400}}\n\n',
+    'data: {"object":"error","message":"boom","type":"InternalServerError","code":500}\n\n',
+    'data: [1,2]\n\n',
+    'data: {"hello":"world"}\n\n',
+  ];
+  for (const input of bad) {
+    const r = new SseRelay(false);
+    assert.throws(() => r.push(Buffer.from(input)), UnusableStart, input);
+    assert.equal(r.started, false);
+  }
+  const e = (() => { try { new SseRelay(false).push(Buffer.from(bad[1]!)); } catch (x) { return x as UnusableStart; } })()!;
+  assert.deepEqual((e.errorEvent!.error as { code: number }).code, 400);
+});
+
+test('comments before the first data event are dropped and do not start the stream; after it they pass', () => {
   const r = new SseRelay(false);
+  assert.equal(r.push(Buffer.from(': ping\n\n')), undefined);
+  assert.equal(r.push(Buffer.from(': ping\n\nevent: x\n\n')), undefined);
+  assert.equal(r.started, false);
+  const out = r.push(Buffer.from(': ping\n\n' + chunk('a') + ': ping\n\n'));
+  assert.equal(out?.toString(), chunk('a') + ': ping\n\n');
+  assert.equal(r.started, true);
+});
+
+test('a token that reads [DONE] is not the end of the stream', () => {
+  const r = started(false);
+  r.push(Buffer.from(chunk('[DONE]')));
+  r.push(Buffer.from(chunk('data: [DONE]')));
+  r.push(Buffer.from(ev({ choices: [{ delta: { content: 'x' } }], note: '\ndata: [DONE]' })));
+  assert.equal(r.done, false);
+  assert.equal(r.flush(), undefined);
+  assert.equal(r.done, false);
+});
+
+test('[DONE] is found as the closing event, across chunk splits', () => {
+  const r = started(false);
+  assert.equal(r.push(Buffer.from('data: [DO')), undefined);
+  assert.equal(r.push(Buffer.from('NE]\n\n'))?.toString(), DONE);
+  assert.equal(r.done, true);
+});
+
+test('flush finishes a closing [DONE] that lacked its blank line and drops half an event', () => {
+  const r = started(false);
   assert.equal(r.push(Buffer.from('data: [DONE]')), undefined);
-  assert.equal(r.flush()?.toString(), 'data: [DONE]');
-  assert.equal(r.sawDone, true);
+  assert.equal(r.flush()?.toString(), DONE);
+  assert.equal(r.done, true);
+  const cut = started(false);
+  assert.equal(cut.push(Buffer.from(chunk('a') + 'data: {"choices":[{"delta":{"content":" wor'))?.toString(), chunk('a'));
+  assert.equal(cut.flush(), undefined, 'the half event never reaches the client');
+  assert.equal(cut.done, false);
+});
+
+test('relayed events are counted (the estimate when no usage comes)', () => {
+  const r = new SseRelay(false);
+  r.push(Buffer.from(chunk('a') + chunk('b')));
+  r.push(Buffer.from(chunk('c').slice(0, 5)));
+  r.push(Buffer.from(chunk('c').slice(5) + DONE));
+  assert.equal(r.events, 4);
+  assert.equal(r.dataEvents, 3);
 });
 
 test('line splitter carries partial lines', () => {

@@ -1,27 +1,57 @@
 // One streamed attempt against one backend, as an undici dispatch handler: upstream chunks
 // go to the client's sink as they arrive, with backpressure through the dispatch controller.
-// Before the first byte reaches the client a failure rejects (so the attempt loop may fall
-// back); after it, the client's stream is ended with an error event, never cut silently.
+// The stream is committed to the client only by its first usable event (a chunk, or [DONE]):
+// until then a failure — no event within the first-byte timeout, garbage, the engine's error
+// event, an early end — rejects, so the attempt loop may fall back. After it, the client's
+// stream ends either at [DONE] (at once, even if the backend holds its connection open) or
+// with an error event, never cut silently.
 
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import type { NormalizeContext, Operation, PreparedRequest, StreamTranslator } from '../engines/types.ts';
+import type { NormalizeContext, Operation, PreparedRequest, StreamTranslator, Usage } from '../engines/types.ts';
 import { AttemptError, MAX_ERROR_BODY, secs, transportError, upstreamError } from './attempt-error.ts';
 import type { BackendRuntime } from './backend.ts';
 import { FabricError } from './errors.ts';
-import { LineSplitter, SseRelay } from './sse-relay.ts';
+import { LineSplitter, SseRelay, UnusableStart } from './sse-relay.ts';
 import { UpstreamCall, type Cancel, type Deadline, type Deadlines } from './upstream.ts';
 import type { Served, StreamSink } from './gateway.ts';
 
 export interface StreamOutcome {
-  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | undefined;
+  usage: Usage | undefined;
+  /**
+   * Set when the stream carried no usage (it broke, or the engine reports none): the chunks
+   * relayed, each about one token, as an estimate of the completion tokens.
+   */
+  completionEstimate: number | undefined;
   /** Set when the stream broke after its first byte and was ended with an error event. */
   streamError: string | undefined;
 }
 
 const ABORTED = 'client closed the request';
+/**
+ * After [DONE] the upstream's own end (the last chunk of its framing) nearly always follows in
+ * the same read; a backend that still holds its connection this long after is cut off, so it
+ * keeps no pool connection and cannot turn a finished answer into a late failure.
+ */
+const LINGER_MS = 200;
 
 type Phase = 'head' | 'error' | 'wrong-type' | 'body';
+
+/** The failure an engine's error event before the first chunk stands for (vLLM's `code` is an HTTP status). */
+function errorEventFailure(backend: BackendRuntime, e: UnusableStart): AttemptError {
+  const ev = e.errorEvent!;
+  const inner = ev.error;
+  const code = typeof inner === 'object' && inner !== null ? (inner as Record<string, unknown>).code : ev.code;
+  const status = typeof code === 'number' && code >= 400 && code <= 599 ? code : 500;
+  const info = backend.engine.parseError(status, e.data);
+  const message = `sent an error event instead of its first chunk: ${info.message}`;
+  if (info.contextLength) return new AttemptError('context_length', info.message, status);
+  if (status === 429) return new AttemptError('rate_limited', message, status);
+  if (status >= 500) return new AttemptError('upstream_5xx', message, status);
+  // vLLM labels any exception inside its stream generator 400 (BadRequestError): the request
+  // was accepted with a 200, so this is the engine failing, and another backend may serve it.
+  return new AttemptError('malformed', message, status);
+}
 
 class StreamCall extends UpstreamCall {
   readonly promise: Promise<StreamOutcome>;
@@ -34,6 +64,8 @@ class StreamCall extends UpstreamCall {
   readonly #relay: SseRelay | undefined;
   readonly #lines: LineSplitter | undefined;
   readonly #translator: StreamTranslator | undefined;
+  /** NDJSON lines translated: the estimate of completion tokens when no usage comes. */
+  #lineCount = 0;
   #phase: Phase = 'head';
   #status = 0;
   #headers: IncomingHttpHeaders = {};
@@ -45,20 +77,22 @@ class StreamCall extends UpstreamCall {
   #timedOut: string | undefined;
   #firstByte: NodeJS.Timeout | undefined;
   #idle: NodeJS.Timeout | undefined;
+  #linger: NodeJS.Timeout | undefined;
+  /** Set while the upstream is paused for the client's backpressure: the stall is the gateway's own. */
+  #pausedOn: Dispatcher.DispatchController | undefined;
   readonly #total: Deadline;
   readonly #deadlines: Deadlines;
   readonly #idleMs: number;
-  #usage: StreamOutcome['usage'];
   #streamError: string | undefined;
 
-  constructor(deadlines: Deadlines, backend: BackendRuntime, sink: StreamSink, served: Served, cancel: Cancel, op: Operation, nctx: NormalizeContext, injectedUsage: boolean, clientWantsUsage: boolean) {
+  constructor(deadlines: Deadlines, backend: BackendRuntime, sink: StreamSink, served: Served, cancel: Cancel, op: Operation, nctx: NormalizeContext, clientWantsUsage: boolean) {
     super();
     this.#backend = backend;
     this.#sink = sink;
     this.#served = served;
     this.#cancel = cancel;
     if (backend.engine.streamFormat === 'sse') {
-      this.#relay = new SseRelay(injectedUsage);
+      this.#relay = new SseRelay(!clientWantsUsage);
     } else {
       this.#lines = new LineSplitter();
       this.#translator = backend.engine.streamTranslator!(op, nctx, clientWantsUsage);
@@ -71,8 +105,9 @@ class StreamCall extends UpstreamCall {
     this.#idleMs = t.idleMs;
     this.#deadlines = deadlines;
     this.#total = deadlines.add(t.totalMs, () => this.#deadline(`stream exceeded the total timeout (${secs(t.totalMs)})`));
-    // The first-byte deadline runs until the backend sends a body byte (vLLM sends headers at
-    // once and the first token later); from then on the idle deadline, re-armed per chunk.
+    // The first-byte deadline runs until the stream's first usable event (vLLM sends headers
+    // at once and the first token later; keep-alive comments are not a token); from then on
+    // the idle deadline, re-armed per chunk.
     this.#firstByte = setTimeout(() => this.#deadline(`no first token within the first-byte timeout (${secs(t.firstByteMs)})`), t.firstByteMs);
     cancel.onAbort(() => this.abort(new Error(ABORTED)));
   }
@@ -86,6 +121,19 @@ class StreamCall extends UpstreamCall {
     this.abort(new Error(message));
   }
 
+  readonly #onIdle = (): void => {
+    // A stall the gateway imposed (paused for a slow client) is not the backend's; resume re-arms.
+    if (this.#pausedOn === undefined) this.#deadline(`stream stalled past the idle timeout (${secs(this.#idleMs)})`);
+  };
+
+  readonly #onDrain = (): void => {
+    const c = this.#pausedOn;
+    this.#pausedOn = undefined;
+    if (c === undefined || this.#settled) return;
+    this.#idle?.refresh();
+    c.resume();
+  };
+
   #cleanup(): void {
     this.#deadlines.delete(this.#total);
     if (this.#firstByte !== undefined) clearTimeout(this.#firstByte);
@@ -97,7 +145,9 @@ class StreamCall extends UpstreamCall {
     if (this.#settled) return;
     this.#settled = true;
     this.#cleanup();
-    this.#resolve({ usage: this.#usage, streamError: this.#streamError });
+    const usage = this.#relay !== undefined ? this.#relay.usage : this.#translator!.usage();
+    const completionEstimate = usage !== undefined ? undefined : this.#relay !== undefined ? this.#relay.dataEvents : this.#lineCount;
+    this.#resolve({ usage, completionEstimate, streamError: this.#streamError });
   }
 
   #fail(e: unknown): void {
@@ -105,6 +155,12 @@ class StreamCall extends UpstreamCall {
     this.#settled = true;
     this.#cleanup();
     this.#reject(e);
+  }
+
+  /** Before the first byte: the attempt fails (and the upstream request is dropped). */
+  #failEarly(e: AttemptError): void {
+    this.#fail(e);
+    this.controller?.abort(new Error(e.message));
   }
 
   /** After the first byte: end the client's stream with an error event, never silently. */
@@ -116,23 +172,60 @@ class StreamCall extends UpstreamCall {
     this.controller?.abort(new Error(message));
   }
 
+  /** The stream is complete ([DONE], or Ollama's done): the client's ends now, whatever the upstream does. */
+  #complete(c: Dispatcher.DispatchController, upstreamEnded: boolean): void {
+    this.#sink.end();
+    this.#ok();
+    if (upstreamEnded) return;
+    // Nothing more is relayed: let the upstream run to its end, or cut it off shortly.
+    if (this.#pausedOn !== undefined) {
+      this.#pausedOn = undefined;
+      c.resume();
+    }
+    this.#linger = setTimeout(() => this.controller?.abort(new Error('the backend held the stream open after [DONE]')), LINGER_MS);
+    this.#linger.unref();
+  }
+
+  #finished(): boolean {
+    return this.#relay !== undefined ? this.#relay.done : this.#translator!.done();
+  }
+
   #forward(out: Buffer | string, c: Dispatcher.DispatchController): void {
     if (!this.#begun) {
       this.#begun = true;
+      clearTimeout(this.#firstByte);
+      this.#firstByte = undefined;
+      this.#idle = setTimeout(this.#onIdle, this.#idleMs);
       this.#sink.begin(this.#served);
     }
-    if (!this.#sink.write(out)) {
+    if (!this.#sink.write(out) && this.#pausedOn === undefined) {
+      this.#pausedOn = c;
       c.pause();
-      this.#sink.onDrain(() => c.resume());
+      this.#sink.onDrain(this.#onDrain);
     }
   }
 
-  #malformed(message: string): void {
-    if (this.#begun) this.#break(message);
-    else {
-      this.#fail(new AttemptError('malformed', message, this.#status));
-      this.controller?.abort(new Error(message));
+  /** NDJSON lines in, SSE out (undefined when there is nothing to send yet). */
+  #translate(lines: string[]): string | undefined {
+    let out = '';
+    for (const line of lines) {
+      const s = this.#translator!.line(line);
+      if (s !== '') {
+        out += s;
+        this.#lineCount++;
+      }
     }
+    return out === '' ? undefined : out;
+  }
+
+  /** The engine's output cannot be used: before the first byte an attempt failure, after it a broken stream. */
+  #unusable(e: unknown): void {
+    if (e instanceof UnusableStart) {
+      return this.#failEarly(e.errorEvent !== undefined ? errorEventFailure(this.#backend, e) : new AttemptError('malformed', e.message, this.#status));
+    }
+    const message = e instanceof FabricError || e instanceof Error ? e.message : String(e);
+    if (this.#begun) this.#break(message);
+    else this.#failEarly(new AttemptError('malformed', message, this.#status));
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
@@ -156,27 +249,20 @@ class StreamCall extends UpstreamCall {
       }
       return;
     }
+    // Undefined until the stream is committed: before that the first-byte deadline runs on.
     if (this.#idle !== undefined) this.#idle.refresh();
-    else {
-      clearTimeout(this.#firstByte);
-      this.#firstByte = undefined;
-      this.#idle = setTimeout(() => this.#deadline(`stream stalled past the idle timeout (${secs(this.#idleMs)})`), this.#idleMs);
-    }
+    let out: Buffer | string | undefined;
     try {
-      if (this.#relay !== undefined) {
-        const out = this.#relay.push(chunk);
-        if (out !== undefined) this.#forward(out, c);
-      } else {
-        let out = '';
-        for (const line of this.#lines!.push(chunk)) out += this.#translator!.line(line);
-        if (out !== '') this.#forward(out, c);
-      }
+      out = this.#relay !== undefined ? this.#relay.push(chunk) : this.#translate(this.#lines!.push(chunk));
     } catch (e) {
-      this.#malformed(e instanceof FabricError || e instanceof Error ? e.message : String(e));
+      return this.#unusable(e);
     }
+    if (out !== undefined) this.#forward(out, c);
+    if (this.#finished()) this.#complete(c, false);
   }
 
   onResponseEnd(c: Dispatcher.DispatchController): void {
+    clearTimeout(this.#linger);
     if (this.#settled) return;
     if (this.#phase === 'error' || this.#phase === 'wrong-type') {
       const text = Buffer.concat(this.#errorChunks).toString('utf8');
@@ -184,33 +270,20 @@ class StreamCall extends UpstreamCall {
       else this.#fail(new AttemptError('malformed', `answered a stream request with ${this.#contentType || 'no content type'} instead of text/event-stream (${text.slice(0, 200)})`, this.#status));
       return;
     }
+    let rest: Buffer | string | undefined;
     try {
-      if (this.#relay !== undefined) {
-        const rest = this.#relay.flush();
-        if (rest !== undefined) this.#forward(rest, c);
-        this.#usage = this.#relay.usage;
-        if (!this.#relay.sawDone) {
-          return this.#begun ? this.#break('the backend ended the stream without [DONE]') : this.#malformed('the backend ended the stream without sending anything');
-        }
-      } else {
-        const rest = this.#lines!.flush();
-        if (rest !== '') {
-          const out = this.#translator!.line(rest);
-          if (out !== '') this.#forward(out, c);
-        }
-        this.#usage = this.#translator!.usage();
-        if (!this.#translator!.done()) {
-          return this.#begun ? this.#break('the backend ended the stream before it was done') : this.#malformed('the backend ended the stream without sending anything');
-        }
-      }
+      rest = this.#relay !== undefined ? this.#relay.flush() : this.#translate([this.#lines!.flush()]);
     } catch (e) {
-      return this.#malformed(e instanceof Error ? e.message : String(e));
+      return this.#unusable(e);
     }
-    this.#sink.end();
-    this.#ok();
+    if (rest !== undefined) this.#forward(rest, c);
+    if (this.#finished()) return this.#complete(c, true);
+    if (this.#begun) this.#break(this.#relay !== undefined ? 'the backend ended the stream without [DONE]' : 'the backend ended the stream before it was done');
+    else this.#failEarly(new AttemptError('malformed', 'the backend ended the stream before its first event', this.#status));
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    clearTimeout(this.#linger);
     if (this.#settled) return;
     if (this.#cancel.aborted) return this.#fail(new AttemptError('aborted', ABORTED));
     const ae = transportError(this.#backend, err, this.#timedOut);
@@ -227,7 +300,9 @@ export function streamAttempt(
   deadlines: Deadlines, backend: BackendRuntime, prepared: PreparedRequest, headers: Record<string, string>, op: Operation,
   nctx: NormalizeContext, clientWantsUsage: boolean, sink: StreamSink, served: Served, cancel: Cancel,
 ): Promise<StreamOutcome> {
-  const call = new StreamCall(deadlines, backend, sink, served, cancel, op, nctx, prepared.injectedUsage, clientWantsUsage);
+  // The client sees usage only if it asked (prepared.injectedUsage says whether the gateway
+  // asked the engine; engines such as llama.cpp also send usage nobody asked for).
+  const call = new StreamCall(deadlines, backend, sink, served, cancel, op, nctx, clientWantsUsage);
   backend.outstanding++;
   call.send(backend.pool, {
     method: 'POST',

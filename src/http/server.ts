@@ -222,7 +222,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       id: ctx.id, client_id: ctx.clientRequestId, op, model: served.requested, role: served.role, backend: served.backend,
       status: 200, attempts: served.attempts, rerouted: served.rerouted || undefined, stream: body.stream === true || undefined,
       ms: Math.round((now - started) * 10) / 10,
-      prompt_tokens: served.usage?.prompt_tokens, completion_tokens: served.usage?.completion_tokens,
+      prompt_tokens: served.usage?.prompt_tokens ?? rec?.promptTokens, completion_tokens: served.usage?.completion_tokens ?? rec?.completionTokens ?? served.completionEstimate,
+      estimated: served.usage === undefined || undefined,
       stream_error: served.streamError,
       key: inf.key?.name, cost: rec === undefined || rec.cost === 0 ? undefined : rec.cost, budget_exceeded: served.budgets,
     });

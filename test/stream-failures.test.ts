@@ -1,0 +1,465 @@
+// Streams that go wrong in the ways real engines and real clients make them go wrong, over
+// real loopback HTTP: a raw-TCP mock backend that sends exact bytes (garbage, error events,
+// keep-alive pings, [DONE] then silence, a cut mid-event), a slow-reading raw client, and the
+// official openai SDK. Each test checks the bytes or events the client receives and what the
+// gateway concluded about the backend's health. FABRIC_TEST_FAST_LANE=0 runs it on node:http.
+
+import { test, before, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { startFabric, chat, waitForLog, type Fabric } from './helpers.ts';
+import { streamAttempt } from '../src/core/stream-attempt.ts';
+import { Cancel, Deadlines } from '../src/core/upstream.ts';
+import type { Served, StreamSink } from '../src/core/gateway.ts';
+
+// ---- exact bytes ----
+
+const CHUNKED = 'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n';
+/** No length, no chunking: the body ends when the connection does. */
+const UNTIL_CLOSE = 'HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n';
+const NDJSON_CHUNKED = 'HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n';
+const frame = (s: string): string => `${Buffer.byteLength(s).toString(16)}\r\n${s}\r\n`;
+const LAST_FRAME = '0\r\n\r\n';
+const DONE = 'data: [DONE]\n\n';
+const ev = (o: unknown): string => `data: ${JSON.stringify(o)}\n\n`;
+const base = { id: 'chatcmpl-mock', object: 'chat.completion.chunk', created: 1, model: 'mock' };
+const delta = (content: string): string => ev({ ...base, choices: [{ index: 0, delta: { content }, finish_reason: null }] });
+const finish = ev({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+const usageOnly = ev({ ...base, choices: [], usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } });
+const vllmError = (message: string, code: number, type = 'BadRequestError'): string =>
+  ev({ error: { object: 'error', message, type, param: null, code } });
+
+// ---- the mock backend: the first path segment picks the scenario ----
+
+interface Req { path: string; body: Record<string, unknown>; conn: number }
+type Scenario = (s: Socket, req: Req) => void;
+
+/** What the mock saw: every request (with its connection number) and when connections closed. */
+const seen: { scenario: string; conn: number }[] = [];
+const closedAt = new Map<number, number>();
+
+const scenarios: Record<string, Scenario> = {
+  good(s, req) {
+    const so = req.body.stream_options as { include_usage?: boolean } | undefined;
+    s.write(CHUNKED + frame(delta('Hello')) + frame(delta(' world')) + frame(finish));
+    if (so?.include_usage === true) s.write(frame(usageOnly));
+    s.write(frame(DONE));
+    // The framing's end a moment after [DONE], as uvicorn writes it: the connection is reused.
+    setTimeout(() => { if (!s.destroyed) s.write(LAST_FRAME); }, 20);
+  },
+  bulk(s) {
+    let out = CHUNKED;
+    for (let i = 0; i < BULK_EVENTS; i++) out += frame(delta(BULK_TEXT));
+    s.write(out + frame(finish) + frame(DONE) + LAST_FRAME);
+  },
+  // The reviewer's bytes: a first event cut short, then text that is no event stream at all.
+  garbage(s) {
+    s.write(CHUNKED + frame('data: {"id":"chatcmpl-mock","choices":[{"delta":{"content":"Hel\n\nthis is not an event stream\n\n') + LAST_FRAME);
+  },
+  // vLLM: an exception inside its stream generator becomes an error event (labelled 400), then [DONE].
+  'error-event'(s) {
+    s.write(CHUNKED + frame(vllmError('CUDA error: an illegal memory access was encountered', 400)) + frame(DONE) + LAST_FRAME);
+  },
+  'object-error'(s) {
+    s.write(CHUNKED + frame(ev({ object: 'error', message: 'engine is dead', type: 'InternalServerError', param: null, code: 500 })) + frame(DONE) + LAST_FRAME);
+  },
+  'context-event'(s) {
+    s.write(CHUNKED + frame(vllmError("This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (4990 in the messages, 10 in the completion). Please reduce the length of the messages or completion.", 400)) + frame(DONE) + LAST_FRAME);
+  },
+  // Keep-alive comments and nothing else.
+  pings(s) {
+    s.write(CHUNKED + frame(': ping\n\n'));
+    const t = setInterval(() => { if (!s.destroyed) s.write(frame(': ping\n\n')); }, 100);
+    const stop = setTimeout(() => s.destroy(), 3000);
+    s.on('close', () => { clearInterval(t); clearTimeout(stop); });
+  },
+  'pings-then-chunk'(s) {
+    s.write(CHUNKED + frame(': ping\n\n'));
+    setTimeout(() => { if (!s.destroyed) s.write(frame(': ping\n\n')); }, 100);
+    setTimeout(() => { if (!s.destroyed) s.write(frame(delta('Hello')) + frame(': ping\n\n') + frame(finish) + frame(DONE) + LAST_FRAME); }, 200);
+  },
+  // A complete answer, then the connection held open (no end of framing) for 3 s.
+  held(s) {
+    s.write(CHUNKED + frame(delta('Hello')) + frame(finish) + frame(DONE));
+    setTimeout(() => { if (!s.destroyed) s.end(LAST_FRAME); }, 3000);
+  },
+  // The backend ends in the middle of an event.
+  cut(s) {
+    s.end(UNTIL_CLOSE + delta('Hello') + 'data: {"id":"chatcmpl-mock","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" wor');
+  },
+  // Tokens whose text is "[DONE]", and no real [DONE].
+  'done-token'(s) {
+    s.end(UNTIL_CLOSE + delta('[DONE]') + delta('data: [DONE]') + delta(' more'));
+  },
+  'done-token-ok'(s) {
+    s.end(UNTIL_CLOSE + delta('[DONE]') + delta('data: [DONE]') + finish + DONE);
+  },
+  // Six content chunks, then the connection drops.
+  six(s) {
+    s.write(CHUNKED + ['a', 'b', 'c', 'd', 'e', 'f'].map((c) => frame(delta(c))).join(''));
+    setTimeout(() => s.destroy(), 20);
+  },
+  // llama.cpp's /v1/completions stream: usage and timings on the last chunk, asked for or not.
+  llamacpp(s, req) {
+    const chatOp = req.path.endsWith('/chat/completions');
+    const piece = (text: string, fin: string | null, extra: Record<string, unknown> = {}): string => ev(chatOp
+      ? { ...base, choices: [{ index: 0, delta: fin === null ? { content: text } : {}, finish_reason: fin }], ...extra }
+      : { id: 'cmpl-mock', object: 'text_completion', created: 1, model: 'mock', choices: [{ index: 0, text, logprobs: null, finish_reason: fin }], ...extra });
+    s.write(CHUNKED + frame(piece('Once', null)) + frame(piece(' upon', null))
+      + frame(piece('', 'stop', { usage: { completion_tokens: 2, prompt_tokens: 4, total_tokens: 6 }, timings: { predicted_n: 2 } }))
+      + frame(DONE) + LAST_FRAME);
+  },
+  // Ollama: done:true, then the connection held open.
+  'ollama-held'(s) {
+    const line = (o: unknown): string => `${JSON.stringify(o)}\n`;
+    s.write(NDJSON_CHUNKED + frame(line({ model: 'mock', created_at: '2024-01-01T00:00:00Z', message: { role: 'assistant', content: 'Hi' }, done: false }))
+      + frame(line({ model: 'mock', created_at: '2024-01-01T00:00:00Z', message: { role: 'assistant', content: '' }, done: true, done_reason: 'stop', prompt_eval_count: 3, eval_count: 1 })));
+    setTimeout(() => { if (!s.destroyed) s.end(LAST_FRAME); }, 3000);
+  },
+  'ollama-six'(s) {
+    const line = (c: string): string => `${JSON.stringify({ model: 'mock', created_at: '2024-01-01T00:00:00Z', message: { role: 'assistant', content: c }, done: false })}\n`;
+    s.write(NDJSON_CHUNKED + ['a', 'b', 'c', 'd', 'e', 'f'].map((c) => frame(line(c))).join(''));
+    setTimeout(() => s.destroy(), 20);
+  },
+};
+
+const BULK_EVENTS = 8000;
+const BULK_TEXT = 'x'.repeat(1000);
+
+/** Reads requests off one connection (keep-alive: one after another) and hands each to its scenario. */
+function serve(s: Socket, conn: number): void {
+  let buf = Buffer.alloc(0);
+  s.on('close', () => closedAt.set(conn, Date.now()));
+  s.on('error', () => {});
+  s.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    for (;;) {
+      const end = buf.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      const head = buf.subarray(0, end).toString('latin1');
+      const len = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+      if (buf.length < end + 4 + len) return;
+      const body = JSON.parse(buf.subarray(end + 4, end + 4 + len).toString('utf8') || '{}') as Record<string, unknown>;
+      buf = buf.subarray(end + 4 + len);
+      const path = head.slice(head.indexOf(' ') + 1, head.indexOf(' HTTP/'));
+      const name = path.split('/')[1]!;
+      seen.push({ scenario: name, conn });
+      scenarios[name]!(s, { path, body, conn });
+    }
+  });
+}
+
+let mock: Server;
+let f: Fabric;
+
+before(async () => {
+  let conns = 0;
+  mock = createServer((s) => serve(s, ++conns));
+  await new Promise<void>((r) => mock.listen(0, '127.0.0.1', r));
+  const port = (mock.address() as AddressInfo).port;
+  const u = (name: string, v1 = true): string => `http://127.0.0.1:${port}/${name}${v1 ? '/v1' : ''}`;
+  const vllm = (name: string, timeouts = ''): string => `  ${name}: { engine: vllm, url: ${u(name)}, model: mock, max_retries: 0${timeouts === '' ? '' : `, timeouts: { ${timeouts} }`} }`;
+  f = await startFabric({
+    engines: [],
+    yaml: () => `
+gateway:
+  fast_lane: ${process.env.FABRIC_TEST_FAST_LANE !== '0'}
+  retry: { base: 5ms, max: 20ms }
+backends:
+${vllm('good')}
+${vllm('bulk', 'idle: 300ms')}
+${vllm('garbage')}
+${vllm('error-event')}
+${vllm('object-error')}
+${vllm('context-event')}
+${vllm('pings', 'first_byte: 400ms')}
+${vllm('pings-then-chunk', 'first_byte: 1s')}
+${vllm('held', 'idle: 300ms')}
+${vllm('cut')}
+${vllm('done-token')}
+${vllm('done-token-ok')}
+${vllm('six')}
+  llamacpp: { engine: llamacpp, url: ${u('llamacpp')}, model: mock, max_retries: 0 }
+  ollama-held: { engine: ollama, url: ${u('ollama-held', false)}, model: mock, max_retries: 0, timeouts: { idle: 300ms } }
+  ollama-six: { engine: ollama, url: ${u('ollama-six', false)}, model: mock, max_retries: 0 }
+roles:
+  r-good: { kind: chat, backends: [good] }
+  r-bulk: { kind: chat, backends: [bulk] }
+  r-garbage: { kind: chat, backends: [garbage], fallbacks: [r-good] }
+  r-garbage-alone: { kind: chat, backends: [garbage] }
+  r-error-event: { kind: chat, backends: [error-event], fallbacks: [r-good] }
+  r-object-error: { kind: chat, backends: [object-error], fallbacks: [r-good] }
+  r-context-event: { kind: chat, backends: [context-event], fallbacks: [r-good] }
+  r-context-alone: { kind: chat, backends: [context-event] }
+  r-pings: { kind: chat, backends: [pings], fallbacks: [r-good] }
+  r-pings-then-chunk: { kind: chat, backends: [pings-then-chunk], fallbacks: [r-good] }
+  r-held: { kind: chat, backends: [held] }
+  r-cut: { kind: chat, backends: [cut] }
+  r-done-token: { kind: chat, backends: [done-token] }
+  r-done-token-ok: { kind: chat, backends: [done-token-ok] }
+  r-llamacpp: { kind: chat, backends: [llamacpp] }
+  r-ollama-held: { kind: chat, backends: [ollama-held] }
+  r-six: { kind: chat, backends: [six] }
+  r-ollama-six: { kind: chat, backends: [ollama-six] }
+`,
+  });
+});
+
+after(async () => {
+  await f.close();
+  mock.close();
+});
+
+afterEach(() => {
+  for (const b of f.gw.app.gateway.backends.values()) { b.consecutiveFailures = 0; b.coolUntil = 0; b.state = 'unknown'; b.lastError = undefined; }
+});
+
+const backend = (name: string) => f.gw.app.gateway.backends.get(name)!;
+
+/** POSTs JSON to the gateway; a stream that never ends fails the test instead of hanging it. */
+async function post(url: string, path: string, body: unknown): Promise<{ status: number; headers: Headers; json: any; text: string }> {
+  const res = await fetch(url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(5000) });
+  const text = await res.text();
+  let json: unknown;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: res.status, headers: res.headers, json, text };
+}
+
+/** The events of an SSE body, each as its data text (comments and blank lines aside). */
+function dataEvents(text: string): string[] {
+  return text.split('\n\n').filter((e) => e !== '').map((e) => {
+    assert.ok(e.startsWith('data: '), `not a data event: ${JSON.stringify(e)}`);
+    return e.slice(6);
+  });
+}
+
+/** Decodes a chunked HTTP/1.1 body. */
+function dechunk(body: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let off = 0;
+  for (;;) {
+    const eol = body.indexOf('\r\n', off);
+    const size = parseInt(body.toString('latin1', off, eol), 16);
+    if (size === 0) return Buffer.concat(parts);
+    parts.push(body.subarray(eol + 2, eol + 2 + size));
+    off = eol + 2 + size + 2;
+  }
+}
+
+/** A raw client that sends a streamed request and reads nothing for holdMs, then everything. */
+function slowClient(model: string, holdMs: number): Promise<{ head: string; body: string }> {
+  const { hostname, port } = new URL(f.url);
+  const payload = JSON.stringify({ ...chat(model), stream: true });
+  return new Promise((resolve, reject) => {
+    const s = connect(Number(port), hostname);
+    s.pause();
+    s.on('error', reject);
+    s.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(payload)}\r\nconnection: close\r\n\r\n${payload}`);
+    const chunks: Buffer[] = [];
+    setTimeout(() => {
+      s.on('data', (d: Buffer) => chunks.push(d));
+      s.on('end', () => {
+        const all = Buffer.concat(chunks);
+        const end = all.indexOf('\r\n\r\n');
+        const head = all.subarray(0, end).toString('latin1');
+        const raw = all.subarray(end + 4);
+        resolve({ head, body: (/transfer-encoding: chunked/i.test(head) ? dechunk(raw) : raw).toString('utf8') });
+      });
+      s.resume();
+    }, holdMs);
+  });
+}
+
+test('a slow-reading client: the upstream is paused without the idle timeout firing, and the backend stays healthy', async () => {
+  // The client reads nothing for four idle timeouts while megabytes wait upstream.
+  const { head, body } = await slowClient('r-bulk', 1200);
+  assert.match(head, /^HTTP\/1\.1 200/);
+  const events = dataEvents(body);
+  assert.equal(events.at(-1), '[DONE]');
+  assert.ok(!body.includes('stream_interrupted'), body.slice(-300));
+  const content = events.slice(0, -1).map((e) => (JSON.parse(e) as { choices: { delta: { content?: string } }[] }).choices[0]!.delta.content ?? '').join('');
+  assert.equal(content.length, BULK_EVENTS * BULK_TEXT.length, 'every chunk arrived');
+  const b = backend('bulk');
+  assert.equal(b.consecutiveFailures, 0, `recorded as failed: ${b.lastError}`);
+  assert.equal(b.state, 'up');
+  const h = await (await fetch(`${f.url}/health`)).json() as { backends: { name: string; consecutive_failures: number; status: string }[] };
+  const hb = h.backends.find((x) => x.name === 'bulk')!;
+  assert.deepEqual([hb.status, hb.consecutive_failures], ['up', 0]);
+});
+
+test('garbage in place of the first event is an attempt failure: the stream falls back, the SDK sees only the fallback', async () => {
+  const { data, response } = await f.client.chat.completions.create({ model: 'r-garbage', messages: [{ role: 'user', content: 'x' }], stream: true }).withResponse();
+  assert.equal(response.headers.get('x-fabric-backend'), 'good');
+  let text = '';
+  for await (const c of data) text += c.choices[0]?.delta?.content ?? '';
+  assert.equal(text, 'Hello world');
+  assert.equal(backend('garbage').consecutiveFailures, 1);
+  assert.match(backend('garbage').lastError ?? '', /not JSON/);
+});
+
+test('garbage with nothing to fall back to is a 502 naming the unusable answer', async () => {
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('r-garbage-alone'), stream: true });
+  assert.equal(r.status, 502);
+  assert.equal(r.json.error.code, 'bad_upstream_response');
+  assert.match(r.json.error.message, /garbage.*first event that is not JSON/);
+});
+
+test('an engine error event in place of the first chunk (vLLM {"error":{…}}, or {"object":"error"}) falls back', async () => {
+  for (const name of ['error-event', 'object-error']) {
+    const { data, response } = await f.client.chat.completions.create({ model: `r-${name}`, messages: [{ role: 'user', content: 'x' }], stream: true }).withResponse();
+    assert.equal(response.headers.get('x-fabric-backend'), 'good', name);
+    let text = '';
+    for await (const c of data) text += c.choices[0]?.delta?.content ?? '';
+    assert.equal(text, 'Hello world');
+    assert.equal(backend(name).consecutiveFailures, 1, name);
+    assert.match(backend(name).lastError ?? '', /error event/);
+  }
+  assert.match(backend('error-event').lastError!, /illegal memory access/);
+});
+
+test('a context-length error event is the prompt\'s, not the backend\'s: it moves on to a longer window, or is a 400', async () => {
+  const moved = await post(f.url, '/v1/chat/completions', { ...chat('r-context-event'), stream: true });
+  assert.equal(moved.status, 200);
+  assert.equal(moved.headers.get('x-fabric-backend'), 'good');
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('r-context-alone'), stream: true });
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error.code, 'context_length_exceeded');
+  assert.match(r.json.error.message, /maximum context length/);
+  assert.deepEqual([backend('context-event').consecutiveFailures, backend('context-event').state], [0, 'up']);
+});
+
+test('keep-alive pings are not a first token: they neither commit the stream nor hold off the first-byte timeout', async () => {
+  const t0 = Date.now();
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('r-pings'), stream: true });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-fabric-backend'), 'good');
+  assert.ok(Date.now() - t0 < 1500, `the first-byte timeout (400ms) fired late: ${Date.now() - t0}ms`);
+  assert.ok(!r.text.includes(': ping'), 'no ping of the failed attempt reached the client');
+  assert.deepEqual(dataEvents(r.text).at(-1), '[DONE]');
+  assert.equal(backend('pings').consecutiveFailures, 1);
+  assert.match(backend('pings').lastError ?? '', /first-byte timeout \(400ms\)/);
+});
+
+test('pings before the first chunk are dropped; the stream is committed by the chunk and later pings pass', async () => {
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('r-pings-then-chunk'), stream: true });
+  assert.equal(r.headers.get('x-fabric-backend'), 'pings-then-chunk');
+  assert.equal(r.text, delta('Hello') + ': ping\n\n' + finish + DONE);
+  assert.equal(backend('pings-then-chunk').state, 'up');
+});
+
+test('[DONE] ends the stream at once though the backend holds its connection open; a success, and the connection is closed', async () => {
+  const t0 = Date.now();
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('r-held'), stream: true });
+  const ms = Date.now() - t0;
+  assert.equal(r.text, delta('Hello') + finish + DONE, 'exactly the answer: no error event after [DONE]');
+  assert.ok(ms < 1000, `the client waited ${ms}ms for the backend`);
+  const b = backend('held');
+  assert.deepEqual([b.consecutiveFailures, b.state], [0, 'up'], b.lastError);
+  const conn = seen.findLast((x) => x.scenario === 'held')!.conn;
+  for (let i = 0; i < 50 && !closedAt.has(conn); i++) await new Promise((res) => setTimeout(res, 20));
+  assert.ok(closedAt.has(conn) && closedAt.get(conn)! - t0 < 1500, 'the held upstream connection was let go');
+});
+
+test('Ollama\'s done:true ends the stream at once too', async () => {
+  const t0 = Date.now();
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('r-ollama-held'), stream: true });
+  assert.ok(Date.now() - t0 < 1000, `the client waited ${Date.now() - t0}ms`);
+  const events = dataEvents(r.text);
+  assert.equal(events.at(-1), '[DONE]');
+  assert.ok(!r.text.includes('stream_interrupted'));
+  assert.equal(backend('ollama-held').consecutiveFailures, 0);
+});
+
+test('a normal stream leaves its upstream connection open for the next request', async () => {
+  const before = seen.length;
+  for (let i = 0; i < 2; i++) {
+    const r = await post(f.url, '/v1/chat/completions', { ...chat('r-good'), stream: true });
+    assert.equal(r.text, delta('Hello') + delta(' world') + finish + DONE);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  const [a, b] = seen.slice(before);
+  assert.equal(a!.conn, b!.conn, 'the second stream reused the first one\'s connection');
+});
+
+test('a backend that ends mid-event: the half event is dropped and the error arrives as its own event', async () => {
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('r-cut'), stream: true });
+  const events = dataEvents(r.text);
+  assert.equal(events.length, 2, r.text);
+  assert.equal(`data: ${events[0]}\n\n`, delta('Hello'));
+  const err = JSON.parse(events[1]!) as { error: { code: string; message: string } };
+  assert.equal(err.error.code, 'stream_interrupted');
+  assert.match(err.error.message, /without \[DONE\]/);
+  assert.equal(backend('cut').consecutiveFailures, 1);
+  // The SDK reports it as the gateway's error, not a SyntaxError.
+  const stream = await f.client.chat.completions.create({ model: 'r-cut', messages: [{ role: 'user', content: 'x' }], stream: true });
+  await assert.rejects(async () => { for await (const _ of stream) { /* read */ } }, (e: Error) => e.constructor.name !== 'SyntaxError' && /interrupted/.test(e.message));
+});
+
+test('a token whose text is [DONE] is not the end: a stream without the real [DONE] is interrupted, not silently truncated', async () => {
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('r-done-token'), stream: true });
+  const events = dataEvents(r.text);
+  assert.equal(events.length, 4, r.text);
+  assert.equal(JSON.parse(events[3]!).error.code, 'stream_interrupted');
+  assert.equal(backend('done-token').consecutiveFailures, 1);
+  const ok = await post(f.url, '/v1/chat/completions', { ...chat('r-done-token-ok'), stream: true });
+  assert.equal(ok.text, delta('[DONE]') + delta('data: [DONE]') + finish + DONE);
+  assert.equal(backend('done-token-ok').state, 'up');
+});
+
+test('usage on llama.cpp\'s last chunk reaches only a client that asked for it; the gateway records it either way', async () => {
+  for (const path of ['/v1/completions', '/v1/chat/completions']) {
+    const from = f.logs.length;
+    const body = path === '/v1/completions' ? { model: 'r-llamacpp', prompt: 'x', max_tokens: 5, stream: true } : { ...chat('r-llamacpp'), stream: true };
+    const r = await post(f.url, path, body);
+    assert.equal(r.status, 200);
+    assert.ok(!r.text.includes('usage'), r.text);
+    const events = dataEvents(r.text);
+    assert.equal(events.length, 4);
+    const last = JSON.parse(events[2]!) as { choices: { finish_reason: string }[]; timings?: unknown };
+    assert.equal(last.choices[0]!.finish_reason, 'stop', 'the last chunk itself is kept');
+    assert.ok(last.timings !== undefined, 'only the usage key is removed');
+    const rec = await waitForLog(f, from, (l) => l.msg === 'request' && l.op === (path === '/v1/completions' ? 'completions' : 'chat') && l.model === 'r-llamacpp');
+    assert.deepEqual([rec.prompt_tokens, rec.completion_tokens], [4, 2]);
+  }
+  const asked = await post(f.url, '/v1/completions', { model: 'r-llamacpp', prompt: 'x', max_tokens: 5, stream: true, stream_options: { include_usage: true } });
+  assert.match(asked.text, /"usage":\{"completion_tokens":2,"prompt_tokens":4,"total_tokens":6\}/);
+});
+
+/** A sink that keeps what the client would receive. */
+function memorySink(): StreamSink & { text: string; ended: boolean } {
+  return {
+    text: '', ended: false,
+    begin() {},
+    write(d) { this.text += d.toString(); return true; },
+    onDrain() {},
+    end() { this.ended = true; },
+  };
+}
+
+test('a stream dropped after six chunks without usage reports an estimate of six completion tokens', async () => {
+  for (const name of ['six', 'ollama-six']) {
+    const b = backend(name);
+    const prepared = b.engine.prepare('chat', { model: 'mock', messages: [{ role: 'user', content: 'x' }], stream: true }, { model: 'mock', wantStreamUsage: true, clientWantsUsage: false });
+    // (Asserted, not annotated: Served may gain fields this call does not need.)
+    const served = { requested: 'mock', route: 'r', role: 'r', backend: name, attempts: 1, rerouted: false, usage: undefined, streamError: undefined, failures: [], retries: 0 } as Served;
+    const sink = memorySink();
+    const deadlines = new Deadlines();
+    const outcome = await streamAttempt(deadlines, b, prepared, { 'content-type': 'application/json' }, 'chat', { requestId: 't', model: 'mock', created: 1 }, false, sink, served, new Cancel());
+    assert.ok(outcome.streamError !== undefined, name);
+    assert.equal(outcome.usage, undefined);
+    assert.equal(outcome.completionEstimate, 6, name);
+    assert.ok(sink.ended && sink.text.includes('stream_interrupted'));
+  }
+  // Through the gateway: the usage record and the log line carry the estimate, marked as one.
+  for (const role of ['r-six', 'r-ollama-six']) {
+    const from = f.logs.length;
+    const r = await post(f.url, '/v1/chat/completions', { ...chat(role), stream: true });
+    assert.match(r.text, /stream_interrupted/);
+    const line = await waitForLog(f, from, (l) => l.msg === 'request' && l.model === role);
+    assert.equal(line.completion_tokens, 6, role);
+    await f.gw.app.accounting!.writer.flush();
+    const rec = await f.gw.app.accounting!.store.usageById(line.id);
+    assert.equal(rec?.completionTokens, 6, role);
+    assert.equal(rec?.estimated, true);
+  }
+});
