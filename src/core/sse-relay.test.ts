@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SseRelay, LineSplitter, UnusableStart } from './sse-relay.ts';
+import { MAX_EVENT_BYTES, SseRelay, LineSplitter, UnusableStart } from './sse-relay.ts';
 
 const ev = (o: unknown): string => `data: ${JSON.stringify(o)}\n\n`;
 const chunk = (content: string) => ev({ id: 'x', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content } }] });
@@ -142,4 +142,17 @@ test('line splitter carries partial lines', () => {
   assert.deepEqual(s.push(Buffer.from('{"a":1}\n{"b"')), ['{"a":1}']);
   assert.deepEqual(s.push(Buffer.from(':2}\n')), ['{"b":2}']);
   assert.equal(s.flush(), '');
+});
+
+test('an event that never ends is refused past MAX_EVENT_BYTES, not held without bound', () => {
+  const r = new SseRelay(true);
+  r.push(Buffer.from(chunk('Hel')));
+  const piece = Buffer.alloc(1024 * 1024, 0x61);
+  assert.throws(() => {
+    for (let i = 0; i <= MAX_EVENT_BYTES / piece.length; i++) r.push(piece);
+  }, /without ending an event/);
+  const l = new LineSplitter();
+  assert.throws(() => {
+    for (let i = 0; i <= MAX_EVENT_BYTES / piece.length; i++) l.push(piece);
+  }, /without ending an event/);
 });

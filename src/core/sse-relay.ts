@@ -28,6 +28,16 @@ const DONE_TIGHT = Buffer.from('data:[DONE]');
 /** The closing event as the client receives it (and as the HTTP sink recognises it). */
 const DONE_EVENT = Buffer.from('data: [DONE]\n\n');
 const COLON = 0x3a;
+/**
+ * Longest event (or Ollama line) held while waiting for its end. Real chunks are a few hundred
+ * bytes, a large tool call some kilobytes; a backend that sends bytes without ever ending an
+ * event would otherwise grow the gateway's memory until a timeout ends the stream.
+ */
+export const MAX_EVENT_BYTES = 8 * 1024 * 1024;
+
+function tooLong(): Error {
+  return new Error(`sent more than ${MAX_EVENT_BYTES / 1024 / 1024} MiB without ending an event`);
+}
 const BRACE = 0x7b;
 const BRACKET_CLOSE = 0x5d;
 
@@ -160,6 +170,7 @@ export class SseRelay {
     const n = this.#scan(buf, held === undefined ? 0 : Math.max(0, held.length - 2));
     const end = this.#end;
     if (n === 0) {
+      if (buf.length > MAX_EVENT_BYTES) throw tooLong();
       this.#pending = buf;
       return undefined;
     }
@@ -290,6 +301,7 @@ export class LineSplitter {
     const text = this.#pending + chunk.toString('utf8');
     const lines = text.split('\n');
     this.#pending = lines.pop() ?? '';
+    if (this.#pending.length > MAX_EVENT_BYTES) throw tooLong();
     return lines;
   }
   flush(): string {
