@@ -94,6 +94,11 @@ const scenarios: Record<string, Scenario> = {
   'done-token-ok'(s) {
     s.end(UNTIL_CLOSE + delta('[DONE]') + delta('data: [DONE]') + finish + DONE);
   },
+  // vLLM when generation fails mid-stream: its error event, then [DONE].
+  'mid-error'(s) {
+    s.write(CHUNKED + frame(delta('Hel')));
+    setTimeout(() => { if (!s.destroyed) s.write(frame(vllmError('EngineCore encountered an issue', 500, 'InternalServerError')) + frame(DONE) + LAST_FRAME); }, 10);
+  },
   // Six content chunks, then the connection drops.
   six(s) {
     s.write(CHUNKED + ['a', 'b', 'c', 'd', 'e', 'f'].map((c) => frame(delta(c))).join(''));
@@ -179,6 +184,7 @@ ${vllm('cut')}
 ${vllm('done-token')}
 ${vllm('done-token-ok')}
 ${vllm('six')}
+${vllm('mid-error')}
   llamacpp: { engine: llamacpp, url: ${u('llamacpp')}, model: mock, max_retries: 0 }
   ollama-held: { engine: ollama, url: ${u('ollama-held', false)}, model: mock, max_retries: 0, timeouts: { idle: 300ms } }
   ollama-six: { engine: ollama, url: ${u('ollama-six', false)}, model: mock, max_retries: 0 }
@@ -200,6 +206,7 @@ roles:
   r-llamacpp: { kind: chat, backends: [llamacpp] }
   r-ollama-held: { kind: chat, backends: [ollama-held] }
   r-six: { kind: chat, backends: [six] }
+  r-mid-error: { kind: chat, backends: [mid-error] }
   r-ollama-six: { kind: chat, backends: [ollama-six] }
 `,
   });
@@ -462,4 +469,14 @@ test('a stream dropped after six chunks without usage reports an estimate of six
     assert.equal(rec?.completionTokens, 6, role);
     assert.equal(rec?.estimated, true);
   }
+});
+
+test('an engine error event mid-stream reaches the client as sent, and the stream counts as failed though [DONE] follows', async () => {
+  const from = f.logs.length;
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('r-mid-error'), stream: true });
+  assert.equal(r.status, 200);
+  assert.equal(r.text, delta('Hel') + vllmError('EngineCore encountered an issue', 500, 'InternalServerError') + DONE);
+  const line = await waitForLog(f, from, (l) => l.msg === 'request' && l.model === 'r-mid-error');
+  assert.match(String(line.stream_error), /EngineCore encountered an issue/);
+  assert.equal(backend('mid-error').consecutiveFailures, 1);
 });

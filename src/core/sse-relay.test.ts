@@ -156,3 +156,16 @@ test('an event that never ends is refused past MAX_EVENT_BYTES, not held without
     for (let i = 0; i <= MAX_EVENT_BYTES / piece.length; i++) l.push(piece);
   }, /without ending an event/);
 });
+
+test('an engine error event after the start is relayed as sent and remembered: the stream failed', () => {
+  const r = started(true);
+  const err = `data: ${JSON.stringify({ error: { object: 'error', message: 'EngineCore died', type: 'InternalServerError', code: 500 } })}\n\n`;
+  assert.equal(r.push(Buffer.from(err))?.toString(), err);
+  assert.match(r.engineError ?? '', /EngineCore died/);
+  r.push(Buffer.from(DONE));
+  assert.equal(r.done, true);
+  // A chunk whose text mentions an error is not one.
+  const ok = started(true);
+  ok.push(Buffer.from(chunk('"error" is a word')));
+  assert.equal(ok.engineError, undefined);
+});

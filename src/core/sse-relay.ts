@@ -28,6 +28,8 @@ const DONE_TIGHT = Buffer.from('data:[DONE]');
 /** The closing event as the client receives it (and as the HTTP sink recognises it). */
 const DONE_EVENT = Buffer.from('data: [DONE]\n\n');
 const COLON = 0x3a;
+/** An engine's error event (vLLM sends one mid-stream when generation fails, then [DONE]). */
+const ERROR_EVENT = Buffer.from('data: {"error"');
 /**
  * Longest event (or Ollama line) held while waiting for its end. Real chunks are a few hundred
  * bytes, a large tool call some kilobytes; a backend that sends bytes without ever ending an
@@ -144,6 +146,12 @@ export class SseRelay {
   done = false;
   /** Events relayed (each of an engine's chunks is about one token): an estimate when no usage comes. */
   events = 0;
+  /**
+   * The engine's own error event, relayed after the stream started (it reaches the client as
+   * sent): the stream failed though it ends with [DONE]. Looked for at the start of each relayed
+   * block only (a byte comparison), where an engine's error arrives on its own.
+   */
+  engineError: string | undefined;
   readonly #stripUsage: boolean;
   #pending: Buffer | undefined;
   /** Set by #scan: just past the last event boundary found. */
@@ -236,6 +244,7 @@ export class SseRelay {
 
   #relay(events: Buffer, count: number): Buffer | undefined {
     let out = events;
+    if (out[8] === 0x65 && out[7] === QUOTE && this.engineError === undefined && endsWithAt(out, ERROR_EVENT.length, ERROR_EVENT)) this.engineError = engineErrorText(out);
     if (hasUsageObject(out)) out = this.#takeUsage(out);
     this.events += count;
     const d = doneEventAt(out);
@@ -281,6 +290,20 @@ export class SseRelay {
     }
     return changed ? Buffer.from(kept.join(''), 'utf8') : buf;
   }
+}
+
+/** What an engine's error event says, for the log and the backend's health. */
+function engineErrorText(buf: Buffer): string {
+  const end = buf.indexOf(LF);
+  const data = dataOf(buf.toString('utf8', 0, end === -1 ? buf.length : end)) ?? '';
+  try {
+    const j = JSON.parse(data) as { error?: { message?: unknown } | string };
+    const m = typeof j.error === 'string' ? j.error : j.error?.message;
+    if (typeof m === 'string') return `the engine sent an error event: ${m.slice(0, 300)}`;
+  } catch {
+    // fall through: not JSON
+  }
+  return `the engine sent an error event: ${data.slice(0, 300)}`;
 }
 
 function dataOf(event: string): string | undefined {

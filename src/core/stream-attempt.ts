@@ -147,7 +147,8 @@ class StreamCall extends UpstreamCall {
     this.#cleanup();
     const usage = this.#relay !== undefined ? this.#relay.usage : this.#translator!.usage();
     const completionEstimate = usage !== undefined ? undefined : this.#relay !== undefined ? this.#relay.dataEvents : this.#lineCount;
-    this.#resolve({ usage, completionEstimate, streamError: this.#streamError });
+    // An error event the engine sent mid-stream (relayed to the client as it came) fails the stream, [DONE] or not.
+    this.#resolve({ usage, completionEstimate, streamError: this.#streamError ?? this.#relay?.engineError });
   }
 
   #fail(e: unknown): void {
