@@ -90,6 +90,7 @@ roles:
   tiny-with-fallback: { kind: chat, backends: [small], context_window_fallback: openai/strong }
   broken-then-tiny: { kind: chat, backends: [redirector], fallbacks: [tiny], context_window_fallback: openai/strong }
   tiny-then-cloud: { kind: chat, backends: [small], fallbacks: [openai/strong] }
+  ollama-then-vllm: { kind: chat, backends: [ollama-qwen], fallbacks: [chat-deep] }
   only-armitage: { kind: chat, backends: [armitage-qwen] }
   total-test: { kind: chat, backends: [armitage-total] }
   redirected: { kind: chat, backends: [redirector] }
@@ -300,6 +301,13 @@ test('a 401 names its scheme and is logged; an Ollama backend refuses n > 1 rath
   assert.equal(n.status, 400);
   assert.equal(n.json.error.param, 'n');
   assert.match(n.json.error.message, /Ollama/);
+  // Not the Ollama backend's failure: the next backend that can take n serves it.
+  const fb = await post(f.url, '/v1/chat/completions', { ...chat('ollama-then-vllm'), n: 2 }, auth);
+  assert.equal(fb.status, 200, JSON.stringify(fb.json));
+  assert.equal(fb.headers.get('x-fabric-backend'), 'wintermute-llama');
+  assert.equal(fb.headers.get('x-fabric-attempts'), '1', 'nothing was sent to Ollama');
+  assert.equal(fb.json.choices.length, 2);
+  assert.equal(f.gw.app.gateway.backends.get('ollama-qwen')!.consecutiveFailures, 0);
 });
 
 test('nothing in a request chooses where it goes; costly parameters are bounded', async () => {
@@ -347,6 +355,8 @@ test('body over the limit is 413; headers over the limit are 431, both OpenAI-sh
   assert.equal(hdr.status, 431);
   assert.equal(JSON.parse(hdr.body).error.code, 'headers_too_large');
   assert.match(String(hdr.id), /^req_/, 'answered before any handler, and still with a request id');
+  f.gw.app.log.flush();
+  assert.ok(f.logs.some((l) => l.includes(`"id":"${String(hdr.id)}"`) && l.includes('headers_too_large')), 'and its log line carries that id');
 });
 
 test('fallback chain: chat-fast down → chat-deep serves, headers tell', async () => {
@@ -535,6 +545,13 @@ test('context length on a fallback role: the requested role\'s context-window fa
   const r2 = await post(f.url, '/v1/chat/completions', chat('tiny-then-cloud', long), auth);
   assert.equal(r2.status, 200, JSON.stringify(r2.json));
   assert.equal(r2.headers.get('x-fabric-role'), 'openai/strong');
+  // The longer window cooling down: a 503 to retry, not a 400 telling the client to cut its prompt.
+  const cloud = f.gw.app.gateway.backends.get('cloud-strong')!;
+  cloud.coolUntil = Date.now() + 60_000;
+  cloud.state = 'down';
+  const r3 = await post(f.url, '/v1/chat/completions', chat('tiny-then-cloud', long), auth);
+  assert.equal(r3.status, 503, JSON.stringify(r3.json));
+  assert.equal(r3.json.error.code, 'no_backend_available');
 });
 
 test('the long-prompt rule sends over-12k-token input to openai/strong, counted by a tokenizer', async () => {

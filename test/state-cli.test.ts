@@ -135,6 +135,10 @@ test('fabric usage: a table, CSV and JSON, from the API and from the store', asy
   const moved = await fabric(['usage', '--key', 'key_0123456789abcdef', '--config', config]);
   assert.equal(moved.code, 1);
   assert.match(moved.stderr, /use --key-id key_0123456789abcdef/);
+  // A key name given to --key with --config (the old filter, by name): refused, not ignored.
+  const byName = await fabric(['usage', '--key', 'obsidian', '--config', config]);
+  assert.equal(byName.code, 1);
+  assert.match(byName.stderr, /with --config none is needed/);
   const filtered = await fabric(['usage', '--key-id', 'key_0123456789abcdef', '--config', config]);
   assert.equal(filtered.code, 1);
   assert.match(filtered.stderr, /no key key_0123456789abcdef/);

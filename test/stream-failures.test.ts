@@ -99,6 +99,16 @@ const scenarios: Record<string, Scenario> = {
     s.write(CHUNKED + frame(delta('Hel')));
     setTimeout(() => { if (!s.destroyed) s.write(frame(vllmError('EngineCore encountered an issue', 500, 'InternalServerError')) + frame(DONE) + LAST_FRAME); }, 10);
   },
+  // A chunk every 20 ms for two seconds (a client leaves in the middle).
+  drip(s) {
+    s.write(CHUNKED);
+    let i = 0;
+    const t = setInterval(() => {
+      if (s.destroyed || i++ > 100) return clearInterval(t);
+      s.write(frame(delta(`t${i} `)));
+    }, 20);
+    s.on('close', () => clearInterval(t));
+  },
   // Six content chunks, then the connection drops.
   six(s) {
     s.write(CHUNKED + ['a', 'b', 'c', 'd', 'e', 'f'].map((c) => frame(delta(c))).join(''));
@@ -185,6 +195,7 @@ ${vllm('done-token')}
 ${vllm('done-token-ok')}
 ${vllm('six')}
 ${vllm('mid-error')}
+${vllm('drip')}
   llamacpp: { engine: llamacpp, url: ${u('llamacpp')}, model: mock, max_retries: 0 }
   ollama-held: { engine: ollama, url: ${u('ollama-held', false)}, model: mock, max_retries: 0, timeouts: { idle: 300ms } }
   ollama-six: { engine: ollama, url: ${u('ollama-six', false)}, model: mock, max_retries: 0 }
@@ -207,6 +218,7 @@ roles:
   r-ollama-held: { kind: chat, backends: [ollama-held] }
   r-six: { kind: chat, backends: [six] }
   r-mid-error: { kind: chat, backends: [mid-error] }
+  r-drip: { kind: chat, backends: [drip] }
   r-ollama-six: { kind: chat, backends: [ollama-six] }
 `,
   });
@@ -479,4 +491,23 @@ test('an engine error event mid-stream reaches the client as sent, and the strea
   const line = await waitForLog(f, from, (l) => l.msg === 'request' && l.model === 'r-mid-error');
   assert.match(String(line.stream_error), /EngineCore encountered an issue/);
   assert.equal(backend('mid-error').consecutiveFailures, 1);
+});
+
+test('a client that leaves a stream after its first tokens: the tokens it got are recorded (estimated), and the backend is not blamed', async () => {
+  const from = f.logs.length;
+  const ac = new AbortController();
+  const res = await fetch(`${f.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...chat('r-drip'), stream: true }), signal: ac.signal });
+  const reader = res.body!.getReader();
+  let got = '';
+  while ((got.match(/"content"/g) ?? []).length < 5) got += Buffer.from((await reader.read()).value!).toString();
+  ac.abort();
+  const line = await waitForLog(f, from, (l) => l.msg === 'request' && l.model === 'r-drip');
+  assert.equal(line.status, 499);
+  await f.gw.app.accounting!.writer.flush();
+  const rec = await f.gw.app.accounting!.store.usageById(line.id);
+  assert.equal(rec?.status, 499);
+  assert.equal(rec?.backend, 'drip');
+  assert.ok((rec?.completionTokens ?? 0) >= 5, `completion tokens recorded: ${rec?.completionTokens}`);
+  assert.equal(rec?.estimated, true);
+  assert.equal(backend('drip').consecutiveFailures, 0);
 });

@@ -98,6 +98,8 @@ export class RequestAccount implements AttemptHooks {
   cost = 0;
   estimated = false;
   #usage: Usage | undefined;
+  /** The backend whose attempt succeeded (its usage is #usage). */
+  #servedBy: string | undefined;
   #closed = false;
 
   constructor(acct: Accounting, init: AccountInit) {
@@ -169,6 +171,7 @@ export class RequestAccount implements AttemptHooks {
   after(backend: BackendRuntime, usage: Usage | undefined, ok: boolean, ms: number, completionEstimate?: number): void {
     let actual = 0;
     if (ok) {
+      this.#servedBy = backend.name;
       let u = usage;
       if (u === undefined) {
         u = this.#estimate(completionEstimate);
@@ -203,10 +206,14 @@ export class RequestAccount implements AttemptHooks {
     return rec;
   }
 
-  /** A failed request: recorded under the role asked for and the last backend it was sent to. */
+  /**
+   * A failed request: recorded under the role asked for and the last backend it was sent to,
+   * with the usage of an attempt that delivered tokens before the request failed (a stream the
+   * client left: its tokens are billed).
+   */
   fail(e: FabricError, latencyMs: number, role: string): UsageRecord {
     const sent = e.attempts?.filter((a) => a.failure !== 'unavailable');
-    const rec = this.#record(e.status, e.code, role, sent?.at(-1)?.backend ?? '', sent?.length ?? 0, false, undefined, latencyMs, undefined);
+    const rec = this.#record(e.status, e.code, role, sent?.at(-1)?.backend ?? this.#servedBy ?? '', sent?.length ?? (this.#servedBy === undefined ? 0 : 1), false, this.#usage, latencyMs, undefined);
     this.#close(rec, JSON.stringify(e.toBody()));
     return rec;
   }

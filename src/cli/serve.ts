@@ -2,8 +2,7 @@
 // neither it looks for local engines and an OpenAI key, and failing those it serves the
 // seeds' fabric from the built-in simulator, labelled as such.
 
-import { watch } from 'node:fs';
-import { basename, dirname, resolve as resolvePath } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { loadFabricConfig, parseFabricText, checkSecrets } from '../config/load.ts';
 import { ConfigError, formatIssue } from '../config/issues.ts';
 import { Secrets } from '../config/env-file.ts';
@@ -13,6 +12,7 @@ import { startGateway, secretNames, type RunningGateway } from '../main.ts';
 import { discoverLocal, fabricFromDiscovery } from '../discovery/local.ts';
 import { isWorker, parseWorkers, runPrimary } from './workers.ts';
 import { parseCommand, usageError } from './args.ts';
+import { watchFiles } from './config-watch.ts';
 
 const HELP = `Usage: fabric serve [--config FILE] [--port N] [--host H] [--log-level L] [--grace S] [--workers N|auto]
 
@@ -146,20 +146,9 @@ export async function runServe(argv: string[]): Promise<number> {
   };
   process.on('SIGHUP', reload);
   if (file !== undefined && file !== '') {
-    // The directory, not the file: editors (vim, sed -i) and ConfigMap updates save by writing
-    // a new file and renaming it over the old one, after which a watch on the file itself is
-    // left on the replaced inode and never fires again.
-    const name = basename(file);
-    let debounce: NodeJS.Timeout | undefined;
-    try {
-      watch(dirname(resolvePath(file)), (_event, changed) => {
-        if (changed !== null && changed !== name && changed !== '.env') return;
-        clearTimeout(debounce);
-        debounce = setTimeout(reload, 200);
-      }).unref();
-    } catch {
-      // watching is a convenience; SIGHUP still works
-    }
+    // However the file is saved (renamed over, a ConfigMap's symlink swap, a symlink's target).
+    const envFile = config.gateway.envFile ?? '.env';
+    watchFiles([file, isAbsolute(envFile) ? envFile : join(dirname(file), envFile)], reload);
   }
   await new Promise<void>((resolve) => {
     let stopping = false;

@@ -32,10 +32,13 @@ A report of requests, errors, tokens in and out, cost and average latency, group
  * --key used to filter by virtual key id: a key id there is refused with the new flag's name
  * rather than sent to the gateway as a master key.
  */
-function masterKeyFlag(v: { key?: string; auth?: string }): string | undefined {
+function masterKeyFlag(v: { key?: string; auth?: string; config?: string }): string | undefined {
   if (v.key !== undefined && v.auth !== undefined && v.key !== v.auth) throw new UsageError('--auth is the old name of --key: give one of them');
   const key = v.key ?? v.auth;
   if (key?.startsWith('key_') === true) throw new UsageError(`--key is the gateway's master key; to report one virtual key's requests use --key-id ${key}`);
+  // With --config the store is read directly and no key is needed: a --key there is most
+  // likely the old filter, which would otherwise be dropped without a word.
+  if (key !== undefined && v.config !== undefined) throw new UsageError(`--key is the gateway's master key, for --url; with --config none is needed (to report one virtual key's requests: --key-id ID)`);
   return key;
 }
 

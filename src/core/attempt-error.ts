@@ -22,6 +22,19 @@ export class AttemptError extends Error {
   }
 }
 
+/**
+ * A backend whose engine cannot take the request as asked (Ollama has no `n`, no token-id
+ * input): nothing is sent, the backend is not at fault, and the next one may serve it. When no
+ * backend can, the request is a 400 naming `param`.
+ */
+export class Unsupported extends AttemptError {
+  readonly param: string;
+  constructor(message: string, param: string) {
+    super('unsupported', message);
+    this.param = param;
+  }
+}
+
 /** Bytes of an error answer kept to read the engine's message. */
 export const MAX_ERROR_BODY = 64 * 1024;
 /** A successful non-streamed answer larger than this is refused as unusable. */

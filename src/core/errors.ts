@@ -45,6 +45,7 @@ export type FailureClass =
   | 'client_error'     // upstream 400/422: the request itself is at fault
   | 'misconfigured'    // upstream 401/403/404: wrong key or model not served there
   | 'unavailable'      // skipped without sending: cooled down, node asleep
+  | 'unsupported'      // this backend's engine cannot take the request as asked (Ollama and n > 1)
   | 'aborted';         // the client went away
 
 export interface AttemptFailure {

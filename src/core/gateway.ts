@@ -10,7 +10,7 @@ import { affinityKey } from '../routing/affinity.ts';
 import { suggest } from '../config/issues.ts';
 import { BackendRuntime } from './backend.ts';
 import { FabricError, type AttemptFailure, type FailureClass } from './errors.ts';
-import { AttemptError, MAX_ERROR_BODY, MAX_RESPONSE_BODY, secs, transportError, upstreamError } from './attempt-error.ts';
+import { AttemptError, Unsupported, MAX_ERROR_BODY, MAX_RESPONSE_BODY, secs, transportError, upstreamError } from './attempt-error.ts';
 import { streamAttempt } from './stream-attempt.ts';
 import { BufferedCall, cancellableSleep, Deadlines, type Cancel } from './upstream.ts';
 import type { Secrets } from '../config/env-file.ts';
@@ -181,6 +181,7 @@ export class Gateway {
     const served: Served = { requested, route: first.name, role: '', backend: '', attempts: 0, rerouted, usage: undefined, streamError: undefined, failures, retries: 0 };
     const maxAttempts = this.config.gateway.limits.maxAttempts;
     let usedContextFallback = false;
+    let unsupported: Unsupported | undefined;
     let affinity: string | undefined;
     outer: for (let ci = 0; ci < chain.length; ci++) {
       const step = chain[ci]!;
@@ -223,6 +224,8 @@ export class Gateway {
             await attempt(backend, step, served);
             const ms = performance.now() - started;
             ctx.account?.after(backend, served.usage, true, ms, served.completionEstimate);
+            // A stream the client left after its first tokens: billed above, not the backend's failure.
+            if (ctx.cancel.aborted) throw new FabricError('client_closed_request', 'client closed the request');
             // A stream that broke after its first byte was answered (with an error event), but the backend failed.
             if (served.streamError !== undefined) backend.recordFailure(served.streamError, Date.now());
             else backend.recordSuccess(ms);
@@ -233,6 +236,12 @@ export class Gateway {
             if (e instanceof FabricError) throw e;
             const f = e instanceof AttemptError ? e : new AttemptError('malformed', `unexpected failure: ${(e as Error).message}`);
             failures.push({ backend: backend.name, role: step.name, failure: f.failure, status: f.status, message: f.message, retryAfter: f.retryAfter });
+            if (f instanceof Unsupported) {
+              // Nothing was sent (not an attempt); another backend may take the request as asked.
+              served.attempts--;
+              unsupported = f;
+              break;
+            }
             if (f.failure === 'client_error') {
               throw new FabricError('upstream_rejected', f.message, { attempts: failures });
             }
@@ -264,7 +273,7 @@ export class Gateway {
         }
       }
     }
-    throw this.#allFailed(op, requested, failures);
+    throw this.#allFailed(op, requested, failures, unsupported);
   }
 
   #backoff(retry: number, retryAfter: string | undefined): number {
@@ -275,12 +284,18 @@ export class Gateway {
     return ceiling / 2 + Math.random() * (ceiling / 2);
   }
 
-  #allFailed(op: Operation, model: string, failures: AttemptFailure[]): FabricError {
+  #allFailed(op: Operation, model: string, failures: AttemptFailure[], unsupported: Unsupported | undefined): FabricError {
     const sent = failures.filter((f) => f.failure !== 'unavailable');
     const tried = failures.map((f) => `${f.backend} (${f.role}): ${f.message}`).join('; ');
     const every = (c: FailureClass): boolean => sent.length > 0 && sent.every((f) => f.failure === c);
-    // The prompt fits nowhere: the client's to shorten (400), not a fleet failure.
-    if (every('context_length')) {
+    // No backend could take the request as asked: the request's to change (400).
+    if (unsupported !== undefined && every('unsupported')) {
+      return new FabricError('invalid_request', `no backend for \`${model}\` can take this request: ${tried}`, { param: unsupported.param, attempts: failures });
+    }
+    // The prompt fits nowhere: the client's to shorten (400), not a fleet failure. Unless a
+    // backend was skipped (cooling down, asleep, over budget): its window may be the longer one,
+    // so that is a 503 to retry, not a prompt to cut.
+    if (every('context_length') && !failures.some((f) => f.failure === 'unavailable')) {
       return new FabricError('context_length_exceeded', `the input is longer than the context window of every backend tried for \`${model}\`: ${tried}`, {
         param: op === 'chat' ? 'messages' : op === 'completions' ? 'prompt' : 'input', attempts: failures,
       });
@@ -335,7 +350,7 @@ export class Gateway {
     try {
       return backend.engine.prepare(op, body, { model: this.#model(backend, route, served.requested), wantStreamUsage: stream, clientWantsUsage });
     } catch (e) {
-      if (e instanceof FabricError) throw e;
+      if (e instanceof FabricError || e instanceof AttemptError) throw e;
       throw new FabricError('internal_error', `the request could not be prepared for ${backend.name}`, { cause: e });
     }
   }

@@ -169,3 +169,23 @@ test('an engine error event after the start is relayed as sent and remembered: t
   ok.push(Buffer.from(chunk('"error" is a word')));
   assert.equal(ok.engineError, undefined);
 });
+
+test('[DONE] followed by lines that carry no data (a comment, an id:) still ends the stream, and reaches the client alone', () => {
+  for (const tail of [': end\n\n', 'id: 7\n\n', ': a\n\nretry: 100\n\n']) {
+    const r = started(true);
+    const out = r.push(Buffer.from(chunk('x') + DONE + tail));
+    assert.equal(r.done, true, JSON.stringify(tail));
+    assert.equal(out?.toString(), chunk('x') + DONE);
+  }
+  // A comment that merely ends a normal chunk is not [DONE].
+  const r = started(true);
+  r.push(Buffer.from(chunk('x') + ': ping\n\n'));
+  assert.equal(r.done, false);
+});
+
+test('keep-alive comments after the start are not counted as tokens', () => {
+  const r = started(true);
+  for (let i = 0; i < 5; i++) r.push(Buffer.from(': ping\n\n'));
+  r.push(Buffer.from(chunk('a')));
+  assert.equal(r.dataEvents, 2, 'the first chunk and one more');
+});

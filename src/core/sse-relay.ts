@@ -42,6 +42,7 @@ function tooLong(): Error {
 }
 const BRACE = 0x7b;
 const BRACKET_CLOSE = 0x5d;
+const BRACE_CLOSE = 0x7d;
 
 function isWs(b: number): boolean {
   return b === 0x20 || b === 0x09 || b === LF || b === CR;
@@ -71,12 +72,33 @@ function endsWithAt(buf: Buffer, end: number, needle: Buffer): boolean {
 function doneEventAt(buf: Buffer): number {
   let end = buf.length;
   while (end > 0 && (buf[end - 1] === LF || buf[end - 1] === CR)) end--;
-  if (end === 0 || buf[end - 1] !== BRACKET_CLOSE) return -1;
+  if (end === 0) return -1;
+  // A chunk's JSON ends in `}`: one comparison for every normal chunk. Anything else may be
+  // [DONE] followed by lines that carry no data (a comment, an id:), which are looked past.
+  if (buf[end - 1] !== BRACKET_CLOSE) {
+    if (buf[end - 1] === BRACE_CLOSE) return -1;
+    end = beforeTrailingNonData(buf, end);
+    if (end === 0 || buf[end - 1] !== BRACKET_CLOSE) return -1;
+  }
   let start: number;
   if (endsWithAt(buf, end, DONE_SPACED)) start = end - DONE_SPACED.length;
   else if (endsWithAt(buf, end, DONE_TIGHT)) start = end - DONE_TIGHT.length;
   else return -1;
   return start === 0 || buf[start - 1] === LF || buf[start - 1] === CR ? start : -1;
+}
+
+/** The end of buf[0, end) once its last lines that carry no data (comments, id:, event:, retry:, blank) are set aside. */
+function beforeTrailingNonData(buf: Buffer, end: number): number {
+  for (;;) {
+    while (end > 0 && (buf[end - 1] === LF || buf[end - 1] === CR)) end--;
+    if (end === 0) return 0;
+    const start = buf.lastIndexOf(LF, end - 1) + 1;
+    const first = buf[start];
+    const isData = first === 0x64 && buf[start + 1] === 0x61 && buf[start + 2] === 0x74 && buf[start + 3] === 0x61 && buf[start + 4] === COLON; // "data:"
+    if (isData) return end;
+    if (first !== COLON && first !== 0x69 && first !== 0x65 && first !== 0x72) return end; // ':', id:, event:, retry:
+    end = start;
+  }
 }
 
 /** True if some `"usage"` key in buf has an object value (not null). */
@@ -246,7 +268,8 @@ export class SseRelay {
     let out = events;
     if (out[8] === 0x65 && out[7] === QUOTE && this.engineError === undefined && endsWithAt(out, ERROR_EVENT.length, ERROR_EVENT)) this.engineError = engineErrorText(out);
     if (hasUsageObject(out)) out = this.#takeUsage(out);
-    this.events += count;
+    // A keep-alive comment (which arrives on its own) is no token.
+    if (!(count === 1 && events[0] === COLON)) this.events += count;
     const d = doneEventAt(out);
     if (d !== -1) {
       this.done = true;

@@ -286,7 +286,15 @@ class StreamCall extends UpstreamCall {
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
     clearTimeout(this.#linger);
     if (this.#settled) return;
-    if (this.#cancel.aborted) return this.#fail(new AttemptError('aborted', ABORTED));
+    if (this.#cancel.aborted) {
+      // Gone after tokens reached it: the stream ends here, and what was relayed is billed
+      // (the gateway answers nobody, but records the usage and its cost).
+      if (this.#begun) {
+        this.#streamError = ABORTED;
+        return this.#ok();
+      }
+      return this.#fail(new AttemptError('aborted', ABORTED));
+    }
     const ae = transportError(this.#backend, err, this.#timedOut);
     if (this.#begun) this.#break(ae.message);
     else this.#fail(ae);

@@ -2,6 +2,7 @@
 // ways: OpenAI request → Ollama request, Ollama JSON / NDJSON stream → OpenAI objects / SSE.
 
 import { FabricError } from '../core/errors.ts';
+import { Unsupported } from '../core/attempt-error.ts';
 import { parseEngineError } from './errors.ts';
 import type {
   EngineAdapter, JsonObject, NormalizeContext, Operation, PrepareOptions, PreparedRequest, StreamTranslator, Usage, UpstreamErrorInfo,
@@ -56,7 +57,7 @@ function message(m: unknown, i: number): JsonObject {
       else if (part.type === 'image_url') {
         const u = isObj(part.image_url) ? part.image_url.url : part.image_url;
         if (typeof u !== 'string' || !DATA_URL.test(u)) {
-          throw new FabricError('invalid_request', `messages[${i}]: Ollama backends take images only as data: URLs`, { param: `messages[${i}].content` });
+          throw new Unsupported(`messages[${i}]: Ollama backends take images only as data: URLs`, `messages[${i}].content`);
         }
         images.push(u.replace(DATA_URL, ''));
       }
@@ -115,14 +116,14 @@ export class OllamaEngine implements EngineAdapter {
     if (op === 'embeddings') {
       const input = body.input;
       const ok = typeof input === 'string' || (Array.isArray(input) && input.every((x) => typeof x === 'string'));
-      if (!ok) throw new FabricError('invalid_request', 'Ollama backends take embeddings input as a string or a list of strings, not token ids', { param: 'input' });
+      if (!ok) throw new Unsupported('Ollama backends take embeddings input as a string or a list of strings, not token ids', 'input');
       const req: JsonObject = { model: opts.model, input, truncate: true };
       if (typeof body.dimensions === 'number') req.dimensions = body.dimensions;
       return { path: '/api/embed', body: JSON.stringify(req), injectedUsage: false };
     }
     // Ollama generates one answer per request; a silent single choice would be a wrong answer.
     if (typeof body.n === 'number' && body.n > 1) {
-      throw new FabricError('invalid_request', `\`n\` is ${body.n}, but Ollama backends return one choice per request; send n requests instead`, { param: 'n' });
+      throw new Unsupported(`\`n\` is ${body.n}, but Ollama backends return one choice per request; send n requests instead`, 'n');
     }
     const stream = body.stream === true;
     const req: JsonObject = { model: opts.model, stream };
@@ -138,7 +139,7 @@ export class OllamaEngine implements EngineAdapter {
     let prompt = body.prompt;
     if (Array.isArray(prompt)) {
       if (prompt.length !== 1 || typeof prompt[0] !== 'string') {
-        throw new FabricError('invalid_request', 'Ollama backends take one prompt string per completion request', { param: 'prompt' });
+        throw new Unsupported('Ollama backends take one prompt string per completion request', 'prompt');
       }
       prompt = prompt[0];
     }

@@ -377,9 +377,13 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return socket.destroy();
-    socket.end(err.code === 'HPE_HEADER_OVERFLOW'
-      ? closingErrorAnswer(431, `request headers exceed the limit of ${maxHeaderBytes} bytes`, 'headers_too_large', ids.next())
-      : closingErrorAnswer(400, 'malformed HTTP request', 'bad_request', ids.next()));
+    const id = ids.next();
+    const [status, message, code] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, `request headers exceed the limit of ${maxHeaderBytes} bytes`, 'headers_too_large']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, `the request did not arrive within ${REQUEST_TIMEOUT_MS / 1000} s`, 'request_timeout']
+        : [400, 'malformed HTTP request', 'bad_request'];
+    // Its one line, so that the id the client got can be found.
+    app.log.info('request refused', { id, status, code, error: err.code ?? err.message });
+    socket.end(closingErrorAnswer(status, message, code, id));
   });
   // The lane also makes server.closeIdleConnections() and closeAllConnections() reach its connections.
   if (limits.fastLane) new FastLane(server, serve, {

@@ -67,3 +67,13 @@ test('a body that is not an object names no parameter (param null)', () => {
   assert.equal(e.param, null);
   assert.equal(e.status, 400);
 });
+
+test('vLLM\'s structured-output schemas are data too: a property named base_url there is fine', () => {
+  const schema = { type: 'object', properties: { base_url: { type: 'string' }, api_version: { type: 'string' } } };
+  for (const extra of [{ guided_json: schema }, { structured_outputs: { json: schema } }]) {
+    const body = chat(extra);
+    validateRequest('chat', body, JSON.stringify(body), LIMITS);
+  }
+  // Elsewhere in structured_outputs it is still refused.
+  assert.equal(refusal(chat({ structured_outputs: { base_url: 'x' } })).code, 'forbidden_parameter');
+});

@@ -43,7 +43,9 @@ function isObj(v: unknown): v is JsonObject {
 
 /** Subtrees that describe data rather than configure the request: a tool may well have a `base_url` parameter. */
 function isSchemaSubtree(path: string): boolean {
-  return /^tools\[\d+\]\.function\.parameters$/.test(path) || path === 'response_format.json_schema.schema' || /^functions\[\d+\]\.parameters$/.test(path);
+  return /^tools\[\d+\]\.function\.parameters$/.test(path) || path === 'response_format.json_schema.schema' || /^functions\[\d+\]\.parameters$/.test(path)
+    // vLLM's structured output: a JSON schema, by either of its names.
+    || path === 'guided_json' || path === 'structured_outputs.json';
 }
 
 /**

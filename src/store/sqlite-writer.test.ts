@@ -41,6 +41,7 @@ test('close() lets the calls already sent finish, then ends the thread', async (
     const inserted = w.call({ op: 'insertUsage', records });
     await w.close();
     assert.equal(await inserted, 2000);
+    await assert.rejects(w.call({ op: 'insertUsage', records: [usage('req_late')] }), /closed/, 'no new thread once closed');
     assert.equal((await store.usageSummary({ by: 'backend' }))[0]?.requests, 2000);
   } finally {
     await store.close();

@@ -33,19 +33,28 @@ export class SqliteWriter {
   #worker: Worker | undefined;
   #next = 0;
   readonly #pending = new Map<number, Pending>();
+  #closed = false;
 
   constructor(path: string) {
     this.#path = path;
   }
 
   call(call: WriterCall): Promise<number> {
+    if (this.#closed) return Promise.reject(new StoreError('the SQLite store is closed'));
     const w = this.#worker ?? this.#start();
     const n = this.#next++;
     // Alive while it has work (a last batch at shutdown is written), never just for being there.
     if (this.#pending.size === 0) w.ref();
     return new Promise<number>((resolve, reject) => {
       this.#pending.set(n, { resolve, reject });
-      w.postMessage({ n, call } satisfies WriterRequest);
+      try {
+        w.postMessage({ n, call } satisfies WriterRequest);
+      } catch (e) {
+        // Not sent (a value that cannot cross threads): nothing will answer it.
+        this.#pending.delete(n);
+        if (this.#pending.size === 0) w.unref();
+        reject(new StoreError(`cannot hand the batch to the SQLite writer thread: ${(e as Error).message}`, { permanent: true }));
+      }
     });
   }
 
@@ -76,8 +85,9 @@ export class SqliteWriter {
     this.#pending.clear();
   }
 
-  /** Lets the calls already sent finish (at most CLOSE_MS), then ends the thread. */
+  /** Lets the calls already sent finish (at most CLOSE_MS), then ends the thread; later calls fail. */
   async close(): Promise<void> {
+    this.#closed = true;
     const w = this.#worker;
     if (w === undefined) return;
     const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));

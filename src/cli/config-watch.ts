@@ -1,0 +1,71 @@
+// Reloading on save. A watch on the file itself breaks the first time the file is replaced:
+// editors (vim, sed -i) write a new file and rename it over the old one, Kubernetes swaps a
+// `..data` symlink beside a ConfigMap's files, and a config may be a symlink into another
+// directory. So the directories are watched (the file's, and its target's), any event in them
+// is debounced, and a change is what stat(2) through the symlinks says changed: the file's (or
+// the .env's) inode, size or modification time.
+
+import { realpathSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+
+const DEBOUNCE_MS = 200;
+
+function signature(path: string): string {
+  try {
+    const s = statSync(path);
+    return `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}`;
+  } catch {
+    return 'missing';
+  }
+}
+
+function dirsOf(paths: readonly string[]): Set<string> {
+  const dirs = new Set<string>();
+  for (const p of paths) {
+    dirs.add(dirname(resolve(p)));
+    try {
+      dirs.add(dirname(realpathSync(p)));
+    } catch {
+      // not there (yet): its own directory is watched
+    }
+  }
+  return dirs;
+}
+
+/** Calls onChange (debounced) when any of `paths` changes, however it is saved; returns the stop. */
+export function watchFiles(paths: readonly string[], onChange: () => void): () => void {
+  let seen = paths.map(signature);
+  let watchers: FSWatcher[] = [];
+  let debounce: NodeJS.Timeout | undefined;
+  const arm = (): void => {
+    for (const w of watchers) w.close();
+    watchers = [];
+    for (const dir of dirsOf(paths)) {
+      try {
+        const w = watch(dir, () => {
+          clearTimeout(debounce);
+          debounce = setTimeout(check, DEBOUNCE_MS);
+          debounce.unref();
+        });
+        w.on('error', () => {}); // a directory removed under it: SIGHUP still works
+        w.unref();
+        watchers.push(w);
+      } catch {
+        // watching is a convenience; SIGHUP still works
+      }
+    }
+  };
+  const check = (): void => {
+    const now = paths.map(signature);
+    if (now.every((s, i) => s === seen[i])) return;
+    seen = now;
+    // A symlink now pointing elsewhere (a ConfigMap update): watch where it points now.
+    arm();
+    onChange();
+  };
+  arm();
+  return () => {
+    clearTimeout(debounce);
+    for (const w of watchers) w.close();
+  };
+}
