@@ -31,9 +31,11 @@ roles:
   chat-fast: { kind: chat, backends: [armitage-qwen], aliases: [local/chat] }
 `,
   });
-  // The same fabric as a file, for --config: the same store.
+  // The same fabric as a file, for --config: the same store. Its master key is not set here:
+  // reading the store directly does not need it.
   writeFileSync(config, `
 gateway:
+  master_key: env:FABRIC_TEST_MASTER_KEY_NOT_SET
   data_dir: ${join(dir, 'data')}
 backends:
   armitage-qwen: { engine: vllm, url: http://127.0.0.1:9/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ }

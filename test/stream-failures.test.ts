@@ -480,6 +480,7 @@ test('a stream dropped after six chunks without usage reports an estimate of six
     const rec = await f.gw.app.accounting!.store.usageById(line.id);
     assert.equal(rec?.completionTokens, 6, role);
     assert.equal(rec?.estimated, true);
+    assert.equal(rec?.code, 'stream_interrupted', 'a 200 that ended with an error event says so');
   }
 });
 
@@ -503,6 +504,8 @@ test('a client that leaves a stream after its first tokens: the tokens it got ar
   ac.abort();
   const line = await waitForLog(f, from, (l) => l.msg === 'request' && l.model === 'r-drip');
   assert.equal(line.status, 499);
+  assert.equal(line.backend, 'drip', 'the log line names the backend that served it');
+  assert.ok(line.completion_tokens >= 5 && line.estimated === true, JSON.stringify(line));
   await f.gw.app.accounting!.writer.flush();
   const rec = await f.gw.app.accounting!.store.usageById(line.id);
   assert.equal(rec?.status, 499);
@@ -510,4 +513,6 @@ test('a client that leaves a stream after its first tokens: the tokens it got ar
   assert.ok((rec?.completionTokens ?? 0) >= 5, `completion tokens recorded: ${rec?.completionTokens}`);
   assert.equal(rec?.estimated, true);
   assert.equal(backend('drip').consecutiveFailures, 0);
+  const metrics = await (await fetch(`${f.url}/metrics`)).text();
+  assert.match(metrics, /^fabric_requests_total\{op="chat",role="r-drip",backend="drip",status="499"\} 1$/m);
 });

@@ -201,7 +201,9 @@ export class RequestAccount implements AttemptHooks {
   /** The request was answered (a stream: it has ended). */
   finish(served: Served, latencyMs: number, ttftMs: number | undefined, response: string | undefined): UsageRecord {
     const u = this.#usage ?? served.usage ?? this.#estimate(served.completionEstimate);
-    const rec = this.#record(200, undefined, served.role, served.backend, served.attempts, served.rerouted, u, latencyMs, ttftMs);
+    // A stream that broke after its first byte: a 200 the client saw end with an error event.
+    const code = served.streamError === undefined ? undefined : 'stream_interrupted';
+    const rec = this.#record(200, code, served.role, served.backend, served.attempts, served.rerouted, u, latencyMs, ttftMs);
     this.#close(rec, response);
     return rec;
   }
@@ -213,7 +215,8 @@ export class RequestAccount implements AttemptHooks {
    */
   fail(e: FabricError, latencyMs: number, role: string): UsageRecord {
     const sent = e.attempts?.filter((a) => a.failure !== 'unavailable');
-    const rec = this.#record(e.status, e.code, role, sent?.at(-1)?.backend ?? this.#servedBy ?? '', sent?.length ?? (this.#servedBy === undefined ? 0 : 1), false, this.#usage, latencyMs, undefined);
+    const served = this.#servedBy === undefined ? 0 : 1;
+    const rec = this.#record(e.status, e.code, role, this.#servedBy ?? sent?.at(-1)?.backend ?? '', (sent?.length ?? 0) + served, false, this.#usage, latencyMs, undefined);
     this.#close(rec, JSON.stringify(e.toBody()));
     return rec;
   }

@@ -164,7 +164,7 @@ export function render(s: HealthSnapshot, paint: Paint): string {
     }
   }
   const level = s.alert.level;
-  out += `\n${paint(`level: ${level.toUpperCase()}`, ...LEVEL_STYLE[level])}${s.alert.reasons.length === 0 ? ' — all backends up' : ''}\n`;
+  out += `\n${paint(`level: ${level.toUpperCase()}`, ...LEVEL_STYLE[level])}${s.alert.reasons.length > 0 ? '' : s.backends.every((b) => b.status === 'up') ? ' — all backends up' : ' — nothing that needs attention'}\n`;
   for (const r of s.alert.reasons) out += `  ${r}\n`;
   return out;
 }

@@ -28,9 +28,20 @@ that key, answering 401 in the engine's own shape without it.
   --gateway-host H     where that config's gateway listens (default 127.0.0.1)
   --gateway-port N     and on which port (default 4000)
 
-Switch faults while it runs (down, slow, error, rate-limit, hang, drop, stall, garbage, context-length):
+Switch faults while it runs:
   curl -X PUT localhost:9999/engines/NAME/fault -d '{"kind":"down"}'
   curl -X DELETE localhost:9999/engines/NAME/fault
+  curl localhost:9999/engines                     the engines, their models and faults
+Faults (each may add "remaining": N, to fail the next N requests only):
+  {"kind":"down"}                                 the engine stops listening
+  {"kind":"slow","factor":F}                      F times slower (default 10)
+  {"kind":"error","status":S}                     HTTP S (400-599, default 500) in the engine's error shape
+  {"kind":"rate-limit","retryAfterS":N}           429 with Retry-After: N (default 1)
+  {"kind":"hang"}                                 accepts and never answers
+  {"kind":"drop","afterChunks":N}                 a stream cut after N chunks (default 2)
+  {"kind":"stall","afterChunks":N}                a stream that stops sending after N chunks (default 2)
+  {"kind":"garbage"}                              200 with a body that is no answer
+  {"kind":"context-length"}                       the engine's context-length error
 `;
 
 function portOption(v: string | undefined, fallback: number): number | undefined {

@@ -15,7 +15,8 @@ export type Target =
 
 export async function openTarget(values: { url?: string; key?: string; config?: string }): Promise<Target> {
   if (values.config !== undefined) {
-    const { config, secrets } = loadFabricConfig(values.config);
+    // The store is read directly: the master key is not needed, set or not.
+    const { config, secrets } = loadFabricConfig(values.config, process.env, 'unused');
     const store = await openStore(config, secrets, dataDirOf(config));
     await store.migrate();
     return { kind: 'store', store, config };

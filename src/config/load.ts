@@ -39,7 +39,7 @@ export function parseFabricText(text: string, file: string, shownAs: string = fi
  * Secret references not set anywhere: an unset master key is an error, an unset backend key
  * disables that backend. With `locate`, each issue sits at the value that names the variable.
  */
-export function checkSecrets(config: FabricConfig, secrets: Secrets, file: string, locate?: (path: KeyPath, onKey: boolean) => Located): ConfigIssue[] {
+export function checkSecrets(config: FabricConfig, secrets: Secrets, file: string, locate?: (path: KeyPath, onKey: boolean) => Located, masterKey: 'required' | 'unused' = 'required'): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   const unset = (severity: ConfigIssue['severity'], path: KeyPath, message: string): void => {
     // The reference is `key: env:NAME` or `key: { env: NAME }`; locate stops at the deepest key that exists.
@@ -48,7 +48,8 @@ export function checkSecrets(config: FabricConfig, secrets: Secrets, file: strin
   };
   const notSet = (name: string): string => `environment variable ${name} is not set (nor in the .env file)`;
   const mk = config.gateway.masterKey;
-  if (mk !== undefined && secrets.get(mk.env) === undefined) unset('error', ['gateway', 'master_key'], notSet(mk.env));
+  // Needed to serve; not by a command that reads the store directly (fabric keys/usage --config).
+  if (mk !== undefined && secrets.get(mk.env) === undefined && masterKey === 'required') unset('error', ['gateway', 'master_key'], notSet(mk.env));
   const st = config.gateway.store;
   if (st.kind === 'postgres' && secrets.get(st.url.env) === undefined) unset('error', ['gateway', 'store', 'url'], notSet(st.url.env));
   const rd = config.gateway.redis;
@@ -76,7 +77,7 @@ export function readConfigText(path: string): { file: string; text: string } {
  * same name on every line it writes); config.file is absolute, since data_dir, env_file and
  * the like resolve beside it whatever the working directory later is.
  */
-export function loadFabricConfig(path: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+export function loadFabricConfig(path: string, env: NodeJS.ProcessEnv = process.env, masterKey: 'required' | 'unused' = 'required'): LoadedConfig {
   const { file, text } = readConfigText(path);
   const litellm = isLiteLLMText(text) ? parseLiteLLMText(text, path, env) : undefined;
   const native = litellm === undefined ? parseFabricText(text, file, path) : undefined;
@@ -99,7 +100,7 @@ export function loadFabricConfig(path: string, env: NodeJS.ProcessEnv = process.
   // A LiteLLM file may hold secrets literally: they serve as a last resort, never as config.
   for (const [name, value] of litellm?.literals ?? []) if (!fileValues.has(name)) fileValues.set(name, value);
   const secrets = new Secrets(env, fileValues);
-  const secretIssues = checkSecrets(config, secrets, path, locate);
+  const secretIssues = checkSecrets(config, secrets, path, locate, masterKey);
   issues.push(...(litellm === undefined ? secretIssues : secretIssues.map(litellm.relocate)));
   if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
   return { config, secrets, issues, format: litellm === undefined ? 'fabric' : 'litellm' };

@@ -90,7 +90,8 @@ export function upstreamError(backend: BackendRuntime, status: number, headers: 
     return new AttemptError('malformed', `answered with a redirect (${status}), which the gateway does not follow`, status);
   }
   const info = backend.engine.parseError(status, text);
-  const msg = `HTTP ${status}: ${info.message}`;
+  // An empty body's message is the status alone: not "HTTP 503: HTTP 503".
+  const msg = info.message === `HTTP ${status}` ? info.message : `HTTP ${status}: ${info.message}`;
   if (status === 429) {
     const ra = headers['retry-after'];
     return new AttemptError('rate_limited', msg, status, typeof ra === 'string' ? ra : undefined);

@@ -79,6 +79,15 @@ export interface StreamSink {
 
 type RouteT = Route<BackendRuntime>;
 
+/** The client went away (499): with what was served, when a stream it left had begun (its tokens are billed). */
+export class ClientClosed extends FabricError {
+  readonly served: Served | undefined;
+  constructor(served: Served | undefined, attempts: AttemptFailure[]) {
+    super('client_closed_request', 'client closed the request', { attempts });
+    this.served = served;
+  }
+}
+
 export interface GatewayOptions {
   /** Override for tests: the token counter used by routing rules. */
   tokens?: TokenCounter;
@@ -225,14 +234,15 @@ export class Gateway {
             const ms = performance.now() - started;
             ctx.account?.after(backend, served.usage, true, ms, served.completionEstimate);
             // A stream the client left after its first tokens: billed above, not the backend's failure.
-            if (ctx.cancel.aborted) throw new FabricError('client_closed_request', 'client closed the request');
+            if (ctx.cancel.aborted) throw new ClientClosed(served, failures);
             // A stream that broke after its first byte was answered (with an error event), but the backend failed.
             if (served.streamError !== undefined) backend.recordFailure(served.streamError, Date.now());
             else backend.recordSuccess(ms);
             return served;
           } catch (e) {
+            if (e instanceof ClientClosed) throw e;
             ctx.account?.after(backend, undefined, false, performance.now() - started);
-            if (ctx.cancel.aborted) throw new FabricError('client_closed_request', 'client closed the request');
+            if (ctx.cancel.aborted) throw new ClientClosed(undefined, [...failures, { backend: backend.name, role: step.name, failure: 'aborted', message: 'client closed the request' }]);
             if (e instanceof FabricError) throw e;
             const f = e instanceof AttemptError ? e : new AttemptError('malformed', `unexpected failure: ${(e as Error).message}`);
             failures.push({ backend: backend.name, role: step.name, failure: f.failure, status: f.status, message: f.message, retryAfter: f.retryAfter });
@@ -264,7 +274,7 @@ export class Gateway {
             const retryable = f.failure === 'connect' || f.status === 429 || f.status === 503;
             if (retryable && retry < backend.config.maxRetries && served.attempts < maxAttempts && backend.skipReason(Date.now()) === undefined) {
               await cancellableSleep(this.#backoff(retry, f.retryAfter), ctx.cancel);
-              if (ctx.cancel.aborted) throw new FabricError('client_closed_request', 'client closed the request');
+              if (ctx.cancel.aborted) throw new ClientClosed(undefined, failures);
               served.retries++;
               continue;
             }

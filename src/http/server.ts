@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import { FabricError, toFabricError } from '../core/errors.ts';
 import { clientRequestId, RequestIds } from '../core/ids.ts';
 import { Cancel } from '../core/upstream.ts';
-import type { Gateway, RequestContext, Served, StreamSink } from '../core/gateway.ts';
+import { ClientClosed, type Gateway, type RequestContext, type Served, type StreamSink } from '../core/gateway.ts';
 import type { Logger } from '../core/log.ts';
 import type { JsonObject, Operation } from '../engines/types.ts';
 import { MasterKey } from './auth.ts';
@@ -335,14 +335,18 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       if (inf !== undefined) {
         // Every inference request gets its one 'request' line, failed ones too.
         const route = (inf.model === undefined ? undefined : app.gateway.table.resolve(inf.model))?.route.name;
-        metrics.failed(inf.op, route ?? NO_ROLE, fe.status, fe.code, ms / 1000, fe.attempts);
+        // A stream the client left after its first tokens: by the role and backend that served it.
+        const served = fe instanceof ClientClosed ? fe.served : undefined;
+        metrics.failed(inf.op, served?.role ?? route ?? NO_ROLE, served?.backend ?? '', fe.status, fe.code, ms / 1000, fe.attempts);
         // Refused before it was authenticated: nobody to attribute it to, and no record (an
         // unauthenticated flood must not grow the store); the log line and metrics still count it.
-        if (inf.account !== undefined) inf.account.fail(fe, ms, route ?? '');
+        let rec: UsageRecord | undefined;
+        if (inf.account !== undefined) rec = inf.account.fail(fe, ms, served?.role ?? route ?? '');
         else if (fe.status !== 401) app.accounting?.refused(id, inf.key, inf.op, inf.model, route ?? '', fe, ms, inf.ts);
         app.log.log(fe.status >= 500 || fe.status === 429 ? 'warn' : 'info', 'request', {
-          id, client_id: cid, op: inf.op, model: inf.model?.slice(0, 200), role: route, status: fe.status, code: fe.code,
-          attempts: fe.attempts?.filter((a) => a.failure !== 'unavailable').length, ms: Math.round(ms * 10) / 10, message: fe.message, key: inf.key?.name,
+          id, client_id: cid, op: inf.op, model: inf.model?.slice(0, 200), role: served?.role ?? route, backend: served?.backend ?? rec?.backend, status: fe.status, code: fe.code,
+          attempts: served?.attempts ?? fe.attempts?.filter((a) => a.failure !== 'unavailable').length, ms: Math.round(ms * 10) / 10, message: fe.message, key: inf.key?.name,
+          prompt_tokens: rec?.promptTokens || undefined, completion_tokens: rec?.completionTokens || undefined, estimated: rec?.estimated || undefined,
         });
       } else if (fe.status >= 500) app.log.warn('request failed', { id, path, status: fe.status, code: fe.code, message: fe.message });
       else app.log.info('request refused', { id, client_id: cid, method, path, status: fe.status, code: fe.code, message: fe.message, ms: Math.round(ms * 10) / 10 });

@@ -174,8 +174,8 @@ export class GatewayMetrics {
   }
 
   /** A request answered with an error. */
-  failed(op: string, role: string, status: number, code: string, seconds: number, attempts: readonly AttemptFailure[] | undefined): void {
-    this.requests.inc([op, role, '', String(status)]);
+  failed(op: string, role: string, backend: string, status: number, code: string, seconds: number, attempts: readonly AttemptFailure[] | undefined): void {
+    this.requests.inc([op, role, backend, String(status)]);
     this.errors.inc([op, code]);
     this.duration.observe([op, role], seconds);
     if (attempts !== undefined && attempts.length > 0) {
