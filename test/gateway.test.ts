@@ -72,6 +72,7 @@ backends:
   armitage-total: { engine: vllm, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ, api_key: env:ARMITAGE_KEY, max_retries: 0,
     timeouts: { first_byte: 5s, idle: 5s, total: 400ms } }
   redirector: { engine: vllm, url: http://127.0.0.1:${redirectPort}/v1, model: anything, max_retries: 0 }
+  cloud-nokey: { engine: openai-compatible, url: ${url('cloud')}/v1, model: gpt-4.1-mini, api_key: env:FABRIC_TEST_KEY_NEVER_SET }
 roles:
   chat-fast:
     kind: chat
@@ -91,6 +92,8 @@ roles:
   broken-then-tiny: { kind: chat, backends: [redirector], fallbacks: [tiny], context_window_fallback: openai/strong }
   tiny-then-cloud: { kind: chat, backends: [small], fallbacks: [openai/strong] }
   ollama-then-vllm: { kind: chat, backends: [ollama-qwen], fallbacks: [chat-deep] }
+  nokey: { kind: chat, backends: [cloud-nokey] }
+  tiny-nokey-fallback: { kind: chat, backends: [small], context_window_fallback: nokey }
   only-armitage: { kind: chat, backends: [armitage-qwen] }
   total-test: { kind: chat, backends: [armitage-total] }
   redirected: { kind: chat, backends: [redirector] }
@@ -306,6 +309,22 @@ test('a 401 names its scheme and is logged; an Ollama backend refuses n > 1 rath
   assert.equal(fb.status, 200, JSON.stringify(fb.json));
   assert.equal(fb.headers.get('x-fabric-backend'), 'wintermute-llama');
   assert.equal(fb.headers.get('x-fabric-attempts'), '1', 'nothing was sent to Ollama');
+  // The backend that could take it only cooling down: a 503 to retry, not a 400.
+  const deep = f.gw.app.gateway.backends.get('wintermute-llama')!;
+  deep.coolUntil = Date.now() + 60_000;
+  deep.state = 'down';
+  const later = await post(f.url, '/v1/chat/completions', { ...chat('ollama-then-vllm'), n: 2 }, auth);
+  assert.equal(later.status, 503, JSON.stringify(later.json));
+  deep.coolUntil = 0;
+  deep.state = 'unknown';
+  // A half-open Ollama backend passed over for n > 1 keeps its trial for the next request.
+  const ol = f.gw.app.gateway.backends.get('ollama-qwen')!;
+  ol.coolUntil = Date.now() - 1;
+  ol.state = 'down';
+  assert.equal((await post(f.url, '/v1/chat/completions', { ...chat('ollama-then-vllm'), n: 2 }, auth)).status, 200);
+  const trial = await post(f.url, '/v1/chat/completions', chat('ollama-chat'), auth);
+  assert.equal(trial.status, 200, JSON.stringify(trial.json));
+  assert.equal(trial.headers.get('x-fabric-backend'), 'ollama-qwen');
   assert.equal(fb.json.choices.length, 2);
   assert.equal(f.gw.app.gateway.backends.get('ollama-qwen')!.consecutiveFailures, 0);
 });
@@ -552,6 +571,10 @@ test('context length on a fallback role: the requested role\'s context-window fa
   const r3 = await post(f.url, '/v1/chat/completions', chat('tiny-then-cloud', long), auth);
   assert.equal(r3.status, 503, JSON.stringify(r3.json));
   assert.equal(r3.json.error.code, 'no_backend_available');
+  // A longer window that can never be used (its key is not set) is no reason to retry: a 400.
+  const r4 = await post(f.url, '/v1/chat/completions', chat('tiny-nokey-fallback', long), auth);
+  assert.equal(r4.status, 400, JSON.stringify(r4.json));
+  assert.equal(r4.json.error.code, 'context_length_exceeded');
 });
 
 test('the long-prompt rule sends over-12k-token input to openai/strong, counted by a tokenizer', async () => {

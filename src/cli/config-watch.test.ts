@@ -84,3 +84,22 @@ test('a ConfigMap update (the ..data symlink swapped) and an edit of a symlink\'
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('a file written steadily beside the config (a log) does not put a change off', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fabric-watch-'));
+  const c = counter();
+  const file = join(dir, 'fabric.yaml');
+  writeFileSync(file, 'a: 1\n');
+  const stop = watchFiles([file], c.onChange);
+  const log = setInterval(() => appendFileSync(join(dir, 'fabric.log'), 'a line\n'), 50);
+  try {
+    await new Promise((r) => setTimeout(r, 150));
+    const seen = c.next('an edit while the log keeps growing');
+    appendFileSync(file, 'b: 2\n');
+    await seen;
+  } finally {
+    clearInterval(log);
+    stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -42,9 +42,14 @@ export function watchFiles(paths: readonly string[], onChange: () => void): () =
     watchers = [];
     for (const dir of dirsOf(paths)) {
       try {
+        // DEBOUNCE_MS after the first event, not after the last: a file written steadily in
+        // the same directory (a log beside the config) must not put the check off for ever.
         const w = watch(dir, () => {
-          clearTimeout(debounce);
-          debounce = setTimeout(check, DEBOUNCE_MS);
+          if (debounce !== undefined) return;
+          debounce = setTimeout(() => {
+            debounce = undefined;
+            check();
+          }, DEBOUNCE_MS);
           debounce.unref();
         });
         w.on('error', () => {}); // a directory removed under it: SIGHUP still works

@@ -116,6 +116,11 @@ export class BackendRuntime implements Member {
     return undefined;
   }
 
+  /** A reserved half-open trial that sent nothing (the request was not one this engine can take): free for the next request. */
+  releaseTrial(): void {
+    this.#trialUntil = 0;
+  }
+
   /** Whether a request could be sent now, without reserving a half-open trial: for balancers. */
   available(now: number): boolean {
     if (this.unusable !== undefined) return false;

@@ -64,6 +64,11 @@ function wireAttempt(a: AttemptFailure): AttemptFailure {
   return { ...rest, retry_after: retryAfter } as AttemptFailure;
 }
 
+/** An attempt that reached the backend: not skipped (unavailable) nor passed over before sending (unsupported). */
+export function wasSent(f: AttemptFailure): boolean {
+  return f.failure !== 'unavailable' && f.failure !== 'unsupported';
+}
+
 export class FabricError extends Error {
   readonly code: ErrorCode;
   readonly status: number;

@@ -9,7 +9,7 @@ import { TokenCounter } from '../tokens/count.ts';
 import { affinityKey } from '../routing/affinity.ts';
 import { suggest } from '../config/issues.ts';
 import { BackendRuntime } from './backend.ts';
-import { FabricError, type AttemptFailure, type FailureClass } from './errors.ts';
+import { FabricError, wasSent, type AttemptFailure, type FailureClass } from './errors.ts';
 import { AttemptError, Unsupported, MAX_ERROR_BODY, MAX_RESPONSE_BODY, secs, transportError, upstreamError } from './attempt-error.ts';
 import { streamAttempt } from './stream-attempt.ts';
 import { BufferedCall, cancellableSleep, Deadlines, type Cancel } from './upstream.ts';
@@ -249,6 +249,7 @@ export class Gateway {
             if (f instanceof Unsupported) {
               // Nothing was sent (not an attempt); another backend may take the request as asked.
               served.attempts--;
+              backend.releaseTrial();
               unsupported = f;
               break;
             }
@@ -295,17 +296,21 @@ export class Gateway {
   }
 
   #allFailed(op: Operation, model: string, failures: AttemptFailure[], unsupported: Unsupported | undefined): FabricError {
-    const sent = failures.filter((f) => f.failure !== 'unavailable');
+    const sent = failures.filter(wasSent);
+    const now = Date.now();
+    // Skipped for a while only (cooling down, half-open, a node asleep): worth a retry. A
+    // backend that can never be used, a spent budget or the drill is not.
+    const skippedForNow = failures.some((f) => f.failure === 'unavailable' && this.backends.get(f.backend)?.retryAfterSeconds(now) !== undefined);
     const tried = failures.map((f) => `${f.backend} (${f.role}): ${f.message}`).join('; ');
     const every = (c: FailureClass): boolean => sent.length > 0 && sent.every((f) => f.failure === c);
     // No backend could take the request as asked: the request's to change (400).
-    if (unsupported !== undefined && every('unsupported')) {
+    if (unsupported !== undefined && sent.length === 0 && !skippedForNow) {
       return new FabricError('invalid_request', `no backend for \`${model}\` can take this request: ${tried}`, { param: unsupported.param, attempts: failures });
     }
     // The prompt fits nowhere: the client's to shorten (400), not a fleet failure. Unless a
     // backend was skipped (cooling down, asleep, over budget): its window may be the longer one,
     // so that is a 503 to retry, not a prompt to cut.
-    if (every('context_length') && !failures.some((f) => f.failure === 'unavailable')) {
+    if (every('context_length') && !skippedForNow) {
       return new FabricError('context_length_exceeded', `the input is longer than the context window of every backend tried for \`${model}\`: ${tried}`, {
         param: op === 'chat' ? 'messages' : op === 'completions' ? 'prompt' : 'input', attempts: failures,
       });
@@ -322,11 +327,10 @@ export class Gateway {
     // cooling down, at the end of its cooldown for one that is cooling down; 5 s when nothing
     // says (no backend, or every one skipped for another reason: a node asleep, a budget).
     let retryAfter: number | undefined;
-    const now = Date.now();
     for (const f of failures) {
       const b = this.backends.get(f.backend);
       if (b === undefined) continue;
-      const s = b.retryAfterSeconds(now) ?? (f.failure === 'unavailable' ? undefined : 1);
+      const s = b.retryAfterSeconds(now) ?? (wasSent(f) ? 1 : undefined);
       if (s !== undefined && (retryAfter === undefined || s < retryAfter)) retryAfter = s;
     }
     return new FabricError('no_backend_available', `no backend could serve \`${model}\`; tried: ${tried || 'nothing (no backend configured)'}`, {

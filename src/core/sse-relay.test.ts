@@ -187,5 +187,8 @@ test('keep-alive comments after the start are not counted as tokens', () => {
   const r = started(true);
   for (let i = 0; i < 5; i++) r.push(Buffer.from(': ping\n\n'));
   r.push(Buffer.from(chunk('a')));
-  assert.equal(r.dataEvents, 2, 'the first chunk and one more');
+  // In the same read as data, and after [DONE], too.
+  r.push(Buffer.from(': ping\n\n' + chunk('b') + ': ping\n\n'));
+  r.push(Buffer.from(DONE + ': bye\n\n'));
+  assert.equal(r.dataEvents, 3, 'the first chunk and two more');
 });

@@ -178,6 +178,8 @@ export class SseRelay {
   #pending: Buffer | undefined;
   /** Set by #scan: just past the last event boundary found. */
   #end = 0;
+  /** Set by #scan: how many of the events it found carry data. */
+  #data = 0;
 
   /** stripUsage: the client did not ask for usage, so none reaches it. */
   constructor(stripUsage: boolean) {
@@ -197,7 +199,7 @@ export class SseRelay {
     const held = this.#pending;
     const buf = held === undefined ? chunk : Buffer.concat([held, chunk]);
     // Held bytes contain no boundary, though one may begin in their last two.
-    const n = this.#scan(buf, held === undefined ? 0 : Math.max(0, held.length - 2));
+    const n = this.#scan(buf, held === undefined ? 0 : Math.max(0, held.length - 2), 0);
     const end = this.#end;
     if (n === 0) {
       if (buf.length > MAX_EVENT_BYTES) throw tooLong();
@@ -205,10 +207,11 @@ export class SseRelay {
       return undefined;
     }
     this.#pending = end === buf.length ? undefined : buf.subarray(end);
-    if (this.started) return this.#relay(end === buf.length ? buf : buf.subarray(0, end), n);
+    if (this.started) return this.#relay(end === buf.length ? buf : buf.subarray(0, end));
     const from = this.#start(buf, end);
     if (from === -1) return undefined;
-    return this.#relay(buf.subarray(from, end), this.#scan(buf, from));
+    this.#scan(buf, from, from);
+    return this.#relay(buf.subarray(from, end));
   }
 
   /**
@@ -227,23 +230,28 @@ export class SseRelay {
   }
 
   /**
-   * Event boundaries in buf from `from`: their count, with #end set just past the last. A
-   * native search per line break (an engine's event is one data line: two per event), so a
-   * chunk holding one event costs a single search.
+   * Event boundaries in buf from `from` (the first event starts at `start`): their count, with
+   * #end set just past the last and #data the number of those events that carry data (a
+   * keep-alive comment is no token). A native search per line break (an engine's event is one
+   * data line: two per event), so a chunk holding one event costs a single search.
    */
-  #scan(buf: Buffer, from: number): number {
+  #scan(buf: Buffer, from: number, start: number): number {
     let n = 0;
+    let data = 0;
     let i = buf.indexOf(LF, from);
     while (i !== -1) {
       const stop = boundaryAt(buf, i);
       if (stop !== -1) {
         n++;
+        if (buf[start] === 0x64) data++; // "data:"
+        start = stop;
         this.#end = stop;
         i = stop - 1;
       }
       if (i + 1 >= buf.length) break;
       i = buf.indexOf(LF, i + 1);
     }
+    this.#data = data;
     return n;
   }
 
@@ -264,12 +272,12 @@ export class SseRelay {
     return -1;
   }
 
-  #relay(events: Buffer, count: number): Buffer | undefined {
+  /** Complete events, as #scan (just run over them) found them: to the client, usage taken out where it must be. */
+  #relay(events: Buffer): Buffer | undefined {
     let out = events;
     if (out[8] === 0x65 && out[7] === QUOTE && this.engineError === undefined && endsWithAt(out, ERROR_EVENT.length, ERROR_EVENT)) this.engineError = engineErrorText(out);
     if (hasUsageObject(out)) out = this.#takeUsage(out);
-    // A keep-alive comment (which arrives on its own) is no token.
-    if (!(count === 1 && events[0] === COLON)) this.events += count;
+    this.events += this.#data;
     const d = doneEventAt(out);
     if (d !== -1) {
       this.done = true;

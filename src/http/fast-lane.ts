@@ -31,6 +31,8 @@ export interface FastLaneOptions {
   maxBodyBytes: () => number;
   /** A request id for the answers the lane writes itself (a 408 before any handler ran). */
   requestId?: () => string;
+  /** Told of each answer the lane writes itself (a 408), to log it under its id. */
+  refused?: (id: string | undefined, status: number, message: string) => void;
 }
 
 type Handler = (x: Exchange) => void;
@@ -134,7 +136,12 @@ export class FastLane {
       if (c.state === IDLE) {
         if (waited >= (c.served === 0 ? o.headersTimeoutMs : o.keepAliveTimeoutMs + KEEP_ALIVE_GRACE_MS) && c.idle()) c.socket.destroy();
       } else if (c.state === HEAD) {
-        if (waited >= o.headersTimeoutMs) c.refuse(timeoutAnswer(`the request head did not arrive within ${o.headersTimeoutMs / 1000} s`, o.requestId?.()));
+        if (waited >= o.headersTimeoutMs) {
+          const id = o.requestId?.();
+          const what = `the request head did not arrive within ${o.headersTimeoutMs / 1000} s`;
+          c.refuse(timeoutAnswer(what, id));
+          o.refused?.(id, 408, what);
+        }
       } else if (c.state === BODY) {
         if (waited >= o.requestTimeoutMs) {
           const what = `the request body did not arrive within ${o.requestTimeoutMs / 1000} s`;

@@ -4,7 +4,7 @@
 
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
-import { FabricError, toFabricError } from '../core/errors.ts';
+import { FabricError, toFabricError, wasSent } from '../core/errors.ts';
 import { clientRequestId, RequestIds } from '../core/ids.ts';
 import { Cancel } from '../core/upstream.ts';
 import { ClientClosed, type Gateway, type RequestContext, type Served, type StreamSink } from '../core/gateway.ts';
@@ -345,7 +345,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         else if (fe.status !== 401) app.accounting?.refused(id, inf.key, inf.op, inf.model, route ?? '', fe, ms, inf.ts);
         app.log.log(fe.status >= 500 || fe.status === 429 ? 'warn' : 'info', 'request', {
           id, client_id: cid, op: inf.op, model: inf.model?.slice(0, 200), role: served?.role ?? route, backend: served?.backend ?? rec?.backend, status: fe.status, code: fe.code,
-          attempts: served?.attempts ?? fe.attempts?.filter((a) => a.failure !== 'unavailable').length, ms: Math.round(ms * 10) / 10, message: fe.message, key: inf.key?.name,
+          attempts: served?.attempts ?? fe.attempts?.filter(wasSent).length, ms: Math.round(ms * 10) / 10, message: fe.message, key: inf.key?.name,
           prompt_tokens: rec?.promptTokens || undefined, completion_tokens: rec?.completionTokens || undefined, estimated: rec?.estimated || undefined,
         });
       } else if (fe.status >= 500) app.log.warn('request failed', { id, path, status: fe.status, code: fe.code, message: fe.message });
@@ -383,7 +383,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     if (!socket.writable) return socket.destroy();
     const id = ids.next();
     const [status, message, code] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, `request headers exceed the limit of ${maxHeaderBytes} bytes`, 'headers_too_large']
-      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, `the request did not arrive within ${REQUEST_TIMEOUT_MS / 1000} s`, 'request_timeout']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, `the request did not arrive in time (its head within ${HEADERS_TIMEOUT_MS / 1000} s, its body within ${REQUEST_TIMEOUT_MS / 1000} s)`, 'request_timeout']
         : [400, 'malformed HTTP request', 'bad_request'];
     // Its one line, so that the id the client got can be found.
     app.log.info('request refused', { id, status, code, error: err.code ?? err.message });
@@ -395,6 +395,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     // Admin bodies have their own, smaller limit; the lane reads up to the larger of the two.
     maxBodyBytes: () => Math.max(maxBodyBytes(), MAX_ADMIN_BODY),
     requestId: () => ids.next(),
+    refused: (id, status, message) => app.log.info('request refused', { id, status, code: 'request_timeout', message }),
   });
   return server;
 }

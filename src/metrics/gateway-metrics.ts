@@ -3,7 +3,7 @@
 // recording is a handful of counter adds; backend state is read at scrape time.
 
 import type { Gateway, Served } from '../core/gateway.ts';
-import type { AttemptFailure } from '../core/errors.ts';
+import { wasSent, type AttemptFailure } from '../core/errors.ts';
 import { Registry, type Counter, type Gauge, type Histogram } from './registry.ts';
 import type { Accounting } from '../accounting/service.ts';
 
@@ -191,7 +191,7 @@ export class GatewayMetrics {
   #retries(failures: readonly AttemptFailure[], servedBy: string | undefined): void {
     let prev: string | undefined;
     for (const f of failures) {
-      if (f.failure === 'unavailable') continue;
+      if (!wasSent(f)) continue;
       if (f.backend === prev) this.retries.inc([f.backend]);
       prev = f.backend;
     }
@@ -199,7 +199,7 @@ export class GatewayMetrics {
   }
 
   #attempts(failures: readonly AttemptFailure[]): void {
-    for (const f of failures) if (f.failure !== 'unavailable') this.attemptFailures.inc([f.backend, f.failure]);
+    for (const f of failures) if (wasSent(f)) this.attemptFailures.inc([f.backend, f.failure]);
   }
 
   render(): string {
