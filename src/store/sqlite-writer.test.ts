@@ -8,13 +8,24 @@ import { SqliteWriter, type WriterCall } from './sqlite-writer.ts';
 import { StoreError } from './types.ts';
 import { usage } from '../../test/support/store-contract.ts';
 
-test('a writer thread that dies fails its pending call as a lost connection (retryable), and the next call starts a new thread', async () => {
+/** A migrated store (to read back with) and a writer thread on the same new file; both closed and removed after. */
+async function withWriter(fn: (w: SqliteWriter, store: SqliteStore) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'fabric-sqlw-'));
   const path = join(dir, 'fabric.db');
   const store = new SqliteStore(path);
   const w = new SqliteWriter(path);
   try {
     await store.migrate();
+    await fn(w, store);
+  } finally {
+    await w.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('a writer thread that dies fails its pending call as a lost connection (retryable), and the next call starts a new thread', async () => {
+  await withWriter(async (w, store) => {
     assert.equal(await w.call({ op: 'insertUsage', records: [usage('req_a')] }), 1);
     // A call the thread does not know makes it throw outside any handler: the thread dies.
     const err = await w.call({ op: 'explode' } as unknown as WriterCall).then(() => undefined, (e: unknown) => e);
@@ -23,28 +34,16 @@ test('a writer thread that dies fails its pending call as a lost connection (ret
     assert.match(err.message, /SQLite writer thread/);
     assert.equal(await w.call({ op: 'insertUsage', records: [usage('req_b'), usage('req_a')] }), 1, 'a new thread took the next call');
     assert.deepEqual((await store.usageById('req_b'))?.id, 'req_b');
-  } finally {
-    await w.close();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
-test('close() lets the calls already sent finish, then ends the thread', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-sqlw-'));
-  const path = join(dir, 'fabric.db');
-  const store = new SqliteStore(path);
-  const w = new SqliteWriter(path);
-  try {
-    await store.migrate();
+test('close() lets the calls already sent finish, then ends the thread; later calls fail', async () => {
+  await withWriter(async (w, store) => {
     const records = Array.from({ length: 2000 }, (_, i) => usage(`req_c${i}`));
     const inserted = w.call({ op: 'insertUsage', records });
     await w.close();
     assert.equal(await inserted, 2000);
     await assert.rejects(w.call({ op: 'insertUsage', records: [usage('req_late')] }), /closed/, 'no new thread once closed');
     assert.equal((await store.usageSummary({ by: 'backend' }))[0]?.requests, 2000);
-  } finally {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
