@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { watchFiles } from './config-watch.ts';
@@ -99,6 +99,28 @@ test('a file written steadily beside the config (a log) does not put a change of
     await seen;
   } finally {
     clearInterval(log);
+    stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a file still being written is read once it has stopped changing, not half-written', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fabric-watch-'));
+  const file = join(dir, 'fabric.yaml');
+  writeFileSync(file, 'a: 1\n');
+  const read: string[] = [];
+  const c = counter();
+  const stop = watchFiles([file], () => { read.push(readFileSync(file, 'utf8')); c.onChange(); });
+  try {
+    const seen = c.next('the finished file');
+    appendFileSync(file, 'b: [1,');
+    // A slow writer: the rest comes after the first event's debounce has passed.
+    await new Promise((r) => setTimeout(r, 300));
+    appendFileSync(file, ' 2]\n');
+    await seen;
+    await settle();
+    assert.deepEqual(read, ['a: 1\nb: [1, 2]\n'], 'read once, whole');
+  } finally {
     stop();
     rmSync(dir, { recursive: true, force: true });
   }

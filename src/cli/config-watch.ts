@@ -9,6 +9,8 @@ import { realpathSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
 const DEBOUNCE_MS = 200;
+/** A file still changing this long after a change was first seen is read as it is then. */
+const MAX_SETTLE_MS = 2000;
 
 function signature(path: string): string {
   try {
@@ -35,8 +37,19 @@ function dirsOf(paths: readonly string[]): Set<string> {
 /** Calls onChange (debounced) when any of `paths` changes, however it is saved; returns the stop. */
 export function watchFiles(paths: readonly string[], onChange: () => void): () => void {
   let seen = paths.map(signature);
+  // A change seen but not yet read: what stat said, and since when.
+  let changing: string[] | undefined;
+  let changingSince = 0;
   let watchers: FSWatcher[] = [];
   let debounce: NodeJS.Timeout | undefined;
+  const later = (): void => {
+    if (debounce !== undefined) return;
+    debounce = setTimeout(() => {
+      debounce = undefined;
+      check();
+    }, DEBOUNCE_MS);
+    debounce.unref();
+  };
   const arm = (): void => {
     for (const w of watchers) w.close();
     watchers = [];
@@ -44,14 +57,7 @@ export function watchFiles(paths: readonly string[], onChange: () => void): () =
       try {
         // DEBOUNCE_MS after the first event, not after the last: a file written steadily in
         // the same directory (a log beside the config) must not put the check off for ever.
-        const w = watch(dir, () => {
-          if (debounce !== undefined) return;
-          debounce = setTimeout(() => {
-            debounce = undefined;
-            check();
-          }, DEBOUNCE_MS);
-          debounce.unref();
-        });
+        const w = watch(dir, later);
         w.on('error', () => {}); // a directory removed under it: SIGHUP still works
         w.unref();
         watchers.push(w);
@@ -60,9 +66,24 @@ export function watchFiles(paths: readonly string[], onChange: () => void): () =
       }
     }
   };
+  const same = (a: readonly string[], b: readonly string[]): boolean => a.every((s, i) => s === b[i]);
   const check = (): void => {
     const now = paths.map(signature);
-    if (now.every((s, i) => s === seen[i])) return;
+    if (same(now, seen)) {
+      changing = undefined;
+      return;
+    }
+    // Read only once stat says the same twice, DEBOUNCE_MS apart: a file still being written
+    // (a large config copied in, an editor's slow save) is not read half-written.
+    if (changing === undefined || !same(now, changing)) {
+      if (changing === undefined) changingSince = Date.now();
+      if (Date.now() - changingSince < MAX_SETTLE_MS) {
+        changing = now;
+        later();
+        return;
+      }
+    }
+    changing = undefined;
     seen = now;
     // A symlink now pointing elsewhere (a ConfigMap update): watch where it points now.
     arm();

@@ -192,6 +192,9 @@ export class Gateway {
     let usedContextFallback = false;
     let unsupported: Unsupported | undefined;
     let affinity: string | undefined;
+    // Skipped for a while only (cooling down, half-open, a node asleep): they may take the
+    // request later, which makes a final 400 (context length, unsupported) a 503 to retry.
+    let waiting: Array<[BackendRuntime, RouteT]> | undefined;
     outer: for (let ci = 0; ci < chain.length; ci++) {
       const step = chain[ci]!;
       const balancer = step.balancer;
@@ -203,20 +206,26 @@ export class Gateway {
           failures.push({ backend: backend.name, role: step.name, failure: 'unavailable', message: 'treated as failed by the failure drill (x-fabric-drill)' });
           continue;
         }
-        const skip = backend.skipReason(Date.now());
+        const now = Date.now();
+        const skip = backend.skipReason(now);
         if (skip !== undefined) {
           failures.push({ backend: backend.name, role: step.name, failure: 'unavailable', message: skip });
+          if (backend.retryAfterSeconds(now) !== undefined) (waiting ??= []).push([backend, step]);
           skipped++;
           if (skipped === order.length && !tried && this.#wakeFor !== undefined) this.#wakeFor(step.members);
           continue;
         }
         tried = true;
         for (let retry = 0; ; retry++) {
-          if (served.attempts >= maxAttempts) break outer;
+          if (served.attempts >= maxAttempts) {
+            backend.releaseTrial(); // a half-open trial reserved above, never sent
+            break outer;
+          }
           if (ctx.account !== undefined) {
             let v = ctx.account.before(backend);
             if (v instanceof Promise) v = await v;
             if (v !== undefined) {
+              backend.releaseTrial();
               failures.push({ backend: backend.name, role: step.name, failure: 'unavailable', message: v.skip });
               if (v.budget !== undefined && !(served.budgets ??= []).includes(v.budget)) served.budgets.push(v.budget);
               const fb = v.fallback === undefined ? undefined : this.table.resolve(v.fallback)?.route;
@@ -284,7 +293,7 @@ export class Gateway {
         }
       }
     }
-    throw this.#allFailed(op, requested, failures, unsupported);
+    throw this.#allFailed(op, body, failures, unsupported, waiting);
   }
 
   #backoff(retry: number, retryAfter: string | undefined): number {
@@ -295,22 +304,41 @@ export class Gateway {
     return ceiling / 2 + Math.random() * (ceiling / 2);
   }
 
-  #allFailed(op: Operation, model: string, failures: AttemptFailure[], unsupported: Unsupported | undefined): FabricError {
+  /** Why this backend's engine cannot take the request as asked (Ollama and n > 1), if it cannot: for a backend skipped without trying. */
+  #refusal(op: Operation, backend: BackendRuntime, route: RouteT, body: JsonObject): Unsupported | undefined {
+    try {
+      backend.engine.prepare(op, body, { model: this.#model(backend, route, body.model as string), wantStreamUsage: false, clientWantsUsage: false });
+    } catch (e) {
+      if (e instanceof Unsupported) return e;
+    }
+    return undefined;
+  }
+
+  #allFailed(op: Operation, body: JsonObject, failures: AttemptFailure[], unsupported: Unsupported | undefined, waiting: Array<[BackendRuntime, RouteT]> | undefined): FabricError {
+    const model = body.model as string;
     const sent = failures.filter(wasSent);
     const now = Date.now();
-    // Skipped for a while only (cooling down, half-open, a node asleep): worth a retry. A
-    // backend that can never be used, a spent budget or the drill is not.
-    const skippedForNow = failures.some((f) => f.failure === 'unavailable' && this.backends.get(f.backend)?.retryAfterSeconds(now) !== undefined);
     const tried = failures.map((f) => `${f.backend} (${f.role}): ${f.message}`).join('; ');
     const every = (c: FailureClass): boolean => sent.length > 0 && sent.every((f) => f.failure === c);
+    // Backends skipped for a while only that could take the request as asked: worth a retry.
+    // A backend that can never be used, a spent budget or the drill is not; nor is one whose
+    // engine refuses the request's form.
+    const later: Array<[BackendRuntime, RouteT]> = [];
+    for (const w of waiting ?? []) {
+      const no = this.#refusal(op, w[0], w[1], body);
+      if (no === undefined) later.push(w);
+      else unsupported ??= no;
+    }
     // No backend could take the request as asked: the request's to change (400).
-    if (unsupported !== undefined && sent.length === 0 && !skippedForNow) {
+    if (unsupported !== undefined && sent.length === 0 && later.length === 0) {
       return new FabricError('invalid_request', `no backend for \`${model}\` can take this request: ${tried}`, { param: unsupported.param, attempts: failures });
     }
     // The prompt fits nowhere: the client's to shorten (400), not a fleet failure. Unless a
-    // backend was skipped (cooling down, asleep, over budget): its window may be the longer one,
-    // so that is a 503 to retry, not a prompt to cut.
-    if (every('context_length') && !skippedForNow) {
+    // backend that may have a longer window was skipped for now (cooling down, asleep): a 503
+    // to retry, not a prompt to cut. A role's backends share a window, so one skipped beside a
+    // backend that answered "too long" has none longer; nor has one whose configured window is
+    // no longer than every window that was too short.
+    if (every('context_length') && !later.some(([b, r]) => this.#mayFit(b, r, sent))) {
       return new FabricError('context_length_exceeded', `the input is longer than the context window of every backend tried for \`${model}\`: ${tried}`, {
         param: op === 'chat' ? 'messages' : op === 'completions' ? 'prompt' : 'input', attempts: failures,
       });
@@ -336,6 +364,20 @@ export class Gateway {
     return new FabricError('no_backend_available', `no backend could serve \`${model}\`; tried: ${tried || 'nothing (no backend configured)'}`, {
       attempts: failures, headers: { 'retry-after': String(retryAfter ?? 5) },
     });
+  }
+
+  /** Whether a skipped backend's window may be longer than those of the backends that answered "too long" (`tooLong`). */
+  #mayFit(backend: BackendRuntime, route: RouteT, tooLong: readonly AttemptFailure[]): boolean {
+    let longest = 0;
+    let unknown = false;
+    for (const f of tooLong) {
+      if (f.role === route.name) return false;
+      const w = this.backends.get(f.backend)?.config.contextWindow;
+      if (w === undefined) unknown = true; // not known: the skipped one's may be longer
+      else if (w > longest) longest = w;
+    }
+    const own = backend.config.contextWindow;
+    return unknown || own === undefined || own > longest;
   }
 
   #headers(backend: BackendRuntime, ctx: RequestContext, stream: boolean): Record<string, string> {

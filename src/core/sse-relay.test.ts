@@ -192,3 +192,13 @@ test('keep-alive comments after the start are not counted as tokens', () => {
   r.push(Buffer.from(DONE + ': bye\n\n'));
   assert.equal(r.dataEvents, 3, 'the first chunk and two more');
 });
+
+test('events that start with id:/event: lines or blank lines still count as tokens; a comment-only event does not', () => {
+  const r = started(false);
+  r.push(Buffer.from(`id: 7\n${chunk('a')}`));
+  r.push(Buffer.from(`event: message\r\nid: 8\r\n${chunk('b')}`));
+  // A bare line break between events (an engine's keep-alive), then an event.
+  r.push(Buffer.from(`\n${chunk('c')}`));
+  r.push(Buffer.from('\r\n: ping\n\nid: 9\nretry: 100\n\n'));
+  assert.equal(r.dataEvents, 4, 'the first chunk and three more');
+});

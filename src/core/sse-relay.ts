@@ -56,6 +56,22 @@ function boundaryAt(buf: Buffer, i: number): number {
   return -1;
 }
 
+const NL_DATA = Buffer.from('\ndata:');
+
+/**
+ * Whether the event in buf[start, stop) has a data line (a keep-alive comment is no token). An
+ * engine's event starts with it: one byte decides. Blank lines before it, or `id:`/`event:`
+ * lines first, take a search within the event.
+ */
+function carriesData(buf: Buffer, start: number, stop: number): boolean {
+  let b = buf[start];
+  while ((b === LF || b === CR) && start < stop) b = buf[++start];
+  if (b === 0x64) return buf[start + 4] === COLON; // "data:"
+  if (b === COLON || start >= stop) return false;
+  const at = buf.indexOf(NL_DATA, start);
+  return at !== -1 && at < stop;
+}
+
 /** Whether buf[end - needle.length, end) is needle: a byte loop, cheaper than Buffer#compare's call for 12 bytes. */
 function endsWithAt(buf: Buffer, end: number, needle: Buffer): boolean {
   const start = end - needle.length;
@@ -243,7 +259,7 @@ export class SseRelay {
       const stop = boundaryAt(buf, i);
       if (stop !== -1) {
         n++;
-        if (buf[start] === 0x64) data++; // "data:"
+        if (carriesData(buf, start, stop)) data++;
         start = stop;
         this.#end = stop;
         i = stop - 1;

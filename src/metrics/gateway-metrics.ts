@@ -173,14 +173,18 @@ export class GatewayMetrics {
     this.#accounting = a;
   }
 
-  /** A request answered with an error. */
+  /**
+   * A request answered with an error. `backend` is the one that served it when there is one (a
+   * stream its client left after the first tokens, answered 499): its attempt is not among
+   * `attempts`, and may have been a retry.
+   */
   failed(op: string, role: string, backend: string, status: number, code: string, seconds: number, attempts: readonly AttemptFailure[] | undefined): void {
     this.requests.inc([op, role, backend, String(status)]);
     this.errors.inc([op, code]);
     this.duration.observe([op, role], seconds);
     if (attempts !== undefined && attempts.length > 0) {
       this.#attempts(attempts);
-      this.#retries(attempts, undefined);
+      this.#retries(attempts, backend === '' ? undefined : backend);
     }
   }
 
@@ -198,8 +202,9 @@ export class GatewayMetrics {
     if (servedBy !== undefined && servedBy === prev) this.retries.inc([servedBy]);
   }
 
+  /** Failed attempts, by backend and class; an attempt its client left (aborted) is no backend's failure. */
   #attempts(failures: readonly AttemptFailure[]): void {
-    for (const f of failures) if (wasSent(f)) this.attemptFailures.inc([f.backend, f.failure]);
+    for (const f of failures) if (f.failure !== 'aborted' && wasSent(f)) this.attemptFailures.inc([f.backend, f.failure]);
   }
 
   render(): string {
