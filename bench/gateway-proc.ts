@@ -65,8 +65,27 @@ async function profileStop(file: string): Promise<void> {
   session = undefined;
 }
 
+// --alloc: every allocation sampled (1 in each 8 KiB), garbage included, for bytes per request by function.
+async function allocStart(): Promise<void> {
+  session = new Session();
+  session.connect();
+  await session.post('HeapProfiler.enable');
+  await session.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+}
+async function allocStop(file: string): Promise<void> {
+  if (session === undefined) return;
+  const { profile } = await session.post('HeapProfiler.stopSampling');
+  writeFileSync(file, JSON.stringify(profile));
+  session.disconnect();
+  session = undefined;
+}
+
 process.on('message', (m: { type: string; file?: string; sinceMs?: number }) => {
-  if (m.type === 'gc-pauses') {
+  if (m.type === 'alloc-start') {
+    void allocStart().then(() => process.send!({ type: 'alloc-started' }));
+  } else if (m.type === 'alloc-stop') {
+    void allocStop(m.file!).then(() => process.send!({ type: 'alloc-stopped', file: m.file }));
+  } else if (m.type === 'gc-pauses') {
     process.send!({ type: 'gc-pauses', pauses: gc.since(m.sinceMs ?? 0) });
   } else if (m.type === 'profile-start') {
     void profileStart().then(() => process.send!({ type: 'profile-started' }));

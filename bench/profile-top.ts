@@ -107,6 +107,41 @@ export function topSelfTime(file: string, root: string, n = 30): { rows: Profile
   return { rows, ownRows, categories, totalMs: totalUs / 1000, text };
 }
 
+interface HeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: HeapNode[];
+}
+
+/**
+ * Bytes allocated per request by function, from a sampling heap profile taken with garbage
+ * included (HeapProfiler.startSampling with includeObjectsCollectedBy{Major,Minor}GC): what
+ * makes the young generation fill up, and so how often it is scavenged.
+ */
+export function allocTop(file: string, requests: number, n = 25): string {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const { head } = JSON.parse(readFileSync(file, 'utf8')) as { head: HeapNode };
+  const by = new Map<string, number>();
+  let total = 0;
+  const walk = (node: HeapNode): void => {
+    if (node.selfSize > 0) {
+      const f = node.callFrame;
+      const key = `${f.functionName || '(anonymous)'}  ${where(f.url, f.lineNumber, root)}`;
+      by.set(key, (by.get(key) ?? 0) + node.selfSize);
+      total += node.selfSize;
+    }
+    for (const c of node.children) walk(c);
+  };
+  walk(head);
+  const per = (b: number): string => `${(b / requests / 1024).toFixed(2).padStart(7)} KiB/req`;
+  const rows = [...by.entries()].sort((a, b) => b[1] - a[1]).slice(0, n);
+  return [
+    `allocated (sampled, garbage included): ${(total / 2 ** 20).toFixed(0)} MiB over ${requests} requests: ${per(total)}`,
+    ...rows.map(([k, b]) => `  ${per(b)}  ${(100 * b / total).toFixed(1).padStart(5)}%  ${k}`),
+    '',
+  ].join('\n');
+}
+
 if (import.meta.main) {
   const file = process.argv[2];
   if (file === undefined) {

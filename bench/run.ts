@@ -18,7 +18,7 @@ import type { GcPause } from './gc-watch.ts';
 import type { Job, PhaseResult, TargetSpec } from './shared.ts';
 import type { GatewayStats } from './gateway-proc.ts';
 import { printTable, row, type Row } from './report.ts';
-import { topSelfTime } from './profile-top.ts';
+import { allocTop, topSelfTime } from './profile-top.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
@@ -34,6 +34,10 @@ const USAGE = `usage: node bench/run.ts [--quick] [--profile] [--strict] [--upst
   --upstream  what answers the non-streamed requests: fixed (default; a bare TCP server
               replaying the simulator's answer) or sim (the simulated vLLM engine itself)
   --out       JSON output file (default bench/results/latest.json)
+  --alloc     with --rate-only: sample the gateway's allocations (garbage included) in the first
+              round, and list the bytes per request by function
+  --rate-only [N]  only the 2,000 req/s phase, direct then gateway, N times (default 3),
+              each with its slow requests and GC pauses: for work on the latency tail
 `;
 if (argv.includes('--help') || argv.includes('-h')) {
   process.stdout.write(USAGE);
@@ -44,6 +48,8 @@ function option(name: string): string | undefined {
   return i >= 0 ? argv[i + 1] : undefined;
 }
 const quick = argv.includes('--quick');
+const alloc = argv.includes('--alloc');
+const rateOnly = argv.includes('--rate-only') ? Math.max(1, Number(option('--rate-only')) || 3) : undefined;
 const profile = argv.includes('--profile');
 const strict = argv.includes('--strict');
 const upstreamKind = option('--upstream') ?? 'fixed';
@@ -142,10 +148,14 @@ const fastUrl = upstreamKind === 'fixed' ? urls.fixed : urls.fast;
 const configFile = join(resultsDir, 'bench.fabric.yaml');
 // Every feature on the request path is on: auth, routing through roles, metrics, accounting
 // (usage records spooled and batched into SQLite) and the per-request log line.
-// BENCH_NO_ACCOUNTING=1 turns accounting off, to measure what it costs.
+// BENCH_NO_ACCOUNTING=1 turns accounting off, to measure what it costs; BENCH_GATEWAY_YAML adds
+// a line to the config's gateway: section (e.g. 'accounting: { flush_interval: 50ms }').
+const extraYaml = [
+  ...(process.env.BENCH_NO_ACCOUNTING === '1' ? ['accounting: { enabled: false }'] : []),
+  ...(process.env.BENCH_GATEWAY_YAML ? [process.env.BENCH_GATEWAY_YAML] : []),
+];
 writeFileSync(configFile, fabricYaml({
-  fast: fastUrl, stream: urls.stream, slow: urls.slow, slowConnections: plan.streams + 100,
-  gateway: process.env.BENCH_NO_ACCOUNTING === '1' ? ['accounting: { enabled: false }'] : [],
+  fast: fastUrl, stream: urls.stream, slow: urls.slow, slowConnections: plan.streams + 100, gateway: extraYaml,
 }));
 const logFd = openSync(gatewayLog, 'a');
 // Experimental node flags (BENCH_NODE_FLAGS) go to the gateway and the bare proxy, after the
@@ -167,6 +177,13 @@ const gatewayUrl = first.url;
 
 let bare: Child | undefined;
 let bareUrl = '';
+let relay: Child | undefined;
+let relayUrl = '';
+if (rateOnly !== undefined) {
+  const r = await startServerProc(children, 'tcp relay', join(HERE, 'tcp-relay.ts'), [fastUrl], { cpu: CPU_GATEWAY, nodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags], stdout: logFd });
+  relay = r.child;
+  relayUrl = r.url;
+}
 if (plan.bare) {
   const r = await startServerProc(children, 'bare proxy', join(HERE, 'bare-proxy.ts'), [fastUrl], { cpu: CPU_GATEWAY, nodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags], stdout: logFd });
   bare = r.child;
@@ -198,6 +215,7 @@ const T = {
   directFast: target(fastUrl, UPSTREAM_MODELS.fast),
   gatewayFast: viaGateway(target(gatewayUrl, 'chat-fast')),
   bareFast: target(bareUrl, UPSTREAM_MODELS.fast),
+  relayFast: target(relayUrl, UPSTREAM_MODELS.fast),
   directStream: target(urls.stream, UPSTREAM_MODELS.stream, { stream: true }),
   gatewayStream: viaGateway(target(gatewayUrl, 'chat-stream', { stream: true })),
   gatewaySlow: viaGateway(target(gatewayUrl, 'chat-slow', { stream: true, max_tokens: 100 })),
@@ -288,11 +306,11 @@ async function gatewayStats(): Promise<GatewayStats> {
   return (await gateway.request({ type: 'stats' }, 'stats', 5000)) as unknown as GatewayStats;
 }
 
-type Via = 'direct' | 'gateway' | 'bare';
+type Via = 'direct' | 'gateway' | 'bare' | 'relay';
 
 async function measure(name: string, job: Job, via: Via): Promise<Measured> {
   const hardMs = ('durationMs' in job ? job.durationMs : job.timeoutMs) + 30_000;
-  const proxyPid = via === 'bare' ? bare!.pid : gateway.pid;
+  const proxyPid = via === 'bare' ? bare!.pid : via === 'relay' ? relay!.pid : gateway.pid;
   const cpu0 = { proxy: cpuSecondsOf(proxyPid), upstream: cpuSecondsOf(upstream.pid), loadgen: cpuSecondsOf(loadgen.pid) };
   const threads0 = via === 'direct' ? undefined : threadCpuOf(proxyPid);
   const gw = via === 'gateway';
@@ -340,7 +358,7 @@ async function measure(name: string, job: Job, via: Via): Promise<Measured> {
   const proxyThreads = threads0 === undefined ? undefined : threadCpuDelta(threads0, threadCpuOf(proxyPid), s);
   let stalls: Stalls | undefined;
   if (via !== 'direct' && job.kind === 'open') {
-    const proc = via === 'bare' ? bare! : gateway;
+    const proc = via === 'bare' ? bare! : via === 'relay' ? relay! : gateway;
     const reply = await proc.request({ type: 'gc-pauses', sinceMs: phaseFrom }, 'gc-pauses', 5000);
     stalls = stallsOf(result.slow, result.ok, reply.pauses as GcPause[], phaseFrom, monotonicMs());
   }
@@ -384,7 +402,38 @@ say(`gateway idle RSS ${(idle.rssBytes / 2 ** 20).toFixed(1)} MiB`);
 await measure('warm-up direct', open(T.directFast, GOAL_RATE, plan.warmMs), 'direct');
 await measure('warm-up gateway', open(T.gatewayFast, GOAL_RATE, plan.warmMs), 'gateway');
 if (bare !== undefined) await measure('warm-up bare proxy', open(T.bareFast, GOAL_RATE, plan.warmMs), 'bare');
+if (relay !== undefined) await measure('warm-up tcp relay', open(T.relayFast, GOAL_RATE, plan.warmMs), 'relay');
 await measure('warm-up gateway stream', open(T.gatewayStream, plan.ttfbRate, 1000), 'gateway');
+
+if (rateOnly !== undefined) {
+  // The tail at the goal rate only: direct and gateway alternating, each with its stalls.
+  const allocFile = join(resultsDir, 'gateway-alloc.heapprofile');
+  for (let i = 0; i < rateOnly; i++) {
+    const d = await measure(`direct     @ ${GOAL_RATE}/s`, open(T.directFast, GOAL_RATE, plan.rateMs), 'direct');
+    const sampled = alloc && i === 0;
+    if (sampled) await gateway.request({ type: 'alloc-start' }, 'alloc-started', 10_000);
+    const g = await measure(`gateway    @ ${GOAL_RATE}/s`, open(T.gatewayFast, GOAL_RATE, plan.rateMs), 'gateway');
+    if (sampled) {
+      await gateway.request({ type: 'alloc-stop', file: allocFile }, 'alloc-stopped', 30_000);
+      process.stdout.write(allocTop(allocFile, g.result.ok, 25));
+    }
+    const b = bare === undefined ? undefined : await measure(`bare proxy @ ${GOAL_RATE}/s`, open(T.bareFast, GOAL_RATE, plan.rateMs), 'bare');
+    const line = (label: string, m: Measured): string => {
+      const st = m.stalls!;
+      return `${label}: added p50 ${(m.result.latency.p50 - d.result.latency.p50).toFixed(3)} ms, p99 ${(m.result.latency.p99 - d.result.latency.p99).toFixed(3)} ms; `
+        + `${st.slow} over 2 ms (${st.duringGc} during GC: ${st.gc.minor} minor + ${st.gc.major} major pauses, ${st.gc.ms.toFixed(0)} ms, longest ${st.gc.maxMs.toFixed(1)} ms); CPU ${m.proxyCpuUsPerReq?.toFixed(0)} µs/req`;
+    };
+    const r = await measure(`tcp relay  @ ${GOAL_RATE}/s`, open(T.relayFast, GOAL_RATE, plan.rateMs), 'relay');
+    process.stdout.write(`round ${i + 1}: direct p99 ${d.result.latency.p99.toFixed(3)} ms\n  ${line('gateway', g)}\n${b === undefined ? '' : `  ${line('bare   ', b)}\n`}  ${line('relay  ', r)}\n`);
+  }
+  await loadgen.stop();
+  await gateway.stop();
+  await bare?.stop();
+  await relay?.stop();
+  await upstream.stop();
+  clearTimeout(watchdog);
+  process.exit(0);
+}
 
 const profileFiles = { rate: join(resultsDir, `gateway-${GOAL_RATE}.cpuprofile`), max: join(resultsDir, 'gateway-max.cpuprofile') };
 const fixed: { rate: number; direct: Measured; gateway: Measured; bare: Measured | undefined }[] = [];
@@ -481,7 +530,7 @@ const table = printTable(rows, notes, {
   machine: `${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length}, Node ${process.version}, ${pinned ? `pinned: upstream + generator on CPU 0, gateway on CPU ${CPU_GATEWAY}` : 'NOT pinned'}`,
   bare: plan.bare,
   footer: [
-    `gateway: compiled JS as \`fabric serve\` runs it (${RUNTIME_NODE_FLAGS.join(' ')}); auth on (${viaMasterKey ? 'master key' : 'virtual key with RPM and TPM limits and a monthly budget'}), routing via role chat-fast, metrics on, per-request log line to stdout = ${gatewayLog}${gatewayNodeFlags.length > 0 ? `; extra node flags: ${gatewayNodeFlags.join(' ')}` : ''}`,
+    `gateway: compiled JS as \`fabric serve\` runs it (${RUNTIME_NODE_FLAGS.join(' ')}); auth on (${viaMasterKey ? 'master key' : 'virtual key with RPM and TPM limits and a monthly budget'}), routing via role chat-fast, metrics on, per-request log line to stdout = ${gatewayLog}${gatewayNodeFlags.length > 0 ? `; extra node flags: ${gatewayNodeFlags.join(' ')}` : ''}${extraYaml.length > 0 ? `; config: ${extraYaml.join('; ')}` : ''}`,
     `upstream: ${upstreamKind === 'fixed' ? 'fixed-answer TCP server replaying the simulated vLLM answer' : 'simulated vLLM (src/sim)'} for non-streamed requests; simulated vLLM for streams`,
     `added = gateway − direct at the same rate; latency = send → last body byte, per request, open loop`,
     `generator lag p99 (send vs schedule): ${fixed.map((f) => `${f.rate}/s ${f.direct.result.lag.p99.toFixed(2)}/${f.gateway.result.lag.p99.toFixed(2)} ms`).join(', ')} (direct/gateway)`,
@@ -518,6 +567,7 @@ const json = {
   setup: {
     gatewayLog: `stdout → ${gatewayLog}`,
     gatewayNodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags],
+    gatewayYaml: extraYaml,
     auth: viaMasterKey ? 'master key' : 'virtual key (rpm, tpm, monthly budget)',
     route: `chat-fast → bench-fast (vllm) → ${upstreamKind === 'fixed' ? 'fixed-answer upstream' : 'simulated vLLM'}`,
     upstream: upstreamKind,
