@@ -1,6 +1,8 @@
 // The base every OpenAI-compatible server shares (vLLM, llama.cpp server, LM Studio, SGLang,
 // OpenAI itself). Responses are completed to the official schema: engines leave out fields
-// OpenAI always sends (vLLM omits message.refusal, sends prompt_tokens_details: null).
+// OpenAI always sends (vLLM before 0.10 omits message.refusal), and send null where the schema
+// has no null (vLLM serialises every field: prompt_tokens_details, and since 0.10
+// message.annotations, message.function_call, system_fingerprint).
 
 import { parseEngineError } from './errors.ts';
 import type { EngineKind } from '../config/types.ts';
@@ -39,7 +41,9 @@ function normalizeChat(j: JsonObject, ctx: NormalizeContext): JsonObject | undef
     if (m.role === undefined) m.role = 'assistant';
     if (m.content === undefined) m.content = null;
     if (m.refusal === undefined) m.refusal = null;
-    if (Array.isArray(m.tool_calls) && m.tool_calls.length === 0) m.tool_calls = undefined;
+    if (m.tool_calls === null || (Array.isArray(m.tool_calls) && m.tool_calls.length === 0)) m.tool_calls = undefined;
+    if (m.annotations === null) m.annotations = undefined;
+    if (m.function_call === null) m.function_call = undefined;
     if (c.logprobs === undefined) c.logprobs = null;
     if (typeof c.finish_reason !== 'string' || !CHAT_FINISH.has(c.finish_reason)) {
       c.finish_reason = Array.isArray(m.tool_calls) ? 'tool_calls' : c.finish_reason === 'abort' ? 'length' : 'stop';
@@ -90,6 +94,7 @@ function fillEnvelope(j: JsonObject, object: string, idPrefix: string, ctx: Norm
   j.object = object;
   if (typeof j.created !== 'number') j.created = ctx.created;
   if (typeof j.model !== 'string') j.model = ctx.model;
+  if (j.system_fingerprint === null) j.system_fingerprint = undefined;
 }
 
 export class OpenAICompatibleEngine implements EngineAdapter {

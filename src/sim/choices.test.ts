@@ -98,7 +98,7 @@ describe('n choices', () => {
   test('n below the range: vLLM and OpenAI refuse it in their own words', async () => {
     const v = await post(`${url('vllm')}/v1/chat/completions`, chat({ n: 0 }));
     assert.equal(v.status, 400);
-    assert.equal(at(await v.json(), 'message'), 'n must be at least 1, got 0.');
+    assert.equal(at(await v.json(), 'error', 'message'), 'n must be at least 1, got 0.');
     const o = await post(`${url('openai')}/v1/chat/completions`, chat({ n: 0 }));
     assert.equal(o.status, 400);
     const oj: unknown = await o.json();

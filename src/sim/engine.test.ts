@@ -28,8 +28,8 @@ test('at most maxConcurrency generate at once; the rest queue; past maxQueue is 
     const rejected = await post(url, body());
     assert.equal(rejected.status, 503);
     const err: unknown = await rejected.json();
-    assert.equal(at(err, 'object'), 'error');
-    assert.equal(at(err, 'code'), 503);
+    assert.equal(at(err, 'error', 'type'), 'ServiceUnavailableError');
+    assert.equal(at(err, 'error', 'code'), 503);
     const results = await Promise.all(pending);
     assert.deepEqual(results.map((r) => r.status), [200, 200, 200, 200]);
     await Promise.all(results.map((r) => r.text()));

@@ -30,7 +30,7 @@ describe('vllm', () => {
     const health = await fetch(`${chatUrl}/health`);
     assert.equal(health.status, 200);
     assert.equal(await health.text(), '');
-    assert.deepEqual(await (await fetch(`${chatUrl}/version`)).json(), { version: '0.8.5' });
+    assert.deepEqual(await (await fetch(`${chatUrl}/version`)).json(), { version: '0.11.0' });
     const models: unknown = await (await fetch(`${chatUrl}/v1/models`, { headers: auth })).json();
     assert.equal(at(models, 'object'), 'list');
     const card = at(models, 'data', 0);
@@ -42,21 +42,38 @@ describe('vllm', () => {
     assert.match(String(at(card, 'permission', 0, 'id')), /^modelperm-/);
   });
 
-  test('chat: no refusal, reasoning_content null, stop_reason, prompt_tokens_details null', async () => {
+  test('chat: every ChatMessage and ChatCompletionResponse field, serialised in full (model_dump)', async () => {
     const res = await post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'why' }] }, auth);
     assert.equal(res.headers.get('content-type'), 'application/json');
     const json: unknown = await res.json();
     assert.match(String(at(json, 'id')), /^chatcmpl-[0-9a-f]{32}$/);
     assert.equal(at(json, 'object'), 'chat.completion');
     assert.equal(at(json, 'model'), CHAT);
+    // vLLM 0.11 protocol.py: ChatCompletionResponse, ChatCompletionResponseChoice, ChatMessage.
+    assert.deepEqual(Object.keys(json as object), [
+      'id', 'object', 'created', 'model', 'choices', 'service_tier', 'system_fingerprint', 'usage',
+      'prompt_logprobs', 'prompt_token_ids', 'kv_transfer_params',
+    ]);
     const message = at(json, 'choices', 0, 'message') as Record<string, unknown>;
-    assert.deepEqual(message, { role: 'assistant', reasoning_content: null, content: replyTokens('why').join(''), tool_calls: [] });
-    assert.equal('refusal' in message, false);
+    assert.deepEqual(message, {
+      role: 'assistant', content: replyTokens('why').join(''), refusal: null, annotations: null, audio: null,
+      function_call: null, tool_calls: [], reasoning_content: null,
+    });
+    assert.deepEqual(Object.keys(message), ['role', 'content', 'refusal', 'annotations', 'audio', 'function_call', 'tool_calls', 'reasoning_content']);
+    assert.deepEqual(Object.keys(at(json, 'choices', 0) as object), ['index', 'message', 'logprobs', 'finish_reason', 'stop_reason', 'token_ids']);
     assert.equal(at(json, 'choices', 0, 'stop_reason'), null);
+    assert.equal(at(json, 'choices', 0, 'token_ids'), null);
     assert.deepEqual(at(json, 'usage'), {
       prompt_tokens: 8, total_tokens: 8 + replyTokens('why').length, completion_tokens: replyTokens('why').length, prompt_tokens_details: null,
     });
     assert.equal(at(json, 'prompt_logprobs'), null);
+    assert.equal(at(json, 'system_fingerprint'), null);
+    assert.equal(at(json, 'kv_transfer_params'), null);
+  });
+
+  test('completions: CompletionResponse serialised in full', async () => {
+    const json: unknown = await (await post(`${chatUrl}/v1/completions`, { model: CHAT, prompt: 'one', max_tokens: 2 }, auth)).json();
+    assert.deepEqual(Object.keys(json as object), ['id', 'object', 'created', 'model', 'choices', 'service_tier', 'system_fingerprint', 'usage', 'kv_transfer_params']);
   });
 
   test('the model field may be left out', async () => {
@@ -79,6 +96,29 @@ describe('vllm', () => {
     assert.equal(at(events[n], 'choices', 0, 'delta', 'content'), replyTokens('why')[n - 1]);
     assert.deepEqual(at(events[n + 1], 'choices'), []);
     assert.deepEqual(at(events[n + 1], 'usage'), { prompt_tokens: 8, total_tokens: 8 + n, completion_tokens: n });
+  });
+
+  test('stream_options: include_usage defaults to true; continuous_usage_stats puts usage on every chunk', async () => {
+    // protocol.py StreamOptions(include_usage=True, continuous_usage_stats=False); utils.py should_include_usage.
+    const n = replyTokens('why').length;
+    const dflt = parseSse(await (await post(`${chatUrl}/v1/chat/completions`, {
+      model: CHAT, messages: [{ role: 'user', content: 'why' }], stream: true, stream_options: {},
+    }, auth)).text());
+    assert.deepEqual(at(dflt.events.at(-1), 'usage'), { prompt_tokens: 8, total_tokens: 8 + n, completion_tokens: n });
+
+    const { events } = parseSse(await (await post(`${chatUrl}/v1/chat/completions`, {
+      model: CHAT, messages: [{ role: 'user', content: 'why' }], stream: true, stream_options: { include_usage: true, continuous_usage_stats: true },
+    }, auth)).text());
+    assert.equal(events.length, n + 2);
+    assert.deepEqual(at(events[0], 'usage'), { prompt_tokens: 8, total_tokens: 8, completion_tokens: 0 });
+    assert.deepEqual(at(events[1], 'usage'), { prompt_tokens: 8, total_tokens: 9, completion_tokens: 1 });
+    assert.deepEqual(at(events[n], 'usage'), { prompt_tokens: 8, total_tokens: 8 + n, completion_tokens: n });
+    assert.deepEqual(at(events[n + 1], 'choices'), []);
+
+    const notAsked = parseSse(await (await post(`${chatUrl}/v1/chat/completions`, {
+      model: CHAT, messages: [{ role: 'user', content: 'why' }], stream: true, stream_options: { include_usage: false, continuous_usage_stats: true },
+    }, auth)).text());
+    assert.equal(notAsked.events.some((e) => 'usage' in e), false);
   });
 
   test('completions: a prompt list gives one choice each; max_tokens defaults to 16', async () => {
@@ -111,35 +151,47 @@ describe('vllm', () => {
     assert.equal(at(ids, 'usage', 'prompt_tokens'), 4);
   });
 
-  test('errors in the flat vLLM shape', async () => {
+  test('errors in the nested {"error":{message,type,param,code}} shape of vLLM 0.10.1+', async () => {
     const missing = await post(`${chatUrl}/v1/chat/completions`, { model: 'nope', messages: [] }, auth);
     assert.equal(missing.status, 404);
-    assert.deepEqual(await missing.json(), { object: 'error', message: 'The model `nope` does not exist.', type: 'NotFoundError', param: null, code: 404 });
+    assert.deepEqual(await missing.json(), { error: { message: 'The model `nope` does not exist.', type: 'NotFoundError', param: null, code: 404 } });
 
     const chatOnEmbed = await post(`${embedUrl}/v1/chat/completions`, { model: EMBED, messages: [{ role: 'user', content: 'x' }] });
     assert.equal(chatOnEmbed.status, 400);
-    assert.equal(at(await chatOnEmbed.json(), 'message'), 'The model does not support Chat Completions API');
+    assert.equal(at(await chatOnEmbed.json(), 'error', 'message'), 'The model does not support Chat Completions API');
 
     const embedOnChat = await post(`${chatUrl}/v1/embeddings`, { model: CHAT, input: 'x' }, auth);
     assert.equal(embedOnChat.status, 400);
-    assert.equal(at(await embedOnChat.json(), 'message'), 'The model does not support Embeddings API');
-
-    const long = await post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'w '.repeat(200) }] }, auth);
-    assert.equal(long.status, 400);
-    const longJson: unknown = await long.json();
-    assert.equal(at(longJson, 'type'), 'BadRequestError');
-    assert.match(String(at(longJson, 'message')), /^This model's maximum context length is 100 tokens\. However, you requested 207 tokens/);
-
-    const tooMany = await post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'x' }], max_tokens: 99 }, auth);
-    assert.match(String(at(await tooMany.json(), 'message')), /\(8 in the messages, 99 in the completion\)/);
+    assert.equal(at(await embedOnChat.json(), 'error', 'message'), 'The model does not support Embeddings API');
 
     const bad = await post(`${chatUrl}/v1/chat/completions`, '{not json', auth);
     assert.equal(bad.status, 400);
-    assert.equal(at(await bad.json(), 'object'), 'error');
+    assert.equal(at(await bad.json(), 'error', 'code'), 400);
 
     const route = await fetch(`${chatUrl}/v1/nope`, { headers: auth });
     assert.equal(route.status, 404);
     assert.deepEqual(await route.json(), { detail: 'Not Found' });
+  });
+
+  test('context overflow: the v0.10+ _validate_input wording; the chat route appends " None"', async () => {
+    // serving_engine.py _validate_input; serving_chat.py create_chat_completion returns f"{e} {e.__cause__}".
+    const long = await post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'w '.repeat(200) }] }, auth);
+    assert.equal(long.status, 400);
+    assert.deepEqual(await long.json(), { error: {
+      message: "This model's maximum context length is 100 tokens. However, your request has 207 input tokens. Please reduce the length of the input messages. None",
+      type: 'BadRequestError', param: null, code: 400,
+    } });
+
+    const tooMany = await post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'x' }], max_tokens: 99 }, auth);
+    assert.equal(tooMany.status, 400);
+    assert.equal(at(await tooMany.json(), 'error', 'message'),
+      "'max_tokens' or 'max_completion_tokens' is too large: 99. This model's maximum context length is 100 tokens and your request has 8 input tokens (99 > 100 - 8). None");
+
+    // serving_completion.py passes str(e): no suffix. The default max_tokens of 16 counts.
+    const completion = await post(`${chatUrl}/v1/completions`, { model: CHAT, prompt: 'w '.repeat(90) }, auth);
+    assert.equal(completion.status, 400);
+    assert.equal(at(await completion.json(), 'error', 'message'),
+      "'max_tokens' or 'max_completion_tokens' is too large: 16. This model's maximum context length is 100 tokens and your request has 90 input tokens (16 > 100 - 90).");
   });
 
   test('the API key guards /v1 only, answering {"error":"Unauthorized"}', async () => {

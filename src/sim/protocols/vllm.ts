@@ -1,15 +1,16 @@
-// vLLM's OpenAI-compatible server as of the 0.8 line: flat `{"object":"error",…}` errors,
-// chat messages without `refusal`, `prompt_tokens_details: null`, `stop_reason` beside
-// `finish_reason`, and the `vllm:` Prometheus metrics.
+// vLLM's OpenAI-compatible server as of the 0.11 line: `{"error":{message,type,param,code}}`
+// errors (0.10.1+; 0.8/0.9 sent them flat with `"object":"error"`), the 0.10+ context-length
+// wording, non-streamed bodies serialised in full (`model_dump`), `stop_reason` beside
+// `finish_reason`, `stream_options` with continuous usage, and the `vllm:` Prometheus metrics.
 
-import { choiceText, hexId, infoRoute, isSimError, jsonReply, nowSeconds, servedModel, textReply } from '../protocol.ts';
+import { choiceText, hexId, infoRoute, isRecord, isSimError, jsonReply, nowSeconds, servedModel, textReply } from '../protocol.ts';
 import type { EngineView, InferenceRoute, Plan, ProtocolImpl, Reply, Route, ServedModel, SimError } from '../protocol.ts';
 import {
   chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
   parseEmbeddingsRequest, promptTextItems, sseStream, textPlan, wantsStream,
 } from './oai.ts';
 
-export const VLLM_VERSION = '0.8.5';
+export const VLLM_VERSION = '0.11.0';
 
 type Endpoint = 'chat' | 'completions' | 'embeddings';
 
@@ -22,18 +23,23 @@ const STATUS_TYPES: Record<number, string> = {
   503: 'ServiceUnavailableError',
 };
 
+/** protocol.py ErrorResponse(error=ErrorInfo(message, type, param, code)), since 0.10.1. */
 function vllmError(status: number, message: string, type = STATUS_TYPES[status] ?? 'InternalServerError'): Reply {
-  return jsonReply(status, { object: 'error', message, type, param: null, code: status });
+  return jsonReply(status, { error: { message, type, param: null, code: status } });
 }
 
+/**
+ * serving_engine.py `_validate_input` (0.10+). The chat route reports preprocessing errors as
+ * f"{e} {e.__cause__}" (serving_chat.py), hence the trailing " None"; completions pass str(e).
+ */
 function contextMessage(endpoint: Endpoint, ctx: number, prompt: number, max: number | undefined): string {
   if (endpoint === 'embeddings') {
     return `This model's maximum context length is ${ctx} tokens. However, you requested ${prompt} tokens in the input for embedding generation. Please reduce the length of the input.`;
   }
-  if (max !== undefined && prompt < ctx) {
-    return `This model's maximum context length is ${ctx} tokens. However, you requested ${prompt + max} tokens (${prompt} in the messages, ${max} in the completion). Please reduce the length of the messages or completion.`;
-  }
-  return `This model's maximum context length is ${ctx} tokens. However, you requested ${prompt} tokens in the messages, Please reduce the length of the messages.`;
+  const message = max !== undefined && prompt < ctx
+    ? `'max_tokens' or 'max_completion_tokens' is too large: ${max}. This model's maximum context length is ${ctx} tokens and your request has ${prompt} input tokens (${max} > ${ctx} - ${prompt}).`
+    : `This model's maximum context length is ${ctx} tokens. However, your request has ${prompt} input tokens. Please reduce the length of the input messages.`;
+  return endpoint === 'chat' ? `${message} None` : message;
 }
 
 function renderError(view: EngineView, endpoint: Endpoint, e: SimError): Reply {
@@ -70,6 +76,26 @@ function usage(p: Plan, details: boolean): Record<string, unknown> {
   return u;
 }
 
+/**
+ * protocol.py StreamOptions: include_usage defaults to true once stream_options is given;
+ * utils.py should_include_usage: continuous usage only alongside it.
+ */
+function streamUsage(body: unknown): { include: boolean; continuous: boolean } {
+  const so = isRecord(body) ? body.stream_options : undefined;
+  if (!isRecord(so)) return { include: false, continuous: false };
+  const include = so.include_usage === undefined || so.include_usage === true;
+  return { include, continuous: include && so.continuous_usage_stats === true };
+}
+
+/** The usage a chunk carries under continuous_usage_stats: the choice's tokens so far. */
+function runningUsage(p: Plan, completion: number): Record<string, number> {
+  return { prompt_tokens: p.promptTokens, total_tokens: p.promptTokens + completion, completion_tokens: completion };
+}
+
+function withRunningUsage(p: Plan, chunk: Record<string, unknown>, completion: number): Record<string, unknown> {
+  return p.extra.continuousUsage === true ? { ...chunk, usage: runningUsage(p, completion) } : chunk;
+}
+
 function checkContext(m: ServedModel, prompt: number, max: number | undefined): SimError | null {
   const ctx = m.contextWindow;
   if (prompt >= ctx || (max !== undefined && prompt + max > ctx)) return { kind: 'context-length', promptTokens: prompt, maxTokens: max, contextWindow: ctx };
@@ -90,11 +116,11 @@ function chatRoute(view: EngineView): InferenceRoute {
     id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model, choices,
   });
   const stream = sseStream({
-    open: (p, c) => chunk(p, [{ index: c.index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]),
+    open: (p, c) => withRunningUsage(p, chunk(p, [{ index: c.index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]), 0),
     // vLLM reports the finish reason on the chunk that carries the last token.
-    token: (p, c, i) => chunk(p, [i === c.tokens.length - 1
+    token: (p, c, i) => withRunningUsage(p, chunk(p, [i === c.tokens.length - 1
       ? { index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: c.finish, stop_reason: null }
-      : { index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: null }]),
+      : { index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: null }]), i + 1),
     usage: (p) => ({ ...chunk(p, []), usage: usage(p, false) }),
   });
   return {
@@ -111,19 +137,31 @@ function chatRoute(view: EngineView): InferenceRoute {
       const items = chatItems(r.text);
       const ctxErr = checkContext(m, largestPrompt(items), r.maxTokens);
       if (ctxErr) return ctxErr;
-      return textPlan({ model: m.name, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: r.maxTokens, n: r.n, idPrefix: 'chatcmpl-' });
+      const su = streamUsage(body);
+      return textPlan({
+        model: m.name, stream: r.stream, includeUsage: su.include, items, maxTokens: r.maxTokens, n: r.n, idPrefix: 'chatcmpl-',
+        extra: { continuousUsage: su.continuous },
+      });
     },
     error: (e) => renderError(view, 'chat', e),
     reply(p) {
+      // JSONResponse(content=response.model_dump()): every field, null or not, in declaration order.
       return jsonReply(200, {
         id: p.id, object: 'chat.completion', created: p.created, model: p.model,
         choices: p.choices.map((c) => ({
           index: c.index,
-          message: { role: 'assistant', reasoning_content: null, content: choiceText(c), tool_calls: [] },
-          logprobs: null, finish_reason: c.finish, stop_reason: null,
+          message: {
+            role: 'assistant', content: choiceText(c), refusal: null, annotations: null, audio: null, function_call: null,
+            tool_calls: [], reasoning_content: null,
+          },
+          logprobs: null, finish_reason: c.finish, stop_reason: null, token_ids: null,
         })),
+        service_tier: null,
+        system_fingerprint: null,
         usage: usage(p, true),
         prompt_logprobs: null,
+        prompt_token_ids: null,
+        kv_transfer_params: null,
       });
     },
     stream,
@@ -135,9 +173,9 @@ function completionsRoute(view: EngineView): InferenceRoute {
     id: p.id, object: 'text_completion', created: p.created, model: p.model, choices,
   });
   const stream = sseStream({
-    token: (p, c, i) => chunk(p, [{
+    token: (p, c, i) => withRunningUsage(p, chunk(p, [{
       index: c.index, text: c.tokens[i], logprobs: null, finish_reason: i === c.tokens.length - 1 ? c.finish : null, stop_reason: null,
-    }]),
+    }]), i + 1),
     usage: (p) => ({ ...chunk(p, []), usage: usage(p, false) }),
   });
   return {
@@ -156,7 +194,11 @@ function completionsRoute(view: EngineView): InferenceRoute {
       const items = promptTextItems(r.prompts);
       const ctxErr = checkContext(m, largestPrompt(items), max);
       if (ctxErr) return ctxErr;
-      return textPlan({ model: m.name, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: max, n: r.n, idPrefix: 'cmpl-' });
+      const su = streamUsage(body);
+      return textPlan({
+        model: m.name, stream: r.stream, includeUsage: su.include, items, maxTokens: max, n: r.n, idPrefix: 'cmpl-',
+        extra: { continuousUsage: su.continuous },
+      });
     },
     error: (e) => renderError(view, 'completions', e),
     reply(p) {
@@ -165,7 +207,10 @@ function completionsRoute(view: EngineView): InferenceRoute {
         choices: p.choices.map((c) => ({
           index: c.index, text: choiceText(c), logprobs: null, finish_reason: c.finish, stop_reason: null, prompt_logprobs: null,
         })),
+        service_tier: null,
+        system_fingerprint: null,
         usage: usage(p, true),
+        kv_transfer_params: null,
       });
     },
     stream,
