@@ -131,6 +131,19 @@ const scenarios: Record<string, Scenario> = {
       + frame(line({ model: 'mock', created_at: '2024-01-01T00:00:00Z', message: { role: 'assistant', content: '' }, done: true, done_reason: 'stop', prompt_eval_count: 3, eval_count: 1 })));
     setTimeout(() => { if (!s.destroyed) s.end(LAST_FRAME); }, 3000);
   },
+  // Ollama with tools: each call in its own line (the second without an id, as older versions send), then done.
+  'ollama-tools'(s) {
+    const line = (o: Record<string, unknown>): string => `${JSON.stringify({ model: 'mock', created_at: '2024-01-01T00:00:00Z', done: false, ...o })}\n`;
+    const call = (tc: Record<string, unknown>): string => line({ message: { role: 'assistant', content: '', tool_calls: [tc] } });
+    s.write(NDJSON_CHUNKED + frame(call({ id: 'call_ab12cd34', function: { index: 0, name: 'get_weather', arguments: { city: 'Paris' } } }))
+      + frame(call({ function: { index: 1, name: 'get_time', arguments: { tz: 'CET' } } }))
+      + frame(line({ message: { role: 'assistant', content: '' }, done: true, done_reason: 'stop', prompt_eval_count: 9, eval_count: 12 })) + LAST_FRAME);
+  },
+  // Ollama: a failure after the first tokens is one more NDJSON line under the 200 (docs/api/errors.mdx).
+  'ollama-mid-error'(s) {
+    const line = (c: string): string => `${JSON.stringify({ model: 'mock', created_at: '2024-01-01T00:00:00Z', message: { role: 'assistant', content: c }, done: false })}\n`;
+    s.write(NDJSON_CHUNKED + frame(line('Hel')) + frame('{"error":"an error was encountered while running the model"}\n') + LAST_FRAME);
+  },
   'ollama-six'(s) {
     const line = (c: string): string => `${JSON.stringify({ model: 'mock', created_at: '2024-01-01T00:00:00Z', message: { role: 'assistant', content: c }, done: false })}\n`;
     s.write(NDJSON_CHUNKED + ['a', 'b', 'c', 'd', 'e', 'f'].map((c) => frame(line(c))).join(''));
@@ -199,6 +212,8 @@ ${vllm('drip')}
   llamacpp: { engine: llamacpp, url: ${u('llamacpp')}, model: mock, max_retries: 0 }
   ollama-held: { engine: ollama, url: ${u('ollama-held', false)}, model: mock, max_retries: 0, timeouts: { idle: 300ms } }
   ollama-six: { engine: ollama, url: ${u('ollama-six', false)}, model: mock, max_retries: 0 }
+  ollama-tools: { engine: ollama, url: ${u('ollama-tools', false)}, model: mock, max_retries: 0 }
+  ollama-mid-error: { engine: ollama, url: ${u('ollama-mid-error', false)}, model: mock, max_retries: 0 }
 roles:
   r-good: { kind: chat, backends: [good] }
   r-bulk: { kind: chat, backends: [bulk] }
@@ -220,6 +235,8 @@ roles:
   r-mid-error: { kind: chat, backends: [mid-error] }
   r-drip: { kind: chat, backends: [drip] }
   r-ollama-six: { kind: chat, backends: [ollama-six] }
+  r-ollama-tools: { kind: chat, backends: [ollama-tools] }
+  r-ollama-mid-error: { kind: chat, backends: [ollama-mid-error] }
 `,
   });
 });
@@ -492,6 +509,35 @@ test('an engine error event mid-stream reaches the client as sent, and the strea
   const line = await waitForLog(f, from, (l) => l.msg === 'request' && l.model === 'r-mid-error');
   assert.match(String(line.stream_error), /EngineCore encountered an issue/);
   assert.equal(backend('mid-error').consecutiveFailures, 1);
+});
+
+test('Ollama\'s tool calls, streamed one per line, reach the client as two calls with their own index and id', async () => {
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('r-ollama-tools'), stream: true });
+  assert.equal(r.status, 200);
+  const events = dataEvents(r.text);
+  assert.equal(events.at(-1), '[DONE]');
+  const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
+  const calls = chunks.flatMap((c) => c.choices[0]?.delta?.tool_calls ?? []);
+  assert.deepEqual(calls.map((c: any) => [c.index, c.function.name, c.function.arguments]), [
+    [0, 'get_weather', '{"city":"Paris"}'], [1, 'get_time', '{"tz":"CET"}'],
+  ]);
+  assert.equal(calls[0].id, 'call_ab12cd34');
+  assert.notEqual(calls[1].id, calls[0].id);
+  assert.equal(chunks.findLast((c) => c.choices[0]?.finish_reason)?.choices[0].finish_reason, 'tool_calls');
+});
+
+test('an error line in the middle of an Ollama stream ends the client\'s stream with an error event and counts against the backend', async () => {
+  const from = f.logs.length;
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('r-ollama-mid-error'), stream: true });
+  assert.equal(r.status, 200);
+  const events = dataEvents(r.text);
+  assert.equal(JSON.parse(events[0]!).choices[0].delta.content, 'Hel');
+  const err = JSON.parse(events.at(-1)!);
+  assert.equal(err.error.code, 'stream_interrupted');
+  assert.match(err.error.message, /an error was encountered while running the model/);
+  const line = await waitForLog(f, from, (l) => l.msg === 'request' && l.model === 'r-ollama-mid-error');
+  assert.match(String(line.stream_error), /an error was encountered while running the model/);
+  assert.equal(backend('ollama-mid-error').consecutiveFailures, 1);
 });
 
 test('a client that leaves a stream after its first tokens: the tokens it got are recorded (estimated), and the backend is not blamed', async () => {

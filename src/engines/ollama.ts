@@ -41,11 +41,31 @@ function format(body: JsonObject): unknown {
   return undefined;
 }
 
-const DATA_URL = /^data:[^;,]+;base64,/;
+// Ollama's own OpenAI layer also takes a blank media type ("data:;base64,").
+const DATA_URL = /^data:[^;,]*;base64,/;
 
-function message(m: unknown, i: number): JsonObject {
+/**
+ * OpenAI roles Ollama's templates do not know: they render only system, user, assistant and
+ * tool messages and silently drop the rest, so a developer message's instructions would vanish.
+ */
+const ROLE_MAP = new Map([['developer', 'system'], ['function', 'tool']]);
+
+/** The function name of the assistant tool call `id` answers (the last one wins, as in Ollama's openai.go). */
+function toolNameFor(messages: unknown[], before: number, id: string): string | undefined {
+  for (let j = before - 1; j >= 0; j--) {
+    const m = messages[j];
+    if (!isObj(m) || !Array.isArray(m.tool_calls)) continue;
+    for (const tc of m.tool_calls) {
+      if (isObj(tc) && tc.id === id && isObj(tc.function) && typeof tc.function.name === 'string') return tc.function.name;
+    }
+  }
+  return undefined;
+}
+
+function message(m: unknown, i: number, all: unknown[]): JsonObject {
   if (!isObj(m)) throw new FabricError('invalid_request', `messages[${i}] must be an object`, { param: `messages[${i}]` });
-  const out: JsonObject = { role: m.role };
+  const role = typeof m.role === 'string' ? ROLE_MAP.get(m.role) ?? m.role : m.role;
+  const out: JsonObject = { role };
   if (typeof m.content === 'string' || m.content === null || m.content === undefined) {
     out.content = m.content ?? '';
   } else if (Array.isArray(m.content)) {
@@ -53,18 +73,24 @@ function message(m: unknown, i: number): JsonObject {
     const images: string[] = [];
     for (const part of m.content) {
       if (!isObj(part)) continue;
-      if (part.type === 'text' && typeof part.text === 'string') text.push(part.text);
-      else if (part.type === 'image_url') {
+      if (part.type === 'text') {
+        if (typeof part.text === 'string') text.push(part.text);
+      } else if (part.type === 'image_url') {
         const u = isObj(part.image_url) ? part.image_url.url : part.image_url;
         if (typeof u !== 'string' || !DATA_URL.test(u)) {
           throw new Unsupported(`messages[${i}]: Ollama backends take images only as data: URLs`, `messages[${i}].content`);
         }
-        images.push(u.replace(DATA_URL, ''));
+        images.push(u.slice(u.indexOf(',') + 1));
+      } else {
+        // Audio, files…: dropping them would answer a different question (Ollama's own layer refuses them too).
+        throw new Unsupported(`messages[${i}]: Ollama backends take only text and image_url content parts, not ${JSON.stringify(part.type)}`, `messages[${i}].content`);
       }
     }
     out.content = text.join('\n');
     if (images.length > 0) out.images = images;
   }
+  const reasoning = m.reasoning_content ?? m.reasoning;
+  if (typeof reasoning === 'string' && reasoning !== '') out.thinking = reasoning;
   if (Array.isArray(m.tool_calls)) {
     out.tool_calls = m.tool_calls.map((tc) => {
       const fn = isObj(tc) && isObj(tc.function) ? tc.function : {};
@@ -75,9 +101,25 @@ function message(m: unknown, i: number): JsonObject {
       return { function: { name: fn.name, arguments: args } };
     });
   }
-  if (typeof m.tool_call_id === 'string') out.tool_call_id = m.tool_call_id;
-  if (typeof m.name === 'string') out.tool_name = m.name;
+  if (role === 'tool') {
+    if (typeof m.tool_call_id === 'string') out.tool_call_id = m.tool_call_id;
+    // Templates name the tool a result came from by tool_name; OpenAI clients send only tool_call_id.
+    const name = typeof m.name === 'string' ? m.name : typeof m.tool_call_id === 'string' ? toolNameFor(all, i, m.tool_call_id) : undefined;
+    if (name !== undefined) out.tool_name = name;
+  }
   return out;
+}
+
+const EFFORTS = new Set(['high', 'medium', 'low', 'none']);
+
+/** reasoning_effort (or reasoning.effort) as Ollama's `think`, as Ollama's openai.go maps it. */
+function think(body: JsonObject): unknown {
+  const effort = isObj(body.reasoning) && body.reasoning.effort !== undefined ? body.reasoning.effort : body.reasoning_effort;
+  if (effort === undefined || effort === null) return undefined;
+  if (typeof effort !== 'string' || !EFFORTS.has(effort)) {
+    throw new Unsupported(`Ollama backends take reasoning_effort "high", "medium", "low" or "none", not ${JSON.stringify(effort)}`, 'reasoning_effort');
+  }
+  return effort === 'none' ? false : effort;
 }
 
 function usageOf(j: JsonObject): Usage {
@@ -86,12 +128,15 @@ function usageOf(j: JsonObject): Usage {
   return { prompt_tokens: p, completion_tokens: c, total_tokens: p + c };
 }
 
-function toolCalls(msg: JsonObject, requestId: string): JsonObject[] | undefined {
+/** Ollama's tool calls as OpenAI's; `first` numbers them on from the calls already sent in a stream. */
+function toolCalls(msg: JsonObject, requestId: string, first: number): JsonObject[] | undefined {
   if (!Array.isArray(msg.tool_calls) || msg.tool_calls.length === 0) return undefined;
   return msg.tool_calls.map((tc, i) => {
-    const fn = isObj(tc) && isObj(tc.function) ? tc.function : {};
+    const o = isObj(tc) ? tc : {};
+    const fn = isObj(o.function) ? o.function : {};
     return {
-      id: `call_${requestId}_${i}`,
+      // Recent Ollama gives each call its own id (call_xxxxxxxx); older versions send none.
+      id: typeof o.id === 'string' && o.id !== '' ? o.id : `call_${requestId}_${first + i}`,
       type: 'function',
       function: { name: String(fn.name ?? ''), arguments: typeof fn.arguments === 'string' ? fn.arguments : JSON.stringify(fn.arguments ?? {}) },
     };
@@ -132,8 +177,13 @@ export class OllamaEngine implements EngineAdapter {
     const f = format(body);
     if (f !== undefined) req.format = f;
     if (op === 'chat') {
-      req.messages = (body.messages as unknown[]).map(message);
+      const msgs = body.messages as unknown[];
+      const out: JsonObject[] = new Array(msgs.length);
+      for (let i = 0; i < msgs.length; i++) out[i] = message(msgs[i], i, msgs);
+      req.messages = out;
       if (Array.isArray(body.tools)) req.tools = body.tools;
+      const t = think(body);
+      if (t !== undefined) req.think = t;
       return { path: '/api/chat', body: JSON.stringify(req), injectedUsage: false };
     }
     let prompt = body.prompt;
@@ -163,8 +213,10 @@ export class OllamaEngine implements EngineAdapter {
     }
     if (op === 'chat') {
       if (!isObj(json.message)) return undefined;
-      const tc = toolCalls(json.message, ctx.requestId);
+      const tc = toolCalls(json.message, ctx.requestId, 0);
       const msg: JsonObject = { role: 'assistant', content: typeof json.message.content === 'string' ? json.message.content : null, refusal: null };
+      // A thinking model's reasoning, under the name vLLM and DeepSeek give it.
+      if (typeof json.message.thinking === 'string' && json.message.thinking !== '') msg.reasoning_content = json.message.thinking;
       if (tc !== undefined) msg.tool_calls = tc;
       return {
         id: 'chatcmpl-' + ctx.requestId,
@@ -197,7 +249,8 @@ export class OllamaEngine implements EngineAdapter {
     let first = true;
     let usage: Usage | undefined;
     let finished = false;
-    let sawTools = false;
+    /** Tool calls sent so far: Ollama sends each in its own line, and each needs its own index. */
+    let toolCount = 0;
     const event = (model: string, choice: JsonObject): string =>
       `data: ${JSON.stringify({ id, object, created: ctx.created, model, choices: [choice] })}\n\n`;
     return {
@@ -217,14 +270,15 @@ export class OllamaEngine implements EngineAdapter {
           const m = isObj(j.message) ? j.message : {};
           const delta: JsonObject = {};
           if (first) { delta.role = 'assistant'; first = false; }
+          if (typeof m.thinking === 'string' && m.thinking !== '') delta.reasoning_content = m.thinking;
           if (typeof m.content === 'string' && m.content !== '') delta.content = m.content;
-          const tc = toolCalls(m, ctx.requestId);
+          const tc = toolCalls(m, ctx.requestId, toolCount);
           if (tc !== undefined) {
-            sawTools = true;
-            delta.tool_calls = tc.map((t, index) => ({ index, ...t }));
+            delta.tool_calls = tc.map((t, i) => ({ index: toolCount + i, ...t }));
+            toolCount += tc.length;
           }
           if (Object.keys(delta).length > 0 || j.done !== true) out += event(model, { index: 0, delta, logprobs: null, finish_reason: null });
-          if (j.done === true) out += event(model, { index: 0, delta: {}, logprobs: null, finish_reason: finish(j, sawTools) });
+          if (j.done === true) out += event(model, { index: 0, delta: {}, logprobs: null, finish_reason: finish(j, toolCount > 0) });
         } else {
           if (typeof j.response === 'string' && (j.response !== '' || j.done !== true)) {
             out += event(model, { index: 0, text: j.response, logprobs: null, finish_reason: null });

@@ -1,0 +1,131 @@
+// The Ollama adapter against Ollama's own wire format (api/types.go, docs/api.md) and its own
+// OpenAI layer (openai/openai.go), which says how each field maps.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Unsupported } from '../core/attempt-error.ts';
+import { OllamaEngine } from './ollama.ts';
+import type { JsonObject } from './types.ts';
+
+const engine = new OllamaEngine();
+const ctx = { requestId: 'r1', model: 'role', created: 1 };
+const opts = { model: 'qwen3:8b', wantStreamUsage: false, clientWantsUsage: false };
+
+function prepared(body: JsonObject): JsonObject {
+  return JSON.parse(engine.prepare('chat', body, opts).body) as JsonObject;
+}
+
+/** The data events of an SSE string, parsed ([DONE] as the string). */
+function events(sse: string): any[] {
+  return sse.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => {
+    const d = e.slice(6);
+    return d === '[DONE]' ? d : JSON.parse(d);
+  });
+}
+
+const line = (message: JsonObject, extra: JsonObject = {}): string =>
+  JSON.stringify({ model: 'qwen3:8b', created_at: '2025-01-01T00:00:00Z', message: { role: 'assistant', content: '', ...message }, done: false, ...extra });
+
+test('Ollama streams each tool call in its own line: each keeps its own index and id (openai.go ToToolCalls)', () => {
+  const t = engine.streamTranslator('chat', ctx, false);
+  const out = [
+    t.line(line({ tool_calls: [{ id: 'call_ab12cd34', function: { index: 0, name: 'get_weather', arguments: { city: 'Paris' } } }] })),
+    t.line(line({ tool_calls: [{ function: { index: 1, name: 'get_time', arguments: { tz: 'CET' } } }] })),
+    t.line(line({}, { done: true, done_reason: 'stop', prompt_eval_count: 10, eval_count: 20 })),
+  ].join('');
+  const calls = events(out).flatMap((e) => (e === '[DONE]' ? [] : e.choices[0]?.delta?.tool_calls ?? []));
+  assert.equal(calls.length, 2);
+  assert.deepEqual(calls.map((c: any) => c.index), [0, 1], 'a client merges deltas by index: two calls must not share one');
+  assert.equal(calls[0].id, 'call_ab12cd34', 'Ollama\'s own id is kept');
+  assert.notEqual(calls[1].id, calls[0].id);
+  assert.deepEqual(calls.map((c: any) => JSON.parse(c.function.arguments)), [{ city: 'Paris' }, { tz: 'CET' }]);
+  const fin = events(out).filter((e) => e !== '[DONE]' && e.choices[0]?.finish_reason);
+  assert.equal(fin.at(-1).choices[0].finish_reason, 'tool_calls');
+});
+
+test('a tool call answer keeps Ollama\'s tool call id; arguments become a JSON string', () => {
+  const r = engine.normalize('chat', {
+    model: 'qwen3:8b', message: { role: 'assistant', content: '', tool_calls: [{ id: 'call_x1', function: { index: 0, name: 'f', arguments: { a: 1 } } }] },
+    done: true, done_reason: 'stop', prompt_eval_count: 3, eval_count: 4,
+  }, {}, ctx)!;
+  const choice = (r.choices as any[])[0];
+  assert.equal(choice.finish_reason, 'tool_calls');
+  assert.deepEqual(choice.message.tool_calls, [{ id: 'call_x1', type: 'function', function: { name: 'f', arguments: '{"a":1}' } }]);
+});
+
+test('message.thinking reaches the client as reasoning_content, answered and streamed (openai.go: Thinking -> reasoning)', () => {
+  const r = engine.normalize('chat', {
+    model: 'qwen3:8b', message: { role: 'assistant', content: '4', thinking: '2+2 is 4' }, done: true, done_reason: 'stop',
+  }, {}, ctx)!;
+  assert.equal((r.choices as any[])[0].message.reasoning_content, '2+2 is 4');
+  const t = engine.streamTranslator('chat', ctx, false);
+  const out = t.line(line({ thinking: 'hmm' })) + t.line(line({ content: '4' })) + t.line(line({}, { done: true, done_reason: 'stop' }));
+  const deltas = events(out).filter((e) => e !== '[DONE]').map((e) => e.choices[0].delta);
+  assert.equal(deltas[0].reasoning_content, 'hmm');
+  assert.equal(deltas[0].role, 'assistant');
+  assert.equal(deltas[1].content, '4');
+  assert.equal(deltas[1].reasoning_content, undefined);
+});
+
+test('reasoning_effort becomes Ollama\'s think; "none" turns thinking off; other values are refused (openai.go FromChatRequest)', () => {
+  const msgs = [{ role: 'user', content: 'hi' }];
+  assert.equal(prepared({ messages: msgs }).think, undefined);
+  assert.equal(prepared({ messages: msgs, reasoning_effort: 'high' }).think, 'high');
+  assert.equal(prepared({ messages: msgs, reasoning_effort: 'low' }).think, 'low');
+  assert.equal(prepared({ messages: msgs, reasoning_effort: 'none' }).think, false);
+  assert.throws(() => prepared({ messages: msgs, reasoning_effort: 'extreme' }), (e: unknown) => e instanceof Unsupported && e.param === 'reasoning_effort');
+});
+
+test('tool results carry tool_name, from `name` or else from the assistant call their tool_call_id answers; other roles get none', () => {
+  const req = prepared({
+    messages: [
+      { role: 'user', content: 'weather?', name: 'alice' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: '20C' },
+      { role: 'tool', tool_call_id: 'call_2', name: 'explicit', content: 'x' },
+    ],
+  });
+  const m = req.messages as any[];
+  assert.equal(m[0].tool_name, undefined, 'a user\'s name is not a tool name');
+  assert.deepEqual(m[1].tool_calls, [{ function: { name: 'get_weather', arguments: { city: 'Paris' } } }]);
+  assert.equal(m[2].tool_name, 'get_weather');
+  assert.equal(m[3].tool_name, 'explicit');
+});
+
+test('a developer message reaches Ollama as a system message (Ollama\'s templates know no developer role)', () => {
+  const m = prepared({ messages: [{ role: 'developer', content: 'be brief' }, { role: 'user', content: 'hi' }] }).messages as any[];
+  assert.equal(m[0].role, 'system');
+  assert.equal(m[0].content, 'be brief');
+});
+
+test('assistant reasoning in the history goes back as thinking (openai.go: Reasoning -> Thinking)', () => {
+  const m = prepared({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a', reasoning_content: 'because' }, { role: 'user', content: 'q2' }] }).messages as any[];
+  assert.equal(m[1].thinking, 'because');
+});
+
+test('images: data URLs with or without a media type become base64 images; other content parts are refused, not dropped', () => {
+  const m = prepared({
+    messages: [{ role: 'user', content: [{ type: 'text', text: 'what?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }, { type: 'image_url', image_url: { url: 'data:;base64,BBBB' } }] }],
+  }).messages as any[];
+  assert.deepEqual(m[0], { role: 'user', content: 'what?', images: ['AAAA', 'BBBB'] });
+  assert.throws(
+    () => prepared({ messages: [{ role: 'user', content: [{ type: 'text', text: 'hear' }, { type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }] }] }),
+    (e: unknown) => e instanceof Unsupported,
+  );
+});
+
+test('an error line in the middle of a stream fails it with Ollama\'s message', () => {
+  const t = engine.streamTranslator('chat', ctx, false);
+  assert.notEqual(t.line(line({ content: 'Hi' })), '');
+  assert.throws(() => t.line('{"error":"an error was encountered while running the model"}'), /an error was encountered while running the model/);
+});
+
+test('options: max_tokens/max_completion_tokens -> num_predict, stop string -> list, response_format -> format', () => {
+  const r = prepared({
+    messages: [{ role: 'user', content: 'hi' }], max_completion_tokens: 7, temperature: 0.2, top_p: 0.9, seed: 3,
+    frequency_penalty: 0.5, presence_penalty: 0.1, stop: 'END', response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' } } },
+  });
+  assert.deepEqual(r.options, { temperature: 0.2, top_p: 0.9, seed: 3, frequency_penalty: 0.5, presence_penalty: 0.1, num_predict: 7, stop: ['END'] });
+  assert.deepEqual(r.format, { type: 'object' });
+  assert.equal(prepared({ messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_object' } }).format, 'json');
+});
