@@ -129,3 +129,17 @@ test('options: max_tokens/max_completion_tokens -> num_predict, stop string -> l
   assert.deepEqual(r.format, { type: 'object' });
   assert.equal(prepared({ messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_object' } }).format, 'json');
 });
+
+test('tool call arguments in the history: JSON text becomes an object; text that is not JSON skips the backend rather than send {}', () => {
+  const call = (args: string): JsonObject => ({
+    model: 'm',
+    messages: [
+      { role: 'user', content: 'weather?' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'get_weather', arguments: args } }] },
+      { role: 'tool', tool_call_id: 'c1', content: 'sunny' },
+    ],
+  });
+  const ok = prepared(call('{"city":"Chiba"}'));
+  assert.deepEqual((ok.messages as any[])[1].tool_calls[0].function.arguments, { city: 'Chiba' });
+  assert.throws(() => prepared(call('{"city":')), (e: unknown) => e instanceof Unsupported && e.param === 'messages[1].tool_calls[0].function.arguments');
+});

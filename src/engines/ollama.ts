@@ -92,11 +92,17 @@ function message(m: unknown, i: number, all: unknown[]): JsonObject {
   const reasoning = m.reasoning_content ?? m.reasoning;
   if (typeof reasoning === 'string' && reasoning !== '') out.thinking = reasoning;
   if (Array.isArray(m.tool_calls)) {
-    out.tool_calls = m.tool_calls.map((tc) => {
+    out.tool_calls = m.tool_calls.map((tc, j) => {
       const fn = isObj(tc) && isObj(tc.function) ? tc.function : {};
       let args: unknown = fn.arguments;
       if (typeof args === 'string') {
-        try { args = JSON.parse(args); } catch { args = {}; }
+        // Ollama takes the arguments as an object: text that is not JSON cannot be sent as it
+        // was written (Ollama's own OpenAI layer answers 400 "invalid tool call arguments").
+        try {
+          args = JSON.parse(args);
+        } catch {
+          throw new Unsupported(`messages[${i}].tool_calls[${j}].function.arguments is not JSON, which Ollama backends need`, `messages[${i}].tool_calls[${j}].function.arguments`);
+        }
       }
       return { function: { name: fn.name, arguments: args } };
     });
