@@ -278,6 +278,25 @@ interface Stalls {
   /** of those, how many were in flight during a GC pause of the process under test */
   duringGc: number;
   gc: { pauses: number; ms: number; maxMs: number; minor: number; major: number };
+  /**
+   * Slow requests whose times overlap, taken together: one stall of the process (or of the
+   * machine) makes one episode of several requests; how many, how long, how far apart.
+   */
+  episodes: { count: number; medianMs: number; maxMs: number; medianGapMs: number };
+}
+
+function episodesOf(slow: [number, number][]): Stalls['episodes'] {
+  const s = [...slow].sort((a, b) => a[0] - b[0]);
+  const spans: [number, number][] = [];
+  for (const [a, b] of s) {
+    const last = spans[spans.length - 1];
+    if (last !== undefined && a <= last[1]) last[1] = Math.max(last[1], b);
+    else spans.push([a, b]);
+  }
+  const med = (xs: number[]): number => xs.length === 0 ? 0 : xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+  const lengths = spans.map(([a, b]) => b - a);
+  const gaps = spans.slice(1).map(([a], i) => a - spans[i]![1]);
+  return { count: spans.length, medianMs: med(lengths), maxMs: Math.max(0, ...lengths), medianGapMs: med(gaps) };
 }
 
 function stallsOf(slow: [number, number][], ok: number, pauses: GcPause[], fromMs: number, toMs: number): Stalls {
@@ -297,6 +316,7 @@ function stallsOf(slow: [number, number][], ok: number, pauses: GcPause[], fromM
       minor: inPhase.filter((p) => p.kind === 'minor').length,
       major: inPhase.filter((p) => p.kind === 'major').length,
     },
+    episodes: episodesOf(slow),
   };
 }
 
@@ -421,7 +441,8 @@ if (rateOnly !== undefined) {
     const line = (label: string, m: Measured): string => {
       const st = m.stalls!;
       return `${label}: added p50 ${(m.result.latency.p50 - d.result.latency.p50).toFixed(3)} ms, p99 ${(m.result.latency.p99 - d.result.latency.p99).toFixed(3)} ms; `
-        + `${st.slow} over 2 ms (${st.duringGc} during GC: ${st.gc.minor} minor + ${st.gc.major} major pauses, ${st.gc.ms.toFixed(0)} ms, longest ${st.gc.maxMs.toFixed(1)} ms); CPU ${m.proxyCpuUsPerReq?.toFixed(0)} µs/req`;
+        + `${st.slow} over 2 ms (${st.duringGc} during GC: ${st.gc.minor} minor + ${st.gc.major} major pauses, ${st.gc.ms.toFixed(0)} ms, longest ${st.gc.maxMs.toFixed(1)} ms); CPU ${m.proxyCpuUsPerReq?.toFixed(0)} µs/req\n`
+        + `           ${st.episodes.count} episodes of overlapping slow requests: median ${st.episodes.medianMs.toFixed(1)} ms long, longest ${st.episodes.maxMs.toFixed(1)} ms, median gap ${st.episodes.medianGapMs.toFixed(0)} ms`;
     };
     const r = await measure(`tcp relay  @ ${GOAL_RATE}/s`, open(T.relayFast, GOAL_RATE, plan.rateMs), 'relay');
     process.stdout.write(`round ${i + 1}: direct p99 ${d.result.latency.p99.toFixed(3)} ms\n  ${line('gateway', g)}\n${b === undefined ? '' : `  ${line('bare   ', b)}\n`}  ${line('relay  ', r)}\n`);

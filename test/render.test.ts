@@ -148,6 +148,19 @@ test('compose files carry secrets as ${NAME} references and the seeds\' launch p
   for (const f of [...files, ...lab]) assert.doesNotMatch(f.content, /sk-[A-Za-z0-9]{8}/);
 });
 
+test('a llama.cpp engine with a quantized KV cache gets `--flash-attn on` (a bare -fa takes the next option as its value)', () => {
+  const text = readFileSync(join(EXAMPLES, 'lab.fabric.yaml'), 'utf8').replace(
+    '    model: llama-cpp-native\n',
+    '    model: llama-cpp-native\n    serve: { model: /srv/models/qwen2.5-7b-q4_k_m.gguf, kv_cache_dtype: q8_0, max_model_len: 8192 }\n',
+  );
+  const files = render('lab.fabric.yaml', text);
+  const compose = parse(files.find((f) => f.path === 'nodes/lab/compose.yaml')!.content);
+  const cmd: string[] = Object.values(compose.services as Record<string, { command?: string[] }>).find((s) => s.command?.includes('--alias'))!.command!;
+  const fa = cmd.indexOf('--flash-attn');
+  assert.ok(fa >= 0, cmd.join(' '));
+  assert.deepEqual(cmd.slice(fa, fa + 6), ['--flash-attn', 'on', '-ctk', 'q8_0', '-ctv', 'q8_0']);
+});
+
 function systemdRoot(units: RenderedFile[]): string {
   // systemd-analyze verify checks that units load and that their commands exist. The hosts'
   // binaries (docker, podman, the installed gateway) are not on this machine, so a throwaway

@@ -69,7 +69,9 @@ export function llamacppLaunch(s: Served, where: 'host' | 'container'): EngineLa
   const args = ['-m', model, '--host', where === 'host' ? v.host : '0.0.0.0', '--port', String(v.port),
     '-c', String(v.maxModelLen ?? ASSUMPTIONS.llamacppDefaultContext), '-ngl', '999', '--alias', s.backend.model];
   if (v.maxNumSeqs !== undefined) args.push('--parallel', String(v.maxNumSeqs));
-  if (v.kvCacheDtype !== undefined && v.kvCacheDtype !== 'f16') args.push('--flash-attn', '-ctk', v.kvCacheDtype, '-ctv', v.kvCacheDtype);
+  // A quantized V cache needs flash attention; `-fa` takes a value since mid-2025 (on|off|auto),
+  // and a bare one would swallow the next option (the image tag follows llama.cpp's master).
+  if (v.kvCacheDtype !== undefined && v.kvCacheDtype !== 'f16') args.push('--flash-attn', 'on', '-ctk', v.kvCacheDtype, '-ctv', v.kvCacheDtype);
   args.push(...v.extraArgs);
   return { args, ...commonEnv(s) };
 }
