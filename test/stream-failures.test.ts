@@ -99,6 +99,11 @@ const scenarios: Record<string, Scenario> = {
     s.write(CHUNKED + frame(delta('Hel')));
     setTimeout(() => { if (!s.destroyed) s.write(frame(vllmError('EngineCore encountered an issue', 500, 'InternalServerError')) + frame(DONE) + LAST_FRAME); }, 10);
   },
+  // OpenAI when the account's credit is spent: a 429 that no wait will cure.
+  quota(s) {
+    const body = JSON.stringify({ error: { message: 'You exceeded your current quota, please check your plan and billing details.', type: 'insufficient_quota', param: null, code: 'insufficient_quota' } });
+    s.write(`HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  },
   // A chunk every 20 ms for two seconds (a client leaves in the middle).
   drip(s) {
     s.write(CHUNKED);
@@ -209,6 +214,7 @@ ${vllm('done-token-ok')}
 ${vllm('six')}
 ${vllm('mid-error')}
 ${vllm('drip')}
+  quota: { engine: openai-compatible, url: ${u('quota')}, model: mock, max_retries: 2 }
   llamacpp: { engine: llamacpp, url: ${u('llamacpp')}, model: mock, max_retries: 0 }
   ollama-held: { engine: ollama, url: ${u('ollama-held', false)}, model: mock, max_retries: 0, timeouts: { idle: 300ms } }
   ollama-six: { engine: ollama, url: ${u('ollama-six', false)}, model: mock, max_retries: 0 }
@@ -234,6 +240,8 @@ roles:
   r-six: { kind: chat, backends: [six] }
   r-mid-error: { kind: chat, backends: [mid-error] }
   r-drip: { kind: chat, backends: [drip] }
+  r-quota: { kind: chat, backends: [quota], fallbacks: [r-good] }
+  r-quota-alone: { kind: chat, backends: [quota] }
   r-ollama-six: { kind: chat, backends: [ollama-six] }
   r-ollama-tools: { kind: chat, backends: [ollama-tools] }
   r-ollama-mid-error: { kind: chat, backends: [ollama-mid-error] }
@@ -561,4 +569,18 @@ test('a client that leaves a stream after its first tokens: the tokens it got ar
   assert.equal(backend('drip').consecutiveFailures, 0);
   const metrics = await (await fetch(`${f.url}/metrics`)).text();
   assert.match(metrics, /^fabric_requests_total\{op="chat",role="r-drip",backend="drip",status="499"\} 1$/m);
+});
+
+test('a 429 for a spent quota (OpenAI insufficient_quota) is not retried, counts against the backend, and falls back; alone, it is the 429', async () => {
+  const before = seen.filter((x) => x.scenario === 'quota').length;
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('r-quota'), stream: true });
+  assert.equal(r.status, 200, r.text);
+  assert.match(r.text, /Hello/);
+  assert.equal(r.headers.get('x-fabric-backend'), 'good');
+  assert.equal(seen.filter((x) => x.scenario === 'quota').length - before, 1, 'one attempt, though max_retries is 2');
+  assert.equal(backend('quota').consecutiveFailures, 1, 'counted: enough of them cool the backend down');
+  const alone = await post(f.url, '/v1/chat/completions', chat('r-quota-alone'));
+  assert.equal(alone.status, 429);
+  assert.match(alone.json.error.message, /quota/);
+  assert.equal(seen.filter((x) => x.scenario === 'quota').length - before, 2);
 });

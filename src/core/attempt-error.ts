@@ -14,6 +14,11 @@ export class AttemptError extends Error {
   readonly failure: FailureClass;
   readonly status: number | undefined;
   readonly retryAfter: string | undefined;
+  /**
+   * A 429 that waiting will not cure: the account's quota or credit is spent (OpenAI's
+   * `insufficient_quota`). Not retried, and counted against the backend so that it cools down.
+   */
+  quotaSpent = false;
   constructor(failure: FailureClass, message: string, status?: number, retryAfter?: string) {
     super(message);
     this.failure = failure;
@@ -93,6 +98,11 @@ export function upstreamError(backend: BackendRuntime, status: number, headers: 
   // An empty body's message is the status alone: not "HTTP 503: HTTP 503".
   const msg = info.message === `HTTP ${status}` ? info.message : `HTTP ${status}: ${info.message}`;
   if (status === 429) {
+    if (info.code === 'insufficient_quota' || info.type === 'insufficient_quota') {
+      const e = new AttemptError('rate_limited', `${msg} (the account's quota is spent: not retried)`, status);
+      e.quotaSpent = true;
+      return e;
+    }
     const ra = headers['retry-after'];
     return new AttemptError('rate_limited', msg, status, typeof ra === 'string' ? ra : undefined);
   }

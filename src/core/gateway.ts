@@ -280,8 +280,8 @@ export class Gateway {
               // The role's other backends serve the same window; the next role may have a longer one.
               continue outer;
             }
-            if (f.failure !== 'rate_limited') backend.recordFailure(f.message, Date.now());
-            const retryable = f.failure === 'connect' || f.status === 429 || f.status === 503;
+            if (f.failure !== 'rate_limited' || f.quotaSpent) backend.recordFailure(f.message, Date.now());
+            const retryable = (f.failure === 'connect' || f.status === 429 || f.status === 503) && !f.quotaSpent;
             if (retryable && retry < backend.config.maxRetries && served.attempts < maxAttempts && backend.skipReason(Date.now()) === undefined) {
               await cancellableSleep(this.#backoff(retry, f.retryAfter), ctx.cancel);
               if (ctx.cancel.aborted) throw new ClientClosed(undefined, failures);
