@@ -1,10 +1,31 @@
 // The SQLite writer thread (sqlite-writer.ts): its own connection, the store's own methods,
 // each batch in one transaction.
 
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { SqliteStore } from './sqlite.ts';
 import { StoreError } from './types.ts';
 import type { WriterCall, WriterReply, WriterRequest } from './sqlite-writer.ts';
+
+/**
+ * This thread's nice value (Linux: a thread has its own). Its batches are background work:
+ * on a busy core, or a gateway given one core, the scheduler lets the event loop run first
+ * instead of making requests wait out a batch's time slice (CFS favours the thread that has
+ * run less, which is this one).
+ */
+const WRITER_NICE = 10;
+
+function lowerPriority(): void {
+  try {
+    // "<pid>/task/<tid>": setpriority(2) on a thread id sets that thread's nice value alone.
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, WRITER_NICE);
+  } catch {
+    // not Linux, or not allowed: the thread runs at the process's priority
+  }
+}
+lowerPriority();
 
 const port = parentPort!;
 const store = new SqliteStore((workerData as { path: string }).path, { rowsPerTransaction: Infinity });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteStore } from './sqlite.ts';
@@ -45,5 +45,22 @@ test('close() lets the calls already sent finish, then ends the thread; later ca
     assert.equal(await inserted, 2000);
     await assert.rejects(w.call({ op: 'insertUsage', records: [usage('req_late')] }), /closed/, 'no new thread once closed');
     assert.equal((await store.usageSummary({ by: 'backend' }))[0]?.requests, 2000);
+  });
+});
+
+test('the writer thread runs at a lower priority than the event loop (nice 10 on Linux)', { skip: process.platform !== 'linux' ? 'Linux: per-thread nice values' : false }, async () => {
+  /** This process's threads: name and nice value (/proc/self/task/<tid>/stat, field 19). */
+  const threads = (): { name: string; nice: number }[] => readdirSync('/proc/self/task').map((tid) => {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    const close = stat.lastIndexOf(')');
+    const fields = stat.slice(close + 2).split(' ');
+    return { name: stat.slice(stat.indexOf('(') + 1, close), nice: Number(fields[16]) };
+  });
+  await withWriter(async (w) => {
+    assert.equal(await w.call({ op: 'insertUsage', records: [usage('req_nice')] }), 1);
+    const workers = threads().filter((t) => t.name === 'WorkerThread');
+    assert.equal(workers.length, 1, JSON.stringify(threads()));
+    assert.equal(workers[0]!.nice, 10);
+    assert.equal(threads().find((t) => t.name !== 'WorkerThread')!.nice, 0, 'the main thread keeps its own');
   });
 });
