@@ -81,11 +81,17 @@ export function secretNames(config: FabricConfig): string[] {
   return names;
 }
 
-function masterKeyOf(config: FabricConfig, secrets: Secrets): MasterKey | undefined {
+/** Shorter than this, a master key is guessable in practice (LiteLLM's examples use sk-1234). */
+const MIN_MASTER_KEY = 32;
+
+function masterKeyOf(config: FabricConfig, secrets: Secrets, log?: Logger): MasterKey | undefined {
   const ref = config.gateway.masterKey;
   if (ref === undefined) return undefined;
   const v = secrets.get(ref.env);
   if (v === undefined) throw new Error(`master key ${ref.env} is not set`);
+  if (v.length < MIN_MASTER_KEY) {
+    log?.warn(`the master key (${ref.env}) is ${v.length} characters long: use at least ${MIN_MASTER_KEY} random ones (openssl rand -hex 32), as it opens every backend and the admin API`);
+  }
   return new MasterKey(v);
 }
 
@@ -96,7 +102,7 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
   let gateway = new Gateway(config, secrets, { wakeFor });
   const probe = opts.probe ?? true;
   const fleet = new FleetHealth(gateway, secrets, { log, probe });
-  const app: AppState = { gateway, masterKey: masterKeyOf(config, secrets), log, draining: false, startedAt: Date.now() };
+  const app: AppState = { gateway, masterKey: masterKeyOf(config, secrets, log), log, draining: false, startedAt: Date.now() };
   let accounting: Accounting | undefined;
   if (opts.accounting !== false) {
     const dataDir = opts.dataDir ?? dataDirOf(config);
@@ -149,7 +155,9 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
     fleet,
     reload(next: FabricConfig, nextSecrets: Secrets): void {
       const old = gateway;
-      const key = masterKeyOf(next, nextSecrets);
+      const key = masterKeyOf(next, nextSecrets, log);
+      // Keys the new config brings (a rotated backend key, a new master key) are scrubbed too.
+      log.addSecrets(nextSecrets.values(secretNames(next)));
       gateway = new Gateway(next, nextSecrets, { wakeFor });
       app.gateway = gateway;
       app.masterKey = key;

@@ -45,6 +45,19 @@ test('config check passes the examples', () => {
   }
 });
 
+test('serve that cannot open its store says so, with no password from the URL (userinfo or query)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fabric-cli-'));
+  const p = join(dir, 'pg.yaml');
+  writeFileSync(p, 'gateway:\n  port: 0\n  store: { url: env:DATABASE_URL }\nbackends:\n  a: { engine: vllm, url: http://127.0.0.1:1/v1, model: m }\nroles:\n  r: { kind: chat, backends: [a] }\n');
+  for (const url of ['postgresql://fabric@127.0.0.1:1/fabric?password=Hunter2-DBPASS&sslmode=disable', 'postgresql://fabric:Hunter2-DBPASS@127.0.0.1:1/fabric']) {
+    const r = fabric(['serve', '--config', p], { ...cleanEnv(), DATABASE_URL: url, FABRIC_DATA_DIR: dir });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /fabric serve: cannot start: .*127\.0\.0\.1:1/);
+    assert.doesNotMatch(r.stderr + r.stdout, /Hunter2-DBPASS/);
+    assert.doesNotMatch(r.stderr, /cannot listen/);
+  }
+});
+
 test('config check and serve report every error with file:line:col and key path, exit 1', () => {
   const dir = mkdtempSync(join(tmpdir(), 'fabric-cli-'));
   const p = join(dir, 'bad.yaml');

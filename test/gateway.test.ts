@@ -239,6 +239,9 @@ test('master key: required on /v1, wrong key is 401 in OpenAI shape', async () =
   assert.equal(models.status, 401);
   const live = await fetch(`${f.url}/health/live`);
   assert.equal(live.status, 200, 'liveness needs no key');
+  // This suite's key is 27 characters: the gateway said, at start, that it is too short.
+  const warned = f.logs.map((l) => JSON.parse(l)).find((r) => r.level === 'warn' && /master key/.test(r.msg));
+  assert.ok(warned !== undefined && /27 characters long/.test(warned.msg) && !warned.msg.includes(MASTER), JSON.stringify(warned));
 });
 
 test('bad requests: 400 naming the field, invalid JSON, unknown model 404 naming it', async () => {

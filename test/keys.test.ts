@@ -180,6 +180,12 @@ test('admin input is checked field by field; unknown roles and keys are refused'
   assert.match((await admin('/admin/keys', { name: 'x', roles: ['no-such-role'] })).json.error.message, /no-such-role/);
   assert.equal((await admin('/admin/keys', { name: 'x', rpm: 0 })).status, 400);
   assert.equal((await admin('/admin/keys', { name: 'x', budget: { amount: 5, period: 'fortnight' } })).status, 400);
+  // Names an object has by inheritance are no periods: a 400 naming the field, not a 500.
+  for (const period of ['constructor', 'toString', '__proto__']) {
+    const r = await admin('/admin/keys', { name: 'x', budget: { amount: 1, period } });
+    assert.equal(r.status, 400, `${period}: ${JSON.stringify(r.json)}`);
+    assert.equal(r.json.error.param, 'budget.period');
+  }
   assert.equal((await admin('/admin/keys', { name: 'x', color: 'red' })).json.error.param, 'color');
   assert.equal((await admin('/admin/keys/key_0000000000000000')).status, 404);
   const p = await admin('/admin/keys', { name: 'patchable', rpm: 5 });

@@ -31,7 +31,7 @@ const vllmError = (message: string, code: number, type = 'BadRequestError'): str
 
 // ---- the mock backend: the first path segment picks the scenario ----
 
-interface Req { path: string; body: Record<string, unknown>; conn: number }
+interface Req { path: string; body: Record<string, unknown>; conn: number; head: string }
 type Scenario = (s: Socket, req: Req) => void;
 
 /** What the mock saw: every request (with its connection number) and when connections closed. */
@@ -98,6 +98,12 @@ const scenarios: Record<string, Scenario> = {
   'mid-error'(s) {
     s.write(CHUNKED + frame(delta('Hel')));
     setTimeout(() => { if (!s.destroyed) s.write(frame(vllmError('EngineCore encountered an issue', 500, 'InternalServerError')) + frame(DONE) + LAST_FRAME); }, 10);
+  },
+  // A proxy that echoes the key it was sent in its 401 (as LiteLLM-style servers do).
+  'echo-key'(s, req) {
+    const auth = /\r\nauthorization: *([^\r]*)/i.exec(req.head)?.[1] ?? '';
+    const body = JSON.stringify({ error: { message: `Invalid API key provided: ${auth}; raw: ${auth.slice(7)}`, type: 'invalid_request_error', code: 'invalid_api_key' } });
+    s.write(`HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   },
   // OpenAI when the account's credit is spent: a 429 that no wait will cure.
   quota(s) {
@@ -177,11 +183,12 @@ function serve(s: Socket, conn: number): void {
       const path = head.slice(head.indexOf(' ') + 1, head.indexOf(' HTTP/'));
       const name = path.split('/')[1]!;
       seen.push({ scenario: name, conn });
-      scenarios[name]!(s, { path, body, conn });
+      scenarios[name]!(s, { path, body, conn, head });
     }
   });
 }
 
+const ECHO_KEY = 'echo-backend-key-5f2c9a71e0';
 let mock: Server;
 let f: Fabric;
 
@@ -193,6 +200,7 @@ before(async () => {
   const u = (name: string, v1 = true): string => `http://127.0.0.1:${port}/${name}${v1 ? '/v1' : ''}`;
   const vllm = (name: string, timeouts = ''): string => `  ${name}: { engine: vllm, url: ${u(name)}, model: mock, max_retries: 0${timeouts === '' ? '' : `, timeouts: { ${timeouts} }`} }`;
   f = await startFabric({
+    env: { ECHO_BACKEND_KEY: ECHO_KEY },
     engines: [],
     yaml: () => `
 gateway:
@@ -215,6 +223,7 @@ ${vllm('six')}
 ${vllm('mid-error')}
 ${vllm('drip')}
   quota: { engine: openai-compatible, url: ${u('quota')}, model: mock, max_retries: 2 }
+  echo-key: { engine: openai-compatible, url: ${u('echo-key')}, model: mock, api_key: env:ECHO_BACKEND_KEY, max_retries: 0 }
   llamacpp: { engine: llamacpp, url: ${u('llamacpp')}, model: mock, max_retries: 0 }
   ollama-held: { engine: ollama, url: ${u('ollama-held', false)}, model: mock, max_retries: 0, timeouts: { idle: 300ms } }
   ollama-six: { engine: ollama, url: ${u('ollama-six', false)}, model: mock, max_retries: 0 }
@@ -242,6 +251,7 @@ roles:
   r-drip: { kind: chat, backends: [drip] }
   r-quota: { kind: chat, backends: [quota], fallbacks: [r-good] }
   r-quota-alone: { kind: chat, backends: [quota] }
+  r-echo-key: { kind: chat, backends: [echo-key] }
   r-ollama-six: { kind: chat, backends: [ollama-six] }
   r-ollama-tools: { kind: chat, backends: [ollama-tools] }
   r-ollama-mid-error: { kind: chat, backends: [ollama-mid-error] }
@@ -583,4 +593,17 @@ test('a 429 for a spent quota (OpenAI insufficient_quota) is not retried, counts
   assert.equal(alone.status, 429);
   assert.match(alone.json.error.message, /quota/);
   assert.equal(seen.filter((x) => x.scenario === 'quota').length - before, 2);
+});
+
+test('a backend that echoes its key in an error: the key reaches neither the client, nor /health, nor the log', async () => {
+  const from = f.logs.length;
+  const r = await post(f.url, '/v1/chat/completions', chat('r-echo-key'));
+  assert.equal(r.status, 503, r.text);
+  assert.match(r.text, /Invalid API key provided: Bearer \[redacted\]; raw: \[redacted\]/);
+  assert.ok(!r.text.includes(ECHO_KEY), r.text);
+  const health = await (await fetch(`${f.url}/health`)).text();
+  assert.match(health, /echo-key/);
+  assert.ok(!health.includes(ECHO_KEY));
+  await waitForLog(f, from, (l) => l.msg === 'request' && l.model === 'r-echo-key');
+  assert.ok(!f.logs.slice(from).join('\n').includes(ECHO_KEY));
 });

@@ -6,29 +6,20 @@
 
 import type { RequestLogConfig } from '../config/types.ts';
 import type { StreamSink, Served } from '../core/gateway.ts';
-
-const BUILTIN: readonly RegExp[] = [
-  /\bsk-[A-Za-z0-9_-]{12,}/g,
-  /\bBearer\s+[A-Za-z0-9._~+/=-]{8,}/gi,
-  /("(?:api[_-]?key|apikey|password|passwd|secret|token|access_token|refresh_token|authorization)"\s*:\s*")(?:[^"\\]|\\.)*(")/gi,
-];
+import { KEY_PATTERNS, redact } from '../core/redact.ts';
 
 export class Redactor {
   readonly #patterns: RegExp[];
   readonly #max: number;
 
   constructor(cfg: RequestLogConfig) {
-    this.#patterns = [...BUILTIN, ...cfg.redact.map((p) => new RegExp(p, 'g'))];
+    this.#patterns = [...KEY_PATTERNS, ...cfg.redact.map((p) => new RegExp(p, 'g'))];
     this.#max = cfg.maxBodyBytes;
   }
 
   apply(text: string): string {
-    let s = text.length > this.#max ? `${text.slice(0, this.#max)}…[${text.length - this.#max} more characters cut]` : text;
-    for (const re of this.#patterns) {
-      re.lastIndex = 0;
-      s = s.replace(re, (m: string, open?: string, close?: string) => (typeof open === 'string' && typeof close === 'string' && m.startsWith(open) ? `${open}[redacted]${close}` : '[redacted]'));
-    }
-    return s;
+    const s = text.length > this.#max ? `${text.slice(0, this.#max)}…[${text.length - this.#max} more characters cut]` : text;
+    return redact(s, [], this.#patterns);
   }
 }
 

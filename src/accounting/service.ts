@@ -207,7 +207,7 @@ export class Accounting {
       }
       init.keyScope = keyScope;
     }
-    const roleLimit = key.roleLimits[route.name];
+    const roleLimit = Object.hasOwn(key.roleLimits, route.name) ? key.roleLimits[route.name] : undefined;
     if (key.rpm === undefined && key.tpm === undefined && roleLimit?.rpm === undefined && roleLimit?.tpm === undefined) return new RequestAccount(this, init);
     const takes: BucketTake[] = [];
     const tpm: TpmHold[] = [];

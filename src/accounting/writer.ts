@@ -129,7 +129,7 @@ export class UsageWriter {
   async start(): Promise<void> {
     const dir = this.#o.spoolDir;
     if (dir !== undefined) {
-      mkdirSync(dir, { recursive: true });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
       for (const f of readdirSync(dir)) {
         const m = SEGMENT.exec(f);
         // Our own pid here is a previous process's that had it: this one has spooled nothing yet.

@@ -8,6 +8,7 @@ import { ConfigError, formatIssue } from '../config/issues.ts';
 import { Secrets } from '../config/env-file.ts';
 import type { FabricConfig } from '../config/types.ts';
 import { createLogger, type Logger } from '../core/log.ts';
+import { redact } from '../core/redact.ts';
 import { startGateway, secretNames, type RunningGateway } from '../main.ts';
 import { discoverLocal, fabricFromDiscovery } from '../discovery/local.ts';
 import { isWorker, parseWorkers, runPrimary } from './workers.ts';
@@ -119,7 +120,11 @@ export async function runServe(argv: string[]): Promise<number> {
     running = await startGateway(config, secrets, { host: values.host, port, log });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    process.stderr.write(`fabric serve: cannot listen on ${values.host ?? config.gateway.host}:${port ?? config.gateway.port}: ${err.code ?? err.message}\n`);
+    // A port that cannot be had says so; anything else (the store, Redis) says what it was.
+    const why = err.syscall === 'listen' || err.code === 'EADDRINUSE' || err.code === 'EACCES'
+      ? `cannot listen on ${values.host ?? config.gateway.host}:${port ?? config.gateway.port}: ${err.code ?? err.message}`
+      : `cannot start: ${err.message}`;
+    process.stderr.write(`fabric serve: ${redact(why, secrets.values(secretNames(config)))}\n`);
     await cleanup?.();
     return 1;
   }

@@ -4,6 +4,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { BackendRuntime } from './backend.ts';
 import type { FailureClass } from './errors.ts';
+import { redact } from './redact.ts';
 
 /** The code of an answer that breaks HTTP/1.1 (a bad status line, header, length or chunk): the backend's fault, not the connection's. */
 export const BAD_RESPONSE = 'FABRIC_BAD_RESPONSE';
@@ -89,12 +90,18 @@ export function transportError(backend: BackendRuntime, e: unknown, timedOut: st
   return new AttemptError('connect', networkErrorText(code) ?? `request failed: ${code ?? message ?? 'unknown error'}`);
 }
 
-/** A non-2xx answer, classified with the engine's own error format. */
+/**
+ * A non-2xx answer, classified with the engine's own error format. Its text reaches the client
+ * (the 502/503 names what each backend said), /health and the logs: the backend's own key,
+ * which some servers echo ("Invalid API key provided: Bearer sk-…"), and anything that reads
+ * as a key are taken out first, before the message is cut to length.
+ */
 export function upstreamError(backend: BackendRuntime, status: number, headers: IncomingHttpHeaders, text: string): AttemptError {
   if (status >= 300 && status < 400) {
     return new AttemptError('malformed', `answered with a redirect (${status}), which the gateway does not follow`, status);
   }
-  const info = backend.engine.parseError(status, text);
+  const auth = backend.authorization;
+  const info = backend.engine.parseError(status, redact(text, auth === undefined ? [] : [auth.slice('Bearer '.length)]));
   // An empty body's message is the status alone: not "HTTP 503: HTTP 503".
   const msg = info.message === `HTTP ${status}` ? info.message : `HTTP ${status}: ${info.message}`;
   if (status === 429) {

@@ -48,3 +48,28 @@ process.exit(3);`;
   assert.equal(r.status, 3, r.stderr);
   assert.match(r.stdout, /"msg":"last words"/);
 });
+
+test('secrets with quotes or backslashes are scrubbed as JSON writes them; secrets added later (a reload) are scrubbed from then on', () => {
+  const out: string[] = [];
+  const log = createLogger({ write: (s) => out.push(s), secrets: ['abc"def\\ghi-secret'] });
+  log.info('upstream', { message: 'HTTP 401: bad key abc"def\\ghi-secret' });
+  log.info('upstream', { message: 'HTTP 401: bad key sk-rotated-123456' });
+  log.addSecrets(['sk-rotated-123456']);
+  log.info('upstream', { message: 'HTTP 401: bad key sk-rotated-123456 / abc"def\\ghi-secret' });
+  log.flush();
+  const recs = out.join('').trimEnd().split('\n').map((l) => JSON.parse(l));
+  assert.equal(recs[0].message, 'HTTP 401: bad key [redacted]');
+  assert.equal(recs[1].message, 'HTTP 401: bad key sk-rotated-123456', 'not known yet');
+  assert.equal(recs[2].message, 'HTTP 401: bad key [redacted] / [redacted]');
+});
+
+test('plain (terminal) lines quote values with control characters: a client-chosen value cannot forge a line or drive the terminal', () => {
+  const out: string[] = [];
+  const log = createLogger({ write: (s) => out.push(s), pretty: true });
+  log.info('request', { model: 'x\n14:04:19.158 INFO  request id=req_forged status=200\x1b]0;pwned\x07', status: 404 });
+  log.flush();
+  const text = out.join('');
+  assert.equal(text.split('\n').length, 2, 'one line and its end');
+  assert.doesNotMatch(text, /\x1b/);
+  assert.match(text, /model="x\\n14:04:19\.158 INFO {2}request id=req_forged status=200\\u001b\]0;pwned\\u0007" status=404\n$/);
+});

@@ -11,6 +11,8 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
   debug(msg: string, fields?: Record<string, unknown>): void;
   flush(): void;
+  /** More values to scrub from now on (a reload's new keys); those known already stay. */
+  addSecrets(values: readonly string[]): void;
 }
 
 export interface LoggerOptions {
@@ -25,6 +27,9 @@ export interface LoggerOptions {
    */
   maxBatchBytes?: number;
 }
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x1f\x7f]/;
 
 /** Longest a log line waits to be written with others. */
 const FLUSH_MS = 20;
@@ -45,7 +50,18 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   const min = RANK[opts.level ?? 'info'];
   const pretty = opts.pretty ?? false;
   const write = opts.write ?? ((s: string) => process.stdout.write(s));
-  const secrets = (opts.secrets ?? []).filter((s) => s.length >= 4);
+  // Each secret as written and as JSON escapes it (a `"` or `\` in a password), since lines
+  // are scrubbed once encoded.
+  const secrets: string[] = [];
+  const addSecrets = (values: readonly string[]): void => {
+    for (const v of values) {
+      if (v.length < 4) continue;
+      for (const form of [v, JSON.stringify(v).slice(1, -1)]) if (!secrets.includes(form)) secrets.push(form);
+    }
+    // Longest first: a secret that contains another is replaced whole.
+    secrets.sort((a, b) => b.length - a.length);
+  };
+  addSecrets(opts.secrets ?? []);
   const maxBatch = opts.maxBatchBytes ?? 64 * 1024;
   let buffer = '';
   let scheduled = false;
@@ -76,10 +92,12 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     if (RANK[level] < min) return;
     let line: string;
     if (pretty) {
+      // A value with a control character is quoted: a line break or a terminal escape in a
+      // client-chosen value (a model name) must not forge a line or drive the terminal.
       const kv = fields === undefined ? '' : Object.entries(fields)
         .filter(([, v]) => v !== undefined)
-        .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
-      line = `${iso().slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${msg}${kv === '' ? '' : '  ' + kv}\n`;
+        .map(([k, v]) => `${k}=${typeof v === 'string' && !CONTROL.test(v) ? v : JSON.stringify(v)}`).join(' ');
+      line = `${iso().slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${CONTROL.test(msg) ? JSON.stringify(msg) : msg}${kv === '' ? '' : '  ' + kv}\n`;
     } else {
       // The envelope by hand and the fields by one stringify: no object spread per line.
       const rest = fields === undefined ? '}' : JSON.stringify(fields);
@@ -104,9 +122,10 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     error: (m, f) => log('error', m, f),
     debug: (m, f) => log('debug', m, f),
     flush,
+    addSecrets,
   };
 }
 
 export const silentLogger: Logger = {
-  log: () => {}, info: () => {}, warn: () => {}, error: () => {}, debug: () => {}, flush: () => {},
+  log: () => {}, info: () => {}, warn: () => {}, error: () => {}, debug: () => {}, flush: () => {}, addSecrets: () => {},
 };

@@ -23,15 +23,18 @@ function limit(v: unknown, param: string): number | undefined {
   return v;
 }
 
+/** A Map, not an object: a client's "constructor" or "__proto__" must find nothing. */
+const PERIOD_ALIASES = new Map<string, BudgetPeriod>([
+  ['daily', 'day'], ['1d', 'day'], ['24h', 'day'], ['weekly', 'week'], ['7d', 'week'], ['1w', 'week'],
+  ['monthly', 'month'], ['30d', 'month'], ['1mo', 'month'], ['31d', 'month'],
+]);
+
 /** LiteLLM budget durations ("30d", "1mo", "7d", "24h") map to the calendar periods budgets use. */
 function period(v: unknown, param: string): BudgetPeriod {
   if (typeof v !== 'string') throw bad(param, `must be one of ${BUDGET_PERIODS.join(', ')}`);
   const s = v.trim().toLowerCase();
   if ((BUDGET_PERIODS as readonly string[]).includes(s)) return s as BudgetPeriod;
-  const aliases: Record<string, BudgetPeriod> = {
-    daily: 'day', '1d': 'day', '24h': 'day', weekly: 'week', '7d': 'week', '1w': 'week', monthly: 'month', '30d': 'month', '1mo': 'month', '31d': 'month',
-  };
-  const p = aliases[s];
+  const p = PERIOD_ALIASES.get(s);
   if (p === undefined) throw bad(param, `must be one of ${BUDGET_PERIODS.join(', ')} (or 1d, 7d, 30d), got ${JSON.stringify(v)}`);
   return p;
 }
@@ -96,7 +99,8 @@ export function parseKeyInput(body: unknown, mode: 'create' | 'update', now: num
   if (tpm !== undefined) out.tpm = limit(tpm, 'tpm');
   if (b.role_limits !== undefined) {
     if (typeof b.role_limits !== 'object' || b.role_limits === null || Array.isArray(b.role_limits)) throw bad('role_limits', 'must be { ROLE: { rpm, tpm } }');
-    const rl: Record<string, RateLimit> = {};
+    // No prototype: a role named "__proto__" is a key like any other.
+    const rl: Record<string, RateLimit> = Object.create(null) as Record<string, RateLimit>;
     for (const [role, v] of Object.entries(b.role_limits as Obj)) {
       if (typeof v !== 'object' || v === null) throw bad(`role_limits.${role}`, 'must be { rpm, tpm }');
       const lv = v as Obj;

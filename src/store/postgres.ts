@@ -21,11 +21,15 @@ const CHANNEL = 'fabric_keys';
 // BIGINT columns hold unix milliseconds: well inside a double's exact range.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v: string) => Number(v));
 
-/** The URL without its password, for logs and messages. */
+/** Query parameters of a connection URL that hold secrets (pg-connection-string reads them). */
+const SECRET_PARAMS = ['password', 'sslpassword', 'sslkey', 'sslcert', 'sslrootcert'];
+
+/** The URL without its password (in the userinfo or the query), for logs and messages. */
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password !== '') u.password = '***';
+    for (const p of SECRET_PARAMS) if (u.searchParams.has(p)) u.searchParams.set(p, '***');
     return u.href;
   } catch {
     return '(unparseable database URL)';

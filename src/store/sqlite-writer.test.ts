@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteStore } from './sqlite.ts';
@@ -63,4 +63,21 @@ test('the writer thread runs at a lower priority than the event loop (nice 10 on
     assert.equal(workers[0]!.nice, 10);
     assert.equal(threads().find((t) => t.name !== 'WorkerThread')!.nice, 0, 'the main thread keeps its own');
   });
+});
+
+test('the database, its WAL and SHM files are the owner\'s only (0600), in a directory created 0700', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'fabric-perm-'));
+  const path = join(root, 'data', 'fabric.db');
+  const store = new SqliteStore(path, { writerThread: true });
+  try {
+    await store.migrate();
+    assert.equal(await store.insertUsage([usage('req_perm')]), 1);
+    for (const f of ['fabric.db', 'fabric.db-wal', 'fabric.db-shm']) {
+      assert.equal(statSync(join(root, 'data', f)).mode & 0o777, 0o600, f);
+    }
+    assert.equal(statSync(join(root, 'data')).mode & 0o777, 0o700);
+  } finally {
+    await store.close();
+    rmSync(root, { recursive: true, force: true });
+  }
 });

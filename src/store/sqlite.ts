@@ -4,7 +4,7 @@
 // usage writes once a second, key reloads when the keys version changes), and its bulk writes
 // go to a thread of their own (`writerThread`, sqlite-writer.ts).
 
-import { mkdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './migrations.ts';
@@ -51,7 +51,12 @@ export class SqliteStore implements Store {
     this.where = path;
     this.#writer = opts.writerThread === true && path !== ':memory:' ? new SqliteWriter(path) : undefined;
     this.#txRows = opts.rowsPerTransaction ?? USAGE_ROWS;
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    if (path !== ':memory:') {
+      // Keys' metadata, usage and (with request_log) prompts: the owner's only. SQLite gives the
+      // -wal and -shm files the database file's mode, so creating it 0600 covers all three.
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
+    }
     try {
       this.#db = new DatabaseSync(path);
       // WAL: readers (the CLI) never block the gateway's writer; NORMAL sync is durable
