@@ -441,6 +441,10 @@ test('503 when no backend can serve, listing each attempt and why', async () => 
   assert.match(r.json.error.message, /cloud-strong \(openai\/strong\): HTTP 500/);
   assert.deepEqual(r.json.error.attempts.map((a: { backend: string }) => a.backend), ['armitage-qwen', 'armitage-qwen', 'wintermute-llama', 'wintermute-llama', 'cloud-strong']);
   assert.equal(r.headers.get('retry-after'), '1', 'none is cooling down: worth trying again at once');
+  // Named as the client named it (an alias), not by the physical model an attempt was sent.
+  const alias = await post(f.url, '/v1/chat/completions', chat('local/chat'), auth);
+  assert.equal(alias.status, 503);
+  assert.match(alias.json.error.message, /^no backend could serve `local\/chat`/);
 });
 
 test('429 from the only backend is passed through with Retry-After', async () => {
@@ -641,6 +645,17 @@ test('glob patterns pass the model name through; physical ids and backend aliase
   assert.equal(p.status, 200);
   assert.equal(p.headers.get('x-fabric-backend'), 'meta-vllm');
   assert.equal(lastBody('meta').model, 'meta-llama/Llama-3.1-8B-Instruct', 'the name passes through, not the backend\'s configured model');
+  // A name the pattern matches but no backend serves: the client's 404, and no backend's failure
+  // (three of them once took meta-vllm out for everyone).
+  for (let i = 0; i < 4; i++) {
+    const nope = await post(f.url, '/v1/chat/completions', chat('meta-llama/Nope-1B'), auth);
+    assert.equal(nope.status, 404, JSON.stringify(nope.json));
+    assert.equal(nope.json.error.code, 'model_not_found');
+    assert.equal(nope.json.error.param, 'model');
+    assert.match(nope.json.error.message, /meta-llama\/Nope-1B/);
+  }
+  assert.equal(f.gw.app.gateway.backends.get('meta-vllm')!.consecutiveFailures, 0);
+  assert.equal((await post(f.url, '/v1/chat/completions', chat('meta-llama/Llama-3.1-8B-Instruct'), auth)).status, 200);
   const phys = await post(f.url, '/v1/chat/completions', chat('casperhansen/llama-3-8b-instruct-awq'), auth);
   assert.equal(phys.status, 200);
   assert.equal(phys.headers.get('x-fabric-backend'), 'wintermute-llama');

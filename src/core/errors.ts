@@ -44,6 +44,7 @@ export type FailureClass =
   | 'context_length'   // the prompt does not fit this backend
   | 'client_error'     // upstream 400/422: the request itself is at fault
   | 'misconfigured'    // upstream 401/403/404: wrong key or model not served there
+  | 'model_not_found'  // upstream 404 for a model the client named on a pattern route: not served there
   | 'unavailable'      // skipped without sending: cooled down, node asleep
   | 'unsupported'      // this backend's engine cannot take the request as asked (Ollama and n > 1)
   | 'aborted';         // the client went away

@@ -95,6 +95,9 @@ export interface GatewayOptions {
   wakeFor?: (backends: readonly BackendRuntime[]) => void;
 }
 
+/** An engine's 404 that is about the model (vLLM: "The model `x` does not exist."; Ollama: 'model "x" not found'), not a wrong path. */
+const MODEL_WORD = /\bmodel\b/i;
+
 export class Gateway {
   readonly config: FabricConfig;
   readonly backends: Map<string, BackendRuntime>;
@@ -254,6 +257,12 @@ export class Gateway {
             if (ctx.cancel.aborted) throw new ClientClosed(undefined, [...failures, { backend: backend.name, role: step.name, failure: 'aborted', message: 'client closed the request' }]);
             if (e instanceof FabricError) throw e;
             const f = e instanceof AttemptError ? e : new AttemptError('malformed', `unexpected failure: ${(e as Error).message}`);
+            // On a pattern route the client named the model: a backend that does not serve it
+            // says 404, which is not its failure, and another backend of the pattern may serve it.
+            if (step.passthrough && f.status === 404 && f.failure === 'misconfigured' && MODEL_WORD.test(f.message)) {
+              failures.push({ backend: backend.name, role: step.name, failure: 'model_not_found', status: 404, message: f.message });
+              break;
+            }
             failures.push({ backend: backend.name, role: step.name, failure: f.failure, status: f.status, message: f.message, retryAfter: f.retryAfter });
             if (f instanceof Unsupported) {
               // Nothing was sent (not an attempt); another backend may take the request as asked.
@@ -293,7 +302,7 @@ export class Gateway {
         }
       }
     }
-    throw this.#allFailed(op, body, failures, unsupported, waiting);
+    throw this.#allFailed(op, requested, body, failures, unsupported, waiting);
   }
 
   #backoff(retry: number, retryAfter: string | undefined): number {
@@ -305,17 +314,18 @@ export class Gateway {
   }
 
   /** Why this backend's engine cannot take the request as asked (Ollama and n > 1), if it cannot: for a backend skipped without trying. */
-  #refusal(op: Operation, backend: BackendRuntime, route: RouteT, body: JsonObject): Unsupported | undefined {
+  #refusal(op: Operation, backend: BackendRuntime, route: RouteT, requested: string, body: JsonObject): Unsupported | undefined {
     try {
-      backend.engine.prepare(op, body, { model: this.#model(backend, route, body.model as string), wantStreamUsage: false, clientWantsUsage: false });
+      backend.engine.prepare(op, body, { model: this.#model(backend, route, requested), wantStreamUsage: false, clientWantsUsage: false });
     } catch (e) {
       if (e instanceof Unsupported) return e;
     }
     return undefined;
   }
 
-  #allFailed(op: Operation, body: JsonObject, failures: AttemptFailure[], unsupported: Unsupported | undefined, waiting: Array<[BackendRuntime, RouteT]> | undefined): FabricError {
-    const model = body.model as string;
+  /** The final error; `requested` is the model the client named (preparing an attempt rewrites body.model). */
+  #allFailed(op: Operation, requested: string, body: JsonObject, failures: AttemptFailure[], unsupported: Unsupported | undefined, waiting: Array<[BackendRuntime, RouteT]> | undefined): FabricError {
+    const model = requested;
     const sent = failures.filter(wasSent);
     const now = Date.now();
     const tried = failures.map((f) => `${f.backend} (${f.role}): ${f.message}`).join('; ');
@@ -325,7 +335,7 @@ export class Gateway {
     // engine refuses the request's form.
     const later: Array<[BackendRuntime, RouteT]> = [];
     for (const w of waiting ?? []) {
-      const no = this.#refusal(op, w[0], w[1], body);
+      const no = this.#refusal(op, w[0], w[1], requested, body);
       if (no === undefined) later.push(w);
       else unsupported ??= no;
     }
@@ -348,6 +358,9 @@ export class Gateway {
       return new FabricError('rate_limit_exceeded', `every backend for \`${model}\` is rate limited: ${tried}`, {
         attempts: failures, headers: ra === undefined ? undefined : { 'retry-after': ra },
       });
+    }
+    if (every('model_not_found')) {
+      return new FabricError('model_not_found', `The model \`${model}\` is not served by any backend its name matches: ${tried}`, { param: 'model', attempts: failures });
     }
     if (every('timeout')) return new FabricError('upstream_timeout', `every backend for \`${model}\` timed out: ${tried}`, { attempts: failures });
     if (every('malformed')) return new FabricError('bad_upstream_response', `the backend for \`${model}\` sent an unusable answer: ${tried}`, { attempts: failures });
