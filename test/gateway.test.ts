@@ -691,6 +691,17 @@ test('Ollama through its native API: chat, stream and embeddings translated both
 test('llama.cpp server as an OpenAI-compatible engine', async () => {
   const c = await f.client.chat.completions.create({ model: 'native', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
   assert.deepEqual(validate('CreateChatCompletionResponse', c), []);
+  // What llama-server answers with a 500 (n > 1): a 400 naming the field, sent nowhere, and
+  // no failure of the backend's (a few of them once took it out for everyone).
+  const before = f.fleet.get('llamacpp').requests().length;
+  for (let i = 0; i < 4; i++) {
+    const n = await post(f.url, '/v1/chat/completions', { ...chat('native'), n: 2 }, auth);
+    assert.equal(n.status, 400, JSON.stringify(n.json));
+    assert.equal(n.json.error.param, 'n');
+  }
+  assert.equal(f.fleet.get('llamacpp').requests().length, before, 'nothing was sent');
+  assert.equal(f.gw.app.gateway.backends.get('llamacpp')!.consecutiveFailures, 0);
+  assert.equal((await post(f.url, '/v1/chat/completions', chat('native'), auth)).status, 200);
 });
 
 test('health endpoints: liveness, readiness and per-backend status; URLs and error texts only with the master key', async () => {

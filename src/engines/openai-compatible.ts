@@ -5,6 +5,7 @@
 // message.annotations, message.function_call, system_fingerprint).
 
 import { parseEngineError } from './errors.ts';
+import { Unsupported } from '../core/attempt-error.ts';
 import type { EngineKind } from '../config/types.ts';
 import type { EngineAdapter, JsonObject, NormalizeContext, Operation, PrepareOptions, PreparedRequest, UpstreamErrorInfo } from './types.ts';
 
@@ -97,6 +98,22 @@ function fillEnvelope(j: JsonObject, object: string, idPrefix: string, ctx: Norm
   if (j.system_fingerprint === null) j.system_fingerprint = undefined;
 }
 
+/**
+ * What llama-server refuses, with a 500 as if it had failed (utils.hpp
+ * oaicompat_chat_params_parse / oaicompat_completion_params_parse: "Only one completion choice
+ * is allowed", "Only no echo is supported", "Unsupported param: best_of"): the backend is passed
+ * over instead, not blamed, and the request is a 400 naming the field if no backend can take it.
+ */
+function refuseForLlamaCpp(body: JsonObject): void {
+  if (body.n !== undefined && body.n !== null && body.n !== 1) {
+    throw new Unsupported(`\`n\` is ${JSON.stringify(body.n)}, but llama.cpp backends return one choice per request; send n requests instead`, 'n');
+  }
+  if (body.echo === true) throw new Unsupported('llama.cpp backends do not echo the prompt', 'echo');
+  for (const p of ['best_of', 'suffix'] as const) {
+    if (body[p] !== undefined && body[p] !== null) throw new Unsupported(`llama.cpp backends do not take \`${p}\``, p);
+  }
+}
+
 export class OpenAICompatibleEngine implements EngineAdapter {
   readonly kind: EngineKind;
   readonly streamFormat = 'sse' as const;
@@ -106,6 +123,7 @@ export class OpenAICompatibleEngine implements EngineAdapter {
   }
 
   prepare(op: Operation, body: JsonObject, opts: PrepareOptions): PreparedRequest {
+    if (this.kind === 'llamacpp') refuseForLlamaCpp(body);
     body.model = opts.model;
     const injectedUsage = op !== 'embeddings' && body.stream === true && opts.wantStreamUsage && !opts.clientWantsUsage;
     if (injectedUsage) {
