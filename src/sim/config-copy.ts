@@ -13,7 +13,7 @@
 //   - serve: blocks go: they describe the real engines' launch (their ports no longer agree
 //     with the urls), and the gateway never reads them.
 
-import { isAbsolute } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { isScalar, parseDocument, type Document } from 'yaml';
 import { isCloud } from '../config/cloud.ts';
 import type { FabricConfig } from '../config/types.ts';
@@ -110,6 +110,14 @@ export function simConfigCopyText(c: SimConfigCopy): string {
     }
   }
 
+  // State beside the config (data/, or a relative data_dir): a copy written into the original's
+  // directory would share it (keys made in a drill working on the real gateway, simulated spend
+  // counted against real budgets), so it gets its own.
+  if (fixedStore(c.config) === undefined && resolve(dirname(c.out)) === resolve(dirname(c.source))) {
+    const own = `${(c.config.gateway.dataDir ?? 'data').replace(/\/+$/, '')}-sim`;
+    setNoted(doc, ['gateway', 'data_dir'], own, 'apart from the original\'s state in the same directory');
+    note(`gateway.data_dir: ${own}, apart from the original's`);
+  }
   setNoted(doc, ['gateway', 'host'], c.host, 'the simulated fleet\'s gateway');
   setNoted(doc, ['gateway', 'port'], c.port, 'the simulated fleet\'s gateway');
   if (c.envFile !== undefined) {

@@ -99,3 +99,10 @@ test('a key that is set stays, for the gateway to send and the engine to check; 
   assert.deepEqual(config.backends.get('openai-strong')!.apiKey, { env: 'OPENAI_API_KEY' });
   assert.equal(config.gateway.envFile, '/srv/fabric/.env');
 });
+
+test('a copy written beside the original gets its own state directory; one written elsewhere keeps data/ beside itself', () => {
+  const beside = copy({ out: 'examples/sim.fabric.yaml' });
+  assert.equal(beside.config.gateway.dataDir, 'data-sim');
+  assert.match(beside.text, /gateway\.data_dir: data-sim, apart from the original's/);
+  assert.equal(copy().config.gateway.dataDir, undefined, '/tmp is not the original\'s directory');
+});
