@@ -37,6 +37,17 @@ test('fabric --help and every command\'s --help', async () => {
   assert.equal(fabric(['nonsense']).status, 2);
 });
 
+test('output piped into a reader that stops early (| head -1) ends the command quietly, exit 0', async () => {
+  const child = spawn(process.execPath, [MAIN, 'render', join(EXAMPLES, 'lab.fabric.yaml')], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+  // The reading end closed before the command writes: its writes fail with EPIPE.
+  child.stdout.destroy();
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  assert.equal(code, 0, err);
+  assert.doesNotMatch(err, /EPIPE|Error/);
+});
+
 test('config check passes the examples', () => {
   for (const f of ['seeds.fabric.yaml', 'lab.fabric.yaml']) {
     const r = fabric(['config', 'check', join(EXAMPLES, f)]);
