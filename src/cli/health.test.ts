@@ -1,0 +1,30 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { render, type HealthSnapshot } from './health.ts';
+import { evaluate } from '../health/alerts.ts';
+import type { BackendReport, BackendStatus } from '../health/report.ts';
+
+const plain = (t: string): string => t;
+
+function backend(name: string, status: BackendStatus, lastError: string | null = null): BackendReport {
+  return {
+    name, engine: 'vllm', model: 'm', url: 'http://127.0.0.1:1/v1', node: null, power: null, node_state: null, status,
+    circuit: 'closed', cooling_down: false, cooldown_remaining_s: null, consecutive_failures: status === 'failing' ? 1 : 0,
+    kinds: ['embeddings'], aliases: [], cloud: false, served_model: null, model_loaded: null, latency_ms: 3, last_latency_ms: null,
+    last_checked_at: null, last_error: lastError, last_error_at: null, outstanding: 0,
+    load: { running: null, waiting: null, kv_cache_usage: null, slots: null, score: 0, overloaded: false, source: null, age_s: null },
+    simulated: false,
+  };
+}
+
+function snap(backends: BackendReport[]): HealthSnapshot {
+  const alert = evaluate({ backends });
+  return { url: 'http://127.0.0.1:4000', gateway: { status: 'up', latency_ms: 1, uptime_s: 5, simulated: false, error: null }, backends, nodes: [], roles: [], alert, exit_code: 0 };
+}
+
+test('fabric health names failing backends in its summary: not down yet, so the level stays, but not "nothing that needs attention"', () => {
+  const failing = render(snap([backend('motoko-bge', 'failing', 'connection refused'), backend('armitage-qwen', 'up')]), plain);
+  assert.match(failing, /level: OK — failing, not down yet: motoko-bge\n$/);
+  assert.doesNotMatch(failing, /nothing that needs attention/);
+  assert.match(render(snap([backend('a', 'up')]), plain), /level: OK — all backends up\n$/);
+});
