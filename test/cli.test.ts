@@ -48,12 +48,22 @@ test('output piped into a reader that stops early (| head -1) ends the command q
   assert.doesNotMatch(err, /EPIPE|Error/);
 });
 
-test('config check passes the examples', () => {
-  for (const f of ['seeds.fabric.yaml', 'lab.fabric.yaml']) {
+test('config check passes the examples, and finds the README\'s three errors in examples/broken.yaml', () => {
+  for (const f of ['seeds.fabric.yaml', 'lab.fabric.yaml', 'motoko-2080.fabric.yaml']) {
     const r = fabric(['config', 'check', join(EXAMPLES, f)]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /valid/);
   }
+  const broken = fabric(['config', 'check', join(EXAMPLES, 'broken.yaml')]);
+  assert.equal(broken.status, 1);
+  const errors = broken.stderr.split('\n').filter((l) => l.includes(': error: ')).map((l) => l.slice(l.indexOf('broken.yaml:')));
+  assert.deepEqual(errors.map((l) => l.split(': ').slice(0, 3).join(': ')), [
+    'broken.yaml:14:13: error: backends.armitage-qwen.engine',
+    'broken.yaml:17:14: error: backends.armitage-qwen.api_key',
+    'broken.yaml:23:17: error: roles.chat-fast.fallbacks[0]',
+  ]);
+  assert.match(errors[0]!, /did you mean "vllm"\?/);
+  assert.doesNotMatch(broken.stderr + broken.stdout, /sk-pasted-here/);
 });
 
 test('serve that cannot open its store says so, with no password from the URL (userinfo or query)', () => {

@@ -116,6 +116,14 @@ async function health(): Promise<any> {
   return (await fetch(`${gw.url}/health`)).json();
 }
 
+test('at --log-level debug, each probe that changes nothing is a line of its own (backend, result, time)', async () => {
+  await until('a probe line', () => { gw.app.log.flush(); return logs.some((l) => l.includes('"msg":"probe"') && l.includes('"backend":"motoko-bge"')); });
+  const line = JSON.parse(logs.find((l) => l.includes('"msg":"probe"') && l.includes('"backend":"motoko-bge"'))!);
+  assert.equal(line.level, 'debug');
+  assert.equal(line.ok, true);
+  assert.equal(typeof line.ms, 'number');
+});
+
 test('a killed backend is found by its probes and skipped: the role goes straight to its fallback; with every candidate cooling, a fast 503 with Retry-After', async () => {
   await fleet.get('primary').setFault({ kind: 'down' });
   await until('primary cooled down by its probes', () => backend('primary').state === 'down');

@@ -197,6 +197,7 @@ export class HealthMonitor {
       b.recordFailure(`health check: ${r.detail}`, now, true);
     }
     if (before !== b.state) this.#logChange(b, before, r);
+    else this.#log.debug('probe', { backend: b.name, ok: r.ok, ms: Math.round(r.latencyMs * 10) / 10, detail: r.ok ? undefined : r.detail, state: b.state, model: r.servedModel, loaded: r.loaded });
     this.#scheduleFollowUp(b, now);
   }
 
