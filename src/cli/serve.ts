@@ -133,7 +133,10 @@ export async function runServe(argv: string[]): Promise<number> {
   if (config.gateway.masterKey === undefined && host !== '127.0.0.1' && host !== 'localhost' && host !== '::1') {
     log.warn(`listening on ${host} with no master key: anyone who can reach this port can use every backend; set gateway.master_key`);
   }
-  log.info(`AI Fabric gateway listening on ${running.url}${config.simulated ? ' (SIMULATED fleet)' : ''}`, {
+  // On every interface, the address bound and the one to use from this machine.
+  const any = host === '0.0.0.0' || host === '::';
+  const where = any ? `${host === '::' ? '[::]' : host}:${running.port} (${running.url} from this machine)` : running.url;
+  log.info(`AI Fabric gateway listening on ${where}${config.simulated ? ' (SIMULATED fleet)' : ''}`, {
     pid: process.pid, roles, backends: config.backends.size, auth: config.gateway.masterKey === undefined ? 'none (no master key configured)' : 'master key',
   });
   log.flush();
