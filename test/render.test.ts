@@ -247,7 +247,8 @@ test('a re-render reports new, changed, unchanged and removed files; --check say
   const second = render('seeds.fabric.yaml', source);
   const report = new Map(writeRender(out, second).map((r) => [r.path, r]));
   assert.equal(report.get('nodes/motoko/compose.yaml')!.status, 'changed');
-  assert.match(report.get('nodes/motoko/compose.yaml')!.note ?? '', /edited by hand/);
+  assert.match(report.get('nodes/motoko/compose.yaml')!.note ?? '', /edited by hand since the last render; replaced, the edited one kept as compose\.yaml\.edited/);
+  assert.equal(readFileSync(join(out, 'nodes/motoko/compose.yaml.edited'), 'utf8'), '# hand edit\n', 'the hand edit is not lost');
   assert.equal(report.get('nodes/armitage/compose.yaml')!.status, 'removed');
   assert.equal(existsSync(join(out, 'nodes/armitage/compose.yaml')), false);
   assert.equal(report.get('nodes/wintermute/compose.yaml')!.status, 'unchanged');
@@ -261,6 +262,8 @@ test('a re-render reports new, changed, unchanged and removed files; --check say
   const stale = spawnSync(process.execPath, [MAIN, 'render', cfg, '--out', out, '--check'], { encoding: 'utf8', env });
   assert.equal(stale.status, 1, stale.stdout + stale.stderr);
   assert.match(stale.stdout, /out of date/);
+  assert.doesNotMatch(stale.stdout, /^unchanged/m, 'only what differs is listed');
+  assert.match(stale.stdout, /2 new, 4 changed, 9 unchanged, 0 removed/, 'but every file is counted');
   const write = spawnSync(process.execPath, [MAIN, 'render', cfg, '--out', out], { encoding: 'utf8', env });
   assert.equal(write.status, 0, write.stderr);
   assert.match(write.stdout, /^new {7}nodes\/armitage\/compose\.yaml$/m);

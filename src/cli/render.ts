@@ -26,7 +26,8 @@ ever written. The same config gives byte-identical files.
   FILE, --config FILE   the fabric config (default: $FABRIC_CONFIG)
   --out DIR             write into DIR and report each file as new, changed or unchanged
                         (files of an earlier render that are no longer produced are removed
-                        unless edited by hand since); without --out, print every file
+                        unless edited by hand since; a changed file edited by hand is kept
+                        beside the new one as FILE.edited); without --out, print every file
   --check               with --out: write nothing, exit 1 if DIR is not what the config renders
 
 Engines are rendered whatever the plan says; "fabric plan" tells whether they will fit.
@@ -34,8 +35,12 @@ Engines are rendered whatever the plan says; "fabric plan" tells whether they wi
 
 const STATUS_WIDTH = 10;
 
-function printReport(reports: FileReport[]): void {
-  for (const r of reports) process.stdout.write(`${r.status.padEnd(STATUS_WIDTH)}${r.path}${r.note === undefined ? '' : `  (${r.note})`}\n`);
+/** Each file's line (`changesOnly`: not the unchanged ones), then the counts of all. */
+function printReport(reports: FileReport[], changesOnly = false): void {
+  for (const r of reports) {
+    if (changesOnly && r.status === 'unchanged') continue;
+    process.stdout.write(`${r.status.padEnd(STATUS_WIDTH)}${r.path}${r.note === undefined ? '' : `  (${r.note})`}\n`);
+  }
   const n = (s: FileReport['status']): number => reports.filter((r) => r.status === s).length;
   process.stdout.write(`${n('new')} new, ${n('changed')} changed, ${n('unchanged')} unchanged, ${n('removed')} removed${n('kept') > 0 ? `, ${n('kept')} kept` : ''}\n`);
 }
@@ -60,12 +65,12 @@ export async function runRender(argv: string[]): Promise<number> {
     return 0;
   }
   if (parsed.values.check === true) {
-    const reports = diffRender(out, files).filter((r) => r.status !== 'unchanged');
-    if (reports.length === 0) {
+    const reports = diffRender(out, files);
+    if (reports.every((r) => r.status === 'unchanged')) {
       process.stdout.write(`${out}: up to date (${files.length} files)\n`);
       return 0;
     }
-    printReport(reports);
+    printReport(reports, true);
     process.stdout.write(`${out}: out of date; run fabric render ${file} --out ${out}\n`);
     return 1;
   }

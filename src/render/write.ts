@@ -1,8 +1,8 @@
 // Writing a render into a folder and saying what changed. The previous render's manifest tells
 // a file this tool wrote (and may replace or remove) from one edited by hand since (reported).
 
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { MANIFEST, sha256 } from './index.ts';
 import type { RenderedFile } from './common.ts';
 
@@ -11,6 +11,8 @@ export type FileStatus = 'new' | 'changed' | 'unchanged' | 'removed' | 'kept';
 export interface FileReport {
   path: string;
   status: FileStatus;
+  /** A changed file that had been edited by hand since the last render (its edit is kept aside). */
+  edited?: boolean;
   /** Why a file is noteworthy: edited by hand since the last render. */
   note?: string;
 }
@@ -51,7 +53,7 @@ export function diffRender(outDir: string, files: RenderedFile[]): FileReport[] 
     }
     const recorded = before.get(f.path);
     const edited = f.path !== MANIFEST && recorded !== undefined && recorded !== sha256(current);
-    reports.push({ path: f.path, status: 'changed', ...(edited ? { note: 'edited by hand since the last render; replaced' } : {}) });
+    reports.push({ path: f.path, status: 'changed', ...(edited ? { edited: true, note: 'edited by hand since the last render; replaced' } : {}) });
   }
   for (const [path, hash] of before) {
     if (now.has(path)) continue;
@@ -75,6 +77,13 @@ export function writeRender(outDir: string, files: RenderedFile[]): FileReport[]
     }
     const f = byPath.get(r.path);
     if (f === undefined) continue;
+    if (r.edited === true) {
+      // The hand edit is kept beside it, under a name no render writes: nothing is lost.
+      let keep = `${target}.edited`;
+      for (let i = 2; existsSync(keep); i++) keep = `${target}.edited.${i}`;
+      copyFileSync(target, keep);
+      r.note = `edited by hand since the last render; replaced, the edited one kept as ${basename(keep)}`;
+    }
     if (r.status !== 'unchanged') {
       mkdirSync(dirname(target), { recursive: true });
       writeFileSync(target, f.content, { mode: f.mode });
