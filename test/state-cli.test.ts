@@ -155,3 +155,27 @@ test('fabric usage: a table, CSV and JSON, from the API and from the store', asy
   assert.ok(j.data.some((r: any) => r.backend === 'armitage-qwen' && r.requests >= 3));
   assert.ok(j.total.requests >= 3);
 });
+
+test('--data-dir: the store of a gateway started without a config (the demo fleet), for keys and usage', async () => {
+  const data = join(dir, 'data');
+  const c = await fabric(['keys', 'create', 'demo-app', '--data-dir', data, '--roles', 'chat-fast', '--json']);
+  assert.equal(c.code, 0, c.stderr);
+  const k = JSON.parse(c.stdout);
+  // The same store the running gateway uses: it learns of the key at its next sync and takes it.
+  const until = Date.now() + 3000;
+  let status = 401;
+  while (status === 401 && Date.now() < until) {
+    await new Promise((res) => setTimeout(res, 50));
+    status = (await post(f.url, '/v1/chat/completions', chat('chat-fast'), { authorization: `Bearer ${k.key}` })).status;
+  }
+  assert.equal(status, 200);
+  const list = await fabric(['keys', 'list', '--data-dir', data, '--json']);
+  assert.ok(JSON.parse(list.stdout).some((x: { name: string }) => x.name === 'demo-app'), list.stdout);
+  await f.gw.app.accounting!.writer.flush();
+  const u = await fabric(['usage', '--data-dir', data, '--by', 'key', '--json']);
+  assert.equal(u.code, 0, u.stderr);
+  assert.ok(JSON.parse(u.stdout).data.some((r: { key: string; requests: number }) => r.key === 'demo-app' && r.requests >= 1), u.stdout);
+  const both = await fabric(['keys', 'list', '--data-dir', data, '--config', config]);
+  assert.notEqual(both.code, 0);
+  assert.match(both.stderr, /--data-dir is for a gateway started without a config/);
+});

@@ -15,7 +15,7 @@ const HELP = `Usage: fabric keys create NAME [--roles R,R] [--rpm N] [--tpm N] [
        fabric keys show ID
        fabric keys revoke ID
        fabric keys rotate ID
-  common: [--url URL --key KEY | --config FILE] [--json]
+  common: [--url URL --key KEY | --config FILE | --data-dir DIR] [--json]
 
 Virtual keys for applications and people (obsidian, trailblazer, …). A key is shown once,
 when it is created or rotated, and stored only as its SHA-256. Revoking or rotating takes
@@ -34,6 +34,8 @@ their next poll of the keys version (gateway.accounting.sync_interval, default 2
   --key KEY         its master key; env:NAME reads it from the environment
                     (default: $FABRIC_API_KEY)
   --config FILE     act on the store the config names instead (no running gateway needed)
+  --data-dir DIR    act on the store of a gateway started without a config (the demo fleet,
+                    discovered engines): $FABRIC_DATA_DIR, else ~/.local/share/ai-fabric
   --json            machine-readable output
 `;
 
@@ -127,7 +129,8 @@ async function run(t: Target, sub: string, args: string[], v: Record<string, str
       if (t.kind === 'api') created = await api(t, 'POST', '/admin/keys', body);
       else {
         const patch = parseKeyInput(body, 'create');
-        for (const r of patch.roles ?? []) {
+        // A store opened by --data-dir comes with no config: its roles cannot be checked here.
+        for (const r of t.config.roles.size === 0 ? [] : patch.roles ?? []) {
           const known = roleByName(t.config.roles, r) !== undefined || [...t.config.backends.values()].some((b) => b.aliases.includes(r) || b.model === r);
           if (!known) throw new UsageError(`--roles: ${r} is not a role, alias or model of ${String(v.config)}`);
         }
@@ -184,7 +187,7 @@ export async function runKeys(argv: string[]): Promise<number> {
   const parsed = parseCommand('keys', HELP, {
     args: rest, allowPositionals: true,
     options: {
-      url: { type: 'string' }, key: { type: 'string' }, config: { type: 'string', short: 'c' }, json: { type: 'boolean' },
+      url: { type: 'string' }, key: { type: 'string' }, config: { type: 'string', short: 'c' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' },
       roles: { type: 'string' }, rpm: { type: 'string' }, tpm: { type: 'string' }, budget: { type: 'string' }, expires: { type: 'string' },
       meta: { type: 'string', multiple: true }, 'role-limit': { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' },
     },

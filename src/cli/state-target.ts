@@ -3,7 +3,9 @@
 // store itself (the SQLite file or PostgreSQL the config names) — for the gateway host, or
 // when no master key is set. Both give the same answers.
 
-import { loadFabricConfig } from '../config/load.ts';
+import { resolve } from 'node:path';
+import { loadFabricConfig, parseFabricText } from '../config/load.ts';
+import { Secrets } from '../config/env-file.ts';
 import { dataDirOf, openStore } from '../main.ts';
 import type { Store } from '../store/types.ts';
 import { authHeaders, gatewayKey, gatewayUrl, netError, UsageError } from './client.ts';
@@ -13,7 +15,17 @@ export type Target =
   | { kind: 'api'; url: string; key: string | undefined }
   | { kind: 'store'; store: Store; config: FabricConfig };
 
-export async function openTarget(values: { url?: string; key?: string; config?: string }): Promise<Target> {
+export async function openTarget(values: { url?: string; key?: string; config?: string; 'data-dir'?: string }): Promise<Target> {
+  const dir = values['data-dir'];
+  if (dir !== undefined) {
+    if (values.config !== undefined) throw new UsageError('--data-dir is for a gateway started without a config; with --config the config says where its store is');
+    // A gateway started without a config (the demo fleet, discovered engines): SQLite in its
+    // data directory, with the defaults such a gateway runs with.
+    const { config } = parseFabricText('version: 1\n', '(no config)');
+    const store = await openStore(config, new Secrets({}), resolve(dir));
+    await store.migrate();
+    return { kind: 'store', store, config };
+  }
   if (values.config !== undefined) {
     // The store is read directly: the master key is not needed, set or not.
     const { config, secrets } = loadFabricConfig(values.config, process.env, 'unused');

@@ -12,7 +12,7 @@ import { api, closeTarget, openTarget, type Target } from './state-target.ts';
 import { parseCommand, usageError } from './args.ts';
 
 const HELP = `Usage: fabric usage [--by key|role|backend|model|day|status] [--since WHEN] [--until WHEN] [--key-id ID] [--json|--csv]
-                    [--url URL --key KEY | --config FILE]
+                    [--url URL --key KEY | --config FILE | --data-dir DIR]
 
 A report of requests, errors, tokens in and out, cost and average latency, grouped by
 --by (default key), from a running gateway's admin API or, with --config, the store itself.
@@ -25,6 +25,8 @@ A report of requests, errors, tokens in and out, cost and average latency, group
   --key KEY         its master key; env:NAME reads it from the environment
                     (default: $FABRIC_API_KEY)
   --config FILE     read the store the config names instead (no running gateway needed)
+  --data-dir DIR    read the store of a gateway started without a config (the demo fleet,
+                    discovered engines): $FABRIC_DATA_DIR, else ~/.local/share/ai-fabric
 `;
 
 /**
@@ -78,7 +80,7 @@ export async function runUsage(argv: string[]): Promise<number> {
     args: argv,
     options: {
       by: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' }, 'key-id': { type: 'string' }, json: { type: 'boolean' }, csv: { type: 'boolean' },
-      url: { type: 'string' }, key: { type: 'string' }, auth: { type: 'string' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' },
+      url: { type: 'string' }, key: { type: 'string' }, auth: { type: 'string' }, config: { type: 'string', short: 'c' }, 'data-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (typeof parsed === 'number') return parsed;
@@ -96,7 +98,7 @@ export async function runUsage(argv: string[]): Promise<number> {
   try {
     const since = when('since', v.since);
     const until = when('until', v.until);
-    t = await openTarget({ url: v.url, key: masterKeyFlag(v), config: v.config });
+    t = await openTarget({ url: v.url, key: masterKeyFlag(v), config: v.config, 'data-dir': v['data-dir'] });
     const rs = await rows(t, by, since, until, v['key-id']);
     if (v.csv === true) process.stdout.write(usageCsv(rs));
     else if (v.json === true) process.stdout.write(JSON.stringify(usageJson(by, since, until, rs), null, 2) + '\n');

@@ -91,7 +91,7 @@ export function modelsForKey(gw: Gateway, key: KeyRecord): string {
 
 export async function handleAdmin(x: Exchange, path: string, query: URLSearchParams, a: AdminContext): Promise<void> {
   if (!a.hasMasterKey) {
-    throw new FabricError('permission_denied', 'the admin API is off: it needs gateway.master_key (or use `fabric keys --config FILE` on the gateway host)');
+    throw new FabricError('permission_denied', 'the admin API is off: it needs gateway.master_key (or, on the gateway host, `fabric keys --config FILE`, or `fabric keys --data-dir DIR` for a gateway started without a config)');
   }
   if (!a.master) throw new FabricError('permission_denied', 'the admin API needs the master key; virtual keys cannot manage keys or read usage');
   const acct = a.accounting;
