@@ -380,6 +380,9 @@ roles:
   assert.equal(byMac.code, 0, byMac.stderr);
   assert.equal(JSON.parse(byMac.stdout).sent, true);
   await until('second packet', () => packets.length === 2);
+  const plainMac = await fabric(['wake', '--mac', 'aa-bb-cc-dd-ee-ff', '--broadcast', '127.0.0.1', '--port', String((udp.address() as AddressInfo).port)]);
+  assert.match(plainMac.stdout, /^magic packet for aa-bb-cc-dd-ee-ff sent to 127\.0\.0\.1:\d+\n$/, 'the MAC once');
+  await until('third packet', () => packets.length === 3);
 
   const noWol = await fabric(['wake', 'motoko', '--config', file]);
   assert.equal(noWol.code, 2);

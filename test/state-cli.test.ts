@@ -96,7 +96,17 @@ test('fabric keys through the admin API: create shows the key once, then list, s
   assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${secret}` })).status, 401);
   const rev = await fabric(['keys', 'revoke', id, '--key', 'env:MK'], env);
   assert.equal(rev.code, 0);
+  assert.match(rev.stdout, /^revoked key_\w+ \(obsidian\); it stops working at once/);
   assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${fresh}` })).status, 401);
+  const again = await fabric(['keys', 'revoke', id, '--key', 'env:MK'], env);
+  assert.equal(again.code, 0);
+  assert.equal(again.stdout, `${id} (obsidian) was already revoked\n`);
+  const noName = await fabric(['keys', 'create', '--key', 'env:MK'], env);
+  assert.equal(noName.code, 2);
+  assert.equal(noName.stderr, 'fabric keys: a NAME is required: fabric keys create NAME\n');
+  const twoFormats = await fabric(['usage', '--json', '--csv', '--key', 'env:MK'], env);
+  assert.notEqual(twoFormats.code, 0);
+  assert.match(twoFormats.stderr, /--json or --csv/);
   const noauth = await fabric(['keys', 'list'], env);
   assert.equal(noauth.code, 1);
   assert.match(noauth.stderr, /401/);

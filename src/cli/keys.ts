@@ -119,7 +119,7 @@ async function run(t: Target, sub: string, args: string[], v: Record<string, str
   const out = (x: unknown, text: string): void => { process.stdout.write(json ? JSON.stringify(x, null, 2) + '\n' : text); };
   const admin = t.kind === 'store' ? new KeyAdmin(t.store) : undefined;
   const need = (what: string): string => {
-    if (args[0] === undefined) throw new UsageError(`fabric keys ${sub}: ${what} is required`);
+    if (args[0] === undefined) throw new UsageError(`${what} is required: fabric keys ${sub} ${what.split(' ').pop()}`);
     return args[0];
   };
   switch (sub) {
@@ -158,8 +158,9 @@ async function run(t: Target, sub: string, args: string[], v: Record<string, str
     }
     case 'revoke': {
       const id = need('an ID');
+      const was: View = t.kind === 'api' ? await api(t, 'GET', `/admin/keys/${encodeURIComponent(id)}`) : keyView(await admin!.find(id));
       const k: View = t.kind === 'api' ? await api(t, 'POST', `/admin/keys/${encodeURIComponent(id)}/revoke`, {}) : keyView(await admin!.revoke(id));
-      out(k, `revoked ${k.id} (${k.name}); ${revokedWhere(t)}\n`);
+      out(k, was.status === 'revoked' ? `${k.id} (${k.name}) was already revoked\n` : `revoked ${k.id} (${k.name}); ${revokedWhere(t)}\n`);
       return 0;
     }
     case 'rotate': {

@@ -96,6 +96,7 @@ export async function runUsage(argv: string[]): Promise<number> {
   };
   let t: Target | undefined;
   try {
+    if (v.csv === true && v.json === true) throw new UsageError('--json or --csv: one output format');
     const since = when('since', v.since);
     const until = when('until', v.until);
     t = await openTarget({ url: v.url, key: masterKeyFlag(v), config: v.config, 'data-dir': v['data-dir'] });

@@ -111,7 +111,7 @@ export async function runWake(argv: string[]): Promise<number> {
     print(json, { node: name, sent: false, target, error }, `fabric wake: could not send the magic packet to ${target.broadcast}:${target.port}: ${error}`);
     return 1;
   }
-  const sentLine = `magic packet for ${name} (${target.mac}) sent to ${target.broadcast}:${target.port}`;
+  const sentLine = `magic packet for ${node === undefined ? target.mac : `${node} (${target.mac})`} sent to ${target.broadcast}:${target.port}`;
   if (v.wait !== true || config === undefined || secrets === undefined || node === undefined) {
     print(json, { node: name, sent: true, target }, sentLine);
     return 0;
