@@ -48,6 +48,30 @@ test('output piped into a reader that stops early (| head -1) ends the command q
   assert.doesNotMatch(err, /EPIPE|Error/);
 });
 
+test('serve: a port in use is "cannot listen"; a closed log output drains and exits 1 (for a supervisor to restart it)', async () => {
+  const { createServer } = await import('node:net');
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  const port = (taken.address() as { port: number }).port;
+  try {
+    const r = fabric(['serve', '--port', String(port)], { ...cleanEnv(), FABRIC_DATA_DIR: mkdtempSync(join(tmpdir(), 'fabric-cli-')) });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, new RegExp(`fabric serve: cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE`));
+  } finally {
+    taken.close();
+  }
+  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0'], { env: { ...cleanEnv(), FABRIC_DATA_DIR: mkdtempSync(join(tmpdir(), 'fabric-cli-')) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+  child.stdout.destroy();
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  clearTimeout(timer);
+  assert.equal(code, 1, err);
+  assert.match(err, /fabric serve: its log output \(stdout\) was closed: draining, then exiting 1/);
+  assert.doesNotMatch(err, /Error: write EPIPE/);
+});
+
 test('config check passes the examples, and finds the README\'s three errors in examples/broken.yaml', () => {
   for (const f of ['seeds.fabric.yaml', 'lab.fabric.yaml', 'motoko-2080.fabric.yaml']) {
     const r = fabric(['config', 'check', join(EXAMPLES, f)]);

@@ -105,6 +105,11 @@ const scenarios: Record<string, Scenario> = {
     const body = JSON.stringify({ error: { message: `Invalid API key provided: ${auth}; raw: ${auth.slice(7)}`, type: 'invalid_request_error', code: 'invalid_api_key' } });
     s.write(`HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   },
+  // The same, as the first event of a 200 stream.
+  'echo-key-event'(s, req) {
+    const auth = /\r\nauthorization: *([^\r]*)/i.exec(req.head)?.[1] ?? '';
+    s.write(CHUNKED + frame(ev({ error: { message: `Invalid API key provided: ${auth.slice(7)}`, type: 'invalid_request_error', code: 401 } })) + frame(DONE) + LAST_FRAME);
+  },
   // OpenAI when the account's credit is spent: a 429 that no wait will cure.
   quota(s) {
     const body = JSON.stringify({ error: { message: 'You exceeded your current quota, please check your plan and billing details.', type: 'insufficient_quota', param: null, code: 'insufficient_quota' } });
@@ -224,6 +229,7 @@ ${vllm('mid-error')}
 ${vllm('drip')}
   quota: { engine: openai-compatible, url: ${u('quota')}, model: mock, max_retries: 2 }
   echo-key: { engine: openai-compatible, url: ${u('echo-key')}, model: mock, api_key: env:ECHO_BACKEND_KEY, max_retries: 0 }
+  echo-key-event: { engine: openai-compatible, url: ${u('echo-key-event')}, model: mock, api_key: env:ECHO_BACKEND_KEY, max_retries: 0 }
   llamacpp: { engine: llamacpp, url: ${u('llamacpp')}, model: mock, max_retries: 0 }
   ollama-held: { engine: ollama, url: ${u('ollama-held', false)}, model: mock, max_retries: 0, timeouts: { idle: 300ms } }
   ollama-six: { engine: ollama, url: ${u('ollama-six', false)}, model: mock, max_retries: 0 }
@@ -252,6 +258,7 @@ roles:
   r-quota: { kind: chat, backends: [quota], fallbacks: [r-good] }
   r-quota-alone: { kind: chat, backends: [quota] }
   r-echo-key: { kind: chat, backends: [echo-key] }
+  r-echo-key-event: { kind: chat, backends: [echo-key-event] }
   r-ollama-six: { kind: chat, backends: [ollama-six] }
   r-ollama-tools: { kind: chat, backends: [ollama-tools] }
   r-ollama-mid-error: { kind: chat, backends: [ollama-mid-error] }
@@ -605,5 +612,12 @@ test('a backend that echoes its key in an error: the key reaches neither the cli
   assert.match(health, /echo-key/);
   assert.ok(!health.includes(ECHO_KEY));
   await waitForLog(f, from, (l) => l.msg === 'request' && l.model === 'r-echo-key');
+  // Quoted in the first event of a stream instead of an error body: the same.
+  const s = await post(f.url, '/v1/chat/completions', { ...chat('r-echo-key-event'), stream: true });
+  assert.equal(s.status, 502, s.text);
+  assert.match(s.text, /Invalid API key provided: \[redacted\]/);
+  assert.ok(!s.text.includes(ECHO_KEY), s.text);
+  await waitForLog(f, from, (l) => l.msg === 'request' && l.model === 'r-echo-key-event');
+  assert.ok(!(await (await fetch(`${f.url}/health`)).text()).includes(ECHO_KEY));
   assert.ok(!f.logs.slice(from).join('\n').includes(ECHO_KEY));
 });

@@ -63,12 +63,15 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 // A reader that stops early (fabric render | head): what is left has nowhere to go, and the
-// command ends quietly, as a Unix tool on SIGPIPE does, not with a stack trace.
-for (const out of [process.stdout, process.stderr]) {
-  out.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code !== 'EPIPE') throw e;
-    process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
-  });
+// command ends quietly, as a Unix tool on SIGPIPE does, not with a stack trace. Not serve: a
+// gateway drains first (serve.ts).
+if (process.argv[2] !== 'serve') {
+  for (const out of [process.stdout, process.stderr]) {
+    out.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') throw e;
+      process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+    });
+  }
 }
 
 const code = await main(process.argv.slice(2));

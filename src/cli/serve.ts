@@ -55,6 +55,17 @@ async function buildWithoutConfig(host: string, port: number, log: Logger): Prom
 }
 
 export async function runServe(argv: string[]): Promise<number> {
+  // The log's reader went away (a collector restarted, `| head`): with nowhere to log, drain and
+  // exit non-zero, so that a supervisor (Restart=on-failure) starts it again with a new one.
+  let stdoutLost = false;
+  let onStdoutLost: (() => void) | undefined;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    if (stdoutLost) return;
+    stdoutLost = true;
+    process.stderr.write('fabric serve: its log output (stdout) was closed: draining, then exiting 1\n');
+    onStdoutLost?.();
+  });
   const parsed = parseCommand('serve', HELP, {
     args: argv,
     options: {
@@ -121,7 +132,7 @@ export async function runServe(argv: string[]): Promise<number> {
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     // A port that cannot be had says so; anything else (the store, Redis) says what it was.
-    const why = err.syscall === 'listen' || err.code === 'EADDRINUSE' || err.code === 'EACCES'
+    const why = err.syscall === 'listen'
       ? `cannot listen on ${values.host ?? config.gateway.host}:${port ?? config.gateway.port}: ${err.code ?? err.message}`
       : `cannot start: ${err.message}`;
     process.stderr.write(`fabric serve: ${redact(why, secrets.values(secretNames(config)))}\n`);
@@ -176,6 +187,8 @@ export async function runServe(argv: string[]): Promise<number> {
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    onStdoutLost = () => stop('stdout closed');
+    if (stdoutLost) onStdoutLost();
   });
-  return 0;
+  return stdoutLost ? 1 : 0;
 }

@@ -90,6 +90,12 @@ export function transportError(backend: BackendRuntime, e: unknown, timedOut: st
   return new AttemptError('connect', networkErrorText(code) ?? `request failed: ${code ?? message ?? 'unknown error'}`);
 }
 
+/** Text from a backend (an error body, an error event) without its own key or anything that reads as a key. */
+export function withoutKeys(backend: BackendRuntime, text: string): string {
+  const auth = backend.authorization;
+  return redact(text, auth === undefined ? [] : [auth.slice('Bearer '.length)]);
+}
+
 /**
  * A non-2xx answer, classified with the engine's own error format. Its text reaches the client
  * (the 502/503 names what each backend said), /health and the logs: the backend's own key,
@@ -100,8 +106,7 @@ export function upstreamError(backend: BackendRuntime, status: number, headers: 
   if (status >= 300 && status < 400) {
     return new AttemptError('malformed', `answered with a redirect (${status}), which the gateway does not follow`, status);
   }
-  const auth = backend.authorization;
-  const info = backend.engine.parseError(status, redact(text, auth === undefined ? [] : [auth.slice('Bearer '.length)]));
+  const info = backend.engine.parseError(status, withoutKeys(backend, text));
   // An empty body's message is the status alone: not "HTTP 503: HTTP 503".
   const msg = info.message === `HTTP ${status}` ? info.message : `HTTP ${status}: ${info.message}`;
   if (status === 429) {

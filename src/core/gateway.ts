@@ -10,7 +10,7 @@ import { affinityKey } from '../routing/affinity.ts';
 import { suggest } from '../config/issues.ts';
 import { BackendRuntime } from './backend.ts';
 import { FabricError, wasSent, type AttemptFailure, type FailureClass } from './errors.ts';
-import { AttemptError, Unsupported, MAX_ERROR_BODY, MAX_RESPONSE_BODY, secs, transportError, upstreamError } from './attempt-error.ts';
+import { AttemptError, Unsupported, MAX_ERROR_BODY, MAX_RESPONSE_BODY, secs, transportError, upstreamError, withoutKeys } from './attempt-error.ts';
 import { streamAttempt } from './stream-attempt.ts';
 import { BufferedCall, cancellableSleep, Deadlines, type Cancel } from './upstream.ts';
 import type { Secrets } from '../config/env-file.ts';
@@ -257,6 +257,9 @@ export class Gateway {
             if (ctx.cancel.aborted) throw new ClientClosed(undefined, [...failures, { backend: backend.name, role: step.name, failure: 'aborted', message: 'client closed the request' }]);
             if (e instanceof FabricError) throw e;
             const f = e instanceof AttemptError ? e : new AttemptError('malformed', `unexpected failure: ${(e as Error).message}`);
+            // What the backend said reaches the client, /health and the log: never its key (an
+            // error event or a first chunk may quote it as well as an error body).
+            f.message = withoutKeys(backend, f.message);
             // On a pattern route the client named the model: a backend that does not serve it
             // says 404, which is not its failure, and another backend of the pattern may serve it.
             if (step.passthrough && f.status === 404 && f.failure === 'misconfigured' && MODEL_WORD.test(f.message)) {
@@ -476,7 +479,7 @@ export class Gateway {
     const prepared = this.#prepare(op, backend, route, body, served, true, clientWantsUsage);
     const outcome = await streamAttempt(this.#deadlines, backend, prepared, this.#headers(backend, ctx, true), op, this.#nctx(ctx, served.requested), clientWantsUsage, sink, served, ctx.cancel);
     served.usage = outcome.usage;
-    served.streamError = outcome.streamError;
+    served.streamError = outcome.streamError === undefined ? undefined : withoutKeys(backend, outcome.streamError);
     served.completionEstimate = outcome.completionEstimate;
   }
 
