@@ -654,7 +654,13 @@ test('glob patterns pass the model name through; physical ids and backend aliase
     assert.equal(nope.json.error.param, 'model');
     assert.match(nope.json.error.message, /meta-llama\/Nope-1B/);
   }
-  assert.equal(f.gw.app.gateway.backends.get('meta-vllm')!.consecutiveFailures, 0);
+  const meta = f.gw.app.gateway.backends.get('meta-vllm')!;
+  assert.equal(meta.consecutiveFailures, 0);
+  // A half-open backend that answers such a 404 answered: its circuit closes.
+  meta.coolUntil = Date.now() - 1;
+  meta.state = 'down';
+  assert.equal((await post(f.url, '/v1/chat/completions', chat('meta-llama/Nope-1B'), auth)).status, 404);
+  assert.equal(meta.coolUntil, 0);
   assert.equal((await post(f.url, '/v1/chat/completions', chat('meta-llama/Llama-3.1-8B-Instruct'), auth)).status, 200);
   const phys = await post(f.url, '/v1/chat/completions', chat('casperhansen/llama-3-8b-instruct-awq'), auth);
   assert.equal(phys.status, 200);

@@ -3,7 +3,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFabric, chat, post, type Fabric } from './helpers.ts';
@@ -185,6 +185,10 @@ test('--data-dir: the store of a gateway started without a config (the demo flee
   const u = await fabric(['usage', '--data-dir', data, '--by', 'key', '--json']);
   assert.equal(u.code, 0, u.stderr);
   assert.ok(JSON.parse(u.stdout).data.some((r: { key: string; requests: number }) => r.key === 'demo-app' && r.requests >= 1), u.stdout);
+  const typo = await fabric(['keys', 'create', 'x', '--data-dir', join(dir, 'dta')]);
+  assert.notEqual(typo.code, 0);
+  assert.match(typo.stderr, /no store there/);
+  assert.equal(existsSync(join(dir, 'dta')), false, 'no new empty store');
   const both = await fabric(['keys', 'list', '--data-dir', data, '--config', config]);
   assert.notEqual(both.code, 0);
   assert.match(both.stderr, /--data-dir is for a gateway started without a config/);

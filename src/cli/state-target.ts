@@ -3,7 +3,8 @@
 // store itself (the SQLite file or PostgreSQL the config names) — for the gateway host, or
 // when no master key is set. Both give the same answers.
 
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { loadFabricConfig, parseFabricText } from '../config/load.ts';
 import { Secrets } from '../config/env-file.ts';
 import { dataDirOf, openStore } from '../main.ts';
@@ -22,6 +23,10 @@ export async function openTarget(values: { url?: string; key?: string; config?: 
     // A gateway started without a config (the demo fleet, discovered engines): SQLite in its
     // data directory, with the defaults such a gateway runs with.
     const { config } = parseFabricText('version: 1\n', '(no config)');
+    const st = config.gateway.store;
+    const file = join(resolve(dir), st.kind === 'sqlite' ? st.path : 'fabric.db');
+    // A mistyped directory must not become a new, empty store that no gateway reads.
+    if (!existsSync(file)) throw new UsageError(`--data-dir ${dir}: no store there (${file} does not exist); a gateway started without a config keeps it in $FABRIC_DATA_DIR, else ~/.local/share/ai-fabric`);
     const store = await openStore(config, new Secrets({}), resolve(dir));
     await store.migrate();
     return { kind: 'store', store, config };

@@ -264,6 +264,8 @@ export class Gateway {
             // says 404, which is not its failure, and another backend of the pattern may serve it.
             if (step.passthrough && f.status === 404 && f.failure === 'misconfigured' && MODEL_WORD.test(f.message)) {
               failures.push({ backend: backend.name, role: step.name, failure: 'model_not_found', status: 404, message: f.message });
+              // It answered, and properly: healthy (a half-open trial that ends so closes the circuit).
+              backend.recordSuccess(performance.now() - started);
               break;
             }
             failures.push({ backend: backend.name, role: step.name, failure: f.failure, status: f.status, message: f.message, retryAfter: f.retryAfter });
@@ -362,7 +364,8 @@ export class Gateway {
         attempts: failures, headers: ra === undefined ? undefined : { 'retry-after': ra },
       });
     }
-    if (every('model_not_found')) {
+    // Unless a backend of the pattern was skipped for now: it may serve the name (a 503 to retry).
+    if (every('model_not_found') && later.length === 0) {
       return new FabricError('model_not_found', `The model \`${model}\` is not served by any backend its name matches: ${tried}`, { param: 'model', attempts: failures });
     }
     if (every('timeout')) return new FabricError('upstream_timeout', `every backend for \`${model}\` timed out: ${tried}`, { attempts: failures });

@@ -73,3 +73,12 @@ test('plain (terminal) lines quote values with control characters: a client-chos
   assert.doesNotMatch(text, /\x1b/);
   assert.match(text, /model="x\\n14:04:19\.158 INFO {2}request id=req_forged status=200\\u001b\]0;pwned\\u0007" status=404\n$/);
 });
+
+test('reloads keep the scrub list short: the first secrets, the latest reload\'s and the one before', () => {
+  const out: string[] = [];
+  const log = createLogger({ write: (s) => out.push(s), secrets: ['first-secret-0000'] });
+  for (const k of ['reload-one-1111', 'reload-two-2222', 'reload-three-3333']) log.addSecrets([k]);
+  log.info('x', { a: 'first-secret-0000 reload-one-1111 reload-two-2222 reload-three-3333' });
+  log.flush();
+  assert.equal(JSON.parse(out.join('')).a, '[redacted] reload-one-1111 [redacted] [redacted]');
+});

@@ -11,7 +11,7 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
   debug(msg: string, fields?: Record<string, unknown>): void;
   flush(): void;
-  /** More values to scrub from now on (a reload's new keys); those known already stay. */
+  /** A reload's secrets, scrubbed from now on with the first set and the previous reload's. */
   addSecrets(values: readonly string[]): void;
 }
 
@@ -51,17 +51,29 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   const pretty = opts.pretty ?? false;
   const write = opts.write ?? ((s: string) => process.stdout.write(s));
   // Each secret as written and as JSON escapes it (a `"` or `\` in a password), since lines
-  // are scrubbed once encoded.
-  const secrets: string[] = [];
-  const addSecrets = (values: readonly string[]): void => {
-    for (const v of values) {
+  // are scrubbed once encoded. The first set and the latest two (a reload's, and the one
+  // before, whose requests may still be running): not every key a long-lived process was ever
+  // given, which each line would be searched for.
+  const first = opts.secrets ?? [];
+  let previous: readonly string[] = [];
+  let latest: readonly string[] = [];
+  let secrets: string[] = [];
+  const rebuild = (): void => {
+    const forms = new Set<string>();
+    for (const v of [...first, ...previous, ...latest]) {
       if (v.length < 4) continue;
-      for (const form of [v, JSON.stringify(v).slice(1, -1)]) if (!secrets.includes(form)) secrets.push(form);
+      forms.add(v);
+      forms.add(JSON.stringify(v).slice(1, -1));
     }
     // Longest first: a secret that contains another is replaced whole.
-    secrets.sort((a, b) => b.length - a.length);
+    secrets = [...forms].sort((a, b) => b.length - a.length);
   };
-  addSecrets(opts.secrets ?? []);
+  const addSecrets = (values: readonly string[]): void => {
+    previous = latest;
+    latest = values;
+    rebuild();
+  };
+  rebuild();
   const maxBatch = opts.maxBatchBytes ?? 64 * 1024;
   let buffer = '';
   let scheduled = false;

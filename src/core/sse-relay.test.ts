@@ -201,4 +201,7 @@ test('events that start with id:/event: lines or blank lines still count as toke
   r.push(Buffer.from(`\n${chunk('c')}`));
   r.push(Buffer.from('\r\n: ping\n\nid: 9\nretry: 100\n\n'));
   assert.equal(r.dataEvents, 4, 'the first chunk and three more');
+  // Two blank lines between events: not an event of their own.
+  r.push(Buffer.from(`${chunk('d')}\n\n${chunk('e')}`));
+  assert.equal(r.dataEvents, 6);
 });

@@ -66,8 +66,9 @@ const NL_DATA = Buffer.from('\ndata:');
 function carriesData(buf: Buffer, start: number, stop: number): boolean {
   let b = buf[start];
   while ((b === LF || b === CR) && start < stop) b = buf[++start];
+  if (start >= stop) return false; // blank lines only
   if (b === 0x64) return buf[start + 4] === COLON; // "data:"
-  if (b === COLON || start >= stop) return false;
+  if (b === COLON) return false;
   const at = buf.indexOf(NL_DATA, start);
   return at !== -1 && at < stop;
 }

@@ -113,8 +113,9 @@ export function simConfigCopyText(c: SimConfigCopy): string {
   // State beside the config (data/, or a relative data_dir): a copy written into the original's
   // directory would share it (keys made in a drill working on the real gateway, simulated spend
   // counted against real budgets), so it gets its own.
-  if (fixedStore(c.config) === undefined && resolve(dirname(c.out)) === resolve(dirname(c.source))) {
-    const own = `${(c.config.gateway.dataDir ?? 'data').replace(/\/+$/, '')}-sim`;
+  const dd = c.config.gateway.dataDir ?? 'data';
+  if (fixedStore(c.config) === undefined && resolve(dirname(c.out), dd) === resolve(dirname(c.source), dd)) {
+    const own = `${dd.replace(/\/+$/, '')}-sim`;
     setNoted(doc, ['gateway', 'data_dir'], own, 'apart from the original\'s state in the same directory');
     note(`gateway.data_dir: ${own}, apart from the original's`);
   }
@@ -133,7 +134,8 @@ export function simConfigCopyText(c: SimConfigCopy): string {
     ...changes.map((s) => `#   ${s}`),
   ];
   if (fixedStore(c.config) === undefined) {
-    header.push('# Its state (virtual keys, spend) starts empty beside this file, apart from the original\'s.');
+    header.push('# Its state (virtual keys, spend) starts empty beside this file, apart from the original\'s');
+    header.push('# (unless $FABRIC_DATA_DIR is set where both are served: it overrides data_dir).');
   }
   const sharedWith = shared(c.config);
   if (sharedWith.length > 0) header.push('# Shared with the original fabric:', ...sharedWith.map((s) => `#   ${s}`));

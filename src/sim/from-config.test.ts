@@ -106,3 +106,13 @@ test('a copy written beside the original gets its own state directory; one writt
   assert.match(beside.text, /gateway\.data_dir: data-sim, apart from the original's/);
   assert.equal(copy().config.gateway.dataDir, undefined, '/tmp is not the original\'s directory');
 });
+
+test('a copy elsewhere whose relative data_dir still lands on the original\'s state gets its own too', () => {
+  const yaml = SEEDS.replace(/^gateway:\n/m, 'gateway:\n  data_dir: ../state\n');
+  assert.notEqual(yaml, SEEDS);
+  const parsed = parseFabricText(yaml, '/srv/prod/fabric.yaml');
+  const shared = copy({ yaml, config: parsed.config, source: '/srv/prod/fabric.yaml', out: '/srv/drill/sim.fabric.yaml' });
+  assert.equal(shared.config.gateway.dataDir, '../state-sim');
+  const apart = copy({ yaml, config: parsed.config, source: '/srv/prod/fabric.yaml', out: '/srv/drill/deeper/sim.fabric.yaml' });
+  assert.equal(apart.config.gateway.dataDir, '../state', '/srv/drill/state is not /srv/state');
+});

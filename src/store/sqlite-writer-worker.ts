@@ -2,14 +2,14 @@
 // each batch in one transaction.
 
 import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { SqliteStore } from './sqlite.ts';
 import { StoreError } from './types.ts';
 import type { WriterCall, WriterReply, WriterRequest } from './sqlite-writer.ts';
 
 /**
- * This thread's nice value (Linux: a thread has its own). Its batches are background work:
+ * How much nicer than the process this thread runs (Linux: a thread has its own nice value). Its batches are background work:
  * on a busy core, or a gateway given one core, the scheduler lets the event loop run first
  * instead of making requests wait out a batch's time slice (CFS favours the thread that has
  * run less, which is this one).
@@ -18,9 +18,10 @@ const WRITER_NICE = 10;
 
 function lowerPriority(): void {
   try {
-    // "<pid>/task/<tid>": setpriority(2) on a thread id sets that thread's nice value alone.
+    // "<pid>/task/<tid>": setpriority(2) on a thread id sets that thread's nice value alone;
+    // 10 below the process's own (a gateway already run at nice 15 gets 19, not 10).
     const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (Number.isInteger(tid) && tid > 0) setPriority(tid, WRITER_NICE);
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, Math.min(19, getPriority(tid) + WRITER_NICE));
   } catch {
     // not Linux, or not allowed: the thread runs at the process's priority
   }

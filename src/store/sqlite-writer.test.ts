@@ -48,7 +48,7 @@ test('close() lets the calls already sent finish, then ends the thread; later ca
   });
 });
 
-test('the writer thread runs at a lower priority than the event loop (nice 10 on Linux)', { skip: process.platform !== 'linux' ? 'Linux: per-thread nice values' : false }, async () => {
+test('the writer thread runs at a lower priority than the event loop (nice +10 on Linux)', { skip: process.platform !== 'linux' ? 'Linux: per-thread nice values' : false }, async () => {
   /** This process's threads: name and nice value (/proc/self/task/<tid>/stat, field 19). */
   const threads = (): { name: string; nice: number }[] => readdirSync('/proc/self/task').map((tid) => {
     const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
@@ -60,8 +60,8 @@ test('the writer thread runs at a lower priority than the event loop (nice 10 on
     assert.equal(await w.call({ op: 'insertUsage', records: [usage('req_nice')] }), 1);
     const workers = threads().filter((t) => t.name === 'WorkerThread');
     assert.equal(workers.length, 1, JSON.stringify(threads()));
-    assert.equal(workers[0]!.nice, 10);
-    assert.equal(threads().find((t) => t.name !== 'WorkerThread')!.nice, 0, 'the main thread keeps its own');
+    const main = threads().find((t) => t.name !== 'WorkerThread')!.nice;
+    assert.equal(workers[0]!.nice, Math.min(19, main + 10), 'ten below the process (as run, e.g. under nice -n 5)');
   });
 });
 
