@@ -160,6 +160,12 @@ const scenarios: Record<string, Scenario> = {
     const line = (c: string): string => `${JSON.stringify({ model: 'mock', created_at: '2024-01-01T00:00:00Z', message: { role: 'assistant', content: c }, done: false })}\n`;
     s.write(NDJSON_CHUNKED + frame(line('Hel')) + frame('{"error":"an error was encountered while running the model"}\n') + LAST_FRAME);
   },
+  // Ollama asked to think (reasoning_effort) with a model that cannot (server/routes.go).
+  'ollama-nothink'(s, req) {
+    const body = JSON.stringify({ error: `"mock" does not support thinking` });
+    const status = req.body.think === undefined ? 'HTTP/1.1 500 Internal Server Error' : 'HTTP/1.1 400 Bad Request';
+    s.write(`${status}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  },
   'ollama-six'(s) {
     const line = (c: string): string => `${JSON.stringify({ model: 'mock', created_at: '2024-01-01T00:00:00Z', message: { role: 'assistant', content: c }, done: false })}\n`;
     s.write(NDJSON_CHUNKED + ['a', 'b', 'c', 'd', 'e', 'f'].map((c) => frame(line(c))).join(''));
@@ -235,6 +241,7 @@ ${vllm('drip')}
   ollama-six: { engine: ollama, url: ${u('ollama-six', false)}, model: mock, max_retries: 0 }
   ollama-tools: { engine: ollama, url: ${u('ollama-tools', false)}, model: mock, max_retries: 0 }
   ollama-mid-error: { engine: ollama, url: ${u('ollama-mid-error', false)}, model: mock, max_retries: 0 }
+  ollama-nothink: { engine: ollama, url: ${u('ollama-nothink', false)}, model: mock, max_retries: 0 }
 roles:
   r-good: { kind: chat, backends: [good] }
   r-bulk: { kind: chat, backends: [bulk] }
@@ -262,6 +269,8 @@ roles:
   r-ollama-six: { kind: chat, backends: [ollama-six] }
   r-ollama-tools: { kind: chat, backends: [ollama-tools] }
   r-ollama-mid-error: { kind: chat, backends: [ollama-mid-error] }
+  r-nothink: { kind: chat, backends: [ollama-nothink], fallbacks: [r-good] }
+  r-nothink-alone: { kind: chat, backends: [ollama-nothink] }
 `,
   });
 });
@@ -620,4 +629,15 @@ test('a backend that echoes its key in an error: the key reaches neither the cli
   await waitForLog(f, from, (l) => l.msg === 'request' && l.model === 'r-echo-key-event');
   assert.ok(!(await (await fetch(`${f.url}/health`)).text()).includes(ECHO_KEY));
   assert.ok(!f.logs.slice(from).join('\n').includes(ECHO_KEY));
+});
+
+test('an Ollama model that cannot think, asked to (reasoning_effort): passed over for the next backend, not blamed; alone, a 400 naming the field', async () => {
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('r-nothink'), reasoning_effort: 'low', stream: true });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.headers.get('x-fabric-backend'), 'good');
+  const alone = await post(f.url, '/v1/chat/completions', { ...chat('r-nothink-alone'), reasoning_effort: 'low' });
+  assert.equal(alone.status, 400, alone.text);
+  assert.equal(alone.json.error.param, 'reasoning_effort');
+  assert.match(alone.json.error.message, /does not support thinking/);
+  assert.equal(backend('ollama-nothink').consecutiveFailures, 0);
 });

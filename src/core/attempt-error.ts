@@ -119,6 +119,7 @@ export function upstreamError(backend: BackendRuntime, status: number, headers: 
     return new AttemptError('rate_limited', msg, status, typeof ra === 'string' ? ra : undefined);
   }
   if (info.contextLength) return new AttemptError('context_length', info.message, status);
+  if (info.unsupportedParam !== undefined) return new Unsupported(`${backend.name} cannot take \`${info.unsupportedParam}\`: ${info.message}`, info.unsupportedParam);
   if (status === 401 || status === 403 || status === 404 || status === 405) return new AttemptError('misconfigured', msg, status);
   if (status >= 500) return new AttemptError('upstream_5xx', msg, status);
   return new AttemptError('client_error', info.message, status);

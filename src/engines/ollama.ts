@@ -245,7 +245,10 @@ export class OllamaEngine implements EngineAdapter {
   }
 
   parseError(status: number, text: string): UpstreamErrorInfo {
-    return parseEngineError(status, text);
+    const info = parseEngineError(status, text);
+    // server/routes.go: `"qwen2.5:7b" does not support thinking` when `think` (reasoning_effort) asks a model without it.
+    if (status === 400 && /does not support thinking/i.test(info.message)) info.unsupportedParam = 'reasoning_effort';
+    return info;
   }
 
   streamTranslator(op: Operation, ctx: NormalizeContext, includeUsage: boolean): StreamTranslator {

@@ -25,6 +25,12 @@ export interface UpstreamErrorInfo {
   type: string | undefined;
   code: string | undefined;
   contextLength: boolean;
+  /**
+   * The engine refused a field the gateway translated for it (Ollama: `think` for a model that
+   * cannot think): the request's field to name if no other backend takes it; this backend is
+   * passed over, not blamed.
+   */
+  unsupportedParam?: string;
 }
 
 export interface PrepareOptions {
