@@ -152,3 +152,17 @@ test('a record the store refuses is set aside in the spool directory (rejected.j
     await w.close();
   }, true);
 });
+
+test('a batch that does not fill goes to the store within 50 ms of its first record, not at the next flush_interval', async () => {
+  await withStore(async (store) => {
+    let committed = 0;
+    const w = new UsageWriter({ store, spoolDir: undefined, batchSize: 500, flushIntervalMs: 3_600_000, maxBuffer: 5000, log: silentLogger, onCommitted: (r) => { committed += r.length; } });
+    await w.start();
+    for (let i = 0; i < 3; i++) w.add(rec(1000 + i));
+    const started = Date.now();
+    while (committed < 3 && Date.now() - started < 2000) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(committed, 3, 'in the store without a flush call or interval');
+    assert.equal(w.queued, 0);
+    await w.close();
+  });
+});
