@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -54,9 +54,12 @@ test('serve: a port in use is "cannot listen"; a closed log output drains and ex
   await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
   const port = (taken.address() as { port: number }).port;
   try {
-    const r = fabric(['serve', '--port', String(port)], { ...cleanEnv(), FABRIC_DATA_DIR: mkdtempSync(join(tmpdir(), 'fabric-cli-')) });
+    const data = mkdtempSync(join(tmpdir(), 'fabric-cli-'));
+    const r = fabric(['serve', '--port', String(port)], { ...cleanEnv(), FABRIC_DATA_DIR: data });
     assert.equal(r.status, 1);
     assert.match(r.stderr, new RegExp(`fabric serve: cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE`));
+    assert.equal(existsSync(join(data, 'fabric.db')), false, 'said before the store was opened');
+    assert.doesNotMatch(r.stdout, /backend .* is up/);
   } finally {
     taken.close();
   }

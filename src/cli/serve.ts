@@ -2,6 +2,7 @@
 // neither it looks for local engines and an OpenAI key, and failing those it serves the
 // seeds' fabric from the built-in simulator, labelled as such.
 
+import { createServer } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
 import { loadFabricConfig, parseFabricText, checkSecrets } from '../config/load.ts';
 import { ConfigError, formatIssue } from '../config/issues.ts';
@@ -52,6 +53,15 @@ async function buildWithoutConfig(host: string, port: number, log: Logger): Prom
   const { config } = parseFabricText(demoFabricYaml(fleet, host, port), '(demo)');
   log.info('simulated engines', { engines: [...fleet.engines.values()].map((e) => `${e.name}=${e.url}`), control: fleet.controlUrl });
   return { config, secrets, close: () => fleet.close() };
+}
+
+/** Why host:port cannot be listened on (EADDRINUSE, EACCES…), or undefined if it can. */
+function portTaken(host: string, port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(undefined)));
+  });
 }
 
 export async function runServe(argv: string[]): Promise<number> {
@@ -124,6 +134,17 @@ export async function runServe(argv: string[]): Promise<number> {
     if ((workersFlag ?? 1) > 1) log.warn('--workers needs a config file: serving with one process');
     ({ config, secrets, close: cleanup } = await buildWithoutConfig(values.host ?? '127.0.0.1', port ?? 4000, log));
     for (const i of checkSecrets(config, secrets, '(discovered)')) log.warn(formatIssue(i));
+  }
+
+  // The port first: a port already taken is said before the store is opened, migrated and
+  // probed for nothing. (A worker's listen goes through the primary: not checked there.)
+  const listenHost = values.host ?? config.gateway.host;
+  const listenPort = port ?? config.gateway.port;
+  const taken = isWorker() || listenPort === 0 ? undefined : await portTaken(listenHost, listenPort);
+  if (taken !== undefined) {
+    process.stderr.write(`fabric serve: cannot listen on ${listenHost}:${listenPort}: ${taken}\n`);
+    await cleanup?.();
+    return 1;
   }
 
   let running: RunningGateway;
