@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteStore } from '../store/sqlite.ts';
@@ -163,6 +163,48 @@ test('a batch that does not fill goes to the store within 50 ms of its first rec
     while (committed < 3 && Date.now() - started < 2000) await new Promise((r) => setTimeout(r, 10));
     assert.equal(committed, 3, 'in the store without a flush call or interval');
     assert.equal(w.queued, 0);
+    await w.close();
+  });
+});
+
+test('a spool segment that cannot be opened (its directory removed, no inodes) keeps the records in memory: add() does not throw, none is lost', async () => {
+  await withStore(async (store, dir) => {
+    const errors: string[] = [];
+    const log = { ...silentLogger, error: (msg: string) => { errors.push(msg); } } as typeof silentLogger;
+    const spool = join(dir, 'spool');
+    const w = new UsageWriter({ store, spoolDir: spool, batchSize: 100, flushIntervalMs: 3_600_000, maxBuffer: 2, log });
+    await w.start();
+    rmSync(spool, { recursive: true, force: true }); // no segment is open yet: the first add() opens one
+    for (let i = 0; i < 5; i++) w.add(rec(300 + i));
+    assert.equal(w.queued, 5, 'all in memory, past max_buffer: better over the limit than lost');
+    assert.ok(errors.some((e) => e.includes('cannot open a usage spool segment')), errors.join('\n'));
+    let released = false;
+    w.whenSpooled(() => { released = true; });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(released, true, 'answers are not held for a spool that cannot be written');
+    await w.flush();
+    assert.equal((await store.usageSummary({ by: 'backend' }))[0]?.requests, 5);
+    await w.close().catch(() => {});
+  });
+});
+
+test('spool segments of a process that is gone are replayed, a recycled pid (another start time) included; a live process\'s are left alone', { skip: process.platform !== 'linux' ? 'Linux /proc' : false }, async () => {
+  await withStore(async (store, dir) => {
+    const spool = join(dir, 'spool');
+    mkdirSync(spool, { recursive: true });
+    const stat = readFileSync(`/proc/${process.ppid}/stat`, 'utf8');
+    const parentStart = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    // PID 1 is alive, but not the process that wrote this (a restarted container's PID 1).
+    writeFileSync(join(spool, 'usage-1-s1-17000000000000000.jsonl'), JSON.stringify(rec(400)) + '\n');
+    // Our parent is alive, and is the writer of this one: its records are its own to write.
+    const live = join(spool, `usage-${process.ppid}-s${parentStart}-17000000000000001.jsonl`);
+    writeFileSync(live, JSON.stringify(rec(401)) + '\n');
+    const w = new UsageWriter({ store, spoolDir: spool, batchSize: 100, flushIntervalMs: 3_600_000, maxBuffer: 100, log: silentLogger });
+    await w.start();
+    await w.flush();
+    assert.notEqual(await store.usageById('req_w400'), undefined, 'replayed');
+    assert.equal(await store.usageById('req_w401'), undefined, 'left to its live writer');
+    assert.ok(existsSync(live));
     await w.close();
   });
 });

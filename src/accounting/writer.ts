@@ -51,7 +51,8 @@ interface Segment {
 
 interface Queued { rec: UsageRecord; seg: Segment | undefined }
 
-const SEGMENT = /^usage-(\d+)-(\d+)\.jsonl$/;
+/** usage-PID-sSTART-TIMESEQ.jsonl: the writing process's pid and its start time (older names: no sSTART). */
+const SEGMENT = /^usage-(\d+)-(?:s(\d+)-)?(\d+)\.jsonl$/;
 /**
  * A new segment is started once this many records went into the current one, or once it is
  * this old: creating and deleting a file per batch cost more than the inserts themselves. A
@@ -76,7 +77,31 @@ function closeQuietly(fd: number): void {
   }
 }
 
-function alive(pid: number): boolean {
+/** A process's state letter and start time (clock ticks after boot) from /proc, or undefined where there is none. */
+function procStat(pid: number): { state: string; start: string } | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // "PID (COMM) STATE PPID …": COMM may hold spaces and parentheses; the fields follow the last ')'.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { state: f[0] ?? '', start: f[19] ?? '' };
+}
+
+/** This process's start time, written into its segments' names. */
+const OWN_START = procStat(process.pid)?.start;
+
+/**
+ * Whether the process that wrote a segment is still running: not if it is gone, a zombie
+ * (killed, not yet reaped), or its pid now belongs to another process (a restarted container's
+ * PID 1, a recycled pid: its start time differs).
+ */
+function alive(pid: number, start: string | undefined): boolean {
+  const st = procStat(pid);
+  if (st !== undefined) return st.state !== 'Z' && st.state !== 'X' && (start === undefined || st.start === start);
+  if (OWN_START !== undefined) return false; // /proc is there and has no such pid
   try {
     process.kill(pid, 0);
     return true;
@@ -104,6 +129,8 @@ export class UsageWriter {
   #linger: NodeJS.Timeout | undefined;
   /** When the spool was last fdatasync'ed: at most every flush_interval, however often batches go. */
   #lastSync = 0;
+  /** When opening a spool segment last failed (logged at most every 10 s). */
+  #openFailedAt = 0;
   #closed = false;
   /** Spool lines added this turn, written together by #writeLines (setImmediate). */
   #lines = '';
@@ -143,7 +170,7 @@ export class UsageWriter {
       for (const f of readdirSync(dir)) {
         const m = SEGMENT.exec(f);
         // Our own pid here is a previous process's that had it: this one has spooled nothing yet.
-        if (m !== null && (Number(m[1]) === process.pid || !alive(Number(m[1])))) this.#replay.push(join(dir, f));
+        if (m !== null && (Number(m[1]) === process.pid || !alive(Number(m[1]), m[2]))) this.#replay.push(join(dir, f));
       }
       if (this.#replay.length > 0) {
         this.#o.log.info('accounting: replaying usage records spooled by a previous run', { segments: this.#replay.length });
@@ -158,8 +185,26 @@ export class UsageWriter {
     this.#timer.unref();
   }
 
+  /**
+   * The active segment, opened now; undefined if it cannot be (no inodes left, a read-only
+   * remount, the directory removed, no file descriptors): the record is then held in memory
+   * only, past max_buffer if need be, rather than lost. The next record tries again.
+   */
+  #tryOpen(): Segment | undefined {
+    try {
+      return (this.#active = this.#open());
+    } catch (e) {
+      const now = Date.now();
+      if (now - this.#openFailedAt >= 10_000) {
+        this.#openFailedAt = now;
+        this.#o.log.error('accounting: cannot open a usage spool segment; records are held in memory only until one can be', { error: (e as Error).message });
+      }
+      return undefined;
+    }
+  }
+
   #open(): Segment {
-    const name = join(this.#o.spoolDir!, `usage-${process.pid}-${Date.now()}${String(this.#seq++).padStart(4, '0')}.jsonl`);
+    const name = join(this.#o.spoolDir!, `usage-${process.pid}-${OWN_START === undefined ? '' : `s${OWN_START}-`}${Date.now()}${String(this.#seq++).padStart(4, '0')}.jsonl`);
     const seg: Segment = { name, fd: openSync(name, 'a', 0o600), outstanding: 0, overflow: false, dirty: false, appended: 0, openedAt: Date.now(), syncing: 0 };
     this.#segments.add(seg);
     return seg;
@@ -175,8 +220,8 @@ export class UsageWriter {
     if (!Number.isFinite(rec.promptTokens)) rec.promptTokens = 0;
     if (!Number.isFinite(rec.completionTokens)) rec.completionTokens = 0;
     let seg: Segment | undefined;
-    if (this.#o.spoolDir !== undefined && !this.#closed) {
-      seg = this.#active ??= this.#open();
+    if (this.#o.spoolDir !== undefined && !this.#closed) seg = this.#active ?? this.#tryOpen();
+    if (seg !== undefined) {
       this.#lines += JSON.stringify(rec) + '\n';
       seg.outstanding++;
       seg.appended++;
