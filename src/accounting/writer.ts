@@ -354,7 +354,7 @@ export class UsageWriter {
     this.#failures++;
     this.stats.failures++;
     // Backoff: 1, 2, 4 … flush intervals, at most 30 s between tries.
-    this.#nextAttempt = Date.now() + Math.min(30_000, this.#o.flushIntervalMs * 2 ** Math.min(this.#failures - 1, 10));
+    this.#nextAttempt = performance.now() + Math.min(30_000, this.#o.flushIntervalMs * 2 ** Math.min(this.#failures - 1, 10));
     if (this.storeUp || this.#failures % 10 === 1) {
       this.#o.log.warn('accounting: cannot write to the store; records are kept and retried', {
         error: (e as Error).message, queued: this.#queue.length, spooled: this.#o.spoolDir !== undefined,
@@ -366,7 +366,7 @@ export class UsageWriter {
   async #flush(): Promise<void> {
     if (Date.now() - this.#lastSync >= this.#o.flushIntervalMs) this.#sync();
     else this.#writeLines();
-    if (Date.now() < this.#nextAttempt) return;
+    if (performance.now() < this.#nextAttempt) return; // monotonic: a clock stepped back does not stop flushes
     if (this.#queue.length === 0 && this.#replay.length === 0 && this.#logs.length === 0) {
       if (this.#o.pingWhenIdle === true || !this.storeUp) {
         try {
