@@ -126,6 +126,8 @@ export class Accounting {
   /** Prices and budgets from a reloaded config; the store and Redis stay as they were. */
   reconfigure(config: FabricConfig): void {
     this.#config = config;
+    const a = config.gateway.accounting;
+    this.writer.retune({ batchSize: a.batchSize, flushIntervalMs: a.flushIntervalMs, maxBuffer: a.maxBuffer, pingWhenIdle: a.onStoreDown === 'refuse' });
     this.prices = new PriceTable(config);
     this.maxTokens = config.gateway.limits.maxTokens;
     this.#budgets = new Map();

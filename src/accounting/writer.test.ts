@@ -208,3 +208,18 @@ test('spool segments of a process that is gone are replayed, a recycled pid (ano
     await w.close();
   });
 });
+
+test('retune (a reload) applies a new batch_size and max_buffer from the next record on', async () => {
+  await withStore(async (store) => {
+    let committed = 0;
+    const w = new UsageWriter({ store, spoolDir: undefined, batchSize: 500, flushIntervalMs: 3_600_000, maxBuffer: 5000, log: silentLogger, onCommitted: (r) => { committed += r.length; } });
+    await w.start();
+    w.retune({ batchSize: 3, flushIntervalMs: 1_800_000, maxBuffer: 5000, pingWhenIdle: false });
+    for (let i = 0; i < 3; i++) w.add(rec(500 + i));
+    // A full batch (3 now) goes on the next turn, before any 50 ms linger.
+    await new Promise((r) => setImmediate(r));
+    await w.idle();
+    assert.equal(committed, 3);
+    await w.close();
+  });
+});

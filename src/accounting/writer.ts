@@ -177,6 +177,23 @@ export class UsageWriter {
         await this.#replaySpool().catch(() => {});
       }
     }
+    this.#startTimer();
+  }
+
+  /** A reload's accounting settings, from now on (the spool's fdatasync follows the new flush_interval). */
+  retune(o: Pick<WriterOptions, 'batchSize' | 'flushIntervalMs' | 'maxBuffer' | 'pingWhenIdle'>): void {
+    const intervalChanged = o.flushIntervalMs !== this.#o.flushIntervalMs;
+    this.#o.batchSize = o.batchSize;
+    this.#o.flushIntervalMs = o.flushIntervalMs;
+    this.#o.maxBuffer = o.maxBuffer;
+    this.#o.pingWhenIdle = o.pingWhenIdle;
+    if (intervalChanged && this.#timer !== undefined && !this.#closed) {
+      clearInterval(this.#timer);
+      this.#startTimer();
+    }
+  }
+
+  #startTimer(): void {
     // Every flush_interval the spool is fdatasync'ed, whatever else has flushed since.
     this.#timer = setInterval(() => {
       this.#sync();
