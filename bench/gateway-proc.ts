@@ -47,50 +47,39 @@ const stop = (): void => {
   closing = true;
   void gw.close(1000).finally(() => process.exit(0));
 };
-// --profile: the orchestrator brackets a phase with profile-start / profile-stop, so the
+// --profile and --alloc: the orchestrator brackets a phase with *-start / *-stop, so the
 // profile holds that phase only, not start-up and idle time.
 let session: Session | undefined;
-async function profileStart(): Promise<void> {
+type Post = (method: string, params?: object) => Promise<{ profile?: unknown }>;
+async function sessionStart(...calls: [method: string, params?: object][]): Promise<void> {
   session = new Session();
   session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 200 });
-  await session.post('Profiler.start');
+  for (const [method, params] of calls) await (session.post as Post)(method, params);
 }
-async function profileStop(file: string): Promise<void> {
+async function sessionStop(method: string, file: string): Promise<void> {
   if (session === undefined) return;
-  const { profile } = await session.post('Profiler.stop');
+  const { profile } = await (session.post as Post)(method);
   writeFileSync(file, JSON.stringify(profile));
   session.disconnect();
   session = undefined;
 }
-
-// --alloc: every allocation sampled (1 in each 8 KiB), garbage included, for bytes per request by function.
-async function allocStart(): Promise<void> {
-  session = new Session();
-  session.connect();
-  await session.post('HeapProfiler.enable');
-  await session.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
-}
-async function allocStop(file: string): Promise<void> {
-  if (session === undefined) return;
-  const { profile } = await session.post('HeapProfiler.stopSampling');
-  writeFileSync(file, JSON.stringify(profile));
-  session.disconnect();
-  session = undefined;
-}
+// CPU: sampled every 200 µs.
+const profileStart = (): Promise<void> => sessionStart(['Profiler.enable'], ['Profiler.setSamplingInterval', { interval: 200 }], ['Profiler.start']);
+// Allocations: 1 in each 8 KiB, garbage included, for bytes per request by function.
+const allocStart = (): Promise<void> => sessionStart(['HeapProfiler.enable'],
+  ['HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }]);
 
 process.on('message', (m: { type: string; file?: string; sinceMs?: number }) => {
   if (m.type === 'alloc-start') {
     void allocStart().then(() => process.send!({ type: 'alloc-started' }));
   } else if (m.type === 'alloc-stop') {
-    void allocStop(m.file!).then(() => process.send!({ type: 'alloc-stopped', file: m.file }));
+    void sessionStop('HeapProfiler.stopSampling', m.file!).then(() => process.send!({ type: 'alloc-stopped', file: m.file }));
   } else if (m.type === 'gc-pauses') {
     process.send!({ type: 'gc-pauses', pauses: gc.since(m.sinceMs ?? 0) });
   } else if (m.type === 'profile-start') {
     void profileStart().then(() => process.send!({ type: 'profile-started' }));
   } else if (m.type === 'profile-stop') {
-    void profileStop(m.file!).then(() => process.send!({ type: 'profile-stopped', file: m.file }));
+    void sessionStop('Profiler.stop', m.file!).then(() => process.send!({ type: 'profile-stopped', file: m.file }));
   } else if (m.type === 'stats') {
     const mem = process.memoryUsage();
     const s: GatewayStats = {

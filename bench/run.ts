@@ -425,6 +425,12 @@ if (bare !== undefined) await measure('warm-up bare proxy', open(T.bareFast, GOA
 if (relay !== undefined) await measure('warm-up tcp relay', open(T.relayFast, GOAL_RATE, plan.warmMs), 'relay');
 await measure('warm-up gateway stream', open(T.gatewayStream, plan.ttfbRate, 1000), 'gateway');
 
+/** Every child stopped (those stopped already are skipped), and the watchdog with them. */
+async function stopAll(): Promise<void> {
+  for (const c of [loadgen, gateway, bare, relay, upstream]) await c?.stop();
+  clearTimeout(watchdog);
+}
+
 if (rateOnly !== undefined) {
   // The tail at the goal rate only: direct and gateway alternating, each with its stalls.
   const allocFile = join(resultsDir, 'gateway-alloc.heapprofile');
@@ -447,12 +453,7 @@ if (rateOnly !== undefined) {
     const r = await measure(`tcp relay  @ ${GOAL_RATE}/s`, open(T.relayFast, GOAL_RATE, plan.rateMs), 'relay');
     process.stdout.write(`round ${i + 1}: direct p99 ${d.result.latency.p99.toFixed(3)} ms\n  ${line('gateway', g)}\n${b === undefined ? '' : `  ${line('bare   ', b)}\n`}  ${line('relay  ', r)}\n`);
   }
-  await loadgen.stop();
-  await gateway.stop();
-  await bare?.stop();
-  await relay?.stop();
-  await upstream.stop();
-  clearTimeout(watchdog);
+  await stopAll();
   process.exit(0);
 }
 
@@ -497,10 +498,7 @@ const streams = await measure(`gateway: ${plan.streams} open streams`, { kind: '
 
 // ---- shut down -------------------------------------------------------------------------
 
-await loadgen.stop();
-await gateway.stop();
-await upstream.stop();
-clearTimeout(watchdog);
+await stopAll();
 
 // ---- report --------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@
 
 import { connect, createServer } from 'node:net';
 import { GcWatch } from './gc-watch.ts';
+import { serveOrchestrator } from './child-ipc.ts';
 
 const origin = process.argv[2];
 if (process.send === undefined || origin === undefined) {
@@ -29,18 +30,7 @@ const server = createServer({ noDelay: true }, (client) => {
   upstream.on('error', close).on('close', close);
 });
 
-server.listen(0, '127.0.0.1', () => {
-  const addr = server.address();
-  const port = addr !== null && typeof addr === 'object' ? addr.port : 0;
-  const stop = (): void => {
-    server.close();
-    process.exit(0);
-  };
-  process.on('message', (m: { type: string; sinceMs?: number }) => {
-    if (m.type === 'exit') stop();
-    else if (m.type === 'gc-pauses') process.send!({ type: 'gc-pauses', pauses: gc.since(m.sinceMs ?? 0) });
-  });
-  process.on('disconnect', stop);
-  process.on('SIGTERM', stop);
-  process.send!({ type: 'ready', pid: process.pid, url: `http://127.0.0.1:${port}` });
+serveOrchestrator(server, gc, () => {
+  server.close();
+  process.exit(0);
 });

@@ -53,7 +53,12 @@ export async function openStore(config: FabricConfig, secrets: Secrets, dataDir:
     const { PostgresStore } = await import('./store/postgres.ts');
     return new PostgresStore(url, { onError: (e) => log?.debug('store: connection error', { error: e.message }) });
   }
-  return new SqliteStore(isAbsolute(st.path) ? st.path : join(dataDir, st.path), { writerThread: gateway });
+  return new SqliteStore(sqlitePath(st.path, dataDir), { writerThread: gateway });
+}
+
+/** Where a SQLite store's file is: its configured path, relative to the data directory. */
+export function sqlitePath(path: string, dataDir: string): string {
+  return isAbsolute(path) ? path : join(dataDir, path);
 }
 
 export interface RunningGateway {

@@ -49,6 +49,17 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** The status a request with `key` gets once it is no longer `was` (the gateway's next keys sync; 3 s at most). */
+async function statusOnceSynced(model: string, key: string, was: number): Promise<number> {
+  const until = Date.now() + 3000;
+  let status = was;
+  while (status === was && Date.now() < until) {
+    await new Promise((res) => setTimeout(res, 50));
+    status = (await post(f.url, '/v1/chat/completions', chat(model), { authorization: `Bearer ${key}` })).status;
+  }
+  return status;
+}
+
 test('fabric keys and fabric usage --help', async () => {
   for (const cmd of ['keys', 'usage']) {
     const r = await fabric([cmd, '--help']);
@@ -126,13 +137,7 @@ test('fabric keys --config writes the store directly; the running gateway picks 
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /running gateways stop accepting it at their next keys sync \(gateway\.accounting\.sync_interval: 2000 ms\)/);
   // Another process changed the store: the gateway sees it at its next poll (sync_interval 100ms).
-  const until = Date.now() + 3000;
-  let status = 200;
-  while (status === 200 && Date.now() < until) {
-    await new Promise((res) => setTimeout(res, 50));
-    status = (await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${k.key}` })).status;
-  }
-  assert.equal(status, 401);
+  assert.equal(await statusOnceSynced('local/chat', k.key, 200), 401);
 });
 
 test('fabric usage: a table, CSV and JSON, from the API and from the store', async () => {
@@ -172,13 +177,7 @@ test('--data-dir: the store of a gateway started without a config (the demo flee
   assert.equal(c.code, 0, c.stderr);
   const k = JSON.parse(c.stdout);
   // The same store the running gateway uses: it learns of the key at its next sync and takes it.
-  const until = Date.now() + 3000;
-  let status = 401;
-  while (status === 401 && Date.now() < until) {
-    await new Promise((res) => setTimeout(res, 50));
-    status = (await post(f.url, '/v1/chat/completions', chat('chat-fast'), { authorization: `Bearer ${k.key}` })).status;
-  }
-  assert.equal(status, 200);
+  assert.equal(await statusOnceSynced('chat-fast', k.key, 401), 200);
   const list = await fabric(['keys', 'list', '--data-dir', data, '--json']);
   assert.ok(JSON.parse(list.stdout).some((x: { name: string }) => x.name === 'demo-app'), list.stdout);
   await f.gw.app.accounting!.writer.flush();

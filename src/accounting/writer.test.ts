@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { SqliteStore } from '../store/sqlite.ts';
 import { silentLogger } from '../core/log.ts';
 import { UsageWriter } from './writer.ts';
+import { readProcStat } from '../core/proc-stat.ts';
 import { StoreError, type UsageRecord } from '../store/types.ts';
 import { usage } from '../../test/support/store-contract.ts';
 
@@ -192,8 +193,7 @@ test('spool segments of a process that is gone are replayed, a recycled pid (ano
   await withStore(async (store, dir) => {
     const spool = join(dir, 'spool');
     mkdirSync(spool, { recursive: true });
-    const stat = readFileSync(`/proc/${process.ppid}/stat`, 'utf8');
-    const parentStart = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const parentStart = readProcStat(`/proc/${process.ppid}/stat`)!.fields[19];
     // PID 1 is alive, but not the process that wrote this (a restarted container's PID 1).
     writeFileSync(join(spool, 'usage-1-s1-17000000000000000.jsonl'), JSON.stringify(rec(400)) + '\n');
     // Our parent is alive, and is the writer of this one: its records are its own to write.

@@ -16,6 +16,7 @@
 import { appendFileSync, closeSync, fdatasync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../core/log.ts';
+import { readProcStat } from '../core/proc-stat.ts';
 import { StoreError, type RequestLogRecord, type Store, type UsageRecord } from '../store/types.ts';
 
 export interface WriterOptions {
@@ -63,9 +64,10 @@ const SEGMENT_MAX_RECORDS = 4096;
 const SEGMENT_MAX_AGE_MS = 10_000;
 const MAX_LOG_QUEUE = 2_000;
 /**
- * Longest a record waits for its batch when the batch does not fill first: about two of V8's
- * young-generation collections at a few thousand requests a second (bench --rate-only with
- * --trace-gc-nvp: 35–40% fewer bytes promoted, half the mark-compacts, at 2,000 req/s).
+ * Longest a record waits for its batch when the batch does not fill first: less than two of
+ * V8's young-generation collections at a few thousand requests a second, so records are not
+ * promoted (bench --rate-only 1 with --trace-gc-nvp at 2,000 req/s: 7.1–7.4 MiB promoted in the
+ * run against 9.7–10.6 MiB with batches held to the flush_interval).
  */
 const LINGER_MS = 50;
 
@@ -77,17 +79,10 @@ function closeQuietly(fd: number): void {
   }
 }
 
-/** A process's state letter and start time (clock ticks after boot) from /proc, or undefined where there is none. */
+/** A process's state letter and start time (clock ticks after boot), or undefined where there is none. */
 function procStat(pid: number): { state: string; start: string } | undefined {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  // "PID (COMM) STATE PPID …": COMM may hold spaces and parentheses; the fields follow the last ')'.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { state: f[0] ?? '', start: f[19] ?? '' };
+  const st = readProcStat(`/proc/${pid}/stat`);
+  return st === undefined ? undefined : { state: st.fields[0] ?? '', start: st.fields[19] ?? '' };
 }
 
 /** This process's start time, written into its segments' names. */
@@ -128,7 +123,7 @@ export class UsageWriter {
   /** The flush that follows a first record within LINGER_MS (add()). */
   #linger: NodeJS.Timeout | undefined;
   /** When the spool was last fdatasync'ed: at most every flush_interval, however often batches go. */
-  #lastSync = 0;
+  #lastSync = -Infinity;
   /** When opening a spool segment last failed (logged at most every 10 s). */
   #openFailedAt = 0;
   #closed = false;
@@ -381,7 +376,7 @@ export class UsageWriter {
   }
 
   async #flush(): Promise<void> {
-    if (Date.now() - this.#lastSync >= this.#o.flushIntervalMs) this.#sync();
+    if (performance.now() - this.#lastSync >= this.#o.flushIntervalMs) this.#sync();
     else this.#writeLines();
     if (performance.now() < this.#nextAttempt) return; // monotonic: a clock stepped back does not stop flushes
     if (this.#queue.length === 0 && this.#replay.length === 0 && this.#logs.length === 0) {
@@ -543,7 +538,7 @@ export class UsageWriter {
 
   #sync(): void {
     this.#writeLines();
-    this.#lastSync = Date.now();
+    this.#lastSync = performance.now();
     const a = this.#active;
     if (a?.fd !== undefined && a.dirty) this.#syncSegment(a);
   }
@@ -552,7 +547,7 @@ export class UsageWriter {
   async close(timeoutMs = 10_000): Promise<void> {
     clearInterval(this.#timer);
     clearTimeout(this.#linger);
-    this.#lastSync = 0; // the closing flush syncs the spool
+    this.#lastSync = -Infinity; // the closing flush syncs the spool
     this.#closed = true;
     this.#nextAttempt = 0;
     const done = (async () => {

@@ -154,20 +154,19 @@ export async function runServe(argv: string[]): Promise<number> {
     const err = e as NodeJS.ErrnoException;
     // A port that cannot be had says so; anything else (the store, Redis) says what it was.
     const why = err.syscall === 'listen'
-      ? `cannot listen on ${values.host ?? config.gateway.host}:${port ?? config.gateway.port}: ${err.code ?? err.message}`
+      ? `cannot listen on ${listenHost}:${listenPort}: ${err.code ?? err.message}`
       : `cannot start: ${err.message}`;
     process.stderr.write(`fabric serve: ${redact(why, secrets.values(secretNames(config)))}\n`);
     await cleanup?.();
     return 1;
   }
   const roles = [...config.roles.keys()];
-  const host = values.host ?? config.gateway.host;
-  if (config.gateway.masterKey === undefined && host !== '127.0.0.1' && host !== 'localhost' && host !== '::1') {
-    log.warn(`listening on ${host} with no master key: anyone who can reach this port can use every backend; set gateway.master_key`);
+  if (config.gateway.masterKey === undefined && listenHost !== '127.0.0.1' && listenHost !== 'localhost' && listenHost !== '::1') {
+    log.warn(`listening on ${listenHost} with no master key: anyone who can reach this port can use every backend; set gateway.master_key`);
   }
   // On every interface, the address bound and the one to use from this machine.
-  const any = host === '0.0.0.0' || host === '::';
-  const where = any ? `${host === '::' ? '[::]' : host}:${running.port} (${running.url} from this machine)` : running.url;
+  const any = listenHost === '0.0.0.0' || listenHost === '::';
+  const where = any ? `${listenHost === '::' ? '[::]' : listenHost}:${running.port} (${running.url} from this machine)` : running.url;
   log.info(`AI Fabric gateway listening on ${where}${config.simulated ? ' (SIMULATED fleet)' : ''}`, {
     pid: process.pid, roles, backends: config.backends.size, auth: config.gateway.masterKey === undefined ? 'none (no master key configured)' : 'master key',
   });

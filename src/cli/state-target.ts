@@ -4,10 +4,10 @@
 // when no master key is set. Both give the same answers.
 
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { loadFabricConfig, parseFabricText } from '../config/load.ts';
 import { Secrets } from '../config/env-file.ts';
-import { dataDirOf, openStore } from '../main.ts';
+import { dataDirOf, openStore, sqlitePath } from '../main.ts';
 import type { Store } from '../store/types.ts';
 import { authHeaders, gatewayKey, gatewayUrl, netError, UsageError } from './client.ts';
 import type { FabricConfig } from '../config/types.ts';
@@ -24,7 +24,7 @@ export async function openTarget(values: { url?: string; key?: string; config?: 
     // data directory, with the defaults such a gateway runs with.
     const { config } = parseFabricText('version: 1\n', '(no config)');
     const st = config.gateway.store;
-    const file = join(resolve(dir), st.kind === 'sqlite' ? st.path : 'fabric.db');
+    const file = sqlitePath(st.kind === 'sqlite' ? st.path : 'fabric.db', resolve(dir));
     // A mistyped directory must not become a new, empty store that no gateway reads.
     if (!existsSync(file)) throw new UsageError(`--data-dir ${dir}: no store there (${file} does not exist); a gateway started without a config keeps it in $FABRIC_DATA_DIR, else ~/.local/share/ai-fabric`);
     const store = await openStore(config, new Secrets({}), resolve(dir));

@@ -328,9 +328,8 @@ export class Gateway {
     return undefined;
   }
 
-  /** The final error; `requested` is the model the client named (preparing an attempt rewrites body.model). */
-  #allFailed(op: Operation, requested: string, body: JsonObject, failures: AttemptFailure[], unsupported: Unsupported | undefined, waiting: Array<[BackendRuntime, RouteT]> | undefined): FabricError {
-    const model = requested;
+  /** The final error; `model` is the one the client named (preparing an attempt rewrites body.model). */
+  #allFailed(op: Operation, model: string, body: JsonObject, failures: AttemptFailure[], unsupported: Unsupported | undefined, waiting: Array<[BackendRuntime, RouteT]> | undefined): FabricError {
     const sent = failures.filter(wasSent);
     const now = Date.now();
     const tried = failures.map((f) => `${f.backend} (${f.role}): ${f.message}`).join('; ');
@@ -340,7 +339,7 @@ export class Gateway {
     // engine refuses the request's form.
     const later: Array<[BackendRuntime, RouteT]> = [];
     for (const w of waiting ?? []) {
-      const no = this.#refusal(op, w[0], w[1], requested, body);
+      const no = this.#refusal(op, w[0], w[1], model, body);
       if (no === undefined) later.push(w);
       else unsupported ??= no;
     }

@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SqliteStore } from './sqlite.ts';
 import { SqliteWriter, type WriterCall } from './sqlite-writer.ts';
 import { StoreError } from './types.ts';
+import { readProcStat } from '../core/proc-stat.ts';
 import { usage } from '../../test/support/store-contract.ts';
 
 /** A migrated store (to read back with) and a writer thread on the same new file; both closed and removed after. */
@@ -51,10 +52,8 @@ test('close() lets the calls already sent finish, then ends the thread; later ca
 test('the writer thread runs at a lower priority than the event loop (nice +10 on Linux)', { skip: process.platform !== 'linux' ? 'Linux: per-thread nice values' : false }, async () => {
   /** This process's threads: name and nice value (/proc/self/task/<tid>/stat, field 19). */
   const threads = (): { name: string; nice: number }[] => readdirSync('/proc/self/task').map((tid) => {
-    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    const close = stat.lastIndexOf(')');
-    const fields = stat.slice(close + 2).split(' ');
-    return { name: stat.slice(stat.indexOf('(') + 1, close), nice: Number(fields[16]) };
+    const st = readProcStat(`/proc/self/task/${tid}/stat`)!;
+    return { name: st.comm, nice: Number(st.fields[16]) };
   });
   await withWriter(async (w) => {
     assert.equal(await w.call({ op: 'insertUsage', records: [usage('req_nice')] }), 1);

@@ -4,7 +4,7 @@
 // usage writes once a second, key reloads when the keys version changes), and its bulk writes
 // go to a thread of their own (`writerThread`, sqlite-writer.ts).
 
-import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './migrations.ts';
@@ -55,7 +55,7 @@ export class SqliteStore implements Store {
       // Keys' metadata, usage and (with request_log) prompts: the owner's only. SQLite gives the
       // -wal and -shm files the database file's mode, so creating it 0600 covers all three.
       mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
+      closeSync(openSync(path, 'a', 0o600)); // the mode applies only if it creates the file
     }
     try {
       this.#db = new DatabaseSync(path);
