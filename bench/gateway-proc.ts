@@ -12,6 +12,7 @@ import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
 import { createLogger } from '../src/core/log.ts';
 import { secretNames, startGateway } from '../src/main.ts';
+import { setEventLoopRealtime } from '../src/core/scheduling.ts';
 import { GcWatch } from './gc-watch.ts';
 
 export interface GatewayStats {
@@ -40,6 +41,8 @@ const log = createLogger({ secrets: secrets.values(secretNames(config)) });
 const gc = new GcWatch();
 
 const gw = await startGateway(config, secrets, { host: '127.0.0.1', port: 0, log, probe: true });
+// As `fabric serve` does with gateway.realtime: true (bench --realtime).
+const realtimeFailed = config.gateway.realtime ? setEventLoopRealtime(true) : undefined;
 
 let closing = false;
 const stop = (): void => {
@@ -87,8 +90,11 @@ process.on('message', (m: { type: string; file?: string; sinceMs?: number }) => 
       gcCount: gc.totals.count, gcMs: gc.totals.ms, gcMaxMs: gc.totals.maxMs,
     };
     process.send!(s);
+  } else if (m.type === 'realtime') {
+    // --rate-only --realtime-ab: the same process, alternately at normal and real-time priority.
+    process.send!({ type: 'realtime-set', failed: setEventLoopRealtime((m as { on?: boolean }).on === true) });
   } else if (m.type === 'exit') stop();
 });
 process.on('disconnect', stop);
 process.on('SIGTERM', stop);
-process.send({ type: 'ready', pid: process.pid, url: gw.url });
+process.send({ type: 'ready', pid: process.pid, url: gw.url, realtimeFailed });

@@ -130,6 +130,12 @@ export function cpuSecondsOf(pid: number): number {
   return (Number(rest[11]) + Number(rest[12])) / clockTicks;
 }
 
+/** Minor page faults a process has taken so far (/proc/PID/stat minflt). On this VM each costs ~10 µs. */
+export function minorFaultsOf(pid: number): number {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[7]);
+}
+
 export interface ThreadCpu {
   /** thread name (comm); the main thread is called "main" */
   name: string;
@@ -208,10 +214,10 @@ export function killOnExit(children: Child[]): void {
 }
 
 /** Starts a process that answers 'ready' with its pid and url (gateway-proc, bare-proxy), and waits for it. */
-export async function startServerProc(children: Child[], label: string, script: string, args: string[], opts: ConstructorParameters<typeof Child>[3]): Promise<{ child: Child; url: string }> {
+export async function startServerProc(children: Child[], label: string, script: string, args: string[], opts: ConstructorParameters<typeof Child>[3]): Promise<{ child: Child; url: string; ready: Record<string, unknown> }> {
   const child = new Child(label, script, args, opts);
   children.push(child);
   const ready = await child.waitFor('ready', 15_000);
   child.pid = ready.pid as number;
-  return { child, url: ready.url as string };
+  return { child, url: ready.url as string, ready };
 }

@@ -12,12 +12,13 @@ import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
-import { Child, buildGatewayProc, canPin, cpuSecondsOf, envNodeFlags, killOnExit, memoryOf, pinPid, startServerProc, threadCpuDelta, threadCpuOf } from './procs.ts';
+import { Child, buildGatewayProc, canPin, cpuSecondsOf, envNodeFlags, killOnExit, memoryOf, minorFaultsOf, pinPid, startServerProc, threadCpuDelta, threadCpuOf } from './procs.ts';
 import { RUNTIME_NODE_FLAGS, SLOW_MS, UPSTREAM_MODELS, fabricYaml, payload } from './shared.ts';
 import type { GcPause } from './gc-watch.ts';
 import type { Job, PhaseResult, TargetSpec } from './shared.ts';
 import type { GatewayStats } from './gateway-proc.ts';
 import { printTable, row, type Row } from './report.ts';
+import { setEventLoopRealtime } from '../src/core/scheduling.ts';
 import { allocTop, topSelfTime } from './profile-top.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -38,6 +39,10 @@ const USAGE = `usage: node bench/run.ts [--quick] [--profile] [--strict] [--upst
               round, and list the bytes per request by function
   --rate-only [N]  only the 2,000 req/s phase, direct then gateway, N times (default 3),
               each with its slow requests and GC pauses: for work on the latency tail
+  --realtime-ab  with --rate-only: each round measures the same gateway process twice, at
+              normal priority and with its event loop at SCHED_FIFO 1
+  --realtime  the gateway with gateway.realtime: true (its event loop at SCHED_FIFO 1), and the
+              bare proxy and TCP relay raised the same way, so the comparison stays fair
 `;
 if (argv.includes('--help') || argv.includes('-h')) {
   process.stdout.write(USAGE);
@@ -52,6 +57,8 @@ const alloc = argv.includes('--alloc');
 const rateOnly = argv.includes('--rate-only') ? Math.max(1, Number(option('--rate-only')) || 3) : undefined;
 const profile = argv.includes('--profile');
 const strict = argv.includes('--strict');
+const realtime = argv.includes('--realtime');
+const realtimeAb = argv.includes('--realtime-ab');
 const upstreamKind = option('--upstream') ?? 'fixed';
 if (upstreamKind !== 'fixed' && upstreamKind !== 'sim') {
   process.stderr.write(USAGE);
@@ -136,7 +143,7 @@ function target(origin: string, model: string, extra: Record<string, unknown> = 
   return { origin, path: '/v1/chat/completions', headers, body: payload(model, extra) };
 }
 
-say(`${quick ? 'quick' : 'full'} run; ${pinned ? `upstream + load generator on CPU 0, gateway on CPU ${CPU_GATEWAY}` : 'NOT pinned (taskset missing or fewer than 2 CPUs)'}; upstream for non-streamed requests: ${upstreamKind}`);
+say(`${quick ? 'quick' : 'full'} run; ${pinned ? `upstream + load generator on CPU 0, gateway on CPU ${CPU_GATEWAY}` : 'NOT pinned (taskset missing or fewer than 2 CPUs)'}; upstream for non-streamed requests: ${upstreamKind}${realtime ? '; event loops of the processes under test at SCHED_FIFO 1 (--realtime)' : ''}`);
 
 const upstream = new Child('upstream', join(HERE, 'upstream-proc.ts'), [payload(UPSTREAM_MODELS.fast)], { cpu: CPU_LOAD });
 children.push(upstream);
@@ -153,6 +160,7 @@ const configFile = join(resultsDir, 'bench.fabric.yaml');
 const extraYaml = [
   ...(process.env.BENCH_NO_ACCOUNTING === '1' ? ['accounting: { enabled: false }'] : []),
   ...(process.env.BENCH_GATEWAY_YAML ? [process.env.BENCH_GATEWAY_YAML] : []),
+  ...(realtime ? ['realtime: true'] : []),
 ];
 writeFileSync(configFile, fabricYaml({
   fast: fastUrl, stream: urls.stream, slow: urls.slow, slowConnections: plan.streams + 100, gateway: extraYaml,
@@ -162,13 +170,20 @@ const logFd = openSync(gatewayLog, 'a');
 // runtime's own; a run with any is labelled with them. Their stdout goes to the gateway log.
 const gatewayNodeFlags = envNodeFlags();
 const GATEWAY_PROC = buildGatewayProc();
-function startGatewayProc(): Promise<{ child: Child; url: string }> {
-  return startServerProc(children, 'gateway', GATEWAY_PROC, [configFile], {
+async function startGatewayProc(): Promise<{ child: Child; url: string }> {
+  const started = await startServerProc(children, 'gateway', GATEWAY_PROC, [configFile], {
     cpu: CPU_GATEWAY,
     env: { ...process.env, BENCH_MASTER_KEY: masterKey, FABRIC_DATA_DIR: dataDir },
     nodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags],
     stdout: logFd,
   });
+  if (started.ready.realtimeFailed) throw new Error(`--realtime: the gateway could not raise its event loop: ${String(started.ready.realtimeFailed)}`);
+  return started;
+}
+/** --realtime: the reference processes' main threads get what gateway.realtime gives the gateway's. */
+function raise(label: string, pid: number): void {
+  const failed = realtime ? setEventLoopRealtime(true, pid) : undefined;
+  if (failed !== undefined) throw new Error(`--realtime: cannot raise the ${label}: ${failed}`);
 }
 const first = await startGatewayProc();
 /** The gateway process under test; the streams phase gets a fresh one. */
@@ -183,11 +198,13 @@ if (rateOnly !== undefined) {
   const r = await startServerProc(children, 'tcp relay', join(HERE, 'tcp-relay.ts'), [fastUrl], { cpu: CPU_GATEWAY, nodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags], stdout: logFd });
   relay = r.child;
   relayUrl = r.url;
+  raise('tcp relay', relay.pid);
 }
 if (plan.bare) {
   const r = await startServerProc(children, 'bare proxy', join(HERE, 'bare-proxy.ts'), [fastUrl], { cpu: CPU_GATEWAY, nodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags], stdout: logFd });
   bare = r.child;
   bareUrl = r.url;
+  raise('bare proxy', bare.pid);
 }
 
 const loadgen = new Child('loadgen', join(HERE, 'loadgen.ts'), [], { cpu: CPU_LOAD });
@@ -260,6 +277,8 @@ interface Measured {
   cpu: Cpu;
   /** the process under test, by thread, in cores: where its CPU went beyond the JS thread */
   proxyThreads: { name: string; user: number; sys: number }[] | undefined;
+  /** Minor page faults the process under test took during the phase (each one a trap into this VM's hypervisor). */
+  proxyFaults: number | undefined;
   /** CPU time of the process under test (gateway or bare proxy) per completed request, µs */
   proxyCpuUsPerReq: number | undefined;
   gatewayRss: { maxBytes: number; endBytes: number; samples: number } | undefined;
@@ -333,6 +352,7 @@ async function measure(name: string, job: Job, via: Via): Promise<Measured> {
   const proxyPid = via === 'bare' ? bare!.pid : via === 'relay' ? relay!.pid : gateway.pid;
   const cpu0 = { proxy: cpuSecondsOf(proxyPid), upstream: cpuSecondsOf(upstream.pid), loadgen: cpuSecondsOf(loadgen.pid) };
   const threads0 = via === 'direct' ? undefined : threadCpuOf(proxyPid);
+  const faults0 = minorFaultsOf(proxyPid);
   const gw = via === 'gateway';
   const stats0 = gw ? await gatewayStats() : undefined;
   const t0 = performance.now();
@@ -375,6 +395,7 @@ async function measure(name: string, job: Job, via: Via): Promise<Measured> {
     upstream: (cpuSecondsOf(upstream.pid) - cpu0.upstream) / s,
     loadgen: (cpuSecondsOf(loadgen.pid) - cpu0.loadgen) / s,
   };
+  const proxyFaults = via === 'direct' ? undefined : minorFaultsOf(proxyPid) - faults0;
   const proxyThreads = threads0 === undefined ? undefined : threadCpuDelta(threads0, threadCpuOf(proxyPid), s);
   let stalls: Stalls | undefined;
   if (via !== 'direct' && job.kind === 'open') {
@@ -394,7 +415,7 @@ async function measure(name: string, job: Job, via: Via): Promise<Measured> {
     gatewayHeap = { usedBytes: st.heapUsedBytes, totalBytes: st.heapTotalBytes, externalBytes: st.externalBytes };
   }
   const m: Measured = {
-    name, result, wallMs, cpu, proxyThreads,
+    name, result, wallMs, cpu, proxyThreads, proxyFaults,
     proxyCpuUsPerReq: via !== 'direct' && result.ok > 0 ? (cpu.proxy * s * 1e6) / result.ok : undefined,
     gatewayRss, gatewayHeap, gatewayGc,
     rssAllOpen: job.kind === 'streams' ? { maxBytes: openMax, samples: openN, open: openCount } : undefined,
@@ -443,15 +464,23 @@ if (rateOnly !== undefined) {
       await gateway.request({ type: 'alloc-stop', file: allocFile }, 'alloc-stopped', 30_000);
       process.stdout.write(allocTop(allocFile, g.result.ok, 25));
     }
+    let gRt: Measured | undefined;
+    if (realtimeAb) {
+      const set = await gateway.request({ type: 'realtime', on: true }, 'realtime-set', 10_000);
+      if (set.failed) throw new Error(`--realtime-ab: ${String(set.failed)}`);
+      gRt = await measure(`gateway RT @ ${GOAL_RATE}/s`, open(T.gatewayFast, GOAL_RATE, plan.rateMs), 'gateway');
+      await gateway.request({ type: 'realtime', on: false }, 'realtime-set', 10_000);
+    }
     const b = bare === undefined ? undefined : await measure(`bare proxy @ ${GOAL_RATE}/s`, open(T.bareFast, GOAL_RATE, plan.rateMs), 'bare');
     const line = (label: string, m: Measured): string => {
       const st = m.stalls!;
       return `${label}: added p50 ${(m.result.latency.p50 - d.result.latency.p50).toFixed(3)} ms, p99 ${(m.result.latency.p99 - d.result.latency.p99).toFixed(3)} ms; `
-        + `${st.slow} over 2 ms (${st.duringGc} during GC: ${st.gc.minor} minor + ${st.gc.major} major pauses, ${st.gc.ms.toFixed(0)} ms, longest ${st.gc.maxMs.toFixed(1)} ms); CPU ${m.proxyCpuUsPerReq?.toFixed(0)} µs/req\n`
-        + `           ${st.episodes.count} episodes of overlapping slow requests: median ${st.episodes.medianMs.toFixed(1)} ms long, longest ${st.episodes.maxMs.toFixed(1)} ms, median gap ${st.episodes.medianGapMs.toFixed(0)} ms`;
+        + `${st.slow} over 2 ms (${st.duringGc} during GC: ${st.gc.minor} minor + ${st.gc.major} major pauses, ${st.gc.ms.toFixed(0)} ms, longest ${st.gc.maxMs.toFixed(1)} ms); CPU ${m.proxyCpuUsPerReq?.toFixed(0)} µs/req; ${m.proxyFaults} page faults\n`
+        + `           ${st.episodes.count} episodes of overlapping slow requests: median ${st.episodes.medianMs.toFixed(1)} ms long, longest ${st.episodes.maxMs.toFixed(1)} ms, median gap ${st.episodes.medianGapMs.toFixed(0)} ms\n`
+        + `           threads (cores, user + system): ${(m.proxyThreads ?? []).filter((t) => t.user + t.sys >= 0.005).map((t) => `${t.name} ${t.user.toFixed(2)} + ${t.sys.toFixed(2)}`).join(', ')}`;
     };
     const r = await measure(`tcp relay  @ ${GOAL_RATE}/s`, open(T.relayFast, GOAL_RATE, plan.rateMs), 'relay');
-    process.stdout.write(`round ${i + 1}: direct p99 ${d.result.latency.p99.toFixed(3)} ms\n  ${line('gateway', g)}\n${b === undefined ? '' : `  ${line('bare   ', b)}\n`}  ${line('relay  ', r)}\n`);
+    process.stdout.write(`round ${i + 1}: direct p99 ${d.result.latency.p99.toFixed(3)} ms\n  ${line('gateway', g)}\n${gRt === undefined ? '' : `  ${line('gw RT  ', gRt)}\n`}${b === undefined ? '' : `  ${line('bare   ', b)}\n`}  ${line('relay  ', r)}\n`);
   }
   await stopAll();
   process.exit(0);
@@ -546,7 +575,7 @@ const mb = (b: number | undefined): string => (b === undefined ? 'n/a' : `${(b /
 
 const table = printTable(rows, notes, {
   header: `AI Fabric gateway benchmark (${quick ? 'quick' : 'full'}), ${new Date(started).toISOString()}`,
-  machine: `${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length}, Node ${process.version}, ${pinned ? `pinned: upstream + generator on CPU 0, gateway on CPU ${CPU_GATEWAY}` : 'NOT pinned'}`,
+  machine: `${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length}, Node ${process.version}, ${pinned ? `pinned: upstream + generator on CPU 0, gateway on CPU ${CPU_GATEWAY}` : 'NOT pinned'}${realtime ? '; event loops of the gateway and bare proxy at SCHED_FIFO 1 (--realtime)' : '; normal scheduling (--realtime not given)'}`,
   bare: plan.bare,
   footer: [
     `gateway: compiled JS as \`fabric serve\` runs it (${RUNTIME_NODE_FLAGS.join(' ')}); auth on (${viaMasterKey ? 'master key' : 'virtual key with RPM and TPM limits and a monthly budget'}), routing via role chat-fast, metrics on, per-request log line to stdout = ${gatewayLog}${gatewayNodeFlags.length > 0 ? `; extra node flags: ${gatewayNodeFlags.join(' ')}` : ''}${extraYaml.length > 0 ? `; config: ${extraYaml.join('; ')}` : ''}`,
@@ -579,6 +608,7 @@ const json = {
   durationS: (Date.now() - started) / 1000,
   mode: quick ? 'quick' : 'full',
   profiled: profile,
+  realtime,
   machine: {
     cpu: cpus()[0]?.model ?? 'unknown', cpus: cpus().length, node: process.version, platform: process.platform, kernel: release(), pinned,
     cpuLayout: pinned ? { upstreamAndGenerator: '0', gateway: String(CPU_GATEWAY) } : undefined,

@@ -113,6 +113,10 @@ test('generated compose files validate against the compose-spec JSON schema', ()
     }
   }
   assert.ok(checked >= 6);
+  // gateway.realtime's ulimits too.
+  const realtime = render('lab.fabric.yaml', readFileSync(join(EXAMPLES, 'lab.fabric.yaml'), 'utf8').replace(/^gateway:\n/m, 'gateway:\n  realtime: true\n'));
+  const gatewayCompose = parse(realtime.find((f) => f.path === 'gateway/compose.yaml')!.content) as Record<string, unknown>;
+  assert.ok(validate(gatewayCompose), JSON.stringify(validate.errors));
   // The schema does catch mistakes.
   assert.equal(validate({ services: { x: { image: 'i', deploy: { resources: { reservations: { gpus: 1 } } } } } }), false);
 });
@@ -161,6 +165,19 @@ test('a llama.cpp engine with a quantized KV cache gets `--flash-attn on` (a bar
   assert.deepEqual(cmd.slice(fa, fa + 6), ['--flash-attn', 'on', '-ctk', 'q8_0', '-ctv', 'q8_0']);
 });
 
+test('gateway.realtime: the gateway\'s unit and container may raise the event loop (LimitRTPRIO=1, ulimits rtprio 1); without it, neither', () => {
+  const gatewayFiles = (files: RenderedFile[]): { unit: string; compose: { services: { gateway: Record<string, unknown> } } } => ({
+    unit: files.find((f) => f.path === 'gateway/ai-fabric-gateway.service')!.content,
+    compose: parse(files.find((f) => f.path === 'gateway/compose.yaml')!.content),
+  });
+  const off = gatewayFiles(render('lab.fabric.yaml'));
+  assert.doesNotMatch(off.unit, /LimitRTPRIO/);
+  assert.equal(off.compose.services.gateway.ulimits, undefined);
+  const on = gatewayFiles(render('lab.fabric.yaml', readFileSync(join(EXAMPLES, 'lab.fabric.yaml'), 'utf8').replace(/^gateway:\n/m, 'gateway:\n  realtime: true\n')));
+  assert.match(on.unit, /^LimitRTPRIO=1$/m);
+  assert.deepEqual(on.compose.services.gateway.ulimits, { rtprio: 1 });
+});
+
 function systemdRoot(units: RenderedFile[]): string {
   // systemd-analyze verify checks that units load and that their commands exist. The hosts'
   // binaries (docker, podman, the installed gateway) are not on this machine, so a throwaway
@@ -190,7 +207,8 @@ const hasSystemdAnalyze = spawnSync('systemd-analyze', ['--version'], { encoding
 // Skipped only off CI: .ci/run installs systemd, and under CI=true its absence is a failure.
 test('generated systemd units pass systemd-analyze verify', { skip: hasSystemdAnalyze || process.env.CI === 'true' ? false : 'systemd-analyze (or /lib/systemd/system) is not on this machine' }, () => {
   assert.ok(hasSystemdAnalyze, 'systemd-analyze is missing (CI=true: .ci/run installs systemd)');
-  const units = [...render('seeds.fabric.yaml'), ...render('lab.fabric.yaml')].filter((f) => f.path.endsWith('.service'));
+  const realtimeLab = readFileSync(join(EXAMPLES, 'lab.fabric.yaml'), 'utf8').replace(/^gateway:\n/m, 'gateway:\n  realtime: true\n');
+  const units = [...render('seeds.fabric.yaml'), ...render('lab.fabric.yaml', realtimeLab)].filter((f) => f.path.endsWith('.service'));
   assert.ok(units.length >= 4);
   const root = systemdRoot(units);
   for (const u of units) {

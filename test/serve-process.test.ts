@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
+import { schedulingOf } from '../src/core/scheduling.ts';
 
 const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
 const FAST = { ttftMs: 2, tokensPerSecond: 500, maxConcurrency: 64, maxQueue: 256 };
@@ -139,6 +140,29 @@ test('reloads under a steady load fail no request: SIGHUP, a file change, and an
     const last = await request(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body('chat') });
     await last.body.text();
     assert.equal(last.headers['x-fabric-backend'], 'blue');
+  } finally {
+    s.proc.kill('SIGTERM');
+    await once(s.proc, 'exit');
+  }
+});
+
+const canRaise = process.platform === 'linux' && process.getuid?.() === 0;
+
+test('gateway.realtime: serve raises its event loop to SCHED_FIFO 1 and says so; a reload that turns it off lowers it', { skip: canRaise ? false : 'Linux, as root (CAP_SYS_NICE)' }, async () => {
+  const file = join(dir, 'realtime.yaml');
+  const withRealtime = (on: boolean): string => configYaml('blue').replace('gateway:\n', `gateway:\n  realtime: ${on}\n`);
+  writeFileSync(file, withRealtime(true));
+  const s = await serve(file);
+  try {
+    await s.waitFor(/gateway\.realtime: the event loop runs at SCHED_FIFO 1/);
+    const pid = s.proc.pid!;
+    assert.deepEqual(schedulingOf(pid), { policy: 1, priority: 1 });
+    const r = await request(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body('chat') });
+    assert.equal(r.statusCode, 200, await r.body.text());
+    writeFileSync(file, withRealtime(false));
+    s.proc.kill('SIGHUP');
+    await s.waitFor(/gateway\.realtime: the event loop is back at normal priority/);
+    assert.deepEqual(schedulingOf(pid), { policy: 0, priority: 0 });
   } finally {
     s.proc.kill('SIGTERM');
     await once(s.proc, 'exit');

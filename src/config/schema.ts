@@ -235,7 +235,7 @@ function alerts(r: Reporter, v: unknown): AlertsConfig | undefined {
 
 function gateway(r: Reporter, v: unknown): GatewayConfig {
   const g = defaultGateway();
-  const m = mapping(r, ['gateway'], v, ['host', 'port', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers', 'fast_lane', 'health', 'wake', 'alerts', ...STATE_GATEWAY_KEYS]);
+  const m = mapping(r, ['gateway'], v, ['host', 'port', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers', 'fast_lane', 'realtime', 'health', 'wake', 'alerts', ...STATE_GATEWAY_KEYS]);
   if (m === undefined) return g;
   g.host = str(r, ['gateway', 'host'], m.host) ?? g.host;
   g.port = int(r, ['gateway', 'port'], m.port, g.port, 0, 65535);
@@ -244,6 +244,7 @@ function gateway(r: Reporter, v: unknown): GatewayConfig {
   g.healthIntervalMs = duration(r, ['gateway', 'health_interval'], m.health_interval, g.healthIntervalMs);
   g.workers = int(r, ['gateway', 'workers'], m.workers, g.workers, 1, 64);
   g.fastLane = bool(r, ['gateway', 'fast_lane'], m.fast_lane, g.fastLane);
+  g.realtime = bool(r, ['gateway', 'realtime'], m.realtime, g.realtime);
   const lp = ['gateway', 'limits'];
   const l = mapping(r, lp, m.limits, ['max_body', 'max_header', 'max_tokens', 'max_n', 'max_best_of', 'max_attempts']);
   if (l !== undefined) {

@@ -221,6 +221,8 @@ export interface GatewayConfig {
   workers: number;
   /** The strict HTTP/1.1 fast lane in front of node:http (src/http/fast-lane.ts); false: node:http takes every request. */
   fastLane: boolean;
+  /** The event-loop thread at SCHED_FIFO 1, above the process's own helper threads (src/core/scheduling.ts). */
+  realtime: boolean;
   health: GatewayHealth;
   wake: WakeConfig;
   alerts: AlertsConfig | undefined;
@@ -270,6 +272,7 @@ export function defaultGateway(): GatewayConfig {
     healthIntervalMs: 60_000,
     workers: 1,
     fastLane: true,
+    realtime: false,
     health: { ...DEFAULT_HEALTH_POLICY, probeTimeoutMs: 5_000, loadIntervalMs: 5_000 },
     wake: { enabled: false, minIntervalMs: 300_000, bootTimeoutMs: 180_000 },
     alerts: undefined,

@@ -116,6 +116,8 @@ export function gatewayCompose(ctx: RenderContext, version: string): string {
       REDIS_URL: `redis://${cache}:6379/0`,
     },
     depends_on: { postgres: { condition: 'service_healthy' }, redis: { condition: 'service_healthy' } },
+    // gateway.realtime: lets the container's unprivileged user put its event loop at SCHED_FIFO 1.
+    ...(cfg.gateway.realtime ? { ulimits: { rtprio: 1 } } : {}),
     restart: 'unless-stopped',
     stop_grace_period: '35s',
     healthcheck: {

@@ -64,6 +64,8 @@ export function gatewayUnit(ctx: RenderContext): string {
       ['Restart', 'on-failure'],
       ['RestartSec', '2s'],
       ['LimitNOFILE', '65536'],
+      // gateway.realtime: lets the unprivileged service put its event loop at SCHED_FIFO 1.
+      ...(cfg.gateway.realtime ? [['LimitRTPRIO', '1'] as [string, string]] : []),
       ...(lowPort ? [['AmbientCapabilities', 'CAP_NET_BIND_SERVICE'] as [string, string]] : []),
       ['NoNewPrivileges', 'yes'],
       ['ProtectSystem', 'strict'],
