@@ -12,7 +12,7 @@ import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
 import { createLogger } from '../src/core/log.ts';
 import { secretNames, startGateway } from '../src/main.ts';
-import { setEventLoopRealtime } from '../src/core/scheduling.ts';
+import { EventLoopPriority, setEventLoopRealtime } from '../src/core/scheduling.ts';
 import { GcWatch } from './gc-watch.ts';
 
 export interface GatewayStats {
@@ -41,8 +41,10 @@ const log = createLogger({ secrets: secrets.values(secretNames(config)) });
 const gc = new GcWatch();
 
 const gw = await startGateway(config, secrets, { host: '127.0.0.1', port: 0, log, probe: true });
-// As `fabric serve` does with gateway.realtime: true (bench --realtime).
-const realtimeFailed = config.gateway.realtime ? setEventLoopRealtime(true) : undefined;
+// As `fabric serve` does with gateway.realtime: true (bench --realtime), saturation included.
+let realtimeFailed: string | undefined;
+const priority = new EventLoopPriority({ info: (m) => log.info(m), warn: (m) => { realtimeFailed = m; log.warn(m); } });
+await priority.configure(config.gateway.realtime);
 
 let closing = false;
 const stop = (): void => {

@@ -10,7 +10,7 @@ import { Secrets } from '../config/env-file.ts';
 import type { FabricConfig } from '../config/types.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { redact } from '../core/redact.ts';
-import { REALTIME_PRIORITY, setEventLoopRealtime } from '../core/scheduling.ts';
+import { EventLoopPriority } from '../core/scheduling.ts';
 import { startGateway, secretNames, type RunningGateway } from '../main.ts';
 import { discoverLocal, fabricFromDiscovery } from '../discovery/local.ts';
 import { isWorker, parseWorkers, runPrimary } from './workers.ts';
@@ -171,18 +171,8 @@ export async function runServe(argv: string[]): Promise<number> {
   log.info(`AI Fabric gateway listening on ${where}${config.simulated ? ' (SIMULATED fleet)' : ''}`, {
     pid: process.pid, roles, backends: config.backends.size, auth: config.gateway.masterKey === undefined ? 'none (no master key configured)' : 'master key',
   });
-  let realtime = false;
-  const schedule = (want: boolean): void => {
-    if (want === realtime) return;
-    const failed = setEventLoopRealtime(want);
-    if (failed === undefined) {
-      realtime = want;
-      log.info(want ? `gateway.realtime: the event loop runs at SCHED_FIFO ${REALTIME_PRIORITY}` : 'gateway.realtime: the event loop is back at normal priority');
-    } else {
-      log.warn(`gateway.realtime: cannot ${want ? 'raise' : 'lower'} the event loop's priority: ${failed}; serving at ${realtime ? 'real-time' : 'normal'} priority`);
-    }
-  };
-  schedule(config.gateway.realtime);
+  const priority = new EventLoopPriority(log);
+  await priority.configure(config.gateway.realtime);
   log.flush();
 
   const reload = (): void => {
@@ -190,7 +180,7 @@ export async function runServe(argv: string[]): Promise<number> {
     try {
       const next = loadFabricConfig(file);
       running.reload(next.config, next.secrets);
-      schedule(next.config.gateway.realtime);
+      void priority.configure(next.config.gateway.realtime);
       log.info('config reloaded', { file });
     } catch (e) {
       const issues = e instanceof ConfigError ? e.issues.map(formatIssue) : [String(e)];
@@ -209,6 +199,7 @@ export async function runServe(argv: string[]): Promise<number> {
       if (stopping) return;
       stopping = true;
       log.info(`${sig}: draining (readiness is now 503; in-flight requests get ${graceMs / 1000}s)`);
+      priority.stop();
       void running.close(graceMs).then(async () => {
         await cleanup?.();
         log.info('stopped');

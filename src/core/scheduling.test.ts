@@ -4,7 +4,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { schedulingOf, setEventLoopRealtime } from './scheduling.ts';
+import { CALM_ELU, EventLoopPriority, SATURATED_ELU, schedulingOf, setEventLoopRealtime } from './scheduling.ts';
 
 const SCHED_OTHER = 0;
 const SCHED_FIFO = 1;
@@ -60,16 +60,58 @@ test('realtime raises the main thread alone to SCHED_FIFO 1; threads it starts l
 // As an unprivileged service (RLIMIT_RTPRIO 0, no capabilities): refused, saying what would
 // allow it, and still at normal priority. (RLIMIT_RTPRIO 1, systemd's LimitRTPRIO=1, would
 // allow it; raising that limit needs CAP_SYS_RESOURCE, which this sandbox's root lacks.)
-const SELF = `import('${fileURLToPath(new URL('./scheduling.ts', import.meta.url))}').then((m) => {
+const SELF = `import('${fileURLToPath(new URL('./scheduling.ts', import.meta.url))}').then(async (m) => {
   const failed = m.setEventLoopRealtime(true);
-  process.stdout.write(JSON.stringify({ failed: failed ?? null, now: m.schedulingOf(process.pid) }));
+  const failedAsync = await m.setEventLoopRealtimeAsync(true);
+  process.stdout.write(JSON.stringify({ failed: failed ?? null, failedAsync: failedAsync ?? null, now: m.schedulingOf(process.pid) }));
 });`;
 
 test('an unprivileged process is told why it cannot raise itself, and stays at normal priority', { skip }, () => {
   const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all',
     process.execPath, '--input-type=module', '-e', SELF], { encoding: 'utf8', timeout: 20_000 });
   assert.equal(r.status, 0, r.stderr);
-  const refused = JSON.parse(r.stdout) as { failed: string | null; now: { policy: number } };
+  const refused = JSON.parse(r.stdout) as { failed: string | null; failedAsync: string | null; now: { policy: number } };
   assert.match(refused.failed ?? '', /not permitted.*CAP_SYS_NICE, or LimitRTPRIO=1/);
+  assert.equal(refused.failedAsync, refused.failed, 'the non-blocking form says the same');
   assert.equal(refused.now.policy, SCHED_OTHER);
+});
+
+test('the governor gives real-time priority up while the loop is saturated, and takes it back after three calm seconds', { skip }, async () => {
+  const c = await child();
+  const said: string[] = [];
+  let u = 0.3;
+  const p = new EventLoopPriority({ info: (m) => said.push(m), warn: (m) => said.push(`warn: ${m}`) }, { pid: c.pid!, utilization: () => u });
+  try {
+    await p.configure(true);
+    assert.deepEqual(schedulingOf(c.pid!), { policy: SCHED_FIFO, priority: 1 });
+    await p.tick();
+    assert.equal(p.raised, true, '30% busy: stays raised');
+    u = SATURATED_ELU;
+    await p.tick();
+    assert.equal(p.raised, false);
+    assert.deepEqual(schedulingOf(c.pid!), { policy: SCHED_OTHER, priority: 0 });
+    assert.match(said.at(-1)!, /saturated \(90% busy\): normal priority while it is/);
+    // Calm seconds must be consecutive: a busy one in between starts the count again.
+    for (const v of [CALM_ELU, 0.5, 0.8, 0.2, 0.2]) {
+      u = v;
+      await p.tick();
+      assert.equal(p.raised, false, `after ${v}`);
+    }
+    u = 0.2;
+    await p.tick();
+    assert.equal(p.raised, true, 'three calm seconds in a row');
+    assert.deepEqual(schedulingOf(c.pid!), { policy: SCHED_FIFO, priority: 1 });
+    assert.match(said.at(-1)!, /headroom again \(20% busy\): SCHED_FIFO 1/);
+    // Turned off by the config (a reload): lowered, and saturation no longer matters.
+    await p.configure(false);
+    assert.deepEqual(schedulingOf(c.pid!), { policy: SCHED_OTHER, priority: 0 });
+    u = 0.1;
+    for (let i = 0; i < 4; i++) await p.tick();
+    assert.equal(p.raised, false);
+    assert.ok(!said.some((m) => m.startsWith('warn')), said.join('\n'));
+  } finally {
+    p.stop();
+    c.send('exit');
+    await once(c, 'exit');
+  }
 });

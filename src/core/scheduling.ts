@@ -8,13 +8,15 @@
 // the event-loop thread alone makes it preempt them the moment it wakes. The helpers stay as
 // they are, and threads created later start at normal priority (SCHED_RESET_ON_FORK), so only
 // the thread that answers requests is raised. Linux keeps 5% of each second for normal threads
-// (sched_rt_runtime_us), so a loop gone wrong cannot freeze its core.
+// (sched_rt_runtime_us), so a loop gone wrong cannot freeze its core, and a loop that is
+// saturated gives real-time priority up until it has headroom again (EventLoopPriority).
 //
 // Node has no sched_setscheduler(2): chrt(1), from util-linux (on every Debian and most
 // images), sets it. Raising needs CAP_SYS_NICE or an RLIMIT_RTPRIO of at least 1 (systemd:
 // LimitRTPRIO=1, which `fabric render` writes when the config asks for it).
 
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
 import { readProcStat } from './proc-stat.ts';
 
 /** SCHED_FIFO's priority for the event loop: the lowest real-time one, above every normal thread. */
@@ -30,20 +32,17 @@ export function schedulingOf(pid: number, tid = pid): { policy: number; priority
   return { policy: Number(st.fields[38]), priority: Number(st.fields[37]) };
 }
 
-/**
- * Puts this process's main thread (its event loop) at SCHED_FIFO priority 1, or back to
- * normal. Returns undefined when done, or why it could not be (to log: serving goes on).
- */
-export function setEventLoopRealtime(on: boolean, pid = process.pid): string | undefined {
-  if (process.platform !== 'linux') return `real-time scheduling is set on Linux only (this is ${process.platform})`;
+function chrtArgs(on: boolean, pid: number): string[] | undefined {
   const now = schedulingOf(pid);
   if (now !== undefined && (now.policy === SCHED_FIFO) === on && (!on || now.priority === REALTIME_PRIORITY)) return undefined;
   // Without --all-tasks, chrt --pid changes the one thread whose id is PID: the main thread.
-  const args = on
+  return on
     ? ['--fifo', '--reset-on-fork', '--pid', String(REALTIME_PRIORITY), String(pid)]
     : ['--other', '--pid', '0', String(pid)];
-  const r = spawnSync('chrt', args, { encoding: 'utf8', timeout: 5_000 });
-  if (r.error !== undefined) {
+}
+
+function outcome(on: boolean, pid: number, r: { error?: Error | null; status: number | null; stderr: string; stdout: string }): string | undefined {
+  if (r.error) {
     const code = (r.error as NodeJS.ErrnoException).code;
     return code === 'ENOENT' ? 'chrt (util-linux) is not installed' : `chrt failed: ${code ?? r.error.message}`;
   }
@@ -55,4 +54,142 @@ export function setEventLoopRealtime(on: boolean, pid = process.pid): string | u
   const after = schedulingOf(pid);
   if (after !== undefined && after.policy !== (on ? SCHED_FIFO : SCHED_OTHER)) return `chrt succeeded but the policy is ${after.policy}`;
   return undefined;
+}
+
+const NOT_LINUX = `real-time scheduling is set on Linux only (this is ${process.platform})`;
+
+/**
+ * Puts a process's main thread (its event loop) at SCHED_FIFO priority 1, or back to normal,
+ * and waits for chrt. Returns undefined when done, or why it could not be.
+ */
+export function setEventLoopRealtime(on: boolean, pid = process.pid): string | undefined {
+  if (process.platform !== 'linux') return NOT_LINUX;
+  const args = chrtArgs(on, pid);
+  if (args === undefined) return undefined;
+  const r = spawnSync('chrt', args, { encoding: 'utf8', timeout: 5_000 });
+  return outcome(on, pid, { error: r.error, status: r.status, stderr: r.stderr ?? '', stdout: r.stdout ?? '' });
+}
+
+/** The same without blocking the event loop on chrt (for a serving process). */
+export function setEventLoopRealtimeAsync(on: boolean, pid = process.pid): Promise<string | undefined> {
+  if (process.platform !== 'linux') return Promise.resolve(NOT_LINUX);
+  const args = chrtArgs(on, pid);
+  if (args === undefined) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    execFile('chrt', args, { encoding: 'utf8', timeout: 5_000 }, (error, stdout, stderr) => {
+      // A non-zero exit comes as an error whose code is the status.
+      const status = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
+      resolve(outcome(on, pid, { error: status === null ? error : undefined, status, stdout, stderr }));
+    });
+  });
+}
+
+/** Above this event-loop utilization over a second, the loop gives real-time priority up. */
+export const SATURATED_ELU = 0.9;
+/** It takes it back after this many seconds in a row at or below CALM_ELU. */
+export const CALM_ELU = 0.7;
+export const CALM_SECONDS = 3;
+
+export interface PriorityLog {
+  info(msg: string): void;
+  warn(msg: string): void;
+}
+
+/**
+ * gateway.realtime, kept up while the process runs. Real-time priority is for a loop with
+ * headroom: a saturated loop on SCHED_FIFO would take its core from its own GC and SQLite
+ * threads (the rest of each second is all Linux leaves them), and its heap and usage backlog
+ * would grow. So each second it looks at the loop's utilization: at SATURATED_ELU or more it
+ * goes back to normal priority, and after CALM_SECONDS at CALM_ELU or less it is raised again.
+ * Under a saturating load the latency is queueing's anyway.
+ */
+export class EventLoopPriority {
+  #wanted = false;
+  #raised = false;
+  #saturated = false;
+  #calm = 0;
+  #busy = false;
+  #elu = performance.eventLoopUtilization();
+  #timer: NodeJS.Timeout | undefined;
+  readonly #log: PriorityLog;
+  readonly #pid: number;
+  readonly #utilization: () => number;
+
+  constructor(log: PriorityLog, opts: { pid?: number; utilization?: () => number } = {}) {
+    this.#log = log;
+    this.#pid = opts.pid ?? process.pid;
+    this.#utilization = opts.utilization ?? (() => {
+      const now = performance.eventLoopUtilization();
+      const u = performance.eventLoopUtilization(now, this.#elu).utilization;
+      this.#elu = now;
+      return u;
+    });
+  }
+
+  /** Whether the event loop is at real-time priority now. */
+  get raised(): boolean {
+    return this.#raised;
+  }
+
+  /** What the config asks for (at start and on every reload). */
+  async configure(want: boolean): Promise<void> {
+    if (want === this.#wanted) return;
+    this.#wanted = want;
+    this.#saturated = false;
+    this.#calm = 0;
+    if (want) {
+      this.#timer ??= setInterval(() => void this.tick(), 1_000).unref();
+    } else {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+    const failed = await this.#apply(want);
+    if (failed === undefined) {
+      this.#log.info(want ? `gateway.realtime: the event loop runs at SCHED_FIFO ${REALTIME_PRIORITY}` : 'gateway.realtime: the event loop is back at normal priority');
+    } else {
+      this.#log.warn(`gateway.realtime: cannot ${want ? 'raise' : 'lower'} the event loop's priority: ${failed}; serving at ${this.#raised ? 'real-time' : 'normal'} priority`);
+      if (want) {
+        // Nothing to keep up: it will not be allowed a second later either.
+        clearInterval(this.#timer);
+        this.#timer = undefined;
+      }
+    }
+  }
+
+  /** One second's look at the loop (public for tests, which pass their own utilization). */
+  async tick(): Promise<void> {
+    if (!this.#wanted || this.#busy) return;
+    const u = this.#utilization();
+    if (!this.#saturated && u >= SATURATED_ELU) {
+      this.#saturated = true;
+      this.#calm = 0;
+      if (await this.#apply(false) === undefined) {
+        this.#log.info(`gateway.realtime: the event loop is saturated (${Math.round(u * 100)}% busy): normal priority while it is, so its GC and writer threads keep up`);
+      }
+    } else if (this.#saturated) {
+      this.#calm = u <= CALM_ELU ? this.#calm + 1 : 0;
+      if (this.#calm >= CALM_SECONDS) {
+        this.#saturated = false;
+        if (await this.#apply(true) === undefined) {
+          this.#log.info(`gateway.realtime: the event loop has headroom again (${Math.round(u * 100)}% busy): SCHED_FIFO ${REALTIME_PRIORITY}`);
+        }
+      }
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  async #apply(on: boolean): Promise<string | undefined> {
+    this.#busy = true;
+    try {
+      const failed = await setEventLoopRealtimeAsync(on, this.#pid);
+      if (failed === undefined) this.#raised = on;
+      return failed;
+    } finally {
+      this.#busy = false;
+    }
+  }
 }
