@@ -90,7 +90,7 @@ test('the governor gives real-time priority up while the loop is saturated, and 
     await p.tick();
     assert.equal(p.raised, false);
     assert.deepEqual(schedulingOf(c.pid!), { policy: SCHED_OTHER, priority: 0 });
-    assert.match(said.at(-1)!, /saturated \(90% busy\): normal priority while it is/);
+    assert.match(said.at(-1)!, /saturated \(80% busy\): normal priority while it is/);
     // Calm seconds must be consecutive: a busy one in between starts the count again.
     for (const v of [CALM_ELU, 0.5, 0.8, 0.2, 0.2]) {
       u = v;

@@ -85,9 +85,9 @@ export function setEventLoopRealtimeAsync(on: boolean, pid = process.pid): Promi
 }
 
 /** Above this event-loop utilization over a second, the loop gives real-time priority up. */
-export const SATURATED_ELU = 0.9;
+export const SATURATED_ELU = 0.8;
 /** It takes it back after this many seconds in a row at or below CALM_ELU. */
-export const CALM_ELU = 0.7;
+export const CALM_ELU = 0.6;
 export const CALM_SECONDS = 3;
 
 export interface PriorityLog {
