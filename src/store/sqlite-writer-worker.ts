@@ -9,10 +9,11 @@ import { StoreError } from './types.ts';
 import type { WriterCall, WriterReply, WriterRequest } from './sqlite-writer.ts';
 
 /**
- * How much nicer than the process this thread runs (Linux: a thread has its own nice value). Its batches are background work:
- * on a busy core, or a gateway given one core, the scheduler lets the event loop run first
- * instead of making requests wait out a batch's time slice (CFS favours the thread that has
- * run less, which is this one).
+ * How much nicer than the process this thread runs (Linux: a thread has its own nice value).
+ * Its batches are background work: on a saturated core, the event loop gets about nine tenths
+ * of the time against it. (It does not make a woken event loop preempt a batch already
+ * running: Linux lets the batch finish its slice whatever its nice value; gateway.realtime
+ * does that, src/core/scheduling.ts.)
  */
 const WRITER_NICE = 10;
 
