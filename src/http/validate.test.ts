@@ -77,3 +77,15 @@ test('vLLM\'s structured-output schemas are data too: a property named base_url 
   // Elsewhere in structured_outputs it is still refused.
   assert.equal(refusal(chat({ structured_outputs: { base_url: 'x' } })).code, 'forbidden_parameter');
 });
+
+test('stream_options only with stream: true (as OpenAI and vLLM answer), an empty one passes as vLLM lets it', () => {
+  for (const stream of [false, undefined, null]) {
+    const e = refusal(chat({ stream, stream_options: { include_usage: true } }));
+    assert.equal(e.param, 'stream_options');
+    assert.match(e.message, /only allowed when `stream` is true/);
+  }
+  assert.equal(refusal(chat({ stream: true, stream_options: 'yes' })).param, 'stream_options');
+  for (const body of [chat({ stream: true, stream_options: { include_usage: true } }), chat({ stream_options: {} }), chat({ stream_options: null })]) {
+    assert.doesNotThrow(() => validateRequest('chat', body, JSON.stringify(body), LIMITS));
+  }
+});

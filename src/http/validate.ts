@@ -115,7 +115,12 @@ export function validateRequest(op: Operation, body: unknown, raw: string, limit
     if (at !== undefined) throw new FabricError('forbidden_parameter', `\`${at}\` is not accepted: the gateway chooses backends and credentials, requests choose only the model`, { param: at });
   }
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw bad('stream', '`stream` must be a boolean');
-  if (body.stream_options !== undefined && body.stream_options !== null && !isObj(body.stream_options)) throw bad('stream_options', '`stream_options` must be an object');
+  if (body.stream_options !== undefined && body.stream_options !== null) {
+    if (!isObj(body.stream_options)) throw bad('stream_options', '`stream_options` must be an object');
+    // OpenAI and vLLM both refuse it on an unstreamed request (vLLM: a non-empty one); Ollama
+    // ignores it. One answer whatever the backend, before any is tried.
+    if (body.stream !== true && Object.keys(body.stream_options).length > 0) throw bad('stream_options', '`stream_options` is only allowed when `stream` is true');
+  }
   boundedInt(body, 'max_tokens', limits.maxTokens);
   boundedInt(body, 'max_completion_tokens', limits.maxTokens);
   boundedInt(body, 'n', limits.maxN);

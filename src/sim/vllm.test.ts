@@ -168,6 +168,17 @@ describe('vllm', () => {
     assert.equal(bad.status, 400);
     assert.equal(at(await bad.json(), 'error', 'code'), 400);
 
+    // protocol.py validate_stream_options: a non-empty stream_options needs stream: true.
+    for (const path of ['/v1/chat/completions', '/v1/completions']) {
+      const base = path.endsWith('chat/completions') ? { model: CHAT, messages: [{ role: 'user', content: 'x' }] } : { model: CHAT, prompt: 'x' };
+      const unstreamed = await post(`${chatUrl}${path}`, { ...base, stream_options: { include_usage: true } }, auth);
+      assert.equal(unstreamed.status, 400, path);
+      assert.deepEqual(await unstreamed.json(), { error: { message: 'Stream options can only be defined when `stream=True`.', type: 'BadRequestError', param: 'stream_options', code: 400 } });
+      const empty = await post(`${chatUrl}${path}`, { ...base, stream_options: {} }, auth);
+      assert.equal(empty.status, 200, `${path}: an empty stream_options is falsy to Python`);
+      await empty.body?.cancel();
+    }
+
     const route = await fetch(`${chatUrl}/v1/nope`, { headers: auth });
     assert.equal(route.status, 404);
     assert.deepEqual(await route.json(), { detail: 'Not Found' });

@@ -24,8 +24,8 @@ const STATUS_TYPES: Record<number, string> = {
 };
 
 /** protocol.py ErrorResponse(error=ErrorInfo(message, type, param, code)), since 0.10.1. */
-function vllmError(status: number, message: string, type = STATUS_TYPES[status] ?? 'InternalServerError'): Reply {
-  return jsonReply(status, { error: { message, type, param: null, code: status } });
+function vllmError(status: number, message: string, type = STATUS_TYPES[status] ?? 'InternalServerError', param: string | null = null): Reply {
+  return jsonReply(status, { error: { message, type, param, code: status } });
 }
 
 /**
@@ -45,7 +45,7 @@ function contextMessage(endpoint: Endpoint, ctx: number, prompt: number, max: nu
 function renderError(view: EngineView, endpoint: Endpoint, e: SimError): Reply {
   switch (e.kind) {
     case 'bad-request':
-      return vllmError(400, e.message ?? 'Bad Request');
+      return vllmError(400, e.message ?? 'Bad Request', undefined, e.param ?? null);
     case 'unsupported':
       return vllmError(400, e.message ?? 'Unsupported request');
     case 'model-not-found':
@@ -106,6 +106,19 @@ function checkMax(max: number | undefined): SimError | null {
   return max === 0 ? { kind: 'bad-request', message: 'max_tokens must be at least 1, got 0.' } : null;
 }
 
+/**
+ * protocol.py validate_stream_options, on chat and completion requests: a stream_options that
+ * Python finds true (a non-empty object) needs stream: true.
+ */
+function checkStreamOptions(body: unknown): SimError | null {
+  if (!isRecord(body)) return null;
+  const so = body.stream_options;
+  const given = so !== undefined && so !== null && !(isRecord(so) && Object.keys(so).length === 0);
+  return given && body.stream !== true
+    ? { kind: 'bad-request', message: 'Stream options can only be defined when `stream=True`.', param: 'stream_options' }
+    : null;
+}
+
 /** SamplingParams' own check; any n from 1 up is served. */
 function checkN(n: number | undefined): SimError | null {
   return n !== undefined && n < 1 ? { kind: 'bad-request', message: `n must be at least 1, got ${n}.` } : null;
@@ -131,7 +144,7 @@ function chatRoute(view: EngineView): InferenceRoute {
       if (isSimError(r)) return r;
       const m = servedModel(view, r.model);
       if (m === undefined) return { kind: 'model-not-found', model: r.model };
-      const bad = checkMax(r.maxTokens) ?? checkN(r.n);
+      const bad = checkStreamOptions(body) ?? checkMax(r.maxTokens) ?? checkN(r.n);
       if (bad) return bad;
       if (m.kind !== 'chat') return { kind: 'unsupported', message: 'The model does not support Chat Completions API' };
       const items = chatItems(r.text);
@@ -186,7 +199,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
       if (isSimError(r)) return r;
       const m = servedModel(view, r.model);
       if (m === undefined) return { kind: 'model-not-found', model: r.model };
-      const bad = checkMax(r.maxTokens) ?? checkN(r.n);
+      const bad = checkStreamOptions(body) ?? checkMax(r.maxTokens) ?? checkN(r.n);
       if (bad) return bad;
       if (m.kind !== 'chat') return { kind: 'unsupported', message: 'The model does not support Completions API' };
       // The OpenAI completions API defaults max_tokens to 16, and vLLM follows it.
