@@ -82,20 +82,28 @@ describe('vllm', () => {
     await res.text();
   });
 
-  test('chat stream: role chunk first, finish_reason on the last token, usage chunk with empty choices', async () => {
+  test('chat stream: role chunk first; EOS gets a chunk of its own with empty content, max_tokens its last token; usage chunk with empty choices', async () => {
     const res = await post(`${chatUrl}/v1/chat/completions`, {
       model: CHAT, messages: [{ role: 'user', content: 'why' }], stream: true, stream_options: { include_usage: true },
     }, auth);
     const { events, done } = parseSse(await res.text());
     assert.equal(done, true);
     const n = replyTokens('why').length;
-    assert.equal(events.length, n + 2);
+    assert.equal(events.length, n + 3);
     assert.deepEqual(at(events[0], 'choices', 0, 'delta'), { role: 'assistant', content: '' });
     assert.equal('usage' in events[1]!, false, 'chunks carry no usage key unless continuous usage was asked');
-    assert.equal(at(events[n], 'choices', 0, 'finish_reason'), 'stop');
+    assert.equal(at(events[n], 'choices', 0, 'finish_reason'), null);
     assert.equal(at(events[n], 'choices', 0, 'delta', 'content'), replyTokens('why')[n - 1]);
-    assert.deepEqual(at(events[n + 1], 'choices'), []);
-    assert.deepEqual(at(events[n + 1], 'usage'), { prompt_tokens: 8, total_tokens: 8 + n, completion_tokens: n });
+    assert.deepEqual(at(events[n + 1], 'choices', 0), { index: 0, delta: { content: '' }, logprobs: null, finish_reason: 'stop', stop_reason: null });
+    assert.deepEqual(at(events[n + 2], 'choices'), []);
+    assert.deepEqual(at(events[n + 2], 'usage'), { prompt_tokens: 8, total_tokens: 8 + n, completion_tokens: n });
+
+    const cut = parseSse(await (await post(`${chatUrl}/v1/chat/completions`, {
+      model: CHAT, messages: [{ role: 'user', content: 'why' }], stream: true, max_tokens: 2,
+    }, auth)).text());
+    assert.equal(cut.events.length, 3, 'role chunk and two tokens; no usage unless asked');
+    assert.equal(at(cut.events[2], 'choices', 0, 'finish_reason'), 'length');
+    assert.equal(at(cut.events[2], 'choices', 0, 'delta', 'content'), replyTokens('why')[1]);
   });
 
   test('stream_options: include_usage defaults to true; continuous_usage_stats puts usage on every chunk', async () => {
@@ -109,11 +117,12 @@ describe('vllm', () => {
     const { events } = parseSse(await (await post(`${chatUrl}/v1/chat/completions`, {
       model: CHAT, messages: [{ role: 'user', content: 'why' }], stream: true, stream_options: { include_usage: true, continuous_usage_stats: true },
     }, auth)).text());
-    assert.equal(events.length, n + 2);
+    assert.equal(events.length, n + 3);
     assert.deepEqual(at(events[0], 'usage'), { prompt_tokens: 8, total_tokens: 8, completion_tokens: 0 });
     assert.deepEqual(at(events[1], 'usage'), { prompt_tokens: 8, total_tokens: 9, completion_tokens: 1 });
     assert.deepEqual(at(events[n], 'usage'), { prompt_tokens: 8, total_tokens: 8 + n, completion_tokens: n });
-    assert.deepEqual(at(events[n + 1], 'choices'), []);
+    assert.deepEqual(at(events[n + 1], 'usage'), { prompt_tokens: 8, total_tokens: 8 + n, completion_tokens: n }, 'the EOS chunk');
+    assert.deepEqual(at(events[n + 2], 'choices'), []);
 
     const notAsked = parseSse(await (await post(`${chatUrl}/v1/chat/completions`, {
       model: CHAT, messages: [{ role: 'user', content: 'why' }], stream: true, stream_options: { include_usage: false, continuous_usage_stats: true },
@@ -133,7 +142,11 @@ describe('vllm', () => {
     assert.equal(at(tokens, 'usage', 'prompt_tokens'), 3);
     const streamed = parseSse(await (await post(`${chatUrl}/v1/completions`, { model: CHAT, prompt: 'one', stream: true }, auth)).text());
     assert.equal(streamed.done, true);
-    assert.equal(streamed.events.map((e) => at(e, 'choices', 0, 'text')).join(''), replyTokens('one').join(''));
+    assert.equal(streamed.events.map((e) => at(e, 'choices', 0, 'text')).join(''), replyTokens('one').slice(0, 16).join(''));
+    const whole = parseSse(await (await post(`${chatUrl}/v1/completions`, { model: CHAT, prompt: 'one', stream: true, max_tokens: 60 }, auth)).text());
+    assert.equal(whole.events.length, replyTokens('one').length + 1, 'a chunk per token, then the EOS chunk');
+    assert.deepEqual(at(whole.events.at(-1), 'choices', 0), { index: 0, text: '', logprobs: null, finish_reason: 'stop', stop_reason: null });
+    assert.equal(at(whole.events.at(-2), 'choices', 0, 'finish_reason'), null);
   });
 
   test('embeddings: floats, base64 of the same float32 values, strings and token arrays', async () => {

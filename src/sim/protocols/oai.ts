@@ -223,7 +223,7 @@ export interface SseEvents {
   /** the role delta that opens each choice, for engines that send one */
   open?: (p: Plan, c: PlannedChoice) => unknown;
   token: (p: Plan, c: PlannedChoice, i: number) => unknown;
-  /** the event that closes each choice with its finish reason, for engines that send one apart */
+  /** the event that closes each choice with its finish reason, for engines that send one apart (undefined: none for this choice) */
   finish?: (p: Plan, c: PlannedChoice) => unknown;
   /** the choices-less usage event, for engines that send one */
   usage?: (p: Plan) => unknown;
@@ -245,7 +245,12 @@ export function sseStream(ev: SseEvents): StreamShape {
     },
     end(p) {
       let out = '';
-      if (finish !== undefined) for (const c of p.choices) out += sseEvent(finish(p, c));
+      if (finish !== undefined) {
+        for (const c of p.choices) {
+          const e = finish(p, c);
+          if (e !== undefined) out += sseEvent(e);
+        }
+      }
       if (usage !== undefined && p.includeUsage) out += sseEvent(usage(p));
       return out + SSE_DONE;
     },

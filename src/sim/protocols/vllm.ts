@@ -130,10 +130,15 @@ function chatRoute(view: EngineView): InferenceRoute {
   });
   const stream = sseStream({
     open: (p, c) => withRunningUsage(p, chunk(p, [{ index: c.index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]), 0),
-    // vLLM reports the finish reason on the chunk that carries the last token.
-    token: (p, c, i) => withRunningUsage(p, chunk(p, [i === c.tokens.length - 1
+    // A choice cut at max_tokens gets its finish reason on the chunk of its last token. One that
+    // ends on EOS gets it on a chunk of its own, one step later: the EOS token detokenizes to
+    // nothing, so serving_chat.py sends delta {"content": ""} with finish_reason "stop".
+    token: (p, c, i) => withRunningUsage(p, chunk(p, [i === c.tokens.length - 1 && c.finish !== 'stop'
       ? { index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: c.finish, stop_reason: null }
       : { index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: null }]), i + 1),
+    finish: (p, c) => (c.finish === 'stop'
+      ? withRunningUsage(p, chunk(p, [{ index: c.index, delta: { content: '' }, logprobs: null, finish_reason: 'stop', stop_reason: null }]), c.tokens.length)
+      : undefined),
     usage: (p) => ({ ...chunk(p, []), usage: usage(p, false) }),
   });
   return {
@@ -186,9 +191,13 @@ function completionsRoute(view: EngineView): InferenceRoute {
     id: p.id, object: 'text_completion', created: p.created, model: p.model, choices,
   });
   const stream = sseStream({
+    // As in chat: EOS closes the choice in a chunk of its own with empty text (serving_completion.py).
     token: (p, c, i) => withRunningUsage(p, chunk(p, [{
-      index: c.index, text: c.tokens[i], logprobs: null, finish_reason: i === c.tokens.length - 1 ? c.finish : null, stop_reason: null,
+      index: c.index, text: c.tokens[i], logprobs: null, finish_reason: i === c.tokens.length - 1 && c.finish !== 'stop' ? c.finish : null, stop_reason: null,
     }]), i + 1),
+    finish: (p, c) => (c.finish === 'stop'
+      ? withRunningUsage(p, chunk(p, [{ index: c.index, text: '', logprobs: null, finish_reason: 'stop', stop_reason: null }]), c.tokens.length)
+      : undefined),
     usage: (p) => ({ ...chunk(p, []), usage: usage(p, false) }),
   });
   return {
