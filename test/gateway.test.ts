@@ -139,6 +139,34 @@ test('chat completion through the SDK: schema-valid, role rewritten to the physi
   assert.match(response.headers.get('x-request-id')!, /^req_[0-9a-f]{12}/);
 });
 
+test('logprobs through an Ollama backend: asked natively, answered in OpenAI\'s shapes, streamed and not, chat and completions', async () => {
+  const messages = [{ role: 'user' as const, content: 'rate this' }];
+  const data = await f.client.chat.completions.create({ model: 'ollama-chat', messages, logprobs: true, top_logprobs: 2 });
+  assert.deepEqual(validate('CreateChatCompletionResponse', data), []);
+  const content = data.choices[0]!.logprobs!.content!;
+  assert.equal(content.map((c) => c.token).join(''), data.choices[0]!.message.content, 'one entry per token of the answer');
+  assert.equal(content.length, data.usage!.completion_tokens);
+  assert.equal(content[0]!.top_logprobs.length, 2);
+  assert.deepEqual(content[0]!.bytes, [...Buffer.from(content[0]!.token, 'utf8')]);
+  const sent = lastBody('ollama');
+  assert.deepEqual([sent.logprobs, sent.top_logprobs], [true, 2]);
+
+  const stream = await f.client.chat.completions.create({ model: 'ollama-chat', messages, logprobs: true, stream: true });
+  const streamed: string[] = [];
+  for await (const chunk of stream) for (const c of chunk.choices[0]?.logprobs?.content ?? []) streamed.push(c.token);
+  assert.deepEqual(streamed, content.map((c) => c.token));
+
+  const legacy = await f.client.completions.create({ model: 'ollama-chat', prompt: 'rate this', logprobs: 1, max_tokens: 5 });
+  assert.deepEqual(validate('CreateCompletionResponse', legacy), []);
+  const lp = legacy.choices[0]!.logprobs!;
+  assert.equal(lp.tokens!.join(''), legacy.choices[0]!.text);
+  assert.equal(lp.text_offset![1], lp.tokens![0]!.length);
+  assert.equal(Object.keys(lp.top_logprobs![0]!).length, 1);
+
+  const none = await f.client.chat.completions.create({ model: 'ollama-chat', messages });
+  assert.equal(none.choices[0]!.logprobs, null);
+});
+
 test('the client key never reaches a backend; each backend gets its own', async () => {
   await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
   const reqs = f.fleet.get('armitage').requests();

@@ -143,3 +143,49 @@ test('tool call arguments in the history: JSON text becomes an object; text that
   assert.deepEqual((ok.messages as any[])[1].tool_calls[0].function.arguments, { city: 'Chiba' });
   assert.throws(() => prepared(call('{"city":')), (e: unknown) => e instanceof Unsupported && e.param === 'messages[1].tool_calls[0].function.arguments');
 });
+
+test('logprobs: asked as Ollama asks them (chat logprobs/top_logprobs, legacy completions logprobs: N), answered in OpenAI\'s shapes', () => {
+  assert.deepEqual(
+    [prepared({ model: 'm', messages: [{ role: 'user', content: 'x' }], logprobs: true, top_logprobs: 3 })].map((r) => [r.logprobs, r.top_logprobs]),
+    [[true, 3]],
+  );
+  const plain = prepared({ model: 'm', messages: [{ role: 'user', content: 'x' }], logprobs: false, top_logprobs: 3 });
+  assert.equal('logprobs' in plain, false, 'logprobs: false asks for none');
+  const gen = (logprobs: unknown): JsonObject => JSON.parse(engine.prepare('completions', { model: 'm', prompt: 'x', logprobs }, opts).body) as JsonObject;
+  assert.deepEqual([gen(2).logprobs, gen(2).top_logprobs], [true, 2]);
+  assert.deepEqual([gen(0).logprobs, 'top_logprobs' in gen(0)], [true, false]);
+  assert.equal('logprobs' in gen(undefined), false);
+
+  const lp = [
+    { token: 'Hi', logprob: -0.1, bytes: [72, 105], top_logprobs: [{ token: 'Hi', logprob: -0.1, bytes: [72, 105] }, { token: 'Hey', logprob: -2.5 }] },
+    { token: '!', logprob: -0.02 },
+  ];
+  const chat = engine.normalize('chat', { model: 'm', message: { role: 'assistant', content: 'Hi!' }, logprobs: lp, done: true, done_reason: 'stop' }, {}, ctx)!;
+  assert.deepEqual((chat.choices as any)[0].logprobs, {
+    content: [
+      { token: 'Hi', logprob: -0.1, bytes: [72, 105], top_logprobs: [{ token: 'Hi', logprob: -0.1, bytes: [72, 105] }, { token: 'Hey', logprob: -2.5, bytes: null }] },
+      { token: '!', logprob: -0.02, bytes: null, top_logprobs: [] },
+    ],
+    refusal: null,
+  });
+  const none = engine.normalize('chat', { model: 'm', message: { role: 'assistant', content: 'Hi!' }, done: true }, {}, ctx)!;
+  assert.equal((none.choices as any)[0].logprobs, null, 'an Ollama older than 0.12.11 sends none: null, as before');
+
+  const completion = engine.normalize('completions', { model: 'm', response: 'Hi!', logprobs: lp, done: true, done_reason: 'stop' }, {}, ctx)!;
+  assert.deepEqual((completion.choices as any)[0].logprobs, {
+    tokens: ['Hi', '!'], token_logprobs: [-0.1, -0.02], top_logprobs: [{ Hi: -0.1, Hey: -2.5 }, {}], text_offset: [0, 2],
+  });
+
+  // Streamed: each line's logprobs ride on the chunk of that line's text; offsets run on.
+  const t = engine.streamTranslator('chat', ctx, false);
+  const chunks = events([
+    t.line(line({ content: 'Hi' }, { logprobs: [lp[0]] })),
+    t.line(line({ content: '!' }, { logprobs: [lp[1]] })),
+    t.line(line({}, { done: true, done_reason: 'stop' })),
+  ].join('')).filter((e) => e !== '[DONE]');
+  assert.deepEqual(chunks.map((e) => e.choices[0].logprobs?.content.map((c: any) => c.token) ?? null), [['Hi'], ['!'], null]);
+  const g = engine.streamTranslator('completions', ctx, false);
+  const gl = (response: string, extra: JsonObject): string => JSON.stringify({ model: 'm', response, done: false, ...extra });
+  const gchunks = events([g.line(gl('Hi', { logprobs: [lp[0]] })), g.line(gl('!', { logprobs: [lp[1]] })), g.line(gl('', { done: true }))].join('')).filter((e) => e !== '[DONE]');
+  assert.deepEqual(gchunks.map((e) => e.choices[0].logprobs?.text_offset ?? null), [[0], [2], null]);
+});

@@ -128,6 +128,64 @@ function think(body: JsonObject): unknown {
   return effort === 'none' ? false : effort;
 }
 
+/**
+ * Log probabilities (Ollama 0.12.11+: `logprobs` and `top_logprobs` on /api/chat and
+ * /api/generate, answered as a top-level `logprobs` list, one entry per token of the line).
+ * Chat asks with logprobs: true and top_logprobs: N; legacy completions with logprobs: N.
+ */
+function askLogprobs(op: Operation, body: JsonObject, req: JsonObject): void {
+  if (op === 'chat') {
+    if (body.logprobs !== true) return;
+    req.logprobs = true;
+    if (typeof body.top_logprobs === 'number' && body.top_logprobs > 0) req.top_logprobs = body.top_logprobs;
+  } else if (typeof body.logprobs === 'number') {
+    req.logprobs = true;
+    if (body.logprobs > 0) req.top_logprobs = body.logprobs;
+  }
+}
+
+interface TokenLogprob { token: string; logprob: number; bytes: number[] | null }
+
+function tokenLogprob(v: unknown): TokenLogprob {
+  const o = isObj(v) ? v : {};
+  return {
+    token: typeof o.token === 'string' ? o.token : '',
+    // Go's encoding leaves out nothing here, but a zero may be omitted by other servers.
+    logprob: typeof o.logprob === 'number' ? o.logprob : 0,
+    bytes: Array.isArray(o.bytes) ? (o.bytes as number[]) : null,
+  };
+}
+
+/** Ollama's list as OpenAI's chat `logprobs` ({content, refusal}); null when it sent none. */
+function chatLogprobs(list: unknown): JsonObject | null {
+  if (!Array.isArray(list) || list.length === 0) return null;
+  return {
+    content: list.map((e) => ({ ...tokenLogprob(e), top_logprobs: isObj(e) && Array.isArray(e.top_logprobs) ? e.top_logprobs.map(tokenLogprob) : [] })),
+    refusal: null,
+  };
+}
+
+/** Ollama's list as a legacy completion's `logprobs`; `offset` is where this text starts in the whole answer. */
+function completionLogprobs(list: unknown, offset: number): JsonObject | null {
+  if (!Array.isArray(list) || list.length === 0) return null;
+  const tokens: string[] = [];
+  const tokenLogprobs: number[] = [];
+  const top: Record<string, number>[] = [];
+  const textOffset: number[] = [];
+  let at = offset;
+  for (const e of list) {
+    const t = tokenLogprob(e);
+    tokens.push(t.token);
+    tokenLogprobs.push(t.logprob);
+    const alts: Record<string, number> = {};
+    if (isObj(e) && Array.isArray(e.top_logprobs)) for (const a of e.top_logprobs) { const x = tokenLogprob(a); alts[x.token] = x.logprob; }
+    top.push(alts);
+    textOffset.push(at);
+    at += t.token.length;
+  }
+  return { tokens, token_logprobs: tokenLogprobs, top_logprobs: top, text_offset: textOffset };
+}
+
 function usageOf(j: JsonObject): Usage {
   const p = typeof j.prompt_eval_count === 'number' ? j.prompt_eval_count : 0;
   const c = typeof j.eval_count === 'number' ? j.eval_count : 0;
@@ -182,6 +240,7 @@ export class OllamaEngine implements EngineAdapter {
     if (Object.keys(o).length > 0) req.options = o;
     const f = format(body);
     if (f !== undefined) req.format = f;
+    askLogprobs(op, body, req);
     if (op === 'chat') {
       const msgs = body.messages as unknown[];
       const out: JsonObject[] = new Array(msgs.length);
@@ -229,7 +288,7 @@ export class OllamaEngine implements EngineAdapter {
         object: 'chat.completion',
         created: ctx.created,
         model: typeof json.model === 'string' ? json.model : ctx.model,
-        choices: [{ index: 0, message: msg, logprobs: null, finish_reason: finish(json, tc !== undefined) }],
+        choices: [{ index: 0, message: msg, logprobs: chatLogprobs(json.logprobs), finish_reason: finish(json, tc !== undefined) }],
         usage: usageOf(json),
       };
     }
@@ -239,7 +298,7 @@ export class OllamaEngine implements EngineAdapter {
       object: 'text_completion',
       created: ctx.created,
       model: typeof json.model === 'string' ? json.model : ctx.model,
-      choices: [{ index: 0, text: json.response, logprobs: null, finish_reason: finish(json, false) }],
+      choices: [{ index: 0, text: json.response, logprobs: completionLogprobs(json.logprobs, 0), finish_reason: finish(json, false) }],
       usage: usageOf(json),
     };
   }
@@ -260,6 +319,8 @@ export class OllamaEngine implements EngineAdapter {
     let finished = false;
     /** Tool calls sent so far: Ollama sends each in its own line, and each needs its own index. */
     let toolCount = 0;
+    /** Characters of completion text sent so far (a legacy completion's text_offset). */
+    let sent = 0;
     const event = (model: string, choice: JsonObject): string =>
       `data: ${JSON.stringify({ id, object, created: ctx.created, model, choices: [choice] })}\n\n`;
     return {
@@ -286,11 +347,12 @@ export class OllamaEngine implements EngineAdapter {
             delta.tool_calls = tc.map((t, i) => ({ index: toolCount + i, ...t }));
             toolCount += tc.length;
           }
-          if (Object.keys(delta).length > 0 || j.done !== true) out += event(model, { index: 0, delta, logprobs: null, finish_reason: null });
+          if (Object.keys(delta).length > 0 || j.done !== true) out += event(model, { index: 0, delta, logprobs: chatLogprobs(j.logprobs), finish_reason: null });
           if (j.done === true) out += event(model, { index: 0, delta: {}, logprobs: null, finish_reason: finish(j, toolCount > 0) });
         } else {
           if (typeof j.response === 'string' && (j.response !== '' || j.done !== true)) {
-            out += event(model, { index: 0, text: j.response, logprobs: null, finish_reason: null });
+            out += event(model, { index: 0, text: j.response, logprobs: completionLogprobs(j.logprobs, sent), finish_reason: null });
+            sent += j.response.length;
           }
           if (j.done === true) out += event(model, { index: 0, text: '', logprobs: null, finish_reason: finish(j, false) });
         }

@@ -82,6 +82,30 @@ describe('ollama', () => {
     assert.equal(json.done, true);
   });
 
+  test('logprobs (0.12.11+): a top-level list per line, each token with its bytes and, when asked, top_logprobs; 21 is refused', async () => {
+    const ask = { model: CHAT, messages: [{ role: 'user', content: 'hey' }], logprobs: true, top_logprobs: 2 };
+    const json = (await (await post(`${url}/api/chat`, { ...ask, stream: false })).json()) as Record<string, any>;
+    const tokens = replyTokens('hey');
+    assert.deepEqual(json.logprobs.map((e: any) => e.token), tokens);
+    const e0 = json.logprobs[0];
+    assert.deepEqual(e0.bytes, [...Buffer.from(tokens[0]!, 'utf8')]);
+    assert.ok(e0.logprob <= 0);
+    assert.equal(e0.top_logprobs.length, 2);
+    assert.deepEqual(e0.top_logprobs[0], { token: e0.token, logprob: e0.logprob, bytes: e0.bytes }, 'the generated token ranks first');
+    assert.ok(e0.top_logprobs[1].logprob < e0.logprob);
+    const lines = parseNdjson(await (await post(`${url}/api/chat`, ask)).text());
+    assert.deepEqual(lines.slice(0, -1).map((l: any) => l.logprobs), json.logprobs.map((e: any) => [e]), 'streamed: each line its own token\'s');
+    assert.equal('logprobs' in lines.at(-1)!, false);
+    const plain = (await (await post(`${url}/api/generate`, { model: CHAT, prompt: 'hey', stream: false })).json()) as Record<string, unknown>;
+    assert.equal('logprobs' in plain, false, 'none unless asked');
+    const gen = (await (await post(`${url}/api/generate`, { model: CHAT, prompt: 'hey', stream: false, logprobs: true })).json()) as Record<string, any>;
+    assert.equal(gen.logprobs.length, replyTokens('hey').length);
+    assert.equal('top_logprobs' in gen.logprobs[0], false, 'top_logprobs 0: the token alone');
+    const bad = await post(`${url}/api/chat`, { ...ask, top_logprobs: 21 });
+    assert.equal(bad.status, 400);
+    assert.deepEqual(await bad.json(), { error: 'top_logprobs must be between 0 and 20' });
+  });
+
   test('/api/embed and the legacy /api/embeddings', async () => {
     const one: unknown = await (await post(`${url}/api/embed`, { model: EMBED, input: 'sky' })).json();
     assert.equal((at(one, 'embeddings') as number[][]).length, 1);

@@ -205,3 +205,36 @@ export function tagEntry(m: OllamaModel): Record<string, unknown> {
 export function v1Model(m: OllamaModel): Record<string, unknown> {
   return { id: m.name, object: 'model', created: Math.floor(Date.parse(m.modifiedAt) / 1000), owned_by: 'library' };
 }
+
+/** Ollama 0.12.11+: the top_logprobs a request asked for (0..20), or its 400; undefined when logprobs are not asked. */
+export function logprobsAsked(body: Record<string, unknown>): number | SimError | undefined {
+  const top = typeof body.top_logprobs === 'number' ? body.top_logprobs : 0;
+  // server/routes.go checks the range whether or not logprobs is set.
+  if (top < 0 || top > 20) return { kind: 'bad-request', message: 'top_logprobs must be between 0 and 20' };
+  return body.logprobs === true ? top : undefined;
+}
+
+/** A stable made-up log probability for a token at a position (the simulator samples nothing). */
+function fakeLogprob(token: string, position: number): number {
+  let h = position * 2654435761;
+  for (let i = 0; i < token.length; i++) h = Math.imul(h ^ token.charCodeAt(i), 16777619);
+  return -((h >>> 0) % 2000) / 1000;
+}
+
+/**
+ * api/types.go Logprob for each token: {token, logprob, bytes, top_logprobs}. The token
+ * generated ranks first among `top` alternatives, which fall away from it.
+ */
+export function tokenLogprobs(tokens: readonly string[], from: number, top: number): Record<string, unknown>[] {
+  return tokens.map((token, k) => {
+    const logprob = fakeLogprob(token, from + k);
+    const bytes = [...Buffer.from(token, 'utf8')];
+    const entry: Record<string, unknown> = { token, logprob, bytes };
+    if (top > 0) {
+      entry.top_logprobs = Array.from({ length: top }, (_, r) => (r === 0
+        ? { token, logprob, bytes }
+        : { token: `${token.trim() || '·'}~${r}`, logprob: logprob - r * 0.75, bytes: [...Buffer.from(`${token.trim() || '·'}~${r}`, 'utf8')] }));
+    }
+    return entry;
+  });
+}

@@ -10,8 +10,14 @@ import { chatItems, resolveWithRetrieve, textPlan } from './oai.ts';
 import { v1Chat, v1Completions, v1Embeddings } from './ollama-compat.ts';
 import {
   JSON_UTF8, Library, OLLAMA_VERSION, compatError, contextWindow, durations, generationLimit, isoNow,
-  loadPlan, nativeError, nativeStream, numPredict, options, planEmbeddings, requireChatModel, tagEntry, v1Model,
+  loadPlan, logprobsAsked, nativeError, nativeStream, numPredict, options, planEmbeddings, requireChatModel, tagEntry, tokenLogprobs, v1Model,
 } from './ollama-shared.ts';
+
+/** The top-level `logprobs` of a line carrying `tokens` from position `from`, when the request asked for them. */
+function logprobsField(p: Plan, tokens: readonly string[], from: number): Record<string, unknown> {
+  const top = p.extra.topLogprobs;
+  return typeof top === 'number' ? { logprobs: tokenLogprobs(tokens, from, top) } : {};
+}
 
 // ---- native API ------------------------------------------------------------------------
 
@@ -19,7 +25,10 @@ function apiChat(view: EngineView, lib: Library): InferenceRoute {
   const stream: StreamShape = {
     contentType: NDJSON_CONTENT_TYPE,
     begin: () => '',
-    step: (p, i) => ndjsonLine({ model: p.model, created_at: isoNow(), message: { role: 'assistant', content: p.choices[0]!.tokens[i] }, done: false }),
+    step: (p, i) => ndjsonLine({
+      model: p.model, created_at: isoNow(), message: { role: 'assistant', content: p.choices[0]!.tokens[i] }, done: false,
+      ...logprobsField(p, p.choices[0]!.tokens.slice(i, i + 1), i),
+    }),
     end: (p) => ndjsonLine({
       model: p.model, created_at: isoNow(), message: { role: 'assistant', content: '' },
       done_reason: p.choices[0]!.finish, done: true, ...durations(view, p),
@@ -35,6 +44,8 @@ function apiChat(view: EngineView, lib: Library): InferenceRoute {
       if (bad) return bad;
       const name = body.model as string;
       if (body.messages === undefined || body.messages === null || (Array.isArray(body.messages) && body.messages.length === 0)) return loadPlan(name);
+      const top = logprobsAsked(body);
+      if (typeof top === 'object') return top;
       const text = chatText(body.messages);
       if (text === undefined) return { kind: 'bad-request', message: 'invalid message format' };
       const o = options(body);
@@ -42,7 +53,7 @@ function apiChat(view: EngineView, lib: Library): InferenceRoute {
       if (text.promptTokens > ctx) return { kind: 'context-length', promptTokens: text.promptTokens };
       return textPlan({
         model: name, stream: nativeStream(body), includeUsage: false, items: chatItems(text),
-        maxTokens: generationLimit(numPredict(o), ctx, text.promptTokens), idPrefix: '', id: '',
+        maxTokens: generationLimit(numPredict(o), ctx, text.promptTokens), idPrefix: '', id: '', extra: { topLogprobs: top },
       });
     },
     error: nativeError,
@@ -53,7 +64,7 @@ function apiChat(view: EngineView, lib: Library): InferenceRoute {
       const c = p.choices[0]!;
       return jsonReply(200, {
         model: p.model, created_at: isoNow(), message: { role: 'assistant', content: choiceText(c) },
-        done_reason: c.finish, done: true, ...durations(view, p),
+        done_reason: c.finish, done: true, ...durations(view, p), ...logprobsField(p, c.tokens, 0),
       }, JSON_UTF8);
     },
     stream,
@@ -65,7 +76,9 @@ function apiGenerate(view: EngineView, lib: Library): InferenceRoute {
   const stream: StreamShape = {
     contentType: NDJSON_CONTENT_TYPE,
     begin: () => '',
-    step: (p, i) => ndjsonLine({ model: p.model, created_at: isoNow(), response: p.choices[0]!.tokens[i], done: false }),
+    step: (p, i) => ndjsonLine({
+      model: p.model, created_at: isoNow(), response: p.choices[0]!.tokens[i], done: false, ...logprobsField(p, p.choices[0]!.tokens.slice(i, i + 1), i),
+    }),
     end: (p) => ndjsonLine({
       model: p.model, created_at: isoNow(), response: '', done: true, done_reason: p.choices[0]!.finish,
       context: context(p), ...durations(view, p),
@@ -80,6 +93,8 @@ function apiGenerate(view: EngineView, lib: Library): InferenceRoute {
       const bad = requireChatModel(lib, body.model, 'generate');
       if (bad) return bad;
       const name = body.model as string;
+      const top = logprobsAsked(body);
+      if (typeof top === 'object') return top;
       const prompt = typeof body.prompt === 'string' ? body.prompt : '';
       if (prompt === '') return loadPlan(name);
       const system = typeof body.system === 'string' ? body.system : '';
@@ -91,7 +106,7 @@ function apiGenerate(view: EngineView, lib: Library): InferenceRoute {
       return textPlan({
         model: name, stream: nativeStream(body), includeUsage: false,
         items: [{ seed: prompt, promptTokens, promptText: prompt }],
-        maxTokens: generationLimit(numPredict(o), ctx, promptTokens), idPrefix: '', id: '',
+        maxTokens: generationLimit(numPredict(o), ctx, promptTokens), idPrefix: '', id: '', extra: { topLogprobs: top },
       });
     },
     error: nativeError,
@@ -102,7 +117,7 @@ function apiGenerate(view: EngineView, lib: Library): InferenceRoute {
       const c = p.choices[0]!;
       return jsonReply(200, {
         model: p.model, created_at: isoNow(), response: choiceText(c), done: true, done_reason: c.finish,
-        context: context(p), ...durations(view, p),
+        context: context(p), ...durations(view, p), ...logprobsField(p, c.tokens, 0),
       }, JSON_UTF8);
     },
     stream,
