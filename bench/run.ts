@@ -458,26 +458,31 @@ if (rateOnly !== undefined) {
   for (let i = 0; i < rateOnly; i++) {
     const d = await measure(`direct     @ ${GOAL_RATE}/s`, open(T.directFast, GOAL_RATE, plan.rateMs), 'direct');
     const sampled = alloc && i === 0;
+    // --realtime-ab: the same process at real-time priority too, first in every other round, so
+    // that neither side always gets the round's first (or its major) collection.
+    let gRt: Measured | undefined;
+    const measureRt = async (): Promise<void> => {
+      const set = await gateway.request({ type: 'realtime', on: true }, 'realtime-set', 10_000);
+      if (set.failed) throw new Error(`--realtime-ab: ${String(set.failed)}`);
+      gRt = await measure(`gateway RT @ ${GOAL_RATE}/s`, open(T.gatewayFast, GOAL_RATE, plan.rateMs), 'gateway');
+      await gateway.request({ type: 'realtime', on: false }, 'realtime-set', 10_000);
+    };
+    if (realtimeAb && i % 2 === 1) await measureRt();
     if (sampled) await gateway.request({ type: 'alloc-start' }, 'alloc-started', 10_000);
     const g = await measure(`gateway    @ ${GOAL_RATE}/s`, open(T.gatewayFast, GOAL_RATE, plan.rateMs), 'gateway');
     if (sampled) {
       await gateway.request({ type: 'alloc-stop', file: allocFile }, 'alloc-stopped', 30_000);
       process.stdout.write(allocTop(allocFile, g.result.ok, 25));
     }
-    let gRt: Measured | undefined;
-    if (realtimeAb) {
-      const set = await gateway.request({ type: 'realtime', on: true }, 'realtime-set', 10_000);
-      if (set.failed) throw new Error(`--realtime-ab: ${String(set.failed)}`);
-      gRt = await measure(`gateway RT @ ${GOAL_RATE}/s`, open(T.gatewayFast, GOAL_RATE, plan.rateMs), 'gateway');
-      await gateway.request({ type: 'realtime', on: false }, 'realtime-set', 10_000);
-    }
+    if (realtimeAb && i % 2 === 0) await measureRt();
     const b = bare === undefined ? undefined : await measure(`bare proxy @ ${GOAL_RATE}/s`, open(T.bareFast, GOAL_RATE, plan.rateMs), 'bare');
     const line = (label: string, m: Measured): string => {
       const st = m.stalls!;
       return `${label}: added p50 ${(m.result.latency.p50 - d.result.latency.p50).toFixed(3)} ms, p99 ${(m.result.latency.p99 - d.result.latency.p99).toFixed(3)} ms; `
         + `${st.slow} over 2 ms (${st.duringGc} during GC: ${st.gc.minor} minor + ${st.gc.major} major pauses, ${st.gc.ms.toFixed(0)} ms, longest ${st.gc.maxMs.toFixed(1)} ms); CPU ${m.proxyCpuUsPerReq?.toFixed(0)} µs/req; ${m.proxyFaults} page faults\n`
         + `           ${st.episodes.count} episodes of overlapping slow requests: median ${st.episodes.medianMs.toFixed(1)} ms long, longest ${st.episodes.maxMs.toFixed(1)} ms, median gap ${st.episodes.medianGapMs.toFixed(0)} ms\n`
-        + `           threads (cores, user + system): ${(m.proxyThreads ?? []).filter((t) => t.user + t.sys >= 0.005).map((t) => `${t.name} ${t.user.toFixed(2)} + ${t.sys.toFixed(2)}`).join(', ')}`;
+        + `           threads (cores, user + system): ${(m.proxyThreads ?? []).filter((t) => t.user + t.sys >= 0.005).map((t) => `${t.name} ${t.user.toFixed(2)} + ${t.sys.toFixed(2)}`).join(', ')}`
+        + (m.gatewayRss === undefined ? '' : `; resident at most ${(m.gatewayRss.maxBytes / 2 ** 20).toFixed(0)} MiB`);
     };
     const r = await measure(`tcp relay  @ ${GOAL_RATE}/s`, open(T.relayFast, GOAL_RATE, plan.rateMs), 'relay');
     process.stdout.write(`round ${i + 1}: direct p99 ${d.result.latency.p99.toFixed(3)} ms\n  ${line('gateway', g)}\n${gRt === undefined ? '' : `  ${line('gw RT  ', gRt)}\n`}${b === undefined ? '' : `  ${line('bare   ', b)}\n`}  ${line('relay  ', r)}\n`);
