@@ -52,6 +52,17 @@ export interface AccountingOptions {
 
 const NOOP_EVENTS: AccountingEvents = { rateLimited() {}, keyBudgetRefused() {}, cost() {} };
 
+/** How long a budget sync's read of settled spend may hold usage batches back. */
+const SPEND_READ_MS = 5_000;
+
+/** `p`, or a rejection with `why` once `ms` have passed (p goes on, its outcome ignored). */
+function withDeadline<T>(p: Promise<T>, ms: number, why: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(why)), ms); });
+  p.catch(() => {});
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 export class Accounting {
   readonly store: Store;
   readonly keys: KeyRing;
@@ -284,39 +295,48 @@ export class Accounting {
   }
 
   /** Re-reads settled spend from the store: other instances' requests, and ours once written. */
+  /**
+   * Settled spend read from the store, and the ledger rebased on it (syncSpend, with the writer
+   * quiet). A read past SPEND_READ_MS is given up (the last totals are kept), so that a store
+   * that hangs does not hold usage batches back for longer.
+   */
+  async #rebase(scopes: BudgetScope[]): Promise<void> {
+    const now = Date.now();
+    const marks = this.ledger.mark();
+    const bases = new Map<string, number>();
+    const starts = new Set(scopes.map((s) => periodStart(s.period, now)));
+    try {
+      for (const start of starts) {
+        // The rows summed once by key and by backend; each scope is then a lookup or a few.
+        const byKey = new Map<string, number>();
+        const byBackend = new Map<string, number>();
+        for (const r of await withDeadline(this.store.spendSince(start), SPEND_READ_MS, 'the spend read took too long')) {
+          if (r.keyId !== undefined) byKey.set(r.keyId, (byKey.get(r.keyId) ?? 0) + r.cost);
+          byBackend.set(r.backend, (byBackend.get(r.backend) ?? 0) + r.cost);
+        }
+        for (const s of scopes) {
+          if (periodStart(s.period, now) !== start) continue;
+          let sum = 0;
+          if (s.id.startsWith('key:')) sum = byKey.get(s.id.slice(4)) ?? 0;
+          else for (const b of new Set(this.#budgets.get(s.id)!.cfg.backends)) sum += byBackend.get(b) ?? 0;
+          bases.set(s.id, sum);
+        }
+      }
+    } catch (e) {
+      this.#log.debug('budgets: cannot read spend from the store; keeping the last known', { error: (e as Error).message });
+      return;
+    }
+    await this.ledger.rebase(bases, marks, scopes);
+  }
+
   syncSpend(): Promise<void> {
     if (this.#syncing !== undefined) return this.#syncing;
     this.#syncing = (async () => {
       const scopes = this.#activeScopes();
       if (scopes.length === 0) return;
-      // Not in the middle of a batch: its committed groups would be read here and still be pending in the ledger.
-      await this.writer.idle();
-      const now = Date.now();
-      const marks = this.ledger.mark();
-      const bases = new Map<string, number>();
-      const starts = new Set(scopes.map((s) => periodStart(s.period, now)));
-      try {
-        for (const start of starts) {
-          // The rows summed once by key and by backend; each scope is then a lookup or a few.
-          const byKey = new Map<string, number>();
-          const byBackend = new Map<string, number>();
-          for (const r of await this.store.spendSince(start)) {
-            if (r.keyId !== undefined) byKey.set(r.keyId, (byKey.get(r.keyId) ?? 0) + r.cost);
-            byBackend.set(r.backend, (byBackend.get(r.backend) ?? 0) + r.cost);
-          }
-          for (const s of scopes) {
-            if (periodStart(s.period, now) !== start) continue;
-            let sum = 0;
-            if (s.id.startsWith('key:')) sum = byKey.get(s.id.slice(4)) ?? 0;
-            else for (const b of new Set(this.#budgets.get(s.id)!.cfg.backends)) sum += byBackend.get(b) ?? 0;
-            bases.set(s.id, sum);
-          }
-        }
-      } catch (e) {
-        this.#log.debug('budgets: cannot read spend from the store; keeping the last known', { error: (e as Error).message });
-        return;
-      }
-      await this.ledger.rebase(bases, marks, scopes);
+      // No batch of this process's is written from the mark to the rebase: one committed in
+      // between would be in the totals read and also still counted here.
+      await this.writer.quiet(() => this.#rebase(scopes));
     })().finally(() => { this.#syncing = undefined; });
     return this.#syncing;
   }

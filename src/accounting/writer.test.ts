@@ -56,6 +56,31 @@ test('a batch written in several commits: idle() resolves only once all of it is
   });
 });
 
+test('quiet(): runs once the batch in flight is committed and reported, and no batch starts until it is done', async () => {
+  await withStore(async (store) => {
+    let reported = 0;
+    const w = new UsageWriter({ store, spoolDir: undefined, batchSize: 1000, flushIntervalMs: 3_600_000, maxBuffer: 5000, log: silentLogger, onCommitted: (r) => { reported += r.length; } });
+    await w.start();
+    for (let i = 0; i < 250; i++) w.add(rec(i));
+    void w.flush();
+    const rows = async (): Promise<number> => (await store.usageSummary({ by: 'backend' }))[0]?.requests ?? 0;
+    await w.quiet(async () => {
+      assert.equal(reported, 250, 'the batch in flight was committed and reported first');
+      for (let i = 250; i < 260; i++) w.add(rec(i));
+      const asked = w.flush();
+      // Past the 50 ms linger, and a flush asked for outright: still nothing written.
+      await new Promise((r) => setTimeout(r, 120));
+      assert.equal(await rows(), 250);
+      assert.equal(reported, 250);
+      void asked;
+    });
+    await w.flush();
+    assert.equal(await rows(), 260, 'the flush asked for during quiet() ran after it');
+    assert.equal(reported, 260);
+    await w.close();
+  });
+});
+
 test('records past max_buffer while the store is down wait in the spool, and reach the store when it is back, without a restart', async () => {
   await withStore(async (sqlite, dir) => {
     const { store, up } = downStore(sqlite);

@@ -117,6 +117,8 @@ export class UsageWriter {
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
   #next: Promise<void> | undefined;
+  /** While quiet() runs: no batch starts until it resolves. */
+  #gate: Promise<void> | undefined;
   #failures = 0;
   #nextAttempt = 0;
   #flushSoon = false;
@@ -155,6 +157,25 @@ export class UsageWriter {
    */
   idle(): Promise<void> {
     return this.#flushing === undefined ? Promise.resolve() : this.#flushing.then(() => this.idle());
+  }
+
+  /**
+   * Runs `fn` once no batch is being written, and starts none until it is done (flushes asked
+   * meanwhile follow it). A reader of settled spend runs in here: a batch committed while it
+   * read would be in what it read and also still counted as this process's own, until the next
+   * read (counted twice, so a budget near its cap refused requests it had room for).
+   */
+  async quiet<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.#gate !== undefined) await this.#gate;
+    await this.idle();
+    let open!: () => void;
+    this.#gate = new Promise<void>((r) => { open = r; });
+    try {
+      return await fn();
+    } finally {
+      this.#gate = undefined;
+      open();
+    }
   }
 
   /** Replays spool segments left by processes that are gone (a crash), then starts the timer. */
@@ -344,6 +365,14 @@ export class UsageWriter {
 
   /** Writes what is queued now; a flush already running is followed by one more, so nothing queued before the call is left behind. */
   flush(): Promise<void> {
+    const gate = this.#gate;
+    if (gate !== undefined) {
+      this.#next ??= gate.then(() => {
+        this.#next = undefined;
+        return this.flush();
+      });
+      return this.#next;
+    }
     if (this.#flushing !== undefined) {
       this.#next ??= this.#flushing.then(() => {
         this.#next = undefined;
