@@ -5,6 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readProcStat } from '../src/core/proc-stat.ts';
 
 /** taskset is in util-linux; without it (or on a one-CPU box) the run goes unpinned and says so. */
 export function canPin(cpus: number[]): boolean {
@@ -132,8 +133,8 @@ export function cpuSecondsOf(pid: number): number {
 
 /** Minor page faults a process has taken so far (/proc/PID/stat minflt). On this VM each costs ~10 µs. */
 export function minorFaultsOf(pid: number): number {
-  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[7]);
+  // minflt is field 10 of proc_pid_stat(5), fields[7] after the command name.
+  return Number(readProcStat(`/proc/${pid}/stat`)?.fields[7] ?? NaN);
 }
 
 export interface ThreadCpu {

@@ -465,7 +465,8 @@ if (rateOnly !== undefined) {
       const set = await gateway.request({ type: 'realtime', on: true }, 'realtime-set', 10_000);
       if (set.failed) throw new Error(`--realtime-ab: ${String(set.failed)}`);
       gRt = await measure(`gateway RT @ ${GOAL_RATE}/s`, open(T.gatewayFast, GOAL_RATE, plan.rateMs), 'gateway');
-      await gateway.request({ type: 'realtime', on: false }, 'realtime-set', 10_000);
+      const back = await gateway.request({ type: 'realtime', on: false }, 'realtime-set', 10_000);
+      if (back.failed) throw new Error(`--realtime-ab: cannot lower the gateway again: ${String(back.failed)}`);
     };
     if (realtimeAb && i % 2 === 1) await measureRt();
     if (sampled) await gateway.request({ type: 'alloc-start' }, 'alloc-started', 10_000);

@@ -4,7 +4,7 @@
 //
 //   gcc -O2 -o /tmp/wake-probe bench/wake-probe.c
 //   taskset -c 1 /tmp/wake-probe loop BUSY_US IDLE_US SECONDS    spin BUSY_US, sleep IDLE_US, repeat
-//   taskset -c 1 /tmp/wake-probe burst BURST_US PERIOD_MS SECONDS spin BURST_US every PERIOD_MS (a helper thread)
+//   taskset -c 1 /tmp/wake-probe burst BURST_US SLEEP_MS SECONDS  spin BURST_US, sleep SLEEP_MS, repeat (a helper thread)
 //
 // `loop` prints how many wake-ups were over 1 and 2 ms late, the longest, and gaps of more than
 // 0.5 ms while spinning (the CPU taken away from a running thread). Run a `burst` on the same
@@ -39,7 +39,7 @@ static void spin_ns(uint64_t ns, uint64_t *gaps, uint64_t *gap_ns) {
 
 int main(int argc, char **argv) {
   if (argc != 5 || (strcmp(argv[1], "loop") != 0 && strcmp(argv[1], "burst") != 0)) {
-    fprintf(stderr, "usage: wake-probe loop BUSY_US IDLE_US SECONDS | wake-probe burst BURST_US PERIOD_MS SECONDS\n");
+    fprintf(stderr, "usage: wake-probe loop BUSY_US IDLE_US SECONDS | wake-probe burst BURST_US SLEEP_MS SECONDS\n");
     return 2;
   }
   long a = atol(argv[2]), b = atol(argv[3]);
@@ -58,11 +58,12 @@ int main(int argc, char **argv) {
     struct timespec r = { b / 1000000, (b % 1000000) * 1000 };
     uint64_t t0 = now_ns();
     nanosleep(&r, NULL);
-    uint64_t late = now_ns() - t0 - (uint64_t)b * 1000;
+    // Signed: a sleep cut short (a signal) is early, not 2^64 ns late.
+    int64_t late = (int64_t)(now_ns() - t0) - (int64_t)b * 1000;
     wakes++;
     if (late > 1000000) late1++;
     if (late > 2000000) late2++;
-    if (late > worst) worst = late;
+    if (late > 0 && (uint64_t)late > worst) worst = (uint64_t)late;
   }
   printf("busy %ld us, idle %ld us: %llu wake-ups, %llu over 1 ms late, %llu over 2 ms, longest %.2f ms; "
          "%llu gaps over 0.5 ms while busy (%.1f ms)\n",

@@ -71,7 +71,7 @@ test('an unprivileged process is told why it cannot raise itself, and stays at n
     process.execPath, '--input-type=module', '-e', SELF], { encoding: 'utf8', timeout: 20_000 });
   assert.equal(r.status, 0, r.stderr);
   const refused = JSON.parse(r.stdout) as { failed: string | null; failedAsync: string | null; now: { policy: number } };
-  assert.match(refused.failed ?? '', /not permitted.*CAP_SYS_NICE, or LimitRTPRIO=1/);
+  assert.match(refused.failed ?? '', /not permitted.*CAP_SYS_NICE, or an RLIMIT_RTPRIO of 1: LimitRTPRIO=1 in a systemd unit, ulimits rtprio: 1 in compose/);
   assert.equal(refused.failedAsync, refused.failed, 'the non-blocking form says the same');
   assert.equal(refused.now.policy, SCHED_OTHER);
 });
@@ -114,4 +114,62 @@ test('the governor gives real-time priority up while the loop is saturated, and 
     c.send('exit');
     await once(c, 'exit');
   }
+});
+
+test('changes asked while one is under way are not lost: the last one asked for wins', { skip }, async () => {
+  const c = await child();
+  let u = 0.9;
+  const p = new EventLoopPriority({ info() {}, warn(m) { assert.fail(m); } }, { pid: c.pid!, utilization: () => u });
+  try {
+    await p.configure(true);
+    // Saturated: a lowering starts; a reload turns it off and, at once, on again (which also
+    // forgets the saturation): it ends raised, whatever order the chrt calls finished in.
+    const a = p.tick();
+    const b = p.configure(false);
+    const d = p.configure(true);
+    await Promise.all([a, b, d]);
+    assert.equal(p.raised, true);
+    assert.deepEqual(schedulingOf(c.pid!), { policy: SCHED_FIFO, priority: 1 });
+    // A raise under way when the config turns it off: it ends lowered.
+    u = 0.1;
+    const e = p.configure(false);
+    const g = p.configure(true);
+    const h = p.configure(false);
+    await Promise.all([e, g, h]);
+    assert.equal(p.raised, false);
+    assert.deepEqual(schedulingOf(c.pid!), { policy: SCHED_OTHER, priority: 0 });
+  } finally {
+    p.stop();
+    c.send('exit');
+    await once(c, 'exit');
+  }
+});
+
+// Raised by systemd's LimitRTPRIO=1 or compose's ulimits, a process has no CAP_SYS_NICE, and
+// may not clear SCHED_RESET_ON_FORK: lowering keeps it, or the saturated loop could never let go.
+const LOWER_SELF = `import('${fileURLToPath(new URL('./scheduling.ts', import.meta.url))}').then(async (m) => {
+  process.stdin.once('data', async () => {
+    const failed = await m.setEventLoopRealtimeAsync(false);
+    process.stdout.write(JSON.stringify({ failed: failed ?? null, now: m.schedulingOf(process.pid) }));
+    process.exit(0);
+  });
+  process.stdout.write('ready');
+});`;
+
+test('a process without CAP_SYS_NICE, raised for it, can lower itself again', { skip }, async () => {
+  const c = spawn('setpriv', ['--inh-caps=-all', '--bounding-set=-all', '--reuid=65534', '--regid=65534', '--clear-groups',
+    process.execPath, '--input-type=module', '-e', LOWER_SELF], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  c.stdout!.setEncoding('utf8');
+  c.stdout!.on('data', (d: string) => { out += d; });
+  while (!out.includes('ready')) await once(c.stdout!, 'data');
+  // Raised from outside (as root here; LimitRTPRIO would let it raise itself).
+  assert.equal(setEventLoopRealtime(true, c.pid!), undefined);
+  assert.equal(schedulingOf(c.pid!)?.policy, SCHED_FIFO);
+  out = '';
+  c.stdin!.write('lower');
+  await once(c, 'exit');
+  const r = JSON.parse(out) as { failed: string | null; now: { policy: number } };
+  assert.equal(r.failed, null);
+  assert.equal(r.now.policy, SCHED_OTHER);
 });

@@ -38,7 +38,9 @@ function chrtArgs(on: boolean, pid: number): string[] | undefined {
   // Without --all-tasks, chrt --pid changes the one thread whose id is PID: the main thread.
   return on
     ? ['--fifo', '--reset-on-fork', '--pid', String(REALTIME_PRIORITY), String(pid)]
-    : ['--other', '--pid', '0', String(pid)];
+    // Lowering keeps SCHED_RESET_ON_FORK set: a process without CAP_SYS_NICE may not clear it,
+    // and would be refused its own way back to normal priority.
+    : ['--other', '--reset-on-fork', '--pid', '0', String(pid)];
 }
 
 function outcome(on: boolean, pid: number, r: { error?: Error | null; status: number | null; stderr: string; stdout: string }): string | undefined {
@@ -48,8 +50,8 @@ function outcome(on: boolean, pid: number, r: { error?: Error | null; status: nu
   }
   if (r.status !== 0) {
     const said = (r.stderr || r.stdout).trim().replace(/^chrt: /, '');
-    const denied = /not permitted|permission denied/i.test(said);
-    return denied ? `${said} (it needs CAP_SYS_NICE, or LimitRTPRIO=1 in a systemd unit)` : said || `chrt exited with ${r.status}`;
+    const denied = on && /not permitted|permission denied/i.test(said);
+    return denied ? `${said} (raising it needs CAP_SYS_NICE, or an RLIMIT_RTPRIO of 1: LimitRTPRIO=1 in a systemd unit, ulimits rtprio: 1 in compose)` : said || `chrt exited with ${r.status}`;
   }
   const after = schedulingOf(pid);
   if (after !== undefined && after.policy !== (on ? SCHED_FIFO : SCHED_OTHER)) return `chrt succeeded but the policy is ${after.policy}`;
@@ -84,7 +86,7 @@ export function setEventLoopRealtimeAsync(on: boolean, pid = process.pid): Promi
   });
 }
 
-/** Above this event-loop utilization over a second, the loop gives real-time priority up. */
+/** At or above this event-loop utilization over a second, the loop gives real-time priority up. */
 export const SATURATED_ELU = 0.8;
 /** It takes it back after this many seconds in a row at or below CALM_ELU. */
 export const CALM_ELU = 0.6;
@@ -102,13 +104,22 @@ export interface PriorityLog {
  * would grow. So each second it looks at the loop's utilization: at SATURATED_ELU or more it
  * goes back to normal priority, and after CALM_SECONDS at CALM_ELU or less it is raised again.
  * Under a saturating load the latency is queueing's anyway.
+ *
+ * What is wanted (the config, the loop's load) and what is (the thread's policy) are kept
+ * apart: one chrt at a time brings the second to the first, and goes again if what is wanted
+ * changed meanwhile, so a reload during a change cannot leave the loop at the wrong priority.
  */
 export class EventLoopPriority {
   #wanted = false;
-  #raised = false;
   #saturated = false;
   #calm = 0;
-  #busy = false;
+  #raised = false;
+  /** The raise was refused: not retried until the next configure(). */
+  #refused = false;
+  /** Why the next change is made, for its log line. */
+  #why = '';
+  #running: Promise<void> | undefined;
+  #again = false;
   #elu = performance.eventLoopUtilization();
   #timer: NodeJS.Timeout | undefined;
   readonly #log: PriorityLog;
@@ -131,50 +142,38 @@ export class EventLoopPriority {
     return this.#raised;
   }
 
-  /** What the config asks for (at start and on every reload). */
-  async configure(want: boolean): Promise<void> {
-    if (want === this.#wanted) return;
-    this.#wanted = want;
-    this.#saturated = false;
-    this.#calm = 0;
-    if (want) {
-      this.#timer ??= setInterval(() => void this.tick(), 1_000).unref();
-    } else {
-      clearInterval(this.#timer);
-      this.#timer = undefined;
+  /** What the config asks for (at start and on every reload; a refused raise is tried again). */
+  configure(want: boolean): Promise<void> {
+    if (want !== this.#wanted || this.#refused) {
+      this.#wanted = want;
+      this.#refused = false;
+      this.#saturated = false;
+      this.#calm = 0;
+      this.#elu = performance.eventLoopUtilization();
+      this.#why = 'config';
     }
-    const failed = await this.#apply(want);
-    if (failed === undefined) {
-      this.#log.info(want ? `gateway.realtime: the event loop runs at SCHED_FIFO ${REALTIME_PRIORITY}` : 'gateway.realtime: the event loop is back at normal priority');
-    } else {
-      this.#log.warn(`gateway.realtime: cannot ${want ? 'raise' : 'lower'} the event loop's priority: ${failed}; serving at ${this.#raised ? 'real-time' : 'normal'} priority`);
-      if (want) {
-        // Nothing to keep up: it will not be allowed a second later either.
-        clearInterval(this.#timer);
-        this.#timer = undefined;
-      }
-    }
+    if (want) this.#timer ??= setInterval(() => void this.tick(), 1_000).unref();
+    else this.stop();
+    return this.#reconcile();
   }
 
   /** One second's look at the loop (public for tests, which pass their own utilization). */
-  async tick(): Promise<void> {
-    if (!this.#wanted || this.#busy) return;
+  tick(): Promise<void> {
+    if (!this.#wanted || this.#refused) return this.#running ?? Promise.resolve();
     const u = this.#utilization();
+    const pct = Math.round(u * 100);
     if (!this.#saturated && u >= SATURATED_ELU) {
       this.#saturated = true;
       this.#calm = 0;
-      if (await this.#apply(false) === undefined) {
-        this.#log.info(`gateway.realtime: the event loop is saturated (${Math.round(u * 100)}% busy): normal priority while it is, so its GC and writer threads keep up`);
-      }
+      this.#why = `the event loop is saturated (${pct}% busy): normal priority while it is, so its GC and writer threads keep up`;
     } else if (this.#saturated) {
       this.#calm = u <= CALM_ELU ? this.#calm + 1 : 0;
       if (this.#calm >= CALM_SECONDS) {
         this.#saturated = false;
-        if (await this.#apply(true) === undefined) {
-          this.#log.info(`gateway.realtime: the event loop has headroom again (${Math.round(u * 100)}% busy): SCHED_FIFO ${REALTIME_PRIORITY}`);
-        }
+        this.#why = `the event loop has headroom again (${pct}% busy): SCHED_FIFO ${REALTIME_PRIORITY}`;
       }
     }
+    return this.#reconcile();
   }
 
   stop(): void {
@@ -182,14 +181,31 @@ export class EventLoopPriority {
     this.#timer = undefined;
   }
 
-  async #apply(on: boolean): Promise<string | undefined> {
-    this.#busy = true;
-    try {
-      const failed = await setEventLoopRealtimeAsync(on, this.#pid);
-      if (failed === undefined) this.#raised = on;
-      return failed;
-    } finally {
-      this.#busy = false;
+  /** Brings the thread's policy to what is wanted now, one chrt at a time. */
+  #reconcile(): Promise<void> {
+    if (this.#running !== undefined) {
+      this.#again = true;
+      return this.#running;
     }
+    this.#running = (async () => {
+      do {
+        this.#again = false;
+        const want = this.#wanted && !this.#saturated && !this.#refused;
+        if (want === this.#raised && this.#why === '') continue;
+        const why = this.#why;
+        this.#why = '';
+        const failed = await setEventLoopRealtimeAsync(want, this.#pid);
+        if (failed === undefined) {
+          const changed = want !== this.#raised;
+          this.#raised = want;
+          if (why === 'config') this.#log.info(want ? `gateway.realtime: the event loop runs at SCHED_FIFO ${REALTIME_PRIORITY}` : 'gateway.realtime: the event loop is back at normal priority');
+          else if (changed) this.#log.info(`gateway.realtime: ${why}`);
+        } else {
+          if (want) this.#refused = true;
+          this.#log.warn(`gateway.realtime: cannot ${want ? 'raise' : 'lower'} the event loop's priority: ${failed}; serving at ${this.#raised ? 'real-time' : 'normal'} priority`);
+        }
+      } while (this.#again);
+    })().finally(() => { this.#running = undefined; });
+    return this.#running;
   }
 }

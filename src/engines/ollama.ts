@@ -165,6 +165,13 @@ function chatLogprobs(list: unknown): JsonObject | null {
   };
 }
 
+/** Characters as OpenAI counts them in text_offset (code points, not UTF-16 units). */
+function codePoints(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
+
 /** Ollama's list as a legacy completion's `logprobs`; `offset` is where this text starts in the whole answer. */
 function completionLogprobs(list: unknown, offset: number): JsonObject | null {
   if (!Array.isArray(list) || list.length === 0) return null;
@@ -181,7 +188,7 @@ function completionLogprobs(list: unknown, offset: number): JsonObject | null {
     if (isObj(e) && Array.isArray(e.top_logprobs)) for (const a of e.top_logprobs) { const x = tokenLogprob(a); alts[x.token] = x.logprob; }
     top.push(alts);
     textOffset.push(at);
-    at += t.token.length;
+    at += codePoints(t.token);
   }
   return { tokens, token_logprobs: tokenLogprobs, top_logprobs: top, text_offset: textOffset };
 }
@@ -352,7 +359,7 @@ export class OllamaEngine implements EngineAdapter {
         } else {
           if (typeof j.response === 'string' && (j.response !== '' || j.done !== true)) {
             out += event(model, { index: 0, text: j.response, logprobs: completionLogprobs(j.logprobs, sent), finish_reason: null });
-            sent += j.response.length;
+            sent += codePoints(j.response);
           }
           if (j.done === true) out += event(model, { index: 0, text: '', logprobs: null, finish_reason: finish(j, false) });
         }

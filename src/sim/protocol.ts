@@ -60,6 +60,8 @@ export interface SimError {
   param?: string;
   /** a machine-readable code, for engines whose errors carry one (OpenAI's) */
   code?: string;
+  /** the error's type where the engine's handler names it apart from its status (vLLM's request validation) */
+  type?: string;
   promptTokens?: number;
   maxTokens?: number;
   /** the window of the model asked for, when it is not the engine's main model */

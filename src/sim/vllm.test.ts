@@ -186,7 +186,11 @@ describe('vllm', () => {
       const base = path.endsWith('chat/completions') ? { model: CHAT, messages: [{ role: 'user', content: 'x' }] } : { model: CHAT, prompt: 'x' };
       const unstreamed = await post(`${chatUrl}${path}`, { ...base, stream_options: { include_usage: true } }, auth);
       assert.equal(unstreamed.status, 400, path);
-      assert.deepEqual(await unstreamed.json(), { error: { message: 'Stream options can only be defined when `stream=True`.', type: 'BadRequestError', param: 'stream_options', code: 400 } });
+      const err = at(await unstreamed.json(), 'error') as Record<string, unknown>;
+      assert.deepEqual([err.type, err.param, err.code], ['Bad Request', null, 400], 'FastAPI\'s RequestValidationError handler');
+      assert.match(String(err.message), /Value error, Stream options can only be defined when `stream=True`\./);
+      const unknownModel = await post(`${chatUrl}${path}`, { ...base, model: 'nope', stream_options: { include_usage: true } }, auth);
+      assert.equal(unknownModel.status, 400, 'validated while parsing, before the model is looked up');
       const empty = await post(`${chatUrl}${path}`, { ...base, stream_options: {} }, auth);
       assert.equal(empty.status, 200, `${path}: an empty stream_options is falsy to Python`);
       await empty.body?.cancel();

@@ -2,7 +2,7 @@
 // statuses, option handling, and the nanosecond durations it reports.
 
 import { createHash } from 'node:crypto';
-import { promptItems } from '../generate.ts';
+import { hash32, promptItems } from '../generate.ts';
 import type { PromptItem } from '../generate.ts';
 import { intField, isRecord, jsonReply, nowSeconds } from '../protocol.ts';
 import type { EngineView, Plan, Reply, ServedModel, SimError } from '../protocol.ts';
@@ -216,9 +216,7 @@ export function logprobsAsked(body: Record<string, unknown>): number | SimError 
 
 /** A stable made-up log probability for a token at a position (the simulator samples nothing). */
 function fakeLogprob(token: string, position: number): number {
-  let h = position * 2654435761;
-  for (let i = 0; i < token.length; i++) h = Math.imul(h ^ token.charCodeAt(i), 16777619);
-  return -((h >>> 0) % 2000) / 1000;
+  return -(hash32(token, position + 1) % 2000) / 1000;
 }
 
 /**

@@ -45,7 +45,7 @@ function contextMessage(endpoint: Endpoint, ctx: number, prompt: number, max: nu
 function renderError(view: EngineView, endpoint: Endpoint, e: SimError): Reply {
   switch (e.kind) {
     case 'bad-request':
-      return vllmError(400, e.message ?? 'Bad Request', undefined, e.param ?? null);
+      return vllmError(400, e.message ?? 'Bad Request', e.type, e.param ?? null);
     case 'unsupported':
       return vllmError(400, e.message ?? 'Unsupported request');
     case 'model-not-found':
@@ -108,14 +108,19 @@ function checkMax(max: number | undefined): SimError | null {
 
 /**
  * protocol.py validate_stream_options, on chat and completion requests: a stream_options that
- * Python finds true (a non-empty object) needs stream: true.
+ * Python finds true (a non-empty object) needs stream: true. It is a pydantic before-validator,
+ * so it fails while the request is parsed, before the model is looked up, and FastAPI's
+ * RequestValidationError handler answers it: type "Bad Request", pydantic's wording.
  */
 function checkStreamOptions(body: unknown): SimError | null {
   if (!isRecord(body)) return null;
   const so = body.stream_options;
   const given = so !== undefined && so !== null && !(isRecord(so) && Object.keys(so).length === 0);
   return given && body.stream !== true
-    ? { kind: 'bad-request', message: 'Stream options can only be defined when `stream=True`.', param: 'stream_options' }
+    ? {
+      kind: 'bad-request', type: 'Bad Request',
+      message: "1 validation error:\n  {'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, Stream options can only be defined when `stream=True`.'}",
+    }
     : null;
 }
 
@@ -145,11 +150,13 @@ function chatRoute(view: EngineView): InferenceRoute {
     kind: 'inference',
     wantsStream,
     plan(body) {
+      const invalid = checkStreamOptions(body);
+      if (invalid) return invalid;
       const r = parseChatRequest(body);
       if (isSimError(r)) return r;
       const m = servedModel(view, r.model);
       if (m === undefined) return { kind: 'model-not-found', model: r.model };
-      const bad = checkStreamOptions(body) ?? checkMax(r.maxTokens) ?? checkN(r.n);
+      const bad = checkMax(r.maxTokens) ?? checkN(r.n);
       if (bad) return bad;
       if (m.kind !== 'chat') return { kind: 'unsupported', message: 'The model does not support Chat Completions API' };
       const items = chatItems(r.text);
@@ -204,11 +211,13 @@ function completionsRoute(view: EngineView): InferenceRoute {
     kind: 'inference',
     wantsStream,
     plan(body) {
+      const invalid = checkStreamOptions(body);
+      if (invalid) return invalid;
       const r = parseCompletionRequest(body);
       if (isSimError(r)) return r;
       const m = servedModel(view, r.model);
       if (m === undefined) return { kind: 'model-not-found', model: r.model };
-      const bad = checkStreamOptions(body) ?? checkMax(r.maxTokens) ?? checkN(r.n);
+      const bad = checkMax(r.maxTokens) ?? checkN(r.n);
       if (bad) return bad;
       if (m.kind !== 'chat') return { kind: 'unsupported', message: 'The model does not support Completions API' };
       // The OpenAI completions API defaults max_tokens to 16, and vLLM follows it.
