@@ -180,6 +180,17 @@ test('the client key never reaches a backend; each backend gets its own', async 
   assert.ok(!f.logs.join('\n').includes(MASTER) && !f.logs.join('\n').includes(BACKEND_KEY), 'no secret in logs');
 });
 
+test('stream_options on an unstreamed request: a non-empty one is refused before any backend; an empty one is not sent on', async () => {
+  const refused = await post(f.url, '/v1/chat/completions', { ...chat('chat-fast'), stream_options: { include_usage: true } }, auth);
+  assert.equal(refused.status, 400);
+  assert.equal(refused.json.error.param, 'stream_options');
+  const before = f.fleet.get('armitage').requests().length;
+  const empty = await post(f.url, '/v1/chat/completions', { ...chat('chat-fast'), stream_options: {} }, auth);
+  assert.equal(empty.status, 200);
+  assert.equal(f.fleet.get('armitage').requests().length, before + 1, 'the refused one never reached the backend');
+  assert.equal('stream_options' in lastBody('armitage'), false);
+});
+
 test('the endpoints also answer without the /v1 prefix', async () => {
   const r = await post(f.url, '/chat/completions', chat('chat-fast'), auth);
   assert.equal(r.status, 200);

@@ -129,6 +129,10 @@ export class OpenAICompatibleEngine implements EngineAdapter {
     if (injectedUsage) {
       const so = body.stream_options;
       body.stream_options = isObj(so) ? { ...so, include_usage: true } : { include_usage: true };
+    } else if (body.stream !== true && body.stream_options !== undefined) {
+      // Only an empty or null one gets here unstreamed (validate.ts refuses the rest); a
+      // stricter server than vLLM (OpenAI) would refuse even that, so it goes no further.
+      delete body.stream_options;
     }
     return { path: PATHS[op], body: JSON.stringify(body), injectedUsage };
   }
