@@ -167,6 +167,16 @@ test('logprobs through an Ollama backend: asked natively, answered in OpenAI\'s 
   assert.equal(none.choices[0]!.logprobs, null);
 });
 
+test('logprobs through a vLLM backend: schema-valid (the gateway adds the refusal vLLM leaves out)', async () => {
+  const data = await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'rate this' }], logprobs: true, top_logprobs: 1 });
+  assert.deepEqual(validate('CreateChatCompletionResponse', data), []);
+  assert.equal(data.choices[0]!.logprobs!.refusal, null);
+  assert.equal(data.choices[0]!.logprobs!.content!.map((c) => c.token).join(''), data.choices[0]!.message.content);
+  const text = await f.client.completions.create({ model: 'chat-fast', prompt: 'rate this', logprobs: 1, max_tokens: 4 });
+  assert.deepEqual(validate('CreateCompletionResponse', text), []);
+  assert.equal(text.choices[0]!.logprobs!.tokens!.join(''), text.choices[0]!.text);
+});
+
 test('the client key never reaches a backend; each backend gets its own', async () => {
   await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
   const reqs = f.fleet.get('armitage').requests();

@@ -46,6 +46,8 @@ function normalizeChat(j: JsonObject, ctx: NormalizeContext): JsonObject | undef
     if (m.annotations === null) m.annotations = undefined;
     if (m.function_call === null) m.function_call = undefined;
     if (c.logprobs === undefined) c.logprobs = null;
+    // vLLM's ChatCompletionLogProbs has content only; OpenAI's schema requires refusal beside it.
+    else if (isObj(c.logprobs) && c.logprobs.refusal === undefined) c.logprobs.refusal = null;
     if (typeof c.finish_reason !== 'string' || !CHAT_FINISH.has(c.finish_reason)) {
       c.finish_reason = Array.isArray(m.tool_calls) ? 'tool_calls' : c.finish_reason === 'abort' ? 'length' : 'stop';
     }

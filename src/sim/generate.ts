@@ -174,3 +174,29 @@ export function embeddingBase64(v: Float32Array): string {
 export function embeddingFloats(v: Float32Array): number[] {
   return Array.from(v);
 }
+
+/** One generated token's made-up log probability, and the `top` most likely tokens at its place. */
+export interface SimLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  /** the generated token first, then alternatives less likely by 0.75 each */
+  top: { token: string; logprob: number; bytes: number[] }[];
+}
+
+/**
+ * Stable made-up log probabilities for tokens generated from position `from` (the simulator
+ * samples nothing): each engine shapes them as its API does.
+ */
+export function simLogprobs(tokens: readonly string[], from: number, top: number): SimLogprob[] {
+  return tokens.map((token, k) => {
+    const logprob = -(hash32(token, from + k + 1) % 2000) / 1000;
+    const bytes = [...Buffer.from(token, 'utf8')];
+    const alternatives = Array.from({ length: top }, (_, r) => {
+      if (r === 0) return { token, logprob, bytes };
+      const alt = `${token.trim() || '·'}~${r}`;
+      return { token: alt, logprob: logprob - r * 0.75, bytes: [...Buffer.from(alt, 'utf8')] };
+    });
+    return { token, logprob, bytes, top: alternatives };
+  });
+}

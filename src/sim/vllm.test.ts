@@ -130,6 +130,32 @@ describe('vllm', () => {
     assert.equal(notAsked.events.some((e) => 'usage' in e), false);
   });
 
+  test('logprobs: chat {content} (no refusal, as protocol.py has it), streamed per token; legacy completions per place; top_logprobs needs logprobs', async () => {
+    const chat = (extra: Record<string, unknown>) => post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'why' }], ...extra }, auth);
+    const json = (await (await chat({ logprobs: true, top_logprobs: 2 })).json()) as any;
+    const lp = json.choices[0].logprobs;
+    assert.deepEqual(Object.keys(lp), ['content']);
+    assert.deepEqual(lp.content.map((e: any) => e.token), replyTokens('why'));
+    assert.equal(lp.content[0].top_logprobs.length, 2);
+    assert.deepEqual(lp.content[0].bytes, [...Buffer.from(lp.content[0].token, 'utf8')]);
+    const only = (await (await chat({ logprobs: true })).json()) as any;
+    assert.deepEqual(only.choices[0].logprobs.content[0].top_logprobs, [], 'top_logprobs 0: an empty list');
+    assert.equal(((await (await chat({})).json()) as any).choices[0].logprobs, null);
+    const streamed = parseSse(await (await chat({ logprobs: true, stream: true })).text()).events;
+    assert.deepEqual(streamed.flatMap((e) => at(e, 'choices', 0, 'logprobs', 'content') as any[] ?? []).map((e: any) => e.token), replyTokens('why'));
+    const refused = await chat({ top_logprobs: 2 });
+    assert.equal(refused.status, 400);
+    assert.match(String(at(await refused.json(), 'error', 'message')), /`logprobs` must be set to true/);
+
+    const text = (await (await post(`${chatUrl}/v1/completions`, { model: CHAT, prompt: 'one', max_tokens: 3, logprobs: 2 }, auth)).json()) as any;
+    const c = text.choices[0].logprobs;
+    assert.deepEqual(c.tokens, replyTokens('one').slice(0, 3));
+    assert.deepEqual(c.text_offset, [0, c.tokens[0].length, c.tokens[0].length + c.tokens[1].length]);
+    assert.equal(Object.keys(c.top_logprobs[0]).length, 2);
+    const zero = (await (await post(`${chatUrl}/v1/completions`, { model: CHAT, prompt: 'one', max_tokens: 2, logprobs: 0 }, auth)).json()) as any;
+    assert.deepEqual(Object.keys(zero.choices[0].logprobs.top_logprobs[0]), [zero.choices[0].logprobs.tokens[0]], 'N = 0: the generated token alone');
+  });
+
   test('completions: a prompt list gives one choice each; max_tokens defaults to 16', async () => {
     const json: unknown = await (await post(`${chatUrl}/v1/completions`, { model: CHAT, prompt: ['one', 'two'], max_tokens: 2 }, auth)).json();
     assert.equal(at(json, 'object'), 'text_completion');

@@ -2,7 +2,7 @@
 // statuses, option handling, and the nanosecond durations it reports.
 
 import { createHash } from 'node:crypto';
-import { hash32, promptItems } from '../generate.ts';
+import { promptItems, simLogprobs } from '../generate.ts';
 import type { PromptItem } from '../generate.ts';
 import { intField, isRecord, jsonReply, nowSeconds } from '../protocol.ts';
 import type { EngineView, Plan, Reply, ServedModel, SimError } from '../protocol.ts';
@@ -214,25 +214,10 @@ export function logprobsAsked(body: Record<string, unknown>): number | SimError 
   return body.logprobs === true ? top : undefined;
 }
 
-/** A stable made-up log probability for a token at a position (the simulator samples nothing). */
-function fakeLogprob(token: string, position: number): number {
-  return -(hash32(token, position + 1) % 2000) / 1000;
-}
-
 /**
- * api/types.go Logprob for each token: {token, logprob, bytes, top_logprobs}. The token
- * generated ranks first among `top` alternatives, which fall away from it.
+ * api/types.go Logprob for each token: {token, logprob, bytes, top_logprobs}, the last only
+ * when some were asked for (omitempty).
  */
 export function tokenLogprobs(tokens: readonly string[], from: number, top: number): Record<string, unknown>[] {
-  return tokens.map((token, k) => {
-    const logprob = fakeLogprob(token, from + k);
-    const bytes = [...Buffer.from(token, 'utf8')];
-    const entry: Record<string, unknown> = { token, logprob, bytes };
-    if (top > 0) {
-      entry.top_logprobs = Array.from({ length: top }, (_, r) => (r === 0
-        ? { token, logprob, bytes }
-        : { token: `${token.trim() || '·'}~${r}`, logprob: logprob - r * 0.75, bytes: [...Buffer.from(`${token.trim() || '·'}~${r}`, 'utf8')] }));
-    }
-    return entry;
-  });
+  return simLogprobs(tokens, from, top).map((e) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes, ...(top > 0 ? { top_logprobs: e.top } : {}) }));
 }

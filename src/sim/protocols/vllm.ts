@@ -3,6 +3,7 @@
 // wording, non-streamed bodies serialised in full (`model_dump`), `stop_reason` beside
 // `finish_reason`, `stream_options` with continuous usage, and the `vllm:` Prometheus metrics.
 
+import { simLogprobs } from '../generate.ts';
 import { choiceText, hexId, infoRoute, isRecord, isSimError, jsonReply, nowSeconds, servedModel, textReply } from '../protocol.ts';
 import type { EngineView, InferenceRoute, Plan, ProtocolImpl, Reply, Route, ServedModel, SimError } from '../protocol.ts';
 import {
@@ -124,6 +125,53 @@ function checkStreamOptions(body: unknown): SimError | null {
     : null;
 }
 
+/**
+ * protocol.py check_logprobs: the top_logprobs asked for (0 when only logprobs), undefined when
+ * none, or the request validation error (answered as stream_options' is).
+ */
+function chatLogprobsAsked(body: unknown): number | SimError | undefined {
+  if (!isRecord(body)) return undefined;
+  const top = body.top_logprobs;
+  if (typeof top === 'number' && top > 0 && body.logprobs !== true) {
+    return {
+      kind: 'bad-request', type: 'Bad Request',
+      message: "1 validation error:\n  {'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, when using `top_logprobs`, `logprobs` must be set to true.'}",
+    };
+  }
+  return body.logprobs === true ? (typeof top === 'number' && top > 0 ? top : 0) : undefined;
+}
+
+/** A legacy completion's `logprobs: N` (N ≥ 0), or undefined. */
+function completionLogprobsAsked(body: unknown): number | undefined {
+  return isRecord(body) && typeof body.logprobs === 'number' && body.logprobs >= 0 ? body.logprobs : undefined;
+}
+
+/** protocol.py ChatCompletionLogProbs: {content: [{token, logprob, bytes, top_logprobs}]}, no refusal. */
+function chatLogprobs(p: Plan, tokens: readonly string[], from: number): Record<string, unknown> | null {
+  const top = p.extra.topLogprobs;
+  if (typeof top !== 'number') return null;
+  return { content: simLogprobs(tokens, from, top).map((e) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes, top_logprobs: e.top })) };
+}
+
+/**
+ * protocol.py CompletionLogProbs for `logprobs: N`: each place's top_logprobs holds the
+ * generated token and the N most likely (so one entry when N is 0).
+ */
+function completionLogprobs(p: Plan, tokens: readonly string[], from: number, offset: number): Record<string, unknown> | null {
+  const n = p.extra.logprobs;
+  if (typeof n !== 'number') return null;
+  const entries = simLogprobs(tokens, from, Math.max(1, n));
+  const textOffset: number[] = [];
+  let at = offset;
+  for (const t of tokens) { textOffset.push(at); at += [...t].length; }
+  return {
+    text_offset: textOffset,
+    token_logprobs: entries.map((e) => e.logprob),
+    tokens: entries.map((e) => e.token),
+    top_logprobs: entries.map((e) => Object.fromEntries(e.top.map((t) => [t.token, t.logprob]))),
+  };
+}
+
 /** SamplingParams' own check; any n from 1 up is served. */
 function checkN(n: number | undefined): SimError | null {
   return n !== undefined && n < 1 ? { kind: 'bad-request', message: `n must be at least 1, got ${n}.` } : null;
@@ -139,8 +187,8 @@ function chatRoute(view: EngineView): InferenceRoute {
     // ends on EOS gets it on a chunk of its own, one step later: the EOS token detokenizes to
     // nothing, so serving_chat.py sends delta {"content": ""} with finish_reason "stop".
     token: (p, c, i) => withRunningUsage(p, chunk(p, [i === c.tokens.length - 1 && c.finish !== 'stop'
-      ? { index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: c.finish, stop_reason: null }
-      : { index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: null }]), i + 1),
+      ? { index: c.index, delta: { content: c.tokens[i] }, logprobs: p.extra.topLogprobs === undefined ? null : chatLogprobs(p, c.tokens.slice(i, i + 1), i), finish_reason: c.finish, stop_reason: null }
+      : { index: c.index, delta: { content: c.tokens[i] }, logprobs: p.extra.topLogprobs === undefined ? null : chatLogprobs(p, c.tokens.slice(i, i + 1), i), finish_reason: null }]), i + 1),
     finish: (p, c) => (c.finish === 'stop'
       ? withRunningUsage(p, chunk(p, [{ index: c.index, delta: { content: '' }, logprobs: null, finish_reason: 'stop', stop_reason: null }]), c.tokens.length)
       : undefined),
@@ -152,6 +200,8 @@ function chatRoute(view: EngineView): InferenceRoute {
     plan(body) {
       const invalid = checkStreamOptions(body);
       if (invalid) return invalid;
+      const top = chatLogprobsAsked(body);
+      if (typeof top === 'object') return top;
       const r = parseChatRequest(body);
       if (isSimError(r)) return r;
       const m = servedModel(view, r.model);
@@ -165,7 +215,7 @@ function chatRoute(view: EngineView): InferenceRoute {
       const su = streamUsage(body);
       return textPlan({
         model: m.name, stream: r.stream, includeUsage: su.include, items, maxTokens: r.maxTokens, n: r.n, idPrefix: 'chatcmpl-',
-        extra: { continuousUsage: su.continuous },
+        extra: { continuousUsage: su.continuous, topLogprobs: top },
       });
     },
     error: (e) => renderError(view, 'chat', e),
@@ -179,7 +229,7 @@ function chatRoute(view: EngineView): InferenceRoute {
             role: 'assistant', content: choiceText(c), refusal: null, annotations: null, audio: null, function_call: null,
             tool_calls: [], reasoning_content: null,
           },
-          logprobs: null, finish_reason: c.finish, stop_reason: null, token_ids: null,
+          logprobs: chatLogprobs(p, c.tokens, 0), finish_reason: c.finish, stop_reason: null, token_ids: null,
         })),
         service_tier: null,
         system_fingerprint: null,
@@ -200,7 +250,8 @@ function completionsRoute(view: EngineView): InferenceRoute {
   const stream = sseStream({
     // As in chat: EOS closes the choice in a chunk of its own with empty text (serving_completion.py).
     token: (p, c, i) => withRunningUsage(p, chunk(p, [{
-      index: c.index, text: c.tokens[i], logprobs: null, finish_reason: i === c.tokens.length - 1 && c.finish !== 'stop' ? c.finish : null, stop_reason: null,
+      index: c.index, text: c.tokens[i], logprobs: p.extra.logprobs === undefined ? null : completionLogprobs(p, c.tokens.slice(i, i + 1), i, [...c.tokens.slice(0, i).join('')].length),
+      finish_reason: i === c.tokens.length - 1 && c.finish !== 'stop' ? c.finish : null, stop_reason: null,
     }]), i + 1),
     finish: (p, c) => (c.finish === 'stop'
       ? withRunningUsage(p, chunk(p, [{ index: c.index, text: '', logprobs: null, finish_reason: 'stop', stop_reason: null }]), c.tokens.length)
@@ -228,7 +279,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
       const su = streamUsage(body);
       return textPlan({
         model: m.name, stream: r.stream, includeUsage: su.include, items, maxTokens: max, n: r.n, idPrefix: 'cmpl-',
-        extra: { continuousUsage: su.continuous },
+        extra: { continuousUsage: su.continuous, logprobs: completionLogprobsAsked(body) },
       });
     },
     error: (e) => renderError(view, 'completions', e),
@@ -236,7 +287,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
       return jsonReply(200, {
         id: p.id, object: 'text_completion', created: p.created, model: p.model,
         choices: p.choices.map((c) => ({
-          index: c.index, text: choiceText(c), logprobs: null, finish_reason: c.finish, stop_reason: null, prompt_logprobs: null,
+          index: c.index, text: choiceText(c), logprobs: completionLogprobs(p, c.tokens, 0, 0), finish_reason: c.finish, stop_reason: null, prompt_logprobs: null,
         })),
         service_tier: null,
         system_fingerprint: null,
