@@ -303,30 +303,37 @@ export class Accounting {
   async #rebase(scopes: BudgetScope[]): Promise<void> {
     const now = Date.now();
     const marks = this.ledger.mark();
-    const bases = new Map<string, number>();
-    const starts = new Set(scopes.map((s) => periodStart(s.period, now)));
+    let bases: Map<string, number>;
     try {
-      for (const start of starts) {
-        // The rows summed once by key and by backend; each scope is then a lookup or a few.
-        const byKey = new Map<string, number>();
-        const byBackend = new Map<string, number>();
-        for (const r of await withDeadline(this.store.spendSince(start), SPEND_READ_MS, 'the spend read took too long')) {
-          if (r.keyId !== undefined) byKey.set(r.keyId, (byKey.get(r.keyId) ?? 0) + r.cost);
-          byBackend.set(r.backend, (byBackend.get(r.backend) ?? 0) + r.cost);
-        }
-        for (const s of scopes) {
-          if (periodStart(s.period, now) !== start) continue;
-          let sum = 0;
-          if (s.id.startsWith('key:')) sum = byKey.get(s.id.slice(4)) ?? 0;
-          else for (const b of new Set(this.#budgets.get(s.id)!.cfg.backends)) sum += byBackend.get(b) ?? 0;
-          bases.set(s.id, sum);
-        }
-      }
+      // One deadline for the whole read, however many periods it sums.
+      bases = await withDeadline(this.#settled(scopes, now), SPEND_READ_MS, `reading settled spend took over ${SPEND_READ_MS / 1000} s`);
     } catch (e) {
       this.#log.debug('budgets: cannot read spend from the store; keeping the last known', { error: (e as Error).message });
       return;
     }
     await this.ledger.rebase(bases, marks, scopes);
+  }
+
+  /** Settled spend of each scope in its current period, from the store. */
+  async #settled(scopes: BudgetScope[], now: number): Promise<Map<string, number>> {
+    const bases = new Map<string, number>();
+    for (const start of new Set(scopes.map((s) => periodStart(s.period, now)))) {
+      // The rows summed once by key and by backend; each scope is then a lookup or a few.
+      const byKey = new Map<string, number>();
+      const byBackend = new Map<string, number>();
+      for (const r of await this.store.spendSince(start)) {
+        if (r.keyId !== undefined) byKey.set(r.keyId, (byKey.get(r.keyId) ?? 0) + r.cost);
+        byBackend.set(r.backend, (byBackend.get(r.backend) ?? 0) + r.cost);
+      }
+      for (const s of scopes) {
+        if (periodStart(s.period, now) !== start) continue;
+        let sum = 0;
+        if (s.id.startsWith('key:')) sum = byKey.get(s.id.slice(4)) ?? 0;
+        else for (const b of new Set(this.#budgets.get(s.id)!.cfg.backends)) sum += byBackend.get(b) ?? 0;
+        bases.set(s.id, sum);
+      }
+    }
+    return bases;
   }
 
   syncSpend(): Promise<void> {

@@ -81,6 +81,41 @@ test('quiet(): runs once the batch in flight is committed and reported, and no b
   });
 });
 
+test('quiet(): a flush asked for while quiet() waits on the batch in flight does not start before fn has run', async () => {
+  let inFlight = 0;
+  const release: (() => void)[] = [];
+  const store = {
+    async insertUsage(recs: readonly UsageRecord[]) { inFlight++; await new Promise<void>((r) => release.push(r)); inFlight--; return recs.length; },
+    async insertRequestLogs() {},
+    async ping() {},
+  } as unknown as SqliteStore;
+  const w = new UsageWriter({ store, spoolDir: undefined, batchSize: 1000, flushIntervalMs: 3_600_000, maxBuffer: 5000, log: silentLogger });
+  await w.start();
+  w.add(rec(1));
+  const first = w.flush();
+  await new Promise((r) => setImmediate(r));
+  let seen = -1;
+  const q = w.quiet(async () => { seen = inFlight; await new Promise((r) => setTimeout(r, 20)); });
+  w.add(rec(2));
+  void w.flush(); // asked while the first batch is written: chained behind it
+  await new Promise((r) => setImmediate(r));
+  release.shift()!();
+  await first;
+  await new Promise((r) => setTimeout(r, 5));
+  const second = release.shift(); // the second batch's insert, had it started
+  await new Promise((r) => setTimeout(r, 30));
+  second?.();
+  await q;
+  assert.equal(seen, 0, `fn ran with ${seen} batch(es) in flight`);
+  // The deferred flush goes once quiet() is done.
+  const until = Date.now() + 2000;
+  while (release.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(release.length, 1, 'the second batch is written after fn');
+  release.shift()!();
+  await w.flush();
+  await w.close();
+});
+
 test('records past max_buffer while the store is down wait in the spool, and reach the store when it is back, without a restart', async () => {
   await withStore(async (sqlite, dir) => {
     const { store, up } = downStore(sqlite);

@@ -167,10 +167,12 @@ export class UsageWriter {
    */
   async quiet<T>(fn: () => Promise<T>): Promise<T> {
     while (this.#gate !== undefined) await this.#gate;
-    await this.idle();
+    // The gate first, then the wait: a flush asked for while the batch in flight finishes
+    // would otherwise start in between, and be written while fn reads.
     let open!: () => void;
     this.#gate = new Promise<void>((r) => { open = r; });
     try {
+      await this.idle();
       return await fn();
     } finally {
       this.#gate = undefined;
@@ -434,7 +436,12 @@ export class UsageWriter {
         this.stats.written += inserted;
         for (const q of batch) if (q.seg !== undefined) this.#done(q.seg);
         this.#o.onCommitted?.(recs);
-        if (!this.#closed && this.#queue.length < this.#o.batchSize) break;
+        // A reader waiting in quiet() gets its turn between batches; the flush it deferred
+        // (flush() chains one behind the gate) writes the rest.
+        if (!this.#closed && (this.#queue.length < this.#o.batchSize || this.#gate !== undefined)) {
+          if (this.#gate !== undefined && this.#queue.length > 0) void this.flush();
+          break;
+        }
         // SQLite writes block the event loop: let requests run between batches.
         await new Promise((r) => setImmediate(r));
       }

@@ -173,7 +173,7 @@ test('logprobs: asked as Ollama asks them (chat logprobs/top_logprobs, legacy co
 
   const completion = engine.normalize('completions', { model: 'm', response: 'Hi!', logprobs: lp, done: true, done_reason: 'stop' }, {}, ctx)!;
   assert.deepEqual((completion.choices as any)[0].logprobs, {
-    tokens: ['Hi', '!'], token_logprobs: [-0.1, -0.02], top_logprobs: [{ Hi: -0.1, Hey: -2.5 }, {}], text_offset: [0, 2],
+    tokens: ['Hi', '!'], token_logprobs: [-0.1, -0.02], top_logprobs: [{ Hi: -0.1, Hey: -2.5 }, { '!': -0.02 }], text_offset: [0, 2],
   });
 
   // Streamed: each line's logprobs ride on the chunk of that line's text; offsets run on.

@@ -184,8 +184,10 @@ function completionLogprobs(list: unknown, offset: number): JsonObject | null {
     const t = tokenLogprob(e);
     tokens.push(t.token);
     tokenLogprobs.push(t.logprob);
+    // With logprobs: 0 Ollama sends no alternatives: the place holds the generated token alone, as vLLM's does.
     const alts: Record<string, number> = {};
-    if (isObj(e) && Array.isArray(e.top_logprobs)) for (const a of e.top_logprobs) { const x = tokenLogprob(a); alts[x.token] = x.logprob; }
+    if (isObj(e) && Array.isArray(e.top_logprobs) && e.top_logprobs.length > 0) for (const a of e.top_logprobs) { const x = tokenLogprob(a); alts[x.token] = x.logprob; }
+    else alts[t.token] = t.logprob;
     top.push(alts);
     textOffset.push(at);
     at += codePoints(t.token);
