@@ -89,3 +89,13 @@ test('stream_options only with stream: true (as OpenAI and vLLM answer), an empt
     assert.doesNotThrow(() => validateRequest('chat', body, JSON.stringify(body), LIMITS));
   }
 });
+
+test('top_logprobs: an integer from 0 to 20, and only with logprobs: true (OpenAI\'s rule, one answer whatever the backend)', () => {
+  for (const bad of [21, -1, 1.5, '3']) assert.equal(refusal(chat({ logprobs: true, top_logprobs: bad })).param, 'top_logprobs');
+  const alone = refusal(chat({ top_logprobs: 2 }));
+  assert.equal(alone.param, 'top_logprobs');
+  assert.match(alone.message, /needs `logprobs` set to true/);
+  for (const body of [chat({ logprobs: true, top_logprobs: 20 }), chat({ top_logprobs: 0 }), chat({ logprobs: true })]) {
+    assert.doesNotThrow(() => validateRequest('chat', body, JSON.stringify(body), LIMITS));
+  }
+});

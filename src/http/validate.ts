@@ -131,6 +131,13 @@ export function validateRequest(op: Operation, body: unknown, raw: string, limit
     if (v < lo || v > hi) throw bad(key, `\`${key}\` is ${v}; it must be between ${lo} and ${hi}`);
   }
   if (op === 'chat') {
+    // OpenAI's rule (vLLM's check_logprobs too; Ollama would ignore top_logprobs alone): one
+    // answer whatever the backend.
+    const top = body.top_logprobs;
+    if (top !== undefined && top !== null) {
+      if (typeof top !== 'number' || !Number.isInteger(top) || top < 0 || top > 20) throw bad('top_logprobs', '`top_logprobs` must be an integer from 0 to 20');
+      if (top > 0 && body.logprobs !== true) throw bad('top_logprobs', '`top_logprobs` needs `logprobs` set to true');
+    }
     const m = body.messages;
     if (!Array.isArray(m) || m.length === 0) throw bad('messages', '`messages` must be a non-empty array');
     for (let i = 0; i < m.length; i++) {
