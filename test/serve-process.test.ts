@@ -157,12 +157,15 @@ test('gateway.realtime: serve raises its event loop to SCHED_FIFO 1 and says so;
     await s.waitFor(/gateway\.realtime: the event loop runs at SCHED_FIFO 1/);
     const pid = s.proc.pid!;
     assert.deepEqual(schedulingOf(pid), { policy: 1, priority: 1 });
+    const gauge = async (): Promise<string | undefined> => /^fabric_event_loop_realtime (\d)$/m.exec(await (await fetch(`${s.url}/metrics`)).text())?.[1];
+    assert.equal(await gauge(), '1', 'the metrics say so');
     const r = await request(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body('chat') });
     assert.equal(r.statusCode, 200, await r.body.text());
     writeFileSync(file, withRealtime(false));
     s.proc.kill('SIGHUP');
     await s.waitFor(/gateway\.realtime: the event loop is back at normal priority/);
     assert.deepEqual(schedulingOf(pid), { policy: 0, priority: 0 });
+    assert.equal(await gauge(), '0');
   } finally {
     s.proc.kill('SIGTERM');
     await once(s.proc, 'exit');

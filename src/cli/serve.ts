@@ -171,7 +171,7 @@ export async function runServe(argv: string[]): Promise<number> {
   log.info(`AI Fabric gateway listening on ${where}${config.simulated ? ' (SIMULATED fleet)' : ''}`, {
     pid: process.pid, roles, backends: config.backends.size, auth: config.gateway.masterKey === undefined ? 'none (no master key configured)' : 'master key',
   });
-  const priority = new EventLoopPriority(log);
+  const priority = new EventLoopPriority(log, { changed: (raised) => running.app.metrics?.eventLoopRealtime.set([], raised ? 1 : 0) });
   await priority.configure(config.gateway.realtime);
   log.flush();
 

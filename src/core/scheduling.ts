@@ -125,10 +125,12 @@ export class EventLoopPriority {
   readonly #log: PriorityLog;
   readonly #pid: number;
   readonly #utilization: () => number;
+  readonly #changed: ((raised: boolean) => void) | undefined;
 
-  constructor(log: PriorityLog, opts: { pid?: number; utilization?: () => number } = {}) {
+  constructor(log: PriorityLog, opts: { pid?: number; utilization?: () => number; changed?: (raised: boolean) => void } = {}) {
     this.#log = log;
     this.#pid = opts.pid ?? process.pid;
+    this.#changed = opts.changed;
     this.#utilization = opts.utilization ?? (() => {
       const now = performance.eventLoopUtilization();
       const u = performance.eventLoopUtilization(now, this.#elu).utilization;
@@ -198,6 +200,7 @@ export class EventLoopPriority {
         if (failed === undefined) {
           const changed = want !== this.#raised;
           this.#raised = want;
+          if (changed) this.#changed?.(want);
           if (why === 'config') this.#log.info(want ? `gateway.realtime: the event loop runs at SCHED_FIFO ${REALTIME_PRIORITY}` : 'gateway.realtime: the event loop is back at normal priority');
           else if (changed) this.#log.info(`gateway.realtime: ${why}`);
         } else {

@@ -25,6 +25,8 @@ export class GatewayMetrics {
   readonly fallbacks: Counter;
   readonly streamsInterrupted: Counter;
   readonly inflight: Gauge;
+  /** 1 while gateway.realtime has the event loop at SCHED_FIFO (src/core/scheduling.ts). */
+  readonly eventLoopRealtime: Gauge;
   readonly rateLimited: Counter;
   readonly keyBudgetRefused: Counter;
   readonly budgetFallbacks: Counter;
@@ -58,6 +60,8 @@ export class GatewayMetrics {
     this.fallbacks = r.counter('fabric_fallbacks_total', 'Requests served by another role than the one asked for (fallback chain, rule, context-window fallback).', ['role', 'served_role']);
     this.streamsInterrupted = r.counter('fabric_streams_interrupted_total', 'Streams ended with an error event after their first byte.', ['role', 'backend']);
     this.inflight = r.gauge('fabric_requests_in_flight', 'Inference requests being served now.');
+    this.eventLoopRealtime = r.gauge('fabric_event_loop_realtime', '1 while gateway.realtime has the event loop at real-time priority (it hands it back while saturated).');
+    this.eventLoopRealtime.set([], 0);
     const lanes = r.counter('fabric_http_requests_total', 'HTTP requests by the parser that took them: the fast lane, or node:http (anything outside the lane\'s strict grammar).', ['parser']);
     this.laneFast = lanes.handle(['fast']);
     this.laneNode = lanes.handle(['node']);
