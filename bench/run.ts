@@ -194,7 +194,9 @@ let bare: Child | undefined;
 let bareUrl = '';
 let relay: Child | undefined;
 let relayUrl = '';
-if (rateOnly !== undefined) {
+// The relay runs in the tail-only mode and in a full run (not --quick): the floor under any
+// proxy on this machine, which the 2,000 req/s figures are read against.
+if (rateOnly !== undefined || plan.bare) {
   const r = await startServerProc(children, 'tcp relay', join(HERE, 'tcp-relay.ts'), [fastUrl], { cpu: CPU_GATEWAY, nodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags], stdout: logFd });
   relay = r.child;
   relayUrl = r.url;
@@ -493,7 +495,7 @@ if (rateOnly !== undefined) {
 }
 
 const profileFiles = { rate: join(resultsDir, `gateway-${GOAL_RATE}.cpuprofile`), max: join(resultsDir, 'gateway-max.cpuprofile') };
-const fixed: { rate: number; direct: Measured; gateway: Measured; bare: Measured | undefined }[] = [];
+const fixed: { rate: number; direct: Measured; gateway: Measured; bare: Measured | undefined; relay: Measured | undefined }[] = [];
 for (const rate of plan.rates) {
   const direct = await measure(`direct     @ ${rate}/s`, open(T.directFast, rate, plan.rateMs), 'direct');
   const profiled = profile && rate === GOAL_RATE;
@@ -501,7 +503,8 @@ for (const rate of plan.rates) {
   const gw = await measure(`gateway    @ ${rate}/s`, open(T.gatewayFast, rate, plan.rateMs), 'gateway');
   if (profiled) await gateway.request({ type: 'profile-stop', file: profileFiles.rate }, 'profile-stopped', 30_000);
   const bp = bare !== undefined && rate === GOAL_RATE ? await measure(`bare proxy @ ${rate}/s`, open(T.bareFast, rate, plan.rateMs), 'bare') : undefined;
-  fixed.push({ rate, direct, gateway: gw, bare: bp });
+  const rl = relay !== undefined && rate === GOAL_RATE ? await measure(`tcp relay  @ ${rate}/s`, open(T.relayFast, rate, plan.rateMs), 'relay') : undefined;
+  fixed.push({ rate, direct, gateway: gw, bare: bp, relay: rl });
 }
 
 const maxDirect = await measure(`direct     max, ${plan.concurrency} connections`, closed(T.directFast), 'direct');
@@ -589,6 +592,7 @@ const table = printTable(rows, notes, {
     `added = gateway − direct at the same rate; latency = send → last body byte, per request, open loop`,
     `generator lag p99 (send vs schedule): ${fixed.map((f) => `${f.rate}/s ${f.direct.result.lag.p99.toFixed(2)}/${f.gateway.result.lag.p99.toFixed(2)} ms`).join(', ')} (direct/gateway)`,
     ...fixed.filter((f) => f.rate === GOAL_RATE).flatMap((f) => [f.gateway, ...(f.bare === undefined ? [] : [f.bare])]).map((m) => stallLine(m)),
+    ...fixed.filter((f) => f.rate === GOAL_RATE && f.relay !== undefined).map((f) => `tcp relay @ ${GOAL_RATE}/s (pipes bytes, parses nothing: the floor under any proxy on this machine): added p50 ${(f.relay!.result.latency.p50 - f.direct.result.latency.p50).toFixed(3)} ms, p99 ${(f.relay!.result.latency.p99 - f.direct.result.latency.p99).toFixed(3)} ms`),
     `at max throughput: gateway ${(maxGateway.cpu.proxy * 100).toFixed(0)}% of CPU 1, upstream ${(maxGateway.cpu.upstream * 100).toFixed(0)}% + generator ${(maxGateway.cpu.loadgen * 100).toFixed(0)}% of CPU 0: bound by ${throughputBound}`,
     `gateway GC in the max-throughput phase: ${maxGateway.gatewayGc?.count ?? 0} pauses, ${(maxGateway.gatewayGc?.ms ?? 0).toFixed(0)} ms in total; longest pause of the run ${(maxGateway.gatewayGc?.maxMsEver ?? 0).toFixed(1)} ms; heap after it ${mb(maxGateway.gatewayHeap?.usedBytes)} used of ${mb(maxGateway.gatewayHeap?.totalBytes)}`,
     `${plan.streams} streams: ${streams.result.ok} ended with [DONE], ${streams.result.errors} failed; all ${streams.rssAllOpen?.open ?? 0} open together for ${streams.rssAllOpen?.samples ?? 0} RSS samples (100 ms apart); the fresh process idled at ${mb(idleFresh.rssBytes)}`,
