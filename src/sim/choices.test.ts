@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { startFleet } from './fleet.ts';
 import type { SimFleet, SimProtocol } from './fleet.ts';
 import { replyTokens } from './generate.ts';
-import { FAST, at, parseSse, post } from './test-helpers.ts';
+import { EOS_TOKENS, FAST, at, parseSse, post } from './test-helpers.ts';
 
 const MODEL = 'm';
 const chat = (extra: Record<string, unknown>): Record<string, unknown> => ({ model: MODEL, messages: [{ role: 'user', content: 'why' }], ...extra });
@@ -54,7 +54,7 @@ describe('n choices', () => {
       assert.equal(new Set(texts).size, 3);
       assert.equal(at(json, 'usage', 'prompt_tokens'), at(one, 'usage', 'prompt_tokens'));
       const generated = [0, 1, 2].reduce((sum, j) => sum + replyTokens('why', j).length, 0);
-      assert.equal(at(json, 'usage', 'completion_tokens'), generated);
+      assert.equal(at(json, 'usage', 'completion_tokens'), generated + 3 * EOS_TOKENS[name]);
     });
 
     test(`${name} chat stream: every chunk's choice carries its index, each choice finishes`, async () => {
@@ -67,7 +67,7 @@ describe('n choices', () => {
       assert.equal(got.get(1)!.text, replyTokens('why', 1).join(''));
       assert.equal(got.get(0)!.finish, 'stop');
       assert.equal(got.get(1)!.finish, 'stop');
-      assert.equal(at(events.at(-1), 'usage', 'completion_tokens'), replyTokens('why').length + replyTokens('why', 1).length);
+      assert.equal(at(events.at(-1), 'usage', 'completion_tokens'), replyTokens('why').length + replyTokens('why', 1).length + 2 * EOS_TOKENS[name]);
     });
 
     test(`${name} completions: choice i*n+j is prompt i's sample j, streamed or not`, async () => {

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { startFleet } from './fleet.ts';
 import type { SimFleet, SimProtocol } from './fleet.ts';
 import { replyTokens } from './generate.ts';
-import { FAST, at, parseSse, post, waitFor } from './test-helpers.ts';
+import { EOS_TOKENS, FAST, at, parseSse, post, waitFor } from './test-helpers.ts';
 
 const MODELS: Record<SimProtocol, string> = {
   vllm: 'Qwen/Qwen2.5-7B-Instruct',
@@ -60,7 +60,7 @@ for (const protocol of ['vllm', 'ollama', 'llamacpp', 'openai'] as const) {
       const json: unknown = await res.json();
       assert.equal(at(json, 'choices', 0, 'message', 'content'), EXPECTED.join(''));
       assert.equal(at(json, 'choices', 0, 'finish_reason'), 'stop');
-      assert.equal(at(json, 'usage', 'completion_tokens'), EXPECTED.length);
+      assert.equal(at(json, 'usage', 'completion_tokens'), EXPECTED.length + EOS_TOKENS[protocol]);
       assert.equal(at(json, 'usage', 'prompt_tokens'), 9);
     });
 
@@ -76,7 +76,7 @@ for (const protocol of ['vllm', 'ollama', 'llamacpp', 'openai'] as const) {
         assert.equal(streamText(events), EXPECTED.join(''));
         const last = events.at(-1);
         assert.deepEqual(at(last, 'choices'), []);
-        assert.equal(at(last, 'usage', 'completion_tokens'), EXPECTED.length);
+        assert.equal(at(last, 'usage', 'completion_tokens'), EXPECTED.length + EOS_TOKENS[protocol]);
         const finishes = events.map((e) => at(e, 'choices', 0, 'finish_reason')).filter((f) => typeof f === 'string');
         assert.deepEqual(finishes, ['stop']);
       }

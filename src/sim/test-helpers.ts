@@ -2,6 +2,7 @@
 
 import { startFleet } from './fleet.ts';
 import type { SimEngineSpec, SimFleet } from './fleet.ts';
+import type { SimProtocol } from './types.ts';
 
 export async function withFleet(
   specs: SimEngineSpec[],
@@ -78,3 +79,6 @@ export function at(v: unknown, ...path: (string | number)[]): unknown {
 }
 
 export const FAST = { ttftMs: 0, tokensPerSecond: 1e6 } as const;
+
+/** What each engine adds to completion_tokens for a choice that ends on EOS: vLLM counts the EOS token. */
+export const EOS_TOKENS: Record<SimProtocol, number> = { vllm: 1, ollama: 0, llamacpp: 0, openai: 0 };

@@ -64,7 +64,8 @@ describe('vllm', () => {
     assert.equal(at(json, 'choices', 0, 'stop_reason'), null);
     assert.equal(at(json, 'choices', 0, 'token_ids'), null);
     assert.deepEqual(at(json, 'usage'), {
-      prompt_tokens: 8, total_tokens: 8 + replyTokens('why').length, completion_tokens: replyTokens('why').length, prompt_tokens_details: null,
+      // The EOS token that ends the reply counts (len(output.token_ids)).
+      prompt_tokens: 8, total_tokens: 9 + replyTokens('why').length, completion_tokens: replyTokens('why').length + 1, prompt_tokens_details: null,
     });
     assert.equal(at(json, 'prompt_logprobs'), null);
     assert.equal(at(json, 'system_fingerprint'), null);
@@ -96,7 +97,7 @@ describe('vllm', () => {
     assert.equal(at(events[n], 'choices', 0, 'delta', 'content'), replyTokens('why')[n - 1]);
     assert.deepEqual(at(events[n + 1], 'choices', 0), { index: 0, delta: { content: '' }, logprobs: null, finish_reason: 'stop', stop_reason: null });
     assert.deepEqual(at(events[n + 2], 'choices'), []);
-    assert.deepEqual(at(events[n + 2], 'usage'), { prompt_tokens: 8, total_tokens: 8 + n, completion_tokens: n });
+    assert.deepEqual(at(events[n + 2], 'usage'), { prompt_tokens: 8, total_tokens: 9 + n, completion_tokens: n + 1 }, 'the EOS token counts');
 
     const cut = parseSse(await (await post(`${chatUrl}/v1/chat/completions`, {
       model: CHAT, messages: [{ role: 'user', content: 'why' }], stream: true, max_tokens: 2,
@@ -112,7 +113,7 @@ describe('vllm', () => {
     const dflt = parseSse(await (await post(`${chatUrl}/v1/chat/completions`, {
       model: CHAT, messages: [{ role: 'user', content: 'why' }], stream: true, stream_options: {},
     }, auth)).text());
-    assert.deepEqual(at(dflt.events.at(-1), 'usage'), { prompt_tokens: 8, total_tokens: 8 + n, completion_tokens: n });
+    assert.deepEqual(at(dflt.events.at(-1), 'usage'), { prompt_tokens: 8, total_tokens: 9 + n, completion_tokens: n + 1 });
 
     const { events } = parseSse(await (await post(`${chatUrl}/v1/chat/completions`, {
       model: CHAT, messages: [{ role: 'user', content: 'why' }], stream: true, stream_options: { include_usage: true, continuous_usage_stats: true },
@@ -121,7 +122,7 @@ describe('vllm', () => {
     assert.deepEqual(at(events[0], 'usage'), { prompt_tokens: 8, total_tokens: 8, completion_tokens: 0 });
     assert.deepEqual(at(events[1], 'usage'), { prompt_tokens: 8, total_tokens: 9, completion_tokens: 1 });
     assert.deepEqual(at(events[n], 'usage'), { prompt_tokens: 8, total_tokens: 8 + n, completion_tokens: n });
-    assert.deepEqual(at(events[n + 1], 'usage'), { prompt_tokens: 8, total_tokens: 8 + n, completion_tokens: n }, 'the EOS chunk');
+    assert.deepEqual(at(events[n + 1], 'usage'), { prompt_tokens: 8, total_tokens: 9 + n, completion_tokens: n + 1 }, 'the EOS chunk counts the EOS token');
     assert.deepEqual(at(events[n + 2], 'choices'), []);
 
     const notAsked = parseSse(await (await post(`${chatUrl}/v1/chat/completions`, {

@@ -141,6 +141,15 @@ function chatLogprobsAsked(body: unknown): number | SimError | undefined {
   return body.logprobs === true ? (typeof top === 'number' && top > 0 ? top : 0) : undefined;
 }
 
+/**
+ * The EOS token that ends a choice is generated too: vLLM counts it in completion_tokens
+ * (len(output.token_ids); vllm-project/vllm#28185), though it adds no text.
+ */
+function withEos(p: Plan): Plan {
+  for (const c of p.choices) if (c.finish === 'stop') p.completionTokens++;
+  return p;
+}
+
 /** A legacy completion's `logprobs: N` (N ≥ 0), or undefined. */
 function completionLogprobsAsked(body: unknown): number | undefined {
   return isRecord(body) && typeof body.logprobs === 'number' && body.logprobs >= 0 ? body.logprobs : undefined;
@@ -190,7 +199,7 @@ function chatRoute(view: EngineView): InferenceRoute {
       ? { index: c.index, delta: { content: c.tokens[i] }, logprobs: p.extra.topLogprobs === undefined ? null : chatLogprobs(p, c.tokens.slice(i, i + 1), i), finish_reason: c.finish, stop_reason: null }
       : { index: c.index, delta: { content: c.tokens[i] }, logprobs: p.extra.topLogprobs === undefined ? null : chatLogprobs(p, c.tokens.slice(i, i + 1), i), finish_reason: null }]), i + 1),
     finish: (p, c) => (c.finish === 'stop'
-      ? withRunningUsage(p, chunk(p, [{ index: c.index, delta: { content: '' }, logprobs: null, finish_reason: 'stop', stop_reason: null }]), c.tokens.length)
+      ? withRunningUsage(p, chunk(p, [{ index: c.index, delta: { content: '' }, logprobs: null, finish_reason: 'stop', stop_reason: null }]), c.tokens.length + 1)
       : undefined),
     usage: (p) => ({ ...chunk(p, []), usage: usage(p, false) }),
   });
@@ -213,10 +222,10 @@ function chatRoute(view: EngineView): InferenceRoute {
       const ctxErr = checkContext(m, largestPrompt(items), r.maxTokens);
       if (ctxErr) return ctxErr;
       const su = streamUsage(body);
-      return textPlan({
+      return withEos(textPlan({
         model: m.name, stream: r.stream, includeUsage: su.include, items, maxTokens: r.maxTokens, n: r.n, idPrefix: 'chatcmpl-',
         extra: { continuousUsage: su.continuous, topLogprobs: top },
-      });
+      }));
     },
     error: (e) => renderError(view, 'chat', e),
     reply(p) {
@@ -254,7 +263,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
       finish_reason: i === c.tokens.length - 1 && c.finish !== 'stop' ? c.finish : null, stop_reason: null,
     }]), i + 1),
     finish: (p, c) => (c.finish === 'stop'
-      ? withRunningUsage(p, chunk(p, [{ index: c.index, text: '', logprobs: null, finish_reason: 'stop', stop_reason: null }]), c.tokens.length)
+      ? withRunningUsage(p, chunk(p, [{ index: c.index, text: '', logprobs: null, finish_reason: 'stop', stop_reason: null }]), c.tokens.length + 1)
       : undefined),
     usage: (p) => ({ ...chunk(p, []), usage: usage(p, false) }),
   });
@@ -277,10 +286,10 @@ function completionsRoute(view: EngineView): InferenceRoute {
       const ctxErr = checkContext(m, largestPrompt(items), max);
       if (ctxErr) return ctxErr;
       const su = streamUsage(body);
-      return textPlan({
+      return withEos(textPlan({
         model: m.name, stream: r.stream, includeUsage: su.include, items, maxTokens: max, n: r.n, idPrefix: 'cmpl-',
         extra: { continuousUsage: su.continuous, logprobs: completionLogprobsAsked(body) },
-      });
+      }));
     },
     error: (e) => renderError(view, 'completions', e),
     reply(p) {
