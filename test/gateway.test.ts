@@ -167,11 +167,23 @@ test('logprobs through an Ollama backend: asked natively, answered in OpenAI\'s 
   assert.equal(none.choices[0]!.logprobs, null);
 });
 
-test('logprobs through a vLLM backend: schema-valid (the gateway adds the refusal vLLM leaves out)', async () => {
+test('logprobs through a vLLM backend: schema-valid, streamed or not (the gateway adds the refusal vLLM leaves out)', async () => {
   const data = await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'rate this' }], logprobs: true, top_logprobs: 1 });
   assert.deepEqual(validate('CreateChatCompletionResponse', data), []);
   assert.equal(data.choices[0]!.logprobs!.refusal, null);
   assert.equal(data.choices[0]!.logprobs!.content!.map((c) => c.token).join(''), data.choices[0]!.message.content);
+  const stream = await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'rate this' }], logprobs: true, stream: true });
+  let chunks = 0;
+  for await (const chunk of stream) {
+    if (chunk.choices[0]?.logprobs == null) continue;
+    chunks++;
+    // What the chunk schema asks of logprobs (it does not compile whole under Ajv: "nullable" without "type").
+    const lp = chunk.choices[0].logprobs as unknown as Record<string, unknown>;
+    assert.deepEqual(Object.keys(lp).sort(), ['content', 'refusal'], 'streamed chunks carry the refusal too');
+    assert.equal(lp.refusal, null);
+    for (const t of lp.content as unknown[]) assert.deepEqual(validate('ChatCompletionTokenLogprob', t), []);
+  }
+  assert.ok(chunks > 0);
   const text = await f.client.completions.create({ model: 'chat-fast', prompt: 'rate this', logprobs: 1, max_tokens: 4 });
   assert.deepEqual(validate('CreateCompletionResponse', text), []);
   assert.equal(text.choices[0]!.logprobs!.tokens!.join(''), text.choices[0]!.text);

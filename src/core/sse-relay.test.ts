@@ -205,3 +205,20 @@ test('events that start with id:/event: lines or blank lines still count as toke
   r.push(Buffer.from(`${chunk('d')}\n\n${chunk('e')}`));
   assert.equal(r.dataEvents, 6);
 });
+
+test('logprobsRefusal: a chunk\'s logprobs without refusal gets refusal: null; one that has it, and other streams, pass as they came', () => {
+  const lp = (extra: Record<string, unknown> = {}) => ev({ id: 'x', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: 'a' }, logprobs: { content: [{ token: 'a', logprob: -0.1, bytes: [97], top_logprobs: [] }], ...extra } }] });
+  const r = new SseRelay(false, true);
+  r.push(Buffer.from(chunk('first')));
+  const out = r.push(Buffer.from(lp() + chunk('b')))!.toString();
+  const first = JSON.parse(out.split('\n\n')[0]!.slice(6));
+  assert.deepEqual(first.choices[0].logprobs.refusal, null);
+  assert.equal(first.choices[0].logprobs.content[0].token, 'a');
+  assert.equal(out.split('\n\n')[1], chunk('b').trimEnd(), 'the chunk without logprobs is untouched');
+  const has = Buffer.from(lp({ refusal: null }));
+  assert.equal(r.push(has), has, 'already there: the same bytes');
+  const plain = new SseRelay(false);
+  plain.push(Buffer.from(chunk('first')));
+  const asIs = Buffer.from(lp());
+  assert.equal(plain.push(asIs), asIs, 'a stream that did not ask is not looked at');
+});

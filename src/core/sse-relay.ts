@@ -192,15 +192,21 @@ export class SseRelay {
    */
   engineError: string | undefined;
   readonly #stripUsage: boolean;
+  readonly #logprobsRefusal: boolean;
   #pending: Buffer | undefined;
   /** Set by #scan: just past the last event boundary found. */
   #end = 0;
   /** Set by #scan: how many of the events it found carry data. */
   #data = 0;
 
-  /** stripUsage: the client did not ask for usage, so none reaches it. */
-  constructor(stripUsage: boolean) {
+  /**
+   * stripUsage: the client did not ask for usage, so none reaches it. logprobsRefusal: a chat
+   * stream with logprobs from an engine whose logprobs object has no `refusal` (vLLM's), which
+   * OpenAI's chunk schema requires: it is added (only such streams pay for the look).
+   */
+  constructor(stripUsage: boolean, logprobsRefusal = false) {
     this.#stripUsage = stripUsage;
+    this.#logprobsRefusal = logprobsRefusal;
   }
 
   /** Chunks relayed, [DONE] aside. */
@@ -294,6 +300,7 @@ export class SseRelay {
     let out = events;
     if (out[8] === 0x65 && out[7] === QUOTE && this.engineError === undefined && endsWithAt(out, ERROR_EVENT.length, ERROR_EVENT)) this.engineError = engineErrorText(out);
     if (hasUsageObject(out)) out = this.#takeUsage(out);
+    if (this.#logprobsRefusal && out.indexOf(LOGPROBS_CONTENT) !== -1) out = withLogprobsRefusal(out);
     this.events += this.#data;
     const d = doneEventAt(out);
     if (d !== -1) {
@@ -338,6 +345,26 @@ export class SseRelay {
     }
     return changed ? Buffer.from(kept.join(''), 'utf8') : buf;
   }
+}
+
+const LOGPROBS_CONTENT = Buffer.from('"logprobs":{"content":');
+const LOGPROBS_WITH_REFUSAL = '"logprobs":{"refusal":null,"content":';
+
+/**
+ * Each event whose logprobs object (as a compact JSON writer spells it) has no refusal gets
+ * `"refusal":null` as its first key. An event that names a refusal anywhere is left alone (a
+ * quote inside a JSON string is escaped, so text cannot look like either key).
+ */
+function withLogprobsRefusal(buf: Buffer): Buffer {
+  const events = buf.toString('utf8').split(/(?<=\r?\n\r?\n)/);
+  let changed = false;
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i]!;
+    if (!ev.includes('"logprobs":{"content":') || ev.includes('"refusal"')) continue;
+    events[i] = ev.replaceAll('"logprobs":{"content":', LOGPROBS_WITH_REFUSAL);
+    changed = true;
+  }
+  return changed ? Buffer.from(events.join(''), 'utf8') : buf;
 }
 
 /** What an engine's error event says, for the log and the backend's health. */

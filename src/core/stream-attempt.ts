@@ -85,14 +85,14 @@ class StreamCall extends UpstreamCall {
   readonly #idleMs: number;
   #streamError: string | undefined;
 
-  constructor(deadlines: Deadlines, backend: BackendRuntime, sink: StreamSink, served: Served, cancel: Cancel, op: Operation, nctx: NormalizeContext, clientWantsUsage: boolean) {
+  constructor(deadlines: Deadlines, backend: BackendRuntime, sink: StreamSink, served: Served, cancel: Cancel, op: Operation, nctx: NormalizeContext, clientWantsUsage: boolean, logprobsRefusal: boolean) {
     super();
     this.#backend = backend;
     this.#sink = sink;
     this.#served = served;
     this.#cancel = cancel;
     if (backend.engine.streamFormat === 'sse') {
-      this.#relay = new SseRelay(!clientWantsUsage);
+      this.#relay = new SseRelay(!clientWantsUsage, logprobsRefusal);
     } else {
       this.#lines = new LineSplitter();
       this.#translator = backend.engine.streamTranslator!(op, nctx, clientWantsUsage);
@@ -311,7 +311,7 @@ export function streamAttempt(
 ): Promise<StreamOutcome> {
   // The client sees usage only if it asked (prepared.injectedUsage says whether the gateway
   // asked the engine; engines such as llama.cpp also send usage nobody asked for).
-  const call = new StreamCall(deadlines, backend, sink, served, cancel, op, nctx, clientWantsUsage);
+  const call = new StreamCall(deadlines, backend, sink, served, cancel, op, nctx, clientWantsUsage, prepared.logprobsRefusal === true);
   backend.outstanding++;
   call.send(backend.pool, {
     method: 'POST',

@@ -136,7 +136,7 @@ export class OpenAICompatibleEngine implements EngineAdapter {
       // stricter server than vLLM (OpenAI) would refuse even that, so it goes no further.
       delete body.stream_options;
     }
-    return { path: PATHS[op], body: JSON.stringify(body), injectedUsage };
+    return { path: PATHS[op], body: JSON.stringify(body), injectedUsage, logprobsRefusal: op === 'chat' && body.stream === true && body.logprobs === true };
   }
 
   normalize(op: Operation, json: unknown, _body: JsonObject, ctx: NormalizeContext): JsonObject | undefined {

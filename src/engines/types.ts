@@ -12,6 +12,8 @@ export interface PreparedRequest {
   body: string;
   /** The gateway asked the backend for stream usage the client did not ask for; strip it on the way out. */
   injectedUsage: boolean;
+  /** Streamed chat with logprobs from an engine whose logprobs object lacks OpenAI's required `refusal` (vLLM's): the relay adds it. */
+  logprobsRefusal?: boolean;
 }
 
 export interface Usage {
