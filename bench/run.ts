@@ -463,21 +463,22 @@ if (rateOnly !== undefined) {
     // --realtime-ab: the same process at real-time priority too, first in every other round, so
     // that neither side always gets the round's first (or its major) collection.
     let gRt: Measured | undefined;
-    const measureRt = async (): Promise<void> => {
+    const measureRt = async (): Promise<Measured> => {
       const set = await gateway.request({ type: 'realtime', on: true }, 'realtime-set', 10_000);
       if (set.failed) throw new Error(`--realtime-ab: ${String(set.failed)}`);
-      gRt = await measure(`gateway RT @ ${GOAL_RATE}/s`, open(T.gatewayFast, GOAL_RATE, plan.rateMs), 'gateway');
+      const m = await measure(`gateway RT @ ${GOAL_RATE}/s`, open(T.gatewayFast, GOAL_RATE, plan.rateMs), 'gateway');
       const back = await gateway.request({ type: 'realtime', on: false }, 'realtime-set', 10_000);
       if (back.failed) throw new Error(`--realtime-ab: cannot lower the gateway again: ${String(back.failed)}`);
+      return m;
     };
-    if (realtimeAb && i % 2 === 1) await measureRt();
+    if (realtimeAb && i % 2 === 1) gRt = await measureRt();
     if (sampled) await gateway.request({ type: 'alloc-start' }, 'alloc-started', 10_000);
     const g = await measure(`gateway    @ ${GOAL_RATE}/s`, open(T.gatewayFast, GOAL_RATE, plan.rateMs), 'gateway');
     if (sampled) {
       await gateway.request({ type: 'alloc-stop', file: allocFile }, 'alloc-stopped', 30_000);
       process.stdout.write(allocTop(allocFile, g.result.ok, 25));
     }
-    if (realtimeAb && i % 2 === 0) await measureRt();
+    if (realtimeAb && i % 2 === 0) gRt = await measureRt();
     const b = bare === undefined ? undefined : await measure(`bare proxy @ ${GOAL_RATE}/s`, open(T.bareFast, GOAL_RATE, plan.rateMs), 'bare');
     const line = (label: string, m: Measured): string => {
       const st = m.stalls!;

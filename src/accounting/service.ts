@@ -294,7 +294,6 @@ export class Accounting {
     return scopes;
   }
 
-  /** Re-reads settled spend from the store: other instances' requests, and ours once written. */
   /**
    * Settled spend read from the store, and the ledger rebased on it (syncSpend, with the writer
    * quiet). A read past SPEND_READ_MS is given up (the last totals are kept), so that a store
@@ -336,6 +335,7 @@ export class Accounting {
     return bases;
   }
 
+  /** Re-reads settled spend from the store: other instances' requests, and ours once written. */
   syncSpend(): Promise<void> {
     if (this.#syncing !== undefined) return this.#syncing;
     this.#syncing = (async () => {

@@ -347,7 +347,8 @@ export class SseRelay {
   }
 }
 
-const LOGPROBS_CONTENT = Buffer.from('"logprobs":{"content":');
+const LOGPROBS_OPEN = '"logprobs":{"content":';
+const LOGPROBS_CONTENT = Buffer.from(LOGPROBS_OPEN);
 const LOGPROBS_WITH_REFUSAL = '"logprobs":{"refusal":null,"content":';
 
 /**
@@ -360,8 +361,8 @@ function withLogprobsRefusal(buf: Buffer): Buffer {
   let changed = false;
   for (let i = 0; i < events.length; i++) {
     const ev = events[i]!;
-    if (!ev.includes('"logprobs":{"content":') || ev.includes('"refusal"')) continue;
-    events[i] = ev.replaceAll('"logprobs":{"content":', LOGPROBS_WITH_REFUSAL);
+    if (!ev.includes(LOGPROBS_OPEN) || ev.includes('"refusal"')) continue;
+    events[i] = ev.replaceAll(LOGPROBS_OPEN, LOGPROBS_WITH_REFUSAL);
     changed = true;
   }
   return changed ? Buffer.from(events.join(''), 'utf8') : buf;

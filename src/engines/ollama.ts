@@ -361,7 +361,8 @@ export class OllamaEngine implements EngineAdapter {
         } else {
           if (typeof j.response === 'string' && (j.response !== '' || j.done !== true)) {
             out += event(model, { index: 0, text: j.response, logprobs: completionLogprobs(j.logprobs, sent), finish_reason: null });
-            sent += codePoints(j.response);
+            // Counted only where logprobs come (then on every line): no per-chunk cost otherwise.
+            if (Array.isArray(j.logprobs)) sent += codePoints(j.response);
           }
           if (j.done === true) out += event(model, { index: 0, text: '', logprobs: null, finish_reason: finish(j, false) });
         }

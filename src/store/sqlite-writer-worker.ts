@@ -11,7 +11,7 @@ import type { WriterCall, WriterReply, WriterRequest } from './sqlite-writer.ts'
 /**
  * How much nicer than the process this thread runs (Linux: a thread has its own nice value).
  * Its batches are background work: on a saturated core, the event loop gets about nine tenths
- * of the time against it. (It does not make a woken event loop preempt a batch already
+ * of the time against it (Linux's weights for nice 0 and 10 are 1024 and 110). (It does not make a woken event loop preempt a batch already
  * running: Linux lets the batch finish its slice whatever its nice value; gateway.realtime
  * does that, src/core/scheduling.ts.)
  */

@@ -13,10 +13,10 @@ import {
   loadPlan, logprobsAsked, nativeError, nativeStream, numPredict, options, planEmbeddings, requireChatModel, tagEntry, tokenLogprobs, v1Model,
 } from './ollama-shared.ts';
 
-/** The top-level `logprobs` of a line carrying `tokens` from position `from`, when the request asked for them. */
-function logprobsField(p: Plan, tokens: readonly string[], from: number): Record<string, unknown> {
+/** The top-level `logprobs` of a line carrying the reply's tokens [from, to), when the request asked for them. */
+function logprobsField(p: Plan, from: number, to: number): Record<string, unknown> {
   const top = p.extra.topLogprobs;
-  return typeof top === 'number' ? { logprobs: tokenLogprobs(tokens, from, top) } : {};
+  return typeof top === 'number' ? { logprobs: tokenLogprobs(p.choices[0]!.tokens.slice(from, to), from, top) } : {};
 }
 
 // ---- native API ------------------------------------------------------------------------
@@ -27,7 +27,7 @@ function apiChat(view: EngineView, lib: Library): InferenceRoute {
     begin: () => '',
     step: (p, i) => ndjsonLine({
       model: p.model, created_at: isoNow(), message: { role: 'assistant', content: p.choices[0]!.tokens[i] }, done: false,
-      ...logprobsField(p, p.choices[0]!.tokens.slice(i, i + 1), i),
+      ...logprobsField(p, i, i + 1),
     }),
     end: (p) => ndjsonLine({
       model: p.model, created_at: isoNow(), message: { role: 'assistant', content: '' },
@@ -64,7 +64,7 @@ function apiChat(view: EngineView, lib: Library): InferenceRoute {
       const c = p.choices[0]!;
       return jsonReply(200, {
         model: p.model, created_at: isoNow(), message: { role: 'assistant', content: choiceText(c) },
-        done_reason: c.finish, done: true, ...durations(view, p), ...logprobsField(p, c.tokens, 0),
+        done_reason: c.finish, done: true, ...durations(view, p), ...logprobsField(p, 0, c.tokens.length),
       }, JSON_UTF8);
     },
     stream,
@@ -77,7 +77,7 @@ function apiGenerate(view: EngineView, lib: Library): InferenceRoute {
     contentType: NDJSON_CONTENT_TYPE,
     begin: () => '',
     step: (p, i) => ndjsonLine({
-      model: p.model, created_at: isoNow(), response: p.choices[0]!.tokens[i], done: false, ...logprobsField(p, p.choices[0]!.tokens.slice(i, i + 1), i),
+      model: p.model, created_at: isoNow(), response: p.choices[0]!.tokens[i], done: false, ...logprobsField(p, i, i + 1),
     }),
     end: (p) => ndjsonLine({
       model: p.model, created_at: isoNow(), response: '', done: true, done_reason: p.choices[0]!.finish,
@@ -117,7 +117,7 @@ function apiGenerate(view: EngineView, lib: Library): InferenceRoute {
       const c = p.choices[0]!;
       return jsonReply(200, {
         model: p.model, created_at: isoNow(), response: choiceText(c), done: true, done_reason: c.finish,
-        context: context(p), ...durations(view, p), ...logprobsField(p, c.tokens, 0),
+        context: context(p), ...durations(view, p), ...logprobsField(p, 0, c.tokens.length),
       }, JSON_UTF8);
     },
     stream,

@@ -113,16 +113,16 @@ function checkMax(max: number | undefined): SimError | null {
  * so it fails while the request is parsed, before the model is looked up, and FastAPI's
  * RequestValidationError handler answers it: type "Bad Request", pydantic's wording.
  */
+/** A pydantic model validator's ValueError, as FastAPI's RequestValidationError handler answers it (trimmed: no input echo). */
+function validationError(msg: string): SimError {
+  return { kind: 'bad-request', type: 'Bad Request', message: `1 validation error:\n  {'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, ${msg}'}` };
+}
+
 function checkStreamOptions(body: unknown): SimError | null {
   if (!isRecord(body)) return null;
   const so = body.stream_options;
   const given = so !== undefined && so !== null && !(isRecord(so) && Object.keys(so).length === 0);
-  return given && body.stream !== true
-    ? {
-      kind: 'bad-request', type: 'Bad Request',
-      message: "1 validation error:\n  {'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, Stream options can only be defined when `stream=True`.'}",
-    }
-    : null;
+  return given && body.stream !== true ? validationError('Stream options can only be defined when `stream=True`.') : null;
 }
 
 /**
@@ -132,12 +132,7 @@ function checkStreamOptions(body: unknown): SimError | null {
 function chatLogprobsAsked(body: unknown): number | SimError | undefined {
   if (!isRecord(body)) return undefined;
   const top = body.top_logprobs;
-  if (typeof top === 'number' && top > 0 && body.logprobs !== true) {
-    return {
-      kind: 'bad-request', type: 'Bad Request',
-      message: "1 validation error:\n  {'type': 'value_error', 'loc': ('body',), 'msg': 'Value error, when using `top_logprobs`, `logprobs` must be set to true.'}",
-    };
-  }
+  if (typeof top === 'number' && top > 0 && body.logprobs !== true) return validationError('when using `top_logprobs`, `logprobs` must be set to true.');
   return body.logprobs === true ? (typeof top === 'number' && top > 0 ? top : 0) : undefined;
 }
 
@@ -155,23 +150,28 @@ function completionLogprobsAsked(body: unknown): number | undefined {
   return isRecord(body) && typeof body.logprobs === 'number' && body.logprobs >= 0 ? body.logprobs : undefined;
 }
 
-/** protocol.py ChatCompletionLogProbs: {content: [{token, logprob, bytes, top_logprobs}]}, no refusal. */
-function chatLogprobs(p: Plan, tokens: readonly string[], from: number): Record<string, unknown> | null {
+/**
+ * protocol.py ChatCompletionLogProbs for a choice's tokens [from, to): {content: [{token,
+ * logprob, bytes, top_logprobs}]}, no refusal; null when the request asked for none.
+ */
+function chatLogprobs(p: Plan, all: readonly string[], from: number, to: number): Record<string, unknown> | null {
   const top = p.extra.topLogprobs;
   if (typeof top !== 'number') return null;
-  return { content: simLogprobs(tokens, from, top).map((e) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes, top_logprobs: e.top })) };
+  return { content: simLogprobs(all.slice(from, to), from, top).map((e) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes, top_logprobs: e.top })) };
 }
 
 /**
- * protocol.py CompletionLogProbs for `logprobs: N`: each place's top_logprobs holds the
- * generated token and the N most likely (so one entry when N is 0).
+ * protocol.py CompletionLogProbs for `logprobs: N`, for a choice's tokens [from, to): each
+ * place's top_logprobs holds the generated token and the N most likely (so one entry when N
+ * is 0); text_offset counts code points from the start of the choice's text.
  */
-function completionLogprobs(p: Plan, tokens: readonly string[], from: number, offset: number): Record<string, unknown> | null {
+function completionLogprobs(p: Plan, all: readonly string[], from: number, to: number): Record<string, unknown> | null {
   const n = p.extra.logprobs;
   if (typeof n !== 'number') return null;
+  const tokens = all.slice(from, to);
   const entries = simLogprobs(tokens, from, Math.max(1, n));
   const textOffset: number[] = [];
-  let at = offset;
+  let at = [...all.slice(0, from).join('')].length;
   for (const t of tokens) { textOffset.push(at); at += [...t].length; }
   return {
     text_offset: textOffset,
@@ -195,9 +195,13 @@ function chatRoute(view: EngineView): InferenceRoute {
     // A choice cut at max_tokens gets its finish reason on the chunk of its last token. One that
     // ends on EOS gets it on a chunk of its own, one step later: the EOS token detokenizes to
     // nothing, so serving_chat.py sends delta {"content": ""} with finish_reason "stop".
-    token: (p, c, i) => withRunningUsage(p, chunk(p, [i === c.tokens.length - 1 && c.finish !== 'stop'
-      ? { index: c.index, delta: { content: c.tokens[i] }, logprobs: p.extra.topLogprobs === undefined ? null : chatLogprobs(p, c.tokens.slice(i, i + 1), i), finish_reason: c.finish, stop_reason: null }
-      : { index: c.index, delta: { content: c.tokens[i] }, logprobs: p.extra.topLogprobs === undefined ? null : chatLogprobs(p, c.tokens.slice(i, i + 1), i), finish_reason: null }]), i + 1),
+    token: (p, c, i) => {
+      const last = i === c.tokens.length - 1 && c.finish !== 'stop';
+      return withRunningUsage(p, chunk(p, [{
+        index: c.index, delta: { content: c.tokens[i] }, logprobs: chatLogprobs(p, c.tokens, i, i + 1),
+        finish_reason: last ? c.finish : null, ...(last ? { stop_reason: null } : {}),
+      }]), i + 1);
+    },
     finish: (p, c) => (c.finish === 'stop'
       ? withRunningUsage(p, chunk(p, [{ index: c.index, delta: { content: '' }, logprobs: null, finish_reason: 'stop', stop_reason: null }]), c.tokens.length + 1)
       : undefined),
@@ -238,7 +242,7 @@ function chatRoute(view: EngineView): InferenceRoute {
             role: 'assistant', content: choiceText(c), refusal: null, annotations: null, audio: null, function_call: null,
             tool_calls: [], reasoning_content: null,
           },
-          logprobs: chatLogprobs(p, c.tokens, 0), finish_reason: c.finish, stop_reason: null, token_ids: null,
+          logprobs: chatLogprobs(p, c.tokens, 0, c.tokens.length), finish_reason: c.finish, stop_reason: null, token_ids: null,
         })),
         service_tier: null,
         system_fingerprint: null,
@@ -259,7 +263,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
   const stream = sseStream({
     // As in chat: EOS closes the choice in a chunk of its own with empty text (serving_completion.py).
     token: (p, c, i) => withRunningUsage(p, chunk(p, [{
-      index: c.index, text: c.tokens[i], logprobs: p.extra.logprobs === undefined ? null : completionLogprobs(p, c.tokens.slice(i, i + 1), i, [...c.tokens.slice(0, i).join('')].length),
+      index: c.index, text: c.tokens[i], logprobs: completionLogprobs(p, c.tokens, i, i + 1),
       finish_reason: i === c.tokens.length - 1 && c.finish !== 'stop' ? c.finish : null, stop_reason: null,
     }]), i + 1),
     finish: (p, c) => (c.finish === 'stop'
@@ -296,7 +300,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
       return jsonReply(200, {
         id: p.id, object: 'text_completion', created: p.created, model: p.model,
         choices: p.choices.map((c) => ({
-          index: c.index, text: choiceText(c), logprobs: completionLogprobs(p, c.tokens, 0, 0), finish_reason: c.finish, stop_reason: null, prompt_logprobs: null,
+          index: c.index, text: choiceText(c), logprobs: completionLogprobs(p, c.tokens, 0, c.tokens.length), finish_reason: c.finish, stop_reason: null, prompt_logprobs: null,
         })),
         service_tier: null,
         system_fingerprint: null,
