@@ -46,6 +46,7 @@ before(async () => {
       { name: 'cloud', protocol: 'openai', model: 'gpt-4.1-mini', kind: 'chat', contextWindow: 1000000, timing: FAST },
       { name: 'ollama', protocol: 'ollama', model: 'qwen2.5:7b', kind: 'chat', timing: FAST, extraModels: ['nomic-embed-text'] },
       { name: 'ollama-embed', protocol: 'ollama', model: 'nomic-embed-text', kind: 'embeddings', dimensions: 768, timing: FAST },
+      { name: 'ollama-wide', protocol: 'ollama', model: 'qwen2.5:7b', kind: 'chat', timing: FAST },
       { name: 'llamacpp', protocol: 'llamacpp', model: 'llama-cpp-native', kind: 'chat', contextWindow: 4096, timing: FAST },
       { name: 'meta', protocol: 'vllm', model: 'meta-llama/Llama-3.1-8B-Instruct', kind: 'chat', timing: FAST },
       { name: 'small', protocol: 'vllm', model: 'small-ctx', kind: 'chat', contextWindow: 64, timing: FAST },
@@ -66,6 +67,7 @@ backends:
   cloud-strong: { engine: openai-compatible, url: ${url('cloud')}/v1, model: gpt-4.1-mini }
   ollama-qwen: { engine: ollama, url: ${url('ollama')}, model: "qwen2.5:7b", timeouts: { first_byte: 1200ms } }
   ollama-nomic: { engine: ollama, url: ${url('ollama-embed')}, model: nomic-embed-text }
+  ollama-wide: { engine: ollama, url: ${url('ollama-wide')}, model: "qwen2.5:7b", context_window: 6000, keep_alive: 30m }
   llamacpp: { engine: llamacpp, url: ${url('llamacpp')}/v1, model: llama-cpp-native }
   meta-vllm: { engine: vllm, url: ${url('meta')}/v1, model: meta-llama/Meta-Llama-3-8B }
   small: { engine: vllm, url: ${url('small')}/v1, model: small-ctx, max_retries: 0 }
@@ -94,6 +96,8 @@ roles:
   broken-then-tiny: { kind: chat, backends: [redirector], fallbacks: [tiny], context_window_fallback: openai/strong }
   tiny-then-cloud: { kind: chat, backends: [small], fallbacks: [openai/strong] }
   ollama-then-vllm: { kind: chat, backends: [ollama-qwen], fallbacks: [chat-deep] }
+  ollama-wide: { kind: chat, backends: [ollama-wide] }
+  ollama-long: { kind: chat, backends: [ollama-qwen], context_window_fallback: ollama-wide }
   nokey: { kind: chat, backends: [cloud-nokey] }
   tiny-pair: { kind: chat, backends: [small, small-sized] }
   sized-then-sized: { kind: chat, backends: [small-sized], fallbacks: [sized-2] }
@@ -165,6 +169,33 @@ test('logprobs through an Ollama backend: asked natively, answered in OpenAI\'s 
 
   const none = await f.client.chat.completions.create({ model: 'ollama-chat', messages });
   assert.equal(none.choices[0]!.logprobs, null);
+});
+
+test('Ollama backends: the context_window is asked for (num_ctx), and a prompt past the context is refused and falls back, never cut in silence', async () => {
+  // 5,000 words: past Ollama's default context (4,096), inside ollama-wide's 6,000.
+  const long = [{ role: 'user' as const, content: 'w '.repeat(5_000) }];
+  const wide = await f.client.chat.completions.create({ model: 'ollama-wide', messages: long, max_tokens: 4 });
+  assert.ok(wide.usage!.prompt_tokens > 5_000, `every token read: ${wide.usage!.prompt_tokens}`);
+  const sent = lastBody('ollama-wide');
+  assert.deepEqual([(sent.options as Record<string, unknown>).num_ctx, sent.keep_alive, sent.truncate, sent.shift], [6000, 1800, false, false]);
+
+  // No context_window: Ollama's default context holds; the prompt is refused rather than cut.
+  const refused = await post(f.url, '/v1/chat/completions', { model: 'ollama-chat', messages: long }, auth);
+  assert.equal(refused.status, 400);
+  assert.equal(refused.json.error.code, 'context_length_exceeded');
+  assert.match(refused.json.error.message, /ollama-qwen.*context length/);
+  assert.equal((lastBody('ollama').options as Record<string, unknown> | undefined)?.num_ctx, undefined, 'no window configured: none asked for');
+
+  // With a context-window fallback, Ollama's refusal sends the request on.
+  const { data, response } = await f.client.chat.completions.create({ model: 'ollama-long', messages: long, max_tokens: 4 }).withResponse();
+  assert.equal(response.headers.get('x-fabric-backend'), 'ollama-wide');
+  assert.ok(data.usage!.prompt_tokens > 5_000);
+
+  // Embeddings too: an input past the context is refused, not embedded by its first part alone.
+  const embed = await post(f.url, '/v1/embeddings', { model: 'ollama-embed', input: 'w '.repeat(5_000) }, auth);
+  assert.equal(embed.status, 400);
+  assert.equal(embed.json.error.code, 'context_length_exceeded');
+  assert.equal(lastBody('ollama-embed').truncate, false);
 });
 
 test('logprobs through a vLLM backend: schema-valid, streamed or not (the gateway adds the refusal vLLM leaves out)', async () => {

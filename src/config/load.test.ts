@@ -160,3 +160,27 @@ test('issues name the file as it was given, not its absolute path', () => {
   assert.ok(errorsOf(broken)[0]!.startsWith(`${broken}:1:`), errorsOf(broken)[0]);
   assert.ok(errorsOf('no/such/fabric.yaml')[0]!.startsWith('no/such/fabric.yaml: error: (file): cannot read: ENOENT'));
 });
+
+test('keep_alive: Ollama backends only, a duration with its unit or forever; one Ollama model asked with two windows is warned about', () => {
+  const ollama = (extra: string, name = 'a', ctx = ''): string => `  ${name}:
+    engine: ollama
+    url: http://127.0.0.1:11434
+    model: qwen2.5:7b${ctx}
+${extra}`;
+  const cfg = (backends: string): string => `backends:\n${backends}roles:\n  chat-fast:\n    kind: chat\n    backends: [a]\n`;
+  const ok = loadFabricConfig(file(cfg(ollama('    keep_alive: 30m\n'))), {}).config.backends.get('a')!;
+  assert.equal(ok.keepAliveSeconds, 1800);
+  assert.equal(loadFabricConfig(file(cfg(ollama('    keep_alive: forever\n'))), {}).config.backends.get('a')!.keepAliveSeconds, -1);
+  assert.equal(loadFabricConfig(file(cfg(ollama('    keep_alive: 0\n'))), {}).config.backends.get('a')!.keepAliveSeconds, 0);
+  // A bare number would be seconds to Ollama and milliseconds to every other duration here.
+  assert.match(errorsOf(file(cfg(ollama('    keep_alive: 300\n')))).join('\n'), /:6:17: error: backends\.a\.keep_alive: must be a duration with its unit/);
+  const vllm = MINIMAL.replace('    model: m', '    model: m\n    keep_alive: 10m');
+  assert.match(errorsOf(file(vllm)).join('\n'), /backends\.a\.keep_alive: applies to Ollama backends only .* engine is vllm/);
+
+  const two = ollama('', 'a', '\n    context_window: 8192') + ollama('', 'b', '\n    context_window: 16384');
+  const { issues } = loadFabricConfig(file(cfg(two)), {});
+  const warned = issues.find((i) => /reloads the model/.test(i.message));
+  assert.ok(warned, JSON.stringify(issues));
+  assert.equal(warned.severity, 'warning');
+  assert.match(warned.message, /16384 tokens, and backend a with 8192/);
+});

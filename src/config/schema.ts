@@ -8,7 +8,7 @@ import { NODE_DEPLOY_KEYS, checkServePorts, nodeDeploy, serveBlock } from './ser
 import { STATE_GATEWAY_KEYS, budgets, gatewayState, prices } from './state.ts';
 import {
   ENGINE_KINDS, NODE_POWER, ROLE_KINDS, STRATEGIES, DEFAULT_TIMEOUTS, defaultGateway, ALERT_FORMATS, ALERT_LEVELS, roleByName,
-  type AlertsConfig, type BackendConfig, type FabricConfig, type GatewayConfig, type GpuSpec, type HealthPolicy, type NodeConfig,
+  type AlertsConfig, type BackendConfig, type EngineKind, type FabricConfig, type GatewayConfig, type GpuSpec, type HealthPolicy, type NodeConfig,
   type PatternRoute, type RoleConfig, type RoleRule, type SecretRef, type Timeouts, type WolTarget,
 } from './types.ts';
 
@@ -335,9 +335,30 @@ function nodes(r: Reporter, v: unknown): Map<string, NodeConfig> {
 }
 
 const BACKEND_KEYS = [
-  'engine', 'node', 'url', 'model', 'api_key', 'context_window', 'weight', 'max_retries', 'max_connections', 'timeouts', 'aliases', 'simulated',
+  'engine', 'node', 'url', 'model', 'api_key', 'context_window', 'keep_alive', 'weight', 'max_retries', 'max_connections', 'timeouts', 'aliases', 'simulated',
   'health', 'cloud', 'serve',
 ] as const;
+
+/**
+ * An Ollama backend's keep_alive, in seconds for Ollama's API: a duration with its unit, or
+ * forever (-1). A bare number is refused but for 0 and -1: Ollama reads one as seconds, and
+ * this file reads bare durations as milliseconds.
+ */
+function keepAliveSeconds(r: Reporter, path: KeyPath, v: unknown, engine: EngineKind | undefined): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (engine !== undefined && engine !== 'ollama') {
+    r.error(path, `applies to Ollama backends only (how long Ollama keeps the model loaded); this backend's engine is ${engine}`, true);
+    return undefined;
+  }
+  if (v === -1 || v === 'forever' || v === '-1') return -1;
+  if (v === 0 || v === '0') return 0;
+  const ms = typeof v === 'string' && /[a-z]\s*$/i.test(v.trim()) ? parseDuration(v) : undefined;
+  if (ms === undefined) {
+    r.error(path, `must be a duration with its unit such as 30s, 10m, 24h, or forever (also -1), or 0 to unload after each request; got ${describe(v)}`);
+    return undefined;
+  }
+  return Math.ceil(ms / 1000);
+}
 
 function backends(r: Reporter, v: unknown, nodeMap: Map<string, NodeConfig>, policy: HealthPolicy): Map<string, BackendConfig> {
   const out = new Map<string, BackendConfig>();
@@ -372,7 +393,9 @@ function backends(r: Reporter, v: unknown, nodeMap: Map<string, NodeConfig>, pol
     if (engine === 'openai' && apiKey === undefined) r.error([...p, 'api_key'], 'is required for engine openai (e.g. env:OPENAI_API_KEY)');
     const hm = mapping(r, [...p, 'health'], b.health, HEALTH_POLICY_KEYS);
     if (b.cloud !== undefined && typeof b.cloud !== 'boolean') r.error([...p, 'cloud'], `must be true or false, got ${describe(b.cloud)}`);
+    const keepAlive = keepAliveSeconds(r, [...p, 'keep_alive'], b.keep_alive, engineKnown ? engine : undefined);
     out.set(name, {
+      ...(keepAlive === undefined ? {} : { keepAliveSeconds: keepAlive }),
       health: hm === undefined ? { failureThreshold: policy.failureThreshold, cooldownMs: policy.cooldownMs, maxCooldownMs: policy.maxCooldownMs } : healthPolicy(r, [...p, 'health'], hm, policy),
       ...(typeof b.cloud === 'boolean' ? { cloud: b.cloud } : {}),
       name,
@@ -395,7 +418,28 @@ function backends(r: Reporter, v: unknown, nodeMap: Map<string, NodeConfig>, pol
     if (serve !== undefined) out.get(name)!.serve = serve;
   }
   checkServePorts(r, out.values());
+  checkOllamaContexts(r, out.values());
   return out;
+}
+
+/**
+ * Ollama loads a model once per context size: two backends asking one server for one model
+ * with different windows make it reload the model each time the other is used.
+ */
+function checkOllamaContexts(r: Reporter, backends: Iterable<BackendConfig>): void {
+  const seen = new Map<string, BackendConfig>();
+  for (const b of backends) {
+    if (b.engine !== 'ollama' || b.url === '') continue;
+    let origin: string;
+    try { origin = new URL(b.url).origin; } catch { continue; }
+    const key = `${origin} ${b.model}`;
+    const first = seen.get(key);
+    if (first === undefined) { seen.set(key, b); continue; }
+    const ctx = (x: BackendConfig): number | undefined => x.contextWindow ?? x.serve?.maxModelLen;
+    if (ctx(first) !== ctx(b)) {
+      r.warn(['backends', b.name, 'context_window'], `asks ${origin} for ${b.model} with a context of ${ctx(b) ?? "the server's default"} tokens, and backend ${first.name} with ${ctx(first) ?? "the server's default"}: Ollama reloads the model whenever the other is used; give both the same context_window`);
+    }
+  }
 }
 
 const ROLE_KEYS = [

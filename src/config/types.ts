@@ -71,6 +71,8 @@ export interface BackendConfig {
   model: string;
   apiKey: SecretRef | undefined;
   contextWindow: number | undefined;
+  /** Ollama only: how long the model stays loaded after a request, in seconds; -1 for good. Undefined: Ollama's own (5 minutes). */
+  keepAliveSeconds?: number;
   weight: number;
   maxRetries: number;
   maxConnections: number;

@@ -81,7 +81,7 @@ export class BackendRuntime implements Member {
     this.config = config;
     this.node = node;
     this.policy = config.health ?? DEFAULT_HEALTH_POLICY;
-    this.engine = engineFor(config.engine);
+    this.engine = engineFor(config);
     const u = new URL(config.url);
     this.origin = u.origin;
     this.basePath = u.pathname.replace(/\/+$/, '');

@@ -1,11 +1,17 @@
 // One adapter per engine kind. OpenAI-compatible servers share the base; Ollama speaks its
 // native API.
 
-import type { EngineKind } from '../config/types.ts';
+import type { BackendConfig } from '../config/types.ts';
 import { OllamaEngine } from './ollama.ts';
 import { OpenAICompatibleEngine } from './openai-compatible.ts';
 import type { EngineAdapter } from './types.ts';
 
-export function engineFor(kind: EngineKind): EngineAdapter {
-  return kind === 'ollama' ? new OllamaEngine() : new OpenAICompatibleEngine(kind);
+export function engineFor(b: Pick<BackendConfig, 'engine' | 'contextWindow' | 'keepAliveSeconds' | 'serve'>): EngineAdapter {
+  if (b.engine !== 'ollama') return new OpenAICompatibleEngine(b.engine);
+  // The window the gateway routes by; without one, the one fabric render deploys it with.
+  const numCtx = b.contextWindow ?? b.serve?.maxModelLen;
+  return new OllamaEngine({
+    ...(numCtx === undefined ? {} : { numCtx }),
+    ...(b.keepAliveSeconds === undefined ? {} : { keepAliveSeconds: b.keepAliveSeconds }),
+  });
 }

@@ -226,17 +226,47 @@ function float32Base64(v: number[]): string {
   return Buffer.from(f.buffer, f.byteOffset, f.byteLength).toString('base64');
 }
 
+/** What an Ollama backend's config asks of every request it is sent. */
+export interface OllamaSettings {
+  /**
+   * options.num_ctx: the context the model is loaded with. Without it Ollama uses its server's
+   * default (4,096 tokens on GPUs under 24 GiB, or OLLAMA_CONTEXT_LENGTH), whatever the
+   * backend's configured context_window says. The same value on every request: a different
+   * one makes Ollama reload the model.
+   */
+  numCtx?: number;
+  /** keep_alive in seconds; -1 keeps the model loaded, 0 unloads it after the request. */
+  keepAliveSeconds?: number;
+}
+
 export class OllamaEngine implements EngineAdapter {
   readonly kind = 'ollama' as const;
   readonly streamFormat = 'ndjson' as const;
+  readonly #numCtx: number | undefined;
+  readonly #keepAlive: number | undefined;
+
+  constructor(settings: OllamaSettings = {}) {
+    this.#numCtx = settings.numCtx;
+    this.#keepAlive = settings.keepAliveSeconds;
+  }
+
+  /** num_ctx into the request's options, keep_alive beside them. */
+  #settings(req: JsonObject): void {
+    if (this.#numCtx !== undefined) req.options = { ...(req.options as JsonObject | undefined), num_ctx: this.#numCtx };
+    if (this.#keepAlive !== undefined) req.keep_alive = this.#keepAlive;
+  }
 
   prepare(op: Operation, body: JsonObject, opts: PrepareOptions): PreparedRequest {
     if (op === 'embeddings') {
       const input = body.input;
       const ok = typeof input === 'string' || (Array.isArray(input) && input.every((x) => typeof x === 'string'));
       if (!ok) throw new Unsupported('Ollama backends take embeddings input as a string or a list of strings, not token ids', 'input');
-      const req: JsonObject = { model: opts.model, input, truncate: true };
+      // truncate: false: an input longer than the model's context is refused (a context-length
+      // error the gateway can fall back on), where Ollama would embed its first part alone, as
+      // if it were the whole (OpenAI and vLLM refuse it too).
+      const req: JsonObject = { model: opts.model, input, truncate: false };
       if (typeof body.dimensions === 'number') req.dimensions = body.dimensions;
+      this.#settings(req);
       return { path: '/api/embed', body: JSON.stringify(req), injectedUsage: false };
     }
     // Ollama generates one answer per request; a silent single choice would be a wrong answer.
@@ -244,9 +274,16 @@ export class OllamaEngine implements EngineAdapter {
       throw new Unsupported(`\`n\` is ${body.n}, but Ollama backends return one choice per request; send n requests instead`, 'n');
     }
     const stream = body.stream === true;
-    const req: JsonObject = { model: opts.model, stream };
+    // truncate: false: a prompt longer than the context is refused with a context-length error
+    // (which the gateway falls back on), where Ollama would silently drop the oldest messages, or
+    // the start of the prompt, and answer as if it had read everything. shift: false: a reply
+    // that fills the context stops there with finish_reason "length", as on OpenAI and vLLM,
+    // rather than going on after discarding the start of the conversation. Ollama versions
+    // before these fields ignore them.
+    const req: JsonObject = { model: opts.model, stream, truncate: false, shift: false };
     const o = options(body);
     if (Object.keys(o).length > 0) req.options = o;
+    this.#settings(req);
     const f = format(body);
     if (f !== undefined) req.format = f;
     askLogprobs(op, body, req);

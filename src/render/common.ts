@@ -30,7 +30,8 @@ export const HOST = {
 
 export const IMAGES = {
   vllm: 'vllm/vllm-openai:v0.8.5',
-  ollama: 'ollama/ollama:0.9.0',
+  // 0.12.11: the first with logprobs; truncate and shift (sent on every request) came before.
+  ollama: 'ollama/ollama:0.12.11',
   llamacpp: 'ghcr.io/ggml-org/llama.cpp:server-cuda',
   postgres: 'postgres:17-alpine',
   redis: 'redis:7-alpine',

@@ -118,7 +118,10 @@ describe('ollama', () => {
     assert.deepEqual(at(legacy, 'embedding'), at(one, 'embeddings', 0));
     const long = await post(`${url}/api/embed`, { model: EMBED, input: 'w '.repeat(100), truncate: false });
     assert.equal(long.status, 400);
-    assert.deepEqual(await long.json(), { error: 'the input length exceeds the context length' });
+    assert.deepEqual(await long.json(), { error: 'input exceeds maximum context length' });
+    // truncate defaults to true: the input is cut to the context.
+    const cut: unknown = await (await post(`${url}/api/embed`, { model: EMBED, input: 'w '.repeat(100) })).json();
+    assert.equal(at(cut, 'prompt_eval_count'), 50);
   });
 
   test('native errors: {"error": "…"} with Ollama statuses', async () => {
@@ -135,7 +138,7 @@ describe('ollama', () => {
     assert.deepEqual(await chatOnEmbed.json(), { error: `"${EMBED}" does not support chat` });
     const noModel = await post(`${url}/api/chat`, { messages: [] });
     assert.deepEqual(await noModel.json(), { error: 'model is required' });
-    const long = await post(`${url}/api/chat`, { model: CHAT, messages: [{ role: 'user', content: 'w '.repeat(100) }] });
+    const long = await post(`${url}/api/chat`, { model: CHAT, messages: [{ role: 'user', content: 'w '.repeat(100) }], truncate: false });
     assert.equal(long.status, 400);
     assert.deepEqual(await long.json(), { error: 'the input length exceeds the context length' });
     const load: unknown = await (await post(`${url}/api/chat`, { model: CHAT, messages: [] })).json();
@@ -143,6 +146,40 @@ describe('ollama', () => {
     const route = await fetch(`${url}/api/nope`);
     assert.equal(route.status, 404);
     assert.equal(await route.text(), '404 page not found');
+  });
+
+  test('the context: num_ctx (up to the trained window), truncate (the oldest messages go, system stays), shift; keep_alive in /api/ps', async () => {
+    const words = (n: number): string => 'w '.repeat(n);
+    const chat = async (extra: Record<string, unknown>, messages: unknown[]): Promise<unknown> => {
+      const res = await post(`${url}/api/chat`, { model: CHAT, stream: false, messages, ...extra });
+      assert.equal(res.status, 200);
+      return res.json();
+    };
+    // Under the trained window (50) every token is read: the words and the template's own.
+    const overhead = (at(await chat({}, [{ role: 'user', content: words(1) }]), 'prompt_eval_count') as number) - 1;
+    assert.equal(at(await chat({}, [{ role: 'user', content: words(30) }]), 'prompt_eval_count'), 30 + overhead);
+    // A num_ctx of 20: the first message goes, the system one stays.
+    const system = { role: 'system', content: words(4) };
+    const fitted = await chat({ options: { num_ctx: 20 } }, [system, { role: 'user', content: words(10) }, { role: 'assistant', content: 'ok' }, { role: 'user', content: words(5) }]);
+    assert.ok((at(fitted, 'prompt_eval_count') as number) <= 20);
+    assert.equal(await (await fetch(`${url}/api/ps`)).json().then((j) => at(j, 'models', 0, 'context_length')), 20);
+    // Past the trained window num_ctx is the window.
+    assert.equal(at(await chat({ options: { num_ctx: 1_000 } }, [{ role: 'user', content: words(100) }]), 'prompt_eval_count'), 50);
+    // shift: false stops the reply where the context is full.
+    const full = await chat({ options: { num_ctx: 40 }, shift: false }, [{ role: 'user', content: words(40 - overhead - 1) }]);
+    assert.equal(at(full, 'done_reason'), 'length');
+    assert.equal(at(full, 'eval_count'), 1);
+    // keep_alive: -1 keeps it loaded for good (Go's far future), 0 unloads it, garbage is a 400.
+    await chat({ keep_alive: -1 }, [{ role: 'user', content: 'x' }]);
+    assert.ok(Date.parse(String(at(await (await fetch(`${url}/api/ps`)).json(), 'models', 0, 'expires_at'))) > Date.UTC(2300, 0));
+    await chat({ keep_alive: '90s' }, [{ role: 'user', content: 'x' }]);
+    const in90 = Date.parse(String(at(await (await fetch(`${url}/api/ps`)).json(), 'models', 0, 'expires_at'))) - Date.now();
+    assert.ok(in90 > 80_000 && in90 <= 90_000, String(in90));
+    await chat({ keep_alive: 0 }, [{ role: 'user', content: 'x' }]);
+    assert.deepEqual(at(await (await fetch(`${url}/api/ps`)).json(), 'models'), []);
+    const bad = await post(`${url}/api/chat`, { model: CHAT, stream: false, messages: [{ role: 'user', content: 'x' }], keep_alive: 'soon' });
+    assert.equal(bad.status, 400);
+    await chat({}, [{ role: 'user', content: 'x' }]);
   });
 
   test('/v1/chat/completions as Ollama implements it', async () => {

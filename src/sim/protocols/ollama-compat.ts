@@ -7,7 +7,7 @@ import { choiceText, intField, isRecord, isSimError, jsonReply } from '../protoc
 import type { EngineView, InferenceRoute, Plan } from '../protocol.ts';
 import { chatItems, encodeVector, parseChatRequest, sseStream, textPlan, tokenUsage, wantsStream } from './oai.ts';
 import {
-  FINGERPRINT, compatError, generationLimit, planEmbeddings, requireChatModel,
+  FINGERPRINT, compatError, contextWindow, fitChat, generationLimit, planEmbeddings, requireChatModel,
 } from './ollama-shared.ts';
 import type { Library } from './ollama-shared.ts';
 
@@ -36,10 +36,16 @@ export function v1Chat(view: EngineView, lib: Library): InferenceRoute {
       if (isSimError(r)) return r;
       const bad = requireChatModel(lib, r.model, 'chat');
       if (bad) return bad;
-      if (r.text.promptTokens > view.contextWindow) return { kind: 'context-length' };
+      // The layer sets neither num_ctx nor truncate: the server's default context, and what
+      // does not fit is dropped in silence.
+      const ctx = contextWindow(view, {});
+      const held = lib.hold(ctx, undefined);
+      if (held !== undefined) return held;
+      const text = r.text.promptTokens > ctx && Array.isArray((body as Record<string, unknown>).messages)
+        ? fitChat((body as Record<string, unknown>).messages as unknown[], ctx) : r.text;
       return textPlan({
-        model: r.model!, stream: r.stream, includeUsage: r.includeUsage, items: chatItems(r.text),
-        maxTokens: generationLimit(r.maxTokens, view.contextWindow, r.text.promptTokens), idPrefix: '', id: compatId('chatcmpl-'),
+        model: r.model!, stream: r.stream, includeUsage: r.includeUsage, items: chatItems(text),
+        maxTokens: generationLimit(r.maxTokens, Infinity, text.promptTokens), idPrefix: '', id: compatId('chatcmpl-'),
       });
     },
     error: compatError,
@@ -81,13 +87,15 @@ export function v1Completions(view: EngineView, lib: Library): InferenceRoute {
       const name = body.model as string;
       const prompt = typeof body.prompt === 'string' ? body.prompt : '';
       const items = promptItems(prompt, false) ?? [{ text: '', tokens: 0 }];
-      const promptTokens = items[0]!.tokens;
-      if (promptTokens > view.contextWindow) return { kind: 'context-length' };
+      const ctx = contextWindow(view, {});
+      const held = lib.hold(ctx, undefined);
+      if (held !== undefined) return held;
+      const promptTokens = Math.min(items[0]!.tokens, ctx);
       return textPlan({
         model: name, stream: body.stream === true,
         includeUsage: isRecord(body.stream_options) && body.stream_options.include_usage === true,
         items: [{ seed: prompt, promptTokens, promptText: prompt }],
-        maxTokens: generationLimit(intField(body.max_tokens), view.contextWindow, promptTokens), idPrefix: '', id: compatId('cmpl-'),
+        maxTokens: generationLimit(intField(body.max_tokens), Infinity, promptTokens), idPrefix: '', id: compatId('cmpl-'),
       });
     },
     error: compatError,

@@ -2,14 +2,17 @@
 // statuses, option handling, and the nanosecond durations it reports.
 
 import { createHash } from 'node:crypto';
-import { promptItems, simLogprobs } from '../generate.ts';
-import type { PromptItem } from '../generate.ts';
+import { chatText, promptItems, simLogprobs } from '../generate.ts';
+import type { ChatText, PromptItem } from '../generate.ts';
 import { intField, isRecord, jsonReply, nowSeconds } from '../protocol.ts';
 import type { EngineView, Plan, Reply, ServedModel, SimError } from '../protocol.ts';
 import type { SimModelKind } from '../types.ts';
 import { embeddingPlan } from './oai.ts';
 
-export const OLLAMA_VERSION = '0.9.0';
+/** The first with logprobs (0.12.11); truncate and shift came before. */
+export const OLLAMA_VERSION = '0.12.11';
+/** The context a model is loaded with when no request sets num_ctx: Ollama's default on GPUs under 24 GiB. */
+export const DEFAULT_NUM_CTX = 4096;
 export const JSON_UTF8 = 'application/json; charset=utf-8';
 export const FINGERPRINT = 'fp_ollama';
 const MAX_QUEUE_MESSAGE = 'server busy, please try again.  maximum pending requests exceeded';
@@ -71,6 +74,40 @@ export class Library {
   find(name: string): OllamaModel | undefined {
     return this.#byName.get(normalise(name));
   }
+
+  /** The context the loaded model has, for /api/ps; undefined until a request loads it. */
+  loadedContext: number | undefined;
+  /** When the loaded model is unloaded (ms since the epoch); undefined: not loaded. */
+  expiresAt: number | undefined;
+
+  /**
+   * A request loads the model with context `ctx` and keeps it `keepAlive` (api.Duration: a
+   * number of seconds or a Go duration string, negative for good; default 5 minutes). An
+   * unreadable keep_alive is the 400 Ollama's JSON decoding gives.
+   */
+  hold(ctx: number, keepAlive: unknown): SimError | undefined {
+    const ms = keepAliveMs(keepAlive);
+    if (ms === null) return { kind: 'bad-request', message: `time: invalid duration ${JSON.stringify(String(keepAlive))}` };
+    this.loadedContext = ctx;
+    // Go's time.Now().Add(math.MaxInt64): some 292 years on, which `ollama ps` shows as Forever.
+    this.expiresAt = ms === 0 ? undefined : Date.now() + (ms < 0 ? 9_223_372_036_854 : ms);
+    return undefined;
+  }
+}
+
+const GO_DURATION = /^(-?)((?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+)$/;
+const GO_UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** api.Duration's UnmarshalJSON, in ms: -1 for good, null when unreadable. */
+function keepAliveMs(v: unknown): number | null {
+  if (v === undefined || v === null) return 5 * 60_000;
+  if (typeof v === 'number') return v < 0 ? -1 : v * 1000;
+  if (typeof v !== 'string') return null;
+  const m = GO_DURATION.exec(v);
+  if (m === null) return null;
+  let ms = 0;
+  for (const part of m[2]!.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) ms += Number(part[1]) * GO_UNIT_MS[part[2]!]!;
+  return m[1] === '-' ? -1 : ms;
 }
 
 // ---- errors ----------------------------------------------------------------------------
@@ -83,7 +120,7 @@ function failure(e: SimError): { status: number; message: string } {
     case 'model-not-found':
       return { status: 404, message: `model "${e.model ?? ''}" not found, try pulling it first` };
     case 'context-length':
-      return { status: 400, message: CONTEXT_MESSAGE };
+      return { status: 400, message: e.message ?? CONTEXT_MESSAGE };
     case 'overloaded':
       return { status: 503, message: MAX_QUEUE_MESSAGE };
     case 'rate-limit':
@@ -135,8 +172,29 @@ export function numPredict(o: Record<string, unknown>): number | undefined {
   return typeof n === 'number' && Number.isInteger(n) && n >= 0 ? n : undefined;
 }
 
+/**
+ * The context the model runs with: the request's num_ctx, else the server's default, never more
+ * than the model was trained for (the engine's window; Ollama logs "requested context size too
+ * large for model" and uses that).
+ */
 export function contextWindow(view: EngineView, o: Record<string, unknown>): number {
-  return intField(o.num_ctx) ?? view.contextWindow;
+  const asked = intField(o.num_ctx);
+  return Math.min(asked !== undefined && asked > 0 ? asked : DEFAULT_NUM_CTX, view.contextWindow);
+}
+
+/**
+ * server/prompt.go's chatPrompt when truncating (the default): the oldest messages go until the
+ * prompt fits, system messages stay, the last message always stays; the runner then cuts what
+ * still does not fit. The answer reads as if the model had seen everything.
+ */
+export function fitChat(messages: unknown[], ctx: number): ChatText {
+  for (let i = 1; i < messages.length; i++) {
+    const kept = [...messages.slice(0, i).filter((m) => isRecord(m) && m.role === 'system'), ...messages.slice(i)];
+    const t = chatText(kept)!;
+    if (t.promptTokens <= ctx || i === messages.length - 1) return { ...t, promptTokens: Math.min(t.promptTokens, ctx) };
+  }
+  const all = chatText(messages)!;
+  return { ...all, promptTokens: ctx };
 }
 
 export function generationLimit(max: number | undefined, ctx: number, prompt: number): number {
@@ -192,7 +250,9 @@ export function planEmbeddings(
   if (inputs === undefined) return { kind: 'bad-request', message: 'invalid input type' };
   const ctx = contextWindow(view, options(body));
   // Ollama cuts over-long inputs to the window unless told not to.
-  if (body.truncate === false && inputs.some((i) => i.tokens > ctx)) return { kind: 'context-length' };
+  if (body.truncate === false && inputs.some((i) => i.tokens > ctx)) return { kind: 'context-length', message: 'input exceeds maximum context length' };
+  const held = lib.hold(ctx, body.keep_alive);
+  if (held !== undefined) return held;
   const requested = intField(body.dimensions);
   const dims = requested !== undefined && requested > 0 && requested < m.dimensions ? requested : m.dimensions;
   return embeddingPlan({ model: body.model as string, inputs, dimensions: dims, base64, idPrefix: '', truncateAt: ctx });

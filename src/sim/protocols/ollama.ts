@@ -10,7 +10,7 @@ import { chatItems, resolveWithRetrieve, textPlan } from './oai.ts';
 import { v1Chat, v1Completions, v1Embeddings } from './ollama-compat.ts';
 import {
   JSON_UTF8, Library, OLLAMA_VERSION, compatError, contextWindow, durations, generationLimit, isoNow,
-  loadPlan, logprobsAsked, nativeError, nativeStream, numPredict, options, planEmbeddings, requireChatModel, tagEntry, tokenLogprobs, v1Model,
+  fitChat, loadPlan, logprobsAsked, nativeError, nativeStream, numPredict, options, planEmbeddings, requireChatModel, tagEntry, tokenLogprobs, v1Model,
 } from './ollama-shared.ts';
 
 /** The top-level `logprobs` of a line carrying the reply's tokens [from, to), when the request asked for them. */
@@ -46,14 +46,17 @@ function apiChat(view: EngineView, lib: Library): InferenceRoute {
       if (body.messages === undefined || body.messages === null || (Array.isArray(body.messages) && body.messages.length === 0)) return loadPlan(name);
       const top = logprobsAsked(body);
       if (typeof top === 'object') return top;
-      const text = chatText(body.messages);
-      if (text === undefined) return { kind: 'bad-request', message: 'invalid message format' };
+      const whole = chatText(body.messages);
+      if (whole === undefined) return { kind: 'bad-request', message: 'invalid message format' };
       const o = options(body);
       const ctx = contextWindow(view, o);
-      if (text.promptTokens > ctx) return { kind: 'context-length', promptTokens: text.promptTokens };
+      if (whole.promptTokens > ctx && body.truncate === false) return { kind: 'context-length', promptTokens: whole.promptTokens };
+      const held = lib.hold(ctx, body.keep_alive);
+      if (held !== undefined) return held;
+      const text = whole.promptTokens > ctx ? fitChat(body.messages as unknown[], ctx) : whole;
       return textPlan({
         model: name, stream: nativeStream(body), includeUsage: false, items: chatItems(text),
-        maxTokens: generationLimit(numPredict(o), ctx, text.promptTokens), idPrefix: '', id: '', extra: { topLogprobs: top },
+        maxTokens: generationLimit(numPredict(o), body.shift === false ? ctx : Infinity, text.promptTokens), idPrefix: '', id: '', extra: { topLogprobs: top },
       });
     },
     error: nativeError,
@@ -102,11 +105,15 @@ function apiGenerate(view: EngineView, lib: Library): InferenceRoute {
       const promptTokens = items[0]?.tokens ?? 0;
       const o = options(body);
       const ctx = contextWindow(view, o);
-      if (promptTokens > ctx) return { kind: 'context-length', promptTokens };
+      if (promptTokens > ctx && body.truncate === false) return { kind: 'context-length', promptTokens };
+      const held = lib.hold(ctx, body.keep_alive);
+      if (held !== undefined) return held;
+      // The runner keeps what fits (num_keep tokens from the start, the rest from the end).
+      const read = Math.min(promptTokens, ctx);
       return textPlan({
         model: name, stream: nativeStream(body), includeUsage: false,
-        items: [{ seed: prompt, promptTokens, promptText: prompt }],
-        maxTokens: generationLimit(numPredict(o), ctx, promptTokens), idPrefix: '', id: '', extra: { topLogprobs: top },
+        items: [{ seed: prompt, promptTokens: read, promptText: prompt }],
+        maxTokens: generationLimit(numPredict(o), body.shift === false ? ctx : Infinity, read), idPrefix: '', id: '', extra: { topLogprobs: top },
       });
     },
     error: nativeError,
@@ -194,10 +201,13 @@ export function createOllama(view: EngineView): ProtocolImpl {
     ['GET /api/tags', infoRoute(() => jsonReply(200, { models: lib.models.map(tagEntry) }, JSON_UTF8))],
     ['GET /api/ps', infoRoute(() => {
       const m = lib.models[0]!;
+      // Loaded by the first request (or preloaded: a fleet starts warm), until its keep_alive runs out.
+      const loaded = lib.loadedContext === undefined || (lib.expiresAt !== undefined && lib.expiresAt > Date.now());
       return jsonReply(200, {
-        models: [{
-          ...tagEntry(m), expires_at: new Date(Date.now() + 5 * 60_000).toISOString(), size_vram: m.size, context_length: view.contextWindow,
-        }],
+        models: loaded ? [{
+          ...tagEntry(m), expires_at: new Date(lib.expiresAt ?? Date.now() + 5 * 60_000).toISOString(), size_vram: m.size,
+          context_length: lib.loadedContext ?? contextWindow(view, {}),
+        }] : [],
       }, JSON_UTF8);
     })],
     ['POST /api/show', show(view, lib)],
