@@ -188,4 +188,12 @@ test('logprobs: asked as Ollama asks them (chat logprobs/top_logprobs, legacy co
   const gl = (response: string, extra: JsonObject): string => JSON.stringify({ model: 'm', response, done: false, ...extra });
   const gchunks = events([g.line(gl('Hi', { logprobs: [lp[0]] })), g.line(gl('!', { logprobs: [lp[1]] })), g.line(gl('', { done: true }))].join('')).filter((e) => e !== '[DONE]');
   assert.deepEqual(gchunks.map((e) => e.choices[0].logprobs?.text_offset ?? null), [[0], [2], null]);
+
+  // A done line that carries the last token's logprobs with no text keeps them (before its finish chunk).
+  const d = engine.streamTranslator('chat', ctx, false);
+  const dchunks = events([d.line(line({ content: 'Hi' }, { logprobs: [lp[0]] })), d.line(line({}, { done: true, done_reason: 'stop', logprobs: [lp[1]] }))].join('')).filter((e) => e !== '[DONE]');
+  assert.deepEqual(dchunks.map((e) => [e.choices[0].logprobs?.content.map((c: any) => c.token) ?? null, e.choices[0].finish_reason]), [[['Hi'], null], [['!'], null], [null, 'stop']]);
+  const dg = engine.streamTranslator('completions', ctx, false);
+  const dgchunks = events([dg.line(gl('Hi', { logprobs: [lp[0]] })), dg.line(gl('', { done: true, logprobs: [lp[1]] }))].join('')).filter((e) => e !== '[DONE]');
+  assert.deepEqual(dgchunks.map((e) => e.choices[0].logprobs?.tokens ?? null), [['Hi'], ['!'], null]);
 });

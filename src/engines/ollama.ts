@@ -195,6 +195,10 @@ function completionLogprobs(list: unknown, offset: number): JsonObject | null {
   return { tokens, token_logprobs: tokenLogprobs, top_logprobs: top, text_offset: textOffset };
 }
 
+function hasEntries(v: unknown): boolean {
+  return Array.isArray(v) && v.length > 0;
+}
+
 function usageOf(j: JsonObject): Usage {
   const p = typeof j.prompt_eval_count === 'number' ? j.prompt_eval_count : 0;
   const c = typeof j.eval_count === 'number' ? j.eval_count : 0;
@@ -393,10 +397,11 @@ export class OllamaEngine implements EngineAdapter {
             delta.tool_calls = tc.map((t, i) => ({ index: toolCount + i, ...t }));
             toolCount += tc.length;
           }
-          if (Object.keys(delta).length > 0 || j.done !== true) out += event(model, { index: 0, delta, logprobs: chatLogprobs(j.logprobs), finish_reason: null });
+          // The done line may carry the last tokens' logprobs with no text of their own.
+          if (Object.keys(delta).length > 0 || j.done !== true || hasEntries(j.logprobs)) out += event(model, { index: 0, delta, logprobs: chatLogprobs(j.logprobs), finish_reason: null });
           if (j.done === true) out += event(model, { index: 0, delta: {}, logprobs: null, finish_reason: finish(j, toolCount > 0) });
         } else {
-          if (typeof j.response === 'string' && (j.response !== '' || j.done !== true)) {
+          if (typeof j.response === 'string' && (j.response !== '' || j.done !== true || hasEntries(j.logprobs))) {
             out += event(model, { index: 0, text: j.response, logprobs: completionLogprobs(j.logprobs, sent), finish_reason: null });
             // Counted only where logprobs come (then on every line): no per-chunk cost otherwise.
             if (Array.isArray(j.logprobs)) sent += codePoints(j.response);

@@ -99,3 +99,14 @@ test('top_logprobs: an integer from 0 to 20, and only with logprobs: true (OpenA
     assert.doesNotThrow(() => validateRequest('chat', body, JSON.stringify(body), LIMITS));
   }
 });
+
+test('logprobs: a boolean on chat; on legacy completions an integer from 0 to 20 (what vLLM and Ollama take)', () => {
+  for (const bad of [1, 'true', {}]) assert.equal(refusal(chat({ logprobs: bad })).param, 'logprobs');
+  const completion = (logprobs: unknown): Record<string, unknown> => ({ model: 'm', prompt: 'x', logprobs });
+  for (const bad of [21, -1, 2.5, true, '3']) {
+    const e = refusal(completion(bad), 'completions');
+    assert.equal(e.param, 'logprobs');
+    assert.match(e.message, /integer from 0 to 20/);
+  }
+  for (const ok of [0, 5, 20, null]) assert.doesNotThrow(() => validateRequest('completions', completion(ok), '{}', LIMITS));
+});

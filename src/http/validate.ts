@@ -133,6 +133,7 @@ export function validateRequest(op: Operation, body: unknown, raw: string, limit
   if (op === 'chat') {
     // OpenAI's rule (vLLM's check_logprobs too; Ollama would ignore top_logprobs alone): one
     // answer whatever the backend.
+    if (body.logprobs !== undefined && body.logprobs !== null && typeof body.logprobs !== 'boolean') throw bad('logprobs', '`logprobs` must be a boolean');
     const top = body.top_logprobs;
     if (top !== undefined && top !== null) {
       if (typeof top !== 'number' || !Number.isInteger(top) || top < 0 || top > 20) throw bad('top_logprobs', '`top_logprobs` must be an integer from 0 to 20');
@@ -160,6 +161,12 @@ export function validateRequest(op: Operation, body: unknown, raw: string, limit
     const ok = typeof p === 'string' || (Array.isArray(p) && p.length > 0);
     if (!ok) throw bad('prompt', '`prompt` must be a string or a non-empty array');
     boundedInt(body, 'best_of', limits.maxBestOf);
+    // Legacy logprobs: how many alternatives per position. OpenAI takes up to 5 (and refuses
+    // more itself); vLLM (max_logprobs) and Ollama (top_logprobs) take up to 20.
+    const lp = body.logprobs;
+    if (lp !== undefined && lp !== null && (typeof lp !== 'number' || !Number.isInteger(lp) || lp < 0 || lp > 20)) {
+      throw bad('logprobs', '`logprobs` must be an integer from 0 to 20 (the number of most likely tokens to return at each position)');
+    }
   } else {
     const input = body.input;
     const ok = (typeof input === 'string' && input !== '') || (Array.isArray(input) && input.length > 0);
