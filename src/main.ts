@@ -89,6 +89,9 @@ export function secretNames(config: FabricConfig): string[] {
 /** Shorter than this, a master key is guessable in practice (LiteLLM's examples use sk-1234). */
 const MIN_MASTER_KEY = 32;
 
+/** How long a replaced config's secrets stay scrubbed after its last request ended or was cut off. */
+const RETIRED_LOG_MS = 5_000;
+
 function masterKeyOf(config: FabricConfig, secrets: Secrets, log?: Logger): MasterKey | undefined {
   const ref = config.gateway.masterKey;
   if (ref === undefined) return undefined;
@@ -150,6 +153,8 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
     await accounting?.close();
     throw e;
   }
+  /** Releases the scrubbing of the running config's secrets (those of a reload; the first config's stay). */
+  let releaseSecrets: (() => void) | undefined;
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return {
@@ -161,8 +166,10 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
     reload(next: FabricConfig, nextSecrets: Secrets): void {
       const old = gateway;
       const key = masterKeyOf(next, nextSecrets, log);
-      // Keys the new config brings (a rotated backend key, a new master key) are scrubbed too.
-      log.addSecrets(nextSecrets.values(secretNames(next)));
+      // Keys the new config brings (a rotated backend key, a new master key) are scrubbed too;
+      // the replaced config's stay scrubbed while requests it started may still log them.
+      const releaseOld = releaseSecrets;
+      releaseSecrets = log.addSecrets(nextSecrets.values(secretNames(next)));
       gateway = new Gateway(next, nextSecrets, { wakeFor });
       app.gateway = gateway;
       app.masterKey = key;
@@ -183,7 +190,10 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       // The old pools close once the requests still running on them are done (bounded by
       // their longest total timeout), so a request mid-fallback still reaches its next backend.
       const longest = Math.max(1_000, ...[...old.backends.values()].map((b) => b.config.timeouts.totalMs));
-      void old.retire(longest);
+      void old.retire(longest).then(() => {
+        // A request cut off by the retirement logs its end just after.
+        if (releaseOld !== undefined) setTimeout(releaseOld, RETIRED_LOG_MS).unref();
+      });
     },
     async close(graceMs = 30_000): Promise<void> {
       app.draining = true;

@@ -74,11 +74,21 @@ test('plain (terminal) lines quote values with control characters: a client-chos
   assert.match(text, /model="x\\n14:04:19\.158 INFO {2}request id=req_forged status=200\\u001b\]0;pwned\\u0007" status=404\n$/);
 });
 
-test('reloads keep the scrub list short: the first secrets, the latest reload\'s and the one before', () => {
+test('a reload\'s secrets stay scrubbed until released, however many reloads come between; the first secrets always', () => {
   const out: string[] = [];
   const log = createLogger({ write: (s) => out.push(s), secrets: ['first-secret-0000'] });
-  for (const k of ['reload-one-1111', 'reload-two-2222', 'reload-three-3333']) log.addSecrets([k]);
-  log.info('x', { a: 'first-secret-0000 reload-one-1111 reload-two-2222 reload-three-3333' });
+  const [one, two] = ['reload-one-1111', 'reload-two-2222', 'reload-three-3333'].map((k) => log.addSecrets([k]));
+  const line = 'first-secret-0000 reload-one-1111 reload-two-2222 reload-three-3333';
+  log.info('x', { a: line });
+  two!();
+  log.info('x', { a: line });
+  one!();
+  one!();
+  log.info('x', { a: line });
   log.flush();
-  assert.equal(JSON.parse(out.join('')).a, '[redacted] reload-one-1111 [redacted] [redacted]');
+  assert.deepEqual(out.join('').trimEnd().split('\n').map((l) => JSON.parse(l).a), [
+    '[redacted] [redacted] [redacted] [redacted]',
+    '[redacted] [redacted] reload-two-2222 [redacted]',
+    '[redacted] reload-one-1111 reload-two-2222 [redacted]',
+  ]);
 });

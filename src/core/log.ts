@@ -11,8 +11,11 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
   debug(msg: string, fields?: Record<string, unknown>): void;
   flush(): void;
-  /** A reload's secrets, scrubbed from now on with the first set and the previous reload's. */
-  addSecrets(values: readonly string[]): void;
+  /**
+   * A reload's secrets, scrubbed from now on (with the first set, always) until the returned
+   * function is called: once no request that may have used them is left.
+   */
+  addSecrets(values: readonly string[]): () => void;
 }
 
 export interface LoggerOptions {
@@ -51,16 +54,15 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   const pretty = opts.pretty ?? false;
   const write = opts.write ?? ((s: string) => process.stdout.write(s));
   // Each secret as written and as JSON escapes it (a `"` or `\` in a password), since lines
-  // are scrubbed once encoded. The first set and the latest two (a reload's, and the one
-  // before, whose requests may still be running): not every key a long-lived process was ever
-  // given, which each line would be searched for.
+  // are scrubbed once encoded. The first set, and each reload's until it is released (its
+  // requests are done): not every key a long-lived process was ever given, which each line
+  // would be searched for.
   const first = opts.secrets ?? [];
-  let previous: readonly string[] = [];
-  let latest: readonly string[] = [];
+  const held = new Set<readonly string[]>();
   let secrets: string[] = [];
   const rebuild = (): void => {
     const forms = new Set<string>();
-    for (const v of [...first, ...previous, ...latest]) {
+    for (const v of [first, ...held].flat()) {
       if (v.length < 4) continue;
       forms.add(v);
       forms.add(JSON.stringify(v).slice(1, -1));
@@ -68,10 +70,13 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     // Longest first: a secret that contains another is replaced whole.
     secrets = [...forms].sort((a, b) => b.length - a.length);
   };
-  const addSecrets = (values: readonly string[]): void => {
-    previous = latest;
-    latest = values;
+  const addSecrets = (values: readonly string[]): (() => void) => {
+    const set = [...values];
+    held.add(set);
     rebuild();
+    return () => {
+      if (held.delete(set)) rebuild();
+    };
   };
   rebuild();
   const maxBatch = opts.maxBatchBytes ?? 64 * 1024;
@@ -139,5 +144,5 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
 }
 
 export const silentLogger: Logger = {
-  log: () => {}, info: () => {}, warn: () => {}, error: () => {}, debug: () => {}, flush: () => {}, addSecrets: () => {},
+  log: () => {}, info: () => {}, warn: () => {}, error: () => {}, debug: () => {}, flush: () => {}, addSecrets: () => () => {},
 };
