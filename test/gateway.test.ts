@@ -185,6 +185,14 @@ test('Ollama backends: the context_window is asked for (num_ctx), and a prompt p
   assert.equal(refused.json.error.code, 'context_length_exceeded');
   assert.match(refused.json.error.message, /ollama-qwen.*context length/);
   assert.equal((lastBody('ollama').options as Record<string, unknown> | undefined)?.num_ctx, undefined, 'no window configured: none asked for');
+  const streamed = await post(f.url, '/v1/chat/completions', { model: 'ollama-chat', messages: long, stream: true }, auth);
+  assert.equal(streamed.status, 400, 'streamed: refused before the stream starts');
+  assert.equal(streamed.json.error.code, 'context_length_exceeded');
+
+  // A reply that fills the context stops there (shift: false), as on OpenAI: finish_reason length.
+  const full = await f.client.chat.completions.create({ model: 'ollama-wide', messages: [{ role: 'user', content: 'w '.repeat(5_990) }] });
+  assert.equal(full.choices[0]!.finish_reason, 'length');
+  assert.ok(full.usage!.prompt_tokens + full.usage!.completion_tokens <= 6000, JSON.stringify(full.usage));
 
   // With a context-window fallback, Ollama's refusal sends the request on.
   const { data, response } = await f.client.chat.completions.create({ model: 'ollama-long', messages: long, max_tokens: 4 }).withResponse();

@@ -85,7 +85,7 @@ roles:
   chat-sticky: { kind: chat, backends: [gpu-a, gpu-b], strategy: least-loaded, affinity: true }
 `, 'health.yaml');
   const log = createLogger({ level: 'debug', write: (s) => { logs.push(...s.trimEnd().split('\n')); } });
-  gw = await startGateway(config, new Secrets({ ALERT_HOOK: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook` }), { host: '127.0.0.1', port: 0, log });
+  gw = await startGateway(config, new Secrets({ ALERT_HOOK: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook` }), { host: '127.0.0.1', port: 0, log, dataDir: mkdtempSync(join(tmpdir(), 'fabric-health-')) });
 });
 
 after(async () => {
@@ -427,5 +427,40 @@ roles:
     assert.equal(hits, before, 'no probe ran after the failed start');
   } finally {
     counter.close();
+  }
+});
+
+test('each engine\'s version is shown in /health; an Ollama older than 0.12.6 (which cuts long prompts in silence) is warned about', async () => {
+  const ollama = (version: string): Server => createServer((req, res) => {
+    const body = req.url === '/api/version' ? { version } : req.url === '/api/tags' ? { models: [{ name: 'qwen2.5:7b', model: 'qwen2.5:7b' }] } : req.url === '/api/ps' ? { models: [] } : undefined;
+    if (body === undefined) res.writeHead(404).end('404 page not found');
+    else res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body));
+  }).listen(0, '127.0.0.1');
+  const [old, current] = [ollama('0.12.5'), ollama('0.13.1')];
+  await Promise.all([once(old, 'listening'), once(current, 'listening')]);
+  const port = (s: Server): number => (s.address() as AddressInfo).port;
+  const { config } = parseFabricText(`
+gateway: { health_interval: 1h, health: { load_interval: 0 } }
+backends:
+  old-ollama: { engine: ollama, url: http://127.0.0.1:${port(old)}, model: "qwen2.5:7b" }
+  new-ollama: { engine: ollama, url: http://127.0.0.1:${port(current)}, model: "qwen2.5:7b", context_window: 8192 }
+  vllm: { engine: vllm, url: ${fleet.get('primary').url}/v1, model: m-primary }
+roles:
+  r: { kind: chat, backends: [old-ollama, new-ollama, vllm] }
+`, 'versions.yaml');
+  const lines: string[] = [];
+  const g = await startGateway(config, new Secrets({}), { host: '127.0.0.1', port: 0, dataDir: mkdtempSync(join(tmpdir(), 'fabric-health-')), log: createLogger({ write: (s) => { lines.push(...s.trimEnd().split('\n')); } }) });
+  try {
+    await until('every backend probed', () => [...g.app.gateway.backends.values()].every((b) => b.engineVersion !== undefined));
+    const h = (await (await fetch(`${g.url}/health`)).json()) as { backends: { name: string; engine_version: string | null }[] };
+    assert.deepEqual(Object.fromEntries(h.backends.map((b) => [b.name, b.engine_version])), { 'old-ollama': '0.12.5', 'new-ollama': '0.13.1', vllm: '0.11.0' });
+    await until('the warning written', () => lines.some((l) => /ignores truncate and shift/.test(l)));
+    const warned = lines.filter((l) => /ignores truncate and shift/.test(l));
+    assert.equal(warned.length, 1, lines.join('\n'));
+    assert.match(warned[0]!, /old-ollama: Ollama 0\.12\.5 .*upgrade it to 0\.12\.6 or later/);
+  } finally {
+    await g.close(200);
+    old.close();
+    current.close();
   }
 });

@@ -93,7 +93,7 @@ async function startPair(example: string, variant?: { name: string; edit: (text:
   const serve = async (file: string): Promise<{ gw: RunningGateway; config: FabricConfig }> => {
     const loaded = loadFabricConfig(file, ENV);
     assert.ok(!loaded.issues.some((i) => i.severity === 'error'));
-    const gw = await startGateway(loaded.config, new Secrets(ENV), { host: '127.0.0.1', port: 0, probe: false, log: quiet });
+    const gw = await startGateway(loaded.config, new Secrets(ENV), { host: '127.0.0.1', port: 0, probe: false, log: quiet, dataDir: mkdtempSync(join(tmpdir(), 'fabric-litellm-gw-')) });
     return { gw, config: loaded.config };
   };
   const a = await serve(litellmPath);

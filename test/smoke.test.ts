@@ -2,6 +2,9 @@
 // role and alias end to end, the dimension check, the failure report, the cloud left unbilled,
 // the failure drill, and exit codes.
 
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseFabricText } from '../src/config/load.ts';
@@ -47,7 +50,7 @@ roles:
   emb-384: { kind: embeddings, backends: [small], dimensions: 768 }
   openai/strong: { kind: chat, backends: [cloud] }
 `, 'smoke.yaml');
-  gw = await startGateway(config, new Secrets({ FABRIC_MASTER_KEY: KEY }), { host: '127.0.0.1', port: 0, log: silentLogger });
+  gw = await startGateway(config, new Secrets({ FABRIC_MASTER_KEY: KEY }), { host: '127.0.0.1', port: 0, log: silentLogger, dataDir: mkdtempSync(join(tmpdir(), 'fabric-smoke-')) });
 });
 
 after(async () => {

@@ -172,6 +172,10 @@ ${extra}`;
   assert.equal(ok.keepAliveSeconds, 1800);
   assert.equal(loadFabricConfig(file(cfg(ollama('    keep_alive: forever\n'))), {}).config.backends.get('a')!.keepAliveSeconds, -1);
   assert.equal(loadFabricConfig(file(cfg(ollama('    keep_alive: 0\n'))), {}).config.backends.get('a')!.keepAliveSeconds, 0);
+  // Go's durations, as Ollama reads them: compound, fractional, negative for good; and a day count.
+  for (const [v, want] of [['1h30m', 5400], ['.5h', 1800], ['-5m', -1], ['1d', 86_400], ['"0s"', 0], ['500ms', 1]] as const) {
+    assert.equal(loadFabricConfig(file(cfg(ollama(`    keep_alive: ${v}\n`))), {}).config.backends.get('a')!.keepAliveSeconds, want, v);
+  }
   // A bare number would be seconds to Ollama and milliseconds to every other duration here.
   assert.match(errorsOf(file(cfg(ollama('    keep_alive: 300\n')))).join('\n'), /:6:17: error: backends\.a\.keep_alive: must be a duration with its unit/);
   const vllm = MINIMAL.replace('    model: m', '    model: m\n    keep_alive: 10m');
@@ -183,4 +187,22 @@ ${extra}`;
   assert.ok(warned, JSON.stringify(issues));
   assert.equal(warned.severity, 'warning');
   assert.match(warned.message, /16384 tokens, and backend a with 8192/);
+  assert.equal(warned.line, 11, 'at b\'s context_window');
+  // The same server by another name, the same model without its tag; b sets no window: the warning points at b.
+  const renamed = ollama('', 'a', '\n    context_window: 8192') + ollama('', 'b').replace('127.0.0.1', 'localhost').replace('qwen2.5:7b', 'qwen2.5');
+  const other = loadFabricConfig(file(cfg(renamed.replace('model: qwen2.5\n', 'model: qwen2.5:latest\n'))), {}).issues;
+  assert.equal(other.filter((i) => /reloads the model/.test(i.message)).length, 0, 'qwen2.5:latest is another model than qwen2.5:7b');
+  const tagged = (ollama('', 'a', '\n    context_window: 8192') + ollama('', 'b')).replace('qwen2.5:7b\n    context_window', 'llama3\n    context_window').replace(/qwen2\.5:7b\n$/, 'llama3:latest\n');
+  assert.equal(loadFabricConfig(file(cfg(tagged)), {}).issues.filter((i) => /reloads the model/.test(i.message)).length, 1, 'llama3 is llama3:latest');
+  const same = ollama('', 'a', '\n    context_window: 8192') + ollama('', 'b').replace('127.0.0.1', 'localhost');
+  const sameIssues = loadFabricConfig(file(cfg(same)), {}).issues;
+  const atB = sameIssues.find((i) => /reloads the model/.test(i.message));
+  assert.ok(atB, JSON.stringify(sameIssues));
+  assert.match(atB.message, /the server's default tokens, and backend a with 8192/);
+  assert.equal(atB.line, 7, 'at the backend b itself');
+  // Equal windows: no warning; different keep_alive: one.
+  const kept = ollama('    keep_alive: forever\n', 'a') + ollama('    keep_alive: 10m\n', 'b');
+  const keptIssues = loadFabricConfig(file(cfg(kept)), {}).issues;
+  assert.equal(keptIssues.filter((i) => /reloads the model/.test(i.message)).length, 0);
+  assert.match(keptIssues.find((i) => /keep_alive/.test(i.message))?.message ?? '', /loaded for 600 s, and backend a for good: each request resets it/);
 });

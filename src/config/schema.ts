@@ -2,13 +2,13 @@
 // key path (the loader turns paths into file:line:col), and validation carries on past the
 // first error so one `fabric config check` run shows them all.
 
-import { parseDuration, parseSize } from './units.ts';
+import { parseDuration, parseGoDuration, parseSize } from './units.ts';
 import { suggest, type KeyPath } from './issues.ts';
 import { NODE_DEPLOY_KEYS, checkServePorts, nodeDeploy, serveBlock } from './serve.ts';
 import { STATE_GATEWAY_KEYS, budgets, gatewayState, prices } from './state.ts';
 import {
   ENGINE_KINDS, NODE_POWER, ROLE_KINDS, STRATEGIES, DEFAULT_TIMEOUTS, defaultGateway, ALERT_FORMATS, ALERT_LEVELS, roleByName,
-  type AlertsConfig, type BackendConfig, type EngineKind, type FabricConfig, type GatewayConfig, type GpuSpec, type HealthPolicy, type NodeConfig,
+  ollamaNumCtx, type AlertsConfig, type BackendConfig, type EngineKind, type FabricConfig, type GatewayConfig, type GpuSpec, type HealthPolicy, type NodeConfig,
   type PatternRoute, type RoleConfig, type RoleRule, type SecretRef, type Timeouts, type WolTarget,
 } from './types.ts';
 
@@ -340,7 +340,8 @@ const BACKEND_KEYS = [
 ] as const;
 
 /**
- * An Ollama backend's keep_alive, in seconds for Ollama's API: a duration with its unit, or
+ * An Ollama backend's keep_alive, in seconds for Ollama's API: a duration with its unit as Go
+ * writes them (30s, 10m, 1h30m; negative means for good, as in Ollama), a day count (1d), or
  * forever (-1). A bare number is refused but for 0 and -1: Ollama reads one as seconds, and
  * this file reads bare durations as milliseconds.
  */
@@ -352,12 +353,13 @@ function keepAliveSeconds(r: Reporter, path: KeyPath, v: unknown, engine: Engine
   }
   if (v === -1 || v === 'forever' || v === '-1') return -1;
   if (v === 0 || v === '0') return 0;
-  const ms = typeof v === 'string' && /[a-z]\s*$/i.test(v.trim()) ? parseDuration(v) : undefined;
+  const text = typeof v === 'string' ? v.trim() : '';
+  const ms = text === '' || !/[a-z]$/i.test(text) ? undefined : parseGoDuration(text) ?? parseDuration(text);
   if (ms === undefined) {
-    r.error(path, `must be a duration with its unit such as 30s, 10m, 24h, or forever (also -1), or 0 to unload after each request; got ${describe(v)}`);
+    r.error(path, `must be a duration with its unit such as 30s, 10m, 1h30m, 1d, or forever (also -1), or 0 to unload after each request; got ${describe(v)}`);
     return undefined;
   }
-  return Math.ceil(ms / 1000);
+  return ms < 0 ? -1 : Math.ceil(ms / 1000);
 }
 
 function backends(r: Reporter, v: unknown, nodeMap: Map<string, NodeConfig>, policy: HealthPolicy): Map<string, BackendConfig> {
@@ -418,28 +420,43 @@ function backends(r: Reporter, v: unknown, nodeMap: Map<string, NodeConfig>, pol
     if (serve !== undefined) out.get(name)!.serve = serve;
   }
   checkServePorts(r, out.values());
-  checkOllamaContexts(r, out.values());
+  checkOllamaShared(r, out.values());
   return out;
 }
 
 /**
- * Ollama loads a model once per context size: two backends asking one server for one model
- * with different windows make it reload the model each time the other is used.
+ * Ollama loads a model once per context size and keeps it as long as the last request said:
+ * two backends asking one server for one model with different windows make it reload the
+ * model each time the other is used, and different keep_alive values undo each other.
  */
-function checkOllamaContexts(r: Reporter, backends: Iterable<BackendConfig>): void {
+function checkOllamaShared(r: Reporter, backends: Iterable<BackendConfig>): void {
   const seen = new Map<string, BackendConfig>();
   for (const b of backends) {
     if (b.engine !== 'ollama' || b.url === '') continue;
-    let origin: string;
-    try { origin = new URL(b.url).origin; } catch { continue; }
-    const key = `${origin} ${b.model}`;
+    let u: URL;
+    try { u = new URL(b.url); } catch { continue; }
+    // One server however it is named on this machine; one model with or without its :latest.
+    const host = LOOPBACK_HOSTS.has(u.hostname) ? '127.0.0.1' : u.hostname;
+    const model = b.model.includes(':', b.model.lastIndexOf('/') + 1) ? b.model : `${b.model}:latest`;
+    const key = `${u.protocol}//${host}:${u.port} ${model}`;
     const first = seen.get(key);
     if (first === undefined) { seen.set(key, b); continue; }
-    const ctx = (x: BackendConfig): number | undefined => x.contextWindow ?? x.serve?.maxModelLen;
-    if (ctx(first) !== ctx(b)) {
-      r.warn(['backends', b.name, 'context_window'], `asks ${origin} for ${b.model} with a context of ${ctx(b) ?? "the server's default"} tokens, and backend ${first.name} with ${ctx(first) ?? "the server's default"}: Ollama reloads the model whenever the other is used; give both the same context_window`);
+    const ctx = ollamaNumCtx(b);
+    const firstCtx = ollamaNumCtx(first);
+    if (ctx !== firstCtx) {
+      const where = b.contextWindow !== undefined ? ['backends', b.name, 'context_window'] : b.serve?.maxModelLen !== undefined ? ['backends', b.name, 'serve', 'max_model_len'] : ['backends', b.name];
+      r.warn(where, `asks ${u.origin} for ${b.model} with a context of ${ctx ?? "the server's default"} tokens, and backend ${first.name} with ${firstCtx ?? "the server's default"}: Ollama reloads the model whenever the other is used; give both the same context_window`, b.contextWindow === undefined && b.serve?.maxModelLen === undefined);
+    }
+    if (b.keepAliveSeconds !== first.keepAliveSeconds) {
+      r.warn(b.keepAliveSeconds !== undefined ? ['backends', b.name, 'keep_alive'] : ['backends', b.name], `asks ${u.origin} to keep ${b.model} loaded ${keepAliveText(b.keepAliveSeconds)}, and backend ${first.name} ${keepAliveText(first.keepAliveSeconds)}: each request resets it; give both the same keep_alive`, b.keepAliveSeconds === undefined);
     }
   }
+}
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
+
+function keepAliveText(s: number | undefined): string {
+  return s === undefined ? "for Ollama's default 5 minutes" : s < 0 ? 'for good' : s === 0 ? 'not at all' : `for ${s} s`;
 }
 
 const ROLE_KEYS = [

@@ -88,6 +88,15 @@ export interface BackendConfig {
   serve?: ServeConfig;
 }
 
+/**
+ * The context an Ollama backend's model is loaded with: the gateway sends it as num_ctx on every
+ * request, and fabric plan and render size the engine by it. Its context_window (the window
+ * the gateway routes by), else its serve.max_model_len; undefined: the server's default.
+ */
+export function ollamaNumCtx(b: Pick<BackendConfig, 'contextWindow' | 'serve'>): number | undefined {
+  return b.contextWindow ?? b.serve?.maxModelLen;
+}
+
 export interface RoleRule { inputTokensOver: number; routeTo: string }
 
 export interface RoleConfig {

@@ -13,6 +13,19 @@ export function parseDuration(v: unknown): number | undefined {
   return Math.round(Number(m[1]) * DURATION_MS[unit]);
 }
 
+const GO_PART = /(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g;
+const GO_DURATION = /^[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+$/;
+const GO_UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, μs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Go's time.ParseDuration ("1h30m", "-5m", ".5h", "0"), in milliseconds; undefined if Go would refuse it. */
+export function parseGoDuration(v: string): number | undefined {
+  if (v === '0' || v === '-0' || v === '+0') return 0;
+  if (!GO_DURATION.test(v)) return undefined;
+  let ms = 0;
+  for (const m of v.matchAll(GO_PART)) ms += Number(m[1]) * GO_UNIT_MS[m[2]!]!;
+  return v.startsWith('-') ? -ms : ms;
+}
+
 const SIZE = /^(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?$/i;
 const SIZE_BYTES: Record<string, number> = {
   b: 1, kb: 1000, kib: 1024, mb: 1_000_000, mib: 1024 ** 2, gb: 1_000_000_000, gib: 1024 ** 3,

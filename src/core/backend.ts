@@ -63,6 +63,8 @@ export class BackendRuntime implements Member {
   servedModel: string | undefined;
   /** Ollama: whether the model is loaded in memory now (/api/ps); undefined for other engines. */
   modelLoaded: boolean | undefined;
+  /** The engine's own version (vLLM /version, Ollama /api/version), read once it answers. */
+  engineVersion: string | undefined;
   /** The engine's own load, from its /metrics, /slots or /api/ps. */
   load: LoadSample | undefined;
   /** `outstanding` when `load` was read: the engine's count includes these requests of ours. */

@@ -197,3 +197,26 @@ test('logprobs: asked as Ollama asks them (chat logprobs/top_logprobs, legacy co
   const dgchunks = events([dg.line(gl('Hi', { logprobs: [lp[0]] })), dg.line(gl('', { done: true, logprobs: [lp[1]] }))].join('')).filter((e) => e !== '[DONE]');
   assert.deepEqual(dgchunks.map((e) => e.choices[0].logprobs?.tokens ?? null), [['Hi'], ['!'], null]);
 });
+
+test('what an Ollama backend\'s config adds to every request: num_ctx, keep_alive, truncate and shift; nothing when unset', async () => {
+  const { engineFor } = await import('./index.ts');
+  const body = (e: OllamaEngine | ReturnType<typeof engineFor>, op: 'chat' | 'completions' | 'embeddings', extra: JsonObject = {}): JsonObject => {
+    const req = op === 'chat' ? { messages: [{ role: 'user', content: 'x' }] } : op === 'completions' ? { prompt: 'x' } : { input: 'x' };
+    return JSON.parse(e.prepare(op, { model: 'role', ...req, ...extra }, opts).body) as JsonObject;
+  };
+  const configured = new OllamaEngine({ numCtx: 16384, keepAliveSeconds: -1 });
+  for (const op of ['chat', 'completions'] as const) {
+    const b = body(configured, op, { temperature: 0.2 });
+    assert.deepEqual([b.options, b.keep_alive, b.truncate, b.shift], [{ temperature: 0.2, num_ctx: 16384 }, -1, false, false], op);
+    const plain = body(engine, op);
+    assert.deepEqual([('options' in plain), ('keep_alive' in plain), plain.truncate, plain.shift], [false, false, false, false], `${op}: nothing configured`);
+  }
+  const embed = body(configured, 'embeddings');
+  assert.deepEqual([embed.options, embed.keep_alive, embed.truncate, 'shift' in embed], [{ num_ctx: 16384 }, -1, false, false]);
+  assert.equal(body(new OllamaEngine({ keepAliveSeconds: 0 }), 'chat').keep_alive, 0, '0 is sent: unload after the request');
+  // engineFor: the context_window first, else the one fabric render deploys the model with.
+  const served = { engine: 'ollama' as const, contextWindow: undefined, serve: { maxModelLen: 8192 } as never };
+  assert.equal((body(engineFor(served), 'chat').options as JsonObject).num_ctx, 8192);
+  assert.equal((body(engineFor({ ...served, contextWindow: 32768 }), 'chat').options as JsonObject).num_ctx, 32768);
+  assert.equal('options' in body(engineFor({ ...served, serve: undefined }), 'chat'), false);
+});

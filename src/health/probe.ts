@@ -18,6 +18,30 @@ export interface ProbeResult {
   servedModel?: string;
   /** Ollama: the model is loaded in memory. */
   loaded?: boolean;
+  /** The engine's version, when it says (asked until it has answered once). */
+  engineVersion?: string;
+}
+
+/** The first Ollama that honours truncate and shift (ollama/ollama#12519, reverted, then in 0.12.6). */
+const OLLAMA_TRUNCATE_SINCE = [0, 12, 6];
+
+/** Whether dotted version `v` is older than `since`; undefined when it is not one (a dev build). */
+export function olderThan(v: string, since: readonly number[]): boolean | undefined {
+  const m = /^v?(\d+)\.(\d+)\.(\d+)/.exec(v);
+  if (m === null) return undefined;
+  for (let i = 0; i < 3; i++) {
+    const d = Number(m[i + 1]) - since[i]!;
+    if (d !== 0) return d < 0;
+  }
+  return false;
+}
+
+/** The engine's version from `path` ({"version": "…"}), once: undefined if it does not say. */
+async function versionOf(b: BackendRuntime, path: string, timeoutMs: number): Promise<{ engineVersion?: string }> {
+  if (b.engineVersion !== undefined) return {};
+  const r = await get(b, path, timeoutMs).catch(() => undefined);
+  const v = r?.status === 200 ? (optionalJson(r.text) as { version?: unknown } | undefined)?.version : undefined;
+  return typeof v === 'string' && v !== '' ? { engineVersion: v.slice(0, 64) } : {};
 }
 
 const DEFAULT_PROBE_TIMEOUT_MS = 5_000;
@@ -67,7 +91,7 @@ async function check(b: BackendRuntime, timeoutMs: number): Promise<Omit<ProbeRe
       if (m.status !== 200) throw new ProbeFailure(`${b.basePath}/models answered HTTP ${m.status}`);
       const ids = listedModels(json(m.text, `${b.basePath}/models`));
       if (!ids.includes(want)) throw new ProbeFailure(`serves ${ids.length === 0 ? 'no model' : ids.join(', ')}, not ${want}`);
-      return { servedModel: want };
+      return { servedModel: want, ...(b.config.engine === 'vllm' ? await versionOf(b, '/version', timeoutMs) : {}) };
     }
     case 'llamacpp': {
       const h = await get(b, '/health', timeoutMs);
@@ -87,7 +111,8 @@ async function check(b: BackendRuntime, timeoutMs: number): Promise<Omit<ProbeRe
       const ps = await get(b, '/api/ps', timeoutMs).catch(() => undefined);
       const running = ps?.status === 200 ? optionalJson(ps.text) : undefined;
       const loaded = running === undefined ? undefined : ollamaLists(running, want);
-      return loaded === undefined ? { servedModel: want } : { servedModel: want, loaded };
+      const version = await versionOf(b, '/api/version', timeoutMs);
+      return loaded === undefined ? { servedModel: want, ...version } : { servedModel: want, loaded, ...version };
     }
     default: {
       const m = await get(b, modelsPath, timeoutMs);
@@ -188,6 +213,12 @@ export class HealthMonitor {
     const forced = this.#expediting(b, now);
     if (r.servedModel !== undefined) b.servedModel = r.servedModel;
     if (r.loaded !== undefined) b.modelLoaded = r.loaded;
+    if (r.engineVersion !== undefined && r.engineVersion !== b.engineVersion) {
+      b.engineVersion = r.engineVersion;
+      if (b.config.engine === 'ollama' && olderThan(r.engineVersion, OLLAMA_TRUNCATE_SINCE) === true) {
+        this.#log.warn(`backend ${b.name}: Ollama ${r.engineVersion} ignores truncate and shift, so a prompt past its context is cut in silence and answered as if read whole; upgrade it to 0.12.6 or later`, { backend: b.name, url: b.config.url, version: r.engineVersion });
+      }
+    }
     if (r.ok) {
       b.recordProbeSuccess(r.latencyMs, now, forced);
       if (b.state === 'up') this.#expediteUntil.delete(b);

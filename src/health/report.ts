@@ -133,6 +133,7 @@ export function fleetReport(gw: FleetView, now = Date.now()): { backends: Backen
       cloud: isCloud(b.config),
       served_model: b.servedModel ?? null,
       model_loaded: b.modelLoaded ?? null,
+      engine_version: b.engineVersion ?? null,
       latency_ms: b.state === 'down' ? null : round1(b.lastProbeLatencyMs),
       last_latency_ms: round1(b.lastLatencyMs),
       last_checked_at: iso(b.lastCheckedAt),

@@ -190,6 +190,17 @@ test('the gateway\'s context window longer than the engine\'s max length is flag
   assert.ok(codes(plan).includes('context-window-mismatch backends.a.context_window'));
 });
 
+test('an Ollama backend is planned with the context the gateway asks for (num_ctx: context_window, else serve.max_model_len)', () => {
+  const ollama = (ctx: string, serve: string): string => ['  a:', '    engine: ollama', '    node: box', '    url: http://box:11434', '    model: qwen2.5:7b', ctx, `    serve: ${serve}`].filter((l) => l !== '').join('\n');
+  const wide = planFabric(load(fabric(NODE_8G, ollama('    context_window: 32768', '{ max_model_len: 8192 }'))));
+  const e = engine(wide, 'a');
+  assert.equal(e.maxModelLen, 32768);
+  assert.equal(e.kvCacheBytes, e.kvBytesPerToken! * 32768);
+  assert.ok(!codes(wide).some((c) => c.startsWith('context-window-mismatch')), 'Ollama loads what the gateway asks: no mismatch');
+  assert.equal(engine(planFabric(load(fabric(NODE_8G, ollama('', '{ max_model_len: 8192 }')))), 'a').maxModelLen, 8192);
+  assert.equal(engine(planFabric(load(fabric(NODE_8G, ollama('', '{}')))), 'a').maxModelLen, 4096);
+});
+
 test('tensor parallelism plans each GPU with half the weights and KV heads', () => {
   const two = '  duo:\n    power: always-on\n    gpus: [{ model: RTX 3090, memory: 24GiB }, { model: RTX 3090, memory: 24GiB }]';
   const plan = planFabric(load(fabric(two, vllm('a', 'duo', 8000, 'Qwen/Qwen2.5-14B-Instruct', { serve: '{ gpu: [0, 1], max_model_len: 16384 }' }))));

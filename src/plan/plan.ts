@@ -4,7 +4,7 @@
 
 import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { roleByName, type BackendConfig, type FabricConfig, type GpuSpec, type NodeConfig, type RoleConfig, type ServeConfig, type ServedEngine } from '../config/types.ts';
+import { ollamaNumCtx, roleByName, type BackendConfig, type FabricConfig, type GpuSpec, type NodeConfig, type RoleConfig, type ServeConfig, type ServedEngine } from '../config/types.ts';
 import { lookupModel, type ModelArch } from './catalogue.ts';
 import { HfConfigError, readHfConfig } from './hf-config.ts';
 import { computeCapability } from './gpus.ts';
@@ -283,7 +283,8 @@ function planGguf(e: EnginePlan, b: BackendConfig, serve: ServeConfig, gpu: GpuS
   const a = r.arch;
   const q = resolveQuant(serve.engine, serve.model, serve.quantization);
   const w = weights(a, q.spec, 2);
-  const maxLen = serve.maxModelLen ?? (serve.engine === 'ollama' ? ASSUMPTIONS.ollamaDefaultContext : ASSUMPTIONS.llamacppDefaultContext);
+  // Ollama loads the model with the num_ctx the gateway sends.
+  const maxLen = serve.engine === 'ollama' ? ollamaNumCtx(b) ?? ASSUMPTIONS.ollamaDefaultContext : serve.maxModelLen ?? ASSUMPTIONS.llamacppDefaultContext;
   const parallel = serve.maxNumSeqs ?? 1;
   const elem = kvElementBytes(serve.kvCacheDtype ?? 'f16', 2);
   const perToken = kvBytesPerToken(a, elem);

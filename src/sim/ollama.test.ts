@@ -158,11 +158,15 @@ describe('ollama', () => {
     // Under the trained window (50) every token is read: the words and the template's own.
     const overhead = (at(await chat({}, [{ role: 'user', content: words(1) }]), 'prompt_eval_count') as number) - 1;
     assert.equal(at(await chat({}, [{ role: 'user', content: words(30) }]), 'prompt_eval_count'), 30 + overhead);
-    // A num_ctx of 20: the first message goes, the system one stays.
+    // Each message costs its words and a template share, the whole a share of its own.
+    const perMessage = (at(await chat({}, [{ role: 'user', content: 'w' }, { role: 'user', content: 'w' }]), 'prompt_eval_count') as number) - overhead - 2;
+    const base = overhead - perMessage;
+    // A context just over the system message and the last one: the oldest messages go, the system one stays.
+    const kept = base + (4 + perMessage) + (5 + perMessage);
     const system = { role: 'system', content: words(4) };
-    const fitted = await chat({ options: { num_ctx: 20 } }, [system, { role: 'user', content: words(10) }, { role: 'assistant', content: 'ok' }, { role: 'user', content: words(5) }]);
-    assert.ok((at(fitted, 'prompt_eval_count') as number) <= 20);
-    assert.equal(await (await fetch(`${url}/api/ps`)).json().then((j) => at(j, 'models', 0, 'context_length')), 20);
+    const fitted = await chat({ options: { num_ctx: kept + 2 } }, [system, { role: 'user', content: words(10) }, { role: 'assistant', content: 'ok' }, { role: 'user', content: words(5) }]);
+    assert.equal(at(fitted, 'prompt_eval_count'), kept);
+    assert.equal(await (await fetch(`${url}/api/ps`)).json().then((j) => at(j, 'models', 0, 'context_length')), kept + 2);
     // Past the trained window num_ctx is the window.
     assert.equal(at(await chat({ options: { num_ctx: 1_000 } }, [{ role: 'user', content: words(100) }]), 'prompt_eval_count'), 50);
     // shift: false stops the reply where the context is full.
@@ -175,8 +179,14 @@ describe('ollama', () => {
     await chat({ keep_alive: '90s' }, [{ role: 'user', content: 'x' }]);
     const in90 = Date.parse(String(at(await (await fetch(`${url}/api/ps`)).json(), 'models', 0, 'expires_at'))) - Date.now();
     assert.ok(in90 > 80_000 && in90 <= 90_000, String(in90));
-    await chat({ keep_alive: 0 }, [{ role: 'user', content: 'x' }]);
-    assert.deepEqual(at(await (await fetch(`${url}/api/ps`)).json(), 'models'), []);
+    // Each model its own: an embedding model unloaded does not unload the chat one.
+    assert.equal((await post(`${url}/api/embed`, { model: EMBED, input: 'x', keep_alive: '1h30m' })).status, 200);
+    const ps = async (): Promise<string[]> => (at(await (await fetch(`${url}/api/ps`)).json(), 'models') as { name: string }[]).map((m) => m.name);
+    assert.deepEqual((await ps()).filter((n) => n === CHAT || n === EMBED), [CHAT, EMBED]);
+    await post(`${url}/api/embed`, { model: EMBED, input: 'x', keep_alive: '-0s' });
+    assert.deepEqual((await ps()).filter((n) => n === CHAT || n === EMBED), [CHAT], '-0s is zero: unloaded');
+    await chat({ keep_alive: '0' }, [{ role: 'user', content: 'x' }]);
+    assert.ok(!(await ps()).includes(CHAT));
     const bad = await post(`${url}/api/chat`, { model: CHAT, stream: false, messages: [{ role: 'user', content: 'x' }], keep_alive: 'soon' });
     assert.equal(bad.status, 400);
     await chat({}, [{ role: 'user', content: 'x' }]);

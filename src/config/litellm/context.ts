@@ -27,6 +27,7 @@ export interface NativeBackend {
   model: string;
   api_key?: string;
   context_window?: number;
+  keep_alive?: string | number;
   weight?: number;
   max_retries?: number;
   max_connections?: number;

@@ -3,6 +3,7 @@
 
 import type { KeyPath } from '../issues.ts';
 import { DEFAULT_TIMEOUTS, type RoleKind } from '../types.ts';
+import { parseGoDuration } from '../units.ts';
 import { describe, duration, envName, isObj, nonNegInt, positive, readNumber, seconds, slug, type NativeBackend, type NativeTimeouts, type Translation } from './context.ts';
 import { matchProvider } from './providers.ts';
 import { envRef, isPlaceholder, secretRef } from './secrets.ts';
@@ -59,6 +60,8 @@ const HANDLED_PARAMS = new Set([
   'model', 'api_base', 'api_key', 'custom_llm_provider', 'timeout', 'stream_timeout', 'max_retries', 'rpm', 'tpm', 'weight', 'order',
   'max_parallel_requests',
 ]);
+/** Read for Ollama deployments only (ollamaParams). */
+const OLLAMA_PARAMS = new Set(['num_ctx', 'keep_alive']);
 
 const COST_KEYS = /cost_per|_cost$/;
 /** The two cost keys that have a native equivalent: prices.<backend> {input, output}. */
@@ -171,6 +174,7 @@ export function readDeployment(t: Translation, raw: unknown, index: number, d: D
     backend.context_window = ctx.tokens;
     origins.set('context_window', ctx.path);
   }
+  if (engine === 'ollama') ollamaParams(t, lpPath, lp, backend, origins, note);
 
   const maxRetries = nonNegInt(t, [...lpPath, 'max_retries'], lp.max_retries);
   const retries = maxRetries ?? d.retries.value;
@@ -211,7 +215,7 @@ export function readDeployment(t: Translation, raw: unknown, index: number, d: D
   const order = positive(t, [...lpPath, 'order'], lp.order);
 
   for (const [k, v] of Object.entries(lp)) {
-    if (HANDLED_PARAMS.has(k) || v === undefined) continue;
+    if (HANDLED_PARAMS.has(k) || v === undefined || (engine === 'ollama' && OLLAMA_PARAMS.has(k))) continue;
     const kp = [...lpPath, k];
     if ((PRICE_KEYS as readonly string[]).includes(k)) continue;
     if (COST_KEYS.test(k)) t.r.warn(kp, OTHER_COST, true);
@@ -313,6 +317,33 @@ function readKind(t: Translation, path: KeyPath, mode: unknown, model: string): 
   if (mode === 'embedding') return { kind: 'embeddings', guessed: false };
   t.r.warn(path, `mode ${describe(mode)} is not supported yet (chat, completion and embedding are); this deployment is left out`);
   return undefined;
+}
+
+/**
+ * What LiteLLM passes to Ollama as it is: num_ctx (the context the model is loaded with, which
+ * the gateway sends from context_window) and keep_alive (seconds when a number, as Ollama reads it).
+ */
+function ollamaParams(t: Translation, lpPath: KeyPath, lp: Record<string, unknown>, backend: NativeBackend, origins: Map<Field, KeyPath>, note: (f: Field | '', s: string) => void): void {
+  const numCtx = lp.num_ctx;
+  if (numCtx !== undefined && numCtx !== null) {
+    if (typeof numCtx === 'number' && Number.isInteger(numCtx) && numCtx > 0) {
+      if (backend.context_window !== undefined && backend.context_window !== numCtx) note('context_window', `num_ctx ${numCtx}, the context Ollama loads the model with, over model_info's ${backend.context_window}`);
+      backend.context_window = numCtx;
+      origins.set('context_window', [...lpPath, 'num_ctx']);
+    } else {
+      t.r.warn([...lpPath, 'num_ctx'], `must be a whole number of tokens, got ${describe(numCtx)}; ignored`);
+    }
+  }
+  const ka = lp.keep_alive;
+  if (ka === undefined || ka === null) return;
+  const value = typeof ka === 'number' && Number.isFinite(ka) ? (ka < 0 ? 'forever' : ka === 0 ? 0 : `${ka}s`)
+    : typeof ka === 'string' && (ka.trim() === '0' || ka.trim() === '-1' || parseGoDuration(ka.trim()) !== undefined) ? ka.trim() : undefined;
+  if (value === undefined) {
+    t.r.warn([...lpPath, 'keep_alive'], `must be a number of seconds or a duration such as 10m, got ${describe(ka)}; ignored`);
+    return;
+  }
+  backend.keep_alive = value === '-1' ? 'forever' : value;
+  origins.set('keep_alive', [...lpPath, 'keep_alive']);
 }
 
 function readContext(t: Translation, p: KeyPath, mi: Record<string, unknown>): { tokens: number; path: KeyPath } | undefined {

@@ -656,3 +656,28 @@ ${vllm('priced', 'b', ', input_cost_per_token: 0.000001')}
   assert.match(importLiteLLMText(`${models}litellm_settings:\n  max_budget: 0\n`, FILE, {}).yaml, /litellm_settings\.max_budget: 0 turns LiteLLM's proxy budget off/);
   assert.match(parse(`${models}litellm_settings:\n  max_end_user_budget: 5\n`).warnings.get('litellm_settings.max_end_user_budget')!, /no end users; budgets are per key/);
 });
+
+test('Ollama deployments: num_ctx becomes the context_window (sent back as num_ctx), keep_alive the backend\'s; elsewhere both are reported', () => {
+  const text = `
+model_list:
+  - model_name: chat
+    litellm_params: { model: ollama_chat/qwen2.5:7b, api_base: "http://lab:11434", num_ctx: 16384, keep_alive: -1 }
+    model_info: { max_input_tokens: 32768 }
+  - model_name: gen
+    litellm_params: { model: ollama/llama3.1:8b, api_base: "http://lab:11435", keep_alive: 600 }
+  - model_name: odd
+    litellm_params: { model: ollama/llama3.2, api_base: "http://lab:11436", keep_alive: soon, num_ctx: big }
+  - model_name: vllm
+    litellm_params: { model: hosted_vllm/m, api_base: "http://box:8000/v1", num_ctx: 4096, keep_alive: 10m }
+`;
+  const { config, warnings } = ok(text);
+  const b = (n: string) => config.backends.get(n)!;
+  assert.deepEqual([b('chat').contextWindow, b('chat').keepAliveSeconds], [16384, -1]);
+  assert.equal(b('gen').keepAliveSeconds, 600);
+  assert.deepEqual([b('odd').contextWindow, b('odd').keepAliveSeconds], [undefined, undefined]);
+  assert.match(warnings.get('model_list[2].litellm_params.keep_alive') ?? '', /number of seconds or a duration/);
+  assert.match(warnings.get('model_list[2].litellm_params.num_ctx') ?? '', /whole number of tokens/);
+  assert.ok(warnings.has('model_list[3].litellm_params.num_ctx') && warnings.has('model_list[3].litellm_params.keep_alive'), [...warnings.keys()].join(', '));
+  assert.equal(b('vllm').contextWindow, undefined);
+  roundTrip(text);
+});

@@ -38,8 +38,9 @@ export function v1Chat(view: EngineView, lib: Library): InferenceRoute {
       if (bad) return bad;
       // The layer sets neither num_ctx nor truncate: the server's default context, and what
       // does not fit is dropped in silence.
-      const ctx = contextWindow(view, {});
-      const held = lib.hold(ctx, undefined);
+      const m = lib.find(r.model!)!;
+      const ctx = contextWindow(m, {});
+      const held = lib.hold(m, ctx, undefined);
       if (held !== undefined) return held;
       const text = r.text.promptTokens > ctx && Array.isArray((body as Record<string, unknown>).messages)
         ? fitChat((body as Record<string, unknown>).messages as unknown[], ctx) : r.text;
@@ -87,8 +88,9 @@ export function v1Completions(view: EngineView, lib: Library): InferenceRoute {
       const name = body.model as string;
       const prompt = typeof body.prompt === 'string' ? body.prompt : '';
       const items = promptItems(prompt, false) ?? [{ text: '', tokens: 0 }];
-      const ctx = contextWindow(view, {});
-      const held = lib.hold(ctx, undefined);
+      const m = lib.find(name)!;
+      const ctx = contextWindow(m, {});
+      const held = lib.hold(m, ctx, undefined);
       if (held !== undefined) return held;
       const promptTokens = Math.min(items[0]!.tokens, ctx);
       return textPlan({

@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { chatText, promptItems, simLogprobs } from '../generate.ts';
 import type { ChatText, PromptItem } from '../generate.ts';
+import { parseGoDuration } from '../../config/units.ts';
 import { intField, isRecord, jsonReply, nowSeconds } from '../protocol.ts';
 import type { EngineView, Plan, Reply, ServedModel, SimError } from '../protocol.ts';
 import type { SimModelKind } from '../types.ts';
@@ -27,6 +28,8 @@ export interface OllamaModel {
   modifiedAt: string;
   details: Record<string, unknown>;
   family: string;
+  /** The context it was trained for: num_ctx past it is this. */
+  trained: number;
 }
 
 /** Ollama names default their tag to `latest`. */
@@ -50,6 +53,7 @@ function describe(served: ServedModel, startedAt: number): OllamaModel {
     size: 1_000_000_000 + (parseInt(digest.slice(0, 8), 16) % 6_000_000_000),
     modifiedAt: new Date(startedAt - 3 * 86_400_000).toISOString(),
     family,
+    trained: served.contextWindow,
     details: {
       parent_model: '',
       format: 'gguf',
@@ -64,50 +68,53 @@ function describe(served: ServedModel, startedAt: number): OllamaModel {
 export class Library {
   readonly models: OllamaModel[];
   readonly #byName = new Map<string, OllamaModel>();
+  /** Models in memory: their context, and until when (undefined: the preloaded main model, always 5 minutes on). */
+  readonly #loaded = new Map<OllamaModel, { ctx: number; until: number | undefined }>();
 
   constructor(view: EngineView) {
-    // The main model first: it is the one loaded in memory (/api/ps).
     this.models = view.models.map((m) => describe(m, view.startedAt));
     for (const m of this.models) this.#byName.set(normalise(m.name), m);
+    // A fleet starts warm: the main model is in memory at the default context.
+    this.#loaded.set(this.models[0]!, { ctx: contextWindow(this.models[0]!, {}), until: undefined });
   }
 
   find(name: string): OllamaModel | undefined {
     return this.#byName.get(normalise(name));
   }
 
-  /** The context the loaded model has, for /api/ps; undefined until a request loads it. */
-  loadedContext: number | undefined;
-  /** When the loaded model is unloaded (ms since the epoch); undefined: not loaded. */
-  expiresAt: number | undefined;
-
   /**
-   * A request loads the model with context `ctx` and keeps it `keepAlive` (api.Duration: a
-   * number of seconds or a Go duration string, negative for good; default 5 minutes). An
-   * unreadable keep_alive is the 400 Ollama's JSON decoding gives.
+   * A request loads `m` with context `ctx` and keeps it `keepAlive` (api.Duration: a number of
+   * seconds or a Go duration string, negative for good; default 5 minutes). An unreadable
+   * keep_alive is the 400 Ollama's JSON decoding gives.
    */
-  hold(ctx: number, keepAlive: unknown): SimError | undefined {
+  hold(m: OllamaModel, ctx: number, keepAlive: unknown): SimError | undefined {
     const ms = keepAliveMs(keepAlive);
     if (ms === null) return { kind: 'bad-request', message: `time: invalid duration ${JSON.stringify(String(keepAlive))}` };
-    this.loadedContext = ctx;
-    // Go's time.Now().Add(math.MaxInt64): some 292 years on, which `ollama ps` shows as Forever.
-    this.expiresAt = ms === 0 ? undefined : Date.now() + (ms < 0 ? 9_223_372_036_854 : ms);
+    // Go's time.Now().Add(math.MaxInt64) for good: some 292 years on, which `ollama ps` shows as Forever.
+    if (ms === 0) this.#loaded.delete(m);
+    else this.#loaded.set(m, { ctx, until: Date.now() + (ms < 0 ? 9_223_372_036_854 : ms) });
     return undefined;
   }
-}
 
-const GO_DURATION = /^(-?)((?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+)$/;
-const GO_UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  /** What /api/ps lists: the models still loaded, with their context and expiry. */
+  loaded(now: number): { model: OllamaModel; ctx: number; expiresAt: number }[] {
+    const out: { model: OllamaModel; ctx: number; expiresAt: number }[] = [];
+    for (const [model, l] of this.#loaded) {
+      if (l.until !== undefined && l.until <= now) continue;
+      out.push({ model, ctx: l.ctx, expiresAt: l.until ?? now + 5 * 60_000 });
+    }
+    return out;
+  }
+}
 
 /** api.Duration's UnmarshalJSON, in ms: -1 for good, null when unreadable. */
 function keepAliveMs(v: unknown): number | null {
   if (v === undefined || v === null) return 5 * 60_000;
   if (typeof v === 'number') return v < 0 ? -1 : v * 1000;
   if (typeof v !== 'string') return null;
-  const m = GO_DURATION.exec(v);
-  if (m === null) return null;
-  let ms = 0;
-  for (const part of m[2]!.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) ms += Number(part[1]) * GO_UNIT_MS[part[2]!]!;
-  return m[1] === '-' ? -1 : ms;
+  const ms = parseGoDuration(v);
+  if (ms === undefined) return null;
+  return ms < 0 ? -1 : ms;
 }
 
 // ---- errors ----------------------------------------------------------------------------
@@ -177,9 +184,9 @@ export function numPredict(o: Record<string, unknown>): number | undefined {
  * than the model was trained for (the engine's window; Ollama logs "requested context size too
  * large for model" and uses that).
  */
-export function contextWindow(view: EngineView, o: Record<string, unknown>): number {
+export function contextWindow(m: OllamaModel, o: Record<string, unknown>): number {
   const asked = intField(o.num_ctx);
-  return Math.min(asked !== undefined && asked > 0 ? asked : DEFAULT_NUM_CTX, view.contextWindow);
+  return Math.min(asked !== undefined && asked > 0 ? asked : DEFAULT_NUM_CTX, m.trained);
 }
 
 /**
@@ -248,10 +255,10 @@ export function planEmbeddings(
   if (!isModel(m)) return m;
   const inputs = stringInputs(body[inputKey]);
   if (inputs === undefined) return { kind: 'bad-request', message: 'invalid input type' };
-  const ctx = contextWindow(view, options(body));
+  const ctx = contextWindow(m, options(body));
   // Ollama cuts over-long inputs to the window unless told not to.
   if (body.truncate === false && inputs.some((i) => i.tokens > ctx)) return { kind: 'context-length', message: 'input exceeds maximum context length' };
-  const held = lib.hold(ctx, body.keep_alive);
+  const held = lib.hold(m, ctx, body.keep_alive);
   if (held !== undefined) return held;
   const requested = intField(body.dimensions);
   const dims = requested !== undefined && requested > 0 && requested < m.dimensions ? requested : m.dimensions;

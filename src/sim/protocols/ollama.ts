@@ -43,15 +43,16 @@ function apiChat(view: EngineView, lib: Library): InferenceRoute {
       const bad = requireChatModel(lib, body.model, 'chat');
       if (bad) return bad;
       const name = body.model as string;
+      const m = lib.find(name)!;
       if (body.messages === undefined || body.messages === null || (Array.isArray(body.messages) && body.messages.length === 0)) return loadPlan(name);
       const top = logprobsAsked(body);
       if (typeof top === 'object') return top;
       const whole = chatText(body.messages);
       if (whole === undefined) return { kind: 'bad-request', message: 'invalid message format' };
       const o = options(body);
-      const ctx = contextWindow(view, o);
+      const ctx = contextWindow(m, o);
       if (whole.promptTokens > ctx && body.truncate === false) return { kind: 'context-length', promptTokens: whole.promptTokens };
-      const held = lib.hold(ctx, body.keep_alive);
+      const held = lib.hold(m, ctx, body.keep_alive);
       if (held !== undefined) return held;
       const text = whole.promptTokens > ctx ? fitChat(body.messages as unknown[], ctx) : whole;
       return textPlan({
@@ -96,6 +97,7 @@ function apiGenerate(view: EngineView, lib: Library): InferenceRoute {
       const bad = requireChatModel(lib, body.model, 'generate');
       if (bad) return bad;
       const name = body.model as string;
+      const m = lib.find(name)!;
       const top = logprobsAsked(body);
       if (typeof top === 'object') return top;
       const prompt = typeof body.prompt === 'string' ? body.prompt : '';
@@ -104,9 +106,9 @@ function apiGenerate(view: EngineView, lib: Library): InferenceRoute {
       const items = promptItems(system === '' ? prompt : `${system}\n${prompt}`, false) ?? [];
       const promptTokens = items[0]?.tokens ?? 0;
       const o = options(body);
-      const ctx = contextWindow(view, o);
+      const ctx = contextWindow(m, o);
       if (promptTokens > ctx && body.truncate === false) return { kind: 'context-length', promptTokens };
-      const held = lib.hold(ctx, body.keep_alive);
+      const held = lib.hold(m, ctx, body.keep_alive);
       if (held !== undefined) return held;
       // The runner keeps what fits (num_keep tokens from the start, the rest from the end).
       const read = Math.min(promptTokens, ctx);
@@ -180,7 +182,7 @@ function show(view: EngineView, lib: Library): InfoRoute {
         details: m.details,
         model_info: {
           'general.architecture': m.family,
-          [`${m.family}.context_length`]: view.contextWindow,
+          [`${m.family}.context_length`]: m.trained,
           [`${m.family}.embedding_length`]: m.dimensions,
         },
         capabilities: m.kind === 'chat' ? ['completion'] : ['embedding'],
@@ -200,14 +202,11 @@ export function createOllama(view: EngineView): ProtocolImpl {
     ['GET /api/version', infoRoute(() => jsonReply(200, { version: OLLAMA_VERSION }, JSON_UTF8))],
     ['GET /api/tags', infoRoute(() => jsonReply(200, { models: lib.models.map(tagEntry) }, JSON_UTF8))],
     ['GET /api/ps', infoRoute(() => {
-      const m = lib.models[0]!;
-      // Loaded by the first request (or preloaded: a fleet starts warm), until its keep_alive runs out.
-      const loaded = lib.loadedContext === undefined || (lib.expiresAt !== undefined && lib.expiresAt > Date.now());
+      const now = Date.now();
       return jsonReply(200, {
-        models: loaded ? [{
-          ...tagEntry(m), expires_at: new Date(lib.expiresAt ?? Date.now() + 5 * 60_000).toISOString(), size_vram: m.size,
-          context_length: lib.loadedContext ?? contextWindow(view, {}),
-        }] : [],
+        models: lib.loaded(now).map((l) => ({
+          ...tagEntry(l.model), expires_at: new Date(l.expiresAt).toISOString(), size_vram: l.model.size, context_length: l.ctx,
+        })),
       }, JSON_UTF8);
     })],
     ['POST /api/show', show(view, lib)],
