@@ -165,6 +165,16 @@ test('a llama.cpp engine with a quantized KV cache gets `--flash-attn on` (a bar
   assert.deepEqual(cmd.slice(fa, fa + 6), ['--flash-attn', 'on', '-ctk', 'q8_0', '-ctv', 'q8_0']);
 });
 
+test('a llama.cpp engine with parallel slots: -c is max_model_len per slot times the slots (llama-server divides -c among them)', () => {
+  const text = readFileSync(join(EXAMPLES, 'lab.fabric.yaml'), 'utf8').replace(
+    '    model: llama-cpp-native\n',
+    '    model: llama-cpp-native\n    serve: { model: /srv/models/qwen2.5-7b-q4_k_m.gguf, max_model_len: 8192, max_num_seqs: 4 }\n',
+  );
+  const compose = parse(render('lab.fabric.yaml', text).find((f) => f.path === 'nodes/lab/compose.yaml')!.content);
+  const cmd: string[] = Object.values(compose.services as Record<string, { command?: string[] }>).find((s) => s.command?.includes('--alias'))!.command!;
+  assert.deepEqual([cmd[cmd.indexOf('-c') + 1], cmd[cmd.indexOf('--parallel') + 1]], ['32768', '4']);
+});
+
 test('gateway.realtime: the gateway\'s unit and container may raise the event loop (LimitRTPRIO=1, ulimits rtprio 1); without it, neither', () => {
   const gatewayFiles = (files: RenderedFile[]): { unit: string; compose: { services: { gateway: Record<string, unknown> } } } => ({
     unit: files.find((f) => f.path === 'gateway/ai-fabric-gateway.service')!.content,

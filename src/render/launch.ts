@@ -67,8 +67,11 @@ export function ollamaLaunch(group: Served[], where: 'host' | 'container'): Engi
 export function llamacppLaunch(s: Served, where: 'host' | 'container'): EngineLaunch {
   const v = s.serve;
   const model = where === 'host' ? v.model : `/models/${basename(v.model)}`;
+  // -c is the whole KV cache; with an explicit --parallel N each slot gets a Nth of it (no
+  // unified cache then), so N slots of max_model_len each, as fabric plan sizes them, need N times.
+  const perSlot = v.maxModelLen ?? ASSUMPTIONS.llamacppDefaultContext;
   const args = ['-m', model, '--host', where === 'host' ? v.host : '0.0.0.0', '--port', String(v.port),
-    '-c', String(v.maxModelLen ?? ASSUMPTIONS.llamacppDefaultContext), '-ngl', '999', '--alias', s.backend.model];
+    '-c', String(perSlot * (v.maxNumSeqs ?? 1)), '-ngl', '999', '--alias', s.backend.model];
   if (v.maxNumSeqs !== undefined) args.push('--parallel', String(v.maxNumSeqs));
   // A quantized V cache needs flash attention; `-fa` takes a value since mid-2025 (on|off|auto),
   // and a bare one would swallow the next option (the image tag follows llama.cpp's master).
