@@ -430,7 +430,7 @@ roles:
   }
 });
 
-test('each engine\'s version is shown in /health; an Ollama older than 0.12.6 (which cuts long prompts in silence) is warned about', async () => {
+test('each engine\'s version and served context are shown in /health; a context_window past what the engine serves, and an Ollama older than 0.12.6 (which cuts long prompts in silence), are warned about', async () => {
   const ollama = (version: string): Server => createServer((req, res) => {
     const body = req.url === '/api/version' ? { version } : req.url === '/api/tags' ? { models: [{ name: 'qwen2.5:7b', model: 'qwen2.5:7b' }] } : req.url === '/api/ps' ? { models: [] } : undefined;
     if (body === undefined) res.writeHead(404).end('404 page not found');
@@ -444,16 +444,24 @@ gateway: { health_interval: 1h, health: { load_interval: 0 } }
 backends:
   old-ollama: { engine: ollama, url: http://127.0.0.1:${port(old)}, model: "qwen2.5:7b" }
   new-ollama: { engine: ollama, url: http://127.0.0.1:${port(current)}, model: "qwen2.5:7b", context_window: 8192 }
-  vllm: { engine: vllm, url: ${fleet.get('primary').url}/v1, model: m-primary }
+  vllm: { engine: vllm, url: ${fleet.get('primary').url}/v1, model: m-primary, context_window: 32768 }
+  llamacpp: { engine: llamacpp, url: ${fleet.get('backup').url}/v1, model: m-backup, context_window: 4096 }
 roles:
-  r: { kind: chat, backends: [old-ollama, new-ollama, vllm] }
+  r: { kind: chat, backends: [old-ollama, new-ollama, vllm, llamacpp] }
 `, 'versions.yaml');
   const lines: string[] = [];
   const g = await startGateway(config, new Secrets({}), { host: '127.0.0.1', port: 0, dataDir: mkdtempSync(join(tmpdir(), 'fabric-health-')), log: createLogger({ write: (s) => { lines.push(...s.trimEnd().split('\n')); } }) });
   try {
     await until('every backend probed', () => [...g.app.gateway.backends.values()].every((b) => b.engineVersion !== undefined));
-    const h = (await (await fetch(`${g.url}/health`)).json()) as { backends: { name: string; engine_version: string | null }[] };
-    assert.deepEqual(Object.fromEntries(h.backends.map((b) => [b.name, b.engine_version])), { 'old-ollama': '0.12.5', 'new-ollama': '0.13.1', vllm: '0.11.0' });
+    const h = (await (await fetch(`${g.url}/health`)).json()) as { backends: { name: string; engine_version: string | null; served_context: number | null }[] };
+    assert.deepEqual(Object.fromEntries(h.backends.map((b) => [b.name, [b.engine_version, b.served_context]])), {
+      'old-ollama': ['0.12.5', null], 'new-ollama': ['0.13.1', null], vllm: ['0.11.0', 8192], llamacpp: ['b6100-5f5c2a6e', 8192],
+    });
+    // The vLLM engine serves 8,192 tokens where the config says 32,768: said once; llama.cpp's 4,096 is within its 8,192.
+    await until('the context warning written', () => lines.some((l) => /context_window is 32768/.test(l)));
+    assert.match(lines.find((l) => /context_window is 32768/.test(l))!, /backend vllm: .*at most 8192 tokens per request \(max_model_len\).*set context_window to 8192/);
+    assert.equal(lines.filter((l) => /context_window is \d+ but/.test(l)).length, 1);
+    assert.equal(g.app.gateway.backends.get('vllm')!.contextWindow(), 8192, 'the engine\'s own figure is the one held to');
     await until('the warning written', () => lines.some((l) => /ignores truncate and shift/.test(l)));
     const warned = lines.filter((l) => /ignores truncate and shift/.test(l));
     assert.equal(warned.length, 1, lines.join('\n'));

@@ -10,7 +10,7 @@ function backend(name: string, status: BackendStatus, lastError: string | null =
   return {
     name, engine: 'vllm', model: 'm', url: 'http://127.0.0.1:1/v1', node: null, power: null, node_state: null, status,
     circuit: 'closed', cooling_down: false, cooldown_remaining_s: null, consecutive_failures: status === 'failing' ? 1 : 0,
-    kinds: ['embeddings'], aliases: [], cloud: false, served_model: null, model_loaded: null, latency_ms: 3, last_latency_ms: null,
+    kinds: ['embeddings'], aliases: [], cloud: false, served_model: null, model_loaded: null, engine_version: null, served_context: null, latency_ms: 3, last_latency_ms: null,
     last_checked_at: null, last_error: lastError, last_error_at: null, outstanding: 0,
     load: { running: null, waiting: null, kv_cache_usage: null, slots: null, score: 0, overloaded: false, source: null, age_s: null },
     simulated: false,
@@ -27,4 +27,11 @@ test('fabric health names failing backends in its summary: not down yet, so the 
   assert.match(failing, /level: OK — failing, not down yet: motoko-bge\n$/);
   assert.doesNotMatch(failing, /nothing that needs attention/);
   assert.match(render(snap([backend('a', 'up')]), plain), /level: OK — all backends up\n$/);
+});
+
+test('fabric health shows the context an engine serves beside its model, when it says', () => {
+  const served = { ...backend('armitage-qwen', 'up'), served_model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', served_context: 8192 };
+  const out = render(snap([served, backend('cloud', 'up')]), plain);
+  assert.match(out, /armitage-qwen +up +3 ms +Qwen\/Qwen2\.5-7B-Instruct-AWQ \(8192 ctx\)/);
+  assert.match(out, /cloud +up +3 ms +m +-/);
 });

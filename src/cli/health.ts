@@ -146,7 +146,7 @@ export function render(s: HealthSnapshot, paint: Paint): string {
         b.name + (b.cloud ? paint(' (cloud)', 'dim') : ''),
         paint(status, ...(STATUS_STYLE[b.status] ?? [])),
         ms(b.latency_ms),
-        b.served_model ?? b.model,
+        (b.served_model ?? b.model) + (b.served_context === null || b.served_context === undefined ? '' : paint(` (${b.served_context} ctx)`, 'dim')),
         loadText(b),
         node,
         err === '-' ? err : paint(err, 'dim'),

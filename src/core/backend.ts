@@ -63,8 +63,10 @@ export class BackendRuntime implements Member {
   servedModel: string | undefined;
   /** Ollama: whether the model is loaded in memory now (/api/ps); undefined for other engines. */
   modelLoaded: boolean | undefined;
-  /** The engine's own version (vLLM /version, Ollama /api/version), read once it answers. */
+  /** The engine's own version (vLLM /version, Ollama /api/version, llama.cpp's build), read once it answers. */
   engineVersion: string | undefined;
+  /** The longest request the engine says it takes (vLLM max_model_len, a llama.cpp slot's n_ctx), from the last probe. */
+  servedContext: number | undefined;
   /** The engine's own load, from its /metrics, /slots or /api/ps. */
   load: LoadSample | undefined;
   /** `outstanding` when `load` was read: the engine's count includes these requests of ours. */
@@ -94,6 +96,13 @@ export class BackendRuntime implements Member {
     // Idle connections kept 4 s on the fleet, under the 5 s keep-alive of uvicorn (vLLM) and
     // Node servers; 30 s to the cloud, where a new connection costs a TLS handshake.
     this.pool = poolFor(this.origin, { connections: config.maxConnections, keepAliveMs: u.protocol === 'http:' ? 4_000 : 30_000, connectMs: t.connectMs, firstByteMs: t.firstByteMs, idleMs: t.idleMs });
+  }
+
+  /** The window requests are held to: the configured context_window, or less if the engine says so. */
+  contextWindow(): number | undefined {
+    const c = this.config.contextWindow;
+    const s = this.servedContext;
+    return c === undefined ? s : s === undefined ? c : Math.min(c, s);
   }
 
   circuit(now: number): Circuit {

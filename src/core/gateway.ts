@@ -390,11 +390,11 @@ export class Gateway {
     let unknown = false;
     for (const f of tooLong) {
       if (f.role === route.name) return false;
-      const w = this.backends.get(f.backend)?.config.contextWindow;
+      const w = this.backends.get(f.backend)?.contextWindow();
       if (w === undefined) unknown = true; // not known: the skipped one's may be longer
       else if (w > longest) longest = w;
     }
-    const own = backend.config.contextWindow;
+    const own = backend.contextWindow();
     return unknown || own === undefined || own > longest;
   }
 

@@ -20,6 +20,19 @@ export interface ProbeResult {
   loaded?: boolean;
   /** The engine's version, when it says (asked until it has answered once). */
   engineVersion?: string;
+  /** The longest request the engine takes, as it says: vLLM's max_model_len, a llama.cpp slot's n_ctx. */
+  servedContext?: number;
+}
+
+/** A positive whole number of tokens, or undefined. */
+function tokens(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined;
+}
+
+/** vLLM's /v1/models entry for `want`: its max_model_len. */
+function maxModelLen(body: unknown, want: string): number | undefined {
+  const data = (body as { data?: { id?: unknown; max_model_len?: unknown }[] } | null)?.data;
+  return Array.isArray(data) ? tokens(data.find((m) => m?.id === want)?.max_model_len) : undefined;
 }
 
 /** The first Ollama that honours truncate and shift (ollama/ollama#12519, reverted, then in 0.12.6). */
@@ -89,9 +102,14 @@ async function check(b: BackendRuntime, timeoutMs: number): Promise<Omit<ProbeRe
       // Up is not enough: it must serve the model the config routes to it.
       const m = await get(b, modelsPath, timeoutMs);
       if (m.status !== 200) throw new ProbeFailure(`${b.basePath}/models answered HTTP ${m.status}`);
-      const ids = listedModels(json(m.text, `${b.basePath}/models`));
+      const listed = json(m.text, `${b.basePath}/models`);
+      const ids = listedModels(listed);
       if (!ids.includes(want)) throw new ProbeFailure(`serves ${ids.length === 0 ? 'no model' : ids.join(', ')}, not ${want}`);
-      return { servedModel: want, ...(b.config.engine === 'vllm' ? await versionOf(b, '/version', timeoutMs) : {}) };
+      const served = maxModelLen(listed, want);
+      return {
+        servedModel: want, ...(served === undefined ? {} : { servedContext: served }),
+        ...(b.config.engine === 'vllm' ? await versionOf(b, '/version', timeoutMs) : {}),
+      };
     }
     case 'llamacpp': {
       const h = await get(b, '/health', timeoutMs);
@@ -101,7 +119,12 @@ async function check(b: BackendRuntime, timeoutMs: number): Promise<Omit<ProbeRe
       const m = await get(b, modelsPath, timeoutMs).catch(() => undefined);
       const listed = m?.status === 200 ? optionalJson(m.text) : undefined;
       const ids = listed === undefined ? [] : listedModels(listed);
-      return { servedModel: ids[0] };
+      // /props: a slot's context (-c divided among --parallel slots unless the cache is unified) and the build.
+      const p = await get(b, '/props', timeoutMs).catch(() => undefined);
+      const props = p?.status === 200 ? optionalJson(p.text) as { default_generation_settings?: { n_ctx?: unknown }; build_info?: unknown } | undefined : undefined;
+      const served = tokens(props?.default_generation_settings?.n_ctx);
+      const build = typeof props?.build_info === 'string' && props.build_info !== '' ? props.build_info.slice(0, 64) : undefined;
+      return { servedModel: ids[0], ...(served === undefined ? {} : { servedContext: served }), ...(build === undefined ? {} : { engineVersion: build }) };
     }
     case 'ollama': {
       const t = await get(b, '/api/tags', timeoutMs);
@@ -213,6 +236,13 @@ export class HealthMonitor {
     const forced = this.#expediting(b, now);
     if (r.servedModel !== undefined) b.servedModel = r.servedModel;
     if (r.loaded !== undefined) b.modelLoaded = r.loaded;
+    if (r.servedContext !== undefined && r.servedContext !== b.servedContext) {
+      b.servedContext = r.servedContext;
+      const configured = b.config.contextWindow;
+      if (configured !== undefined && r.servedContext < configured) {
+        this.#log.warn(`backend ${b.name}: context_window is ${configured} but the engine takes at most ${r.servedContext} tokens per request (${b.config.engine === 'llamacpp' ? "a slot's n_ctx: -c divided among --parallel slots" : 'max_model_len'}): prompts in between are sent and refused; set context_window to ${r.servedContext}, or start the engine with a longer context`, { backend: b.name, context_window: configured, served: r.servedContext });
+      }
+    }
     if (r.engineVersion !== undefined && r.engineVersion !== b.engineVersion) {
       b.engineVersion = r.engineVersion;
       if (b.config.engine === 'ollama' && olderThan(r.engineVersion, OLLAMA_TRUNCATE_SINCE) === true) {

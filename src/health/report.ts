@@ -30,6 +30,9 @@ export interface BackendReport {
   cloud: boolean;
   served_model: string | null;
   model_loaded: boolean | null;
+  /** What the engine says of itself: its version, and the longest request it takes (tokens). */
+  engine_version: string | null;
+  served_context: number | null;
   /** Latency of the last health probe. */
   latency_ms: number | null;
   /** Latency of the last successful request. */
@@ -134,6 +137,7 @@ export function fleetReport(gw: FleetView, now = Date.now()): { backends: Backen
       served_model: b.servedModel ?? null,
       model_loaded: b.modelLoaded ?? null,
       engine_version: b.engineVersion ?? null,
+      served_context: b.servedContext ?? null,
       latency_ms: b.state === 'down' ? null : round1(b.lastProbeLatencyMs),
       last_latency_ms: round1(b.lastLatencyMs),
       last_checked_at: iso(b.lastCheckedAt),
