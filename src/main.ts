@@ -166,11 +166,12 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
     reload(next: FabricConfig, nextSecrets: Secrets): void {
       const old = gateway;
       const key = masterKeyOf(next, nextSecrets, log);
+      const nextGateway = new Gateway(next, nextSecrets, { wakeFor });
       // Keys the new config brings (a rotated backend key, a new master key) are scrubbed too;
       // the replaced config's stay scrubbed while requests it started may still log them.
       const releaseOld = releaseSecrets;
       releaseSecrets = log.addSecrets(nextSecrets.values(secretNames(next)));
-      gateway = new Gateway(next, nextSecrets, { wakeFor });
+      gateway = nextGateway;
       app.gateway = gateway;
       app.masterKey = key;
       fleet.attach(gateway, nextSecrets);

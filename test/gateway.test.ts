@@ -76,6 +76,7 @@ backends:
   redirector: { engine: vllm, url: http://127.0.0.1:${redirectPort}/v1, model: anything, max_retries: 0 }
   small-sized: { engine: vllm, url: ${url('small')}/v1, model: small-ctx, context_window: 64, max_retries: 0 }
   small-sized-2: { engine: vllm, url: ${url('small')}/v1, model: small-ctx, context_window: 64, max_retries: 0 }
+  small-unsized-2: { engine: vllm, url: ${url('small')}/v1, model: small-ctx, max_retries: 0 }
   cloud-nokey: { engine: openai-compatible, url: ${url('cloud')}/v1, model: gpt-4.1-mini, api_key: env:FABRIC_TEST_KEY_NEVER_SET }
 roles:
   chat-fast:
@@ -102,6 +103,8 @@ roles:
   tiny-pair: { kind: chat, backends: [small, small-sized] }
   sized-then-sized: { kind: chat, backends: [small-sized], fallbacks: [sized-2] }
   sized-2: { kind: chat, backends: [small-sized-2] }
+  sized-then-unsized: { kind: chat, backends: [small-sized], fallbacks: [unsized-2] }
+  unsized-2: { kind: chat, backends: [small-unsized-2] }
   tiny-nokey-fallback: { kind: chat, backends: [small], context_window_fallback: nokey }
   only-armitage: { kind: chat, backends: [armitage-qwen] }
   total-test: { kind: chat, backends: [armitage-total] }
@@ -726,6 +729,20 @@ test('context length on a fallback role: the requested role\'s context-window fa
   const r6 = await post(f.url, '/v1/chat/completions', chat('sized-then-sized', long), auth);
   assert.equal(r6.status, 400, JSON.stringify(r6.json));
   assert.equal(r6.json.error.code, 'context_length_exceeded');
+  // No window configured, none known: it may be longer (503). The engine said (a probe read
+  // vLLM's max_model_len) it is no longer: a 400.
+  const unsized = f.gw.app.gateway.backends.get('small-unsized-2')!;
+  unsized.coolUntil = Date.now() + 60_000;
+  const r7 = await post(f.url, '/v1/chat/completions', chat('sized-then-unsized', long), auth);
+  assert.equal(r7.status, 503, JSON.stringify(r7.json));
+  unsized.servedContext = 64;
+  try {
+    const r8 = await post(f.url, '/v1/chat/completions', chat('sized-then-unsized', long), auth);
+    assert.equal(r8.status, 400, JSON.stringify(r8.json));
+    assert.equal(r8.json.error.code, 'context_length_exceeded');
+  } finally {
+    unsized.servedContext = undefined;
+  }
 });
 
 test('the long-prompt rule sends over-12k-token input to openai/strong, counted by a tokenizer', async () => {

@@ -460,8 +460,14 @@ roles:
     // The vLLM engine serves 8,192 tokens where the config says 32,768: said once; llama.cpp's 4,096 is within its 8,192.
     await until('the context warning written', () => lines.some((l) => /context_window is 32768/.test(l)));
     assert.match(lines.find((l) => /context_window is 32768/.test(l))!, /backend vllm: .*at most 8192 tokens per request \(max_model_len\).*set context_window to 8192/);
+    // Probed again: nothing new, nothing said again.
+    const vllm = g.app.gateway.backends.get('vllm')!;
+    await g.fleet.monitor.probe(vllm);
+    await g.fleet.monitor.probe(g.app.gateway.backends.get('old-ollama')!);
+    g.app.log.flush();
     assert.equal(lines.filter((l) => /context_window is \d+ but/.test(l)).length, 1);
-    assert.equal(g.app.gateway.backends.get('vllm')!.contextWindow(), 8192, 'the engine\'s own figure is the one held to');
+    assert.equal(lines.filter((l) => /ignores truncate and shift/.test(l)).length, 1);
+    assert.equal(vllm.contextWindow(), 8192, 'the engine\'s own figure is the one held to');
     await until('the warning written', () => lines.some((l) => /ignores truncate and shift/.test(l)));
     const warned = lines.filter((l) => /ignores truncate and shift/.test(l));
     assert.equal(warned.length, 1, lines.join('\n'));

@@ -2,6 +2,7 @@
 // with (the fast lane, the header limit, the address) waits for a restart, and says so.
 
 import { test } from 'node:test';
+import { request } from 'node:http';
 import assert from 'node:assert/strict';
 import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
@@ -28,6 +29,43 @@ roles:
     f.gw.reload(parseFabricText(yaml(url, 'limits: { max_header: 4KiB }').replace('fast_lane: true', 'fast_lane: false'), 'test.yaml').config, new Secrets({}));
     assert.equal(warned().length, 1);
     assert.match(warned()[0]!, /gateway\.fast_lane, gateway\.limits\.max_header changes/);
+  } finally {
+    await f.close();
+  }
+});
+
+test('a request whose body is still arriving at a reload is served under the config it came in with; that config\'s keys stay scrubbed from the log until it is done, however many reloads come between', async () => {
+  const yaml = (url: string, env: string): string => `
+backends:
+  a: { engine: vllm, url: ${url}/v1, model: m, api_key: env:${env} }
+roles:
+  chat: { kind: chat, backends: [a] }
+`;
+  const keys = { KEY_A: 'key-aaaa-1111-first', KEY_B: 'key-bbbb-2222-second', KEY_C: 'key-cccc-3333-third', KEY_D: 'key-dddd-4444-fourth' };
+  const f = await startFabric({ engines: [{ name: 'a', protocol: 'vllm', model: 'm', kind: 'chat', timing: FAST }], yaml: (url) => yaml(url('a'), 'KEY_A'), env: { KEY_A: keys.KEY_A } });
+  try {
+    const url = f.fleet.get('a').url;
+    const reload = (env: keyof typeof keys): void => f.gw.reload(parseFabricText(yaml(url, env), 'test.yaml').config, new Secrets({ [env]: keys[env] }));
+    reload('KEY_B');
+    const body = JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'hello there' }], max_tokens: 4 });
+    const { port } = new URL(f.url);
+    const req = request({ host: '127.0.0.1', port, path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } });
+    const answered = new Promise<{ status: number; text: string }>((resolve, reject) => {
+      req.on('response', (res) => { let t = ''; res.on('data', (c) => { t += c; }); res.on('end', () => resolve({ status: res.statusCode!, text: t })); });
+      req.on('error', reject);
+    });
+    req.write(body.slice(0, 20));
+    await new Promise((r) => setTimeout(r, 150));
+    reload('KEY_C');
+    reload('KEY_D');
+    // The request taken under B is still running: B's key is scrubbed, two reloads on.
+    f.gw.app.log.info('check', { echoed: `${keys.KEY_B} ${keys.KEY_C} ${keys.KEY_D}` });
+    f.gw.app.log.flush();
+    assert.equal(JSON.parse(f.logs.filter((l) => l.includes('"check"')).pop()!).echoed, '[redacted] [redacted] [redacted]');
+    req.end(body.slice(20));
+    const r = await answered;
+    assert.equal(r.status, 200, r.text);
+    assert.equal(f.fleet.get('a').requests().at(-1)!.headers.authorization, `Bearer ${keys.KEY_B}`, 'sent with the key of the config it came under');
   } finally {
     await f.close();
   }

@@ -67,6 +67,8 @@ export class BackendRuntime implements Member {
   engineVersion: string | undefined;
   /** The longest request the engine says it takes (vLLM max_model_len, a llama.cpp slot's n_ctx), from the last probe. */
   servedContext: number | undefined;
+  /** When the engine was last asked about itself (version, llama.cpp's slot context). */
+  describedAt: number | undefined;
   /** The engine's own load, from its /metrics, /slots or /api/ps. */
   load: LoadSample | undefined;
   /** `outstanding` when `load` was read: the engine's count includes these requests of ours. */

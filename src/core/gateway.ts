@@ -167,15 +167,29 @@ export class Gateway {
     return undefined;
   }
 
+  /**
+   * Counts a request as running here from when it is taken (before its body is read), so a
+   * reload meanwhile keeps this gateway's pools open for it; the returned function ends it.
+   */
+  hold(): () => void {
+    this.#active++;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      if (--this.#active === 0 && this.#retired !== undefined) this.#retired();
+    };
+  }
+
   async #run(
     op: Operation, body: JsonObject, ctx: RequestContext,
     attempt: (backend: BackendRuntime, route: RouteT, served: Served) => Promise<void>,
   ): Promise<Served> {
-    this.#active++;
+    const release = this.hold();
     try {
       return await this.#attempts(op, body, ctx, attempt);
     } finally {
-      if (--this.#active === 0 && this.#retired !== undefined) this.#retired();
+      release();
     }
   }
 

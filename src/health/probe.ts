@@ -22,6 +22,8 @@ export interface ProbeResult {
   engineVersion?: string;
   /** The longest request the engine takes, as it says: vLLM's max_model_len, a llama.cpp slot's n_ctx. */
   servedContext?: number;
+  /** The engine was asked about itself in this probe (version, llama.cpp's slot context). */
+  described?: boolean;
 }
 
 /** A positive whole number of tokens, or undefined. */
@@ -29,10 +31,17 @@ function tokens(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined;
 }
 
-/** vLLM's /v1/models entry for `want`: its max_model_len. */
+interface ModelCard { id?: unknown; root?: unknown; parent?: unknown; max_model_len?: unknown }
+
+/** vLLM's /v1/models entry for `want`: its max_model_len, or its base model's (a LoRA adapter's card has none). */
 function maxModelLen(body: unknown, want: string): number | undefined {
-  const data = (body as { data?: { id?: unknown; max_model_len?: unknown }[] } | null)?.data;
-  return Array.isArray(data) ? tokens(data.find((m) => m?.id === want)?.max_model_len) : undefined;
+  const data = (body as { data?: unknown } | null)?.data;
+  if (!Array.isArray(data)) return undefined;
+  const cards = data as (ModelCard | null)[];
+  const card = cards.find((m) => m?.id === want) ?? cards.find((m) => m?.root === want);
+  const own = tokens(card?.max_model_len);
+  if (own !== undefined || typeof card?.parent !== 'string') return own;
+  return tokens(cards.find((m) => m?.id === card.parent)?.max_model_len);
 }
 
 /** The first Ollama that honours truncate and shift (ollama/ollama#12519, reverted, then in 0.12.6). */
@@ -49,12 +58,37 @@ export function olderThan(v: string, since: readonly number[]): boolean | undefi
   return false;
 }
 
-/** The engine's version from `path` ({"version": "…"}), once: undefined if it does not say. */
-async function versionOf(b: BackendRuntime, path: string, timeoutMs: number): Promise<{ engineVersion?: string }> {
-  if (b.engineVersion !== undefined) return {};
+/** How often what an engine says of itself (version, llama.cpp's slot context) is read again; and whenever it comes back. */
+const DESCRIBE_EVERY_MS = 10 * 60_000;
+/** Those reads are extras: they wait this long at most. */
+const DESCRIBE_TIMEOUT_MS = 2_000;
+
+/** A short string field of a JSON body, or undefined. */
+function field(text: string, pick: (j: Record<string, unknown>) => unknown): string | undefined {
+  const j = optionalJson(text);
+  const v = typeof j === 'object' && j !== null ? pick(j as Record<string, unknown>) : undefined;
+  return typeof v === 'string' && v !== '' ? v.slice(0, 64) : undefined;
+}
+
+/**
+ * What the engine says of itself, beyond health: its version (vLLM /version, Ollama
+ * /api/version, llama.cpp's build) and a llama.cpp slot's context (/props). Read after the
+ * probe's own checks, outside its latency; nothing if the engine does not say.
+ */
+async function describe(b: BackendRuntime, timeoutMs: number): Promise<Pick<ProbeResult, 'engineVersion' | 'servedContext'>> {
+  const path = b.config.engine === 'vllm' ? '/version' : b.config.engine === 'ollama' ? '/api/version' : b.config.engine === 'llamacpp' ? '/props' : undefined;
+  if (path === undefined) return {};
   const r = await get(b, path, timeoutMs).catch(() => undefined);
-  const v = r?.status === 200 ? (optionalJson(r.text) as { version?: unknown } | undefined)?.version : undefined;
-  return typeof v === 'string' && v !== '' ? { engineVersion: v.slice(0, 64) } : {};
+  if (r?.status !== 200) return {};
+  if (b.config.engine !== 'llamacpp') {
+    const v = field(r.text, (j) => j.version);
+    return v === undefined ? {} : { engineVersion: v };
+  }
+  // A slot's context: -c divided among --parallel slots unless the cache is unified.
+  const props = optionalJson(r.text) as { default_generation_settings?: { n_ctx?: unknown } } | undefined;
+  const served = tokens(typeof props === 'object' && props !== null ? props.default_generation_settings?.n_ctx : undefined);
+  const build = field(r.text, (j) => j.build_info);
+  return { ...(served === undefined ? {} : { servedContext: served }), ...(build === undefined ? {} : { engineVersion: build }) };
 }
 
 const DEFAULT_PROBE_TIMEOUT_MS = 5_000;
@@ -82,11 +116,11 @@ function optionalJson(text: string): unknown {
 function listedModels(body: unknown): string[] {
   const o = body as { data?: { id?: unknown; root?: unknown }[]; models?: { name?: unknown; model?: unknown }[] } | null;
   const ids: string[] = [];
-  for (const m of o?.data ?? []) {
+  for (const m of Array.isArray(o?.data) ? o.data : []) {
     if (typeof m?.id === 'string') ids.push(m.id);
     if (typeof m?.root === 'string' && m.root !== m.id) ids.push(m.root);
   }
-  for (const m of o?.models ?? []) if (typeof m?.name === 'string') ids.push(m.name);
+  for (const m of Array.isArray(o?.models) ? o.models : []) if (typeof m?.name === 'string') ids.push(m.name);
   return ids;
 }
 
@@ -106,10 +140,7 @@ async function check(b: BackendRuntime, timeoutMs: number): Promise<Omit<ProbeRe
       const ids = listedModels(listed);
       if (!ids.includes(want)) throw new ProbeFailure(`serves ${ids.length === 0 ? 'no model' : ids.join(', ')}, not ${want}`);
       const served = maxModelLen(listed, want);
-      return {
-        servedModel: want, ...(served === undefined ? {} : { servedContext: served }),
-        ...(b.config.engine === 'vllm' ? await versionOf(b, '/version', timeoutMs) : {}),
-      };
+      return { servedModel: want, ...(served === undefined ? {} : { servedContext: served }) };
     }
     case 'llamacpp': {
       const h = await get(b, '/health', timeoutMs);
@@ -119,12 +150,7 @@ async function check(b: BackendRuntime, timeoutMs: number): Promise<Omit<ProbeRe
       const m = await get(b, modelsPath, timeoutMs).catch(() => undefined);
       const listed = m?.status === 200 ? optionalJson(m.text) : undefined;
       const ids = listed === undefined ? [] : listedModels(listed);
-      // /props: a slot's context (-c divided among --parallel slots unless the cache is unified) and the build.
-      const p = await get(b, '/props', timeoutMs).catch(() => undefined);
-      const props = p?.status === 200 ? optionalJson(p.text) as { default_generation_settings?: { n_ctx?: unknown }; build_info?: unknown } | undefined : undefined;
-      const served = tokens(props?.default_generation_settings?.n_ctx);
-      const build = typeof props?.build_info === 'string' && props.build_info !== '' ? props.build_info.slice(0, 64) : undefined;
-      return { servedModel: ids[0], ...(served === undefined ? {} : { servedContext: served }), ...(build === undefined ? {} : { engineVersion: build }) };
+      return { servedModel: ids[0] };
     }
     case 'ollama': {
       const t = await get(b, '/api/tags', timeoutMs);
@@ -134,8 +160,7 @@ async function check(b: BackendRuntime, timeoutMs: number): Promise<Omit<ProbeRe
       const ps = await get(b, '/api/ps', timeoutMs).catch(() => undefined);
       const running = ps?.status === 200 ? optionalJson(ps.text) : undefined;
       const loaded = running === undefined ? undefined : ollamaLists(running, want);
-      const version = await versionOf(b, '/api/version', timeoutMs);
-      return loaded === undefined ? { servedModel: want, ...version } : { servedModel: want, loaded, ...version };
+      return loaded === undefined ? { servedModel: want } : { servedModel: want, loaded };
     }
     default: {
       const m = await get(b, modelsPath, timeoutMs);
@@ -164,7 +189,10 @@ export async function probeBackend(b: BackendRuntime, timeoutMs = DEFAULT_PROBE_
   if (b.unusable !== undefined) return { ok: false, latencyMs: 0, detail: b.unusable };
   try {
     const extra = await check(b, timeoutMs);
-    return { ok: true, latencyMs: performance.now() - started, detail: 'ok', ...extra };
+    const latencyMs = performance.now() - started;
+    const due = b.describedAt === undefined || b.state !== 'up' || Date.now() - b.describedAt >= DESCRIBE_EVERY_MS;
+    if (!due) return { ok: true, latencyMs, detail: 'ok', ...extra };
+    return { ok: true, latencyMs, detail: 'ok', ...extra, ...(await describe(b, Math.min(timeoutMs, DESCRIBE_TIMEOUT_MS))), described: true };
   } catch (e) {
     return { ok: false, latencyMs: performance.now() - started, detail: describeError(e, timeoutMs) };
   }
@@ -243,9 +271,11 @@ export class HealthMonitor {
         this.#log.warn(`backend ${b.name}: context_window is ${configured} but the engine takes at most ${r.servedContext} tokens per request (${b.config.engine === 'llamacpp' ? "a slot's n_ctx: -c divided among --parallel slots" : 'max_model_len'}): prompts in between are sent and refused; set context_window to ${r.servedContext}, or start the engine with a longer context`, { backend: b.name, context_window: configured, served: r.servedContext });
       }
     }
+    if (r.described === true) b.describedAt = now;
     if (r.engineVersion !== undefined && r.engineVersion !== b.engineVersion) {
       b.engineVersion = r.engineVersion;
-      if (b.config.engine === 'ollama' && olderThan(r.engineVersion, OLLAMA_TRUNCATE_SINCE) === true) {
+      // 0.0.0: a build from source without its version, not an old release.
+      if (b.config.engine === 'ollama' && r.engineVersion !== '0.0.0' && olderThan(r.engineVersion, OLLAMA_TRUNCATE_SINCE) === true) {
         this.#log.warn(`backend ${b.name}: Ollama ${r.engineVersion} ignores truncate and shift, so a prompt past its context is cut in silence and answered as if read whole; upgrade it to 0.12.6 or later`, { backend: b.name, url: b.config.url, version: r.engineVersion });
       }
     }

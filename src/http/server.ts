@@ -171,7 +171,18 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   }
 
   async function handleInference(inf: Inference, x: Exchange, ctx: RequestContext, started: number): Promise<void> {
+    // The gateway of the config in force when the request was taken serves it whole: a reload
+    // while its body is still arriving leaves this one's pools open until it is done.
     const gw = app.gateway;
+    const release = gw.hold();
+    try {
+      await runInference(gw, inf, x, ctx, started);
+    } finally {
+      release();
+    }
+  }
+
+  async function runInference(gw: Gateway, inf: Inference, x: Exchange, ctx: RequestContext, started: number): Promise<void> {
     const op = inf.op;
     const raw = (await x.body(maxBodyBytes())).toString('utf8');
     let parsed: unknown;

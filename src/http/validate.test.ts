@@ -109,4 +109,7 @@ test('logprobs: a boolean on chat; on legacy completions an integer from 0 to 20
     assert.match(e.message, /integer from 0 to 20/);
   }
   for (const ok of [0, 5, 20, null]) assert.doesNotThrow(() => validateRequest('completions', completion(ok), '{}', LIMITS));
+  assert.match(refusal(completion(true), 'completions').message, /`true` is the chat completions form/);
+  // false asks for none, as OpenAI's SDKs mean it: not sent on (vLLM would read it as 0).
+  assert.equal('logprobs' in validateRequest('completions', completion(false), '{}', LIMITS), false);
 });

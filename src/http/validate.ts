@@ -163,9 +163,12 @@ export function validateRequest(op: Operation, body: unknown, raw: string, limit
     boundedInt(body, 'best_of', limits.maxBestOf);
     // Legacy logprobs: how many alternatives per position. OpenAI takes up to 5 (and refuses
     // more itself); vLLM (max_logprobs) and Ollama (top_logprobs) take up to 20.
+    // `false` (the chat form) means none, as left out: dropped, since vLLM would read it as 0,
+    // which asks for the sampled token's.
     const lp = body.logprobs;
-    if (lp !== undefined && lp !== null && (typeof lp !== 'number' || !Number.isInteger(lp) || lp < 0 || lp > 20)) {
-      throw bad('logprobs', '`logprobs` must be an integer from 0 to 20 (the number of most likely tokens to return at each position)');
+    if (lp === false) delete body.logprobs;
+    else if (lp !== undefined && lp !== null && (typeof lp !== 'number' || !Number.isInteger(lp) || lp < 0 || lp > 20)) {
+      throw bad('logprobs', `\`logprobs\` must be an integer from 0 to 20 (the number of most likely tokens to return at each position)${lp === true ? '; `true` is the chat completions form' : ''}`);
     }
   } else {
     const input = body.input;
