@@ -169,27 +169,25 @@ export class Gateway {
 
   /**
    * Counts a request as running here from when it is taken (before its body is read), so a
-   * reload meanwhile keeps this gateway's pools open for it; the returned function ends it.
+   * reload meanwhile keeps this gateway's pools open for it; leave() once for each enter().
    */
-  hold(): () => void {
+  enter(): void {
     this.#active++;
-    let held = true;
-    return () => {
-      if (!held) return;
-      held = false;
-      if (--this.#active === 0 && this.#retired !== undefined) this.#retired();
-    };
+  }
+
+  leave(): void {
+    if (--this.#active === 0 && this.#retired !== undefined) this.#retired();
   }
 
   async #run(
     op: Operation, body: JsonObject, ctx: RequestContext,
     attempt: (backend: BackendRuntime, route: RouteT, served: Served) => Promise<void>,
   ): Promise<Served> {
-    const release = this.hold();
+    this.enter();
     try {
       return await this.#attempts(op, body, ctx, attempt);
     } finally {
-      release();
+      this.leave();
     }
   }
 

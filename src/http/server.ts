@@ -174,11 +174,11 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     // The gateway of the config in force when the request was taken serves it whole: a reload
     // while its body is still arriving leaves this one's pools open until it is done.
     const gw = app.gateway;
-    const release = gw.hold();
+    gw.enter();
     try {
       await runInference(gw, inf, x, ctx, started);
     } finally {
-      release();
+      gw.leave();
     }
   }
 
