@@ -165,14 +165,22 @@ test('a llama.cpp engine with a quantized KV cache gets `--flash-attn on` (a bar
   assert.deepEqual(cmd.slice(fa, fa + 6), ['--flash-attn', 'on', '-ctk', 'q8_0', '-ctv', 'q8_0']);
 });
 
-test('a llama.cpp engine with parallel slots: -c is max_model_len per slot times the slots (llama-server divides -c among them)', () => {
+test('a llama.cpp engine with parallel slots: -c is max_model_len per slot times the slots (llama-server divides -c among them); one slot takes -kvu', () => {
   const text = readFileSync(join(EXAMPLES, 'lab.fabric.yaml'), 'utf8').replace(
     '    model: llama-cpp-native\n',
     '    model: llama-cpp-native\n    serve: { model: /srv/models/qwen2.5-7b-q4_k_m.gguf, max_model_len: 8192, max_num_seqs: 4 }\n',
   );
-  const compose = parse(render('lab.fabric.yaml', text).find((f) => f.path === 'nodes/lab/compose.yaml')!.content);
-  const cmd: string[] = Object.values(compose.services as Record<string, { command?: string[] }>).find((s) => s.command?.includes('--alias'))!.command!;
-  assert.deepEqual([cmd[cmd.indexOf('-c') + 1], cmd[cmd.indexOf('--parallel') + 1]], ['32768', '4']);
+  const command = (t: string): string[] => {
+    const compose = parse(render('lab.fabric.yaml', t).find((f) => f.path === 'nodes/lab/compose.yaml')!.content);
+    return Object.values(compose.services as Record<string, { command?: string[] }>).find((s) => s.command?.includes('--alias'))!.command!;
+  };
+  const cmd = command(text);
+  assert.deepEqual([cmd[cmd.indexOf('-c') + 1], cmd[cmd.indexOf('--parallel') + 1], cmd.includes('--kv-unified')], ['32768', '4', false]);
+  // One slot is asked for with -kvu: --parallel 1 alone reads as unset (4 slots sharing the cache).
+  const one = command(text.replace('max_num_seqs: 4', 'max_num_seqs: 1'));
+  assert.deepEqual([one[one.indexOf('-c') + 1], one[one.indexOf('--parallel') + 1], one.includes('--kv-unified')], ['8192', '1', true]);
+  const unset = command(text.replace(', max_num_seqs: 4', ''));
+  assert.deepEqual([unset[unset.indexOf('-c') + 1], unset.includes('--parallel'), unset.includes('--kv-unified')], ['8192', false, false]);
 });
 
 test('gateway.realtime: the gateway\'s unit and container may raise the event loop (LimitRTPRIO=1, ulimits rtprio 1); without it, neither', () => {

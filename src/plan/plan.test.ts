@@ -201,6 +201,14 @@ test('an Ollama backend is planned with the context the gateway asks for (num_ct
   assert.equal(engine(planFabric(load(fabric(NODE_8G, ollama('', '{}')))), 'a').maxModelLen, 4096);
 });
 
+test('a llama.cpp engine: without max_num_seqs, llama-server\'s 4 slots share max_model_len tokens; with it, each slot has them', () => {
+  const llama = (serve: string): string => ['  a:', '    engine: llamacpp', '    node: box', '    url: http://box:8080/v1', '    model: qwen', `    serve: ${serve}`].join('\n');
+  const shared = engine(planFabric(load(fabric(NODE_8G, llama('{ model: /m/qwen2.5-7b-instruct-q4_k_m.gguf, max_model_len: 8192 }')))), 'a');
+  assert.deepEqual([shared.kvTokens, shared.maxConcurrency], [8192, 4]);
+  const four = engine(planFabric(load(fabric(NODE_8G, llama('{ model: /m/qwen2.5-7b-instruct-q4_k_m.gguf, max_model_len: 8192, max_num_seqs: 2 }')))), 'a');
+  assert.deepEqual([four.kvTokens, four.maxConcurrency, four.kvCacheBytes], [16384, 2, shared.kvCacheBytes * 2]);
+});
+
 test('tensor parallelism plans each GPU with half the weights and KV heads', () => {
   const two = '  duo:\n    power: always-on\n    gpus: [{ model: RTX 3090, memory: 24GiB }, { model: RTX 3090, memory: 24GiB }]';
   const plan = planFabric(load(fabric(two, vllm('a', 'duo', 8000, 'Qwen/Qwen2.5-14B-Instruct', { serve: '{ gpu: [0, 1], max_model_len: 16384 }' }))));

@@ -278,6 +278,9 @@ function planVllm(e: EnginePlan, b: BackendConfig, serve: ServeConfig, gpu: GpuS
   }
 }
 
+/** llama-server's slots when it is given no --parallel: 4, sharing one unified cache. */
+const LLAMACPP_SHARED_SLOTS = 4;
+
 function planGguf(e: EnginePlan, b: BackendConfig, serve: ServeConfig, gpu: GpuSpec, r: ResolvedArch, findings: Finding[]): void {
   const where = `backends.${b.name}`;
   const a = r.arch;
@@ -285,6 +288,9 @@ function planGguf(e: EnginePlan, b: BackendConfig, serve: ServeConfig, gpu: GpuS
   const w = weights(a, q.spec, 2);
   // Ollama loads the model with the num_ctx the gateway sends.
   const maxLen = serve.engine === 'ollama' ? ollamaNumCtx(b) ?? ASSUMPTIONS.ollamaDefaultContext : serve.maxModelLen ?? ASSUMPTIONS.llamacppDefaultContext;
+  // llama-server without --parallel runs 4 slots sharing one cache of -c tokens (unified);
+  // with --parallel N, N slots of max_model_len each (render gives -c = N × max_model_len).
+  const shared = serve.engine === 'llamacpp' && serve.maxNumSeqs === undefined;
   const parallel = serve.maxNumSeqs ?? 1;
   const elem = kvElementBytes(serve.kvCacheDtype ?? 'f16', 2);
   const perToken = kvBytesPerToken(a, elem);
@@ -295,14 +301,16 @@ function planGguf(e: EnginePlan, b: BackendConfig, serve: ServeConfig, gpu: GpuS
     arch: archInfo(r, w.params.total),
     quantization: { name: q.spec.name, source: q.source, bitsPerWeight: q.spec.bitsPerWeight, how: q.spec.how },
     dtype: 'float16', kvCacheDtype: serve.kvCacheDtype ?? 'f16', maxModelLen: maxLen, shareBytes: need, weightsBytes: w.bytes, activationBytes: compute,
-    kvCacheBytes: kv, kvBytesPerToken: perToken, kvBlocks: 0, kvTokens: maxLen * parallel, maxConcurrency: parallel,
+    kvCacheBytes: kv, kvBytesPerToken: perToken, kvBlocks: 0, kvTokens: maxLen * parallel, maxConcurrency: shared ? LLAMACPP_SHARED_SLOTS : parallel,
     outsideShareBytes: ASSUMPTIONS.cudaContextBytes, needBytes: need, ok: true,
   } satisfies Partial<EnginePlan>);
   const label = serve.engine === 'ollama' ? 'Ollama' : 'llama.cpp';
   e.explain.push(`needs     ${gib(need)} = weights + KV cache + compute buffer (${label} takes what it needs, no share)`);
   e.explain.push(`weights   ${gib(w.bytes)} = ${params(w.params.total)} params × ${q.spec.bitsPerWeight} bits (${q.spec.how}${q.source === 'default' ? `, ${label}'s default` : ''})`);
   e.explain.push(`per token ${size(perToken)} = ${a.layers} layers × ${a.kvHeads} KV heads × ${a.headDim} head dim × 2 × ${+elem.toFixed(4)} B`);
-  e.explain.push(`KV cache  ${gib(kv)} = ${count(maxLen)} context × ${parallel} parallel slot${parallel === 1 ? '' : 's'}; compute buffer ${size(compute)} (estimate)`);
+  e.explain.push(shared
+    ? `KV cache  ${gib(kv)} = ${count(maxLen)} context, shared by llama-server's ${LLAMACPP_SHARED_SLOTS} default slots (together at most ${count(maxLen)} tokens); compute buffer ${size(compute)} (estimate)`
+    : `KV cache  ${gib(kv)} = ${count(maxLen)} context × ${parallel} parallel slot${parallel === 1 ? '' : 's'}; compute buffer ${size(compute)} (estimate)`);
   if (maxLen > a.maxPositions) {
     e.ok = false;
     findings.push(finding('max-len-beyond-model', where, `context ${count(maxLen)} is beyond ${a.name}'s ${count(a.maxPositions)}`));

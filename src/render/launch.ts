@@ -73,6 +73,8 @@ export function llamacppLaunch(s: Served, where: 'host' | 'container'): EngineLa
   const args = ['-m', model, '--host', where === 'host' ? v.host : '0.0.0.0', '--port', String(v.port),
     '-c', String(perSlot * (v.maxNumSeqs ?? 1)), '-ngl', '999', '--alias', s.backend.model];
   if (v.maxNumSeqs !== undefined) args.push('--parallel', String(v.maxNumSeqs));
+  // --parallel 1 alone is read as unset: 4 slots sharing the cache. One slot is asked with -kvu.
+  if (v.maxNumSeqs === 1) args.push('--kv-unified');
   // A quantized V cache needs flash attention; `-fa` takes a value since mid-2025 (on|off|auto),
   // and a bare one would swallow the next option (the image tag follows llama.cpp's master).
   if (v.kvCacheDtype !== undefined && v.kvCacheDtype !== 'f16') args.push('--flash-attn', 'on', '-ctk', v.kvCacheDtype, '-ctv', v.kvCacheDtype);
