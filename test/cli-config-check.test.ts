@@ -26,8 +26,8 @@ writeFileSync(join(dir, 'also-good.yaml'), GOOD.replace(', api_key: env:UNSET_KE
 test('config check checks every file given, reports each, and exits 1 if any is invalid', () => {
   const r = fabric(['config', 'check', 'good.yaml', 'bad.yaml', 'also-good.yaml']);
   assert.equal(r.status, 1, r.stdout + r.stderr);
-  assert.match(r.stdout, /^good\.yaml: valid — 0 nodes, 1 backends, 1 roles, 0 patterns, 1 warning$/m);
-  assert.match(r.stdout, /^also-good\.yaml: valid — 0 nodes, 1 backends, 1 roles, 0 patterns$/m);
+  assert.match(r.stdout, /^good\.yaml: valid — 0 nodes, 1 backend, 1 role, 0 patterns, 1 warning$/m);
+  assert.match(r.stdout, /^also-good\.yaml: valid — 0 nodes, 1 backend, 1 role, 0 patterns$/m);
   assert.match(r.stderr, /^bad\.yaml:2:16: error: backends\.a\.engine: must be one of .* \(did you mean "vllm"\?\)$/m);
   assert.match(r.stderr, /^bad\.yaml: invalid — 1 error$/m);
   assert.match(r.stderr, /^fabric config check: 1 of 3 files invalid$/m);

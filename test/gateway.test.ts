@@ -186,7 +186,7 @@ test('Ollama backends: the context_window is asked for (num_ctx), and a prompt p
   const refused = await post(f.url, '/v1/chat/completions', { model: 'ollama-chat', messages: long }, auth);
   assert.equal(refused.status, 400);
   assert.equal(refused.json.error.code, 'context_length_exceeded');
-  assert.match(refused.json.error.message, /ollama-qwen.*context length/);
+  assert.match(refused.json.error.message, /ollama-qwen.*context length \(ollama-qwen sets no context_window, so Ollama ran qwen2\.5:7b at its server's default context; set one/);
   assert.equal((lastBody('ollama').options as Record<string, unknown> | undefined)?.num_ctx, undefined, 'no window configured: none asked for');
   const streamed = await post(f.url, '/v1/chat/completions', { model: 'ollama-chat', messages: long, stream: true }, auth);
   assert.equal(streamed.status, 400, 'streamed: refused before the stream starts');

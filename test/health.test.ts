@@ -309,8 +309,8 @@ test('fabric health: one table, plain when piped; exit code by alert level', asy
   assert.equal(ok.code, 0, ok.stderr + ok.stdout);
   assert.doesNotMatch(ok.stdout, /\x1b\[/, 'no colour codes when piped');
   assert.match(ok.stdout, new RegExp(`gateway  ${gw.url.replace(/[.]/g, '\\.')}  up`));
-  assert.match(ok.stdout, /BACKEND\s+STATUS\s+LATENCY\s+MODEL\s+LOAD\s+NODE\s+LAST ERROR/);
-  assert.match(ok.stdout, /motoko-bge\s+up\s+\d+ ms\s+BAAI\/bge-base-en-v1\.5/);
+  assert.match(ok.stdout, /BACKEND\s+STATUS\s+LATENCY\s+ENGINE\s+MODEL\s+LOAD\s+NODE\s+LAST ERROR/);
+  assert.match(ok.stdout, /motoko-bge\s+up\s+\d+ ms\s+vllm 0\.11\.0\s+BAAI\/bge-base-en-v1\.5 \(8192 ctx\)/);
   assert.match(ok.stdout, /level: OK/);
 
   await fleet.get('armitage').setFault({ kind: 'down' });
@@ -431,8 +431,10 @@ roles:
 });
 
 test('each engine\'s version and served context are shown in /health; a context_window past what the engine serves, and an Ollama older than 0.12.6 (which cuts long prompts in silence), are warned about', async () => {
+  // The newer one has the model loaded, at 4,096 tokens (by some other client, at the server's default).
   const ollama = (version: string): Server => createServer((req, res) => {
-    const body = req.url === '/api/version' ? { version } : req.url === '/api/tags' ? { models: [{ name: 'qwen2.5:7b', model: 'qwen2.5:7b' }] } : req.url === '/api/ps' ? { models: [] } : undefined;
+    const ps = version === '0.12.5' ? [] : [{ name: 'qwen2.5:7b', model: 'qwen2.5:7b', context_length: 4096 }];
+    const body = req.url === '/api/version' ? { version } : req.url === '/api/tags' ? { models: [{ name: 'qwen2.5:7b', model: 'qwen2.5:7b' }] } : req.url === '/api/ps' ? { models: ps } : undefined;
     if (body === undefined) res.writeHead(404).end('404 page not found');
     else res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body));
   }).listen(0, '127.0.0.1');
@@ -455,8 +457,10 @@ roles:
     await until('every backend probed', () => [...g.app.gateway.backends.values()].every((b) => b.engineVersion !== undefined));
     const h = (await (await fetch(`${g.url}/health`)).json()) as { backends: { name: string; engine_version: string | null; served_context: number | null }[] };
     assert.deepEqual(Object.fromEntries(h.backends.map((b) => [b.name, [b.engine_version, b.served_context]])), {
-      'old-ollama': ['0.12.5', null], 'new-ollama': ['0.13.1', null], vllm: ['0.11.0', 8192], llamacpp: ['b6100-5f5c2a6e', 8192],
+      'old-ollama': ['0.12.5', null], 'new-ollama': ['0.13.1', 4096], vllm: ['0.11.0', 8192], llamacpp: ['b6100-5f5c2a6e', 8192],
     });
+    // Ollama loads the model with what each request asks (num_ctx): its 4,096 now is no limit on the 8,192 configured.
+    assert.equal(g.app.gateway.backends.get('new-ollama')!.contextWindow(), 8192);
     // The vLLM engine serves 8,192 tokens where the config says 32,768: said once; llama.cpp's 4,096 is within its 8,192.
     await until('the context warning written', () => lines.some((l) => /context_window is 32768/.test(l)));
     assert.match(lines.find((l) => /context_window is 32768/.test(l))!, /backend vllm: .*at most 8192 tokens per request \(max_model_len\).*set context_window to 8192/);

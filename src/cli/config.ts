@@ -31,12 +31,16 @@ interface FileReport {
   summary: string;
 }
 
+function counted(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? '' : 's'}`;
+}
+
 function checkFile(file: string): FileReport {
   try {
     const { config, issues, format } = loadFabricConfig(file);
     const warnings = issues.length > 0 ? `, ${issues.length} warning${issues.length === 1 ? '' : 's'}` : '';
     const summary = `${file}: valid${format === 'litellm' ? ' LiteLLM config (served translated; fabric config import writes the translation)' : ''} — ` +
-      `${config.nodes.size} nodes, ${config.backends.size} backends, ${config.roles.size} roles, ${config.patterns.length} patterns${warnings}`;
+      `${counted(config.nodes.size, 'node')}, ${counted(config.backends.size, 'backend')}, ${counted(config.roles.size, 'role')}, ${counted(config.patterns.length, 'pattern')}${warnings}`;
     return { file, valid: true, format, issues, summary };
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;

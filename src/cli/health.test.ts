@@ -29,9 +29,9 @@ test('fabric health names failing backends in its summary: not down yet, so the 
   assert.match(render(snap([backend('a', 'up')]), plain), /level: OK — all backends up\n$/);
 });
 
-test('fabric health shows the context an engine serves beside its model, when it says', () => {
-  const served = { ...backend('armitage-qwen', 'up'), served_model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', served_context: 8192 };
+test('fabric health shows each engine and its version, and the context it serves beside its model, when it says', () => {
+  const served = { ...backend('armitage-qwen', 'up'), served_model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', served_context: 8192, engine_version: '0.11.0' };
   const out = render(snap([served, backend('cloud', 'up')]), plain);
-  assert.match(out, /armitage-qwen +up +3 ms +Qwen\/Qwen2\.5-7B-Instruct-AWQ \(8192 ctx\)/);
-  assert.match(out, /cloud +up +3 ms +m +-/);
+  assert.match(out, /armitage-qwen +up +3 ms +vllm 0\.11\.0 +Qwen\/Qwen2\.5-7B-Instruct-AWQ \(8192 ctx\)/);
+  assert.match(out, /cloud +up +3 ms +vllm +m +-/);
 });

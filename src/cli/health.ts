@@ -135,7 +135,7 @@ export function render(s: HealthSnapshot, paint: Paint): string {
   else out += `  ${ms(g.latency_ms)}  up ${duration(g.uptime_s ?? 0)}${g.simulated === true ? paint('  (SIMULATED fleet)', 'yellow') : ''}`;
   out += '\n';
   if (s.backends.length > 0) {
-    const rows: string[][] = [['BACKEND', 'STATUS', 'LATENCY', 'MODEL', 'LOAD', 'NODE', 'LAST ERROR'].map((h) => paint(h, 'bold'))];
+    const rows: string[][] = [['BACKEND', 'STATUS', 'LATENCY', 'ENGINE', 'MODEL', 'LOAD', 'NODE', 'LAST ERROR'].map((h) => paint(h, 'bold'))];
     for (const b of s.backends) {
       let status = b.status as string;
       if (b.status === 'down' && b.cooldown_remaining_s !== null) status += ` (cooling ${b.cooldown_remaining_s}s)`;
@@ -146,6 +146,7 @@ export function render(s: HealthSnapshot, paint: Paint): string {
         b.name + (b.cloud ? paint(' (cloud)', 'dim') : ''),
         paint(status, ...(STATUS_STYLE[b.status] ?? [])),
         ms(b.latency_ms),
+        b.engine + (b.engine_version === null || b.engine_version === undefined ? '' : ` ${b.engine_version}`),
         (b.served_model ?? b.model) + (b.served_context === null || b.served_context === undefined ? '' : paint(` (${b.served_context} ctx)`, 'dim')),
         loadText(b),
         node,

@@ -177,7 +177,7 @@ ${extra}`;
     assert.equal(loadFabricConfig(file(cfg(ollama(`    keep_alive: ${v}\n`))), {}).config.backends.get('a')!.keepAliveSeconds, want, v);
   }
   // A bare number would be seconds to Ollama and milliseconds to every other duration here.
-  assert.match(errorsOf(file(cfg(ollama('    keep_alive: 300\n')))).join('\n'), /:6:17: error: backends\.a\.keep_alive: must be a duration with its unit/);
+  assert.match(errorsOf(file(cfg(ollama('    keep_alive: 300\n')))).join('\n'), /:6:17: error: backends\.a\.keep_alive: must be a duration with its unit.*\(write 300s for 300 seconds/);
   const vllm = MINIMAL.replace('    model: m', '    model: m\n    keep_alive: 10m');
   assert.match(errorsOf(file(vllm)).join('\n'), /backends\.a\.keep_alive: applies to Ollama backends only .* engine is vllm/);
 
@@ -186,7 +186,7 @@ ${extra}`;
   const warned = issues.find((i) => /reloads the model/.test(i.message));
   assert.ok(warned, JSON.stringify(issues));
   assert.equal(warned.severity, 'warning');
-  assert.match(warned.message, /16384 tokens, and backend a with 8192/);
+  assert.match(warned.message, /a context of 16384 tokens, and backend a with a context of 8192 tokens/);
   assert.equal(warned.line, 11, 'at b\'s context_window');
   // The same server by another name, the same model without its tag; b sets no window: the warning points at b.
   const renamed = ollama('', 'a', '\n    context_window: 8192') + ollama('', 'b').replace('127.0.0.1', 'localhost').replace('qwen2.5:7b', 'qwen2.5');
@@ -198,11 +198,14 @@ ${extra}`;
   const sameIssues = loadFabricConfig(file(cfg(same)), {}).issues;
   const atB = sameIssues.find((i) => /reloads the model/.test(i.message));
   assert.ok(atB, JSON.stringify(sameIssues));
-  assert.match(atB.message, /the server's default tokens, and backend a with 8192/);
+  assert.match(atB.message, /with the server's default context, and backend a with a context of 8192 tokens/);
   assert.equal(atB.line, 7, 'at the backend b itself');
   // Equal windows: no warning; different keep_alive: one.
   const kept = ollama('    keep_alive: forever\n', 'a') + ollama('    keep_alive: 10m\n', 'b');
   const keptIssues = loadFabricConfig(file(cfg(kept)), {}).issues;
   assert.equal(keptIssues.filter((i) => /reloads the model/.test(i.message)).length, 0);
-  assert.match(keptIssues.find((i) => /keep_alive/.test(i.message))?.message ?? '', /loaded for 600 s, and backend a for good: each request resets it/);
+  assert.match(keptIssues.find((i) => /keep_alive/.test(i.message))?.message ?? '', /loaded for 10m, and backend a for good: each request resets it/);
+  // 5m is what Ollama keeps a model without one: no clash.
+  const same5 = ollama('', 'a') + ollama('    keep_alive: 5m\n', 'b');
+  assert.equal(loadFabricConfig(file(cfg(same5)), {}).issues.filter((i) => /keep_alive/.test(i.message)).length, 0);
 });

@@ -356,7 +356,8 @@ function keepAliveSeconds(r: Reporter, path: KeyPath, v: unknown, engine: Engine
   const text = typeof v === 'string' ? v.trim() : '';
   const ms = text === '' || !/[a-z]$/i.test(text) ? undefined : parseGoDuration(text) ?? parseDuration(text);
   if (ms === undefined) {
-    r.error(path, `must be a duration with its unit such as 30s, 10m, 1h30m, 1d, or forever (also -1), or 0 to unload after each request; got ${describe(v)}`);
+    const hint = typeof v === 'number' ? ` (write ${v}s for ${v} seconds, as Ollama reads a bare number)` : '';
+    r.error(path, `must be a duration with its unit such as 30s, 10m, 1h30m, 1d, or forever (also -1), or 0 to unload after each request; got ${describe(v)}${hint}`);
     return undefined;
   }
   return ms < 0 ? -1 : Math.ceil(ms / 1000);
@@ -445,9 +446,10 @@ function checkOllamaShared(r: Reporter, backends: Iterable<BackendConfig>): void
     const firstCtx = ollamaNumCtx(first);
     if (ctx !== firstCtx) {
       const where = b.contextWindow !== undefined ? ['backends', b.name, 'context_window'] : b.serve?.maxModelLen !== undefined ? ['backends', b.name, 'serve', 'max_model_len'] : ['backends', b.name];
-      r.warn(where, `asks ${u.origin} for ${b.model} with a context of ${ctx ?? "the server's default"} tokens, and backend ${first.name} with ${firstCtx ?? "the server's default"}: Ollama reloads the model whenever the other is used; give both the same context_window`, b.contextWindow === undefined && b.serve?.maxModelLen === undefined);
+      const context = (n: number | undefined): string => (n === undefined ? "the server's default context" : `a context of ${n} tokens`);
+      r.warn(where, `asks ${u.origin} for ${b.model} with ${context(ctx)}, and backend ${first.name} with ${context(firstCtx)}: Ollama reloads the model whenever the other is used; give both the same context_window`, b.contextWindow === undefined && b.serve?.maxModelLen === undefined);
     }
-    if (b.keepAliveSeconds !== first.keepAliveSeconds) {
+    if ((b.keepAliveSeconds ?? OLLAMA_KEEP_ALIVE_S) !== (first.keepAliveSeconds ?? OLLAMA_KEEP_ALIVE_S)) {
       r.warn(b.keepAliveSeconds !== undefined ? ['backends', b.name, 'keep_alive'] : ['backends', b.name], `asks ${u.origin} to keep ${b.model} loaded ${keepAliveText(b.keepAliveSeconds)}, and backend ${first.name} ${keepAliveText(first.keepAliveSeconds)}: each request resets it; give both the same keep_alive`, b.keepAliveSeconds === undefined);
     }
   }
@@ -455,8 +457,17 @@ function checkOllamaShared(r: Reporter, backends: Iterable<BackendConfig>): void
 
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
 
+/** Ollama's own keep_alive: 5 minutes. */
+const OLLAMA_KEEP_ALIVE_S = 300;
+
 function keepAliveText(s: number | undefined): string {
-  return s === undefined ? "for Ollama's default 5 minutes" : s < 0 ? 'for good' : s === 0 ? 'not at all' : `for ${s} s`;
+  if (s === undefined) return "for Ollama's default 5 minutes";
+  if (s < 0) return 'for good';
+  if (s === 0) return 'not at all';
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  return `for ${h > 0 ? `${h}h` : ''}${m > 0 ? `${m}m` : ''}${sec > 0 || s < 60 ? `${sec}s` : ''}`;
 }
 
 const ROLE_KEYS = [

@@ -100,11 +100,15 @@ export class BackendRuntime implements Member {
     this.pool = poolFor(this.origin, { connections: config.maxConnections, keepAliveMs: u.protocol === 'http:' ? 4_000 : 30_000, connectMs: t.connectMs, firstByteMs: t.firstByteMs, idleMs: t.idleMs });
   }
 
-  /** The window requests are held to: the configured context_window, or less if the engine says so. */
+  /**
+   * The longest prompt this backend is known to take: the configured context_window, or less
+   * if the engine says so (Ollama's is what each request asks for, so a configured one stands).
+   */
   contextWindow(): number | undefined {
     const c = this.config.contextWindow;
     const s = this.servedContext;
-    return c === undefined ? s : s === undefined ? c : Math.min(c, s);
+    if (c === undefined) return s;
+    return s === undefined || this.config.engine === 'ollama' ? c : Math.min(c, s);
   }
 
   circuit(now: number): Circuit {

@@ -2,7 +2,7 @@
 // Fallback is a plain loop over an ordered plan — role members by strategy, then each
 // fallback role — that ends in either an answer or one error listing every attempt.
 
-import type { FabricConfig } from '../config/types.ts';
+import { ollamaNumCtx, type FabricConfig } from '../config/types.ts';
 import type { JsonObject, NormalizeContext, Operation, PreparedRequest, Usage } from '../engines/types.ts';
 import { RouteTable, type ListedModel, type Route } from '../routing/table.ts';
 import { TokenCounter } from '../tokens/count.ts';
@@ -272,6 +272,10 @@ export class Gateway {
             // What the backend said reaches the client, /health and the log: never its key (an
             // error event or a first chunk may quote it as well as an error body).
             f.message = withoutKeys(backend, f.message);
+            // Ollama's refusal names no figures: say what decided its context, and the fix.
+            if (f.failure === 'context_length' && backend.config.engine === 'ollama' && ollamaNumCtx(backend.config) === undefined) {
+              f.message += ` (${backend.name} sets no context_window, so Ollama ran ${backend.config.model} at its server's default context; set one to have the gateway ask for a longer context)`;
+            }
             // On a pattern route the client named the model: a backend that does not serve it
             // says 404, which is not its failure, and another backend of the pattern may serve it.
             if (step.passthrough && f.status === 404 && f.failure === 'misconfigured' && MODEL_WORD.test(f.message)) {

@@ -101,8 +101,13 @@ function ollamaName(name: string): string {
 export function ollamaLists(json: unknown, model: string): boolean | undefined {
   const models = (json as { models?: unknown } | null)?.models;
   if (!Array.isArray(models)) return undefined;
+  return ollamaEntry(models, model) !== undefined;
+}
+
+/** The entry of an Ollama model list (/api/tags, /api/ps) that names `model`. */
+export function ollamaEntry(models: unknown[], model: string): Record<string, unknown> | undefined {
   const want = ollamaName(model);
-  return models.some((m) => {
+  return models.find((m): m is Record<string, unknown> => {
     const o = m as { name?: unknown; model?: unknown } | null;
     return (typeof o?.name === 'string' && ollamaName(o.name) === want) || (typeof o?.model === 'string' && ollamaName(o.model) === want);
   });

@@ -8,7 +8,7 @@ import { errorCode, networkErrorText } from '../core/attempt-error.ts';
 import type { BackendRuntime, HealthState } from '../core/backend.ts';
 import type { Logger } from '../core/log.ts';
 import type { GatewayConfig } from '../config/types.ts';
-import { backendGet as get, ollamaLists, readLoad, readsLoad } from './load.ts';
+import { backendGet as get, ollamaEntry, ollamaLists, readLoad, readsLoad } from './load.ts';
 
 export interface ProbeResult {
   ok: boolean;
@@ -160,7 +160,10 @@ async function check(b: BackendRuntime, timeoutMs: number): Promise<Omit<ProbeRe
       const ps = await get(b, '/api/ps', timeoutMs).catch(() => undefined);
       const running = ps?.status === 200 ? optionalJson(ps.text) : undefined;
       const loaded = running === undefined ? undefined : ollamaLists(running, want);
-      return loaded === undefined ? { servedModel: want } : { servedModel: want, loaded };
+      // The context it is loaded with (recent Ollama): the gateway's num_ctx once it has asked.
+      const models = (running as { models?: unknown } | undefined)?.models;
+      const served = loaded === true && Array.isArray(models) ? tokens(ollamaEntry(models, want)?.context_length) : undefined;
+      return { servedModel: want, ...(loaded === undefined ? {} : { loaded }), ...(served === undefined ? {} : { servedContext: served }) };
     }
     default: {
       const m = await get(b, modelsPath, timeoutMs);
@@ -267,7 +270,8 @@ export class HealthMonitor {
     if (r.servedContext !== undefined && r.servedContext !== b.servedContext) {
       b.servedContext = r.servedContext;
       const configured = b.config.contextWindow;
-      if (configured !== undefined && r.servedContext < configured) {
+      // Ollama loads the model with the window each request asks for: what it has now is no limit.
+      if (configured !== undefined && r.servedContext < configured && b.config.engine !== 'ollama') {
         this.#log.warn(`backend ${b.name}: context_window is ${configured} but the engine takes at most ${r.servedContext} tokens per request (${b.config.engine === 'llamacpp' ? "a slot's n_ctx: -c divided among --parallel slots" : 'max_model_len'}): prompts in between are sent and refused; set context_window to ${r.servedContext}, or start the engine with a longer context`, { backend: b.name, context_window: configured, served: r.servedContext });
       }
     }

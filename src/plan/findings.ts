@@ -5,6 +5,7 @@ export const FINDINGS = {
   'weights-do-not-fit': { severity: 'error', title: 'an engine\'s share cannot hold its weights' },
   'kv-cache-too-small': { severity: 'error', title: 'an engine\'s share cannot hold one request at its max model length' },
   'max-len-beyond-model': { severity: 'error', title: 'max_model_len is beyond what the model takes' },
+  'ollama-max-len-unused': { severity: 'warning', title: 'an Ollama backend\'s serve.max_model_len differs from its context_window, which is what is used' },
   'dtype-unsupported': { severity: 'error', title: 'the GPU has no kernels for this dtype' },
   'quantization-unsupported': { severity: 'error', title: 'the GPU has no kernels for this quantization' },
   'model-config-unreadable': { severity: 'error', title: 'serve.hf_config cannot be read' },

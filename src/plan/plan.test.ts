@@ -197,6 +197,9 @@ test('an Ollama backend is planned with the context the gateway asks for (num_ct
   assert.equal(e.maxModelLen, 32768);
   assert.equal(e.kvCacheBytes, e.kvBytesPerToken! * 32768);
   assert.ok(!codes(wide).some((c) => c.startsWith('context-window-mismatch')), 'Ollama loads what the gateway asks: no mismatch');
+  assert.ok(codes(wide).includes('ollama-max-len-unused backends.a.serve.max_model_len'), 'the max_model_len beside it is not what is used');
+  const beyond = planFabric(load(fabric(NODE_8G, ollama('    context_window: 65536', '{}'))));
+  assert.match(beyond.findings.find((f) => f.code === 'max-len-beyond-model' && f.where === 'backends.a.context_window')?.message ?? codes(beyond).join('\n'), /is 65,536, beyond Qwen2\.5 7B's 32,768: .*set context_window to 32,768 or less/);
   assert.equal(engine(planFabric(load(fabric(NODE_8G, ollama('', '{ max_model_len: 8192 }')))), 'a').maxModelLen, 8192);
   assert.equal(engine(planFabric(load(fabric(NODE_8G, ollama('', '{}')))), 'a').maxModelLen, 4096);
 });

@@ -313,7 +313,14 @@ function planGguf(e: EnginePlan, b: BackendConfig, serve: ServeConfig, gpu: GpuS
     : `KV cache  ${gib(kv)} = ${count(maxLen)} context × ${parallel} parallel slot${parallel === 1 ? '' : 's'}; compute buffer ${size(compute)} (estimate)`);
   if (maxLen > a.maxPositions) {
     e.ok = false;
-    findings.push(finding('max-len-beyond-model', where, `context ${count(maxLen)} is beyond ${a.name}'s ${count(a.maxPositions)}`));
+    if (serve.engine === 'ollama' && b.contextWindow !== undefined) {
+      findings.push(finding('max-len-beyond-model', `${where}.context_window`, `is ${count(maxLen)}, beyond ${a.name}'s ${count(a.maxPositions)}: Ollama would load it at ${count(a.maxPositions)}, and prompts in between would be refused; set context_window to ${count(a.maxPositions)} or less`));
+    } else {
+      findings.push(finding('max-len-beyond-model', where, `context ${count(maxLen)} is beyond ${a.name}'s ${count(a.maxPositions)}; set serve.max_model_len to ${count(a.maxPositions)} or less`));
+    }
+  }
+  if (serve.engine === 'ollama' && b.contextWindow !== undefined && serve.maxModelLen !== undefined && serve.maxModelLen !== b.contextWindow) {
+    findings.push(finding('ollama-max-len-unused', `${where}.serve.max_model_len`, `is ${count(serve.maxModelLen)}, but the gateway asks Ollama for the context_window, ${count(b.contextWindow)}, on every request (num_ctx): remove it or make them agree`));
   }
 }
 

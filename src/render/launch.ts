@@ -3,7 +3,7 @@
 // so a container and a bare-metal start run the same engine the same way.
 
 import { basename, dirname } from 'node:path/posix';
-import { ollamaNumCtx, type NodeConfig, type SecretRef } from '../config/types.ts';
+import type { NodeConfig, SecretRef } from '../config/types.ts';
 import { ASSUMPTIONS } from '../plan/memory.ts';
 import { IMAGES, header, psWord, safeName, shWord, type RenderContext, type RenderedFile, type Served } from './common.ts';
 
@@ -51,8 +51,10 @@ export function vllmLaunch(s: Served, where: 'host' | 'container'): EngineLaunch
 /** One Ollama server for every backend on its port: the server's settings, and the models it pulls. */
 export function ollamaLaunch(group: Served[], where: 'host' | 'container'): EngineLaunch & { models: string[] } {
   const first = group[0]!.serve;
-  // The default for requests that set no num_ctx (the gateway's set each backend's own).
-  const ctx = Math.max(...group.map((s) => ollamaNumCtx(s.backend) ?? ASSUMPTIONS.ollamaDefaultContext));
+  // The context of requests that set no num_ctx: the gateway's requests set each backend's
+  // own (ollamaNumCtx), so this is the window-less backends', pinned to what fabric plan sizes
+  // them at (Ollama's own default grows with the GPU's memory in recent versions).
+  const ctx = ASSUMPTIONS.ollamaDefaultContext;
   const env: [string, string][] = [['OLLAMA_HOST', `${where === 'host' ? first.host : '0.0.0.0'}:${first.port}`], ['OLLAMA_CONTEXT_LENGTH', String(ctx)]];
   const parallel = group.find((s) => s.serve.maxNumSeqs !== undefined)?.serve.maxNumSeqs;
   if (parallel !== undefined) env.push(['OLLAMA_NUM_PARALLEL', String(parallel)]);

@@ -130,7 +130,7 @@ export function simConfigCopyText(c: SimConfigCopy): string {
     `# SIMULATED copy of ${c.source}, written by fabric sim: every backend is a simulated engine.`,
     `#   fabric serve --config ${c.out}     listens on ${c.host}:${c.port} (fabric sim --gateway-host/--gateway-port)`,
     '# Changed from the original so that it serves as-is and routes and bills as the original would:',
-    `#   gateway.host and port: ${c.host}:${c.port}, not the original's listener`,
+    ...(c.config.gateway.host === c.host && c.config.gateway.port === c.port ? [] : [`#   gateway.host and port: ${c.host}:${c.port}, not the original's listener`]),
     ...changes.map((s) => `#   ${s}`),
   ];
   if (fixedStore(c.config) === undefined) {
