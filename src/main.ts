@@ -89,7 +89,7 @@ export function secretNames(config: FabricConfig): string[] {
 /** Shorter than this, a master key is guessable in practice (LiteLLM's examples use sk-1234). */
 const MIN_MASTER_KEY = 32;
 
-/** How long a replaced config's secrets stay scrubbed after its last request ended or was cut off. */
+/** How long a replaced config's secrets stay scrubbed after its last request ended. */
 const RETIRED_LOG_MS = 5_000;
 
 function masterKeyOf(config: FabricConfig, secrets: Secrets, log?: Logger): MasterKey | undefined {
@@ -191,10 +191,10 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       // The old pools close once the requests still running on them are done (bounded by
       // their longest total timeout), so a request mid-fallback still reaches its next backend.
       const longest = Math.max(1_000, ...[...old.backends.values()].map((b) => b.config.timeouts.totalMs));
-      void old.retire(longest).then(() => {
-        // A request cut off by the retirement logs its end just after.
-        if (releaseOld !== undefined) setTimeout(releaseOld, RETIRED_LOG_MS).unref();
-      });
+      void old.retire(longest);
+      // Its keys stay scrubbed until its last request is over (however long its body takes to
+      // arrive), and a little longer for the lines written as it ends.
+      if (releaseOld !== undefined) void old.whenIdle().then(() => setTimeout(releaseOld, RETIRED_LOG_MS).unref());
     },
     async close(graceMs = 30_000): Promise<void> {
       app.draining = true;

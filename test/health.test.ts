@@ -432,8 +432,11 @@ roles:
 
 test('each engine\'s version and served context are shown in /health; a context_window past what the engine serves, and an Ollama older than 0.12.6 (which cuts long prompts in silence), are warned about', async () => {
   // The newer one has the model loaded, at 4,096 tokens (by some other client, at the server's default).
+  let newLoaded = true;
+  const versionReads = new Map<string, number>();
   const ollama = (version: string): Server => createServer((req, res) => {
-    const ps = version === '0.12.5' ? [] : [{ name: 'qwen2.5:7b', model: 'qwen2.5:7b', context_length: 4096 }];
+    if (req.url === '/api/version') versionReads.set(version, (versionReads.get(version) ?? 0) + 1);
+    const ps = version === '0.12.5' || !newLoaded ? [] : [{ name: 'qwen2.5:7b', model: 'qwen2.5:7b', context_length: 4096 }];
     const body = req.url === '/api/version' ? { version } : req.url === '/api/tags' ? { models: [{ name: 'qwen2.5:7b', model: 'qwen2.5:7b' }] } : req.url === '/api/ps' ? { models: ps } : undefined;
     if (body === undefined) res.writeHead(404).end('404 page not found');
     else res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body));
@@ -464,14 +467,23 @@ roles:
     // The vLLM engine serves 8,192 tokens where the config says 32,768: said once; llama.cpp's 4,096 is within its 8,192.
     await until('the context warning written', () => lines.some((l) => /context_window is 32768/.test(l)));
     assert.match(lines.find((l) => /context_window is 32768/.test(l))!, /backend vllm: .*at most 8192 tokens per request \(max_model_len\).*set context_window to 8192/);
-    // Probed again: nothing new, nothing said again.
+    // Probed and asked again: nothing new, nothing said again.
     const vllm = g.app.gateway.backends.get('vllm')!;
+    const oldOllama = g.app.gateway.backends.get('old-ollama')!;
     await g.fleet.monitor.probe(vllm);
-    await g.fleet.monitor.probe(g.app.gateway.backends.get('old-ollama')!);
+    const reads = versionReads.get('0.12.5')!;
+    oldOllama.describedAt = undefined;
+    await g.fleet.monitor.probe(oldOllama);
+    await until('the old Ollama asked its version again', () => versionReads.get('0.12.5')! > reads);
+    await new Promise((r) => setTimeout(r, 50));
     g.app.log.flush();
     assert.equal(lines.filter((l) => /context_window is \d+ but/.test(l)).length, 1);
     assert.equal(lines.filter((l) => /ignores truncate and shift/.test(l)).length, 1);
     assert.equal(vllm.contextWindow(), 8192, 'the engine\'s own figure is the one held to');
+    // The Ollama model unloaded: nothing loaded, nothing shown.
+    newLoaded = false;
+    await g.fleet.monitor.probe(g.app.gateway.backends.get('new-ollama')!);
+    assert.equal(g.app.gateway.backends.get('new-ollama')!.servedContext, undefined);
     await until('the warning written', () => lines.some((l) => /ignores truncate and shift/.test(l)));
     const warned = lines.filter((l) => /ignores truncate and shift/.test(l));
     assert.equal(warned.length, 1, lines.join('\n'));

@@ -178,6 +178,7 @@ ${extra}`;
   }
   // A bare number would be seconds to Ollama and milliseconds to every other duration here.
   assert.match(errorsOf(file(cfg(ollama('    keep_alive: 300\n')))).join('\n'), /:6:17: error: backends\.a\.keep_alive: must be a duration with its unit.*\(write 300s for 300 seconds/);
+  assert.match(errorsOf(file(cfg(ollama('    keep_alive: 9999999999h\n')))).join('\n'), /keep_alive: is longer than Ollama can take .*write forever/);
   const vllm = MINIMAL.replace('    model: m', '    model: m\n    keep_alive: 10m');
   assert.match(errorsOf(file(vllm)).join('\n'), /backends\.a\.keep_alive: applies to Ollama backends only .* engine is vllm/);
 

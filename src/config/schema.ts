@@ -360,8 +360,15 @@ function keepAliveSeconds(r: Reporter, path: KeyPath, v: unknown, engine: Engine
     r.error(path, `must be a duration with its unit such as 30s, 10m, 1h30m, 1d, or forever (also -1), or 0 to unload after each request; got ${describe(v)}${hint}`);
     return undefined;
   }
+  // Past Go's longest duration (math.MaxInt64 ns, some 292 years) Ollama's decoding overflows.
+  if (ms > GO_MAX_DURATION_MS) {
+    r.error(path, `is longer than Ollama can take (about 292 years); write forever`);
+    return undefined;
+  }
   return ms < 0 ? -1 : Math.ceil(ms / 1000);
 }
+
+const GO_MAX_DURATION_MS = 9_223_372_036_854;
 
 function backends(r: Reporter, v: unknown, nodeMap: Map<string, NodeConfig>, policy: HealthPolicy): Map<string, BackendConfig> {
   const out = new Map<string, BackendConfig>();

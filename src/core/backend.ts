@@ -102,13 +102,14 @@ export class BackendRuntime implements Member {
 
   /**
    * The longest prompt this backend is known to take: the configured context_window, or less
-   * if the engine says so (Ollama's is what each request asks for, so a configured one stands).
+   * if the engine says so. Not Ollama's: it loads the model with what each request asks for,
+   * so what is loaded now says nothing of the next request.
    */
   contextWindow(): number | undefined {
     const c = this.config.contextWindow;
-    const s = this.servedContext;
+    const s = this.config.engine === 'ollama' ? undefined : this.servedContext;
     if (c === undefined) return s;
-    return s === undefined || this.config.engine === 'ollama' ? c : Math.min(c, s);
+    return s === undefined ? c : Math.min(c, s);
   }
 
   circuit(now: number): Circuit {

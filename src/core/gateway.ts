@@ -109,6 +109,8 @@ export class Gateway {
   /** Requests running on this gateway; a retired one (after a reload) closes its pools when none are left. */
   #active = 0;
   #retired: (() => void) | undefined;
+  /** whenIdle() callers. */
+  readonly #idle: (() => void)[] = [];
 
   constructor(config: FabricConfig, secrets: Secrets, opts: GatewayOptions = {}) {
     this.config = config;
@@ -176,7 +178,14 @@ export class Gateway {
   }
 
   leave(): void {
-    if (--this.#active === 0 && this.#retired !== undefined) this.#retired();
+    if (--this.#active !== 0) return;
+    if (this.#retired !== undefined) this.#retired();
+    if (this.#idle.length > 0) for (const f of this.#idle.splice(0)) f();
+  }
+
+  /** Resolves once no request is running here (at once if none is). */
+  whenIdle(): Promise<void> {
+    return this.#active === 0 ? Promise.resolve() : new Promise((resolve) => { this.#idle.push(resolve); });
   }
 
   async #run(

@@ -22,8 +22,6 @@ export interface ProbeResult {
   engineVersion?: string;
   /** The longest request the engine takes, as it says: vLLM's max_model_len, a llama.cpp slot's n_ctx. */
   servedContext?: number;
-  /** The engine was asked about itself in this probe (version, llama.cpp's slot context). */
-  described?: boolean;
 }
 
 /** A positive whole number of tokens, or undefined. */
@@ -75,7 +73,7 @@ function field(text: string, pick: (j: Record<string, unknown>) => unknown): str
  * /api/version, llama.cpp's build) and a llama.cpp slot's context (/props). Read after the
  * probe's own checks, outside its latency; nothing if the engine does not say.
  */
-async function describe(b: BackendRuntime, timeoutMs: number): Promise<Pick<ProbeResult, 'engineVersion' | 'servedContext'>> {
+export async function describeEngine(b: BackendRuntime, timeoutMs: number): Promise<Pick<ProbeResult, 'engineVersion' | 'servedContext'>> {
   const path = b.config.engine === 'vllm' ? '/version' : b.config.engine === 'ollama' ? '/api/version' : b.config.engine === 'llamacpp' ? '/props' : undefined;
   if (path === undefined) return {};
   const r = await get(b, path, timeoutMs).catch(() => undefined);
@@ -192,10 +190,7 @@ export async function probeBackend(b: BackendRuntime, timeoutMs = DEFAULT_PROBE_
   if (b.unusable !== undefined) return { ok: false, latencyMs: 0, detail: b.unusable };
   try {
     const extra = await check(b, timeoutMs);
-    const latencyMs = performance.now() - started;
-    const due = b.describedAt === undefined || b.state !== 'up' || Date.now() - b.describedAt >= DESCRIBE_EVERY_MS;
-    if (!due) return { ok: true, latencyMs, detail: 'ok', ...extra };
-    return { ok: true, latencyMs, detail: 'ok', ...extra, ...(await describe(b, Math.min(timeoutMs, DESCRIBE_TIMEOUT_MS))), described: true };
+    return { ok: true, latencyMs: performance.now() - started, detail: 'ok', ...extra };
   } catch (e) {
     return { ok: false, latencyMs: performance.now() - started, detail: describeError(e, timeoutMs) };
   }
@@ -252,21 +247,33 @@ export class HealthMonitor {
   probe(b: BackendRuntime): Promise<ProbeResult> {
     const running = this.#inFlight.get(b);
     if (running !== undefined) return running;
+    const wasUp = b.state === 'up';
     const p = probeBackend(b, this.#settings.probeTimeoutMs).then((r) => {
       this.#inFlight.delete(b);
-      if (!this.#stopped) this.#apply(b, r);
+      if (this.#stopped) return r;
+      this.#apply(b, r);
+      // What the engine says of itself: after the result counts (a backend back is up at once),
+      // every DESCRIBE_EVERY_MS, and whenever it comes back.
+      const due = b.describedAt === undefined || !wasUp || Date.now() - b.describedAt >= DESCRIBE_EVERY_MS;
+      if (r.ok && due && !this.#describing.has(b)) {
+        this.#describing.add(b);
+        b.describedAt = Date.now();
+        void describeEngine(b, Math.min(this.#settings.probeTimeoutMs, DESCRIBE_TIMEOUT_MS)).then((d) => {
+          this.#describing.delete(b);
+          if (!this.#stopped) this.#learn(b, d);
+        });
+      }
       return r;
     });
     this.#inFlight.set(b, p);
     return p;
   }
 
-  #apply(b: BackendRuntime, r: ProbeResult): void {
-    const now = Date.now();
-    const before = b.state;
-    const forced = this.#expediting(b, now);
-    if (r.servedModel !== undefined) b.servedModel = r.servedModel;
-    if (r.loaded !== undefined) b.modelLoaded = r.loaded;
+  /** Backends being asked about themselves now. */
+  readonly #describing = new Set<BackendRuntime>();
+
+  /** Takes what an engine says of itself (a probe's served context, a description's version): warns once on news. */
+  #learn(b: BackendRuntime, r: Pick<ProbeResult, 'engineVersion' | 'servedContext'>): void {
     if (r.servedContext !== undefined && r.servedContext !== b.servedContext) {
       b.servedContext = r.servedContext;
       const configured = b.config.contextWindow;
@@ -275,7 +282,6 @@ export class HealthMonitor {
         this.#log.warn(`backend ${b.name}: context_window is ${configured} but the engine takes at most ${r.servedContext} tokens per request (${b.config.engine === 'llamacpp' ? "a slot's n_ctx: -c divided among --parallel slots" : 'max_model_len'}): prompts in between are sent and refused; set context_window to ${r.servedContext}, or start the engine with a longer context`, { backend: b.name, context_window: configured, served: r.servedContext });
       }
     }
-    if (r.described === true) b.describedAt = now;
     if (r.engineVersion !== undefined && r.engineVersion !== b.engineVersion) {
       b.engineVersion = r.engineVersion;
       // 0.0.0: a build from source without its version, not an old release.
@@ -283,6 +289,17 @@ export class HealthMonitor {
         this.#log.warn(`backend ${b.name}: Ollama ${r.engineVersion} ignores truncate and shift, so a prompt past its context is cut in silence and answered as if read whole; upgrade it to 0.12.6 or later`, { backend: b.name, url: b.config.url, version: r.engineVersion });
       }
     }
+  }
+
+  #apply(b: BackendRuntime, r: ProbeResult): void {
+    const now = Date.now();
+    const before = b.state;
+    const forced = this.#expediting(b, now);
+    if (r.servedModel !== undefined) b.servedModel = r.servedModel;
+    if (r.loaded !== undefined) b.modelLoaded = r.loaded;
+    // Ollama's is what is loaded now: nothing loaded, nothing to show.
+    if (r.ok && b.config.engine === 'ollama' && r.servedContext === undefined) b.servedContext = undefined;
+    this.#learn(b, r);
     if (r.ok) {
       b.recordProbeSuccess(r.latencyMs, now, forced);
       if (b.state === 'up') this.#expediteUntil.delete(b);

@@ -187,6 +187,9 @@ describe('ollama', () => {
     assert.deepEqual((await ps()).filter((n) => n === CHAT || n === EMBED), [CHAT], '-0s is zero: unloaded');
     await chat({ keep_alive: '0' }, [{ role: 'user', content: 'x' }]);
     assert.ok(!(await ps()).includes(CHAT));
+    // Past Go's longest duration: held for good, and /api/ps still answers.
+    await chat({ keep_alive: '9999999999h' }, [{ role: 'user', content: 'x' }]);
+    assert.equal((await fetch(`${url}/api/ps`)).status, 200);
     const bad = await post(`${url}/api/chat`, { model: CHAT, stream: false, messages: [{ role: 'user', content: 'x' }], keep_alive: 'soon' });
     assert.equal(bad.status, 400);
     await chat({}, [{ role: 'user', content: 'x' }]);

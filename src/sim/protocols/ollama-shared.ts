@@ -92,7 +92,7 @@ export class Library {
     if (ms === null) return { kind: 'bad-request', message: `time: invalid duration ${JSON.stringify(String(keepAlive))}` };
     // Go's time.Now().Add(math.MaxInt64) for good: some 292 years on, which `ollama ps` shows as Forever.
     if (ms === 0) this.#loaded.delete(m);
-    else this.#loaded.set(m, { ctx, until: Date.now() + (ms < 0 ? 9_223_372_036_854 : ms) });
+    else this.#loaded.set(m, { ctx, until: Date.now() + (ms < 0 ? FOREVER_MS : Math.min(ms, FOREVER_MS)) });
     return undefined;
   }
 
@@ -106,6 +106,9 @@ export class Library {
     return out;
   }
 }
+
+/** math.MaxInt64 nanoseconds in ms: what "for good" means, and the longest a Duration holds. */
+const FOREVER_MS = 9_223_372_036_854;
 
 /** api.Duration's UnmarshalJSON, in ms: -1 for good, null when unreadable. */
 function keepAliveMs(v: unknown): number | null {
