@@ -104,6 +104,7 @@ roles:
   sized-then-sized: { kind: chat, backends: [small-sized], fallbacks: [sized-2] }
   sized-2: { kind: chat, backends: [small-sized-2] }
   sized-then-unsized: { kind: chat, backends: [small-sized], fallbacks: [unsized-2] }
+  sized-long: { kind: chat, backends: [small-sized], context_window_fallback: openai/strong }
   unsized-2: { kind: chat, backends: [small-unsized-2] }
   tiny-nokey-fallback: { kind: chat, backends: [small], context_window_fallback: nokey }
   only-armitage: { kind: chat, backends: [armitage-qwen] }
@@ -743,6 +744,26 @@ test('context length on a fallback role: the requested role\'s context-window fa
   } finally {
     unsized.servedContext = undefined;
   }
+});
+
+test('a prompt far past a backend\'s known window is not sent to it: straight to the context-window fallback; one near the window is tried', async () => {
+  const small = f.fleet.get('small');
+  const before = small.requests().length;
+  const r = await post(f.url, '/v1/chat/completions', chat('sized-long', 'word '.repeat(200)), auth);
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  assert.equal(r.headers.get('x-fabric-backend'), 'cloud-strong');
+  assert.equal(r.headers.get('x-fabric-attempts'), '1', 'one request sent: the cloud one');
+  assert.equal(small.requests().length, before, 'nothing sent to the 64-token backend');
+  // Within the margin (the engine's tokenizer may count fewer): sent, refused, then the fallback.
+  const near = await post(f.url, '/v1/chat/completions', chat('sized-long', 'word '.repeat(70)), auth);
+  assert.equal(near.status, 200, JSON.stringify(near.json));
+  assert.equal(near.headers.get('x-fabric-backend'), 'cloud-strong');
+  assert.equal(small.requests().length, before + 1, 'tried: 70 words is not surely past 64 tokens');
+  // Nowhere to go: the 400 says why, with the count.
+  const alone = await post(f.url, '/v1/chat/completions', chat('sized-2', 'word '.repeat(200)), auth);
+  assert.equal(alone.status, 400, JSON.stringify(alone.json));
+  assert.equal(alone.json.error.code, 'context_length_exceeded');
+  assert.match(alone.json.error.message, /small-sized-2 \(sized-2\): not sent: the prompt is about \d+ tokens, well past its context window of 64/);
 });
 
 test('the long-prompt rule sends over-12k-token input to openai/strong, counted by a tokenizer', async () => {

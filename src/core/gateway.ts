@@ -29,7 +29,16 @@ export interface RequestContext {
   account?: AttemptHooks;
   /** The route, when admission already resolved it (on this gateway): not resolved twice. */
   route?: Route<BackendRuntime>;
+  /** The request body's size in bytes: no prompt in it is longer, in tokens. */
+  bodyBytes?: number;
 }
+
+/**
+ * A prompt is judged too long for a backend before sending only when the gateway's count
+ * (o200k) is this far past the backend's known window: another model's tokenizer may count a
+ * little less, and a backend that might fit is tried.
+ */
+const SURELY_TOO_LONG = 1.25;
 
 /** Why a backend is passed over before sending (a spent budget), and where to go instead. */
 export interface AttemptVerdict {
@@ -240,6 +249,16 @@ export class Gateway {
           continue;
         }
         tried = true;
+        // A prompt far past the backend's known window is not sent: the engine would refuse it
+        // (Ollama only after loading the model). Counted only for a body that long in bytes.
+        const window = backend.contextWindow();
+        if (window !== undefined && (ctx.bodyBytes ?? Infinity) > window * SURELY_TOO_LONG && await this.#tokens.exceeds(body, Math.ceil(window * SURELY_TOO_LONG))) {
+          backend.releaseTrial();
+          failures.push({ backend: backend.name, role: step.name, failure: 'context_length', message: `not sent: the prompt is about ${await this.#tokens.count(body)} tokens, well past its context window of ${window}` });
+          const cf = usedContextFallback ? undefined : step.contextFallback ?? first.contextFallback;
+          if (cf !== undefined) { usedContextFallback = true; chain = cf.chain; rerouted = true; ci = -1; }
+          continue outer;
+        }
         for (let retry = 0; ; retry++) {
           if (served.attempts >= maxAttempts) {
             backend.releaseTrial(); // a half-open trial reserved above, never sent
@@ -307,16 +326,10 @@ export class Gateway {
             if (f.failure === 'context_length') {
               backend.recordSuccess(performance.now() - started);
               // The longer-context role of this step, or else of the route asked for (a fallback
-              // role's window may be the smaller one).
-              const cf = step.contextFallback ?? first.contextFallback;
-              if (cf !== undefined && !usedContextFallback) {
-                usedContextFallback = true;
-                chain = cf.chain;
-                rerouted = true;
-                ci = -1;
-                continue outer;
-              }
-              // The role's other backends serve the same window; the next role may have a longer one.
+              // role's window may be the smaller one). Without one: the role's other backends
+              // serve the same window; the next role may have a longer one.
+              const cf = usedContextFallback ? undefined : step.contextFallback ?? first.contextFallback;
+              if (cf !== undefined) { usedContextFallback = true; chain = cf.chain; rerouted = true; ci = -1; }
               continue outer;
             }
             if (f.failure !== 'rate_limited' || f.quotaSpent) backend.recordFailure(f.message, Date.now());

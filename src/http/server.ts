@@ -184,7 +184,9 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
 
   async function runInference(gw: Gateway, inf: Inference, x: Exchange, ctx: RequestContext, started: number): Promise<void> {
     const op = inf.op;
-    const raw = (await x.body(maxBodyBytes())).toString('utf8');
+    const bytes = await x.body(maxBodyBytes());
+    ctx.bodyBytes = bytes.length;
+    const raw = bytes.toString('utf8');
     let parsed: unknown;
     try {
       parsed = JSON.parse(raw);
