@@ -250,9 +250,11 @@ export class Gateway {
         }
         tried = true;
         // A prompt far past the backend's known window is not sent: the engine would refuse it
-        // (Ollama only after loading the model). Counted only for a body that long in bytes.
+        // (Ollama only after loading the model). Counted only for a body that long in bytes,
+        // and only when the tokenizer is loaded for rules (it costs some 70 MiB).
         const window = backend.contextWindow();
-        if (window !== undefined && (ctx.bodyBytes ?? Infinity) > window * SURELY_TOO_LONG && await this.#tokens.exceeds(body, Math.ceil(window * SURELY_TOO_LONG))) {
+        if (window !== undefined && this.#tokens.ready && (ctx.bodyBytes ?? Infinity) > window * SURELY_TOO_LONG
+          && await this.#tokens.exceeds(body, Math.ceil(window * SURELY_TOO_LONG))) {
           backend.releaseTrial();
           failures.push({ backend: backend.name, role: step.name, failure: 'context_length', message: `not sent: the prompt is about ${await this.#tokens.count(body)} tokens, well past its context window of ${window}` });
           const cf = usedContextFallback ? undefined : step.contextFallback ?? first.contextFallback;

@@ -9,10 +9,16 @@ const PER_MESSAGE_OVERHEAD = 4;
 
 export class TokenCounter {
   #enc: Promise<Encoding> | undefined;
+  #ready = false;
 
-  /** Loading the tokenizer takes a few hundred ms: do it at start when rules need it. */
+  /** Loading the tokenizer takes a few hundred ms and some 70 MiB: do it at start when rules need it. */
   preload(): void {
-    this.#enc ??= import('gpt-tokenizer/encoding/o200k_base');
+    this.#enc ??= import('gpt-tokenizer/encoding/o200k_base').then((e) => { this.#ready = true; return e; });
+  }
+
+  /** Whether the tokenizer is loaded: counting costs no load. */
+  get ready(): boolean {
+    return this.#ready;
   }
 
   /** The prompt's texts (message contents, text parts, tool arguments, or completion prompt). */
