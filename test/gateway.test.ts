@@ -764,6 +764,11 @@ test('a prompt far past a backend\'s known window is not sent to it: straight to
   assert.equal(alone.status, 400, JSON.stringify(alone.json));
   assert.equal(alone.json.error.code, 'context_length_exceeded');
   assert.match(alone.json.error.message, /small-sized-2 \(sized-2\): not sent: the prompt is about \d+ tokens, well past its context window of 64/);
+  assert.doesNotMatch(alone.text, /judged/);
+  // Not an attempt: not counted as one, nor against the backend.
+  const metrics = await (await fetch(`${f.url}/metrics`, { headers: auth })).text();
+  assert.doesNotMatch(metrics, /fabric_attempt_failures_total\{backend="small-sized-2",class="context_length"\} [1-9]/);
+  assert.equal(f.gw.app.gateway.backends.get('small-sized-2')!.consecutiveFailures, 0);
 });
 
 test('the long-prompt rule sends over-12k-token input to openai/strong, counted by a tokenizer', async () => {

@@ -56,13 +56,15 @@ export interface AttemptFailure {
   status?: number;
   message: string;
   retryAfter?: string;
+  /** Judged without sending (a prompt far past the backend's known window): no attempt to count. */
+  judged?: boolean;
 }
 
 /** An attempt as error bodies show it: snake_case like the rest of the API. */
 function wireAttempt(a: AttemptFailure): AttemptFailure {
-  if (a.retryAfter === undefined) return a;
-  const { retryAfter, ...rest } = a;
-  return { ...rest, retry_after: retryAfter } as AttemptFailure;
+  if (a.retryAfter === undefined && a.judged === undefined) return a;
+  const { retryAfter, judged: _judged, ...rest } = a;
+  return (retryAfter === undefined ? rest : { ...rest, retry_after: retryAfter }) as AttemptFailure;
 }
 
 /** An attempt that reached the backend: not skipped (unavailable) nor passed over before sending (unsupported). */

@@ -256,7 +256,7 @@ export class Gateway {
         if (window !== undefined && this.#tokens.ready && (ctx.bodyBytes ?? Infinity) > window * SURELY_TOO_LONG
           && await this.#tokens.exceeds(body, Math.ceil(window * SURELY_TOO_LONG))) {
           backend.releaseTrial();
-          failures.push({ backend: backend.name, role: step.name, failure: 'context_length', message: `not sent: the prompt is about ${await this.#tokens.count(body)} tokens, well past its context window of ${window}` });
+          failures.push({ backend: backend.name, role: step.name, failure: 'context_length', judged: true, message: `not sent: the prompt is about ${await this.#tokens.count(body)} tokens, well past its context window of ${window}` });
           const cf = usedContextFallback ? undefined : step.contextFallback ?? first.contextFallback;
           if (cf !== undefined) { usedContextFallback = true; chain = cf.chain; rerouted = true; ci = -1; }
           continue outer;
