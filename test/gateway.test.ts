@@ -763,12 +763,25 @@ test('a prompt far past a backend\'s known window is not sent to it: straight to
   const alone = await post(f.url, '/v1/chat/completions', chat('sized-2', 'word '.repeat(200)), auth);
   assert.equal(alone.status, 400, JSON.stringify(alone.json));
   assert.equal(alone.json.error.code, 'context_length_exceeded');
-  assert.match(alone.json.error.message, /small-sized-2 \(sized-2\): not sent: the prompt is about \d+ tokens, well past its context window of 64/);
+  assert.match(alone.json.error.message, /small-sized-2 \(sized-2\): not sent: the prompt is over 80 tokens \(counted with o200k\), well past its context window of 64/);
+  // Nothing was sent: the log line counts no attempt.
+  const line = await waitForLog(f, 0, (l) => l.msg === 'request' && l.model === 'sized-2' && l.status === 400);
+  assert.equal(line.attempts, 0);
+  // A batch of legacy prompts: each has the window to itself, so none is judged by their sum.
+  const batch = await post(f.url, '/v1/completions', { model: 'sized-long', prompt: ['word '.repeat(30), 'word '.repeat(30), 'word '.repeat(30)], max_tokens: 2 }, auth);
+  assert.equal(batch.status, 200, JSON.stringify(batch.json));
+  assert.equal(batch.headers.get('x-fabric-backend'), 'small-sized');
   assert.doesNotMatch(alone.text, /judged/);
   // Not an attempt: not counted as one, nor against the backend.
   const metrics = await (await fetch(`${f.url}/metrics`, { headers: auth })).text();
   assert.doesNotMatch(metrics, /fabric_attempt_failures_total\{backend="small-sized-2",class="context_length"\} [1-9]/);
   assert.equal(f.gw.app.gateway.backends.get('small-sized-2')!.consecutiveFailures, 0);
+});
+
+test('a prompt with special-token text is counted as text: the rules do not fail on "<|endoftext|>"', async () => {
+  const r = await post(f.url, '/v1/chat/completions', chat('chat-fast', `${'word '.repeat(3000)} <|endoftext|> <|im_start|>`), auth);
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  assert.equal(r.headers.get('x-fabric-role'), 'chat-fast');
 });
 
 test('the long-prompt rule sends over-12k-token input to openai/strong, counted by a tokenizer', async () => {

@@ -3,7 +3,7 @@
 
 import { poolFor } from './http-client.ts';
 import type { UpstreamPool } from './h1-pool.ts';
-import { DEFAULT_HEALTH_POLICY, type BackendConfig, type HealthPolicy, type NodeConfig } from '../config/types.ts';
+import { DEFAULT_HEALTH_POLICY, ollamaNumCtx, type BackendConfig, type HealthPolicy, type NodeConfig } from '../config/types.ts';
 import type { Secrets } from '../config/env-file.ts';
 import { engineFor } from '../engines/index.ts';
 import type { EngineAdapter } from '../engines/types.ts';
@@ -106,8 +106,9 @@ export class BackendRuntime implements Member {
    * so what is loaded now says nothing of the next request.
    */
   contextWindow(): number | undefined {
+    if (this.config.engine === 'ollama') return ollamaNumCtx(this.config);
     const c = this.config.contextWindow;
-    const s = this.config.engine === 'ollama' ? undefined : this.servedContext;
+    const s = this.servedContext;
     if (c === undefined) return s;
     return s === undefined ? c : Math.min(c, s);
   }

@@ -69,7 +69,7 @@ function wireAttempt(a: AttemptFailure): AttemptFailure {
 
 /** An attempt that reached the backend: not skipped (unavailable) nor passed over before sending (unsupported). */
 export function wasSent(f: AttemptFailure): boolean {
-  return f.failure !== 'unavailable' && f.failure !== 'unsupported';
+  return f.failure !== 'unavailable' && f.failure !== 'unsupported' && f.judged !== true;
 }
 
 export class FabricError extends Error {

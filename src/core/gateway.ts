@@ -252,11 +252,13 @@ export class Gateway {
         // A prompt far past the backend's known window is not sent: the engine would refuse it
         // (Ollama only after loading the model). Counted only for a body that long in bytes,
         // and only when the tokenizer is loaded for rules (it costs some 70 MiB).
-        const window = backend.contextWindow();
-        if (window !== undefined && this.#tokens.ready && (ctx.bodyBytes ?? Infinity) > window * SURELY_TOO_LONG
-          && await this.#tokens.exceeds(body, Math.ceil(window * SURELY_TOO_LONG))) {
+        // Not on a pattern route (the client names the model, whose window is not the
+        // backend's), nor for a batch of legacy prompts (each has the window to itself).
+        const window = step.passthrough || Array.isArray(body.prompt) ? undefined : backend.contextWindow();
+        const limit = window === undefined ? 0 : Math.ceil(window * SURELY_TOO_LONG);
+        if (window !== undefined && this.#tokens.ready && (ctx.bodyBytes ?? Infinity) > limit && await this.#tokens.exceeds(body, limit)) {
           backend.releaseTrial();
-          failures.push({ backend: backend.name, role: step.name, failure: 'context_length', judged: true, message: `not sent: the prompt is about ${await this.#tokens.count(body)} tokens, well past its context window of ${window}` });
+          failures.push({ backend: backend.name, role: step.name, failure: 'context_length', judged: true, message: `not sent: the prompt is over ${limit} tokens (counted with o200k), well past its context window of ${window}` });
           const cf = usedContextFallback ? undefined : step.contextFallback ?? first.contextFallback;
           if (cf !== undefined) { usedContextFallback = true; chain = cf.chain; rerouted = true; ci = -1; }
           continue outer;
@@ -370,7 +372,8 @@ export class Gateway {
 
   /** The final error; `model` is the one the client named (preparing an attempt rewrites body.model). */
   #allFailed(op: Operation, model: string, body: JsonObject, failures: AttemptFailure[], unsupported: Unsupported | undefined, waiting: Array<[BackendRuntime, RouteT]> | undefined): FabricError {
-    const sent = failures.filter(wasSent);
+    // Sent, or judged as the engine would have answered (a prompt surely past its window).
+    const sent = failures.filter((f) => wasSent(f) || f.judged === true);
     const now = Date.now();
     const tried = failures.map((f) => `${f.backend} (${f.role}): ${f.message}`).join('; ');
     const every = (c: FailureClass): boolean => sent.length > 0 && sent.every((f) => f.failure === c);

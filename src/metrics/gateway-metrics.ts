@@ -208,7 +208,7 @@ export class GatewayMetrics {
 
   /** Failed attempts, by backend and class; an attempt its client left (aborted) is no backend's failure. */
   #attempts(failures: readonly AttemptFailure[]): void {
-    for (const f of failures) if (f.failure !== 'aborted' && f.judged !== true && wasSent(f)) this.attemptFailures.inc([f.backend, f.failure]);
+    for (const f of failures) if (f.failure !== 'aborted' && wasSent(f)) this.attemptFailures.inc([f.backend, f.failure]);
   }
 
   render(): string {

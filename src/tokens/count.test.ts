@@ -10,4 +10,7 @@ test('the tokenizer is loaded only when asked (it costs some 70 MiB); ready says
   assert.equal(await t.exceeds({ prompt: 'word '.repeat(200) }, 100), true);
   assert.equal(t.ready, true);
   assert.equal(await t.exceeds({ prompt: 'word '.repeat(200) }, 300), false, '200 words are about 200 tokens, though 1,000 bytes');
+  // A client's special-token text is counted as text, not refused by the tokenizer.
+  assert.equal(await t.exceeds({ prompt: `${'word '.repeat(200)}<|endoftext|>` }, 100), true);
+  assert.ok(await t.count({ prompt: '<|endoftext|>' }) > 1);
 });

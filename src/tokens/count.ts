@@ -7,6 +7,9 @@ type Encoding = typeof import('gpt-tokenizer/encoding/o200k_base');
 
 const PER_MESSAGE_OVERHEAD = 4;
 
+/** A client's "<|endoftext|>" is text to count, not a special token (the tokenizer would throw). */
+const AS_TEXT = { disallowedSpecial: new Set<string>() };
+
 export class TokenCounter {
   #enc: Promise<Encoding> | undefined;
   #ready = false;
@@ -51,7 +54,7 @@ export class TokenCounter {
     if (bytes <= limit) return false;
     this.preload();
     const enc = await this.#enc!;
-    const within = enc.isWithinTokenLimit(texts.join('\n'), Math.max(0, limit - overhead));
+    const within = enc.isWithinTokenLimit(texts.join('\n'), Math.max(0, limit - overhead), AS_TEXT);
     return within === false;
   }
 
@@ -59,6 +62,6 @@ export class TokenCounter {
     this.preload();
     const enc = await this.#enc!;
     const overhead = Array.isArray(body.messages) ? body.messages.length * PER_MESSAGE_OVERHEAD : 0;
-    return enc.countTokens(TokenCounter.texts(body).join('\n')) + overhead;
+    return enc.countTokens(TokenCounter.texts(body).join('\n'), AS_TEXT) + overhead;
   }
 }
