@@ -183,6 +183,12 @@ test('a llama.cpp engine with parallel slots: -c is max_model_len per slot times
   assert.deepEqual([unset[unset.indexOf('-c') + 1], unset.includes('--parallel'), unset.includes('--kv-unified')], ['8192', false, false]);
 });
 
+test('an Ollama server\'s OLLAMA_CONTEXT_LENGTH stays the 4,096 fabric plan gives window-less backends, whatever the windows the gateway asks for (num_ctx)', () => {
+  const text = readFileSync(join(EXAMPLES, 'lab.fabric.yaml'), 'utf8').replace('    model: qwen2.5-coder:7b\n', '    model: qwen2.5-coder:7b\n    context_window: 16384\n');
+  const compose = parse(render('lab.fabric.yaml', text).find((f) => f.path === 'nodes/lab/compose.yaml')!.content);
+  assert.equal(compose.services['ollama-11434'].environment.OLLAMA_CONTEXT_LENGTH, '4096');
+});
+
 test('gateway.realtime: the gateway\'s unit and container may raise the event loop (LimitRTPRIO=1, ulimits rtprio 1); without it, neither', () => {
   const gatewayFiles = (files: RenderedFile[]): { unit: string; compose: { services: { gateway: Record<string, unknown> } } } => ({
     unit: files.find((f) => f.path === 'gateway/ai-fabric-gateway.service')!.content,

@@ -2,7 +2,7 @@
 // key path (the loader turns paths into file:line:col), and validation carries on past the
 // first error so one `fabric config check` run shows them all.
 
-import { parseDuration, parseGoDuration, parseSize } from './units.ts';
+import { GO_MAX_DURATION_MS, parseDuration, parseGoDuration, parseSize } from './units.ts';
 import { suggest, type KeyPath } from './issues.ts';
 import { NODE_DEPLOY_KEYS, checkServePorts, nodeDeploy, serveBlock } from './serve.ts';
 import { STATE_GATEWAY_KEYS, budgets, gatewayState, prices } from './state.ts';
@@ -360,15 +360,13 @@ function keepAliveSeconds(r: Reporter, path: KeyPath, v: unknown, engine: Engine
     r.error(path, `must be a duration with its unit such as 30s, 10m, 1h30m, 1d, or forever (also -1), or 0 to unload after each request; got ${describe(v)}${hint}`);
     return undefined;
   }
-  // Past Go's longest duration (math.MaxInt64 ns, some 292 years) Ollama's decoding overflows.
+  // Past Go's longest duration Ollama's decoding overflows.
   if (ms > GO_MAX_DURATION_MS) {
     r.error(path, `is longer than Ollama can take (about 292 years); write forever`);
     return undefined;
   }
   return ms < 0 ? -1 : Math.ceil(ms / 1000);
 }
-
-const GO_MAX_DURATION_MS = 9_223_372_036_854;
 
 function backends(r: Reporter, v: unknown, nodeMap: Map<string, NodeConfig>, policy: HealthPolicy): Map<string, BackendConfig> {
   const out = new Map<string, BackendConfig>();

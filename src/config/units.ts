@@ -17,6 +17,9 @@ const GO_PART = /(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g;
 const GO_DURATION = /^[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+$/;
 const GO_UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, μs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
+/** Go's longest duration (math.MaxInt64 ns, some 292 years) in ms: what Ollama's keep_alive "for good" is. */
+export const GO_MAX_DURATION_MS = 9_223_372_036_854;
+
 /** Go's time.ParseDuration ("1h30m", "-5m", ".5h", "0"), in milliseconds; undefined if Go would refuse it. */
 export function parseGoDuration(v: string): number | undefined {
   if (v === '0' || v === '-0' || v === '+0') return 0;

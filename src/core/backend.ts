@@ -63,9 +63,9 @@ export class BackendRuntime implements Member {
   servedModel: string | undefined;
   /** Ollama: whether the model is loaded in memory now (/api/ps); undefined for other engines. */
   modelLoaded: boolean | undefined;
-  /** The engine's own version (vLLM /version, Ollama /api/version, llama.cpp's build), read once it answers. */
+  /** The engine's own version (vLLM /version, Ollama /api/version, llama.cpp's build), as it last said. */
   engineVersion: string | undefined;
-  /** The longest request the engine says it takes (vLLM max_model_len, a llama.cpp slot's n_ctx), from the last probe. */
+  /** The longest request the engine says it takes (vLLM max_model_len, a llama.cpp slot's n_ctx; Ollama: what is loaded now). */
   servedContext: number | undefined;
   /** When the engine was last asked about itself (version, llama.cpp's slot context). */
   describedAt: number | undefined;

@@ -115,9 +115,8 @@ export class Gateway {
   readonly #wakeFor: GatewayOptions['wakeFor'];
   /** Total-time deadlines of this gateway's requests in flight, swept by one timer. */
   readonly #deadlines = new Deadlines();
-  /** Requests running on this gateway; a retired one (after a reload) closes its pools when none are left. */
+  /** Requests running on this gateway (enter/leave); a retired one (after a reload) closes its pools when none are left. */
   #active = 0;
-  #retired: (() => void) | undefined;
   /** whenIdle() callers. */
   readonly #idle: (() => void)[] = [];
 
@@ -155,7 +154,7 @@ export class Gateway {
   /** A non-streamed request: the normalized OpenAI response object. */
   async unary(op: Operation, body: JsonObject, ctx: RequestContext): Promise<{ response: JsonObject; served: Served }> {
     let response: JsonObject | undefined;
-    const served = await this.#run(op, body, ctx, async (backend, route, served) => {
+    const served = await this.#attempts(op, body, ctx, async (backend, route, served) => {
       response = await this.#unaryAttempt(op, backend, route, body, ctx, served);
     });
     return { response: response!, served };
@@ -167,7 +166,7 @@ export class Gateway {
     // attempt must still strip the usage event the client did not ask for.
     const so = body.stream_options;
     const clientWantsUsage = typeof so === 'object' && so !== null && (so as { include_usage?: unknown }).include_usage === true;
-    return this.#run(op, body, ctx, (backend, route, served) => this.#streamAttempt(op, backend, route, body, ctx, sink, served, clientWantsUsage));
+    return this.#attempts(op, body, ctx, (backend, route, served) => this.#streamAttempt(op, backend, route, body, ctx, sink, served, clientWantsUsage));
   }
 
   /** The first rule whose threshold the input exceeds picks the plan; else the route's own. */
@@ -181,32 +180,19 @@ export class Gateway {
   /**
    * Counts a request as running here from when it is taken (before its body is read), so a
    * reload meanwhile keeps this gateway's pools open for it; leave() once for each enter().
+   * The HTTP server does it around each inference request.
    */
   enter(): void {
     this.#active++;
   }
 
   leave(): void {
-    if (--this.#active !== 0) return;
-    if (this.#retired !== undefined) this.#retired();
-    if (this.#idle.length > 0) for (const f of this.#idle.splice(0)) f();
+    if (--this.#active === 0 && this.#idle.length > 0) for (const f of this.#idle.splice(0)) f();
   }
 
   /** Resolves once no request is running here (at once if none is). */
   whenIdle(): Promise<void> {
     return this.#active === 0 ? Promise.resolve() : new Promise((resolve) => { this.#idle.push(resolve); });
-  }
-
-  async #run(
-    op: Operation, body: JsonObject, ctx: RequestContext,
-    attempt: (backend: BackendRuntime, route: RouteT, served: Served) => Promise<void>,
-  ): Promise<Served> {
-    this.enter();
-    try {
-      return await this.#attempts(op, body, ctx, attempt);
-    } finally {
-      this.leave();
-    }
   }
 
   async #attempts(
@@ -536,18 +522,11 @@ export class Gateway {
    * Replaced by a reload: close the pools once the requests still running here are done
    * (a request mid-fallback must still reach its next backend), at most after maxWaitMs.
    */
-  retire(maxWaitMs: number): Promise<void> {
-    if (this.#active === 0) return this.close();
-    return new Promise((resolve) => {
-      const t = setTimeout(done, maxWaitMs);
-      t.unref();
-      const self = this;
-      function done(): void {
-        clearTimeout(t);
-        self.#retired = undefined;
-        void self.close().then(resolve);
-      }
-      this.#retired = done;
-    });
+  async retire(maxWaitMs: number): Promise<void> {
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([this.whenIdle(), new Promise<void>((resolve) => { t = setTimeout(resolve, maxWaitMs); t.unref(); })]);
+    clearTimeout(t);
+    await this.close();
   }
+
 }

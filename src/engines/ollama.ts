@@ -254,9 +254,9 @@ export class OllamaEngine implements EngineAdapter {
     this.#keepAlive = settings.keepAliveSeconds;
   }
 
-  /** num_ctx into the request's options, keep_alive beside them. */
+  /** num_ctx into the request's options (an object of this request's own), keep_alive beside them. */
   #settings(req: JsonObject): void {
-    if (this.#numCtx !== undefined) req.options = { ...(req.options as JsonObject | undefined), num_ctx: this.#numCtx };
+    if (this.#numCtx !== undefined) ((req.options ??= {}) as JsonObject).num_ctx = this.#numCtx;
     if (this.#keepAlive !== undefined) req.keep_alive = this.#keepAlive;
   }
 

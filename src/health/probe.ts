@@ -18,9 +18,14 @@ export interface ProbeResult {
   servedModel?: string;
   /** Ollama: the model is loaded in memory. */
   loaded?: boolean;
-  /** The engine's version, when it says (asked until it has answered once). */
+  /** The longest request the engine takes, as it says: vLLM's max_model_len; Ollama's loaded context. */
+  servedContext?: number;
+}
+
+/** What an engine says of itself beyond health (describeEngine). */
+export interface EngineFacts {
   engineVersion?: string;
-  /** The longest request the engine takes, as it says: vLLM's max_model_len, a llama.cpp slot's n_ctx. */
+  /** A llama.cpp slot's n_ctx (/props). */
   servedContext?: number;
 }
 
@@ -46,7 +51,7 @@ function maxModelLen(body: unknown, want: string): number | undefined {
 const OLLAMA_TRUNCATE_SINCE = [0, 12, 6];
 
 /** Whether dotted version `v` is older than `since`; undefined when it is not one (a dev build). */
-export function olderThan(v: string, since: readonly number[]): boolean | undefined {
+function olderThan(v: string, since: readonly number[]): boolean | undefined {
   const m = /^v?(\d+)\.(\d+)\.(\d+)/.exec(v);
   if (m === null) return undefined;
   for (let i = 0; i < 3; i++) {
@@ -70,10 +75,10 @@ function field(text: string, pick: (j: Record<string, unknown>) => unknown): str
 
 /**
  * What the engine says of itself, beyond health: its version (vLLM /version, Ollama
- * /api/version, llama.cpp's build) and a llama.cpp slot's context (/props). Read after the
- * probe's own checks, outside its latency; nothing if the engine does not say.
+ * /api/version, llama.cpp's build) and a llama.cpp slot's context (/props); nothing if the
+ * engine does not say. The monitor asks in the background, once a probe's result has counted.
  */
-export async function describeEngine(b: BackendRuntime, timeoutMs: number): Promise<Pick<ProbeResult, 'engineVersion' | 'servedContext'>> {
+async function describeEngine(b: BackendRuntime, timeoutMs: number): Promise<EngineFacts> {
   const path = b.config.engine === 'vllm' ? '/version' : b.config.engine === 'ollama' ? '/api/version' : b.config.engine === 'llamacpp' ? '/props' : undefined;
   if (path === undefined) return {};
   const r = await get(b, path, timeoutMs).catch(() => undefined);
@@ -273,7 +278,7 @@ export class HealthMonitor {
   readonly #describing = new Set<BackendRuntime>();
 
   /** Takes what an engine says of itself (a probe's served context, a description's version): warns once on news. */
-  #learn(b: BackendRuntime, r: Pick<ProbeResult, 'engineVersion' | 'servedContext'>): void {
+  #learn(b: BackendRuntime, r: EngineFacts): void {
     if (r.servedContext !== undefined && r.servedContext !== b.servedContext) {
       b.servedContext = r.servedContext;
       const configured = b.config.contextWindow;

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { chatText, promptItems, simLogprobs } from '../generate.ts';
 import type { ChatText, PromptItem } from '../generate.ts';
-import { parseGoDuration } from '../../config/units.ts';
+import { GO_MAX_DURATION_MS, parseGoDuration } from '../../config/units.ts';
 import { intField, isRecord, jsonReply, nowSeconds } from '../protocol.ts';
 import type { EngineView, Plan, Reply, ServedModel, SimError } from '../protocol.ts';
 import type { SimModelKind } from '../types.ts';
@@ -92,7 +92,7 @@ export class Library {
     if (ms === null) return { kind: 'bad-request', message: `time: invalid duration ${JSON.stringify(String(keepAlive))}` };
     // Go's time.Now().Add(math.MaxInt64) for good: some 292 years on, which `ollama ps` shows as Forever.
     if (ms === 0) this.#loaded.delete(m);
-    else this.#loaded.set(m, { ctx, until: Date.now() + (ms < 0 ? FOREVER_MS : Math.min(ms, FOREVER_MS)) });
+    else this.#loaded.set(m, { ctx, until: Date.now() + (ms < 0 ? GO_MAX_DURATION_MS : Math.min(ms, GO_MAX_DURATION_MS)) });
     return undefined;
   }
 
@@ -106,9 +106,6 @@ export class Library {
     return out;
   }
 }
-
-/** math.MaxInt64 nanoseconds in ms: what "for good" means, and the longest a Duration holds. */
-const FOREVER_MS = 9_223_372_036_854;
 
 /** api.Duration's UnmarshalJSON, in ms: -1 for good, null when unreadable. */
 function keepAliveMs(v: unknown): number | null {
