@@ -38,19 +38,25 @@ async function withStore(fn: (sqlite: SqliteStore, dir: string) => Promise<void>
   }
 }
 
+/** A started writer that batches only when flushed, with 250 records queued and a count of those reported committed. */
+async function queued250(store: SqliteStore): Promise<{ w: UsageWriter; reported: () => number }> {
+  let reported = 0;
+  const w = new UsageWriter({ store, spoolDir: undefined, batchSize: 1000, flushIntervalMs: 3_600_000, maxBuffer: 5000, log: silentLogger, onCommitted: (r) => { reported += r.length; } });
+  await w.start();
+  for (let i = 0; i < 250; i++) w.add(rec(i));
+  return { w, reported: () => reported };
+}
+
 test('a batch written in several commits: idle() resolves only once all of it is reported committed', async () => {
   await withStore(async (store) => {
-    let reported = 0;
-    const w = new UsageWriter({ store, spoolDir: undefined, batchSize: 1000, flushIntervalMs: 3_600_000, maxBuffer: 5000, log: silentLogger, onCommitted: (r) => { reported += r.length; } });
-    await w.start();
-    for (let i = 0; i < 250; i++) w.add(rec(i));
+    const { w, reported } = await queued250(store);
     const flushed = w.flush();
     // SQLite writes 100 rows per commit and lets the event loop run between commits.
     await new Promise((r) => setImmediate(r));
     const inStore = (await store.usageSummary({ by: 'backend' }))[0]?.requests ?? 0;
-    assert.ok(inStore > 0 && inStore < 250 && reported === 0, `mid-batch: ${inStore} rows in the store, ${reported} reported`);
+    assert.ok(inStore > 0 && inStore < 250 && reported() === 0, `mid-batch: ${inStore} rows in the store, ${reported()} reported`);
     await w.idle();
-    assert.equal(reported, 250);
+    assert.equal(reported(), 250);
     await flushed;
     await w.close();
   });
@@ -58,24 +64,21 @@ test('a batch written in several commits: idle() resolves only once all of it is
 
 test('quiet(): runs once the batch in flight is committed and reported, and no batch starts until it is done', async () => {
   await withStore(async (store) => {
-    let reported = 0;
-    const w = new UsageWriter({ store, spoolDir: undefined, batchSize: 1000, flushIntervalMs: 3_600_000, maxBuffer: 5000, log: silentLogger, onCommitted: (r) => { reported += r.length; } });
-    await w.start();
-    for (let i = 0; i < 250; i++) w.add(rec(i));
+    const { w, reported } = await queued250(store);
     void w.flush();
     const rows = async (): Promise<number> => (await store.usageSummary({ by: 'backend' }))[0]?.requests ?? 0;
     await w.quiet(async () => {
-      assert.equal(reported, 250, 'the batch in flight was committed and reported first');
+      assert.equal(reported(), 250, 'the batch in flight was committed and reported first');
       for (let i = 250; i < 260; i++) w.add(rec(i));
       void w.flush();
       // Past the 50 ms linger, and a flush asked for outright: still nothing written.
       await new Promise((r) => setTimeout(r, 120));
       assert.equal(await rows(), 250);
-      assert.equal(reported, 250);
+      assert.equal(reported(), 250);
     });
     await w.flush();
     assert.equal(await rows(), 260, 'the flush asked for during quiet() ran after it');
-    assert.equal(reported, 260);
+    assert.equal(reported(), 260);
     await w.close();
   });
 });

@@ -18,6 +18,7 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { readProcStat } from './proc-stat.ts';
+import { Coalescer } from './coalesce.ts';
 
 /** SCHED_FIFO's priority for the event loop: the lowest real-time one, above every normal thread. */
 export const REALTIME_PRIORITY = 1;
@@ -118,8 +119,6 @@ export class EventLoopPriority {
   #refused = false;
   /** Why the next change is made, for its log line. */
   #why = '';
-  #running: Promise<void> | undefined;
-  #again = false;
   #elu = performance.eventLoopUtilization();
   #timer: NodeJS.Timeout | undefined;
   readonly #log: PriorityLog;
@@ -161,7 +160,7 @@ export class EventLoopPriority {
 
   /** One second's look at the loop (public for tests, which pass their own utilization). */
   tick(): Promise<void> {
-    if (!this.#wanted || this.#refused) return this.#running ?? Promise.resolve();
+    if (!this.#wanted || this.#refused) return this.#reconciler.running ?? Promise.resolve();
     const u = this.#utilization();
     const pct = Math.round(u * 100);
     if (!this.#saturated && u >= SATURATED_ELU) {
@@ -185,30 +184,25 @@ export class EventLoopPriority {
 
   /** Brings the thread's policy to what is wanted now, one chrt at a time. */
   #reconcile(): Promise<void> {
-    if (this.#running !== undefined) {
-      this.#again = true;
-      return this.#running;
-    }
-    this.#running = (async () => {
-      do {
-        this.#again = false;
-        const want = this.#wanted && !this.#saturated && !this.#refused;
-        if (want === this.#raised && this.#why === '') continue;
-        const why = this.#why;
-        this.#why = '';
-        const failed = await setEventLoopRealtimeAsync(want, this.#pid);
-        if (failed === undefined) {
-          const changed = want !== this.#raised;
-          this.#raised = want;
-          if (changed) this.#changed?.(want);
-          if (why === 'config') this.#log.info(want ? `gateway.realtime: the event loop runs at SCHED_FIFO ${REALTIME_PRIORITY}` : 'gateway.realtime: the event loop is back at normal priority');
-          else if (changed) this.#log.info(`gateway.realtime: ${why}`);
-        } else {
-          if (want) this.#refused = true;
-          this.#log.warn(`gateway.realtime: cannot ${want ? 'raise' : 'lower'} the event loop's priority: ${failed}; serving at ${this.#raised ? 'real-time' : 'normal'} priority`);
-        }
-      } while (this.#again);
-    })().finally(() => { this.#running = undefined; });
-    return this.#running;
+    return this.#reconciler.run();
   }
+
+  readonly #reconciler = new Coalescer(async () => {
+    const want = this.#wanted && !this.#saturated && !this.#refused;
+    if (want === this.#raised && this.#why === '') return;
+    const why = this.#why;
+    this.#why = '';
+    const failed = await setEventLoopRealtimeAsync(want, this.#pid);
+    if (failed === undefined) {
+      const changed = want !== this.#raised;
+      this.#raised = want;
+      if (changed) this.#changed?.(want);
+      if (why === 'config') this.#log.info(want ? `gateway.realtime: the event loop runs at SCHED_FIFO ${REALTIME_PRIORITY}` : 'gateway.realtime: the event loop is back at normal priority');
+      else if (changed) this.#log.info(`gateway.realtime: ${why}`);
+    } else {
+      if (want) this.#refused = true;
+      this.#log.warn(`gateway.realtime: cannot ${want ? 'raise' : 'lower'} the event loop's priority: ${failed}; serving at ${this.#raised ? 'real-time' : 'normal'} priority`);
+    }
+  });
+
 }

@@ -6,6 +6,7 @@
 
 import type { Logger } from '../core/log.ts';
 import { FabricError } from '../core/errors.ts';
+import { Coalescer } from '../core/coalesce.ts';
 import type { KeyRecord, Store } from '../store/types.ts';
 import { hashKey } from './token.ts';
 
@@ -31,8 +32,6 @@ export class KeyRing {
   #version = -1;
   #timer: NodeJS.Timeout | undefined;
   #unwatch: (() => void) | undefined;
-  #syncing: Promise<void> | undefined;
-  #again = false;
 
   constructor(store: Store, opts: KeyRingOptions) {
     this.#store = store;
@@ -59,27 +58,22 @@ export class KeyRing {
 
   /** Reloads every key if the store's keys version moved. Concurrent calls coalesce; one during a reload runs after it. */
   sync(): Promise<void> {
-    if (this.#syncing !== undefined) {
-      this.#again = true;
-      return this.#syncing;
-    }
-    this.#syncing = (async () => {
-      do {
-        this.#again = false;
-        try {
-          const v = await this.#store.keysVersion();
-          if (v !== this.#version) {
-            const all = await this.#store.listKeys();
-            this.#replace(all);
-            this.#version = v;
-          }
-        } catch (e) {
-          this.#opts.log.warn('keys: cannot reload from the store; serving the keys already loaded', { error: (e as Error).message });
-        }
-      } while (this.#again);
-    })().finally(() => { this.#syncing = undefined; });
-    return this.#syncing;
+    return this.#syncer.run();
   }
+
+  readonly #syncer = new Coalescer(async () => {
+    try {
+      const v = await this.#store.keysVersion();
+      if (v !== this.#version) {
+        const all = await this.#store.listKeys();
+        this.#replace(all);
+        this.#version = v;
+      }
+    } catch (e) {
+      this.#opts.log.warn('keys: cannot reload from the store; serving the keys already loaded', { error: (e as Error).message });
+    }
+  });
+
 
   #replace(all: KeyRecord[]): void {
     const byHash = new Map<string, KeyRecord>();
