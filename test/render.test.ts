@@ -125,7 +125,9 @@ test('compose files carry secrets as ${NAME} references and the seeds\' launch p
   const files = render('seeds.fabric.yaml');
   const wintermute = parse(files.find((f) => f.path === 'nodes/wintermute/compose.yaml')!.content);
   const svc = wintermute.services['wintermute-llama'];
-  assert.deepEqual(svc.command, ['--model', 'casperhansen/llama-3-8b-instruct-awq', '--host', '0.0.0.0', '--port', '8000', '--quantization', 'awq', '--max-model-len', '8192', '--gpu-memory-utilization', '0.9']);
+  // `vllm serve MODEL` whatever the image's own entrypoint (serve.image may name an older one).
+  assert.deepEqual(svc.entrypoint, ['vllm', 'serve']);
+  assert.deepEqual(svc.command, ['casperhansen/llama-3-8b-instruct-awq', '--host', '0.0.0.0', '--port', '8000', '--quantization', 'awq', '--max-model-len', '8192', '--gpu-memory-utilization', '0.9']);
   assert.match(svc.environment.HF_TOKEN, /^\$\{HF_TOKEN:\?/);
   assert.deepEqual(svc.devices, ['nvidia.com/gpu=0'], 'podman: a CDI device');
   const env = files.find((f) => f.path === 'nodes/wintermute/env.example')!.content;

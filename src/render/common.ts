@@ -29,7 +29,9 @@ export const HOST = {
 } as const;
 
 export const IMAGES = {
-  vllm: 'vllm/vllm-openai:v0.8.5',
+  // 0.11.0: the release whose API (errors, /v1/models' max_model_len, /version, metrics) the
+  // gateway's engine handling and the simulator follow.
+  vllm: 'vllm/vllm-openai:v0.11.0',
   // 0.12.11: the first with logprobs; truncate and shift (sent on every request) came before.
   ollama: 'ollama/ollama:0.12.11',
   llamacpp: 'ghcr.io/ggml-org/llama.cpp:server-cuda',

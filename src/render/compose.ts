@@ -44,6 +44,7 @@ export function nodeCompose(ctx: RenderContext, node: NodeConfig, served: Served
     const svc: Obj = {
       image: c.image,
       container_name: c.name,
+      ...(c.entrypoint !== undefined ? { entrypoint: c.entrypoint } : {}),
       ...(c.args.length > 0 ? { command: c.args } : {}),
       ports: c.ports,
       volumes: c.volumes,

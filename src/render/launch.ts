@@ -29,10 +29,15 @@ function commonEnv(s: Served): Pick<EngineLaunch, 'env' | 'secretEnv'> {
   return { env, secretEnv };
 }
 
-/** vLLM: the model is positional for `vllm serve`, --model for the container's api_server entrypoint. */
+/**
+ * vLLM: `vllm serve MODEL …`, on the host and in the container alike. The container's entrypoint
+ * is set to `vllm serve` rather than taken from the image (older images ran the api_server
+ * module, which needs `--model`; `vllm serve` deprecates that option), so serve.image may name
+ * any vLLM image.
+ */
 export function vllmLaunch(s: Served, where: 'host' | 'container'): EngineLaunch {
   const v = s.serve;
-  const args = where === 'host' ? [v.model] : ['--model', v.model];
+  const args = [v.model];
   if (v.model !== s.backend.model) args.push('--served-model-name', s.backend.model);
   args.push('--host', where === 'host' ? v.host : '0.0.0.0', '--port', String(v.port));
   if (v.quantization !== undefined && v.quantization !== 'none') args.push('--quantization', v.quantization);
@@ -144,7 +149,8 @@ function shScript(ctx: RenderContext, node: NodeConfig, group: Served[]): string
 }
 
 /** Windows nodes (the seeds' workstations) run engines in Docker or Podman Desktop: a `run` line per engine. */
-function psScript(ctx: RenderContext, node: NodeConfig, group: Served[], image: string, containerArgs: string[], env: [string, string][], secretEnv: [string, SecretRef][], volumes: string[], ports: string[]): string {
+function psScript(ctx: RenderContext, node: NodeConfig, group: Served[], c: ContainerSpec): string {
+  const { env, secretEnv } = c;
   const rt = node.runtime ?? 'docker';
   const name = groupName(group);
   let out = header(ctx, '#', `${name} on ${node.name}, in ${rt === 'podman' ? 'Podman' : 'Docker'} Desktop (compose.yaml describes the same container).`);
@@ -152,9 +158,12 @@ function psScript(ctx: RenderContext, node: NodeConfig, group: Served[], image: 
   for (const [, ref] of secretEnv) out += `if (-not $env:${ref.env}) { throw "set ${ref.env} in the environment" }\n`;
   const gpu = rt === 'podman' ? ['--device', group[0]!.serve.gpus.map((g) => `nvidia.com/gpu=${g}`).join(',')] : ['--gpus', `device=${group[0]!.serve.gpus.join(',')}`];
   // One option per line: run options, then the image, then the engine's own arguments.
-  const rows: string[][] = [[rt, 'run', '-d', '--name', name, '--restart', 'unless-stopped'], gpu, ...ports.map((p) => ['-p', p]),
-    ...volumes.map((v) => ['-v', v]), ...env.map(([k, v]) => ['-e', `${k}=${v}`]), ...secretEnv.map(([k]) => ['-e', k]), [image]];
-  for (const w of containerArgs) {
+  // `run --entrypoint` takes the program alone; the rest of the entrypoint leads the arguments.
+  const entry = c.entrypoint ?? [];
+  const rows: string[][] = [[rt, 'run', '-d', '--name', name, '--restart', 'unless-stopped'], gpu, ...c.ports.map((p) => ['-p', p]),
+    ...c.volumes.map((v) => ['-v', v]), ...env.map(([k, v]) => ['-e', `${k}=${v}`]), ...secretEnv.map(([k]) => ['-e', k]),
+    ...(entry.length > 0 ? [['--entrypoint', entry[0]!]] : []), [c.image], ...(entry.length > 1 ? [entry.slice(1)] : [])];
+  for (const w of c.args) {
     if (w.startsWith('-') || rows.length === 0) rows.push([w]);
     else rows[rows.length - 1]!.push(w);
   }
@@ -170,6 +179,8 @@ function psScript(ctx: RenderContext, node: NodeConfig, group: Served[], image: 
 export interface ContainerSpec {
   name: string;
   image: string;
+  /** Replaces the image's entrypoint, when set. */
+  entrypoint?: string[];
   args: string[];
   env: [string, string][];
   secretEnv: [string, SecretRef][];
@@ -186,7 +197,7 @@ export function containerSpec(group: Served[], bindLoopback: boolean): Container
   if (v.engine === 'vllm') {
     const l = vllmLaunch(s, 'container');
     return {
-      name: groupName(group), image: v.image ?? IMAGES.vllm, args: l.args, env: l.env, secretEnv: l.secretEnv,
+      name: groupName(group), image: v.image ?? IMAGES.vllm, entrypoint: ['vllm', 'serve'], args: l.args, env: l.env, secretEnv: l.secretEnv,
       volumes: [`${v.modelsDir ?? 'huggingface'}:/root/.cache/huggingface`], ports: [port], models: [],
     };
   }
@@ -210,7 +221,7 @@ export function launchFiles(ctx: RenderContext, node: NodeConfig, served: Served
     const base = `nodes/${safeName(node.name)}/launch/${groupName(group)}`;
     if ((node.os ?? 'linux') === 'windows') {
       const c = containerSpec(group, bindLoopback(group));
-      out.push({ path: `${base}.ps1`, content: psScript(ctx, node, group, c.image, c.args, c.env, c.secretEnv, c.volumes, c.ports), mode: 0o644 });
+      out.push({ path: `${base}.ps1`, content: psScript(ctx, node, group, c), mode: 0o644 });
     } else {
       out.push({ path: `${base}.sh`, content: shScript(ctx, node, group), mode: 0o755 });
     }

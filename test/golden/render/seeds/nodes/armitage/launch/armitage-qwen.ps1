@@ -6,8 +6,9 @@ podman run -d --name armitage-qwen --restart unless-stopped `
   --device nvidia.com/gpu=0 `
   -p 8000:8000 `
   -v huggingface:/root/.cache/huggingface `
-  vllm/vllm-openai:v0.8.5 `
-  --model Qwen/Qwen2.5-7B-Instruct-AWQ `
+  --entrypoint vllm `
+  vllm/vllm-openai:v0.11.0 `
+  serve Qwen/Qwen2.5-7B-Instruct-AWQ `
   --host 0.0.0.0 `
   --port 8000 `
   --quantization awq `

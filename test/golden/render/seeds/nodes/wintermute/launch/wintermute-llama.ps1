@@ -8,8 +8,9 @@ podman run -d --name wintermute-llama --restart unless-stopped `
   -p 8000:8000 `
   -v huggingface:/root/.cache/huggingface `
   -e HF_TOKEN `
-  vllm/vllm-openai:v0.8.5 `
-  --model casperhansen/llama-3-8b-instruct-awq `
+  --entrypoint vllm `
+  vllm/vllm-openai:v0.11.0 `
+  serve casperhansen/llama-3-8b-instruct-awq `
   --host 0.0.0.0 `
   --port 8000 `
   --quantization awq `
