@@ -44,6 +44,9 @@ interface Job {
   /** streaming: stop sending (connection left open) after this many steps; -1 = never */
   stallAfter: number;
   kvTokens: number;
+  /** performance.now() when the request was planned, and when its first token went out */
+  arrivedAt: number;
+  firstAt: number;
 }
 
 export interface EngineOptions {
@@ -407,7 +410,7 @@ export class SimEngineImpl implements SimEngine {
     }
     const job: Job = {
       route, plan, res, state: QUEUED, timer: null, step: 0, ttftMs, perTokenMs, dropAfter, stallAfter,
-      kvTokens: plan.promptTokens + plan.completionTokens,
+      kvTokens: plan.promptTokens + plan.completionTokens, arrivedAt: performance.now(), firstAt: 0,
     };
     if (load.active < this.#timing.maxConcurrency) {
       this.#start(job);
@@ -443,6 +446,7 @@ export class SimEngineImpl implements SimEngine {
       send(res, route.reply(plan));
     }
     this.#account(plan);
+    this.#impl.finished?.(0, 0);
   }
 
   // ---- generation ------------------------------------------------------------------
@@ -465,6 +469,8 @@ export class SimEngineImpl implements SimEngine {
   readonly #finishWhole = (job: Job): void => {
     job.timer = null;
     if (job.state !== RUNNING) return;
+    // The first token was made perTokenMs per step before the whole answer was.
+    job.firstAt = Math.max(job.arrivedAt, performance.now() - job.perTokenMs * job.plan.steps);
     send(job.res, job.route.reply(job.plan));
     this.#complete(job);
   };
@@ -476,6 +482,7 @@ export class SimEngineImpl implements SimEngine {
     const shape = job.route.stream!;
     let chunk = '';
     if (job.step === 0) {
+      job.firstAt = performance.now();
       res.writeHead(200, { 'content-type': shape.contentType, 'cache-control': 'no-cache' });
       chunk = shape.begin(plan);
     }
@@ -512,6 +519,7 @@ export class SimEngineImpl implements SimEngine {
 
   #complete(job: Job): void {
     this.#account(job.plan);
+    this.#impl.finished?.((job.firstAt - job.arrivedAt) / 1000, (performance.now() - job.arrivedAt) / 1000);
     this.#release(job);
   }
 

@@ -143,6 +143,11 @@ export interface ProtocolImpl {
   badJson(path: string): Reply;
   /** what a health route answers while the engine is failing with `status` */
   healthError(status: number): Reply;
+  /**
+   * An inference request was answered in full: seconds from its arrival to its first token and
+   * to its end (for engines that export latency histograms).
+   */
+  finished?(ttftSeconds: number, e2eSeconds: number): void;
 }
 
 export type ProtocolFactory = (view: EngineView) => ProtocolImpl;

@@ -131,22 +131,32 @@ describe('vllm', () => {
     assert.equal(notAsked.events.some((e) => 'usage' in e), false);
   });
 
-  test('logprobs: chat {content} (no refusal, as protocol.py has it), streamed per token; legacy completions per place; top_logprobs needs logprobs', async () => {
+  test('logprobs: chat {content} (no refusal, as protocol.py has it), streamed per token, the EOS token\'s last; legacy completions per place; top_logprobs needs logprobs; at most 20', async () => {
     const chat = (extra: Record<string, unknown>) => post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'why' }], ...extra }, auth);
     const json = (await (await chat({ logprobs: true, top_logprobs: 2 })).json()) as any;
     const lp = json.choices[0].logprobs;
     assert.deepEqual(Object.keys(lp), ['content']);
-    assert.deepEqual(lp.content.map((e: any) => e.token), replyTokens('why'));
+    // Per sampled token: the EOS token (Llama 3's <|eot_id|>) has an entry though it adds no text.
+    assert.deepEqual(lp.content.map((e: any) => e.token), [...replyTokens('why'), '<|eot_id|>']);
     assert.equal(lp.content[0].top_logprobs.length, 2);
     assert.deepEqual(lp.content[0].bytes, [...Buffer.from(lp.content[0].token, 'utf8')]);
     const only = (await (await chat({ logprobs: true })).json()) as any;
     assert.deepEqual(only.choices[0].logprobs.content[0].top_logprobs, [], 'top_logprobs 0: an empty list');
     assert.equal(((await (await chat({})).json()) as any).choices[0].logprobs, null);
     const streamed = parseSse(await (await chat({ logprobs: true, stream: true })).text()).events;
-    assert.deepEqual(streamed.flatMap((e) => at(e, 'choices', 0, 'logprobs', 'content') as any[] ?? []).map((e: any) => e.token), replyTokens('why'));
+    assert.deepEqual(streamed.flatMap((e) => at(e, 'choices', 0, 'logprobs', 'content') as any[] ?? []).map((e: any) => e.token), [...replyTokens('why'), '<|eot_id|>']);
+    const eosChunk = streamed.find((e) => at(e, 'choices', 0, 'finish_reason') === 'stop');
+    assert.equal(at(eosChunk, 'choices', 0, 'delta', 'content'), '', 'the EOS chunk carries its logprobs and no text');
+    assert.deepEqual(at(eosChunk, 'choices', 0, 'logprobs', 'content', 0, 'logprob'), lp.content.at(-1).logprob, 'streamed and whole agree');
+    const cut = (await (await chat({ logprobs: true, max_tokens: 2 })).json()) as any;
+    assert.equal(cut.choices[0].logprobs.content.length, 2, 'a choice cut at max_tokens sampled no EOS');
     const refused = await chat({ top_logprobs: 2 });
     assert.equal(refused.status, 400);
     assert.match(String(at(await refused.json(), 'error', 'message')), /`logprobs` must be set to true/);
+    const tooMany = await chat({ logprobs: true, top_logprobs: 21 });
+    assert.equal(tooMany.status, 400);
+    assert.equal(at(await tooMany.json(), 'error', 'message'), 'Requested sample logprobs of 21, which is greater than max allowed: 20');
+    assert.equal((await chat({ logprobs: true, top_logprobs: 20 })).status, 200);
 
     const text = (await (await post(`${chatUrl}/v1/completions`, { model: CHAT, prompt: 'one', max_tokens: 3, logprobs: 2 }, auth)).json()) as any;
     const c = text.choices[0].logprobs;
@@ -155,6 +165,14 @@ describe('vllm', () => {
     assert.equal(Object.keys(c.top_logprobs[0]).length, 2);
     const zero = (await (await post(`${chatUrl}/v1/completions`, { model: CHAT, prompt: 'one', max_tokens: 2, logprobs: 0 }, auth)).json()) as any;
     assert.deepEqual(Object.keys(zero.choices[0].logprobs.top_logprobs[0]), [zero.choices[0].logprobs.tokens[0]], 'N = 0: the generated token alone');
+    const whole = (await (await post(`${chatUrl}/v1/completions`, { model: CHAT, prompt: 'one', max_tokens: 60, logprobs: 1 }, auth)).json()) as any;
+    const w = whole.choices[0];
+    assert.deepEqual(w.logprobs.tokens, [...replyTokens('one'), '<|eot_id|>']);
+    assert.equal(w.logprobs.text_offset.at(-1), [...w.text].length, 'the EOS token sits where the text ends');
+    const wholeStream = parseSse(await (await post(`${chatUrl}/v1/completions`, { model: CHAT, prompt: 'one', max_tokens: 60, logprobs: 1, stream: true }, auth)).text()).events;
+    assert.deepEqual(at(wholeStream.at(-1), 'choices', 0, 'logprobs', 'tokens'), ['<|eot_id|>']);
+    assert.deepEqual(at(wholeStream.at(-1), 'choices', 0, 'logprobs', 'text_offset'), [[...w.text].length]);
+    assert.equal((await post(`${chatUrl}/v1/completions`, { model: CHAT, prompt: 'one', logprobs: 21 }, auth)).status, 400);
   });
 
   test('completions: a prompt list gives one choice each; max_tokens defaults to 16', async () => {
@@ -267,5 +285,40 @@ describe('vllm', () => {
     }
     const prompt = /^vllm:prompt_tokens_total\{[^}]*\} (\d+)/m.exec(text);
     assert.ok(Number(prompt?.[1]) > 0);
+    assert.match(text, /^# TYPE vllm:time_to_first_token_seconds histogram$/m);
+    assert.match(text, /^# TYPE vllm:e2e_request_latency_seconds histogram$/m);
+  });
+
+  test('time to first token and end-to-end latency histograms, streamed or not, with loggers.py\'s buckets', async () => {
+    const slow = await startFleet([{ name: 'slow', protocol: 'vllm', model: CHAT, kind: 'chat', timing: { ttftMs: 60, tokensPerSecond: 200 } }]);
+    try {
+      const url = slow.get('slow').url;
+      const sample = async (): Promise<(name: string, le?: string) => number> => {
+        const text = await (await fetch(`${url}/metrics`)).text();
+        return (name, le) => {
+          const labels = `engine="0",model_name="${CHAT}"${le === undefined ? '' : `,le="${le}"`}`;
+          const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
+          assert.ok(line !== undefined, `${name} ${labels}`);
+          return Number(line.slice(line.lastIndexOf(' ') + 1));
+        };
+      };
+      const before = await sample();
+      assert.equal(before('vllm:time_to_first_token_seconds_count'), 0, 'the series is there before any request, as vLLM makes it at start');
+      assert.equal(before('vllm:time_to_first_token_seconds_bucket', '2560'), 0);
+      await (await post(`${url}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'why' }], max_tokens: 10 })).json();
+      await (await post(`${url}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'why' }], max_tokens: 10, stream: true })).text();
+      const m = await sample();
+      for (const h of ['vllm:time_to_first_token_seconds', 'vllm:e2e_request_latency_seconds']) {
+        assert.equal(m(`${h}_count`), 2, h);
+        assert.equal(m(`${h}_bucket`, '+Inf'), 2, h);
+      }
+      // Timers never fire early: each first token came 60 ms or more after arrival, and each
+      // end 10 tokens at 5 ms later still.
+      assert.equal(m('vllm:time_to_first_token_seconds_bucket', '0.04'), 0, 'no first token within 40 ms');
+      assert.ok(m('vllm:time_to_first_token_seconds_sum') >= 0.12);
+      assert.ok(m('vllm:e2e_request_latency_seconds_sum') >= m('vllm:time_to_first_token_seconds_sum') + 2 * 0.045);
+    } finally {
+      await slow.close();
+    }
   });
 });

@@ -3,9 +3,10 @@
 // wording, non-streamed bodies serialised in full (`model_dump`), `stop_reason` beside
 // `finish_reason`, `stream_options` with continuous usage, and the `vllm:` Prometheus metrics.
 
+import { Histogram } from '../../metrics/registry.ts';
 import { simLogprobs } from '../generate.ts';
 import { choiceText, hexId, infoRoute, isRecord, isSimError, jsonReply, nowSeconds, servedModel, textReply } from '../protocol.ts';
-import type { EngineView, InferenceRoute, Plan, ProtocolImpl, Reply, Route, ServedModel, SimError } from '../protocol.ts';
+import type { EngineView, InferenceRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, ServedModel, SimError } from '../protocol.ts';
 import {
   chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
   parseEmbeddingsRequest, promptTextItems, sseStream, textPlan, wantsStream,
@@ -150,29 +151,57 @@ function completionLogprobsAsked(body: unknown): number | undefined {
   return isRecord(body) && typeof body.logprobs === 'number' && body.logprobs >= 0 ? body.logprobs : undefined;
 }
 
-/**
- * protocol.py ChatCompletionLogProbs for a choice's tokens [from, to): {content: [{token,
- * logprob, bytes, top_logprobs}]}, no refusal; null when the request asked for none.
- */
-function chatLogprobs(p: Plan, all: readonly string[], from: number, to: number): Record<string, unknown> | null {
-  const top = p.extra.topLogprobs;
-  if (typeof top !== 'number') return null;
-  return { content: simLogprobs(all.slice(from, to), from, top).map((e) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes, top_logprobs: e.top })) };
+/** The EOS token as the model's tokenizer names it (Llama 3's, Qwen's, else SentencePiece's). */
+function eosToken(model: string): string {
+  return /llama-?3/i.test(model) ? '<|eot_id|>' : /qwen/i.test(model) ? '<|im_end|>' : '</s>';
 }
 
 /**
- * protocol.py CompletionLogProbs for `logprobs: N`, for a choice's tokens [from, to): each
- * place's top_logprobs holds the generated token and the N most likely (so one entry when N
- * is 0); text_offset counts code points from the start of the choice's text.
+ * A choice's sampled tokens: its text's, then the EOS token when it ended on one. Logprobs are
+ * per sampled token (serving_chat.py's _create_chat_logprobs walks output.token_ids), so the
+ * EOS token has an entry though it adds no text.
  */
-function completionLogprobs(p: Plan, all: readonly string[], from: number, to: number): Record<string, unknown> | null {
+function sampled(p: Plan, c: PlannedChoice): readonly string[] {
+  return c.finish === 'stop' ? [...c.tokens, eosToken(p.model)] : c.tokens;
+}
+
+/** The engine's own limit (--max-logprobs, 20 by default), checked after the request's fields. */
+const MAX_LOGPROBS = 20;
+function checkMaxLogprobs(n: number | undefined): SimError | null {
+  return n !== undefined && n > MAX_LOGPROBS
+    ? { kind: 'bad-request', message: `Requested sample logprobs of ${n}, which is greater than max allowed: ${MAX_LOGPROBS}` }
+    : null;
+}
+
+/**
+ * protocol.py ChatCompletionLogProbs for a choice's sampled tokens [from, to): {content:
+ * [{token, logprob, bytes, top_logprobs}]}, no refusal; null when the request asked for none.
+ */
+function chatLogprobs(p: Plan, c: PlannedChoice, from: number, to: number): Record<string, unknown> | null {
+  const top = p.extra.topLogprobs;
+  if (typeof top !== 'number') return null;
+  return { content: simLogprobs(sampled(p, c).slice(from, to), from, top).map((e) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes, top_logprobs: e.top })) };
+}
+
+/**
+ * protocol.py CompletionLogProbs for `logprobs: N`, for a choice's sampled tokens [from, to):
+ * each place's top_logprobs holds the sampled token and the N most likely (so one entry when N
+ * is 0); text_offset counts code points from the start of the choice's text (the EOS token's
+ * is where the text ends).
+ */
+function completionLogprobs(p: Plan, c: PlannedChoice, from: number, to: number): Record<string, unknown> | null {
   const n = p.extra.logprobs;
   if (typeof n !== 'number') return null;
-  const tokens = all.slice(from, to);
+  const all = sampled(p, c);
+  const end = Math.min(to, all.length);
+  const tokens = all.slice(from, end);
   const entries = simLogprobs(tokens, from, Math.max(1, n));
   const textOffset: number[] = [];
-  let at = [...all.slice(0, from).join('')].length;
-  for (const t of tokens) { textOffset.push(at); at += [...t].length; }
+  let at = [...c.tokens.slice(0, from).join('')].length;
+  for (let k = from; k < end; k++) {
+    textOffset.push(at);
+    if (k < c.tokens.length) at += [...c.tokens[k]!].length;
+  }
   return {
     text_offset: textOffset,
     token_logprobs: entries.map((e) => e.logprob),
@@ -198,12 +227,14 @@ function chatRoute(view: EngineView): InferenceRoute {
     token: (p, c, i) => {
       const last = i === c.tokens.length - 1 && c.finish !== 'stop';
       return withRunningUsage(p, chunk(p, [{
-        index: c.index, delta: { content: c.tokens[i] }, logprobs: chatLogprobs(p, c.tokens, i, i + 1),
+        index: c.index, delta: { content: c.tokens[i] }, logprobs: chatLogprobs(p, c, i, i + 1),
         finish_reason: last ? c.finish : null, ...(last ? { stop_reason: null } : {}),
       }]), i + 1);
     },
     finish: (p, c) => (c.finish === 'stop'
-      ? withRunningUsage(p, chunk(p, [{ index: c.index, delta: { content: '' }, logprobs: null, finish_reason: 'stop', stop_reason: null }]), c.tokens.length + 1)
+      ? withRunningUsage(p, chunk(p, [{
+        index: c.index, delta: { content: '' }, logprobs: chatLogprobs(p, c, c.tokens.length, c.tokens.length + 1), finish_reason: 'stop', stop_reason: null,
+      }]), c.tokens.length + 1)
       : undefined),
     usage: (p) => ({ ...chunk(p, []), usage: usage(p, false) }),
   });
@@ -219,7 +250,7 @@ function chatRoute(view: EngineView): InferenceRoute {
       if (isSimError(r)) return r;
       const m = servedModel(view, r.model);
       if (m === undefined) return { kind: 'model-not-found', model: r.model };
-      const bad = checkMax(r.maxTokens) ?? checkN(r.n);
+      const bad = checkMax(r.maxTokens) ?? checkN(r.n) ?? checkMaxLogprobs(top);
       if (bad) return bad;
       if (m.kind !== 'chat') return { kind: 'unsupported', message: 'The model does not support Chat Completions API' };
       const items = chatItems(r.text);
@@ -242,7 +273,7 @@ function chatRoute(view: EngineView): InferenceRoute {
             role: 'assistant', content: choiceText(c), refusal: null, annotations: null, audio: null, function_call: null,
             tool_calls: [], reasoning_content: null,
           },
-          logprobs: chatLogprobs(p, c.tokens, 0, c.tokens.length), finish_reason: c.finish, stop_reason: null, token_ids: null,
+          logprobs: chatLogprobs(p, c, 0, Infinity), finish_reason: c.finish, stop_reason: null, token_ids: null,
         })),
         service_tier: null,
         system_fingerprint: null,
@@ -263,11 +294,13 @@ function completionsRoute(view: EngineView): InferenceRoute {
   const stream = sseStream({
     // As in chat: EOS closes the choice in a chunk of its own with empty text (serving_completion.py).
     token: (p, c, i) => withRunningUsage(p, chunk(p, [{
-      index: c.index, text: c.tokens[i], logprobs: completionLogprobs(p, c.tokens, i, i + 1),
+      index: c.index, text: c.tokens[i], logprobs: completionLogprobs(p, c, i, i + 1),
       finish_reason: i === c.tokens.length - 1 && c.finish !== 'stop' ? c.finish : null, stop_reason: null,
     }]), i + 1),
     finish: (p, c) => (c.finish === 'stop'
-      ? withRunningUsage(p, chunk(p, [{ index: c.index, text: '', logprobs: null, finish_reason: 'stop', stop_reason: null }]), c.tokens.length + 1)
+      ? withRunningUsage(p, chunk(p, [{
+        index: c.index, text: '', logprobs: completionLogprobs(p, c, c.tokens.length, c.tokens.length + 1), finish_reason: 'stop', stop_reason: null,
+      }]), c.tokens.length + 1)
       : undefined),
     usage: (p) => ({ ...chunk(p, []), usage: usage(p, false) }),
   });
@@ -281,7 +314,8 @@ function completionsRoute(view: EngineView): InferenceRoute {
       if (isSimError(r)) return r;
       const m = servedModel(view, r.model);
       if (m === undefined) return { kind: 'model-not-found', model: r.model };
-      const bad = checkMax(r.maxTokens) ?? checkN(r.n);
+      const logprobs = completionLogprobsAsked(body);
+      const bad = checkMax(r.maxTokens) ?? checkN(r.n) ?? checkMaxLogprobs(logprobs);
       if (bad) return bad;
       if (m.kind !== 'chat') return { kind: 'unsupported', message: 'The model does not support Completions API' };
       // The OpenAI completions API defaults max_tokens to 16, and vLLM follows it.
@@ -292,7 +326,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
       const su = streamUsage(body);
       return withEos(textPlan({
         model: m.name, stream: r.stream, includeUsage: su.include, items, maxTokens: max, n: r.n, idPrefix: 'cmpl-',
-        extra: { continuousUsage: su.continuous, logprobs: completionLogprobsAsked(body) },
+        extra: { continuousUsage: su.continuous, logprobs },
       }));
     },
     error: (e) => renderError(view, 'completions', e),
@@ -300,7 +334,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
       return jsonReply(200, {
         id: p.id, object: 'text_completion', created: p.created, model: p.model,
         choices: p.choices.map((c) => ({
-          index: c.index, text: choiceText(c), logprobs: completionLogprobs(p, c.tokens, 0, c.tokens.length), finish_reason: c.finish, stop_reason: null, prompt_logprobs: null,
+          index: c.index, text: choiceText(c), logprobs: completionLogprobs(p, c, 0, Infinity), finish_reason: c.finish, stop_reason: null, prompt_logprobs: null,
         })),
         service_tier: null,
         system_fingerprint: null,
@@ -342,7 +376,26 @@ function embeddingsRoute(view: EngineView): InferenceRoute {
   };
 }
 
-function metrics(view: EngineView): string {
+// vllm/v1/metrics/loggers.py's buckets.
+const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560];
+const REQUEST_LATENCY_BUCKETS = [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680];
+
+interface Latency { ttft: Histogram; e2e: Histogram; labels: string[] }
+
+function latencyHistograms(view: EngineView): Latency {
+  const names = ['engine', 'model_name'];
+  const l: Latency = {
+    ttft: new Histogram('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', names, TTFT_BUCKETS),
+    e2e: new Histogram('vllm:e2e_request_latency_seconds', 'Histogram of e2e request latency in seconds.', names, REQUEST_LATENCY_BUCKETS),
+    labels: ['0', view.model],
+  };
+  // vLLM makes each engine's series at start (make_per_engine), so they show before any request.
+  l.ttft.handle(l.labels);
+  l.e2e.handle(l.labels);
+  return l;
+}
+
+function metrics(view: EngineView, latency: Latency): string {
   const l = view.load;
   const labels = `engine="0",model_name="${view.model}"`;
   const kvCapacity = view.contextWindow * view.timing.maxConcurrency;
@@ -363,12 +416,15 @@ function metrics(view: EngineView): string {
     `vllm:request_success_total{${labels},finished_reason="stop"} ${l.finishedStop.toFixed(1)}`,
     `vllm:request_success_total{${labels},finished_reason="length"} ${l.finishedLength.toFixed(1)}`,
   );
+  latency.ttft.render(lines);
+  latency.e2e.render(lines);
   return `${lines.join('\n')}\n`;
 }
 
 export function createVllm(view: EngineView): ProtocolImpl {
   const created = nowSeconds();
   const permissionId = `modelperm-${hexId()}`;
+  const latency = latencyHistograms(view);
   // One card per served name, as vLLM lists each --served-model-name.
   const models = infoRoute(() => jsonReply(200, {
     object: 'list',
@@ -387,7 +443,7 @@ export function createVllm(view: EngineView): ProtocolImpl {
     ['POST /ping', health],
     ['GET /version', infoRoute(() => jsonReply(200, { version: VLLM_VERSION }))],
     ['GET /v1/models', models],
-    ['GET /metrics', infoRoute(() => textReply(200, metrics(view), 'text/plain; version=0.0.4; charset=utf-8'))],
+    ['GET /metrics', infoRoute(() => textReply(200, metrics(view, latency), 'text/plain; version=0.0.4; charset=utf-8'))],
     ['POST /v1/chat/completions', chatRoute(view)],
     ['POST /v1/completions', completionsRoute(view)],
     ['POST /v1/embeddings', embeddingsRoute(view)],
@@ -403,5 +459,9 @@ export function createVllm(view: EngineView): ProtocolImpl {
     unauthorized: () => jsonReply(401, { error: 'Unauthorized' }),
     badJson: () => vllmError(400, 'JSON decode error: Expecting value: line 1 column 1 (char 0)'),
     healthError: (status) => ({ status, headers: {}, body: '' }),
+    finished(ttft, e2e) {
+      latency.ttft.observe(latency.labels, ttft);
+      latency.e2e.observe(latency.labels, e2e);
+    },
   };
 }
