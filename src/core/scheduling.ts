@@ -3,7 +3,7 @@
 // A gateway process has more threads than its event loop: V8's GC and compiler helpers, the
 // SQLite writer, libuv's pool. Where they share a core with the event loop, Linux's scheduler
 // (EEVDF) lets a running helper finish its slice before a woken event loop gets the core, even
-// at nice 19: a request arriving then waits up to ~3 ms (README, Performance: measured on this
+// at nice 19: a request arriving then waits up to ~3 ms (bench/README.md, "The latency tail": measured on this
 // VM with a C loop and a bursting thread, and in `npm run bench -- --rate-only`). SCHED_FIFO on
 // the event-loop thread alone makes it preempt them the moment it wakes. The helpers stay as
 // they are, and threads created later start at normal priority (SCHED_RESET_ON_FORK), so only
