@@ -11,7 +11,10 @@ import { ClientClosed, type Gateway, type RequestContext, type Served, type Stre
 import type { Logger } from '../core/log.ts';
 import type { JsonObject, Operation } from '../engines/types.ts';
 import { MasterKey } from './auth.ts';
-import { validateRequest } from './validate.ts';
+import { checkForbidden, validateRequest } from './validate.ts';
+import { fromResponsesRequest, type ResponsesEcho } from './responses/request.ts';
+import { ResponseIds, toResponse } from './responses/response.ts';
+import { ResponsesStream, type HoldingSink } from './responses/stream.ts';
 import { healthBody, modelsBody, modelBody } from './info.ts';
 import { suggest } from '../config/issues.ts';
 import { GatewayMetrics, NO_ROLE } from '../metrics/gateway-metrics.ts';
@@ -46,6 +49,9 @@ const POST_ROUTES: Record<string, Operation> = {
   '/completions': 'completions',
   '/v1/embeddings': 'embeddings',
   '/embeddings': 'embeddings',
+  // The Responses API, served over chat completions (src/http/responses/).
+  '/v1/responses': 'chat',
+  '/responses': 'chat',
 };
 
 /** Paths answered to GET and HEAD (besides /v1/models/{id}): any other method there is a 405, and a path in neither table a 404. */
@@ -97,7 +103,7 @@ function doneAt(data: Buffer | string): number {
   return i === -1 || (i > 0 && (typeof data === 'string' ? data.charCodeAt(i - 1) : data[i - 1]) !== 10) ? -1 : i;
 }
 
-class ResponseSink implements StreamSink {
+class ResponseSink implements HoldingSink {
   readonly #x: Exchange;
   /** performance.now() when the stream was committed to the client. */
   firstByteAt: number | undefined;
@@ -125,6 +131,10 @@ class ResponseSink implements StreamSink {
       }
     }
     return this.#x.write(data);
+  }
+  writeLast(data: string): void {
+    if (this.deferEnd) this.#done = this.#done === undefined ? data : this.#done + data;
+    else this.#x.write(data);
   }
   onDrain(cb: () => void): void {
     this.#x.onDrain(cb);
@@ -158,7 +168,12 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   const metrics = app.metrics ??= new GatewayMetrics(() => app.gateway, app.startedAt);
 
   /** What is known of an inference request when it fails, for its error metrics. */
-  interface Inference { op: Operation; model: string | undefined; key: KeyRecord | undefined; account: RequestAccount | undefined; ts: number }
+  interface Inference {
+    op: Operation;
+    /** POST /v1/responses: a chat request in the Responses API's dialect, both ways. */
+    responses: boolean;
+    model: string | undefined; key: KeyRecord | undefined; account: RequestAccount | undefined; ts: number;
+  }
 
   /**
    * Runs fn once the usage records added so far are in the spool (src/accounting/writer.ts):
@@ -193,6 +208,14 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     } catch (e) {
       throw new FabricError('invalid_json', `the request body is not valid JSON: ${(e as Error).message}`);
     }
+    let echo: ResponsesEcho | undefined;
+    if (inf.responses) {
+      // Refused in the client's own body, before the fields the chat request does not carry are left out.
+      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) checkForbidden(parsed as JsonObject, raw);
+      const t = fromResponsesRequest(parsed, gw.config.gateway.limits);
+      parsed = t.chat;
+      echo = t.echo;
+    }
     const body: JsonObject = validateRequest(op, parsed, raw, gw.config.gateway.limits);
     inf.model = body.model as string;
     const acct = app.accounting;
@@ -213,8 +236,9 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     if (body.stream === true && op !== 'embeddings') {
       const sink = new ResponseSink(x);
       sink.deferEnd = inf.account !== undefined;
-      const capture = acct?.logsBodies === true ? new CapturingSink(sink, gw.config.gateway.requestLog.maxBodyBytes) : undefined;
-      served = await gw.stream(op, body, ctx, capture ?? sink);
+      const out = echo === undefined ? sink : new ResponsesStream(sink, echo, new ResponseIds(ctx.id), ctx.created);
+      const capture = acct?.logsBodies === true ? new CapturingSink(out, gw.config.gateway.requestLog.maxBodyBytes) : undefined;
+      served = await gw.stream(op, body, ctx, capture ?? out);
       firstByteAt = sink.firstByteAt;
       now = performance.now();
       rec = inf.account?.finish(served, now - started, firstByteAt === undefined ? undefined : firstByteAt - started, capture?.text);
@@ -222,7 +246,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     } else {
       const r = await gw.unary(op, body, ctx);
       served = r.served;
-      const text = JSON.stringify(r.response);
+      const text = JSON.stringify(echo === undefined ? r.response : toResponse(r.response, echo, new ResponseIds(ctx.id), ctx.created));
       now = performance.now();
       rec = inf.account?.finish(served, now - started, undefined, acct?.logsBodies === true ? text : undefined);
       answer = () => {
@@ -233,7 +257,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     metrics.served(op, served, (now - started) / 1000, firstByteAt === undefined ? undefined : (firstByteAt - started) / 1000);
     app.log.info('request', {
       id: ctx.id, client_id: ctx.clientRequestId, op, model: served.requested, role: served.role, backend: served.backend,
-      status: 200, attempts: served.attempts, rerouted: served.rerouted || undefined, stream: body.stream === true || undefined,
+      status: 200, attempts: served.attempts, rerouted: served.rerouted || undefined, stream: body.stream === true || undefined, api: echo === undefined ? undefined : 'responses',
       ms: Math.round((now - started) * 10) / 10,
       prompt_tokens: served.usage?.prompt_tokens ?? rec?.promptTokens, completion_tokens: served.usage?.completion_tokens ?? rec?.completionTokens ?? served.completionEstimate,
       estimated: served.usage === undefined || undefined,
@@ -277,7 +301,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       if (op !== undefined) {
         if (method !== 'POST') throw new FabricError('method_not_allowed', `${method} is not allowed on ${path}; use POST`, { headers: { allow: 'POST' } });
         const now = Date.now();
-        inf = { op, model: undefined, key: undefined, account: undefined, ts: now };
+        inf = { op, responses: op === 'chat' && path.endsWith('/responses'), model: undefined, key: undefined, account: undefined, ts: now };
         // Awaited only when the key is not cached: the hot path stays synchronous.
         const a = authorize(x);
         const key = a instanceof Promise ? await a : a;
@@ -340,7 +364,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         }
         return sendJson(x, 200, body);
       }
-      return sendJson(x, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/models', '/health', '/metrics'] }));
+      return sendJson(x, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses', '/v1/models', '/health', '/metrics'] }));
     } catch (e) {
       const fe = toFabricError(e);
       if (fe.code === 'internal_error') app.log.error('internal error', { id, path, error: String((e as Error)?.stack ?? e) });

@@ -43,7 +43,9 @@ function isObj(v: unknown): v is JsonObject {
 
 /** Subtrees that describe data rather than configure the request: a tool may well have a `base_url` parameter. */
 function isSchemaSubtree(path: string): boolean {
-  return /^tools\[\d+\]\.function\.parameters$/.test(path) || path === 'response_format.json_schema.schema' || /^functions\[\d+\]\.parameters$/.test(path)
+  return /^tools\[\d+\]\.(?:function\.)?parameters$/.test(path) || path === 'response_format.json_schema.schema' || /^functions\[\d+\]\.parameters$/.test(path)
+    // The Responses API's: function tools' parameters at the tool's top level, text.format's schema.
+    || path === 'text.format.schema'
     // vLLM's structured output: a JSON schema, by either of its names.
     || path === 'guided_json' || path === 'structured_outputs.json';
 }
@@ -102,11 +104,8 @@ function boundedInt(body: JsonObject, key: string, max: number): void {
   if (v > max) throw bad(key, `\`${key}\` is ${v}; this gateway allows at most ${max}`, 'parameter_out_of_range');
 }
 
-export function validateRequest(op: Operation, body: unknown, raw: string, limits: Limits): JsonObject {
-  if (!isObj(body)) throw new FabricError('invalid_request', 'the request body must be a JSON object');
-  if (depthOf(raw) > MAX_DEPTH) throw new FabricError('invalid_request', `the request body nests objects and arrays more than ${MAX_DEPTH} levels deep`);
-  if (typeof body.model !== 'string' || body.model === '') throw bad('model', 'you must provide a model parameter (a non-empty string)');
-  if (body.model.length > MAX_MODEL_NAME) throw bad('model', `the model name is ${body.model.length} characters long; at most ${MAX_MODEL_NAME} are accepted`);
+/** A field that would choose a backend or its credentials, anywhere in the body: a 400 naming it. */
+export function checkForbidden(body: JsonObject, raw: string): void {
   // A cheap scan of the raw text first: the deep walk runs only if a forbidden name appears at all.
   // A name spelled with escapes ("api\u005fbase") only shows after parsing: text with any
   // \u escape gets the walk too.
@@ -114,6 +113,14 @@ export function validateRequest(op: Operation, body: unknown, raw: string, limit
     const at = findForbidden(body, '');
     if (at !== undefined) throw new FabricError('forbidden_parameter', `\`${at}\` is not accepted: the gateway chooses backends and credentials, requests choose only the model`, { param: at });
   }
+}
+
+export function validateRequest(op: Operation, body: unknown, raw: string, limits: Limits): JsonObject {
+  if (!isObj(body)) throw new FabricError('invalid_request', 'the request body must be a JSON object');
+  if (depthOf(raw) > MAX_DEPTH) throw new FabricError('invalid_request', `the request body nests objects and arrays more than ${MAX_DEPTH} levels deep`);
+  if (typeof body.model !== 'string' || body.model === '') throw bad('model', 'you must provide a model parameter (a non-empty string)');
+  if (body.model.length > MAX_MODEL_NAME) throw bad('model', `the model name is ${body.model.length} characters long; at most ${MAX_MODEL_NAME} are accepted`);
+  checkForbidden(body, raw);
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw bad('stream', '`stream` must be a boolean');
   if (body.stream_options !== undefined && body.stream_options !== null) {
     if (!isObj(body.stream_options)) throw bad('stream_options', '`stream_options` must be an object');

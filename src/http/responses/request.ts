@@ -1,0 +1,253 @@
+// The Responses API (POST /v1/responses) served over chat completions: a request becomes the
+// chat request every engine takes, and what the Response object echoes of it is kept. Stateless:
+// the gateway stores no responses, so a request must carry its whole conversation in `input`
+// (what Codex and the SDKs do with `store: false`); `previous_response_id` and stored items are
+// refused, naming what to send instead. Errors name the Responses field, not the chat one.
+
+import type { Limits } from '../../config/types.ts';
+import { FabricError } from '../../core/errors.ts';
+import type { JsonObject } from '../../engines/types.ts';
+
+/** What the Response object repeats of its request (OpenAI's Response echoes these). */
+export interface ResponsesEcho {
+  instructions: string | null;
+  tools: JsonObject[];
+  toolChoice: unknown;
+  parallelToolCalls: boolean;
+  temperature: number | null;
+  topP: number | null;
+  maxOutputTokens: number | null;
+  metadata: JsonObject;
+  text: JsonObject;
+  user: string | null;
+  reasoningEffort: string | null;
+}
+
+export interface TranslatedRequest {
+  chat: JsonObject;
+  echo: ResponsesEcho;
+}
+
+/** Fields that need state or tools the gateway does not have, and what to do instead. */
+const REFUSED: Record<string, string> = {
+  previous_response_id: 'the gateway stores no responses: send the whole conversation in `input` (and `store: false`)',
+  conversation: 'the gateway stores no conversations: send the whole conversation in `input`',
+  background: 'background responses are not served: send the request without `background`',
+  prompt: 'stored prompt templates are not served: send the instructions and input themselves',
+};
+
+/** Accepted and not sent on: they shape what OpenAI stores or returns beyond the text. */
+const IGNORED = new Set(['store', 'include', 'truncation', 'service_tier', 'prompt_cache_key', 'prompt_cache_retention', 'safety_identifier', 'stream_options', 'max_tool_calls', 'top_logprobs']);
+
+const MAPPED = new Set(['model', 'input', 'instructions', 'stream', 'max_output_tokens', 'temperature', 'top_p', 'tools', 'tool_choice', 'parallel_tool_calls', 'text', 'reasoning', 'metadata', 'user']);
+
+function isObj(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function bad(param: string, message: string): FabricError {
+  return new FabricError('invalid_request', message, { param });
+}
+
+/** A content part of an input message, as a chat content part. */
+function part(p: unknown, at: string): JsonObject {
+  if (typeof p === 'string') return { type: 'text', text: p };
+  if (!isObj(p)) throw bad(at, `\`${at}\` must be a content part object`);
+  switch (p.type) {
+    case 'input_text':
+    case 'output_text':
+    case 'text':
+      if (typeof p.text !== 'string') throw bad(`${at}.text`, `\`${at}.text\` must be a string`);
+      return { type: 'text', text: p.text };
+    case 'input_image': {
+      if (typeof p.image_url !== 'string') {
+        throw bad(`${at}.image_url`, p.file_id !== undefined
+          ? `\`${at}\`: file ids need OpenAI's file store; send the image as \`image_url\` (a URL or a data: URL)`
+          : `\`${at}.image_url\` must be a string (a URL or a data: URL)`);
+      }
+      const image: JsonObject = { url: p.image_url };
+      if (typeof p.detail === 'string' && p.detail !== 'auto') image.detail = p.detail;
+      return { type: 'image_url', image_url: image };
+    }
+    case 'refusal':
+      return { type: 'text', text: typeof p.refusal === 'string' ? p.refusal : '' };
+    default:
+      throw bad(`${at}.type`, `\`${at}.type\` ${JSON.stringify(p.type)} is not served here; input_text and input_image are`);
+  }
+}
+
+/** A message's content: a string stays one; parts become chat parts (all text: joined, as every engine takes it). */
+function content(c: unknown, at: string): string | JsonObject[] {
+  if (typeof c === 'string') return c;
+  if (!Array.isArray(c)) throw bad(at, `\`${at}\` must be a string or an array of content parts`);
+  const parts = c.map((p, i) => part(p, `${at}[${i}]`));
+  return parts.every((p) => p.type === 'text') ? parts.map((p) => p.text as string).join('') : parts;
+}
+
+/** A function call's output: a string, or text parts joined. */
+function outputText(o: unknown, at: string): string {
+  if (typeof o === 'string') return o;
+  if (Array.isArray(o)) {
+    return o.map((p, i) => {
+      if (isObj(p) && (p.type === 'input_text' || p.type === 'output_text') && typeof p.text === 'string') return p.text;
+      throw bad(`${at}[${i}]`, `\`${at}[${i}]\` must be a text part: a function's output reaches the model as text`);
+    }).join('');
+  }
+  throw bad(at, `\`${at}\` must be a string`);
+}
+
+const MESSAGE_ROLES = new Set(['user', 'assistant', 'system', 'developer']);
+
+/** `input` as chat messages: messages, and function calls and their outputs as tool calls and tool messages. */
+function messages(input: unknown, instructions: string | null): JsonObject[] {
+  const out: JsonObject[] = [];
+  if (instructions !== null) out.push({ role: 'system', content: instructions });
+  if (typeof input === 'string') {
+    out.push({ role: 'user', content: input });
+    return out;
+  }
+  if (!Array.isArray(input) || input.length === 0) throw bad('input', '`input` must be a string or a non-empty array of input items');
+  /** The assistant message the consecutive function calls go on. */
+  let calls: JsonObject[] | undefined;
+  for (let i = 0; i < input.length; i++) {
+    const item = input[i] as unknown;
+    const at = `input[${i}]`;
+    if (!isObj(item)) throw bad(at, `\`${at}\` must be an input item object`);
+    const type = item.type ?? 'message';
+    if (type === 'function_call') {
+      if (typeof item.call_id !== 'string' || typeof item.name !== 'string' || typeof item.arguments !== 'string') {
+        throw bad(at, `\`${at}\`: a function_call item needs \`call_id\`, \`name\` and \`arguments\` (strings)`);
+      }
+      const call = { id: item.call_id, type: 'function', function: { name: item.name, arguments: item.arguments } };
+      if (calls === undefined) {
+        calls = [call];
+        out.push({ role: 'assistant', content: null, tool_calls: calls });
+      } else calls.push(call);
+      continue;
+    }
+    calls = undefined;
+    if (type === 'message') {
+      if (typeof item.role !== 'string' || !MESSAGE_ROLES.has(item.role)) throw bad(`${at}.role`, `\`${at}.role\` must be one of user, assistant, system, developer`);
+      out.push({ role: item.role, content: content(item.content, `${at}.content`) });
+    } else if (type === 'function_call_output') {
+      if (typeof item.call_id !== 'string') throw bad(`${at}.call_id`, `\`${at}.call_id\` must be a string`);
+      out.push({ role: 'tool', tool_call_id: item.call_id, content: outputText(item.output, `${at}.output`) });
+    } else if (type === 'reasoning') {
+      // A model's earlier reasoning: not sent back, as chat models take none.
+    } else if (type === 'item_reference') {
+      throw bad(`${at}.type`, `\`${at}\`: item references need stored responses, which the gateway does not keep; send the item itself`);
+    } else {
+      throw bad(`${at}.type`, `\`${at}.type\` ${JSON.stringify(type)} is not served here; message, function_call and function_call_output are`);
+    }
+  }
+  return out;
+}
+
+/** Function tools as chat tools; built-in tools (web search, file search…) need OpenAI's own. */
+function tools(v: unknown): { chat: JsonObject[]; echo: JsonObject[] } {
+  if (v === undefined || v === null) return { chat: [], echo: [] };
+  if (!Array.isArray(v)) throw bad('tools', '`tools` must be an array');
+  const chat: JsonObject[] = [];
+  const echo: JsonObject[] = [];
+  for (let i = 0; i < v.length; i++) {
+    const t = v[i] as unknown;
+    if (!isObj(t)) throw bad(`tools[${i}]`, `\`tools[${i}]\` must be an object`);
+    if (t.type !== 'function') throw bad(`tools[${i}].type`, `\`tools[${i}].type\` ${JSON.stringify(t.type)} is not served here: only function tools are (built-in tools run on OpenAI's side)`);
+    if (typeof t.name !== 'string' || t.name === '') throw bad(`tools[${i}].name`, `\`tools[${i}].name\` must be a non-empty string`);
+    const fn: JsonObject = { name: t.name };
+    if (typeof t.description === 'string') fn.description = t.description;
+    if (t.parameters !== undefined && t.parameters !== null) fn.parameters = t.parameters;
+    if (typeof t.strict === 'boolean') fn.strict = t.strict;
+    chat.push({ type: 'function', function: fn });
+    echo.push({ type: 'function', name: t.name, description: t.description ?? null, parameters: t.parameters ?? null, strict: t.strict ?? null });
+  }
+  return { chat, echo };
+}
+
+function toolChoice(v: unknown): unknown {
+  if (v === undefined || v === null) return undefined;
+  if (v === 'auto' || v === 'none' || v === 'required') return v;
+  if (isObj(v) && v.type === 'function' && typeof v.name === 'string') return { type: 'function', function: { name: v.name } };
+  throw bad('tool_choice', '`tool_choice` must be "auto", "none", "required" or {"type": "function", "name": …}');
+}
+
+/** text.format as chat's response_format. */
+function responseFormat(text: unknown): { chat: JsonObject | undefined; echo: JsonObject } {
+  if (text === undefined || text === null) return { chat: undefined, echo: { format: { type: 'text' } } };
+  if (!isObj(text)) throw bad('text', '`text` must be an object');
+  const f = text.format;
+  if (f === undefined || f === null) return { chat: undefined, echo: { format: { type: 'text' } } };
+  if (!isObj(f)) throw bad('text.format', '`text.format` must be an object');
+  if (f.type === 'text') return { chat: undefined, echo: { format: f } };
+  if (f.type === 'json_object') return { chat: { type: 'json_object' }, echo: { format: f } };
+  if (f.type === 'json_schema') {
+    if (typeof f.name !== 'string' || !isObj(f.schema)) throw bad('text.format', '`text.format` of type json_schema needs `name` (a string) and `schema` (an object)');
+    const js: JsonObject = { name: f.name, schema: f.schema };
+    if (typeof f.description === 'string') js.description = f.description;
+    if (typeof f.strict === 'boolean') js.strict = f.strict;
+    return { chat: { type: 'json_schema', json_schema: js }, echo: { format: f } };
+  }
+  throw bad('text.format.type', '`text.format.type` must be text, json_object or json_schema');
+}
+
+function num(body: JsonObject, key: string): number | null {
+  const v = body[key];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw bad(key, `\`${key}\` must be a number`);
+  return v;
+}
+
+export function fromResponsesRequest(body: unknown, limits: Limits): TranslatedRequest {
+  if (!isObj(body)) throw new FabricError('invalid_request', 'the request body must be a JSON object');
+  for (const k of Object.keys(body)) {
+    if (body[k] === undefined || body[k] === null || body[k] === false) continue;
+    const refused = REFUSED[k];
+    if (refused !== undefined) throw bad(k, `\`${k}\` is not accepted: ${refused}`);
+  }
+  if (body.instructions !== undefined && body.instructions !== null && typeof body.instructions !== 'string') throw bad('instructions', '`instructions` must be a string');
+  const instructions = typeof body.instructions === 'string' ? body.instructions : null;
+  const chat: JsonObject = { model: body.model, messages: messages(body.input, instructions) };
+  if (body.stream === true) {
+    chat.stream = true;
+    // The usage goes into response.completed, whether the client asked or not.
+    chat.stream_options = { include_usage: true };
+  } else if (body.stream !== undefined && body.stream !== null && body.stream !== false) throw bad('stream', '`stream` must be a boolean');
+  const maxOut = body.max_output_tokens;
+  if (maxOut !== undefined && maxOut !== null) {
+    if (typeof maxOut !== 'number' || !Number.isInteger(maxOut) || maxOut < 1) throw bad('max_output_tokens', '`max_output_tokens` must be a positive integer');
+    if (maxOut > limits.maxTokens) throw new FabricError('parameter_out_of_range', `\`max_output_tokens\` is ${maxOut}; this gateway allows at most ${limits.maxTokens}`, { param: 'max_output_tokens' });
+    chat.max_completion_tokens = maxOut;
+  }
+  const temperature = num(body, 'temperature');
+  if (temperature !== null) chat.temperature = temperature;
+  const topP = num(body, 'top_p');
+  if (topP !== null) chat.top_p = topP;
+  const t = tools(body.tools);
+  if (t.chat.length > 0) chat.tools = t.chat;
+  const choice = toolChoice(body.tool_choice);
+  if (choice !== undefined) chat.tool_choice = choice;
+  if (typeof body.parallel_tool_calls === 'boolean') chat.parallel_tool_calls = body.parallel_tool_calls;
+  const rf = responseFormat(body.text);
+  if (rf.chat !== undefined) chat.response_format = rf.chat;
+  let effort: string | null = null;
+  if (isObj(body.reasoning) && typeof body.reasoning.effort === 'string') {
+    effort = body.reasoning.effort;
+    chat.reasoning_effort = effort;
+  }
+  if (typeof body.user === 'string') chat.user = body.user;
+  if (body.metadata !== undefined && body.metadata !== null && !isObj(body.metadata)) throw bad('metadata', '`metadata` must be an object');
+  for (const k of Object.keys(body)) {
+    if (!MAPPED.has(k) && !IGNORED.has(k) && REFUSED[k] === undefined) {
+      // Unknown fields go on as they are, as chat requests' do (engines' own extensions).
+      chat[k] = body[k];
+    }
+  }
+  return {
+    chat,
+    echo: {
+      instructions, tools: t.echo, toolChoice: body.tool_choice ?? 'auto', parallelToolCalls: body.parallel_tool_calls !== false,
+      temperature, topP, maxOutputTokens: typeof maxOut === 'number' ? maxOut : null, metadata: isObj(body.metadata) ? body.metadata : {},
+      text: rf.echo, user: typeof body.user === 'string' ? body.user : null, reasoningEffort: effort,
+    },
+  };
+}

@@ -1,0 +1,116 @@
+// A chat completion as a Response object (the Responses API), and the parts the streamed
+// events share with it: output items, usage, the object around them.
+
+import type { JsonObject } from '../../engines/types.ts';
+import type { ResponsesEcho } from './request.ts';
+
+export type ResponseStatus = 'in_progress' | 'completed' | 'incomplete' | 'failed';
+
+/** Ids of one response and its output items, from the gateway's request id. */
+export class ResponseIds {
+  readonly response: string;
+  readonly #base: string;
+  #n = 0;
+  constructor(requestId: string) {
+    this.#base = requestId.startsWith('req_') ? requestId.slice(4) : requestId;
+    this.response = `resp_${this.#base}`;
+  }
+  item(prefix: 'msg' | 'fc'): string {
+    return `${prefix}_${this.#base}_${this.#n++}`;
+  }
+}
+
+/** Chat usage as Responses usage: input and output tokens, with their details always present. */
+export function responseUsage(u: unknown): JsonObject | null {
+  if (typeof u !== 'object' || u === null) return null;
+  const usage = u as JsonObject;
+  const input = typeof usage.prompt_tokens === 'number' ? usage.prompt_tokens : 0;
+  const output = typeof usage.completion_tokens === 'number' ? usage.completion_tokens : 0;
+  const pd = usage.prompt_tokens_details as JsonObject | null | undefined;
+  const cd = usage.completion_tokens_details as JsonObject | null | undefined;
+  return {
+    input_tokens: input,
+    input_tokens_details: { cached_tokens: typeof pd?.cached_tokens === 'number' ? pd.cached_tokens : 0, cache_write_tokens: 0 },
+    output_tokens: output,
+    output_tokens_details: { reasoning_tokens: typeof cd?.reasoning_tokens === 'number' ? cd.reasoning_tokens : 0 },
+    total_tokens: typeof usage.total_tokens === 'number' ? usage.total_tokens : input + output,
+  };
+}
+
+export function messageItem(id: string, text: string, status: 'in_progress' | 'completed' | 'incomplete'): JsonObject {
+  return { id, type: 'message', status, role: 'assistant', content: status === 'in_progress' && text === '' ? [] : [outputText(text)] };
+}
+
+export function outputText(text: string): JsonObject {
+  return { type: 'output_text', text, annotations: [], logprobs: [] };
+}
+
+export function functionCallItem(id: string, callId: string, name: string, args: string, status: 'in_progress' | 'completed'): JsonObject {
+  return { id, type: 'function_call', status, call_id: callId, name, arguments: args };
+}
+
+/** Why a response stopped short: the chat finish reason, as Responses' incomplete_details. */
+export function incompleteDetails(finish: unknown): JsonObject | null {
+  if (finish === 'length') return { reason: 'max_output_tokens' };
+  if (finish === 'content_filter') return { reason: 'content_filter' };
+  return null;
+}
+
+export interface ResponseParts {
+  ids: ResponseIds;
+  createdAt: number;
+  model: unknown;
+  status: ResponseStatus;
+  output: JsonObject[];
+  usage: JsonObject | null;
+  incomplete: JsonObject | null;
+  error: JsonObject | null;
+}
+
+/** The Response object: what was made, and what the request asked (echoed, as OpenAI's is). */
+export function responseObject(p: ResponseParts, echo: ResponsesEcho): JsonObject {
+  return {
+    id: p.ids.response,
+    object: 'response',
+    created_at: p.createdAt,
+    status: p.status,
+    ...(p.status === 'in_progress' ? {} : { completed_at: Math.floor(Date.now() / 1000) }),
+    error: p.error,
+    incomplete_details: p.incomplete,
+    instructions: echo.instructions,
+    max_output_tokens: echo.maxOutputTokens,
+    model: typeof p.model === 'string' ? p.model : '',
+    output: p.output,
+    parallel_tool_calls: echo.parallelToolCalls,
+    previous_response_id: null,
+    reasoning: { effort: echo.reasoningEffort, summary: null },
+    store: false,
+    temperature: echo.temperature,
+    text: echo.text,
+    tool_choice: echo.toolChoice,
+    tools: echo.tools,
+    top_p: echo.topP,
+    truncation: 'disabled',
+    ...(p.usage === null ? {} : { usage: p.usage }),
+    ...(echo.user === null ? {} : { user: echo.user }),
+    metadata: echo.metadata,
+  };
+}
+
+/** A whole chat completion (its first choice: the Responses API has no `n`) as a Response. */
+export function toResponse(chat: JsonObject, echo: ResponsesEcho, ids: ResponseIds, createdAt: number): JsonObject {
+  const choice = (Array.isArray(chat.choices) ? chat.choices[0] : undefined) as JsonObject | undefined;
+  const message = (choice?.message ?? {}) as JsonObject;
+  const incomplete = incompleteDetails(choice?.finish_reason);
+  const output: JsonObject[] = [];
+  const text = typeof message.content === 'string' ? message.content : '';
+  const calls = Array.isArray(message.tool_calls) ? (message.tool_calls as JsonObject[]) : [];
+  if (text !== '' || calls.length === 0) output.push(messageItem(ids.item('msg'), text, incomplete === null ? 'completed' : 'incomplete'));
+  for (const c of calls) {
+    const fn = (c.function ?? {}) as JsonObject;
+    output.push(functionCallItem(ids.item('fc'), typeof c.id === 'string' ? c.id : ids.item('fc'), String(fn.name ?? ''), typeof fn.arguments === 'string' ? fn.arguments : '', 'completed'));
+  }
+  return responseObject({
+    ids, createdAt, model: chat.model, status: incomplete === null ? 'completed' : 'incomplete', output, usage: responseUsage(chat.usage), incomplete, error: null,
+  }, echo);
+}

@@ -1,0 +1,128 @@
+// The Responses translation on its own: chat chunks in, Responses events out (tool calls, split
+// bytes, CRLF framing, errors), and whole chat completions with tool calls as Response objects.
+// The end-to-end tests (test/responses.test.ts) run it behind the gateway with the openai SDK.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Served } from '../../core/gateway.ts';
+import { DEFAULT_LIMITS } from '../../config/types.ts';
+import { fromResponsesRequest } from './request.ts';
+import { ResponseIds, toResponse } from './response.ts';
+import { ResponsesStream, type HoldingSink } from './stream.ts';
+
+class Collect implements HoldingSink {
+  out = '';
+  last = '';
+  begun = false;
+  ended = false;
+  begin(): void { this.begun = true; }
+  write(d: Buffer | string): boolean { this.out += String(d); return true; }
+  writeLast(d: string): void { this.last += d; }
+  onDrain(): void {}
+  end(): void { this.ended = true; }
+  events(): any[] {
+    return [...(this.out + this.last).matchAll(/^event: (.+)\ndata: (.+)$/gm)].map((m) => {
+      const data = JSON.parse(m[2]!);
+      assert.equal(data.type, m[1], 'the event name and its type agree');
+      return data;
+    });
+  }
+}
+
+const served = {} as Served;
+const echo = fromResponsesRequest({ model: 'm', input: 'x' }, DEFAULT_LIMITS).echo;
+const sse = (o: unknown): string => `data: ${JSON.stringify(o)}\n\n`;
+const chunk = (delta: unknown, finish: string | null = null) => sse({ id: 'c', object: 'chat.completion.chunk', model: 'phys', choices: [{ index: 0, delta, finish_reason: finish }] });
+
+test('tool calls stream as function_call items: added, argument deltas, done with the whole arguments; text before them is closed first', () => {
+  const sink = new Collect();
+  const s = new ResponsesStream(sink, echo, new ResponseIds('req_abc'), 100);
+  s.begin(served);
+  s.write(chunk({ role: 'assistant', content: 'Let me check.' }));
+  s.write(chunk({ tool_calls: [{ index: 0, id: 'call_A', type: 'function', function: { name: 'get_weather', arguments: '{"ci' } }] }));
+  s.write(chunk({ tool_calls: [{ index: 0, function: { arguments: 'ty":"Paris"}' } }] }));
+  s.write(chunk({ tool_calls: [{ index: 1, id: 'call_B', type: 'function', function: { name: 'get_time', arguments: '{}' } }] }));
+  s.write(chunk({}, 'tool_calls'));
+  s.write(sse({ id: 'c', object: 'chat.completion.chunk', model: 'phys', choices: [], usage: { prompt_tokens: 7, completion_tokens: 5, total_tokens: 12 } }));
+  assert.equal(sink.last, '', 'nothing held before the end');
+  s.write('data: [DONE]\n\n');
+  s.end();
+  const ev = sink.events();
+  assert.deepEqual(ev.map((e) => e.type), [
+    'response.created', 'response.in_progress',
+    'response.output_item.added', 'response.content_part.added', 'response.output_text.delta',
+    'response.output_text.done', 'response.content_part.done', 'response.output_item.done',
+    'response.output_item.added', 'response.function_call_arguments.delta', 'response.function_call_arguments.delta',
+    'response.function_call_arguments.done', 'response.output_item.done',
+    'response.output_item.added', 'response.function_call_arguments.delta', 'response.function_call_arguments.done', 'response.output_item.done',
+    'response.completed',
+  ]);
+  // Held for the usage record: the closing events only, response.completed last; every delta went out at once.
+  assert.ok(!sink.last.includes('.delta'));
+  assert.match(sink.last, /^event: response\.function_call_arguments\.done\n.*\n\n(?:.*\n)*event: response\.completed\ndata: .*\n\n$/);
+  const done = ev.filter((e) => e.type === 'response.function_call_arguments.done');
+  assert.deepEqual(done.map((e) => [e.name, e.arguments, e.output_index]), [['get_weather', '{"city":"Paris"}', 1], ['get_time', '{}', 2]]);
+  const final = ev.at(-1).response;
+  assert.equal(final.status, 'completed');
+  assert.equal(final.model, 'phys');
+  assert.deepEqual(final.output.map((o: any) => [o.type, o.status, o.call_id ?? o.content[0].text]), [
+    ['message', 'completed', 'Let me check.'], ['function_call', 'completed', 'call_A'], ['function_call', 'completed', 'call_B'],
+  ]);
+  assert.deepEqual(final.usage, { input_tokens: 7, input_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 }, output_tokens: 5, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 12 });
+  assert.ok(sink.begun && sink.ended);
+});
+
+test('chunks split anywhere, a multi-byte character split across writes, CRLF framing and `data:` without a space all read the same', () => {
+  const whole = Buffer.from(chunk({ content: 'héllo ' }) + chunk({ content: 'wörld' }, 'stop').replace(/\n/g, '\r\n').replace('data: ', 'data:') + 'data: [DONE]\n\n');
+  const sink = new Collect();
+  const s = new ResponsesStream(sink, echo, new ResponseIds('req_x'), 1);
+  s.begin(served);
+  for (let i = 0; i < whole.length; i += 3) s.write(whole.subarray(i, i + 3));
+  const ev = sink.events();
+  assert.equal(ev.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta).join(''), 'héllo wörld');
+  assert.equal(ev.at(-1).response.output[0].content[0].text, 'héllo wörld');
+});
+
+test('an error event mid-stream becomes error and response.failed, and nothing after it is read', () => {
+  const sink = new Collect();
+  const s = new ResponsesStream(sink, echo, new ResponseIds('req_x'), 1);
+  s.begin(served);
+  s.write(chunk({ content: 'partial' }));
+  s.write(sse({ error: { message: 'stream from b interrupted: socket closed', type: 'server_error', param: null, code: 'stream_interrupted' } }));
+  s.write(chunk({ content: 'more' }) + 'data: [DONE]\n\n');
+  const ev = sink.events();
+  assert.deepEqual(ev.slice(-2).map((e) => e.type), ['error', 'response.failed']);
+  assert.equal(ev.at(-2).code, 'stream_interrupted');
+  assert.equal(ev.at(-1).response.status, 'failed');
+  assert.deepEqual(ev.at(-1).response.error, { code: 'server_error', message: 'stream from b interrupted: socket closed' });
+  assert.equal(ev.filter((e) => e.type === 'response.output_text.delta').length, 1);
+});
+
+test('a whole chat completion with tool calls: a function_call item per call, the text first, finish length as incomplete', () => {
+  const chat = {
+    id: 'c', object: 'chat.completion', model: 'phys',
+    choices: [{ index: 0, finish_reason: 'tool_calls', message: { role: 'assistant', content: 'Checking.', tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'f', arguments: '{"a":1}' } }] } }],
+    usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7, prompt_tokens_details: { cached_tokens: 2 } },
+  };
+  const r = toResponse(chat, echo, new ResponseIds('req_q'), 5) as any;
+  assert.equal(r.id, 'resp_q');
+  assert.deepEqual(r.output.map((o: any) => o.type), ['message', 'function_call']);
+  assert.deepEqual(r.output[1], { id: 'fc_q_1', type: 'function_call', status: 'completed', call_id: 'call_1', name: 'f', arguments: '{"a":1}' });
+  assert.equal(r.usage.input_tokens_details.cached_tokens, 2);
+  const onlyCalls = toResponse({ ...chat, choices: [{ ...chat.choices[0], message: { role: 'assistant', content: null, tool_calls: chat.choices[0]!.message.tool_calls } }] }, echo, new ResponseIds('req_q'), 5) as any;
+  assert.deepEqual(onlyCalls.output.map((o: any) => o.type), ['function_call'], 'no empty message beside tool calls');
+  const cut = toResponse({ ...chat, choices: [{ index: 0, finish_reason: 'length', message: { role: 'assistant', content: 'abc' } }] }, echo, new ResponseIds('req_q'), 5) as any;
+  assert.equal(cut.status, 'incomplete');
+  assert.deepEqual(cut.incomplete_details, { reason: 'max_output_tokens' });
+  assert.equal(cut.output[0].status, 'incomplete');
+});
+
+test('requests: unknown fields go on as chat requests\' do (engine extensions), refused ones are named, what OpenAI alone keeps is dropped', () => {
+  const t = fromResponsesRequest({ model: 'm', input: 'x', top_k: 20, store: true, include: ['reasoning.encrypted_content'], truncation: 'auto', reasoning: { effort: 'low' }, background: false }, DEFAULT_LIMITS);
+  assert.deepEqual(t.chat, { model: 'm', messages: [{ role: 'user', content: 'x' }], reasoning_effort: 'low', top_k: 20 });
+  assert.equal(t.echo.reasoningEffort, 'low');
+  assert.throws(() => fromResponsesRequest({ model: 'm', input: 'x', background: true }, DEFAULT_LIMITS), /background/);
+  assert.throws(() => fromResponsesRequest({ model: 'm', input: [{ role: 'tool', content: 'x' }] }, DEFAULT_LIMITS), (e: any) => e.param === 'input[0].role');
+  const streamed = fromResponsesRequest({ model: 'm', input: 'x', stream: true }, DEFAULT_LIMITS).chat;
+  assert.deepEqual(streamed.stream_options, { include_usage: true }, 'usage is asked for: response.completed carries it');
+});

@@ -1,0 +1,215 @@
+// A streamed chat completion as the Responses API's events. The gateway streams chat chunks
+// (SSE, as the engine or its translator sent them) into this sink, which answers the client
+// with response.created, the output items' added / delta / done events, and response.completed
+// (or .incomplete) carrying the whole Response with its usage. An error event (an engine's, or
+// the gateway's when a backend dies mid-stream) becomes `error` and response.failed: never a
+// silent truncation. Only the first choice is followed: the Responses API has no `n`.
+
+import { StringDecoder } from 'node:string_decoder';
+import type { Served, StreamSink } from '../../core/gateway.ts';
+import type { JsonObject } from '../../engines/types.ts';
+import type { ResponsesEcho } from './request.ts';
+import {
+  functionCallItem, incompleteDetails, messageItem, outputText, responseObject, responseUsage, type ResponseIds, type ResponseStatus,
+} from './response.ts';
+
+/** A sink whose last bytes may be held back until the answer's usage record is spooled. */
+export interface HoldingSink extends StreamSink {
+  /** Written as the stream's last bytes: at once, or at release when the end is deferred. */
+  writeLast(data: string): void;
+}
+
+interface OpenCall { id: string; callId: string; name: string; args: string; outputIndex: number }
+
+export class ResponsesStream implements StreamSink {
+  readonly #inner: HoldingSink;
+  readonly #echo: ResponsesEcho;
+  readonly #ids: ResponseIds;
+  readonly #createdAt: number;
+  readonly #decoder = new StringDecoder('utf8');
+  #pending = '';
+  #out = '';
+  #seq = 0;
+  #model: unknown = '';
+  readonly #output: JsonObject[] = [];
+  #msg: { id: string; text: string; outputIndex: number } | undefined;
+  /** Tool calls by their chat index; the one being streamed is #lastCall. */
+  readonly #calls = new Map<number, OpenCall>();
+  #lastCall: OpenCall | undefined;
+  #finish: unknown;
+  #usage: JsonObject | null = null;
+  #finished = false;
+
+  constructor(inner: HoldingSink, echo: ResponsesEcho, ids: ResponseIds, createdAt: number) {
+    this.#inner = inner;
+    this.#echo = echo;
+    this.#ids = ids;
+    this.#createdAt = createdAt;
+  }
+
+  begin(served: Served): void {
+    this.#inner.begin(served);
+    const response = this.#response('in_progress', null);
+    this.#emit('response.created', { response });
+    this.#emit('response.in_progress', { response });
+    this.#flush();
+  }
+
+  write(data: Buffer | string): boolean {
+    let text = this.#pending + (typeof data === 'string' ? data : this.#decoder.write(data));
+    // Events end at a blank line (LF or CRLF framing).
+    for (;;) {
+      const m = /\r?\n\r?\n/.exec(text);
+      if (m === null) break;
+      this.#event(text.slice(0, m.index));
+      text = text.slice(m.index + m[0].length);
+    }
+    this.#pending = text;
+    return this.#flush();
+  }
+
+  onDrain(cb: () => void): void {
+    this.#inner.onDrain(cb);
+  }
+
+  end(): void {
+    this.#inner.end();
+  }
+
+  #flush(): boolean {
+    if (this.#out === '') return true;
+    const out = this.#out;
+    this.#out = '';
+    return this.#inner.write(out);
+  }
+
+  #emit(type: string, payload: JsonObject): void {
+    this.#out += `event: ${type}\ndata: ${JSON.stringify({ type, ...payload, sequence_number: this.#seq++ })}\n\n`;
+  }
+
+  #response(status: ResponseStatus, error: JsonObject | null): JsonObject {
+    return responseObject({
+      ids: this.#ids, createdAt: this.#createdAt, model: this.#model, status, output: this.#output,
+      usage: status === 'in_progress' ? null : this.#usage, incomplete: status === 'incomplete' ? incompleteDetails(this.#finish) : null, error,
+    }, this.#echo);
+  }
+
+  #event(raw: string): void {
+    if (this.#finished) return;
+    let data = '';
+    for (const line of raw.split(/\r?\n/)) {
+      if (line.startsWith('data:')) data += (data === '' ? '' : '\n') + line.slice(line[5] === ' ' ? 6 : 5);
+    }
+    if (data === '') return;
+    if (data === '[DONE]') {
+      this.#complete();
+      return;
+    }
+    let chunk: JsonObject;
+    try {
+      chunk = JSON.parse(data) as JsonObject;
+    } catch {
+      return;
+    }
+    if (typeof chunk !== 'object' || chunk === null) return;
+    if (chunk.error !== undefined) {
+      this.#fail(chunk.error);
+      return;
+    }
+    if (typeof chunk.model === 'string') this.#model = chunk.model;
+    if (chunk.usage !== undefined && chunk.usage !== null) this.#usage = responseUsage(chunk.usage);
+    const choice = Array.isArray(chunk.choices) ? (chunk.choices as JsonObject[]).find((c) => (c.index ?? 0) === 0) : undefined;
+    if (choice === undefined) return;
+    const delta = choice.delta as JsonObject | undefined;
+    if (delta !== undefined && delta !== null) {
+      if (typeof delta.content === 'string' && delta.content !== '') this.#text(delta.content);
+      if (Array.isArray(delta.tool_calls)) for (const tc of delta.tool_calls as JsonObject[]) this.#toolCall(tc);
+    }
+    if (choice.finish_reason !== undefined && choice.finish_reason !== null) this.#finish = choice.finish_reason;
+  }
+
+  #text(delta: string): void {
+    if (this.#msg === undefined) {
+      this.#closeCall();
+      const id = this.#ids.item('msg');
+      this.#msg = { id, text: '', outputIndex: this.#output.length };
+      const item = messageItem(id, '', 'in_progress');
+      this.#output.push(item);
+      this.#emit('response.output_item.added', { output_index: this.#msg.outputIndex, item });
+      this.#emit('response.content_part.added', { item_id: id, output_index: this.#msg.outputIndex, content_index: 0, part: outputText('') });
+    }
+    this.#msg.text += delta;
+    this.#emit('response.output_text.delta', { item_id: this.#msg.id, output_index: this.#msg.outputIndex, content_index: 0, delta, logprobs: [] });
+  }
+
+  #toolCall(tc: JsonObject): void {
+    const index = typeof tc.index === 'number' ? tc.index : 0;
+    const fn = (tc.function ?? {}) as JsonObject;
+    let call = this.#calls.get(index);
+    if (call === undefined) {
+      this.#closeMessage();
+      this.#closeCall();
+      const id = this.#ids.item('fc');
+      call = { id, callId: typeof tc.id === 'string' ? tc.id : `call_${id}`, name: typeof fn.name === 'string' ? fn.name : '', args: '', outputIndex: this.#output.length };
+      this.#calls.set(index, call);
+      this.#lastCall = call;
+      const item = functionCallItem(id, call.callId, call.name, '', 'in_progress');
+      this.#output.push(item);
+      this.#emit('response.output_item.added', { output_index: call.outputIndex, item });
+    } else if (call.name === '' && typeof fn.name === 'string') call.name = fn.name;
+    if (typeof fn.arguments === 'string' && fn.arguments !== '') {
+      call.args += fn.arguments;
+      this.#emit('response.function_call_arguments.delta', { item_id: call.id, output_index: call.outputIndex, delta: fn.arguments });
+    }
+  }
+
+  #closeMessage(): void {
+    const m = this.#msg;
+    if (m === undefined) return;
+    this.#msg = undefined;
+    const status = this.#finish === 'length' || this.#finish === 'content_filter' ? 'incomplete' : 'completed';
+    this.#emit('response.output_text.done', { item_id: m.id, output_index: m.outputIndex, content_index: 0, text: m.text, logprobs: [] });
+    this.#emit('response.content_part.done', { item_id: m.id, output_index: m.outputIndex, content_index: 0, part: outputText(m.text) });
+    const item = messageItem(m.id, m.text, status);
+    this.#output[m.outputIndex] = item;
+    this.#emit('response.output_item.done', { output_index: m.outputIndex, item });
+  }
+
+  #closeCall(): void {
+    const c = this.#lastCall;
+    if (c === undefined) return;
+    this.#lastCall = undefined;
+    this.#emit('response.function_call_arguments.done', { item_id: c.id, output_index: c.outputIndex, name: c.name, arguments: c.args });
+    const item = functionCallItem(c.id, c.callId, c.name, c.args, 'completed');
+    this.#output[c.outputIndex] = item;
+    this.#emit('response.output_item.done', { output_index: c.outputIndex, item });
+  }
+
+  #complete(): void {
+    this.#finished = true;
+    // What came before the end goes out now; only the closing events wait for the usage record.
+    this.#flush();
+    this.#closeMessage();
+    this.#closeCall();
+    const incomplete = incompleteDetails(this.#finish) !== null;
+    this.#emit(incomplete ? 'response.incomplete' : 'response.completed', { response: this.#response(incomplete ? 'incomplete' : 'completed', null) });
+    this.#last();
+  }
+
+  #fail(error: unknown): void {
+    this.#finished = true;
+    this.#flush();
+    const e = (typeof error === 'object' && error !== null ? error : { message: String(error) }) as JsonObject;
+    const message = typeof e.message === 'string' ? e.message : 'the stream failed';
+    this.#emit('error', { code: typeof e.code === 'string' ? e.code : 'server_error', message, param: null });
+    this.#emit('response.failed', { response: this.#response('failed', { code: 'server_error', message }) });
+    this.#last();
+  }
+
+  /** The closing events go out as the stream's last bytes (held until its usage is recorded). */
+  #last(): void {
+    const out = this.#out;
+    this.#out = '';
+    this.#inner.writeLast(out);
+  }
+}
