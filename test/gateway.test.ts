@@ -210,6 +210,34 @@ test('Ollama backends: the context_window is asked for (num_ctx), and a prompt p
   assert.equal(lastBody('ollama-embed').truncate, false);
 });
 
+test('tool calls and structured outputs from vLLM and Ollama backends, streamed and not, in OpenAI\'s shapes', async () => {
+  const tools = [{ type: 'function' as const, function: { name: 'get_weather', description: 'Weather by city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } }];
+  const messages = [{ role: 'user' as const, content: 'What is the weather in Paris?' }];
+  for (const model of ['chat-fast', 'ollama-chat']) {
+    // The simulated vLLM calls a tool when tool_choice asks; Ollama takes no tool_choice, and its
+    // simulator calls the tool the user names in words.
+    const ask = model === 'chat-fast' ? { tool_choice: 'required' as const } : {};
+    const words = model === 'chat-fast' ? messages : [{ role: 'user' as const, content: 'call get_weather for Paris' }];
+    const r = await f.client.chat.completions.create({ model, messages: words, tools, ...ask });
+    assert.deepEqual(validate('CreateChatCompletionResponse', r), [], model);
+    const c = r.choices[0]!;
+    assert.equal(c.finish_reason, 'tool_calls', model);
+    const call = c.message.tool_calls![0]! as { id: string; function: { name: string; arguments: string } };
+    assert.equal(call.function.name, 'get_weather');
+    assert.deepEqual(JSON.parse(call.function.arguments), { city: 'city' });
+    assert.ok(call.id.length > 0);
+    // Streamed: the SDK assembles the same call from the deltas.
+    const final = await f.client.chat.completions.stream({ model, messages: words, tools, ...ask }).finalChatCompletion();
+    assert.equal(final.choices[0]!.finish_reason, 'tool_calls', model);
+    assert.deepEqual(JSON.parse((final.choices[0]!.message.tool_calls![0]! as { function: { arguments: string } }).function.arguments), { city: 'city' }, model);
+  }
+  const schema = { type: 'object', properties: { name: { type: 'string' }, age: { type: 'integer' } }, required: ['name', 'age'] };
+  for (const model of ['chat-fast', 'ollama-chat']) {
+    const r = await f.client.chat.completions.create({ model, messages, response_format: { type: 'json_schema', json_schema: { name: 'person', schema } } });
+    assert.deepEqual(JSON.parse(r.choices[0]!.message.content!), { name: 'name', age: 1 }, model);
+  }
+});
+
 test('logprobs through a vLLM backend: schema-valid, streamed or not (the gateway adds the refusal vLLM leaves out)', async () => {
   const data = await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'rate this' }], logprobs: true, top_logprobs: 1 });
   assert.deepEqual(validate('CreateChatCompletionResponse', data), []);
@@ -371,7 +399,7 @@ test('bad requests: 400 naming the field, invalid JSON, unknown model 404 naming
   assert.equal(route.status, 404);
   assert.equal(((await route.json()) as any).error.type, 'invalid_request_error');
   // An unknown path is a 404 whatever the method; a known one with the wrong method a 405 saying what it takes.
-  assert.equal((await post(f.url, '/v1/responses', chat('chat-fast'), auth)).status, 404);
+  assert.equal((await post(f.url, '/v1/audio/speech', chat('chat-fast'), auth)).status, 404);
   const wrongGet = await fetch(`${f.url}/v1/models`, { method: 'POST', headers: auth });
   assert.equal(wrongGet.status, 405);
   assert.equal(wrongGet.headers.get('allow'), 'GET, HEAD');

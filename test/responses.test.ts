@@ -156,6 +156,36 @@ test('input items: messages with parts, function calls and their outputs become 
   assert.equal(sent.text, undefined);
 });
 
+test('a tool round trip: the call comes back as a function_call item (streamed and not), its output goes back in input, and the answer is text', async () => {
+  const tools = [{ type: 'function' as const, name: 'get_weather', description: 'Weather by city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] }, strict: false }];
+  const r = await f.client.responses.create({ model: 'chat-fast', input: 'Weather in Paris?', tools, tool_choice: 'required' });
+  assert.deepEqual(validate('Response', r), []);
+  const call = r.output.find((o) => o.type === 'function_call') as { call_id: string; name: string; arguments: string } | undefined;
+  assert.ok(call !== undefined);
+  assert.equal(call.name, 'get_weather');
+  assert.deepEqual(JSON.parse(call.arguments), { city: 'city' });
+  assert.equal(r.output.some((o) => o.type === 'message'), false, 'no empty message beside the call');
+
+  const events: any[] = [];
+  for await (const e of await f.client.responses.create({ model: 'chat-fast', input: 'Weather in Paris?', tools, tool_choice: 'required', stream: true })) events.push(e);
+  const args = events.filter((e) => e.type === 'response.function_call_arguments.delta').map((e) => e.delta).join('');
+  assert.deepEqual(JSON.parse(args), { city: 'city' });
+  const done = events.find((e) => e.type === 'response.function_call_arguments.done');
+  assert.deepEqual(validate('ResponseFunctionCallArgumentsDoneEvent', done), []);
+  assert.equal(done.arguments, args);
+  const item = events.at(-1).response.output[0];
+  assert.equal(item.type, 'function_call');
+  assert.equal(item.status, 'completed');
+
+  const answer = await f.client.responses.create({
+    model: 'chat-fast', tools,
+    input: [{ role: 'user', content: 'Weather in Paris?' }, { type: 'function_call', call_id: call.call_id, name: call.name, arguments: call.arguments }, { type: 'function_call_output', call_id: call.call_id, output: '18°C' }],
+  });
+  assert.equal(answer.output[0]!.type, 'message');
+  assert.ok(answer.output_text.length > 0);
+  assert.deepEqual(lastSent('armitage').messages.at(-1), { role: 'tool', tool_call_id: call.call_id, content: '18°C' });
+});
+
 test('what needs OpenAI\'s stored state or built-in tools is refused with a 400 naming the field and what to send instead', async () => {
   const cases: [Record<string, unknown>, string, RegExp][] = [
     [{ previous_response_id: 'resp_1' }, 'previous_response_id', /whole conversation in `input`/],

@@ -69,12 +69,14 @@ export interface SimError {
   retryAfterS?: number;
 }
 
-export type FinishReason = 'stop' | 'length';
+export type FinishReason = 'stop' | 'length' | 'tool_calls';
 
 export interface PlannedChoice {
   index: number;
+  /** the reply's tokens; a tool call's arguments (JSON) when `toolCall` is set */
   tokens: readonly string[];
   finish: FinishReason;
+  toolCall?: { id: string; name: string };
   promptTokens: number;
   promptText: string;
 }
@@ -190,7 +192,7 @@ export function nowSeconds(): number {
 }
 
 /** The reply tokens cut to a limit, with the finish reason that implies. */
-export function limitTokens(all: readonly string[], max: number | undefined): { tokens: readonly string[]; finish: FinishReason } {
+export function limitTokens(all: readonly string[], max: number | undefined): { tokens: readonly string[]; finish: 'stop' | 'length' } {
   if (max === undefined || max >= all.length) return { tokens: all, finish: 'stop' };
   return { tokens: all.slice(0, Math.max(0, max)), finish: 'length' };
 }

@@ -4,9 +4,10 @@
 
 import { chatText, embedding, embeddingBase64, embeddingFloats, promptItems, replyTokens } from '../generate.ts';
 import type { ChatText, PromptItem } from '../generate.ts';
-import { GARBAGE_SSE, hexId, infoRoute, intField, isRecord, limitTokens, nowSeconds } from '../protocol.ts';
+import { GARBAGE_SSE, choiceText, hexId, infoRoute, intField, isRecord, limitTokens, nowSeconds } from '../protocol.ts';
 import type { Plan, PlannedChoice, ProtocolImpl, Reply, Route, SimError, StreamShape } from '../protocol.ts';
 import { SSE_CONTENT_TYPE, SSE_DONE, sseEvent } from '../sse.ts';
+import type { ReplyShape } from '../structured.ts';
 
 export interface ChatRequest {
   model: string | undefined;
@@ -122,6 +123,8 @@ export interface TextPlanArgs {
   idPrefix: string;
   id?: string;
   extra?: Record<string, unknown>;
+  /** a tool call or JSON instead of prose (structured.ts); the same for every choice */
+  shape?: ReplyShape;
 }
 
 /**
@@ -137,8 +140,12 @@ export function textPlan(a: TextPlanArgs): Plan {
   for (const item of a.items) {
     promptTokens += item.promptTokens;
     for (let j = 0; j < n; j++) {
-      const { tokens, finish } = limitTokens(replyTokens(item.seed, j), a.maxTokens);
-      choices.push({ index: choices.length, tokens, finish, promptTokens: item.promptTokens, promptText: item.promptText });
+      const { tokens, finish } = limitTokens(a.shape?.tokens ?? replyTokens(item.seed, j), a.maxTokens);
+      const call = a.shape?.toolCall;
+      choices.push({
+        index: choices.length, tokens, finish: call !== undefined && finish === 'stop' ? 'tool_calls' : finish, promptTokens: item.promptTokens, promptText: item.promptText,
+        ...(call === undefined ? {} : { toolCall: { id: `call_${hexId().slice(0, 24)}`, name: call.name } }),
+      });
       completionTokens += tokens.length;
       if (tokens.length > steps) steps = tokens.length;
     }
@@ -157,6 +164,20 @@ export function textPlan(a: TextPlanArgs): Plan {
     base64: false,
     extra: a.extra ?? {},
   };
+}
+
+/** A streamed chat token: text, or a piece of a tool call's arguments (the first piece names the call). */
+export function tokenDelta(c: PlannedChoice, i: number): Record<string, unknown> {
+  const call = c.toolCall;
+  if (call === undefined) return { content: c.tokens[i] };
+  return { tool_calls: [i === 0 ? { id: call.id, type: 'function', index: 0, function: { name: call.name, arguments: c.tokens[0] } } : { index: 0, function: { arguments: c.tokens[i] } }] };
+}
+
+/** A whole choice's message fields: its text, or no text and its tool call. */
+export function messageFields(c: PlannedChoice): { content: string | null; tool_calls?: unknown[] } {
+  const call = c.toolCall;
+  if (call === undefined) return { content: choiceText(c) };
+  return { content: null, tool_calls: [{ id: call.id, type: 'function', function: { name: call.name, arguments: choiceText(c) } }] };
 }
 
 export function chatItems(text: ChatText): TextItem[] {

@@ -4,7 +4,8 @@
 
 import { chatText, embeddingFloats, promptItems, tokenIds } from '../generate.ts';
 import { GARBAGE_NDJSON, choiceText, infoRoute, isRecord, jsonReply, textReply } from '../protocol.ts';
-import type { EngineView, InferenceRoute, InfoRoute, Plan, ProtocolImpl, Reply, Route, StreamShape } from '../protocol.ts';
+import type { EngineView, InferenceRoute, InfoRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, StreamShape } from '../protocol.ts';
+import { replyShape } from '../structured.ts';
 import { NDJSON_CONTENT_TYPE, ndjsonLine } from '../sse.ts';
 import { chatItems, resolveWithRetrieve, textPlan } from './oai.ts';
 import { v1Chat, v1Completions, v1Embeddings } from './ollama-compat.ts';
@@ -21,17 +22,38 @@ function logprobsField(p: Plan, from: number, to: number): Record<string, unknow
 
 // ---- native API ------------------------------------------------------------------------
 
+/**
+ * A completed tool call as Ollama sends it: arguments as an object, on a message with no text
+ * (Ollama parses the model's call out of its output and sends it whole once it is complete).
+ */
+function ollamaToolCalls(c: PlannedChoice): Record<string, unknown>[] | undefined {
+  if (c.toolCall === undefined || c.finish !== 'tool_calls') return undefined;
+  return [{ id: c.toolCall.id, function: { index: 0, name: c.toolCall.name, arguments: JSON.parse(choiceText(c)) as unknown } }];
+}
+
+/** Ollama reports a reply that ended in a tool call as stopped. */
+function doneReason(c: PlannedChoice): string {
+  return c.finish === 'tool_calls' ? 'stop' : c.finish;
+}
+
 function apiChat(view: EngineView, lib: Library): InferenceRoute {
   const stream: StreamShape = {
     contentType: NDJSON_CONTENT_TYPE,
     begin: () => '',
-    step: (p, i) => ndjsonLine({
-      model: p.model, created_at: isoNow(), message: { role: 'assistant', content: p.choices[0]!.tokens[i] }, done: false,
-      ...logprobsField(p, i, i + 1),
-    }),
+    step: (p, i) => {
+      const c = p.choices[0]!;
+      const calls = ollamaToolCalls(c);
+      if (calls !== undefined) {
+        return i === c.tokens.length - 1 ? ndjsonLine({ model: p.model, created_at: isoNow(), message: { role: 'assistant', content: '', tool_calls: calls }, done: false }) : '';
+      }
+      return ndjsonLine({
+        model: p.model, created_at: isoNow(), message: { role: 'assistant', content: c.tokens[i] }, done: false,
+        ...logprobsField(p, i, i + 1),
+      });
+    },
     end: (p) => ndjsonLine({
       model: p.model, created_at: isoNow(), message: { role: 'assistant', content: '' },
-      done_reason: p.choices[0]!.finish, done: true, ...durations(view, p),
+      done_reason: doneReason(p.choices[0]!), done: true, ...durations(view, p),
     }),
     garbage: GARBAGE_NDJSON,
   };
@@ -58,6 +80,7 @@ function apiChat(view: EngineView, lib: Library): InferenceRoute {
       return textPlan({
         model: name, stream: nativeStream(body), includeUsage: false, items: chatItems(text),
         maxTokens: generationLimit(numPredict(o), body.shift === false ? ctx : Infinity, text.promptTokens), idPrefix: '', id: '', extra: { topLogprobs: top },
+        shape: replyShape(body, whole.seed, 'ollama'),
       });
     },
     error: nativeError,
@@ -66,9 +89,11 @@ function apiChat(view: EngineView, lib: Library): InferenceRoute {
         return jsonReply(200, { model: p.model, created_at: isoNow(), message: { role: 'assistant', content: '' }, done_reason: 'load', done: true }, JSON_UTF8);
       }
       const c = p.choices[0]!;
+      const calls = ollamaToolCalls(c);
       return jsonReply(200, {
-        model: p.model, created_at: isoNow(), message: { role: 'assistant', content: choiceText(c) },
-        done_reason: c.finish, done: true, ...durations(view, p), ...logprobsField(p, 0, c.tokens.length),
+        model: p.model, created_at: isoNow(),
+        message: calls === undefined ? { role: 'assistant', content: choiceText(c) } : { role: 'assistant', content: '', tool_calls: calls },
+        done_reason: doneReason(c), done: true, ...durations(view, p), ...(calls === undefined ? logprobsField(p, 0, c.tokens.length) : {}),
       }, JSON_UTF8);
     },
     stream,

@@ -8,9 +8,10 @@ import type {
   EngineView, FinishReason, InferenceRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, ServedModel, SimError,
 } from '../protocol.ts';
 import {
-  chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
-  parseEmbeddingsRequest, promptTextItems, resolveWithRetrieve, sseStream, textPlan, tokenUsage, wantsStream,
+  chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, messageFields, parseChatRequest, parseCompletionRequest,
+  parseEmbeddingsRequest, promptTextItems, resolveWithRetrieve, sseStream, textPlan, tokenDelta, tokenUsage, wantsStream,
 } from './oai.ts';
+import { replyShape } from '../structured.ts';
 
 type Endpoint = 'chat' | 'completions' | 'embeddings';
 
@@ -121,7 +122,7 @@ function chatRoute(view: EngineView): InferenceRoute {
   };
   const stream = sseStream({
     open: (p, c) => chunk(p, [{ index: c.index, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]),
-    token: (p, c, i) => chunk(p, [{ index: c.index, delta: { content: c.tokens[i] }, logprobs: null, finish_reason: null }]),
+    token: (p, c, i) => chunk(p, [{ index: c.index, delta: tokenDelta(c, i), logprobs: null, finish_reason: null }]),
     finish: (p, c) => chunk(p, [{ index: c.index, delta: {}, logprobs: null, finish_reason: c.finish }]),
     usage: (p) => ({ ...chunk(p, []), usage: fullUsage(p) }),
   });
@@ -144,7 +145,10 @@ function chatRoute(view: EngineView): InferenceRoute {
       const items = chatItems(r.text);
       const ctxErr = checkContext(m, largestPrompt(items), r.maxTokens);
       if (ctxErr) return ctxErr;
-      return textPlan({ model: m.name, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: r.maxTokens, n: r.n, idPrefix: 'chatcmpl-' });
+      return textPlan({
+        model: m.name, stream: r.stream, includeUsage: r.includeUsage, items, maxTokens: r.maxTokens, n: r.n, idPrefix: 'chatcmpl-',
+        shape: replyShape(body as Record<string, unknown>, r.text.seed, 'openai'),
+      });
     },
     error: (e) => renderError(view, 'chat', e),
     reply(p) {
@@ -152,7 +156,7 @@ function chatRoute(view: EngineView): InferenceRoute {
         id: p.id, object: 'chat.completion', created: p.created, model: p.model,
         choices: p.choices.map((c) => ({
           index: c.index,
-          message: { role: 'assistant', content: choiceText(c), refusal: null, annotations: [] },
+          message: { role: 'assistant', ...messageFields(c), refusal: null, annotations: [] },
           logprobs: null, finish_reason: c.finish,
         })),
         usage: fullUsage(p),

@@ -5,11 +5,12 @@
 
 import { Histogram } from '../../metrics/registry.ts';
 import { simLogprobs } from '../generate.ts';
+import { replyShape } from '../structured.ts';
 import { choiceText, hexId, infoRoute, isRecord, isSimError, jsonReply, nowSeconds, servedModel, textReply } from '../protocol.ts';
 import type { EngineView, InferenceRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, ServedModel, SimError } from '../protocol.ts';
 import {
-  chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
-  parseEmbeddingsRequest, promptTextItems, sseStream, textPlan, wantsStream,
+  chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, messageFields, parseChatRequest, parseCompletionRequest,
+  parseEmbeddingsRequest, promptTextItems, sseStream, textPlan, tokenDelta, wantsStream,
 } from './oai.ts';
 
 export const VLLM_VERSION = '0.11.0';
@@ -227,7 +228,7 @@ function chatRoute(view: EngineView): InferenceRoute {
     token: (p, c, i) => {
       const last = i === c.tokens.length - 1 && c.finish !== 'stop';
       return withRunningUsage(p, chunk(p, [{
-        index: c.index, delta: { content: c.tokens[i] }, logprobs: chatLogprobs(p, c, i, i + 1),
+        index: c.index, delta: tokenDelta(c, i), logprobs: chatLogprobs(p, c, i, i + 1),
         finish_reason: last ? c.finish : null, ...(last ? { stop_reason: null } : {}),
       }]), i + 1);
     },
@@ -259,7 +260,7 @@ function chatRoute(view: EngineView): InferenceRoute {
       const su = streamUsage(body);
       return withEos(textPlan({
         model: m.name, stream: r.stream, includeUsage: su.include, items, maxTokens: r.maxTokens, n: r.n, idPrefix: 'chatcmpl-',
-        extra: { continuousUsage: su.continuous, topLogprobs: top },
+        extra: { continuousUsage: su.continuous, topLogprobs: top }, shape: replyShape(body as Record<string, unknown>, r.text.seed, 'openai'),
       }));
     },
     error: (e) => renderError(view, 'chat', e),
@@ -267,14 +268,17 @@ function chatRoute(view: EngineView): InferenceRoute {
       // JSONResponse(content=response.model_dump()): every field, null or not, in declaration order.
       return jsonReply(200, {
         id: p.id, object: 'chat.completion', created: p.created, model: p.model,
-        choices: p.choices.map((c) => ({
-          index: c.index,
-          message: {
-            role: 'assistant', content: choiceText(c), refusal: null, annotations: null, audio: null, function_call: null,
-            tool_calls: [], reasoning_content: null,
-          },
-          logprobs: chatLogprobs(p, c, 0, Infinity), finish_reason: c.finish, stop_reason: null, token_ids: null,
-        })),
+        choices: p.choices.map((c) => {
+          const m = messageFields(c);
+          return {
+            index: c.index,
+            message: {
+              role: 'assistant', content: m.content, refusal: null, annotations: null, audio: null, function_call: null,
+              tool_calls: m.tool_calls ?? [], reasoning_content: null,
+            },
+            logprobs: chatLogprobs(p, c, 0, Infinity), finish_reason: c.finish, stop_reason: null, token_ids: null,
+          };
+        }),
         service_tier: null,
         system_fingerprint: null,
         usage: usage(p, true),
