@@ -546,6 +546,70 @@ test('body over the limit is 413; headers over the limit are 431, both OpenAI-sh
   assert.ok(f.logs.some((l) => l.includes(`"id":"${String(hdr.id)}"`) && l.includes('headers_too_large')), 'and its log line carries that id');
 });
 
+/** Sends raw bytes (the second part after `gapMs`), and reads everything until the gateway closes the connection. */
+async function rawExchange(first: string, then?: string, gapMs = 100): Promise<string> {
+  const url = new URL(f.url);
+  const sock = connect(Number(url.port), url.hostname);
+  sock.on('error', () => {});
+  let text = '';
+  sock.on('data', (d: Buffer) => { text += d.toString('utf8'); });
+  const closed = new Promise((r) => sock.once('close', r));
+  sock.write(first);
+  if (then !== undefined) setTimeout(() => sock.write(then), gapMs);
+  await closed;
+  return text;
+}
+
+test('a malformed request pipelined behind a stream waits for it: the stream ends whole, then the 400', async () => {
+  const body = JSON.stringify({ model: 'chat-fast', stream: true, messages: [{ role: 'user', content: 'a story' }], max_tokens: 60 });
+  // Chunked, so that the fast lane hands the connection to node:http as well.
+  const head = `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${MASTER}\r\nContent-Type: application/json\r\n`;
+  for (const framing of ['content-length', 'chunked']) {
+    const req = framing === 'chunked'
+      ? `${head}Transfer-Encoding: chunked\r\n\r\n${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`
+      : `${head}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    const text = await rawExchange(req, 'BOGUS\r\n\r\n', 30);
+    const done = text.indexOf('data: [DONE]');
+    const refused = text.indexOf('HTTP/1.1 400');
+    assert.ok(done > 0, `${framing}: the stream ended with [DONE]: ${JSON.stringify(text.slice(-300))}`);
+    assert.ok(refused > done, `${framing}: the 400 comes after the stream`);
+    assert.ok(text.slice(done, refused).includes('\r\n0\r\n\r\n'), `${framing}: the chunked stream is closed before the 400`);
+  }
+  // Bytes after a request that closes its connection are nothing to answer.
+  const closing = await rawExchange('GET /health/live HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /health/live HTTP/1.1\r\nHost: a\r\n\r\n');
+  assert.deepEqual([...closing.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((m) => Number(m[1])), [200]);
+});
+
+test('a client that leaves while its body arrives is a 499 in the log and metrics, never a 500', async () => {
+  const from = f.logs.length;
+  for (const framing of ['Content-Length: 80\r\n', 'Transfer-Encoding: chunked\r\n']) {
+    const url = new URL(f.url);
+    const sock = connect(Number(url.port), url.hostname);
+    sock.on('error', () => {});
+    await new Promise((r) => sock.once('connect', r));
+    sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${MASTER}\r\n${framing}\r\n${framing.startsWith('Transfer') ? '5\r\n{"mod' : '{"mod'}`);
+    await new Promise((r) => setTimeout(r, 50));
+    sock.destroy();
+  }
+  const lines = async (): Promise<any[]> => {
+    f.gw.app.log.flush();
+    // The two requests that never had a model (the earlier tests' lines may still be arriving).
+    return f.logs.slice(from).map((l) => JSON.parse(l)).filter((r) => (r.msg === 'request' && r.model === undefined) || r.msg === 'internal error');
+  };
+  const t = Date.now();
+  while ((await lines()).length < 2 && Date.now() - t < 3000) await new Promise((r) => setTimeout(r, 20));
+  const got = await lines();
+  assert.deepEqual(got.map((r) => [r.msg, r.status, r.code]), [['request', 499, 'client_closed_request'], ['request', 499, 'client_closed_request']]);
+});
+
+test('a head of more than 1,000 header fields is a 431 on either lane (within the size limit)', async () => {
+  const head = `GET /v1/models HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${MASTER}\r\nConnection: close\r\n${Array.from({ length: 1000 }, (_, i) => `x${i.toString(36)}:v\r\n`).join('')}\r\n`;
+  assert.match(await rawExchange(head), /^HTTP\/1\.1 431 /);
+  // 1,000 in all is still taken.
+  const fewer = `GET /v1/models HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${MASTER}\r\nConnection: close\r\n${Array.from({ length: 997 }, (_, i) => `x${i.toString(36)}:v\r\n`).join('')}\r\n`;
+  assert.match(await rawExchange(fewer), /^HTTP\/1\.1 200 /);
+});
+
 test('fallback chain: chat-fast down → chat-deep serves, headers tell', async () => {
   await f.fleet.get('armitage').setFault({ kind: 'down' });
   const r = await post(f.url, '/v1/chat/completions', chat('chat-fast'), auth);

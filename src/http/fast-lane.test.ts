@@ -555,6 +555,33 @@ describe('fast lane timeouts and closing', () => {
     });
   });
 
+  test('a client that stopped reading its answers has the request timeout to take them, then its connection goes', async () => {
+    await withServer(true, { requestTimeoutMs: 300, keepAliveTimeoutMs: 100 }, async (s) => {
+      const sock = connect(s.port, '127.0.0.1');
+      sock.on('error', () => {});
+      sock.pause();
+      await new Promise((r) => sock.once('connect', r));
+      let closed = false;
+      sock.on('close', () => { closed = true; });
+      // One request at a time until the kernel's buffers are full and an answer waits in the
+      // gateway's: the connection is then between requests, with bytes unsent.
+      let conn: { state: number; socket: Socket; served: number } | undefined;
+      for (let i = 1; i <= 20_000 && !closed; i++) {
+        sock.write('GET /big HTTP/1.1\r\nhost: x\r\n\r\n');
+        // Until the gateway has answered it: one request in flight at a time.
+        while (!closed && ((conn = [...s.lane!.conns][0] as typeof conn) === undefined || conn.served < i)) await new Promise((r) => setImmediate(r));
+        if (conn !== undefined && conn.state === 0 && conn.socket.writableLength > 0) break;
+      }
+      assert.ok(conn !== undefined && conn.state === 0 && conn.socket.writableLength > 0, 'between requests, with an answer unsent');
+      // The client reads nothing, so it is the gateway's side that shows the connection gone.
+      const t = Date.now();
+      while (s.lane!.conns.size > 0 && Date.now() - t < 3000) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(s.lane!.conns.size, 0, 'closed once the request timeout passed');
+      assert.ok(Date.now() - t >= 200, `not before the request timeout (${Date.now() - t} ms)`);
+      sock.destroy();
+    });
+  });
+
   test('closeIdle closes connections between requests and leaves one mid-answer alone', async () => {
     await withServer(true, async (s) => {
       const idle = new Raw(s.port);

@@ -37,6 +37,8 @@ export interface FastLaneOptions {
 
 type Handler = (x: Exchange) => void;
 
+/** node:http refuses a head of more than 1,000 header fields (431): past that, the lane lets it. */
+const MAX_HEADER_FIELDS = 1000;
 const IDLE = 0;    // between requests, nothing buffered
 const HEAD = 1;    // part of a head received
 const BODY = 2;    // the handler has the request; its body is still arriving
@@ -135,6 +137,9 @@ export class FastLane {
       const waited = now - c.since;
       if (c.state === IDLE) {
         if (waited >= (c.served === 0 ? o.headersTimeoutMs : o.keepAliveTimeoutMs + KEEP_ALIVE_GRACE_MS) && c.idle()) c.socket.destroy();
+        // A client that stopped reading its answers holds them unsent: as in DRAIN, it has the
+        // request timeout to take them, then the connection goes.
+        else if (waited >= o.requestTimeoutMs && c.socket.writableLength > 0) c.socket.destroy();
       } else if (c.state === HEAD) {
         if (waited >= o.headersTimeoutMs) {
           const id = o.requestId?.();
@@ -437,7 +442,10 @@ function parseHead(text: string, conn: Conn): FastExchange | undefined {
   const headers: Record<string, string> = {};
   let i = le + 2;
   const end = text.length;
+  let fields = 0;
   while (i < end) {
+    // Past node:http's count of header fields, node decides (a 431), as it does past the size.
+    if (++fields > MAX_HEADER_FIELDS) return undefined;
     const j = text.indexOf('\r\n', i);
     const c = text.indexOf(':', i);
     const name = text.slice(i, c).toLowerCase();

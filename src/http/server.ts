@@ -2,7 +2,7 @@
 // steps, and the writing of JSON, errors and SSE, over an Exchange (exchange.ts) that either the
 // fast lane (fast-lane.ts) or node:http carries. Everything else is in core.
 
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { FabricError, toFabricError, wasSent } from '../core/errors.ts';
 import { clientRequestId, RequestIds } from '../core/ids.ts';
@@ -161,6 +161,25 @@ export interface ServerLimits {
 const KEEP_ALIVE_MS = 65_000;
 const HEADERS_TIMEOUT_MS = 30_000;
 const REQUEST_TIMEOUT_MS = 300_000;
+
+/**
+ * Ends a connection with `last` once the answer in flight has gone: a malformed request
+ * pipelined behind a stream must not land inside it. (Answers node:http had queued behind the
+ * one in flight are not sent after a parse error; their clients see the connection close.)
+ */
+function endAfterAnswers(socket: Socket, last: string): void {
+  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  // An answer whose own request is not whole (its body cut short: the error is that request's)
+  // is not waited for: ending now lets node:http abort it.
+  if (inFlight === undefined || inFlight === null || inFlight.req?.complete !== true) {
+    socket.end(last);
+    return;
+  }
+  // After node:http's own 'finish' handler, which hands the socket to the next queued answer.
+  inFlight.once('finish', () => setImmediate(() => {
+    if (socket.writable) endAfterAnswers(socket, last);
+  }));
+}
 
 export function createGatewayServer(app: AppState, limits: ServerLimits): Server {
   const { maxHeaderBytes, maxBodyBytes } = limits;
@@ -418,13 +437,15 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return socket.destroy();
+    // Bytes after a request that closes its connection (Connection: close, HTTP/1.0): nothing to answer.
+    if (err.code === 'HPE_CLOSED_CONNECTION') return;
     const id = ids.next();
     const [status, message, code] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, `request headers exceed the limit of ${maxHeaderBytes} bytes`, 'headers_too_large']
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, `the request did not arrive in time (its head within ${HEADERS_TIMEOUT_MS / 1000} s, its body within ${REQUEST_TIMEOUT_MS / 1000} s)`, 'request_timeout']
         : [400, 'malformed HTTP request', 'bad_request'];
     // Its one line, so that the id the client got can be found.
     app.log.info('request refused', { id, status, code, error: err.code ?? err.message });
-    socket.end(closingErrorAnswer(status, message, code, id));
+    endAfterAnswers(socket, closingErrorAnswer(status, message, code, id));
   });
   // The lane also makes server.closeIdleConnections() and closeAllConnections() reach its connections.
   if (limits.fastLane) new FastLane(server, serve, {
