@@ -233,9 +233,28 @@ function alerts(r: Reporter, v: unknown): AlertsConfig | undefined {
   return webhook === undefined ? undefined : out;
 }
 
+/** An origin as browsers send it: scheme://host[:port], nothing after. */
+const ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/[^/?#\s]+$/i;
+
+function cors(r: Reporter, v: unknown): ReadonlySet<string> | '*' | undefined {
+  const p = ['gateway', 'cors'];
+  const m = mapping(r, p, v, ['origins']);
+  if (m === undefined) return undefined;
+  const origins = strList(r, [...p, 'origins'], m.origins);
+  if (origins.length === 0) r.error([...p, 'origins'], 'list the browser origins allowed to call the gateway (e.g. http://localhost:3000), or "*" for any');
+  if (origins.includes('*')) return '*';
+  origins.forEach((o, i) => {
+    if (!ORIGIN.test(o)) {
+      r.error([...p, 'origins', i], `${JSON.stringify(o)} is not an origin: scheme://host[:port], with no path${o.endsWith('/') ? ` (drop the trailing "/": ${o.replace(/\/+$/, '')})` : ''}`);
+    }
+  });
+  // Browsers send the scheme and host in lower case.
+  return new Set(origins.map((o) => o.toLowerCase()));
+}
+
 function gateway(r: Reporter, v: unknown): GatewayConfig {
   const g = defaultGateway();
-  const m = mapping(r, ['gateway'], v, ['host', 'port', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers', 'fast_lane', 'realtime', 'health', 'wake', 'alerts', ...STATE_GATEWAY_KEYS]);
+  const m = mapping(r, ['gateway'], v, ['host', 'port', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers', 'fast_lane', 'realtime', 'cors', 'health', 'wake', 'alerts', ...STATE_GATEWAY_KEYS]);
   if (m === undefined) return g;
   g.host = str(r, ['gateway', 'host'], m.host) ?? g.host;
   g.port = int(r, ['gateway', 'port'], m.port, g.port, 0, 65535);
@@ -245,6 +264,7 @@ function gateway(r: Reporter, v: unknown): GatewayConfig {
   g.workers = int(r, ['gateway', 'workers'], m.workers, g.workers, 1, 64);
   g.fastLane = bool(r, ['gateway', 'fast_lane'], m.fast_lane, g.fastLane);
   g.realtime = bool(r, ['gateway', 'realtime'], m.realtime, g.realtime);
+  g.corsOrigins = cors(r, m.cors);
   const lp = ['gateway', 'limits'];
   const l = mapping(r, lp, m.limits, ['max_body', 'max_header', 'max_tokens', 'max_n', 'max_best_of', 'max_attempts']);
   if (l !== undefined) {

@@ -234,6 +234,8 @@ export interface GatewayConfig {
   fastLane: boolean;
   /** The event-loop thread at SCHED_FIFO 1, above the process's own helper threads (src/core/scheduling.ts). */
   realtime: boolean;
+  /** Browser origins allowed to call the gateway (CORS; src/http/cors.ts): '*' for any; undefined: no CORS headers. */
+  corsOrigins: ReadonlySet<string> | '*' | undefined;
   health: GatewayHealth;
   wake: WakeConfig;
   alerts: AlertsConfig | undefined;
@@ -284,6 +286,7 @@ export function defaultGateway(): GatewayConfig {
     workers: 1,
     fastLane: true,
     realtime: false,
+    corsOrigins: undefined,
     health: { ...DEFAULT_HEALTH_POLICY, probeTimeoutMs: 5_000, loadIntervalMs: 5_000 },
     wake: { enabled: false, minIntervalMs: 300_000, bootTimeoutMs: 180_000 },
     alerts: undefined,

@@ -12,6 +12,7 @@ import type { Logger } from '../core/log.ts';
 import type { JsonObject, Operation } from '../engines/types.ts';
 import { MasterKey } from './auth.ts';
 import { checkForbidden, validateRequest } from './validate.ts';
+import { allowedOrigin, corsHeaders, isPreflight, preflightHeaders } from './cors.ts';
 import { fromResponsesRequest, type ResponsesEcho } from './responses/request.ts';
 import { ResponseIds, toResponse } from './responses/response.ts';
 import { ResponsesStream, type HoldingSink } from './responses/stream.ts';
@@ -315,8 +316,20 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const path = q === -1 ? url : url.slice(0, q);
     const op = POST_ROUTES[path];
     setIdHeaders(x, id, cid, app.gateway.config.simulated);
+    const corsOrigins = app.gateway.config.gateway.corsOrigins;
     let inf: Inference | undefined;
     try {
+      if (corsOrigins !== undefined) {
+        const origin = allowedOrigin(x.headers, corsOrigins);
+        if (origin !== undefined) corsHeaders(x.preset!, origin);
+        if (isPreflight(method, x.headers)) {
+          // Before any key: browsers send none with a preflight.
+          if (origin === undefined) throw new FabricError('permission_denied', `the origin ${JSON.stringify(String(x.headers.origin)).slice(0, 200)} is not allowed to call this gateway (gateway.cors.origins)`);
+          x.head(204, preflightHeaders(x.headers));
+          x.end();
+          return;
+        }
+      }
       if (op !== undefined) {
         if (method !== 'POST') throw new FabricError('method_not_allowed', `${method} is not allowed on ${path}; use POST`, { headers: { allow: 'POST' } });
         const now = Date.now();

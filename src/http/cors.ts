@@ -1,0 +1,43 @@
+// Cross-origin requests from browsers (gateway.cors): web apps on another origin may call the
+// gateway when their origin is listed. Off by default: without it browsers refuse to show a
+// page's scripts the gateway's answers. Nothing here is done for a request without an Origin
+// header, which is every request but a browser's.
+
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** What a page's scripts may read of an answer besides the basic headers. */
+const EXPOSED = 'x-request-id, x-client-request-id, x-fabric-role, x-fabric-backend, x-fabric-attempts, x-fabric-rerouted, x-fabric-simulated, x-fabric-budget-exceeded, retry-after';
+/** The headers clients send (the SDKs add their x-stainless-* and openai-* ones). */
+const HEADER_LIST = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:\s*,\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/;
+const PREFLIGHT_MAX_AGE = '600';
+
+/** The origin of a request when it is allowed, else undefined. */
+export function allowedOrigin(headers: IncomingHttpHeaders, allowed: ReadonlySet<string> | '*' | undefined): string | undefined {
+  if (allowed === undefined) return undefined;
+  const origin = headers.origin;
+  if (origin === undefined) return undefined;
+  return allowed === '*' || allowed.has(origin.toLowerCase()) ? origin : undefined;
+}
+
+/** Headers every answer to an allowed origin carries. */
+export function corsHeaders(h: string[], origin: string): string[] {
+  h.push('access-control-allow-origin', origin, 'access-control-expose-headers', EXPOSED, 'vary', 'origin');
+  return h;
+}
+
+/** What a preflight's answer adds to corsHeaders(): the methods and headers allowed, for how long. */
+export function preflightHeaders(headers: IncomingHttpHeaders): string[] {
+  const asked = headers['access-control-request-headers'];
+  const allowHeaders = typeof asked === 'string' && HEADER_LIST.test(asked) ? asked : 'authorization, content-type';
+  return [
+    'access-control-allow-methods', 'GET, HEAD, POST, OPTIONS',
+    'access-control-allow-headers', allowHeaders,
+    'access-control-max-age', PREFLIGHT_MAX_AGE,
+    'vary', 'access-control-request-headers',
+  ];
+}
+
+/** A browser asking whether it may send a request (OPTIONS with Access-Control-Request-Method). */
+export function isPreflight(method: string, headers: IncomingHttpHeaders): boolean {
+  return method === 'OPTIONS' && headers.origin !== undefined && headers['access-control-request-method'] !== undefined;
+}
