@@ -157,6 +157,31 @@ test('serve with no config and nothing to discover runs the simulated demo fleet
   }
 });
 
+test('serve with no config: FABRIC_MASTER_KEY, when set, is required on /v1/* (and never printed)', async () => {
+  const key = 'zero-config-master-key-0123456789abcdef';
+  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0'], { env: { ...cleanEnv(), FABRIC_MASTER_KEY: key }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (c: string) => { out += c; });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no listen line in: ${out}`)), 15_000);
+      child.stdout.on('data', () => {
+        const m = /listening on (http:\/\/[\d.:]+)/.exec(out);
+        if (m !== null) { clearTimeout(t); resolve(m[1]!); }
+      });
+    });
+    assert.match(out, /FABRIC_MASTER_KEY is set: it is required/);
+    assert.equal((await fetch(`${url}/v1/models`)).status, 401);
+    assert.equal((await fetch(`${url}/v1/models`, { headers: { authorization: 'Bearer wrong' } })).status, 401);
+    assert.equal((await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status, 200);
+    assert.ok(!out.includes(key), 'the key is never printed');
+  } finally {
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+  }
+});
+
 test('bin/fabric, npm start and the benchmark run the gateway with the same V8 flags', async () => {
   const { readFileSync } = await import('node:fs');
   const { RUNTIME_NODE_FLAGS } = await import('../bench/shared.ts');

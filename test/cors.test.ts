@@ -72,7 +72,7 @@ for (const lane of ['fast', 'node']) {
     const pre = await fetch(`${f.url}/v1/chat/completions`, { method: 'OPTIONS', headers: { origin: 'http://evil.example', 'access-control-request-method': 'POST' } });
     assert.equal(pre.status, 403);
     assert.equal(pre.headers.get('access-control-allow-origin'), null);
-    assert.equal((await pre.json()).error.code, 'permission_denied');
+    assert.equal(((await pre.json()) as any).error.code, 'permission_denied');
     const r = await fetch(`${f.url}/v1/models`, { headers: { origin: 'http://evil.example', authorization: `Bearer ${MASTER}` } });
     assert.equal(r.status, 200);
     assert.equal(r.headers.get('access-control-allow-origin'), null);

@@ -35,6 +35,8 @@ serves a simulated demo fleet (the seeds' fabric), labelled simulated everywhere
 SIGHUP reloads the config file; SIGTERM/SIGINT drain and exit.
 `;
 
+const MASTER_KEY_ENV = 'FABRIC_MASTER_KEY';
+
 async function buildWithoutConfig(host: string, port: number, log: Logger): Promise<{ config: FabricConfig; secrets: Secrets; close?: () => Promise<void> }> {
   const secrets = new Secrets(process.env);
   log.info('no config given: looking for local engines (Ollama :11434, vLLM :8000, llama.cpp :8080, LM Studio :1234) and OPENAI_API_KEY');
@@ -45,7 +47,7 @@ async function buildWithoutConfig(host: string, port: number, log: Logger): Prom
   const yaml = fabricFromDiscovery(found, hasOpenAI, port, host);
   if (yaml !== undefined) {
     const { config } = parseFabricText(yaml, '(discovered)');
-    return { config, secrets };
+    return { config: withEnvMasterKey(config, secrets, log), secrets };
   }
   log.warn('no engines found and no OPENAI_API_KEY: serving the SIMULATED demo fleet (the seeds\' fabric); answers are generated, not real model output');
   // The simulator is loaded only here: a gateway with real engines never carries it.
@@ -53,7 +55,15 @@ async function buildWithoutConfig(host: string, port: number, log: Logger): Prom
   const fleet = await startDemoFleet();
   const { config } = parseFabricText(demoFabricYaml(fleet, host, port), '(demo)');
   log.info('simulated engines', { engines: [...fleet.engines.values()].map((e) => `${e.name}=${e.url}`), control: fleet.controlUrl });
-  return { config, secrets, close: () => fleet.close() };
+  return { config: withEnvMasterKey(config, secrets, log), secrets, close: () => fleet.close() };
+}
+
+/** Without a config, FABRIC_MASTER_KEY (from the environment) is the master key, as a config's `master_key: env:FABRIC_MASTER_KEY` would make it. */
+function withEnvMasterKey(config: FabricConfig, secrets: Secrets, log: Logger): FabricConfig {
+  if (secrets.get(MASTER_KEY_ENV) === undefined) return config;
+  config.gateway.masterKey = { env: MASTER_KEY_ENV };
+  log.info(`${MASTER_KEY_ENV} is set: it is required on /v1/* (Authorization: Bearer …)`);
+  return config;
 }
 
 /** Why host:port cannot be listened on (EADDRINUSE, EACCES…), or undefined if it can. */
@@ -131,7 +141,7 @@ export async function runServe(argv: string[]): Promise<number> {
       return 1;
     }
   } else {
-    log = createLogger({ level, pretty, secrets: [process.env.OPENAI_API_KEY ?? ''] });
+    log = createLogger({ level, pretty, secrets: [process.env.OPENAI_API_KEY ?? '', process.env[MASTER_KEY_ENV] ?? ''] });
     if ((workersFlag ?? 1) > 1) log.warn('--workers needs a config file: serving with one process');
     ({ config, secrets, close: cleanup } = await buildWithoutConfig(values.host ?? '127.0.0.1', port ?? 4000, log));
     for (const i of checkSecrets(config, secrets, '(discovered)')) log.warn(formatIssue(i));
