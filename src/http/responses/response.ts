@@ -15,7 +15,7 @@ export class ResponseIds {
     this.#base = requestId.startsWith('req_') ? requestId.slice(4) : requestId;
     this.response = `resp_${this.#base}`;
   }
-  item(prefix: 'msg' | 'fc'): string {
+  item(prefix: 'msg' | 'fc' | 'rs'): string {
     return `${prefix}_${this.#base}_${this.#n++}`;
   }
 }
@@ -39,6 +39,17 @@ export function responseUsage(u: unknown): JsonObject | null {
 
 export function messageItem(id: string, text: string, status: 'in_progress' | 'completed' | 'incomplete'): JsonObject {
   return { id, type: 'message', status, role: 'assistant', content: status === 'in_progress' && text === '' ? [] : [outputText(text)] };
+}
+
+/** A model's reasoning (vLLM's reasoning_content, Ollama's thinking) as a reasoning item with its text. */
+export function reasoningItem(id: string, text: string, status: 'in_progress' | 'completed'): JsonObject {
+  return { id, type: 'reasoning', status, summary: [], content: text === '' ? [] : [{ type: 'reasoning_text', text }] };
+}
+
+/** The reasoning text of a chat message or delta, under either name engines give it. */
+export function reasoningOf(m: JsonObject): string {
+  const r = m.reasoning_content ?? m.reasoning;
+  return typeof r === 'string' ? r : '';
 }
 
 export function outputText(text: string): JsonObject {
@@ -103,6 +114,8 @@ export function toResponse(chat: JsonObject, echo: ResponsesEcho, ids: ResponseI
   const message = (choice?.message ?? {}) as JsonObject;
   const incomplete = incompleteDetails(choice?.finish_reason);
   const output: JsonObject[] = [];
+  const reasoning = reasoningOf(message);
+  if (reasoning !== '') output.push(reasoningItem(ids.item('rs'), reasoning, 'completed'));
   const text = typeof message.content === 'string' ? message.content : '';
   const calls = Array.isArray(message.tool_calls) ? (message.tool_calls as JsonObject[]) : [];
   if (text !== '' || calls.length === 0) output.push(messageItem(ids.item('msg'), text, incomplete === null ? 'completed' : 'incomplete'));

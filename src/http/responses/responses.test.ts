@@ -9,6 +9,9 @@ import { DEFAULT_LIMITS } from '../../config/types.ts';
 import { fromResponsesRequest } from './request.ts';
 import { ResponseIds, toResponse } from './response.ts';
 import { ResponsesStream, type HoldingSink } from './stream.ts';
+import { openaiSchemaValidator } from '../../../test/helpers.ts';
+
+const validate = openaiSchemaValidator();
 
 class Collect implements HoldingSink {
   out = '';
@@ -125,4 +128,30 @@ test('requests: unknown fields go on as chat requests\' do (engine extensions), 
   assert.throws(() => fromResponsesRequest({ model: 'm', input: [{ role: 'tool', content: 'x' }] }, DEFAULT_LIMITS), (e: any) => e.param === 'input[0].role');
   const streamed = fromResponsesRequest({ model: 'm', input: 'x', stream: true }, DEFAULT_LIMITS).chat;
   assert.deepEqual(streamed.stream_options, { include_usage: true }, 'usage is asked for: response.completed carries it');
+});
+
+test('reasoning (vLLM\'s reasoning_content, or reasoning) comes first as a reasoning item with its text, streamed and not', () => {
+  const sink = new Collect();
+  const s = new ResponsesStream(sink, echo, new ResponseIds('req_r'), 1);
+  s.begin(served);
+  s.write(chunk({ role: 'assistant', reasoning_content: 'The user greets; ' }));
+  s.write(chunk({ reasoning: 'answer briefly.' }));
+  s.write(chunk({ content: 'Hello!' }, 'stop') + 'data: [DONE]\n\n');
+  const ev = sink.events();
+  assert.deepEqual(ev.map((e) => e.type), [
+    'response.created', 'response.in_progress',
+    'response.output_item.added', 'response.reasoning_text.delta', 'response.reasoning_text.delta', 'response.reasoning_text.done', 'response.output_item.done',
+    'response.output_item.added', 'response.content_part.added', 'response.output_text.delta',
+    'response.output_text.done', 'response.content_part.done', 'response.output_item.done', 'response.completed',
+  ]);
+  const final = ev.at(-1).response;
+  assert.deepEqual(final.output[0], { id: 'rs_r_0', type: 'reasoning', status: 'completed', summary: [], content: [{ type: 'reasoning_text', text: 'The user greets; answer briefly.' }] });
+  assert.equal(final.output[1].content[0].text, 'Hello!');
+  assert.deepEqual(validate('Response', final), []);
+  for (const e of ev.filter((x) => x.type.startsWith('response.reasoning_text'))) {
+    assert.deepEqual(validate(e.type.endsWith('delta') ? 'ResponseReasoningTextDeltaEvent' : 'ResponseReasoningTextDoneEvent', e), []);
+  }
+  const whole = toResponse({ model: 'phys', choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'Hello!', reasoning_content: 'Think.' } }] }, echo, new ResponseIds('req_r'), 1) as any;
+  assert.deepEqual(whole.output.map((o: any) => o.type), ['reasoning', 'message']);
+  assert.equal(whole.output[0].content[0].text, 'Think.');
 });

@@ -10,7 +10,7 @@ import type { Served, StreamSink } from '../../core/gateway.ts';
 import type { JsonObject } from '../../engines/types.ts';
 import type { ResponsesEcho } from './request.ts';
 import {
-  functionCallItem, incompleteDetails, messageItem, outputText, responseObject, responseUsage, type ResponseIds, type ResponseStatus,
+  functionCallItem, incompleteDetails, messageItem, outputText, reasoningItem, reasoningOf, responseObject, responseUsage, type ResponseIds, type ResponseStatus,
 } from './response.ts';
 
 /** A sink whose last bytes may be held back until the answer's usage record is spooled. */
@@ -33,6 +33,7 @@ export class ResponsesStream implements StreamSink {
   #model: unknown = '';
   readonly #output: JsonObject[] = [];
   #msg: { id: string; text: string; outputIndex: number } | undefined;
+  #reasoning: { id: string; text: string; outputIndex: number } | undefined;
   /** Tool calls by their chat index; the one being streamed is #lastCall. */
   readonly #calls = new Map<number, OpenCall>();
   #lastCall: OpenCall | undefined;
@@ -122,14 +123,41 @@ export class ResponsesStream implements StreamSink {
     if (choice === undefined) return;
     const delta = choice.delta as JsonObject | undefined;
     if (delta !== undefined && delta !== null) {
+      const reasoning = reasoningOf(delta);
+      if (reasoning !== '') this.#reason(reasoning);
       if (typeof delta.content === 'string' && delta.content !== '') this.#text(delta.content);
       if (Array.isArray(delta.tool_calls)) for (const tc of delta.tool_calls as JsonObject[]) this.#toolCall(tc);
     }
     if (choice.finish_reason !== undefined && choice.finish_reason !== null) this.#finish = choice.finish_reason;
   }
 
+  #reason(delta: string): void {
+    if (this.#reasoning === undefined) {
+      this.#closeMessage();
+      this.#closeCall();
+      const id = this.#ids.item('rs');
+      this.#reasoning = { id, text: '', outputIndex: this.#output.length };
+      const item = reasoningItem(id, '', 'in_progress');
+      this.#output.push(item);
+      this.#emit('response.output_item.added', { output_index: this.#reasoning.outputIndex, item });
+    }
+    this.#reasoning.text += delta;
+    this.#emit('response.reasoning_text.delta', { item_id: this.#reasoning.id, output_index: this.#reasoning.outputIndex, content_index: 0, delta });
+  }
+
+  #closeReasoning(): void {
+    const r = this.#reasoning;
+    if (r === undefined) return;
+    this.#reasoning = undefined;
+    this.#emit('response.reasoning_text.done', { item_id: r.id, output_index: r.outputIndex, content_index: 0, text: r.text });
+    const item = reasoningItem(r.id, r.text, 'completed');
+    this.#output[r.outputIndex] = item;
+    this.#emit('response.output_item.done', { output_index: r.outputIndex, item });
+  }
+
   #text(delta: string): void {
     if (this.#msg === undefined) {
+      this.#closeReasoning();
       this.#closeCall();
       const id = this.#ids.item('msg');
       this.#msg = { id, text: '', outputIndex: this.#output.length };
@@ -147,6 +175,7 @@ export class ResponsesStream implements StreamSink {
     const fn = (tc.function ?? {}) as JsonObject;
     let call = this.#calls.get(index);
     if (call === undefined) {
+      this.#closeReasoning();
       this.#closeMessage();
       this.#closeCall();
       const id = this.#ids.item('fc');
@@ -189,6 +218,7 @@ export class ResponsesStream implements StreamSink {
     this.#finished = true;
     // What came before the end goes out now; only the closing events wait for the usage record.
     this.#flush();
+    this.#closeReasoning();
     this.#closeMessage();
     this.#closeCall();
     const incomplete = incompleteDetails(this.#finish) !== null;
