@@ -208,8 +208,11 @@ test('what needs OpenAI\'s stored state or built-in tools is refused with a 400 
     model: 'chat-fast', input: 'x', tools: [{ type: 'function', name: 'fetch', parameters: { type: 'object', properties: { base_url: { type: 'string' } } } }],
   }, auth);
   assert.equal(ok.status, 200);
+  const from = f.logs.length;
   const unknown = await post(f.url, '/v1/responses', { model: 'no-such-role', input: 'x' }, auth);
   assert.equal(unknown.status, 404);
+  const failed = await waitForLog(f, from, (r) => r.msg === 'request' && r.status === 404);
+  assert.equal(failed.api, 'responses', 'a failed one is logged as a Responses request too');
   assert.equal(unknown.json.error.code, 'model_not_found');
   assert.equal((await post(f.url, '/v1/responses', { model: 'chat-fast', input: 'x' })).status, 401, 'the master key guards it as every /v1 route');
 });

@@ -413,7 +413,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         if (inf.account !== undefined) rec = inf.account.fail(fe, ms, served?.role ?? route ?? '');
         else if (fe.status !== 401) app.accounting?.refused(id, inf.key, inf.op, inf.model, route ?? '', fe, ms, inf.ts);
         app.log.log(fe.status >= 500 || fe.status === 429 ? 'warn' : 'info', 'request', {
-          id, client_id: cid, op: inf.op, model: inf.model?.slice(0, 200), role: served?.role ?? route, backend: served?.backend ?? rec?.backend, status: fe.status, code: fe.code,
+          id, client_id: cid, op: inf.op, api: inf.responses ? 'responses' : undefined, model: inf.model?.slice(0, 200), role: served?.role ?? route, backend: served?.backend ?? rec?.backend, status: fe.status, code: fe.code,
           attempts: served?.attempts ?? fe.attempts?.filter(wasSent).length, ms: Math.round(ms * 10) / 10, message: fe.message, key: inf.key?.name,
           prompt_tokens: rec?.promptTokens || undefined, completion_tokens: rec?.completionTokens || undefined, estimated: rec?.estimated || undefined,
         });
