@@ -96,8 +96,9 @@ function readNodeBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     // read at all (then no event comes): a 499 as on the fast lane, never a 500 nor a wait for ever.
     const gone = (): void => reject(new FabricError('client_closed_request', 'client closed the request'));
     req.on('error', gone);
-    req.on('close', () => { if (!req.complete) gone(); });
-    if (req.destroyed && !req.complete) gone();
+    // Not `complete`: a body that had wholly arrived when its client left was never read to its end.
+    req.on('close', () => { if (!req.readableEnded) gone(); });
+    if (req.destroyed && !req.readableEnded) gone();
   });
 }
 

@@ -1,0 +1,41 @@
+// node:http's side of an exchange: a request body whose client left before the gateway read it.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { NodeExchange } from './exchange.ts';
+
+test('a body read after its client left (whole or cut short) is a 499, never a wait for ever', async () => {
+  const outcomes: string[] = [];
+  let done!: () => void;
+  const all = new Promise<void>((r) => { done = r; });
+  const server = createServer((req, res) => {
+    // The body is read only after the client has gone, as after a slow key lookup.
+    setTimeout(() => {
+      const read = new NodeExchange(req, res).body(1024);
+      const timeout = new Promise<string>((r) => setTimeout(() => r('still waiting'), 2000).unref());
+      void Promise.race([read.then(() => 'read', (e: { status?: number }) => String(e.status)), timeout]).then((o) => {
+        outcomes.push(o);
+        if (outcomes.length === 2) done();
+      });
+    }, 100);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  try {
+    for (const body of ['{"model":"m"}', '{"mod']) {
+      const sock = connect(port, '127.0.0.1');
+      sock.on('error', () => {});
+      await new Promise((r) => sock.once('connect', r));
+      sock.write(`POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 13\r\n\r\n${body}`);
+      await new Promise((r) => setTimeout(r, 30));
+      sock.destroy();
+    }
+    await all;
+    assert.deepEqual(outcomes, ['499', '499'], 'the whole body and the cut one alike');
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+});
