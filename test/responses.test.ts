@@ -186,11 +186,31 @@ test('a tool round trip: the call comes back as a function_call item (streamed a
   assert.deepEqual(lastSent('armitage').messages.at(-1), { role: 'tool', tool_call_id: call.call_id, content: '18°C' });
 });
 
+test('an earlier reply named by item_reference (the Vercel AI SDK\'s default) is sent as the assistant turn it was', async () => {
+  const first = await f.client.responses.create({ model: 'chat-fast', input: 'hello' });
+  const streamed = await f.client.responses.stream({ model: 'chat-fast', input: 'hello again' }).finalResponse();
+  const r = await post(f.url, '/v1/responses', {
+    model: 'chat-fast',
+    input: [
+      { role: 'user', content: 'hello' }, { type: 'item_reference', id: first.output[0]!.id },
+      { role: 'user', content: 'hello again' }, { type: 'item_reference', id: streamed.output[0]!.id },
+      { role: 'user', content: 'and more?' },
+    ],
+  }, auth);
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(lastSent('armitage').messages.map((m: any) => [m.role, m.content]), [
+    ['user', 'hello'], ['assistant', first.output_text], ['user', 'hello again'], ['assistant', streamed.output_text], ['user', 'and more?'],
+  ]);
+});
+
 test('what needs OpenAI\'s stored state or built-in tools is refused with a 400 naming the field and what to send instead', async () => {
   const cases: [Record<string, unknown>, string, RegExp][] = [
     [{ previous_response_id: 'resp_1' }, 'previous_response_id', /whole conversation in `input`/],
     [{ tools: [{ type: 'web_search' }] }, 'tools[0].type', /only function tools/],
-    [{ input: [{ type: 'item_reference', id: 'msg_1' }] }, 'input[0].type', /send the item itself/],
+    [{ input: [{ type: 'item_reference', id: 'msg_1' }] }, 'input[0].id', /not one this gateway returned to this key in the last hour; send the item itself \(the Vercel AI SDK does with providerOptions: \{ openai: \{ store: false \} \}\)/],
+    [{ messages: [{ role: 'user', content: 'x' }] }, 'messages', /chat completions field.*`input`/],
+    [{ n: 3 }, 'n', /one answer/],
+    [{ max_tokens: 5 }, 'max_tokens', /max_output_tokens/],
     [{ input: [{ role: 'user', content: [{ type: 'input_image', file_id: 'file_1' }] }] }, 'input[0].content[0].image_url', /image_url/],
     [{ input: [{ role: 'user', content: 'x', api_base: 'http://evil' }] }, 'input[0].api_base', /not accepted/],
     [{ input: [] }, 'input', /non-empty/],

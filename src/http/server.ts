@@ -16,6 +16,7 @@ import { allowedOrigin, corsHeaders, isPreflight, preflightHeaders } from './cor
 import { fromResponsesRequest, type ResponsesEcho } from './responses/request.ts';
 import { ResponseIds, toResponse } from './responses/response.ts';
 import { ResponsesStream, type HoldingSink } from './responses/stream.ts';
+import { RecentItems } from './responses/items.ts';
 import { healthBody, modelsBody, modelBody } from './info.ts';
 import { suggest } from '../config/issues.ts';
 import { GatewayMetrics, NO_ROLE } from '../metrics/gateway-metrics.ts';
@@ -186,6 +187,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   const { maxHeaderBytes, maxBodyBytes } = limits;
   const ids = new RequestIds();
   const metrics = app.metrics ??= new GatewayMetrics(() => app.gateway, app.startedAt);
+  /** Output items of Responses answers, for a later request's item_reference. */
+  const recentItems = new RecentItems();
 
   /** What is known of an inference request when it fails, for its error metrics. */
   interface Inference {
@@ -229,10 +232,12 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       throw new FabricError('invalid_json', `the request body is not valid JSON: ${(e as Error).message}`);
     }
     let echo: ResponsesEcho | undefined;
+    /** Whose Responses items these are (item_reference finds only a key's own). */
+    const owner = inf.key?.name ?? '';
     if (inf.responses) {
       // Refused in the client's own body, before the fields the chat request does not carry are left out.
       if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) checkForbidden(parsed as JsonObject, raw);
-      const t = fromResponsesRequest(parsed, gw.config.gateway.limits);
+      const t = fromResponsesRequest(parsed, gw.config.gateway.limits, (itemId) => recentItems.recall(owner, itemId));
       parsed = t.chat;
       echo = t.echo;
     }
@@ -256,9 +261,11 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     if (body.stream === true && op !== 'embeddings') {
       const sink = new ResponseSink(x);
       sink.deferEnd = inf.account !== undefined;
-      const out = echo === undefined ? sink : new ResponsesStream(sink, echo, new ResponseIds(ctx.id), ctx.created);
+      const responses = echo === undefined ? undefined : new ResponsesStream(sink, echo, new ResponseIds(ctx.id), ctx.created, (s) => gw.backends.get(s.backend)?.config.model ?? s.requested);
+      const out = responses ?? sink;
       const capture = acct?.logsBodies === true ? new CapturingSink(out, gw.config.gateway.requestLog.maxBodyBytes) : undefined;
       served = await gw.stream(op, body, ctx, capture ?? out);
+      if (responses !== undefined) recentItems.remember(owner, responses.output);
       firstByteAt = sink.firstByteAt;
       now = performance.now();
       rec = inf.account?.finish(served, now - started, firstByteAt === undefined ? undefined : firstByteAt - started, capture?.text);
@@ -266,7 +273,12 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     } else {
       const r = await gw.unary(op, body, ctx);
       served = r.served;
-      const text = JSON.stringify(echo === undefined ? r.response : toResponse(r.response, echo, new ResponseIds(ctx.id), ctx.created));
+      let response = r.response;
+      if (echo !== undefined) {
+        response = toResponse(r.response, echo, new ResponseIds(ctx.id), ctx.created);
+        recentItems.remember(owner, response.output as JsonObject[]);
+      }
+      const text = JSON.stringify(response);
       now = performance.now();
       rec = inf.account?.finish(served, now - started, undefined, acct?.logsBodies === true ? text : undefined);
       answer = () => {

@@ -36,8 +36,23 @@ const REFUSED: Record<string, string> = {
   prompt: 'stored prompt templates are not served: send the instructions and input themselves',
 };
 
+/** Chat completions fields, and the Responses field to use instead: sent on, they would override the translation (or, `n`, make answers nobody sees). */
+const CHAT_ONLY: Record<string, string> = {
+  messages: 'send the conversation as `input` (and the system prompt as `instructions`)',
+  n: 'a response has one answer; send several requests for several',
+  best_of: 'a response has one answer',
+  response_format: 'use `text.format`',
+  max_tokens: 'use `max_output_tokens`',
+  max_completion_tokens: 'use `max_output_tokens`',
+  functions: 'use `tools` (function tools)',
+  function_call: 'use `tool_choice`',
+};
+
 /** Accepted and not sent on: they shape what OpenAI stores or returns beyond the text. */
-const IGNORED = new Set(['store', 'include', 'truncation', 'service_tier', 'prompt_cache_key', 'prompt_cache_retention', 'safety_identifier', 'stream_options', 'max_tool_calls', 'top_logprobs']);
+const IGNORED = new Set([
+  'store', 'include', 'truncation', 'service_tier', 'prompt_cache_key', 'prompt_cache_retention', 'safety_identifier', 'stream_options', 'max_tool_calls',
+  'top_logprobs', 'context_management', 'prompt_cache_options', 'moderation',
+]);
 
 const MAPPED = new Set(['model', 'input', 'instructions', 'stream', 'max_output_tokens', 'temperature', 'top_p', 'tools', 'tool_choice', 'parallel_tool_calls', 'text', 'reasoning', 'metadata', 'user']);
 
@@ -84,22 +99,32 @@ function content(c: unknown, at: string): string | JsonObject[] {
   return parts.every((p) => p.type === 'text') ? parts.map((p) => p.text as string).join('') : parts;
 }
 
-/** A function call's output: a string, or text parts joined. */
-function outputText(o: unknown, at: string): string {
-  if (typeof o === 'string') return o;
-  if (Array.isArray(o)) {
-    return o.map((p, i) => {
-      if (isObj(p) && (p.type === 'input_text' || p.type === 'output_text') && typeof p.text === 'string') return p.text;
-      throw bad(`${at}[${i}]`, `\`${at}[${i}]\` must be a text part: a function's output reaches the model as text`);
-    }).join('');
-  }
-  throw bad(at, `\`${at}\` must be a string`);
+/** A function call's output: its text (a string, or text parts joined), and its images (which a chat tool message cannot carry). */
+function toolOutput(o: unknown, at: string): { text: string; images: JsonObject[] } {
+  if (typeof o === 'string') return { text: o, images: [] };
+  if (!Array.isArray(o)) throw bad(at, `\`${at}\` must be a string or an array of content parts`);
+  let text = '';
+  const images: JsonObject[] = [];
+  o.forEach((p, i) => {
+    const c = part(p, `${at}[${i}]`);
+    if (c.type === 'text') text += c.text as string;
+    else images.push(c);
+  });
+  return { text, images };
 }
 
 const MESSAGE_ROLES = new Set(['user', 'assistant', 'system', 'developer']);
 
-/** `input` as chat messages: messages, and function calls and their outputs as tool calls and tool messages. */
-function messages(input: unknown, instructions: string | null): JsonObject[] {
+/** Finds an item the gateway returned earlier by its id (items.ts), for `item_reference`. */
+export type RecallItem = (id: string) => JsonObject | undefined;
+
+/**
+ * `input` as chat messages: messages, and function calls and their outputs as tool calls and
+ * tool messages. Function calls go on the assistant message just before them (its text and its
+ * calls are one chat turn), or on one of their own; images a function returned follow the run of
+ * tool messages as a user message, since a tool message carries text only.
+ */
+function messages(input: unknown, instructions: string | null, recall: RecallItem | undefined): JsonObject[] {
   const out: JsonObject[] = [];
   if (instructions !== null) out.push({ role: 'system', content: instructions });
   if (typeof input === 'string') {
@@ -109,37 +134,55 @@ function messages(input: unknown, instructions: string | null): JsonObject[] {
   if (!Array.isArray(input) || input.length === 0) throw bad('input', '`input` must be a string or a non-empty array of input items');
   /** The assistant message the consecutive function calls go on. */
   let calls: JsonObject[] | undefined;
+  let images: JsonObject[] = [];
+  const flushImages = (): void => {
+    if (images.length === 0) return;
+    out.push({ role: 'user', content: images });
+    images = [];
+  };
   for (let i = 0; i < input.length; i++) {
-    const item = input[i] as unknown;
+    let item = input[i] as unknown;
     const at = `input[${i}]`;
     if (!isObj(item)) throw bad(at, `\`${at}\` must be an input item object`);
-    const type = item.type ?? 'message';
+    if (item.type === 'item_reference') {
+      const found = typeof item.id === 'string' ? recall?.(item.id) : undefined;
+      if (found === undefined) {
+        throw bad(`${at}.id`, `\`${at}\`: item ${JSON.stringify(String(item.id)).slice(0, 80)} is not one this gateway returned to this key in the last hour; send the item itself (the Vercel AI SDK does with providerOptions: { openai: { store: false } })`);
+      }
+      item = found;
+    }
+    const it = item as JsonObject;
+    const type = it.type ?? 'message';
+    // A model's earlier reasoning is not sent back (chat models take none), and does not end a run of calls.
+    if (type === 'reasoning') continue;
+    if (type !== 'function_call_output') flushImages();
     if (type === 'function_call') {
-      if (typeof item.call_id !== 'string' || typeof item.name !== 'string' || typeof item.arguments !== 'string') {
+      if (typeof it.call_id !== 'string' || typeof it.name !== 'string' || typeof it.arguments !== 'string') {
         throw bad(at, `\`${at}\`: a function_call item needs \`call_id\`, \`name\` and \`arguments\` (strings)`);
       }
-      const call = { id: item.call_id, type: 'function', function: { name: item.name, arguments: item.arguments } };
+      const call = { id: it.call_id, type: 'function', function: { name: it.name, arguments: it.arguments } };
       if (calls === undefined) {
         calls = [call];
-        out.push({ role: 'assistant', content: null, tool_calls: calls });
+        const last = out[out.length - 1];
+        if (last !== undefined && last.role === 'assistant' && last.tool_calls === undefined) last.tool_calls = calls;
+        else out.push({ role: 'assistant', content: null, tool_calls: calls });
       } else calls.push(call);
       continue;
     }
     calls = undefined;
     if (type === 'message') {
-      if (typeof item.role !== 'string' || !MESSAGE_ROLES.has(item.role)) throw bad(`${at}.role`, `\`${at}.role\` must be one of user, assistant, system, developer`);
-      out.push({ role: item.role, content: content(item.content, `${at}.content`) });
+      if (typeof it.role !== 'string' || !MESSAGE_ROLES.has(it.role)) throw bad(`${at}.role`, `\`${at}.role\` must be one of user, assistant, system, developer`);
+      out.push({ role: it.role, content: content(it.content, `${at}.content`) });
     } else if (type === 'function_call_output') {
-      if (typeof item.call_id !== 'string') throw bad(`${at}.call_id`, `\`${at}.call_id\` must be a string`);
-      out.push({ role: 'tool', tool_call_id: item.call_id, content: outputText(item.output, `${at}.output`) });
-    } else if (type === 'reasoning') {
-      // A model's earlier reasoning: not sent back, as chat models take none.
-    } else if (type === 'item_reference') {
-      throw bad(`${at}.type`, `\`${at}\`: item references need stored responses, which the gateway does not keep; send the item itself`);
+      if (typeof it.call_id !== 'string') throw bad(`${at}.call_id`, `\`${at}.call_id\` must be a string`);
+      const o = toolOutput(it.output, `${at}.output`);
+      out.push({ role: 'tool', tool_call_id: it.call_id, content: o.text });
+      images.push(...o.images);
     } else {
-      throw bad(`${at}.type`, `\`${at}.type\` ${JSON.stringify(type)} is not served here; message, function_call and function_call_output are`);
+      throw bad(`${at}.type`, `\`${at}.type\` ${JSON.stringify(type)} is not served here; message, function_call, function_call_output and item_reference are`);
     }
   }
+  flushImages();
   return out;
 }
 
@@ -197,16 +240,18 @@ function num(body: JsonObject, key: string): number | null {
   return v;
 }
 
-export function fromResponsesRequest(body: unknown, limits: Limits): TranslatedRequest {
+export function fromResponsesRequest(body: unknown, limits: Limits, recall?: RecallItem): TranslatedRequest {
   if (!isObj(body)) throw new FabricError('invalid_request', 'the request body must be a JSON object');
   for (const k of Object.keys(body)) {
     if (body[k] === undefined || body[k] === null || body[k] === false) continue;
     const refused = REFUSED[k];
     if (refused !== undefined) throw bad(k, `\`${k}\` is not accepted: ${refused}`);
+    const chatOnly = CHAT_ONLY[k];
+    if (chatOnly !== undefined) throw bad(k, `\`${k}\` is a chat completions field, not one of the Responses API: ${chatOnly}`);
   }
   if (body.instructions !== undefined && body.instructions !== null && typeof body.instructions !== 'string') throw bad('instructions', '`instructions` must be a string');
   const instructions = typeof body.instructions === 'string' ? body.instructions : null;
-  const chat: JsonObject = { model: body.model, messages: messages(body.input, instructions) };
+  const chat: JsonObject = { model: body.model, messages: messages(body.input, instructions, recall) };
   if (body.stream === true) {
     chat.stream = true;
     // The usage goes into response.completed, whether the client asked or not.
@@ -237,10 +282,9 @@ export function fromResponsesRequest(body: unknown, limits: Limits): TranslatedR
   if (typeof body.user === 'string') chat.user = body.user;
   if (body.metadata !== undefined && body.metadata !== null && !isObj(body.metadata)) throw bad('metadata', '`metadata` must be an object');
   for (const k of Object.keys(body)) {
-    if (!MAPPED.has(k) && !IGNORED.has(k) && REFUSED[k] === undefined) {
-      // Unknown fields go on as they are, as chat requests' do (engines' own extensions).
-      chat[k] = body[k];
-    }
+    // Unknown fields go on as they are, as chat requests' do (engines' own extensions), never
+    // over what the translation set.
+    if (!MAPPED.has(k) && !IGNORED.has(k) && REFUSED[k] === undefined && CHAT_ONLY[k] === undefined && !(k in chat)) chat[k] = body[k];
   }
   return {
     chat,

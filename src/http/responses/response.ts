@@ -37,12 +37,19 @@ export function responseUsage(u: unknown): JsonObject | null {
   };
 }
 
-export function messageItem(id: string, text: string, status: 'in_progress' | 'completed' | 'incomplete'): JsonObject {
-  return { id, type: 'message', status, role: 'assistant', content: status === 'in_progress' && text === '' ? [] : [outputText(text)] };
+export type ItemStatus = 'in_progress' | 'completed' | 'incomplete';
+
+/** An assistant message: its text, or the refusal a model gave instead (OpenAI's structured outputs). */
+export function messageItem(id: string, text: string, status: ItemStatus, refusal = false): JsonObject {
+  return { id, type: 'message', status, role: 'assistant', content: status === 'in_progress' && text === '' ? [] : [refusal ? refusalPart(text) : outputText(text)] };
+}
+
+export function refusalPart(refusal: string): JsonObject {
+  return { type: 'refusal', refusal };
 }
 
 /** A model's reasoning (vLLM's reasoning_content, Ollama's thinking) as a reasoning item with its text. */
-export function reasoningItem(id: string, text: string, status: 'in_progress' | 'completed'): JsonObject {
+export function reasoningItem(id: string, text: string, status: ItemStatus): JsonObject {
   return { id, type: 'reasoning', status, summary: [], content: text === '' ? [] : [{ type: 'reasoning_text', text }] };
 }
 
@@ -56,7 +63,7 @@ export function outputText(text: string): JsonObject {
   return { type: 'output_text', text, annotations: [], logprobs: [] };
 }
 
-export function functionCallItem(id: string, callId: string, name: string, args: string, status: 'in_progress' | 'completed'): JsonObject {
+export function functionCallItem(id: string, callId: string, name: string, args: string, status: ItemStatus): JsonObject {
   return { id, type: 'function_call', status, call_id: callId, name, arguments: args };
 }
 
@@ -117,8 +124,11 @@ export function toResponse(chat: JsonObject, echo: ResponsesEcho, ids: ResponseI
   const reasoning = reasoningOf(message);
   if (reasoning !== '') output.push(reasoningItem(ids.item('rs'), reasoning, 'completed'));
   const text = typeof message.content === 'string' ? message.content : '';
+  const refusal = typeof message.refusal === 'string' ? message.refusal : '';
   const calls = Array.isArray(message.tool_calls) ? (message.tool_calls as JsonObject[]) : [];
-  if (text !== '' || calls.length === 0) output.push(messageItem(ids.item('msg'), text, incomplete === null ? 'completed' : 'incomplete'));
+  const status = incomplete === null ? 'completed' : 'incomplete';
+  if (text !== '') output.push(messageItem(ids.item('msg'), text, status));
+  if (refusal !== '') output.push(messageItem(ids.item('msg'), refusal, status, true));
   for (const c of calls) {
     const fn = (c.function ?? {}) as JsonObject;
     output.push(functionCallItem(ids.item('fc'), typeof c.id === 'string' ? c.id : ids.item('fc'), String(fn.name ?? ''), typeof fn.arguments === 'string' ? fn.arguments : '', 'completed'));

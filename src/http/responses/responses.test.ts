@@ -9,6 +9,7 @@ import { DEFAULT_LIMITS } from '../../config/types.ts';
 import { fromResponsesRequest } from './request.ts';
 import { ResponseIds, toResponse } from './response.ts';
 import { ResponsesStream, type HoldingSink } from './stream.ts';
+import { RecentItems } from './items.ts';
 import { openaiSchemaValidator } from '../../../test/helpers.ts';
 
 const validate = openaiSchemaValidator();
@@ -39,7 +40,7 @@ const chunk = (delta: unknown, finish: string | null = null) => sse({ id: 'c', o
 
 test('tool calls stream as function_call items: added, argument deltas, done with the whole arguments; text before them is closed first', () => {
   const sink = new Collect();
-  const s = new ResponsesStream(sink, echo, new ResponseIds('req_abc'), 100);
+  const s = new ResponsesStream(sink, echo, new ResponseIds('req_abc'), 100, () => 'phys');
   s.begin(served);
   s.write(chunk({ role: 'assistant', content: 'Let me check.' }));
   s.write(chunk({ tool_calls: [{ index: 0, id: 'call_A', type: 'function', function: { name: 'get_weather', arguments: '{"ci' } }] }));
@@ -56,8 +57,9 @@ test('tool calls stream as function_call items: added, argument deltas, done wit
     'response.output_item.added', 'response.content_part.added', 'response.output_text.delta',
     'response.output_text.done', 'response.content_part.done', 'response.output_item.done',
     'response.output_item.added', 'response.function_call_arguments.delta', 'response.function_call_arguments.delta',
-    'response.function_call_arguments.done', 'response.output_item.done',
-    'response.output_item.added', 'response.function_call_arguments.delta', 'response.function_call_arguments.done', 'response.output_item.done',
+    'response.output_item.added', 'response.function_call_arguments.delta',
+    // Calls stay open to the end (their deltas may interleave), then close in the order they began.
+    'response.function_call_arguments.done', 'response.output_item.done', 'response.function_call_arguments.done', 'response.output_item.done',
     'response.completed',
   ]);
   // Held for the usage record: the closing events only, response.completed last; every delta went out at once.
@@ -78,7 +80,7 @@ test('tool calls stream as function_call items: added, argument deltas, done wit
 test('chunks split anywhere, a multi-byte character split across writes, CRLF framing and `data:` without a space all read the same', () => {
   const whole = Buffer.from(chunk({ content: 'héllo ' }) + chunk({ content: 'wörld' }, 'stop').replace(/\n/g, '\r\n').replace('data: ', 'data:') + 'data: [DONE]\n\n');
   const sink = new Collect();
-  const s = new ResponsesStream(sink, echo, new ResponseIds('req_x'), 1);
+  const s = new ResponsesStream(sink, echo, new ResponseIds('req_x'), 1, () => 'phys');
   s.begin(served);
   for (let i = 0; i < whole.length; i += 3) s.write(whole.subarray(i, i + 3));
   const ev = sink.events();
@@ -88,7 +90,7 @@ test('chunks split anywhere, a multi-byte character split across writes, CRLF fr
 
 test('an error event mid-stream becomes error and response.failed, and nothing after it is read', () => {
   const sink = new Collect();
-  const s = new ResponsesStream(sink, echo, new ResponseIds('req_x'), 1);
+  const s = new ResponsesStream(sink, echo, new ResponseIds('req_x'), 1, () => 'phys');
   s.begin(served);
   s.write(chunk({ content: 'partial' }));
   s.write(sse({ error: { message: 'stream from b interrupted: socket closed', type: 'server_error', param: null, code: 'stream_interrupted' } }));
@@ -132,7 +134,7 @@ test('requests: unknown fields go on as chat requests\' do (engine extensions), 
 
 test('reasoning (vLLM\'s reasoning_content, or reasoning) comes first as a reasoning item with its text, streamed and not', () => {
   const sink = new Collect();
-  const s = new ResponsesStream(sink, echo, new ResponseIds('req_r'), 1);
+  const s = new ResponsesStream(sink, echo, new ResponseIds('req_r'), 1, () => 'phys');
   s.begin(served);
   s.write(chunk({ role: 'assistant', reasoning_content: 'The user greets; ' }));
   s.write(chunk({ reasoning: 'answer briefly.' }));
@@ -154,4 +156,88 @@ test('reasoning (vLLM\'s reasoning_content, or reasoning) comes first as a reaso
   const whole = toResponse({ model: 'phys', choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'Hello!', reasoning_content: 'Think.' } }] }, echo, new ResponseIds('req_r'), 1) as any;
   assert.deepEqual(whole.output.map((o: any) => o.type), ['reasoning', 'message']);
   assert.equal(whole.output[0].content[0].text, 'Think.');
+});
+
+test('history: reasoning between parallel calls does not split them; an assistant reply and its calls are one turn; images a function returned follow the tool messages', () => {
+  const t = fromResponsesRequest({
+    model: 'm',
+    input: [
+      { role: 'user', content: 'look' },
+      { type: 'reasoning', id: 'rs_1', summary: [] },
+      { type: 'message', role: 'assistant', id: 'msg_1', status: 'completed', content: [{ type: 'output_text', text: 'Let me check.', annotations: [], logprobs: [] }] },
+      { type: 'function_call', id: 'fc_1', call_id: 'c1', name: 'shot', arguments: '{}', status: 'completed' },
+      { type: 'reasoning', id: 'rs_2', summary: [] },
+      { type: 'function_call', id: 'fc_2', call_id: 'c2', name: 'read', arguments: '{}' },
+      { type: 'function_call_output', call_id: 'c1', output: [{ type: 'input_text', text: 'a screenshot' }, { type: 'input_image', image_url: 'data:image/png;base64,AA' }] },
+      { type: 'function_call_output', call_id: 'c2', output: 'file text' },
+      { role: 'user', content: 'and?' },
+    ],
+  }, DEFAULT_LIMITS);
+  assert.deepEqual(t.chat.messages, [
+    { role: 'user', content: 'look' },
+    { role: 'assistant', content: 'Let me check.', tool_calls: [
+      { id: 'c1', type: 'function', function: { name: 'shot', arguments: '{}' } },
+      { id: 'c2', type: 'function', function: { name: 'read', arguments: '{}' } },
+    ] },
+    { role: 'tool', tool_call_id: 'c1', content: 'a screenshot' },
+    { role: 'tool', tool_call_id: 'c2', content: 'file text' },
+    { role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AA' } }] },
+    { role: 'user', content: 'and?' },
+  ]);
+});
+
+test('item_reference: an item this gateway returned to the same key is sent as itself; another key\'s, or an unknown one, is a 400 naming the id', () => {
+  const items = new RecentItems();
+  items.remember('alice', [{ id: 'msg_a', type: 'message', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'Hi!', annotations: [], logprobs: [] }] }]);
+  const body = { model: 'm', input: [{ role: 'user', content: 'hello' }, { type: 'item_reference', id: 'msg_a' }, { role: 'user', content: 'more' }] };
+  const t = fromResponsesRequest(body, DEFAULT_LIMITS, (id) => items.recall('alice', id));
+  assert.deepEqual((t.chat.messages as any[])[1], { role: 'assistant', content: 'Hi!' });
+  assert.throws(() => fromResponsesRequest(body, DEFAULT_LIMITS, (id) => items.recall('bob', id)), (e: any) => e.param === 'input[1].id' && /store: false/.test(e.message));
+});
+
+test('recent items: bounded by count and bytes, forgotten after their hour', () => {
+  const items = new RecentItems(1000, 3, 300);
+  const it = (id: string, text = 'x') => ({ id, type: 'message', content: [{ type: 'output_text', text }] });
+  items.remember('', [it('a'), it('b'), it('c'), it('d')], 0);
+  assert.equal(items.recall('', 'a', 1), undefined, 'the oldest goes past the count');
+  assert.ok(items.recall('', 'd', 1) !== undefined);
+  items.remember('', [it('big', 'y'.repeat(100))], 2);
+  // 3 × 73 + 174 bytes is past 300: the oldest go until the rest fit.
+  assert.deepEqual(['b', 'c', 'd', 'big'].map((id) => items.recall('', id, 3) !== undefined), [false, false, true, true], 'older items go to make room for the bytes');
+  assert.equal(items.recall('', 'big', 1002), undefined, 'and all after the hour');
+});
+
+test('streams: interleaved tool-call deltas each keep their arguments; the first events name the model; a failure closes what was sent as incomplete; a refusal is a refusal part', () => {
+  const sink = new Collect();
+  const s = new ResponsesStream(sink, echo, new ResponseIds('req_i'), 1, () => 'phys-model');
+  s.begin(served);
+  s.write(chunk({ tool_calls: [{ index: 0, id: 'c0', type: 'function', function: { name: 'f', arguments: '' } }] }));
+  s.write(chunk({ tool_calls: [{ index: 1, id: 'c1', type: 'function', function: { name: 'g', arguments: '{"y":' } }] }));
+  s.write(chunk({ tool_calls: [{ index: 0, function: { arguments: '{"x":1}' } }] }));
+  s.write(chunk({ tool_calls: [{ index: 1, function: { arguments: '2}' } }] }, 'tool_calls') + 'data: [DONE]\n\n');
+  const ev = sink.events();
+  assert.equal(ev[0].response.model, 'phys-model');
+  assert.deepEqual(ev.at(-1).response.output.map((o: any) => [o.name, o.arguments]), [['f', '{"x":1}'], ['g', '{"y":2}']]);
+  assert.deepEqual(validate('Response', ev.at(-1).response), []);
+
+  const failing = new Collect();
+  const f = new ResponsesStream(failing, echo, new ResponseIds('req_f'), 1, () => 'phys');
+  f.begin(served);
+  f.write(chunk({ content: 'A gateway' }));
+  f.write(sse({ error: { message: 'interrupted', type: 'server_error', param: null, code: 'stream_interrupted' } }));
+  const failed = failing.events().at(-1).response;
+  assert.equal(failed.status, 'failed');
+  assert.deepEqual(failed.output.map((o: any) => [o.status, o.content[0].text]), [['incomplete', 'A gateway']]);
+  assert.deepEqual(validate('Response', failed), []);
+
+  const refusing = new Collect();
+  const r = new ResponsesStream(refusing, echo, new ResponseIds('req_n'), 1, () => 'phys');
+  r.begin(served);
+  r.write(chunk({ refusal: "I can't " }) + chunk({ refusal: 'help with that.' }, 'stop') + 'data: [DONE]\n\n');
+  const rev = refusing.events();
+  assert.deepEqual(rev.filter((e) => e.type.startsWith('response.refusal')).map((e) => e.type), ['response.refusal.delta', 'response.refusal.delta', 'response.refusal.done']);
+  assert.deepEqual(rev.at(-1).response.output[0].content, [{ type: 'refusal', refusal: "I can't help with that." }]);
+  assert.deepEqual(validate('Response', rev.at(-1).response), []);
+  const whole = toResponse({ model: 'p', choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: null, refusal: 'No.' } }] }, echo, new ResponseIds('req_w'), 1) as any;
+  assert.deepEqual(whole.output[0].content, [{ type: 'refusal', refusal: 'No.' }]);
 });

@@ -10,7 +10,8 @@ import type { Served, StreamSink } from '../../core/gateway.ts';
 import type { JsonObject } from '../../engines/types.ts';
 import type { ResponsesEcho } from './request.ts';
 import {
-  functionCallItem, incompleteDetails, messageItem, outputText, reasoningItem, reasoningOf, responseObject, responseUsage, type ResponseIds, type ResponseStatus,
+  functionCallItem, incompleteDetails, messageItem, outputText, reasoningItem, reasoningOf, refusalPart, responseObject, responseUsage,
+  type ItemStatus, type ResponseIds, type ResponseStatus,
 } from './response.ts';
 
 /** A sink whose last bytes may be held back until the answer's usage record is spooled. */
@@ -20,6 +21,7 @@ export interface HoldingSink extends StreamSink {
 }
 
 interface OpenCall { id: string; callId: string; name: string; args: string; outputIndex: number }
+interface OpenText { id: string; text: string; outputIndex: number; refusal: boolean }
 
 export class ResponsesStream implements StreamSink {
   readonly #inner: HoldingSink;
@@ -32,23 +34,33 @@ export class ResponsesStream implements StreamSink {
   #seq = 0;
   #model: unknown = '';
   readonly #output: JsonObject[] = [];
-  #msg: { id: string; text: string; outputIndex: number } | undefined;
+  #msg: OpenText | undefined;
   #reasoning: { id: string; text: string; outputIndex: number } | undefined;
-  /** Tool calls by their chat index; the one being streamed is #lastCall. */
+  /** Tool calls by their chat index; those still open (deltas may interleave between them). */
   readonly #calls = new Map<number, OpenCall>();
-  #lastCall: OpenCall | undefined;
+  readonly #openCalls: OpenCall[] = [];
   #finish: unknown;
   #usage: JsonObject | null = null;
   #finished = false;
 
-  constructor(inner: HoldingSink, echo: ResponsesEcho, ids: ResponseIds, createdAt: number) {
+  readonly #modelFor: (served: Served) => string;
+
+  /** modelFor: the model id the serving backend answers with, for the events before its first chunk. */
+  constructor(inner: HoldingSink, echo: ResponsesEcho, ids: ResponseIds, createdAt: number, modelFor: (served: Served) => string) {
     this.#inner = inner;
     this.#echo = echo;
     this.#ids = ids;
     this.#createdAt = createdAt;
+    this.#modelFor = modelFor;
+  }
+
+  /** The output items, once the response is complete. */
+  get output(): readonly JsonObject[] {
+    return this.#output;
   }
 
   begin(served: Served): void {
+    this.#model = this.#modelFor(served);
     this.#inner.begin(served);
     const response = this.#response('in_progress', null);
     this.#emit('response.created', { response });
@@ -125,7 +137,8 @@ export class ResponsesStream implements StreamSink {
     if (delta !== undefined && delta !== null) {
       const reasoning = reasoningOf(delta);
       if (reasoning !== '') this.#reason(reasoning);
-      if (typeof delta.content === 'string' && delta.content !== '') this.#text(delta.content);
+      if (typeof delta.content === 'string' && delta.content !== '') this.#text(delta.content, false);
+      if (typeof delta.refusal === 'string' && delta.refusal !== '') this.#text(delta.refusal, true);
       if (Array.isArray(delta.tool_calls)) for (const tc of delta.tool_calls as JsonObject[]) this.#toolCall(tc);
     }
     if (choice.finish_reason !== undefined && choice.finish_reason !== null) this.#finish = choice.finish_reason;
@@ -134,7 +147,7 @@ export class ResponsesStream implements StreamSink {
   #reason(delta: string): void {
     if (this.#reasoning === undefined) {
       this.#closeMessage();
-      this.#closeCall();
+      this.#closeCalls();
       const id = this.#ids.item('rs');
       this.#reasoning = { id, text: '', outputIndex: this.#output.length };
       const item = reasoningItem(id, '', 'in_progress');
@@ -145,29 +158,33 @@ export class ResponsesStream implements StreamSink {
     this.#emit('response.reasoning_text.delta', { item_id: this.#reasoning.id, output_index: this.#reasoning.outputIndex, content_index: 0, delta });
   }
 
-  #closeReasoning(): void {
+  #closeReasoning(status: ItemStatus = 'completed'): void {
     const r = this.#reasoning;
     if (r === undefined) return;
     this.#reasoning = undefined;
     this.#emit('response.reasoning_text.done', { item_id: r.id, output_index: r.outputIndex, content_index: 0, text: r.text });
-    const item = reasoningItem(r.id, r.text, 'completed');
+    const item = reasoningItem(r.id, r.text, status);
     this.#output[r.outputIndex] = item;
     this.#emit('response.output_item.done', { output_index: r.outputIndex, item });
   }
 
-  #text(delta: string): void {
+  /** Text, or a refusal: each in a message item of its own kind. */
+  #text(delta: string, refusal: boolean): void {
+    if (this.#msg !== undefined && this.#msg.refusal !== refusal) this.#closeMessage();
     if (this.#msg === undefined) {
       this.#closeReasoning();
-      this.#closeCall();
+      this.#closeCalls();
       const id = this.#ids.item('msg');
-      this.#msg = { id, text: '', outputIndex: this.#output.length };
+      this.#msg = { id, text: '', outputIndex: this.#output.length, refusal };
       const item = messageItem(id, '', 'in_progress');
       this.#output.push(item);
       this.#emit('response.output_item.added', { output_index: this.#msg.outputIndex, item });
-      this.#emit('response.content_part.added', { item_id: id, output_index: this.#msg.outputIndex, content_index: 0, part: outputText('') });
+      this.#emit('response.content_part.added', { item_id: id, output_index: this.#msg.outputIndex, content_index: 0, part: refusal ? refusalPart('') : outputText('') });
     }
     this.#msg.text += delta;
-    this.#emit('response.output_text.delta', { item_id: this.#msg.id, output_index: this.#msg.outputIndex, content_index: 0, delta, logprobs: [] });
+    const where = { item_id: this.#msg.id, output_index: this.#msg.outputIndex, content_index: 0 };
+    if (refusal) this.#emit('response.refusal.delta', { ...where, delta });
+    else this.#emit('response.output_text.delta', { ...where, delta, logprobs: [] });
   }
 
   #toolCall(tc: JsonObject): void {
@@ -177,11 +194,10 @@ export class ResponsesStream implements StreamSink {
     if (call === undefined) {
       this.#closeReasoning();
       this.#closeMessage();
-      this.#closeCall();
       const id = this.#ids.item('fc');
       call = { id, callId: typeof tc.id === 'string' ? tc.id : `call_${id}`, name: typeof fn.name === 'string' ? fn.name : '', args: '', outputIndex: this.#output.length };
       this.#calls.set(index, call);
-      this.#lastCall = call;
+      this.#openCalls.push(call);
       const item = functionCallItem(id, call.callId, call.name, '', 'in_progress');
       this.#output.push(item);
       this.#emit('response.output_item.added', { output_index: call.outputIndex, item });
@@ -192,26 +208,28 @@ export class ResponsesStream implements StreamSink {
     }
   }
 
-  #closeMessage(): void {
+  #closeMessage(status: ItemStatus = this.#finish === 'length' || this.#finish === 'content_filter' ? 'incomplete' : 'completed'): void {
     const m = this.#msg;
     if (m === undefined) return;
     this.#msg = undefined;
-    const status = this.#finish === 'length' || this.#finish === 'content_filter' ? 'incomplete' : 'completed';
-    this.#emit('response.output_text.done', { item_id: m.id, output_index: m.outputIndex, content_index: 0, text: m.text, logprobs: [] });
-    this.#emit('response.content_part.done', { item_id: m.id, output_index: m.outputIndex, content_index: 0, part: outputText(m.text) });
-    const item = messageItem(m.id, m.text, status);
+    const where = { item_id: m.id, output_index: m.outputIndex, content_index: 0 };
+    if (m.refusal) this.#emit('response.refusal.done', { ...where, refusal: m.text });
+    else this.#emit('response.output_text.done', { ...where, text: m.text, logprobs: [] });
+    this.#emit('response.content_part.done', { ...where, part: m.refusal ? refusalPart(m.text) : outputText(m.text) });
+    const item = messageItem(m.id, m.text, status, m.refusal);
     this.#output[m.outputIndex] = item;
     this.#emit('response.output_item.done', { output_index: m.outputIndex, item });
   }
 
-  #closeCall(): void {
-    const c = this.#lastCall;
-    if (c === undefined) return;
-    this.#lastCall = undefined;
-    this.#emit('response.function_call_arguments.done', { item_id: c.id, output_index: c.outputIndex, name: c.name, arguments: c.args });
-    const item = functionCallItem(c.id, c.callId, c.name, c.args, 'completed');
-    this.#output[c.outputIndex] = item;
-    this.#emit('response.output_item.done', { output_index: c.outputIndex, item });
+  /** Every open call, in the order they began. */
+  #closeCalls(status: ItemStatus = 'completed'): void {
+    for (const c of this.#openCalls) {
+      this.#emit('response.function_call_arguments.done', { item_id: c.id, output_index: c.outputIndex, name: c.name, arguments: c.args });
+      const item = functionCallItem(c.id, c.callId, c.name, c.args, status);
+      this.#output[c.outputIndex] = item;
+      this.#emit('response.output_item.done', { output_index: c.outputIndex, item });
+    }
+    this.#openCalls.length = 0;
   }
 
   #complete(): void {
@@ -220,7 +238,7 @@ export class ResponsesStream implements StreamSink {
     this.#flush();
     this.#closeReasoning();
     this.#closeMessage();
-    this.#closeCall();
+    this.#closeCalls();
     const incomplete = incompleteDetails(this.#finish) !== null;
     this.#emit(incomplete ? 'response.incomplete' : 'response.completed', { response: this.#response(incomplete ? 'incomplete' : 'completed', null) });
     this.#last();
@@ -229,6 +247,10 @@ export class ResponsesStream implements StreamSink {
   #fail(error: unknown): void {
     this.#finished = true;
     this.#flush();
+    // What was sent stays in the failed Response, its items marked incomplete.
+    this.#closeReasoning('incomplete');
+    this.#closeMessage('incomplete');
+    this.#closeCalls('incomplete');
     const e = (typeof error === 'object' && error !== null ? error : { message: String(error) }) as JsonObject;
     const message = typeof e.message === 'string' ? e.message : 'the stream failed';
     this.#emit('error', { code: typeof e.code === 'string' ? e.code : 'server_error', message, param: null });
