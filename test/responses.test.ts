@@ -184,6 +184,14 @@ test('a tool round trip: the call comes back as a function_call item (streamed a
   assert.equal(answer.output[0]!.type, 'message');
   assert.ok(answer.output_text.length > 0);
   assert.deepEqual(lastSent('armitage').messages.at(-1), { role: 'tool', tool_call_id: call.call_id, content: '18°C' });
+
+  // Asked for in words (tool_choice auto): called once, and once its result is back, an answer, as an agent loop needs to end.
+  const words = 'please call get_weather for Paris';
+  const asked = await f.client.responses.create({ model: 'chat-fast', input: words, tools });
+  const c2 = asked.output.find((o) => o.type === 'function_call') as { call_id: string; name: string; arguments: string };
+  assert.equal(c2.name, 'get_weather');
+  const done2 = await f.client.responses.create({ model: 'chat-fast', tools, input: [{ role: 'user', content: words }, ...asked.output as never[], { type: 'function_call_output', call_id: c2.call_id, output: '18°C' }] });
+  assert.deepEqual(done2.output.map((o) => o.type), ['message']);
 });
 
 test('an earlier reply named by item_reference (the Vercel AI SDK\'s default) is sent as the assistant turn it was', async () => {

@@ -39,6 +39,8 @@ test('which requests get a tool call: required, a named function, a name in the 
   assert.equal(replyShape(body({}), 'please call get_time now', 'openai')?.toolCall?.name, 'get_time');
   assert.equal(replyShape(body({ tool_choice: 'auto' }), 'hello', 'openai'), undefined, 'auto, not asked for in words: prose');
   assert.equal(replyShape(body({ tool_choice: 'none' }), 'call get_time', 'openai'), undefined);
+  const after = body({ messages: [{ role: 'user', content: 'call get_time' }, { role: 'assistant', tool_calls: [] }, { role: 'tool', tool_call_id: 'c', content: '10:00' }] });
+  assert.equal(replyShape(after, 'call get_time', 'openai'), undefined, 'its result came back: an answer, not the same call again');
   const call = replyShape(body({ tool_choice: 'required' }), 'x', 'openai')!;
   assert.deepEqual(JSON.parse(call.tokens.join('')), { city: 'city', unit: 'celsius' });
 });

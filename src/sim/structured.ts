@@ -4,7 +4,8 @@
 //
 // When a tool is called: `tool_choice` "required" calls the first tool, a named function that
 // one; "none" calls none; otherwise ("auto", or an engine without tool_choice such as Ollama) a
-// tool is called when the last user message names it, so a demo can ask for one in words.
+// tool is called when the last user message names it, so a demo can ask for one in words, and
+// not once its result has come back (the conversation ends with a tool message).
 
 import { isRecord } from './protocol.ts';
 
@@ -82,6 +83,9 @@ function chosenTool(body: Record<string, unknown>, lastUser: string): FunctionTo
     const name = choice.function.name;
     return tools.find((t) => t.name === name);
   }
+  // A tool's result has just come back: the model answers with it rather than calling again.
+  const messages = body.messages;
+  if (Array.isArray(messages) && isRecord(messages[messages.length - 1]) && messages[messages.length - 1].role === 'tool') return undefined;
   const text = lastUser.toLowerCase();
   return tools.find((t) => text.includes(t.name.toLowerCase()));
 }
