@@ -546,21 +546,24 @@ test('body over the limit is 413; headers over the limit are 431, both OpenAI-sh
   assert.ok(f.logs.some((l) => l.includes(`"id":"${String(hdr.id)}"`) && l.includes('headers_too_large')), 'and its log line carries that id');
 });
 
-/** Sends raw bytes (the second part after `gapMs`), and reads everything until the gateway closes the connection. */
-async function rawExchange(first: string, then?: string, gapMs = 100): Promise<string> {
+/** Sends raw bytes (the second part once the first bytes of the answer have come), and reads everything until the gateway closes the connection. */
+async function rawExchange(first: string, then?: string): Promise<string> {
   const url = new URL(f.url);
   const sock = connect(Number(url.port), url.hostname);
   sock.on('error', () => {});
   let text = '';
-  sock.on('data', (d: Buffer) => { text += d.toString('utf8'); });
+  sock.on('data', (d: Buffer) => {
+    if (text === '' && then !== undefined) sock.write(then);
+    text += d.toString('utf8');
+  });
   const closed = new Promise((r) => sock.once('close', r));
   sock.write(first);
-  if (then !== undefined) setTimeout(() => sock.write(then), gapMs);
   await closed;
   return text;
 }
 
 test('a malformed request pipelined behind a stream waits for it: the stream ends whole, then the 400', async () => {
+  // The bad request goes as soon as the stream's first bytes arrive: it lands mid-stream.
   const body = JSON.stringify({ model: 'chat-fast', stream: true, messages: [{ role: 'user', content: 'a story' }], max_tokens: 60 });
   // Chunked, so that the fast lane hands the connection to node:http as well.
   const head = `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${MASTER}\r\nContent-Type: application/json\r\n`;
@@ -568,7 +571,7 @@ test('a malformed request pipelined behind a stream waits for it: the stream end
     const req = framing === 'chunked'
       ? `${head}Transfer-Encoding: chunked\r\n\r\n${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`
       : `${head}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
-    const text = await rawExchange(req, 'BOGUS\r\n\r\n', 30);
+    const text = await rawExchange(req, 'BOGUS\r\n\r\n');
     const done = text.indexOf('data: [DONE]');
     const refused = text.indexOf('HTTP/1.1 400');
     assert.ok(done > 0, `${framing}: the stream ended with [DONE]: ${JSON.stringify(text.slice(-300))}`);
