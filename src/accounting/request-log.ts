@@ -5,7 +5,7 @@
 // the usage batches and pruned by age (retention) and total size (max_size).
 
 import type { RequestLogConfig } from '../config/types.ts';
-import type { StreamSink, Served } from '../core/gateway.ts';
+import type { HoldingSink, Served } from '../core/gateway.ts';
 import { KEY_PATTERNS, redact } from '../core/redact.ts';
 
 export class Redactor {
@@ -24,12 +24,12 @@ export class Redactor {
 }
 
 /** A sink that passes everything through and keeps the first `max` characters written. */
-export class CapturingSink implements StreamSink {
-  readonly #inner: StreamSink;
+export class CapturingSink implements HoldingSink {
+  readonly #inner: HoldingSink;
   readonly #max: number;
   text = '';
 
-  constructor(inner: StreamSink, max: number) {
+  constructor(inner: HoldingSink, max: number) {
     this.#inner = inner;
     this.#max = max;
   }
@@ -49,5 +49,11 @@ export class CapturingSink implements StreamSink {
 
   end(): void {
     this.#inner.end();
+  }
+
+  /** A Responses stream's closing events (held by the inner sink until the usage record is spooled), captured too. */
+  writeLast(data: string): void {
+    if (this.text.length <= this.#max) this.text += data;
+    this.#inner.writeLast(data);
   }
 }

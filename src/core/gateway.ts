@@ -86,6 +86,12 @@ export interface StreamSink {
   end(): void;
 }
 
+/** A sink whose last bytes may be held back until the answer's usage record is spooled. */
+export interface HoldingSink extends StreamSink {
+  /** Written as the stream's last bytes: at once, or at release when the end is deferred. */
+  writeLast(data: string): void;
+}
+
 type RouteT = Route<BackendRuntime>;
 
 /** The client went away (499): with what was served, when a stream it left had begun (its tokens are billed). */

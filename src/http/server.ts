@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import { FabricError, toFabricError, wasSent } from '../core/errors.ts';
 import { clientRequestId, RequestIds } from '../core/ids.ts';
 import { Cancel } from '../core/upstream.ts';
-import { ClientClosed, type Gateway, type RequestContext, type Served, type StreamSink } from '../core/gateway.ts';
+import { ClientClosed, type Gateway, type HoldingSink, type RequestContext, type Served } from '../core/gateway.ts';
 import type { Logger } from '../core/log.ts';
 import type { JsonObject, Operation } from '../engines/types.ts';
 import { MasterKey } from './auth.ts';
@@ -15,7 +15,7 @@ import { checkForbidden, validateRequest } from './validate.ts';
 import { allowedOrigin, corsHeaders, isPreflight, preflightHeaders } from './cors.ts';
 import { fromResponsesRequest, type ResponsesEcho } from './responses/request.ts';
 import { ResponseIds, toResponse } from './responses/response.ts';
-import { ResponsesStream, type HoldingSink } from './responses/stream.ts';
+import { ResponsesStream } from './responses/stream.ts';
 import { RecentItems } from './responses/items.ts';
 import { healthBody, modelsBody, modelBody } from './info.ts';
 import { suggest } from '../config/issues.ts';
@@ -261,10 +261,11 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     if (body.stream === true && op !== 'embeddings') {
       const sink = new ResponseSink(x);
       sink.deferEnd = inf.account !== undefined;
-      const responses = echo === undefined ? undefined : new ResponsesStream(sink, echo, new ResponseIds(ctx.id), ctx.created, (s) => gw.backends.get(s.backend)?.config.model ?? s.requested);
-      const out = responses ?? sink;
-      const capture = acct?.logsBodies === true ? new CapturingSink(out, gw.config.gateway.requestLog.maxBodyBytes) : undefined;
-      served = await gw.stream(op, body, ctx, capture ?? out);
+      // The request log captures what the client got (a Responses stream's events, not the chat chunks under them).
+      const capture = acct?.logsBodies === true ? new CapturingSink(sink, gw.config.gateway.requestLog.maxBodyBytes) : undefined;
+      const responses = echo === undefined ? undefined
+        : new ResponsesStream(capture ?? sink, echo, new ResponseIds(ctx.id), ctx.created, (s) => gw.backends.get(s.backend)?.config.model ?? s.requested);
+      served = await gw.stream(op, body, ctx, responses ?? capture ?? sink);
       if (responses !== undefined) recentItems.remember(owner, responses.output);
       firstByteAt = sink.firstByteAt;
       now = performance.now();
@@ -333,7 +334,9 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     try {
       if (corsOrigins !== undefined) {
         const origin = allowedOrigin(x.headers, corsOrigins);
+        // Every answer varies by Origin once CORS is on: a cache must not give one origin's to another.
         if (origin !== undefined) corsHeaders(x.preset!, origin);
+        else x.preset!.push('vary', 'origin');
         if (isPreflight(method, x.headers)) {
           // Before any key: browsers send none with a preflight.
           if (origin === undefined) throw new FabricError('permission_denied', `the origin ${JSON.stringify(String(x.headers.origin)).slice(0, 200)} is not allowed to call this gateway (gateway.cors.origins)`);

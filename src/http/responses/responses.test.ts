@@ -4,12 +4,13 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Served } from '../../core/gateway.ts';
+import type { HoldingSink, Served } from '../../core/gateway.ts';
 import { DEFAULT_LIMITS } from '../../config/types.ts';
 import { fromResponsesRequest } from './request.ts';
 import { ResponseIds, toResponse } from './response.ts';
-import { ResponsesStream, type HoldingSink } from './stream.ts';
+import { ResponsesStream } from './stream.ts';
 import { RecentItems } from './items.ts';
+import { CapturingSink } from '../../accounting/request-log.ts';
 import { openaiSchemaValidator } from '../../../test/helpers.ts';
 
 const validate = openaiSchemaValidator();
@@ -240,4 +241,16 @@ test('streams: interleaved tool-call deltas each keep their arguments; the first
   assert.deepEqual(validate('Response', rev.at(-1).response), []);
   const whole = toResponse({ model: 'p', choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: null, refusal: 'No.' } }] }, echo, new ResponseIds('req_w'), 1) as any;
   assert.deepEqual(whole.output[0].content, [{ type: 'refusal', refusal: 'No.' }]);
+});
+
+test('the request log captures what the client got: the Responses events, the held closing ones included', () => {
+  const sink = new Collect();
+  const capture = new CapturingSink(sink, 1 << 20);
+  const s = new ResponsesStream(capture, echo, new ResponseIds('req_c'), 1, () => 'phys');
+  s.begin(served);
+  s.write(chunk({ content: 'logged' }, 'stop') + 'data: [DONE]\n\n');
+  assert.match(capture.text, /event: response\.output_text\.delta\n/);
+  assert.match(capture.text, /event: response\.completed\n/);
+  assert.ok(!capture.text.includes('chat.completion.chunk'));
+  assert.equal(capture.text, sink.out + sink.last);
 });

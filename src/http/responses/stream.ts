@@ -6,19 +6,13 @@
 // silent truncation. Only the first choice is followed: the Responses API has no `n`.
 
 import { StringDecoder } from 'node:string_decoder';
-import type { Served, StreamSink } from '../../core/gateway.ts';
+import type { HoldingSink, Served, StreamSink } from '../../core/gateway.ts';
 import type { JsonObject } from '../../engines/types.ts';
 import type { ResponsesEcho } from './request.ts';
 import {
   functionCallItem, incompleteDetails, messageItem, outputText, reasoningItem, reasoningOf, refusalPart, responseObject, responseUsage,
   type ItemStatus, type ResponseIds, type ResponseStatus,
 } from './response.ts';
-
-/** A sink whose last bytes may be held back until the answer's usage record is spooled. */
-export interface HoldingSink extends StreamSink {
-  /** Written as the stream's last bytes: at once, or at release when the end is deferred. */
-  writeLast(data: string): void;
-}
 
 interface OpenCall { id: string; callId: string; name: string; args: string; outputIndex: number }
 interface OpenText { id: string; text: string; outputIndex: number; refusal: boolean }
