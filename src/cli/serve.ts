@@ -31,7 +31,8 @@ Starts the gateway.
 
 Without a config it discovers engines on their usual local ports (Ollama 11434, vLLM 8000,
 llama.cpp 8080, LM Studio 1234) and OpenAI through OPENAI_API_KEY; when it finds none it
-serves a simulated demo fleet (the seeds' fabric), labelled simulated everywhere.
+serves a simulated demo fleet (the seeds' fabric), labelled simulated everywhere. Without a
+config, FABRIC_MASTER_KEY (when set) is the key required on /v1/*.
 SIGHUP reloads the config file; SIGTERM/SIGINT drain and exit.
 `;
 

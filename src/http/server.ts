@@ -44,16 +44,21 @@ export interface AppState {
 
 const JSON_TYPE = 'application/json';
 
-const POST_ROUTES: Record<string, Operation> = {
-  '/v1/chat/completions': 'chat',
-  '/chat/completions': 'chat',
-  '/v1/completions': 'completions',
-  '/completions': 'completions',
-  '/v1/embeddings': 'embeddings',
-  '/embeddings': 'embeddings',
-  // The Responses API, served over chat completions (src/http/responses/).
-  '/v1/responses': 'chat',
-  '/responses': 'chat',
+interface PostRoute {
+  op: Operation;
+  /** The Responses API's dialect (src/http/responses/), served over chat completions. */
+  responses: boolean;
+}
+
+const POST_ROUTES: Record<string, PostRoute> = {
+  '/v1/chat/completions': { op: 'chat', responses: false },
+  '/chat/completions': { op: 'chat', responses: false },
+  '/v1/completions': { op: 'completions', responses: false },
+  '/completions': { op: 'completions', responses: false },
+  '/v1/embeddings': { op: 'embeddings', responses: false },
+  '/embeddings': { op: 'embeddings', responses: false },
+  '/v1/responses': { op: 'chat', responses: true },
+  '/responses': { op: 'chat', responses: true },
 };
 
 /** Paths answered to GET and HEAD (besides /v1/models/{id}): any other method there is a 405, and a path in neither table a 404. */
@@ -327,7 +332,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const method = x.method;
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
-    const op = POST_ROUTES[path];
+    const post = POST_ROUTES[path];
     setIdHeaders(x, id, cid, app.gateway.config.simulated);
     const corsOrigins = app.gateway.config.gateway.corsOrigins;
     let inf: Inference | undefined;
@@ -345,10 +350,10 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
           return;
         }
       }
-      if (op !== undefined) {
+      if (post !== undefined) {
         if (method !== 'POST') throw new FabricError('method_not_allowed', `${method} is not allowed on ${path}; use POST`, { headers: { allow: 'POST' } });
         const now = Date.now();
-        inf = { op, responses: op === 'chat' && path.endsWith('/responses'), model: undefined, key: undefined, account: undefined, ts: now };
+        inf = { op: post.op, responses: post.responses, model: undefined, key: undefined, account: undefined, ts: now };
         // Awaited only when the key is not cached: the hot path stays synchronous.
         const a = authorize(x);
         const key = a instanceof Promise ? await a : a;

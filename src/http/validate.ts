@@ -37,7 +37,7 @@ const SAMPLING: readonly [string, number, number][] = [
   ['temperature', 0, 2], ['top_p', 0, 1], ['presence_penalty', -2, 2], ['frequency_penalty', -2, 2],
 ];
 
-function isObj(v: unknown): v is JsonObject {
+export function isObj(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
@@ -93,7 +93,7 @@ function findForbidden(v: unknown, path: string): string | undefined {
   return undefined;
 }
 
-function bad(param: string, message: string, code: 'invalid_request' | 'parameter_out_of_range' = 'invalid_request'): FabricError {
+export function bad(param: string, message: string, code: 'invalid_request' | 'parameter_out_of_range' = 'invalid_request'): FabricError {
   return new FabricError(code, message, { param });
 }
 

@@ -33,7 +33,7 @@ function commonEnv(s: Served): Pick<EngineLaunch, 'env' | 'secretEnv'> {
  * vLLM: `vllm serve MODEL …`, on the host and in the container alike. The container's entrypoint
  * is set to `vllm serve` rather than taken from the image (older images ran the api_server
  * module, which needs `--model`; `vllm serve` deprecates that option), so serve.image may name
- * any vLLM image.
+ * any vLLM image that has the `vllm serve` command.
  */
 export function vllmLaunch(s: Served, where: 'host' | 'container'): EngineLaunch {
   const v = s.serve;

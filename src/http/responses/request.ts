@@ -7,6 +7,7 @@
 import type { Limits } from '../../config/types.ts';
 import { FabricError } from '../../core/errors.ts';
 import type { JsonObject } from '../../engines/types.ts';
+import { bad, isObj } from '../validate.ts';
 
 /** What the Response object repeats of its request (OpenAI's Response echoes these). */
 export interface ResponsesEcho {
@@ -55,14 +56,6 @@ const IGNORED = new Set([
 ]);
 
 const MAPPED = new Set(['model', 'input', 'instructions', 'stream', 'max_output_tokens', 'temperature', 'top_p', 'tools', 'tool_choice', 'parallel_tool_calls', 'text', 'reasoning', 'metadata', 'user']);
-
-function isObj(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function bad(param: string, message: string): FabricError {
-  return new FabricError('invalid_request', message, { param });
-}
 
 /** A content part of an input message, as a chat content part. */
 function part(p: unknown, at: string): JsonObject {
@@ -260,7 +253,7 @@ export function fromResponsesRequest(body: unknown, limits: Limits, recall?: Rec
   const maxOut = body.max_output_tokens;
   if (maxOut !== undefined && maxOut !== null) {
     if (typeof maxOut !== 'number' || !Number.isInteger(maxOut) || maxOut < 1) throw bad('max_output_tokens', '`max_output_tokens` must be a positive integer');
-    if (maxOut > limits.maxTokens) throw new FabricError('parameter_out_of_range', `\`max_output_tokens\` is ${maxOut}; this gateway allows at most ${limits.maxTokens}`, { param: 'max_output_tokens' });
+    if (maxOut > limits.maxTokens) throw bad('max_output_tokens', `\`max_output_tokens\` is ${maxOut}; this gateway allows at most ${limits.maxTokens}`, 'parameter_out_of_range');
     chat.max_completion_tokens = maxOut;
   }
   const temperature = num(body, 'temperature');
