@@ -40,8 +40,8 @@ before(async () => {
     env: { FABRIC_MASTER_KEY: MASTER, ARMITAGE_KEY: BACKEND_KEY },
     apiKey: MASTER,
     engines: [
-      { name: 'armitage', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', contextWindow: 8192, timing: FAST, apiKey: BACKEND_KEY },
-      { name: 'wintermute', protocol: 'vllm', model: 'casperhansen/llama-3-8b-instruct-awq', kind: 'chat', contextWindow: 8192, timing: FAST },
+      { name: 'armitage', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', contextWindow: 8192, timing: FAST, apiKey: BACKEND_KEY, autoToolChoice: true },
+      { name: 'wintermute', protocol: 'vllm', model: 'casperhansen/llama-3-8b-instruct-awq', kind: 'chat', contextWindow: 8192, timing: FAST, autoToolChoice: true },
       { name: 'motoko', protocol: 'vllm', model: 'BAAI/bge-base-en-v1.5', kind: 'embeddings', dimensions: 768, contextWindow: 512, timing: FAST },
       { name: 'cloud', protocol: 'openai', model: 'gpt-4.1-mini', kind: 'chat', contextWindow: 1000000, timing: FAST },
       { name: 'ollama', protocol: 'ollama', model: 'qwen2.5:7b', kind: 'chat', timing: FAST, extraModels: ['nomic-embed-text'] },

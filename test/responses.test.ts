@@ -19,7 +19,7 @@ before(async () => {
     env: { FABRIC_MASTER_KEY: MASTER },
     apiKey: MASTER,
     engines: [
-      { name: 'armitage', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', contextWindow: 8192, timing: FAST },
+      { name: 'armitage', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', contextWindow: 8192, timing: FAST, autoToolChoice: true },
       { name: 'ollama', protocol: 'ollama', model: 'qwen2.5:7b', kind: 'chat', contextWindow: 8192, timing: FAST },
       { name: 'flaky', protocol: 'vllm', model: 'flaky-model', kind: 'chat', timing: FAST },
     ],

@@ -64,6 +64,16 @@ test('a full serve block is read into the config model', () => {
   assert.equal(config.nodes.get('box')!.gpus[0]!.reservedBytes, 512 * 1024 ** 2);
 });
 
+test('tool_parser and reasoning_parser: vLLM\'s, read as names; on another engine an error that says what that engine does', () => {
+  const { errors, config } = check(BASE(`      tool_parser: hermes
+      reasoning_parser: deepseek_r1`));
+  assert.deepEqual(errors, []);
+  assert.deepEqual([config.backends.get('a')!.serve!.toolParser, config.backends.get('a')!.serve!.reasoningParser], ['hermes', 'deepseek_r1']);
+  assert.match(check(BASE('      tool_parser: "hermes --evil"')).errors.join('\n'), /tool_parser: must be a parser's name/);
+  const ollama = check(BASE('      tool_parser: hermes').replace('engine: vllm', 'engine: ollama').replace('http://box.lan:8001/v1', 'http://box.lan:11434'));
+  assert.match(ollama.errors.join('\n'), /tool_parser: is vLLM's; Ollama parses each model's tool calls and thinking itself/);
+});
+
 test('serve takes its port from the URL and listens on loopback when reached there', () => {
   const { config } = check(BASE('      max_model_len: 4096').replace('http://box.lan:8001/v1', 'http://127.0.0.1:8001/v1'));
   assert.equal(config.backends.get('a')!.serve!.port, 8001);

@@ -14,7 +14,7 @@ import {
 
 export const SERVE_KEYS = [
   'model', 'quantization', 'dtype', 'kv_cache_dtype', 'max_model_len', 'gpu_memory_utilization', 'port', 'host', 'gpu',
-  'max_num_seqs', 'max_num_batched_tokens', 'enforce_eager', 'image', 'extra_args', 'env', 'hf_token', 'hf_config', 'models_dir',
+  'max_num_seqs', 'max_num_batched_tokens', 'enforce_eager', 'tool_parser', 'reasoning_parser', 'image', 'extra_args', 'env', 'hf_token', 'hf_config', 'models_dir',
 ] as const;
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -131,6 +131,18 @@ export function serveBlock(r: Reporter, path: KeyPath, v: unknown, ctx: ServeCon
   const kvCacheDtype = m.kv_cache_dtype === undefined || m.kv_cache_dtype === null ? undefined
     : oneOf(r, [...path, 'kv_cache_dtype'], m.kv_cache_dtype, KV_DTYPES_BY_ENGINE[engine], KV_DTYPES_BY_ENGINE[engine][0]!) as KvCacheDtype;
 
+  /** vLLM's parsers: of the model's tool calls (needed for tool_choice "auto", which vLLM assumes when a request sends tools), and of its reasoning. */
+  const parser = (key: 'tool_parser' | 'reasoning_parser'): string | undefined => {
+    const v = str(r, [...path, key], m[key]);
+    if (v === undefined) return undefined;
+    if (engine !== 'vllm') {
+      r.error([...path, key], `is vLLM's; ${engine === 'ollama' ? 'Ollama parses each model\'s tool calls and thinking itself' : 'llama-server parses tool calls with --jinja (its default in recent builds)'}`, true);
+      return undefined;
+    }
+    if (!/^[A-Za-z0-9_.-]+$/.test(v)) r.error([...path, key], `must be a parser's name, as vLLM lists them (e.g. ${key === 'tool_parser' ? 'hermes, llama3_json, mistral' : 'deepseek_r1, qwen3'}), got ${JSON.stringify(v)}`);
+    return v;
+  };
+
   let util: number | undefined;
   if (m.gpu_memory_utilization !== undefined && m.gpu_memory_utilization !== null) {
     const u = m.gpu_memory_utilization;
@@ -173,6 +185,8 @@ export function serveBlock(r: Reporter, path: KeyPath, v: unknown, ctx: ServeCon
     maxNumSeqs: optPositive('max_num_seqs'),
     maxNumBatchedTokens: optPositive('max_num_batched_tokens'),
     enforceEager: bool(r, [...path, 'enforce_eager'], m.enforce_eager, false),
+    toolParser: parser('tool_parser'),
+    reasoningParser: parser('reasoning_parser'),
     image: str(r, [...path, 'image'], m.image),
     extraArgs: strList(r, [...path, 'extra_args'], m.extra_args),
     env: envMap(r, [...path, 'env'], m.env),

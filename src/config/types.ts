@@ -343,6 +343,10 @@ export interface ServeConfig {
   maxNumSeqs: number | undefined;
   maxNumBatchedTokens: number | undefined;
   enforceEager: boolean;
+  /** vLLM: --enable-auto-tool-choice --tool-call-parser NAME (tool_choice "auto", vLLM's default when tools are sent, needs them). */
+  toolParser: string | undefined;
+  /** vLLM: --reasoning-parser NAME (the model's reasoning as reasoning_content). */
+  reasoningParser: string | undefined;
   image: string | undefined;
   extraArgs: string[];
   /** Plain values, or references to secrets (never their values). */

@@ -5,8 +5,9 @@
 import { startFleet, type SimEngineSpec, type SimFleet } from '../sim/fleet.ts';
 
 export const DEMO_ENGINES: SimEngineSpec[] = [
-  { name: 'armitage-qwen', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', contextWindow: 8192, timing: { ttftMs: 80, tokensPerSecond: 90 } },
-  { name: 'wintermute-llama', protocol: 'vllm', model: 'casperhansen/llama-3-8b-instruct-awq', kind: 'chat', contextWindow: 8192, timing: { ttftMs: 150, tokensPerSecond: 60 } },
+  // Chat engines started with a tool parser (--enable-auto-tool-choice), so tools work in the demo.
+  { name: 'armitage-qwen', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', contextWindow: 8192, timing: { ttftMs: 80, tokensPerSecond: 90 }, autoToolChoice: true },
+  { name: 'wintermute-llama', protocol: 'vllm', model: 'casperhansen/llama-3-8b-instruct-awq', kind: 'chat', contextWindow: 8192, timing: { ttftMs: 150, tokensPerSecond: 60 }, autoToolChoice: true },
   { name: 'motoko-bge', protocol: 'vllm', model: 'BAAI/bge-base-en-v1.5', kind: 'embeddings', dimensions: 768, contextWindow: 512, timing: { ttftMs: 15, tokensPerSecond: 1e6 } },
   { name: 'openai-strong', protocol: 'openai', model: 'gpt-4.1-mini', kind: 'chat', contextWindow: 1047576, timing: { ttftMs: 300, tokensPerSecond: 80 } },
   { name: 'openai-cheap', protocol: 'openai', model: 'gpt-4o-mini', kind: 'chat', contextWindow: 128000, timing: { ttftMs: 250, tokensPerSecond: 100 } },

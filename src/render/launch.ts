@@ -49,6 +49,8 @@ export function vllmLaunch(s: Served, where: 'host' | 'container'): EngineLaunch
   if (v.maxNumSeqs !== undefined) args.push('--max-num-seqs', String(v.maxNumSeqs));
   if (v.maxNumBatchedTokens !== undefined) args.push('--max-num-batched-tokens', String(v.maxNumBatchedTokens));
   if (v.enforceEager) args.push('--enforce-eager');
+  if (v.toolParser !== undefined) args.push('--enable-auto-tool-choice', '--tool-call-parser', v.toolParser);
+  if (v.reasoningParser !== undefined) args.push('--reasoning-parser', v.reasoningParser);
   args.push(...v.extraArgs);
   return { args, ...commonEnv(s) };
 }

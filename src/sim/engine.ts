@@ -146,6 +146,7 @@ export class SimEngineImpl implements SimEngine {
       contextWindow: served[0]!.contextWindow,
       models: served,
       timing: this.#timing,
+      autoToolChoice: spec.autoToolChoice === true,
       startedAt: Date.now(),
       load: this.#load,
     };

@@ -29,6 +29,14 @@ test('the seeds: one engine per server, and the OpenAI one serves both OpenAI mo
   assert.equal(openai.apiKey, undefined);
 });
 
+test('vLLM engines take tools as their rendered launch would: a serve block with a tool_parser, or none (not launched by this config)', () => {
+  const { specs } = simFleetPlan(seeds(), noSecrets);
+  assert.equal(specs.find((s) => s.name === 'armitage-qwen')!.autoToolChoice, true, 'serve.tool_parser: hermes');
+  const without = parseFabricText(SEEDS.replace('      tool_parser: hermes                   # not in the seeds: vLLM refuses requests with tools without one\n', ''), SEEDS_PATH).config;
+  assert.equal(simFleetPlan(without, noSecrets).specs.find((s) => s.name === 'armitage-qwen')!.autoToolChoice, false, 'a launch without a parser refuses tool_choice auto');
+  assert.equal(specs.find((s) => s.name === 'openai-strong')!.autoToolChoice, undefined, 'not vLLM');
+});
+
 test('a backend whose key is set has its engine require it', () => {
   const { specs, keyEnvs } = simFleetPlan(seeds(), secretsOf({ OPENAI_API_KEY: 'sk-test' }));
   assert.deepEqual(specs.find((s) => s.name === 'openai-strong')!.apiKey, ['sk-test']);

@@ -66,6 +66,9 @@ export function simFleetPlan(config: FabricConfig, secrets: SecretSource): SimFl
         kind,
         ...(b.contextWindow === undefined ? {} : { contextWindow: b.contextWindow }),
         ...(dimensions === undefined ? {} : { dimensions }),
+        // As the rendered launch would be: a serve block without a tool parser refuses "auto"
+        // tool choice; a server the config does not launch is taken to be set up for tools.
+        ...(b.engine === 'vllm' ? { autoToolChoice: b.serve === undefined || b.serve.toolParser !== undefined } : {}),
       };
       byServer.set(server, spec);
     } else if (spec.model !== b.model && !(spec.extraModels ?? []).some((m) => typeof m !== 'string' && m.model === b.model)) {

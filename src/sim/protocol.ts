@@ -37,6 +37,8 @@ export interface EngineView {
   /** every model served, the main one first */
   readonly models: readonly ServedModel[];
   readonly timing: Readonly<SimTiming>;
+  /** vLLM's --enable-auto-tool-choice (with a tool parser) */
+  readonly autoToolChoice: boolean;
   /** epoch ms */
   readonly startedAt: number;
   readonly load: Readonly<EngineLoad>;

@@ -46,6 +46,11 @@ export interface SimEngineSpec {
    * served names, OpenAI's other models. llama.cpp answers for any name and lists only `model`.
    */
   extraModels?: (string | SimModelSpec)[];
+  /**
+   * vLLM: started with --enable-auto-tool-choice and a --tool-call-parser, without which it
+   * refuses tool_choice "auto" (its default when a request sends tools). Default false, as vLLM's.
+   */
+  autoToolChoice?: boolean;
 }
 
 export type SimFault =

@@ -289,6 +289,27 @@ describe('vllm', () => {
     assert.match(text, /^# TYPE vllm:e2e_request_latency_seconds histogram$/m);
   });
 
+  test('tools: tool_choice "auto" (what sending tools means) needs --enable-auto-tool-choice, as serving_chat.py has it; required and named are served without', async () => {
+    const tools = [{ type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {} } } }];
+    const ask = (extra: Record<string, unknown>) => post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'call get_time' }], tools, ...extra }, auth);
+    for (const extra of [{}, { tool_choice: 'auto' }]) {
+      const r = await ask(extra);
+      assert.equal(r.status, 400);
+      assert.equal(at(await r.json(), 'error', 'message'), '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set');
+    }
+    const required = (await (await ask({ tool_choice: 'required' })).json()) as any;
+    assert.equal(required.choices[0].message.tool_calls[0].function.name, 'get_time');
+    assert.equal(required.choices[0].finish_reason, 'tool_calls');
+    assert.equal((await ask({ tool_choice: 'none' })).status, 200);
+    const parser = await startFleet([{ name: 'p', protocol: 'vllm', model: CHAT, kind: 'chat', timing: FAST, autoToolChoice: true }]);
+    try {
+      const r = (await (await post(`${parser.get('p').url}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'call get_time' }], tools })).json()) as any;
+      assert.equal(r.choices[0].message.tool_calls[0].function.name, 'get_time', 'with a tool parser, auto calls the tool the user names');
+    } finally {
+      await parser.close();
+    }
+  });
+
   test('time to first token and end-to-end latency histograms, streamed or not, with loggers.py\'s buckets', async () => {
     const slow = await startFleet([{ name: 'slow', protocol: 'vllm', model: CHAT, kind: 'chat', timing: { ttftMs: 60, tokensPerSecond: 200 } }]);
     try {

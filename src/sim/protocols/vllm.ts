@@ -211,6 +211,17 @@ function completionLogprobs(p: Plan, c: PlannedChoice, from: number, to: number)
   };
 }
 
+/**
+ * serving_chat.py: tool_choice "auto" (what protocol.py sets when a request sends tools and no
+ * tool_choice) needs the server started with --enable-auto-tool-choice and a tool parser.
+ * "required" and a named function are served either way (guided decoding).
+ */
+function checkAutoTools(view: EngineView, body: Record<string, unknown>): SimError | null {
+  if (view.autoToolChoice || !Array.isArray(body.tools) || body.tools.length === 0) return null;
+  const choice = body.tool_choice ?? 'auto';
+  return choice === 'auto' ? { kind: 'bad-request', message: '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set' } : null;
+}
+
 /** SamplingParams' own check; any n from 1 up is served. */
 function checkN(n: number | undefined): SimError | null {
   return n !== undefined && n < 1 ? { kind: 'bad-request', message: `n must be at least 1, got ${n}.` } : null;
@@ -251,7 +262,7 @@ function chatRoute(view: EngineView): InferenceRoute {
       if (isSimError(r)) return r;
       const m = servedModel(view, r.model);
       if (m === undefined) return { kind: 'model-not-found', model: r.model };
-      const bad = checkMax(r.maxTokens) ?? checkN(r.n) ?? checkMaxLogprobs(top);
+      const bad = checkMax(r.maxTokens) ?? checkN(r.n) ?? checkMaxLogprobs(top) ?? checkAutoTools(view, body as Record<string, unknown>);
       if (bad) return bad;
       if (m.kind !== 'chat') return { kind: 'unsupported', message: 'The model does not support Chat Completions API' };
       const items = chatItems(r.text);

@@ -13,4 +13,6 @@ podman run -d --name armitage-qwen --restart unless-stopped `
   --port 8000 `
   --quantization awq `
   --max-model-len 8192 `
-  --gpu-memory-utilization 0.9
+  --gpu-memory-utilization 0.9 `
+  --enable-auto-tool-choice `
+  --tool-call-parser hermes

@@ -15,4 +15,6 @@ podman run -d --name wintermute-llama --restart unless-stopped `
   --port 8000 `
   --quantization awq `
   --max-model-len 8192 `
-  --gpu-memory-utilization 0.9
+  --gpu-memory-utilization 0.9 `
+  --enable-auto-tool-choice `
+  --tool-call-parser llama3_json
