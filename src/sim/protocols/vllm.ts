@@ -158,12 +158,14 @@ function eosToken(model: string): string {
 }
 
 /**
- * A choice's sampled tokens: its text's, then the EOS token when it ended on one. Logprobs are
+ * A choice's sampled tokens [from, to): its text's, then the EOS token when it ended on one. Logprobs are
  * per sampled token (serving_chat.py's _create_chat_logprobs walks output.token_ids), so the
  * EOS token has an entry though it adds no text.
  */
-function sampled(p: Plan, c: PlannedChoice): readonly string[] {
-  return c.finish === 'stop' ? [...c.tokens, eosToken(p.model)] : c.tokens;
+function sampled(p: Plan, c: PlannedChoice, from: number, to: number): string[] {
+  const out = c.tokens.slice(from, Math.min(to, c.tokens.length));
+  if (c.finish === 'stop' && from <= c.tokens.length && to > c.tokens.length) out.push(eosToken(p.model));
+  return out;
 }
 
 /** The engine's own limit (--max-logprobs, 20 by default), checked after the request's fields. */
@@ -181,7 +183,7 @@ function checkMaxLogprobs(n: number | undefined): SimError | null {
 function chatLogprobs(p: Plan, c: PlannedChoice, from: number, to: number): Record<string, unknown> | null {
   const top = p.extra.topLogprobs;
   if (typeof top !== 'number') return null;
-  return { content: simLogprobs(sampled(p, c).slice(from, to), from, top).map((e) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes, top_logprobs: e.top })) };
+  return { content: simLogprobs(sampled(p, c, from, to), from, top).map((e) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes, top_logprobs: e.top })) };
 }
 
 /**
@@ -193,9 +195,8 @@ function chatLogprobs(p: Plan, c: PlannedChoice, from: number, to: number): Reco
 function completionLogprobs(p: Plan, c: PlannedChoice, from: number, to: number): Record<string, unknown> | null {
   const n = p.extra.logprobs;
   if (typeof n !== 'number') return null;
-  const all = sampled(p, c);
-  const end = Math.min(to, all.length);
-  const tokens = all.slice(from, end);
+  const tokens = sampled(p, c, from, to);
+  const end = from + tokens.length;
   const entries = simLogprobs(tokens, from, Math.max(1, n));
   const textOffset: number[] = [];
   let at = [...c.tokens.slice(0, from).join('')].length;
