@@ -128,7 +128,7 @@ test('compose files carry secrets as ${NAME} references and the seeds\' launch p
   // `vllm serve MODEL` whatever the image's own entrypoint (serve.image may name an older one).
   assert.deepEqual(svc.entrypoint, ['vllm', 'serve']);
   assert.deepEqual(svc.command, ['casperhansen/llama-3-8b-instruct-awq', '--host', '0.0.0.0', '--port', '8000', '--quantization', 'awq', '--max-model-len', '8192', '--gpu-memory-utilization', '0.9',
-    '--enable-auto-tool-choice', '--tool-call-parser', 'llama3_json']);
+    '--enable-auto-tool-choice', '--tool-call-parser', 'llama3_json', '--chat-template', '/vllm-workspace/examples/tool_chat_template_llama3.1_json.jinja']);
   assert.match(svc.environment.HF_TOKEN, /^\$\{HF_TOKEN:\?/);
   assert.deepEqual(svc.devices, ['nvidia.com/gpu=0'], 'podman: a CDI device');
   const env = files.find((f) => f.path === 'nodes/wintermute/env.example')!.content;

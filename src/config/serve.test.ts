@@ -70,6 +70,10 @@ test('tool_parser and reasoning_parser: vLLM\'s, read as names; on another engin
   assert.deepEqual(errors, []);
   assert.deepEqual([config.backends.get('a')!.serve!.toolParser, config.backends.get('a')!.serve!.reasoningParser], ['hermes', 'deepseek_r1']);
   assert.match(check(BASE('      tool_parser: "hermes --evil"')).errors.join('\n'), /tool_parser: must be a parser's name/);
+  // A name vLLM does not ship is a warning with a did-you-mean: plugins and newer images have their own.
+  const typo = parseFabricText(BASE('      tool_parser: hermess'), FILE);
+  assert.deepEqual(typo.issues.filter((i) => i.severity === 'error'), []);
+  assert.match(typo.issues.map(formatIssue).join('\n'), /warning.*tool_parser.*"hermess" is not a tool parser vLLM 0\.11 ships \(did you mean hermes\?\)/);
   const ollama = check(BASE('      tool_parser: hermes').replace('engine: vllm', 'engine: ollama').replace('http://box.lan:8001/v1', 'http://box.lan:11434'));
   assert.match(ollama.errors.join('\n'), /tool_parser: is vLLM's; Ollama parses each model's tool calls and thinking itself/);
 });

@@ -2,7 +2,7 @@
 // and fabric render launches) and a node's runtime and os. Kept apart from schema.ts because
 // the gateway never reads any of it; the same Reporter gives the same file:line:col errors.
 
-import type { KeyPath } from './issues.ts';
+import { suggest, type KeyPath } from './issues.ts';
 import {
   bool, describe, int, isObj, list, mapping, oneOf, secret, str, strList, type Reporter,
 } from './schema.ts';
@@ -12,6 +12,17 @@ import {
   type ServeConfig, type ServedEngine,
 } from './types.ts';
 
+
+/** The tool-call parsers vLLM 0.11 registers (vllm/entrypoints/openai/tool_parsers), for a did-you-mean. */
+const VLLM_TOOL_PARSERS: ReadonlySet<string> = new Set([
+  'deepseek_v3', 'deepseek_v31', 'glm45', 'granite', 'granite-20b-fc', 'hermes', 'hunyuan_a13b', 'internlm', 'jamba', 'kimi_k2',
+  'llama3_json', 'llama4_json', 'llama4_pythonic', 'longcat', 'minimax', 'mistral', 'openai', 'phi4_mini_json', 'pythonic',
+  'qwen3_coder', 'qwen3_xml', 'seed_oss', 'step3', 'xlam',
+]);
+/** The reasoning parsers vLLM 0.11 registers (vllm/reasoning). */
+const VLLM_REASONING_PARSERS: ReadonlySet<string> = new Set([
+  'deepseek_r1', 'deepseek_v3', 'ernie45', 'glm45', 'gpt_oss', 'granite', 'hunyuan_a13b', 'mistral', 'qwen3', 'seed_oss', 'step3',
+]);
 export const SERVE_KEYS = [
   'model', 'quantization', 'dtype', 'kv_cache_dtype', 'max_model_len', 'gpu_memory_utilization', 'port', 'host', 'gpu',
   'max_num_seqs', 'max_num_batched_tokens', 'enforce_eager', 'tool_parser', 'reasoning_parser', 'image', 'extra_args', 'env', 'hf_token', 'hf_config', 'models_dir',
@@ -140,6 +151,14 @@ export function serveBlock(r: Reporter, path: KeyPath, v: unknown, ctx: ServeCon
       return undefined;
     }
     if (!/^[A-Za-z0-9_.-]+$/.test(v)) r.error([...path, key], `must be a parser's name, as vLLM lists them (e.g. ${key === 'tool_parser' ? 'hermes, llama3_json, mistral' : 'deepseek_r1, qwen3'}), got ${JSON.stringify(v)}`);
+    else {
+      const known = key === 'tool_parser' ? VLLM_TOOL_PARSERS : VLLM_REASONING_PARSERS;
+      if (!known.has(v)) {
+        // A warning: newer images and plugins (--tool-parser-plugin) bring names of their own.
+        const hint = suggest(v, known);
+        r.warn([...path, key], `${JSON.stringify(v)} is not a ${key === 'tool_parser' ? 'tool' : 'reasoning'} parser vLLM 0.11 ships${hint === undefined ? '' : ` (did you mean ${hint}?)`}; vLLM refuses to start with an unknown one`);
+      }
+    }
     return v;
   };
 

@@ -17,4 +17,5 @@ podman run -d --name wintermute-llama --restart unless-stopped `
   --max-model-len 8192 `
   --gpu-memory-utilization 0.9 `
   --enable-auto-tool-choice `
-  --tool-call-parser llama3_json
+  --tool-call-parser llama3_json `
+  --chat-template /vllm-workspace/examples/tool_chat_template_llama3.1_json.jinja
