@@ -220,3 +220,13 @@ test('what an Ollama backend\'s config adds to every request: num_ctx, keep_aliv
   assert.equal((body(engineFor({ ...served, contextWindow: 32768 }), 'chat').options as JsonObject).num_ctx, 32768);
   assert.equal('options' in body(engineFor({ ...served, serve: undefined }), 'chat'), false);
 });
+
+test('tools: Ollama has no tool_choice, so "none" sends no tools and a named function sends that one alone; "required" and "auto" send them all', () => {
+  const tools = [{ type: 'function', function: { name: 'a', parameters: {} } }, { type: 'function', function: { name: 'b', parameters: {} } }];
+  const msgs = [{ role: 'user', content: 'hi' }];
+  assert.deepEqual(prepared({ messages: msgs, tools }).tools, tools);
+  assert.deepEqual(prepared({ messages: msgs, tools, tool_choice: 'required' }).tools, tools);
+  assert.equal(prepared({ messages: msgs, tools, tool_choice: 'none' }).tools, undefined);
+  assert.deepEqual(prepared({ messages: msgs, tools, tool_choice: { type: 'function', function: { name: 'b' } } }).tools, [tools[1]]);
+  assert.equal(prepared({ messages: msgs, tools, tool_choice: 'auto' }).tool_choice, undefined, 'never sent');
+});

@@ -220,6 +220,23 @@ function toolCalls(msg: JsonObject, requestId: string, first: number): JsonObjec
   });
 }
 
+/**
+ * The tools to offer: Ollama has no tool_choice, so "none" offers none and a named function offers
+ * that one alone (the nearest Ollama comes to forcing it); "required" cannot be said, and the
+ * model decides.
+ */
+function toolsFor(body: JsonObject): unknown[] | undefined {
+  const tools = body.tools;
+  if (!Array.isArray(tools) || tools.length === 0) return undefined;
+  const choice = body.tool_choice;
+  if (choice === 'none') return undefined;
+  if (isObj(choice) && isObj(choice.function) && typeof choice.function.name === 'string') {
+    const name = choice.function.name;
+    return tools.filter((t) => isObj(t) && isObj(t.function) && t.function.name === name);
+  }
+  return tools;
+}
+
 function finish(j: JsonObject, hasTools: boolean): string {
   if (hasTools) return 'tool_calls';
   return j.done_reason === 'length' ? 'length' : 'stop';
@@ -296,7 +313,8 @@ export class OllamaEngine implements EngineAdapter {
       const out: JsonObject[] = new Array(msgs.length);
       for (let i = 0; i < msgs.length; i++) out[i] = message(msgs[i], i, msgs);
       req.messages = out;
-      if (Array.isArray(body.tools)) req.tools = body.tools;
+      const tools = toolsFor(body);
+      if (tools !== undefined) req.tools = tools;
       const t = think(body);
       if (t !== undefined) req.think = t;
       return { path: '/api/chat', body: JSON.stringify(req), injectedUsage: false };
