@@ -238,6 +238,14 @@ test('tool calls and structured outputs from vLLM and Ollama backends, streamed 
   }
 });
 
+test('a Responses stream on a pass-through pattern names the model asked for from its first event, as the engine answers', async () => {
+  const events: any[] = [];
+  for await (const e of await f.client.responses.create({ model: 'meta-llama/Llama-3.1-8B-Instruct', input: 'hi', stream: true })) events.push(e);
+  assert.equal(events[0].type, 'response.created');
+  assert.equal(events[0].response.model, 'meta-llama/Llama-3.1-8B-Instruct');
+  assert.equal(events.at(-1).response.model, 'meta-llama/Llama-3.1-8B-Instruct');
+});
+
 test('logprobs through a vLLM backend: schema-valid, streamed or not (the gateway adds the refusal vLLM leaves out)', async () => {
   const data = await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'rate this' }], logprobs: true, top_logprobs: 1 });
   assert.deepEqual(validate('CreateChatCompletionResponse', data), []);

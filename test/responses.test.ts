@@ -211,6 +211,23 @@ test('an earlier reply named by item_reference (the Vercel AI SDK\'s default) is
   ]);
 });
 
+test('item_reference finds only the items given to the same key: two keys with one name do not share them', async () => {
+  const key = async (): Promise<string> => {
+    const r = await post(f.url, '/admin/keys', { name: 'same-name' }, auth);
+    assert.equal(r.status, 201, r.text);
+    return r.json.key as string;
+  };
+  const a = { authorization: `Bearer ${await key()}` };
+  const b = { authorization: `Bearer ${await key()}` };
+  const first = await post(f.url, '/v1/responses', { model: 'chat-fast', input: 'a secret of key A' }, a);
+  assert.equal(first.status, 200, first.text);
+  const ref = { model: 'chat-fast', input: [{ type: 'item_reference', id: first.json.output[0].id }, { role: 'user', content: 'repeat it' }] };
+  assert.equal((await post(f.url, '/v1/responses', ref, a)).status, 200, 'its own key may name it');
+  const other = await post(f.url, '/v1/responses', ref, b);
+  assert.equal(other.status, 400);
+  assert.equal(other.json.error.param, 'input[0].id');
+});
+
 test('what needs OpenAI\'s stored state or built-in tools is refused with a 400 naming the field and what to send instead', async () => {
   const cases: [Record<string, unknown>, string, RegExp][] = [
     [{ previous_response_id: 'resp_1' }, 'previous_response_id', /whole conversation in `input`/],

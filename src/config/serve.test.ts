@@ -74,6 +74,8 @@ test('tool_parser and reasoning_parser: vLLM\'s, read as names; on another engin
   const typo = parseFabricText(BASE('      tool_parser: hermess'), FILE);
   assert.deepEqual(typo.issues.filter((i) => i.severity === 'error'), []);
   assert.match(typo.issues.map(formatIssue).join('\n'), /warning.*tool_parser.*"hermess" is not a tool parser vLLM 0\.11 ships \(did you mean hermes\?\)/);
+  const twice = parseFabricText(BASE('      tool_parser: hermes\n      extra_args: [--enable-auto-tool-choice, --tool-call-parser, hermes]'), FILE);
+  assert.match(twice.issues.map(formatIssue).join('\n'), /warning.*extra_args: sets the tool parser that tool_parser renders too/);
   const ollama = check(BASE('      tool_parser: hermes').replace('engine: vllm', 'engine: ollama').replace('http://box.lan:8001/v1', 'http://box.lan:11434'));
   assert.match(ollama.errors.join('\n'), /tool_parser: is vLLM's; Ollama parses each model's tool calls and thinking itself/);
 });

@@ -189,6 +189,11 @@ export function serveBlock(r: Reporter, path: KeyPath, v: unknown, ctx: ServeCon
     r.error([...path, 'model'], m.model === undefined ? 'is required for llama.cpp: the GGUF file to load (e.g. /models/llama-3.1-8b-instruct-Q4_K_M.gguf)' : 'must be a .gguf file for llama.cpp', m.model === undefined);
   }
 
+  const extraArgs = strList(r, [...path, 'extra_args'], m.extra_args);
+  const toolParser = parser('tool_parser');
+  if (toolParser !== undefined && extraArgs.some((a) => a === '--tool-call-parser' || a.startsWith('--tool-call-parser=') || a === '--enable-auto-tool-choice')) {
+    r.warn([...path, 'extra_args'], 'sets the tool parser that tool_parser renders too: the flags would be given twice; keep one');
+  }
   return {
     engine,
     model,
@@ -204,10 +209,10 @@ export function serveBlock(r: Reporter, path: KeyPath, v: unknown, ctx: ServeCon
     maxNumSeqs: optPositive('max_num_seqs'),
     maxNumBatchedTokens: optPositive('max_num_batched_tokens'),
     enforceEager: bool(r, [...path, 'enforce_eager'], m.enforce_eager, false),
-    toolParser: parser('tool_parser'),
+    toolParser,
     reasoningParser: parser('reasoning_parser'),
     image: str(r, [...path, 'image'], m.image),
-    extraArgs: strList(r, [...path, 'extra_args'], m.extra_args),
+    extraArgs,
     env: envMap(r, [...path, 'env'], m.env),
     hfToken: secret(r, [...path, 'hf_token'], m.hf_token),
     hfConfig: str(r, [...path, 'hf_config'], m.hf_config),

@@ -63,6 +63,8 @@ export interface Served {
   /** The route that served: the same, or a fallback / rule / context-window target. */
   role: string;
   backend: string;
+  /** The model id sent to that backend (its own, or the requested one on a pass-through pattern). */
+  model: string;
   attempts: number;
   /** Served by a fallback role, a rule target or a context-window fallback, not the route asked for. */
   rerouted: boolean;
@@ -212,7 +214,7 @@ export class Gateway {
     let chain = (ruled ?? first).chain;
     let rerouted = ruled !== undefined;
     const failures: AttemptFailure[] = [];
-    const served: Served = { requested, route: first.name, role: '', backend: '', attempts: 0, rerouted, usage: undefined, streamError: undefined, failures, retries: 0 };
+    const served: Served = { requested, route: first.name, role: '', backend: '', model: '', attempts: 0, rerouted, usage: undefined, streamError: undefined, failures, retries: 0 };
     const maxAttempts = this.config.gateway.limits.maxAttempts;
     let usedContextFallback = false;
     let unsupported: Unsupported | undefined;
@@ -275,6 +277,7 @@ export class Gateway {
           served.attempts++;
           served.role = step.name;
           served.backend = backend.name;
+          served.model = this.#model(backend, step, requested);
           served.rerouted = rerouted || ci > 0;
           const started = performance.now();
           try {

@@ -238,7 +238,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     }
     let echo: ResponsesEcho | undefined;
     /** Whose Responses items these are (item_reference finds only a key's own). */
-    const owner = inf.key?.name ?? '';
+    const owner = inf.key?.id ?? '';
     if (inf.responses) {
       // Refused in the client's own body, before the fields the chat request does not carry are left out.
       if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) checkForbidden(parsed as JsonObject, raw);
@@ -269,9 +269,9 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       // The request log captures what the client got (a Responses stream's events, not the chat chunks under them).
       const capture = acct?.logsBodies === true ? new CapturingSink(sink, gw.config.gateway.requestLog.maxBodyBytes) : undefined;
       const responses = echo === undefined ? undefined
-        : new ResponsesStream(capture ?? sink, echo, new ResponseIds(ctx.id), ctx.created, (s) => gw.backends.get(s.backend)?.config.model ?? s.requested);
+        : new ResponsesStream(capture ?? sink, echo, new ResponseIds(ctx.id), ctx.created, (s) => s.model);
       served = await gw.stream(op, body, ctx, responses ?? capture ?? sink);
-      if (responses !== undefined) recentItems.remember(owner, responses.output);
+      if (responses?.finished === true) recentItems.remember(owner, responses.output);
       firstByteAt = sink.firstByteAt;
       now = performance.now();
       rec = inf.account?.finish(served, now - started, firstByteAt === undefined ? undefined : firstByteAt - started, capture?.text);

@@ -35,6 +35,8 @@ test('vLLM engines take tools as their rendered launch would: a serve block with
   const without = parseFabricText(SEEDS.replace('      tool_parser: hermes                   # not in the seeds: vLLM refuses requests with tools without one\n', ''), SEEDS_PATH).config;
   assert.equal(simFleetPlan(without, noSecrets).specs.find((s) => s.name === 'armitage-qwen')!.autoToolChoice, false, 'a launch without a parser refuses tool_choice auto');
   assert.equal(specs.find((s) => s.name === 'openai-strong')!.autoToolChoice, undefined, 'not vLLM');
+  const byArgs = parseFabricText(SEEDS.replace('      tool_parser: hermes                   # not in the seeds: vLLM refuses requests with tools without one\n', '      extra_args: [--enable-auto-tool-choice, --tool-call-parser, hermes]\n'), SEEDS_PATH).config;
+  assert.equal(simFleetPlan(byArgs, noSecrets).specs.find((s) => s.name === 'armitage-qwen')!.autoToolChoice, true, 'the flags given in extra_args count too');
 });
 
 test('a backend whose key is set has its engine require it', () => {

@@ -301,6 +301,7 @@ describe('vllm', () => {
     assert.equal(required.choices[0].message.tool_calls[0].function.name, 'get_time');
     assert.equal(required.choices[0].finish_reason, 'tool_calls');
     assert.equal((await ask({ tool_choice: 'none' })).status, 200);
+    assert.equal((await ask({ tool_choice: null })).status, 200, 'defaulted to auto only when absent');
     const parser = await startFleet([{ name: 'p', protocol: 'vllm', model: CHAT, kind: 'chat', timing: FAST, autoToolChoice: true }]);
     try {
       const r = (await (await post(`${parser.get('p').url}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'call get_time' }], tools })).json()) as any;

@@ -1,8 +1,8 @@
 // The output items the gateway returned lately, so that a later request may name them by id
 // (`{"type": "item_reference", "id": "msg_…"}`) instead of sending them again: what the Vercel
 // AI SDK does with earlier assistant replies unless told `store: false`. Not OpenAI's stored
-// responses: a bounded memory of this process, an hour long, and each key sees only the items
-// returned to it.
+// responses: a bounded memory of this process, an hour long; each key sees only the items
+// returned to it, and item ids are random (response.ts), known only to whom they were given.
 
 import type { JsonObject } from '../../engines/types.ts';
 
@@ -26,10 +26,11 @@ export class RecentItems {
     this.#maxBytes = maxBytes;
   }
 
-  /** The items of a Response just returned to `owner` (a key's name; '' for the master key or an open gateway). */
+  /** The items of a Response just returned to `owner` (a key's id; '' for the master key or an open gateway, whose callers share what they could use anyway; item ids are random). */
   remember(owner: string, items: readonly JsonObject[], now = Date.now()): void {
     for (const item of items) {
-      if (typeof item.id !== 'string') continue;
+      // Only whole items: one a client left before it ended would come back empty.
+      if (typeof item.id !== 'string' || item.status === 'in_progress') continue;
       const size = JSON.stringify(item).length;
       if (size > this.#maxBytes) continue;
       this.#drop(item.id);
@@ -43,11 +44,11 @@ export class RecentItems {
     }
   }
 
-  /** The item, when it was returned to this owner within the hour. */
-  recall(owner: string, id: string, now = Date.now()): JsonObject | undefined {
+  /** The item and its size (its JSON length), when it was returned to this owner within the hour. */
+  recall(owner: string, id: string, now = Date.now()): { item: JsonObject; size: number } | undefined {
     const e = this.#items.get(id);
     if (e === undefined || e.owner !== owner || now - e.at >= this.#ttlMs) return undefined;
-    return e.item;
+    return e;
   }
 
   get size(): number {

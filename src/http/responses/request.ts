@@ -108,8 +108,8 @@ function toolOutput(o: unknown, at: string): { text: string; images: JsonObject[
 
 const MESSAGE_ROLES = new Set(['user', 'assistant', 'system', 'developer']);
 
-/** Finds an item the gateway returned earlier by its id (items.ts), for `item_reference`. */
-export type RecallItem = (id: string) => JsonObject | undefined;
+/** Finds an item the gateway returned earlier by its id (items.ts), for `item_reference`, with its size. */
+export type RecallItem = (id: string) => { item: JsonObject; size: number } | undefined;
 
 /**
  * `input` as chat messages: messages, and function calls and their outputs as tool calls and
@@ -117,7 +117,7 @@ export type RecallItem = (id: string) => JsonObject | undefined;
  * calls are one chat turn), or on one of their own; images a function returned follow the run of
  * tool messages as a user message, since a tool message carries text only.
  */
-function messages(input: unknown, instructions: string | null, recall: RecallItem | undefined): JsonObject[] {
+function messages(input: unknown, instructions: string | null, recall: RecallItem | undefined, maxBytes: number): JsonObject[] {
   const out: JsonObject[] = [];
   if (instructions !== null) out.push({ role: 'system', content: instructions });
   if (typeof input === 'string') {
@@ -128,6 +128,8 @@ function messages(input: unknown, instructions: string | null, recall: RecallIte
   /** The assistant message the consecutive function calls go on. */
   let calls: JsonObject[] | undefined;
   let images: JsonObject[] = [];
+  /** What references brought in: a small body must not grow past the body limit through them. */
+  let referenced = 0;
   const flushImages = (): void => {
     if (images.length === 0) return;
     out.push({ role: 'user', content: images });
@@ -142,7 +144,9 @@ function messages(input: unknown, instructions: string | null, recall: RecallIte
       if (found === undefined) {
         throw bad(`${at}.id`, `\`${at}\`: item ${JSON.stringify(String(item.id)).slice(0, 80)} is not one this gateway returned to this key in the last hour; send the item itself (the Vercel AI SDK does with providerOptions: { openai: { store: false } })`);
       }
-      item = found;
+      referenced += found.size;
+      if (referenced > maxBytes) throw bad(`${at}.id`, `the items \`input\` refers to come to more than the body limit (${maxBytes} bytes)`);
+      item = found.item;
     }
     const it = item as JsonObject;
     const type = it.type ?? 'message';
@@ -244,7 +248,7 @@ export function fromResponsesRequest(body: unknown, limits: Limits, recall?: Rec
   }
   if (body.instructions !== undefined && body.instructions !== null && typeof body.instructions !== 'string') throw bad('instructions', '`instructions` must be a string');
   const instructions = typeof body.instructions === 'string' ? body.instructions : null;
-  const chat: JsonObject = { model: body.model, messages: messages(body.input, instructions, recall) };
+  const chat: JsonObject = { model: body.model, messages: messages(body.input, instructions, recall, limits.maxBodyBytes) };
   if (body.stream === true) {
     chat.stream = true;
     // The usage goes into response.completed, whether the client asked or not.

@@ -1,22 +1,26 @@
 // A chat completion as a Response object (the Responses API), and the parts the streamed
 // events share with it: output items, usage, the object around them.
 
+import { randomBytes } from 'node:crypto';
 import type { JsonObject } from '../../engines/types.ts';
 import type { ResponsesEcho } from './request.ts';
 
 export type ResponseStatus = 'in_progress' | 'completed' | 'incomplete' | 'failed';
 
-/** Ids of one response and its output items, from the gateway's request id. */
+/**
+ * Ids of one response (from the gateway's request id, which logs key on) and of its output items
+ * (random: a later request may name an item, and must have been given its id to know it).
+ */
 export class ResponseIds {
   readonly response: string;
-  readonly #base: string;
+  readonly #salt: string;
   #n = 0;
   constructor(requestId: string) {
-    this.#base = requestId.startsWith('req_') ? requestId.slice(4) : requestId;
-    this.response = `resp_${this.#base}`;
+    this.response = `resp_${requestId.startsWith('req_') ? requestId.slice(4) : requestId}`;
+    this.#salt = randomBytes(12).toString('hex');
   }
   item(prefix: 'msg' | 'fc' | 'rs'): string {
-    return `${prefix}_${this.#base}_${this.#n++}`;
+    return `${prefix}_${this.#salt}${this.#n++}`;
   }
 }
 
@@ -92,7 +96,7 @@ export function responseObject(p: ResponseParts, echo: ResponsesEcho): JsonObjec
     object: 'response',
     created_at: p.createdAt,
     status: p.status,
-    ...(p.status === 'in_progress' ? {} : { completed_at: Math.floor(Date.now() / 1000) }),
+    ...(p.status === 'completed' ? { completed_at: Math.floor(Date.now() / 1000) } : {}),
     error: p.error,
     incomplete_details: p.incomplete,
     instructions: echo.instructions,
@@ -121,17 +125,18 @@ export function toResponse(chat: JsonObject, echo: ResponsesEcho, ids: ResponseI
   const message = (choice?.message ?? {}) as JsonObject;
   const incomplete = incompleteDetails(choice?.finish_reason);
   const output: JsonObject[] = [];
+  const status = incomplete === null ? 'completed' : 'incomplete';
   const reasoning = reasoningOf(message);
-  if (reasoning !== '') output.push(reasoningItem(ids.item('rs'), reasoning, 'completed'));
+  if (reasoning !== '') output.push(reasoningItem(ids.item('rs'), reasoning, status));
   const text = typeof message.content === 'string' ? message.content : '';
   const refusal = typeof message.refusal === 'string' ? message.refusal : '';
   const calls = Array.isArray(message.tool_calls) ? (message.tool_calls as JsonObject[]) : [];
-  const status = incomplete === null ? 'completed' : 'incomplete';
   if (text !== '') output.push(messageItem(ids.item('msg'), text, status));
   if (refusal !== '') output.push(messageItem(ids.item('msg'), refusal, status, true));
   for (const c of calls) {
     const fn = (c.function ?? {}) as JsonObject;
-    output.push(functionCallItem(ids.item('fc'), typeof c.id === 'string' ? c.id : ids.item('fc'), String(fn.name ?? ''), typeof fn.arguments === 'string' ? fn.arguments : '', 'completed'));
+    // A call cut off by the token limit is incomplete: its arguments may not be whole.
+    output.push(functionCallItem(ids.item('fc'), typeof c.id === 'string' ? c.id : ids.item('fc'), String(fn.name ?? ''), typeof fn.arguments === 'string' ? fn.arguments : '', status));
   }
   return responseObject({
     ids, createdAt, model: chat.model, status: incomplete === null ? 'completed' : 'incomplete', output, usage: responseUsage(chat.usage), incomplete, error: null,

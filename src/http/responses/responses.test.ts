@@ -113,14 +113,16 @@ test('a whole chat completion with tool calls: a function_call item per call, th
   const r = toResponse(chat, echo, new ResponseIds('req_q'), 5) as any;
   assert.equal(r.id, 'resp_q');
   assert.deepEqual(r.output.map((o: any) => o.type), ['message', 'function_call']);
-  assert.deepEqual(r.output[1], { id: 'fc_q_1', type: 'function_call', status: 'completed', call_id: 'call_1', name: 'f', arguments: '{"a":1}' });
+  assert.match(r.output[1].id, /^fc_[0-9a-f]{24}1$/, 'item ids are random: a later request must have been given one to name it');
+  assert.deepEqual({ ...r.output[1], id: 'x' }, { id: 'x', type: 'function_call', status: 'completed', call_id: 'call_1', name: 'f', arguments: '{"a":1}' });
   assert.equal(r.usage.input_tokens_details.cached_tokens, 2);
   const onlyCalls = toResponse({ ...chat, choices: [{ ...chat.choices[0], message: { role: 'assistant', content: null, tool_calls: chat.choices[0]!.message.tool_calls } }] }, echo, new ResponseIds('req_q'), 5) as any;
   assert.deepEqual(onlyCalls.output.map((o: any) => o.type), ['function_call'], 'no empty message beside tool calls');
-  const cut = toResponse({ ...chat, choices: [{ index: 0, finish_reason: 'length', message: { role: 'assistant', content: 'abc' } }] }, echo, new ResponseIds('req_q'), 5) as any;
+  const cut = toResponse({ ...chat, choices: [{ index: 0, finish_reason: 'length', message: { role: 'assistant', content: 'abc', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{"x": "ab' } }] } }] }, echo, new ResponseIds('req_q'), 5) as any;
   assert.equal(cut.status, 'incomplete');
   assert.deepEqual(cut.incomplete_details, { reason: 'max_output_tokens' });
-  assert.equal(cut.output[0].status, 'incomplete');
+  assert.equal(cut.completed_at, undefined, 'completed_at is for completed responses');
+  assert.deepEqual(cut.output.map((o: any) => o.status), ['incomplete', 'incomplete'], 'a call cut off by the limit is incomplete: its arguments may not be whole');
 });
 
 test('requests: unknown fields go on as chat requests\' do (engine extensions), refused ones are named, what OpenAI alone keeps is dropped', () => {
@@ -148,7 +150,7 @@ test('reasoning (vLLM\'s reasoning_content, or reasoning) comes first as a reaso
     'response.output_text.done', 'response.content_part.done', 'response.output_item.done', 'response.completed',
   ]);
   const final = ev.at(-1).response;
-  assert.deepEqual(final.output[0], { id: 'rs_r_0', type: 'reasoning', status: 'completed', summary: [], content: [{ type: 'reasoning_text', text: 'The user greets; answer briefly.' }] });
+  assert.deepEqual({ ...final.output[0], id: 'x' }, { id: 'x', type: 'reasoning', status: 'completed', summary: [], content: [{ type: 'reasoning_text', text: 'The user greets; answer briefly.' }] });
   assert.equal(final.output[1].content[0].text, 'Hello!');
   assert.deepEqual(validate('Response', final), []);
   for (const e of ev.filter((x) => x.type.startsWith('response.reasoning_text'))) {
@@ -187,13 +189,17 @@ test('history: reasoning between parallel calls does not split them; an assistan
   ]);
 });
 
-test('item_reference: an item this gateway returned to the same key is sent as itself; another key\'s, or an unknown one, is a 400 naming the id', () => {
+test('item_reference: an item this gateway returned to the same key is sent as itself; another key\'s, or an unknown one, is a 400 naming the id; references cannot grow a request past the body limit', () => {
   const items = new RecentItems();
-  items.remember('alice', [{ id: 'msg_a', type: 'message', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'Hi!', annotations: [], logprobs: [] }] }]);
+  items.remember('key_1', [{ id: 'msg_a', type: 'message', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'Hi!', annotations: [], logprobs: [] }] }]);
+  items.remember('key_1', [{ id: 'msg_cut', type: 'message', role: 'assistant', status: 'in_progress', content: [] }]);
   const body = { model: 'm', input: [{ role: 'user', content: 'hello' }, { type: 'item_reference', id: 'msg_a' }, { role: 'user', content: 'more' }] };
-  const t = fromResponsesRequest(body, DEFAULT_LIMITS, (id) => items.recall('alice', id));
+  const t = fromResponsesRequest(body, DEFAULT_LIMITS, (id) => items.recall('key_1', id));
   assert.deepEqual((t.chat.messages as any[])[1], { role: 'assistant', content: 'Hi!' });
-  assert.throws(() => fromResponsesRequest(body, DEFAULT_LIMITS, (id) => items.recall('bob', id)), (e: any) => e.param === 'input[1].id' && /store: false/.test(e.message));
+  assert.throws(() => fromResponsesRequest(body, DEFAULT_LIMITS, (id) => items.recall('key_2', id)), (e: any) => e.param === 'input[1].id' && /store: false/.test(e.message));
+  assert.equal(items.recall('key_1', 'msg_cut'), undefined, 'an item its client left before it ended is not kept');
+  const many = { model: 'm', input: Array.from({ length: 40 }, () => ({ type: 'item_reference', id: 'msg_a' })) };
+  assert.throws(() => fromResponsesRequest(many, { ...DEFAULT_LIMITS, maxBodyBytes: 2000 }, (id) => items.recall('key_1', id)), (e: any) => /more than the body limit \(2000 bytes\)/.test(e.message));
 });
 
 test('recent items: bounded by count and bytes, forgotten after their hour', () => {
@@ -215,10 +221,13 @@ test('streams: interleaved tool-call deltas each keep their arguments; the first
   s.write(chunk({ tool_calls: [{ index: 0, id: 'c0', type: 'function', function: { name: 'f', arguments: '' } }] }));
   s.write(chunk({ tool_calls: [{ index: 1, id: 'c1', type: 'function', function: { name: 'g', arguments: '{"y":' } }] }));
   s.write(chunk({ tool_calls: [{ index: 0, function: { arguments: '{"x":1}' } }] }));
+  s.write(chunk({ content: 'Checking both.' }));
   s.write(chunk({ tool_calls: [{ index: 1, function: { arguments: '2}' } }] }, 'tool_calls') + 'data: [DONE]\n\n');
   const ev = sink.events();
   assert.equal(ev[0].response.model, 'phys-model');
-  assert.deepEqual(ev.at(-1).response.output.map((o: any) => [o.name, o.arguments]), [['f', '{"x":1}'], ['g', '{"y":2}']]);
+  const doneAt = (id: string) => ev.findIndex((e) => e.type === 'response.output_item.done' && e.item.id === id);
+  for (const e of ev.filter((x) => x.type === 'response.function_call_arguments.delta')) assert.ok(ev.indexOf(e) < doneAt(e.item_id), 'no delta after its item is done, text between or not');
+  assert.deepEqual(ev.at(-1).response.output.filter((o: any) => o.type === 'function_call').map((o: any) => [o.name, o.arguments]), [['f', '{"x":1}'], ['g', '{"y":2}']]);
   assert.deepEqual(validate('Response', ev.at(-1).response), []);
 
   const failing = new Collect();
@@ -253,4 +262,15 @@ test('the request log captures what the client got: the Responses events, the he
   assert.match(capture.text, /event: response\.completed\n/);
   assert.ok(!capture.text.includes('chat.completion.chunk'));
   assert.equal(capture.text, sink.out + sink.last);
+});
+
+test('a stream cut off by the token limit leaves its open call incomplete: its arguments may not be whole', () => {
+  const sink = new Collect();
+  const s = new ResponsesStream(sink, echo, new ResponseIds('req_l'), 1, () => 'phys');
+  s.begin(served);
+  s.write(chunk({ tool_calls: [{ index: 0, id: 'c', type: 'function', function: { name: 'f', arguments: '{"x": "ab' } }] }, 'length') + 'data: [DONE]\n\n');
+  const ev = sink.events();
+  assert.equal(ev.at(-1).type, 'response.incomplete');
+  assert.deepEqual(ev.at(-1).response.output.map((o: any) => [o.type, o.status]), [['function_call', 'incomplete']]);
+  assert.equal(ev.find((e) => e.type === 'response.output_item.done').item.status, 'incomplete');
 });

@@ -53,6 +53,11 @@ export class ResponsesStream implements StreamSink {
     return this.#output;
   }
 
+  /** Whether the response ended (completed, incomplete or failed), rather than its client leaving first. */
+  get finished(): boolean {
+    return this.#finished;
+  }
+
   begin(served: Served): void {
     this.#model = this.#modelFor(served);
     this.#inner.begin(served);
@@ -141,7 +146,6 @@ export class ResponsesStream implements StreamSink {
   #reason(delta: string): void {
     if (this.#reasoning === undefined) {
       this.#closeMessage();
-      this.#closeCalls();
       const id = this.#ids.item('rs');
       this.#reasoning = { id, text: '', outputIndex: this.#output.length };
       const item = reasoningItem(id, '', 'in_progress');
@@ -166,8 +170,8 @@ export class ResponsesStream implements StreamSink {
   #text(delta: string, refusal: boolean): void {
     if (this.#msg !== undefined && this.#msg.refusal !== refusal) this.#closeMessage();
     if (this.#msg === undefined) {
+      // Open calls stay open: a call's arguments may go on after text, as parallel calls' interleave.
       this.#closeReasoning();
-      this.#closeCalls();
       const id = this.#ids.item('msg');
       this.#msg = { id, text: '', outputIndex: this.#output.length, refusal };
       const item = messageItem(id, '', 'in_progress');
@@ -230,10 +234,12 @@ export class ResponsesStream implements StreamSink {
     this.#finished = true;
     // What came before the end goes out now; only the closing events wait for the usage record.
     this.#flush();
-    this.#closeReasoning();
-    this.#closeMessage();
-    this.#closeCalls();
     const incomplete = incompleteDetails(this.#finish) !== null;
+    // Cut off by the token limit: what was open may not be whole (a call's arguments among it).
+    const status: ItemStatus = incomplete ? 'incomplete' : 'completed';
+    this.#closeReasoning(status);
+    this.#closeMessage(status);
+    this.#closeCalls(status);
     this.#emit(incomplete ? 'response.incomplete' : 'response.completed', { response: this.#response(incomplete ? 'incomplete' : 'completed', null) });
     this.#last();
   }

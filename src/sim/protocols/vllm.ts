@@ -219,7 +219,8 @@ function completionLogprobs(p: Plan, c: PlannedChoice, from: number, to: number)
  */
 function checkAutoTools(view: EngineView, body: Record<string, unknown>): SimError | null {
   if (view.autoToolChoice || !Array.isArray(body.tools) || body.tools.length === 0) return null;
-  const choice = body.tool_choice ?? 'auto';
+  // Defaulted only when absent: an explicit null is no tool choice.
+  const choice = 'tool_choice' in body ? body.tool_choice : 'auto';
   return choice === 'auto' ? { kind: 'bad-request', message: '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set' } : null;
 }
 
