@@ -162,8 +162,8 @@ export class Gateway {
   /** A non-streamed request: the normalized OpenAI response object. */
   async unary(op: Operation, body: JsonObject, ctx: RequestContext): Promise<{ response: JsonObject; served: Served }> {
     let response: JsonObject | undefined;
-    const served = await this.#attempts(op, body, ctx, async (backend, route, served) => {
-      response = await this.#unaryAttempt(op, backend, route, body, ctx, served);
+    const served = await this.#attempts(op, body, ctx, async (backend, served) => {
+      response = await this.#unaryAttempt(op, backend, body, ctx, served);
     });
     return { response: response!, served };
   }
@@ -174,7 +174,7 @@ export class Gateway {
     // attempt must still strip the usage event the client did not ask for.
     const so = body.stream_options;
     const clientWantsUsage = typeof so === 'object' && so !== null && (so as { include_usage?: unknown }).include_usage === true;
-    return this.#attempts(op, body, ctx, (backend, route, served) => this.#streamAttempt(op, backend, route, body, ctx, sink, served, clientWantsUsage));
+    return this.#attempts(op, body, ctx, (backend, served) => this.#streamAttempt(op, backend, body, ctx, sink, served, clientWantsUsage));
   }
 
   /** The first rule whose threshold the input exceeds picks the plan; else the route's own. */
@@ -205,7 +205,7 @@ export class Gateway {
 
   async #attempts(
     op: Operation, body: JsonObject, ctx: RequestContext,
-    attempt: (backend: BackendRuntime, route: RouteT, served: Served) => Promise<void>,
+    attempt: (backend: BackendRuntime, served: Served) => Promise<void>,
   ): Promise<Served> {
     const requested = body.model as string;
     const first = ctx.route ?? this.route(op, requested);
@@ -281,7 +281,7 @@ export class Gateway {
           served.rerouted = rerouted || ci > 0;
           const started = performance.now();
           try {
-            await attempt(backend, step, served);
+            await attempt(backend, served);
             const ms = performance.now() - started;
             ctx.account?.after(backend, served.usage, true, ms, served.completionEstimate);
             // A stream the client left after its first tokens: billed above, not the backend's failure.
@@ -458,9 +458,9 @@ export class Gateway {
    * The request as this backend's engine takes it. Nothing has been sent: a failure here is the
    * request's (a FabricError, as is) or the gateway's own (a 500), never the backend's.
    */
-  #prepare(op: Operation, backend: BackendRuntime, route: RouteT, body: JsonObject, served: Served, stream: boolean, clientWantsUsage: boolean): PreparedRequest {
+  #prepare(op: Operation, backend: BackendRuntime, body: JsonObject, served: Served, stream: boolean, clientWantsUsage: boolean): PreparedRequest {
     try {
-      return backend.engine.prepare(op, body, { model: this.#model(backend, route, served.requested), wantStreamUsage: stream, clientWantsUsage });
+      return backend.engine.prepare(op, body, { model: served.model, wantStreamUsage: stream, clientWantsUsage });
     } catch (e) {
       if (e instanceof FabricError || e instanceof AttemptError) throw e;
       throw new FabricError('internal_error', `the request could not be prepared for ${backend.name}`, { cause: e });
@@ -468,9 +468,9 @@ export class Gateway {
   }
 
   async #unaryAttempt(
-    op: Operation, backend: BackendRuntime, route: RouteT, body: JsonObject, ctx: RequestContext, served: Served,
+    op: Operation, backend: BackendRuntime, body: JsonObject, ctx: RequestContext, served: Served,
   ): Promise<JsonObject> {
-    const prepared = this.#prepare(op, backend, route, body, served, false, false);
+    const prepared = this.#prepare(op, backend, body, served, false, false);
     const t = backend.config.timeouts;
     const call = new BufferedCall(MAX_RESPONSE_BODY, MAX_ERROR_BODY);
     let timedOut: string | undefined;
@@ -514,9 +514,9 @@ export class Gateway {
   }
 
   async #streamAttempt(
-    op: Operation, backend: BackendRuntime, route: RouteT, body: JsonObject, ctx: RequestContext, sink: StreamSink, served: Served, clientWantsUsage: boolean,
+    op: Operation, backend: BackendRuntime, body: JsonObject, ctx: RequestContext, sink: StreamSink, served: Served, clientWantsUsage: boolean,
   ): Promise<void> {
-    const prepared = this.#prepare(op, backend, route, body, served, true, clientWantsUsage);
+    const prepared = this.#prepare(op, backend, body, served, true, clientWantsUsage);
     const outcome = await streamAttempt(this.#deadlines, backend, prepared, this.#headers(backend, ctx, true), op, this.#nctx(ctx, served.requested), clientWantsUsage, sink, served, ctx.cancel);
     served.usage = outcome.usage;
     served.streamError = outcome.streamError === undefined ? undefined : withoutKeys(backend, outcome.streamError);
