@@ -76,6 +76,8 @@ test('tool_parser and reasoning_parser: vLLM\'s, read as names; on another engin
   assert.match(typo.issues.map(formatIssue).join('\n'), /warning.*tool_parser.*"hermess" is not a tool parser vLLM 0\.11 ships \(did you mean hermes\?\)/);
   const twice = parseFabricText(BASE('      tool_parser: hermes\n      extra_args: [--enable-auto-tool-choice, --tool-call-parser, hermes]'), FILE);
   assert.match(twice.issues.map(formatIssue).join('\n'), /warning.*extra_args: sets the tool parser that tool_parser renders too/);
+  const twiceReasoning = parseFabricText(BASE('      reasoning_parser: qwen3\n      extra_args: [--reasoning-parser=qwen3]'), FILE);
+  assert.match(twiceReasoning.issues.map(formatIssue).join('\n'), /warning.*extra_args: sets the reasoning parser that reasoning_parser renders too/);
   const ollama = check(BASE('      tool_parser: hermes').replace('engine: vllm', 'engine: ollama').replace('http://box.lan:8001/v1', 'http://box.lan:11434'));
   assert.match(ollama.errors.join('\n'), /tool_parser: is vLLM's; Ollama parses each model's tool calls and thinking itself/);
 });

@@ -191,8 +191,13 @@ export function serveBlock(r: Reporter, path: KeyPath, v: unknown, ctx: ServeCon
 
   const extraArgs = strList(r, [...path, 'extra_args'], m.extra_args);
   const toolParser = parser('tool_parser');
-  if (toolParser !== undefined && extraArgs.some((a) => a === '--tool-call-parser' || a.startsWith('--tool-call-parser=') || a === '--enable-auto-tool-choice')) {
+  const flag = (name: string): boolean => extraArgs.some((a) => a === name || a.startsWith(`${name}=`));
+  if (toolParser !== undefined && (flag('--tool-call-parser') || flag('--enable-auto-tool-choice'))) {
     r.warn([...path, 'extra_args'], 'sets the tool parser that tool_parser renders too: the flags would be given twice; keep one');
+  }
+  const reasoningParser = parser('reasoning_parser');
+  if (reasoningParser !== undefined && flag('--reasoning-parser')) {
+    r.warn([...path, 'extra_args'], 'sets the reasoning parser that reasoning_parser renders too: the flag would be given twice; keep one');
   }
   return {
     engine,
@@ -210,7 +215,7 @@ export function serveBlock(r: Reporter, path: KeyPath, v: unknown, ctx: ServeCon
     maxNumBatchedTokens: optPositive('max_num_batched_tokens'),
     enforceEager: bool(r, [...path, 'enforce_eager'], m.enforce_eager, false),
     toolParser,
-    reasoningParser: parser('reasoning_parser'),
+    reasoningParser,
     image: str(r, [...path, 'image'], m.image),
     extraArgs,
     env: envMap(r, [...path, 'env'], m.env),

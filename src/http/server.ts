@@ -242,9 +242,11 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     if (inf.responses) {
       // Refused in the client's own body, before the fields the chat request does not carry are left out.
       if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) checkForbidden(parsed as JsonObject, raw);
-      const t = fromResponsesRequest(parsed, gw.config.gateway.limits, (itemId) => recentItems.recall(owner, itemId));
+      const t = fromResponsesRequest(parsed, gw.config.gateway.limits, (itemId) => recentItems.recall(owner, itemId), bytes.length);
       parsed = t.chat;
       echo = t.echo;
+      // The prompt's size as routing sees it (the check before sending): what references brought in counts.
+      ctx.bodyBytes += t.referencedBytes;
     }
     const body: JsonObject = validateRequest(op, parsed, raw, gw.config.gateway.limits);
     inf.model = body.model as string;

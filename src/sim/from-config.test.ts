@@ -37,6 +37,8 @@ test('vLLM engines take tools as their rendered launch would: a serve block with
   assert.equal(specs.find((s) => s.name === 'openai-strong')!.autoToolChoice, undefined, 'not vLLM');
   const byArgs = parseFabricText(SEEDS.replace('      tool_parser: hermes                   # not in the seeds: vLLM refuses requests with tools without one\n', '      extra_args: [--enable-auto-tool-choice, --tool-call-parser, hermes]\n'), SEEDS_PATH).config;
   assert.equal(simFleetPlan(byArgs, noSecrets).specs.find((s) => s.name === 'armitage-qwen')!.autoToolChoice, true, 'the flags given in extra_args count too');
+  const halfArgs = parseFabricText(SEEDS.replace('      tool_parser: hermes                   # not in the seeds: vLLM refuses requests with tools without one\n', '      extra_args: [--enable-auto-tool-choice]\n'), SEEDS_PATH).config;
+  assert.equal(simFleetPlan(halfArgs, noSecrets).specs.find((s) => s.name === 'armitage-qwen')!.autoToolChoice, false, 'not without a parser, which vLLM would refuse to start without');
 });
 
 test('a backend whose key is set has its engine require it', () => {

@@ -68,7 +68,7 @@ export function simFleetPlan(config: FabricConfig, secrets: SecretSource): SimFl
         ...(dimensions === undefined ? {} : { dimensions }),
         // As the rendered launch would be: a serve block without a tool parser refuses "auto"
         // tool choice; a server the config does not launch is taken to be set up for tools.
-        ...(b.engine === 'vllm' ? { autoToolChoice: b.serve === undefined || b.serve.toolParser !== undefined || b.serve.extraArgs.includes('--enable-auto-tool-choice') } : {}),
+        ...(b.engine === 'vllm' ? { autoToolChoice: b.serve === undefined || b.serve.toolParser !== undefined || (b.serve.extraArgs.includes('--enable-auto-tool-choice') && b.serve.extraArgs.some((a) => a === '--tool-call-parser' || a.startsWith('--tool-call-parser='))) } : {}),
       };
       byServer.set(server, spec);
     } else if (spec.model !== b.model && !(spec.extraModels ?? []).some((m) => typeof m !== 'string' && m.model === b.model)) {

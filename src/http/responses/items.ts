@@ -8,7 +8,7 @@ import type { JsonObject } from '../../engines/types.ts';
 
 const TTL_MS = 3_600_000;
 const MAX_ITEMS = 10_000;
-/** About the text the items hold (their JSON length), so that long answers cannot fill memory. */
+/** About the text the items hold (their JSON's bytes), so that long answers cannot fill memory. */
 const MAX_BYTES = 16 * 1024 * 1024;
 
 interface Entry { owner: string; item: JsonObject; size: number; at: number }
@@ -29,9 +29,10 @@ export class RecentItems {
   /** The items of a Response just returned to `owner` (a key's id; '' for the master key or an open gateway, whose callers share what they could use anyway; item ids are random). */
   remember(owner: string, items: readonly JsonObject[], now = Date.now()): void {
     for (const item of items) {
-      // Only whole items: one a client left before it ended would come back empty.
+      // Items as the client got them when the response ended (cut off or failed ones too, marked
+      // incomplete); never one still in progress, which a client that left would have half of.
       if (typeof item.id !== 'string' || item.status === 'in_progress') continue;
-      const size = JSON.stringify(item).length;
+      const size = Buffer.byteLength(JSON.stringify(item));
       if (size > this.#maxBytes) continue;
       this.#drop(item.id);
       this.#items.set(item.id, { owner, item, size, at: now });
@@ -44,7 +45,7 @@ export class RecentItems {
     }
   }
 
-  /** The item and its size (its JSON length), when it was returned to this owner within the hour. */
+  /** The item and its size (its JSON's bytes), when it was returned to this owner within the hour. */
   recall(owner: string, id: string, now = Date.now()): { item: JsonObject; size: number } | undefined {
     const e = this.#items.get(id);
     if (e === undefined || e.owner !== owner || now - e.at >= this.#ttlMs) return undefined;

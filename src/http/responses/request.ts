@@ -27,6 +27,8 @@ export interface ResponsesEcho {
 export interface TranslatedRequest {
   chat: JsonObject;
   echo: ResponsesEcho;
+  /** The bytes item references brought in beside the body's own. */
+  referencedBytes: number;
 }
 
 /** Fields that need state or tools the gateway does not have, and what to do instead. */
@@ -117,7 +119,7 @@ export type RecallItem = (id: string) => { item: JsonObject; size: number } | un
  * calls are one chat turn), or on one of their own; images a function returned follow the run of
  * tool messages as a user message, since a tool message carries text only.
  */
-function messages(input: unknown, instructions: string | null, recall: RecallItem | undefined, maxBytes: number): JsonObject[] {
+function messages(input: unknown, instructions: string | null, recall: RecallItem | undefined, maxBytes: number, counted: { bytes: number }): JsonObject[] {
   const out: JsonObject[] = [];
   if (instructions !== null) out.push({ role: 'system', content: instructions });
   if (typeof input === 'string') {
@@ -128,8 +130,7 @@ function messages(input: unknown, instructions: string | null, recall: RecallIte
   /** The assistant message the consecutive function calls go on. */
   let calls: JsonObject[] | undefined;
   let images: JsonObject[] = [];
-  /** What references brought in: a small body must not grow past the body limit through them. */
-  let referenced = 0;
+
   const flushImages = (): void => {
     if (images.length === 0) return;
     out.push({ role: 'user', content: images });
@@ -144,8 +145,9 @@ function messages(input: unknown, instructions: string | null, recall: RecallIte
       if (found === undefined) {
         throw bad(`${at}.id`, `\`${at}\`: item ${JSON.stringify(String(item.id)).slice(0, 80)} is not one this gateway returned to this key in the last hour; send the item itself (the Vercel AI SDK does with providerOptions: { openai: { store: false } })`);
       }
-      referenced += found.size;
-      if (referenced > maxBytes) throw bad(`${at}.id`, `the items \`input\` refers to come to more than the body limit (${maxBytes} bytes)`);
+      // A small body must not grow past the body limit through references.
+      counted.bytes += found.size;
+      if (counted.bytes > maxBytes) throw bad(`${at}.id`, `the body and the items \`input\` refers to come to more than the body limit (${maxBytes} bytes)`);
       item = found.item;
     }
     const it = item as JsonObject;
@@ -237,7 +239,8 @@ function num(body: JsonObject, key: string): number | null {
   return v;
 }
 
-export function fromResponsesRequest(body: unknown, limits: Limits, recall?: RecallItem): TranslatedRequest {
+/** bodyBytes: the request body's own size, which item references add to (within limits.maxBodyBytes). */
+export function fromResponsesRequest(body: unknown, limits: Limits, recall?: RecallItem, bodyBytes = 0): TranslatedRequest {
   if (!isObj(body)) throw new FabricError('invalid_request', 'the request body must be a JSON object');
   for (const k of Object.keys(body)) {
     if (body[k] === undefined || body[k] === null || body[k] === false) continue;
@@ -248,7 +251,8 @@ export function fromResponsesRequest(body: unknown, limits: Limits, recall?: Rec
   }
   if (body.instructions !== undefined && body.instructions !== null && typeof body.instructions !== 'string') throw bad('instructions', '`instructions` must be a string');
   const instructions = typeof body.instructions === 'string' ? body.instructions : null;
-  const chat: JsonObject = { model: body.model, messages: messages(body.input, instructions, recall, limits.maxBodyBytes) };
+  const counted = { bytes: bodyBytes };
+  const chat: JsonObject = { model: body.model, messages: messages(body.input, instructions, recall, limits.maxBodyBytes, counted) };
   if (body.stream === true) {
     chat.stream = true;
     // The usage goes into response.completed, whether the client asked or not.
@@ -285,6 +289,7 @@ export function fromResponsesRequest(body: unknown, limits: Limits, recall?: Rec
   }
   return {
     chat,
+    referencedBytes: counted.bytes - bodyBytes,
     echo: {
       instructions, tools: t.echo, toolChoice: body.tool_choice ?? 'auto', parallelToolCalls: body.parallel_tool_calls !== false,
       temperature, topP, maxOutputTokens: typeof maxOut === 'number' ? maxOut : null, metadata: isObj(body.metadata) ? body.metadata : {},

@@ -127,10 +127,11 @@ export function toResponse(chat: JsonObject, echo: ResponsesEcho, ids: ResponseI
   const output: JsonObject[] = [];
   const status = incomplete === null ? 'completed' : 'incomplete';
   const reasoning = reasoningOf(message);
-  if (reasoning !== '') output.push(reasoningItem(ids.item('rs'), reasoning, status));
   const text = typeof message.content === 'string' ? message.content : '';
   const refusal = typeof message.refusal === 'string' ? message.refusal : '';
   const calls = Array.isArray(message.tool_calls) ? (message.tool_calls as JsonObject[]) : [];
+  // Reasoning that something followed was whole; only the last item can have been cut off.
+  if (reasoning !== '') output.push(reasoningItem(ids.item('rs'), reasoning, text === '' && refusal === '' && calls.length === 0 ? status : 'completed'));
   if (text !== '') output.push(messageItem(ids.item('msg'), text, status));
   if (refusal !== '') output.push(messageItem(ids.item('msg'), refusal, status, true));
   for (const c of calls) {

@@ -159,6 +159,10 @@ test('reasoning (vLLM\'s reasoning_content, or reasoning) comes first as a reaso
   const whole = toResponse({ model: 'phys', choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'Hello!', reasoning_content: 'Think.' } }] }, echo, new ResponseIds('req_r'), 1) as any;
   assert.deepEqual(whole.output.map((o: any) => o.type), ['reasoning', 'message']);
   assert.equal(whole.output[0].content[0].text, 'Think.');
+  const cut = toResponse({ model: 'phys', choices: [{ index: 0, finish_reason: 'length', message: { role: 'assistant', content: 'Hel', reasoning_content: 'Think.' } }] }, echo, new ResponseIds('req_r'), 1) as any;
+  assert.deepEqual(cut.output.map((o: any) => o.status), ['completed', 'incomplete'], 'reasoning that text followed was whole, as when streamed');
+  const cutThinking = toResponse({ model: 'phys', choices: [{ index: 0, finish_reason: 'length', message: { role: 'assistant', content: null, reasoning_content: 'Thin' } }] }, echo, new ResponseIds('req_r'), 1) as any;
+  assert.deepEqual(cutThinking.output.map((o: any) => o.status), ['incomplete']);
 });
 
 test('history: reasoning between parallel calls does not split them; an assistant reply and its calls are one turn; images a function returned follow the tool messages', () => {
@@ -200,9 +204,14 @@ test('item_reference: an item this gateway returned to the same key is sent as i
   assert.equal(items.recall('key_1', 'msg_cut'), undefined, 'an item its client left before it ended is not kept');
   const many = { model: 'm', input: Array.from({ length: 40 }, () => ({ type: 'item_reference', id: 'msg_a' })) };
   assert.throws(() => fromResponsesRequest(many, { ...DEFAULT_LIMITS, maxBodyBytes: 2000 }, (id) => items.recall('key_1', id)), (e: any) => /more than the body limit \(2000 bytes\)/.test(e.message));
+  // The body's own bytes count towards it: two references fit alone, not beside a body near the limit.
+  const two = { model: 'm', input: [{ type: 'item_reference', id: 'msg_a' }, { type: 'item_reference', id: 'msg_a' }] };
+  const sized = fromResponsesRequest(two, { ...DEFAULT_LIMITS, maxBodyBytes: 2000 }, (id) => items.recall('key_1', id), 100);
+  assert.ok(sized.referencedBytes > 100 && sized.referencedBytes < 400, String(sized.referencedBytes));
+  assert.throws(() => fromResponsesRequest(two, { ...DEFAULT_LIMITS, maxBodyBytes: 2000 }, (id) => items.recall('key_1', id), 1900), /body limit/);
 });
 
-test('recent items: bounded by count and bytes, forgotten after their hour', () => {
+test('recent items: bounded by count and bytes (UTF-8 bytes, not characters), forgotten after their hour', () => {
   const items = new RecentItems(1000, 3, 300);
   const it = (id: string, text = 'x') => ({ id, type: 'message', content: [{ type: 'output_text', text }] });
   items.remember('', [it('a'), it('b'), it('c'), it('d')], 0);
@@ -212,6 +221,9 @@ test('recent items: bounded by count and bytes, forgotten after their hour', () 
   // 3 × 73 + 174 bytes is past 300: the oldest go until the rest fit.
   assert.deepEqual(['b', 'c', 'd', 'big'].map((id) => items.recall('', id, 3) !== undefined), [false, false, true, true], 'older items go to make room for the bytes');
   assert.equal(items.recall('', 'big', 1002), undefined, 'and all after the hour');
+  const utf8 = new RecentItems();
+  utf8.remember('', [it('cjk', '漢'.repeat(10))]);
+  assert.equal(utf8.recall('', 'cjk')!.size, Buffer.byteLength(JSON.stringify(it('cjk', '漢'.repeat(10)))));
 });
 
 test('streams: interleaved tool-call deltas each keep their arguments; the first events name the model; a failure closes what was sent as incomplete; a refusal is a refusal part', () => {
