@@ -195,7 +195,8 @@ export function nowSeconds(): number {
 
 /** The reply tokens cut to a limit, with the finish reason that implies. */
 export function limitTokens(all: readonly string[], max: number | undefined): { tokens: readonly string[]; finish: 'stop' | 'length' } {
-  if (max === undefined || max >= all.length) return { tokens: all, finish: 'stop' };
+  // The end-of-sequence token needs a step too: a limit the reply exactly fills stops it at "length".
+  if (max === undefined || max > all.length) return { tokens: all, finish: 'stop' };
   return { tokens: all.slice(0, Math.max(0, max)), finish: 'length' };
 }
 

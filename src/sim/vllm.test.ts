@@ -107,6 +107,15 @@ describe('vllm', () => {
     assert.equal(at(cut.events[2], 'choices', 0, 'delta', 'content'), replyTokens('why')[1]);
   });
 
+  test('a max_tokens the reply exactly fills stops at length: the EOS token needs a step of its own', async () => {
+    const n = replyTokens('why').length;
+    const ask = async (max: number) => (await (await post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'why' }], max_tokens: max }, auth)).json()) as any;
+    const exact = await ask(n);
+    assert.deepEqual([exact.choices[0].finish_reason, exact.usage.completion_tokens], ['length', n]);
+    const room = await ask(n + 1);
+    assert.deepEqual([room.choices[0].finish_reason, room.usage.completion_tokens], ['stop', n + 1], 'room for EOS: stop, EOS counted');
+  });
+
   test('stream_options: include_usage defaults to true; continuous_usage_stats puts usage on every chunk', async () => {
     // protocol.py StreamOptions(include_usage=True, continuous_usage_stats=False); utils.py should_include_usage.
     const n = replyTokens('why').length;
