@@ -347,6 +347,13 @@ test('legacy completions, streamed and not', async () => {
   assert.ok(text.length > 0);
 });
 
+test('an engine\'s refusal of one field names it: dimensions a model cannot give is a 400 with param dimensions', async () => {
+  const r = await post(f.url, '/v1/embeddings', { model: 'BAAI/bge-base-en-v1.5', input: 'x', dimensions: 256 }, auth);
+  assert.equal(r.status, 400);
+  assert.equal(r.json.error.code, 'upstream_rejected');
+  assert.equal(r.json.error.param, 'dimensions');
+});
+
 test('embeddings in float and base64 give the same 768-dim vectors', async () => {
   const fl = await f.client.embeddings.create({ model: 'embeddings-general', input: ['alpha', 'beta'], encoding_format: 'float' });
   assert.deepEqual(validate('CreateEmbeddingResponse', fl), []);

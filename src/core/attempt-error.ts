@@ -20,6 +20,8 @@ export class AttemptError extends Error {
    * `insufficient_quota`). Not retried, and counted against the backend so that it cools down.
    */
   quotaSpent = false;
+  /** The request field a refusal names (client errors), for the client's error. */
+  param: string | undefined = undefined;
   constructor(failure: FailureClass, message: string, status?: number, retryAfter?: string) {
     super(message);
     this.failure = failure;
@@ -34,7 +36,7 @@ export class AttemptError extends Error {
  * backend can, the request is a 400 naming `param`.
  */
 export class Unsupported extends AttemptError {
-  readonly param: string;
+  override readonly param: string;
   constructor(message: string, param: string) {
     super('unsupported', message);
     this.param = param;
@@ -122,5 +124,7 @@ export function upstreamError(backend: BackendRuntime, status: number, headers: 
   if (info.unsupportedParam !== undefined) return new Unsupported(`${backend.name} cannot take \`${info.unsupportedParam}\`: ${info.message}`, info.unsupportedParam);
   if (status === 401 || status === 403 || status === 404 || status === 405) return new AttemptError('misconfigured', msg, status);
   if (status >= 500) return new AttemptError('upstream_5xx', msg, status);
-  return new AttemptError('client_error', info.message, status);
+  const refused = new AttemptError('client_error', info.message, status);
+  refused.param = info.param;
+  return refused;
 }

@@ -320,7 +320,7 @@ export class Gateway {
               break;
             }
             if (f.failure === 'client_error') {
-              throw new FabricError('upstream_rejected', f.message, { attempts: failures });
+              throw new FabricError('upstream_rejected', f.message, { attempts: failures, ...(f.param === undefined ? {} : { param: f.param }) });
             }
             if (f.failure === 'context_length') {
               backend.recordSuccess(performance.now() - started);

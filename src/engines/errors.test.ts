@@ -24,3 +24,10 @@ test('engine error bodies are read in each engine\'s own shape; context-length e
     if (want.code !== undefined) assert.equal(got.code, want.code, name);
   }
 });
+
+test('the field an engine names as wrong: OpenAI\'s param, or vLLM\'s matryoshka refusal (param null) as dimensions; never free text', () => {
+  assert.equal(parseEngineError(400, JSON.stringify({ error: { message: "Invalid value for 'temperature'", type: 'invalid_request_error', param: 'temperature', code: null } })).param, 'temperature');
+  assert.equal(parseEngineError(400, JSON.stringify({ object: 'error', message: 'Model "BAAI/bge-base-en-v1.5" does not support matryoshka representation, changing output dimensions will lead to poor results.', type: 'BadRequestError', param: null, code: 400 })).param, 'dimensions');
+  assert.equal(parseEngineError(400, JSON.stringify({ error: { message: 'x', param: 'not a field name; it has spaces' } })).param, undefined);
+  assert.equal(parseEngineError(400, JSON.stringify({ error: 'bad' })).param, undefined);
+});

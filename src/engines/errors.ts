@@ -3,12 +3,20 @@
 
 import type { UpstreamErrorInfo } from './types.ts';
 
+/** Engines' messages about one request field that their body does not name (vLLM sends param null). */
+const FIELD_PATTERNS: readonly [RegExp, string][] = [
+  [/matryoshka representation|changing output dimensions/i, 'dimensions'],
+];
+/** A field path as OpenAI names one (messages[0].content), not free text. */
+const PARAM = /^[A-Za-z_][\w.[\]-]{0,99}$/;
+
 const CONTEXT_PATTERNS = /context[_ ]length|maximum context|context window|exceed_context_size|exceeds the available context|too many tokens|prompt is too long|input length .* exceeds/i;
 
 export function parseEngineError(status: number, text: string): UpstreamErrorInfo {
   let message = text.trim().slice(0, 2000);
   let type: string | undefined;
   let code: string | undefined;
+  let param: string | undefined;
   try {
     const j = JSON.parse(text) as unknown;
     if (typeof j === 'object' && j !== null) {
@@ -21,10 +29,12 @@ export function parseEngineError(status: number, text: string): UpstreamErrorInf
         if (typeof eo.message === 'string') message = eo.message;
         if (typeof eo.type === 'string') type = eo.type;
         if (eo.code !== undefined && eo.code !== null) code = String(eo.code);
+        if (typeof eo.param === 'string' && PARAM.test(eo.param)) param = eo.param;
       } else if (typeof o.message === 'string') {
         message = o.message;
         if (typeof o.type === 'string') type = o.type;
         if (o.code !== undefined && o.code !== null) code = String(o.code);
+        if (typeof o.param === 'string' && PARAM.test(o.param)) param = o.param;
       } else if (typeof o.detail === 'string') {
         message = o.detail;
       }
@@ -35,5 +45,6 @@ export function parseEngineError(status: number, text: string): UpstreamErrorInf
   if (message === '') message = `HTTP ${status}`;
   const contextLength = (status === 400 || status === 413 || status === 422)
     && (code === 'context_length_exceeded' || type === 'exceed_context_size_error' || CONTEXT_PATTERNS.test(message));
-  return { message, type, code, contextLength };
+  param ??= FIELD_PATTERNS.find(([re]) => re.test(message))?.[1];
+  return { message, type, code, param, contextLength };
 }

@@ -26,6 +26,8 @@ export interface UpstreamErrorInfo {
   message: string;
   type: string | undefined;
   code: string | undefined;
+  /** The request field the engine names as wrong (OpenAI's `param`), when it names one. */
+  param?: string;
   contextLength: boolean;
   /**
    * The engine refused a field the gateway translated for it (Ollama: `think` for a model that
