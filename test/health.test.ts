@@ -488,6 +488,13 @@ roles:
     const warned = lines.filter((l) => /ignores truncate and shift/.test(l));
     assert.equal(warned.length, 1, lines.join('\n'));
     assert.match(warned[0]!, /old-ollama: Ollama 0\.12\.5 .*upgrade it to 0\.12\.6 or later/);
+    // A reload builds new runtimes, which learn the same facts: not said again.
+    g.reload(config, new Secrets({}));
+    await until('the reloaded backends probed', () => [...g.app.gateway.backends.values()].every((b) => b.engineVersion !== undefined && (b.config.engine === 'ollama' || b.servedContext !== undefined)));
+    await new Promise((r) => setTimeout(r, 50));
+    g.app.log.flush();
+    assert.equal(lines.filter((l) => /context_window is \d+ but/.test(l)).length, 1, 'the context warning, once across the reload');
+    assert.equal(lines.filter((l) => /ignores truncate and shift/.test(l)).length, 1, 'the version warning, once across the reload');
   } finally {
     await g.close(200);
     old.close();

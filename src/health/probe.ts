@@ -98,6 +98,9 @@ const DEFAULT_PROBE_TIMEOUT_MS = 5_000;
 
 class ProbeFailure extends Error {}
 
+/** The warnings about engines said so far in this process (#warnOnce). */
+const SAID = new Set<string>();
+
 function json(text: string, what: string): unknown {
   try {
     return JSON.parse(text);
@@ -277,6 +280,16 @@ export class HealthMonitor {
   /** Backends being asked about themselves now. */
   readonly #describing = new Set<BackendRuntime>();
 
+  /**
+   * A warning about what an engine is, said once per process: a reload builds new runtimes,
+   * which learn the same facts again, and the operator heard it the first time.
+   */
+  #warnOnce(message: string, fields: Record<string, unknown>): void {
+    if (SAID.has(message)) return;
+    SAID.add(message);
+    this.#log.warn(message, fields);
+  }
+
   /** Takes what an engine says of itself (a probe's served context, a description's version): warns once on news. */
   #learn(b: BackendRuntime, r: EngineFacts): void {
     if (r.servedContext !== undefined && r.servedContext !== b.servedContext) {
@@ -284,14 +297,14 @@ export class HealthMonitor {
       const configured = b.config.contextWindow;
       // Ollama loads the model with the window each request asks for: what it has now is no limit.
       if (configured !== undefined && r.servedContext < configured && b.config.engine !== 'ollama') {
-        this.#log.warn(`backend ${b.name}: context_window is ${configured} but the engine takes at most ${r.servedContext} tokens per request (${b.config.engine === 'llamacpp' ? "a slot's n_ctx: -c divided among --parallel slots" : 'max_model_len'}): prompts in between are sent and refused; set context_window to ${r.servedContext}, or start the engine with a longer context`, { backend: b.name, context_window: configured, served: r.servedContext });
+        this.#warnOnce(`backend ${b.name}: context_window is ${configured} but the engine takes at most ${r.servedContext} tokens per request (${b.config.engine === 'llamacpp' ? "a slot's n_ctx: -c divided among --parallel slots" : 'max_model_len'}): prompts in between are sent and refused; set context_window to ${r.servedContext}, or start the engine with a longer context`, { backend: b.name, context_window: configured, served: r.servedContext });
       }
     }
     if (r.engineVersion !== undefined && r.engineVersion !== b.engineVersion) {
       b.engineVersion = r.engineVersion;
       // 0.0.0: a build from source without its version, not an old release.
       if (b.config.engine === 'ollama' && r.engineVersion !== '0.0.0' && olderThan(r.engineVersion, OLLAMA_TRUNCATE_SINCE) === true) {
-        this.#log.warn(`backend ${b.name}: Ollama ${r.engineVersion} ignores truncate and shift, so a prompt past its context is cut in silence and answered as if read whole; upgrade it to 0.12.6 or later`, { backend: b.name, url: b.config.url, version: r.engineVersion });
+        this.#warnOnce(`backend ${b.name}: Ollama ${r.engineVersion} ignores truncate and shift, so a prompt past its context is cut in silence and answered as if read whole; upgrade it to 0.12.6 or later`, { backend: b.name, url: b.config.url, version: r.engineVersion });
       }
     }
   }
