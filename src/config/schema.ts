@@ -8,7 +8,7 @@ import { NODE_DEPLOY_KEYS, checkServePorts, nodeDeploy, serveBlock } from './ser
 import { STATE_GATEWAY_KEYS, budgets, gatewayState, prices } from './state.ts';
 import {
   ENGINE_KINDS, NODE_POWER, ROLE_KINDS, STRATEGIES, DEFAULT_TIMEOUTS, defaultGateway, ALERT_FORMATS, ALERT_LEVELS, roleByName,
-  ollamaNumCtx, type AlertsConfig, type BackendConfig, type EngineKind, type FabricConfig, type GatewayConfig, type GpuSpec, type HealthPolicy, type NodeConfig,
+  isLoopbackHost, ollamaNumCtx, type AlertsConfig, type BackendConfig, type EngineKind, type FabricConfig, type GatewayConfig, type GpuSpec, type HealthPolicy, type NodeConfig,
   type PatternRoute, type RoleConfig, type RoleRule, type SecretRef, type Timeouts, type WolTarget,
 } from './types.ts';
 
@@ -462,7 +462,7 @@ function checkOllamaShared(r: Reporter, backends: Iterable<BackendConfig>): void
     let u: URL;
     try { u = new URL(b.url); } catch { continue; }
     // One server however it is named on this machine; one model with or without its :latest.
-    const host = LOOPBACK_HOSTS.has(u.hostname) ? '127.0.0.1' : u.hostname;
+    const host = isLoopbackHost(u.hostname) ? '127.0.0.1' : u.hostname;
     const model = b.model.includes(':', b.model.lastIndexOf('/') + 1) ? b.model : `${b.model}:latest`;
     const key = `${u.protocol}//${host}:${u.port} ${model}`;
     const first = seen.get(key);
@@ -479,8 +479,6 @@ function checkOllamaShared(r: Reporter, backends: Iterable<BackendConfig>): void
     }
   }
 }
-
-const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
 
 /** Ollama's own keep_alive: 5 minutes. */
 const OLLAMA_KEEP_ALIVE_S = 300;

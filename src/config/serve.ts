@@ -7,7 +7,7 @@ import {
   bool, describe, int, isObj, list, mapping, oneOf, secret, str, strList, type Reporter,
 } from './schema.ts';
 import {
-  CONTAINER_RUNTIMES, DTYPES, GGUF_KV_CACHE_DTYPES, GGUF_QUANTIZATIONS, NODE_OS, SERVED_ENGINES, VLLM_KV_CACHE_DTYPES, VLLM_QUANTIZATIONS,
+  CONTAINER_RUNTIMES, isLoopbackHost, DTYPES, GGUF_KV_CACHE_DTYPES, GGUF_QUANTIZATIONS, NODE_OS, SERVED_ENGINES, VLLM_KV_CACHE_DTYPES, VLLM_QUANTIZATIONS,
   type ContainerRuntime, type EngineKind, type KvCacheDtype, type NodeConfig, type NodeOs, type Quantization, type SecretRef,
   type ServeConfig, type ServedEngine,
 } from './types.ts';
@@ -44,8 +44,7 @@ function urlPort(u: string): number | undefined {
 
 function loopbackUrl(u: string): boolean {
   try {
-    const h = new URL(u).hostname;
-    return h === 'localhost' || h === '[::1]' || h.startsWith('127.');
+    return isLoopbackHost(new URL(u).hostname);
   } catch {
     return false;
   }

@@ -88,6 +88,13 @@ export interface BackendConfig {
   serve?: ServeConfig;
 }
 
+const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['localhost', '[::1]', '::1']);
+
+/** Whether a host name (a URL's hostname, or a listen address) is this machine's loopback. */
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK_HOSTS.has(host) || host.startsWith('127.');
+}
+
 /**
  * The context an Ollama backend's model is loaded with: the gateway sends it as num_ctx on every
  * request, and fabric plan and render size the engine by it. Its context_window (the window

@@ -80,11 +80,6 @@ export function servedOn(cfg: FabricConfig, node: NodeConfig): Served[] {
   return out;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
-
-export function isLoopback(host: string): boolean {
-  return LOOPBACK.has(host) || host.startsWith('127.');
-}
 
 export function urlHost(url: string): string {
   try {

@@ -5,7 +5,8 @@
 
 import { posix } from 'node:path';
 import type { FabricConfig, NodeConfig, SecretRef } from '../config/types.ts';
-import { HOST, IMAGES, isLoopback, safeName, urlHost, yamlDoc, type RenderContext, type Served } from './common.ts';
+import { isLoopbackHost as isLoopback } from '../config/types.ts';
+import { HOST, IMAGES, safeName, urlHost, yamlDoc, type RenderContext, type Served } from './common.ts';
 import { containerSpec, engineGroups } from './launch.ts';
 
 type Obj = Record<string, unknown>;
