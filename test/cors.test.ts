@@ -83,8 +83,29 @@ for (const lane of ['fast', 'node']) {
     assert.equal(r.headers.get('vary'), 'origin', 'a shared cache keeps answers to different origins apart');
     const plain = await fetch(`${f.url}/v1/models`, { headers: { authorization: `Bearer ${MASTER}` } });
     assert.equal(plain.headers.get('access-control-allow-origin'), null);
+    assert.equal(plain.headers.get('vary'), 'origin', 'without an Origin: only the Vary');
   });
 }
+
+test('origins: ["*"]: any page may call, and each is answered with its own origin', async () => {
+  const f = await startFabric({
+    env: { FABRIC_MASTER_KEY: MASTER },
+    apiKey: MASTER,
+    engines: [{ name: 'v', protocol: 'vllm', model: 'm', kind: 'chat', timing: FAST }],
+    yaml: (url) => `gateway:\n  master_key: env:FABRIC_MASTER_KEY\n  cors: { origins: ["*"] }\nbackends:\n  v: { engine: vllm, url: ${url('v')}/v1, model: m }\nroles:\n  chat-fast: { kind: chat, backends: [v] }\n`,
+  });
+  try {
+    for (const origin of ['http://anything.example:8080', 'app://obsidian.md']) {
+      const pre = await fetch(`${f.url}/v1/chat/completions`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST' } });
+      assert.equal(pre.status, 204);
+      assert.equal(pre.headers.get('access-control-allow-origin'), origin);
+      const r = await fetch(`${f.url}/v1/models`, { headers: { origin, authorization: `Bearer ${MASTER}` } });
+      assert.equal(r.headers.get('access-control-allow-origin'), origin);
+    }
+  } finally {
+    await f.close();
+  }
+});
 
 test('config: origins must be scheme://host[:port]; "*" allows any; an empty list is an error', () => {
   const cfg = (cors: string) => `gateway:\n  cors: ${cors}\nbackends:\n  v: { engine: vllm, url: http://127.0.0.1:8000/v1, model: m }\nroles:\n  r: { kind: chat, backends: [v] }\n`;

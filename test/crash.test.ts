@@ -13,6 +13,7 @@ import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
 import { SqliteStore } from '../src/store/sqlite.ts';
 import { chat, post } from './helpers.ts';
 import { spawnGateway } from './support/proc.ts';
+import { DatabaseSync } from 'node:sqlite';
 
 const FAST = { ttftMs: 5, tokensPerSecond: 2000, maxConcurrency: 64, maxQueue: 256 };
 const dir = mkdtempSync(join(tmpdir(), 'fabric-crash-'));
@@ -102,12 +103,25 @@ test('SIGKILL loses no answered request: each is in the store or the spool, and 
 
 test('SIGTERM writes the queue out before the process exits', async () => {
   const g = await spawnGateway(config, {});
+  // The test holds the database's write lock, so that the records are still queued when the
+  // signal comes (batches otherwise go within 50 ms), and lets go once the gateway is draining.
+  const lock = new DatabaseSync(join(data, 'fabric.db'));
   try {
-    const ids = await load(g.url, 20);
-    assert.equal(await g.stop('SIGTERM'), 0);
+    lock.exec('BEGIN IMMEDIATE');
+    // A batch in flight (waiting for the lock), and records queued behind it.
+    const first = await load(g.url, 10);
+    await new Promise((r) => setTimeout(r, 150));
+    const ids = [...first, ...await load(g.url, 10)];
+    assert.equal(await stored(ids), 0, 'nothing written yet: the records are queued');
+    const stopping = g.stop('SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    lock.exec('ROLLBACK');
+    assert.equal(await stopping, 0);
     assert.equal(await stored(ids), 20);
     assert.ok(!existsSync(join(data, 'spool')) || spoolLines() === 0);
   } finally {
+    if (lock.isTransaction) lock.exec('ROLLBACK');
+    lock.close();
     // A failed assertion must not leave the gateway running (it would hold this file's process open).
     if (g.proc.exitCode === null && g.proc.signalCode === null) g.proc.kill('SIGKILL');
   }

@@ -7,7 +7,7 @@ import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, request as rawRequest } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
-import { startFabric, openaiSchemaValidator, post, chat, waitForLog, type Fabric } from './helpers.ts';
+import { startFabric, openaiSchemaValidator, post, chat, waitForLog, lastBody as lastEngineBody, type Fabric } from './helpers.ts';
 
 const MASTER = 'fabric-master-key-for-tests';
 const BACKEND_KEY = 'backend-key-armitage';
@@ -129,10 +129,7 @@ afterEach(async () => {
 });
 
 const auth = { authorization: `Bearer ${MASTER}` };
-const lastBody = (engine: string): Record<string, unknown> => {
-  const reqs = f.fleet.get(engine).requests();
-  return reqs[reqs.length - 1]!.body as Record<string, unknown>;
-};
+const lastBody = (engine: string): Record<string, unknown> => lastEngineBody(f, engine) as Record<string, unknown>;
 
 test('chat completion through the SDK: schema-valid, role rewritten to the physical model, routing headers set', async () => {
   const { data, response } = await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 }).withResponse();
@@ -600,6 +597,12 @@ test('a malformed request pipelined behind a stream waits for it: the stream end
 
 test('a client that leaves while its body arrives is a 499 in the log and metrics, never a 500', async () => {
   const from = f.logs.length;
+  /** Requests counted with this status, over every series. */
+  const counted = async (status: number): Promise<number> => {
+    const text = await (await fetch(`${f.url}/metrics`, { headers: auth })).text();
+    return [...text.matchAll(new RegExp(`^fabric_requests_total\\{[^}]*status="${status}"[^}]*\\} (\\d+)`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
+  };
+  const [before499, before500] = [await counted(499), await counted(500)];
   for (const framing of ['Content-Length: 80\r\n', 'Transfer-Encoding: chunked\r\n']) {
     const url = new URL(f.url);
     const sock = connect(Number(url.port), url.hostname);
@@ -618,6 +621,8 @@ test('a client that leaves while its body arrives is a 499 in the log and metric
   while ((await lines()).length < 2 && Date.now() - t < 3000) await new Promise((r) => setTimeout(r, 20));
   const got = await lines();
   assert.deepEqual(got.map((r) => [r.msg, r.status, r.code]), [['request', 499, 'client_closed_request'], ['request', 499, 'client_closed_request']]);
+  assert.equal(await counted(499) - before499, 2);
+  assert.equal(await counted(500) - before500, 0);
 });
 
 test('a head of more than 1,000 header fields is a 431 on either lane (within the size limit)', async () => {

@@ -88,3 +88,9 @@ export async function waitForLog(f: Fabric, from: number, match: (r: any) => boo
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** The body of the last inference request a simulated engine received. */
+export function lastBody(f: Fabric, engine: string): any {
+  const reqs = f.fleet.get(engine).requests();
+  return reqs[reqs.length - 1]!.body;
+}

@@ -5,7 +5,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startFabric, openaiSchemaValidator, post, waitForLog, type Fabric } from './helpers.ts';
+import { startFabric, openaiSchemaValidator, post, waitForLog, lastBody, type Fabric } from './helpers.ts';
 
 const MASTER = 'fabric-master-key-for-responses';
 const FAST = { ttftMs: 5, tokensPerSecond: 2000, maxConcurrency: 16, maxQueue: 64 };
@@ -41,10 +41,7 @@ roles:
 
 after(() => f.close());
 
-function lastSent(engine: string): any {
-  const reqs = f.fleet.get(engine).requests();
-  return reqs[reqs.length - 1]!.body;
-}
+const lastSent = (engine: string): any => lastBody(f, engine);
 
 test('a Response for a string input with instructions: schema-valid, the text the chat answer has, usage, and the served-by headers', async () => {
   const r = await f.client.responses.create({ model: 'chat-fast', input: 'tell me about engines', instructions: 'Be brief.' });

@@ -1,7 +1,7 @@
 // Cross-origin requests from browsers (gateway.cors): web apps on another origin may call the
 // gateway when their origin is listed. Off by default: without it browsers refuse to show a
-// page's scripts the gateway's answers. Nothing here is done for a request without an Origin
-// header, which is every request but a browser's.
+// page's scripts the gateway's answers. A request without an Origin header (every request but
+// a browser's) gets only the server's Vary: Origin.
 
 import type { IncomingHttpHeaders } from 'node:http';
 
