@@ -27,6 +27,8 @@ export interface StartOptions {
   dataDir?: string;
   /** Keys, limits, budgets and usage (default true): false runs the gateway without a store, as before them. */
   accounting?: boolean;
+  /** How long a replaced config's secrets stay scrubbed after its last request ended (default 5 s). */
+  retiredLogMs?: number;
 }
 
 /** Where the gateway keeps its state (see StartOptions.dataDir). */
@@ -194,7 +196,7 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       void old.retire(longest);
       // Its keys stay scrubbed until its last request is over (however long its body takes to
       // arrive), and a little longer for the lines written as it ends.
-      if (releaseOld !== undefined) void old.whenIdle().then(() => setTimeout(releaseOld, RETIRED_LOG_MS).unref());
+      if (releaseOld !== undefined) void old.whenIdle().then(() => setTimeout(releaseOld, opts.retiredLogMs ?? RETIRED_LOG_MS).unref());
     },
     async close(graceMs = 30_000): Promise<void> {
       app.draining = true;

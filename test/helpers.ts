@@ -30,6 +30,8 @@ export interface FabricOptions {
   apiKey?: string;
   /** The gateway's data directory (SQLite store, spool); default: a temp dir removed at close. */
   dataDir?: string;
+  /** StartOptions.retiredLogMs. */
+  retiredLogMs?: number;
 }
 
 export async function startFabric(opts: FabricOptions): Promise<Fabric> {
@@ -39,7 +41,7 @@ export async function startFabric(opts: FabricOptions): Promise<Fabric> {
   const logs: string[] = [];
   const log: Logger = createLogger({ level: 'debug', write: (s) => { logs.push(...s.trimEnd().split('\n')); }, secrets: Object.values(opts.env ?? {}) });
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'fabric-data-'));
-  const gw = await startGateway(config, secrets, { host: '127.0.0.1', port: 0, log, probe: false, dataDir });
+  const gw = await startGateway(config, secrets, { host: '127.0.0.1', port: 0, log, probe: false, dataDir, ...(opts.retiredLogMs === undefined ? {} : { retiredLogMs: opts.retiredLogMs }) });
   const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: opts.apiKey ?? 'unused', maxRetries: 0, timeout: 10_000 });
   return {
     fleet, gw, url: gw.url, client, logs,

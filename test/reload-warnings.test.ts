@@ -42,7 +42,8 @@ roles:
   chat: { kind: chat, backends: [a] }
 `;
   const keys = { KEY_A: 'key-aaaa-1111-first', KEY_B: 'key-bbbb-2222-second', KEY_C: 'key-cccc-3333-third', KEY_D: 'key-dddd-4444-fourth' };
-  const f = await startFabric({ engines: [{ name: 'a', protocol: 'vllm', model: 'm', kind: 'chat', timing: FAST }], yaml: (url) => yaml(url('a'), 'KEY_A'), env: { KEY_A: keys.KEY_A } });
+  // A replaced config's keys stay scrubbed 100 ms past its last request (5 s when serving).
+  const f = await startFabric({ engines: [{ name: 'a', protocol: 'vllm', model: 'm', kind: 'chat', timing: FAST }], yaml: (url) => yaml(url('a'), 'KEY_A'), env: { KEY_A: keys.KEY_A }, retiredLogMs: 100 });
   try {
     const url = f.fleet.get('a').url;
     const reload = (env: keyof typeof keys): void => f.gw.reload(parseFabricText(yaml(url, env), 'test.yaml').config, new Secrets({ [env]: keys[env] }));
@@ -55,17 +56,27 @@ roles:
       req.on('error', reject);
     });
     req.write(body.slice(0, 20));
-    await new Promise((r) => setTimeout(r, 150));
+    const underB = f.gw.app.gateway;
+    // Until the gateway has taken it (its body still arriving).
+    while (await Promise.race([underB.whenIdle().then(() => true), new Promise((r) => setImmediate(() => r(false)))])) await new Promise((r) => setTimeout(r, 10));
     reload('KEY_C');
     reload('KEY_D');
-    // The request taken under B is still running: B's key is scrubbed, two reloads on.
-    f.gw.app.log.info('check', { echoed: `${keys.KEY_B} ${keys.KEY_C} ${keys.KEY_D}` });
-    f.gw.app.log.flush();
-    assert.equal(JSON.parse(f.logs.filter((l) => l.includes('"check"')).pop()!).echoed, '[redacted] [redacted] [redacted]');
+    const echoed = (): string => {
+      f.gw.app.log.info('check', { echoed: `${keys.KEY_B} ${keys.KEY_C} ${keys.KEY_D}` });
+      f.gw.app.log.flush();
+      return JSON.parse(f.logs.filter((l) => l.includes('"check"')).pop()!).echoed as string;
+    };
+    // Well past the 100 ms: B's key is still scrubbed, two reloads on, as the request taken under
+    // it runs; C's is released (nothing ran under C); D's is in force.
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(echoed(), `[redacted] ${keys.KEY_C} [redacted]`);
     req.end(body.slice(20));
     const r = await answered;
     assert.equal(r.status, 200, r.text);
     assert.equal(f.fleet.get('a').requests().at(-1)!.headers.authorization, `Bearer ${keys.KEY_B}`, 'sent with the key of the config it came under');
+    // Once it is done (and 100 ms on), B's key is released; C's was replaced with nothing running; D's is in force.
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(echoed(), `${keys.KEY_B} ${keys.KEY_C} [redacted]`);
   } finally {
     await f.close();
   }
