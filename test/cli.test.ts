@@ -2,12 +2,13 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { spawnServe } from './support/proc.ts';
 
 const execFileP = promisify(execFile);
 const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
@@ -125,25 +126,11 @@ test('config check and serve report every error with file:line:col and key path,
   assert.ok(out.issues.every((i: { line: number }) => i.line > 0));
 });
 
-/** The URL a `fabric serve` child says it listens on, from its output so far. */
-function listening(child: ChildProcess, out: () => string): Promise<string> {
-  return new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no listen line in: ${out()}`)), 15_000);
-    child.stdout!.on('data', () => {
-      const m = /listening on (http:\/\/[\d.:]+)/.exec(out());
-      if (m !== null) { clearTimeout(t); resolve(m[1]!); }
-    });
-  });
-}
-
 test('serve with no config and nothing to discover runs the simulated demo fleet, labelled everywhere', async () => {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0'], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (c: string) => { out += c; });
+  const g = await spawnServe(['--port', '0'], cleanEnv());
+  const url = g.url;
   try {
-    const url = await listening(child, () => out);
-    assert.match(out, /SIMULATED/);
+    assert.match(g.output.join('\n'), /SIMULATED/);
     const models = await (await fetch(`${url}/v1/models`)).json() as any;
     const ids = models.data.map((m: { id: string }) => m.id);
     assert.ok(ids.includes('chat-fast') && ids.includes('local/embed'));
@@ -156,27 +143,21 @@ test('serve with no config and nothing to discover runs the simulated demo fleet
     const emb = await fetch(`${url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'embeddings-general', input: 'hi' }) });
     assert.equal(((await emb.json()) as any).data[0].embedding.length, 768);
   } finally {
-    child.kill('SIGTERM');
-    const [code] = await once(child, 'exit');
-    assert.equal(code, 0, 'SIGTERM drains and exits 0');
+    assert.equal(await g.stop('SIGTERM'), 0, 'SIGTERM drains and exits 0');
   }
 });
 
 test('serve with no config: FABRIC_MASTER_KEY, when set, is required on /v1/*', async () => {
   const key = 'zero-config-master-key-0123456789abcdef';
-  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0'], { env: { ...cleanEnv(), FABRIC_MASTER_KEY: key }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (c: string) => { out += c; });
+  const g = await spawnServe(['--port', '0'], { ...cleanEnv(), FABRIC_MASTER_KEY: key });
+  const url = g.url;
   try {
-    const url = await listening(child, () => out);
-    assert.match(out, /FABRIC_MASTER_KEY is set: it is required/);
+    assert.match(g.output.join('\n'), /FABRIC_MASTER_KEY is set: it is required/);
     assert.equal((await fetch(`${url}/v1/models`)).status, 401);
     assert.equal((await fetch(`${url}/v1/models`, { headers: { authorization: 'Bearer wrong' } })).status, 401);
     assert.equal((await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status, 200);
   } finally {
-    child.kill('SIGTERM');
-    await once(child, 'exit');
+    await g.stop('SIGTERM');
   }
 });
 

@@ -14,10 +14,12 @@ export interface GatewayProcess {
 }
 
 export async function spawnGateway(config: string, env: Record<string, string>, timeoutMs = 20_000): Promise<GatewayProcess> {
-  const proc = spawn(process.execPath, [MAIN, 'serve', '--config', config, '--port', '0', '--host', '127.0.0.1', '--grace', '5'], {
-    env: { ...process.env, ...env, FABRIC_DATA_DIR: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  return spawnServe(['--config', config, '--port', '0', '--host', '127.0.0.1', '--grace', '5'], { ...process.env, ...env, FABRIC_DATA_DIR: '' }, timeoutMs);
+}
+
+/** `fabric serve ARGS` with exactly `env`, once it says where it listens. */
+export async function spawnServe(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 20_000): Promise<GatewayProcess> {
+  const proc = spawn(process.execPath, [MAIN, 'serve', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   let url: string | undefined;
   const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, sig) => resolve(code ?? sig ?? -1)));
