@@ -7,7 +7,6 @@ import { promisify } from 'node:util';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { once } from 'node:events';
 import { spawnServe } from './support/proc.ts';
 
 const execFileP = promisify(execFile);
