@@ -278,3 +278,47 @@ test('--workers: dead workers are replaced until the fifth death within a minute
     if (s.proc.exitCode === null) s.proc.kill('SIGKILL');
   }
 });
+
+test('--workers 2: an item_reference to an item another worker returned is resolved through the primary', async () => {
+  const file = join(dir, 'workers-items.yaml');
+  writeFileSync(file, configYaml('blue'));
+  const s = await serve(file, ['--workers', '2']);
+  try {
+    await s.waitFor(/(listening on http:\/\/[\d.:]+[\s\S]*){2}/);
+    /** Each request on a connection of its own, so that either worker may take it. */
+    const post = async (payload: unknown): Promise<{ status: number; worker: string; json: any }> => {
+      const dispatcher = new Agent({ connections: 1 });
+      try {
+        const r = await request(`${s.url}/v1/responses`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(payload), dispatcher });
+        return { status: r.statusCode, worker: String(r.headers['x-request-id']).slice(0, 16), json: await r.body.json() };
+      } finally {
+        await dispatcher.close();
+      }
+    };
+    const first = await post({ model: 'chat', input: 'hello', max_output_tokens: 8 });
+    assert.equal(first.status, 200, JSON.stringify(first.json));
+    const message = first.json.output.find((i: any) => i.type === 'message');
+    const text: string = message.content[0].text;
+    assert.ok(text.length > 0);
+    const ref = { model: 'chat', input: [{ role: 'user', content: 'hello' }, { type: 'item_reference', id: message.id }, { role: 'user', content: 'again' }], max_output_tokens: 4 };
+    let other: { status: number; worker: string; json: any } | undefined;
+    for (let i = 0; i < 40 && other === undefined; i++) {
+      const r = await post(ref);
+      assert.equal(r.status, 200, `worker ${r.worker}: ${JSON.stringify(r.json)}`);
+      if (r.worker !== first.worker) other = r;
+    }
+    assert.ok(other !== undefined, 'a request landed on the other worker');
+    const reqs = fleet.get('blue').requests();
+    const sent = reqs[reqs.length - 1]!.body as { messages: { role: string; content: unknown }[] };
+    assert.deepEqual(sent.messages.map((m) => m.role), ['user', 'assistant', 'user']);
+    assert.equal(sent.messages[1]!.content, text, 'the referenced reply was sent upstream as it was returned');
+    // An id no worker returned is still refused, once every worker has been asked.
+    const unknown = await post({ ...ref, input: [{ type: 'item_reference', id: 'msg_nobody' }, { role: 'user', content: 'x' }] });
+    assert.equal(unknown.status, 400);
+    assert.equal(unknown.json.error.param, 'input[0].id');
+  } finally {
+    const exited = once(s.proc, 'exit');
+    s.proc.kill('SIGTERM');
+    await exited;
+  }
+});

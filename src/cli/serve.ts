@@ -7,13 +7,14 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { loadFabricConfig, parseFabricText, checkSecrets } from '../config/load.ts';
 import { ConfigError, formatIssue } from '../config/issues.ts';
 import { Secrets } from '../config/env-file.ts';
-import type { FabricConfig } from '../config/types.ts';
+import { isLoopbackHost, type FabricConfig } from '../config/types.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { redact } from '../core/redact.ts';
 import { EventLoopPriority } from '../core/scheduling.ts';
 import { startGateway, secretNames, type RunningGateway } from '../main.ts';
 import { discoverLocal, fabricFromDiscovery } from '../discovery/local.ts';
 import { isWorker, parseWorkers, runPrimary } from './workers.ts';
+import { workerSiblings } from './sibling-items.ts';
 import { parseCommand, usageError } from './args.ts';
 import { watchFiles } from './config-watch.ts';
 
@@ -172,8 +173,11 @@ export async function runServe(argv: string[]): Promise<number> {
     await cleanup?.();
     return 1;
   }
+  // Another worker may hold the Responses items a request names (src/cli/sibling-items.ts).
+  const items = running.app.recentItems;
+  if (isWorker() && items !== undefined) items.siblings = workerSiblings(items);
   const roles = [...config.roles.keys()];
-  if (config.gateway.masterKey === undefined && listenHost !== '127.0.0.1' && listenHost !== 'localhost' && listenHost !== '::1') {
+  if (config.gateway.masterKey === undefined && !isLoopbackHost(listenHost)) {
     log.warn(`listening on ${listenHost} with no master key: anyone who can reach this port can use every backend; set gateway.master_key`);
   }
   // On every interface, the address bound and the one to use from this machine.

@@ -1,10 +1,12 @@
 // Several gateway processes sharing one port (node:cluster): the primary only forks, forwards
 // signals and restarts a worker that dies; each worker is a whole gateway (config, health
-// probes, passive health, limits without Redis are per worker).
+// probes, passive health, limits without Redis are per worker); the primary also relays
+// workers' questions for the Responses items another one returned (sibling-items.ts).
 
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import type { Logger } from '../core/log.ts';
+import { relaySiblingItems } from './sibling-items.ts';
 
 /** `--workers auto` or a count; undefined when the value is not one. */
 export function parseWorkers(v: string): number | undefined {
@@ -32,6 +34,7 @@ export function runPrimary(count: number, graceMs: number, log: Logger): Promise
     let exitCode = 0;
     const crashes: number[] = [];
     const fork = (): Worker => cluster.fork({ FABRIC_WORKER: '1' });
+    relaySiblingItems();
     for (let i = 0; i < count; i++) fork();
     log.info(`started ${count} worker processes sharing the port`, { pid: process.pid });
     log.flush();

@@ -13,7 +13,7 @@ import type { JsonObject, Operation } from '../engines/types.ts';
 import { MasterKey } from './auth.ts';
 import { checkForbidden, validateRequest } from './validate.ts';
 import { allowedOrigin, corsHeaders, isPreflight, preflightHeaders } from './cors.ts';
-import { fromResponsesRequest, type ResponsesEcho } from './responses/request.ts';
+import { fromResponsesRequest, referencedIds, type ResponsesEcho } from './responses/request.ts';
 import { ResponseIds, toResponse } from './responses/response.ts';
 import { ResponsesStream } from './responses/stream.ts';
 import { RecentItems } from './responses/items.ts';
@@ -40,6 +40,8 @@ export interface AppState {
   metrics?: GatewayMetrics;
   /** Keys, limits, budgets and usage (src/accounting); absent when the gateway runs without a store. */
   accounting?: Accounting;
+  /** The output items of Responses answers (an item_reference names them); created with the server when not given. */
+  recentItems?: RecentItems;
 }
 
 const JSON_TYPE = 'application/json';
@@ -193,7 +195,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   const ids = new RequestIds();
   const metrics = app.metrics ??= new GatewayMetrics(() => app.gateway, app.startedAt);
   /** Output items of Responses answers, for a later request's item_reference. */
-  const recentItems = new RecentItems();
+  const recentItems = app.recentItems ??= new RecentItems();
 
   /** What is known of an inference request when it fails, for its error metrics. */
   interface Inference {
@@ -242,6 +244,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     if (inf.responses) {
       // Refused in the client's own body, before the fields the chat request does not carry are left out.
       if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) checkForbidden(parsed as JsonObject, raw);
+      // With several workers, items another one returned are asked of it.
+      if (recentItems.siblings !== undefined) await recentItems.gather(owner, referencedIds(parsed));
       const t = fromResponsesRequest(parsed, gw.config.gateway.limits, (itemId) => recentItems.recall(owner, itemId), bytes.length);
       parsed = t.chat;
       echo = t.echo;

@@ -239,6 +239,15 @@ function num(body: JsonObject, key: string): number | null {
   return v;
 }
 
+/** The ids of the items a Responses request's `input` names by `item_reference` (none when it is not such a request). */
+export function referencedIds(body: unknown): string[] {
+  const input = isObj(body) ? body.input : undefined;
+  if (!Array.isArray(input)) return [];
+  const ids: string[] = [];
+  for (const it of input) if (isObj(it) && it.type === 'item_reference' && typeof it.id === 'string') ids.push(it.id);
+  return ids;
+}
+
 /** bodyBytes: the request body's own size, which item references add to (within limits.maxBodyBytes). */
 export function fromResponsesRequest(body: unknown, limits: Limits, recall?: RecallItem, bodyBytes = 0): TranslatedRequest {
   if (!isObj(body)) throw new FabricError('invalid_request', 'the request body must be a JSON object');

@@ -226,6 +226,30 @@ test('recent items: bounded by count and bytes (UTF-8 bytes, not characters), fo
   assert.equal(utf8.recall('', 'cjk')!.size, Buffer.byteLength(JSON.stringify(it('cjk', '漢'.repeat(10)))));
 });
 
+test('recent items across workers: only the missing ids are asked; what comes back is taken for the asking key only, within its hour, aged from when it was returned', async () => {
+  const here = new RecentItems(1000);
+  const there = new RecentItems(1000);
+  const it = (id: string) => ({ id, type: 'message', content: [{ type: 'output_text', text: id }] });
+  here.remember('k1', [it('mine')], 0);
+  there.remember('k1', [it('theirs'), it('old')], 0);
+  there.remember('k2', [it('other-key')], 500);
+  const asked: string[][] = [];
+  here.siblings = { ask: async (owner, ids) => { asked.push([...ids]); return there.share(owner, ids, 600); } };
+  await here.gather('k1', ['mine', 'theirs', 'other-key', 'nobody'], 600);
+  assert.deepEqual(asked, [['theirs', 'other-key', 'nobody']], 'what this process holds is not asked for');
+  assert.equal(here.recall('k1', 'theirs', 600)?.item.id, 'theirs');
+  assert.equal(here.recall('k1', 'other-key', 600), undefined, "another key's item is not shared");
+  assert.equal(here.recall('k2', 'theirs', 600), undefined, 'an item taken for one key is not another\'s');
+  assert.equal(here.recall('k1', 'theirs', 1000), undefined, 'it ages from when it was first returned');
+  await here.gather('k1', ['mine'], 700);
+  assert.equal(asked.length, 1, 'nothing is asked when every id is held');
+  // A sibling that hands back more than was asked, or items past their hour: none of it is taken.
+  here.siblings = { ask: async () => [{ id: 'extra', item: it('extra'), size: 10, at: 900 }, { id: 'stale', item: it('stale'), size: 10, at: 0 }] };
+  await here.gather('k1', ['stale'], 1200);
+  assert.equal(here.recall('k1', 'extra', 1200), undefined);
+  assert.equal(here.recall('k1', 'stale', 1200), undefined);
+});
+
 test('streams: interleaved tool-call deltas each keep their arguments; the first events name the model; a failure closes what was sent as incomplete; a refusal is a refusal part', () => {
   const sink = new Collect();
   const s = new ResponsesStream(sink, echo, new ResponseIds('req_i'), 1, () => 'phys-model');
