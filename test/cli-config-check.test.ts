@@ -4,12 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from './support/temp-dir.ts';
 
 const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
-const dir = mkdtempSync(join(tmpdir(), 'fabric-cli-check-'));
+const dir = tempDir('fabric-cli-check-');
 
 function fabric(args: string[]) {
   const env = { ...process.env };

@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnServe } from './support/proc.ts';
+import { tempDir } from './support/temp-dir.ts';
 
 const execFileP = promisify(execFile);
 const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
@@ -54,7 +54,7 @@ test('serve: a port in use is "cannot listen"; a closed log output drains and ex
   await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
   const port = (taken.address() as { port: number }).port;
   try {
-    const data = mkdtempSync(join(tmpdir(), 'fabric-cli-'));
+    const data = tempDir('fabric-cli-');
     const r = fabric(['serve', '--port', String(port)], { ...cleanEnv(), FABRIC_DATA_DIR: data });
     assert.equal(r.status, 1);
     assert.match(r.stderr, new RegExp(`fabric serve: cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE`));
@@ -63,7 +63,7 @@ test('serve: a port in use is "cannot listen"; a closed log output drains and ex
   } finally {
     taken.close();
   }
-  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0'], { env: { ...cleanEnv(), FABRIC_DATA_DIR: mkdtempSync(join(tmpdir(), 'fabric-cli-')) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0'], { env: { ...cleanEnv(), FABRIC_DATA_DIR: tempDir('fabric-cli-') }, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
   child.stdout.destroy();
@@ -94,7 +94,7 @@ test('config check passes the examples, and finds the README\'s three errors in 
 });
 
 test('serve that cannot open its store says so, with no password from the URL (userinfo or query)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-cli-'));
+  const dir = tempDir('fabric-cli-');
   const p = join(dir, 'pg.yaml');
   writeFileSync(p, 'gateway:\n  port: 0\n  store: { url: env:DATABASE_URL }\nbackends:\n  a: { engine: vllm, url: http://127.0.0.1:1/v1, model: m }\nroles:\n  r: { kind: chat, backends: [a] }\n');
   for (const url of ['postgresql://fabric@127.0.0.1:1/fabric?password=Hunter2-DBPASS&sslmode=disable', 'postgresql://fabric:Hunter2-DBPASS@127.0.0.1:1/fabric']) {
@@ -107,7 +107,7 @@ test('serve that cannot open its store says so, with no password from the URL (u
 });
 
 test('config check and serve report every error with file:line:col and key path, exit 1', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-cli-'));
+  const dir = tempDir('fabric-cli-');
   const p = join(dir, 'bad.yaml');
   writeFileSync(p, 'backends:\n  a: { engine: vllm, url: http://x:1/v1, model: m, api_key: sk-secret-inline }\nroles:\n  r: { kind: chat, backends: [a, zz] }\n');
   const r = fabric(['config', 'check', p]);

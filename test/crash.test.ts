@@ -6,17 +6,17 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
 import { SqliteStore } from '../src/store/sqlite.ts';
 import { chat, post } from './helpers.ts';
 import { spawnGateway } from './support/proc.ts';
 import { DatabaseSync } from 'node:sqlite';
+import { tempDir } from './support/temp-dir.ts';
 
 const FAST = { ttftMs: 5, tokensPerSecond: 2000, maxConcurrency: 64, maxQueue: 256 };
-const dir = mkdtempSync(join(tmpdir(), 'fabric-crash-'));
+const dir = tempDir('fabric-crash-');
 const data = join(dir, 'data');
 const config = join(dir, 'fabric.yaml');
 let fleet: SimFleet;

@@ -3,9 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from './support/temp-dir.ts';
 
 const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
 const EXAMPLES = new URL('../examples/', import.meta.url).pathname;
@@ -55,7 +55,7 @@ test('fabric plan --json is the plan for tools: bytes as integers, findings with
 });
 
 test('an invalid config is reported with file:line:col by plan and render; a missing one too', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-deploy-cli-'));
+  const dir = tempDir('fabric-deploy-cli-');
   const p = join(dir, 'bad.yaml');
   writeFileSync(p, 'nodes:\n  n: { power: always-on, gpus: [{ model: RTX 2080, memory: 8GiB }] }\nbackends:\n  a:\n    engine: vllm\n    node: n\n    url: http://n:8000/v1\n    model: m\n    serve: { gpu_memory_utilisation: 0.5 }\nroles:\n  r: { kind: chat, backends: [a] }\n');
   for (const cmd of ['plan', 'render']) {

@@ -9,8 +9,7 @@ import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { parseFabricText } from '../src/config/load.ts';
@@ -23,6 +22,7 @@ import { magicPacket } from '../src/health/wol.ts';
 import { post, chat } from './helpers.ts';
 import { freePort } from './support/servers.ts';
 import { runFabric } from './support/proc.ts';
+import { tempDir } from './support/temp-dir.ts';
 
 const FAST = { ttftMs: 5, tokensPerSecond: 2000, maxConcurrency: 16, maxQueue: 64 };
 const ARMITAGE_MAC = '0a:1b:2c:3d:4e:5f';
@@ -85,7 +85,7 @@ roles:
   chat-sticky: { kind: chat, backends: [gpu-a, gpu-b], strategy: least-loaded, affinity: true }
 `, 'health.yaml');
   const log = createLogger({ level: 'debug', write: (s) => { logs.push(...s.trimEnd().split('\n')); } });
-  gw = await startGateway(config, new Secrets({ ALERT_HOOK: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook` }), { host: '127.0.0.1', port: 0, log, dataDir: mkdtempSync(join(tmpdir(), 'fabric-health-')) });
+  gw = await startGateway(config, new Secrets({ ALERT_HOOK: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook` }), { host: '127.0.0.1', port: 0, log, dataDir: tempDir('fabric-health-') });
 });
 
 after(async () => {
@@ -357,7 +357,7 @@ test('fabric health: one table, plain when piped; exit code by alert level', asy
 });
 
 test('fabric wake NODE sends the configured magic packet; --wait watches the node come up; usage errors exit 2', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-wake-'));
+  const dir = tempDir('fabric-wake-');
   const file = join(dir, 'fabric.yaml');
   writeFileSync(file, `
 nodes:
@@ -420,7 +420,7 @@ backends:
 roles:
   chat: { kind: chat, backends: [counted] }
 `, 'taken.yaml');
-    const dataDir = mkdtempSync(join(tmpdir(), 'fabric-taken-'));
+    const dataDir = tempDir('fabric-taken-');
     await assert.rejects(startGateway(config, new Secrets({}), { host: '127.0.0.1', port: gw.port, log: createLogger({ level: 'error', write: () => {} }), dataDir }), /EADDRINUSE/);
     const before = hits;
     await new Promise((r) => setTimeout(r, 400));
@@ -455,7 +455,7 @@ roles:
   r: { kind: chat, backends: [old-ollama, new-ollama, vllm, llamacpp] }
 `, 'versions.yaml');
   const lines: string[] = [];
-  const g = await startGateway(config, new Secrets({}), { host: '127.0.0.1', port: 0, dataDir: mkdtempSync(join(tmpdir(), 'fabric-health-')), log: createLogger({ write: (s) => { lines.push(...s.trimEnd().split('\n')); } }) });
+  const g = await startGateway(config, new Secrets({}), { host: '127.0.0.1', port: 0, dataDir: tempDir('fabric-health-'), log: createLogger({ write: (s) => { lines.push(...s.trimEnd().split('\n')); } }) });
   try {
     await until('every backend probed', () => [...g.app.gateway.backends.values()].every((b) => b.engineVersion !== undefined));
     const h = (await (await fetch(`${g.url}/health`)).json()) as { backends: { name: string; engine_version: string | null; served_context: number | null }[] };

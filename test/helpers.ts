@@ -2,9 +2,7 @@
 // loopback port, and the official openai SDK pointed at the gateway.
 
 import OpenAI from 'openai';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import Ajv from 'ajv';
 import { parseFabricText } from '../src/config/load.ts';
@@ -12,6 +10,7 @@ import { Secrets } from '../src/config/env-file.ts';
 import { createLogger, type Logger } from '../src/core/log.ts';
 import { startGateway, type RunningGateway } from '../src/main.ts';
 import { startFleet, type SimEngineSpec, type SimFleet } from '../src/sim/fleet.ts';
+import { tempDir } from './support/temp-dir.ts';
 
 export interface Fabric {
   fleet: SimFleet;
@@ -40,7 +39,7 @@ export async function startFabric(opts: FabricOptions): Promise<Fabric> {
   const secrets = new Secrets({ ...opts.env });
   const logs: string[] = [];
   const log: Logger = createLogger({ level: 'debug', write: (s) => { logs.push(...s.trimEnd().split('\n')); }, secrets: Object.values(opts.env ?? {}) });
-  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'fabric-data-'));
+  const dataDir = opts.dataDir ?? tempDir('fabric-data-');
   const gw = await startGateway(config, secrets, { host: '127.0.0.1', port: 0, log, probe: false, dataDir, ...(opts.retiredLogMs === undefined ? {} : { retiredLogMs: opts.retiredLogMs }) });
   const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: opts.apiKey ?? 'unused', maxRetries: 0, timeout: 10_000 });
   return {

@@ -6,17 +6,17 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { KeyAdmin } from '../src/keys/admin.ts';
 import { startFabric, chat, post, type Fabric } from './helpers.ts';
+import { tempDir } from './support/temp-dir.ts';
 
 const MASTER = 'fabric-master-key-for-key-tests';
 const FAST = { ttftMs: 2, tokensPerSecond: 5000, maxConcurrency: 64, maxQueue: 256 };
-const dataDir = mkdtempSync(join(tmpdir(), 'fabric-keys-'));
+const dataDir = tempDir('fabric-keys-');
 let f: Fabric;
 
 const admin = (path: string, body?: unknown, method = body === undefined ? 'GET' : 'POST', key = MASTER) =>

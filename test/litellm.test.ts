@@ -5,8 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { loadFabricConfig } from '../src/config/load.ts';
@@ -18,6 +17,7 @@ import { startGateway, type RunningGateway } from '../src/main.ts';
 import { startFleet, type SimEngineSpec, type SimFault, type SimFleet, type SimProtocol } from '../src/sim/fleet.ts';
 import { post, chat } from './helpers.ts';
 import { spawnGateway } from './support/proc.ts';
+import { tempDir } from './support/temp-dir.ts';
 
 const EXAMPLES = new URL('../examples/litellm/', import.meta.url).pathname;
 const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
@@ -30,7 +30,7 @@ const ENV = {
   REDIS_PASSWORD: 'redis-pass-DISTINCTIVE-0c9d8e',
 };
 const PATTERN_MODEL = 'meta-llama/Llama-3.1-8B-Instruct';
-const dir = mkdtempSync(join(tmpdir(), 'fabric-litellm-'));
+const dir = tempDir('fabric-litellm-');
 
 const PROTOCOL: Record<string, SimProtocol> = { vllm: 'vllm', ollama: 'ollama', llamacpp: 'llamacpp' };
 
@@ -93,7 +93,7 @@ async function startPair(example: string, variant?: { name: string; edit: (text:
   const serve = async (file: string): Promise<{ gw: RunningGateway; config: FabricConfig }> => {
     const loaded = loadFabricConfig(file, ENV);
     assert.ok(!loaded.issues.some((i) => i.severity === 'error'));
-    const gw = await startGateway(loaded.config, new Secrets(ENV), { host: '127.0.0.1', port: 0, probe: false, log: quiet, dataDir: mkdtempSync(join(tmpdir(), 'fabric-litellm-gw-')) });
+    const gw = await startGateway(loaded.config, new Secrets(ENV), { host: '127.0.0.1', port: 0, probe: false, log: quiet, dataDir: tempDir('fabric-litellm-gw-') });
     return { gw, config: loaded.config };
   };
   const a = await serve(litellmPath);

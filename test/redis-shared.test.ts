@@ -3,14 +3,14 @@
 
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
 import { SqliteStore } from '../src/store/sqlite.ts';
 import { chat, post } from './helpers.ts';
 import { startRedis, type RedisServer } from './support/servers.ts';
 import { spawnGateway, type GatewayProcess } from './support/proc.ts';
+import { tempDir } from './support/temp-dir.ts';
 
 const MASTER = 'fabric-master-key-for-redis-tests';
 const FAST = { ttftMs: 5, tokensPerSecond: 2000, maxConcurrency: 256, maxQueue: 1024 };
@@ -23,7 +23,7 @@ describe('two gateway processes sharing Redis', { skip: typeof redis === 'string
   let fleet: SimFleet;
   let a: GatewayProcess;
   let b: GatewayProcess;
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-redis-'));
+  const dir = tempDir('fabric-redis-');
 
   before(async () => {
     fleet = await startFleet([

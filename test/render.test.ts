@@ -8,9 +8,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
 import { parse } from 'yaml';
 import Ajv2019 from 'ajv/dist/2019.js';
@@ -18,6 +17,7 @@ import { loadFabricConfig, parseFabricText } from '../src/config/load.ts';
 import { renderFabric, MANIFEST, sha256 } from '../src/render/index.ts';
 import { diffRender, writeRender } from '../src/render/write.ts';
 import type { RenderedFile } from '../src/render/common.ts';
+import { tempDir } from './support/temp-dir.ts';
 
 const EXAMPLES = new URL('../examples/', import.meta.url).pathname;
 const GOLDEN = new URL('./golden/render/', import.meta.url).pathname;
@@ -209,7 +209,7 @@ function systemdRoot(units: RenderedFile[]): string {
   // systemd-analyze verify checks that units load and that their commands exist. The hosts'
   // binaries (docker, podman, the installed gateway) are not on this machine, so a throwaway
   // root holds systemd's own units, stand-ins for the commands, and the rendered units.
-  const root = mkdtempSync(join(tmpdir(), 'fabric-systemd-'));
+  const root = tempDir('fabric-systemd-');
   cpSync('/lib/systemd/system', join(root, 'usr/lib/systemd/system'), { recursive: true, dereference: false, verbatimSymlinks: true });
   mkdirSync(join(root, 'etc/systemd/system'), { recursive: true });
   writeFileSync(join(root, 'etc/systemd/system/docker.service'), '[Unit]\nDescription=stand-in\n[Service]\nExecStart=/bin/true\n');
@@ -262,7 +262,7 @@ test('the LiteLLM config keeps secrets as os.environ/ references and reads back 
   assert.deepEqual(doc.router_settings.model_group_alias, { 'local/chat': 'chat-fast', 'local/reasoner': 'chat-deep', 'local/embed': 'embeddings-general' });
   assert.match(text, /# Not expressible in LiteLLM: chat-fast sends inputs over 12000 tokens to openai\/strong\./);
   // Read back through the LiteLLM importer: the same roles, fallbacks and aliases.
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-litellm-'));
+  const dir = tempDir('fabric-litellm-');
   writeFileSync(join(dir, 'config.yaml'), text);
   const back = loadFabricConfig(join(dir, 'config.yaml'), { OPENAI_API_KEY: 'sk-test-not-real' }).config;
   assert.deepEqual(back.roles.get('chat-fast')!.fallbacks, ['chat-deep', 'openai/strong']);
@@ -278,7 +278,7 @@ test('the LiteLLM config keeps secrets as os.environ/ references and reads back 
 });
 
 test('a re-render reports new, changed, unchanged and removed files; --check says whether a folder is current', () => {
-  const out = mkdtempSync(join(tmpdir(), 'fabric-render-'));
+  const out = tempDir('fabric-render-');
   const first = render('seeds.fabric.yaml');
   assert.ok(writeRender(out, first).every((r) => r.status === 'new'));
   assert.ok(diffRender(out, first).every((r) => r.status === 'unchanged'));
@@ -301,7 +301,7 @@ test('a re-render reports new, changed, unchanged and removed files; --check say
   assert.match(readFileSync(join(out, 'nodes/motoko/compose.yaml'), 'utf8'), /"0\.1"/);
 
   // The CLI: --check exits 1 on a stale folder, 0 on a current one.
-  const cfg = join(mkdtempSync(join(tmpdir(), 'fabric-cfg-')), 'seeds.fabric.yaml');
+  const cfg = join(tempDir('fabric-cfg-'), 'seeds.fabric.yaml');
   writeFileSync(cfg, readFileSync(join(EXAMPLES, 'seeds.fabric.yaml'), 'utf8'));
   const env = { ...process.env, FABRIC_CONFIG: '' };
   const stale = spawnSync(process.execPath, [MAIN, 'render', cfg, '--out', out, '--check'], { encoding: 'utf8', env });

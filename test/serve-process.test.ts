@@ -6,12 +6,12 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
 import { schedulingOf } from '../src/core/scheduling.ts';
+import { tempDir } from './support/temp-dir.ts';
 
 const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
 const FAST = { ttftMs: 2, tokensPerSecond: 500, maxConcurrency: 64, maxQueue: 256 };
@@ -25,7 +25,7 @@ before(async () => {
     { name: 'green', protocol: 'vllm', model: 'green-model', kind: 'chat', timing: FAST },
     { name: 'slow', protocol: 'vllm', model: 'slow-model', kind: 'chat', timing: { ttftMs: 50, tokensPerSecond: 20, maxConcurrency: 64, maxQueue: 256 } },
   ]);
-  dir = mkdtempSync(join(tmpdir(), 'fabric-serve-'));
+  dir = tempDir('fabric-serve-');
 });
 
 after(async () => { await fleet.close(); });

@@ -1,18 +1,18 @@
 // fabric sim as an operator runs it: a child process, the config it writes with --out served
 // by a real gateway on loopback, keys checked by the simulated engines, busy ports reported.
 
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadFabricConfig } from '../src/config/load.ts';
 import { PriceTable } from '../src/accounting/prices.ts';
 import { createLogger } from '../src/core/log.ts';
 import { startGateway, type RunningGateway } from '../src/main.ts';
+import { tempDir } from './support/temp-dir.ts';
 
 const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
 const SEEDS = new URL('../examples/seeds.fabric.yaml', import.meta.url).pathname;
@@ -25,13 +25,6 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return env;
 }
 
-const dirs: string[] = [];
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'fabric-sim-cli-'));
-  dirs.push(d);
-  return d;
-}
-after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
 
 interface RunningSim {
   child: ChildProcess;
@@ -76,7 +69,7 @@ function chatBody(model: string): string {
 }
 
 test('the seeds: --out writes a config fabric serve takes as-is, on loopback, every backend up, budget intact', async () => {
-  const dir = tempDir();
+  const dir = tempDir('fabric-sim-cli-');
   const out = join(dir, 'sim.fabric.yaml');
   const env = cleanEnv();
   const sim = await startSim(['--config', SEEDS, '--out', out, '--control-port', '0'], env);
@@ -110,7 +103,7 @@ test('the seeds: --out writes a config fabric serve takes as-is, on loopback, ev
 });
 
 test('backend keys: engines require a set key, the copy keeps it and the .env, the gateway sends each backend its own', async () => {
-  const dir = tempDir();
+  const dir = tempDir('fabric-sim-cli-');
   const cfg = join(dir, 'fabric.yaml');
   writeFileSync(cfg, `version: 1
 gateway: { host: 0.0.0.0, port: 8000 }
@@ -125,7 +118,7 @@ budgets:
 `);
   // One key in the environment, the other only in the .env beside the config.
   writeFileSync(join(dir, '.env'), 'VLLM_A_KEY=vllm-secret\n', { mode: 0o600 });
-  const out = join(tempDir(), 'sim.fabric.yaml');
+  const out = join(tempDir('fabric-sim-cli-'), 'sim.fabric.yaml');
   const env = cleanEnv({ OPENAI_API_KEY: 'sk-sim-test' });
   const sim = await startSim(['--config', cfg, '--out', out, '--control-port', '0'], env);
   let gw: RunningGateway | undefined;
@@ -176,7 +169,7 @@ test('a busy port is one line and exit 1, as with serve: the control API and an 
     assert.match(control.stderr, new RegExp(`^fabric sim: cannot listen on 127\\.0\\.0\\.1:${port} for the control API: EADDRINUSE`));
     assert.equal(control.stderr.trim().split('\n').length, 1, control.stderr);
 
-    const dir = tempDir();
+    const dir = tempDir('fabric-sim-cli-');
     const cfg = join(dir, 'fabric.yaml');
     writeFileSync(cfg, `backends:\n  local: { engine: vllm, url: 'http://127.0.0.1:${port}/v1', model: m }\nroles:\n  chat: { kind: chat, backends: [local] }\n`);
     const engine = spawnSync(process.execPath, [MAIN, 'sim', '--config', cfg, '--control-port', '0'], { env: cleanEnv(), encoding: 'utf8', timeout: 15_000 });

@@ -2,9 +2,6 @@
 // role and alias end to end, the dimension check, the failure report, the cloud left unbilled,
 // the failure drill, and exit codes.
 
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseFabricText } from '../src/config/load.ts';
@@ -14,6 +11,7 @@ import { startGateway, type RunningGateway } from '../src/main.ts';
 import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
 import { freePort } from './support/servers.ts';
 import { runFabric } from './support/proc.ts';
+import { tempDir } from './support/temp-dir.ts';
 
 const FAST = { ttftMs: 2, tokensPerSecond: 5000, maxConcurrency: 16, maxQueue: 64 };
 const KEY = 'smoke-test-master-key';
@@ -50,7 +48,7 @@ roles:
   emb-384: { kind: embeddings, backends: [small], dimensions: 768 }
   openai/strong: { kind: chat, backends: [cloud] }
 `, 'smoke.yaml');
-  gw = await startGateway(config, new Secrets({ FABRIC_MASTER_KEY: KEY }), { host: '127.0.0.1', port: 0, log: silentLogger, dataDir: mkdtempSync(join(tmpdir(), 'fabric-smoke-')) });
+  gw = await startGateway(config, new Secrets({ FABRIC_MASTER_KEY: KEY }), { host: '127.0.0.1', port: 0, log: silentLogger, dataDir: tempDir('fabric-smoke-') });
 });
 
 after(async () => {

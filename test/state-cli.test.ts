@@ -3,15 +3,15 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startFabric, chat, post, type Fabric } from './helpers.ts';
 import { runFabric } from './support/proc.ts';
+import { tempDir } from './support/temp-dir.ts';
 
 const MASTER = 'fabric-master-key-for-cli-tests';
 const FAST = { ttftMs: 2, tokensPerSecond: 5000, maxConcurrency: 64, maxQueue: 256 };
-const dir = mkdtempSync(join(tmpdir(), 'fabric-state-cli-'));
+const dir = tempDir('fabric-state-cli-');
 const config = join(dir, 'fabric.yaml');
 let f: Fabric;
 

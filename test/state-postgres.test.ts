@@ -5,8 +5,7 @@
 
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
@@ -16,6 +15,7 @@ import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
 import { PostgresStore } from '../src/store/postgres.ts';
 import { chat, post } from './helpers.ts';
 import { startPostgres, type PgServer } from './support/servers.ts';
+import { tempDir } from './support/temp-dir.ts';
 
 const MASTER = 'fabric-master-key-for-postgres-tests';
 const FAST = { ttftMs: 5, tokensPerSecond: 2000, maxConcurrency: 256, maxQueue: 1024 };
@@ -41,7 +41,7 @@ roles:
   chat-fast: { kind: chat, backends: [armitage-qwen], aliases: [local/chat] }
 `, 'pg.yaml');
     const logs: string[] = [];
-    const dataDir = mkdtempSync(join(tmpdir(), 'fabric-pg-gw-'));
+    const dataDir = tempDir('fabric-pg-gw-');
     dirs.push(dataDir);
     const gw = await startGateway(config, new Secrets({ FABRIC_MASTER_KEY: MASTER, DATABASE_URL: dbUrl }), {
       host: '127.0.0.1', port: 0, probe: false, dataDir, log: createLogger({ level: 'debug', write: (s) => logs.push(...s.trimEnd().split('\n')) }),

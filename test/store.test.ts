@@ -2,8 +2,7 @@
 // PostgreSQL cluster started for this file (test/support/servers.ts).
 
 import { after, describe } from 'node:test';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { test } from 'node:test';
@@ -12,8 +11,9 @@ import { SPEND_SQL, SqliteStore } from '../src/store/sqlite.ts';
 import { PostgresStore } from '../src/store/postgres.ts';
 import { startPostgres, type PgServer } from './support/servers.ts';
 import { storeContract } from './support/store-contract.ts';
+import { tempDir } from './support/temp-dir.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'fabric-store-'));
+const dir = tempDir('fabric-store-');
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('sqlite store', () => {

@@ -6,13 +6,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { startFabric, type Fabric } from './helpers.ts';
+import { tempDir } from './support/temp-dir.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'fabric-order-'));
+const dir = tempDir('fabric-order-');
 let f: Fabric;
 let backend: Server;
 /**

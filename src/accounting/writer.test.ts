@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SqliteStore } from '../store/sqlite.ts';
 import { silentLogger } from '../core/log.ts';
@@ -9,6 +8,7 @@ import { UsageWriter } from './writer.ts';
 import { readProcStat } from '../core/proc-stat.ts';
 import { StoreError, type UsageRecord } from '../store/types.ts';
 import { usage } from '../../test/support/store-contract.ts';
+import { tempDir } from '../../test/support/temp-dir.ts';
 
 /** The store as the writer sees it: refusing writes and pings (a lost connection) until up(). */
 function downStore(sqlite: SqliteStore): { store: SqliteStore; up: () => void } {
@@ -27,7 +27,7 @@ const rec = (i: number): UsageRecord => usage(`req_w${i}`, { ts: Date.now(), cos
 
 /** A migrated SQLite store in a fresh directory, closed and removed afterwards; `thread`: as the gateway opens it. */
 async function withStore(fn: (sqlite: SqliteStore, dir: string) => Promise<void>, thread = false): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-writer-'));
+  const dir = tempDir('fabric-writer-');
   const sqlite = new SqliteStore(join(dir, 'fabric.db'), { writerThread: thread });
   try {
     await sqlite.migrate();

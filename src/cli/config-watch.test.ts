@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { watchFiles } from './config-watch.ts';
+import { tempDir } from '../../test/support/temp-dir.ts';
 
 /** Calls of onChange, and a wait for the next one (bounded). */
 function counter(): { n: () => number; next: (what: string) => Promise<void>; onChange: () => void } {
@@ -21,7 +21,7 @@ function counter(): { n: () => number; next: (what: string) => Promise<void>; on
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 400));
 
 test('a file saved in place, renamed over, and as a symlink into another directory is seen each time; other files are not', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-watch-'));
+  const dir = tempDir('fabric-watch-');
   const c = counter();
   const file = join(dir, 'fabric.yaml');
   writeFileSync(file, 'a: 1\n');
@@ -50,7 +50,7 @@ test('a file saved in place, renamed over, and as a symlink into another directo
 });
 
 test('a ConfigMap update (the ..data symlink swapped) and an edit of a symlink\'s target in another directory are seen', async () => {
-  const root = mkdtempSync(join(tmpdir(), 'fabric-watch-'));
+  const root = tempDir('fabric-watch-');
   const c = counter();
   try {
     // Kubernetes' layout: fabric.yaml -> ..data/fabric.yaml, ..data -> ..v1
@@ -86,7 +86,7 @@ test('a ConfigMap update (the ..data symlink swapped) and an edit of a symlink\'
 });
 
 test('a file written steadily beside the config (a log) does not put a change off', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-watch-'));
+  const dir = tempDir('fabric-watch-');
   const c = counter();
   const file = join(dir, 'fabric.yaml');
   writeFileSync(file, 'a: 1\n');
@@ -105,7 +105,7 @@ test('a file written steadily beside the config (a log) does not put a change of
 });
 
 test('a file still being written is read once it has stopped changing, not half-written', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-watch-'));
+  const dir = tempDir('fabric-watch-');
   const file = join(dir, 'fabric.yaml');
   writeFileSync(file, 'a: 1\n');
   const read: string[] = [];

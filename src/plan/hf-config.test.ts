@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HfConfigError, parseHfConfig, readHfConfig } from './hf-config.ts';
 import { lookupModel } from './catalogue.ts';
 import { kvBytesPerToken, paramCounts } from './memory.ts';
+import { tempDir } from '../../test/support/temp-dir.ts';
 
 // Qwen/Qwen2.5-7B-Instruct's config.json, as published.
 const QWEN25_7B = {
@@ -50,7 +50,7 @@ test('encoders (BERT, XLM-RoBERTa) are recognised and cache nothing', () => {
 });
 
 test('a folder with config.json is read; bad files say what is wrong', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-hf-'));
+  const dir = tempDir('fabric-hf-');
   mkdirSync(join(dir, 'model'));
   writeFileSync(join(dir, 'model', 'config.json'), JSON.stringify(QWEN25_7B));
   assert.equal(readHfConfig(join(dir, 'model')).arch.layers, 28);

@@ -2,7 +2,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseFabricText } from '../config/load.ts';
@@ -10,6 +10,7 @@ import type { FabricConfig } from '../config/types.ts';
 import { planFabric, type EnginePlan, type Plan } from './plan.ts';
 import { formatPlan } from './table.ts';
 import { GiB } from './memory.ts';
+import { tempDir } from '../../test/support/temp-dir.ts';
 
 const EXAMPLES = new URL('../../examples/', import.meta.url).pathname;
 
@@ -156,7 +157,7 @@ test('a role served only by workstations with no always-on fallback is flagged; 
 });
 
 test('a model outside the catalogue is sized from serve.hf_config, relative to the config file', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-plan-'));
+  const dir = tempDir('fabric-plan-');
   writeFileSync(join(dir, 'config.json'), JSON.stringify({
     model_type: 'llama', hidden_size: 2048, intermediate_size: 5632, num_attention_heads: 32, num_key_value_heads: 4,
     num_hidden_layers: 22, vocab_size: 32000, max_position_embeddings: 2048, torch_dtype: 'bfloat16',

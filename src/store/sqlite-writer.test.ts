@@ -1,17 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SqliteStore } from './sqlite.ts';
 import { SqliteWriter, type WriterCall } from './sqlite-writer.ts';
 import { StoreError } from './types.ts';
 import { readProcStat } from '../core/proc-stat.ts';
 import { usage } from '../../test/support/store-contract.ts';
+import { tempDir } from '../../test/support/temp-dir.ts';
 
 /** A migrated store (to read back with) and a writer thread on the same new file; both closed and removed after. */
 async function withWriter(fn: (w: SqliteWriter, store: SqliteStore) => Promise<void>): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-sqlw-'));
+  const dir = tempDir('fabric-sqlw-');
   const path = join(dir, 'fabric.db');
   const store = new SqliteStore(path);
   const w = new SqliteWriter(path);
@@ -65,7 +65,7 @@ test('the writer thread runs at a lower priority than the event loop (nice +10 o
 });
 
 test('the database, its WAL and SHM files are the owner\'s only (0600), in a directory created 0700', async () => {
-  const root = mkdtempSync(join(tmpdir(), 'fabric-perm-'));
+  const root = tempDir('fabric-perm-');
   const path = join(root, 'data', 'fabric.db');
   const store = new SqliteStore(path, { writerThread: true });
   try {

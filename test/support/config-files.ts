@@ -2,11 +2,11 @@
 // paths resolve beside it), and the errors a refused one reports, as file:line:col lines.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadFabricConfig } from '../../src/config/load.ts';
 import { ConfigError, formatIssue } from '../../src/config/issues.ts';
+import { tempDir } from './temp-dir.ts';
 
 export interface ConfigFiles {
   /** Writes `text` as fabric.yaml in a fresh directory; returns its path. */
@@ -16,7 +16,7 @@ export interface ConfigFiles {
 }
 
 export function configFiles(prefix: string): ConfigFiles {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const dir = tempDir(prefix);
   let n = 0;
   return {
     file(text) {

@@ -5,10 +5,10 @@
 // locally; under CI=true that is a failure, so nothing is skipped in CI (.ci/run installs them).
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, readFileSync } from 'node:fs';
+import { chownSync, existsSync, readdirSync, rmSync, readFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tempDir } from './temp-dir.ts';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -75,7 +75,7 @@ export async function startPostgres(): Promise<PgServer | string> {
       return unavailable('PostgreSQL', 'running as root and there is no postgres user to run initdb as');
     }
   }
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-pg-'));
+  const dir = tempDir('fabric-pg-');
   if (isRoot()) {
     const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
     const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
@@ -169,7 +169,7 @@ function ping(port: number): Promise<boolean> {
 export async function startRedis(): Promise<RedisServer | string> {
   const bin = which('redis-server') ?? (existsSync('/usr/bin/redis-server') ? '/usr/bin/redis-server' : undefined);
   if (bin === undefined) return unavailable('Redis', 'redis-server not found (apt-get install redis-server)');
-  const dir = mkdtempSync(join(tmpdir(), 'fabric-redis-'));
+  const dir = tempDir('fabric-redis-');
   const port = await freePort();
   const child: ChildProcess = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--protected-mode', 'yes'], {
     stdio: ['ignore', 'pipe', 'pipe'],

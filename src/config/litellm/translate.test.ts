@@ -1,15 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { importLiteLLMText, isLiteLLMText, parseLiteLLMText } from './load.ts';
 import { mapPeriod } from './state.ts';
 import { loadFabricConfig, parseFabricText } from '../load.ts';
 import { ConfigError, formatIssue, type ConfigIssue } from '../issues.ts';
 import type { FabricConfig } from '../types.ts';
+import { tempDir } from '../../../test/support/temp-dir.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'fabric-litellm-unit-'));
+const dir = tempDir('fabric-litellm-unit-');
 const FILE = join(dir, 'litellm.config.yaml');
 
 function parse(text: string, env: NodeJS.ProcessEnv = {}) {
