@@ -207,31 +207,31 @@ test('Ollama backends: the context_window is asked for (num_ctx), and a prompt p
   assert.equal(lastBody('ollama-embed').truncate, false);
 });
 
-test('tool calls and structured outputs from vLLM and Ollama backends, streamed and not, in OpenAI\'s shapes', async () => {
+test('tool calls and structured outputs from vLLM, Ollama and llama.cpp backends, streamed and not, in OpenAI\'s shapes', async () => {
   const tools = [{ type: 'function' as const, function: { name: 'get_weather', description: 'Weather by city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } }];
   const messages = [{ role: 'user' as const, content: 'What is the weather in Paris?' }];
-  for (const model of ['chat-fast', 'ollama-chat']) {
-    // The simulated vLLM calls a tool when tool_choice asks; Ollama takes no tool_choice, and its
-    // simulator calls the tool the user names in words.
-    const ask = model === 'chat-fast' ? { tool_choice: 'required' as const } : {};
-    const words = model === 'chat-fast' ? messages : [{ role: 'user' as const, content: 'call get_weather for Paris' }];
+  for (const model of ['chat-fast', 'ollama-chat', 'native']) {
+    // The simulated vLLM and llama.cpp call a tool when tool_choice asks; Ollama takes no
+    // tool_choice, and its simulator calls the tool the user names in words.
+    const ask = model === 'ollama-chat' ? {} : { tool_choice: 'required' as const };
+    const words = model === 'ollama-chat' ? [{ role: 'user' as const, content: 'call get_weather for Paris' }] : messages;
     const r = await f.client.chat.completions.create({ model, messages: words, tools, ...ask });
     assert.deepEqual(validate('CreateChatCompletionResponse', r), [], model);
     const c = r.choices[0]!;
     assert.equal(c.finish_reason, 'tool_calls', model);
     const call = c.message.tool_calls![0]! as { id: string; function: { name: string; arguments: string } };
     assert.equal(call.function.name, 'get_weather');
-    assert.deepEqual(JSON.parse(call.function.arguments), { city: 'city' });
+    assert.deepEqual(JSON.parse(call.function.arguments), { city: 'Paris' });
     assert.ok(call.id.length > 0);
     // Streamed: the SDK assembles the same call from the deltas.
     const final = await f.client.chat.completions.stream({ model, messages: words, tools, ...ask }).finalChatCompletion();
     assert.equal(final.choices[0]!.finish_reason, 'tool_calls', model);
-    assert.deepEqual(JSON.parse((final.choices[0]!.message.tool_calls![0]! as { function: { arguments: string } }).function.arguments), { city: 'city' }, model);
+    assert.deepEqual(JSON.parse((final.choices[0]!.message.tool_calls![0]! as { function: { arguments: string } }).function.arguments), { city: 'Paris' }, model);
   }
   const schema = { type: 'object', properties: { name: { type: 'string' }, age: { type: 'integer' } }, required: ['name', 'age'] };
-  for (const model of ['chat-fast', 'ollama-chat']) {
+  for (const model of ['chat-fast', 'ollama-chat', 'native']) {
     const r = await f.client.chat.completions.create({ model, messages, response_format: { type: 'json_schema', json_schema: { name: 'person', schema } } });
-    assert.deepEqual(JSON.parse(r.choices[0]!.message.content!), { name: 'name', age: 1 }, model);
+    assert.deepEqual(JSON.parse(r.choices[0]!.message.content!), { name: 'Alice', age: 30 }, model);
   }
 });
 

@@ -160,13 +160,13 @@ test('a tool round trip: the call comes back as a function_call item (streamed a
   const call = r.output.find((o) => o.type === 'function_call') as { call_id: string; name: string; arguments: string } | undefined;
   assert.ok(call !== undefined);
   assert.equal(call.name, 'get_weather');
-  assert.deepEqual(JSON.parse(call.arguments), { city: 'city' });
+  assert.deepEqual(JSON.parse(call.arguments), { city: 'Paris' });
   assert.equal(r.output.some((o) => o.type === 'message'), false, 'no empty message beside the call');
 
   const events: any[] = [];
   for await (const e of await f.client.responses.create({ model: 'chat-fast', input: 'Weather in Paris?', tools, tool_choice: 'required', stream: true })) events.push(e);
   const args = events.filter((e) => e.type === 'response.function_call_arguments.delta').map((e) => e.delta).join('');
-  assert.deepEqual(JSON.parse(args), { city: 'city' });
+  assert.deepEqual(JSON.parse(args), { city: 'Paris' });
   const done = events.find((e) => e.type === 'response.function_call_arguments.done');
   assert.deepEqual(validate('ResponseFunctionCallArgumentsDoneEvent', done), []);
   assert.equal(done.arguments, args);

@@ -147,6 +147,7 @@ export class SimEngineImpl implements SimEngine {
       models: served,
       timing: this.#timing,
       autoToolChoice: spec.autoToolChoice === true,
+      jinja: spec.jinja !== false,
       startedAt: Date.now(),
       load: this.#load,
     };

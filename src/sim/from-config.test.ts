@@ -41,6 +41,21 @@ test('vLLM engines take tools as their rendered launch would: a serve block with
   assert.equal(simFleetPlan(halfArgs, noSecrets).specs.find((s) => s.name === 'armitage-qwen')!.autoToolChoice, false, 'not without a parser, which vLLM would refuse to start without');
 });
 
+test('llama.cpp engines take tools unless their launch passes --no-jinja (the last of --jinja and --no-jinja wins)', () => {
+  const path = new URL('../../examples/lab.fabric.yaml', import.meta.url).pathname;
+  const lab = readFileSync(path, 'utf8');
+  const jinja = (serve: string): boolean | undefined => {
+    const { config, issues } = parseFabricText(lab.replace('    model: llama-cpp-native\n', `    model: llama-cpp-native\n${serve}`), path);
+    assert.deepEqual(issues.filter((i) => i.severity === 'error'), []);
+    return simFleetPlan(config, noSecrets).specs.find((s) => s.name === 'llamacpp-native')!.jinja;
+  };
+  assert.equal(jinja(''), true, 'not launched by this config');
+  assert.equal(jinja('    serve: { model: /models/native.gguf }\n'), true, 'on by default in llama-server');
+  assert.equal(jinja('    serve: { model: /models/native.gguf, extra_args: [--no-jinja] }\n'), false);
+  assert.equal(jinja('    serve: { model: /models/native.gguf, extra_args: [--no-jinja, --jinja] }\n'), true);
+  assert.equal(simFleetPlan(seeds(), noSecrets).specs.find((s) => s.name === 'armitage-qwen')!.jinja, undefined, 'not llama.cpp');
+});
+
 test('a backend whose key is set has its engine require it', () => {
   const { specs, keyEnvs } = simFleetPlan(seeds(), secretsOf({ OPENAI_API_KEY: 'sk-test' }));
   assert.deepEqual(specs.find((s) => s.name === 'openai-strong')!.apiKey, ['sk-test']);

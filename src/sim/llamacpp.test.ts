@@ -5,9 +5,14 @@ import { after, before, describe, test } from 'node:test';
 import { startFleet } from './fleet.ts';
 import type { SimFleet } from './fleet.ts';
 import { replyTokens } from './generate.ts';
-import { FAST, at, decodeBase64Floats, parseSse, post } from './test-helpers.ts';
+import { FAST, at, decodeBase64Floats, parseSse, post, withFleet } from './test-helpers.ts';
 
 const MODEL = 'qwen2.5-7b-instruct-q4_k_m';
+const WEATHER = {
+  type: 'function',
+  function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } }, required: ['city', 'unit'] } },
+};
+const TIME = { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {} } } };
 const TIMING_KEYS = ['cache_n', 'prompt_n', 'prompt_ms', 'prompt_per_token_ms', 'prompt_per_second', 'predicted_n', 'predicted_ms', 'predicted_per_token_ms', 'predicted_per_second'];
 
 describe('llamacpp', () => {
@@ -129,9 +134,96 @@ describe('llamacpp', () => {
     assert.deepEqual(at(native, 0, 'embedding', 0), at(f, 'data', 0, 'embedding'));
   });
 
+  test('tools: a call is {type, function, id} with a 32-character id and null content, finish_reason tool_calls; tool_choice required, or auto and the tool named', async () => {
+    const ask = async (extra: Record<string, unknown>, content = 'What is the weather in Oslo?'): Promise<unknown> => (await post(`${url}/v1/chat/completions`, {
+      messages: [{ role: 'user', content }], tools: [WEATHER, TIME], ...extra,
+    }, auth)).json();
+    const json = await ask({ tool_choice: 'required' });
+    assert.equal(at(json, 'choices', 0, 'finish_reason'), 'tool_calls');
+    const message = at(json, 'choices', 0, 'message') as Record<string, unknown>;
+    assert.deepEqual(Object.keys(message), ['role', 'content', 'tool_calls']);
+    assert.equal(message.content, null);
+    const call = at(message, 'tool_calls', 0) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(call), ['type', 'function', 'id']);
+    assert.match(String(call.id), /^[0-9A-Za-z]{32}$/, 'gen_tool_call_id: no call_ prefix');
+    assert.deepEqual(call.function, { name: 'get_weather', arguments: '{"city":"Oslo","unit":"celsius"}' });
+    assert.equal(at(json, 'usage', 'completion_tokens'), 9);
+    // "auto" (the default) calls the tool the user names; a named function reads as auto (tool_choice is read as a string).
+    assert.equal(at(await ask({}, 'call get_time please'), 'choices', 0, 'message', 'tool_calls', 0, 'function', 'name'), 'get_time');
+    const named = await ask({ tool_choice: { type: 'function', function: { name: 'get_time' } } }, 'hello there');
+    assert.deepEqual(at(named, 'choices', 0, 'message'), { role: 'assistant', content: replyTokens('hello there').join('') });
+    assert.equal(at(await ask({ tool_choice: 'none' }, 'call get_time'), 'choices', 0, 'finish_reason'), 'stop');
+    // Its result came back: an answer, not the same call again.
+    const after = (await post(`${url}/v1/chat/completions`, {
+      messages: [{ role: 'user', content: 'call get_time' }, { role: 'assistant', content: null, tool_calls: [{ id: 'a', type: 'function', function: { name: 'get_time', arguments: '{}' } }] }, { role: 'tool', tool_call_id: 'a', content: '10:00' }],
+      tools: [TIME],
+    }, auth));
+    assert.equal(at(await after.json(), 'choices', 0, 'finish_reason'), 'stop');
+  });
+
+  test('tools streamed: the first diff names the call (index, id, type, name), later ones add to its arguments; the last chunk says tool_calls', async () => {
+    const body = { messages: [{ role: 'user', content: 'Weather in Oslo?' }], tools: [WEATHER], tool_choice: 'required', stream: true };
+    const { events, done } = parseSse(await (await post(`${url}/v1/chat/completions`, body, auth)).text());
+    assert.equal(done, true);
+    assert.deepEqual(at(events[0], 'choices', 0, 'delta'), { role: 'assistant', content: null });
+    const deltas = events.slice(1, -1).map((e) => at(e, 'choices', 0, 'delta', 'tool_calls', 0) as Record<string, unknown>);
+    assert.ok(deltas.length > 2);
+    assert.deepEqual(Object.keys(deltas[0]!), ['index', 'id', 'type', 'function']);
+    assert.match(String(deltas[0]!.id), /^[0-9A-Za-z]{32}$/);
+    assert.deepEqual(at(deltas[0], 'function', 'name'), 'get_weather');
+    for (const d of deltas.slice(1)) assert.deepEqual(Object.keys(d), ['index', 'function']);
+    assert.equal(deltas.map((d) => at(d, 'function', 'arguments')).join(''), '{"city":"Oslo","unit":"celsius"}');
+    assert.deepEqual(at(events.at(-1), 'choices', 0), { finish_reason: 'tool_calls', index: 0, delta: {} });
+  });
+
+  test('response_format: json_schema, json_object (with a schema of its own or none) and the top-level json_schema give JSON content; other types are refused', async () => {
+    const schema = { type: 'object', properties: { name: { type: 'string' }, age: { type: 'integer' } }, required: ['name', 'age'] };
+    const content = async (extra: Record<string, unknown>): Promise<unknown> => JSON.parse(String(at(await (await post(`${url}/v1/chat/completions`, {
+      messages: [{ role: 'user', content: 'who?' }], ...extra,
+    }, auth)).json(), 'choices', 0, 'message', 'content')));
+    assert.deepEqual(await content({ response_format: { type: 'json_schema', json_schema: { name: 'p', schema } } }), { name: 'Alice', age: 30 });
+    assert.deepEqual(await content({ response_format: { type: 'json_object', schema } }), { name: 'Alice', age: 30 });
+    assert.deepEqual(await content({ response_format: { type: 'json_object' } }), {});
+    assert.deepEqual(await content({ json_schema: schema }), { name: 'Alice', age: 30 });
+    const { events } = parseSse(await (await post(`${url}/v1/chat/completions`, { messages: [{ role: 'user', content: 'who?' }], json_schema: schema, stream: true }, auth)).text());
+    assert.equal(events.slice(1, -1).map((e) => at(e, 'choices', 0, 'delta', 'content')).join(''), '{"name":"Alice","age":30}');
+    const bad = await post(`${url}/v1/chat/completions`, { messages: [{ role: 'user', content: 'x' }], response_format: { type: 'xml' } }, auth);
+    assert.equal(bad.status, 400);
+    assert.deepEqual(await bad.json(), { error: { code: 400, message: 'response_format type must be one of "text" or "json_object", but got: xml', type: 'invalid_request_error' } });
+  });
+
+  test('tool and grammar refusals: an unknown tool_choice and a grammar beside tools are 400s, json_schema beside a grammar a 500', async () => {
+    const refusal = async (extra: Record<string, unknown>): Promise<[number, unknown]> => {
+      const r = await post(`${url}/v1/chat/completions`, { messages: [{ role: 'user', content: 'x' }], tools: [TIME], ...extra }, auth);
+      return [r.status, at(await r.json(), 'error', 'message')];
+    };
+    assert.deepEqual(await refusal({ tool_choice: 'any' }), [400, 'Invalid tool_choice: any']);
+    assert.deepEqual(await refusal({ grammar: 'root ::= "x"' }), [400, 'Cannot use custom grammar constraints with tools.']);
+    assert.deepEqual(await refusal({ stream: true, logprobs: true }), [400, 'logprobs is not supported with tools + stream']);
+    assert.deepEqual(await refusal({ tools: undefined, json_schema: {}, grammar: 'root ::= "x"' }), [500, 'Cannot use both json_schema and grammar']);
+  });
+
   test('unknown routes: File Not Found', async () => {
     const res = await fetch(`${url}/nope`, { headers: auth });
     assert.equal(res.status, 404);
     assert.deepEqual(await res.json(), { error: { code: 404, message: 'File Not Found', type: 'not_found_error' } });
+  });
+});
+
+test('llama-server started with --no-jinja refuses tools and tool_choice with the 500 its parser throws; response_format still works', async () => {
+  await withFleet([{ name: 'nj', protocol: 'llamacpp', model: MODEL, kind: 'chat', timing: FAST, jinja: false }], async (fleet) => {
+    const url = `${fleet.get('nj').url}/v1/chat/completions`;
+    const tools = await post(url, { messages: [{ role: 'user', content: 'call get_time' }], tools: [TIME] });
+    assert.equal(tools.status, 500);
+    assert.deepEqual(await tools.json(), { error: { code: 500, message: 'tools param requires --jinja flag', type: 'server_error' } });
+    const streamed = await post(url, { messages: [{ role: 'user', content: 'call get_time' }], tools: [TIME], stream: true });
+    assert.equal(streamed.status, 500, 'refused before any stream starts');
+    assert.match(streamed.headers.get('content-type') ?? '', /^application\/json/);
+    const choice = await post(url, { messages: [{ role: 'user', content: 'x' }], tool_choice: 'none' });
+    assert.equal(choice.status, 500);
+    assert.equal(at(await choice.json(), 'error', 'message'), 'tool_choice param requires --jinja flag');
+    assert.equal((await post(url, { messages: [{ role: 'user', content: 'x' }], tools: [], tool_choice: 'auto' })).status, 200, 'no tools and the default choice pass');
+    const json = await post(url, { messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_object' } });
+    assert.equal(at(await json.json(), 'choices', 0, 'message', 'content'), '{}');
   });
 });

@@ -44,6 +44,7 @@ describe('ollama', () => {
     assert.equal(typeof at(ps, 'models', 0, 'expires_at'), 'string');
     const show: unknown = await (await post(`${url}/api/show`, { model: EMBED })).json();
     assert.deepEqual(at(show, 'capabilities'), ['embedding']);
+    assert.deepEqual(at(await (await post(`${url}/api/show`, { model: CHAT })).json(), 'capabilities'), ['completion', 'tools'], 'its chat models answer tool calls');
   });
 
   test('/api/chat streams NDJSON by default, ending with done and the durations', async () => {
@@ -209,6 +210,67 @@ describe('ollama', () => {
     assert.equal(at(s.events.at(-2), 'choices', 0, 'finish_reason'), 'stop');
     assert.deepEqual(at(s.events.at(-1), 'choices'), []);
     assert.equal(at(s.events.at(-1), 'usage', 'completion_tokens'), replyTokens('hey').length);
+  });
+
+  test('/v1 tools: the call /api/chat sends whole, as {id, index, type, function} with call_ ids and Go-marshalled arguments; content ""; finish_reason tool_calls', async () => {
+    // Declared unit first: the arguments come back as a Go map marshals them, keys sorted; <, > and & escaped.
+    const tool = {
+      type: 'function',
+      function: { name: 'get_weather', parameters: { type: 'object', properties: { unit: { type: 'string', default: '<c>&' }, city: { type: 'string' } }, required: ['unit', 'city'] } },
+    };
+    const ask = (extra: Record<string, unknown>, content = 'call get_weather for Lisbon'): Promise<Response> => post(`${url}/v1/chat/completions`, {
+      model: CHAT, messages: [{ role: 'user', content }], tools: [tool], ...extra,
+    });
+    const json: unknown = await (await ask({})).json();
+    assert.equal(at(json, 'choices', 0, 'finish_reason'), 'tool_calls');
+    const message = at(json, 'choices', 0, 'message') as Record<string, unknown>;
+    assert.deepEqual(Object.keys(message), ['role', 'content', 'tool_calls']);
+    assert.equal(message.content, '');
+    const call = at(message, 'tool_calls', 0) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(call), ['id', 'index', 'type', 'function']);
+    assert.match(String(call.id), /^call_[a-z0-9]{8}$/);
+    assert.deepEqual([call.index, call.type, call.function], [0, 'function', { name: 'get_weather', arguments: '{"city":"Lisbon","unit":"\\u003cc\\u003e\\u0026"}' }]);
+
+    // Streamed: nothing while the model writes the call, then the whole call in one chunk, then the finish.
+    const s = parseSse(await (await ask({ stream: true, stream_options: { include_usage: true } })).text());
+    assert.equal(s.done, true);
+    assert.equal(s.events.length, 3);
+    const delta = at(s.events[0], 'choices', 0, 'delta') as Record<string, unknown>;
+    assert.deepEqual(Object.keys(delta), ['role', 'content', 'tool_calls']);
+    assert.equal(delta.content, '');
+    assert.equal(at(delta, 'tool_calls', 0, 'function', 'arguments'), '{"city":"Lisbon","unit":"\\u003cc\\u003e\\u0026"}');
+    assert.equal(at(s.events[0], 'choices', 0, 'finish_reason'), null);
+    assert.deepEqual(at(s.events[1], 'choices', 0), { index: 0, delta: { role: 'assistant', content: '' }, finish_reason: 'tool_calls' });
+    assert.equal(at(s.events[2], 'usage', 'completion_tokens'), 9);
+
+    // Ollama has no tool_choice: the model calls what the user asks for, whatever it says.
+    assert.equal(at(await (await ask({ tool_choice: 'none' })).json(), 'choices', 0, 'finish_reason'), 'tool_calls');
+    const required: unknown = await (await ask({ tool_choice: 'required' }, 'hey')).json();
+    assert.deepEqual(at(required, 'choices', 0, 'message'), { role: 'assistant', content: replyTokens('hey').join('') });
+    // Cut short while writing the call: its text, as content, and finish_reason length.
+    const cut: unknown = await (await ask({ max_tokens: 3 })).json();
+    assert.deepEqual([at(cut, 'choices', 0, 'message'), at(cut, 'choices', 0, 'finish_reason')], [{ role: 'assistant', content: '{"unit":' }, 'length']);
+  });
+
+  test('/api/chat tool calls carry server/routes.go\'s call_ ids', async () => {
+    const json: unknown = await (await post(`${url}/api/chat`, {
+      model: CHAT, stream: false, messages: [{ role: 'user', content: 'call get_time' }], tools: [{ type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {} } } }],
+    })).json();
+    assert.match(String(at(json, 'message', 'tool_calls', 0, 'id')), /^call_[a-z0-9]{8}$/);
+  });
+
+  test('/v1 response_format becomes /api/chat\'s format: json_object "json", json_schema its schema; other types none', async () => {
+    const schema = { type: 'object', properties: { name: { type: 'string' }, age: { type: 'integer' } }, required: ['name', 'age'] };
+    const reply = async (rf: unknown, stream = false): Promise<string> => {
+      const r = await post(`${url}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'who?' }], response_format: rf, stream });
+      if (!stream) return String(at(await r.json(), 'choices', 0, 'message', 'content'));
+      return parseSse(await r.text()).events.map((e) => at(e, 'choices', 0, 'delta', 'content') ?? '').join('');
+    };
+    assert.deepEqual(JSON.parse(await reply({ type: 'json_schema', json_schema: { name: 'p', schema } })), { name: 'Alice', age: 30 });
+    assert.equal(await reply({ type: ' JSON_SCHEMA ', json_schema: { name: 'p', schema } }, true), '{"name":"Alice","age":30}', 'the type is trimmed and lowercased');
+    assert.equal(await reply({ type: 'json_object' }), '{}');
+    assert.equal(await reply({ type: 'text' }), replyTokens('who?').join(''));
+    assert.equal(await reply({ type: 'xml' }), replyTokens('who?').join(''), 'no error: an unknown type is no format');
   });
 
   test('/v1 errors are OpenAI-shaped with type from the status and null code', async () => {

@@ -2,7 +2,7 @@
 // protocol (paths, request parsing, response and error shapes). A protocol never touches
 // a socket or a timer; the core never knows a field name.
 
-import { randomUUID } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import type { SimEngineStats, SimModelKind, SimTiming } from './types.ts';
 
 export interface Reply {
@@ -39,6 +39,8 @@ export interface EngineView {
   readonly timing: Readonly<SimTiming>;
   /** vLLM's --enable-auto-tool-choice (with a tool parser) */
   readonly autoToolChoice: boolean;
+  /** llama-server's Jinja chat templates (--jinja, on by default; --no-jinja), without which it refuses tools */
+  readonly jinja: boolean;
   /** epoch ms */
   readonly startedAt: number;
   readonly load: Readonly<EngineLoad>;
@@ -187,6 +189,13 @@ export function textReply(status: number, body: string, contentType = 'text/plai
 
 export function hexId(): string {
   return randomUUID().replaceAll('-', '');
+}
+
+/** `n` characters drawn at random from `alphabet`, as engines make their ids. */
+export function randomId(alphabet: string, n: number): string {
+  let s = '';
+  for (let i = 0; i < n; i++) s += alphabet[randomInt(alphabet.length)];
+  return s;
 }
 
 export function nowSeconds(): number {

@@ -6,6 +6,10 @@
 // one; "none" calls none; otherwise ("auto", or an engine without tool_choice such as Ollama) a
 // tool is called when the last user message names it, so a demo can ask for one in words, and
 // not once its result has come back (the conversation ends with a tool message).
+//
+// The values are what a model would plausibly fill in: a schema's own default or example first,
+// then one that fits the property's format or name, taken from the user's words where a model
+// would take it from them (a place the user names, the user's question as a search query).
 
 import { isRecord } from './protocol.ts';
 
@@ -20,39 +24,164 @@ export interface ReplyShape {
 }
 
 const MAX_DEPTH = 8;
+/** Arrays get the items their minItems asks for, up to this. */
+const MAX_ITEMS = 64;
 
-/** A small instance of a JSON schema: required properties (all, when none are listed), first choices. */
-export function schemaInstance(schema: unknown, key = 'value', depth = 0): unknown {
+/** What values are drawn from: the schema refs resolve against, and the user's words. */
+interface Fill {
+  root: unknown;
+  words: string;
+  /** the first name of a place, person or thing the user capitalised mid-sentence */
+  proper: string | undefined;
+}
+
+const CAPITALISED = /^\p{Lu}[\p{L}'-]*\p{L}$/u;
+/** Small words inside a name: Rio de Janeiro, Isle of Man, Den Haag. */
+const CONNECTORS = new Set(['de', 'da', 'do', 'dos', 'del', 'la', 'le', 'of', 'on', 'upon', 'van', 'von', 'am']);
+
+/** The first run of capitalised words that does not open a sentence: "Paris" in "What is the weather in Paris?". */
+function properNoun(text: string): string | undefined {
+  for (const sentence of text.split(/[.!?]+\s+|\n+/)) {
+    const words = sentence.trim().split(/\s+/).map((w) => w.replace(/^[^\p{L}]+|[^\p{L}]+$/gu, ''));
+    const run: string[] = [];
+    for (let i = 1; i <= words.length; i++) {
+      const w = words[i] ?? '';
+      if (CAPITALISED.test(w)) run.push(w);
+      else if (run.length > 0 && CONNECTORS.has(w) && CAPITALISED.test(words[i + 1] ?? '')) run.push(w);
+      else if (run.length > 0) return run.join(' ');
+    }
+  }
+  return undefined;
+}
+
+/** A JSON pointer into the root schema (`#/$defs/Unit`), as $ref names it; undefined for other refs. */
+function resolveRef(root: unknown, ref: string): unknown {
+  if (!ref.startsWith('#')) return undefined;
+  let cur = root;
+  for (const part of ref.slice(1).split('/').filter((p) => p !== '')) {
+    if (!isRecord(cur)) return undefined;
+    cur = cur[decodeURIComponent(part).replaceAll('~1', '/').replaceAll('~0', '~')];
+  }
+  return cur;
+}
+
+const FORMATS: Record<string, string> = {
+  date: '2026-01-01',
+  'date-time': '2026-01-01T12:00:00Z',
+  time: '12:00:00',
+  email: 'user@example.com',
+  uri: 'https://example.com',
+  url: 'https://example.com',
+  iri: 'https://example.com',
+  hostname: 'example.com',
+  ipv4: '192.0.2.1',
+  ipv6: '2001:db8::1',
+  uuid: '3f2b8c1e-9d4a-4e6b-8a7c-1d2e3f4a5b6c',
+};
+
+/**
+ * Values by what a property is called (in snake case), the first match winning; `words` and
+ * `proper` are filled from the user's words.
+ */
+const BY_NAME: readonly [RegExp, string][] = [
+  [/email/, 'user@example.com'],
+  [/url|uri|link|website|href/, 'https://example.com'],
+  [/(^|_)ip(_|$)/, '192.0.2.1'],
+  [/city|location|place|town|destination|address|region|where/, 'proper'],
+  [/country/, 'France'],
+  [/query|search|question|prompt|keyword|topic|^q$/, 'words'],
+  [/timezone|^tz$/, 'Europe/Paris'],
+  [/lang|locale/, 'en'],
+  [/currency/, 'EUR'],
+  [/date|day/, '2026-01-01'],
+  [/time/, '12:00'],
+  [/path|file/, 'README.md'],
+  [/unit/, 'celsius'],
+  [/^(name|(first|full|user)_?name|user|author|person)$/, 'Alice'],
+  [/text|message|content|input|body/, 'words'],
+  [/(^|_)id$/, '1'],
+];
+
+function stringFor(schema: Record<string, unknown>, key: string, fill: Fill): string {
+  let s = typeof schema.format === 'string' ? FORMATS[schema.format] : undefined;
+  if (s === undefined) {
+    const hit = BY_NAME.find(([re]) => re.test(key))?.[1];
+    s = hit === 'proper' ? fill.proper ?? 'Paris' : hit === 'words' ? fill.words.trim().slice(0, 200) || 'example' : hit ?? 'example';
+  }
+  const min = typeof schema.minLength === 'number' ? schema.minLength : 0;
+  const max = typeof schema.maxLength === 'number' ? schema.maxLength : Infinity;
+  if ([...s].length < min) s = s.padEnd(min, 'x');
+  return [...s].length > max ? [...s].slice(0, max).join('') : s;
+}
+
+function numberFor(schema: Record<string, unknown>, key: string, integer: boolean): number {
+  let v = /age/.test(key) ? 30 : /year/.test(key) ? 2026 : /^lat/.test(key) ? 48.8566 : /^(lon|lng)/.test(key) ? 2.3522 : 1;
+  if (integer) v = Math.round(v);
+  const step = integer ? 1 : 0.5;
+  const lo = typeof schema.minimum === 'number' ? schema.minimum : typeof schema.exclusiveMinimum === 'number' ? schema.exclusiveMinimum + step : -Infinity;
+  const hi = typeof schema.maximum === 'number' ? schema.maximum : typeof schema.exclusiveMaximum === 'number' ? schema.exclusiveMaximum - step : Infinity;
+  if (v < lo) v = integer ? Math.ceil(lo) : lo;
+  if (v > hi) v = integer ? Math.floor(hi) : hi;
+  return v;
+}
+
+function instance(schema: unknown, key: string, depth: number, fill: Fill): unknown {
   if (!isRecord(schema) || depth > MAX_DEPTH) return {};
+  if (typeof schema.$ref === 'string') {
+    const target = resolveRef(fill.root, schema.$ref);
+    if (target !== undefined) return instance(target, key, depth + 1, fill);
+  }
   if ('const' in schema) return schema.const;
   if (Array.isArray(schema.enum) && schema.enum.length > 0) return schema.enum[0];
-  for (const k of ['anyOf', 'oneOf', 'allOf'] as const) {
-    const list = schema[k];
-    if (Array.isArray(list) && list.length > 0) return schemaInstance(list.find((s) => !(isRecord(s) && s.type === 'null')) ?? list[0], key, depth + 1);
+  if ('default' in schema) return schema.default;
+  if (Array.isArray(schema.examples) && schema.examples.length > 0) return schema.examples[0];
+  if ('example' in schema) return schema.example;
+  if (Array.isArray(schema.allOf) && schema.allOf.length > 0) {
+    // Each part constrains the one value: objects' properties merge.
+    const parts = schema.allOf.map((s) => instance(s, key, depth + 1, fill));
+    return parts.every((p) => isRecord(p)) ? Object.assign({}, ...parts) as unknown : parts[0];
   }
-  const type = Array.isArray(schema.type) ? schema.type.find((t) => t !== 'null') : schema.type;
+  for (const k of ['anyOf', 'oneOf'] as const) {
+    const list = schema[k];
+    if (Array.isArray(list) && list.length > 0) return instance(list.find((s) => !(isRecord(s) && s.type === 'null')) ?? list[0], key, depth + 1, fill);
+  }
+  const declared = Array.isArray(schema.type) ? schema.type.find((t) => t !== 'null') : schema.type;
+  const type = declared ?? (isRecord(schema.items) ? 'array' : undefined);
+  const name = key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
   switch (type) {
     case 'string':
-      return schema.format === 'date' ? '2026-01-01' : schema.format === 'date-time' ? '2026-01-01T00:00:00Z' : schema.format === 'email' ? 'user@example.com' : key;
+      return stringFor(schema, name, fill);
     case 'integer':
     case 'number':
-      return typeof schema.minimum === 'number' ? schema.minimum : 1;
+      return numberFor(schema, name, type === 'integer');
     case 'boolean':
       return true;
     case 'null':
       return null;
     case 'array': {
-      const n = typeof schema.minItems === 'number' && schema.minItems > 1 ? Math.min(schema.minItems, 4) : 1;
-      return Array.from({ length: n }, () => schemaInstance(schema.items, key, depth + 1));
+      const min = typeof schema.minItems === 'number' ? Math.min(schema.minItems, MAX_ITEMS) : 1;
+      const n = schema.maxItems === 0 ? 0 : Math.max(1, min);
+      // An item is named for its array: the items of `cities` are cities.
+      const itemKey = key.endsWith('ies') ? `${key.slice(0, -3)}y` : key.replace(/s$/, '');
+      return Array.from({ length: n }, () => instance(schema.items, itemKey, depth + 1, fill));
     }
     default: {
       const props = isRecord(schema.properties) ? schema.properties : {};
       const required = Array.isArray(schema.required) ? schema.required.filter((r): r is string => typeof r === 'string') : Object.keys(props);
       const out: Record<string, unknown> = {};
-      for (const k of required) out[k] = schemaInstance(props[k], k, depth + 1);
+      for (const k of required) out[k] = instance(props[k], k, depth + 1, fill);
       return out;
     }
   }
+}
+
+/**
+ * A small instance of a JSON schema, as a model fills one in: required properties (all, when
+ * none are listed), local $refs followed, a schema's default or example, else the first choice
+ * and a value fitting the property's bounds, format and name; `userText` is what the user said.
+ */
+export function schemaInstance(schema: unknown, userText = ''): unknown {
+  return instance(schema, 'value', 0, { root: schema, words: userText, proper: properNoun(userText) });
 }
 
 /** JSON text in token-sized pieces: punctuation, strings and bare values apart, as a tokenizer splits it. */
@@ -73,10 +202,21 @@ function functionTools(tools: unknown): FunctionTool[] {
   return out;
 }
 
-function chosenTool(body: Record<string, unknown>, lastUser: string): FunctionTool | undefined {
-  const tools = functionTools(body.tools);
+/** What an engine made of a request's tools and output format, in the simulator's terms. */
+export interface ShapeRequest {
+  /** the tools, in OpenAI's {type, function: {name, parameters}} form */
+  tools: unknown;
+  /** "auto", "none", "required" or {function: {name}}; anything else is auto */
+  toolChoice: unknown;
+  messages: unknown;
+  /** the JSON schema the output must match: `{}` for any JSON object, undefined for prose */
+  schema: unknown;
+}
+
+function chosenTool(req: ShapeRequest, lastUser: string): FunctionTool | undefined {
+  const tools = functionTools(req.tools);
   if (tools.length === 0) return undefined;
-  const choice = body.tool_choice;
+  const choice = req.toolChoice;
   if (choice === 'none') return undefined;
   if (choice === 'required') return tools[0];
   if (isRecord(choice) && isRecord(choice.function) && typeof choice.function.name === 'string') {
@@ -84,10 +224,20 @@ function chosenTool(body: Record<string, unknown>, lastUser: string): FunctionTo
     return tools.find((t) => t.name === name);
   }
   // A tool's result has just come back: the model answers with it rather than calling again.
-  const messages = body.messages;
+  const messages = req.messages;
   if (Array.isArray(messages) && isRecord(messages[messages.length - 1]) && messages[messages.length - 1].role === 'tool') return undefined;
   const text = lastUser.toLowerCase();
   return tools.find((t) => text.includes(t.name.toLowerCase()));
+}
+
+/**
+ * What a chat request's reply is when it is not prose: a tool call (its arguments fit the tool's
+ * parameters), or JSON that fits the requested format. Undefined for prose.
+ */
+export function shapeFor(req: ShapeRequest, lastUser: string): ReplyShape | undefined {
+  const tool = chosenTool(req, lastUser);
+  if (tool !== undefined) return { tokens: jsonTokens(schemaInstance(tool.parameters, lastUser)), toolCall: { name: tool.name } };
+  return req.schema === undefined ? undefined : { tokens: jsonTokens(schemaInstance(req.schema, lastUser)) };
 }
 
 /** The JSON schema a request's output must match: `{}` for plain JSON mode, undefined for prose. */
@@ -103,13 +253,8 @@ function outputSchema(body: Record<string, unknown>, dialect: 'openai' | 'ollama
   return undefined;
 }
 
-/**
- * What a chat request's reply is when it is not prose: a tool call (its arguments fit the tool's
- * parameters), or JSON that fits the requested format. Undefined for prose.
- */
+/** shapeFor a request as OpenAI's API (`tools`, `tool_choice`, `response_format`) or Ollama's (`tools`, `format`) reads it. */
 export function replyShape(body: Record<string, unknown>, lastUser: string, dialect: 'openai' | 'ollama'): ReplyShape | undefined {
-  const tool = chosenTool(body, lastUser);
-  if (tool !== undefined) return { tokens: jsonTokens(schemaInstance(tool.parameters)), toolCall: { name: tool.name } };
-  const schema = outputSchema(body, dialect);
-  return schema === undefined ? undefined : { tokens: jsonTokens(schemaInstance(schema)) };
+  // Ollama's API has no tool_choice: the model decides.
+  return shapeFor({ tools: body.tools, toolChoice: dialect === 'openai' ? body.tool_choice : undefined, messages: body.messages, schema: outputSchema(body, dialect) }, lastUser);
 }

@@ -51,6 +51,12 @@ export interface SimEngineSpec {
    * refuses tool_choice "auto" (its default when a request sends tools). Default false, as vLLM's.
    */
   autoToolChoice?: boolean;
+  /**
+   * llama.cpp: started with its Jinja chat templates, which tool calling needs: llama-server
+   * refuses `tools` without them. On by default, as in builds since late 2025 (ggml-org/llama.cpp#17524);
+   * false is a server started with --no-jinja.
+   */
+  jinja?: boolean;
 }
 
 export type SimFault =

@@ -1,16 +1,20 @@
 // llama.cpp's llama-server: one model whatever `model` says, `{"error":{code,message,type}}`
 // errors (context overflow as `exceed_context_size_error` with n_prompt_tokens and n_ctx),
 // `timings` on final objects, the native /completion endpoint, /props, /slots and the
-// `llamacpp:` metrics. Keys are emitted in the server's insertion order.
+// `llamacpp:` metrics. Keys are emitted in the server's insertion order. Tool calls and
+// response_format as tools/server/server-common.cpp (oaicompat_chat_params_parse) reads them
+// and common/chat.cpp writes them back, streamed as message diffs.
 
 import { embeddingFloats, tokenIds } from '../generate.ts';
 import {
-  GARBAGE_SSE, choiceText, infoRoute, intField, isRecord, isSimError, jsonReply, textReply,
+  GARBAGE_SSE, choiceText, infoRoute, intField, isRecord, isSimError, jsonReply, randomId, textReply,
 } from '../protocol.ts';
 import type {
   EngineView, InferenceRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, SimError, StreamShape,
 } from '../protocol.ts';
 import { SSE_CONTENT_TYPE, sseEvent } from '../sse.ts';
+import { shapeFor } from '../structured.ts';
+import type { ReplyShape, ShapeRequest } from '../structured.ts';
 import {
   chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
   parseEmbeddingsRequest, promptTextItems, sseStream, textPlan, wantsStream,
@@ -90,14 +94,83 @@ function usage(p: Plan): Record<string, number> {
  * llama.cpp checks no model name and rejects only prompts that fill the whole context;
  * generation itself stops when the context is full.
  */
-function planText(view: EngineView, items: TextItem[], requested: string | undefined, max: number | undefined, stream: boolean, includeUsage: boolean): Plan | SimError {
+function planText(
+  view: EngineView, items: TextItem[], requested: string | undefined, max: number | undefined, stream: boolean, includeUsage: boolean, shape?: ReplyShape,
+): Plan | SimError {
   const prompt = largestPrompt(items);
   if (prompt >= view.contextWindow) return { kind: 'context-length', promptTokens: prompt };
   const room = view.contextWindow - prompt;
   return textPlan({
     model: requested ?? view.model, stream, includeUsage, items,
-    maxTokens: max === undefined ? room : Math.min(max, room), idPrefix: 'chatcmpl-',
+    maxTokens: max === undefined ? room : Math.min(max, room), idPrefix: 'chatcmpl-', shape, toolCallId,
   });
+}
+
+const ALNUM = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** server-common.cpp gen_tool_call_id: random_string(), 32 letters and digits with no prefix. */
+function toolCallId(): string {
+  return randomId(ALNUM, 32);
+}
+
+/** What a std::runtime_error thrown while parsing becomes: ex_wrapper's 500 server_error. */
+function thrown(message: string): SimError {
+  return { kind: 'bad-request', status: 500, message };
+}
+
+/**
+ * server-common.cpp oaicompat_chat_params_parse, on tools and output formats: the request in the
+ * simulator's terms, or what it throws (std::invalid_argument a 400, anything else a 500).
+ * tool_choice is read as a string defaulting to "auto", so a named function (an object) is auto;
+ * response_format json_object takes an optional `schema` of its own, and a top-level
+ * `json_schema` (llama.cpp's own field) applies when response_format sets none.
+ */
+function readStructured(view: EngineView, body: Record<string, unknown>): ShapeRequest | SimError {
+  const hasTools = Array.isArray(body.tools) && body.tools.length > 0;
+  const choice = typeof body.tool_choice === 'string' ? body.tool_choice : 'auto';
+  // Without Jinja templates there is no tool-call format to render or parse.
+  if (!view.jinja) {
+    if (hasTools) return thrown('tools param requires --jinja flag');
+    if (choice !== 'auto') return thrown('tool_choice param requires --jinja flag');
+  }
+  const given = (v: unknown): boolean => v !== undefined && v !== null;
+  let schema: unknown = given(body.json_schema) ? body.json_schema : undefined;
+  if (schema !== undefined && typeof body.grammar === 'string' && body.grammar !== '') return thrown('Cannot use both json_schema and grammar');
+  if ('response_format' in body) {
+    const rf = isRecord(body.response_format) ? body.response_format : {};
+    const type = typeof rf.type === 'string' ? rf.type : '';
+    if (type === 'json_object') schema = given(rf.schema) ? rf.schema : {};
+    else if (type === 'json_schema') schema = isRecord(rf.json_schema) && given(rf.json_schema.schema) ? rf.json_schema.schema : {};
+    else if (type !== '' && type !== 'text') return { kind: 'bad-request', message: `response_format type must be one of "text" or "json_object", but got: ${type}` };
+  }
+  // common/chat.cpp common_chat_tool_choice_parse_oaicompat.
+  if (choice !== 'auto' && choice !== 'none' && choice !== 'required') return { kind: 'bad-request', message: `Invalid tool_choice: ${choice}` };
+  if (hasTools && choice !== 'none' && 'grammar' in body) return { kind: 'bad-request', message: 'Cannot use custom grammar constraints with tools.' };
+  if (hasTools && body.stream === true && body.logprobs === true) return { kind: 'bad-request', message: 'logprobs is not supported with tools + stream' };
+  return { tools: body.tools, toolChoice: choice, messages: body.messages, schema };
+}
+
+/**
+ * common/chat.cpp common_chat_msg_diff_to_json_oaicompat: a tool call's first diff names it
+ * (index, id, type, function {name, the arguments parsed so far}); later ones carry only what the
+ * arguments grew by.
+ */
+function chatDelta(c: PlannedChoice, i: number): Record<string, unknown> {
+  const call = c.toolCall;
+  if (call === undefined) return { content: c.tokens[i] };
+  return {
+    tool_calls: [i === 0
+      ? { index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: c.tokens[0] } }
+      : { index: 0, function: { arguments: c.tokens[i] } }],
+  };
+}
+
+/** common_chat_msg::to_json_oaicompat: no text beside a tool call is null; each call {type, function, id}. */
+function chatMessage(c: PlannedChoice): Record<string, unknown> {
+  const content = choiceText(c);
+  const call = c.toolCall;
+  if (call === undefined) return { role: 'assistant', content: content === '' ? null : content };
+  return { role: 'assistant', content: null, tool_calls: [{ type: 'function', function: { name: call.name, arguments: content }, id: call.id }] };
 }
 
 function notForEmbeddings(view: EngineView): SimError | null {
@@ -121,7 +194,7 @@ function chatRoute(view: EngineView): InferenceRoute {
   // A chat has one choice. Its timings ride on the usage event when there is one, else on the finish.
   const stream = sseStream({
     open: (p) => chunk(p, [{ finish_reason: null, index: 0, delta: { role: 'assistant', content: null } }]),
-    token: (p, c, i) => chunk(p, [{ finish_reason: null, index: 0, delta: { content: c.tokens[i] } }]),
+    token: (p, c, i) => chunk(p, [{ finish_reason: null, index: 0, delta: chatDelta(c, i) }]),
     finish(p, c) {
       const last = chunk(p, [{ finish_reason: c.finish, index: 0, delta: {} }]);
       return p.includeUsage ? last : { ...last, timings: timings(view, p.promptTokens, p.completionTokens) };
@@ -132,16 +205,18 @@ function chatRoute(view: EngineView): InferenceRoute {
     kind: 'inference',
     wantsStream,
     plan(body) {
+      const structured = isRecord(body) ? readStructured(view, body) : undefined;
+      if (structured !== undefined && isSimError(structured)) return structured;
       const r = parseChatRequest(body);
       if (isSimError(r)) return r;
-      return notForEmbeddings(view) ?? oneChoiceOnly(r.n) ?? planText(view, chatItems(r.text), r.model, r.maxTokens, r.stream, r.includeUsage);
+      const shape = structured === undefined ? undefined : shapeFor(structured, r.text.seed);
+      return notForEmbeddings(view) ?? oneChoiceOnly(r.n) ?? planText(view, chatItems(r.text), r.model, r.maxTokens, r.stream, r.includeUsage, shape);
     },
     error: (e) => renderError(view, e),
     reply(p) {
       const c = p.choices[0]!;
-      const content = choiceText(c);
       return jsonReply(200, {
-        choices: [{ finish_reason: c.finish, index: 0, message: { role: 'assistant', content: content === '' ? null : content } }],
+        choices: [{ finish_reason: c.finish, index: 0, message: chatMessage(c) }],
         created: p.created, model: p.model, system_fingerprint: BUILD_INFO, object: 'chat.completion',
         usage: usage(p), id: p.id, timings: timings(view, p.promptTokens, p.completionTokens),
       }, JSON_UTF8);

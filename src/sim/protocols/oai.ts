@@ -125,6 +125,8 @@ export interface TextPlanArgs {
   extra?: Record<string, unknown>;
   /** a tool call or JSON instead of prose (structured.ts); the same for every choice */
   shape?: ReplyShape;
+  /** a tool call's id, as the engine makes them; default OpenAI's call_ and 24 characters */
+  toolCallId?: () => string;
 }
 
 /**
@@ -137,6 +139,7 @@ export function textPlan(a: TextPlanArgs): Plan {
   let promptTokens = 0;
   let completionTokens = 0;
   let steps = 0;
+  const callId = a.toolCallId ?? ((): string => `call_${hexId().slice(0, 24)}`);
   for (const item of a.items) {
     promptTokens += item.promptTokens;
     for (let j = 0; j < n; j++) {
@@ -144,7 +147,7 @@ export function textPlan(a: TextPlanArgs): Plan {
       const call = a.shape?.toolCall;
       choices.push({
         index: choices.length, tokens, finish: call !== undefined && finish === 'stop' ? 'tool_calls' : finish, promptTokens: item.promptTokens, promptText: item.promptText,
-        ...(call === undefined ? {} : { toolCall: { id: `call_${hexId().slice(0, 24)}`, name: call.name } }),
+        ...(call === undefined ? {} : { toolCall: { id: callId(), name: call.name } }),
       });
       completionTokens += tokens.length;
       if (tokens.length > steps) steps = tokens.length;
@@ -243,6 +246,7 @@ export function largestInput(items: readonly PromptItem[]): number {
 export interface SseEvents {
   /** the role delta that opens each choice, for engines that send one */
   open?: (p: Plan, c: PlannedChoice) => unknown;
+  /** a token's event (undefined: none for this token, as for the pieces of a tool call sent whole) */
   token: (p: Plan, c: PlannedChoice, i: number) => unknown;
   /** the event that closes each choice with its finish reason, for engines that send one apart (undefined: none for this choice) */
   finish?: (p: Plan, c: PlannedChoice) => unknown;
@@ -261,7 +265,11 @@ export function sseStream(ev: SseEvents): StreamShape {
     },
     step(p, i) {
       let out = '';
-      for (const c of p.choices) if (i < c.tokens.length) out += sseEvent(token(p, c, i));
+      for (const c of p.choices) {
+        if (i >= c.tokens.length) continue;
+        const e = token(p, c, i);
+        if (e !== undefined) out += sseEvent(e);
+      }
       return out;
     },
     end(p) {

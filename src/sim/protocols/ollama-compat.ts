@@ -1,13 +1,16 @@
 // Ollama's OpenAI-compatible layer under /v1: the same engine behind it, errors rewrapped
 // as `{"error":{message,type,param,code}}`, ids like `chatcmpl-123`, and every object signed
-// with `system_fingerprint: "fp_ollama"`.
+// with `system_fingerprint: "fp_ollama"`. Requests are translated to /api/chat as
+// openai/openai.go FromChatRequest does (tools as they are, response_format as `format`, no
+// tool_choice), answers back as its ToChatCompletion and ToChunk do.
 
 import { promptItems } from '../generate.ts';
 import { choiceText, intField, isRecord, isSimError, jsonReply } from '../protocol.ts';
-import type { EngineView, InferenceRoute, Plan } from '../protocol.ts';
+import type { EngineView, InferenceRoute, Plan, PlannedChoice } from '../protocol.ts';
+import { replyShape } from '../structured.ts';
 import { chatItems, encodeVector, parseChatRequest, sseStream, textPlan, tokenUsage, wantsStream } from './oai.ts';
 import {
-  FINGERPRINT, compatError, contextWindow, fitChat, generationLimit, planEmbeddings, requireChatModel,
+  FINGERPRINT, compatError, contextWindow, fitChat, generationLimit, goJson, planEmbeddings, requireChatModel, toolCallId,
 } from './ollama-shared.ts';
 import type { Library } from './ollama-shared.ts';
 
@@ -16,12 +19,44 @@ function compatId(prefix: string): string {
   return `${prefix}${Math.floor(Math.random() * 999)}`;
 }
 
+/** openai.go FromChatRequest: response_format as /api/chat's `format`: json_object is "json", json_schema its schema, any other type none. */
+function formatOf(rf: unknown): unknown {
+  if (!isRecord(rf) || typeof rf.type !== 'string') return undefined;
+  switch (rf.type.trim().toLowerCase()) {
+    case 'json_object':
+      return 'json';
+    case 'json_schema':
+      return isRecord(rf.json_schema) ? rf.json_schema.schema : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * openai.go ToToolCalls: the call /api/chat sent whole, as {id, index, type, function: {name,
+ * arguments}}, its arguments (a Go map) marshalled back to JSON text. None for a reply cut short
+ * mid-call: its text comes as content.
+ */
+function v1ToolCalls(c: PlannedChoice): Record<string, unknown>[] | undefined {
+  if (c.toolCall === undefined || c.finish !== 'tool_calls') return undefined;
+  return [{ id: c.toolCall.id, index: 0, type: 'function', function: { name: c.toolCall.name, arguments: goJson(JSON.parse(choiceText(c))) } }];
+}
+
+/** Whether /api/chat would send this choice as one complete tool call rather than as text. */
+function sentWhole(c: PlannedChoice): boolean {
+  return c.toolCall !== undefined && c.finish === 'tool_calls';
+}
+
 export function v1Chat(view: EngineView, lib: Library): InferenceRoute {
   const chunk = (p: Plan, choices: unknown[]): Record<string, unknown> => ({
     id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model, system_fingerprint: FINGERPRINT, choices,
   });
   const stream = sseStream({
-    token: (p, c, i) => chunk(p, [{ index: 0, delta: { role: 'assistant', content: c.tokens[i] }, finish_reason: null }]),
+    // /api/chat sends a tool call whole, on one line with no text, once the model has finished writing it.
+    token(p, c, i) {
+      if (!sentWhole(c)) return chunk(p, [{ index: 0, delta: { role: 'assistant', content: c.tokens[i] }, finish_reason: null }]);
+      return i === c.tokens.length - 1 ? chunk(p, [{ index: 0, delta: { role: 'assistant', content: '', tool_calls: v1ToolCalls(c) }, finish_reason: null }]) : undefined;
+    },
     finish: (p, c) => chunk(p, [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: c.finish }]),
     usage: (p) => ({ ...chunk(p, []), usage: tokenUsage(p) }),
   });
@@ -42,19 +77,21 @@ export function v1Chat(view: EngineView, lib: Library): InferenceRoute {
       const ctx = contextWindow(m, {});
       const held = lib.hold(m, ctx, undefined);
       if (held !== undefined) return held;
-      const text = r.text.promptTokens > ctx && Array.isArray((body as Record<string, unknown>).messages)
-        ? fitChat((body as Record<string, unknown>).messages as unknown[], ctx) : r.text;
+      const b = body as Record<string, unknown>;
+      const text = r.text.promptTokens > ctx && Array.isArray(b.messages) ? fitChat(b.messages as unknown[], ctx) : r.text;
       return textPlan({
         model: r.model!, stream: r.stream, includeUsage: r.includeUsage, items: chatItems(text),
         maxTokens: generationLimit(r.maxTokens, Infinity, text.promptTokens), idPrefix: '', id: compatId('chatcmpl-'),
+        shape: replyShape({ messages: b.messages, tools: b.tools, format: formatOf(b.response_format) }, r.text.seed, 'ollama'), toolCallId,
       });
     },
     error: compatError,
     reply(p) {
       const c = p.choices[0]!;
+      const calls = v1ToolCalls(c);
       return jsonReply(200, {
         id: p.id, object: 'chat.completion', created: p.created, model: p.model, system_fingerprint: FINGERPRINT,
-        choices: [{ index: 0, message: { role: 'assistant', content: choiceText(c) }, finish_reason: c.finish }],
+        choices: [{ index: 0, message: { role: 'assistant', content: calls === undefined ? choiceText(c) : '', ...(calls === undefined ? {} : { tool_calls: calls }) }, finish_reason: c.finish }],
         usage: tokenUsage(p),
       });
     },

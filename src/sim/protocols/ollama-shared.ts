@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { chatText, promptItems, simLogprobs } from '../generate.ts';
 import type { ChatText, PromptItem } from '../generate.ts';
 import { GO_MAX_DURATION_MS, parseGoDuration } from '../../config/units.ts';
-import { intField, isRecord, jsonReply, nowSeconds } from '../protocol.ts';
+import { intField, isRecord, jsonReply, nowSeconds, randomId } from '../protocol.ts';
 import type { EngineView, Plan, Reply, ServedModel, SimError } from '../protocol.ts';
 import type { SimModelKind } from '../types.ts';
 import { embeddingPlan } from './oai.ts';
@@ -287,4 +287,24 @@ export function logprobsAsked(body: Record<string, unknown>): number | SimError 
  */
 export function tokenLogprobs(tokens: readonly string[], from: number, top: number): Record<string, unknown>[] {
   return simLogprobs(tokens, from, top).map((e) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes, ...(top > 0 ? { top_logprobs: e.top } : {}) }));
+}
+
+/** server/routes.go toolCallId: "call_" and 8 lowercase letters and digits, given to each call the model makes. */
+export function toolCallId(): string {
+  return `call_${randomId('abcdefghijklmnopqrstuvwxyz0123456789', 8)}`;
+}
+
+/**
+ * Go's json.Marshal of decoded JSON: a map's keys sorted (0.12's tool call arguments are a
+ * map[string]any, whatever order the model wrote them in), and <, >, &, U+2028 and U+2029 escaped.
+ */
+export function goJson(v: unknown): string {
+  const sorted = (x: unknown): unknown => {
+    if (Array.isArray(x)) return x.map(sorted);
+    if (!isRecord(x)) return x;
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(x).sort()) out[k] = sorted(x[k]);
+    return out;
+  };
+  return JSON.stringify(sorted(v)).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

@@ -11,7 +11,7 @@ import { chatItems, resolveWithRetrieve, textPlan } from './oai.ts';
 import { v1Chat, v1Completions, v1Embeddings } from './ollama-compat.ts';
 import {
   JSON_UTF8, Library, OLLAMA_VERSION, compatError, contextWindow, durations, generationLimit, isoNow,
-  fitChat, loadPlan, logprobsAsked, nativeError, nativeStream, numPredict, options, planEmbeddings, requireChatModel, tagEntry, tokenLogprobs, v1Model,
+  fitChat, loadPlan, logprobsAsked, nativeError, nativeStream, numPredict, options, planEmbeddings, requireChatModel, tagEntry, tokenLogprobs, toolCallId, v1Model,
 } from './ollama-shared.ts';
 
 /** The top-level `logprobs` of a line carrying the reply's tokens [from, to), when the request asked for them. */
@@ -80,7 +80,7 @@ function apiChat(view: EngineView, lib: Library): InferenceRoute {
       return textPlan({
         model: name, stream: nativeStream(body), includeUsage: false, items: chatItems(text),
         maxTokens: generationLimit(numPredict(o), body.shift === false ? ctx : Infinity, text.promptTokens), idPrefix: '', id: '', extra: { topLogprobs: top },
-        shape: replyShape(body, whole.seed, 'ollama'),
+        shape: replyShape(body, whole.seed, 'ollama'), toolCallId,
       });
     },
     error: nativeError,
@@ -210,7 +210,7 @@ function show(view: EngineView, lib: Library): InfoRoute {
           [`${m.family}.context_length`]: m.trained,
           [`${m.family}.embedding_length`]: m.dimensions,
         },
-        capabilities: m.kind === 'chat' ? ['completion'] : ['embedding'],
+        capabilities: m.kind === 'chat' ? ['completion', 'tools'] : ['embedding'],
         modified_at: m.modifiedAt,
       }, JSON_UTF8);
     },
