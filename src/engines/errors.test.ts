@@ -31,3 +31,16 @@ test('the field an engine names as wrong: OpenAI\'s param, or vLLM\'s matryoshka
   assert.equal(parseEngineError(400, JSON.stringify({ error: { message: 'x', param: 'not a field name; it has spaces' } })).param, undefined);
   assert.equal(parseEngineError(400, JSON.stringify({ error: 'bad' })).param, undefined);
 });
+
+test('refusals that come from how a server was started name the field and the fix, so that the backend is passed over, not blamed', () => {
+  const vllm = parseEngineError(400, JSON.stringify({ error: { message: '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set', type: 'BadRequestError', param: null, code: 400 } }));
+  assert.equal(vllm.unsupportedParam, 'tool_choice');
+  assert.match(vllm.message, /serve\.tool_parser/);
+  const jinja = parseEngineError(500, JSON.stringify({ error: { code: 500, message: 'tools param requires --jinja flag', type: 'server_error' } }));
+  assert.equal(jinja.unsupportedParam, 'tools');
+  assert.match(jinja.message, /^tools param requires --jinja flag \(start llama-server with --jinja\)$/);
+  assert.equal(parseEngineError(500, JSON.stringify({ error: { code: 500, message: 'tool_choice param requires --jinja flag', type: 'server_error' } })).unsupportedParam, 'tool_choice');
+  // The same words from a gateway in front of it (a 502) or quoted in other text are not a refusal.
+  assert.equal(parseEngineError(502, 'tools param requires --jinja flag').unsupportedParam, undefined);
+  assert.equal(parseEngineError(500, 'upstream said: tools param requires --jinja flag').unsupportedParam, undefined);
+});

@@ -7,6 +7,19 @@ import type { UpstreamErrorInfo } from './types.ts';
 const FIELD_PATTERNS: readonly [RegExp, string][] = [
   [/matryoshka representation|changing output dimensions/i, 'dimensions'],
 ];
+/**
+ * Refusals that come from how a server was started, not from the request: another backend may
+ * take the request as it is (the backend is passed over, not blamed; alone, a 400 naming the
+ * field). llama-server answers these with a 500, as if it had failed.
+ */
+const SERVER_SETUP: readonly [RegExp, string, string][] = [
+  // vLLM without --enable-auto-tool-choice (a 400).
+  [/"auto" tool choice requires --enable-auto-tool-choice/, 'tool_choice', 'serve.tool_parser starts vLLM with both flags'],
+  // llama-server with --no-jinja, or a build from before Jinja templates were its default (b7150, late 2025).
+  [/^tools param requires --jinja flag/, 'tools', 'start llama-server with --jinja'],
+  [/^tool_choice param requires --jinja flag/, 'tool_choice', 'start llama-server with --jinja'],
+];
+
 /** A field path as OpenAI names one (messages[0].content), not free text. */
 const PARAM = /^[A-Za-z_][\w.[\]-]{0,99}$/;
 
@@ -46,5 +59,7 @@ export function parseEngineError(status: number, text: string): UpstreamErrorInf
   const contextLength = (status === 400 || status === 413 || status === 422)
     && (code === 'context_length_exceeded' || type === 'exceed_context_size_error' || CONTEXT_PATTERNS.test(message));
   param ??= FIELD_PATTERNS.find(([re]) => re.test(message))?.[1];
+  const setup = status === 400 || status === 500 ? SERVER_SETUP.find(([re]) => re.test(message)) : undefined;
+  if (setup !== undefined) return { message: `${message} (${setup[2]})`, type, code, param, contextLength, unsupportedParam: setup[1] };
   return { message, type, code, param, contextLength };
 }
