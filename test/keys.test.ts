@@ -147,6 +147,25 @@ test('tokens per minute and per-role limits', async () => {
   assert.match(second.json.error.message, /on openai\/strong on requests per minute/);
 });
 
+test('a batch of legacy prompts is reserved for every generation it asks (prompts × n × max_tokens), and bounded by max_prompts', async () => {
+  /** A fresh key with a $0.002 budget: at gpt-4.1-mini's $1.60 per million output tokens, some 1,250 tokens. */
+  const auth = async (name: string) => ({ authorization: `Bearer ${(await admin('/admin/keys', { name, budget: { amount: 0.002, period: 'month' } })).json.key}` });
+  const batch = (prompts: unknown, n = 1) => ({ model: 'openai/strong', prompt: prompts, max_tokens: 40, n });
+  const his = (k: number) => Array.from({ length: k }, () => 'hi');
+  const fits = await post(f.url, '/v1/completions', batch(his(4), 2), await auth('batch-fits'));
+  assert.equal(fits.status, 200, fits.text);
+  assert.equal(fits.json.choices.length, 8, '4 prompts × n 2: 320 tokens at most');
+  const many = await post(f.url, '/v1/completions', batch(his(10), 4), await auth('batch-n'));
+  assert.equal(many.status, 429, `10 prompts × n 4 × 40 tokens could cost more than the budget: ${many.text}`);
+  const ids = await post(f.url, '/v1/completions', batch(Array.from({ length: 30 }, () => [1, 2, 3])), await auth('batch-ids'));
+  assert.equal(ids.status, 429, 'lists of token ids are prompts too');
+  assert.equal((await post(f.url, '/v1/completions', batch([1, 2, 3], 2), await auth('batch-one'))).status, 200, 'one list of token ids is one prompt');
+  const over = await post(f.url, '/v1/completions', batch(his(33)), await auth('batch-many'));
+  assert.equal(over.status, 400);
+  assert.equal(over.json.error.param, 'prompt');
+  assert.match(over.json.error.message, /holds 33 prompts; at most 32 .*gateway\.limits\.max_prompts/);
+});
+
 test('revocation works at once; rotation replaces the secret; expiry is checked on every request', async () => {
   const { json } = await admin('/admin/keys', { name: 'to-revoke' });
   const auth = { authorization: `Bearer ${json.key}` };

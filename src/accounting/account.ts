@@ -17,9 +17,18 @@ export interface BodySize {
   /** UTF-8 bytes of the prompt text: a byte-level BPE token covers at least one byte, so an upper bound of its tokens. */
   promptBytes: number;
   messages: number;
-  /** max_tokens × n, or undefined when the request sets no maximum. */
+  /** max_tokens × the generations, or undefined when the request sets no maximum. */
   maxCompletion: number | undefined;
+  /** Generations asked: n (or best_of) for each prompt of a legacy batch. */
   choices: number;
+}
+
+/**
+ * How many prompts a legacy completions request holds: a string or one list of token ids is one;
+ * a list of strings or of token-id lists is a batch, each generated `n` times.
+ */
+export function promptCount(p: unknown): number {
+  return Array.isArray(p) && typeof p[0] !== 'number' ? p.length : 1;
 }
 
 const PER_MESSAGE_BOUND = 8;
@@ -30,7 +39,9 @@ export function bodySize(body: JsonObject): BodySize {
   let messages = 0;
   const add = (v: unknown): void => {
     if (typeof v === 'string') bytes += Buffer.byteLength(v, 'utf8');
-    else if (Array.isArray(v)) for (const p of v) add(typeof p === 'object' && p !== null ? (p as { text?: unknown }).text : p);
+    // A token id is one token: counted as 4 bytes, what promptEstimate reads as one token.
+    else if (typeof v === 'number') bytes += 4;
+    else if (Array.isArray(v)) for (const p of v) add(typeof p === 'object' && p !== null && !Array.isArray(p) ? (p as { text?: unknown }).text : p);
   };
   if (Array.isArray(body.messages)) {
     for (const m of body.messages) {
@@ -45,9 +56,12 @@ export function bodySize(body: JsonObject): BodySize {
   add(body.prompt);
   add(body.input);
   if (body.tools !== undefined) bytes += Buffer.byteLength(JSON.stringify(body.tools), 'utf8');
-  const n = typeof body.n === 'number' && body.n > 1 ? body.n : 1;
+  // Generations: each prompt of a legacy batch n times, or best_of times (the engine generates
+  // them all and returns the best n).
+  const n = Math.max(typeof body.n === 'number' && body.n > 1 ? body.n : 1, typeof body.best_of === 'number' && body.best_of > 1 ? body.best_of : 1);
+  const choices = body.prompt === undefined ? n : n * promptCount(body.prompt);
   const mt = typeof body.max_completion_tokens === 'number' ? body.max_completion_tokens : typeof body.max_tokens === 'number' ? body.max_tokens : undefined;
-  return { promptBytes: bytes, messages, maxCompletion: mt === undefined ? undefined : mt * n, choices: n };
+  return { promptBytes: bytes, messages, maxCompletion: mt === undefined ? undefined : mt * choices, choices };
 }
 
 /** Completion tokens a token-rate reservation assumes when the request sets no max_tokens. */

@@ -266,13 +266,14 @@ function gateway(r: Reporter, v: unknown): GatewayConfig {
   g.realtime = bool(r, ['gateway', 'realtime'], m.realtime, g.realtime);
   g.corsOrigins = cors(r, m.cors);
   const lp = ['gateway', 'limits'];
-  const l = mapping(r, lp, m.limits, ['max_body', 'max_header', 'max_tokens', 'max_n', 'max_best_of', 'max_attempts']);
+  const l = mapping(r, lp, m.limits, ['max_body', 'max_header', 'max_tokens', 'max_n', 'max_best_of', 'max_prompts', 'max_attempts']);
   if (l !== undefined) {
     g.limits.maxBodyBytes = size(r, [...lp, 'max_body'], l.max_body, g.limits.maxBodyBytes);
     g.limits.maxHeaderBytes = size(r, [...lp, 'max_header'], l.max_header, g.limits.maxHeaderBytes);
     g.limits.maxTokens = int(r, [...lp, 'max_tokens'], l.max_tokens, g.limits.maxTokens, 1);
     g.limits.maxN = int(r, [...lp, 'max_n'], l.max_n, g.limits.maxN, 1);
     g.limits.maxBestOf = int(r, [...lp, 'max_best_of'], l.max_best_of, g.limits.maxBestOf, 1);
+    g.limits.maxPrompts = int(r, [...lp, 'max_prompts'], l.max_prompts, g.limits.maxPrompts, 1);
     g.limits.maxAttempts = int(r, [...lp, 'max_attempts'], l.max_attempts, g.limits.maxAttempts, 1, 50);
   }
   const rt = mapping(r, ['gateway', 'retry'], m.retry, ['base', 'max']);

@@ -134,6 +134,8 @@ export interface Limits {
   maxTokens: number;
   maxN: number;
   maxBestOf: number;
+  /** Prompts in one legacy completions request (a batch: each is generated n times). */
+  maxPrompts: number;
   maxAttempts: number;
 }
 
@@ -277,6 +279,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxTokens: 32_768,
   maxN: 8,
   maxBestOf: 8,
+  maxPrompts: 32,
   maxAttempts: 6,
 };
 

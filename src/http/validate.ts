@@ -5,6 +5,7 @@
 import type { Limits } from '../config/types.ts';
 import { FabricError } from '../core/errors.ts';
 import type { JsonObject, Operation } from '../engines/types.ts';
+import { promptCount } from '../accounting/account.ts';
 
 /**
  * Keys that would let a client redirect a backend or swap its credentials: LiteLLM honours
@@ -167,6 +168,8 @@ export function validateRequest(op: Operation, body: unknown, raw: string, limit
     const p = body.prompt;
     const ok = typeof p === 'string' || (Array.isArray(p) && p.length > 0);
     if (!ok) throw bad('prompt', '`prompt` must be a string or a non-empty array');
+    const prompts = promptCount(p);
+    if (prompts > limits.maxPrompts) throw bad('prompt', `\`prompt\` holds ${prompts} prompts; at most ${limits.maxPrompts} are accepted in one request (gateway.limits.max_prompts)`);
     boundedInt(body, 'best_of', limits.maxBestOf);
     // Legacy logprobs: how many alternatives per position. OpenAI takes up to 5 (and refuses
     // more itself); vLLM (max_logprobs) and Ollama (top_logprobs) take up to 20.
