@@ -7,6 +7,9 @@ import assert from 'node:assert/strict';
 import { startFabric, type Fabric } from './helpers.ts';
 import { parseFabricText } from '../src/config/load.ts';
 import { formatIssue } from '../src/config/issues.ts';
+import { connect } from 'node:net';
+import { hostname } from 'node:os';
+import { request } from 'undici';
 
 const MASTER = 'fabric-master-key-for-cors-tests-0123456789';
 const FAST = { ttftMs: 1, tokensPerSecond: 5000 };
@@ -115,4 +118,68 @@ test('config: origins must be scheme://host[:port]; "*" allows any; an empty lis
   assert.match(issues('{ origins: ["http://localhost:3000/"] }'), /c\.yaml:2.*gateway\.cors\.origins\[0\].*drop the trailing "\/": http:\/\/localhost:3000/);
   assert.match(issues('{ origins: [] }'), /gateway\.cors\.origins.*list the browser origins/);
   assert.match(issues('{ origin: ["*"] }'), /gateway\.cors.*origin/);
+});
+
+test('an open gateway (no master key) refuses what a web page could make a browser send: an unlisted origin, a name that is not this machine (DNS rebinding); on both lanes', async () => {
+  for (const lane of ['fast', 'node']) {
+    const f = await startFabric({
+      engines: [{ name: 'v', protocol: 'vllm', model: 'm', kind: 'chat', timing: FAST }],
+      yaml: (url) => `
+gateway:
+  fast_lane: ${lane === 'fast'}
+  cors: { origins: ["http://localhost:3000"] }
+backends:
+  v: { engine: vllm, url: ${url('v')}/v1, model: m }
+roles:
+  chat-fast: { kind: chat, backends: [v] }
+`,
+    });
+    try {
+      const port = new URL(f.url).port;
+      const body = JSON.stringify({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }] });
+      const send = async (headers: Record<string, string>) => {
+        const r = await request(`${f.url}/v1/chat/completions`, { method: 'POST', headers, body });
+        return { status: r.statusCode, json: (await r.body.json()) as any };
+      };
+      // A "simple" cross-site POST: text/plain needs no preflight, and the gateway reads it as JSON.
+      const csrf = await send({ origin: 'https://evil.example', 'content-type': 'text/plain' });
+      assert.equal(csrf.status, 403, lane);
+      assert.equal(csrf.json.error.code, 'permission_denied');
+      assert.match(csrf.json.error.message, /origin "https:\/\/evil\.example" is not allowed.*gateway\.cors\.origins/);
+      // DNS rebinding: the page's own name, pointed at 127.0.0.1: same-origin to the browser.
+      const rebound = await send({ origin: `http://attacker.example:${port}`, host: `attacker.example:${port}`, 'content-type': 'text/plain' });
+      assert.equal(rebound.status, 403, lane);
+      assert.match(rebound.json.error.message, /addressed to "attacker\.example:\d+" are refused.*DNS rebinding/);
+      const health = await request(`${f.url}/health`, { headers: { host: 'attacker.example' } });
+      assert.equal(health.statusCode, 403, 'what /health shows of the fleet too');
+      await health.body.text();
+      assert.equal(f.fleet.get('v').requests().length, 0, 'nothing reached the backend');
+      // This machine, however named; a listed origin; a page of the gateway's own; a client that sends no Origin.
+      for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `LOCALHOST:${port}`, `app.localhost:${port}`, hostname()]) {
+        assert.equal((await send({ host, 'content-type': 'application/json' })).status, 200, `${lane}: ${host}`);
+      }
+      assert.equal((await send({ origin: 'http://localhost:3000', 'content-type': 'application/json' })).status, 200);
+      assert.equal((await send({ origin: `http://localhost:${port}`, host: `localhost:${port}`, 'content-type': 'application/json' })).status, 200);
+    } finally {
+      await f.close();
+    }
+  }
+});
+
+test('a request without a Host header: HTTP/1.1 gets an OpenAI-shaped 400 with its request id; HTTP/1.0 is served', async () => {
+  const f = lanes.fast!;
+  const raw = (text: string) => new Promise<string>((resolve, reject) => {
+    const s = connect(Number(new URL(f.url).port), '127.0.0.1');
+    let out = '';
+    s.setEncoding('utf8').on('data', (d: string) => { out += d; }).on('end', () => resolve(out)).on('error', reject);
+    s.write(text);
+  });
+  const noHost = await raw(`GET /v1/models HTTP/1.1\r\nauthorization: Bearer ${MASTER}\r\n\r\n`);
+  assert.match(noHost, /^HTTP\/1\.1 400 /);
+  assert.match(noHost, /\r\nx-request-id: req_/);
+  const json = JSON.parse(noHost.slice(noHost.indexOf('\r\n\r\n') + 4));
+  assert.equal(json.error.type, 'invalid_request_error');
+  assert.match(json.error.message, /must have a Host header/);
+  const old = await raw(`GET /v1/models HTTP/1.0\r\nauthorization: Bearer ${MASTER}\r\n\r\n`);
+  assert.match(old, /^HTTP\/1\.1 200 /);
 });

@@ -324,7 +324,7 @@ function slowClient(model: string, holdMs: number): Promise<{ head: string; body
     const s = connect(Number(port), hostname);
     s.pause();
     s.on('error', reject);
-    s.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(payload)}\r\nconnection: close\r\n\r\n${payload}`);
+    s.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(payload)}\r\nconnection: close\r\n\r\n${payload}`);
     const chunks: Buffer[] = [];
     setTimeout(() => {
       s.on('data', (d: Buffer) => chunks.push(d));

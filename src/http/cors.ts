@@ -4,6 +4,8 @@
 // a browser's) gets only the server's Vary: Origin.
 
 import type { IncomingHttpHeaders } from 'node:http';
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 
 /** What a page's scripts may read of an answer besides the basic headers. */
 const EXPOSED = 'x-request-id, x-client-request-id, x-fabric-role, x-fabric-backend, x-fabric-attempts, x-fabric-rerouted, x-fabric-simulated, x-fabric-budget-exceeded, retry-after';
@@ -40,4 +42,29 @@ export function preflightHeaders(headers: IncomingHttpHeaders): string[] {
 /** A browser asking whether it may send a request (OPTIONS with Access-Control-Request-Method). */
 export function isPreflight(method: string, headers: IncomingHttpHeaders): boolean {
   return method === 'OPTIONS' && headers.origin !== undefined && headers['access-control-request-method'] !== undefined;
+}
+
+// An open gateway (no master key) and web pages. A page on any site can make its visitor's
+// browser send the gateway a request it cannot read the answer of (a "simple" POST, its body
+// sent as text/plain, needs no preflight), and, by DNS rebinding (its own name pointed at
+// 127.0.0.1), requests it can read. Without a key to stop them, the gateway refuses a
+// browser's request from an origin it does not list, and, listening on loopback only, a
+// request addressed to a name that is not this machine's.
+
+/** Whether an Origin is the gateway itself, as the Host header names it (a page it served). */
+export function isSameOrigin(origin: string, host: string | undefined): boolean {
+  if (host === undefined) return false;
+  const at = origin.indexOf('://');
+  return at !== -1 && origin.slice(at + 3).toLowerCase() === host.toLowerCase();
+}
+
+const THIS_MACHINE = hostname().toLowerCase();
+
+/** Whether a Host header names this machine as a loopback listener can be reached: localhost, an IP address, its host name. */
+export function isLocalHostHeader(host: string): boolean {
+  let name = host.toLowerCase();
+  if (name.startsWith('[')) name = name.slice(1, name.indexOf(']') === -1 ? undefined : name.indexOf(']'));
+  else if (name.indexOf(':') !== name.lastIndexOf(':')) return isIP(name) === 6;
+  else if (name.includes(':')) name = name.slice(0, name.indexOf(':'));
+  return name === 'localhost' || name.endsWith('.localhost') || isIP(name) !== 0 || name === THIS_MACHINE;
 }

@@ -4,6 +4,7 @@
 
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { isLoopbackHost } from '../config/types.ts';
 import { FabricError, toFabricError, wasSent } from '../core/errors.ts';
 import { clientRequestId, RequestIds } from '../core/ids.ts';
 import { Cancel } from '../core/upstream.ts';
@@ -12,7 +13,7 @@ import type { Logger } from '../core/log.ts';
 import type { JsonObject, Operation } from '../engines/types.ts';
 import { MasterKey } from './auth.ts';
 import { checkForbidden, validateRequest } from './validate.ts';
-import { allowedOrigin, corsHeaders, isPreflight, preflightHeaders } from './cors.ts';
+import { allowedOrigin, corsHeaders, isLocalHostHeader, isPreflight, isSameOrigin, preflightHeaders } from './cors.ts';
 import { fromResponsesRequest, referencedIds, type ResponsesEcho } from './responses/request.ts';
 import { ResponseIds, toResponse } from './responses/response.ts';
 import { ResponsesStream } from './responses/stream.ts';
@@ -331,6 +332,25 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     if ((await authorize(x)) !== undefined) throw new FabricError('permission_denied', `${what} needs the master key; virtual keys cannot read it`);
   }
 
+  /** Set once listening: bound to loopback only, an open gateway checks what requests are addressed to (cors.ts). */
+  let loopbackOnly = false;
+  /** The last Host header found to name this machine: most requests repeat it. */
+  let localHost: string | undefined;
+
+  /** An open gateway (no master key) refuses what a web page could make a browser send it (cors.ts). */
+  function guardOpen(x: Exchange, corsOrigins: ReadonlySet<string> | '*' | undefined): void {
+    const { origin, host } = x.headers;
+    if (origin !== undefined && allowedOrigin(x.headers, corsOrigins) === undefined && !isSameOrigin(origin, host)) {
+      throw new FabricError('permission_denied', `the origin ${JSON.stringify(origin).slice(0, 200)} is not allowed to call this gateway: without a master key, it answers web pages only from the origins gateway.cors.origins lists (any site could otherwise use it through its visitors' browsers)`);
+    }
+    if (loopbackOnly && host !== undefined && host !== localHost) {
+      if (!isLocalHostHeader(host)) {
+        throw new FabricError('permission_denied', `requests addressed to ${JSON.stringify(host).slice(0, 200)} are refused: without a master key, a gateway listening on loopback answers only requests addressed to localhost, an IP address or this machine's name (a site could otherwise reach it by DNS rebinding); set a master key, or have a proxy in front send its own Host`);
+      }
+      localHost = host;
+    }
+  }
+
   async function handle(x: Exchange, id: string): Promise<void> {
     const started = performance.now();
     const cid = clientRequestId(x.headers['x-request-id']);
@@ -343,6 +363,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const corsOrigins = app.gateway.config.gateway.corsOrigins;
     let inf: Inference | undefined;
     try {
+      if (app.masterKey === undefined) guardOpen(x, corsOrigins);
       if (corsOrigins !== undefined) {
         const origin = allowedOrigin(x.headers, corsOrigins);
         // Every answer varies by Origin once CORS is on: a cache must not give one origin's to another.
@@ -471,8 +492,18 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     });
   }
 
-  const server = createServer({ maxHeaderSize: maxHeaderBytes, keepAliveTimeout: KEEP_ALIVE_MS, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS }, (req, res) => {
-    serve(new NodeExchange(req, res));
+  // A request without a Host header reaches the handler, to be refused in OpenAI's shape (node:http's own 400 has no body).
+  const server = createServer({ maxHeaderSize: maxHeaderBytes, keepAliveTimeout: KEEP_ALIVE_MS, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, requireHostHeader: false }, (req, res) => {
+    const x = new NodeExchange(req, res);
+    if (req.headers.host !== undefined || req.httpVersion !== '1.1') return serve(x);
+    const id = ids.next();
+    setIdHeaders(x, id, undefined, app.gateway.config.simulated);
+    app.log.info('request refused', { id, method: req.method, path: req.url?.slice(0, 200), status: 400, code: 'invalid_request' });
+    sendError(x, new FabricError('invalid_request', 'an HTTP/1.1 request must have a Host header', { headers: { connection: 'close' } }));
+  });
+  server.once('listening', () => {
+    const a = server.address();
+    loopbackOnly = typeof a === 'object' && a !== null && isLoopbackHost(a.address);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return socket.destroy();
