@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, rmSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SqliteStore } from './sqlite.ts';
 import { SqliteWriter, type WriterCall } from './sqlite-writer.ts';
@@ -78,5 +79,37 @@ test('the database, its WAL and SHM files are the owner\'s only (0600), in a dir
   } finally {
     await store.close();
     rmSync(root, { recursive: true, force: true });
+  }
+});
+
+// The sqlite3 shell (Debian's, SQLite 3.40) deletes the WAL of a database it takes itself to be
+// the last user of; .ci/run installs it, and under CI=true its absence is a failure.
+const hasSqlite3 = spawnSync('sqlite3', ['--version'], { encoding: 'utf8' }).status === 0;
+
+test('the sqlite3 shell opening and closing the database leaves this process\'s WAL alone (its writer thread does not drop the process\'s locks)', {
+  skip: process.platform !== 'linux' ? 'Linux: /proc/self/fd' : hasSqlite3 || process.env.CI === 'true' ? false : 'the sqlite3 shell is not on this machine',
+}, async () => {
+  assert.ok(hasSqlite3, 'sqlite3 is missing (CI=true: .ci/run installs it)');
+  const root = tempDir('fabric-locks-');
+  const path = join(root, 'fabric.db');
+  const store = new SqliteStore(path, { writerThread: true });
+  /** Files of the database this process has open that were deleted under it. */
+  const deleted = (): string[] => readdirSync('/proc/self/fd').map((fd) => { try { return readlinkSync(`/proc/self/fd/${fd}`); } catch { return ''; } })
+    .filter((l) => l.startsWith(path) && l.endsWith('(deleted)'));
+  try {
+    await store.migrate();
+    assert.equal(await store.insertUsage([usage('req_lock1')]), 1, 'the writer thread has the database open');
+    // What an operator or a backup script does: open, read, close.
+    const other = spawnSync('sqlite3', [path, 'select count(*) from fabric_usage;'], { encoding: 'utf8' });
+    assert.equal(other.status, 0, other.stderr);
+    assert.equal(other.stdout.trim(), '1');
+    assert.deepEqual(deleted(), [], 'the WAL and SHM files are still the ones in use');
+    assert.ok(existsSync(`${path}-wal`));
+    assert.equal(await store.insertUsage([usage('req_lock2')]), 1);
+    // Another connection sees what was written after the shell left.
+    const seen = spawnSync('sqlite3', [path, "select id from fabric_usage where id = 'req_lock2';"], { encoding: 'utf8' });
+    assert.equal(seen.stdout.trim(), 'req_lock2');
+  } finally {
+    await store.close();
   }
 });

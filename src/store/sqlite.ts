@@ -55,7 +55,16 @@ export class SqliteStore implements Store {
       // Keys' metadata, usage and (with request_log) prompts: the owner's only. SQLite gives the
       // -wal and -shm files the database file's mode, so creating it 0600 covers all three.
       mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      closeSync(openSync(path, 'a', 0o600)); // the mode applies only if it creates the file
+      // Created here only when it does not exist ('wx'): a file this process already has open
+      // through SQLite must never be opened and closed beside it, since closing any descriptor
+      // of a file drops every POSIX lock the process holds on it. Another client (the sqlite3
+      // shell, a backup) would then take itself for the last connection and delete the WAL
+      // under this one: writes lost, revocations undone.
+      try {
+        closeSync(openSync(path, 'wx', 0o600));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
     }
     try {
       this.#db = new DatabaseSync(path);
