@@ -136,10 +136,22 @@ test('compose files carry secrets as ${NAME} references and the seeds\' launch p
   const motoko = parse(files.find((f) => f.path === 'nodes/motoko/compose.yaml')!.content);
   assert.ok(motoko.services['motoko-bge'].command.includes('0.3'));
   assert.deepEqual(motoko.services['motoko-bge'].ports, ['8200:8200']);
+  // The seeds' gateway keeps its SQLite store: in a volume, where the container's user may write.
   const gw = parse(files.find((f) => f.path === 'gateway/compose.yaml')!.content);
-  assert.deepEqual(Object.keys(gw.services), ['gateway', 'postgres', 'redis']);
-  assert.match(gw.services.gateway.environment.DATABASE_URL, /\$\{POSTGRES_PASSWORD:\?/);
-  assert.equal(gw.services.gateway.depends_on.postgres.condition, 'service_healthy');
+  assert.deepEqual(Object.keys(gw.services), ['gateway']);
+  assert.equal(gw.services.gateway.environment.FABRIC_DATA_DIR, '/var/lib/ai-fabric');
+  assert.ok(gw.services.gateway.volumes.includes('data:/var/lib/ai-fabric'));
+  assert.match(files.find((f) => f.path === 'gateway/Containerfile')!.content, /chown node:node \/var\/lib\/ai-fabric/);
+  assert.doesNotMatch(files.find((f) => f.path === 'gateway/env.example')!.content, /POSTGRES_PASSWORD/);
+  // A config with PostgreSQL and Redis gets both, their URLs in the variables it names.
+  const shared = render('seeds.fabric.yaml', readFileSync(join(EXAMPLES, 'seeds.fabric.yaml'), 'utf8').replace(/^gateway:\n/m, 'gateway:\n  store: { url: env:FABRIC_PG }\n  redis: { url: env:FABRIC_REDIS }\n'));
+  const sgw = parse(shared.find((f) => f.path === 'gateway/compose.yaml')!.content);
+  assert.deepEqual(Object.keys(sgw.services), ['gateway', 'postgres', 'redis']);
+  assert.match(sgw.services.gateway.environment.FABRIC_PG, /^postgres:\/\/ai_fabric:\$\{POSTGRES_PASSWORD:\?.*@postgres:5432\/ai_fabric$/);
+  assert.equal(sgw.services.gateway.environment.FABRIC_REDIS, 'redis://redis:6379/0');
+  assert.equal(sgw.services.gateway.depends_on.postgres.condition, 'service_healthy');
+  assert.deepEqual(Object.keys(sgw.volumes), ['data', 'postgres', 'redis']);
+  assert.match(shared.find((f) => f.path === 'gateway/env.example')!.content, /^FABRIC_PG=$[\s\S]*^POSTGRES_PASSWORD=$/m);
   // Windows workstations get a PowerShell launch line, Linux nodes a systemd unit and a shell script.
   assert.ok(files.some((f) => f.path === 'nodes/armitage/launch/armitage-qwen.ps1'));
   assert.ok(!files.some((f) => f.path.startsWith('nodes/armitage/') && f.path.endsWith('.service')));

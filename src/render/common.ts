@@ -26,6 +26,8 @@ export const HOST = {
   engines: '/opt/ai-fabric/engines',
   gateway: '/opt/ai-fabric/gateway',
   configDir: '/etc/ai-fabric',
+  /** The gateway's data directory (FABRIC_DATA_DIR): the SQLite store and the usage spool. */
+  dataDir: '/var/lib/ai-fabric',
 } as const;
 
 export const IMAGES = {

@@ -103,21 +103,29 @@ export function gatewayCompose(ctx: RenderContext, version: string): string {
   const cfg = ctx.cfg;
   const hostNet = gatewayOnHostNetwork(cfg);
   const port = cfg.gateway.port;
+  // PostgreSQL and Redis where the config uses them, their URLs in the variables it names.
+  const store = cfg.gateway.store.kind === 'postgres' ? cfg.gateway.store.url.env : undefined;
+  const redisEnv = cfg.gateway.redis?.url.env;
   const db = hostNet ? '127.0.0.1' : 'postgres';
   const cache = hostNet ? '127.0.0.1' : 'redis';
   const envFileMount = cfg.gateway.envFile === undefined ? [] : [`./.env:${posix.resolve(HOST.configDir, cfg.gateway.envFile)}:ro`];
+  const depends: Obj = {};
+  if (store !== undefined) depends.postgres = { condition: 'service_healthy' };
+  if (redisEnv !== undefined) depends.redis = { condition: 'service_healthy' };
   const gateway: Obj = {
     image: gatewayImage(version),
     container_name: 'ai-fabric-gateway',
     command: ['serve', '--config', `${HOST.configDir}/fabric.yaml`, '--host', hostNet ? cfg.gateway.host : '0.0.0.0', '--port', String(port)],
     ...(hostNet ? { network_mode: 'host' } : { ports: [`${isLoopback(cfg.gateway.host) ? '127.0.0.1:' : ''}${port}:${port}`] }),
-    volumes: [`./fabric.yaml:${HOST.configDir}/fabric.yaml:ro`, ...envFileMount],
+    // The data directory (the SQLite store, the usage spool) outlives the container.
+    volumes: [`./fabric.yaml:${HOST.configDir}/fabric.yaml:ro`, ...envFileMount, `data:${HOST.dataDir}`],
     env_file: ['.env'],
     environment: {
-      DATABASE_URL: `postgres://ai_fabric:\${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set: put it in .env beside compose.yaml}@${db}:5432/ai_fabric`,
-      REDIS_URL: `redis://${cache}:6379/0`,
+      FABRIC_DATA_DIR: HOST.dataDir,
+      ...(store === undefined ? {} : { [store]: `postgres://ai_fabric:\${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set: put it in .env beside compose.yaml}@${db}:5432/ai_fabric` }),
+      ...(redisEnv === undefined ? {} : { [redisEnv]: `redis://${cache}:6379/0` }),
     },
-    depends_on: { postgres: { condition: 'service_healthy' }, redis: { condition: 'service_healthy' } },
+    ...(Object.keys(depends).length === 0 ? {} : { depends_on: depends }),
     // gateway.realtime: lets the container's unprivileged user put its event loop at SCHED_FIFO 1.
     ...(cfg.gateway.realtime ? { ulimits: { rtprio: 1 } } : {}),
     restart: 'unless-stopped',
@@ -127,28 +135,37 @@ export function gatewayCompose(ctx: RenderContext, version: string): string {
       interval: '15s', timeout: '5s', retries: 3, start_period: '10s',
     },
   };
-  const postgres: Obj = {
-    image: IMAGES.postgres,
-    container_name: 'ai-fabric-postgres',
-    environment: { POSTGRES_DB: 'ai_fabric', POSTGRES_USER: 'ai_fabric', POSTGRES_PASSWORD: '${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set: put it in .env beside compose.yaml}' },
-    volumes: ['postgres:/var/lib/postgresql/data'],
-    ...(hostNet ? { ports: ['127.0.0.1:5432:5432'] } : {}),
-    restart: 'unless-stopped',
-    healthcheck: { test: ['CMD-SHELL', 'pg_isready -U ai_fabric -d ai_fabric'], interval: '10s', timeout: '5s', retries: 5, start_period: '20s' },
-  };
-  const redis: Obj = {
-    image: IMAGES.redis,
-    container_name: 'ai-fabric-redis',
-    command: ['redis-server', '--appendonly', 'yes'],
-    volumes: ['redis:/data'],
-    ...(hostNet ? { ports: ['127.0.0.1:6379:6379'] } : {}),
-    restart: 'unless-stopped',
-    healthcheck: { test: ['CMD', 'redis-cli', 'ping'], interval: '10s', timeout: '5s', retries: 5 },
-  };
+  const services: Obj = { gateway };
+  const volumes: Obj = { data: {} };
+  if (store !== undefined) {
+    services.postgres = {
+      image: IMAGES.postgres,
+      container_name: 'ai-fabric-postgres',
+      environment: { POSTGRES_DB: 'ai_fabric', POSTGRES_USER: 'ai_fabric', POSTGRES_PASSWORD: '${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is not set: put it in .env beside compose.yaml}' },
+      volumes: ['postgres:/var/lib/postgresql/data'],
+      ...(hostNet ? { ports: ['127.0.0.1:5432:5432'] } : {}),
+      restart: 'unless-stopped',
+      healthcheck: { test: ['CMD-SHELL', 'pg_isready -U ai_fabric -d ai_fabric'], interval: '10s', timeout: '5s', retries: 5, start_period: '20s' },
+    };
+    volumes.postgres = {};
+  }
+  if (redisEnv !== undefined) {
+    services.redis = {
+      image: IMAGES.redis,
+      container_name: 'ai-fabric-redis',
+      command: ['redis-server', '--appendonly', 'yes'],
+      volumes: ['redis:/data'],
+      ...(hostNet ? { ports: ['127.0.0.1:6379:6379'] } : {}),
+      restart: 'unless-stopped',
+      healthcheck: { test: ['CMD', 'redis-cli', 'ping'], interval: '10s', timeout: '5s', retries: 5 },
+    };
+    volumes.redis = {};
+  }
   const notes = [
     `Build the image from the AI Fabric source first: docker build -t ${gatewayImage(version)} -f Containerfile /path/to/ai-fabric`,
     GATEWAY_SECRETS_NOTE,
     ...(hostNet ? ['Host networking: some backend URLs are loopback (127.0.0.1), which only the host network reaches.'] : []),
   ];
-  return yamlDoc(ctx, 'The AI Fabric gateway with PostgreSQL and Redis.', { services: { gateway, postgres, redis }, volumes: { postgres: {}, redis: {} } }, notes);
+  const beside = [store === undefined ? [] : ['PostgreSQL (gateway.store)'], redisEnv === undefined ? [] : ['Redis (gateway.redis)']].flat();
+  return yamlDoc(ctx, `The AI Fabric gateway${beside.length === 0 ? ', its SQLite store in the data volume' : ` with ${beside.join(' and ')}`}.`, { services, volumes }, notes);
 }

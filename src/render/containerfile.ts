@@ -19,7 +19,9 @@ COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/bin ./bin
 COPY --from=build /src/dist ./dist
-ENV NODE_ENV=production PATH=${HOST.gateway}/node_modules/.bin:$PATH
+# The store and the usage spool: the node user's, so that a volume mounted there is too.
+RUN mkdir -p ${HOST.dataDir} && chown node:node ${HOST.dataDir} && chmod 700 ${HOST.dataDir}
+ENV NODE_ENV=production PATH=${HOST.gateway}/node_modules/.bin:$PATH FABRIC_DATA_DIR=${HOST.dataDir}
 USER node
 EXPOSE ${port}
 STOPSIGNAL SIGTERM

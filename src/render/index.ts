@@ -66,7 +66,12 @@ export function renderFabric(cfg: FabricConfig, source: string, sourceText: stri
   const gwSecrets = new Map<string, string>();
   if (cfg.gateway.masterKey !== undefined) gwSecrets.set(cfg.gateway.masterKey.env, 'the gateway\'s master key (clients send it as a bearer token)');
   for (const b of cfg.backends.values()) if (b.apiKey !== undefined && !gwSecrets.has(b.apiKey.env)) gwSecrets.set(b.apiKey.env, `API key of backend ${b.name}`);
-  gwSecrets.set('POSTGRES_PASSWORD', 'PostgreSQL password (compose.yaml only)');
+  const st = cfg.gateway.store;
+  if (st.kind === 'postgres') {
+    gwSecrets.set(st.url.env, 'PostgreSQL URL of the store (the systemd unit; compose.yaml sets it)');
+    gwSecrets.set('POSTGRES_PASSWORD', 'PostgreSQL password (compose.yaml only)');
+  }
+  if (cfg.gateway.redis !== undefined) gwSecrets.set(cfg.gateway.redis.url.env, 'Redis URL (the systemd unit; compose.yaml sets it)');
   add('gateway/env.example', envExample(ctx, 'Secrets for the gateway (compose.yaml reads .env; the systemd unit reads /etc/ai-fabric/gateway.env).', gwSecrets));
   add('litellm/config.yaml', litellmConfig(ctx));
 

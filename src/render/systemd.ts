@@ -56,6 +56,10 @@ export function gatewayUnit(ctx: RenderContext): string {
       // Secrets (OPENAI_API_KEY, the master key) as NAME=value lines, mode 0600; read by systemd, not the service.
       ['EnvironmentFile', `-${HOST.configDir}/gateway.env`],
       ['Environment', `PATH=${HOST.gateway}/node_modules/.bin:/usr/local/bin:/usr/bin:/bin`],
+      // The store and the usage spool: the one place the sandbox lets the service write, kept across restarts.
+      ['Environment', `FABRIC_DATA_DIR=${HOST.dataDir}`],
+      ['StateDirectory', 'ai-fabric'],
+      ['StateDirectoryMode', '0700'],
       ['ExecStart', `${HOST.gateway}/bin/fabric serve --config ${HOST.configDir}/fabric.yaml`],
       ['ExecReload', '/bin/kill -HUP $MAINPID'],
       ['KillSignal', 'SIGTERM'],
