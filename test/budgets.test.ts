@@ -124,11 +124,14 @@ describe('a key budget', () => {
     assert.equal(r.status, 429);
     assert.equal(r.json.error.code, 'insufficient_quota');
     assert.equal(r.json.error.type, 'insufficient_quota');
+    // The official SDKs retry every 429 unless told not to: a spent budget is not a wait.
+    assert.equal(r.headers.get('x-should-retry'), 'false');
     assert.match(r.json.error.message, /key "obsidian" has \$0\.0\d+ left of its monthly budget of \$0\.05.*could cost up to \$0\.0\d+/);
     assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), kauth)).status, 200, 'free local requests still fit');
     await admin(f, `/admin/keys/${k.id}`, { budget: { amount: 0.01, period: 'month' } }, 'PATCH');
     const over = await post(f.url, '/v1/chat/completions', chat('local/chat'), kauth);
     assert.equal(over.status, 429);
+    assert.equal(over.headers.get('x-should-retry'), 'false');
     assert.match(over.json.error.message, /key "obsidian" is over its monthly budget: \$0\.0\d+ spent of \$0\.01; it resets at \d{4}-\d\d-01T00:00:00\.000Z/);
     const shown = await admin(f, `/admin/keys/${k.id}`);
     assert.ok(shown.spend.spent > 0.01);

@@ -66,6 +66,8 @@ for (const lane of ['fast', 'node']) {
     const own = [...r.headers.keys()].filter((h) => h.startsWith('x-fabric-') || h.endsWith('request-id'));
     assert.ok(own.length >= 4, own.join());
     for (const h of own) assert.ok(exposed.includes(h), `${h} is exposed`);
+    // What an SDK in the page decides its retries by.
+    for (const h of ['retry-after', 'x-should-retry']) assert.ok(exposed.includes(h), `${h} is exposed`);
     assert.match(r.headers.get('vary')!, /origin/i);
     assert.match(await r.text(), /data: \[DONE\]/);
     // Errors carry them too, or the page could not read why it failed.

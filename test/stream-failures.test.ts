@@ -7,6 +7,7 @@
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import OpenAI from 'openai';
 import { startFabric, chat, waitForLog, type Fabric } from './helpers.ts';
 import { streamAttempt } from '../src/core/stream-attempt.ts';
 import { Cancel, Deadlines } from '../src/core/upstream.ts';
@@ -115,6 +116,19 @@ const scenarios: Record<string, Scenario> = {
     const body = JSON.stringify({ error: { message: 'You exceeded your current quota, please check your plan and billing details.', type: 'insufficient_quota', param: null, code: 'insufficient_quota' } });
     s.write(`HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   },
+  // A rate limit that passes: a 429 worth retrying later.
+  busy(s) {
+    const body = JSON.stringify({ error: { message: 'Rate limit reached for requests', type: 'requests', param: null, code: 'rate_limit_exceeded' } });
+    s.write(`HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 0\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  },
+  // A whole answer without `usage`, as some OpenAI-compatible servers send it.
+  'no-usage'(s, req) {
+    const answer = req.path.endsWith('/chat/completions')
+      ? { id: 'chatcmpl-mock', object: 'chat.completion', created: 1, model: 'mock', choices: [{ index: 0, message: { role: 'assistant', content: NO_USAGE_CHAT }, finish_reason: 'stop' }] }
+      : { id: 'cmpl-mock', object: 'text_completion', created: 1, model: 'mock', choices: [{ index: 0, text: NO_USAGE_TEXT, logprobs: null, finish_reason: 'stop' }] };
+    const body = JSON.stringify(answer);
+    s.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  },
   // A chunk every 20 ms for two seconds (a client leaves in the middle).
   drip(s) {
     s.write(CHUNKED);
@@ -172,6 +186,11 @@ const scenarios: Record<string, Scenario> = {
     setTimeout(() => s.destroy(), 20);
   },
 };
+
+/** 40 UTF-8 bytes (an em dash is three): ten tokens at four bytes a token. */
+const NO_USAGE_CHAT = 'The answer is forty-two — as ever. Yes';
+/** 16 bytes: four tokens. */
+const NO_USAGE_TEXT = 'Once upon a time';
 
 const BULK_EVENTS = 8000;
 const BULK_TEXT = 'x'.repeat(1000);
@@ -234,6 +253,8 @@ ${vllm('six')}
 ${vllm('mid-error')}
 ${vllm('drip')}
   quota: { engine: openai-compatible, url: ${u('quota')}, model: mock, max_retries: 2 }
+  busy: { engine: openai-compatible, url: ${u('busy')}, model: mock, max_retries: 0 }
+  no-usage: { engine: openai-compatible, url: ${u('no-usage')}, model: mock, max_retries: 0 }
   echo-key: { engine: openai-compatible, url: ${u('echo-key')}, model: mock, api_key: env:ECHO_BACKEND_KEY, max_retries: 0 }
   echo-key-event: { engine: openai-compatible, url: ${u('echo-key-event')}, model: mock, api_key: env:ECHO_BACKEND_KEY, max_retries: 0 }
   llamacpp: { engine: llamacpp, url: ${u('llamacpp')}, model: mock, max_retries: 0 }
@@ -264,6 +285,9 @@ roles:
   r-drip: { kind: chat, backends: [drip] }
   r-quota: { kind: chat, backends: [quota], fallbacks: [r-good] }
   r-quota-alone: { kind: chat, backends: [quota] }
+  r-quota-busy: { kind: chat, backends: [quota], fallbacks: [r-busy] }
+  r-busy: { kind: chat, backends: [busy] }
+  r-no-usage: { kind: chat, backends: [no-usage] }
   r-echo-key: { kind: chat, backends: [echo-key] }
   r-echo-key-event: { kind: chat, backends: [echo-key-event] }
   r-ollama-six: { kind: chat, backends: [ollama-six] }
@@ -607,14 +631,86 @@ test('a 429 for a spent quota (OpenAI insufficient_quota) is not retried, counts
   assert.equal(backend('quota').consecutiveFailures, 1, 'counted: enough of them cool the backend down');
   const alone = await post(f.url, '/v1/chat/completions', chat('r-quota-alone'));
   assert.equal(alone.status, 429);
-  assert.match(alone.json.error.message, /quota/);
+  // OpenAI's own shape for it, naming the backend whose account is spent, and no retry wanted.
+  assert.equal(alone.json.error.type, 'insufficient_quota');
+  assert.equal(alone.json.error.code, 'insufficient_quota');
+  assert.match(alone.json.error.message, /no quota left on the provider account behind quota \(insufficient_quota\)/);
+  assert.equal(alone.json.error.attempts[0].failure, 'quota_exceeded');
+  assert.equal(alone.headers.get('x-should-retry'), 'false');
+  assert.equal(alone.headers.get('retry-after'), null);
   assert.equal(seen.filter((x) => x.scenario === 'quota').length - before, 2);
+});
+
+test('the official SDK does not retry a spent quota (x-should-retry: false); a rate limit that passes stays a 429 it may retry', async () => {
+  const before = seen.filter((x) => x.scenario === 'quota').length;
+  const sdk = new OpenAI({ baseURL: `${f.url}/v1`, apiKey: 'unused', maxRetries: 2, timeout: 5000 });
+  const err = await sdk.chat.completions.create({ model: 'r-quota-alone', messages: [{ role: 'user', content: 'hi' }] }).then(() => undefined, (e: unknown) => e);
+  assert.ok(err instanceof OpenAI.RateLimitError, String(err));
+  assert.equal(err.code, 'insufficient_quota');
+  assert.equal(err.type, 'insufficient_quota');
+  assert.equal(seen.filter((x) => x.scenario === 'quota').length - before, 1, 'one request: the SDK did not send it again');
+  // One spent account and one busy one: waiting may help, so a plain 429, with no word against retrying.
+  const mixed = await post(f.url, '/v1/chat/completions', chat('r-quota-busy'));
+  assert.equal(mixed.status, 429, mixed.text);
+  assert.equal(mixed.json.error.code, 'rate_limit_exceeded');
+  assert.deepEqual(mixed.json.error.attempts.map((a: any) => a.failure), ['quota_exceeded', 'rate_limited']);
+  assert.equal(mixed.headers.get('retry-after'), '0');
+  assert.equal(mixed.headers.get('x-should-retry'), null);
+});
+
+test('a stream that broke after its first byte counts as an error in usage reports, keeps its 200 and its tokens, and logs a warning', async () => {
+  const store = f.gw.app.accounting!.store;
+  const row = async (): Promise<{ requests: number; errors: number; completionTokens: number }> => {
+    await f.gw.app.accounting!.writer.flush();
+    return (await store.usageSummary({ by: 'status' })).find((r) => r.group === '200') ?? { requests: 0, errors: 0, completionTokens: 0 };
+  };
+  const was = await row();
+  const from = f.logs.length;
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('r-six'), stream: true });
+  assert.equal(r.status, 200);
+  assert.match(r.text, /stream_interrupted/);
+  const line = await waitForLog(f, from, (l) => l.msg === 'request' && l.model === 'r-six');
+  assert.equal(line.level, 'warn');
+  assert.equal(line.status, 200);
+  assert.equal(line.code, 'stream_interrupted');
+  const now = await row();
+  assert.deepEqual([now.requests - was.requests, now.errors - was.errors, now.completionTokens - was.completionTokens], [1, 1, 6],
+    'one more 200, counted as an error, its six tokens billed');
+  const rec = await store.usageById(line.id);
+  assert.deepEqual([rec?.status, rec?.code], [200, 'stream_interrupted']);
+  // A whole stream: an info line, no code, no error.
+  const ok = await post(f.url, '/v1/chat/completions', { ...chat('r-good'), stream: true });
+  assert.equal(ok.status, 200);
+  const good = await waitForLog(f, from, (l) => l.msg === 'request' && l.model === 'r-good');
+  assert.equal(good.level, 'info');
+  assert.equal(good.code, undefined);
+  const after = await row();
+  assert.deepEqual([after.requests - now.requests, after.errors - now.errors], [1, 0]);
+});
+
+test('a whole answer without usage is recorded with its completion estimated from its text (four bytes a token) and its prompt from the request', async () => {
+  const store = f.gw.app.accounting!.store;
+  for (const [path, body, prompt, completion] of [
+    ['/v1/chat/completions', chat('r-no-usage'), 7, 10], // "hello there": 11 bytes → 3, and 4 for its one message
+    ['/v1/completions', { model: 'r-no-usage', prompt: 'Tell me a story', max_tokens: 8 }, 4, 4],
+  ] as const) {
+    const from = f.logs.length;
+    const r = await post(f.url, path, body);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.usage, undefined, 'the answer as the backend gave it');
+    const line = await waitForLog(f, from, (l) => l.msg === 'request' && l.model === 'r-no-usage');
+    assert.deepEqual([line.prompt_tokens, line.completion_tokens, line.estimated], [prompt, completion, true], path);
+    await f.gw.app.accounting!.writer.flush();
+    const rec = await store.usageById(line.id);
+    assert.deepEqual([rec?.promptTokens, rec?.completionTokens, rec?.estimated], [prompt, completion, true], path);
+  }
 });
 
 test('a backend that echoes its key in an error: the key reaches neither the client, nor /health, nor the log', async () => {
   const from = f.logs.length;
   const r = await post(f.url, '/v1/chat/completions', chat('r-echo-key'));
   assert.equal(r.status, 503, r.text);
+  assert.equal(r.headers.get('x-should-retry'), null, 'a 503 with Retry-After is worth retrying');
   assert.match(r.text, /Invalid API key provided: Bearer \[redacted\]; raw: \[redacted\]/);
   assert.ok(!r.text.includes(ECHO_KEY), r.text);
   const health = await (await fetch(`${f.url}/health`)).text();

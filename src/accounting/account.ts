@@ -5,12 +5,13 @@
 
 import type { AttemptHooks, AttemptVerdict, RequestContext, Served } from '../core/gateway.ts';
 import type { BackendRuntime } from '../core/backend.ts';
-import { FabricError, wasSent } from '../core/errors.ts';
+import { FabricError, STREAM_INTERRUPTED, wasSent } from '../core/errors.ts';
 import type { JsonObject, Usage } from '../engines/types.ts';
 import type { KeyRecord, UsageRecord } from '../store/types.ts';
 import type { BudgetScope, Hold } from './ledger.ts';
 import { periodAdjective, periodEnd, usd } from './periods.ts';
 import type { Accounting } from './service.ts';
+import { BYTES_PER_TOKEN } from '../tokens/estimate.ts';
 
 /** What a request body says about its size, read once at admission. */
 export interface BodySize {
@@ -68,7 +69,7 @@ export function bodySize(body: JsonObject): BodySize {
 export const DEFAULT_COMPLETION_ESTIMATE = 256;
 
 export function promptEstimate(s: BodySize): number {
-  return Math.ceil(s.promptBytes / 4) + 4 * s.messages;
+  return Math.ceil(s.promptBytes / BYTES_PER_TOKEN) + 4 * s.messages;
 }
 
 export interface TpmHold { key: string; limit: number; reserved: number }
@@ -203,7 +204,7 @@ export class RequestAccount implements AttemptHooks {
 
   /**
    * The engine reported no usage (or a stream broke before it): the prompt estimated from the
-   * body's size, the completion from the chunks relayed.
+   * body's size, the completion from the chunks relayed (a stream) or the answer's text.
    */
   #estimate(completionEstimate: number | undefined): Usage {
     const prompt = promptEstimate(this.size);
@@ -216,7 +217,8 @@ export class RequestAccount implements AttemptHooks {
   finish(served: Served, latencyMs: number, ttftMs: number | undefined, response: string | undefined): UsageRecord {
     const u = this.#usage ?? served.usage ?? this.#estimate(served.completionEstimate);
     // A stream that broke after its first byte: a 200 the client saw end with an error event.
-    const code = served.streamError === undefined ? undefined : 'stream_interrupted';
+    // Recorded as answered (200, its tokens billed) with the code that counts it as an error.
+    const code = served.streamError === undefined ? undefined : STREAM_INTERRUPTED;
     const rec = this.#record(200, code, served.role, served.backend, served.attempts, served.rerouted, u, latencyMs, ttftMs);
     this.#close(rec, response);
     return rec;

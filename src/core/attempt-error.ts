@@ -113,7 +113,7 @@ export function upstreamError(backend: BackendRuntime, status: number, headers: 
   const msg = info.message === `HTTP ${status}` ? info.message : `HTTP ${status}: ${info.message}`;
   if (status === 429) {
     if (info.code === 'insufficient_quota' || info.type === 'insufficient_quota') {
-      const e = new AttemptError('rate_limited', `${msg} (the account's quota is spent: not retried)`, status);
+      const e = new AttemptError('quota_exceeded', `${msg} (the account's quota is spent: not retried)`, status);
       e.quotaSpent = true;
       return e;
     }

@@ -22,8 +22,10 @@ export const ErrorCatalogue = {
   rate_limit_exceeded: { status: 429, type: 'rate_limit_error' },
   // nginx's 499: never sent (the client is gone), but counted and logged as what it is.
   client_closed_request: { status: 499, type: 'invalid_request_error' },
-  // A key over its budget: OpenAI's "exceeded your current quota" (429, insufficient_quota).
-  insufficient_quota: { status: 429, type: 'insufficient_quota' },
+  // A key over its budget, or every backend's account spent: OpenAI's "exceeded your current
+  // quota" (429, insufficient_quota). Waiting will not cure it, but the official SDKs retry every
+  // 429 unless the answer says not to (x-should-retry: false).
+  insufficient_quota: { status: 429, type: 'insufficient_quota', retry: false },
   internal_error: { status: 500, type: 'server_error' },
   bad_upstream_response: { status: 502, type: 'server_error' },
   no_backend_available: { status: 503, type: 'server_error' },
@@ -34,12 +36,19 @@ export const ErrorCatalogue = {
 
 export type ErrorCode = keyof typeof ErrorCatalogue;
 
+/**
+ * The code of a stream that broke after its first byte: no status of its own (the client had its
+ * 200), but the error event it ends with, its usage record and its log line carry it.
+ */
+export const STREAM_INTERRUPTED = 'stream_interrupted';
+
 /** Why one attempt against one backend failed; the gateway lists these when all fail. */
 export type FailureClass =
   | 'connect'          // could not connect / connection reset before a response
   | 'timeout'          // connect, first-byte, idle or total timeout
   | 'upstream_5xx'
   | 'rate_limited'     // upstream 429
+  | 'quota_exceeded'   // upstream 429 for a spent account (OpenAI's insufficient_quota): waiting will not cure it
   | 'malformed'        // 2xx with a body we cannot use
   | 'context_length'   // the prompt does not fit this backend
   | 'client_error'     // upstream 400/422: the request itself is at fault
@@ -93,7 +102,9 @@ export class FabricError extends Error {
     this.type = entry.type;
     this.param = opts.param ?? null;
     this.attempts = opts.attempts;
-    this.headers = opts.headers;
+    // The official SDKs retry 408, 409, 429 and 5xx unless told not to; where a retry cannot
+    // help, the answer says so.
+    this.headers = 'retry' in entry ? { ...opts.headers, 'x-should-retry': 'false' } : opts.headers;
   }
 
   toBody(): { error: { message: string; type: string; param: string | null; code: string; attempts?: AttemptFailure[] } } {

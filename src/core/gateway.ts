@@ -6,6 +6,7 @@ import { ollamaNumCtx, type FabricConfig } from '../config/types.ts';
 import type { JsonObject, NormalizeContext, Operation, PreparedRequest, Usage } from '../engines/types.ts';
 import { RouteTable, type ListedModel, type Route } from '../routing/table.ts';
 import { TokenCounter } from '../tokens/count.ts';
+import { answerTokensEstimate } from '../tokens/estimate.ts';
 import { affinityKey } from '../routing/affinity.ts';
 import { suggest } from '../config/issues.ts';
 import { BackendRuntime } from './backend.ts';
@@ -71,7 +72,7 @@ export interface Served {
   usage: Usage | undefined;
   /** Set when a stream broke after its first byte and was ended with an error event. */
   streamError: string | undefined;
-  /** A stream that carried no usage: the chunks it relayed, about one token each (an estimate). */
+  /** An answer that carried no usage: a stream's chunks, about one token each, or a whole answer's text, four bytes a token (an estimate). */
   completionEstimate?: number;
   failures: AttemptFailure[];
   /** Attempts sent again to the same backend after a failure. */
@@ -395,8 +396,15 @@ export class Gateway {
         param: op === 'chat' ? 'messages' : op === 'completions' ? 'prompt' : 'input', attempts: failures,
       });
     }
-    if (every('rate_limited')) {
-      const ra = sent[sent.length - 1]!.retryAfter;
+    // Every account tried is spent, and no backend skipped for now may serve later: waiting will
+    // not help, and the error says so to the client's SDK (x-should-retry: false).
+    const quota = every('quota_exceeded');
+    if (quota && later.length === 0) {
+      const spent = [...new Set(sent.map((f) => f.backend))].join(', ');
+      return new FabricError('insufficient_quota', `no quota left on the provider account behind ${spent} (insufficient_quota): no backend for \`${model}\` can serve the request until it is topped up; tried: ${tried}`, { attempts: failures });
+    }
+    if (!quota && sent.length > 0 && sent.every((f) => f.failure === 'rate_limited' || f.failure === 'quota_exceeded')) {
+      const ra = sent.findLast((f) => f.failure === 'rate_limited')?.retryAfter;
       return new FabricError('rate_limit_exceeded', `every backend for \`${model}\` is rate limited: ${tried}`, {
         attempts: failures, headers: ra === undefined ? undefined : { 'retry-after': ra },
       });
@@ -505,6 +513,8 @@ export class Gateway {
       const out = backend.engine.normalize(op, json, body, this.#nctx(ctx, served.requested));
       if (out === undefined) throw new AttemptError('malformed', `answered ${res.status} with JSON that is not a ${op} response`, res.status);
       served.usage = out.usage as Usage | undefined;
+      // No usage reported: the completion estimated from the answer's text, as a stream's from its chunks.
+      if (served.usage === undefined && op !== 'embeddings') served.completionEstimate = answerTokensEstimate(out);
       return out;
     } finally {
       this.#deadlines.delete(deadline);

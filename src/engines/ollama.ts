@@ -247,6 +247,25 @@ function float32Base64(v: number[]): string {
   return Buffer.from(f.buffer, f.byteOffset, f.byteLength).toString('base64');
 }
 
+/**
+ * Fields Ollama has no way to honour, which its own OpenAI layer drops without a word (openai.go
+ * reads no echo, best_of or logit_bias): an answer without them is not the one asked for, so the
+ * backend is passed over, as llama.cpp's refusal does. Values that ask for nothing pass.
+ */
+function refuseUnhonoured(body: JsonObject): void {
+  if (body.echo !== undefined && body.echo !== null && body.echo !== false) {
+    throw new Unsupported('Ollama backends do not echo the prompt (`echo`)', 'echo');
+  }
+  const bestOf = body.best_of;
+  if (bestOf !== undefined && bestOf !== null && bestOf !== 1) {
+    throw new Unsupported(`\`best_of\` is ${JSON.stringify(bestOf)}, but Ollama backends generate one answer per request and cannot pick the best of several`, 'best_of');
+  }
+  const bias = body.logit_bias;
+  if (bias !== undefined && bias !== null && !(isObj(bias) && Object.keys(bias).length === 0)) {
+    throw new Unsupported('Ollama backends take no `logit_bias`: they cannot weigh tokens up or down', 'logit_bias');
+  }
+}
+
 /** What an Ollama backend's config asks of every request it is sent. */
 export interface OllamaSettings {
   /**
@@ -294,6 +313,7 @@ export class OllamaEngine implements EngineAdapter {
     if (typeof body.n === 'number' && body.n > 1) {
       throw new Unsupported(`\`n\` is ${body.n}, but Ollama backends return one choice per request; send n requests instead`, 'n');
     }
+    refuseUnhonoured(body);
     const stream = body.stream === true;
     // truncate: false: a prompt longer than the context is refused with a context-length error
     // (which the gateway falls back on), where Ollama would silently drop the oldest messages, or

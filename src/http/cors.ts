@@ -7,8 +7,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 
-/** What a page's scripts may read of an answer besides the basic headers. */
-const EXPOSED = 'x-request-id, x-client-request-id, x-fabric-role, x-fabric-backend, x-fabric-attempts, x-fabric-rerouted, x-fabric-simulated, x-fabric-budget-exceeded, retry-after';
+/** What a page's scripts may read of an answer besides the basic headers (an SDK in the page reads retry-after and x-should-retry). */
+const EXPOSED = 'x-request-id, x-client-request-id, x-fabric-role, x-fabric-backend, x-fabric-attempts, x-fabric-rerouted, x-fabric-simulated, x-fabric-budget-exceeded, retry-after, x-should-retry';
 /** The headers clients send (the SDKs add their x-stainless-* and openai-* ones). */
 const HEADER_LIST = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:\s*,\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/;
 const PREFLIGHT_MAX_AGE = '600';

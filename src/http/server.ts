@@ -5,7 +5,7 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { isLoopbackHost } from '../config/types.ts';
-import { FabricError, toFabricError, wasSent } from '../core/errors.ts';
+import { FabricError, STREAM_INTERRUPTED, toFabricError, wasSent } from '../core/errors.ts';
 import { clientRequestId, RequestIds } from '../core/ids.ts';
 import { Cancel } from '../core/upstream.ts';
 import { ClientClosed, type Gateway, type HoldingSink, type RequestContext, type Served } from '../core/gateway.ts';
@@ -300,9 +300,12 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       };
     }
     metrics.served(op, served, (now - started) / 1000, firstByteAt === undefined ? undefined : (firstByteAt - started) / 1000);
-    app.log.info('request', {
+    // A stream that broke after its first byte was answered 200, and failed: a warning, with the
+    // code its usage record and the client's error event carry.
+    const broken = served.streamError !== undefined;
+    app.log.log(broken ? 'warn' : 'info', 'request', {
       id: ctx.id, client_id: ctx.clientRequestId, op, model: served.requested, role: served.role, backend: served.backend,
-      status: 200, attempts: served.attempts, rerouted: served.rerouted || undefined, stream: body.stream === true || undefined, api: echo === undefined ? undefined : 'responses',
+      status: 200, code: broken ? STREAM_INTERRUPTED : undefined, attempts: served.attempts, rerouted: served.rerouted || undefined, stream: body.stream === true || undefined, api: echo === undefined ? undefined : 'responses',
       ms: Math.round((now - started) * 10) / 10,
       prompt_tokens: served.usage?.prompt_tokens ?? rec?.promptTokens, completion_tokens: served.usage?.completion_tokens ?? rec?.completionTokens ?? served.completionEstimate,
       estimated: served.usage === undefined || undefined,

@@ -55,7 +55,7 @@ export class GatewayMetrics {
     this.ttft = r.histogram('fabric_time_to_first_token_seconds', 'Streams: from the request received to the first byte sent to the client.', ['role', 'backend'], TTFT_BUCKETS);
     this.tokens = r.counter('fabric_tokens_total', 'Tokens as the backends reported them, by direction (in: prompt, out: completion).', ['role', 'backend', 'direction']);
     this.errors = r.counter('fabric_errors_total', 'Requests answered with an error, by operation and error code.', ['op', 'code']);
-    this.attemptFailures = r.counter('fabric_attempt_failures_total', 'Failed attempts against a backend, by failure class (connect, timeout, upstream_5xx, rate_limited, malformed, …).', ['backend', 'class']);
+    this.attemptFailures = r.counter('fabric_attempt_failures_total', 'Failed attempts against a backend, by failure class (connect, timeout, upstream_5xx, rate_limited, quota_exceeded, malformed, …).', ['backend', 'class']);
     this.retries = r.counter('fabric_retries_total', 'Attempts sent to the same backend again after a failure.', ['backend']);
     this.fallbacks = r.counter('fabric_fallbacks_total', 'Requests served by another role than the one asked for (fallback chain, rule, context-window fallback).', ['role', 'served_role']);
     this.streamsInterrupted = r.counter('fabric_streams_interrupted_total', 'Streams ended with an error event after their first byte.', ['role', 'backend']);

@@ -111,5 +111,9 @@ export function groupExpr(by: UsageGroup, day: string): string {
   }
 }
 
-export const SUMMARY_SELECT = `COUNT(*) AS requests, SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors,
+/**
+ * An error is a record with an error status, or with a code: a stream that broke after its first
+ * byte keeps the 200 it was answered with, and its code (stream_interrupted) says it failed.
+ */
+export const SUMMARY_SELECT = `COUNT(*) AS requests, SUM(CASE WHEN status >= 400 OR code IS NOT NULL THEN 1 ELSE 0 END) AS errors,
   SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, SUM(cost) AS cost, AVG(latency_ms) AS avg_latency_ms`;

@@ -64,6 +64,10 @@ export interface UsageRecord {
   /** The physical model the backend ran. */
   upstreamModel: string;
   status: number;
+  /**
+   * Set on every failure: the error's code, also on a 200 stream that broke after its first byte
+   * (stream_interrupted). Reports count a record with a code as an error.
+   */
   code: string | undefined;
   promptTokens: number;
   completionTokens: number;

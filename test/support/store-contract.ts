@@ -153,6 +153,25 @@ export function storeContract(name: string, factory: StoreFactory): void {
     }
   });
 
+  test(`${name}: a 200 recorded with an error code (a stream that broke after its first byte) counts as an error, its tokens billed`, async () => {
+    const s = await factory.fresh();
+    try {
+      await s.migrate();
+      await s.insertUsage([
+        usage('ok'),
+        usage('cut', { code: 'stream_interrupted', stream: true, completionTokens: 6, estimated: true }),
+        usage('gone', { status: 503, code: 'no_backend_available', promptTokens: 0, completionTokens: 0 }),
+      ]);
+      const byStatus = await s.usageSummary({ by: 'status' });
+      assert.deepEqual(byStatus.map((r) => [r.group, r.requests, r.errors, r.completionTokens]).sort(), [['200', 2, 1, 26], ['503', 1, 1, 0]]);
+      assert.deepEqual((await s.usageSummary({ by: 'key' })).map((r) => [r.group, r.requests, r.errors]), [['obsidian', 3, 2]]);
+      const cut = await s.usageById('cut');
+      assert.deepEqual([cut?.status, cut?.code], [200, 'stream_interrupted'], 'the record keeps the status the client had');
+    } finally {
+      await s.close();
+    }
+  });
+
   test(`${name}: request logs are stored, read back, and pruned by age and by size`, async () => {
     const s = await factory.fresh();
     try {
