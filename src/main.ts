@@ -29,6 +29,8 @@ export interface StartOptions {
   accounting?: boolean;
   /** How long a replaced config's secrets stay scrubbed after its last request ended (default 5 s). */
   retiredLogMs?: number;
+  /** Call the alert webhook on changes of level (default true; one worker of several does). */
+  alerts?: boolean;
 }
 
 /** Where the gateway keeps its state (see StartOptions.dataDir). */
@@ -111,7 +113,7 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
   const wakeFor = (bs: readonly BackendRuntime[]): void => { fleet.wakeFor(bs); };
   let gateway = new Gateway(config, secrets, { wakeFor });
   const probe = opts.probe ?? true;
-  const fleet = new FleetHealth(gateway, secrets, { log, probe });
+  const fleet = new FleetHealth(gateway, secrets, { log, probe, alerts: opts.alerts });
   const app: AppState = { gateway, masterKey: masterKeyOf(config, secrets, log), log, draining: false, startedAt: Date.now() };
   let accounting: Accounting | undefined;
   if (opts.accounting !== false) {

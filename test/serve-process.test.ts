@@ -6,6 +6,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
@@ -46,8 +48,8 @@ ${extra}`;
 
 interface Served { proc: ChildProcess; url: string; out: () => string; waitFor: (re: RegExp, ms?: number) => Promise<RegExpExecArray> }
 
-async function serve(file: string, args: string[] = []): Promise<Served> {
-  const proc = spawn(process.execPath, [MAIN, 'serve', '--config', file, '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FABRIC_CONFIG: '' } });
+async function serve(file: string, args: string[] = [], env: Record<string, string> = {}): Promise<Served> {
+  const proc = spawn(process.execPath, [MAIN, 'serve', '--config', file, '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FABRIC_CONFIG: '', ...env } });
   let out = '';
   proc.stdout!.setEncoding('utf8');
   proc.stderr!.setEncoding('utf8');
@@ -320,5 +322,37 @@ test('--workers 2: an item_reference to an item another worker returned is resol
     const exited = once(s.proc, 'exit');
     s.proc.kill('SIGTERM');
     await exited;
+  }
+});
+
+test('--workers 2: the alert webhook is called once per change of level, not once per worker', async () => {
+  const bodies: string[] = [];
+  const hook = createServer((req, res) => {
+    let raw = '';
+    req.setEncoding('utf8').on('data', (c: string) => { raw += c; }).on('end', () => { bodies.push(raw); res.end('ok'); });
+  });
+  hook.listen(0, '127.0.0.1');
+  await once(hook, 'listening');
+  const file = join(dir, 'workers-alerts.yaml');
+  // A backend on a closed port: each worker's first probe finds it down (info, which is notified here).
+  writeFileSync(file, configYaml('blue', `
+  down-chat: { kind: chat, backends: [gone] }
+`).replace('backends:\n', 'backends:\n  gone: { engine: vllm, url: http://127.0.0.1:9/v1, model: gone-model }\n').replace('gateway:\n', `gateway:
+  health: { failure_threshold: 1, probe_timeout: 200ms }
+  alerts: { webhook: env:ALERT_HOOK, format: slack, interval: 100ms, min_interval: 0ms, notify: info }
+`));
+  const s = await serve(file, ['--workers', '2'], { ALERT_HOOK: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook` });
+  try {
+    await s.waitFor(/(listening on http:\/\/[\d.:]+[\s\S]*){2}/);
+    await s.waitFor(/alert: info/);
+    // Both workers have probed and evaluated many times over by now.
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(bodies.length, 1, `one call: ${bodies.join('\n')}`);
+    assert.equal(s.out().match(/webhook called/g)?.length, 1);
+  } finally {
+    const exited = once(s.proc, 'exit');
+    s.proc.kill('SIGTERM');
+    await exited;
+    hook.close();
   }
 });

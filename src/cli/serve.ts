@@ -13,7 +13,7 @@ import { redact } from '../core/redact.ts';
 import { EventLoopPriority } from '../core/scheduling.ts';
 import { startGateway, secretNames, type RunningGateway } from '../main.ts';
 import { discoverLocal, fabricFromDiscovery } from '../discovery/local.ts';
-import { isWorker, parseWorkers, runPrimary } from './workers.ts';
+import { isWorker, parseWorkers, runPrimary, workerIndex } from './workers.ts';
 import { workerSiblings } from './sibling-items.ts';
 import { parseCommand, usageError } from './args.ts';
 import { watchFiles } from './config-watch.ts';
@@ -162,7 +162,8 @@ export async function runServe(argv: string[]): Promise<number> {
 
   let running: RunningGateway;
   try {
-    running = await startGateway(config, secrets, { host: values.host, port, log });
+    // With several workers, the first calls the alert webhook: one call per change, not one per worker.
+    running = await startGateway(config, secrets, { host: values.host, port, log, alerts: (workerIndex() ?? 0) === 0 });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     // A port that cannot be had says so; anything else (the store, Redis) says what it was.

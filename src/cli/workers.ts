@@ -19,6 +19,15 @@ export function isWorker(): boolean {
   return cluster.isWorker;
 }
 
+/**
+ * This worker's place among the N (0 to N-1), kept by the worker that replaces it; undefined
+ * outside a cluster. Worker 0 does what must happen once for the fleet (the alert webhook).
+ */
+export function workerIndex(): number | undefined {
+  const i = process.env.FABRIC_WORKER_INDEX;
+  return cluster.isWorker && i !== undefined && i !== '' ? Number(i) : undefined;
+}
+
 /** This many worker deaths within the window make the primary give up instead of restarting. */
 const CRASH_WINDOW_MS = 60_000;
 const MAX_CRASHES = 5;
@@ -33,9 +42,15 @@ export function runPrimary(count: number, graceMs: number, log: Logger): Promise
     let stopping = false;
     let exitCode = 0;
     const crashes: number[] = [];
-    const fork = (): Worker => cluster.fork({ FABRIC_WORKER: '1' });
+    /** Each worker's index (workerIndex()), which the worker that replaces it takes over. */
+    const indexOf = new Map<number, number>();
+    const fork = (index: number): Worker => {
+      const w = cluster.fork({ FABRIC_WORKER: '1', FABRIC_WORKER_INDEX: String(index) });
+      indexOf.set(w.id, index);
+      return w;
+    };
     relaySiblingItems();
-    for (let i = 0; i < count; i++) fork();
+    for (let i = 0; i < count; i++) fork(i);
     log.info(`started ${count} worker processes sharing the port`, { pid: process.pid });
     log.flush();
 
@@ -67,7 +82,9 @@ export function runPrimary(count: number, graceMs: number, log: Logger): Promise
         return;
       }
       log.warn(`worker ${worker.process.pid} exited (${signal ?? code}); starting a new one`);
-      setTimeout(() => { if (!stopping) fork(); }, 500 * crashes.length).unref();
+      const index = indexOf.get(worker.id) ?? 0;
+      indexOf.delete(worker.id);
+      setTimeout(() => { if (!stopping) fork(index); }, 500 * crashes.length).unref();
     });
 
     process.on('SIGHUP', () => {

@@ -18,6 +18,8 @@ export interface FleetHealthOptions {
   /** For tests: how magic packets and webhook calls leave. */
   send?: WolSender;
   post?: WebhookPoster;
+  /** Call the alert webhook (default true): with several workers, one of them does. */
+  alerts?: boolean;
 }
 
 export class FleetHealth {
@@ -44,7 +46,7 @@ export class FleetHealth {
     });
     this.alerts = new AlertMonitor({
       snapshot: () => this.alertState(),
-      settings: () => this.#alertSettings(),
+      settings: () => (opts.alerts === false ? undefined : this.#alertSettings()),
       log: opts.log,
       post: opts.post,
     });
