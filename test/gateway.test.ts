@@ -73,6 +73,10 @@ backends:
   small: { engine: vllm, url: ${url('small')}/v1, model: small-ctx, max_retries: 0 }
   armitage-total: { engine: vllm, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ, api_key: env:ARMITAGE_KEY, max_retries: 0,
     timeouts: { first_byte: 5s, idle: 5s, total: 400ms } }
+  armitage-patient: { engine: vllm, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ, api_key: env:ARMITAGE_KEY, max_retries: 0,
+    timeouts: { first_byte: 300ms, idle: 1s, total: 5s } }
+  armitage-limited: { engine: vllm, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ, api_key: env:ARMITAGE_KEY, max_retries: 2,
+    health: { failure_threshold: 3, cooldown: 1s, max_cooldown: 2m } }
   redirector: { engine: vllm, url: http://127.0.0.1:${redirectPort}/v1, model: anything, max_retries: 0 }
   small-sized: { engine: vllm, url: ${url('small')}/v1, model: small-ctx, context_window: 64, max_retries: 0 }
   small-sized-2: { engine: vllm, url: ${url('small')}/v1, model: small-ctx, context_window: 64, max_retries: 0 }
@@ -109,6 +113,9 @@ roles:
   tiny-nokey-fallback: { kind: chat, backends: [small], context_window_fallback: nokey }
   only-armitage: { kind: chat, backends: [armitage-qwen] }
   total-test: { kind: chat, backends: [armitage-total] }
+  patient: { kind: chat, backends: [armitage-patient], fallbacks: [chat-deep] }
+  limited: { kind: chat, backends: [armitage-limited], fallbacks: [chat-deep] }
+  limited-alone: { kind: chat, backends: [armitage-limited] }
   redirected: { kind: chat, backends: [redirector] }
 patterns:
   - { match: "meta-llama/*", backends: [meta-vllm] }
@@ -125,7 +132,7 @@ after(async () => {
 afterEach(async () => {
   for (const e of f.fleet.engines.values()) await e.setFault(null);
   // Passive health state must not leak from one test into the next.
-  for (const b of f.gw.app.gateway.backends.values()) { b.consecutiveFailures = 0; b.coolUntil = 0; b.state = 'unknown'; }
+  for (const b of f.gw.app.gateway.backends.values()) { b.consecutiveFailures = 0; b.coolUntil = 0; b.rateLimitedUntil = 0; b.state = 'unknown'; }
 });
 
 const auth = { authorization: `Bearer ${MASTER}` };
@@ -692,13 +699,73 @@ test('garbage from the only backend is a 502', async () => {
   assert.equal(r.json.error.code, 'bad_upstream_response');
 });
 
-test('a hung backend times out: 504 when nothing else can serve', async () => {
+test('a hung backend times out: 504 when nothing else can serve (a stream at the first-byte timeout, a non-streamed request at the total)', async () => {
   await f.fleet.get('armitage').setFault({ kind: 'hang' });
   const t0 = Date.now();
-  const r = await post(f.url, '/v1/chat/completions', chat('only-armitage'), auth);
-  assert.equal(r.status, 504);
-  assert.match(r.json.error.message, /first-byte timeout \(1\.2s\)/);
+  const s = await post(f.url, '/v1/chat/completions', { ...chat('only-armitage'), stream: true }, auth);
+  assert.equal(s.status, 504);
+  assert.match(s.json.error.message, /first-byte timeout \(1\.2s\)/);
   assert.ok(Date.now() - t0 < 4000);
+  const r = await post(f.url, '/v1/chat/completions', chat('total-test'), auth);
+  assert.equal(r.status, 504);
+  assert.match(r.json.error.message, /total timeout \(400ms\)/);
+});
+
+test('a non-streamed generation longer than first_byte is waited for up to total (engines send its head only at the end); a stream\'s first token still has first_byte', async () => {
+  const armitage = f.fleet.get('armitage');
+  // About 1.1 s to the whole answer, head included: past first_byte (300ms), within total (5s).
+  await armitage.setFault({ kind: 'slow', factor: 100 });
+  const before = armitage.stats().requests;
+  const r = await post(f.url, '/v1/chat/completions', chat('patient'), auth);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.headers.get('x-fabric-backend'), 'armitage-patient', 'served by the slow backend, not its fallback');
+  assert.equal(r.headers.get('x-fabric-attempts'), '1');
+  assert.equal(armitage.stats().requests - before, 1, 'the generation ran once');
+  const b = f.gw.app.gateway.backends.get('armitage-patient')!;
+  assert.equal(b.consecutiveFailures, 0, `counted against the backend: ${b.lastError}`);
+  // A stream's first token (500 ms away now) is bounded by first_byte: it falls back.
+  const s = await post(f.url, '/v1/chat/completions', { ...chat('patient'), stream: true }, auth);
+  assert.equal(s.status, 200, s.text);
+  assert.equal(s.headers.get('x-fabric-backend'), 'wintermute-llama');
+  assert.match(b.lastError ?? '', /first-byte timeout \(300ms\)/);
+});
+
+test('a 429 with a Retry-After past retry.max: not retried there, the request moves on, and later requests skip the backend until then (capped at max_cooldown)', async () => {
+  const armitage = f.fleet.get('armitage');
+  await armitage.setFault({ kind: 'rate-limit', retryAfterS: 3600 });
+  const before = armitage.stats().requests;
+  const r = await post(f.url, '/v1/chat/completions', chat('limited'), auth);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.headers.get('x-fabric-backend'), 'wintermute-llama');
+  assert.equal(armitage.stats().requests - before, 1, 'not retried on the backend that asked for an hour, though max_retries is 2');
+  const b = f.gw.app.gateway.backends.get('armitage-limited')!;
+  assert.equal(b.consecutiveFailures, 0, 'a rate limit is not a failure');
+  const next = await post(f.url, '/v1/chat/completions', chat('limited'), auth);
+  assert.equal(next.headers.get('x-fabric-backend'), 'wintermute-llama');
+  assert.equal(next.headers.get('x-fabric-attempts'), '1');
+  assert.equal(armitage.stats().requests - before, 1, 'the next request went straight to the fallback');
+  const h = await (await fetch(`${f.url}/health`, { headers: auth })).json() as { backends: { name: string; rate_limited_remaining_s: number | null; status: string }[] };
+  const hb = h.backends.find((x) => x.name === 'armitage-limited')!;
+  assert.ok(hb.rate_limited_remaining_s !== null && hb.rate_limited_remaining_s > 110 && hb.rate_limited_remaining_s <= 120, `capped at max_cooldown (2m): ${hb.rate_limited_remaining_s}`);
+  // The only backend of a route, so skipped: an immediate 503 saying when to come back.
+  const alone = await post(f.url, '/v1/chat/completions', chat('limited-alone'), auth);
+  assert.equal(alone.status, 503, alone.text);
+  assert.match(alone.json.error.message, /rate limited by the backend for 1[12]\ds more/);
+  const ra = Number(alone.headers.get('retry-after'));
+  assert.ok(ra > 110 && ra <= 120, `retry-after ${ra}`);
+  assert.equal(armitage.stats().requests - before, 1);
+});
+
+test('a 429 with a short Retry-After is still retried on the same backend after that wait', async () => {
+  const armitage = f.fleet.get('armitage');
+  await armitage.setFault({ kind: 'rate-limit', retryAfterS: 0.02 }, 1);
+  const before = armitage.stats().requests;
+  const r = await post(f.url, '/v1/chat/completions', chat('limited'), auth);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.headers.get('x-fabric-backend'), 'armitage-limited');
+  assert.equal(r.headers.get('x-fabric-attempts'), '2');
+  assert.equal(armitage.stats().requests - before, 2);
+  assert.equal(f.gw.app.gateway.backends.get('armitage-limited')!.rateLimitedUntil, 0);
 });
 
 test('a stream falls back before its first byte', async () => {

@@ -71,7 +71,7 @@ backends:
   armitage-qwen: { engine: vllm, node: armitage, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ, health: { cooldown: 1m } }
   primary: { engine: vllm, url: ${url('primary')}/v1, model: m-primary, max_retries: 0 }
   backup: { engine: llamacpp, url: ${url('backup')}/v1, model: m-backup }
-  slowpoke: { engine: vllm, url: ${url('slowpoke')}/v1, model: m-slow, max_retries: 0, timeouts: { first_byte: 120ms } }
+  slowpoke: { engine: vllm, url: ${url('slowpoke')}/v1, model: m-slow, max_retries: 0, timeouts: { first_byte: 120ms, total: 300ms } }
   motoko-bge: { engine: vllm, node: motoko, url: ${url('motoko')}/v1, model: BAAI/bge-base-en-v1.5 }
   gpu-a: { engine: vllm, url: ${url('gpu-a')}/v1, model: m-shared }
   gpu-b: { engine: vllm, url: ${url('gpu-b')}/v1, model: m-shared }

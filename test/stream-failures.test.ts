@@ -54,6 +54,16 @@ const scenarios: Record<string, Scenario> = {
     s.write(out + frame(finish) + frame(DONE) + LAST_FRAME);
   },
   // The reviewer's bytes: a first event cut short, then text that is no event stream at all.
+  // Large chunks for as long as the gateway reads them (the backend's own backpressure respected).
+  flood(s) {
+    s.write(CHUNKED);
+    const burst = frame(delta('y'.repeat(16_000))).repeat(16);
+    const pump = (): void => {
+      while (!s.destroyed && s.write(burst)) { /* until the socket's buffer is full */ }
+      if (!s.destroyed) s.once('drain', pump);
+    };
+    pump();
+  },
   garbage(s) {
     s.write(CHUNKED + frame('data: {"id":"chatcmpl-mock","choices":[{"delta":{"content":"Hel\n\nthis is not an event stream\n\n') + LAST_FRAME);
   },
@@ -239,6 +249,8 @@ gateway:
 backends:
 ${vllm('good')}
 ${vllm('bulk', 'idle: 300ms')}
+  flood: { engine: vllm, url: ${u('flood')}, model: mock, max_retries: 0, timeouts: { idle: 300ms, total: 1s } }
+  drip-total: { engine: vllm, url: ${u('drip')}, model: mock, max_retries: 0, timeouts: { total: 500ms } }
 ${vllm('garbage')}
 ${vllm('error-event')}
 ${vllm('object-error')}
@@ -266,6 +278,8 @@ ${vllm('drip')}
 roles:
   r-good: { kind: chat, backends: [good] }
   r-bulk: { kind: chat, backends: [bulk] }
+  r-flood: { kind: chat, backends: [flood] }
+  r-drip-total: { kind: chat, backends: [drip-total] }
   r-garbage: { kind: chat, backends: [garbage], fallbacks: [r-good] }
   r-garbage-alone: { kind: chat, backends: [garbage] }
   r-error-event: { kind: chat, backends: [error-event], fallbacks: [r-good] }
@@ -379,6 +393,30 @@ test('a slow-reading client: the upstream is paused without the idle timeout fir
   const h = await (await fetch(`${f.url}/health`)).json() as { backends: { name: string; consecutive_failures: number; status: string }[] };
   const hb = h.backends.find((x) => x.name === 'bulk')!;
   assert.deepEqual([hb.status, hb.consecutive_failures], ['up', 0]);
+});
+
+test('a slow-reading client that runs a stream past its total timeout: the stream ends with an error event, and it is the client\'s, not the backend\'s', async () => {
+  // Three clients read nothing for twice the total (1s) while the backend has ever more to
+  // send: as many failures would cool the backend down for everyone, were they counted against it.
+  const all = await Promise.all([0, 1, 2].map(() => slowClient('r-flood', 2000)));
+  for (const { head, body } of all) {
+    assert.match(head, /^HTTP\/1\.1 200/);
+    const last = JSON.parse(dataEvents(body).at(-1)!) as { error: { code: string; message: string } };
+    assert.equal(last.error.code, 'stream_interrupted', 'ended with an error event, never silently');
+    assert.match(last.error.message, /total timeout \(1s\), .* held back because the client was not reading/);
+    assert.ok(!body.includes('[DONE]'));
+  }
+  const b = backend('flood');
+  assert.equal(b.consecutiveFailures, 0, `recorded as failed: ${b.lastError}`);
+  assert.equal(b.circuit(Date.now()), 'closed');
+  assert.notEqual(b.state, 'failing');
+  // A backend that runs out the total with a client reading all along is still blamed.
+  const r = await post(f.url, '/v1/chat/completions', { ...chat('r-drip-total'), stream: true });
+  assert.equal(r.status, 200);
+  const last = JSON.parse(dataEvents(r.text).at(-1)!) as { error: { code: string; message: string } };
+  assert.equal(last.error.code, 'stream_interrupted');
+  assert.match(last.error.message, /total timeout \(500ms\)$/);
+  assert.equal(backend('drip-total').consecutiveFailures, 1);
 });
 
 test('garbage in place of the first event is an attempt failure: the stream falls back, the SDK sees only the fallback', async () => {
@@ -535,7 +573,7 @@ test('a stream dropped after six chunks without usage reports an estimate of six
     const b = backend(name);
     const prepared = b.engine.prepare('chat', { model: 'mock', messages: [{ role: 'user', content: 'x' }], stream: true }, { model: 'mock', wantStreamUsage: true, clientWantsUsage: false });
     // (Asserted, not annotated: Served may gain fields this call does not need.)
-    const served = { requested: 'mock', route: 'r', role: 'r', backend: name, model: 'mock', attempts: 1, rerouted: false, usage: undefined, streamError: undefined, failures: [], retries: 0 } as Served;
+    const served = { requested: 'mock', route: 'r', role: 'r', backend: name, model: 'mock', attempts: 1, rerouted: false, usage: undefined, streamError: undefined, clientHeldBack: false, failures: [], retries: 0 } as Served;
     const sink = memorySink();
     const deadlines = new Deadlines();
     const outcome = await streamAttempt(deadlines, b, prepared, { 'content-type': 'application/json' }, 'chat', { requestId: 't', model: 'mock', created: 1 }, false, sink, served, new Cancel());

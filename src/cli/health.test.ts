@@ -9,7 +9,7 @@ const plain = (t: string): string => t;
 function backend(name: string, status: BackendStatus, lastError: string | null = null): BackendReport {
   return {
     name, engine: 'vllm', model: 'm', url: 'http://127.0.0.1:1/v1', node: null, power: null, node_state: null, status,
-    circuit: 'closed', cooling_down: false, cooldown_remaining_s: null, consecutive_failures: status === 'failing' ? 1 : 0,
+    circuit: 'closed', cooling_down: false, cooldown_remaining_s: null, rate_limited_remaining_s: null, consecutive_failures: status === 'failing' ? 1 : 0,
     kinds: ['embeddings'], aliases: [], cloud: false, served_model: null, model_loaded: null, engine_version: null, served_context: null, latency_ms: 3, last_latency_ms: null,
     last_checked_at: null, last_error: lastError, last_error_at: null, outstanding: 0,
     load: { running: null, waiting: null, kv_cache_usage: null, slots: null, score: 0, overloaded: false, source: null, age_s: null },

@@ -140,6 +140,8 @@ export function render(s: HealthSnapshot, paint: Paint): string {
       let status = b.status as string;
       if (b.status === 'down' && b.cooldown_remaining_s !== null) status += ` (cooling ${b.cooldown_remaining_s}s)`;
       else if (b.status === 'down' && b.circuit === 'half-open') status += ' (probing back)';
+      // Older gateways do not report it.
+      if (b.rate_limited_remaining_s != null) status += ` (rate limited by the backend for ${b.rate_limited_remaining_s}s)`;
       const node = b.node === null ? '-' : `${b.node}${b.node_state === null ? '' : ` (${b.node_state})`}`;
       const err = b.status === 'up' || b.last_error === null ? '-' : b.last_error;
       rows.push([

@@ -71,6 +71,14 @@ export function networkErrorText(code: string | undefined): string | undefined {
   return code === undefined ? undefined : NETWORK_CODES[code];
 }
 
+/** A Retry-After value (seconds, or an HTTP date) as milliseconds from now; undefined when it is neither. */
+export function retryAfterMs(value: string, now: number): number | undefined {
+  const s = Number(value);
+  if (value.trim() !== '' && Number.isFinite(s)) return s >= 0 ? s * 1000 : undefined;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
 export function secs(ms: number): string {
   return ms >= 1000 ? `${+(ms / 1000).toFixed(1)}s` : `${ms}ms`;
 }

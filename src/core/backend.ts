@@ -52,6 +52,12 @@ export class BackendRuntime implements Member {
   coolUntil = 0;
   /** Trips since the last successful request: each doubles the cooldown, up to the policy's maximum. */
   trips = 0;
+  /**
+   * 0, or until when the backend asked not to be sent requests (a 429 whose Retry-After is
+   * longer than the gateway waits within a request): skipped until then, as if cooling down,
+   * but not counted as a failure.
+   */
+  rateLimitedUntil = 0;
   lastError: string | undefined;
   lastErrorAt: number | undefined;
   /** Latency of the last successful request. */
@@ -125,6 +131,7 @@ export class BackendRuntime implements Member {
    */
   skipReason(now: number): string | undefined {
     if (this.unusable !== undefined) return this.unusable;
+    if (now < this.rateLimitedUntil) return `rate limited by the backend for ${Math.ceil((this.rateLimitedUntil - now) / 1000)}s more (it answered 429 with Retry-After)`;
     if (this.coolUntil === 0) return undefined;
     if (now < this.coolUntil) {
       return `cooling down for ${Math.ceil((this.coolUntil - now) / 1000)}s more after ${this.consecutiveFailures} consecutive failures (${this.lastError ?? 'unknown error'})`;
@@ -142,16 +149,29 @@ export class BackendRuntime implements Member {
 
   /** Whether a request could be sent now, without reserving a half-open trial: for balancers. */
   available(now: number): boolean {
-    if (this.unusable !== undefined) return false;
+    if (this.unusable !== undefined || now < this.rateLimitedUntil) return false;
     if (this.coolUntil === 0) return true;
     return now >= this.coolUntil && now >= this.#trialUntil;
   }
 
-  /** Seconds until a cooling backend may be tried again; undefined when it is not cooling (for Retry-After). */
+  /** Seconds until a cooling (or rate-limited) backend may be tried again; undefined when it is neither (for Retry-After). */
   retryAfterSeconds(now: number): number | undefined {
-    if (this.unusable !== undefined || this.coolUntil === 0) return undefined;
+    if (this.unusable !== undefined) return undefined;
+    if (now < this.rateLimitedUntil) return Math.max(1, Math.ceil((Math.max(this.rateLimitedUntil, this.coolUntil) - now) / 1000));
+    if (this.coolUntil === 0) return undefined;
     if (now < this.coolUntil) return Math.max(1, Math.ceil((this.coolUntil - now) / 1000));
     return 1;
+  }
+
+  /**
+   * The backend answered 429 asking for a wait (Retry-After) longer than the gateway waits
+   * within a request: it is skipped until then. What a backend can ask is capped at the
+   * longest cooldown (max_cooldown), after which one request finds out whether it still refuses.
+   * A later answer never shortens the wait.
+   */
+  rateLimit(waitMs: number, now: number): void {
+    const until = now + Math.min(waitMs, this.policy.maxCooldownMs);
+    if (until > this.rateLimitedUntil) this.rateLimitedUntil = until;
   }
 
   /** A request succeeded: the circuit closes and the cooldown escalation starts over. */

@@ -11,7 +11,7 @@ import { affinityKey } from '../routing/affinity.ts';
 import { suggest } from '../config/issues.ts';
 import { BackendRuntime } from './backend.ts';
 import { FabricError, wasSent, type AttemptFailure, type FailureClass } from './errors.ts';
-import { AttemptError, Unsupported, MAX_ERROR_BODY, MAX_RESPONSE_BODY, secs, transportError, upstreamError, withoutKeys } from './attempt-error.ts';
+import { AttemptError, Unsupported, MAX_ERROR_BODY, MAX_RESPONSE_BODY, retryAfterMs, secs, transportError, upstreamError, withoutKeys } from './attempt-error.ts';
 import { streamAttempt } from './stream-attempt.ts';
 import { BufferedCall, cancellableSleep, Deadlines, type Cancel } from './upstream.ts';
 import type { Secrets } from '../config/env-file.ts';
@@ -72,6 +72,8 @@ export interface Served {
   usage: Usage | undefined;
   /** Set when a stream broke after its first byte and was ended with an error event. */
   streamError: string | undefined;
+  /** That error was the total timeout, after the client had held the stream back by not reading: not the backend's failure. */
+  clientHeldBack: boolean;
   /** An answer that carried no usage: a stream's chunks, about one token each, or a whole answer's text, four bytes a token (an estimate). */
   completionEstimate?: number;
   failures: AttemptFailure[];
@@ -215,13 +217,14 @@ export class Gateway {
     let chain = (ruled ?? first).chain;
     let rerouted = ruled !== undefined;
     const failures: AttemptFailure[] = [];
-    const served: Served = { requested, route: first.name, role: '', backend: '', model: '', attempts: 0, rerouted, usage: undefined, streamError: undefined, failures, retries: 0 };
+    const served: Served = { requested, route: first.name, role: '', backend: '', model: '', attempts: 0, rerouted, usage: undefined, streamError: undefined, clientHeldBack: false, failures, retries: 0 };
     const maxAttempts = this.config.gateway.limits.maxAttempts;
     let usedContextFallback = false;
     let unsupported: Unsupported | undefined;
     let affinity: string | undefined;
-    // Skipped for a while only (cooling down, half-open, a node asleep): they may take the
-    // request later, which makes a final 400 (context length, unsupported) a 503 to retry.
+    // Skipped for a while only (cooling down, half-open, rate limited by the backend, a node
+    // asleep): they may take the request later, which makes a final 400 (context length,
+    // unsupported) a 503 to retry.
     let waiting: Array<[BackendRuntime, RouteT]> | undefined;
     outer: for (let ci = 0; ci < chain.length; ci++) {
       const step = chain[ci]!;
@@ -287,9 +290,10 @@ export class Gateway {
             ctx.account?.after(backend, served.usage, true, ms, served.completionEstimate);
             // A stream the client left after its first tokens: billed above, not the backend's failure.
             if (ctx.cancel.aborted) throw new ClientClosed(served, failures);
-            // A stream that broke after its first byte was answered (with an error event), but the backend failed.
-            if (served.streamError !== undefined) backend.recordFailure(served.streamError, Date.now());
-            else backend.recordSuccess(ms);
+            // A stream that broke after its first byte was answered (with an error event), but the
+            // backend failed; unless the client's slow reading ran it out of time (neither way, then).
+            if (served.streamError === undefined) backend.recordSuccess(ms);
+            else if (!served.clientHeldBack) backend.recordFailure(served.streamError, Date.now());
             return served;
           } catch (e) {
             if (e instanceof ClientClosed) throw e;
@@ -333,9 +337,13 @@ export class Gateway {
               continue outer;
             }
             if (f.failure !== 'rate_limited' || f.quotaSpent) backend.recordFailure(f.message, Date.now());
+            // A wait the backend asks for that is longer than a request waits: not retried here
+            // (skipReason below says so), and later requests pass it over until then.
+            const wait = f.retryAfter === undefined ? undefined : retryAfterMs(f.retryAfter, Date.now());
+            if (wait !== undefined && wait > this.config.gateway.retryMaxMs) backend.rateLimit(wait, Date.now());
             const retryable = (f.failure === 'connect' || f.status === 429 || f.status === 503) && !f.quotaSpent;
             if (retryable && retry < backend.config.maxRetries && served.attempts < maxAttempts && backend.skipReason(Date.now()) === undefined) {
-              await cancellableSleep(this.#backoff(retry, f.retryAfter), ctx.cancel);
+              await cancellableSleep(this.#backoff(retry, wait), ctx.cancel);
               if (ctx.cancel.aborted) throw new ClientClosed(undefined, failures);
               served.retries++;
               continue;
@@ -348,10 +356,10 @@ export class Gateway {
     throw this.#allFailed(op, requested, body, failures, unsupported, waiting);
   }
 
-  #backoff(retry: number, retryAfter: string | undefined): number {
+  /** The wait before a retry: the backend's own (Retry-After, in ms; only a short one reaches here), or jittered exponential backoff. */
+  #backoff(retry: number, retryAfterMs: number | undefined): number {
     const { retryBaseMs, retryMaxMs } = this.config.gateway;
-    const ra = retryAfter === undefined ? NaN : Number(retryAfter) * 1000;
-    if (Number.isFinite(ra) && ra >= 0 && ra <= retryMaxMs) return ra;
+    if (retryAfterMs !== undefined && retryAfterMs <= retryMaxMs) return retryAfterMs;
     const ceiling = Math.min(retryMaxMs, retryBaseMs * 2 ** retry);
     return ceiling / 2 + Math.random() * (ceiling / 2);
   }
@@ -416,8 +424,9 @@ export class Gateway {
     if (every('timeout')) return new FabricError('upstream_timeout', `every backend for \`${model}\` timed out: ${tried}`, { attempts: failures });
     if (every('malformed')) return new FabricError('bad_upstream_response', `the backend for \`${model}\` sent an unusable answer: ${tried}`, { attempts: failures });
     // When the first backend may be tried again: at once (1 s) for one that failed without
-    // cooling down, at the end of its cooldown for one that is cooling down; 5 s when nothing
-    // says (no backend, or every one skipped for another reason: a node asleep, a budget).
+    // cooling down, at the end of its cooldown (or of the wait it asked for with a 429) for one
+    // skipped so; 5 s when nothing says (no backend, or every one skipped for another reason:
+    // a node asleep, a budget).
     let retryAfter: number | undefined;
     for (const f of failures) {
       const b = this.backends.get(f.backend);
@@ -494,7 +503,10 @@ export class Gateway {
         path: backend.basePath + prepared.path,
         headers: this.#headers(backend, ctx, false),
         body: prepared.body,
-        headersTimeout: t.firstByteMs,
+        // No first-byte limit: vLLM and Ollama send a non-streamed answer's head only once the
+        // whole generation is done, so the wait for it is the total timeout's (the deadline
+        // above). Connecting is still bounded by the pool's connect timeout.
+        headersTimeout: 0,
         bodyTimeout: t.idleMs,
       });
       let res;
@@ -531,6 +543,7 @@ export class Gateway {
     served.usage = outcome.usage;
     served.streamError = outcome.streamError === undefined ? undefined : withoutKeys(backend, outcome.streamError);
     served.completionEstimate = outcome.completionEstimate;
+    served.clientHeldBack = outcome.clientHeldBack;
   }
 
   async close(): Promise<void> {

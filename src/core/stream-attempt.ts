@@ -25,6 +25,11 @@ export interface StreamOutcome {
   completionEstimate: number | undefined;
   /** Set when the stream broke after its first byte and was ended with an error event. */
   streamError: string | undefined;
+  /**
+   * The total timeout ended the stream after the gateway had held the backend back for the
+   * client (it was not reading): the client's doing, not counted against the backend.
+   */
+  clientHeldBack: boolean;
 }
 
 const ABORTED = 'client closed the request';
@@ -80,6 +85,10 @@ class StreamCall extends UpstreamCall {
   #linger: NodeJS.Timeout | undefined;
   /** Set while the upstream is paused for the client's backpressure: the stall is the gateway's own. */
   #pausedOn: Dispatcher.DispatchController | undefined;
+  /** performance.now() when the current pause began; the pauses before it, summed (ms). */
+  #pausedAt = 0;
+  #heldMs = 0;
+  #clientHeldBack = false;
   readonly #total: Deadline;
   readonly #deadlines: Deadlines;
   readonly #idleMs: number;
@@ -104,7 +113,7 @@ class StreamCall extends UpstreamCall {
     const t = backend.config.timeouts;
     this.#idleMs = t.idleMs;
     this.#deadlines = deadlines;
-    this.#total = deadlines.add(t.totalMs, () => this.#deadline(`stream exceeded the total timeout (${secs(t.totalMs)})`));
+    this.#total = deadlines.add(t.totalMs, this.#onTotal);
     // The first-byte deadline runs until the stream's first usable event (vLLM sends headers
     // at once and the first token later; keep-alive comments are not a token); from then on
     // the idle deadline, re-armed per chunk.
@@ -121,6 +130,20 @@ class StreamCall extends UpstreamCall {
     this.abort(new Error(message));
   }
 
+  /**
+   * The total timeout still ends the stream in wall-clock time (it bounds what one request
+   * holds, a client that never reads included), but time the gateway held the backend back for
+   * the client is not the backend's: after any such hold, the backend never had the whole
+   * total to itself, and the timeout is the client's.
+   */
+  readonly #onTotal = (): void => {
+    const held = this.#heldMs + (this.#pausedOn === undefined ? 0 : performance.now() - this.#pausedAt);
+    const total = secs(this.#backend.config.timeouts.totalMs);
+    if (held <= 0) return this.#deadline(`stream exceeded the total timeout (${total})`);
+    this.#clientHeldBack = true;
+    this.#deadline(`stream exceeded the total timeout (${total}), ${secs(Math.round(held))} of it held back because the client was not reading`);
+  };
+
   readonly #onIdle = (): void => {
     // A stall the gateway imposed (paused for a slow client) is not the backend's; resume re-arms.
     if (this.#pausedOn === undefined) this.#deadline(`stream stalled past the idle timeout (${secs(this.#idleMs)})`);
@@ -130,6 +153,7 @@ class StreamCall extends UpstreamCall {
     const c = this.#pausedOn;
     this.#pausedOn = undefined;
     if (c === undefined || this.#settled) return;
+    this.#heldMs += performance.now() - this.#pausedAt;
     this.#idle?.refresh();
     c.resume();
   };
@@ -148,7 +172,7 @@ class StreamCall extends UpstreamCall {
     const usage = this.#relay !== undefined ? this.#relay.usage : this.#translator!.usage();
     const completionEstimate = usage !== undefined ? undefined : this.#relay !== undefined ? this.#relay.dataEvents : this.#lineCount;
     // An error event the engine sent mid-stream (relayed to the client as it came) fails the stream, [DONE] or not.
-    this.#resolve({ usage, completionEstimate, streamError: this.#streamError ?? this.#relay?.engineError });
+    this.#resolve({ usage, completionEstimate, streamError: this.#streamError ?? this.#relay?.engineError, clientHeldBack: this.#clientHeldBack });
   }
 
   #fail(e: unknown): void {
@@ -201,6 +225,7 @@ class StreamCall extends UpstreamCall {
     }
     if (!this.#sink.write(out) && this.#pausedOn === undefined) {
       this.#pausedOn = c;
+      this.#pausedAt = performance.now();
       c.pause();
       this.#sink.onDrain(this.#onDrain);
     }

@@ -132,3 +132,18 @@ test('a good /health between failed requests does not excuse them; it does end a
   assert.deepEqual([p.consecutiveFailures, p.state], [0, 'up']);
   await p.close();
 }));
+
+test('a backend that asks for a long wait (429 Retry-After) is skipped until then, capped at max_cooldown, without counting as a failure', withBackend((b) => {
+  b.rateLimit(3_600_000, 0);
+  assert.equal(b.rateLimitedUntil, 3_000, 'capped at max_cooldown');
+  assert.match(b.skipReason(1_000)!, /rate limited by the backend for 2s more/);
+  assert.equal(b.available(1_000), false);
+  assert.equal(b.retryAfterSeconds(1_000), 2);
+  assert.equal(b.consecutiveFailures, 0);
+  assert.equal(b.circuit(1_000), 'closed');
+  b.rateLimit(500, 1_000);
+  assert.equal(b.rateLimitedUntil, 3_000, 'a later, shorter answer does not shorten it');
+  assert.equal(b.skipReason(3_000), undefined, 'tried again when it ends');
+  assert.equal(b.available(3_000), true);
+  assert.equal(b.retryAfterSeconds(3_000), undefined);
+}));

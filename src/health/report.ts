@@ -21,6 +21,8 @@ export interface BackendReport {
   circuit: 'closed' | 'open' | 'half-open';
   cooling_down: boolean;
   cooldown_remaining_s: number | null;
+  /** Seconds it is still skipped for because it answered 429 with a long Retry-After (capped at max_cooldown). */
+  rate_limited_remaining_s: number | null;
   consecutive_failures: number;
   /** Kinds of the roles it serves: an embeddings backend on an always-on node is watched closely. */
   kinds: RoleKind[];
@@ -130,6 +132,7 @@ export function fleetReport(gw: FleetView, now = Date.now()): { backends: Backen
       circuit,
       cooling_down: circuit === 'open',
       cooldown_remaining_s: circuit === 'open' ? Math.ceil((b.coolUntil - now) / 1000) : null,
+      rate_limited_remaining_s: now < b.rateLimitedUntil ? Math.ceil((b.rateLimitedUntil - now) / 1000) : null,
       consecutive_failures: b.consecutiveFailures,
       kinds: kindsOf(b.name),
       aliases: b.config.aliases,

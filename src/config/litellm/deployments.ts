@@ -361,8 +361,12 @@ function readContext(t: Translation, p: KeyPath, mi: Record<string, unknown>): {
 
 /**
  * LiteLLM's timeout is an httpx timeout: it bounds the connect and every read, so for a
- * unary request it is the wait for the answer and for a stream the wait for each chunk.
- * stream_timeout replaces it for streams. The fabric's first-byte timeout is shared by both.
+ * unary request it is the wait for the answer and for a stream the wait for each chunk, the
+ * first among them; stream_timeout replaces it for streams. The fabric bounds a stream's reads
+ * with first_byte and idle, which apply to streams only, so they take stream_timeout, or else
+ * timeout. A non-streamed answer's wait is the total timeout's (vLLM and Ollama send it only
+ * once the whole generation is done); total also bounds a whole stream, which LiteLLM does
+ * not, so timeout sets it only when longer than the default.
  */
 function timeouts(t: Translation, lpPath: KeyPath, lp: Record<string, unknown>, d: DeploymentDefaults): { timeouts: NativeTimeouts; path: KeyPath; notes: string[] } | undefined {
   const own = seconds(t, [...lpPath, 'timeout'], lp.timeout);
@@ -373,19 +377,16 @@ function timeouts(t: Translation, lpPath: KeyPath, lp: Record<string, unknown>, 
   const out: NativeTimeouts = {};
   const notes: string[] = [];
   const ms = (s: number): number => Math.round(s * 1000);
+  const reads = duration(ms((S ?? T)!.s));
+  out.first_byte = reads;
+  out.idle = reads;
   if (T !== undefined) {
-    out.first_byte = duration(ms(T.s));
     if (ms(T.s) < DEFAULT_TIMEOUTS.connectMs) out.connect = duration(ms(T.s));
-    if (ms(T.s) > DEFAULT_TIMEOUTS.totalMs) out.total = duration(ms(T.s));
-    notes.push(`timeout ${T.s}s: the wait for an answer (first_byte) and, without stream_timeout, between stream chunks (idle)`);
+    const total = Math.max(ms(T.s), DEFAULT_TIMEOUTS.totalMs);
+    if (total > DEFAULT_TIMEOUTS.totalMs) out.total = duration(total);
+    const bounds = [...(out.connect === undefined ? [] : ['connecting (connect)']), ...(S === undefined ? ['a stream\'s first token (first_byte) and each chunk after it (idle)'] : [])];
+    notes.push(`timeout ${T.s}s: ${bounds.length === 0 ? '' : `${bounds.join(', ')}; `}a non-streamed answer may take up to the total timeout (${duration(total)}), since vLLM and Ollama send it only once the whole generation is done`);
   }
-  out.idle = duration(ms((S ?? T)!.s));
-  if (S !== undefined) {
-    notes.push(`stream_timeout ${S.s}s: the wait between stream chunks (idle)`);
-    const firstByte = T !== undefined ? ms(T.s) : DEFAULT_TIMEOUTS.firstByteMs;
-    if (ms(S.s) < firstByte) {
-      t.r.warn(S.path, `partly supported: ${S.s}s bounds the wait between stream chunks; a stream's first token may take up to the first-byte timeout (${duration(firstByte)}), which unary requests share`);
-    }
-  }
+  if (S !== undefined) notes.push(`stream_timeout ${S.s}s: a stream's first token (first_byte) and each chunk after it (idle)`);
   return { timeouts: out, path: (T ?? S)!.path, notes };
 }

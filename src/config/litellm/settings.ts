@@ -62,7 +62,7 @@ export function readDefaults(t: Translation, ls: Obj, rs: Obj): DeploymentDefaul
   }
   if (rs.timeout !== undefined && ls.request_timeout !== undefined) t.r.warn(['litellm_settings', 'request_timeout'], 'ignored: router_settings.timeout is set too and takes precedence, as in LiteLLM', true);
   if (timeout === undefined) {
-    t.header.push('no request_timeout or router timeout: deployments without their own timeout get the gateway\'s defaults (first byte 60s, 30s between stream chunks, 10m in all), where LiteLLM waits up to 6000s');
+    t.header.push('no request_timeout or router timeout: deployments without their own timeout get the gateway\'s defaults (a stream\'s first token within 60s and each chunk within 30s; 10m for a whole request, streamed or not), where LiteLLM waits up to 6000s');
   }
   return {
     retries: retries === undefined ? { value: LITELLM.numRetries, path: undefined } : { value: retries, path: nr!.path },
