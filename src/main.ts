@@ -185,6 +185,8 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       if (next.gateway.fastLane !== was.fastLane) listening.push('gateway.fast_lane');
       if (next.gateway.limits.maxHeaderBytes !== was.limits.maxHeaderBytes) listening.push('gateway.limits.max_header');
       if (next.gateway.host !== was.host || next.gateway.port !== was.port) listening.push('gateway.host / port');
+      // The store and the spool stay where they were opened (unless given by the caller or FABRIC_DATA_DIR).
+      if (opts.dataDir === undefined && dataDirOf(next) !== dataDirOf(old.config)) listening.push('gateway.data_dir');
       if (listening.length > 0) log.warn(`config reload: ${listening.join(', ')} changes take effect at the next restart`);
       if (accounting !== undefined) {
         if (JSON.stringify(next.gateway.store) !== JSON.stringify(accounting.config.gateway.store) || JSON.stringify(next.gateway.redis) !== JSON.stringify(accounting.config.gateway.redis)) {

@@ -7,6 +7,11 @@ import assert from 'node:assert/strict';
 import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
 import { startFabric } from './helpers.ts';
+import { join } from 'node:path';
+import { createLogger } from '../src/core/log.ts';
+import { startGateway } from '../src/main.ts';
+import { startFleet } from '../src/sim/fleet.ts';
+import { tempDir } from './support/temp-dir.ts';
 
 const FAST = { ttftMs: 1, tokensPerSecond: 2000, maxConcurrency: 8, maxQueue: 8 };
 
@@ -79,5 +84,39 @@ roles:
     assert.equal(echoed(), `${keys.KEY_B} ${keys.KEY_C} [redacted]`);
   } finally {
     await f.close();
+  }
+});
+
+test('a reload that moves gateway.data_dir warns that the store and spool stay where they are until a restart', async () => {
+  const dir = tempDir('fabric-reload-dd-');
+  const fleet = await startFleet([{ name: 'a', protocol: 'vllm', model: 'm', kind: 'chat', timing: FAST }]);
+  const yaml = (dd: string): string => `
+gateway:
+  data_dir: ${dd}
+backends:
+  a: { engine: vllm, url: ${fleet.get('a').url}/v1, model: m }
+roles:
+  chat: { kind: chat, backends: [a] }
+`;
+  const file = join(dir, 'fabric.yaml');
+  // The test runner's FABRIC_DATA_DIR would override the config's data_dir.
+  const saved = process.env.FABRIC_DATA_DIR;
+  delete process.env.FABRIC_DATA_DIR;
+  const logs: string[] = [];
+  try {
+    const gw = await startGateway(parseFabricText(yaml('one'), file).config, new Secrets({}), { host: '127.0.0.1', port: 0, probe: false, log: createLogger({ write: (s) => { logs.push(s); } }) });
+    try {
+      gw.reload(parseFabricText(yaml('one'), file).config, new Secrets({}));
+      gw.reload(parseFabricText(yaml('two'), file).config, new Secrets({}));
+      gw.app.log.flush();
+      const warned = logs.join('').split('\n').filter((l) => l.includes('take effect at the next restart'));
+      assert.equal(warned.length, 1, warned.join('\n'));
+      assert.match(warned[0]!, /gateway\.data_dir changes/);
+    } finally {
+      await gw.close(1000);
+    }
+  } finally {
+    if (saved !== undefined) process.env.FABRIC_DATA_DIR = saved;
+    await fleet.close();
   }
 });
