@@ -206,6 +206,17 @@ test('admin input is checked field by field; unknown roles and keys are refused'
     assert.equal(r.json.error.param, 'budget.period');
   }
   assert.equal((await admin('/admin/keys', { name: 'x', color: 'red' })).json.error.param, 'color');
+  // Role limits are set on a role by its name: a typo or an alias would never apply.
+  const typo = await admin('/admin/keys', { name: 'x', role_limits: { 'chat-fsat': { rpm: 5 } } });
+  assert.equal(typo.status, 400);
+  assert.equal(typo.json.error.param, 'role_limits.chat-fsat');
+  const alias = await admin('/admin/keys', { name: 'x', role_limits: { 'local/chat': { rpm: 5 } } });
+  assert.equal(alias.status, 201);
+  assert.deepEqual(alias.json.role_limits, { 'chat-fast': { rpm: 5 } }, 'an alias is kept as its role\'s name, which requests resolve to');
+  const past = await admin('/admin/keys', { name: 'x', expires_at: '2020-01-01T00:00:00Z' });
+  assert.equal(past.status, 400);
+  assert.equal(past.json.error.param, 'expires_at');
+  assert.match(past.json.error.message, /in the past.*revoke/);
   assert.equal((await admin('/admin/keys/key_0000000000000000')).status, 404);
   const p = await admin('/admin/keys', { name: 'patchable', rpm: 5 });
   const patched = await admin(`/admin/keys/${p.json.id}`, { rpm: null, budget: { amount: 3, period: 'day' } }, 'PATCH');

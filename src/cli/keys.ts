@@ -134,6 +134,16 @@ async function run(t: Target, sub: string, args: string[], v: Record<string, str
           const known = roleByName(t.config.roles, r) !== undefined || [...t.config.backends.values()].some((b) => b.aliases.includes(r) || b.model === r);
           if (!known) throw new UsageError(`--roles: ${r} is not a role, alias or model of ${String(v.config)}`);
         }
+        // Limits apply by role name: an alias is kept as its role's name (as the gateway's admin API does).
+        if (patch.roleLimits !== undefined && t.config.roles.size > 0) {
+          const byRole: typeof patch.roleLimits = {};
+          for (const [r, limits] of Object.entries(patch.roleLimits)) {
+            const role = roleByName(t.config.roles, r);
+            if (role === undefined) throw new UsageError(`--role-limit: ${r} is not a role or role alias of ${String(v.config)}`);
+            byRole[role.name] = limits;
+          }
+          patch.roleLimits = byRole;
+        }
         const { record, secret } = await admin!.create(patch);
         created = { ...keyView(record), key: secret };
       }

@@ -53,6 +53,16 @@ function checkRoles(patch: KeyPatch, gw: Gateway): void {
   for (const r of patch.roles ?? []) {
     if (gw.table.resolve(r) === undefined) throw new FabricError('invalid_request', `roles: \`${r}\` is not a model this gateway serves; GET /v1/models lists them`, { param: 'roles' });
   }
+  // Limits apply by the name of the role a request resolves to: an alias is kept as its role's
+  // name, and a typo, which would never match, is refused.
+  if (patch.roleLimits === undefined) return;
+  const byRole: KeyPatch['roleLimits'] = {};
+  for (const [r, limits] of Object.entries(patch.roleLimits)) {
+    const route = gw.table.resolve(r)?.route;
+    if (route === undefined) throw new FabricError('invalid_request', `role_limits: \`${r}\` is not a model this gateway serves; GET /v1/models lists them`, { param: `role_limits.${r}` });
+    byRole[route.name] = limits;
+  }
+  patch.roleLimits = byRole;
 }
 
 export function usageCsv(rows: readonly UsageRow[]): string {

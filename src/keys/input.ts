@@ -72,6 +72,7 @@ export function parseKeyInput(body: unknown, mode: 'create' | 'update', now: num
     else {
       const t = typeof b.expires_at === 'number' ? b.expires_at * 1000 : typeof b.expires_at === 'string' ? Date.parse(b.expires_at) : NaN;
       if (!Number.isFinite(t)) throw bad('expires_at', 'must be an ISO date-time or unix seconds, or null for never');
+      if (t <= now) throw bad('expires_at', `is in the past (${new Date(t).toISOString()}); to end a key now, revoke it`);
       out.expiresAt = t;
     }
   } else if (expIn !== undefined) {
