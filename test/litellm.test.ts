@@ -290,6 +290,8 @@ test('imported configs keep secrets as references and never hold their values', 
   }
   assert.match(motoko.importedYaml, /master_key: env:LITELLM_TOKEN/);
   assert.match(motoko.importedYaml, /api_key: env:OPENAI_API_KEY/);
+  // What LiteLLM cannot say: which machines are workstations, often off.
+  assert.match(motoko.importedYaml, /^# LiteLLM knows no machines: add `nodes:` \(GPUs, `power: workstation`/m);
   assert.match(lab.importedYaml, /router_settings\.redis_host: not mapped: .*set REDIS_URL=redis:\/\/:<REDIS_PASSWORD>@127\.0\.0\.1:6379 /);
   assert.match(lab.importedYaml, /router_settings\.redis_password: not mapped/);
   assert.ok(!/^ {2}redis:/m.test(lab.importedYaml), 'no gateway.redis without a REDIS_URL to name');

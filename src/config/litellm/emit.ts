@@ -56,6 +56,9 @@ export function emitNativeYaml(result: TranslateResult, source: string, issues: 
     `AI Fabric config imported from ${basename(source)} (a LiteLLM proxy config) by \`fabric config import\`.`,
     'It routes as serving the LiteLLM file does:  fabric serve --config <this file>',
     'Secrets are references (env:NAME): their values stay in the environment or the .env file.',
+    'LiteLLM knows no machines: add `nodes:` (GPUs, `power: workstation` for those often off, `wol:` to',
+    'wake them) and `node:` on each backend, so that a workstation that is off reads as expected, not',
+    'down, in fabric health and alerts, and fabric plan and render know what runs where.',
   ];
   if (t.header.length > 0) head.push('', 'Mapping notes:', ...t.header.map((h) => `  - ${h}`));
   const warnings = issues.filter((i) => i.severity === 'warning');
