@@ -210,7 +210,12 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       // A keep-alive connection whose last request finishes during the drain goes idle, and
       // would hold the close until the grace ends: close such connections as they go idle.
       const sweep = setInterval(() => server.closeIdleConnections(), 50);
-      const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+      const timer = setTimeout(() => {
+        // What is still running is cut: the gateway's doing, not its clients' (recorded as 503s).
+        app.cutOff = true;
+        log.warn(`drain: the grace of ${graceMs / 1000}s ran out; closing the connections still open`);
+        server.closeAllConnections();
+      }, graceMs);
       await closed;
       clearInterval(sweep);
       clearTimeout(timer);

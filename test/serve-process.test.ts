@@ -203,6 +203,30 @@ test('SIGTERM drains: readiness fails at once, in-flight streams finish, the pro
   assert.ok(Date.now() - sigterm < 8_000, `exited once the streams were done, not at the end of the 10 s grace (${Date.now() - sigterm} ms)`);
 });
 
+test('SIGTERM past the grace: what is still running is cut, logged and recorded as the gateway\'s 503 (shutting_down), not as a client that left', async () => {
+  const file = join(dir, 'drain-cut.yaml');
+  writeFileSync(file, configYaml('blue'));
+  const s = await serve(file, ['--grace', '1']);
+  // A backend that never answers: the stream waits for its first byte far past the grace.
+  await fleet.get('slow').setFault({ kind: 'hang' });
+  after(() => fleet.get('slow').setFault(null));
+  const before = fleet.get('slow').requests().length;
+  const stream = request(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body('slow-chat', 200, true) })
+    .then(async (r) => { await r.body.text(); }, () => undefined).catch(() => undefined);
+  for (let i = 0; i < 100 && fleet.get('slow').requests().length === before; i++) await pause(20);
+  const exited = once(s.proc, 'exit');
+  s.proc.kill('SIGTERM');
+  const [code] = await exited;
+  await stream;
+  await fleet.get('slow').setFault(null);
+  assert.equal(code, 0);
+  assert.match(s.out(), /drain: the grace of 1s ran out/);
+  const line = s.out().split('\n').find((l) => l.includes('"msg":"request"') && l.includes('slow-chat'));
+  assert.ok(line !== undefined, s.out());
+  const rec = JSON.parse(line) as { status: number; code: string; level: string };
+  assert.deepEqual([rec.status, rec.code, rec.level], [503, 'shutting_down', 'warn']);
+});
+
 test('--workers 2: two processes share the port; a killed worker is replaced; SIGHUP reaches every worker; SIGTERM stops all', async () => {
   const file = join(dir, 'workers.yaml');
   writeFileSync(file, configYaml('blue'));

@@ -43,6 +43,8 @@ export interface AppState {
   accounting?: Accounting;
   /** The output items of Responses answers (an item_reference names them); created with the server when not given. */
   recentItems?: RecentItems;
+  /** Set when a drain's grace ran out and the connections still open were closed. */
+  cutOff?: boolean;
 }
 
 const JSON_TYPE = 'application/json';
@@ -448,14 +450,17 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       }
       return sendJson(x, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses', '/v1/models', '/health', '/metrics'] }));
     } catch (e) {
-      const fe = toFabricError(e);
+      let fe = toFabricError(e);
+      // A stream the client left after its first tokens: by the role and backend that served it.
+      const served = fe instanceof ClientClosed ? fe.served : undefined;
+      // Closed by the gateway when a drain's grace ran out, not by the client.
+      const gone = fe.status === 499;
+      if (gone && app.cutOff === true) fe = new FabricError('shutting_down', 'the gateway stopped before the request was done: the drain\'s grace ran out', { attempts: fe.attempts });
       if (fe.code === 'internal_error') app.log.error('internal error', { id, path, error: String((e as Error)?.stack ?? e) });
       const ms = performance.now() - started;
       if (inf !== undefined) {
         // Every inference request gets its one 'request' line, failed ones too.
         const route = (inf.model === undefined ? undefined : app.gateway.table.resolve(inf.model))?.route.name;
-        // A stream the client left after its first tokens: by the role and backend that served it.
-        const served = fe instanceof ClientClosed ? fe.served : undefined;
         metrics.failed(inf.op, served?.role ?? route ?? NO_ROLE, served?.backend ?? '', fe.status, fe.code, ms / 1000, fe.attempts);
         // Refused before it was authenticated: nobody to attribute it to, and no record (an
         // unauthenticated flood must not grow the store); the log line and metrics still count it.
@@ -469,7 +474,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         });
       } else if (fe.status >= 500) app.log.warn('request failed', { id, path, status: fe.status, code: fe.code, message: fe.message });
       else app.log.info('request refused', { id, client_id: cid, method, path, status: fe.status, code: fe.code, message: fe.message, ms: Math.round(ms * 10) / 10 });
-      if (fe.status === 499) {
+      if (gone) {
         x.destroy();
         return;
       }
