@@ -20,7 +20,8 @@ Secrets stay references: os.environ/NAME becomes env:NAME, and no secret value i
   --out FILE   write the fabric config here (default: stdout)
   --force      overwrite --out if it exists
 
-Exit status: 0 written, 1 FILE is not a valid LiteLLM config (nothing written), 2 bad usage.
+Exit status: 0 written; 1 nothing written (FILE cannot be read or is not a valid LiteLLM config, or
+--out exists and --force is not given); 2 bad usage.
 `;
 
 function printIssues(issues: readonly ConfigIssue[]): void {
