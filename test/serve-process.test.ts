@@ -380,3 +380,37 @@ test('--workers 2: the alert webhook is called once per change of level, not onc
     hook.close();
   }
 });
+
+test('--workers 2: /metrics is the whole gateway\'s, whichever worker answers the scrape', async () => {
+  const file = join(dir, 'workers-metrics.yaml');
+  writeFileSync(file, configYaml('blue'));
+  const s = await serve(file, ['--workers', '2']);
+  try {
+    await s.waitFor(/(listening on http:\/\/[\d.:]+[\s\S]*){2}/);
+    const fresh = async (path: string, init: { method?: 'GET' | 'POST'; body?: string } = {}) => {
+      const dispatcher = new Agent({ connections: 1 });
+      try {
+        const r = await request(`${s.url}${path}`, { method: init.method ?? 'GET', headers: { 'content-type': 'application/json' }, body: init.body, dispatcher });
+        return { worker: String(r.headers['x-request-id']).slice(0, 16), text: await r.body.text() };
+      } finally {
+        await dispatcher.close();
+      }
+    };
+    const workers = new Set<string>();
+    for (let i = 0; i < 20; i++) workers.add((await fresh('/v1/chat/completions', { method: 'POST', body: body('chat') })).worker);
+    assert.equal(workers.size, 2, 'both workers served requests');
+    const scrapers = new Set<string>();
+    for (let i = 0; i < 8; i++) {
+      const m = await fresh('/metrics');
+      scrapers.add(m.worker);
+      const served = [...m.text.matchAll(/^fabric_requests_total\{op="chat",role="chat",backend="blue",status="200"\} (\d+)$/gm)].map((x) => Number(x[1]));
+      assert.deepEqual(served, [20], `scrape ${i} by ${m.worker}`);
+      assert.match(m.text, /^fabric_request_duration_seconds_count\{[^}]*role="chat"[^}]*\} 20$/m);
+    }
+    assert.equal(scrapers.size, 2, 'both workers answered scrapes');
+  } finally {
+    const exited = once(s.proc, 'exit');
+    s.proc.kill('SIGTERM');
+    await exited;
+  }
+});

@@ -14,7 +14,8 @@ import { EventLoopPriority } from '../core/scheduling.ts';
 import { startGateway, secretNames, type RunningGateway } from '../main.ts';
 import { discoverLocal, fabricFromDiscovery } from '../discovery/local.ts';
 import { isWorker, parseWorkers, runPrimary, workerIndex } from './workers.ts';
-import { workerSiblings } from './sibling-items.ts';
+import { WorkerSiblings } from './siblings.ts';
+import type { SharedItem } from '../http/responses/items.ts';
 import { parseCommand, usageError } from './args.ts';
 import { watchFiles } from './config-watch.ts';
 
@@ -174,9 +175,7 @@ export async function runServe(argv: string[]): Promise<number> {
     await cleanup?.();
     return 1;
   }
-  // Another worker may hold the Responses items a request names (src/cli/sibling-items.ts).
-  const items = running.app.recentItems;
-  if (isWorker() && items !== undefined) items.siblings = workerSiblings(items);
+  if (isWorker()) askSiblings(running);
   const roles = [...config.roles.keys()];
   if (config.gateway.masterKey === undefined && !isLoopbackHost(listenHost)) {
     log.warn(`listening on ${listenHost} with no master key: anyone who can reach this port can use every backend; set gateway.master_key`);
@@ -233,3 +232,31 @@ export async function runServe(argv: string[]): Promise<number> {
   });
   return stdoutLost ? 1 : 0;
 }
+
+/**
+ * A worker answers the others and asks them (siblings.ts): another worker may hold the
+ * Responses items a request names, and GET /metrics merges every worker's series.
+ */
+function askSiblings(running: RunningGateway): void {
+  const siblings = new WorkerSiblings();
+  const { app } = running;
+  const items = app.recentItems;
+  if (items !== undefined) {
+    siblings.on('items', (p) => {
+      const { owner, ids } = (p ?? {}) as { owner?: unknown; ids?: unknown };
+      return typeof owner === 'string' && Array.isArray(ids) ? items.share(owner, ids.filter((id): id is string => typeof id === 'string')) : null;
+    });
+    items.siblings = {
+      ask: async (owner, ids) => (await siblings.ask('items', { owner, ids })).flatMap((a) => (Array.isArray(a) ? a.filter(isSharedItem) : [])),
+    };
+  }
+  siblings.on('metrics', () => app.metrics?.snapshot() ?? null);
+  app.workers = siblings;
+}
+
+function isSharedItem(v: unknown): v is SharedItem {
+  const s = v as SharedItem;
+  return typeof v === 'object' && v !== null && typeof s.id === 'string' && typeof s.item === 'object' && s.item !== null
+    && typeof s.size === 'number' && typeof s.at === 'number';
+}
+

@@ -1,12 +1,12 @@
 // Several gateway processes sharing one port (node:cluster): the primary only forks, forwards
 // signals and restarts a worker that dies; each worker is a whole gateway (config, health
 // probes, passive health, limits without Redis are per worker); the primary also relays
-// workers' questions for the Responses items another one returned (sibling-items.ts).
+// what workers ask each other (siblings.ts: Responses items, metrics).
 
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import type { Logger } from '../core/log.ts';
-import { relaySiblingItems } from './sibling-items.ts';
+import { relaySiblings } from './siblings.ts';
 
 /** `--workers auto` or a count; undefined when the value is not one. */
 export function parseWorkers(v: string): number | undefined {
@@ -49,7 +49,7 @@ export function runPrimary(count: number, graceMs: number, log: Logger): Promise
       indexOf.set(w.id, index);
       return w;
     };
-    relaySiblingItems();
+    relaySiblings();
     for (let i = 0; i < count; i++) fork(i);
     log.info(`started ${count} worker processes sharing the port`, { pid: process.pid });
     log.flush();

@@ -26,7 +26,7 @@ import type { RequestAccount } from '../accounting/account.ts';
 import { CapturingSink } from '../accounting/request-log.ts';
 import type { KeyRecord, UsageRecord } from '../store/types.ts';
 import { handleAdmin, isAdminPath, MAX_ADMIN_BODY, modelsForKey } from './admin.ts';
-import { PROMETHEUS_CONTENT_TYPE } from '../metrics/registry.ts';
+import { PROMETHEUS_CONTENT_TYPE, type Snapshot } from '../metrics/registry.ts';
 import { closingErrorAnswer, NodeExchange, sendJson, sendText, type Exchange } from './exchange.ts';
 import { FastLane } from './fast-lane.ts';
 
@@ -45,6 +45,8 @@ export interface AppState {
   recentItems?: RecentItems;
   /** Set when a drain's grace ran out and the connections still open were closed. */
   cutOff?: boolean;
+  /** The other worker processes sharing the port (src/cli/siblings.ts), when there are. */
+  workers?: { ask(topic: string, payload: unknown): Promise<unknown[]> };
 }
 
 const JSON_TYPE = 'application/json';
@@ -424,7 +426,9 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       }
       if (path === '/metrics') {
         await masterOnly(x, 'GET /metrics');
-        return sendText(x, 200, metrics.render(), PROMETHEUS_CONTENT_TYPE);
+        // With several workers, the whole gateway's: theirs merged into this one's.
+        const others = app.workers === undefined ? [] : (await app.workers.ask('metrics', null)).filter((s): s is Snapshot => typeof s === 'object' && s !== null && !Array.isArray(s));
+        return sendText(x, 200, metrics.render(others), PROMETHEUS_CONTENT_TYPE);
       }
       if (path === '/v1/models' || path === '/models') {
         const k = await authorize(x);

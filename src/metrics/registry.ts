@@ -24,9 +24,24 @@ function num(v: number): string {
   return String(v);
 }
 
+/**
+ * How a family's series from several processes (workers sharing a port) combine into one:
+ * counters and histograms add up; a gauge says (in flight: sum; a backend's state: min or max).
+ */
+export type Merge = 'sum' | 'max' | 'min';
+
+/** A family's series as numbers, for another process to merge: [key, labels, values]. */
+export type FamilySnapshot = [string, Labels, number[]][];
+/** Every family's series, by name (Registry.snapshot()). */
+export type Snapshot = Record<string, FamilySnapshot>;
+
 interface Metric {
-  render(out: string[]): void;
+  readonly name: string;
+  render(out: string[], others: readonly FamilySnapshot[]): void;
+  snapshot(): FamilySnapshot;
 }
+
+const MERGE: Record<Merge, (a: number, b: number) => number> = { sum: (a, b) => a + b, max: Math.max, min: Math.min };
 
 abstract class Family<S> implements Metric {
   readonly name: string;
@@ -34,11 +49,13 @@ abstract class Family<S> implements Metric {
   readonly labelNames: readonly string[];
   protected readonly series = new Map<string, { labels: Labels; s: S }>();
   abstract readonly type: string;
+  readonly merge: Merge;
 
-  constructor(name: string, help: string, labelNames: readonly string[]) {
+  constructor(name: string, help: string, labelNames: readonly string[], merge: Merge = 'sum') {
     this.name = name;
     this.help = help;
     this.labelNames = labelNames;
+    this.merge = merge;
   }
 
   /** The series for these label values, made now if new: a handle a hot path can keep. */
@@ -58,10 +75,28 @@ abstract class Family<S> implements Metric {
 
   protected abstract fresh(): S;
   protected abstract lines(labels: Labels, s: S, out: string[]): void;
+  /** A series as numbers, and back. */
+  protected abstract values(s: S): number[];
+  protected abstract fromValues(v: readonly number[]): S;
 
-  render(out: string[]): void {
+  snapshot(): FamilySnapshot {
+    return [...this.series].map(([key, { labels, s }]) => [key, labels, this.values(s)]);
+  }
+
+  /** The family in the text format; with `others`, merged with the same family of other processes. */
+  render(out: string[], others: readonly FamilySnapshot[] = []): void {
     out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`);
-    for (const { labels, s } of this.series.values()) this.lines(labels, s, out);
+    if (others.length === 0) {
+      for (const { labels, s } of this.series.values()) this.lines(labels, s, out);
+      return;
+    }
+    const merged = new Map<string, { labels: Labels; v: number[] }>();
+    for (const [key, labels, v] of [this.snapshot(), ...others].flat()) {
+      const m = merged.get(key);
+      if (m === undefined) merged.set(key, { labels, v: [...v] });
+      else for (let i = 0; i < m.v.length; i++) m.v[i] = MERGE[this.merge](m.v[i]!, v[i] ?? 0);
+    }
+    for (const { labels, v } of merged.values()) this.lines(labels, this.fromValues(v), out);
   }
 }
 
@@ -77,6 +112,8 @@ export class Counter extends Family<{ v: number }> {
   protected lines(labels: Labels, s: { v: number }, out: string[]): void {
     out.push(`${this.name}${labelText(this.labelNames, labels)} ${num(s.v)}`);
   }
+  protected values(s: { v: number }): number[] { return [s.v]; }
+  protected fromValues(v: readonly number[]): { v: number } { return { v: v[0] ?? 0 }; }
 }
 
 export class Gauge extends Family<{ v: number }> {
@@ -95,6 +132,8 @@ export class Gauge extends Family<{ v: number }> {
   protected lines(labels: Labels, s: { v: number }, out: string[]): void {
     out.push(`${this.name}${labelText(this.labelNames, labels)} ${num(s.v)}`);
   }
+  protected values(s: { v: number }): number[] { return [s.v]; }
+  protected fromValues(v: readonly number[]): { v: number } { return { v: v[0] ?? 0 }; }
 }
 
 interface HistogramSeries { counts: Float64Array; sum: number; count: number }
@@ -132,6 +171,15 @@ export class Histogram extends Family<HistogramSeries> {
     out.push(`${this.name}_sum${labelText(this.labelNames, labels)} ${num(s.sum)}`);
     out.push(`${this.name}_count${labelText(this.labelNames, labels)} ${s.count}`);
   }
+
+  protected values(s: HistogramSeries): number[] {
+    return [...s.counts, s.sum, s.count];
+  }
+
+  protected fromValues(v: readonly number[]): HistogramSeries {
+    const n = this.buckets.length + 1;
+    return { counts: Float64Array.from(v.slice(0, n)), sum: v[n] ?? 0, count: v[n + 1] ?? 0 };
+  }
 }
 
 export class Registry {
@@ -144,8 +192,9 @@ export class Registry {
     return c;
   }
 
-  gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {
-    const g = new Gauge(name, help, labelNames);
+  /** `merge`: how the gauge's series from several worker processes combine (default max). */
+  gauge(name: string, help: string, labelNames: readonly string[] = [], merge: Merge = 'max'): Gauge {
+    const g = new Gauge(name, help, labelNames, merge);
     this.#metrics.push(g);
     return g;
   }
@@ -161,11 +210,23 @@ export class Registry {
     this.#collectors.push(fn);
   }
 
-  render(): string {
+  /** The text format; with `others` (other workers' snapshots), their series merged in. */
+  render(others: readonly Snapshot[] = []): string {
     for (const c of this.#collectors) c();
     const out: string[] = [];
-    for (const m of this.#metrics) m.render(out);
+    for (const m of this.#metrics) {
+      const theirs = others.length === 0 ? [] : others.map((o) => o[m.name]).filter((f): f is FamilySnapshot => Array.isArray(f));
+      m.render(out, theirs);
+    }
     return out.join('\n') + '\n';
+  }
+
+  /** Every family's series as numbers, for another worker's render(). */
+  snapshot(): Snapshot {
+    for (const c of this.#collectors) c();
+    const out: Snapshot = {};
+    for (const m of this.#metrics) out[m.name] = m.snapshot();
+    return out;
   }
 }
 

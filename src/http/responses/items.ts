@@ -4,7 +4,7 @@
 // responses: a bounded memory of this process, an hour long; each key sees only the items
 // returned to it, and item ids are random (response.ts), known only to whom they were given.
 // With several workers (node:cluster), an item another worker returned is asked of it
-// (src/cli/sibling-items.ts) when a request names one this process does not hold.
+// (src/cli/siblings.ts) when a request names one this process does not hold.
 
 import type { JsonObject } from '../../engines/types.ts';
 
