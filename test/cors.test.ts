@@ -10,6 +10,11 @@ import { formatIssue } from '../src/config/issues.ts';
 import { connect } from 'node:net';
 import { hostname } from 'node:os';
 import { request } from 'undici';
+import { Secrets } from '../src/config/env-file.ts';
+import { createLogger } from '../src/core/log.ts';
+import { startGateway } from '../src/main.ts';
+import { startFleet } from '../src/sim/fleet.ts';
+import { tempDir } from './support/temp-dir.ts';
 
 const MASTER = 'fabric-master-key-for-cors-tests-0123456789';
 const FAST = { ttftMs: 1, tokensPerSecond: 5000 };
@@ -119,6 +124,9 @@ test('config: origins must be scheme://host[:port]; "*" allows any; an empty lis
   const issues = (cors: string) => parseFabricText(cfg(cors), 'c.yaml').issues.filter((i) => i.severity === 'error').map(formatIssue).join('\n');
   assert.match(issues('{ origins: ["http://localhost:3000/"] }'), /c\.yaml:2.*gateway\.cors\.origins\[0\].*drop the trailing "\/": http:\/\/localhost:3000/);
   assert.match(issues('{ origins: [] }'), /gateway\.cors\.origins.*list the browser origins/);
+  // The origin file:// pages and sandboxed frames send may be listed on its own.
+  assert.deepEqual([...(parseFabricText(cfg('{ origins: ["null", "app://obsidian.md"] }'), 'c.yaml').config.gateway.corsOrigins as Set<string>)], ['null', 'app://obsidian.md']);
+  assert.match(issues('{ origins: ["nul"] }'), /"nul" is not an origin/);
   assert.match(issues('{ origin: ["*"] }'), /gateway\.cors.*origin/);
 });
 
@@ -184,4 +192,32 @@ test('a request without a Host header: HTTP/1.1 gets an OpenAI-shaped 400 with i
   assert.match(json.error.message, /must have a Host header/);
   const old = await raw(`GET /v1/models HTTP/1.0\r\nauthorization: Bearer ${MASTER}\r\n\r\n`);
   assert.match(old, /^HTTP\/1\.1 200 /);
+});
+
+test('listening on every interface (as in a container behind a port published on 127.0.0.1), an open gateway still refuses a rebound name, and with it the "same-origin" request a rebinding page sends', async () => {
+  const fleet = await startFleet([{ name: 'v', protocol: 'vllm', model: 'm', kind: 'chat', timing: FAST }]);
+  const { config } = parseFabricText(`
+backends:
+  v: { engine: vllm, url: ${fleet.get('v').url}/v1, model: m }
+roles:
+  chat-fast: { kind: chat, backends: [v] }
+`, 'open.yaml');
+  const gw = await startGateway(config, new Secrets({}), { host: '0.0.0.0', port: 0, probe: false, log: createLogger({ write: () => {} }), dataDir: tempDir('fabric-cors-any-') });
+  try {
+    const port = gw.port;
+    const body = JSON.stringify({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }] });
+    const send = async (headers: Record<string, string>) => {
+      const r = await request(`http://127.0.0.1:${port}/v1/chat/completions`, { method: 'POST', headers, body });
+      return { status: r.statusCode, json: (await r.body.json()) as any };
+    };
+    const rebound = await send({ origin: `http://rebind.attacker.example:${port}`, host: `rebind.attacker.example:${port}`, 'content-type': 'text/plain' });
+    assert.equal(rebound.status, 403);
+    assert.match(rebound.json.error.message, /DNS rebinding/);
+    assert.equal(fleet.get('v').requests().length, 0);
+    assert.equal((await send({ host: `127.0.0.1:${port}`, 'content-type': 'application/json' })).status, 200);
+    assert.equal((await send({ host: `localhost:${port}`, origin: `http://localhost:${port}`, 'content-type': 'application/json' })).status, 200, 'a page of its own');
+  } finally {
+    await gw.close(1000);
+    await fleet.close();
+  }
 });

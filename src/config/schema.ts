@@ -244,7 +244,8 @@ function cors(r: Reporter, v: unknown): ReadonlySet<string> | '*' | undefined {
   if (origins.length === 0) r.error([...p, 'origins'], 'list the browser origins allowed to call the gateway (e.g. http://localhost:3000), or "*" for any');
   if (origins.includes('*')) return '*';
   origins.forEach((o, i) => {
-    if (!ORIGIN.test(o)) {
+    // "null": what file:// pages, sandboxed frames and some app shells send as their origin.
+    if (o !== 'null' && !ORIGIN.test(o)) {
       r.error([...p, 'origins', i], `${JSON.stringify(o)} is not an origin: scheme://host[:port], with no path${o.endsWith('/') ? ` (drop the trailing "/": ${o.replace(/\/+$/, '')})` : ''}`);
     }
   });

@@ -46,10 +46,10 @@ export function isPreflight(method: string, headers: IncomingHttpHeaders): boole
 
 // An open gateway (no master key) and web pages. A page on any site can make its visitor's
 // browser send the gateway a request it cannot read the answer of (a "simple" POST, its body
-// sent as text/plain, needs no preflight), and, by DNS rebinding (its own name pointed at
-// 127.0.0.1), requests it can read. Without a key to stop them, the gateway refuses a
-// browser's request from an origin it does not list, and, listening on loopback only, a
-// request addressed to a name that is not this machine's.
+// sent as text/plain, needs no preflight), and, by DNS rebinding (its own name pointed at the
+// gateway's address), requests it can read. Without a key to stop them, the gateway refuses a
+// request addressed to a name that is not this machine's, and a browser's request from an
+// origin it does not list (but for its own).
 
 /** Whether an Origin is the gateway itself, as the Host header names it (a page it served). */
 export function isSameOrigin(origin: string, host: string | undefined): boolean {
@@ -60,11 +60,11 @@ export function isSameOrigin(origin: string, host: string | undefined): boolean 
 
 const THIS_MACHINE = hostname().toLowerCase();
 
-/** Whether a Host header names this machine as a loopback listener can be reached: localhost, an IP address, its host name. */
+/** Whether a Host header names this machine as no rebinding page can: localhost, an IP address, its host name (and its .local). */
 export function isLocalHostHeader(host: string): boolean {
   let name = host.toLowerCase();
   if (name.startsWith('[')) name = name.slice(1, name.indexOf(']') === -1 ? undefined : name.indexOf(']'));
   else if (name.indexOf(':') !== name.lastIndexOf(':')) return isIP(name) === 6;
   else if (name.includes(':')) name = name.slice(0, name.indexOf(':'));
-  return name === 'localhost' || name.endsWith('.localhost') || isIP(name) !== 0 || name === THIS_MACHINE;
+  return name === 'localhost' || name.endsWith('.localhost') || isIP(name) !== 0 || name === THIS_MACHINE || name === `${THIS_MACHINE}.local`;
 }

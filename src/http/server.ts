@@ -4,7 +4,6 @@
 
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { isLoopbackHost } from '../config/types.ts';
 import { FabricError, STREAM_INTERRUPTED, toFabricError, wasSent } from '../core/errors.ts';
 import { clientRequestId, RequestIds } from '../core/ids.ts';
 import { Cancel } from '../core/upstream.ts';
@@ -339,22 +338,22 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     if ((await authorize(x)) !== undefined) throw new FabricError('permission_denied', `${what} needs the master key; virtual keys cannot read it`);
   }
 
-  /** Set once listening: bound to loopback only, an open gateway checks what requests are addressed to (cors.ts). */
-  let loopbackOnly = false;
   /** The last Host header found to name this machine: most requests repeat it. */
   let localHost: string | undefined;
 
   /** An open gateway (no master key) refuses what a web page could make a browser send it (cors.ts). */
   function guardOpen(x: Exchange, corsOrigins: ReadonlySet<string> | '*' | undefined): void {
     const { origin, host } = x.headers;
-    if (origin !== undefined && allowedOrigin(x.headers, corsOrigins) === undefined && !isSameOrigin(origin, host)) {
-      throw new FabricError('permission_denied', `the origin ${JSON.stringify(origin).slice(0, 200)} is not allowed to call this gateway: without a master key, it answers web pages only from the origins gateway.cors.origins lists (any site could otherwise use it through its visitors' browsers)`);
-    }
-    if (loopbackOnly && host !== undefined && host !== localHost) {
+    // Checked first on every open gateway, however it listens (a container binds 0.0.0.0 behind
+    // a port published on 127.0.0.1): a same-origin request is then the gateway's own.
+    if (host !== undefined && host !== localHost) {
       if (!isLocalHostHeader(host)) {
-        throw new FabricError('permission_denied', `requests addressed to ${JSON.stringify(host).slice(0, 200)} are refused: without a master key, a gateway listening on loopback answers only requests addressed to localhost, an IP address or this machine's name (a site could otherwise reach it by DNS rebinding); set a master key, or have a proxy in front send its own Host`);
+        throw new FabricError('permission_denied', `requests addressed to ${JSON.stringify(host).slice(0, 200)} are refused: without a master key, the gateway answers only requests addressed to localhost, an IP address or this machine's name (a site could otherwise reach it by DNS rebinding); set a master key, or have a proxy in front send its own Host`);
       }
       localHost = host;
+    }
+    if (origin !== undefined && allowedOrigin(x.headers, corsOrigins) === undefined && !isSameOrigin(origin, host)) {
+      throw new FabricError('permission_denied', `the origin ${JSON.stringify(origin).slice(0, 200)} is not allowed to call this gateway: without a master key, it answers web pages only from the origins gateway.cors.origins lists (any site could otherwise use it through its visitors' browsers)`);
     }
   }
 
@@ -512,10 +511,6 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     setIdHeaders(x, id, undefined, app.gateway.config.simulated);
     app.log.info('request refused', { id, method: req.method, path: req.url?.slice(0, 200), status: 400, code: 'invalid_request' });
     sendError(x, new FabricError('invalid_request', 'an HTTP/1.1 request must have a Host header', { headers: { connection: 'close' } }));
-  });
-  server.once('listening', () => {
-    const a = server.address();
-    loopbackOnly = typeof a === 'object' && a !== null && isLoopbackHost(a.address);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return socket.destroy();
