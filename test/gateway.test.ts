@@ -64,6 +64,7 @@ backends:
     timeouts: { first_byte: 1200ms, idle: 1s, total: 8s } }
   wintermute-llama: { engine: vllm, url: ${url('wintermute')}/v1, model: casperhansen/llama-3-8b-instruct-awq, timeouts: { first_byte: 1200ms, idle: 1s } }
   motoko-bge: { engine: vllm, url: ${url('motoko')}/v1, model: BAAI/bge-base-en-v1.5 }
+  motoko-patient: { engine: vllm, url: ${url('motoko')}/v1, model: BAAI/bge-base-en-v1.5, max_retries: 0, timeouts: { first_byte: 300ms, total: 5s } }
   cloud-strong: { engine: openai-compatible, url: ${url('cloud')}/v1, model: gpt-4.1-mini }
   ollama-qwen: { engine: ollama, url: ${url('ollama')}, model: "qwen2.5:7b", timeouts: { first_byte: 1200ms } }
   ollama-nomic: { engine: ollama, url: ${url('ollama-embed')}, model: nomic-embed-text }
@@ -114,6 +115,7 @@ roles:
   only-armitage: { kind: chat, backends: [armitage-qwen] }
   total-test: { kind: chat, backends: [armitage-total] }
   patient: { kind: chat, backends: [armitage-patient], fallbacks: [chat-deep] }
+  patient-embed: { kind: embeddings, backends: [motoko-patient] }
   limited: { kind: chat, backends: [armitage-limited], fallbacks: [chat-deep] }
   limited-alone: { kind: chat, backends: [armitage-limited] }
   redirected: { kind: chat, backends: [redirector] }
@@ -728,6 +730,16 @@ test('a non-streamed generation longer than first_byte is waited for up to total
   assert.equal(s.status, 200, s.text);
   assert.equal(s.headers.get('x-fabric-backend'), 'wintermute-llama');
   assert.match(b.lastError ?? '', /first-byte timeout \(300ms\)/);
+  // Embeddings generate nothing: a wedged engine is still found out at first_byte, not total.
+  const motoko = f.fleet.get('motoko');
+  await motoko.setFault({ kind: 'hang' });
+  try {
+    const e = await post(f.url, '/v1/embeddings', { model: 'patient-embed', input: 'hi' }, auth);
+    assert.equal(e.status, 504, e.text);
+    assert.match(e.json.error.message, /first-byte timeout \(300ms\)/);
+  } finally {
+    await motoko.setFault(null);
+  }
 });
 
 test('a 429 with a Retry-After past retry.max: not retried there, the request moves on, and later requests skip the backend until then (capped at max_cooldown)', async () => {

@@ -503,10 +503,11 @@ export class Gateway {
         path: backend.basePath + prepared.path,
         headers: this.#headers(backend, ctx, false),
         body: prepared.body,
-        // No first-byte limit: vLLM and Ollama send a non-streamed answer's head only once the
-        // whole generation is done, so the wait for it is the total timeout's (the deadline
-        // above). Connecting is still bounded by the pool's connect timeout.
-        headersTimeout: 0,
+        // No first-byte limit for a generation: vLLM and Ollama send a non-streamed answer's head
+        // only once the whole generation is done, so the wait for it is the total timeout's (the
+        // deadline above). Embeddings take no generation: a wedged engine is still found out at
+        // first_byte. Connecting is bounded by the pool's connect timeout.
+        headersTimeout: op === 'embeddings' ? t.firstByteMs : 0,
         bodyTimeout: t.idleMs,
       });
       let res;
