@@ -89,7 +89,10 @@ class StreamCall extends UpstreamCall {
   #pausedAt = 0;
   #heldMs = 0;
   #clientHeldBack = false;
-  readonly #total: Deadline;
+  #total: Deadline;
+  /** performance.now() when the call began, and how far the total deadline has been pushed back for the client (ms). */
+  readonly #began = performance.now();
+  #extendedMs = 0;
   readonly #deadlines: Deadlines;
   readonly #idleMs: number;
   #streamError: string | undefined;
@@ -131,17 +134,27 @@ class StreamCall extends UpstreamCall {
   }
 
   /**
-   * The total timeout still ends the stream in wall-clock time (it bounds what one request
-   * holds, a client that never reads included), but time the gateway held the backend back for
-   * the client is not the backend's: after any such hold, the backend never had the whole
-   * total to itself, and the timeout is the client's.
+   * The total timeout bounds the backend's own time: what the gateway held the backend back for
+   * a client that was not reading is given back (the deadline moves on by it), up to the total
+   * again in wall-clock time, which bounds what one request holds, a client that never reads
+   * included. Past that bound, the timeout is the client's, not counted against the backend;
+   * a backend that used its whole total itself is blamed as before.
    */
   readonly #onTotal = (): void => {
-    const held = this.#heldMs + (this.#pausedOn === undefined ? 0 : performance.now() - this.#pausedAt);
-    const total = secs(this.#backend.config.timeouts.totalMs);
-    if (held <= 0) return this.#deadline(`stream exceeded the total timeout (${total})`);
+    const now = performance.now();
+    const totalMs = this.#backend.config.timeouts.totalMs;
+    const held = this.#heldMs + (this.#pausedOn === undefined ? 0 : now - this.#pausedAt);
+    const room = totalMs - (now - this.#began - held);
+    const total = secs(totalMs);
+    if (held <= 0 || room <= 0) return this.#deadline(`stream exceeded the total timeout (${total})`);
+    const more = Math.min(room, totalMs - this.#extendedMs);
+    if (more > 0) {
+      this.#extendedMs += more;
+      this.#total = this.#deadlines.add(more, this.#onTotal);
+      return;
+    }
     this.#clientHeldBack = true;
-    this.#deadline(`stream exceeded the total timeout (${total}), ${secs(Math.round(held))} of it held back because the client was not reading`);
+    this.#deadline(`stream exceeded twice the total timeout (${total}), ${secs(Math.round(held))} of it held back because the client was not reading`);
   };
 
   readonly #onIdle = (): void => {
