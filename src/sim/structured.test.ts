@@ -88,3 +88,11 @@ test('structured outputs: json_schema gives an instance of the schema, json_obje
   assert.deepEqual(JSON.parse(replyShape({ format: schema }, 'x', 'ollama')!.tokens.join('')), { name: 'Alice', age: 30 });
   assert.equal(replyShape({ format: schema }, 'x', 'openai'), undefined, 'each dialect reads its own field');
 });
+
+test('a schema that asks for exponentially much (nested arrays of 64, strings of a billion characters) gets a bounded instance, not a gateway out of memory', () => {
+  let schema: Record<string, unknown> = { type: 'array', minItems: 64, items: { type: 'string', minLength: 1e9 } };
+  for (let i = 0; i < 6; i++) schema = { type: 'array', minItems: 64, items: schema };
+  const text = JSON.stringify(schemaInstance(schema));
+  assert.ok(text.length < 4 * 1024 * 1024, `${text.length} bytes`);
+  assert.ok(text.startsWith('[[[[[[['), 'still the shape asked for');
+});

@@ -26,6 +26,9 @@ export interface ReplyShape {
 const MAX_DEPTH = 8;
 /** Arrays get the items their minItems asks for, up to this. */
 const MAX_ITEMS = 64;
+/** Values one instance may hold in all (a long string counts as many), and characters one string: a schema of nested arrays asks for exponentially many. */
+const MAX_VALUES = 4096;
+const MAX_STRING = 4096;
 
 /** What values are drawn from: the schema refs resolve against, and the user's words. */
 interface Fill {
@@ -33,6 +36,8 @@ interface Fill {
   words: string;
   /** the first name of a place, person or thing the user capitalised mid-sentence */
   proper: string | undefined;
+  /** values still to be made (MAX_VALUES in all) */
+  left: number;
 }
 
 const CAPITALISED = /^\p{Lu}[\p{L}'-]*\p{L}$/u;
@@ -108,9 +113,11 @@ function stringFor(schema: Record<string, unknown>, key: string, fill: Fill): st
     const hit = BY_NAME.find(([re]) => re.test(key))?.[1];
     s = hit === 'proper' ? fill.proper ?? 'Paris' : hit === 'words' ? fill.words.trim().slice(0, 200) || 'example' : hit ?? 'example';
   }
-  const min = typeof schema.minLength === 'number' ? schema.minLength : 0;
+  const min = typeof schema.minLength === 'number' ? Math.min(schema.minLength, MAX_STRING) : 0;
   const max = typeof schema.maxLength === 'number' ? schema.maxLength : Infinity;
   if ([...s].length < min) s = s.padEnd(min, 'x');
+  // A long string counts as many values (a value is about 64 characters).
+  fill.left -= Math.floor(s.length / 64);
   return [...s].length > max ? [...s].slice(0, max).join('') : s;
 }
 
@@ -127,6 +134,7 @@ function numberFor(schema: Record<string, unknown>, key: string, integer: boolea
 
 function instance(schema: unknown, key: string, depth: number, fill: Fill): unknown {
   if (!isRecord(schema) || depth > MAX_DEPTH) return {};
+  fill.left--;
   if (typeof schema.$ref === 'string') {
     const target = resolveRef(fill.root, schema.$ref);
     if (target !== undefined) return instance(target, key, depth + 1, fill);
@@ -160,7 +168,8 @@ function instance(schema: unknown, key: string, depth: number, fill: Fill): unkn
       return null;
     case 'array': {
       const min = typeof schema.minItems === 'number' ? Math.min(schema.minItems, MAX_ITEMS) : 1;
-      const n = schema.maxItems === 0 ? 0 : Math.max(1, min);
+      // Once the values run out, arrays hold one item (or none where allowed), whatever they ask.
+      const n = schema.maxItems === 0 || (fill.left <= 0 && min === 0) ? 0 : fill.left <= 0 ? 1 : Math.max(1, min);
       // An item is named for its array: the items of `cities` are cities.
       const itemKey = key.endsWith('ies') ? `${key.slice(0, -3)}y` : key.replace(/s$/, '');
       return Array.from({ length: n }, () => instance(schema.items, itemKey, depth + 1, fill));
@@ -181,7 +190,7 @@ function instance(schema: unknown, key: string, depth: number, fill: Fill): unkn
  * and a value fitting the property's bounds, format and name; `userText` is what the user said.
  */
 export function schemaInstance(schema: unknown, userText = ''): unknown {
-  return instance(schema, 'value', 0, { root: schema, words: userText, proper: properNoun(userText) });
+  return instance(schema, 'value', 0, { root: schema, words: userText, proper: properNoun(userText), left: MAX_VALUES });
 }
 
 /** JSON text in token-sized pieces: punctuation, strings and bare values apart, as a tokenizer splits it. */
