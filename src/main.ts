@@ -116,8 +116,10 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
   const fleet = new FleetHealth(gateway, secrets, { log, probe, alerts: opts.alerts });
   const app: AppState = { gateway, masterKey: masterKeyOf(config, secrets, log), log, draining: false, startedAt: Date.now() };
   let accounting: Accounting | undefined;
+  /** Where the store and the spool were opened: a reload cannot move them. */
+  let dataDir: string | undefined;
   if (opts.accounting !== false) {
-    const dataDir = opts.dataDir ?? dataDirOf(config);
+    dataDir = opts.dataDir ?? dataDirOf(config);
     const store = await openStore(config, secrets, dataDir, log, true);
     const redisUrl = config.gateway.redis === undefined ? undefined : secrets.get(config.gateway.redis.url.env);
     try {
@@ -185,8 +187,8 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       if (next.gateway.fastLane !== was.fastLane) listening.push('gateway.fast_lane');
       if (next.gateway.limits.maxHeaderBytes !== was.limits.maxHeaderBytes) listening.push('gateway.limits.max_header');
       if (next.gateway.host !== was.host || next.gateway.port !== was.port) listening.push('gateway.host / port');
-      // The store and the spool stay where they were opened (unless given by the caller or FABRIC_DATA_DIR).
-      if (opts.dataDir === undefined && dataDirOf(next) !== dataDirOf(old.config)) listening.push('gateway.data_dir');
+      // The store and the spool stay where they were opened.
+      if (dataDir !== undefined && opts.dataDir === undefined && dataDirOf(next) !== dataDir) listening.push('gateway.data_dir');
       if (listening.length > 0) log.warn(`config reload: ${listening.join(', ')} changes take effect at the next restart`);
       if (accounting !== undefined) {
         if (JSON.stringify(next.gateway.store) !== JSON.stringify(accounting.config.gateway.store) || JSON.stringify(next.gateway.redis) !== JSON.stringify(accounting.config.gateway.redis)) {

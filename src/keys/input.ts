@@ -72,7 +72,8 @@ export function parseKeyInput(body: unknown, mode: 'create' | 'update', now: num
     else {
       const t = typeof b.expires_at === 'number' ? b.expires_at * 1000 : typeof b.expires_at === 'string' ? Date.parse(b.expires_at) : NaN;
       if (!Number.isFinite(t)) throw bad('expires_at', 'must be an ISO date-time or unix seconds, or null for never');
-      if (t <= now) throw bad('expires_at', `is in the past (${new Date(t).toISOString()}); to end a key now, revoke it`);
+      // A new key that could never be used is a mistake; an update may send an expiry back as it was.
+      if (mode === 'create' && t <= now) throw bad('expires_at', `is in the past (${new Date(t).toISOString()}); a key that has expired cannot be used`);
       out.expiresAt = t;
     }
   } else if (expIn !== undefined) {
