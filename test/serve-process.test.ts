@@ -381,7 +381,7 @@ test('--workers 2: the alert webhook is called once per change of level, not onc
   }
 });
 
-test('--workers 2: /metrics is the whole gateway\'s, whichever worker answers the scrape', async () => {
+test('--workers 2: /metrics shows every worker\'s series, each labelled with its worker, whichever worker answers the scrape', async () => {
   const file = join(dir, 'workers-metrics.yaml');
   writeFileSync(file, configYaml('blue'));
   const s = await serve(file, ['--workers', '2']);
@@ -403,9 +403,11 @@ test('--workers 2: /metrics is the whole gateway\'s, whichever worker answers th
     for (let i = 0; i < 8; i++) {
       const m = await fresh('/metrics');
       scrapers.add(m.worker);
-      const served = [...m.text.matchAll(/^fabric_requests_total\{op="chat",role="chat",backend="blue",status="200"\} (\d+)$/gm)].map((x) => Number(x[1]));
-      assert.deepEqual(served, [20], `scrape ${i} by ${m.worker}`);
-      assert.match(m.text, /^fabric_request_duration_seconds_count\{[^}]*role="chat"[^}]*\} 20$/m);
+      const served = [...m.text.matchAll(/^fabric_requests_total\{op="chat",role="chat",backend="blue",status="200",worker="(\d)"\} (\d+)$/gm)];
+      assert.deepEqual(served.map((x) => x[1]).sort(), ['0', '1'], `scrape ${i} by ${m.worker}: both workers`);
+      assert.equal(served.reduce((n, x) => n + Number(x[2]), 0), 20, `scrape ${i}: every request, once`);
+      const durations = [...m.text.matchAll(/^fabric_request_duration_seconds_count\{[^}]*role="chat"[^}]*\} (\d+)$/gm)];
+      assert.equal(durations.reduce((n, x) => n + Number(x[1]), 0), 20);
     }
     assert.equal(scrapers.size, 2, 'both workers answered scrapes');
   } finally {

@@ -250,8 +250,9 @@ function askSiblings(running: RunningGateway): void {
       ask: async (owner, ids) => (await siblings.ask('items', { owner, ids })).flatMap((a) => (Array.isArray(a) ? a.filter(isSharedItem) : [])),
     };
   }
-  siblings.on('metrics', () => app.metrics?.snapshot() ?? null);
-  app.workers = siblings;
+  const index = String(workerIndex() ?? 0);
+  siblings.on('metrics', () => app.metrics?.snapshot(index) ?? null);
+  app.workers = { index, ask: (topic, payload) => siblings.ask(topic, payload) };
 }
 
 function isSharedItem(v: unknown): v is SharedItem {

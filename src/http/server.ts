@@ -44,8 +44,8 @@ export interface AppState {
   recentItems?: RecentItems;
   /** Set when a drain's grace ran out and the connections still open were closed. */
   cutOff?: boolean;
-  /** The other worker processes sharing the port (src/cli/siblings.ts), when there are. */
-  workers?: { ask(topic: string, payload: unknown): Promise<unknown[]> };
+  /** The other worker processes sharing the port (src/cli/siblings.ts), when there are; `index`: this one's. */
+  workers?: { index: string; ask(topic: string, payload: unknown): Promise<unknown[]> };
 }
 
 const JSON_TYPE = 'application/json';
@@ -425,9 +425,11 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       }
       if (path === '/metrics') {
         await masterOnly(x, 'GET /metrics');
-        // With several workers, the whole gateway's: theirs merged into this one's.
-        const others = app.workers === undefined ? [] : (await app.workers.ask('metrics', null)).filter((s): s is Snapshot => typeof s === 'object' && s !== null && !Array.isArray(s));
-        return sendText(x, 200, metrics.render(others), PROMETHEUS_CONTENT_TYPE);
+        // With several workers, every worker's series, each labelled with its worker.
+        const w = app.workers;
+        if (w === undefined) return sendText(x, 200, metrics.render(), PROMETHEUS_CONTENT_TYPE);
+        const others = (await w.ask('metrics', null)).filter((s): s is Snapshot => typeof s === 'object' && s !== null && typeof (s as Snapshot).worker === 'string' && typeof (s as Snapshot).families === 'object');
+        return sendText(x, 200, metrics.render(w.index, others), PROMETHEUS_CONTENT_TYPE);
       }
       if (path === '/v1/models' || path === '/models') {
         const k = await authorize(x);

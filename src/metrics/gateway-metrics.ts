@@ -59,7 +59,7 @@ export class GatewayMetrics {
     this.retries = r.counter('fabric_retries_total', 'Attempts sent to the same backend again after a failure.', ['backend']);
     this.fallbacks = r.counter('fabric_fallbacks_total', 'Requests served by another role than the one asked for (fallback chain, rule, context-window fallback).', ['role', 'served_role']);
     this.streamsInterrupted = r.counter('fabric_streams_interrupted_total', 'Streams ended with an error event after their first byte.', ['role', 'backend']);
-    this.inflight = r.gauge('fabric_requests_in_flight', 'Inference requests being served now.', [], 'sum');
+    this.inflight = r.gauge('fabric_requests_in_flight', 'Inference requests being served now.');
     this.eventLoopRealtime = r.gauge('fabric_event_loop_realtime', '1 while gateway.realtime has the event loop at real-time priority (it hands it back while saturated).');
     this.eventLoopRealtime.set([], 0);
     const lanes = r.counter('fabric_http_requests_total', 'HTTP requests by the parser that took them: the fast lane, or node:http (anything outside the lane\'s strict grammar).', ['parser']);
@@ -71,10 +71,10 @@ export class GatewayMetrics {
     this.cost = r.counter('fabric_cost_usd_total', 'Cost of answered requests in US dollars, from the price table.', ['role', 'backend']);
     const budgetSpent = r.gauge('fabric_budget_spent_usd', 'Spend in the current period against each budget.', ['budget', 'period']);
     const budgetLimit = r.gauge('fabric_budget_limit_usd', 'Each budget\'s amount per period.', ['budget', 'period']);
-    const budgetReserved = r.gauge('fabric_budget_reserved_usd', 'Held by requests in flight against each budget.', ['budget'], 'sum');
+    const budgetReserved = r.gauge('fabric_budget_reserved_usd', 'Held by requests in flight against each budget.', ['budget']);
     const budgetExhausted = r.gauge('fabric_budget_exhausted', '1 while a budget is spent: its backends are passed over.', ['budget']);
-    const queue = r.gauge('fabric_accounting_queue_records', 'Usage records waiting to be written to the store.', [], 'sum');
-    const storeUp = r.gauge('fabric_accounting_store_up', '1 if the last write to (or ping of) the store succeeded.', [], 'min');
+    const queue = r.gauge('fabric_accounting_queue_records', 'Usage records waiting to be written to the store.');
+    const storeUp = r.gauge('fabric_accounting_store_up', '1 if the last write to (or ping of) the store succeeded.');
     const written = r.counter('fabric_accounting_records_written_total', 'Usage records written to the store.');
     const failures = r.counter('fabric_accounting_write_failures_total', 'Failed batch writes (each is retried; records wait in the spool).');
     r.onCollect(() => {
@@ -95,18 +95,18 @@ export class GatewayMetrics {
       written.inc([], a.writer.stats.written - written.value([]));
       failures.inc([], a.writer.stats.failures - failures.value([]));
     });
-    this.#backendUp = r.gauge('fabric_backend_up', '1 if the backend is in rotation (last probe or request succeeded, or not yet known), 0 if failing or cooled down.', ['backend', 'node'], 'min');
+    this.#backendUp = r.gauge('fabric_backend_up', '1 if the backend is in rotation (last probe or request succeeded, or not yet known), 0 if failing or cooled down.', ['backend', 'node']);
     this.#backendCircuit = r.gauge('fabric_backend_cooling_down', '1 while the backend is cooled down (circuit open or half-open).', ['backend']);
-    this.#backendOutstanding = r.gauge('fabric_backend_outstanding_requests', 'Requests this gateway has in flight to the backend.', ['backend'], 'sum');
+    this.#backendOutstanding = r.gauge('fabric_backend_outstanding_requests', 'Requests this gateway has in flight to the backend.', ['backend']);
     this.#backendFailures = r.gauge('fabric_backend_consecutive_failures', 'Consecutive failures (requests and probes) of the backend.', ['backend']);
     this.#engineRunning = r.gauge('fabric_backend_engine_requests_running', 'Requests the engine reports running (vLLM /metrics, llama.cpp, Ollama /api/ps).', ['backend']);
     this.#engineWaiting = r.gauge('fabric_backend_engine_requests_waiting', 'Requests the engine reports queued.', ['backend']);
     this.#engineKv = r.gauge('fabric_backend_engine_kv_cache_usage_ratio', 'KV-cache usage the engine reports (0–1).', ['backend']);
-    this.#nodeOnline = r.gauge('fabric_node_backends_up', 'Backends of the node in rotation.', ['node', 'power'], 'min');
-    this.#rss = r.gauge('process_resident_memory_bytes', 'Resident memory of the gateway process.', [], 'sum');
-    this.#heap = r.gauge('nodejs_heap_used_bytes', 'V8 heap in use.', [], 'sum');
+    this.#nodeOnline = r.gauge('fabric_node_backends_up', 'Backends of the node in rotation.', ['node', 'power']);
+    this.#rss = r.gauge('process_resident_memory_bytes', 'Resident memory of the gateway process.');
+    this.#heap = r.gauge('nodejs_heap_used_bytes', 'V8 heap in use.');
     this.#cpu = r.counter('process_cpu_seconds_total', 'User and system CPU time of the gateway process.');
-    const startGauge = r.gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch.', [], 'min');
+    const startGauge = r.gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch.');
     startGauge.set([], Math.floor(startedAt / 1000));
 
     r.onCollect(() => {
@@ -211,13 +211,13 @@ export class GatewayMetrics {
     for (const f of failures) if (f.failure !== 'aborted' && wasSent(f)) this.attemptFailures.inc([f.backend, f.failure]);
   }
 
-  /** The text format; with other workers' snapshots, the whole gateway's (their series merged in). */
-  render(others: readonly Snapshot[] = []): string {
-    return this.registry.render(others);
+  /** The text format; in a worker of several (its index), every worker's series, each labelled with its worker. */
+  render(worker?: string, others: readonly Snapshot[] = []): string {
+    return this.registry.render(worker, others);
   }
 
-  /** This process's series, for another worker's render(). */
-  snapshot(): Snapshot {
-    return this.registry.snapshot();
+  /** This worker's series, for another worker's render(). */
+  snapshot(worker: string): Snapshot {
+    return this.registry.snapshot(worker);
   }
 }

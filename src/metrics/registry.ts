@@ -24,24 +24,20 @@ function num(v: number): string {
   return String(v);
 }
 
+/** A family's series as numbers, for another process to render: [labels, values]. */
+export type FamilySnapshot = [Labels, number[]][];
 /**
- * How a family's series from several processes (workers sharing a port) combine into one:
- * counters and histograms add up; a gauge says (in flight: sum; a backend's state: min or max).
+ * One worker's series (workers sharing a port), by family name: a scrape of any worker shows
+ * every worker's, each series with a `worker` label (the worker's index), so that counters
+ * stay monotonic per worker through a worker's restart or a scrape it missed.
  */
-export type Merge = 'sum' | 'max' | 'min';
-
-/** A family's series as numbers, for another process to merge: [key, labels, values]. */
-export type FamilySnapshot = [string, Labels, number[]][];
-/** Every family's series, by name (Registry.snapshot()). */
-export type Snapshot = Record<string, FamilySnapshot>;
+export interface Snapshot { worker: string; families: Record<string, FamilySnapshot> }
 
 interface Metric {
   readonly name: string;
-  render(out: string[], others: readonly FamilySnapshot[]): void;
+  render(out: string[], own?: string, others?: readonly [string, FamilySnapshot][]): void;
   snapshot(): FamilySnapshot;
 }
-
-const MERGE: Record<Merge, (a: number, b: number) => number> = { sum: (a, b) => a + b, max: Math.max, min: Math.min };
 
 abstract class Family<S> implements Metric {
   readonly name: string;
@@ -49,13 +45,11 @@ abstract class Family<S> implements Metric {
   readonly labelNames: readonly string[];
   protected readonly series = new Map<string, { labels: Labels; s: S }>();
   abstract readonly type: string;
-  readonly merge: Merge;
 
-  constructor(name: string, help: string, labelNames: readonly string[], merge: Merge = 'sum') {
+  constructor(name: string, help: string, labelNames: readonly string[]) {
     this.name = name;
     this.help = help;
     this.labelNames = labelNames;
-    this.merge = merge;
   }
 
   /** The series for these label values, made now if new: a handle a hot path can keep. */
@@ -74,29 +68,30 @@ abstract class Family<S> implements Metric {
   }
 
   protected abstract fresh(): S;
-  protected abstract lines(labels: Labels, s: S, out: string[]): void;
+  protected abstract lines(labels: Labels, s: S, out: string[], names?: readonly string[]): void;
   /** A series as numbers, and back. */
   protected abstract values(s: S): number[];
   protected abstract fromValues(v: readonly number[]): S;
 
   snapshot(): FamilySnapshot {
-    return [...this.series].map(([key, { labels, s }]) => [key, labels, this.values(s)]);
+    return [...this.series.values()].map(({ labels, s }) => [labels, this.values(s)]);
   }
 
-  /** The family in the text format; with `others`, merged with the same family of other processes. */
-  render(out: string[], others: readonly FamilySnapshot[] = []): void {
+  /**
+   * The family in the text format; given this worker's index (`own`), every series with a
+   * `worker` label, followed by the other workers' (`others`: [index, their series]).
+   */
+  render(out: string[], own?: string, others: readonly [string, FamilySnapshot][] = []): void {
     out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`);
-    if (others.length === 0) {
+    if (own === undefined) {
       for (const { labels, s } of this.series.values()) this.lines(labels, s, out);
       return;
     }
-    const merged = new Map<string, { labels: Labels; v: number[] }>();
-    for (const [key, labels, v] of [this.snapshot(), ...others].flat()) {
-      const m = merged.get(key);
-      if (m === undefined) merged.set(key, { labels, v: [...v] });
-      else for (let i = 0; i < m.v.length; i++) m.v[i] = MERGE[this.merge](m.v[i]!, v[i] ?? 0);
+    const names = [...this.labelNames, 'worker'];
+    for (const { labels, s } of this.series.values()) this.lines([...labels, own], s, out, names);
+    for (const [worker, series] of others) {
+      for (const [labels, v] of series) this.lines([...labels, worker], this.fromValues(v), out, names);
     }
-    for (const { labels, v } of merged.values()) this.lines(labels, this.fromValues(v), out);
   }
 }
 
@@ -109,8 +104,8 @@ export class Counter extends Family<{ v: number }> {
   value(labels: Labels): number {
     return this.get(labels).v;
   }
-  protected lines(labels: Labels, s: { v: number }, out: string[]): void {
-    out.push(`${this.name}${labelText(this.labelNames, labels)} ${num(s.v)}`);
+  protected lines(labels: Labels, s: { v: number }, out: string[], names = this.labelNames): void {
+    out.push(`${this.name}${labelText(names, labels)} ${num(s.v)}`);
   }
   protected values(s: { v: number }): number[] { return [s.v]; }
   protected fromValues(v: readonly number[]): { v: number } { return { v: v[0] ?? 0 }; }
@@ -129,8 +124,8 @@ export class Gauge extends Family<{ v: number }> {
   reset(): void {
     this.series.clear();
   }
-  protected lines(labels: Labels, s: { v: number }, out: string[]): void {
-    out.push(`${this.name}${labelText(this.labelNames, labels)} ${num(s.v)}`);
+  protected lines(labels: Labels, s: { v: number }, out: string[], names = this.labelNames): void {
+    out.push(`${this.name}${labelText(names, labels)} ${num(s.v)}`);
   }
   protected values(s: { v: number }): number[] { return [s.v]; }
   protected fromValues(v: readonly number[]): { v: number } { return { v: v[0] ?? 0 }; }
@@ -161,15 +156,15 @@ export class Histogram extends Family<HistogramSeries> {
     s.count++;
   }
 
-  protected lines(labels: Labels, s: HistogramSeries, out: string[]): void {
+  protected lines(labels: Labels, s: HistogramSeries, out: string[], names = this.labelNames): void {
     let cumulative = 0;
     for (let i = 0; i < this.buckets.length; i++) {
       cumulative += s.counts[i]!;
-      out.push(`${this.name}_bucket${labelText(this.labelNames, labels, `le="${num(this.buckets[i]!)}"`)} ${cumulative}`);
+      out.push(`${this.name}_bucket${labelText(names, labels, `le="${num(this.buckets[i]!)}"`)} ${cumulative}`);
     }
-    out.push(`${this.name}_bucket${labelText(this.labelNames, labels, 'le="+Inf"')} ${s.count}`);
-    out.push(`${this.name}_sum${labelText(this.labelNames, labels)} ${num(s.sum)}`);
-    out.push(`${this.name}_count${labelText(this.labelNames, labels)} ${s.count}`);
+    out.push(`${this.name}_bucket${labelText(names, labels, 'le="+Inf"')} ${s.count}`);
+    out.push(`${this.name}_sum${labelText(names, labels)} ${num(s.sum)}`);
+    out.push(`${this.name}_count${labelText(names, labels)} ${s.count}`);
   }
 
   protected values(s: HistogramSeries): number[] {
@@ -192,9 +187,8 @@ export class Registry {
     return c;
   }
 
-  /** `merge`: how the gauge's series from several worker processes combine (default max). */
-  gauge(name: string, help: string, labelNames: readonly string[] = [], merge: Merge = 'max'): Gauge {
-    const g = new Gauge(name, help, labelNames, merge);
+  gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {
+    const g = new Gauge(name, help, labelNames);
     this.#metrics.push(g);
     return g;
   }
@@ -210,23 +204,30 @@ export class Registry {
     this.#collectors.push(fn);
   }
 
-  /** The text format; with `others` (other workers' snapshots), their series merged in. */
-  render(others: readonly Snapshot[] = []): string {
+  /**
+   * The text format. In a worker of several (`worker`: its index), every series is labelled
+   * with its worker, and the other workers' snapshots follow this one's.
+   */
+  render(worker?: string, others: readonly Snapshot[] = []): string {
     for (const c of this.#collectors) c();
     const out: string[] = [];
     for (const m of this.#metrics) {
-      const theirs = others.length === 0 ? [] : others.map((o) => o[m.name]).filter((f): f is FamilySnapshot => Array.isArray(f));
-      m.render(out, theirs);
+      const theirs: [string, FamilySnapshot][] = [];
+      for (const o of others) {
+        const f = o.families[m.name];
+        if (Array.isArray(f)) theirs.push([o.worker, f]);
+      }
+      m.render(out, worker, theirs);
     }
     return out.join('\n') + '\n';
   }
 
-  /** Every family's series as numbers, for another worker's render(). */
-  snapshot(): Snapshot {
+  /** This worker's series as numbers, for another worker's render(). */
+  snapshot(worker: string): Snapshot {
     for (const c of this.#collectors) c();
-    const out: Snapshot = {};
-    for (const m of this.#metrics) out[m.name] = m.snapshot();
-    return out;
+    const families: Record<string, FamilySnapshot> = {};
+    for (const m of this.#metrics) families[m.name] = m.snapshot();
+    return { worker, families };
   }
 }
 
