@@ -3,7 +3,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startFabric, chat, post, type Fabric } from './helpers.ts';
 import { runFabric } from './support/proc.ts';
@@ -190,7 +190,25 @@ test('--data-dir: the store of a gateway started without a config (the demo flee
   assert.notEqual(typo.code, 0);
   assert.match(typo.stderr, /no store there/);
   assert.equal(existsSync(join(dir, 'dta')), false, 'no new empty store');
-  const both = await fabric(['keys', 'list', '--data-dir', data, '--config', config]);
-  assert.notEqual(both.code, 0);
-  assert.match(both.stderr, /--data-dir is for a gateway started without a config/);
+});
+
+test('--config where the gateway keeps its store elsewhere (the rendered unit sets FABRIC_DATA_DIR): refused, naming --data-dir, rather than a new empty store; with --data-dir, the gateway\'s own', async () => {
+  // The config without its data_dir: as the rendered unit's, whose data directory comes from the environment.
+  mkdirSync(join(dir, 'etc'), { recursive: true });
+  const moved = join(dir, 'etc', 'fabric.yaml');
+  writeFileSync(moved, readFileSync(config, 'utf8').replace(/^ {2}data_dir: .*\n/m, ''));
+  const lost = await fabric(['keys', 'list', '--config', moved]);
+  assert.equal(lost.code, 1);
+  assert.match(lost.stderr, /no store at .*fabric\.db: .*--data-dir DIR or \$FABRIC_DATA_DIR \(.*\/var\/lib\/ai-fabric\)/);
+  assert.equal(existsSync(join(dir, 'etc', 'data')), false, 'no new, empty store beside the config');
+  // Keys made before the gateway's first start: the store is made, and where is said.
+  const first = await fabric(['keys', 'create', 'early', '--config', moved, '--json']);
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stderr, /a new store at .*etc\/data\/fabric\.db.*--data-dir DIR/);
+  assert.equal(existsSync(join(dir, 'etc', 'data', 'fabric.db')), true);
+  const found = await fabric(['keys', 'list', '--config', moved, '--data-dir', join(dir, 'data'), '--json']);
+  assert.equal(found.code, 0, found.stderr);
+  assert.ok(Array.isArray(JSON.parse(found.stdout)));
+  const viaEnv = await fabric(['usage', '--config', moved, '--json'], { FABRIC_DATA_DIR: join(dir, 'data') });
+  assert.equal(viaEnv.code, 0, viaEnv.stderr);
 });

@@ -34,8 +34,10 @@ their next poll of the keys version (gateway.accounting.sync_interval, default 2
   --key KEY         its master key; env:NAME reads it from the environment
                     (default: $FABRIC_API_KEY)
   --config FILE     act on the store the config names instead (no running gateway needed)
-  --data-dir DIR    act on the store of a gateway started without a config (the demo fleet,
-                    discovered engines): $FABRIC_DATA_DIR, else ~/.local/share/ai-fabric
+  --data-dir DIR    the gateway's data directory, where its SQLite store is: with --config, when
+                    the gateway keeps it elsewhere than the config says ($FABRIC_DATA_DIR; the
+                    rendered systemd unit: /var/lib/ai-fabric); alone, for a gateway started
+                    without a config: $FABRIC_DATA_DIR, else ~/.local/share/ai-fabric
   --json            machine-readable output
 `;
 
@@ -206,7 +208,7 @@ export async function runKeys(argv: string[]): Promise<number> {
   if (typeof parsed === 'number') return parsed;
   let t: Target | undefined;
   try {
-    t = await openTarget(parsed.values);
+    t = await openTarget(parsed.values, sub === 'create');
     return await run(t, sub, parsed.positionals, parsed.values);
   } catch (e) {
     if (e instanceof ConfigError) return reportConfigError('keys', parsed.values.config ?? '', e);

@@ -16,10 +16,31 @@ export type Target =
   | { kind: 'api'; url: string; key: string | undefined }
   | { kind: 'store'; store: Store; config: FabricConfig };
 
-export async function openTarget(values: { url?: string; key?: string; config?: string; 'data-dir'?: string }): Promise<Target> {
+/**
+ * `create`: with --config, a store that does not exist yet is made (keys made before the
+ * gateway's first start), and said so on stderr; otherwise there is nothing to act on.
+ */
+export async function openTarget(values: { url?: string; key?: string; config?: string; 'data-dir'?: string }, create = false): Promise<Target> {
   const dir = values['data-dir'];
+  if (values.config !== undefined) {
+    // The store is read directly: the master key is not needed, set or not.
+    const { config, secrets } = loadFabricConfig(values.config, process.env, 'unused');
+    // The data directory as the gateway has it: --data-dir, $FABRIC_DATA_DIR, the config's data_dir.
+    const dataDir = dir !== undefined ? resolve(dir) : dataDirOf(config);
+    const st = config.gateway.store;
+    // A store in another place (the rendered systemd unit sets FABRIC_DATA_DIR=/var/lib/ai-fabric)
+    // must not pass unnoticed for a new, empty one that no gateway reads.
+    const file = st.kind === 'sqlite' ? sqlitePath(st.path, dataDir) : undefined;
+    if (file !== undefined && !existsSync(file)) {
+      const where = 'name the gateway\'s data directory with --data-dir DIR or $FABRIC_DATA_DIR (the unit fabric render writes uses /var/lib/ai-fabric)';
+      if (!create) throw new UsageError(`no store at ${file}: no gateway with this config has kept its state there; ${where}`);
+      process.stderr.write(`fabric: a new store at ${file}, where a gateway with this config will find it; if the gateway keeps its state elsewhere, ${where}\n`);
+    }
+    const store = await openStore(config, secrets, dataDir);
+    await store.migrate();
+    return { kind: 'store', store, config };
+  }
   if (dir !== undefined) {
-    if (values.config !== undefined) throw new UsageError('--data-dir is for a gateway started without a config; with --config the config says where its store is');
     // A gateway started without a config (the demo fleet, discovered engines): SQLite in its
     // data directory, with the defaults such a gateway runs with.
     const { config } = parseFabricText('version: 1\n', '(no config)');
@@ -28,13 +49,6 @@ export async function openTarget(values: { url?: string; key?: string; config?: 
     // A mistyped directory must not become a new, empty store that no gateway reads.
     if (!existsSync(file)) throw new UsageError(`--data-dir ${dir}: no store there (${file} does not exist); a gateway started without a config keeps it in $FABRIC_DATA_DIR, else ~/.local/share/ai-fabric`);
     const store = await openStore(config, new Secrets({}), resolve(dir));
-    await store.migrate();
-    return { kind: 'store', store, config };
-  }
-  if (values.config !== undefined) {
-    // The store is read directly: the master key is not needed, set or not.
-    const { config, secrets } = loadFabricConfig(values.config, process.env, 'unused');
-    const store = await openStore(config, secrets, dataDirOf(config));
     await store.migrate();
     return { kind: 'store', store, config };
   }

@@ -25,8 +25,10 @@ A report of requests, errors, tokens in and out, cost and average latency, group
   --key KEY         its master key; env:NAME reads it from the environment
                     (default: $FABRIC_API_KEY)
   --config FILE     read the store the config names instead (no running gateway needed)
-  --data-dir DIR    read the store of a gateway started without a config (the demo fleet,
-                    discovered engines): $FABRIC_DATA_DIR, else ~/.local/share/ai-fabric
+  --data-dir DIR    the gateway's data directory, where its SQLite store is: with --config, when
+                    the gateway keeps it elsewhere than the config says ($FABRIC_DATA_DIR; the
+                    rendered systemd unit: /var/lib/ai-fabric); alone, for a gateway started
+                    without a config: $FABRIC_DATA_DIR, else ~/.local/share/ai-fabric
 `;
 
 /**
