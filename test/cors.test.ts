@@ -165,7 +165,7 @@ roles:
       await health.body.text();
       assert.equal(f.fleet.get('v').requests().length, 0, 'nothing reached the backend');
       // This machine, however named; a listed origin; a page of the gateway's own; a client that sends no Origin.
-      for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `LOCALHOST:${port}`, `app.localhost:${port}`, hostname()]) {
+      for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `LOCALHOST:${port}`, `app.localhost:${port}`, `localhost.:${port}`, `[::1]:${port}`, hostname()]) {
         assert.equal((await send({ host, 'content-type': 'application/json' })).status, 200, `${lane}: ${host}`);
       }
       assert.equal((await send({ origin: 'http://localhost:3000', 'content-type': 'application/json' })).status, 200);

@@ -66,5 +66,7 @@ export function isLocalHostHeader(host: string): boolean {
   if (name.startsWith('[')) name = name.slice(1, name.indexOf(']') === -1 ? undefined : name.indexOf(']'));
   else if (name.indexOf(':') !== name.lastIndexOf(':')) return isIP(name) === 6;
   else if (name.includes(':')) name = name.slice(0, name.indexOf(':'));
+  // A fully qualified name may end with a dot (localhost.).
+  if (name.endsWith('.')) name = name.slice(0, -1);
   return name === 'localhost' || name.endsWith('.localhost') || isIP(name) !== 0 || name === THIS_MACHINE || name === `${THIS_MACHINE}.local`;
 }
