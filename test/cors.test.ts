@@ -124,8 +124,11 @@ test('config: origins must be scheme://host[:port]; "*" allows any; an empty lis
   const issues = (cors: string) => parseFabricText(cfg(cors), 'c.yaml').issues.filter((i) => i.severity === 'error').map(formatIssue).join('\n');
   assert.match(issues('{ origins: ["http://localhost:3000/"] }'), /c\.yaml:2.*gateway\.cors\.origins\[0\].*drop the trailing "\/": http:\/\/localhost:3000/);
   assert.match(issues('{ origins: [] }'), /gateway\.cors\.origins.*list the browser origins/);
-  // The origin file:// pages and sandboxed frames send may be listed on its own.
-  assert.deepEqual([...(parseFabricText(cfg('{ origins: ["null", "app://obsidian.md"] }'), 'c.yaml').config.gateway.corsOrigins as Set<string>)], ['null', 'app://obsidian.md']);
+  // The origin file:// pages and sandboxed frames send may be listed on its own; without a master
+  // key it would let any site in (sandboxed frames send it too): warned, and refused when serving.
+  const withNull = parseFabricText(cfg('{ origins: ["null", "app://obsidian.md"] }'), 'c.yaml');
+  assert.deepEqual([...(withNull.config.gateway.corsOrigins as Set<string>)], ['null', 'app://obsidian.md']);
+  assert.match(withNull.issues.filter((i) => i.severity === 'warning').map(formatIssue).join('\n'), /gateway\.cors\.origins\[0\].*"null".*any site.*master_key/);
   assert.match(issues('{ origins: ["nul"] }'), /"nul" is not an origin/);
   assert.match(issues('{ origin: ["*"] }'), /gateway\.cors.*origin/);
 });
@@ -137,7 +140,7 @@ test('an open gateway (no master key) refuses what a web page could make a brows
       yaml: (url) => `
 gateway:
   fast_lane: ${lane === 'fast'}
-  cors: { origins: ["http://localhost:3000"] }
+  cors: { origins: ["http://localhost:3000", "null"] }
 backends:
   v: { engine: vllm, url: ${url('v')}/v1, model: m }
 roles:
@@ -156,6 +159,8 @@ roles:
       assert.equal(csrf.status, 403, lane);
       assert.equal(csrf.json.error.code, 'permission_denied');
       assert.match(csrf.json.error.message, /origin "https:\/\/evil\.example" is not allowed.*gateway\.cors\.origins/);
+      // A sandboxed frame on any site says "null": listed or not, not enough without a key.
+      assert.equal((await send({ origin: 'null', 'content-type': 'text/plain' })).status, 403, lane);
       // DNS rebinding: the page's own name, pointed at 127.0.0.1: same-origin to the browser.
       const rebound = await send({ origin: `http://attacker.example:${port}`, host: `attacker.example:${port}`, 'content-type': 'text/plain' });
       assert.equal(rebound.status, 403, lane);
@@ -165,7 +170,9 @@ roles:
       await health.body.text();
       assert.equal(f.fleet.get('v').requests().length, 0, 'nothing reached the backend');
       // This machine, however named; a listed origin; a page of the gateway's own; a client that sends no Origin.
-      for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `LOCALHOST:${port}`, `app.localhost:${port}`, `localhost.:${port}`, `[::1]:${port}`, hostname()]) {
+      for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `LOCALHOST:${port}`, `app.localhost:${port}`, `localhost.:${port}`, `[::1]:${port}`, hostname(),
+        // A compose service, a LAN host, a cluster service: names no public DNS gives out.
+        `fabric:${port}`, `gpu-box.lan:${port}`, `wintermute.local`, `fabric.default.svc.cluster.local:${port}`]) {
         assert.equal((await send({ host, 'content-type': 'application/json' })).status, 200, `${lane}: ${host}`);
       }
       assert.equal((await send({ origin: 'http://localhost:3000', 'content-type': 'application/json' })).status, 200);

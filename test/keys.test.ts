@@ -217,6 +217,13 @@ test('admin input is checked field by field; unknown roles and keys are refused'
   assert.equal(past.status, 400);
   assert.equal(past.json.error.param, 'expires_at');
   assert.match(past.json.error.message, /in the past/);
+  // An update may send an expired key's expiry back as it was (a form that resends every field).
+  const soon = new Date(Date.now() + 200).toISOString();
+  const brief = await admin('/admin/keys', { name: 'brief', expires_at: soon });
+  assert.equal(brief.status, 201);
+  await new Promise((r) => setTimeout(r, 300));
+  const resent = await admin(`/admin/keys/${brief.json.id}`, { expires_at: soon, rpm: 5 }, 'PATCH');
+  assert.equal(resent.status, 200, JSON.stringify(resent.json));
   assert.equal((await admin('/admin/keys/key_0000000000000000')).status, 404);
   const p = await admin('/admin/keys', { name: 'patchable', rpm: 5 });
   const patched = await admin(`/admin/keys/${p.json.id}`, { rpm: null, budget: { amount: 3, period: 'day' } }, 'PATCH');

@@ -140,6 +140,12 @@ const scenarios: Record<string, Scenario> = {
     s.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   },
   // A chunk every 20 ms for two seconds (a client leaves in the middle).
+  // Megabytes at once (enough to fill a client's socket that is not read), then a slow drip for ever.
+  'burst-drip'(s) {
+    s.write(CHUNKED + frame(delta('z'.repeat(16_000))).repeat(256));
+    const t = setInterval(() => { if (!s.destroyed) s.write(frame(delta('.'))); }, 50);
+    s.on('close', () => clearInterval(t));
+  },
   drip(s) {
     s.write(CHUNKED);
     let i = 0;
@@ -251,6 +257,7 @@ ${vllm('good')}
 ${vllm('bulk', 'idle: 300ms')}
   flood: { engine: vllm, url: ${u('flood')}, model: mock, max_retries: 0, timeouts: { idle: 300ms, total: 1s } }
   drip-total: { engine: vllm, url: ${u('drip')}, model: mock, max_retries: 0, timeouts: { total: 500ms } }
+  burst-drip: { engine: vllm, url: ${u('burst-drip')}, model: mock, max_retries: 0, timeouts: { total: 1s } }
 ${vllm('garbage')}
 ${vllm('error-event')}
 ${vllm('object-error')}
@@ -280,6 +287,7 @@ roles:
   r-bulk: { kind: chat, backends: [bulk] }
   r-flood: { kind: chat, backends: [flood] }
   r-drip-total: { kind: chat, backends: [drip-total] }
+  r-burst-drip: { kind: chat, backends: [burst-drip] }
   r-garbage: { kind: chat, backends: [garbage], fallbacks: [r-good] }
   r-garbage-alone: { kind: chat, backends: [garbage] }
   r-error-event: { kind: chat, backends: [error-event], fallbacks: [r-good] }
@@ -418,6 +426,13 @@ test('a slow-reading client that runs a stream past its total timeout: the strea
   assert.equal(last.error.code, 'stream_interrupted');
   assert.match(last.error.message, /total timeout \(500ms\)$/);
   assert.equal(backend('drip-total').consecutiveFailures, 1);
+  // A client that held the stream back briefly (400 ms of a 1 s total) gives that time back to a
+  // backend that then drips for ever: it runs out its own total, and is blamed.
+  const { body } = await slowClient('r-burst-drip', 400);
+  const end = JSON.parse(dataEvents(body).at(-1)!) as { error: { code: string; message: string } };
+  assert.equal(end.error.code, 'stream_interrupted');
+  assert.match(end.error.message, /stream exceeded the total timeout \(1s\)$/);
+  assert.equal(backend('burst-drip').consecutiveFailures, 1, 'a brief pause does not excuse the backend');
 });
 
 test('garbage in place of the first event is an attempt failure: the stream falls back, the SDK sees only the fallback', async () => {

@@ -178,7 +178,7 @@ export async function runServe(argv: string[]): Promise<number> {
   if (isWorker()) askSiblings(running);
   const roles = [...config.roles.keys()];
   if (config.gateway.masterKey === undefined && !isLoopbackHost(listenHost)) {
-    log.warn(`listening on ${listenHost} with no master key: anyone who can reach this port can use every backend; set gateway.master_key`);
+    log.warn(`listening on ${listenHost} with no master key: anyone who can reach this port can use every backend (it answers only requests addressed to an IP address, this machine's name, a one-label or a private name such as .local or .internal); set gateway.master_key`);
   }
   // On every interface, the address bound and the one to use from this machine.
   const any = listenHost === '0.0.0.0' || listenHost === '::';

@@ -304,6 +304,11 @@ function gateway(r: Reporter, v: unknown): GatewayConfig {
   }
   g.alerts = alerts(r, m.alerts);
   gatewayState(r, m, g);
+  // Sandboxed frames of any site send Origin: null: listed on a gateway without a key, it would be "*".
+  if (g.corsOrigins instanceof Set && g.corsOrigins.has('null') && g.masterKey === undefined) {
+    const i = Array.isArray((m.cors as { origins?: unknown } | undefined)?.origins) ? ((m.cors as { origins: unknown[] }).origins).indexOf('null') : -1;
+    r.warn(['gateway', 'cors', 'origins', ...(i === -1 ? [] : [i])], '"null" is the origin of sandboxed frames on any site, so without a master key it is refused (it would let any site call the gateway); set gateway.master_key');
+  }
   return g;
 }
 

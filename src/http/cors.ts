@@ -59,8 +59,14 @@ export function isSameOrigin(origin: string, host: string | undefined): boolean 
 }
 
 const THIS_MACHINE = hostname().toLowerCase();
+/** Names no public DNS gives out, so no site can point one of its own at the gateway. */
+const PRIVATE_SUFFIXES = ['.localhost', '.local', '.internal', '.lan', '.home.arpa', '.localdomain'];
 
-/** Whether a Host header names this machine as no rebinding page can: localhost, an IP address, its host name (and its .local). */
+/**
+ * Whether a Host header names the gateway as no rebinding page can: localhost, an IP address,
+ * this machine's host name, a name of one label (a container's service name, a LAN host) or
+ * one under a private suffix (.local, .internal, .lan, .home.arpa, a cluster's .svc.cluster.local).
+ */
 export function isLocalHostHeader(host: string): boolean {
   let name = host.toLowerCase();
   if (name.startsWith('[')) name = name.slice(1, name.indexOf(']') === -1 ? undefined : name.indexOf(']'));
@@ -68,5 +74,5 @@ export function isLocalHostHeader(host: string): boolean {
   else if (name.includes(':')) name = name.slice(0, name.indexOf(':'));
   // A fully qualified name may end with a dot (localhost.).
   if (name.endsWith('.')) name = name.slice(0, -1);
-  return name === 'localhost' || name.endsWith('.localhost') || isIP(name) !== 0 || name === THIS_MACHINE || name === `${THIS_MACHINE}.local`;
+  return !name.includes('.') || isIP(name) !== 0 || name === THIS_MACHINE || PRIVATE_SUFFIXES.some((s) => name.endsWith(s));
 }

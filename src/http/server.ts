@@ -348,11 +348,12 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     // a port published on 127.0.0.1): a same-origin request is then the gateway's own.
     if (host !== undefined && host !== localHost) {
       if (!isLocalHostHeader(host)) {
-        throw new FabricError('permission_denied', `requests addressed to ${JSON.stringify(host).slice(0, 200)} are refused: without a master key, the gateway answers only requests addressed to localhost, an IP address or this machine's name (a site could otherwise reach it by DNS rebinding); set a master key, or have a proxy in front send its own Host`);
+        throw new FabricError('permission_denied', `requests addressed to ${JSON.stringify(host).slice(0, 200)} are refused: without a master key, the gateway answers only requests addressed to an IP address, localhost, this machine's name, a one-label name or a private one (.local, .internal, .lan, .home.arpa) (a site could otherwise reach it by DNS rebinding); set a master key, or have a proxy in front send its own Host`);
       }
       localHost = host;
     }
-    if (origin !== undefined && allowedOrigin(x.headers, corsOrigins) === undefined && !isSameOrigin(origin, host)) {
+    // "null" (file:// pages, sandboxed frames) could be any site's: never enough without a key.
+    if (origin !== undefined && (origin === 'null' || allowedOrigin(x.headers, corsOrigins) === undefined) && !isSameOrigin(origin, host)) {
       throw new FabricError('permission_denied', `the origin ${JSON.stringify(origin).slice(0, 200)} is not allowed to call this gateway: without a master key, it answers web pages only from the origins gateway.cors.origins lists (any site could otherwise use it through its visitors' browsers)`);
     }
   }

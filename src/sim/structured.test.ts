@@ -95,4 +95,14 @@ test('a schema that asks for exponentially much (nested arrays of 64, strings of
   const text = JSON.stringify(schemaInstance(schema));
   assert.ok(text.length < 4 * 1024 * 1024, `${text.length} bytes`);
   assert.ok(text.startsWith('[[[[[[['), 'still the shape asked for');
+  // Objects of many properties, each a $ref to the next level; an allOf of self-references.
+  const defs: Record<string, unknown> = {};
+  for (let l = 0; l < 8; l++) {
+    defs[`L${l}`] = { type: 'object', properties: Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`p${i}`, { $ref: `#/$defs/L${l + 1}` }])) };
+  }
+  defs.L8 = { type: 'string' };
+  const wide = JSON.stringify(schemaInstance({ $defs: defs, $ref: '#/$defs/L0' }));
+  assert.ok(wide.length < 4 * 1024 * 1024, `${wide.length} bytes`);
+  const self: Record<string, unknown> = { $defs: { S: { allOf: Array.from({ length: 30 }, () => ({ $ref: '#/$defs/S' })) } }, $ref: '#/$defs/S' };
+  assert.ok(JSON.stringify(schemaInstance(self)).length < 4 * 1024 * 1024);
 });

@@ -133,7 +133,8 @@ function numberFor(schema: Record<string, unknown>, key: string, integer: boolea
 }
 
 function instance(schema: unknown, key: string, depth: number, fill: Fill): unknown {
-  if (!isRecord(schema) || depth > MAX_DEPTH) return {};
+  // Past the budget, nothing more is made: objects of many properties, allOf and $refs branch too.
+  if (!isRecord(schema) || depth > MAX_DEPTH || fill.left <= 0) return {};
   fill.left--;
   if (typeof schema.$ref === 'string') {
     const target = resolveRef(fill.root, schema.$ref);
