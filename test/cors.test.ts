@@ -20,22 +20,25 @@ const MASTER = 'fabric-master-key-for-cors-tests-0123456789';
 const FAST = { ttftMs: 1, tokensPerSecond: 5000 };
 const lanes: Record<string, Fabric> = {};
 
+/** A config of one simulated vLLM backend `v` serving chat-fast, with these `gateway:` lines. */
+const oneBackend = (url: string, gateway: string): string => `
+gateway:${gateway}
+backends:
+  v: { engine: vllm, url: ${url}/v1, model: m }
+roles:
+  chat-fast: { kind: chat, backends: [v] }
+`;
+
 before(async () => {
   for (const lane of ['fast', 'node']) {
     lanes[lane] = await startFabric({
       env: { FABRIC_MASTER_KEY: MASTER },
       apiKey: MASTER,
       engines: [{ name: 'v', protocol: 'vllm', model: 'm', kind: 'chat', timing: FAST }],
-      yaml: (url) => `
-gateway:
+      yaml: (url) => oneBackend(url('v'), `
   master_key: env:FABRIC_MASTER_KEY
   fast_lane: ${lane === 'fast'}
-  cors: { origins: ["http://localhost:3000", "APP://Obsidian.md"] }
-backends:
-  v: { engine: vllm, url: ${url('v')}/v1, model: m }
-roles:
-  chat-fast: { kind: chat, backends: [v] }
-`,
+  cors: { origins: ["http://localhost:3000", "APP://Obsidian.md"] }`),
     });
   }
 });
@@ -102,7 +105,7 @@ test('origins: ["*"]: any page may call, and each is answered with its own origi
     env: { FABRIC_MASTER_KEY: MASTER },
     apiKey: MASTER,
     engines: [{ name: 'v', protocol: 'vllm', model: 'm', kind: 'chat', timing: FAST }],
-    yaml: (url) => `gateway:\n  master_key: env:FABRIC_MASTER_KEY\n  cors: { origins: ["*"] }\nbackends:\n  v: { engine: vllm, url: ${url('v')}/v1, model: m }\nroles:\n  chat-fast: { kind: chat, backends: [v] }\n`,
+    yaml: (url) => oneBackend(url('v'), '\n  master_key: env:FABRIC_MASTER_KEY\n  cors: { origins: ["*"] }'),
   });
   try {
     for (const origin of ['http://anything.example:8080', 'app://obsidian.md']) {
@@ -137,15 +140,9 @@ test('an open gateway (no master key) refuses what a web page could make a brows
   for (const lane of ['fast', 'node']) {
     const f = await startFabric({
       engines: [{ name: 'v', protocol: 'vllm', model: 'm', kind: 'chat', timing: FAST }],
-      yaml: (url) => `
-gateway:
+      yaml: (url) => oneBackend(url('v'), `
   fast_lane: ${lane === 'fast'}
-  cors: { origins: ["http://localhost:3000", "null"] }
-backends:
-  v: { engine: vllm, url: ${url('v')}/v1, model: m }
-roles:
-  chat-fast: { kind: chat, backends: [v] }
-`,
+  cors: { origins: ["http://localhost:3000", "null"] }`),
     });
     try {
       const port = new URL(f.url).port;
@@ -203,12 +200,7 @@ test('a request without a Host header: HTTP/1.1 gets an OpenAI-shaped 400 with i
 
 test('listening on every interface (as in a container behind a port published on 127.0.0.1), an open gateway still refuses a rebound name, and with it the "same-origin" request a rebinding page sends', async () => {
   const fleet = await startFleet([{ name: 'v', protocol: 'vllm', model: 'm', kind: 'chat', timing: FAST }]);
-  const { config } = parseFabricText(`
-backends:
-  v: { engine: vllm, url: ${fleet.get('v').url}/v1, model: m }
-roles:
-  chat-fast: { kind: chat, backends: [v] }
-`, 'open.yaml');
+  const { config } = parseFabricText(oneBackend(fleet.get('v').url, ' {}'), 'open.yaml');
   const gw = await startGateway(config, new Secrets({}), { host: '0.0.0.0', port: 0, probe: false, log: createLogger({ write: () => {} }), dataDir: tempDir('fabric-cors-any-') });
   try {
     const port = gw.port;

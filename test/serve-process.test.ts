@@ -238,12 +238,9 @@ test('--workers 2: two processes share the port; a killed worker is replaced; SI
     // Each process mints request ids with its own random prefix.
     const prefixes = new Set<string>();
     for (let i = 0; i < 40 && prefixes.size < 2; i++) {
-      const dispatcher = new Agent({ connections: 1 });
-      const r = await request(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body('chat'), dispatcher });
-      await r.body.text();
-      await dispatcher.close();
-      assert.equal(r.statusCode, 200);
-      prefixes.add(String(r.headers['x-request-id']).slice(0, 16));
+      const r = await onNewConnection(`${s.url}/v1/chat/completions`, { method: 'POST', body: body('chat') });
+      assert.equal(r.status, 200);
+      prefixes.add(r.worker);
     }
     assert.equal(prefixes.size, 2, 'requests were answered by both workers');
 
@@ -305,21 +302,37 @@ test('--workers: dead workers are replaced until the fifth death within a minute
   }
 });
 
-test('--workers 2: an item_reference to an item another worker returned is resolved through the primary', async () => {
-  const file = join(dir, 'workers-items.yaml');
-  writeFileSync(file, configYaml('blue'));
-  const s = await serve(file, ['--workers', '2']);
+/** `fabric serve --workers 2` on `yaml`, once both workers listen; stopped (SIGTERM) after `fn`. */
+async function withTwoWorkers(name: string, yaml: string, fn: (s: Served) => Promise<void>, env: Record<string, string> = {}): Promise<void> {
+  const file = join(dir, name);
+  writeFileSync(file, yaml);
+  const s = await serve(file, ['--workers', '2'], env);
   try {
     await s.waitFor(/(listening on http:\/\/[\d.:]+[\s\S]*){2}/);
-    /** Each request on a connection of its own, so that either worker may take it. */
+    await fn(s);
+  } finally {
+    const exited = once(s.proc, 'exit');
+    s.proc.kill('SIGTERM');
+    await exited;
+  }
+}
+
+/** A request on a connection of its own, so that either worker may take it; `worker`: the prefix of its request id, which each worker mints its own. */
+async function onNewConnection(url: string, init: { method?: 'GET' | 'POST'; body?: string } = {}): Promise<{ status: number; worker: string; text: string }> {
+  const dispatcher = new Agent({ connections: 1 });
+  try {
+    const r = await request(url, { method: init.method ?? 'GET', headers: { 'content-type': 'application/json' }, body: init.body, dispatcher });
+    return { status: r.statusCode, worker: String(r.headers['x-request-id']).slice(0, 16), text: await r.body.text() };
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+test('--workers 2: an item_reference to an item another worker returned is resolved through the primary', async () => {
+  await withTwoWorkers('workers-items.yaml', configYaml('blue'), async (s) => {
     const post = async (payload: unknown): Promise<{ status: number; worker: string; json: any }> => {
-      const dispatcher = new Agent({ connections: 1 });
-      try {
-        const r = await request(`${s.url}/v1/responses`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(payload), dispatcher });
-        return { status: r.statusCode, worker: String(r.headers['x-request-id']).slice(0, 16), json: await r.body.json() };
-      } finally {
-        await dispatcher.close();
-      }
+      const r = await onNewConnection(`${s.url}/v1/responses`, { method: 'POST', body: JSON.stringify(payload) });
+      return { ...r, json: JSON.parse(r.text) };
     };
     const first = await post({ model: 'chat', input: 'hello', max_output_tokens: 8 });
     assert.equal(first.status, 200, JSON.stringify(first.json));
@@ -342,11 +355,7 @@ test('--workers 2: an item_reference to an item another worker returned is resol
     const unknown = await post({ ...ref, input: [{ type: 'item_reference', id: 'msg_nobody' }, { role: 'user', content: 'x' }] });
     assert.equal(unknown.status, 400);
     assert.equal(unknown.json.error.param, 'input[0].id');
-  } finally {
-    const exited = once(s.proc, 'exit');
-    s.proc.kill('SIGTERM');
-    await exited;
-  }
+  });
 });
 
 test('--workers 2: the alert webhook is called once per change of level, not once per worker', async () => {
@@ -357,51 +366,34 @@ test('--workers 2: the alert webhook is called once per change of level, not onc
   });
   hook.listen(0, '127.0.0.1');
   await once(hook, 'listening');
-  const file = join(dir, 'workers-alerts.yaml');
   // A backend on a closed port: each worker's first probe finds it down (info, which is notified here).
-  writeFileSync(file, configYaml('blue', `
+  const yaml = configYaml('blue', `
   down-chat: { kind: chat, backends: [gone] }
 `).replace('backends:\n', 'backends:\n  gone: { engine: vllm, url: http://127.0.0.1:9/v1, model: gone-model }\n').replace('gateway:\n', `gateway:
   health: { failure_threshold: 1, probe_timeout: 200ms }
   alerts: { webhook: env:ALERT_HOOK, format: slack, interval: 100ms, min_interval: 0ms, notify: info }
-`));
-  const s = await serve(file, ['--workers', '2'], { ALERT_HOOK: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook` });
+`);
   try {
-    await s.waitFor(/(listening on http:\/\/[\d.:]+[\s\S]*){2}/);
-    await s.waitFor(/alert: info/);
-    // Both workers have probed and evaluated many times over by now.
-    await new Promise((r) => setTimeout(r, 1000));
-    assert.equal(bodies.length, 1, `one call: ${bodies.join('\n')}`);
-    assert.equal(s.out().match(/webhook called/g)?.length, 1);
+    await withTwoWorkers('workers-alerts.yaml', yaml, async (s) => {
+      await s.waitFor(/alert: info/);
+      // Both workers have probed and evaluated many times over by now.
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(bodies.length, 1, `one call: ${bodies.join('\n')}`);
+      assert.equal(s.out().match(/webhook called/g)?.length, 1);
+    }, { ALERT_HOOK: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook` });
   } finally {
-    const exited = once(s.proc, 'exit');
-    s.proc.kill('SIGTERM');
-    await exited;
     hook.close();
   }
 });
 
 test('--workers 2: /metrics shows every worker\'s series, each labelled with its worker, whichever worker answers the scrape', async () => {
-  const file = join(dir, 'workers-metrics.yaml');
-  writeFileSync(file, configYaml('blue'));
-  const s = await serve(file, ['--workers', '2']);
-  try {
-    await s.waitFor(/(listening on http:\/\/[\d.:]+[\s\S]*){2}/);
-    const fresh = async (path: string, init: { method?: 'GET' | 'POST'; body?: string } = {}) => {
-      const dispatcher = new Agent({ connections: 1 });
-      try {
-        const r = await request(`${s.url}${path}`, { method: init.method ?? 'GET', headers: { 'content-type': 'application/json' }, body: init.body, dispatcher });
-        return { worker: String(r.headers['x-request-id']).slice(0, 16), text: await r.body.text() };
-      } finally {
-        await dispatcher.close();
-      }
-    };
+  await withTwoWorkers('workers-metrics.yaml', configYaml('blue'), async (s) => {
     const workers = new Set<string>();
-    for (let i = 0; i < 20; i++) workers.add((await fresh('/v1/chat/completions', { method: 'POST', body: body('chat') })).worker);
+    for (let i = 0; i < 20; i++) workers.add((await onNewConnection(`${s.url}/v1/chat/completions`, { method: 'POST', body: body('chat') })).worker);
     assert.equal(workers.size, 2, 'both workers served requests');
     const scrapers = new Set<string>();
     for (let i = 0; i < 8; i++) {
-      const m = await fresh('/metrics');
+      const m = await onNewConnection(`${s.url}/metrics`);
       scrapers.add(m.worker);
       const served = [...m.text.matchAll(/^fabric_requests_total\{op="chat",role="chat",backend="blue",status="200",worker="(\d)"\} (\d+)$/gm)];
       assert.deepEqual(served.map((x) => x[1]).sort(), ['0', '1'], `scrape ${i} by ${m.worker}: both workers`);
@@ -410,9 +402,5 @@ test('--workers 2: /metrics shows every worker\'s series, each labelled with its
       assert.equal(durations.reduce((n, x) => n + Number(x[1]), 0), 20);
     }
     assert.equal(scrapers.size, 2, 'both workers answered scrapes');
-  } finally {
-    const exited = once(s.proc, 'exit');
-    s.proc.kill('SIGTERM');
-    await exited;
-  }
+  });
 });
