@@ -6,6 +6,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
+import { FabricError } from '../core/errors.ts';
 
 /** What a page's scripts may read of an answer besides the basic headers (an SDK in the page reads retry-after and x-should-retry). */
 const EXPOSED = 'x-request-id, x-client-request-id, x-fabric-role, x-fabric-backend, x-fabric-attempts, x-fabric-rerouted, x-fabric-simulated, x-fabric-budget-exceeded, retry-after, x-should-retry';
@@ -52,7 +53,7 @@ export function isPreflight(method: string, headers: IncomingHttpHeaders): boole
 // origin it does not list (but for its own).
 
 /** Whether an Origin is the gateway itself, as the Host header names it (a page it served). */
-export function isSameOrigin(origin: string, host: string | undefined): boolean {
+function isSameOrigin(origin: string, host: string | undefined): boolean {
   if (host === undefined) return false;
   const at = origin.indexOf('://');
   return at !== -1 && origin.slice(at + 3).toLowerCase() === host.toLowerCase();
@@ -67,7 +68,7 @@ const PRIVATE_SUFFIXES = ['.localhost', '.local', '.internal', '.lan', '.home.ar
  * this machine's host name, a name of one label (a container's service name, a LAN host) or
  * one under a private suffix (.local, .internal, .lan, .home.arpa, a cluster's .svc.cluster.local).
  */
-export function isLocalHostHeader(host: string): boolean {
+function isLocalHostHeader(host: string): boolean {
   let name = host.toLowerCase();
   if (name.startsWith('[')) name = name.slice(1, name.indexOf(']') === -1 ? undefined : name.indexOf(']'));
   else if (name.indexOf(':') !== name.lastIndexOf(':')) return isIP(name) === 6;
@@ -76,3 +77,26 @@ export function isLocalHostHeader(host: string): boolean {
   if (name.endsWith('.')) name = name.slice(0, -1);
   return !name.includes('.') || isIP(name) !== 0 || name === THIS_MACHINE || PRIVATE_SUFFIXES.some((s) => name.endsWith(s));
 }
+
+/** The checks, for a gateway without a master key; it remembers the last Host that passed (most requests repeat it). */
+export class OpenGatewayGuard {
+  #localHost: string | undefined;
+
+  /** Throws a 403 for a request addressed to a public name, or from an origin neither listed nor the gateway's own. */
+  check(headers: IncomingHttpHeaders, corsOrigins: ReadonlySet<string> | '*' | undefined): void {
+    const { origin, host } = headers;
+    // First, however the gateway listens (a container binds 0.0.0.0 behind a port published on
+    // 127.0.0.1): a same-origin request is then the gateway's own.
+    if (host !== undefined && host !== this.#localHost) {
+      if (!isLocalHostHeader(host)) {
+        throw new FabricError('permission_denied', `requests addressed to ${JSON.stringify(host).slice(0, 200)} are refused: without a master key, the gateway answers only requests addressed to an IP address, localhost, this machine's name, a one-label name or a private one (.local, .internal, .lan, .home.arpa) (a site could otherwise reach it by DNS rebinding); set a master key, or have a proxy in front send its own Host`);
+      }
+      this.#localHost = host;
+    }
+    // "null" (file:// pages, sandboxed frames) could be any site's: never enough without a key.
+    if (origin !== undefined && (origin === 'null' || allowedOrigin(headers, corsOrigins) === undefined) && !isSameOrigin(origin, host)) {
+      throw new FabricError('permission_denied', `the origin ${JSON.stringify(origin).slice(0, 200)} is not allowed to call this gateway: without a master key, it answers web pages only from the origins gateway.cors.origins lists (any site could otherwise use it through its visitors' browsers)`);
+    }
+  }
+}
+

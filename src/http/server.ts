@@ -12,7 +12,7 @@ import type { Logger } from '../core/log.ts';
 import type { JsonObject, Operation } from '../engines/types.ts';
 import { MasterKey } from './auth.ts';
 import { checkForbidden, validateRequest } from './validate.ts';
-import { allowedOrigin, corsHeaders, isLocalHostHeader, isPreflight, isSameOrigin, preflightHeaders } from './cors.ts';
+import { allowedOrigin, corsHeaders, isPreflight, OpenGatewayGuard, preflightHeaders } from './cors.ts';
 import { fromResponsesRequest, referencedIds, type ResponsesEcho } from './responses/request.ts';
 import { ResponseIds, toResponse } from './responses/response.ts';
 import { ResponsesStream } from './responses/stream.ts';
@@ -338,25 +338,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     if ((await authorize(x)) !== undefined) throw new FabricError('permission_denied', `${what} needs the master key; virtual keys cannot read it`);
   }
 
-  /** The last Host header found to name this machine: most requests repeat it. */
-  let localHost: string | undefined;
-
-  /** An open gateway (no master key) refuses what a web page could make a browser send it (cors.ts). */
-  function guardOpen(x: Exchange, corsOrigins: ReadonlySet<string> | '*' | undefined): void {
-    const { origin, host } = x.headers;
-    // Checked first on every open gateway, however it listens (a container binds 0.0.0.0 behind
-    // a port published on 127.0.0.1): a same-origin request is then the gateway's own.
-    if (host !== undefined && host !== localHost) {
-      if (!isLocalHostHeader(host)) {
-        throw new FabricError('permission_denied', `requests addressed to ${JSON.stringify(host).slice(0, 200)} are refused: without a master key, the gateway answers only requests addressed to an IP address, localhost, this machine's name, a one-label name or a private one (.local, .internal, .lan, .home.arpa) (a site could otherwise reach it by DNS rebinding); set a master key, or have a proxy in front send its own Host`);
-      }
-      localHost = host;
-    }
-    // "null" (file:// pages, sandboxed frames) could be any site's: never enough without a key.
-    if (origin !== undefined && (origin === 'null' || allowedOrigin(x.headers, corsOrigins) === undefined) && !isSameOrigin(origin, host)) {
-      throw new FabricError('permission_denied', `the origin ${JSON.stringify(origin).slice(0, 200)} is not allowed to call this gateway: without a master key, it answers web pages only from the origins gateway.cors.origins lists (any site could otherwise use it through its visitors' browsers)`);
-    }
-  }
+  /** Without a master key: what a web page could make a browser send is refused (cors.ts). */
+  const guard = new OpenGatewayGuard();
 
   async function handle(x: Exchange, id: string): Promise<void> {
     const started = performance.now();
@@ -370,7 +353,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const corsOrigins = app.gateway.config.gateway.corsOrigins;
     let inf: Inference | undefined;
     try {
-      if (app.masterKey === undefined) guardOpen(x, corsOrigins);
+      if (app.masterKey === undefined) guard.check(x.headers, corsOrigins);
       if (corsOrigins !== undefined) {
         const origin = allowedOrigin(x.headers, corsOrigins);
         // Every answer varies by Origin once CORS is on: a cache must not give one origin's to another.
