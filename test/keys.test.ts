@@ -166,6 +166,17 @@ test('a batch of legacy prompts is reserved for every generation it asks (prompt
   assert.match(over.json.error.message, /holds 33 prompts; at most 32 .*gateway\.limits\.max_prompts/);
 });
 
+test('a key made before role limits were kept under the role\'s name (one set under an alias) has them applied', async () => {
+  const acct = f.gw.app.accounting!;
+  // As an earlier version stored it: the limit under the alias the operator typed.
+  const { secret } = await new KeyAdmin(acct.store, acct.keys).create({ name: 'legacy-alias-limit', roleLimits: { 'local/chat': { rpm: 1 } } });
+  const auth = { authorization: `Bearer ${secret}` };
+  assert.equal((await post(f.url, '/v1/chat/completions', chat('chat-fast'), auth)).status, 200);
+  const second = await post(f.url, '/v1/chat/completions', chat('local/chat'), auth);
+  assert.equal(second.status, 429, 'the limit set on local/chat holds for its role, however it is asked for');
+  assert.match(second.json.error.message, /on chat-fast on requests per minute/);
+});
+
 test('revocation works at once; rotation replaces the secret; expiry is checked on every request', async () => {
   const { json } = await admin('/admin/keys', { name: 'to-revoke' });
   const auth = { authorization: `Bearer ${json.key}` };

@@ -220,7 +220,7 @@ export class Accounting {
       }
       init.keyScope = keyScope;
     }
-    const roleLimit = Object.hasOwn(key.roleLimits, route.name) ? key.roleLimits[route.name] : undefined;
+    const roleLimit = roleLimitOf(key, route, gw);
     if (key.rpm === undefined && key.tpm === undefined && roleLimit?.rpm === undefined && roleLimit?.tpm === undefined) return new RequestAccount(this, init);
     const takes: BucketTake[] = [];
     const tpm: TpmHold[] = [];
@@ -410,3 +410,15 @@ function addTakes(takes: BucketTake[], tpm: TpmHold[], scope: string, limit: Rat
     tpm.push({ key: `${scope}:tpm`, limit: limit.tpm, reserved: Math.min(tokens, limit.tpm) });
   }
 }
+
+/**
+ * A key's limits on the role a request resolves to: set under the role's name, or, on a key made
+ * before aliases were kept as their role's name, under one of the role's aliases.
+ */
+function roleLimitOf(key: KeyRecord, route: { name: string }, gw: Gateway): KeyRecord['roleLimits'][string] | undefined {
+  const limits = key.roleLimits;
+  if (Object.hasOwn(limits, route.name)) return limits[route.name];
+  for (const name in limits) if (gw.table.resolve(name)?.route === route) return limits[name];
+  return undefined;
+}
+
