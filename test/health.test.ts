@@ -460,7 +460,7 @@ roles:
     await until('every backend probed', () => [...g.app.gateway.backends.values()].every((b) => b.engineVersion !== undefined));
     const h = (await (await fetch(`${g.url}/health`)).json()) as { backends: { name: string; engine_version: string | null; served_context: number | null }[] };
     assert.deepEqual(Object.fromEntries(h.backends.map((b) => [b.name, [b.engine_version, b.served_context]])), {
-      'old-ollama': ['0.12.5', null], 'new-ollama': ['0.13.1', 4096], vllm: ['0.11.0', 8192], llamacpp: ['b6100-5f5c2a6e', 8192],
+      'old-ollama': ['0.12.5', null], 'new-ollama': ['0.13.1', 4096], vllm: ['0.11.0', 8192], llamacpp: ['b7149-134e6940c', 8192],
     });
     // Ollama loads the model with what each request asks (num_ctx): its 4,096 now is no limit on the 8,192 configured.
     assert.equal(g.app.gateway.backends.get('new-ollama')!.contextWindow(), 8192);

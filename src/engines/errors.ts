@@ -15,7 +15,7 @@ const FIELD_PATTERNS: readonly [RegExp, string][] = [
 const SERVER_SETUP: readonly [RegExp, string, string][] = [
   // vLLM without --enable-auto-tool-choice (a 400).
   [/"auto" tool choice requires --enable-auto-tool-choice/, 'tool_choice', 'serve.tool_parser starts vLLM with both flags'],
-  // llama-server with --no-jinja, or a build from before Jinja templates were its default (b7150, late 2025).
+  // llama-server with --no-jinja, or a build from before Jinja templates were its default (late 2025).
   [/^tools param requires --jinja flag/, 'tools', 'start llama-server with --jinja'],
   [/^tool_choice param requires --jinja flag/, 'tool_choice', 'start llama-server with --jinja'],
 ];

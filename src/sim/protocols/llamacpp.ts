@@ -21,7 +21,9 @@ import {
 } from './oai.ts';
 import type { TextItem } from './oai.ts';
 
-const BUILD_INFO = 'b6100-5f5c2a6e';
+// A build from after Jinja chat templates became llama-server's default (ggml-org/llama.cpp#17524, late
+// November 2025), whose tool calling the simulator follows.
+const BUILD_INFO = 'b7149-134e6940c';
 const JSON_UTF8 = 'application/json; charset=utf-8';
 const PUBLIC_PATHS = new Set(['/', '/health', '/v1/health', '/models', '/v1/models', '/api/tags']);
 
