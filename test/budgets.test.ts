@@ -102,6 +102,21 @@ describe('a provider budget', () => {
     }
   });
 
+  test('a spent budget with no fallback: the client gets OpenAI\'s quota error (429 insufficient_quota, x-should-retry: false), not a 503 to retry', async () => {
+    const g = await startFabric({ env: { FABRIC_MASTER_KEY: MASTER }, apiKey: MASTER, engines, yaml: (u) => yaml(u, 0.0000001).replace('    fallback: local/chat\n', '') });
+    try {
+      const r = await post(g.url, '/v1/chat/completions', chat('openai/strong'), auth);
+      assert.equal(r.status, 429, r.text);
+      assert.equal(r.json.error.code, 'insufficient_quota');
+      assert.match(r.json.error.message, /held back by a spent budget \(openai\) until its period resets/);
+      assert.equal(r.headers.get('x-should-retry'), 'false');
+      assert.equal(r.json.error.attempts[0].budget, 'openai');
+      assert.equal(g.fleet.get('cloud').requests().length, 0, 'nothing sent');
+    } finally {
+      await g.close();
+    }
+  });
+
   test('when nothing else can serve, the error names the spent budget among the attempts', async () => {
     await f.fleet.get('armitage').setFault({ kind: 'down' });
     const none = await post(f.url, '/v1/chat/completions', chat('openai/strong'), auth);

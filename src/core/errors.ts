@@ -67,6 +67,8 @@ export interface AttemptFailure {
   retryAfter?: string;
   /** Judged without sending (a prompt far past the backend's known window): no attempt to count. */
   judged?: boolean;
+  /** Passed over because this budget is spent (or cannot cover the request). */
+  budget?: string;
 }
 
 /** An attempt as error bodies show it: snake_case like the rest of the API. */

@@ -271,7 +271,7 @@ export class Gateway {
             if (v instanceof Promise) v = await v;
             if (v !== undefined) {
               backend.releaseTrial();
-              failures.push({ backend: backend.name, role: step.name, failure: 'unavailable', message: v.skip });
+              failures.push({ backend: backend.name, role: step.name, failure: 'unavailable', message: v.skip, ...(v.budget === undefined ? {} : { budget: v.budget }) });
               if (v.budget !== undefined && !(served.budgets ??= []).includes(v.budget)) served.budgets.push(v.budget);
               const fb = v.fallback === undefined ? undefined : this.table.resolve(v.fallback)?.route;
               if (fb !== undefined && !chain.includes(fb)) chain = [...chain, fb, ...fb.fallbacks.filter((f) => !chain.includes(f))];
@@ -416,6 +416,12 @@ export class Gateway {
       return new FabricError('rate_limit_exceeded', `every backend for \`${model}\` is rate limited: ${tried}`, {
         attempts: failures, headers: ra === undefined ? undefined : { 'retry-after': ra },
       });
+    }
+    // Only spent budgets stood in the way, and nothing may serve later: the period's end is what
+    // it waits for, not a retry (OpenAI's quota error, x-should-retry: false).
+    if (sent.length === 0 && later.length === 0 && failures.length > 0 && failures.every((f) => f.budget !== undefined)) {
+      const names = [...new Set(failures.map((f) => f.budget))].join(', ');
+      return new FabricError('insufficient_quota', `every backend for \`${model}\` is held back by a spent budget (${names}) until its period resets: ${tried}`, { attempts: failures });
     }
     // Unless a backend of the pattern was skipped for now: it may serve the name (a 503 to retry).
     if (every('model_not_found') && later.length === 0) {
