@@ -712,6 +712,22 @@ test('the official SDK does not retry a spent quota (x-should-retry: false); a r
   assert.equal(mixed.headers.get('x-should-retry'), null);
 });
 
+test('a backend cooled down by spent-quota answers: a request it alone could serve is still told the account is spent, not to come back when the cooldown ends', async () => {
+  const b = backend('quota');
+  for (let i = 0; i < 5 && b.skipReason(Date.now()) === undefined; i++) {
+    b.releaseTrial();
+    await post(f.url, '/v1/chat/completions', chat('r-quota-alone'));
+  }
+  assert.ok(b.coolUntil > Date.now(), 'cooling down after its failures');
+  const before = seen.filter((x) => x.scenario === 'quota').length;
+  const r = await post(f.url, '/v1/chat/completions', chat('r-quota-alone'));
+  assert.equal(r.status, 429, r.text);
+  assert.equal(r.json.error.code, 'insufficient_quota');
+  assert.equal(r.json.error.attempts[0].failure, 'unavailable', 'passed over, not sent');
+  assert.equal(r.headers.get('x-should-retry'), 'false');
+  assert.equal(seen.filter((x) => x.scenario === 'quota').length, before);
+});
+
 test('a stream that broke after its first byte counts as an error in usage reports, keeps its 200 and its tokens, and logs a warning', async () => {
   const store = f.gw.app.accounting!.store;
   const row = async (): Promise<{ requests: number; errors: number; completionTokens: number }> => {

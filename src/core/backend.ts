@@ -59,6 +59,8 @@ export class BackendRuntime implements Member {
    */
   rateLimitedUntil = 0;
   lastError: string | undefined;
+  /** Its last request failed because the provider account's quota is spent (until one succeeds): waiting out a cooldown will not cure it. */
+  accountSpent = false;
   lastErrorAt: number | undefined;
   /** Latency of the last successful request. */
   lastLatencyMs: number | undefined;
@@ -177,6 +179,7 @@ export class BackendRuntime implements Member {
   /** A request succeeded: the circuit closes and the cooldown escalation starts over. */
   recordSuccess(latencyMs: number): void {
     this.lastLatencyMs = latencyMs;
+    this.accountSpent = false;
     this.trips = 0;
     this.#close();
   }

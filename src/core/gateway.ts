@@ -337,6 +337,7 @@ export class Gateway {
               continue outer;
             }
             if (f.failure !== 'rate_limited' || f.quotaSpent) backend.recordFailure(f.message, Date.now());
+            backend.accountSpent = f.failure === 'quota_exceeded';
             // A wait the backend asks for that is longer than a request waits: not retried here
             // (skipReason below says so), and later requests pass it over until then.
             const wait = f.retryAfter === undefined ? undefined : retryAfterMs(f.retryAfter, Date.now());
@@ -404,11 +405,13 @@ export class Gateway {
         param: op === 'chat' ? 'messages' : op === 'completions' ? 'prompt' : 'input', attempts: failures,
       });
     }
-    // Every account tried is spent, and no backend skipped for now may serve later: waiting will
-    // not help, and the error says so to the client's SDK (x-should-retry: false).
+    // Every account tried is spent, and no backend skipped for now may serve later, but for those
+    // cooling down after their account said so: waiting will not help, and the error says so to
+    // the client's SDK (x-should-retry: false).
     const quota = every('quota_exceeded');
-    if (quota && later.length === 0) {
-      const spent = [...new Set(sent.map((f) => f.backend))].join(', ');
+    const spentAccount = (f: AttemptFailure): boolean => f.failure === 'quota_exceeded' || (!wasSent(f) && this.backends.get(f.backend)?.accountSpent === true);
+    if ((quota && later.length === 0) || (sent.length === 0 && failures.length > 0 && failures.every(spentAccount))) {
+      const spent = [...new Set(failures.map((f) => f.backend))].join(', ');
       return new FabricError('insufficient_quota', `no quota left on the provider account behind ${spent} (insufficient_quota): no backend for \`${model}\` can serve the request until it is topped up; tried: ${tried}`, { attempts: failures });
     }
     if (!quota && sent.length > 0 && sent.every((f) => f.failure === 'rate_limited' || f.failure === 'quota_exceeded')) {
