@@ -129,9 +129,10 @@ export class BackendRuntime implements Member {
   /**
    * Why this backend must be skipped now, or undefined if it may be tried. When the cooldown
    * is over this lets exactly one caller through (the half-open trial) and reserves the slot,
-   * so a recovering backend is not hit by every waiting request at once.
+   * so a recovering backend is not hit by every waiting request at once. `wholeAnswer`: the
+   * trial is a non-streamed generation, which may take up to the total timeout to answer.
    */
-  skipReason(now: number): string | undefined {
+  skipReason(now: number, wholeAnswer = false): string | undefined {
     if (this.unusable !== undefined) return this.unusable;
     if (now < this.rateLimitedUntil) return `rate limited by the backend for ${Math.ceil((this.rateLimitedUntil - now) / 1000)}s more (it answered 429 with Retry-After)`;
     if (this.coolUntil === 0) return undefined;
@@ -139,8 +140,10 @@ export class BackendRuntime implements Member {
       return `cooling down for ${Math.ceil((this.coolUntil - now) / 1000)}s more after ${this.consecutiveFailures} consecutive failures (${this.lastError ?? 'unknown error'})`;
     }
     if (now < this.#trialUntil) return 'half-open: one trial request is already testing whether it is back';
-    // The reservation lapses on its own if the trial never reports (the caller gave up first).
-    this.#trialUntil = now + Math.min(this.config.timeouts.totalMs, this.config.timeouts.connectMs + this.config.timeouts.firstByteMs);
+    // The reservation lapses on its own if the trial never reports (the caller gave up first),
+    // once it could have answered: its first byte, or a whole non-streamed generation.
+    const t = this.config.timeouts;
+    this.#trialUntil = now + (wholeAnswer ? t.totalMs : Math.min(t.totalMs, t.connectMs + t.firstByteMs));
     return undefined;
   }
 

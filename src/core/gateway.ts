@@ -226,6 +226,8 @@ export class Gateway {
     // asleep): they may take the request later, which makes a final 400 (context length,
     // unsupported) a 503 to retry.
     let waiting: Array<[BackendRuntime, RouteT]> | undefined;
+    // A non-streamed generation answers only once it is done: a half-open trial of one holds its slot that long.
+    const wholeAnswer = op !== 'embeddings' && body.stream !== true;
     outer: for (let ci = 0; ci < chain.length; ci++) {
       const step = chain[ci]!;
       const balancer = step.balancer;
@@ -238,7 +240,7 @@ export class Gateway {
           continue;
         }
         const now = Date.now();
-        const skip = backend.skipReason(now);
+        const skip = backend.skipReason(now, wholeAnswer);
         if (skip !== undefined) {
           failures.push({ backend: backend.name, role: step.name, failure: 'unavailable', message: skip });
           if (backend.retryAfterSeconds(now) !== undefined) (waiting ??= []).push([backend, step]);
@@ -343,7 +345,7 @@ export class Gateway {
             const wait = f.retryAfter === undefined ? undefined : retryAfterMs(f.retryAfter, Date.now());
             if (wait !== undefined && wait > this.config.gateway.retryMaxMs) backend.rateLimit(wait, Date.now());
             const retryable = (f.failure === 'connect' || f.status === 429 || f.status === 503) && !f.quotaSpent;
-            if (retryable && retry < backend.config.maxRetries && served.attempts < maxAttempts && backend.skipReason(Date.now()) === undefined) {
+            if (retryable && retry < backend.config.maxRetries && served.attempts < maxAttempts && backend.skipReason(Date.now(), wholeAnswer) === undefined) {
               await cancellableSleep(this.#backoff(retry, wait), ctx.cancel);
               if (ctx.cancel.aborted) throw new ClientClosed(undefined, failures);
               served.retries++;

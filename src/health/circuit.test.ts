@@ -78,6 +78,12 @@ test('half-open: one trial at a time; success closes, failure cools down for twi
   assert.equal(b.skipReason(t3), undefined);
   assert.notEqual(b.skipReason(t3 + 10), undefined);
   assert.equal(b.skipReason(t3 + 100 + 900 + 1), undefined, 'after connect + first-byte timeouts another caller may try');
+  // A non-streamed generation's trial may take up to the total timeout to answer: its slot is held that long.
+  b.recordFailure('still broken', t3 + 2_000);
+  const t4 = b.coolUntil + 1;
+  assert.equal(b.skipReason(t4, true), undefined);
+  assert.match(b.skipReason(t4 + 100 + 900 + 1)!, /half-open/, 'still its trial, past its first byte');
+  assert.equal(b.skipReason(t4 + b.config.timeouts.totalMs + 1), undefined, 'until it could have answered in full');
   b.recordSuccess(12);
   assert.equal(b.circuit(t3 + 2_000), 'closed');
   assert.equal(b.state, 'up');
