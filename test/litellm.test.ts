@@ -211,7 +211,7 @@ test('motoko with the OpenAI budget spent: OpenAI is passed over, the workstatio
         name: 'both workstations off: OpenAI is over budget, so nothing serves', body: chat('chat-fast'),
         faults: { 'armitage-qwen': { kind: 'down' }, 'wintermute-llama': { kind: 'down' } }, expect: { status: 503, code: 'no_backend_available' },
       },
-      { name: 'asked for OpenAI directly: no fallback of its own', body: chat('openai/strong'), expect: { status: 503, code: 'no_backend_available' } },
+      { name: 'asked for OpenAI directly: no fallback of its own, so OpenAI\'s quota error', body: chat('openai/strong'), expect: { status: 429, code: 'insufficient_quota' } },
     ], ENV.LITELLM_TOKEN);
     assert.equal(spent.fleet.get(spent.engineOf.get('openai-strong')!).requests().length, 0, 'nothing was sent to OpenAI');
   } finally {
