@@ -49,8 +49,8 @@ export function isPreflight(method: string, headers: IncomingHttpHeaders): boole
 // browser send the gateway a request it cannot read the answer of (a "simple" POST, its body
 // sent as text/plain, needs no preflight), and, by DNS rebinding (its own name pointed at the
 // gateway's address), requests it can read. Without a key to stop them, the gateway refuses a
-// request addressed to a name that is not this machine's, and a browser's request from an
-// origin it does not list (but for its own).
+// request addressed to a public name (one a site could point at it), and a browser's request
+// from an origin it does not list (but for its own).
 
 /** Whether an Origin is the gateway itself, as the Host header names it (a page it served). */
 function isSameOrigin(origin: string, host: string | undefined): boolean {
