@@ -102,6 +102,9 @@ for (const { role, engine, backend, model } of ENGINES) {
     const person = await lc.withStructuredOutput(PERSON).invoke('Describe a person.');
     assert.deepEqual(Object.keys(person).sort(), ['age', 'name']);
     assert.ok(Number.isInteger(person.age));
+    // The other method: a forced call of a tool named for the schema (tool_choice naming it).
+    const viaCall = await lc.withStructuredOutput(PERSON, { method: 'functionCalling', name: 'record_person' }).invoke('Describe a person.');
+    assert.deepEqual(Object.keys(viaCall).sort(), ['age', 'name']);
 
     const tr = tagged();
     const r = await langchain(role, { useResponsesApi: true }, tr.headers).invoke('Say something about memory bandwidth.');
@@ -151,6 +154,10 @@ for (const { role, engine, backend, model } of ENGINES) {
 
       const object = await generateText({ model: languageModel, prompt: 'Describe a person.', output: Output.object({ schema: PERSON }), maxRetries: 0 });
       assert.deepEqual(Object.keys(object.output).sort(), ['age', 'name'], api);
+
+      // toolChoice 'required': words that name no tool still get a call (the SDK throws otherwise).
+      const forced = await generateText({ model: languageModel, prompt: 'I am off to Lisbon.', toolChoice: 'required', tools: { get_weather: tool({ description: 'The weather in a city', inputSchema: z.object({ city: z.string() }) }) }, maxRetries: 0 });
+      assert.deepEqual(forced.toolCalls.map((c) => [c.toolName, c.input]), [['get_weather', { city: 'Lisbon' }]], api);
     }
   });
 }

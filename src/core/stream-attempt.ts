@@ -97,17 +97,17 @@ class StreamCall extends UpstreamCall {
   readonly #idleMs: number;
   #streamError: string | undefined;
 
-  constructor(deadlines: Deadlines, backend: BackendRuntime, sink: StreamSink, served: Served, cancel: Cancel, op: Operation, nctx: NormalizeContext, clientWantsUsage: boolean, logprobsRefusal: boolean) {
+  constructor(deadlines: Deadlines, backend: BackendRuntime, sink: StreamSink, served: Served, cancel: Cancel, op: Operation, nctx: NormalizeContext, clientWantsUsage: boolean, prepared: PreparedRequest) {
     super();
     this.#backend = backend;
     this.#sink = sink;
     this.#served = served;
     this.#cancel = cancel;
     if (backend.engine.streamFormat === 'sse') {
-      this.#relay = new SseRelay(!clientWantsUsage, logprobsRefusal);
+      this.#relay = new SseRelay(!clientWantsUsage, prepared.logprobsRefusal === true);
     } else {
       this.#lines = new LineSplitter();
-      this.#translator = backend.engine.streamTranslator!(op, nctx, clientWantsUsage);
+      this.#translator = backend.engine.streamTranslator!(op, nctx, clientWantsUsage, prepared);
     }
     this.promise = new Promise((resolve, reject) => {
       this.#resolve = resolve;
@@ -349,7 +349,7 @@ export function streamAttempt(
 ): Promise<StreamOutcome> {
   // The client sees usage only if it asked (prepared.injectedUsage says whether the gateway
   // asked the engine; engines such as llama.cpp also send usage nobody asked for).
-  const call = new StreamCall(deadlines, backend, sink, served, cancel, op, nctx, clientWantsUsage, prepared.logprobsRefusal === true);
+  const call = new StreamCall(deadlines, backend, sink, served, cancel, op, nctx, clientWantsUsage, prepared);
   backend.outstanding++;
   call.send(backend.pool, {
     method: 'POST',

@@ -230,3 +230,25 @@ test('tools: Ollama has no tool_choice, so "none" sends no tools and a named fun
   assert.deepEqual(prepared({ messages: msgs, tools, tool_choice: { type: 'function', function: { name: 'b' } } }).tools, [tools[1]]);
   assert.equal(prepared({ messages: msgs, tools, tool_choice: 'auto' }).tool_choice, undefined, 'never sent');
 });
+
+test('a forced call cut short by num_predict: finish_reason "length"; a choice of several cut before its JSON closes stays text', () => {
+  const tools = [
+    { type: 'function', function: { name: 'a', parameters: { type: 'object', properties: { x: { type: 'string' } } } } },
+    { type: 'function', function: { name: 'b', parameters: { type: 'object', properties: {} } } },
+  ];
+  const named = engine.prepare('chat', { model: 'm', messages: [{ role: 'user', content: 'hi' }], tools, tool_choice: { type: 'function', function: { name: 'a' } }, stream: true }, { model: 'm', wantStreamUsage: false, clientWantsUsage: false });
+  assert.deepEqual(named.forcedTool, { name: 'a' });
+  const t = engine.streamTranslator('chat', ctx, false, named);
+  const cut = events([t.line(line({ content: '{"x": "hel' })), t.line(line({}, { done: true, done_reason: 'length' }))].join('')).filter((e) => e !== '[DONE]');
+  assert.deepEqual(cut.map((e) => [e.choices[0].delta.tool_calls?.[0]?.function ?? null, e.choices[0].finish_reason]), [[{ name: 'a', arguments: '{"x": "hel' }, null], [null, 'length']]);
+
+  const several = engine.prepare('chat', { model: 'm', messages: [{ role: 'user', content: 'hi' }], tools, tool_choice: 'required', stream: true }, { model: 'm', wantStreamUsage: false, clientWantsUsage: false });
+  assert.deepEqual(several.forcedTool, { name: undefined });
+  const s = engine.streamTranslator('chat', ctx, false, several);
+  const open = events([s.line(line({ content: '{"name": "a", "argu' })), s.line(line({}, { done: true, done_reason: 'length' }))].join('')).filter((e) => e !== '[DONE]');
+  assert.deepEqual(open.map((e) => [e.choices[0].delta.content ?? null, e.choices[0].delta.tool_calls ?? null, e.choices[0].finish_reason]), [[null, null, null], ['{"name": "a", "argu', null, null], [null, null, 'length']]);
+
+  const whole = engine.normalize('chat', { model: 'm', message: { role: 'assistant', content: '{"name": "b", "arguments": {}}' }, done: true, done_reason: 'stop' }, { tools, tool_choice: 'required' }, ctx) as any;
+  assert.deepEqual(whole.choices[0].message.tool_calls, [{ id: 'call_r1_0', type: 'function', function: { name: 'b', arguments: '{}' } }]);
+  assert.equal(whole.choices[0].finish_reason, 'tool_calls');
+});

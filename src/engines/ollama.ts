@@ -4,6 +4,7 @@
 import { FabricError } from '../core/errors.ts';
 import { Unsupported } from '../core/attempt-error.ts';
 import { parseEngineError } from './errors.ts';
+import { callIn, forcedTool } from './ollama-forced-tool.ts';
 import type {
   EngineAdapter, JsonObject, NormalizeContext, Operation, PrepareOptions, PreparedRequest, StreamTranslator, Usage, UpstreamErrorInfo,
 } from './types.ts';
@@ -237,9 +238,10 @@ function toolsFor(body: JsonObject): unknown[] | undefined {
   return tools;
 }
 
+/** A reply cut by num_predict is "length", a call cut so too, as on OpenAI. */
 function finish(j: JsonObject, hasTools: boolean): string {
-  if (hasTools) return 'tool_calls';
-  return j.done_reason === 'length' ? 'length' : 'stop';
+  if (j.done_reason === 'length') return 'length';
+  return hasTools ? 'tool_calls' : 'stop';
 }
 
 function float32Base64(v: number[]): string {
@@ -335,9 +337,11 @@ export class OllamaEngine implements EngineAdapter {
       req.messages = out;
       const tools = toolsFor(body);
       if (tools !== undefined) req.tools = tools;
+      const forced = forcedTool(body);
+      if (forced !== undefined) req.format = forced.schema;
       const t = think(body);
       if (t !== undefined) req.think = t;
-      return { path: '/api/chat', body: JSON.stringify(req), injectedUsage: false };
+      return { path: '/api/chat', body: JSON.stringify(req), injectedUsage: false, ...(forced === undefined ? {} : { forcedTool: forced.forced }) };
     }
     let prompt = body.prompt;
     if (Array.isArray(prompt)) {
@@ -366,8 +370,15 @@ export class OllamaEngine implements EngineAdapter {
     }
     if (op === 'chat') {
       if (!isObj(json.message)) return undefined;
-      const tc = toolCalls(json.message, ctx.requestId, 0);
+      let tc = toolCalls(json.message, ctx.requestId, 0);
       const msg: JsonObject = { role: 'assistant', content: typeof json.message.content === 'string' ? json.message.content : null, refusal: null };
+      // A forced call asked of the engine as JSON output, unless it made the call itself.
+      const forced = tc === undefined && typeof msg.content === 'string' && msg.content !== '' ? forcedTool(body)?.forced : undefined;
+      const call = forced === undefined ? undefined : callIn(forced, msg.content as string);
+      if (call !== undefined) {
+        tc = [{ id: `call_${ctx.requestId}_0`, type: 'function', function: call }];
+        msg.content = null;
+      }
       // A thinking model's reasoning, under the name vLLM and DeepSeek give it.
       if (typeof json.message.thinking === 'string' && json.message.thinking !== '') msg.reasoning_content = json.message.thinking;
       if (tc !== undefined) msg.tool_calls = tc;
@@ -398,7 +409,7 @@ export class OllamaEngine implements EngineAdapter {
     return info;
   }
 
-  streamTranslator(op: Operation, ctx: NormalizeContext, includeUsage: boolean): StreamTranslator {
+  streamTranslator(op: Operation, ctx: NormalizeContext, includeUsage: boolean, prepared?: PreparedRequest): StreamTranslator {
     const chat = op === 'chat';
     const id = (chat ? 'chatcmpl-' : 'cmpl-') + ctx.requestId;
     const object = chat ? 'chat.completion.chunk' : 'text_completion';
@@ -409,6 +420,11 @@ export class OllamaEngine implements EngineAdapter {
     let toolCount = 0;
     /** Characters of completion text sent so far (a legacy completion's text_offset). */
     let sent = 0;
+    // A forced call: one function's arguments stream as they come (under the index the call
+    // took); a choice of several is read whole at the end, for its name comes inside.
+    const forced = prepared?.forcedTool;
+    let forcedAt = -1;
+    let forcedText = '';
     const event = (model: string, choice: JsonObject): string =>
       `data: ${JSON.stringify({ id, object, created: ctx.created, model, choices: [choice] })}\n\n`;
     return {
@@ -429,14 +445,30 @@ export class OllamaEngine implements EngineAdapter {
           const delta: JsonObject = {};
           if (first) { delta.role = 'assistant'; first = false; }
           if (typeof m.thinking === 'string' && m.thinking !== '') delta.reasoning_content = m.thinking;
-          if (typeof m.content === 'string' && m.content !== '') delta.content = m.content;
+          const calls: JsonObject[] = [];
+          if (typeof m.content === 'string' && m.content !== '') {
+            if (forced === undefined) delta.content = m.content;
+            else if (forced.name === undefined) forcedText += m.content;
+            else if (forcedAt >= 0) calls.push({ index: forcedAt, function: { arguments: m.content } });
+            else {
+              forcedAt = toolCount++;
+              calls.push({ index: forcedAt, id: `call_${ctx.requestId}_${forcedAt}`, type: 'function', function: { name: forced.name, arguments: m.content } });
+            }
+          }
           const tc = toolCalls(m, ctx.requestId, toolCount);
           if (tc !== undefined) {
-            delta.tool_calls = tc.map((t, i) => ({ index: toolCount + i, ...t }));
+            for (let i = 0; i < tc.length; i++) calls.push({ index: toolCount + i, ...tc[i] });
             toolCount += tc.length;
           }
+          if (calls.length > 0) delta.tool_calls = calls;
           // The done line may carry the last tokens' logprobs with no text of their own.
           if (Object.keys(delta).length > 0 || j.done !== true || hasEntries(j.logprobs)) out += event(model, { index: 0, delta, logprobs: chatLogprobs(j.logprobs), finish_reason: null });
+          if (j.done === true && forcedText !== '') {
+            const call = callIn(forced!, forcedText);
+            const whole: JsonObject = call === undefined ? { content: forcedText } : { tool_calls: [{ index: toolCount, id: `call_${ctx.requestId}_${toolCount}`, type: 'function', function: call }] };
+            if (call !== undefined) toolCount++;
+            out += event(model, { index: 0, delta: whole, logprobs: null, finish_reason: null });
+          }
           if (j.done === true) out += event(model, { index: 0, delta: {}, logprobs: null, finish_reason: finish(j, toolCount > 0) });
         } else {
           if (typeof j.response === 'string' && (j.response !== '' || j.done !== true || hasEntries(j.logprobs))) {

@@ -116,6 +116,20 @@ function refuseForLlamaCpp(body: JsonObject): void {
   }
 }
 
+/**
+ * llama-server reads `tool_choice` as a string ("auto", "none", "required"): a named function
+ * (an object) fails that read and silently becomes "auto" (server-common.cpp json_value), so
+ * the model may answer in prose. The nearest it can force is "required" of that tool alone,
+ * which its grammar holds to a call of it. The client's body is left as it was, for a fallback.
+ */
+function namedChoiceForLlamaCpp(body: JsonObject): JsonObject {
+  const choice = body.tool_choice;
+  if (!isObj(choice) || !isObj(choice.function) || typeof choice.function.name !== 'string' || !Array.isArray(body.tools)) return body;
+  const name = choice.function.name;
+  const tools = body.tools.filter((t) => isObj(t) && isObj(t.function) && t.function.name === name);
+  return tools.length === 0 ? body : { ...body, tools, tool_choice: 'required' };
+}
+
 export class OpenAICompatibleEngine implements EngineAdapter {
   readonly kind: EngineKind;
   readonly streamFormat = 'sse' as const;
@@ -136,7 +150,8 @@ export class OpenAICompatibleEngine implements EngineAdapter {
       // stricter server than vLLM (OpenAI) would refuse even that, so it goes no further.
       delete body.stream_options;
     }
-    return { path: PATHS[op], body: JSON.stringify(body), injectedUsage, logprobsRefusal: op === 'chat' && body.stream === true && body.logprobs === true };
+    const sent = this.kind === 'llamacpp' && op === 'chat' ? namedChoiceForLlamaCpp(body) : body;
+    return { path: PATHS[op], body: JSON.stringify(sent), injectedUsage, logprobsRefusal: op === 'chat' && body.stream === true && body.logprobs === true };
   }
 
   normalize(op: Operation, json: unknown, _body: JsonObject, ctx: NormalizeContext): JsonObject | undefined {

@@ -14,6 +14,13 @@ export interface PreparedRequest {
   injectedUsage: boolean;
   /** Streamed chat with logprobs from an engine whose logprobs object lacks OpenAI's required `refusal` (vLLM's): the relay adds it. */
   logprobsRefusal?: boolean;
+  /** Ollama: the tool call the request forces, asked of the engine as JSON output (its `format`) and turned back into the call. */
+  forcedTool?: ForcedTool;
+}
+
+/** A forced tool call: `name` of the one function the output gives the arguments of, or undefined when the output names the tool too. */
+export interface ForcedTool {
+  name: string | undefined;
 }
 
 export interface Usage {
@@ -55,7 +62,7 @@ export interface EngineAdapter {
   normalize(op: Operation, json: unknown, body: JsonObject, ctx: NormalizeContext): JsonObject | undefined;
   parseError(status: number, text: string): UpstreamErrorInfo;
   /** For ndjson engines: a translator turning the engine's stream into OpenAI SSE event strings. */
-  streamTranslator?(op: Operation, ctx: NormalizeContext, includeUsage: boolean): StreamTranslator;
+  streamTranslator?(op: Operation, ctx: NormalizeContext, includeUsage: boolean, prepared?: PreparedRequest): StreamTranslator;
 }
 
 export interface NormalizeContext {
