@@ -155,6 +155,11 @@ for (const { role, engine, backend, model } of ENGINES) {
       const object = await generateText({ model: languageModel, prompt: 'Describe a person.', output: Output.object({ schema: PERSON }), maxRetries: 0 });
       assert.deepEqual(Object.keys(object.output).sort(), ['age', 'name'], api);
 
+      // Token logprobs: the SDK asks (top_logprobs, and include on the Responses API) and reads them back.
+      const withLogprobs = await generateText({ model: languageModel, prompt: 'Say something about memory bandwidth.', providerOptions: { openai: { logprobs: 2 } }, maxRetries: 0 });
+      const tokens = JSON.stringify(withLogprobs.providerMetadata?.openai?.logprobs ?? []).match(/"token":/g)?.length ?? 0;
+      assert.ok(tokens >= 3 * (withLogprobs.usage.outputTokens ?? 1), `${api}: each output token with its two alternatives: ${tokens}`);
+
       // toolChoice 'required': words that name no tool still get a call (the SDK throws otherwise).
       const forced = await generateText({ model: languageModel, prompt: 'I am off to Lisbon.', toolChoice: 'required', tools: { get_weather: tool({ description: 'The weather in a city', inputSchema: z.object({ city: z.string() }) }) }, maxRetries: 0 });
       assert.deepEqual(forced.toolCalls.map((c) => [c.toolName, c.input]), [['get_weather', { city: 'Lisbon' }]], api);

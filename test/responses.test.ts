@@ -98,6 +98,37 @@ test('streamed: response.created first, sequence numbers in order, deltas that a
   assert.equal(final.output_text, deltas);
 });
 
+test('token logprobs, asked for with include (and top_logprobs): on the output text, on each delta, and on the done events, from vLLM and Ollama', async () => {
+  for (const model of ['chat-fast', 'chat-ollama']) {
+    const engine = model === 'chat-fast' ? 'armitage' : 'ollama';
+    const r = await f.client.responses.create({ model, input: 'tell me about engines', include: ['message.output_text.logprobs'], top_logprobs: 2 });
+    assert.deepEqual(validate('Response', r), [], model);
+    assert.equal(lastSent(engine).logprobs ?? lastSent(engine).top_logprobs !== undefined, true, `${model}: logprobs asked of the engine`);
+    const part = (r.output[0] as any).content[0];
+    assert.ok(part.logprobs.length > 0, model);
+    assert.ok(part.logprobs.map((l: any) => l.token).join('').startsWith(part.text), `${model}: one entry per token of the text (vLLM adds its stop token's)`);
+    for (const l of part.logprobs) {
+      assert.equal(l.top_logprobs.length, 2, model);
+      assert.deepEqual(l.bytes, [...Buffer.from(l.token)], model);
+    }
+
+    const events: any[] = [];
+    for await (const e of await f.client.responses.create({ model, input: 'tell me about engines', include: ['message.output_text.logprobs'], top_logprobs: 2, stream: true })) events.push(e);
+    const deltas = events.filter((e) => e.type === 'response.output_text.delta');
+    for (const d of deltas) assert.deepEqual(validate('ResponseTextDeltaEvent', d), [], model);
+    assert.deepEqual(deltas.flatMap((d) => d.logprobs), part.logprobs, `${model}: the deltas' logprobs add up to the whole answer's`);
+    assert.deepEqual(events.find((e) => e.type === 'response.output_text.done').logprobs, part.logprobs);
+    assert.deepEqual(events.at(-1).response.output[0].content[0].logprobs, part.logprobs);
+  }
+  // Not asked for: none asked of the engine, none given.
+  const plain = await f.client.responses.create({ model: 'chat-fast', input: 'tell me about engines' });
+  assert.equal(lastSent('armitage').logprobs, undefined);
+  assert.deepEqual((plain.output[0] as any).content[0].logprobs, []);
+  const bad = await post(f.url, '/v1/responses', { model: 'chat-fast', input: 'x', top_logprobs: 21 }, auth);
+  assert.equal(bad.status, 400);
+  assert.equal(bad.json.error.param, 'top_logprobs');
+});
+
 test('max_output_tokens cuts the answer: status incomplete with max_output_tokens as the reason, streamed or not', async () => {
   const r = await f.client.responses.create({ model: 'chat-fast', input: 'a long story', max_output_tokens: 3 });
   assert.equal(r.status, 'incomplete');

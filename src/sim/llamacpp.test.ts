@@ -83,6 +83,28 @@ describe('llamacpp', () => {
     assert.equal(typeof at(last, 'timings', 'predicted_n'), 'number');
   });
 
+  test('logprobs: n_probs from top_logprobs (20 when not given), each token {id, token, bytes, logprob, top_logprobs} whole and on its stream chunk; top_logprobs alone is refused', async () => {
+    const ask = (extra: Record<string, unknown>) => post(`${url}/v1/chat/completions`, { messages: [{ role: 'user', content: 'hey' }], max_tokens: 4, ...extra }, auth);
+    const whole: any = await (await ask({ logprobs: true, top_logprobs: 2 })).json();
+    const content = whole.choices[0].logprobs.content;
+    assert.equal(content.map((e: any) => e.token).join(''), whole.choices[0].message.content);
+    assert.deepEqual(Object.keys(content[0]), ['id', 'token', 'bytes', 'logprob', 'top_logprobs']);
+    assert.equal(typeof content[0].id, 'number');
+    assert.deepEqual(content[0].top_logprobs.map((t: any) => Object.keys(t)), [['id', 'token', 'bytes', 'logprob'], ['id', 'token', 'bytes', 'logprob']]);
+    const dflt: any = await (await ask({ logprobs: true })).json();
+    assert.equal(dflt.choices[0].logprobs.content[0].top_logprobs.length, 20);
+    const plain: any = await (await ask({})).json();
+    assert.equal('logprobs' in plain.choices[0], false);
+
+    const { events } = parseSse(await (await ask({ logprobs: true, top_logprobs: 2, stream: true })).text());
+    const streamed = events.flatMap((e: any) => e.choices?.[0]?.logprobs?.content ?? []);
+    assert.deepEqual(streamed, content, 'each token\'s entry on its own chunk');
+
+    const refused = await ask({ top_logprobs: 2 });
+    assert.equal(refused.status, 400);
+    assert.match(JSON.stringify(await refused.json()), /top_logprobs requires logprobs to be set to true/);
+  });
+
   test('context overflow: exceed_context_size_error with n_prompt_tokens and n_ctx', async () => {
     const res = await post(`${url}/v1/chat/completions`, { messages: [{ role: 'user', content: 'w '.repeat(50) }] }, auth);
     assert.equal(res.status, 400);

@@ -51,7 +51,7 @@ const CHAT_ONLY: Record<string, string> = {
   function_call: 'use `tool_choice`',
 };
 
-/** Accepted and not sent on: they shape what OpenAI stores or returns beyond the text. */
+/** Accepted and not sent on as they are: they shape what OpenAI stores or returns beyond the text (include and top_logprobs ask for logprobs, below). */
 const IGNORED = new Set([
   'store', 'include', 'truncation', 'service_tier', 'prompt_cache_key', 'prompt_cache_retention', 'safety_identifier', 'stream_options', 'max_tool_calls',
   'top_logprobs', 'context_management', 'prompt_cache_options', 'moderation',
@@ -288,6 +288,14 @@ export function fromResponsesRequest(body: unknown, limits: Limits, recall?: Rec
   if (isObj(body.reasoning) && typeof body.reasoning.effort === 'string') {
     effort = body.reasoning.effort;
     chat.reasoning_effort = effort;
+  }
+  // Token logprobs: asked for with include: ["message.output_text.logprobs"], or top_logprobs.
+  const top = body.top_logprobs;
+  if (top !== undefined && top !== null && (typeof top !== 'number' || !Number.isInteger(top) || top < 0 || top > 20)) throw bad('top_logprobs', '`top_logprobs` must be an integer from 0 to 20');
+  if (body.include !== undefined && body.include !== null && !Array.isArray(body.include)) throw bad('include', '`include` must be an array');
+  if ((Array.isArray(body.include) && body.include.includes('message.output_text.logprobs')) || (typeof top === 'number' && top > 0)) {
+    chat.logprobs = true;
+    if (typeof top === 'number' && top > 0) chat.top_logprobs = top;
   }
   if (typeof body.user === 'string') chat.user = body.user;
   if (body.metadata !== undefined && body.metadata !== null && !isObj(body.metadata)) throw bad('metadata', '`metadata` must be an object');

@@ -43,9 +43,9 @@ export function responseUsage(u: unknown): JsonObject | null {
 
 export type ItemStatus = 'in_progress' | 'completed' | 'incomplete';
 
-/** An assistant message: its text, or the refusal a model gave instead (OpenAI's structured outputs). */
-export function messageItem(id: string, text: string, status: ItemStatus, refusal = false): JsonObject {
-  return { id, type: 'message', status, role: 'assistant', content: status === 'in_progress' && text === '' ? [] : [refusal ? refusalPart(text) : outputText(text)] };
+/** An assistant message: its text (with its tokens' logprobs, when asked for), or the refusal a model gave instead (OpenAI's structured outputs). */
+export function messageItem(id: string, text: string, status: ItemStatus, refusal = false, logprobs: JsonObject[] = []): JsonObject {
+  return { id, type: 'message', status, role: 'assistant', content: status === 'in_progress' && text === '' ? [] : [refusal ? refusalPart(text) : outputText(text, logprobs)] };
 }
 
 export function refusalPart(refusal: string): JsonObject {
@@ -63,8 +63,27 @@ export function reasoningOf(m: JsonObject): string {
   return typeof r === 'string' ? r : '';
 }
 
-export function outputText(text: string): JsonObject {
-  return { type: 'output_text', text, annotations: [], logprobs: [] };
+export function outputText(text: string, logprobs: JsonObject[] = []): JsonObject {
+  return { type: 'output_text', text, annotations: [], logprobs };
+}
+
+const utf8 = (token: string): number[] => [...Buffer.from(token, 'utf8')];
+
+/**
+ * A chat choice's (or chunk's) token logprobs as the Responses API gives them: the same entries,
+ * with the bytes an engine left out (null) filled from the token.
+ */
+export function logprobsOf(logprobs: unknown): JsonObject[] {
+  const content = typeof logprobs === 'object' && logprobs !== null ? (logprobs as JsonObject).content : undefined;
+  if (!Array.isArray(content)) return [];
+  return content.map((c: JsonObject) => {
+    const token = String(c.token ?? '');
+    const top = Array.isArray(c.top_logprobs) ? (c.top_logprobs as JsonObject[]) : [];
+    return {
+      token, logprob: c.logprob, bytes: Array.isArray(c.bytes) ? c.bytes : utf8(token),
+      top_logprobs: top.map((t) => ({ token: String(t.token ?? ''), logprob: t.logprob, bytes: Array.isArray(t.bytes) ? t.bytes : utf8(String(t.token ?? '')) })),
+    };
+  });
 }
 
 export function functionCallItem(id: string, callId: string, name: string, args: string, status: ItemStatus): JsonObject {
@@ -132,7 +151,7 @@ export function toResponse(chat: JsonObject, echo: ResponsesEcho, ids: ResponseI
   const calls = Array.isArray(message.tool_calls) ? (message.tool_calls as JsonObject[]) : [];
   // Reasoning that something followed was whole; only the last item can have been cut off.
   if (reasoning !== '') output.push(reasoningItem(ids.item('rs'), reasoning, text === '' && refusal === '' && calls.length === 0 ? status : 'completed'));
-  if (text !== '') output.push(messageItem(ids.item('msg'), text, status));
+  if (text !== '') output.push(messageItem(ids.item('msg'), text, status, false, logprobsOf(choice?.logprobs)));
   if (refusal !== '') output.push(messageItem(ids.item('msg'), refusal, status, true));
   for (const c of calls) {
     const fn = (c.function ?? {}) as JsonObject;

@@ -10,12 +10,15 @@ import type { HoldingSink, Served, StreamSink } from '../../core/gateway.ts';
 import type { JsonObject } from '../../engines/types.ts';
 import type { ResponsesEcho } from './request.ts';
 import {
-  functionCallItem, incompleteDetails, messageItem, outputText, reasoningItem, reasoningOf, refusalPart, responseObject, responseUsage,
+  functionCallItem, incompleteDetails, logprobsOf, messageItem, outputText, reasoningItem, reasoningOf, refusalPart, responseObject, responseUsage,
   type ItemStatus, type ResponseIds, type ResponseStatus,
 } from './response.ts';
 
+/** No logprobs (not asked for, or none on this chunk): one shared empty list. */
+const NONE: JsonObject[] = [];
+
 interface OpenCall { id: string; callId: string; name: string; args: string; outputIndex: number }
-interface OpenText { id: string; text: string; outputIndex: number; refusal: boolean }
+interface OpenText { id: string; text: string; outputIndex: number; refusal: boolean; logprobs: JsonObject[] }
 
 export class ResponsesStream implements StreamSink {
   readonly #inner: HoldingSink;
@@ -136,7 +139,10 @@ export class ResponsesStream implements StreamSink {
     if (delta !== undefined && delta !== null) {
       const reasoning = reasoningOf(delta);
       if (reasoning !== '') this.#reason(reasoning);
-      if (typeof delta.content === 'string' && delta.content !== '') this.#text(delta.content, false);
+      // Token logprobs (asked for with include: message.output_text.logprobs) ride on their text's delta.
+      const logprobs = choice.logprobs === undefined || choice.logprobs === null ? NONE : logprobsOf(choice.logprobs);
+      if (typeof delta.content === 'string' && delta.content !== '') this.#text(delta.content, false, logprobs);
+      else if (logprobs.length > 0 && this.#msg !== undefined && !this.#msg.refusal) this.#text('', false, logprobs);
       if (typeof delta.refusal === 'string' && delta.refusal !== '') this.#text(delta.refusal, true);
       if (Array.isArray(delta.tool_calls)) for (const tc of delta.tool_calls as JsonObject[]) this.#toolCall(tc);
     }
@@ -167,22 +173,23 @@ export class ResponsesStream implements StreamSink {
   }
 
   /** Text, or a refusal: each in a message item of its own kind. */
-  #text(delta: string, refusal: boolean): void {
+  #text(delta: string, refusal: boolean, logprobs: JsonObject[] = NONE): void {
     if (this.#msg !== undefined && this.#msg.refusal !== refusal) this.#closeMessage();
     if (this.#msg === undefined) {
       // Open calls stay open: a call's arguments may go on after text, as parallel calls' interleave.
       this.#closeReasoning();
       const id = this.#ids.item('msg');
-      this.#msg = { id, text: '', outputIndex: this.#output.length, refusal };
+      this.#msg = { id, text: '', outputIndex: this.#output.length, refusal, logprobs: [] };
       const item = messageItem(id, '', 'in_progress');
       this.#output.push(item);
       this.#emit('response.output_item.added', { output_index: this.#msg.outputIndex, item });
       this.#emit('response.content_part.added', { item_id: id, output_index: this.#msg.outputIndex, content_index: 0, part: refusal ? refusalPart('') : outputText('') });
     }
     this.#msg.text += delta;
+    if (logprobs.length > 0) this.#msg.logprobs.push(...logprobs);
     const where = { item_id: this.#msg.id, output_index: this.#msg.outputIndex, content_index: 0 };
     if (refusal) this.#emit('response.refusal.delta', { ...where, delta });
-    else this.#emit('response.output_text.delta', { ...where, delta, logprobs: [] });
+    else this.#emit('response.output_text.delta', { ...where, delta, logprobs });
   }
 
   #toolCall(tc: JsonObject): void {
@@ -212,9 +219,9 @@ export class ResponsesStream implements StreamSink {
     this.#msg = undefined;
     const where = { item_id: m.id, output_index: m.outputIndex, content_index: 0 };
     if (m.refusal) this.#emit('response.refusal.done', { ...where, refusal: m.text });
-    else this.#emit('response.output_text.done', { ...where, text: m.text, logprobs: [] });
-    this.#emit('response.content_part.done', { ...where, part: m.refusal ? refusalPart(m.text) : outputText(m.text) });
-    const item = messageItem(m.id, m.text, status, m.refusal);
+    else this.#emit('response.output_text.done', { ...where, text: m.text, logprobs: m.logprobs });
+    this.#emit('response.content_part.done', { ...where, part: m.refusal ? refusalPart(m.text) : outputText(m.text, m.logprobs) });
+    const item = messageItem(m.id, m.text, status, m.refusal, m.logprobs);
     this.#output[m.outputIndex] = item;
     this.#emit('response.output_item.done', { output_index: m.outputIndex, item });
   }

@@ -5,7 +5,7 @@
 // response_format as tools/server/server-common.cpp (oaicompat_chat_params_parse) reads them
 // and common/chat.cpp writes them back, streamed as message diffs.
 
-import { embeddingFloats, tokenIds } from '../generate.ts';
+import { embeddingFloats, simLogprobs, tokenIds } from '../generate.ts';
 import {
   GARBAGE_SSE, choiceText, infoRoute, intField, isRecord, isSimError, jsonReply, randomId, textReply,
 } from '../protocol.ts';
@@ -97,14 +97,14 @@ function usage(p: Plan): Record<string, number> {
  * generation itself stops when the context is full.
  */
 function planText(
-  view: EngineView, items: TextItem[], requested: string | undefined, max: number | undefined, stream: boolean, includeUsage: boolean, shape?: ReplyShape,
+  view: EngineView, items: TextItem[], requested: string | undefined, max: number | undefined, stream: boolean, includeUsage: boolean, shape?: ReplyShape, nProbs?: number,
 ): Plan | SimError {
   const prompt = largestPrompt(items);
   if (prompt >= view.contextWindow) return { kind: 'context-length', promptTokens: prompt };
   const room = view.contextWindow - prompt;
   return textPlan({
     model: requested ?? view.model, stream, includeUsage, items,
-    maxTokens: max === undefined ? room : Math.min(max, room), idPrefix: 'chatcmpl-', shape, toolCallId,
+    maxTokens: max === undefined ? room : Math.min(max, room), idPrefix: 'chatcmpl-', shape, toolCallId, extra: { nProbs },
   });
 }
 
@@ -149,6 +149,7 @@ function readStructured(view: EngineView, body: Record<string, unknown>): ShapeR
   if (choice !== 'auto' && choice !== 'none' && choice !== 'required') return { kind: 'bad-request', message: `Invalid tool_choice: ${choice}` };
   if (hasTools && choice !== 'none' && 'grammar' in body) return { kind: 'bad-request', message: 'Cannot use custom grammar constraints with tools.' };
   if (hasTools && body.stream === true && body.logprobs === true) return { kind: 'bad-request', message: 'logprobs is not supported with tools + stream' };
+  if (body.logprobs !== true && given(body.top_logprobs)) return { kind: 'bad-request', message: 'top_logprobs requires logprobs to be set to true' };
   return { tools: body.tools, toolChoice: choice, messages: body.messages, schema };
 }
 
@@ -164,6 +165,24 @@ function chatDelta(c: PlannedChoice, i: number): Record<string, unknown> {
     tool_calls: [i === 0
       ? { index: 0, id: call.id, type: 'function', function: { name: call.name, arguments: c.tokens[0] } }
       : { index: 0, function: { arguments: c.tokens[i] } }],
+  };
+}
+
+/**
+ * server-common.cpp: `logprobs: true` asks for n_probs = top_logprobs (20 when not given), and
+ * completion_token_output::probs_to_json gives each sampled token of [from, to) as {id, token,
+ * bytes, logprob, top_logprobs: [{id, token, bytes, logprob}]}; null (left out) when not asked.
+ */
+function chatLogprobs(p: Plan, c: PlannedChoice, from: number, to: number): Record<string, unknown> | undefined {
+  const n = p.extra.nProbs;
+  if (typeof n !== 'number') return undefined;
+  const tokens = c.tokens.slice(from, to);
+  const id = (token: string): number => tokenIds(token, 1)[0]!;
+  return {
+    content: simLogprobs(tokens, from, n).map((e) => ({
+      id: id(e.token), token: e.token, bytes: e.bytes, logprob: e.logprob,
+      top_logprobs: e.top.map((t) => ({ id: id(t.token), token: t.token, bytes: t.bytes, logprob: t.logprob })),
+    })),
   };
 }
 
@@ -196,7 +215,10 @@ function chatRoute(view: EngineView): InferenceRoute {
   // A chat has one choice. Its timings ride on the usage event when there is one, else on the finish.
   const stream = sseStream({
     open: (p) => chunk(p, [{ finish_reason: null, index: 0, delta: { role: 'assistant', content: null } }]),
-    token: (p, c, i) => chunk(p, [{ finish_reason: null, index: 0, delta: chatDelta(c, i) }]),
+    token(p, c, i) {
+      const logprobs = chatLogprobs(p, c, i, i + 1);
+      return chunk(p, [{ finish_reason: null, index: 0, delta: chatDelta(c, i), ...(logprobs === undefined ? {} : { logprobs }) }]);
+    },
     finish(p, c) {
       const last = chunk(p, [{ finish_reason: c.finish, index: 0, delta: {} }]);
       return p.includeUsage ? last : { ...last, timings: timings(view, p.promptTokens, p.completionTokens) };
@@ -212,13 +234,14 @@ function chatRoute(view: EngineView): InferenceRoute {
       const r = parseChatRequest(body);
       if (isSimError(r)) return r;
       const shape = structured === undefined ? undefined : shapeFor(structured, r.text.seed);
-      return notForEmbeddings(view) ?? oneChoiceOnly(r.n) ?? planText(view, chatItems(r.text), r.model, r.maxTokens, r.stream, r.includeUsage, shape);
+      const nProbs = isRecord(body) && body.logprobs === true ? (typeof body.top_logprobs === 'number' ? body.top_logprobs : 20) : undefined;
+      return notForEmbeddings(view) ?? oneChoiceOnly(r.n) ?? planText(view, chatItems(r.text), r.model, r.maxTokens, r.stream, r.includeUsage, shape, nProbs);
     },
     error: (e) => renderError(view, e),
     reply(p) {
       const c = p.choices[0]!;
       return jsonReply(200, {
-        choices: [{ finish_reason: c.finish, index: 0, message: chatMessage(c) }],
+        choices: [{ finish_reason: c.finish, index: 0, message: chatMessage(c), ...(p.extra.nProbs === undefined ? {} : { logprobs: chatLogprobs(p, c, 0, c.tokens.length) }) }],
         created: p.created, model: p.model, system_fingerprint: BUILD_INFO, object: 'chat.completion',
         usage: usage(p), id: p.id, timings: timings(view, p.promptTokens, p.completionTokens),
       }, JSON_UTF8);
