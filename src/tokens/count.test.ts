@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TokenCounter } from './count.ts';
+import { TokenCounter, segments } from './count.ts';
 
 test('the tokenizer is loaded only when asked (it costs some 70 MiB); ready says so; short prompts are judged by their bytes alone', async () => {
   const t = new TokenCounter();
@@ -13,4 +13,28 @@ test('the tokenizer is loaded only when asked (it costs some 70 MiB); ready says
   // A client's special-token text is counted as text, not refused by the tokenizer.
   assert.equal(await t.exceeds({ prompt: `${'word '.repeat(200)}<|endoftext|>` }, 100), true);
   assert.ok(await t.count({ prompt: '<|endoftext|>' }) > 1);
+});
+
+test('counting costs linear time and yields the event loop: a run of one letter is cut into pieces (BPE is quadratic in a piece), prose is counted exactly', async () => {
+  const enc = await import('gpt-tokenizer/encoding/o200k_base');
+  const t = new TokenCounter();
+  // 1 MB of "a": o200k makes 8 letters one token, so a cut every 256 letters loses nothing here.
+  // Unsegmented, this count took minutes; the test's timeout is what would catch it.
+  let turns = 0;
+  let spin = true;
+  const tick = (): void => { turns++; if (spin) setImmediate(tick); };
+  setImmediate(tick);
+  assert.equal(await t.count({ prompt: 'a'.repeat(1_000_000) }), 125_000);
+  spin = false;
+  assert.ok(turns > 1, `the event loop had ${turns} turns during the count`);
+  assert.equal(await t.exceeds({ prompt: ' '.repeat(500_000) }, 12_000), false, 'a run of spaces: a few tokens per 256');
+  assert.equal(await t.exceeds({ prompt: '.'.repeat(2_000_000) }, 12_000), true);
+
+  const prose = 'The gateway routes each request to a healthy backend, and falls back when one fails. '.repeat(2000);
+  assert.equal(await t.count({ prompt: prose }), enc.countTokens(prose), 'cuts before a space change nothing in prose');
+  for (const s of [prose, 'a'.repeat(1000), `x${' '.repeat(700)}y`]) {
+    const parts = [...segments(s)];
+    assert.equal(parts.join(''), s);
+    assert.ok(parts.every((p) => !/(\S{257,}|\s{257,})/.test(p)), 'no run past 256 characters');
+  }
 });

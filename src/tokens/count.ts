@@ -3,12 +3,60 @@
 // covers at least one byte, so a prompt of fewer UTF-8 bytes than the threshold is under it
 // without tokenizing: long prompts are rare and only they pay for the count.
 
+//
+// What a count may cost is bounded, since any client can send the text. BPE merging is quadratic
+// in the length of one pre-tokenized piece, and a run of one letter (or of spaces, or of
+// punctuation) is one piece: 1 MB of "a" took minutes and froze the event loop. So the text is
+// counted in segments: a run of RUN characters without a break between spaces and the rest is
+// cut there, and long text is cut before a space every SEGMENT characters. A cut can add one
+// token (the pieces on either side no longer merge): under 1% for text without spaces (CJK,
+// minified code), nothing for prose. Between segments the count gives the event loop its turn
+// every few milliseconds, and it stops as soon as the limit is passed. The tokenizer's cache of
+// merged pieces is emptied after each count: its keys can be slices that keep a whole prompt alive.
+
 type Encoding = typeof import('gpt-tokenizer/encoding/o200k_base');
 
 const PER_MESSAGE_OVERHEAD = 4;
 
 /** A client's "<|endoftext|>" is text to count, not a special token (the tokenizer would throw). */
 const AS_TEXT = { disallowedSpecial: new Set<string>() };
+
+/** The longest run of spaces, or of anything else, merged as one piece (256 random letters cost 0.2 ms). */
+const RUN = 256;
+/** Text is cut before the next space past this many characters, so that the loop can be yielded between. */
+const SEGMENT = 16_384;
+/** The longest the count holds the event loop before yielding it (ms). */
+const SLICE_MS = 5;
+
+/** Whitespace as the tokenizer's pattern reads \s. */
+function isSpace(c: number): boolean {
+  return c === 32 || (c >= 9 && c <= 13) || (c >= 0x80 && (c === 0x85 || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff));
+}
+
+/** The text in segments whose BPE cost stays linear: cut inside runs of RUN characters, and before a space past SEGMENT. */
+export function* segments(text: string): Generator<string> {
+  let start = 0;
+  let runStart = 0;
+  let space = text.length > 0 && isSpace(text.charCodeAt(0));
+  for (let i = 1; i < text.length; i++) {
+    const s = isSpace(text.charCodeAt(i));
+    if (s !== space) {
+      space = s;
+      runStart = i;
+      // Before a space: " word" stays whole, the token prose is made of.
+      if (s && i - start >= SEGMENT) {
+        yield text.slice(start, i);
+        start = i;
+      }
+    } else if (i - runStart >= RUN) {
+      yield text.slice(start, i);
+      start = runStart = i;
+    }
+  }
+  if (start < text.length) yield text.slice(start);
+}
+
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export class TokenCounter {
   #enc: Promise<Encoding> | undefined;
@@ -52,16 +100,33 @@ export class TokenCounter {
     let bytes = overhead;
     for (const t of texts) bytes += Buffer.byteLength(t, 'utf8');
     if (bytes <= limit) return false;
-    this.preload();
-    const enc = await this.#enc!;
-    const within = enc.isWithinTokenLimit(texts.join('\n'), Math.max(0, limit - overhead), AS_TEXT);
-    return within === false;
+    return (await this.#count(texts, Math.max(0, limit - overhead))) === undefined;
   }
 
   async count(body: Record<string, unknown>): Promise<number> {
+    const overhead = Array.isArray(body.messages) ? body.messages.length * PER_MESSAGE_OVERHEAD : 0;
+    return (await this.#count(TokenCounter.texts(body), Infinity))! + overhead;
+  }
+
+  /** The tokens of the texts (joined by newlines), or undefined as soon as they pass `limit`. */
+  async #count(texts: string[], limit: number): Promise<number | undefined> {
     this.preload();
     const enc = await this.#enc!;
-    const overhead = Array.isArray(body.messages) ? body.messages.length * PER_MESSAGE_OVERHEAD : 0;
-    return enc.countTokens(TokenCounter.texts(body).join('\n'), AS_TEXT) + overhead;
+    let total = 0;
+    let since = performance.now();
+    try {
+      for (const segment of segments(texts.join('\n'))) {
+        const n = enc.isWithinTokenLimit(segment, limit - total, AS_TEXT);
+        if (n === false) return undefined;
+        total += n;
+        if (performance.now() - since > SLICE_MS) {
+          await turn();
+          since = performance.now();
+        }
+      }
+      return total;
+    } finally {
+      enc.clearMergeCache();
+    }
   }
 }
