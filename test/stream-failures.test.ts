@@ -121,6 +121,12 @@ const scenarios: Record<string, Scenario> = {
     const auth = /\r\nauthorization: *([^\r]*)/i.exec(req.head)?.[1] ?? '';
     s.write(CHUNKED + frame(ev({ error: { message: `Invalid API key provided: ${auth.slice(7)}`, type: 'invalid_request_error', code: 401 } })) + frame(DONE) + LAST_FRAME);
   },
+  // The same, after the stream has begun (its first chunk gone to the client), in the same write.
+  'echo-key-midstream'(s, req) {
+    const auth = /\r\nauthorization: *([^\r]*)/i.exec(req.head)?.[1] ?? '';
+    s.write(CHUNKED + frame(delta('Hel')));
+    setTimeout(() => { if (!s.destroyed) s.write(frame(delta('lo') + ev({ error: { message: `upstream said: key ${auth.slice(7)} is over its limit`, type: 'server_error', code: 500 } })) + frame(DONE) + LAST_FRAME); }, 10);
+  },
   // OpenAI when the account's credit is spent: a 429 that no wait will cure.
   quota(s) {
     const body = JSON.stringify({ error: { message: 'You exceeded your current quota, please check your plan and billing details.', type: 'insufficient_quota', param: null, code: 'insufficient_quota' } });
@@ -276,6 +282,7 @@ ${vllm('drip')}
   no-usage: { engine: openai-compatible, url: ${u('no-usage')}, model: mock, max_retries: 0 }
   echo-key: { engine: openai-compatible, url: ${u('echo-key')}, model: mock, api_key: env:ECHO_BACKEND_KEY, max_retries: 0 }
   echo-key-event: { engine: openai-compatible, url: ${u('echo-key-event')}, model: mock, api_key: env:ECHO_BACKEND_KEY, max_retries: 0 }
+  echo-key-midstream: { engine: openai-compatible, url: ${u('echo-key-midstream')}, model: mock, api_key: env:ECHO_BACKEND_KEY, max_retries: 0 }
   llamacpp: { engine: llamacpp, url: ${u('llamacpp')}, model: mock, max_retries: 0 }
   ollama-held: { engine: ollama, url: ${u('ollama-held', false)}, model: mock, max_retries: 0, timeouts: { idle: 300ms } }
   ollama-six: { engine: ollama, url: ${u('ollama-six', false)}, model: mock, max_retries: 0 }
@@ -312,6 +319,7 @@ roles:
   r-no-usage: { kind: chat, backends: [no-usage] }
   r-echo-key: { kind: chat, backends: [echo-key] }
   r-echo-key-event: { kind: chat, backends: [echo-key-event] }
+  r-echo-key-midstream: { kind: chat, backends: [echo-key-midstream] }
   r-ollama-six: { kind: chat, backends: [ollama-six] }
   r-ollama-tools: { kind: chat, backends: [ollama-tools] }
   r-ollama-mid-error: { kind: chat, backends: [ollama-mid-error] }
@@ -793,6 +801,13 @@ test('a backend that echoes its key in an error: the key reaches neither the cli
   assert.match(s.text, /Invalid API key provided: \[redacted\]/);
   assert.ok(!s.text.includes(ECHO_KEY), s.text);
   await waitForLog(f, from, (l) => l.msg === 'request' && l.model === 'r-echo-key-event');
+  // Quoted in an error event after the stream began, beside a chunk: relayed, the key taken out.
+  const m = await post(f.url, '/v1/chat/completions', { ...chat('r-echo-key-midstream'), stream: true });
+  assert.equal(m.status, 200);
+  assert.match(m.text, /"content":"lo"/);
+  assert.match(m.text, /upstream said: key \[redacted\] is over its limit/);
+  assert.ok(!m.text.includes(ECHO_KEY), m.text);
+  await waitForLog(f, from, (l) => l.msg !== undefined && l.model === 'r-echo-key-midstream');
   assert.ok(!(await (await fetch(`${f.url}/health`)).text()).includes(ECHO_KEY));
   assert.ok(!f.logs.slice(from).join('\n').includes(ECHO_KEY));
 });

@@ -40,6 +40,8 @@ export class BackendRuntime implements Member {
   readonly origin: string;
   /** Authorization header value for this backend, never the client's. */
   readonly authorization: string | undefined;
+  /** The key itself, as bytes to look for in what the backend streams (an engine may quote it). */
+  readonly keyBytes: Buffer | undefined;
   /** Set when the backend's key is missing from the environment: it is skipped, saying why. */
   readonly unusable: string | undefined;
 
@@ -101,6 +103,7 @@ export class BackendRuntime implements Member {
     this.basePath = u.pathname.replace(/\/+$/, '');
     const key = config.apiKey === undefined ? undefined : secrets.get(config.apiKey.env);
     this.authorization = key === undefined ? undefined : `Bearer ${key}`;
+    this.keyBytes = key === undefined || key === '' ? undefined : Buffer.from(key, 'utf8');
     this.unusable = config.apiKey !== undefined && key === undefined ? `its API key (${config.apiKey.env}) is not set` : undefined;
     const t = config.timeouts;
     // Idle connections kept 4 s on the fleet, under the 5 s keep-alive of uvicorn (vLLM) and

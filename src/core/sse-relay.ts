@@ -28,6 +28,12 @@ const DONE_TIGHT = Buffer.from('data:[DONE]');
 /** The closing event as the client receives it (and as the HTTP sink recognises it). */
 const DONE_EVENT = Buffer.from('data: [DONE]\n\n');
 const COLON = 0x3a;
+/** A backend's key as bytes to look for in what it relays, and how text is rid of it. */
+export interface BackendSecret {
+  bytes: Buffer;
+  redact: (text: string) => string;
+}
+
 /** An engine's error event (vLLM sends one mid-stream when generation fails, then [DONE]). */
 const ERROR_EVENT = Buffer.from('data: {"error"');
 /**
@@ -193,6 +199,7 @@ export class SseRelay {
   engineError: string | undefined;
   readonly #stripUsage: boolean;
   readonly #logprobsRefusal: boolean;
+  readonly #secret: BackendSecret | undefined;
   #pending: Buffer | undefined;
   /** Set by #scan: just past the last event boundary found. */
   #end = 0;
@@ -202,11 +209,14 @@ export class SseRelay {
   /**
    * stripUsage: the client did not ask for usage, so none reaches it. logprobsRefusal: a chat
    * stream with logprobs from an engine whose logprobs object has no `refusal` (vLLM's), which
-   * OpenAI's chunk schema requires: it is added (only such streams pay for the look).
+   * OpenAI's chunk schema requires: it is added (only such streams pay for the look). secret:
+   * the backend's own key, which an engine may quote (in an error event, say): an event that
+   * holds it reaches the client redacted (only backends with a key pay for the look).
    */
-  constructor(stripUsage: boolean, logprobsRefusal = false) {
+  constructor(stripUsage: boolean, logprobsRefusal = false, secret?: BackendSecret) {
     this.#stripUsage = stripUsage;
     this.#logprobsRefusal = logprobsRefusal;
+    this.#secret = secret;
   }
 
   /** Chunks relayed, [DONE] aside. */
@@ -301,6 +311,7 @@ export class SseRelay {
     if (out[8] === 0x65 && out[7] === QUOTE && this.engineError === undefined && endsWithAt(out, ERROR_EVENT.length, ERROR_EVENT)) this.engineError = engineErrorText(out);
     if (hasUsageObject(out)) out = this.#takeUsage(out);
     if (this.#logprobsRefusal && out.indexOf(LOGPROBS_CONTENT) !== -1) out = withLogprobsRefusal(out);
+    if (this.#secret !== undefined && out.indexOf(this.#secret.bytes) !== -1) out = Buffer.from(this.#secret.redact(out.toString('utf8')), 'utf8');
     this.events += this.#data;
     const d = doneEventAt(out);
     if (d !== -1) {

@@ -9,7 +9,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { NormalizeContext, Operation, PreparedRequest, StreamTranslator, Usage } from '../engines/types.ts';
-import { AttemptError, MAX_ERROR_BODY, secs, transportError, upstreamError } from './attempt-error.ts';
+import { AttemptError, MAX_ERROR_BODY, secs, transportError, upstreamError, withoutKeys } from './attempt-error.ts';
 import type { BackendRuntime } from './backend.ts';
 import { FabricError } from './errors.ts';
 import { LineSplitter, SseRelay, UnusableStart } from './sse-relay.ts';
@@ -104,7 +104,8 @@ class StreamCall extends UpstreamCall {
     this.#served = served;
     this.#cancel = cancel;
     if (backend.engine.streamFormat === 'sse') {
-      this.#relay = new SseRelay(!clientWantsUsage, prepared.logprobsRefusal === true);
+      const key = backend.keyBytes;
+      this.#relay = new SseRelay(!clientWantsUsage, prepared.logprobsRefusal === true, key === undefined ? undefined : { bytes: key, redact: (t) => withoutKeys(backend, t) });
     } else {
       this.#lines = new LineSplitter();
       this.#translator = backend.engine.streamTranslator!(op, nctx, clientWantsUsage, prepared);
@@ -202,7 +203,9 @@ class StreamCall extends UpstreamCall {
   }
 
   /** After the first byte: end the client's stream with an error event, never silently. */
-  #break(message: string): void {
+  #break(raw: string): void {
+    // What the backend said (Ollama's error line, say) may quote its own key.
+    const message = withoutKeys(this.#backend, raw);
     this.#streamError = message;
     this.#sink.write(`data: ${JSON.stringify({ error: { message: `stream from ${this.#backend.name} interrupted: ${message}`, type: 'server_error', param: null, code: 'stream_interrupted' } })}\n\n`);
     this.#sink.end();
