@@ -313,3 +313,21 @@ roles:
     await open.close();
   }
 });
+
+test('the admin API refuses a body that is not a JSON object, and a malformed key id in the path, with a 400, creating nothing', async () => {
+  const count = async (): Promise<number> => (await admin('/admin/keys')).json.data.length;
+  const before = await count();
+  for (const body of [null, [], 1, '"x"']) {
+    for (const path of ['/key/generate', '/admin/keys', '/key/delete']) {
+      const r = await fetch(f.url + path, { method: 'POST', headers: { authorization: `Bearer ${MASTER}`, 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+      assert.equal(r.status, 400, `${path} ${JSON.stringify(body)}`);
+      assert.match(((await r.json()) as any).error.message, /must be a JSON object/);
+    }
+  }
+  assert.equal(await count(), before, 'no key was made');
+  for (const [path, method] of [['/admin/keys/%E0%A4%A', 'GET'], ['/admin/keys/%E0%A4%A/revoke', 'POST'], ['/key/%E0/regenerate', 'POST']] as const) {
+    const r = await fetch(f.url + path, { method, headers: { authorization: `Bearer ${MASTER}` } });
+    assert.equal(r.status, 400, path);
+    assert.match(((await r.json()) as any).error.message, /percent-encoding/);
+  }
+});

@@ -34,13 +34,26 @@ function send(x: Exchange, status: number, body: unknown, type = 'application/js
   sendText(x, status, typeof body === 'string' ? body : JSON.stringify(body), type);
 }
 
-async function readJson(x: Exchange): Promise<unknown> {
+/** The body as a JSON object (an empty body is an empty one): every admin route takes fields. */
+async function readJson(x: Exchange): Promise<Record<string, unknown>> {
   const body = await x.body(MAX_ADMIN_BODY);
   if (body.length === 0) return {};
+  let j: unknown;
   try {
-    return JSON.parse(body.toString('utf8'));
+    j = JSON.parse(body.toString('utf8'));
   } catch (e) {
     throw new FabricError('invalid_json', `the request body is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof j !== 'object' || j === null || Array.isArray(j)) throw new FabricError('invalid_request', 'the request body must be a JSON object');
+  return j as Record<string, unknown>;
+}
+
+/** A key id from the path, percent-decoded; a malformed escape is the client's 400. */
+function pathId(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new FabricError('invalid_request', 'the key id in the path is not valid percent-encoding');
   }
 }
 
@@ -124,7 +137,7 @@ export async function handleAdmin(x: Exchange, path: string, query: URLSearchPar
   }
   const m = /^\/admin\/keys\/([^/]+)(?:\/(revoke|rotate))?$/.exec(path);
   if (m !== null) {
-    const id = decodeURIComponent(m[1]!);
+    const id = pathId(m[1]!);
     const action = m[2];
     if (action === undefined && method === 'GET') return send(x, 200, withSpend(await admin.find(id)));
     if (action === undefined && method === 'PATCH') {
@@ -183,7 +196,7 @@ export async function handleAdmin(x: Exchange, path: string, query: URLSearchPar
     return rest;
   };
   if (path === '/key/generate' && method === 'POST') {
-    const input = { ...(body as object) } as Record<string, unknown>;
+    const input = { ...body };
     if (input.key_alias === undefined && input.name === undefined) input.name = 'litellm-key';
     const patch = parseKeyInput(input, 'create', now);
     checkRoles(patch, a.gateway);
@@ -201,7 +214,7 @@ export async function handleAdmin(x: Exchange, path: string, query: URLSearchPar
     return send(x, 200, lite(await admin.update(target(body), patch, now)));
   }
   if (path === '/key/delete' && method === 'POST') {
-    const keys = (body as { keys?: unknown }).keys;
+    const keys = body?.keys;
     if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string')) throw new FabricError('invalid_request', 'keys must be a list of keys or key ids', { param: 'keys' });
     const deleted: string[] = [];
     for (const k of keys as string[]) deleted.push((await admin.revoke(k, now)).id);
@@ -209,7 +222,7 @@ export async function handleAdmin(x: Exchange, path: string, query: URLSearchPar
   }
   const regen = /^\/key\/(?:(.+)\/)?regenerate$/.exec(path);
   if (regen !== null && method === 'POST') {
-    const id = regen[1] !== undefined ? decodeURIComponent(regen[1]) : target(body);
+    const id = regen[1] !== undefined ? pathId(regen[1]) : target(body);
     const { record, secret } = await admin.rotate(id, now);
     return send(x, 200, lite(record, secret));
   }
