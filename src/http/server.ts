@@ -502,6 +502,9 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     if (!socket.writable) return socket.destroy();
     // Bytes after a request that closes its connection (Connection: close, HTTP/1.0): nothing to answer.
     if (err.code === 'HPE_CLOSED_CONNECTION') return;
+    // The client ended its side in the middle of a request: it has gone (its request, if it had
+    // begun, has its own line as a 499); nothing to answer or log.
+    if (err.code === 'HPE_INVALID_EOF_STATE') return socket.destroy();
     const id = ids.next();
     const [status, message, code] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, `request headers exceed the limit of ${maxHeaderBytes} bytes`, 'headers_too_large']
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, `the request did not arrive in time (its head within ${HEADERS_TIMEOUT_MS / 1000} s, its body within ${REQUEST_TIMEOUT_MS / 1000} s)`, 'request_timeout']
