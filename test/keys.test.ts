@@ -331,3 +331,17 @@ test('the admin API refuses a body that is not a JSON object, and a malformed ke
     assert.match(((await r.json()) as any).error.message, /percent-encoding/);
   }
 });
+
+test('a key limited to some roles: the 404 for a name it mistyped suggests only what it may use', async () => {
+  const { json } = await admin('/admin/keys', { name: 'limited-hint', roles: ['chat-fast'] });
+  const ask = (model: string) => post(f.url, '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }] }, { authorization: `Bearer ${json.key}` });
+  const other = await ask('openai/stron');
+  assert.equal(other.status, 404);
+  assert.doesNotMatch(other.json.error.message, /did you mean/, 'a role the key cannot see is not named');
+  const own = await ask('chat-fas');
+  assert.equal(own.status, 404);
+  assert.match(own.json.error.message, /did you mean `chat-fast`\?/);
+  // The master key sees every role.
+  const master = await post(f.url, '/v1/chat/completions', { model: 'openai/stron', messages: [{ role: 'user', content: 'x' }] }, { authorization: `Bearer ${MASTER}` });
+  assert.match(master.json.error.message, /did you mean `openai\/strong`\?/);
+});

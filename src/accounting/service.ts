@@ -199,7 +199,7 @@ export class Accounting {
       throw new FabricError('store_unavailable', 'the gateway cannot record usage now (its database is unreachable) and is configured to refuse requests until it can (gateway.accounting.on_store_down: refuse)', { headers: { 'retry-after': '5' } });
     }
     const model = body.model as string;
-    const route = gw.route(op, model);
+    const route = gw.route(op, model, key?.roles === undefined ? undefined : (name) => allows(key, name, gw));
     ctx.route = route;
     const init: AccountInit = {
       ctx, key, op, model, body, stream: body.stream === true && op !== 'embeddings', ts, keyScope: undefined, tpm: NO_TPM,

@@ -147,11 +147,15 @@ export class Gateway {
     return this.table.listed();
   }
 
-  /** Resolve the model and check it fits the operation; throws 404 / 400. */
-  route(op: Operation, model: string): RouteT {
+  /**
+   * Resolve the model and check it fits the operation; throws 404 / 400. `visible`: the routes the
+   * caller may see (a key limited to some roles), the only ones a did-you-mean may name.
+   */
+  route(op: Operation, model: string, visible?: (routeName: string) => boolean): RouteT {
     const r = this.table.resolve(model);
     if (r === undefined) {
-      const hint = suggest(model, this.table.names());
+      const names = visible === undefined ? this.table.names() : [...this.table.names()].filter((n) => { const t = this.table.resolve(n); return t !== undefined && visible(t.route.name); });
+      const hint = suggest(model, names);
       throw new FabricError('model_not_found', `The model \`${model}\` does not exist on this gateway${hint === undefined ? '' : ` (did you mean \`${hint}\`?)`}; GET /v1/models lists what it serves`, { param: 'model' });
     }
     const want = op === 'embeddings' ? 'embeddings' : 'chat';
