@@ -1184,3 +1184,27 @@ test('the openai SDK\'s requests (chat, stream, embeddings, models) all take the
   assert.equal(after[took] - before[took], 5, JSON.stringify({ before, after }));
   assert.equal(after[other] - before[other], 0, JSON.stringify({ before, after }));
 });
+
+test('bodies the gateway cannot read as sent: compressed (415 naming the encoding), invalid UTF-8 (400, never decoded to U+FFFD and sent on); an Expect it cannot meet and CONNECT get OpenAI-shaped refusals', async () => {
+  const { gzipSync } = await import('node:zlib');
+  const json = JSON.stringify(chat('chat-fast'));
+  const sent = f.fleet.get('armitage').requests().length;
+  const gz = await fetch(`${f.url}/v1/chat/completions`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gzipSync(json) });
+  assert.equal(gz.status, 415);
+  const gzBody = await gz.json() as any;
+  assert.equal(gzBody.error.code, 'unsupported_media_type');
+  assert.match(gzBody.error.message, /"gzip"-encoded: send it uncompressed/);
+  const bad = Buffer.concat([Buffer.from(json.slice(0, -3)), Buffer.from([0xc3, 0x28]), Buffer.from(json.slice(-3))]);
+  const u = await fetch(`${f.url}/v1/chat/completions`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: bad });
+  assert.equal(u.status, 400);
+  assert.match(((await u.json()) as any).error.message, /not valid UTF-8/);
+  assert.equal(f.fleet.get('armitage').requests().length, sent, 'nothing reached the backend');
+
+  const expect = await rawExchange('GET /health/live HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n');
+  assert.match(expect, /^HTTP\/1\.1 417 /);
+  assert.match(expect, /"code":"expectation_failed"/);
+  assert.match(expect, /x-request-id: req_/i);
+  const tunnel = await rawExchange('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
+  assert.match(tunnel, /^HTTP\/1\.1 405 /);
+  assert.match(tunnel, /not a forward proxy/);
+});

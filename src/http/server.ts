@@ -2,6 +2,7 @@
 // steps, and the writing of JSON, errors and SSE, over an Exchange (exchange.ts) that either the
 // fast lane (fast-lane.ts) or node:http carries. Everything else is in core.
 
+import { isUtf8 } from 'node:buffer';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { FabricError, STREAM_INTERRUPTED, toFabricError, wasSent } from '../core/errors.ts';
@@ -231,16 +232,26 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     }
   }
 
+  /** Why a body cannot be read: a 415 naming its Content-Encoding when it has one (the gateway decodes none), else a 400. */
+  function unreadableBody(x: Exchange, why: string): FabricError {
+    const enc = x.headers['content-encoding'];
+    return enc !== undefined && enc !== 'identity'
+      ? new FabricError('unsupported_media_type', `the request body is ${JSON.stringify(enc.slice(0, 40))}-encoded: send it uncompressed (the gateway does not decode request bodies)`)
+      : new FabricError('invalid_json', `the request body ${why}`);
+  }
+
   async function runInference(gw: Gateway, inf: Inference, x: Exchange, ctx: RequestContext, started: number): Promise<void> {
     const op = inf.op;
     const bytes = await x.body(maxBodyBytes());
     ctx.bodyBytes = bytes.length;
+    // Invalid UTF-8 would be decoded to U+FFFD and sent on: a prompt other than the one sent.
+    if (!isUtf8(bytes)) throw unreadableBody(x, 'is not valid UTF-8');
     const raw = bytes.toString('utf8');
     let parsed: unknown;
     try {
       parsed = JSON.parse(raw);
     } catch (e) {
-      throw new FabricError('invalid_json', `the request body is not valid JSON: ${(e as Error).message}`);
+      throw unreadableBody(x, `is not valid JSON: ${(e as Error).message}`);
     }
     let echo: ResponsesEcho | undefined;
     /** Whose Responses items these are (item_reference finds only a key's own). */
@@ -497,6 +508,20 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     setIdHeaders(x, id, undefined, app.gateway.config.simulated);
     app.log.info('request refused', { id, method: req.method, path: req.url?.slice(0, 200), status: 400, code: 'invalid_request' });
     sendError(x, new FabricError('invalid_request', 'an HTTP/1.1 request must have a Host header', { headers: { connection: 'close' } }));
+  });
+  // An Expect other than 100-continue (node:http's own 417 has no body), and CONNECT (which
+  // node:http answers by closing the connection): OpenAI-shaped refusals, logged like the rest.
+  server.on('checkExpectation', (req, res: ServerResponse) => {
+    const x = new NodeExchange(req, res);
+    const id = ids.next();
+    setIdHeaders(x, id, undefined, app.gateway.config.simulated);
+    app.log.info('request refused', { id, method: req.method, path: req.url?.slice(0, 200), status: 417, code: 'expectation_failed' });
+    sendError(x, new FabricError('expectation_failed', `Expect: ${String(req.headers.expect).slice(0, 60)} cannot be met; only 100-continue is`, { headers: { connection: 'close' } }));
+  });
+  server.on('connect', (req, socket: Socket) => {
+    const id = ids.next();
+    app.log.info('request refused', { id, method: 'CONNECT', path: req.url?.slice(0, 200), status: 405, code: 'method_not_allowed' });
+    endAfterAnswers(socket, closingErrorAnswer(405, 'CONNECT is not served: this is an API gateway, not a forward proxy', 'method_not_allowed', id));
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return socket.destroy();
