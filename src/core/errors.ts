@@ -19,6 +19,8 @@ export const ErrorCatalogue = {
   method_not_allowed: { status: 405, type: 'invalid_request_error' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error' },
   expectation_failed: { status: 417, type: 'invalid_request_error' },
+  // A request whose head or body did not arrive in time (the client's answer, and its log line).
+  request_timeout: { status: 408, type: 'invalid_request_error' },
   body_too_large: { status: 413, type: 'invalid_request_error' },
   rate_limit_exceeded: { status: 429, type: 'rate_limit_error' },
   // nginx's 499: never sent (the client is gone), but counted and logged as what it is.

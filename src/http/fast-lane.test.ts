@@ -19,6 +19,8 @@ interface Served {
   /** Requests the handler saw, with the lane that carried each. */
   seen: { method: string; url: string; lane: 'fast' | 'node'; body: string }[];
   aborted: number;
+  /** The codes of the errors the handler's body reads failed with. */
+  bodyErrors: string[];
   close(): Promise<void>;
 }
 
@@ -30,7 +32,7 @@ interface Served {
  *   /bad      → a header value with CRLF (must throw)
  */
 async function serve(fast: boolean, opts: Partial<FastLaneOptions> = {}): Promise<Served> {
-  const s: Served = { url: '', port: 0, server: undefined as never, lane: undefined, seen: [], aborted: 0, close: async () => {} };
+  const s: Served = { url: '', port: 0, server: undefined as never, lane: undefined, seen: [], aborted: 0, bodyErrors: [], close: async () => {} };
   const handler = (x: Exchange): void => {
     // Answered before any await: the answer ends inside the call that handed the request over.
     if (x.url === '/sync') return sendJson(x, 200, '{"sync":true}');
@@ -51,6 +53,7 @@ async function serve(fast: boolean, opts: Partial<FastLaneOptions> = {}): Promis
         raw = await x.body(1024);
       } catch (e) {
         const fe = e as FabricError;
+        s.bodyErrors.push(fe.code);
         sendJson(x, fe.status, JSON.stringify(fe.toBody()), fe.headers);
         return;
       }
@@ -537,9 +540,12 @@ describe('fast lane timeouts and closing', () => {
     await withServer(true, { requestTimeoutMs: 150 }, async (s) => {
       const c = new Raw(s.port);
       c.send('POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc');
-      assert.equal((await c.answer()).status, 408);
+      const a = await c.answer();
+      assert.equal(a.status, 408);
+      assert.equal(JSON.parse(a.body).error.code, 'request_timeout');
       await c.end();
       assert.equal(s.seen.length, 0);
+      assert.deepEqual(s.bodyErrors, ['request_timeout'], 'the handler, which logs the request, sees the same code');
     });
   });
 

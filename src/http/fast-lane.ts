@@ -153,7 +153,7 @@ export class FastLane {
           const x = c.x;
           // The id the handler already gave this request (its exchange's preset starts with it).
           c.refuse(timeoutAnswer(what, x?.preset?.[1] ?? o.requestId?.()));
-          x?.bodyFailed(new FabricError('invalid_request', what, { status: 408 }));
+          x?.bodyFailed(new FabricError('request_timeout', what));
           x?.aborted();
         }
       } else if (c.state === DRAIN) {
