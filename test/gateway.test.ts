@@ -1208,3 +1208,33 @@ test('bodies the gateway cannot read as sent: compressed (415 naming the encodin
   assert.match(tunnel, /^HTTP\/1\.1 405 /);
   assert.match(tunnel, /not a forward proxy/);
 });
+
+test('the gateway out of file descriptors while calling a backend: a 503 of its own (Retry-After 1), no backend blamed, no fallback tried', async () => {
+  const backend = f.gw.app.gateway.backends.get('armitage-qwen')!;
+  const real = backend.pool;
+  const exhausted = {
+    dispatch(_opts: unknown, handler: { onRequestStart?: (c: unknown, x: unknown) => void; onResponseError?: (c: unknown, e: Error) => void }) {
+      const controller = { abort() {}, pause() {}, resume() {}, aborted: false, paused: false, reason: null };
+      setImmediate(() => { handler.onRequestStart?.(controller, {}); handler.onResponseError?.(controller, Object.assign(new Error('connect EMFILE 127.0.0.1'), { code: 'EMFILE' })); });
+      return true;
+    },
+    close: real.close.bind(real), destroy: real.destroy.bind(real),
+  };
+  (backend as { pool: unknown }).pool = exhausted;
+  const fallbackBefore = f.fleet.get('wintermute').requests().length;
+  const stateBefore = backend.state;
+  try {
+    for (const stream of [false, true]) {
+      const r = await post(f.url, '/v1/chat/completions', { ...chat('chat-fast'), stream }, auth);
+      assert.equal(r.status, 503, r.text);
+      assert.equal(r.json.error.code, 'gateway_overloaded');
+      assert.match(r.json.error.message, /EMFILE \(out of file descriptors: raise LimitNOFILE/);
+      assert.equal(r.headers.get('retry-after'), '1');
+    }
+  } finally {
+    (backend as { pool: unknown }).pool = real;
+  }
+  assert.equal(backend.consecutiveFailures, 0, 'the backend is not blamed');
+  assert.equal(backend.state, stateBefore);
+  assert.equal(f.fleet.get('wintermute').requests().length, fallbackBefore, 'a fallback would fail the same way');
+});

@@ -22,6 +22,8 @@ export class AttemptError extends Error {
   quotaSpent = false;
   /** The request field a refusal names (client errors), for the client's error. */
   param: string | undefined = undefined;
+  /** The gateway's own machine failed the call (out of file descriptors or memory): no backend's fault. */
+  local = false;
   constructor(failure: FailureClass, message: string, status?: number, retryAfter?: string) {
     super(message);
     this.failure = failure;
@@ -60,6 +62,9 @@ const NETWORK_CODES: Record<string, string> = {
   UND_ERR_CLOSED: 'connection closed',
 };
 
+/** Transport errors of the gateway's own machine, not of the backend it was calling. */
+const LOCAL_CODES = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'ENOBUFS']);
+
 /** A transport error's code (its own, or its cause's, as undici and fetch wrap them). */
 export function errorCode(e: unknown): string | undefined {
   const err = e as { code?: unknown; cause?: { code?: unknown } } | null;
@@ -97,6 +102,11 @@ export function transportError(backend: BackendRuntime, e: unknown, timedOut: st
   // head: the backend answered, and badly. Not retried on it, unlike a lost connection.
   if (code === BAD_RESPONSE || code?.startsWith('HPE_') === true) return new AttemptError('malformed', `sent a malformed HTTP answer: ${message ?? code}`);
   if (code === TRUNCATED) return new AttemptError('malformed', message ?? 'the answer was cut off');
+  if (code !== undefined && LOCAL_CODES.has(code)) {
+    const local = new AttemptError('connect', `the gateway could not open a connection: ${code} (${code === 'EMFILE' || code === 'ENFILE' ? 'out of file descriptors: raise LimitNOFILE / ulimit -n' : 'out of memory or buffers'})`);
+    local.local = true;
+    return local;
+  }
   return new AttemptError('connect', networkErrorText(code) ?? `request failed: ${code ?? message ?? 'unknown error'}`);
 }
 

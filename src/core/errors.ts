@@ -33,6 +33,8 @@ export const ErrorCatalogue = {
   bad_upstream_response: { status: 502, type: 'server_error' },
   no_backend_available: { status: 503, type: 'server_error' },
   shutting_down: { status: 503, type: 'server_error' },
+  // The gateway's own machine ran out of file descriptors or memory while calling a backend.
+  gateway_overloaded: { status: 503, type: 'server_error' },
   store_unavailable: { status: 503, type: 'server_error' },
   upstream_timeout: { status: 504, type: 'server_error' },
 } as const;
