@@ -118,6 +118,10 @@ test('"required" of several tools: one branch per tool (local $refs re-rooted), 
   const args = JSON.parse(call.function.arguments);
   assert.equal(typeof args, 'object');
   assert.equal('name' in args, false, 'the arguments, not the {name, arguments} wrapper');
+  // The simulated model takes the first branch, and follows its re-rooted $ref as an engine does.
+  assert.equal(call.function.name, 'book_trip');
+  assert.equal(typeof args.to?.city, 'string', JSON.stringify(args));
+  assert.ok(Number.isInteger(args.nights) && args.nights >= 1);
 
   const s = await streamed(body);
   assert.equal(s.content, '');

@@ -64,19 +64,23 @@ export function forcedTool(body: JsonObject): { forced: ForcedTool; schema: unkn
   };
 }
 
+/** The start of a {"name", "arguments"} answer the grammar held to its schema: the name, then where the arguments begin. */
+const NAMED_CALL = /^\s*\{\s*"name"\s*:\s*("(?:[^"\\]|\\.)*")\s*(?:,\s*"arguments"\s*:\s*)?/;
+
 /**
  * The call in the JSON the engine answered (`content`): {name, arguments} with arguments as a
- * JSON string, or undefined when the answer cannot be read as one (cut short before the name).
- * One function's arguments are passed as they came, as OpenAI passes a call cut at max_tokens.
+ * JSON string, or undefined when the answer cannot be read as one (cut short before its name).
+ * Arguments cut short (max_tokens) are passed as they came, as OpenAI passes a call cut so.
  */
 export function callIn(forced: ForcedTool, content: string): { name: string; arguments: string } | undefined {
   if (forced.name !== undefined) return { name: forced.name, arguments: content };
-  let j: unknown;
   try {
-    j = JSON.parse(content);
+    const j: unknown = JSON.parse(content);
+    return isObj(j) && typeof j.name === 'string' ? { name: j.name, arguments: JSON.stringify(j.arguments ?? {}) } : undefined;
   } catch {
-    return undefined;
+    // Cut short: the name, if it came whole, and the arguments as far as they got.
+    const m = NAMED_CALL.exec(content);
+    if (m === null) return undefined;
+    return { name: JSON.parse(m[1]!) as string, arguments: m[0].includes('"arguments"') ? content.slice(m[0].length) : '' };
   }
-  if (!isObj(j) || typeof j.name !== 'string') return undefined;
-  return { name: j.name, arguments: JSON.stringify(j.arguments ?? {}) };
 }

@@ -231,7 +231,7 @@ test('tools: Ollama has no tool_choice, so "none" sends no tools and a named fun
   assert.equal(prepared({ messages: msgs, tools, tool_choice: 'auto' }).tool_choice, undefined, 'never sent');
 });
 
-test('a forced call cut short by num_predict: finish_reason "length"; a choice of several cut before its JSON closes stays text', () => {
+test('a forced call cut short by num_predict: finish_reason "length"; a choice of several cut after its name is that call, cut before it stays text', () => {
   const tools = [
     { type: 'function', function: { name: 'a', parameters: { type: 'object', properties: { x: { type: 'string' } } } } },
     { type: 'function', function: { name: 'b', parameters: { type: 'object', properties: {} } } },
@@ -245,8 +245,14 @@ test('a forced call cut short by num_predict: finish_reason "length"; a choice o
   const several = engine.prepare('chat', { model: 'm', messages: [{ role: 'user', content: 'hi' }], tools, tool_choice: 'required', stream: true }, { model: 'm', wantStreamUsage: false, clientWantsUsage: false });
   assert.deepEqual(several.forcedTool, { name: undefined });
   const s = engine.streamTranslator('chat', ctx, false, several);
-  const open = events([s.line(line({ content: '{"name": "a", "argu' })), s.line(line({}, { done: true, done_reason: 'length' }))].join('')).filter((e) => e !== '[DONE]');
-  assert.deepEqual(open.map((e) => [e.choices[0].delta.content ?? null, e.choices[0].delta.tool_calls ?? null, e.choices[0].finish_reason]), [[null, null, null], ['{"name": "a", "argu', null, null], [null, null, 'length']]);
+  const open = events([s.line(line({ content: '{"name": "a", "arguments": {"x": "he' })), s.line(line({}, { done: true, done_reason: 'length' }))].join('')).filter((e) => e !== '[DONE]');
+  assert.deepEqual(open.map((e) => [e.choices[0].delta.content ?? null, e.choices[0].delta.tool_calls?.[0]?.function ?? null, e.choices[0].finish_reason]), [[null, null, null], [null, { name: 'a', arguments: '{"x": "he' }, null], [null, null, 'length']]);
+  const early = engine.streamTranslator('chat', ctx, false, several);
+  const nameless = events([early.line(line({ content: '{"na' })), early.line(line({}, { done: true, done_reason: 'length' }))].join('')).filter((e) => e !== '[DONE]');
+  assert.deepEqual(nameless.map((e) => [e.choices[0].delta.content ?? null, e.choices[0].finish_reason]), [[null, null], ['{"na', null], [null, 'length']], 'no name to call: the text as it came');
+  const unary = engine.normalize('chat', { model: 'm', message: { role: 'assistant', content: '{"name":"b"' }, done: true, done_reason: 'length' }, { tools, tool_choice: 'required' }, ctx) as any;
+  assert.deepEqual(unary.choices[0].message.tool_calls[0].function, { name: 'b', arguments: '' });
+  assert.equal(unary.choices[0].finish_reason, 'length');
 
   const whole = engine.normalize('chat', { model: 'm', message: { role: 'assistant', content: '{"name": "b", "arguments": {}}' }, done: true, done_reason: 'stop' }, { tools, tool_choice: 'required' }, ctx) as any;
   assert.deepEqual(whole.choices[0].message.tool_calls, [{ id: 'call_r1_0', type: 'function', function: { name: 'b', arguments: '{}' } }]);

@@ -59,13 +59,15 @@ function properNoun(text: string): string | undefined {
   return undefined;
 }
 
-/** A JSON pointer into the root schema (`#/$defs/Unit`), as $ref names it; undefined for other refs. */
+/** A JSON pointer into the root schema (`#/$defs/Unit`, `#/anyOf/0/…`), as $ref names it; undefined for other refs. */
 function resolveRef(root: unknown, ref: string): unknown {
   if (!ref.startsWith('#')) return undefined;
   let cur = root;
   for (const part of ref.slice(1).split('/').filter((p) => p !== '')) {
-    if (!isRecord(cur)) return undefined;
-    cur = cur[decodeURIComponent(part).replaceAll('~1', '/').replaceAll('~0', '~')];
+    const key = decodeURIComponent(part).replaceAll('~1', '/').replaceAll('~0', '~');
+    if (Array.isArray(cur)) cur = /^\d+$/.test(key) ? cur[Number(key)] : undefined;
+    else if (isRecord(cur)) cur = cur[key];
+    else return undefined;
   }
   return cur;
 }
