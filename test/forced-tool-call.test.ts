@@ -180,3 +180,26 @@ test('llama.cpp: a function named in tool_choice is sent as "required" of that t
   assert.equal(lastBody(f, 'cpp').tool_choice, 'auto');
   assert.equal(lastBody(f, 'cpp').tools.length, 2);
 });
+
+test('a tool_choice that forces a call it cannot make is a 400 naming tool_choice (never prose as if called), on chat and on the Responses API', async () => {
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ tools: [WEATHER], tool_choice: { type: 'function', function: { name: 'nope' } } }, /names the function "nope", which is not among `tools`/],
+    [{ tool_choice: 'required' }, /"required" needs `tools`/],
+    [{ tools: [], tool_choice: 'required' }, /"required" needs `tools`/],
+    [{ tool_choice: { type: 'function', function: { name: 'get_weather' } } }, /not among `tools`/],
+    [{ tools: [WEATHER], tool_choice: 'sometimes' }, /must be "none", "auto", "required"/],
+  ];
+  for (const model of ['chat-deep', 'chat-cpp']) {
+    for (const [extra, message] of cases) {
+      const r = await post(f.url, '/v1/chat/completions', { ...ask(extra), model });
+      assert.equal(r.status, 400, `${model} ${JSON.stringify(extra)}: ${r.text}`);
+      assert.equal(r.json.error.param, 'tool_choice');
+      assert.match(r.json.error.message, message);
+    }
+  }
+  const responses = await post(f.url, '/v1/responses', { model: 'chat-deep', input: 'hi', tools: [{ type: 'function', name: 'ping', parameters: { type: 'object', properties: {} } }], tool_choice: { type: 'function', name: 'pong' } });
+  assert.equal(responses.status, 400);
+  assert.equal(responses.json.error.param, 'tool_choice');
+  // "auto" and "none" without tools ask for nothing.
+  for (const tool_choice of ['auto', 'none']) assert.equal((await post(f.url, '/v1/chat/completions', ask({ tool_choice }))).status, 200);
+});

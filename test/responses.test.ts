@@ -129,6 +129,46 @@ test('token logprobs, asked for with include (and top_logprobs): on the output t
   assert.equal(bad.json.error.param, 'top_logprobs');
 });
 
+test('optional fields the Response echoes are checked, not echoed wrong: tools, text.format, reasoning, metadata, parallel_tool_calls, user; a field named like an Object method is no refused field', async () => {
+  const fn = { type: 'function', name: 'f', parameters: { type: 'object', properties: {} } };
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ tools: [{ ...fn, parameters: 'x' }] }, 'tools[0].parameters'],
+    [{ tools: [{ ...fn, parameters: [] }] }, 'tools[0].parameters'],
+    [{ tools: [{ ...fn, strict: 'yes' }] }, 'tools[0].strict'],
+    [{ tools: [{ ...fn, description: 5 }] }, 'tools[0].description'],
+    [{ text: { format: { type: 'json_schema', name: 'a', schema: {}, strict: 'yes' } } }, 'text.format.strict'],
+    [{ text: { format: { type: 'json_schema', name: 'a', schema: {}, description: 5 } } }, 'text.format.description'],
+    [{ text: { verbosity: 7 } }, 'text.verbosity'],
+    [{ reasoning: 'high' }, 'reasoning'],
+    [{ reasoning: { effort: 'ultra' } }, 'reasoning.effort'],
+    [{ metadata: { a: { b: 1 } } }, 'metadata.a'],
+    [{ metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }, 'metadata'],
+    [{ parallel_tool_calls: 'no' }, 'parallel_tool_calls'],
+    [{ user: 5 }, 'user'],
+    [{ include: [1] }, 'include'],
+  ];
+  for (const [extra, param] of cases) {
+    const r = await post(f.url, '/v1/responses', { model: 'chat-fast', input: 'hi', ...extra }, auth);
+    assert.equal(r.status, 400, `${JSON.stringify(extra).slice(0, 80)}: ${r.text}`);
+    assert.equal(r.json.error.param, param);
+  }
+  // Errors name the Responses fields, not those of the chat request the input became.
+  const reasoningOnly = await post(f.url, '/v1/responses', { model: 'chat-fast', input: [{ type: 'reasoning', id: 'rs_1', summary: [] }] }, auth);
+  assert.equal(reasoningOnly.status, 400);
+  assert.equal(reasoningOnly.json.error.param, 'input');
+  const tooLong = await post(f.url, '/v1/responses', { model: 'chat-fast', input: 'word '.repeat(9000) }, auth);
+  assert.equal(tooLong.status, 400, tooLong.text);
+  assert.equal(tooLong.json.error.code, 'context_length_exceeded');
+  assert.equal(tooLong.json.error.param, 'input');
+  for (const k of ['toString', 'constructor', 'hasOwnProperty']) {
+    const r = await post(f.url, '/v1/responses', { model: 'chat-fast', input: 'hi', [k]: 1 }, auth);
+    assert.doesNotMatch(r.text, /native code|\[object Object\]/, k);
+  }
+  const ok = await f.client.responses.create({ model: 'chat-fast', input: 'hi', metadata: { app: 'notes' }, reasoning: { effort: 'low' }, text: { verbosity: 'low' }, parallel_tool_calls: false, user: 'u1' });
+  assert.deepEqual(validate('Response', ok), []);
+  assert.deepEqual(ok.metadata, { app: 'notes' });
+});
+
 test('max_output_tokens cuts the answer: status incomplete with max_output_tokens as the reason, streamed or not', async () => {
   const r = await f.client.responses.create({ model: 'chat-fast', input: 'a long story', max_output_tokens: 3 });
   assert.equal(r.status, 'incomplete');

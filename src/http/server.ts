@@ -14,7 +14,7 @@ import type { JsonObject, Operation } from '../engines/types.ts';
 import { MasterKey } from './auth.ts';
 import { checkForbidden, validateRequest } from './validate.ts';
 import { allowedOrigin, corsHeaders, isPreflight, OpenGatewayGuard, preflightHeaders } from './cors.ts';
-import { fromResponsesRequest, referencedIds, type ResponsesEcho } from './responses/request.ts';
+import { fromResponsesRequest, referencedIds, responsesParam, type ResponsesEcho } from './responses/request.ts';
 import { ResponseIds, toResponse } from './responses/response.ts';
 import { ResponsesStream } from './responses/stream.ts';
 import { RecentItems } from './responses/items.ts';
@@ -207,6 +207,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     op: Operation;
     /** POST /v1/responses: a chat request in the Responses API's dialect, both ways. */
     responses: boolean;
+    /** Its Responses request was translated: later errors name chat fields, to be named as the client's. */
+    translated?: boolean;
     model: string | undefined; key: KeyRecord | undefined; account: RequestAccount | undefined; ts: number;
   }
 
@@ -264,6 +266,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       const t = fromResponsesRequest(parsed, gw.config.gateway.limits, (itemId) => recentItems.recall(owner, itemId), bytes.length);
       parsed = t.chat;
       echo = t.echo;
+      inf.translated = true;
       // The prompt's size as routing sees it (the check before sending): what references brought in counts.
       ctx.bodyBytes += t.referencedBytes;
     }
@@ -457,6 +460,11 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       const gone = fe.status === 499;
       if (gone && app.cutOff === true) fe = new FabricError('shutting_down', 'the gateway stopped before the request was done: the drain\'s grace ran out', { attempts: fe.attempts });
       if (fe.code === 'internal_error') app.log.error('internal error', { id, path, error: String((e as Error)?.stack ?? e) });
+      // A Responses request's error names its own fields, not those of the chat request it became.
+      if (inf?.translated === true && fe.param !== null) {
+        const param = responsesParam(fe.param);
+        if (param !== fe.param) fe = new FabricError(fe.code, fe.message, { param, attempts: fe.attempts, headers: fe.headers, status: fe.status });
+      }
       const ms = performance.now() - started;
       if (inf !== undefined) {
         // Every inference request gets its one 'request' line, failed ones too.

@@ -116,6 +116,28 @@ export function checkForbidden(body: JsonObject, raw: string): void {
   }
 }
 
+/**
+ * A tool_choice that forces a call needs the tool it forces: "required" some tools, a named
+ * function one of them by that name (OpenAI and vLLM refuse both). Engines that cannot be told
+ * would answer in prose, as if the call had been made. "auto" and "none" ask for nothing.
+ */
+function checkToolChoice(body: JsonObject): void {
+  const choice = body.tool_choice;
+  if (choice === undefined || choice === null || choice === 'auto' || choice === 'none') return;
+  const tools = Array.isArray(body.tools) ? body.tools : [];
+  if (choice === 'required') {
+    if (tools.length === 0) throw bad('tool_choice', '`tool_choice` "required" needs `tools` to call');
+    return;
+  }
+  if (!isObj(choice) || !isObj(choice.function) || typeof choice.function.name !== 'string') {
+    throw bad('tool_choice', '`tool_choice` must be "none", "auto", "required" or {"type": "function", "function": {"name": …}}');
+  }
+  const name = choice.function.name;
+  if (!tools.some((t) => isObj(t) && isObj(t.function) && t.function.name === name)) {
+    throw bad('tool_choice', `\`tool_choice\` names the function ${JSON.stringify(name).slice(0, 80)}, which is not among \`tools\``);
+  }
+}
+
 export function validateRequest(op: Operation, body: unknown, raw: string, limits: Limits): JsonObject {
   if (!isObj(body)) throw new FabricError('invalid_request', 'the request body must be a JSON object');
   if (depthOf(raw) > MAX_DEPTH) throw new FabricError('invalid_request', `the request body nests objects and arrays more than ${MAX_DEPTH} levels deep`);
@@ -164,6 +186,7 @@ export function validateRequest(op: Operation, body: unknown, raw: string, limit
         throw bad(`messages[${i}].content`, `\`messages[${i}].content\` is required for a ${msg.role} message`);
       }
     }
+    checkToolChoice(body);
   } else if (op === 'completions') {
     const p = body.prompt;
     const ok = typeof p === 'string' || (Array.isArray(p) && p.length > 0);

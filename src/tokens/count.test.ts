@@ -38,3 +38,12 @@ test('counting costs linear time and yields the event loop: a run of one letter 
     assert.ok(parts.every((p) => !/(\S{257,}|\s{257,})/.test(p)), 'no run past 256 characters');
   }
 });
+
+test('the prompt counted includes an assistant turn\'s tool-call arguments, as the engine reads them', async () => {
+  const t = new TokenCounter();
+  const big = 'word '.repeat(2000);
+  const body = { messages: [{ role: 'user', content: 'write it' }, { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'write_file', arguments: JSON.stringify({ text: big }) } }] }, { role: 'tool', tool_call_id: 'c1', content: 'ok' }] };
+  assert.ok(TokenCounter.texts(body).some((s) => s.includes(big)));
+  assert.equal(await t.exceeds(body, 1000), true);
+  assert.ok(await t.count(body) > 2000);
+});

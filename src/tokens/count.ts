@@ -84,6 +84,14 @@ export class TokenCounter {
         else if (Array.isArray(c)) {
           for (const p of c) if (typeof p === 'object' && p !== null && typeof (p as { text?: unknown }).text === 'string') out.push((p as { text: string }).text);
         }
+        // An assistant turn's calls: their arguments (a file an agent wrote, say) are prompt too.
+        const calls = (m as { tool_calls?: unknown }).tool_calls;
+        if (Array.isArray(calls)) {
+          for (const tc of calls) {
+            const args = (tc as { function?: { arguments?: unknown } } | null)?.function?.arguments;
+            if (typeof args === 'string') out.push(args);
+          }
+        }
       }
     }
     const prompt = body.prompt;

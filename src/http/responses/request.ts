@@ -57,6 +57,41 @@ const IGNORED = new Set([
   'top_logprobs', 'context_management', 'prompt_cache_options', 'moderation',
 ]);
 
+/** A table's own entry (a request's `toString` or `__proto__` is no key of it). */
+function own(table: Record<string, string>, k: string): string | undefined {
+  return Object.hasOwn(table, k) ? table[k] : undefined;
+}
+
+/** The Responses API's reasoning efforts and verbosities (ReasoningEffort, Verbosity in OpenAI's schema). */
+const EFFORTS = new Set(['none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max']);
+const VERBOSITIES = new Set(['low', 'medium', 'high']);
+
+/** Optional fields the answer echoes: a wrong type is refused, rather than echoed into a Response that breaks OpenAI's schema. */
+function checkTypes(body: JsonObject): void {
+  const given = (v: unknown): boolean => v !== undefined && v !== null;
+  if (given(body.parallel_tool_calls) && typeof body.parallel_tool_calls !== 'boolean') throw bad('parallel_tool_calls', '`parallel_tool_calls` must be a boolean');
+  if (given(body.user) && typeof body.user !== 'string') throw bad('user', '`user` must be a string');
+  if (given(body.reasoning)) {
+    if (!isObj(body.reasoning)) throw bad('reasoning', '`reasoning` must be an object');
+    const e = body.reasoning.effort;
+    if (given(e) && (typeof e !== 'string' || !EFFORTS.has(e))) throw bad('reasoning.effort', `\`reasoning.effort\` must be one of ${[...EFFORTS].join(', ')}`);
+  }
+  if (isObj(body.text) && given(body.text.verbosity) && (typeof body.text.verbosity !== 'string' || !VERBOSITIES.has(body.text.verbosity))) {
+    throw bad('text.verbosity', '`text.verbosity` must be low, medium or high');
+  }
+  if (Array.isArray(body.include) && !body.include.every((v) => typeof v === 'string')) throw bad('include', '`include` must be a list of strings');
+  const md = body.metadata;
+  if (given(md)) {
+    if (!isObj(md)) throw bad('metadata', '`metadata` must be an object');
+    const keys = Object.keys(md);
+    if (keys.length > 16) throw bad('metadata', `\`metadata\` has ${keys.length} keys; at most 16 are allowed`);
+    for (const k of keys) {
+      if (k.length > 64) throw bad('metadata', '`metadata` keys are at most 64 characters');
+      if (typeof md[k] !== 'string' || (md[k] as string).length > 512) throw bad(`metadata.${k.slice(0, 64)}`, '`metadata` values must be strings of at most 512 characters');
+    }
+  }
+}
+
 const MAPPED = new Set(['model', 'input', 'instructions', 'stream', 'max_output_tokens', 'temperature', 'top_p', 'tools', 'tool_choice', 'parallel_tool_calls', 'text', 'reasoning', 'metadata', 'user']);
 
 /** A content part of an input message, as a chat content part. */
@@ -196,9 +231,13 @@ function tools(v: unknown): { chat: JsonObject[]; echo: JsonObject[] } {
     if (!isObj(t)) throw bad(`tools[${i}]`, `\`tools[${i}]\` must be an object`);
     if (t.type !== 'function') throw bad(`tools[${i}].type`, `\`tools[${i}].type\` ${JSON.stringify(t.type)} is not served here: only function tools are (built-in tools run on OpenAI's side)`);
     if (typeof t.name !== 'string' || t.name === '') throw bad(`tools[${i}].name`, `\`tools[${i}].name\` must be a non-empty string`);
+    const given = (v: unknown): boolean => v !== undefined && v !== null;
+    if (given(t.description) && typeof t.description !== 'string') throw bad(`tools[${i}].description`, `\`tools[${i}].description\` must be a string`);
+    if (given(t.parameters) && !isObj(t.parameters)) throw bad(`tools[${i}].parameters`, `\`tools[${i}].parameters\` must be a JSON schema object`);
+    if (given(t.strict) && typeof t.strict !== 'boolean') throw bad(`tools[${i}].strict`, `\`tools[${i}].strict\` must be a boolean`);
     const fn: JsonObject = { name: t.name };
     if (typeof t.description === 'string') fn.description = t.description;
-    if (t.parameters !== undefined && t.parameters !== null) fn.parameters = t.parameters;
+    if (given(t.parameters)) fn.parameters = t.parameters;
     if (typeof t.strict === 'boolean') fn.strict = t.strict;
     chat.push({ type: 'function', function: fn });
     echo.push({ type: 'function', name: t.name, description: t.description ?? null, parameters: t.parameters ?? null, strict: t.strict ?? null });
@@ -224,6 +263,8 @@ function responseFormat(text: unknown): { chat: JsonObject | undefined; echo: Js
   if (f.type === 'json_object') return { chat: { type: 'json_object' }, echo: { format: f } };
   if (f.type === 'json_schema') {
     if (typeof f.name !== 'string' || !isObj(f.schema)) throw bad('text.format', '`text.format` of type json_schema needs `name` (a string) and `schema` (an object)');
+    if (f.description !== undefined && f.description !== null && typeof f.description !== 'string') throw bad('text.format.description', '`text.format.description` must be a string');
+    if (f.strict !== undefined && f.strict !== null && typeof f.strict !== 'boolean') throw bad('text.format.strict', '`text.format.strict` must be a boolean');
     const js: JsonObject = { name: f.name, schema: f.schema };
     if (typeof f.description === 'string') js.description = f.description;
     if (typeof f.strict === 'boolean') js.strict = f.strict;
@@ -237,6 +278,17 @@ function num(body: JsonObject, key: string): number | null {
   if (v === undefined || v === null) return null;
   if (typeof v !== 'number' || !Number.isFinite(v)) throw bad(key, `\`${key}\` must be a number`);
   return v;
+}
+
+/** Chat request fields, as the Responses fields they were translated from (for an error's `param`). */
+const FROM_CHAT: Record<string, string> = {
+  reasoning_effort: 'reasoning.effort', response_format: 'text.format', max_completion_tokens: 'max_output_tokens', top_logprobs: 'top_logprobs',
+};
+
+/** The Responses field behind a chat request's field (`messages[2].content` is somewhere in `input`). */
+export function responsesParam(param: string): string {
+  if (param === 'messages' || param.startsWith('messages[') || param.startsWith('messages.')) return 'input';
+  return own(FROM_CHAT, param) ?? param;
 }
 
 /** The ids of the items a Responses request's `input` names by `item_reference` (none when it is not such a request). */
@@ -253,15 +305,18 @@ export function fromResponsesRequest(body: unknown, limits: Limits, recall?: Rec
   if (!isObj(body)) throw new FabricError('invalid_request', 'the request body must be a JSON object');
   for (const k of Object.keys(body)) {
     if (body[k] === undefined || body[k] === null || body[k] === false) continue;
-    const refused = REFUSED[k];
+    const refused = own(REFUSED, k);
     if (refused !== undefined) throw bad(k, `\`${k}\` is not accepted: ${refused}`);
-    const chatOnly = CHAT_ONLY[k];
+    const chatOnly = own(CHAT_ONLY, k);
     if (chatOnly !== undefined) throw bad(k, `\`${k}\` is a chat completions field, not one of the Responses API: ${chatOnly}`);
   }
   if (body.instructions !== undefined && body.instructions !== null && typeof body.instructions !== 'string') throw bad('instructions', '`instructions` must be a string');
+  checkTypes(body);
   const instructions = typeof body.instructions === 'string' ? body.instructions : null;
   const counted = { bytes: bodyBytes };
   const chat: JsonObject = { model: body.model, messages: messages(body.input, instructions, recall, limits.maxBodyBytes, counted) };
+  // Reasoning items alone, say: nothing for a model to answer.
+  if ((chat.messages as unknown[]).length === 0) throw bad('input', '`input` has no message to answer: send text, a message or a function call output');
   if (body.stream === true) {
     chat.stream = true;
     // The usage goes into response.completed, whether the client asked or not.
@@ -298,11 +353,10 @@ export function fromResponsesRequest(body: unknown, limits: Limits, recall?: Rec
     if (typeof top === 'number' && top > 0) chat.top_logprobs = top;
   }
   if (typeof body.user === 'string') chat.user = body.user;
-  if (body.metadata !== undefined && body.metadata !== null && !isObj(body.metadata)) throw bad('metadata', '`metadata` must be an object');
   for (const k of Object.keys(body)) {
     // Unknown fields go on as they are, as chat requests' do (engines' own extensions), never
     // over what the translation set.
-    if (!MAPPED.has(k) && !IGNORED.has(k) && REFUSED[k] === undefined && CHAT_ONLY[k] === undefined && !(k in chat)) chat[k] = body[k];
+    if (!MAPPED.has(k) && !IGNORED.has(k) && own(REFUSED, k) === undefined && own(CHAT_ONLY, k) === undefined && !(k in chat)) chat[k] = body[k];
   }
   return {
     chat,
