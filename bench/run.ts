@@ -20,6 +20,7 @@ import type { GatewayStats } from './gateway-proc.ts';
 import { printTable, row, type Row } from './report.ts';
 import { setEventLoopRealtime } from '../src/core/scheduling.ts';
 import { allocTop, topSelfTime } from './profile-top.ts';
+import { nginxBinary, startNginx, type Nginx } from './nginx.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(HERE);
@@ -41,6 +42,8 @@ const USAGE = `usage: node bench/run.ts [--quick] [--profile] [--strict] [--upst
               each with its slow requests and GC pauses: for work on the latency tail
   --realtime-ab  with --rate-only: each round measures the same gateway process twice, at
               normal priority and with its event loop at SCHED_FIFO 1
+  --nginx     with --rate-only: nginx (installed: apt-get install nginx) as one more contender,
+              one worker on the gateway's core: what a C reverse proxy gets from this machine
   --realtime  the gateway with gateway.realtime: true (its event loop at SCHED_FIFO 1), and the
               bare proxy and TCP relay raised the same way, so the comparison stays fair
 `;
@@ -59,6 +62,12 @@ const profile = argv.includes('--profile');
 const strict = argv.includes('--strict');
 const realtime = argv.includes('--realtime');
 const realtimeAb = argv.includes('--realtime-ab');
+const withNginx = argv.includes('--nginx');
+const nginxPath = withNginx ? nginxBinary() : undefined;
+if (withNginx && (rateOnly === undefined || nginxPath === undefined)) {
+  process.stderr.write(rateOnly === undefined ? '--nginx goes with --rate-only\n' : '--nginx: nginx is not installed (Debian: apt-get install nginx)\n');
+  process.exit(2);
+}
 const upstreamKind = option('--upstream') ?? 'fixed';
 if (upstreamKind !== 'fixed' && upstreamKind !== 'sim') {
   process.stderr.write(USAGE);
@@ -202,6 +211,7 @@ if (rateOnly !== undefined || plan.bare) {
   relayUrl = r.url;
   raise('tcp relay', relay.pid);
 }
+const nginx: Nginx | undefined = nginxPath === undefined ? undefined : await startNginx(nginxPath, fastUrl, CPU_GATEWAY);
 if (plan.bare) {
   const r = await startServerProc(children, 'bare proxy', join(HERE, 'bare-proxy.ts'), [fastUrl], { cpu: CPU_GATEWAY, nodeFlags: [...RUNTIME_NODE_FLAGS, ...gatewayNodeFlags], stdout: logFd });
   bare = r.child;
@@ -235,6 +245,7 @@ const T = {
   gatewayFast: viaGateway(target(gatewayUrl, 'chat-fast')),
   bareFast: target(bareUrl, UPSTREAM_MODELS.fast),
   relayFast: target(relayUrl, UPSTREAM_MODELS.fast),
+  nginxFast: target(nginx?.url ?? '', UPSTREAM_MODELS.fast),
   directStream: target(urls.stream, UPSTREAM_MODELS.stream, { stream: true }),
   gatewayStream: viaGateway(target(gatewayUrl, 'chat-stream', { stream: true })),
   gatewaySlow: viaGateway(target(gatewayUrl, 'chat-slow', { stream: true, max_tokens: 100 })),
@@ -347,11 +358,11 @@ async function gatewayStats(): Promise<GatewayStats> {
   return (await gateway.request({ type: 'stats' }, 'stats', 5000)) as unknown as GatewayStats;
 }
 
-type Via = 'direct' | 'gateway' | 'bare' | 'relay';
+type Via = 'direct' | 'gateway' | 'bare' | 'relay' | 'nginx';
 
 async function measure(name: string, job: Job, via: Via): Promise<Measured> {
   const hardMs = ('durationMs' in job ? job.durationMs : job.timeoutMs) + 30_000;
-  const proxyPid = via === 'bare' ? bare!.pid : via === 'relay' ? relay!.pid : gateway.pid;
+  const proxyPid = via === 'bare' ? bare!.pid : via === 'relay' ? relay!.pid : via === 'nginx' ? nginx!.pid : gateway.pid;
   const cpu0 = { proxy: cpuSecondsOf(proxyPid), upstream: cpuSecondsOf(upstream.pid), loadgen: cpuSecondsOf(loadgen.pid) };
   const threads0 = via === 'direct' ? undefined : threadCpuOf(proxyPid);
   const faults0 = minorFaultsOf(proxyPid);
@@ -401,9 +412,10 @@ async function measure(name: string, job: Job, via: Via): Promise<Measured> {
   const proxyThreads = threads0 === undefined ? undefined : threadCpuDelta(threads0, threadCpuOf(proxyPid), s);
   let stalls: Stalls | undefined;
   if (via !== 'direct' && job.kind === 'open') {
-    const proc = via === 'bare' ? bare! : via === 'relay' ? relay! : gateway;
-    const reply = await proc.request({ type: 'gc-pauses', sinceMs: phaseFrom }, 'gc-pauses', 5000);
-    stalls = stallsOf(result.slow, result.ok, reply.pauses as GcPause[], phaseFrom, monotonicMs());
+    // nginx has no collector to ask about.
+    const proc = via === 'bare' ? bare! : via === 'relay' ? relay! : via === 'nginx' ? undefined : gateway;
+    const pauses = proc === undefined ? [] : (await proc.request({ type: 'gc-pauses', sinceMs: phaseFrom }, 'gc-pauses', 5000)).pauses as GcPause[];
+    stalls = stallsOf(result.slow, result.ok, pauses, phaseFrom, monotonicMs());
   }
   // The raw slow-request list has served its purpose; the JSON keeps the summary.
   result.slow = [];
@@ -446,11 +458,13 @@ await measure('warm-up direct', open(T.directFast, GOAL_RATE, plan.warmMs), 'dir
 await measure('warm-up gateway', open(T.gatewayFast, GOAL_RATE, plan.warmMs), 'gateway');
 if (bare !== undefined) await measure('warm-up bare proxy', open(T.bareFast, GOAL_RATE, plan.warmMs), 'bare');
 if (relay !== undefined) await measure('warm-up tcp relay', open(T.relayFast, GOAL_RATE, plan.warmMs), 'relay');
+if (nginx !== undefined) await measure('warm-up nginx', open(T.nginxFast, GOAL_RATE, plan.warmMs), 'nginx');
 await measure('warm-up gateway stream', open(T.gatewayStream, plan.ttfbRate, 1000), 'gateway');
 
 /** Every child stopped (those stopped already are skipped), and the watchdog with them. */
 async function stopAll(): Promise<void> {
   for (const c of [loadgen, gateway, bare, relay, upstream]) await c?.stop();
+  await nginx?.stop();
   clearTimeout(watchdog);
 }
 
@@ -489,7 +503,8 @@ if (rateOnly !== undefined) {
         + (m.gatewayRss === undefined ? '' : `; resident at most ${(m.gatewayRss.maxBytes / 2 ** 20).toFixed(0)} MiB`);
     };
     const r = await measure(`tcp relay  @ ${GOAL_RATE}/s`, open(T.relayFast, GOAL_RATE, plan.rateMs), 'relay');
-    process.stdout.write(`round ${i + 1}: direct p99 ${d.result.latency.p99.toFixed(3)} ms\n  ${line('gateway', g)}\n${gRt === undefined ? '' : `  ${line('gw RT  ', gRt)}\n`}${b === undefined ? '' : `  ${line('bare   ', b)}\n`}  ${line('relay  ', r)}\n`);
+    const n = nginx === undefined ? undefined : await measure(`nginx      @ ${GOAL_RATE}/s`, open(T.nginxFast, GOAL_RATE, plan.rateMs), 'nginx');
+    process.stdout.write(`round ${i + 1}: direct p99 ${d.result.latency.p99.toFixed(3)} ms\n  ${line('gateway', g)}\n${gRt === undefined ? '' : `  ${line('gw RT  ', gRt)}\n`}${b === undefined ? '' : `  ${line('bare   ', b)}\n`}  ${line('relay  ', r)}\n${n === undefined ? '' : `  ${line('nginx  ', n)}\n`}`);
   }
   await stopAll();
   process.exit(0);
