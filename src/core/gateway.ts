@@ -309,8 +309,10 @@ export class Gateway {
             const f = e instanceof AttemptError ? e : new AttemptError('malformed', `unexpected failure: ${(e as Error).message}`);
             // The gateway's own machine is out of descriptors or memory: no backend is blamed,
             // and another would fail the same way.
-            if (f.local) backend.releaseTrial();
-            if (f.local) throw new FabricError('gateway_overloaded', f.message, { attempts: [...failures, { backend: backend.name, role: step.name, failure: 'connect', message: f.message }], headers: { 'retry-after': '1' } });
+            if (f.local) {
+              backend.releaseTrial();
+              throw new FabricError('gateway_overloaded', f.message, { attempts: [...failures, { backend: backend.name, role: step.name, failure: 'connect', message: f.message }], headers: { 'retry-after': '1' } });
+            }
             // What the backend said reaches the client, /health and the log: never its key (an
             // error event or a first chunk may quote it as well as an error body).
             f.message = withoutKeys(backend, f.message);

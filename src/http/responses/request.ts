@@ -66,9 +66,11 @@ function own(table: Record<string, string>, k: string): string | undefined {
 const EFFORTS = new Set(['none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max']);
 const VERBOSITIES = new Set(['low', 'medium', 'high']);
 
+/** A field the client set (null is as good as leaving it out). */
+const given = (v: unknown): boolean => v !== undefined && v !== null;
+
 /** Optional fields the answer echoes: a wrong type is refused, rather than echoed into a Response that breaks OpenAI's schema. */
 function checkTypes(body: JsonObject): void {
-  const given = (v: unknown): boolean => v !== undefined && v !== null;
   if (given(body.parallel_tool_calls) && typeof body.parallel_tool_calls !== 'boolean') throw bad('parallel_tool_calls', '`parallel_tool_calls` must be a boolean');
   if (given(body.user) && typeof body.user !== 'string') throw bad('user', '`user` must be a string');
   if (given(body.reasoning)) {
@@ -231,7 +233,6 @@ function tools(v: unknown): { chat: JsonObject[]; echo: JsonObject[] } {
     if (!isObj(t)) throw bad(`tools[${i}]`, `\`tools[${i}]\` must be an object`);
     if (t.type !== 'function') throw bad(`tools[${i}].type`, `\`tools[${i}].type\` ${JSON.stringify(t.type)} is not served here: only function tools are (built-in tools run on OpenAI's side)`);
     if (typeof t.name !== 'string' || t.name === '') throw bad(`tools[${i}].name`, `\`tools[${i}].name\` must be a non-empty string`);
-    const given = (v: unknown): boolean => v !== undefined && v !== null;
     if (given(t.description) && typeof t.description !== 'string') throw bad(`tools[${i}].description`, `\`tools[${i}].description\` must be a string`);
     if (given(t.parameters) && !isObj(t.parameters)) throw bad(`tools[${i}].parameters`, `\`tools[${i}].parameters\` must be a JSON schema object`);
     if (given(t.strict) && typeof t.strict !== 'boolean') throw bad(`tools[${i}].strict`, `\`tools[${i}].strict\` must be a boolean`);
@@ -263,8 +264,8 @@ function responseFormat(text: unknown): { chat: JsonObject | undefined; echo: Js
   if (f.type === 'json_object') return { chat: { type: 'json_object' }, echo: { format: f } };
   if (f.type === 'json_schema') {
     if (typeof f.name !== 'string' || !isObj(f.schema)) throw bad('text.format', '`text.format` of type json_schema needs `name` (a string) and `schema` (an object)');
-    if (f.description !== undefined && f.description !== null && typeof f.description !== 'string') throw bad('text.format.description', '`text.format.description` must be a string');
-    if (f.strict !== undefined && f.strict !== null && typeof f.strict !== 'boolean') throw bad('text.format.strict', '`text.format.strict` must be a boolean');
+    if (given(f.description) && typeof f.description !== 'string') throw bad('text.format.description', '`text.format.description` must be a string');
+    if (given(f.strict) && typeof f.strict !== 'boolean') throw bad('text.format.strict', '`text.format.strict` must be a boolean');
     const js: JsonObject = { name: f.name, schema: f.schema };
     if (typeof f.description === 'string') js.description = f.description;
     if (typeof f.strict === 'boolean') js.strict = f.strict;
@@ -282,7 +283,7 @@ function num(body: JsonObject, key: string): number | null {
 
 /** Chat request fields, as the Responses fields they were translated from (for an error's `param`). */
 const FROM_CHAT: Record<string, string> = {
-  reasoning_effort: 'reasoning.effort', response_format: 'text.format', max_completion_tokens: 'max_output_tokens', top_logprobs: 'top_logprobs',
+  reasoning_effort: 'reasoning.effort', response_format: 'text.format', max_completion_tokens: 'max_output_tokens',
 };
 
 /** The Responses field behind a chat request's field (`messages[2].content` is somewhere in `input`). */
