@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { ChatOpenAI, OpenAIEmbeddings } from '@langchain/openai';
 import { tool as langchainTool } from '@langchain/core/tools';
 import { createOpenAI } from '@ai-sdk/openai';
+import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { APICallError, embed, embedMany, generateText, Output, stepCountIs, streamText, tool } from 'ai';
 import { z } from 'zod';
 import { startFabric, waitForLog, lastBody, type Fabric } from './helpers.ts';
@@ -166,6 +167,31 @@ for (const { role, engine, backend, model } of ENGINES) {
     }
   });
 }
+
+test('the Vercel AI SDK\'s OpenAI-compatible provider (what local-model apps often use), set as the README says: text with usage streamed, a tool loop, an object held to its schema, embeddings', async () => {
+  const provider = createOpenAICompatible({ name: 'fabric', baseURL: base, apiKey: KEY, includeUsage: true, supportsStructuredOutputs: true });
+  for (const { role, backend } of ENGINES) {
+    const streamed = streamText({ model: provider(role), prompt: 'Say something about memory bandwidth.', maxRetries: 0, onError: ({ error }) => { throw error; } });
+    let text = '';
+    for await (const delta of streamed.textStream) text += delta;
+    assert.ok(text.length > 0, role);
+    assert.ok(((await streamed.usage).outputTokens ?? 0) > 0, `${role}: usage asked for (stream_options) and read from the stream`);
+
+    const cities: string[] = [];
+    const loop = await generateText({
+      model: provider(role), prompt: 'Call get_weather for Paris.', stopWhen: stepCountIs(3), maxRetries: 0,
+      tools: { get_weather: tool({ description: 'The weather in a city', inputSchema: z.object({ city: z.string() }), execute: async ({ city }) => { cities.push(city); return `sunny in ${city}`; } }) },
+    });
+    assert.deepEqual(cities, ['Paris'], role);
+    assert.equal(loop.steps.length, 2, role);
+
+    const object = await generateText({ model: provider(role), prompt: 'Describe a person.', output: Output.object({ schema: PERSON }), maxRetries: 0 });
+    assert.deepEqual(Object.keys(object.output).sort(), ['age', 'name'], role);
+    assert.ok(JSON.stringify(lastBody(f, backend)).includes('"age"'), `${role}: the schema reached the engine (json_schema, or Ollama's format)`);
+  }
+  const many = await embedMany({ model: provider.textEmbeddingModel('local/embed'), values: ['a', 'b'], maxRetries: 0 });
+  assert.deepEqual(many.embeddings.map((e) => e.length), [768, 768]);
+});
 
 test('embeddings from both clients: the same vectors (LangChain reads base64, the AI SDK floats), aliases, usage, and a backend\'s refusal of dimensions', async () => {
   const lc = new OpenAIEmbeddings({ model: 'embeddings-general', apiKey: KEY, configuration: { baseURL: base }, maxRetries: 0 });
