@@ -200,6 +200,9 @@ test('a tool_choice that forces a call it cannot make is a 400 naming tool_choic
   const responses = await post(f.url, '/v1/responses', { model: 'chat-deep', input: 'hi', tools: [{ type: 'function', name: 'ping', parameters: { type: 'object', properties: {} } }], tool_choice: { type: 'function', name: 'pong' } });
   assert.equal(responses.status, 400);
   assert.equal(responses.json.error.param, 'tool_choice');
-  // "auto" and "none" without tools ask for nothing.
+  // "auto" and "none" without tools ask for nothing; other kinds of choice (OpenAI's allowed_tools)
+  // go on for the backend to take or refuse (llama-server reads any object as "auto").
   for (const tool_choice of ['auto', 'none']) assert.equal((await post(f.url, '/v1/chat/completions', ask({ tool_choice }))).status, 200);
+  const allowed = await post(f.url, '/v1/chat/completions', { ...ask({ tools: [WEATHER], tool_choice: { type: 'allowed_tools', allowed_tools: { mode: 'auto', tools: [{ type: 'function', function: { name: 'get_weather' } }] } } }), model: 'chat-cpp' });
+  assert.equal(allowed.status, 200, allowed.text);
 });

@@ -1223,6 +1223,8 @@ test('the gateway out of file descriptors while calling a backend: a 503 of its 
   (backend as { pool: unknown }).pool = exhausted;
   const fallbackBefore = f.fleet.get('wintermute').requests().length;
   const stateBefore = backend.state;
+  const failuresCounted = async (): Promise<string> => ((await (await fetch(`${f.url}/metrics`, { headers: auth })).text()).match(/^fabric_attempt_failures_total\{[^}]*backend="armitage-qwen"[^}]*class="connect"[^}]*\} \d+/m) ?? [''])[0];
+  const countedBefore = await failuresCounted();
   try {
     for (const stream of [false, true]) {
       const r = await post(f.url, '/v1/chat/completions', { ...chat('chat-fast'), stream }, auth);
@@ -1230,11 +1232,13 @@ test('the gateway out of file descriptors while calling a backend: a 503 of its 
       assert.equal(r.json.error.code, 'gateway_overloaded');
       assert.match(r.json.error.message, /EMFILE \(out of file descriptors: raise LimitNOFILE/);
       assert.equal(r.headers.get('retry-after'), '1');
+      assert.ok(!(r.json.error.attempts ?? []).some((a: any) => a.backend === 'armitage-qwen'), 'not an attempt of the backend\'s: nothing reached it');
     }
   } finally {
     (backend as { pool: unknown }).pool = real;
   }
   assert.equal(backend.consecutiveFailures, 0, 'the backend is not blamed');
   assert.equal(backend.state, stateBefore);
+  assert.equal(await failuresCounted(), countedBefore, 'no attempt failure counted against it');
   assert.equal(f.fleet.get('wintermute').requests().length, fallbackBefore, 'a fallback would fail the same way');
 });

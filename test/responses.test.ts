@@ -146,6 +146,7 @@ test('optional fields the Response echoes are checked, not echoed wrong: tools, 
     [{ parallel_tool_calls: 'no' }, 'parallel_tool_calls'],
     [{ user: 5 }, 'user'],
     [{ include: [1] }, 'include'],
+    [{ reasoning_effort: 'low' }, 'reasoning_effort'],
   ];
   for (const [extra, param] of cases) {
     const r = await post(f.url, '/v1/responses', { model: 'chat-fast', input: 'hi', ...extra }, auth);

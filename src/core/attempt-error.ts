@@ -65,6 +65,11 @@ const NETWORK_CODES: Record<string, string> = {
 /** Transport errors of the gateway's own machine, not of the backend it was calling. */
 const LOCAL_CODES = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'ENOBUFS']);
 
+/** Whether a transport error's code is the gateway's own machine's (descriptors, memory), not the peer's. */
+export function isLocalError(code: string | undefined): boolean {
+  return code !== undefined && LOCAL_CODES.has(code);
+}
+
 /** A transport error's code (its own, or its cause's, as undici and fetch wrap them). */
 export function errorCode(e: unknown): string | undefined {
   const err = e as { code?: unknown; cause?: { code?: unknown } } | null;
@@ -102,7 +107,7 @@ export function transportError(backend: BackendRuntime, e: unknown, timedOut: st
   // head: the backend answered, and badly. Not retried on it, unlike a lost connection.
   if (code === BAD_RESPONSE || code?.startsWith('HPE_') === true) return new AttemptError('malformed', `sent a malformed HTTP answer: ${message ?? code}`);
   if (code === TRUNCATED) return new AttemptError('malformed', message ?? 'the answer was cut off');
-  if (code !== undefined && LOCAL_CODES.has(code)) {
+  if (isLocalError(code)) {
     const local = new AttemptError('connect', `the gateway could not open a connection: ${code} (${code === 'EMFILE' || code === 'ENFILE' ? 'out of file descriptors: raise LimitNOFILE / ulimit -n' : 'out of memory or buffers'})`);
     local.local = true;
     return local;

@@ -311,7 +311,8 @@ export class Gateway {
             // and another would fail the same way.
             if (f.local) {
               backend.releaseTrial();
-              throw new FabricError('gateway_overloaded', f.message, { attempts: [...failures, { backend: backend.name, role: step.name, failure: 'connect', message: f.message }], headers: { 'retry-after': '1' } });
+              // Not an attempt of the backend's: nothing reached it (nor its failure counts).
+              throw new FabricError('gateway_overloaded', `${backend.name}: ${f.message}`, { attempts: failures, headers: { 'retry-after': '1' } });
             }
             // What the backend said reaches the client, /health and the log: never its key (an
             // error event or a first chunk may quote it as well as an error body).

@@ -81,6 +81,12 @@ export function callIn(forced: ForcedTool, content: string): { name: string; arg
     // Cut short: the name, if it came whole, and the arguments as far as they got.
     const m = NAMED_CALL.exec(content);
     if (m === null) return undefined;
-    return { name: JSON.parse(m[1]!) as string, arguments: m[0].includes('"arguments"') ? content.slice(m[0].length) : '' };
+    let name: unknown;
+    try {
+      name = JSON.parse(m[1]!);
+    } catch {
+      return undefined; // an escape JSON does not have: not the grammar's output
+    }
+    return { name: name as string, arguments: m[0].includes('"arguments"') ? content.slice(m[0].length) : '' };
   }
 }

@@ -258,3 +258,28 @@ test('a forced call cut short by num_predict: finish_reason "length"; a choice o
   assert.deepEqual(whole.choices[0].message.tool_calls, [{ id: 'call_r1_0', type: 'function', function: { name: 'b', arguments: '{}' } }]);
   assert.equal(whole.choices[0].finish_reason, 'tool_calls');
 });
+
+test('a forced call is one call: Ollama\'s own call wins over its JSON beside it (whole), the first of the two wins when streamed; an answer JSON cannot read stays text, never a throw', () => {
+  const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }, { type: 'function', function: { name: 'other', parameters: { type: 'object', properties: {} } } }];
+  const named = { tools, tool_choice: { type: 'function', function: { name: 'get_weather' } } };
+  const native = { function: { name: 'get_weather', arguments: { city: 'Lisbon' } } };
+  const whole = engine.normalize('chat', { model: 'm', message: { role: 'assistant', content: '{"city":"Lisbon"}', tool_calls: [native] }, done: true, done_reason: 'stop' }, named, ctx) as any;
+  assert.equal(whole.choices[0].message.content, null);
+  assert.deepEqual(whole.choices[0].message.tool_calls.map((c: any) => [c.function.name, c.function.arguments]), [['get_weather', '{"city":"Lisbon"}']]);
+
+  const prepared = engine.prepare('chat', { model: 'm', messages: [{ role: 'user', content: 'x' }], ...named, stream: true }, { model: 'm', wantStreamUsage: false, clientWantsUsage: false });
+  const calls = (lines: string[]): any[] => {
+    const t = engine.streamTranslator('chat', ctx, false, prepared);
+    return events(lines.map((l) => t.line(l)).join('')).filter((e) => e !== '[DONE]').flatMap((e) => [...(e.choices[0].delta.tool_calls ?? []), ...(e.choices[0].delta.content ? [{ content: e.choices[0].delta.content }] : [])]);
+  };
+  const jsonFirst = calls([line({ content: '{"city":' }), line({ content: '"Lisbon"}', tool_calls: [native] }), line({}, { done: true, done_reason: 'stop' })]);
+  assert.deepEqual([...new Set(jsonFirst.map((c) => c.index))], [0], 'the native call after the JSON call began is dropped');
+  const nativeFirst = calls([line({ tool_calls: [native] }), line({ content: '{"city":"Lisbon"}' }), line({}, { done: true, done_reason: 'stop' })]);
+  assert.equal(nativeFirst.length, 1);
+  assert.equal(nativeFirst[0].function.name, 'get_weather');
+  assert.equal(nativeFirst.some((c) => c.content !== undefined), false, 'no JSON as prose');
+
+  const several = engine.normalize('chat', { model: 'm', message: { role: 'assistant', content: '{"name":"get\\qx","arguments":{' }, done: true, done_reason: 'length' }, { tools, tool_choice: 'required' }, ctx) as any;
+  assert.equal(several.choices[0].message.content, '{"name":"get\\qx","arguments":{');
+  assert.equal(several.choices[0].message.tool_calls, undefined);
+});

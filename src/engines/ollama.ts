@@ -372,12 +372,13 @@ export class OllamaEngine implements EngineAdapter {
       if (!isObj(json.message)) return undefined;
       let tc = toolCalls(json.message, ctx.requestId, 0);
       const msg: JsonObject = { role: 'assistant', content: typeof json.message.content === 'string' ? json.message.content : null, refusal: null };
-      // A forced call asked of the engine as JSON output, unless it made the call itself.
-      const forced = tc === undefined && typeof msg.content === 'string' && msg.content !== '' ? forcedTool(body)?.forced : undefined;
-      const call = forced === undefined ? undefined : callIn(forced, msg.content as string);
-      if (call !== undefined) {
-        tc = [{ id: `call_${ctx.requestId}_0`, type: 'function', function: call }];
-        msg.content = null;
+      // A forced call asked of the engine as JSON output; if it made the call itself, that one
+      // is the call, and the JSON beside it no prose.
+      const forced = typeof msg.content === 'string' && msg.content !== '' ? forcedTool(body)?.forced : undefined;
+      if (forced !== undefined) {
+        const call = tc === undefined ? callIn(forced, msg.content as string) : undefined;
+        if (call !== undefined) tc = [{ id: `call_${ctx.requestId}_0`, type: 'function', function: call }];
+        if (tc !== undefined) msg.content = null;
       }
       // A thinking model's reasoning, under the name vLLM and DeepSeek give it.
       if (typeof json.message.thinking === 'string' && json.message.thinking !== '') msg.reasoning_content = json.message.thinking;
@@ -446,7 +447,10 @@ export class OllamaEngine implements EngineAdapter {
           if (first) { delta.role = 'assistant'; first = false; }
           if (typeof m.thinking === 'string' && m.thinking !== '') delta.reasoning_content = m.thinking;
           const calls: JsonObject[] = [];
-          if (typeof m.content === 'string' && m.content !== '') {
+          // A forced call is one call: the engine's own (then its JSON beside it is dropped), or
+          // the one made of its JSON (then a call of its own after that is).
+          const nativeFirst = forced !== undefined && forcedAt < 0 && forcedText === '' && toolCount > 0;
+          if (typeof m.content === 'string' && m.content !== '' && !nativeFirst) {
             if (forced === undefined) delta.content = m.content;
             else if (forced.name === undefined) forcedText += m.content;
             else if (forcedAt >= 0) calls.push({ index: forcedAt, function: { arguments: m.content } });
@@ -455,7 +459,7 @@ export class OllamaEngine implements EngineAdapter {
               calls.push({ index: forcedAt, id: `call_${ctx.requestId}_${forcedAt}`, type: 'function', function: { name: forced.name, arguments: m.content } });
             }
           }
-          const tc = toolCalls(m, ctx.requestId, toolCount);
+          const tc = forced !== undefined && (forcedAt >= 0 || forcedText !== '') ? undefined : toolCalls(m, ctx.requestId, toolCount);
           if (tc !== undefined) {
             for (let i = 0; i < tc.length; i++) calls.push({ index: toolCount + i, ...tc[i] });
             toolCount += tc.length;

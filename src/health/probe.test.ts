@@ -129,3 +129,31 @@ test('HealthMonitor: a failing backend is re-probed within the interval, so a de
     await fleet.get('vllm').setFault(null);
   }
 });
+
+test('a probe the gateway\'s own machine fails (out of file descriptors) says nothing of the backend: its state stays as it was', async () => {
+  const b = backend('vllm', 'vllm', 'Qwen/Qwen2.5-7B-Instruct-AWQ');
+  const monitor = new HealthMonitor([b], { intervalMs: 60_000, probeTimeoutMs: 500, loadIntervalMs: 0 }, silentLogger);
+  try {
+    await monitor.probeAll();
+    assert.equal(b.state, 'up');
+    const real = b.pool;
+    (b as { pool: unknown }).pool = {
+      dispatch(_o: unknown, h: { onRequestStart?: (c: unknown, x: unknown) => void; onResponseError?: (c: unknown, e: Error) => void }) {
+        const c = { abort() {}, pause() {}, resume() {}, aborted: false, paused: false, reason: null };
+        setImmediate(() => { h.onRequestStart?.(c, {}); h.onResponseError?.(c, Object.assign(new Error('connect EMFILE'), { code: 'EMFILE' })); });
+        return true;
+      },
+      close: real.close.bind(real), destroy: real.destroy.bind(real),
+    };
+    try {
+      const r = await monitor.probe(b);
+      assert.deepEqual([r.ok, r.local, r.detail], [false, true, 'the gateway could not probe it: EMFILE']);
+      assert.equal(b.state, 'up');
+      assert.equal(b.consecutiveFailures, 0);
+    } finally {
+      (b as { pool: unknown }).pool = real;
+    }
+  } finally {
+    monitor.stop();
+  }
+});

@@ -4,7 +4,7 @@
 // OpenAI-compatible servers and OpenAI GET /models (free: a probe never bills). A probe result
 // feeds the same circuit live traffic does (src/core/backend.ts).
 
-import { errorCode, networkErrorText } from '../core/attempt-error.ts';
+import { errorCode, isLocalError, networkErrorText } from '../core/attempt-error.ts';
 import type { BackendRuntime, HealthState } from '../core/backend.ts';
 import type { Logger } from '../core/log.ts';
 import type { GatewayConfig } from '../config/types.ts';
@@ -20,6 +20,8 @@ export interface ProbeResult {
   loaded?: boolean;
   /** The longest request the engine takes, as it says: vLLM's max_model_len; Ollama's loaded context. */
   servedContext?: number;
+  /** The probe failed on the gateway's own machine (out of descriptors or memory): it says nothing of the backend. */
+  local?: boolean;
 }
 
 /** What an engine says of itself beyond health (describeEngine). */
@@ -200,7 +202,8 @@ export async function probeBackend(b: BackendRuntime, timeoutMs = DEFAULT_PROBE_
     const extra = await check(b, timeoutMs);
     return { ok: true, latencyMs: performance.now() - started, detail: 'ok', ...extra };
   } catch (e) {
-    return { ok: false, latencyMs: performance.now() - started, detail: describeError(e, timeoutMs) };
+    const local = isLocalError(errorCode(e));
+    return { ok: false, latencyMs: performance.now() - started, detail: local ? `the gateway could not probe it: ${String(errorCode(e))}` : describeError(e, timeoutMs), ...(local ? { local } : {}) };
   }
 }
 
@@ -259,6 +262,10 @@ export class HealthMonitor {
     const p = probeBackend(b, this.#settings.probeTimeoutMs).then((r) => {
       this.#inFlight.delete(b);
       if (this.#stopped) return r;
+      if (r.local === true) {
+        this.#warnOnce('the gateway ran out of file descriptors or memory probing its backends: raise LimitNOFILE (ulimit -n); their states stay as they were', { backend: b.name, detail: r.detail });
+        return r;
+      }
       this.#apply(b, r);
       // What the engine says of itself: after the result counts (a backend back is up at once),
       // every DESCRIBE_EVERY_MS, and whenever it comes back.

@@ -119,7 +119,8 @@ export function checkForbidden(body: JsonObject, raw: string): void {
 /**
  * A tool_choice that forces a call needs the tool it forces: "required" some tools, a named
  * function one of them by that name (OpenAI and vLLM refuse both). Engines that cannot be told
- * would answer in prose, as if the call had been made. "auto" and "none" ask for nothing.
+ * would answer in prose, as if the call had been made. "auto" and "none" ask for nothing; other
+ * objects (OpenAI's allowed_tools, custom tools) go on, for the backend to take or refuse.
  */
 function checkToolChoice(body: JsonObject): void {
   const choice = body.tool_choice;
@@ -129,9 +130,9 @@ function checkToolChoice(body: JsonObject): void {
     if (tools.length === 0) throw bad('tool_choice', '`tool_choice` "required" needs `tools` to call');
     return;
   }
-  if (!isObj(choice) || !isObj(choice.function) || typeof choice.function.name !== 'string') {
-    throw bad('tool_choice', '`tool_choice` must be "none", "auto", "required" or {"type": "function", "function": {"name": …}}');
-  }
+  if (!isObj(choice)) throw bad('tool_choice', '`tool_choice` must be "none", "auto", "required" or an object such as {"type": "function", "function": {"name": …}}');
+  if (choice.type !== 'function' || !isObj(choice.function)) return;
+  if (typeof choice.function.name !== 'string') throw bad('tool_choice', '`tool_choice.function.name` must be a string');
   const name = choice.function.name;
   if (!tools.some((t) => isObj(t) && isObj(t.function) && t.function.name === name)) {
     throw bad('tool_choice', `\`tool_choice\` names the function ${JSON.stringify(name).slice(0, 80)}, which is not among \`tools\``);

@@ -48,7 +48,8 @@ export function* segments(text: string): Generator<string> {
         yield text.slice(start, i);
         start = i;
       }
-    } else if (i - runStart >= RUN) {
+    } else if (i - runStart >= RUN && (text.charCodeAt(i) & 0xfc00) !== 0xdc00) {
+      // Never between the halves of one character (an emoji): one position on, then.
       yield text.slice(start, i);
       start = runStart = i;
     }

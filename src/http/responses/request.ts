@@ -22,6 +22,8 @@ export interface ResponsesEcho {
   text: JsonObject;
   user: string | null;
   reasoningEffort: string | null;
+  /** The alternatives asked for per token (top_logprobs; 0 when only include asked for logprobs). */
+  topLogprobs: number;
 }
 
 export interface TranslatedRequest {
@@ -49,6 +51,7 @@ const CHAT_ONLY: Record<string, string> = {
   max_completion_tokens: 'use `max_output_tokens`',
   functions: 'use `tools` (function tools)',
   function_call: 'use `tool_choice`',
+  reasoning_effort: 'use `reasoning.effort`',
 };
 
 /** Accepted and not sent on as they are: they shape what OpenAI stores or returns beyond the text (include and top_logprobs ask for logprobs, below). */
@@ -365,7 +368,7 @@ export function fromResponsesRequest(body: unknown, limits: Limits, recall?: Rec
     echo: {
       instructions, tools: t.echo, toolChoice: body.tool_choice ?? 'auto', parallelToolCalls: body.parallel_tool_calls !== false,
       temperature, topP, maxOutputTokens: typeof maxOut === 'number' ? maxOut : null, metadata: isObj(body.metadata) ? body.metadata : {},
-      text: rf.echo, user: typeof body.user === 'string' ? body.user : null, reasoningEffort: effort,
+      text: rf.echo, user: typeof body.user === 'string' ? body.user : null, reasoningEffort: effort, topLogprobs: typeof top === 'number' ? top : 0,
     },
   };
 }

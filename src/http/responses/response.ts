@@ -71,17 +71,18 @@ const utf8 = (token: string): number[] => [...Buffer.from(token, 'utf8')];
 
 /**
  * A chat choice's (or chunk's) token logprobs as the Responses API gives them: the same entries,
- * with the bytes an engine left out (null) filled from the token.
+ * with the bytes an engine left out (null) filled from the token, and no more alternatives than
+ * were asked for (`top`: llama-server gives 20 when asked for none).
  */
-export function logprobsOf(logprobs: unknown): JsonObject[] {
+export function logprobsOf(logprobs: unknown, top: number): JsonObject[] {
   const content = typeof logprobs === 'object' && logprobs !== null ? (logprobs as JsonObject).content : undefined;
   if (!Array.isArray(content)) return [];
   return content.map((c: JsonObject) => {
     const token = String(c.token ?? '');
-    const top = Array.isArray(c.top_logprobs) ? (c.top_logprobs as JsonObject[]) : [];
+    const alternatives = Array.isArray(c.top_logprobs) ? (c.top_logprobs as JsonObject[]).slice(0, top) : [];
     return {
       token, logprob: c.logprob, bytes: Array.isArray(c.bytes) ? c.bytes : utf8(token),
-      top_logprobs: top.map((t) => ({ token: String(t.token ?? ''), logprob: t.logprob, bytes: Array.isArray(t.bytes) ? t.bytes : utf8(String(t.token ?? '')) })),
+      top_logprobs: alternatives.map((t) => ({ token: String(t.token ?? ''), logprob: t.logprob, bytes: Array.isArray(t.bytes) ? t.bytes : utf8(String(t.token ?? '')) })),
     };
   });
 }
@@ -151,7 +152,7 @@ export function toResponse(chat: JsonObject, echo: ResponsesEcho, ids: ResponseI
   const calls = Array.isArray(message.tool_calls) ? (message.tool_calls as JsonObject[]) : [];
   // Reasoning that something followed was whole; only the last item can have been cut off.
   if (reasoning !== '') output.push(reasoningItem(ids.item('rs'), reasoning, text === '' && refusal === '' && calls.length === 0 ? status : 'completed'));
-  if (text !== '') output.push(messageItem(ids.item('msg'), text, status, false, logprobsOf(choice?.logprobs)));
+  if (text !== '') output.push(messageItem(ids.item('msg'), text, status, false, logprobsOf(choice?.logprobs, echo.topLogprobs)));
   if (refusal !== '') output.push(messageItem(ids.item('msg'), refusal, status, true));
   for (const c of calls) {
     const fn = (c.function ?? {}) as JsonObject;

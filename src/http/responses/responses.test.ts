@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import type { HoldingSink, Served } from '../../core/gateway.ts';
 import { DEFAULT_LIMITS } from '../../config/types.ts';
 import { fromResponsesRequest } from './request.ts';
-import { ResponseIds, toResponse } from './response.ts';
+import { logprobsOf, ResponseIds, toResponse } from './response.ts';
 import { ResponsesStream } from './stream.ts';
 import { RecentItems } from './items.ts';
 import { CapturingSink } from '../../accounting/request-log.ts';
@@ -309,4 +309,12 @@ test('a stream cut off by the token limit leaves its open call incomplete: its a
   assert.equal(ev.at(-1).type, 'response.incomplete');
   assert.deepEqual(ev.at(-1).response.output.map((o: any) => [o.type, o.status]), [['function_call', 'incomplete']]);
   assert.equal(ev.find((e) => e.type === 'response.output_item.done').item.status, 'incomplete');
+});
+
+test('token logprobs as the Responses API gives them: bytes filled where the engine sent none, no more alternatives than asked for (llama-server gives 20 unasked)', () => {
+  const chat = { content: [{ token: 'é', logprob: -0.5, bytes: null, top_logprobs: [{ token: 'é', logprob: -0.5, bytes: [195, 169] }, { token: 'e', logprob: -1 }, { token: 'x', logprob: -2 }] }] };
+  assert.deepEqual(logprobsOf(chat, 1), [{ token: 'é', logprob: -0.5, bytes: [195, 169], top_logprobs: [{ token: 'é', logprob: -0.5, bytes: [195, 169] }] }]);
+  assert.deepEqual(logprobsOf(chat, 0)[0]!.top_logprobs, []);
+  assert.deepEqual((logprobsOf(chat, 20)[0]!.top_logprobs as unknown[]).length, 3);
+  assert.deepEqual(logprobsOf(null, 2), []);
 });

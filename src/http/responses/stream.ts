@@ -140,7 +140,7 @@ export class ResponsesStream implements StreamSink {
       const reasoning = reasoningOf(delta);
       if (reasoning !== '') this.#reason(reasoning);
       // Token logprobs (asked for with include: message.output_text.logprobs) ride on their text's delta.
-      const logprobs = choice.logprobs === undefined || choice.logprobs === null ? NONE : logprobsOf(choice.logprobs);
+      const logprobs = choice.logprobs === undefined || choice.logprobs === null ? NONE : logprobsOf(choice.logprobs, this.#echo.topLogprobs);
       if (typeof delta.content === 'string' && delta.content !== '') this.#text(delta.content, false, logprobs);
       else if (logprobs.length > 0 && this.#msg !== undefined && !this.#msg.refusal) this.#text('', false, logprobs);
       if (typeof delta.refusal === 'string' && delta.refusal !== '') this.#text(delta.refusal, true);
