@@ -279,6 +279,16 @@ test('a forced call is one call: Ollama\'s own call wins over its JSON beside it
   assert.equal(nativeFirst[0].function.name, 'get_weather');
   assert.equal(nativeFirst.some((c) => c.content !== undefined), false, 'no JSON as prose');
 
+  const sameLine = calls([line({ content: '{"city":"Lisbon"}', tool_calls: [native] }), line({}, { done: true, done_reason: 'stop' })]);
+  assert.deepEqual(sameLine.map((c) => [c.index, c.function?.name, c.content]), [[0, 'get_weather', undefined]], 'one line with both: the engine\'s own call, as in a whole answer');
+  // "required" of several: the engine's own call while the JSON is pending waits, and stands in if the JSON is no call.
+  const severalPrepared = engine.prepare('chat', { model: 'm', messages: [{ role: 'user', content: 'x' }], tools, tool_choice: 'required', stream: true }, { model: 'm', wantStreamUsage: false, clientWantsUsage: false });
+  const t = engine.streamTranslator('chat', ctx, false, severalPrepared);
+  const pending = events([t.line(line({ content: ' ' })), t.line(line({ tool_calls: [native] })), t.line(line({}, { done: true, done_reason: 'stop' }))].join('')).filter((e) => e !== '[DONE]');
+  assert.deepEqual(pending.flatMap((e) => e.choices[0].delta.tool_calls ?? []).map((c: any) => [c.index, c.function.name]), [[0, 'get_weather']]);
+  assert.equal(pending.some((e) => e.choices[0].delta.content !== undefined), false);
+  assert.equal(pending.at(-1).choices[0].finish_reason, 'tool_calls');
+
   const several = engine.normalize('chat', { model: 'm', message: { role: 'assistant', content: '{"name":"get\\qx","arguments":{' }, done: true, done_reason: 'length' }, { tools, tool_choice: 'required' }, ctx) as any;
   assert.equal(several.choices[0].message.content, '{"name":"get\\qx","arguments":{');
   assert.equal(several.choices[0].message.tool_calls, undefined);

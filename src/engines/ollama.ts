@@ -5,6 +5,7 @@ import { FabricError } from '../core/errors.ts';
 import { Unsupported } from '../core/attempt-error.ts';
 import { parseEngineError } from './errors.ts';
 import { callIn, forcedTool } from './ollama-forced-tool.ts';
+import { refuseToolChoiceKinds } from './tool-choice.ts';
 import type {
   EngineAdapter, JsonObject, NormalizeContext, Operation, PrepareOptions, PreparedRequest, StreamTranslator, Usage, UpstreamErrorInfo,
 } from './types.ts';
@@ -255,6 +256,7 @@ function float32Base64(v: number[]): string {
  * backend is passed over, as llama.cpp's refusal does. Values that ask for nothing pass.
  */
 function refuseUnhonoured(body: JsonObject): void {
+  refuseToolChoiceKinds(body, 'Ollama');
   if (body.echo !== undefined && body.echo !== null && body.echo !== false) {
     throw new Unsupported('Ollama backends do not echo the prompt (`echo`)', 'echo');
   }
@@ -426,6 +428,8 @@ export class OllamaEngine implements EngineAdapter {
     const forced = prepared?.forcedTool;
     let forcedAt = -1;
     let forcedText = '';
+    /** The engine's own calls, held while a choice of several is still JSON. */
+    const held: JsonObject[] = [];
     const event = (model: string, choice: JsonObject): string =>
       `data: ${JSON.stringify({ id, object, created: ctx.created, model, choices: [choice] })}\n\n`;
     return {
@@ -447,10 +451,21 @@ export class OllamaEngine implements EngineAdapter {
           if (first) { delta.role = 'assistant'; first = false; }
           if (typeof m.thinking === 'string' && m.thinking !== '') delta.reasoning_content = m.thinking;
           const calls: JsonObject[] = [];
-          // A forced call is one call: the engine's own (then its JSON beside it is dropped), or
-          // the one made of its JSON (then a call of its own after that is).
-          const nativeFirst = forced !== undefined && forcedAt < 0 && forcedText === '' && toolCount > 0;
-          if (typeof m.content === 'string' && m.content !== '' && !nativeFirst) {
+          // A forced call is one call. The engine's own, if it comes before any JSON (then the
+          // JSON beside it is dropped, as in a whole answer); else the one made of its JSON. A
+          // call of its own while a choice of several is still JSON waits: it stands in if that
+          // JSON proves no call.
+          let tc = forced !== undefined && forcedAt >= 0 ? undefined : toolCalls(m, ctx.requestId, toolCount);
+          if (tc !== undefined && forcedText !== '') {
+            held.push(...tc);
+            tc = undefined;
+          }
+          if (tc !== undefined) {
+            for (let i = 0; i < tc.length; i++) calls.push({ index: toolCount + i, ...tc[i] });
+            toolCount += tc.length;
+          }
+          const native = forced !== undefined && forcedAt < 0 && forcedText === '' && toolCount > 0;
+          if (typeof m.content === 'string' && m.content !== '' && !native) {
             if (forced === undefined) delta.content = m.content;
             else if (forced.name === undefined) forcedText += m.content;
             else if (forcedAt >= 0) calls.push({ index: forcedAt, function: { arguments: m.content } });
@@ -459,18 +474,17 @@ export class OllamaEngine implements EngineAdapter {
               calls.push({ index: forcedAt, id: `call_${ctx.requestId}_${forcedAt}`, type: 'function', function: { name: forced.name, arguments: m.content } });
             }
           }
-          const tc = forced !== undefined && (forcedAt >= 0 || forcedText !== '') ? undefined : toolCalls(m, ctx.requestId, toolCount);
-          if (tc !== undefined) {
-            for (let i = 0; i < tc.length; i++) calls.push({ index: toolCount + i, ...tc[i] });
-            toolCount += tc.length;
-          }
           if (calls.length > 0) delta.tool_calls = calls;
           // The done line may carry the last tokens' logprobs with no text of their own.
           if (Object.keys(delta).length > 0 || j.done !== true || hasEntries(j.logprobs)) out += event(model, { index: 0, delta, logprobs: chatLogprobs(j.logprobs), finish_reason: null });
           if (j.done === true && forcedText !== '') {
             const call = callIn(forced!, forcedText);
-            const whole: JsonObject = call === undefined ? { content: forcedText } : { tool_calls: [{ index: toolCount, id: `call_${ctx.requestId}_${toolCount}`, type: 'function', function: call }] };
-            if (call !== undefined) toolCount++;
+            let whole: JsonObject;
+            if (call !== undefined) whole = { tool_calls: [{ index: toolCount++, id: `call_${ctx.requestId}_${toolCount - 1}`, type: 'function', function: call }] };
+            else if (held.length > 0) {
+              whole = { tool_calls: held.map((t, i) => ({ index: toolCount + i, ...t })) };
+              toolCount += held.length;
+            } else whole = { content: forcedText };
             out += event(model, { index: 0, delta: whole, logprobs: null, finish_reason: null });
           }
           if (j.done === true) out += event(model, { index: 0, delta: {}, logprobs: null, finish_reason: finish(j, toolCount > 0) });

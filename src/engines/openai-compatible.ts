@@ -6,6 +6,7 @@
 
 import { parseEngineError } from './errors.ts';
 import { Unsupported } from '../core/attempt-error.ts';
+import { refuseToolChoiceKinds } from './tool-choice.ts';
 import type { EngineKind } from '../config/types.ts';
 import type { EngineAdapter, JsonObject, NormalizeContext, Operation, PrepareOptions, PreparedRequest, UpstreamErrorInfo } from './types.ts';
 
@@ -107,6 +108,7 @@ function fillEnvelope(j: JsonObject, object: string, idPrefix: string, ctx: Norm
  * over instead, not blamed, and the request is a 400 naming the field if no backend can take it.
  */
 function refuseForLlamaCpp(body: JsonObject): void {
+  refuseToolChoiceKinds(body, 'llama.cpp');
   if (body.n !== undefined && body.n !== null && body.n !== 1) {
     throw new Unsupported(`\`n\` is ${JSON.stringify(body.n)}, but llama.cpp backends return one choice per request; send n requests instead`, 'n');
   }

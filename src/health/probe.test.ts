@@ -132,7 +132,7 @@ test('HealthMonitor: a failing backend is re-probed within the interval, so a de
 
 test('a probe the gateway\'s own machine fails (out of file descriptors) says nothing of the backend: its state stays as it was', async () => {
   const b = backend('vllm', 'vllm', 'Qwen/Qwen2.5-7B-Instruct-AWQ');
-  const monitor = new HealthMonitor([b], { intervalMs: 60_000, probeTimeoutMs: 500, loadIntervalMs: 0 }, silentLogger);
+  const monitor = new HealthMonitor([b], { intervalMs: 2_000, probeTimeoutMs: 500, loadIntervalMs: 0 }, silentLogger);
   try {
     await monitor.probeAll();
     assert.equal(b.state, 'up');
@@ -153,6 +153,11 @@ test('a probe the gateway\'s own machine fails (out of file descriptors) says no
     } finally {
       (b as { pool: unknown }).pool = real;
     }
+    // Nothing was learnt: it is probed again soon (a tenth of the interval), not at the next one.
+    const checked = b.lastCheckedAt;
+    const t = Date.now();
+    while (b.lastCheckedAt === checked && Date.now() - t < 1_500) await new Promise((r) => setTimeout(r, 20));
+    assert.notEqual(b.lastCheckedAt, checked, 'probed again within a second');
   } finally {
     monitor.stop();
   }

@@ -263,7 +263,13 @@ export class HealthMonitor {
       this.#inFlight.delete(b);
       if (this.#stopped) return r;
       if (r.local === true) {
-        this.#warnOnce('the gateway ran out of file descriptors or memory probing its backends: raise LimitNOFILE (ulimit -n); their states stay as they were', { backend: b.name, detail: r.detail });
+        // Nothing learnt of the backend: its state stays, and it is probed again soon.
+        const now = Date.now();
+        if (now - this.#localWarnedAt >= 60_000) {
+          this.#localWarnedAt = now;
+          this.#log.warn('the gateway ran out of file descriptors or memory probing its backends: raise LimitNOFILE (ulimit -n); their states stay as they were', { backend: b.name, detail: r.detail });
+        }
+        this.#at(b, now + this.#recheckMs);
         return r;
       }
       this.#apply(b, r);
@@ -283,6 +289,9 @@ export class HealthMonitor {
     this.#inFlight.set(b, p);
     return p;
   }
+
+  /** When a probe last warned of the gateway's own exhaustion (at most once a minute). */
+  #localWarnedAt = -Infinity;
 
   /** Backends being asked about themselves now. */
   readonly #describing = new Set<BackendRuntime>();

@@ -130,9 +130,18 @@ function checkToolChoice(body: JsonObject): void {
     if (tools.length === 0) throw bad('tool_choice', '`tool_choice` "required" needs `tools` to call');
     return;
   }
-  if (!isObj(choice)) throw bad('tool_choice', '`tool_choice` must be "none", "auto", "required" or an object such as {"type": "function", "function": {"name": …}}');
-  if (choice.type !== 'function' || !isObj(choice.function)) return;
-  if (typeof choice.function.name !== 'string') throw bad('tool_choice', '`tool_choice.function.name` must be a string');
+  const shapes = '`tool_choice` must be "none", "auto", "required", {"type": "function", "function": {"name": …}}, {"type": "allowed_tools", "allowed_tools": {…}} or {"type": "custom", "custom": {"name": …}}';
+  if (!isObj(choice)) throw bad('tool_choice', shapes);
+  if (choice.type === 'allowed_tools') {
+    const a = choice.allowed_tools;
+    if (!isObj(a) || (a.mode !== 'auto' && a.mode !== 'required') || !Array.isArray(a.tools)) throw bad('tool_choice', '`tool_choice.allowed_tools` needs `mode` ("auto" or "required") and `tools` (a list)');
+    return;
+  }
+  if (choice.type === 'custom') {
+    if (!isObj(choice.custom) || typeof choice.custom.name !== 'string') throw bad('tool_choice', '`tool_choice.custom` needs a `name`');
+    return;
+  }
+  if (choice.type !== 'function' || !isObj(choice.function) || typeof choice.function.name !== 'string') throw bad('tool_choice', shapes);
   const name = choice.function.name;
   if (!tools.some((t) => isObj(t) && isObj(t.function) && t.function.name === name)) {
     throw bad('tool_choice', `\`tool_choice\` names the function ${JSON.stringify(name).slice(0, 80)}, which is not among \`tools\``);

@@ -32,10 +32,10 @@ test('counting costs linear time and yields the event loop: a run of one letter 
 
   const prose = 'The gateway routes each request to a healthy backend, and falls back when one fails. '.repeat(2000);
   assert.equal(await t.count({ prompt: prose }), enc.countTokens(prose), 'cuts before a space change nothing in prose');
-  for (const s of [prose, 'a'.repeat(1000), `x${' '.repeat(700)}y`, `x${'😀'.repeat(2000)}`]) {
+  for (const s of [prose, 'a'.repeat(1000), `x${' '.repeat(700)}y`, `x${'😀'.repeat(2000)}`, '\udc00'.repeat(1000), '\ud800'.repeat(1000)]) {
     const parts = [...segments(s)];
     assert.equal(parts.join(''), s);
-    assert.ok(parts.every((p) => (p.charCodeAt(0) & 0xfc00) !== 0xdc00), 'never cut between the halves of one character');
+    assert.ok(parts.every((p, i) => i === 0 || !((p.charCodeAt(0) & 0xfc00) === 0xdc00 && (parts[i - 1]!.charCodeAt(parts[i - 1]!.length - 1) & 0xfc00) === 0xd800)), 'never cut between the halves of one character');
     assert.ok(parts.every((p) => !/(\S{258,}|\s{258,})/.test(p)), 'no run past 256 characters (257 to keep a character whole)');
   }
 });

@@ -48,8 +48,9 @@ export function* segments(text: string): Generator<string> {
         yield text.slice(start, i);
         start = i;
       }
-    } else if (i - runStart >= RUN && (text.charCodeAt(i) & 0xfc00) !== 0xdc00) {
-      // Never between the halves of one character (an emoji): one position on, then.
+    } else if (i - runStart >= RUN && !((text.charCodeAt(i) & 0xfc00) === 0xdc00 && (text.charCodeAt(i - 1) & 0xfc00) === 0xd800)) {
+      // Never between the halves of one character (an emoji): one position on, then. A lone
+      // half is no character, and is cut like any other.
       yield text.slice(start, i);
       start = runStart = i;
     }
