@@ -31,6 +31,8 @@ export interface StartOptions {
   retiredLogMs?: number;
   /** Call the alert webhook on changes of level (default true; one worker of several does). */
   alerts?: boolean;
+  /** How long a request's head and the whole request may take to arrive (30 s, 300 s): for tests. */
+  requestTimeouts?: { headersMs: number; requestMs: number };
 }
 
 /** Where the gateway keeps its state (see StartOptions.dataDir). */
@@ -141,6 +143,7 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
   }
   const server = createGatewayServer(app, {
     maxHeaderBytes: config.gateway.limits.maxHeaderBytes, maxBodyBytes: () => app.gateway.config.gateway.limits.maxBodyBytes, fastLane: config.gateway.fastLane,
+    ...(opts.requestTimeouts === undefined ? {} : { timeouts: opts.requestTimeouts }),
   });
   if (accounting !== undefined) app.metrics?.attachAccounting(accounting);
   await fleet.start();

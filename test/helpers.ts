@@ -31,6 +31,8 @@ export interface FabricOptions {
   dataDir?: string;
   /** StartOptions.retiredLogMs. */
   retiredLogMs?: number;
+  /** StartOptions.requestTimeouts. */
+  requestTimeouts?: { headersMs: number; requestMs: number };
 }
 
 export async function startFabric(opts: FabricOptions): Promise<Fabric> {
@@ -40,7 +42,7 @@ export async function startFabric(opts: FabricOptions): Promise<Fabric> {
   const logs: string[] = [];
   const log: Logger = createLogger({ level: 'debug', write: (s) => { logs.push(...s.trimEnd().split('\n')); }, secrets: Object.values(opts.env ?? {}) });
   const dataDir = opts.dataDir ?? tempDir('fabric-data-');
-  const gw = await startGateway(config, secrets, { host: '127.0.0.1', port: 0, log, probe: false, dataDir, ...(opts.retiredLogMs === undefined ? {} : { retiredLogMs: opts.retiredLogMs }) });
+  const gw = await startGateway(config, secrets, { host: '127.0.0.1', port: 0, log, probe: false, dataDir, ...(opts.retiredLogMs === undefined ? {} : { retiredLogMs: opts.retiredLogMs }), ...(opts.requestTimeouts === undefined ? {} : { requestTimeouts: opts.requestTimeouts }) });
   const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: opts.apiKey ?? 'unused', maxRetries: 0, timeout: 10_000 });
   return {
     fleet, gw, url: gw.url, client, logs,

@@ -71,8 +71,24 @@ export function bodyTooLarge(message: string): FabricError {
   return new FabricError('body_too_large', message, { headers: { connection: 'close' } });
 }
 
-/** Reads a node:http request body up to limit bytes. */
-function readNodeBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/** Connections whose request body is being read, with that request's id (node:http's request timeout then ends a request a handler has). */
+const readingBody = new WeakMap<object, string>();
+/** Connections node:http timed out while their body was read: that request is a 408, not a client gone. */
+const timedOut = new WeakSet<object>();
+
+/**
+ * node:http's request timeout fired on this connection (clientError ERR_HTTP_REQUEST_TIMEOUT):
+ * the id of the request whose body was being read, which the read then fails as a 408; undefined
+ * when no handler was reading one (a head that never came whole).
+ */
+export function bodyTimedOut(socket: object): string | undefined {
+  const id = readingBody.get(socket);
+  if (id !== undefined) timedOut.add(socket);
+  return id;
+}
+
+/** Reads a node:http request body up to limit bytes; `id` is the request's, for an answer the server writes for it. */
+function readNodeBody(req: IncomingMessage, limit: number, id = ''): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > limit) {
@@ -81,6 +97,9 @@ function readNodeBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     }
     const chunks: Buffer[] = [];
     let size = 0;
+    const socket = req.socket;
+    readingBody.set(socket, id);
+    const done = (): void => { readingBody.delete(socket); };
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > limit) {
@@ -91,10 +110,18 @@ function readNodeBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       }
       chunks.push(c);
     });
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
+    req.on('end', () => {
+      done();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    });
     // The client went away while its body was arriving ('aborted', ECONNRESET), or before it was
     // read at all (then no event comes): a 499 as on the fast lane, never a 500 nor a wait for ever.
-    const gone = (): void => reject(new FabricError('client_closed_request', 'client closed the request'));
+    const gone = (): void => {
+      done();
+      reject(timedOut.has(socket)
+        ? new FabricError('request_timeout', 'the request body did not arrive in time')
+        : new FabricError('client_closed_request', 'client closed the request'));
+    };
     req.on('error', gone);
     // Not `complete`: a body that had wholly arrived when its client left was never read to its end.
     req.on('close', () => { if (!req.readableEnded) gone(); });
@@ -122,7 +149,7 @@ export class NodeExchange implements Exchange {
     return this.req.headers;
   }
   body(limit: number): Promise<Buffer> {
-    return readNodeBody(this.req, limit);
+    return readNodeBody(this.req, limit, this.preset?.[1]);
   }
   get headersSent(): boolean {
     return this.res.headersSent;

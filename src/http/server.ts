@@ -27,7 +27,7 @@ import { CapturingSink } from '../accounting/request-log.ts';
 import type { KeyRecord, UsageRecord } from '../store/types.ts';
 import { handleAdmin, isAdminPath, MAX_ADMIN_BODY, modelsForKey } from './admin.ts';
 import { PROMETHEUS_CONTENT_TYPE, type Snapshot } from '../metrics/registry.ts';
-import { closingErrorAnswer, NodeExchange, sendJson, sendText, type Exchange } from './exchange.ts';
+import { bodyTimedOut, closingErrorAnswer, NodeExchange, sendJson, sendText, type Exchange } from './exchange.ts';
 import { FastLane } from './fast-lane.ts';
 
 export interface AppState {
@@ -170,11 +170,11 @@ export interface ServerLimits {
   maxBodyBytes: () => number;
   /** Off: node:http takes every request (the fast lane's fallback, always there). */
   fastLane: boolean;
+  /** How long a request's head, and the whole request, may take to arrive (30 s and 300 s; shorter in tests). */
+  timeouts?: { headersMs: number; requestMs: number };
 }
 
 const KEEP_ALIVE_MS = 65_000;
-const HEADERS_TIMEOUT_MS = 30_000;
-const REQUEST_TIMEOUT_MS = 300_000;
 
 /**
  * Ends a connection with `last` once the answer in flight has gone: a malformed request
@@ -509,7 +509,13 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   }
 
   // A request without a Host header reaches the handler, to be refused in OpenAI's shape (node:http's own 400 has no body).
-  const server = createServer({ maxHeaderSize: maxHeaderBytes, keepAliveTimeout: KEEP_ALIVE_MS, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, requireHostHeader: false }, (req, res) => {
+  const HEADERS_TIMEOUT_MS = limits.timeouts?.headersMs ?? 30_000;
+  const REQUEST_TIMEOUT_MS = limits.timeouts?.requestMs ?? 300_000;
+  const server = createServer({
+    maxHeaderSize: maxHeaderBytes, keepAliveTimeout: KEEP_ALIVE_MS, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, requireHostHeader: false,
+    // node:http checks its timeouts this often (30 s by default): within a tenth of the head's.
+    connectionsCheckingInterval: Math.max(10, Math.min(30_000, HEADERS_TIMEOUT_MS / 10)),
+  }, (req, res) => {
     const x = new NodeExchange(req, res);
     if (req.headers.host !== undefined || req.httpVersion !== '1.1') return serve(x);
     const id = ids.next();
@@ -542,9 +548,12 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const [status, message, code] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, `request headers exceed the limit of ${maxHeaderBytes} bytes`, 'headers_too_large']
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, `the request did not arrive in time (its head within ${HEADERS_TIMEOUT_MS / 1000} s, its body within ${REQUEST_TIMEOUT_MS / 1000} s)`, 'request_timeout']
         : [400, 'malformed HTTP request', 'bad_request'];
-    // Its one line, so that the id the client got can be found.
-    app.log.info('request refused', { id, status, code, error: err.code ?? err.message });
-    endAfterAnswers(socket, closingErrorAnswer(status, message, code, id));
+    // A body that did not come in time belongs to a request already handed over: the answer
+    // carries its id, and its own line says 408 (its body read fails so). Else, this is its one
+    // line, so that the id the client got can be found.
+    const requestId = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? bodyTimedOut(socket) : undefined;
+    if (requestId === undefined) app.log.info('request refused', { id, status, code, error: err.code ?? err.message });
+    endAfterAnswers(socket, closingErrorAnswer(status, message, code, requestId === undefined || requestId === '' ? id : requestId));
   });
   // The lane also makes server.closeIdleConnections() and closeAllConnections() reach its connections.
   if (limits.fastLane) new FastLane(server, serve, {
