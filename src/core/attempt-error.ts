@@ -117,8 +117,7 @@ export function transportError(backend: BackendRuntime, e: unknown, timedOut: st
 
 /** Text from a backend (an error body, an error event) without its own key or anything that reads as a key. */
 export function withoutKeys(backend: BackendRuntime, text: string): string {
-  const auth = backend.authorization;
-  return redact(text, auth === undefined ? [] : [auth.slice('Bearer '.length)]);
+  return backend.secret === undefined ? redact(text) : backend.secret.redact(text);
 }
 
 /**

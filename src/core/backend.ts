@@ -5,6 +5,8 @@ import { poolFor } from './http-client.ts';
 import type { UpstreamPool } from './h1-pool.ts';
 import { DEFAULT_HEALTH_POLICY, ollamaNumCtx, type BackendConfig, type HealthPolicy, type NodeConfig } from '../config/types.ts';
 import type { Secrets } from '../config/env-file.ts';
+import { redact } from './redact.ts';
+import type { BackendSecret } from './sse-relay.ts';
 import { engineFor } from '../engines/index.ts';
 import type { EngineAdapter } from '../engines/types.ts';
 import type { Member } from '../routing/balancer.ts';
@@ -40,8 +42,8 @@ export class BackendRuntime implements Member {
   readonly origin: string;
   /** Authorization header value for this backend, never the client's. */
   readonly authorization: string | undefined;
-  /** The key itself, as bytes to look for in what the backend streams (an engine may quote it). */
-  readonly keyBytes: Buffer | undefined;
+  /** The key, as bytes to look for in what the backend streams (an engine may quote it), and how text is rid of it. */
+  readonly secret: BackendSecret | undefined;
   /** Set when the backend's key is missing from the environment: it is skipped, saying why. */
   readonly unusable: string | undefined;
 
@@ -103,7 +105,7 @@ export class BackendRuntime implements Member {
     this.basePath = u.pathname.replace(/\/+$/, '');
     const key = config.apiKey === undefined ? undefined : secrets.get(config.apiKey.env);
     this.authorization = key === undefined ? undefined : `Bearer ${key}`;
-    this.keyBytes = key === undefined || key === '' ? undefined : Buffer.from(key, 'utf8');
+    this.secret = key === undefined || key === '' ? undefined : { bytes: Buffer.from(key, 'utf8'), redact: (text) => redact(text, [key]) };
     this.unusable = config.apiKey !== undefined && key === undefined ? `its API key (${config.apiKey.env}) is not set` : undefined;
     const t = config.timeouts;
     // Idle connections kept 4 s on the fleet, under the 5 s keep-alive of uvicorn (vLLM) and

@@ -104,8 +104,7 @@ class StreamCall extends UpstreamCall {
     this.#served = served;
     this.#cancel = cancel;
     if (backend.engine.streamFormat === 'sse') {
-      const key = backend.keyBytes;
-      this.#relay = new SseRelay(!clientWantsUsage, prepared.logprobsRefusal === true, key === undefined ? undefined : { bytes: key, redact: (t) => withoutKeys(backend, t) });
+      this.#relay = new SseRelay(!clientWantsUsage, prepared.logprobsRefusal === true, backend.secret);
     } else {
       this.#lines = new LineSplitter();
       this.#translator = backend.engine.streamTranslator!(op, nctx, clientWantsUsage, prepared);

@@ -7,6 +7,7 @@
 //   one function (named, or "required" of one tool): the output is its arguments;
 //   "required" of several: {"name": …, "arguments": …}, one branch of the schema per tool.
 
+import { namedFunction } from './tool-choice.ts';
 import type { ForcedTool, JsonObject } from './types.ts';
 
 function isObj(v: unknown): v is JsonObject {
@@ -45,8 +46,9 @@ export function forcedTool(body: JsonObject): { forced: ForcedTool; schema: unkn
   const choice = body.tool_choice;
   const tools = functionTools(body.tools);
   if (tools.length === 0) return undefined;
-  if (isObj(choice) && isObj(choice.function) && typeof choice.function.name === 'string') {
-    const tool = tools.find((t) => t.name === (choice.function as JsonObject).name);
+  const named = namedFunction(choice);
+  if (named !== undefined) {
+    const tool = tools.find((t) => t.name === named);
     return tool === undefined ? undefined : { forced: { name: tool.name }, schema: tool.parameters };
   }
   if (choice !== 'required') return undefined;

@@ -5,7 +5,7 @@ import { FabricError } from '../core/errors.ts';
 import { Unsupported } from '../core/attempt-error.ts';
 import { parseEngineError } from './errors.ts';
 import { callIn, forcedTool } from './ollama-forced-tool.ts';
-import { refuseToolChoiceKinds } from './tool-choice.ts';
+import { namedFunction, refuseToolChoiceKinds, toolsNamed } from './tool-choice.ts';
 import type {
   EngineAdapter, JsonObject, NormalizeContext, Operation, PrepareOptions, PreparedRequest, StreamTranslator, Usage, UpstreamErrorInfo,
 } from './types.ts';
@@ -230,13 +230,9 @@ function toolCalls(msg: JsonObject, requestId: string, first: number): JsonObjec
 function toolsFor(body: JsonObject): unknown[] | undefined {
   const tools = body.tools;
   if (!Array.isArray(tools) || tools.length === 0) return undefined;
-  const choice = body.tool_choice;
-  if (choice === 'none') return undefined;
-  if (isObj(choice) && isObj(choice.function) && typeof choice.function.name === 'string') {
-    const name = choice.function.name;
-    return tools.filter((t) => isObj(t) && isObj(t.function) && t.function.name === name);
-  }
-  return tools;
+  if (body.tool_choice === 'none') return undefined;
+  const name = namedFunction(body.tool_choice);
+  return name === undefined ? tools : toolsNamed(tools, name);
 }
 
 /** A reply cut by num_predict is "length", a call cut so too, as on OpenAI. */

@@ -6,7 +6,7 @@
 
 import { parseEngineError } from './errors.ts';
 import { Unsupported } from '../core/attempt-error.ts';
-import { refuseToolChoiceKinds } from './tool-choice.ts';
+import { namedFunction, refuseToolChoiceKinds, toolsNamed } from './tool-choice.ts';
 import type { EngineKind } from '../config/types.ts';
 import type { EngineAdapter, JsonObject, NormalizeContext, Operation, PrepareOptions, PreparedRequest, UpstreamErrorInfo } from './types.ts';
 
@@ -125,10 +125,8 @@ function refuseForLlamaCpp(body: JsonObject): void {
  * which its grammar holds to a call of it. The client's body is left as it was, for a fallback.
  */
 function namedChoiceForLlamaCpp(body: JsonObject): JsonObject {
-  const choice = body.tool_choice;
-  if (!isObj(choice) || !isObj(choice.function) || typeof choice.function.name !== 'string' || !Array.isArray(body.tools)) return body;
-  const name = choice.function.name;
-  const tools = body.tools.filter((t) => isObj(t) && isObj(t.function) && t.function.name === name);
+  const name = namedFunction(body.tool_choice);
+  const tools = name === undefined ? [] : toolsNamed(body.tools, name);
   return tools.length === 0 ? body : { ...body, tools, tool_choice: 'required' };
 }
 

@@ -5,6 +5,7 @@
 import type { Limits } from '../config/types.ts';
 import { FabricError } from '../core/errors.ts';
 import type { JsonObject, Operation } from '../engines/types.ts';
+import { toolsNamed } from '../engines/tool-choice.ts';
 import { promptCount } from '../accounting/account.ts';
 
 /**
@@ -143,7 +144,7 @@ function checkToolChoice(body: JsonObject): void {
   }
   if (choice.type !== 'function' || !isObj(choice.function) || typeof choice.function.name !== 'string') throw bad('tool_choice', shapes);
   const name = choice.function.name;
-  if (!tools.some((t) => isObj(t) && isObj(t.function) && t.function.name === name)) {
+  if (toolsNamed(tools, name).length === 0) {
     throw bad('tool_choice', `\`tool_choice\` names the function ${JSON.stringify(name).slice(0, 80)}, which is not among \`tools\``);
   }
 }
