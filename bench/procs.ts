@@ -142,6 +142,8 @@ export interface ThreadCpu {
   name: string;
   userS: number;
   sysS: number;
+  /** minor page faults so far */
+  faults: number;
 }
 
 /**
@@ -167,20 +169,31 @@ export function threadCpuOf(pid: number): ThreadCpu[] {
     }
     const name = Number(tid) === pid ? 'main' : s.slice(s.indexOf('(') + 1, s.lastIndexOf(')'));
     const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    const t = by.get(name) ?? { name, userS: 0, sysS: 0 };
+    const t = by.get(name) ?? { name, userS: 0, sysS: 0, faults: 0 };
     t.userS += Number(rest[11]) / tick;
     t.sysS += Number(rest[12]) / tick;
+    t.faults += Number(rest[7]);
     by.set(name, t);
   }
   return [...by.values()];
 }
 
-/** Per-thread CPU used between two threadCpuOf() readings, in cores (seconds per second). */
-export function threadCpuDelta(before: ThreadCpu[], after: ThreadCpu[], seconds: number): { name: string; user: number; sys: number }[] {
+/** One thread's (or same-named threads') use during a phase. */
+export interface ThreadUse {
+  name: string;
+  /** cores of user and system time */
+  user: number;
+  sys: number;
+  /** minor page faults */
+  faults: number;
+}
+
+/** Per-thread CPU used between two threadCpuOf() readings, in cores (seconds per second), and the minor page faults taken. */
+export function threadCpuDelta(before: ThreadCpu[], after: ThreadCpu[], seconds: number): ThreadUse[] {
   return after.map((a) => {
     const b = before.find((x) => x.name === a.name);
-    return { name: a.name, user: (a.userS - (b?.userS ?? 0)) / seconds, sys: (a.sysS - (b?.sysS ?? 0)) / seconds };
-  }).filter((t) => t.user + t.sys > 0.001).sort((x, y) => y.user + y.sys - (x.user + x.sys));
+    return { name: a.name, user: (a.userS - (b?.userS ?? 0)) / seconds, sys: (a.sysS - (b?.sysS ?? 0)) / seconds, faults: a.faults - (b?.faults ?? 0) };
+  }).filter((t) => t.user + t.sys > 0.001 || t.faults > 0).sort((x, y) => y.user + y.sys - (x.user + x.sys));
 }
 
 const BENCH = dirname(fileURLToPath(import.meta.url));

@@ -12,7 +12,7 @@ import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
-import { Child, buildGatewayProc, canPin, cpuSecondsOf, envNodeFlags, killOnExit, memoryOf, minorFaultsOf, pinPid, startServerProc, threadCpuDelta, threadCpuOf } from './procs.ts';
+import { Child, buildGatewayProc, canPin, cpuSecondsOf, envNodeFlags, killOnExit, memoryOf, minorFaultsOf, pinPid, startServerProc, threadCpuDelta, threadCpuOf, type ThreadUse } from './procs.ts';
 import { RUNTIME_NODE_FLAGS, SLOW_MS, UPSTREAM_MODELS, fabricYaml, payload } from './shared.ts';
 import type { GcPause } from './gc-watch.ts';
 import type { Job, PhaseResult, TargetSpec } from './shared.ts';
@@ -289,7 +289,7 @@ interface Measured {
   wallMs: number;
   cpu: Cpu;
   /** the process under test, by thread, in cores: where its CPU went beyond the JS thread */
-  proxyThreads: { name: string; user: number; sys: number }[] | undefined;
+  proxyThreads: ThreadUse[] | undefined;
   /** Minor page faults the process under test took during the phase (each one a trap into this VM's hypervisor). */
   proxyFaults: number | undefined;
   /** CPU time of the process under test (gateway or bare proxy) per completed request, µs */
@@ -499,7 +499,7 @@ if (rateOnly !== undefined) {
       return `${label}: added p50 ${(m.result.latency.p50 - d.result.latency.p50).toFixed(3)} ms, p99 ${(m.result.latency.p99 - d.result.latency.p99).toFixed(3)} ms; `
         + `${st.slow} over 2 ms (${st.duringGc} during GC: ${st.gc.minor} minor + ${st.gc.major} major pauses, ${st.gc.ms.toFixed(0)} ms, longest ${st.gc.maxMs.toFixed(1)} ms); CPU ${m.proxyCpuUsPerReq?.toFixed(0)} µs/req; ${m.proxyFaults} page faults\n`
         + `           ${st.episodes.count} episodes of overlapping slow requests: median ${st.episodes.medianMs.toFixed(1)} ms long, longest ${st.episodes.maxMs.toFixed(1)} ms, median gap ${st.episodes.medianGapMs.toFixed(0)} ms\n`
-        + `           threads (cores, user + system): ${(m.proxyThreads ?? []).filter((t) => t.user + t.sys >= 0.005).map((t) => `${t.name} ${t.user.toFixed(2)} + ${t.sys.toFixed(2)}`).join(', ')}`
+        + `           threads (cores, user + system; page faults): ${(m.proxyThreads ?? []).filter((t) => t.user + t.sys >= 0.005 || t.faults >= 10).map((t) => `${t.name} ${t.user.toFixed(2)} + ${t.sys.toFixed(2)}; ${t.faults}`).join(', ')}`
         + (m.gatewayRss === undefined ? '' : `; resident at most ${(m.gatewayRss.maxBytes / 2 ** 20).toFixed(0)} MiB`);
     };
     const r = await measure(`tcp relay  @ ${GOAL_RATE}/s`, open(T.relayFast, GOAL_RATE, plan.rateMs), 'relay');
