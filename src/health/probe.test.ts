@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import { createServer } from 'node:http';
 import assert from 'node:assert/strict';
 import { HealthMonitor, probeBackend } from './probe.ts';
-import { silentLogger } from '../core/log.ts';
+import { createLogger, silentLogger } from '../core/log.ts';
 import { startFleet, type SimFleet } from '../sim/fleet.ts';
 import { BackendRuntime } from '../core/backend.ts';
 import { Secrets } from '../config/env-file.ts';
@@ -130,9 +130,15 @@ test('HealthMonitor: a failing backend is re-probed within the interval, so a de
   }
 });
 
-test('a probe the gateway\'s own machine fails (out of file descriptors) says nothing of the backend: its state stays as it was', async () => {
+test('a probe the gateway\'s own machine fails (out of file descriptors) says nothing of the backend: its state stays as it was, and it is warned of once a minute', async () => {
   const b = backend('vllm', 'vllm', 'Qwen/Qwen2.5-7B-Instruct-AWQ');
-  const monitor = new HealthMonitor([b], { intervalMs: 2_000, probeTimeoutMs: 500, loadIntervalMs: 0 }, silentLogger);
+  const lines: string[] = [];
+  const log = createLogger({ write: (s) => lines.push(s) });
+  const warnings = (): Array<{ level: string; msg: string; backend?: string }> => {
+    log.flush();
+    return lines.join('').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { level: string; msg: string }).filter((l) => l.level === 'warn');
+  };
+  const monitor = new HealthMonitor([b], { intervalMs: 2_000, probeTimeoutMs: 500, loadIntervalMs: 0 }, log);
   try {
     await monitor.probeAll();
     assert.equal(b.state, 'up');
@@ -149,6 +155,14 @@ test('a probe the gateway\'s own machine fails (out of file descriptors) says no
       const r = await monitor.probe(b);
       assert.deepEqual([r.ok, r.local, r.detail], [false, true, 'the gateway could not probe it: EMFILE']);
       assert.equal(b.state, 'up');
+      assert.equal(b.consecutiveFailures, 0);
+      // The operator is told what to raise, once: every probe of every backend may hit it.
+      await monitor.probe(b);
+      await monitor.probe(b);
+      const said = warnings();
+      assert.equal(said.length, 1, JSON.stringify(said));
+      assert.match(said[0]!.msg, /out of file descriptors or memory probing its backends: raise LimitNOFILE/);
+      assert.equal(said[0]!.backend, b.name);
       assert.equal(b.consecutiveFailures, 0);
     } finally {
       (b as { pool: unknown }).pool = real;
