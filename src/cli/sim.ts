@@ -40,6 +40,8 @@ Faults (each may add "remaining": N, to fail the next N requests only):
   {"kind":"hang"}                                 accepts and never answers
   {"kind":"drop","afterChunks":N}                 a stream cut after N chunks (default 2)
   {"kind":"stall","afterChunks":N}                a stream that stops sending after N chunks (default 2)
+  {"kind":"stream-error","afterChunks":N}         a generation that fails after N chunks, reported in the stream
+                                                  as the engine reports it (non-streamed: the engine's 500)
   {"kind":"garbage"}                              200 with a body that is no answer
   {"kind":"context-length"}                       the engine's context-length error
 `;

@@ -183,6 +183,43 @@ for (const protocol of ['vllm', 'ollama', 'llamacpp', 'openai'] as const) {
       await waitFor(() => e.stats().active === 0, 1000, 'the dropped stream to free its slot');
     });
 
+    test('stream-error fault: N chunks, then the engine\'s own report of a failed generation, as it frames it; a plain request gets its 500', async () => {
+      const e = fleet.get('e');
+      await e.setFault({ kind: 'stream-error', afterChunks: 2 });
+      const res = await chat({ stream: true });
+      assert.equal(res.status, 200);
+      const text = await res.text();
+      const events = text.split('\n\n').filter((x) => x !== '').map((x) => x.replace(/^data: /, ''));
+      const tokens = events.slice(0, -1).map((x) => JSON.parse(x) as Record<string, unknown>);
+      assert.equal(streamText(tokens), EXPECTED.slice(0, 2).join(''));
+      const ends: Record<SimProtocol, [unknown, boolean]> = {
+        // serving_chat.py's create_streaming_error_response(str(e)), then [DONE]
+        vllm: [{ error: { message: 'EngineCore encountered an issue. See stack trace (above) for the root cause.', type: 'BadRequestError', param: null, code: 400 } }, true],
+        // the runner's {"error"} line read by the OpenAI layer as one more (empty) response
+        ollama: [{ model: '', content: '' }, false],
+        llamacpp: [{ error: { code: 500, message: 'Internal Server Error', type: 'server_error' } }, false],
+        openai: [{ error: { message: 'The server had an error while processing your request. Sorry about that!', type: 'server_error', param: null, code: null } }, false],
+      };
+      const [last, done] = ends[protocol];
+      assert.equal(events.at(-1) === '[DONE]', done);
+      const failure = JSON.parse(events.at(done ? -2 : -1)!) as Record<string, unknown>;
+      if (protocol === 'ollama') assert.deepEqual({ model: failure.model, content: at(failure, 'choices', 0, 'delta', 'content') }, last);
+      else assert.deepEqual(failure, last);
+      const plain = await chat();
+      assert.equal(plain.status, 500);
+      await e.setFault(null);
+      await waitFor(() => e.stats().active === 0, 1000, 'the failed stream to free its slot');
+      if (protocol === 'ollama') {
+        // Ollama's own API: the error as one more line.
+        await e.setFault({ kind: 'stream-error', afterChunks: 1 });
+        const native = await post(`${e.url}/api/chat`, { model, messages: [{ role: 'user', content: PROMPT }] }, auth);
+        const lines = (await native.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+        assert.deepEqual(lines.map((l) => Object.keys(l).includes('error')), [false, true]);
+        assert.deepEqual(lines[1], { error: 'an error was encountered while running the model: unexpected EOF' });
+        await e.setFault(null);
+      }
+    });
+
     test('hang fault: no answer until the client gives up; the slot is not held', async () => {
       const e = fleet.get('e');
       await e.setFault({ kind: 'hang' });

@@ -16,26 +16,37 @@ const spec = (timing: SimEngineSpec['timing'], extra: Partial<SimEngineSpec> = {
   name: 'e', protocol: 'vllm', model: MODEL, kind: 'chat', timing, ...extra,
 });
 
-test('at most maxConcurrency generate at once; the rest queue; past maxQueue is 503', async () => {
+test('at most maxConcurrency generate at once; the rest queue, without limit on vLLM (as its waiting queue has none)', async () => {
   await withFleet([spec({ ttftMs: 150, tokensPerSecond: 1e6, maxConcurrency: 2, maxQueue: 2 })], async (fleet) => {
     const e = fleet.get('e');
     const url = `${e.url}/v1/chat/completions`;
-    const pending = [post(url, body()), post(url, body()), post(url, body()), post(url, body())];
-    await waitFor(() => e.stats().active === 2 && e.stats().queued === 2, 1000, 'two running, two queued');
+    const pending = Array.from({ length: 6 }, () => post(url, body()));
+    await waitFor(() => e.stats().active === 2 && e.stats().queued === 4, 1000, 'two running, four queued');
     const metrics = await (await fetch(`${e.url}/metrics`)).text();
     assert.match(metrics, /^vllm:num_requests_running\{engine="0",model_name="m"\} 2\.0$/m);
-    assert.match(metrics, /^vllm:num_requests_waiting\{engine="0",model_name="m"\} 2\.0$/m);
-    const rejected = await post(url, body());
+    assert.match(metrics, /^vllm:num_requests_waiting\{engine="0",model_name="m"\} 4\.0$/m);
+    const results = await Promise.all(pending);
+    assert.deepEqual(results.map((r) => r.status), [200, 200, 200, 200, 200, 200]);
+    await Promise.all(results.map((r) => r.text()));
+    assert.deepEqual({ ...e.stats(), promptTokens: 0, completionTokens: 0 }, {
+      requests: 6, active: 0, queued: 0, completed: 6, promptTokens: 0, completionTokens: 0,
+    });
+  });
+});
+
+test('Ollama refuses past its queue (OLLAMA_MAX_QUEUE) with 503; the requests it took all finish', async () => {
+  await withFleet([spec({ ttftMs: 150, tokensPerSecond: 1e6, maxConcurrency: 2, maxQueue: 2 }, { protocol: 'ollama' })], async (fleet) => {
+    const e = fleet.get('e');
+    const url = `${e.url}/api/chat`;
+    const pending = Array.from({ length: 4 }, () => post(url, { ...body(), stream: false }));
+    await waitFor(() => e.stats().active === 2 && e.stats().queued === 2, 1000, 'two running, two queued');
+    const rejected = await post(url, { ...body(), stream: false });
     assert.equal(rejected.status, 503);
-    const err: unknown = await rejected.json();
-    assert.equal(at(err, 'error', 'type'), 'ServiceUnavailableError');
-    assert.equal(at(err, 'error', 'code'), 503);
+    assert.deepEqual(await rejected.json(), { error: 'server busy, please try again.  maximum pending requests exceeded' });
     const results = await Promise.all(pending);
     assert.deepEqual(results.map((r) => r.status), [200, 200, 200, 200]);
     await Promise.all(results.map((r) => r.text()));
-    assert.deepEqual({ ...e.stats(), promptTokens: 0, completionTokens: 0 }, {
-      requests: 5, active: 0, queued: 0, completed: 4, promptTokens: 0, completionTokens: 0,
-    });
+    assert.equal(e.stats().completed, 4);
   });
 });
 

@@ -20,9 +20,14 @@ const RECORD_LIMIT = 100;
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
 /** Above this rate a per-token delay is below timer resolution: emit tokens back to back. */
 const INSTANT_TOKENS_PER_SECOND = 1e6;
-// Longer than the usual client pool idle timeouts, so keep-alive connections are reused
-// rather than raced against the server closing them.
-const KEEP_ALIVE_MS = 65_000;
+/** How long an idle connection stays open (0: until the client closes it) and how many requests it may carry (0: any). */
+const KEEP_ALIVE: Record<SimProtocol, { idleMs: number; maxRequests: number }> = {
+  vllm: { idleMs: 5_000, maxRequests: 0 },
+  llamacpp: { idleMs: 5_000, maxRequests: 100 },
+  ollama: { idleMs: 0, maxRequests: 0 },
+  openai: { idleMs: 65_000, maxRequests: 0 },
+};
+const HEADERS_TIMEOUT_MS = 66_000;
 
 const QUEUED = 0;
 const RUNNING = 1;
@@ -43,6 +48,8 @@ interface Job {
   dropAfter: number;
   /** streaming: stop sending (connection left open) after this many steps; -1 = never */
   stallAfter: number;
+  /** streaming: end with the engine's own failure report after this many steps; -1 = never */
+  failAfter: number;
   kvTokens: number;
   /** performance.now() when the request was planned, and when its first token went out */
   arrivedAt: number;
@@ -54,12 +61,13 @@ export interface EngineOptions {
   log?: (line: string) => void;
 }
 
-function resolveTiming(t: Partial<SimTiming> | undefined): SimTiming {
+function resolveTiming(t: Partial<SimTiming> | undefined, protocol: SimProtocol): SimTiming {
   return {
     ttftMs: Math.max(0, t?.ttftMs ?? DEFAULT_TIMING.ttftMs),
     tokensPerSecond: t?.tokensPerSecond !== undefined && t.tokensPerSecond > 0 ? t.tokensPerSecond : DEFAULT_TIMING.tokensPerSecond,
     maxConcurrency: Math.max(1, Math.floor(t?.maxConcurrency ?? DEFAULT_TIMING.maxConcurrency)),
-    maxQueue: Math.max(0, Math.floor(t?.maxQueue ?? DEFAULT_TIMING.maxQueue)),
+    // vLLM's waiting queue and llama-server's deferred tasks have no cap: nothing is refused.
+    maxQueue: protocol === 'vllm' || protocol === 'llamacpp' ? Infinity : Math.max(0, Math.floor(t?.maxQueue ?? DEFAULT_TIMING.maxQueue)),
   };
 }
 
@@ -134,7 +142,7 @@ export class SimEngineImpl implements SimEngine {
     this.models = served.map((m) => m.name);
     this.host = spec.host ?? opts.host ?? '127.0.0.1';
     this.#port = spec.port ?? 0;
-    this.#timing = resolveTiming(spec.timing);
+    this.#timing = resolveTiming(spec.timing, spec.protocol);
     this.#perTokenMs = this.#timing.tokensPerSecond >= INSTANT_TOKENS_PER_SECOND ? 0 : 1000 / this.#timing.tokensPerSecond;
     this.#authHeaders = authHeaders(spec.apiKey);
     this.#log = opts.log ?? (() => {});
@@ -155,8 +163,13 @@ export class SimEngineImpl implements SimEngine {
     if (factory === undefined) throw new Error(`unknown simulator protocol ${String(spec.protocol)}`);
     this.#impl = factory(this.#view);
     this.#server = createServer(this.#onRequest);
-    this.#server.keepAliveTimeout = KEEP_ALIVE_MS;
-    this.#server.headersTimeout = KEEP_ALIVE_MS + 1000;
+    // Each engine's own keep-alive, which a gateway's pool must race correctly: vLLM's uvicorn
+    // closes a connection idle 5 s (VLLM_HTTP_TIMEOUT_KEEP_ALIVE); llama-server's cpp-httplib
+    // after 5 s or its 100th request (Keep-Alive: timeout=5, max=100); Ollama's Go server never.
+    const keep = KEEP_ALIVE[spec.protocol];
+    this.#server.keepAliveTimeout = keep.idleMs;
+    if (keep.maxRequests > 0) this.#server.maxRequestsPerSocket = keep.maxRequests;
+    this.#server.headersTimeout = HEADERS_TIMEOUT_MS;
     this.#server.on('connection', (socket: Socket) => {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
@@ -351,6 +364,7 @@ export class SimEngineImpl implements SimEngine {
     let factor = 1;
     let dropAfter = -1;
     let stallAfter = -1;
+    let failAfter = -1;
     if (fault !== null) {
       const streaming = route.stream !== null && (isSimError(plan) ? route.wantsStream(body) : plan.stream);
       switch (fault.kind) {
@@ -391,6 +405,13 @@ export class SimEngineImpl implements SimEngine {
           }
           stallAfter = fault.afterChunks ?? 2;
           break;
+        case 'stream-error':
+          if (!streaming) {
+            send(res, route.error({ kind: 'server-error', status: 500 }));
+            return;
+          }
+          failAfter = fault.afterChunks ?? 2;
+          break;
         case 'slow':
           factor = fault.factor ?? 10;
           break;
@@ -405,13 +426,13 @@ export class SimEngineImpl implements SimEngine {
     const ttftMs = this.#timing.ttftMs * factor;
     const perTokenMs = this.#perTokenMs * factor;
     const load = this.#load;
-    if (ttftMs <= 0 && perTokenMs <= 0 && dropAfter < 0 && stallAfter < 0 && load.active < this.#timing.maxConcurrency) {
+    if (ttftMs <= 0 && perTokenMs <= 0 && dropAfter < 0 && stallAfter < 0 && failAfter < 0 && load.active < this.#timing.maxConcurrency) {
       // No artificial delay: answer synchronously, with no job, timer or listener.
       this.#answerNow(route, plan, res);
       return;
     }
     const job: Job = {
-      route, plan, res, state: QUEUED, timer: null, step: 0, ttftMs, perTokenMs, dropAfter, stallAfter,
+      route, plan, res, state: QUEUED, timer: null, step: 0, ttftMs, perTokenMs, dropAfter, stallAfter, failAfter,
       kvTokens: plan.promptTokens + plan.completionTokens, arrivedAt: performance.now(), firstAt: 0,
     };
     if (load.active < this.#timing.maxConcurrency) {
@@ -502,6 +523,11 @@ export class SimEngineImpl implements SimEngine {
       }
       if (job.dropAfter >= 0 && job.step >= job.dropAfter) {
         this.#drop(job, chunk);
+        return;
+      }
+      if (job.failAfter >= 0 && job.step >= job.failAfter) {
+        res.end(chunk + shape.failure(plan));
+        this.#release(job);
         return;
       }
       chunk += shape.step(plan, job.step++);

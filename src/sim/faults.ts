@@ -3,7 +3,7 @@
 
 import type { SimFault, SimFaultState } from './types.ts';
 
-const KINDS = new Set(['down', 'slow', 'error', 'rate-limit', 'hang', 'drop', 'stall', 'garbage', 'context-length']);
+const KINDS = new Set(['down', 'slow', 'error', 'rate-limit', 'hang', 'drop', 'stall', 'stream-error', 'garbage', 'context-length']);
 
 function optionalNumber(o: Record<string, unknown>, key: string, min: number, integer: boolean): number | undefined | string {
   const v = o[key];
@@ -38,7 +38,8 @@ export function parseFault(input: unknown): SimFault | string {
       return retryAfterS === undefined ? { kind } : { kind, retryAfterS };
     }
     case 'drop':
-    case 'stall': {
+    case 'stall':
+    case 'stream-error': {
       const afterChunks = optionalNumber(o, 'afterChunks', 0, true);
       if (typeof afterChunks === 'string') return afterChunks;
       return afterChunks === undefined ? { kind } : { kind, afterChunks };

@@ -115,6 +115,8 @@ export interface StreamShape {
   end(p: Plan): string;
   /** a 200 body in this framing that no client can parse */
   garbage: string;
+  /** what the engine sends when generation fails after the stream began, to its end (the 'stream-error' fault) */
+  failure(p: Plan): string;
 }
 
 export interface InferenceRoute {

@@ -8,6 +8,11 @@ export interface SimTiming {
   ttftMs: number;
   tokensPerSecond: number;
   maxConcurrency: number;
+  /**
+   * Requests waiting for a slot before the engine refuses more: Ollama's OLLAMA_MAX_QUEUE (503
+   * "server busy", 512 by default), OpenAI's "engine overloaded" (503). vLLM and llama-server
+   * queue without limit (a request waits until the client gives up), so it does not apply to them.
+   */
   maxQueue: number;
 }
 
@@ -68,6 +73,12 @@ export type SimFault =
   | { kind: 'drop'; afterChunks?: number }
   /** streaming: send afterChunks tokens, then nothing more, the connection left open */
   | { kind: 'stall'; afterChunks?: number }
+  /**
+   * streaming: send afterChunks tokens, then the engine's own report of a failed generation,
+   * in its stream, as when its model runner dies (vLLM: an error event and [DONE]; Ollama: an
+   * error line). A non-streamed request gets the engine's 500.
+   */
+  | { kind: 'stream-error'; afterChunks?: number }
   | { kind: 'garbage' }
   | { kind: 'context-length' };
 
@@ -121,5 +132,5 @@ export const DEFAULT_TIMING: Readonly<SimTiming> = Object.freeze({
   ttftMs: 120,
   tokensPerSecond: 60,
   maxConcurrency: 8,
-  maxQueue: 64,
+  maxQueue: 512,
 });

@@ -41,6 +41,12 @@ function llamaError(status: number, message: string, type = ERROR_TYPES[status] 
   return jsonReply(status, { error: { code: status, message, type, ...extra } }, JSON_UTF8);
 }
 
+/**
+ * A generation that fails mid-stream: the handler sends the task's error as one event,
+ * {"error": format_error_response(…)}, and ends the stream without [DONE].
+ */
+const STREAM_FAILURE = sseEvent({ error: { code: 500, message: 'Internal Server Error', type: 'server_error' } });
+
 function renderError(view: EngineView, e: SimError): Reply {
   switch (e.kind) {
     case 'bad-request':
@@ -59,7 +65,8 @@ function renderError(view: EngineView, e: SimError): Reply {
       );
     }
     case 'overloaded':
-      return llamaError(503, 'the server is busy, all slots and the waiting queue are full');
+      // llama-server queues without limit: the engine never asks (engine.ts resolveTiming).
+      throw new Error('llama-server has no queue limit to refuse past');
     case 'rate-limit':
       return llamaError(429, 'Too Many Requests', 'rate_limit_error');
     case 'server-error': {
@@ -214,6 +221,7 @@ function chatRoute(view: EngineView): InferenceRoute {
   });
   // A chat has one choice. Its timings ride on the usage event when there is one, else on the finish.
   const stream = sseStream({
+    failure: STREAM_FAILURE,
     open: (p) => chunk(p, [{ finish_reason: null, index: 0, delta: { role: 'assistant', content: null } }]),
     token(p, c, i) {
       const logprobs = chatLogprobs(p, c, i, i + 1);
@@ -256,6 +264,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
   });
   // Every finish event carries usage and timings, asked for or not; there is no usage event.
   const stream = sseStream({
+    failure: STREAM_FAILURE,
     token: (p, c, i) => chunk(p, [{ text: c.tokens[i], index: c.index, logprobs: null, finish_reason: null }]),
     finish: (p, c) => ({
       ...chunk(p, [{ text: '', index: c.index, logprobs: null, finish_reason: c.finish }]),
@@ -322,6 +331,7 @@ function nativeCompletionRoute(view: EngineView): InferenceRoute {
       return out;
     },
     garbage: GARBAGE_SSE,
+    failure: () => STREAM_FAILURE,
   };
   return {
     kind: 'inference',

@@ -252,10 +252,12 @@ export interface SseEvents {
   finish?: (p: Plan, c: PlannedChoice) => unknown;
   /** the choices-less usage event, for engines that send one */
   usage?: (p: Plan) => unknown;
+  /** the rest of the stream when generation fails after it began: the engine's error event and terminator, if any */
+  failure: string | ((p: Plan) => string);
 }
 
 export function sseStream(ev: SseEvents): StreamShape {
-  const { open, token, finish, usage } = ev;
+  const { open, token, finish, usage, failure } = ev;
   return {
     contentType: SSE_CONTENT_TYPE,
     begin(p) {
@@ -284,6 +286,7 @@ export function sseStream(ev: SseEvents): StreamShape {
       return out + SSE_DONE;
     },
     garbage: GARBAGE_SSE,
+    failure: typeof failure === 'string' ? () => failure : failure,
   };
 }
 

@@ -13,6 +13,7 @@ import {
   FINGERPRINT, compatError, contextWindow, fitChat, generationLimit, goJson, planEmbeddings, requireChatModel, toolCallId,
 } from './ollama-shared.ts';
 import type { Library } from './ollama-shared.ts';
+import { sseEvent } from '../sse.ts';
 
 /** Ollama's ids are a random number below 999, not a UUID. */
 function compatId(prefix: string): string {
@@ -52,6 +53,9 @@ export function v1Chat(view: EngineView, lib: Library): InferenceRoute {
     id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model, system_fingerprint: FINGERPRINT, choices,
   });
   const stream = sseStream({
+    // The OpenAI layer reads the error line /api/chat sends mid-stream as one more response
+    // (its status is already 200): an empty chunk, and the stream ends without [DONE].
+    failure: (p) => sseEvent({ ...chunk(p, [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]), model: '' }),
     // /api/chat sends a tool call whole, on one line with no text, once the model has finished writing it.
     token(p, c, i) {
       if (!sentWhole(c)) return chunk(p, [{ index: 0, delta: { role: 'assistant', content: c.tokens[i] }, finish_reason: null }]);
@@ -108,6 +112,7 @@ export function v1Completions(view: EngineView, lib: Library): InferenceRoute {
     return c;
   };
   const stream = sseStream({
+    failure: (p) => sseEvent({ ...chunk(p, [{ text: '', index: 0, finish_reason: null }], undefined), model: '' }),
     token: (p, c, i) => chunk(p, [{ text: c.tokens[i], index: 0, finish_reason: null }], p.includeUsage ? zero : undefined),
     finish: (p, c) => chunk(p, [{ text: '', index: 0, finish_reason: c.finish }], p.includeUsage ? zero : undefined),
     usage: (p) => chunk(p, [], tokenUsage(p)),

@@ -32,6 +32,9 @@ function ollamaToolCalls(c: PlannedChoice): Record<string, unknown>[] | undefine
 }
 
 /** Ollama reports a reply that ended in a tool call as stopped. */
+/** A generation that fails mid-stream: the handler writes the error as one more line (the status is already 200). */
+const STREAM_FAILURE = ndjsonLine({ error: 'an error was encountered while running the model: unexpected EOF' });
+
 function doneReason(c: PlannedChoice): string {
   return c.finish === 'tool_calls' ? 'stop' : c.finish;
 }
@@ -56,6 +59,7 @@ function apiChat(view: EngineView, lib: Library): InferenceRoute {
       done_reason: doneReason(p.choices[0]!), done: true, ...durations(view, p),
     }),
     garbage: GARBAGE_NDJSON,
+    failure: () => STREAM_FAILURE,
   };
   return {
     kind: 'inference',
@@ -113,6 +117,7 @@ function apiGenerate(view: EngineView, lib: Library): InferenceRoute {
       context: context(p), ...durations(view, p),
     }),
     garbage: GARBAGE_NDJSON,
+    failure: () => STREAM_FAILURE,
   };
   return {
     kind: 'inference',

@@ -12,6 +12,12 @@ import {
   parseEmbeddingsRequest, promptTextItems, resolveWithRetrieve, sseStream, textPlan, tokenDelta, tokenUsage, wantsStream,
 } from './oai.ts';
 import { replyShape } from '../structured.ts';
+import { sseEvent } from '../sse.ts';
+
+/** A generation that fails mid-stream: OpenAI's error event, and the stream ends without [DONE]. */
+const STREAM_FAILURE = sseEvent({
+  error: { message: 'The server had an error while processing your request. Sorry about that!', type: 'server_error', param: null, code: null },
+});
 
 type Endpoint = 'chat' | 'completions' | 'embeddings';
 
@@ -121,6 +127,7 @@ function chatRoute(view: EngineView): InferenceRoute {
     return c;
   };
   const stream = sseStream({
+    failure: STREAM_FAILURE,
     open: (p, c) => chunk(p, [{ index: c.index, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]),
     token: (p, c, i) => chunk(p, [{ index: c.index, delta: tokenDelta(c, i), logprobs: null, finish_reason: null }]),
     finish: (p, c) => chunk(p, [{ index: c.index, delta: {}, logprobs: null, finish_reason: c.finish }]),
@@ -173,6 +180,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
     id: p.id, object: 'text_completion', created: p.created, choices: [{ text, index: c.index, logprobs: null, finish_reason: finish }], model: p.model,
   });
   const stream = sseStream({
+    failure: STREAM_FAILURE,
     token: (p, c, i) => chunk(p, c.tokens[i]!, c, null),
     finish: (p, c) => chunk(p, '', c, c.finish),
     usage: (p) => ({ id: p.id, object: 'text_completion', created: p.created, model: p.model, choices: [], usage: tokenUsage(p) }),

@@ -12,8 +12,17 @@ import {
   chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, messageFields, parseChatRequest, parseCompletionRequest,
   parseEmbeddingsRequest, promptTextItems, sseStream, textPlan, tokenDelta, wantsStream,
 } from './oai.ts';
+import { SSE_DONE, sseEvent } from '../sse.ts';
 
 export const VLLM_VERSION = '0.11.0';
+
+/**
+ * A generation that fails mid-stream: the stream generators catch the exception and send
+ * create_streaming_error_response(str(e)) (its defaults: BadRequestError, 400), then [DONE].
+ */
+const STREAM_FAILURE = sseEvent({
+  error: { message: 'EngineCore encountered an issue. See stack trace (above) for the root cause.', type: 'BadRequestError', param: null, code: 400 },
+}) + SSE_DONE;
 
 type Endpoint = 'chat' | 'completions' | 'embeddings';
 
@@ -58,7 +67,8 @@ function renderError(view: EngineView, endpoint: Endpoint, e: SimError): Reply {
       return vllmError(400, contextMessage(endpoint, ctx, e.promptTokens ?? ctx + 1, e.maxTokens));
     }
     case 'overloaded':
-      return vllmError(503, 'The server is overloaded: the waiting queue is full. Please retry later.');
+      // vllm queues without limit: the engine never asks (engine.ts resolveTiming).
+      throw new Error('vllm has no queue limit to refuse past');
     case 'rate-limit':
       return vllmError(429, 'Too Many Requests');
     case 'server-error': {
@@ -234,6 +244,7 @@ function chatRoute(view: EngineView): InferenceRoute {
     id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model, choices,
   });
   const stream = sseStream({
+    failure: STREAM_FAILURE,
     open: (p, c) => withRunningUsage(p, chunk(p, [{ index: c.index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]), 0),
     // A choice cut at max_tokens gets its finish reason on the chunk of its last token. One that
     // ends on EOS gets it on a chunk of its own, one step later: the EOS token detokenizes to
@@ -309,6 +320,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
     id: p.id, object: 'text_completion', created: p.created, model: p.model, choices,
   });
   const stream = sseStream({
+    failure: STREAM_FAILURE,
     // As in chat: EOS closes the choice in a chunk of its own with empty text (serving_completion.py).
     token: (p, c, i) => withRunningUsage(p, chunk(p, [{
       index: c.index, text: c.tokens[i], logprobs: completionLogprobs(p, c, i, i + 1),
