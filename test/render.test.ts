@@ -191,6 +191,8 @@ test('a llama.cpp engine with parallel slots: -c is max_model_len per slot times
   };
   const cmd = command(text);
   assert.deepEqual([cmd[cmd.indexOf('-c') + 1], cmd[cmd.indexOf('--parallel') + 1], cmd.includes('--kv-unified')], ['32768', '4', false]);
+  // Prometheus metrics on: the gateway reads the engine's queue there (off by default in llama-server).
+  assert.ok(cmd.includes('--metrics'));
   // One slot is asked for with -kvu: --parallel 1 alone reads as unset (4 slots sharing the cache).
   const one = command(text.replace('max_num_seqs: 4', 'max_num_seqs: 1'));
   assert.deepEqual([one[one.indexOf('-c') + 1], one[one.indexOf('--parallel') + 1], one.includes('--kv-unified')], ['8192', '1', true]);

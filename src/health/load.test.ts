@@ -46,12 +46,14 @@ test('llama.cpp /metrics and /slots, SGLang /metrics, Ollama /api/ps', () => {
   assert.equal(ollamaPsLoad({ models: [] }, 'qwen2.5:7b')?.loaded, false);
 });
 
-test('readLoad against the simulator: vLLM /metrics shows a queue, llama.cpp /metrics, Ollama /api/ps', async () => {
+test('readLoad against the simulator: vLLM /metrics shows a queue, llama.cpp /metrics (or /slots when started without --metrics), Ollama /api/ps', async () => {
   const slow = { ttftMs: 2_000, tokensPerSecond: 50, maxConcurrency: 1, maxQueue: 8 };
   const fleet = await startFleet([
     { name: 'v', protocol: 'vllm', model: 'm-v', kind: 'chat', timing: slow },
     { name: 'l', protocol: 'llamacpp', model: 'm-l', kind: 'chat', timing: slow },
     { name: 'o', protocol: 'ollama', model: 'qwen2.5:7b', kind: 'chat' },
+    // llama-server as started without --metrics (its default): /metrics is a 501.
+    { name: 'bare', protocol: 'llamacpp', model: 'm-b', kind: 'chat', timing: slow, metrics: false },
   ]);
   const mk = (name: string, engine: EngineKind, url: string, model: string): BackendRuntime => new BackendRuntime({
     name, engine, node: undefined, url, model, apiKey: undefined, contextWindow: undefined, weight: 1, maxRetries: 0, maxConnections: 8,
@@ -60,13 +62,14 @@ test('readLoad against the simulator: vLLM /metrics shows a queue, llama.cpp /me
   const v = mk('v', 'vllm', `${fleet.get('v').url}/v1`, 'm-v');
   const l = mk('l', 'llamacpp', `${fleet.get('l').url}/v1`, 'm-l');
   const o = mk('o', 'ollama', fleet.get('o').url, 'qwen2.5:7b');
+  const bare = mk('bare', 'llamacpp', `${fleet.get('bare').url}/v1`, 'm-b');
   const ac = new AbortController();
   try {
     // Three requests at a one-slot engine: one runs, two wait.
-    for (const e of ['v', 'v', 'v', 'l', 'l']) {
+    for (const e of ['v', 'v', 'v', 'l', 'l', 'bare', 'bare']) {
       void fetch(`${fleet.get(e).url}/v1/chat/completions`, {
         method: 'POST', headers: { 'content-type': 'application/json' }, signal: ac.signal,
-        body: JSON.stringify({ model: e === 'v' ? 'm-v' : 'm-l', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 }),
+        body: JSON.stringify({ model: e === 'v' ? 'm-v' : e === 'l' ? 'm-l' : 'm-b', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 }),
       }).catch(() => {});
     }
     await new Promise((r) => setTimeout(r, 150));
@@ -78,13 +81,19 @@ test('readLoad against the simulator: vLLM /metrics shows a queue, llama.cpp /me
     const ll = await readLoad(l, 2_000);
     assert.equal(ll?.source, 'llama.cpp /metrics');
     assert.deepEqual([ll?.running, ll?.waiting], [1, 1]);
+    const metricsOff = await fetch(`${fleet.get('bare').url}/metrics`);
+    assert.equal(metricsOff.status, 501);
+    assert.deepEqual(await metricsOff.json(), { error: { code: 501, message: 'This server does not support metrics endpoint. Start it with `--metrics`', type: 'not_supported_error' } });
+    const lb = await readLoad(bare, 2_000);
+    assert.equal(lb?.source, 'llama.cpp /slots', 'without --metrics, /slots tells the busy slots');
+    assert.deepEqual([lb?.running, lb?.slots, lb?.waiting], [1, 1, undefined]);
     const lo = await readLoad(o, 2_000);
     assert.equal(lo?.loaded, true);
     await fleet.get('v').setFault({ kind: 'down' });
     assert.equal(await readLoad(v, 500), undefined, 'an engine that does not answer has no load to report');
   } finally {
     ac.abort();
-    await Promise.all([v.close(), l.close(), o.close()]);
+    await Promise.all([v.close(), l.close(), o.close(), bare.close()]);
     await fleet.close();
   }
 });

@@ -80,7 +80,10 @@ export function llamacppLaunch(s: Served, where: 'host' | 'container'): EngineLa
   // unified cache then), so N slots of max_model_len each, as fabric plan sizes them, need N times.
   const perSlot = v.maxModelLen ?? ASSUMPTIONS.llamacppDefaultContext;
   const args = ['-m', model, '--host', where === 'host' ? v.host : '0.0.0.0', '--port', String(v.port),
-    '-c', String(perSlot * (v.maxNumSeqs ?? 1)), '-ngl', '999', '--alias', s.backend.model];
+    '-c', String(perSlot * (v.maxNumSeqs ?? 1)), '-ngl', '999', '--alias', s.backend.model,
+    // Prometheus /metrics, off by default: the gateway reads the queue (requests_deferred) there;
+    // /slots alone tells only the busy slots.
+    '--metrics'];
   if (v.maxNumSeqs !== undefined) args.push('--parallel', String(v.maxNumSeqs));
   // --parallel 1 alone is read as unset: 4 slots sharing the cache. One slot is asked with -kvu.
   if (v.maxNumSeqs === 1) args.push('--kv-unified');

@@ -156,6 +156,7 @@ export class SimEngineImpl implements SimEngine {
       timing: this.#timing,
       autoToolChoice: spec.autoToolChoice === true,
       jinja: spec.jinja !== false,
+      metrics: spec.metrics !== false,
       startedAt: Date.now(),
       load: this.#load,
     };

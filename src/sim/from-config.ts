@@ -71,6 +71,7 @@ export function simFleetPlan(config: FabricConfig, secrets: SecretSource): SimFl
         ...(b.engine === 'vllm' ? { autoToolChoice: b.serve === undefined || b.serve.toolParser !== undefined || (b.serve.extraArgs.includes('--enable-auto-tool-choice') && b.serve.extraArgs.some((a) => a === '--tool-call-parser' || a.startsWith('--tool-call-parser='))) } : {}),
         // llama-server's Jinja templates are on unless the launch turns them off (the last of the two flags wins).
         ...(b.engine === 'llamacpp' ? { jinja: b.serve?.extraArgs.findLast((a) => a === '--jinja' || a === '--no-jinja') !== '--no-jinja' } : {}),
+        // fabric render starts llama-server with --metrics; one the config does not launch is taken to have them too.
       };
       byServer.set(server, spec);
     } else if (spec.model !== b.model && !(spec.extraModels ?? []).some((m) => typeof m !== 'string' && m.model === b.model)) {

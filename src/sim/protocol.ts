@@ -41,6 +41,8 @@ export interface EngineView {
   readonly autoToolChoice: boolean;
   /** llama-server's Jinja chat templates (--jinja, on by default; --no-jinja), without which it refuses tools */
   readonly jinja: boolean;
+  /** llama-server's --metrics, without which /metrics is a 501 */
+  readonly metrics: boolean;
   /** epoch ms */
   readonly startedAt: number;
   readonly load: Readonly<EngineLoad>;

@@ -62,6 +62,11 @@ export interface SimEngineSpec {
    * false is a server started with --no-jinja.
    */
   jinja?: boolean;
+  /**
+   * llama.cpp: started with --metrics, without which /metrics answers 501 and only /slots tells
+   * its load. On by default, as `fabric render` starts it; off is llama-server's own default.
+   */
+  metrics?: boolean;
 }
 
 export type SimFault =

@@ -466,7 +466,9 @@ export function createLlamacpp(view: EngineView): ProtocolImpl {
       for (let i = 0; i < view.timing.maxConcurrency; i++) slots.push(slot(view, i, i < busy));
       return jsonReply(200, slots, JSON_UTF8);
     })],
-    ['GET /metrics', infoRoute(() => textReply(200, metrics(view), 'text/plain; version=0.0.4'))],
+    ['GET /metrics', infoRoute(() => (view.metrics
+      ? textReply(200, metrics(view), 'text/plain; version=0.0.4')
+      : llamaError(501, 'This server does not support metrics endpoint. Start it with `--metrics`', 'not_supported_error')))],
     ['POST /v1/chat/completions', chat],
     ['POST /chat/completions', chat],
     ['POST /v1/completions', completions],
