@@ -151,10 +151,15 @@ test('requests() records what was sent, newest last, at most 100', async () => {
   });
 });
 
-test('the error fault also fails the health route; listing routes keep working', async () => {
+test('the error fault also fails the health route, as vLLM\'s fails (503 for a 5xx, 200 else); listing routes keep working', async () => {
   await withFleet([spec({ ttftMs: 0, tokensPerSecond: 1e6 })], async (fleet) => {
     const e = fleet.get('e');
     assert.equal((await fetch(`${e.url}/health`)).status, 200);
+    await e.setFault({ kind: 'error', status: 500 });
+    const dead = await fetch(`${e.url}/health`);
+    assert.deepEqual([dead.status, await dead.text()], [503, '']);
+    await e.setFault({ kind: 'error', status: 429 });
+    assert.equal((await fetch(`${e.url}/health`)).status, 200, 'a 4xx fault leaves the engine alive');
     await e.setFault({ kind: 'error', status: 503 }, 1);
     assert.equal((await fetch(`${e.url}/health`)).status, 503);
     assert.equal((await fetch(`${e.url}/v1/models`)).status, 200);

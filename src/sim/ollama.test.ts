@@ -30,7 +30,8 @@ describe('ollama', () => {
     assert.match(String(at(await (await fetch(`${url}/api/version`)).json(), 'version')), /^\d+\.\d+\.\d+$/);
     const tags: unknown = await (await fetch(`${url}/api/tags`)).json();
     const models = at(tags, 'models') as Record<string, unknown>[];
-    assert.deepEqual(models.map((m) => m.name), [CHAT, EMBED, 'llama3.2']);
+    // Listed with their tags, `latest` too, as ListHandler names them.
+    assert.deepEqual(models.map((m) => m.name), [CHAT, `${EMBED}:latest`, 'llama3.2:latest']);
     const first = models[0]!;
     assert.equal(first.model, CHAT);
     assert.match(String(first.digest), /^[0-9a-f]{64}$/);
@@ -183,9 +184,10 @@ describe('ollama', () => {
     // Each model its own: an embedding model unloaded does not unload the chat one.
     assert.equal((await post(`${url}/api/embed`, { model: EMBED, input: 'x', keep_alive: '1h30m' })).status, 200);
     const ps = async (): Promise<string[]> => (at(await (await fetch(`${url}/api/ps`)).json(), 'models') as { name: string }[]).map((m) => m.name);
-    assert.deepEqual((await ps()).filter((n) => n === CHAT || n === EMBED), [CHAT, EMBED]);
+    const EMBED_TAGGED = `${EMBED}:latest`;
+    assert.deepEqual((await ps()).filter((n) => n === CHAT || n === EMBED_TAGGED), [CHAT, EMBED_TAGGED]);
     await post(`${url}/api/embed`, { model: EMBED, input: 'x', keep_alive: '-0s' });
-    assert.deepEqual((await ps()).filter((n) => n === CHAT || n === EMBED), [CHAT], '-0s is zero: unloaded');
+    assert.deepEqual((await ps()).filter((n) => n === CHAT || n === EMBED_TAGGED), [CHAT], '-0s is zero: unloaded');
     await chat({ keep_alive: '0' }, [{ role: 'user', content: 'x' }]);
     assert.ok(!(await ps()).includes(CHAT));
     // Past Go's longest duration: held for good, and /api/ps still answers.
@@ -296,7 +298,7 @@ describe('ollama', () => {
     assert.deepEqual(decodeBase64Floats(String(at(b, 'data', 1, 'embedding'))), at(f, 'data', 1, 'embedding'));
     assert.deepEqual(at(f, 'usage'), { prompt_tokens: 2, total_tokens: 2 });
     const models: unknown = await (await fetch(`${url}/v1/models`)).json();
-    assert.deepEqual((at(models, 'data') as { id: string }[]).map((m) => m.id), [CHAT, EMBED, 'llama3.2']);
+    assert.deepEqual((at(models, 'data') as { id: string }[]).map((m) => m.id), [CHAT, `${EMBED}:latest`, 'llama3.2:latest']);
     assert.equal(at(models, 'data', 0, 'owned_by'), 'library');
     assert.equal(at(await (await fetch(`${url}/v1/models/${EMBED}`)).json(), 'id'), EMBED);
   });

@@ -484,6 +484,7 @@ export function createLlamacpp(view: EngineView): ProtocolImpl {
     unauthorized: () => llamaError(401, 'Invalid API Key'),
     // nlohmann's parse error escapes as a generic exception: a 500, not a 400.
     badJson: () => llamaError(500, '[json.exception.parse_error.101] parse error at line 1, column 1: syntax error while parsing value - invalid literal'),
-    healthError: (status) => renderError(view, { kind: 'server-error', status }),
+    // /health is {"status":"ok"}, or 503 "Loading model" while it cannot serve: never another status.
+    healthError: (status) => (status >= 500 ? llamaError(503, 'Loading model') : jsonReply(200, { status: 'ok' }, JSON_UTF8)),
   };
 }

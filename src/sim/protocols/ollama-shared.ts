@@ -265,12 +265,16 @@ export function planEmbeddings(
   return embeddingPlan({ model: body.model as string, inputs, dimensions: dims, base64, idPrefix: '', truncateAt: ctx });
 }
 
+// Listings name a model with its tag, `latest` included (ListHandler's DisplayShortest: "tag
+// should never be masked"), whatever name it was pulled or asked by.
 export function tagEntry(m: OllamaModel): Record<string, unknown> {
-  return { name: m.name, model: m.name, modified_at: m.modifiedAt, size: m.size, digest: m.digest, details: m.details };
+  const name = normalise(m.name);
+  return { name, model: name, modified_at: m.modifiedAt, size: m.size, digest: m.digest, details: m.details };
 }
 
-export function v1Model(m: OllamaModel): Record<string, unknown> {
-  return { id: m.name, object: 'model', created: Math.floor(Date.parse(m.modifiedAt) / 1000), owned_by: 'library' };
+/** A model as /v1/models lists it (its tagged name), or as /v1/models/{id} names it (the id asked for). */
+export function v1Model(m: OllamaModel, id = normalise(m.name)): Record<string, unknown> {
+  return { id, object: 'model', created: Math.floor(Date.parse(m.modifiedAt) / 1000), owned_by: 'library' };
 }
 
 /** Ollama 0.12.11+: the top_logprobs a request asked for (0..20), or its 400; undefined when logprobs are not asked. */

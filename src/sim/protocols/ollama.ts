@@ -225,7 +225,7 @@ function show(view: EngineView, lib: Library): InfoRoute {
 export function createOllama(view: EngineView): ProtocolImpl {
   const lib = new Library(view);
   const root = infoRoute(() => textReply(200, 'Ollama is running'));
-  const v1List = infoRoute(() => jsonReply(200, { object: 'list', data: lib.models.map(v1Model) }));
+  const v1List = infoRoute(() => jsonReply(200, { object: 'list', data: lib.models.map((m) => v1Model(m)) }));
   const routes = new Map<string, Route>([
     ['GET /', root],
     ['HEAD /', root],
@@ -251,7 +251,7 @@ export function createOllama(view: EngineView): ProtocolImpl {
   ]);
   const retrieve = (id: string): Reply => {
     const m = lib.find(id);
-    return m === undefined ? compatError({ kind: 'model-not-found', model: id }) : jsonReply(200, v1Model(m));
+    return m === undefined ? compatError({ kind: 'model-not-found', model: id }) : jsonReply(200, v1Model(m, id));
   };
   return {
     resolve: resolveWithRetrieve(routes, retrieve),

@@ -487,7 +487,8 @@ export function createVllm(view: EngineView): ProtocolImpl {
     needsKey: (path) => path.startsWith('/v1'),
     unauthorized: () => jsonReply(401, { error: 'Unauthorized' }),
     badJson: () => vllmError(400, 'JSON decode error: Expecting value: line 1 column 1 (char 0)'),
-    healthError: (status) => ({ status, headers: {}, body: '' }),
+    // /health is 200, or 503 once the engine is dead (EngineDeadError): never another status.
+    healthError: (status) => ({ status: status >= 500 ? 503 : 200, headers: {}, body: '' }),
     finished(ttft, e2e) {
       latency.ttft.observe(latency.labels, ttft);
       latency.e2e.observe(latency.labels, e2e);
