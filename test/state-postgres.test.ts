@@ -5,7 +5,8 @@
 
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import pgClient from 'pg';
 import { join } from 'node:path';
 import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
@@ -29,7 +30,7 @@ describe('the gateway on PostgreSQL', { skip: typeof pg === 'string' ? pg : fals
   const dirs: string[] = [];
   const running: RunningGateway[] = [];
 
-  async function gateway(dbUrl: string, onStoreDown: 'serve' | 'refuse'): Promise<RunningGateway & { logs: string[] }> {
+  async function gateway(dbUrl: string, onStoreDown: 'serve' | 'refuse'): Promise<RunningGateway & { logs: string[]; dataDir: string }> {
     const { config } = parseFabricText(`
 gateway:
   master_key: env:FABRIC_MASTER_KEY
@@ -47,7 +48,7 @@ roles:
       host: '127.0.0.1', port: 0, probe: false, dataDir, log: createLogger({ level: 'debug', write: (s) => logs.push(...s.trimEnd().split('\n')) }),
     });
     running.push(gw);
-    return Object.assign(gw, { logs });
+    return Object.assign(gw, { logs, dataDir });
   }
 
   before(async () => {
@@ -123,6 +124,44 @@ roles:
       for (const id of [ids[0]!, ids[150]!, ids[N - 1]!]) assert.equal((await check.usageById(id))?.status, 200);
     } finally {
       await check.close();
+    }
+  });
+
+  test('the usage table missing for a while (a restore under way, a rename) is an outage, not bad records: every record waits and is written once it is back; a NUL in a model name is stored, not refused', async () => {
+    const url = await server.createDatabase('table_gone');
+    const g = await gateway(url, 'serve');
+    const admin = new pgClient.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      const ids: string[] = [];
+      const N = 120;
+      let sent = 0;
+      const worker = async (): Promise<void> => {
+        while (sent < N) {
+          const i = sent++;
+          if (i === 40) await admin.query('ALTER TABLE fabric_usage RENAME TO fabric_usage_away');
+          if (i === 80) await admin.query('ALTER TABLE fabric_usage_away RENAME TO fabric_usage');
+          const r = await post(g.url, '/v1/chat/completions', chat('local/chat', `gone ${i}`), auth);
+          assert.equal(r.status, 200);
+          ids.push(r.headers.get('x-request-id')!);
+          await new Promise((res) => setTimeout(res, 5));
+        }
+      };
+      await Promise.all(Array.from({ length: 4 }, worker));
+      const nul = await post(g.url, '/v1/chat/completions', chat('chat-fast\u0000x'), auth);
+      assert.equal(nul.status, 404);
+      const acct = g.app.accounting!;
+      const until = Date.now() + 20_000;
+      while ((acct.writer.queued > 0 || !acct.writer.storeUp) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      await acct.writer.flush();
+      assert.ok(acct.writer.stats.failures > 0, 'the missing table was seen');
+      const count = await admin.query('SELECT count(*)::int AS n FROM fabric_usage WHERE id = ANY($1)', [ids]);
+      assert.equal(count.rows[0].n, N, 'every answered request has its record');
+      const stored = await admin.query('SELECT model FROM fabric_usage WHERE id = $1', [nul.headers.get('x-request-id')]);
+      assert.equal(stored.rows[0]?.model, 'chat-fast\uFFFDx');
+      assert.equal(existsSync(join(g.dataDir, 'spool', 'rejected.jsonl')), false, 'nothing set aside');
+    } finally {
+      await admin.end();
     }
   });
 

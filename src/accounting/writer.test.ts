@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { SqliteStore } from '../store/sqlite.ts';
 import { silentLogger } from '../core/log.ts';
 import { UsageWriter } from './writer.ts';
@@ -176,7 +177,7 @@ test('a spool write that fails puts the records kept only in the spool back in m
     assert.equal(w.queued, 2, 'memory full: three records are in the spool only');
     // The segment's descriptor goes bad under the writer (as a failing disk would make it).
     const fd = readdirSync('/proc/self/fd').map(Number).find((n) => {
-      try { return readlinkSync(`/proc/self/fd/${n}`).startsWith(spool); } catch { return false; }
+      try { return readlinkSync(`/proc/self/fd/${n}`).startsWith(join(spool, 'usage-')); } catch { return false; }
     });
     assert.ok(fd !== undefined);
     // Its number now holds a read-only /dev/null: writes fail (EBADF), and the writer still owns
@@ -267,6 +268,74 @@ test('spool segments of a process that is gone are replayed, a recycled pid (ano
     assert.notEqual(await store.usageById('req_w400'), undefined, 'replayed');
     assert.equal(await store.usageById('req_w401'), undefined, 'left to its live writer');
     assert.ok(existsSync(live));
+    await w.close();
+  });
+});
+
+test('a live writer in another pid namespace (a container sharing the data directory; its pid means nothing here) keeps its segments: its owner lock says it runs; once it dies they are replayed', { skip: process.platform !== 'linux' ? 'Linux' : false }, async () => {
+  await withStore(async (store, dir) => {
+    const spool = join(dir, 'spool');
+    mkdirSync(spool, { recursive: true });
+    // Another process takes an owner lock, as a gateway in another container would, and keeps it.
+    const holder = spawn(process.execPath, ['--input-type=module', '-e', `
+      const { OwnerLock } = await import(${JSON.stringify(new URL('./spool-owner.ts', import.meta.url).href)});
+      const lock = OwnerLock.take(${JSON.stringify(spool)});
+      process.stdout.write(lock.tag + '\\n');
+      setInterval(() => {}, 1000);
+    `], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const tag = (await new Promise<string>((resolve) => holder.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()))));
+      assert.match(tag, /^[0-9a-f]{12}$/);
+      // Its segment names a pid that is no process here (its own namespace's), and our own pid
+      // with a start time not ours (both PID 1 in two containers): the pid alone would call it dead.
+      const theirs = join(spool, `usage-4194300-s1-o${tag}-17000000000000000.jsonl`);
+      writeFileSync(theirs, JSON.stringify(rec(500)) + '\n');
+      const mine = join(spool, `usage-${process.pid}-s1-o${tag}-17000000000000001.jsonl`);
+      writeFileSync(mine, JSON.stringify(rec(501)) + '\n');
+      const w = new UsageWriter({ store, spoolDir: spool, batchSize: 100, flushIntervalMs: 3_600_000, maxBuffer: 100, log: silentLogger });
+      await w.start();
+      await w.flush();
+      assert.equal(await store.usageById('req_w500'), undefined, 'left to its live writer');
+      assert.equal(await store.usageById('req_w501'), undefined, 'left to its live writer');
+      assert.ok(existsSync(theirs) && existsSync(mine));
+      // Its own segments carry its own tag, and its lock file is there while it runs.
+      w.add(rec(502));
+      await w.flush();
+      await w.close();
+      holder.kill('SIGKILL');
+      await new Promise((r) => holder.once('exit', r));
+      const next = new UsageWriter({ store, spoolDir: spool, batchSize: 100, flushIntervalMs: 3_600_000, maxBuffer: 100, log: silentLogger });
+      await next.start();
+      await next.flush();
+      assert.notEqual(await store.usageById('req_w500'), undefined, 'replayed once its writer died');
+      assert.notEqual(await store.usageById('req_w501'), undefined, 'replayed once its writer died');
+      assert.deepEqual(readdirSync(spool).filter((f) => f.includes(tag)), [], 'its segments and its lock file are gone');
+      await next.close();
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+});
+
+test('a spooled line that is JSON but no usage record (edited, corrupted) is set aside; the records around it and behind it are written', async () => {
+  await withStore(async (store, dir) => {
+    const spool = join(dir, 'spool');
+    mkdirSync(spool, { recursive: true });
+    const lines = [JSON.stringify(rec(600)), 'null', JSON.stringify({ ...rec(601), id: undefined, ie: 'req_w601' }), JSON.stringify({ ...rec(602), cost: 'free' }), JSON.stringify(rec(603))];
+    writeFileSync(join(spool, 'usage-4194301-s1-17000000000000000.jsonl'), lines.join('\n') + '\n');
+    writeFileSync(join(spool, 'usage-4194302-s1-17000000000000001.jsonl'), JSON.stringify(rec(604)) + '\n');
+    const logged: string[] = [];
+    const log = { ...silentLogger, error: (msg: string, f?: Record<string, unknown>) => { logged.push(`${msg} ${JSON.stringify(f)}`); } };
+    const w = new UsageWriter({ store, spoolDir: spool, batchSize: 100, flushIntervalMs: 3_600_000, maxBuffer: 100, log });
+    await w.start();
+    await w.flush();
+    for (const id of ['req_w600', 'req_w603', 'req_w604']) assert.notEqual(await store.usageById(id), undefined, id);
+    assert.equal(w.storeUp, true, 'the store is not taken for down');
+    const rejected = readFileSync(join(spool, 'rejected.jsonl'), 'utf8').trim().split('\n');
+    assert.deepEqual(rejected, [lines[1], lines[2], lines[3]]);
+    assert.equal(logged.length, 3);
+    assert.match(logged[2]!, /no usage record.*cost is not a number/);
+    assert.deepEqual(readdirSync(spool).filter((f) => f.startsWith('usage-')), [], 'both segments replayed and removed');
     await w.close();
   });
 });

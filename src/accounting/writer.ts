@@ -17,6 +17,8 @@ import { appendFileSync, closeSync, fdatasync, mkdirSync, openSync, readdirSync,
 import { join } from 'node:path';
 import type { Logger } from '../core/log.ts';
 import { readProcStat } from '../core/proc-stat.ts';
+import { usageRecordProblem } from '../store/rows.ts';
+import { OwnerLock, ownerAlive, removeOwnerLock } from './spool-owner.ts';
 import { StoreError, type RequestLogRecord, type Store, type UsageRecord } from '../store/types.ts';
 
 export interface WriterOptions {
@@ -52,8 +54,14 @@ interface Segment {
 
 interface Queued { rec: UsageRecord; seg: Segment | undefined }
 
-/** usage-PID-sSTART-TIMESEQ.jsonl: the writing process's pid and its start time (older names: no sSTART). */
-const SEGMENT = /^usage-(\d+)-(?:s(\d+)-)?(\d+)\.jsonl$/;
+/**
+ * usage-PID-sSTART-oTAG-TIMESEQ.jsonl: the writing process's pid, its start time and its owner
+ * lock's tag (spool-owner.ts; older names have no sSTART or oTAG, as has a process that could not
+ * take a lock).
+ */
+const SEGMENT = /^usage-(\d+)-(?:s(\d+)-)?(?:o([0-9a-f]+)-)?(\d+)\.jsonl$/;
+/** How often a running writer looks for segments of writers that died since (another instance on a shared data directory). */
+const RESCAN_MS = 60_000;
 /**
  * A new segment is started once this many records went into the current one, or once it is
  * this old: creating and deleting a file per batch cost more than the inserts themselves. A
@@ -121,6 +129,11 @@ export class UsageWriter {
   #gate: Promise<void> | undefined;
   #failures = 0;
   #nextAttempt = 0;
+  /** The lock that marks this writer's segments as a live process's. */
+  #owner: OwnerLock | undefined;
+  /** Lock tags of dead writers whose segments are being replayed: their lock files go once all are. */
+  readonly #deadOwners = new Set<string>();
+  #scannedAt = 0;
   #flushSoon = false;
   /** The flush that follows a first record within LINGER_MS (add()). */
   #linger: NodeJS.Timeout | undefined;
@@ -185,11 +198,8 @@ export class UsageWriter {
     const dir = this.#o.spoolDir;
     if (dir !== undefined) {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      for (const f of readdirSync(dir)) {
-        const m = SEGMENT.exec(f);
-        // Our own pid here is a previous process's that had it: this one has spooled nothing yet.
-        if (m !== null && (Number(m[1]) === process.pid || !alive(Number(m[1]), m[2]))) this.#replay.push(join(dir, f));
-      }
+      this.#owner = OwnerLock.take(dir);
+      this.#scan(dir);
       if (this.#replay.length > 0) {
         this.#o.log.info('accounting: replaying usage records spooled by a previous run', { segments: this.#replay.length });
         await this.#replaySpool().catch(() => {});
@@ -239,7 +249,8 @@ export class UsageWriter {
   }
 
   #open(): Segment {
-    const name = join(this.#o.spoolDir!, `usage-${process.pid}-${OWN_START === undefined ? '' : `s${OWN_START}-`}${Date.now()}${String(this.#seq++).padStart(4, '0')}.jsonl`);
+    const owner = this.#owner === undefined ? '' : `o${this.#owner.tag}-`;
+    const name = join(this.#o.spoolDir!, `usage-${process.pid}-${OWN_START === undefined ? '' : `s${OWN_START}-`}${owner}${Date.now()}${String(this.#seq++).padStart(4, '0')}.jsonl`);
     const seg: Segment = { name, fd: openSync(name, 'a', 0o600), outstanding: 0, overflow: false, dirty: false, appended: 0, openedAt: Date.now(), syncing: 0 };
     this.#segments.add(seg);
     return seg;
@@ -410,6 +421,7 @@ export class UsageWriter {
     if (performance.now() - this.#lastSync >= this.#o.flushIntervalMs) this.#sync();
     else this.#writeLines();
     if (performance.now() < this.#nextAttempt) return; // monotonic: a clock stepped back does not stop flushes
+    if (this.#o.spoolDir !== undefined && performance.now() - this.#scannedAt >= RESCAN_MS) this.#scan(this.#o.spoolDir);
     if (this.#queue.length === 0 && this.#replay.length === 0 && this.#logs.length === 0) {
       if (this.#o.pingWhenIdle === true || !this.storeUp) {
         try {
@@ -477,13 +489,21 @@ export class UsageWriter {
           n += await this.#o.store.insertUsage([r]);
         } catch (one) {
           if (!(one instanceof StoreError) || !one.permanent) throw one;
-          this.#o.log.error('accounting: the store refused a usage record; it is set aside in the spool directory (rejected.jsonl)', { id: r.id, error: (one as Error).message });
-          if (this.#o.spoolDir !== undefined) {
-            try { appendFileSync(join(this.#o.spoolDir, 'rejected.jsonl'), JSON.stringify(r) + '\n', { mode: 0o600 }); } catch { /* logged above */ }
-          }
+          this.#setAside(JSON.stringify(r), 'the store refused a usage record', { id: r.id, error: (one as Error).message });
         }
       }
       return n;
+    }
+  }
+
+  /** A record no store will take, kept in spool/rejected.jsonl for the operator (never replayed), and logged. */
+  #setAside(line: string, why: string, fields: Record<string, unknown>): void {
+    this.#o.log.error(`accounting: ${why}; it is set aside in the spool directory (rejected.jsonl)`, fields);
+    if (this.#o.spoolDir === undefined) return;
+    try {
+      appendFileSync(join(this.#o.spoolDir, 'rejected.jsonl'), line + '\n', { mode: 0o600 });
+    } catch {
+      // logged above
     }
   }
 
@@ -523,6 +543,37 @@ export class UsageWriter {
     this.#collect(seg);
   }
 
+  /**
+   * Queues for replay the segments of writers that are gone: at start (a crash), and every
+   * RESCAN_MS after (another instance sharing the data directory that died since). A segment
+   * whose writer holds its owner lock is a live process's, in whatever pid namespace; without
+   * a lock to ask, the pid and start time in its name tell.
+   */
+  #scan(dir: string): void {
+    this.#scannedAt = performance.now();
+    let files: string[];
+    try {
+      files = readdirSync(dir);
+    } catch {
+      return;
+    }
+    const own = new Set([...this.#segments].map((s) => s.name));
+    for (const f of files) {
+      const m = SEGMENT.exec(f);
+      if (m === null) continue;
+      const path = join(dir, f);
+      if (own.has(path) || this.#replay.includes(path)) continue;
+      const tag = m[3];
+      if (tag !== undefined && tag === this.#owner?.tag) continue;
+      let live = tag === undefined ? undefined : ownerAlive(dir, tag);
+      // Our own pid on a segment not ours is a previous process's that had it.
+      live ??= Number(m[1]) !== process.pid && alive(Number(m[1]), m[2]);
+      if (live) continue;
+      if (tag !== undefined) this.#deadOwners.add(tag);
+      this.#replay.push(path);
+    }
+  }
+
   /** A closed segment with nothing outstanding is deleted; an overflowed one is replayed first. */
   #collect(seg: Segment): void {
     if (seg.fd !== undefined || seg.outstanding > 0) return;
@@ -551,11 +602,18 @@ export class UsageWriter {
       const recs: UsageRecord[] = [];
       for (const line of text.split('\n')) {
         if (line === '') continue;
+        let rec: unknown;
         try {
-          recs.push(JSON.parse(line) as UsageRecord);
+          rec = JSON.parse(line);
         } catch {
           // A torn last line (the process died mid-write) is skipped: its response never ended.
+          continue;
         }
+        // A line that is JSON but no record (edited or corrupted) would be refused by the store
+        // batch after batch, holding back every record behind it.
+        const problem = usageRecordProblem(rec);
+        if (problem === undefined) recs.push(rec as UsageRecord);
+        else this.#setAside(line, 'a spooled line is no usage record', { file, problem });
       }
       for (let i = 0; i < recs.length; i += this.#o.batchSize) {
         const chunk = recs.slice(i, i + this.#o.batchSize);
@@ -570,6 +628,8 @@ export class UsageWriter {
         // already gone
       }
     }
+    if (this.#o.spoolDir !== undefined) for (const tag of this.#deadOwners) removeOwnerLock(this.#o.spoolDir, tag);
+    this.#deadOwners.clear();
   }
 
   #sync(): void {
@@ -598,5 +658,6 @@ export class UsageWriter {
     if (this.#queue.length > 0) {
       this.#o.log.warn('accounting: stopped with records not yet in the store; they are in the spool and are written at the next start', { records: this.#queue.length });
     }
+    this.#owner?.release();
   }
 }

@@ -79,17 +79,22 @@ function portTaken(host: string, port: number): Promise<string | undefined> {
 }
 
 export async function runServe(argv: string[]): Promise<number> {
-  // The log's reader went away (a collector restarted, `| head`): with nowhere to log, drain and
-  // exit non-zero, so that a supervisor (Restart=on-failure) starts it again with a new one.
+  // The log's reader went away (a collector restarted, `| head`), or the file it goes to can take
+  // no more (a full disk, a file-size limit): with nowhere to log, drain (every usage record
+  // written out) and exit non-zero, so that a supervisor (Restart=on-failure) starts it again.
   let stdoutLost = false;
   let onStdoutLost: (() => void) | undefined;
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code !== 'EPIPE') throw e;
+    if (e.code !== 'EPIPE' && e.code !== 'ENOSPC' && e.code !== 'EFBIG' && e.code !== 'EDQUOT') throw e;
     if (stdoutLost) return;
     stdoutLost = true;
-    process.stderr.write('fabric serve: its log output (stdout) was closed: draining, then exiting 1\n');
+    process.stderr.write(`fabric serve: its log output (stdout) ${e.code === 'EPIPE' ? 'was closed' : `cannot be written (${e.code})`}: draining, then exiting 1\n`);
     onStdoutLost?.();
   });
+  // Past a file-size limit (ulimit -f, LimitFSIZE) the kernel's default is to kill the process
+  // at once, unflushed records and all; handled, the write fails with EFBIG instead, and the
+  // spool and the log treat it as a full disk.
+  process.on('SIGXFSZ', () => {});
   const parsed = parseCommand('serve', HELP, {
     args: argv,
     options: {

@@ -12,8 +12,16 @@ import {
   StoreError, type KeyPatch, type KeyRecord, type RequestLogRecord, type SpendRow, type Store, type UsageQuery, type UsageRecord, type UsageRow,
 } from './types.ts';
 
-/** SQLSTATE classes that mean the statement, not the connection, is at fault: data exceptions, integrity constraints, syntax/access rules. */
-const permanent = (e: unknown): boolean => /^(22|23|42)/.test(String((e as { code?: unknown }).code ?? ''));
+/**
+ * SQLSTATE classes that mean the rows themselves are at fault, which no retry cures: data
+ * exceptions (22) and integrity constraints (23). A missing table or a revoked privilege (42P01,
+ * 42501: a restore under way, a role changed) is the database's state, not the records': they
+ * wait in the spool until it is mended, as in an outage.
+ */
+const permanent = (e: unknown): boolean => /^(22|23)/.test(String((e as { code?: unknown }).code ?? ''));
+
+/** PostgreSQL text cannot hold NUL (a model name a client sent with one): it is stored as U+FFFD. */
+const pgText = (v: unknown): unknown => (typeof v === 'string' && v.includes('\0') ? v.replaceAll('\0', '\uFFFD') : v);
 
 const MIGRATION_LOCK = 0x6661627269; // 'fabri'
 const CHANNEL = 'fabric_keys';
@@ -217,7 +225,7 @@ export class PostgresStore implements Store {
     const cols: unknown[][] = USAGE_TYPES.map(() => new Array(records.length));
     records.forEach((u, i) => {
       const vals = usageValues(u, (b) => b);
-      for (let c = 0; c < vals.length; c++) cols[c]![i] = vals[c];
+      for (let c = 0; c < vals.length; c++) cols[c]![i] = pgText(vals[c]);
     });
     const r = await this.#q('insert usage', USAGE_INSERT, cols);
     return r.rowCount ?? 0;

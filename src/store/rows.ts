@@ -55,6 +55,28 @@ export function applyPatch(k: KeyRecord, patch: KeyPatch): KeyRecord {
   return out as unknown as KeyRecord;
 }
 
+const USAGE_STRINGS = ['id', 'op', 'model', 'role', 'backend', 'upstreamModel'] as const;
+const USAGE_NUMBERS = ['ts', 'status', 'promptTokens', 'completionTokens', 'latencyMs', 'attempts', 'cost'] as const;
+const USAGE_BOOLEANS = ['estimated', 'rerouted', 'stream'] as const;
+const USAGE_OPTIONAL_STRINGS = ['keyId', 'keyName', 'code'] as const;
+
+/**
+ * What is wrong with a usage record read back from a spool file (a hand-edited or corrupted
+ * line), or undefined when every field has its type: a store must never be handed one it
+ * cannot bind, which it would refuse batch after batch.
+ */
+export function usageRecordProblem(x: unknown): string | undefined {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'not an object';
+  const o = x as Record<string, unknown>;
+  for (const k of USAGE_STRINGS) if (typeof o[k] !== 'string') return `${k} is not a string`;
+  if (o.id === '') return 'id is empty';
+  for (const k of USAGE_NUMBERS) if (typeof o[k] !== 'number' || !Number.isFinite(o[k])) return `${k} is not a number`;
+  for (const k of USAGE_BOOLEANS) if (typeof o[k] !== 'boolean') return `${k} is not a boolean`;
+  for (const k of USAGE_OPTIONAL_STRINGS) if (o[k] !== undefined && o[k] !== null && typeof o[k] !== 'string') return `${k} is not a string`;
+  if (o.ttftMs !== undefined && o.ttftMs !== null && (typeof o.ttftMs !== 'number' || !Number.isFinite(o.ttftMs))) return 'ttftMs is not a number';
+  return undefined;
+}
+
 export function usageValues(u: UsageRecord, bool: (b: boolean) => number | boolean): unknown[] {
   return [
     u.id, u.ts, u.keyId ?? null, u.keyName ?? null, u.op, u.model, u.role, u.backend, u.upstreamModel, u.status, u.code ?? null,

@@ -68,10 +68,12 @@ export class SqliteStore implements Store {
     }
     try {
       this.#db = new DatabaseSync(path);
-      // WAL: readers (the CLI) never block the gateway's writer; NORMAL sync is durable
-      // across a process crash (the OS has the pages) and fast; busy_timeout rides out
-      // another process's write lock.
-      this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;');
+      // WAL: readers (the CLI) never block the gateway's writer. FULL sync: a commit is on disk
+      // when it returns (NORMAL syncs the WAL only at checkpoints), since the spool segment
+      // holding the same records is deleted once they commit, and a created key must outlive a
+      // power cut. Commits are batched on the writer thread, so it costs one fsync a batch off
+      // the event loop. busy_timeout rides out another process's write lock.
+      this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;');
     } catch (e) {
       throw new StoreError(`cannot open SQLite database ${path}: ${(e as Error).message}`, { cause: e });
     }
