@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from './support/temp-dir.ts';
 
@@ -74,4 +74,38 @@ test('fabric render without --out prints every file; the plan\'s errors do not s
   assert.match(r.stdout, /^==> litellm\/config\.yaml <==$/m);
   assert.match(r.stdout, /^==> MANIFEST\.sha256 <==$/m);
   assert.match(r.stdout, /"--gpu-memory-utilization"\n\s+- "0\.45"/);
+});
+
+test('fabric render --out where it cannot write: one line naming the path and why, exit 1, no stack trace and no hang', () => {
+  const dir = tempDir('fabric-render-out-');
+  const seeds = join(EXAMPLES, 'seeds.fabric.yaml');
+  const file = join(dir, 'a-file');
+  writeFileSync(file, 'not a folder\n');
+  // A folder whose gateway/ is a file: the target passes the checks, the write itself fails.
+  const blocked = join(dir, 'blocked');
+  mkdirSync(blocked);
+  writeFileSync(join(blocked, 'gateway'), 'not a folder\n');
+  const cases: [string[], RegExp][] = [
+    [['--out', file], /^fabric render: cannot write \S+a-file: it is a file, not a folder$/],
+    [['--out', join(file, 'sub')], /^fabric render: cannot write \S+a-file\/sub: \S+a-file is a file, not a folder$/],
+    [['--out', file, '--check'], /^fabric render: cannot check \S+a-file: it is a file, not a folder$/],
+    [['--out', join(blocked)], /^fabric render: cannot write \S+blocked\/gateway\/\S+: not a directory \(ENOTDIR\)$/],
+  ];
+  if (process.platform === 'linux') {
+    // Node's recursive mkdir spins for ever under /proc; /sys answers EPERM or EACCES.
+    const link = join(dir, 'to-proc');
+    symlinkSync('/proc/self', link);
+    cases.push(
+      [['--out', '/proc/fabric-render-test'], /^fabric render: cannot write \/proc\/fabric-render-test: it is under \/proc, a kernel file system/],
+      [['--out', '/sys/fabric-render-test/x'], /^fabric render: cannot write \/sys\/fabric-render-test\/x: it is under \/sys, a kernel file system/],
+      [['--out', join(link, 'x')], /^fabric render: cannot write \S+to-proc\/x: it is under \/proc/],
+    );
+  }
+  for (const [args, why] of cases) {
+    const r = fabric(['render', seeds, ...args]);
+    assert.equal(r.signal, null, `${args.join(' ')}: did not end (${r.signal})`);
+    assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr.trimEnd(), why);
+    assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+  }
 });

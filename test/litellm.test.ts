@@ -344,6 +344,24 @@ test('fabric config import: stdout or --out, exit codes, never a secret value', 
   assert.ok(!existsSync(join(dir, 'never.yaml')), 'nothing written');
 });
 
+test('fabric config import --out where it cannot write: one line naming the path and why, exit 1, and no stack trace', () => {
+  const src = join(EXAMPLES, 'motoko.litellm.yaml');
+  const file = join(dir, 'import-a-file');
+  writeFileSync(file, 'not a folder\n');
+  const cases: [string, string][] = [
+    [join(file, 'x.yaml'), `${file} is a file, not a folder`],
+    [dir, 'it is a folder'],
+  ];
+  if (process.platform === 'linux') cases.push(['/proc/fabric-import-test.yaml', 'it is under /proc, a kernel file system: choose another file'], ['/dev/full', 'no space left on device (ENOSPC)']);
+  for (const [out, why] of cases) {
+    const r = fabric(['config', 'import', src, '--out', out, '--force']);
+    assert.equal(r.status, 1, r.stderr);
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.at(-1), `fabric config import: cannot write ${out}: ${why}`);
+    assert.ok(lines.slice(0, -1).every((l) => / warning: /.test(l)), r.stderr);
+  }
+});
+
 test('fabric config check on a LiteLLM file prints its warnings with file:line:col', () => {
   const r = fabric(['config', 'check', join(EXAMPLES, 'lab.litellm.yaml')]);
   assert.equal(r.status, 0, r.stderr);

@@ -291,6 +291,16 @@ test('the LiteLLM config keeps secrets as os.environ/ references and reads back 
   assert.deepEqual([...budget.backends].sort(), ['openai-cheap', 'openai-strong']);
 });
 
+test('writeRender makes folders one level at a time: under /proc it fails at once (Node\'s recursive mkdir spins for ever there)', { skip: process.platform === 'linux' ? false : '/proc is Linux\'s' }, () => {
+  // In a child, so the old behaviour fails the test by its timeout rather than hanging the file.
+  const write = new URL('../src/render/write.ts', import.meta.url).href;
+  const code = `import { writeRender } from ${JSON.stringify(write)};
+    try { writeRender('/proc/fabric-render-test/out', [{ path: 'a/b.txt', content: 'x', mode: 0o644 }]); } catch (e) { console.log(e.code, e.path); }`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 10_000 });
+  assert.equal(r.signal, null, 'writeRender did not return');
+  assert.equal(r.stdout.trim(), 'ENOENT /proc/fabric-render-test', r.stderr);
+});
+
 test('a re-render reports new, changed, unchanged and removed files; --check says whether a folder is current', () => {
   const out = tempDir('fabric-render-');
   const first = render('seeds.fabric.yaml');

@@ -183,3 +183,25 @@ test('a busy port is one line and exit 1, as with serve: the control API and an 
     server.close();
   }
 });
+
+test('--out where it cannot write: one line naming the path and why, exit 1, and no stack trace', () => {
+  const dir = tempDir('fabric-sim-out-');
+  const file = join(dir, 'a-file');
+  writeFileSync(file, 'not a folder\n');
+  const run = (out: string) => spawnSync(process.execPath, [MAIN, 'sim', '--config', SEEDS, '--control-port', '0', '--out', out], { env: cleanEnv(), encoding: 'utf8', timeout: 15_000 });
+  // Told before any engine starts.
+  const under = run(join(file, 'fabric.yaml'));
+  assert.equal(under.status, 1, under.stderr);
+  assert.equal(under.stderr, `fabric sim: cannot write ${join(file, 'fabric.yaml')}: ${file} is a file, not a folder\n`);
+  assert.equal(under.stdout, '', 'no fleet was started');
+  const folder = run(dir);
+  assert.equal(folder.status, 1);
+  assert.equal(folder.stderr, `fabric sim: cannot write ${dir}: it is a folder\n`);
+  // A write that fails once the fleet is up: the fleet is closed, the command ends.
+  if (process.platform === 'linux') {
+    const full = run('/dev/full');
+    assert.equal(full.signal, null, 'fabric sim ended');
+    assert.equal(full.status, 1, full.stderr);
+    assert.equal(full.stderr, 'fabric sim: cannot write /dev/full: no space left on device (ENOSPC)\n');
+  }
+});

@@ -7,6 +7,7 @@ import { parseFabricText } from '../config/load.ts';
 import { ConfigError, formatIssue, type ConfigIssue } from '../config/issues.ts';
 import { importLiteLLMText, isLiteLLMText } from '../config/litellm/load.ts';
 import { parseCommand, usageError } from './args.ts';
+import { outPathUsable, writeFailure } from './out-path.ts';
 
 export const IMPORT_HELP = `Usage: fabric config import FILE [--out FILE] [--force]
 
@@ -50,6 +51,7 @@ export async function runConfigImport(argv: string[]): Promise<number> {
     process.stderr.write(`fabric config import: ${parsed.values.out} exists; add --force to overwrite it\n`);
     return 1;
   }
+  if (out !== undefined && !outPathUsable('config import', parsed.values.out!, 'file')) return 1;
   // Secrets stay where they are: the .env beside the LiteLLM file, named from the output's directory.
   const dotenv = resolve(dirname(source), '.env');
   const envFile = out !== undefined && dirname(out) !== dirname(source) && existsSync(dotenv) ? relative(dirname(out), dotenv) : undefined;
@@ -85,7 +87,11 @@ export async function runConfigImport(argv: string[]): Promise<number> {
     process.stdout.write(result.yaml);
     process.stderr.write(`imported ${file}: ${summary}${noted}\n`);
   } else {
-    writeFileSync(out, result.yaml);
+    try {
+      writeFileSync(out, result.yaml);
+    } catch (e) {
+      return writeFailure('config import', parsed.values.out!, e);
+    }
     process.stderr.write(`wrote ${parsed.values.out}: ${summary}${noted}\ncheck it with: fabric config check ${parsed.values.out}\n`);
   }
   return 0;

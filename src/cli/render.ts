@@ -6,6 +6,7 @@ import { renderFabric } from '../render/index.ts';
 import { diffRender, writeRender, type FileReport } from '../render/write.ts';
 import { parseCommand, usageError } from './args.ts';
 import { openFabricFile } from './fabric-file.ts';
+import { outPathUsable, writeFailure } from './out-path.ts';
 
 const HELP = `Usage: fabric render [FILE | --config FILE] [--out DIR] [--check]
 
@@ -64,6 +65,7 @@ export async function runRender(argv: string[]): Promise<number> {
     for (const f of files) process.stdout.write(`==> ${f.path} <==\n${f.content}${f.content.endsWith('\n') ? '' : '\n'}\n`);
     return 0;
   }
+  if (!outPathUsable('render', out, 'dir', parsed.values.check === true ? 'check' : 'write')) return 1;
   if (parsed.values.check === true) {
     const reports = diffRender(out, files);
     if (reports.every((r) => r.status === 'unchanged')) {
@@ -74,6 +76,12 @@ export async function runRender(argv: string[]): Promise<number> {
     process.stdout.write(`${out}: out of date; run fabric render ${file} --out ${out}\n`);
     return 1;
   }
-  printReport(writeRender(out, files));
+  let reports: FileReport[];
+  try {
+    reports = writeRender(out, files);
+  } catch (e) {
+    return writeFailure('render', out, e);
+  }
+  printReport(reports);
   return 0;
 }

@@ -9,6 +9,7 @@ import { loadFabricConfig } from '../config/load.ts';
 import { importLiteLLMText } from '../config/litellm/load.ts';
 import { readEnvFile, Secrets } from '../config/env-file.ts';
 import { reportConfigError } from './fabric-file.ts';
+import { outPathUsable, writeFailure } from './out-path.ts';
 import type { FabricConfig } from '../config/types.ts';
 import { SimListenError, startFleet, type SimFleet } from '../sim/fleet.ts';
 import { simFleetPlan } from '../sim/from-config.ts';
@@ -83,6 +84,8 @@ export async function runSim(argv: string[]): Promise<number> {
   const gatewayPort = portOption(values['gateway-port'], 4000);
   if (gatewayPort === undefined) return usageError('sim', '--gateway-port must be a port number');
   const gatewayHost = values['gateway-host'] ?? '127.0.0.1';
+  // Before any engine starts: a bad --out is told at once, not after the fleet is up.
+  if (values.out !== undefined && !outPathUsable('sim', values.out, 'file')) return 1;
 
   let config: FabricConfig;
   let litellm = false;
@@ -120,7 +123,7 @@ export async function runSim(argv: string[]): Promise<number> {
     }
     // A LiteLLM config is rewritten as its fabric translation: the same names, native keys.
     const text = readFileSync(values.config, 'utf8');
-    writeFileSync(values.out, simConfigCopyText({
+    const copy = simConfigCopyText({
       yaml: litellm ? importLiteLLMText(text, values.config, process.env).yaml : text,
       config,
       source: values.config,
@@ -130,7 +133,13 @@ export async function runSim(argv: string[]): Promise<number> {
       envFile,
       host: gatewayHost,
       port: gatewayPort,
-    }));
+    });
+    try {
+      writeFileSync(values.out, copy);
+    } catch (e) {
+      await fleet.close();
+      return writeFailure('sim', values.out, e);
+    }
     process.stdout.write(`wrote ${values.out}: serve it with  fabric serve --config ${values.out}  (on ${gatewayHost}:${gatewayPort})\n`);
   }
   await new Promise<void>((done) => {

@@ -65,7 +65,18 @@ export function diffRender(outDir: string, files: RenderedFile[]): FileReport[] 
   return reports;
 }
 
-/** Writes the render; returns what changed. Unchanged files are not touched (their mtimes stay). */
+/**
+ * mkdir -p, one level at a time: Node's recursive mkdir loops for ever where mkdir answers
+ * ENOENT under a parent that exists (in /proc); here each level is tried once, and a failure
+ * throws the file system's error for that level.
+ */
+function makeDirs(dir: string): void {
+  const missing: string[] = [];
+  for (let d = dir; !existsSync(d) && dirname(d) !== d; d = dirname(d)) missing.unshift(d);
+  for (const d of missing) mkdirSync(d);
+}
+
+/** Writes the render; returns what changed. Unchanged files are not touched (their mtimes stay). A failure throws the file system's error, which names the path. */
 export function writeRender(outDir: string, files: RenderedFile[]): FileReport[] {
   const reports = diffRender(outDir, files);
   const byPath = new Map(files.map((f) => [f.path, f]));
@@ -85,7 +96,7 @@ export function writeRender(outDir: string, files: RenderedFile[]): FileReport[]
       r.note = `edited by hand since the last render; replaced, the edited one kept as ${basename(keep)}`;
     }
     if (r.status !== 'unchanged') {
-      mkdirSync(dirname(target), { recursive: true });
+      makeDirs(dirname(target));
       writeFileSync(target, f.content, { mode: f.mode });
     }
     if (existsSync(target)) chmodSync(target, f.mode);
