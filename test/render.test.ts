@@ -167,6 +167,40 @@ test('compose files carry secrets as ${NAME} references and the seeds\' launch p
   for (const f of [...files, ...lab]) assert.doesNotMatch(f.content, /sk-[A-Za-z0-9]{8}/);
 });
 
+test('a backend\'s api_key reaches its engine by reference: vLLM as VLLM_API_KEY, llama-server as LLAMA_API_KEY; Ollama, which checks no key, gets a note', () => {
+  const text = readFileSync(join(EXAMPLES, 'lab.fabric.yaml'), 'utf8')
+    .replace('    context_window: 4096\n    serve:\n', '    context_window: 4096\n    api_key: env:LAB_VLLM_KEY\n    serve:\n')
+    .replace('    model: llama-cpp-native\n', '    model: llama-cpp-native\n    api_key: env:LAB_LLAMA_KEY\n    serve: { model: /srv/models/qwen2.5-7b-q4_k_m.gguf }\n')
+    .replace('    model: qwen2.5-coder:7b\n', '    model: qwen2.5-coder:7b\n    api_key: env:LAB_OLLAMA_KEY\n');
+  const files = render('lab.fabric.yaml', text);
+  const file = (path: string): string => files.find((f) => f.path === path)!.content;
+  const composeText = file('nodes/lab/compose.yaml');
+  const services = parse(composeText).services;
+  // In the environment, not on the command line (argv is readable by every user of the host).
+  assert.deepEqual(services['vllm-qwen-coder'].environment, { VLLM_API_KEY: '${LAB_VLLM_KEY:?LAB_VLLM_KEY is not set: put it in .env beside compose.yaml}' });
+  assert.deepEqual(services['llamacpp-native'].environment, { LLAMA_API_KEY: '${LAB_LLAMA_KEY:?LAB_LLAMA_KEY is not set: put it in .env beside compose.yaml}' });
+  for (const svc of Object.values(services as Record<string, { command?: string[] }>)) assert.ok(!(svc.command ?? []).some((a) => a.startsWith('--api-key')));
+  assert.ok(!Object.keys(services['ollama-11434'].environment).some((k) => /KEY/.test(k)));
+  assert.match(composeText, /^# Ollama has no authentication: the gateway sends the key of ollama-qwen-coder \(api_key: env:LAB_OLLAMA_KEY\), but Ollama checks none;\n# anyone who reaches port 11434 uses it\./m);
+  assert.match(file('nodes/lab/launch/vllm-qwen-coder.sh'), /^: "\$\{LAB_VLLM_KEY:\?set LAB_VLLM_KEY in the environment\}"\nexport VLLM_API_KEY="\$\{LAB_VLLM_KEY\}"\nexec vllm serve /m);
+  assert.match(file('nodes/lab/launch/llamacpp-native.sh'), /^export LLAMA_API_KEY="\$\{LAB_LLAMA_KEY\}"\nexec llama-server /m);
+  assert.match(file('nodes/lab/launch/ollama-11434.sh'), /^# Ollama has no authentication: .*\n# anyone who reaches port 11434 uses it\./m);
+  assert.match(file('nodes/lab/env.example'), /^LAB_VLLM_KEY=$[\s\S]*^LAB_LLAMA_KEY=$/m);
+  assert.doesNotMatch(file('nodes/lab/env.example'), /LAB_OLLAMA_KEY/, 'the Ollama server has no use for it');
+  // Without a key, neither a variable nor a note.
+  const plain = render('lab.fabric.yaml');
+  assert.doesNotMatch(plain.find((f) => f.path === 'nodes/lab/compose.yaml')!.content, /API_KEY|no authentication/);
+  // A Windows node's PowerShell line passes it by name; serve.env naming the variable itself wins.
+  const seeds = readFileSync(join(EXAMPLES, 'seeds.fabric.yaml'), 'utf8').replace('    aliases: [qwen2.5-7b-armitage]', '    api_key: env:ARMITAGE_KEY\n    aliases: [qwen2.5-7b-armitage]');
+  const ps1 = render('seeds.fabric.yaml', seeds).find((f) => f.path === 'nodes/armitage/launch/armitage-qwen.ps1')!.content;
+  assert.match(ps1, /^if \(-not \$env:ARMITAGE_KEY\) \{ throw "set ARMITAGE_KEY in the environment" \}$/m);
+  assert.match(ps1, /^\$env:VLLM_API_KEY = \$env:ARMITAGE_KEY$/m);
+  assert.match(ps1, /^ {2}-e VLLM_API_KEY `$/m);
+  const own = render('seeds.fabric.yaml', seeds.replace('      tool_parser: hermes ', '      env: { VLLM_API_KEY: env:OWN_KEY }\n      tool_parser: hermes '));
+  const ownCompose = parse(own.find((f) => f.path === 'nodes/armitage/compose.yaml')!.content);
+  assert.deepEqual(ownCompose.services['armitage-qwen'].environment, { VLLM_API_KEY: '${OWN_KEY:?OWN_KEY is not set: put it in .env beside compose.yaml}' });
+});
+
 test('a llama.cpp engine with a quantized KV cache gets `--flash-attn on` (a bare -fa takes the next option as its value)', () => {
   const text = readFileSync(join(EXAMPLES, 'lab.fabric.yaml'), 'utf8').replace(
     '    model: llama-cpp-native\n',

@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import type { FabricConfig, NodeConfig, SecretRef } from '../config/types.ts';
 import { isLoopbackHost as isLoopback } from '../config/types.ts';
 import { HOST, IMAGES, safeName, urlHost, yamlDoc, type RenderContext, type Served } from './common.ts';
-import { containerSpec, engineGroups } from './launch.ts';
+import { authNotes, containerSpec, engineGroups } from './launch.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -35,9 +35,13 @@ export function nodeCompose(ctx: RenderContext, node: NodeConfig, served: Served
   const runtime = node.runtime ?? 'docker';
   const services: Obj = {};
   const volumes: Obj = {};
+  let secrets = false;
+  const authWarnings: string[] = [];
   for (const group of engineGroups(served)) {
     const s = group[0]!;
     const c = containerSpec(group, bindsLoopback(group));
+    secrets ||= c.secretEnv.length > 0;
+    authWarnings.push(...authNotes(group));
     const environment: Obj = {};
     for (const [k, v] of c.env) environment[k] = v;
     for (const [k, ref] of c.secretEnv) environment[k] = secretValue(ref);
@@ -77,7 +81,8 @@ export function nodeCompose(ctx: RenderContext, node: NodeConfig, served: Served
   const doc: Obj = { services, ...(Object.keys(volumes).length > 0 ? { volumes } : {}) };
   const notes = [
     `Engines on ${node.name}; start with: ${runtime} compose --project-name ${composeProject(node)} --file compose.yaml up -d`,
-    `(or ${(node.os ?? 'linux') === 'windows' ? 'the launch/*.ps1 scripts' : `through the ${engineUnitName(node)} systemd unit`}).${served.some((s) => s.serve.hfToken !== undefined || [...s.serve.env.values()].some((v) => typeof v !== 'string')) ? ' Secrets come from .env beside this file (see env.example).' : ''}`,
+    `(or ${(node.os ?? 'linux') === 'windows' ? 'the launch/*.ps1 scripts' : `through the ${engineUnitName(node)} systemd unit`}).${secrets ? ' Secrets come from .env beside this file (see env.example).' : ''}`,
+    ...authWarnings,
   ];
   return yamlDoc(ctx, `Engines on node ${node.name}.`, doc, notes);
 }

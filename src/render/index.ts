@@ -12,7 +12,7 @@ import type { FabricConfig, SecretRef } from '../config/types.ts';
 import { header, safeName, servedOn, type RenderContext, type RenderedFile } from './common.ts';
 import { bindsLoopback, engineUnitName, gatewayCompose, nodeCompose } from './compose.ts';
 import { gatewayContainerfile } from './containerfile.ts';
-import { launchFiles } from './launch.ts';
+import { engineKeyEnv, launchFiles } from './launch.ts';
 import { litellmConfig } from './litellm.ts';
 import { engineUnit, gatewayUnit } from './systemd.ts';
 
@@ -53,6 +53,7 @@ export function renderFabric(cfg: FabricConfig, source: string, sourceText: stri
     const secrets = new Map<string, string>();
     for (const s of served) {
       if (s.serve.hfToken !== undefined) secrets.set(s.serve.hfToken.env, `Hugging Face token for ${s.serve.model} (${s.backend.name})`);
+      if (engineKeyEnv(s) !== undefined) secrets.set(s.backend.apiKey!.env, `API key of ${s.backend.name}: its engine requires it, the gateway sends it`);
       for (const [k, v] of s.serve.env) if (typeof v !== 'string') secrets.set((v as SecretRef).env, `${k} for ${s.backend.name}`);
     }
     if (secrets.size > 0) add(`${dir}/env.example`, envExample(ctx, `Secrets for the engines on ${node.name}.`, secrets));

@@ -3,7 +3,7 @@
 // so a container and a bare-metal start run the same engine the same way.
 
 import { basename, dirname } from 'node:path/posix';
-import type { NodeConfig, SecretRef } from '../config/types.ts';
+import type { NodeConfig, SecretRef, ServedEngine } from '../config/types.ts';
 import { ASSUMPTIONS } from '../plan/memory.ts';
 import { IMAGES, header, psWord, safeName, shWord, type RenderContext, type RenderedFile, type Served } from './common.ts';
 
@@ -18,10 +18,27 @@ export interface EngineLaunch {
 
 const num = (n: number): string => String(+n.toFixed(4));
 
+/**
+ * Where each engine takes the API key it requires of every request: vLLM reads VLLM_API_KEY
+ * when --api-key is not given (vllm/envs.py, api_server.build_app), llama-server LLAMA_API_KEY
+ * (--api-key's set_env in common/arg.cpp). The environment, not the flag: argv is readable by
+ * every user of the host (ps). Ollama has no authentication.
+ */
+const API_KEY_ENV: Partial<Record<ServedEngine, string>> = { vllm: 'VLLM_API_KEY', llamacpp: 'LLAMA_API_KEY' };
+
+/** The variable the backend's api_key is rendered to its engine as; undefined when it is not (no key, Ollama, or serve.env sets that variable itself). */
+export function engineKeyEnv(s: Served): string | undefined {
+  const name = API_KEY_ENV[s.serve.engine];
+  return name !== undefined && s.backend.apiKey !== undefined && !s.serve.env.has(name) ? name : undefined;
+}
+
 function commonEnv(s: Served): Pick<EngineLaunch, 'env' | 'secretEnv'> {
   const env: [string, string][] = [];
   const secretEnv: [string, SecretRef][] = [];
   if (s.serve.hfToken !== undefined) secretEnv.push(['HF_TOKEN', s.serve.hfToken]);
+  // The key the gateway sends this backend is the one its engine requires.
+  const keyEnv = engineKeyEnv(s);
+  if (keyEnv !== undefined) secretEnv.push([keyEnv, s.backend.apiKey!]);
   for (const [k, v] of s.serve.env) {
     if (typeof v === 'string') env.push([k, v]);
     else secretEnv.push([k, v]);
@@ -94,6 +111,19 @@ export function llamacppLaunch(s: Served, where: 'host' | 'container'): EngineLa
   return { args, ...commonEnv(s) };
 }
 
+/**
+ * What the files of an engine must say about its authentication: an Ollama server checks no key,
+ * so a backend's api_key there keeps nobody out.
+ */
+export function authNotes(group: Served[]): string[] {
+  if (group[0]!.serve.engine !== 'ollama') return [];
+  const keyed = group.filter((s) => s.backend.apiKey !== undefined);
+  if (keyed.length === 0) return [];
+  const names = keyed.map((s) => `${s.backend.name} (api_key: env:${s.backend.apiKey!.env})`).join(', ');
+  return [`Ollama has no authentication: the gateway sends the key of ${names}, but Ollama checks none;`,
+    `anyone who reaches port ${group[0]!.serve.port} uses it. Keep the port on loopback or a private network, or put a proxy that checks the key in front.`];
+}
+
 export function llamacppModelDir(s: Served): string {
   return s.serve.modelsDir ?? dirname(s.serve.model);
 }
@@ -138,6 +168,7 @@ function shScript(ctx: RenderContext, node: NodeConfig, group: Served[]): string
   const s = group[0]!;
   const engine = s.serve.engine;
   let out = '#!/bin/sh\n' + header(ctx, '#', `${groupName(group)} on ${node.name}: ${engine === 'vllm' ? 'vLLM' : engine === 'ollama' ? 'Ollama' : 'llama.cpp'}, started on the host (compose.yaml runs the same in a container).`);
+  out += authNotes(group).map((n) => `# ${n}\n`).join('');
   out += 'set -eu\n';
   const launch = engine === 'vllm' ? vllmLaunch(s, 'host') : engine === 'ollama' ? ollamaLaunch(group, 'host') : llamacppLaunch(s, 'host');
   out += `export CUDA_VISIBLE_DEVICES=${s.serve.gpus.join(',')}\n`;
@@ -159,6 +190,7 @@ function psScript(ctx: RenderContext, node: NodeConfig, group: Served[], c: Cont
   const rt = node.runtime ?? 'docker';
   const name = groupName(group);
   let out = header(ctx, '#', `${name} on ${node.name}, in ${rt === 'podman' ? 'Podman' : 'Docker'} Desktop (compose.yaml describes the same container).`);
+  out += authNotes(group).map((n) => `# ${n}\n`).join('');
   out += '$ErrorActionPreference = "Stop"\n';
   for (const [, ref] of secretEnv) out += `if (-not $env:${ref.env}) { throw "set ${ref.env} in the environment" }\n`;
   const gpu = rt === 'podman' ? ['--device', group[0]!.serve.gpus.map((g) => `nvidia.com/gpu=${g}`).join(',')] : ['--gpus', `device=${group[0]!.serve.gpus.join(',')}`];
