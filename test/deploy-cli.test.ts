@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from './support/temp-dir.ts';
 
@@ -108,4 +108,35 @@ test('fabric render --out where it cannot write: one line naming the path and wh
     assert.match(r.stderr.trimEnd(), why);
     assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
   }
+});
+
+test('a secret value in serve.extra_args or serve.env stops config check and render with file:line:col; nothing is written or echoed', () => {
+  const dir = tempDir('fabric-render-secret-');
+  const key = ['sk', 'proj', 'Ab3dEfGhIjKlMnOpQrStUvWxYz0123456789'].join('-');
+  const token = `hf_${'AbCdEfGhIjKlMnOpQr'}${'StUvWxYzAbCdEfGh'}`;
+  const cfg = join(dir, 'fabric.yaml');
+  writeFileSync(cfg, `nodes:
+  n: { power: always-on, gpus: [{ model: RTX 2080, memory: 8GiB }] }
+backends:
+  a:
+    engine: vllm
+    node: n
+    url: http://n:8000/v1
+    model: m
+    serve:
+      extra_args: [--api-key, ${key}]
+      env: { MY_SETTING: ${token} }
+roles:
+  r: { kind: chat, backends: [a] }
+`);
+  const check = fabric(['config', 'check', cfg]);
+  assert.equal(check.status, 1);
+  assert.match(check.stderr, new RegExp(`^${cfg}:10:31: error: backends\\.a\\.serve\\.extra_args\\[1\\]: is the value of --api-key, a secret`, 'm'));
+  assert.match(check.stderr, new RegExp(`^${cfg}:11:26: error: backends\\.a\\.serve\\.env\\.MY_SETTING: looks like a Hugging Face token`, 'm'));
+  const out = join(dir, 'deploy');
+  const render = fabric(['render', cfg, '--out', out]);
+  assert.equal(render.status, 1);
+  assert.match(render.stderr, /is invalid — 2 errors/);
+  assert.equal(existsSync(out), false, 'nothing written');
+  for (const r of [check, render]) assert.ok(!(r.stdout + r.stderr).includes(key) && !(r.stdout + r.stderr).includes(token));
 });

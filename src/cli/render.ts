@@ -22,7 +22,9 @@ Renders, from the fabric config alone:
   MANIFEST.sha256                  every file's hash (sha256sum -c MANIFEST.sha256)
 
 Secrets stay references (\${NAME}, os.environ/NAME, env.example lists the names); no value is
-ever written. The same config gives byte-identical files.
+ever written, and a config whose serve.extra_args or serve.env holds one (--api-key VALUE,
+sk-…, hf_…) is refused. A backend's api_key reaches a vLLM or llama.cpp engine as
+VLLM_API_KEY / LLAMA_API_KEY, by reference. The same config gives byte-identical files.
 
   FILE, --config FILE   the fabric config (default: $FABRIC_CONFIG)
   --out DIR             write into DIR and report each file as new, changed or unchanged

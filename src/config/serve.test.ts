@@ -106,6 +106,72 @@ test('serve keys are checked with file:line:col and did-you-mean', () => {
   assert.equal(errors.length, 6);
 });
 
+test('a secret in extra_args or an env value is refused with file:line:col, never echoed; ordinary values pass', () => {
+  // Built here so no secret-looking literal sits in the source.
+  const openai = ['sk', 'proj', 'Ab3dEfGhIjKlMnOpQrStUvWxYz0123456789'].join('-');
+  const hf = `hf_${'AbCdEfGhIjKlMnOpQr'}${'StUvWxYzAbCdEfGh'}`;
+  const github = `ghp_${'A1b2C3d4E5f6G7h8I9j0'}${'K1l2M3n4O5p6Q7r8'}`;
+  const slack = ['xoxb', '1234567890123', '1234567890123', 'AbCdEfGhIjKlMnOpQrStUvWx'].join('-');
+  const aws = `AKIA${'IOSFODNN7EXAMPLE'}`;
+  const random = 'Zx8Qw2Er5Ty7Ui9Op0' + 'As3Df6Gh1Jk4Lz';
+  const { errors } = check(BASE(`      extra_args:
+        - --api-key
+        - ${openai}
+        - --hf-token=whatever
+        - -hft
+        - plain-looking
+        - --some-option
+        - ${hf}
+        - '--override-generation-config={"key":"${openai}"}'
+      env:
+        MY_SETTING: ${hf}
+        GH: ${github}
+        SLACK: ${slack}
+        AWS: ${aws}
+        OTHER: ${random}`));
+  const all = errors.join('\n');
+  const advice = "set the backend's api_key: env:NAME instead (the gateway sends it; fabric render gives it to vLLM and llama.cpp engines as VLLM_API_KEY or LLAMA_API_KEY, by reference)";
+  assert.match(all, new RegExp(`fabric\\.yaml:16:11: error: backends\\.a\\.serve\\.extra_args\\[1\\]: is the value of --api-key, a secret: fabric render would write it into compose\\.yaml, the launch scripts and gateway/fabric\\.yaml; ${advice.replace(/[().]/g, '\\$&')}`));
+  assert.match(all, /fabric\.yaml:17:11: error: backends\.a\.serve\.extra_args\[2\]: holds the value of --hf-token, a secret: .*; write serve\.hf_token: env:HF_TOKEN instead/);
+  assert.match(all, /fabric\.yaml:19:11: error: backends\.a\.serve\.extra_args\[4\]: is the value of -hft, a secret/);
+  assert.match(all, /fabric\.yaml:21:11: error: backends\.a\.serve\.extra_args\[6\]: looks like a Hugging Face token \(hf_…\), a secret: .*; reference it instead \(serve\.env NAME: env:NAME, serve\.hf_token, or the backend's api_key\)/);
+  assert.match(all, /fabric\.yaml:22:11: error: backends\.a\.serve\.extra_args\[7\]: looks like an API key \(sk-…\), a secret/);
+  assert.match(all, /fabric\.yaml:24:21: error: backends\.a\.serve\.env\.MY_SETTING: looks like a Hugging Face token \(hf_…\), a secret: write env:NAME/);
+  assert.match(all, /backends\.a\.serve\.env\.GH: looks like a GitHub token, a secret/);
+  assert.match(all, /backends\.a\.serve\.env\.SLACK: looks like a Slack token \(xox…-\), a secret/);
+  assert.match(all, /backends\.a\.serve\.env\.AWS: looks like an AWS access key id \(AKIA…\), a secret/);
+  assert.match(all, /backends\.a\.serve\.env\.OTHER: looks like a long random token, a secret/);
+  assert.equal(errors.length, 10, all);
+  for (const v of [openai, hf, github, slack, aws, random, 'whatever']) assert.ok(!all.includes(v), 'the value is never echoed');
+
+  // What must pass: paths, model ids (a slug may start sk-), hex revisions, UUIDs, a key file, token counts.
+  const ok = check(BASE(`      extra_args:
+        - --api-key-file
+        - /run/secrets/vllm-key
+        - --max-num-batched-tokens
+        - "4096"
+        - --tokenizer
+        - hf-internal-testing/llama-tokenizer
+        - --revision
+        - 5f0b02c75b57c5855da9ae460ce51323ea669d8a
+        - --served-model-name
+        - sk-llama-3-8b-instruct-awq-finetuned
+        - --lora-modules
+        - sql-lora=/models/sql-lora-adapter
+        - --chat-template=/vllm-workspace/examples/tool_chat_template_llama3.1_json.jinja
+        - --speculative-model=TheBloke/Mistral-7B-Instruct-v0.2-GPTQ
+        - --tokenizer-mode
+        - mistral
+      env:
+        HF_HOME: /data/hf_cache_directory_for_models
+        PYTORCH_CUDA_ALLOC_CONF: expandable_segments:True
+        RUN_ID: e3b0c442-98fc-1c14-9afb-f4c8996fb924
+        DIGEST: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+        MODEL: RedHatAI/Meta-Llama-3.1-70B-Instruct-quantized.w4a16
+        VLLM_LOGGING_LEVEL: INFO`));
+  assert.deepEqual(ok.errors, []);
+});
+
 test('serve needs a launchable engine on a node with GPUs', () => {
   const cloud = check(`backends:
   o:

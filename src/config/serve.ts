@@ -31,6 +31,77 @@ export const SERVE_KEYS = [
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const SECRET_FORM = /^(env:|\$\{|os\.environ\/)/;
 const SECRET_NAME = /(TOKEN|KEY|SECRET|PASSWORD|PASSWD)/i;
+
+/**
+ * Values that read as a known kind of secret. serve.extra_args and serve.env values are written
+ * as they are into compose.yaml, the launch scripts and gateway/fabric.yaml, so one pasted there
+ * would leak. Narrow on purpose: model ids, paths, hex revisions and settings must pass. After a
+ * known prefix the rest must read as random (a model slug such as sk-llama-3-8b does not); with
+ * no prefix, only 32 or more letters and digits in one run, with upper case, lower case and a
+ * digit (hex digests and UUIDs have no upper case, model ids have separators).
+ */
+const SECRET_PREFIXES: readonly { what: string; re: RegExp }[] = [
+  { what: 'an API key (sk-…)', re: /(?<![A-Za-z0-9])sk-([A-Za-z0-9_-]{20,})/ },
+  { what: 'a Hugging Face token (hf_…)', re: /(?<![A-Za-z0-9])hf_([A-Za-z0-9]{30,})/ },
+  { what: 'a GitHub token', re: /(?<![A-Za-z0-9])(?:gh[pousr]_|github_pat_)([A-Za-z0-9_]{30,})/ },
+  { what: 'a Slack token (xox…-)', re: /(?<![A-Za-z0-9])xox[abposr]-([A-Za-z0-9-]{20,})/ },
+];
+const AWS_KEY_ID = /(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])/;
+const LONG_RUN = /[A-Za-z0-9]{32,}/g;
+
+/** Both letter cases, or 20 or more letters and digits in one run with both. */
+function random(body: string): boolean {
+  if (/[a-z]/.test(body) && /[A-Z]/.test(body)) return true;
+  return (body.match(/[A-Za-z0-9]{20,}/g) ?? []).some((run) => /[A-Za-z]/.test(run) && /[0-9]/.test(run));
+}
+
+/** What kind of secret `v` holds, when it reads as one. */
+export function secretShape(v: string): string | undefined {
+  for (const { what, re } of SECRET_PREFIXES) {
+    const m = re.exec(v);
+    if (m !== null && random(m[1]!)) return what;
+  }
+  if (AWS_KEY_ID.test(v)) return 'an AWS access key id (AKIA…)';
+  if ((v.match(LONG_RUN) ?? []).some((run) => /[a-z]/.test(run) && /[A-Z]/.test(run) && /[0-9]/.test(run))) return 'a long random token';
+  return undefined;
+}
+
+/** Flags whose value is a secret: --api-key, --hf-token (llama.cpp's -hft), --token, --password… (not --api-key-file, a path). */
+const SECRET_FLAG = /^(?:-hft|--?(?:[a-z0-9]+-)*(?:api-key|token|secret|password|passwd))$/i;
+const WRITTEN_INTO = 'fabric render would write it into compose.yaml, the launch scripts and gateway/fabric.yaml';
+
+function secretFlagAdvice(flag: string): string {
+  if (/api-key$/i.test(flag)) return 'set the backend\'s api_key: env:NAME instead (the gateway sends it; fabric render gives it to vLLM and llama.cpp engines as VLLM_API_KEY or LLAMA_API_KEY, by reference)';
+  if (/^(?:-hft|--hf-token)$/i.test(flag)) return 'write serve.hf_token: env:HF_TOKEN instead';
+  return 'give it to the engine through serve.env as NAME: env:NAME instead, if it reads it from its environment';
+}
+
+/** extra_args must not carry a secret: the value of a secret flag, or one that reads as a secret. */
+function checkArgSecrets(r: Reporter, path: KeyPath, raw: unknown): void {
+  const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? [raw] : [];
+  const at = (i: number): KeyPath => (Array.isArray(raw) ? [...path, i] : path);
+  let flag: string | undefined;
+  items.forEach((item, i) => {
+    if (typeof item !== 'string') return;
+    const eq = item.indexOf('=');
+    if (item.startsWith('-')) {
+      const name = eq === -1 ? item : item.slice(0, eq);
+      flag = SECRET_FLAG.test(name) ? name : undefined;
+      if (flag !== undefined && eq !== -1) {
+        r.error(at(i), `holds the value of ${flag}, a secret: ${WRITTEN_INTO}; ${secretFlagAdvice(flag)}`);
+        return;
+      }
+    } else if (flag !== undefined) {
+      r.error(at(i), `is the value of ${flag}, a secret: ${WRITTEN_INTO}; ${secretFlagAdvice(flag)}`);
+      return;
+    }
+    const shape = secretShape(item);
+    if (shape !== undefined) {
+      r.error(at(i), `looks like ${shape}, a secret: ${WRITTEN_INTO}; reference it instead (serve.env NAME: env:NAME, serve.hf_token, or the backend's api_key)`);
+    }
+  });
+}
+
 const DEFAULT_PORT: Record<string, number> = { 'http:': 80, 'https:': 443 };
 
 function urlPort(u: string): number | undefined {
@@ -93,6 +164,11 @@ function envMap(r: Reporter, path: KeyPath, v: unknown): Map<string, string | Se
     }
     if (SECRET_NAME.test(name)) {
       r.error(p, 'looks like a secret: write env:NAME and keep the value in the environment or the .env file');
+      continue;
+    }
+    const shape = typeof value === 'string' ? secretShape(value) : undefined;
+    if (shape !== undefined) {
+      r.error(p, `looks like ${shape}, a secret: write env:NAME and keep the value in the environment or the .env file (${WRITTEN_INTO} otherwise)`);
       continue;
     }
     out.set(name, String(value));
@@ -189,6 +265,7 @@ export function serveBlock(r: Reporter, path: KeyPath, v: unknown, ctx: ServeCon
   }
 
   const extraArgs = strList(r, [...path, 'extra_args'], m.extra_args);
+  checkArgSecrets(r, [...path, 'extra_args'], m.extra_args);
   const toolParser = parser('tool_parser');
   const flag = (name: string): boolean => extraArgs.some((a) => a === name || a.startsWith(`${name}=`));
   if (toolParser !== undefined && (flag('--tool-call-parser') || flag('--enable-auto-tool-choice'))) {
