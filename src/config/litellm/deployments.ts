@@ -360,13 +360,14 @@ function readContext(t: Translation, p: KeyPath, mi: Record<string, unknown>): {
 }
 
 /**
- * LiteLLM's timeout is an httpx timeout: it bounds the connect and every read, so for a
- * unary request it is the wait for the answer and for a stream the wait for each chunk, the
- * first among them; stream_timeout replaces it for streams. The fabric bounds a stream's reads
- * with first_byte and idle, which apply to streams only, so they take stream_timeout, or else
- * timeout. A non-streamed answer's wait is the total timeout's (vLLM and Ollama send it only
- * once the whole generation is done); total also bounds a whole stream, which LiteLLM does
- * not, so timeout sets it only when longer than the default.
+ * LiteLLM's timeout is an httpx timeout: it bounds the connect and every read, so it is the
+ * wait for a response to begin — for a unary request the whole answer, sent at the end — and
+ * first_byte takes it; stream_timeout replaces it on a stream's reads, and idle takes it, or
+ * else timeout. (LiteLLM waits stream_timeout for a stream's first chunk too; first_byte keeps
+ * timeout, so that fabric render writes both back as they were.) A non-streamed answer's wait
+ * is the total timeout's (vLLM and Ollama send it only once the whole generation is done);
+ * total also bounds a whole stream, which LiteLLM does not, so timeout sets it only when
+ * longer than the default.
  */
 function timeouts(t: Translation, lpPath: KeyPath, lp: Record<string, unknown>, d: DeploymentDefaults): { timeouts: NativeTimeouts; path: KeyPath; notes: string[] } | undefined {
   const own = seconds(t, [...lpPath, 'timeout'], lp.timeout);
@@ -377,16 +378,15 @@ function timeouts(t: Translation, lpPath: KeyPath, lp: Record<string, unknown>, 
   const out: NativeTimeouts = {};
   const notes: string[] = [];
   const ms = (s: number): number => Math.round(s * 1000);
-  const reads = duration(ms((S ?? T)!.s));
-  out.first_byte = reads;
-  out.idle = reads;
+  out.first_byte = duration(ms((T ?? S)!.s));
+  out.idle = duration(ms((S ?? T)!.s));
   if (T !== undefined) {
     if (ms(T.s) < DEFAULT_TIMEOUTS.connectMs) out.connect = duration(ms(T.s));
     const total = Math.max(ms(T.s), DEFAULT_TIMEOUTS.totalMs);
     if (total > DEFAULT_TIMEOUTS.totalMs) out.total = duration(total);
-    const bounds = [...(out.connect === undefined ? [] : ['connecting (connect)']), ...(S === undefined ? ['a stream\'s first token (first_byte) and each chunk after it (idle)'] : [])];
-    notes.push(`timeout ${T.s}s: ${bounds.length === 0 ? '' : `${bounds.join(', ')}; `}a non-streamed answer may take up to the total timeout (${duration(total)}), since vLLM and Ollama send it only once the whole generation is done`);
+    const bounds = [...(out.connect === undefined ? [] : ['connecting (connect)']), S === undefined ? 'a stream\'s first token (first_byte) and each chunk after it (idle)' : 'a stream\'s first token (first_byte; LiteLLM waits stream_timeout for it)'];
+    notes.push(`timeout ${T.s}s: ${bounds.join(', ')}; a non-streamed answer may take up to the total timeout (${duration(total)}), since vLLM and Ollama send it only once the whole generation is done`);
   }
-  if (S !== undefined) notes.push(`stream_timeout ${S.s}s: a stream's first token (first_byte) and each chunk after it (idle)`);
+  if (S !== undefined) notes.push(`stream_timeout ${S.s}s: ${T === undefined ? 'a stream\'s first token (first_byte) and ' : ''}each chunk after it (idle)`);
   return { timeouts: out, path: (T ?? S)!.path, notes };
 }

@@ -286,7 +286,7 @@ litellm_settings:
   assert.deepEqual(p.config.roles.get('g')!.fallbacks, ['g@order-2', 'other']);
 });
 
-test('timeouts and retries: LiteLLM seconds as a stream\'s first-byte and idle timeouts (stream_timeout first); num_retries per backend; room for every attempt', () => {
+test('timeouts and retries: LiteLLM seconds as first-byte (timeout) and idle (stream_timeout, else timeout) timeouts; num_retries per backend; room for every attempt', () => {
   const p = parse(`model_list:${vllm('a', 'a', ', timeout: 120, stream_timeout: 15')}${vllm('b', 'b', ', timeout: 1200, max_retries: 0')}${vllm('c', 'c', ', timeout: 1.5')}${vllm('d', 'd')}
 litellm_settings:
   request_timeout: 30
@@ -294,8 +294,9 @@ litellm_settings:
   fallbacks: [{d: [a, b, c]}]
 `);
   const t = (n: string) => p.config.backends.get(n)!.timeouts;
-  // Only streams have a first byte to wait for: stream_timeout bounds it as in LiteLLM; a non-streamed answer waits up to total.
-  assert.deepEqual(t('a'), { connectMs: 3000, firstByteMs: 15_000, idleMs: 15_000, totalMs: 600_000 });
+  // timeout is the wait for a response to begin, stream_timeout a stream's between chunks (fabric
+  // render writes them back as they were); a non-streamed answer waits up to total.
+  assert.deepEqual(t('a'), { connectMs: 3000, firstByteMs: 120_000, idleMs: 15_000, totalMs: 600_000 });
   assert.equal(p.warnings.get('model_list[0].litellm_params.stream_timeout'), undefined);
   assert.deepEqual(t('b'), { connectMs: 3000, firstByteMs: 1_200_000, idleMs: 1_200_000, totalMs: 1_200_000 });
   assert.deepEqual(t('c'), { connectMs: 1500, firstByteMs: 1500, idleMs: 1500, totalMs: 600_000 });
