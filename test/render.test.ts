@@ -14,6 +14,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import { parse } from 'yaml';
 import Ajv2019 from 'ajv/dist/2019.js';
 import { loadFabricConfig, parseFabricText } from '../src/config/load.ts';
+import { importLiteLLMText } from '../src/config/litellm/load.ts';
 import { renderFabric, MANIFEST, sha256 } from '../src/render/index.ts';
 import { diffRender, writeRender } from '../src/render/write.ts';
 import type { RenderedFile } from '../src/render/common.ts';
@@ -306,9 +307,7 @@ test('the LiteLLM config keeps secrets as os.environ/ references and reads back 
   assert.equal(byName('openai/strong')[0].litellm_params.api_key, 'os.environ/OPENAI_API_KEY');
   assert.equal(byName('embeddings-general')[0].model_info.mode, 'embedding');
   assert.equal(byName('qwen2.5-7b-armitage').length, 1, 'a physical alias is its own model name');
-  assert.deepEqual(doc.router_settings.fallbacks, [{ 'chat-fast': ['chat-deep', 'openai/strong'] }, { 'chat-deep': ['openai/strong'] }]);
   assert.deepEqual(doc.router_settings.model_group_alias, { 'local/chat': 'chat-fast', 'local/reasoner': 'chat-deep', 'local/embed': 'embeddings-general' });
-  assert.match(text, /# Not expressible in LiteLLM: chat-fast sends inputs over 12000 tokens to openai\/strong\./);
   // Read back through the LiteLLM importer: the same roles, fallbacks and aliases.
   const dir = tempDir('fabric-litellm-');
   writeFileSync(join(dir, 'config.yaml'), text);
@@ -317,6 +316,9 @@ test('the LiteLLM config keeps secrets as os.environ/ references and reads back 
   assert.deepEqual(back.roles.get('chat-fast')!.aliases, ['local/chat']);
   assert.equal(back.roles.get('embeddings-general')!.kind, 'embeddings');
   assert.deepEqual(back.roles.get('chat-deep')!.contextWindowFallback, 'openai/strong');
+  // A role and its physical alias are one deployment again, as in the seeds' LiteLLM file.
+  assert.deepEqual(back.roles.get('qwen2.5-7b-armitage')!.backends, back.roles.get('chat-fast')!.backends);
+  assert.deepEqual(back.roles.get('chat-fast')!.rules, [{ inputTokensOver: 8192, routeTo: 'openai/strong' }]);
   // The seeds' $150 a month on OpenAI: a provider budget in LiteLLM, a budget again on the way back.
   assert.deepEqual(doc.router_settings.provider_budget_config, { openai: { budget_limit: 150, time_period: '1mo' } });
   const budget = back.budgets.find((b) => b.amount === 150);
@@ -333,6 +335,95 @@ test('writeRender makes folders one level at a time: under /proc it fails at onc
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 10_000 });
   assert.equal(r.signal, null, 'writeRender did not return');
   assert.equal(r.stdout.trim(), 'ENOENT /proc/fabric-render-test', r.stderr);
+});
+
+/** The LiteLLM config rendered from a fabric config's text. */
+function litellmDoc(text: string): { text: string; doc: ReturnType<typeof parse> } {
+  const { config, issues } = parseFabricText(text, 'fabric.yaml');
+  assert.deepEqual(issues.filter((i) => i.severity === 'error'), []);
+  const out = renderFabric(config, 'fabric.yaml', text, { version: '0.1.0' }).find((f) => f.path === 'litellm/config.yaml')!.content;
+  return { text: out, doc: parse(out) };
+}
+
+/** The seeds' LiteLLM file through fabric config import, rendered back. */
+function litellmRoundTrip(): { text: string; doc: ReturnType<typeof parse> } {
+  const file = join(EXAMPLES, 'litellm/motoko.litellm.yaml');
+  return litellmDoc(importLiteLLMText(readFileSync(file, 'utf8'), file, { OPENAI_API_KEY: 'sk-test-not-real', LITELLM_TOKEN: 'x' }).yaml);
+}
+
+const SEEDS_TEXT = (): string => readFileSync(join(EXAMPLES, 'seeds.fabric.yaml'), 'utf8');
+
+test('LiteLLM render: a role alias gets its role\'s fallbacks and context-window fallback, since LiteLLM looks them up by the name asked for', () => {
+  const { doc } = litellmDoc(SEEDS_TEXT());
+  assert.deepEqual(doc.router_settings.fallbacks, [
+    { 'chat-fast': ['chat-deep', 'openai/strong'] }, { 'local/chat': ['chat-deep', 'openai/strong'] },
+    { 'chat-deep': ['openai/strong'] }, { 'local/reasoner': ['openai/strong'] },
+  ]);
+  assert.deepEqual(doc.router_settings.context_window_fallbacks, [
+    { 'chat-fast': ['openai/strong'] }, { 'local/chat': ['openai/strong'] },
+    { 'chat-deep': ['openai/strong'] }, { 'local/reasoner': ['openai/strong'] },
+  ]);
+  // local/embed's role has none: no entry.
+  assert.ok(!doc.router_settings.fallbacks.some((e: object) => 'local/embed' in e));
+});
+
+test('LiteLLM render: num_retries reaches each backend of the largest role within max_attempts; the header says how LiteLLM retries differ', () => {
+  const seeds = litellmDoc(SEEDS_TEXT());
+  assert.equal(seeds.doc.router_settings.num_retries, 0, 'one backend per role: nothing to retry in the group (was max_attempts - 1 = 5)');
+  assert.equal(seeds.doc.model_list[0].litellm_params.max_retries, 1, 'a backend\'s own retries stay on its deployment');
+  assert.match(seeds.text, /^# Retries: LiteLLM retries a group num_retries times \(0: .*stops after max_attempts \(6\) over the whole chain, which LiteLLM cannot cap\.$/m);
+  const two = SEEDS_TEXT().replace('backends: [armitage-qwen]', 'backends: [armitage-qwen, wintermute-llama]');
+  assert.equal(litellmDoc(two).doc.router_settings.num_retries, 1);
+  const capped = litellmDoc(two.replace('max_n: 4', 'max_n: 4\n    max_attempts: 1'));
+  assert.equal(capped.doc.router_settings.num_retries, 0, 'bounded by max_attempts - 1');
+  assert.match(capped.text, /num_retries times \(0: max_attempts - 1\)/);
+});
+
+test('LiteLLM render: timeouts are the importer\'s inverse, so the seeds\' LiteLLM file comes back with its own values', () => {
+  const { text, doc } = litellmRoundTrip();
+  const params = (n: string) => doc.model_list.find((m: { model_name: string }) => m.model_name === n).litellm_params;
+  assert.equal(params('chat-fast').timeout, 60, 'timeout 60, not the 600 of total');
+  assert.equal(params('chat-fast').stream_timeout, 30);
+  assert.equal(params('embeddings-general').timeout, 30);
+  assert.equal(params('embeddings-general').stream_timeout, undefined, 'none in the seeds; an embedding does not stream');
+  assert.equal(params('openai/strong').timeout, 600, 'request_timeout 600');
+  assert.equal(params('openai/strong').stream_timeout, undefined, 'the same as timeout: left out');
+  assert.match(text, /^# Timeouts: .*LiteLLM has no connect timeout of its own/m);
+  // The seeds' native fabric says the same: first_byte 60s, idle 30s.
+  const seeds = litellmDoc(SEEDS_TEXT()).doc.model_list[0].litellm_params;
+  assert.deepEqual([seeds.timeout, seeds.stream_timeout], [60, 30]);
+});
+
+test('LiteLLM render: a token-count rule to the context-window fallback is enable_pre_call_checks with max_input_tokens; the health policy is allowed_fails and cooldown_time', () => {
+  const { text, doc } = litellmDoc(SEEDS_TEXT());
+  assert.equal(doc.router_settings.enable_pre_call_checks, true);
+  const info = (n: string) => doc.model_list.find((m: { model_name: string }) => m.model_name === n).model_info;
+  // The rule is 12000 tokens but the window 8192: longer input fails at the backend and takes the same fallback.
+  assert.equal(info('chat-fast').max_input_tokens, 8192);
+  assert.equal(info('qwen2.5-7b-armitage').max_input_tokens, 8192);
+  assert.doesNotMatch(text, /Not expressible in LiteLLM: chat-fast sends/);
+  // Below the window, the rule's threshold.
+  const lower = litellmDoc(SEEDS_TEXT().replace('if_input_tokens_over: 12000                # the seeds', 'if_input_tokens_over: 4000 # the seeds')).doc;
+  assert.equal(lower.model_list.find((m: { model_name: string }) => m.model_name === 'chat-fast').model_info.max_input_tokens, 4000);
+  // A rule to another role than the context-window fallback is not LiteLLM's to say.
+  const other = litellmDoc(SEEDS_TEXT().replace(/route_to: openai\/strong/g, 'route_to: openai/cheap'));
+  assert.equal(other.doc.router_settings.enable_pre_call_checks, undefined);
+  assert.match(other.text, /^# Not expressible in LiteLLM: chat-fast sends inputs over 12000 tokens to openai\/cheap\.$/m);
+  // Health: the gateway's defaults (3 consecutive failures, 30s) and the seeds' (allowed_fails 3, 30s) round trip.
+  assert.deepEqual([doc.router_settings.allowed_fails, doc.router_settings.cooldown_time], [2, 30]);
+  assert.match(text, /^# Health: allowed_fails 2 and cooldown_time 30s; .*doubles a repeated cooldown up to 300s/m);
+  const back = litellmRoundTrip().doc.router_settings;
+  assert.deepEqual([back.allowed_fails, back.cooldown_time, back.enable_pre_call_checks], [3, 30, true]);
+});
+
+test('LiteLLM render: no OpenAI provider budget when an OpenAI-compatible server would be an openai/ deployment too', () => {
+  // The seeds' LiteLLM file has armitage as openai/ with an api_base: its import keeps that.
+  const { text, doc } = litellmRoundTrip();
+  assert.equal(doc.model_list.find((m: { model_name: string }) => m.model_name === 'chat-fast').litellm_params.model, 'openai/Qwen/Qwen2.5-7B-Instruct-AWQ');
+  assert.equal(doc.router_settings.provider_budget_config, undefined);
+  assert.match(text, /^# Not rendered: budget openai \(\$150 per month over openai-cheap, openai-strong\)\. .*\(armitage-qwen\) as provider openai/m);
+  // With armitage on hosted_vllm (the seeds' fabric), the budget is LiteLLM's provider budget.
+  assert.deepEqual(litellmDoc(SEEDS_TEXT()).doc.router_settings.provider_budget_config, { openai: { budget_limit: 150, time_period: '1mo' } });
 });
 
 test('a re-render reports new, changed, unchanged and removed files; --check says whether a folder is current', () => {
