@@ -14,6 +14,7 @@ import { FleetHealth } from './health/fleet.ts';
 import { MasterKey } from './http/auth.ts';
 import { createGatewayServer, type AppState } from './http/server.ts';
 import { Accounting } from './accounting/service.ts';
+import { outPathProblem } from './cli/out-path.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import type { Store } from './store/types.ts';
 
@@ -122,6 +123,9 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
   let dataDir: string | undefined;
   if (opts.accounting !== false) {
     dataDir = opts.dataDir ?? dataDirOf(config);
+    // Checked before anything is made there: under /proc, Node's recursive mkdir never returns.
+    const problem = outPathProblem(dataDir, 'dir');
+    if (problem !== undefined) throw new Error(`the data directory ${dataDir} cannot be used: ${problem}`);
     const store = await openStore(config, secrets, dataDir, log, true);
     const redisUrl = config.gateway.redis === undefined ? undefined : secrets.get(config.gateway.redis.url.env);
     try {

@@ -106,6 +106,21 @@ test('serve that cannot open its store says so, with no password from the URL (u
   }
 });
 
+test('serve with a data directory it cannot use (under /proc, a file) says so at once, exit 1, never a hang', { skip: process.platform === 'linux' ? false : '/proc is Linux\'s' }, () => {
+  const dir = tempDir('fabric-cli-');
+  const file = join(dir, 'a-file');
+  writeFileSync(file, 'x');
+  const p = join(dir, 'f.yaml');
+  writeFileSync(p, 'gateway:\n  port: 0\nbackends:\n  a: { engine: vllm, url: http://127.0.0.1:1/v1, model: m }\nroles:\n  r: { kind: chat, backends: [a] }\n');
+  for (const [data, why] of [['/proc/fabric-test-data', /under \/proc, a kernel file system/], [file, /it is a file, not a folder/]] as const) {
+    const r = fabric(['serve', '--config', p], { ...cleanEnv(), FABRIC_DATA_DIR: data });
+    assert.equal(r.signal, null, 'it returned');
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`fabric serve: cannot start: the data directory ${data.replace(/[/.]/g, '\\$&')} cannot be used: `));
+    assert.match(r.stderr, why);
+  }
+});
+
 test('config check and serve report every error with file:line:col and key path, exit 1', () => {
   const dir = tempDir('fabric-cli-');
   const p = join(dir, 'bad.yaml');
