@@ -34,7 +34,8 @@ test('fabric plan prints the table and exits 0 for the seeds, 1 for the motoko p
   assert.equal(seeds.status, 0, seeds.stderr);
   assert.match(seeds.stdout, /motoko · GPU 0 · RTX 2080 · 8\.00 GiB · compute 7\.5 · always-on/);
   assert.match(seeds.stdout, /wintermute-llama +vllm +casperhansen\/llama-3-8b-instruct-awq +awq +0\.90 = 10\.80 GiB +5\.33 GiB/);
-  assert.match(seeds.stdout, /Findings: 0 errors, 1 warning/);
+  assert.match(seeds.stdout, /Findings: 0 errors, 3 warnings/);
+  assert.match(seeds.stdout, /warning nodes.armitage.gpus\[0\]: armitage is a workstation/);
   const motoko = fabric(['plan', '--config', join(EXAMPLES, 'motoko-2080.fabric.yaml')]);
   assert.equal(motoko.status, 1);
   assert.match(motoko.stdout, /✗ error {3}backends\.motoko-reasoning: weights alone take 3\.87 GiB but its share is 3\.60 GiB/);

@@ -175,6 +175,33 @@ test('a model outside the catalogue is sized from serve.hf_config, relative to t
   assert.equal(plan.findings.find((f) => f.code === 'unknown-model')!.severity, 'warning');
 });
 
+test('vLLM on a GPU older than compute capability 7.0 is an error: its kernels are not built for it', () => {
+  const pascal = '  p:\n    power: always-on\n    gpus: [{ model: GTX 1080 Ti, memory: 11GiB }]';
+  const plan = planFabric(load(fabric(pascal, vllm('a', 'p', 8000, 'Qwen/Qwen2.5-1.5B-Instruct', { serve: '{ max_model_len: 4096 }' }))));
+  assert.ok(codes(plan).includes('gpu-too-old-for-vllm backends.a'), codes(plan).join('\n'));
+  assert.match(plan.findings.find((f) => f.code === 'gpu-too-old-for-vllm')!.message, /compute capability 7\.0 or later; GTX 1080 Ti has 6\.1/);
+  assert.ok(plan.errors > 0);
+  // A Turing card is fine.
+  const turing = planFabric(load(fabric('  t:\n    power: always-on\n    gpus: [{ model: RTX 2080 Ti, memory: 11GiB }]', vllm('a', 't', 8000, 'Qwen/Qwen2.5-1.5B-Instruct', { serve: '{ max_model_len: 4096 }' }))));
+  assert.ok(!codes(turing).some((c) => c.startsWith('gpu-too-old')));
+});
+
+test('a workstation\'s GPU whose vLLM share leaves under 1 GiB for the desktop is a warning, until memory is reserved for it', () => {
+  const desk = (reserved: string, power = 'workstation'): string => `  desk:\n    power: ${power}\n    gpus: [{ model: RTX 4070, memory: 12GiB${reserved} }]`;
+  const backend = vllm('a', 'desk', 8000, 'Qwen/Qwen2.5-1.5B-Instruct', { serve: '{ gpu_memory_utilization: 0.9, max_model_len: 4096 }' });
+  const tight = planFabric(load(fabric(desk(''), backend)));
+  assert.ok(codes(tight).includes('desktop-headroom nodes.desk.gpus[0]'), codes(tight).join('\n'));
+  assert.match(tight.findings.find((f) => f.code === 'desktop-headroom')!.message, /leaves about 0\.\d\d GiB for its desktop/);
+  // An always-on server has no desktop; a reservation says how much it holds, and the shares are checked against the rest.
+  assert.ok(!codes(planFabric(load(fabric(desk('', 'always-on'), backend)))).some((c) => c.startsWith('desktop-headroom')));
+  const reserved = planFabric(load(fabric(desk(', reserved: 1GiB'), backend)));
+  assert.ok(!codes(reserved).some((c) => c.startsWith('desktop-headroom')));
+  assert.ok(codes(reserved).includes('gpu-startup-tight nodes.desk.gpus[0]'), 'the reserved GiB does not fit beside a 0.9 share');
+  // A share that leaves room is quiet.
+  const roomy = planFabric(load(fabric(desk(''), vllm('a', 'desk', 8000, 'Qwen/Qwen2.5-1.5B-Instruct', { serve: '{ gpu_memory_utilization: 0.75, max_model_len: 4096 }' }))));
+  assert.ok(!codes(roomy).some((c) => c.startsWith('desktop-headroom')));
+});
+
 test('bfloat16 on a pre-Ampere GPU: explicit is an error, auto falls back to float16', () => {
   const turing = '  t:\n    power: always-on\n    gpus: [{ model: RTX 2080 Ti, memory: 11GiB }]';
   const plan = planFabric(load(fabric(turing, [
@@ -229,7 +256,7 @@ test('the table spells out each figure; the JSON carries bytes', () => {
   const text = formatPlan(plan, 'seeds.fabric.yaml');
   assert.match(text, /per token 56 KiB = 28 layers × 4 KV heads × 128 head dim × 2 × 2 B/);
   assert.match(text, /share {5}0\.30 × 8\.00 GiB = 2\.40 GiB/);
-  assert.match(text, /Findings: 0 errors, 1 warning/);
+  assert.match(text, /Findings: 0 errors, 3 warnings/);
   const json = JSON.parse(JSON.stringify(plan)) as Plan;
   assert.equal(json.gpus[0]!.engines[0]!.shareBytes, Math.round(0.3 * 8 * GiB));
   assert.equal(json.assumptions.blockSize, 16);

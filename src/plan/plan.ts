@@ -169,6 +169,13 @@ function resolveDtype(serve: ServeConfig, arch: ModelArch, quant: QuantSpec, cc:
   return arch.dtype;
 }
 
+const VLLM_MIN_CAPABILITY = 7.0;
+/**
+ * What a desktop session commonly holds on its GPU (the display server, a browser, the compositor):
+ * 0.5 to 1.5 GiB. On a workstation with nothing reserved, vLLM's shares should leave this much.
+ */
+const DESKTOP_BYTES = 1024 ** 3;
+
 function planVllm(e: EnginePlan, b: BackendConfig, serve: ServeConfig, gpu: GpuSpec, r: ResolvedArch, findings: Finding[]): void {
   const where = `backends.${b.name}`;
   const a = r.arch;
@@ -179,6 +186,10 @@ function planVllm(e: EnginePlan, b: BackendConfig, serve: ServeConfig, gpu: GpuS
   if (qSource !== 'config' && cc !== undefined && cc >= 8.0 && (quant.name === 'awq' || quant.name === 'gptq')) quant = QUANTS[`${quant.name}_marlin`];
   if (qSource === 'config' && cc !== undefined && cc >= 8.0 && (quant.name === 'awq' || quant.name === 'gptq')) {
     findings.push(finding('slower-kernel', where, `quantization ${quant.name} is explicit, so vLLM keeps its ${quant.name.toUpperCase()} GEMM kernels on this compute ${cc.toFixed(1)} GPU; ${quant.name}_marlin (or leaving quantization out) is faster and needs no dequantization scratch`));
+  }
+  // vLLM's CUDA kernels are built for compute capability 7.0 (Volta) and later.
+  if (cc !== undefined && cc < VLLM_MIN_CAPABILITY) {
+    findings.push(finding('gpu-too-old-for-vllm', where, `vLLM needs a GPU of compute capability ${VLLM_MIN_CAPABILITY.toFixed(1)} or later; ${gpu.model} has ${cc.toFixed(1)}: serve this model with llama.cpp or Ollama there`));
   }
   if (quant.minCapability !== undefined && cc !== undefined && cc < quant.minCapability) {
     findings.push(finding('quantization-unsupported', where, `${quant.name} needs compute capability ${quant.minCapability.toFixed(1)}; ${gpu.model} has ${cc.toFixed(1)}`));
@@ -481,6 +492,18 @@ export function planFabric(cfg: FabricConfig, opts: PlanOptions = {}): Plan {
           `needs about ${gib(e.shareBytes)} on ${label} but only about ${gib(Math.max(0, left))} is left beside vLLM's ${gib(vllmShares)}: ${e.engine === 'ollama' ? 'Ollama' : 'llama.cpp'} will put layers on the CPU (slow) or fail to load`));
       }
     }
+  }
+
+  // A workstation is someone's desktop: vLLM checks at startup that its whole share is free, so
+  // the memory the desktop holds when the engine starts must fit beside the shares.
+  for (const gp of gpus) {
+    const vllm = gp.engines.filter((e) => e.engine === 'vllm');
+    if (gp.power !== 'workstation' || gp.reservedBytes > 0 || vllm.length === 0) continue;
+    const left = gp.memoryBytes - vllm.reduce((s, e) => s + e.shareBytes + e.outsideShareBytes, 0);
+    if (left >= DESKTOP_BYTES) continue;
+    findings.push(finding('desktop-headroom', `nodes.${gp.node}.gpus[${gp.index}]`,
+      `${gp.node} is a workstation, and its ${gp.model}'s vLLM share${vllm.length === 1 ? '' : 's'} (${vllm.map((e) => `${e.backend} ${fixed(e.utilization ?? 0)}`).join(' + ')}) and overhead leave${vllm.length === 1 ? 's' : ''} about ${gib(Math.max(0, left))} for its desktop, `
+      + `which commonly holds 0.5–1.5 GiB of GPU memory (the display, a browser): vLLM refuses to start when its share is not free. Set reserved on this GPU to what the desktop uses (nvidia-smi shows it), so that plan checks the shares against what is left, or lower gpu_memory_utilization`));
   }
 
   sharedServers(cfg, findings);
