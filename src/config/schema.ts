@@ -343,8 +343,12 @@ function nodes(r: Reporter, v: unknown): Map<string, NodeConfig> {
       if (gm === undefined) return;
       const memory = size(r, [...gp, 'memory'], gm.memory, 0);
       if (gm.memory === undefined) r.error([...gp, 'memory'], 'is required (e.g. 8GiB)');
+      else if (memory <= 0 && parseSize(gm.memory) !== undefined) r.error([...gp, 'memory'], `must be more than 0, got ${describe(gm.memory)}`);
       const gpu: GpuSpec = { model: str(r, [...gp, 'model'], gm.model, true), memoryBytes: memory };
-      if (gm.reserved !== undefined) gpu.reservedBytes = size(r, [...gp, 'reserved'], gm.reserved, 0);
+      if (gm.reserved !== undefined) {
+        gpu.reservedBytes = size(r, [...gp, 'reserved'], gm.reserved, 0);
+        if (memory > 0 && gpu.reservedBytes >= memory) r.error([...gp, 'reserved'], `must be less than the GPU's memory (${String(gm.memory)}), got ${String(gm.reserved)}`);
+      }
       gpus.push(gpu);
     });
     const node: NodeConfig = {

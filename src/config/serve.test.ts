@@ -221,6 +221,14 @@ test('node runtime and os are checked', () => {
   assert.match(errors.join('\n'), /nodes\.box\.os: must be one of linux, windows/);
 });
 
+test('a GPU\'s memory must be more than 0, and what is reserved less than it', () => {
+  const zero = check(BASE('      max_model_len: 4096').replace('memory: 8GiB, reserved: 512MiB', 'memory: 0GiB'));
+  assert.deepEqual(zero.errors, ['/x/fabric.yaml:5:39: error: nodes.box.gpus[0].memory: must be more than 0, got string "0GiB"']);
+  const over = check(BASE('      max_model_len: 4096').replace('reserved: 512MiB', 'reserved: 8GiB'));
+  assert.deepEqual(over.errors.filter((e) => e.includes('reserved')), ['/x/fabric.yaml:5:55: error: nodes.box.gpus[0].reserved: must be less than the GPU\'s memory (8GiB), got 8GiB']);
+  assert.deepEqual(check(BASE('      max_model_len: 4096')).errors, []);
+});
+
 test('a mistyped engine is the one error: its serve block is not judged against a stand-in engine', () => {
   // The engine falls back to openai-compatible internally; "not openai-compatible" named a value nobody wrote.
   const { errors } = check(BASE('      quantization: AWQ').replace('engine: vllm', 'engine: vlm'));
