@@ -204,11 +204,15 @@ function psScript(ctx: RenderContext, node: NodeConfig, group: Served[], c: Cont
     if (w.startsWith('-') || rows.length === 0) rows.push([w]);
     else rows[rows.length - 1]!.push(w);
   }
-  out += `${rt} rm -f ${psWord(name)} 2>$null\n`;
+  // A container from an earlier run is replaced; none there yet is no error (under "Stop",
+  // Windows PowerShell turns a native command's stderr into one, hence the try).
+  out += `try { ${rt} rm -f ${psWord(name)} 2>&1 | Out-Null } catch { }\n`;
   for (const [k, ref] of secretEnv) if (k !== ref.env) out += `$env:${k} = $env:${ref.env}\n`;
-  out += rows.map((r) => r.map(psWord).join(' ')).join(' `\n  ') + '\n';
+  // A native command's failure is only in $LASTEXITCODE: "Stop" does not see it.
+  const check = (what: string): string => `if ($LASTEXITCODE -ne 0) { throw "${what} failed (exit $LASTEXITCODE)" }\n`;
+  out += rows.map((r) => r.map(psWord).join(' ')).join(' `\n  ') + '\n' + check(`${rt} run ${name}`);
   if (group[0]!.serve.engine === 'ollama') {
-    for (const m of (ollamaLaunch(group, 'container')).models) out += `${rt} exec ${psWord(name)} ollama pull ${psWord(m)}\n`;
+    for (const m of (ollamaLaunch(group, 'container')).models) out += `${rt} exec ${psWord(name)} ollama pull ${psWord(m)}\n${check(`ollama pull ${m}`)}`;
   }
   return out;
 }
