@@ -5,7 +5,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LocalBuckets, RedisBuckets, type RateLimiter } from '../src/limits/buckets.ts';
 import { MemoryLedger, RedisLedger, type BudgetScope, type Hold, type Ledger } from '../src/accounting/ledger.ts';
-import { openRedis, type SharedRedis } from '../src/limits/redis-client.ts';
+import { openRedis, script, type SharedRedis } from '../src/limits/redis-client.ts';
 import { silentLogger } from '../src/core/log.ts';
 import { startRedis, type RedisServer } from './support/servers.ts';
 
@@ -114,6 +114,22 @@ function ledgerContract(label: string, make: () => Promise<Ledger>): void {
 
 describe('per process', () => {
   limiterContract('local buckets', async () => new LocalBuckets());
+
+  test('local buckets: a bucket that owes is kept until the debt is paid off; a full one is forgotten', () => {
+    let now = 1_000_000;
+    const l = new LocalBuckets(() => now);
+    assert.ok(l.take([{ key: 'tpm', limit: 1000, cost: 900 }, { key: 'rpm', limit: 10, cost: 1 }]).ok);
+    l.adjust('tpm', 1000, -6000); // the request used 6,000 tokens more than it reserved: six minutes' worth
+    now += 62_000;
+    l.sweep();
+    const r = l.take([{ key: 'tpm', limit: 1000, cost: 1 }]);
+    assert.equal(r.ok, false, 'still owing after a minute');
+    if (!r.ok) assert.ok(r.retryAfterMs > 4 * 60_000, `${r.retryAfterMs} ms`);
+    now += 6 * 60_000;
+    l.sweep();
+    assert.ok(l.take([{ key: 'tpm', limit: 1000, cost: 1000 }]).ok, 'paid off');
+    l.close();
+  });
   ledgerContract('memory ledger', async () => new MemoryLedger());
 
   test('memory ledger: committed records move from pending to the store\'s total without counting twice', () => {
@@ -149,6 +165,22 @@ describe('redis', { skip: typeof redis === 'string' ? redis : false }, () => {
     await server.close();
   });
   limiterContract('redis buckets', async () => new RedisBuckets(await client()));
+
+  test('redis buckets: a bucket that owes lives until it is full again, not a fixed minute', async () => {
+    const c = await client();
+    const l = new RedisBuckets(c);
+    const k = name('tpm');
+    assert.ok((await l.take([{ key: k, limit: 1000, cost: 900 }])).ok);
+    l.adjust(k, 1000, -6000);
+    await new Promise((r) => setTimeout(r, 50));
+    const ttl = Number(await c.run(script("return redis.call('PTTL', KEYS[1])"), [`${c.prefix}:rl:${k}`], []));
+    // 100 left - 6,000 owed = -5,900: 6,900 tokens to refill at 1,000 a minute.
+    assert.ok(ttl > 6.8 * 60_000 && ttl <= 7 * 60_000, `${ttl} ms`);
+    const full = name('rpm');
+    assert.ok((await l.take([{ key: full, limit: 60, cost: 1 }])).ok);
+    const short = Number(await c.run(script("return redis.call('PTTL', KEYS[1])"), [`${c.prefix}:rl:${full}`], []));
+    assert.ok(short > 0 && short <= 2_000, `${short} ms: one request's worth to refill`);
+  });
   ledgerContract('redis ledger', async () => new RedisLedger(await client(), { holdTtlMs: 60_000 }));
 
   test('redis ledger: an abandoned hold (a crashed instance) expires and frees its budget', async () => {

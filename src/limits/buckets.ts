@@ -29,7 +29,7 @@ export interface RateLimiter {
 
 const MINUTE = 60_000;
 
-interface State { tokens: number; ts: number }
+interface State { tokens: number; ts: number; limit: number }
 
 export class LocalBuckets implements RateLimiter {
   readonly #state = new Map<string, State>();
@@ -38,23 +38,29 @@ export class LocalBuckets implements RateLimiter {
 
   constructor(now: () => number = Date.now) {
     this.#now = now;
-    // A bucket untouched for a minute is full again: forgetting it changes nothing.
-    this.#sweep = setInterval(() => {
-      const cutoff = this.#now() - MINUTE;
-      for (const [k, s] of this.#state) if (s.ts < cutoff) this.#state.delete(k);
-    }, MINUTE);
+    // A bucket that has refilled is as good as none: forgetting it changes nothing. One that owes
+    // (a request used more than it reserved) is kept until the debt is paid off: forgotten after a
+    // minute, a debt of several minutes' tokens came back as a full bucket.
+    this.#sweep = setInterval(() => this.sweep(), MINUTE);
     this.#sweep.unref();
+  }
+
+  /** Forgets the buckets that are full again (every minute). */
+  sweep(): void {
+    const now = this.#now();
+    for (const [k, s] of this.#state) if (s.tokens + ((now - s.ts) * s.limit) / MINUTE >= s.limit) this.#state.delete(k);
   }
 
   #level(key: string, limit: number, now: number): State {
     let s = this.#state.get(key);
     if (s === undefined) {
-      s = { tokens: limit, ts: now };
+      s = { tokens: limit, ts: now, limit };
       this.#state.set(key, s);
       return s;
     }
     s.tokens = Math.min(limit, s.tokens + ((now - s.ts) * limit) / MINUTE);
     s.ts = now;
+    s.limit = limit;
     return s;
   }
 
@@ -111,7 +117,7 @@ end
 if which > 0 then return {1, worst, which - 1} end
 for i = 1, n do
   redis.call('HSET', KEYS[i], 'tokens', tostring(after[i]), 'ts', tostring(now))
-  redis.call('PEXPIRE', KEYS[i], 61000)
+  redis.call('PEXPIRE', KEYS[i], math.ceil((tonumber(ARGV[2 * i - 1]) - after[i]) * 60000 / tonumber(ARGV[2 * i - 1])) + 1000)
 end
 return {0}
 `);
@@ -126,7 +132,8 @@ local ts = tonumber(h[2])
 if tokens == nil or ts == nil then tokens = limit; ts = now end
 tokens = math.min(limit, math.min(limit, tokens + (now - ts) * limit / 60000) + tonumber(ARGV[2]))
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], 61000)
+-- Kept until it is full again: a bucket that owes is not forgotten after a minute.
+redis.call('PEXPIRE', KEYS[1], math.ceil((limit - tokens) * 60000 / limit) + 1000)
 return 0
 `);
 
