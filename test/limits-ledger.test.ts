@@ -132,6 +132,18 @@ describe('per process', () => {
   });
   ledgerContract('memory ledger', async () => new MemoryLedger());
 
+  test('memory ledger: totals read across a period\'s end stay with the period they were read for, not the new one', () => {
+    let now = Date.UTC(2026, 11, 31, 23, 59, 59, 990);
+    const l = new MemoryLedger(() => now);
+    const s: BudgetScope = { id: 'budget:day', limit: 10, period: 'day' };
+    const readAt = now;
+    const marks = l.mark();
+    now += 20; // midnight passes while the store is read
+    l.rebase(new Map([[s.id, 9.5]]), marks, [s], readAt);
+    assert.equal(l.view(s).spent, 0, 'the new day starts at nothing');
+    assert.ok(l.reserve('h', [s], 1).ok);
+  });
+
   test('memory ledger: committed records move from pending to the store\'s total without counting twice', () => {
     const l = new MemoryLedger();
     const s: BudgetScope = { id: 'budget:x', limit: 10, period: 'month' };
@@ -182,6 +194,25 @@ describe('redis', { skip: typeof redis === 'string' ? redis : false }, () => {
     assert.ok(short > 0 && short <= 2_000, `${short} ms: one request's worth to refill`);
   });
   ledgerContract('redis ledger', async () => new RedisLedger(await client(), { holdTtlMs: 60_000 }));
+
+  test('redis ledger: a request settled after Redis lost the budget (a flush, a restart) does not reset its spend to that request\'s cost', async () => {
+    const c = await client();
+    const l = new RedisLedger(c, { holdTtlMs: 60_000 });
+    const s: BudgetScope = { id: name('budget'), limit: 1, period: 'month' };
+    const first = await l.reserve(name('h'), [s], 0.9);
+    assert.ok(first.ok);
+    if (first.ok) l.settle(first.hold, 0.9);
+    const held = await l.reserve(name('h'), [s], 0.05);
+    assert.ok(held.ok);
+    await new Promise((r) => setTimeout(r, 50));
+    // Redis forgets the budget (FLUSHALL, a restart without persistence) while the request runs.
+    await c.run(script("for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 0"), [], [`${c.prefix}:budget:${s.id}:*`]);
+    if (held.ok) l.settle(held.hold, 0.05);
+    await new Promise((r) => setTimeout(r, 50));
+    const next = await l.reserve(name('h'), [s], 0.1);
+    assert.equal(next.ok, false, '0.95 of 1 is spent: no room for 0.10');
+    assert.ok(Math.abs(l.view(s).spent - 0.95) < 1e-9, `spent ${l.view(s).spent}`);
+  });
 
   test('redis ledger: an abandoned hold (a crashed instance) expires and frees its budget', async () => {
     const c = await client();

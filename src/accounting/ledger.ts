@@ -59,8 +59,11 @@ export interface Ledger {
   /** A settled request's record reached the store. */
   committed(scopeIds: readonly string[], ts: number, cost: number, periods: (id: string) => BudgetPeriod | undefined): void;
   mark(): Marks;
-  /** Settled totals read from the store (scope id → USD in its current period). */
-  rebase(bases: Map<string, number>, marks: Marks, scopes: readonly BudgetScope[]): void | Promise<void>;
+  /**
+   * Settled totals read from the store (scope id → USD in the period current at `now`, when the
+   * read began): a period that ended during the read keeps them, not the new one.
+   */
+  rebase(bases: Map<string, number>, marks: Marks, scopes: readonly BudgetScope[], now?: number): void | Promise<void>;
   close(): Promise<void>;
 }
 
@@ -130,8 +133,7 @@ export class MemoryLedger implements Ledger {
     return m;
   }
 
-  rebase(bases: Map<string, number>, marks: Marks, scopes: readonly BudgetScope[]): void {
-    const now = this.#now();
+  rebase(bases: Map<string, number>, marks: Marks, scopes: readonly BudgetScope[], now = this.#now()): void {
     const current = new Set<string>();
     for (const s of scopes) {
       const start = periodStart(s.period, now);
@@ -195,9 +197,13 @@ end
 return out
 `);
 
+// A scope gone from Redis (flushed, restarted, expired) is not recreated from this one request's
+// cost, which would reset its spend to it: it starts again from this process's known spend
+// (ARGV[2 + i], this request included), as RESERVE does.
 const SETTLE = script(`
 local hold = ARGV[1]
 local actual = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
 local out = {}
 for i = 1, #KEYS do
   local k = KEYS[i]
@@ -207,7 +213,12 @@ for i = 1, #KEYS do
     redis.call('HDEL', k .. ':a', hold)
     redis.call('ZREM', k .. ':h', hold)
   end
-  if actual > 0 then redis.call('HINCRBYFLOAT', k, 'spent', actual) end
+  if redis.call('HEXISTS', k, 'spent') == 0 then
+    redis.call('HSET', k, 'spent', ARGV[3 + i], 'reserved', '0')
+    redis.call('EXPIRE', k, ttl)
+  elseif actual > 0 then
+    redis.call('HINCRBYFLOAT', k, 'spent', actual)
+  end
   out[2 * i - 1] = tostring(redis.call('HGET', k, 'spent') or '0')
   out[2 * i] = tostring(redis.call('HGET', k, 'reserved') or '0')
 end
@@ -293,7 +304,11 @@ export class RedisLedger implements Ledger {
     // bookkeeping keeps the store sync from counting it twice.
     this.#local.settle({ ...hold, amount: 0, shared: false }, actual);
     const keys = hold.scopes.map((s, i) => this.#k(s.id, hold.starts[i]!));
-    this.#redis.run(SETTLE, keys, [hold.id, actual]).then(
+    const now = this.#now();
+    const ttl = Math.max(...hold.scopes.map((s) => this.#ttl(s.period, now)));
+    // This process's spend in the hold's period (the request included), should Redis have lost it.
+    const known = hold.scopes.map((s, i) => (periodStart(s.period, now) === hold.starts[i] ? Math.max(actual, this.#local.view(s).spent) : actual));
+    this.#redis.run(SETTLE, keys, [hold.id, actual, ttl, ...known]).then(
       (r) => {
         const a = r as string[];
         keys.forEach((k, i) => this.#mirror.set(k, { spent: Number(a[2 * i]), reserved: Number(a[2 * i + 1]) }));
@@ -320,10 +335,9 @@ export class RedisLedger implements Ledger {
     return this.#local.mark();
   }
 
-  async rebase(bases: Map<string, number>, marks: Marks, scopes: readonly BudgetScope[]): Promise<void> {
-    this.#local.rebase(bases, marks, scopes);
+  async rebase(bases: Map<string, number>, marks: Marks, scopes: readonly BudgetScope[], now = this.#now()): Promise<void> {
+    this.#local.rebase(bases, marks, scopes, now);
     if (!this.#redis.ready || scopes.length === 0) return;
-    const now = this.#now();
     const keys = scopes.map((s) => this.#k(s.id, periodStart(s.period, now)));
     const ttl = Math.max(...scopes.map((s) => this.#ttl(s.period, now)));
     try {

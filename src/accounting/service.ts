@@ -310,7 +310,8 @@ export class Accounting {
       this.#log.debug('budgets: cannot read spend from the store; keeping the last known', { error: (e as Error).message });
       return;
     }
-    await this.ledger.rebase(bases, marks, scopes);
+    // The totals are the period's that was current when the read began, though it may have ended since.
+    await this.ledger.rebase(bases, marks, scopes, now);
   }
 
   /** Settled spend of each scope in its current period, from the store. */
