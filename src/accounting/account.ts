@@ -14,6 +14,9 @@ import type { Accounting } from './service.ts';
 import { BYTES_PER_TOKEN } from '../tokens/estimate.ts';
 
 /** What a request body says about its size, read once at admission. */
+
+/** Seconds a request refused for a key budget held by requests in flight is told to wait: about what a request takes. */
+const BUDGET_HELD_RETRY_S = 2;
 export interface BodySize {
   /** UTF-8 bytes of the prompt text: a byte-level BPE token covers at least one byte, so an upper bound of its tokens. */
   promptBytes: number;
@@ -169,6 +172,13 @@ export class RequestAccount implements AttemptHooks {
     const left = Math.max(0, s.limit - r.spent - r.reserved);
     if (s === this.keyScope) {
       this.#acct.refusedByKeyBudget(this.key!);
+      // What stands in the way is only held by requests still running, which settle at what they
+      // cost: a wait will do, so a 429 the SDKs retry, not the spent budget's (x-should-retry: false).
+      if (r.spent + amount <= s.limit + 1e-9) {
+        throw new FabricError('rate_limit_exceeded',
+          `key "${this.key!.name}" has ${usd(left)} of its ${periodAdjective(s.period)} budget of ${usd(s.limit)} free: ${usd(r.spent)} spent and ${usd(r.reserved)} held by requests in flight until they finish; `
+          + `this request could cost up to ${usd(amount)} on ${backend.name}. Retry shortly, or lower max_tokens`, { headers: { 'retry-after': String(BUDGET_HELD_RETRY_S) } });
+      }
       throw new FabricError('insufficient_quota',
         `key "${this.key!.name}" has ${usd(left)} left of its ${periodAdjective(s.period)} budget of ${usd(s.limit)} (${usd(r.spent)} spent${r.reserved > 0 ? `, ${usd(r.reserved)} held by requests in flight` : ''}); ` +
         `this request could cost up to ${usd(amount)} on ${backend.name}. Lower max_tokens, or wait for the budget to reset${Number.isFinite(periodEnd(s.period, Date.now())) ? ` at ${new Date(periodEnd(s.period, Date.now())).toISOString()}` : ''}`);
