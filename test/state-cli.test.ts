@@ -135,6 +135,15 @@ test('fabric keys --config writes the store directly; the running gateway picks 
   const bad = await fabric(['keys', 'create', 'x', '--roles', 'nope', '--config', config]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /nope is not a role/);
+  // A mistyped limit is refused, never a key with no limit; 20k and 60/min read as meant.
+  for (const [flag, v] of [['--tpm', 'lots'], ['--rpm', '60/hour'], ['--rpm', '0'], ['--tpm', '1.5']]) {
+    const typo = await fabric(['keys', 'create', 'typo', flag!, v!, '--config', config, '--json']);
+    assert.equal(typo.code, 2, `${flag} ${v}: ${typo.stdout}`);
+    assert.match(typo.stderr, new RegExp(`${flag} must be a whole number per minute such as 60, 20000 or 20k, got "${v!.replace('/', '\\/')}"`));
+  }
+  const kilo = await fabric(['keys', 'create', 'kilo', '--tpm', '20k', '--rpm', '60/min', '--config', config, '--json']);
+  assert.equal(kilo.code, 0, kilo.stderr);
+  assert.deepEqual([JSON.parse(kilo.stdout).tpm, JSON.parse(kilo.stdout).rpm], [20000, 60]);
   const r = await fabric(['keys', 'revoke', k.id, '--config', config]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /running gateways stop accepting it at their next keys sync \(gateway\.accounting\.sync_interval: 2000 ms\)/);

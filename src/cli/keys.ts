@@ -25,7 +25,7 @@ their next poll of the keys version (gateway.accounting.sync_interval, default 2
 --config, every running gateway learns of it that way.
 
   --roles R,R       the models (roles or aliases) the key may use; default: all
-  --rpm N, --tpm N  requests / tokens per minute
+  --rpm N, --tpm N  requests / tokens per minute: 60, 20000, 20k (a malformed one is an error, exit 2)
   --role-limit R:rpm=N,tpm=N   limits for one role on top of the key-wide ones (repeatable)
   --budget USD[/PERIOD]        spend limit per day, week, month (default) or total, e.g. 10/month
   --expires WHEN    a duration from now (30d, 12h) or an ISO date-time
@@ -62,11 +62,19 @@ function roleLimits(vs: string[]): Record<string, { rpm?: number; tpm?: number }
   return out;
 }
 
+/** A per-minute limit: N, Nk or Nm, with or without /min; anything else is a usage error, never "no limit". */
+function perMinute(flag: string, v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([km]?)(?:\s*\/\s*min)?$/i.exec(v.trim());
+  const n = m === null ? NaN : Number(m[1]) * (m[2]!.toLowerCase() === 'k' ? 1e3 : m[2]!.toLowerCase() === 'm' ? 1e6 : 1);
+  if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`--${flag} must be a whole number per minute such as 60, 20000 or 20k, got ${JSON.stringify(v)}`);
+  return n;
+}
+
 function createBody(name: string, v: Record<string, string | string[] | boolean | undefined>): Record<string, unknown> {
   const body: Record<string, unknown> = { name };
   if (typeof v.roles === 'string') body.roles = v.roles.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (typeof v.rpm === 'string') body.rpm = Number(v.rpm);
-  if (typeof v.tpm === 'string') body.tpm = Number(v.tpm);
+  if (typeof v.rpm === 'string') body.rpm = perMinute('rpm', v.rpm);
+  if (typeof v.tpm === 'string') body.tpm = perMinute('tpm', v.tpm);
   if (typeof v.budget === 'string') body.budget = budgetFlag(v.budget);
   if (typeof v.expires === 'string') {
     if (/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/.test(v.expires.trim())) body.expires_in = v.expires.trim();
@@ -214,7 +222,9 @@ export async function runKeys(argv: string[]): Promise<number> {
     if (e instanceof ConfigError) return reportConfigError('keys', parsed.values.config ?? '', e);
     if (e instanceof UsageError || e instanceof FabricError) {
       process.stderr.write(`fabric keys: ${e.message}\n`);
-      return e instanceof UsageError && /unknown subcommand|is required/.test(e.message) ? 2 : 1;
+      // Exit 2 for a command line to mend (as for an unknown option: a missing or malformed
+      // argument), 1 for what was refused (the gateway, the store, the config's roles).
+      return e instanceof UsageError && /unknown subcommand|is required|must be/.test(e.message) ? 2 : 1;
     }
     throw e;
   } finally {
