@@ -236,6 +236,30 @@ test('a workstation that is off is "offline (expected)", information only; woken
   assert.equal((await health()).nodes.find((n: any) => n.name === 'armitage').state, 'on');
 });
 
+test('a workstation that is on but whose engine answers with errors is down, not "offline (expected)": its machine answered', async () => {
+  const a = backend('armitage-qwen');
+  await fleet.get('armitage').setFault({ kind: 'error', status: 500 });
+  try {
+    await until('armitage cooled down', () => a.state === 'down');
+    const h = await health();
+    const row = h.backends.find((b: any) => b.name === 'armitage-qwen');
+    assert.equal(row.status, 'down');
+    assert.match(row.last_error ?? '', /answered HTTP 503/);
+    assert.equal(h.nodes.find((n: any) => n.name === 'armitage').state, 'down');
+    assert.doesNotMatch(h.alert.reasons.join(), /armitage-qwen is offline/);
+    assert.match(h.alert.reasons.join(), /armitage-qwen.* is down/);
+    // A machine that is on is not woken.
+    packets = [];
+    const route = gw.app.gateway.table.resolve('only-armitage')!.route;
+    assert.deepEqual(gw.fleet.wakeFor(route.members), []);
+  } finally {
+    await fleet.get('armitage').setFault(null);
+    // Its cooldown is a minute: brought back as a forced probe-back would, for the tests after.
+    a.recordProbeSuccess(1, Date.now(), true);
+  }
+  assert.equal(a.state, 'up');
+});
+
 test('load-aware routing: least-loaded sends traffic away from a backend whose /metrics shows a queue', async () => {
   const ac = new AbortController();
   try {

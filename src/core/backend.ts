@@ -63,6 +63,11 @@ export class BackendRuntime implements Member {
    */
   rateLimitedUntil = 0;
   lastError: string | undefined;
+  /**
+   * The last failed health probe got an HTTP answer (an error status, another model): the
+   * machine is on and its engine broken, so a workstation's backend is down, not switched off.
+   */
+  hostAnswered = false;
   /** Its last request failed because the provider account's quota is spent (until one succeeds): waiting out a cooldown will not cure it. */
   accountSpent = false;
   lastErrorAt: number | undefined;

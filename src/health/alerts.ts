@@ -41,7 +41,8 @@ export function evaluate(report: { backends: readonly Backend[]; draining?: bool
   }
   if (down.length >= 2) reasons.push({ level: 'warning', text: `${down.length} backends down: ${down.map(why).join(', ')}` });
   for (const b of down) {
-    // Backends on workstations show as "offline (expected)", never "down": these are always-on.
+    // Backends on workstations that are off show as "offline (expected)", not "down": these are
+    // always-on, or on a workstation that is on but whose engine answers with errors.
     if (b.kinds.includes('embeddings')) reasons.push({ level: 'warning', text: `always-on embeddings backend ${why(b)} is down` });
     else if (down.length === 1) reasons.push({ level: 'info', text: `backend ${why(b)} is down` });
   }

@@ -8,7 +8,7 @@ import type { Logger } from '../core/log.ts';
 import type { FabricConfig, NodeConfig } from '../config/types.ts';
 import { sendMagicPacket, type WolSender } from './wol.ts';
 
-/** on: a backend answers. off: a workstation, every backend down. down: the same on an always-on node. */
+/** on: a backend answers. off: a workstation, every backend down and none answering. down: the same on an always-on node, or a workstation whose engine answers with errors. */
 export type NodeState = 'on' | 'off' | 'waking' | 'down' | 'unknown';
 
 export function nodeState(node: NodeConfig, backends: readonly BackendRuntime[], now: number, bootTimeoutMs: number): NodeState {
@@ -16,7 +16,8 @@ export function nodeState(node: NodeConfig, backends: readonly BackendRuntime[],
   if (backends.some((b) => b.state === 'up')) return 'on';
   const wokenAt = Math.max(...backends.map((b) => b.wakeRequestedAt ?? 0));
   if (wokenAt > 0 && now - wokenAt < bootTimeoutMs) return 'waking';
-  if (backends.every((b) => b.state === 'down')) return node.power === 'workstation' ? 'off' : 'down';
+  // A workstation is off when its engines stop answering at all; one that answers with errors is on, and down.
+  if (backends.every((b) => b.state === 'down')) return node.power === 'workstation' && !backends.some((b) => b.hostAnswered) ? 'off' : 'down';
   return 'unknown';
 }
 

@@ -22,6 +22,8 @@ export interface ProbeResult {
   servedContext?: number;
   /** The probe failed on the gateway's own machine (out of descriptors or memory): it says nothing of the backend. */
   local?: boolean;
+  /** It failed, but the engine answered over HTTP (an error status, the wrong model): its machine is on. */
+  answered?: boolean;
 }
 
 /** What an engine says of itself beyond health (describeEngine). */
@@ -203,7 +205,10 @@ export async function probeBackend(b: BackendRuntime, timeoutMs = DEFAULT_PROBE_
     return { ok: true, latencyMs: performance.now() - started, detail: 'ok', ...extra };
   } catch (e) {
     const local = isLocalError(errorCode(e));
-    return { ok: false, latencyMs: performance.now() - started, detail: local ? `the gateway could not probe it: ${String(errorCode(e))}` : describeError(e, timeoutMs), ...(local ? { local } : {}) };
+    return {
+      ok: false, latencyMs: performance.now() - started, detail: local ? `the gateway could not probe it: ${String(errorCode(e))}` : describeError(e, timeoutMs),
+      ...(local ? { local } : {}), ...(e instanceof ProbeFailure ? { answered: true } : {}),
+    };
   }
 }
 
@@ -334,6 +339,7 @@ export class HealthMonitor {
     // Ollama's is what is loaded now: nothing loaded, nothing to show.
     if (r.ok && b.config.engine === 'ollama' && r.servedContext === undefined) b.servedContext = undefined;
     this.#learn(b, r);
+    b.hostAnswered = !r.ok && r.answered === true;
     if (r.ok) {
       b.recordProbeSuccess(r.latencyMs, now, forced);
       if (b.state === 'up') this.#expediteUntil.delete(b);
@@ -348,7 +354,8 @@ export class HealthMonitor {
   }
 
   #logChange(b: BackendRuntime, before: HealthState, r: ProbeResult): void {
-    const workstation = b.node?.power === 'workstation';
+    // A workstation whose engine still answers (with an error) is on: its failure is an outage.
+    const workstation = b.node?.power === 'workstation' && !b.hostAnswered;
     if (b.state === 'failing' && before !== 'up') return;
     // A workstation going quiet is most likely being switched off: not worth a warning.
     const level = b.state === 'up' || workstation ? 'info' : 'warn';

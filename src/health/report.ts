@@ -92,7 +92,7 @@ function backendStatus(b: BackendRuntime, node: NodeState | null): BackendStatus
   if (b.unusable !== undefined) return 'unconfigured';
   if (b.state === 'up') return 'up';
   if (node === 'waking') return 'waking';
-  if (b.state === 'down') return b.node?.power === 'workstation' ? 'offline (expected)' : 'down';
+  if (b.state === 'down') return b.node?.power === 'workstation' && !b.hostAnswered ? 'offline (expected)' : 'down';
   return b.state;
 }
 
