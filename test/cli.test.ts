@@ -75,6 +75,22 @@ test('serve: a port in use is "cannot listen"; a closed log output drains and ex
   assert.doesNotMatch(err, /Error: write EPIPE/);
 });
 
+test('serve with a config that names no master key, while FABRIC_MASTER_KEY is set, says the key is not required rather than serve open in silence', async () => {
+  const dir = tempDir('fabric-cli-');
+  const p = join(dir, 'open.yaml');
+  writeFileSync(p, 'gateway:\n  port: 0\nbackends:\n  a: { engine: vllm, url: http://127.0.0.1:1/v1, model: m }\nroles:\n  r: { kind: chat, backends: [a] }\n');
+  const child = spawn(process.execPath, [MAIN, 'serve', '--config', p], { env: { ...cleanEnv(), FABRIC_DATA_DIR: dir, FABRIC_MASTER_KEY: 'a-master-key-of-some-length' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const listening = new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('gateway listening')) resolve(); }));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  await listening;
+  child.kill('SIGTERM');
+  await new Promise((r) => child.on('exit', r));
+  clearTimeout(timer);
+  assert.match(out, new RegExp(`FABRIC_MASTER_KEY is set, but ${p.replace(/[/.]/g, '\\$&')} names no gateway\\.master_key, so no key is required on /v1/\\*: add master_key: env:FABRIC_MASTER_KEY under gateway: to require it`));
+  assert.doesNotMatch(out, /a-master-key-of-some-length/);
+});
+
 test('config check passes the examples, and finds the README\'s three errors in examples/broken.yaml', () => {
   for (const f of ['seeds.fabric.yaml', 'lab.fabric.yaml', 'motoko-2080.fabric.yaml']) {
     const r = fabric(['config', 'check', join(EXAMPLES, f)]);

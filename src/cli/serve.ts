@@ -182,6 +182,10 @@ export async function runServe(argv: string[]): Promise<number> {
   }
   if (isWorker()) askSiblings(running);
   const roles = [...config.roles.keys()];
+  // A key set for the gateway that the config does not ask for: say so, rather than serve open.
+  if (file !== undefined && config.gateway.masterKey === undefined && process.env[MASTER_KEY_ENV] !== undefined && process.env[MASTER_KEY_ENV] !== '') {
+    log.warn(`${MASTER_KEY_ENV} is set, but ${file} names no gateway.master_key, so no key is required on /v1/*: add master_key: env:${MASTER_KEY_ENV} under gateway: to require it`);
+  }
   if (config.gateway.masterKey === undefined && !isLoopbackHost(listenHost)) {
     log.warn(`listening on ${listenHost} with no master key: anyone who can reach this port can use every backend (it answers only requests addressed to an IP address, this machine's name, a one-label or a private name such as .local or .internal); set gateway.master_key`);
   }
