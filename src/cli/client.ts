@@ -11,14 +11,17 @@ export class UsageError extends Error {}
 
 export function gatewayUrl(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   const raw = flag ?? env.FABRIC_URL ?? DEFAULT_URL;
+  // host:port alone (as curl takes it) is http.
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`;
   let u: URL;
   try {
-    u = new URL(raw);
+    u = new URL(withScheme);
   } catch {
     throw new UsageError(`--url must be a URL such as ${DEFAULT_URL}, got ${JSON.stringify(raw)}`);
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--url must be http:// or https://, got ${u.protocol}`);
-  return u.href.replace(/\/+$/, '');
+  // The base URL clients are given ends in /v1; the gateway's own paths (/health, /admin) are beside it.
+  return u.href.replace(/\/+$/, '').replace(/\/v1$/, '');
 }
 
 /** The gateway key: --key VALUE or --key env:NAME (which keeps it out of `ps`), else $FABRIC_API_KEY. */
