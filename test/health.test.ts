@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { parseFabricText } from '../src/config/load.ts';
@@ -399,6 +399,14 @@ roles:
   assert.match(r.stdout, /armitage is up after [\d.]+s: armitage-qwen answering/);
   await until('packet seen', () => packets.length === 1);
   assert.deepEqual(packets[0], magicPacket(ARMITAGE_MAC));
+  // From a machine of the LAN that holds none of the gateway's secrets (the master key, a cloud key).
+  writeFileSync(file, readFileSync(file, 'utf8').replace('nodes:', 'gateway: { master_key: env:FABRIC_MASTER_KEY_NOT_HERE }\nnodes:')
+    .replace('backends:\n', 'backends:\n  cloud: { engine: openai, url: https://api.openai.com/v1, model: gpt-4.1-mini, api_key: env:OPENAI_KEY_NOT_HERE }\n'));
+  packets = [];
+  const lan = await fabric(['wake', 'armitage', '--config', file]);
+  assert.equal(lan.code, 0, lan.stderr);
+  assert.match(lan.stdout, /magic packet for armitage/);
+  await until('packet seen', () => packets.length === 1);
 
   const byMac = await fabric(['wake', '--mac', 'aa-bb-cc-dd-ee-ff', '--broadcast', '127.0.0.1', '--port', String((udp.address() as AddressInfo).port), '--json']);
   assert.equal(byMac.code, 0, byMac.stderr);

@@ -85,7 +85,8 @@ export async function runWake(argv: string[]): Promise<number> {
       const file = v.config ?? process.env.FABRIC_CONFIG;
       if (file === undefined || file === '') return usage('--config FILE (or $FABRIC_CONFIG) is required to look NODE up; or give --mac');
       try {
-        ({ config, secrets } = loadFabricConfig(file));
+        // A magic packet needs no secret: this may run on any machine of the LAN, which may not hold them.
+        ({ config, secrets } = loadFabricConfig(file, process.env, 'unused', false));
       } catch (e) {
         if (!(e instanceof ConfigError)) throw e;
         for (const i of e.issues.filter((x) => x.severity === 'error')) process.stderr.write(formatIssue(i) + '\n');

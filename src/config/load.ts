@@ -77,7 +77,7 @@ export function readConfigText(path: string): { file: string; text: string } {
  * same name on every line it writes); config.file is absolute, since data_dir, env_file and
  * the like resolve beside it whatever the working directory later is.
  */
-export function loadFabricConfig(path: string, env: NodeJS.ProcessEnv = process.env, masterKey: 'required' | 'unused' = 'required'): LoadedConfig {
+export function loadFabricConfig(path: string, env: NodeJS.ProcessEnv = process.env, masterKey: 'required' | 'unused' = 'required', secretsNeeded = true): LoadedConfig {
   const { file, text } = readConfigText(path);
   const litellm = isLiteLLMText(text) ? parseLiteLLMText(text, path, env) : undefined;
   const native = litellm === undefined ? parseFabricText(text, file, path) : undefined;
@@ -100,7 +100,8 @@ export function loadFabricConfig(path: string, env: NodeJS.ProcessEnv = process.
   // A LiteLLM file may hold secrets literally: they serve as a last resort, never as config.
   for (const [name, value] of litellm?.literals ?? []) if (!fileValues.has(name)) fileValues.set(name, value);
   const secrets = new Secrets(env, fileValues);
-  const secretIssues = checkSecrets(config, secrets, path, locate, masterKey);
+  // A command that uses no secret (fabric wake) reads a config whose secrets are elsewhere.
+  const secretIssues = checkSecrets(config, secrets, path, locate, masterKey).map((i) => (secretsNeeded ? i : { ...i, severity: 'warning' as const }));
   issues.push(...(litellm === undefined ? secretIssues : secretIssues.map(litellm.relocate)));
   if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
   return { config, secrets, issues, format: litellm === undefined ? 'fabric' : 'litellm' };
