@@ -104,6 +104,16 @@ test('--json and --only; the key from $FABRIC_API_KEY; a refused key and a gatew
   assert.match(down.stderr, new RegExp(`gateway at http://127\\.0\\.0\\.1:${port} is down \\(critical\\): connection refused`));
 });
 
+test('a check with no answer in --timeout says so once, with the timeout; the default outlasts a backend\'s first_byte and a fallback', async () => {
+  await fleet.get('emb').setFault({ kind: 'hang' });
+  const r = await smoke(['--only', 'embeddings-general', '--key', 'env:SMOKE_KEY', '--timeout', '300ms']);
+  assert.equal(r.code, 1);
+  assert.match(r.stdout, /FAILED embeddings-general embeddings: no answer before the timeout \(0\.3s\)/);
+  assert.doesNotMatch(r.stdout, /no answer: no answer/);
+  const help = await runFabric(['smoke', '--help'], { PATH: process.env.PATH });
+  assert.match(help.stdout, /--timeout S +per request \(default 150s: longer than a backend's first_byte timeout/);
+});
+
 test('a role the gateway cannot serve: what was sent and what came back', async () => {
   await fleet.get('emb').setFault({ kind: 'error', status: 500 });
   const r = await smoke(['--only', 'embeddings-general', '--key', 'env:SMOKE_KEY']);

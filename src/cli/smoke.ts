@@ -29,7 +29,9 @@ back) to stdout.
   --url URL        the gateway (default: $FABRIC_URL, else http://127.0.0.1:4000)
   --key KEY        the gateway key; env:NAME reads it from the environment
                    (default: $FABRIC_API_KEY)
-  --timeout S      per request (default 60s: a model may have to load first)
+  --timeout S      per request (default 150s: longer than a backend's first_byte timeout
+                   (60s by default) plus a fallback's answer, so that a check the gateway
+                   would still serve from its fallback is not failed before it does)
 
 Exit status: 0 every check passed (or was skipped), 1 a check failed, 2 the gateway could
 not be reached or refused the key, or bad usage.
@@ -176,6 +178,12 @@ function verify(p: Plan, text: string, contentType: string): string | undefined 
   return undefined;
 }
 
+/**
+ * Per request: past a backend's first_byte timeout (60 s by default), after which the gateway
+ * falls back, plus time for the fallback to answer (a model that loads first).
+ */
+const DEFAULT_TIMEOUT_MS = 150_000;
+
 async function runCheck(url: string, key: string | undefined, p: Plan, timeoutMs: number): Promise<CheckResult> {
   const name = p.drill ? `drill (${p.check})` : p.check;
   const base = { target: p.target, via: p.via, of: p.of, check: name, served_role: null, served_backend: null, rerouted: false };
@@ -193,7 +201,8 @@ async function runCheck(url: string, key: string | undefined, p: Plan, timeoutMs
     text = await res.text();
   } catch (e) {
     const elapsed = Math.round(performance.now() - started);
-    return { ...base, status: 'fail', ms: elapsed, detail: `no answer: ${netError(e)}`, sent, came_back: { status: null, body: netError(e) } };
+    const why = netError(e);
+    return { ...base, status: 'fail', ms: elapsed, detail: why.startsWith('no answer') ? `${why} (${timeoutMs / 1000}s)` : `no answer: ${why}`, sent, came_back: { status: null, body: netError(e) } };
   }
   const elapsed = Math.round(performance.now() - started);
   const served = {
@@ -264,7 +273,7 @@ export async function runSmoke(argv: string[]): Promise<number> {
   try {
     url = gatewayUrl(v.url);
     key = gatewayKey(v.key);
-    timeoutMs = durationFlag('timeout', v.timeout, 60_000);
+    timeoutMs = durationFlag('timeout', v.timeout, DEFAULT_TIMEOUT_MS);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     return usageError('smoke', e.message);
