@@ -150,6 +150,8 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
     ...(opts.requestTimeouts === undefined ? {} : { timeouts: opts.requestTimeouts }),
   });
   if (accounting !== undefined) app.metrics?.attachAccounting(accounting);
+  // Through the fleet as it is at the time (a reload replaces its monitor and the backends).
+  app.probeNow = (names) => fleet.monitor.probeNow(names.flatMap((n) => app.gateway.backends.get(n) ?? []));
   await fleet.start();
   try {
     await new Promise<void>((resolve, reject) => {

@@ -114,6 +114,33 @@ test('a check with no answer in --timeout says so once, with the timeout; the de
   assert.match(help.stdout, /--timeout S +per request \(default 150s: longer than a backend's first_byte timeout/);
 });
 
+test('fabric health --probe: a mended backend still cooling down is probed back at once; without the master key it is refused, exit 2', async () => {
+  const emb = gw.app.gateway.backends.get('emb')!;
+  // Failed three times, and cooling down for a minute more; its engine is mended meanwhile.
+  for (let i = 0; i < 3; i++) emb.recordFailure('health check: connection refused', Date.now(), true);
+  emb.coolUntil = Date.now() + 60_000;
+  assert.equal(emb.state, 'down');
+  const before = await runFabric(['health', 'emb', '--url', gw.url, '--json'], { PATH: process.env.PATH });
+  assert.equal(JSON.parse(before.stdout).backends[0].status, 'down');
+  const noKey = await runFabric(['health', '--probe', '--url', gw.url], { PATH: process.env.PATH });
+  assert.equal(noKey.code, 2);
+  assert.match(noKey.stderr, /--probe needs the master key/);
+  const wrong = await runFabric(['health', '--probe', '--url', `${gw.url}/v1`, '--key', 'not-the-key'], { PATH: process.env.PATH });
+  assert.equal(wrong.code, 2);
+  assert.match(wrong.stderr, /the gateway refused the probe \(HTTP 401\)/);
+  const r = await runFabric(['health', 'emb', '--probe', '--url', gw.url, '--key', 'env:SMOKE_KEY', '--json'], { PATH: process.env.PATH, SMOKE_KEY: KEY });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).backends[0].status, 'up');
+  assert.equal(emb.state, 'up');
+  assert.equal(emb.coolUntil, 0);
+  // The admin route names what it probed, and refuses a name it does not know.
+  const api = await fetch(`${gw.url}/admin/health/probe`, { method: 'POST', headers: { authorization: `Bearer ${KEY}` }, body: JSON.stringify({ backends: ['emb', 'nope'] }) });
+  assert.equal(api.status, 404);
+  assert.match(((await api.json()) as { error: { message: string } }).error.message, /no backend named "nope"/);
+  const one = await fetch(`${gw.url}/admin/health/probe`, { method: 'POST', headers: { authorization: `Bearer ${KEY}` }, body: JSON.stringify({ backends: ['emb'] }) });
+  assert.deepEqual(((await one.json()) as { data: unknown[] }).data, [{ backend: 'emb', ok: true, detail: 'ok', state: 'up' }]);
+});
+
 test('a role the gateway cannot serve: what was sent and what came back', async () => {
   await fleet.get('emb').setFault({ kind: 'error', status: 500 });
   const r = await smoke(['--only', 'embeddings-general', '--key', 'env:SMOKE_KEY']);

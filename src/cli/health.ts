@@ -9,7 +9,7 @@ import {
 } from './client.ts';
 import { parseCommand, usageError } from './args.ts';
 
-const HELP = `Usage: fabric health [BACKEND|NODE] [--json] [--watch] [--url URL] [--key KEY]
+const HELP = `Usage: fabric health [BACKEND|NODE] [--json] [--watch] [--probe] [--url URL] [--key KEY]
 
 Shows the gateway and every backend from the gateway's GET /health: status, probe
 latency, served model, load (engine queue, running requests, KV cache), node power
@@ -20,9 +20,12 @@ state and last error. Coloured on a terminal, plain when piped.
   --watch        refresh until interrupted (Ctrl-C)
   --interval S   --watch refresh period (default 2s)
   --count N      --watch: stop after N refreshes
+  --probe        have the gateway probe its backends first (needs the master key): one
+                 that answers is back at once, its cooldown cut short — after mending an
+                 engine, to verify recovery without waiting for the next probe
   --url URL      the gateway (default: $FABRIC_URL, else ${'http://127.0.0.1:4000'})
-  --key KEY      the gateway key, if /health is behind one; env:NAME reads it from the
-                 environment (default: $FABRIC_API_KEY)
+  --key KEY      the master key: /health then shows each backend's last error (hidden
+                 without it); env:NAME reads it from the environment (default: $FABRIC_API_KEY)
   --timeout S    how long to wait for the gateway (default 5s)
 
 Exit status, by the runbook's alert levels:
@@ -49,6 +52,28 @@ export interface HealthSnapshot {
   roles: RoleReport[];
   alert: AlertState;
   exit_code: number;
+}
+
+/**
+ * POST /admin/health/probe before looking: the exit code when the gateway refuses it (no or a
+ * wrong key: 2), else undefined — a gateway that cannot be reached is the snapshot's to report.
+ */
+async function probeFirst(url: string, key: string | undefined, timeoutMs: number): Promise<number | undefined> {
+  if (key === undefined) throw new UsageError('--probe needs the master key (--key, or $FABRIC_API_KEY)');
+  let r: Response;
+  try {
+    // A probe waits for its engine's answer: the gateway's probe timeout, not this command's.
+    r = await fetch(`${url}/admin/health/probe`, { method: 'POST', headers: { ...authHeaders(key), 'content-type': 'application/json' }, body: '{}', signal: AbortSignal.timeout(Math.max(timeoutMs, 15_000)) });
+  } catch (e) {
+    process.stderr.write(`fabric health: cannot ask for probes: ${netError(e)}\n`);
+    return undefined;
+  }
+  const text = await r.text();
+  if (r.ok) return undefined;
+  let message = text;
+  try { message = (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? text; } catch { /* as sent */ }
+  process.stderr.write(`fabric health: the gateway refused the probe (HTTP ${r.status}): ${message}\n`);
+  return 2;
 }
 
 /** One look at the gateway: never throws for a gateway that is down, that is the critical level. */
@@ -182,11 +207,12 @@ export async function runHealth(argv: string[]): Promise<number> {
     args: argv, allowPositionals: true,
     options: {
       json: { type: 'boolean' }, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' }, count: { type: 'string' },
-      url: { type: 'string' }, key: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      url: { type: 'string' }, key: { type: 'string' }, timeout: { type: 'string' }, probe: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (typeof parsed === 'number') return parsed;
   const v = parsed.values;
+  if (v.probe === true && v.watch === true) return usageError('health', '--probe and --watch: probe once, then watch', HELP);
   if (parsed.positionals.length > 1) return usageError('health', 'one BACKEND or NODE at most', HELP);
   try {
     const url = gatewayUrl(v.url);
@@ -202,6 +228,10 @@ export async function runHealth(argv: string[]): Promise<number> {
       else if (v.watch === true && tty) process.stdout.write(`\x1b[H\x1b[2J${render(s, paint)}`);
       else process.stdout.write((v.watch === true ? `— ${new Date().toISOString()}\n` : '') + render(s, paint));
     };
+    if (v.probe === true) {
+      const refused = await probeFirst(url, key, timeoutMs);
+      if (refused !== undefined) return refused;
+    }
     if (v.watch !== true) {
       const s = await snapshot(url, key, timeoutMs, only);
       show(s);

@@ -261,6 +261,11 @@ function askSiblings(running: RunningGateway): void {
   }
   const index = String(workerIndex() ?? 0);
   siblings.on('metrics', () => app.metrics?.snapshot(index) ?? null);
+  // Another worker was asked to probe now (POST /admin/health/probe): each holds its own health.
+  siblings.on('probe', (p) => {
+    if (Array.isArray(p)) void app.probeNow?.(p.filter((n): n is string => typeof n === 'string'));
+    return null;
+  });
   app.workers = { index, ask: (topic, payload) => siblings.ask(topic, payload) };
 }
 

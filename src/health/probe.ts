@@ -222,6 +222,9 @@ export function monitorSettings(g: GatewayConfig): MonitorSettings {
   return { intervalMs: g.healthIntervalMs, probeTimeoutMs: g.health.probeTimeoutMs, loadIntervalMs: g.health.loadIntervalMs };
 }
 
+/** How long after an operator's probe a backend still failing is probed often, as a waking node is. */
+const PROBE_NOW_MS = 10_000;
+
 /** How often a node that was just sent a magic packet is probed until it answers. */
 const EXPEDITE_MS = 2_000;
 
@@ -394,6 +397,19 @@ export class HealthMonitor {
   }
 
   /** Probe these backends every couple of seconds until they answer or `forMs` passes (a node is waking). */
+  /**
+   * Probes now, as an operator asks after mending an engine (POST /admin/health/probe): a
+   * backend that answers is back at once, its cooldown cut short, as a woken node's is.
+   */
+  async probeNow(backends: readonly BackendRuntime[]): Promise<Array<{ backend: string; ok: boolean; detail: string; state: string }>> {
+    const mine = backends.filter((b) => this.#backends.includes(b));
+    this.expedite(mine, PROBE_NOW_MS);
+    return Promise.all(mine.map(async (b) => {
+      const r = await this.probe(b);
+      return { backend: b.name, ok: r.ok, detail: r.detail, state: b.state };
+    }));
+  }
+
   expedite(backends: Iterable<BackendRuntime>, forMs: number): void {
     const until = Date.now() + forMs;
     for (const b of backends) {

@@ -18,6 +18,7 @@ import { KeyAdmin, keyView } from '../keys/admin.ts';
 import { parseKeyInput } from '../keys/input.ts';
 import { USAGE_GROUPS, type KeyPatch, type KeyRecord, type UsageGroup, type UsageRow } from '../store/types.ts';
 import { modelsBody } from './info.ts';
+import type { AppState } from './server.ts';
 
 export const MAX_ADMIN_BODY = 64 * 1024;
 
@@ -28,6 +29,8 @@ export interface AdminContext {
   master: boolean;
   /** A master key is configured at all. */
   hasMasterKey: boolean;
+  probeNow?: AppState['probeNow'];
+  workers?: AppState['workers'];
 }
 
 function send(x: Exchange, status: number, body: unknown, type = 'application/json'): void {
@@ -112,11 +115,32 @@ export function modelsForKey(gw: Gateway, key: KeyRecord): string {
   return JSON.stringify(all);
 }
 
+/**
+ * POST /admin/health/probe {"backends": [NAME…]} (all when absent): probe now, as after an engine
+ * is mended; one that answers is back at once. With several workers, each probes its own view.
+ */
+async function probeNow(x: Exchange, a: AdminContext): Promise<void> {
+  if (x.method !== 'POST') throw new FabricError('method_not_allowed', `${x.method} is not allowed on /admin/health/probe; use POST`, { headers: { allow: 'POST' } });
+  const names = (await readJson(x)).backends;
+  if (names !== undefined && (!Array.isArray(names) || !names.every((n) => typeof n === 'string'))) {
+    throw new FabricError('invalid_request', '`backends` must be a list of backend names', { param: 'backends' });
+  }
+  const all = [...a.gateway.backends.values()];
+  const unknown = (names ?? []).filter((n) => !a.gateway.backends.has(n));
+  if (unknown.length > 0) throw new FabricError('not_found', `no backend named ${unknown.map((n) => JSON.stringify(n)).join(', ')}; backends: ${all.map((b) => b.name).join(', ')}`, { param: 'backends' });
+  if (a.probeNow === undefined) throw new FabricError('not_found', 'this gateway does not probe its backends');
+  const chosen = names === undefined ? all : all.filter((b) => names.includes(b.name));
+  void a.workers?.ask('probe', chosen.map((b) => b.name)).catch(() => {});
+  send(x, 200, { object: 'list', data: await a.probeNow(chosen.map((b) => b.name)) });
+}
+
 export async function handleAdmin(x: Exchange, path: string, query: URLSearchParams, a: AdminContext): Promise<void> {
   if (!a.hasMasterKey) {
     throw new FabricError('permission_denied', 'the admin API is off: it needs gateway.master_key (or, on the gateway host, `fabric keys --config FILE`, or `fabric keys --data-dir DIR` for a gateway started without a config)');
   }
   if (!a.master) throw new FabricError('permission_denied', 'the admin API needs the master key; virtual keys cannot manage keys or read usage');
+  // Needs no store: the fleet's health is the gateway's own.
+  if (path === '/admin/health/probe') return probeNow(x, a);
   const acct = a.accounting;
   if (acct === undefined) throw new FabricError('not_found', 'the gateway has no store (accounting is not running)');
   const admin = new KeyAdmin(acct.store, acct.keys);

@@ -45,6 +45,8 @@ export interface AppState {
   recentItems?: RecentItems;
   /** Set when a drain's grace ran out and the connections still open were closed. */
   cutOff?: boolean;
+  /** Probes the named backends (every one when none is named) now, cutting a cooldown short for those that answer. */
+  probeNow?: (names: readonly string[]) => Promise<Array<{ backend: string; ok: boolean; detail: string; state: string }>>;
   /** The other worker processes sharing the port (src/cli/siblings.ts), when there are; `index`: this one's. */
   workers?: { index: string; ask(topic: string, payload: unknown): Promise<unknown[]> };
 }
@@ -406,7 +408,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         const k = await authorize(x);
         const master = app.masterKey !== undefined && k === undefined;
         return await handleAdmin(x, path, new URLSearchParams(q === -1 ? '' : url.slice(q + 1)), {
-          accounting: app.accounting, gateway: app.gateway, master, hasMasterKey: app.masterKey !== undefined,
+          accounting: app.accounting, gateway: app.gateway, master, hasMasterKey: app.masterKey !== undefined, probeNow: app.probeNow,
+          workers: app.workers,
         });
       }
       const modelPath = path.startsWith('/v1/models/') ? '/v1/models/' : path.startsWith('/models/') ? '/models/' : undefined;
