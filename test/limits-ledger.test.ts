@@ -214,6 +214,30 @@ describe('redis', { skip: typeof redis === 'string' ? redis : false }, () => {
     assert.ok(Math.abs(l.view(s).spent - 0.95) < 1e-9, `spent ${l.view(s).spent}`);
   });
 
+  test('redis ledger: a reservation that timed out here but ran there is released, not left holding budget for the hold\'s lifetime', async () => {
+    const c = await openRedis(server.url, { prefix: name('t'), log: silentLogger, timeoutMs: 60 });
+    clients.push(c);
+    const { createClient } = await import('redis');
+    const admin = createClient({ url: server.url });
+    await admin.connect();
+    try {
+      const l = new RedisLedger(c, { holdTtlMs: 600_000 });
+      const s: BudgetScope = { id: name('budget'), limit: 1, period: 'month' };
+      // Writes paused for longer than the client waits: the RESERVE runs after it gave up.
+      await admin.sendCommand(['CLIENT', 'PAUSE', '300', 'WRITE']);
+      const r = await l.reserve(name('h'), [s], 0.4);
+      assert.ok(r.ok, 'served from the per-process ledger meanwhile');
+      assert.equal(r.ok && r.hold.shared, false);
+      await new Promise((res) => setTimeout(res, 500));
+      const keys = await admin.keys(`${c.prefix}:budget:${s.id}:*`);
+      const main = keys.find((k) => !k.endsWith(':h') && !k.endsWith(':a'));
+      assert.ok(main !== undefined, 'the RESERVE did run in Redis');
+      assert.equal(Number(await admin.hGet(main, 'reserved')), 0, 'and its hold was released right after');
+    } finally {
+      await admin.close();
+    }
+  });
+
   test('redis ledger: an abandoned hold (a crashed instance) expires and frees its budget', async () => {
     const c = await client();
     const crashed = new RedisLedger(c, { holdTtlMs: 100 });

@@ -225,6 +225,20 @@ end
 return out
 `);
 
+/** A hold given up on (its RESERVE timed out here, and may yet run there): released if it was made. */
+const RELEASE = script(`
+for i = 1, #KEYS do
+  local k = KEYS[i]
+  local a = redis.call('HGET', k .. ':a', ARGV[1])
+  if a then
+    redis.call('HINCRBYFLOAT', k, 'reserved', -tonumber(a))
+    redis.call('HDEL', k .. ':a', ARGV[1])
+    redis.call('ZREM', k .. ':h', ARGV[1])
+  end
+end
+return 0
+`);
+
 /** Spend in Redis is never below what the store has settled (after a Redis restart or an outage). */
 const FLOOR = script(`
 local ttl = tonumber(ARGV[1])
@@ -290,6 +304,10 @@ export class RedisLedger implements Ledger {
       },
       (e: Error) => {
         this.#onFallback(e);
+        // A RESERVE that timed out here may still run there, holding budget no one would settle
+        // for as long as a hold lives: released right behind it (Redis runs one connection's
+        // commands in order), a no-op if it never ran.
+        if (amount > 0) this.#redis.run(RELEASE, keys, [holdId]).catch(() => {});
         return this.#local.reserve(holdId, scopes, amount);
       },
     );

@@ -75,12 +75,12 @@ export async function openRedis(url: string, opts: RedisOptions): Promise<Shared
     async run(s, keys, args) {
       if (!client.isReady) throw new Error('redis: not connected');
       const a = args.map(String);
-      try {
-        return await withDeadline(client.evalSha(s.sha, { keys, arguments: a }));
-      } catch (e) {
-        if (!String((e as Error).message).includes('NOSCRIPT')) throw e;
-        return withDeadline(client.eval(s.source, { keys, arguments: a }));
-      }
+      // One deadline over both tries: a script the server does not have yet is sent whole even
+      // when the caller has stopped waiting, so a call given up on still runs (in order).
+      return withDeadline(client.evalSha(s.sha, { keys, arguments: a }).catch((e: Error) => {
+        if (!String(e.message).includes('NOSCRIPT')) throw e;
+        return client.eval(s.source, { keys, arguments: a });
+      }));
     },
     async close() {
       try {
