@@ -195,6 +195,19 @@ test('revocation works at once; rotation replaces the secret; expiry is checked 
   assert.equal(rot.json.rpm, 100, 'limits carry over');
   assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${k2.json.key}` })).status, 401);
   assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${rot.json.key}` })).status, 200);
+  // Two rotations at once: one wins; the other is told so (409), never handed a secret that does not work.
+  const both = await Promise.all([admin(`/admin/keys/${k2.json.id}/rotate`, {}), admin(`/admin/keys/${k2.json.id}/rotate`, {})]);
+  const won = both.filter((r) => r.status === 200);
+  assert.ok(won.length >= 1);
+  for (const r of both.filter((x) => x.status !== 200)) {
+    assert.equal(r.status, 409);
+    assert.equal(r.json.error.code, 'conflict');
+    assert.match(r.json.error.message, /was rotated by another request meanwhile/);
+  }
+  // Whether they raced or ran one after the other, the secret handed out last is the one that works.
+  const working = [];
+  for (const r of won) if ((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${r.json.key}` })).status === 200) working.push(r);
+  assert.equal(working.length, 1);
 
   const k3 = await admin('/admin/keys', { name: 'short-lived', expires_at: new Date(Date.now() + 400).toISOString() });
   assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${k3.json.key}` })).status, 200);

@@ -71,9 +71,11 @@ export class KeyAdmin {
     return k;
   }
 
-  async #update(id: string, patch: KeyPatch): Promise<KeyRecord> {
-    const k = await this.#store.updateKey(id, patch);
+  async #update(id: string, patch: KeyPatch, ifHash?: string): Promise<KeyRecord> {
+    const k = await this.#store.updateKey(id, patch, ifHash);
     if (k === undefined) throw new FabricError('key_not_found', `no key ${id}`, { param: 'key' });
+    // Two rotations at once: the one that lost would hand out a secret that no longer works.
+    if (k === null) throw new FabricError('conflict', `key ${id} was rotated by another request meanwhile: its new secret went there; rotate again for one of your own`, { param: 'key' });
     this.#ring?.put(k);
     return k;
   }
@@ -95,7 +97,7 @@ export class KeyAdmin {
     const k = await this.find(id);
     if (k.revokedAt !== undefined) throw new FabricError('invalid_request', `key ${k.id} is revoked; create a new one`, { param: 'key' });
     const secret = newKeySecret();
-    const record = await this.#update(k.id, { hash: hashKey(secret), hint: keyHint(secret), updatedAt: now });
+    const record = await this.#update(k.id, { hash: hashKey(secret), hint: keyHint(secret), updatedAt: now }, k.hash);
     return { record, secret };
   }
 }

@@ -160,11 +160,13 @@ export class PostgresStore implements Store {
     return (await this.#q('list keys', 'SELECT * FROM fabric_keys ORDER BY created_at, id')).rows.map(keyFromRow);
   }
 
-  async updateKey(id: string, patch: KeyPatch): Promise<KeyRecord | undefined> {
+  async updateKey(id: string, patch: KeyPatch, ifHash?: string): Promise<KeyRecord | undefined | null> {
     return this.#tx('update key', async (c) => {
       const r = await c.query('SELECT * FROM fabric_keys WHERE id = $1 FOR UPDATE', [id]);
       if (r.rows.length === 0) return undefined;
-      const next = applyPatch(keyFromRow(r.rows[0]!), patch);
+      const current = keyFromRow(r.rows[0]!);
+      if (ifHash !== undefined && current.hash !== ifHash) return null;
+      const next = applyPatch(current, patch);
       const vals = keyValues(next);
       const sets = KEY_COLUMNS.slice(1).map((col, i) => `${col} = $${i + 1}`).join(', ');
       await c.query(`UPDATE fabric_keys SET ${sets} WHERE id = $${KEY_COLUMNS.length}`, [...vals.slice(1), id]);

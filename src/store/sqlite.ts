@@ -161,11 +161,13 @@ export class SqliteStore implements Store {
     return this.#run('list keys', () => this.#db.prepare('SELECT * FROM fabric_keys ORDER BY created_at, id').all().map(keyFromRow));
   }
 
-  updateKey(id: string, patch: KeyPatch): Promise<KeyRecord | undefined> {
+  updateKey(id: string, patch: KeyPatch, ifHash?: string): Promise<KeyRecord | undefined | null> {
     return this.#run('update key', () => this.#tx(() => {
       const r = this.#db.prepare('SELECT * FROM fabric_keys WHERE id = ?').get(id);
       if (r === undefined) return undefined;
-      const next = applyPatch(keyFromRow(r), patch);
+      const current = keyFromRow(r);
+      if (ifHash !== undefined && current.hash !== ifHash) return null;
+      const next = applyPatch(current, patch);
       const vals = keyValues(next);
       const sets = KEY_COLUMNS.slice(1).map((c) => `${c} = ?`).join(', ');
       this.#db.prepare(`UPDATE fabric_keys SET ${sets} WHERE id = ?`).run(...vals.slice(1), id);

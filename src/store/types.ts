@@ -134,8 +134,11 @@ export interface Store {
   keyById(id: string): Promise<KeyRecord | undefined>;
   keyByHash(hash: string): Promise<KeyRecord | undefined>;
   listKeys(): Promise<KeyRecord[]>;
-  /** Returns the updated key, or undefined when there is none with that id. */
-  updateKey(id: string, patch: KeyPatch): Promise<KeyRecord | undefined>;
+  /**
+   * Returns the updated key, or undefined when there is none with that id; null, with nothing
+   * changed, when `ifHash` is given and the key's hash is no longer it (rotated meanwhile).
+   */
+  updateKey(id: string, patch: KeyPatch, ifHash?: string): Promise<KeyRecord | undefined | null>;
   /** A counter bumped in the same transaction as every key change: instances poll it to reload keys. */
   keysVersion(): Promise<number>;
   /** Calls `cb` soon after any instance changes a key (PostgreSQL LISTEN/NOTIFY); absent where only polling can tell. Returns the unsubscribe. */

@@ -76,6 +76,12 @@ export function storeContract(name: string, factory: StoreFactory): void {
       await s.updateKey('key_two', { hash: 'h-rotated', hint: 'sk-fabric-new…' });
       assert.equal(await s.keyByHash(k2.hash), undefined);
       assert.equal((await s.keyByHash('h-rotated'))?.id, 'key_two');
+      // A rotation that lost a race (the hash it read is gone) changes nothing.
+      const v2 = await s.keysVersion();
+      assert.equal(await s.updateKey('key_two', { hash: 'h-late', hint: 'x' }, k2.hash), null);
+      assert.equal((await s.keyByHash('h-rotated'))?.id, 'key_two');
+      assert.equal(await s.keysVersion(), v2);
+      assert.equal((await s.updateKey('key_two', { hash: 'h-next', hint: 'y' }, 'h-rotated'))?.hash, 'h-next');
       assert.equal(await s.updateKey('missing', { name: 'x' }), undefined);
     } finally {
       await s.close();
