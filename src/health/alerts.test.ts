@@ -31,7 +31,11 @@ test('levels: the runbook\'s thresholds', () => {
   const none = fleet(b('motoko', 'down', ['embeddings']), b('armitage', 'offline (expected)'), b('cloud', 'unconfigured'));
   assert.equal(none.level, 'critical');
   assert.match(none.reasons[0]!, /no backend can serve/);
-  assert.equal(fleet(b('a', 'failing'), b('c', 'failing')).level, 'ok', 'failing is not down yet');
+  assert.equal(fleet(b('a', 'failing'), b('c', 'up')).level, 'ok', 'failing is not down yet');
+  // …but with nothing up, requests are failing now.
+  const allFailing = fleet(b('a', 'failing'), b('c', 'failing'));
+  assert.equal(allFailing.level, 'warning');
+  assert.match(allFailing.reasons[0]!, /no backend is up: a \(connection refused\), c \(connection refused\) failing/);
   assert.equal(evaluate({ backends: [b('a', 'up')], draining: true }).level, 'info');
   assert.deepEqual(EXIT_CODE, { ok: 0, info: 0, warning: 1, critical: 2 });
 });

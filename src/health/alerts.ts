@@ -39,6 +39,11 @@ export function evaluate(report: { backends: readonly Backend[]; draining?: bool
   if (report.partial !== true && bs.length > 0 && serving.length === 0) {
     reasons.push({ level: 'critical', text: `no backend can serve: ${bs.map((b) => `${b.name} ${b.status}`).join(', ')}` });
   }
+  // Nothing up and something failing: requests are failing now, though no backend has tripped yet.
+  const failing = bs.filter((b) => b.status === 'failing');
+  if (report.partial !== true && failing.length > 0 && !bs.some((b) => b.status === 'up')) {
+    reasons.push({ level: 'warning', text: `no backend is up: ${failing.map(why).join(', ')} failing${down.length > 0 ? `, ${down.length} down` : ''}` });
+  }
   if (down.length >= 2) reasons.push({ level: 'warning', text: `${down.length} backends down: ${down.map(why).join(', ')}` });
   for (const b of down) {
     // Backends on workstations that are off show as "offline (expected)", not "down": these are
