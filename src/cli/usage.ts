@@ -57,7 +57,7 @@ async function rows(t: Target, by: UsageGroup, since: number | undefined, until:
   if (key !== undefined) q.set('key', key);
   const j = await api(t, 'GET', `/admin/usage?${q}`);
   return (j.data as Record<string, any>[]).map((r) => ({
-    group: String(r[by]), requests: r.requests, errors: r.errors, promptTokens: r.prompt_tokens, completionTokens: r.completion_tokens,
+    group: String(r[by]), ...(typeof r.key_id === 'string' ? { keyId: r.key_id } : {}), requests: r.requests, errors: r.errors, promptTokens: r.prompt_tokens, completionTokens: r.completion_tokens,
     cost: r.cost_usd, avgLatencyMs: r.avg_latency_ms,
   }));
 }
@@ -69,8 +69,12 @@ export function usageTable(by: UsageGroup, rs: readonly UsageRow[]): string {
   if (rs.length === 0) return 'no requests in this period\n';
   const out = [[by.toUpperCase(), 'REQUESTS', 'ERRORS', 'TOKENS IN', 'TOKENS OUT', 'COST', 'AVG MS']];
   const t = { requests: 0, errors: 0, pin: 0, pout: 0, cost: 0 };
+  // Two keys may share a name: those are told apart by their ids.
+  const named = new Map<string, number>();
+  for (const r of rs) named.set(r.group, (named.get(r.group) ?? 0) + 1);
   for (const r of rs) {
-    out.push([r.group, num(r.requests), num(r.errors), num(r.promptTokens), num(r.completionTokens), money(r.cost), r.avgLatencyMs.toFixed(0)]);
+    const label = r.keyId !== undefined && named.get(r.group)! > 1 ? `${r.group} (${r.keyId})` : r.group;
+    out.push([label, num(r.requests), num(r.errors), num(r.promptTokens), num(r.completionTokens), money(r.cost), r.avgLatencyMs.toFixed(0)]);
     t.requests += r.requests; t.errors += r.errors; t.pin += r.promptTokens; t.pout += r.completionTokens; t.cost += r.cost;
   }
   out.push(['total', num(t.requests), num(t.errors), num(t.pin), num(t.pout), money(t.cost), '']);

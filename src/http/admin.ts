@@ -97,7 +97,7 @@ export function usageJson(by: UsageGroup, since: number | undefined, until: numb
     since: since === undefined ? null : new Date(since).toISOString(),
     until: until === undefined ? null : new Date(until).toISOString(),
     data: rows.map((r) => ({
-      [by]: r.group, requests: r.requests, errors: r.errors, prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens,
+      [by]: r.group, ...(r.keyId === undefined ? {} : { key_id: r.keyId }), requests: r.requests, errors: r.errors, prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens,
       cost_usd: r.cost, avg_latency_ms: Math.round(r.avgLatencyMs * 10) / 10,
     })),
     total,

@@ -6,7 +6,7 @@
 import pg from 'pg';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './migrations.ts';
 import {
-  KEY_COLUMNS, SUMMARY_SELECT, applyPatch, groupExpr, keyFromRow, keyValues, usageFromRow, usageRowFromRow, usageValues,
+  KEY_COLUMNS, SUMMARY_SELECT, groupExtra, applyPatch, groupExpr, keyFromRow, keyValues, usageFromRow, usageRowFromRow, usageValues,
 } from './rows.ts';
 import {
   StoreError, type KeyPatch, type KeyRecord, type RequestLogRecord, type SpendRow, type Store, type UsageQuery, type UsageRecord, type UsageRow,
@@ -236,7 +236,7 @@ export class PostgresStore implements Store {
   async usageSummary(q: UsageQuery): Promise<UsageRow[]> {
     const { where, params } = usageWhere(q);
     const g = groupExpr(q.by, "to_char(to_timestamp(ts / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')");
-    const sql = `SELECT (${g})::text AS grp, ${SUMMARY_SELECT} FROM fabric_usage ${where} GROUP BY 1 ORDER BY ${q.by === 'day' ? 'grp' : 'cost DESC, requests DESC, grp'}`;
+    const sql = `SELECT (${g})::text AS grp, ${SUMMARY_SELECT}${groupExtra(q.by)} FROM fabric_usage ${where} GROUP BY 1 ORDER BY ${q.by === 'day' ? 'grp' : 'cost DESC, requests DESC, grp'}`;
     return (await this.#q('usage report', sql, params)).rows.map(usageRowFromRow);
   }
 

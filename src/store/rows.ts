@@ -110,6 +110,11 @@ export function usageFromRow(r: Row): UsageRecord {
 }
 
 export function usageRowFromRow(r: Row): UsageRow {
+  // By key, rows are the key ids, named by the key's name (groupSelect).
+  if (r.key_label !== undefined) {
+    const id = r.grp === null || r.grp === undefined || r.grp === NO_KEY ? undefined : String(r.grp);
+    return { ...usageRowFromRow({ ...r, key_label: undefined, grp: r.key_label ?? NO_KEY }), ...(id === undefined ? {} : { keyId: id }) };
+  }
   return {
     group: r.grp === null || r.grp === undefined ? '' : String(r.grp),
     requests: Number(r.requests),
@@ -121,10 +126,17 @@ export function usageRowFromRow(r: Row): UsageRow {
   };
 }
 
+const NO_KEY = '(none)';
+
+/** What a report selects besides its group: by key, the key's name (the group is its id, as two keys may share a name). */
+export function groupExtra(by: UsageGroup): string {
+  return by === 'key' ? ', MAX(key_name) AS key_label' : '';
+}
+
 /** The GROUP BY expression for a report; `day` is the UTC date. */
 export function groupExpr(by: UsageGroup, day: string): string {
   switch (by) {
-    case 'key': return "COALESCE(key_name, '(none)')";
+    case 'key': return `COALESCE(key_id, '${NO_KEY}')`;
     case 'role': return "COALESCE(NULLIF(role, ''), '(none)')";
     case 'backend': return "COALESCE(NULLIF(backend, ''), '(none)')";
     case 'model': return 'model';

@@ -10,7 +10,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './migrations.ts';
 import { SqliteWriter } from './sqlite-writer.ts';
 import {
-  KEY_COLUMNS, SUMMARY_SELECT, USAGE_COLUMNS, applyPatch, groupExpr, keyFromRow, keyValues, usageFromRow, usageRowFromRow, usageValues,
+  KEY_COLUMNS, SUMMARY_SELECT, groupExtra, USAGE_COLUMNS, applyPatch, groupExpr, keyFromRow, keyValues, usageFromRow, usageRowFromRow, usageValues,
 } from './rows.ts';
 import {
   StoreError, type KeyPatch, type KeyRecord, type RequestLogRecord, type SpendRow, type Store, type UsageQuery, type UsageRecord, type UsageRow,
@@ -213,7 +213,7 @@ export class SqliteStore implements Store {
     return this.#run('usage report', () => {
       const { where, params } = usageWhere(q);
       const g = groupExpr(q.by, "strftime('%Y-%m-%d', ts / 1000, 'unixepoch')");
-      const sql = `SELECT ${g} AS grp, ${SUMMARY_SELECT} FROM fabric_usage ${where} GROUP BY ${g} ORDER BY ${q.by === 'day' ? 'grp' : 'cost DESC, requests DESC, grp'}`;
+      const sql = `SELECT ${g} AS grp, ${SUMMARY_SELECT}${groupExtra(q.by)} FROM fabric_usage ${where} GROUP BY ${g} ORDER BY ${q.by === 'day' ? 'grp' : 'cost DESC, requests DESC, grp'}`;
       return this.#db.prepare(sql).all(...params).map(usageRowFromRow);
     });
   }

@@ -95,7 +95,9 @@ export interface UsageQuery {
 }
 
 export interface UsageRow {
+  /** By key: its name (two keys may share one), and `keyId` tells them apart. */
   group: string;
+  keyId?: string;
   requests: number;
   errors: number;
   promptTokens: number;

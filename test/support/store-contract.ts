@@ -130,6 +130,23 @@ export function storeContract(name: string, factory: StoreFactory): void {
     }
   });
 
+  test(`${name}: by key, two keys that share a name are two rows, each with its id`, async () => {
+    const s = await factory.fresh();
+    try {
+      await s.migrate();
+      await s.insertUsage([
+        usage('d1', { keyId: 'key_a', keyName: 'obsidian', cost: 0.5 }),
+        usage('d2', { keyId: 'key_a', keyName: 'obsidian', cost: 0.5 }),
+        usage('d3', { keyId: 'key_z', keyName: 'obsidian', cost: 0.25 }),
+        usage('d4', { keyId: undefined, keyName: undefined, cost: 0 }),
+      ]);
+      const rows = await s.usageSummary({ by: 'key' });
+      assert.deepEqual(rows.map((r) => [r.group, r.keyId, r.requests]), [['obsidian', 'key_a', 2], ['obsidian', 'key_z', 1], ['(none)', undefined, 1]]);
+    } finally {
+      await s.close();
+    }
+  });
+
   test(`${name}: usage reports by key, role, backend, model, day and status; spend since a time`, async () => {
     const s = await factory.fresh();
     try {
