@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { SqliteStore } from '../store/sqlite.ts';
 import { silentLogger } from '../core/log.ts';
 import { UsageWriter } from './writer.ts';
@@ -314,6 +314,31 @@ test('a live writer in another pid namespace (a container sharing the data direc
     } finally {
       holder.kill('SIGKILL');
     }
+  });
+});
+
+test('the owner lock of a writer that died with nothing to replay is removed once it is old; a fresh one is left', { skip: process.platform !== 'linux' ? 'Linux' : false }, async () => {
+  await withStore(async (store, dir) => {
+    const spool = join(dir, 'spool');
+    mkdirSync(spool, { recursive: true });
+    const takeAndDie = (): string => {
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
+        const { OwnerLock } = await import(${JSON.stringify(new URL('./spool-owner.ts', import.meta.url).href)});
+        process.stdout.write(OwnerLock.take(${JSON.stringify(spool)}).tag);
+        process.exit(0);
+      `], { encoding: 'utf8' });
+      return r.stdout.trim();
+    };
+    const old = takeAndDie();
+    const fresh = takeAndDie();
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    utimesSync(join(spool, `owner-${old}.lock`), hourAgo, hourAgo);
+    const w = new UsageWriter({ store, spoolDir: spool, batchSize: 100, flushIntervalMs: 3_600_000, maxBuffer: 100, log: silentLogger });
+    await w.start();
+    const locks = readdirSync(spool).filter((f) => f.startsWith('owner-'));
+    assert.ok(!locks.includes(`owner-${old}.lock`), 'the old one is gone');
+    assert.ok(locks.includes(`owner-${fresh}.lock`), 'a fresh one may be a writer about to lock it');
+    await w.close();
   });
 });
 

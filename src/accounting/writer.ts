@@ -13,7 +13,7 @@
 //   - a machine crash or power loss: the spool is fdatasync'ed every flush interval, so up to
 //     one interval of records can be lost.
 
-import { appendFileSync, closeSync, fdatasync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, fdatasync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../core/log.ts';
 import { readProcStat } from '../core/proc-stat.ts';
@@ -60,6 +60,17 @@ interface Queued { rec: UsageRecord; seg: Segment | undefined }
  * take a lock).
  */
 const SEGMENT = /^usage-(\d+)-(?:s(\d+)-)?(?:o([0-9a-f]+)-)?(\d+)\.jsonl$/;
+/** Whether a file was last changed over `ms` ago (false if it is gone). */
+function olderThan(path: string, ms: number): boolean {
+  try {
+    return statSync(path).mtimeMs < Date.now() - ms;
+  } catch {
+    return false;
+  }
+}
+
+/** owner-TAG.lock: a writer's owner lock (spool-owner.ts). */
+const OWNER_LOCK = /^owner-([0-9a-f]+)\.lock$/;
 /** How often a running writer looks for segments of writers that died since (another instance on a shared data directory). */
 const RESCAN_MS = 60_000;
 /**
@@ -558,9 +569,11 @@ export class UsageWriter {
       return;
     }
     const own = new Set([...this.#segments].map((s) => s.name));
+    const tagged = new Set<string>();
     for (const f of files) {
       const m = SEGMENT.exec(f);
       if (m === null) continue;
+      if (m[3] !== undefined) tagged.add(m[3]);
       const path = join(dir, f);
       if (own.has(path) || this.#replay.includes(path)) continue;
       const tag = m[3];
@@ -571,6 +584,13 @@ export class UsageWriter {
       if (live) continue;
       if (tag !== undefined) this.#deadOwners.add(tag);
       this.#replay.push(path);
+    }
+    // The lock of a writer that died with nothing left to replay goes too; not a fresh one, whose
+    // writer may be between creating its file and locking it.
+    for (const f of files) {
+      const tag = OWNER_LOCK.exec(f)?.[1];
+      if (tag === undefined || tag === this.#owner?.tag || tagged.has(tag) || !olderThan(join(dir, f), RESCAN_MS)) continue;
+      if (ownerAlive(dir, tag) === false) removeOwnerLock(dir, tag);
     }
   }
 
