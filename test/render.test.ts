@@ -402,9 +402,11 @@ test('LiteLLM render: a token-count rule to the context-window fallback is enabl
   assert.equal(info('chat-fast').max_input_tokens, 8192);
   assert.equal(info('qwen2.5-7b-armitage').max_input_tokens, 8192);
   assert.doesNotMatch(text, /Not expressible in LiteLLM: chat-fast sends/);
-  // Below the window, the rule's threshold.
-  const lower = litellmDoc(SEEDS_TEXT().replace('if_input_tokens_over: 12000                # the seeds', 'if_input_tokens_over: 4000 # the seeds')).doc;
-  assert.equal(lower.model_list.find((m: { model_name: string }) => m.model_name === 'chat-fast').model_info.max_input_tokens, 4000);
+  // Below the window, the threshold would have to stand in for the window (which import reads
+  // back as the window): not expressible, and the window stays the window.
+  const lower = litellmDoc(SEEDS_TEXT().replace('if_input_tokens_over: 12000                # the seeds', 'if_input_tokens_over: 4000 # the seeds'));
+  assert.equal(lower.doc.model_list.find((m: { model_name: string }) => m.model_name === 'chat-fast').model_info.max_input_tokens, 8192);
+  assert.match(lower.text, /^# Not expressible in LiteLLM: chat-fast sends inputs over 4000 tokens to openai\/strong\.$/m);
   // A rule to another role than the context-window fallback is not LiteLLM's to say.
   const other = litellmDoc(SEEDS_TEXT().replace(/route_to: openai\/strong/g, 'route_to: openai/cheap'));
   assert.equal(other.doc.router_settings.enable_pre_call_checks, undefined);

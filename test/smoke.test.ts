@@ -139,6 +139,9 @@ test('fabric health --probe: a mended backend still cooling down is probed back 
   assert.match(((await api.json()) as { error: { message: string } }).error.message, /no backend named "nope"/);
   const one = await fetch(`${gw.url}/admin/health/probe`, { method: 'POST', headers: { authorization: `Bearer ${KEY}` }, body: JSON.stringify({ backends: ['emb'] }) });
   assert.deepEqual(((await one.json()) as { data: unknown[] }).data, [{ backend: 'emb', ok: true, detail: 'ok', state: 'up' }]);
+  // `only`: a node's backends, as `fabric health NODE --probe` asks.
+  const node = await fetch(`${gw.url}/admin/health/probe`, { method: 'POST', headers: { authorization: `Bearer ${KEY}` }, body: JSON.stringify({ only: 'armitage' }) });
+  assert.deepEqual(((await node.json()) as { data: Array<{ backend: string }> }).data.map((d) => d.backend), ['fast']);
 });
 
 test('a role the gateway cannot serve: what was sent and what came back', async () => {

@@ -13,10 +13,10 @@ import { periodAdjective, periodEnd, usd } from './periods.ts';
 import type { Accounting } from './service.ts';
 import { BYTES_PER_TOKEN } from '../tokens/estimate.ts';
 
-/** What a request body says about its size, read once at admission. */
-
 /** Seconds a request refused for a key budget held by requests in flight is told to wait: about what a request takes. */
 const BUDGET_HELD_RETRY_S = 2;
+
+/** What a request body says about its size, read once at admission. */
 export interface BodySize {
   /** UTF-8 bytes of the prompt text: a byte-level BPE token covers at least one byte, so an upper bound of its tokens. */
   promptBytes: number;

@@ -231,7 +231,8 @@ for i = 1, #KEYS do
   local k = KEYS[i]
   local a = redis.call('HGET', k .. ':a', ARGV[1])
   if a then
-    redis.call('HINCRBYFLOAT', k, 'reserved', -tonumber(a))
+    -- Not onto a budget evicted meanwhile: that would leave one with no spend and no expiry.
+    if redis.call('EXISTS', k) == 1 then redis.call('HINCRBYFLOAT', k, 'reserved', -tonumber(a)) end
     redis.call('HDEL', k .. ':a', ARGV[1])
     redis.call('ZREM', k .. ':h', ARGV[1])
   end

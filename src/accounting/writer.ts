@@ -210,6 +210,9 @@ export class UsageWriter {
     if (dir !== undefined) {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       this.#owner = OwnerLock.take(dir);
+      if (this.#owner === undefined) {
+        this.#o.log.warn('accounting: cannot take a spool owner lock; a gateway in another pid namespace (a container) sharing this data directory could take this one\'s spool files for a crashed run\'s', { dir });
+      }
       this.#scan(dir);
       if (this.#replay.length > 0) {
         this.#o.log.info('accounting: replaying usage records spooled by a previous run', { segments: this.#replay.length });
@@ -578,9 +581,10 @@ export class UsageWriter {
       if (own.has(path) || this.#replay.includes(path)) continue;
       const tag = m[3];
       if (tag !== undefined && tag === this.#owner?.tag) continue;
-      let live = tag === undefined ? undefined : ownerAlive(dir, tag);
-      // Our own pid on a segment not ours is a previous process's that had it.
-      live ??= Number(m[1]) !== process.pid && alive(Number(m[1]), m[2]);
+      // Live if its lock is held, or if its pid says so (our own pid on a segment not ours is a
+      // previous process's): the pid alone is wrong only across pid namespaces, where the lock
+      // tells; and where locks do nothing (some network file systems), the pid still protects.
+      const live = (tag !== undefined && ownerAlive(dir, tag) === true) || (Number(m[1]) !== process.pid && alive(Number(m[1]), m[2]));
       if (live) continue;
       if (tag !== undefined) this.#deadOwners.add(tag);
       this.#replay.push(path);

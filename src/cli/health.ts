@@ -58,12 +58,12 @@ export interface HealthSnapshot {
  * POST /admin/health/probe before looking: the exit code when the gateway refuses it (no or a
  * wrong key: 2), else undefined — a gateway that cannot be reached is the snapshot's to report.
  */
-async function probeFirst(url: string, key: string | undefined, timeoutMs: number): Promise<number | undefined> {
+async function probeFirst(url: string, key: string | undefined, timeoutMs: number, only: string | undefined): Promise<number | undefined> {
   if (key === undefined) throw new UsageError('--probe needs the master key (--key, or $FABRIC_API_KEY)');
   let r: Response;
   try {
     // A probe waits for its engine's answer: the gateway's probe timeout, not this command's.
-    r = await fetch(`${url}/admin/health/probe`, { method: 'POST', headers: { ...authHeaders(key), 'content-type': 'application/json' }, body: '{}', signal: AbortSignal.timeout(Math.max(timeoutMs, 15_000)) });
+    r = await fetch(`${url}/admin/health/probe`, { method: 'POST', headers: { ...authHeaders(key), 'content-type': 'application/json' }, body: JSON.stringify(only === undefined ? {} : { only }), signal: AbortSignal.timeout(Math.max(timeoutMs, 15_000)) });
   } catch (e) {
     process.stderr.write(`fabric health: cannot ask for probes: ${netError(e)}\n`);
     return undefined;
@@ -229,7 +229,7 @@ export async function runHealth(argv: string[]): Promise<number> {
       else process.stdout.write((v.watch === true ? `— ${new Date().toISOString()}\n` : '') + render(s, paint));
     };
     if (v.probe === true) {
-      const refused = await probeFirst(url, key, timeoutMs);
+      const refused = await probeFirst(url, key, timeoutMs, only);
       if (refused !== undefined) return refused;
     }
     if (v.watch !== true) {

@@ -65,7 +65,9 @@ function roleLimits(vs: string[]): Record<string, { rpm?: number; tpm?: number }
 /** A per-minute limit: N, Nk or Nm, with or without /min; anything else is a usage error, never "no limit". */
 function perMinute(flag: string, v: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([km]?)(?:\s*\/\s*min)?$/i.exec(v.trim());
-  const n = m === null ? NaN : Number(m[1]) * (m[2]!.toLowerCase() === 'k' ? 1e3 : m[2]!.toLowerCase() === 'm' ? 1e6 : 1);
+  const raw = m === null ? NaN : Number(m[1]) * (m[2]!.toLowerCase() === 'k' ? 1e3 : m[2]!.toLowerCase() === 'm' ? 1e6 : 1);
+  // 16.1k is 16100 (floating point makes it 16099.999…); 1.5 is no whole number.
+  const n = Math.abs(raw - Math.round(raw)) < 1e-6 ? Math.round(raw) : raw;
   if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`--${flag} must be a whole number per minute such as 60, 20000 or 20k, got ${JSON.stringify(v)}`);
   return n;
 }

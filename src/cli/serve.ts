@@ -91,10 +91,6 @@ export async function runServe(argv: string[]): Promise<number> {
     process.stderr.write(`fabric serve: its log output (stdout) ${e.code === 'EPIPE' ? 'was closed' : `cannot be written (${e.code})`}: draining, then exiting 1\n`);
     onStdoutLost?.();
   });
-  // Past a file-size limit (ulimit -f, LimitFSIZE) the kernel's default is to kill the process
-  // at once, unflushed records and all; handled, the write fails with EFBIG instead, and the
-  // spool and the log treat it as a full disk.
-  process.on('SIGXFSZ', () => {});
   const parsed = parseCommand('serve', HELP, {
     args: argv,
     options: {

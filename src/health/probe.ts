@@ -396,7 +396,6 @@ export class HealthMonitor {
     this.#timers.set(b, { at, timer });
   }
 
-  /** Probe these backends every couple of seconds until they answer or `forMs` passes (a node is waking). */
   /**
    * Probes now, as an operator asks after mending an engine (POST /admin/health/probe): a
    * backend that answers is back at once, its cooldown cut short, as a woken node's is.
@@ -410,6 +409,7 @@ export class HealthMonitor {
     }));
   }
 
+  /** Probe these backends every couple of seconds until they answer or `forMs` passes (a node is waking). */
   expedite(backends: Iterable<BackendRuntime>, forMs: number): void {
     const until = Date.now() + forMs;
     for (const b of backends) {

@@ -121,11 +121,16 @@ export function modelsForKey(gw: Gateway, key: KeyRecord): string {
  */
 async function probeNow(x: Exchange, a: AdminContext): Promise<void> {
   if (x.method !== 'POST') throw new FabricError('method_not_allowed', `${x.method} is not allowed on /admin/health/probe; use POST`, { headers: { allow: 'POST' } });
-  const names = (await readJson(x)).backends;
+  const body = await readJson(x);
+  const all = [...a.gateway.backends.values()];
+  // `only`: a backend or a node's backends, as `fabric health NAME` selects them.
+  const only = body.only;
+  if (only !== undefined && typeof only !== 'string') throw new FabricError('invalid_request', '`only` must be a backend or node name', { param: 'only' });
+  const names = only !== undefined ? all.filter((b) => b.name === only || b.node?.name === only).map((b) => b.name) : body.backends;
+  if (only !== undefined && (names as string[]).length === 0) throw new FabricError('not_found', `no backend or node named ${JSON.stringify(only)}`, { param: 'only' });
   if (names !== undefined && (!Array.isArray(names) || !names.every((n) => typeof n === 'string'))) {
     throw new FabricError('invalid_request', '`backends` must be a list of backend names', { param: 'backends' });
   }
-  const all = [...a.gateway.backends.values()];
   const unknown = (names ?? []).filter((n) => !a.gateway.backends.has(n));
   if (unknown.length > 0) throw new FabricError('not_found', `no backend named ${unknown.map((n) => JSON.stringify(n)).join(', ')}; backends: ${all.map((b) => b.name).join(', ')}`, { param: 'backends' });
   if (a.probeNow === undefined) throw new FabricError('not_found', 'this gateway does not probe its backends');

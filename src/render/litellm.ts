@@ -60,7 +60,11 @@ function roleName(cfg: FabricConfig, name: string): string {
 function preCallLimit(cfg: FabricConfig, r: RoleConfig): number | undefined {
   if (r.rules.length !== 1 || r.contextWindowFallback === undefined) return undefined;
   const rule = r.rules[0]!;
-  return roleName(cfg, rule.routeTo) === roleName(cfg, r.contextWindowFallback) ? rule.inputTokensOver : undefined;
+  if (roleName(cfg, rule.routeTo) !== roleName(cfg, r.contextWindowFallback)) return undefined;
+  // Below a backend's window the threshold would have to stand in for it as max_input_tokens,
+  // which `fabric config import` reads back as the window: not the same fabric.
+  const below = r.backends.some((n) => { const w = cfg.backends.get(n)?.contextWindow; return w === undefined || rule.inputTokensOver < w; });
+  return below ? undefined : rule.inputTokensOver;
 }
 
 export function litellmConfig(ctx: RenderContext): string {

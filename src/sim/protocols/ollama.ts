@@ -31,10 +31,10 @@ function ollamaToolCalls(c: PlannedChoice): Record<string, unknown>[] | undefine
   return [{ id: c.toolCall.id, function: { index: 0, name: c.toolCall.name, arguments: JSON.parse(choiceText(c)) as unknown } }];
 }
 
-/** Ollama reports a reply that ended in a tool call as stopped. */
 /** A generation that fails mid-stream: the handler writes the error as one more line (the status is already 200). */
 const STREAM_FAILURE = ndjsonLine({ error: 'an error was encountered while running the model: unexpected EOF' });
 
+/** Ollama reports a reply that ended in a tool call as stopped. */
 function doneReason(c: PlannedChoice): string {
   return c.finish === 'tool_calls' ? 'stop' : c.finish;
 }
