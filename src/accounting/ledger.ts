@@ -197,6 +197,17 @@ end
 return out
 `);
 
+/**
+ * Lua: frees hold `hold` from budget key `k`, if it is there. Not onto a budget evicted or
+ * flushed meanwhile: that would recreate it with no spend and no expiry.
+ */
+const FREE_HOLD = `local a = redis.call('HGET', k .. ':a', hold)
+  if a then
+    if redis.call('EXISTS', k) == 1 then redis.call('HINCRBYFLOAT', k, 'reserved', -tonumber(a)) end
+    redis.call('HDEL', k .. ':a', hold)
+    redis.call('ZREM', k .. ':h', hold)
+  end`;
+
 // A scope gone from Redis (flushed, restarted, expired) is not recreated from this one request's
 // cost, which would reset its spend to it: it starts again from this process's known spend
 // (ARGV[2 + i], this request included), as RESERVE does.
@@ -207,12 +218,7 @@ local ttl = tonumber(ARGV[3])
 local out = {}
 for i = 1, #KEYS do
   local k = KEYS[i]
-  local a = redis.call('HGET', k .. ':a', hold)
-  if a then
-    redis.call('HINCRBYFLOAT', k, 'reserved', -tonumber(a))
-    redis.call('HDEL', k .. ':a', hold)
-    redis.call('ZREM', k .. ':h', hold)
-  end
+  ${FREE_HOLD}
   if redis.call('HEXISTS', k, 'spent') == 0 then
     redis.call('HSET', k, 'spent', ARGV[3 + i], 'reserved', '0')
     redis.call('EXPIRE', k, ttl)
@@ -227,15 +233,10 @@ return out
 
 /** A hold given up on (its RESERVE timed out here, and may yet run there): released if it was made. */
 const RELEASE = script(`
+local hold = ARGV[1]
 for i = 1, #KEYS do
   local k = KEYS[i]
-  local a = redis.call('HGET', k .. ':a', ARGV[1])
-  if a then
-    -- Not onto a budget evicted meanwhile: that would leave one with no spend and no expiry.
-    if redis.call('EXISTS', k) == 1 then redis.call('HINCRBYFLOAT', k, 'reserved', -tonumber(a)) end
-    redis.call('HDEL', k .. ':a', ARGV[1])
-    redis.call('ZREM', k .. ':h', ARGV[1])
-  end
+  ${FREE_HOLD}
 end
 return 0
 `);

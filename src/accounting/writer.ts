@@ -60,6 +60,7 @@ interface Queued { rec: UsageRecord; seg: Segment | undefined }
  * take a lock).
  */
 const SEGMENT = /^usage-(\d+)-(?:s(\d+)-)?(?:o([0-9a-f]+)-)?(\d+)\.jsonl$/;
+
 /** Whether a file was last changed over `ms` ago (false if it is gone). */
 function olderThan(path: string, ms: number): boolean {
   try {
@@ -576,11 +577,10 @@ export class UsageWriter {
     for (const f of files) {
       const m = SEGMENT.exec(f);
       if (m === null) continue;
-      if (m[3] !== undefined) tagged.add(m[3]);
-      const path = join(dir, f);
-      if (own.has(path) || this.#replay.includes(path)) continue;
       const tag = m[3];
-      if (tag !== undefined && tag === this.#owner?.tag) continue;
+      if (tag !== undefined) tagged.add(tag);
+      const path = join(dir, f);
+      if (own.has(path) || this.#replay.includes(path) || (tag !== undefined && tag === this.#owner?.tag)) continue;
       // Live if its lock is held, or if its pid says so (our own pid on a segment not ours is a
       // previous process's): the pid alone is wrong only across pid namespaces, where the lock
       // tells; and where locks do nothing (some network file systems), the pid still protects.

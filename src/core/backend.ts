@@ -68,6 +68,11 @@ export class BackendRuntime implements Member {
    * machine is on and its engine broken, so a workstation's backend is down, not switched off.
    */
   hostAnswered = false;
+
+  /** On a workstation and no longer answering at all: switched off, which is expected (not an outage), were it down. */
+  get switchedOff(): boolean {
+    return this.node?.power === 'workstation' && !this.hostAnswered;
+  }
   /** Its last request failed because the provider account's quota is spent (until one succeeds): waiting out a cooldown will not cure it. */
   accountSpent = false;
   lastErrorAt: number | undefined;

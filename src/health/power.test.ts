@@ -137,16 +137,16 @@ test('nodeState: on, off (workstation), down (always-on), waking, unknown', asyn
     const a = gw.backends.get('a')!;
     const m = gw.backends.get('m')!;
     const now = Date.now();
-    assert.equal(nodeState(a.node!, [a], now, 1_000), 'unknown');
+    assert.equal(nodeState([a], now, 1_000), 'unknown');
     trip(a, now);
     trip(m, now);
-    assert.equal(nodeState(a.node!, [a], now, 1_000), 'off');
-    assert.equal(nodeState(m.node!, [m], now, 1_000), 'down');
+    assert.equal(nodeState([a], now, 1_000), 'off');
+    assert.equal(nodeState([m], now, 1_000), 'down');
     a.wakeRequestedAt = now;
-    assert.equal(nodeState(a.node!, [a], now + 10, 1_000), 'waking');
-    assert.equal(nodeState(a.node!, [a], now + 1_001, 1_000), 'off');
+    assert.equal(nodeState([a], now + 10, 1_000), 'waking');
+    assert.equal(nodeState([a], now + 1_001, 1_000), 'off');
     a.recordSuccess(1);
-    assert.equal(nodeState(a.node!, [a], now, 1_000), 'on');
+    assert.equal(nodeState([a], now, 1_000), 'on');
   } finally {
     l.socket.close();
     await gw.close();

@@ -11,13 +11,13 @@ import { sendMagicPacket, type WolSender } from './wol.ts';
 /** on: a backend answers. off: a workstation, every backend down and none answering. down: the same on an always-on node, or a workstation whose engine answers with errors. */
 export type NodeState = 'on' | 'off' | 'waking' | 'down' | 'unknown';
 
-export function nodeState(node: NodeConfig, backends: readonly BackendRuntime[], now: number, bootTimeoutMs: number): NodeState {
+export function nodeState(backends: readonly BackendRuntime[], now: number, bootTimeoutMs: number): NodeState {
   if (backends.length === 0) return 'unknown';
   if (backends.some((b) => b.state === 'up')) return 'on';
   const wokenAt = Math.max(...backends.map((b) => b.wakeRequestedAt ?? 0));
   if (wokenAt > 0 && now - wokenAt < bootTimeoutMs) return 'waking';
   // A workstation is off when its engines stop answering at all; one that answers with errors is on, and down.
-  if (backends.every((b) => b.state === 'down')) return node.power === 'workstation' && !backends.some((b) => b.hostAnswered) ? 'off' : 'down';
+  if (backends.every((b) => b.state === 'down')) return backends.every((b) => b.switchedOff) ? 'off' : 'down';
   return 'unknown';
 }
 
@@ -68,7 +68,7 @@ export class PowerManager {
 
   state(node: string, now = this.#now()): NodeState {
     const n = this.#config.nodes.get(node);
-    return n === undefined ? 'unknown' : nodeState(n, this.backendsOn(node), now, this.#config.gateway.wake.bootTimeoutMs);
+    return n === undefined ? 'unknown' : nodeState(this.backendsOn(node), now, this.#config.gateway.wake.bootTimeoutMs);
   }
 
   /**

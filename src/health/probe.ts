@@ -10,6 +10,9 @@ import type { Logger } from '../core/log.ts';
 import type { GatewayConfig } from '../config/types.ts';
 import { backendGet as get, ollamaEntry, ollamaLists, readLoad, readsLoad } from './load.ts';
 
+/** One backend's answer to an operator's probe (POST /admin/health/probe). */
+export interface ProbeNowResult { backend: string; ok: boolean; detail: string; state: string }
+
 export interface ProbeResult {
   ok: boolean;
   latencyMs: number;
@@ -358,7 +361,7 @@ export class HealthMonitor {
 
   #logChange(b: BackendRuntime, before: HealthState, r: ProbeResult): void {
     // A workstation whose engine still answers (with an error) is on: its failure is an outage.
-    const workstation = b.node?.power === 'workstation' && !b.hostAnswered;
+    const workstation = b.switchedOff;
     if (b.state === 'failing' && before !== 'up') return;
     // A workstation going quiet is most likely being switched off: not worth a warning.
     const level = b.state === 'up' || workstation ? 'info' : 'warn';
@@ -400,7 +403,7 @@ export class HealthMonitor {
    * Probes now, as an operator asks after mending an engine (POST /admin/health/probe): a
    * backend that answers is back at once, its cooldown cut short, as a woken node's is.
    */
-  async probeNow(backends: readonly BackendRuntime[]): Promise<Array<{ backend: string; ok: boolean; detail: string; state: string }>> {
+  async probeNow(backends: readonly BackendRuntime[]): Promise<ProbeNowResult[]> {
     const mine = backends.filter((b) => this.#backends.includes(b));
     this.expedite(mine, PROBE_NOW_MS);
     return Promise.all(mine.map(async (b) => {

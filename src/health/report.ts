@@ -92,7 +92,7 @@ function backendStatus(b: BackendRuntime, node: NodeState | null): BackendStatus
   if (b.unusable !== undefined) return 'unconfigured';
   if (b.state === 'up') return 'up';
   if (node === 'waking') return 'waking';
-  if (b.state === 'down') return b.node?.power === 'workstation' && !b.hostAnswered ? 'offline (expected)' : 'down';
+  if (b.state === 'down') return b.switchedOff ? 'offline (expected)' : 'down';
   return b.state;
 }
 
@@ -104,7 +104,7 @@ export function fleetReport(gw: FleetView, now = Date.now()): { backends: Backen
     const on = all.filter((b) => b.node?.name === n.name);
     const woken = Math.max(0, ...on.map((b) => b.wakeRequestedAt ?? 0));
     return {
-      name: n.name, power: n.power, state: nodeState(n, on, now, boot), wol: n.wol !== undefined,
+      name: n.name, power: n.power, state: nodeState(on, now, boot), wol: n.wol !== undefined,
       backends: on.map((b) => b.name), wake_requested_at: woken === 0 ? null : iso(woken),
     };
   });

@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import { FabricError, STREAM_INTERRUPTED, toFabricError, wasSent } from '../core/errors.ts';
 import { clientRequestId, RequestIds } from '../core/ids.ts';
 import { Cancel } from '../core/upstream.ts';
+import type { ProbeNowResult } from '../health/probe.ts';
 import { ClientClosed, type Gateway, type HoldingSink, type RequestContext, type Served } from '../core/gateway.ts';
 import type { Logger } from '../core/log.ts';
 import type { JsonObject, Operation } from '../engines/types.ts';
@@ -46,7 +47,7 @@ export interface AppState {
   /** Set when a drain's grace ran out and the connections still open were closed. */
   cutOff?: boolean;
   /** Probes the named backends (every one when none is named) now, cutting a cooldown short for those that answer. */
-  probeNow?: (names: readonly string[]) => Promise<Array<{ backend: string; ok: boolean; detail: string; state: string }>>;
+  probeNow?: (names: readonly string[]) => Promise<ProbeNowResult[]>;
   /** The other worker processes sharing the port (src/cli/siblings.ts), when there are; `index`: this one's. */
   workers?: { index: string; ask(topic: string, payload: unknown): Promise<unknown[]> };
 }

@@ -116,8 +116,10 @@ for i = 1, n do
 end
 if which > 0 then return {1, worst, which - 1} end
 for i = 1, n do
+  local limit = tonumber(ARGV[2 * i - 1])
   redis.call('HSET', KEYS[i], 'tokens', tostring(after[i]), 'ts', tostring(now))
-  redis.call('PEXPIRE', KEYS[i], math.ceil((tonumber(ARGV[2 * i - 1]) - after[i]) * 60000 / tonumber(ARGV[2 * i - 1])) + 1000)
+  -- Kept until it is full again: a bucket that owes is not forgotten after a minute.
+  redis.call('PEXPIRE', KEYS[i], math.ceil((limit - after[i]) * 60000 / limit) + 1000)
 end
 return {0}
 `);

@@ -110,13 +110,12 @@ export function usageFromRow(r: Row): UsageRecord {
 }
 
 export function usageRowFromRow(r: Row): UsageRow {
-  // By key, rows are the key ids, named by the key's name (groupSelect).
-  if (r.key_label !== undefined) {
-    const id = r.grp === null || r.grp === undefined || r.grp === NO_KEY ? undefined : String(r.grp);
-    return { ...usageRowFromRow({ ...r, key_label: undefined, grp: r.key_label ?? NO_KEY }), ...(id === undefined ? {} : { keyId: id }) };
-  }
+  const grp = r.grp === null || r.grp === undefined ? '' : String(r.grp);
+  // By key, the group is the key's id, and the row is named by its name (groupExtra).
+  const byKey = r.key_label !== undefined;
   return {
-    group: r.grp === null || r.grp === undefined ? '' : String(r.grp),
+    group: byKey ? String(r.key_label ?? NO_KEY) : grp,
+    ...(byKey && grp !== NO_KEY ? { keyId: grp } : {}),
     requests: Number(r.requests),
     errors: Number(r.errors),
     promptTokens: Number(r.prompt_tokens ?? 0),

@@ -221,7 +221,7 @@ function chatRoute(view: EngineView): InferenceRoute {
   });
   // A chat has one choice. Its timings ride on the usage event when there is one, else on the finish.
   const stream = sseStream({
-    failure: STREAM_FAILURE,
+    failure: () => STREAM_FAILURE,
     open: (p) => chunk(p, [{ finish_reason: null, index: 0, delta: { role: 'assistant', content: null } }]),
     token(p, c, i) {
       const logprobs = chatLogprobs(p, c, i, i + 1);
@@ -264,7 +264,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
   });
   // Every finish event carries usage and timings, asked for or not; there is no usage event.
   const stream = sseStream({
-    failure: STREAM_FAILURE,
+    failure: () => STREAM_FAILURE,
     token: (p, c, i) => chunk(p, [{ text: c.tokens[i], index: c.index, logprobs: null, finish_reason: null }]),
     finish: (p, c) => ({
       ...chunk(p, [{ text: '', index: c.index, logprobs: null, finish_reason: c.finish }]),

@@ -253,7 +253,7 @@ export interface SseEvents {
   /** the choices-less usage event, for engines that send one */
   usage?: (p: Plan) => unknown;
   /** the rest of the stream when generation fails after it began: the engine's error event and terminator, if any */
-  failure: string | ((p: Plan) => string);
+  failure: (p: Plan) => string;
 }
 
 export function sseStream(ev: SseEvents): StreamShape {
@@ -286,7 +286,7 @@ export function sseStream(ev: SseEvents): StreamShape {
       return out + SSE_DONE;
     },
     garbage: GARBAGE_SSE,
-    failure: typeof failure === 'string' ? () => failure : failure,
+    failure,
   };
 }
 

@@ -127,7 +127,7 @@ function chatRoute(view: EngineView): InferenceRoute {
     return c;
   };
   const stream = sseStream({
-    failure: STREAM_FAILURE,
+    failure: () => STREAM_FAILURE,
     open: (p, c) => chunk(p, [{ index: c.index, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]),
     token: (p, c, i) => chunk(p, [{ index: c.index, delta: tokenDelta(c, i), logprobs: null, finish_reason: null }]),
     finish: (p, c) => chunk(p, [{ index: c.index, delta: {}, logprobs: null, finish_reason: c.finish }]),
@@ -180,7 +180,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
     id: p.id, object: 'text_completion', created: p.created, choices: [{ text, index: c.index, logprobs: null, finish_reason: finish }], model: p.model,
   });
   const stream = sseStream({
-    failure: STREAM_FAILURE,
+    failure: () => STREAM_FAILURE,
     token: (p, c, i) => chunk(p, c.tokens[i]!, c, null),
     finish: (p, c) => chunk(p, '', c, c.finish),
     usage: (p) => ({ id: p.id, object: 'text_completion', created: p.created, model: p.model, choices: [], usage: tokenUsage(p) }),

@@ -244,7 +244,7 @@ function chatRoute(view: EngineView): InferenceRoute {
     id: p.id, object: 'chat.completion.chunk', created: p.created, model: p.model, choices,
   });
   const stream = sseStream({
-    failure: STREAM_FAILURE,
+    failure: () => STREAM_FAILURE,
     open: (p, c) => withRunningUsage(p, chunk(p, [{ index: c.index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]), 0),
     // A choice cut at max_tokens gets its finish reason on the chunk of its last token. One that
     // ends on EOS gets it on a chunk of its own, one step later: the EOS token detokenizes to
@@ -320,7 +320,7 @@ function completionsRoute(view: EngineView): InferenceRoute {
     id: p.id, object: 'text_completion', created: p.created, model: p.model, choices,
   });
   const stream = sseStream({
-    failure: STREAM_FAILURE,
+    failure: () => STREAM_FAILURE,
     // As in chat: EOS closes the choice in a chunk of its own with empty text (serving_completion.py).
     token: (p, c, i) => withRunningUsage(p, chunk(p, [{
       index: c.index, text: c.tokens[i], logprobs: completionLogprobs(p, c, i, i + 1),
