@@ -257,6 +257,48 @@ test('admin input is checked field by field; unknown roles and keys are refused'
   assert.equal(patched.json.spend.limit, 3);
 });
 
+test('a name belongs to one key in use: a second is a 409 naming the holder; a revoked key frees it; a name stands for the id', async () => {
+  const first = await admin('/admin/keys', { name: 'notes-app' });
+  assert.equal(first.status, 201);
+  const dup = await admin('/admin/keys', { name: 'notes-app' });
+  assert.equal(dup.status, 409);
+  assert.equal(dup.json.error.code, 'conflict');
+  assert.equal(dup.json.error.param, 'name');
+  assert.ok(dup.json.error.message.includes(first.json.id), dup.json.error.message);
+  assert.ok(!dup.json.error.message.includes(first.json.key), 'the holder is named by its id, never its secret');
+  // LiteLLM's name for it is refused the same way; leaving it out names the key by its id.
+  assert.equal((await admin('/key/generate', { key_alias: 'notes-app' })).status, 409);
+  const anon = await Promise.all([admin('/key/generate', {}), admin('/key/generate', {})]);
+  for (const g of anon) assert.equal(g.status, 200, JSON.stringify(g.json));
+  assert.equal(anon[0]!.json.key_alias, null);
+  // A rename onto a name in use is refused; onto its own name is no change.
+  const other = await admin('/admin/keys', { name: 'notes-app-2' });
+  assert.equal((await admin(`/admin/keys/${other.json.id}`, { name: 'notes-app' }, 'PATCH')).status, 409);
+  assert.equal((await admin(`/admin/keys/${first.json.id}`, { name: 'notes-app' }, 'PATCH')).status, 200);
+
+  // The name finds the key: show, then revoke, by name.
+  const shown = await admin('/admin/keys/notes-app');
+  assert.equal(shown.status, 200);
+  assert.equal(shown.json.id, first.json.id);
+  assert.equal((await admin('/admin/keys/notes-app/revoke', {})).json.id, first.json.id);
+  // Revoked, its name is free: the replacement takes it, and the name now means the replacement.
+  const second = await admin('/admin/keys', { name: 'notes-app' });
+  assert.equal(second.status, 201);
+  assert.equal((await admin('/admin/keys/notes-app')).json.id, second.json.id, 'the key in use, not the revoked one');
+  assert.equal((await admin('/admin/keys/notes-app/revoke', {})).json.id, second.json.id);
+  // Two revoked keys under one name: the name alone no longer says which.
+  const amb = await admin('/admin/keys/notes-app');
+  assert.equal(amb.status, 400);
+  assert.ok(amb.json.error.message.includes(first.json.id) && amb.json.error.message.includes(second.json.id), amb.json.error.message);
+  const none = await admin('/admin/keys/no-such-app');
+  assert.equal(none.status, 404);
+  assert.match(none.json.error.message, /no-such-app/);
+  // Something shaped like a secret is never repeated back, found or not.
+  const secretish = await admin(`/admin/keys/${encodeURIComponent('sk-not-a-real-key-1234')}`);
+  assert.equal(secretish.status, 404);
+  assert.doesNotMatch(secretish.json.error.message, /sk-not-a-real/);
+});
+
 test('LiteLLM\'s key endpoints: /key/generate, /key/info, /key/update, /key/regenerate, /key/delete', async () => {
   const g = await admin('/key/generate', { key_alias: 'litellm-app', models: ['local/chat'], max_budget: 12.5, budget_duration: '30d', rpm_limit: 50, tpm_limit: 5000, metadata: { team: 'lab' }, duration: '1h' });
   assert.equal(g.status, 200);

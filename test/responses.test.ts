@@ -280,19 +280,22 @@ test('an earlier reply named by item_reference (the Vercel AI SDK\'s default) is
   ]);
 });
 
-test('item_reference finds only the items given to the same key: two keys with one name do not share them', async () => {
-  const key = async (): Promise<string> => {
+test('item_reference finds only the items given to the same key: a later key under the same name does not share them', async () => {
+  const key = async (): Promise<{ id: string; auth: Record<string, string> }> => {
     const r = await post(f.url, '/admin/keys', { name: 'same-name' }, auth);
     assert.equal(r.status, 201, r.text);
-    return r.json.key as string;
+    return { id: r.json.id as string, auth: { authorization: `Bearer ${r.json.key as string}` } };
   };
-  const a = { authorization: `Bearer ${await key()}` };
-  const b = { authorization: `Bearer ${await key()}` };
-  const first = await post(f.url, '/v1/responses', { model: 'chat-fast', input: 'a secret of key A' }, a);
+  const a = await key();
+  const first = await post(f.url, '/v1/responses', { model: 'chat-fast', input: 'a secret of key A' }, a.auth);
   assert.equal(first.status, 200, first.text);
   const ref = { model: 'chat-fast', input: [{ type: 'item_reference', id: first.json.output[0].id }, { role: 'user', content: 'repeat it' }] };
-  assert.equal((await post(f.url, '/v1/responses', ref, a)).status, 200, 'its own key may name it');
-  const other = await post(f.url, '/v1/responses', ref, b);
+  assert.equal((await post(f.url, '/v1/responses', ref, a.auth)).status, 200, 'its own key may name it');
+  // The name passes to a new key once the first has another.
+  const renamed = await fetch(`${f.url}/admin/keys/${a.id}`, { method: 'PATCH', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'same-name-old' }) });
+  assert.equal(renamed.status, 200, await renamed.text());
+  const b = await key();
+  const other = await post(f.url, '/v1/responses', ref, b.auth);
   assert.equal(other.status, 400);
   assert.equal(other.json.error.param, 'input[0].id');
 });

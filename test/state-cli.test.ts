@@ -144,8 +144,15 @@ test('fabric keys --config writes the store directly; the running gateway picks 
   const kilo = await fabric(['keys', 'create', 'kilo', '--tpm', '20k', '--rpm', '60/min', '--config', config, '--json']);
   assert.equal(kilo.code, 0, kilo.stderr);
   assert.deepEqual([JSON.parse(kilo.stdout).tpm, JSON.parse(kilo.stdout).rpm], [20000, 60]);
-  const r = await fabric(['keys', 'revoke', k.id, '--config', config]);
+  // One key in use per name: a second is refused, naming the first; the name stands for the id.
+  const dup = await fabric(['keys', 'create', 'trailblazer', '--config', config]);
+  assert.equal(dup.code, 1);
+  assert.match(dup.stderr, new RegExp(`a key named "trailblazer" is already in use \\(${k.id}\\)`));
+  const shown = await fabric(['keys', 'show', 'trailblazer', '--config', config, '--json']);
+  assert.equal(JSON.parse(shown.stdout).id, k.id);
+  const r = await fabric(['keys', 'revoke', 'trailblazer', '--config', config]);
   assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`revoked ${k.id} \\(trailblazer\\)`));
   assert.match(r.stdout, /running gateways stop accepting it at their next keys sync \(gateway\.accounting\.sync_interval: 2000 ms\)/);
   // Another process changed the store: the gateway sees it at its next poll (sync_interval 100ms).
   assert.equal(await statusOnceSynced('local/chat', k.key, 200), 401);

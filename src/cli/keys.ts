@@ -12,12 +12,14 @@ import { parseCommand } from './args.ts';
 
 const HELP = `Usage: fabric keys create NAME [--roles R,R] [--rpm N] [--tpm N] [--budget USD[/PERIOD]] [--expires WHEN] [--meta K=V]...
        fabric keys list
-       fabric keys show ID
-       fabric keys revoke ID
-       fabric keys rotate ID
+       fabric keys show ID|NAME
+       fabric keys revoke ID|NAME
+       fabric keys rotate ID|NAME
   common: [--url URL --key KEY | --config FILE | --data-dir DIR] [--json]
 
-Virtual keys for applications and people (obsidian, trailblazer, …). A key is shown once,
+Virtual keys for applications and people (obsidian, trailblazer, …). A name belongs to one key
+in use at a time (a revoked or expired key's name is free again), so a name can stand for the
+key's id wherever one is asked for. A key is shown once,
 when it is created or rotated, and stored only as its SHA-256. Revoking or rotating takes
 effect at once on the gateway process that does it. Other gateway processes sharing the
 store reload their keys when it changes: at once with PostgreSQL (LISTEN/NOTIFY), else at
@@ -130,13 +132,13 @@ async function run(t: Target, sub: string, args: string[], v: Record<string, str
   const json = v.json === true;
   const out = (x: unknown, text: string): void => { process.stdout.write(json ? JSON.stringify(x, null, 2) + '\n' : text); };
   const admin = t.kind === 'store' ? new KeyAdmin(t.store) : undefined;
-  const need = (what: string): string => {
-    if (args[0] === undefined) throw new UsageError(`${what} is required: fabric keys ${sub} ${what.split(' ').pop()}`);
+  const need = (what: string, placeholder: string): string => {
+    if (args[0] === undefined) throw new UsageError(`${what} is required: fabric keys ${sub} ${placeholder}`);
     return args[0];
   };
   switch (sub) {
     case 'create': {
-      const body = createBody(need('a NAME'), v);
+      const body = createBody(need('a NAME', 'NAME'), v);
       let created: View;
       if (t.kind === 'api') created = await api(t, 'POST', '/admin/keys', body);
       else {
@@ -173,20 +175,20 @@ async function run(t: Target, sub: string, args: string[], v: Record<string, str
       return 0;
     }
     case 'show': {
-      const id = need('an ID');
+      const id = need('an ID or NAME', 'ID|NAME');
       const k: View = t.kind === 'api' ? await api(t, 'GET', `/admin/keys/${encodeURIComponent(id)}`) : keyView(await admin!.find(id));
       out(k, describeKey(k));
       return 0;
     }
     case 'revoke': {
-      const id = need('an ID');
+      const id = need('an ID or NAME', 'ID|NAME');
       const was: View = t.kind === 'api' ? await api(t, 'GET', `/admin/keys/${encodeURIComponent(id)}`) : keyView(await admin!.find(id));
       const k: View = t.kind === 'api' ? await api(t, 'POST', `/admin/keys/${encodeURIComponent(id)}/revoke`, {}) : keyView(await admin!.revoke(id));
       out(k, was.status === 'revoked' ? `${k.id} (${k.name}) was already revoked\n` : `revoked ${k.id} (${k.name}); ${revokedWhere(t)}\n`);
       return 0;
     }
     case 'rotate': {
-      const id = need('an ID');
+      const id = need('an ID or NAME', 'ID|NAME');
       let k: View;
       if (t.kind === 'api') k = await api(t, 'POST', `/admin/keys/${encodeURIComponent(id)}/rotate`, {});
       else {

@@ -168,7 +168,7 @@ export async function handleAdmin(x: Exchange, path: string, query: URLSearchPar
   if (m !== null) {
     const id = pathId(m[1]!);
     const action = m[2];
-    if (action === undefined && method === 'GET') return send(x, 200, withSpend(await admin.find(id)));
+    if (action === undefined && method === 'GET') return send(x, 200, withSpend(await admin.find(id, now)));
     if (action === undefined && method === 'PATCH') {
       const patch = parseKeyInput(body, 'update', now);
       checkRoles(patch, a.gateway);
@@ -209,7 +209,7 @@ export async function handleAdmin(x: Exchange, path: string, query: URLSearchPar
 
   // ── LiteLLM-compatible names ──
   const lite = (k: KeyRecord, secret?: string): Record<string, unknown> => ({
-    ...(secret === undefined ? {} : { key: secret }), token: k.id, key_alias: k.name, key_name: k.hint, models: k.roles ?? [], metadata: k.metadata,
+    ...(secret === undefined ? {} : { key: secret }), token: k.id, key_alias: k.name === k.id ? null : k.name, key_name: k.hint, models: k.roles ?? [], metadata: k.metadata,
     expires: k.expiresAt === undefined ? null : new Date(k.expiresAt).toISOString(), max_budget: k.budget?.amount ?? null,
     budget_duration: k.budget?.period ?? null, rpm_limit: k.rpm ?? null, tpm_limit: k.tpm ?? null, blocked: k.revokedAt !== undefined,
     spend: acct.keySpend(k)?.spent ?? 0,
@@ -225,9 +225,7 @@ export async function handleAdmin(x: Exchange, path: string, query: URLSearchPar
     return rest;
   };
   if (path === '/key/generate' && method === 'POST') {
-    const input = { ...body };
-    if (input.key_alias === undefined && input.name === undefined) input.name = 'litellm-key';
-    const patch = parseKeyInput(input, 'create', now);
+    const patch = parseKeyInput(body, 'create', now, { nameOptional: true });
     checkRoles(patch, a.gateway);
     const { record, secret } = await admin.create(patch, now);
     return send(x, 200, lite(record, secret));

@@ -50,8 +50,11 @@ export class KeyAdmin {
 
   async create(patch: KeyPatch, now: number = Date.now()): Promise<{ record: KeyRecord; secret: string }> {
     const secret = newKeySecret();
+    const id = newKeyId();
+    const name = patch.name ?? id;
+    await this.#nameFree(name, id, now);
     const record: KeyRecord = {
-      id: newKeyId(), hash: hashKey(secret), hint: keyHint(secret), name: patch.name ?? 'unnamed', metadata: patch.metadata ?? {},
+      id, hash: hashKey(secret), hint: keyHint(secret), name, metadata: patch.metadata ?? {},
       roles: patch.roles, expiresAt: patch.expiresAt, budget: patch.budget, rpm: patch.rpm, tpm: patch.tpm, roleLimits: patch.roleLimits ?? {},
       createdAt: now, updatedAt: now, revokedAt: undefined,
     };
@@ -64,11 +67,38 @@ export class KeyAdmin {
     return this.#store.listKeys();
   }
 
-  /** By id, or by the key itself (LiteLLM's /key/info?key=sk-…). */
-  async find(idOrSecret: string): Promise<KeyRecord> {
-    const k = idOrSecret.startsWith('key_') ? await this.#store.keyById(idOrSecret) : await this.#store.keyByHash(hashKey(idOrSecret));
-    if (k === undefined) throw new FabricError('key_not_found', `no key ${idOrSecret.startsWith('key_') ? idOrSecret : 'matching the one given'}`, { param: 'key' });
-    return k;
+  /**
+   * One name, one key in use: as LiteLLM's key_alias, so that a name says which key. A revoked
+   * or expired key leaves its name free (a replacement usually takes it). Checked here, not by
+   * the store: two creations of one name at the same instant may both pass.
+   */
+  async #nameFree(name: string, id: string, now: number): Promise<void> {
+    const holder = (await this.#store.listKeys()).find((k) => k.name === name && k.id !== id && keyStatus(k, now) === 'active');
+    if (holder !== undefined) {
+      throw new FabricError('conflict', `a key named ${JSON.stringify(name)} is already in use (${holder.id}): rotate it for a new secret, revoke it first, or choose another name`, { param: 'name' });
+    }
+  }
+
+  /**
+   * By id, by the key itself (LiteLLM's /key/info?key=sk-…), or by name: the key in use with
+   * that name, else the only one ever given it. A value that looks like a secret is never
+   * taken for a name, so no error repeats it.
+   */
+  async find(ref: string, now: number = Date.now()): Promise<KeyRecord> {
+    if (ref.startsWith('key_')) {
+      const k = await this.#store.keyById(ref);
+      if (k === undefined) throw new FabricError('key_not_found', `no key ${ref}`, { param: 'key' });
+      return k;
+    }
+    const bySecret = await this.#store.keyByHash(hashKey(ref));
+    if (bySecret !== undefined) return bySecret;
+    if (ref.startsWith('sk-') || ref === '') throw new FabricError('key_not_found', 'no key matching the one given', { param: 'key' });
+    const named = (await this.#store.listKeys()).filter((k) => k.name === ref);
+    const active = named.filter((k) => keyStatus(k, now) === 'active');
+    const pick = active.length > 0 ? active : named;
+    if (pick.length === 1) return pick[0]!;
+    if (pick.length === 0) throw new FabricError('key_not_found', `no key with the id, name or secret ${JSON.stringify(ref)}`, { param: 'key' });
+    throw new FabricError('invalid_request', `${pick.length} keys are named ${JSON.stringify(ref)} (${pick.map((k) => `${k.id}, ${keyStatus(k, now)}`).join('; ')}): give the id`, { param: 'key' });
   }
 
   async #update(id: string, patch: KeyPatch, ifHash?: string): Promise<KeyRecord> {
@@ -81,20 +111,21 @@ export class KeyAdmin {
   }
 
   async update(id: string, patch: KeyPatch, now: number = Date.now()): Promise<KeyRecord> {
-    const k = await this.find(id);
+    const k = await this.find(id, now);
     if (k.revokedAt !== undefined) throw new FabricError('invalid_request', `key ${k.id} is revoked; create a new one`, { param: 'key' });
+    if (patch.name !== undefined && patch.name !== k.name) await this.#nameFree(patch.name, k.id, now);
     return this.#update(k.id, { ...patch, updatedAt: now });
   }
 
   async revoke(id: string, now: number = Date.now()): Promise<KeyRecord> {
-    const k = await this.find(id);
+    const k = await this.find(id, now);
     if (k.revokedAt !== undefined) return k;
     return this.#update(k.id, { revokedAt: now, updatedAt: now });
   }
 
   /** A new secret for the same key (name, limits, budget and spend carry over); the old one stops working at once. */
   async rotate(id: string, now: number = Date.now()): Promise<{ record: KeyRecord; secret: string }> {
-    const k = await this.find(id);
+    const k = await this.find(id, now);
     if (k.revokedAt !== undefined) throw new FabricError('invalid_request', `key ${k.id} is revoked; create a new one`, { param: 'key' });
     const secret = newKeySecret();
     const record = await this.#update(k.id, { hash: hashKey(secret), hint: keyHint(secret), updatedAt: now }, k.hash);

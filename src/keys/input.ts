@@ -45,7 +45,8 @@ function amount(v: unknown, param: string): number {
 }
 
 /** A key's fields from a request body; `now` resolves relative expiries. */
-export function parseKeyInput(body: unknown, mode: 'create' | 'update', now: number = Date.now()): KeyPatch {
+/** `nameOptional`: LiteLLM's key_alias may be left out (the key is then named by its id). */
+export function parseKeyInput(body: unknown, mode: 'create' | 'update', now: number = Date.now(), opts: { nameOptional?: boolean } = {}): KeyPatch {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new FabricError('invalid_request', 'the body must be a JSON object');
   const b = body as Obj;
   for (const k of Object.keys(b)) if (!KNOWN.has(k)) throw bad(k, `unknown field; known: ${[...KNOWN].filter((x) => x !== 'key' && x !== 'keys').join(', ')}`);
@@ -54,7 +55,7 @@ export function parseKeyInput(body: unknown, mode: 'create' | 'update', now: num
   if (name !== undefined) {
     if (typeof name !== 'string' || name.trim() === '' || name.length > 200) throw bad('name', 'must be a non-empty string of at most 200 characters');
     out.name = name.trim();
-  } else if (mode === 'create') throw bad('name', 'is required: what the key is for (e.g. obsidian, trailblazer)');
+  } else if (mode === 'create' && opts.nameOptional !== true) throw bad('name', 'is required: what the key is for (e.g. obsidian, trailblazer)');
   if (b.metadata !== undefined) {
     if (typeof b.metadata !== 'object' || b.metadata === null || Array.isArray(b.metadata)) throw bad('metadata', 'must be a JSON object');
     if (JSON.stringify(b.metadata).length > 16_384) throw bad('metadata', 'must be at most 16 KiB as JSON');
