@@ -37,6 +37,18 @@ export function promptCount(p: unknown): number {
 
 const PER_MESSAGE_BOUND = 8;
 const PROMPT_BOUND_EXTRA = 16;
+/**
+ * What an image part may cost, in prompt tokens, at most: OpenAI's largest counts are some 1,450
+ * (gpt-4o's tiles, a 2048×768 image) and 2,500 (gpt-4.1-mini's patches). Counted as that many
+ * bytes, so the cost bound (a byte a token) covers it and the estimate (four bytes a token)
+ * reads 750, about a typical image's count. Its URL or base64 data is no measure of either.
+ */
+export const IMAGE_PART_BOUND = 3_000;
+
+function isImagePart(p: object): boolean {
+  const t = (p as { type?: unknown }).type;
+  return t === 'image_url' || t === 'input_image' || t === 'image';
+}
 
 export function bodySize(body: JsonObject): BodySize {
   let bytes = 0;
@@ -45,7 +57,13 @@ export function bodySize(body: JsonObject): BodySize {
     if (typeof v === 'string') bytes += Buffer.byteLength(v, 'utf8');
     // A token id is one token: counted as 4 bytes, what promptEstimate reads as one token.
     else if (typeof v === 'number') bytes += 4;
-    else if (Array.isArray(v)) for (const p of v) add(typeof p === 'object' && p !== null && !Array.isArray(p) ? (p as { text?: unknown }).text : p);
+    else if (Array.isArray(v)) {
+      for (const p of v) {
+        if (typeof p !== 'object' || p === null || Array.isArray(p)) add(p);
+        else if (isImagePart(p)) bytes += IMAGE_PART_BOUND;
+        else add((p as { text?: unknown }).text);
+      }
+    }
   };
   if (Array.isArray(body.messages)) {
     for (const m of body.messages) {
@@ -60,6 +78,9 @@ export function bodySize(body: JsonObject): BodySize {
   add(body.prompt);
   add(body.input);
   if (body.tools !== undefined) bytes += Buffer.byteLength(JSON.stringify(body.tools), 'utf8');
+  // A JSON schema to follow is part of the prompt the engine (or OpenAI) reads.
+  const rf = body.response_format;
+  if (typeof rf === 'object' && rf !== null && (rf as { json_schema?: unknown }).json_schema !== undefined) bytes += Buffer.byteLength(JSON.stringify((rf as { json_schema: unknown }).json_schema), 'utf8');
   // Generations: each prompt of a legacy batch n times, or best_of times (the engine generates
   // them all and returns the best n).
   const n = Math.max(typeof body.n === 'number' && body.n > 1 ? body.n : 1, typeof body.best_of === 'number' && body.best_of > 1 ? body.best_of : 1);
