@@ -334,8 +334,12 @@ test('usage by key from the admin API: JSON and CSV', async () => {
   const csv = await fetch(`${f.url}/admin/usage?by=backend&format=csv`, { headers: { authorization: `Bearer ${MASTER}` } });
   assert.match(csv.headers.get('content-type')!, /text\/csv/);
   const lines = (await csv.text()).trimEnd().split('\n');
-  assert.equal(lines[0], 'group,requests,errors,prompt_tokens,completion_tokens,cost_usd,avg_latency_ms');
+  assert.equal(lines[0], 'backend,requests,errors,prompt_tokens,completion_tokens,cost_usd,avg_latency_ms', 'headed by what it is grouped by');
   assert.ok(lines.some((l) => l.startsWith('armitage-qwen,')) && lines.some((l) => l.startsWith('(none),')), lines.join('\n'));
+  // By key, the id goes beside the name: names may repeat across revoked keys.
+  const byKey = (await (await fetch(`${f.url}/admin/usage?by=key&format=csv&key=${json.id}`, { headers: { authorization: `Bearer ${MASTER}` } })).text()).trimEnd().split('\n');
+  assert.equal(byKey[0], 'key,key_id,requests,errors,prompt_tokens,completion_tokens,cost_usd,avg_latency_ms');
+  assert.match(byKey[1]!, new RegExp(`^reporter,${json.id},3,0,`));
   assert.equal((await admin('/admin/usage?by=colour')).status, 400);
 });
 

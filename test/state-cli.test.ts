@@ -167,12 +167,18 @@ test('fabric usage: a table, CSV and JSON, from the API and from the store', asy
   const old = await fabric(['usage', '--by', 'role', '--since', '1h', '--url', f.url, '--auth', MASTER]);
   assert.equal(old.code, 0, old.stderr);
   assert.equal(old.stdout, t.stdout);
+  // A command line to mend exits 2 (as a bad --by or --since does); what the store refuses, 1.
   const moved = await fabric(['usage', '--key', 'key_0123456789abcdef', '--config', config]);
-  assert.equal(moved.code, 1);
+  assert.equal(moved.code, 2);
   assert.match(moved.stderr, /use --key-id key_0123456789abcdef/);
   // A key name given to --key with --config (the old filter, by name): refused, not ignored.
   const byName = await fabric(['usage', '--key', 'obsidian', '--config', config]);
-  assert.equal(byName.code, 1);
+  assert.equal(byName.code, 2);
+  for (const bad of [['--since', 'yesterday-ish'], ['--by', 'colour']]) {
+    const r = await fabric(['usage', ...bad, '--config', config]);
+    assert.equal(r.code, 2, `${bad.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`^fabric usage: ${bad[0]} must be`));
+  }
   assert.match(byName.stderr, /with --config none is needed/);
   const filtered = await fabric(['usage', '--key-id', 'key_0123456789abcdef', '--config', config]);
   assert.equal(filtered.code, 1);
@@ -182,7 +188,7 @@ test('fabric usage: a table, CSV and JSON, from the API and from the store', asy
   assert.match(t.stdout, /^total +\d+/m);
   const csv = await fabric(['usage', '--by', 'day', '--csv', '--config', config]);
   assert.equal(csv.code, 0, csv.stderr);
-  assert.match(csv.stdout, /^group,requests,errors,prompt_tokens,completion_tokens,cost_usd,avg_latency_ms\n\d{4}-\d\d-\d\d,\d+,/);
+  assert.match(csv.stdout, /^day,requests,errors,prompt_tokens,completion_tokens,cost_usd,avg_latency_ms\n\d{4}-\d\d-\d\d,\d+,/);
   const j = JSON.parse((await fabric(['usage', '--by', 'backend', '--json', '--config', config])).stdout);
   assert.equal(j.by, 'backend');
   assert.ok(j.data.some((r: any) => r.backend === 'armitage-qwen' && r.requests >= 3));

@@ -19,8 +19,9 @@ A report of requests, errors, tokens in and out, cost and average latency, group
 
   --since WHEN      from: a duration back (7d, 24h, 30m), today, week, month, an ISO date, unix seconds
   --until WHEN      to (exclusive); default now
-  --key-id ID       only this virtual key's requests (its id, key_…)
-  --json | --csv    machine-readable output
+  --key-id ID       only this virtual key's requests (its id, key_…, or its name)
+  --json | --csv    machine-readable output; the CSV is headed by the grouping (key, role, …),
+                    with key_id beside the key's name
   --url URL         the gateway (default: $FABRIC_URL, else http://127.0.0.1:4000)
   --key KEY         its master key; env:NAME reads it from the environment
                     (default: $FABRIC_API_KEY)
@@ -100,14 +101,21 @@ export async function runUsage(argv: string[]): Promise<number> {
     if (t === undefined) throw new UsageError(`--${name} must be a duration back (7d, 24h), today, week, month, an ISO date or unix seconds, got ${JSON.stringify(s)}`);
     return t;
   };
-  let t: Target | undefined;
+  // A command line to mend is exit 2, as --by's is; what the gateway or store refuses, 1.
+  let since: number | undefined, until: number | undefined, masterKey: string | undefined;
   try {
     if (v.csv === true && v.json === true) throw new UsageError('--json or --csv: one output format');
-    const since = when('since', v.since);
-    const until = when('until', v.until);
-    t = await openTarget({ url: v.url, key: masterKeyFlag(v), config: v.config, 'data-dir': v['data-dir'] });
+    since = when('since', v.since);
+    until = when('until', v.until);
+    masterKey = masterKeyFlag(v);
+  } catch (e) {
+    return usageError('usage', (e as Error).message);
+  }
+  let t: Target | undefined;
+  try {
+    t = await openTarget({ url: v.url, key: masterKey, config: v.config, 'data-dir': v['data-dir'] });
     const rs = await rows(t, by, since, until, v['key-id']);
-    if (v.csv === true) process.stdout.write(usageCsv(rs));
+    if (v.csv === true) process.stdout.write(usageCsv(by, rs));
     else if (v.json === true) process.stdout.write(JSON.stringify(usageJson(by, since, until, rs), null, 2) + '\n');
     else process.stdout.write(usageTable(by, rs));
     return 0;

@@ -81,10 +81,12 @@ function checkRoles(patch: KeyPatch, gw: Gateway): void {
   patch.roleLimits = byRole;
 }
 
-export function usageCsv(rows: readonly UsageRow[]): string {
-  const esc = (s: string): string => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
-  return 'group,requests,errors,prompt_tokens,completion_tokens,cost_usd,avg_latency_ms\n' +
-    rows.map((r) => [esc(r.group), r.requests, r.errors, r.promptTokens, r.completionTokens, r.cost.toFixed(6), r.avgLatencyMs.toFixed(1)].join(',')).join('\n') + (rows.length > 0 ? '\n' : '');
+/** CSV headed by what it is grouped by (key, role, …), as the JSON's fields are; by key, the key's id too (names may repeat across revoked keys). */
+export function usageCsv(by: UsageGroup, rows: readonly UsageRow[]): string {
+  const esc = (s: string): string => (/[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+  const ids = by === 'key';
+  return `${by}${ids ? ',key_id' : ''},requests,errors,prompt_tokens,completion_tokens,cost_usd,avg_latency_ms\n` +
+    rows.map((r) => [esc(r.group), ...(ids ? [r.keyId ?? ''] : []), r.requests, r.errors, r.promptTokens, r.completionTokens, r.cost.toFixed(6), r.avgLatencyMs.toFixed(1)].join(',')).join('\n') + (rows.length > 0 ? '\n' : '');
 }
 
 export function usageJson(by: UsageGroup, since: number | undefined, until: number | undefined, rows: readonly UsageRow[]): Record<string, unknown> {
@@ -195,7 +197,7 @@ export async function handleAdmin(x: Exchange, path: string, query: URLSearchPar
     const keyParam = query.get('key');
     const keyId = keyParam === null || keyParam === '' ? undefined : (await admin.find(keyParam)).id;
     const rows = await acct.store.usageSummary({ by, since, until, keyId });
-    if (query.get('format') === 'csv') return send(x, 200, usageCsv(rows), 'text/csv; charset=utf-8');
+    if (query.get('format') === 'csv') return send(x, 200, usageCsv(by, rows), 'text/csv; charset=utf-8');
     return send(x, 200, usageJson(by, since, until, rows));
   }
   if (path === '/admin/budgets' && method === 'GET') return send(x, 200, { object: 'list', data: acct.budgets() });
