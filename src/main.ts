@@ -3,9 +3,11 @@
 
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { FabricConfig } from './config/types.ts';
+import { readTls } from './config/tls.ts';
 import type { Secrets } from './config/env-file.ts';
 import { Gateway } from './core/gateway.ts';
 import type { BackendRuntime } from './core/backend.ts';
@@ -145,10 +147,13 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       request_log: config.gateway.requestLog.enabled ? 'on' : 'off',
     });
   }
+  const tls = readTls(config);
   const server = createGatewayServer(app, {
     maxHeaderBytes: config.gateway.limits.maxHeaderBytes, maxBodyBytes: () => app.gateway.config.gateway.limits.maxBodyBytes, fastLane: config.gateway.fastLane,
     ...(opts.requestTimeouts === undefined ? {} : { timeouts: opts.requestTimeouts }),
+    ...(tls === undefined ? {} : { tls }),
   });
+  let servedTls = tls;
   if (accounting !== undefined) app.metrics?.attachAccounting(accounting);
   // Through the fleet as it is at the time (a reload replaces its monitor and the backends).
   app.probeNow = (names) => fleet.monitor.probeNow(names.flatMap((n) => app.gateway.backends.get(n) ?? []));
@@ -173,7 +178,7 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return {
-    url: `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`,
+    url: `${tls === undefined ? 'http' : 'https'}://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`,
     port: addr.port,
     server,
     app,
@@ -196,6 +201,16 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       if (next.gateway.fastLane !== was.fastLane) listening.push('gateway.fast_lane');
       if (next.gateway.limits.maxHeaderBytes !== was.limits.maxHeaderBytes) listening.push('gateway.limits.max_header');
       if (next.gateway.host !== was.host || next.gateway.port !== was.port) listening.push('gateway.host / port');
+      if ((next.gateway.tls === undefined) !== (tls === undefined)) listening.push('gateway.tls (HTTPS on or off)');
+      else if (tls !== undefined) {
+        // A renewed certificate (or other files named): new connections get it; open ones keep theirs.
+        const files = readTls(next)!;
+        if (!files.cert.equals(servedTls!.cert) || !files.key.equals(servedTls!.key)) {
+          (server as unknown as TlsServer).setSecureContext(files);
+          servedTls = files;
+          log.info('config reload: TLS certificate and key replaced; new connections get them');
+        }
+      }
       // The store and the spool stay where they were opened.
       if (dataDir !== undefined && opts.dataDir === undefined && dataDirOf(next) !== dataDir) listening.push('gateway.data_dir');
       if (listening.length > 0) log.warn(`config reload: ${listening.join(', ')} changes take effect at the next restart`);

@@ -254,6 +254,16 @@ test('gateway.realtime: the gateway\'s unit and container may raise the event lo
   assert.deepEqual(on.compose.services.gateway.ulimits, { rtprio: 1 });
 });
 
+test('gateway.tls: the compose file mounts the certificate and key where the config looks for them, and its health check (and the image\'s) asks over HTTPS', () => {
+  const text = readFileSync(join(EXAMPLES, 'lab.fabric.yaml'), 'utf8').replace(/^gateway:\n/m, 'gateway:\n  tls: { cert: tls/gateway.crt, key: /etc/ssl/private/gateway.key }\n');
+  const files = render('lab.fabric.yaml', text);
+  const gw = (parse(files.find((f) => f.path === 'gateway/compose.yaml')!.content) as { services: { gateway: { volumes: string[]; healthcheck: { test: string[] } } } }).services.gateway;
+  assert.ok(gw.volumes.includes('./tls/gateway.crt:/etc/ai-fabric/tls/gateway.crt:ro'), gw.volumes.join('\n'));
+  assert.ok(gw.volumes.includes('/etc/ssl/private/gateway.key:/etc/ssl/private/gateway.key:ro'), gw.volumes.join('\n'));
+  assert.match(gw.healthcheck.test[3]!, /require\('node:https'\)\.get\(\{ host: '127\.0\.0\.1', port: \d+, path: '\/health\/ready', rejectUnauthorized: false \}/);
+  assert.match(files.find((f) => f.path === 'gateway/Containerfile')!.content, /CMD \["node", "-e", "require\('node:https'\)/);
+});
+
 function systemdRoot(units: RenderedFile[]): string {
   // systemd-analyze verify checks that units load and that their commands exist. The hosts'
   // binaries (docker, podman, the installed gateway) are not on this machine, so a throwaway

@@ -18,6 +18,7 @@ import { WorkerSiblings } from './siblings.ts';
 import type { SharedItem } from '../http/responses/items.ts';
 import { parseCommand, usageError } from './args.ts';
 import { watchFiles } from './config-watch.ts';
+import { tlsPaths } from '../config/tls.ts';
 
 const HELP = `Usage: fabric serve [--config FILE] [--port N] [--host H] [--log-level L] [--grace S] [--workers N|auto]
 
@@ -211,7 +212,9 @@ export async function runServe(argv: string[]): Promise<number> {
   if (file !== undefined && file !== '') {
     // However the file is saved (renamed over, a ConfigMap's symlink swap, a symlink's target).
     const envFile = config.gateway.envFile ?? '.env';
-    watchFiles([file, isAbsolute(envFile) ? envFile : join(dirname(file), envFile)], reload);
+    // And the TLS files: a renewed certificate is served without a restart.
+    const tls = tlsPaths(config);
+    watchFiles([file, isAbsolute(envFile) ? envFile : join(dirname(file), envFile), ...(tls === undefined ? [] : [tls.cert, tls.key])], reload);
   }
   await new Promise<void>((resolve) => {
     let stopping = false;

@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { ConfigError, formatPath, type ConfigIssue, type KeyPath } from './issues.ts';
 import { validateFabric } from './schema.ts';
+import { tlsIssues } from './tls.ts';
 import { readEnvFile, Secrets } from './env-file.ts';
 import { readYamlSource, type Located } from './locate.ts';
 import { isLiteLLMText, parseLiteLLMText } from './litellm/load.ts';
@@ -96,6 +97,11 @@ export function loadFabricConfig(path: string, env: NodeJS.ProcessEnv = process.
   } else if (config.gateway.envFile !== undefined) {
     const at = locate?.(['gateway', 'env_file'], false) ?? { line: 0, col: 0 };
     issues.push({ severity: 'error', file: path, line: at.line, col: at.col, path: 'gateway.env_file', message: `${envPath} does not exist` });
+  }
+  // The TLS key is a secret too: a command that needs none (fabric wake) is only warned.
+  for (const t of tlsIssues(config)) {
+    const at = locate?.(['gateway', 'tls', t.key], false) ?? { line: 0, col: 0 };
+    issues.push({ severity: secretsNeeded ? t.severity : 'warning', file: path, line: at.line, col: at.col, path: `gateway.tls.${t.key}`, message: t.message });
   }
   // A LiteLLM file may hold secrets literally: they serve as a last resort, never as config.
   for (const [name, value] of litellm?.literals ?? []) if (!fileValues.has(name)) fileValues.set(name, value);

@@ -255,10 +255,12 @@ function cors(r: Reporter, v: unknown): ReadonlySet<string> | '*' | undefined {
 
 function gateway(r: Reporter, v: unknown): GatewayConfig {
   const g = defaultGateway();
-  const m = mapping(r, ['gateway'], v, ['host', 'port', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers', 'fast_lane', 'realtime', 'cors', 'health', 'wake', 'alerts', ...STATE_GATEWAY_KEYS]);
+  const m = mapping(r, ['gateway'], v, ['host', 'port', 'tls', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers', 'fast_lane', 'realtime', 'cors', 'health', 'wake', 'alerts', ...STATE_GATEWAY_KEYS]);
   if (m === undefined) return g;
   g.host = str(r, ['gateway', 'host'], m.host) ?? g.host;
   g.port = int(r, ['gateway', 'port'], m.port, g.port, 0, 65535);
+  const tls = mapping(r, ['gateway', 'tls'], m.tls, ['cert', 'key']);
+  if (tls !== undefined) g.tls = { cert: str(r, ['gateway', 'tls', 'cert'], tls.cert, true), key: str(r, ['gateway', 'tls', 'key'], tls.key, true) };
   g.masterKey = secret(r, ['gateway', 'master_key'], m.master_key);
   g.envFile = str(r, ['gateway', 'env_file'], m.env_file);
   g.healthIntervalMs = duration(r, ['gateway', 'health_interval'], m.health_interval, g.healthIntervalMs);

@@ -229,9 +229,17 @@ export interface BudgetConfig {
   fallback: string | undefined;
 }
 
+/** HTTPS on the gateway's port (src/config/tls.ts): PEM files, as written (relative ones are beside the config). */
+export interface TlsConfig {
+  cert: string;
+  key: string;
+}
+
 export interface GatewayConfig {
   host: string;
   port: number;
+  /** undefined: plain HTTP. */
+  tls: TlsConfig | undefined;
   masterKey: SecretRef | undefined;
   envFile: string | undefined;
   limits: Limits;
@@ -287,6 +295,7 @@ export function defaultGateway(): GatewayConfig {
   return {
     host: '127.0.0.1',
     port: 4000,
+    tls: undefined,
     masterKey: undefined,
     envFile: undefined,
     limits: { ...DEFAULT_LIMITS },

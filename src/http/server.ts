@@ -3,7 +3,8 @@
 // fast lane (fast-lane.ts) or node:http carries. Everything else is in core.
 
 import { isUtf8 } from 'node:buffer';
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { FabricError, STREAM_INTERRUPTED, toFabricError, wasSent } from '../core/errors.ts';
 import { clientRequestId, RequestIds } from '../core/ids.ts';
@@ -175,6 +176,8 @@ export interface ServerLimits {
   fastLane: boolean;
   /** How long a request's head, and the whole request, may take to arrive (30 s and 300 s; shorter in tests). */
   timeouts?: { headersMs: number; requestMs: number };
+  /** HTTPS with this certificate and key (gateway.tls); node:http then parses every request (the lane reads plain TCP). */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 const KEEP_ALIVE_MS = 65_000;
@@ -515,11 +518,14 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   // A request without a Host header reaches the handler, to be refused in OpenAI's shape (node:http's own 400 has no body).
   const HEADERS_TIMEOUT_MS = limits.timeouts?.headersMs ?? 30_000;
   const REQUEST_TIMEOUT_MS = limits.timeouts?.requestMs ?? 300_000;
-  const server = createServer({
+  const options: ServerOptions = {
     maxHeaderSize: maxHeaderBytes, keepAliveTimeout: KEEP_ALIVE_MS, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, requireHostHeader: false,
     // node:http checks its timeouts this often (30 s by default): within a tenth of the head's.
     connectionsCheckingInterval: Math.max(10, Math.min(30_000, HEADERS_TIMEOUT_MS / 10)),
-  }, (req, res) => {
+  };
+  // An https.Server is a node:http server over TLS: the same options, events and methods.
+  const make = limits.tls === undefined ? createServer : (o: ServerOptions, h: Parameters<typeof createServer>[1]) => createHttpsServer({ ...o, cert: limits.tls!.cert, key: limits.tls!.key }, h) as unknown as Server;
+  const server = make(options, (req, res) => {
     const x = new NodeExchange(req, res);
     if (req.headers.host !== undefined || req.httpVersion !== '1.1') return serve(x);
     const id = ids.next();
@@ -560,7 +566,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     endAfterAnswers(socket, closingErrorAnswer(status, message, code, requestId === undefined || requestId === '' ? id : requestId));
   });
   // The lane also makes server.closeIdleConnections() and closeAllConnections() reach its connections.
-  if (limits.fastLane) new FastLane(server, serve, {
+  if (limits.fastLane && limits.tls === undefined) new FastLane(server, serve, {
     maxHeaderBytes, headersTimeoutMs: HEADERS_TIMEOUT_MS, requestTimeoutMs: REQUEST_TIMEOUT_MS, keepAliveTimeoutMs: KEEP_ALIVE_MS,
     // Admin bodies have their own, smaller limit; the lane reads up to the larger of the two.
     maxBodyBytes: () => Math.max(maxBodyBytes(), MAX_ADMIN_BODY),

@@ -90,3 +90,14 @@ export function urlHost(url: string): string {
     return '';
   }
 }
+
+/**
+ * The gateway container's health check: a `node -e` script asking /health/ready. Over HTTPS
+ * (gateway.tls) the certificate is not checked: it names the gateway's public name, and the
+ * check asks 127.0.0.1 inside the container.
+ */
+export function gatewayHealthScript(cfg: FabricConfig): string {
+  const port = cfg.gateway.port;
+  if (cfg.gateway.tls === undefined) return `fetch('http://127.0.0.1:${port}/health/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`;
+  return `require('node:https').get({ host: '127.0.0.1', port: ${port}, path: '/health/ready', rejectUnauthorized: false }, (r) => process.exit(r.statusCode === 200 ? 0 : 1)).on('error', () => process.exit(1))`;
+}

@@ -6,7 +6,7 @@
 import { posix } from 'node:path';
 import type { FabricConfig, NodeConfig, SecretRef } from '../config/types.ts';
 import { isLoopbackHost as isLoopback } from '../config/types.ts';
-import { HOST, IMAGES, safeName, urlHost, yamlDoc, type RenderContext, type Served } from './common.ts';
+import { HOST, IMAGES, gatewayHealthScript, safeName, urlHost, yamlDoc, type RenderContext, type Served } from './common.ts';
 import { authNotes, containerSpec, engineGroups } from './launch.ts';
 
 type Obj = Record<string, unknown>;
@@ -114,6 +114,9 @@ export function gatewayCompose(ctx: RenderContext, version: string): string {
   const db = hostNet ? '127.0.0.1' : 'postgres';
   const cache = hostNet ? '127.0.0.1' : 'redis';
   const envFileMount = cfg.gateway.envFile === undefined ? [] : [`./.env:${posix.resolve(HOST.configDir, cfg.gateway.envFile)}:ro`];
+  // gateway.tls: each file where the config inside the container looks for it (beside it, when relative).
+  const tls = cfg.gateway.tls;
+  const tlsMounts = tls === undefined ? [] : [tls.cert, tls.key].map((p) => (posix.isAbsolute(p) ? `${p}:${p}:ro` : `./${posix.normalize(p)}:${posix.resolve(HOST.configDir, p)}:ro`));
   const depends: Obj = {};
   if (store !== undefined) depends.postgres = { condition: 'service_healthy' };
   if (redisEnv !== undefined) depends.redis = { condition: 'service_healthy' };
@@ -123,7 +126,7 @@ export function gatewayCompose(ctx: RenderContext, version: string): string {
     command: ['serve', '--config', `${HOST.configDir}/fabric.yaml`, '--host', hostNet ? cfg.gateway.host : '0.0.0.0', '--port', String(port)],
     ...(hostNet ? { network_mode: 'host' } : { ports: [`${isLoopback(cfg.gateway.host) ? '127.0.0.1:' : ''}${port}:${port}`] }),
     // The data directory (the SQLite store, the usage spool) outlives the container.
-    volumes: [`./fabric.yaml:${HOST.configDir}/fabric.yaml:ro`, ...envFileMount, `data:${HOST.dataDir}`],
+    volumes: [`./fabric.yaml:${HOST.configDir}/fabric.yaml:ro`, ...envFileMount, ...tlsMounts, `data:${HOST.dataDir}`],
     env_file: ['.env'],
     environment: {
       FABRIC_DATA_DIR: HOST.dataDir,
@@ -136,7 +139,7 @@ export function gatewayCompose(ctx: RenderContext, version: string): string {
     restart: 'unless-stopped',
     stop_grace_period: '35s',
     healthcheck: {
-      test: ['CMD', 'node', '-e', `fetch('http://127.0.0.1:${port}/health/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`],
+      test: ['CMD', 'node', '-e', gatewayHealthScript(cfg)],
       interval: '15s', timeout: '5s', retries: 3, start_period: '10s',
     },
   };

@@ -1,7 +1,7 @@
 // The gateway's container image: built from the AI Fabric source with its own build step
 // (npm ci runs `prepare`, which compiles src/ to dist/), shipped without dev dependencies.
 
-import { HOST, IMAGES, header, type RenderContext } from './common.ts';
+import { HOST, IMAGES, gatewayHealthScript, header, type RenderContext } from './common.ts';
 
 export function gatewayContainerfile(ctx: RenderContext): string {
   const port = ctx.cfg.gateway.port;
@@ -26,7 +26,7 @@ USER node
 EXPOSE ${port}
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \\
-  CMD ["node", "-e", "fetch('http://127.0.0.1:${port}/health/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", ${JSON.stringify(gatewayHealthScript(ctx.cfg))}]
 ENTRYPOINT ["${HOST.gateway}/bin/fabric"]
 CMD ["serve", "--config", "${HOST.configDir}/fabric.yaml", "--host", "0.0.0.0", "--port", "${port}"]
 `;
