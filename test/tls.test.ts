@@ -115,6 +115,14 @@ test('fabric serve with gateway.tls answers the openai SDK over HTTPS (streams t
     const script = gatewayHealthScript({ gateway: { port, tls: { cert: 'c', key: 'k' } } } as FabricConfig);
     assert.equal(spawnSync(process.execPath, ['-e', script], { timeout: 10_000 }).status, 0, script);
 
+    // The CLI: an untrusted certificate is named, with the fix; trusted, it reads the gateway.
+    const cli = (env: Record<string, string>) => spawnSync(process.execPath, [MAIN, 'health', '--url', url, '--key', 'env:TLS_TEST_MASTER', '--json'], { encoding: 'utf8', env: { ...process.env, TLS_TEST_MASTER: MASTER, ...env } });
+    const untrusted = cli({});
+    assert.notEqual(untrusted.status, 0);
+    assert.match(untrusted.stdout + untrusted.stderr, /TLS certificate is not trusted here \(DEPTH_ZERO_SELF_SIGNED_CERT\): point NODE_EXTRA_CA_CERTS/);
+    const trusted = cli({ NODE_EXTRA_CA_CERTS: a.cert });
+    assert.equal(JSON.parse(trusted.stdout).gateway.status, 'up', trusted.stdout + trusted.stderr);
+
     // Renewal: the new pair is renamed over the old files (as certbot or tailscale cert leave them).
     copyFileSync(b.key, join(dir, 'next.key'));
     copyFileSync(b.cert, join(dir, 'next.crt'));

@@ -80,10 +80,14 @@ export function authHeaders(key: string | undefined): Record<string, string> {
 }
 
 /** A transport error as an operator reads it. */
+/** Node's certificate-verification failures: a gateway with gateway.tls whose certificate this machine does not trust. */
+const TLS_TRUST_CODES = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID']);
+
 export function netError(e: unknown): string {
   const err = e as { name?: string; message?: string; cause?: { code?: string; message?: string } };
   if (err.name === 'TimeoutError') return 'no answer before the timeout';
   const code = errorCode(e);
+  if (code !== undefined && TLS_TRUST_CODES.has(code)) return `its TLS certificate is not trusted here (${code}): point NODE_EXTRA_CA_CERTS at the certificate, or at the CA that signed it`;
   if (code !== undefined) return networkErrorText(code) ?? code;
   return err.cause?.message ?? err.message ?? String(e);
 }
