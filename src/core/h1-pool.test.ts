@@ -346,7 +346,9 @@ test('h1 pool: an aborted request in the queue does not strand the ones behind i
       onRequestStart(c) { queued = c; }, onResponseError(_c, e) { resolve(e); },
     }));
     const last = call(pool);
+    assert.equal(pool.queued, 2);
     queued.abort(new Error('gone'));
+    assert.equal(pool.queued, 1, 'the aborted request left the queue at once, with its body, not when a connection frees up');
     assert.equal((await aborted).message, 'gone');
     assert.equal((await first).body, 'ok');
     assert.equal((await last).body, 'ok', 'the request behind the aborted one is served');

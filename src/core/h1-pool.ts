@@ -93,6 +93,8 @@ class Request implements Dispatcher.DispatchController {
   paused = false;
   reason: Error | null = null;
   conn: Conn | undefined;
+  /** The pool whose queue holds it, while it waits for a connection. */
+  waitingIn: H1Pool | undefined;
   /** Sent once more already (see the file's head). */
   retried = false;
   done = false;
@@ -110,7 +112,12 @@ class Request implements Dispatcher.DispatchController {
     this.reason = reason;
     const c = this.conn;
     if (c !== undefined) c.destroy(reason);
-    else this.error(reason);
+    else {
+      // Out of the queue at once: left there, it would hold its body and its client's
+      // exchange until a connection freed up (up to the total timeout of those holding them).
+      this.waitingIn?.unqueue(this);
+      this.error(reason);
+    }
   }
 
   pause(): void {
@@ -594,6 +601,7 @@ export class H1Pool implements UpstreamPool {
     if (c === undefined) {
       if (first) this.#queue.unshift(r);
       else this.#queue.push(r);
+      r.waitingIn = this;
       return;
     }
     c.start(r);
@@ -609,11 +617,24 @@ export class H1Pool implements UpstreamPool {
     }
   }
 
-  /** The next queued request still waiting (aborted ones are dropped on the way). */
+  /** The next queued request still waiting (any that ended meanwhile are dropped on the way). */
   #nextQueued(): Request | undefined {
     let next = this.#queue.shift();
     while (next !== undefined && (next.aborted || next.done)) next = this.#queue.shift();
+    if (next !== undefined) next.waitingIn = undefined;
     return next;
+  }
+
+  /** An aborted request leaves the queue (a linear search: aborts are rare next to dispatches). */
+  unqueue(r: Request): void {
+    r.waitingIn = undefined;
+    const i = this.#queue.lastIndexOf(r);
+    if (i >= 0) this.#queue.splice(i, 1);
+  }
+
+  /** Requests waiting for a connection. */
+  get queued(): number {
+    return this.#queue.length;
   }
 
   /** A connection finished its request: the next queued one, or idle with the keep-alive timeout. */
