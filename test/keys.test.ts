@@ -11,6 +11,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { KeyAdmin } from '../src/keys/admin.ts';
+import { waitFor } from '../src/sim/test-helpers.ts';
 import { startFabric, chat, post, type Fabric } from './helpers.ts';
 import { tempDir } from './support/temp-dir.ts';
 
@@ -297,6 +298,25 @@ test('a name belongs to one key in use: a second is a 409 naming the holder; a r
   const secretish = await admin(`/admin/keys/${encodeURIComponent('sk-not-a-real-key-1234')}`);
   assert.equal(secretish.status, 404);
   assert.doesNotMatch(secretish.json.error.message, /sk-not-a-real/);
+});
+
+test('refusals anyone can cause are logged within bounds: a 12 KiB path is quoted by its first 200 characters; bad-key lines past 20 a second are summed up in one', async () => {
+  const from = f.logs.length;
+  const long = '/' + 'x'.repeat(12 * 1024);
+  const r = await fetch(f.url + long);
+  assert.equal(r.status, 404);
+  const msg = ((await r.json()) as any).error.message as string;
+  assert.ok(msg.length < 300 && msg.includes('(12289 characters)'), msg);
+  // Many refusals at once: the log keeps at most 20 of them a second, then says how many it left out.
+  const bad = await Promise.all(Array.from({ length: 120 }, () => post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: 'Bearer sk-not-a-key' })));
+  assert.ok(bad.every((b) => b.status === 401));
+  await waitFor(() => f.logs.slice(from).some((l) => l.includes('more line')), 3000, 'the summary of the lines left out');
+  const lines = f.logs.slice(from);
+  assert.ok(lines.every((l) => l.length < 2000), 'no line carries the whole path');
+  const written = lines.filter((l) => /"status":401/.test(l)).length;
+  const leftOut = lines.filter((l) => l.includes('left out')).map((l) => Number(/"left_out":(\d+)/.exec(l)?.[1] ?? 0)).reduce((a, b) => a + b, 0);
+  assert.ok(written <= 60, `${written} lines for 120 refusals (20 a second at most)`);
+  assert.equal(written + leftOut, 120, 'each refusal is either written or counted');
 });
 
 test('LiteLLM\'s key endpoints: /key/generate, /key/info, /key/update, /key/regenerate, /key/delete', async () => {

@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { FabricError, STREAM_INTERRUPTED, toFabricError, wasSent } from '../core/errors.ts';
 import { clientRequestId, RequestIds } from '../core/ids.ts';
 import { Cancel } from '../core/upstream.ts';
+import { RefusalLines } from './refusal-lines.ts';
 import type { ProbeNowResult } from '../health/probe.ts';
 import { ClientClosed, type Gateway, type HoldingSink, type RequestContext, type Served } from '../core/gateway.ts';
 import type { Logger } from '../core/log.ts';
@@ -182,6 +183,11 @@ export interface ServerLimits {
 
 const KEEP_ALIVE_MS = 65_000;
 
+/** A client's path or name in a message or log line: its first 200 characters (it may be some 16 KiB). */
+function clip(s: string): string {
+  return s.length <= 200 ? s : `${s.slice(0, 200)}… (${s.length} characters)`;
+}
+
 /**
  * Ends a connection with `last` once the answer in flight has gone: a malformed request
  * pipelined behind a stream must not land inside it. (Answers node:http had queued behind the
@@ -205,6 +211,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   const { maxHeaderBytes, maxBodyBytes } = limits;
   const ids = new RequestIds();
   const metrics = app.metrics ??= new GatewayMetrics(() => app.gateway, app.startedAt);
+  const refusals = new RefusalLines(app.log);
   /** Output items of Responses answers, for a later request's item_reference. */
   const recentItems = app.recentItems ??= new RecentItems();
 
@@ -388,7 +395,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         }
       }
       if (post !== undefined) {
-        if (method !== 'POST') throw new FabricError('method_not_allowed', `${method} is not allowed on ${path}; use POST`, { headers: { allow: 'POST' } });
+        if (method !== 'POST') throw new FabricError('method_not_allowed', `${method} is not allowed on ${clip(path)}; use POST`, { headers: { allow: 'POST' } });
         const now = Date.now();
         inf = { op: post.op, responses: post.responses, model: undefined, key: undefined, account: undefined, ts: now };
         // Awaited only when the key is not cached: the hot path stays synchronous.
@@ -417,8 +424,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         });
       }
       const modelPath = path.startsWith('/v1/models/') ? '/v1/models/' : path.startsWith('/models/') ? '/models/' : undefined;
-      if (!GET_PATHS.has(path) && modelPath === undefined) throw new FabricError('not_found', `no route for ${method} ${path}`);
-      if (method !== 'GET' && method !== 'HEAD') throw new FabricError('method_not_allowed', `${method} is not allowed on ${path}; use GET`, { headers: { allow: 'GET, HEAD' } });
+      if (!GET_PATHS.has(path) && modelPath === undefined) throw new FabricError('not_found', `no route for ${method} ${clip(path)}`);
+      if (method !== 'GET' && method !== 'HEAD') throw new FabricError('method_not_allowed', `${method} is not allowed on ${clip(path)}; use GET`, { headers: { allow: 'GET, HEAD' } });
       if (path === '/health/live' || path === '/healthz') return sendJson(x, 200, '{"status":"ok"}');
       if (path === '/health/ready' || path === '/readyz') {
         return app.draining ? sendJson(x, 503, '{"status":"draining"}') : sendJson(x, 200, '{"status":"ready"}');
@@ -454,7 +461,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         const body = r === undefined || visible(r.route.name) ? modelBody(app.gateway, name) : undefined;
         if (body === undefined) {
           const hint = suggest(name, [...app.gateway.table.names()].filter((n) => { const t = app.gateway.table.resolve(n); return t !== undefined && visible(t.route.name); }));
-          throw new FabricError('model_not_found', `The model \`${name}\` does not exist on this gateway${hint === undefined ? '' : ` (did you mean \`${hint}\`?)`}`, { param: 'model' });
+          throw new FabricError('model_not_found', `The model \`${clip(name)}\` does not exist on this gateway${hint === undefined ? '' : ` (did you mean \`${hint}\`?)`}`, { param: 'model' });
         }
         return sendJson(x, 200, body);
       }
@@ -482,13 +489,14 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         let rec: UsageRecord | undefined;
         if (inf.account !== undefined) rec = inf.account.fail(fe, ms, served?.role ?? route ?? '');
         else if (fe.status !== 401) app.accounting?.refused(id, inf.key, inf.op, inf.model, route ?? '', fe, ms, inf.ts);
-        app.log.log(fe.status >= 500 || fe.status === 429 ? 'warn' : 'info', 'request', {
+        // A bad key's line: anyone can make those, so they are capped (the record above is not).
+        if (fe.status !== 401 || refusals.allow()) app.log.log(fe.status >= 500 || fe.status === 429 ? 'warn' : 'info', 'request', {
           id, client_id: cid, op: inf.op, api: inf.responses ? 'responses' : undefined, model: inf.model?.slice(0, 200), role: served?.role ?? route, backend: served?.backend ?? rec?.backend, status: fe.status, code: fe.code,
           attempts: served?.attempts ?? fe.attempts?.filter(wasSent).length, ms: Math.round(ms * 10) / 10, message: fe.message, key: inf.key?.name,
           prompt_tokens: rec?.promptTokens || undefined, completion_tokens: rec?.completionTokens || undefined, estimated: rec?.estimated || undefined,
         });
-      } else if (fe.status >= 500) app.log.warn('request failed', { id, path, status: fe.status, code: fe.code, message: fe.message });
-      else app.log.info('request refused', { id, client_id: cid, method, path, status: fe.status, code: fe.code, message: fe.message, ms: Math.round(ms * 10) / 10 });
+      } else if (fe.status >= 500) app.log.warn('request failed', { id, path: clip(path), status: fe.status, code: fe.code, message: fe.message });
+      else if (refusals.allow()) app.log.info('request refused', { id, client_id: cid, method, path: clip(path), status: fe.status, code: fe.code, message: fe.message, ms: Math.round(ms * 10) / 10 });
       if (gone) {
         x.destroy();
         return;
