@@ -131,6 +131,10 @@ test('requests per minute: the next request is a 429 with Retry-After, in OpenAI
   assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${other.json.key}` })).status, 200);
   const m = await (await fetch(`${f.url}/metrics`, { headers: { authorization: `Bearer ${MASTER}` } })).text();
   assert.match(m, /fabric_rate_limited_total\{key="limited",limit="rpm"\} 1/);
+  // A revoked key's series go at the next scrape: minting keys does not grow them for ever.
+  await admin(`/admin/keys/${json.id}/revoke`, {});
+  const after = await (await fetch(`${f.url}/metrics`, { headers: { authorization: `Bearer ${MASTER}` } })).text();
+  assert.doesNotMatch(after, /fabric_rate_limited_total\{key="limited"/);
 });
 
 test('tokens per minute and per-role limits', async () => {

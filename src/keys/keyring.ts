@@ -43,6 +43,13 @@ export class KeyRing {
     return this.#byId.size;
   }
 
+  /** The names of the keys that can still be used: what per-key metric series may be kept for. */
+  liveNames(now: number = this.#now()): Set<string> {
+    const names = new Set<string>();
+    for (const k of this.#byId.values()) if (k.revokedAt === undefined && (k.expiresAt === undefined || k.expiresAt > now)) names.add(k.name);
+    return names;
+  }
+
   async start(): Promise<void> {
     await this.sync();
     this.#timer = setInterval(() => { void this.sync(); }, this.#opts.syncIntervalMs);

@@ -90,6 +90,11 @@ export class GatewayMetrics {
         budgetReserved.set([b.name], b.reserved);
         budgetExhausted.set([b.name], b.exhausted ? 1 : 0);
       }
+      // Series by key name: those of keys revoked, expired or deleted go, so minting keys
+      // (one per user or session through /key/generate) does not grow them for ever.
+      const live = a.keys.liveNames();
+      this.rateLimited.retain(([k]) => live.has(k!));
+      this.keyBudgetRefused.retain(([k]) => live.has(k!));
       queue.set([], a.writer.queued);
       storeUp.set([], a.writer.storeUp ? 1 : 0);
       written.inc([], a.writer.stats.written - written.value([]));

@@ -67,6 +67,11 @@ abstract class Family<S> implements Metric {
     return e.s;
   }
 
+  /** Drops every series whose labels `keep` refuses (a revoked key's, say). */
+  retain(keep: (labels: Labels) => boolean): void {
+    for (const [k, e] of this.series) if (!keep(e.labels)) this.series.delete(k);
+  }
+
   protected abstract fresh(): S;
   protected abstract lines(labels: Labels, s: S, out: string[], names?: readonly string[]): void;
   /** A series as numbers, and back. */
