@@ -149,7 +149,8 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
   }
   const tls = readTls(config);
   const server = createGatewayServer(app, {
-    maxHeaderBytes: config.gateway.limits.maxHeaderBytes, maxBodyBytes: () => app.gateway.config.gateway.limits.maxBodyBytes, fastLane: config.gateway.fastLane,
+    maxHeaderBytes: config.gateway.limits.maxHeaderBytes, maxBodyBytes: () => app.gateway.config.gateway.limits.maxBodyBytes,
+    maxBodyInFlightBytes: () => app.gateway.config.gateway.limits.maxBodyInFlightBytes, fastLane: config.gateway.fastLane,
     ...(opts.requestTimeouts === undefined ? {} : { timeouts: opts.requestTimeouts }),
     ...(tls === undefined ? {} : { tls }),
   });

@@ -269,9 +269,11 @@ function gateway(r: Reporter, v: unknown): GatewayConfig {
   g.realtime = bool(r, ['gateway', 'realtime'], m.realtime, g.realtime);
   g.corsOrigins = cors(r, m.cors);
   const lp = ['gateway', 'limits'];
-  const l = mapping(r, lp, m.limits, ['max_body', 'max_header', 'max_tokens', 'max_n', 'max_best_of', 'max_prompts', 'max_attempts']);
+  const l = mapping(r, lp, m.limits, ['max_body', 'max_body_in_flight', 'max_header', 'max_tokens', 'max_n', 'max_best_of', 'max_prompts', 'max_attempts']);
   if (l !== undefined) {
     g.limits.maxBodyBytes = size(r, [...lp, 'max_body'], l.max_body, g.limits.maxBodyBytes);
+    g.limits.maxBodyInFlightBytes = size(r, [...lp, 'max_body_in_flight'], l.max_body_in_flight, g.limits.maxBodyInFlightBytes);
+    if (g.limits.maxBodyInFlightBytes < g.limits.maxBodyBytes) r.error([...lp, 'max_body_in_flight'], `must be at least max_body (${g.limits.maxBodyBytes} bytes): one whole body must fit`);
     g.limits.maxHeaderBytes = size(r, [...lp, 'max_header'], l.max_header, g.limits.maxHeaderBytes);
     g.limits.maxTokens = int(r, [...lp, 'max_tokens'], l.max_tokens, g.limits.maxTokens, 1);
     g.limits.maxN = int(r, [...lp, 'max_n'], l.max_n, g.limits.maxN, 1);

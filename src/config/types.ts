@@ -130,6 +130,8 @@ export interface PatternRoute {
 
 export interface Limits {
   maxBodyBytes: number;
+  /** Bytes of request bodies still arriving, all connections together (src/http/body-budget.ts). */
+  maxBodyInFlightBytes: number;
   maxHeaderBytes: number;
   maxTokens: number;
   maxN: number;
@@ -283,6 +285,7 @@ export const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 3_000, firstByteMs: 60_00
 
 export const DEFAULT_LIMITS: Limits = {
   maxBodyBytes: 8 * 1024 * 1024,
+  maxBodyInFlightBytes: 128 * 1024 * 1024,
   maxHeaderBytes: 16 * 1024,
   maxTokens: 32_768,
   maxN: 8,

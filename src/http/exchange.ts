@@ -4,6 +4,7 @@
 // header block and a stream of writes, which both servers can do without per-header work.
 
 import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { BodyBudget } from './body-budget.ts';
 import { FabricError } from '../core/errors.ts';
 
 export interface Abortable {
@@ -88,7 +89,7 @@ export function bodyTimedOut(socket: object): string | undefined {
 }
 
 /** Reads a node:http request body up to limit bytes; `id` is the request's, for an answer the server writes for it. */
-function readNodeBody(req: IncomingMessage, limit: number, id = ''): Promise<Buffer> {
+function readNodeBody(req: IncomingMessage, limit: number, bodies: BodyBudget | undefined, id = ''): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > limit) {
@@ -97,16 +98,41 @@ function readNodeBody(req: IncomingMessage, limit: number, id = ''): Promise<Buf
     }
     const chunks: Buffer[] = [];
     let size = 0;
+    /** What this body holds of the budget: its declared length up front, else each chunk as it comes. */
+    let held = 0;
+    const upFront = declared === undefined ? 0 : Number(declared);
+    if (bodies !== undefined && !req.complete && upFront > 0) {
+      if (!bodies.take(upFront)) {
+        reject(bodies.refusal());
+        return;
+      }
+      held = upFront;
+    }
     const socket = req.socket;
     readingBody.set(socket, id);
-    const done = (): void => { readingBody.delete(socket); };
+    const done = (): void => {
+      readingBody.delete(socket);
+      bodies?.give(held);
+      held = 0;
+    };
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > limit) {
         req.removeAllListeners('data');
         req.pause();
+        done();
         reject(bodyTooLarge(`request body exceeds the limit of ${limit} bytes`));
         return;
+      }
+      if (bodies !== undefined && size > held) {
+        if (!bodies.take(size - held)) {
+          req.removeAllListeners('data');
+          req.pause();
+          done();
+          reject(bodies.refusal());
+          return;
+        }
+        held = size;
       }
       chunks.push(c);
     });
@@ -135,9 +161,11 @@ export class NodeExchange implements Exchange {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   preset: string[] | undefined = undefined;
-  constructor(req: IncomingMessage, res: ServerResponse) {
+  readonly #bodies: BodyBudget | undefined;
+  constructor(req: IncomingMessage, res: ServerResponse, bodies?: BodyBudget) {
     this.req = req;
     this.res = res;
+    this.#bodies = bodies;
   }
   get method(): string {
     return this.req.method ?? 'GET';
@@ -149,7 +177,7 @@ export class NodeExchange implements Exchange {
     return this.req.headers;
   }
   body(limit: number): Promise<Buffer> {
-    return readNodeBody(this.req, limit, this.preset?.[1]);
+    return readNodeBody(this.req, limit, this.#bodies, this.preset?.[1]);
   }
   get headersSent(): boolean {
     return this.res.headersSent;

@@ -17,6 +17,7 @@ import type { Socket } from 'node:net';
 import { FabricError } from '../core/errors.ts';
 import { TOKEN } from '../core/http-syntax.ts';
 import { bodyTooLarge, closingErrorAnswer, type Abortable, type Exchange } from './exchange.ts';
+import type { BodyBudget } from './body-budget.ts';
 
 export interface FastLaneOptions {
   /** A head longer than this goes to node:http, which answers 431. */
@@ -33,6 +34,8 @@ export interface FastLaneOptions {
   requestId?: () => string;
   /** Told of each answer the lane writes itself (a 408), to log it under its id. */
   refused?: (id: string | undefined, status: number, message: string) => void;
+  /** Bytes of bodies still arriving, shared with node:http's reads: a body past it is not read (the handler answers 503). */
+  bodies?: BodyBudget;
 }
 
 type Handler = (x: Exchange) => void;
@@ -184,6 +187,8 @@ class Conn {
   x: FastExchange | undefined = undefined;
   parts: Buffer[] = [];
   got = 0;
+  /** What the body being read holds of the lane's body budget (its declared length). */
+  heldBody = 0;
   /** Close once the current answer is written (the client asked, or the body was refused or cut short). */
   closeAfter = false;
   parsing = false;
@@ -247,7 +252,16 @@ class Conn {
     // 'close' follows.
   };
 
+  /** The body being read has all come, or never will: its share of the budget goes back. */
+  releaseBody(): void {
+    if (this.heldBody === 0) return;
+    this.lane.opts.bodies?.give(this.heldBody);
+    this.heldBody = 0;
+  }
+
   onClose = (): void => {
+    this.releaseBody();
+    this.parts = [];
     this.lane.conns.delete(this);
     const x = this.x;
     this.state = GONE;
@@ -312,6 +326,17 @@ class Conn {
         this.dispatch(x, BUSY);
         continue;
       }
+      // Past the budget of bodies still arriving: not read, as one too large (the handler
+      // answers 503 and the connection closes).
+      if (o.bodies !== undefined && !o.bodies.take(n)) {
+        x.overloaded = o.bodies.refusal();
+        this.closeAfter = true;
+        this.buf = undefined;
+        this.socket.pause();
+        this.dispatch(x, BUSY);
+        return;
+      }
+      this.heldBody = o.bodies === undefined ? 0 : n;
       // The handler starts now, as on node:http: it can refuse (401, 404…) without waiting for
       // the body, which is then never held (the answer closes the connection).
       this.parts = [buf.subarray(start)];
@@ -334,6 +359,7 @@ class Conn {
     x.raw = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, x.declared);
     this.parts = [];
     this.got = 0;
+    this.releaseBody();
     this.state = BUSY;
     if (d.length > need) this.onData(d.subarray(need));
     x.bodyArrived();
@@ -485,6 +511,8 @@ export class FastExchange implements Exchange {
   raw: Buffer | undefined = undefined;
   /** Declared larger than the lane reads: never read. */
   tooLarge = false;
+  /** Not read: the bodies still arriving hold the budget (the refusal to answer with). */
+  overloaded: FabricError | undefined = undefined;
   #bodyError: Error | undefined = undefined;
   #waiting: { resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined = undefined;
   #pending: Promise<Buffer> | undefined = undefined;
@@ -514,6 +542,7 @@ export class FastExchange implements Exchange {
     if (this.declared > limit || this.tooLarge) {
       return Promise.reject(bodyTooLarge(`request body is ${this.declared} bytes; the limit is ${limit}`));
     }
+    if (this.overloaded !== undefined) return Promise.reject(this.overloaded);
     if (this.raw !== undefined) return Promise.resolve(this.raw);
     if (this.#bodyError !== undefined) return Promise.reject(this.#bodyError);
     return this.#pending ??= new Promise((resolve, reject) => { this.#waiting = { resolve, reject }; });

@@ -10,6 +10,7 @@ import { FabricError, STREAM_INTERRUPTED, toFabricError, wasSent } from '../core
 import { clientRequestId, RequestIds } from '../core/ids.ts';
 import { Cancel } from '../core/upstream.ts';
 import { RefusalLines } from './refusal-lines.ts';
+import { BodyBudget } from './body-budget.ts';
 import type { ProbeNowResult } from '../health/probe.ts';
 import { ClientClosed, type Gateway, type HoldingSink, type RequestContext, type Served } from '../core/gateway.ts';
 import type { Logger } from '../core/log.ts';
@@ -173,6 +174,8 @@ class ResponseSink implements HoldingSink {
 export interface ServerLimits {
   maxHeaderBytes: number;
   maxBodyBytes: () => number;
+  /** Bytes of bodies still arriving, all connections together (gateway.limits.max_body_in_flight). */
+  maxBodyInFlightBytes?: () => number;
   /** Off: node:http takes every request (the fast lane's fallback, always there). */
   fastLane: boolean;
   /** How long a request's head, and the whole request, may take to arrive (30 s and 300 s; shorter in tests). */
@@ -212,6 +215,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   const ids = new RequestIds();
   const metrics = app.metrics ??= new GatewayMetrics(() => app.gateway, app.startedAt);
   const refusals = new RefusalLines(app.log);
+  const bodies = new BodyBudget(limits.maxBodyInFlightBytes ?? (() => 128 * 2 ** 20));
   /** Output items of Responses answers, for a later request's item_reference. */
   const recentItems = app.recentItems ??= new RecentItems();
 
@@ -534,7 +538,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   // An https.Server is a node:http server over TLS: the same options, events and methods.
   const make = limits.tls === undefined ? createServer : (o: ServerOptions, h: Parameters<typeof createServer>[1]) => createHttpsServer({ ...o, cert: limits.tls!.cert, key: limits.tls!.key }, h) as unknown as Server;
   const server = make(options, (req, res) => {
-    const x = new NodeExchange(req, res);
+    const x = new NodeExchange(req, res, bodies);
     if (req.headers.host !== undefined || req.httpVersion !== '1.1') return serve(x);
     const id = ids.next();
     setIdHeaders(x, id, undefined, app.gateway.config.simulated);
@@ -544,7 +548,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   // An Expect other than 100-continue (node:http's own 417 has no body), and CONNECT (which
   // node:http answers by closing the connection): OpenAI-shaped refusals, logged like the rest.
   server.on('checkExpectation', (req, res: ServerResponse) => {
-    const x = new NodeExchange(req, res);
+    const x = new NodeExchange(req, res, bodies);
     const id = ids.next();
     setIdHeaders(x, id, undefined, app.gateway.config.simulated);
     app.log.info('request refused', { id, method: req.method, path: req.url?.slice(0, 200), status: 417, code: 'expectation_failed' });
@@ -578,6 +582,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     maxHeaderBytes, headersTimeoutMs: HEADERS_TIMEOUT_MS, requestTimeoutMs: REQUEST_TIMEOUT_MS, keepAliveTimeoutMs: KEEP_ALIVE_MS,
     // Admin bodies have their own, smaller limit; the lane reads up to the larger of the two.
     maxBodyBytes: () => Math.max(maxBodyBytes(), MAX_ADMIN_BODY),
+    bodies,
     requestId: () => ids.next(),
     refused: (id, status, message) => app.log.info('request refused', { id, status, code: 'request_timeout', message }),
   });
