@@ -48,7 +48,8 @@ ${extra}`;
 
 interface Served { proc: ChildProcess; url: string; out: () => string; waitFor: (re: RegExp, ms?: number) => Promise<RegExpExecArray> }
 
-async function serve(file: string, args: string[] = [], env: Record<string, string> = {}): Promise<Served> {
+/** `fabric serve` started, not yet waited for (`url` is empty until it listens). */
+function start(file: string, args: string[] = [], env: Record<string, string> = {}): Served {
   const proc = spawn(process.execPath, [MAIN, 'serve', '--config', file, '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FABRIC_CONFIG: '', ...env } });
   let out = '';
   proc.stdout!.setEncoding('utf8');
@@ -64,8 +65,13 @@ async function serve(file: string, args: string[] = [], env: Record<string, stri
       await new Promise((r) => setTimeout(r, 20));
     }
   };
-  const m = await waitFor(/listening on (http:\/\/[\d.:]+)/);
-  return { proc, url: m[1]!, out: () => out, waitFor };
+  return { proc, url: '', out: () => out, waitFor };
+}
+
+async function serve(file: string, args: string[] = [], env: Record<string, string> = {}): Promise<Served> {
+  const s = start(file, args, env);
+  const m = await s.waitFor(/listening on (http:\/\/[\d.:]+)/);
+  return { ...s, url: m[1]! };
 }
 
 const body = (model: string, maxTokens = 4, stream = false): string => JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens, stream });
@@ -299,6 +305,128 @@ test('--workers: dead workers are replaced until the fifth death within a minute
       try { process.kill(Number(m[1]), 'SIGKILL'); } catch { /* gone */ }
     }
     if (s.proc.exitCode === null) s.proc.kill('SIGKILL');
+  }
+});
+
+/** `n` streams of 20 tokens from the slow backend (about a second each), running once this resolves. */
+async function slowStreams(url: string, n: number): Promise<Promise<{ status: number; text: string }>[]> {
+  const before = fleet.get('slow').stats().active;
+  const streams = Array.from({ length: n }, async () => {
+    const r = await request(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body('slow-chat', 20, true) });
+    return { status: r.statusCode, text: await r.body.text() };
+  });
+  for (let i = 0; i < 200 && fleet.get('slow').stats().active < before + n; i++) await pause(20);
+  return streams;
+}
+
+function assertFinished(done: { status: number; text: string }[]): void {
+  for (const d of done) {
+    assert.equal(d.status, 200);
+    assert.ok(d.text.trimEnd().endsWith('data: [DONE]'), `stream finished: ${d.text.slice(-120)}`);
+  }
+}
+
+test('a SIGTERM more while draining changes nothing (it is logged): in-flight streams finish, exit 0', async () => {
+  const file = join(dir, 'twice.yaml');
+  writeFileSync(file, configYaml('blue'));
+  const s = await serve(file, ['--grace', '10']);
+  const streams = await slowStreams(s.url, 4);
+  const exited = once(s.proc, 'exit');
+  s.proc.kill('SIGTERM');
+  await s.waitFor(/draining/);
+  s.proc.kill('SIGTERM');
+  await s.waitFor(/SIGTERM again: already draining/);
+  assertFinished(await Promise.all(streams));
+  assert.equal((await exited)[0], 0);
+});
+
+test('--workers 2: SIGTERM to the primary and to every worker at once (a control-group kill) still drains: streams finish, exit 0', async () => {
+  const file = join(dir, 'group-kill.yaml');
+  writeFileSync(file, configYaml('blue'));
+  const s = await serve(file, ['--workers', '2', '--grace', '10']);
+  try {
+    await s.waitFor(/(listening on http:\/\/[\d.:]+[\s\S]*){2}/);
+    const pids = [...s.out().matchAll(/listening on [^\n]*"pid":(\d+)/g)].map((m) => Number(m[1]));
+    const streams = await slowStreams(s.url, 6);
+    const exited = once(s.proc, 'exit');
+    for (const pid of [s.proc.pid!, ...pids]) process.kill(pid, 'SIGTERM');
+    assertFinished(await Promise.all(streams));
+    assert.equal((await exited)[0], 0);
+    assert.match(s.out(), /all workers stopped/);
+  } finally {
+    if (s.proc.exitCode === null) s.proc.kill('SIGKILL');
+  }
+});
+
+test('a SIGHUP while the gateway starts is taken once it runs, not the end of the process', async () => {
+  const file = join(dir, 'early-hup.yaml');
+  writeFileSync(file, configYaml('blue'));
+  const s = start(file);
+  try {
+    // Started (the config read, the store being opened), not yet listening.
+    await s.waitFor(/"msg":"state"/);
+    assert.doesNotMatch(s.out(), /listening on/);
+    s.proc.kill('SIGHUP');
+    await s.waitFor(/listening on/);
+    await s.waitFor(/config reloaded/);
+    assert.equal(s.proc.exitCode, null);
+  } finally {
+    s.proc.kill('SIGKILL');
+  }
+});
+
+test('--workers: a port already taken, or workers that cannot start, stop the gateway with exit 1 (no process left waiting)', async () => {
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+  const port = (taken.address() as AddressInfo).port;
+  const file = join(dir, 'taken.yaml');
+  writeFileSync(file, configYaml('blue'));
+  try {
+    const s = start(file, ['--workers', '2', '--port', String(port)]);
+    const [code] = await once(s.proc, 'exit');
+    assert.equal(code, 1);
+    assert.match(s.out(), /cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE/);
+    assert.doesNotMatch(s.out(), /started 2 worker processes/, 'checked before forking');
+  } finally {
+    taken.close();
+  }
+  // A data directory that is a file: each worker refuses it; the primary says so and exits 1.
+  const notDir = join(dir, 'not-a-dir');
+  writeFileSync(notDir, '');
+  writeFileSync(file, configYaml('blue').replace('health_interval: 1h', `health_interval: 1h\n  data_dir: ${notDir}`));
+  const s = start(file, ['--workers', '2']);
+  const exited = once(s.proc, 'exit');
+  const [code] = await Promise.race([exited, pause(20_000).then(() => [`still running:\n${s.out()}`])]);
+  assert.equal(code, 1, s.out());
+  assert.match(s.out(), /could not start \(exit code 1\): stopping/);
+});
+
+test('--workers 2: a new worker that cannot start (the config on disk refused) is tried again while the other serves; mended, it starts; all killed at once, all come back', { timeout: 60_000 }, async () => {
+  const file = join(dir, 'respawn.yaml');
+  writeFileSync(file, configYaml('blue'));
+  const s = await serve(file, ['--workers', '2']);
+  try {
+    await s.waitFor(/(listening on http:\/\/[\d.:]+[\s\S]*){2}/);
+    const pids = (): number[] => [...s.out().matchAll(/listening on [^\n]*"pid":(\d+)/g)].map((m) => Number(m[1]));
+    writeFileSync(file, configYaml('blue').replace('roles:', 'roles:\n  broken: { kind: chat, backends: [nope] }'));
+    await s.waitFor(/(config reload refused[\s\S]*){2}/);
+    process.kill(pids()[0]!, 'SIGKILL');
+    await s.waitFor(/a new worker could not start \(exit code 1; its message is above\); 1 of 2 serving; trying again in 1s/);
+    for (let i = 0; i < 5; i++) assert.equal((await onNewConnection(`${s.url}/v1/chat/completions`, { method: 'POST', body: body('chat') })).status, 200, 'the other worker serves');
+    writeFileSync(file, configYaml('blue'));
+    await s.waitFor(/(listening on http:\/\/[\d.:]+[\s\S]*){3}/, 30_000);
+    // Every worker at once: the primary stays and starts them again.
+    const live = pids().slice(-2);
+    for (const p of live) process.kill(p, 'SIGKILL');
+    await s.waitFor(/(listening on http:\/\/[\d.:]+[\s\S]*){5}/, 20_000);
+    assert.equal(s.proc.exitCode, null);
+    // With every worker gone the shared port closed; on port 0 the new ones got another.
+    const url = [...s.out().matchAll(/listening on (http:\/\/[\d.:]+)/g)].at(-1)![1]!;
+    assert.equal((await onNewConnection(`${url}/v1/chat/completions`, { method: 'POST', body: body('chat') })).status, 200);
+  } finally {
+    const exited = once(s.proc, 'exit');
+    s.proc.kill('SIGTERM');
+    await exited;
   }
 });
 

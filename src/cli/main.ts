@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // fabric: the operator's one command. Each subcommand lives in its own file.
 
+import cluster from 'node:cluster';
+
 // Commands are loaded when run: `fabric serve` then carries no planner, renderer or
 // simulator in memory (about 11 MiB resident of code it would never use).
 
@@ -76,3 +78,6 @@ if (process.argv[2] !== 'serve') {
 
 const code = await main(process.argv.slice(2));
 if (code !== -1) process.exitCode = code;
+// A cluster worker that is done (drained, or could not start) exits: its channel to the primary
+// would keep it alive, not serving, and the primary would never know to replace it.
+if (code !== -1 && cluster.isWorker) process.exit(code);

@@ -92,6 +92,12 @@ export async function runServe(argv: string[]): Promise<number> {
     process.stderr.write(`fabric serve: its log output (stdout) ${e.code === 'EPIPE' ? 'was closed' : `cannot be written (${e.code})`}: draining, then exiting 1\n`);
     onStdoutLost?.();
   });
+  // A reload asked for before the gateway runs (`systemctl reload` right after start, or the
+  // primary passing one on to a worker still starting) is taken once it runs: SIGHUP's default
+  // action would end the process.
+  let reloadAsked = false;
+  const earlyReload = (): void => { reloadAsked = true; };
+  process.on('SIGHUP', earlyReload);
   const parsed = parseCommand('serve', HELP, {
     args: argv,
     options: {
@@ -129,6 +135,8 @@ export async function runServe(argv: string[]): Promise<number> {
   let secrets: Secrets;
   let cleanup: (() => Promise<void>) | undefined;
   let log: Logger;
+  /** With several workers, this process only forks and watches them: how many. */
+  let primaryOf: number | undefined;
   if (file !== undefined && file !== '') {
     try {
       const loaded = loadFabricConfig(file);
@@ -138,7 +146,7 @@ export async function runServe(argv: string[]): Promise<number> {
       log = createLogger({ level, pretty, secrets: secrets.values(secretNames(config)), maxBatchBytes: workers > 1 ? 4096 : undefined });
       // The primary reports the config's warnings once; its workers do not repeat them.
       if (!isWorker()) for (const i of loaded.issues) log.warn(formatIssue(i));
-      if (workers > 1 && !isWorker()) return runPrimary(workers, graceMs, log);
+      if (workers > 1 && !isWorker()) primaryOf = workers;
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
       for (const i of e.issues) process.stderr.write(formatIssue(i) + '\n');
@@ -153,7 +161,8 @@ export async function runServe(argv: string[]): Promise<number> {
   }
 
   // The port first: a port already taken is said before the store is opened, migrated and
-  // probed for nothing. (A worker's listen goes through the primary: not checked there.)
+  // probed for nothing, or workers forked for nothing. (A worker's listen goes through the
+  // primary: checked there.)
   const listenHost = values.host ?? config.gateway.host;
   const listenPort = port ?? config.gateway.port;
   const taken = isWorker() || listenPort === 0 ? undefined : await portTaken(listenHost, listenPort);
@@ -161,6 +170,10 @@ export async function runServe(argv: string[]): Promise<number> {
     process.stderr.write(`fabric serve: cannot listen on ${listenHost}:${listenPort}: ${taken}\n`);
     await cleanup?.();
     return 1;
+  }
+  if (primaryOf !== undefined) {
+    process.off('SIGHUP', earlyReload);
+    return runPrimary(primaryOf, graceMs, log);
   }
 
   let running: RunningGateway;
@@ -208,7 +221,9 @@ export async function runServe(argv: string[]): Promise<number> {
       log.error('config reload refused; still serving the previous config', { file, issues });
     }
   };
+  process.off('SIGHUP', earlyReload);
   process.on('SIGHUP', reload);
+  if (reloadAsked) reload();
   if (file !== undefined && file !== '') {
     // However the file is saved (renamed over, a ConfigMap's symlink swap, a symlink's target).
     const envFile = config.gateway.envFile ?? '.env';
@@ -219,7 +234,18 @@ export async function runServe(argv: string[]): Promise<number> {
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (sig: string): void => {
-      if (stopping) return;
+      // Once draining, a SIGTERM more (systemd's to the whole group, or the primary passing one
+      // on to a worker that had it already) changes nothing: the grace bounds the drain. A
+      // second Ctrl-C means now; what was answered is in the spool already.
+      if (stopping) {
+        if (sig === 'SIGINT') {
+          log.warn('SIGINT again: stopping at once, without waiting for the requests still running');
+          log.flush();
+          process.exit(130);
+        }
+        if (sig !== 'stdout closed') log.info(`${sig} again: already draining (within the grace of ${graceMs / 1000}s)`);
+        return;
+      }
       stopping = true;
       log.info(`${sig}: draining (readiness is now 503; in-flight requests get ${graceMs / 1000}s)`);
       priority.stop();
@@ -233,8 +259,8 @@ export async function runServe(argv: string[]): Promise<number> {
         resolve();
       });
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
     onStdoutLost = () => stop('stdout closed');
     if (stdoutLost) onStdoutLost();
   });

@@ -63,6 +63,9 @@ export function gatewayUnit(ctx: RenderContext): string {
       ['ExecStart', `${HOST.gateway}/bin/fabric serve --config ${HOST.configDir}/fabric.yaml`],
       ['ExecReload', '/bin/kill -HUP $MAINPID'],
       ['KillSignal', 'SIGTERM'],
+      // SIGTERM to the main process only: with workers, the primary drains them; the default
+      // (control-group) would signal every worker too. What is left at the timeout gets SIGKILL.
+      ['KillMode', 'mixed'],
       // serve drains for 30 s on SIGTERM before it exits.
       ['TimeoutStopSec', '40s'],
       ['Restart', 'on-failure'],

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SqliteStore } from './sqlite.ts';
@@ -111,5 +111,27 @@ test('the sqlite3 shell opening and closing the database leaves this process\'s 
     assert.equal(seen.stdout.trim(), 'req_lock2');
   } finally {
     await store.close();
+  }
+});
+
+test('a new database another process holds locked a moment (a second worker opening it at once) is waited for, not refused as "database is locked"', {
+  skip: hasSqlite3 || process.env.CI === 'true' ? false : 'the sqlite3 shell is not on this machine',
+}, async () => {
+  assert.ok(hasSqlite3, 'sqlite3 is missing (CI=true: .ci/run installs it)');
+  const path = join(tempDir('fabric-busy-'), 'fabric.db');
+  // The shell takes the write lock on the new file and holds it for 0.4 s.
+  const holder = spawn('sqlite3', [path], { stdio: ['pipe', 'ignore', 'pipe'] });
+  let err = '';
+  holder.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+  holder.stdin.end('CREATE TABLE IF NOT EXISTS t (x);\nBEGIN EXCLUSIVE;\nINSERT INTO t VALUES (1);\n.shell sleep 0.4\nCOMMIT;\n');
+  for (let i = 0; i < 100 && !existsSync(`${path}-journal`); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(existsSync(`${path}-journal`), `the shell holds its transaction: ${err}`);
+  const store = new SqliteStore(path);
+  try {
+    await store.migrate();
+    assert.equal(await store.insertUsage([usage('req_busy')]), 1);
+  } finally {
+    await store.close();
+    holder.kill();
   }
 });

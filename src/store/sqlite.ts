@@ -72,8 +72,9 @@ export class SqliteStore implements Store {
       // when it returns (NORMAL syncs the WAL only at checkpoints), since the spool segment
       // holding the same records is deleted once they commit, and a created key must outlive a
       // power cut. Commits are batched on the writer thread, so it costs one fsync a batch off
-      // the event loop. busy_timeout rides out another process's write lock.
-      this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;');
+      // the event loop. busy_timeout rides out another process's write lock: set first, since
+      // switching to WAL takes one (two workers opening a new database at once: "database is locked").
+      this.#db.exec('PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;');
     } catch (e) {
       throw new StoreError(`cannot open SQLite database ${path}: ${(e as Error).message}`, { cause: e });
     }
