@@ -119,7 +119,8 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
   let gateway = new Gateway(config, secrets, { wakeFor });
   const probe = opts.probe ?? true;
   const fleet = new FleetHealth(gateway, secrets, { log, probe, alerts: opts.alerts });
-  const app: AppState = { gateway, masterKey: masterKeyOf(config, secrets, log), log, draining: false, startedAt: Date.now() };
+  const app: AppState = { gateway, masterKey: masterKeyOf(config, secrets, log), log, draining: false, startedAt: Date.now(), config: { loadedAt: Date.now() } };
+  fleet.configState = () => app.config;
   let accounting: Accounting | undefined;
   /** Where the store and the spool were opened: a reload cannot move them. */
   let dataDir: string | undefined;

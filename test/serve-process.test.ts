@@ -4,7 +4,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -100,12 +100,15 @@ function steadyLoad(url: string, clients: number, model = 'chat'): { stop: () =>
     }
   };
   const loops = Array.from({ length: clients }, loop);
+  let stopped: Promise<{ ok: number; failed: string[]; backends: Map<string, number> }> | undefined;
   return {
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-      await dispatcher.close();
-      return { ok, failed, backends };
+    stop() {
+      return stopped ??= (async () => {
+        running = false;
+        await Promise.all(loops);
+        await dispatcher.close();
+        return { ok, failed, backends };
+      })();
     },
   };
 }
@@ -116,8 +119,8 @@ test('reloads under a steady load fail no request: SIGHUP, a file change, and an
   const file = join(dir, 'reload.yaml');
   writeFileSync(file, configYaml('blue'));
   const s = await serve(file);
+  const load = steadyLoad(s.url, 6);
   try {
-    const load = steadyLoad(s.url, 6);
     await pause(500);
     writeFileSync(file, configYaml('green'));
     s.proc.kill('SIGHUP');
@@ -127,11 +130,27 @@ test('reloads under a steady load fail no request: SIGHUP, a file change, and an
     writeFileSync(file, configYaml('green', 'roles:\n  oops: {}\n'));
     s.proc.kill('SIGHUP');
     await s.waitFor(/config reload refused/);
+    // Until a reload takes, the refusal shows where monitoring looks: /health (its reason, by
+    // file:line), the alert level (a warning: a restart would refuse the file), /metrics, fabric health.
+    const health = (await (await fetch(`${s.url}/health`)).json()) as { config: { reload_refused: string; loaded_at: string }; alert: { level: string; reasons: string[] } };
+    assert.match(health.config.reload_refused, /reload\.yaml:\d+:\d+: error: .*duplicate key "roles"/);
+    assert.equal(health.alert.level, 'warning');
+    assert.match(health.alert.reasons[0]!, /^config reload refused at .*; still serving the config loaded at /);
+    assert.match(await (await fetch(`${s.url}/metrics`)).text(), /^fabric_config_reload_refused 1$/m);
+    // Not spawnSync: this process must go on reading the gateway's log pipe meanwhile.
+    const cli = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      execFile(process.execPath, [MAIN, 'health', '--url', s.url], { encoding: 'utf8' }, (e, stdout, stderr) => resolve({ code: e === null ? 0 : (e as { code?: number }).code ?? null, out: stdout + stderr }));
+    });
+    assert.equal(cli.code, 1, cli.out);
+    assert.match(cli.out, /config reload refused at/);
     await pause(300);
     // Back to blue by a change of the file alone (the watcher), no signal.
     writeFileSync(file, configYaml('blue'));
     const reloads = (s.out().match(/config reloaded/g) ?? []).length;
     await s.waitFor(new RegExp(`(config reloaded[\\s\\S]*){${reloads + 1}}`));
+    const mended = (await (await fetch(`${s.url}/health`)).json()) as { config: { reload_refused: string | null } };
+    assert.equal(mended.config.reload_refused, null);
+    assert.match(await (await fetch(`${s.url}/metrics`)).text(), /^fabric_config_reload_refused 0$/m);
     await pause(500);
     // Saved as editors save: a new file renamed over the old one, twice (a watch on the first
     // inode would see the first replacement only).
@@ -149,6 +168,7 @@ test('reloads under a steady load fail no request: SIGHUP, a file change, and an
     await last.body.text();
     assert.equal(last.headers['x-fabric-backend'], 'blue');
   } finally {
+    await load.stop();
     s.proc.kill('SIGTERM');
     await once(s.proc, 'exit');
   }

@@ -2,7 +2,7 @@
 // gateway's GET /health — status, probe latency, served model, load, node power and last
 // error — with an exit code by the runbook's alert levels, for people and for timers.
 
-import { EXIT_CODE, LEVEL_RANK, evaluate, gatewayDown, type AlertState } from '../health/alerts.ts';
+import { EXIT_CODE, LEVEL_RANK, evaluate, gatewayDown, reloadRefusedText, type AlertState } from '../health/alerts.ts';
 import type { BackendReport, NodeReport, RoleReport } from '../health/report.ts';
 import {
   UsageError, authHeaders, countFlag, durationFlag, gatewayKey, gatewayUrl, netError, painter, table, useColor, type Paint,
@@ -42,6 +42,8 @@ interface HealthBody {
   backends: BackendReport[];
   nodes?: NodeReport[];
   roles?: RoleReport[];
+  /** Absent from gateways older than it. */
+  config?: { loaded_at: string | null; reload_refused_at: string | null; reload_refused: string | null };
 }
 
 export interface HealthSnapshot {
@@ -107,7 +109,10 @@ export async function snapshot(url: string, key: string | undefined, timeoutMs: 
       throw new UsageError(`no backend or node named ${JSON.stringify(only)}; the gateway has: ${names.join(', ')}`);
     }
   }
-  const alert = evaluate({ backends, draining: body.status === 'draining', partial: only !== undefined });
+  const c = body.config;
+  const reloadRefused = c?.reload_refused_at == null ? undefined
+    : reloadRefusedText({ loadedAt: Date.parse(c.loaded_at ?? ''), refused: { at: Date.parse(c.reload_refused_at), reason: c.reload_refused ?? '' } });
+  const alert = evaluate({ backends, draining: body.status === 'draining', partial: only !== undefined, reloadRefused });
   if (only !== undefined && LEVEL_RANK[alert.level] < LEVEL_RANK.warning) {
     // Asked about one machine: it being down is the answer, whatever the fleet-wide rules say.
     const down = backends.filter((b) => b.status === 'down');

@@ -215,10 +215,14 @@ export async function runServe(argv: string[]): Promise<number> {
       const next = loadFabricConfig(file);
       running.reload(next.config, next.secrets);
       void priority.configure(next.config.gateway.realtime);
+      running.app.config = { loadedAt: Date.now() };
       log.info('config reloaded', { file });
     } catch (e) {
-      const issues = e instanceof ConfigError ? e.issues.map(formatIssue) : [String(e)];
+      const issues = e instanceof ConfigError ? e.issues.filter((i) => i.severity === 'error').map(formatIssue) : [String(e)];
       log.error('config reload refused; still serving the previous config', { file, issues });
+      // Until a reload takes: /health, fabric health, the alert webhook and /metrics say so.
+      const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : '';
+      running.app.config = { loadedAt: running.app.config?.loadedAt ?? running.app.startedAt, refused: { at: Date.now(), reason: `${issues[0] ?? 'invalid'}${more}` } };
     }
   };
   process.off('SIGHUP', earlyReload);

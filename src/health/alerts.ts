@@ -30,9 +30,26 @@ type Backend = Pick<BackendReport, 'name' | 'status' | 'kinds' | 'last_error'>;
 const worse = (a: AlertLevel, b: AlertLevel): AlertLevel => (LEVEL_RANK[b] > LEVEL_RANK[a] ? b : a);
 const why = (b: Backend): string => (b.last_error === null ? b.name : `${b.name} (${b.last_error})`);
 
+/** The config running, and the last reload refused since (fabric serve keeps it). */
+export interface ConfigState {
+  /** When the running config was loaded (at start, or by the last reload that took). */
+  loadedAt: number;
+  /** The last reload refused since then: when, and its first reason. */
+  refused?: { at: number; reason: string };
+}
+
+/** A refused reload as an alert reason, or undefined when the config on disk is the one running. */
+export function reloadRefusedText(config: ConfigState | undefined, full = true): string | undefined {
+  const r = config?.refused;
+  if (r === undefined) return undefined;
+  return `config reload refused at ${new Date(r.at).toISOString()}${full ? `: ${r.reason}` : ''}; still serving the config loaded at ${new Date(config!.loadedAt).toISOString()} (a restart would refuse the file now on disk)`;
+}
+
 /** `partial`: the backends are a selection (fabric health NODE), so "nothing can serve" does not follow from them. */
-export function evaluate(report: { backends: readonly Backend[]; draining?: boolean; partial?: boolean }): AlertState {
+export function evaluate(report: { backends: readonly Backend[]; draining?: boolean; partial?: boolean; reloadRefused?: string }): AlertState {
   const reasons: { level: AlertLevel; text: string }[] = [];
+  // The file on disk is not what runs: the next restart (or a new worker) would refuse it.
+  if (report.reloadRefused !== undefined) reasons.push({ level: 'warning', text: report.reloadRefused });
   const bs = report.backends;
   const down = bs.filter((b) => b.status === 'down');
   const serving = bs.filter((b) => b.status === 'up' || b.status === 'failing' || b.status === 'unknown');

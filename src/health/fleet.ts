@@ -5,7 +5,7 @@
 import type { Secrets } from '../config/env-file.ts';
 import type { BackendRuntime } from '../core/backend.ts';
 import type { Logger } from '../core/log.ts';
-import { AlertMonitor, evaluate, type AlertMonitorOptions, type AlertState, type WebhookPoster } from './alerts.ts';
+import { AlertMonitor, evaluate, reloadRefusedText, type AlertMonitorOptions, type AlertState, type ConfigState, type WebhookPoster } from './alerts.ts';
 import { PowerManager } from './power.ts';
 import { HealthMonitor, monitorSettings } from './probe.ts';
 import { fleetReport, type FleetView } from './report.ts';
@@ -86,8 +86,11 @@ export class FleetHealth {
     return this.power.wakeFor(backends);
   }
 
+  /** The running config's state (a reload refused since), for the alert level: set by the gateway. */
+  configState: (() => ConfigState | undefined) | undefined;
+
   alertState(): AlertState {
-    return evaluate(fleetReport(this.#gw));
+    return evaluate({ ...fleetReport(this.#gw), reloadRefused: reloadRefusedText(this.configState?.()) });
   }
 
   stop(): void {

@@ -4,7 +4,7 @@
 import type { Gateway } from '../core/gateway.ts';
 import type { ListedModel } from '../routing/table.ts';
 import { fleetReport } from '../health/report.ts';
-import { evaluate } from '../health/alerts.ts';
+import { evaluate, reloadRefusedText, type ConfigState } from '../health/alerts.ts';
 
 function modelObject(m: ListedModel, created: number, simulated: boolean): Record<string, unknown> {
   return {
@@ -41,19 +41,24 @@ export function modelBody(gw: Gateway, id: string): string | undefined {
  * GET /health. `full`: the master key's holder (or anyone, with no master key) also sees each
  * backend's URL and last error text, which tell an outsider where the fleet is and what breaks it.
  */
-export function healthBody(gw: Gateway, startedAt: number, draining: boolean, full = true): Record<string, unknown> {
+export function healthBody(gw: Gateway, startedAt: number, draining: boolean, full = true, config?: ConfigState): Record<string, unknown> {
   const now = Date.now();
   const report = fleetReport(gw, now);
   const { nodes, roles } = report;
   const backends = full ? report.backends : report.backends.map((b) => ({ ...b, url: null, last_error: null }));
   const critical = backends.filter((b) => b.status === 'down').length;
+  const iso = (t: number | undefined): string | null => (t === undefined ? null : new Date(t).toISOString());
+  const refused = config?.refused;
   return {
     status: draining ? 'draining' : critical > 0 ? 'degraded' : 'ok',
     simulated: gw.config.simulated,
     uptime_s: Math.round((now - startedAt) / 1000),
-    alert: evaluate({ backends, draining }),
+    // The reason names the file and what is wrong in it: for the master key's holder.
+    config: { loaded_at: iso(config?.loadedAt), reload_refused_at: iso(refused?.at), reload_refused: refused === undefined ? null : full ? refused.reason : 'details for the master key\'s holder' },
+    alert: evaluate({ backends, draining, reloadRefused: reloadRefusedText(config, full) }),
     backends,
     nodes,
     roles,
   };
 }
+

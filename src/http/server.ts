@@ -23,6 +23,7 @@ import { ResponseIds, toResponse } from './responses/response.ts';
 import { ResponsesStream } from './responses/stream.ts';
 import { RecentItems } from './responses/items.ts';
 import { healthBody, modelsBody, modelBody } from './info.ts';
+import type { ConfigState } from '../health/alerts.ts';
 import { suggest } from '../config/issues.ts';
 import { GatewayMetrics, NO_ROLE } from '../metrics/gateway-metrics.ts';
 import { allows, type Accounting } from '../accounting/service.ts';
@@ -53,7 +54,10 @@ export interface AppState {
   probeNow?: (names: readonly string[]) => Promise<ProbeNowResult[]>;
   /** The other worker processes sharing the port (src/cli/siblings.ts), when there are; `index`: this one's. */
   workers?: { index: string; ask(topic: string, payload: unknown): Promise<unknown[]> };
+  /** The config running, and the last reload refused since (fabric serve keeps it). */
+  config?: ConfigState;
 }
+
 
 const JSON_TYPE = 'application/json';
 
@@ -214,6 +218,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   const { maxHeaderBytes, maxBodyBytes } = limits;
   const ids = new RequestIds();
   const metrics = app.metrics ??= new GatewayMetrics(() => app.gateway, app.startedAt);
+  metrics.configState = () => app.config;
   const refusals = new RefusalLines(app.log);
   const bodies = new BodyBudget(limits.maxBodyInFlightBytes ?? (() => 128 * 2 ** 20));
   /** Output items of Responses answers, for a later request's item_reference. */
@@ -437,7 +442,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       if (path === '/health') {
         // Open to probes; with a master key, backend URLs and error texts only for its holder.
         const full = app.masterKey === undefined || app.masterKey.matches(MasterKey.presented(x.headers));
-        return sendJson(x, 200, JSON.stringify(healthBody(app.gateway, app.startedAt, app.draining, full)));
+        return sendJson(x, 200, JSON.stringify(healthBody(app.gateway, app.startedAt, app.draining, full, app.config)));
       }
       if (path === '/metrics') {
         await masterOnly(x, 'GET /metrics');

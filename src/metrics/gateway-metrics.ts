@@ -2,6 +2,7 @@
 // errors by class, retries, fallbacks, and each backend's health and load. Request-time
 // recording is a handful of counter adds; backend state is read at scrape time.
 
+import type { ConfigState } from '../health/alerts.ts';
 import type { Gateway, Served } from '../core/gateway.ts';
 import { wasSent, type AttemptFailure } from '../core/errors.ts';
 import { Registry, type Counter, type Gauge, type Histogram, type Snapshot } from './registry.ts';
@@ -27,6 +28,8 @@ export class GatewayMetrics {
   readonly inflight: Gauge;
   /** 1 while gateway.realtime has the event loop at SCHED_FIFO (src/core/scheduling.ts). */
   readonly eventLoopRealtime: Gauge;
+  /** The running config's state, read at each scrape (set by the server). */
+  configState: (() => ConfigState | undefined) | undefined;
   readonly rateLimited: Counter;
   readonly keyBudgetRefused: Counter;
   readonly budgetFallbacks: Counter;
@@ -77,6 +80,15 @@ export class GatewayMetrics {
     const storeUp = r.gauge('fabric_accounting_store_up', '1 if the last write to (or ping of) the store succeeded.');
     const written = r.counter('fabric_accounting_records_written_total', 'Usage records written to the store.');
     const failures = r.counter('fabric_accounting_write_failures_total', 'Failed batch writes (each is retried; records wait in the spool).');
+    const reloadRefused = r.gauge('fabric_config_reload_refused', '1 while the last reload was refused: the gateway serves an older config than the file on disk (which a restart would refuse).', []);
+    const loadedAt = r.gauge('fabric_config_loaded_timestamp_seconds', 'When the running config was loaded (at start, or by the last reload that took).', []);
+    r.onCollect(() => {
+      const c = this.configState?.();
+      if (c !== undefined) {
+        reloadRefused.set([], c.refused === undefined ? 0 : 1);
+        loadedAt.set([], c.loadedAt / 1000);
+      }
+    });
     r.onCollect(() => {
       const a = this.#accounting;
       if (a === undefined) return;
