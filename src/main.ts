@@ -239,10 +239,13 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       // would hold the close until the grace ends: close such connections as they go idle.
       const sweep = setInterval(() => server.closeIdleConnections(), 50);
       const timer = setTimeout(() => {
-        // What is still running is cut: the gateway's doing, not its clients' (recorded as 503s).
+        // What is still running is cut: the gateway's doing, not its clients' (recorded as 503s,
+        // or a stream begun as its 200 with a shutting_down error event, which it is sent).
         app.cutOff = true;
-        log.warn(`drain: the grace of ${graceMs / 1000}s ran out; closing the connections still open`);
-        server.closeAllConnections();
+        const streams = app.cutStreams?.() ?? 0;
+        log.warn(`drain: the grace of ${graceMs / 1000}s ran out; closing the connections still open${streams > 0 ? ` (${streams} stream${streams === 1 ? '' : 's'} ended with a shutting_down error event)` : ''}`);
+        // A moment for those events to leave.
+        setTimeout(() => server.closeAllConnections(), 200).unref();
       }, graceMs);
       await closed;
       clearInterval(sweep);

@@ -50,6 +50,8 @@ export interface AppState {
   recentItems?: RecentItems;
   /** Set when a drain's grace ran out and the connections still open were closed. */
   cutOff?: boolean;
+  /** Ends every stream already begun with a shutting_down error event; how many were open. Set by the server. */
+  cutStreams?: () => number;
   /** Probes the named backends (every one when none is named) now, cutting a cooldown short for those that answer. */
   probeNow?: (names: readonly string[]) => Promise<ProbeNowResult[]>;
   /** The other worker processes sharing the port (src/cli/siblings.ts), when there are; `index`: this one's. */
@@ -146,6 +148,7 @@ class ResponseSink implements HoldingSink {
     this.#x.head(200, servedHeaders(['content-type', 'text/event-stream; charset=utf-8', 'cache-control', 'no-cache', 'x-accel-buffering', 'no'], served));
   }
   write(data: Buffer | string): boolean {
+    if (this.#cut) return true;
     if (this.deferEnd) {
       const i = doneAt(data);
       if (i !== -1) {
@@ -157,6 +160,7 @@ class ResponseSink implements HoldingSink {
     return this.#x.write(data);
   }
   writeLast(data: string): void {
+    if (this.#cut) return;
     if (this.deferEnd) this.#done = this.#done === undefined ? data : this.#done + data;
     else this.#x.write(data);
   }
@@ -164,14 +168,28 @@ class ResponseSink implements HoldingSink {
     this.#x.onDrain(cb);
   }
   end(): void {
+    if (this.#cut) return;
     if (this.deferEnd) this.#endPending = true;
     else this.#x.end();
   }
   release(): void {
+    if (this.#cut) return;
     if (this.#done !== undefined && !this.#x.ended) this.#x.write(this.#done);
     this.#done = undefined;
     if (this.#endPending && !this.#x.ended) this.#x.end();
     this.#endPending = false;
+  }
+
+  #cut = false;
+  /**
+   * The drain's grace ran out: a stream already begun ends with `event` (an error event), so its
+   * client is told rather than cut off mid-chunk; what the backend sends after is dropped.
+   */
+  cut(event: string): void {
+    if (this.#cut || this.firstByteAt === undefined || this.#x.ended) return;
+    this.#cut = true;
+    this.#x.write(event);
+    this.#x.end();
   }
 }
 
@@ -220,6 +238,18 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   const metrics = app.metrics ??= new GatewayMetrics(() => app.gateway, app.startedAt);
   metrics.configState = () => app.config;
   const refusals = new RefusalLines(app.log);
+  /** Streams being relayed: the drain's end tells each one (AppState.cutStreams). */
+  const openStreams = new Map<ResponseSink, Cancel>();
+  app.cutStreams = () => {
+    const event = `data: ${JSON.stringify({ error: { message: 'the gateway is shutting down: its drain\'s grace ran out before this stream ended', type: 'server_error', param: null, code: 'shutting_down' } })}\n\n`;
+    const n = openStreams.size;
+    // Told, then let go of: its backend request is aborted as when a client leaves.
+    for (const [sink, cancel] of openStreams) {
+      sink.cut(event);
+      cancel.abort();
+    }
+    return n;
+  };
   const bodies = new BodyBudget(limits.maxBodyInFlightBytes ?? (() => 128 * 2 ** 20));
   /** Output items of Responses answers, for a later request's item_reference. */
   const recentItems = app.recentItems ??= new RecentItems();
@@ -312,11 +342,16 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     if (body.stream === true && op !== 'embeddings') {
       const sink = new ResponseSink(x);
       sink.deferEnd = inf.account !== undefined;
+      openStreams.set(sink, ctx.cancel);
       // The request log captures what the client got (a Responses stream's events, not the chat chunks under them).
       const capture = acct?.logsBodies === true ? new CapturingSink(sink, gw.config.gateway.requestLog.maxBodyBytes) : undefined;
       const responses = echo === undefined ? undefined
         : new ResponsesStream(capture ?? sink, echo, new ResponseIds(ctx.id), ctx.created, (s) => s.model);
-      served = await gw.stream(op, body, ctx, responses ?? capture ?? sink);
+      try {
+        served = await gw.stream(op, body, ctx, responses ?? capture ?? sink);
+      } finally {
+        openStreams.delete(sink);
+      }
       if (responses?.finished === true) recentItems.remember(owner, responses.output);
       firstByteAt = sink.firstByteAt;
       now = performance.now();
@@ -481,7 +516,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       const served = fe instanceof ClientClosed ? fe.served : undefined;
       // Closed by the gateway when a drain's grace ran out, not by the client.
       const gone = fe.status === 499;
-      if (gone && app.cutOff === true) fe = new FabricError('shutting_down', 'the gateway stopped before the request was done: the drain\'s grace ran out', { attempts: fe.attempts });
+      // A stream already begun got its 200 and an error event: recorded so, with its tokens.
+      if (gone && app.cutOff === true) fe = new FabricError('shutting_down', 'the gateway stopped before the request was done: the drain\'s grace ran out', { attempts: fe.attempts, ...(served === undefined ? {} : { status: 200 }) });
       if (fe.code === 'internal_error') app.log.error('internal error', { id, path, error: String((e as Error)?.stack ?? e) });
       // A Responses request's error names its own fields, not those of the chat request it became.
       if (inf?.translated === true && fe.param !== null) {
