@@ -288,6 +288,8 @@ test('--workers 2: two processes share the port; a killed worker is replaced; SI
     await s.waitFor(/(listening on http:\/\/[\d.:]+[\s\S]*){2}/);
     const pids = [...s.out().matchAll(/listening on [^\n]*"pid":(\d+)/g)].map((m) => Number(m[1]));
     assert.equal(new Set(pids).size, 2, `two worker pids: ${pids}`);
+    // Each worker's lines say which worker wrote them.
+    assert.deepEqual(new Set([...s.out().matchAll(/"worker":"(\d)","msg":"AI Fabric gateway listening/g)].map((m) => m[1])), new Set(['0', '1']));
     // Each process mints request ids with its own random prefix.
     const prefixes = new Set<string>();
     for (let i = 0; i < 40 && prefixes.size < 2; i++) {

@@ -143,7 +143,8 @@ export async function runServe(argv: string[]): Promise<number> {
       ({ config, secrets } = loaded);
       const workers = workersFlag ?? config.gateway.workers;
       // Workers share one stdout: writes of at most PIPE_BUF bytes keep lines whole.
-      log = createLogger({ level, pretty, secrets: secrets.values(secretNames(config)), maxBatchBytes: workers > 1 ? 4096 : undefined });
+      const w = workerIndex();
+      log = createLogger({ level, pretty, secrets: secrets.values(secretNames(config)), maxBatchBytes: workers > 1 ? 4096 : undefined, ...(w === undefined ? {} : { worker: String(w) }) });
       // The primary reports the config's warnings once; its workers do not repeat them.
       if (!isWorker()) for (const i of loaded.issues) log.warn(formatIssue(i));
       if (workers > 1 && !isWorker()) primaryOf = workers;

@@ -29,6 +29,8 @@ export interface LoggerOptions {
    * PIPE_BUF (4096) bytes for lines never to interleave; one process can batch more.
    */
   maxBatchBytes?: number;
+  /** This process's worker index, on every line (`"worker":"1"`), when several share the log. */
+  worker?: string;
 }
 
 // eslint-disable-next-line no-control-regex
@@ -80,6 +82,8 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   };
   rebuild();
   const maxBatch = opts.maxBatchBytes ?? 64 * 1024;
+  const workerField = opts.worker === undefined ? '' : `"worker":${JSON.stringify(opts.worker)},`;
+  const workerTag = opts.worker === undefined ? '' : `[w${opts.worker}] `;
   let buffer = '';
   let scheduled = false;
   // One ISO timestamp per millisecond, however many lines share it.
@@ -114,11 +118,11 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       const kv = fields === undefined ? '' : Object.entries(fields)
         .filter(([, v]) => v !== undefined)
         .map(([k, v]) => `${k}=${typeof v === 'string' && !CONTROL.test(v) ? v : JSON.stringify(v)}`).join(' ');
-      line = `${iso().slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${CONTROL.test(msg) ? JSON.stringify(msg) : msg}${kv === '' ? '' : '  ' + kv}\n`;
+      line = `${iso().slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${workerTag}${CONTROL.test(msg) ? JSON.stringify(msg) : msg}${kv === '' ? '' : '  ' + kv}\n`;
     } else {
       // The envelope by hand and the fields by one stringify: no object spread per line.
       const rest = fields === undefined ? '}' : JSON.stringify(fields);
-      line = `{"time":"${iso()}","level":"${level}","msg":${JSON.stringify(msg)}${rest.length <= 2 ? '}' : ',' + rest.slice(1)}\n`;
+      line = `{"time":"${iso()}","level":"${level}",${workerField}"msg":${JSON.stringify(msg)}${rest.length <= 2 ? '}' : ',' + rest.slice(1)}\n`;
     }
     if (secrets.length > 0) line = scrub(line);
     if (buffer.length > 0 && buffer.length + line.length > maxBatch) flush();
