@@ -193,6 +193,9 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       // the replaced config's stay scrubbed while requests it started may still log them.
       const releaseOld = releaseSecrets;
       releaseSecrets = log.addSecrets(nextSecrets.values(secretNames(next)));
+      // What is known of each backend the reload leaves as it was (down, cooling, rate limited,
+      // its load and requests in flight) carries over: a reload forgets nothing of the fleet.
+      nextGateway.carryOver(old);
       gateway = nextGateway;
       app.gateway = gateway;
       app.masterKey = key;

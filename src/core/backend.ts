@@ -1,5 +1,6 @@
 // A backend as the gateway runs it: its adapter, its connection pool, its credential and
-// what is known of its health. Created once per config load; the routing table holds these.
+// what is known of its health. Created once per config load (what is known carries over a
+// reload that leaves the backend as it was: takeOver); the routing table holds these.
 
 import { poolFor } from './http-client.ts';
 import type { UpstreamPool } from './h1-pool.ts';
@@ -259,6 +260,70 @@ export class BackendRuntime implements Member {
     this.coolUntil = 0;
     this.#trialUntil = 0;
     this.state = 'up';
+  }
+
+  /**
+   * Whether `other` (this backend in the config before a reload) is the same server, reached
+   * the same way: same name, engine, URL and model, and the same key. A changed key is a fresh
+   * start like a changed URL, as the key is often what made it fail (a 401, a spent quota, the
+   * account's rate limit); a key moved to another variable with the same value is not a change.
+   * Timeouts, weight, limits and the health policy may change: what is known of the server holds.
+   */
+  sameServerAs(other: BackendRuntime): boolean {
+    const a = this.config;
+    const b = other.config;
+    return a.name === b.name && a.engine === b.engine && a.url === b.url && a.model === b.model && this.authorization === other.authorization;
+  }
+
+  /**
+   * A reload: `prev` is this same server (sameServerAs) in the config being replaced. What is
+   * known of it carries over, so a reload that leaves a backend as it was does not bring a
+   * cooled-down or rate-limited one back into rotation, nor flip the fleet's alert level:
+   * health and circuit (with a half-open trial's reservation), the backend's Retry-After, the
+   * last error, latencies, what the engine says of itself, its load and the wake request.
+   * A cooldown or Retry-After longer than the new policy gives from now is cut to it (a
+   * shorter max_cooldown applies at once); the failure count stays as it is (a reload is no
+   * failure: the next one decides against the new threshold).
+   *
+   * Requests still running on `prev` count as this one's from now on, so least-outstanding,
+   * least-loaded and the overload check (against max_connections) see them: `prev`'s counter
+   * becomes an alias of this one's (reload-time only; the old runtime's requests decrement this
+   * count as they end, and this runtime's own hot path is untouched). Call once, just before
+   * this runtime takes requests.
+   */
+  takeOver(prev: BackendRuntime, now: number): void {
+    this.state = prev.state;
+    this.consecutiveFailures = prev.consecutiveFailures;
+    this.trips = prev.trips;
+    // The escalated cooldown the new policy gives this many trips (a half-open circuit's end is past: kept).
+    this.coolUntil = prev.coolUntil === 0 ? 0 : Math.min(prev.coolUntil, now + this.#cooldown());
+    this.rateLimitedUntil = Math.min(prev.rateLimitedUntil, now + this.policy.maxCooldownMs);
+    this.#trialUntil = prev.#trialUntil;
+    this.#trafficInStreak = prev.#trafficInStreak;
+    this.lastError = prev.lastError;
+    this.lastErrorAt = prev.lastErrorAt;
+    this.hostAnswered = prev.hostAnswered;
+    this.accountSpent = prev.accountSpent;
+    this.lastLatencyMs = prev.lastLatencyMs;
+    this.lastCheckedAt = prev.lastCheckedAt;
+    this.lastProbeLatencyMs = prev.lastProbeLatencyMs;
+    this.servedModel = prev.servedModel;
+    this.modelLoaded = prev.modelLoaded;
+    this.engineVersion = prev.engineVersion;
+    this.servedContext = prev.servedContext;
+    this.describedAt = prev.describedAt;
+    this.load = prev.load;
+    this.outstandingAtSample = prev.outstandingAtSample;
+    this.wakeRequestedAt = prev.wakeRequestedAt;
+    this.outstanding += prev.outstanding;
+    // An accessor on the retired runtime only: `prev.outstanding--` at the end of a request
+    // started before the reload reads and writes this runtime's count. A later reload makes
+    // this one an alias in turn, so a chain of reloads still lands on the live runtime.
+    Object.defineProperty(prev, 'outstanding', {
+      configurable: true, enumerable: true,
+      get: () => this.outstanding,
+      set: (n: number) => { this.outstanding = n; },
+    });
   }
 
   /** Record the engine's load as just read. */

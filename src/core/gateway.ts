@@ -569,6 +569,18 @@ export class Gateway {
     served.clientHeldBack = outcome.clientHeldBack;
   }
 
+  /**
+   * A reload: this gateway replaces `prev`. Each backend that is the same server as before
+   * (BackendRuntime.sameServerAs) takes over what `prev` knew of it and its requests in flight;
+   * a new, renamed or changed one starts unknown. Call once, just before this gateway is swapped in.
+   */
+  carryOver(prev: Gateway, now = Date.now()): void {
+    for (const b of this.backends.values()) {
+      const was = prev.backends.get(b.name);
+      if (was !== undefined && b.sameServerAs(was)) b.takeOver(was, now);
+    }
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.backends.values()].map((b) => b.close()));
   }

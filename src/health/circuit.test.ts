@@ -153,3 +153,72 @@ test('a backend that asks for a long wait (429 Retry-After) is skipped until the
   assert.equal(b.available(3_000), true);
   assert.equal(b.retryAfterSeconds(3_000), undefined);
 }));
+
+test('a reload: the same server (name, engine, URL, model, key value) is sameServerAs; a changed URL, model, engine or key is not, timeouts and policy do not matter', async () => {
+  const key = (env: string, value: string): BackendRuntime => new BackendRuntime({ ...backend().config, apiKey: { env } }, undefined, new Secrets({ [env]: value }));
+  const a = backend();
+  const others = [
+    backend({ timeouts: { ...DEFAULT_TIMEOUTS, firstByteMs: 5 }, health: { failureThreshold: 1, cooldownMs: 5, maxCooldownMs: 5 }, weight: 3, maxConnections: 1 }),
+    backend({ url: 'http://127.0.0.1:10/v1' }), backend({ model: 'other' }), backend({ engine: 'sglang' }), backend({ name: 'c' }),
+    key('K1', 'secret-one'), key('K2', 'secret-one'), key('K1', 'secret-two'),
+  ];
+  try {
+    assert.deepEqual(others.map((o) => o.sameServerAs(a)), [true, false, false, false, false, false, false, false]);
+    assert.equal(others[5]!.sameServerAs(others[6]!), true, 'the same key under another variable');
+    assert.equal(others[5]!.sameServerAs(others[7]!), false, 'a rotated key starts fresh');
+  } finally {
+    await Promise.all([a, ...others].map((b) => b.close()));
+  }
+});
+
+test('a reload carries the circuit, the escalation, a half-open trial and a Retry-After over; a cooldown past what the new policy gives is cut to it', async () => {
+  const old = backend({ health: { failureThreshold: 3, cooldownMs: 10_000, maxCooldownMs: 60_000 } });
+  const same = backend({ health: { failureThreshold: 3, cooldownMs: 10_000, maxCooldownMs: 60_000 } });
+  const shorter = backend({ health: { failureThreshold: 3, cooldownMs: 1_000, maxCooldownMs: 3_000 } });
+  const halfOpen = backend();
+  const fresh = backend();
+  try {
+    old.recordSuccess(7);
+    trip(old);
+    old.recordFailure('x', 10_100);
+    old.rateLimit(30_000, 10_100);
+    assert.deepEqual([old.trips, old.coolUntil, old.rateLimitedUntil], [2, 10_100 + 20_000, 40_100]);
+    same.takeOver(old, 10_200);
+    assert.deepEqual([same.state, same.consecutiveFailures, same.trips, same.coolUntil, same.rateLimitedUntil, same.lastError, same.lastLatencyMs], ['down', 4, 2, 30_100, 40_100, 'x', 7]);
+    assert.match(same.skipReason(15_000)!, /rate limited by the backend/);
+    same.recordFailure('x', 30_200);
+    assert.equal(same.coolUntil, 30_200 + 40_000, 'the half-open trial failing escalates from the carried trips');
+    // max_cooldown 3 s now: the second trip's cooldown (2 s from the reload) and the Retry-After (3 s) are cut.
+    shorter.takeOver(old, 10_200);
+    assert.deepEqual([shorter.coolUntil, shorter.rateLimitedUntil], [10_200 + 2_000, 10_200 + 3_000]);
+    // Half-open with its trial out: the next request after the reload does not become a second trial.
+    trip(halfOpen);
+    assert.equal(halfOpen.skipReason(1_100), undefined);
+    fresh.takeOver(halfOpen, 1_150);
+    assert.equal(fresh.circuit(1_150), 'half-open');
+    assert.match(fresh.skipReason(1_150)!, /one trial request is already testing/);
+  } finally {
+    await Promise.all([old, same, shorter, halfOpen, fresh].map((b) => b.close()));
+  }
+});
+
+test('a reload: requests in flight on the old runtime count on the new one until they end, through any number of reloads', async () => {
+  const [r1, r2, r3] = [backend(), backend(), backend()];
+  try {
+    r1.outstanding++;
+    r1.outstanding++;
+    r1.setLoad({ at: 1_000, running: 5, waiting: 1, kvCacheUsage: 0.5, slots: undefined, loaded: undefined, source: 'test' });
+    r2.takeOver(r1, 1_000);
+    assert.equal(r2.outstanding, 2);
+    assert.equal(r2.loadScore(1_000), 2 + (5 + 1 - 2) + 1, 'the engine\'s sample carried, with what it included of ours');
+    r2.outstanding++;
+    r1.outstanding--;
+    r3.takeOver(r2, 1_000);
+    assert.equal(r3.outstanding, 2);
+    r1.outstanding--;
+    r2.outstanding--;
+    assert.deepEqual([r1.outstanding, r2.outstanding, r3.outstanding], [0, 0, 0]);
+  } finally {
+    await Promise.all([r1, r2, r3].map((b) => b.close()));
+  }
+});

@@ -66,9 +66,15 @@ export class FleetHealth {
     this.alerts.start();
   }
 
-  /** A reloaded config: new backends to watch. */
+  /**
+   * A reloaded config: new backends to watch. Those that took over their state from the old
+   * ones (Gateway.carryOver) keep their probe-back (a cooled-down one is not probed early) and,
+   * while a node wakes, their frequent probes.
+   */
   attach(gw: FleetView, secrets: Secrets): void {
-    this.#monitor.stop();
+    const was = this.#monitor;
+    const wasGw = this.#gw;
+    was.stop();
     this.#gw = gw;
     this.#secrets = secrets;
     this.#warnedWebhook = false;
@@ -77,6 +83,12 @@ export class FleetHealth {
     if (this.#probe) {
       void this.#monitor.probeAll();
       this.#monitor.start();
+      const now = Date.now();
+      for (const b of gw.backends.values()) {
+        const prev = wasGw.backends.get(b.name);
+        const left = prev === undefined || !b.sameServerAs(prev) ? 0 : was.expeditedFor(prev, now);
+        if (left > 0) this.#monitor.expedite([b], left);
+      }
     }
     this.alerts.start();
   }

@@ -412,6 +412,11 @@ export class HealthMonitor {
     }));
   }
 
+  /** How much longer this backend is probed often (a node waking, an operator's probe); 0 if it is not. */
+  expeditedFor(b: BackendRuntime, now = Date.now()): number {
+    return this.#expediting(b, now) ? this.#expediteUntil.get(b)! - now : 0;
+  }
+
   /** Probe these backends every couple of seconds until they answer or `forMs` passes (a node is waking). */
   expedite(backends: Iterable<BackendRuntime>, forMs: number): void {
     const until = Date.now() + forMs;
