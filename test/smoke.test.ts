@@ -105,7 +105,9 @@ test('--json and --only; the key from $FABRIC_API_KEY; a refused key and a gatew
 });
 
 test('a check with no answer in --timeout says so once, with the timeout; the default outlasts a backend\'s first_byte and a fallback', async () => {
-  await fleet.get('emb').setFault({ kind: 'hang' });
+  // Slow answers, not a wedged server: its health probes still pass (a hang would have them
+  // cool it down before the smoke's request, which then gets a 503, not a timeout).
+  await fleet.get('emb').setFault({ kind: 'slow', factor: 2500 });
   const r = await smoke(['--only', 'embeddings-general', '--key', 'env:SMOKE_KEY', '--timeout', '300ms']);
   assert.equal(r.code, 1);
   assert.match(r.stdout, /FAILED embeddings-general embeddings: no answer before the timeout \(0\.3s\)/);
