@@ -188,6 +188,8 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
     reload(next: FabricConfig, nextSecrets: Secrets): void {
       const old = gateway;
       const key = masterKeyOf(next, nextSecrets, log);
+      // Read before anything is swapped: files gone since the config was checked refuse the reload whole.
+      const nextTls = tls !== undefined && next.gateway.tls !== undefined ? readTls(next) : undefined;
       const nextGateway = new Gateway(next, nextSecrets, { wakeFor });
       // Keys the new config brings (a rotated backend key, a new master key) are scrubbed too;
       // the replaced config's stay scrubbed while requests it started may still log them.
@@ -207,14 +209,11 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       if (next.gateway.limits.maxHeaderBytes !== was.limits.maxHeaderBytes) listening.push('gateway.limits.max_header');
       if (next.gateway.host !== was.host || next.gateway.port !== was.port) listening.push('gateway.host / port');
       if ((next.gateway.tls === undefined) !== (tls === undefined)) listening.push('gateway.tls (HTTPS on or off)');
-      else if (tls !== undefined) {
+      else if (nextTls !== undefined && (!nextTls.cert.equals(servedTls!.cert) || !nextTls.key.equals(servedTls!.key))) {
         // A renewed certificate (or other files named): new connections get it; open ones keep theirs.
-        const files = readTls(next)!;
-        if (!files.cert.equals(servedTls!.cert) || !files.key.equals(servedTls!.key)) {
-          (server as unknown as TlsServer).setSecureContext(files);
-          servedTls = files;
-          log.info('config reload: TLS certificate and key replaced; new connections get them');
-        }
+        (server as unknown as TlsServer).setSecureContext(nextTls);
+        servedTls = nextTls;
+        log.info('config reload: TLS certificate and key replaced; new connections get them');
       }
       // The store and the spool stay where they were opened.
       if (dataDir !== undefined && opts.dataDir === undefined && dataDirOf(next) !== dataDir) listening.push('gateway.data_dir');
