@@ -10,16 +10,21 @@ test('a body read after its client left (whole or cut short) is a 499, never a w
   const outcomes: string[] = [];
   let done!: () => void;
   const all = new Promise<void>((r) => { done = r; });
+  let arrived!: () => void;
   const server = createServer((req, res) => {
-    // The body is read only after the client has gone, as after a slow key lookup.
-    setTimeout(() => {
-      const read = new NodeExchange(req, res).body(1024);
+    arrived();
+    // The body is read only after the client has gone, as after a slow key lookup: once its
+    // connection has closed (not after a fixed wait, which a loaded machine can outrun).
+    const read = (): void => {
+      const body = new NodeExchange(req, res).body(1024);
       const timeout = new Promise<string>((r) => setTimeout(() => r('still waiting'), 2000).unref());
-      void Promise.race([read.then(() => 'read', (e: { status?: number }) => String(e.status)), timeout]).then((o) => {
+      void Promise.race([body.then(() => 'read', (e: { status?: number }) => String(e.status)), timeout]).then((o) => {
         outcomes.push(o);
         if (outcomes.length === 2) done();
       });
-    }, 100);
+    };
+    if (req.socket.destroyed) setImmediate(read);
+    else req.socket.once('close', () => setImmediate(read));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
@@ -28,8 +33,9 @@ test('a body read after its client left (whole or cut short) is a 499, never a w
       const sock = connect(port, '127.0.0.1');
       sock.on('error', () => {});
       await new Promise((r) => sock.once('connect', r));
+      const handled = new Promise<void>((r) => { arrived = r; });
       sock.write(`POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 13\r\n\r\n${body}`);
-      await new Promise((r) => setTimeout(r, 30));
+      await handled;
       sock.destroy();
     }
     await all;
