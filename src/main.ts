@@ -16,6 +16,7 @@ import { FleetHealth } from './health/fleet.ts';
 import { MasterKey } from './http/auth.ts';
 import { createGatewayServer, type AppState } from './http/server.ts';
 import { Accounting } from './accounting/service.ts';
+import { openGatewayWarning } from './http/open-gateway.ts';
 import { outPathProblem } from './cli/out-path.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import type { Store } from './store/types.ts';
@@ -208,6 +209,7 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       if (next.gateway.fastLane !== was.fastLane) listening.push('gateway.fast_lane');
       if (next.gateway.limits.maxHeaderBytes !== was.limits.maxHeaderBytes) listening.push('gateway.limits.max_header');
       if (next.gateway.host !== was.host || next.gateway.port !== was.port) listening.push('gateway.host / port');
+      if (next.gateway.workers !== was.workers) listening.push('gateway.workers');
       if ((next.gateway.tls === undefined) !== (tls === undefined)) listening.push('gateway.tls (HTTPS on or off)');
       else if (nextTls !== undefined && (!nextTls.cert.equals(servedTls!.cert) || !nextTls.key.equals(servedTls!.key))) {
         // A renewed certificate (or other files named): new connections get it; open ones keep theirs.
@@ -218,12 +220,14 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       // The store and the spool stay where they were opened.
       if (dataDir !== undefined && opts.dataDir === undefined && dataDirOf(next) !== dataDir) listening.push('gateway.data_dir');
       if (listening.length > 0) log.warn(`config reload: ${listening.join(', ')} changes take effect at the next restart`);
+      const open = next.gateway.masterKey === undefined ? openGatewayWarning(opts.host ?? config.gateway.host) : undefined;
+      if (open !== undefined) log.warn(`config reload: ${open}`);
       if (accounting !== undefined) {
         if (JSON.stringify(next.gateway.store) !== JSON.stringify(accounting.config.gateway.store) || JSON.stringify(next.gateway.redis) !== JSON.stringify(accounting.config.gateway.redis)) {
           log.warn('config reload: gateway.store and gateway.redis changes take effect at the next restart');
         }
         accounting.reconfigure(next);
-      }
+          }
       // The old pools close once the requests still running on them are done (bounded by
       // their longest total timeout), so a request mid-fallback still reaches its next backend.
       const longest = Math.max(1_000, ...[...old.backends.values()].map((b) => b.config.timeouts.totalMs));

@@ -6,7 +6,8 @@ import { request } from 'node:http';
 import assert from 'node:assert/strict';
 import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
-import { startFabric } from './helpers.ts';
+import { chat, post, startFabric } from './helpers.ts';
+import { KeyAdmin } from '../src/keys/admin.ts';
 import { join } from 'node:path';
 import { createLogger } from '../src/core/log.ts';
 import { startGateway } from '../src/main.ts';
@@ -120,5 +121,77 @@ roles:
   } finally {
     if (saved !== undefined) process.env.FABRIC_DATA_DIR = saved;
     await fleet.close();
+  }
+});
+
+const MASTER = 'fabric-master-key-for-reload-tests-0123456789';
+const auth = { authorization: `Bearer ${MASTER}` };
+
+/** `get()` until `ok` (or `ms` have passed): its last value. */
+async function eventually<T>(get: () => T | Promise<T>, ok: (v: T) => boolean, ms = 3000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await get();
+    if (ok(v) || Date.now() > until) return v;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('a reload that changes gateway.accounting.sync_interval applies it: a key revoked by another process stops working at the new interval', async () => {
+  const yaml = (url: string, every: string): string => `
+gateway:
+  master_key: env:FABRIC_MASTER_KEY
+  accounting: { sync_interval: ${every} }
+backends:
+  a: { engine: vllm, url: ${url}/v1, model: m-a }
+roles:
+  chat: { kind: chat, backends: [a] }
+`;
+  const f = await startFabric({ env: { FABRIC_MASTER_KEY: MASTER }, apiKey: MASTER, engines: [{ name: 'a', protocol: 'vllm', model: 'm-a', kind: 'chat', timing: FAST }], yaml: (u) => yaml(u('a'), '1h') });
+  try {
+    const k = (await post(f.url, '/admin/keys', { name: 'x' }, auth)).json;
+    const send = (): Promise<number> => post(f.url, '/v1/chat/completions', chat('chat'), { authorization: `Bearer ${k.key}` }).then((r) => r.status);
+    assert.equal(await send(), 200);
+    f.gw.reload(parseFabricText(yaml(f.fleet.get('a').url, '100ms'), 'test.yaml').config, new Secrets({ FABRIC_MASTER_KEY: MASTER }));
+    // Revoked in the store behind this gateway's back (as fabric keys --config does).
+    await new KeyAdmin(f.gw.app.accounting!.store).revoke(k.id);
+    assert.equal(await eventually(send, (s) => s === 401, 2000), 401, 'picked up at the new 100 ms poll, not the 1 h one');
+  } finally {
+    await f.close();
+  }
+});
+
+test('a reload that changes gateway.workers says it waits for a restart; one that leaves a gateway on a non-loopback address without a master key warns as fabric serve does at start', async () => {
+  const fleetF = await startFabric({ engines: [{ name: 'a', protocol: 'vllm', model: 'm-a', kind: 'chat', timing: FAST }], yaml: (u) => `
+backends:
+  a: { engine: vllm, url: ${u('a')}/v1, model: m-a }
+roles:
+  chat: { kind: chat, backends: [a] }
+` });
+  const url = fleetF.fleet.get('a').url;
+  const yaml = (extra: string): string => `
+gateway:
+  ${extra}
+backends:
+  a: { engine: vllm, url: ${url}/v1, model: m-a }
+roles:
+  chat: { kind: chat, backends: [a] }
+`;
+  const logs: string[] = [];
+  const secrets = new Secrets({ FABRIC_MASTER_KEY: MASTER });
+  // Every interface, as a LAN gateway listens; the key is taken away only at the end.
+  const gw = await startGateway(parseFabricText(yaml('master_key: env:FABRIC_MASTER_KEY'), 't.yaml').config, secrets, {
+    host: '0.0.0.0', port: 0, probe: false, accounting: false, log: createLogger({ write: (s) => { logs.push(...s.trimEnd().split('\n')); } }),
+  });
+  try {
+    const msgs = (): string[] => (gw.app.log.flush(), logs.map((l) => JSON.parse(l)).filter((r) => r.level === 'warn').map((r) => r.msg as string));
+    gw.reload(parseFabricText(yaml('master_key: env:FABRIC_MASTER_KEY\n  workers: 2'), 't.yaml').config, secrets);
+    assert.deepEqual(msgs(), ['config reload: gateway.workers changes take effect at the next restart']);
+    gw.reload(parseFabricText(yaml('workers: 2'), 't.yaml').config, secrets);
+    assert.equal(msgs()[1], 'config reload: listening on 0.0.0.0 with no master key: anyone who can reach this port can use every backend (it answers only requests addressed to an IP address, this machine\'s name, a one-label or a private name such as .local or .internal); set gateway.master_key');
+    assert.equal(msgs().length, 2);
+  } finally {
+    await gw.close(1000);
+    await fleetF.close();
   }
 });

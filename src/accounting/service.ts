@@ -79,6 +79,7 @@ export class Accounting {
   readonly #keyScopes = new WeakMap<KeyRecord, BudgetScope>();
   #redactor: Redactor | undefined;
   #spendTimer: NodeJS.Timeout | undefined;
+  #spendEvery = 0;
   #pruneTimer: NodeJS.Timeout | undefined;
   #syncing: Promise<void> | undefined;
   maxTokens: number;
@@ -118,9 +119,7 @@ export class Accounting {
     await a.keys.start();
     await a.writer.start();
     await a.syncSpend();
-    const every = o.config.gateway.accounting.syncIntervalMs;
-    a.#spendTimer = setInterval(() => { void a.syncSpend(); }, every);
-    a.#spendTimer.unref();
+    a.#armSpendSync(o.config.gateway.accounting.syncIntervalMs);
     a.#pruneTimer = setInterval(() => { void a.pruneLogs(); }, 3_600_000);
     a.#pruneTimer.unref();
     return a;
@@ -128,6 +127,14 @@ export class Accounting {
 
   get config(): FabricConfig {
     return this.#config;
+  }
+
+  /** The budget spend sync, every `ms`: armed at start, and again when a reload changes sync_interval. */
+  #armSpendSync(ms: number): void {
+    clearInterval(this.#spendTimer);
+    this.#spendEvery = ms;
+    this.#spendTimer = setInterval(() => { void this.syncSpend(); }, ms);
+    this.#spendTimer.unref();
   }
 
   get sharedLimits(): boolean {
@@ -138,6 +145,11 @@ export class Accounting {
   reconfigure(config: FabricConfig): void {
     this.#config = config;
     const a = config.gateway.accounting;
+    // Timers armed at start (not yet when the constructor calls this) follow a new sync_interval.
+    if (this.#spendTimer !== undefined && a.syncIntervalMs !== this.#spendEvery) {
+      this.#armSpendSync(a.syncIntervalMs);
+      this.keys.setSyncInterval(a.syncIntervalMs);
+    }
     this.writer.retune({ batchSize: a.batchSize, flushIntervalMs: a.flushIntervalMs, maxBuffer: a.maxBuffer, pingWhenIdle: a.onStoreDown === 'refuse' });
     this.prices = new PriceTable(config);
     this.maxTokens = config.gateway.limits.maxTokens;

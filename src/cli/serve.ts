@@ -7,7 +7,8 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { loadFabricConfig, parseFabricText, checkSecrets } from '../config/load.ts';
 import { ConfigError, formatIssue } from '../config/issues.ts';
 import { Secrets } from '../config/env-file.ts';
-import { isLoopbackHost, type FabricConfig } from '../config/types.ts';
+import type { FabricConfig } from '../config/types.ts';
+import { openGatewayWarning } from '../http/open-gateway.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { redact } from '../core/redact.ts';
 import { EventLoopPriority } from '../core/scheduling.ts';
@@ -197,9 +198,8 @@ export async function runServe(argv: string[]): Promise<number> {
   if (file !== undefined && config.gateway.masterKey === undefined && process.env[MASTER_KEY_ENV] !== undefined && process.env[MASTER_KEY_ENV] !== '') {
     log.warn(`${MASTER_KEY_ENV} is set, but ${file} names no gateway.master_key, so no key is required on /v1/*: add master_key: env:${MASTER_KEY_ENV} under gateway: to require it`);
   }
-  if (config.gateway.masterKey === undefined && !isLoopbackHost(listenHost)) {
-    log.warn(`listening on ${listenHost} with no master key: anyone who can reach this port can use every backend (it answers only requests addressed to an IP address, this machine's name, a one-label or a private name such as .local or .internal); set gateway.master_key`);
-  }
+  const open = config.gateway.masterKey === undefined ? openGatewayWarning(listenHost) : undefined;
+  if (open !== undefined) log.warn(open);
   // On every interface, the address bound and the one to use from this machine.
   const any = listenHost === '0.0.0.0' || listenHost === '::';
   const where = any ? `${listenHost === '::' ? '[::]' : listenHost}:${running.port} (${running.url} from this machine)` : running.url;

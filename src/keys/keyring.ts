@@ -52,13 +52,24 @@ export class KeyRing {
 
   async start(): Promise<void> {
     await this.sync();
-    this.#timer = setInterval(() => { void this.sync(); }, this.#opts.syncIntervalMs);
-    this.#timer.unref();
+    this.#arm(this.#opts.syncIntervalMs);
     this.#unwatch = this.#store.watchKeys?.(() => { void this.sync(); });
+  }
+
+  #arm(ms: number): void {
+    clearInterval(this.#timer);
+    this.#timer = setInterval(() => { void this.sync(); }, ms);
+    this.#timer.unref();
+  }
+
+  /** A reload's new sync_interval: the poll is re-armed with it (if started; a stopped ring stays stopped). */
+  setSyncInterval(ms: number): void {
+    if (this.#timer !== undefined) this.#arm(ms);
   }
 
   stop(): void {
     clearInterval(this.#timer);
+    this.#timer = undefined;
     this.#unwatch?.();
     this.#unwatch = undefined;
   }
