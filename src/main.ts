@@ -16,6 +16,7 @@ import { FleetHealth } from './health/fleet.ts';
 import { MasterKey } from './http/auth.ts';
 import { createGatewayServer, type AppState } from './http/server.ts';
 import { Accounting } from './accounting/service.ts';
+import { warnDrift } from './accounting/drift.ts';
 import { openGatewayWarning } from './http/open-gateway.ts';
 import { outPathProblem } from './cli/out-path.ts';
 import { SqliteStore } from './store/sqlite.ts';
@@ -143,6 +144,7 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       throw new Error(`cannot open the store (${store.kind} ${store.where}): ${(e as Error).message}`, { cause: e });
     }
     app.accounting = accounting;
+    void warnDrift(gateway, accounting, log);
     log.info('state', {
       store: `${store.kind} ${store.where}`, keys: accounting.keys.size, budgets: config.budgets.map((b) => b.name),
       limits: accounting.sharedLimits ? 'shared (redis)' : 'per process', accounting: config.gateway.accounting.enabled ? 'on' : 'off',
@@ -227,7 +229,8 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
           log.warn('config reload: gateway.store and gateway.redis changes take effect at the next restart');
         }
         accounting.reconfigure(next);
-          }
+        void warnDrift(gateway, accounting, log);
+      }
       // The old pools close once the requests still running on them are done (bounded by
       // their longest total timeout), so a request mid-fallback still reaches its next backend.
       const longest = Math.max(1_000, ...[...old.backends.values()].map((b) => b.config.timeouts.totalMs));

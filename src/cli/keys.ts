@@ -4,6 +4,8 @@ import { ConfigError } from '../config/issues.ts';
 import { roleByName } from '../config/types.ts';
 import { KeyAdmin, keyView } from '../keys/admin.ts';
 import { parseKeyInput } from '../keys/input.ts';
+import { configResolves, staleField, staleNote } from '../keys/stale.ts';
+import type { KeyRecord } from '../store/types.ts';
 import { FabricError } from '../core/errors.ts';
 import { table, UsageError } from './client.ts';
 import { reportConfigError } from './fabric-file.ts';
@@ -24,7 +26,8 @@ when it is created or rotated, and stored only as its SHA-256. Revoking or rotat
 effect at once on the gateway process that does it. Other gateway processes sharing the
 store reload their keys when it changes: at once with PostgreSQL (LISTEN/NOTIFY), else at
 their next poll of the keys version (gateway.accounting.sync_interval, default 2s). With
---config, every running gateway learns of it that way.
+--config, every running gateway learns of it that way. list and show flag a key whose roles or
+role limits name no role, alias or model of the config any more (a role renamed under it).
 
   --roles R,R       the models (roles or aliases) the key may use; default: all
   --rpm N, --tpm N  requests / tokens per minute: 60, 20000, 20k (a malformed one is an error, exit 2)
@@ -124,6 +127,7 @@ function describeKey(k: View): string {
     `created   ${k.created_at}`,
   ];
   if (k.revoked_at !== null) lines.push(`revoked   ${k.revoked_at}`);
+  if (k.stale !== undefined && k.stale !== null && k.status === 'active') lines.push(`warning   ${staleNote(k.stale)}`);
   if (Object.keys(k.metadata ?? {}).length > 0) lines.push(`metadata  ${JSON.stringify(k.metadata)}`);
   return lines.join('\n') + '\n';
 }
@@ -132,6 +136,9 @@ async function run(t: Target, sub: string, args: string[], v: Record<string, str
   const json = v.json === true;
   const out = (x: unknown, text: string): void => { process.stdout.write(json ? JSON.stringify(x, null, 2) + '\n' : text); };
   const admin = t.kind === 'store' ? new KeyAdmin(t.store) : undefined;
+  // With --config the config says what the keys may name (a --data-dir store alone has none to say).
+  const resolves = t.kind === 'store' && t.config.backends.size > 0 ? configResolves(t.config) : undefined;
+  const view = (k: KeyRecord): View => (resolves === undefined ? keyView(k) : { ...keyView(k), stale: staleField(k, resolves) });
   const need = (what: string, placeholder: string): string => {
     if (args[0] === undefined) throw new UsageError(`${what} is required: fabric keys ${sub} ${placeholder}`);
     return args[0];
@@ -165,18 +172,20 @@ async function run(t: Target, sub: string, args: string[], v: Record<string, str
       return 0;
     }
     case 'list': {
-      const keys: View[] = t.kind === 'api' ? (await api(t, 'GET', '/admin/keys')).data : (await admin!.list()).map((k) => keyView(k));
+      const keys: View[] = t.kind === 'api' ? (await api(t, 'GET', '/admin/keys')).data : (await admin!.list()).map(view);
       const rows = [['ID', 'NAME', 'STATUS', 'KEY', 'ROLES', 'RPM', 'TPM', 'BUDGET', 'EXPIRES']];
       for (const k of keys) {
         rows.push([k.id, k.name, k.status, k.hint, k.roles === null ? 'all' : k.roles.join(','), k.rpm ?? '-', k.tpm ?? '-',
           k.budget === null ? '-' : `$${k.budget.amount}/${k.budget.period}`, k.expires_at ?? 'never'].map(String));
       }
-      out(keys, keys.length === 0 ? 'no keys yet: fabric keys create NAME\n' : table(rows));
+      // Keys in use that name what the config no longer serves, under the table.
+      const notes = keys.filter((k) => k.stale !== undefined && k.stale !== null && k.status === 'active').map((k) => `warning: key ${k.name} (${k.id}) ${staleNote(k.stale)}\n`);
+      out(keys, keys.length === 0 ? 'no keys yet: fabric keys create NAME\n' : table(rows) + notes.join(''));
       return 0;
     }
     case 'show': {
       const id = need('an ID or NAME', 'ID|NAME');
-      const k: View = t.kind === 'api' ? await api(t, 'GET', `/admin/keys/${encodeURIComponent(id)}`) : keyView(await admin!.find(id));
+      const k: View = t.kind === 'api' ? await api(t, 'GET', `/admin/keys/${encodeURIComponent(id)}`) : view(await admin!.find(id));
       out(k, describeKey(k));
       return 0;
     }

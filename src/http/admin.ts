@@ -16,6 +16,7 @@ import { FabricError } from '../core/errors.ts';
 import type { Gateway } from '../core/gateway.ts';
 import { KeyAdmin, keyView } from '../keys/admin.ts';
 import { parseKeyInput } from '../keys/input.ts';
+import { staleField } from '../keys/stale.ts';
 import { USAGE_GROUPS, type KeyPatch, type KeyRecord, type UsageGroup, type UsageRow } from '../store/types.ts';
 import { modelsBody } from './info.ts';
 import type { AppState } from './server.ts';
@@ -154,11 +155,14 @@ export async function handleAdmin(x: Exchange, path: string, query: URLSearchPar
   const method = x.method;
   const body = method === 'POST' || method === 'PATCH' || method === 'PUT' ? await readJson(x) : undefined;
   const now = Date.now();
-  const withSpend = (k: KeyRecord): Record<string, unknown> => ({ ...keyView(k, now), spend: acct.keySpend(k) ?? null });
+  // What a key names that this gateway's config no longer serves (a role renamed under it).
+  const resolves = (n: string): boolean => a.gateway.table.resolve(n) !== undefined;
+  const view = (k: KeyRecord): Record<string, unknown> => ({ ...keyView(k, now), stale: staleField(k, resolves) });
+  const withSpend = (k: KeyRecord): Record<string, unknown> => ({ ...view(k), spend: acct.keySpend(k) ?? null });
 
   // ── native routes ──
   if (path === '/admin/keys') {
-    if (method === 'GET') return send(x, 200, { object: 'list', data: (await admin.list()).map((k) => keyView(k, now)) });
+    if (method === 'GET') return send(x, 200, { object: 'list', data: (await admin.list()).map(view) });
     if (method === 'POST') {
       const patch = parseKeyInput(body, 'create', now);
       checkRoles(patch, a.gateway);
