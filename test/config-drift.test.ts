@@ -1,6 +1,8 @@
 // State kept in the store names what a config can rename under it: keys name roles (their
-// `roles` and `role_limits`). A rename left them silently broken (a key refused everything, a
-// per-role limit gone); now start and reload say so, and `fabric keys list|show` flag such keys.
+// `roles` and `role_limits`), budgets sum spend by backend name. A rename left them silently
+// broken (a key refused everything, a per-role limit gone, a budget back at $0); now start and
+// reload say so, `fabric keys list|show` flag such keys, and a backend's `formerly` keeps its
+// budgets' spend.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -27,6 +29,15 @@ const adminGet = (url: string, path: string): Promise<any> => fetch(url + path, 
 function warned(f: { logs: string[]; gw: RunningGateway }, from: number, re: RegExp): string[] {
   f.gw.app.log.flush();
   return f.logs.slice(from).map((l) => JSON.parse(l)).filter((r) => r.level === 'warn' && re.test(r.msg)).map((r) => r.msg as string);
+}
+
+async function eventually<T>(get: () => T | Promise<T>, ok: (v: T) => boolean, ms = 3000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await get();
+    if (ok(v) || Date.now() > until) return v;
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 test('keys naming a renamed role: warned at reload and at start (name and id, never the secret), flagged by /admin/keys and fabric keys list|show; an alias of the old name mends them', async () => {
@@ -111,4 +122,79 @@ roles:
     await f.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
+});
+
+test('a priced backend renamed: its spend, which its budget no longer counts, is warned of at reload and at start (budget, old name, amount); formerly: [old-name] keeps it counted', async () => {
+  const dataDir = tempDir('fabric-drift-budget-');
+  const yaml = (url: (n: string) => string, name: string, extra = ''): string => `
+gateway:
+  master_key: env:FABRIC_MASTER_KEY
+  accounting: { flush_interval: 20ms, sync_interval: 100ms }
+backends:
+  ${name}: { engine: vllm, url: ${url('b')}/v1, model: m-b${extra} }
+roles:
+  chat: { kind: chat, backends: [${name}] }
+prices:
+  ${name}: { input: 5000, output: 5000 }
+budgets:
+  gpu:
+    amount: 1000
+    period: month
+    backends: [${name}]
+`;
+  const f = await startFabric({ env: { FABRIC_MASTER_KEY: MASTER }, apiKey: MASTER, dataDir, engines, yaml: (u) => yaml(u, 'vllm-b') });
+  let g: Fabric | undefined;
+  try {
+    const url = (n: string): string => f.fleet.get(n).url;
+    const reload = (text: string): void => f.gw.reload(parseFabricText(text, 'test.yaml').config, new Secrets({ FABRIC_MASTER_KEY: MASTER }));
+    for (let i = 0; i < 3; i++) assert.equal((await post(f.url, '/v1/chat/completions', chat('chat'), auth)).status, 200);
+    const spentOf = async (): Promise<number> => (await adminGet(f.url, '/admin/budgets')).data[0].spent;
+    const before = await spentOf();
+    // Written to the store (batches go within 50 ms): what a reload or a restart finds there.
+    const stored = async (): Promise<number> => (await f.gw.app.accounting!.store.spendSince(0)).reduce((t, r) => t + r.cost, 0);
+    assert.ok(Math.abs(await eventually(stored, (v) => Math.abs(v - before) < 1e-9) - before) < 1e-9);
+    assert.ok(before > 0.01, `spent ${before}`);
+    const amount = `$${before.toFixed(2)}`;
+
+    let from = f.logs.length;
+    reload(yaml(url, 'vllm-b2'));
+    const line = (await eventually(() => warned(f, from, /^budgets: /), (l) => l.length > 0))[0];
+    assert.equal(line, `budgets: ${amount} of the current period of budget gpu was spent on backend vllm-b, which is no longer in the config, so no budget counts it now. ` +
+      'If vllm-b was renamed, the budgets that counted it (gpu may be among them) restarted from that much less and it can be spent again: add formerly: [vllm-b] to the backend it became. If it was removed, this goes when the period ends.');
+    // The symptom it is about: the budget's spend is back at 0 once synced.
+    const after = await eventually(spentOf, (v) => v < 1e-9);
+    assert.ok(after < 1e-9, `spent ${after} of ${before}`);
+
+    // At start too.
+    g = await startFabric({ env: { FABRIC_MASTER_KEY: MASTER }, apiKey: MASTER, dataDir, engines, yaml: (u) => yaml(u, 'vllm-b2') });
+    assert.equal((await eventually(() => warned(g!, 0, /^budgets: .* on backend vllm-b,/), (l) => l.length > 0)).length, 1);
+    await g.close();
+    g = undefined;
+
+    // formerly: the budget counts the old name's spend again, and nothing is said.
+    from = f.logs.length;
+    reload(yaml(url, 'vllm-b2', ', formerly: [vllm-b]'));
+    const restored = await eventually(spentOf, (v) => v > 0.01);
+    assert.ok(Math.abs(restored - before) < 1e-6, `spent ${restored}, was ${before}`);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(warned(f, from, /^budgets: /), []);
+  } finally {
+    await g?.close();
+    await f.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('formerly is checked: not a backend of the config, not claimed twice', () => {
+  const issues = (text: string): string[] => parseFabricText(text, 't.yaml').issues.filter((i) => i.severity === 'error').map((i) => `${i.path}: ${i.message}`);
+  const base = `
+backends:
+  a: { engine: vllm, url: http://127.0.0.1:9/v1, model: m, formerly: [X] }
+  b: { engine: vllm, url: http://127.0.0.1:9/v1, model: m, formerly: [Y] }
+roles:
+  chat: { kind: chat, backends: [a, b] }
+`;
+  assert.deepEqual(issues(base), []);
+  assert.deepEqual(issues(base.replace('[Y]', '[a]')), ['backends.b.formerly[0]: "a" is a backend of this config; formerly lists the names b had before a rename']);
+  assert.deepEqual(issues(base.replace('[Y]', '[X]')), ['backends.b.formerly[0]: "X" is already a former name of backend a']);
 });

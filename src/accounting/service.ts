@@ -75,7 +75,8 @@ export class Accounting {
   #config: FabricConfig;
   #redis: SharedRedis | undefined;
   #byBackend = new Map<string, BudgetScope[]>();
-  #budgets = new Map<string, { scope: BudgetScope; cfg: BudgetConfig }>();
+  /** `spentUnder`: the backend names its spend is summed from (its backends', and their former names). */
+  #budgets = new Map<string, { scope: BudgetScope; cfg: BudgetConfig; spentUnder: string[] }>();
   readonly #keyScopes = new WeakMap<KeyRecord, BudgetScope>();
   #redactor: Redactor | undefined;
   #spendTimer: NodeJS.Timeout | undefined;
@@ -157,7 +158,7 @@ export class Accounting {
     this.#byBackend = new Map();
     for (const b of config.budgets) {
       const scope: BudgetScope = { id: `budget:${b.name}`, limit: b.amount, period: b.period };
-      this.#budgets.set(scope.id, { scope, cfg: b });
+      this.#budgets.set(scope.id, { scope, cfg: b, spentUnder: spentUnder(config, b) });
       for (const be of b.backends) {
         const list = this.#byBackend.get(be) ?? [];
         list.push(scope);
@@ -341,7 +342,7 @@ export class Accounting {
         if (periodStart(s.period, now) !== start) continue;
         let sum = 0;
         if (s.id.startsWith('key:')) sum = byKey.get(s.id.slice(4)) ?? 0;
-        else for (const b of new Set(this.#budgets.get(s.id)!.cfg.backends)) sum += byBackend.get(b) ?? 0;
+        else for (const b of this.#budgets.get(s.id)!.spentUnder) sum += byBackend.get(b) ?? 0;
         bases.set(s.id, sum);
       }
     }
@@ -403,6 +404,11 @@ export class Accounting {
     await this.#redis?.close();
     await this.store.close();
   }
+}
+
+/** The backend names a budget's spend is summed from: its backends, and the names they had before a rename (`formerly`). */
+export function spentUnder(config: FabricConfig, b: BudgetConfig): string[] {
+  return [...new Set(b.backends.flatMap((name) => [name, ...(config.backends.get(name)?.formerly ?? [])]))];
 }
 
 /** Whether a key may ask for the route: its names (roles or aliases) resolve to that route. */

@@ -371,7 +371,7 @@ function nodes(r: Reporter, v: unknown): Map<string, NodeConfig> {
 
 const BACKEND_KEYS = [
   'engine', 'node', 'url', 'model', 'api_key', 'context_window', 'keep_alive', 'weight', 'max_retries', 'max_connections', 'timeouts', 'aliases', 'simulated',
-  'health', 'cloud', 'serve',
+  'formerly', 'health', 'cloud', 'serve',
 ] as const;
 
 /**
@@ -437,7 +437,9 @@ function backends(r: Reporter, v: unknown, nodeMap: Map<string, NodeConfig>, pol
     const hm = mapping(r, [...p, 'health'], b.health, HEALTH_POLICY_KEYS);
     if (b.cloud !== undefined && typeof b.cloud !== 'boolean') r.error([...p, 'cloud'], `must be true or false, got ${describe(b.cloud)}`);
     const keepAlive = keepAliveSeconds(r, [...p, 'keep_alive'], b.keep_alive, engineKnown ? engine : undefined);
+    const formerly = strList(r, [...p, 'formerly'], b.formerly);
     out.set(name, {
+      ...(formerly.length === 0 ? {} : { formerly }),
       ...(keepAlive === undefined ? {} : { keepAliveSeconds: keepAlive }),
       health: hm === undefined ? { failureThreshold: policy.failureThreshold, cooldownMs: policy.cooldownMs, maxCooldownMs: policy.maxCooldownMs } : healthPolicy(r, [...p, 'health'], hm, policy),
       ...(typeof b.cloud === 'boolean' ? { cloud: b.cloud } : {}),
@@ -626,6 +628,16 @@ function crossCheck(r: Reporter, cfg: FabricConfig): void {
   }
   if (cfg.gateway.wake.enabled && ![...cfg.nodes.values()].some((n) => n.wol !== undefined)) {
     r.warn(['gateway', 'wake', 'enabled'], 'no node has a wol: { mac } block, so there is nothing to wake');
+  }
+  // A former name is one backend's: it must not be a backend still, nor claimed twice.
+  const formerOf = new Map<string, string>();
+  for (const b of cfg.backends.values()) {
+    (b.formerly ?? []).forEach((f, i) => {
+      const path = ['backends', b.name, 'formerly', i];
+      if (cfg.backends.has(f)) r.error(path, `"${f}" is a backend of this config; formerly lists the names ${b.name} had before a rename`);
+      else if (formerOf.has(f)) r.error(path, `"${f}" is already a former name of backend ${formerOf.get(f)}`);
+      else formerOf.set(f, b.name);
+    });
   }
   for (const b of cfg.backends.values()) {
     const used = [...cfg.roles.values()].some((role) => role.backends.includes(b.name)) || cfg.patterns.some((pt) => pt.backends.includes(b.name));

@@ -79,6 +79,11 @@ export interface BackendConfig {
   timeouts: Timeouts;
   /** Names that route to this backend alone, with no fallback (the seeds' "physical aliases"). */
   aliases: string[];
+  /**
+   * Names this backend had before a rename: usage recorded under them still counts in the
+   * budgets that count this backend (budget spend is summed by backend name).
+   */
+  formerly?: string[];
   simulated: boolean;
   /** Resolved from the backend's health block over gateway.health; absent means the defaults. */
   health?: HealthPolicy;
