@@ -95,10 +95,11 @@ export async function runServe(argv: string[]): Promise<number> {
   });
   // A reload asked for before the gateway runs (`systemctl reload` right after start, or the
   // primary passing one on to a worker still starting) is taken once it runs: SIGHUP's default
-  // action would end the process.
+  // action would end the process. One listener for the process's life, whose action changes:
+  // removing it and adding another would drop a signal caught but not yet dispatched.
   let reloadAsked = false;
-  const earlyReload = (): void => { reloadAsked = true; };
-  process.on('SIGHUP', earlyReload);
+  let onHangup = (): void => { reloadAsked = true; };
+  process.on('SIGHUP', () => onHangup());
   const parsed = parseCommand('serve', HELP, {
     args: argv,
     options: {
@@ -174,7 +175,8 @@ export async function runServe(argv: string[]): Promise<number> {
     return 1;
   }
   if (primaryOf !== undefined) {
-    process.off('SIGHUP', earlyReload);
+    // The primary's own SIGHUP passes the reload on to every worker.
+    onHangup = () => {};
     return runPrimary(primaryOf, graceMs, log);
   }
 
@@ -226,8 +228,7 @@ export async function runServe(argv: string[]): Promise<number> {
       running.app.config = { loadedAt: running.app.config?.loadedAt ?? running.app.startedAt, refused: { at: Date.now(), reason: `${issues[0] ?? 'invalid'}${more}` } };
     }
   };
-  process.off('SIGHUP', earlyReload);
-  process.on('SIGHUP', reload);
+  onHangup = reload;
   if (reloadAsked) reload();
   if (file !== undefined && file !== '') {
     // However the file is saved (renamed over, a ConfigMap's symlink swap, a symlink's target).
