@@ -409,11 +409,14 @@ test('--workers 2: SIGTERM to the primary and to every worker at once (a control
 
 test('a SIGHUP while the gateway starts is taken once it runs, not the end of the process', async () => {
   const file = join(dir, 'early-hup.yaml');
-  writeFileSync(file, configYaml('blue'));
+  // Its first health probes wait a second on a wedged backend before it listens: a window.
+  writeFileSync(file, configYaml('blue').replace('health_interval: 1h', 'health_interval: 1h\n  health: { probe_timeout: 1500ms }'));
+  await fleet.get('green').setFault({ kind: 'hang' });
   const s = start(file);
   try {
-    // Started (the config read, the store being opened), not yet listening.
+    // Started (the config read, the store opened), not yet listening.
     await s.waitFor(/"msg":"state"/);
+    await pause(200);
     assert.doesNotMatch(s.out(), /listening on/);
     s.proc.kill('SIGHUP');
     await s.waitFor(/listening on/);
@@ -421,6 +424,7 @@ test('a SIGHUP while the gateway starts is taken once it runs, not the end of th
     assert.equal(s.proc.exitCode, null);
   } finally {
     s.proc.kill('SIGKILL');
+    await fleet.get('green').setFault(null);
   }
 });
 
