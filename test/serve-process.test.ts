@@ -443,15 +443,23 @@ test('--workers: a port already taken, or workers that cannot start, stop the ga
   } finally {
     taken.close();
   }
-  // A data directory that is a file: each worker refuses it; the primary says so and exits 1.
+  // A data directory that is a file (as $FABRIC_DATA_DIR, which `npm test` sets and which
+  // overrides the config's): each worker refuses it; the primary says so and exits 1.
   const notDir = join(dir, 'not-a-dir');
   writeFileSync(notDir, '');
-  writeFileSync(file, configYaml('blue').replace('health_interval: 1h', `health_interval: 1h\n  data_dir: ${notDir}`));
-  const s = start(file, ['--workers', '2']);
-  const exited = once(s.proc, 'exit');
-  const [code] = await Promise.race([exited, pause(20_000).then(() => [`still running:\n${s.out()}`])]);
-  assert.equal(code, 1, s.out());
-  assert.match(s.out(), /could not start \(exit code 1\): stopping/);
+  writeFileSync(file, configYaml('blue'));
+  const s = start(file, ['--workers', '2'], { FABRIC_DATA_DIR: notDir });
+  try {
+    const exited = once(s.proc, 'exit');
+    const [code] = await Promise.race([exited, pause(20_000).then(() => [`still running:\n${s.out()}`])]);
+    assert.equal(code, 1, s.out());
+    assert.match(s.out(), /could not start \(exit code 1\): stopping/);
+  } finally {
+    for (const m of s.out().matchAll(/"pid":(\d+)/g)) {
+      try { process.kill(Number(m[1]), 'SIGKILL'); } catch { /* gone */ }
+    }
+    if (s.proc.exitCode === null) s.proc.kill('SIGKILL');
+  }
 });
 
 test('--workers 2: a new worker that cannot start (the config on disk refused) is tried again while the other serves; mended, it starts; all killed at once, all come back', { timeout: 60_000 }, async () => {
