@@ -5,8 +5,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
-import { startFabric, chat, post, type Fabric } from './helpers.ts';
+import { rawRequest, startFabric, chat, post, type Fabric } from './helpers.ts';
 
 let f: Fabric;
 const MIB = 1024 * 1024;
@@ -30,15 +29,7 @@ after(() => f.close());
 const HEAD = 'POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n';
 
 /** Sends `bytes` and keeps the connection open; `answer` is what came back by the time it closed. */
-function open(bytes: string): { sock: Socket; answer: Promise<string> } {
-  const url = new URL(f.url);
-  const sock = connect(Number(url.port), url.hostname);
-  sock.on('error', () => {});
-  let text = '';
-  sock.on('data', (d: Buffer) => { text += d.toString('utf8'); });
-  sock.write(bytes);
-  return { sock, answer: new Promise((resolve) => sock.once('close', () => resolve(text))) };
-}
+const open = (bytes: string): ReturnType<typeof rawRequest> => rawRequest(f.url, bytes);
 
 /** A 1 MiB body declared, 100 KiB of it sent. */
 const stalledFast = (): ReturnType<typeof open> => open(`${HEAD}Content-Length: ${MIB}\r\n\r\n{"model":"chat-fast","messages":[{"role":"user","content":"${'a'.repeat(100 * 1024)}`);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
 import type { RunningGateway } from '../src/main.ts';
-import { chat, post, startFabric, type Fabric } from './helpers.ts';
+import { chat, post, startFabric, type Fabric, eventually } from './helpers.ts';
 import { runFabric } from './support/proc.ts';
 import { tempDir } from './support/temp-dir.ts';
 
@@ -29,15 +29,6 @@ const adminGet = (url: string, path: string): Promise<any> => fetch(url + path, 
 function warned(f: { logs: string[]; gw: RunningGateway }, from: number, re: RegExp): string[] {
   f.gw.app.log.flush();
   return f.logs.slice(from).map((l) => JSON.parse(l)).filter((r) => r.level === 'warn' && re.test(r.msg)).map((r) => r.msg as string);
-}
-
-async function eventually<T>(get: () => T | Promise<T>, ok: (v: T) => boolean, ms = 3000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await get();
-    if (ok(v) || Date.now() > until) return v;
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 test('keys naming a renamed role: warned at reload and at start (name and id, never the secret), flagged by /admin/keys and fabric keys list|show; an alias of the old name mends them', async () => {

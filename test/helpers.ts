@@ -3,6 +3,7 @@
 
 import OpenAI from 'openai';
 import { readFileSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import Ajv from 'ajv';
 import { parseFabricText } from '../src/config/load.ts';
@@ -96,4 +97,25 @@ export async function waitForLog(f: Fabric, from: number, match: (r: any) => boo
 export function lastBody(f: Fabric, engine: string): any {
   const reqs = f.fleet.get(engine).requests();
   return reqs[reqs.length - 1]!.body;
+}
+
+/** `get()` until `ok` (or `ms` have passed): its last value. */
+export async function eventually<T>(get: () => T | Promise<T>, ok: (v: T) => boolean, ms = 3000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await get();
+    if (ok(v) || Date.now() > until) return v;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Raw bytes to the gateway on a connection of their own, then nothing more: `answer` is all it sent before the connection closed. */
+export function rawRequest(url: string, bytes: string): { sock: Socket; answer: Promise<string> } {
+  const u = new URL(url);
+  const sock = connect(Number(u.port), u.hostname);
+  sock.on('error', () => {});
+  let text = '';
+  sock.on('data', (d: Buffer) => { text += d.toString('utf8'); });
+  sock.write(bytes);
+  return { sock, answer: new Promise((resolve) => sock.once('close', () => resolve(text))) };
 }

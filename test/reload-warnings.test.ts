@@ -6,7 +6,7 @@ import { request } from 'node:http';
 import assert from 'node:assert/strict';
 import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
-import { chat, post, startFabric } from './helpers.ts';
+import { chat, post, startFabric, eventually } from './helpers.ts';
 import { KeyAdmin } from '../src/keys/admin.ts';
 import { join } from 'node:path';
 import { createLogger } from '../src/core/log.ts';
@@ -126,16 +126,6 @@ roles:
 
 const MASTER = 'fabric-master-key-for-reload-tests-0123456789';
 const auth = { authorization: `Bearer ${MASTER}` };
-
-/** `get()` until `ok` (or `ms` have passed): its last value. */
-async function eventually<T>(get: () => T | Promise<T>, ok: (v: T) => boolean, ms = 3000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await get();
-    if (ok(v) || Date.now() > until) return v;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 test('a reload that changes gateway.accounting.sync_interval applies it: a key revoked by another process stops working at the new interval', async () => {
   const yaml = (url: string, every: string): string => `

@@ -4,8 +4,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
-import { startFabric, type Fabric } from './helpers.ts';
+import { rawRequest, startFabric, type Fabric } from './helpers.ts';
 
 let f: Fabric;
 
@@ -25,15 +24,7 @@ roles:
 after(() => f.close());
 
 /** Sends bytes, then nothing more; resolves with all the gateway sent before it closed. */
-function stalled(bytes: string): Promise<string> {
-  const url = new URL(f.url);
-  const sock = connect(Number(url.port), url.hostname);
-  sock.on('error', () => {});
-  let text = '';
-  sock.on('data', (d: Buffer) => { text += d.toString('utf8'); });
-  sock.write(bytes);
-  return new Promise((resolve) => sock.once('close', () => resolve(text)));
-}
+const stalled = (bytes: string): Promise<string> => rawRequest(f.url, bytes).answer;
 
 test('a body that does not come in time: 408 with the request\'s own id, and one line for it, a 408 (fast lane and node:http)', async () => {
   const head = 'POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n';
