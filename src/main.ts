@@ -3,7 +3,7 @@
 
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Server as TlsServer } from 'node:tls';
+import { createSecureContext, type Server as TlsServer } from 'node:tls';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { FabricConfig } from './config/types.ts';
@@ -144,7 +144,8 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       throw new Error(`cannot open the store (${store.kind} ${store.where}): ${(e as Error).message}`, { cause: e });
     }
     app.accounting = accounting;
-    void warnDrift(gateway, accounting, log);
+    // Once for the fleet: with several workers, by the first (as its alerts are).
+    if (opts.alerts !== false) void warnDrift(gateway, accounting, log);
     log.info('state', {
       store: `${store.kind} ${store.where}`, keys: accounting.keys.size, budgets: config.budgets.map((b) => b.name),
       limits: accounting.sharedLimits ? 'shared (redis)' : 'per process', accounting: config.gateway.accounting.enabled ? 'on' : 'off',
@@ -193,6 +194,8 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       const key = masterKeyOf(next, nextSecrets, log);
       // Read before anything is swapped: files gone since the config was checked refuse the reload whole.
       const nextTls = tls !== undefined && next.gateway.tls !== undefined ? readTls(next) : undefined;
+      // And checked as a pair (a renewal caught between its two writes), so setSecureContext below cannot throw halfway.
+      if (nextTls !== undefined) createSecureContext(nextTls);
       const nextGateway = new Gateway(next, nextSecrets, { wakeFor });
       // Keys the new config brings (a rotated backend key, a new master key) are scrubbed too;
       // the replaced config's stay scrubbed while requests it started may still log them.
@@ -229,7 +232,7 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
           log.warn('config reload: gateway.store and gateway.redis changes take effect at the next restart');
         }
         accounting.reconfigure(next);
-        void warnDrift(gateway, accounting, log);
+        if (opts.alerts !== false) void warnDrift(gateway, accounting, log);
       }
       // The old pools close once the requests still running on them are done (bounded by
       // their longest total timeout), so a request mid-fallback still reaches its next backend.

@@ -57,3 +57,17 @@ test('two stalled 1 MiB bodies fill a 2 MiB budget: the next body is a 503 with 
   b.sock.destroy();
   await b.answer;
 });
+
+test('a body refused before it was read (a 404 before its bytes came) gives its share back at once, though its client keeps the connection open', { timeout: 20_000 }, async () => {
+  // Without a key or a route, nobody may hold the budget: two 1 MiB heads to no route, kept open.
+  const held = [rawRequest(f.url, `POST /nope HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: ${MIB}\r\n\r\n`), rawRequest(f.url, `POST /nope HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: ${MIB}\r\n\r\n`)];
+  for (const h of held) h.sock.allowHalfOpen = true;
+  await new Promise((r) => setTimeout(r, 300));
+  // A body that comes after its head still has room.
+  const c = rawRequest(f.url, `${HEAD}Connection: close\r\nContent-Length: 2000\r\n\r\n{"mo`);
+  await new Promise((r) => setTimeout(r, 100));
+  const rest = JSON.stringify(chat('chat-fast')).slice(4);
+  c.sock.write(rest + ' '.repeat(2000 - 4 - rest.length));
+  assert.match(await c.answer, /^HTTP\/1\.1 200 /);
+  for (const h of held) h.sock.destroy();
+});

@@ -295,6 +295,15 @@ test('a name belongs to one key in use: a second is a 409 naming the holder; a r
   const amb = await admin('/admin/keys/notes-app');
   assert.equal(amb.status, 400);
   assert.ok(amb.json.error.message.includes(first.json.id) && amb.json.error.message.includes(second.json.id), amb.json.error.message);
+  // An expired key brought back (a later expires_at) must find its name free, as a new key would.
+  const brief = await admin('/admin/keys', { name: 'brief-app', expires_in: '1s' });
+  await new Promise((r) => setTimeout(r, 1100));
+  const successor = await admin('/admin/keys', { name: 'brief-app' });
+  assert.equal(successor.status, 201, 'an expired key frees its name');
+  const back = await admin(`/admin/keys/${brief.json.id}`, { expires_at: new Date(Date.now() + 3_600_000).toISOString() }, 'PATCH');
+  assert.equal(back.status, 409, 'brought back, it would share its name with a key in use');
+  // A name must not read as an id or a secret, which a name may stand in for.
+  for (const name of ['key_0123456789abcdef', 'sk-my-app']) assert.equal((await admin('/admin/keys', { name })).json.error.param, 'name');
   const none = await admin('/admin/keys/no-such-app');
   assert.equal(none.status, 404);
   assert.match(none.json.error.message, /no-such-app/);

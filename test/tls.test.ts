@@ -15,6 +15,9 @@ import OpenAI from 'openai';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
 import { parseFabricText } from '../src/config/load.ts';
+import { Secrets } from '../src/config/env-file.ts';
+import { createLogger } from '../src/core/log.ts';
+import { startGateway } from '../src/main.ts';
 import { tlsIssues } from '../src/config/tls.ts';
 import type { FabricConfig } from '../src/config/types.ts';
 import { gatewayHealthScript } from '../src/render/common.ts';
@@ -130,6 +133,17 @@ test('fabric serve with gateway.tls answers the openai SDK over HTTPS (streams t
     renameSync(join(dir, 'next.key'), join(dir, 'gateway.key'));
     renameSync(join(dir, 'next.crt'), join(dir, 'gateway.crt'));
     await waitFor(/TLS certificate and key replaced/);
+    // A pair that does not match (a renewal caught between its writes, made to stay so) is
+    // refused whole: no half-done reload, and the gateway says it still serves the old config.
+    const c = makeCert('fabric-c');
+    copyFileSync(c.cert, join(dir, 'next.crt'));
+    renameSync(join(dir, 'next.crt'), join(dir, 'gateway.crt'));
+    await waitFor(/config reload refused[^\n]*gateway\.tls\.key[^\n]*not the private key of that certificate/);
+    assert.equal(await servedFingerprint(port), b.fingerprint, 'the pair that matched is still served');
+    const reloads = (out.match(/config reloaded/g) ?? []).length;
+    copyFileSync(b.cert, join(dir, 'next.crt'));
+    renameSync(join(dir, 'next.crt'), join(dir, 'gateway.crt'));
+    await waitFor(new RegExp(`(config reloaded[\\s\\S]*){${reloads + 1}}`));
     assert.equal(await servedFingerprint(port), b.fingerprint, 'a new connection gets the renewed certificate');
     const renewed = await trusting(b.pem).chat.completions.create({ model: 'local/chat', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
     assert.equal(renewed.object, 'chat.completion');
@@ -176,4 +190,20 @@ test('a certificate that expires within 14 days, or has expired, is a warning sa
   assert.equal(soon[0]!.severity, 'warning');
   assert.match(soon[0]!.message, /expires in 3 days/);
   assert.match(tlsIssues(config, until + 1000)[0]!.message, /expired on/);
+});
+
+test('a reload whose TLS pair does not match throws before anything is swapped (the running gateway stays whole)', async () => {
+  const a = makeCert('inproc-a');
+  const b = makeCert('inproc-b');
+  const text = (cert: string, key: string): string => yaml(`{ cert: ${cert}, key: ${key} }`);
+  const { config } = parseFabricText(text(a.cert, a.key), join(dir, 'inproc.yaml'));
+  const gw = await startGateway(config, new Secrets({ TLS_TEST_MASTER: MASTER }), { host: '127.0.0.1', port: 0, probe: false, accounting: false, log: createLogger({ write: () => {} }) });
+  try {
+    const before = gw.app.gateway;
+    const next = parseFabricText(text(b.cert, a.key), join(dir, 'inproc.yaml')).config;
+    assert.throws(() => gw.reload(next, new Secrets({ TLS_TEST_MASTER: MASTER })), /mismatch|key values/i);
+    assert.equal(gw.app.gateway, before, 'the gateway in place is the one from before');
+  } finally {
+    await gw.close(100);
+  }
 });

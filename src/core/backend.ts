@@ -298,7 +298,8 @@ export class BackendRuntime implements Member {
     // The escalated cooldown the new policy gives this many trips (a half-open circuit's end is past: kept).
     this.coolUntil = prev.coolUntil === 0 ? 0 : Math.min(prev.coolUntil, now + this.#cooldown());
     this.rateLimitedUntil = Math.min(prev.rateLimitedUntil, now + this.policy.maxCooldownMs);
-    this.#trialUntil = prev.#trialUntil;
+    // Not the half-open trial's reservation: its result is recorded on `prev`, so here it would
+    // hold traffic back until it lapsed; the next request is this runtime's trial.
     this.#trafficInStreak = prev.#trafficInStreak;
     this.lastError = prev.lastError;
     this.lastErrorAt = prev.lastErrorAt;

@@ -382,7 +382,11 @@ class Conn {
     this.served++;
     this.since = Date.now();
     if (this.closeAfter || x.closes || this.state === BODY) {
-      // Ended on our side; the sweep destroys it if the client never closes its side.
+      // Ended on our side; the sweep destroys it if the client never closes its side. A body
+      // still arriving (a request refused before it was read) never will be: its share of the
+      // body budget goes back now, not when the client leaves.
+      this.releaseBody();
+      this.parts = [];
       this.state = GONE;
       this.socket.end();
       return;

@@ -543,7 +543,9 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       } else if (fe.status >= 500) app.log.warn('request failed', { id, path: clip(path), status: fe.status, code: fe.code, message: fe.message });
       else if (refusals.allow()) app.log.info('request refused', { id, client_id: cid, method, path: clip(path), status: fe.status, code: fe.code, message: fe.message, ms: Math.round(ms * 10) / 10 });
       if (gone) {
-        x.destroy();
+        // A stream the drain ended has its error event queued: closing would drop it for a
+        // client that reads slowly; the drain closes what is left once it has had a moment.
+        if (!(app.cutOff === true && served !== undefined)) x.destroy();
         return;
       }
       if (x.headersSent) {

@@ -113,7 +113,9 @@ export class KeyAdmin {
   async update(id: string, patch: KeyPatch, now: number = Date.now()): Promise<KeyRecord> {
     const k = await this.find(id, now);
     if (k.revokedAt !== undefined) throw new FabricError('invalid_request', `key ${k.id} is revoked; create a new one`, { param: 'key' });
-    if (patch.name !== undefined && patch.name !== k.name) await this.#nameFree(patch.name, k.id, now);
+    // Renamed, or brought back to use (a later expiry): its name must be free of the keys in use.
+    const patched = { ...k, ...patch };
+    if (keyStatus(patched, now) === 'active' && (patch.name !== k.name || keyStatus(k, now) !== 'active')) await this.#nameFree(patched.name, k.id, now);
     return this.#update(k.id, { ...patch, updatedAt: now });
   }
 

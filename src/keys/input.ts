@@ -54,6 +54,8 @@ export function parseKeyInput(body: unknown, mode: 'create' | 'update', now: num
   const name = b.name ?? b.key_alias ?? b.key_name;
   if (name !== undefined) {
     if (typeof name !== 'string' || name.trim() === '' || name.length > 200) throw bad('name', 'must be a non-empty string of at most 200 characters');
+    // A name stands for the key where an id or the key itself may be given: it must read as neither.
+    if (/^(key_|sk-)/.test(name.trim())) throw bad('name', 'must not begin with key_ or sk- (those are read as a key\'s id or the key itself)');
     out.name = name.trim();
   } else if (mode === 'create' && opts.nameOptional !== true) throw bad('name', 'is required: what the key is for (e.g. obsidian, trailblazer)');
   if (b.metadata !== undefined) {
