@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { watchFiles } from './config-watch.ts';
+import { fileSignatures, watchFiles } from './config-watch.ts';
 import { tempDir } from '../../test/support/temp-dir.ts';
 
 /** Calls of onChange, and a wait for the next one (bounded). */
@@ -120,6 +120,31 @@ test('a file still being written is read once it has stopped changing, not half-
     await seen;
     await settle();
     assert.deepEqual(read, ['a: 1\nb: [1, 2]\n'], 'read once, whole');
+  } finally {
+    stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a change made after the file was read but before the watch began is seen (since); without one, nothing is called', async () => {
+  const dir = tempDir('fabric-watch-since-');
+  const file = join(dir, 'fabric.yaml');
+  writeFileSync(file, 'a: 1\n');
+  const read = fileSignatures([file]);
+  await settle();
+  writeFileSync(file, 'a: 2\nb: 3\n');
+  const c = counter();
+  const seen = c.next('changed before the watch');
+  const stop = watchFiles([file], c.onChange, read);
+  try {
+    await seen;
+    assert.equal(c.n(), 1);
+    // Unchanged since it was read: no call.
+    const quiet = counter();
+    const stop2 = watchFiles([file], quiet.onChange, fileSignatures([file]));
+    await settle();
+    stop2();
+    assert.equal(quiet.n(), 0);
   } finally {
     stop();
     rmSync(dir, { recursive: true, force: true });

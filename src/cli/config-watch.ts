@@ -34,9 +34,18 @@ function dirsOf(paths: readonly string[]): Set<string> {
   return dirs;
 }
 
-/** Calls onChange (debounced) when any of `paths` changes, however it is saved; returns the stop. */
-export function watchFiles(paths: readonly string[], onChange: () => void): () => void {
-  let seen = paths.map(signature);
+/** What stat says of each file now: to hand watchFiles as `since`. */
+export function fileSignatures(paths: readonly string[]): string[] {
+  return paths.map(signature);
+}
+
+/**
+ * Calls onChange (debounced) when any of `paths` changes, however it is saved; returns the
+ * stop. `since`: the files as they were when read (fileSignatures), so a change made between
+ * the read and the watch is not missed.
+ */
+export function watchFiles(paths: readonly string[], onChange: () => void, since?: readonly string[]): () => void {
+  let seen = since === undefined ? paths.map(signature) : [...since];
   // A change seen but not yet read: what stat said, and since when.
   let changing: string[] | undefined;
   let changingSince = 0;
@@ -90,6 +99,7 @@ export function watchFiles(paths: readonly string[], onChange: () => void): () =
     onChange();
   };
   arm();
+  if (since !== undefined) later();
   return () => {
     clearTimeout(debounce);
     for (const w of watchers) w.close();

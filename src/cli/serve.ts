@@ -18,7 +18,7 @@ import { isWorker, parseWorkers, runPrimary, workerIndex } from './workers.ts';
 import { WorkerSiblings } from './siblings.ts';
 import type { SharedItem } from '../http/responses/items.ts';
 import { parseCommand, usageError } from './args.ts';
-import { watchFiles } from './config-watch.ts';
+import { fileSignatures, watchFiles } from './config-watch.ts';
 import { tlsPaths } from '../config/tls.ts';
 
 const HELP = `Usage: fabric serve [--config FILE] [--port N] [--host H] [--log-level L] [--grace S] [--workers N|auto]
@@ -80,6 +80,13 @@ function portTaken(host: string, port: number): Promise<string | undefined> {
   });
 }
 
+/** What a reload follows: the config, its .env, and the TLS files (a renewed certificate is served without a restart). */
+function watchedFiles(file: string, config: FabricConfig): string[] {
+  const envFile = config.gateway.envFile ?? '.env';
+  const tls = tlsPaths(config);
+  return [file, isAbsolute(envFile) ? envFile : join(dirname(file), envFile), ...(tls === undefined ? [] : [tls.cert, tls.key])];
+}
+
 export async function runServe(argv: string[]): Promise<number> {
   // The log's reader went away (a collector restarted, `| head`), or the file it goes to can take
   // no more (a full disk, a file-size limit): with nowhere to log, drain (every usage record
@@ -139,9 +146,12 @@ export async function runServe(argv: string[]): Promise<number> {
   let log: Logger;
   /** With several workers, this process only forks and watches them: how many. */
   let primaryOf: number | undefined;
+  let watchedSince: string[] | undefined;
   if (file !== undefined && file !== '') {
     try {
       const loaded = loadFabricConfig(file);
+      // As they were when read: a change before the watch begins is still a change.
+      watchedSince = fileSignatures(watchedFiles(file, loaded.config));
       ({ config, secrets } = loaded);
       const workers = workersFlag ?? config.gateway.workers;
       // Workers share one stdout: writes of at most PIPE_BUF bytes keep lines whole.
@@ -232,10 +242,7 @@ export async function runServe(argv: string[]): Promise<number> {
   if (reloadAsked) reload();
   if (file !== undefined && file !== '') {
     // However the file is saved (renamed over, a ConfigMap's symlink swap, a symlink's target).
-    const envFile = config.gateway.envFile ?? '.env';
-    // And the TLS files: a renewed certificate is served without a restart.
-    const tls = tlsPaths(config);
-    watchFiles([file, isAbsolute(envFile) ? envFile : join(dirname(file), envFile), ...(tls === undefined ? [] : [tls.cert, tls.key])], reload);
+    watchFiles(watchedFiles(file, config), reload, watchedSince);
   }
   await new Promise<void>((resolve) => {
     let stopping = false;
