@@ -225,7 +225,8 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       // The store and the spool stay where they were opened.
       if (dataDir !== undefined && opts.dataDir === undefined && dataDirOf(next) !== dataDir) listening.push('gateway.data_dir');
       if (listening.length > 0) log.warn(`config reload: ${listening.join(', ')} changes take effect at the next restart`);
-      const open = next.gateway.masterKey === undefined ? openGatewayWarning(opts.host ?? config.gateway.host) : undefined;
+      // A reload that takes the master key away opens the gateway: said as at start.
+      const open = next.gateway.masterKey === undefined && was.masterKey !== undefined ? openGatewayWarning(opts.host ?? config.gateway.host) : undefined;
       if (open !== undefined) log.warn(`config reload: ${open}`);
       if (accounting !== undefined) {
         if (JSON.stringify(next.gateway.store) !== JSON.stringify(accounting.config.gateway.store) || JSON.stringify(next.gateway.redis) !== JSON.stringify(accounting.config.gateway.redis)) {

@@ -183,6 +183,12 @@ test('fabric usage: a table, CSV and JSON, from the API and from the store', asy
   const filtered = await fabric(['usage', '--key-id', 'key_0123456789abcdef', '--config', config]);
   assert.equal(filtered.code, 1);
   assert.match(filtered.stderr, /no key key_0123456789abcdef/);
+  // A key's name stands for its id (kilo, made above).
+  const byKeyName = await fabric(['usage', '--key-id', 'kilo', '--config', config, '--json']);
+  assert.equal(byKeyName.code, 0, byKeyName.stderr);
+  const unknownName = await fabric(['usage', '--key-id', 'no-such-key', '--config', config]);
+  assert.equal(unknownName.code, 1);
+  assert.match(unknownName.stderr, /no key with the id, name or secret "no-such-key"/);
   assert.match(t.stdout, /^ROLE +REQUESTS +ERRORS +TOKENS IN +TOKENS OUT +COST +AVG MS/);
   assert.match(t.stdout, /^chat-fast +\d+ +0 +\d+/m);
   assert.match(t.stdout, /^total +\d+/m);

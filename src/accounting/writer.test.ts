@@ -4,6 +4,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { SqliteStore } from '../store/sqlite.ts';
+import type { Store } from '../store/types.ts';
 import { silentLogger } from '../core/log.ts';
 import { UsageWriter } from './writer.ts';
 import { readProcStat } from '../core/proc-stat.ts';
@@ -46,6 +47,15 @@ async function queued250(store: SqliteStore): Promise<{ w: UsageWriter; reported
   await w.start();
   for (let i = 0; i < 250; i++) w.add(rec(i));
   return { w, reported: () => reported };
+}
+
+
+/** A writer on `spool`, started and flushed: what it replayed from the segments there is in the store. */
+async function replayingWriter(store: Store, spool: string): Promise<UsageWriter> {
+  const w = new UsageWriter({ store, spoolDir: spool, batchSize: 100, flushIntervalMs: 3_600_000, maxBuffer: 100, log: silentLogger });
+  await w.start();
+  await w.flush();
+  return w;
 }
 
 test('a batch written in several commits: idle() resolves only once all of it is reported committed', async () => {
@@ -262,9 +272,7 @@ test('spool segments of a process that is gone are replayed, a recycled pid (ano
     // Our parent is alive, and is the writer of this one: its records are its own to write.
     const live = join(spool, `usage-${process.ppid}-s${parentStart}-17000000000000001.jsonl`);
     writeFileSync(live, JSON.stringify(rec(401)) + '\n');
-    const w = new UsageWriter({ store, spoolDir: spool, batchSize: 100, flushIntervalMs: 3_600_000, maxBuffer: 100, log: silentLogger });
-    await w.start();
-    await w.flush();
+    const w = await replayingWriter(store, spool);
     assert.notEqual(await store.usageById('req_w400'), undefined, 'replayed');
     assert.equal(await store.usageById('req_w401'), undefined, 'left to its live writer');
     assert.ok(existsSync(live));
@@ -292,9 +300,7 @@ test('a live writer in another pid namespace (a container sharing the data direc
       writeFileSync(theirs, JSON.stringify(rec(500)) + '\n');
       const mine = join(spool, `usage-${process.pid}-s1-o${tag}-17000000000000001.jsonl`);
       writeFileSync(mine, JSON.stringify(rec(501)) + '\n');
-      const w = new UsageWriter({ store, spoolDir: spool, batchSize: 100, flushIntervalMs: 3_600_000, maxBuffer: 100, log: silentLogger });
-      await w.start();
-      await w.flush();
+      const w = await replayingWriter(store, spool);
       assert.equal(await store.usageById('req_w500'), undefined, 'left to its live writer');
       assert.equal(await store.usageById('req_w501'), undefined, 'left to its live writer');
       assert.ok(existsSync(theirs) && existsSync(mine));
@@ -304,9 +310,7 @@ test('a live writer in another pid namespace (a container sharing the data direc
       await w.close();
       holder.kill('SIGKILL');
       await new Promise((r) => holder.once('exit', r));
-      const next = new UsageWriter({ store, spoolDir: spool, batchSize: 100, flushIntervalMs: 3_600_000, maxBuffer: 100, log: silentLogger });
-      await next.start();
-      await next.flush();
+      const next = await replayingWriter(store, spool);
       assert.notEqual(await store.usageById('req_w500'), undefined, 'replayed once its writer died');
       assert.notEqual(await store.usageById('req_w501'), undefined, 'replayed once its writer died');
       assert.deepEqual(readdirSync(spool).filter((f) => f.includes(tag)), [], 'its segments and its lock file are gone');
@@ -333,8 +337,7 @@ test('the owner lock of a writer that died with nothing to replay is removed onc
     const fresh = takeAndDie();
     const hourAgo = new Date(Date.now() - 3_600_000);
     utimesSync(join(spool, `owner-${old}.lock`), hourAgo, hourAgo);
-    const w = new UsageWriter({ store, spoolDir: spool, batchSize: 100, flushIntervalMs: 3_600_000, maxBuffer: 100, log: silentLogger });
-    await w.start();
+    const w = await replayingWriter(store, spool);
     const locks = readdirSync(spool).filter((f) => f.startsWith('owner-'));
     assert.ok(!locks.includes(`owner-${old}.lock`), 'the old one is gone');
     assert.ok(locks.includes(`owner-${fresh}.lock`), 'a fresh one may be a writer about to lock it');

@@ -13,10 +13,6 @@ export class BodyBudget {
     this.#limit = limit;
   }
 
-  get held(): number {
-    return this.#held;
-  }
-
   /** Room for `n` more bytes: takes them and says true; else false, and takes nothing. */
   take(n: number): boolean {
     if (n > 0 && this.#held + n > this.#limit()) return false;

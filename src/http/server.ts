@@ -3,7 +3,7 @@
 // fast lane (fast-lane.ts) or node:http carries. Everything else is in core.
 
 import { isUtf8 } from 'node:buffer';
-import { createServer, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer, type RequestListener, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { FabricError, STREAM_INTERRUPTED, toFabricError, wasSent } from '../core/errors.ts';
@@ -59,7 +59,6 @@ export interface AppState {
   /** The config running, and the last reload refused since (fabric serve keeps it). */
   config?: ConfigState;
 }
-
 
 const JSON_TYPE = 'application/json';
 
@@ -207,6 +206,11 @@ export interface ServerLimits {
 }
 
 const KEEP_ALIVE_MS = 65_000;
+
+/** node:http's server, or over TLS node:https's (a node:http server underneath: the same options, events and methods). */
+function listener(options: ServerOptions, tls: ServerLimits['tls'], handler: RequestListener): Server {
+  return tls === undefined ? createServer(options, handler) : createHttpsServer({ ...options, ...tls }, handler) as unknown as Server;
+}
 
 /** A client's path or name in a message or log line: its first 200 characters (it may be some 16 KiB). */
 function clip(s: string): string {
@@ -578,14 +582,12 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     // node:http checks its timeouts this often (30 s by default): within a tenth of the head's.
     connectionsCheckingInterval: Math.max(10, Math.min(30_000, HEADERS_TIMEOUT_MS / 10)),
   };
-  // An https.Server is a node:http server over TLS: the same options, events and methods.
-  const make = limits.tls === undefined ? createServer : (o: ServerOptions, h: Parameters<typeof createServer>[1]) => createHttpsServer({ ...o, cert: limits.tls!.cert, key: limits.tls!.key }, h) as unknown as Server;
-  const server = make(options, (req, res) => {
+  const server = listener(options, limits.tls, (req, res) => {
     const x = new NodeExchange(req, res, bodies);
     if (req.headers.host !== undefined || req.httpVersion !== '1.1') return serve(x);
     const id = ids.next();
     setIdHeaders(x, id, undefined, app.gateway.config.simulated);
-    app.log.info('request refused', { id, method: req.method, path: req.url?.slice(0, 200), status: 400, code: 'invalid_request' });
+    app.log.info('request refused', { id, method: req.method, path: clip(req.url ?? ''), status: 400, code: 'invalid_request' });
     sendError(x, new FabricError('invalid_request', 'an HTTP/1.1 request must have a Host header', { headers: { connection: 'close' } }));
   });
   // An Expect other than 100-continue (node:http's own 417 has no body), and CONNECT (which
@@ -594,12 +596,12 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const x = new NodeExchange(req, res, bodies);
     const id = ids.next();
     setIdHeaders(x, id, undefined, app.gateway.config.simulated);
-    app.log.info('request refused', { id, method: req.method, path: req.url?.slice(0, 200), status: 417, code: 'expectation_failed' });
+    app.log.info('request refused', { id, method: req.method, path: clip(req.url ?? ''), status: 417, code: 'expectation_failed' });
     sendError(x, new FabricError('expectation_failed', `Expect: ${String(req.headers.expect).slice(0, 60)} cannot be met; only 100-continue is`, { headers: { connection: 'close' } }));
   });
   server.on('connect', (req, socket: Socket) => {
     const id = ids.next();
-    app.log.info('request refused', { id, method: 'CONNECT', path: req.url?.slice(0, 200), status: 405, code: 'method_not_allowed' });
+    app.log.info('request refused', { id, method: 'CONNECT', path: clip(req.url ?? ''), status: 405, code: 'method_not_allowed' });
     endAfterAnswers(socket, closingErrorAnswer(405, 'CONNECT is not served: this is an API gateway, not a forward proxy', 'method_not_allowed', id));
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {

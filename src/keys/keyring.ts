@@ -5,6 +5,7 @@
 // instance that revoked it, at once. Expiry is checked against the clock on every request.
 
 import type { Logger } from '../core/log.ts';
+import { keyStatus } from './admin.ts';
 import { FabricError } from '../core/errors.ts';
 import { Coalescer } from '../core/coalesce.ts';
 import type { KeyRecord, Store } from '../store/types.ts';
@@ -46,7 +47,7 @@ export class KeyRing {
   /** The names of the keys that can still be used: what per-key metric series may be kept for. */
   liveNames(now: number = this.#now()): Set<string> {
     const names = new Set<string>();
-    for (const k of this.#byId.values()) if (k.revokedAt === undefined && (k.expiresAt === undefined || k.expiresAt > now)) names.add(k.name);
+    for (const k of this.#byId.values()) if (keyStatus(k, now) === 'active') names.add(k.name);
     return names;
   }
 

@@ -7,6 +7,7 @@ import type { FabricConfig } from '../config/types.ts';
 import type { Member } from '../routing/balancer.ts';
 import { RouteTable } from '../routing/table.ts';
 import type { KeyRecord } from '../store/types.ts';
+import { keyStatus } from './admin.ts';
 
 export interface StaleRefs {
   /** Entries of the key's `roles` that name no model: the key can no longer use them. */
@@ -51,7 +52,7 @@ export function staleKeyWarning(k: KeyRecord, s: StaleRefs): string {
 export function staleKeyWarnings(keys: Iterable<KeyRecord>, resolves: (name: string) => boolean, now: number = Date.now()): string[] {
   const out: string[] = [];
   for (const k of keys) {
-    if (k.revokedAt !== undefined || (k.expiresAt !== undefined && k.expiresAt <= now)) continue;
+    if (keyStatus(k, now) !== 'active') continue;
     const s = staleRefs(k, resolves);
     if (s !== undefined) out.push(staleKeyWarning(k, s));
   }
