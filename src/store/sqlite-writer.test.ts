@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { SqliteStore } from './sqlite.ts';
 import { SqliteWriter, type WriterCall } from './sqlite-writer.ts';
 import { StoreError } from './types.ts';
@@ -119,12 +120,17 @@ test('a new database another process holds locked a moment (a second worker open
 }, async () => {
   assert.ok(hasSqlite3, 'sqlite3 is missing (CI=true: .ci/run installs it)');
   const path = join(tempDir('fabric-busy-'), 'fabric.db');
-  // The shell takes the write lock on the new file and holds it for 0.4 s.
-  const holder = spawn('sqlite3', [path], { stdio: ['pipe', 'ignore', 'pipe'] });
+  // A database not yet in WAL mode, as another worker has just made it.
+  const first = new DatabaseSync(path);
+  first.exec('CREATE TABLE t (x)');
+  first.close();
+  // The shell takes the write lock and holds it for 0.4 s; it says so once it has it.
+  const holder = spawn('sqlite3', [path], { stdio: ['pipe', 'pipe', 'pipe'] });
   let err = '';
   holder.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-  holder.stdin.end('CREATE TABLE IF NOT EXISTS t (x);\nBEGIN EXCLUSIVE;\nINSERT INTO t VALUES (1);\n.shell sleep 0.4\nCOMMIT;\n');
-  for (let i = 0; i < 100 && !existsSync(`${path}-journal`); i++) await new Promise((r) => setTimeout(r, 10));
+  const locked = new Promise<void>((resolve) => holder.stdout.on('data', (d: Buffer) => { if (d.toString().includes('locked')) resolve(); }));
+  holder.stdin.end('BEGIN EXCLUSIVE;\nINSERT INTO t VALUES (1);\n.print locked\n.shell sleep 0.4\nCOMMIT;\n');
+  await Promise.race([locked, new Promise((r) => setTimeout(r, 5000))]);
   assert.ok(existsSync(`${path}-journal`), `the shell holds its transaction: ${err}`);
   const store = new SqliteStore(path);
   try {
