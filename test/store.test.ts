@@ -53,6 +53,7 @@ test('sqlite: the spend query budgets run every second reads the partial index, 
   try {
     const plan = db.prepare(`EXPLAIN QUERY PLAN ${SPEND_SQL}`).all(0).map((r) => String(r.detail)).join('; ');
     assert.match(plan, /USING COVERING INDEX fabric_usage_spend/, plan);
+    assert.match(plan, /USING COVERING INDEX fabric_usage_daily_spend/, plan);
   } finally {
     db.close();
   }

@@ -13,6 +13,7 @@ import type { JsonObject, Operation } from '../engines/types.ts';
 import { KeyRing } from '../keys/keyring.ts';
 import { LocalBuckets, RedisBuckets, type BucketTake, type RateLimiter, type TakeResult } from '../limits/buckets.ts';
 import { openRedis, type SharedRedis } from '../limits/redis-client.ts';
+import { ROLLUP_CHUNK } from '../store/rows.ts';
 import type { KeyRecord, RateLimit, Store, UsageRecord } from '../store/types.ts';
 import { DEFAULT_COMPLETION_ESTIMATE, NO_TPM, RequestAccount, bodySize, promptEstimate, type AccountInit, type TpmHold } from './account.ts';
 import { MemoryLedger, RedisLedger, type BudgetScope, type Ledger } from './ledger.ts';
@@ -82,6 +83,7 @@ export class Accounting {
   #spendTimer: NodeJS.Timeout | undefined;
   #spendEvery = 0;
   #pruneTimer: NodeJS.Timeout | undefined;
+  #folding = false;
   #syncing: Promise<void> | undefined;
   maxTokens: number;
 
@@ -121,8 +123,9 @@ export class Accounting {
     await a.writer.start();
     await a.syncSpend();
     a.#armSpendSync(o.config.gateway.accounting.syncIntervalMs);
-    a.#pruneTimer = setInterval(() => { void a.pruneLogs(); }, 3_600_000);
+    a.#pruneTimer = setInterval(() => { void a.housekeeping(); }, 3_600_000);
     a.#pruneTimer.unref();
+    void a.housekeeping();
     return a;
   }
 
@@ -380,6 +383,37 @@ export class Accounting {
     const v = this.ledger.view(s);
     const end = periodEnd(s.period, Date.now());
     return { ...v, limit: s.limit, period: s.period, resetsAt: Number.isFinite(end) ? new Date(end).toISOString() : undefined };
+  }
+
+  /** Hourly, and once at start: request logs pruned, old usage records folded into daily totals. */
+  async housekeeping(): Promise<void> {
+    await this.pruneLogs();
+    await this.foldUsage();
+  }
+
+  /**
+   * Folds usage records older than `accounting.retention` (whole UTC days) into daily totals, a
+   * transaction of at most ROLLUP_CHUNK records at a time with a turn of the event loop between.
+   * Several workers or instances may run it at once: each record is folded once.
+   */
+  async foldUsage(now: number = Date.now()): Promise<number> {
+    const keep = this.#config.gateway.accounting.retentionMs;
+    if (keep === undefined || this.#folding) return 0;
+    this.#folding = true;
+    const before = periodStart('day', now - keep);
+    let total = 0;
+    try {
+      for (let n = await this.store.rollupUsage(before, ROLLUP_CHUNK); n > 0; n = await this.store.rollupUsage(before, ROLLUP_CHUNK)) {
+        total += n;
+        await new Promise((r) => setImmediate(r));
+      }
+    } catch (e) {
+      this.#log.warn('usage: cannot fold old records into daily totals now; will try again within the hour', { error: (e as Error).message });
+    } finally {
+      this.#folding = false;
+    }
+    if (total > 0) this.#log.info('usage: records folded into daily totals', { records: total, before: new Date(before).toISOString() });
+    return total;
   }
 
   async pruneLogs(): Promise<void> {

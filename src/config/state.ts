@@ -4,6 +4,7 @@
 
 import type { KeyPath } from './issues.ts';
 import { suggest } from './issues.ts';
+import { parseDuration } from './units.ts';
 import { bool, describe, duration, int, isObj, mapping, oneOf, secret, size, str, strList, type Reporter } from './schema.ts';
 import {
   BUDGET_PERIODS, STORE_DOWN_POLICIES, roleByName,
@@ -62,7 +63,7 @@ function store(r: Reporter, v: unknown, dflt: StoreConfig): StoreConfig {
 function accounting(r: Reporter, v: unknown, d: AccountingConfig): AccountingConfig {
   const p = ['gateway', 'accounting'];
   if (typeof v === 'boolean') return { ...d, enabled: v };
-  const m = mapping(r, p, v, ['enabled', 'batch_size', 'flush_interval', 'sync_interval', 'on_store_down', 'max_buffer']);
+  const m = mapping(r, p, v, ['enabled', 'batch_size', 'flush_interval', 'sync_interval', 'on_store_down', 'max_buffer', 'retention']);
   if (m === undefined) return { ...d };
   const out: AccountingConfig = {
     enabled: bool(r, [...p, 'enabled'], m.enabled, d.enabled),
@@ -71,10 +72,23 @@ function accounting(r: Reporter, v: unknown, d: AccountingConfig): AccountingCon
     syncIntervalMs: duration(r, [...p, 'sync_interval'], m.sync_interval, d.syncIntervalMs),
     onStoreDown: oneOf(r, [...p, 'on_store_down'], m.on_store_down, STORE_DOWN_POLICIES, d.onStoreDown),
     maxBuffer: int(r, [...p, 'max_buffer'], m.max_buffer, d.maxBuffer, 1, 10_000_000),
+    retentionMs: retention(r, [...p, 'retention'], m.retention, d.retentionMs),
   };
   if (out.flushIntervalMs < 10) r.error([...p, 'flush_interval'], 'must be at least 10ms');
   if (out.syncIntervalMs < 50) r.error([...p, 'sync_interval'], 'must be at least 50ms');
   return out;
+}
+
+/** accounting.retention: a duration of a day or more, or forever. */
+function retention(r: Reporter, path: KeyPath, v: unknown, d: number | undefined): number | undefined {
+  if (v === undefined || v === null) return d;
+  if (v === 'forever') return undefined;
+  const ms = parseDuration(v);
+  if (ms === undefined || ms < 86_400_000) {
+    r.error(path, `must be a duration of a day or more such as 90d or 400d (older records are folded into daily totals), or forever; got ${describe(v)}`);
+    return d;
+  }
+  return ms;
 }
 
 function requestLog(r: Reporter, v: unknown, d: RequestLogConfig): RequestLogConfig {

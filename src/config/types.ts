@@ -205,6 +205,8 @@ export interface AccountingConfig {
   onStoreDown: StoreDownPolicy;
   /** Records held in memory while the store is down; past it they wait in the spool file only. */
   maxBuffer: number;
+  /** How long per-request records are kept before they are folded into daily totals; undefined: for good. */
+  retentionMs: number | undefined;
 }
 
 export interface RequestLogConfig {
@@ -320,7 +322,7 @@ export function defaultGateway(): GatewayConfig {
     dataDir: undefined,
     store: { kind: 'sqlite', path: 'fabric.db' },
     redis: undefined,
-    accounting: { enabled: true, batchSize: 500, flushIntervalMs: 1_000, syncIntervalMs: 2_000, onStoreDown: 'serve', maxBuffer: 100_000 },
+    accounting: { enabled: true, batchSize: 500, flushIntervalMs: 1_000, syncIntervalMs: 2_000, onStoreDown: 'serve', maxBuffer: 100_000, retentionMs: 90 * 86_400_000 },
     requestLog: { enabled: false, maxBodyBytes: 16 * 1024, retentionMs: 7 * 86_400_000, maxSizeBytes: 256 * 1024 * 1024, redact: [] },
   };
 }

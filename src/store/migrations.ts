@@ -82,9 +82,40 @@ const v2 = `
       CREATE INDEX fabric_usage_spend ON fabric_usage (ts, key_id, backend, cost) WHERE cost > 0;
     `;
 
+/**
+ * Migration 3: daily totals. Records older than `accounting.retention` are folded into one row
+ * per UTC day and (key, op, model, role, backend, status, code), and deleted (rollupUsage):
+ * reports and budgets read both tables, so a total budget still sums all history. A missing key
+ * or code is '' here, not NULL, so that the primary key can merge a day folded in several
+ * passes (NULLs never conflict).
+ */
+const v3 = (t: Types): string => `
+      CREATE TABLE fabric_usage_daily (
+        ts ${t.ms} NOT NULL,
+        key_id TEXT NOT NULL,
+        key_name TEXT,
+        op TEXT NOT NULL,
+        model TEXT NOT NULL,
+        role TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        code TEXT NOT NULL,
+        requests ${t.ms} NOT NULL,
+        errors ${t.ms} NOT NULL,
+        prompt_tokens ${t.ms} NOT NULL,
+        completion_tokens ${t.ms} NOT NULL,
+        cost ${t.real} NOT NULL,
+        latency_ms ${t.real} NOT NULL,
+        PRIMARY KEY (ts, key_id, op, model, role, backend, status, code)
+      );
+      CREATE INDEX fabric_usage_daily_key_ts ON fabric_usage_daily (key_id, ts);
+      CREATE INDEX fabric_usage_daily_spend ON fabric_usage_daily (ts, key_id, backend, cost) WHERE cost > 0;
+    `;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'keys, usage, request log', sqlite: v1(SQLITE), postgres: v1(POSTGRES) },
   { version: 2, name: 'partial index for spend', sqlite: v2, postgres: v2 },
+  { version: 3, name: 'daily usage totals', sqlite: v3(SQLITE), postgres: v3(POSTGRES) },
 ];
 
 const migrationsTable = (t: Types): string =>

@@ -6,7 +6,7 @@
 import pg from 'pg';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './migrations.ts';
 import {
-  KEY_COLUMNS, SUMMARY_SELECT, groupExtra, applyPatch, groupExpr, keyFromRow, keyValues, usageFromRow, usageRowFromRow, usageValues,
+  DAY_MS, KEY_COLUMNS, applyPatch, groupExpr, keyFromRow, keyValues, rollupInsert, spendSql, summarySql, usageFromRow, usageRowFromRow, usageValues,
 } from './rows.ts';
 import {
   StoreError, type KeyPatch, type KeyRecord, type RequestLogRecord, type SpendRow, type Store, type UsageQuery, type UsageRecord, type UsageRow,
@@ -24,6 +24,7 @@ const permanent = (e: unknown): boolean => /^(22|23)/.test(String((e as { code?:
 const pgText = (v: unknown): unknown => (typeof v === 'string' && v.includes('\0') ? v.replaceAll('\0', '\uFFFD') : v);
 
 const MIGRATION_LOCK = 0x6661627269; // 'fabri'
+const SPEND_SQL = spendSql('$1');
 const CHANNEL = 'fabric_keys';
 
 // BIGINT columns hold unix milliseconds: well inside a double's exact range.
@@ -236,7 +237,7 @@ export class PostgresStore implements Store {
   async usageSummary(q: UsageQuery): Promise<UsageRow[]> {
     const { where, params } = usageWhere(q);
     const g = groupExpr(q.by, "to_char(to_timestamp(ts / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')");
-    const sql = `SELECT (${g})::text AS grp, ${SUMMARY_SELECT}${groupExtra(q.by)} FROM fabric_usage ${where} GROUP BY 1 ORDER BY ${q.by === 'day' ? 'grp' : 'cost DESC, requests DESC, grp'}`;
+    const sql = summarySql(q.by, `(${g})::text`, where);
     return (await this.#q('usage report', sql, params)).rows.map(usageRowFromRow);
   }
 
@@ -246,8 +247,28 @@ export class PostgresStore implements Store {
   }
 
   async spendSince(since: number): Promise<SpendRow[]> {
-    const r = await this.#q('read spend', 'SELECT key_id, backend, SUM(cost) AS cost FROM fabric_usage WHERE ts >= $1 AND cost > 0 GROUP BY key_id, backend', [since]);
+    const r = await this.#q('read spend', SPEND_SQL, [since]);
     return r.rows.map((x) => ({ keyId: x.key_id === null ? undefined : String(x.key_id), backend: String(x.backend), cost: Number(x.cost) }));
+  }
+
+  /**
+   * The records are deleted and folded in one statement: an instance folding the same rows at
+   * once waits on their row locks, then finds them gone, so none is counted twice.
+   */
+  async rollupUsage(before: number, maxRecords: number): Promise<number> {
+    return this.#tx('fold usage', async (c) => {
+      const first = (await c.query('SELECT MIN(ts) AS ts FROM fabric_usage WHERE ts < $1', [before])).rows[0]?.ts;
+      if (first === null || first === undefined) return 0;
+      const start = Number(first);
+      const day = Math.floor(start / DAY_MS) * DAY_MS;
+      let end = Math.min(day + DAY_MS, before);
+      const cut = (await c.query('SELECT ts FROM fabric_usage WHERE ts >= $1 AND ts < $2 ORDER BY ts LIMIT 1 OFFSET $3', [start, end, maxRecords])).rows[0]?.ts;
+      if (cut !== undefined && Number(cut) > start) end = Number(cut);
+      const r = await c.query(`WITH moved AS (DELETE FROM fabric_usage WHERE ts >= $2 AND ts < $3 RETURNING *),
+        folded AS (${rollupInsert('$1::bigint', 'moved')})
+        SELECT COUNT(*) AS n FROM moved`, [day, start, end]);
+      return Number(r.rows[0]!.n);
+    });
   }
 
   async insertRequestLogs(records: readonly RequestLogRecord[]): Promise<void> {

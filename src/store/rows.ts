@@ -127,15 +127,10 @@ export function usageRowFromRow(r: Row): UsageRow {
 
 const NO_KEY = '(none)';
 
-/** What a report selects besides its group: by key, the key's name (the group is its id, as two keys may share a name). */
-export function groupExtra(by: UsageGroup): string {
-  return by === 'key' ? ', MAX(key_name) AS key_label' : '';
-}
-
-/** The GROUP BY expression for a report; `day` is the UTC date. */
+/** The GROUP BY expression for a report; `day` is the UTC date. It reads both tables, where a missing key is NULL or ''. */
 export function groupExpr(by: UsageGroup, day: string): string {
   switch (by) {
-    case 'key': return `COALESCE(key_id, '${NO_KEY}')`;
+    case 'key': return `COALESCE(NULLIF(key_id, ''), '${NO_KEY}')`;
     case 'role': return "COALESCE(NULLIF(role, ''), '(none)')";
     case 'backend': return "COALESCE(NULLIF(backend, ''), '(none)')";
     case 'model': return 'model';
@@ -145,8 +140,51 @@ export function groupExpr(by: UsageGroup, day: string): string {
 }
 
 /**
+ * A report: the per-request records and the daily totals older ones were folded into, each
+ * grouped, then summed together. `grp` is the group expression as selected (PostgreSQL casts it
+ * to text), `where` the filter both tables take (on ts and key_id). By key, the row is named by
+ * the key's name (the group is its id, as two keys may share a name).
+ *
  * An error is a record with an error status, or with a code: a stream that broke after its first
  * byte keeps the 200 it was answered with, and its code (stream_interrupted) says it failed.
  */
-export const SUMMARY_SELECT = `COUNT(*) AS requests, SUM(CASE WHEN status >= 400 OR code IS NOT NULL THEN 1 ELSE 0 END) AS errors,
-  SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, SUM(cost) AS cost, AVG(latency_ms) AS avg_latency_ms`;
+export function summarySql(by: UsageGroup, grp: string, where: string): string {
+  const label = by === 'key' ? ', MAX(key_name) AS key_label' : '';
+  const sums = 'SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, SUM(cost) AS cost, SUM(latency_ms) AS latency_ms';
+  return `SELECT grp, SUM(requests) AS requests, SUM(errors) AS errors, SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,
+      SUM(cost) AS cost, SUM(latency_ms) / SUM(requests) AS avg_latency_ms${by === 'key' ? ', MAX(key_label) AS key_label' : ''}
+    FROM (
+      SELECT ${grp} AS grp, COUNT(*) AS requests, SUM(CASE WHEN status >= 400 OR code IS NOT NULL THEN 1 ELSE 0 END) AS errors, ${sums}${label}
+        FROM fabric_usage ${where} GROUP BY 1
+      UNION ALL
+      SELECT ${grp} AS grp, SUM(requests) AS requests, SUM(errors) AS errors, ${sums}${label}
+        FROM fabric_usage_daily ${where} GROUP BY 1
+    ) AS u
+    GROUP BY grp ORDER BY ${by === 'day' ? 'grp' : 'cost DESC, requests DESC, grp'}`;
+}
+
+/** Priced spend since a time (the parameter `p`), by key and backend, from both tables: each answered from its partial index on priced rows. */
+export function spendSql(p: string): string {
+  return `SELECT key_id, backend, SUM(cost) AS cost FROM (
+      SELECT key_id, backend, cost FROM fabric_usage WHERE ts >= ${p} AND cost > 0
+      UNION ALL
+      SELECT NULLIF(key_id, ''), backend, cost FROM fabric_usage_daily WHERE ts >= ${p} AND cost > 0
+    ) AS s GROUP BY key_id, backend`;
+}
+
+/** A day's totals grouped from `source` (records), added to those already folded for that day. */
+export function rollupInsert(day: string, source: string): string {
+  const sum = (c: string): string => `${c} = fabric_usage_daily.${c} + excluded.${c}`;
+  return `INSERT INTO fabric_usage_daily (ts, key_id, key_name, op, model, role, backend, status, code, requests, errors, prompt_tokens, completion_tokens, cost, latency_ms)
+    SELECT ${day}, COALESCE(key_id, ''), MAX(key_name), op, model, role, backend, status, COALESCE(code, ''), COUNT(*),
+      SUM(CASE WHEN status >= 400 OR code IS NOT NULL THEN 1 ELSE 0 END), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(latency_ms)
+    FROM ${source}
+    GROUP BY COALESCE(key_id, ''), op, model, role, backend, status, COALESCE(code, '')
+    ON CONFLICT (ts, key_id, op, model, role, backend, status, code) DO UPDATE SET
+      key_name = COALESCE(excluded.key_name, fabric_usage_daily.key_name), ${['requests', 'errors', 'prompt_tokens', 'completion_tokens', 'cost', 'latency_ms'].map(sum).join(', ')}`;
+}
+
+export const DAY_MS = 86_400_000;
+
+/** Records folded per transaction at most (the rest of their day goes in the next): a pass never holds the write lock long. */
+export const ROLLUP_CHUNK = 20_000;

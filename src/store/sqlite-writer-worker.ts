@@ -37,6 +37,7 @@ function run(c: WriterCall): Promise<number | void> {
     case 'insertUsage': return store.insertUsage(c.records);
     case 'insertRequestLogs': return store.insertRequestLogs(c.records);
     case 'pruneRequestLogs': return store.pruneRequestLogs(c.before, c.maxBytes);
+    case 'rollupUsage': return store.rollupUsage(c.before, c.maxRecords);
   }
 }
 

@@ -12,7 +12,8 @@ import { StoreError, type RequestLogRecord, type UsageRecord } from './types.ts'
 export type WriterCall =
   | { op: 'insertUsage'; records: readonly UsageRecord[] }
   | { op: 'insertRequestLogs'; records: readonly RequestLogRecord[] }
-  | { op: 'pruneRequestLogs'; before: number; maxBytes: number };
+  | { op: 'pruneRequestLogs'; before: number; maxBytes: number }
+  | { op: 'rollupUsage'; before: number; maxRecords: number };
 
 export interface WriterRequest { n: number; call: WriterCall }
 export type WriterReply = { n: number; value: number } | { n: number; error: string; permanent: boolean };

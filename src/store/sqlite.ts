@@ -10,7 +10,8 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './migrations.ts';
 import { SqliteWriter } from './sqlite-writer.ts';
 import {
-  KEY_COLUMNS, SUMMARY_SELECT, groupExtra, USAGE_COLUMNS, applyPatch, groupExpr, keyFromRow, keyValues, usageFromRow, usageRowFromRow, usageValues,
+  DAY_MS, KEY_COLUMNS, USAGE_COLUMNS, applyPatch, groupExpr, keyFromRow, keyValues, rollupInsert, spendSql, summarySql, usageFromRow, usageRowFromRow,
+  usageValues,
 } from './rows.ts';
 import {
   StoreError, type KeyPatch, type KeyRecord, type RequestLogRecord, type SpendRow, type Store, type UsageQuery, type UsageRecord, type UsageRow,
@@ -18,8 +19,8 @@ import {
 
 type Param = string | number | null;
 
-/** Priced spend since a time, by key and backend: answered from the partial index fabric_usage_spend (migration 2). */
-export const SPEND_SQL = 'SELECT key_id, backend, SUM(cost) AS cost FROM fabric_usage WHERE ts >= ? AND cost > 0 GROUP BY key_id, backend';
+/** Priced spend since a time, by key and backend: answered from the partial indexes on priced rows (migrations 2 and 3). */
+export const SPEND_SQL = spendSql('?1');
 
 /** Usage rows per INSERT statement (20 columns each: far below SQLite's limit on parameters). */
 const USAGE_ROWS = 100;
@@ -213,8 +214,7 @@ export class SqliteStore implements Store {
   usageSummary(q: UsageQuery): Promise<UsageRow[]> {
     return this.#run('usage report', () => {
       const { where, params } = usageWhere(q);
-      const g = groupExpr(q.by, "strftime('%Y-%m-%d', ts / 1000, 'unixepoch')");
-      const sql = `SELECT ${g} AS grp, ${SUMMARY_SELECT}${groupExtra(q.by)} FROM fabric_usage ${where} GROUP BY ${g} ORDER BY ${q.by === 'day' ? 'grp' : 'cost DESC, requests DESC, grp'}`;
+      const sql = summarySql(q.by, groupExpr(q.by, "strftime('%Y-%m-%d', ts / 1000, 'unixepoch')"), where);
       return this.#db.prepare(sql).all(...params).map(usageRowFromRow);
     });
   }
@@ -231,6 +231,21 @@ export class SqliteStore implements Store {
       .prepare(SPEND_SQL)
       .all(since)
       .map((r) => ({ keyId: r.key_id === null ? undefined : String(r.key_id), backend: String(r.backend), cost: Number(r.cost) })));
+  }
+
+  rollupUsage(before: number, maxRecords: number): Promise<number> {
+    if (this.#writer !== undefined) return this.#writer.call({ op: 'rollupUsage', before, maxRecords });
+    return this.#run('fold usage', () => this.#tx(() => {
+      const first = this.#db.prepare('SELECT MIN(ts) AS ts FROM fabric_usage WHERE ts < ?').get(before)!.ts;
+      if (first === null) return 0;
+      const start = Number(first);
+      const day = Math.floor(start / DAY_MS) * DAY_MS;
+      let end = Math.min(day + DAY_MS, before);
+      const cut = this.#db.prepare('SELECT ts FROM fabric_usage WHERE ts >= ? AND ts < ? ORDER BY ts LIMIT 1 OFFSET ?').get(start, end, maxRecords);
+      if (cut !== undefined && Number(cut.ts) > start) end = Number(cut.ts);
+      this.#db.prepare(rollupInsert('?1', 'fabric_usage WHERE ts >= ?2 AND ts < ?3')).run(day, start, end);
+      return Number(this.#db.prepare('DELETE FROM fabric_usage WHERE ts >= ? AND ts < ?').run(start, end).changes);
+    }));
   }
 
   insertRequestLogs(records: readonly RequestLogRecord[]): Promise<void> {
@@ -285,11 +300,12 @@ export class SqliteStore implements Store {
   }
 }
 
+/** Numbered parameters (?1…), as the report's two tables both take them. */
 function usageWhere(q: UsageQuery): { where: string; params: Param[] } {
   const cond: string[] = [];
   const params: Param[] = [];
-  if (q.since !== undefined) { cond.push('ts >= ?'); params.push(q.since); }
-  if (q.until !== undefined) { cond.push('ts < ?'); params.push(q.until); }
-  if (q.keyId !== undefined) { cond.push('key_id = ?'); params.push(q.keyId); }
+  if (q.since !== undefined) { params.push(q.since); cond.push(`ts >= ?${params.length}`); }
+  if (q.until !== undefined) { params.push(q.until); cond.push(`ts < ?${params.length}`); }
+  if (q.keyId !== undefined) { params.push(q.keyId); cond.push(`key_id = ?${params.length}`); }
   return { where: cond.length === 0 ? '' : 'WHERE ' + cond.join(' AND '), params };
 }

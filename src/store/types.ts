@@ -150,8 +150,15 @@ export interface Store {
   insertUsage(records: readonly UsageRecord[]): Promise<number>;
   usageSummary(q: UsageQuery): Promise<UsageRow[]>;
   usageById(id: string): Promise<UsageRecord | undefined>;
-  /** Total cost per key and backend of requests since `since` (unix ms). */
+  /** Total cost per key and backend of requests since `since` (unix ms; a UTC midnight, where daily totals are concerned). */
   spendSince(since: number): Promise<SpendRow[]>;
+  /**
+   * Folds the oldest records before `before` (a UTC midnight) into their day's totals and
+   * deletes them, in one transaction of at most about `maxRecords` within one day; returns how
+   * many were folded (0: none is left). Reports and spend read the totals as well, by the day's
+   * start: so a period that starts at a UTC midnight sums the same before and after.
+   */
+  rollupUsage(before: number, maxRecords: number): Promise<number>;
 
   insertRequestLogs(records: readonly RequestLogRecord[]): Promise<void>;
   requestLogs(q: { limit: number; keyId?: string; id?: string }): Promise<RequestLogRecord[]>;

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StoreError, type KeyRecord, type Store, type UsageRecord } from '../../src/store/types.ts';
+import { StoreError, type KeyRecord, type Store, type UsageRecord, type UsageRow } from '../../src/store/types.ts';
 
 export interface StoreFactory {
   /** A store over a fresh, empty database. */
@@ -38,7 +38,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
     const b = await factory.another();
     try {
       const [ra, rb] = await Promise.all([a.migrate(), b.migrate()]);
-      assert.deepEqual([...ra, ...rb].sort(), [1, 2], 'each migration applied by exactly one instance');
+      assert.deepEqual([...ra, ...rb].sort(), [1, 2, 3], 'each migration applied by exactly one instance');
       assert.deepEqual(await a.migrate(), []);
       await a.ping();
     } finally {
@@ -172,6 +172,60 @@ export function storeContract(name: string, factory: StoreFactory): void {
       const spend = await s.spendSince(T0 + 1);
       assert.deepEqual(spend, [{ keyId: 'key_a', backend: 'openai-strong', cost: 0.25 }]);
     } finally {
+      await s.close();
+    }
+  });
+
+  test(`${name}: records folded into daily totals report and spend as they did; a late record for a folded day adds to it; two instances folding at once count each record once`, async () => {
+    const s = await factory.fresh();
+    const other = await factory.another();
+    try {
+      await s.migrate();
+      const mix = (day: number, i: number): UsageRecord => usage(`m${day}_${i}`, {
+        ts: T0 - 12 * 3_600_000 + day * DAY + i * 60_000, // from the day's midnight on
+        keyId: i % 3 === 0 ? undefined : i % 3 === 1 ? 'key_a' : 'key_b', keyName: i % 3 === 0 ? undefined : i % 3 === 1 ? 'obsidian' : 'trailblazer',
+        status: i % 5 === 0 ? 503 : 200, code: i % 5 === 0 ? 'no_backend_available' : i % 7 === 0 ? 'stream_interrupted' : undefined,
+        backend: i % 2 === 0 ? 'openai-strong' : 'armitage-qwen', role: i % 2 === 0 ? 'openai/strong' : 'chat-fast',
+        model: i % 4 === 0 ? 'local/chat' : 'chat-fast', cost: i % 2 === 0 ? 0.01 * (i + 1) : 0, promptTokens: i, completionTokens: 2 * i, latencyMs: 10 + i,
+      });
+      const records = [0, 1, 2, 3].flatMap((d) => Array.from({ length: 40 }, (_, i) => mix(d, i)));
+      assert.equal(await s.insertUsage(records), 160);
+      // Sums in another order may differ in the last bits of a double.
+      const rounded = (rows: UsageRow[]): unknown => rows.map((r) => ({ ...r, cost: Math.round(r.cost * 1e9), avgLatencyMs: Math.round(r.avgLatencyMs * 1e6) }));
+      const reports = async (): Promise<unknown> => {
+        const out: Record<string, unknown> = {};
+        for (const by of ['key', 'role', 'backend', 'model', 'day', 'status'] as const) out[by] = rounded(await s.usageSummary({ by }));
+        out.keyB = rounded(await s.usageSummary({ by: 'day', keyId: 'key_b' }));
+        out.fromDay1 = rounded(await s.usageSummary({ by: 'backend', since: T0 - 12 * 3_600_000 + DAY, until: T0 - 12 * 3_600_000 + 3 * DAY }));
+        for (const since of [0, T0 - 12 * 3_600_000 + DAY, T0 - 12 * 3_600_000 + 3 * DAY]) {
+          out[`spend${since}`] = (await s.spendSince(since)).map((r) => ({ ...r, cost: Math.round(r.cost * 1e9) }))
+            .sort((a, b) => `${a.keyId}/${a.backend}`.localeCompare(`${b.keyId}/${b.backend}`));
+        }
+        return out;
+      };
+      const before = await reports();
+      const horizon = T0 - 12 * 3_600_000 + 3 * DAY; // days 0, 1 and 2 fold; day 3 stays
+      // Small passes, so that a day is folded in several and merged; the two instances race.
+      const fold = async (st: Store): Promise<number> => {
+        let total = 0;
+        for (let n = await st.rollupUsage(horizon, 7); n > 0; n = await st.rollupUsage(horizon, 7)) total += n;
+        return total;
+      };
+      const [a, b] = await Promise.all([fold(s), fold(other)]);
+      assert.equal(a + b, 120, `each of the 120 records before the horizon folded once (${a} + ${b})`);
+      assert.equal(await s.rollupUsage(horizon, 7), 0, 'nothing left to fold');
+      assert.deepEqual(await reports(), before, 'every report and every spend sum the same');
+      assert.equal(await s.usageById('m1_5'), undefined, 'a folded record is gone as a record');
+      assert.deepEqual(await s.usageById('m3_5'), records[125], 'a record after the horizon is untouched');
+      const keyA = (await s.usageSummary({ by: 'key' })).find((r) => r.keyId === 'key_a')!;
+      // A record of a folded day arriving late (a spool replayed after an outage) adds to it.
+      await s.insertUsage([usage('late', { ts: T0, keyId: 'key_a', cost: 1, backend: 'openai-strong', role: 'openai/strong', model: 'local/chat', code: undefined })]);
+      assert.equal(await s.rollupUsage(horizon, 7), 1);
+      const after = (await s.usageSummary({ by: 'key' })).find((r) => r.keyId === 'key_a')!;
+      assert.deepEqual([after.requests, Math.round((after.cost - keyA.cost) * 1e9)], [keyA.requests + 1, 1e9]);
+      assert.equal((await s.usageSummary({ by: 'day' })).find((r) => r.group === '2025-06-10')!.requests, 41);
+    } finally {
+      await other.close();
       await s.close();
     }
   });

@@ -56,7 +56,7 @@ export interface NativeGateway {
   limits?: { max_attempts: number };
   store?: { url: string };
   redis?: { url: string };
-  accounting?: { flush_interval?: string; on_store_down?: 'serve' };
+  accounting?: { flush_interval?: string; on_store_down?: 'serve'; retention?: string };
 }
 /** USD per 1M tokens. */
 export interface NativePrice { input: number; output: number }

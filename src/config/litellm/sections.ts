@@ -18,6 +18,7 @@ export const MAPPED = {
   general_settings: [
     'master_key', 'health_check_interval', 'background_health_checks', 'alerting', 'alert_to_webhook_url',
     'database_url', 'proxy_batch_write_at', 'allow_requests_on_db_unavailable', 'max_budget', 'budget_duration',
+    'maximum_spend_logs_retention_period',
   ],
 } as const;
 
@@ -66,6 +67,8 @@ export const UNSUPPORTED: Record<Section, Record<string, string>> = {
     store_model_in_db: 'not supported: models come from the config file; the gateway\'s database holds keys and usage only',
     database_connection_pool_limit: 'not supported yet: the gateway sizes its PostgreSQL connection pool itself',
     disable_spend_logs: 'not supported: the gateway\'s budgets and key spend are computed from its usage records, so every request is recorded (gateway.accounting: false stops that, and budgets with it)',
+    maximum_spend_logs_retention_interval: 'not needed: old usage records are folded into daily totals every hour',
+    maximum_spend_logs_cleanup_cron: 'not needed: old usage records are folded into daily totals every hour',
     alerting_threshold: 'not supported yet: no slow-response alerts; alerts are sent when a backend goes down or comes back',
     alert_types: ALERT_KINDS,
     alerting_args: ALERT_KINDS,

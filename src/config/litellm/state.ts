@@ -41,7 +41,10 @@ export function readStore(t: Translation, gs: Obj, doc: NativeDoc): void {
   }
 }
 
-/** proxy_batch_write_at → accounting.flush_interval; allow_requests_on_db_unavailable: true → accounting.on_store_down: serve. */
+/**
+ * proxy_batch_write_at → accounting.flush_interval; allow_requests_on_db_unavailable: true → accounting.on_store_down: serve;
+ * maximum_spend_logs_retention_period → accounting.retention.
+ */
 export function readAccounting(t: Translation, gs: Obj, doc: NativeDoc): void {
   const accounting: NonNullable<NativeDoc['gateway']['accounting']> = {};
   const bw = seconds(t, ['general_settings', 'proxy_batch_write_at'], gs.proxy_batch_write_at);
@@ -57,6 +60,19 @@ export function readAccounting(t: Translation, gs: Obj, doc: NativeDoc): void {
     t.note(['gateway', 'accounting', 'on_store_down'], 'allow_requests_on_db_unavailable: requests are answered while the database is down; keys are checked from memory and usage is written when it is back');
   } else if (adu !== undefined && adu !== null && adu !== false) {
     t.r.error(['general_settings', 'allow_requests_on_db_unavailable'], `must be true or false, got ${describe(adu)}`);
+  }
+  const rp = gs.maximum_spend_logs_retention_period;
+  if (rp !== undefined && rp !== null) {
+    const RP: KeyPath = ['general_settings', 'maximum_spend_logs_retention_period'];
+    const m = typeof rp === 'string' ? /^\s*(\d+)\s*([smhd])\s*$/.exec(rp) : null;
+    if (m === null) {
+      t.r.warn(RP, `must be a duration such as "30d", "24h", "60m" or "3600s", got ${describe(rp)}; ignored: records older than 90d are folded into daily totals`, true);
+    } else {
+      const days = (Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as 's' | 'm' | 'h' | 'd']) / 86_400;
+      accounting.retention = `${Math.max(1, Math.ceil(days))}d`;
+      t.from(['gateway', 'accounting', 'retention'], RP);
+      t.note(['gateway', 'accounting', 'retention'], `maximum_spend_logs_retention_period ${rp}: where LiteLLM deletes older spend logs, the gateway folds its per-request records into daily totals (a day at least), so reports and budgets still count them`);
+    }
   }
   if (Object.keys(accounting).length > 0) doc.gateway.accounting = accounting;
 }

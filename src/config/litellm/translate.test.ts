@@ -461,6 +461,20 @@ litellm_settings:
   assert.match(yaml, /litellm_settings\.fallbacks\[0\]\.chat\[0\]: names no model_name: "other"/);
 });
 
+test('maximum_spend_logs_retention_period becomes accounting.retention: records folded into daily totals, not deleted; a day at least', () => {
+  const base = `model_list:${vllm('a', 'a')}\ngeneral_settings:\n  master_key: os.environ/MK\n`;
+  const p = parse(`${base}  maximum_spend_logs_retention_period: "30d"\n  maximum_spend_logs_retention_interval: "1d"\n`);
+  assert.deepEqual(p.errors, []);
+  assert.equal(p.config.gateway.accounting.retentionMs, 30 * 86_400_000);
+  assert.match(p.warnings.get('general_settings.maximum_spend_logs_retention_interval')!, /folded into daily totals every hour/);
+  assert.match(roundTrip(`${base}  maximum_spend_logs_retention_period: "30d"\n`).yaml, /# maximum_spend_logs_retention_period 30d: where LiteLLM deletes.*\n {4}retention: 30d/);
+  assert.equal(parse(`${base}  maximum_spend_logs_retention_period: "36h"\n`).config.gateway.accounting.retentionMs, 2 * 86_400_000, 'rounded up to whole days');
+  assert.equal(parse(`${base}  maximum_spend_logs_retention_period: "60m"\n`).config.gateway.accounting.retentionMs, 86_400_000, 'a day at least');
+  const bad = parse(`${base}  maximum_spend_logs_retention_period: "a week"\n`);
+  assert.match(bad.warnings.get('general_settings.maximum_spend_logs_retention_period')!, /must be a duration such as "30d".*ignored/);
+  assert.equal(bad.config.gateway.accounting.retentionMs, 90 * 86_400_000, 'the default');
+});
+
 const sorted = (issues: ConfigIssue[]): boolean => issues.every((x, i) => i === 0 || issues[i - 1]!.line <= x.line);
 test('issues come sorted by line', () => {
   assert.ok(sorted(parse(KITCHEN_SINK).issues));
