@@ -597,7 +597,7 @@ test('a stream dropped after six chunks without usage reports an estimate of six
     const b = backend(name);
     const prepared = b.engine.prepare('chat', { model: 'mock', messages: [{ role: 'user', content: 'x' }], stream: true }, { model: 'mock', wantStreamUsage: true, clientWantsUsage: false });
     // (Asserted, not annotated: Served may gain fields this call does not need.)
-    const served = { requested: 'mock', route: 'r', role: 'r', backend: name, model: 'mock', attempts: 1, rerouted: false, usage: undefined, streamError: undefined, clientHeldBack: false, failures: [], retries: 0 } as Served;
+    const served = { requested: 'mock', route: 'r', role: 'r', backend: name, model: 'mock', attempts: 1, rerouted: false, usage: undefined, streamError: undefined, clientHeldBack: false, firstTokenMs: undefined, failures: [], retries: 0 } as Served;
     const sink = memorySink();
     const deadlines = new Deadlines();
     const outcome = await streamAttempt(deadlines, b, prepared, { 'content-type': 'application/json' }, 'chat', { requestId: 't', model: 'mock', created: 1 }, false, sink, served, new Cancel());

@@ -11,7 +11,8 @@ function backend(name: string, status: BackendStatus, lastError: string | null =
     name, engine: 'vllm', model: 'm', url: 'http://127.0.0.1:1/v1', node: null, power: null, node_state: null, status,
     circuit: 'closed', cooling_down: false, cooldown_remaining_s: null, rate_limited_remaining_s: null, consecutive_failures: status === 'failing' ? 1 : 0,
     kinds: ['embeddings'], aliases: [], cloud: false, served_model: null, model_loaded: null, engine_version: null, served_context: null, latency_ms: 3, last_latency_ms: null,
-    last_checked_at: null, last_error: lastError, last_error_at: null, outstanding: 0,
+    last_checked_at: null, last_error: lastError, last_error_at: null, outstanding: 0, slow: null,
+    recent: { window_s: 300, requests: 0, errors: 0, latency_p50_ms: null, latency_p95_ms: null, latency_samples: 0, ttft_p50_ms: null, ttft_p95_ms: null, ttft_samples: 0 },
     load: { running: null, waiting: null, kv_cache_usage: null, slots: null, score: 0, overloaded: false, source: null, age_s: null },
     simulated: false,
   };
@@ -32,6 +33,6 @@ test('fabric health names failing backends in its summary: not down yet, so the 
 test('fabric health shows each engine and its version, and the context it serves beside its model, when it says', () => {
   const served = { ...backend('armitage-qwen', 'up'), served_model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', served_context: 8192, engine_version: '0.11.0' };
   const out = render(snap([served, backend('cloud', 'up')]), plain);
-  assert.match(out, /armitage-qwen +up +3 ms +vllm 0\.11\.0 +Qwen\/Qwen2\.5-7B-Instruct-AWQ \(8192 ctx\)/);
-  assert.match(out, /cloud +up +3 ms +vllm +m +-/);
+  assert.match(out, /armitage-qwen +up +3 ms +- +vllm 0\.11\.0 +Qwen\/Qwen2\.5-7B-Instruct-AWQ \(8192 ctx\)/);
+  assert.match(out, /cloud +up +3 ms +- +vllm +m +-/);
 });

@@ -12,8 +12,9 @@ import { parseCommand, usageError } from './args.ts';
 const HELP = `Usage: fabric health [BACKEND|NODE] [--json] [--watch] [--probe] [--url URL] [--key KEY]
 
 Shows the gateway and every backend from the gateway's GET /health: status, probe
-latency, served model, load (engine queue, running requests, KV cache), node power
-state and last error. Coloured on a terminal, plain when piped.
+latency, the p95 of its live traffic over the last minutes (answers' latency, and
+streams' time to first token), served model, load (engine queue, running requests, KV
+cache), node power state and last error. Coloured on a terminal, plain when piped.
 
   BACKEND|NODE   only this backend, or every backend of this node
   --json         the report as JSON, with its alert level and exit code
@@ -31,7 +32,8 @@ state and last error. Coloured on a terminal, plain when piped.
 Exit status, by the runbook's alert levels:
   0  all up, or information only: a workstation off (expected), one chat backend down
   1  warning: two or more backends down, or the always-on embeddings backend down
-     (with BACKEND|NODE: any of those backends down)
+     (with BACKEND|NODE: any of those backends down); a backend slow (its p95 above
+     its health policy's slow threshold)
   2  critical: the gateway is down, or no backend can serve; also bad usage
 `;
 
@@ -137,6 +139,16 @@ function ms(v: number | null): string {
   return v === null ? '-' : v >= 1000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`;
 }
 
+/** The p95 of the backend's recent answers and of its streams' first tokens (older gateways report neither). */
+function recentText(b: BackendReport): string {
+  const r = b.recent as BackendReport['recent'] | undefined;
+  if (r === undefined) return '-';
+  const parts: string[] = [];
+  if (r.latency_p95_ms !== null) parts.push(ms(r.latency_p95_ms));
+  if (r.ttft_p95_ms !== null) parts.push(`ttft ${ms(r.ttft_p95_ms)}`);
+  return parts.length === 0 ? '-' : parts.join(', ');
+}
+
 function duration(s: number): string {
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
@@ -165,7 +177,7 @@ export function render(s: HealthSnapshot, paint: Paint): string {
   else out += `  ${ms(g.latency_ms)}  up ${duration(g.uptime_s ?? 0)}${g.simulated === true ? paint('  (SIMULATED fleet)', 'yellow') : ''}`;
   out += '\n';
   if (s.backends.length > 0) {
-    const rows: string[][] = [['BACKEND', 'STATUS', 'LATENCY', 'ENGINE', 'MODEL', 'LOAD', 'NODE', 'LAST ERROR'].map((h) => paint(h, 'bold'))];
+    const rows: string[][] = [['BACKEND', 'STATUS', 'LATENCY', 'P95 (5M)', 'ENGINE', 'MODEL', 'LOAD', 'NODE', 'LAST ERROR'].map((h) => paint(h, 'bold'))];
     for (const b of s.backends) {
       let status = b.status as string;
       if (b.status === 'down' && b.cooldown_remaining_s !== null) status += ` (cooling ${b.cooldown_remaining_s}s)`;
@@ -178,6 +190,7 @@ export function render(s: HealthSnapshot, paint: Paint): string {
         b.name + (b.cloud ? paint(' (cloud)', 'dim') : ''),
         paint(status, ...(STATUS_STYLE[b.status] ?? [])),
         ms(b.latency_ms),
+        paint(recentText(b), ...(b.slow == null ? [] : ['yellow'] as const)),
         b.engine + (b.engine_version === null || b.engine_version === undefined ? '' : ` ${b.engine_version}`),
         (b.served_model ?? b.model) + (b.served_context === null || b.served_context === undefined ? '' : paint(` (${b.served_context} ctx)`, 'dim')),
         loadText(b),

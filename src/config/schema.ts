@@ -199,12 +199,15 @@ function healthPolicy(r: Reporter, path: KeyPath, m: Obj, base: HealthPolicy): H
     cooldownMs: duration(r, [...path, 'cooldown'], m.cooldown, base.cooldownMs),
     maxCooldownMs: duration(r, [...path, 'max_cooldown'], m.max_cooldown, base.maxCooldownMs),
   };
+  const slow = m.slow === 'off' || m.slow === false ? undefined : m.slow === undefined ? base.slowMs : duration(r, [...path, 'slow'], m.slow, 0);
+  if (slow !== undefined) p.slowMs = slow;
+  if (slow === 0) r.error([...path, 'slow'], 'must be a duration above 0 such as 10s, or off');
   if (m.max_cooldown === undefined && p.maxCooldownMs < p.cooldownMs) p.maxCooldownMs = p.cooldownMs;
   if (p.maxCooldownMs < p.cooldownMs) r.error([...path, 'max_cooldown'], `must be at least the cooldown (${p.cooldownMs} ms)`);
   return p;
 }
 
-const HEALTH_POLICY_KEYS = ['failure_threshold', 'cooldown', 'max_cooldown'] as const;
+const HEALTH_POLICY_KEYS = ['failure_threshold', 'cooldown', 'max_cooldown', 'slow'] as const;
 
 function alerts(r: Reporter, v: unknown): AlertsConfig | undefined {
   const p = ['gateway', 'alerts'];
@@ -441,7 +444,9 @@ function backends(r: Reporter, v: unknown, nodeMap: Map<string, NodeConfig>, pol
     out.set(name, {
       ...(formerly.length === 0 ? {} : { formerly }),
       ...(keepAlive === undefined ? {} : { keepAliveSeconds: keepAlive }),
-      health: hm === undefined ? { failureThreshold: policy.failureThreshold, cooldownMs: policy.cooldownMs, maxCooldownMs: policy.maxCooldownMs } : healthPolicy(r, [...p, 'health'], hm, policy),
+      health: hm === undefined
+        ? { failureThreshold: policy.failureThreshold, cooldownMs: policy.cooldownMs, maxCooldownMs: policy.maxCooldownMs, ...(policy.slowMs === undefined ? {} : { slowMs: policy.slowMs }) }
+        : healthPolicy(r, [...p, 'health'], hm, policy),
       ...(typeof b.cloud === 'boolean' ? { cloud: b.cloud } : {}),
       name,
       engine,

@@ -43,6 +43,8 @@ export interface HealthPolicy {
   /** The first cooldown; each further trip doubles it, up to maxCooldownMs. */
   cooldownMs: number;
   maxCooldownMs: number;
+  /** A backend whose p95 latency (or streams' time to first token) passes this over the last minutes is slow: a warning. Off when undefined. */
+  slowMs?: number;
 }
 
 /** A role by its name or one of its aliases. */

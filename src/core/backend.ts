@@ -4,6 +4,7 @@
 
 import { poolFor } from './http-client.ts';
 import type { UpstreamPool } from './h1-pool.ts';
+import { RecentTraffic } from '../health/recent.ts';
 import { DEFAULT_HEALTH_POLICY, ollamaNumCtx, type BackendConfig, type HealthPolicy, type NodeConfig } from '../config/types.ts';
 import type { Secrets } from '../config/env-file.ts';
 import { redact } from './redact.ts';
@@ -79,6 +80,8 @@ export class BackendRuntime implements Member {
   lastErrorAt: number | undefined;
   /** Latency of the last successful request. */
   lastLatencyMs: number | undefined;
+  /** Its live traffic of the last minutes: answers' latency, streams' time to first token, errors (shared with the runtime a reload replaces). */
+  recent = new RecentTraffic();
   /** When the last probe answered (or failed), and how long it took. */
   lastCheckedAt: number | undefined;
   lastProbeLatencyMs: number | undefined;
@@ -224,7 +227,10 @@ export class BackendRuntime implements Member {
   /** A request (or, with probe: true, a health probe) failed. A further failure extends a cooldown, never shortens it. */
   recordFailure(message: string, now: number, probe = false): void {
     if (this.consecutiveFailures === 0) this.#trafficInStreak = false;
-    if (!probe) this.#trafficInStreak = true;
+    if (!probe) {
+      this.#trafficInStreak = true;
+      this.recent.failed(now);
+    }
     this.consecutiveFailures++;
     this.lastError = message;
     this.lastErrorAt = now;
@@ -306,6 +312,7 @@ export class BackendRuntime implements Member {
     this.hostAnswered = prev.hostAnswered;
     this.accountSpent = prev.accountSpent;
     this.lastLatencyMs = prev.lastLatencyMs;
+    this.recent = prev.recent;
     this.lastCheckedAt = prev.lastCheckedAt;
     this.lastProbeLatencyMs = prev.lastProbeLatencyMs;
     this.servedModel = prev.servedModel;

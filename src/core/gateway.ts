@@ -74,6 +74,8 @@ export interface Served {
   streamError: string | undefined;
   /** That error was the total timeout, after the client had held the stream back by not reading: not the backend's failure. */
   clientHeldBack: boolean;
+  /** A stream: ms from its attempt's start to its first token (the backend's time to first token, and the gateway's relay). */
+  firstTokenMs: number | undefined;
   /** An answer that carried no usage: a stream's chunks, about one token each, or a whole answer's text, four bytes a token (an estimate). */
   completionEstimate?: number;
   failures: AttemptFailure[];
@@ -221,7 +223,7 @@ export class Gateway {
     let chain = (ruled ?? first).chain;
     let rerouted = ruled !== undefined;
     const failures: AttemptFailure[] = [];
-    const served: Served = { requested, route: first.name, role: '', backend: '', model: '', attempts: 0, rerouted, usage: undefined, streamError: undefined, clientHeldBack: false, failures, retries: 0 };
+    const served: Served = { requested, route: first.name, role: '', backend: '', model: '', attempts: 0, rerouted, usage: undefined, streamError: undefined, clientHeldBack: false, firstTokenMs: undefined, failures, retries: 0 };
     const maxAttempts = this.config.gateway.limits.maxAttempts;
     let usedContextFallback = false;
     let unsupported: Unsupported | undefined;
@@ -298,8 +300,10 @@ export class Gateway {
             if (ctx.cancel.aborted) throw new ClientClosed(served, failures);
             // A stream that broke after its first byte was answered (with an error event), but the
             // backend failed; unless the client's slow reading ran it out of time (neither way, then).
-            if (served.streamError === undefined) backend.recordSuccess(ms);
-            else if (!served.clientHeldBack) backend.recordFailure(served.streamError, Date.now());
+            if (served.streamError === undefined) {
+              backend.recordSuccess(ms);
+              backend.recent.succeeded(Date.now(), served.firstTokenMs ?? ms, served.firstTokenMs !== undefined);
+            } else if (!served.clientHeldBack) backend.recordFailure(served.streamError, Date.now());
             return served;
           } catch (e) {
             if (e instanceof ClientClosed) throw e;

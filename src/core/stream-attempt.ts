@@ -236,6 +236,7 @@ class StreamCall extends UpstreamCall {
       clearTimeout(this.#firstByte);
       this.#firstByte = undefined;
       this.#idle = setTimeout(this.#onIdle, this.#idleMs);
+      this.#served.firstTokenMs = performance.now() - this.#began;
       this.#sink.begin(this.#served);
     }
     if (!this.#sink.write(out) && this.#pausedOn === undefined) {

@@ -4,6 +4,7 @@
 //   no backend can serve anything                      critical
 //   two or more backends down, or an always-on
 //     embeddings backend down                          warning
+//   a backend slow (p95 above its `slow` threshold)    warning
 //   one backend down, a workstation off (expected),
 //     a backend without its API key, draining          info
 // A workstation that is off is information, never an outage.
@@ -25,7 +26,7 @@ export interface AlertState {
   reasons: string[];
 }
 
-type Backend = Pick<BackendReport, 'name' | 'status' | 'kinds' | 'last_error'>;
+type Backend = Pick<BackendReport, 'name' | 'status' | 'kinds' | 'last_error'> & { slow?: string | null };
 
 const worse = (a: AlertLevel, b: AlertLevel): AlertLevel => (LEVEL_RANK[b] > LEVEL_RANK[a] ? b : a);
 const why = (b: Backend): string => (b.last_error === null ? b.name : `${b.name} (${b.last_error})`);
@@ -72,6 +73,8 @@ export function evaluate(report: { backends: readonly Backend[]; draining?: bool
     if (b.status === 'offline (expected)') reasons.push({ level: 'info', text: `${b.name} is offline (workstation off, expected)` });
     else if (b.status === 'waking') reasons.push({ level: 'info', text: `${b.name} is waking (magic packet sent)` });
     else if (b.status === 'unconfigured') reasons.push({ level: 'info', text: `${b.name} is unusable: ${b.last_error ?? 'its API key is not set'}` });
+    // Older gateways do not report it.
+    if (b.slow != null) reasons.push({ level: 'warning', text: `${b.name} is slow: ${b.slow}` });
   }
   if (report.draining === true) reasons.push({ level: 'info', text: 'the gateway is draining' });
   const level = reasons.reduce<AlertLevel>((l, r) => worse(l, r.level), 'ok');

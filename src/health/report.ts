@@ -6,6 +6,7 @@ import type { BackendRuntime } from '../core/backend.ts';
 import { roleByName, type BackendConfig, type FabricConfig, type NodePower, type RoleKind } from '../config/types.ts';
 import { nodeState, type NodeState } from './power.ts';
 import { isCloud } from '../config/cloud.ts';
+import { slowReason, type RecentFigures } from './recent.ts';
 
 export type BackendStatus = 'up' | 'failing' | 'down' | 'unknown' | 'offline (expected)' | 'waking' | 'unconfigured';
 
@@ -39,6 +40,10 @@ export interface BackendReport {
   latency_ms: number | null;
   /** Latency of the last successful request. */
   last_latency_ms: number | null;
+  /** Its live traffic over the last minutes: requests, errors, p50/p95 latency of whole answers and of streams' time to first token. */
+  recent: RecentFigures;
+  /** Why it counts as slow (its p95 above the health policy's `slow`), or null. */
+  slow: string | null;
   last_checked_at: string | null;
   last_error: string | null;
   last_error_at: string | null;
@@ -120,6 +125,7 @@ export function fleetReport(gw: FleetView, now = Date.now()): { backends: Backen
     // A sample from before the backend went down, or gone stale, says nothing about now.
     const l = b.state === 'down' ? undefined : b.freshLoad(now);
     const circuit = b.circuit(now);
+    const recent = b.recent.figures(now);
     return {
       name: b.name,
       engine: b.config.engine,
@@ -143,6 +149,8 @@ export function fleetReport(gw: FleetView, now = Date.now()): { backends: Backen
       served_context: b.servedContext ?? null,
       latency_ms: b.state === 'down' ? null : round1(b.lastProbeLatencyMs),
       last_latency_ms: round1(b.lastLatencyMs),
+      recent,
+      slow: b.state === 'down' ? null : slowReason(recent, b.policy.slowMs),
       last_checked_at: iso(b.lastCheckedAt),
       last_error: b.lastError ?? null,
       last_error_at: iso(b.lastErrorAt),

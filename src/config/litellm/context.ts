@@ -50,7 +50,7 @@ export interface NativeGateway {
   master_key?: string;
   env_file?: string;
   health_interval?: string;
-  health?: { failure_threshold?: number; cooldown?: string; max_cooldown?: string };
+  health?: { failure_threshold?: number; cooldown?: string; max_cooldown?: string; slow?: string };
   retry?: { base: string; max: string };
   alerts?: { webhook: string; format: 'slack' | 'json' };
   limits?: { max_attempts: number };

@@ -16,7 +16,7 @@ export const MAPPED = {
     'redis_url', 'redis_host', 'redis_port', 'redis_password', 'provider_budget_config',
   ],
   general_settings: [
-    'master_key', 'health_check_interval', 'background_health_checks', 'alerting', 'alert_to_webhook_url',
+    'master_key', 'health_check_interval', 'background_health_checks', 'alerting', 'alert_to_webhook_url', 'alerting_threshold',
     'database_url', 'proxy_batch_write_at', 'allow_requests_on_db_unavailable', 'max_budget', 'budget_duration',
     'maximum_spend_logs_retention_period',
   ],
@@ -69,7 +69,6 @@ export const UNSUPPORTED: Record<Section, Record<string, string>> = {
     disable_spend_logs: 'not supported: the gateway\'s budgets and key spend are computed from its usage records, so every request is recorded (gateway.accounting: false stops that, and budgets with it)',
     maximum_spend_logs_retention_interval: 'not needed: old usage records are folded into daily totals every hour',
     maximum_spend_logs_cleanup_cron: 'not needed: old usage records are folded into daily totals every hour',
-    alerting_threshold: 'not supported yet: no slow-response alerts; alerts are sent when a backend goes down or comes back',
     alert_types: ALERT_KINDS,
     alerting_args: ALERT_KINDS,
     max_parallel_requests: NO_GLOBAL_LIMIT,

@@ -168,6 +168,12 @@ export function readGateway(t: Translation, gs: Obj, rs: Obj, doc: NativeDoc): v
     g.health_interval = duration(Math.round(hci * 1000));
     t.from(['gateway', 'health_interval'], ['general_settings', 'health_check_interval']);
   }
+  const at = seconds(t, ['general_settings', 'alerting_threshold'], gs.alerting_threshold);
+  if (at !== undefined) {
+    g.health = { ...g.health, slow: duration(Math.round(at * 1000)) };
+    t.from(['gateway', 'health', 'slow'], ['general_settings', 'alerting_threshold']);
+    t.note(['gateway', 'health', 'slow'], `alerting_threshold ${at}s: a backend whose p95 latency (streams: time to first token) over the last 5 minutes passes it is a warning, sent to the alert webhook (LiteLLM alerts on each request that takes longer)`);
+  }
   if (gs.background_health_checks === false) t.r.warn(['general_settings', 'background_health_checks'], 'not supported: the gateway always probes its backends in the background (every health_check_interval, default 60s)');
   const ra = seconds(t, ['router_settings', 'retry_after'], rs.retry_after);
   if (ra !== undefined) {

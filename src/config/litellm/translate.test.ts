@@ -422,7 +422,6 @@ test('every key the gateway does not support is reported by its key path, saying
     'router_settings.provider_budget_config.openai': /no deployment the gateway serves uses provider openai\/; ignored/,
     'general_settings.database_url': /mapped to gateway\.store \(PostgreSQL\), but LiteLLM's own tables.*are not read/,
     'general_settings.alert_types': /alerts are sent when a backend goes down or comes back/,
-    'general_settings.alerting_threshold': /no slow-response alerts/,
     'general_settings.store_model_in_db': /models come from the config file/,
     'general_settings.background_health_checks': /always probes/,
     include: /included files are not read/,
@@ -459,6 +458,14 @@ litellm_settings:
   assert.match(yaml, /# ollama\/: LiteLLM sends chats to \/api\/generate/);
   assert.match(yaml, /# LiteLLM listens on every interface/);
   assert.match(yaml, /litellm_settings\.fallbacks\[0\]\.chat\[0\]: names no model_name: "other"/);
+});
+
+test('alerting_threshold becomes gateway.health.slow: a warning (and a webhook call) for a backend whose p95 passes it', () => {
+  const p = parse(KITCHEN_SINK);
+  assert.equal(p.config.gateway.health.slowMs, 300_000);
+  assert.equal(p.config.backends.values().next().value!.health!.slowMs, 300_000, 'every backend inherits it');
+  assert.equal(p.warnings.get('general_settings.alerting_threshold'), undefined);
+  assert.match(roundTrip(KITCHEN_SINK).yaml, /# alerting_threshold 300s: a backend whose p95 latency .*\n {4}slow: 300s/);
 });
 
 test('maximum_spend_logs_retention_period becomes accounting.retention: records folded into daily totals, not deleted; a day at least', () => {
