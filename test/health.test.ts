@@ -333,8 +333,8 @@ test('fabric health: one table, plain when piped; exit code by alert level', asy
   assert.equal(ok.code, 0, ok.stderr + ok.stdout);
   assert.doesNotMatch(ok.stdout, /\x1b\[/, 'no colour codes when piped');
   assert.match(ok.stdout, new RegExp(`gateway  ${gw.url.replace(/[.]/g, '\\.')}  up`));
-  assert.match(ok.stdout, /BACKEND\s+STATUS\s+LATENCY\s+ENGINE\s+MODEL\s+LOAD\s+NODE\s+LAST ERROR/);
-  assert.match(ok.stdout, /motoko-bge\s+up\s+\d+ ms\s+vllm 0\.11\.0\s+BAAI\/bge-base-en-v1\.5 \(8192 ctx\)/);
+  assert.match(ok.stdout, /BACKEND\s+STATUS\s+LATENCY\s+P95 \(5M\)\s+ENGINE\s+MODEL\s+LOAD\s+NODE\s+LAST ERROR/);
+  assert.match(ok.stdout, /motoko-bge\s+up\s+\d+ ms\s+(-|[\d.]+ m?s)\s+vllm 0\.11\.0\s+BAAI\/bge-base-en-v1\.5 \(8192 ctx\)/);
   assert.match(ok.stdout, /level: OK/);
 
   await fleet.get('armitage').setFault({ kind: 'down' });

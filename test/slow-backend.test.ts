@@ -39,7 +39,7 @@ async function traffic(model: string, n: number): Promise<void> {
   await Promise.all(Array.from({ length: n }, async () => {
     const r = await post(f.url, '/v1/chat/completions', chat(model));
     assert.equal(r.status, 200);
-    const s = await f.client.chat.completions.create({ ...chat(model), stream: true });
+    const s = await f.client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hello there' }], max_tokens: 12, stream: true });
     for await (const _ of s) { /* read to the end */ }
   }));
 }

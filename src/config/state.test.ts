@@ -40,7 +40,7 @@ budgets:
   const { config: c } = loadFabricConfig(p, { OPENAI_API_KEY: 'sk-x', DATABASE_URL: 'postgresql://u:p@h/db', REDIS_URL: 'redis://h' });
   assert.deepEqual(c.gateway.store, { kind: 'postgres', url: { env: 'DATABASE_URL' } });
   assert.deepEqual(c.gateway.redis, { url: { env: 'REDIS_URL' }, prefix: 'lab' });
-  assert.deepEqual(c.gateway.accounting, { enabled: true, batchSize: 200, flushIntervalMs: 500, syncIntervalMs: 1000, onStoreDown: 'refuse', maxBuffer: 5000 });
+  assert.deepEqual(c.gateway.accounting, { enabled: true, batchSize: 200, flushIntervalMs: 500, syncIntervalMs: 1000, onStoreDown: 'refuse', maxBuffer: 5000, retentionMs: 90 * 86_400_000 });
   assert.deepEqual(c.gateway.requestLog, { enabled: true, retentionMs: 3 * 86_400_000, maxSizeBytes: 64 * 1024 * 1024, maxBodyBytes: 8192, redact: ['ssn-\\d+'] });
   assert.deepEqual(c.prices.get('openai-strong'), { input: 0.4, output: 1.6, gpuHour: undefined });
   assert.deepEqual(c.prices.get('local'), { input: 0, output: 0, gpuHour: 0.12 });
