@@ -210,3 +210,14 @@ ${extra}`;
   const same5 = ollama('', 'a') + ollama('    keep_alive: 5m\n', 'b');
   assert.equal(loadFabricConfig(file(cfg(same5)), {}).issues.filter((i) => /keep_alive/.test(i.message)).length, 0);
 });
+
+test('a duration written as a bare number is milliseconds, and warned of (LiteLLM\'s 600 seconds would be 0.6 s here); 0 and numbers with units are not', () => {
+  const cfg = (timeouts: string): string => MINIMAL.replace('    model: m\n', `    model: m\n    timeouts: { ${timeouts} }\n`);
+  const { config, issues } = loadFabricConfig(file(cfg('total: 600, connect: "2000", idle: 0, first_byte: 30s')), {});
+  assert.deepEqual(config.backends.get('a')!.timeouts, { totalMs: 600, connectMs: 2000, idleMs: 0, firstByteMs: 30_000 }, 'still taken as milliseconds');
+  assert.deepEqual(issues.map((i) => [i.severity, i.line, i.message]), [
+    ['warning', 7, 'a bare number is milliseconds: 600 is 600 ms; write 600ms to say so, or 600s if seconds were meant'],
+    ['warning', 7, 'a bare number is milliseconds: 2000 is 2 s; write 2000ms to say so, or 2000s if seconds were meant'],
+  ]);
+  assert.deepEqual(loadFabricConfig(file(cfg('total: 600s, connect: 2000ms')), {}).issues, []);
+});

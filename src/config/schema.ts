@@ -99,6 +99,10 @@ export function duration(r: Reporter, path: KeyPath, v: unknown, dflt: number): 
     r.error(path, `must be a duration such as 500ms, 30s, 5m (a bare number is milliseconds), got ${describe(v)}`);
     return dflt;
   }
+  // LiteLLM's timeouts are seconds: a bare 600 here would be 0.6 s.
+  if (ms !== 0 && (typeof v === 'number' || /^\s*[\d.]+\s*$/.test(String(v)))) {
+    r.warn(path, `a bare number is milliseconds: ${String(v).trim()} is ${ms >= 1000 ? `${ms / 1000} s` : `${ms} ms`}; write ${String(v).trim()}ms to say so, or ${String(v).trim()}s if seconds were meant`);
+  }
   return ms;
 }
 
