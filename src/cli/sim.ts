@@ -33,14 +33,17 @@ Switch faults while it runs:
   curl -X PUT localhost:9999/engines/NAME/fault -d '{"kind":"down"}'
   curl -X DELETE localhost:9999/engines/NAME/fault
   curl localhost:9999/engines                     the engines, their models and faults
-Faults (each may add "remaining": N, to fail the next N requests only):
+Faults (each may add "remaining": N, to fail the next N inference requests only, streamed or
+not: a fault meant for streams is used up by plain requests too):
   {"kind":"down"}                                 the engine stops listening
   {"kind":"slow","factor":F}                      F times slower (default 10)
   {"kind":"error","status":S}                     HTTP S (400-599, default 500) in the engine's error shape
   {"kind":"rate-limit","retryAfterS":N}           429 with Retry-After: N (default 1)
   {"kind":"hang"}                                 accepts and never answers
-  {"kind":"drop","afterChunks":N}                 a stream cut after N chunks (default 2)
-  {"kind":"stall","afterChunks":N}                a stream that stops sending after N chunks (default 2)
+  {"kind":"drop","afterChunks":N}                 a stream cut after N chunks (default 2); not streamed:
+                                                  the connection closed without an answer
+  {"kind":"stall","afterChunks":N}                a stream that stops sending after N chunks (default 2);
+                                                  not streamed: no answer at all
   {"kind":"stream-error","afterChunks":N}         a generation that fails after N chunks, reported in the stream
                                                   as the engine reports it (non-streamed: the engine's 500)
   {"kind":"garbage"}                              200 with a body that is no answer
