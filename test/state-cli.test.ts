@@ -91,7 +91,7 @@ test('fabric keys through the admin API: create shows the key once, then list, s
   const secret = /^(sk-fabric-\S+)$/m.exec(c.stdout)?.[1];
   assert.ok(secret !== undefined, c.stdout);
   assert.match(c.stdout, /only time the key is shown/);
-  assert.match(c.stdout, /budget +\$10 per month/);
+  assert.match(c.stdout, /budget +\$10\.00 per month/);
   assert.match(c.stdout, /chat-fast/, 'the role limit given by alias is kept under its role, where requests find it');
   assert.doesNotMatch(c.stdout.replace(/roles +local\/chat/, ''), /local\/chat:/);
   assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${secret}` })).status, 200);

@@ -53,6 +53,9 @@ export interface AccountingOptions {
 
 const NOOP_EVENTS: AccountingEvents = { rateLimited() {}, keyBudgetRefused() {}, cost() {} };
 
+/** Dollars as shown: to the billionth, without the float sums' noise (3.8400000000000005e-05). */
+const nanoUsd = (n: number): number => Math.round(n * 1e9) / 1e9;
+
 /** How long a budget sync's read of settled spend may hold usage batches back. */
 const SPEND_READ_MS = 5_000;
 
@@ -371,7 +374,7 @@ export class Accounting {
       const v = this.ledger.view(scope);
       const end = periodEnd(scope.period, now);
       return {
-        name: cfg.name, period: cfg.period, limit: cfg.amount, spent: v.spent, reserved: v.reserved, exhausted: v.spent >= cfg.amount,
+        name: cfg.name, period: cfg.period, limit: cfg.amount, spent: nanoUsd(v.spent), reserved: nanoUsd(v.reserved), exhausted: v.spent >= cfg.amount,
         backends: cfg.backends, fallback: cfg.fallback, resetsAt: Number.isFinite(end) ? new Date(end).toISOString() : undefined,
       };
     });
@@ -382,7 +385,7 @@ export class Accounting {
     if (s === undefined) return undefined;
     const v = this.ledger.view(s);
     const end = periodEnd(s.period, Date.now());
-    return { ...v, limit: s.limit, period: s.period, resetsAt: Number.isFinite(end) ? new Date(end).toISOString() : undefined };
+    return { spent: nanoUsd(v.spent), reserved: nanoUsd(v.reserved), limit: s.limit, period: s.period, resetsAt: Number.isFinite(end) ? new Date(end).toISOString() : undefined };
   }
 
   /** Hourly, and once at start: request logs pruned, old usage records folded into daily totals. */

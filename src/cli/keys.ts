@@ -7,6 +7,7 @@ import { parseKeyInput } from '../keys/input.ts';
 import { configResolves, staleField, staleNote } from '../keys/stale.ts';
 import type { KeyRecord } from '../store/types.ts';
 import { FabricError } from '../core/errors.ts';
+import { usd } from '../accounting/periods.ts';
 import { table, UsageError } from './client.ts';
 import { reportConfigError } from './fabric-file.ts';
 import { api, closeTarget, openTarget, type Target } from './state-target.ts';
@@ -122,7 +123,7 @@ function describeKey(k: View): string {
     `roles     ${k.roles === null ? 'all' : k.roles.join(', ')}`,
     `limits    ${k.rpm === null ? '-' : `${k.rpm} rpm`}, ${k.tpm === null ? '-' : `${k.tpm} tpm`}` +
       (Object.keys(k.role_limits ?? {}).length > 0 ? `; ${Object.entries(k.role_limits).map(([r, l]: [string, any]) => `${r}: ${[l.rpm && `${l.rpm} rpm`, l.tpm && `${l.tpm} tpm`].filter(Boolean).join(' ')}`).join('; ')}` : ''),
-    `budget    ${k.budget === null ? '-' : `$${k.budget.amount} per ${k.budget.period}`}${k.spend ? ` ($${k.spend.spent.toFixed(4)} spent, resets ${k.spend.resetsAt ?? 'never'})` : ''}`,
+    `budget    ${k.budget === null ? '-' : `${usd(k.budget.amount)} per ${k.budget.period}`}${k.spend ? ` (${usd(k.spend.spent)} spent, resets ${k.spend.resetsAt ?? 'never'})` : ''}`,
     `expires   ${k.expires_at ?? 'never'}`,
     `created   ${k.created_at}`,
   ];

@@ -14,3 +14,11 @@ test('by key, two keys with one name are told apart by their ids; a name of its 
   assert.match(out, /^\(none\) +1 /m);
   assert.match(out, /^total +4 /m);
 });
+
+test('usage table: costs below a cent keep two significant digits (a few tokens of a cheap model are not $0.0000)', () => {
+  const row = { group: 'obsidian', requests: 3, errors: 0, promptTokens: 30, completionTokens: 9, cost: 0.0000384, avgLatencyMs: 12 };
+  const out = usageTable('key', [row, { ...row, group: 'trailblazer', cost: 0 }]);
+  assert.match(out, /obsidian +3 +0 +30 +9 +\$0\.000038 +12/);
+  assert.match(out, /trailblazer +3 +0 +30 +9 +\$0 +12/);
+  assert.match(out, /total +6 +0 +60 +18 +\$0\.000038/);
+});

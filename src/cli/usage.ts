@@ -1,7 +1,7 @@
 // fabric usage: requests, tokens, cost and errors, grouped by key, role, backend, model or day.
 
 import { ConfigError } from '../config/issues.ts';
-import { parseWhen } from '../accounting/periods.ts';
+import { parseWhen, usd } from '../accounting/periods.ts';
 import { FabricError } from '../core/errors.ts';
 import { KeyAdmin } from '../keys/admin.ts';
 import { usageCsv, usageJson } from '../http/admin.ts';
@@ -64,7 +64,8 @@ async function rows(t: Target, by: UsageGroup, since: number | undefined, until:
 }
 
 const num = (n: number): string => n.toLocaleString('en-US');
-const money = (n: number): string => (n === 0 ? '$0' : n < 0.01 ? `$${n.toFixed(4)}` : `$${n.toFixed(2)}`);
+/** Dollars: cents, or two significant digits below a cent (a few tokens of a cheap model). */
+const money = (n: number): string => (n === 0 ? '$0' : usd(n));
 
 export function usageTable(by: UsageGroup, rs: readonly UsageRow[]): string {
   if (rs.length === 0) return 'no requests in this period\n';
