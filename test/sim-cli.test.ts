@@ -205,3 +205,27 @@ test('--out where it cannot write: one line naming the path and why, exit 1, and
     assert.equal(full.stderr, 'fabric sim: cannot write /dev/full: no space left on device (ENOSPC)\n');
   }
 });
+
+test('--out replaces a copy fabric sim wrote before, but not another file (a config a gateway may serve) without --force, and never the config it simulates', async () => {
+  const dir = tempDir('fabric-sim-keep-');
+  const mine = join(dir, 'fabric.yaml');
+  writeFileSync(mine, 'gateway: { port: 4000 }   # my own config\n');
+  const refused = spawnSync(process.execPath, [MAIN, 'sim', '--config', SEEDS, '--control-port', '0', '--out', mine], { env: cleanEnv(), encoding: 'utf8', timeout: 15_000 });
+  assert.equal(refused.status, 1, refused.stderr);
+  assert.equal(refused.stderr, `fabric sim: --out ${mine} exists and is not a copy fabric sim wrote; add --force to replace it\n`);
+  assert.equal(refused.stdout, '', 'no fleet was started');
+  assert.equal(readFileSync(mine, 'utf8'), 'gateway: { port: 4000 }   # my own config\n', 'left as it was');
+
+  const forced = await startSim(['--config', SEEDS, '--control-port', '0', '--out', mine, '--force'], cleanEnv());
+  await forced.stop();
+  assert.match(readFileSync(mine, 'utf8'), /^# SIMULATED copy of /);
+  // Its own copy, written again: no --force needed.
+  writeFileSync(mine, readFileSync(mine, 'utf8') + '# an older copy\n');
+  const again = await startSim(['--config', SEEDS, '--control-port', '0', '--out', mine], cleanEnv());
+  await again.stop();
+  assert.doesNotMatch(readFileSync(mine, 'utf8'), /an older copy/);
+
+  const itself = spawnSync(process.execPath, [MAIN, 'sim', '--config', mine, '--control-port', '0', '--out', mine, '--force'], { env: cleanEnv(), encoding: 'utf8', timeout: 15_000 });
+  assert.equal(itself.status, 1);
+  assert.equal(itself.stderr, `fabric sim: --out ${mine} is the config being simulated: write the copy elsewhere\n`);
+});

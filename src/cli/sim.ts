@@ -3,7 +3,7 @@
 // --out writes a copy of the config pointing at the simulated engines, for `fabric serve`.
 
 import { parseCommand, usageError } from './args.ts';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { loadFabricConfig } from '../config/load.ts';
 import { importLiteLLMText } from '../config/litellm/load.ts';
@@ -13,9 +13,9 @@ import { outPathUsable, writeFailure } from './out-path.ts';
 import type { FabricConfig } from '../config/types.ts';
 import { SimListenError, startFleet, type SimFleet } from '../sim/fleet.ts';
 import { simFleetPlan } from '../sim/from-config.ts';
-import { simConfigCopyText } from '../sim/config-copy.ts';
+import { SIM_COPY_MARK, simConfigCopyText } from '../sim/config-copy.ts';
 
-const HELP = `Usage: fabric sim --config FILE [--control-port N] [--out FILE] [--gateway-host H] [--gateway-port N]
+const HELP = `Usage: fabric sim --config FILE [--control-port N] [--out FILE [--force]] [--gateway-host H] [--gateway-port N]
 
 Starts a simulated engine for each server of the config: backends at one origin share one
 (vLLM, Ollama, llama.cpp or OpenAI protocol, by the backend's engine) that serves each of their
@@ -25,7 +25,8 @@ that key, answering 401 in the engine's own shape without it.
   --config FILE        the fabric config to simulate
   --control-port N     fault-control API port (default 9999)
   --out FILE           write the config rewritten to point at the simulated engines, ready
-                       for fabric serve (what changes is listed at the top of the file)
+                       for fabric serve (what changes is listed at the top of the file); a
+                       copy fabric sim wrote before is replaced, any other file only with --force
   --gateway-host H     where that config's gateway listens (default 127.0.0.1)
   --gateway-port N     and on which port (default 4000)
 
@@ -49,6 +50,23 @@ not: a fault meant for streams is used up by plain requests too):
   {"kind":"garbage"}                              200 with a body that is no answer
   {"kind":"context-length"}                       the engine's context-length error
 `;
+
+/**
+ * Why --out must not be written: it is the config being simulated, or a file that is not an
+ * earlier copy of fabric sim's (a config someone wrote, perhaps one a gateway serves) and
+ * --force was not given. Undefined: write it.
+ */
+function keepsOut(config: string, out: string, force: boolean): string | undefined {
+  if (!existsSync(out)) return undefined;
+  try {
+    if (realpathSync(out) === realpathSync(config)) return `--out ${out} is the config being simulated: write the copy elsewhere`;
+    if (force || !statSync(out).isFile()) return undefined;
+    const head = readFileSync(out, 'utf8').slice(0, SIM_COPY_MARK.length);
+    return head === SIM_COPY_MARK ? undefined : `--out ${out} exists and is not a copy fabric sim wrote; add --force to replace it`;
+  } catch {
+    return undefined; // unreadable: the write says why
+  }
+}
 
 function portOption(v: string | undefined, fallback: number): number | undefined {
   if (v === undefined) return fallback;
@@ -76,7 +94,7 @@ function listenFailure(e: SimListenError): string {
 
 export async function runSim(argv: string[]): Promise<number> {
   const parsed = parseCommand('sim', HELP, { args: argv, options: {
-    config: { type: 'string', short: 'c' }, 'control-port': { type: 'string' }, out: { type: 'string' },
+    config: { type: 'string', short: 'c' }, 'control-port': { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' },
     'gateway-host': { type: 'string' }, 'gateway-port': { type: 'string' }, help: { type: 'boolean', short: 'h' },
   } });
   if (typeof parsed === 'number') return parsed;
@@ -89,6 +107,11 @@ export async function runSim(argv: string[]): Promise<number> {
   const gatewayHost = values['gateway-host'] ?? '127.0.0.1';
   // Before any engine starts: a bad --out is told at once, not after the fleet is up.
   if (values.out !== undefined && !outPathUsable('sim', values.out, 'file')) return 1;
+  const kept = values.out === undefined ? undefined : keepsOut(values.config, values.out, values.force === true);
+  if (kept !== undefined) {
+    process.stderr.write(`fabric sim: ${kept}\n`);
+    return 1;
+  }
 
   let config: FabricConfig;
   let litellm = false;

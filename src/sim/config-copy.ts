@@ -19,6 +19,9 @@ import { isCloud } from '../config/cloud.ts';
 import type { FabricConfig } from '../config/types.ts';
 import type { SecretSource } from './from-config.ts';
 
+/** How every copy begins: fabric sim --out replaces a file that begins so without --force. */
+export const SIM_COPY_MARK = '# SIMULATED copy of';
+
 export interface SimConfigCopy {
   /** the original as fabric YAML (a LiteLLM file's fabric translation) */
   yaml: string;
@@ -127,7 +130,7 @@ export function simConfigCopyText(c: SimConfigCopy): string {
   }
 
   const header = [
-    `# SIMULATED copy of ${c.source}, written by fabric sim: every backend is a simulated engine.`,
+    `${SIM_COPY_MARK} ${c.source}, written by fabric sim: every backend is a simulated engine.`,
     `#   fabric serve --config ${c.out}     listens on ${c.host}:${c.port} (fabric sim --gateway-host/--gateway-port)`,
     '# Changed from the original so that it serves as-is and routes and bills as the original would:',
     ...(c.config.gateway.host === c.host && c.config.gateway.port === c.port ? [] : [`#   gateway.host and port: ${c.host}:${c.port}, not the original's listener`]),
