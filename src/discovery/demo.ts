@@ -29,8 +29,10 @@ backends:
   armitage-qwen: { engine: vllm, node: armitage, simulated: true, url: ${url('armitage-qwen', '/v1')}, model: Qwen/Qwen2.5-7B-Instruct-AWQ, context_window: 8192, aliases: [qwen2.5-7b-armitage] }
   wintermute-llama: { engine: vllm, node: wintermute, simulated: true, url: ${url('wintermute-llama', '/v1')}, model: casperhansen/llama-3-8b-instruct-awq, context_window: 8192, aliases: [llama31-8b-wintermute] }
   motoko-bge: { engine: vllm, node: motoko, simulated: true, url: ${url('motoko-bge', '/v1')}, model: BAAI/bge-base-en-v1.5, context_window: 512 }
-  openai-strong: { engine: openai-compatible, simulated: true, url: ${url('openai-strong', '/v1')}, model: gpt-4.1-mini, context_window: 1047576 }
-  openai-cheap: { engine: openai-compatible, simulated: true, url: ${url('openai-cheap', '/v1')}, model: gpt-4o-mini, context_window: 128000 }
+  # The cloud as the seeds have it: billed at OpenAI's list prices, under the $150 monthly budget
+  # (simulated here, so nothing is billed for real), and left alone by fabric smoke unless asked.
+  openai-strong: { engine: openai-compatible, cloud: true, simulated: true, url: ${url('openai-strong', '/v1')}, model: gpt-4.1-mini, context_window: 1047576 }
+  openai-cheap: { engine: openai-compatible, cloud: true, simulated: true, url: ${url('openai-cheap', '/v1')}, model: gpt-4o-mini, context_window: 128000 }
 roles:
   chat-fast:
     kind: chat
@@ -49,6 +51,8 @@ roles:
   embeddings-general: { kind: embeddings, backends: [motoko-bge], aliases: [local/embed], dimensions: 768 }
   openai/strong: { kind: chat, backends: [openai-strong] }
   openai/cheap: { kind: chat, backends: [openai-cheap] }
+budgets:
+  openai: { amount: 150, period: month, backends: [openai-strong, openai-cheap], fallback: local/chat }
 `;
 }
 
