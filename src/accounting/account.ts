@@ -5,7 +5,7 @@
 
 import type { AttemptHooks, AttemptVerdict, RequestContext, Served } from '../core/gateway.ts';
 import type { BackendRuntime } from '../core/backend.ts';
-import { FabricError, STREAM_INTERRUPTED, wasSent } from '../core/errors.ts';
+import { FabricError, STREAM_INTERRUPTED, lastSentBackend, wasSent } from '../core/errors.ts';
 import type { JsonObject, Usage } from '../engines/types.ts';
 import type { KeyRecord, UsageRecord } from '../store/types.ts';
 import type { BudgetScope, Hold } from './ledger.ts';
@@ -263,7 +263,7 @@ export class RequestAccount implements AttemptHooks {
   fail(e: FabricError, latencyMs: number, role: string): UsageRecord {
     const sent = e.attempts?.filter(wasSent);
     const served = this.#servedBy === undefined ? 0 : 1;
-    const rec = this.#record(e.status, e.code, role, this.#servedBy ?? sent?.at(-1)?.backend ?? '', (sent?.length ?? 0) + served, false, this.#usage, latencyMs, undefined);
+    const rec = this.#record(e.status, e.code, role, this.#servedBy ?? lastSentBackend(e.attempts), (sent?.length ?? 0) + served, false, this.#usage, latencyMs, undefined);
     this.#close(rec, JSON.stringify(e.toBody()));
     return rec;
   }

@@ -90,6 +90,12 @@ export function wasSent(f: AttemptFailure): boolean {
   return f.failure !== 'unavailable' && f.failure !== 'unsupported' && f.judged !== true;
 }
 
+/** The backend a failed request last reached ('' when none was), as its usage record and metrics name it. */
+export function lastSentBackend(attempts: readonly AttemptFailure[] | undefined): string {
+  if (attempts !== undefined) for (let i = attempts.length - 1; i >= 0; i--) if (wasSent(attempts[i]!)) return attempts[i]!.backend;
+  return '';
+}
+
 export class FabricError extends Error {
   readonly code: ErrorCode;
   readonly status: number;

@@ -532,7 +532,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       if (inf !== undefined) {
         // Every inference request gets its one 'request' line, failed ones too.
         const route = (inf.model === undefined ? undefined : app.gateway.table.resolve(inf.model))?.route.name;
-        metrics.failed(inf.op, served?.role ?? route ?? NO_ROLE, served?.backend ?? '', fe.status, fe.code, ms / 1000, fe.attempts);
+        metrics.failed(inf.op, served?.role ?? route ?? NO_ROLE, served?.backend, fe.status, fe.code, ms / 1000, fe.attempts);
         // Refused before it was authenticated: nobody to attribute it to, and no record (an
         // unauthenticated flood must not grow the store); the log line and metrics still count it.
         let rec: UsageRecord | undefined;

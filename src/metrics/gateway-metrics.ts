@@ -4,7 +4,7 @@
 
 import type { ConfigState } from '../health/alerts.ts';
 import type { Gateway, Served } from '../core/gateway.ts';
-import { wasSent, type AttemptFailure } from '../core/errors.ts';
+import { lastSentBackend, wasSent, type AttemptFailure } from '../core/errors.ts';
 import { Registry, type Counter, type Gauge, type Histogram, type Snapshot } from './registry.ts';
 import type { Accounting } from '../accounting/service.ts';
 
@@ -195,17 +195,18 @@ export class GatewayMetrics {
   }
 
   /**
-   * A request answered with an error. `backend` is the one that served it when there is one (a
-   * stream its client left after the first tokens, answered 499): its attempt is not among
-   * `attempts`, and may have been a retry.
+   * A request answered with an error. `servedBy` is the backend that served it when there is one
+   * (a stream its client left after the first tokens, answered 499): its attempt is not among
+   * `attempts`, and may have been a retry. Otherwise the request counts under the backend it
+   * last reached (a 504's, a 502's), as its usage record does; '' when it reached none.
    */
-  failed(op: string, role: string, backend: string, status: number, code: string, seconds: number, attempts: readonly AttemptFailure[] | undefined): void {
-    this.requests.inc([op, role, backend, String(status)]);
+  failed(op: string, role: string, servedBy: string | undefined, status: number, code: string, seconds: number, attempts: readonly AttemptFailure[] | undefined): void {
+    this.requests.inc([op, role, servedBy ?? lastSentBackend(attempts), String(status)]);
     this.errors.inc([op, code]);
     this.duration.observe([op, role], seconds);
     if (attempts !== undefined && attempts.length > 0) {
       this.#attempts(attempts);
-      this.#retries(attempts, backend === '' ? undefined : backend);
+      this.#retries(attempts, servedBy);
     }
   }
 
