@@ -25,7 +25,7 @@ function snap(backends: BackendReport[]): HealthSnapshot {
 
 test('fabric health names failing backends in its summary: not down yet, so the level stays, but not "nothing that needs attention"', () => {
   const failing = render(snap([backend('motoko-bge', 'failing', 'connection refused'), backend('armitage-qwen', 'up')]), plain);
-  assert.match(failing, /level: OK — failing, not down yet: motoko-bge\n$/);
+  assert.match(failing, /level: OK — failing, not down yet: motoko-bge \(recent requests failed; the next one it answers clears it\)\n$/);
   assert.doesNotMatch(failing, /nothing that needs attention/);
   assert.match(render(snap([backend('a', 'up')]), plain), /level: OK — all backends up\n$/);
 });

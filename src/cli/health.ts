@@ -213,7 +213,7 @@ export function render(s: HealthSnapshot, paint: Paint): string {
   // Failing backends (recent errors, not yet down) do not raise the level, but are named: the
   // requests they fail are real even before the circuit opens.
   const failing = s.backends.filter((b) => b.status === 'failing').map((b) => b.name);
-  const summary = failing.length > 0 ? ` — failing, not down yet: ${failing.join(', ')}`
+  const summary = failing.length > 0 ? ` — failing, not down yet: ${failing.join(', ')} (recent requests failed; the next one ${failing.length === 1 ? 'it answers' : 'each answers'} clears it)`
     : s.alert.reasons.length > 0 ? '' : s.backends.every((b) => b.status === 'up') ? ' — all backends up' : ' — nothing that needs attention';
   out += `\n${paint(`level: ${level.toUpperCase()}`, ...LEVEL_STYLE[level])}${summary}\n`;
   for (const r of s.alert.reasons) out += `  ${r}\n`;
