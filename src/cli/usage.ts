@@ -16,6 +16,8 @@ const HELP = `Usage: fabric usage [--by key|role|backend|model|day|status] [--si
 
 A report of requests, errors, tokens in and out, cost and average latency, grouped by
 --by (default key), from a running gateway's admin API or, with --config, the store itself.
+Records older than gateway.accounting.retention (default 90d) are kept as daily totals:
+before then, a period counts whole UTC days, each from its start.
 
   --since WHEN      from: a duration back (7d, 24h, 30m), today, week, month, an ISO date, unix seconds
   --until WHEN      to (exclusive); default now
