@@ -113,6 +113,9 @@ export class Accounting {
   static async start(o: AccountingOptions): Promise<Accounting> {
     const applied = await o.store.migrate();
     if (applied.length > 0) o.log.info('store: schema migrated', { store: o.store.kind, where: o.store.where, versions: applied });
+    const b = o.store.migrationBackup;
+    if (b?.error !== undefined) o.log.warn(`store: could not copy the database to ${b.file} before migrating it (${b.error}); migrated without a copy to go back to`);
+    else if (b !== undefined) o.log.info(`store: the database as it was before the migration is in ${b.file} (an older version of the gateway can be given it back)`);
     const a = new Accounting(o);
     if (o.redisUrl !== undefined) {
       const redis = await openRedis(o.redisUrl, { prefix: o.config.gateway.redis?.prefix ?? 'fabric', log: o.log });

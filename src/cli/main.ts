@@ -23,6 +23,7 @@ Commands:
   render         deploy files: compose files, systemd units, launch commands, a LiteLLM config
   keys           virtual keys for applications and people: create, list, show, revoke, rotate
   usage          requests, tokens, cost and errors by key, role, backend, model or day
+  backup         a consistent copy of the gateway's SQLite store (keys, usage), taken while it runs
 
 Run "fabric <command> --help" for a command's options; "fabric --version" (-V) for the version.
 `;
@@ -48,6 +49,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'render': return (await import('./render.ts')).runRender(rest);
     case 'keys': return (await import('./keys.ts')).runKeys(rest);
     case 'usage': return (await import('./usage.ts')).runUsage(rest);
+    case 'backup': return (await import('./backup.ts')).runBackup(rest);
     case '--version':
     case '-V':
       process.stdout.write(`fabric ${await version()}\n`);

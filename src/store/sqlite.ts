@@ -4,7 +4,7 @@
 // usage writes once a second, key reloads when the keys version changes), and its bulk writes
 // go to a thread of their own (`writerThread`, sqlite-writer.ts).
 
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './migrations.ts';
@@ -47,6 +47,8 @@ export class SqliteStore implements Store {
   readonly #usageInserts = new Map<number, StatementSync>();
   readonly #writer: SqliteWriter | undefined;
   readonly #txRows: number;
+  /** Set by migrate() when it copied the database first (`error`: it could not). */
+  migrationBackup: { file: string; error?: string } | undefined;
 
   constructor(path: string, opts: SqliteStoreOptions = {}) {
     this.where = path;
@@ -116,6 +118,9 @@ export class SqliteStore implements Store {
   migrate(): Promise<number[]> {
     return this.#run('migration', () => {
       this.#db.exec(MIGRATIONS_TABLE.sqlite);
+      const had = new Set(this.#db.prepare('SELECT version FROM fabric_migrations').all().map((r) => Number(r.version)));
+      const next = MIGRATIONS.find((m) => !had.has(m.version));
+      if (next !== undefined && had.size > 0 && this.where !== ':memory:') this.#backupBefore(next.version);
       return this.#tx(() => {
         const done = new Set(this.#db.prepare('SELECT version FROM fabric_migrations').all().map((r) => Number(r.version)));
         const applied: number[] = [];
@@ -128,6 +133,47 @@ export class SqliteStore implements Store {
         return applied;
       });
     });
+  }
+
+  /**
+   * A copy of the database as it was before a schema migration (a newer gateway's first start),
+   * so that going back to the older version loses nothing: once per version, by whichever
+   * process migrates first. A copy that cannot be made (a full disk) is reported, not fatal:
+   * the migration itself is one transaction.
+   */
+  #backupBefore(version: number): void {
+    const file = `${this.where}.before-v${version}`;
+    // Another connection holds the write lock while the copy is read, so that no other process
+    // (a worker starting beside this one) migrates in the meantime: the copy is the old schema.
+    // Those wait for it, then find the copy made (or the migration done) and go on.
+    const lock = new DatabaseSync(this.where);
+    try {
+      lock.exec('PRAGMA busy_timeout = 600000; BEGIN IMMEDIATE');
+      const done = lock.prepare('SELECT 1 FROM fabric_migrations WHERE version = ?').get(version) !== undefined;
+      if (done || existsSync(file)) return;
+      this.backupTo(file);
+      this.migrationBackup = { file };
+    } catch (e) {
+      this.migrationBackup = { file, error: (e as Error).message };
+    } finally {
+      if (lock.isTransaction) lock.exec('ROLLBACK');
+      lock.close();
+    }
+  }
+
+  /**
+   * A consistent copy of the whole database in `file`, a new file readable by its owner only
+   * (key hashes, usage, perhaps prompts): SQLite's VACUUM INTO, which reads in one transaction
+   * while the gateway goes on writing (WAL), and compacts the copy. Throws if `file` exists.
+   */
+  backupTo(file: string): void {
+    closeSync(openSync(file, 'wx', 0o600));
+    try {
+      this.#db.prepare('VACUUM INTO ?').run(file);
+    } catch (e) {
+      rmSync(file, { force: true });
+      throw e;
+    }
   }
 
   ping(): Promise<void> {

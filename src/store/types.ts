@@ -130,6 +130,8 @@ export interface Store {
   readonly where: string;
   /** Applies pending schema migrations (once, even with several instances starting); returns the versions applied. */
   migrate(): Promise<number[]>;
+  /** SQLite: the copy migrate() made of the database before changing its schema, or why it could not. */
+  readonly migrationBackup?: { file: string; error?: string } | undefined;
   ping(): Promise<void>;
 
   insertKey(k: KeyRecord): Promise<void>;
