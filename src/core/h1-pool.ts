@@ -41,7 +41,7 @@ export interface DispatchOptions {
   bodyTimeout?: number | null;
 }
 
-/** What the gateway asks of a connection pool: this one, or undici's for HTTPS. */
+/** What the gateway asks of a connection pool: this one, or https-pool.ts's (undici) for HTTPS. */
 export interface UpstreamPool {
   dispatch(opts: DispatchOptions, handler: Handler): boolean;
   close(): Promise<void>;

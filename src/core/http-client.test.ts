@@ -6,7 +6,7 @@ import { getOnce } from './http-client.ts';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const undiciLoaded = (): boolean => require.resolve('undici/lib/dispatcher/pool.js') in require.cache;
+const undiciLoaded = (): boolean => require.resolve('undici/lib/dispatcher/client.js') in require.cache;
 
 test('getOnce: plain HTTP through the lean client, HTTPS through undici (loaded on first use); failures carry their codes', async () => {
   const server = createServer((req, res) => {
@@ -20,7 +20,7 @@ test('getOnce: plain HTTP through the lean client, HTTPS through undici (loaded 
     assert.equal(r.status, 200);
     assert.deepEqual(JSON.parse(r.text), { path: '/api/tags?x=1' });
     assert.equal(undiciLoaded(), false, 'plain HTTP does not load undici');
-    // TLS to a plain-HTTP port: undici's Pool is loaded and reports the handshake failure.
+    // TLS to a plain-HTTP port: undici's Client is loaded and reports the handshake failure.
     await assert.rejects(getOnce(`https://127.0.0.1:${port}/`, 2000), (e: unknown) => errorCode(e) === 'ERR_SSL_WRONG_VERSION_NUMBER');
     assert.equal(undiciLoaded(), true);
   } finally {

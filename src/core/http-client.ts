@@ -1,18 +1,15 @@
 // The HTTP clients the gateway runs on, and its few GETs (probes, load, discovery) through the
 // same buffered handler as inference requests. Plain-HTTP origins (the fleet's engines, local
 // discovery) go through the lean client (h1-pool.ts). HTTPS origins (the cloud) go through
-// undici's Pool, loaded by itself and only when first needed: importing the package root also
-// loads fetch, WebSocket, caches and their dependencies, and even the Pool alone is several
-// MiB resident that a gateway with no cloud backend never uses.
+// undici's Client (https-pool.ts), loaded by itself and only when first needed: importing the
+// package root also loads fetch, WebSocket, caches and their dependencies, and even the Client
+// alone is several MiB resident that a gateway with no cloud backend never uses.
 
-import { createRequire } from 'node:module';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Dispatcher, Pool as UndiciPool } from 'undici';
+import type { Dispatcher } from 'undici';
 import { BufferedCall } from './upstream.ts';
 import { H1Pool, type UpstreamPool } from './h1-pool.ts';
-
-const require = createRequire(import.meta.url);
-let undici: typeof UndiciPool | undefined;
+import { HttpsPool } from './https-pool.ts';
 
 export interface PoolSettings {
   connections: number;
@@ -23,16 +20,10 @@ export interface PoolSettings {
   idleMs: number;
 }
 
-/** The pool for an origin: the lean client for plain HTTP, undici's Pool (loaded on first use) for HTTPS. */
+/** The pool for an origin: the lean client for plain HTTP, undici's Clients (loaded on first use) for HTTPS. */
 export function poolFor(origin: string, s: PoolSettings): UpstreamPool {
-  if (new URL(origin).protocol === 'http:') {
-    return new H1Pool(origin, { connections: s.connections, keepAliveTimeout: s.keepAliveMs, connectTimeout: s.connectMs, headersTimeout: s.firstByteMs, bodyTimeout: s.idleMs });
-  }
-  undici ??= require('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
-  return new undici(origin, {
-    connections: s.connections, pipelining: 1, keepAliveTimeout: Math.max(s.keepAliveMs, 1), keepAliveMaxTimeout: 120_000,
-    connect: { timeout: s.connectMs }, headersTimeout: s.firstByteMs, bodyTimeout: s.idleMs,
-  });
+  const o = { connections: s.connections, keepAliveTimeout: s.keepAliveMs, connectTimeout: s.connectMs, headersTimeout: s.firstByteMs, bodyTimeout: s.idleMs };
+  return new URL(origin).protocol === 'http:' ? new H1Pool(origin, o) : new HttpsPool(origin, o);
 }
 
 export interface SimpleResponse {
