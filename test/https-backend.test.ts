@@ -163,6 +163,28 @@ test('a client that leaves while an HTTPS backend has not answered its head, or 
   assert.equal((await post(f.url, '/v1/chat/completions', chat('cloud-chat'))).status, 200, 'the one connection slot is free again');
 });
 
+test('an HTTPS backend that closes kept-alive connections as requests go out (the keep-alive race) fails none of them: each is sent again on a new connection, at once, and not counted against it', async () => {
+  // Each connection carries one request; the next one on it finds it closing, unanswered.
+  const served = new WeakSet<Socket>();
+  be.mode = (req, res) => {
+    if (served.has(req.socket)) req.socket.destroy();
+    else {
+      served.add(req.socket);
+      answer(res);
+    }
+  };
+  const cloud = f.gw.app.gateway.backends.get('cloud')!;
+  const lastErrorAt = cloud.lastErrorAt;
+  for (let i = 0; i < 10; i++) {
+    const r = await post(f.url, '/v1/chat/completions', chat('cloud-chat'));
+    assert.equal(r.headers.get('x-fabric-backend'), 'cloud', `request ${i}: ${r.text.slice(0, 200)}`);
+    assert.equal(r.headers.get('x-fabric-attempts'), '1');
+  }
+  assert.equal(cloud.consecutiveFailures, 0);
+  assert.equal(cloud.lastErrorAt, lastErrorAt, 'no failure recorded');
+  be.mode = (_req, res) => answer(res);
+});
+
 test('an HTTPS backend: its redirects are not followed, it gets its own key and never the client\'s, at most max_connections connections, kept alive', async () => {
   be.auth.length = 0;
   const received = be.received;

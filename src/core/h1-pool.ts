@@ -63,7 +63,7 @@ export interface Handler {
  * went out) and is sent once more. Later than this, the backend may have been working on it:
  * the failure is reported, and the gateway's own retry policy decides.
  */
-const RACE_WINDOW_MS = 50;
+export const RACE_WINDOW_MS = 50;
 /** Characters that would break out of a request line or header. */
 const UNSAFE = /[\r\n\0]/;
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/;
@@ -554,7 +554,8 @@ class Conn {
   }
 }
 
-function isReset(e: Error): boolean {
+/** The connection was reset or closed under a request (the keep-alive race's errors). */
+export function isReset(e: Error): boolean {
   const code = errorCode(e);
   return code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET';
 }

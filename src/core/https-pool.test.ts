@@ -143,6 +143,32 @@ test('https pool: a request aborted while its connection is being opened ends at
   }
 });
 
+test('https pool: a reused connection the backend closes under a new request before any answer is retried once, on a new connection; not a fresh one, nor one the backend held a while', async () => {
+  const s = await raw((sock, head, nth) => {
+    if (head.includes('/race') && nth > 0) sock.destroy(); // the request arrives as the backend closes the idle connection
+    else if (head.includes('/fresh-drop')) sock.destroy();
+    else if (head.includes('/slow-reset')) setTimeout(() => sock.destroy(), 150); // worked on it, then died
+    else sock.write(OK);
+  });
+  const count = (path: string): number => s.heads.filter((h) => h.includes(path)).length;
+  const pool = poolFor(s.url, { connections: 1 });
+  try {
+    assert.equal(await ok(pool), 'ok');
+    assert.equal(await ok(pool, { path: '/race' }), 'ok', 'retried on a new connection');
+    assert.equal(count('/race'), 2);
+    assert.equal(s.connections, 2);
+    const slow = await call(pool, { path: '/slow-reset' }).done;
+    assert.ok(slow.error !== undefined);
+    assert.equal(count('/slow-reset'), 1, 'sent once: the backend may have worked on it');
+    const fresh = await call(pool, { path: '/fresh-drop' }).done;
+    assert.ok(fresh.error !== undefined);
+    assert.equal(count('/fresh-drop'), 1, 'a new connection closed under its first request is no keep-alive race: sent once');
+  } finally {
+    await pool.destroy();
+    await s.close();
+  }
+});
+
 test('https pool: close sends what is queued, then closes; destroy fails the queue; neither takes new requests', async () => {
   const s = await raw((sock) => setTimeout(() => sock.write(OK), 20));
   const pool = poolFor(s.url, { connections: 1 });

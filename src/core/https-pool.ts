@@ -9,11 +9,15 @@
 // starts): 500 abandoned 200 KB requests held 297 MiB of heap. Here a request aborted while
 // queued leaves the queue at once, and one aborted while its connection is being opened ends
 // at once for the gateway (undici drops it when the connection is up).
+// As in H1Pool, a request whose reused connection was closed under it before any answer, within
+// RACE_WINDOW_MS of being written, met the keep-alive race (the backend closed the idle
+// connection as the request went out: its FIN was on its way) and is sent once more, on a new
+// connection. undici does not retry a POST; the gateway would have counted it a failure.
 
 import { createRequire } from 'node:module';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Client as UndiciClient, Dispatcher } from 'undici';
-import type { DispatchOptions, Handler, UpstreamPool } from './h1-pool.ts';
+import { isReset, RACE_WINDOW_MS, type DispatchOptions, type Handler, type UpstreamPool } from './h1-pool.ts';
 
 const require = createRequire(import.meta.url);
 let Client: typeof UndiciClient | undefined;
@@ -46,6 +50,13 @@ class Request implements Dispatcher.DispatchController, Dispatcher.DispatchHandl
   reason: Error | null = null;
   /** The gateway's handler has been told the end (or the error). */
   done = false;
+  /** Written on a connection that had carried a request before, at performance.now() writtenAt. */
+  reused = false;
+  writtenAt = 0;
+  /** The answer's head arrived. */
+  answered = false;
+  /** Sent once more already (see the file's head). */
+  retried = false;
 
   constructor(pool: HttpsPool, opts: DispatchOptions, handler: Handler) {
     this.pool = pool;
@@ -91,10 +102,16 @@ class Request implements Dispatcher.DispatchController, Dispatcher.DispatchHandl
 
   onRequestStart(c: Dispatcher.DispatchController): void {
     this.inner = c;
-    if (this.aborted) c.abort(this.reason!);
+    if (this.aborted) {
+      c.abort(this.reason!);
+      return;
+    }
+    this.reused = this.pool.reused(this.conn!);
+    this.writtenAt = performance.now();
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, message?: string): void {
+    this.answered = true;
     if (!this.done) this.handler.onResponseStart?.(this, status, headers, message);
   }
 
@@ -110,6 +127,14 @@ class Request implements Dispatcher.DispatchController, Dispatcher.DispatchHandl
   }
 
   onResponseError(_c: Dispatcher.DispatchController | null, err: Error): void {
+    // (Measured when the error is handled: an event loop stalled past the window reports the
+    // failure instead of retrying, which errs on the safe side.)
+    if (!this.answered && this.reused && !this.retried && !this.aborted && !this.done && isReset(err) && performance.now() - this.writtenAt < RACE_WINDOW_MS) {
+      this.retried = true;
+      this.inner = undefined;
+      this.pool.resend(this);
+      return;
+    }
     this.pool.release(this);
     this.error(err);
   }
@@ -121,6 +146,8 @@ export class HttpsPool implements UpstreamPool {
   readonly #all = new Set<UndiciClient>();
   readonly #idle: UndiciClient[] = [];
   readonly #queue: Request[] = [];
+  /** Clients whose connection, new since, has carried no request yet. */
+  readonly #fresh = new WeakSet<UndiciClient>();
   #closed = false;
   /** close() waiting for the queue to empty. */
   #drained: (() => void) | undefined;
@@ -153,8 +180,26 @@ export class HttpsPool implements UpstreamPool {
       pipelining: 1, keepAliveTimeout: Math.max(o.keepAliveTimeout, 1), keepAliveMaxTimeout: 120_000,
       connect: { timeout: o.connectTimeout }, headersTimeout: o.headersTimeout, bodyTimeout: o.bodyTimeout,
     });
+    c.on('connect', () => { this.#fresh.add(c); });
     this.#all.add(c);
     return c;
+  }
+
+  /** Whether the request now being written on c goes out on a connection that carried one before. */
+  reused(c: UndiciClient): boolean {
+    return !this.#fresh.delete(c);
+  }
+
+  /** A request that met the keep-alive race, sent again on its client: its connection is gone, so on a new one. */
+  resend(r: Request): void {
+    const c = r.conn!;
+    queueMicrotask(() => {
+      if (r.aborted || c.closed || c.destroyed) {
+        // (An abort meanwhile has told the gateway already.)
+        this.release(r);
+        r.error(r.reason ?? fail('UND_ERR_CLOSED', 'the pool is closed'));
+      } else this.#send(r, c);
+    });
   }
 
   #send(r: Request, c: UndiciClient): void {
