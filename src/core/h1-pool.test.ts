@@ -10,6 +10,7 @@ import type { Dispatcher } from 'undici';
 import { waitFor } from '../sim/test-helpers.ts';
 import { H1Pool, type DispatchOptions, type Handler } from './h1-pool.ts';
 import { BAD_RESPONSE } from './attempt-error.ts';
+import { readRequests } from '../../test/support/raw-http.ts';
 
 interface Raw {
   url: string;
@@ -35,20 +36,9 @@ async function raw(answer: (sock: Socket, head: string, body: string, n: number)
     r.peak = Math.max(r.peak, open.size);
     sock.on('close', () => open.delete(sock));
     sock.on('error', () => {});
-    let buf = '';
-    sock.on('data', (c: Buffer) => {
-      buf += c.toString('latin1');
-      for (;;) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end === -1) return;
-        const head = buf.slice(0, end);
-        const len = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? 0);
-        if (buf.length < end + 4 + len) return;
-        const body = buf.slice(end + 4, end + 4 + len);
-        buf = buf.slice(end + 4 + len);
-        r.heads.push(head);
-        answer(sock, head, body, n++);
-      }
+    readRequests(sock, (head, body) => {
+      r.heads.push(head);
+      answer(sock, head, body, n++);
     });
   });
   await new Promise<void>((res) => r.server.listen(0, '127.0.0.1', res));

@@ -9,6 +9,7 @@ import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { waitFor } from '../sim/test-helpers.ts';
 import { trustedCert } from '../../test/support/tls-cert.ts';
+import { readRequests } from '../../test/support/raw-http.ts';
 import { HttpsPool, type HttpsPoolOptions } from './https-pool.ts';
 import type { DispatchOptions, Handler } from './h1-pool.ts';
 
@@ -33,20 +34,10 @@ async function raw(answer: (sock: TLSSocket, head: string, nth: number) => void)
     r.peak = Math.max(r.peak, open.size);
     sock.on('close', () => open.delete(sock));
     sock.on('error', () => {});
-    let buf = '';
     let nth = 0;
-    sock.on('data', (c: Buffer) => {
-      buf += c.toString('latin1');
-      for (;;) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end === -1) return;
-        const head = buf.slice(0, end);
-        const len = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? 0);
-        if (buf.length < end + 4 + len) return;
-        buf = buf.slice(end + 4 + len);
-        r.heads.push(head);
-        answer(sock, head, nth++);
-      }
+    readRequests(sock, (head) => {
+      r.heads.push(head);
+      answer(sock, head, nth++);
     });
   });
   await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
