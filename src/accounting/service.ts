@@ -87,6 +87,7 @@ export class Accounting {
   #spendEvery = 0;
   #pruneTimer: NodeJS.Timeout | undefined;
   #folding = false;
+  #closing = false;
   #syncing: Promise<void> | undefined;
   maxTokens: number;
 
@@ -409,12 +410,13 @@ export class Accounting {
     const before = periodStart('day', now - keep);
     let total = 0;
     try {
-      for (let n = await this.store.rollupUsage(before, ROLLUP_CHUNK); n > 0; n = await this.store.rollupUsage(before, ROLLUP_CHUNK)) {
+      for (let n = await this.store.rollupUsage(before, ROLLUP_CHUNK); n > 0 && !this.#closing; n = await this.store.rollupUsage(before, ROLLUP_CHUNK)) {
         total += n;
         await new Promise((r) => setImmediate(r));
       }
     } catch (e) {
-      this.#log.warn('usage: cannot fold old records into daily totals now; will try again within the hour', { error: (e as Error).message });
+      // Stopping: the rest is folded at the next start.
+      if (!this.#closing) this.#log.warn('usage: cannot fold old records into daily totals now; will try again within the hour', { error: (e as Error).message });
     } finally {
       this.#folding = false;
     }
@@ -435,6 +437,7 @@ export class Accounting {
 
   /** SIGTERM: stop timers, write out the usage queue, close connections. */
   async close(timeoutMs = 10_000): Promise<void> {
+    this.#closing = true;
     clearInterval(this.#spendTimer);
     clearInterval(this.#pruneTimer);
     this.keys.stop();
