@@ -158,6 +158,28 @@ test('fabric keys --config writes the store directly; the running gateway picks 
   assert.equal(await statusOnceSynced('local/chat', k.key, 200), 401);
 });
 
+test('keys create --expires: what the help offers (a duration, an ISO date or date-time) is taken; anything else is the flag\'s error, exit 2, through the API and with --config', async () => {
+  const viaApi = ['--url', f.url, '--key', MASTER];
+  for (const where of [viaApi, ['--config', config]]) {
+    for (const [v, why] of [['tomorrow', 'must be a duration from now such as 30d or 12h, or an ISO date-time'], ['0d', 'must be a duration'], ['2099-02-30', 'must be a duration'],
+      ['1700000000', 'must be a duration'], ['2020-01-01', 'must be a time to come, got "2020-01-01" \\(2020-01-0']] as const) {
+      const r = await fabric(['keys', 'create', 'expiring', '--expires', v, ...where]);
+      assert.equal(r.code, 2, `${v} ${where[0]}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`^fabric keys: --expires ${why}`), v);
+      assert.doesNotMatch(r.stderr, /expires_at|expires_in/, 'the flag is named, not the API field');
+    }
+  }
+  const at = await fabric(['keys', 'create', 'until-2099', '--expires', '2099-01-31T18:00:00Z', '--json', ...viaApi]);
+  assert.equal(at.code, 0, at.stderr);
+  assert.equal(JSON.parse(at.stdout).expires_at, '2099-01-31T18:00:00.000Z');
+  const day = await fabric(['keys', 'create', 'day-2099', '--expires', '2099-01-31', '--json', '--config', config], { TZ: 'Europe/Paris' });
+  assert.equal(day.code, 0, day.stderr);
+  assert.equal(JSON.parse(day.stdout).expires_at, '2099-01-30T23:00:00.000Z', 'a date alone is midnight where the command runs');
+  const hours = await fabric(['keys', 'create', 'in-12h', '--expires', '12h', '--json', ...viaApi]);
+  assert.equal(hours.code, 0, hours.stderr);
+  assert.ok(Math.abs(Date.parse(JSON.parse(hours.stdout).expires_at) - (Date.now() + 12 * 3_600_000)) < 60_000);
+});
+
 test('fabric usage: a table, CSV and JSON, from the API and from the store', async () => {
   for (let i = 0; i < 3; i++) await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${MASTER}` });
   await f.gw.app.accounting!.writer.flush();

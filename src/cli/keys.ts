@@ -8,6 +8,7 @@ import { configResolves, staleField, staleNote } from '../keys/stale.ts';
 import type { KeyRecord } from '../store/types.ts';
 import { FabricError } from '../core/errors.ts';
 import { usd } from '../accounting/periods.ts';
+import { parseDuration } from '../config/units.ts';
 import { table, UsageError } from './client.ts';
 import { reportConfigError } from './fabric-file.ts';
 import { api, closeTarget, openTarget, type Target } from './state-target.ts';
@@ -34,7 +35,8 @@ role limits name no role, alias or model of the config any more (a role renamed 
   --rpm N, --tpm N  requests / tokens per minute: 60, 20000, 20k (a malformed one is an error, exit 2)
   --role-limit R:rpm=N,tpm=N   limits for one role on top of the key-wide ones (repeatable)
   --budget USD[/PERIOD]        spend limit per day, week, month (default) or total, e.g. 10/month
-  --expires WHEN    a duration from now (30d, 12h) or an ISO date-time
+  --expires WHEN    a duration from now (30d, 12h) or an ISO date-time (2027-01-31,
+                    2027-01-31T18:00:00Z; without a zone, this machine's local time)
   --meta K=V        metadata (repeatable), e.g. --meta app=obsidian --meta owner=mdt
   --url URL         the gateway (default: $FABRIC_URL, else http://127.0.0.1:4000)
   --key KEY         its master key; env:NAME reads it from the environment
@@ -78,16 +80,39 @@ function perMinute(flag: string, v: string): number {
   return n;
 }
 
+const EXPIRES_FORMS = 'a duration from now such as 30d or 12h, or an ISO date-time such as 2027-01-31 or 2027-01-31T18:00:00Z';
+const ISO_DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i;
+
+/**
+ * --expires in the forms the help gives, checked here: a typo is the command line's to mend
+ * (exit 2, naming the flag), not the admin API's expires_at. A date or date-time without a zone
+ * is read where the operator is (JavaScript would take a date alone as UTC), and sent in UTC,
+ * whatever the gateway's own zone.
+ */
+function expiresFlag(v: string, now: number = Date.now()): { expires_in: string } | { expires_at: string } {
+  const s = v.trim();
+  if (/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/.test(s)) {
+    if (!(parseDuration(s)! > 0)) throw new UsageError(`--expires must be ${EXPIRES_FORMS}, got ${JSON.stringify(v)}`);
+    return { expires_in: s };
+  }
+  const m = ISO_DATE_TIME.exec(s);
+  const t = m === null ? NaN : Date.parse(/^[\d-]+$/.test(s) ? `${s}T00:00` : s);
+  // Date.parse rolls a day the month lacks over into the next month (2027-02-30 is 2 March).
+  const day = m === null ? undefined : new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
+  if (!Number.isFinite(t) || day === undefined || day.getUTCMonth() !== Number(m![2]) - 1 || day.getUTCDate() !== Number(m![3])) {
+    throw new UsageError(`--expires must be ${EXPIRES_FORMS}, got ${JSON.stringify(v)}`);
+  }
+  if (t <= now) throw new UsageError(`--expires must be a time to come, got ${JSON.stringify(v)} (${new Date(t).toISOString()}, already past)`);
+  return { expires_at: new Date(t).toISOString() };
+}
+
 function createBody(name: string, v: Record<string, string | string[] | boolean | undefined>): Record<string, unknown> {
   const body: Record<string, unknown> = { name };
   if (typeof v.roles === 'string') body.roles = v.roles.split(',').map((s) => s.trim()).filter((s) => s !== '');
   if (typeof v.rpm === 'string') body.rpm = perMinute('rpm', v.rpm);
   if (typeof v.tpm === 'string') body.tpm = perMinute('tpm', v.tpm);
   if (typeof v.budget === 'string') body.budget = budgetFlag(v.budget);
-  if (typeof v.expires === 'string') {
-    if (/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/.test(v.expires.trim())) body.expires_in = v.expires.trim();
-    else body.expires_at = v.expires;
-  }
+  if (typeof v.expires === 'string') Object.assign(body, expiresFlag(v.expires));
   const meta = v.meta as string[] | undefined;
   if (meta !== undefined && meta.length > 0) {
     const md: Record<string, string> = {};
