@@ -129,7 +129,7 @@ test('fabric health --probe: a mended backend still cooling down is probed back 
   assert.match(noKey.stderr, /--probe needs the master key/);
   const wrong = await runFabric(['health', '--probe', '--url', `${gw.url}/v1`, '--key', 'not-the-key'], { PATH: process.env.PATH });
   assert.equal(wrong.code, 2);
-  assert.match(wrong.stderr, /the gateway refused the probe \(HTTP 401\)/);
+  assert.match(wrong.stderr, /the gateway refused the probe \(HTTP 401\): the key given \(--key or \$FABRIC_API_KEY\) was refused: it is not the gateway's master key/);
   const r = await runFabric(['health', 'emb', '--probe', '--url', gw.url, '--key', 'env:SMOKE_KEY', '--json'], { PATH: process.env.PATH, SMOKE_KEY: KEY });
   assert.equal(r.code, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).backends[0].status, 'up');

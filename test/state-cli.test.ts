@@ -122,7 +122,10 @@ test('fabric keys through the admin API: create shows the key once, then list, s
   assert.match(twoFormats.stderr, /--json or --csv/);
   const noauth = await fabric(['keys', 'list'], env);
   assert.equal(noauth.code, 1);
-  assert.match(noauth.stderr, /401/);
+  assert.match(noauth.stderr, /401 the admin API needs the master key: pass it with --key or \$FABRIC_API_KEY/);
+  const wrongKey = await fabric(['usage', '--key', 'not-the-master-key'], env);
+  assert.equal(wrongKey.code, 1);
+  assert.match(wrongKey.stderr, /^fabric usage: GET \/admin\/usage\S*: 401 the key given \(--key or \$FABRIC_API_KEY\) was refused: it is not the gateway's master key\n$/);
 });
 
 test('fabric keys --config writes the store directly; the running gateway picks the key up', async () => {
@@ -178,6 +181,33 @@ test('keys create --expires: what the help offers (a duration, an ISO date or da
   const hours = await fabric(['keys', 'create', 'in-12h', '--expires', '12h', '--json', ...viaApi]);
   assert.equal(hours.code, 0, hours.stderr);
   assert.ok(Math.abs(Date.parse(JSON.parse(hours.stdout).expires_at) - (Date.now() + 12 * 3_600_000)) < 60_000);
+});
+
+test('a gateway with no master key: keys, usage and health --probe say so, whatever key is given, each naming what it can do instead', async () => {
+  const open = await startFabric({
+    engines: [{ name: 'molly', protocol: 'vllm', model: 'm', kind: 'chat', timing: FAST }],
+    yaml: (url) => `backends:\n  molly-m: { engine: vllm, url: ${url('molly')}/v1, model: m }\nroles:\n  chat: { kind: chat, backends: [molly-m] }\n`,
+  });
+  try {
+    const raw = await fetch(`${open.url}/admin/keys`);
+    assert.equal(raw.status, 403);
+    assert.equal(((await raw.json()) as { error: { code: string } }).error.code, 'no_master_key', 'its own code: a client tells it from a key refused');
+    for (const key of [[], ['--key', 'no-key-would-do']]) {
+      for (const cmd of [['usage'], ['keys', 'list']]) {
+        const r = await fabric([...cmd, '--url', open.url, ...key]);
+        assert.equal(r.code, 1, r.stderr);
+        assert.match(r.stderr, new RegExp(`^fabric ${cmd[0]}: GET /admin/\\S+: 403 this gateway has no master key: set gateway\\.master_key to use the admin API; on the gateway host, fabric ${cmd[0]} --config FILE reads its store directly`), key.join(' '));
+        // The advice is this command's, never the other's.
+        assert.doesNotMatch(r.stderr, new RegExp(`fabric ${cmd[0] === 'keys' ? 'usage' : 'keys'}`));
+      }
+      const probe = await fabric(['health', '--probe', '--url', open.url, ...key]);
+      assert.equal(probe.code, 2);
+      assert.match(probe.stderr, /this gateway has no master key: set gateway\.master_key to use the admin API; fabric health without --probe shows/);
+      assert.doesNotMatch(probe.stderr, /needs the master key|fabric keys/);
+    }
+  } finally {
+    await open.close();
+  }
 });
 
 test('fabric usage: a table, CSV and JSON, from the API and from the store', async () => {

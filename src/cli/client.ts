@@ -79,6 +79,23 @@ export function authHeaders(key: string | undefined): Record<string, string> {
   return key === undefined ? {} : { authorization: `Bearer ${key}` };
 }
 
+/**
+ * The admin API's refusals of the key, as the command that met them can act on them; undefined
+ * for any other answer, whose own message stands. The gateway cannot know which command asked:
+ * `what` is what needed the key (the admin API, --probe), `instead` what this command can do
+ * on a gateway with no master key.
+ */
+export function adminRefusal(status: number, body: string, key: string | undefined, what: string, instead: string): string | undefined {
+  let error: { code?: unknown; message?: unknown } | undefined;
+  try { error = (JSON.parse(body) as { error?: typeof error }).error; } catch { error = undefined; }
+  // Older gateways said it with permission_denied, in these words.
+  const noMasterKey = status === 403 && (error?.code === 'no_master_key' || (typeof error?.message === 'string' && error.message.startsWith('the admin API is off')));
+  if (noMasterKey) return `this gateway has no master key: set gateway.master_key to use the admin API; ${instead}`;
+  if (status !== 401) return undefined;
+  return key === undefined ? `${what} needs the master key: pass it with --key or $FABRIC_API_KEY`
+    : 'the key given (--key or $FABRIC_API_KEY) was refused: it is not the gateway\'s master key';
+}
+
 /** A transport error as an operator reads it. */
 /** Node's certificate-verification failures: a gateway with gateway.tls whose certificate this machine does not trust. */
 const TLS_TRUST_CODES = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID']);

@@ -5,7 +5,7 @@
 import { EXIT_CODE, LEVEL_RANK, evaluate, gatewayDown, reloadRefusedText, type AlertState } from '../health/alerts.ts';
 import type { BackendReport, NodeReport, RoleReport } from '../health/report.ts';
 import {
-  UsageError, authHeaders, countFlag, durationFlag, gatewayKey, gatewayUrl, netError, painter, table, useColor, type Paint,
+  UsageError, adminRefusal, authHeaders, countFlag, durationFlag, gatewayKey, gatewayUrl, netError, painter, table, useColor, type Paint,
 } from './client.ts';
 import { parseCommand, usageError } from './args.ts';
 
@@ -60,10 +60,11 @@ export interface HealthSnapshot {
 
 /**
  * POST /admin/health/probe before looking: the exit code when the gateway refuses it (no or a
- * wrong key: 2), else undefined — a gateway that cannot be reached is the snapshot's to report.
+ * wrong key, no master key at all: 2), else undefined — a gateway that cannot be reached is the
+ * snapshot's to report. Asked even without a key: only the gateway knows whether it has a
+ * master key, and so whether any key would do.
  */
 async function probeFirst(url: string, key: string | undefined, timeoutMs: number, only: string | undefined): Promise<number | undefined> {
-  if (key === undefined) throw new UsageError('--probe needs the master key (--key, or $FABRIC_API_KEY)');
   let r: Response;
   try {
     // A probe waits for its engine's answer: the gateway's probe timeout, not this command's.
@@ -74,8 +75,9 @@ async function probeFirst(url: string, key: string | undefined, timeoutMs: numbe
   }
   const text = await r.text();
   if (r.ok) return undefined;
-  let message = text;
-  try { message = (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? text; } catch { /* as sent */ }
+  const refusal = adminRefusal(r.status, text, key, '--probe', 'fabric health without --probe shows the backends as the gateway\'s own probes last found them');
+  let message = refusal ?? text;
+  if (refusal === undefined) try { message = (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? text; } catch { /* as sent */ }
   process.stderr.write(`fabric health: the gateway refused the probe (HTTP ${r.status}): ${message}\n`);
   return 2;
 }

@@ -255,7 +255,7 @@ export async function runKeys(argv: string[]): Promise<number> {
   if (typeof parsed === 'number') return parsed;
   let t: Target | undefined;
   try {
-    t = await openTarget(parsed.values, sub === 'create');
+    t = await openTarget('keys', parsed.values, sub === 'create');
     return await run(t, sub, parsed.positionals, parsed.values);
   } catch (e) {
     if (e instanceof ConfigError) return reportConfigError('keys', parsed.values.config ?? '', e);

@@ -9,18 +9,19 @@ import { loadFabricConfig, parseFabricText } from '../config/load.ts';
 import { Secrets } from '../config/env-file.ts';
 import { dataDirOf, openStore, sqlitePath } from '../main.ts';
 import type { Store } from '../store/types.ts';
-import { authHeaders, gatewayKey, gatewayUrl, netError, UsageError } from './client.ts';
+import { adminRefusal, authHeaders, gatewayKey, gatewayUrl, netError, UsageError } from './client.ts';
 import type { FabricConfig } from '../config/types.ts';
 
 export type Target =
-  | { kind: 'api'; url: string; key: string | undefined }
+  /** `cmd`: the command acting, which the advice on a refusal names. */
+  | { kind: 'api'; url: string; key: string | undefined; cmd: 'keys' | 'usage' }
   | { kind: 'store'; store: Store; config: FabricConfig };
 
 /**
  * `create`: with --config, a store that does not exist yet is made (keys made before the
  * gateway's first start), and said so on stderr; otherwise there is nothing to act on.
  */
-export async function openTarget(values: { url?: string; key?: string; config?: string; 'data-dir'?: string }, create = false): Promise<Target> {
+export async function openTarget(cmd: 'keys' | 'usage', values: { url?: string; key?: string; config?: string; 'data-dir'?: string }, create = false): Promise<Target> {
   const dir = values['data-dir'];
   if (values.config !== undefined) {
     // The store is read directly: the master key is not needed, set or not.
@@ -52,7 +53,7 @@ export async function openTarget(values: { url?: string; key?: string; config?: 
     await store.migrate();
     return { kind: 'store', store, config };
   }
-  return { kind: 'api', url: gatewayUrl(values.url), key: gatewayKey(values.key) };
+  return { kind: 'api', url: gatewayUrl(values.url), key: gatewayKey(values.key), cmd };
 }
 
 export async function closeTarget(t: Target): Promise<void> {
@@ -74,8 +75,9 @@ export async function api(t: Extract<Target, { kind: 'api' }>, method: string, p
   let json: any;
   try { json = JSON.parse(text); } catch { json = undefined; }
   if (!res.ok) {
-    const msg = json?.error?.message ?? text.slice(0, 300);
-    throw new UsageError(`${method} ${path}: ${res.status} ${msg}${res.status === 401 ? ' (pass the master key with --key or $FABRIC_API_KEY)' : ''}`);
+    const instead = `on the gateway host, fabric ${t.cmd} --config FILE reads its store directly (fabric ${t.cmd} --data-dir DIR for a gateway started without a config)`;
+    const msg = adminRefusal(res.status, text, t.key, 'the admin API', instead) ?? json?.error?.message ?? text.slice(0, 300);
+    throw new UsageError(`${method} ${path}: ${res.status} ${msg}`);
   }
   return json ?? text;
 }

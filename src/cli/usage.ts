@@ -116,7 +116,7 @@ export async function runUsage(argv: string[]): Promise<number> {
   }
   let t: Target | undefined;
   try {
-    t = await openTarget({ url: v.url, key: masterKey, config: v.config, 'data-dir': v['data-dir'] });
+    t = await openTarget('usage', { url: v.url, key: masterKey, config: v.config, 'data-dir': v['data-dir'] });
     const rs = await rows(t, by, since, until, v['key-id']);
     if (v.csv === true) process.stdout.write(usageCsv(by, rs));
     else if (v.json === true) process.stdout.write(JSON.stringify(usageJson(by, since, until, rs), null, 2) + '\n');

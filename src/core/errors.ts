@@ -13,6 +13,9 @@ export const ErrorCatalogue = {
   // A virtual key asking for a role it may not use: OpenAI answers a project key without access to a model the same way (403).
   model_not_allowed: { status: 403, type: 'invalid_request_error' },
   permission_denied: { status: 403, type: 'invalid_request_error' },
+  // The admin API of a gateway with no master key: no key would open it. Its own code, so a
+  // client (fabric keys, usage, health --probe) tells it from a key refused.
+  no_master_key: { status: 403, type: 'invalid_request_error' },
   model_not_found: { status: 404, type: 'invalid_request_error' },
   key_not_found: { status: 404, type: 'invalid_request_error' },
   not_found: { status: 404, type: 'invalid_request_error' },

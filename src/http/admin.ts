@@ -144,7 +144,8 @@ async function probeNow(x: Exchange, a: AdminContext): Promise<void> {
 
 export async function handleAdmin(x: Exchange, path: string, query: URLSearchParams, a: AdminContext): Promise<void> {
   if (!a.hasMasterKey) {
-    throw new FabricError('permission_denied', 'the admin API is off: it needs gateway.master_key (or, on the gateway host, `fabric keys --config FILE`, or `fabric keys --data-dir DIR` for a gateway started without a config)');
+    // Names no one command: the CLI, which knows which of its commands asked, says what that one can do instead.
+    throw new FabricError('no_master_key', 'this gateway has no master key: set gateway.master_key to use the admin API (on the gateway host, `fabric keys` and `fabric usage` read the store directly with --config FILE, or --data-dir DIR for a gateway started without a config)');
   }
   if (!a.master) throw new FabricError('permission_denied', 'the admin API needs the master key; virtual keys cannot manage keys or read usage');
   // Needs no store: the fleet's health is the gateway's own.
