@@ -1072,7 +1072,9 @@ test('health endpoints: liveness, readiness and per-backend status; URLs and err
   assert.ok(open !== undefined && typeof open.status === 'string');
   assert.equal(open.url, null, 'no URL for an anonymous caller when a master key is set');
   assert.equal(open.last_error, null);
+  assert.equal(h.details, 'hidden', 'and says so: a null last_error is then no answer, not no error');
   const full = await (await fetch(`${f.url}/health`, { headers: auth })).json() as any;
+  assert.equal(full.details, 'full');
   assert.match(full.backends.find((b: { name: string }) => b.name === 'armitage-qwen').url, /^http:\/\/127\.0\.0\.1:\d+\/v1$/);
   assert.equal((await fetch(`${f.url}/health/ready`)).status, 200);
 });

@@ -124,6 +124,13 @@ test('fabric health --probe: a mended backend still cooling down is probed back 
   assert.equal(emb.state, 'down');
   const before = await runFabric(['health', 'emb', '--url', gw.url, '--json'], { PATH: process.env.PATH });
   assert.equal(JSON.parse(before.stdout).backends[0].status, 'down');
+  // A key the gateway does not take: its last error is hidden, not absent, and the key is said to be refused.
+  const wrongKey = await runFabric(['health', 'emb', '--url', gw.url, '--key', 'not-the-key'], { PATH: process.env.PATH });
+  assert.match(wrongKey.stdout, /^emb +down .* \(hidden\)$/m);
+  assert.equal(wrongKey.stderr, 'fabric health: the gateway did not take the key given (--key or $FABRIC_API_KEY) as its master key: backend URLs and last errors are hidden\n');
+  const rightKey = await runFabric(['health', 'emb', '--url', gw.url], { PATH: process.env.PATH, FABRIC_API_KEY: KEY });
+  assert.match(rightKey.stdout, /^emb +down .* health check: connection refused$/m);
+  assert.equal(rightKey.stderr, '');
   const noKey = await runFabric(['health', '--probe', '--url', gw.url], { PATH: process.env.PATH });
   assert.equal(noKey.code, 2);
   assert.match(noKey.stderr, /--probe needs the master key/);

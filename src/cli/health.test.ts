@@ -18,9 +18,9 @@ function backend(name: string, status: BackendStatus, lastError: string | null =
   };
 }
 
-function snap(backends: BackendReport[]): HealthSnapshot {
+function snap(backends: BackendReport[], details: HealthSnapshot['details'] = 'full'): HealthSnapshot {
   const alert = evaluate({ backends });
-  return { url: 'http://127.0.0.1:4000', gateway: { status: 'up', latency_ms: 1, uptime_s: 5, simulated: false, error: null }, backends, nodes: [], roles: [], alert, exit_code: 0 };
+  return { url: 'http://127.0.0.1:4000', gateway: { status: 'up', latency_ms: 1, uptime_s: 5, simulated: false, error: null }, backends, nodes: [], roles: [], details, alert, exit_code: 0 };
 }
 
 test('fabric health names failing backends in its summary: not down yet, so the level stays, but not "nothing that needs attention"', () => {
@@ -35,4 +35,15 @@ test('fabric health shows each engine and its version, and the context it serves
   const out = render(snap([served, backend('cloud', 'up')]), plain);
   assert.match(out, /armitage-qwen +up +3 ms +- +vllm 0\.11\.0 +Qwen\/Qwen2\.5-7B-Instruct-AWQ \(8192 ctx\)/);
   assert.match(out, /cloud +up +3 ms +- +vllm +m +-/);
+});
+
+test('LAST ERROR: "(hidden)" for a backend not up when the gateway hides details, "-" when it has none to show (or, an older gateway, does not say)', () => {
+  const fleet = [backend('motoko-bge', 'down'), backend('armitage-qwen', 'up')];
+  const lastError = (out: string, name: string): string => new RegExp(`^${name} .* (\\S+)$`, 'm').exec(out)![1]!;
+  const hidden = render(snap(fleet, 'hidden'), plain);
+  assert.equal(lastError(hidden, 'motoko-bge'), '(hidden)');
+  assert.equal(lastError(hidden, 'armitage-qwen'), '-', 'a backend that is up has no error to hide');
+  assert.equal(lastError(render(snap(fleet, 'full'), plain), 'motoko-bge'), '-');
+  assert.equal(lastError(render(snap(fleet, null), plain), 'motoko-bge'), '-');
+  assert.equal(lastError(render(snap([backend('motoko-bge', 'down', 'connection refused')], 'full'), plain), 'motoko-bge'), 'refused');
 });

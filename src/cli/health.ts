@@ -46,6 +46,8 @@ interface HealthBody {
   roles?: RoleReport[];
   /** Absent from gateways older than it. */
   config?: { loaded_at: string | null; reload_refused_at: string | null; reload_refused: string | null };
+  /** Whether backend URLs and last errors are shown (the master key's holder, or no master key set); absent from older gateways. */
+  details?: 'full' | 'hidden';
 }
 
 export interface HealthSnapshot {
@@ -54,6 +56,8 @@ export interface HealthSnapshot {
   backends: BackendReport[];
   nodes: NodeReport[];
   roles: RoleReport[];
+  /** The gateway's backend URLs and last errors: shown, hidden (not the master key), or null (an older gateway, or none reached). */
+  details: 'full' | 'hidden' | null;
   alert: AlertState;
   exit_code: number;
 }
@@ -88,7 +92,7 @@ export async function snapshot(url: string, key: string | undefined, timeoutMs: 
   const down = (error: string): HealthSnapshot => {
     const alert = gatewayDown(url, error);
     return {
-      url, gateway: { status: 'down', latency_ms: null, uptime_s: null, simulated: null, error }, backends: [], nodes: [], roles: [], alert, exit_code: EXIT_CODE[alert.level],
+      url, gateway: { status: 'down', latency_ms: null, uptime_s: null, simulated: null, error }, backends: [], nodes: [], roles: [], details: null, alert, exit_code: EXIT_CODE[alert.level],
     };
   };
   let body: HealthBody;
@@ -128,7 +132,7 @@ export async function snapshot(url: string, key: string | undefined, timeoutMs: 
   return {
     url,
     gateway: { status: body.status === 'ok' || body.status === 'degraded' ? 'up' : body.status, latency_ms: Math.round(latency * 10) / 10, uptime_s: body.uptime_s, simulated: body.simulated, error: null },
-    backends, nodes, roles: body.roles ?? [], alert, exit_code: EXIT_CODE[alert.level],
+    backends, nodes, roles: body.roles ?? [], details: body.details === 'full' || body.details === 'hidden' ? body.details : null, alert, exit_code: EXIT_CODE[alert.level],
   };
 }
 
@@ -187,7 +191,8 @@ export function render(s: HealthSnapshot, paint: Paint): string {
       // Older gateways do not report it.
       if (b.rate_limited_remaining_s != null) status += ` (rate limited by the backend for ${b.rate_limited_remaining_s}s)`;
       const node = b.node === null ? '-' : `${b.node}${b.node_state === null ? '' : ` (${b.node_state})`}`;
-      const err = b.status === 'up' || b.last_error === null ? '-' : b.last_error;
+      // Hidden is not the same as none: a backend not up may well have an error the key did not show.
+      const err = b.status === 'up' ? '-' : b.last_error ?? (s.details === 'hidden' ? '(hidden)' : '-');
       rows.push([
         b.name + (b.cloud ? paint(' (cloud)', 'dim') : ''),
         paint(status, ...(STATUS_STYLE[b.status] ?? [])),
@@ -252,8 +257,16 @@ export async function runHealth(argv: string[]): Promise<number> {
       const refused = await probeFirst(url, key, timeoutMs, only);
       if (refused !== undefined) return refused;
     }
+    // Said once, on stderr: a key given, yet the details hidden, is a key the gateway did not take.
+    let keyNoted = false;
+    const noteKey = (s: HealthSnapshot): void => {
+      if (keyNoted || key === undefined || s.details !== 'hidden') return;
+      keyNoted = true;
+      process.stderr.write('fabric health: the gateway did not take the key given (--key or $FABRIC_API_KEY) as its master key: backend URLs and last errors are hidden\n');
+    };
     if (v.watch !== true) {
       const s = await snapshot(url, key, timeoutMs, only);
+      noteKey(s);
       show(s);
       return s.exit_code;
     }
@@ -266,6 +279,7 @@ export async function runHealth(argv: string[]): Promise<number> {
     try {
       for (let n = 1; !stop; n++) {
         const s = await snapshot(url, key, timeoutMs, only);
+        noteKey(s);
         show(s);
         last = s.exit_code;
         if (count !== undefined && n >= count) break;

@@ -53,6 +53,8 @@ export function healthBody(gw: Gateway, startedAt: number, draining: boolean, fu
     status: draining ? 'draining' : critical > 0 ? 'degraded' : 'ok',
     simulated: gw.config.simulated,
     uptime_s: Math.round((now - startedAt) / 1000),
+    // Whether URLs and error texts are shown: a null last_error then means no error, not one hidden.
+    details: full ? 'full' : 'hidden',
     // The reason names the file and what is wrong in it: for the master key's holder.
     config: { loaded_at: iso(config?.loadedAt), reload_refused_at: iso(refused?.at), reload_refused: refused === undefined ? null : full ? refused.reason : 'details for the master key\'s holder' },
     alert: evaluate({ backends, draining, reloadRefused: reloadRefusedText(config, full) }),
