@@ -37,6 +37,16 @@ test('fabric --help and every command\'s --help', async () => {
   assert.equal(fabric(['nonsense']).status, 2);
 });
 
+test('an option node:util cannot parse is one plain line naming it, exit 2', () => {
+  const grace = fabric(['serve', '--grace', '-1']);
+  assert.equal(grace.status, 2);
+  assert.equal(grace.stderr, "fabric serve: --grace needs a value; a value starting with '-' is written --grace=-1\n");
+  const bogus = fabric(['config', 'check', join(EXAMPLES, 'lab.fabric.yaml'), '--bogus']);
+  assert.equal(bogus.status, 2);
+  assert.equal(bogus.stderr, 'fabric config check: unknown option --bogus (see fabric config check --help)\n');
+  assert.equal(bogus.stdout, '');
+});
+
 test('output piped into a reader that stops early (| head -1) ends the command quietly, exit 0', async () => {
   const child = spawn(process.execPath, [MAIN, 'render', join(EXAMPLES, 'lab.fabric.yaml')], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
