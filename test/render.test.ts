@@ -484,3 +484,20 @@ test('a re-render reports new, changed, unchanged and removed files; --check say
   assert.equal(sums.error, undefined, 'sha256sum (coreutils) runs');
   assert.equal(sums.status, 0, sums.stdout + sums.stderr);
 });
+
+test('--check on a file edited by hand since the last render says it would be replaced, and replaces nothing', () => {
+  const dir = tempDir('fabric-render-check-');
+  const cfg = join(dir, 'lab.fabric.yaml');
+  const out = join(dir, 'out');
+  writeFileSync(cfg, readFileSync(join(EXAMPLES, 'lab.fabric.yaml'), 'utf8'));
+  const env = { ...process.env, FABRIC_CONFIG: '' };
+  assert.equal(spawnSync(process.execPath, [MAIN, 'render', cfg, '--out', out], { encoding: 'utf8', env }).status, 0);
+  const edited = join(out, 'gateway/compose.yaml');
+  writeFileSync(edited, '# hand edit\n');
+  const check = spawnSync(process.execPath, [MAIN, 'render', cfg, '--out', out, '--check'], { encoding: 'utf8', env });
+  assert.equal(check.status, 1, check.stdout + check.stderr);
+  assert.match(check.stdout, /^changed {3}gateway\/compose\.yaml {2}\(edited by hand since the last render; would be replaced, the edited one kept beside it\)$/m);
+  assert.doesNotMatch(check.stdout, /; replaced/);
+  assert.equal(readFileSync(edited, 'utf8'), '# hand edit\n', 'nothing written');
+  assert.equal(existsSync(`${edited}.edited`), false);
+});

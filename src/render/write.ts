@@ -53,7 +53,8 @@ export function diffRender(outDir: string, files: RenderedFile[]): FileReport[] 
     }
     const recorded = before.get(f.path);
     const edited = f.path !== MANIFEST && recorded !== undefined && recorded !== sha256(current);
-    reports.push({ path: f.path, status: 'changed', ...(edited ? { edited: true, note: 'edited by hand since the last render; replaced' } : {}) });
+    // What a write would do (fabric render --check writes nothing); writeRender says what it did.
+    reports.push({ path: f.path, status: 'changed', ...(edited ? { edited: true, note: 'edited by hand since the last render; would be replaced, the edited one kept beside it' } : {}) });
   }
   for (const [path, hash] of before) {
     if (now.has(path)) continue;
