@@ -226,7 +226,7 @@ test('fabric usage: a table, CSV and JSON, from the API and from the store', asy
   // A key name given to --key with --config (the old filter, by name): refused, not ignored.
   const byName = await fabric(['usage', '--key', 'obsidian', '--config', config]);
   assert.equal(byName.code, 2);
-  for (const bad of [['--since', 'yesterday-ish'], ['--by', 'colour']]) {
+  for (const bad of [['--since', 'yesterday-ish'], ['--by', 'colour'], ['--until', '2020-01-01', '--since', 'today'], ['--until', 'today', '--since', 'today']]) {
     const r = await fabric(['usage', ...bad, '--config', config]);
     assert.equal(r.code, 2, `${bad.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, new RegExp(`^fabric usage: ${bad[0]} must be`));
@@ -247,6 +247,13 @@ test('fabric usage: a table, CSV and JSON, from the API and from the store', asy
   const csv = await fabric(['usage', '--by', 'day', '--csv', '--config', config]);
   assert.equal(csv.code, 0, csv.stderr);
   assert.match(csv.stdout, /^day,requests,errors,prompt_tokens,completion_tokens,cost_usd,avg_latency_ms\n\d{4}-\d\d-\d\d,\d+,/);
+  // A request refused before its model was read (not JSON) is grouped as (none), as by role or backend.
+  assert.equal((await post(f.url, '/v1/chat/completions', 'not json', { authorization: `Bearer ${MASTER}` })).status, 400);
+  await f.gw.app.accounting!.writer.flush();
+  const byModel = await fabric(['usage', '--by', 'model', '--config', config]);
+  assert.equal(byModel.code, 0, byModel.stderr);
+  assert.match(byModel.stdout, /^\(none\) +\d+ +[1-9]/m, byModel.stdout);
+  assert.doesNotMatch(byModel.stdout, /^ +\d/m, 'no row without a name');
   const j = JSON.parse((await fabric(['usage', '--by', 'backend', '--json', '--config', config])).stdout);
   assert.equal(j.by, 'backend');
   assert.ok(j.data.some((r: any) => r.backend === 'armitage-qwen' && r.requests >= 3));

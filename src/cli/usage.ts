@@ -110,6 +110,10 @@ export async function runUsage(argv: string[]): Promise<number> {
     if (v.csv === true && v.json === true) throw new UsageError('--json or --csv: one output format');
     since = when('since', v.since);
     until = when('until', v.until);
+    // An empty period is a mistyped one, not a report of no requests.
+    if (since !== undefined && until !== undefined && until <= since) {
+      throw new UsageError(`--until must be after --since: ${new Date(until).toISOString()} is not after ${new Date(since).toISOString()}`);
+    }
     masterKey = masterKeyFlag(v);
   } catch (e) {
     return usageError('usage', (e as Error).message);

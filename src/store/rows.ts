@@ -133,7 +133,7 @@ export function groupExpr(by: UsageGroup, day: string): string {
     case 'key': return `COALESCE(NULLIF(key_id, ''), '${NO_KEY}')`;
     case 'role': return "COALESCE(NULLIF(role, ''), '(none)')";
     case 'backend': return "COALESCE(NULLIF(backend, ''), '(none)')";
-    case 'model': return 'model';
+    case 'model': return "COALESCE(NULLIF(model, ''), '(none)')";
     case 'status': return 'status';
     case 'day': return day;
   }
