@@ -70,6 +70,38 @@ test('config check --json: one file keeps its shape; several add files[], with v
   assert.deepEqual(all.issues.map((i: { file: string; severity: string }) => `${i.file} ${i.severity}`), ['good.yaml warning', 'bad.yaml error', 'bad.yaml warning']);
 });
 
+test('config check prints issues in file order, found while parsing or after (an unset secret); serve refuses with the same order', () => {
+  writeFileSync(join(dir, 'order.yaml'), [
+    'gateway:',
+    '  master_key: env:UNSET_KEY',
+    'backends:',
+    '  a: { engine: vllm, url: "ftp://x", model: m }',
+    `  b: { engine: vllm, url: "ftp://${'h'.repeat(200)}", model: m }`,
+    'roles:',
+    '  r: { kind: chat, backends: [a, b], strategy: nope }',
+    '',
+  ].join('\n'));
+  const places = (stderr: string): string[] => [...stderr.matchAll(/^order\.yaml:(\d+:\d+): /gm)].map((m) => m[1]!);
+  const r = fabric(['config', 'check', 'order.yaml']);
+  assert.equal(r.status, 1);
+  assert.deepEqual(places(r.stderr), ['2:15', '4:27', '5:27', '7:48']);
+  // The value, quoted whole; a long one cut short, saying how long it was.
+  assert.match(r.stderr, /^order\.yaml:4:27: error: backends\.a\.url: must be an http:\/\/ or https:\/\/ URL, got "ftp:\/\/x"$/m);
+  assert.match(r.stderr, /^order\.yaml:5:27: error: backends\.b\.url: must be an http:\/\/ or https:\/\/ URL, got "ftp:\/\/h{74}"… \(206 characters\)$/m);
+  const serve = fabric(['serve', '--config', 'order.yaml', '--port', '0']);
+  assert.equal(serve.status, 1);
+  assert.deepEqual(places(serve.stderr), ['2:15', '4:27', '5:27', '7:48']);
+});
+
+test('config check refuses a binary file (NUL bytes) as not text, quoting none of it', () => {
+  writeFileSync(join(dir, 'binary.yaml'), Buffer.from([0x67, 0x61, 0x74, 0x65, 0x3a, 0x20, 0x00, 0x01, 0x02, 0xff, 0xfe, 0x1b, 0x5b, 0x32, 0x4a, 0x0a]));
+  const r = fabric(['config', 'check', 'binary.yaml', 'good.yaml']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^binary\.yaml: error: \(file\): not a text file \(YAML expected\)$/m);
+  assert.doesNotMatch(r.stderr, /\x1b|\\u0000/, 'none of its bytes reach the terminal');
+  assert.match(r.stdout, /^good\.yaml: valid/m);
+});
+
 test('fabric --version and -V print the package version', () => {
   const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
   for (const flag of ['--version', '-V']) {

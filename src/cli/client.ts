@@ -19,7 +19,7 @@ export function gatewayUrl(flag: string | undefined, env: NodeJS.ProcessEnv = pr
   } catch {
     throw new UsageError(`--url must be a URL such as ${DEFAULT_URL}, got ${JSON.stringify(raw)}`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--url must be http:// or https://, got ${u.protocol}`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--url must be http:// or https://, got ${JSON.stringify(raw)}`);
   // The base URL clients are given ends in /v1; the gateway's own paths (/health, /admin) are beside it.
   return u.href.replace(/\/+$/, '').replace(/\/v1$/, '');
 }

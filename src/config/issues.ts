@@ -26,13 +26,24 @@ export function formatIssue(i: ConfigIssue): string {
   return `${where}: ${i.severity}: ${i.path}: ${i.message}`;
 }
 
+/**
+ * Issues as the file reads: by file, then line and column. Stable, so issues at one place keep
+ * the order they were found in; those found after parsing (an unset secret, a TLS file) take
+ * their place among the rest rather than trail them.
+ */
+export function inFileOrder(issues: readonly ConfigIssue[]): ConfigIssue[] {
+  return [...issues].sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0) || a.line - b.line || a.col - b.col);
+}
+
 export class ConfigError extends Error {
+  /** In file order, wherever they are printed (config check, serve's refusal, a reload's). */
   readonly issues: ConfigIssue[];
   constructor(issues: ConfigIssue[]) {
-    const errors = issues.filter((i) => i.severity === 'error');
+    const sorted = inFileOrder(issues);
+    const errors = sorted.filter((i) => i.severity === 'error');
     super(`invalid configuration (${errors.length} error${errors.length === 1 ? '' : 's'}):\n` + errors.map(formatIssue).join('\n'));
     this.name = 'ConfigError';
-    this.issues = issues;
+    this.issues = sorted;
   }
 }
 

@@ -4,7 +4,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { ConfigError, formatPath, type ConfigIssue, type KeyPath } from './issues.ts';
+import { ConfigError, formatPath, inFileOrder, type ConfigIssue, type KeyPath } from './issues.ts';
 import { validateFabric } from './schema.ts';
 import { tlsIssues } from './tls.ts';
 import { readEnvFile, Secrets } from './env-file.ts';
@@ -32,8 +32,7 @@ export interface ParsedFabric {
 export function parseFabricText(text: string, file: string, shownAs: string = file): ParsedFabric {
   const src = readYamlSource(text, shownAs);
   const config = validateFabric(src.value, src.reporter, file);
-  src.issues.sort((a, b) => a.line - b.line || a.col - b.col);
-  return { config, issues: src.issues, locate: src.locate };
+  return { config, issues: inFileOrder(src.issues), locate: src.locate };
 }
 
 /**
@@ -66,11 +65,15 @@ export function checkSecrets(config: FabricConfig, secrets: Secrets, file: strin
 /** A config file's absolute path and text; a file that cannot be read is a ConfigError like any other, named as given. */
 export function readConfigText(path: string): { file: string; text: string } {
   const file = resolve(path);
+  let text: string;
   try {
-    return { file, text: readFileSync(file, 'utf8') };
+    text = readFileSync(file, 'utf8');
   } catch (e) {
     throw new ConfigError([{ severity: 'error', file: path, line: 0, col: 0, path: '(file)', message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}` }]);
   }
+  // No YAML holds a NUL byte: a binary given by mistake is said so, not parsed and quoted back to the terminal.
+  if (text.includes('\0')) throw new ConfigError([{ severity: 'error', file: path, line: 0, col: 0, path: '(file)', message: 'not a text file (YAML expected)' }]);
+  return { file, text };
 }
 
 /**
@@ -110,5 +113,5 @@ export function loadFabricConfig(path: string, env: NodeJS.ProcessEnv = process.
   const secretIssues = checkSecrets(config, secrets, path, locate, masterKey).map((i) => (secretsNeeded ? i : { ...i, severity: 'warning' as const }));
   issues.push(...(litellm === undefined ? secretIssues : secretIssues.map(litellm.relocate)));
   if (issues.some((i) => i.severity === 'error')) throw new ConfigError(issues);
-  return { config, secrets, issues, format: litellm === undefined ? 'fabric' : 'litellm' };
+  return { config, secrets, issues: inFileOrder(issues), format: litellm === undefined ? 'fabric' : 'litellm' };
 }

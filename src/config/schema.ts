@@ -39,11 +39,16 @@ export function mapping(r: Reporter, path: KeyPath, v: unknown, allowed: readonl
   return v;
 }
 
+/** A string as a message quotes it: JSON, cut short when long (a pasted certificate or file is no part of a message). */
+export function quoted(s: string, max = 80): string {
+  return s.length <= max ? JSON.stringify(s) : `${JSON.stringify(s.slice(0, max))}… (${s.length} characters)`;
+}
+
 export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
-  return `${typeof v} ${JSON.stringify(v)}`;
+  return `${typeof v} ${typeof v === 'string' ? quoted(v) : JSON.stringify(v)}`;
 }
 
 export function str(r: Reporter, path: KeyPath, v: unknown, required: true): string;
@@ -176,10 +181,11 @@ function url(r: Reporter, path: KeyPath, v: unknown): string {
   try {
     u = new URL(s);
   } catch {
-    r.error(path, `is not a valid URL: ${JSON.stringify(s)}`);
+    r.error(path, `is not a valid URL: ${quoted(s)}`);
     return '';
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') r.error(path, `must be an http:// or https:// URL, got ${u.protocol}`);
+  // The value, not its scheme alone ("got ftp:" read as a value cut short).
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') r.error(path, `must be an http:// or https:// URL, got ${quoted(s)}`);
   if (u.username !== '' || u.password !== '') r.error(path, 'must not carry credentials; use api_key with an env: reference');
   if (u.search !== '' || u.hash !== '') r.error(path, 'must not have a query or fragment');
   return s.replace(/\/+$/, '');

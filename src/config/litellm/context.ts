@@ -3,7 +3,7 @@
 // values written literally in the LiteLLM file (held for serving, never written out).
 
 import type { KeyPath } from '../issues.ts';
-import type { Reporter } from '../schema.ts';
+import { describe, type Reporter } from '../schema.ts';
 import type { BudgetPeriod, EngineKind, RoleKind, Strategy } from '../types.ts';
 
 export type Obj = Record<string, unknown>;
@@ -12,12 +12,8 @@ export function isObj(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-export function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'object') return 'a mapping';
-  return `${typeof v} ${JSON.stringify(v)}`;
-}
+/** As the native schema words a value: one wording, wherever a config is read. */
+export { describe };
 
 // The native document, as the fabric schema validates it (snake_case keys, durations as text).
 export interface NativeTimeouts { connect?: string; first_byte?: string; idle?: string; total?: string }
