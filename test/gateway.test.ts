@@ -548,6 +548,7 @@ test('body over the limit is 413; headers over the limit are 431, both OpenAI-sh
   const big = await post(f.url, '/v1/chat/completions', chat('chat-fast', 'x'.repeat(70 * 1024)), auth);
   assert.equal(big.status, 413);
   assert.equal(big.json.error.code, 'body_too_large');
+  assert.match(big.json.error.message, /^request body is 70\.\d KiB; the limit is 64 KiB \(gateway\.limits\.max_body\)$/);
   // Its unread rest must not be taken for a next request on the connection.
   assert.equal(big.headers.get('connection'), 'close');
   assert.ok(big.headers.get('x-request-id')?.startsWith('req_'));

@@ -41,3 +41,11 @@ export function parseSize(v: unknown): number | undefined {
   if (m === null) return undefined;
   return Math.floor(Number(m[1]) * SIZE_BYTES[(m[2] ?? 'b').toLowerCase()]!);
 }
+
+/** Bytes as people read them: 8 MiB, 8.6 MiB, 64 KiB, 512 bytes (binary units, as sizes are written here). */
+export function formatSize(bytes: number): string {
+  for (const [unit, n] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) {
+    if (bytes >= n) return `${+(bytes / n).toFixed(1)} ${unit}`;
+  }
+  return `${bytes} bytes`;
+}

@@ -4,7 +4,16 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createServer } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
-import { NodeExchange } from './exchange.ts';
+import { NodeExchange, bodyTooLarge } from './exchange.ts';
+
+test('a body too large is said in units people read, naming the setting; bytes only where the units would read alike', () => {
+  assert.equal(bodyTooLarge(9000063, 8388608, 'gateway.limits.max_body').message, 'request body is 8.6 MiB; the limit is 8 MiB (gateway.limits.max_body)');
+  assert.equal(bodyTooLarge(undefined, 8388608, 'gateway.limits.max_body').message, 'request body exceeds the limit of 8 MiB (gateway.limits.max_body)');
+  assert.equal(bodyTooLarge(70_000, 65_536, 'fixed for the admin API').message, 'request body is 68.4 KiB; the limit is 64 KiB (fixed for the admin API)');
+  assert.equal(bodyTooLarge(8388609, 8388608, 'gateway.limits.max_body').message, 'request body is 8388609 bytes; the limit is 8388608 bytes (gateway.limits.max_body)');
+  assert.equal(bodyTooLarge(2000, 1000, undefined).message, 'request body is 2 KiB; the limit is 1000 bytes');
+  assert.equal(bodyTooLarge(3 * 2 ** 30, 2 ** 30, undefined).message, 'request body is 3 GiB; the limit is 1 GiB');
+});
 
 test('a body read after its client left (whole or cut short) is a 499, never a wait for ever', async () => {
   const outcomes: string[] = [];

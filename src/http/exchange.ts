@@ -6,6 +6,7 @@
 import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { BodyBudget } from './body-budget.ts';
 import { FabricError } from '../core/errors.ts';
+import { formatSize } from '../config/units.ts';
 
 export interface Abortable {
   abort(): void;
@@ -19,8 +20,8 @@ export interface Exchange {
   readonly url: string;
   /** Lower-case names; on the fast lane every name occurs once. */
   readonly headers: IncomingHttpHeaders;
-  /** The whole body; body_too_large when the declared or received size passes limit. */
-  body(limit: number): Promise<Buffer>;
+  /** The whole body; body_too_large when the declared or received size passes limit, which `setting` sets (named in the refusal). */
+  body(limit: number, setting?: string): Promise<Buffer>;
   /** Headers added to every header block this exchange writes (the request ids). */
   preset: string[] | undefined;
   /** A header block has been written (or queued with the first write). */
@@ -65,10 +66,17 @@ export function closingErrorAnswer(status: number, message: string, code: string
 }
 
 /**
- * A refused body. The answer closes the connection: the body's unread rest would otherwise be
- * taken for the next request.
+ * A refused body: its size (when declared) and the limit in units people read, and what sets the
+ * limit. The answer closes the connection: the body's unread rest would otherwise be taken for
+ * the next request.
  */
-export function bodyTooLarge(message: string): FabricError {
+export function bodyTooLarge(size: number | undefined, limit: number, setting: string | undefined): FabricError {
+  let is = size === undefined ? '' : formatSize(size);
+  let max = formatSize(limit);
+  // Just over the limit, the two round alike: the bytes then say which is the larger.
+  if (is === max) { is = `${size} bytes`; max = `${limit} bytes`; }
+  const by = setting === undefined ? '' : ` (${setting})`;
+  const message = size === undefined ? `request body exceeds the limit of ${max}${by}` : `request body is ${is}; the limit is ${max}${by}`;
   return new FabricError('body_too_large', message, { headers: { connection: 'close' } });
 }
 
@@ -89,11 +97,11 @@ export function bodyTimedOut(socket: object): string | undefined {
 }
 
 /** Reads a node:http request body up to limit bytes; `id` is the request's, for an answer the server writes for it. */
-function readNodeBody(req: IncomingMessage, limit: number, bodies: BodyBudget | undefined, id = ''): Promise<Buffer> {
+function readNodeBody(req: IncomingMessage, limit: number, bodies: BodyBudget | undefined, id = '', setting?: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > limit) {
-      reject(bodyTooLarge(`request body is ${declared} bytes; the limit is ${limit}`));
+      reject(bodyTooLarge(Number(declared), limit, setting));
       return;
     }
     const chunks: Buffer[] = [];
@@ -121,7 +129,7 @@ function readNodeBody(req: IncomingMessage, limit: number, bodies: BodyBudget | 
         req.removeAllListeners('data');
         req.pause();
         done();
-        reject(bodyTooLarge(`request body exceeds the limit of ${limit} bytes`));
+        reject(bodyTooLarge(undefined, limit, setting));
         return;
       }
       if (bodies !== undefined && size > held) {
@@ -176,8 +184,8 @@ export class NodeExchange implements Exchange {
   get headers(): IncomingHttpHeaders {
     return this.req.headers;
   }
-  body(limit: number): Promise<Buffer> {
-    return readNodeBody(this.req, limit, this.#bodies, this.preset?.[1]);
+  body(limit: number, setting?: string): Promise<Buffer> {
+    return readNodeBody(this.req, limit, this.#bodies, this.preset?.[1], setting);
   }
   get headersSent(): boolean {
     return this.res.headersSent;

@@ -542,9 +542,9 @@ export class FastExchange implements Exchange {
     this.#noBody = method === 'HEAD';
   }
 
-  body(limit: number): Promise<Buffer> {
+  body(limit: number, setting?: string): Promise<Buffer> {
     if (this.declared > limit || this.tooLarge) {
-      return Promise.reject(bodyTooLarge(`request body is ${this.declared} bytes; the limit is ${limit}`));
+      return Promise.reject(bodyTooLarge(this.declared, limit, setting));
     }
     if (this.overloaded !== undefined) return Promise.reject(this.overloaded);
     if (this.raw !== undefined) return Promise.resolve(this.raw);

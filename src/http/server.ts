@@ -300,7 +300,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
 
   async function runInference(gw: Gateway, inf: Inference, x: Exchange, ctx: RequestContext, started: number): Promise<void> {
     const op = inf.op;
-    const bytes = await x.body(maxBodyBytes());
+    const bytes = await x.body(maxBodyBytes(), 'gateway.limits.max_body');
     ctx.bodyBytes = bytes.length;
     // Invalid UTF-8 would be decoded to U+FFFD and sent on: a prompt other than the one sent.
     if (!isUtf8(bytes)) throw unreadableBody(x, 'is not valid UTF-8');
