@@ -67,7 +67,7 @@ test('serve: a port in use is "cannot listen"; a closed log output drains and ex
     const data = tempDir('fabric-cli-');
     const r = fabric(['serve', '--port', String(port)], { ...cleanEnv(), FABRIC_DATA_DIR: data });
     assert.equal(r.status, 1);
-    assert.match(r.stderr, new RegExp(`fabric serve: cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE`));
+    assert.equal(r.stderr, `fabric serve: cannot listen on 127.0.0.1:${port}: EADDRINUSE (another process holds port ${port}, perhaps another fabric serve: stop it, or pick another port with --port N or gateway.port)\n`);
     assert.equal(existsSync(join(data, 'fabric.db')), false, 'said before the store was opened');
     assert.doesNotMatch(r.stdout, /backend .* is up/);
   } finally {

@@ -80,6 +80,15 @@ function portTaken(host: string, port: number): Promise<string | undefined> {
   });
 }
 
+/** Why the gateway cannot listen, in one line, with what to do about the usual causes (as fabric sim says it). */
+function listenFailure(host: string, port: number, code: string): string {
+  let hint = '';
+  if (code === 'EADDRINUSE') hint = ` (another process holds port ${port}, perhaps another fabric serve: stop it, or pick another port with --port N or gateway.port)`;
+  else if (code === 'EACCES' && port < 1024) hint = ` (ports below 1024 need privileges: pick another with --port N or gateway.port)`;
+  else if (code === 'EADDRNOTAVAIL') hint = ` (${host} is no address of this machine: --host H or gateway.host)`;
+  return `cannot listen on ${host}:${port}: ${code}${hint}`;
+}
+
 /** What a reload follows: the config, its .env, and the TLS files (a renewed certificate is served without a restart). */
 function watchedFiles(file: string, config: FabricConfig): string[] {
   const envFile = config.gateway.envFile ?? '.env';
@@ -180,7 +189,7 @@ export async function runServe(argv: string[]): Promise<number> {
   const listenPort = port ?? config.gateway.port;
   const taken = isWorker() || listenPort === 0 ? undefined : await portTaken(listenHost, listenPort);
   if (taken !== undefined) {
-    process.stderr.write(`fabric serve: cannot listen on ${listenHost}:${listenPort}: ${taken}\n`);
+    process.stderr.write(`fabric serve: ${listenFailure(listenHost, listenPort, taken)}\n`);
     await cleanup?.();
     return 1;
   }
@@ -197,9 +206,7 @@ export async function runServe(argv: string[]): Promise<number> {
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     // A port that cannot be had says so; anything else (the store, Redis) says what it was.
-    const why = err.syscall === 'listen'
-      ? `cannot listen on ${listenHost}:${listenPort}: ${err.code ?? err.message}`
-      : `cannot start: ${err.message}`;
+    const why = err.syscall === 'listen' ? listenFailure(listenHost, listenPort, err.code ?? err.message) : `cannot start: ${err.message}`;
     process.stderr.write(`fabric serve: ${redact(why, secrets.values(secretNames(config)))}\n`);
     await cleanup?.();
     return 1;
