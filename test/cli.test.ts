@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnServe } from './support/proc.ts';
 import { tempDir } from './support/temp-dir.ts';
@@ -45,6 +45,31 @@ test('an option node:util cannot parse is one plain line naming it, exit 2', () 
   assert.equal(bogus.status, 2);
   assert.equal(bogus.stderr, 'fabric config check: unknown option --bogus (see fabric config check --help)\n');
   assert.equal(bogus.stdout, '');
+});
+
+test('every command\'s usage line names each option its help documents; the README\'s CLI table names every option of serve, config import and health', async () => {
+  const helps = new Map<string, string>();
+  await Promise.all(['serve', 'config check', 'config import', 'sim', 'health', 'smoke', 'wake', 'plan', 'render', 'keys', 'usage'].map(async (cmd) => {
+    helps.set(cmd, (await execFileP(process.execPath, [MAIN, ...cmd.split(' '), '--help'], { env: cleanEnv(), timeout: 20_000 })).stdout);
+  }));
+  /** The options the help's option list documents (the indented lines, and "--a N, --b N" pairs). */
+  const documented = (help: string): string[] => [...new Set([...help.matchAll(/^ {2,}(?:-\w, )?(--[a-z][a-z-]*)(?:[^,\n]*, (--[a-z][a-z-]*))?/gm)].flatMap((m) => [m[1]!, m[2]].filter((o): o is string => o !== undefined)))];
+  const has = (text: string, option: string): boolean => new RegExp(`${option}(?![a-z-])`).test(text);
+  assert.ok([...helps.values()].flatMap(documented).length > 50, 'the option lists are read');
+  for (const [cmd, help] of helps) {
+    const synopsis = help.slice(0, help.indexOf('\n\n'));
+    const options = documented(help);
+    assert.deepEqual(options.filter((o) => !has(synopsis, o)), [], `fabric ${cmd} --help: options its usage line leaves out`);
+  }
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  for (const cmd of ['serve', 'config import', 'health']) {
+    const row = readme.split('\n').find((l) => l.startsWith(`| \`fabric ${cmd} `));
+    assert.ok(row !== undefined, `a row for fabric ${cmd}`);
+    assert.deepEqual(documented(helps.get(cmd)!).filter((o) => !has(row, o)), [], `README's row for fabric ${cmd}: options it leaves out`);
+  }
+  // What the help says of rendering and of the data directory is what the code does.
+  assert.match(helps.get('render')!, /compose\.yaml \(with PostgreSQL\s+and Redis services when the config uses them/);
+  for (const cmd of ['keys', 'usage']) assert.match(helps.get(cmd)!, /\$FABRIC_DATA_DIR, else \$XDG_DATA_HOME\/ai-fabric, else\s+~\/\.local\/share\/ai-fabric/, cmd);
 });
 
 test('output piped into a reader that stops early (| head -1) ends the command quietly, exit 0', async () => {

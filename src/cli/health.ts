@@ -9,7 +9,8 @@ import {
 } from './client.ts';
 import { parseCommand, usageError } from './args.ts';
 
-const HELP = `Usage: fabric health [BACKEND|NODE] [--json] [--watch] [--probe] [--url URL] [--key KEY]
+const HELP = `Usage: fabric health [BACKEND|NODE] [--json] [--watch [--interval S] [--count N]] [--probe]
+                     [--url URL] [--key KEY] [--timeout S]
 
 Shows the gateway and every backend from the gateway's GET /health: status, probe
 latency, the p95 of its live traffic over the last minutes (answers' latency, and

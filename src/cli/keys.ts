@@ -14,7 +14,8 @@ import { reportConfigError } from './fabric-file.ts';
 import { api, closeTarget, openTarget, type Target } from './state-target.ts';
 import { parseCommand } from './args.ts';
 
-const HELP = `Usage: fabric keys create NAME [--roles R,R] [--rpm N] [--tpm N] [--budget USD[/PERIOD]] [--expires WHEN] [--meta K=V]...
+const HELP = `Usage: fabric keys create NAME [--roles R,R] [--rpm N] [--tpm N] [--role-limit R:rpm=N,tpm=N]... [--budget USD[/PERIOD]]
+                         [--expires WHEN] [--meta K=V]...
        fabric keys list
        fabric keys show ID|NAME
        fabric keys revoke ID|NAME
@@ -45,7 +46,8 @@ role limits name no role, alias or model of the config any more (a role renamed 
   --data-dir DIR    the gateway's data directory, where its SQLite store is: with --config, when
                     the gateway keeps it elsewhere than the config says ($FABRIC_DATA_DIR; the
                     rendered systemd unit: /var/lib/ai-fabric); alone, for a gateway started
-                    without a config: $FABRIC_DATA_DIR, else ~/.local/share/ai-fabric
+                    without a config: $FABRIC_DATA_DIR, else $XDG_DATA_HOME/ai-fabric, else
+                    ~/.local/share/ai-fabric
   --json            machine-readable output
 `;
 

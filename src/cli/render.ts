@@ -16,8 +16,9 @@ Renders, from the fabric config alone:
   nodes/NODE/*.service             a systemd unit running that compose project (Linux nodes)
   nodes/NODE/launch/ENGINE.sh      the engine's launch command on the host (vllm serve …);
                                    .ps1 with a container run line on Windows nodes
-  gateway/                         systemd unit, Containerfile, compose.yaml with PostgreSQL
-                                   and Redis, the config itself, env.example
+  gateway/                         systemd unit, Containerfile, compose.yaml (with PostgreSQL
+                                   and Redis services when the config uses them: gateway.store,
+                                   gateway.redis), the config itself, env.example
   litellm/config.yaml              the same fabric as a LiteLLM proxy config
   MANIFEST.sha256                  every file's hash (sha256sum -c MANIFEST.sha256)
 

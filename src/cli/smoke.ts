@@ -11,7 +11,7 @@ import {
 } from './client.ts';
 import { parseCommand, usageError } from './args.ts';
 
-const HELP = `Usage: fabric smoke [--json] [--drill] [--include-cloud] [--only NAMES] [--url URL] [--key KEY]
+const HELP = `Usage: fabric smoke [--json] [--drill] [--include-cloud] [--only NAMES] [--url URL] [--key KEY] [--timeout S]
 
 Checks every role and alias end to end through the gateway: a chat completion and a
 streamed one for chat roles, an embedding (its dimension checked) for embeddings roles,

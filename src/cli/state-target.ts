@@ -48,7 +48,7 @@ export async function openTarget(cmd: 'keys' | 'usage', values: { url?: string; 
     const st = config.gateway.store;
     const file = sqlitePath(st.kind === 'sqlite' ? st.path : 'fabric.db', resolve(dir));
     // A mistyped directory must not become a new, empty store that no gateway reads.
-    if (!existsSync(file)) throw new UsageError(`--data-dir ${dir}: no store there (${file} does not exist); a gateway started without a config keeps it in $FABRIC_DATA_DIR, else ~/.local/share/ai-fabric`);
+    if (!existsSync(file)) throw new UsageError(`--data-dir ${dir}: no store there (${file} does not exist); a gateway started without a config keeps it in $FABRIC_DATA_DIR, else $XDG_DATA_HOME/ai-fabric, else ~/.local/share/ai-fabric`);
     const store = await openStore(config, new Secrets({}), resolve(dir));
     await store.migrate();
     return { kind: 'store', store, config };

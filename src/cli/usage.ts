@@ -31,7 +31,8 @@ before then, a period counts whole UTC days, each from its start.
   --data-dir DIR    the gateway's data directory, where its SQLite store is: with --config, when
                     the gateway keeps it elsewhere than the config says ($FABRIC_DATA_DIR; the
                     rendered systemd unit: /var/lib/ai-fabric); alone, for a gateway started
-                    without a config: $FABRIC_DATA_DIR, else ~/.local/share/ai-fabric
+                    without a config: $FABRIC_DATA_DIR, else $XDG_DATA_HOME/ai-fabric, else
+                    ~/.local/share/ai-fabric
 `;
 
 /**
