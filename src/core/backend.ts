@@ -229,7 +229,7 @@ export class BackendRuntime implements Member {
     if (this.consecutiveFailures === 0) this.#trafficInStreak = false;
     if (!probe) {
       this.#trafficInStreak = true;
-      this.recent.failed(now);
+      this.recent.failed(performance.now());
     }
     this.consecutiveFailures++;
     this.lastError = message;

@@ -302,7 +302,7 @@ export class Gateway {
             // backend failed; unless the client's slow reading ran it out of time (neither way, then).
             if (served.streamError === undefined) {
               backend.recordSuccess(ms);
-              backend.recent.succeeded(Date.now(), served.firstTokenMs ?? ms, served.firstTokenMs !== undefined);
+              backend.recent.succeeded(started + ms, served.firstTokenMs ?? ms, served.firstTokenMs !== undefined);
             } else if (!served.clientHeldBack) backend.recordFailure(served.streamError, Date.now());
             return served;
           } catch (e) {

@@ -4,8 +4,9 @@
 // health policy's `slow` threshold raises a warning (alerts.ts): the runbook's "requests take
 // more than 10 s" is then seen before users report it.
 //
-// Per request: three typed-array writes into a ring of the last SAMPLES outcomes. The
-// percentiles are computed only when /health is read, from at most SAMPLES values.
+// Per request: three typed-array writes into a ring of the last SAMPLES outcomes, stamped on
+// performance.now()'s clock (which the request path reads anyway). The percentiles are computed
+// only when /health is read, from at most SAMPLES values.
 
 /** How far back the figures look. */
 export const RECENT_WINDOW_MS = 5 * 60_000;

@@ -125,7 +125,7 @@ export function fleetReport(gw: FleetView, now = Date.now()): { backends: Backen
     // A sample from before the backend went down, or gone stale, says nothing about now.
     const l = b.state === 'down' ? undefined : b.freshLoad(now);
     const circuit = b.circuit(now);
-    const recent = b.recent.figures(now);
+    const recent = b.recent.figures(performance.now());
     return {
       name: b.name,
       engine: b.config.engine,
