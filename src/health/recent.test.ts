@@ -32,6 +32,15 @@ test('recent traffic: past the ring\'s size the oldest outcomes go, and the wind
   assert.equal(f.window_s, 51, 'the 512 outcomes span 51 s');
 });
 
+test('recent traffic: a busy spell long past, then a few answers: the figures cover the whole window, not the last seconds', () => {
+  const r = new RecentTraffic();
+  const now = 90_000_000;
+  for (let i = 0; i < 600; i++) r.succeeded(now - 3_600_000 + i, 10, false);
+  for (let i = 0; i < 12; i++) r.succeeded(now - 10_000 + i * 800, 20, false);
+  const f = r.figures(now);
+  assert.deepEqual([f.latency_samples, f.window_s], [12, 300]);
+});
+
 test('slow: the p95 of answers or of first tokens above the threshold, with at least 5 samples of that kind; never without a threshold', () => {
   const r = new RecentTraffic();
   const now = 1_000_000;

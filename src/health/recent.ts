@@ -59,14 +59,6 @@ export class RecentTraffic {
     this.#push(now, 0, FAILED);
   }
 
-  /** A reload's new runtime for the same server goes on from the old one's figures. */
-  copyFrom(o: RecentTraffic): void {
-    this.#at.set(o.#at);
-    this.#ms.set(o.#ms);
-    this.#kind.set(o.#kind);
-    this.#n = o.#n;
-  }
-
   figures(now: number): RecentFigures {
     const unary: number[] = [];
     const ttft: number[] = [];
@@ -81,7 +73,8 @@ export class RecentTraffic {
       if (kind === FAILED) errors++;
       else (kind === STREAM ? ttft : unary).push(this.#ms[k]!);
     }
-    const full = this.#n > SAMPLES && oldest > now - RECENT_WINDOW_MS;
+    // The ring has dropped outcomes that were still inside the window: it covers less than the window.
+    const full = this.#n > SAMPLES && now - this.#at[this.#n % SAMPLES]! <= RECENT_WINDOW_MS;
     return {
       window_s: Math.round((full ? now - oldest : RECENT_WINDOW_MS) / 1000),
       requests: unary.length + ttft.length + errors,
