@@ -42,7 +42,7 @@ roles:
     stop = true;
     await load;
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, new RegExp(`^copied ${join(data, 'fabric.db').replace(/[.]/g, '\\.')} to ${out.replace(/[.]/g, '\\.')} \\([\\d.]+ MiB\\) in [\\d.]+ s\\n$`));
+    assert.match(r.stdout, new RegExp(`^copied ${join(data, 'fabric.db').replace(/[.]/g, '\\.')} to ${out.replace(/[.]/g, '\\.')} \\([\\d.]+ (KiB|MiB|bytes)\\) in [\\d.]+ s\\n$`));
     assert.equal(statSync(out).mode & 0o777, 0o600);
     const copy = new DatabaseSync(out, { readOnly: true });
     try {
@@ -63,7 +63,7 @@ roles:
 test('fabric backup: no store there, or a PostgreSQL store, is said so (exit 1); --out is required (exit 2)', async () => {
   const nowhere = await runFabric(['backup', '--data-dir', join(dir, 'empty'), '--out', join(dir, 'x.db')], env);
   assert.equal(nowhere.code, 1);
-  assert.match(nowhere.stderr, /^fabric backup: no store at .*empty\/fabric\.db; name the gateway's data directory/);
+  assert.match(nowhere.stderr, /^fabric backup: no store at .*empty\/fabric\.db; a gateway started without a config keeps it in --data-dir DIR/);
   const pgCfg = join(dir, 'pg.yaml');
   writeFileSync(pgCfg, 'gateway: { store: { url: env:DATABASE_URL } }\nbackends:\n  a: { engine: vllm, url: http://127.0.0.1:9/v1, model: m }\nroles:\n  r: { kind: chat, backends: [a] }\n');
   const pg = await runFabric(['backup', '--config', pgCfg, '--out', join(dir, 'y.db')], { ...env, DATABASE_URL: 'postgresql://fabric:s3cret@db/fabric' });

@@ -2,7 +2,7 @@
 // PostgreSQL cluster started for this file (test/support/servers.ts).
 
 import { after, describe } from 'node:test';
-import { rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -98,6 +98,18 @@ test('sqlite: before a migration changes an existing database, it is copied (060
   assert.deepEqual(await again.migrate(), []);
   assert.equal(again.migrationBackup, undefined, 'nothing to migrate, nothing copied');
   await again.close();
+  // A copy left by a start whose migration then failed, and one cut short: a new copy is made beside them.
+  await olderDatabase(join(dir, 'again', 'fabric.db'));
+  const stale = join(dir, 'again', 'fabric.db.before-v3');
+  writeFileSync(stale, 'an older copy');
+  writeFileSync(`${stale}.partial`, 'cut short');
+  const retried = new SqliteStore(join(dir, 'again', 'fabric.db'));
+  assert.deepEqual(await retried.migrate(), [3]);
+  assert.match(retried.migrationBackup!.file, /fabric\.db\.before-v3\.\d{4}-\d\d-\d\dT[\d-]+Z$/);
+  assert.equal(retried.migrationBackup!.error, undefined);
+  assert.equal(readFileSync(stale, 'utf8'), 'an older copy', 'left as it was');
+  assert.equal(existsSync(`${retried.migrationBackup!.file}.partial`), false);
+  await retried.close();
   // A new database has nothing to keep.
   const fresh = new SqliteStore(join(dir, 'new', 'fabric.db'));
   assert.deepEqual(await fresh.migrate(), [1, 2, 3]);

@@ -2,15 +2,14 @@
 // an upgrade (whose first start may migrate the schema), before moving hosts, or from a timer.
 
 import { existsSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { loadFabricConfig, parseFabricText } from '../config/load.ts';
 import { ConfigError } from '../config/issues.ts';
+import { formatSize } from '../config/units.ts';
 import { redactUrl } from '../store/postgres.ts';
 import { SqliteStore } from '../store/sqlite.ts';
-import { dataDirOf, sqlitePath } from '../main.ts';
 import { reportConfigError } from './fabric-file.ts';
 import { parseCommand, usageError } from './args.ts';
 import { outPathUsable } from './out-path.ts';
+import { localStore, noStoreText } from './state-target.ts';
 
 const HELP = `Usage: fabric backup --out FILE [--config FILE | --data-dir DIR]
 
@@ -36,8 +35,6 @@ With a PostgreSQL store, back up with PostgreSQL's own tools:
 Exit status: 0 copied; 1 it could not be (the message says why); 2 bad usage.
 `;
 
-const mib = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
-
 export async function runBackup(argv: string[]): Promise<number> {
   const parsed = parseCommand('backup', HELP, { args: argv, options: {
     out: { type: 'string', short: 'o' }, config: { type: 'string', short: 'c' }, 'data-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' },
@@ -46,25 +43,25 @@ export async function runBackup(argv: string[]): Promise<number> {
   const v = parsed.values;
   if (v.out === undefined) return usageError('backup', '--out FILE is required', HELP);
   if (existsSync(v.out)) return usageError('backup', `--out ${v.out} exists: a backup never replaces a file; name a new one`);
+  if (existsSync(`${v.out}.partial`)) return usageError('backup', `${v.out}.partial exists: a copy is being made there, or one was cut short (remove it)`);
   if (!outPathUsable('backup', v.out, 'file')) return 1;
 
-  let file: string;
+  let file: string | undefined;
   try {
-    const { config } = v.config !== undefined ? loadFabricConfig(v.config, process.env, 'unused') : parseFabricText('version: 1\n', '(no config)');
-    const st = config.gateway.store;
+    const where = localStore(v);
+    file = where.file;
+    const st = where.config.gateway.store;
     if (st.kind !== 'sqlite') {
       process.stderr.write(`fabric backup: this gateway keeps its state in PostgreSQL (${redactUrl(process.env[st.url.env] ?? `$${st.url.env}`)}): back it up with pg_dump --table 'fabric_*' "$${st.url.env}" > fabric.sql\n`);
       return 1;
     }
-    const dataDir = v['data-dir'] !== undefined ? resolve(v['data-dir']) : dataDirOf(config);
-    file = sqlitePath(st.path, dataDir);
   } catch (e) {
     if (e instanceof ConfigError) return reportConfigError('backup', v.config ?? '', e);
     throw e;
   }
-  // Opening a path that is not there would make a new, empty store: say where it was looked for.
-  if (!existsSync(file)) {
-    process.stderr.write(`fabric backup: no store at ${file}; name the gateway's data directory with --data-dir DIR or $FABRIC_DATA_DIR (the unit fabric render writes uses /var/lib/ai-fabric)\n`);
+  // Opening a path that is not there would make a new, empty store.
+  if (file === undefined || !existsSync(file)) {
+    process.stderr.write(`fabric backup: ${noStoreText(file ?? '', v.config !== undefined)}\n`);
     return 1;
   }
   const started = performance.now();
@@ -78,6 +75,6 @@ export async function runBackup(argv: string[]): Promise<number> {
   } finally {
     await store?.close();
   }
-  process.stdout.write(`copied ${file} to ${v.out} (${mib(statSync(v.out).size)}) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+  process.stdout.write(`copied ${file} to ${v.out} (${formatSize(statSync(v.out).size)}) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   return 0;
 }

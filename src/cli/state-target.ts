@@ -17,43 +17,65 @@ export type Target =
   | { kind: 'api'; url: string; key: string | undefined; cmd: 'keys' | 'usage' }
   | { kind: 'store'; store: Store; config: FabricConfig };
 
+/** Where the store a command acts on without a gateway is, as the gateway has it. */
+export interface LocalStore {
+  config: FabricConfig;
+  secrets: Secrets;
+  dataDir: string;
+  /** The SQLite file; undefined for PostgreSQL. */
+  file: string | undefined;
+}
+
+/**
+ * The store of --config (its data directory: --data-dir, $FABRIC_DATA_DIR, the config's
+ * data_dir) or, without one, of a gateway started without a config (the demo fleet, discovered
+ * engines): SQLite in --data-dir, else where such a gateway keeps it.
+ */
+export function localStore(values: { config?: string; 'data-dir'?: string }): LocalStore {
+  const dir = values['data-dir'];
+  if (values.config !== undefined) {
+    // The store is read directly: the master key is not needed, set or not.
+    const { config, secrets } = loadFabricConfig(values.config, process.env, 'unused');
+    const dataDir = dir !== undefined ? resolve(dir) : dataDirOf(config);
+    const st = config.gateway.store;
+    return { config, secrets, dataDir, file: st.kind === 'sqlite' ? sqlitePath(st.path, dataDir) : undefined };
+  }
+  const { config } = parseFabricText('version: 1\n', '(no config)');
+  const dataDir = dir !== undefined ? resolve(dir) : dataDirOf(config);
+  const st = config.gateway.store;
+  return { config, secrets: new Secrets({}), dataDir, file: sqlitePath(st.kind === 'sqlite' ? st.path : 'fabric.db', dataDir) };
+}
+
+/**
+ * Why there is no store at `file`: a store in another place (the rendered systemd unit sets
+ * FABRIC_DATA_DIR=/var/lib/ai-fabric) or a mistyped directory must not pass unnoticed for a
+ * new, empty one that no gateway reads.
+ */
+export function noStoreText(file: string, viaConfig: boolean): string {
+  return viaConfig
+    ? `no store at ${file}: no gateway with this config has kept its state there; ${WHERE}`
+    : `no store at ${file}; a gateway started without a config keeps it in --data-dir DIR, $FABRIC_DATA_DIR, else $XDG_DATA_HOME/ai-fabric, else ~/.local/share/ai-fabric`;
+}
+
+const WHERE = 'name the gateway\'s data directory with --data-dir DIR or $FABRIC_DATA_DIR (the unit fabric render writes uses /var/lib/ai-fabric)';
+
 /**
  * `create`: with --config, a store that does not exist yet is made (keys made before the
  * gateway's first start), and said so on stderr; otherwise there is nothing to act on.
  */
 export async function openTarget(cmd: 'keys' | 'usage', values: { url?: string; key?: string; config?: string; 'data-dir'?: string }, create = false): Promise<Target> {
-  const dir = values['data-dir'];
-  if (values.config !== undefined) {
-    // The store is read directly: the master key is not needed, set or not.
-    const { config, secrets } = loadFabricConfig(values.config, process.env, 'unused');
-    // The data directory as the gateway has it: --data-dir, $FABRIC_DATA_DIR, the config's data_dir.
-    const dataDir = dir !== undefined ? resolve(dir) : dataDirOf(config);
-    const st = config.gateway.store;
-    // A store in another place (the rendered systemd unit sets FABRIC_DATA_DIR=/var/lib/ai-fabric)
-    // must not pass unnoticed for a new, empty one that no gateway reads.
-    const file = st.kind === 'sqlite' ? sqlitePath(st.path, dataDir) : undefined;
-    if (file !== undefined && !existsSync(file)) {
-      const where = 'name the gateway\'s data directory with --data-dir DIR or $FABRIC_DATA_DIR (the unit fabric render writes uses /var/lib/ai-fabric)';
-      if (!create) throw new UsageError(`no store at ${file}: no gateway with this config has kept its state there; ${where}`);
-      process.stderr.write(`fabric: a new store at ${file}, where a gateway with this config will find it; if the gateway keeps its state elsewhere, ${where}\n`);
-    }
-    const store = await openStore(config, secrets, dataDir);
-    await store.migrate();
-    return { kind: 'store', store, config };
+  if (values.config === undefined && values['data-dir'] === undefined) return { kind: 'api', url: gatewayUrl(values.url), key: gatewayKey(values.key), cmd };
+  const { config, secrets, dataDir, file } = localStore(values);
+  const viaConfig = values.config !== undefined;
+  if (file !== undefined && !existsSync(file)) {
+    if (!create || !viaConfig) throw new UsageError(noStoreText(file, viaConfig));
+    process.stderr.write(`fabric: a new store at ${file}, where a gateway with this config will find it; if the gateway keeps its state elsewhere, ${WHERE}\n`);
   }
-  if (dir !== undefined) {
-    // A gateway started without a config (the demo fleet, discovered engines): SQLite in its
-    // data directory, with the defaults such a gateway runs with.
-    const { config } = parseFabricText('version: 1\n', '(no config)');
-    const st = config.gateway.store;
-    const file = sqlitePath(st.kind === 'sqlite' ? st.path : 'fabric.db', resolve(dir));
-    // A mistyped directory must not become a new, empty store that no gateway reads.
-    if (!existsSync(file)) throw new UsageError(`--data-dir ${dir}: no store there (${file} does not exist); a gateway started without a config keeps it in $FABRIC_DATA_DIR, else $XDG_DATA_HOME/ai-fabric, else ~/.local/share/ai-fabric`);
-    const store = await openStore(config, new Secrets({}), resolve(dir));
-    await store.migrate();
-    return { kind: 'store', store, config };
-  }
-  return { kind: 'api', url: gatewayUrl(values.url), key: gatewayKey(values.key), cmd };
+  const store = await openStore(config, secrets, dataDir);
+  await store.migrate();
+  const b = store.migrationBackup;
+  if (b !== undefined) process.stderr.write(b.error === undefined ? `fabric: migrated the store's schema; as it was before, it is in ${b.file}\n` : `fabric: migrated the store's schema without a copy to go back to: cannot write ${b.file} (${b.error})\n`);
+  return { kind: 'store', store, config };
 }
 
 export async function closeTarget(t: Target): Promise<void> {

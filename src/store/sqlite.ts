@@ -4,7 +4,7 @@
 // usage writes once a second, key reloads when the keys version changes), and its bulk writes
 // go to a thread of their own (`writerThread`, sqlite-writer.ts).
 
-import { closeSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './migrations.ts';
@@ -142,15 +142,18 @@ export class SqliteStore implements Store {
    * the migration itself is one transaction.
    */
   #backupBefore(version: number): void {
-    const file = `${this.where}.before-v${version}`;
+    let file = `${this.where}.before-v${version}`;
     // Another connection holds the write lock while the copy is read, so that no other process
     // (a worker starting beside this one) migrates in the meantime: the copy is the old schema.
-    // Those wait for it, then find the copy made (or the migration done) and go on.
+    // Those wait for it, then find the migration done and go on.
     const lock = new DatabaseSync(this.where);
     try {
       lock.exec('PRAGMA busy_timeout = 600000; BEGIN IMMEDIATE');
-      const done = lock.prepare('SELECT 1 FROM fabric_migrations WHERE version = ?').get(version) !== undefined;
-      if (done || existsSync(file)) return;
+      if (lock.prepare('SELECT 1 FROM fabric_migrations WHERE version = ?').get(version) !== undefined) return;
+      // A copy left by a start whose migration then failed holds older data: this one is new.
+      if (existsSync(file)) file += `.${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      // A copy cut short (a process killed while making it) is no copy; none is being made now.
+      rmSync(`${file}.partial`, { force: true });
       this.backupTo(file);
       this.migrationBackup = { file };
     } catch (e) {
@@ -164,14 +167,19 @@ export class SqliteStore implements Store {
   /**
    * A consistent copy of the whole database in `file`, a new file readable by its owner only
    * (key hashes, usage, perhaps prompts): SQLite's VACUUM INTO, which reads in one transaction
-   * while the gateway goes on writing (WAL), and compacts the copy. Throws if `file` exists.
+   * while the gateway goes on writing (WAL), and compacts the copy. It is written as
+   * FILE.partial and renamed when whole, so `file` is never a copy cut short. Throws if `file`
+   * exists, or FILE.partial does (another copy under way, or one cut short).
    */
   backupTo(file: string): void {
-    closeSync(openSync(file, 'wx', 0o600));
+    if (existsSync(file)) throw Object.assign(new Error(`${file} exists`), { code: 'EEXIST' });
+    const partial = `${file}.partial`;
+    closeSync(openSync(partial, 'wx', 0o600));
     try {
-      this.#db.prepare('VACUUM INTO ?').run(file);
+      this.#db.prepare('VACUUM INTO ?').run(partial);
+      renameSync(partial, file);
     } catch (e) {
-      rmSync(file, { force: true });
+      rmSync(partial, { force: true });
       throw e;
     }
   }
