@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { periodEnd, periodStart } from './periods.ts';
+import { periodEnd, periodStart, usd } from './periods.ts';
 
 const DAY = 86_400_000;
 
@@ -36,4 +36,8 @@ test('periods around now: the remembered current period never answers for a time
   assert.equal(periodStart('month', Date.UTC(2020, 1, 15)), Date.UTC(2020, 1, 1));
   const d = new Date(now);
   assert.equal(periodStart('month', now), Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
+});
+
+test('usd: cents, and two significant digits below a cent, never an exponent', () => {
+  assert.deepEqual([150, 0.5, 0.01, 0.00999, 0.000038, 1e-7, 0].map(usd), ['$150.00', '$0.50', '$0.01', '$0.01', '$0.000038', '$0.0000001', '$0.00']);
 });

@@ -57,8 +57,12 @@ export function periodAdjective(period: BudgetPeriod): string {
   return period === 'total' ? 'total' : period === 'day' ? 'daily' : `${period}ly`;
 }
 
+/** Below a cent: two significant digits, never in exponent form ($0.000038, $0.0000001). */
+const SUB_CENT = new Intl.NumberFormat('en-US', { maximumSignificantDigits: 2, maximumFractionDigits: 20 });
+
+/** Dollars: cents, or two significant digits below a cent (a few tokens of a cheap model). */
 export function usd(n: number): string {
-  return n >= 0.01 || n === 0 ? `$${n.toFixed(2)}` : `$${n.toPrecision(2)}`;
+  return n >= 0.01 || n === 0 ? `$${n.toFixed(2)}` : `$${SUB_CENT.format(n)}`;
 }
 
 /**

@@ -6,7 +6,7 @@ import { isUtf8 } from 'node:buffer';
 import { createServer, type RequestListener, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
-import { FabricError, STREAM_INTERRUPTED, toFabricError, wasSent } from '../core/errors.ts';
+import { FabricError, STREAM_INTERRUPTED, lastSentBackend, toFabricError, wasSent } from '../core/errors.ts';
 import { clientRequestId, RequestIds } from '../core/ids.ts';
 import { Cancel } from '../core/upstream.ts';
 import { RefusalLines } from './refusal-lines.ts';
@@ -540,7 +540,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         else if (fe.status !== 401) app.accounting?.refused(id, inf.key, inf.op, inf.model, route ?? '', fe, ms, inf.ts);
         // A bad key's line: anyone can make those, so they are capped (the record above is not).
         if (fe.status !== 401 || refusals.allow()) app.log.log(fe.status >= 500 || fe.status === 429 ? 'warn' : 'info', 'request', {
-          id, client_id: cid, op: inf.op, api: inf.responses ? 'responses' : undefined, model: inf.model?.slice(0, 200), role: served?.role ?? route, backend: served?.backend ?? rec?.backend, status: fe.status, code: fe.code,
+          id, client_id: cid, op: inf.op, api: inf.responses ? 'responses' : undefined, model: inf.model?.slice(0, 200), role: served?.role ?? route, backend: served?.backend ?? (lastSentBackend(fe.attempts) || undefined), status: fe.status, code: fe.code,
           attempts: served?.attempts ?? fe.attempts?.filter(wasSent).length, ms: Math.round(ms * 10) / 10, message: fe.message, key: inf.key?.name,
           prompt_tokens: rec?.promptTokens || undefined, completion_tokens: rec?.completionTokens || undefined, estimated: rec?.estimated || undefined,
         });

@@ -6,7 +6,7 @@
 import pg from 'pg';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './migrations.ts';
 import {
-  DAY_MS, KEY_COLUMNS, applyPatch, groupExpr, keyFromRow, keyValues, rollupInsert, spendSql, summarySql, usageFromRow, usageRowFromRow, usageValues,
+  FOLD_CUT, FOLD_FIRST, KEY_COLUMNS, foldSpan, applyPatch, groupExpr, keyFromRow, keyValues, rollupInsert, spendSql, summarySql, usageFromRow, usageRowFromRow, usageValues,
 } from './rows.ts';
 import {
   StoreError, type KeyPatch, type KeyRecord, type RequestLogRecord, type SpendRow, type Store, type UsageQuery, type UsageRecord, type UsageRow,
@@ -25,6 +25,8 @@ const pgText = (v: unknown): unknown => (typeof v === 'string' && v.includes('\0
 
 const MIGRATION_LOCK = 0x6661627269; // 'fabri'
 const SPEND_SQL = spendSql('$1');
+/** Numbered parameters: $1, $2… */
+const PG = (i: number): string => `$${i}`;
 const CHANNEL = 'fabric_keys';
 
 // BIGINT columns hold unix milliseconds: well inside a double's exact range.
@@ -257,13 +259,12 @@ export class PostgresStore implements Store {
    */
   async rollupUsage(before: number, maxRecords: number): Promise<number> {
     return this.#tx('fold usage', async (c) => {
-      const first = (await c.query('SELECT MIN(ts) AS ts FROM fabric_usage WHERE ts < $1', [before])).rows[0]?.ts;
+      const first = (await c.query(FOLD_FIRST(PG), [before])).rows[0]?.ts;
       if (first === null || first === undefined) return 0;
       const start = Number(first);
-      const day = Math.floor(start / DAY_MS) * DAY_MS;
-      let end = Math.min(day + DAY_MS, before);
-      const cut = (await c.query('SELECT ts FROM fabric_usage WHERE ts >= $1 AND ts < $2 ORDER BY ts LIMIT 1 OFFSET $3', [start, end, maxRecords])).rows[0]?.ts;
-      if (cut !== undefined && Number(cut) > start) end = Number(cut);
+      const { day, end: dayEnd } = foldSpan(start, before);
+      const cut = (await c.query(FOLD_CUT(PG), [start, dayEnd, maxRecords])).rows[0]?.ts;
+      const end = cut !== undefined && Number(cut) > start ? Number(cut) : dayEnd;
       const r = await c.query(`WITH moved AS (DELETE FROM fabric_usage WHERE ts >= $2 AND ts < $3 RETURNING *),
         folded AS (${rollupInsert('$1::bigint', 'moved')})
         SELECT COUNT(*) AS n FROM moved`, [day, start, end]);

@@ -186,5 +186,21 @@ export function rollupInsert(day: string, source: string): string {
 
 export const DAY_MS = 86_400_000;
 
+/**
+ * The span one fold takes from the oldest record before the horizon (`start`): to the end of
+ * start's UTC day or the horizon, whichever is first; the caller cuts it short at the record
+ * `maxRecords` on (FOLD_CUT), when that is later than `start`. Both dialects ask the same two
+ * questions (FOLD_FIRST, FOLD_CUT) in the fold's transaction.
+ */
+export function foldSpan(start: number, before: number): { day: number; end: number } {
+  const day = Math.floor(start / DAY_MS) * DAY_MS;
+  return { day, end: Math.min(day + DAY_MS, before) };
+}
+
+/** The oldest record before the horizon (parameter 1). */
+export const FOLD_FIRST = (p: (i: number) => string): string => `SELECT MIN(ts) AS ts FROM fabric_usage WHERE ts < ${p(1)}`;
+/** The time of the record (parameter 3) records on from parameter 1, before parameter 2. */
+export const FOLD_CUT = (p: (i: number) => string): string => `SELECT ts FROM fabric_usage WHERE ts >= ${p(1)} AND ts < ${p(2)} ORDER BY ts LIMIT 1 OFFSET ${p(3)}`;
+
 /** Records folded per transaction at most (the rest of their day goes in the next): a pass never holds the write lock long. */
 export const ROLLUP_CHUNK = 20_000;

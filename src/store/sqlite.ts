@@ -10,7 +10,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './migrations.ts';
 import { SqliteWriter } from './sqlite-writer.ts';
 import {
-  DAY_MS, KEY_COLUMNS, USAGE_COLUMNS, applyPatch, groupExpr, keyFromRow, keyValues, rollupInsert, spendSql, summarySql, usageFromRow, usageRowFromRow,
+  FOLD_CUT, FOLD_FIRST, KEY_COLUMNS, foldSpan, USAGE_COLUMNS, applyPatch, groupExpr, keyFromRow, keyValues, rollupInsert, spendSql, summarySql, usageFromRow, usageRowFromRow,
   usageValues,
 } from './rows.ts';
 import {
@@ -18,6 +18,9 @@ import {
 } from './types.ts';
 
 type Param = string | number | null;
+
+/** Numbered parameters: ?1, ?2… */
+const SQ = (i: number): string => `?${i}`;
 
 /** Priced spend since a time, by key and backend: answered from the partial indexes on priced rows (migrations 2 and 3). */
 export const SPEND_SQL = spendSql('?1');
@@ -290,13 +293,12 @@ export class SqliteStore implements Store {
   rollupUsage(before: number, maxRecords: number): Promise<number> {
     if (this.#writer !== undefined) return this.#writer.call({ op: 'rollupUsage', before, maxRecords });
     return this.#run('fold usage', () => this.#tx(() => {
-      const first = this.#db.prepare('SELECT MIN(ts) AS ts FROM fabric_usage WHERE ts < ?').get(before)!.ts;
+      const first = this.#db.prepare(FOLD_FIRST(SQ)).get(before)!.ts;
       if (first === null) return 0;
       const start = Number(first);
-      const day = Math.floor(start / DAY_MS) * DAY_MS;
-      let end = Math.min(day + DAY_MS, before);
-      const cut = this.#db.prepare('SELECT ts FROM fabric_usage WHERE ts >= ? AND ts < ? ORDER BY ts LIMIT 1 OFFSET ?').get(start, end, maxRecords);
-      if (cut !== undefined && Number(cut.ts) > start) end = Number(cut.ts);
+      const { day, end: dayEnd } = foldSpan(start, before);
+      const cut = this.#db.prepare(FOLD_CUT(SQ)).get(start, dayEnd, maxRecords)?.ts;
+      const end = cut !== undefined && Number(cut) > start ? Number(cut) : dayEnd;
       this.#db.prepare(rollupInsert('?1', 'fabric_usage WHERE ts >= ?2 AND ts < ?3')).run(day, start, end);
       return Number(this.#db.prepare('DELETE FROM fabric_usage WHERE ts >= ? AND ts < ?').run(start, end).changes);
     }));
