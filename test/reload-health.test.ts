@@ -243,3 +243,34 @@ roles:
     await g2.close();
   }
 });
+
+test('conversations pinned by affinity stay on their backend across a reload that leaves it as it was (its prefix cache is there); one whose backend changed starts afresh', async () => {
+  const yaml = (url: (n: string) => string, gpuB = 'm'): string => `
+backends:
+  gpu-a: { engine: vllm, url: ${url('gpu-a')}/v1, model: m }
+  gpu-b: { engine: vllm, url: ${url('gpu-b')}/v1, model: ${gpuB} }
+roles:
+  chat: { kind: chat, backends: [gpu-a, gpu-b], affinity: true }
+`;
+  const f = await startFabric({ engines: [{ name: 'gpu-a', protocol: 'vllm', model: 'm', kind: 'chat', timing: FAST }, { name: 'gpu-b', protocol: 'vllm', model: 'm', extraModels: ['m2'], kind: 'chat', timing: FAST }], yaml });
+  try {
+    const url = (n: string): string => f.fleet.get(n).url;
+    const served = async (conv: string): Promise<string> => {
+      const r = await post(f.url, '/v1/chat/completions', chat('chat', `conversation ${conv}`));
+      assert.equal(r.status, 200, r.text);
+      return r.headers.get('x-fabric-backend')!;
+    };
+    const convs = ['one', 'two', 'three', 'four', 'five', 'six'];
+    const before = new Map<string, string>();
+    for (const c of convs) before.set(c, await served(c));
+    assert.deepEqual(new Set(before.values()), new Set(['gpu-a', 'gpu-b']), 'spread over both');
+    reload(f, `${yaml(url)}# reviewed\n`);
+    for (const c of convs) assert.equal(await served(c), before.get(c), `${c} stays where it was`);
+    // gpu-b now serves another model: another server as far as affinity goes; its conversations are placed afresh.
+    reload(f, yaml(url, 'm2'));
+    const onA = convs.filter((c) => before.get(c) === 'gpu-a');
+    for (const c of onA) assert.equal(await served(c), 'gpu-a', `${c} stays on gpu-a`);
+  } finally {
+    await f.close();
+  }
+});

@@ -583,6 +583,16 @@ export class Gateway {
       const was = prev.backends.get(b.name);
       if (was !== undefined && b.sameServerAs(was)) b.takeOver(was, now);
     }
+    // Conversations pinned to a backend (affinity) stay there, where their prefix is cached.
+    const same = (old: BackendRuntime): BackendRuntime | undefined => {
+      const b = this.backends.get(old.name);
+      return b !== undefined && b.sameServerAs(old) ? b : undefined;
+    };
+    for (const role of this.config.roles.values()) {
+      const balancer = this.table.resolve(role.name)?.route.balancer;
+      const was = prev.table.resolve(role.name)?.route.balancer;
+      if (balancer?.adopt !== undefined && was !== undefined) balancer.adopt(was, same);
+    }
   }
 
   async close(): Promise<void> {

@@ -105,3 +105,25 @@ test('affinityKey: the same for every turn of a conversation, different across c
   assert.equal(affinityKey({ model: 'm', input: 'x' }), undefined);
   assert.match(affinityKey(turn1)!, /^[A-Za-z0-9_-]{22}$/);
 });
+
+test('affinity across a reload: the new balancer keeps each conversation on its backend\'s new runtime; one whose backend changed or left is forgotten', () => {
+  const [a1, b1, c1] = [fake('a'), fake('b'), fake('c')];
+  const before = createBalancer('round-robin', [a1, b1, c1], { affinity: true });
+  const pinned = new Map<string, string>();
+  for (const conv of ['k1', 'k2', 'k3', 'k4', 'k5', 'k6']) pinned.set(conv, before.order(conv)[0]!.name);
+  assert.equal(new Set(pinned.values()).size, 3, 'spread over all three');
+  // The reload: new runtimes for a and b (c was removed from the role; b's server changed).
+  const [a2, b2] = [fake('a'), fake('b')];
+  const after = createBalancer('round-robin', [a2, b2], { affinity: true });
+  after.adopt!(before, (old) => (old === a1 ? a2 : undefined));
+  for (const [conv, was] of pinned) {
+    if (was === 'a') for (let i = 0; i < 3; i++) assert.equal(after.order(conv)[0], a2, `${conv} stays on a`);
+  }
+  // Without adopting, a fresh balancer places by its own rotation (two of the three on a would not all be kept).
+  const plain = createBalancer('round-robin', [a2, b2], { affinity: true });
+  const onA = [...pinned].filter(([, w]) => w === 'a').map(([k]) => k);
+  assert.equal(onA.length, 2);
+  assert.ok(onA.some((k) => plain.order(k)[0] !== a2), 'the rotation alone would have moved one');
+  // A non-affinity balancer has nothing to adopt.
+  assert.equal(createBalancer('round-robin', [a2, b2]).adopt, undefined);
+});

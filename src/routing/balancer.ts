@@ -25,6 +25,11 @@ export interface Balancer<M extends Member> {
   order(affinityKey?: string, now?: number): readonly M[];
   /** True when order() uses an affinity key: callers compute one only then. */
   readonly wantsAffinityKey?: boolean;
+  /**
+   * A reload: takes over what `prev` (the same role's balancer in the config replaced) remembers
+   * of its conversations, each on the member `same` gives for its old one (none: forgotten).
+   */
+  adopt?(prev: Balancer<M>, same: (old: M) => M | undefined): void;
 }
 
 class Single<M extends Member> implements Balancer<M> {
@@ -138,11 +143,22 @@ class Affinity<M extends Member> implements Balancer<M> {
   readonly #sticky = new Map<string, { m: M; at: number }>();
   readonly #max: number;
   readonly #ttl: number;
-  constructor(inner: Balancer<M>, opts: AffinityOptions) {
+  readonly #members: ReadonlySet<M>;
+  constructor(inner: Balancer<M>, members: readonly M[], opts: AffinityOptions) {
     this.#inner = inner;
+    this.#members = new Set(members);
     this.#max = opts.maxEntries ?? 10_000;
     this.#ttl = opts.ttlMs ?? 30 * 60_000;
   }
+  adopt(prev: Balancer<M>, same: (old: M) => M | undefined): void {
+    if (!(prev instanceof Affinity)) return;
+    for (const [key, { m, at }] of prev.#sticky) {
+      const now = same(m);
+      if (now !== undefined && this.#members.has(now)) this.#sticky.set(key, { m: now, at });
+    }
+    while (this.#sticky.size > this.#max) this.#sticky.delete(this.#sticky.keys().next().value!);
+  }
+
   order(affinityKey?: string, now = Date.now()): readonly M[] {
     const base = this.#inner.order(undefined, now);
     if (affinityKey === undefined) return base;
@@ -168,5 +184,5 @@ export function createBalancer<M extends Member>(strategy: Strategy, members: re
     : strategy === 'least-outstanding' ? new Lightest(members, outstanding)
       : strategy === 'least-loaded' ? new Lightest(members, score)
         : new RoundRobin(members);
-  return opts.affinity === true ? new Affinity(inner, opts) : inner;
+  return opts.affinity === true ? new Affinity(inner, members, opts) : inner;
 }
