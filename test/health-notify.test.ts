@@ -67,7 +67,7 @@ test('fabric health --notify: one call per change of level (down, then back), no
 });
 
 test('fabric health --notify: an unset variable or a URL that is none, and --state without --notify, are usage errors (exit 2)', async () => {
-  const env = { ...process.env, FABRIC_API_KEY: '' };
+  const env: NodeJS.ProcessEnv = { ...process.env, FABRIC_API_KEY: '' };
   delete env.NO_SUCH_HOOK;
   const unset = await runFabric(['health', '--notify', 'env:NO_SUCH_HOOK'], env);
   assert.equal(unset.code, 2);
@@ -77,5 +77,5 @@ test('fabric health --notify: an unset variable or a URL that is none, and --sta
   assert.match(bad.stderr, /--notify must be an http\(s\) URL or env:NAME/);
   const lone = await runFabric(['health', '--state', join(dir, 's')], env);
   assert.equal(lone.code, 2);
-  assert.match(lone.stderr, /--notify-format and --state go with --notify URL/);
+  assert.match(lone.stderr, /--notify-format, --notify-level and --state go with --notify URL/);
 });

@@ -293,8 +293,9 @@ const hasSystemdAnalyze = spawnSync('systemd-analyze', ['--version'], { encoding
 // Skipped only off CI: .ci/run installs systemd, and under CI=true its absence is a failure.
 test('generated systemd units pass systemd-analyze verify', { skip: hasSystemdAnalyze || process.env.CI === 'true' ? false : 'systemd-analyze (or /lib/systemd/system) is not on this machine' }, () => {
   assert.ok(hasSystemdAnalyze, 'systemd-analyze is missing (CI=true: .ci/run installs systemd)');
-  const realtimeLab = readFileSync(join(EXAMPLES, 'lab.fabric.yaml'), 'utf8').replace(/^gateway:\n/m, 'gateway:\n  realtime: true\n');
-  const units = [...render('seeds.fabric.yaml'), ...render('lab.fabric.yaml', realtimeLab)].filter((f) => f.path.endsWith('.service'));
+  const realtimeLab = readFileSync(join(EXAMPLES, 'lab.fabric.yaml'), 'utf8').replace(/^gateway:\n/m, 'gateway:\n  realtime: true\n  alerts: { webhook: env:FABRIC_ALERT_WEBHOOK }\n');
+  const units = [...render('seeds.fabric.yaml'), ...render('lab.fabric.yaml', realtimeLab)].filter((f) => f.path.endsWith('.service') || f.path.endsWith('.timer'));
+  assert.ok(units.some((u) => u.path.endsWith('ai-fabric-health.timer')), 'the health check\'s timer is among them');
   assert.ok(units.length >= 4);
   const root = systemdRoot(units);
   for (const u of units) {
@@ -306,6 +307,26 @@ test('generated systemd units pass systemd-analyze verify', { skip: hasSystemdAn
   const bad = systemdRoot([{ path: 'bad.service', content: '[Service]\nExecStart=/usr/bin/x\nRestartSecs=5\n', mode: 0o644 }]);
   const r = spawnSync('systemd-analyze', ['verify', '--man=no', '--generators=no', `--root=${bad}`, '/etc/systemd/system/bad.service'], { encoding: 'utf8' });
   assert.match(r.stderr, /Unknown key 'RestartSecs'/);
+});
+
+test('with gateway.alerts, a health-check service and its 5-minute timer call the webhook on a change of level (fabric health --notify), the gateway down included; without alerts, none', () => {
+  const seeds = readFileSync(join(EXAMPLES, 'seeds.fabric.yaml'), 'utf8');
+  assert.equal(render('seeds.fabric.yaml').some((f) => f.path.includes('ai-fabric-health')), false);
+  const withAlerts = seeds.replace(/^gateway:\n/m, 'gateway:\n  alerts: { webhook: env:FABRIC_ALERT_WEBHOOK, format: json, notify: info }\n');
+  const files = render('seeds.fabric.yaml', withAlerts);
+  const service = files.find((f) => f.path === 'gateway/ai-fabric-health.service')!.content;
+  const timer = files.find((f) => f.path === 'gateway/ai-fabric-health.timer')!.content;
+  // The seeds' gateway listens on 0.0.0.0:8000: asked on loopback.
+  assert.match(service, /^ExecStart=\/opt\/ai-fabric\/gateway\/bin\/fabric health --url http:\/\/127\.0\.0\.1:8000 --notify env:FABRIC_ALERT_WEBHOOK --notify-format json --notify-level info$/m);
+  assert.match(service, /^SuccessExitStatus=1 2$/m);
+  assert.match(service, /^StateDirectory=ai-fabric-health$/m);
+  assert.match(service, /^EnvironmentFile=-\/etc\/ai-fabric\/gateway\.env$/m);
+  assert.doesNotMatch(service, /NODE_TLS_REJECT_UNAUTHORIZED/);
+  assert.match(timer, /^OnUnitActiveSec=5min$/m);
+  assert.match(timer, /^WantedBy=timers\.target$/m);
+  // Every option the service passes is one fabric health takes (its help lists them).
+  const help = spawnSync(process.execPath, [new URL('../src/cli/main.ts', import.meta.url).pathname, 'health', '--help'], { encoding: 'utf8' }).stdout;
+  for (const opt of service.match(/ExecStart=.*$/m)![0].match(/--[a-z-]+/g)!) assert.match(help, new RegExp(`${opt}(?![a-z-])`), opt);
 });
 
 test('the LiteLLM config keeps secrets as os.environ/ references and reads back as the same fabric', () => {

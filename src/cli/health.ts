@@ -12,7 +12,7 @@ import { defaultStateFile, notifyChange, notifyUrl, type NotifySettings } from '
 
 const HELP = `Usage: fabric health [BACKEND|NODE] [--json] [--watch [--interval S] [--count N]] [--probe]
                      [--url URL] [--key KEY] [--timeout S]
-                     [--notify URL [--notify-format slack|json] [--state FILE]]
+                     [--notify URL [--notify-format slack|json] [--notify-level L] [--state FILE]]
 
 Shows the gateway and every backend from the gateway's GET /health: status, probe
 latency, the p95 of its live traffic over the last minutes (answers' latency, and
@@ -31,12 +31,14 @@ cache), node power state and last error. Coloured on a terminal, plain when pipe
   --key KEY      the master key: /health then shows each backend's last error (hidden
                  without it); env:NAME reads it from the environment (default: $FABRIC_API_KEY)
   --timeout S    how long to wait for the gateway (default 5s)
-  --notify URL   call this webhook when the alert level changed since the last run (changes
-                 below warning on both sides are only recorded), as the gateway's own alerts
+  --notify URL   call this webhook when the alert level changed since the last run, as the
+                 gateway's own alerts
                  do, but from outside it: a timer running this sees the gateway down
                  (critical), which the gateway cannot report; env:NAME reads the URL from the
                  environment (it may hold a token, and is never printed)
   --notify-format S  slack ({"text"}, the default) or json, as gateway.alerts.format
+  --notify-level L   info, warning (the default) or critical: changes that stay below it
+                 on both sides are only recorded, as gateway.alerts.notify
   --state FILE   where the level last reported is kept (default: $STATE_DIRECTORY/health-level
                  under systemd, else $XDG_STATE_HOME/ai-fabric/health-level, else
                  ~/.local/state/ai-fabric/health-level); a failed call is tried again next run
@@ -245,7 +247,7 @@ export async function runHealth(argv: string[]): Promise<number> {
     options: {
       json: { type: 'boolean' }, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' }, count: { type: 'string' },
       url: { type: 'string' }, key: { type: 'string' }, timeout: { type: 'string' }, probe: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-      notify: { type: 'string' }, 'notify-format': { type: 'string' }, state: { type: 'string' },
+      notify: { type: 'string' }, 'notify-format': { type: 'string' }, 'notify-level': { type: 'string' }, state: { type: 'string' },
     },
   });
   if (typeof parsed === 'number') return parsed;
@@ -261,9 +263,13 @@ export async function runHealth(argv: string[]): Promise<number> {
     const only = parsed.positionals[0];
     const format = v['notify-format'] ?? 'slack';
     if (format !== 'slack' && format !== 'json') throw new UsageError('--notify-format must be slack or json');
-    if (v.notify === undefined && (v['notify-format'] !== undefined || v.state !== undefined)) throw new UsageError('--notify-format and --state go with --notify URL');
+    const level = v['notify-level'] ?? 'warning';
+    if (level !== 'info' && level !== 'warning' && level !== 'critical') throw new UsageError('--notify-level must be info, warning or critical');
+    if (v.notify === undefined && (v['notify-format'] !== undefined || v['notify-level'] !== undefined || v.state !== undefined)) {
+      throw new UsageError('--notify-format, --notify-level and --state go with --notify URL');
+    }
     const notify: NotifySettings | undefined = v.notify === undefined ? undefined
-      : { url: notifyUrl(v.notify), format, notify: 'warning', stateFile: v.state ?? defaultStateFile() };
+      : { url: notifyUrl(v.notify), format, notify: level, stateFile: v.state ?? defaultStateFile() };
     /** With --notify: the webhook called when the level changed since the last run, said on stderr. */
     const report = async (s: HealthSnapshot): Promise<void> => {
       if (notify === undefined) return;

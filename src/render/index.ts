@@ -14,7 +14,7 @@ import { bindsLoopback, engineUnitName, gatewayCompose, nodeCompose } from './co
 import { gatewayContainerfile } from './containerfile.ts';
 import { engineKeyEnv, launchFiles } from './launch.ts';
 import { litellmConfig } from './litellm.ts';
-import { engineUnit, gatewayUnit } from './systemd.ts';
+import { engineUnit, gatewayUnit, healthUnits } from './systemd.ts';
 
 export const MANIFEST = 'MANIFEST.sha256';
 
@@ -63,6 +63,11 @@ export function renderFabric(cfg: FabricConfig, source: string, sourceText: stri
   add('gateway/compose.yaml', gatewayCompose(ctx, version));
   add('gateway/Containerfile', gatewayContainerfile(ctx));
   add('gateway/ai-fabric-gateway.service', gatewayUnit(ctx));
+  const health = healthUnits(ctx);
+  if (health !== undefined) {
+    add('gateway/ai-fabric-health.service', health.service);
+    add('gateway/ai-fabric-health.timer', health.timer);
+  }
   add('gateway/fabric.yaml', sourceText);
   const gwSecrets = new Map<string, string>();
   if (cfg.gateway.masterKey !== undefined) gwSecrets.set(cfg.gateway.masterKey.env, 'the gateway\'s master key (clients send it as a bearer token)');

@@ -89,3 +89,52 @@ export function gatewayUnit(ctx: RenderContext): string {
     ['Install', [['WantedBy', 'multi-user.target']]],
   ]);
 }
+
+/** Where the health timer asks: the gateway's own address, or loopback when it listens on every interface. */
+function localGatewayUrl(ctx: RenderContext): string {
+  const g = ctx.cfg.gateway;
+  const host = g.host === '0.0.0.0' || g.host === '::' || g.host === '' ? '127.0.0.1' : g.host.includes(':') ? `[${g.host}]` : g.host;
+  return `${g.tls === undefined ? 'http' : 'https'}://${host}:${g.port}`;
+}
+
+/**
+ * The runbook's health check every 5 minutes, for a gateway with alerts: `fabric health
+ * --notify` calls the alert webhook when the level changes, the gateway down (critical)
+ * included, which the gateway cannot report itself. Exit 1 and 2 are levels, not failures of
+ * the unit. Undefined without gateway.alerts.
+ */
+export function healthUnits(ctx: RenderContext): { service: string; timer: string } | undefined {
+  const alerts = ctx.cfg.gateway.alerts;
+  if (alerts === undefined) return undefined;
+  const hook = 'env' in alerts.webhook ? `env:${alerts.webhook.env}` : alerts.webhook.url;
+  const service = unit(ctx, `The runbook's health check: install as /etc/systemd/system/ai-fabric-health.service with ai-fabric-health.timer (systemctl enable --now ai-fabric-health.timer); best on another machine than the gateway's, with --url pointed at it.`, [
+    ['Unit', [
+      ['Description', 'AI Fabric health check (fabric health --notify): the alert webhook on a change of level'],
+      ['Wants', 'network-online.target'],
+      ['After', 'network-online.target ai-fabric-gateway.service'],
+    ]],
+    ['Service', [
+      ['Type', 'oneshot'],
+      ['DynamicUser', 'yes'],
+      // The webhook's URL, as the gateway reads it.
+      ['EnvironmentFile', `-${HOST.configDir}/gateway.env`],
+      // The level last reported, kept between runs.
+      ['StateDirectory', 'ai-fabric-health'],
+      // The check asks the gateway on loopback, where its certificate's name does not apply.
+      ...(ctx.cfg.gateway.tls === undefined ? [] : [['Environment', 'NODE_TLS_REJECT_UNAUTHORIZED=0'] as [string, string]]),
+      ['ExecStart', `${HOST.gateway}/bin/fabric health --url ${localGatewayUrl(ctx)} --notify ${hook} --notify-format ${alerts.format} --notify-level ${alerts.notify}`],
+      // 1 (warning) and 2 (critical) are the fleet's levels, told by the webhook: not the unit failing.
+      ['SuccessExitStatus', '1 2'],
+      ['NoNewPrivileges', 'yes'],
+      ['ProtectSystem', 'strict'],
+      ['ProtectHome', 'yes'],
+      ['PrivateTmp', 'yes'],
+    ]],
+  ]);
+  const timer = unit(ctx, 'Runs ai-fabric-health.service every 5 minutes, as the runbook asks: install as /etc/systemd/system/ai-fabric-health.timer.', [
+    ['Unit', [['Description', 'AI Fabric health check every 5 minutes']]],
+    ['Timer', [['OnBootSec', '2min'], ['OnUnitActiveSec', '5min'], ['AccuracySec', '30s']]],
+    ['Install', [['WantedBy', 'timers.target']]],
+  ]);
+  return { service, timer };
+}
