@@ -3,7 +3,7 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { statSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { startFabric, chat, post } from './helpers.ts';
@@ -52,6 +52,20 @@ roles:
     } finally {
       copy.close();
     }
+    // A folder of dated copies, as a daily timer keeps it: the oldest beyond --keep go, other files stay.
+    const shelf = join(dir, 'backups');
+    mkdirSync(shelf);
+    for (const n of ['fabric-20260101-000000.db', 'fabric-20260102-000000.db', 'fabric-20260103-000000.db', 'notes.txt', 'fabric-mine.db']) writeFileSync(join(shelf, n), 'x');
+    const dated = await runFabric(['backup', '--config', cfg, '--out', `${shelf}/`, '--keep', '2'], env);
+    assert.equal(dated.code, 0, dated.stderr);
+    const left = readdirSync(shelf).sort();
+    assert.equal(left.length, 4, left.join(' '));
+    assert.deepEqual(left.filter((n) => !/^fabric-\d{8}-\d{6}\.db$/.test(n)), ['fabric-mine.db', 'notes.txt'], 'only dated copies are removed');
+    assert.equal(left.filter((n) => /^fabric-\d{8}-\d{6}\.db$/.test(n))[0], 'fabric-20260103-000000.db', 'the newest old copy kept, beside the new one');
+    assert.match(dated.stdout, /removed .*fabric-20260101-000000\.db \(keeping the newest 2\)\nremoved .*fabric-20260102-000000\.db/);
+    const loose = await runFabric(['backup', '--config', cfg, '--out', join(dir, 'one.db'), '--keep', '2'], env);
+    assert.equal(loose.code, 2);
+    assert.match(loose.stderr, /--keep goes with --out DIR\//);
     const again = await runFabric(['backup', '--config', cfg, '--out', out], env);
     assert.equal(again.code, 2);
     assert.match(again.stderr, /--out .*copy\.db exists: a backup never replaces a file/);
@@ -72,5 +86,5 @@ test('fabric backup: no store there, or a PostgreSQL store, is said so (exit 1);
   assert.doesNotMatch(pg.stderr, /s3cret/);
   const bare = await runFabric(['backup'], env);
   assert.equal(bare.code, 2);
-  assert.match(bare.stderr, /--out FILE is required/);
+  assert.match(bare.stderr, /--out FILE or --out DIR\/ is required/);
 });
