@@ -329,6 +329,20 @@ test('with gateway.alerts, a health-check service and its 5-minute timer call th
   for (const opt of service.match(/ExecStart=.*$/m)![0].match(/--[a-z-]+/g)!) assert.match(help, new RegExp(`${opt}(?![a-z-])`), opt);
 });
 
+test('a SQLite store gets a daily backup timer (fabric backup into the data directory, 14 kept), run as the gateway\'s own dynamic user; a PostgreSQL store, none', () => {
+  const seeds = readFileSync(join(EXAMPLES, 'seeds.fabric.yaml'), 'utf8');
+  const files = render('seeds.fabric.yaml');
+  const service = files.find((f) => f.path === 'gateway/ai-fabric-backup.service')!.content;
+  assert.match(service, /^ExecStart=\/opt\/ai-fabric\/gateway\/bin\/fabric backup --config \/etc\/ai-fabric\/fabric\.yaml --data-dir \/var\/lib\/ai-fabric --out \/var\/lib\/ai-fabric\/backups\/ --keep 14$/m);
+  const gateway = files.find((f) => f.path === 'gateway/ai-fabric-gateway.service')!.content;
+  for (const line of ['DynamicUser=yes', 'User=ai-fabric', 'StateDirectory=ai-fabric']) {
+    assert.ok(service.split('\n').includes(line) && gateway.split('\n').includes(line), `${line} in both units`);
+  }
+  assert.match(files.find((f) => f.path === 'gateway/ai-fabric-backup.timer')!.content, /^OnCalendar=daily\nPersistent=true$/m);
+  const pg = render('seeds.fabric.yaml', seeds.replace(/^gateway:\n/m, 'gateway:\n  store: { url: env:DATABASE_URL }\n'));
+  assert.equal(pg.some((f) => f.path.includes('ai-fabric-backup')), false);
+});
+
 test('the LiteLLM config keeps secrets as os.environ/ references and reads back as the same fabric', () => {
   const files = render('seeds.fabric.yaml');
   const text = files.find((f) => f.path === 'litellm/config.yaml')!.content;
@@ -490,7 +504,7 @@ test('a re-render reports new, changed, unchanged and removed files; --check say
   assert.equal(stale.status, 1, stale.stdout + stale.stderr);
   assert.match(stale.stdout, /out of date/);
   assert.doesNotMatch(stale.stdout, /^unchanged/m, 'only what differs is listed');
-  assert.match(stale.stdout, /2 new, 4 changed, 9 unchanged, 0 removed/, 'but every file is counted');
+  assert.match(stale.stdout, /2 new, 4 changed, 11 unchanged, 0 removed/, 'but every file is counted');
   const write = spawnSync(process.execPath, [MAIN, 'render', cfg, '--out', out], { encoding: 'utf8', env });
   assert.equal(write.status, 0, write.stderr);
   assert.match(write.stdout, /^new {7}nodes\/armitage\/compose\.yaml$/m);

@@ -3,7 +3,8 @@
 //
 //   nodes/NODE/compose.yaml, nodes/NODE/ai-fabric-engines-NODE.service (Linux nodes),
 //   nodes/NODE/launch/ENGINE.sh (.ps1 on Windows nodes), nodes/NODE/env.example
-//   gateway/{compose.yaml, Containerfile, ai-fabric-gateway.service, fabric.yaml, env.example}
+//   gateway/{compose.yaml, Containerfile, ai-fabric-gateway.service, fabric.yaml, env.example},
+//     ai-fabric-backup.{service,timer} (SQLite), ai-fabric-health.{service,timer} (with alerts)
 //   litellm/config.yaml
 
 import { createHash } from 'node:crypto';
@@ -14,7 +15,7 @@ import { bindsLoopback, engineUnitName, gatewayCompose, nodeCompose } from './co
 import { gatewayContainerfile } from './containerfile.ts';
 import { engineKeyEnv, launchFiles } from './launch.ts';
 import { litellmConfig } from './litellm.ts';
-import { engineUnit, gatewayUnit, healthUnits } from './systemd.ts';
+import { backupUnits, engineUnit, gatewayUnit, healthUnits } from './systemd.ts';
 
 export const MANIFEST = 'MANIFEST.sha256';
 
@@ -63,6 +64,11 @@ export function renderFabric(cfg: FabricConfig, source: string, sourceText: stri
   add('gateway/compose.yaml', gatewayCompose(ctx, version));
   add('gateway/Containerfile', gatewayContainerfile(ctx));
   add('gateway/ai-fabric-gateway.service', gatewayUnit(ctx));
+  const backup = backupUnits(ctx);
+  if (backup !== undefined) {
+    add('gateway/ai-fabric-backup.service', backup.service);
+    add('gateway/ai-fabric-backup.timer', backup.timer);
+  }
   const health = healthUnits(ctx);
   if (health !== undefined) {
     add('gateway/ai-fabric-health.service', health.service);

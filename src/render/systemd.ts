@@ -58,6 +58,8 @@ export function gatewayUnit(ctx: RenderContext): string {
       ['Environment', `PATH=${HOST.gateway}/node_modules/.bin:/usr/local/bin:/usr/bin:/bin`],
       // The store and the usage spool: the one place the sandbox lets the service write, kept across restarts.
       ['Environment', `FABRIC_DATA_DIR=${HOST.dataDir}`],
+      // A named dynamic user: ai-fabric-backup.service runs as the same one, to read the store.
+      ['User', 'ai-fabric'],
       ['StateDirectory', 'ai-fabric'],
       ['StateDirectoryMode', '0700'],
       ['ExecStart', `${HOST.gateway}/bin/fabric serve --config ${HOST.configDir}/fabric.yaml`],
@@ -134,6 +136,45 @@ export function healthUnits(ctx: RenderContext): { service: string; timer: strin
   const timer = unit(ctx, 'Runs ai-fabric-health.service every 5 minutes, as the runbook asks: install as /etc/systemd/system/ai-fabric-health.timer.', [
     ['Unit', [['Description', 'AI Fabric health check every 5 minutes']]],
     ['Timer', [['OnBootSec', '2min'], ['OnUnitActiveSec', '5min'], ['AccuracySec', '30s']]],
+    ['Install', [['WantedBy', 'timers.target']]],
+  ]);
+  return { service, timer };
+}
+
+/**
+ * A daily copy of the SQLite store (keys, usage) while the gateway runs: `fabric backup` into
+ * the data directory's backups/, the last 14 kept. Undefined with a PostgreSQL store, which
+ * pg_dump backs up.
+ */
+export function backupUnits(ctx: RenderContext): { service: string; timer: string } | undefined {
+  if (ctx.cfg.gateway.store.kind !== 'sqlite') return undefined;
+  const service = unit(ctx, `A copy of the gateway's store: install as /etc/systemd/system/ai-fabric-backup.service with ai-fabric-backup.timer (systemctl enable --now ai-fabric-backup.timer). The copies stay on this machine, in ${HOST.dataDir}/backups: copy them elsewhere too.`, [
+    ['Unit', [
+      ['Description', 'AI Fabric: a copy of the gateway\'s store (virtual keys, usage), taken while it runs'],
+      ['After', 'ai-fabric-gateway.service'],
+    ]],
+    ['Service', [
+      ['Type', 'oneshot'],
+      // The gateway's own dynamic user and data directory.
+      ['DynamicUser', 'yes'],
+      ['User', 'ai-fabric'],
+      ['StateDirectory', 'ai-fabric'],
+      ['StateDirectoryMode', '0700'],
+      ['EnvironmentFile', `-${HOST.configDir}/gateway.env`],
+      ['ExecStart', `${HOST.gateway}/bin/fabric backup --config ${HOST.configDir}/fabric.yaml --data-dir ${HOST.dataDir} --out ${HOST.dataDir}/backups/ --keep 14`],
+      ['Nice', '10'],
+      ['IOSchedulingClass', 'idle'],
+      ['NoNewPrivileges', 'yes'],
+      ['ProtectSystem', 'strict'],
+      ['ProtectHome', 'yes'],
+      ['PrivateTmp', 'yes'],
+      ['ReadOnlyPaths', HOST.configDir],
+    ]],
+  ]);
+  const timer = unit(ctx, 'Runs ai-fabric-backup.service once a day: install as /etc/systemd/system/ai-fabric-backup.timer.', [
+    ['Unit', [['Description', 'AI Fabric: a copy of the gateway\'s store, daily']]],
+    // Persistent: a day missed while the machine was off is made up at boot.
+    ['Timer', [['OnCalendar', 'daily'], ['Persistent', 'true'], ['RandomizedDelaySec', '30min']]],
     ['Install', [['WantedBy', 'timers.target']]],
   ]);
   return { service, timer };
