@@ -6,13 +6,14 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { once } from 'node:events';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { startFabric } from './helpers.ts';
 import { runFabric } from './support/proc.ts';
 import { freePort } from './support/servers.ts';
 import { tempDir } from './support/temp-dir.ts';
+import { notifyChange } from '../src/cli/health-notify.ts';
 
 const dir = tempDir('fabric-health-notify-');
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -78,4 +79,18 @@ test('fabric health --notify: an unset variable or a URL that is none, and --sta
   const lone = await runFabric(['health', '--state', join(dir, 's')], env);
   assert.equal(lone.code, 2);
   assert.match(lone.stderr, /--notify-format, --notify-level and --state go with --notify URL/);
+});
+
+test('fabric health --notify: a state file it cannot write is said, not a crash; one holding nonsense reads as ok', async () => {
+  const blocked = join(dir, 'blocked');
+  writeFileSync(blocked, 'a file where a folder should be');
+  const calls: string[] = [];
+  const post = async (_u: string, body: string): Promise<void> => { calls.push(body); };
+  const settings = { url: 'http://127.0.0.1:9/hook', format: 'json' as const, notify: 'warning' as const, stateFile: join(blocked, 'level') };
+  const said = await notifyChange({ level: 'critical', reasons: ['gateway down'] }, false, settings, post);
+  assert.equal(calls.length, 1);
+  assert.match(said!, /^level critical \(was ok\): 127\.0\.0\.1:9 called; but cannot record the level in .*blocked\/level \(.*\): the next run will call again$/);
+  const odd = join(dir, 'odd-level');
+  writeFileSync(odd, 'toString\n');
+  assert.equal(await notifyChange({ level: 'ok', reasons: [] }, false, { ...settings, stateFile: odd }, post), undefined, 'nonsense reads as ok: nothing changed');
 });

@@ -38,7 +38,7 @@ export function defaultStateFile(env: NodeJS.ProcessEnv = process.env): string {
 function lastReported(file: string): AlertLevel {
   try {
     const v = readFileSync(file, 'utf8').trim();
-    return v in LEVEL_RANK ? (v as AlertLevel) : 'ok';
+    return Object.hasOwn(LEVEL_RANK, v) ? (v as AlertLevel) : 'ok';
   } catch {
     return 'ok';
   }
@@ -58,10 +58,15 @@ function record(file: string, level: AlertLevel): void {
 export async function notifyChange(state: AlertState, simulated: boolean, s: NotifySettings, post: WebhookPoster = postWebhook, now = Date.now()): Promise<string | undefined> {
   const previous = lastReported(s.stateFile);
   if (state.level === previous) return undefined;
-  if (Math.max(LEVEL_RANK[state.level], LEVEL_RANK[previous]) < LEVEL_RANK[s.notify]) {
-    record(s.stateFile, state.level);
-    return undefined;
-  }
+  const kept = (): string | undefined => {
+    try {
+      record(s.stateFile, state.level);
+      return undefined;
+    } catch (e) {
+      return `cannot record the level in ${s.stateFile} (${(e as Error).message}): the next run will call again`;
+    }
+  };
+  if (Math.max(LEVEL_RANK[state.level], LEVEL_RANK[previous]) < LEVEL_RANK[s.notify]) return kept();
   let where = 'the webhook';
   try { where = new URL(s.url).host; } catch { /* keep the generic name */ }
   try {
@@ -69,6 +74,6 @@ export async function notifyChange(state: AlertState, simulated: boolean, s: Not
   } catch (e) {
     return `level ${state.level} (was ${previous}), but calling ${where} failed (${(e as Error).message}); the next run tries again`;
   }
-  record(s.stateFile, state.level);
-  return `level ${state.level} (was ${previous}): ${where} called`;
+  const unkept = kept();
+  return `level ${state.level} (was ${previous}): ${where} called${unkept === undefined ? '' : `; but ${unkept}`}`;
 }

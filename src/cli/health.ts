@@ -32,10 +32,9 @@ cache), node power state and last error. Coloured on a terminal, plain when pipe
                  without it); env:NAME reads it from the environment (default: $FABRIC_API_KEY)
   --timeout S    how long to wait for the gateway (default 5s)
   --notify URL   call this webhook when the alert level changed since the last run, as the
-                 gateway's own alerts
-                 do, but from outside it: a timer running this sees the gateway down
-                 (critical), which the gateway cannot report; env:NAME reads the URL from the
-                 environment (it may hold a token, and is never printed)
+                 gateway's own alerts do, but from outside it: a timer running this sees the
+                 gateway down (critical), which the gateway cannot report; env:NAME reads the
+                 URL from the environment (it may hold a token, and is never printed)
   --notify-format S  slack ({"text"}, the default) or json, as gateway.alerts.format
   --notify-level L   info, warning (the default) or critical: changes that stay below it
                  on both sides are only recorded, as gateway.alerts.notify
