@@ -24,14 +24,22 @@ export function gatewayUrl(flag: string | undefined, env: NodeJS.ProcessEnv = pr
   return u.href.replace(/\/+$/, '').replace(/\/v1$/, '');
 }
 
-/** The gateway key: --key VALUE or --key env:NAME (which keeps it out of `ps`), else $FABRIC_API_KEY. */
-export function gatewayKey(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (flag === undefined) return env.FABRIC_API_KEY === '' ? undefined : env.FABRIC_API_KEY;
+/**
+ * A flag's secret value: VALUE, or env:NAME / ${NAME} (which keeps it out of `ps`), read from
+ * the environment; an unset variable is a usage error naming the flag.
+ */
+export function secretFlag(name: string, flag: string, env: NodeJS.ProcessEnv = process.env): string {
   const m = /^(?:env:|\$\{?)([A-Za-z_][A-Za-z0-9_]*)\}?$/.exec(flag);
   if (m === null) return flag;
   const v = env[m[1]!];
-  if (v === undefined || v === '') throw new UsageError(`--key ${flag}: ${m[1]} is not set`);
+  if (v === undefined || v === '') throw new UsageError(`--${name} ${flag}: the environment variable ${m[1]} is not set`);
   return v;
+}
+
+/** The gateway key: --key VALUE or --key env:NAME, else $FABRIC_API_KEY. */
+export function gatewayKey(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (flag === undefined) return env.FABRIC_API_KEY === '' ? undefined : env.FABRIC_API_KEY;
+  return secretFlag('key', flag, env);
 }
 
 export function durationFlag(name: string, v: string | undefined, dflt: number): number {

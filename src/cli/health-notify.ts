@@ -8,7 +8,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { LEVEL_RANK, postWebhook, webhookBody, type AlertLevel, type AlertState, type WebhookPoster } from '../health/alerts.ts';
 import type { AlertFormat } from '../config/types.ts';
-import { UsageError } from './client.ts';
+import { secretFlag, UsageError } from './client.ts';
 
 export interface NotifySettings {
   url: string;
@@ -20,10 +20,8 @@ export interface NotifySettings {
 
 /** --notify URL | env:NAME (the URL may hold a token: it is never printed). */
 export function notifyUrl(v: string, env: NodeJS.ProcessEnv = process.env): string {
-  const name = /^env:([A-Za-z_][A-Za-z0-9_]*)$/.exec(v)?.[1];
-  const url = name === undefined ? v : env[name];
-  if (url === undefined || url === '') throw new UsageError(`--notify ${v}: the environment variable ${name} is not set`);
-  if (!/^https?:\/\//.test(url)) throw new UsageError(`--notify must be an http(s) URL or env:NAME${name === undefined ? '' : ` (${name} does not hold one)`}`);
+  const url = secretFlag('notify', v, env);
+  if (!/^https?:\/\//.test(url)) throw new UsageError(`--notify must be an http(s) URL or env:NAME${url === v ? '' : ` (${v} does not hold one)`}`);
   return url;
 }
 

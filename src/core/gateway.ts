@@ -579,19 +579,19 @@ export class Gateway {
    * a new, renamed or changed one starts unknown. Call once, just before this gateway is swapped in.
    */
   carryOver(prev: Gateway, now = Date.now()): void {
+    /** Each old runtime whose server this config keeps, and the runtime that takes it over. */
+    const kept = new Map<BackendRuntime, BackendRuntime>();
     for (const b of this.backends.values()) {
       const was = prev.backends.get(b.name);
-      if (was !== undefined && b.sameServerAs(was)) b.takeOver(was, now);
+      if (was === undefined || !b.sameServerAs(was)) continue;
+      b.takeOver(was, now);
+      kept.set(was, b);
     }
     // Conversations pinned to a backend (affinity) stay there, where their prefix is cached.
-    const same = (old: BackendRuntime): BackendRuntime | undefined => {
-      const b = this.backends.get(old.name);
-      return b !== undefined && b.sameServerAs(old) ? b : undefined;
-    };
     for (const role of this.config.roles.values()) {
       const balancer = this.table.resolve(role.name)?.route.balancer;
       const was = prev.table.resolve(role.name)?.route.balancer;
-      if (balancer?.adopt !== undefined && was !== undefined) balancer.adopt(was, same);
+      if (balancer?.adopt !== undefined && was !== undefined) balancer.adopt(was, (old) => kept.get(old));
     }
   }
 
