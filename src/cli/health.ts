@@ -8,6 +8,7 @@ import {
   UsageError, adminRefusal, authHeaders, countFlag, durationFlag, gatewayKey, gatewayUrl, netError, painter, table, useColor, type Paint,
 } from './client.ts';
 import { parseCommand, usageError } from './args.ts';
+import { formatMs } from '../config/units.ts';
 import { defaultStateFile, notifyChange, notifyUrl, type NotifySettings } from './health-notify.ts';
 
 const HELP = `Usage: fabric health [BACKEND|NODE] [--json] [--watch [--interval S] [--count N]] [--probe]
@@ -155,7 +156,7 @@ const STATUS_STYLE: Record<string, Parameters<Paint>[1][]> = {
 const LEVEL_STYLE: Record<AlertState['level'], Parameters<Paint>[1][]> = { ok: ['green'], info: ['blue'], warning: ['yellow', 'bold'], critical: ['red', 'bold'] };
 
 function ms(v: number | null): string {
-  return v === null ? '-' : v >= 1000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`;
+  return v === null ? '-' : formatMs(v);
 }
 
 /** The p95 of the backend's recent answers and of its streams' first tokens (older gateways report neither). */

@@ -43,6 +43,11 @@ export function parseSize(v: unknown): number | undefined {
 }
 
 /** Bytes as people read them: 8 MiB, 8.6 MiB, 64 KiB, 512 bytes (binary units, as sizes are written here). */
+/** A time as people read it: "340 ms", "12.3 s". */
+export function formatMs(ms: number): string {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
+}
+
 export function formatSize(bytes: number): string {
   for (const [unit, n] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) {
     if (bytes >= n) return `${+(bytes / n).toFixed(1)} ${unit}`;

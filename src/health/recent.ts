@@ -8,6 +8,8 @@
 // performance.now()'s clock (which the request path reads anyway). The percentiles are computed
 // only when /health is read, from at most SAMPLES values.
 
+import { formatMs } from '../config/units.ts';
+
 /** How far back the figures look. */
 export const RECENT_WINDOW_MS = 5 * 60_000;
 
@@ -103,10 +105,9 @@ function percentile(xs: number[], p: number): number | null {
 export function slowReason(f: RecentFigures, thresholdMs: number | undefined): string | null {
   if (thresholdMs === undefined) return null;
   const parts: string[] = [];
-  if (f.latency_samples >= SLOW_MIN_SAMPLES && f.latency_p95_ms! > thresholdMs) parts.push(`p95 latency ${secs(f.latency_p95_ms!)} over ${f.latency_samples} answers`);
-  if (f.ttft_samples >= SLOW_MIN_SAMPLES && f.ttft_p95_ms! > thresholdMs) parts.push(`p95 time to first token ${secs(f.ttft_p95_ms!)} over ${f.ttft_samples} streams`);
+  if (f.latency_samples >= SLOW_MIN_SAMPLES && f.latency_p95_ms! > thresholdMs) parts.push(`p95 latency ${formatMs(f.latency_p95_ms!)} over ${f.latency_samples} answers`);
+  if (f.ttft_samples >= SLOW_MIN_SAMPLES && f.ttft_p95_ms! > thresholdMs) parts.push(`p95 time to first token ${formatMs(f.ttft_p95_ms!)} over ${f.ttft_samples} streams`);
   if (parts.length === 0) return null;
-  return `${parts.join(' and ')} in the last ${Math.round(f.window_s / 60) || 1} min, above its slow threshold (${secs(thresholdMs)})`;
+  return `${parts.join(' and ')} in the last ${Math.round(f.window_s / 60) || 1} min, above its slow threshold (${formatMs(thresholdMs)})`;
 }
 
-const secs = (ms: number): string => (ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`);

@@ -5,6 +5,9 @@ import type { NodeConfig } from '../config/types.ts';
 import { HOST, header, type RenderContext, type Served } from './common.ts';
 import { composeProject } from './compose.ts';
 
+/** The sandbox every service of the gateway's host runs in: no new privileges, the system and homes read-only, a private /tmp. */
+const SANDBOX: [string, string][] = [['NoNewPrivileges', 'yes'], ['ProtectSystem', 'strict'], ['ProtectHome', 'yes'], ['PrivateTmp', 'yes']];
+
 function unit(ctx: RenderContext, what: string, sections: [string, [string, string][]][]): string {
   let out = header(ctx, '#', what);
   sections.forEach(([name, entries], i) => {
@@ -76,10 +79,7 @@ export function gatewayUnit(ctx: RenderContext): string {
       // gateway.realtime: lets the unprivileged service put its event loop at SCHED_FIFO 1.
       ...(cfg.gateway.realtime ? [['LimitRTPRIO', '1'] as [string, string]] : []),
       ...(lowPort ? [['AmbientCapabilities', 'CAP_NET_BIND_SERVICE'] as [string, string]] : []),
-      ['NoNewPrivileges', 'yes'],
-      ['ProtectSystem', 'strict'],
-      ['ProtectHome', 'yes'],
-      ['PrivateTmp', 'yes'],
+      ...SANDBOX,
       ['PrivateDevices', 'yes'],
       ['ProtectKernelTunables', 'yes'],
       ['ProtectKernelModules', 'yes'],
@@ -127,10 +127,7 @@ export function healthUnits(ctx: RenderContext): { service: string; timer: strin
       ['ExecStart', `${HOST.gateway}/bin/fabric health --url ${localGatewayUrl(ctx)} --notify ${hook} --notify-format ${alerts.format} --notify-level ${alerts.notify}`],
       // 1 (warning) and 2 (critical) are the fleet's levels, told by the webhook: not the unit failing.
       ['SuccessExitStatus', '1 2'],
-      ['NoNewPrivileges', 'yes'],
-      ['ProtectSystem', 'strict'],
-      ['ProtectHome', 'yes'],
-      ['PrivateTmp', 'yes'],
+      ...SANDBOX,
     ]],
   ]);
   const timer = unit(ctx, 'Runs ai-fabric-health.service every 5 minutes, as the runbook asks: install as /etc/systemd/system/ai-fabric-health.timer.', [
@@ -164,10 +161,7 @@ export function backupUnits(ctx: RenderContext): { service: string; timer: strin
       ['ExecStart', `${HOST.gateway}/bin/fabric backup --config ${HOST.configDir}/fabric.yaml --data-dir ${HOST.dataDir} --out ${HOST.dataDir}/backups/ --keep 14`],
       ['Nice', '10'],
       ['IOSchedulingClass', 'idle'],
-      ['NoNewPrivileges', 'yes'],
-      ['ProtectSystem', 'strict'],
-      ['ProtectHome', 'yes'],
-      ['PrivateTmp', 'yes'],
+      ...SANDBOX,
       ['ReadOnlyPaths', HOST.configDir],
     ]],
   ]);
