@@ -20,6 +20,9 @@ Renders, from the fabric config alone:
                                    and Redis services when the config uses them: gateway.store,
                                    gateway.redis), the config itself, env.example
   litellm/config.yaml              the same fabric as a LiteLLM proxy config
+  monitoring/                      prometheus.yml (the gateway and the engines' own /metrics),
+                                   ai-fabric-alerts.yml (the runbook's levels as alerting rules),
+                                   grafana-dashboard.json (traffic, errors, latency, fleet, cost)
   MANIFEST.sha256                  every file's hash (sha256sum -c MANIFEST.sha256)
 
 Secrets stay references (\${NAME}, os.environ/NAME, env.example lists the names); no value is

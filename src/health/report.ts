@@ -8,7 +8,8 @@ import { nodeState, type NodeState } from './power.ts';
 import { isCloud } from '../config/cloud.ts';
 import { slowReason, type RecentFigures } from './recent.ts';
 
-export type BackendStatus = 'up' | 'failing' | 'down' | 'unknown' | 'offline (expected)' | 'waking' | 'unconfigured';
+export const BACKEND_STATUSES = ['up', 'failing', 'down', 'unknown', 'offline (expected)', 'waking', 'unconfigured'] as const;
+export type BackendStatus = typeof BACKEND_STATUSES[number];
 
 export interface BackendReport {
   name: string;

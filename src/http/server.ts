@@ -241,6 +241,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   const ids = new RequestIds();
   const metrics = app.metrics ??= new GatewayMetrics(() => app.gateway, app.startedAt);
   metrics.configState = () => app.config;
+  metrics.draining = () => app.draining;
   const refusals = new RefusalLines(app.log);
   /** Streams being relayed: the drain's end tells each one (AppState.cutStreams). */
   const openStreams = new Map<ResponseSink, Cancel>();

@@ -2,7 +2,8 @@
 // errors by class, retries, fallbacks, and each backend's health and load. Request-time
 // recording is a handful of counter adds; backend state is read at scrape time.
 
-import type { ConfigState } from '../health/alerts.ts';
+import { evaluate, LEVEL_RANK, reloadRefusedText, type ConfigState } from '../health/alerts.ts';
+import { BACKEND_STATUSES, fleetReport } from '../health/report.ts';
 import type { Gateway, Served } from '../core/gateway.ts';
 import { lastSentBackend, wasSent, type AttemptFailure } from '../core/errors.ts';
 import { Registry, type Counter, type Gauge, type Histogram, type Snapshot } from './registry.ts';
@@ -30,6 +31,8 @@ export class GatewayMetrics {
   readonly eventLoopRealtime: Gauge;
   /** The running config's state, read at each scrape (set by the server). */
   configState: (() => ConfigState | undefined) | undefined;
+  /** Whether the gateway is draining, read at each scrape (set by the server): part of the alert level. */
+  draining: (() => boolean) | undefined;
   readonly rateLimited: Counter;
   readonly keyBudgetRefused: Counter;
   readonly budgetFallbacks: Counter;
@@ -43,6 +46,10 @@ export class GatewayMetrics {
   readonly #engineWaiting: Gauge;
   readonly #engineKv: Gauge;
   readonly #nodeOnline: Gauge;
+  readonly #healthLevel: Gauge;
+  readonly #backendStatus: Gauge;
+  readonly #roleAvailable: Gauge;
+  readonly #roleServable: Gauge;
   readonly #rss: Gauge;
   readonly #heap: Gauge;
   readonly #cpu: Counter;
@@ -120,6 +127,12 @@ export class GatewayMetrics {
     this.#engineWaiting = r.gauge('fabric_backend_engine_requests_waiting', 'Requests the engine reports queued.', ['backend']);
     this.#engineKv = r.gauge('fabric_backend_engine_kv_cache_usage_ratio', 'KV-cache usage the engine reports (0–1).', ['backend']);
     this.#nodeOnline = r.gauge('fabric_node_backends_up', 'Backends of the node in rotation.', ['node', 'power']);
+    // The fleet as GET /health judges it, for alerting rules that mean what `fabric health` means
+    // (fabric render writes them: monitoring/ai-fabric-alerts.yml).
+    this.#healthLevel = r.gauge('fabric_health_level', 'The runbook\'s alert level the gateway judges now, as GET /health\'s alert: 0 ok, 1 info, 2 warning, 3 critical.');
+    this.#backendStatus = r.gauge('fabric_backend_status', 'The backend\'s status as GET /health gives it: 1 for its status now, 0 for the others (a workstation switched off is "offline (expected)", not "down").', ['backend', 'node', 'status']);
+    this.#roleAvailable = r.gauge('fabric_role_available', '1 if one of the role\'s own backends could be tried now.', ['role']);
+    this.#roleServable = r.gauge('fabric_role_servable', '1 if the role or a role of its fallback chain could serve a request now.', ['role']);
     this.#rss = r.gauge('process_resident_memory_bytes', 'Resident memory of the gateway process.');
     this.#heap = r.gauge('nodejs_heap_used_bytes', 'V8 heap in use.');
     this.#cpu = r.counter('process_cpu_seconds_total', 'User and system CPU time of the gateway process.');
@@ -152,6 +165,7 @@ export class GatewayMetrics {
         }
       }
       for (const [node, n] of perNode) this.#nodeOnline.set([node, n.power], n.up);
+      this.#fleet(gateway(), now);
       const mem = process.memoryUsage();
       this.#rss.set([], mem.rss);
       this.#heap.set([], mem.heapUsed);
@@ -160,6 +174,21 @@ export class GatewayMetrics {
       c.inc([], (cpu.user + cpu.system) / 1e6 - c.value([]));
       this.inflight.set([], this.#inflightNow);
     });
+  }
+
+  /** The /health view of the fleet: its alert level, each backend's status, each role's availability. */
+  #fleet(gw: Gateway, now: number): void {
+    for (const g of [this.#healthLevel, this.#backendStatus, this.#roleAvailable, this.#roleServable]) g.reset();
+    const report = fleetReport(gw, now);
+    for (const b of report.backends) {
+      for (const s of BACKEND_STATUSES) this.#backendStatus.set([b.name, b.node ?? '', s], b.status === s ? 1 : 0);
+    }
+    for (const r of report.roles) {
+      this.#roleAvailable.set([r.name], r.available ? 1 : 0);
+      this.#roleServable.set([r.name], r.serving === null ? 0 : 1);
+    }
+    const alert = evaluate({ backends: report.backends, draining: this.draining?.() === true, reloadRefused: reloadRefusedText(this.configState?.()) });
+    this.#healthLevel.set([], LEVEL_RANK[alert.level]);
   }
 
   begin(): void {

@@ -6,6 +6,7 @@
 //   gateway/{compose.yaml, Containerfile, ai-fabric-gateway.service, fabric.yaml, env.example},
 //     ai-fabric-backup.{service,timer} (SQLite), ai-fabric-health.{service,timer} (with alerts)
 //   litellm/config.yaml
+//   monitoring/{prometheus.yml, ai-fabric-alerts.yml, grafana-dashboard.json}
 
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { bindsLoopback, engineUnitName, gatewayCompose, nodeCompose } from './co
 import { gatewayContainerfile } from './containerfile.ts';
 import { engineKeyEnv, launchFiles } from './launch.ts';
 import { litellmConfig } from './litellm.ts';
+import { alertRules, grafanaDashboard, prometheusConfig } from './monitoring.ts';
 import { backupUnits, engineUnit, gatewayUnit, healthUnits } from './systemd.ts';
 
 export const MANIFEST = 'MANIFEST.sha256';
@@ -86,6 +88,9 @@ export function renderFabric(cfg: FabricConfig, source: string, sourceText: stri
   if (cfg.gateway.redis !== undefined) gwSecrets.set(cfg.gateway.redis.url.env, 'Redis URL (the systemd unit; compose.yaml sets it)');
   add('gateway/env.example', envExample(ctx, 'Secrets for the gateway (compose.yaml reads .env; the systemd unit reads /etc/ai-fabric/gateway.env).', gwSecrets));
   add('litellm/config.yaml', litellmConfig(ctx));
+  add('monitoring/prometheus.yml', prometheusConfig(ctx));
+  add('monitoring/ai-fabric-alerts.yml', alertRules(ctx).text);
+  add('monitoring/grafana-dashboard.json', grafanaDashboard(ctx));
 
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const manifest = files.map((f) => `${sha256(f.content)}  ${f.path}\n`).join('');

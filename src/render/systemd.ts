@@ -92,8 +92,8 @@ export function gatewayUnit(ctx: RenderContext): string {
   ]);
 }
 
-/** Where the health timer asks: the gateway's own address, or loopback when it listens on every interface. */
-function localGatewayUrl(ctx: RenderContext): string {
+/** Where a process on the gateway's machine asks it (the health timer, Prometheus): its own address, or loopback when it listens on every interface. */
+export function localGatewayUrl(ctx: RenderContext): string {
   const g = ctx.cfg.gateway;
   const host = g.host === '0.0.0.0' || g.host === '::' || g.host === '' ? '127.0.0.1' : g.host.includes(':') ? `[${g.host}]` : g.host;
   return `${g.tls === undefined ? 'http' : 'https'}://${host}:${g.port}`;

@@ -1,6 +1,6 @@
-// Throwaway PostgreSQL and Redis servers for tests: a PostgreSQL cluster made with initdb in a
-// temp dir and started with pg_ctl on a free loopback port, and a redis-server child on
-// another. They run as the current user (as `postgres` when that is root, which initdb
+// Throwaway PostgreSQL, Redis and Prometheus servers for tests: a PostgreSQL cluster made with
+// initdb in a temp dir and started with pg_ctl on a free loopback port, a redis-server child on
+// another, a prometheus child on a third. They run as the current user (as `postgres` when that is root, which initdb
 // refuses), so tests depend on no system service. Without the binaries the tests are skipped
 // locally; under CI=true that is a failure, so nothing is skipped in CI (.ci/run installs them).
 
@@ -41,7 +41,7 @@ export function pgBinDir(): string | undefined {
 /** Why a server cannot be had here; under CI that throws instead, so CI never skips. */
 export function unavailable(what: string, why: string): string {
   const msg = `${what} unavailable: ${why}`;
-  if (process.env.CI === 'true') throw new Error(`${msg} (CI=true: these tests must run; .ci/run installs postgresql and redis-server)`);
+  if (process.env.CI === 'true') throw new Error(`${msg} (CI=true: these tests must run; .ci/run installs postgresql, redis-server and prometheus)`);
   return msg;
 }
 
@@ -199,4 +199,51 @@ export async function startRedis(): Promise<RedisServer | string> {
   child.kill('SIGKILL');
   rmSync(dir, { recursive: true, force: true });
   return unavailable('Redis', `redis-server did not start: ${out.slice(-1000)}`);
+}
+
+export interface PrometheusServer {
+  url: string;
+  /** GET /api/v1/query at the server's time: the result vector, or the error Prometheus gave. */
+  query(expr: string): Promise<{ status: string; error?: string; data?: { resultType: string; result: Array<{ metric: Record<string, string>; value: [number, string] }> } }>;
+  close(): Promise<void>;
+}
+
+/** A prometheus child reading `configFile`, its data in a temp dir, on a free loopback port. */
+export async function startPrometheus(configFile: string): Promise<PrometheusServer | string> {
+  const bin = which('prometheus') ?? (existsSync('/usr/bin/prometheus') ? '/usr/bin/prometheus' : undefined);
+  if (bin === undefined) return unavailable('Prometheus', 'prometheus not found (apt-get install prometheus)');
+  const dir = tempDir('fabric-prometheus-');
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child: ChildProcess = spawn(bin, [`--config.file=${configFile}`, `--storage.tsdb.path=${dir}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d.toString(); });
+  child.stderr!.on('data', (d) => { out += d.toString(); });
+  const close = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const until = Date.now() + 20_000;
+  while (Date.now() < until && child.exitCode === null) {
+    const ready = await fetch(`${url}/-/ready`).then((r) => r.ok, () => false);
+    if (ready) {
+      return {
+        url,
+        async query(expr) {
+          const r = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(expr)}`);
+          return (await r.json()) as Awaited<ReturnType<PrometheusServer['query']>>;
+        },
+        close,
+      };
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await close();
+  return unavailable('Prometheus', `prometheus did not start: ${out.slice(-1000)}`);
 }
