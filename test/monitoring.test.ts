@@ -145,7 +145,7 @@ test('every expression of the Grafana dashboard evaluates, and the core panels h
   }
   // The variables' own queries: label_values(METRIC{…}, LABEL) lists the roles and backends.
   for (const v of dashboard.templating.list.filter((x: any) => x.type === 'query')) {
-    const [, metric, label] = /^label_values\((.+), (\w+)\)$/.exec(v.definition)!;
+    const [, metric, label] = /^label_values\((.+), (\w+)\)$/.exec(v.query.query)!;
     const r = (await (await fetch(`${prom!.url}/api/v1/label/${label}/values?match[]=${encodeURIComponent(metric!)}`)).json()) as any;
     assert.equal(r.status, 'success');
     for (const want of label === 'role' ? ['chat-fast', 'chat-deep'] : ['fast', 'deep']) assert.ok(r.data.includes(want), `${v.name}: ${JSON.stringify(r.data)}`);

@@ -9,6 +9,14 @@
 // Every expression reads metrics the gateway exports (src/metrics/gateway-metrics.ts); the test
 // suite has a real Prometheus scrape a gateway with these files and evaluate each one.
 
+// Grafana's own schema package: the dashboard is typed against it (types only: nothing of it
+// runs, so it is a development dependency).
+import type { Dashboard, Panel, RowPanel, ValueMapping, VariableModel } from '@grafana/schema';
+import type { Options as BarGaugeOptions } from '@grafana/schema/dist/esm/raw/composable/bargauge/panelcfg/x/BarGaugePanelCfg_types.gen';
+import type { Options as StatOptions } from '@grafana/schema/dist/esm/raw/composable/stat/panelcfg/x/StatPanelCfg_types.gen';
+import type { Options as StateTimelineOptions } from '@grafana/schema/dist/esm/raw/composable/statetimeline/panelcfg/x/StateTimelinePanelCfg_types.gen';
+import type { Options as TableOptions } from '@grafana/schema/dist/esm/raw/composable/table/panelcfg/x/TablePanelCfg_types.gen';
+import type { Options as TimeSeriesOptions } from '@grafana/schema/dist/esm/raw/composable/timeseries/panelcfg/x/TimeSeriesPanelCfg_types.gen';
 import type { BackendConfig, FabricConfig } from '../config/types.ts';
 import { yamlDoc, type RenderContext } from './common.ts';
 import { localGatewayUrl } from './systemd.ts';
@@ -153,6 +161,12 @@ export function alertRules(ctx: RenderContext): { rules: Rule[]; text: string } 
 
 // ── The Grafana dashboard ──────────────────────────────────────────────────────────────────
 
+/**
+ * A Grafana type as JSON writes it: its enums as their string values, every field optional
+ * (Grafana fills a panel's defaults), no field it does not have.
+ */
+type Json<T> = T extends string ? `${T}` : T extends readonly (infer U)[] ? Json<U>[] : T extends object ? { [K in keyof T]?: Json<T[K]> } : T;
+
 interface Target { expr: string; legend: string; instant?: boolean }
 
 interface PanelSpec {
@@ -163,7 +177,7 @@ interface PanelSpec {
   w: number;
   h: number;
   targets: Target[];
-  mappings?: unknown[];
+  mappings?: Json<ValueMapping>[];
   thresholds?: { color: string; value: number | null }[];
   min?: number;
   max?: number;
@@ -173,7 +187,7 @@ const DS = { type: 'prometheus', uid: '${datasource}' };
 const RATE = '$__rate_interval';
 const G = `job="${GATEWAY_JOB}"`;
 
-const LEVEL_MAPPINGS = [{
+const LEVEL_MAPPINGS: Json<ValueMapping>[] = [{
   type: 'value',
   options: {
     0: { text: 'OK', color: 'green', index: 0 },
@@ -182,7 +196,7 @@ const LEVEL_MAPPINGS = [{
     3: { text: 'critical', color: 'red', index: 3 },
   },
 }];
-const UP_MAPPINGS = [{ type: 'value', options: { 0: { text: 'out', color: 'red', index: 0 }, 1: { text: 'in rotation', color: 'green', index: 1 } } }];
+const UP_MAPPINGS: Json<ValueMapping>[] = [{ type: 'value', options: { 0: { text: 'out', color: 'red', index: 0 }, 1: { text: 'in rotation', color: 'green', index: 1 } } }];
 
 function quantiles(metric: string, by: string, filter: string, qs: number[]): Target[] {
   return qs.map((q) => ({
@@ -254,26 +268,31 @@ function rows(cfg: FabricConfig): { title: string; panels: PanelSpec[] }[] {
   ];
 }
 
-function panelJson(p: PanelSpec, id: number, x: number, y: number): Record<string, unknown> {
-  const defaults: Record<string, unknown> = {
+function panelOptions(p: PanelSpec): Record<string, unknown> {
+  const reduce = { calcs: ['lastNotNull'], fields: '', values: false };
+  switch (p.type) {
+    case 'timeseries': return { legend: { displayMode: 'list', placement: 'bottom', showLegend: true, calcs: [] }, tooltip: { mode: 'multi', sort: 'desc' } } satisfies Json<TimeSeriesOptions>;
+    case 'stat': return { reduceOptions: reduce, colorMode: 'background', graphMode: 'none', textMode: 'value_and_name', orientation: 'auto' } satisfies Json<StatOptions>;
+    case 'bargauge': return { reduceOptions: reduce, orientation: 'horizontal', displayMode: 'gradient' } satisfies Json<BarGaugeOptions>;
+    case 'state-timeline': return { showValue: 'never', mergeValues: true, rowHeight: 0.9, legend: { displayMode: 'list', placement: 'bottom', showLegend: false, calcs: [] }, tooltip: { mode: 'single', sort: 'none' } } satisfies Json<StateTimelineOptions>;
+    case 'table': return { showHeader: true } satisfies Json<TableOptions>;
+  }
+}
+
+function panelJson(p: PanelSpec, id: number, x: number, y: number): Panel {
+  const defaults = {
     unit: p.unit ?? 'none',
     thresholds: { mode: 'absolute', steps: p.thresholds ?? [{ color: 'green', value: null }] },
     mappings: p.mappings ?? [],
     ...(p.min === undefined ? {} : { min: p.min }),
     ...(p.max === undefined ? {} : { max: p.max }),
-  };
-  if (p.mappings !== undefined || p.type === 'stat') defaults.color = { mode: p.mappings !== undefined ? 'thresholds' : 'palette-classic' };
-  const options: Record<string, unknown> =
-    p.type === 'timeseries' ? { legend: { displayMode: 'list', placement: 'bottom', showLegend: true }, tooltip: { mode: 'multi', sort: 'desc' } }
-    : p.type === 'stat' ? { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false }, colorMode: 'background', graphMode: 'none', textMode: 'value_and_name' }
-    : p.type === 'bargauge' ? { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false }, orientation: 'horizontal', displayMode: 'gradient' }
-    : p.type === 'state-timeline' ? { showValue: 'never', mergeValues: true, rowHeight: 0.9, legend: { displayMode: 'list', placement: 'bottom', showLegend: false } }
-    : { showHeader: true };
+    ...(p.mappings !== undefined ? { color: { mode: 'thresholds' } } : p.type === 'stat' ? { color: { mode: 'palette-classic' } } : {}),
+  } satisfies Json<NonNullable<Panel['fieldConfig']>['defaults']>;
   return {
     id, type: p.type, title: p.title, description: p.description, datasource: DS,
     gridPos: { h: p.h, w: p.w, x, y },
-    fieldConfig: { defaults, overrides: [] },
-    options,
+    fieldConfig: { defaults: defaults as NonNullable<Panel['fieldConfig']>['defaults'], overrides: [] },
+    options: panelOptions(p),
     targets: p.targets.map((t, i) => ({
       datasource: DS, refId: String.fromCharCode(65 + i), expr: t.expr, legendFormat: t.legend,
       ...(t.instant === true ? { instant: true, range: false, format: 'table' } : { range: true }),
@@ -283,7 +302,7 @@ function panelJson(p: PanelSpec, id: number, x: number, y: number): Record<strin
 }
 
 export function grafanaDashboard(ctx: RenderContext): string {
-  const panels: Record<string, unknown>[] = [];
+  const panels: Array<Panel | RowPanel> = [];
   let id = 1;
   let y = 0;
   for (const row of rows(ctx.cfg)) {
@@ -299,13 +318,12 @@ export function grafanaDashboard(ctx: RenderContext): string {
     }
     y += rowH;
   }
-  const variable = (name: string, label: string, metric: string): Record<string, unknown> => ({
+  const variable = (name: string, label: string, metric: string): VariableModel => ({
     type: 'query', name, label, datasource: DS,
-    definition: `label_values(${metric}{${G}}, ${name})`,
     query: { query: `label_values(${metric}{${G}}, ${name})`, refId: `${name}-values` },
     refresh: 2, includeAll: true, multi: true, allValue: '.*', current: { selected: true, text: ['All'], value: ['$__all'] }, sort: 1,
   });
-  const dashboard = {
+  const dashboard: Dashboard = {
     title: 'AI Fabric',
     uid: 'ai-fabric',
     description: `The AI Fabric gateway and its fleet. Generated by fabric render from ${ctx.source}: edit that and re-render; changes made here are overwritten.`,
@@ -319,7 +337,7 @@ export function grafanaDashboard(ctx: RenderContext): string {
     time: { from: 'now-6h', to: 'now' },
     templating: {
       list: [
-        { type: 'datasource', name: 'datasource', label: 'Data source', query: 'prometheus', current: {}, hide: 0, refresh: 1 },
+        { type: 'datasource', name: 'datasource', label: 'Data source', query: 'prometheus', hide: 0, refresh: 1 },
         variable('role', 'Role', 'fabric_requests_total'),
         variable('backend', 'Backend', 'fabric_backend_up'),
       ],
