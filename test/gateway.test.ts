@@ -277,6 +277,32 @@ test('logprobs through a vLLM backend: schema-valid, streamed or not (the gatewa
   assert.equal(text.choices[0]!.logprobs!.tokens!.join(''), text.choices[0]!.text, 'cut at max_tokens: no EOS entry');
 });
 
+test('W3C trace context: a client\'s traceparent and tracestate reach every backend attempt as they came (vLLM, Ollama, streamed, fallbacks), its trace id is in the log line; an invalid one goes nowhere', async () => {
+  const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const trace = { headers: { traceparent: tp, tracestate: 'vendor=abc,other=1' } };
+  const last = (engine: string): Record<string, unknown> => { const r = f.fleet.get(engine).requests(); return r[r.length - 1]!.headers; };
+  const from = f.logs.length;
+  await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }, trace);
+  assert.equal(last('armitage').traceparent, tp);
+  assert.equal(last('armitage').tracestate, 'vendor=abc,other=1');
+  const line = await waitForLog(f, from, (r) => r.msg === 'request' && r.trace_id !== undefined);
+  assert.equal(line.trace_id, '4bf92f3577b34da6a3ce929d0e0e4736');
+  const s = await f.client.chat.completions.create({ model: 'ollama-chat', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, stream: true }, trace);
+  for await (const _ of s) { /* to the end */ }
+  assert.equal(last('ollama').traceparent, tp, 'Ollama\'s native API gets it too');
+  // A fallback is the same request: its attempts share the client's parent (the gateway records no span of its own).
+  const r = await post(f.url, '/v1/chat/completions', chat('chat-fast'), { ...auth, 'x-fabric-drill': 'fail-primary', traceparent: tp });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-fabric-backend'), 'wintermute-llama');
+  assert.equal(last('wintermute').traceparent, tp);
+  assert.equal(last('wintermute').tracestate, undefined, 'no tracestate was sent');
+  await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
+  assert.equal(last('armitage').traceparent, undefined, 'none was sent: none is made up');
+  await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }, { headers: { traceparent: tp.replace(/^00/, 'ff'), tracestate: 'vendor=abc' } });
+  assert.equal(last('armitage').traceparent, undefined, 'an invalid traceparent is dropped');
+  assert.equal(last('armitage').tracestate, undefined, 'and its tracestate with it');
+});
+
 test('the client key never reaches a backend; each backend gets its own', async () => {
   await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
   const reqs = f.fleet.get('armitage').requests();

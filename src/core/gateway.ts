@@ -15,6 +15,7 @@ import { AttemptError, Unsupported, MAX_ERROR_BODY, MAX_RESPONSE_BODY, retryAfte
 import { streamAttempt } from './stream-attempt.ts';
 import { BufferedCall, cancellableSleep, Deadlines, type Cancel } from './upstream.ts';
 import type { Secrets } from '../config/env-file.ts';
+import type { TraceContext } from './trace-context.ts';
 
 export interface RequestContext {
   /** The gateway's own id: what logs and accounting key on. */
@@ -32,6 +33,8 @@ export interface RequestContext {
   route?: Route<BackendRuntime>;
   /** The request body's size in bytes: no prompt in it is longer, in tokens. */
   bodyBytes?: number;
+  /** The client's W3C trace context, sent on to each backend as it came (src/core/trace-context.ts). */
+  trace?: TraceContext | undefined;
 }
 
 /**
@@ -486,6 +489,11 @@ export class Gateway {
       'x-request-id': ctx.id,
     };
     if (backend.authorization !== undefined) h.authorization = backend.authorization;
+    const t = ctx.trace;
+    if (t !== undefined) {
+      h.traceparent = t.traceparent;
+      if (t.tracestate !== undefined) h.tracestate = t.tracestate;
+    }
     return h;
   }
 

@@ -8,6 +8,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { FabricError, STREAM_INTERRUPTED, lastSentBackend, toFabricError, wasSent } from '../core/errors.ts';
 import { clientRequestId, RequestIds } from '../core/ids.ts';
+import { traceContext } from '../core/trace-context.ts';
 import { Cancel } from '../core/upstream.ts';
 import { RefusalLines } from './refusal-lines.ts';
 import { BodyBudget } from './body-budget.ts';
@@ -267,6 +268,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     /** Its Responses request was translated: later errors name chat fields, to be named as the client's. */
     translated?: boolean;
     model: string | undefined; key: KeyRecord | undefined; account: RequestAccount | undefined; ts: number;
+    /** The client's W3C trace id (traceparent), for the log line. */
+    traceId?: string | undefined;
   }
 
   /**
@@ -383,7 +386,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     // code its usage record and the client's error event carry.
     const broken = served.streamError !== undefined;
     app.log.log(broken ? 'warn' : 'info', 'request', {
-      id: ctx.id, client_id: ctx.clientRequestId, op, model: served.requested, role: served.role, backend: served.backend,
+      id: ctx.id, client_id: ctx.clientRequestId, trace_id: ctx.trace?.traceId, op, model: served.requested, role: served.role, backend: served.backend,
       status: 200, code: broken ? STREAM_INTERRUPTED : undefined, attempts: served.attempts, rerouted: served.rerouted || undefined, stream: body.stream === true || undefined, api: echo === undefined ? undefined : 'responses',
       ms: Math.round((now - started) * 10) / 10,
       prompt_tokens: served.usage?.prompt_tokens ?? rec?.promptTokens, completion_tokens: served.usage?.completion_tokens ?? rec?.completionTokens ?? served.completionEstimate,
@@ -446,7 +449,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       if (post !== undefined) {
         if (method !== 'POST') throw new FabricError('method_not_allowed', `${method} is not allowed on ${clip(path)}; use POST`, { headers: { allow: 'POST' } });
         const now = Date.now();
-        inf = { op: post.op, responses: post.responses, model: undefined, key: undefined, account: undefined, ts: now };
+        inf = { op: post.op, responses: post.responses, model: undefined, key: undefined, account: undefined, ts: now, traceId: undefined };
         // Awaited only when the key is not cached: the hot path stays synchronous.
         const a = authorize(x);
         const key = a instanceof Promise ? await a : a;
@@ -455,7 +458,12 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         const cancel = new Cancel();
         // The client went away before its answer ended: the backend request is aborted.
         x.onAbort(cancel);
-        const ctx: RequestContext = { id, clientRequestId: cid, created: Math.floor(now / 1000), cancel, drillFailPrimary: drill(x.headers['x-fabric-drill'], key) };
+        const tp = x.headers.traceparent;
+        const ctx: RequestContext = {
+          id, clientRequestId: cid, created: Math.floor(now / 1000), cancel, drillFailPrimary: drill(x.headers['x-fabric-drill'], key),
+          trace: tp === undefined ? undefined : traceContext(tp, x.headers.tracestate),
+        };
+        inf.traceId = ctx.trace?.traceId;
         metrics.begin();
         try {
           await handleInference(inf, x, ctx, started);
@@ -541,7 +549,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         else if (fe.status !== 401) app.accounting?.refused(id, inf.key, inf.op, inf.model, route ?? '', fe, ms, inf.ts);
         // A bad key's line: anyone can make those, so they are capped (the record above is not).
         if (fe.status !== 401 || refusals.allow()) app.log.log(fe.status >= 500 || fe.status === 429 ? 'warn' : 'info', 'request', {
-          id, client_id: cid, op: inf.op, api: inf.responses ? 'responses' : undefined, model: inf.model?.slice(0, 200), role: served?.role ?? route, backend: served?.backend ?? (lastSentBackend(fe.attempts) || undefined), status: fe.status, code: fe.code,
+          id, client_id: cid, trace_id: inf.traceId, op: inf.op, api: inf.responses ? 'responses' : undefined, model: inf.model?.slice(0, 200), role: served?.role ?? route, backend: served?.backend ?? (lastSentBackend(fe.attempts) || undefined), status: fe.status, code: fe.code,
           attempts: served?.attempts ?? fe.attempts?.filter(wasSent).length, ms: Math.round(ms * 10) / 10, message: fe.message, key: inf.key?.name,
           prompt_tokens: rec?.promptTokens || undefined, completion_tokens: rec?.completionTokens || undefined, estimated: rec?.estimated || undefined,
         });
