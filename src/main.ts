@@ -21,6 +21,7 @@ import { openGatewayWarning } from './http/open-gateway.ts';
 import { outPathProblem } from './cli/out-path.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import type { Store } from './store/types.ts';
+import { Tracing } from './tracing/otlp.ts';
 
 export interface StartOptions {
   host?: string;
@@ -94,6 +95,7 @@ export function secretNames(config: FabricConfig): string[] {
   if (hook !== undefined && 'env' in hook) names.push(hook.env);
   if (config.gateway.store.kind === 'postgres') names.push(config.gateway.store.url.env);
   if (config.gateway.redis !== undefined) names.push(config.gateway.redis.url.env);
+  for (const [, v] of config.gateway.tracing?.headers ?? []) if (typeof v !== 'string') names.push(v.env);
   return names;
 }
 
@@ -122,6 +124,9 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
   const probe = opts.probe ?? true;
   const fleet = new FleetHealth(gateway, secrets, { log, probe, alerts: opts.alerts });
   const app: AppState = { gateway, masterKey: masterKeyOf(config, secrets, log), log, draining: false, startedAt: Date.now(), config: { loadedAt: Date.now() } };
+  /** The running config's secrets: a reload brings its own. */
+  let currentSecrets = secrets;
+  app.tracing = new Tracing({ config: () => app.gateway.config.gateway.tracing, secret: (n) => currentSecrets.get(n), log });
   fleet.configState = () => app.config;
   let accounting: Accounting | undefined;
   /** Where the store and the spool were opened: a reload cannot move them. */
@@ -206,6 +211,7 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       nextGateway.carryOver(old);
       gateway = nextGateway;
       app.gateway = gateway;
+      currentSecrets = nextSecrets;
       app.masterKey = key;
       fleet.attach(gateway, nextSecrets);
       // The HTTP server keeps what it was built with (max_body is read per request).
@@ -266,6 +272,7 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
       await gateway.close();
       // After the last response: every record is queued; write them out (SIGTERM flushes).
       await accounting?.close();
+      await app.tracing?.close();
       log.flush();
     },
   };

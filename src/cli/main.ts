@@ -30,10 +30,7 @@ Run "fabric <command> --help" for a command's options; "fabric --version" (-V) f
 
 /** package.json's version; read only when asked, so no other command pays for it. */
 async function version(): Promise<string> {
-  const { readFileSync } = await import('node:fs');
-  // src/cli/main.ts and dist/cli/main.js both sit two levels below the package root.
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
-  return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  return (await import('../core/version.ts')).packageVersion() ?? 'unknown';
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -221,3 +221,26 @@ test('a duration written as a bare number is milliseconds, and warned of (LiteLL
   ]);
   assert.deepEqual(loadFabricConfig(file(cfg('total: 600s, connect: 2000ms')), {}).issues, []);
 });
+
+test('gateway.tracing: a collector\'s base URL gets /v1/traces; credentials only by reference; every mistake named', () => {
+  const ok = loadFabricConfig(file(`gateway:
+  tracing:
+    endpoint: http://collector:4318
+    headers: { Authorization: env:OTLP_TOKEN, x-scope-orgid: lab }
+    sample: 0.25
+${MINIMAL}`), { OTLP_TOKEN: 't' }).config.gateway.tracing!;
+  assert.deepEqual(ok, { endpoint: 'http://collector:4318/v1/traces', headers: [['Authorization', { env: 'OTLP_TOKEN' }], ['x-scope-orgid', 'lab']], sample: 0.25, serviceName: 'ai-fabric' });
+  // A full traces URL is taken as written.
+  assert.equal(loadFabricConfig(file(`gateway:\n  tracing: { endpoint: "https://otel.example.net/otlp/v1/traces" }\n${MINIMAL}`), {}).config.gateway.tracing!.endpoint, 'https://otel.example.net/otlp/v1/traces');
+  const joined = errorsOf(file(`gateway:
+  tracing:
+    headers: { authorization: Bearer abc, bad header: x }
+    sample: 2
+${MINIMAL}`)).join('\n');
+  assert.match(joined, /error: gateway\.tracing\.endpoint: is required: the OTLP\/HTTP collector/);
+  assert.equal(joined.match(/is required/g)!.length, 1);
+  assert.match(joined, /:3:31: error: gateway\.tracing\.headers\.authorization: must reference a secret, not contain it/);
+  assert.match(joined, /gateway\.tracing\.headers\.bad header: is not a valid header name/);
+  assert.match(joined, /:4:13: error: gateway\.tracing\.sample: must be a number from 0 to 1/);
+  assert.doesNotMatch(joined, /abc/, 'the value is never quoted back');
+});

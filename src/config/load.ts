@@ -54,6 +54,9 @@ export function checkSecrets(config: FabricConfig, secrets: Secrets, file: strin
   if (st.kind === 'postgres' && secrets.get(st.url.env) === undefined) unset('error', ['gateway', 'store', 'url'], notSet(st.url.env));
   const rd = config.gateway.redis;
   if (rd !== undefined && secrets.get(rd.url.env) === undefined) unset('error', ['gateway', 'redis', 'url'], notSet(rd.url.env));
+  for (const [name, v] of config.gateway.tracing?.headers ?? []) {
+    if (typeof v !== 'string' && secrets.get(v.env) === undefined) unset('warning', ['gateway', 'tracing', 'headers', name], `${notSet(v.env)}; spans are sent without this header until it is`);
+  }
   for (const b of config.backends.values()) {
     if (b.apiKey !== undefined && secrets.get(b.apiKey.env) === undefined) {
       unset('warning', ['backends', b.name, 'api_key'], `environment variable ${b.apiKey.env} is not set; backend ${b.name} will be skipped until it is`);

@@ -9,7 +9,7 @@ import { STATE_GATEWAY_KEYS, budgets, gatewayState, prices } from './state.ts';
 import {
   ENGINE_KINDS, NODE_POWER, ROLE_KINDS, STRATEGIES, DEFAULT_TIMEOUTS, defaultGateway, ALERT_FORMATS, ALERT_LEVELS, roleByName,
   isLoopbackHost, ollamaNumCtx, type AlertsConfig, type BackendConfig, type EngineKind, type FabricConfig, type GatewayConfig, type GpuSpec, type HealthPolicy, type NodeConfig,
-  type PatternRoute, type RoleConfig, type RoleRule, type SecretRef, type Timeouts, type WolTarget,
+  type PatternRoute, type RoleConfig, type RoleRule, type SecretRef, type Timeouts, type TracingConfig, type WolTarget,
 } from './types.ts';
 
 export interface Reporter {
@@ -246,6 +246,39 @@ function alerts(r: Reporter, v: unknown): AlertsConfig | undefined {
   return webhook === undefined ? undefined : out;
 }
 
+/** Header names whose value is a credential: never written in the config itself. */
+const CREDENTIAL_HEADER = /authorization|token|key|secret|password/i;
+
+function tracing(r: Reporter, v: unknown): TracingConfig | undefined {
+  const p = ['gateway', 'tracing'];
+  const m = mapping(r, p, v, ['endpoint', 'headers', 'sample', 'service_name']);
+  if (m === undefined) return undefined;
+  if (m.endpoint === undefined || m.endpoint === null) r.error([...p, 'endpoint'], 'is required: the OTLP/HTTP collector, e.g. http://127.0.0.1:4318');
+  let endpoint = m.endpoint === undefined || m.endpoint === null ? '' : url(r, [...p, 'endpoint'], m.endpoint);
+  // A collector's base URL (OTEL_EXPORTER_OTLP_ENDPOINT's form) gets the traces path, as OTel SDKs add it.
+  if (endpoint !== '' && new URL(endpoint).pathname === '/') endpoint += '/v1/traces';
+  const headers: TracingConfig['headers'] = [];
+  if (m.headers !== undefined && m.headers !== null && !isObj(m.headers)) r.error([...p, 'headers'], `must be a mapping of header names to values, got ${describe(m.headers)}`);
+  else if (isObj(m.headers)) {
+    for (const [name, value] of Object.entries(m.headers)) {
+      const hp = [...p, 'headers', name];
+      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) { r.error(hp, 'is not a valid header name'); continue; }
+      const literal = typeof value === 'string' && !/^(env:|\$\{|os\.environ\/)/.test(value.trim());
+      if (literal && !CREDENTIAL_HEADER.test(name)) { headers.push([name, value]); continue; }
+      const ref = secret(r, hp, value);
+      if (ref !== undefined) headers.push([name, ref]);
+    }
+  }
+  let sample = 1;
+  if (m.sample !== undefined && m.sample !== null) {
+    if (typeof m.sample !== 'number' || !(m.sample >= 0 && m.sample <= 1)) r.error([...p, 'sample'], `must be a number from 0 to 1 (the share of requests traced), got ${describe(m.sample)}`);
+    else sample = m.sample;
+  }
+  const serviceName = m.service_name === undefined ? 'ai-fabric' : str(r, [...p, 'service_name'], m.service_name, true);
+  if (endpoint === '') return undefined;
+  return { endpoint, headers, sample, serviceName: serviceName || 'ai-fabric' };
+}
+
 /** An origin as browsers send it: scheme://host[:port], nothing after. */
 const ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/[^/?#\s]+$/i;
 
@@ -268,7 +301,7 @@ function cors(r: Reporter, v: unknown): ReadonlySet<string> | '*' | undefined {
 
 function gateway(r: Reporter, v: unknown): GatewayConfig {
   const g = defaultGateway();
-  const m = mapping(r, ['gateway'], v, ['host', 'port', 'tls', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers', 'fast_lane', 'realtime', 'cors', 'health', 'wake', 'alerts', ...STATE_GATEWAY_KEYS]);
+  const m = mapping(r, ['gateway'], v, ['host', 'port', 'tls', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers', 'fast_lane', 'realtime', 'cors', 'health', 'wake', 'alerts', 'tracing', ...STATE_GATEWAY_KEYS]);
   if (m === undefined) return g;
   g.host = str(r, ['gateway', 'host'], m.host) ?? g.host;
   g.port = int(r, ['gateway', 'port'], m.port, g.port, 0, 65535);
@@ -320,6 +353,7 @@ function gateway(r: Reporter, v: unknown): GatewayConfig {
     };
   }
   g.alerts = alerts(r, m.alerts);
+  g.tracing = tracing(r, m.tracing);
   gatewayState(r, m, g);
   // Sandboxed frames of any site send Origin: null: listed on a gateway without a key, it would be "*".
   if (g.corsOrigins instanceof Set && g.corsOrigins.has('null') && g.masterKey === undefined) {

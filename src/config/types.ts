@@ -179,6 +179,18 @@ export interface AlertsConfig {
   notify: NotifyLevel;
 }
 
+/** Spans of the gateway's own, exported over OTLP/HTTP (src/tracing). */
+export interface TracingConfig {
+  /** Where spans are posted: an OTLP/HTTP traces URL (…/v1/traces). */
+  endpoint: string;
+  /** Request headers for the collector (a tenant, a token): secret references or plain values. */
+  headers: Array<[string, SecretRef | string]>;
+  /** The share of requests that arrive without a trace that start one (0–1); a client's sampled trace is always followed. */
+  sample: number;
+  /** The resource's service.name. */
+  serviceName: string;
+}
+
 // ── State: keys, limits, budgets, usage (src/store, src/keys, src/limits, src/accounting) ──
 
 export const BUDGET_PERIODS = ['day', 'week', 'month', 'total'] as const;
@@ -267,6 +279,7 @@ export interface GatewayConfig {
   health: GatewayHealth;
   wake: WakeConfig;
   alerts: AlertsConfig | undefined;
+  tracing: TracingConfig | undefined;
   /** Where the SQLite store and the usage spool live; relative to the config file. Default: data/ beside it. */
   dataDir: string | undefined;
   store: StoreConfig;
@@ -321,6 +334,7 @@ export function defaultGateway(): GatewayConfig {
     health: { ...DEFAULT_HEALTH_POLICY, probeTimeoutMs: 5_000, loadIntervalMs: 5_000 },
     wake: { enabled: false, minIntervalMs: 300_000, bootTimeoutMs: 180_000 },
     alerts: undefined,
+    tracing: undefined,
     dataDir: undefined,
     store: { kind: 'sqlite', path: 'fabric.db' },
     redis: undefined,

@@ -295,8 +295,11 @@ export class Gateway {
           served.model = this.#model(backend, step, requested);
           served.rerouted = rerouted || ci > 0;
           const started = performance.now();
+          const trace = ctx.trace;
+          trace?.attempt?.({ op, backend: backend.name, role: step.name, engine: backend.config.engine, url: backend.config.url, model: served.model, retry: retry > 0 });
           try {
             await attempt(backend, served);
+            trace?.attemptEnd?.(served.streamError === undefined ? undefined : 'stream_interrupted', served.streamError);
             const ms = performance.now() - started;
             ctx.account?.after(backend, served.usage, true, ms, served.completionEstimate);
             // A stream the client left after its first tokens: billed above, not the backend's failure.
@@ -309,6 +312,8 @@ export class Gateway {
             } else if (!served.clientHeldBack) backend.recordFailure(served.streamError, Date.now());
             return served;
           } catch (e) {
+            // Refused by the engine's translation before anything was sent: no attempt to trace.
+            trace?.attemptEnd?.(e instanceof AttemptError ? e.failure : e instanceof FabricError ? e.code : 'error', (e as Error).message, !(e instanceof Unsupported));
             if (e instanceof ClientClosed) throw e;
             ctx.account?.after(backend, undefined, false, performance.now() - started);
             if (ctx.cancel.aborted) throw new ClientClosed(undefined, [...failures, { backend: backend.name, role: step.name, failure: 'aborted', message: 'client closed the request' }]);

@@ -5,10 +5,13 @@ import { traceContext } from './trace-context.ts';
 const TP = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 
 test('a valid traceparent is kept as it came, with its tracestate; the trace id is read from it', () => {
-  assert.deepEqual(traceContext(TP, 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE'), { traceparent: TP, tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE', traceId: '4bf92f3577b34da6a3ce929d0e0e4736' });
-  assert.deepEqual(traceContext(TP, undefined), { traceparent: TP, tracestate: undefined, traceId: '4bf92f3577b34da6a3ce929d0e0e4736' });
-  // Unsampled too: the flags are the client's to set.
-  assert.equal(traceContext(TP.replace(/01$/, '00'), undefined)?.traceId, '4bf92f3577b34da6a3ce929d0e0e4736');
+  const ids = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', parentId: '00f067aa0ba902b7' };
+  assert.deepEqual(traceContext(TP, 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE'), { traceparent: TP, tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE', ...ids, sampled: true });
+  assert.deepEqual(traceContext(TP, undefined), { traceparent: TP, tracestate: undefined, ...ids, sampled: true });
+  // Unsampled too: the flags are the client's to set. Only their lowest bit says sampled.
+  assert.deepEqual(traceContext(TP.replace(/01$/, '00'), undefined), { traceparent: TP.replace(/01$/, '00'), tracestate: undefined, ...ids, sampled: false });
+  assert.equal(traceContext(TP.replace(/01$/, '03'), undefined)?.sampled, true);
+  assert.equal(traceContext(TP.replace(/01$/, '02'), undefined)?.sampled, false);
   // Several tracestate headers are one list.
   assert.equal(traceContext(TP, ['a=1', 'b=2'])?.tracestate, 'a=1,b=2');
 });

@@ -8,7 +8,9 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { FabricError, STREAM_INTERRUPTED, lastSentBackend, toFabricError, wasSent } from '../core/errors.ts';
 import { clientRequestId, RequestIds } from '../core/ids.ts';
-import { traceContext } from '../core/trace-context.ts';
+import { traceContext, type TraceContext } from '../core/trace-context.ts';
+import { RequestTrace, operationName, type Attributes } from '../tracing/request-trace.ts';
+import type { Tracing } from '../tracing/otlp.ts';
 import { Cancel } from '../core/upstream.ts';
 import { RefusalLines } from './refusal-lines.ts';
 import { BodyBudget } from './body-budget.ts';
@@ -59,6 +61,8 @@ export interface AppState {
   workers?: { index: string; ask(topic: string, payload: unknown): Promise<unknown[]> };
   /** The config running, and the last reload refused since (fabric serve keeps it). */
   config?: ConfigState;
+  /** gateway.tracing: the requests' spans, to an OTLP collector (src/tracing). */
+  tracing?: Tracing;
 }
 
 const JSON_TYPE = 'application/json';
@@ -243,6 +247,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   const metrics = app.metrics ??= new GatewayMetrics(() => app.gateway, app.startedAt);
   metrics.configState = () => app.config;
   metrics.draining = () => app.draining;
+  metrics.tracing = app.tracing;
   const refusals = new RefusalLines(app.log);
   /** Streams being relayed: the drain's end tells each one (AppState.cutStreams). */
   const openStreams = new Map<ResponseSink, Cancel>();
@@ -268,8 +273,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     /** Its Responses request was translated: later errors name chat fields, to be named as the client's. */
     translated?: boolean;
     model: string | undefined; key: KeyRecord | undefined; account: RequestAccount | undefined; ts: number;
-    /** The client's W3C trace id (traceparent), for the log line. */
-    traceId?: string | undefined;
+    /** The request's W3C trace (the client's, or the gateway's own when it records spans): its id is in the log line. */
+    trace?: TraceContext | undefined;
   }
 
   /**
@@ -394,7 +399,24 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       stream_error: served.streamError,
       key: inf.key?.name, cost: rec === undefined || rec.cost === 0 ? undefined : rec.cost, budget_exceeded: served.budgets,
     });
+    if (inf.trace instanceof RequestTrace) {
+      endSpan(inf, 200, {
+        'gen_ai.response.model': served.model, 'gen_ai.usage.input_tokens': served.usage?.prompt_tokens ?? rec?.promptTokens, 'gen_ai.usage.output_tokens': served.usage?.completion_tokens ?? rec?.completionTokens,
+        'fabric.request_id': ctx.id, 'fabric.role': served.role, 'fabric.backend': served.backend, 'fabric.attempts': served.attempts, 'fabric.rerouted': served.rerouted || undefined,
+        'fabric.stream': body.stream === true || undefined, 'fabric.cost_usd': rec === undefined || rec.cost === 0 ? undefined : rec.cost,
+      }, broken ? `stream interrupted: ${served.streamError}` : undefined);
+    }
     afterRecord(answer);
+  }
+
+  /** The request's SERVER span, when this gateway records its trace (gateway.tracing). */
+  function endSpan(inf: Inference, status: number, attrs: Attributes, error: string | undefined): void {
+    const op = operationName(inf.op);
+    const model = inf.model?.slice(0, 200);
+    app.tracing!.end(inf.trace, model === undefined ? op : `${op} ${model}`, {
+      'gen_ai.operation.name': op, 'gen_ai.request.model': model, 'http.request.method': 'POST', 'http.response.status_code': status,
+      'fabric.api': inf.responses ? 'responses' : undefined, 'fabric.key': inf.key?.name, ...attrs,
+    }, error);
   }
 
   /**
@@ -449,7 +471,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       if (post !== undefined) {
         if (method !== 'POST') throw new FabricError('method_not_allowed', `${method} is not allowed on ${clip(path)}; use POST`, { headers: { allow: 'POST' } });
         const now = Date.now();
-        inf = { op: post.op, responses: post.responses, model: undefined, key: undefined, account: undefined, ts: now, traceId: undefined };
+        inf = { op: post.op, responses: post.responses, model: undefined, key: undefined, account: undefined, ts: now, trace: undefined };
         // Awaited only when the key is not cached: the hot path stays synchronous.
         const a = authorize(x);
         const key = a instanceof Promise ? await a : a;
@@ -459,11 +481,12 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         // The client went away before its answer ended: the backend request is aborted.
         x.onAbort(cancel);
         const tp = x.headers.traceparent;
+        const incoming = tp === undefined ? undefined : traceContext(tp, x.headers.tracestate);
         const ctx: RequestContext = {
           id, clientRequestId: cid, created: Math.floor(now / 1000), cancel, drillFailPrimary: drill(x.headers['x-fabric-drill'], key),
-          trace: tp === undefined ? undefined : traceContext(tp, x.headers.tracestate),
+          trace: app.tracing === undefined ? incoming : app.tracing.begin(incoming, performance.timeOrigin + started),
         };
-        inf.traceId = ctx.trace?.traceId;
+        inf.trace = ctx.trace;
         metrics.begin();
         try {
           await handleInference(inf, x, ctx, started);
@@ -549,10 +572,16 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         else if (fe.status !== 401) app.accounting?.refused(id, inf.key, inf.op, inf.model, route ?? '', fe, ms, inf.ts);
         // A bad key's line: anyone can make those, so they are capped (the record above is not).
         if (fe.status !== 401 || refusals.allow()) app.log.log(fe.status >= 500 || fe.status === 429 ? 'warn' : 'info', 'request', {
-          id, client_id: cid, trace_id: inf.traceId, op: inf.op, api: inf.responses ? 'responses' : undefined, model: inf.model?.slice(0, 200), role: served?.role ?? route, backend: served?.backend ?? (lastSentBackend(fe.attempts) || undefined), status: fe.status, code: fe.code,
+          id, client_id: cid, trace_id: inf.trace?.traceId, op: inf.op, api: inf.responses ? 'responses' : undefined, model: inf.model?.slice(0, 200), role: served?.role ?? route, backend: served?.backend ?? (lastSentBackend(fe.attempts) || undefined), status: fe.status, code: fe.code,
           attempts: served?.attempts ?? fe.attempts?.filter(wasSent).length, ms: Math.round(ms * 10) / 10, message: fe.message, key: inf.key?.name,
           prompt_tokens: rec?.promptTokens || undefined, completion_tokens: rec?.completionTokens || undefined, estimated: rec?.estimated || undefined,
         });
+        if (inf.trace instanceof RequestTrace) {
+          endSpan(inf, fe.status, {
+            'error.type': fe.code, 'fabric.request_id': id, 'fabric.role': served?.role ?? route, 'fabric.backend': served?.backend ?? (lastSentBackend(fe.attempts) || undefined),
+            'fabric.attempts': served?.attempts ?? fe.attempts?.filter(wasSent).length, 'gen_ai.usage.input_tokens': rec?.promptTokens || undefined, 'gen_ai.usage.output_tokens': rec?.completionTokens || undefined,
+          }, fe.status >= 500 ? fe.message : undefined);
+        }
       } else if (fe.status >= 500) app.log.warn('request failed', { id, path: clip(path), status: fe.status, code: fe.code, message: fe.message });
       else if (refusals.allow()) app.log.info('request refused', { id, client_id: cid, method, path: clip(path), status: fe.status, code: fe.code, message: fe.message, ms: Math.round(ms * 10) / 10 });
       if (gone) {

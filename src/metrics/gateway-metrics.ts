@@ -8,6 +8,7 @@ import type { Gateway, Served } from '../core/gateway.ts';
 import { lastSentBackend, wasSent, type AttemptFailure } from '../core/errors.ts';
 import { Registry, type Counter, type Gauge, type Histogram, type Snapshot } from './registry.ts';
 import type { Accounting } from '../accounting/service.ts';
+import type { TracingStats } from '../tracing/otlp.ts';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
@@ -33,6 +34,8 @@ export class GatewayMetrics {
   configState: (() => ConfigState | undefined) | undefined;
   /** Whether the gateway is draining, read at each scrape (set by the server): part of the alert level. */
   draining: (() => boolean) | undefined;
+  /** The span exporter's counts (gateway.tracing), read at each scrape (set by the server). */
+  tracing: { readonly stats: TracingStats } | undefined;
   readonly rateLimited: Counter;
   readonly keyBudgetRefused: Counter;
   readonly budgetFallbacks: Counter;
@@ -87,6 +90,14 @@ export class GatewayMetrics {
     const storeUp = r.gauge('fabric_accounting_store_up', '1 if the last write to (or ping of) the store succeeded.');
     const written = r.counter('fabric_accounting_records_written_total', 'Usage records written to the store.');
     const failures = r.counter('fabric_accounting_write_failures_total', 'Failed batch writes (each is retried; records wait in the spool).');
+    const spansExported = r.counter('fabric_trace_spans_exported_total', 'Spans sent to the OTLP collector (gateway.tracing).');
+    const spansDropped = r.counter('fabric_trace_spans_dropped_total', 'Spans not sent: the collector failed or was unreachable, or too many waited.');
+    r.onCollect(() => {
+      const t = this.tracing?.stats;
+      if (t === undefined) return;
+      spansExported.inc([], t.exported - spansExported.value([]));
+      spansDropped.inc([], t.dropped - spansDropped.value([]));
+    });
     const reloadRefused = r.gauge('fabric_config_reload_refused', '1 while the last reload was refused: the gateway serves an older config than the file on disk (which a restart would refuse).', []);
     const loadedAt = r.gauge('fabric_config_loaded_timestamp_seconds', 'When the running config was loaded (at start, or by the last reload that took).', []);
     r.onCollect(() => {

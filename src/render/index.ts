@@ -9,7 +9,7 @@
 //   monitoring/{prometheus.yml, ai-fabric-alerts.yml, grafana-dashboard.json}
 
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { packageVersion } from '../core/version.ts';
 import type { FabricConfig, SecretRef } from '../config/types.ts';
 import { header, safeName, servedOn, type RenderContext, type RenderedFile } from './common.ts';
 import { bindsLoopback, engineUnitName, gatewayCompose, nodeCompose } from './compose.ts';
@@ -25,15 +25,6 @@ function envExample(ctx: RenderContext, what: string, names: Map<string, string>
   let out = header(ctx, '#', `${what} Copy to .env, fill in, chmod 600; never commit it.`);
   for (const [name, why] of names) out += `# ${why}\n${name}=\n`;
   return out;
-}
-
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
-    return typeof pkg.version === 'string' ? pkg.version : 'latest';
-  } catch {
-    return 'latest';
-  }
 }
 
 export interface RenderOptions {
@@ -62,7 +53,7 @@ export function renderFabric(cfg: FabricConfig, source: string, sourceText: stri
     if (secrets.size > 0) add(`${dir}/env.example`, envExample(ctx, `Secrets for the engines on ${node.name}.`, secrets));
   }
 
-  const version = opts.version ?? packageVersion();
+  const version = opts.version ?? packageVersion() ?? 'latest';
   add('gateway/compose.yaml', gatewayCompose(ctx, version));
   add('gateway/Containerfile', gatewayContainerfile(ctx));
   add('gateway/ai-fabric-gateway.service', gatewayUnit(ctx));

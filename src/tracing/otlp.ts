@@ -1,0 +1,193 @@
+// gateway.tracing: the requests' spans, batched and posted to an OpenTelemetry collector over
+// OTLP/HTTP with JSON encoding (https://opentelemetry.io/docs/specs/otlp/#otlphttp), off the
+// request path. Bounded: at most MAX_PENDING spans wait; past that, and when the collector
+// fails, spans are dropped and counted (fabric_trace_spans_dropped_total), never retried
+// into memory that grows. The settings are read at each use, so a reload applies.
+
+import { hostname } from 'node:os';
+import type { TracingConfig } from '../config/types.ts';
+import type { Logger } from '../core/log.ts';
+import type { IncomingTrace, TraceContext } from '../core/trace-context.ts';
+import { packageVersion } from '../core/version.ts';
+import { RequestTrace, type Attributes, type AttrValue, type SpanData } from './request-trace.ts';
+
+const MAX_PENDING = 4096;
+const BATCH = 512;
+const FLUSH_MS = 1000;
+const POST_TIMEOUT_MS = 10_000;
+const WARN_EVERY_MS = 60_000;
+
+export interface TracingOptions {
+  /** The running config's tracing section; undefined: off. */
+  config: () => TracingConfig | undefined;
+  /** A header's secret value, by its variable's name. */
+  secret: (name: string) => string | undefined;
+  log: Logger;
+  post?: (url: string, body: string, headers: Record<string, string>) => Promise<number>;
+}
+
+export interface TracingStats {
+  exported: number;
+  dropped: number;
+}
+
+const postJson = async (url: string, body: string, headers: Record<string, string>): Promise<number> => {
+  // Not followed: a redirect would carry the collector's headers elsewhere.
+  const res = await fetch(url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(POST_TIMEOUT_MS) });
+  await res.arrayBuffer().catch(() => undefined);
+  return res.status;
+};
+
+/** An attribute in OTLP's JSON form; int64 as a decimal string, as the protobuf JSON mapping writes it. */
+function attr(key: string, v: AttrValue): { key: string; value: Record<string, AttrValue> } {
+  const value: Record<string, AttrValue> = typeof v === 'string' ? { stringValue: v }
+    : typeof v === 'boolean' ? { boolValue: v }
+    : Number.isInteger(v) ? { intValue: String(v) } : { doubleValue: v };
+  return { key, value };
+}
+
+function attrs(a: Attributes): Array<ReturnType<typeof attr>> {
+  const out: Array<ReturnType<typeof attr>> = [];
+  for (const k in a) {
+    const v = a[k];
+    if (v !== undefined) out.push(attr(k, v));
+  }
+  return out;
+}
+
+/** Epoch milliseconds as OTLP's fixed64 nanoseconds, a decimal string (microsecond precision). */
+const nanos = (ms: number): string => String(BigInt(Math.round(ms * 1000)) * 1000n);
+
+interface Pending {
+  traceId: string;
+  tracestate: string | undefined;
+  span: SpanData;
+}
+
+function spanJson(p: Pending): Record<string, unknown> {
+  const s = p.span;
+  return {
+    traceId: p.traceId,
+    spanId: s.spanId,
+    ...(s.parentSpanId === undefined ? {} : { parentSpanId: s.parentSpanId }),
+    ...(p.tracestate === undefined ? {} : { traceState: p.tracestate }),
+    name: s.name,
+    kind: s.kind,
+    startTimeUnixNano: nanos(s.startMs),
+    endTimeUnixNano: nanos(s.endMs),
+    attributes: attrs(s.attributes),
+    // STATUS_CODE_ERROR; an unset status (0) is left out.
+    status: s.error === undefined ? {} : { code: 2, message: s.error },
+  };
+}
+
+export class Tracing {
+  readonly stats: TracingStats = { exported: 0, dropped: 0 };
+  readonly #opts: TracingOptions;
+  readonly #post: NonNullable<TracingOptions['post']>;
+  #pending: Pending[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #sending: Promise<void> | undefined;
+  #warnedAt = 0;
+
+  constructor(opts: TracingOptions) {
+    this.#opts = opts;
+    this.#post = opts.post ?? postJson;
+  }
+
+  /**
+   * A request's trace: recorded (a RequestTrace) when tracing is on and the client's trace is
+   * sampled, or it sent none and falls in the sample; else the client's own, passed on as it came.
+   */
+  begin(incoming: IncomingTrace | undefined, startMs: number): TraceContext | undefined {
+    const c = this.#opts.config();
+    if (c === undefined) return incoming;
+    if (incoming !== undefined) return incoming.sampled ? new RequestTrace(incoming, startMs) : incoming;
+    return c.sample >= 1 || (c.sample > 0 && Math.random() < c.sample) ? new RequestTrace(undefined, startMs) : undefined;
+  }
+
+  /** The request has ended: its spans are queued for the collector (a trace not recorded here: nothing). */
+  end(trace: TraceContext | undefined, name: string, attributes: Attributes, error: string | undefined): void {
+    if (!(trace instanceof RequestTrace)) return;
+    const spans = [trace.server(name, attributes, error), ...trace.attempts];
+    if (this.#pending.length + spans.length > MAX_PENDING) {
+      this.stats.dropped += spans.length;
+      this.#warn(`${spans.length} spans dropped: ${MAX_PENDING} already wait for the collector`);
+      return;
+    }
+    for (const span of spans) this.#pending.push({ traceId: trace.traceId, tracestate: span.kind === 2 ? trace.tracestate : undefined, span });
+    if (this.#pending.length >= BATCH) void this.flush();
+    else if (this.#timer === undefined) {
+      this.#timer = setTimeout(() => { this.#timer = undefined; void this.flush(); }, FLUSH_MS);
+      this.#timer.unref();
+    }
+  }
+
+  /** Sends what waits, a batch at a time; one request to the collector at once. */
+  flush(): Promise<void> {
+    this.#sending ??= this.#drain().finally(() => { this.#sending = undefined; });
+    return this.#sending;
+  }
+
+  /** At shutdown: what waits is sent, for at most `ms`. */
+  async close(ms = 2000): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#pending.length === 0 && this.#sending === undefined) return;
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([this.flush(), new Promise<void>((r) => { t = setTimeout(r, ms); })]);
+    clearTimeout(t);
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#pending.length > 0) {
+      const batch = this.#pending.splice(0, BATCH);
+      const c = this.#opts.config();
+      if (c === undefined) {
+        // Turned off by a reload: what waited is not sent.
+        this.stats.dropped += batch.length;
+        continue;
+      }
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      for (const [name, v] of c.headers) {
+        const value = typeof v === 'string' ? v : this.#opts.secret(v.env);
+        if (value !== undefined) headers[name] = value;
+      }
+      const resource = attrs({
+        'service.name': c.serviceName, 'service.version': packageVersion(), 'host.name': hostname(), 'process.pid': process.pid,
+      });
+      const body = JSON.stringify({
+        resourceSpans: [{ resource: { attributes: resource }, scopeSpans: [{ scope: { name: 'ai-fabric', version: packageVersion() ?? '' }, spans: batch.map(spanJson) }] }],
+      });
+      try {
+        const status = await this.#post(c.endpoint, body, headers);
+        if (status >= 200 && status < 300) this.stats.exported += batch.length;
+        else {
+          this.stats.dropped += batch.length;
+          this.#warn(`the collector at ${where(c.endpoint)} answered HTTP ${status}; ${batch.length} spans dropped`);
+        }
+      } catch (e) {
+        this.stats.dropped += batch.length;
+        const err = e as Error & { cause?: { code?: string } };
+        this.#warn(`spans could not be sent to the collector at ${where(c.endpoint)} (${err.cause?.code ?? err.name}); ${batch.length} dropped`);
+      }
+    }
+  }
+
+  /** At most one warning a minute: a collector that is down does not fill the log. */
+  #warn(message: string): void {
+    const now = Date.now();
+    if (now - this.#warnedAt < WARN_EVERY_MS) return;
+    this.#warnedAt = now;
+    this.#opts.log.warn(`tracing: ${message} (${this.stats.dropped} dropped since start; fabric_trace_spans_dropped_total counts them)`);
+  }
+}
+
+/** A collector's URL as messages name it: its host, never a path or query that may hold a token. */
+function where(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return 'its URL';
+  }
+}
