@@ -25,6 +25,15 @@ const collector = createServer((req, res) => {
 await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
 const collectorPort = (collector.address() as AddressInfo).port;
 
+// A backend that quotes the key it was sent in its error: the gateway must not export it.
+const ECHO_KEY = 'echo-backend-key-9d41c07e';
+const echo = createServer((req, res) => {
+  req.resume();
+  req.on('end', () => res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: `upstream refused ${req.headers.authorization}`, type: 'server_error' } })));
+});
+await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+const echoPort = (echo.address() as AddressInfo).port;
+
 const MASTER = 'tracing-test-master-key-0123456789abcdef';
 const TOKEN = 'collector-token-s3cr3t-value';
 const FAST = { ttftMs: 2, tokensPerSecond: 5000, maxConcurrency: 16, maxQueue: 64 };
@@ -33,7 +42,7 @@ const f = await startFabric({
     { name: 'fast', protocol: 'vllm', model: 'm-fast', kind: 'chat', timing: FAST },
     { name: 'deep', protocol: 'ollama', model: 'm-deep', kind: 'chat', timing: FAST },
   ],
-  env: { FABRIC_MASTER_KEY: MASTER, COLLECTOR_TOKEN: TOKEN },
+  env: { FABRIC_MASTER_KEY: MASTER, COLLECTOR_TOKEN: TOKEN, ECHO_KEY },
   apiKey: MASTER,
   yaml: (url) => `
 gateway:
@@ -45,7 +54,9 @@ gateway:
 backends:
   fast: { engine: vllm, url: ${url('fast')}/v1, model: m-fast, max_retries: 0 }
   deep: { engine: ollama, url: ${url('deep')}, model: m-deep }
+  echo: { engine: openai-compatible, url: http://127.0.0.1:${echoPort}/v1, model: m-echo, api_key: env:ECHO_KEY, max_retries: 0 }
 roles:
+  chat-echo: { kind: chat, backends: [echo] }
   chat-fast: { kind: chat, backends: [fast], fallbacks: [chat-deep] }
   chat-deep: { kind: chat, backends: [deep] }
 `,
@@ -53,6 +64,7 @@ roles:
 after(async () => {
   await f.close();
   await new Promise((r) => collector.close(r));
+  await new Promise((r) => echo.close(r));
 });
 
 const HEX = (n: number) => new RegExp(`^[0-9a-f]{${n}}$`);
@@ -218,4 +230,15 @@ test('a collector that fails costs dropped spans, counted and warned of once, ne
   assert.equal(warnings.length, 1, warnings.join('\n'));
   assert.match(warnings[0]!, new RegExp(`the collector at 127\\.0\\.0\\.1:${collectorPort} answered HTTP 503`));
   assert.ok(!f.logs.join('\n').includes(TOKEN), 'the collector\'s token is never logged');
+});
+
+test('a backend\'s words that quote its key are exported without it', async () => {
+  const from = f.logs.length;
+  await assert.rejects(f.client.chat.completions.create({ model: 'chat-echo', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 }));
+  const line = await waitForLog(f, from, (l) => l.msg === 'request' && l.model === 'chat-echo');
+  const got = await inTrace(line.trace_id, 2);
+  const attempt = got.find((x) => x.kind === 3)!;
+  assert.equal(attempt.status.code, 2);
+  assert.match(attempt.status.message!, /upstream refused/, 'what the backend said is kept');
+  assert.ok(!JSON.stringify(received.map((r) => r.body)).includes(ECHO_KEY), 'its key is not');
 });

@@ -33,7 +33,7 @@ export interface RequestContext {
   route?: Route<BackendRuntime>;
   /** The request body's size in bytes: no prompt in it is longer, in tokens. */
   bodyBytes?: number;
-  /** The client's W3C trace context, sent on to each backend as it came (src/core/trace-context.ts). */
+  /** The W3C trace context each backend is sent: the client's as it came, or the gateway's own attempt spans (src/core/trace-context.ts). */
   trace?: TraceContext | undefined;
 }
 
@@ -313,7 +313,8 @@ export class Gateway {
             return served;
           } catch (e) {
             // Refused by the engine's translation before anything was sent: no attempt to trace.
-            trace?.attemptEnd?.(e instanceof AttemptError ? e.failure : e instanceof FabricError ? e.code : 'error', (e as Error).message, !(e instanceof Unsupported));
+            // The backend's words may quote its key: never exported.
+            if (trace?.attemptEnd !== undefined) trace.attemptEnd(e instanceof AttemptError ? e.failure : e instanceof FabricError ? e.code : 'error', withoutKeys(backend, String((e as Error)?.message)), !(e instanceof Unsupported));
             if (e instanceof ClientClosed) throw e;
             ctx.account?.after(backend, undefined, false, performance.now() - started);
             if (ctx.cancel.aborted) throw new ClientClosed(undefined, [...failures, { backend: backend.name, role: step.name, failure: 'aborted', message: 'client closed the request' }]);
