@@ -264,6 +264,26 @@ test('gateway.tls: the compose file mounts the certificate and key where the con
   assert.match(files.find((f) => f.path === 'gateway/Containerfile')!.content, /CMD \["node", "-e", "require\('node:https'\)/);
 });
 
+test('monitoring: over HTTPS with a master key, Prometheus scrapes with the key\'s file and without checking the loopback name; engines that guard /metrics with their key are left out', () => {
+  const text = readFileSync(join(EXAMPLES, 'lab.fabric.yaml'), 'utf8')
+    .replace(/^gateway:\n/m, 'gateway:\n  tls: { cert: tls/gateway.crt, key: /etc/ssl/private/gateway.key }\n  master_key: env:FABRIC_MASTER_KEY\n')
+    .replace(/(llamacpp-native:\n    engine: llamacpp\n)/, '$1    serve: { model: /models/native.gguf }\n');
+  // Launched with --metrics, a llama-server is scraped; with its key, it is not (it guards /metrics with it).
+  const unkeyed = parse(render('lab.fabric.yaml', text).find((f) => f.path === 'monitoring/prometheus.yml')!.content) as { scrape_configs: Array<Record<string, any>> };
+  assert.ok(unkeyed.scrape_configs.find((j) => j.job_name === 'ai-fabric-engines')!.static_configs.some((s: any) => s.labels.backend === 'llamacpp-native'));
+  const files = render('lab.fabric.yaml', text.replace('    serve: { model: /models/native.gguf }\n', '    serve: { model: /models/native.gguf }\n    api_key: env:LLAMA_KEY\n'));
+  const prom = parse(files.find((f) => f.path === 'monitoring/prometheus.yml')!.content) as { scrape_configs: Array<Record<string, any>> };
+  const gw = prom.scrape_configs.find((j) => j.job_name === 'ai-fabric')!;
+  assert.equal(gw.scheme, 'https');
+  assert.deepEqual(gw.tls_config, { insecure_skip_verify: true });
+  assert.deepEqual(gw.authorization, { type: 'Bearer', credentials_file: '/etc/prometheus/ai-fabric-master-key' });
+  const engines = prom.scrape_configs.find((j) => j.job_name === 'ai-fabric-engines')!;
+  const backends = engines.static_configs.map((s: any) => s.labels.backend);
+  assert.ok(backends.some((b: string) => b.includes('vllm-qwen-coder')), backends.join(' '));
+  assert.ok(!backends.some((b: string) => b.includes('llamacpp-native')), 'llama-server guards /metrics with its key');
+  assert.doesNotMatch(files.find((f) => f.path === 'monitoring/prometheus.yml')!.content, /FABRIC_MASTER_KEY=|sk-/, 'only where the key is read from');
+});
+
 function systemdRoot(units: RenderedFile[]): string {
   // systemd-analyze verify checks that units load and that their commands exist. The hosts'
   // binaries (docker, podman, the installed gateway) are not on this machine, so a throwaway
