@@ -287,18 +287,6 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     else a.writer.whenSpooled(fn);
   }
 
-  async function handleInference(inf: Inference, x: Exchange, ctx: RequestContext, started: number): Promise<void> {
-    // The gateway of the config in force when the request was taken serves it whole: a reload
-    // while its body is still arriving leaves this one's pools open until it is done.
-    const gw = app.gateway;
-    gw.enter();
-    try {
-      await runInference(gw, inf, x, ctx, started);
-    } finally {
-      gw.leave();
-    }
-  }
-
   /** Why a body cannot be read: a 415 naming its Content-Encoding when it has one (the gateway decodes none), else a 400. */
   function unreadableBody(x: Exchange, why: string): FabricError {
     const enc = x.headers['content-encoding'];
@@ -488,9 +476,14 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         };
         inf.trace = ctx.trace;
         metrics.begin();
+        // The gateway of the config in force when the request was taken serves it whole: a reload
+        // while its body is still arriving leaves this one's pools open until it is done.
+        const gw = app.gateway;
+        gw.enter();
         try {
-          await handleInference(inf, x, ctx, started);
+          await runInference(gw, inf, x, ctx, started);
         } finally {
+          gw.leave();
           metrics.end();
         }
         return;
