@@ -172,12 +172,8 @@ export class Gateway {
   }
 
   /** A non-streamed request: the normalized OpenAI response object. */
-  async unary(op: Operation, body: JsonObject, ctx: RequestContext): Promise<{ response: JsonObject; served: Served }> {
-    let response: JsonObject | undefined;
-    const served = await this.#attempts(op, body, ctx, async (backend, served) => {
-      response = await this.#unaryAttempt(op, backend, body, ctx, served);
-    });
-    return { response: response!, served };
+  unary(op: Operation, body: JsonObject, ctx: RequestContext): Promise<{ response: JsonObject; served: Served }> {
+    return this.#attempts(op, body, ctx, (backend, served) => this.#unaryAttempt(op, backend, body, ctx, served));
   }
 
   /** A streamed request: writes SSE into the sink; resolves when the stream has ended. */
@@ -186,7 +182,7 @@ export class Gateway {
     // attempt must still strip the usage event the client did not ask for.
     const so = body.stream_options;
     const clientWantsUsage = typeof so === 'object' && so !== null && (so as { include_usage?: unknown }).include_usage === true;
-    return this.#attempts(op, body, ctx, (backend, served) => this.#streamAttempt(op, backend, body, ctx, sink, served, clientWantsUsage));
+    return (await this.#attempts(op, body, ctx, (backend, served) => this.#streamAttempt(op, backend, body, ctx, sink, served, clientWantsUsage))).served;
   }
 
   /** The first rule whose threshold the input exceeds picks the plan; else the route's own. */
@@ -215,10 +211,11 @@ export class Gateway {
     return this.#active === 0 ? Promise.resolve() : new Promise((resolve) => { this.#idle.push(resolve); });
   }
 
-  async #attempts(
+  /** Tries the plan's backends in turn until an attempt succeeds: what it returned, and how the request was served. */
+  async #attempts<T>(
     op: Operation, body: JsonObject, ctx: RequestContext,
-    attempt: (backend: BackendRuntime, served: Served) => Promise<void>,
-  ): Promise<Served> {
+    attempt: (backend: BackendRuntime, served: Served) => Promise<T>,
+  ): Promise<{ response: T; served: Served }> {
     const requested = body.model as string;
     const first = ctx.route ?? this.route(op, requested);
     const ruled = first.rules.length === 0 ? undefined : await this.#plan(first, body);
@@ -298,7 +295,7 @@ export class Gateway {
           const trace = ctx.trace;
           trace?.attempt?.({ op, backend: backend.name, role: step.name, engine: backend.config.engine, url: backend.config.url, model: served.model, retry: retry > 0 });
           try {
-            await attempt(backend, served);
+            const response = await attempt(backend, served);
             trace?.attemptEnd?.(served.streamError === undefined ? undefined : 'stream_interrupted', served.streamError);
             const ms = performance.now() - started;
             ctx.account?.after(backend, served.usage, true, ms, served.completionEstimate);
@@ -310,7 +307,7 @@ export class Gateway {
               backend.recordSuccess(ms);
               backend.recent.succeeded(started + ms, served.firstTokenMs ?? ms, served.firstTokenMs !== undefined);
             } else if (!served.clientHeldBack) backend.recordFailure(served.streamError, Date.now());
-            return served;
+            return { response, served };
           } catch (e) {
             // Refused by the engine's translation before anything was sent: no attempt to trace.
             // The backend's words may quote its key: never exported.
