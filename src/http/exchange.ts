@@ -20,8 +20,11 @@ export interface Exchange {
   readonly url: string;
   /** Lower-case names; on the fast lane every name occurs once. */
   readonly headers: IncomingHttpHeaders;
-  /** The whole body; body_too_large when the declared or received size passes limit, which `setting` sets (named in the refusal). */
-  body(limit: number, setting?: string): Promise<Buffer>;
+  /**
+   * The whole body; body_too_large when the declared or received size passes limit, which
+   * `setting` sets (named in the refusal). The body itself when all of it is already in.
+   */
+  body(limit: number, setting?: string): Buffer | Promise<Buffer>;
   /** Headers added to every header block this exchange writes (the request ids). */
   preset: string[] | undefined;
   /** A header block has been written (or queued with the first write). */

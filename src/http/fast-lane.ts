@@ -542,12 +542,12 @@ export class FastExchange implements Exchange {
     this.#noBody = method === 'HEAD';
   }
 
-  body(limit: number, setting?: string): Promise<Buffer> {
+  body(limit: number, setting?: string): Buffer | Promise<Buffer> {
     if (this.declared > limit || this.tooLarge) {
       return Promise.reject(bodyTooLarge(this.declared, limit, setting));
     }
     if (this.overloaded !== undefined) return Promise.reject(this.overloaded);
-    if (this.raw !== undefined) return Promise.resolve(this.raw);
+    if (this.raw !== undefined) return this.raw;
     if (this.#bodyError !== undefined) return Promise.reject(this.#bodyError);
     return this.#pending ??= new Promise((resolve, reject) => { this.#waiting = { resolve, reject }; });
   }

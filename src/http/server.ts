@@ -297,7 +297,9 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
 
   async function runInference(gw: Gateway, inf: Inference, x: Exchange, ctx: RequestContext, started: number): Promise<void> {
     const op = inf.op;
-    const bytes = await x.body(maxBodyBytes(), 'gateway.limits.max_body');
+    // Awaited only while the body is still arriving: the usual request has all of it already.
+    const read = x.body(maxBodyBytes(), 'gateway.limits.max_body');
+    const bytes = read instanceof Promise ? await read : read;
     ctx.bodyBytes = bytes.length;
     // Invalid UTF-8 would be decoded to U+FFFD and sent on: a prompt other than the one sent.
     if (!isUtf8(bytes)) throw unreadableBody(x, 'is not valid UTF-8');
