@@ -20,7 +20,7 @@ import { connect, type Socket } from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { BAD_RESPONSE, errorCode } from './attempt-error.ts';
-import { TOKEN } from './http-syntax.ts';
+import { TOKEN, toLower } from './http-syntax.ts';
 
 export interface H1PoolOptions {
   connections: number;
@@ -206,7 +206,7 @@ class Conn {
     if (h != null) {
       for (const k in h) {
         const v = h[k]!;
-        const lk = k.toLowerCase();
+        const lk = toLower(k);
         if (lk === 'host' || lk === 'content-length' || lk === 'connection' || lk === 'transfer-encoding') continue;
         if (!TOKEN.test(k) || UNSAFE.test(v)) return this.refuse(r, `header ${JSON.stringify(k)} is not a valid name, or its value holds CR, LF or NUL`);
         head += `${k}: ${v}\r\n`;
@@ -434,7 +434,7 @@ class Conn {
         this.destroy(fail(BAD_RESPONSE, 'malformed response header'));
         return 'stop';
       }
-      const name = line.slice(0, colon).trim().toLowerCase();
+      const name = toLower(line.slice(0, colon).trim());
       const value = line.slice(colon + 1).trim();
       const prev = headers[name];
       if (prev === undefined) headers[name] = value;
@@ -449,7 +449,7 @@ class Conn {
         length = n;
       } else if (name === 'transfer-encoding') chunked = CHUNKED.test(value);
       else if (name === 'connection') {
-        const v = value.toLowerCase();
+        const v = toLower(value);
         if (v.includes('close')) keepAlive = false;
         else if (v.includes('keep-alive')) keepAlive = true;
       } else if (name === 'keep-alive') {

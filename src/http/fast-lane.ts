@@ -15,7 +15,7 @@
 import { STATUS_CODES, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { FabricError } from '../core/errors.ts';
-import { TOKEN } from '../core/http-syntax.ts';
+import { TOKEN, toLower } from '../core/http-syntax.ts';
 import { bodyTooLarge, closingErrorAnswer, type Abortable, type Exchange } from './exchange.ts';
 import type { BodyBudget } from './body-budget.ts';
 
@@ -478,7 +478,7 @@ function parseHead(text: string, conn: Conn): FastExchange | undefined {
     if (++fields > MAX_HEADER_FIELDS) return undefined;
     const j = text.indexOf('\r\n', i);
     const c = text.indexOf(':', i);
-    const name = text.slice(i, c).toLowerCase();
+    const name = toLower(text.slice(i, c));
     // A repeat (or a name an Object already has, such as constructor) goes to node:http,
     // which knows each header's rule for repeats.
     if (headers[name] !== undefined || name === '__proto__') return undefined;
@@ -498,7 +498,7 @@ function parseHead(text: string, conn: Conn): FastExchange | undefined {
   }
   const connection = headers.connection;
   if (connection !== undefined) {
-    const v = connection.toLowerCase();
+    const v = toLower(connection);
     if (v === 'close') conn.closeAfter = true;
     else if (v !== 'keep-alive') return undefined;
   }
@@ -600,12 +600,12 @@ export class FastExchange implements Exchange {
         this.#headLatin1 = true;
       }
       s += k + ': ' + v + '\r\n';
-      const lk = k.length === 14 || k.length === 10 || k.length === 17 ? k.toLowerCase() : '';
+      const lk = k.length === 14 || k.length === 10 || k.length === 17 ? toLower(k) : '';
       if (lk === 'content-length') f.length = true;
       else if (lk === 'transfer-encoding') throw new TypeError('transfer-encoding is the lane\'s to set');
       else if (lk === 'connection') {
         f.connection = true;
-        if (v.toLowerCase() === 'close') this.closes = true;
+        if (toLower(v) === 'close') this.closes = true;
       }
     }
     return s;
