@@ -156,8 +156,8 @@ export class UsageWriter {
   #closed = false;
   /** Spool lines added this turn, written together by #writeLines (setImmediate). */
   #lines = '';
-  /** Answers waiting for #lines to be written. */
-  #held: (() => void)[] = [];
+  /** Answers waiting for #lines to be written (a list begun with the first: not grown from an empty one). */
+  #held: (() => void)[] | undefined = undefined;
   #linesScheduled = false;
   /** This turn's records kept in the spool only (memory full): if its write fails they go back to memory. */
   #spoolOnly: UsageRecord[] = [];
@@ -327,6 +327,7 @@ export class UsageWriter {
   /** Runs fn once every record added so far is in the spool file: at once when none is waiting. */
   whenSpooled(fn: () => void): void {
     if (this.#lines === '') fn();
+    else if (this.#held === undefined) this.#held = [fn];
     else this.#held.push(fn);
   }
 
@@ -374,8 +375,8 @@ export class UsageWriter {
   /** Runs the answers that waited for the spool write. */
   #release(): void {
     const held = this.#held;
-    if (held.length === 0) return;
-    this.#held = [];
+    if (held === undefined) return;
+    this.#held = undefined;
     for (const fn of held) {
       try {
         fn();

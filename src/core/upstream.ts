@@ -136,7 +136,8 @@ export class BufferedCall extends UpstreamCall {
   #reject!: (e: Error) => void;
   #status = 0;
   #headers: IncomingHttpHeaders = {};
-  #chunks: Buffer[] = [];
+  /** The body's pieces: a list begun with the first (most answers come in one), not grown from an empty one. */
+  #chunks: Buffer[] | undefined = undefined;
   #size = 0;
   #limit = 0;
   #truncated = false;
@@ -168,22 +169,27 @@ export class BufferedCall extends UpstreamCall {
     if (this.#truncated) return;
     if (this.#size + chunk.length > this.#limit) {
       this.#truncated = true;
-      this.#chunks.push(chunk.subarray(0, this.#limit - this.#size));
+      this.#keep(chunk.subarray(0, this.#limit - this.#size));
       this.#size = this.#limit;
       if (this.#status >= 200 && this.#status < 300) {
         c.abort(Object.assign(new Error(`response body exceeds ${this.#okLimit} bytes`), { code: 'FABRIC_RESPONSE_TOO_LARGE' }));
       }
       return;
     }
-    this.#chunks.push(chunk);
+    this.#keep(chunk);
     this.#size += chunk.length;
+  }
+
+  #keep(chunk: Buffer): void {
+    if (this.#chunks === undefined) this.#chunks = [chunk];
+    else this.#chunks.push(chunk);
   }
 
   onResponseEnd(): void {
     if (this.#done) return;
     this.#done = true;
     const chunks = this.#chunks;
-    const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#size);
+    const body = chunks?.length === 1 ? chunks[0]! : Buffer.concat(chunks ?? [], this.#size);
     this.#resolve({ status: this.#status, headers: this.#headers, body });
   }
 
@@ -192,7 +198,7 @@ export class BufferedCall extends UpstreamCall {
     this.#done = true;
     // An error body cut at its limit is still an answer worth reading.
     if (this.#truncated && !(this.#status >= 200 && this.#status < 300)) {
-      this.#resolve({ status: this.#status, headers: this.#headers, body: Buffer.concat(this.#chunks, this.#size) });
+      this.#resolve({ status: this.#status, headers: this.#headers, body: Buffer.concat(this.#chunks ?? [], this.#size) });
       return;
     }
     // The connection lost after the head: the backend did the work and broke off its answer.

@@ -94,10 +94,12 @@ function sendError(x: Exchange, e: FabricError): void {
 
 /**
  * The headers of an answer a backend served, as the flat [name, value, …] list head() takes:
- * one header block built in one go (the request ids come from the exchange's preset).
+ * one header block built in one go (the request ids come from the exchange's preset). `head`
+ * and the route's headers are joined in one list of their size (pushed onto, `head` would grow
+ * a larger one first).
  */
-function servedHeaders(h: string[], s: Served): string[] {
-  h.push('x-fabric-role', s.role, 'x-fabric-backend', s.backend, 'x-fabric-attempts', String(s.attempts));
+function servedHeaders(head: readonly string[], s: Served): string[] {
+  const h = head.concat('x-fabric-role', s.role, 'x-fabric-backend', s.backend, 'x-fabric-attempts', String(s.attempts));
   if (s.rerouted) h.push('x-fabric-rerouted', 'true');
   if (s.budgets !== undefined) h.push('x-fabric-budget-exceeded', s.budgets.join(', '));
   return h;
