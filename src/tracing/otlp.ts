@@ -9,7 +9,7 @@ import type { TracingConfig } from '../config/types.ts';
 import type { Logger } from '../core/log.ts';
 import type { IncomingTrace, TraceContext } from '../core/trace-context.ts';
 import { packageVersion } from '../core/version.ts';
-import { RequestTrace, type Attributes, type AttrValue, type SpanData } from './request-trace.ts';
+import { RequestTrace, type Attributes, type SpanData } from './request-trace.ts';
 
 const MAX_PENDING = 4096;
 const BATCH = 512;
@@ -38,25 +38,27 @@ const postJson = async (url: string, body: string, headers: Record<string, strin
   return res.status;
 };
 
-/** An attribute in OTLP's JSON form; int64 as a decimal string, as the protobuf JSON mapping writes it. */
-function attr(key: string, v: AttrValue): { key: string; value: Record<string, AttrValue> } {
-  const value: Record<string, AttrValue> = typeof v === 'string' ? { stringValue: v }
-    : typeof v === 'boolean' ? { boolValue: v }
-    : Number.isInteger(v) ? { intValue: String(v) } : { doubleValue: v };
-  return { key, value };
-}
+// OTLP/JSON written as text: spans are many and their shape is fixed, so no object tree is
+// built per span only to be stringified.
 
-function attrs(a: Attributes): Array<ReturnType<typeof attr>> {
-  const out: Array<ReturnType<typeof attr>> = [];
+const q = JSON.stringify;
+
+/** An attribute list in OTLP's JSON form; int64 as a decimal string, as the protobuf JSON mapping writes it. */
+function attrsText(a: Attributes): string {
+  let out = '';
   for (const k in a) {
     const v = a[k];
-    if (v !== undefined) out.push(attr(k, v));
+    if (v === undefined) continue;
+    const value = typeof v === 'string' ? `"stringValue":${q(v)}`
+      : typeof v === 'boolean' ? `"boolValue":${v}`
+      : Number.isInteger(v) ? `"intValue":"${v}"` : `"doubleValue":${Number.isFinite(v) ? v : 0}`;
+    out += `${out === '' ? '' : ','}{"key":${q(k)},"value":{${value}}}`;
   }
-  return out;
+  return `[${out}]`;
 }
 
-/** Epoch milliseconds as OTLP's fixed64 nanoseconds, a decimal string (microsecond precision). */
-const nanos = (ms: number): string => String(BigInt(Math.round(ms * 1000)) * 1000n);
+/** Epoch milliseconds as OTLP's fixed64 nanoseconds, a decimal string (microsecond precision; exact below 2^53 µs, the year 2255). */
+const nanos = (ms: number): string => `${Math.round(ms * 1000)}000`;
 
 interface Pending {
   traceId: string;
@@ -64,21 +66,13 @@ interface Pending {
   span: SpanData;
 }
 
-function spanJson(p: Pending): Record<string, unknown> {
+function spanText(p: Pending): string {
   const s = p.span;
-  return {
-    traceId: p.traceId,
-    spanId: s.spanId,
-    ...(s.parentSpanId === undefined ? {} : { parentSpanId: s.parentSpanId }),
-    ...(p.tracestate === undefined ? {} : { traceState: p.tracestate }),
-    name: s.name,
-    kind: s.kind,
-    startTimeUnixNano: nanos(s.startMs),
-    endTimeUnixNano: nanos(s.endMs),
-    attributes: attrs(s.attributes),
-    // STATUS_CODE_ERROR; an unset status (0) is left out.
-    status: s.error === undefined ? {} : { code: 2, message: s.error },
-  };
+  return `{"traceId":"${p.traceId}","spanId":"${s.spanId}"${s.parentSpanId === undefined ? '' : `,"parentSpanId":"${s.parentSpanId}"`}`
+    + `${p.tracestate === undefined ? '' : `,"traceState":${q(p.tracestate)}`},"name":${q(s.name)},"kind":${s.kind}`
+    + `,"startTimeUnixNano":"${nanos(s.startMs)}","endTimeUnixNano":"${nanos(s.endMs)}","attributes":${attrsText(s.attributes)}`
+    // STATUS_CODE_ERROR; an unset status (0) is left empty.
+    + `,"status":${s.error === undefined ? '{}' : `{"code":2,"message":${q(s.error)}}`}}`;
 }
 
 export class Tracing {
@@ -116,16 +110,28 @@ export class Tracing {
       return;
     }
     for (const span of spans) this.#pending.push({ traceId: trace.traceId, tracestate: span.kind === 2 ? trace.tracestate : undefined, span });
-    if (this.#pending.length >= BATCH) void this.flush();
-    else if (this.#timer === undefined) {
-      this.#timer = setTimeout(() => { this.#timer = undefined; void this.flush(); }, FLUSH_MS);
-      this.#timer.unref();
-    }
+    // A send under way goes on with the next full batch itself.
+    if (this.#pending.length >= BATCH) { if (this.#sending === undefined) void this.#send(false); }
+    else this.#arm();
   }
 
-  /** Sends what waits, a batch at a time; one request to the collector at once. */
+  /** Sends everything that waits, a batch at a time. */
   flush(): Promise<void> {
-    this.#sending ??= this.#drain().finally(() => { this.#sending = undefined; });
+    return this.#send(true);
+  }
+
+  /** What is left waits for a full batch or the timer: a collector that answers fast is not sent a request per handful of spans. */
+  #arm(): void {
+    if (this.#timer !== undefined || this.#pending.length === 0) return;
+    this.#timer = setTimeout(() => { this.#timer = undefined; void this.#send(true); }, FLUSH_MS);
+    this.#timer.unref();
+  }
+
+  /** One request to the collector at a time: full batches, and with `all` the rest too (after a send under way). */
+  async #send(all: boolean): Promise<void> {
+    while (this.#sending !== undefined) await this.#sending;
+    if (this.#pending.length === 0 || (!all && this.#pending.length < BATCH)) return this.#arm();
+    this.#sending = this.#drain(all).finally(() => { this.#sending = undefined; this.#arm(); });
     return this.#sending;
   }
 
@@ -139,8 +145,8 @@ export class Tracing {
     clearTimeout(t);
   }
 
-  async #drain(): Promise<void> {
-    while (this.#pending.length > 0) {
+  async #drain(all: boolean): Promise<void> {
+    while (this.#pending.length >= (all ? 1 : BATCH)) {
       const batch = this.#pending.splice(0, BATCH);
       const c = this.#opts.config();
       if (c === undefined) {
@@ -153,12 +159,10 @@ export class Tracing {
         const value = typeof v === 'string' ? v : this.#opts.secret(v.env);
         if (value !== undefined) headers[name] = value;
       }
-      const resource = attrs({
-        'service.name': c.serviceName, 'service.version': packageVersion(), 'host.name': hostname(), 'process.pid': process.pid,
-      });
-      const body = JSON.stringify({
-        resourceSpans: [{ resource: { attributes: resource }, scopeSpans: [{ scope: { name: 'ai-fabric', version: packageVersion() ?? '' }, spans: batch.map(spanJson) }] }],
-      });
+      const resource = attrsText({ 'service.name': c.serviceName, 'service.version': packageVersion(), 'host.name': hostname(), 'process.pid': process.pid });
+      let spans = '';
+      for (const p of batch) spans += (spans === '' ? '' : ',') + spanText(p);
+      const body = `{"resourceSpans":[{"resource":{"attributes":${resource}},"scopeSpans":[{"scope":{"name":"ai-fabric","version":${q(packageVersion() ?? '')}},"spans":[${spans}]}]}]}`;
       try {
         const status = await this.#post(c.endpoint, body, headers);
         if (status >= 200 && status < 300) this.stats.exported += batch.length;

@@ -49,13 +49,21 @@ export function operationName(op: string): string {
   return op === 'completions' ? 'text_completion' : op;
 }
 
+/** A backend URL's host and port, parsed once per URL (the config's URLs: a bounded set). */
+const servers = new Map<string, { address: string; port: number } | undefined>();
 function serverOf(url: string): { address: string; port: number } | undefined {
-  try {
-    const u = new URL(url);
-    return { address: u.hostname, port: u.port === '' ? (u.protocol === 'https:' ? 443 : 80) : Number(u.port) };
-  } catch {
-    return undefined;
+  let s = servers.get(url);
+  if (s === undefined && !servers.has(url)) {
+    try {
+      const u = new URL(url);
+      s = { address: u.hostname, port: u.port === '' ? (u.protocol === 'https:' ? 443 : 80) : Number(u.port) };
+    } catch {
+      s = undefined;
+    }
+    if (servers.size > 1000) servers.clear();
+    servers.set(url, s);
   }
+  return s;
 }
 
 export class RequestTrace implements TraceContext {
