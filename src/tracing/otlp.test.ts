@@ -7,7 +7,7 @@ import type { TracingConfig } from '../config/types.ts';
 const quiet = { warn() {}, info() {}, error() {}, debug() {}, log() {}, flush() {} } as never;
 
 function tracing(config: TracingConfig | undefined, posts: Array<{ url: string; body: any; headers: Record<string, string> }>, status = 200): Tracing {
-  return new Tracing({ config: () => config, secret: (n) => (n === 'TOKEN' ? 'tok' : undefined), log: quiet, post: async (url, body, headers) => { posts.push({ url, body: JSON.parse(body), headers }); return status; } });
+  return new Tracing({ config: () => config, secret: (n) => (n === 'TOKEN' ? 'tok' : undefined), log: quiet, post: async (url, body, headers) => { posts.push({ url, body: JSON.parse(body.toString('utf8')), headers }); return status; } });
 }
 const CFG: TracingConfig = { endpoint: 'http://c/v1/traces', headers: [['authorization', { env: 'TOKEN' }], ['x-tenant', 'lab'], ['x-missing', { env: 'NOPE' }]], sample: 1, serviceName: 'svc' };
 

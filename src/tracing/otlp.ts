@@ -9,7 +9,8 @@ import type { TracingConfig } from '../config/types.ts';
 import type { Logger } from '../core/log.ts';
 import type { IncomingTrace, TraceContext } from '../core/trace-context.ts';
 import { packageVersion } from '../core/version.ts';
-import { RequestTrace, type Attributes, type SpanData } from './request-trace.ts';
+import { RequestTrace, type Attributes } from './request-trace.ts';
+import { exportBody, SpanWriter } from './span-json.ts';
 
 const MAX_PENDING = 4096;
 const BATCH = 512;
@@ -23,7 +24,7 @@ export interface TracingOptions {
   /** A header's secret value, by its variable's name. */
   secret: (name: string) => string | undefined;
   log: Logger;
-  post?: (url: string, body: string, headers: Record<string, string>) => Promise<number>;
+  post?: (url: string, body: Buffer, headers: Record<string, string>) => Promise<number>;
 }
 
 export interface TracingStats {
@@ -31,55 +32,19 @@ export interface TracingStats {
   dropped: number;
 }
 
-const postJson = async (url: string, body: string, headers: Record<string, string>): Promise<number> => {
+const postJson = async (url: string, body: Buffer, headers: Record<string, string>): Promise<number> => {
   // Not followed: a redirect would carry the collector's headers elsewhere.
   const res = await fetch(url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(POST_TIMEOUT_MS) });
   await res.arrayBuffer().catch(() => undefined);
   return res.status;
 };
 
-// OTLP/JSON written as text: spans are many and their shape is fixed, so no object tree is
-// built per span only to be stringified.
-
-const q = JSON.stringify;
-
-/** An attribute list in OTLP's JSON form; int64 as a decimal string, as the protobuf JSON mapping writes it. */
-function attrsText(a: Attributes): string {
-  let out = '';
-  for (const k in a) {
-    const v = a[k];
-    if (v === undefined) continue;
-    const value = typeof v === 'string' ? `"stringValue":${q(v)}`
-      : typeof v === 'boolean' ? `"boolValue":${v}`
-      : Number.isInteger(v) ? `"intValue":"${v}"` : `"doubleValue":${Number.isFinite(v) ? v : 0}`;
-    out += `${out === '' ? '' : ','}{"key":${q(k)},"value":{${value}}}`;
-  }
-  return `[${out}]`;
-}
-
-/** Epoch milliseconds as OTLP's fixed64 nanoseconds, a decimal string (microsecond precision; exact below 2^53 µs, the year 2255). */
-const nanos = (ms: number): string => `${Math.round(ms * 1000)}000`;
-
-interface Pending {
-  traceId: string;
-  tracestate: string | undefined;
-  span: SpanData;
-}
-
-function spanText(p: Pending): string {
-  const s = p.span;
-  return `{"traceId":"${p.traceId}","spanId":"${s.spanId}"${s.parentSpanId === undefined ? '' : `,"parentSpanId":"${s.parentSpanId}"`}`
-    + `${p.tracestate === undefined ? '' : `,"traceState":${q(p.tracestate)}`},"name":${q(s.name)},"kind":${s.kind}`
-    + `,"startTimeUnixNano":"${nanos(s.startMs)}","endTimeUnixNano":"${nanos(s.endMs)}","attributes":${attrsText(s.attributes)}`
-    // STATUS_CODE_ERROR; an unset status (0) is left empty.
-    + `,"status":${s.error === undefined ? '{}' : `{"code":2,"message":${q(s.error)}}`}}`;
-}
-
 export class Tracing {
   readonly stats: TracingStats = { exported: 0, dropped: 0 };
   readonly #opts: TracingOptions;
   readonly #post: NonNullable<TracingOptions['post']>;
-  #pending: Pending[] = [];
+  /** The spans waiting, already as OTLP/JSON (src/tracing/span-json.ts). */
+  #pending = new SpanWriter();
   #timer: NodeJS.Timeout | undefined;
   #sending: Promise<void> | undefined;
   #warnedAt = 0;
@@ -103,34 +68,36 @@ export class Tracing {
   /** The request has ended: its spans are queued for the collector (a trace not recorded here: nothing). */
   end(trace: TraceContext | undefined, name: string, attributes: Attributes, error: string | undefined): void {
     if (!(trace instanceof RequestTrace)) return;
-    const spans = [trace.server(name, attributes, error), ...trace.attempts];
-    if (this.#pending.length + spans.length > MAX_PENDING) {
-      this.stats.dropped += spans.length;
-      this.#warn(`${spans.length} spans dropped: ${MAX_PENDING} already wait for the collector`);
+    const server = trace.server(name, attributes, error);
+    const n = 1 + trace.attempts.length;
+    if (this.#pending.count + n > MAX_PENDING) {
+      this.stats.dropped += n;
+      this.#warn(`${n} spans dropped: ${MAX_PENDING} already wait for the collector`);
       return;
     }
-    for (const span of spans) this.#pending.push({ traceId: trace.traceId, tracestate: span.kind === 2 ? trace.tracestate : undefined, span });
+    this.#pending.span(trace.traceId, trace.tracestate, server);
+    for (const a of trace.attempts) this.#pending.span(trace.traceId, undefined, a);
     // A send under way goes on with the next full batch itself.
-    if (this.#pending.length >= BATCH) { if (this.#sending === undefined) void this.#send(false); }
+    if (this.#pending.count >= BATCH) { if (this.#sending === undefined) void this.#send(false); }
     else this.#arm();
   }
 
-  /** Sends everything that waits, a batch at a time. */
+  /** Sends everything that waits. */
   flush(): Promise<void> {
     return this.#send(true);
   }
 
   /** What is left waits for a full batch or the timer: a collector that answers fast is not sent a request per handful of spans. */
   #arm(): void {
-    if (this.#timer !== undefined || this.#pending.length === 0) return;
+    if (this.#timer !== undefined || this.#pending.count === 0) return;
     this.#timer = setTimeout(() => { this.#timer = undefined; void this.#send(true); }, FLUSH_MS);
     this.#timer.unref();
   }
 
-  /** One request to the collector at a time: full batches, and with `all` the rest too (after a send under way). */
+  /** One request to the collector at a time: a full batch, or with `all` whatever waits (after a send under way). */
   async #send(all: boolean): Promise<void> {
     while (this.#sending !== undefined) await this.#sending;
-    if (this.#pending.length === 0 || (!all && this.#pending.length < BATCH)) return this.#arm();
+    if (this.#pending.count === 0 || (!all && this.#pending.count < BATCH)) return this.#arm();
     this.#sending = this.#drain(all).finally(() => { this.#sending = undefined; this.#arm(); });
     return this.#sending;
   }
@@ -139,19 +106,20 @@ export class Tracing {
   async close(ms = 2000): Promise<void> {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#pending.length === 0 && this.#sending === undefined) return;
+    if (this.#pending.count === 0 && this.#sending === undefined) return;
     let t: NodeJS.Timeout | undefined;
     await Promise.race([this.flush(), new Promise<void>((r) => { t = setTimeout(r, ms); })]);
     clearTimeout(t);
   }
 
+  /** Sends what waits, all of it in one request (at most MAX_PENDING spans), until less than a batch is left, or nothing with `all`. */
   async #drain(all: boolean): Promise<void> {
-    while (this.#pending.length >= (all ? 1 : BATCH)) {
-      const batch = this.#pending.splice(0, BATCH);
+    while (this.#pending.count >= (all ? 1 : BATCH)) {
+      const { bytes, count } = this.#pending.take();
       const c = this.#opts.config();
       if (c === undefined) {
         // Turned off by a reload: what waited is not sent.
-        this.stats.dropped += batch.length;
+        this.stats.dropped += count;
         continue;
       }
       const headers: Record<string, string> = { 'content-type': 'application/json' };
@@ -159,21 +127,19 @@ export class Tracing {
         const value = typeof v === 'string' ? v : this.#opts.secret(v.env);
         if (value !== undefined) headers[name] = value;
       }
-      const resource = attrsText({ 'service.name': c.serviceName, 'service.version': packageVersion(), 'host.name': hostname(), 'process.pid': process.pid });
-      let spans = '';
-      for (const p of batch) spans += (spans === '' ? '' : ',') + spanText(p);
-      const body = `{"resourceSpans":[{"resource":{"attributes":${resource}},"scopeSpans":[{"scope":{"name":"ai-fabric","version":${q(packageVersion() ?? '')}},"spans":[${spans}]}]}]}`;
+      const resource = { 'service.name': c.serviceName, 'service.version': packageVersion(), 'host.name': hostname(), 'process.pid': process.pid };
+      const body = exportBody(resource, packageVersion() ?? '', bytes);
       try {
         const status = await this.#post(c.endpoint, body, headers);
-        if (status >= 200 && status < 300) this.stats.exported += batch.length;
+        if (status >= 200 && status < 300) this.stats.exported += count;
         else {
-          this.stats.dropped += batch.length;
-          this.#warn(`the collector at ${where(c.endpoint)} answered HTTP ${status}; ${batch.length} spans dropped`);
+          this.stats.dropped += count;
+          this.#warn(`the collector at ${where(c.endpoint)} answered HTTP ${status}; ${count} spans dropped`);
         }
       } catch (e) {
-        this.stats.dropped += batch.length;
+        this.stats.dropped += count;
         const err = e as Error & { cause?: { code?: string } };
-        this.#warn(`spans could not be sent to the collector at ${where(c.endpoint)} (${err.cause?.code ?? err.name}); ${batch.length} dropped`);
+        this.#warn(`spans could not be sent to the collector at ${where(c.endpoint)} (${err.cause?.code ?? err.name}); ${count} dropped`);
       }
     }
   }
