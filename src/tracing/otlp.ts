@@ -4,13 +4,15 @@
 // fails, spans are dropped and counted (fabric_trace_spans_dropped_total), never retried
 // into memory that grows. The settings are read at each use, so a reload applies.
 
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { hostname } from 'node:os';
 import type { TracingConfig } from '../config/types.ts';
 import type { Logger } from '../core/log.ts';
 import type { IncomingTrace, TraceContext } from '../core/trace-context.ts';
 import { packageVersion } from '../core/version.ts';
 import { RequestTrace, type Attributes } from './request-trace.ts';
-import { exportBody, SpanWriter } from './span-json.ts';
+import { exportPrefix, SpanWriter } from './span-json.ts';
 
 const MAX_PENDING = 4096;
 const BATCH = 512;
@@ -32,19 +34,29 @@ export interface TracingStats {
   dropped: number;
 }
 
-const postJson = async (url: string, body: Buffer, headers: Record<string, string>): Promise<number> => {
-  // Not followed: a redirect would carry the collector's headers elsewhere.
-  const res = await fetch(url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(POST_TIMEOUT_MS) });
-  await res.arrayBuffer().catch(() => undefined);
-  return res.status;
-};
+/**
+ * POSTs the body as it is (node:http writes the buffer; fetch would copy it first), on the
+ * default keep-alive agent; a redirect is not followed (it would carry the collector's headers
+ * elsewhere); an answer's status, or an error with its code.
+ */
+const postJson = (url: string, body: Buffer, headers: Record<string, string>): Promise<number> => new Promise((resolve, reject) => {
+  const u = new URL(url);
+  const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, { method: 'POST', headers: { ...headers, 'content-length': String(body.length) }, timeout: POST_TIMEOUT_MS }, (res) => {
+    res.resume();
+    res.on('end', () => resolve(res.statusCode ?? 0));
+    res.on('error', reject);
+  });
+  req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+  req.on('error', reject);
+  req.end(body);
+});
 
 export class Tracing {
   readonly stats: TracingStats = { exported: 0, dropped: 0 };
   readonly #opts: TracingOptions;
   readonly #post: NonNullable<TracingOptions['post']>;
-  /** The spans waiting, already as OTLP/JSON (src/tracing/span-json.ts). */
-  #pending = new SpanWriter();
+  /** The spans waiting, already as the OTLP/JSON export request (src/tracing/span-json.ts). */
+  readonly #pending: SpanWriter;
   #timer: NodeJS.Timeout | undefined;
   #sending: Promise<void> | undefined;
   #warnedAt = 0;
@@ -52,6 +64,10 @@ export class Tracing {
   constructor(opts: TracingOptions) {
     this.#opts = opts;
     this.#post = opts.post ?? postJson;
+    this.#pending = new SpanWriter(() => exportPrefix(
+      { 'service.name': opts.config()?.serviceName ?? 'ai-fabric', 'service.version': packageVersion(), 'host.name': hostname(), 'process.pid': process.pid },
+      packageVersion() ?? '',
+    ));
   }
 
   /**
@@ -115,7 +131,7 @@ export class Tracing {
   /** Sends what waits, all of it in one request (at most MAX_PENDING spans), until less than a batch is left, or nothing with `all`. */
   async #drain(all: boolean): Promise<void> {
     while (this.#pending.count >= (all ? 1 : BATCH)) {
-      const { bytes, count } = this.#pending.take();
+      const { body, count } = this.#pending.take();
       const c = this.#opts.config();
       if (c === undefined) {
         // Turned off by a reload: what waited is not sent.
@@ -127,8 +143,6 @@ export class Tracing {
         const value = typeof v === 'string' ? v : this.#opts.secret(v.env);
         if (value !== undefined) headers[name] = value;
       }
-      const resource = { 'service.name': c.serviceName, 'service.version': packageVersion(), 'host.name': hostname(), 'process.pid': process.pid };
-      const body = exportBody(resource, packageVersion() ?? '', bytes);
       try {
         const status = await this.#post(c.endpoint, body, headers);
         if (status >= 200 && status < 300) this.stats.exported += count;
@@ -138,8 +152,8 @@ export class Tracing {
         }
       } catch (e) {
         this.stats.dropped += count;
-        const err = e as Error & { cause?: { code?: string } };
-        this.#warn(`spans could not be sent to the collector at ${where(c.endpoint)} (${err.cause?.code ?? err.name}); ${count} dropped`);
+        const err = e as NodeJS.ErrnoException;
+        this.#warn(`spans could not be sent to the collector at ${where(c.endpoint)} (${err.code ?? err.message}); ${count} dropped`);
       }
     }
   }
