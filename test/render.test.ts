@@ -284,6 +284,25 @@ test('monitoring: over HTTPS with a master key, Prometheus scrapes with the key\
   assert.doesNotMatch(files.find((f) => f.path === 'monitoring/prometheus.yml')!.content, /FABRIC_MASTER_KEY=|sk-/, 'only where the key is read from');
 });
 
+test('monitoring: the slow first-token rule takes each backend\'s own health.slow, leaves out those set to off, and the runbook\'s 10 s when the config sets none', () => {
+  const base = readFileSync(join(EXAMPLES, 'lab.fabric.yaml'), 'utf8');
+  const text = base.replace(/^gateway:\n/m, 'gateway:\n  health: { slow: 20s }\n')
+    .replace(/(llamacpp-native:\n    engine: llamacpp\n)/, '$1    health: { slow: 5s }\n')
+    .replace(/(vllm-passthrough:\n    engine: vllm\n)/, '$1    health: { slow: off }\n');
+  const rule = (files: RenderedFile[]): string => {
+    const doc = parse(files.find((f) => f.path === 'monitoring/ai-fabric-alerts.yml')!.content) as { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> };
+    return doc.groups[0]!.rules.find((r) => r.alert === 'AIFabricSlowFirstToken')!.expr;
+  };
+  const expr = rule(render('lab.fabric.yaml', text));
+  assert.match(expr, /backend=~"llamacpp-native"\}\[5m\]\)\)\) > 5( or |$)/);
+  assert.match(expr, /backend=~"[^"]*vllm-qwen-coder[^"]*"\}\[5m\]\)\)\) > 20/);
+  assert.doesNotMatch(expr, /vllm-passthrough/, 'slow: off has no rule');
+  const runbook = rule(render('lab.fabric.yaml', base));
+  assert.match(runbook, /vllm-passthrough/);
+  assert.match(runbook, / > 10$/);
+  assert.doesNotMatch(runbook, / or /, 'one threshold for all');
+});
+
 function systemdRoot(units: RenderedFile[]): string {
   // systemd-analyze verify checks that units load and that their commands exist. The hosts'
   // binaries (docker, podman, the installed gateway) are not on this machine, so a throwaway

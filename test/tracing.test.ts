@@ -208,7 +208,8 @@ test('a failed request: its SERVER span is an error with the code; a 4xx is not 
   const bad = await waitForLog(f, from2, (l) => l.msg === 'request' && l.status === 400);
   const s400 = (await inTrace(bad.trace_id, 1)).find((x) => x.kind === 2)!;
   assert.deepEqual(s400.status, {});
-  assert.equal(attr(s400, 'error.type'), 'invalid_request');
+  assert.equal(attr(s400, 'error.type'), undefined, 'a 4xx is no error of the server\'s');
+  assert.equal(attr(s400, 'fabric.error_code'), 'invalid_request');
 });
 
 test('a collector that fails costs dropped spans, counted and warned of once, never a request; the token is never logged', async () => {

@@ -230,8 +230,9 @@ test('gateway.tracing: a collector\'s base URL gets /v1/traces; credentials only
     sample: 0.25
 ${MINIMAL}`), { OTLP_TOKEN: 't' }).config.gateway.tracing!;
   assert.deepEqual(ok, { endpoint: 'http://collector:4318/v1/traces', headers: [['Authorization', { env: 'OTLP_TOKEN' }], ['x-scope-orgid', 'lab']], sample: 0.25, serviceName: 'ai-fabric' });
-  // A full traces URL is taken as written.
+  // A full traces URL is taken as written; a base URL with a path (Grafana Cloud's …/otlp) gets the traces path.
   assert.equal(loadFabricConfig(file(`gateway:\n  tracing: { endpoint: "https://otel.example.net/otlp/v1/traces" }\n${MINIMAL}`), {}).config.gateway.tracing!.endpoint, 'https://otel.example.net/otlp/v1/traces');
+  assert.equal(loadFabricConfig(file(`gateway:\n  tracing: { endpoint: "https://otlp-gateway.example.net/otlp/" }\n${MINIMAL}`), {}).config.gateway.tracing!.endpoint, 'https://otlp-gateway.example.net/otlp/v1/traces');
   const joined = errorsOf(file(`gateway:
   tracing:
     headers: { authorization: Bearer abc, bad header: x }

@@ -255,8 +255,9 @@ function tracing(r: Reporter, v: unknown): TracingConfig | undefined {
   if (m === undefined) return undefined;
   if (m.endpoint === undefined || m.endpoint === null) r.error([...p, 'endpoint'], 'is required: the OTLP/HTTP collector, e.g. http://127.0.0.1:4318');
   let endpoint = m.endpoint === undefined || m.endpoint === null ? '' : url(r, [...p, 'endpoint'], m.endpoint);
-  // A collector's base URL (OTEL_EXPORTER_OTLP_ENDPOINT's form) gets the traces path, as OTel SDKs add it.
-  if (endpoint !== '' && new URL(endpoint).pathname === '/') endpoint += '/v1/traces';
+  // A collector's base URL (OTEL_EXPORTER_OTLP_ENDPOINT's form, e.g. Grafana Cloud's …/otlp) gets
+  // the traces path, as OTel SDKs add it; a URL that ends with it is taken as written.
+  if (endpoint !== '' && !/\/v1\/traces$/.test(new URL(endpoint).pathname)) endpoint = endpoint.replace(/\/+$/, '') + '/v1/traces';
   const headers: TracingConfig['headers'] = [];
   if (m.headers !== undefined && m.headers !== null && !isObj(m.headers)) r.error([...p, 'headers'], `must be a mapping of header names to values, got ${describe(m.headers)}`);
   else if (isObj(m.headers)) {

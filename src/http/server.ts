@@ -396,6 +396,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         'gen_ai.response.model': served.model, 'gen_ai.usage.input_tokens': served.usage?.prompt_tokens ?? rec?.promptTokens, 'gen_ai.usage.output_tokens': served.usage?.completion_tokens ?? rec?.completionTokens,
         'fabric.request_id': ctx.id, 'fabric.role': served.role, 'fabric.backend': served.backend, 'fabric.attempts': served.attempts, 'fabric.rerouted': served.rerouted || undefined,
         'fabric.stream': body.stream === true || undefined, 'fabric.cost_usd': rec === undefined || rec.cost === 0 ? undefined : rec.cost,
+        'error.type': broken ? STREAM_INTERRUPTED : undefined,
       }, broken ? `stream interrupted: ${served.streamError}` : undefined);
     }
     afterRecord(answer);
@@ -476,7 +477,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         const incoming = tp === undefined ? undefined : traceContext(tp, x.headers.tracestate);
         const ctx: RequestContext = {
           id, clientRequestId: cid, created: Math.floor(now / 1000), cancel, drillFailPrimary: drill(x.headers['x-fabric-drill'], key),
-          trace: app.tracing === undefined ? incoming : app.tracing.begin(incoming, performance.timeOrigin + started),
+          trace: app.tracing === undefined ? incoming : app.tracing.begin(incoming, started),
         };
         inf.trace = ctx.trace;
         metrics.begin();
@@ -574,8 +575,9 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
           prompt_tokens: rec?.promptTokens || undefined, completion_tokens: rec?.completionTokens || undefined, estimated: rec?.estimated || undefined,
         });
         if (inf.trace instanceof RequestTrace) {
+          // A 4xx is the client's: no error of the server span's (OpenTelemetry's HTTP conventions); its code is kept apart.
           endSpan(inf, fe.status, {
-            'error.type': fe.code, 'fabric.request_id': id, 'fabric.role': served?.role ?? route, 'fabric.backend': served?.backend ?? (lastSentBackend(fe.attempts) || undefined),
+            'error.type': fe.status >= 500 ? fe.code : undefined, 'fabric.error_code': fe.code, 'fabric.request_id': id, 'fabric.role': served?.role ?? route, 'fabric.backend': served?.backend ?? (lastSentBackend(fe.attempts) || undefined),
             'fabric.attempts': served?.attempts ?? fe.attempts?.filter(wasSent).length, 'gen_ai.usage.input_tokens': rec?.promptTokens || undefined, 'gen_ai.usage.output_tokens': rec?.completionTokens || undefined,
           }, fe.status >= 500 ? fe.message : undefined);
         }

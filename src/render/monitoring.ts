@@ -30,6 +30,9 @@ export const MASTER_KEY_FILE = '/etc/prometheus/ai-fabric-master-key';
 /** The runbook's "Slow Response Times: requests take > 10 s", when the config sets no `health.slow`. */
 const RUNBOOK_SLOW_S = 10;
 
+/** A name as a PromQL regular expression matches it, and only it. */
+const escapeRegex = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\\\$&');
+
 /** An engine that exports Prometheus metrics at /metrics of its URL's origin, and the label set it is scraped with. */
 interface EngineTarget {
   target: string;
@@ -38,15 +41,16 @@ interface EngineTarget {
 }
 
 /**
- * Engines Prometheus can scrape: vLLM and SGLang always export /metrics; llama-server only when
- * started with --metrics (which fabric render's launch adds: backends with a serve block). Engines
- * behind an API key are left out: llama-server and SGLang guard /metrics with it (vLLM does not).
+ * Engines Prometheus can scrape: vLLM always exports /metrics; llama-server only when started
+ * with --metrics (which fabric render's launch adds: backends with a serve block), and not behind
+ * its API key (which guards /metrics; vLLM's does not). SGLang needs --enable-metrics, which the
+ * render does not launch, so it is left out.
  */
 function engineTargets(cfg: FabricConfig): EngineTarget[] {
   const byOrigin = new Map<string, EngineTarget>();
   for (const b of cfg.backends.values()) {
-    const exports = b.engine === 'vllm' || b.engine === 'sglang' || (b.engine === 'llamacpp' && b.serve !== undefined);
-    if (!exports || b.cloud === true || (b.apiKey !== undefined && b.engine !== 'vllm')) continue;
+    const exports = b.engine === 'vllm' || (b.engine === 'llamacpp' && b.serve !== undefined && b.apiKey === undefined);
+    if (!exports || b.cloud === true) continue;
     let u: URL;
     try { u = new URL(b.url); } catch { continue; }
     const key = `${u.protocol}//${u.host}`;
@@ -133,10 +137,22 @@ export function alertRules(ctx: RenderContext): { rules: Rule[]; text: string } 
   add('AIFabricErrorRate', `sum by (instance) (rate(fabric_requests_total{${job},status=~"5.."}[5m])) / sum by (instance) (rate(fabric_requests_total{${job}}[5m])) > 0.05`, '5m', 'warning',
     'More than 5% of AI Fabric requests fail',
     'Over 5 minutes more than 5% of requests were answered with a 5xx (after fallbacks). fabric_errors_total gives the codes; the request log lines say what each attempt met.');
-  const slowS = cfg.gateway.health.slowMs === undefined ? RUNBOOK_SLOW_S : cfg.gateway.health.slowMs / 1000;
-  add('AIFabricSlowFirstToken', `histogram_quantile(0.95, sum by (instance, backend, le) (rate(fabric_time_to_first_token_seconds_bucket{${job}}[5m]))) > ${slowS}`, '10m', 'warning',
-    'Streams from {{ $labels.backend }} wait long for their first token',
-    `The p95 time to first token from {{ $labels.backend }} has been over ${slowS} s for 10 minutes (the runbook's "Slow Response Times"): the engine is queueing or the GPU is shared. fabric health shows its recent p95.`);
+  // Each backend's own `slow` threshold (its health block over gateway.health); a config that sets
+  // none anywhere gets the runbook's 10 s for every backend; a backend set to off gets no rule.
+  // The first token is timed from the request received: a fallback's wait counts to the backend that served.
+  const anySlow = cfg.gateway.health.slowMs !== undefined || [...cfg.backends.values()].some((b) => b.health?.slowMs !== undefined);
+  const byThreshold = new Map<number, string[]>();
+  for (const b of cfg.backends.values()) {
+    const ms = anySlow ? b.health?.slowMs : RUNBOOK_SLOW_S * 1000;
+    if (ms !== undefined) byThreshold.set(ms, [...(byThreshold.get(ms) ?? []), b.name]);
+  }
+  if (byThreshold.size > 0) {
+    const ttft = (names: string[]): string => `histogram_quantile(0.95, sum by (instance, backend, le) (rate(fabric_time_to_first_token_seconds_bucket{${job},backend=~"${names.map(escapeRegex).join('|')}"}[5m])))`;
+    const expr = [...byThreshold].map(([ms, names]) => `${ttft(names)} > ${ms / 1000}`).join(' or ');
+    add('AIFabricSlowFirstToken', expr, '10m', 'warning',
+      'Streams from {{ $labels.backend }} wait long for their first token',
+      `The p95 time to first token from {{ $labels.backend }} ({{ $value | humanizeDuration }}) has been over its slow threshold (health.slow${anySlow ? '' : `, here the runbook's ${RUNBOOK_SLOW_S} s`}) for 10 minutes, the runbook's "Slow Response Times": the engine is queueing or the GPU is shared. fabric health shows its recent p95.`);
+  }
   add('AIFabricUsageNotStored', `min by (instance) (fabric_accounting_store_up{${job}}) == 0`, '10m', 'warning',
     'AI Fabric cannot write usage to its store',
     'Usage records wait in the spool on disk and are written when the store is back; nothing is lost while the disk has room. The gateway log names the store error.');

@@ -15,7 +15,8 @@ test('spans are written as OTLP/JSON: typed attributes, text escaped, times in n
   const posts: any[] = [];
   const t = tracing(CFG, posts);
   const incoming = traceContext('00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', 'a="x",b=2')!;
-  const tr = t.begin(incoming, 1_700_000_000_123.456)!;
+  const before = Date.now();
+  const tr = t.begin(incoming, performance.now() - 5)!;
   tr.attempt!({ op: 'completions', backend: 'b', role: 'r', engine: 'vllm', url: 'https://h.example:8443/v1', model: 'm "q"', retry: true });
   tr.attemptEnd!('upstream_5xx', 'HTTP 500: "bad"\nline');
   t.end(tr, 'text_completion r\u00e9le', { s: 'é "x"', i: 42, d: 0.25, b: false, nan: Number.NaN, gone: undefined }, undefined);
@@ -33,7 +34,10 @@ test('spans are written as OTLP/JSON: typed attributes, text escaped, times in n
   assert.equal(server.traceState, 'a="x",b=2');
   assert.equal(server.name, 'text_completion r\u00e9le');
   assert.equal(server.kind, 2);
-  assert.equal(server.startTimeUnixNano, '1700000000123456000');
+  // The wall clock at the start, less the 5 ms the request had run: microseconds, as nanoseconds.
+  const start = Number(BigInt(server.startTimeUnixNano) / 1000n) / 1000;
+  assert.ok(start >= before - 6 && start <= Date.now() - 4, `${start} against ${before}`);
+  assert.match(server.startTimeUnixNano, /^\d{13}\d{3}000$/);
   assert.deepEqual(server.status, {});
   assert.deepEqual(server.attributes, [
     { key: 's', value: { stringValue: 'é "x"' } }, { key: 'i', value: { intValue: '42' } }, { key: 'd', value: { doubleValue: 0.25 } },
@@ -78,4 +82,18 @@ test('a collector that refuses: the batch is dropped and counted, nothing retrie
   assert.deepEqual(t.stats, { exported: 0, dropped: 1 });
   await t.flush();
   assert.equal(posts.length, 1, 'not sent again');
+});
+
+test('close: a collector that never answers does not hold the exit past the deadline; what was under way is dropped and counted', async () => {
+  let aborted = false;
+  const t = new Tracing({
+    config: () => CFG, secret: () => undefined, log: quiet,
+    post: (_u, _b, _h, signal) => new Promise((_resolve, reject) => signal.addEventListener('abort', () => { aborted = true; reject(Object.assign(new Error('aborted'), { code: 'ABORT_ERR' })); })),
+  });
+  t.end(t.begin(undefined, performance.now()), 'chat r', {}, undefined);
+  const started = performance.now();
+  await t.close(100);
+  assert.ok(performance.now() - started < 1000, 'closed at its deadline');
+  assert.ok(aborted);
+  assert.deepEqual(t.stats, { exported: 0, dropped: 1 });
 });

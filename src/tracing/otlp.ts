@@ -26,7 +26,7 @@ export interface TracingOptions {
   /** A header's secret value, by its variable's name. */
   secret: (name: string) => string | undefined;
   log: Logger;
-  post?: (url: string, body: Buffer, headers: Record<string, string>) => Promise<number>;
+  post?: (url: string, body: Buffer, headers: Record<string, string>, signal: AbortSignal) => Promise<number>;
 }
 
 export interface TracingStats {
@@ -39,9 +39,9 @@ export interface TracingStats {
  * default keep-alive agent; a redirect is not followed (it would carry the collector's headers
  * elsewhere); an answer's status, or an error with its code.
  */
-const postJson = (url: string, body: Buffer, headers: Record<string, string>): Promise<number> => new Promise((resolve, reject) => {
+const postJson = (url: string, body: Buffer, headers: Record<string, string>, signal: AbortSignal): Promise<number> => new Promise((resolve, reject) => {
   const u = new URL(url);
-  const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, { method: 'POST', headers: { ...headers, 'content-length': String(body.length) }, timeout: POST_TIMEOUT_MS }, (res) => {
+  const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, { method: 'POST', headers: { ...headers, 'content-length': String(body.length) }, timeout: POST_TIMEOUT_MS, signal }, (res) => {
     res.resume();
     res.on('end', () => resolve(res.statusCode ?? 0));
     res.on('error', reject);
@@ -60,6 +60,8 @@ export class Tracing {
   #timer: NodeJS.Timeout | undefined;
   #sending: Promise<void> | undefined;
   #warnedAt = 0;
+  /** Aborts the export request under way: close() past its deadline. */
+  readonly #abort = new AbortController();
 
   constructor(opts: TracingOptions) {
     this.#opts = opts;
@@ -74,11 +76,12 @@ export class Tracing {
    * A request's trace: recorded (a RequestTrace) when tracing is on and the client's trace is
    * sampled, or it sent none and falls in the sample; else the client's own, passed on as it came.
    */
-  begin(incoming: IncomingTrace | undefined, startMs: number): TraceContext | undefined {
+  /** `started`: performance.now() when the request was received. */
+  begin(incoming: IncomingTrace | undefined, started: number): TraceContext | undefined {
     const c = this.#opts.config();
     if (c === undefined) return incoming;
-    if (incoming !== undefined) return incoming.sampled ? new RequestTrace(incoming, startMs) : incoming;
-    return c.sample >= 1 || (c.sample > 0 && Math.random() < c.sample) ? new RequestTrace(undefined, startMs) : undefined;
+    if (incoming !== undefined) return incoming.sampled ? new RequestTrace(incoming, started) : incoming;
+    return c.sample >= 1 || (c.sample > 0 && Math.random() < c.sample) ? new RequestTrace(undefined, started) : undefined;
   }
 
   /** The request has ended: its spans are queued for the collector (a trace not recorded here: nothing). */
@@ -124,8 +127,13 @@ export class Tracing {
     this.#timer = undefined;
     if (this.#pending.count === 0 && this.#sending === undefined) return;
     let t: NodeJS.Timeout | undefined;
-    await Promise.race([this.flush(), new Promise<void>((r) => { t = setTimeout(r, ms); })]);
+    const done = this.flush();
+    await Promise.race([done, new Promise<void>((r) => { t = setTimeout(r, ms); })]);
     clearTimeout(t);
+    // Past the deadline: the request under way is given up (its spans and the rest counted as
+    // dropped), so a collector that never answers does not hold the exit for its timeout.
+    this.#abort.abort();
+    await done;
   }
 
   /** Sends what waits, all of it in one request (at most MAX_PENDING spans), until less than a batch is left, or nothing with `all`. */
@@ -133,8 +141,8 @@ export class Tracing {
     while (this.#pending.count >= (all ? 1 : BATCH)) {
       const { body, count } = this.#pending.take();
       const c = this.#opts.config();
-      if (c === undefined) {
-        // Turned off by a reload: what waited is not sent.
+      if (c === undefined || this.#abort.signal.aborted) {
+        // Turned off by a reload, or the gateway has stopped: what waited is not sent.
         this.stats.dropped += count;
         continue;
       }
@@ -144,7 +152,7 @@ export class Tracing {
         if (value !== undefined) headers[name] = value;
       }
       try {
-        const status = await this.#post(c.endpoint, body, headers);
+        const status = await this.#post(c.endpoint, body, headers, this.#abort.signal);
         if (status >= 200 && status < 300) this.stats.exported += count;
         else {
           this.stats.dropped += count;

@@ -41,8 +41,6 @@ function randomHex(bytes: number): string {
 export const newTraceId = (): string => randomHex(16);
 export const newSpanId = (): string => randomHex(8);
 
-/** The wall clock in ms with a monotonic clock's fractions: spans of one request stay ordered. */
-export const nowMs = (): number => performance.timeOrigin + performance.now();
 
 /** OpenTelemetry's gen_ai.operation.name for each of the gateway's operations. */
 export function operationName(op: string): string {
@@ -76,13 +74,28 @@ export class RequestTrace implements TraceContext {
   readonly startMs: number;
   readonly attempts: SpanData[] = [];
   #attempt: SpanData | undefined;
+  /** The wall clock read once, at the request's start; the monotonic clock for everything after. */
+  readonly #wall: number;
+  readonly #mono: number;
 
-  constructor(incoming: IncomingTrace | undefined, startMs: number) {
+  /**
+   * `started`: performance.now() when the request was received. Times are the wall clock now
+   * (Date.now(), as NTP has it) and monotonic durations from there: a clock stepped since the
+   * process began (NTP correcting a board without a clock, a host waking from sleep) does not
+   * shift the spans, as performance.timeOrigin would.
+   */
+  constructor(incoming: IncomingTrace | undefined, started: number) {
     this.traceId = incoming?.traceId ?? newTraceId();
     this.parentSpanId = incoming?.parentId;
     this.tracestate = incoming?.tracestate;
     this.spanId = newSpanId();
-    this.startMs = startMs;
+    this.#mono = performance.now();
+    this.#wall = Date.now();
+    this.startMs = this.#wall - (this.#mono - started);
+  }
+
+  #now(): number {
+    return this.#wall + (performance.now() - this.#mono);
   }
 
   /** The backend's parent: the attempt under way (sampled: this trace is recorded). */
@@ -94,7 +107,7 @@ export class RequestTrace implements TraceContext {
     const server = serverOf(a.url);
     const op = operationName(a.op);
     this.#attempt = {
-      spanId: newSpanId(), parentSpanId: this.spanId, name: `${op} ${a.model}`, kind: SPAN_KIND.client, startMs: nowMs(), endMs: 0, error: undefined,
+      spanId: newSpanId(), parentSpanId: this.spanId, name: `${op} ${a.model}`, kind: SPAN_KIND.client, startMs: this.#now(), endMs: 0, error: undefined,
       attributes: {
         'gen_ai.operation.name': op, 'gen_ai.request.model': a.model, 'server.address': server?.address, 'server.port': server?.port,
         'fabric.backend': a.backend, 'fabric.role': a.role, 'fabric.engine': a.engine, 'fabric.retry': a.retry || undefined,
@@ -107,7 +120,7 @@ export class RequestTrace implements TraceContext {
     const s = this.#attempt;
     this.#attempt = undefined;
     if (s === undefined || !sent) return;
-    s.endMs = nowMs();
+    s.endMs = this.#now();
     if (failure !== undefined) {
       s.attributes['error.type'] = failure;
       s.error = message ?? failure;
@@ -119,6 +132,6 @@ export class RequestTrace implements TraceContext {
   server(name: string, attributes: Attributes, error: string | undefined): SpanData {
     // An attempt the request's end overtook (a client gone mid-stream) ends with it.
     if (this.#attempt !== undefined) this.attemptEnd('aborted', 'the request ended before this attempt did');
-    return { spanId: this.spanId, parentSpanId: this.parentSpanId, name, kind: SPAN_KIND.server, startMs: this.startMs, endMs: nowMs(), attributes, error };
+    return { spanId: this.spanId, parentSpanId: this.parentSpanId, name, kind: SPAN_KIND.server, startMs: this.startMs, endMs: this.#now(), attributes, error };
   }
 }
