@@ -75,8 +75,8 @@ export class Tracing {
   /**
    * A request's trace: recorded (a RequestTrace) when tracing is on and the client's trace is
    * sampled, or it sent none and falls in the sample; else the client's own, passed on as it came.
+   * `started`: performance.now() when the request was received.
    */
-  /** `started`: performance.now() when the request was received. */
   begin(incoming: IncomingTrace | undefined, started: number): TraceContext | undefined {
     const c = this.#opts.config();
     if (c === undefined) return incoming;
