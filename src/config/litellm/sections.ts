@@ -25,7 +25,7 @@ export const MAPPED = {
 export type Section = keyof typeof MAPPED;
 
 const ALERT_KINDS = 'not supported yet: alerts are sent when a backend goes down or comes back (gateway.alerts), not per LiteLLM alert type';
-const NO_CALLBACKS = 'not supported yet: no logging integrations; the gateway writes one JSON log line per request to stdout';
+const NO_CALLBACKS = 'not carried over: "otel" is gateway.tracing (spans over OTLP/HTTP to the collector at OTEL_EXPORTER_OTLP_ENDPOINT: write its URL as tracing.endpoint), "prometheus" is the built-in GET /metrics; other logging integrations (Langfuse, …) are not supported, and the gateway writes one JSON log line per request to stdout';
 const NO_CACHE = 'not supported yet: there is no response cache; every request goes to a backend';
 const NO_CONTENT_POLICY = 'not supported yet: a content-policy refusal is returned to the client, not rerouted';
 const RETRY_POLICY = 'not supported yet: retries follow each backend\'s max_retries (connection errors, 429 and 503)';

@@ -409,7 +409,7 @@ test('every key the gateway does not support is reported by its key path, saying
     'litellm_settings.set_verbose': /--log-level debug/,
     'litellm_settings.cache': /no response cache/,
     'litellm_settings.cache_params': /no response cache/,
-    'litellm_settings.success_callback': /no logging integrations/,
+    'litellm_settings.success_callback': /"otel" is gateway\.tracing .*"prometheus" is the built-in GET \/metrics; other logging integrations/,
     'litellm_settings.max_budget': /not supported yet: the gateway has no proxy-wide budget.*every request once the proxy has spent \$100 \(never reset.*budgets: \{ proxy: \{ amount: 100, period: total, backends: \[a\] \} \}/,
     'litellm_settings.content_policy_fallbacks': /not rerouted/,
     'litellm_settings.something_new': /not supported yet; ignored/,
