@@ -10,7 +10,7 @@ import { answerTokensEstimate } from '../tokens/estimate.ts';
 import { affinityKey } from '../routing/affinity.ts';
 import { suggest } from '../config/issues.ts';
 import { BackendRuntime } from './backend.ts';
-import { FabricError, wasSent, type AttemptFailure, type FailureClass } from './errors.ts';
+import { FabricError, STREAM_INTERRUPTED, wasSent, type AttemptFailure, type FailureClass } from './errors.ts';
 import { AttemptError, Unsupported, MAX_ERROR_BODY, MAX_RESPONSE_BODY, retryAfterMs, secs, transportError, upstreamError, withoutKeys } from './attempt-error.ts';
 import { streamAttempt } from './stream-attempt.ts';
 import { BufferedCall, cancellableSleep, Deadlines, type Cancel } from './upstream.ts';
@@ -296,7 +296,7 @@ export class Gateway {
           trace?.attempt?.({ op, backend: backend.name, role: step.name, engine: backend.config.engine, url: backend.config.url, model: served.model, retry: retry > 0 });
           try {
             const response = await attempt(backend, served);
-            trace?.attemptEnd?.(served.streamError === undefined ? undefined : 'stream_interrupted', served.streamError);
+            trace?.attemptEnd?.(served.streamError === undefined ? undefined : STREAM_INTERRUPTED, served.streamError);
             const ms = performance.now() - started;
             ctx.account?.after(backend, served.usage, true, ms, served.completionEstimate);
             // A stream the client left after its first tokens: billed above, not the backend's failure.

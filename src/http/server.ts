@@ -568,17 +568,20 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         let rec: UsageRecord | undefined;
         if (inf.account !== undefined) rec = inf.account.fail(fe, ms, served?.role ?? route ?? '');
         else if (fe.status !== 401) app.accounting?.refused(id, inf.key, inf.op, inf.model, route ?? '', fe, ms, inf.ts);
+        const role = served?.role ?? route;
+        const backend = served?.backend ?? (lastSentBackend(fe.attempts) || undefined);
+        const attempts = served?.attempts ?? fe.attempts?.filter(wasSent).length;
         // A bad key's line: anyone can make those, so they are capped (the record above is not).
         if (fe.status !== 401 || refusals.allow()) app.log.log(fe.status >= 500 || fe.status === 429 ? 'warn' : 'info', 'request', {
-          id, client_id: cid, trace_id: inf.trace?.traceId, op: inf.op, api: inf.responses ? 'responses' : undefined, model: inf.model?.slice(0, 200), role: served?.role ?? route, backend: served?.backend ?? (lastSentBackend(fe.attempts) || undefined), status: fe.status, code: fe.code,
-          attempts: served?.attempts ?? fe.attempts?.filter(wasSent).length, ms: Math.round(ms * 10) / 10, message: fe.message, key: inf.key?.name,
+          id, client_id: cid, trace_id: inf.trace?.traceId, op: inf.op, api: inf.responses ? 'responses' : undefined, model: inf.model?.slice(0, 200), role, backend, status: fe.status, code: fe.code,
+          attempts, ms: Math.round(ms * 10) / 10, message: fe.message, key: inf.key?.name,
           prompt_tokens: rec?.promptTokens || undefined, completion_tokens: rec?.completionTokens || undefined, estimated: rec?.estimated || undefined,
         });
         if (inf.trace instanceof RequestTrace) {
           // A 4xx is the client's: no error of the server span's (OpenTelemetry's HTTP conventions); its code is kept apart.
           endSpan(inf, fe.status, {
-            'error.type': fe.status >= 500 ? fe.code : undefined, 'fabric.error_code': fe.code, 'fabric.request_id': id, 'fabric.role': served?.role ?? route, 'fabric.backend': served?.backend ?? (lastSentBackend(fe.attempts) || undefined),
-            'fabric.attempts': served?.attempts ?? fe.attempts?.filter(wasSent).length, 'gen_ai.usage.input_tokens': rec?.promptTokens || undefined, 'gen_ai.usage.output_tokens': rec?.completionTokens || undefined,
+            'error.type': fe.status >= 500 ? fe.code : undefined, 'fabric.error_code': fe.code, 'fabric.request_id': id, 'fabric.role': role, 'fabric.backend': backend,
+            'fabric.attempts': attempts, 'gen_ai.usage.input_tokens': rec?.promptTokens || undefined, 'gen_ai.usage.output_tokens': rec?.completionTokens || undefined,
           }, fe.status >= 500 ? fe.message : undefined);
         }
       } else if (fe.status >= 500) app.log.warn('request failed', { id, path: clip(path), status: fe.status, code: fe.code, message: fe.message });

@@ -80,7 +80,7 @@ export function renderFabric(cfg: FabricConfig, source: string, sourceText: stri
   add('gateway/env.example', envExample(ctx, 'Secrets for the gateway (compose.yaml reads .env; the systemd unit reads /etc/ai-fabric/gateway.env).', gwSecrets));
   add('litellm/config.yaml', litellmConfig(ctx));
   add('monitoring/prometheus.yml', prometheusConfig(ctx));
-  add('monitoring/ai-fabric-alerts.yml', alertRules(ctx).text);
+  add('monitoring/ai-fabric-alerts.yml', alertRules(ctx));
   add('monitoring/grafana-dashboard.json', grafanaDashboard(ctx));
 
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));

@@ -22,8 +22,8 @@ import { yamlDoc, type RenderContext } from './common.ts';
 import { localGatewayUrl } from './systemd.ts';
 
 /** The gateway's scrape job; the rules and the dashboard's `up` panels name it. */
-export const GATEWAY_JOB = 'ai-fabric';
-export const ENGINES_JOB = 'ai-fabric-engines';
+const GATEWAY_JOB = 'ai-fabric';
+const ENGINES_JOB = 'ai-fabric-engines';
 /** Where Prometheus reads the master key from (a file only it can read): the token is never written here. */
 export const MASTER_KEY_FILE = '/etc/prometheus/ai-fabric-master-key';
 
@@ -110,7 +110,7 @@ interface Rule {
 }
 
 /** Alerting rules. Each worker of a gateway exports its own series (label worker): rules take the worst. */
-export function alertRules(ctx: RenderContext): { rules: Rule[]; text: string } {
+export function alertRules(ctx: RenderContext): string {
   const cfg = ctx.cfg;
   const rules: Rule[] = [];
   const add = (alert: string, expr: string, forTime: string, severity: Rule['labels']['severity'], summary: string, description: string): void => {
@@ -169,10 +169,9 @@ export function alertRules(ctx: RenderContext): { rules: Rule[]; text: string } 
       'The KV cache of {{ $labels.backend }} is full and requests queue',
       'The engine behind {{ $labels.backend }} has used over 95% of its KV cache with requests waiting for 10 minutes: more GPU memory for the cache, a shorter max_model_len or fewer concurrent sequences (fabric plan sizes them).');
   }
-  const text = yamlDoc(ctx, 'Prometheus alerting rules for AI Fabric: the runbook\'s levels (critical, warning, info).', {
+  return yamlDoc(ctx, 'Prometheus alerting rules for AI Fabric: the runbook\'s levels (critical, warning, info).', {
     groups: [{ name: 'ai-fabric', rules }],
   }, ['Loaded by prometheus.yml (rule_files). Thresholds are plain numbers here: edit them in the fabric config\'s', 'gateway.health.slow, or here after rendering.'], 'PLAIN');
-  return { rules, text };
 }
 
 // ── The Grafana dashboard ──────────────────────────────────────────────────────────────────

@@ -6,10 +6,9 @@
 import { randomFillSync } from 'node:crypto';
 import type { AttemptStart, IncomingTrace, TraceContext } from '../core/trace-context.ts';
 
-export type AttrValue = string | number | boolean;
-export type Attributes = Record<string, AttrValue | undefined>;
+export type Attributes = Record<string, string | number | boolean | undefined>;
 
-export const SPAN_KIND = { server: 2, client: 3 } as const;
+const SPAN_KIND = { server: 2, client: 3 } as const;
 
 export interface SpanData {
   spanId: string;
@@ -38,9 +37,8 @@ function randomHex(bytes: number): string {
   return /^0+$/.test(s) ? randomHex(bytes) : s;
 }
 
-export const newTraceId = (): string => randomHex(16);
-export const newSpanId = (): string => randomHex(8);
-
+const newTraceId = (): string => randomHex(16);
+const newSpanId = (): string => randomHex(8);
 
 /** OpenTelemetry's gen_ai.operation.name for each of the gateway's operations. */
 export function operationName(op: string): string {

@@ -95,17 +95,9 @@ export class SpanWriter {
     this.count = 0;
     return out;
   }
-
 }
 
 /** An export request's head, up to its spans: the resource's attributes and the scope. */
 export function exportPrefix(resource: Attributes, scopeVersion: string): string {
-  let attrs = '';
-  for (const k in resource) {
-    const v = resource[k];
-    if (v === undefined) continue;
-    const value = typeof v === 'string' ? `{"stringValue":${JSON.stringify(v)}}` : Number.isInteger(v) ? `{"intValue":"${v}"}` : `{"doubleValue":${v}}`;
-    attrs += `${attrs === '' ? '' : ','}{"key":${JSON.stringify(k)},"value":${value}}`;
-  }
-  return `{"resourceSpans":[{"resource":{"attributes":[${attrs}]},"scopeSpans":[{"scope":{"name":"ai-fabric","version":${JSON.stringify(scopeVersion)}},"spans":[`;
+  return `{"resourceSpans":[{"resource":{"attributes":${attributesText(resource)}},"scopeSpans":[{"scope":{"name":"ai-fabric","version":${str(scopeVersion)}},"spans":[`;
 }
