@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startFabric, waitForLog, eventually } from './helpers.ts';
+import { parseFabricText } from '../src/config/load.ts';
+import { Secrets } from '../src/config/env-file.ts';
 
 interface Received { headers: IncomingMessage['headers']; body: any }
 const received: Received[] = [];
@@ -44,7 +46,10 @@ const f = await startFabric({
   ],
   env: { FABRIC_MASTER_KEY: MASTER, COLLECTOR_TOKEN: TOKEN, ECHO_KEY },
   apiKey: MASTER,
-  yaml: (url) => `
+  yaml: (url) => fabricYaml(url),
+});
+function fabricYaml(url: (n: string) => string): string {
+  return `
 gateway:
   master_key: env:FABRIC_MASTER_KEY
   tracing:
@@ -59,8 +64,8 @@ roles:
   chat-echo: { kind: chat, backends: [echo] }
   chat-fast: { kind: chat, backends: [fast], fallbacks: [chat-deep] }
   chat-deep: { kind: chat, backends: [deep] }
-`,
-});
+`;
+}
 after(async () => {
   await f.close();
   await new Promise((r) => collector.close(r));
@@ -242,4 +247,23 @@ test('a backend\'s words that quote its key are exported without it', async () =
   assert.equal(attempt.status.code, 2);
   assert.match(attempt.status.message!, /upstream refused/, 'what the backend said is kept');
   assert.ok(!JSON.stringify(received.map((r) => r.body)).includes(ECHO_KEY), 'its key is not');
+});
+
+test('the settings take effect on reload: tracing turned off records and invents nothing, turned on again it records', async () => {
+  const url = (n: string): string => f.fleet.get(n).url;
+  const env = { FABRIC_MASTER_KEY: MASTER, COLLECTOR_TOKEN: TOKEN, ECHO_KEY };
+  const off = fabricYaml(url).replace(/  tracing:\n(    .*\n)+/, '');
+  assert.doesNotMatch(off, /tracing/);
+  f.gw.reload(parseFabricText(off, 'test.yaml').config, new Secrets(env));
+  const before = spans().length;
+  await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 });
+  assert.equal(lastHeaders('fast').traceparent, undefined, 'no trace made up without tracing');
+  await f.gw.app.tracing!.flush();
+  await new Promise((r) => setTimeout(r, 1200));
+  assert.equal(spans().length, before, 'nothing recorded');
+  f.gw.reload(parseFabricText(fabricYaml(url), 'test.yaml').config, new Secrets(env));
+  await f.client.chat.completions.create({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 });
+  const traceId = String(lastHeaders('fast').traceparent).split('-')[1]!;
+  assert.match(traceId, HEX(32));
+  assert.equal((await inTrace(traceId, 2)).length, 2);
 });

@@ -97,3 +97,20 @@ test('close: a collector that never answers does not hold the exit past the dead
   assert.ok(aborted);
   assert.deepEqual(t.stats, { exported: 0, dropped: 1 });
 });
+
+test('at most 4,096 spans wait for a collector that does not answer; past that, each request\'s spans are dropped and counted', async () => {
+  const t = new Tracing({
+    config: () => CFG, secret: () => undefined, log: quiet,
+    post: (_u, _b, _h, signal) => new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(new Error('aborted')))),
+  });
+  for (let i = 0; i < 2500; i++) {
+    const tr = t.begin(undefined, performance.now())!;
+    tr.attempt!({ op: 'chat', backend: 'b', role: 'r', engine: 'vllm', url: 'http://h/v1', model: 'm', retry: false });
+    tr.attemptEnd!(undefined);
+    t.end(tr, 'chat r', {}, undefined);
+  }
+  // 512 went out (and hang), 4,096 wait, the last 196 requests' 392 spans were dropped.
+  assert.deepEqual(t.stats, { exported: 0, dropped: 392 });
+  await t.close(50);
+  assert.deepEqual(t.stats, { exported: 0, dropped: 5000 });
+});
