@@ -166,6 +166,12 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
   });
   let servedTls = tls;
   if (accounting !== undefined) app.metrics?.attachAccounting(accounting);
+  if (accounting?.redis !== undefined) app.cache?.attachRedis(accounting.redis);
+  const cacheCfg = config.gateway.cache;
+  if (cacheCfg !== undefined) {
+    if (cacheCfg.store === 'redis' && accounting?.redis === undefined) log.warn('cache: store is redis, but this gateway has no Redis connection (it runs without a store): nothing is cached');
+    else log.info('cache', { store: cacheCfg.store, ttl_s: cacheCfg.ttlMs / 1000, when: cacheCfg.when, scope: cacheCfg.scope });
+  }
   // Through the fleet as it is at the time (a reload replaces its monitor and the backends).
   app.probeNow = (names) => fleet.monitor.probeNow(names.flatMap((n) => app.gateway.backends.get(n) ?? []));
   await fleet.start();

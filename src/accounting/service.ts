@@ -152,6 +152,11 @@ export class Accounting {
     return this.#redis !== undefined;
   }
 
+  /** The shared Redis connection (gateway.redis), which the response cache also uses. */
+  get redis(): SharedRedis | undefined {
+    return this.#redis;
+  }
+
   /** Prices and budgets from a reloaded config; the store and Redis stay as they were. */
   reconfigure(config: FabricConfig): void {
     this.#config = config;

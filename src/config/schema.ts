@@ -10,6 +10,7 @@ import {
   ENGINE_KINDS, NODE_POWER, ROLE_KINDS, STRATEGIES, DEFAULT_TIMEOUTS, defaultGateway, ALERT_FORMATS, ALERT_LEVELS, roleByName,
   isLoopbackHost, ollamaNumCtx, type AlertsConfig, type BackendConfig, type EngineKind, type FabricConfig, type GatewayConfig, type GpuSpec, type HealthPolicy, type NodeConfig,
   type PatternRoute, type RoleConfig, type RoleRule, type SecretRef, type Timeouts, type TracingConfig, type WolTarget,
+  CACHE_BACKEND, CACHE_STORES, CACHE_WHEN, CACHE_SCOPES, type CacheConfig, type CachePolicy,
 } from './types.ts';
 
 export interface Reporter {
@@ -280,6 +281,48 @@ function tracing(r: Reporter, v: unknown): TracingConfig | undefined {
   return { endpoint, headers, sample, serviceName: serviceName || 'ai-fabric' };
 }
 
+const CACHE_POLICY_KEYS = ['ttl', 'when'] as const;
+
+/** A cache entry's lifetime: at least a second (a shorter one is a typo: a bare number is milliseconds). */
+function cacheTtl(r: Reporter, path: KeyPath, v: unknown, dflt: number): number {
+  const ms = duration(r, path, v, dflt);
+  if (ms < 1_000) r.error(path, `must be at least 1s, got ${describe(v)}`);
+  return ms;
+}
+
+function cache(r: Reporter, v: unknown, redis: boolean): CacheConfig | undefined {
+  const p = ['gateway', 'cache'];
+  // `cache: true` for every default, `cache: false` (or nothing) for none.
+  if (v === true) v = {};
+  if (v === false) return undefined;
+  const m = mapping(r, p, v, [...CACHE_POLICY_KEYS, 'scope', 'store', 'max_size', 'max_entry']);
+  if (m === undefined) return undefined;
+  const store = oneOf(r, [...p, 'store'], m.store, CACHE_STORES, redis ? 'redis' : 'memory');
+  if (store === 'redis' && !redis) r.error([...p, 'store'], 'is redis, but gateway.redis is not set: give it the server (redis: { url: env:REDIS_URL }), or use store: memory');
+  const out: CacheConfig = {
+    ttlMs: cacheTtl(r, [...p, 'ttl'], m.ttl, 3_600_000),
+    when: oneOf(r, [...p, 'when'], m.when, CACHE_WHEN, 'deterministic'),
+    scope: oneOf(r, [...p, 'scope'], m.scope, CACHE_SCOPES, 'key'),
+    store,
+    maxSizeBytes: size(r, [...p, 'max_size'], m.max_size, 64 * 2 ** 20),
+    maxEntryBytes: size(r, [...p, 'max_entry'], m.max_entry, 2 ** 20),
+  };
+  if (out.maxEntryBytes > out.maxSizeBytes && store === 'memory') r.error([...p, 'max_entry'], `must be at most max_size (${out.maxSizeBytes} bytes)`);
+  return out;
+}
+
+/** A role's `cache`: false (off for it), or its own ttl and when. */
+function roleCache(r: Reporter, path: KeyPath, v: unknown): RoleConfig['cache'] {
+  if (v === undefined || v === null || v === true) return undefined;
+  if (v === false || v === 'off') return false;
+  const m = mapping(r, path, v, CACHE_POLICY_KEYS);
+  if (m === undefined) return undefined;
+  const out: Partial<CachePolicy> = {};
+  if (m.ttl !== undefined) out.ttlMs = cacheTtl(r, [...path, 'ttl'], m.ttl, 0);
+  if (m.when !== undefined) out.when = oneOf(r, [...path, 'when'], m.when, CACHE_WHEN, 'deterministic');
+  return out;
+}
+
 /** An origin as browsers send it: scheme://host[:port], nothing after. */
 const ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/[^/?#\s]+$/i;
 
@@ -302,7 +345,7 @@ function cors(r: Reporter, v: unknown): ReadonlySet<string> | '*' | undefined {
 
 function gateway(r: Reporter, v: unknown): GatewayConfig {
   const g = defaultGateway();
-  const m = mapping(r, ['gateway'], v, ['host', 'port', 'tls', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers', 'fast_lane', 'realtime', 'cors', 'health', 'wake', 'alerts', 'tracing', ...STATE_GATEWAY_KEYS]);
+  const m = mapping(r, ['gateway'], v, ['host', 'port', 'tls', 'master_key', 'env_file', 'limits', 'retry', 'health_interval', 'workers', 'fast_lane', 'realtime', 'cors', 'health', 'wake', 'alerts', 'tracing', 'cache', ...STATE_GATEWAY_KEYS]);
   if (m === undefined) return g;
   g.host = str(r, ['gateway', 'host'], m.host) ?? g.host;
   g.port = int(r, ['gateway', 'port'], m.port, g.port, 0, 65535);
@@ -356,6 +399,7 @@ function gateway(r: Reporter, v: unknown): GatewayConfig {
   g.alerts = alerts(r, m.alerts);
   g.tracing = tracing(r, m.tracing);
   gatewayState(r, m, g);
+  g.cache = cache(r, m.cache, g.redis !== undefined);
   // Sandboxed frames of any site send Origin: null: listed on a gateway without a key, it would be "*".
   if (g.corsOrigins instanceof Set && g.corsOrigins.has('null') && g.masterKey === undefined) {
     const i = Array.isArray((m.cors as { origins?: unknown } | undefined)?.origins) ? ((m.cors as { origins: unknown[] }).origins).indexOf('null') : -1;
@@ -561,7 +605,7 @@ function keepAliveText(s: number | undefined): string {
 }
 
 const ROLE_KEYS = [
-  'kind', 'backends', 'aliases', 'fallbacks', 'context_window_fallback', 'strategy', 'rules', 'dimensions', 'description', 'affinity',
+  'kind', 'backends', 'aliases', 'fallbacks', 'context_window_fallback', 'strategy', 'rules', 'dimensions', 'description', 'affinity', 'cache',
 ] as const;
 
 function rules(r: Reporter, path: KeyPath, v: unknown): RoleRule[] {
@@ -604,8 +648,10 @@ function roles(r: Reporter, v: unknown, backendMap: Map<string, BackendConfig>):
     const kind = role.kind === undefined ? (r.error([...p, 'kind'], 'is required: chat or embeddings'), 'chat' as const)
       : oneOf(r, [...p, 'kind'], role.kind, ROLE_KINDS, 'chat');
     if (role.affinity !== undefined && typeof role.affinity !== 'boolean') r.error([...p, 'affinity'], `must be true or false, got ${describe(role.affinity)}`);
+    const roleCacheCfg = roleCache(r, [...p, 'cache'], role.cache);
     out.set(name, {
       ...(role.affinity === true ? { affinity: true } : {}),
+      ...(roleCacheCfg === undefined ? {} : { cache: roleCacheCfg }),
       name,
       kind,
       backends: members,
@@ -675,7 +721,12 @@ function crossCheck(r: Reporter, cfg: FabricConfig): void {
     role.rules.forEach((rule, i) => mustBeRole(role, rule.routeTo, [...p, 'rules', i, 'route_to']));
     if (role.dimensions !== undefined && role.kind !== 'embeddings') r.error([...p, 'dimensions'], 'only applies to embeddings roles');
     if (role.affinity === true && role.kind !== 'chat') r.warn([...p, 'affinity'], 'only chat conversations have a prefix to keep warm; ignored for embeddings', true);
+    if (role.cache !== undefined && role.cache !== false && cfg.gateway.cache === undefined) {
+      r.error([...p, 'cache'], 'sets how this role\'s answers are cached, but the response cache is off: turn it on with gateway.cache (e.g. cache: { ttl: 1h })');
+    }
   }
+  // The cache's own name in usage records and metrics (src/cache): no backend may take it.
+  if (cfg.backends.has(CACHE_BACKEND)) r.error(['backends', CACHE_BACKEND], `"${CACHE_BACKEND}" is the name usage records and metrics give answers from the response cache; name the backend otherwise`, true);
   if (cfg.gateway.wake.enabled && ![...cfg.nodes.values()].some((n) => n.wol !== undefined)) {
     r.warn(['gateway', 'wake', 'enabled'], 'no node has a wol: { mac } block, so there is nothing to wake');
   }

@@ -126,6 +126,8 @@ export interface RoleConfig {
   description: string | undefined;
   /** Keep a conversation on the backend that served it while healthy and not overloaded (prefix-cache hits). */
   affinity?: boolean;
+  /** The response cache for this role: off (false), or its own ttl / when over gateway.cache's; undefined: gateway.cache's. */
+  cache?: false | Partial<CachePolicy>;
 }
 
 export interface PatternRoute {
@@ -189,6 +191,35 @@ export interface TracingConfig {
   sample: number;
   /** The resource's service.name. */
   serviceName: string;
+}
+
+/** Which answers the response cache keeps: only those that do not vary (embeddings, temperature 0, a seed), or every one. */
+export const CACHE_WHEN = ['deterministic', 'always'] as const;
+export type CacheWhen = (typeof CACHE_WHEN)[number];
+/** Whose answers a request may be given: its own key's, or any caller's. */
+export const CACHE_SCOPES = ['key', 'shared'] as const;
+export type CacheScope = (typeof CACHE_SCOPES)[number];
+export const CACHE_STORES = ['memory', 'redis'] as const;
+export type CacheStoreKind = (typeof CACHE_STORES)[number];
+
+/** The backend usage records and metrics name for an answer the response cache gave (no backend may be named so). */
+export const CACHE_BACKEND = '(cache)';
+
+/** What a route's answers are kept under (gateway.cache, a role's cache). */
+export interface CachePolicy {
+  ttlMs: number;
+  when: CacheWhen;
+}
+
+/** The response cache (src/cache): on for every route when set, unless a role turns it off. */
+export interface CacheConfig extends CachePolicy {
+  scope: CacheScope;
+  /** Where entries live: this process's memory, or gateway.redis (shared by every instance). */
+  store: CacheStoreKind;
+  /** The memory store's size; the least recently used entries go first. */
+  maxSizeBytes: number;
+  /** An answer larger than this is not kept. */
+  maxEntryBytes: number;
 }
 
 // ── State: keys, limits, budgets, usage (src/store, src/keys, src/limits, src/accounting) ──
@@ -280,6 +311,7 @@ export interface GatewayConfig {
   wake: WakeConfig;
   alerts: AlertsConfig | undefined;
   tracing: TracingConfig | undefined;
+  cache: CacheConfig | undefined;
   /** Where the SQLite store and the usage spool live; relative to the config file. Default: data/ beside it. */
   dataDir: string | undefined;
   store: StoreConfig;
@@ -335,6 +367,7 @@ export function defaultGateway(): GatewayConfig {
     wake: { enabled: false, minIntervalMs: 300_000, bootTimeoutMs: 180_000 },
     alerts: undefined,
     tracing: undefined,
+    cache: undefined,
     dataDir: undefined,
     store: { kind: 'sqlite', path: 'fabric.db' },
     redis: undefined,

@@ -37,6 +37,10 @@ import { handleAdmin, isAdminPath, MAX_ADMIN_BODY, modelsForKey } from './admin.
 import { PROMETHEUS_CONTENT_TYPE, type Snapshot } from '../metrics/registry.ts';
 import { bodyTimedOut, closingErrorAnswer, NodeExchange, sendJson, sendText, type Exchange } from './exchange.ts';
 import { FastLane } from './fast-lane.ts';
+import { KeepingSink, ResponseCache, type CachePlan, type CacheResult } from '../cache/response-cache.ts';
+import type { CacheEntry } from '../cache/entry.ts';
+import { CACHE_BACKEND } from '../config/types.ts';
+import type { Usage } from '../engines/types.ts';
 
 export interface AppState {
   gateway: Gateway;
@@ -63,6 +67,8 @@ export interface AppState {
   config?: ConfigState;
   /** gateway.tracing: the requests' spans, to an OTLP collector (src/tracing). */
   tracing?: Tracing;
+  /** gateway.cache: answers kept and given again (src/cache); created with the server when not given. */
+  cache?: ResponseCache;
 }
 
 const JSON_TYPE = 'application/json';
@@ -103,6 +109,19 @@ function servedHeaders(head: readonly string[], s: Served): string[] {
   if (s.rerouted) h.push('x-fabric-rerouted', 'true');
   if (s.budgets !== undefined) h.push('x-fabric-budget-exceeded', s.budgets.join(', '));
   return h;
+}
+
+const NO_USAGE: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+
+/**
+ * An answer from the response cache, as served: by the role that made it, from the cache (no
+ * backend, no attempt, no tokens: usage records and metrics count it under CACHE_BACKEND).
+ */
+function cachedServed(requested: string, route: string, e: CacheEntry): Served {
+  return {
+    requested, route, role: e.role, backend: CACHE_BACKEND, model: e.model, attempts: 0, rerouted: false, usage: NO_USAGE,
+    streamError: undefined, clientHeldBack: false, firstTokenMs: undefined, failures: [], retries: 0,
+  };
 }
 
 /**
@@ -266,6 +285,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   const bodies = new BodyBudget(limits.maxBodyInFlightBytes ?? (() => 128 * 2 ** 20));
   /** Output items of Responses answers, for a later request's item_reference. */
   const recentItems = app.recentItems ??= new RecentItems();
+  const cache = app.cache ??= new ResponseCache(app.log);
+  metrics.attachCache(cache);
 
   /** What is known of an inference request when it fails, for its error metrics. */
   interface Inference {
@@ -335,6 +356,18 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       inf.account = a instanceof Promise ? await a : a;
       ctx.account = inf.account;
     }
+    // The response cache, when it covers this route (not for a failure drill, which must reach its fallback).
+    const plan: CachePlan | undefined = gw.config.gateway.cache === undefined || ctx.drillFailPrimary === true ? undefined
+      : cache.plan(gw, op, body, inf.key?.id, x.headers['cache-control']);
+    let hit: CacheEntry | undefined;
+    let cached: CacheResult | undefined;
+    if (plan !== undefined) {
+      const l = cache.lookup(gw, plan);
+      hit = l instanceof Promise ? await l : l;
+      cached = hit !== undefined ? 'hit' : plan.lookup ? 'miss' : 'bypass';
+      x.preset!.push('x-fabric-cache', cached);
+      if (hit !== undefined) x.preset!.push('age', String(Math.max(0, Math.floor((Date.now() - hit.storedAt) / 1000))));
+    }
     let served: Served;
     let firstByteAt: number | undefined;
     let rec: UsageRecord | undefined;
@@ -352,10 +385,22 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       const capture = acct?.logsBodies === true ? new CapturingSink(sink, gw.config.gateway.requestLog.maxBodyBytes) : undefined;
       const responses = echo === undefined ? undefined
         : new ResponsesStream(capture ?? sink, echo, new ResponseIds(ctx.id), ctx.created, (s) => s.model);
+      const out = responses ?? capture ?? sink;
+      // The chat stream's bytes are kept (a Responses stream is translated from them again on a hit).
+      const keeping = hit === undefined && plan?.store === true ? new KeepingSink(out, plan.maxEntryBytes) : undefined;
       try {
-        served = await gw.stream(op, body, ctx, responses ?? capture ?? sink);
+        if (hit !== undefined) {
+          served = cachedServed(body.model as string, plan!.route, hit);
+          out.begin(served);
+          out.write(hit.body);
+          out.end();
+        } else served = await gw.stream(op, body, ctx, keeping ?? out);
       } finally {
         openStreams.delete(sink);
+      }
+      if (keeping !== undefined && served.streamError === undefined) {
+        const k = keeping.kept();
+        if (k !== undefined) cache.keep(gw, plan!, served, k.text, k.bytes);
       }
       if (responses?.finished === true) recentItems.remember(owner, responses.output);
       firstByteAt = sink.firstByteAt;
@@ -363,14 +408,29 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       rec = inf.account?.finish(served, now - started, firstByteAt === undefined ? undefined : firstByteAt - started, capture?.text);
       answer = () => sink.release();
     } else {
-      const r = await gw.unary(op, body, ctx);
-      served = r.served;
-      let response = r.response;
-      if (echo !== undefined) {
-        response = toResponse(r.response, echo, new ResponseIds(ctx.id), ctx.created);
-        recentItems.remember(owner, response.output as JsonObject[]);
+      let text: string;
+      if (hit !== undefined && echo === undefined) {
+        served = cachedServed(body.model as string, plan!.route, hit);
+        text = hit.body;
+      } else {
+        let response: JsonObject;
+        if (hit !== undefined) {
+          served = cachedServed(body.model as string, plan!.route, hit);
+          response = JSON.parse(hit.body) as JsonObject;
+        } else {
+          const r = await gw.unary(op, body, ctx);
+          served = r.served;
+          response = r.response;
+        }
+        const chat = response;
+        if (echo !== undefined) {
+          response = toResponse(chat, echo, new ResponseIds(ctx.id), ctx.created);
+          recentItems.remember(owner, response.output as JsonObject[]);
+        }
+        text = JSON.stringify(response);
+        // The chat answer is kept (a Responses answer is made from it again on a hit, with its own ids).
+        if (hit === undefined && plan?.store === true) cache.keep(gw, plan, served, echo === undefined ? text : JSON.stringify(chat));
       }
-      const text = JSON.stringify(response);
       now = performance.now();
       rec = inf.account?.finish(served, now - started, undefined, acct?.logsBodies === true ? text : undefined);
       answer = () => {
@@ -389,14 +449,14 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       prompt_tokens: served.usage?.prompt_tokens ?? rec?.promptTokens, completion_tokens: served.usage?.completion_tokens ?? rec?.completionTokens ?? served.completionEstimate,
       estimated: served.usage === undefined || undefined,
       stream_error: served.streamError,
-      key: inf.key?.name, cost: rec === undefined || rec.cost === 0 ? undefined : rec.cost, budget_exceeded: served.budgets,
+      key: inf.key?.name, cost: rec === undefined || rec.cost === 0 ? undefined : rec.cost, budget_exceeded: served.budgets, cache: cached,
     });
     if (inf.trace instanceof RequestTrace) {
       endSpan(inf, 200, {
         'gen_ai.response.model': served.model, 'gen_ai.usage.input_tokens': served.usage?.prompt_tokens ?? rec?.promptTokens, 'gen_ai.usage.output_tokens': served.usage?.completion_tokens ?? rec?.completionTokens,
         'fabric.request_id': ctx.id, 'fabric.role': served.role, 'fabric.backend': served.backend, 'fabric.attempts': served.attempts, 'fabric.rerouted': served.rerouted || undefined,
         'fabric.stream': body.stream === true || undefined, 'fabric.cost_usd': rec === undefined || rec.cost === 0 ? undefined : rec.cost,
-        'error.type': broken ? STREAM_INTERRUPTED : undefined,
+        'error.type': broken ? STREAM_INTERRUPTED : undefined, 'fabric.cache': cached,
       }, broken ? `stream interrupted: ${served.streamError}` : undefined);
     }
     afterRecord(answer);

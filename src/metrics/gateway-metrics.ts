@@ -9,6 +9,7 @@ import { lastSentBackend, wasSent, type AttemptFailure } from '../core/errors.ts
 import { Registry, type Counter, type Gauge, type Histogram, type Snapshot } from './registry.ts';
 import type { Accounting } from '../accounting/service.ts';
 import type { TracingStats } from '../tracing/otlp.ts';
+import type { ResponseCache } from '../cache/response-cache.ts';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
@@ -227,6 +228,23 @@ export class GatewayMetrics {
     }
     if (s.rerouted) this.fallbacks.inc([s.route, s.role]);
     if (s.budgets !== undefined) for (const b of s.budgets) this.budgetFallbacks.inc([b]);
+  }
+
+  /** The response cache's counters, and its memory store's size read at scrape time. */
+  attachCache(c: ResponseCache): void {
+    const requests = this.registry.counter('fabric_cache_requests_total', 'Requests on routes the response cache covers, by what it did: hit (answered from it), miss (sent to a backend), bypass (not looked up: a sampled request under when: deterministic, or the client\'s Cache-Control).', ['role', 'result']);
+    const stored = this.registry.counter('fabric_cache_stored_total', 'Answers the response cache kept.', ['role']);
+    const entries = this.registry.gauge('fabric_cache_entries', 'Answers held by the response cache\'s memory store (store: memory).');
+    const bytes = this.registry.gauge('fabric_cache_bytes', 'Bytes held by the response cache\'s memory store, of its max_size.');
+    const evictions = this.registry.counter('fabric_cache_evictions_total', 'Answers the memory store let go before their ttl to make room (max_size).');
+    c.counters = { result: (role, result) => requests.inc([role, result]), stored: (role) => stored.inc([role]) };
+    this.registry.onCollect(() => {
+      const m = c.memory;
+      if (m === undefined) return;
+      entries.set([], m.size);
+      bytes.set([], m.bytes);
+      evictions.inc([], m.evictions - evictions.value([]));
+    });
   }
 
   /** Budget, spend and usage-writer gauges read from the accounting at scrape time. */

@@ -1,0 +1,45 @@
+// One kept answer, as the response cache stores it in memory or in Redis.
+
+import type { Usage } from '../engines/types.ts';
+
+export interface CacheEntry {
+  /** The answer as the client was sent it: the JSON body, or a stream's SSE text ([DONE] included). */
+  body: string;
+  /** The route that served it and the backend and model that made it. */
+  role: string;
+  backend: string;
+  model: string;
+  /** What making it used (every hit saves as much). */
+  usage: Usage | undefined;
+  /** Unix ms when it was kept. */
+  storedAt: number;
+}
+
+/** Where entries live: this process's memory, or Redis. A get that fails is a miss, a set that fails is forgotten. */
+export interface CacheStore {
+  get(key: string): CacheEntry | undefined | Promise<CacheEntry | undefined>;
+  set(key: string, entry: CacheEntry, bytes: number, ttlMs: number): void;
+}
+
+/** The entry as Redis keeps it: one JSON text. */
+export function encodeEntry(e: CacheEntry): string {
+  return JSON.stringify(e);
+}
+
+/** An entry read back, or undefined when it is not one (another program's value, an older form). */
+export function decodeEntry(text: unknown): CacheEntry | undefined {
+  if (typeof text !== 'string') return undefined;
+  let e: Partial<CacheEntry>;
+  try {
+    e = JSON.parse(text) as Partial<CacheEntry>;
+  } catch {
+    return undefined;
+  }
+  if (typeof e !== 'object' || e === null || typeof e.body !== 'string' || typeof e.role !== 'string' || typeof e.backend !== 'string'
+    || typeof e.model !== 'string' || typeof e.storedAt !== 'number') return undefined;
+  const u = e.usage;
+  const usage = typeof u === 'object' && u !== null && typeof u.prompt_tokens === 'number' && typeof u.completion_tokens === 'number'
+    ? { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: typeof u.total_tokens === 'number' ? u.total_tokens : u.prompt_tokens + u.completion_tokens }
+    : undefined;
+  return { body: e.body, role: e.role, backend: e.backend, model: e.model, usage, storedAt: e.storedAt };
+}

@@ -1,0 +1,102 @@
+// What makes two requests the same for the response cache: the route they resolve to (so a role
+// and its aliases share entries), what that route runs (a reload that gives a role another
+// model starts it afresh), the caller when entries are kept per key, and the request body with
+// its fields written in one order. The model name and `user` are left out: the first is the
+// route, the second changes nothing in the answer.
+
+import { createHash } from 'node:crypto';
+import type { JsonObject, Operation } from '../engines/types.ts';
+import type { CacheWhen } from '../config/types.ts';
+
+/** Bumped when what a key covers, or an entry's form, changes: old entries are then never read. */
+const KEY_VERSION = 'v1';
+
+/** Top-level fields that do not change the answer. */
+const IGNORED = new Set(['model', 'user']);
+
+/** JSON with every object's keys sorted: the same request however its client ordered them. */
+export function canonicalJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (Array.isArray(v)) {
+    let s = '[';
+    for (let i = 0; i < v.length; i++) s += (i === 0 ? '' : ',') + canonicalJson(v[i]);
+    return s + ']';
+  }
+  const o = v as Record<string, unknown>;
+  let s = '{';
+  let first = true;
+  for (const k of Object.keys(o).sort()) {
+    const x = o[k];
+    if (x === undefined) continue;
+    s += (first ? '' : ',') + JSON.stringify(k) + ':' + canonicalJson(x);
+    first = false;
+  }
+  return s + '}';
+}
+
+export interface KeyParts {
+  /** The key's id when entries are kept per key; '' when shared (or no key). */
+  scope: string;
+  op: Operation;
+  /** The resolved route's name. */
+  route: string;
+  /** What the route runs (src/cache/response-cache.ts): its backends and their models. */
+  salt: string;
+  /** The name as asked for, on a pass-through route (a pattern sends it to the backend as it is). */
+  passthrough: string | undefined;
+}
+
+/** The hex SHA-256 of everything that makes the answer: the store's key. */
+export function cacheKey(parts: KeyParts, body: JsonObject): string {
+  const h = createHash('sha256');
+  h.update(`${KEY_VERSION}\n${parts.scope}\n${parts.op}\n${parts.route}\n${parts.salt}\n${parts.passthrough ?? ''}\n`);
+  let s = '{';
+  let first = true;
+  for (const k of Object.keys(body).sort()) {
+    const x = body[k];
+    // A stream is its own entry (its bytes differ); stream: false is no stream.
+    if (IGNORED.has(k) || x === undefined || (k === 'stream' && x !== true)) continue;
+    s += (first ? '' : ',') + JSON.stringify(k) + ':' + canonicalJson(x);
+    first = false;
+  }
+  h.update(s + '}');
+  return h.digest('hex');
+}
+
+/**
+ * Whether a request's answer would be the same when asked again: embeddings always; chat and
+ * completions at temperature 0 or with a seed. A sampled answer (a chat UI's "regenerate") is
+ * kept only under `when: always`.
+ */
+export function cacheable(op: Operation, body: JsonObject, when: CacheWhen): boolean {
+  if (when === 'always' || op === 'embeddings') return true;
+  return body.temperature === 0 || (typeof body.seed === 'number' && Number.isFinite(body.seed));
+}
+
+/** What the client's Cache-Control asks of the cache (RFC 9111 §5.2.1): look up, keep the answer, how old an entry may be. */
+export interface CacheControl {
+  lookup: boolean;
+  store: boolean;
+  /** An entry older than this is not used (max-age); undefined: any still within its ttl. */
+  maxAgeMs: number | undefined;
+}
+
+const DEFAULT_CONTROL: CacheControl = { lookup: true, store: true, maxAgeMs: undefined };
+
+export function cacheControl(header: string | undefined): CacheControl {
+  if (header === undefined || header === '') return DEFAULT_CONTROL;
+  const c: CacheControl = { lookup: true, store: true, maxAgeMs: undefined };
+  for (const part of header.toLowerCase().split(',')) {
+    const d = part.trim();
+    if (d === 'no-store') {
+      c.lookup = false;
+      c.store = false;
+    } else if (d === 'no-cache') c.lookup = false;
+    else if (d.startsWith('max-age=')) {
+      const n = Number(d.slice(8).replace(/^"|"$/g, ''));
+      if (Number.isInteger(n) && n >= 0) c.maxAgeMs = n * 1000;
+    }
+  }
+  if (c.maxAgeMs === 0) c.lookup = false;
+  return c;
+}

@@ -1,0 +1,193 @@
+// The response cache (gateway.cache): an answer kept under its request's key (key.ts) is given
+// again, for nothing, to the same request within its ttl. Off unless configured; then on for
+// every route but the roles that turn it off. What is kept is what the client was sent: a
+// whole JSON answer, or a stream's SSE text, replayed as it came. Only answers that ended well
+// are kept (a stream cut short, an error, a failure drill's answer never are), and only those a
+// repeat would get anyway (key.ts cacheable) unless the route says `when: always`.
+
+import { createHash } from 'node:crypto';
+import type { CacheConfig, CachePolicy } from '../config/types.ts';
+import type { Gateway, Served, StreamSink } from '../core/gateway.ts';
+import type { BackendRuntime } from '../core/backend.ts';
+import type { JsonObject, Operation } from '../engines/types.ts';
+import type { Logger } from '../core/log.ts';
+import type { SharedRedis } from '../limits/redis-client.ts';
+import type { Resolved, Route } from '../routing/table.ts';
+import { cacheable, cacheControl, cacheKey } from './key.ts';
+import type { CacheEntry, CacheStore } from './entry.ts';
+import { MemoryStore } from './memory-store.ts';
+import { RedisStore } from './redis-store.ts';
+
+export type CacheResult = 'hit' | 'miss' | 'bypass';
+
+interface RoutePolicy extends CachePolicy {
+  /** What the route runs: its backends and their models (a reload that changes them starts afresh). */
+  salt: string;
+}
+
+/** What the cache does with one request. */
+export interface CachePlan {
+  key: string;
+  /** The route's name, for metrics. */
+  route: string;
+  ttlMs: number;
+  lookup: boolean;
+  store: boolean;
+  maxAgeMs: number | undefined;
+  maxEntryBytes: number;
+}
+
+export interface CacheCounters {
+  /** A request on a cached route: found, not found, or not looked up (sampled, no-cache, no-store). */
+  result(route: string, result: CacheResult): void;
+  /** An answer kept. */
+  stored(route: string): void;
+}
+
+const NO_COUNTERS: CacheCounters = { result() {}, stored() {} };
+
+/** How often a failing Redis is warned of. */
+const WARN_EVERY_MS = 60_000;
+
+export class ResponseCache {
+  #memory: MemoryStore | undefined;
+  #redis: RedisStore | undefined;
+  /** Each route's policy (null: not cached), worked out once per route: a reload makes new routes. */
+  readonly #policies = new WeakMap<Route<BackendRuntime>, RoutePolicy | null>();
+  readonly #log: Logger;
+  #warned = 0;
+  counters: CacheCounters = NO_COUNTERS;
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  /** Redis from the accounting's shared connection (gateway.redis), for `store: redis`. */
+  attachRedis(redis: SharedRedis): void {
+    this.#redis = new RedisStore(redis, (e) => {
+      const now = Date.now();
+      if (now - this.#warned < WARN_EVERY_MS) return;
+      this.#warned = now;
+      this.#log.warn('cache: redis failed; requests are sent to backends (misses) until it answers again', { error: e.message });
+    });
+  }
+
+  /** The memory store's entries and bytes, for metrics; undefined when none was made. */
+  get memory(): MemoryStore | undefined {
+    return this.#memory;
+  }
+
+  #store(cfg: CacheConfig): CacheStore | undefined {
+    if (cfg.store === 'redis') return this.#redis;
+    if (this.#memory === undefined) this.#memory = new MemoryStore(cfg.maxSizeBytes);
+    else if (this.#memory.maxBytes !== cfg.maxSizeBytes) this.#memory.resize(cfg.maxSizeBytes);
+    return this.#memory;
+  }
+
+  #policy(gw: Gateway, cfg: CacheConfig, r: Resolved<BackendRuntime>): RoutePolicy | undefined {
+    const cached = this.#policies.get(r.route);
+    if (cached !== undefined) return cached ?? undefined;
+    const role = r.via === 'role' || r.via === 'alias' ? gw.config.roles.get(r.route.name) : undefined;
+    const own = role?.cache;
+    const salt = createHash('sha256').update(r.route.members.map((m) => `${m.name}\u0000${m.config.model}`).join('\u0001')).digest('hex').slice(0, 16);
+    const p = own === false ? null : { ttlMs: own?.ttlMs ?? cfg.ttlMs, when: own?.when ?? cfg.when, salt };
+    this.#policies.set(r.route, p);
+    return p ?? undefined;
+  }
+
+  /**
+   * What to do with a request: undefined when its route is not cached (no gateway.cache, a role
+   * with cache: off, a failure drill); a plan whose lookup and store may both be off (a sampled
+   * request, the client's Cache-Control) otherwise.
+   */
+  plan(gw: Gateway, op: Operation, body: JsonObject, keyId: string | undefined, control: string | undefined): CachePlan | undefined {
+    const cfg = gw.config.gateway.cache;
+    if (cfg === undefined) return undefined;
+    const model = body.model as string;
+    const r = gw.table.resolve(model);
+    if (r === undefined) return undefined;
+    const policy = this.#policy(gw, cfg, r);
+    if (policy === undefined) return undefined;
+    const c = cacheControl(control);
+    const ok = cacheable(op, body, policy.when);
+    const key = ok && (c.lookup || c.store)
+      ? cacheKey({ scope: cfg.scope === 'key' ? keyId ?? '' : '', op, route: r.route.name, salt: policy.salt, passthrough: r.route.passthrough ? model : undefined }, body)
+      : '';
+    return { key, route: r.route.name, ttlMs: policy.ttlMs, lookup: ok && c.lookup, store: ok && c.store, maxAgeMs: c.maxAgeMs, maxEntryBytes: cfg.maxEntryBytes };
+  }
+
+  /** The entry kept for the plan's request, if any and young enough; counts the result. */
+  lookup(gw: Gateway, plan: CachePlan): CacheEntry | undefined | Promise<CacheEntry | undefined> {
+    if (!plan.lookup) {
+      this.counters.result(plan.route, 'bypass');
+      return undefined;
+    }
+    const store = this.#store(gw.config.gateway.cache!);
+    const got = store?.get(plan.key);
+    return got instanceof Promise ? got.then((e) => this.#judge(plan, e)) : this.#judge(plan, got);
+  }
+
+  #judge(plan: CachePlan, e: CacheEntry | undefined): CacheEntry | undefined {
+    const hit = e !== undefined && (plan.maxAgeMs === undefined || Date.now() - e.storedAt <= plan.maxAgeMs) ? e : undefined;
+    this.counters.result(plan.route, hit === undefined ? 'miss' : 'hit');
+    return hit;
+  }
+
+  /** Keeps an answer that ended well (the caller judges that), unless it is larger than max_entry. */
+  keep(gw: Gateway, plan: CachePlan, served: Served, body: string, bytes = Buffer.byteLength(body)): void {
+    if (!plan.store || bytes > plan.maxEntryBytes) return;
+    const cfg = gw.config.gateway.cache;
+    if (cfg === undefined) return;
+    const store = this.#store(cfg);
+    if (store === undefined) return;
+    store.set(plan.key, { body, role: served.role, backend: served.backend, model: served.model, usage: served.usage, storedAt: Date.now() }, bytes, plan.ttlMs);
+    this.counters.stored(plan.route);
+  }
+}
+
+/**
+ * Passes a stream through and keeps its bytes, up to `max`: what the cache stores once the
+ * stream has ended well. Chunks are kept as they come (Node never reuses a read's buffer) and
+ * joined once, at the end.
+ */
+export class KeepingSink implements StreamSink {
+  readonly #inner: StreamSink;
+  readonly #max: number;
+  #chunks: Buffer[] | undefined = [];
+  #bytes = 0;
+
+  constructor(inner: StreamSink, max: number) {
+    this.#inner = inner;
+    this.#max = max;
+  }
+
+  #keep(data: Buffer | string): void {
+    if (this.#chunks === undefined) return;
+    const b = typeof data === 'string' ? Buffer.from(data) : data;
+    this.#bytes += b.length;
+    if (this.#bytes > this.#max) this.#chunks = undefined;
+    else this.#chunks.push(b);
+  }
+
+  begin(served: Served): void {
+    this.#inner.begin(served);
+  }
+
+  write(data: Buffer | string): boolean {
+    this.#keep(data);
+    return this.#inner.write(data);
+  }
+
+  onDrain(cb: () => void): void {
+    this.#inner.onDrain(cb);
+  }
+
+  end(): void {
+    this.#inner.end();
+  }
+
+  /** The stream's text and its size in bytes, or undefined when it outgrew `max`. */
+  kept(): { text: string; bytes: number } | undefined {
+    return this.#chunks === undefined ? undefined : { text: Buffer.concat(this.#chunks, this.#bytes).toString('utf8'), bytes: this.#bytes };
+  }
+}

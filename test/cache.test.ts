@@ -1,0 +1,366 @@
+// The response cache (gateway.cache) end to end: the official openai SDK and raw HTTP against a
+// gateway on loopback, in front of simulated engines whose request counters say whether an
+// answer came from a backend or from the cache. Then the same cache in a real Redis, shared by
+// two gateways.
+
+import { test, before, after, afterEach, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseFabricText } from '../src/config/load.ts';
+import { Secrets } from '../src/config/env-file.ts';
+import { startFabric, post, chat, waitForLog, eventually, type Fabric } from './helpers.ts';
+import { startRedis, type RedisServer } from './support/servers.ts';
+
+const MASTER = 'fabric-master-key-for-cache-tests';
+const FAST = { ttftMs: 5, tokensPerSecond: 2000, maxConcurrency: 16, maxQueue: 64 };
+const auth = { authorization: `Bearer ${MASTER}` };
+
+const yaml = (url: (n: string) => string, chatModel = 'Qwen/Qwen2.5-7B-Instruct-AWQ'): string => `
+gateway:
+  master_key: env:FABRIC_MASTER_KEY
+  cache: { ttl: 1h, max_entry: 8KiB }
+  accounting: { flush_interval: 20ms }
+backends:
+  armitage-qwen: { engine: vllm, url: ${url('armitage')}/v1, model: ${chatModel}, max_retries: 0 }
+  wintermute-llama: { engine: vllm, url: ${url('wintermute')}/v1, model: casperhansen/llama-3-8b-instruct-awq, max_retries: 0 }
+  motoko-bge: { engine: vllm, url: ${url('motoko')}/v1, model: BAAI/bge-base-en-v1.5 }
+  ollama-qwen: { engine: ollama, url: ${url('ollama')}, model: "qwen2.5:7b", max_retries: 0 }
+roles:
+  chat-fast: { kind: chat, backends: [armitage-qwen], aliases: [local/chat] }
+  chat-deep: { kind: chat, backends: [wintermute-llama], cache: false }
+  chat-notes: { kind: chat, backends: [ollama-qwen], cache: { when: always, ttl: 1s } }
+  embeddings-general: { kind: embeddings, backends: [motoko-bge], aliases: [local/embed] }
+`;
+
+let f: Fabric;
+const sent = (engine: string): number => f.fleet.get(engine).stats().requests;
+
+before(async () => {
+  f = await startFabric({
+    env: { FABRIC_MASTER_KEY: MASTER },
+    apiKey: MASTER,
+    engines: [
+      { name: 'armitage', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', timing: FAST },
+      { name: 'wintermute', protocol: 'vllm', model: 'casperhansen/llama-3-8b-instruct-awq', kind: 'chat', timing: FAST },
+      { name: 'motoko', protocol: 'vllm', model: 'BAAI/bge-base-en-v1.5', kind: 'embeddings', dimensions: 768, timing: FAST },
+      { name: 'ollama', protocol: 'ollama', model: 'qwen2.5:7b', kind: 'chat', timing: FAST },
+    ],
+    yaml,
+  });
+});
+
+after(async () => {
+  await f.close();
+});
+
+afterEach(async () => {
+  for (const e of f.fleet.engines.values()) await e.setFault(null);
+});
+
+/** A prompt no other test asks, so each test starts with nothing cached. */
+let n = 0;
+const fresh = (what: string): string => `${what} #${++n} ${Date.now()}`;
+
+test('a deterministic chat answer is given again from the cache: same body, no backend, headers that say so', async () => {
+  const body = chat('chat-fast', fresh('capital of France?'), { temperature: 0 });
+  const before = sent('armitage');
+  const first = await post(f.url, '/v1/chat/completions', body, auth);
+  assert.equal(first.status, 200);
+  assert.equal(first.headers.get('x-fabric-cache'), 'miss');
+  assert.equal(first.headers.get('x-fabric-backend'), 'armitage-qwen');
+  assert.equal(sent('armitage'), before + 1);
+
+  // The same request with its fields in another order, another `user`, and through the role's alias.
+  const reordered = { temperature: 0, max_tokens: body.max_tokens, messages: body.messages, user: 'someone-else', model: 'local/chat' };
+  const second = await post(f.url, '/v1/chat/completions', reordered, auth);
+  assert.equal(second.status, 200);
+  assert.equal(second.headers.get('x-fabric-cache'), 'hit');
+  assert.equal(second.headers.get('x-fabric-backend'), '(cache)');
+  assert.equal(second.headers.get('x-fabric-role'), 'chat-fast');
+  assert.equal(second.headers.get('x-fabric-attempts'), '0');
+  assert.match(second.headers.get('age') ?? '', /^\d+$/);
+  assert.notEqual(second.headers.get('x-request-id'), first.headers.get('x-request-id'), 'a hit is a request of its own');
+  assert.equal(second.text, first.text, 'the answer as it was first sent');
+  assert.equal(sent('armitage'), before + 1, 'the backend was not asked again');
+
+  // Anything that changes the answer is another entry.
+  const other = await post(f.url, '/v1/chat/completions', { ...body, max_tokens: 5 }, auth);
+  assert.equal(other.headers.get('x-fabric-cache'), 'miss');
+  assert.equal(sent('armitage'), before + 2);
+});
+
+test('a hit is logged, counted and recorded as the cache\'s, with no tokens and no cost', async () => {
+  const body = chat('chat-fast', fresh('log me'), { temperature: 0 });
+  await post(f.url, '/v1/chat/completions', body, auth);
+  const from = f.logs.length;
+  const hit = await post(f.url, '/v1/chat/completions', body, auth);
+  const id = hit.headers.get('x-request-id');
+  const line = await waitForLog(f, from, (r) => r.msg === 'request' && r.id === id);
+  assert.equal(line.cache, 'hit');
+  assert.equal(line.backend, '(cache)');
+  assert.equal(line.role, 'chat-fast');
+  assert.equal(line.attempts, 0);
+  assert.equal(line.prompt_tokens, 0);
+
+  // Its usage record: the cache's, no tokens, no cost (the records are written every 20 ms).
+  const row = await eventually(async () => ((await (await fetch(`${f.url}/admin/usage?by=backend`, { headers: auth })).json()) as any).data.find((r: any) => r.backend === '(cache)'), (r) => r !== undefined);
+  assert.ok(row !== undefined, 'a usage row for the cache');
+  assert.ok(row.requests >= 1);
+  assert.equal(row.prompt_tokens + row.completion_tokens, 0);
+  assert.equal(row.cost_usd, 0);
+  const metrics = await (await fetch(`${f.url}/metrics`, { headers: auth })).text();
+  assert.match(metrics, /fabric_cache_requests_total\{role="chat-fast",result="hit"\} [1-9]/);
+  assert.match(metrics, /fabric_cache_requests_total\{role="chat-fast",result="miss"\} [1-9]/);
+  assert.match(metrics, /fabric_cache_stored_total\{role="chat-fast"\} [1-9]/);
+  assert.match(metrics, /fabric_requests_total\{op="chat",role="chat-fast",backend="\(cache\)",status="200"\} [1-9]/);
+  assert.match(metrics, /fabric_cache_entries [1-9]/);
+});
+
+test('a sampled request is neither looked up nor kept (when: deterministic); a seed makes it deterministic', async () => {
+  const body = chat('chat-fast', fresh('tell me a story'));
+  const before = sent('armitage');
+  const a = await post(f.url, '/v1/chat/completions', body, auth);
+  const b = await post(f.url, '/v1/chat/completions', body, auth);
+  assert.equal(a.headers.get('x-fabric-cache'), 'bypass');
+  assert.equal(b.headers.get('x-fabric-cache'), 'bypass');
+  assert.equal(sent('armitage'), before + 2, 'a "regenerate" gets a new answer');
+
+  const seeded = { ...body, seed: 7 };
+  assert.equal((await post(f.url, '/v1/chat/completions', seeded, auth)).headers.get('x-fabric-cache'), 'miss');
+  assert.equal((await post(f.url, '/v1/chat/completions', seeded, auth)).headers.get('x-fabric-cache'), 'hit');
+});
+
+test('a role with cache: false is not cached; one with when: always keeps sampled answers, for its own ttl', async () => {
+  const deep = chat('chat-deep', fresh('deep'), { temperature: 0 });
+  const before = sent('wintermute');
+  const r1 = await post(f.url, '/v1/chat/completions', deep, auth);
+  await post(f.url, '/v1/chat/completions', deep, auth);
+  assert.equal(r1.headers.get('x-fabric-cache'), null, 'no cache header on a route the cache does not cover');
+  assert.equal(sent('wintermute'), before + 2);
+
+  // Ollama's native API underneath: the answer kept is the translated one the client got.
+  const notes = chat('chat-notes', fresh('notes'));
+  const o = sent('ollama');
+  const m = await post(f.url, '/v1/chat/completions', notes, auth);
+  const h = await post(f.url, '/v1/chat/completions', notes, auth);
+  assert.equal(m.headers.get('x-fabric-cache'), 'miss');
+  assert.equal(h.headers.get('x-fabric-cache'), 'hit');
+  assert.equal(h.json.choices[0].message.content, m.json.choices[0].message.content);
+  assert.equal(sent('ollama'), o + 1);
+  // ttl: 1s.
+  await new Promise((r) => setTimeout(r, 1_100));
+  assert.equal((await post(f.url, '/v1/chat/completions', notes, auth)).headers.get('x-fabric-cache'), 'miss', 'expired');
+  assert.equal(sent('ollama'), o + 2);
+});
+
+test('streams: a kept stream is replayed to the SDK whole, [DONE] included; a stream and a whole answer are different entries', async () => {
+  const content = fresh('stream this');
+  const params = { model: 'chat-fast', messages: [{ role: 'user' as const, content }], max_tokens: 12, temperature: 0, stream: true as const };
+  const before = sent('armitage');
+  const read = async (): Promise<{ text: string; chunks: number; headers: Headers }> => {
+    const { data, response } = await f.client.chat.completions.create(params).withResponse();
+    let text = '';
+    let chunks = 0;
+    for await (const c of data) {
+      chunks++;
+      text += c.choices[0]?.delta?.content ?? '';
+    }
+    return { text, chunks, headers: response.headers };
+  };
+  const first = await read();
+  const second = await read();
+  assert.equal(first.headers.get('x-fabric-cache'), 'miss');
+  assert.equal(second.headers.get('x-fabric-cache'), 'hit');
+  assert.equal(second.headers.get('content-type'), 'text/event-stream; charset=utf-8');
+  assert.ok(first.text.length > 0);
+  assert.equal(second.text, first.text);
+  assert.equal(second.chunks, first.chunks, 'chunk by chunk');
+  assert.equal(sent('armitage'), before + 1);
+
+  // Raw: the replay ends with [DONE] and the connection's answer ends.
+  const raw = await post(f.url, '/v1/chat/completions', params, auth);
+  assert.match(raw.text, /data: \[DONE\]\n\n$/);
+  // The whole answer to the same prompt is not the stream's.
+  const whole = await post(f.url, '/v1/chat/completions', { ...params, stream: false }, auth);
+  assert.equal(whole.headers.get('x-fabric-cache'), 'miss');
+  assert.equal(whole.json.object, 'chat.completion');
+  // A client that asked for usage gets its usage chunk, kept with the stream.
+  const withUsage = { ...params, stream_options: { include_usage: true } };
+  const u1 = await post(f.url, '/v1/chat/completions', withUsage, auth);
+  const u2 = await post(f.url, '/v1/chat/completions', withUsage, auth);
+  assert.equal(u2.headers.get('x-fabric-cache'), 'hit');
+  assert.match(u2.text, /"usage":\{"prompt_tokens":\d+/);
+  assert.equal(u2.text, u1.text);
+});
+
+test('answers that did not end well are never kept: an error, a stream cut short, an engine\'s error event', async () => {
+  const e = f.fleet.get('armitage');
+  const body = chat('chat-fast', fresh('fails first'), { temperature: 0 });
+  await e.setFault({ kind: 'error', status: 500 }, 1);
+  assert.equal((await post(f.url, '/v1/chat/completions', body, auth)).status, 503);
+  const after = await post(f.url, '/v1/chat/completions', body, auth);
+  assert.equal(after.status, 200);
+  assert.equal(after.headers.get('x-fabric-cache'), 'miss');
+
+  for (const fault of [{ kind: 'drop', afterChunks: 2 }, { kind: 'stream-error', afterChunks: 2 }] as const) {
+    const s = { ...chat('chat-fast', fresh(fault.kind), { temperature: 0 }), stream: true };
+    await e.setFault(fault, 1);
+    const cut = await post(f.url, '/v1/chat/completions', s, auth);
+    assert.equal(cut.status, 200);
+    assert.match(cut.text, /error/, `${fault.kind}: the client was told`);
+    const before = sent('armitage');
+    const again = await post(f.url, '/v1/chat/completions', s, auth);
+    assert.equal(again.headers.get('x-fabric-cache'), 'miss', `${fault.kind}: not kept`);
+    assert.equal(sent('armitage'), before + 1);
+    assert.doesNotMatch(again.text, /"error"/);
+  }
+});
+
+test('the client\'s Cache-Control: no-cache refreshes the entry, no-store leaves it alone, max-age bounds its age', async () => {
+  const body = chat('chat-fast', fresh('control'), { temperature: 0, max_tokens: 4 });
+  const before = sent('armitage');
+  await post(f.url, '/v1/chat/completions', body, auth);
+  const noCache = await post(f.url, '/v1/chat/completions', body, { ...auth, 'cache-control': 'no-cache' });
+  assert.equal(noCache.headers.get('x-fabric-cache'), 'bypass');
+  const noStore = await post(f.url, '/v1/chat/completions', body, { ...auth, 'cache-control': 'no-store' });
+  assert.equal(noStore.headers.get('x-fabric-cache'), 'bypass');
+  assert.equal(sent('armitage'), before + 3);
+  // no-cache kept its answer: the entry is that one.
+  const hit = await post(f.url, '/v1/chat/completions', body, auth);
+  assert.equal(hit.headers.get('x-fabric-cache'), 'hit');
+  assert.equal(hit.json.id, noCache.json.id);
+  assert.equal((await post(f.url, '/v1/chat/completions', body, { ...auth, 'cache-control': 'max-age=3600' })).headers.get('x-fabric-cache'), 'hit');
+  await new Promise((r) => setTimeout(r, 1_100));
+  assert.equal((await post(f.url, '/v1/chat/completions', body, { ...auth, 'cache-control': 'max-age=1' })).headers.get('x-fabric-cache'), 'miss', 'older than the client takes');
+  assert.equal(sent('armitage'), before + 4);
+});
+
+test('embeddings are always deterministic: kept per input and encoding, through the alias', async () => {
+  const input = fresh('embed me');
+  const before = sent('motoko');
+  const a = await f.client.embeddings.create({ model: 'embeddings-general', input });
+  const { data: b, response } = await f.client.embeddings.create({ model: 'local/embed', input }).withResponse();
+  assert.equal(response.headers.get('x-fabric-cache'), 'hit');
+  assert.deepEqual(b.data[0]!.embedding, a.data[0]!.embedding);
+  assert.equal(b.data[0]!.embedding.length, 768);
+  assert.equal(sent('motoko'), before + 1);
+  // The SDK asks for base64 by default; float is another answer.
+  const float = await post(f.url, '/v1/embeddings', { model: 'embeddings-general', input, encoding_format: 'float' }, auth);
+  assert.equal(float.headers.get('x-fabric-cache'), 'miss');
+  assert.equal(sent('motoko'), before + 2);
+});
+
+test('the Responses API: a kept chat answer is made into a Responses answer again, with ids of its own', async () => {
+  const body = { model: 'chat-fast', input: fresh('responses'), temperature: 0, max_output_tokens: 8 };
+  const a = await post(f.url, '/v1/responses', body, auth);
+  const b = await post(f.url, '/v1/responses', body, auth);
+  assert.equal(a.status, 200);
+  assert.equal(b.headers.get('x-fabric-cache'), 'hit');
+  assert.equal(b.json.object, 'response');
+  assert.notEqual(b.json.id, a.json.id, 'each answer its own response id');
+  assert.equal(b.json.output_text ?? b.json.output[0].content[0].text, a.json.output_text ?? a.json.output[0].content[0].text);
+});
+
+test('a failure drill is never answered from the cache (it must reach the fallback)', async () => {
+  const body = chat('chat-fast', fresh('drill'), { temperature: 0 });
+  await post(f.url, '/v1/chat/completions', body, auth);
+  const drill = await post(f.url, '/v1/chat/completions', body, { ...auth, 'x-fabric-drill': 'fail-primary' });
+  assert.equal(drill.headers.get('x-fabric-cache'), null);
+});
+
+test('virtual keys get their own entries (scope: key)', async () => {
+  const mint = async (alias: string): Promise<string> => (await post(f.url, '/key/generate', { key_alias: alias }, auth)).json.key;
+  const k1 = await mint(fresh('k1'));
+  const k2 = await mint(fresh('k2'));
+  const body = chat('chat-fast', fresh('per key'), { temperature: 0 });
+  const as = (k: string) => ({ authorization: `Bearer ${k}` });
+  assert.equal((await post(f.url, '/v1/chat/completions', body, as(k1))).headers.get('x-fabric-cache'), 'miss');
+  assert.equal((await post(f.url, '/v1/chat/completions', body, as(k2))).headers.get('x-fabric-cache'), 'miss', 'another key: not its answer');
+  assert.equal((await post(f.url, '/v1/chat/completions', body, as(k1))).headers.get('x-fabric-cache'), 'hit');
+});
+
+test('a reload that gives a role another model starts its entries afresh; gateway.cache removed turns the cache off', async () => {
+  const body = chat('chat-fast', fresh('reload'), { temperature: 0 });
+  await post(f.url, '/v1/chat/completions', body, auth);
+  assert.equal((await post(f.url, '/v1/chat/completions', body, auth)).headers.get('x-fabric-cache'), 'hit');
+  const url = (n: string): string => f.fleet.get(n).url;
+  const reload = (text: string): void => f.gw.reload(parseFabricText(text, 'test.yaml').config, new Secrets({ FABRIC_MASTER_KEY: MASTER }));
+  try {
+    reload(yaml(url, 'Qwen/Qwen2.5-7B-Instruct'));
+    assert.equal((await post(f.url, '/v1/chat/completions', body, auth)).headers.get('x-fabric-cache'), 'miss', 'another model: not its answer');
+    reload(yaml(url).replace('  cache: { ttl: 1h, max_entry: 8KiB }\n', '').replace(/, cache: \{[^}]*\}|, cache: false/g, ''));
+    const off = await post(f.url, '/v1/chat/completions', body, auth);
+    assert.equal(off.status, 200);
+    assert.equal(off.headers.get('x-fabric-cache'), null);
+  } finally {
+    reload(yaml(url));
+  }
+  assert.equal((await post(f.url, '/v1/chat/completions', body, auth)).headers.get('x-fabric-cache'), 'hit', 'back on: the entry was kept');
+});
+
+test('an answer larger than max_entry is served and not kept', async () => {
+  // 768 floats as JSON text: some 15 KiB, past the 8 KiB max_entry.
+  const body = { model: 'embeddings-general', input: fresh('large'), encoding_format: 'float' };
+  const before = sent('motoko');
+  const a = await post(f.url, '/v1/embeddings', body, auth);
+  assert.equal(a.status, 200);
+  assert.ok(a.text.length > 8 * 1024, `an answer past max_entry (${a.text.length} bytes)`);
+  const b = await post(f.url, '/v1/embeddings', body, auth);
+  assert.equal(b.status, 200);
+  assert.equal(b.headers.get('x-fabric-cache'), 'miss');
+  assert.equal(sent('motoko'), before + 2);
+});
+
+const redis = await startRedis();
+
+describe('the cache in Redis, shared by two gateways', { skip: typeof redis === 'string' ? redis : false }, () => {
+  const server = redis as RedisServer;
+  const redisYaml = (url: (n: string) => string): string => `
+gateway:
+  master_key: env:FABRIC_MASTER_KEY
+  redis: { url: env:REDIS_URL, prefix: fabric-cache-test }
+  cache: { ttl: 10m }
+backends:
+  armitage-qwen: { engine: vllm, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ }
+roles:
+  chat-fast: { kind: chat, backends: [armitage-qwen] }
+`;
+  const engines = [{ name: 'armitage', protocol: 'vllm' as const, model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat' as const, timing: FAST }];
+  let a: Fabric;
+  let b: Fabric;
+  let stopped: Promise<void> | undefined;
+  const stopRedis = (): Promise<void> => (stopped ??= server.close());
+  before(async () => {
+    const env = { FABRIC_MASTER_KEY: MASTER, REDIS_URL: server.url };
+    a = await startFabric({ env, apiKey: MASTER, engines, yaml: redisYaml });
+    b = await startFabric({ env, apiKey: MASTER, engines, yaml: redisYaml });
+  });
+  after(async () => {
+    await a?.close();
+    await b?.close();
+    await stopRedis();
+  });
+
+  test('an answer one gateway kept is a hit on the other, which never asks its backend; Redis gone is a miss, not an error', async () => {
+    const body = chat('chat-fast', fresh('shared'), { temperature: 0 });
+    const first = await post(a.url, '/v1/chat/completions', body, auth);
+    assert.equal(first.headers.get('x-fabric-cache'), 'miss');
+    const hit = await (async () => {
+      // The SET is sent as the answer goes: give it a moment to land.
+      for (let i = 0; i < 50; i++) {
+        const r = await post(b.url, '/v1/chat/completions', body, auth);
+        if (r.headers.get('x-fabric-cache') === 'hit') return r;
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      return undefined;
+    })();
+    assert.ok(hit !== undefined, 'b found a\'s answer');
+    assert.equal(hit.text, first.text);
+    const bSent = b.fleet.get('armitage').stats().requests;
+    assert.ok(bSent <= 1, 'b asked its backend at most while the SET was landing');
+
+    await stopRedis();
+    const down = await post(b.url, '/v1/chat/completions', body, auth);
+    assert.equal(down.status, 200);
+    assert.equal(down.headers.get('x-fabric-cache'), 'miss');
+  });
+});
