@@ -245,3 +245,36 @@ ${MINIMAL}`)).join('\n');
   assert.match(joined, /:4:13: error: gateway\.tracing\.sample: must be a number from 0 to 1/);
   assert.doesNotMatch(joined, /abc/, 'the value is never quoted back');
 });
+
+test('gateway.cache: defaults, a role\'s own policy or none; Redis only with gateway.redis; every mistake named with its line', () => {
+  const on = loadFabricConfig(file(`gateway:\n  cache: true\n${MINIMAL}`), {}).config;
+  assert.deepEqual(on.gateway.cache, { ttlMs: 3_600_000, when: 'deterministic', scope: 'key', store: 'memory', maxSizeBytes: 64 * 2 ** 20, maxEntryBytes: 2 ** 20 });
+  assert.equal(loadFabricConfig(file(MINIMAL), {}).config.gateway.cache, undefined, 'off unless asked for');
+  assert.equal(loadFabricConfig(file(`gateway:\n  cache: false\n${MINIMAL}`), {}).config.gateway.cache, undefined);
+  // With gateway.redis, Redis is the default store (shared by every instance).
+  const shared = loadFabricConfig(file(`gateway:\n  redis: { url: env:REDIS_URL }\n  cache: { ttl: 10m, when: always, scope: shared, max_entry: 256KiB }\n${MINIMAL}`), { REDIS_URL: 'redis://127.0.0.1' }).config.gateway.cache!;
+  assert.deepEqual([shared.store, shared.ttlMs, shared.when, shared.scope, shared.maxEntryBytes], ['redis', 600_000, 'always', 'shared', 256 * 1024]);
+  const roles = loadFabricConfig(file(`gateway:\n  cache: { ttl: 1h }\n${MINIMAL}  chat-deep: { kind: chat, backends: [a], cache: false }\n  chat-notes: { kind: chat, backends: [a], cache: { ttl: 7d } }\n`), {}).config.roles;
+  assert.equal(roles.get('chat-fast')!.cache, undefined);
+  assert.equal(roles.get('chat-deep')!.cache, false);
+  assert.deepEqual(roles.get('chat-notes')!.cache, { ttlMs: 7 * 86_400_000 });
+
+  const joined = errorsOf(file(`gateway:
+  cache: { ttl: 500ms, when: sometimes, store: redis, max_size: 1MiB, max_entry: 2MiB, scop: key }
+${MINIMAL}  chat-deep: { kind: chat, backends: [a], cache: { ttl: forever } }
+`)).join('\n');
+  assert.match(joined, /:2:17: error: gateway\.cache\.ttl: must be at least 1s/);
+  assert.match(joined, /error: gateway\.cache\.when: must be one of deterministic, always/);
+  assert.match(joined, /error: gateway\.cache\.store: is redis, but gateway\.redis is not set/);
+  assert.match(joined, /error: gateway\.cache\.scop: .*did you mean "scope"/);
+  assert.match(joined, /error: roles\.chat-deep\.cache\.ttl: /);
+  const noMemory = errorsOf(file(`gateway:\n  cache: { max_size: 1MiB, max_entry: 2MiB }\n${MINIMAL}`)).join('\n');
+  assert.match(noMemory, /error: gateway\.cache\.max_entry: must be at most max_size/);
+  // A role's policy with the cache off is a mistake: it would do nothing.
+  const off = errorsOf(file(`${MINIMAL}  chat-deep: { kind: chat, backends: [a], cache: { ttl: 1h } }\n`)).join('\n');
+  assert.match(off, /error: roles\.chat-deep\.cache: sets how this role's answers are cached, but the response cache is off: turn it on with gateway\.cache/);
+  assert.equal(joined.match(/roles\.chat-deep\.cache\.ttl/g)!.length, 1, 'one error for one mistake');
+  // The cache's own name in usage records is no backend's.
+  const named = errorsOf(file(`gateway:\n  cache: true\nbackends:\n  "(cache)": { engine: vllm, url: http://127.0.0.1:8000/v1, model: m }\nroles:\n  chat-fast: { kind: chat, backends: ["(cache)"] }\n`)).join('\n');
+  assert.match(named, /:4:3: error: backends\.\(cache\): "\(cache\)" is the name usage records and metrics give answers from the response cache/);
+});

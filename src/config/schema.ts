@@ -285,7 +285,9 @@ const CACHE_POLICY_KEYS = ['ttl', 'when'] as const;
 
 /** A cache entry's lifetime: at least a second (a shorter one is a typo: a bare number is milliseconds). */
 function cacheTtl(r: Reporter, path: KeyPath, v: unknown, dflt: number): number {
-  const ms = duration(r, path, v, dflt);
+  // -1: absent, or not a duration (already reported).
+  const ms = duration(r, path, v, -1);
+  if (ms === -1) return dflt;
   if (ms < 1_000) r.error(path, `must be at least 1s, got ${describe(v)}`);
   return ms;
 }
