@@ -27,6 +27,7 @@ gateway:
   host: 127.0.0.1
   port: ${port}
   master_key: env:FABRIC_MASTER_KEY
+  cache: true
   health_interval: 300ms
   health: { failure_threshold: 2, load_interval: 300ms }
 backends:
@@ -84,6 +85,7 @@ after(async () => {
 
 const auth = { authorization: `Bearer ${MASTER}` };
 
+let rounds = 0;
 async function traffic(): Promise<void> {
   for (let i = 0; i < 6; i++) {
     for (const model of ['chat-fast', 'chat-deep']) {
@@ -91,6 +93,13 @@ async function traffic(): Promise<void> {
       await r.arrayBuffer();
       assert.equal(r.status, 200);
     }
+  }
+  // Asked twice at temperature 0: a miss, then a hit (gateway.cache).
+  const question = `the same question, round ${++rounds}`;
+  for (let i = 0; i < 2; i++) {
+    const r = await fetch(`${gw!.url}/v1/chat/completions`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'chat-fast', messages: [{ role: 'user', content: question }], max_tokens: 8, temperature: 0 }) });
+    await r.arrayBuffer();
+    assert.equal(r.headers.get('x-fabric-cache'), i === 0 ? 'miss' : 'hit');
   }
   const missing = await fetch(`${gw!.url}/v1/chat/completions`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'no-such-role', messages: [{ role: 'user', content: 'hi' }] }) });
   await missing.arrayBuffer();
@@ -157,7 +166,7 @@ test('every expression of the Grafana dashboard evaluates, and the core panels h
     'Requests per second by role', 'Requests per second by backend', 'Error ratio', 'Errors by code',
     'Request time by role (p50, p95, p99)', 'Time to first token by backend (p50, p95)',
     'Engine requests running and waiting', 'KV cache usage', 'Requests in flight to each backend',
-    'Tokens per second', 'Cost per hour', 'Budgets spent', 'Gateway memory', 'Gateway CPU', 'Usage records waiting',
+    'Tokens per second', 'Cost per hour', 'Budgets spent', 'Gateway memory', 'Gateway CPU', 'Usage records waiting', 'Response cache',
   ]);
   assert.deepEqual(panels.map((p) => p.title).filter((x) => !mustHaveData.has(x)), ['Fallbacks, retries and failed attempts'], 'every panel but the failures one is checked for data');
   for (const p of panels) {
@@ -180,6 +189,8 @@ test('every expression of the Grafana dashboard evaluates, and the core panels h
   // Figures that say the panels read the right series.
   const perRole = await eventually(() => value(expand('sum by (role) (rate(fabric_requests_total{job="ai-fabric",role=~"$role"}[$__rate_interval]))'), (m) => m.role === 'chat-deep'), (v) => v !== undefined && v > 0, 10_000);
   assert.ok(perRole !== undefined && perRole > 0, `chat-deep at ${perRole} requests/s`);
+  const hits = await eventually(() => value(expand('sum by (role) (rate(fabric_cache_requests_total{job="ai-fabric",role=~"$role",result="hit"}[$__rate_interval])) / sum by (role) (rate(fabric_cache_requests_total{job="ai-fabric",role=~"$role"}[$__rate_interval]))'), (m) => m.role === 'chat-fast'), (v) => v !== undefined && v > 0, 10_000);
+  assert.ok(hits !== undefined && hits > 0 && hits < 1, `chat-fast's cache hit ratio ${hits}`);
   const spent = await value('max by (budget, period) (fabric_budget_spent_usd{job="ai-fabric"}) / max by (budget, period) (fabric_budget_limit_usd{job="ai-fabric"})', (m) => m.budget === 'deep-monthly');
   assert.ok(spent !== undefined && spent > 0 && spent < 1, `budget share ${spent}`);
 });

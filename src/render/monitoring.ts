@@ -245,6 +245,12 @@ function rows(cfg: FabricConfig): { title: string; panels: PanelSpec[] }[] {
       { expr: `sum by (backend, class) (rate(fabric_attempt_failures_total{${backend}}[${RATE}]))`, legend: '{{backend}} {{class}}' },
     ] },
   ];
+  if (cfg.gateway.cache !== undefined) {
+    traffic.push({ title: 'Response cache', type: 'timeseries', unit: 'percentunit', min: 0, max: 1, w: 24, h: 8, description: 'The share of requests on cached routes answered from the cache (gateway.cache), by role; bypass: not looked up (sampled requests, the client\'s Cache-Control).', targets: [
+      { expr: `sum by (role) (rate(fabric_cache_requests_total{${role},result="hit"}[${RATE}])) / sum by (role) (rate(fabric_cache_requests_total{${role}}[${RATE}]))`, legend: '{{role}} hits' },
+      { expr: `sum by (role) (rate(fabric_cache_requests_total{${role},result="bypass"}[${RATE}])) / sum by (role) (rate(fabric_cache_requests_total{${role}}[${RATE}]))`, legend: '{{role}} bypass' },
+    ] });
+  }
   const latency: PanelSpec[] = [
     { title: 'Request time by role (p50, p95, p99)', type: 'timeseries', unit: 's', w: 12, h: 8, description: 'From the request received to its last byte sent (a stream: its whole generation).', targets: quantiles('fabric_request_duration_seconds', 'role', role, [0.5, 0.95, 0.99]) },
     { title: 'Time to first token by backend (p50, p95)', type: 'timeseries', unit: 's', w: 12, h: 8, description: 'Streams: from the request received to the first byte sent to the client.', targets: quantiles('fabric_time_to_first_token_seconds', 'backend', backend, [0.5, 0.95]) },
