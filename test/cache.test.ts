@@ -5,6 +5,8 @@
 
 import { test, before, after, afterEach, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
 import { startFabric, post, chat, waitForLog, eventually, type Fabric } from './helpers.ts';
@@ -310,6 +312,46 @@ test('an answer larger than max_entry is served and not kept', async () => {
   assert.equal(sent('motoko'), before + 2);
 });
 
+const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
+const fabric = async (args: string[], key?: string): Promise<{ code: number; out: string; err: string }> => {
+  const env = { ...process.env, FABRIC_URL: f.url, FABRIC_API_KEY: key ?? '' };
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [MAIN, ...args], { env, timeout: 20_000 });
+    return { code: 0, out: stdout, err: stderr };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, out: x.stdout, err: x.stderr };
+  }
+};
+
+test('the admin API and fabric cache: what the cache holds, and clearing it; only with the master key', async () => {
+  const body = chat('chat-fast', fresh('to be cleared'), { temperature: 0 });
+  await post(f.url, '/v1/chat/completions', body, auth);
+  const stats = await (await fetch(`${f.url}/admin/cache`, { headers: auth })).json() as any;
+  assert.equal(stats.enabled, true);
+  assert.equal(stats.store, 'memory');
+  assert.ok(stats.entries >= 1 && stats.bytes > 0, JSON.stringify(stats));
+  const shown = await fabric(['cache'], MASTER);
+  assert.equal(shown.code, 0, shown.err);
+  assert.match(shown.out, /store memory, ttl 3600 s, when deterministic, scope key/);
+  assert.match(shown.out, new RegExp(`${stats.entries} answers, `));
+
+  // A virtual key is not the operator.
+  const k = (await post(f.url, '/key/generate', { key_alias: fresh('nosy') }, auth)).json.key;
+  assert.equal((await fetch(`${f.url}/admin/cache`, { method: 'DELETE', headers: { authorization: `Bearer ${k}` } })).status, 403);
+  const refused = await fabric(['cache', 'clear']);
+  assert.equal(refused.code, 2);
+  assert.match(refused.err, /needs the master key/);
+  assert.equal((await post(f.url, '/v1/chat/completions', body, auth)).headers.get('x-fabric-cache'), 'hit', 'nothing cleared by a refusal');
+
+  const cleared = await fabric(['cache', 'clear'], MASTER);
+  assert.equal(cleared.code, 0, cleared.err);
+  assert.match(cleared.out, new RegExp(`cache cleared: ${stats.entries} answers from memory`));
+  assert.equal((await (await fetch(`${f.url}/admin/cache`, { headers: auth })).json() as any).entries, 0);
+  assert.equal((await post(f.url, '/v1/chat/completions', body, auth)).headers.get('x-fabric-cache'), 'miss', 'forgotten');
+  assert.equal((await fabric(['cache', 'flush'], MASTER)).code, 2);
+});
+
 const redis = await startRedis();
 
 describe('the cache in Redis, shared by two gateways', { skip: typeof redis === 'string' ? redis : false }, () => {
@@ -357,6 +399,11 @@ roles:
     assert.equal(hit.text, first.text);
     const bSent = b.fleet.get('armitage').stats().requests;
     assert.ok(bSent <= 1, 'b asked its backend at most while the SET was landing');
+
+    // DELETE /admin/cache clears Redis for every gateway: a's next lookup misses too.
+    const cleared = await (await fetch(`${b.url}/admin/cache`, { method: 'DELETE', headers: auth })).json() as any;
+    assert.ok(cleared.redis_entries >= 1, JSON.stringify(cleared));
+    assert.equal((await post(a.url, '/v1/chat/completions', body, auth)).headers.get('x-fabric-cache'), 'miss');
 
     await stopRedis();
     const down = await post(b.url, '/v1/chat/completions', body, auth);

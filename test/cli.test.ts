@@ -49,7 +49,7 @@ test('an option node:util cannot parse is one plain line naming it, exit 2', () 
 
 test('every command\'s usage line names each option its help documents; the README\'s CLI table names every option of serve, config import and health', async () => {
   const helps = new Map<string, string>();
-  await Promise.all(['serve', 'config check', 'config import', 'sim', 'health', 'smoke', 'wake', 'plan', 'render', 'keys', 'usage', 'backup'].map(async (cmd) => {
+  await Promise.all(['serve', 'config check', 'config import', 'sim', 'health', 'smoke', 'wake', 'plan', 'render', 'keys', 'usage', 'backup', 'cache'].map(async (cmd) => {
     helps.set(cmd, (await execFileP(process.execPath, [MAIN, ...cmd.split(' '), '--help'], { env: cleanEnv(), timeout: 20_000 })).stdout);
   }));
   /** The options the help's option list documents (the indented lines, and "--a N, --b N" pairs). */

@@ -7,6 +7,8 @@ import { decodeEntry, encodeEntry, type CacheEntry, type CacheStore } from './en
 
 const GET = script("return redis.call('GET', KEYS[1])");
 const SET = script("redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1");
+/** One SCAN step over the cache's keys, unlinking what it finds: { next cursor, keys unlinked }. */
+const CLEAR_STEP = script("local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 500) for _, k in ipairs(r[2]) do redis.call('UNLINK', k) end return {r[1], #r[2]}");
 
 export class RedisStore implements CacheStore {
   readonly #redis: SharedRedis;
@@ -29,6 +31,22 @@ export class RedisStore implements CacheStore {
       this.#onError(e as Error);
       return undefined;
     }
+  }
+
+  /**
+   * Unlinks every entry (another fabric's keys under its own prefix are left alone), a SCAN step
+   * at a time so that Redis is never held long; how many went.
+   */
+  async clear(): Promise<number> {
+    const pattern = `${this.#redis.prefix}:cache:*`;
+    let cursor = '0';
+    let n = 0;
+    do {
+      const [next, count] = (await this.#redis.run(CLEAR_STEP, [], [cursor, pattern])) as [string, number];
+      cursor = String(next);
+      n += Number(count);
+    } while (cursor !== '0');
+    return n;
   }
 
   set(key: string, entry: CacheEntry, _bytes: number, ttlMs: number): void {

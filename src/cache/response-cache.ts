@@ -72,6 +72,25 @@ export class ResponseCache {
     });
   }
 
+  /** What GET /admin/cache shows: the settings in force and, for the memory store, what it holds. */
+  stats(gw: Gateway): Record<string, unknown> {
+    const cfg = gw.config.gateway.cache;
+    if (cfg === undefined) return { enabled: false };
+    const m = cfg.store === 'memory' ? this.#memory : undefined;
+    return {
+      enabled: true, store: cfg.store, ttl_s: cfg.ttlMs / 1000, when: cfg.when, scope: cfg.scope, max_entry_bytes: cfg.maxEntryBytes,
+      ...(cfg.store === 'memory' ? { entries: m?.size ?? 0, bytes: m?.bytes ?? 0, max_size_bytes: cfg.maxSizeBytes, evictions: m?.evictions ?? 0 } : { redis: this.#redis !== undefined }),
+    };
+  }
+
+  /** Forgets every answer kept (DELETE /admin/cache): this process's memory, and Redis when it is the store; how many went. */
+  async clear(gw: Gateway): Promise<{ memory: number; redis: number | undefined }> {
+    const memory = this.#memory?.size ?? 0;
+    this.#memory?.clear();
+    const redis = gw.config.gateway.cache?.store === 'redis' && this.#redis !== undefined ? await this.#redis.clear() : undefined;
+    return { memory, redis };
+  }
+
   /** The memory store's entries and bytes, for metrics; undefined when none was made. */
   get memory(): MemoryStore | undefined {
     return this.#memory;

@@ -24,6 +24,7 @@ Commands:
   keys           virtual keys for applications and people: create, list, show, revoke, rotate
   usage          requests, tokens, cost and errors by key, role, backend, model or day
   backup         a consistent copy of the gateway's SQLite store (keys, usage), taken while it runs
+  cache          the response cache: what it holds, and clearing it
 
 Run "fabric <command> --help" for a command's options; "fabric --version" (-V) for the version.
 `;
@@ -47,6 +48,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'keys': return (await import('./keys.ts')).runKeys(rest);
     case 'usage': return (await import('./usage.ts')).runUsage(rest);
     case 'backup': return (await import('./backup.ts')).runBackup(rest);
+    case 'cache': return (await import('./cache.ts')).runCache(rest);
     case '--version':
     case '-V':
       process.stdout.write(`fabric ${await version()}\n`);

@@ -311,6 +311,12 @@ function askSiblings(running: RunningGateway): void {
     if (Array.isArray(p)) void app.probeNow?.(p.filter((n): n is string => typeof n === 'string'));
     return null;
   });
+  // DELETE /admin/cache reached another worker: each holds its own memory store (Redis is cleared by the one asked).
+  siblings.on('cache-clear', () => {
+    const n = app.cache?.memory?.size ?? 0;
+    app.cache?.memory?.clear();
+    return n;
+  });
   app.workers = { index, ask: (topic, payload) => siblings.ask(topic, payload) };
 }
 

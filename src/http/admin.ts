@@ -32,6 +32,7 @@ export interface AdminContext {
   hasMasterKey: boolean;
   probeNow?: AppState['probeNow'];
   workers?: AppState['workers'];
+  cache?: AppState['cache'];
 }
 
 function send(x: Exchange, status: number, body: unknown, type = 'application/json'): void {
@@ -142,6 +143,22 @@ async function probeNow(x: Exchange, a: AdminContext): Promise<void> {
   send(x, 200, { object: 'list', data: await a.probeNow(chosen.map((b) => b.name)) });
 }
 
+/**
+ * GET /admin/cache: the response cache's settings and what its memory store holds; DELETE: every
+ * answer kept is forgotten (each worker's memory, and Redis when it is the store), as after a
+ * change the cache cannot see (a chat template edited on the engine).
+ */
+async function cacheAdmin(x: Exchange, a: AdminContext): Promise<void> {
+  const c = a.cache;
+  if (c === undefined) throw new FabricError('not_found', 'this gateway has no response cache');
+  if (x.method === 'GET' || x.method === 'HEAD') return send(x, 200, { object: 'fabric.cache', ...c.stats(a.gateway) });
+  if (x.method !== 'DELETE') throw new FabricError('method_not_allowed', `${x.method} is not allowed on /admin/cache; use GET or DELETE`, { headers: { allow: 'GET, HEAD, DELETE' } });
+  const others = (await a.workers?.ask('cache-clear', null)) ?? [];
+  const { memory, redis } = await c.clear(a.gateway);
+  const fromWorkers = others.reduce((n: number, v) => n + (typeof v === 'number' ? v : 0), 0);
+  send(x, 200, { object: 'fabric.cache.cleared', memory_entries: memory + fromWorkers, ...(redis === undefined ? {} : { redis_entries: redis }) });
+}
+
 export async function handleAdmin(x: Exchange, path: string, query: URLSearchParams, a: AdminContext): Promise<void> {
   if (!a.hasMasterKey) {
     // Names no one command: the CLI, which knows which of its commands asked, says what that one can do instead.
@@ -150,6 +167,7 @@ export async function handleAdmin(x: Exchange, path: string, query: URLSearchPar
   if (!a.master) throw new FabricError('permission_denied', 'the admin API needs the master key; virtual keys cannot manage keys or read usage');
   // Needs no store: the fleet's health is the gateway's own.
   if (path === '/admin/health/probe') return probeNow(x, a);
+  if (path === '/admin/cache') return cacheAdmin(x, a);
   const acct = a.accounting;
   if (acct === undefined) throw new FabricError('not_found', 'the gateway has no store (accounting is not running)');
   const admin = new KeyAdmin(acct.store, acct.keys);

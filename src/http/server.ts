@@ -558,7 +558,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         const master = app.masterKey !== undefined && k === undefined;
         return await handleAdmin(x, path, new URLSearchParams(q === -1 ? '' : url.slice(q + 1)), {
           accounting: app.accounting, gateway: app.gateway, master, hasMasterKey: app.masterKey !== undefined, probeNow: app.probeNow,
-          workers: app.workers,
+          workers: app.workers, cache: app.cache,
         });
       }
       const modelPath = path.startsWith('/v1/models/') ? '/v1/models/' : path.startsWith('/models/') ? '/models/' : undefined;
