@@ -169,6 +169,20 @@ export function litellmConfig(ctx: RenderContext): string {
     }
   }
 
+  // The response cache: LiteLLM's own, as near as it goes.
+  const cache = cfg.gateway.cache;
+  let litellmSettings: Obj | undefined;
+  if (cache !== undefined) {
+    litellmSettings = { cache: true, cache_params: { type: cache.store === 'redis' ? 'redis' : 'local', ttl: Math.round(cache.ttlMs / 1000) } };
+    if (cache.store === 'redis') notes.push(`Cache: LiteLLM reads its Redis from REDIS_URL (or REDIS_HOST, REDIS_PORT, REDIS_PASSWORD) in its environment: give it gateway.redis's server (${cfg.gateway.redis?.url.env ?? 'REDIS_URL'}).`);
+    const differs: string[] = [];
+    if (cache.when === 'deterministic') differs.push('LiteLLM keeps sampled answers too (the fabric only embeddings and requests at temperature 0 or with a seed), so a "regenerate" gets the kept answer');
+    if (cache.scope === 'key') differs.push('LiteLLM shares answers across keys (the fabric keeps each key\'s apart)');
+    const own = [...cfg.roles.values()].filter((r) => r.cache !== undefined).map((r) => r.name);
+    if (own.length > 0) differs.push(`roles with a cache policy of their own (${own.join(', ')}) take LiteLLM's one`);
+    if (differs.length > 0) notes.push(`Cache: ${differs.join('; ')}.`);
+  }
+
   const router: Obj = { routing_strategy: strategy };
   if (Object.keys(providerBudgets).length > 0) router.provider_budget_config = providerBudgets;
   if (Object.keys(groupAlias).length > 0) router.model_group_alias = groupAlias;
@@ -179,6 +193,7 @@ export function litellmConfig(ctx: RenderContext): string {
   router.allowed_fails = health.failureThreshold - 1;
   router.cooldown_time = health.cooldownMs / 1000;
   const doc: Obj = { model_list: modelList, router_settings: router };
+  if (litellmSettings !== undefined) doc.litellm_settings = litellmSettings;
   if (cfg.gateway.masterKey !== undefined) doc.general_settings = { master_key: `os.environ/${cfg.gateway.masterKey.env}` };
   return yamlDoc(ctx, 'LiteLLM proxy config (litellm --config config.yaml) for this fabric.', doc, notes);
 }
