@@ -79,63 +79,97 @@ export function readAccounting(t: Translation, gs: Obj, doc: NativeDoc): void {
 
 const REDIS_NOTE = 'shared by every gateway instance: rate limits and budget holds (health and cooldowns stay per process, where LiteLLM shares them too)';
 
+/** Where a LiteLLM config names a Redis server: router_settings' redis_* keys, or cache_params' own. */
+export interface RedisKeys {
+  at: KeyPath;
+  url: string;
+  host: string;
+  port: string;
+  password: string;
+  /** What the server is for, as "to share <purpose> across gateway instances". */
+  purpose: string;
+}
+
+const ROUTER_REDIS: RedisKeys = {
+  at: ['router_settings'], url: 'redis_url', host: 'redis_host', port: 'redis_port', password: 'redis_password', purpose: 'rate limits and budgets',
+};
+
+/** A Redis connection as gateway.redis takes it (env:NAME), and the key it came from. */
+export interface RedisUrl {
+  url: string;
+  from: KeyPath;
+  /** Built from host and port, not given as a URL; with a password in it. */
+  parts: boolean;
+  password: boolean;
+}
+
 /**
- * redis_url → gateway.redis { url }. The gateway takes Redis as one URL from the
- * environment: redis_host / redis_port / redis_password are mapped only when all are written
- * out (the URL is held like a literal secret); with os.environ/ parts no reference can
- * stand for the URL, so the exact native config to write is reported instead.
+ * router_settings' redis_url (or host, port and password) → gateway.redis { url }. LiteLLM
+ * uses Redis only with both redis_host and redis_port (or redis_url).
  */
 export function readRedis(t: Translation, rs: Obj, doc: NativeDoc): void {
-  const present = (k: string): boolean => rs[k] !== undefined && rs[k] !== null && rs[k] !== '';
-  const parts = (['redis_host', 'redis_port', 'redis_password'] as const).filter(present);
-  const rp = (k: string): KeyPath => ['router_settings', k];
-  if (present('redis_url')) {
-    const url = secretRef(t, rp('redis_url'), rs.redis_url, 'REDIS_URL');
-    if (url !== undefined) {
-      doc.gateway.redis = { url };
-      t.from(['gateway', 'redis'], rp('redis_url'));
-      t.note(['gateway', 'redis'], `router_settings.redis_url: ${REDIS_NOTE}`);
+  const k = ROUTER_REDIS;
+  const present = (key: string): boolean => rs[key] !== undefined && rs[key] !== null && rs[key] !== '';
+  if (!present(k.url) && !(present(k.host) && present(k.port))) {
+    for (const key of [k.host, k.port, k.password].filter(present)) {
+      t.r.warn([...k.at, key], 'ignored, as by LiteLLM: it uses Redis only with both redis_host and redis_port (or redis_url)', true);
     }
-    for (const k of parts) t.r.warn(rp(k), 'ignored: router_settings.redis_url is set, and LiteLLM connects with it', true);
     return;
   }
-  if (parts.length === 0) return;
-  if (!present('redis_host') || !present('redis_port')) {
-    for (const k of parts) t.r.warn(rp(k), 'ignored, as by LiteLLM: it uses Redis only with both redis_host and redis_port (or redis_url)', true);
-    return;
+  const r = redisUrl(t, rs, k);
+  if (r === undefined) return;
+  doc.gateway.redis = { url: r.url };
+  t.from(['gateway', 'redis'], r.from);
+  t.note(['gateway', 'redis'], `${r.parts ? `router_settings.redis_host/port${r.password ? '/password' : ''} as one URL` : 'router_settings.redis_url'}: ${REDIS_NOTE}`);
+}
+
+/**
+ * A Redis server named by url, or by host and port (and password) → the env:NAME reference
+ * gateway.redis takes; undefined, reported, when none can be written. The gateway takes Redis
+ * as one URL from the environment: host, port and password are mapped only when all are
+ * written out (the URL is held like a literal secret); with os.environ/ parts no reference
+ * can stand for the URL, so the exact native config to write is reported instead. The caller
+ * checks that host and port are there when url is not.
+ */
+export function redisUrl(t: Translation, obj: Obj, k: RedisKeys): RedisUrl | undefined {
+  const present = (key: string): boolean => obj[key] !== undefined && obj[key] !== null && obj[key] !== '';
+  const parts = [k.host, k.port, k.password].filter(present);
+  const at = (key: string): KeyPath => [...k.at, key];
+  const name = (key: string): string => [...k.at, key].join('.');
+  if (present(k.url)) {
+    const url = secretRef(t, at(k.url), obj[k.url], 'REDIS_URL');
+    for (const key of parts) t.r.warn(at(key), `ignored: ${name(k.url)} is set, and LiteLLM connects with it`, true);
+    return url === undefined ? undefined : { url, from: at(k.url), parts: false, password: false };
   }
-  const refs = parts.map((k) => envRef(rs[k]));
-  const [host, port] = [rs.redis_host, rs.redis_port].map((x) => String(x).trim()) as [string, string];
+  const [host, port] = [obj[k.host], obj[k.port]].map((x) => String(x).trim()) as [string, string];
   const hostPart = (h: string): string => (h.includes(':') && !h.startsWith('[') ? `[${h}]` : h);
-  if (refs.every((r) => r === undefined)) {
+  if (parts.every((key) => envRef(obj[key]) === undefined)) {
     // Every part is written out: one URL, held for serving like any literal secret.
-    const password = present('redis_password') ? String(rs.redis_password) : undefined;
+    const password = present(k.password) ? String(obj[k.password]) : undefined;
     const value = `redis://${password === undefined ? '' : `:${encodeURIComponent(password)}@`}${hostPart(host)}:${port}`;
-    const name = holdLiteral(t, 'REDIS_URL', value);
-    doc.gateway.redis = { url: `env:${name}` };
-    t.from(['gateway', 'redis'], rp('redis_host'));
-    t.note(['gateway', 'redis'], `router_settings.redis_host/port${password === undefined ? '' : '/password'} as one URL: ${REDIS_NOTE}`);
+    const held = holdLiteral(t, 'REDIS_URL', value);
     if (password !== undefined) {
-      t.r.warn(rp('redis_password'), `holds a secret literally: redis_host, redis_port and redis_password are used as one URL, env:${name} (fabric config import writes only that reference); ` +
-        `put ${name}=redis://:<password>@${hostPart(host)}:${port} in the environment or the .env file and write redis_url: os.environ/${name} instead of the three`);
+      t.r.warn(at(k.password), `holds a secret literally: ${k.host}, ${k.port} and ${k.password} are used as one URL, env:${held} (fabric config import writes only that reference); ` +
+        `put ${held}=redis://:<password>@${hostPart(host)}:${port} in the environment or the .env file and write ${k.url}: os.environ/${held} instead of the three`);
     } else {
-      t.r.warn(rp('redis_host'), `used with redis_port as one URL, env:${name} = ${value} (the gateway reads Redis as a URL from the environment; fabric config import writes only the reference): ` +
-        `put ${name}=${value} in the environment or the .env file`, true);
+      t.r.warn(at(k.host), `used with ${k.port} as one URL, env:${held} = ${value} (the gateway reads Redis as a URL from the environment; fabric config import writes only the reference): ` +
+        `put ${held}=${value} in the environment or the .env file (LiteLLM would also take a password from REDIS_PASSWORD: a server that needs one has it in the URL, redis://:<password>@…)`, true);
     }
-    return;
+    return { url: `env:${held}`, from: at(k.host), parts: true, password: password !== undefined };
   }
   // Some part names an environment variable: no single reference can stand for the URL.
-  const show = (k: 'redis_host' | 'redis_port' | 'redis_password', literal: string): string => {
-    const r = envRef(rs[k]);
+  const show = (key: string, literal: string): string => {
+    const r = envRef(obj[key]);
     return r === undefined ? literal : `<${r}>`;
   };
-  const auth = present('redis_password') ? `:${show('redis_password', '<password>')}@` : '';
-  const template = `redis://${auth}${show('redis_host', hostPart(host))}:${show('redis_port', port)}`;
-  t.r.warn(rp('redis_host'), 'not mapped: the gateway reads Redis as one URL from the environment, and none can be built from os.environ/ parts without copying their values. ' +
-    `To share rate limits and budgets across gateway instances, set REDIS_URL=${template} (each <NAME> replaced by its value: .env files are not interpolated) ` +
+  const auth = present(k.password) ? `:${show(k.password, '<password>')}@` : '';
+  const template = `redis://${auth}${show(k.host, hostPart(host))}:${show(k.port, port)}`;
+  t.r.warn(at(k.host), 'not mapped: the gateway reads Redis as one URL from the environment, and none can be built from os.environ/ parts without copying their values. ' +
+    `To share ${k.purpose} across gateway instances, set REDIS_URL=${template} (each <NAME> replaced by its value: .env files are not interpolated) ` +
     'in the environment or the .env file and write gateway.redis: { url: env:REDIS_URL } ' +
-    '(or router_settings.redis_url: os.environ/REDIS_URL); until then each gateway process keeps its own', true);
-  for (const k of parts) if (k !== 'redis_host') t.r.warn(rp(k), 'not mapped: part of the one Redis URL the gateway takes; see router_settings.redis_host', true);
+    `(or ${name(k.url)}: os.environ/REDIS_URL); until then each gateway process keeps its own`, true);
+  for (const key of parts) if (key !== k.host) t.r.warn(at(key), `not mapped: part of the one Redis URL the gateway takes; see ${name(k.host)}`, true);
+  return undefined;
 }
 
 /** How a LiteLLM duration (1d, 7d, 30d, 1mo, …) maps to a native budget period. */

@@ -535,6 +535,7 @@ test('Redis: redis_url becomes gateway.redis; host and port written out become o
   assert.deepEqual(open.config.gateway.redis, { url: { env: 'REDIS_URL' }, prefix: 'fabric' });
   assert.equal(open.literals.get('REDIS_URL'), 'redis://cache.lan:6379');
   assert.match(open.warnings.get('router_settings.redis_host')!, /put REDIS_URL=redis:\/\/cache\.lan:6379 in the environment or the \.env file/);
+  assert.match(open.warnings.get('router_settings.redis_host')!, /LiteLLM would also take a password from REDIS_PASSWORD: a server that needs one has it in the URL/);
   roundTrip(`${base}  redis_host: cache.lan\n  redis_port: 6379\n`);
 
   const secret = parse(`${base}  redis_host: cache.lan\n  redis_port: "6380"\n  redis_password: "p@ss-LITERAL"\n`);
