@@ -123,7 +123,8 @@ interface Observed { status: number; role: string | null; backend: string | null
 async function runCase(p: Pair, gw: RunningGateway, c: Case, token: string | undefined): Promise<Observed> {
   // Passive health must not carry over from one request to the next.
   for (const b of gw.app.gateway.backends.values()) b.recordSuccess(0);
-  const headers: Record<string, string> = {};
+  // Routing is what these cases test: no answer from the response cache (lab's litellm_settings.cache), none kept for the next case.
+  const headers: Record<string, string> = { 'cache-control': 'no-store' };
   const auth = c.auth === undefined ? token : c.auth;
   if (auth !== undefined && auth !== null) headers.authorization = `Bearer ${auth}`;
   const r = await post(gw.url, c.path ?? '/v1/chat/completions', c.body, headers);
@@ -282,6 +283,14 @@ test('lab: Ollama, llama.cpp, vLLM, pattern route and fallbacks answer the same 
   assert.equal(ollama.path, '/api/chat', 'Ollama through its native chat API');
   const meta = lab.fleet.get(lab.engineOf.get('meta-llama-any')!).requests().at(-1)!;
   assert.equal((meta.body as { model: string }).model, PATTERN_MODEL, 'the pattern passes the requested name through');
+  // litellm_settings.cache: true keeps every answer, a sampled one too, through either file.
+  assert.equal(lab.litellmConfig.gateway.cache?.when, 'always');
+  for (const gw of [lab.litellm, lab.native]) {
+    const sampled = { ...chat('qwen-math'), temperature: 0.9 };
+    const seen = [];
+    for (let i = 0; i < 2; i++) seen.push((await post(gw.url, '/v1/chat/completions', sampled)).headers.get('x-fabric-cache'));
+    assert.deepEqual(seen, ['miss', 'hit']);
+  }
 });
 
 test('imported configs keep secrets as references and never hold their values', () => {
@@ -366,7 +375,7 @@ test('fabric config check on a LiteLLM file prints its warnings with file:line:c
   const r = fabric(['config', 'check', join(EXAMPLES, 'lab.litellm.yaml')]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /valid LiteLLM config/);
-  for (const [key, what] of [['litellm_settings.cache', 'not supported yet'], ['litellm_settings.cache_params', 'not supported yet'],
+  for (const [key, what] of [['litellm_settings.cache_params.type', 'LiteLLM keeps it in Redis'], ['litellm_settings.cache_params.namespace', 'not carried over'],
     ['router_settings.redis_host', 'not mapped'], ['router_settings.redis_port', 'not mapped'], ['router_settings.redis_password', 'not mapped']]) {
     assert.match(r.stderr, new RegExp(`lab\\.litellm\\.yaml:\\d+:\\d+: warning: ${key!.replace('.', '\\.')}: ${what}`), key);
   }

@@ -38,6 +38,7 @@ export interface NativeRole {
   strategy?: Strategy;
   rules?: { if_input_tokens_over: number; route_to: string }[];
   dimensions?: number;
+  cache?: false;
 }
 export interface NativePattern { match: string; kind: RoleKind; backends: string[]; strategy?: Strategy }
 export interface NativeGateway {
@@ -52,8 +53,10 @@ export interface NativeGateway {
   limits?: { max_attempts: number };
   store?: { url: string };
   redis?: { url: string };
+  cache?: NativeCache;
   accounting?: { flush_interval?: string; on_store_down?: 'serve'; retention?: string };
 }
+export interface NativeCache { ttl: string; when: 'always'; scope: 'shared'; store?: 'memory' | 'redis' }
 /** USD per 1M tokens. */
 export interface NativePrice { input: number; output: number }
 export interface NativeBudget { amount: number; period: BudgetPeriod; engines?: string[]; backends?: string[] }

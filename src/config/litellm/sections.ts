@@ -8,12 +8,12 @@ export const TOP_KEYS = ['model_list', 'litellm_settings', 'router_settings', 'g
 export const MAPPED = {
   litellm_settings: [
     'fallbacks', 'context_window_fallbacks', 'default_fallbacks', 'num_retries', 'request_timeout', 'drop_params', 'set_verbose', 'json_logs',
-    'allowed_fails', 'cooldown_time', 'max_fallbacks', 'max_budget', 'budget_duration',
+    'allowed_fails', 'cooldown_time', 'max_fallbacks', 'max_budget', 'budget_duration', 'cache', 'cache_params',
   ],
   router_settings: [
     'routing_strategy', 'num_retries', 'timeout', 'stream_timeout', 'allowed_fails', 'cooldown_time', 'retry_after', 'model_group_alias',
     'fallbacks', 'context_window_fallbacks', 'default_fallbacks', 'max_fallbacks', 'enable_pre_call_checks', 'default_max_parallel_requests',
-    'redis_url', 'redis_host', 'redis_port', 'redis_password', 'provider_budget_config',
+    'redis_url', 'redis_host', 'redis_port', 'redis_password', 'provider_budget_config', 'cache_responses',
   ],
   general_settings: [
     'master_key', 'health_check_interval', 'background_health_checks', 'alerting', 'alert_to_webhook_url', 'alerting_threshold',
@@ -26,7 +26,6 @@ export type Section = keyof typeof MAPPED;
 
 const ALERT_KINDS = 'not supported yet: alerts are sent when a backend goes down or comes back (gateway.alerts), not per LiteLLM alert type';
 const NO_CALLBACKS = 'not carried over: "otel" is gateway.tracing (spans over OTLP/HTTP to the collector at OTEL_EXPORTER_OTLP_ENDPOINT: write its URL as tracing.endpoint), "prometheus" is the built-in GET /metrics; other logging integrations (Langfuse, …) are not supported, and the gateway writes one JSON log line per request to stdout';
-const NO_CACHE = 'not supported yet: there is no response cache; every request goes to a backend';
 const NO_CONTENT_POLICY = 'not supported yet: a content-policy refusal is returned to the client, not rerouted';
 const RETRY_POLICY = 'not supported yet: retries follow each backend\'s max_retries (connection errors, 429 and 503)';
 const NO_TAGS = 'not supported yet: tag-based routing is not available';
@@ -37,8 +36,6 @@ export const DROP_PARAMS = 'not supported yet: parameters go to OpenAI-compatibl
 /** What the gateway does instead, for keys it knows and does not map. */
 export const UNSUPPORTED: Record<Section, Record<string, string>> = {
   litellm_settings: {
-    cache: NO_CACHE,
-    cache_params: NO_CACHE,
     success_callback: NO_CALLBACKS,
     failure_callback: NO_CALLBACKS,
     callbacks: NO_CALLBACKS,
@@ -52,8 +49,7 @@ export const UNSUPPORTED: Record<Section, Record<string, string>> = {
     telemetry: 'ignored: the gateway sends no telemetry',
   },
   router_settings: {
-    cache_responses: NO_CACHE,
-    caching_groups: NO_CACHE,
+    caching_groups: 'not supported yet: each model_name keeps its own cache entries (shared with its aliases only), so model_names in one caching group do not share answers',
     routing_strategy_args: 'not supported yet: the strategy runs with its defaults',
     retry_policy: RETRY_POLICY,
     model_group_retry_policy: RETRY_POLICY,

@@ -383,6 +383,7 @@ router_settings:
   disable_cooldowns: true
   retry_policy: { TimeoutErrorRetries: 3 }
   provider_budget_config: { openai: { budget_limit: 10, time_period: 1d } }
+  caching_groups: [[a, b]]
 general_settings:
   master_key: os.environ/LITELLM_MASTER_KEY
   database_url: os.environ/DATABASE_URL
@@ -407,8 +408,7 @@ test('every key the gateway does not support is reported by its key path, saying
     'model_list[0].deployment_note': /ignored/,
     'litellm_settings.drop_params': /not supported yet: parameters go to OpenAI-compatible backends as the client sent them/,
     'litellm_settings.set_verbose': /--log-level debug/,
-    'litellm_settings.cache': /no response cache/,
-    'litellm_settings.cache_params': /no response cache/,
+    'litellm_settings.cache_params.type': /LiteLLM keeps it in Redis, and the gateway's is router_settings', which is not mapped \(see router_settings\.redis_host\): the cache is kept in each gateway process's memory until gateway\.redis is set/,
     'litellm_settings.success_callback': /"otel" is gateway\.tracing .*"prometheus" is the built-in GET \/metrics; other logging integrations/,
     'litellm_settings.max_budget': /not supported yet: the gateway has no proxy-wide budget.*every request once the proxy has spent \$100 \(never reset.*budgets: \{ proxy: \{ amount: 100, period: total, backends: \[a\] \} \}/,
     'litellm_settings.content_policy_fallbacks': /not rerouted/,
@@ -420,6 +420,7 @@ test('every key the gateway does not support is reported by its key path, saying
     'router_settings.disable_cooldowns': /always skipped/,
     'router_settings.retry_policy': /max_retries/,
     'router_settings.provider_budget_config.openai': /no deployment the gateway serves uses provider openai\/; ignored/,
+    'router_settings.caching_groups': /not supported yet: each model_name keeps its own cache entries \(shared with its aliases only\), so model_names in one caching group do not share answers/,
     'general_settings.database_url': /mapped to gateway\.store \(PostgreSQL\), but LiteLLM's own tables.*are not read/,
     'general_settings.alert_types': /alerts are sent when a backend goes down or comes back/,
     'general_settings.store_model_in_db': /models come from the config file/,
@@ -553,9 +554,186 @@ test('Redis: redis_url becomes gateway.redis; host and port written out become o
   const half = parse(`${base}  redis_host: cache\n`);
   assert.equal(half.config.gateway.redis, undefined);
   assert.match(half.warnings.get('router_settings.redis_host')!, /ignored, as by LiteLLM: it uses Redis only with both redis_host and redis_port/);
+});
 
-  const cache = parse(`${base}  redis_url: os.environ/REDIS_URL\nlitellm_settings:\n  cache: true\n  cache_params: { type: redis, host: cache }\n`);
-  assert.match(cache.warnings.get('litellm_settings.cache_params')!, /no response cache/, 'the response cache stays unsupported');
+/** gateway.cache as the schema reads it, with the sizes left at their defaults. */
+const cached = (ttlS: number, store: 'memory' | 'redis') => ({ ttlMs: ttlS * 1000, when: 'always', scope: 'shared', store, maxSizeBytes: 64 * 2 ** 20, maxEntryBytes: 2 ** 20 });
+
+test('litellm_settings.cache: true becomes gateway.cache: every answer (when: always), shared by every caller, for LiteLLM\'s ttl', () => {
+  const models = `model_list:${vllm('a', 'a')}\n`;
+  // The proxy's default type is redis, connected from REDIS_* in its environment; its Redis entries live 60s.
+  const bare = `${models}litellm_settings:\n  cache: true\n`;
+  const p = parse(bare);
+  assert.deepEqual(p.config.gateway.cache, cached(60, 'memory'));
+  assert.equal(p.config.gateway.redis, undefined);
+  assert.equal(p.warnings.get('litellm_settings.cache'), 'LiteLLM\'s Redis cache connects to REDIS_URL (or REDIS_HOST, REDIS_PORT, REDIS_PASSWORD) in its environment, which the gateway does not read: ' +
+    'the cache is kept in each gateway process\'s memory until gateway.redis is set (redis: { url: env:REDIS_URL }), then in Redis, shared by every instance');
+  assert.equal(p.warnings.size, 1);
+  const { yaml } = roundTrip(bare);
+  assert.match(yaml, /\n {2}# litellm_settings\.cache: LiteLLM keeps every answer, sampled ones too \(when: always\), for every caller alike \(scope: shared\)\. Clients skip or refresh it with the Cache-Control header \(no-cache, no-store, max-age=N\); LiteLLM's "cache": \{…\} in the body is not read\n {2}# no store: in memory until gateway\.redis is set, then in Redis\n {2}cache:\n {4}# no ttl: 60s, LiteLLM's default for a Redis cache\n {4}ttl: 60s\n {4}when: always\n {4}scope: shared\n\n/);
+
+  // local: this process's memory (written out, so a gateway.redis for rate limits does not move it); 600s unless a ttl says otherwise.
+  const local = parse(`${models}litellm_settings:\n  cache: true\n  cache_params: { type: local }\nrouter_settings:\n  redis_url: os.environ/REDIS_URL\n`);
+  assert.deepEqual(local.config.gateway.cache, cached(600, 'memory'));
+  assert.deepEqual(local.config.gateway.redis, { url: { env: 'REDIS_URL' }, prefix: 'fabric' });
+  assert.equal(local.warnings.size, 0);
+  assert.match(roundTrip(`${models}litellm_settings:\n  cache: true\n  cache_params: { type: local, ttl: 300 }\n`).yaml, / {2}cache:\n {4}ttl: 300s\n {4}when: always\n {4}scope: shared\n {4}store: memory\n/);
+
+  // default_in_memory_ttl wins for a local cache, default_in_redis_ttl for a Redis one, as in LiteLLM.
+  const ttls = parse(`${models}litellm_settings:\n  cache: true\n  cache_params: { type: local, ttl: 30, default_in_memory_ttl: 120, default_in_redis_ttl: 5 }\n`);
+  assert.equal(ttls.config.gateway.cache!.ttlMs, 120_000);
+  assert.equal(ttls.warnings.get('litellm_settings.cache_params.ttl'), 'ignored: default_in_memory_ttl is set too and takes precedence, as in LiteLLM');
+  assert.equal(ttls.warnings.get('litellm_settings.cache_params.default_in_redis_ttl'), 'ignored, as by LiteLLM: it applies to a Redis cache only');
+  const short = parse(`${models}litellm_settings:\n  cache: true\n  cache_params: { type: local, ttl: 0.25 }\n`);
+  assert.equal(short.config.gateway.cache!.ttlMs, 1000);
+  assert.equal(short.warnings.get('litellm_settings.cache_params.ttl'), '0.25s is shorter than the gateway keeps an answer: 1s');
+  const bad = parse(`${models}litellm_settings:\n  cache: true\n  cache_params: { type: local, ttl: soon }\n`);
+  assert.equal(bad.config.gateway.cache!.ttlMs, 600_000);
+  assert.equal(bad.warnings.get('litellm_settings.cache_params.ttl'), 'must be a number of seconds, got string "soon"; ignored');
+
+  for (const off of ['  cache: false\n', '']) {
+    const none = parse(`${models}litellm_settings:\n${off}  cache_params: { type: redis, host: cache }\n`);
+    assert.equal(none.config.gateway.cache, undefined);
+    assert.equal(none.config.gateway.redis, undefined, 'no Redis for a cache that is off');
+    assert.equal(none.warnings.get('litellm_settings.cache_params'), 'ignored without litellm_settings.cache: true, as in LiteLLM');
+  }
+  assert.equal(parse(`${models}litellm_settings:\n  cache: "yes"\n`).warnings.get('litellm_settings.cache'), 'must be true or false, got string "yes"; ignored');
+});
+
+test('cache_params type redis: the server it names becomes gateway.redis, as router_settings\' would; router_settings\' wins, the gateway having one Redis', () => {
+  const models = `model_list:${vllm('a', 'a')}\n`;
+  const cache = (params: string, router = '') => `${models}litellm_settings:\n  cache: true\n  cache_params: { type: redis, ${params} }\n${router === '' ? '' : `router_settings:\n${router}`}`;
+
+  const secret = parse(cache('host: cache.lan, port: 6380, password: "p@ss-LITERAL", ttl: 600'));
+  assert.deepEqual(secret.config.gateway.cache, cached(600, 'redis'));
+  assert.deepEqual(secret.config.gateway.redis, { url: { env: 'REDIS_URL' }, prefix: 'fabric' });
+  assert.equal(secret.literals.get('REDIS_URL'), 'redis://:p%40ss-LITERAL@cache.lan:6380', 'held for serving');
+  assert.match(secret.warnings.get('litellm_settings.cache_params.password')!,
+    /^holds a secret literally: host, port and password are used as one URL, env:REDIS_URL .*put REDIS_URL=redis:\/\/:<password>@cache\.lan:6380 in the environment or the \.env file and write url: os\.environ\/REDIS_URL instead of the three$/);
+  assert.equal(secret.warnings.size, 1);
+  for (const i of secret.issues) assert.ok(!i.message.includes('LITERAL'), 'no message repeats the password');
+  const { yaml } = roundTrip(cache('host: cache.lan, port: 6380, password: "p@ss-LITERAL", ttl: 600'));
+  assert.ok(!yaml.includes('LITERAL'), 'the imported file never holds the password');
+  assert.match(yaml, /# litellm_settings\.cache_params\.host\/port\/password as one URL: the response cache's Redis, shared by every gateway instance; rate limits and budget holds use it too\n {2}redis:\n {4}url: env:REDIS_URL\n/);
+  assert.match(yaml, / {2}cache:\n {4}ttl: 600s\n {4}when: always\n {4}scope: shared\n {4}# in gateway\.redis, shared by every gateway instance\n {4}store: redis\n/);
+
+  // No port: redis-py's 6379.
+  const host = parse(cache('host: cache.lan'));
+  assert.equal(host.literals.get('REDIS_URL'), 'redis://cache.lan:6379');
+  assert.deepEqual(host.config.gateway.cache, cached(60, 'redis'));
+  assert.match(host.warnings.get('litellm_settings.cache_params.host')!, /^used with port as one URL, env:REDIS_URL = redis:\/\/cache\.lan:6379 .*put REDIS_URL=redis:\/\/cache\.lan:6379 in the environment or the \.env file/);
+  assert.match(roundTrip(cache('host: cache.lan')).yaml, /# litellm_settings\.cache_params\.host as one URL \(port 6379, redis-py's default\): the response cache's Redis/);
+
+  const url = parse(cache('url: os.environ/CACHE_REDIS_URL, host: ignored.lan, namespace: "{unified}", ssl: true'));
+  assert.deepEqual(url.config.gateway.redis, { url: { env: 'CACHE_REDIS_URL' }, prefix: 'fabric' });
+  assert.equal(url.config.gateway.cache!.store, 'redis');
+  assert.deepEqual(Object.fromEntries(url.warnings), {
+    'litellm_settings.cache_params.host': 'ignored: litellm_settings.cache_params.url is set, and LiteLLM connects with it',
+    'litellm_settings.cache_params.namespace': 'not carried over: the gateway keeps its entries under <gateway.redis.prefix>:cache: (prefix fabric unless set), apart from LiteLLM\'s; ' +
+      'entries name their route and its backends, so fabrics sharing a Redis never mix answers (the prefix, which rate limits share, keeps them apart)',
+    'litellm_settings.cache_params.ssl': 'not carried over; ignored (gateway.redis takes only a URL: TLS, a user and a database go in it, as rediss://user:password@host:port/db)',
+  });
+
+  // os.environ/ parts: no URL can be written; the cache stays in memory until gateway.redis is.
+  const parts = parse(cache('host: os.environ/REDIS_HOST, port: 6379, password: os.environ/REDIS_PASSWORD'));
+  assert.equal(parts.config.gateway.redis, undefined);
+  assert.deepEqual(parts.config.gateway.cache, cached(60, 'memory'));
+  assert.match(parts.warnings.get('litellm_settings.cache_params.host')!,
+    /^not mapped: .*To share the response cache, rate limits and budgets across gateway instances, set REDIS_URL=redis:\/\/:<REDIS_PASSWORD>@<REDIS_HOST>:6379 .*\(or litellm_settings\.cache_params\.url: os\.environ\/REDIS_URL\); until then each gateway process keeps its own$/);
+  assert.equal(parts.warnings.get('litellm_settings.cache_params.password'), 'not mapped: part of the one Redis URL the gateway takes; see litellm_settings.cache_params.host');
+  roundTrip(cache('host: os.environ/REDIS_HOST, port: 6379, password: os.environ/REDIS_PASSWORD'));
+
+  // router_settings names the gateway's Redis: the cache is kept there; another server in cache_params is reported.
+  const router = parse(cache('host: other.lan, port: 6379', '  redis_url: os.environ/REDIS_URL\n'));
+  assert.deepEqual(router.config.gateway.redis, { url: { env: 'REDIS_URL' }, prefix: 'fabric' });
+  assert.deepEqual(router.config.gateway.cache, cached(60, 'redis'));
+  assert.equal(router.warnings.get('litellm_settings.cache_params.host'), 'not mapped: the gateway has one Redis, router_settings\', and keeps the cache there too, where LiteLLM used this server');
+  assert.equal(router.warnings.get('litellm_settings.cache_params.port'), 'not mapped: see litellm_settings.cache_params.host');
+  assert.equal(router.literals.size, 0);
+  const same = parse(cache('host: cache.lan, port: 6379', '  redis_host: cache.lan\n  redis_port: 6379\n'));
+  assert.deepEqual(same.config.gateway.cache, cached(60, 'redis'));
+  assert.deepEqual([...same.warnings.keys()], ['router_settings.redis_host'], 'the same server: only the router\'s URL to set is reported');
+  // The router's Redis named with os.environ/ parts is not mapped: neither is the cache's, the same server.
+  const unmapped = parse(cache('host: 127.0.0.1, port: 6379', '  redis_host: 127.0.0.1\n  redis_port: 6379\n  redis_password: os.environ/REDIS_PASSWORD\n'));
+  assert.equal(unmapped.config.gateway.redis, undefined);
+  assert.deepEqual(unmapped.config.gateway.cache, cached(60, 'memory'));
+  assert.match(unmapped.warnings.get('litellm_settings.cache_params.type')!, /^LiteLLM keeps it in Redis, and the gateway's is router_settings', which is not mapped \(see router_settings\.redis_host\)/);
+  assert.ok(!unmapped.warnings.has('litellm_settings.cache_params.host'));
+});
+
+test('cache_params mode, type and supported_call_types: what LiteLLM would not cache is not cached', () => {
+  const models = `model_list:${vllm('a', 'a')}
+  - model_name: e
+    litellm_params: { model: hosted_vllm/bge, api_base: "http://e:1/v1" }
+    model_info: { mode: embedding }
+`;
+  const cache = (params: string) => `${models}litellm_settings:\n  cache: true\n  cache_params: { ${params} }\n`;
+
+  // Opt-in only: no request asks, so nothing is cached; turning it on would give answers to requests that never asked.
+  for (const [mode, lead] of [['default_off', ''], ['sometimes', '"sometimes" is not default_on: ']] as const) {
+    const p = parse(cache(`type: redis, host: cache.lan, port: 6379, mode: ${mode}`));
+    assert.equal(p.config.gateway.cache, undefined);
+    assert.equal(p.config.gateway.redis, undefined);
+    assert.deepEqual(Object.fromEntries(p.warnings), {
+      'litellm_settings.cache_params.mode': `${lead}LiteLLM then caches only requests that opt in ("cache": {"use-cache": true} in the body), ` +
+        'and the gateway has no per-request opt-in: the response cache is left off. To cache every answer, write gateway.cache: { when: always, scope: shared }',
+    });
+  }
+  assert.deepEqual(parse(cache('type: local, mode: default_on')).config.gateway.cache, cached(600, 'memory'));
+
+  const semantic = parse(cache('type: redis-semantic, host: cache.lan, port: 6379, similarity_threshold: 0.8'));
+  assert.deepEqual(semantic.config.gateway.cache, cached(600, 'memory'));
+  assert.equal(semantic.config.gateway.redis, undefined);
+  assert.equal(semantic.warnings.get('litellm_settings.cache_params.type'), 'not supported: the gateway has no semantic cache (redis-semantic); it keeps answers for identical requests only, in each process\'s memory');
+  assert.equal(semantic.warnings.get('litellm_settings.cache_params.similarity_threshold'), 'not carried over: it configures LiteLLM\'s redis-semantic cache; ignored');
+  assert.equal(semantic.warnings.get('litellm_settings.cache_params.host'), 'not carried over: it configures LiteLLM\'s redis-semantic cache; ignored');
+  const s3 = parse(cache('type: s3, s3_bucket_name: answers, ttl: 3600'));
+  assert.deepEqual(s3.config.gateway.cache, cached(3600, 'memory'));
+  assert.equal(s3.warnings.get('litellm_settings.cache_params.type'), 'not supported: the gateway keeps answers in memory or in gateway.redis, not s3; here in each process\'s memory, lost on restart');
+  const unknown = parse(cache('type: memcached'));
+  assert.equal(unknown.config.gateway.cache, undefined);
+  assert.match(unknown.warnings.get('litellm_settings.cache_params.type')!, /^"memcached" is not a LiteLLM cache type .*: LiteLLM keeps nothing with it, so the response cache is left off$/);
+
+  // The proxy checks its async calls' names: aembedding left out turns the cache off for embeddings roles.
+  const noEmbed = `${models}  - model_name: "emb/*"
+    litellm_params: { model: "hosted_vllm/emb/*", api_base: "http://p:1/v1" }
+    model_info: { mode: embedding }
+litellm_settings:
+  cache: true
+  cache_params: { type: local, supported_call_types: [acompletion, atext_completion, embedding] }
+`;
+  const p = parse(noEmbed);
+  assert.deepEqual(p.config.gateway.cache, cached(600, 'memory'));
+  assert.deepEqual([p.config.roles.get('a')!.cache, p.config.roles.get('e')!.cache], [undefined, false]);
+  assert.deepEqual(Object.fromEntries(p.warnings), {
+    'litellm_settings.cache_params.supported_call_types': 'not supported for wildcard model_names (emb/*): a pattern route cannot turn the cache off, so their embeddings answers are kept',
+  });
+  assert.match(roundTrip(noEmbed).yaml, / {2}e:\n {4}kind: embeddings\n {4}backends: \[e\]\n {4}# supported_call_types leaves out aembedding \(the proxy's calls for embeddings\): not cached\n {4}cache: false\n/);
+  const chatOff = parse(cache('type: local, supported_call_types: [aembedding]'));
+  assert.deepEqual([chatOff.config.roles.get('a')!.cache, chatOff.config.roles.get('e')!.cache], [false, undefined]);
+  const half = parse(cache('type: local, supported_call_types: [acompletion, aembedding]'));
+  assert.deepEqual([half.config.roles.get('a')!.cache, half.config.roles.get('e')!.cache], [undefined, undefined]);
+  assert.equal(half.warnings.get('litellm_settings.cache_params.supported_call_types'), 'leaves out atext_completion, but a role\'s /chat/completions and /completions answers are cached alike: both are cached');
+  for (const list of ['[atranscription]', '[completion, embedding]']) {
+    const none = parse(cache(`type: local, supported_call_types: ${list}`));
+    assert.equal(none.config.gateway.cache, undefined, list);
+    assert.match(none.warnings.get('litellm_settings.cache_params.supported_call_types')!, /^lists none of acompletion, atext_completion, aembedding .*the SDK's sync names do not cover them\): LiteLLM caches none of what the gateway serves, so the response cache is left off$/);
+  }
+});
+
+test('router_settings.cache_responses: LiteLLM\'s Router cache, in router_settings\' Redis or in memory; caching_groups is reported', () => {
+  const models = `model_list:${vllm('a', 'a')}\n`;
+  const local = parse(`${models}router_settings:\n  cache_responses: true\n  caching_groups: [[a, b]]\n`);
+  assert.deepEqual(local.config.gateway.cache, cached(600, 'memory'));
+  assert.match(local.warnings.get('router_settings.caching_groups')!, /model_names in one caching group do not share answers/);
+  assert.equal(local.warnings.size, 1);
+  const redis = `${models}router_settings:\n  cache_responses: true\n  redis_url: os.environ/REDIS_URL\n`;
+  assert.deepEqual(parse(redis).config.gateway.cache, cached(60, 'redis'));
+  assert.match(roundTrip(redis).yaml, /# router_settings\.cache_responses: LiteLLM keeps every answer/);
+  const both = `${models}litellm_settings:\n  cache: true\n  cache_params: { type: local, ttl: 30 }\nrouter_settings:\n  cache_responses: true\n  redis_url: os.environ/REDIS_URL\n`;
+  assert.deepEqual(parse(both).config.gateway.cache, cached(30, 'memory'), 'litellm_settings\' cache is the one the Router keeps');
+  assert.match(roundTrip(both).yaml, /# router_settings\.cache_responses is on too: LiteLLM's Router keeps the cache litellm_settings made\n {2}cache:/);
+  assert.equal(parse(`${models}router_settings:\n  cache_responses: false\n`).config.gateway.cache, undefined);
 });
 
 test('input_cost_per_token / output_cost_per_token become prices in USD per 1M tokens', () => {

@@ -10,6 +10,7 @@
 //   routing_strategy          → role strategy; order → a lower-priority role tried first
 //   input/output_cost_per_token → prices; provider_budget_config → budgets
 //   database_url, redis_url   → gateway.store, gateway.redis (state.ts)
+//   cache, cache_params       → gateway.cache (cache.ts)
 
 import type { KeyPath } from '../issues.ts';
 import type { RoleKind } from '../types.ts';
@@ -20,6 +21,7 @@ import { TOP_KEYS } from './sections.ts';
 import {
   pick, readCooldown, readDefaults, readEnvironmentVariables, readGateway, readLogging, reportUnmapped, section,
 } from './settings.ts';
+import { readCache } from './cache.ts';
 import { readAccounting, readBudgets, readProxyBudget, readRedis, readStore, type Served } from './state.ts';
 import { balance, strategyFor, strategyNote } from './strategy.ts';
 
@@ -128,9 +130,10 @@ export function translateLiteLLM(raw: unknown, t: Translation): TranslateResult 
   readFallbacks(t, ls, rs, doc, kinds, tiersOf, aliasTarget, patterns);
   if (patterns.length > 0) doc.patterns = patterns;
   readGateway(t, gs, rs, doc);
-  // State: the database, Redis, prices and budgets, after the routing they describe.
+  // State: the database, Redis, the response cache, prices and budgets, after the routing they describe.
   readStore(t, gs, doc);
   readRedis(t, rs, doc);
+  readCache(t, ls, rs, doc);
   readAccounting(t, gs, doc);
   const prices = names.prices();
   if (Object.keys(prices).length > 0) {
