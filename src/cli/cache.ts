@@ -4,7 +4,7 @@
 import { UsageError, adminRefusal, authHeaders, durationFlag, gatewayKey, gatewayUrl, netError } from './client.ts';
 import { parseCommand, usageError } from './args.ts';
 
-const HELP = `Usage: fabric cache [stats | clear] [--url URL] [--key KEY] [--json]
+const HELP = `Usage: fabric cache [stats | clear] [--url URL] [--key KEY] [--timeout S] [--json]
 
 The gateway's response cache (gateway.cache in the fabric config):
 
