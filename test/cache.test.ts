@@ -217,6 +217,44 @@ test('answers that did not end well are never kept: an error, a stream cut short
   }
 });
 
+test('the same request arriving while its answer is being made waits for it, rather than making it twice; if that one fails, it makes its own', async () => {
+  const e = f.fleet.get('armitage');
+  await e.setFault({ kind: 'slow', factor: 40 });
+  const body = chat('chat-fast', fresh('twice at once'), { temperature: 0 });
+  const before = sent('armitage');
+  const [a, b] = await Promise.all([post(f.url, '/v1/chat/completions', body, auth), post(f.url, '/v1/chat/completions', body, auth)]);
+  assert.equal(a.status, 200);
+  assert.equal(b.status, 200);
+  assert.deepEqual([a.headers.get('x-fabric-cache'), b.headers.get('x-fabric-cache')].sort(), ['hit', 'miss']);
+  assert.equal(a.json.choices[0].message.content, b.json.choices[0].message.content);
+  assert.equal(sent('armitage'), before + 1, 'generated once');
+
+  // The first fails (the engine's 500, no fallback): the one waiting makes its own and is served.
+  await e.setFault(null);
+  await e.setFault({ kind: 'error', status: 500 }, 1);
+  const other = chat('chat-fast', fresh('first fails'), { temperature: 0 });
+  const slowFirst = post(f.url, '/v1/chat/completions', other, auth);
+  const second = post(f.url, '/v1/chat/completions', other, auth);
+  const statuses = (await Promise.all([slowFirst, second])).map((r) => r.status).sort();
+  assert.deepEqual(statuses, [200, 503]);
+  // Streams are not joined: each is made (and the last kept).
+  await e.setFault({ kind: 'slow', factor: 40 });
+  const s = { ...chat('chat-fast', fresh('streams at once'), { temperature: 0 }), stream: true };
+  const n0 = sent('armitage');
+  await Promise.all([post(f.url, '/v1/chat/completions', s, auth), post(f.url, '/v1/chat/completions', s, auth)]);
+  assert.equal(sent('armitage'), n0 + 2);
+});
+
+test('a kept answer is given while the role\'s engine is down', async () => {
+  const body = chat('chat-fast', fresh('while down'), { temperature: 0 });
+  assert.equal((await post(f.url, '/v1/chat/completions', body, auth)).status, 200);
+  await f.fleet.get('armitage').setFault({ kind: 'down' });
+  const hit = await post(f.url, '/v1/chat/completions', body, auth);
+  assert.equal(hit.status, 200);
+  assert.equal(hit.headers.get('x-fabric-cache'), 'hit');
+  assert.equal((await post(f.url, '/v1/chat/completions', { ...body, max_tokens: 3 }, auth)).status, 503, 'anything not kept needs the engine');
+});
+
 test('the client\'s Cache-Control: no-cache refreshes the entry, no-store leaves it alone, max-age bounds its age', async () => {
   const body = chat('chat-fast', fresh('control'), { temperature: 0, max_tokens: 4 });
   const before = sent('armitage');

@@ -35,6 +35,8 @@ export interface CachePlan {
   store: boolean;
   maxAgeMs: number | undefined;
   maxEntryBytes: number;
+  /** Set while this request leads the same ones that arrived meanwhile (lookup's `join`): gives them its answer, or nothing. */
+  lead?: (e: CacheEntry | undefined) => void;
 }
 
 export interface CacheCounters {
@@ -55,6 +57,8 @@ export class ResponseCache {
   /** Each route's policy (null: not cached), worked out once per route: a reload makes new routes. */
   readonly #policies = new WeakMap<Route<BackendRuntime>, RoutePolicy | null>();
   readonly #log: Logger;
+  /** Answers being made now, by key: the same request arriving meanwhile waits for it rather than making it again. */
+  readonly #making = new Map<string, Promise<CacheEntry | undefined>>();
   #warned = 0;
   counters: CacheCounters = NO_COUNTERS;
 
@@ -135,31 +139,65 @@ export class ResponseCache {
     return { key, route: r.route.name, ttlMs: policy.ttlMs, lookup: ok && c.lookup, store: ok && c.store, maxAgeMs: c.maxAgeMs, maxEntryBytes: cfg.maxEntryBytes };
   }
 
-  /** The entry kept for the plan's request, if any and young enough; counts the result. */
-  lookup(gw: Gateway, plan: CachePlan): CacheEntry | undefined | Promise<CacheEntry | undefined> {
+  /**
+   * The entry kept for the plan's request, if any and young enough; counts the result. With
+   * `join` (a whole answer, not a stream), a miss whose answer another request is making now
+   * waits for it (an app's retry while its first try still runs on a slow GPU is not generated
+   * twice); else this request leads, and its caller must end with keep() or release().
+   */
+  lookup(gw: Gateway, plan: CachePlan, join: boolean): CacheEntry | undefined | Promise<CacheEntry | undefined> {
     if (!plan.lookup) {
       this.counters.result(plan.route, 'bypass');
       return undefined;
     }
     const store = this.#store(gw.config.gateway.cache!);
     const got = store?.get(plan.key);
-    return got instanceof Promise ? got.then((e) => this.#judge(plan, e)) : this.#judge(plan, got);
+    return got instanceof Promise ? got.then((e) => this.#judge(plan, e, join)) : this.#judge(plan, got, join);
   }
 
-  #judge(plan: CachePlan, e: CacheEntry | undefined): CacheEntry | undefined {
+  #judge(plan: CachePlan, e: CacheEntry | undefined, join: boolean): CacheEntry | undefined | Promise<CacheEntry | undefined> {
     const hit = e !== undefined && (plan.maxAgeMs === undefined || Date.now() - e.storedAt <= plan.maxAgeMs) ? e : undefined;
+    if (hit === undefined && join) {
+      const making = this.#making.get(plan.key);
+      if (making !== undefined) {
+        return making.then((m) => {
+          this.counters.result(plan.route, m === undefined ? 'miss' : 'hit');
+          return m;
+        });
+      }
+      let settle!: (e: CacheEntry | undefined) => void;
+      const p = new Promise<CacheEntry | undefined>((resolve) => { settle = resolve; });
+      this.#making.set(plan.key, p);
+      plan.lead = (m) => {
+        if (this.#making.get(plan.key) === p) this.#making.delete(plan.key);
+        settle(m);
+      };
+    }
     this.counters.result(plan.route, hit === undefined ? 'miss' : 'hit');
     return hit;
   }
 
-  /** Keeps an answer that ended well (the caller judges that), unless it is larger than max_entry. */
+  /** The request that led others ended without an answer to give them (an error, its client gone): they make their own. */
+  release(plan: CachePlan): void {
+    const lead = plan.lead;
+    plan.lead = undefined;
+    lead?.(undefined);
+  }
+
+  /**
+   * An answer that ended well (the caller judges that): kept unless it is larger than max_entry,
+   * and given to the requests that waited for it either way.
+   */
   keep(gw: Gateway, plan: CachePlan, served: Served, body: string, bytes = Buffer.byteLength(body)): void {
-    if (!plan.store || bytes > plan.maxEntryBytes) return;
+    const entry: CacheEntry = { body, role: served.role, backend: served.backend, model: served.model, usage: served.usage, storedAt: Date.now() };
+    const lead = plan.lead;
+    plan.lead = undefined;
+    lead?.(entry);
     const cfg = gw.config.gateway.cache;
-    if (cfg === undefined) return;
+    if (!plan.store || bytes > plan.maxEntryBytes || cfg === undefined) return;
     const store = this.#store(cfg);
     if (store === undefined) return;
-    store.set(plan.key, { body, role: served.role, backend: served.backend, model: served.model, usage: served.usage, storedAt: Date.now() }, bytes, plan.ttlMs);
+    store.set(plan.key, entry, bytes, plan.ttlMs);
     this.counters.stored(plan.route);
   }
 }

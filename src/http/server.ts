@@ -361,8 +361,9 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       : cache.plan(gw, op, body, inf.key?.id, x.headers['cache-control']);
     let hit: CacheEntry | undefined;
     let cached: CacheResult | undefined;
+    const stream = body.stream === true && op !== 'embeddings';
     if (plan !== undefined) {
-      const l = cache.lookup(gw, plan);
+      const l = cache.lookup(gw, plan, !stream);
       hit = l instanceof Promise ? await l : l;
       cached = hit !== undefined ? 'hit' : plan.lookup ? 'miss' : 'bypass';
       x.preset!.push('x-fabric-cache', cached);
@@ -377,7 +378,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
      * after the metrics and the log line, so that a failure there still meets an unanswered request.
      */
     let answer: () => void;
-    if (body.stream === true && op !== 'embeddings') {
+    if (stream) {
       const sink = new ResponseSink(x);
       sink.deferEnd = inf.account !== undefined;
       openStreams.set(sink, ctx.cancel);
@@ -408,28 +409,33 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       rec = inf.account?.finish(served, now - started, firstByteAt === undefined ? undefined : firstByteAt - started, capture?.text);
       answer = () => sink.release();
     } else {
-      let text: string;
-      if (hit !== undefined && echo === undefined) {
-        served = cachedServed(body.model as string, plan!.route, hit);
-        text = hit.body;
-      } else {
-        let response: JsonObject;
-        if (hit !== undefined) {
+      let text = '';
+      // Requests waiting for this one's answer (the same, arrived meanwhile) make their own if it ends with none to give them.
+      try {
+        if (hit !== undefined && echo === undefined) {
           served = cachedServed(body.model as string, plan!.route, hit);
-          response = JSON.parse(hit.body) as JsonObject;
+          text = hit.body;
         } else {
-          const r = await gw.unary(op, body, ctx);
-          served = r.served;
-          response = r.response;
+          let response: JsonObject;
+          if (hit !== undefined) {
+            served = cachedServed(body.model as string, plan!.route, hit);
+            response = JSON.parse(hit.body) as JsonObject;
+          } else {
+            const r = await gw.unary(op, body, ctx);
+            served = r.served;
+            response = r.response;
+          }
+          const chat = response;
+          if (echo !== undefined) {
+            response = toResponse(chat, echo, new ResponseIds(ctx.id), ctx.created);
+            recentItems.remember(owner, response.output as JsonObject[]);
+          }
+          text = JSON.stringify(response);
+          // The chat answer is kept (a Responses answer is made from it again on a hit, with its own ids).
+          if (hit === undefined && plan !== undefined && (plan.store || plan.lead !== undefined)) cache.keep(gw, plan, served, echo === undefined ? text : JSON.stringify(chat));
         }
-        const chat = response;
-        if (echo !== undefined) {
-          response = toResponse(chat, echo, new ResponseIds(ctx.id), ctx.created);
-          recentItems.remember(owner, response.output as JsonObject[]);
-        }
-        text = JSON.stringify(response);
-        // The chat answer is kept (a Responses answer is made from it again on a hit, with its own ids).
-        if (hit === undefined && plan?.store === true) cache.keep(gw, plan, served, echo === undefined ? text : JSON.stringify(chat));
+      } finally {
+        if (plan?.lead !== undefined) cache.release(plan);
       }
       now = performance.now();
       rec = inf.account?.finish(served, now - started, undefined, acct?.logsBodies === true ? text : undefined);
