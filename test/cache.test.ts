@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
-import { startFabric, post, chat, waitForLog, eventually, type Fabric } from './helpers.ts';
+import { startFabric, post, chat, waitForLog, eventually, lastBody, type Fabric } from './helpers.ts';
 import { startRedis, type RedisServer } from './support/servers.ts';
 
 const MASTER = 'fabric-master-key-for-cache-tests';
@@ -26,7 +26,10 @@ backends:
   wintermute-llama: { engine: vllm, url: ${url('wintermute')}/v1, model: casperhansen/llama-3-8b-instruct-awq, max_retries: 0 }
   motoko-bge: { engine: vllm, url: ${url('motoko')}/v1, model: BAAI/bge-base-en-v1.5 }
   ollama-qwen: { engine: ollama, url: ${url('ollama')}, model: "qwen2.5:7b", max_retries: 0 }
+  spare-vllm: { engine: vllm, url: ${url('spare')}/v1, model: spare-model, max_retries: 0 }
 roles:
+  chat-tiered: { kind: chat, backends: [spare-vllm], fallbacks: [chat-fast] }
+  chat-ruled: { kind: chat, backends: [spare-vllm], rules: [{ if_input_tokens_over: 6, route_to: chat-fast }] }
   chat-fast: { kind: chat, backends: [armitage-qwen], aliases: [local/chat] }
   chat-deep: { kind: chat, backends: [wintermute-llama], cache: false }
   chat-notes: { kind: chat, backends: [ollama-qwen], cache: { when: always, ttl: 1s } }
@@ -45,6 +48,7 @@ before(async () => {
       { name: 'wintermute', protocol: 'vllm', model: 'casperhansen/llama-3-8b-instruct-awq', kind: 'chat', timing: FAST },
       { name: 'motoko', protocol: 'vllm', model: 'BAAI/bge-base-en-v1.5', kind: 'embeddings', dimensions: 768, timing: FAST },
       { name: 'ollama', protocol: 'ollama', model: 'qwen2.5:7b', kind: 'chat', timing: FAST },
+      { name: 'spare', protocol: 'vllm', model: 'spare-model', kind: 'chat', timing: FAST },
     ],
     yaml,
   });
@@ -245,6 +249,83 @@ test('the same request arriving while its answer is being made waits for it, rat
   assert.equal(sent('armitage'), n0 + 2);
 });
 
+test('a fallback\'s answer is served and not kept (the route\'s own is given once it is back); a rule\'s target is kept', async () => {
+  const spare = f.fleet.get('spare');
+  await spare.setFault({ kind: 'down' });
+  const body = chat('chat-tiered', fresh('fallback'), { temperature: 0 });
+  const fb = await post(f.url, '/v1/chat/completions', body, auth);
+  assert.equal(fb.status, 200);
+  assert.equal(fb.headers.get('x-fabric-role'), 'chat-fast');
+  assert.equal(fb.headers.get('x-fabric-rerouted'), 'true');
+  await spare.setFault(null);
+  const back = await post(f.url, '/v1/chat/completions', body, auth);
+  assert.equal(back.headers.get('x-fabric-cache'), 'miss', 'the fallback\'s answer was not kept');
+  assert.equal(back.headers.get('x-fabric-backend'), 'spare-vllm');
+  assert.equal((await post(f.url, '/v1/chat/completions', body, auth)).headers.get('x-fabric-cache'), 'hit', 'the route\'s own is');
+
+  // Over 6 tokens: the rule sends it to chat-fast, as it would every time: kept.
+  const long = chat('chat-ruled', fresh('a prompt long enough to pass the rule of six tokens'), { temperature: 0 });
+  const ruled = await post(f.url, '/v1/chat/completions', long, auth);
+  assert.equal(ruled.headers.get('x-fabric-role'), 'chat-fast');
+  const again = await post(f.url, '/v1/chat/completions', long, auth);
+  assert.equal(again.headers.get('x-fabric-cache'), 'hit');
+  assert.equal(again.headers.get('x-fabric-role'), 'chat-fast');
+});
+
+test('a role with cache: false is not reached around by naming its backend', async () => {
+  const body = chat('casperhansen/llama-3-8b-instruct-awq', fresh('by model id'), { temperature: 0 });
+  const before = sent('wintermute');
+  const a = await post(f.url, '/v1/chat/completions', body, auth);
+  await post(f.url, '/v1/chat/completions', body, auth);
+  assert.equal(a.status, 200);
+  assert.equal(a.headers.get('x-fabric-cache'), null);
+  assert.equal(sent('wintermute'), before + 2);
+});
+
+test('LiteLLM\'s per-request controls in the body are honoured and not sent on', async () => {
+  const body = chat('chat-fast', fresh('litellm body'), { temperature: 0 });
+  await post(f.url, '/v1/chat/completions', body, auth);
+  const noCache = await post(f.url, '/v1/chat/completions', { ...body, cache: { 'no-cache': true } }, auth);
+  assert.equal(noCache.headers.get('x-fabric-cache'), 'bypass');
+  assert.equal(lastBody(f, 'armitage').cache, undefined, 'the field is the gateway\'s, not the engine\'s');
+  const hit = await post(f.url, '/v1/chat/completions', { ...body, cache: { 's-maxage': 3600 } }, auth);
+  assert.equal(hit.headers.get('x-fabric-cache'), 'hit', 'the cache field is not part of the key');
+  // ttl: this answer is kept 1 s.
+  const short = chat('chat-fast', fresh('litellm ttl'), { temperature: 0, cache: { ttl: 1 } });
+  await post(f.url, '/v1/chat/completions', short, auth);
+  assert.equal((await post(f.url, '/v1/chat/completions', short, auth)).headers.get('x-fabric-cache'), 'hit');
+  await new Promise((r) => setTimeout(r, 1_100));
+  assert.equal((await post(f.url, '/v1/chat/completions', short, auth)).headers.get('x-fabric-cache'), 'miss');
+});
+
+test('a hit is not a request time of the role (a slow backend is not hidden by hits)', async () => {
+  const body = chat('chat-fast', fresh('duration'), { temperature: 0 });
+  await post(f.url, '/v1/chat/completions', body, auth);
+  const count = async (): Promise<number> => Number(/fabric_request_duration_seconds_count\{op="chat",role="chat-fast"\} (\d+)/.exec(await (await fetch(`${f.url}/metrics`, { headers: auth })).text())?.[1]);
+  const n = await count();
+  assert.equal((await post(f.url, '/v1/chat/completions', body, auth)).headers.get('x-fabric-cache'), 'hit');
+  assert.equal(await count(), n);
+});
+
+test('a waiting request whose client leaves is a 499 and sends nothing', async () => {
+  const e = f.fleet.get('armitage');
+  await e.setFault({ kind: 'slow', factor: 60 });
+  const body = chat('chat-fast', fresh('leaves while waiting'), { temperature: 0 });
+  const before = sent('armitage');
+  const from = f.logs.length;
+  const first = post(f.url, '/v1/chat/completions', body, auth);
+  await new Promise((r) => setTimeout(r, 30));
+  const gone = new AbortController();
+  const second = fetch(`${f.url}/v1/chat/completions`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(body), signal: gone.signal }).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 30));
+  gone.abort();
+  await second;
+  const line = await waitForLog(f, from, (r) => r.msg === 'request' && r.status === 499);
+  assert.equal(line.code, 'client_closed_request');
+  assert.equal((await first).status, 200);
+  assert.equal(sent('armitage'), before + 1, 'only the first was generated');
+});
+
 test('a kept answer is given while the role\'s engine is down', async () => {
   const body = chat('chat-fast', fresh('while down'), { temperature: 0 });
   assert.equal((await post(f.url, '/v1/chat/completions', body, auth)).status, 200);
@@ -255,23 +336,31 @@ test('a kept answer is given while the role\'s engine is down', async () => {
   assert.equal((await post(f.url, '/v1/chat/completions', { ...body, max_tokens: 3 }, auth)).status, 503, 'anything not kept needs the engine');
 });
 
-test('the client\'s Cache-Control: no-cache refreshes the entry, no-store leaves it alone, max-age bounds its age', async () => {
+test('the client\'s Cache-Control: no-cache refreshes the entry, no-store keeps nothing, max-age bounds its age', async () => {
   const body = chat('chat-fast', fresh('control'), { temperature: 0, max_tokens: 4 });
   const before = sent('armitage');
   await post(f.url, '/v1/chat/completions', body, auth);
   const noCache = await post(f.url, '/v1/chat/completions', body, { ...auth, 'cache-control': 'no-cache' });
   assert.equal(noCache.headers.get('x-fabric-cache'), 'bypass');
+  // no-store keeps nothing of its own, and may be answered from what is kept (RFC 9111 §5.2.1.5).
   const noStore = await post(f.url, '/v1/chat/completions', body, { ...auth, 'cache-control': 'no-store' });
-  assert.equal(noStore.headers.get('x-fabric-cache'), 'bypass');
+  assert.equal(noStore.headers.get('x-fabric-cache'), 'hit');
+  assert.equal(sent('armitage'), before + 2);
+  const both = await post(f.url, '/v1/chat/completions', body, { ...auth, 'cache-control': 'no-cache, no-store' });
+  assert.equal(both.headers.get('x-fabric-cache'), 'bypass');
   assert.equal(sent('armitage'), before + 3);
-  // no-cache kept its answer: the entry is that one.
+  // no-cache kept its answer (and no-store none): the entry is no-cache's.
   const hit = await post(f.url, '/v1/chat/completions', body, auth);
   assert.equal(hit.headers.get('x-fabric-cache'), 'hit');
   assert.equal(hit.json.id, noCache.json.id);
+  assert.notEqual(hit.json.id, both.json.id);
+  const fresh2 = chat('chat-fast', fresh('never kept'), { temperature: 0 });
+  await post(f.url, '/v1/chat/completions', fresh2, { ...auth, 'cache-control': 'no-store' });
+  assert.equal((await post(f.url, '/v1/chat/completions', fresh2, auth)).headers.get('x-fabric-cache'), 'miss', 'no-store kept nothing');
   assert.equal((await post(f.url, '/v1/chat/completions', body, { ...auth, 'cache-control': 'max-age=3600' })).headers.get('x-fabric-cache'), 'hit');
   await new Promise((r) => setTimeout(r, 1_100));
   assert.equal((await post(f.url, '/v1/chat/completions', body, { ...auth, 'cache-control': 'max-age=1' })).headers.get('x-fabric-cache'), 'miss', 'older than the client takes');
-  assert.equal(sent('armitage'), before + 4);
+  assert.equal(sent('armitage'), before + 6);
 });
 
 test('embeddings are always deterministic: kept per input and encoding, through the alias', async () => {
@@ -335,6 +424,35 @@ test('a reload that gives a role another model starts its entries afresh; gatewa
     reload(yaml(url));
   }
   assert.equal((await post(f.url, '/v1/chat/completions', body, auth)).headers.get('x-fabric-cache'), 'hit', 'back on: the entry was kept');
+});
+
+test('reloads: a changed rule starts its route afresh; scope: shared lets keys share; gateway.redis added keeps answers in memory until a restart', async () => {
+  const url = (n: string): string => f.fleet.get(n).url;
+  const reload = (text: string, env: Record<string, string> = {}): void => f.gw.reload(parseFabricText(text, 'test.yaml').config, new Secrets({ FABRIC_MASTER_KEY: MASTER, ...env }));
+  const long = chat('chat-ruled', fresh('a prompt long enough to pass the rule of six tokens'), { temperature: 0 });
+  await post(f.url, '/v1/chat/completions', long, auth);
+  assert.equal((await post(f.url, '/v1/chat/completions', long, auth)).headers.get('x-fabric-cache'), 'hit');
+  const mint = async (): Promise<string> => (await post(f.url, '/key/generate', { key_alias: fresh('scope') }, auth)).json.key;
+  const [k1, k2] = [await mint(), await mint()];
+  try {
+    reload(yaml(url).replace('if_input_tokens_over: 6', 'if_input_tokens_over: 7'));
+    assert.equal((await post(f.url, '/v1/chat/completions', long, auth)).headers.get('x-fabric-cache'), 'miss', 'another rule: not its answer');
+
+    reload(yaml(url).replace('cache: { ttl: 1h, max_entry: 8KiB }', 'cache: { ttl: 1h, max_entry: 8KiB, scope: shared }'));
+    const shared = chat('chat-fast', fresh('shared scope'), { temperature: 0 });
+    assert.equal((await post(f.url, '/v1/chat/completions', shared, { authorization: `Bearer ${k1}` })).headers.get('x-fabric-cache'), 'miss');
+    assert.equal((await post(f.url, '/v1/chat/completions', shared, { authorization: `Bearer ${k2}` })).headers.get('x-fabric-cache'), 'hit', 'shared: another key\'s answer');
+    assert.equal((await post(f.url, '/v1/chat/completions', shared, auth)).headers.get('x-fabric-cache'), 'hit');
+
+    const from = f.logs.length;
+    reload(yaml(url).replace('  cache: {', '  redis: { url: env:REDIS_URL }\n  cache: {'), { REDIS_URL: 'redis://127.0.0.1:1' });
+    const mem = chat('chat-fast', fresh('redis later'), { temperature: 0 });
+    await post(f.url, '/v1/chat/completions', mem, auth);
+    assert.equal((await post(f.url, '/v1/chat/completions', mem, auth)).headers.get('x-fabric-cache'), 'hit', 'kept in memory until Redis is connected');
+    await waitForLog(f, from, (r) => typeof r.msg === 'string' && r.msg.startsWith('cache: store is redis, but this process has no Redis connection'));
+  } finally {
+    reload(yaml(url));
+  }
 });
 
 test('an answer larger than max_entry is served and not kept', async () => {
@@ -412,7 +530,8 @@ roles:
   before(async () => {
     const env = { FABRIC_MASTER_KEY: MASTER, REDIS_URL: server.url };
     a = await startFabric({ env, apiKey: MASTER, engines, yaml: redisYaml });
-    b = await startFabric({ env, apiKey: MASTER, engines, yaml: redisYaml });
+    // Both in front of the same engines (a's fleet), as two instances of one fabric are.
+    b = await startFabric({ env, apiKey: MASTER, engines, yaml: () => redisYaml((n) => a.fleet.get(n).url) });
   });
   after(async () => {
     await a?.close();
@@ -435,8 +554,11 @@ roles:
     })();
     assert.ok(hit !== undefined, 'b found a\'s answer');
     assert.equal(hit.text, first.text);
-    const bSent = b.fleet.get('armitage').stats().requests;
-    assert.ok(bSent <= 1, 'b asked its backend at most while the SET was landing');
+    const engine = a.fleet.get('armitage');
+    assert.ok(engine.stats().requests <= 2, 'b asked the engine at most while the SET was landing');
+    const n = engine.stats().requests;
+    assert.equal((await post(b.url, '/v1/chat/completions', body, auth)).headers.get('x-fabric-cache'), 'hit');
+    assert.equal(engine.stats().requests, n, 'a hit on b: the engine was not asked');
 
     // DELETE /admin/cache clears Redis for every gateway: a's next lookup misses too.
     const cleared = await (await fetch(`${b.url}/admin/cache`, { method: 'DELETE', headers: auth })).json() as any;

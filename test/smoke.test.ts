@@ -82,7 +82,7 @@ test('every role and alias, end to end: a clear report of the one that fails, th
   assert.match(r.stdout, /^openai\/strong\s+chat\s+SKIP\s+-\s+-\s+openai\/strong is served by a cloud API \(--include-cloud to check it\)/m);
   assert.match(r.stdout, /chat-fast\s+chat\s+PASS\s+\d+ ms\s+chat-fast \/ fast/);
   assert.match(r.stdout, /FAILED emb-384 embeddings: the embedding has 384 dimensions, the role promises 768/);
-  assert.match(r.stdout, /  sent:      POST \/v1\/embeddings -H 'cache-control: no-store' \{"model":"emb-384","input":"fabric smoke test"\}/);
+  assert.match(r.stdout, /  sent:      POST \/v1\/embeddings -H 'cache-control: no-cache, no-store' \{"model":"emb-384","input":"fabric smoke test"\}/);
   assert.match(r.stdout, /  came back: HTTP 200 \{/);
   assert.match(r.stdout, /\d+ passed, 1 failed, 0 warnings, 2 skipped/);
   assert.doesNotMatch(r.stdout, /\x1b\[/, 'plain when piped');

@@ -43,10 +43,11 @@ test('what is cacheable: embeddings always; chat at temperature 0 or with a seed
   assert.equal(cacheable('chat', {}, 'always'), true);
 });
 
-test('Cache-Control: no-cache skips the lookup, no-store both, max-age bounds an entry\'s age (0: no lookup)', () => {
+test('Cache-Control: no-cache skips the lookup, no-store the keeping, max-age bounds an entry\'s age (0: no lookup)', () => {
   assert.deepEqual(cacheControl(undefined), { lookup: true, store: true, maxAgeMs: undefined });
   assert.deepEqual(cacheControl('no-cache'), { lookup: false, store: true, maxAgeMs: undefined });
-  assert.deepEqual(cacheControl('No-Store'), { lookup: false, store: false, maxAgeMs: undefined });
+  assert.deepEqual(cacheControl('No-Store'), { lookup: true, store: false, maxAgeMs: undefined }, 'may be answered from what is kept');
+  assert.deepEqual(cacheControl('no-cache, no-store'), { lookup: false, store: false, maxAgeMs: undefined });
   assert.deepEqual(cacheControl('max-age=60, must-revalidate'), { lookup: true, store: true, maxAgeMs: 60_000 });
   assert.deepEqual(cacheControl('max-age="5"'), { lookup: true, store: true, maxAgeMs: 5_000 });
   assert.deepEqual(cacheControl('max-age=0'), { lookup: false, store: true, maxAgeMs: 0 });

@@ -1,8 +1,9 @@
 // What makes two requests the same for the response cache: the route they resolve to (so a role
 // and its aliases share entries), what that route runs (a reload that gives a role another
 // model starts it afresh), the caller when entries are kept per key, and the request body with
-// its fields written in one order. The model name and `user` are left out: the first is the
-// route, the second changes nothing in the answer.
+// its fields written in one order. The model name is left out (it is the route), and so are
+// the fields that change nothing in the answer: who asks (`user`, `safety_identifier`), labels
+// (`metadata`), OpenAI's prompt-cache routing hint, and fields set to null (absent).
 
 import { createHash } from 'node:crypto';
 import type { JsonObject, Operation } from '../engines/types.ts';
@@ -12,7 +13,7 @@ import type { CacheWhen } from '../config/types.ts';
 const KEY_VERSION = 'v1';
 
 /** Top-level fields that do not change the answer. */
-const IGNORED = new Set(['model', 'user']);
+const IGNORED = new Set(['model', 'user', 'safety_identifier', 'metadata', 'prompt_cache_key']);
 
 /** JSON with every object's keys sorted: the same request however its client ordered them. */
 export function canonicalJson(v: unknown): string {
@@ -55,7 +56,7 @@ export function cacheKey(parts: KeyParts, body: JsonObject): string {
   for (const k of Object.keys(body).sort()) {
     const x = body[k];
     // A stream is its own entry (its bytes differ); stream: false is no stream.
-    if (IGNORED.has(k) || x === undefined || (k === 'stream' && x !== true)) continue;
+    if (IGNORED.has(k) || x === undefined || x === null || (k === 'stream' && x !== true)) continue;
     s += (first ? '' : ',') + JSON.stringify(k) + ':' + canonicalJson(x);
     first = false;
   }
@@ -79,6 +80,8 @@ export interface CacheControl {
   store: boolean;
   /** An entry older than this is not used (max-age); undefined: any still within its ttl. */
   maxAgeMs: number | undefined;
+  /** How long this request's answer is kept, when it says (LiteLLM's body `cache.ttl`); undefined: the route's ttl. */
+  ttlMs?: number;
 }
 
 const DEFAULT_CONTROL: CacheControl = { lookup: true, store: true, maxAgeMs: undefined };
@@ -88,15 +91,35 @@ export function cacheControl(header: string | undefined): CacheControl {
   const c: CacheControl = { lookup: true, store: true, maxAgeMs: undefined };
   for (const part of header.toLowerCase().split(',')) {
     const d = part.trim();
-    if (d === 'no-store') {
-      c.lookup = false;
-      c.store = false;
-    } else if (d === 'no-cache') c.lookup = false;
+    // no-store keeps nothing of this request's answer, and may still be answered from what is kept (§5.2.1.5).
+    if (d === 'no-store') c.store = false;
+    else if (d === 'no-cache') c.lookup = false;
     else if (d.startsWith('max-age=')) {
       const n = Number(d.slice(8).replace(/^"|"$/g, ''));
       if (Number.isInteger(n) && n >= 0) c.maxAgeMs = n * 1000;
     }
   }
   if (c.maxAgeMs === 0) c.lookup = false;
+  return c;
+}
+
+/**
+ * LiteLLM's per-request controls, in the body: "cache": {"no-cache": true, "no-store": true,
+ * "s-maxage": seconds, "ttl": seconds}, over what the headers said. Anything else is ignored.
+ */
+export function bodyCacheControl(asked: unknown, base: CacheControl): CacheControl {
+  if (typeof asked !== 'object' || asked === null || Array.isArray(asked)) return base;
+  const a = asked as Record<string, unknown>;
+  const c: CacheControl = { ...base };
+  if (a['no-cache'] === true) c.lookup = false;
+  if (a['no-store'] === true) c.store = false;
+  const seconds = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v * 1000 : undefined);
+  const maxAge = seconds(a['s-maxage']);
+  if (maxAge !== undefined) {
+    c.maxAgeMs = maxAge;
+    if (maxAge === 0) c.lookup = false;
+  }
+  const ttl = seconds(a.ttl);
+  if (ttl !== undefined && ttl >= 1000) c.ttlMs = ttl;
   return c;
 }

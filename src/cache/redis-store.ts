@@ -10,8 +10,15 @@ const SET = script("redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1"
 /** One SCAN step over the cache's keys, unlinking what it finds: { next cursor, keys unlinked }. */
 const CLEAR_STEP = script("local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 500) for _, k in ipairs(r[2]) do redis.call('UNLINK', k) end return {r[1], #r[2]}");
 
+/**
+ * Bytes of SETs under way (until answered, or their call's deadline): past it, answers are not
+ * kept, so a slow Redis does not pile them up here.
+ */
+const MAX_PENDING_BYTES = 32 * 2 ** 20;
+
 export class RedisStore implements CacheStore {
   readonly #redis: SharedRedis;
+  #pending = 0;
   readonly #onError: (e: Error) => void;
 
   constructor(redis: SharedRedis, onError: (e: Error) => void) {
@@ -49,8 +56,11 @@ export class RedisStore implements CacheStore {
     return n;
   }
 
-  set(key: string, entry: CacheEntry, _bytes: number, ttlMs: number): void {
-    if (!this.#redis.ready) return;
-    this.#redis.run(SET, [this.#key(key)], [encodeEntry(entry), Math.max(1, Math.round(ttlMs))]).catch((e: Error) => this.#onError(e));
+  set(key: string, entry: CacheEntry, bytes: number, ttlMs: number): void {
+    if (!this.#redis.ready || this.#pending + bytes > MAX_PENDING_BYTES) return;
+    this.#pending += bytes;
+    this.#redis.run(SET, [this.#key(key)], [encodeEntry(entry), Math.max(1, Math.round(ttlMs))])
+      .catch((e: Error) => this.#onError(e))
+      .finally(() => { this.#pending -= bytes; });
   }
 }

@@ -7,13 +7,14 @@
 
 import { createHash } from 'node:crypto';
 import type { CacheConfig, CachePolicy } from '../config/types.ts';
-import type { Gateway, Served, StreamSink } from '../core/gateway.ts';
+import { ClientClosed, type Gateway, type Served, type StreamSink } from '../core/gateway.ts';
+import type { Cancel } from '../core/upstream.ts';
 import type { BackendRuntime } from '../core/backend.ts';
 import type { JsonObject, Operation } from '../engines/types.ts';
 import type { Logger } from '../core/log.ts';
 import type { SharedRedis } from '../limits/redis-client.ts';
 import type { Resolved, Route } from '../routing/table.ts';
-import { cacheable, cacheControl, cacheKey } from './key.ts';
+import { bodyCacheControl, cacheable, cacheControl, cacheKey } from './key.ts';
 import type { CacheEntry, CacheStore } from './entry.ts';
 import { MemoryStore } from './memory-store.ts';
 import { RedisStore } from './redis-store.ts';
@@ -21,8 +22,27 @@ import { RedisStore } from './redis-store.ts';
 export type CacheResult = 'hit' | 'miss' | 'bypass';
 
 interface RoutePolicy extends CachePolicy {
-  /** What the route runs: its backends and their models (a reload that changes them starts afresh). */
+  /** What the route runs (routeFingerprint): a reload that changes it starts afresh. */
   salt: string;
+}
+
+/**
+ * Everything of the config an answer on this route may depend on: each route it can reach when
+ * healthy (itself, its rules' targets, its context-window fallback; failures' fallbacks are
+ * never kept) and each of their backends' engine, URL, model and window.
+ */
+function routeFingerprint(route: Route<BackendRuntime>): string {
+  const routes = [route, ...route.rules.map((r) => r.target), ...(route.contextFallback === undefined ? [] : [route.contextFallback])];
+  const text = routes.map((r) => `${r.name}\u0002${route.rules.find((x) => x.target === r)?.inputTokensOver ?? ''}\u0002${r.members.map((m) => {
+    const c = m.config;
+    return `${m.name}\u0000${c.engine}\u0000${c.url}\u0000${c.model}\u0000${c.contextWindow ?? ''}`;
+  }).join('\u0001')}`).join('\u0003');
+  return createHash('sha256').update(text).digest('hex').slice(0, 16);
+}
+
+/** A string's size in memory, at least: V8 keeps one with any character past Latin-1 at two bytes a character. */
+function heldBytes(s: string, utf8: number): number {
+  return utf8 === s.length ? utf8 : Math.max(utf8, 2 * s.length);
 }
 
 /** What the cache does with one request. */
@@ -35,6 +55,8 @@ export interface CachePlan {
   store: boolean;
   maxAgeMs: number | undefined;
   maxEntryBytes: number;
+  /** DELETE /admin/cache since the plan was made: its answer, made before, is not kept. */
+  generation: number;
   /** Set while this request leads the same ones that arrived meanwhile (lookup's `join`): gives them its answer, or nothing. */
   lead?: (e: CacheEntry | undefined) => void;
 }
@@ -59,7 +81,12 @@ export class ResponseCache {
   readonly #log: Logger;
   /** Answers being made now, by key: the same request arriving meanwhile waits for it rather than making it again. */
   readonly #making = new Map<string, Promise<CacheEntry | undefined>>();
+  /** Bumped by clear(): answers being made before it are not kept. */
+  #generation = 0;
+  /** Bytes streams hold for keeping now, all together (KeepingSink): bounded, as answers kept are. */
+  readonly streamBudget = { held: 0, max: 0 };
   #warned = 0;
+  #warnedNoRedis = false;
   counters: CacheCounters = NO_COUNTERS;
 
   constructor(log: Logger) {
@@ -89,6 +116,7 @@ export class ResponseCache {
 
   /** Forgets every answer kept (DELETE /admin/cache): this process's memory, and Redis when it is the store; how many went. */
   async clear(gw: Gateway): Promise<{ memory: number; redis: number | undefined }> {
+    this.#generation++;
     const memory = this.#memory?.size ?? 0;
     this.#memory?.clear();
     const redis = gw.config.gateway.cache?.store === 'redis' && this.#redis !== undefined ? await this.#redis.clear() : undefined;
@@ -101,7 +129,14 @@ export class ResponseCache {
   }
 
   #store(cfg: CacheConfig): CacheStore | undefined {
-    if (cfg.store === 'redis') return this.#redis;
+    if (cfg.store === 'redis') {
+      if (this.#redis !== undefined) return this.#redis;
+      // A reload that set gateway.redis: Redis is connected at the next start; memory until then.
+      if (!this.#warnedNoRedis) {
+        this.#warnedNoRedis = true;
+        this.#log.warn('cache: store is redis, but this process has no Redis connection (gateway.redis takes effect at the next restart): answers are kept in memory until then');
+      }
+    }
     if (this.#memory === undefined) this.#memory = new MemoryStore(cfg.maxSizeBytes);
     else if (this.#memory.maxBytes !== cfg.maxSizeBytes) this.#memory.resize(cfg.maxSizeBytes);
     return this.#memory;
@@ -110,10 +145,14 @@ export class ResponseCache {
   #policy(gw: Gateway, cfg: CacheConfig, r: Resolved<BackendRuntime>): RoutePolicy | undefined {
     const cached = this.#policies.get(r.route);
     if (cached !== undefined) return cached ?? undefined;
-    const role = r.via === 'role' || r.via === 'alias' ? gw.config.roles.get(r.route.name) : undefined;
+    const roles = gw.config.roles;
+    const role = r.via === 'role' || r.via === 'alias' ? roles.get(r.route.name) : undefined;
     const own = role?.cache;
-    const salt = createHash('sha256').update(r.route.members.map((m) => `${m.name}\u0000${m.config.model}`).join('\u0001')).digest('hex').slice(0, 16);
-    const p = own === false ? null : { ttlMs: own?.ttlMs ?? cfg.ttlMs, when: own?.when ?? cfg.when, salt };
+    // A backend asked for by its alias or model id: off when every role it serves is off (a
+    // role turned off for privacy is not reached around); a pattern's backends keep the default.
+    const memberRoles = role !== undefined || r.via === 'pattern' ? [] : [...roles.values()].filter((x) => x.backends.some((b) => r.route.members.some((m) => m.name === b)));
+    const off = own === false || (memberRoles.length > 0 && memberRoles.every((x) => x.cache === false));
+    const p = off ? null : { ttlMs: own?.ttlMs ?? cfg.ttlMs, when: own?.when ?? cfg.when, salt: routeFingerprint(r.route) };
     this.#policies.set(r.route, p);
     return p ?? undefined;
   }
@@ -126,17 +165,27 @@ export class ResponseCache {
   plan(gw: Gateway, op: Operation, body: JsonObject, keyId: string | undefined, control: string | undefined): CachePlan | undefined {
     const cfg = gw.config.gateway.cache;
     if (cfg === undefined) return undefined;
+    this.streamBudget.max = cfg.maxSizeBytes;
     const model = body.model as string;
     const r = gw.table.resolve(model);
     if (r === undefined) return undefined;
     const policy = this.#policy(gw, cfg, r);
     if (policy === undefined) return undefined;
-    const c = cacheControl(control);
+    // LiteLLM's clients ask in the body ("cache": {"no-cache": true}): taken, and not sent on.
+    const asked = body.cache;
+    if (asked !== undefined) delete body.cache;
+    const c = asked === undefined ? cacheControl(control) : bodyCacheControl(asked, cacheControl(control));
     const ok = cacheable(op, body, policy.when);
+    // Each key apart (the master key and anonymous callers together), or everyone's: a scope
+    // changed by a reload never lets one caller's answers reach another.
+    const scope = cfg.scope === 'key' ? `k:${keyId ?? ''}` : 'shared';
     const key = ok && (c.lookup || c.store)
-      ? cacheKey({ scope: cfg.scope === 'key' ? keyId ?? '' : '', op, route: r.route.name, salt: policy.salt, passthrough: r.route.passthrough ? model : undefined }, body)
+      ? cacheKey({ scope, op, route: r.route.name, salt: policy.salt, passthrough: r.route.passthrough ? model : undefined }, body)
       : '';
-    return { key, route: r.route.name, ttlMs: policy.ttlMs, lookup: ok && c.lookup, store: ok && c.store, maxAgeMs: c.maxAgeMs, maxEntryBytes: cfg.maxEntryBytes };
+    return {
+      key, route: r.route.name, ttlMs: c.ttlMs ?? policy.ttlMs, lookup: ok && c.lookup, store: ok && c.store, maxAgeMs: c.maxAgeMs, maxEntryBytes: cfg.maxEntryBytes,
+      generation: this.#generation,
+    };
   }
 
   /**
@@ -145,7 +194,7 @@ export class ResponseCache {
    * waits for it (an app's retry while its first try still runs on a slow GPU is not generated
    * twice); else this request leads, and its caller must end with keep() or release().
    */
-  lookup(gw: Gateway, plan: CachePlan, join: boolean): CacheEntry | undefined | Promise<CacheEntry | undefined> {
+  lookup(gw: Gateway, plan: CachePlan, join: Cancel | undefined): CacheEntry | undefined | Promise<CacheEntry | undefined> {
     if (!plan.lookup) {
       this.counters.result(plan.route, 'bypass');
       return undefined;
@@ -155,16 +204,11 @@ export class ResponseCache {
     return got instanceof Promise ? got.then((e) => this.#judge(plan, e, join)) : this.#judge(plan, got, join);
   }
 
-  #judge(plan: CachePlan, e: CacheEntry | undefined, join: boolean): CacheEntry | undefined | Promise<CacheEntry | undefined> {
+  #judge(plan: CachePlan, e: CacheEntry | undefined, join: Cancel | undefined): CacheEntry | undefined | Promise<CacheEntry | undefined> {
     const hit = e !== undefined && (plan.maxAgeMs === undefined || Date.now() - e.storedAt <= plan.maxAgeMs) ? e : undefined;
-    if (hit === undefined && join) {
+    if (hit === undefined && join !== undefined) {
       const making = this.#making.get(plan.key);
-      if (making !== undefined) {
-        return making.then((m) => {
-          this.counters.result(plan.route, m === undefined ? 'miss' : 'hit');
-          return m;
-        });
-      }
+      if (making !== undefined) return this.#wait(plan, making, join);
       let settle!: (e: CacheEntry | undefined) => void;
       const p = new Promise<CacheEntry | undefined>((resolve) => { settle = resolve; });
       this.#making.set(plan.key, p);
@@ -175,6 +219,21 @@ export class ResponseCache {
     }
     this.counters.result(plan.route, hit === undefined ? 'miss' : 'hit');
     return hit;
+  }
+
+  /** Waits for the answer another request is making, unless this one's client leaves first (a 499, as if it had been sent). */
+  #wait(plan: CachePlan, making: Promise<CacheEntry | undefined>, cancel: Cancel): Promise<CacheEntry | undefined> {
+    const gone = (): ClientClosed => new ClientClosed(undefined, []);
+    if (cancel.aborted) return Promise.reject(gone());
+    return new Promise((resolve, reject) => {
+      cancel.onAbort(() => reject(gone()));
+      void making.then((m) => {
+        cancel.clear();
+        if (cancel.aborted) return reject(gone());
+        this.counters.result(plan.route, m === undefined ? 'miss' : 'hit');
+        resolve(m);
+      });
+    });
   }
 
   /** The request that led others ended without an answer to give them (an error, its client gone): they make their own. */
@@ -194,10 +253,15 @@ export class ResponseCache {
     plan.lead = undefined;
     lead?.(entry);
     const cfg = gw.config.gateway.cache;
-    if (!plan.store || bytes > plan.maxEntryBytes || cfg === undefined) return;
+    if (!plan.store || bytes > plan.maxEntryBytes || cfg === undefined || plan.generation !== this.#generation) return;
+    // Only what a healthy fabric answers: not a fallback's answer for a backend that failed or
+    // a spent budget (the route's own would be given again once it is back), nor one from a
+    // role whose answers are never kept. A rule's target, chosen by the prompt, is kept.
+    if (served.budgets !== undefined || served.failures.some((f) => f.role !== served.role)) return;
+    if (served.role !== plan.route && gw.config.roles.get(served.role)?.cache === false) return;
     const store = this.#store(cfg);
     if (store === undefined) return;
-    store.set(plan.key, entry, bytes, plan.ttlMs);
+    store.set(plan.key, entry, heldBytes(body, bytes), plan.ttlMs);
     this.counters.stored(plan.route);
   }
 }
@@ -210,20 +274,31 @@ export class ResponseCache {
 export class KeepingSink implements StreamSink {
   readonly #inner: StreamSink;
   readonly #max: number;
+  /** What every stream being kept holds together, and its bound: past it, this one keeps nothing. */
+  readonly #budget: { held: number; max: number };
   #chunks: Buffer[] | undefined = [];
   #bytes = 0;
 
-  constructor(inner: StreamSink, max: number) {
+  constructor(inner: StreamSink, max: number, budget: { held: number; max: number }) {
     this.#inner = inner;
     this.#max = max;
+    this.#budget = budget;
   }
 
   #keep(data: Buffer | string): void {
     if (this.#chunks === undefined) return;
     const b = typeof data === 'string' ? Buffer.from(data) : data;
+    if (this.#bytes + b.length > this.#max || this.#budget.held + b.length > this.#budget.max) return this.dispose();
     this.#bytes += b.length;
-    if (this.#bytes > this.#max) this.#chunks = undefined;
-    else this.#chunks.push(b);
+    this.#budget.held += b.length;
+    this.#chunks.push(b);
+  }
+
+  /** Lets go of what it holds (the stream is over, kept or not). */
+  dispose(): void {
+    if (this.#chunks === undefined) return;
+    this.#budget.held -= this.#bytes;
+    this.#chunks = undefined;
   }
 
   begin(served: Served): void {
@@ -245,6 +320,9 @@ export class KeepingSink implements StreamSink {
 
   /** The stream's text and its size in bytes, or undefined when it outgrew `max`. */
   kept(): { text: string; bytes: number } | undefined {
-    return this.#chunks === undefined ? undefined : { text: Buffer.concat(this.#chunks, this.#bytes).toString('utf8'), bytes: this.#bytes };
+    if (this.#chunks === undefined) return undefined;
+    const k = { text: Buffer.concat(this.#chunks, this.#bytes).toString('utf8'), bytes: this.#bytes };
+    this.dispose();
+    return k;
   }
 }

@@ -189,8 +189,8 @@ async function runCheck(url: string, key: string | undefined, p: Plan, timeoutMs
   const name = p.drill ? `drill (${p.check})` : p.check;
   const base = { target: p.target, via: p.via, of: p.of, check: name, served_role: null, served_backend: null, rerouted: false };
   if (p.skip !== undefined) return { ...base, status: 'skip', ms: null, detail: p.skip };
-  // no-store: a check is of the backends, never of an answer the response cache kept (and keeps none).
-  const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-store', ...(p.drill ? { 'x-fabric-drill': 'fail-primary' } : {}) };
+  // A check is of the backends: never answered from the response cache (no-cache), and keeps nothing there (no-store).
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-cache, no-store', ...(p.drill ? { 'x-fabric-drill': 'fail-primary' } : {}) };
   const body = bodyFor(p);
   const sent = { method: 'POST', path: PATH[p.check], headers: { ...headers }, body };
   const started = performance.now();

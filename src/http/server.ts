@@ -363,7 +363,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     let cached: CacheResult | undefined;
     const stream = body.stream === true && op !== 'embeddings';
     if (plan !== undefined) {
-      const l = cache.lookup(gw, plan, !stream);
+      // A whole answer may wait for the same one being made now (not a stream), until its client leaves.
+      const l = cache.lookup(gw, plan, stream ? undefined : ctx.cancel);
       hit = l instanceof Promise ? await l : l;
       cached = hit !== undefined ? 'hit' : plan.lookup ? 'miss' : 'bypass';
       x.preset!.push('x-fabric-cache', cached);
@@ -388,7 +389,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         : new ResponsesStream(capture ?? sink, echo, new ResponseIds(ctx.id), ctx.created, (s) => s.model);
       const out = responses ?? capture ?? sink;
       // The chat stream's bytes are kept (a Responses stream is translated from them again on a hit).
-      const keeping = hit === undefined && plan?.store === true ? new KeepingSink(out, plan.maxEntryBytes) : undefined;
+      const keeping = hit === undefined && plan?.store === true ? new KeepingSink(out, plan.maxEntryBytes, cache.streamBudget) : undefined;
       try {
         if (hit !== undefined) {
           served = cachedServed(body.model as string, plan!.route, hit);
@@ -396,11 +397,16 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
           out.write(hit.body);
           out.end();
         } else served = await gw.stream(op, body, ctx, keeping ?? out);
+      } catch (e) {
+        // What it held counts against every stream's keeping until let go.
+        keeping?.dispose();
+        throw e;
       } finally {
         openStreams.delete(sink);
       }
-      if (keeping !== undefined && served.streamError === undefined) {
-        const k = keeping.kept();
+      if (keeping !== undefined) {
+        const k = served.streamError === undefined ? keeping.kept() : undefined;
+        keeping.dispose();
         if (k !== undefined) cache.keep(gw, plan!, served, k.text, k.bytes);
       }
       if (responses?.finished === true) recentItems.remember(owner, responses.output);

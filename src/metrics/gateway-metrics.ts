@@ -10,6 +10,7 @@ import { Registry, type Counter, type Gauge, type Histogram, type Snapshot } fro
 import type { Accounting } from '../accounting/service.ts';
 import type { TracingStats } from '../tracing/otlp.ts';
 import type { ResponseCache } from '../cache/response-cache.ts';
+import { CACHE_BACKEND } from '../config/types.ts';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
@@ -214,7 +215,8 @@ export class GatewayMetrics {
   /** A request answered from a backend (streams: once the stream has ended). */
   served(op: string, s: Served, seconds: number, firstByteSeconds: number | undefined): void {
     this.requests.inc([op, s.role, s.backend, '200']);
-    this.duration.observe([op, s.role], seconds);
+    // The role's request time is its backends': answers from the cache would hide a slow one.
+    if (s.backend !== CACHE_BACKEND) this.duration.observe([op, s.role], seconds);
     if (firstByteSeconds !== undefined) this.ttft.observe([s.role, s.backend], firstByteSeconds);
     const u = s.usage;
     if (u !== undefined) {
