@@ -124,7 +124,7 @@ async function runCase(p: Pair, gw: RunningGateway, c: Case, token: string | und
   // Passive health must not carry over from one request to the next.
   for (const b of gw.app.gateway.backends.values()) b.recordSuccess(0);
   // Routing is what these cases test: no answer from the response cache (lab's litellm_settings.cache), none kept for the next case.
-  const headers: Record<string, string> = { 'cache-control': 'no-store' };
+  const headers: Record<string, string> = { 'cache-control': 'no-cache, no-store' };
   const auth = c.auth === undefined ? token : c.auth;
   if (auth !== undefined && auth !== null) headers.authorization = `Bearer ${auth}`;
   const r = await post(gw.url, c.path ?? '/v1/chat/completions', c.body, headers);

@@ -86,7 +86,7 @@ function mapCache(t: Translation, rs: Obj, doc: NativeDoc, src: Source): void {
   const cache: NativeCache = { ttl: ttlOf(t, params, type, at), when: 'always', scope: 'shared' };
   t.from(['gateway', 'cache'], src.origin);
   t.note(['gateway', 'cache'], `${src.origin.join('.')}: LiteLLM keeps every answer, sampled ones too (when: always), for every caller alike (scope: shared). ` +
-    'Clients skip or refresh it with the Cache-Control header (no-cache, no-store, max-age=N); LiteLLM\'s "cache": {…} in the body is not read');
+    'Clients skip or refresh it as with LiteLLM ("cache": {"no-cache": true} in the body; no-store, s-maxage, ttl too) or with the Cache-Control header');
   const store = storeOf(t, rs, doc, src);
   if (store !== undefined) {
     cache.store = store;

@@ -570,7 +570,7 @@ test('litellm_settings.cache: true becomes gateway.cache: every answer (when: al
     'the cache is kept in each gateway process\'s memory until gateway.redis is set (redis: { url: env:REDIS_URL }), then in Redis, shared by every instance');
   assert.equal(p.warnings.size, 1);
   const { yaml } = roundTrip(bare);
-  assert.match(yaml, /\n {2}# litellm_settings\.cache: LiteLLM keeps every answer, sampled ones too \(when: always\), for every caller alike \(scope: shared\)\. Clients skip or refresh it with the Cache-Control header \(no-cache, no-store, max-age=N\); LiteLLM's "cache": \{…\} in the body is not read\n {2}# no store: in memory until gateway\.redis is set, then in Redis\n {2}cache:\n {4}# no ttl: 60s, LiteLLM's default for a Redis cache\n {4}ttl: 60s\n {4}when: always\n {4}scope: shared\n\n/);
+  assert.match(yaml, /\n {2}# litellm_settings\.cache: LiteLLM keeps every answer, sampled ones too \(when: always\), for every caller alike \(scope: shared\)\. Clients skip or refresh it as with LiteLLM \("cache": \{"no-cache": true\} in the body; no-store, s-maxage, ttl too\) or with the Cache-Control header\n {2}# no store: in memory until gateway\.redis is set, then in Redis\n {2}cache:\n {4}# no ttl: 60s, LiteLLM's default for a Redis cache\n {4}ttl: 60s\n {4}when: always\n {4}scope: shared\n\n/);
 
   // local: this process's memory (written out, so a gateway.redis for rate limits does not move it); 600s unless a ttl says otherwise.
   const local = parse(`${models}litellm_settings:\n  cache: true\n  cache_params: { type: local }\nrouter_settings:\n  redis_url: os.environ/REDIS_URL\n`);
