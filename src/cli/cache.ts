@@ -1,7 +1,7 @@
 // fabric cache: the running gateway's response cache (gateway.cache), through its admin API:
 // what it holds, and forgetting it all.
 
-import { UsageError, adminRefusal, authHeaders, durationFlag, gatewayKey, gatewayUrl, netError } from './client.ts';
+import { UsageError, adminRefusal, authHeaders, gatewayFlags, netError } from './client.ts';
 import { parseCommand, usageError } from './args.ts';
 
 const HELP = `Usage: fabric cache [stats | clear] [--url URL] [--key KEY] [--timeout S] [--json]
@@ -36,17 +36,14 @@ export async function runCache(argv: string[]): Promise<number> {
   const sub = parsed.positionals[0] ?? 'stats';
   if (sub !== 'stats' && sub !== 'clear') return usageError('cache', `unknown subcommand ${JSON.stringify(sub)}: stats or clear`, HELP);
   if (parsed.positionals.length > 1) return usageError('cache', 'one subcommand at a time', HELP);
-  let url: string;
-  let key: string | undefined;
-  let timeoutMs: number;
+  let target: ReturnType<typeof gatewayFlags>;
   try {
-    url = gatewayUrl(v.url);
-    key = gatewayKey(v.key);
-    timeoutMs = durationFlag('timeout', v.timeout, 10_000);
+    target = gatewayFlags(v, 10_000);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     return usageError('cache', e.message, HELP);
   }
+  const { url, key, timeoutMs } = target;
   let r: Response;
   try {
     r = await fetch(`${url}/admin/cache`, { method: sub === 'clear' ? 'DELETE' : 'GET', headers: authHeaders(key), signal: AbortSignal.timeout(timeoutMs) });

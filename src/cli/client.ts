@@ -42,6 +42,11 @@ export function gatewayKey(flag: string | undefined, env: NodeJS.ProcessEnv = pr
   return secretFlag('key', flag, env);
 }
 
+/** The gateway a command talks to, from its --url, --key and --timeout (a UsageError naming the flag that is wrong). */
+export function gatewayFlags(v: { url?: string; key?: string; timeout?: string }, timeoutMs: number): { url: string; key: string | undefined; timeoutMs: number } {
+  return { url: gatewayUrl(v.url), key: gatewayKey(v.key), timeoutMs: durationFlag('timeout', v.timeout, timeoutMs) };
+}
+
 export function durationFlag(name: string, v: string | undefined, dflt: number): number {
   if (v === undefined) return dflt;
   // A bare number here means seconds, as operators type it.

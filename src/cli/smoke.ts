@@ -7,7 +7,7 @@
 
 import type { BackendReport, RoleReport } from '../health/report.ts';
 import {
-  UsageError, authHeaders, durationFlag, gatewayKey, gatewayUrl, netError, painter, table, useColor, type Paint,
+  UsageError, authHeaders, gatewayFlags, netError, painter, table, useColor, type Paint,
 } from './client.ts';
 import { parseCommand, usageError } from './args.ts';
 
@@ -269,17 +269,14 @@ export async function runSmoke(argv: string[]): Promise<number> {
   });
   if (typeof parsed === 'number') return parsed;
   const v = parsed.values;
-  let url: string;
-  let key: string | undefined;
-  let timeoutMs: number;
+  let target: ReturnType<typeof gatewayFlags>;
   try {
-    url = gatewayUrl(v.url);
-    key = gatewayKey(v.key);
-    timeoutMs = durationFlag('timeout', v.timeout, DEFAULT_TIMEOUT_MS);
+    target = gatewayFlags(v, DEFAULT_TIMEOUT_MS);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     return usageError('smoke', e.message);
   }
+  const { url, key, timeoutMs } = target;
   const err = (msg: string): number => {
     process.stderr.write(`fabric smoke: ${msg}\n`);
     if (v.json === true) process.stdout.write(JSON.stringify({ url, ok: false, error: msg, checks: [] }, null, 2) + '\n');
