@@ -34,6 +34,8 @@ roles:
   chat-deep: { kind: chat, backends: [wintermute-llama], cache: false }
   chat-notes: { kind: chat, backends: [ollama-qwen], cache: { when: always, ttl: 1s } }
   embeddings-general: { kind: embeddings, backends: [motoko-bge], aliases: [local/embed] }
+prices:
+  armitage-qwen: { input: 100, output: 200 }
 `;
 
 let f: Fabric;
@@ -119,6 +121,10 @@ test('a hit is logged, counted and recorded as the cache\'s, with no tokens and 
   assert.match(metrics, /fabric_cache_stored_total\{role="chat-fast"\} [1-9]/);
   assert.match(metrics, /fabric_requests_total\{op="chat",role="chat-fast",backend="\(cache\)",status="200"\} [1-9]/);
   assert.match(metrics, /fabric_cache_entries [1-9]/);
+  // What the hits spared the backend, and would have cost at its prices.
+  assert.match(metrics, /fabric_cache_saved_tokens_total\{role="chat-fast",direction="in"\} [1-9]/);
+  assert.match(metrics, /fabric_cache_saved_tokens_total\{role="chat-fast",direction="out"\} [1-9]/);
+  assert.match(metrics, /fabric_cache_saved_usd_total\{role="chat-fast"\} 0\.00[0-9]*[1-9]/);
 });
 
 test('a sampled request is neither looked up nor kept (when: deterministic); a seed makes it deterministic', async () => {

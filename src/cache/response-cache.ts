@@ -10,7 +10,7 @@ import type { CacheConfig, CachePolicy } from '../config/types.ts';
 import { ClientClosed, type Gateway, type Served, type StreamSink } from '../core/gateway.ts';
 import type { Cancel } from '../core/upstream.ts';
 import type { BackendRuntime } from '../core/backend.ts';
-import type { JsonObject, Operation } from '../engines/types.ts';
+import type { JsonObject, Operation, Usage } from '../engines/types.ts';
 import type { Logger } from '../core/log.ts';
 import type { SharedRedis } from '../limits/redis-client.ts';
 import type { Resolved, Route } from '../routing/table.ts';
@@ -66,9 +66,11 @@ export interface CacheCounters {
   result(route: string, result: CacheResult): void;
   /** An answer kept. */
   stored(route: string): void;
+  /** A hit: what making its answer again would have used, and cost at its backend's prices. */
+  saved(route: string, usage: Usage | undefined, usd: number): void;
 }
 
-const NO_COUNTERS: CacheCounters = { result() {}, stored() {} };
+const NO_COUNTERS: CacheCounters = { result() {}, stored() {}, saved() {} };
 
 /** How often a failing Redis is warned of. */
 const WARN_EVERY_MS = 60_000;

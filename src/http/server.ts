@@ -368,7 +368,11 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       hit = l instanceof Promise ? await l : l;
       cached = hit !== undefined ? 'hit' : plan.lookup ? 'miss' : 'bypass';
       x.preset!.push('x-fabric-cache', cached);
-      if (hit !== undefined) x.preset!.push('age', String(Math.max(0, Math.floor((Date.now() - hit.storedAt) / 1000))));
+      if (hit !== undefined) {
+        x.preset!.push('age', String(Math.max(0, Math.floor((Date.now() - hit.storedAt) / 1000))));
+        const u = hit.usage;
+        cache.counters.saved(plan.route, u, u === undefined || acct === undefined ? 0 : acct.prices.cost(hit.backend, u.prompt_tokens, u.completion_tokens, 0));
+      }
     }
     let served: Served;
     let firstByteAt: number | undefined;

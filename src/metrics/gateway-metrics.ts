@@ -239,7 +239,17 @@ export class GatewayMetrics {
     const entries = this.registry.gauge('fabric_cache_entries', 'Answers held by the response cache\'s memory store (store: memory).');
     const bytes = this.registry.gauge('fabric_cache_bytes', 'Bytes held by the response cache\'s memory store, of its max_size.');
     const evictions = this.registry.counter('fabric_cache_evictions_total', 'Answers the memory store let go before their ttl to make room (max_size).');
-    c.counters = { result: (role, result) => requests.inc([role, result]), stored: (role) => stored.inc([role]) };
+    const savedTokens = this.registry.counter('fabric_cache_saved_tokens_total', 'Tokens the answers given from the response cache took to make (in: prompt, out: completion): what the backends were spared.', ['role', 'direction']);
+    const savedUsd = this.registry.counter('fabric_cache_saved_usd_total', 'What the answers given from the response cache would have cost again, at their backends\' prices.', ['role']);
+    c.counters = {
+      result: (role, result) => requests.inc([role, result]),
+      stored: (role) => stored.inc([role]),
+      saved: (role, usage, usd) => {
+        if (usage !== undefined && usage.prompt_tokens > 0) savedTokens.inc([role, 'in'], usage.prompt_tokens);
+        if (usage !== undefined && usage.completion_tokens > 0) savedTokens.inc([role, 'out'], usage.completion_tokens);
+        if (usd > 0) savedUsd.inc([role], usd);
+      },
+    };
     this.registry.onCollect(() => {
       const m = c.memory;
       if (m === undefined) return;
