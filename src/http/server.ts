@@ -37,6 +37,7 @@ import { handleAdmin, isAdminPath, MAX_ADMIN_BODY, modelsForKey } from './admin.
 import { PROMETHEUS_CONTENT_TYPE, type Snapshot } from '../metrics/registry.ts';
 import { bodyTimedOut, closingErrorAnswer, NodeExchange, sendJson, sendText, type Exchange } from './exchange.ts';
 import { FastLane } from './fast-lane.ts';
+import { dashboardAsset } from './dashboard/assets.ts';
 import { KeepingSink, ResponseCache, type CachePlan, type CacheResult } from '../cache/response-cache.ts';
 import type { CacheEntry } from '../cache/entry.ts';
 import { CACHE_BACKEND } from '../config/types.ts';
@@ -578,6 +579,12 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         });
       }
       const modelPath = path.startsWith('/v1/models/') ? '/v1/models/' : path.startsWith('/models/') ? '/models/' : undefined;
+      // The fleet dashboard's page and files: open, as /health is (what it shows past /health asks for the master key).
+      const asset = dashboardAsset(path);
+      if (asset !== undefined) {
+        if (method !== 'GET' && method !== 'HEAD') throw new FabricError('method_not_allowed', `${method} is not allowed on ${clip(path)}; use GET`, { headers: { allow: 'GET, HEAD' } });
+        return sendText(x, 200, asset.body, asset.type, asset.headers);
+      }
       if (!GET_PATHS.has(path) && modelPath === undefined) throw new FabricError('not_found', `no route for ${method} ${clip(path)}`);
       if (method !== 'GET' && method !== 'HEAD') throw new FabricError('method_not_allowed', `${method} is not allowed on ${clip(path)}; use GET`, { headers: { allow: 'GET, HEAD' } });
       if (path === '/health/live' || path === '/healthz') return sendJson(x, 200, '{"status":"ok"}');
@@ -619,7 +626,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         }
         return sendJson(x, 200, body);
       }
-      return sendJson(x, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses', '/v1/models', '/health', '/metrics'] }));
+      return sendJson(x, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses', '/v1/models', '/health', '/metrics', '/dashboard'] }));
     } catch (e) {
       let fe = toFabricError(e);
       // A stream the client left after its first tokens: by the role and backend that served it.
