@@ -306,7 +306,11 @@ export class Gateway {
             if (served.streamError === undefined) {
               backend.recordSuccess(ms);
               backend.recent.succeeded(started + ms, served.firstTokenMs ?? ms, served.firstTokenMs !== undefined);
-            } else if (!served.clientHeldBack) backend.recordFailure(served.streamError, Date.now());
+            } else if (!served.clientHeldBack) {
+              // It streamed: the machine is on, whatever broke.
+              backend.hostAnswered = true;
+              backend.recordFailure(served.streamError, Date.now());
+            }
             return { response, served };
           } catch (e) {
             // Refused by the engine's translation before anything was sent: no attempt to trace.
@@ -359,7 +363,13 @@ export class Gateway {
               if (cf !== undefined) { usedContextFallback = true; chain = cf.chain; rerouted = true; ci = -1; }
               continue outer;
             }
-            if (f.failure !== 'rate_limited' || f.quotaSpent) backend.recordFailure(f.message, Date.now());
+            if (f.failure !== 'rate_limited' || f.quotaSpent) {
+              // An HTTP answer, however bad, says the machine is on: a workstation failing so is
+              // down, not switched off (until a probe or a refused connection says otherwise).
+              if (f.failure === 'upstream_5xx' || f.failure === 'malformed' || f.failure === 'quota_exceeded') backend.hostAnswered = true;
+              else if (f.failure === 'connect') backend.hostAnswered = false;
+              backend.recordFailure(f.message, Date.now());
+            }
             backend.accountSpent = f.failure === 'quota_exceeded';
             // A wait the backend asks for that is longer than a request waits: not retried here
             // (skipReason below says so), and later requests pass it over until then.

@@ -41,7 +41,7 @@ export function pgBinDir(): string | undefined {
 /** Why a server cannot be had here; under CI that throws instead, so CI never skips. */
 export function unavailable(what: string, why: string): string {
   const msg = `${what} unavailable: ${why}`;
-  if (process.env.CI === 'true') throw new Error(`${msg} (CI=true: these tests must run; .ci/run installs postgresql, redis-server and prometheus)`);
+  if (process.env.CI === 'true') throw new Error(`${msg} (CI=true: these tests must run; .ci/run installs postgresql, redis-server, prometheus and chromium)`);
   return msg;
 }
 

@@ -1,8 +1,8 @@
-// The fleet dashboard (GET /dashboard): one page, its script and its style, served by the
+// The fleet dashboard (GET /dashboard): one page, its script, style and icon, served by the
 // gateway itself with a Content-Security-Policy that lets them load nothing but themselves
 // (no inline script, no other origin). The page reads the same /health, /admin/usage and
-// /admin/cache an operator's tools do; it holds no data of its own. The script and style are
-// plain files beside this one (`npm run build` copies them into dist/), read once.
+// /admin/cache an operator's tools do; it holds no data of its own. The script, style and icon
+// are plain files beside this one (`npm run build` copies them into dist/), read once.
 
 import { readFileSync } from 'node:fs';
 
@@ -12,6 +12,7 @@ const PAGE = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>AI Fabric</title>
+<link rel="icon" href="/dashboard/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/dashboard/app.css">
 <script src="/dashboard/app.js" defer></script>
 </head>
@@ -42,6 +43,7 @@ function load(): Map<string, Asset> {
     ['/dashboard/', { type: 'text/html; charset=utf-8', body: PAGE, headers: HEADERS }],
     ['/dashboard/app.js', { type: 'text/javascript; charset=utf-8', body: read('./app.js'), headers: HEADERS }],
     ['/dashboard/app.css', { type: 'text/css; charset=utf-8', body: read('./app.css'), headers: HEADERS }],
+    ['/dashboard/favicon.svg', { type: 'image/svg+xml', body: read('./favicon.svg'), headers: HEADERS }],
   ]);
 }
 
