@@ -15,7 +15,7 @@ const auth = { authorization: `Bearer ${MASTER}` };
 const NASTY = '<img src=x onerror="window.pwned=1">';
 
 let f: Fabric;
-let browser: Browser | string;
+let browser: Browser | string | undefined;
 
 before(async () => {
   f = await startFabric({
@@ -52,8 +52,11 @@ roles:
 });
 
 after(async () => {
-  if (typeof browser !== 'string') await browser.close();
-  await f.close();
+  try {
+    if (browser !== undefined && typeof browser !== 'string') await browser.close();
+  } finally {
+    await f?.close();
+  }
 });
 
 /** A cell of the row named `row` in the table `table`, by its column's heading. */
@@ -81,7 +84,7 @@ test('the page is served with a policy that lets it load nothing but its own fil
 });
 
 test('in Chromium: the fleet, then with the master key its usage and cache; a backend that fails shows so', async (t) => {
-  if (typeof browser === 'string') return t.skip(browser);
+  if (typeof browser !== 'object') return t.skip(String(browser));
   // The same question twice: a backend's answer, then the cache's. (Probes are off here: a
   // backend is "unknown" until a request has reached it.)
   for (let i = 0; i < 2; i++) assert.equal((await post(f.url, '/v1/chat/completions', chat('chat-fast', 'same question', { temperature: 0 }), auth)).status, 200);
@@ -105,7 +108,7 @@ test('in Chromium: the fleet, then with the master key its usage and cache; a ba
   await page.waitFor(`document.getElementById('usage-table') && document.getElementById('cache-line')`);
   assert.equal(await page.evaluate(`document.getElementById('key-form')`), null);
   assert.equal(await cell(page, 'usage-table', 'chat-fast', 'requests'), '2');
-  assert.match(await page.evaluate<string>(`document.getElementById('cache-line').textContent`), /store memory · ttl 60 min · when deterministic · scope key · 1 answers/);
+  assert.match(await page.evaluate<string>(`document.getElementById('cache-line').textContent`), /store memory · ttl 60 min · when deterministic · scope key · 1 answer · /);
   assert.equal(await cell(page, 'backends-table', 'armitage-qwen', 'requests / errors'), '1 / 0', 'the second was the cache\'s');
   assert.equal(await page.evaluate(`sessionStorage.getItem('ai-fabric-key')`), MASTER, 'kept in this tab only');
 
@@ -128,17 +131,60 @@ test('in Chromium: the fleet, then with the master key its usage and cache; a ba
   await f.fleet.get('armitage').setFault(null);
 });
 
-test('in Chromium: a gateway that stops answering is said to be unreachable, and the page recovers when it is back', async (t) => {
-  if (typeof browser === 'string') return t.skip(browser);
+test('in Chromium: a gateway that fails or hangs is said to be unreachable, its last view marked stale, and the page recovers when it is back', async (t) => {
+  if (typeof browser !== 'object') return t.skip(String(browser));
   const page = await browser.open(`${f.url}/dashboard`);
   await page.waitFor(`document.getElementById('backends-table')`);
   // The page's own fetch, made to fail as a network error would.
   await page.evaluate(`window.realFetch = window.fetch; window.fetch = () => Promise.reject(new TypeError('Failed to fetch'))`);
   await page.evaluate('refresh()');
-  await page.waitFor(`document.getElementById('status').textContent.startsWith('cannot reach the gateway')`);
+  await page.waitFor(`document.getElementById('status').textContent.startsWith('cannot reach the gateway: Failed to fetch; what is shown is from')`);
   assert.ok(await page.evaluate(`document.getElementById('backends-table') !== null`), 'the last view stays');
+  assert.equal(await page.evaluate(`document.getElementById('main').className`), 'stale');
+  // A gateway that never answers: given up on after 4 s, not waited for for ever.
+  await page.evaluate(`window.fetch = (url, init) => new Promise((_, reject) => init.signal.addEventListener('abort', () => reject(init.signal.reason)))`);
+  await page.evaluate('refresh()');
+  await page.waitFor(`document.getElementById('status').textContent.startsWith('cannot reach the gateway: no answer within 4 s')`, 8_000);
   await page.evaluate(`window.fetch = window.realFetch`);
   await page.evaluate('refresh()');
   await page.waitFor(`document.getElementById('status').textContent.startsWith('updated')`);
+  assert.equal(await page.evaluate(`document.getElementById('main').className`), '');
   assert.deepEqual(page.problems, []);
+});
+
+test('in Chromium: a gateway without a master key shows its fleet, asks for no key and no admin view (it has none)', async (t) => {
+  if (typeof browser !== 'object') return t.skip(String(browser));
+  const open = await startFabric({
+    engines: [{ name: 'motoko', protocol: 'vllm', model: 'BAAI/bge-base-en-v1.5', kind: 'embeddings', dimensions: 768, timing: FAST }],
+    yaml: (url) => `
+gateway:
+  health: { failure_threshold: 1 }
+nodes:
+  motoko: { power: always-on }
+  wintermute: { power: workstation }
+backends:
+  motoko-bge: { engine: vllm, node: motoko, url: ${url('motoko')}/v1, model: BAAI/bge-base-en-v1.5 }
+  wintermute-llama: { engine: vllm, node: wintermute, url: http://127.0.0.1:9/v1, model: llama, max_retries: 0 }
+roles:
+  embeddings-general: { kind: embeddings, backends: [motoko-bge] }
+  chat-deep: { kind: chat, backends: [wintermute-llama] }
+`,
+  });
+  try {
+    // The workstation is switched off (nothing listens): offline, which is no warning.
+    await post(open.url, '/v1/chat/completions', chat('chat-deep'));
+    const from = open.logs.length;
+    const page = await browser.open(`${open.url}/dashboard`);
+    await page.waitFor(`document.getElementById('backends-table')`);
+    await page.evaluate('refresh()');
+    await page.waitFor(`document.getElementById('status').textContent.startsWith('updated')`);
+    assert.equal(await page.evaluate(`document.getElementById('key-form')`), null, 'no key to ask for');
+    assert.equal(await page.evaluate(`document.getElementById('usage')`), null);
+    assert.equal(await cell(page, 'backends-table', 'wintermute-llama', 'status'), 'offline (expected)');
+    assert.match(await page.evaluate<string>(`document.querySelector('#backends-table tr[data-name="wintermute-llama"] .badge').className`), /quiet/);
+    assert.equal(open.logs.slice(from).filter((l) => l.includes('/admin/')).length, 0, 'the admin API was not asked');
+    assert.deepEqual(page.problems, []);
+  } finally {
+    await open.close();
+  }
 });

@@ -66,8 +66,9 @@ export class BackendRuntime implements Member {
   rateLimitedUntil = 0;
   lastError: string | undefined;
   /**
-   * The last failed health probe got an HTTP answer (an error status, another model): the
-   * machine is on and its engine broken, so a workstation's backend is down, not switched off.
+   * The machine answered last time it was asked: a probe that got any HTTP answer, or a request
+   * that failed with one (an error status, another model); a failed connection clears it. A
+   * workstation's backend that is failing with the machine on is down, not switched off.
    */
   hostAnswered = false;
 

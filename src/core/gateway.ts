@@ -364,9 +364,10 @@ export class Gateway {
               continue outer;
             }
             if (f.failure !== 'rate_limited' || f.quotaSpent) {
-              // An HTTP answer, however bad, says the machine is on: a workstation failing so is
-              // down, not switched off (until a probe or a refused connection says otherwise).
-              if (f.failure === 'upstream_5xx' || f.failure === 'malformed' || f.failure === 'quota_exceeded') backend.hostAnswered = true;
+              // An HTTP answer, however bad (a 5xx, a 404 for another model), says the machine is on:
+              // a workstation failing so is down, not switched off (until a probe or a failed
+              // connection says otherwise). A failure of the gateway's own says nothing.
+              if (f.status !== undefined) backend.hostAnswered = true;
               else if (f.failure === 'connect') backend.hostAnswered = false;
               backend.recordFailure(f.message, Date.now());
             }

@@ -26,7 +26,7 @@ export interface AlertState {
   reasons: string[];
 }
 
-type Backend = Pick<BackendReport, 'name' | 'status' | 'kinds' | 'last_error'> & { slow?: string | null };
+type Backend = Pick<BackendReport, 'name' | 'status' | 'kinds' | 'last_error'> & { slow?: string | null; power?: BackendReport['power'] };
 
 const worse = (a: AlertLevel, b: AlertLevel): AlertLevel => (LEVEL_RANK[b] > LEVEL_RANK[a] ? b : a);
 const why = (b: Backend): string => (b.last_error === null ? b.name : `${b.name} (${b.last_error})`);
@@ -66,7 +66,7 @@ export function evaluate(report: { backends: readonly Backend[]; draining?: bool
   for (const b of down) {
     // Backends on workstations that are off show as "offline (expected)", not "down": these are
     // always-on, or on a workstation that is on but whose engine answers with errors.
-    if (b.kinds.includes('embeddings')) reasons.push({ level: 'warning', text: `always-on embeddings backend ${why(b)} is down` });
+    if (b.kinds.includes('embeddings')) reasons.push({ level: 'warning', text: `${b.power === 'workstation' ? 'workstation' : 'always-on'} embeddings backend ${why(b)} is down` });
     else if (down.length === 1) reasons.push({ level: 'info', text: `backend ${why(b)} is down` });
   }
   for (const b of bs) {

@@ -345,7 +345,8 @@ export class HealthMonitor {
     // Ollama's is what is loaded now: nothing loaded, nothing to show.
     if (r.ok && b.config.engine === 'ollama' && r.servedContext === undefined) b.servedContext = undefined;
     this.#learn(b, r);
-    b.hostAnswered = !r.ok && r.answered === true;
+    // An answer, good or bad, says the machine is on.
+    b.hostAnswered = r.ok || r.answered === true;
     if (r.ok) {
       b.recordProbeSuccess(r.latencyMs, now, forced);
       if (b.state === 'up') this.#expediteUntil.delete(b);

@@ -45,6 +45,8 @@ export async function startBrowser(): Promise<Browser | string> {
     '--remote-debugging-port=0', `--user-data-dir=${dir}`, 'about:blank',
   ], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
+  // A binary that cannot be run: reported below as "did not start", not an unhandled error.
+  child.once('error', (e) => { err += String(e); });
   const wsUrl = await new Promise<string | undefined>((resolve) => {
     const timer = setTimeout(() => resolve(undefined), 20_000);
     child.stderr!.on('data', (d: Buffer) => {
@@ -56,6 +58,7 @@ export async function startBrowser(): Promise<Browser | string> {
       }
     });
     child.once('exit', () => { clearTimeout(timer); resolve(undefined); });
+    child.once('error', () => { clearTimeout(timer); resolve(undefined); });
   });
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -71,10 +74,15 @@ export async function startBrowser(): Promise<Browser | string> {
   }
 
   const ws = new WebSocket(wsUrl);
-  await new Promise<void>((resolve, reject) => {
-    ws.addEventListener('open', () => resolve(), { once: true });
-    ws.addEventListener('error', () => reject(new Error('cannot connect to Chromium\'s DevTools')), { once: true });
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      ws.addEventListener('open', () => resolve(), { once: true });
+      ws.addEventListener('error', () => reject(new Error('cannot connect to Chromium\'s DevTools')), { once: true });
+    });
+  } catch (e) {
+    await stop();
+    throw e;
+  }
   let next = 0;
   const waiting = new Map<number, { resolve: (v: Json) => void; reject: (e: Error) => void }>();
   const listeners = new Map<string, (method: string, params: Json) => void>();
@@ -89,9 +97,20 @@ export async function startBrowser(): Promise<Browser | string> {
       listeners.get(m.sessionId ?? '')?.(m.method, m.params as Json);
     }
   });
+  // Chromium gone: every call waiting fails at once, rather than at the test's timeout.
+  const failAll = (why: string): void => {
+    for (const w of waiting.values()) w.reject(new Error(why));
+    waiting.clear();
+  };
+  ws.addEventListener('close', () => failAll('Chromium\'s DevTools connection closed'));
+  child.once('exit', (code, signal) => failAll(`Chromium exited (${signal ?? code})`));
   const send = (method: string, params: Json = {}, sessionId?: string): Promise<Json> => new Promise((resolve, reject) => {
     const id = ++next;
-    waiting.set(id, { resolve, reject });
+    const timer = setTimeout(() => {
+      waiting.delete(id);
+      reject(new Error(`${method}: no answer from Chromium within 15 s`));
+    }, 15_000);
+    waiting.set(id, { resolve: (v) => { clearTimeout(timer); resolve(v); }, reject: (e) => { clearTimeout(timer); reject(e); } });
     ws.send(JSON.stringify({ id, method, params, ...(sessionId === undefined ? {} : { sessionId }) }));
   });
 
@@ -125,9 +144,17 @@ export async function startBrowser(): Promise<Browser | string> {
           }
         },
         async navigate(to) {
-          const done = new Promise<void>((resolve) => { loaded = resolve; });
-          await send('Page.navigate', { url: to }, sessionId);
-          await done;
+          let timer: NodeJS.Timeout | undefined;
+          const done = new Promise<void>((resolve, reject) => {
+            loaded = resolve;
+            timer = setTimeout(() => reject(new Error(`${to} did not load within 15 s`)), 15_000);
+          });
+          const r = await send('Page.navigate', { url: to }, sessionId);
+          if (typeof r.errorText === 'string') {
+            clearTimeout(timer);
+            throw new Error(`${to}: ${r.errorText}`);
+          }
+          await done.finally(() => clearTimeout(timer));
         },
       };
       await page.navigate(url);

@@ -6,9 +6,17 @@
 'use strict';
 
 const REFRESH_MS = 5000;
+/** A gateway that does not answer within this is said to be unreachable (the view is then stale). */
+const TIMEOUT_MS = 4000;
 const KEY_ITEM = 'ai-fabric-key';
 let key = sessionStorage.getItem(KEY_ITEM) || '';
 let timer;
+/** Only the newest refresh draws: one begun by the key form overtakes the one under way. */
+let seq = 0;
+/** When the view last showed the gateway's answer. */
+let lastGood = 0;
+/** Admin endpoints this gateway does not have (no store, no cache): not asked again. */
+const missing = new Set();
 
 function el(tag, attrs, children) {
   const e = document.createElement(tag);
@@ -23,7 +31,7 @@ function el(tag, attrs, children) {
 
 async function get(path) {
   const headers = key === '' ? {} : { authorization: 'Bearer ' + key };
-  const r = await fetch(path, { headers, cache: 'no-store' });
+  const r = await fetch(path, { headers, cache: 'no-store', redirect: 'error', signal: AbortSignal.timeout(TIMEOUT_MS) });
   let body;
   try { body = await r.json(); } catch { body = undefined; }
   return { status: r.status, body };
@@ -43,9 +51,10 @@ function badge(text, kind) {
 
 /** Status words as the gateway gives them, to a colour. */
 function tone(status) {
-  if (status === 'up' || status === 'on' || status === 'ok' || status === 'servable') return 'good';
-  if (status === 'down' || status === 'critical' || status === 'unservable') return 'bad';
-  if (status === 'offline' || status === 'off' || status === 'unknown' || status === 'info') return 'quiet';
+  if (status === 'up' || status === 'on' || status === 'ok') return 'good';
+  if (status === 'down' || status === 'critical' || status === 'unconfigured') return 'bad';
+  // A workstation switched off is expected: information, not a warning.
+  if (status === 'offline (expected)' || status === 'off' || status === 'unknown' || status === 'info') return 'quiet';
   return 'warn';
 }
 
@@ -117,44 +126,64 @@ function usage(u) {
 function cache(c) {
   if (!c.enabled) return el('p', { text: 'off (gateway.cache)' });
   const parts = ['store ' + c.store, 'ttl ' + fmt.age(c.ttl_s), 'when ' + c.when, 'scope ' + c.scope];
-  if (c.store === 'memory') parts.push(fmt.n(c.entries) + ' answers', (c.bytes / 1048576).toFixed(1) + ' of ' + (c.max_size_bytes / 1048576).toFixed(0) + ' MiB');
+  if (c.store === 'memory') parts.push(fmt.n(c.entries) + (c.entries === 1 ? ' answer' : ' answers'), (c.bytes / 1048576).toFixed(1) + ' of ' + (c.max_size_bytes / 1048576).toFixed(0) + ' MiB');
   return el('p', { id: 'cache-line', text: parts.join(' · ') });
 }
 
-function keyForm(message) {
-  const input = el('input', { type: 'password', id: 'key', autocomplete: 'off', placeholder: 'master key' });
-  const form = el('form', { id: 'key-form' }, [el('label', { for: 'key', text: message }), input, el('button', { type: 'submit', text: 'Use key' })]);
-  form.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    key = input.value.trim();
-    sessionStorage.setItem(KEY_ITEM, key);
-    void refresh();
-  });
-  return form;
+// The key form: made once and put back on each refresh, so what is being typed stays.
+const keyInput = el('input', { type: 'password', id: 'key', autocomplete: 'off', placeholder: 'master key' });
+const keyLabel = el('label', { for: 'key' });
+const keyForm = el('form', { id: 'key-form' }, [keyLabel, keyInput, el('button', { type: 'submit', text: 'Use key' })]);
+keyForm.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  key = keyInput.value.trim();
+  keyInput.value = '';
+  sessionStorage.setItem(KEY_ITEM, key);
+  missing.clear();
+  void refresh();
+});
+
+/** An admin view, unless this gateway said it has none (no master key, no store, no cache). */
+async function admin(path) {
+  if (missing.has(path)) return undefined;
+  const r = await get(path);
+  if (r.status === 200 && r.body) return r.body;
+  if (r.status === 404 || (r.body && r.body.error && r.body.error.code === 'no_master_key')) missing.add(path);
+  return undefined;
 }
 
 async function refresh() {
   clearTimeout(timer);
+  const mine = ++seq;
   const main = document.getElementById('main');
   const status = document.getElementById('status');
   try {
     const h = await get('/health');
     if (h.body === undefined || !Array.isArray(h.body.backends)) throw new Error('the gateway answered /health with HTTP ' + h.status);
     const parts = [header(h.body), section('Nodes', 'nodes', nodes(h.body)), section('Roles', 'roles', roles(h.body)), section('Backends', 'backends', backends(h.body))];
-    if (h.body.details !== 'full') parts.splice(1, 0, keyForm(key === '' ? 'URLs, errors, usage and the cache need the master key:' : 'That key was not the master key:'));
-    else {
-      const [u, c] = await Promise.all([get('/admin/usage?by=role&since=today'), get('/admin/cache')]);
-      if (u.status === 200 && u.body && Array.isArray(u.body.data)) parts.push(section('Usage today', 'usage', usage(u.body)));
-      if (c.status === 200 && c.body) parts.push(section('Response cache', 'cache', cache(c.body)));
+    if (h.body.details !== 'full') {
+      keyLabel.textContent = key === '' ? 'Errors, usage and the cache need the master key:' : 'That key was not the master key:';
+      parts.splice(1, 0, keyForm);
+    } else if (key !== '') {
+      // Only a gateway with a master key has an admin API: an open one is not asked.
+      const [u, c] = await Promise.all([admin('/admin/usage?by=role&since=today'), admin('/admin/cache')]);
+      if (u !== undefined && Array.isArray(u.data)) parts.push(section('Usage today', 'usage', usage(u)));
+      if (c !== undefined) parts.push(section('Response cache', 'cache', cache(c)));
     }
+    if (mine !== seq) return;
     main.replaceChildren(...parts);
-    status.textContent = 'updated ' + new Date().toLocaleTimeString('en-GB');
+    main.className = '';
+    lastGood = Date.now();
+    status.textContent = 'updated ' + new Date(lastGood).toLocaleTimeString('en-GB');
     status.className = 'meta';
   } catch (e) {
-    status.textContent = 'cannot reach the gateway: ' + (e && e.message ? e.message : String(e));
+    if (mine !== seq) return;
+    const why = e && e.name === 'TimeoutError' ? 'no answer within ' + TIMEOUT_MS / 1000 + ' s' : e && e.message ? e.message : String(e);
+    status.textContent = 'cannot reach the gateway: ' + why + (lastGood === 0 ? '' : '; what is shown is from ' + new Date(lastGood).toLocaleTimeString('en-GB'));
     status.className = 'meta error';
+    main.className = 'stale';
   }
-  timer = setTimeout(refresh, REFRESH_MS);
+  if (mine === seq) timer = setTimeout(refresh, REFRESH_MS);
 }
 
 void refresh();

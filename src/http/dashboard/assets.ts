@@ -17,8 +17,8 @@ const PAGE = `<!doctype html>
 <script src="/dashboard/app.js" defer></script>
 </head>
 <body>
+<p id="status" class="meta" role="status"></p>
 <main id="main"><p class="meta">Loading the fleet…</p></main>
-<footer><span id="status" class="meta"></span></footer>
 </body>
 </html>
 `;
