@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cacheable, cacheControl, cacheKey, canonicalJson, type KeyParts } from './key.ts';
 import { MemoryStore } from './memory-store.ts';
-import { decodeEntry, encodeEntry, type CacheEntry } from './entry.ts';
+import { answerIds, decodeEntry, encodeEntry, ownAnswer, type CacheEntry } from './entry.ts';
 
 const parts: KeyParts = { scope: '', op: 'chat', route: 'chat-fast', salt: 's1', passthrough: undefined };
 const body = { model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }], temperature: 0, max_tokens: 8 };
@@ -89,6 +89,22 @@ test('the memory store: bounded in bytes, least recently used out first, entries
 test('an entry round-trips through its Redis form; anything else read back is a miss', () => {
   const e: CacheEntry = { body: 'data: {"x":"é"}\n\ndata: [DONE]\n\n', role: 'chat-fast', backend: 'armitage-qwen', model: 'Qwen', usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 }, storedAt: 123 };
   assert.deepEqual(decodeEntry(encodeEntry(e)), e);
+  assert.deepEqual(decodeEntry(encodeEntry({ ...e, id: 'chatcmpl-1', created: 5 })), { ...e, id: 'chatcmpl-1', created: 5 });
   assert.deepEqual(decodeEntry(encodeEntry({ ...e, usage: undefined })), { ...e, usage: undefined });
   for (const bad of [null, 42, 'not json', '{"body":1}', JSON.stringify({ ...e, storedAt: 'x' })]) assert.equal(decodeEntry(bad), undefined);
+});
+
+test('a hit\'s own answer: every "id" of the kept answer (a stream\'s every chunk) and its "created" replaced, nothing else', () => {
+  const chunk = (content: string): string => `data: {"id":"chatcmpl-abc123","object":"chat.completion.chunk","created":1700000000,"model":"m","choices":[{"index":0,"delta":{"content":${JSON.stringify(content)}}}]}\n\n`;
+  const body = chunk('the "id":"chatcmpl-abc123" quoted') + chunk(' more') + 'data: [DONE]\n\n';
+  const ids = answerIds(body);
+  assert.deepEqual(ids, { id: 'chatcmpl-abc123', created: 1700000000 });
+  const own = ownAnswer({ ...entry(body), ...ids }, 'req_42', 1800000000);
+  assert.equal((own.match(/"id":"chatcmpl-req_42"/g) ?? []).length, 2);
+  assert.equal((own.match(/"created":1800000000/g) ?? []).length, 2);
+  assert.match(own, /the \\"id\\":\\"chatcmpl-abc123\\" quoted/, 'text in the answer that looks like its id is the answer\'s, untouched');
+  assert.ok(own.endsWith('data: [DONE]\n\n'));
+  // Without an id (OpenAI's embeddings): as kept.
+  assert.equal(ownAnswer(entry('{"object":"list","data":[]}'), 'req_1', 1), '{"object":"list","data":[]}');
+  assert.deepEqual(answerIds('{"object":"list","data":[]}'), {});
 });

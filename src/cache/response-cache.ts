@@ -15,7 +15,7 @@ import type { Logger } from '../core/log.ts';
 import type { SharedRedis } from '../limits/redis-client.ts';
 import type { Resolved, Route } from '../routing/table.ts';
 import { bodyCacheControl, cacheable, cacheControl, cacheKey } from './key.ts';
-import type { CacheEntry, CacheStore } from './entry.ts';
+import { answerIds, type CacheEntry, type CacheStore } from './entry.ts';
 import { MemoryStore } from './memory-store.ts';
 import { RedisStore } from './redis-store.ts';
 
@@ -250,7 +250,7 @@ export class ResponseCache {
    * and given to the requests that waited for it either way.
    */
   keep(gw: Gateway, plan: CachePlan, served: Served, body: string, bytes = Buffer.byteLength(body)): void {
-    const entry: CacheEntry = { body, role: served.role, backend: served.backend, model: served.model, usage: served.usage, storedAt: Date.now() };
+    const entry: CacheEntry = { body, role: served.role, backend: served.backend, model: served.model, usage: served.usage, storedAt: Date.now(), ...answerIds(body) };
     const lead = plan.lead;
     plan.lead = undefined;
     lead?.(entry);

@@ -39,7 +39,7 @@ import { bodyTimedOut, closingErrorAnswer, NodeExchange, sendJson, sendText, typ
 import { FastLane } from './fast-lane.ts';
 import { dashboardAsset } from './dashboard/assets.ts';
 import { KeepingSink, ResponseCache, type CachePlan, type CacheResult } from '../cache/response-cache.ts';
-import type { CacheEntry } from '../cache/entry.ts';
+import { ownAnswer, type CacheEntry } from '../cache/entry.ts';
 import { CACHE_BACKEND } from '../config/types.ts';
 import type { Usage } from '../engines/types.ts';
 
@@ -399,7 +399,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         if (hit !== undefined) {
           served = cachedServed(body.model as string, plan!.route, hit);
           out.begin(served);
-          out.write(hit.body);
+          out.write(ownAnswer(hit, ctx.id, ctx.created));
           out.end();
         } else served = await gw.stream(op, body, ctx, keeping ?? out);
       } catch (e) {
@@ -425,7 +425,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       try {
         if (hit !== undefined && echo === undefined) {
           served = cachedServed(body.model as string, plan!.route, hit);
-          text = hit.body;
+          text = ownAnswer(hit, ctx.id, ctx.created);
         } else {
           let response: JsonObject;
           if (hit !== undefined) {
