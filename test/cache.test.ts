@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
-import { startFabric, post, chat, waitForLog, eventually, lastBody, type Fabric } from './helpers.ts';
+import { startFabric, post, chat, waitForLog, eventually, lastBody, openaiSchemaValidator, type Fabric } from './helpers.ts';
 import { startRedis, type RedisServer } from './support/servers.ts';
 
 const MASTER = 'fabric-master-key-for-cache-tests';
@@ -95,6 +95,7 @@ test('a deterministic chat answer is given again from the cache: same body, no b
   assert.equal(second.json.id, `chatcmpl-${second.headers.get('x-request-id')}`);
   assert.notEqual(second.json.id, first.json.id);
   assert.ok(second.json.created >= first.json.created);
+  assert.deepEqual(openaiSchemaValidator()('CreateChatCompletionResponse', second.json), [], 'a hit is an OpenAI answer too');
   assert.equal(sent('armitage'), before + 1, 'the backend was not asked again');
 
   // Anything that changes the answer is another entry.
