@@ -524,6 +524,10 @@ test('the admin API and fabric cache: what the cache holds, and clearing it; onl
 });
 
 const redis = await startRedis();
+let stopped: Promise<void> | undefined;
+/** Stopped once, by the Redis test or at the end (also when a name pattern skips that suite, whose hooks then do not run). */
+const stopRedis = (): Promise<void> => (stopped ??= typeof redis === 'string' ? Promise.resolve() : redis.close());
+after(stopRedis);
 
 describe('the cache in Redis, shared by two gateways', { skip: typeof redis === 'string' ? redis : false }, () => {
   const server = redis as RedisServer;
@@ -540,8 +544,6 @@ roles:
   const engines = [{ name: 'armitage', protocol: 'vllm' as const, model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat' as const, timing: FAST }];
   let a: Fabric;
   let b: Fabric;
-  let stopped: Promise<void> | undefined;
-  const stopRedis = (): Promise<void> => (stopped ??= server.close());
   before(async () => {
     const env = { FABRIC_MASTER_KEY: MASTER, REDIS_URL: server.url };
     a = await startFabric({ env, apiKey: MASTER, engines, yaml: redisYaml });

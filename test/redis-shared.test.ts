@@ -17,6 +17,10 @@ const FAST = { ttftMs: 5, tokensPerSecond: 2000, maxConcurrency: 256, maxQueue: 
 const auth = { authorization: `Bearer ${MASTER}` };
 
 const redis = await startRedis();
+let stopped: Promise<void> | undefined;
+/** Stopped once: by the suite, or at the end when a name pattern skips the suite (whose hooks then do not run). */
+const stopRedis = (): Promise<void> => (stopped ??= typeof redis === 'string' ? Promise.resolve() : redis.close());
+after(stopRedis);
 
 describe('two gateway processes sharing Redis', { skip: typeof redis === 'string' ? redis : false }, () => {
   const server = redis as RedisServer;
@@ -55,7 +59,7 @@ prices:
     await a?.stop();
     await b?.stop();
     await fleet.close();
-    await server.close();
+    await stopRedis();
     rmSync(dir, { recursive: true, force: true });
   });
 
