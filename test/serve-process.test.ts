@@ -575,6 +575,38 @@ test('--workers 2: the alert webhook is called once per change of level, not onc
   }
 });
 
+test('--workers 2: each worker keeps its own cache answers; fabric cache clear (DELETE /admin/cache) forgets every worker\'s', async () => {
+  const KEY = 'fabric-master-key-for-workers-cache-test';
+  const yaml = configYaml('blue').replace('gateway:\n', 'gateway:\n  master_key: env:FABRIC_MASTER_KEY\n  cache: true\n');
+  await withTwoWorkers('workers-cache.yaml', yaml, async (s) => {
+    const ask = async (init: { method: 'POST' | 'DELETE'; path: string; body?: string }): Promise<{ worker: string; cache: string | undefined; json: any }> => {
+      const dispatcher = new Agent({ connections: 1 });
+      try {
+        const r = await request(`${s.url}${init.path}`, { method: init.method, headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` }, body: init.body, dispatcher });
+        return { worker: String(r.headers['x-request-id']).slice(0, 16), cache: r.headers['x-fabric-cache'] as string | undefined, json: await r.body.json() };
+      } finally {
+        await dispatcher.close();
+      }
+    };
+    const same = JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'the same question' }], max_tokens: 4, temperature: 0 });
+    // Until each worker has answered it from its own cache.
+    const hitBy = new Set<string>();
+    for (let i = 0; i < 40 && hitBy.size < 2; i++) {
+      const r = await ask({ method: 'POST', path: '/v1/chat/completions', body: same });
+      if (r.cache === 'hit') hitBy.add(r.worker);
+    }
+    assert.equal(hitBy.size, 2, 'both workers answered from their cache');
+    const cleared = await ask({ method: 'DELETE', path: '/admin/cache' });
+    assert.equal(cleared.json.memory_entries, 2, 'one answer in each worker\'s memory');
+    const after = new Map<string, string>();
+    for (let i = 0; i < 40 && after.size < 2; i++) {
+      const r = await ask({ method: 'POST', path: '/v1/chat/completions', body: same });
+      if (!after.has(r.worker)) after.set(r.worker, r.cache!);
+    }
+    assert.deepEqual([...after.values()], ['miss', 'miss'], 'each worker\'s first answer after the clear was made again');
+  }, { FABRIC_MASTER_KEY: KEY });
+});
+
 test('--workers 2: /metrics shows every worker\'s series, each labelled with its worker, whichever worker answers the scrape', async () => {
   await withTwoWorkers('workers-metrics.yaml', configYaml('blue'), async (s) => {
     const workers = new Set<string>();
