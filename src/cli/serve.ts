@@ -224,6 +224,7 @@ export async function runServe(argv: string[]): Promise<number> {
   const where = any ? `${listenHost === '::' ? '[::]' : listenHost}:${running.port} (${running.url} from this machine)` : running.url;
   log.info(`AI Fabric gateway listening on ${where}${config.simulated ? ' (SIMULATED fleet)' : ''}`, {
     pid: process.pid, roles, backends: config.backends.size, auth: config.gateway.masterKey === undefined ? 'none (no master key configured)' : 'master key',
+    dashboard: `${running.url}/dashboard`,
   });
   const priority = new EventLoopPriority(log, { changed: (raised) => running.app.metrics?.eventLoopRealtime.set([], raised ? 1 : 0) });
   await priority.configure(config.gateway.realtime);
