@@ -103,14 +103,43 @@ function roles(h) {
   })), 'roles-table');
 }
 
+/**
+ * A backend taken out of rotation, probed now (POST /admin/health/probe, the master key's):
+ * one mended answers and is back at once, rather than at the end of its cooldown.
+ */
+function probeButton(b) {
+  const button = el('button', { type: 'button', class: 'probe', text: 'probe now' });
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    button.textContent = 'probing…';
+    try {
+      const r = await fetch('/admin/health/probe', {
+        method: 'POST', headers: { authorization: 'Bearer ' + key, 'content-type': 'application/json' },
+        body: JSON.stringify({ backends: [b.name] }), redirect: 'error', signal: AbortSignal.timeout(20000),
+      });
+      const body = await r.json().catch(() => undefined);
+      const result = body && Array.isArray(body.data) ? body.data[0] : undefined;
+      button.textContent = result === undefined ? 'HTTP ' + r.status : result.ok ? 'answers' : result.detail;
+    } catch (e) {
+      button.textContent = 'failed: ' + (e && e.message ? e.message : String(e));
+    }
+    void refresh();
+  });
+  return button;
+}
+
 function backends(h) {
+  // Probing needs the master key: shown only where the page has it (details: full and a key).
+  const canProbe = h.details === 'full' && key !== '';
   return table(['backend', 'node', 'engine', 'model', 'status', 'load', 'KV cache', 'requests / errors', 'p50 / p95', 'first token p50', 'last error'], h.backends.map((b) => {
     const l = b.load || {};
     const load = l.running === null || l.running === undefined ? String(b.outstanding) + ' out' : l.running + ' run · ' + (l.waiting || 0) + ' wait';
     const r = b.recent || {};
     return {
       name: b.name,
-      cells: [b.name, b.node || '–', b.engine, b.model, badge(b.status, tone(b.status)), load, fmt.pct(l.kv_cache_usage),
+      cells: [b.name, b.node || '–', b.engine, b.model,
+        canProbe && b.status !== 'up' && b.status !== 'unconfigured' ? el('span', {}, [badge(b.status, tone(b.status)), ' ', probeButton(b)]) : badge(b.status, tone(b.status)),
+        load, fmt.pct(l.kv_cache_usage),
         fmt.n(r.requests) + ' / ' + fmt.n(r.errors), fmt.ms(r.latency_p50_ms) + ' / ' + fmt.ms(r.latency_p95_ms), fmt.ms(r.ttft_p50_ms), b.last_error || '–'],
     };
   }), 'backends-table');

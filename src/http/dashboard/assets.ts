@@ -32,7 +32,7 @@ export interface Asset {
   headers: Record<string, string>;
 }
 
-const HEADERS = { 'content-security-policy': CSP, 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer', 'cache-control': 'no-cache' };
+const HEADERS = { 'content-security-policy': CSP, 'x-content-type-options': 'nosniff', 'referrer-policy': 'same-origin', 'cache-control': 'no-cache' };
 
 let files: Map<string, Asset> | undefined;
 
