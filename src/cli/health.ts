@@ -45,9 +45,9 @@ cache), node power state and last error. Coloured on a terminal, plain when pipe
 
 Exit status, by the runbook's alert levels:
   0  all up, or information only: a workstation off (expected), one chat backend down
-  1  warning: two or more backends down, or the always-on embeddings backend down
-     (with BACKEND|NODE: any of those backends down); a backend slow (its p95 above
-     its health policy's slow threshold)
+  1  warning: two or more backends down, or an embeddings backend down (always-on,
+     or a workstation's whose machine answers) (with BACKEND|NODE: any of those
+     backends down); a backend slow (its p95 above its health policy's slow threshold)
   2  critical: the gateway is down, or no backend can serve; also bad usage
 `;
 

@@ -28,6 +28,10 @@ test('levels: the runbook\'s thresholds', () => {
   const emb = fleet(b('motoko', 'down', ['embeddings']), b('armitage', 'up'));
   assert.equal(emb.level, 'warning');
   assert.match(emb.reasons[0]!, /always-on embeddings backend motoko .* is down/);
+  // On a workstation that is on (its engine answered with errors): a warning too, named as such.
+  const wsEmb = evaluate({ backends: [{ ...b('bge', 'down', ['embeddings']), power: 'workstation' }, b('armitage', 'up')] });
+  assert.equal(wsEmb.level, 'warning');
+  assert.match(wsEmb.reasons[0]!, /^workstation embeddings backend bge .* is down/);
   const none = fleet(b('motoko', 'down', ['embeddings']), b('armitage', 'offline (expected)'), b('cloud', 'unconfigured'));
   assert.equal(none.level, 'critical');
   assert.match(none.reasons[0]!, /no backend can serve/);
