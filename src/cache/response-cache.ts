@@ -118,11 +118,17 @@ export class ResponseCache {
 
   /** Forgets every answer kept (DELETE /admin/cache): this process's memory, and Redis when it is the store; how many went. */
   async clear(gw: Gateway): Promise<{ memory: number; redis: number | undefined }> {
-    this.#generation++;
-    const memory = this.#memory?.size ?? 0;
-    this.#memory?.clear();
+    const memory = this.clearMemory();
     const redis = gw.config.gateway.cache?.store === 'redis' && this.#redis !== undefined ? await this.#redis.clear() : undefined;
     return { memory, redis };
+  }
+
+  /** Forgets this process's answers (and those being made now); how many went. Another worker's clear reaches here too. */
+  clearMemory(): number {
+    this.#generation++;
+    const n = this.#memory?.size ?? 0;
+    this.#memory?.clear();
+    return n;
   }
 
   /** The memory store's entries and bytes, for metrics; undefined when none was made. */
@@ -130,7 +136,7 @@ export class ResponseCache {
     return this.#memory;
   }
 
-  #store(cfg: CacheConfig): CacheStore | undefined {
+  #store(cfg: CacheConfig): CacheStore {
     if (cfg.store === 'redis') {
       if (this.#redis !== undefined) return this.#redis;
       // A reload that set gateway.redis: Redis is connected at the next start; memory until then.
@@ -202,7 +208,7 @@ export class ResponseCache {
       return undefined;
     }
     const store = this.#store(gw.config.gateway.cache!);
-    const got = store?.get(plan.key);
+    const got = store.get(plan.key);
     return got instanceof Promise ? got.then((e) => this.#judge(plan, e, join)) : this.#judge(plan, got, join);
   }
 
@@ -261,9 +267,7 @@ export class ResponseCache {
     // role whose answers are never kept. A rule's target, chosen by the prompt, is kept.
     if (served.budgets !== undefined || served.failures.some((f) => f.role !== served.role)) return;
     if (served.role !== plan.route && gw.config.roles.get(served.role)?.cache === false) return;
-    const store = this.#store(cfg);
-    if (store === undefined) return;
-    store.set(plan.key, entry, heldBytes(body, bytes), plan.ttlMs);
+    this.#store(cfg).set(plan.key, entry, heldBytes(body, bytes), plan.ttlMs);
     this.counters.stored(plan.route);
   }
 }

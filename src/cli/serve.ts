@@ -313,11 +313,7 @@ function askSiblings(running: RunningGateway): void {
     return null;
   });
   // DELETE /admin/cache reached another worker: each holds its own memory store (Redis is cleared by the one asked).
-  siblings.on('cache-clear', () => {
-    const n = app.cache?.memory?.size ?? 0;
-    app.cache?.memory?.clear();
-    return n;
-  });
+  siblings.on('cache-clear', () => app.cache?.clearMemory() ?? 0);
   app.workers = { index, ask: (topic, payload) => siblings.ask(topic, payload) };
 }
 

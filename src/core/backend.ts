@@ -226,7 +226,12 @@ export class BackendRuntime implements Member {
   }
 
   /** A request (or, with probe: true, a health probe) failed. A further failure extends a cooldown, never shortens it. */
-  recordFailure(message: string, now: number, probe = false): void {
+  /**
+   * A failed request or probe. `answered`: whether the machine gave an HTTP answer (true: it is
+   * on; false: the connection failed); undefined leaves hostAnswered as it was.
+   */
+  recordFailure(message: string, now: number, probe = false, answered?: boolean): void {
+    if (answered !== undefined) this.hostAnswered = answered;
     if (this.consecutiveFailures === 0) this.#trafficInStreak = false;
     if (!probe) {
       this.#trafficInStreak = true;

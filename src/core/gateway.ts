@@ -302,15 +302,12 @@ export class Gateway {
             // A stream the client left after its first tokens: billed above, not the backend's failure.
             if (ctx.cancel.aborted) throw new ClientClosed(served, failures);
             // A stream that broke after its first byte was answered (with an error event), but the
-            // backend failed; unless the client's slow reading ran it out of time (neither way, then).
+            // backend failed (its machine, which streamed, is on); unless the client's slow reading
+            // ran it out of time (neither way, then).
             if (served.streamError === undefined) {
               backend.recordSuccess(ms);
               backend.recent.succeeded(started + ms, served.firstTokenMs ?? ms, served.firstTokenMs !== undefined);
-            } else if (!served.clientHeldBack) {
-              // It streamed: the machine is on, whatever broke.
-              backend.hostAnswered = true;
-              backend.recordFailure(served.streamError, Date.now());
-            }
+            } else if (!served.clientHeldBack) backend.recordFailure(served.streamError, Date.now(), false, true);
             return { response, served };
           } catch (e) {
             // Refused by the engine's translation before anything was sent: no attempt to trace.
@@ -363,14 +360,10 @@ export class Gateway {
               if (cf !== undefined) { usedContextFallback = true; chain = cf.chain; rerouted = true; ci = -1; }
               continue outer;
             }
-            if (f.failure !== 'rate_limited' || f.quotaSpent) {
-              // An HTTP answer, however bad (a 5xx, a 404 for another model), says the machine is on:
-              // a workstation failing so is down, not switched off (until a probe or a failed
-              // connection says otherwise). A failure of the gateway's own says nothing.
-              if (f.status !== undefined) backend.hostAnswered = true;
-              else if (f.failure === 'connect') backend.hostAnswered = false;
-              backend.recordFailure(f.message, Date.now());
-            }
+            // An HTTP answer, however bad (a 5xx, a 404 for another model), says the machine is on:
+            // a workstation failing so is down, not switched off (until a probe or a failed
+            // connection says otherwise). A failure of the gateway's own says nothing.
+            if (f.failure !== 'rate_limited' || f.quotaSpent) backend.recordFailure(f.message, Date.now(), false, f.status !== undefined ? true : f.failure === 'connect' ? false : undefined);
             backend.accountSpent = f.failure === 'quota_exceeded';
             // A wait the backend asks for that is longer than a request waits: not retried here
             // (skipReason below says so), and later requests pass it over until then.
