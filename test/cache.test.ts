@@ -524,9 +524,8 @@ test('the admin API and fabric cache: what the cache holds, and clearing it; onl
 });
 
 const redis = await startRedis();
-let stopped: Promise<void> | undefined;
-/** Stopped once, by the Redis test or at the end (also when a name pattern skips that suite, whose hooks then do not run). */
-const stopRedis = (): Promise<void> => (stopped ??= typeof redis === 'string' ? Promise.resolve() : redis.close());
+// Stopped by its suite, and here at the end too: a name pattern that skips the suite skips its hooks.
+const stopRedis = (): Promise<void> | undefined => (typeof redis === 'string' ? undefined : redis.close());
 after(stopRedis);
 
 describe('the cache in Redis, shared by two gateways', { skip: typeof redis === 'string' ? redis : false }, () => {
@@ -581,6 +580,19 @@ roles:
     const cleared = await (await fetch(`${b.url}/admin/cache`, { method: 'DELETE', headers: auth })).json() as any;
     assert.ok(cleared.redis_entries >= 1, JSON.stringify(cleared));
     assert.equal((await post(a.url, '/v1/chat/completions', body, auth)).headers.get('x-fabric-cache'), 'miss');
+
+    // A Redis that hangs (frozen): the lookup is given up at its deadline, a miss, warned of; not a hung request.
+    // (a's answer above was kept again: b would hit it if Redis answered.)
+    const from = b.logs.length;
+    server.pause();
+    try {
+      const hung = await post(b.url, '/v1/chat/completions', body, auth);
+      assert.equal(hung.status, 200);
+      assert.equal(hung.headers.get('x-fabric-cache'), 'miss');
+      await waitForLog(b, from, (r) => r.msg === 'cache: redis failed; requests are sent to backends (misses) until it answers again' && /no answer within 250 ms/.test(r.error));
+    } finally {
+      server.resume();
+    }
 
     await stopRedis();
     const down = await post(b.url, '/v1/chat/completions', body, auth);

@@ -5,10 +5,10 @@
 // skipped locally and fail under CI=true (.ci/run installs Debian's chromium).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from './temp-dir.ts';
-import { unavailable } from './servers.ts';
+import { stopper, unavailable } from './servers.ts';
 
 type Json = Record<string, any>;
 
@@ -60,14 +60,7 @@ export async function startBrowser(): Promise<Browser | string> {
     child.once('exit', () => { clearTimeout(timer); resolve(undefined); });
     child.once('error', () => { clearTimeout(timer); resolve(undefined); });
   });
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGKILL');
-      await exited;
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
+  const stop = stopper(child, dir, 'SIGKILL');
   if (wsUrl === undefined) {
     await stop();
     return unavailable('Chromium', `chromium did not start: ${err.slice(-1000)}`);

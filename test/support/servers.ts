@@ -146,7 +146,24 @@ export async function startPostgres(): Promise<PgServer | string> {
 export interface RedisServer {
   url: string;
   port: number;
+  /** Stops it (once: a second call waits for the first), its data dir removed. */
   close(): Promise<void>;
+  /** Freezes it (SIGSTOP): connections stay open and nothing answers, as a Redis that hangs. */
+  pause(): void;
+  resume(): void;
+}
+
+/** A child stopped with `signal` and awaited (unless it already ended), then its temp dir removed: once, however often called. */
+export function stopper(child: ChildProcess, dir: string, signal: NodeJS.Signals = 'SIGTERM'): () => Promise<void> {
+  let stopping: Promise<void> | undefined;
+  return () => (stopping ??= (async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill(signal);
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  })());
 }
 
 function ping(port: number): Promise<boolean> {
@@ -181,17 +198,14 @@ export async function startRedis(): Promise<RedisServer | string> {
   while (Date.now() < until) {
     if (child.exitCode !== null) break;
     if (await ping(port)) {
+      const stop = stopper(child, dir);
       return {
         url: `redis://127.0.0.1:${port}`,
         port,
-        async close() {
-          if (child.exitCode === null) {
-            const exited = new Promise((r) => child.once('exit', r));
-            child.kill('SIGTERM');
-            await exited;
-          }
-          rmSync(dir, { recursive: true, force: true });
-        },
+        // A frozen server takes no SIGTERM: it is woken first.
+        close: () => { child.kill('SIGCONT'); return stop(); },
+        pause: () => { child.kill('SIGSTOP'); },
+        resume: () => { child.kill('SIGCONT'); },
       };
     }
     await new Promise((r) => setTimeout(r, 50));
@@ -221,14 +235,7 @@ export async function startPrometheus(configFile: string): Promise<PrometheusSer
   let out = '';
   child.stdout!.on('data', (d) => { out += d.toString(); });
   child.stderr!.on('data', (d) => { out += d.toString(); });
-  const close = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
+  const close = stopper(child, dir);
   const until = Date.now() + 20_000;
   while (Date.now() < until && child.exitCode === null) {
     const ready = await fetch(`${url}/-/ready`).then((r) => r.ok, () => false);
