@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cacheable, cacheControl, cacheKey, canonicalJson, type KeyParts } from './key.ts';
 import { MemoryStore } from './memory-store.ts';
+import { KeepingSink, heldBytes } from './response-cache.ts';
+import type { Served, StreamSink } from '../core/gateway.ts';
 import { answerIds, decodeEntry, encodeEntry, ownAnswer, type CacheEntry } from './entry.ts';
 
 const parts: KeyParts = { scope: '', op: 'chat', route: 'chat-fast', salt: 's1', passthrough: undefined };
@@ -107,4 +109,35 @@ test('a hit\'s own answer: every "id" of the kept answer (a stream\'s every chun
   // Without an id (OpenAI's embeddings): as kept.
   assert.equal(ownAnswer(entry('{"object":"list","data":[]}'), 'req_1', 1), '{"object":"list","data":[]}');
   assert.deepEqual(answerIds('{"object":"list","data":[]}'), {});
+});
+
+test('an answer\'s size as kept: its UTF-8 bytes, or two bytes a character once anything is past ASCII (as V8 holds it)', () => {
+  const ascii = 'plain text';
+  assert.equal(heldBytes(ascii, Buffer.byteLength(ascii)), 10);
+  const accented = 'café au lait'; // 12 characters, 13 UTF-8 bytes, held two bytes each
+  assert.equal(heldBytes(accented, Buffer.byteLength(accented)), 24);
+  const cjk = '東京'; // 2 characters, 6 UTF-8 bytes
+  assert.equal(heldBytes(cjk, Buffer.byteLength(cjk)), 6);
+});
+
+test('streams being kept share one bound: past it, a stream keeps nothing and lets go of what it held; the client gets every byte either way', () => {
+  const got: string[] = [];
+  const inner: StreamSink = { begin() {}, write: (d) => { got.push(String(d)); return true; }, onDrain() {}, end() {} };
+  const budget = { held: 0, max: 10 };
+  const a = new KeepingSink(inner, 100, budget);
+  const b = new KeepingSink(inner, 100, budget);
+  a.begin({} as Served);
+  a.write('123456');
+  assert.equal(budget.held, 6);
+  b.write(Buffer.from('12345'));
+  assert.equal(b.kept(), undefined, 'over the shared bound: b keeps nothing');
+  assert.equal(budget.held, 6);
+  assert.deepEqual(a.kept(), { text: '123456', bytes: 6 });
+  assert.equal(budget.held, 0, 'a\'s bytes let go once taken');
+  const c = new KeepingSink(inner, 4, budget);
+  c.write('12345');
+  assert.equal(c.kept(), undefined, 'past its own max_entry');
+  c.dispose();
+  assert.equal(budget.held, 0);
+  assert.deepEqual(got, ['123456', '12345', '12345']);
 });

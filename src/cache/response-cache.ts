@@ -41,7 +41,7 @@ function routeFingerprint(route: Route<BackendRuntime>): string {
 }
 
 /** A string's size in memory, at least: V8 keeps one with any character past Latin-1 at two bytes a character. */
-function heldBytes(s: string, utf8: number): number {
+export function heldBytes(s: string, utf8: number): number {
   return utf8 === s.length ? utf8 : Math.max(utf8, 2 * s.length);
 }
 
