@@ -23,25 +23,32 @@ export function canonicalJson(v: unknown): string {
     for (let i = 0; i < v.length; i++) s += (i === 0 ? '' : ',') + canonicalJson(v[i]);
     return s + ']';
   }
-  const o = v as Record<string, unknown>;
+  return objectJson(v as Record<string, unknown>, (_k, x) => x === undefined);
+}
+
+/** An object as canonical JSON, its keys sorted, those `skip` says left out. */
+function objectJson(o: Record<string, unknown>, skip: (k: string, x: unknown) => boolean): string {
   let s = '{';
   let first = true;
   for (const k of Object.keys(o).sort()) {
     const x = o[k];
-    if (x === undefined) continue;
+    if (skip(k, x)) continue;
     s += (first ? '' : ',') + JSON.stringify(k) + ':' + canonicalJson(x);
     first = false;
   }
   return s + '}';
 }
 
+/** Top-level fields left out of the key: those that change no answer, absent ones, and stream: false (no stream). */
+const notInKey = (k: string, x: unknown): boolean => IGNORED.has(k) || x === undefined || x === null || (k === 'stream' && x !== true);
+
 export interface KeyParts {
-  /** The key's id when entries are kept per key; '' when shared (or no key). */
+  /** Whose answers: `k:<key id>` per key (`k:` for the master key and anonymous callers), or `shared`. */
   scope: string;
   op: Operation;
   /** The resolved route's name. */
   route: string;
-  /** What the route runs (src/cache/response-cache.ts): its backends and their models. */
+  /** What the route can run when healthy (response-cache.ts routeFingerprint). */
   salt: string;
   /** The name as asked for, on a pass-through route (a pattern sends it to the backend as it is). */
   passthrough: string | undefined;
@@ -51,16 +58,8 @@ export interface KeyParts {
 export function cacheKey(parts: KeyParts, body: JsonObject): string {
   const h = createHash('sha256');
   h.update(`${KEY_VERSION}\n${parts.scope}\n${parts.op}\n${parts.route}\n${parts.salt}\n${parts.passthrough ?? ''}\n`);
-  let s = '{';
-  let first = true;
-  for (const k of Object.keys(body).sort()) {
-    const x = body[k];
-    // A stream is its own entry (its bytes differ); stream: false is no stream.
-    if (IGNORED.has(k) || x === undefined || x === null || (k === 'stream' && x !== true)) continue;
-    s += (first ? '' : ',') + JSON.stringify(k) + ':' + canonicalJson(x);
-    first = false;
-  }
-  h.update(s + '}');
+  // A stream is its own entry (its bytes differ).
+  h.update(objectJson(body, notInKey));
   return h.digest('hex');
 }
 
