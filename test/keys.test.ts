@@ -260,6 +260,15 @@ test('admin input is checked field by field; unknown roles and keys are refused'
   assert.equal(patched.json.rpm, null);
   assert.deepEqual(patched.json.budget, { amount: 3, period: 'day' });
   assert.equal(patched.json.spend.limit, 3);
+  // null is "all roles" and "never", as the field errors say, under the native and LiteLLM names.
+  const scoped = await admin('/admin/keys', { name: 'scoped', roles: ['local/chat'], expires_in: '30d' });
+  const opened = await admin(`/admin/keys/${scoped.json.id}`, { roles: null, expires_in: null }, 'PATCH');
+  assert.equal(opened.status, 200, JSON.stringify(opened.json));
+  assert.deepEqual([opened.json.roles, opened.json.expires_at], [null, null]);
+  const again = await admin(`/admin/keys/${scoped.json.id}`, { models: ['local/chat'], duration: '1d' }, 'PATCH');
+  assert.deepEqual(again.json.roles, ['local/chat']);
+  const litellm = await admin(`/admin/keys/${scoped.json.id}`, { models: null, duration: null }, 'PATCH');
+  assert.deepEqual([litellm.json.roles, litellm.json.expires_at], [null, null]);
 });
 
 test('a name belongs to one key in use: a second is a 409 naming the holder; a revoked key frees it; a name stands for the id', async () => {

@@ -490,11 +490,11 @@ test('LiteLLM render: a token-count rule to the context-window fallback is enabl
   // back as the window): not expressible, and the window stays the window.
   const lower = litellmDoc(SEEDS_TEXT().replace('if_input_tokens_over: 12000                # the seeds', 'if_input_tokens_over: 4000 # the seeds'));
   assert.equal(lower.doc.model_list.find((m: { model_name: string }) => m.model_name === 'chat-fast').model_info.max_input_tokens, 8192);
-  assert.match(lower.text, /^# Not expressible in LiteLLM: chat-fast sends inputs over 4000 tokens to openai\/strong\.$/m);
+  assert.match(lower.text, /^# Not expressible in LiteLLM: chat-fast sends requests with input over 4000 tokens to openai\/strong\.$/m);
   // A rule to another role than the context-window fallback is not LiteLLM's to say.
   const other = litellmDoc(SEEDS_TEXT().replace(/route_to: openai\/strong/g, 'route_to: openai/cheap'));
   assert.equal(other.doc.router_settings.enable_pre_call_checks, undefined);
-  assert.match(other.text, /^# Not expressible in LiteLLM: chat-fast sends inputs over 12000 tokens to openai\/cheap\.$/m);
+  assert.match(other.text, /^# Not expressible in LiteLLM: chat-fast sends requests with input over 12000 tokens to openai\/cheap\.$/m);
   // Health: the gateway's defaults (3 consecutive failures, 30s) and the seeds' (allowed_fails 3, 30s) round trip.
   assert.deepEqual([doc.router_settings.allowed_fails, doc.router_settings.cooldown_time], [2, 30]);
   assert.match(text, /^# Health: allowed_fails 2 and cooldown_time 30s; .*doubles a repeated cooldown up to 300s/m);

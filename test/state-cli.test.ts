@@ -161,6 +161,33 @@ test('fabric keys --config writes the store directly; the running gateway picks 
   assert.equal(await statusOnceSynced('local/chat', k.key, 200), 401);
 });
 
+test('fabric keys update changes only the flags given, through the API and with --config; --meta sets one field and keeps the rest', async () => {
+  const viaApi = ['--url', f.url, '--key', MASTER];
+  const c = await fabric(['keys', 'create', 'notes-app', '--meta', 'tier=free', '--meta', 'owner=mdt', '--rpm', '30', '--roles', 'local/chat', '--json', ...viaApi]);
+  assert.equal(c.code, 0, c.stderr);
+  const k = JSON.parse(c.stdout);
+  const u = await fabric(['keys', 'update', 'notes-app', '--meta', 'tier=premium', '--tpm', '20k', ...viaApi]);
+  assert.equal(u.code, 0, u.stderr);
+  assert.match(u.stdout, new RegExp(`^updated ${k.id} \\(notes-app\\)\n`));
+  assert.match(u.stdout, /^limits +30 rpm, 20000 tpm$/m);
+  assert.match(u.stdout, /^metadata +\{"tier":"premium","owner":"mdt"\}$/m);
+  assert.match(u.stdout, /^roles +local\/chat$/m, 'what was not given stays');
+  assert.ok(!u.stdout.includes(k.key), 'an update never shows the key');
+  const cleared = await fabric(['keys', 'update', k.id, '--meta', 'owner=', '--rpm', 'none', '--roles', 'all', '--json', '--config', config]);
+  assert.equal(cleared.code, 0, cleared.stderr);
+  const v = JSON.parse(cleared.stdout);
+  assert.deepEqual([v.metadata, v.rpm, v.tpm, v.roles], [{ tier: 'premium' }, null, 20000, null]);
+  const nothing = await fabric(['keys', 'update', 'notes-app', ...viaApi]);
+  assert.equal(nothing.code, 2);
+  assert.match(nothing.stderr, /nothing to change: give --roles/);
+  const badRole = await fabric(['keys', 'update', 'notes-app', '--roles', 'nope', '--config', config]);
+  assert.equal(badRole.code, 1);
+  assert.match(badRole.stderr, /--roles: nope is not a role/);
+  const unknown = await fabric(['keys', 'update', 'no-such-key', '--rpm', '5', ...viaApi]);
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /no key with the id, name or secret "no-such-key"/);
+});
+
 test('keys create --expires: what the help offers (a duration, an ISO date or date-time) is taken; anything else is the flag\'s error, exit 2, through the API and with --config', async () => {
   const viaApi = ['--url', f.url, '--key', MASTER];
   for (const where of [viaApi, ['--config', config]]) {

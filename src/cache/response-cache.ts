@@ -14,6 +14,7 @@ import type { JsonObject, Operation, Usage } from '../engines/types.ts';
 import type { Logger } from '../core/log.ts';
 import type { SharedRedis } from '../limits/redis-client.ts';
 import type { Resolved, Route } from '../routing/table.ts';
+import { keyRuleMark, type Caller } from '../routing/rules.ts';
 import { bodyCacheControl, cacheable, cacheControl, cacheKey } from './key.ts';
 import { answerIds, type CacheEntry, type CacheStore } from './entry.ts';
 import { MemoryStore } from './memory-store.ts';
@@ -32,11 +33,14 @@ interface RoutePolicy extends CachePolicy {
  * never kept) and each of their backends' engine, URL, model and window.
  */
 function routeFingerprint(route: Route<BackendRuntime>): string {
-  const routes = [route, ...route.rules.map((r) => r.target), ...(route.contextFallback === undefined ? [] : [route.contextFallback])];
-  const text = routes.map((r) => `${r.name}\u0002${route.rules.find((x) => x.target === r)?.inputTokensOver ?? ''}\u0002${r.members.map((m) => {
+  const rules = route.rules.map((r) => [
+    r.target.name, r.inputTokensOver ?? '', r.keys === undefined ? '' : [...r.keys].join('\u0001'), r.keyMetadata === undefined ? '' : JSON.stringify(r.keyMetadata),
+  ].join('\u0002')).join('\u0003');
+  const routes = new Set([route, ...route.rules.map((r) => r.target), ...(route.contextFallback === undefined ? [] : [route.contextFallback])]);
+  const text = `${rules}\u0004${[...routes].map((r) => `${r.name}\u0002${r.members.map((m) => {
     const c = m.config;
     return `${m.name}\u0000${c.engine}\u0000${c.url}\u0000${c.model}\u0000${c.contextWindow ?? ''}`;
-  }).join('\u0001')}`).join('\u0003');
+  }).join('\u0001')}`).join('\u0003')}`;
   return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
 
@@ -170,7 +174,7 @@ export class ResponseCache {
    * with cache: off, a failure drill); a plan whose lookup and store may both be off (a sampled
    * request, the client's Cache-Control) otherwise.
    */
-  plan(gw: Gateway, op: Operation, body: JsonObject, keyId: string | undefined, control: string | undefined): CachePlan | undefined {
+  plan(gw: Gateway, op: Operation, body: JsonObject, key: (Caller & { id: string }) | undefined, control: string | undefined): CachePlan | undefined {
     const cfg = gw.config.gateway.cache;
     if (cfg === undefined) return undefined;
     this.streamBudget.max = cfg.maxSizeBytes;
@@ -186,12 +190,14 @@ export class ResponseCache {
     const ok = cacheable(op, body, policy.when);
     // Each key apart (the master key and anonymous callers together), or everyone's: a scope
     // changed by a reload never lets one caller's answers reach another.
-    const scope = cfg.scope === 'key' ? `k:${keyId ?? ''}` : 'shared';
-    const key = ok && (c.lookup || c.store)
-      ? cacheKey({ scope, op, route: r.route.name, salt: policy.salt, passthrough: r.route.passthrough ? model : undefined }, body)
+    const scope = cfg.scope === 'key' ? `k:${key?.id ?? ''}` : 'shared';
+    // Rules on who calls send the same body to different routes for different keys.
+    const mark = r.route.rules.length === 0 ? '' : keyRuleMark(r.route.rules, key);
+    const hash = ok && (c.lookup || c.store)
+      ? cacheKey({ scope, op, route: r.route.name, salt: mark === '' ? policy.salt : `${policy.salt}:${mark}`, passthrough: r.route.passthrough ? model : undefined }, body)
       : '';
     return {
-      key, route: r.route.name, ttlMs: c.ttlMs ?? policy.ttlMs, lookup: ok && c.lookup, store: ok && c.store, maxAgeMs: c.maxAgeMs, maxEntryBytes: cfg.maxEntryBytes,
+      key: hash, route: r.route.name, ttlMs: c.ttlMs ?? policy.ttlMs, lookup: ok && c.lookup, store: ok && c.store, maxAgeMs: c.maxAgeMs, maxEntryBytes: cfg.maxEntryBytes,
       generation: this.#generation,
     };
   }

@@ -1,11 +1,11 @@
-// fabric keys: virtual keys for applications and people — create, list, show, revoke, rotate.
+// fabric keys: virtual keys for applications and people — create, update, list, show, revoke, rotate.
 
 import { ConfigError } from '../config/issues.ts';
 import { roleByName } from '../config/types.ts';
 import { KeyAdmin, keyView } from '../keys/admin.ts';
 import { parseKeyInput } from '../keys/input.ts';
 import { configResolves, staleField, staleNote } from '../keys/stale.ts';
-import type { KeyRecord } from '../store/types.ts';
+import type { KeyPatch, KeyRecord } from '../store/types.ts';
 import { FabricError } from '../core/errors.ts';
 import { usd } from '../accounting/periods.ts';
 import { parseDuration } from '../config/units.ts';
@@ -16,6 +16,7 @@ import { parseCommand } from './args.ts';
 
 const HELP = `Usage: fabric keys create NAME [--roles R,R] [--rpm N] [--tpm N] [--role-limit R:rpm=N,tpm=N]... [--budget USD[/PERIOD]]
                          [--expires WHEN] [--meta K=V]...
+       fabric keys update ID|NAME [the same flags: only those given change]
        fabric keys list
        fabric keys show ID|NAME
        fabric keys revoke ID|NAME
@@ -38,7 +39,10 @@ role limits name no role, alias or model of the config any more (a role renamed 
   --budget USD[/PERIOD]        spend limit per day, week, month (default) or total, e.g. 10/month
   --expires WHEN    a duration from now (30d, 12h) or an ISO date-time (2027-01-31,
                     2027-01-31T18:00:00Z; without a zone, this machine's local time)
-  --meta K=V        metadata (repeatable), e.g. --meta app=obsidian --meta owner=mdt
+  --meta K=V        metadata (repeatable), e.g. --meta app=obsidian --meta tier=free; routing
+                    rules may send a key by it (if_key_metadata). update: sets that field,
+                    the others stay; --meta K= removes it
+  update also takes --roles all, --rpm none, --tpm none, --budget none, --expires never
   --url URL         the gateway (default: $FABRIC_URL, else http://127.0.0.1:4000)
   --key KEY         its master key; env:NAME reads it from the environment
                     (default: $FABRIC_API_KEY)
@@ -108,23 +112,33 @@ function expiresFlag(v: string, now: number = Date.now()): { expires_in: string 
   return { expires_at: new Date(t).toISOString() };
 }
 
-function createBody(name: string, v: Record<string, string | string[] | boolean | undefined>): Record<string, unknown> {
-  const body: Record<string, unknown> = { name };
-  if (typeof v.roles === 'string') body.roles = v.roles.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (typeof v.rpm === 'string') body.rpm = perMinute('rpm', v.rpm);
-  if (typeof v.tpm === 'string') body.tpm = perMinute('tpm', v.tpm);
-  if (typeof v.budget === 'string') body.budget = budgetFlag(v.budget);
-  if (typeof v.expires === 'string') Object.assign(body, expiresFlag(v.expires));
-  const meta = v.meta as string[] | undefined;
-  if (meta !== undefined && meta.length > 0) {
-    const md: Record<string, string> = {};
-    for (const kv of meta) {
-      const i = kv.indexOf('=');
-      if (i <= 0) throw new UsageError(`--meta must be KEY=VALUE, got ${JSON.stringify(kv)}`);
-      md[kv.slice(0, i)] = kv.slice(i + 1);
-    }
-    body.metadata = md;
-  }
+type Flags = Record<string, string | string[] | boolean | undefined>;
+
+/** --meta K=V pairs, in order; K= (an empty value) stands for "remove K" on update. */
+function metaFlags(v: Flags): [string, string][] {
+  return ((v.meta as string[] | undefined) ?? []).map((kv) => {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw new UsageError(`--meta must be KEY=VALUE, got ${JSON.stringify(kv)}`);
+    return [kv.slice(0, i), kv.slice(i + 1)];
+  });
+}
+
+/** The admin API's fields for the flags given; on update, the words that clear a setting are taken too. */
+function keyFields(v: Flags, update: boolean): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  const clear = (flag: string, word: string): boolean => update && typeof v[flag] === 'string' && (v[flag] as string).trim().toLowerCase() === word;
+  if (clear('roles', 'all')) body.roles = null;
+  else if (typeof v.roles === 'string') body.roles = v.roles.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (clear('rpm', 'none')) body.rpm = null;
+  else if (typeof v.rpm === 'string') body.rpm = perMinute('rpm', v.rpm);
+  if (clear('tpm', 'none')) body.tpm = null;
+  else if (typeof v.tpm === 'string') body.tpm = perMinute('tpm', v.tpm);
+  if (clear('budget', 'none')) body.budget = null;
+  else if (typeof v.budget === 'string') body.budget = budgetFlag(v.budget);
+  if (clear('expires', 'never')) body.expires_at = null;
+  else if (typeof v.expires === 'string') Object.assign(body, expiresFlag(v.expires));
+  const meta = metaFlags(v);
+  if (meta.length > 0 && !update) body.metadata = Object.fromEntries(meta);
   const rl = v['role-limit'] as string[] | undefined;
   if (rl !== undefined && rl.length > 0) body.role_limits = roleLimits(rl);
   return body;
@@ -160,7 +174,30 @@ function describeKey(k: View): string {
   return lines.join('\n') + '\n';
 }
 
-async function run(t: Target, sub: string, args: string[], v: Record<string, string | string[] | boolean | undefined>): Promise<number> {
+/**
+ * The key's fields for the store itself (--config / --data-dir), checked as the gateway's admin
+ * API would: roles that the config serves, limits kept under the role's name (not an alias).
+ */
+function checkedPatch(t: Target & { kind: 'store' }, body: Record<string, unknown>, mode: 'create' | 'update', v: Flags): KeyPatch {
+  const patch = parseKeyInput(body, mode);
+  // A store opened by --data-dir comes with no config: its roles cannot be checked here.
+  for (const r of t.config.roles.size === 0 ? [] : patch.roles ?? []) {
+    const known = roleByName(t.config.roles, r) !== undefined || [...t.config.backends.values()].some((b) => b.aliases.includes(r) || b.model === r);
+    if (!known) throw new UsageError(`--roles: ${r} is not a role, alias or model of ${String(v.config)}`);
+  }
+  if (patch.roleLimits !== undefined && t.config.roles.size > 0) {
+    const byRole: typeof patch.roleLimits = {};
+    for (const [r, limits] of Object.entries(patch.roleLimits)) {
+      const role = roleByName(t.config.roles, r);
+      if (role === undefined) throw new UsageError(`--role-limit: ${r} is not a role or role alias of ${String(v.config)}`);
+      byRole[role.name] = limits;
+    }
+    patch.roleLimits = byRole;
+  }
+  return patch;
+}
+
+async function run(t: Target, sub: string, args: string[], v: Flags): Promise<number> {
   const json = v.json === true;
   const out = (x: unknown, text: string): void => { process.stdout.write(json ? JSON.stringify(x, null, 2) + '\n' : text); };
   const admin = t.kind === 'store' ? new KeyAdmin(t.store) : undefined;
@@ -173,30 +210,31 @@ async function run(t: Target, sub: string, args: string[], v: Record<string, str
   };
   switch (sub) {
     case 'create': {
-      const body = createBody(need('a NAME', 'NAME'), v);
+      const body = { name: need('a NAME', 'NAME'), ...keyFields(v, false) };
       let created: View;
       if (t.kind === 'api') created = await api(t, 'POST', '/admin/keys', body);
       else {
-        const patch = parseKeyInput(body, 'create');
-        // A store opened by --data-dir comes with no config: its roles cannot be checked here.
-        for (const r of t.config.roles.size === 0 ? [] : patch.roles ?? []) {
-          const known = roleByName(t.config.roles, r) !== undefined || [...t.config.backends.values()].some((b) => b.aliases.includes(r) || b.model === r);
-          if (!known) throw new UsageError(`--roles: ${r} is not a role, alias or model of ${String(v.config)}`);
-        }
-        // Limits apply by role name: an alias is kept as its role's name (as the gateway's admin API does).
-        if (patch.roleLimits !== undefined && t.config.roles.size > 0) {
-          const byRole: typeof patch.roleLimits = {};
-          for (const [r, limits] of Object.entries(patch.roleLimits)) {
-            const role = roleByName(t.config.roles, r);
-            if (role === undefined) throw new UsageError(`--role-limit: ${r} is not a role or role alias of ${String(v.config)}`);
-            byRole[role.name] = limits;
-          }
-          patch.roleLimits = byRole;
-        }
-        const { record, secret } = await admin!.create(patch);
+        const { record, secret } = await admin!.create(checkedPatch(t, body, 'create', v));
         created = { ...keyView(record), key: secret };
       }
       out(created, `${describeKey(created)}\n${created.key}\n\nThis is the only time the key is shown: store it now (the gateway keeps only its hash).\n`);
+      return 0;
+    }
+    case 'update': {
+      const id = need('an ID or NAME', 'ID|NAME');
+      const body = keyFields(v, true);
+      const meta = metaFlags(v);
+      if (Object.keys(body).length === 0 && meta.length === 0) throw new UsageError('nothing to change: give --roles, --rpm, --tpm, --role-limit, --budget, --expires or --meta');
+      const was: View = t.kind === 'api' ? await api(t, 'GET', `/admin/keys/${encodeURIComponent(id)}`) : keyView(await admin!.find(id));
+      if (meta.length > 0) {
+        // Merged into what the key has: --meta tier=premium changes the tier and keeps the owner.
+        const md: Record<string, unknown> = { ...was.metadata };
+        for (const [k, val] of meta) if (val === '') delete md[k]; else md[k] = val;
+        body.metadata = md;
+      }
+      const k: View = t.kind === 'api' ? await api(t, 'PATCH', `/admin/keys/${encodeURIComponent(was.id)}`, body)
+        : view(await admin!.update(was.id, checkedPatch(t, body, 'update', v)));
+      out(k, `updated ${k.id} (${k.name})\n${describeKey(k)}`);
       return 0;
     }
     case 'list': {
@@ -265,7 +303,7 @@ export async function runKeys(argv: string[]): Promise<number> {
       process.stderr.write(`fabric keys: ${e.message}\n`);
       // Exit 2 for a command line to mend (as for an unknown option: a missing or malformed
       // argument), 1 for what was refused (the gateway, the store, the config's roles).
-      return e instanceof UsageError && /unknown subcommand|is required|must be/.test(e.message) ? 2 : 1;
+      return e instanceof UsageError && /unknown subcommand|is required|must be|nothing to change/.test(e.message) ? 2 : 1;
     }
     throw e;
   } finally {

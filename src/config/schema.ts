@@ -610,18 +610,79 @@ const ROLE_KEYS = [
   'kind', 'backends', 'aliases', 'fallbacks', 'context_window_fallback', 'strategy', 'rules', 'dimensions', 'description', 'affinity', 'cache',
 ] as const;
 
+const RULE_KEYS = ['if_input_tokens_over', 'if_key', 'if_key_metadata', 'route_to'] as const;
+
 function rules(r: Reporter, path: KeyPath, v: unknown): RoleRule[] {
   const out: RoleRule[] = [];
   list(r, path, v).forEach((raw, i) => {
     const p = [...path, i];
-    const m = mapping(r, p, raw, ['if_input_tokens_over', 'route_to']);
+    if (raw === null || raw === undefined) r.error(p, 'is empty: a rule is a condition and route_to, such as { if_input_tokens_over: 12000, route_to: openai/strong }');
+    const m = mapping(r, p, raw, RULE_KEYS);
+    // Kept even when refused (the config then is): later rules keep their index, which cross-checks name.
+    const rule: RoleRule = { routeTo: m === undefined ? '' : str(r, [...p, 'route_to'], m.route_to, true) };
+    out.push(rule);
     if (m === undefined) return;
-    if (m.if_input_tokens_over === undefined) r.error([...p, 'if_input_tokens_over'], 'is required (a token count)');
-    const over = int(r, [...p, 'if_input_tokens_over'], m.if_input_tokens_over, 0, 1);
-    const to = str(r, [...p, 'route_to'], m.route_to, true);
-    if (over > 0 && to !== '') out.push({ inputTokensOver: over, routeTo: to });
+    if (m.if_input_tokens_over === undefined && m.if_key === undefined && m.if_key_metadata === undefined) {
+      r.error(p, 'needs a condition: if_input_tokens_over (a token count), if_key (virtual key names) or if_key_metadata (entries of a virtual key\'s metadata)');
+    }
+    if (m.if_input_tokens_over !== undefined) {
+      const over = int(r, [...p, 'if_input_tokens_over'], m.if_input_tokens_over, 0, 1);
+      if (over > 0) rule.inputTokensOver = over;
+    }
+    if (m.if_key !== undefined) {
+      const keys = strList(r, [...p, 'if_key'], m.if_key);
+      if (keys.length > 0) rule.keys = keys;
+      else if (Array.isArray(m.if_key) && m.if_key.length === 0) r.error([...p, 'if_key'], 'names no key: list the virtual keys\' names (fabric keys list)');
+    }
+    if (m.if_key_metadata !== undefined) {
+      const md = keyMetadataCondition(r, [...p, 'if_key_metadata'], m.if_key_metadata);
+      if (md !== undefined) rule.keyMetadata = md;
+    }
   });
   return out;
+}
+
+/** Whether every request rule `b` applies to is taken by rule `a` (each of a's conditions follows from b's). */
+function ruleCovers(a: RoleRule, b: RoleRule): boolean {
+  if (a.inputTokensOver === undefined && a.keys === undefined && a.keyMetadata === undefined) return false; // refused already
+  if (a.inputTokensOver !== undefined && (b.inputTokensOver === undefined || b.inputTokensOver < a.inputTokensOver)) return false;
+  if (a.keys !== undefined && (b.keys === undefined || !b.keys.every((k) => a.keys!.includes(k)))) return false;
+  if (a.keyMetadata !== undefined) {
+    for (const [field, values] of Object.entries(a.keyMetadata)) {
+      const theirs = b.keyMetadata?.[field];
+      if (theirs === undefined || !theirs.every((x) => values.includes(x))) return false;
+    }
+  }
+  return true;
+}
+
+/** `{ tier: free }` or `{ tier: [free, trial] }`: each entry a metadata field and the values it may have, kept as text. */
+function keyMetadataCondition(r: Reporter, path: KeyPath, v: unknown): Record<string, string[]> | undefined {
+  if (!isObj(v)) {
+    r.error(path, `must be a mapping of metadata fields to values, such as { tier: free }, got ${describe(v)}`);
+    return undefined;
+  }
+  const out: Record<string, string[]> = {};
+  let ok = Object.keys(v).length > 0;
+  if (!ok) r.error(path, 'is empty: give at least one field, such as { tier: free }');
+  for (const [field, want] of Object.entries(v)) {
+    const items = Array.isArray(want) ? want : [want];
+    const values: string[] = [];
+    items.forEach((x, j) => {
+      const at = Array.isArray(want) ? [...path, field, j] : [...path, field];
+      if (typeof x === 'string' || typeof x === 'number' || typeof x === 'boolean') values.push(String(x));
+      else {
+        r.error(at, `must be a text, number or true/false (a key's metadata value is compared as text), got ${describe(x)}`);
+        ok = false;
+      }
+    });
+    if (values.length === 0 && Array.isArray(want)) {
+      r.error([...path, field], 'lists no value');
+      ok = false;
+    }
+    out[field] = values;
+  }
+  return ok ? out : undefined;
 }
 
 function roles(r: Reporter, v: unknown, backendMap: Map<string, BackendConfig>): Map<string, RoleConfig> {
@@ -720,7 +781,11 @@ function crossCheck(r: Reporter, cfg: FabricConfig): void {
     const p = ['roles', role.name];
     role.fallbacks.forEach((f, i) => mustBeRole(role, f, [...p, 'fallbacks', i]));
     if (role.contextWindowFallback !== undefined) mustBeRole(role, role.contextWindowFallback, [...p, 'context_window_fallback']);
-    role.rules.forEach((rule, i) => mustBeRole(role, rule.routeTo, [...p, 'rules', i, 'route_to']));
+    role.rules.forEach((rule, i) => {
+      if (rule.routeTo !== '') mustBeRole(role, rule.routeTo, [...p, 'rules', i, 'route_to']);
+      const first = role.rules.findIndex((earlier, k) => k < i && ruleCovers(earlier, rule));
+      if (first >= 0) r.warn([...p, 'rules', i], `never applies: rules[${first}] comes first and takes every request this one would (a role's rules are tried in the order written; put the narrower one first)`);
+    });
     if (role.dimensions !== undefined && role.kind !== 'embeddings') r.error([...p, 'dimensions'], 'only applies to embeddings roles');
     if (role.affinity === true && role.kind !== 'chat') r.warn([...p, 'affinity'], 'only chat conversations have a prefix to keep warm; ignored for embeddings', true);
     if (role.cache !== undefined && role.cache !== false && cfg.gateway.cache === undefined) {

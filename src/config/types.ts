@@ -111,7 +111,19 @@ export function ollamaNumCtx(b: Pick<BackendConfig, 'contextWindow' | 'serve'>):
   return b.contextWindow ?? b.serve?.maxModelLen;
 }
 
-export interface RoleRule { inputTokensOver: number; routeTo: string }
+/**
+ * Sends a role's request elsewhere when every condition it sets holds (at least one is set);
+ * a role's rules are tried in the order written, and the first that applies wins.
+ */
+export interface RoleRule {
+  /** The input, counted with a tokenizer, is longer than this. */
+  inputTokensOver?: number;
+  /** The request's virtual key is one of these (by name). */
+  keys?: string[];
+  /** The request's virtual key's metadata has each of these entries: one of the values listed, compared as text. */
+  keyMetadata?: Record<string, string[]>;
+  routeTo: string;
+}
 
 export interface RoleConfig {
   name: string;

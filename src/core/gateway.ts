@@ -8,6 +8,7 @@ import { RouteTable, type ListedModel, type Route } from '../routing/table.ts';
 import { TokenCounter } from '../tokens/count.ts';
 import { answerTokensEstimate } from '../tokens/estimate.ts';
 import { affinityKey } from '../routing/affinity.ts';
+import { keyConditionsHold, type Caller } from '../routing/rules.ts';
 import { suggest } from '../config/issues.ts';
 import { BackendRuntime } from './backend.ts';
 import { FabricError, STREAM_INTERRUPTED, wasSent, type AttemptFailure, type FailureClass } from './errors.ts';
@@ -35,6 +36,8 @@ export interface RequestContext {
   bodyBytes?: number;
   /** The W3C trace context each backend is sent: the client's as it came, or the gateway's own attempt spans (src/core/trace-context.ts). */
   trace?: TraceContext | undefined;
+  /** The request's virtual key, for rules on who calls (src/routing/rules.ts); absent for the master key and an open gateway. */
+  caller?: Caller | undefined;
 }
 
 /**
@@ -145,7 +148,7 @@ export class Gateway {
     this.table = new RouteTable(config, this.backends);
     this.#tokens = opts.tokens ?? new TokenCounter();
     this.#wakeFor = opts.wakeFor;
-    if ([...config.roles.values()].some((r) => r.rules.length > 0)) this.#tokens.preload();
+    if ([...config.roles.values()].some((r) => r.rules.some((x) => x.inputTokensOver !== undefined))) this.#tokens.preload();
   }
 
   models(): readonly ListedModel[] {
@@ -185,10 +188,11 @@ export class Gateway {
     return (await this.#attempts(op, body, ctx, (backend, served) => this.#streamAttempt(op, backend, body, ctx, sink, served, clientWantsUsage))).served;
   }
 
-  /** The first rule whose threshold the input exceeds picks the plan; else the route's own. */
-  async #plan(route: RouteT, body: JsonObject): Promise<RouteT | undefined> {
+  /** The first rule whose conditions all hold (those on the key first: they cost nothing) picks the plan; else the route's own. */
+  async #plan(route: RouteT, body: JsonObject, caller: Caller | undefined): Promise<RouteT | undefined> {
     for (const rule of route.rules) {
-      if (await this.#tokens.exceeds(body, rule.inputTokensOver)) return rule.target;
+      if (!keyConditionsHold(rule, caller)) continue;
+      if (rule.inputTokensOver === undefined || await this.#tokens.exceeds(body, rule.inputTokensOver)) return rule.target;
     }
     return undefined;
   }
@@ -218,7 +222,7 @@ export class Gateway {
   ): Promise<{ response: T; served: Served }> {
     const requested = body.model as string;
     const first = ctx.route ?? this.route(op, requested);
-    const ruled = first.rules.length === 0 ? undefined : await this.#plan(first, body);
+    const ruled = first.rules.length === 0 ? undefined : await this.#plan(first, body, ctx.caller);
     // The route's own chain, shared by every request: copied before anything is appended.
     let chain = (ruled ?? first).chain;
     let rerouted = ruled !== undefined;

@@ -351,6 +351,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     }
     const body: JsonObject = validateRequest(op, parsed, raw, gw.config.gateway.limits);
     inf.model = body.model as string;
+    ctx.caller = inf.key;
     const acct = app.accounting;
     if (acct !== undefined) {
       const a = acct.admit(op, body, raw, ctx, inf.key, gw);
@@ -359,7 +360,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     }
     // The response cache, when it covers this route (not for a failure drill, which must reach its fallback).
     const plan: CachePlan | undefined = gw.config.gateway.cache === undefined || ctx.drillFailPrimary === true ? undefined
-      : cache.plan(gw, op, body, inf.key?.id, x.headers['cache-control']);
+      : cache.plan(gw, op, body, inf.key, x.headers['cache-control']);
     let hit: CacheEntry | undefined;
     let cached: CacheResult | undefined;
     const stream = body.stream === true && op !== 'embeddings';

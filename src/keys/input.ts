@@ -63,13 +63,14 @@ export function parseKeyInput(body: unknown, mode: 'create' | 'update', now: num
     if (JSON.stringify(b.metadata).length > 16_384) throw bad('metadata', 'must be at most 16 KiB as JSON');
     out.metadata = b.metadata as Obj;
   }
-  const roles = b.roles ?? b.models;
+  // null is a value here (all roles; no expiry): not the absence `??` would take it for.
+  const roles = b.roles !== undefined ? b.roles : b.models;
   if (roles !== undefined) {
     if (roles === null) out.roles = undefined;
     else if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string' && r !== '')) throw bad('roles', 'must be a list of model names (roles or aliases), or null for all');
     else out.roles = roles.length === 0 && b.models !== undefined ? undefined : [...new Set(roles as string[])];
   }
-  const expIn = b.expires_in ?? b.duration;
+  const expIn = b.expires_in !== undefined ? b.expires_in : b.duration;
   if (b.expires_at !== undefined) {
     if (b.expires_at === null) out.expiresAt = undefined;
     else {

@@ -5,7 +5,7 @@
 // inverse of `fabric config import` (src/config/litellm/). Secrets stay references (os.environ/NAME).
 // What LiteLLM cannot say, or says differently, is named in the header.
 
-import { roleByName, type BackendConfig, type FabricConfig, type RoleConfig, type Strategy } from '../config/types.ts';
+import { roleByName, type BackendConfig, type FabricConfig, type RoleConfig, type RoleRule, type Strategy } from '../config/types.ts';
 import { yamlDoc, type RenderContext } from './common.ts';
 
 type Obj = Record<string, unknown>;
@@ -60,11 +60,22 @@ function roleName(cfg: FabricConfig, name: string): string {
 function preCallLimit(cfg: FabricConfig, r: RoleConfig): number | undefined {
   if (r.rules.length !== 1 || r.contextWindowFallback === undefined) return undefined;
   const rule = r.rules[0]!;
+  const over = rule.inputTokensOver;
+  if (over === undefined || rule.keys !== undefined || rule.keyMetadata !== undefined) return undefined;
   if (roleName(cfg, rule.routeTo) !== roleName(cfg, r.contextWindowFallback)) return undefined;
   // Below a backend's window the threshold would have to stand in for it as max_input_tokens,
   // which `fabric config import` reads back as the window: not the same fabric.
-  const below = r.backends.some((n) => { const w = cfg.backends.get(n)?.contextWindow; return w === undefined || rule.inputTokensOver < w; });
-  return below ? undefined : rule.inputTokensOver;
+  const below = r.backends.some((n) => { const w = cfg.backends.get(n)?.contextWindow; return w === undefined || over < w; });
+  return below ? undefined : over;
+}
+
+/** A rule's conditions in words, for the notes: "requests with input over 12000 tokens and key metadata tier=free". */
+function ruleText(rule: RoleRule): string {
+  const when: string[] = [];
+  if (rule.inputTokensOver !== undefined) when.push(`input over ${rule.inputTokensOver} tokens`);
+  if (rule.keys !== undefined) when.push(`the key${rule.keys.length > 1 ? 's' : ''} ${rule.keys.join(', ')}`);
+  if (rule.keyMetadata !== undefined) when.push(`key metadata ${Object.entries(rule.keyMetadata).map(([f, v]) => `${f}=${v.join('|')}`).join(', ')}`);
+  return `requests with ${when.join(' and ')}`;
 }
 
 export function litellmConfig(ctx: RenderContext): string {
@@ -77,7 +88,7 @@ export function litellmConfig(ctx: RenderContext): string {
   for (const role of cfg.roles.values()) {
     const limit = preCallLimit(cfg, role);
     if (limit !== undefined) preCall = true;
-    else for (const rule of role.rules) notes.push(`Not expressible in LiteLLM: ${role.name} sends inputs over ${rule.inputTokensOver} tokens to ${rule.routeTo}.`);
+    else for (const rule of role.rules) notes.push(`Not expressible in LiteLLM: ${role.name} sends ${ruleText(rule)} to ${rule.routeTo}.`);
     for (const name of role.backends) {
       const b = cfg.backends.get(name);
       if (b === undefined) continue;

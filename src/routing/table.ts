@@ -3,6 +3,7 @@
 // pattern (the name passes through unchanged), physical model id.
 
 import type { FabricConfig, RoleKind, RoleRule } from '../config/types.ts';
+import type { RouteRule } from './rules.ts';
 import { createBalancer, type Balancer, type Member } from './balancer.ts';
 
 export type RouteVia = 'role' | 'alias' | 'backend-alias' | 'pattern' | 'model';
@@ -19,7 +20,8 @@ export interface Route<M extends Member> {
   /** This route, then its fallbacks: a request's plan when no rule applies (built once, never changed). */
   chain: readonly Route<M>[];
   contextFallback: Route<M> | undefined;
-  rules: { inputTokensOver: number; target: Route<M> }[];
+  /** In the order written: the first whose conditions hold picks the plan (src/routing/rules.ts). */
+  rules: RouteRule<Route<M>>[];
 }
 
 export interface Resolved<M extends Member> {
@@ -82,9 +84,13 @@ export class RouteTable<M extends Member> {
       route.chain = [route, ...route.fallbacks];
       route.contextFallback = role.contextWindowFallback === undefined ? undefined : lookupRole(role.contextWindowFallback);
       route.rules = role.rules
-        .map((rule: RoleRule) => ({ inputTokensOver: rule.inputTokensOver, target: lookupRole(rule.routeTo)! }))
-        .filter((r) => r.target !== undefined)
-        .sort((a, b) => b.inputTokensOver - a.inputTokensOver);
+        .map((rule: RoleRule) => ({
+          inputTokensOver: rule.inputTokensOver,
+          keys: rule.keys === undefined ? undefined : new Set(rule.keys),
+          keyMetadata: rule.keyMetadata === undefined ? undefined : Object.entries(rule.keyMetadata),
+          target: lookupRole(rule.routeTo)!,
+        }))
+        .filter((r) => r.target !== undefined);
     }
     const kindOf = (backend: string): RoleKind => {
       for (const role of cfg.roles.values()) if (role.backends.includes(backend)) return role.kind;
