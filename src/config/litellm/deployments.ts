@@ -77,7 +77,7 @@ const PARAM_MESSAGES: Record<string, string> = {
   headers: 'not supported yet: no extra headers are sent to the backend',
   organization: 'not supported yet: no OpenAI-Organization header is sent',
   api_version: 'not supported: only Azure uses it, and Azure is not supported yet',
-  tags: 'not supported yet: tag-based routing is not available; the deployment serves every request of its model_name',
+  tags: 'not translated: tag-based routing (a request\'s or key\'s tags picking deployments) is not available; the deployment serves every request of its model_name. To route by caller, put the tagged deployments in a role of their own and send keys to it with a rule (rules: [{ if_key_metadata: { tier: free }, route_to: ROLE }])',
   mock_response: 'not supported: requests go to the backend',
 };
 

@@ -28,7 +28,7 @@ const ALERT_KINDS = 'not supported yet: alerts are sent when a backend goes down
 const NO_CALLBACKS = 'not carried over: "otel" is gateway.tracing (spans over OTLP/HTTP to the collector at OTEL_EXPORTER_OTLP_ENDPOINT: write its URL as tracing.endpoint), "prometheus" is the built-in GET /metrics; other logging integrations (Langfuse, …) are not supported, and the gateway writes one JSON log line per request to stdout';
 const NO_CONTENT_POLICY = 'not supported yet: a content-policy refusal is returned to the client, not rerouted';
 const RETRY_POLICY = 'not supported yet: retries follow each backend\'s max_retries (connection errors, 429 and 503)';
-const NO_TAGS = 'not supported yet: tag-based routing is not available';
+const NO_TAGS = 'not translated: tag-based routing is not available; to route by caller, give the tagged deployments a role of their own and send keys to it with a rule (if_key_metadata)';
 const NO_GLOBAL_LIMIT = 'not supported yet: the gateway has no global request limit; each backend\'s max_connections bounds what it is sent';
 /** drop_params, in litellm_settings or a deployment's litellm_params. */
 export const DROP_PARAMS = 'not supported yet: parameters go to OpenAI-compatible backends as the client sent them (the Ollama adapter passes only options Ollama knows)';
