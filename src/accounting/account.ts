@@ -3,6 +3,7 @@
 // (reserve before each attempt on a priced backend, settle after), and closed with one usage
 // record when the answer has ended — streams included, with the usage they reported.
 
+import { isImagePart } from '../engines/content-parts.ts';
 import type { AttemptHooks, AttemptVerdict, RequestContext, Served } from '../core/gateway.ts';
 import type { BackendRuntime } from '../core/backend.ts';
 import { FabricError, STREAM_INTERRUPTED, lastSentBackend, wasSent } from '../core/errors.ts';
@@ -44,11 +45,6 @@ const PROMPT_BOUND_EXTRA = 16;
  * reads 750, about a typical image's count. Its URL or base64 data is no measure of either.
  */
 export const IMAGE_PART_BOUND = 3_000;
-
-function isImagePart(p: object): boolean {
-  const t = (p as { type?: unknown }).type;
-  return t === 'image_url' || t === 'input_image' || t === 'image';
-}
 
 export function bodySize(body: JsonObject): BodySize {
   let bytes = 0;

@@ -34,7 +34,7 @@ interface RoutePolicy extends CachePolicy {
  */
 function routeFingerprint(route: Route<BackendRuntime>): string {
   const rules = route.rules.map((r) => [
-    r.target.name, r.inputTokensOver ?? '', r.keys === undefined ? '' : [...r.keys].join('\u0001'), r.keyMetadata === undefined ? '' : JSON.stringify(r.keyMetadata),
+    r.target.name, r.inputTokensOver ?? '', r.inputHas?.join(',') ?? '', r.keys === undefined ? '' : [...r.keys].join('\u0001'), r.keyMetadata === undefined ? '' : JSON.stringify(r.keyMetadata),
   ].join('\u0002')).join('\u0003');
   const routes = new Set([route, ...route.rules.map((r) => r.target), ...(route.contextFallback === undefined ? [] : [route.contextFallback])]);
   const text = `${rules}\u0004${[...routes].map((r) => `${r.name}\u0002${r.members.map((m) => {

@@ -25,12 +25,14 @@ const parse = (rules: string) => {
 };
 
 test('a rule may set any of its three conditions; each is kept as written, metadata values as text', () => {
-  const { rules, lines } = parse(`      - { if_key_metadata: { tier: [free, trial], plan: 2 }, route_to: chat-small }
+  const { rules, lines } = parse(`      - { if_input_has: [image, tools], route_to: chat-small }
+      - { if_key_metadata: { tier: [free, trial], plan: 2 }, route_to: chat-small }
       - { if_key: bulk-bot, if_input_tokens_over: 500, route_to: chat-small }
       - { if_key: [a, b], route_to: chat-small }
       - { if_input_tokens_over: 12000, route_to: chat-small }`);
   assert.deepEqual(lines, []);
   assert.deepEqual(rules, [
+    { routeTo: 'chat-small', inputHas: ['image', 'tools'] },
     { routeTo: 'chat-small', keyMetadata: { tier: ['free', 'trial'], plan: ['2'] } },
     { routeTo: 'chat-small', inputTokensOver: 500, keys: ['bulk-bot'] },
     { routeTo: 'chat-small', keys: ['a', 'b'] },
@@ -54,7 +56,7 @@ test('a rule without a condition, or with an empty or malformed one, is an error
   assert.equal(rules.length, 12);
   const errors = lines.filter((l) => l.includes(': error: '));
   const expect = [
-    /fabric\.yaml:10:9: error: roles\.chat\.rules\[0\]: needs a condition: if_input_tokens_over \(a token count\), if_key \(virtual key names\) or if_key_metadata/,
+    /fabric\.yaml:10:9: error: roles\.chat\.rules\[0\]: needs a condition: if_input_tokens_over \(a token count\), if_input_has \(image, audio, tools\), if_key \(virtual key names\) or if_key_metadata/,
     /fabric\.yaml:11:\d+: error: roles\.chat\.rules\[1\]\.if_key: names no key/,
     /fabric\.yaml:12:\d+: error: roles\.chat\.rules\[2\]\.if_key_metadata: is empty/,
     /fabric\.yaml:13:\d+: error: roles\.chat\.rules\[3\]\.if_key_metadata\.tier: must be a text, number or true\/false/,
@@ -62,7 +64,7 @@ test('a rule without a condition, or with an empty or malformed one, is an error
     /fabric\.yaml:15:\d+: error: roles\.chat\.rules\[5\]\.if_key_metadata\.tier: lists no value/,
     /fabric\.yaml:16:\d+: error: roles\.chat\.rules\[6\]\.if_input_tokens_over: must be an integer of at least 1, got number 0/,
     /fabric\.yaml:17:\d+: error: roles\.chat\.rules\[7\]\.route_to: names no role or role alias: "chat-nope"$/,
-    /fabric\.yaml:18:\d+: error: roles\.chat\.rules\[8\]\.when: unknown key; allowed: if_input_tokens_over, if_key, if_key_metadata, route_to/,
+    /fabric\.yaml:18:\d+: error: roles\.chat\.rules\[8\]\.when: unknown key; allowed: if_input_tokens_over, if_input_has, if_key, if_key_metadata, route_to/,
     /fabric\.yaml:19:\d+: error: roles\.chat\.rules\[9\]: must be a mapping, got string "just-a-name"/,
     /fabric\.yaml:20:\d+: error: roles\.chat\.rules\[10\]: is empty: a rule is a condition and route_to/,
     /fabric\.yaml:21:\d+: error: roles\.chat\.rules\[11\]\.route_to: names no role or role alias: "chat-nope"$/,
@@ -92,4 +94,20 @@ test('a rule an earlier one always takes is warned of, naming the earlier one; r
       - { if_key: [k1], if_key_metadata: { tier: free }, route_to: chat-small }
       - { if_key_metadata: { tier: free }, route_to: chat-small }`);
   assert.deepEqual(fine.lines, []);
+});
+
+test('if_input_has takes image, audio and tools, one or a list; a typo gets a did-you-mean; an embeddings role refuses it', () => {
+  const { lines } = parse(`      - { if_input_has: imagse, route_to: chat-small }
+      - { if_input_has: [], route_to: chat-small }`);
+  assert.match(lines[0]!, /fabric\.yaml:10:\d+: error: roles\.chat\.rules\[0\]\.if_input_has: must be one of image, audio, tools, got string "imagse" \(did you mean "image"\?\)/);
+  assert.match(lines[1]!, /fabric\.yaml:11:\d+: error: roles\.chat\.rules\[1\]\.if_input_has: names nothing/);
+  const r = parseFabricText(fabric('      - { if_input_has: tools, route_to: chat-small }').replace('  chat-small: { kind: chat, backends: [b] }', '  chat-small: { kind: chat, backends: [b] }\n  embed: { kind: embeddings, backends: [b], rules: [{ if_input_has: image, route_to: embed2 }] }\n  embed2: { kind: embeddings, backends: [a] }'), FILE);
+  assert.deepEqual(r.issues.map(formatIssue).filter((l) => l.includes('error')).map((l) => l.replace(/^.*?error: /, '')), [
+    'roles.embed.rules[0].if_input_has: only chat requests carry images, audio or tools: this is an embeddings role',
+  ]);
+  // An image rule takes every request an image-and-tools rule would.
+  const w = parse(`      - { if_input_has: image, route_to: chat-small }
+      - { if_input_has: [tools, image], route_to: chat-small }
+      - { if_input_has: tools, route_to: chat-small }`);
+  assert.deepEqual(w.lines.map((l) => l.replace(/^.*?warning: /, '').replace(/ comes first.*/, '')), ['roles.chat.rules[1]: never applies: rules[0]']);
 });

@@ -9,7 +9,7 @@ import { STATE_GATEWAY_KEYS, budgets, gatewayState, prices } from './state.ts';
 import {
   ENGINE_KINDS, NODE_POWER, ROLE_KINDS, STRATEGIES, DEFAULT_TIMEOUTS, defaultGateway, ALERT_FORMATS, ALERT_LEVELS, roleByName,
   isLoopbackHost, ollamaNumCtx, type AlertsConfig, type BackendConfig, type EngineKind, type FabricConfig, type GatewayConfig, type GpuSpec, type HealthPolicy, type NodeConfig,
-  type PatternRoute, type RoleConfig, type RoleRule, type SecretRef, type Timeouts, type TracingConfig, type WolTarget,
+  type PatternRoute, type RoleConfig, type RoleRule, INPUT_FEATURES, type SecretRef, type Timeouts, type TracingConfig, type WolTarget,
   CACHE_BACKEND, CACHE_STORES, CACHE_WHEN, CACHE_SCOPES, type CacheConfig, type CachePolicy,
 } from './types.ts';
 
@@ -610,7 +610,7 @@ const ROLE_KEYS = [
   'kind', 'backends', 'aliases', 'fallbacks', 'context_window_fallback', 'strategy', 'rules', 'dimensions', 'description', 'affinity', 'cache',
 ] as const;
 
-const RULE_KEYS = ['if_input_tokens_over', 'if_key', 'if_key_metadata', 'route_to'] as const;
+const RULE_KEYS = ['if_input_tokens_over', 'if_input_has', 'if_key', 'if_key_metadata', 'route_to'] as const;
 
 function rules(r: Reporter, path: KeyPath, v: unknown): RoleRule[] {
   const out: RoleRule[] = [];
@@ -622,8 +622,13 @@ function rules(r: Reporter, path: KeyPath, v: unknown): RoleRule[] {
     const rule: RoleRule = { routeTo: m === undefined ? '' : str(r, [...p, 'route_to'], m.route_to, true) };
     out.push(rule);
     if (m === undefined) return;
-    if (m.if_input_tokens_over === undefined && m.if_key === undefined && m.if_key_metadata === undefined) {
-      r.error(p, 'needs a condition: if_input_tokens_over (a token count), if_key (virtual key names) or if_key_metadata (entries of a virtual key\'s metadata)');
+    if (m.if_input_tokens_over === undefined && m.if_input_has === undefined && m.if_key === undefined && m.if_key_metadata === undefined) {
+      r.error(p, `needs a condition: if_input_tokens_over (a token count), if_input_has (${INPUT_FEATURES.join(', ')}), if_key (virtual key names) or if_key_metadata (entries of a virtual key's metadata)`);
+    }
+    if (m.if_input_has !== undefined) {
+      const has = list(r, [...p, 'if_input_has'], m.if_input_has).map((x, j) => oneOf(r, [...p, 'if_input_has', ...(Array.isArray(m.if_input_has) ? [j] : [])], x, INPUT_FEATURES, 'image'));
+      if (has.length > 0) rule.inputHas = [...new Set(has)];
+      else if (Array.isArray(m.if_input_has)) r.error([...p, 'if_input_has'], `names nothing: give ${INPUT_FEATURES.join(', ')}`);
     }
     if (m.if_input_tokens_over !== undefined) {
       const over = int(r, [...p, 'if_input_tokens_over'], m.if_input_tokens_over, 0, 1);
@@ -644,8 +649,9 @@ function rules(r: Reporter, path: KeyPath, v: unknown): RoleRule[] {
 
 /** Whether every request rule `b` applies to is taken by rule `a` (each of a's conditions follows from b's). */
 function ruleCovers(a: RoleRule, b: RoleRule): boolean {
-  if (a.inputTokensOver === undefined && a.keys === undefined && a.keyMetadata === undefined) return false; // refused already
+  if (a.inputTokensOver === undefined && a.inputHas === undefined && a.keys === undefined && a.keyMetadata === undefined) return false; // refused already
   if (a.inputTokensOver !== undefined && (b.inputTokensOver === undefined || b.inputTokensOver < a.inputTokensOver)) return false;
+  if (a.inputHas !== undefined && (b.inputHas === undefined || !a.inputHas.every((x) => b.inputHas!.includes(x)))) return false;
   if (a.keys !== undefined && (b.keys === undefined || !b.keys.every((k) => a.keys!.includes(k)))) return false;
   if (a.keyMetadata !== undefined) {
     for (const [field, values] of Object.entries(a.keyMetadata)) {
@@ -783,6 +789,7 @@ function crossCheck(r: Reporter, cfg: FabricConfig): void {
     if (role.contextWindowFallback !== undefined) mustBeRole(role, role.contextWindowFallback, [...p, 'context_window_fallback']);
     role.rules.forEach((rule, i) => {
       if (rule.routeTo !== '') mustBeRole(role, rule.routeTo, [...p, 'rules', i, 'route_to']);
+      if (rule.inputHas !== undefined && role.kind === 'embeddings') r.error([...p, 'rules', i, 'if_input_has'], 'only chat requests carry images, audio or tools: this is an embeddings role');
       const first = role.rules.findIndex((earlier, k) => k < i && ruleCovers(earlier, rule));
       if (first >= 0) r.warn([...p, 'rules', i], `never applies: rules[${first}] comes first and takes every request this one would (a role's rules are tried in the order written; put the narrower one first)`);
     });

@@ -122,8 +122,13 @@ export interface RoleRule {
   keys?: string[];
   /** The request's virtual key's metadata has each of these entries: one of the values listed, compared as text. */
   keyMetadata?: Record<string, string[]>;
+  /** The request carries each of these: an image or audio content part, tools to call. */
+  inputHas?: InputFeature[];
   routeTo: string;
 }
+
+export const INPUT_FEATURES = ['image', 'audio', 'tools'] as const;
+export type InputFeature = typeof INPUT_FEATURES[number];
 
 export interface RoleConfig {
   name: string;

@@ -8,7 +8,7 @@ import { RouteTable, type ListedModel, type Route } from '../routing/table.ts';
 import { TokenCounter } from '../tokens/count.ts';
 import { answerTokensEstimate } from '../tokens/estimate.ts';
 import { affinityKey } from '../routing/affinity.ts';
-import { keyConditionsHold, type Caller } from '../routing/rules.ts';
+import { inputHasAll, keyConditionsHold, type Caller } from '../routing/rules.ts';
 import { suggest } from '../config/issues.ts';
 import { BackendRuntime } from './backend.ts';
 import { FabricError, STREAM_INTERRUPTED, wasSent, type AttemptFailure, type FailureClass } from './errors.ts';
@@ -188,10 +188,11 @@ export class Gateway {
     return (await this.#attempts(op, body, ctx, (backend, served) => this.#streamAttempt(op, backend, body, ctx, sink, served, clientWantsUsage))).served;
   }
 
-  /** The first rule whose conditions all hold (those on the key first: they cost nothing) picks the plan; else the route's own. */
+  /** The first rule whose conditions all hold (the token count last: the others cost next to nothing) picks the plan; else the route's own. */
   async #plan(route: RouteT, body: JsonObject, caller: Caller | undefined): Promise<RouteT | undefined> {
     for (const rule of route.rules) {
       if (!keyConditionsHold(rule, caller)) continue;
+      if (rule.inputHas !== undefined && !inputHasAll(body, rule.inputHas)) continue;
       if (rule.inputTokensOver === undefined || await this.#tokens.exceeds(body, rule.inputTokensOver)) return rule.target;
     }
     return undefined;

@@ -61,7 +61,7 @@ function preCallLimit(cfg: FabricConfig, r: RoleConfig): number | undefined {
   if (r.rules.length !== 1 || r.contextWindowFallback === undefined) return undefined;
   const rule = r.rules[0]!;
   const over = rule.inputTokensOver;
-  if (over === undefined || rule.keys !== undefined || rule.keyMetadata !== undefined) return undefined;
+  if (over === undefined || rule.inputHas !== undefined || rule.keys !== undefined || rule.keyMetadata !== undefined) return undefined;
   if (roleName(cfg, rule.routeTo) !== roleName(cfg, r.contextWindowFallback)) return undefined;
   // Below a backend's window the threshold would have to stand in for it as max_input_tokens,
   // which `fabric config import` reads back as the window: not the same fabric.
@@ -73,6 +73,7 @@ function preCallLimit(cfg: FabricConfig, r: RoleConfig): number | undefined {
 function ruleText(rule: RoleRule): string {
   const when: string[] = [];
   if (rule.inputTokensOver !== undefined) when.push(`input over ${rule.inputTokensOver} tokens`);
+  if (rule.inputHas !== undefined) when.push(rule.inputHas.map((x) => x === 'tools' ? 'tools' : `${x} input`).join(' and '));
   if (rule.keys !== undefined) when.push(`the key${rule.keys.length > 1 ? 's' : ''} ${rule.keys.join(', ')}`);
   if (rule.keyMetadata !== undefined) when.push(`key metadata ${Object.entries(rule.keyMetadata).map(([f, v]) => `${f}=${v.join('|')}`).join(', ')}`);
   return `requests with ${when.join(' and ')}`;

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { keyConditionsHold, keyRuleMark, type RouteRule } from './rules.ts';
+import { inputHasAll, keyConditionsHold, keyRuleMark, type RouteRule } from './rules.ts';
 
-const rule = (r: Partial<RouteRule<string>>): RouteRule<string> => ({ inputTokensOver: undefined, keys: undefined, keyMetadata: undefined, target: 't', ...r });
+const rule = (r: Partial<RouteRule<string>>): RouteRule<string> => ({ inputTokensOver: undefined, inputHas: undefined, keys: undefined, keyMetadata: undefined, target: 't', ...r });
 const key = (name: string, metadata: Record<string, unknown> = {}) => ({ name, metadata });
 
 test('a key condition holds for the keys named, or a key whose metadata has every field given, with one of its values (as text)', () => {
@@ -35,4 +35,22 @@ test('the mark says which rules with key conditions hold, one character each; no
   assert.equal(keyRuleMark(rules, key('x', { tier: 'free' })), '01');
   assert.equal(keyRuleMark(rules, undefined), '00');
   assert.equal(keyRuleMark([rule({ inputTokensOver: 10 })], key('bot')), '');
+});
+
+test('what a request carries: image and audio parts in any message, tools when listed', () => {
+  const image = { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } };
+  const audio = { type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } };
+  const body = (content: unknown, extra: Record<string, unknown> = {}) => ({ messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content }], ...extra });
+  assert.equal(inputHasAll(body([{ type: 'text', text: 'hi' }, image]), ['image']), true);
+  assert.equal(inputHasAll(body([{ type: 'input_image', image_url: 'https://x/y.png' }]), ['image']), true);
+  assert.equal(inputHasAll(body('an image_url in words is text'), ['image']), false);
+  assert.equal(inputHasAll(body([{ type: 'text', text: 'hi' }]), ['image']), false);
+  assert.equal(inputHasAll(body([audio]), ['audio']), true);
+  assert.equal(inputHasAll(body([audio]), ['image']), false);
+  assert.equal(inputHasAll(body([image, audio]), ['image', 'audio']), true);
+  assert.equal(inputHasAll(body([image]), ['image', 'audio']), false, 'every feature listed');
+  assert.equal(inputHasAll(body('x', { tools: [{ type: 'function', function: { name: 'f' } }] }), ['tools']), true);
+  assert.equal(inputHasAll(body('x', { tools: [] }), ['tools']), false);
+  assert.equal(inputHasAll({ prompt: 'legacy' }, ['image']), false);
+  assert.equal(inputHasAll({ messages: [null, { content: [null, 7, image] }] }, ['image']), true, 'odd entries are passed over');
 });

@@ -1,8 +1,12 @@
 // A role's routing rules at request time: a request goes to the first rule's target whose every
-// condition holds — its input longer than a token count (counted by the gateway), or its
+// condition holds — its input longer than a token count (counted by the gateway), carrying an
+// image, audio or tools (to a model that takes them: the seeds' vision-general), or its
 // virtual key one of those named, or with the metadata given (the seeds' "user-tier routing":
 // free → Ollama, premium → vLLM). Who the caller is comes from the key the operator issued,
 // never from anything the request says about itself.
+
+import type { InputFeature } from '../config/types.ts';
+import { isAudioPart, isImagePart } from '../engines/content-parts.ts';
 
 /** The virtual key a request came with, as the rules see it (a KeyRecord is one). */
 export interface Caller {
@@ -12,6 +16,7 @@ export interface Caller {
 
 export interface RouteRule<T> {
   inputTokensOver: number | undefined;
+  inputHas: readonly InputFeature[] | undefined;
   keys: ReadonlySet<string> | undefined;
   /** Each field and the values (as text) it may have. */
   keyMetadata: ReadonlyArray<readonly [string, readonly string[]]> | undefined;
@@ -43,4 +48,26 @@ export function keyRuleMark(rules: readonly RouteRule<unknown>[], caller: Caller
     if (rule.keys !== undefined || rule.keyMetadata !== undefined) mark += keyConditionsHold(rule, caller) ? '1' : '0';
   }
   return mark;
+}
+
+/** Whether a chat request carries every one of `features`: tools to call, image or audio content parts. */
+export function inputHasAll(body: Record<string, unknown>, features: readonly InputFeature[]): boolean {
+  let image = false;
+  let audio = false;
+  const wantsParts = features.includes('image') || features.includes('audio');
+  if (wantsParts && Array.isArray(body.messages)) {
+    for (const m of body.messages) {
+      const c = typeof m === 'object' && m !== null ? (m as { content?: unknown }).content : undefined;
+      if (!Array.isArray(c)) continue;
+      for (const p of c) {
+        if (typeof p !== 'object' || p === null) continue;
+        if (isImagePart(p)) image = true;
+        else if (isAudioPart(p)) audio = true;
+      }
+    }
+  }
+  for (const f of features) {
+    if (f === 'image' ? !image : f === 'audio' ? !audio : !(Array.isArray(body.tools) && body.tools.length > 0)) return false;
+  }
+  return true;
 }

@@ -86,6 +86,7 @@ export class RouteTable<M extends Member> {
       route.rules = role.rules
         .map((rule: RoleRule) => ({
           inputTokensOver: rule.inputTokensOver,
+          inputHas: rule.inputHas,
           keys: rule.keys === undefined ? undefined : new Set(rule.keys),
           keyMetadata: rule.keyMetadata === undefined ? undefined : Object.entries(rule.keyMetadata),
           target: lookupRole(rule.routeTo)!,

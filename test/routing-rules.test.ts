@@ -1,7 +1,8 @@
-// Routing rules on who calls, end to end: the seeds' "user-tier routing" (free → Ollama,
-// premium → vLLM) written as rules on a role, with virtual keys made through the admin API and
-// requests from the official openai SDK and raw HTTP against simulated vLLM, Ollama and an
-// OpenAI-compatible cloud. The engines' own request counters say where each request went.
+// Routing rules end to end: the seeds' "user-tier routing" (free → Ollama, premium → vLLM) and
+// their vision-general role written as rules on a role, with virtual keys made through the
+// admin API and requests from the official openai SDK and raw HTTP against simulated vLLM,
+// Ollama and an OpenAI-compatible cloud. The engines' own request counters say where each
+// request went.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -36,6 +37,7 @@ before(async () => {
       { name: 'wintermute', protocol: 'vllm', model: 'casperhansen/llama-3-8b-instruct-awq', kind: 'chat', timing: FAST },
       { name: 'ollama', protocol: 'ollama', model: 'qwen2.5:7b', kind: 'chat', timing: FAST },
       { name: 'cloud', protocol: 'openai', model: 'gpt-4.1', kind: 'chat', timing: FAST },
+      { name: 'vision', protocol: 'vllm', model: 'Qwen/Qwen2.5-VL-7B-Instruct-AWQ', kind: 'chat', timing: FAST },
     ],
     yaml: (url) => `
 gateway:
@@ -46,16 +48,20 @@ backends:
   wintermute-llama: { engine: vllm, url: ${url('wintermute')}/v1, model: casperhansen/llama-3-8b-instruct-awq, max_retries: 0 }
   ollama-qwen: { engine: ollama, url: ${url('ollama')}, model: "qwen2.5:7b", max_retries: 0 }
   cloud-strong: { engine: openai-compatible, url: ${url('cloud')}/v1, model: gpt-4.1, cloud: true, max_retries: 0 }
+  vision-qwen: { engine: vllm, url: ${url('vision')}/v1, model: Qwen/Qwen2.5-VL-7B-Instruct-AWQ, max_retries: 0 }
 roles:
   chat:
     kind: chat
     backends: [wintermute-llama]
     aliases: [local/chat]
     rules:
+      - { if_input_has: image, route_to: vision-general }
       - { if_key_metadata: { tier: [free, trial] }, route_to: chat-free }
       - { if_key: [bulk-bot], if_input_tokens_over: 40, route_to: chat-free }
       - { if_input_tokens_over: 150, route_to: openai/strong }
+      - { if_input_has: tools, route_to: openai/strong }
   chat-free: { kind: chat, backends: [ollama-qwen] }
+  vision-general: { kind: chat, backends: [vision-qwen] }
   openai/strong: { kind: chat, backends: [cloud-strong] }
 `,
   });
@@ -151,4 +157,31 @@ test('a rule\'s reroute is counted in metrics and kept in the usage records unde
   const usage = await eventually(() => admin(`/admin/usage?by=role&key=${keys['free-app']!.id}`), (u) => (u.json.data ?? []).some((r: any) => r.role === 'chat-free' && r.requests >= 3));
   assert.equal(usage.status, 200);
   assert.deepEqual(usage.json.data.map((r: any) => r.role), ['chat-free'], JSON.stringify(usage.json));
+});
+
+const IMAGE = 'data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
+
+test('a request with an image goes to the vision role, whoever asks, also through the Responses API; the same text alone stays', async () => {
+  const before = sent('vision');
+  const parts = [{ type: 'text', text: 'what is in this picture?' }, { type: 'image_url', image_url: { url: IMAGE } }];
+  for (const key of [MASTER, keys['free-app']!.key, keys['premium-app']!.key]) {
+    const r = await post(f.url, '/v1/chat/completions', { model: 'chat', messages: [{ role: 'user', content: parts }], max_tokens: 5 }, { authorization: `Bearer ${key}` });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual([r.headers.get('x-fabric-role'), r.headers.get('x-fabric-rerouted')], ['vision-general', 'true']);
+  }
+  assert.equal(sent('vision') - before, 3);
+  const sdk = new OpenAI({ baseURL: `${f.url}/v1`, apiKey: keys['premium-app']!.key, maxRetries: 0 });
+  const { response } = await sdk.responses.create({ model: 'chat', max_output_tokens: 16, input: [{ role: 'user', content: [{ type: 'input_text', text: 'describe' }, { type: 'input_image', image_url: IMAGE, detail: 'auto' }] }] }).withResponse();
+  assert.equal(response.headers.get('x-fabric-role'), 'vision-general');
+  assert.equal(sent('vision') - before, 4);
+  const text = await ask(keys['premium-app']!.key, 'chat', 'what is in this picture?');
+  assert.equal(text.role, 'chat');
+  assert.equal(sent('vision') - before, 4);
+});
+
+test('a request with tools goes where its rule says, after the rules before it: a free key\'s stays on the free role', async () => {
+  const tools = [{ type: 'function', function: { name: 'lookup', description: 'look a word up', parameters: { type: 'object', properties: { q: { type: 'string' } } } } }];
+  assert.equal((await ask(keys['premium-app']!.key, 'chat', 'look up gateway', { tools })).role, 'openai/strong');
+  assert.equal((await ask(keys['free-app']!.key, 'chat', 'look up gateway', { tools })).role, 'chat-free');
+  assert.equal((await ask(keys['premium-app']!.key, 'chat', 'look up gateway', { tools: [] })).role, 'chat', 'an empty list is no tools');
 });
