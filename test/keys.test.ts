@@ -267,8 +267,13 @@ test('admin input is checked field by field; unknown roles and keys are refused'
   assert.deepEqual([opened.json.roles, opened.json.expires_at], [null, null]);
   const again = await admin(`/admin/keys/${scoped.json.id}`, { models: ['local/chat'], duration: '1d' }, 'PATCH');
   assert.deepEqual(again.json.roles, ['local/chat']);
-  const litellm = await admin(`/admin/keys/${scoped.json.id}`, { models: null, duration: null }, 'PATCH');
-  assert.deepEqual([litellm.json.roles, litellm.json.expires_at], [null, null]);
+  // LiteLLM's clients send every field: a null models or duration there changes nothing (as
+  // LiteLLM's /key/update has it); its duration "-1" is no expiry.
+  const litellm = await admin(`/admin/keys/${scoped.json.id}`, { models: null, duration: null, metadata: { tier: 'free' } }, 'PATCH');
+  assert.deepEqual([litellm.json.roles, litellm.json.expires_at, litellm.json.metadata], [['local/chat'], again.json.expires_at, { tier: 'free' }]);
+  assert.notEqual(again.json.expires_at, null);
+  const forever = await admin(`/admin/keys/${scoped.json.id}`, { duration: '-1' }, 'PATCH');
+  assert.equal(forever.json.expires_at, null);
 });
 
 test('a name belongs to one key in use: a second is a 409 naming the holder; a revoked key frees it; a name stands for the id', async () => {

@@ -49,6 +49,7 @@ backends:
   ollama-qwen: { engine: ollama, url: ${url('ollama')}, model: "qwen2.5:7b", max_retries: 0 }
   cloud-strong: { engine: openai-compatible, url: ${url('cloud')}/v1, model: gpt-4.1, cloud: true, max_retries: 0 }
   vision-qwen: { engine: vllm, url: ${url('vision')}/v1, model: Qwen/Qwen2.5-VL-7B-Instruct-AWQ, max_retries: 0 }
+  small-window: { engine: vllm, url: ${url('vision')}/v1, model: Qwen/Qwen2.5-VL-7B-Instruct-AWQ, max_retries: 0, context_window: 64 }
 roles:
   chat:
     kind: chat
@@ -62,6 +63,12 @@ roles:
       - { if_input_has: tools, route_to: openai/strong }
   chat-free: { kind: chat, backends: [ollama-qwen] }
   vision-general: { kind: chat, backends: [vision-qwen] }
+  chat-windowed:
+    kind: chat
+    backends: [wintermute-llama]
+    context_window_fallback: openai/strong
+    rules: [{ if_key_metadata: { tier: free }, route_to: chat-small-window }]
+  chat-small-window: { kind: chat, backends: [small-window] }
   openai/strong: { kind: chat, backends: [cloud-strong] }
 `,
   });
@@ -184,4 +191,24 @@ test('a request with tools goes where its rule says, after the rules before it: 
   assert.equal((await ask(keys['premium-app']!.key, 'chat', 'look up gateway', { tools })).role, 'openai/strong');
   assert.equal((await ask(keys['free-app']!.key, 'chat', 'look up gateway', { tools })).role, 'chat-free');
   assert.equal((await ask(keys['premium-app']!.key, 'chat', 'look up gateway', { tools: [] })).role, 'chat', 'an empty list is no tools');
+});
+
+test('a prompt too long for a rule\'s target is not sent to the asked role\'s context-window fallback: that is another tier\'s', async () => {
+  const k = await admin('/admin/keys', { name: 'free-any-role', metadata: { tier: 'free' } });
+  const cloud = sent('cloud');
+  const free = await post(f.url, '/v1/chat/completions', chat('chat-windowed', LONG), { authorization: `Bearer ${k.json.key}` });
+  assert.equal(free.status, 400, free.text);
+  assert.equal(free.json.error.code, 'context_length_exceeded');
+  assert.equal(sent('cloud'), cloud, 'the cloud fallback of chat-windowed is not the free tier\'s');
+  const premium = await ask(keys['premium-app']!.key, 'chat-windowed', LONG);
+  assert.equal(premium.role, 'chat-windowed');
+});
+
+test('a tier holds when its keys are limited to their roles: a free key cannot name the premium backend\'s model instead', async () => {
+  const r = await post(f.url, '/v1/chat/completions', chat('casperhansen/llama-3-8b-instruct-awq'), { authorization: `Bearer ${keys['free-app']!.key}` });
+  assert.equal(r.status, 403, r.text);
+  // A key with no roles list may: rules apply to the role they are on.
+  const open = await post(f.url, '/v1/chat/completions', chat('casperhansen/llama-3-8b-instruct-awq'), { authorization: `Bearer ${keys['trial-app']!.key}` });
+  assert.equal(open.status, 200, open.text);
+  assert.equal(open.headers.get('x-fabric-backend'), 'wintermute-llama');
 });

@@ -122,9 +122,11 @@ test('reloads under a steady load fail no request: SIGHUP, a file change, and an
   const load = steadyLoad(s.url, 6);
   try {
     await pause(500);
-    writeFileSync(file, configYaml('green'));
+    // With a warning: said on reload as at start.
+    writeFileSync(file, configYaml('green', '  ruled: { kind: chat, backends: [blue], rules: [{ if_input_has: tools, route_to: chat }, { if_input_has: [tools, image], route_to: chat }] }\n'));
     s.proc.kill('SIGHUP');
     await s.waitFor(/config reloaded/);
+    await s.waitFor(/warning: roles\.ruled\.rules\[1\]: never applies: rules\[0\] comes first/);
     await pause(500);
     // A broken file: refused, with its reason; the previous config keeps serving.
     writeFileSync(file, configYaml('green', 'roles:\n  oops: {}\n'));

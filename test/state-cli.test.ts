@@ -177,6 +177,18 @@ test('fabric keys update changes only the flags given, through the API and with 
   assert.equal(cleared.code, 0, cleared.stderr);
   const v = JSON.parse(cleared.stdout);
   assert.deepEqual([v.metadata, v.rpm, v.tpm, v.roles], [{ tier: 'premium' }, null, 20000, null]);
+  // Role limits merge as metadata does: the role given changes, with none it loses them, the others keep theirs.
+  const two = await fabric(['keys', 'update', 'notes-app', '--role-limit', 'chat-fast:rpm=5', '--role-limit', 'other-role:rpm=7', '--json', '--config', config]);
+  assert.equal(two.code, 1, 'a role the config does not have is refused with --config');
+  const five = await fabric(['keys', 'update', 'notes-app', '--role-limit', 'chat-fast:rpm=5,tpm=900', '--json', ...viaApi]);
+  assert.deepEqual(JSON.parse(five.stdout).role_limits, { 'chat-fast': { rpm: 5, tpm: 900 } });
+  const nine = await fabric(['keys', 'update', 'notes-app', '--role-limit', 'local/chat:rpm=9', '--json', '--config', config]);
+  assert.deepEqual(JSON.parse(nine.stdout).role_limits, { 'chat-fast': { rpm: 9 } }, 'given by alias, kept under its role');
+  const off = await fabric(['keys', 'update', 'notes-app', '--role-limit', 'chat-fast:none', '--json', ...viaApi]);
+  assert.deepEqual(JSON.parse(off.stdout).role_limits, {});
+  const noRoles = await fabric(['keys', 'update', 'notes-app', '--roles', ' , ', ...viaApi]);
+  assert.equal(noRoles.code, 2);
+  assert.match(noRoles.stderr, /--roles must be one or more roles or aliases \(or all\), got " , "/);
   const nothing = await fabric(['keys', 'update', 'notes-app', ...viaApi]);
   assert.equal(nothing.code, 2);
   assert.match(nothing.stderr, /nothing to change: give --roles/);

@@ -37,7 +37,8 @@ function routeFingerprint(route: Route<BackendRuntime>): string {
     r.target.name, r.inputTokensOver ?? '', r.inputHas?.join(',') ?? '', r.keys === undefined ? '' : [...r.keys].join('\u0001'), r.keyMetadata === undefined ? '' : JSON.stringify(r.keyMetadata),
   ].join('\u0002')).join('\u0003');
   const routes = new Set([route, ...route.rules.map((r) => r.target), ...(route.contextFallback === undefined ? [] : [route.contextFallback])]);
-  const text = `${rules}\u0004${[...routes].map((r) => `${r.name}\u0002${r.members.map((m) => {
+  // A route without rules reads as it did before rules had other conditions: its answers kept then still match.
+  const text = `${rules === '' ? '' : `${rules}\u0004`}${[...routes].map((r) => `${r.name}\u0002\u0002${r.members.map((m) => {
     const c = m.config;
     return `${m.name}\u0000${c.engine}\u0000${c.url}\u0000${c.model}\u0000${c.contextWindow ?? ''}`;
   }).join('\u0001')}`).join('\u0003')}`;
@@ -191,11 +192,12 @@ export class ResponseCache {
     // Each key apart (the master key and anonymous callers together), or everyone's: a scope
     // changed by a reload never lets one caller's answers reach another.
     const scope = cfg.scope === 'key' ? `k:${key?.id ?? ''}` : 'shared';
-    // Rules on who calls send the same body to different routes for different keys.
-    const mark = r.route.rules.length === 0 ? '' : keyRuleMark(r.route.rules, key);
-    const hash = ok && (c.lookup || c.store)
-      ? cacheKey({ scope, op, route: r.route.name, salt: mark === '' ? policy.salt : `${policy.salt}:${mark}`, passthrough: r.route.passthrough ? model : undefined }, body)
-      : '';
+    let hash = '';
+    if (ok && (c.lookup || c.store)) {
+      // Rules on who calls send the same body to different routes for different keys.
+      const mark = r.route.rules.length === 0 ? '' : keyRuleMark(r.route.rules, key);
+      hash = cacheKey({ scope, op, route: r.route.name, salt: mark === '' ? policy.salt : `${policy.salt}:${mark}`, passthrough: r.route.passthrough ? model : undefined }, body);
+    }
     return {
       key: hash, route: r.route.name, ttlMs: c.ttlMs ?? policy.ttlMs, lookup: ok && c.lookup, store: ok && c.store, maxAgeMs: c.maxAgeMs, maxEntryBytes: cfg.maxEntryBytes,
       generation: this.#generation,

@@ -35,7 +35,8 @@ role limits name no role, alias or model of the config any more (a role renamed 
 
   --roles R,R       the models (roles or aliases) the key may use; default: all
   --rpm N, --tpm N  requests / tokens per minute: 60, 20000, 20k (a malformed one is an error, exit 2)
-  --role-limit R:rpm=N,tpm=N   limits for one role on top of the key-wide ones (repeatable)
+  --role-limit R:rpm=N,tpm=N   limits for one role on top of the key-wide ones (repeatable);
+                    update: merged, the roles not given keep theirs; R:none takes them off
   --budget USD[/PERIOD]        spend limit per day, week, month (default) or total, e.g. 10/month
   --expires WHEN    a duration from now (30d, 12h) or an ISO date-time (2027-01-31,
                     2027-01-31T18:00:00Z; without a zone, this machine's local time)
@@ -61,11 +62,17 @@ function budgetFlag(v: string): { amount: number; period: string } {
   return { amount: Number(m[1]), period: m[2] ?? 'month' };
 }
 
-function roleLimits(vs: string[]): Record<string, { rpm?: number; tpm?: number }> {
-  const out: Record<string, { rpm?: number; tpm?: number }> = {};
+/** --role-limit R:rpm=N,tpm=N; on update, R:none (null) takes the role's limits off. */
+function roleLimits(vs: string[], update: boolean): Record<string, { rpm?: number; tpm?: number } | null> {
+  const out: Record<string, { rpm?: number; tpm?: number } | null> = {};
   for (const v of vs) {
+    const off = update ? /^(.+):none$/i.exec(v) : null;
+    if (off !== null) {
+      out[off[1]!] = null;
+      continue;
+    }
     const m = /^(.+):((?:rpm|tpm)=\d+(?:,(?:rpm|tpm)=\d+)?)$/.exec(v);
-    if (m === null) throw new UsageError(`--role-limit must be ROLE:rpm=N[,tpm=N], got ${JSON.stringify(v)}`);
+    if (m === null) throw new UsageError(`--role-limit must be ROLE:rpm=N[,tpm=N]${update ? ' or ROLE:none' : ''}, got ${JSON.stringify(v)}`);
     const lim: { rpm?: number; tpm?: number } = {};
     for (const part of m[2]!.split(',')) {
       const [k, n] = part.split('=') as ['rpm' | 'tpm', string];
@@ -128,7 +135,11 @@ function keyFields(v: Flags, update: boolean): Record<string, unknown> {
   const body: Record<string, unknown> = {};
   const clear = (flag: string, word: string): boolean => update && typeof v[flag] === 'string' && (v[flag] as string).trim().toLowerCase() === word;
   if (clear('roles', 'all')) body.roles = null;
-  else if (typeof v.roles === 'string') body.roles = v.roles.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  else if (typeof v.roles === 'string') {
+    body.roles = v.roles.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    // An empty list would be a key that may use nothing: never what was meant.
+    if ((body.roles as string[]).length === 0) throw new UsageError(`--roles must be one or more roles or aliases${update ? ' (or all)' : ''}, got ${JSON.stringify(v.roles)}`);
+  }
   if (clear('rpm', 'none')) body.rpm = null;
   else if (typeof v.rpm === 'string') body.rpm = perMinute('rpm', v.rpm);
   if (clear('tpm', 'none')) body.tpm = null;
@@ -140,7 +151,7 @@ function keyFields(v: Flags, update: boolean): Record<string, unknown> {
   const meta = metaFlags(v);
   if (meta.length > 0 && !update) body.metadata = Object.fromEntries(meta);
   const rl = v['role-limit'] as string[] | undefined;
-  if (rl !== undefined && rl.length > 0) body.role_limits = roleLimits(rl);
+  if (rl !== undefined && rl.length > 0) body.role_limits = roleLimits(rl, update);
   return body;
 }
 
@@ -226,6 +237,12 @@ async function run(t: Target, sub: string, args: string[], v: Flags): Promise<nu
       const meta = metaFlags(v);
       if (Object.keys(body).length === 0 && meta.length === 0) throw new UsageError('nothing to change: give --roles, --rpm, --tpm, --role-limit, --budget, --expires or --meta');
       const was: View = t.kind === 'api' ? await api(t, 'GET', `/admin/keys/${encodeURIComponent(id)}`) : keyView(await admin!.find(id));
+      if (body.role_limits !== undefined) {
+        // Merged as --meta is: a role given changes (or, with none, loses) its limits, the others keep theirs.
+        const merged: Record<string, unknown> = { ...was.role_limits };
+        for (const [r, l] of Object.entries(body.role_limits as Record<string, unknown>)) if (l === null) delete merged[r]; else merged[r] = l;
+        body.role_limits = merged;
+      }
       if (meta.length > 0) {
         // Merged into what the key has: --meta tier=premium changes the tier and keeps the owner.
         const md: Record<string, unknown> = { ...was.metadata };

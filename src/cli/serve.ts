@@ -238,6 +238,8 @@ export async function runServe(argv: string[]): Promise<number> {
       void priority.configure(next.config.gateway.realtime);
       running.app.config = { loadedAt: Date.now() };
       log.info('config reloaded', { file });
+      // As at start: the new config's warnings, once (every worker reloads it; the first says them).
+      if ((workerIndex() ?? 0) === 0) for (const i of next.issues) log.warn(formatIssue(i));
     } catch (e) {
       const issues = e instanceof ConfigError ? e.issues.filter((i) => i.severity === 'error').map(formatIssue) : [String(e)];
       log.error('config reload refused; still serving the previous config', { file, issues });

@@ -111,3 +111,25 @@ test('if_input_has takes image, audio and tools, one or a list; a typo gets a di
       - { if_input_has: tools, route_to: chat-small }`);
   assert.deepEqual(w.lines.map((l) => l.replace(/^.*?warning: /, '').replace(/ comes first.*/, '')), ['roles.chat.rules[1]: never applies: rules[0]']);
 });
+
+test('a condition left empty is refused, never a rule that takes every request; a key named by its id or secret is refused', () => {
+  const { rules, lines } = parse(`      - if_key:
+        route_to: chat-small
+      - { if_input_tokens_over: ~, route_to: chat-small }
+      - { if_key: ~, if_input_tokens_over: 500, route_to: chat-small }
+      - { if_key: [key_0123456789abcdef, sk-fabric-abc], route_to: chat-small }`);
+  const errors = lines.filter((l) => l.includes(': error: ')).map((l) => l.replace(/^.*?error: /, ''));
+  assert.deepEqual(errors, [
+    'roles.chat.rules[0].if_key: is empty: give its value, or leave the key out',
+    'roles.chat.rules[1].if_input_tokens_over: is empty: give its value, or leave the key out',
+    'roles.chat.rules[2].if_key: is empty: give its value, or leave the key out',
+    'roles.chat.rules[3].if_key[0]: names a key by its id or its secret: give its name (fabric keys list)',
+    'roles.chat.rules[3].if_key[1]: names a key by its id or its secret: give its name (fabric keys list)',
+  ]);
+  assert.equal(rules.length, 4);
+  // Nothing is warned of beside a refused rule: it is compared with no other.
+  const w = parse(`      - { if_key: [k], if_key_metadata: { tier: [free, { a: 1 }] }, route_to: chat-small }
+      - { if_key: [k], if_key_metadata: { tier: free }, route_to: chat-small }`);
+  assert.equal(w.lines.filter((l) => l.includes(': warning: ')).length, 0, w.lines.join('\n'));
+  assert.equal(w.lines.filter((l) => l.includes(': error: ')).length, 1);
+});

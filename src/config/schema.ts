@@ -610,46 +610,61 @@ const ROLE_KEYS = [
   'kind', 'backends', 'aliases', 'fallbacks', 'context_window_fallback', 'strategy', 'rules', 'dimensions', 'description', 'affinity', 'cache',
 ] as const;
 
-const RULE_KEYS = ['if_input_tokens_over', 'if_input_has', 'if_key', 'if_key_metadata', 'route_to'] as const;
+const RULE_CONDITIONS = ['if_input_tokens_over', 'if_input_has', 'if_key', 'if_key_metadata'] as const;
+const RULE_KEYS = [...RULE_CONDITIONS, 'route_to'] as const;
+/** Rules the config refuses (kept in place, so later ones keep their index): no warning compares against them. */
+const refusedRules = new WeakSet<RoleRule>();
 
 function rules(r: Reporter, path: KeyPath, v: unknown): RoleRule[] {
   const out: RoleRule[] = [];
   list(r, path, v).forEach((raw, i) => {
     const p = [...path, i];
-    if (raw === null || raw === undefined) r.error(p, 'is empty: a rule is a condition and route_to, such as { if_input_tokens_over: 12000, route_to: openai/strong }');
-    const m = mapping(r, p, raw, RULE_KEYS);
-    // Kept even when refused (the config then is): later rules keep their index, which cross-checks name.
-    const rule: RoleRule = { routeTo: m === undefined ? '' : str(r, [...p, 'route_to'], m.route_to, true) };
+    let refused = false;
+    const rr: Reporter = { error: (...a) => { refused = true; r.error(...a); }, warn: (...a) => r.warn(...a) };
+    if (raw === null || raw === undefined) rr.error(p, 'is empty: a rule is a condition and route_to, such as { if_input_tokens_over: 12000, route_to: openai/strong }');
+    const m = mapping(rr, p, raw, RULE_KEYS);
+    const rule: RoleRule = { routeTo: m === undefined ? '' : str(rr, [...p, 'route_to'], m.route_to, true) };
     out.push(rule);
-    if (m === undefined) return;
-    if (m.if_input_tokens_over === undefined && m.if_input_has === undefined && m.if_key === undefined && m.if_key_metadata === undefined) {
-      r.error(p, `needs a condition: if_input_tokens_over (a token count), if_input_has (${INPUT_FEATURES.join(', ')}), if_key (virtual key names) or if_key_metadata (entries of a virtual key's metadata)`);
-    }
-    if (m.if_input_has !== undefined) {
-      const has = list(r, [...p, 'if_input_has'], m.if_input_has).map((x, j) => oneOf(r, [...p, 'if_input_has', ...(Array.isArray(m.if_input_has) ? [j] : [])], x, INPUT_FEATURES, 'image'));
-      if (has.length > 0) rule.inputHas = [...new Set(has)];
-      else if (Array.isArray(m.if_input_has)) r.error([...p, 'if_input_has'], `names nothing: give ${INPUT_FEATURES.join(', ')}`);
-    }
-    if (m.if_input_tokens_over !== undefined) {
-      const over = int(r, [...p, 'if_input_tokens_over'], m.if_input_tokens_over, 0, 1);
-      if (over > 0) rule.inputTokensOver = over;
-    }
-    if (m.if_key !== undefined) {
-      const keys = strList(r, [...p, 'if_key'], m.if_key);
-      if (keys.length > 0) rule.keys = keys;
-      else if (Array.isArray(m.if_key) && m.if_key.length === 0) r.error([...p, 'if_key'], 'names no key: list the virtual keys\' names (fabric keys list)');
-    }
-    if (m.if_key_metadata !== undefined) {
-      const md = keyMetadataCondition(r, [...p, 'if_key_metadata'], m.if_key_metadata);
-      if (md !== undefined) rule.keyMetadata = md;
-    }
+    if (m !== undefined) ruleConditions(rr, p, m, rule);
+    if (refused || m === undefined) refusedRules.add(rule);
   });
   return out;
 }
 
+function ruleConditions(r: Reporter, p: KeyPath, m: Record<string, unknown>, rule: RoleRule): void {
+  const given = RULE_CONDITIONS.filter((k) => k in m);
+  if (given.length === 0) {
+    r.error(p, `needs a condition: if_input_tokens_over (a token count), if_input_has (${INPUT_FEATURES.join(', ')}), if_key (virtual key names) or if_key_metadata (entries of a virtual key's metadata)`);
+  }
+  // Left empty (`if_key:` with nothing after it), a condition would hold for every request.
+  for (const k of given) if (m[k] === null) r.error([...p, k], 'is empty: give its value, or leave the key out');
+  if (m.if_input_tokens_over !== undefined && m.if_input_tokens_over !== null) {
+    const over = int(r, [...p, 'if_input_tokens_over'], m.if_input_tokens_over, 0, 1);
+    if (over > 0) rule.inputTokensOver = over;
+  }
+  if (m.if_input_has !== undefined && m.if_input_has !== null) {
+    const has = list(r, [...p, 'if_input_has'], m.if_input_has).map((x, j) => oneOf(r, [...p, 'if_input_has', ...(Array.isArray(m.if_input_has) ? [j] : [])], x, INPUT_FEATURES, 'image'));
+    if (has.length > 0) rule.inputHas = [...new Set(has)];
+    else if (Array.isArray(m.if_input_has)) r.error([...p, 'if_input_has'], `names nothing: give ${INPUT_FEATURES.join(', ')}`);
+  }
+  if (m.if_key !== undefined && m.if_key !== null) {
+    const keys = strList(r, [...p, 'if_key'], m.if_key);
+    keys.forEach((k, j) => {
+      // A key's name never reads as its id or its secret (src/keys/input.ts): one of those here never matches, and a secret must not be in a config.
+      if (/^(key_|sk-)/.test(k)) r.error([...p, 'if_key', ...(Array.isArray(m.if_key) ? [j] : [])], 'names a key by its id or its secret: give its name (fabric keys list)');
+    });
+    if (keys.length > 0) rule.keys = keys;
+    else if (Array.isArray(m.if_key) && m.if_key.length === 0) r.error([...p, 'if_key'], 'names no key: list the virtual keys\' names (fabric keys list)');
+  }
+  if (m.if_key_metadata !== undefined && m.if_key_metadata !== null) {
+    const md = keyMetadataCondition(r, [...p, 'if_key_metadata'], m.if_key_metadata);
+    if (md !== undefined) rule.keyMetadata = md;
+  }
+}
+
 /** Whether every request rule `b` applies to is taken by rule `a` (each of a's conditions follows from b's). */
 function ruleCovers(a: RoleRule, b: RoleRule): boolean {
-  if (a.inputTokensOver === undefined && a.inputHas === undefined && a.keys === undefined && a.keyMetadata === undefined) return false; // refused already
+  if (refusedRules.has(a) || refusedRules.has(b)) return false;
   if (a.inputTokensOver !== undefined && (b.inputTokensOver === undefined || b.inputTokensOver < a.inputTokensOver)) return false;
   if (a.inputHas !== undefined && (b.inputHas === undefined || !a.inputHas.every((x) => b.inputHas!.includes(x)))) return false;
   if (a.keys !== undefined && (b.keys === undefined || !b.keys.every((k) => a.keys!.includes(k)))) return false;

@@ -8,7 +8,7 @@ import { RouteTable, type ListedModel, type Route } from '../routing/table.ts';
 import { TokenCounter } from '../tokens/count.ts';
 import { answerTokensEstimate } from '../tokens/estimate.ts';
 import { affinityKey } from '../routing/affinity.ts';
-import { inputHasAll, keyConditionsHold, type Caller } from '../routing/rules.ts';
+import { inputHasAll, keyConditionsHold, type Caller, type RouteRule } from '../routing/rules.ts';
 import { suggest } from '../config/issues.ts';
 import { BackendRuntime } from './backend.ts';
 import { FabricError, STREAM_INTERRUPTED, wasSent, type AttemptFailure, type FailureClass } from './errors.ts';
@@ -189,11 +189,11 @@ export class Gateway {
   }
 
   /** The first rule whose conditions all hold (the token count last: the others cost next to nothing) picks the plan; else the route's own. */
-  async #plan(route: RouteT, body: JsonObject, caller: Caller | undefined): Promise<RouteT | undefined> {
+  async #plan(route: RouteT, body: JsonObject, caller: Caller | undefined): Promise<RouteRule<RouteT> | undefined> {
     for (const rule of route.rules) {
       if (!keyConditionsHold(rule, caller)) continue;
       if (rule.inputHas !== undefined && !inputHasAll(body, rule.inputHas)) continue;
-      if (rule.inputTokensOver === undefined || await this.#tokens.exceeds(body, rule.inputTokensOver)) return rule.target;
+      if (rule.inputTokensOver === undefined || await this.#tokens.exceeds(body, rule.inputTokensOver)) return rule;
     }
     return undefined;
   }
@@ -223,7 +223,11 @@ export class Gateway {
   ): Promise<{ response: T; served: Served }> {
     const requested = body.model as string;
     const first = ctx.route ?? this.route(op, requested);
-    const ruled = first.rules.length === 0 ? undefined : await this.#plan(first, body, ctx.caller);
+    const rule = first.rules.length === 0 ? undefined : await this.#plan(first, body, ctx.caller);
+    const ruled = rule?.target;
+    // A rule on who calls keeps its callers on its target's side: the context-window fallback of
+    // the role they asked for (another tier's, say the cloud) is not theirs.
+    const askedContextFallback = rule !== undefined && (rule.keys !== undefined || rule.keyMetadata !== undefined) ? undefined : first.contextFallback;
     // The route's own chain, shared by every request: copied before anything is appended.
     let chain = (ruled ?? first).chain;
     let rerouted = ruled !== undefined;
@@ -270,7 +274,7 @@ export class Gateway {
         if (window !== undefined && this.#tokens.ready && (ctx.bodyBytes ?? Infinity) > limit && await this.#tokens.exceeds(body, limit)) {
           backend.releaseTrial();
           failures.push({ backend: backend.name, role: step.name, failure: 'context_length', judged: true, message: `not sent: the prompt is over ${limit} tokens (counted with o200k), well past its context window of ${window}` });
-          const cf = usedContextFallback ? undefined : step.contextFallback ?? first.contextFallback;
+          const cf = usedContextFallback ? undefined : step.contextFallback ?? askedContextFallback;
           if (cf !== undefined) { usedContextFallback = true; chain = cf.chain; rerouted = true; ci = -1; }
           continue outer;
         }
@@ -361,7 +365,7 @@ export class Gateway {
               // The longer-context role of this step, or else of the route asked for (a fallback
               // role's window may be the smaller one). Without one: the role's other backends
               // serve the same window; the next role may have a longer one.
-              const cf = usedContextFallback ? undefined : step.contextFallback ?? first.contextFallback;
+              const cf = usedContextFallback ? undefined : step.contextFallback ?? askedContextFallback;
               if (cf !== undefined) { usedContextFallback = true; chain = cf.chain; rerouted = true; ci = -1; }
               continue outer;
             }

@@ -63,14 +63,16 @@ export function parseKeyInput(body: unknown, mode: 'create' | 'update', now: num
     if (JSON.stringify(b.metadata).length > 16_384) throw bad('metadata', 'must be at most 16 KiB as JSON');
     out.metadata = b.metadata as Obj;
   }
-  // null is a value here (all roles; no expiry): not the absence `??` would take it for.
-  const roles = b.roles !== undefined ? b.roles : b.models;
+  // A native null is a value (all roles; no expiry), not the absence `??` would take it for.
+  // LiteLLM's /key/update ignores a null models or duration (its clients send every field), and
+  // takes duration "-1" for no expiry.
+  const roles = b.roles !== undefined ? b.roles : b.models ?? undefined;
   if (roles !== undefined) {
     if (roles === null) out.roles = undefined;
     else if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string' && r !== '')) throw bad('roles', 'must be a list of model names (roles or aliases), or null for all');
     else out.roles = roles.length === 0 && b.models !== undefined ? undefined : [...new Set(roles as string[])];
   }
-  const expIn = b.expires_in !== undefined ? b.expires_in : b.duration;
+  const expIn = b.expires_in !== undefined ? b.expires_in : b.duration === '-1' ? null : b.duration ?? undefined;
   if (b.expires_at !== undefined) {
     if (b.expires_at === null) out.expiresAt = undefined;
     else {

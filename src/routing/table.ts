@@ -91,7 +91,8 @@ export class RouteTable<M extends Member> {
           keyMetadata: rule.keyMetadata === undefined ? undefined : Object.entries(rule.keyMetadata),
           target: lookupRole(rule.routeTo)!,
         }))
-        .filter((r) => r.target !== undefined);
+        // A rule with no condition would take every request: the config check refuses one, and none is built.
+        .filter((r) => r.target !== undefined && (r.inputTokensOver !== undefined || r.inputHas !== undefined || r.keys !== undefined || r.keyMetadata !== undefined));
     }
     const kindOf = (backend: string): RoleKind => {
       for (const role of cfg.roles.values()) if (role.backends.includes(backend)) return role.kind;
