@@ -361,11 +361,13 @@ function gateway(r: Reporter, v: unknown): GatewayConfig {
   g.realtime = bool(r, ['gateway', 'realtime'], m.realtime, g.realtime);
   g.corsOrigins = cors(r, m.cors);
   const lp = ['gateway', 'limits'];
-  const l = mapping(r, lp, m.limits, ['max_body', 'max_body_in_flight', 'max_header', 'max_tokens', 'max_n', 'max_best_of', 'max_prompts', 'max_attempts']);
+  const l = mapping(r, lp, m.limits, ['max_body', 'max_audio', 'max_body_in_flight', 'max_header', 'max_tokens', 'max_n', 'max_best_of', 'max_prompts', 'max_attempts']);
   if (l !== undefined) {
     g.limits.maxBodyBytes = size(r, [...lp, 'max_body'], l.max_body, g.limits.maxBodyBytes);
+    g.limits.maxAudioBytes = size(r, [...lp, 'max_audio'], l.max_audio, g.limits.maxAudioBytes);
     g.limits.maxBodyInFlightBytes = size(r, [...lp, 'max_body_in_flight'], l.max_body_in_flight, g.limits.maxBodyInFlightBytes);
     if (g.limits.maxBodyInFlightBytes < g.limits.maxBodyBytes) r.error([...lp, 'max_body_in_flight'], `must be at least max_body (${g.limits.maxBodyBytes} bytes): one whole body must fit`);
+    else if (g.limits.maxBodyInFlightBytes < g.limits.maxAudioBytes) r.error([...lp, l.max_body_in_flight === undefined ? 'max_audio' : 'max_body_in_flight'], `max_body_in_flight (${g.limits.maxBodyInFlightBytes} bytes) must be at least max_audio (${g.limits.maxAudioBytes} bytes): one whole upload must fit`);
     g.limits.maxHeaderBytes = size(r, [...lp, 'max_header'], l.max_header, g.limits.maxHeaderBytes);
     g.limits.maxTokens = int(r, [...lp, 'max_tokens'], l.max_tokens, g.limits.maxTokens, 1);
     g.limits.maxN = int(r, [...lp, 'max_n'], l.max_n, g.limits.maxN, 1);
@@ -610,6 +612,9 @@ const ROLE_KEYS = [
   'kind', 'backends', 'aliases', 'fallbacks', 'context_window_fallback', 'strategy', 'rules', 'dimensions', 'description', 'affinity', 'cache',
 ] as const;
 
+/** Engines that serve OpenAI's audio transcription and translation endpoints. */
+const AUDIO_ENGINES: ReadonlySet<string> = new Set(['vllm', 'openai', 'openai-compatible']);
+
 const RULE_CONDITIONS = ['if_input_tokens_over', 'if_input_has', 'if_key', 'if_key_metadata'] as const;
 const RULE_KEYS = [...RULE_CONDITIONS, 'route_to'] as const;
 /** Rules the config refuses (kept in place, so later ones keep their index): no warning compares against them. */
@@ -804,11 +809,20 @@ function crossCheck(r: Reporter, cfg: FabricConfig): void {
     if (role.contextWindowFallback !== undefined) mustBeRole(role, role.contextWindowFallback, [...p, 'context_window_fallback']);
     role.rules.forEach((rule, i) => {
       if (rule.routeTo !== '') mustBeRole(role, rule.routeTo, [...p, 'rules', i, 'route_to']);
-      if (rule.inputHas !== undefined && role.kind === 'embeddings') r.error([...p, 'rules', i, 'if_input_has'], 'only chat requests carry images, audio or tools: this is an embeddings role');
+      if (rule.inputHas !== undefined && role.kind !== 'chat') r.error([...p, 'rules', i, 'if_input_has'], `only chat requests carry images, audio or tools: this is ${role.kind === 'embeddings' ? 'an embeddings' : 'a transcription'} role`);
+      if (rule.inputTokensOver !== undefined && role.kind === 'transcription') r.error([...p, 'rules', i, 'if_input_tokens_over'], 'a transcription request\'s input is audio, with no text to count');
       const first = role.rules.findIndex((earlier, k) => k < i && ruleCovers(earlier, rule));
       if (first >= 0) r.warn([...p, 'rules', i], `never applies: rules[${first}] comes first and takes every request this one would (a role's rules are tried in the order written; put the narrower one first)`);
     });
     if (role.dimensions !== undefined && role.kind !== 'embeddings') r.error([...p, 'dimensions'], 'only applies to embeddings roles');
+    if (role.kind === 'transcription') {
+      role.backends.forEach((name, i) => {
+        const b = cfg.backends.get(name);
+        if (b !== undefined && !AUDIO_ENGINES.has(b.engine)) {
+          r.error([...p, 'backends', i], `${name} runs on ${b.engine}, which does not serve /v1/audio/transcriptions: use vllm (a Whisper model), openai, or openai-compatible (speaches, LocalAI)`);
+        }
+      });
+    }
     if (role.affinity === true && role.kind !== 'chat') r.warn([...p, 'affinity'], 'only chat conversations have a prefix to keep warm; ignored for embeddings', true);
     if (role.cache !== undefined && role.cache !== false && cfg.gateway.cache === undefined) {
       r.error([...p, 'cache'], 'sets how this role\'s answers are cached, but the response cache is off: turn it on with gateway.cache (e.g. cache: { ttl: 1h })');

@@ -6,7 +6,7 @@ export type EngineKind = (typeof ENGINE_KINDS)[number];
 export const NODE_POWER = ['always-on', 'workstation'] as const;
 export type NodePower = (typeof NODE_POWER)[number];
 
-export const ROLE_KINDS = ['chat', 'embeddings'] as const;
+export const ROLE_KINDS = ['chat', 'embeddings', 'transcription'] as const;
 export type RoleKind = (typeof ROLE_KINDS)[number];
 
 export const STRATEGIES = ['round-robin', 'weighted', 'least-outstanding', 'least-loaded'] as const;
@@ -156,6 +156,8 @@ export interface PatternRoute {
 
 export interface Limits {
   maxBodyBytes: number;
+  /** An audio upload's body (/v1/audio/transcriptions and translations): OpenAI's own limit is 25 MB. */
+  maxAudioBytes: number;
   /** Bytes of request bodies still arriving, all connections together (src/http/body-budget.ts). */
   maxBodyInFlightBytes: number;
   maxHeaderBytes: number;
@@ -356,6 +358,7 @@ export const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 3_000, firstByteMs: 60_00
 
 export const DEFAULT_LIMITS: Limits = {
   maxBodyBytes: 8 * 1024 * 1024,
+  maxAudioBytes: 25 * 1024 * 1024,
   maxBodyInFlightBytes: 128 * 1024 * 1024,
   maxHeaderBytes: 16 * 1024,
   maxTokens: 32_768,

@@ -3,7 +3,8 @@
 // fallback role — that ends in either an answer or one error listing every attempt.
 
 import { ollamaNumCtx, type FabricConfig } from '../config/types.ts';
-import type { JsonObject, NormalizeContext, Operation, PreparedRequest, Usage } from '../engines/types.ts';
+import { isAudioOp, type AudioOperation, type JsonObject, type NormalizeContext, type Operation, type PreparedRequest, type Usage } from '../engines/types.ts';
+import { audioAnswer, upstreamBody, type AudioAnswer, type AudioRequest } from '../engines/audio.ts';
 import { RouteTable, type ListedModel, type Route } from '../routing/table.ts';
 import { TokenCounter } from '../tokens/count.ts';
 import { answerTokensEstimate } from '../tokens/estimate.ts';
@@ -166,10 +167,11 @@ export class Gateway {
       const hint = suggest(model, names);
       throw new FabricError('model_not_found', `The model \`${model}\` does not exist on this gateway${hint === undefined ? '' : ` (did you mean \`${hint}\`?)`}; GET /v1/models lists what it serves`, { param: 'model' });
     }
-    const want = op === 'embeddings' ? 'embeddings' : 'chat';
+    const want = op === 'embeddings' ? 'embeddings' : isAudioOp(op) ? 'transcription' : 'chat';
     if (r.route.kind !== want) {
-      const endpoint = r.route.kind === 'embeddings' ? '/v1/embeddings' : '/v1/chat/completions';
-      throw new FabricError('wrong_model_kind', `\`${model}\` is ${r.route.kind === 'embeddings' ? 'an embeddings' : 'a chat'} model; use ${endpoint}`, { param: 'model' });
+      const k = r.route.kind;
+      const endpoint = k === 'embeddings' ? '/v1/embeddings' : k === 'transcription' ? '/v1/audio/transcriptions' : '/v1/chat/completions';
+      throw new FabricError('wrong_model_kind', `\`${model}\` is ${k === 'embeddings' ? 'an embeddings' : k === 'transcription' ? 'a transcription' : 'a chat'} model; use ${endpoint}`, { param: 'model' });
     }
     return r.route;
   }
@@ -177,6 +179,12 @@ export class Gateway {
   /** A non-streamed request: the normalized OpenAI response object. */
   unary(op: Operation, body: JsonObject, ctx: RequestContext): Promise<{ response: JsonObject; served: Served }> {
     return this.#attempts(op, body, ctx, (backend, served) => this.#unaryAttempt(op, backend, body, ctx, served));
+  }
+
+  /** An audio upload (transcription or translation): the answer as the client asked for it. */
+  audio(op: AudioOperation, req: AudioRequest, ctx: RequestContext): Promise<{ response: AudioAnswer; served: Served }> {
+    // What routing reads of a request: its model. The upload itself goes to each attempt.
+    return this.#attempts(op, { model: req.model }, ctx, (backend, served) => this.#audioAttempt(op, backend, req, ctx, served));
   }
 
   /** A streamed request: writes SSE into the sink; resolves when the stream has ended. */
@@ -578,6 +586,45 @@ export class Gateway {
       served.usage = out.usage as Usage | undefined;
       // No usage reported: the completion estimated from the answer's text, as a stream's from its chunks.
       if (served.usage === undefined && op !== 'embeddings') served.completionEstimate = answerTokensEstimate(out);
+      return out;
+    } finally {
+      this.#deadlines.delete(deadline);
+      ctx.cancel.clear();
+      backend.outstanding--;
+    }
+  }
+
+  async #audioAttempt(op: AudioOperation, backend: BackendRuntime, req: AudioRequest, ctx: RequestContext, served: Served): Promise<AudioAnswer> {
+    const upload = await upstreamBody(req, served.model);
+    const t = backend.config.timeouts;
+    const call = new BufferedCall(MAX_RESPONSE_BODY, MAX_ERROR_BODY);
+    let timedOut: string | undefined;
+    const deadline = this.#deadlines.add(t.totalMs, () => {
+      timedOut = `no complete answer within the total timeout (${secs(t.totalMs)})`;
+      call.abort(new Error(timedOut));
+    });
+    ctx.cancel.onAbort(() => call.abort(new Error('client closed the request')));
+    backend.outstanding++;
+    try {
+      const headers = this.#headers(backend, ctx, false);
+      headers['content-type'] = upload.contentType;
+      // The answer comes once the whole audio is decoded: no first-byte limit, as for a generation.
+      call.send(backend.pool, { method: 'POST', path: `${backend.basePath}/audio/${op}`, headers, body: upload.body, headersTimeout: 0, bodyTimeout: t.idleMs });
+      let res;
+      try {
+        res = await call.promise;
+      } catch (e) {
+        throw transportError(backend, e, timedOut);
+      }
+      if (res.status < 200 || res.status >= 300) throw upstreamError(backend, res.status, res.headers, res.body.toString('utf8'));
+      let json: unknown;
+      try {
+        json = JSON.parse(res.body.toString('utf8'));
+      } catch {
+        throw new AttemptError('malformed', `answered ${res.status} with a body that is not JSON (${res.body.length} bytes)`, res.status);
+      }
+      const out = audioAnswer(op, req.format, json, res.status);
+      served.usage = out.usage;
       return out;
     } finally {
       this.#deadlines.delete(deadline);

@@ -14,6 +14,9 @@ const PATHS: Record<Operation, string> = {
   chat: '/chat/completions',
   completions: '/completions',
   embeddings: '/embeddings',
+  // Multipart uploads, sent by the gateway itself (src/engines/audio.ts), never prepared as JSON.
+  transcriptions: '/audio/transcriptions',
+  translations: '/audio/translations',
 };
 
 function isObj(v: unknown): v is JsonObject {

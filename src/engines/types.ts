@@ -3,7 +3,10 @@
 
 import type { EngineKind } from '../config/types.ts';
 
-export type Operation = 'chat' | 'completions' | 'embeddings';
+export type Operation = 'chat' | 'completions' | 'embeddings' | AudioOperation;
+/** /v1/audio/transcriptions and /v1/audio/translations: a multipart upload, served by transcription roles. */
+export type AudioOperation = 'transcriptions' | 'translations';
+export const isAudioOp = (op: Operation): op is AudioOperation => op === 'transcriptions' || op === 'translations';
 export type JsonObject = Record<string, unknown>;
 
 export interface PreparedRequest {

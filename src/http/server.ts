@@ -17,9 +17,10 @@ import { BodyBudget } from './body-budget.ts';
 import type { ProbeNowResult } from '../health/probe.ts';
 import { ClientClosed, type Gateway, type HoldingSink, type RequestContext, type Served } from '../core/gateway.ts';
 import type { Logger } from '../core/log.ts';
-import type { JsonObject, Operation } from '../engines/types.ts';
+import { isAudioOp, type AudioOperation, type JsonObject, type Operation } from '../engines/types.ts';
 import { MasterKey } from './auth.ts';
 import { checkForbidden, validateRequest } from './validate.ts';
+import { parseAudioRequest } from './audio.ts';
 import { allowedOrigin, corsHeaders, isPreflight, OpenGatewayGuard, preflightHeaders } from './cors.ts';
 import { fromResponsesRequest, referencedIds, responsesParam, type ResponsesEcho } from './responses/request.ts';
 import { ResponseIds, toResponse } from './responses/response.ts';
@@ -89,6 +90,10 @@ const POST_ROUTES: Record<string, PostRoute> = {
   '/embeddings': { op: 'embeddings', responses: false },
   '/v1/responses': { op: 'chat', responses: true },
   '/responses': { op: 'chat', responses: true },
+  '/v1/audio/transcriptions': { op: 'transcriptions', responses: false },
+  '/audio/transcriptions': { op: 'transcriptions', responses: false },
+  '/v1/audio/translations': { op: 'translations', responses: false },
+  '/audio/translations': { op: 'translations', responses: false },
 };
 
 /** Paths answered to GET and HEAD (besides /v1/models/{id}): any other method there is a 405, and a path in neither table a 404. */
@@ -319,8 +324,32 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       : new FabricError('invalid_json', `the request body ${why}`);
   }
 
+  /** An audio upload (/v1/audio/transcriptions, translations): a whole answer, never cached. */
+  async function runAudio(gw: Gateway, inf: Inference, x: Exchange, ctx: RequestContext, started: number, op: AudioOperation): Promise<void> {
+    const read = x.body(gw.config.gateway.limits.maxAudioBytes, 'gateway.limits.max_audio');
+    const bytes = read instanceof Promise ? await read : read;
+    ctx.bodyBytes = bytes.length;
+    const req = await parseAudioRequest(op, bytes, x.headers['content-type']);
+    inf.model = req.model;
+    ctx.caller = inf.key;
+    const acct = app.accounting;
+    if (acct !== undefined) {
+      const a = acct.admit(op, { model: req.model }, '', ctx, inf.key, gw);
+      inf.account = a instanceof Promise ? await a : a;
+      ctx.account = inf.account;
+    }
+    const { response, served } = await gw.audio(op, req, ctx);
+    const now = performance.now();
+    const rec = inf.account?.finish(served, now - started, undefined, undefined);
+    answered(inf, ctx, served, started, now, undefined, rec, false, undefined, () => {
+      x.head(200, servedHeaders(['content-type', response.contentType, 'content-length', String(Buffer.byteLength(response.text))], served));
+      x.end(response.text);
+    }, req.fileBytes);
+  }
+
   async function runInference(gw: Gateway, inf: Inference, x: Exchange, ctx: RequestContext, started: number): Promise<void> {
     const op = inf.op;
+    if (isAudioOp(op)) return runAudio(gw, inf, x, ctx, started, op);
     // Awaited only while the body is still arriving: the usual request has all of it already.
     const read = x.body(maxBodyBytes(), 'gateway.limits.max_body');
     const bytes = read instanceof Promise ? await read : read;
@@ -456,24 +485,31 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         x.end(text);
       };
     }
+    answered(inf, ctx, served, started, now, firstByteAt, rec, body.stream === true, cached, answer);
+  }
+
+  /** An answer made: its metrics, its log line and span, then the answer itself once its usage record is spooled. */
+  function answered(inf: Inference, ctx: RequestContext, served: Served, started: number, now: number, firstByteAt: number | undefined,
+    rec: UsageRecord | undefined, stream: boolean, cached: CacheResult | undefined, answer: () => void, audioBytes?: number): void {
+    const op = inf.op;
     metrics.served(op, served, (now - started) / 1000, firstByteAt === undefined ? undefined : (firstByteAt - started) / 1000);
     // A stream that broke after its first byte was answered 200, and failed: a warning, with the
     // code its usage record and the client's error event carry.
     const broken = served.streamError !== undefined;
     app.log.log(broken ? 'warn' : 'info', 'request', {
       id: ctx.id, client_id: ctx.clientRequestId, trace_id: ctx.trace?.traceId, op, model: served.requested, role: served.role, backend: served.backend,
-      status: 200, code: broken ? STREAM_INTERRUPTED : undefined, attempts: served.attempts, rerouted: served.rerouted || undefined, stream: body.stream === true || undefined, api: echo === undefined ? undefined : 'responses',
+      status: 200, code: broken ? STREAM_INTERRUPTED : undefined, attempts: served.attempts, rerouted: served.rerouted || undefined, stream: stream || undefined, api: inf.responses ? 'responses' : undefined,
       ms: Math.round((now - started) * 10) / 10,
       prompt_tokens: served.usage?.prompt_tokens ?? rec?.promptTokens, completion_tokens: served.usage?.completion_tokens ?? rec?.completionTokens ?? served.completionEstimate,
       estimated: served.usage === undefined || undefined,
       stream_error: served.streamError,
-      key: inf.key?.name, cost: rec === undefined || rec.cost === 0 ? undefined : rec.cost, budget_exceeded: served.budgets, cache: cached,
+      key: inf.key?.name, cost: rec === undefined || rec.cost === 0 ? undefined : rec.cost, budget_exceeded: served.budgets, cache: cached, audio_bytes: audioBytes,
     });
     if (inf.trace instanceof RequestTrace) {
       endSpan(inf, 200, {
         'gen_ai.response.model': served.model, 'gen_ai.usage.input_tokens': served.usage?.prompt_tokens ?? rec?.promptTokens, 'gen_ai.usage.output_tokens': served.usage?.completion_tokens ?? rec?.completionTokens,
         'fabric.request_id': ctx.id, 'fabric.role': served.role, 'fabric.backend': served.backend, 'fabric.attempts': served.attempts, 'fabric.rerouted': served.rerouted || undefined,
-        'fabric.stream': body.stream === true || undefined, 'fabric.cost_usd': rec === undefined || rec.cost === 0 ? undefined : rec.cost,
+        'fabric.stream': stream || undefined, 'fabric.cost_usd': rec === undefined || rec.cost === 0 ? undefined : rec.cost,
         'error.type': broken ? STREAM_INTERRUPTED : undefined, 'fabric.cache': cached,
       }, broken ? `stream interrupted: ${served.streamError}` : undefined);
     }
@@ -627,7 +663,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         }
         return sendJson(x, 200, body);
       }
-      return sendJson(x, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses', '/v1/models', '/health', '/metrics', '/dashboard'] }));
+      return sendJson(x, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses', '/v1/audio/transcriptions', '/v1/audio/translations', '/v1/models', '/health', '/metrics', '/dashboard'] }));
     } catch (e) {
       let fe = toFabricError(e);
       // A stream the client left after its first tokens: by the role and backend that served it.
@@ -749,8 +785,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   // The lane also makes server.closeIdleConnections() and closeAllConnections() reach its connections.
   if (limits.fastLane && limits.tls === undefined) new FastLane(server, serve, {
     maxHeaderBytes, headersTimeoutMs: HEADERS_TIMEOUT_MS, requestTimeoutMs: REQUEST_TIMEOUT_MS, keepAliveTimeoutMs: KEEP_ALIVE_MS,
-    // Admin bodies have their own, smaller limit; the lane reads up to the larger of the two.
-    maxBodyBytes: () => Math.max(maxBodyBytes(), MAX_ADMIN_BODY),
+    // Admin bodies and audio uploads have their own limits; the lane reads up to the largest, the handler refuses past its own.
+    maxBodyBytes: () => Math.max(maxBodyBytes(), MAX_ADMIN_BODY, app.gateway.config.gateway.limits.maxAudioBytes),
     bodies,
     requestId: () => ids.next(),
     refused: (id, status, message) => app.log.info('request refused', { id, status, code: 'request_timeout', message }),

@@ -96,6 +96,11 @@ function findForbidden(v: unknown, path: string): string | undefined {
   return undefined;
 }
 
+/** Whether a field name is one that would choose where a request goes or what credentials it uses (any case, `_` or `-`). */
+export function isForbiddenName(k: string): boolean {
+  return FORBIDDEN_SET.has(fold(k));
+}
+
 export function bad(param: string, message: string, code: 'invalid_request' | 'parameter_out_of_range' = 'invalid_request'): FabricError {
   return new FabricError(code, message, { param });
 }

@@ -3,6 +3,7 @@
 // time to first token and a token rate, client disconnects that free the slot, and
 // injected faults.
 
+import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -284,28 +285,36 @@ export class SimEngineImpl implements SimEngine {
       this.#dispatch(req, res, method, undefined);
       return;
     }
-    let raw = '';
+    const chunks: Buffer[] = [];
     let size = 0;
-    req.setEncoding('utf8');
-    req.on('data', (chunk: string) => {
+    req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > MAX_BODY_BYTES) {
         req.destroy();
         return;
       }
-      raw += chunk;
+      chunks.push(chunk);
     });
-    req.on('end', () => this.#dispatch(req, res, method, raw));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks, size);
+      const type = req.headers['content-type'];
+      // An upload (the audio endpoints): read as a form, with the platform's multipart parser.
+      if (type !== undefined && /^multipart\/form-data/i.test(type)) {
+        void readForm(raw, type).then((form) => this.#dispatch(req, res, method, undefined, form));
+        return;
+      }
+      this.#dispatch(req, res, method, raw.toString('utf8'));
+    });
   };
 
-  #dispatch(req: IncomingMessage, res: ServerResponse, method: string, raw: string | undefined): void {
+  #dispatch(req: IncomingMessage, res: ServerResponse, method: string, raw: string | undefined, form?: SimForm | string): void {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const query = q < 0 ? '' : url.slice(q + 1);
     const route = this.#impl.resolve(method, path);
 
-    let body: unknown;
+    let body: unknown = form;
     let badJson = false;
     if (raw !== undefined && raw !== '') {
       try {
@@ -583,4 +592,34 @@ export class SimEngineImpl implements SimEngine {
       this.#start(next);
     }
   }
+}
+
+/**
+ * A multipart upload as protocols read it: its text fields (a repeated one as a list) and its
+ * file parts (name, type, size, and a digest of the bytes, which the simulated text comes from);
+ * a string when the body is no form the parser can read.
+ */
+export interface SimForm {
+  fields: Record<string, string | string[]>;
+  files: Record<string, { filename: string; type: string; size: number; digest: string }>;
+}
+
+async function readForm(raw: Buffer, type: string): Promise<SimForm | string> {
+  let fd: FormData;
+  try {
+    fd = await new Response(raw, { headers: { 'content-type': type } }).formData();
+  } catch (e) {
+    return `There was an error parsing the body: ${(e as Error).message}`;
+  }
+  const form: SimForm = { fields: {}, files: {} };
+  for (const [name, v] of fd) {
+    if (typeof v === 'string') {
+      const had = form.fields[name];
+      form.fields[name] = had === undefined ? v : Array.isArray(had) ? [...had, v] : [had, v];
+    } else {
+      const bytes = Buffer.from(await v.arrayBuffer());
+      form.files[name] = { filename: v.name, type: v.type, size: v.size, digest: createHash('sha256').update(bytes).digest('hex') };
+    }
+  }
+  return form;
 }

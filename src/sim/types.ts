@@ -2,7 +2,7 @@
 // internals can use them without importing the module that builds fleets.
 
 export type SimProtocol = 'vllm' | 'ollama' | 'llamacpp' | 'openai';
-export type SimModelKind = 'chat' | 'embeddings';
+export type SimModelKind = 'chat' | 'embeddings' | 'transcription';
 
 export interface SimTiming {
   ttftMs: number;

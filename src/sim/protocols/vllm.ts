@@ -4,7 +4,8 @@
 // `finish_reason`, `stream_options` with continuous usage, and the `vllm:` Prometheus metrics.
 
 import { Histogram } from '../../metrics/registry.ts';
-import { simLogprobs } from '../generate.ts';
+import { replyTokens, simLogprobs, tokenIds } from '../generate.ts';
+import type { SimForm } from '../engine.ts';
 import { replyShape } from '../structured.ts';
 import { choiceText, hexId, infoRoute, isRecord, isSimError, jsonReply, nowSeconds, servedModel, textReply } from '../protocol.ts';
 import type { EngineView, InferenceRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, ServedModel, SimError } from '../protocol.ts';
@@ -24,7 +25,7 @@ const STREAM_FAILURE = sseEvent({
   error: { message: 'EngineCore encountered an issue. See stack trace (above) for the root cause.', type: 'BadRequestError', param: null, code: 400 },
 }) + SSE_DONE;
 
-type Endpoint = 'chat' | 'completions' | 'embeddings';
+type Endpoint = 'chat' | 'completions' | 'embeddings' | 'transcriptions' | 'translations';
 
 const STATUS_TYPES: Record<number, string> = {
   400: 'BadRequestError',
@@ -405,6 +406,91 @@ function embeddingsRoute(view: EngineView): InferenceRoute {
   };
 }
 
+/** vLLM's VLLM_MAX_AUDIO_CLIP_FILESIZE_MB default. */
+const MAX_AUDIO_MB = 25;
+/** The simulated audio: 16 kHz 16-bit mono PCM, 32,000 bytes a second. */
+const AUDIO_BYTES_PER_SECOND = 32_000;
+const AUDIO_FORMATS = new Set(['json', 'text', 'srt', 'verbose_json', 'vtt']);
+
+/**
+ * /v1/audio/transcriptions and /v1/audio/translations (vllm/entrypoints/openai/speech_to_text:
+ * a multipart form read by FastAPI, served by models whose supported tasks include
+ * transcription, Whisper's). Quirks kept: `text` is answered with the JSON body, `srt` and
+ * `vtt` are refused, a translation's JSON carries no usage, verbose JSON's duration is a string
+ * and its segments' no_speech_prob null; a stream is `transcription.chunk` objects.
+ */
+function audioRoute(view: EngineView, op: 'transcriptions' | 'translations'): InferenceRoute {
+  const object = op === 'transcriptions' ? 'transcription.chunk' : 'translation.chunk';
+  return {
+    kind: 'inference',
+    wantsStream: (body) => isForm(body) && body.fields.stream === 'true',
+    plan(body) {
+      if (!isForm(body)) return { kind: 'bad-request', message: typeof body === 'string' ? body : 'Expected a multipart/form-data body', type: 'Bad Request' };
+      const f = body.fields;
+      const file = body.files.file;
+      if (file === undefined) {
+        return { kind: 'bad-request', message: typeof f.file === 'string' ? "Expected 'file' to be a file-like object, not 'str'." : "[{'type': 'missing', 'loc': ('body', 'file'), 'msg': 'Field required', 'input': None}]", type: 'Bad Request', param: 'body.file' };
+      }
+      const name = typeof f.model === 'string' ? f.model : undefined;
+      const m = servedModel(view, name);
+      if (m === undefined) return { kind: 'model-not-found', model: name };
+      if (m.kind !== 'transcription') return { kind: 'unsupported', message: `The model does not support ${op === 'transcriptions' ? 'Transcriptions' : 'Translations'} API` };
+      const format = typeof f.response_format === 'string' ? f.response_format : 'json';
+      if (!AUDIO_FORMATS.has(format)) return { kind: 'bad-request', message: `Input should be 'json', 'text', 'srt', 'verbose_json' or 'vtt'`, type: 'Bad Request', param: 'body.response_format' };
+      if (format === 'srt' || format === 'vtt') return { kind: 'bad-request', message: 'Currently only support response_format: `text`, `json` or `verbose_json`' };
+      const stream = f.stream === 'true';
+      if (stream && format === 'verbose_json') return { kind: 'bad-request', message: "verbose_json format doesn't support streaming case" };
+      const mb = file.size / 2 ** 20;
+      if (mb > MAX_AUDIO_MB) return { kind: 'bad-request', message: `Maximum file size exceeded (parameter=audio_filesize_mb, value=${mb})`, param: 'audio_filesize_mb' };
+      const seconds = file.size / AUDIO_BYTES_PER_SECOND;
+      // What was "said": words drawn from the audio's bytes, one a third of a second, at most 40.
+      const words = replyTokens(file.digest).slice(0, Math.max(1, Math.min(40, Math.round(seconds * 3))));
+      const promptTokens = Math.ceil(seconds * 100) + 4;
+      const includeUsage = f.stream_include_usage === 'true';
+      return {
+        id: `${op === 'transcriptions' ? 'transcribe' : 'translate'}-${hexId()}`, created: nowSeconds(), model: m.name, stream, includeUsage,
+        promptTokens, completionTokens: words.length,
+        choices: [{ index: 0, tokens: words, finish: 'stop', promptTokens, promptText: '' }],
+        steps: words.length, vectors: null, base64: false,
+        extra: { format, seconds, language: typeof f.language === 'string' ? f.language : 'en' },
+      };
+    },
+    error: (e) => renderError(view, op, e),
+    reply(p) {
+      const text = p.choices[0]!.tokens.join('');
+      const seconds = p.extra.seconds as number;
+      if (p.extra.format === 'verbose_json') {
+        const tokens = p.choices[0]!.tokens;
+        const half = Math.ceil(tokens.length / 2);
+        const parts = [tokens.slice(0, half), tokens.slice(half)].filter((t) => t.length > 0);
+        const segments = parts.map((t, id) => ({
+          id, avg_logprob: -0.25, compression_ratio: 1.2, end: Math.round(seconds * (id + 1) / parts.length * 100) / 100, no_speech_prob: null, seek: 0,
+          start: Math.round(seconds * id / parts.length * 100) / 100, temperature: 0, text: t.join(''), tokens: tokenIds(t.join(''), t.length),
+        }));
+        return jsonReply(200, { duration: seconds.toFixed(2), language: p.extra.language, text, segments, words: null });
+      }
+      // json and text alike (vLLM answers text with the JSON body); a translation reports no usage.
+      return jsonReply(200, op === 'transcriptions' ? { text, usage: { type: 'duration', seconds: Math.ceil(seconds) } } : { text });
+    },
+    stream: {
+      contentType: 'text/event-stream; charset=utf-8',
+      begin: () => '',
+      step(p, i) {
+        const last = i === p.steps - 1;
+        return sseEvent({ id: p.id, object, created: p.created, model: p.model, choices: [{ delta: { content: p.choices[0]!.tokens[i] }, ...(last ? { finish_reason: 'stop', stop_reason: null } : {}) }] });
+      },
+      end(p) {
+        const usage = { prompt_tokens: p.promptTokens, total_tokens: p.promptTokens + p.completionTokens, completion_tokens: p.completionTokens };
+        return (p.includeUsage ? sseEvent({ id: p.id, object, created: p.created, model: p.model, choices: [], usage }) : '') + SSE_DONE;
+      },
+      garbage: 'data: {"id": transcribe\n\n',
+      failure: () => STREAM_FAILURE,
+    },
+  };
+}
+
+const isForm = (b: unknown): b is SimForm => isRecord(b) && isRecord(b.fields) && isRecord(b.files);
+
 // vllm/v1/metrics/loggers.py's buckets.
 const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560];
 const REQUEST_LATENCY_BUCKETS = [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680];
@@ -476,6 +562,8 @@ export function createVllm(view: EngineView): ProtocolImpl {
     ['POST /v1/chat/completions', chatRoute(view)],
     ['POST /v1/completions', completionsRoute(view)],
     ['POST /v1/embeddings', embeddingsRoute(view)],
+    ['POST /v1/audio/transcriptions', audioRoute(view, 'transcriptions')],
+    ['POST /v1/audio/translations', audioRoute(view, 'translations')],
   ]);
   const paths = new Set([...routes.keys()].map((k) => k.slice(k.indexOf(' ') + 1)));
   return {

@@ -1,0 +1,103 @@
+// OpenAI's audio endpoints, /v1/audio/transcriptions and /v1/audio/translations, toward a
+// backend: the upload written anew for each one, with its model and the format the gateway asks
+// for, and its answer written as the client asked. vLLM answers `text` with JSON and refuses
+// `srt` and `vtt`, so the gateway asks every backend for JSON or verbose JSON and writes the
+// client's format itself (subtitles from the segments).
+
+import { AttemptError } from '../core/attempt-error.ts';
+import type { AudioOperation, Usage } from './types.ts';
+
+export const AUDIO_FORMATS = ['json', 'text', 'srt', 'verbose_json', 'vtt'] as const;
+export type AudioFormat = typeof AUDIO_FORMATS[number];
+
+/** A checked upload (src/http/audio.ts): what routing needs, and the form to send on. */
+export interface AudioRequest {
+  model: string;
+  format: AudioFormat;
+  form: FormData;
+  /** The audio file's size, for the log. */
+  fileBytes: number;
+}
+
+/** An answer as the client gets it. */
+export interface AudioAnswer {
+  contentType: string;
+  text: string;
+  usage: Usage | undefined;
+}
+
+/** What the gateway asks the backend for: JSON, or verbose JSON when the client wants segments. */
+export function upstreamFormat(f: AudioFormat): 'json' | 'verbose_json' {
+  return f === 'json' || f === 'text' ? 'json' : 'verbose_json';
+}
+
+/** The form for one backend: its model, the format the gateway reads, everything else as sent. */
+export async function upstreamBody(req: AudioRequest, model: string): Promise<{ body: Buffer; contentType: string }> {
+  const form = new FormData();
+  for (const [name, value] of req.form) {
+    if (name === 'model' || name === 'response_format' || name === 'stream') continue;
+    form.append(name, value);
+  }
+  form.set('model', model);
+  form.set('response_format', upstreamFormat(req.format));
+  const r = new Response(form);
+  return { body: Buffer.from(await r.arrayBuffer()), contentType: r.headers.get('content-type')! };
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A backend's JSON answer as the client asked for it; an answer without its text is the backend's failure (malformed). */
+export function audioAnswer(op: AudioOperation, format: AudioFormat, json: unknown, status: number): AudioAnswer {
+  if (!isObj(json) || typeof json.text !== 'string') throw new AttemptError('malformed', `answered ${status} with JSON that is not a ${op.slice(0, -1)}`, status);
+  const usage = usageOf(json.usage);
+  if (format === 'json') return { contentType: JSON_TYPE, text: JSON.stringify(json), usage };
+  if (format === 'text') return { contentType: TEXT_TYPE, text: json.text, usage };
+  // vLLM writes the duration as a string ("4.07"); OpenAI's clients read a number.
+  const duration = typeof json.duration === 'string' ? Number(json.duration) : json.duration;
+  const verbose: Record<string, unknown> = { ...json, ...(typeof duration === 'number' && Number.isFinite(duration) ? { duration } : {}) };
+  // OpenAI's verbose transcription says what was billed: the audio's length (vLLM leaves it out).
+  if (op === 'transcriptions' && verbose.usage === undefined && typeof verbose.duration === 'number') verbose.usage = { type: 'duration', seconds: Math.ceil(verbose.duration) };
+  if (format === 'verbose_json') return { contentType: JSON_TYPE, text: JSON.stringify(verbose), usage };
+  const segments = cues(verbose);
+  return format === 'srt'
+    ? { contentType: TEXT_TYPE, text: segments.map((c, i) => `${i + 1}\n${stamp(c.start, ',')} --> ${stamp(c.end, ',')}\n${c.text}\n`).join('\n'), usage }
+    : { contentType: VTT_TYPE, text: `WEBVTT\n\n${segments.map((c) => `${stamp(c.start, '.')} --> ${stamp(c.end, '.')}\n${c.text}\n`).join('\n')}`, usage };
+}
+
+const JSON_TYPE = 'application/json';
+const TEXT_TYPE = 'text/plain; charset=utf-8';
+const VTT_TYPE = 'text/vtt; charset=utf-8';
+
+/** Token usage (gpt-4o-transcribe's) as the gateway counts it; a duration (Whisper's) counts no tokens. */
+function usageOf(u: unknown): Usage | undefined {
+  if (!isObj(u)) return undefined;
+  if (u.type === 'tokens' && typeof u.input_tokens === 'number' && typeof u.output_tokens === 'number') {
+    return { prompt_tokens: u.input_tokens, completion_tokens: u.output_tokens, total_tokens: u.input_tokens + u.output_tokens };
+  }
+  if (u.type === 'duration') return { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+  return undefined;
+}
+
+interface Cue { start: number; end: number; text: string }
+
+/** The answer's segments as subtitle cues; one cue for the whole text when it has none. */
+function cues(v: Record<string, unknown>): Cue[] {
+  const out: Cue[] = [];
+  if (Array.isArray(v.segments)) {
+    for (const s of v.segments) {
+      if (!isObj(s) || typeof s.text !== 'string' || typeof s.start !== 'number' || typeof s.end !== 'number') continue;
+      out.push({ start: s.start, end: s.end, text: s.text.trim() });
+    }
+  }
+  if (out.length === 0 && typeof v.text === 'string' && v.text.trim() !== '') {
+    out.push({ start: 0, end: typeof v.duration === 'number' ? v.duration : 0, text: v.text.trim() });
+  }
+  return out;
+}
+
+/** 3725.5 s → 01:02:05,500 (SRT) or 01:02:05.500 (WebVTT). */
+function stamp(seconds: number, sep: ',' | '.'): string {
+  const ms = Math.max(0, Math.round(seconds * 1000));
+  const p = (n: number, w = 2): string => String(n).padStart(w, '0');
+  return `${p(Math.floor(ms / 3_600_000))}:${p(Math.floor(ms / 60_000) % 60)}:${p(Math.floor(ms / 1000) % 60)}${sep}${p(ms % 1000, 3)}`;
+}

@@ -1,0 +1,210 @@
+// Audio transcription and translation end to end: the seeds' audio-transcribe role (Whisper on
+// vLLM) behind the gateway, called with the official openai SDK and raw multipart over
+// loopback, against simulated vLLM engines that read the upload with their own multipart
+// parser and answer as vLLM does (text as JSON, no srt or vtt, a string duration).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI, { toFile } from 'openai';
+import { parseFabricText } from '../src/config/load.ts';
+import { formatIssue } from '../src/config/issues.ts';
+import { startFabric, post, eventually, waitForLog, openaiSchemaValidator, type Fabric } from './helpers.ts';
+
+const MASTER = 'fabric-master-key-for-audio-tests';
+const FAST = { ttftMs: 2, tokensPerSecond: 5000, maxConcurrency: 8, maxQueue: 16 };
+const WHISPER = 'openai/whisper-large-v3';
+const auth = { authorization: `Bearer ${MASTER}` };
+
+let f: Fabric;
+let client: OpenAI;
+const sent = (engine: string): number => f.fleet.get(engine).stats().requests;
+const lastForm = (engine: string): any => f.fleet.get(engine).requests().at(-1)!.body;
+
+/** A WAV file: 16 kHz, 16-bit mono, `seconds` long, a tone whose pitch makes each file its own. */
+function wav(seconds: number, hz = 440): Buffer {
+  const samples = Math.round(16_000 * seconds);
+  const b = Buffer.alloc(44 + samples * 2);
+  b.write('RIFF', 0); b.writeUInt32LE(36 + samples * 2, 4); b.write('WAVEfmt ', 8); b.writeUInt32LE(16, 16);
+  b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22); b.writeUInt32LE(16_000, 24); b.writeUInt32LE(32_000, 28);
+  b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34); b.write('data', 36); b.writeUInt32LE(samples * 2, 40);
+  for (let i = 0; i < samples; i++) b.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * hz * i) / 16_000)), 44 + i * 2);
+  return b;
+}
+
+/** A multipart body by hand, for what the SDK will not send. */
+function multipart(fields: Record<string, string>, file?: { name: string; bytes: Buffer }): { body: Buffer; type: string } {
+  const boundary = '----fabric-test-boundary';
+  const parts: Buffer[] = [];
+  for (const [k, v] of Object.entries(fields)) parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`));
+  if (file !== undefined) {
+    parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${file.name}"\r\nContent-Type: audio/wav\r\n\r\n`), file.bytes, Buffer.from('\r\n'));
+  }
+  parts.push(Buffer.from(`--${boundary}--\r\n`));
+  return { body: Buffer.concat(parts), type: `multipart/form-data; boundary=${boundary}` };
+}
+
+async function upload(path: string, fields: Record<string, string>, file?: { name: string; bytes: Buffer }, headers: Record<string, string> = auth) {
+  const m = multipart(fields, file);
+  const r = await fetch(f.url + path, { method: 'POST', headers: { ...headers, 'content-type': m.type }, body: m.body });
+  const text = await r.text();
+  let json: any;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: r.status, headers: r.headers, text, json };
+}
+
+before(async () => {
+  f = await startFabric({
+    env: { FABRIC_MASTER_KEY: MASTER },
+    apiKey: MASTER,
+    engines: [
+      { name: 'motoko', protocol: 'vllm', model: WHISPER, kind: 'transcription', timing: FAST },
+      { name: 'spare', protocol: 'vllm', model: WHISPER, kind: 'transcription', timing: FAST },
+      { name: 'armitage', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', timing: FAST },
+    ],
+    yaml: (url) => `
+gateway:
+  master_key: env:FABRIC_MASTER_KEY
+  accounting: { flush_interval: 20ms }
+  limits: { max_audio: 2MiB }
+backends:
+  motoko-whisper: { engine: vllm, url: ${url('motoko')}/v1, model: ${WHISPER}, max_retries: 0 }
+  spare-whisper: { engine: vllm, url: ${url('spare')}/v1, model: ${WHISPER}, max_retries: 0 }
+  armitage-qwen: { engine: vllm, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ }
+roles:
+  audio-transcribe: { kind: transcription, backends: [motoko-whisper], aliases: [whisper-1], fallbacks: [audio-spare] }
+  audio-spare: { kind: transcription, backends: [spare-whisper] }
+  chat-fast: { kind: chat, backends: [armitage-qwen] }
+`,
+  });
+  client = new OpenAI({ baseURL: `${f.url}/v1`, apiKey: MASTER, maxRetries: 0, timeout: 10_000 });
+});
+
+after(async () => {
+  await f.close();
+});
+
+test('the openai SDK transcribes through a role and its alias: the backend gets its own model and the same audio; the answer is OpenAI\'s', async () => {
+  const audio = wav(2);
+  const before = sent('motoko');
+  const { data, response } = await client.audio.transcriptions.create({ file: await toFile(audio, 'note.wav', { type: 'audio/wav' }), model: 'whisper-1', language: 'en' }).withResponse();
+  assert.equal(typeof data.text, 'string');
+  assert.ok(data.text.length > 0);
+  assert.deepEqual([response.headers.get('x-fabric-role'), response.headers.get('x-fabric-backend')], ['audio-transcribe', 'motoko-whisper']);
+  assert.equal(sent('motoko') - before, 1);
+  const form = lastForm('motoko');
+  assert.equal(form.fields.model, WHISPER, 'the physical model, never the role name');
+  assert.equal(form.fields.language, 'en', 'the other fields go on as sent');
+  assert.equal(form.fields.response_format, 'json');
+  assert.equal(form.files.file.filename, 'note.wav');
+  assert.equal(form.files.file.size, audio.length);
+  assert.equal(form.files.file.digest, (await import('node:crypto')).createHash('sha256').update(audio).digest('hex'), 'the same bytes');
+  assert.deepEqual(openaiSchemaValidator()('CreateTranscriptionResponseJson', data), []);
+  assert.deepEqual((data as unknown as { usage: unknown }).usage, { type: 'duration', seconds: Math.ceil(audio.length / 32_000) }, 'the engine\'s own count (the simulator\'s: 32,000 bytes a second)');
+});
+
+test('every response format: text as plain text (vLLM answers it with JSON), verbose JSON with a numeric duration, and srt and vtt written from the segments (vLLM refuses both)', async () => {
+  const file = { name: 'memo.wav', bytes: wav(3, 523) };
+  const json = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe' }, file);
+  const text = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe', response_format: 'text' }, file);
+  assert.equal(text.status, 200, text.text);
+  assert.match(text.headers.get('content-type')!, /^text\/plain/);
+  assert.equal(text.text, json.json.text);
+  const verbose = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe', response_format: 'verbose_json' }, file);
+  assert.equal(lastForm('motoko').fields.response_format, 'verbose_json');
+  assert.equal(verbose.json.duration, 3);
+  assert.deepEqual(verbose.json.usage, { type: 'duration', seconds: 3 });
+  assert.equal(verbose.json.text, json.json.text);
+  assert.ok(verbose.json.segments.length >= 1);
+  const srt = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe', response_format: 'srt' }, file);
+  assert.equal(srt.status, 200, srt.text);
+  assert.equal(lastForm('motoko').fields.response_format, 'verbose_json', 'asked of vLLM as verbose JSON');
+  const seg = verbose.json.segments;
+  const stamp = (s: number, sep: string) => `00:00:${String(Math.floor(s)).padStart(2, '0')}${sep}${String(Math.round((s % 1) * 1000)).padStart(3, '0')}`;
+  assert.equal(srt.text, seg.map((s: any, i: number) => `${i + 1}\n${stamp(s.start, ',')} --> ${stamp(s.end, ',')}\n${s.text.trim()}\n`).join('\n'));
+  const vtt = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe', response_format: 'vtt' }, file);
+  assert.match(vtt.headers.get('content-type')!, /^text\/vtt/);
+  assert.equal(vtt.text, `WEBVTT\n\n${seg.map((s: any) => `${stamp(s.start, '.')} --> ${stamp(s.end, '.')}\n${s.text.trim()}\n`).join('\n')}`);
+  assert.ok(srt.text.includes('00:00:03,000'), srt.text);
+});
+
+test('translations: the SDK\'s own call, answered as OpenAI answers it', async () => {
+  const before = sent('motoko');
+  const t = await client.audio.translations.create({ file: await toFile(wav(1, 300), 'fr.wav', { type: 'audio/wav' }), model: 'audio-transcribe' });
+  assert.ok(t.text.length > 0);
+  assert.equal(sent('motoko') - before, 1);
+  assert.equal(f.fleet.get('motoko').requests().at(-1)!.path, '/v1/audio/translations');
+  assert.deepEqual(openaiSchemaValidator()('CreateTranslationResponseJson', t), []);
+});
+
+test('a backend down: the fallback role transcribes the same upload', async () => {
+  await f.fleet.get('motoko').setFault({ kind: 'down' });
+  try {
+    const r = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe' }, { name: 'a.wav', bytes: wav(1) });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual([r.headers.get('x-fabric-role'), r.headers.get('x-fabric-rerouted')], ['audio-spare', 'true']);
+    assert.equal(lastForm('spare').files.file.size, wav(1).length);
+  } finally {
+    await f.fleet.get('motoko').setFault(null);
+  }
+});
+
+test('bad uploads get a clear error naming the field, and nothing is sent upstream', async () => {
+  const before = sent('motoko') + sent('spare');
+  const file = { name: 'a.wav', bytes: wav(1) };
+  const cases: Array<[Promise<{ status: number; json: any }>, number, string, string | null, RegExp]> = [
+    [upload('/v1/audio/transcriptions', { model: 'audio-transcribe' }), 400, 'invalid_request', 'file', /`file` is required/],
+    [upload('/v1/audio/transcriptions', { model: 'audio-transcribe', file: 'not a file' }), 400, 'invalid_request', 'file', /must be a file part/],
+    [upload('/v1/audio/transcriptions', {}, file), 400, 'invalid_request', 'model', /`model` is required/],
+    [upload('/v1/audio/transcriptions', { model: 'audio-transcribe', response_format: 'mp3' }, file), 400, 'invalid_request', 'response_format', /must be one of json, text, srt, verbose_json, vtt/],
+    [upload('/v1/audio/transcriptions', { model: 'audio-transcribe', stream: 'true' }, file), 400, 'invalid_request', 'stream', /not served by this gateway yet/],
+    [upload('/v1/audio/transcriptions', { model: 'audio-transcribe', api_base: 'http://evil' }, file), 400, 'forbidden_parameter', 'api_base', /not accepted/],
+    [upload('/v1/audio/transcriptions', { model: 'chat-fast' }, file), 400, 'wrong_model_kind', 'model', /a chat model; use \/v1\/chat\/completions/],
+    [upload('/v1/audio/transcriptions', { model: 'whisper-2' }, file), 404, 'model_not_found', 'model', /whisper-2/],
+    [upload('/v1/audio/transcriptions', { model: 'audio-transcribe' }, { name: 'big.wav', bytes: Buffer.alloc(3 * 2 ** 20) }), 413, 'body_too_large', null, /gateway\.limits\.max_audio/],
+    [post(f.url, '/v1/audio/transcriptions', { model: 'audio-transcribe', file: 'x' }, auth), 415, 'unsupported_media_type', null, /takes multipart\/form-data/],
+    [post(f.url, '/v1/chat/completions', { model: 'audio-transcribe', messages: [{ role: 'user', content: 'hi' }] }, auth), 400, 'wrong_model_kind', 'model', /a transcription model; use \/v1\/audio\/transcriptions/],
+    [upload('/v1/audio/transcriptions', { model: 'audio-transcribe' }, file, {}), 401, 'invalid_api_key', null, /API key/],
+  ];
+  for (const [i, [p, status, code, param, message]] of cases.entries()) {
+    const r = await p;
+    assert.equal(r.status, status, `case ${i}: ${JSON.stringify(r.json)}`);
+    assert.equal(r.json.error.code, code, `case ${i}`);
+    assert.equal(r.json.error.param, param, `case ${i}`);
+    assert.match(r.json.error.message, message, `case ${i}`);
+  }
+  assert.equal(sent('motoko') + sent('spare'), before);
+});
+
+test('an engine\'s refusal is passed on as OpenAI\'s error; the request is logged and recorded under its role', async () => {
+  await f.fleet.get('motoko').setFault({ kind: 'error', status: 400 }, 1);
+  const refused = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe' }, { name: 'b.wav', bytes: wav(1, 700) });
+  assert.equal(refused.status, 400, refused.text);
+  assert.equal(refused.json.error.code, 'upstream_rejected');
+  assert.equal(refused.json.error.message, 'HTTP 400', 'the engine\'s own words');
+  const from = f.logs.length;
+  const r = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe', response_format: 'json' }, { name: 'b.wav', bytes: wav(1, 700) });
+  assert.equal(r.status, 200);
+  const line = await waitForLog(f, from, (l) => l.msg === 'request' && l.op === 'transcriptions' && l.status === 200);
+  assert.equal(line.role, 'audio-transcribe', JSON.stringify(line));
+  assert.equal(line.audio_bytes, wav(1).length);
+  const usage = await eventually(async () => (await fetch(`${f.url}/admin/usage?by=role`, { headers: auth })).json() as Promise<any>, (u) => u.data?.some((x: any) => x.role === 'audio-transcribe' && x.requests >= 5));
+  assert.ok(usage.data.some((x: any) => x.role === 'audio-transcribe' && x.requests >= 5), JSON.stringify(usage));
+});
+
+test('a transcription role takes only engines that serve the audio endpoints; rules on text do not apply to it', () => {
+  const { issues } = parseFabricText(`
+backends:
+  o: { engine: ollama, url: http://127.0.0.1:11434, model: whisper }
+  l: { engine: llamacpp, url: http://127.0.0.1:8080/v1, model: whisper }
+  v: { engine: vllm, url: http://127.0.0.1:8000/v1, model: ${WHISPER} }
+roles:
+  audio: { kind: transcription, backends: [v, o, l], rules: [{ if_input_tokens_over: 10, route_to: audio2 }, { if_input_has: image, route_to: audio2 }] }
+  audio2: { kind: transcription, backends: [v] }
+`, '/etc/fabric/fabric.yaml');
+  assert.deepEqual(issues.filter((i) => i.severity === 'error').map(formatIssue).map((l) => l.replace(/^.*?error: /, '')), [
+    'roles.audio.backends[1]: o runs on ollama, which does not serve /v1/audio/transcriptions: use vllm (a Whisper model), openai, or openai-compatible (speaches, LocalAI)',
+    'roles.audio.backends[2]: l runs on llamacpp, which does not serve /v1/audio/transcriptions: use vllm (a Whisper model), openai, or openai-compatible (speaches, LocalAI)',
+    'roles.audio.rules[0].if_input_tokens_over: a transcription request\'s input is audio, with no text to count',
+    'roles.audio.rules[1].if_input_has: only chat requests carry images, audio or tools: this is a transcription role',
+  ]);
+});
