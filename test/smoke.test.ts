@@ -26,6 +26,7 @@ before(async () => {
     { name: 'emb', protocol: 'vllm', model: 'bge', kind: 'embeddings', dimensions: 768, timing: FAST },
     { name: 'small', protocol: 'llamacpp', model: 'minilm', kind: 'embeddings', dimensions: 384, timing: FAST },
     { name: 'cloud', protocol: 'openai', model: 'gpt-4.1-mini', kind: 'chat', timing: FAST },
+    { name: 'whisper', protocol: 'vllm', model: 'openai/whisper-large-v3', kind: 'transcription', timing: FAST },
   ]);
   const url = (n: string): string => fleet.get(n).url;
   const { config } = parseFabricText(`
@@ -43,12 +44,14 @@ backends:
   emb: { engine: vllm, url: ${url('emb')}/v1, model: bge, max_retries: 0 }
   small: { engine: llamacpp, url: ${url('small')}/v1, model: minilm }
   cloud: { engine: openai-compatible, url: ${url('cloud')}/v1, model: gpt-4.1-mini, cloud: true }
+  whisper: { engine: vllm, url: ${url('whisper')}/v1, model: openai/whisper-large-v3, max_retries: 0 }
 roles:
   chat-fast: { kind: chat, backends: [fast], aliases: [local/chat], fallbacks: [chat-deep] }
   chat-deep: { kind: chat, backends: [deep], aliases: [local/reasoner], fallbacks: [openai/strong] }
   embeddings-general: { kind: embeddings, backends: [emb], aliases: [local/embed], dimensions: 768 }
   emb-384: { kind: embeddings, backends: [small], dimensions: 768 }
   openai/strong: { kind: chat, backends: [cloud] }
+  audio-transcribe: { kind: transcription, backends: [whisper], aliases: [whisper-1] }
 `, 'smoke.yaml');
   gw = await startGateway(config, new Secrets({ FABRIC_MASTER_KEY: KEY }), { host: '127.0.0.1', port: 0, log: silentLogger, dataDir: tempDir('fabric-smoke-') });
 });
@@ -79,6 +82,12 @@ test('every role and alias, end to end: a clear report of the one that fails, th
   assert.match(r.stdout, row('local/chat → chat-fast', 'chat', 'PASS'));
   assert.match(r.stdout, row('local/embed → embeddings-general', 'embeddings', 'PASS'));
   assert.match(r.stdout, row('fast-physical → fast', 'chat', 'PASS'));
+  // A transcription role: a second of silence uploaded as a WAV file, its text checked.
+  assert.match(r.stdout, row('audio-transcribe', 'transcription', 'PASS'));
+  assert.match(r.stdout, row('whisper-1 → audio-transcribe', 'transcription', 'PASS'));
+  const upload = fleet.get('whisper').requests().at(-1)!;
+  assert.equal(upload.path, '/v1/audio/transcriptions');
+  assert.equal((upload.body as { files: { file: { size: number } } }).files.file.size, 32_044);
   assert.match(r.stdout, /^openai\/strong\s+chat\s+SKIP\s+-\s+-\s+openai\/strong is served by a cloud API \(--include-cloud to check it\)/m);
   assert.match(r.stdout, /chat-fast\s+chat\s+PASS\s+\d+ ms\s+chat-fast \/ fast/);
   assert.match(r.stdout, /FAILED emb-384 embeddings: the embedding has 384 dimensions, the role promises 768/);

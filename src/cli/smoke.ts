@@ -6,6 +6,7 @@
 // (x-fabric-drill: fail-primary) and the check reports which fallback step served.
 
 import type { BackendReport, RoleReport } from '../health/report.ts';
+import type { RoleKind } from '../config/types.ts';
 import {
   UsageError, authHeaders, gatewayFlags, netError, painter, table, useColor, type Paint,
 } from './client.ts';
@@ -38,7 +39,21 @@ Exit status: 0 every check passed (or was skipped), 1 a check failed, 2 the gate
 not be reached or refused the key, or bad usage.
 `;
 
-type CheckKind = 'chat' | 'stream' | 'embeddings';
+type CheckKind = 'chat' | 'stream' | 'embeddings' | 'transcription';
+
+/** The one check of a role's kind (a chat role also gets a streamed one). */
+function checkOf(kind: RoleKind | undefined): CheckKind {
+  return kind === 'embeddings' ? 'embeddings' : kind === 'transcription' ? 'transcription' : 'chat';
+}
+
+/** A second of silence as a WAV file (16 kHz, 16-bit mono): what a transcription check uploads. */
+function silence(): Buffer {
+  const b = Buffer.alloc(44 + 32_000);
+  b.write('RIFF', 0); b.writeUInt32LE(36 + 32_000, 4); b.write('WAVEfmt ', 8); b.writeUInt32LE(16, 16);
+  b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22); b.writeUInt32LE(16_000, 24); b.writeUInt32LE(32_000, 28);
+  b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34); b.write('data', 36); b.writeUInt32LE(32_000, 40);
+  return b;
+}
 
 interface Plan {
   target: string;
@@ -90,7 +105,7 @@ function planChecks(h: HealthBody, includeCloud: boolean, drill: boolean, only: 
   };
   const want = (name: string): boolean => only === undefined || only.has(name);
   const plans: Plan[] = [];
-  const checksFor = (r: RoleReport): CheckKind[] => (r.kind === 'embeddings' ? ['embeddings'] : ['chat', 'stream']);
+  const checksFor = (r: RoleReport): CheckKind[] => (r.kind === 'chat' ? ['chat', 'stream'] : [checkOf(r.kind)]);
   for (const r of roles) {
     if (!want(r.name)) continue;
     const skip = cloudSkip(r);
@@ -100,7 +115,7 @@ function planChecks(h: HealthBody, includeCloud: boolean, drill: boolean, only: 
     const skip = cloudSkip(r);
     for (const a of r.aliases) {
       if (!want(a)) continue;
-      plans.push({ target: a, via: 'alias', of: r.name, check: r.kind === 'embeddings' ? 'embeddings' : 'chat', drill: false, dimensions: r.dimensions, ...(skip === undefined ? {} : { skip }) });
+      plans.push({ target: a, via: 'alias', of: r.name, check: checkOf(r.kind), drill: false, dimensions: r.dimensions, ...(skip === undefined ? {} : { skip }) });
     }
   }
   for (const b of h.backends) {
@@ -110,7 +125,7 @@ function planChecks(h: HealthBody, includeCloud: boolean, drill: boolean, only: 
         : b.status === 'offline (expected)' || b.status === 'waking' ? `${b.name} is ${b.status}; a backend alias has no fallback`
           : undefined;
       plans.push({
-        target: a, via: 'backend-alias', of: b.name, check: b.kinds.includes('embeddings') ? 'embeddings' : 'chat', drill: false, dimensions: null,
+        target: a, via: 'backend-alias', of: b.name, check: checkOf(b.kinds.includes('embeddings') ? 'embeddings' : b.kinds.includes('transcription') ? 'transcription' : 'chat'), drill: false, dimensions: null,
         ...(skip === undefined ? {} : { skip }),
       });
     }
@@ -118,7 +133,7 @@ function planChecks(h: HealthBody, includeCloud: boolean, drill: boolean, only: 
   if (drill) {
     for (const r of roles) {
       if (!want(r.name)) continue;
-      const check: CheckKind = r.kind === 'embeddings' ? 'embeddings' : 'chat';
+      const check = checkOf(r.kind);
       const base = { target: r.name, via: 'role' as const, of: r.name, check, drill: true, dimensions: r.dimensions };
       if (r.fallbacks.length === 0) {
         plans.push({ ...base, noFallback: true });
@@ -134,10 +149,11 @@ function planChecks(h: HealthBody, includeCloud: boolean, drill: boolean, only: 
 
 function bodyFor(p: Plan): Record<string, unknown> {
   if (p.check === 'embeddings') return { model: p.target, input: 'fabric smoke test' };
+  if (p.check === 'transcription') return { model: p.target, file: 'smoke.wav (a second of silence, multipart/form-data)' };
   return { model: p.target, messages: [{ role: 'user', content: PROMPT }], max_tokens: 8, temperature: 0, ...(p.check === 'stream' ? { stream: true } : {}) };
 }
 
-const PATH: Record<CheckKind, string> = { chat: '/v1/chat/completions', stream: '/v1/chat/completions', embeddings: '/v1/embeddings' };
+const PATH: Record<CheckKind, string> = { chat: '/v1/chat/completions', stream: '/v1/chat/completions', embeddings: '/v1/embeddings', transcription: '/v1/audio/transcriptions' };
 
 function errorSummary(status: number, text: string): string {
   try {
@@ -168,6 +184,7 @@ function verify(p: Plan, text: string, contentType: string): string | undefined 
   }
   let json: unknown;
   try { json = JSON.parse(text); } catch { return 'the answer is not JSON'; }
+  if (p.check === 'transcription') return typeof (json as { text?: unknown }).text === 'string' ? undefined : 'the answer has no text';
   if (p.check === 'chat') {
     const c = (json as { choices?: { message?: { content?: unknown } }[] }).choices?.[0];
     if (c === undefined || typeof c.message?.content !== 'string') return 'the answer has no choices[0].message.content';
@@ -198,7 +215,15 @@ async function runCheck(url: string, key: string | undefined, p: Plan, timeoutMs
   let text: string;
   let res: Response;
   try {
-    res = await fetch(url + PATH[p.check], { method: 'POST', headers: { ...headers, ...authHeaders(key) }, body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) });
+    let payload: string | FormData = JSON.stringify(body);
+    const h: Record<string, string> = { ...headers, ...authHeaders(key) };
+    if (p.check === 'transcription') {
+      payload = new FormData();
+      payload.set('model', p.target);
+      payload.set('file', new Blob([silence()], { type: 'audio/wav' }), 'smoke.wav');
+      delete h['content-type']; // multipart, with the boundary fetch chooses
+    }
+    res = await fetch(url + PATH[p.check], { method: 'POST', headers: h, body: payload, signal: AbortSignal.timeout(timeoutMs) });
     status = res.status;
     text = await res.text();
   } catch (e) {
