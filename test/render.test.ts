@@ -382,6 +382,22 @@ test('a SQLite store gets a daily backup timer (fabric backup into the data dire
   assert.equal(pg.some((f) => f.path.includes('ai-fabric-backup')), false);
 });
 
+test('a transcription role goes to LiteLLM as an audio_transcription deployment and reads back as one', () => {
+  const seeds = readFileSync(join(EXAMPLES, 'seeds.fabric.yaml'), 'utf8')
+    .replace('\nroles:\n', '\n  motoko-whisper: { engine: vllm, node: motoko, url: "http://motoko.pangolin-vega.ts.net:8300/v1", model: openai/whisper-large-v3 }\n\nroles:\n')
+    .replace("\n# The seeds' rule", "\n  audio-transcribe: { kind: transcription, backends: [motoko-whisper], aliases: [whisper-1] }\n\n# The seeds' rule");
+  const text = render('seeds.fabric.yaml', seeds).find((f) => f.path === 'litellm/config.yaml')!.content;
+  const doc = parse(text);
+  const entry = doc.model_list.find((m: { model_name: string }) => m.model_name === 'audio-transcribe');
+  assert.deepEqual([entry.litellm_params.model, entry.model_info.mode], ['hosted_vllm/openai/whisper-large-v3', 'audio_transcription']);
+  assert.equal(entry.litellm_params.stream_timeout, undefined, 'no stream to time');
+  const dir = tempDir('fabric-litellm-audio-');
+  writeFileSync(join(dir, 'config.yaml'), text);
+  const back = loadFabricConfig(join(dir, 'config.yaml'), { OPENAI_API_KEY: 'sk-test-not-real' }).config;
+  assert.equal(back.roles.get('audio-transcribe')!.kind, 'transcription');
+  assert.deepEqual(back.roles.get('audio-transcribe')!.aliases, ['whisper-1']);
+});
+
 test('the LiteLLM config keeps secrets as os.environ/ references and reads back as the same fabric', () => {
   const files = render('seeds.fabric.yaml');
   const text = files.find((f) => f.path === 'litellm/config.yaml')!.content;

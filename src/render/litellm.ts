@@ -5,7 +5,7 @@
 // inverse of `fabric config import` (src/config/litellm/). Secrets stay references (os.environ/NAME).
 // What LiteLLM cannot say, or says differently, is named in the header.
 
-import { roleByName, type BackendConfig, type FabricConfig, type RoleConfig, type RoleRule, type Strategy } from '../config/types.ts';
+import { roleByName, type BackendConfig, type FabricConfig, type RoleConfig, type RoleKind, type RoleRule, type Strategy } from '../config/types.ts';
 import { yamlDoc, type RenderContext } from './common.ts';
 
 type Obj = Record<string, unknown>;
@@ -26,7 +26,8 @@ function provider(b: BackendConfig, embeddings: boolean): string {
   }
 }
 
-function deployment(b: BackendConfig, modelName: string, embeddings: boolean, weighted: boolean, maxInputTokens?: number): Obj {
+function deployment(b: BackendConfig, modelName: string, kind: RoleKind, weighted: boolean, maxInputTokens?: number): Obj {
+  const embeddings = kind === 'embeddings';
   const p = provider(b, embeddings);
   const params: Obj = { model: `${p}/${b.model}` };
   if (!(b.engine === 'openai' && b.url === 'https://api.openai.com/v1')) params.api_base = b.url;
@@ -37,12 +38,13 @@ function deployment(b: BackendConfig, modelName: string, embeddings: boolean, we
   // wait for a response to begin (first_byte); stream_timeout replaces it on a stream's reads
   // (idle), and is left out where it would say the same.
   params.timeout = b.timeouts.firstByteMs / 1000;
-  if (!embeddings && b.timeouts.idleMs !== b.timeouts.firstByteMs) params.stream_timeout = b.timeouts.idleMs / 1000;
+  if (kind === 'chat' && b.timeouts.idleMs !== b.timeouts.firstByteMs) params.stream_timeout = b.timeouts.idleMs / 1000;
   params.max_retries = b.maxRetries;
   if (weighted) params.weight = b.weight;
   const entry: Obj = { model_name: modelName, litellm_params: params };
   const info: Obj = {};
   if (embeddings) info.mode = 'embedding';
+  else if (kind === 'transcription') info.mode = 'audio_transcription';
   if (maxInputTokens !== undefined) info.max_input_tokens = maxInputTokens;
   if (Object.keys(info).length > 0) entry.model_info = info;
   return entry;
@@ -99,13 +101,13 @@ export function litellmConfig(ctx: RenderContext): string {
       // threshold when smaller: longer input than the window fails at the backend and takes the
       // same context-window fallback in the gateway, so LiteLLM just skips a doomed call.
       const max = limit === undefined ? b.contextWindow : Math.min(limit, b.contextWindow ?? limit);
-      modelList.push(deployment(b, role.name, role.kind === 'embeddings', role.strategy === 'weighted', max));
+      modelList.push(deployment(b, role.name, role.kind, role.strategy === 'weighted', max));
     }
   }
   for (const b of cfg.backends.values()) {
     for (const alias of b.aliases) {
       rendered.add(b);
-      modelList.push(deployment(b, alias, kindOf.get(b.name) === 'embeddings', false, b.contextWindow));
+      modelList.push(deployment(b, alias, kindOf.get(b.name) ?? 'chat', false, b.contextWindow));
     }
   }
   for (const pt of cfg.patterns) {
@@ -113,7 +115,7 @@ export function litellmConfig(ctx: RenderContext): string {
       const b = cfg.backends.get(name);
       if (b === undefined) continue;
       rendered.add(b);
-      const entry = deployment(b, pt.match, pt.kind === 'embeddings', false);
+      const entry = deployment(b, pt.match, pt.kind, false);
       (entry.litellm_params as Obj).model = `${provider(b, pt.kind === 'embeddings')}/${pt.match}`;
       modelList.push(entry);
     }

@@ -85,6 +85,8 @@ const PARAM_MESSAGES: Record<string, string> = {
 const DESCRIPTIVE_INFO = /^(max_output_tokens|base_model|description|litellm_provider|supports_.*|supported_openai_params|output_vector_size|db_model|team_id|access_groups|updated_at|updated_by|created_at|created_by)$/;
 
 const EMBEDDING_NAME = /embed|(^|\/)bge-|(^|\/)e5-|(^|\/)gte-|minilm|mxbai|text-embedding/i;
+/** Speech-to-text models, by name (LiteLLM routes whisper-1 to /audio/transcriptions by it too). */
+const WHISPER_NAME = /whisper|transcribe/i;
 
 export function readDeployment(t: Translation, raw: unknown, index: number, d: DeploymentDefaults): Deployment | undefined {
   const p: KeyPath = ['model_list', index];
@@ -312,10 +314,11 @@ function readApiBase(t: Translation, path: KeyPath, v: unknown): { url: string; 
 }
 
 function readKind(t: Translation, path: KeyPath, mode: unknown, model: string): { kind: RoleKind; guessed: boolean } | undefined {
-  if (mode === undefined || mode === null) return { kind: EMBEDDING_NAME.test(model) ? 'embeddings' : 'chat', guessed: true };
+  if (mode === undefined || mode === null) return { kind: EMBEDDING_NAME.test(model) ? 'embeddings' : WHISPER_NAME.test(model) ? 'transcription' : 'chat', guessed: true };
   if (mode === 'chat' || mode === 'completion') return { kind: 'chat', guessed: false };
   if (mode === 'embedding') return { kind: 'embeddings', guessed: false };
-  t.r.warn(path, `mode ${describe(mode)} is not supported yet (chat, completion and embedding are); this deployment is left out`);
+  if (mode === 'audio_transcription') return { kind: 'transcription', guessed: false };
+  t.r.warn(path, `mode ${describe(mode)} is not supported yet (chat, completion, embedding and audio_transcription are); this deployment is left out`);
   return undefined;
 }
 

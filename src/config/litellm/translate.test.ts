@@ -883,3 +883,20 @@ model_list:
   assert.equal(b('vllm').contextWindow, undefined);
   roundTrip(text);
 });
+
+test('audio_transcription deployments (and whisper models named so) become transcription roles, and go back as such', () => {
+  const text = `model_list:
+  - model_name: audio-transcribe
+    litellm_params: { model: hosted_vllm/openai/whisper-large-v3, api_base: "http://motoko:8300/v1" }
+    model_info: { mode: audio_transcription }
+  - model_name: whisper-1
+    litellm_params: { model: openai/whisper-1, api_key: os.environ/OPENAI_API_KEY }
+${vllm('chat', 'a')}
+`;
+  const p = ok(text, { OPENAI_API_KEY: 'sk-x' });
+  assert.equal(p.config.roles.get('audio-transcribe')!.kind, 'transcription');
+  assert.equal(p.config.roles.get('whisper-1')!.kind, 'transcription', 'by its name, as LiteLLM itself guesses');
+  assert.equal(p.config.roles.get('chat')!.kind, 'chat');
+  const { config } = roundTrip(text, { OPENAI_API_KEY: 'sk-x' });
+  assert.equal(config.roles.get('audio-transcribe')!.kind, 'transcription');
+});
