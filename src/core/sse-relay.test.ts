@@ -142,6 +142,13 @@ test('line splitter carries partial lines', () => {
   assert.deepEqual(s.push(Buffer.from('{"a":1}\n{"b"')), ['{"a":1}']);
   assert.deepEqual(s.push(Buffer.from(':2}\n')), ['{"b":2}']);
   assert.equal(s.flush(), '');
+  // A character whose bytes two reads split (an NDJSON stream from Ollama cut anywhere by TCP).
+  const line = Buffer.from('{"content":"日本語 ✓ 🙂"}\n');
+  for (let cut = 1; cut < line.length; cut++) {
+    const t = new LineSplitter();
+    const got = [...t.push(line.subarray(0, cut)), ...t.push(line.subarray(cut))];
+    assert.deepEqual(got, ['{"content":"日本語 ✓ 🙂"}'], `cut at byte ${cut}`);
+  }
 });
 
 test('an event that never ends is refused past MAX_EVENT_BYTES, not held without bound', () => {
