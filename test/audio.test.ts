@@ -156,7 +156,8 @@ test('bad uploads get a clear error naming the field, and nothing is sent upstre
     [upload('/v1/audio/transcriptions', { model: 'audio-transcribe', file: 'not a file' }), 400, 'invalid_request', 'file', /must be a file part/],
     [upload('/v1/audio/transcriptions', {}, file), 400, 'invalid_request', 'model', /`model` is required/],
     [upload('/v1/audio/transcriptions', { model: 'audio-transcribe', response_format: 'mp3' }, file), 400, 'invalid_request', 'response_format', /must be one of json, text, srt, verbose_json, vtt/],
-    [upload('/v1/audio/transcriptions', { model: 'audio-transcribe', stream: 'true' }, file), 400, 'invalid_request', 'stream', /not served by this gateway yet/],
+    [upload('/v1/audio/transcriptions', { model: 'audio-transcribe', stream: 'true', response_format: 'srt' }, file), 400, 'invalid_request', 'response_format', /a stream carries text as it is made: `response_format` json or text, not srt/],
+    [upload('/v1/audio/transcriptions', { model: 'audio-transcribe', stream: 'maybe' }, file), 400, 'invalid_request', 'stream', /must be true or false, got "maybe"/],
     [upload('/v1/audio/transcriptions', { model: 'audio-transcribe', api_base: 'http://evil' }, file), 400, 'forbidden_parameter', 'api_base', /not accepted/],
     [upload('/v1/audio/transcriptions', { model: 'chat-fast' }, file), 400, 'wrong_model_kind', 'model', /a chat model; use \/v1\/chat\/completions/],
     [upload('/v1/audio/transcriptions', { model: 'whisper-2' }, file), 404, 'model_not_found', 'model', /whisper-2/],
@@ -207,4 +208,42 @@ roles:
     'roles.audio.rules[0].if_input_tokens_over: a transcription request\'s input is audio, with no text to count',
     'roles.audio.rules[1].if_input_has: only chat requests carry images, audio or tools: this is a transcription role',
   ]);
+});
+
+test('a stream: vLLM\'s transcription chunks become OpenAI\'s transcript.text events, with the usage vLLM was asked for; the SDK reads them', async () => {
+  const audio = wav(2, 880);
+  const stream = await client.audio.transcriptions.create({ file: await toFile(audio, 'live.wav', { type: 'audio/wav' }), model: 'audio-transcribe', stream: true });
+  const events: any[] = [];
+  for await (const e of stream) events.push(e);
+  const form = lastForm('motoko');
+  assert.deepEqual([form.fields.stream, form.fields.stream_include_usage, form.fields.response_format], ['true', 'true', 'json']);
+  const deltas = events.filter((e) => e.type === 'transcript.text.delta');
+  const done = events.at(-1);
+  assert.ok(deltas.length > 1, 'the text as it is made');
+  assert.equal(done.type, 'transcript.text.done');
+  assert.equal(done.text, deltas.map((d) => d.delta).join(''));
+  assert.equal(done.usage.type, 'tokens');
+  assert.ok(done.usage.input_tokens > 0 && done.usage.output_tokens === deltas.length, JSON.stringify(done.usage));
+  const v = openaiSchemaValidator();
+  for (const e of events) assert.deepEqual(v(e.type === 'transcript.text.done' ? 'TranscriptTextDoneEvent' : 'TranscriptTextDeltaEvent', e), [], JSON.stringify(e));
+  // The same audio whole gives the same text.
+  const whole = await client.audio.transcriptions.create({ file: await toFile(audio, 'live.wav', { type: 'audio/wav' }), model: 'audio-transcribe' });
+  assert.equal(whole.text, done.text);
+});
+
+test('a stream falls back before its first byte, and one that breaks after it ends with an error event the SDK raises', async () => {
+  await f.fleet.get('motoko').setFault({ kind: 'down' });
+  try {
+    const r = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe', stream: 'true' }, { name: 'a.wav', bytes: wav(1) });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('x-fabric-role'), 'audio-spare');
+    assert.match(r.text, /"type":"transcript\.text\.done"/);
+  } finally {
+    await f.fleet.get('motoko').setFault(null);
+  }
+  await f.fleet.get('motoko').setFault({ kind: 'drop', afterChunks: 2 }, 1);
+  const stream = await client.audio.transcriptions.create({ file: await toFile(wav(2, 990), 'cut.wav', { type: 'audio/wav' }), model: 'audio-transcribe', stream: true });
+  const got: any[] = [];
+  await assert.rejects(async () => { for await (const e of stream) got.push(e); }, /interrupted/);
+  assert.ok(got.length >= 1 && got.every((e) => e.type === 'transcript.text.delta'), JSON.stringify(got));
 });

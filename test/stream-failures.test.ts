@@ -600,7 +600,8 @@ test('a stream dropped after six chunks without usage reports an estimate of six
     const served = { requested: 'mock', route: 'r', role: 'r', backend: name, model: 'mock', attempts: 1, rerouted: false, usage: undefined, streamError: undefined, clientHeldBack: false, firstTokenMs: undefined, failures: [], retries: 0 } as Served;
     const sink = memorySink();
     const deadlines = new Deadlines();
-    const outcome = await streamAttempt(deadlines, b, prepared, { 'content-type': 'application/json' }, 'chat', { requestId: 't', model: 'mock', created: 1 }, false, sink, served, new Cancel());
+    const translator = b.engine.streamFormat === 'sse' ? undefined : b.engine.streamTranslator!('chat', { requestId: 't', model: 'mock', created: 1 }, false, prepared);
+    const outcome = await streamAttempt(deadlines, b, prepared, { 'content-type': 'application/json' }, translator, false, sink, served, new Cancel());
     assert.ok(outcome.streamError !== undefined, name);
     assert.equal(outcome.usage, undefined);
     assert.equal(outcome.completionEstimate, 6, name);

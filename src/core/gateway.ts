@@ -4,7 +4,7 @@
 
 import { ollamaNumCtx, type FabricConfig } from '../config/types.ts';
 import { isAudioOp, type AudioOperation, type JsonObject, type NormalizeContext, type Operation, type PreparedRequest, type Usage } from '../engines/types.ts';
-import { audioAnswer, upstreamBody, type AudioAnswer, type AudioRequest } from '../engines/audio.ts';
+import { AudioStreamTranslator, audioAnswer, upstreamBody, type AudioAnswer, type AudioRequest } from '../engines/audio.ts';
 import { RouteTable, type ListedModel, type Route } from '../routing/table.ts';
 import { TokenCounter } from '../tokens/count.ts';
 import { answerTokensEstimate } from '../tokens/estimate.ts';
@@ -185,6 +185,20 @@ export class Gateway {
   audio(op: AudioOperation, req: AudioRequest, ctx: RequestContext): Promise<{ response: AudioAnswer; served: Served }> {
     // What routing reads of a request: its model. The upload itself goes to each attempt.
     return this.#attempts(op, { model: req.model }, ctx, (backend, served) => this.#audioAttempt(op, backend, req, ctx, served));
+  }
+
+  /** A streamed audio upload: OpenAI's transcript.text events into the sink; resolves when the stream has ended. */
+  async audioStream(op: AudioOperation, req: AudioRequest, ctx: RequestContext, sink: StreamSink): Promise<Served> {
+    return (await this.#attempts(op, { model: req.model, stream: true }, ctx, async (backend, served) => {
+      const upload = await upstreamBody(req, served.model, backend.config.engine);
+      const headers = this.#headers(backend, ctx, true);
+      headers['content-type'] = upload.contentType;
+      const outcome = await streamAttempt(this.#deadlines, backend, { path: `/audio/${op}`, body: upload.body }, headers, new AudioStreamTranslator(), true, sink, served, ctx.cancel);
+      served.usage = outcome.usage;
+      served.streamError = outcome.streamError === undefined ? undefined : withoutKeys(backend, outcome.streamError);
+      served.completionEstimate = outcome.completionEstimate;
+      served.clientHeldBack = outcome.clientHeldBack;
+    })).served;
   }
 
   /** A streamed request: writes SSE into the sink; resolves when the stream has ended. */
@@ -595,7 +609,7 @@ export class Gateway {
   }
 
   async #audioAttempt(op: AudioOperation, backend: BackendRuntime, req: AudioRequest, ctx: RequestContext, served: Served): Promise<AudioAnswer> {
-    const upload = await upstreamBody(req, served.model);
+    const upload = await upstreamBody(req, served.model, backend.config.engine);
     const t = backend.config.timeouts;
     const call = new BufferedCall(MAX_RESPONSE_BODY, MAX_ERROR_BODY);
     let timedOut: string | undefined;
@@ -637,7 +651,8 @@ export class Gateway {
     op: Operation, backend: BackendRuntime, body: JsonObject, ctx: RequestContext, sink: StreamSink, served: Served, clientWantsUsage: boolean,
   ): Promise<void> {
     const prepared = this.#prepare(op, backend, body, served, true, clientWantsUsage);
-    const outcome = await streamAttempt(this.#deadlines, backend, prepared, this.#headers(backend, ctx, true), op, this.#nctx(ctx, served.requested), clientWantsUsage, sink, served, ctx.cancel);
+    const translator = backend.engine.streamFormat === 'sse' ? undefined : backend.engine.streamTranslator!(op, this.#nctx(ctx, served.requested), clientWantsUsage, prepared);
+    const outcome = await streamAttempt(this.#deadlines, backend, prepared, this.#headers(backend, ctx, true), translator, clientWantsUsage, sink, served, ctx.cancel);
     served.usage = outcome.usage;
     served.streamError = outcome.streamError === undefined ? undefined : withoutKeys(backend, outcome.streamError);
     served.completionEstimate = outcome.completionEstimate;

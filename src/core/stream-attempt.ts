@@ -8,7 +8,7 @@
 
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import type { NormalizeContext, Operation, PreparedRequest, StreamTranslator, Usage } from '../engines/types.ts';
+import type { StreamTranslator, Usage } from '../engines/types.ts';
 import { AttemptError, MAX_ERROR_BODY, secs, transportError, upstreamError, withoutKeys } from './attempt-error.ts';
 import type { BackendRuntime } from './backend.ts';
 import { FabricError } from './errors.ts';
@@ -97,17 +97,17 @@ class StreamCall extends UpstreamCall {
   readonly #idleMs: number;
   #streamError: string | undefined;
 
-  constructor(deadlines: Deadlines, backend: BackendRuntime, sink: StreamSink, served: Served, cancel: Cancel, op: Operation, nctx: NormalizeContext, clientWantsUsage: boolean, prepared: PreparedRequest) {
+  constructor(deadlines: Deadlines, backend: BackendRuntime, sink: StreamSink, served: Served, cancel: Cancel, clientWantsUsage: boolean, request: StreamRequest, translator: StreamTranslator | undefined) {
     super();
     this.#backend = backend;
     this.#sink = sink;
     this.#served = served;
     this.#cancel = cancel;
-    if (backend.engine.streamFormat === 'sse') {
-      this.#relay = new SseRelay(!clientWantsUsage, prepared.logprobsRefusal === true, backend.secret);
+    if (translator === undefined) {
+      this.#relay = new SseRelay(!clientWantsUsage, request.logprobsRefusal === true, backend.secret);
     } else {
       this.#lines = new LineSplitter();
-      this.#translator = backend.engine.streamTranslator!(op, nctx, clientWantsUsage, prepared);
+      this.#translator = translator;
     }
     this.promise = new Promise((resolve, reject) => {
       this.#resolve = resolve;
@@ -342,23 +342,31 @@ class StreamCall extends UpstreamCall {
   }
 }
 
+/** What a streamed attempt sends: an engine's prepared JSON request, or an audio upload's bytes. */
+export interface StreamRequest {
+  path: string;
+  body: string | Buffer;
+  logprobsRefusal?: boolean;
+}
+
 /**
- * Streams one attempt into the sink. Resolves when the client's stream has ended (cleanly, or
+ * Streams one attempt into the sink: relayed as SSE, or through `translator` line by line (an
+ * NDJSON engine's, or an audio stream's). Resolves when the client's stream has ended (cleanly, or
  * with an error event after its first byte); rejects with an AttemptError before that.
  */
 export function streamAttempt(
-  deadlines: Deadlines, backend: BackendRuntime, prepared: PreparedRequest, headers: Record<string, string>, op: Operation,
-  nctx: NormalizeContext, clientWantsUsage: boolean, sink: StreamSink, served: Served, cancel: Cancel,
+  deadlines: Deadlines, backend: BackendRuntime, request: StreamRequest, headers: Record<string, string>,
+  translator: StreamTranslator | undefined, clientWantsUsage: boolean, sink: StreamSink, served: Served, cancel: Cancel,
 ): Promise<StreamOutcome> {
   // The client sees usage only if it asked (prepared.injectedUsage says whether the gateway
   // asked the engine; engines such as llama.cpp also send usage nobody asked for).
-  const call = new StreamCall(deadlines, backend, sink, served, cancel, op, nctx, clientWantsUsage, prepared);
+  const call = new StreamCall(deadlines, backend, sink, served, cancel, clientWantsUsage, request, translator);
   backend.outstanding++;
   call.send(backend.pool, {
     method: 'POST',
-    path: backend.basePath + prepared.path,
+    path: backend.basePath + request.path,
     headers,
-    body: prepared.body,
+    body: request.body,
     headersTimeout: backend.config.timeouts.firstByteMs,
     bodyTimeout: 0,
   });

@@ -5,7 +5,8 @@
 // client's format itself (subtitles from the segments).
 
 import { AttemptError } from '../core/attempt-error.ts';
-import type { AudioOperation, Usage } from './types.ts';
+import type { EngineKind } from '../config/types.ts';
+import type { AudioOperation, StreamTranslator, Usage } from './types.ts';
 
 export const AUDIO_FORMATS = ['json', 'text', 'srt', 'verbose_json', 'vtt'] as const;
 export type AudioFormat = typeof AUDIO_FORMATS[number];
@@ -14,6 +15,8 @@ export type AudioFormat = typeof AUDIO_FORMATS[number];
 export interface AudioRequest {
   model: string;
   format: AudioFormat;
+  /** The text as it is made, as OpenAI's transcript.text.delta events (json or text only). */
+  stream: boolean;
   form: FormData;
   /** The audio file's size, for the log. */
   fileBytes: number;
@@ -32,14 +35,19 @@ export function upstreamFormat(f: AudioFormat): 'json' | 'verbose_json' {
 }
 
 /** The form for one backend: its model, the format the gateway reads, everything else as sent. */
-export async function upstreamBody(req: AudioRequest, model: string): Promise<{ body: Buffer; contentType: string }> {
+export async function upstreamBody(req: AudioRequest, model: string, engine: EngineKind): Promise<{ body: Buffer; contentType: string }> {
   const form = new FormData();
   for (const [name, value] of req.form) {
-    if (name === 'model' || name === 'response_format' || name === 'stream') continue;
+    if (name === 'model' || name === 'response_format' || name === 'stream' || name === 'stream_include_usage') continue;
     form.append(name, value);
   }
   form.set('model', model);
   form.set('response_format', upstreamFormat(req.format));
+  if (req.stream) {
+    form.set('stream', 'true');
+    // vLLM reports a stream's usage only when asked, in a field of its own (OpenAI's API refuses unknown fields).
+    if (engine === 'vllm') form.set('stream_include_usage', 'true');
+  }
   const r = new Response(form);
   return { body: Buffer.from(await r.arrayBuffer()), contentType: r.headers.get('content-type')! };
 }
@@ -100,4 +108,96 @@ function stamp(seconds: number, sep: ',' | '.'): string {
   const ms = Math.max(0, Math.round(seconds * 1000));
   const p = (n: number, w = 2): string => String(n).padStart(w, '0');
   return `${p(Math.floor(ms / 3_600_000))}:${p(Math.floor(ms / 60_000) % 60)}:${p(Math.floor(ms / 1000) % 60)}${sep}${p(ms % 1000, 3)}`;
+}
+
+const MAX_WHOLE_ANSWER = 1 << 20;
+const event = (e: Record<string, unknown>): string => `data: ${JSON.stringify(e)}\n\n`;
+
+/**
+ * A backend's audio stream as OpenAI's events: transcript.text.delta for each piece of text,
+ * transcript.text.done with the whole text (and usage in tokens, when the engine gave it) at the
+ * end. vLLM streams chat-like `transcription.chunk` objects, then [DONE]; OpenAI's own events
+ * pass as they are; a server that answers the stream request whole (OpenAI's whisper-1 does)
+ * gives one delta and the end.
+ */
+export class AudioStreamTranslator implements StreamTranslator {
+  #text = '';
+  #usage: Usage | undefined;
+  #done = false;
+  /** Lines of a whole JSON answer, until they parse. */
+  #whole = '';
+
+  line(raw: string): string {
+    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    if (this.#done || line === '' || line.startsWith(':') || /^(event|id|retry):/.test(line)) return '';
+    if (!line.startsWith('data:')) return this.#wholeAnswer(line);
+    const data = line.slice(5).trim();
+    if (data === '[DONE]') return this.#finish();
+    let ev: unknown;
+    try {
+      ev = JSON.parse(data);
+    } catch {
+      throw new Error(`a stream event is not JSON: ${data.slice(0, 100)}`);
+    }
+    if (!isObj(ev)) throw new Error(`a stream event is not an object: ${data.slice(0, 100)}`);
+    if (ev.error !== undefined) {
+      const e = ev.error;
+      throw new Error(`the engine sent an error event: ${isObj(e) && typeof e.message === 'string' ? e.message : JSON.stringify(e).slice(0, 200)}`);
+    }
+    if (typeof ev.type === 'string' && ev.type.startsWith('transcript.text.')) {
+      if (ev.type === 'transcript.text.delta' && typeof ev.delta === 'string') this.#text += ev.delta;
+      if (ev.type === 'transcript.text.done') {
+        this.#done = true;
+        this.#usage = usageOf(ev.usage) ?? this.#usage;
+      }
+      return `data: ${data}\n\n`;
+    }
+    if (!Array.isArray(ev.choices)) throw new Error(`a stream event that is no transcription chunk: ${data.slice(0, 100)}`);
+    // vLLM's usage chunk (stream_include_usage): counted in tokens, its prompt the audio's.
+    if (isObj(ev.usage) && typeof ev.usage.prompt_tokens === 'number' && typeof ev.usage.completion_tokens === 'number') {
+      this.#usage = { prompt_tokens: ev.usage.prompt_tokens, completion_tokens: ev.usage.completion_tokens, total_tokens: ev.usage.prompt_tokens + ev.usage.completion_tokens };
+    }
+    let out = '';
+    for (const c of ev.choices) {
+      const delta = isObj(c) && isObj(c.delta) ? c.delta.content : undefined;
+      if (typeof delta === 'string' && delta !== '') {
+        this.#text += delta;
+        out += event({ type: 'transcript.text.delta', delta });
+      }
+    }
+    return out;
+  }
+
+  #wholeAnswer(line: string): string {
+    this.#whole += `${line}\n`;
+    let whole: unknown;
+    try {
+      whole = JSON.parse(this.#whole);
+    } catch {
+      if (this.#whole.length > MAX_WHOLE_ANSWER) throw new Error('the backend answered neither a stream nor JSON');
+      return '';
+    }
+    if (!isObj(whole) || typeof whole.text !== 'string') throw new Error(`the backend answered JSON that is not a transcription: ${this.#whole.slice(0, 100)}`);
+    this.#text = whole.text;
+    const u = usageOf(whole.usage);
+    if (u !== undefined && u.total_tokens > 0) this.#usage = u;
+    return (whole.text === '' ? '' : event({ type: 'transcript.text.delta', delta: whole.text })) + this.#finish();
+  }
+
+  #finish(): string {
+    this.#done = true;
+    const u = this.#usage;
+    return event({
+      type: 'transcript.text.done', text: this.#text,
+      ...(u === undefined ? {} : { usage: { type: 'tokens', input_tokens: u.prompt_tokens, output_tokens: u.completion_tokens, total_tokens: u.total_tokens } }),
+    });
+  }
+
+  usage(): Usage | undefined {
+    return this.#usage;
+  }
+
+  done(): boolean {
+    return this.#done;
+  }
 }

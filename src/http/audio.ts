@@ -39,10 +39,11 @@ export async function parseAudioRequest(op: AudioOperation, body: Buffer, conten
   if (typeof fmt !== 'string' || !(AUDIO_FORMATS as readonly string[]).includes(fmt)) {
     throw bad('response_format', `\`response_format\` must be one of ${AUDIO_FORMATS.join(', ')}, got ${JSON.stringify(typeof fmt === 'string' ? fmt.slice(0, 40) : 'a file')}`);
   }
-  const stream = form.get('stream');
-  if (stream === 'true' || stream === 'True' || stream === '1') {
-    throw bad('stream', 'streamed transcriptions are not served by this gateway yet: leave `stream` out for the whole answer');
-  }
-  return { model, format: fmt as AudioFormat, form, fileBytes: file.size };
+  const s = form.get('stream');
+  if (s !== null && typeof s !== 'string') throw bad('stream', '`stream` must be true or false');
+  const stream = s !== null && /^(true|1)$/i.test(s.trim());
+  if (s !== null && !stream && !/^(false|0)$/i.test(s.trim())) throw bad('stream', `\`stream\` must be true or false, got ${JSON.stringify(s.slice(0, 40))}`);
+  if (stream && fmt !== 'json' && fmt !== 'text') throw bad('response_format', `a stream carries text as it is made: \`response_format\` json or text, not ${fmt}`);
+  return { model, format: fmt as AudioFormat, stream, form, fileBytes: file.size };
 }
 

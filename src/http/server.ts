@@ -150,6 +150,8 @@ function setIdHeaders(x: Exchange, id: string, cid: string | undefined, simulate
 }
 
 const DONE_EVENT = 'data: [DONE]';
+/** How an audio stream's closing event begins (src/engines/audio.ts writes it so). */
+const TRANSCRIPT_DONE = 'data: {"type":"transcript.text.done"';
 
 /** Where a chunk's closing `data: [DONE]` event (and its blank line) starts, or -1. Looks at the tail only. */
 function doneAt(data: Buffer | string): number {
@@ -169,6 +171,8 @@ class ResponseSink implements HoldingSink {
    * spooled first, so a stream the client saw complete is never unrecorded.
    */
   deferEnd = false;
+  /** The closing event's start when it is not `data: [DONE]` (an audio stream's transcript.text.done). */
+  closingEvent: string | undefined;
   #endPending = false;
   #done: Buffer | string | undefined = undefined;
   constructor(x: Exchange) {
@@ -181,7 +185,7 @@ class ResponseSink implements HoldingSink {
   write(data: Buffer | string): boolean {
     if (this.#cut) return true;
     if (this.deferEnd) {
-      const i = doneAt(data);
+      const i = this.closingEvent === undefined ? doneAt(data) : data.indexOf(this.closingEvent);
       if (i !== -1) {
         this.#done = data.slice(i);
         if (i === 0) return true;
@@ -324,7 +328,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       : new FabricError('invalid_json', `the request body ${why}`);
   }
 
-  /** An audio upload (/v1/audio/transcriptions, translations): a whole answer, never cached. */
+  /** An audio upload (/v1/audio/transcriptions, translations): a whole answer or a stream, never cached. */
   async function runAudio(gw: Gateway, inf: Inference, x: Exchange, ctx: RequestContext, started: number, op: AudioOperation): Promise<void> {
     const read = x.body(gw.config.gateway.limits.maxAudioBytes, 'gateway.limits.max_audio');
     const bytes = read instanceof Promise ? await read : read;
@@ -337,6 +341,23 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       const a = acct.admit(op, { model: req.model }, '', ctx, inf.key, gw);
       inf.account = a instanceof Promise ? await a : a;
       ctx.account = inf.account;
+    }
+    if (req.stream) {
+      const sink = new ResponseSink(x);
+      sink.deferEnd = inf.account !== undefined;
+      sink.closingEvent = TRANSCRIPT_DONE;
+      openStreams.set(sink, ctx.cancel);
+      let served: Served;
+      try {
+        served = await gw.audioStream(op, req, ctx, sink);
+      } finally {
+        openStreams.delete(sink);
+      }
+      const now = performance.now();
+      const firstByteAt = sink.firstByteAt;
+      const rec = inf.account?.finish(served, now - started, firstByteAt === undefined ? undefined : firstByteAt - started, undefined);
+      answered(inf, ctx, served, started, now, firstByteAt, rec, true, undefined, () => sink.release(), req.fileBytes);
+      return;
     }
     const { response, served } = await gw.audio(op, req, ctx);
     const now = performance.now();
