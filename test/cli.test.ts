@@ -207,6 +207,14 @@ test('serve with no config and nothing to discover runs the simulated demo fleet
     assert.equal(res.headers.get('x-fabric-simulated'), 'true');
     const emb = await fetch(`${url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'embeddings-general', input: 'hi' }) });
     assert.equal(((await emb.json()) as any).data[0].embedding.length, 768);
+    // Speech to text too, from the simulated Whisper.
+    const form = new FormData();
+    form.set('model', 'whisper-1');
+    form.set('file', new Blob([Buffer.alloc(16_044)], { type: 'audio/wav' }), 'hello.wav');
+    const audio = await fetch(`${url}/v1/audio/transcriptions`, { method: 'POST', body: form });
+    assert.equal(audio.status, 200);
+    assert.equal(audio.headers.get('x-fabric-role'), 'audio-transcribe');
+    assert.equal(typeof ((await audio.json()) as { text: unknown }).text, 'string');
   } finally {
     assert.equal(await g.stop('SIGTERM'), 0, 'SIGTERM drains and exits 0');
   }

@@ -11,6 +11,8 @@ export const DEMO_ENGINES: SimEngineSpec[] = [
   { name: 'motoko-bge', protocol: 'vllm', model: 'BAAI/bge-base-en-v1.5', kind: 'embeddings', dimensions: 768, contextWindow: 512, timing: { ttftMs: 15, tokensPerSecond: 1e6 } },
   { name: 'openai-strong', protocol: 'openai', model: 'gpt-4.1-mini', kind: 'chat', contextWindow: 1047576, timing: { ttftMs: 300, tokensPerSecond: 80 } },
   { name: 'openai-cheap', protocol: 'openai', model: 'gpt-4o-mini', kind: 'chat', contextWindow: 128000, timing: { ttftMs: 250, tokensPerSecond: 100 } },
+  // The seeds' next role, audio-transcribe ("needs a Whisper deployment"): Whisper on vLLM, on motoko.
+  { name: 'motoko-whisper', protocol: 'vllm', model: 'openai/whisper-large-v3', kind: 'transcription', contextWindow: 448, timing: { ttftMs: 120, tokensPerSecond: 200 } },
 ];
 
 export function demoFabricYaml(fleet: SimFleet, host: string, port: number): string {
@@ -33,6 +35,7 @@ backends:
   # (simulated here, so nothing is billed for real), and left alone by fabric smoke unless asked.
   openai-strong: { engine: openai-compatible, cloud: true, simulated: true, url: ${url('openai-strong', '/v1')}, model: gpt-4.1-mini, context_window: 1047576 }
   openai-cheap: { engine: openai-compatible, cloud: true, simulated: true, url: ${url('openai-cheap', '/v1')}, model: gpt-4o-mini, context_window: 128000 }
+  motoko-whisper: { engine: vllm, node: motoko, simulated: true, url: ${url('motoko-whisper', '/v1')}, model: openai/whisper-large-v3 }
 roles:
   chat-fast:
     kind: chat
@@ -51,6 +54,7 @@ roles:
   embeddings-general: { kind: embeddings, backends: [motoko-bge], aliases: [local/embed], dimensions: 768 }
   openai/strong: { kind: chat, backends: [openai-strong] }
   openai/cheap: { kind: chat, backends: [openai-cheap] }
+  audio-transcribe: { kind: transcription, backends: [motoko-whisper], aliases: [whisper-1] }
 budgets:
   openai: { amount: 150, period: month, backends: [openai-strong, openai-cheap], fallback: local/chat }
 `;
