@@ -190,7 +190,7 @@ export class Gateway {
   /** A streamed audio upload: OpenAI's transcript.text events into the sink; resolves when the stream has ended. */
   async audioStream(op: AudioOperation, req: AudioRequest, ctx: RequestContext, sink: StreamSink): Promise<Served> {
     return (await this.#attempts(op, { model: req.model, stream: true }, ctx, async (backend, served) => {
-      const upload = await upstreamBody(req, served.model, backend.config.engine);
+      const upload = upstreamBody(req, served.model, backend.config.engine);
       const headers = this.#headers(backend, ctx, true);
       headers['content-type'] = upload.contentType;
       const outcome = await streamAttempt(this.#deadlines, backend, { path: `/audio/${op}`, body: upload.body }, headers, new AudioStreamTranslator(), true, sink, served, ctx.cancel);
@@ -609,7 +609,7 @@ export class Gateway {
   }
 
   async #audioAttempt(op: AudioOperation, backend: BackendRuntime, req: AudioRequest, ctx: RequestContext, served: Served): Promise<AudioAnswer> {
-    const upload = await upstreamBody(req, served.model, backend.config.engine);
+    const upload = upstreamBody(req, served.model, backend.config.engine);
     const t = backend.config.timeouts;
     const call = new BufferedCall(MAX_RESPONSE_BODY, MAX_ERROR_BODY);
     let timedOut: string | undefined;

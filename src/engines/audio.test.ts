@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AudioStreamTranslator, audioAnswer, upstreamBody, type AudioRequest } from './audio.ts';
+import { AudioStreamTranslator, audioAnswer, upstreamBody } from './audio.ts';
+import { parseAudioRequest } from '../http/audio.ts';
 
 const parse = (s: string): unknown[] => s.split('\n\n').filter((e) => e !== '').map((e) => JSON.parse(e.replace(/^data: /, '')));
 
@@ -54,28 +55,33 @@ test('answers in every format: subtitles from the segments (hours, milliseconds)
   assert.throws(() => audioAnswer('transcriptions', 'json', { object: 'error' }, 200), /not a transcription/);
 });
 
-test('each backend\'s form: its model, the format the gateway reads, the client\'s other fields and file as sent; vLLM alone is asked for stream usage', async () => {
+test('each backend\'s form: its model, the format the gateway reads, the client\'s other parts and file as sent; vLLM alone is asked for stream usage', async () => {
   const form = new FormData();
   form.set('model', 'audio-transcribe');
-  form.set('file', new Blob([Buffer.from('RIFF....WAVE')], { type: 'audio/wav' }), 'memo.wav');
+  form.set('file', new Blob([Buffer.from('RIFF....WAVE\r\n--not-the-boundary')], { type: 'audio/wav' }), 'memo.wav');
   form.set('language', 'de');
   form.append('timestamp_granularities[]', 'segment');
   form.set('response_format', 'srt');
-  const req: AudioRequest = { model: 'audio-transcribe', format: 'srt', stream: false, form, fileBytes: 12 };
-  const read = async (engine: 'vllm' | 'openai', r: AudioRequest) => {
-    const u = await upstreamBody(r, 'openai/whisper-large-v3', engine);
+  const r = new Response(form);
+  const sent = Buffer.from(await r.arrayBuffer());
+  const req = parseAudioRequest('transcriptions', sent, r.headers.get('content-type')!);
+  assert.deepEqual([req.model, req.format, req.stream, req.fileBytes], ['audio-transcribe', 'srt', false, 32]);
+  const read = async (engine: 'vllm' | 'openai', q: typeof req) => {
+    const u = upstreamBody(q, 'openai/whisper-large-v3', engine);
     return new Response(u.body, { headers: { 'content-type': u.contentType } }).formData();
   };
+  // Read back by the platform's own parser, as an engine reads it.
   const got = await read('vllm', req);
+  assert.deepEqual([...got.keys()], ['model', 'response_format', 'file', 'language', 'timestamp_granularities[]']);
   assert.equal(got.get('model'), 'openai/whisper-large-v3');
   assert.equal(got.get('response_format'), 'verbose_json');
   assert.equal(got.get('language'), 'de');
-  assert.deepEqual(got.getAll('timestamp_granularities[]'), ['segment']);
   const file = got.get('file') as File;
-  assert.equal(file.name, 'memo.wav');
-  assert.equal(Buffer.from(await file.arrayBuffer()).toString(), 'RIFF....WAVE');
+  assert.deepEqual([file.name, file.type], ['memo.wav', 'audio/wav']);
+  assert.equal(Buffer.from(await file.arrayBuffer()).toString(), 'RIFF....WAVE\r\n--not-the-boundary');
   assert.equal(got.get('stream'), null);
-  const streamed = { ...req, format: 'json' as const, stream: true };
+  assert.equal(upstreamBody(req, 'openai/whisper-large-v3', 'vllm'), upstreamBody(req, 'openai/whisper-large-v3', 'vllm'), 'made once for an engine and model');
+  const streamed = { ...req, format: 'json' as const, stream: true, encoded: undefined };
   assert.deepEqual([(await read('vllm', streamed)).get('stream'), (await read('vllm', streamed)).get('stream_include_usage')], ['true', 'true']);
   assert.deepEqual([(await read('openai', streamed)).get('stream'), (await read('openai', streamed)).get('stream_include_usage')], ['true', null]);
 });

@@ -11,16 +11,24 @@ import type { AudioOperation, StreamTranslator, Usage } from './types.ts';
 export const AUDIO_FORMATS = ['json', 'text', 'srt', 'verbose_json', 'vtt'] as const;
 export type AudioFormat = typeof AUDIO_FORMATS[number];
 
-/** A checked upload (src/http/audio.ts): what routing needs, and the form to send on. */
+/** A checked upload (src/http/audio.ts): what routing needs, and the parts to send on. */
 export interface AudioRequest {
   model: string;
   format: AudioFormat;
   /** The text as it is made, as OpenAI's transcript.text.delta events (json or text only). */
   stream: boolean;
-  form: FormData;
+  /** The client's boundary: it occurs in none of its parts, so the parts go on under it. */
+  boundary: string;
+  /** The parts sent on as they came (the file among them): all but those the gateway writes itself. */
+  parts: ReadonlyArray<{ readonly name: string; readonly raw: Buffer }>;
   /** The audio file's size, for the log. */
   fileBytes: number;
+  /** The body sent, by engine and model: an attempt on another backend of the same model sends the same bytes. */
+  encoded?: Map<string, { body: Buffer; contentType: string }>;
 }
+
+/** Fields the gateway writes into each backend's form itself. */
+export const REWRITTEN_FIELDS: ReadonlySet<string> = new Set(['model', 'response_format', 'stream', 'stream_include_usage']);
 
 /** An answer as the client gets it. */
 export interface AudioAnswer {
@@ -34,23 +42,33 @@ export function upstreamFormat(f: AudioFormat): 'json' | 'verbose_json' {
   return f === 'json' || f === 'text' ? 'json' : 'verbose_json';
 }
 
-/** The form for one backend: its model, the format the gateway reads, everything else as sent. */
-export async function upstreamBody(req: AudioRequest, model: string, engine: EngineKind): Promise<{ body: Buffer; contentType: string }> {
-  const form = new FormData();
-  for (const [name, value] of req.form) {
-    if (name === 'model' || name === 'response_format' || name === 'stream' || name === 'stream_include_usage') continue;
-    form.append(name, value);
-  }
-  form.set('model', model);
-  form.set('response_format', upstreamFormat(req.format));
+/** The form for one backend: its model, the format the gateway reads, the client's other parts as sent (one copy of them in all). */
+export function upstreamBody(req: AudioRequest, model: string, engine: EngineKind): { body: Buffer; contentType: string } {
+  const memo = `${engine}\u0000${model}`;
+  const done = req.encoded?.get(memo);
+  if (done !== undefined) return done;
+  const b = req.boundary;
+  const fields: [string, string][] = [['model', model], ['response_format', upstreamFormat(req.format)]];
   if (req.stream) {
-    form.set('stream', 'true');
+    fields.push(['stream', 'true']);
     // vLLM reports a stream's usage only when asked, in a field of its own (OpenAI's API refuses unknown fields).
-    if (engine === 'vllm') form.set('stream_include_usage', 'true');
+    if (engine === 'vllm') fields.push(['stream_include_usage', 'true']);
   }
-  const r = new Response(form);
-  return { body: Buffer.from(await r.arrayBuffer()), contentType: r.headers.get('content-type')! };
+  const chunks: Buffer[] = [];
+  for (const [name, value] of fields) {
+    // A model id holding the boundary would end the part early: no engine's does, but none is sent so.
+    if (value.includes(b)) throw new AttemptError('malformed', `the model id ${JSON.stringify(value.slice(0, 80))} contains the upload's multipart boundary`);
+    chunks.push(Buffer.from(`--${b}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`));
+  }
+  const open = Buffer.from(`--${b}\r\n`);
+  for (const p of req.parts) chunks.push(open, p.raw, CRLF);
+  chunks.push(Buffer.from(`--${b}--\r\n`));
+  const out = { body: Buffer.concat(chunks), contentType: `multipart/form-data; boundary=${b}` };
+  (req.encoded ??= new Map()).set(memo, out);
+  return out;
 }
+
+const CRLF = Buffer.from('\r\n');
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 

@@ -333,7 +333,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const read = x.body(gw.config.gateway.limits.maxAudioBytes, 'gateway.limits.max_audio');
     const bytes = read instanceof Promise ? await read : read;
     ctx.bodyBytes = bytes.length;
-    const req = await parseAudioRequest(op, bytes, x.headers['content-type']);
+    const req = parseAudioRequest(op, bytes, x.headers['content-type']);
     inf.model = req.model;
     ctx.caller = inf.key;
     const acct = app.accounting;
