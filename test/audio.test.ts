@@ -60,6 +60,8 @@ before(async () => {
       { name: 'motoko', protocol: 'vllm', model: WHISPER, kind: 'transcription', timing: FAST },
       { name: 'spare', protocol: 'vllm', model: WHISPER, kind: 'transcription', timing: FAST },
       { name: 'armitage', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', timing: FAST },
+      // OpenAI's whisper-1: every format, and a stream request answered whole once the audio is decoded (300 ms here).
+      { name: 'cloud', protocol: 'openai', model: 'whisper-1', kind: 'transcription', timing: { ...FAST, ttftMs: 300 } },
     ],
     yaml: (url) => `
 gateway:
@@ -70,10 +72,12 @@ backends:
   motoko-whisper: { engine: vllm, url: ${url('motoko')}/v1, model: ${WHISPER}, max_retries: 0 }
   spare-whisper: { engine: vllm, url: ${url('spare')}/v1, model: ${WHISPER}, max_retries: 0 }
   armitage-qwen: { engine: vllm, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ }
+  cloud-whisper: { engine: openai-compatible, cloud: true, url: ${url('cloud')}/v1, model: whisper-1, max_retries: 0, timeouts: { first_byte: 100ms } }
 roles:
   audio-transcribe: { kind: transcription, backends: [motoko-whisper], aliases: [whisper-1], fallbacks: [audio-spare] }
   audio-spare: { kind: transcription, backends: [spare-whisper] }
   chat-fast: { kind: chat, backends: [armitage-qwen] }
+  openai/whisper: { kind: transcription, backends: [cloud-whisper] }
 `,
   });
   client = new OpenAI({ baseURL: `${f.url}/v1`, apiKey: MASTER, maxRetries: 0, timeout: 10_000 });
@@ -125,6 +129,28 @@ test('every response format: text as plain text (vLLM answers it with JSON), ver
   assert.match(vtt.headers.get('content-type')!, /^text\/vtt/);
   assert.equal(vtt.text, `WEBVTT\n\n${seg.map((s: any) => `${stamp(s.start, '.')} --> ${stamp(s.end, '.')}\n${s.text.trim()}\n`).join('\n')}`);
   assert.ok(srt.text.includes('00:00:03,000'), srt.text);
+  assert.deepEqual(openaiSchemaValidator()('CreateTranscriptionResponseVerboseJson', verbose.json), [], 'vLLM\'s null words and no_speech_prob mended');
+});
+
+test('OpenAI as a backend: every format as the client asked, its verbose answer kept; a stream request it answers whole, after the first-byte timeout, is one delta and the end', async () => {
+  const file = { name: 'call.wav', bytes: wav(2, 350) };
+  const json = await upload('/v1/audio/transcriptions', { model: 'openai/whisper' }, file);
+  assert.equal(json.status, 200, json.text);
+  assert.equal(lastForm('cloud').fields.response_format, 'json');
+  const text = await upload('/v1/audio/transcriptions', { model: 'openai/whisper', response_format: 'text' }, file);
+  assert.equal(text.text, json.json.text);
+  const verbose = await upload('/v1/audio/transcriptions', { model: 'openai/whisper', response_format: 'verbose_json', language: 'de' }, file);
+  assert.deepEqual([verbose.json.language, verbose.json.task, typeof verbose.json.duration], ['german', 'transcribe', 'number']);
+  assert.deepEqual(openaiSchemaValidator()('CreateTranscriptionResponseVerboseJson', verbose.json), []);
+  const vtt = await upload('/v1/audio/transcriptions', { model: 'openai/whisper', response_format: 'vtt' }, file);
+  assert.match(vtt.text, /^WEBVTT\n\n00:00:00\.000 --> /);
+  // whisper-1 ignores stream and answers whole, 300 ms on: past this backend's first_byte (100 ms), which audio streams do not keep.
+  const stream = await client.audio.transcriptions.create({ file: await toFile(file.bytes, 'call.wav', { type: 'audio/wav' }), model: 'openai/whisper', stream: true });
+  const events: any[] = [];
+  for await (const e of stream) events.push(e);
+  assert.equal(lastForm('cloud').fields.stream, 'true');
+  assert.equal(lastForm('cloud').fields.stream_include_usage, undefined, 'a field OpenAI would refuse');
+  assert.deepEqual(events, [{ type: 'transcript.text.delta', delta: json.json.text }, { type: 'transcript.text.done', text: json.json.text }]);
 });
 
 test('translations: the SDK\'s own call, answered as OpenAI answers it', async () => {

@@ -193,7 +193,8 @@ export class Gateway {
       const upload = upstreamBody(req, served.model, backend.config.engine);
       const headers = this.#headers(backend, ctx, true);
       headers['content-type'] = upload.contentType;
-      const outcome = await streamAttempt(this.#deadlines, backend, { path: `/audio/${op}`, body: upload.body }, headers, new AudioStreamTranslator(), true, sink, served, ctx.cancel);
+      // No first-byte limit: OpenAI's whisper-1 answers a stream request whole, once the audio is decoded.
+      const outcome = await streamAttempt(this.#deadlines, backend, { path: `/audio/${op}`, body: upload.body }, headers, new AudioStreamTranslator(), true, sink, served, ctx.cancel, 0);
       served.usage = outcome.usage;
       served.streamError = outcome.streamError === undefined ? undefined : withoutKeys(backend, outcome.streamError);
       served.completionEstimate = outcome.completionEstimate;

@@ -97,7 +97,7 @@ class StreamCall extends UpstreamCall {
   readonly #idleMs: number;
   #streamError: string | undefined;
 
-  constructor(deadlines: Deadlines, backend: BackendRuntime, sink: StreamSink, served: Served, cancel: Cancel, clientWantsUsage: boolean, request: StreamRequest, translator: StreamTranslator | undefined) {
+  constructor(deadlines: Deadlines, backend: BackendRuntime, sink: StreamSink, served: Served, cancel: Cancel, clientWantsUsage: boolean, request: StreamRequest, translator: StreamTranslator | undefined, firstByteMs: number) {
     super();
     this.#backend = backend;
     this.#sink = sink;
@@ -120,7 +120,7 @@ class StreamCall extends UpstreamCall {
     // The first-byte deadline runs until the stream's first usable event (vLLM sends headers
     // at once and the first token later; keep-alive comments are not a token); from then on
     // the idle deadline, re-armed per chunk.
-    this.#firstByte = setTimeout(() => this.#deadline(`no first token within the first-byte timeout (${secs(t.firstByteMs)})`), t.firstByteMs);
+    if (firstByteMs > 0) this.#firstByte = setTimeout(() => this.#deadline(`no first token within the first-byte timeout (${secs(firstByteMs)})`), firstByteMs);
     cancel.onAbort(() => this.abort(new Error(ABORTED)));
   }
 
@@ -315,6 +315,8 @@ class StreamCall extends UpstreamCall {
     let rest: Buffer | string | undefined;
     try {
       rest = this.#relay !== undefined ? this.#relay.flush() : this.#translate([this.#lines!.flush()]);
+      const tail = this.#translator?.end?.();
+      if (tail !== undefined && tail !== '') rest = (rest ?? '') + tail;
     } catch (e) {
       return this.#unusable(e);
     }
@@ -351,23 +353,25 @@ export interface StreamRequest {
 
 /**
  * Streams one attempt into the sink: relayed as SSE, or through `translator` line by line (an
- * NDJSON engine's, or an audio stream's). Resolves when the client's stream has ended (cleanly, or
+ * NDJSON engine's, or an audio stream's). `firstByteMs` 0: no first-byte limit (an audio
+ * stream, which a server may answer whole once the audio is decoded), the total bounds it. Resolves when the client's stream has ended (cleanly, or
  * with an error event after its first byte); rejects with an AttemptError before that.
  */
 export function streamAttempt(
   deadlines: Deadlines, backend: BackendRuntime, request: StreamRequest, headers: Record<string, string>,
   translator: StreamTranslator | undefined, clientWantsUsage: boolean, sink: StreamSink, served: Served, cancel: Cancel,
+  firstByteMs = backend.config.timeouts.firstByteMs,
 ): Promise<StreamOutcome> {
   // The client sees usage only if it asked (prepared.injectedUsage says whether the gateway
   // asked the engine; engines such as llama.cpp also send usage nobody asked for).
-  const call = new StreamCall(deadlines, backend, sink, served, cancel, clientWantsUsage, request, translator);
+  const call = new StreamCall(deadlines, backend, sink, served, cancel, clientWantsUsage, request, translator, firstByteMs);
   backend.outstanding++;
   call.send(backend.pool, {
     method: 'POST',
     path: backend.basePath + request.path,
     headers,
     body: request.body,
-    headersTimeout: backend.config.timeouts.firstByteMs,
+    headersTimeout: firstByteMs,
     bodyTimeout: 0,
   });
   return call.promise.finally(() => { backend.outstanding--; });

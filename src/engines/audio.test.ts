@@ -28,16 +28,24 @@ test('OpenAI\'s own events pass as sent; a whole JSON answer (whisper-1 does not
   assert.equal(t.done(), true);
   assert.deepEqual(t.usage(), { prompt_tokens: 9, completion_tokens: 1, total_tokens: 10 });
   const w = new AudioStreamTranslator();
-  assert.equal(w.line('{'), '', 'pretty-printed: held until it parses');
-  assert.deepEqual(parse(w.line('  "text": "Good morning." }')), [{ type: 'transcript.text.delta', delta: 'Good morning.' }, { type: 'transcript.text.done', text: 'Good morning.' }]);
+  assert.equal(w.line('{'), '', 'pretty-printed: kept until the upstream ends');
+  assert.equal(w.line('  "text": "Good morning." }'), '');
+  assert.equal(w.done(), false);
+  assert.deepEqual(parse(w.end()), [{ type: 'transcript.text.delta', delta: 'Good morning.' }, { type: 'transcript.text.done', text: 'Good morning.' }]);
   assert.equal(w.done(), true);
+  // Read once, at the end: lines of something else are refused at the first, never parsed again and again.
+  assert.throws(() => new AudioStreamTranslator().line('['), /neither a stream nor JSON/);
+  const big = new AudioStreamTranslator();
+  big.line('{"text": "');
+  assert.throws(() => { for (let i = 0; i < 20_000; i++) big.line('x'.repeat(100)); }, /of a size a transcription has/);
+  assert.throws(() => { const t = new AudioStreamTranslator(); t.line('{"text": '); t.end(); }, /neither a stream nor JSON/);
 });
 
 test('an error event or an event that is no transcription fails the stream (before its start, the attempt)', () => {
   assert.throws(() => new AudioStreamTranslator().line('data: {"error":{"message":"EngineCore died","code":500}}'), /error event: EngineCore died/);
   assert.throws(() => new AudioStreamTranslator().line('data: {"object":"chat.completion"}'), /no transcription chunk/);
   assert.throws(() => new AudioStreamTranslator().line('data: {nope'), /not JSON/);
-  assert.throws(() => new AudioStreamTranslator().line('{"answer": 1}'), /not a transcription/);
+  assert.throws(() => { const t = new AudioStreamTranslator(); t.line('{"answer": 1}'); t.end(); }, /not a transcription/);
 });
 
 test('answers in every format: subtitles from the segments (hours, milliseconds), one cue when there are none', () => {

@@ -78,9 +78,14 @@ export function audioAnswer(op: AudioOperation, format: AudioFormat, json: unkno
   const usage = usageOf(json.usage);
   if (format === 'json') return { contentType: JSON_TYPE, text: JSON.stringify(json), usage };
   if (format === 'text') return { contentType: TEXT_TYPE, text: json.text, usage };
-  // vLLM writes the duration as a string ("4.07"); OpenAI's clients read a number.
+  // vLLM writes the duration as a string ("4.07"); OpenAI's clients read a number. Its `words`
+  // are null (OpenAI's, when asked for, a list) and its segments' no_speech_prob too: Whisper's
+  // probability that a segment is silence, which vLLM does not compute, given as 0 (OpenAI's
+  // schema wants a number).
   const duration = typeof json.duration === 'string' ? Number(json.duration) : json.duration;
   const verbose: Record<string, unknown> = { ...json, ...(typeof duration === 'number' && Number.isFinite(duration) ? { duration } : {}) };
+  if (verbose.words === null) delete verbose.words;
+  if (Array.isArray(verbose.segments)) verbose.segments = verbose.segments.map((g: unknown) => (isObj(g) && g.no_speech_prob === null ? { ...g, no_speech_prob: 0 } : g));
   // OpenAI's verbose transcription says what was billed: the audio's length (vLLM leaves it out).
   if (op === 'transcriptions' && verbose.usage === undefined && typeof verbose.duration === 'number') verbose.usage = { type: 'duration', seconds: Math.ceil(verbose.duration) };
   if (format === 'verbose_json') return { contentType: JSON_TYPE, text: JSON.stringify(verbose), usage };
@@ -167,6 +172,9 @@ export class AudioStreamTranslator implements StreamTranslator {
       if (ev.type === 'transcript.text.done') {
         this.#done = true;
         this.#usage = usageOf(ev.usage) ?? this.#usage;
+        // Written as the gateway writes its own: the closing event, held until the usage record is spooled, is found by its start.
+        const { type: _, ...rest } = ev;
+        return event({ type: 'transcript.text.done', ...rest });
       }
       return `data: ${data}\n\n`;
     }
@@ -186,14 +194,21 @@ export class AudioStreamTranslator implements StreamTranslator {
     return out;
   }
 
+  /** A line of a whole JSON answer: kept, and read once the upstream ends (end()). */
   #wholeAnswer(line: string): string {
+    if (this.#whole === '' && !line.trimStart().startsWith('{')) throw new Error(`the backend answered neither a stream nor JSON: ${line.slice(0, 100)}`);
+    if (this.#whole.length + line.length > MAX_WHOLE_ANSWER) throw new Error('the backend answered neither a stream nor JSON of a size a transcription has');
     this.#whole += `${line}\n`;
+    return '';
+  }
+
+  end(): string {
+    if (this.#done || this.#whole === '') return '';
     let whole: unknown;
     try {
       whole = JSON.parse(this.#whole);
     } catch {
-      if (this.#whole.length > MAX_WHOLE_ANSWER) throw new Error('the backend answered neither a stream nor JSON');
-      return '';
+      throw new Error(`the backend answered neither a stream nor JSON: ${this.#whole.slice(0, 100)}`);
     }
     if (!isObj(whole) || typeof whole.text !== 'string') throw new Error(`the backend answered JSON that is not a transcription: ${this.#whole.slice(0, 100)}`);
     this.#text = whole.text;

@@ -82,4 +82,6 @@ export interface StreamTranslator {
   usage(): Usage | undefined;
   /** True once the engine said it is done. */
   done(): boolean;
+  /** The upstream ended: what is left to send (a whole answer kept until now), if anything. */
+  end?(): string;
 }

@@ -311,3 +311,31 @@ export function resolveWithRetrieve(routes: ReadonlyMap<string, Route>, retrieve
     return infoRoute(() => retrieve(id));
   };
 }
+
+/** The simulated audio: 16 kHz 16-bit mono PCM, 32,000 bytes a second. */
+export const AUDIO_BYTES_PER_SECOND = 32_000;
+
+/**
+ * What an uploaded file "says", the same on every engine: words drawn from its bytes' digest,
+ * three a second at most 40, and how long it is.
+ */
+export function audioPlan(id: string, model: string, file: { size: number; digest: string }, stream: boolean, includeUsage: boolean, extra: Record<string, unknown>): Plan {
+  const seconds = file.size / AUDIO_BYTES_PER_SECOND;
+  const words = replyTokens(file.digest).slice(0, Math.max(1, Math.min(40, Math.round(seconds * 3))));
+  const promptTokens = Math.ceil(seconds * 100) + 4;
+  return {
+    id, created: Math.floor(Date.now() / 1000), model, stream, includeUsage, promptTokens, completionTokens: words.length,
+    choices: [{ index: 0, tokens: words, finish: 'stop', promptTokens, promptText: '' }],
+    steps: words.length, vectors: null, base64: false, extra: { seconds, ...extra },
+  };
+}
+
+/** The plan's text in segments (two halves), with their times: what verbose answers and subtitles are made of. */
+export function audioSegments(p: Plan): { start: number; end: number; text: string; tokens: readonly string[] }[] {
+  const tokens = p.choices[0]!.tokens;
+  const seconds = p.extra.seconds as number;
+  const half = Math.ceil(tokens.length / 2);
+  const parts = [tokens.slice(0, half), tokens.slice(half)].filter((t) => t.length > 0);
+  const at = (i: number): number => Math.round((seconds * i) / parts.length * 100) / 100;
+  return parts.map((t, i) => ({ start: at(i), end: at(i + 1), text: t.join(''), tokens: t }));
+}

@@ -9,7 +9,7 @@ import type {
 } from '../protocol.ts';
 import {
   chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, messageFields, parseChatRequest, parseCompletionRequest,
-  parseEmbeddingsRequest, promptTextItems, resolveWithRetrieve, sseStream, textPlan, tokenDelta, tokenUsage, wantsStream,
+  parseEmbeddingsRequest, promptTextItems, resolveWithRetrieve, sseStream, textPlan, tokenDelta, tokenUsage, wantsStream, audioPlan, audioSegments,
 } from './oai.ts';
 import { replyShape } from '../structured.ts';
 import { sseEvent } from '../sse.ts';
@@ -252,6 +252,60 @@ function maskKey(k: string): string {
   return k.length <= 8 ? '*'.repeat(k.length) : `${k.slice(0, 3)}${'*'.repeat(Math.min(20, k.length - 7))}${k.slice(-4)}`;
 }
 
+const AUDIO_FORMATS = new Set(['json', 'text', 'srt', 'verbose_json', 'vtt']);
+const LANGUAGES: Record<string, string> = { en: 'english', de: 'german', fr: 'french' };
+
+/** The stamp of a subtitle cue: 00:00:01,500 (SRT) or 00:00:01.500 (WebVTT). */
+function cueTime(seconds: number, sep: string): string {
+  const ms = Math.round(seconds * 1000);
+  const p = (n: number, w = 2): string => String(n).padStart(w, '0');
+  return `${p(Math.floor(ms / 3_600_000))}:${p(Math.floor(ms / 60_000) % 60)}:${p(Math.floor(ms / 1000) % 60)}${sep}${p(ms % 1000, 3)}`;
+}
+
+/**
+ * OpenAI's /v1/audio/transcriptions and translations as whisper-1 answers them: every format
+ * (text, srt and vtt as text), verbose JSON with a numeric duration and the language's name, a
+ * duration usage on transcriptions, and `stream` ignored: the answer comes whole.
+ */
+function audioRoute(view: EngineView, op: 'transcriptions' | 'translations'): InferenceRoute {
+  return {
+    kind: 'inference',
+    wantsStream: () => false,
+    plan(body) {
+      const form = body as { fields?: Record<string, unknown>; files?: Record<string, { size: number; digest: string }> } | string | undefined;
+      if (typeof form !== 'object' || form.fields === undefined || form.files === undefined) return { kind: 'bad-request', message: 'Could not parse multipart form' };
+      const f = form.fields;
+      const file = form.files.file;
+      if (file === undefined) return { kind: 'bad-request', message: "1 validation error for Request\nbody -> file\n  field required (type=value_error.missing)", param: 'file' };
+      const m = findModel(view, typeof f.model === 'string' ? f.model : undefined);
+      if (!isServed(m)) return m;
+      if (m.kind !== 'transcription') return { kind: 'bad-request', message: `Invalid model ${m.name}. The model argument should be left blank.`, param: 'model' };
+      const format = typeof f.response_format === 'string' ? f.response_format : 'json';
+      if (!AUDIO_FORMATS.has(format)) return { kind: 'bad-request', message: `Invalid value: '${format}'. Supported values are: 'json', 'text', 'srt', 'verbose_json', and 'vtt'.`, param: 'response_format', code: 'invalid_value' };
+      return audioPlan(`req_${hexId()}`, m.name, file, false, false, { format, language: LANGUAGES[typeof f.language === 'string' ? f.language : 'en'] ?? 'english' });
+    },
+    error: (e) => renderError(view, 'chat', e),
+    reply(p) {
+      const text = p.choices[0]!.tokens.join('').trim();
+      const seconds = p.extra.seconds as number;
+      const usage = op === 'transcriptions' ? { usage: { type: 'duration', seconds: Math.ceil(seconds) } } : {};
+      const cues = audioSegments(p);
+      switch (p.extra.format) {
+        case 'text': return withRequestId({ status: 200, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: `${text}\n` });
+        case 'srt': return withRequestId({ status: 200, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: cues.map((c, i) => `${i + 1}\n${cueTime(c.start, ',')} --> ${cueTime(c.end, ',')}\n${c.text.trim()}\n`).join('\n') });
+        case 'vtt': return withRequestId({ status: 200, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: `WEBVTT\n\n${cues.map((c) => `${cueTime(c.start, '.')} --> ${cueTime(c.end, '.')}\n${c.text.trim()}\n`).join('\n')}` });
+        case 'verbose_json': return withRequestId(jsonReply(200, {
+          task: op === 'transcriptions' ? 'transcribe' : 'translate', language: p.extra.language, duration: Math.round(seconds * 100) / 100, text,
+          segments: cues.map((c, id) => ({ id, seek: 0, start: c.start, end: c.end, text: c.text, tokens: [50364, 400], temperature: 0, avg_logprob: -0.3, compression_ratio: 1.1, no_speech_prob: 0.01 })),
+          ...usage,
+        }));
+        default: return withRequestId(jsonReply(200, { text, ...usage }));
+      }
+    },
+    stream: null,
+  };
+}
+
 export function createOpenai(view: EngineView): ProtocolImpl {
   const created = Math.floor(view.startedAt / 1000) - 86_400;
   const card = (id: string): Record<string, unknown> => ({ id, object: 'model', created, owned_by: 'system' });
@@ -261,6 +315,8 @@ export function createOpenai(view: EngineView): ProtocolImpl {
     ['POST /v1/chat/completions', chatRoute(view)],
     ['POST /v1/completions', completionsRoute(view)],
     ['POST /v1/embeddings', embeddingsRoute(view)],
+    ['POST /v1/audio/transcriptions', audioRoute(view, 'transcriptions')],
+    ['POST /v1/audio/translations', audioRoute(view, 'translations')],
   ]);
   const retrieve = (id: string): Reply => (servedModel(view, id) !== undefined
     ? withRequestId(jsonReply(200, card(id)))

@@ -4,14 +4,14 @@
 // `finish_reason`, `stream_options` with continuous usage, and the `vllm:` Prometheus metrics.
 
 import { Histogram } from '../../metrics/registry.ts';
-import { replyTokens, simLogprobs, tokenIds } from '../generate.ts';
+import { simLogprobs, tokenIds } from '../generate.ts';
 import type { SimForm } from '../engine.ts';
 import { replyShape } from '../structured.ts';
 import { choiceText, hexId, infoRoute, isRecord, isSimError, jsonReply, nowSeconds, servedModel, textReply } from '../protocol.ts';
 import type { EngineView, InferenceRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, ServedModel, SimError } from '../protocol.ts';
 import {
   chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, messageFields, parseChatRequest, parseCompletionRequest,
-  parseEmbeddingsRequest, promptTextItems, sseStream, textPlan, tokenDelta, wantsStream,
+  parseEmbeddingsRequest, promptTextItems, sseStream, textPlan, tokenDelta, wantsStream, audioPlan, audioSegments,
 } from './oai.ts';
 import { SSE_DONE, sseEvent } from '../sse.ts';
 
@@ -408,8 +408,6 @@ function embeddingsRoute(view: EngineView): InferenceRoute {
 
 /** vLLM's VLLM_MAX_AUDIO_CLIP_FILESIZE_MB default. */
 const MAX_AUDIO_MB = 25;
-/** The simulated audio: 16 kHz 16-bit mono PCM, 32,000 bytes a second. */
-const AUDIO_BYTES_PER_SECOND = 32_000;
 const AUDIO_FORMATS = new Set(['json', 'text', 'srt', 'verbose_json', 'vtt']);
 
 /**
@@ -442,30 +440,16 @@ function audioRoute(view: EngineView, op: 'transcriptions' | 'translations'): In
       if (stream && format === 'verbose_json') return { kind: 'bad-request', message: "verbose_json format doesn't support streaming case" };
       const mb = file.size / 2 ** 20;
       if (mb > MAX_AUDIO_MB) return { kind: 'bad-request', message: `Maximum file size exceeded (parameter=audio_filesize_mb, value=${mb})`, param: 'audio_filesize_mb' };
-      const seconds = file.size / AUDIO_BYTES_PER_SECOND;
-      // What was "said": words drawn from the audio's bytes, one a third of a second, at most 40.
-      const words = replyTokens(file.digest).slice(0, Math.max(1, Math.min(40, Math.round(seconds * 3))));
-      const promptTokens = Math.ceil(seconds * 100) + 4;
-      const includeUsage = f.stream_include_usage === 'true';
-      return {
-        id: `${op === 'transcriptions' ? 'transcribe' : 'translate'}-${hexId()}`, created: nowSeconds(), model: m.name, stream, includeUsage,
-        promptTokens, completionTokens: words.length,
-        choices: [{ index: 0, tokens: words, finish: 'stop', promptTokens, promptText: '' }],
-        steps: words.length, vectors: null, base64: false,
-        extra: { format, seconds, language: typeof f.language === 'string' ? f.language : 'en' },
-      };
+      return audioPlan(`${op === 'transcriptions' ? 'transcribe' : 'translate'}-${hexId()}`, m.name, file, stream, f.stream_include_usage === 'true',
+        { format, language: typeof f.language === 'string' ? f.language : 'en' });
     },
     error: (e) => renderError(view, op, e),
     reply(p) {
       const text = p.choices[0]!.tokens.join('');
       const seconds = p.extra.seconds as number;
       if (p.extra.format === 'verbose_json') {
-        const tokens = p.choices[0]!.tokens;
-        const half = Math.ceil(tokens.length / 2);
-        const parts = [tokens.slice(0, half), tokens.slice(half)].filter((t) => t.length > 0);
-        const segments = parts.map((t, id) => ({
-          id, avg_logprob: -0.25, compression_ratio: 1.2, end: Math.round(seconds * (id + 1) / parts.length * 100) / 100, no_speech_prob: null, seek: 0,
-          start: Math.round(seconds * id / parts.length * 100) / 100, temperature: 0, text: t.join(''), tokens: tokenIds(t.join(''), t.length),
+        const segments = audioSegments(p).map((g, id) => ({
+          id, avg_logprob: -0.25, compression_ratio: 1.2, end: g.end, no_speech_prob: null, seek: 0, start: g.start, temperature: 0, text: g.text, tokens: tokenIds(g.text, g.tokens.length),
         }));
         return jsonReply(200, { duration: seconds.toFixed(2), language: p.extra.language, text, segments, words: null });
       }
