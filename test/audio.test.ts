@@ -67,7 +67,9 @@ before(async () => {
 gateway:
   master_key: env:FABRIC_MASTER_KEY
   accounting: { flush_interval: 20ms }
-  limits: { max_audio: 2MiB }
+  limits: { max_audio: 2MiB, max_body_in_flight: 3MiB }
+  # On: audio must still reach a backend every time.
+  cache: { when: always }
 backends:
   motoko-whisper: { engine: vllm, url: ${url('motoko')}/v1, model: ${WHISPER}, max_retries: 0 }
   spare-whisper: { engine: vllm, url: ${url('spare')}/v1, model: ${WHISPER}, max_retries: 0 }
@@ -224,16 +226,70 @@ backends:
   o: { engine: ollama, url: http://127.0.0.1:11434, model: whisper }
   l: { engine: llamacpp, url: http://127.0.0.1:8080/v1, model: whisper }
   v: { engine: vllm, url: http://127.0.0.1:8000/v1, model: ${WHISPER} }
+gateway:
+  cache: true
 roles:
   audio: { kind: transcription, backends: [v, o, l], rules: [{ if_input_tokens_over: 10, route_to: audio2 }, { if_input_has: image, route_to: audio2 }] }
-  audio2: { kind: transcription, backends: [v] }
+  audio2: { kind: transcription, backends: [v], cache: { ttl: 1h } }
+patterns:
+  - { match: "whisper-*", kind: transcription, backends: [o] }
 `, '/etc/fabric/fabric.yaml');
-  assert.deepEqual(issues.filter((i) => i.severity === 'error').map(formatIssue).map((l) => l.replace(/^.*?error: /, '')), [
-    'roles.audio.backends[1]: o runs on ollama, which does not serve /v1/audio/transcriptions: use vllm (a Whisper model), openai, or openai-compatible (speaches, LocalAI)',
-    'roles.audio.backends[2]: l runs on llamacpp, which does not serve /v1/audio/transcriptions: use vllm (a Whisper model), openai, or openai-compatible (speaches, LocalAI)',
-    'roles.audio.rules[0].if_input_tokens_over: a transcription request\'s input is audio, with no text to count',
-    'roles.audio.rules[1].if_input_has: only chat requests carry images, audio or tools: this is a transcription role',
+  const lines = issues.map(formatIssue).map((l) => l.replace(/^.*?(error|warning): /, '$1: '));
+  assert.deepEqual(lines.filter((l) => l.startsWith('error')), [
+    'error: roles.audio.backends[1]: o runs on ollama, which does not serve /v1/audio/transcriptions: use vllm (a Whisper model), openai, or openai-compatible (speaches, LocalAI)',
+    'error: roles.audio.backends[2]: l runs on llamacpp, which does not serve /v1/audio/transcriptions: use vllm (a Whisper model), openai, or openai-compatible (speaches, LocalAI)',
+    'error: roles.audio.rules[0].if_input_tokens_over: a transcription request\'s input is audio, with no text to count',
+    'error: roles.audio.rules[1].if_input_has: only chat requests carry images, audio or tools: this is a transcription role',
+    'error: patterns[0].backends[0]: o runs on ollama, which does not serve /v1/audio/transcriptions: use vllm (a Whisper model), openai, or openai-compatible (speaches, LocalAI)',
   ]);
+  assert.ok(lines.includes('warning: roles.audio2.cache: audio is never cached: this setting does nothing on a transcription role'), lines.join('\n'));
+});
+
+test('max_audio gives way to a smaller max_body_in_flight when left at its default; set above it, it is refused', () => {
+  const cfg = (limits: string) => parseFabricText(`gateway:\n  limits: ${limits}\nbackends:\n  v: { engine: vllm, url: http://127.0.0.1:8000/v1, model: m }\nroles:\n  chat: { kind: chat, backends: [v] }\n`, '/etc/fabric/fabric.yaml');
+  const small = cfg('{ max_body: 4MiB, max_body_in_flight: 16MiB }');
+  assert.deepEqual(small.issues, [], 'a config of before audio loads as it did');
+  assert.equal(small.config.gateway.limits.maxAudioBytes, 16 * 2 ** 20);
+  assert.equal(cfg('{}').config.gateway.limits.maxAudioBytes, 25 * 2 ** 20);
+  assert.match(formatIssue(cfg('{ max_audio: 32MiB, max_body_in_flight: 16MiB }').issues[0]!), /error: gateway\.limits\.max_audio: must be at most max_body_in_flight \(16777216 bytes\)/);
+});
+
+test('keys: a key\'s roles and rate limits hold on audio as on chat; audio is never cached, whatever the cache says', async () => {
+  const admin = (body: unknown) => fetch(`${f.url}/admin/keys`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json() as Promise<any>);
+  const chatOnly = await admin({ name: 'chat-only', roles: ['chat-fast'] });
+  const file = { name: 'k.wav', bytes: wav(1, 620) };
+  const refused = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe' }, file, { authorization: `Bearer ${chatOnly.key}` });
+  assert.equal(refused.status, 403, refused.text);
+  assert.equal(refused.json.error.code, 'model_not_allowed');
+  const once = await admin({ name: 'one-a-minute', roles: ['audio-transcribe'], rpm: 1 });
+  const before = sent('motoko');
+  const first = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe' }, file, { authorization: `Bearer ${once.key}` });
+  assert.equal(first.status, 200, first.text);
+  assert.equal(first.headers.get('x-fabric-cache'), null);
+  const second = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe' }, file, { authorization: `Bearer ${once.key}` });
+  assert.equal(second.status, 429, second.text);
+  assert.ok(Number(second.headers.get('retry-after')) > 0);
+  const again = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe' }, file);
+  assert.equal(again.status, 200);
+  assert.equal(sent('motoko') - before, 2, 'the same upload twice: both transcribed, neither from the cache');
+});
+
+test('uploads held while a slow Whisper works count against max_body_in_flight: past it the next is a 503 to retry, and the first is answered', async () => {
+  await f.fleet.get('motoko').setFault({ kind: 'slow', factor: 200 });
+  const big = { name: 'long.wav', bytes: wav(50) }; // 1.5 MiB: two are past 3 MiB
+  const before = sent('motoko');
+  const first = upload('/v1/audio/transcriptions', { model: 'audio-transcribe' }, big);
+  await eventually(() => sent('motoko') - before, (n) => n === 1);
+  const second = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe' }, { name: 'long2.wav', bytes: wav(50, 200) });
+  assert.equal(second.status, 503, second.text);
+  assert.equal(second.json.error.code, 'gateway_overloaded');
+  // Refused as it arrives, or once whole: either way the upload held is what it meets.
+  assert.match(second.json.error.message, /hold 1\.5 MiB of the 3 MiB the gateway buffers at once \(gateway\.limits\.max_body_in_flight\): retry shortly/);
+  assert.equal(second.headers.get('retry-after'), '1');
+  await f.fleet.get('motoko').setFault(null);
+  assert.equal((await first).status, 200);
+  const third = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe' }, { name: 'long2.wav', bytes: wav(50, 200) });
+  assert.equal(third.status, 200, 'given back once answered');
 });
 
 test('a stream: vLLM\'s transcription chunks become OpenAI\'s transcript.text events, with the usage vLLM was asked for; the SDK reads them', async () => {

@@ -367,7 +367,11 @@ function gateway(r: Reporter, v: unknown): GatewayConfig {
     g.limits.maxAudioBytes = size(r, [...lp, 'max_audio'], l.max_audio, g.limits.maxAudioBytes);
     g.limits.maxBodyInFlightBytes = size(r, [...lp, 'max_body_in_flight'], l.max_body_in_flight, g.limits.maxBodyInFlightBytes);
     if (g.limits.maxBodyInFlightBytes < g.limits.maxBodyBytes) r.error([...lp, 'max_body_in_flight'], `must be at least max_body (${g.limits.maxBodyBytes} bytes): one whole body must fit`);
-    else if (g.limits.maxBodyInFlightBytes < g.limits.maxAudioBytes) r.error([...lp, l.max_body_in_flight === undefined ? 'max_audio' : 'max_body_in_flight'], `max_body_in_flight (${g.limits.maxBodyInFlightBytes} bytes) must be at least max_audio (${g.limits.maxAudioBytes} bytes): one whole upload must fit`);
+    else if (g.limits.maxBodyInFlightBytes < g.limits.maxAudioBytes) {
+      // An upload must fit in what the gateway buffers: the default gives way to a smaller budget; one set says so.
+      if (l.max_audio === undefined) g.limits.maxAudioBytes = g.limits.maxBodyInFlightBytes;
+      else r.error([...lp, 'max_audio'], `must be at most max_body_in_flight (${g.limits.maxBodyInFlightBytes} bytes): one whole upload must fit`);
+    }
     g.limits.maxHeaderBytes = size(r, [...lp, 'max_header'], l.max_header, g.limits.maxHeaderBytes);
     g.limits.maxTokens = int(r, [...lp, 'max_tokens'], l.max_tokens, g.limits.maxTokens, 1);
     g.limits.maxN = int(r, [...lp, 'max_n'], l.max_n, g.limits.maxN, 1);
@@ -779,6 +783,14 @@ function patterns(r: Reporter, v: unknown, backendMap: Map<string, BackendConfig
 
 /** Cross-references that need the whole document: names unique across roles and aliases, fallbacks resolvable. */
 function crossCheck(r: Reporter, cfg: FabricConfig): void {
+  /** A transcription route's backends: each must run an engine with the audio endpoints. */
+  const audioEngines = (names: readonly string[], path: KeyPath): void => names.forEach((name, i) => {
+    const b = cfg.backends.get(name);
+    if (b !== undefined && !AUDIO_ENGINES.has(b.engine)) {
+      r.error([...path, 'backends', i], `${name} runs on ${b.engine}, which does not serve /v1/audio/transcriptions: use vllm (a Whisper model), openai, or openai-compatible (speaches, LocalAI)`);
+    }
+  });
+  cfg.patterns.forEach((pt, i) => { if (pt.kind === 'transcription') audioEngines(pt.backends, ['patterns', i]); });
   const owner = new Map<string, string>();
   const claim = (name: string, what: string, path: KeyPath): void => {
     const prev = owner.get(name);
@@ -816,12 +828,8 @@ function crossCheck(r: Reporter, cfg: FabricConfig): void {
     });
     if (role.dimensions !== undefined && role.kind !== 'embeddings') r.error([...p, 'dimensions'], 'only applies to embeddings roles');
     if (role.kind === 'transcription') {
-      role.backends.forEach((name, i) => {
-        const b = cfg.backends.get(name);
-        if (b !== undefined && !AUDIO_ENGINES.has(b.engine)) {
-          r.error([...p, 'backends', i], `${name} runs on ${b.engine}, which does not serve /v1/audio/transcriptions: use vllm (a Whisper model), openai, or openai-compatible (speaches, LocalAI)`);
-        }
-      });
+      audioEngines(role.backends, p);
+      if (role.cache !== undefined) r.warn([...p, 'cache'], 'audio is never cached: this setting does nothing on a transcription role', true);
     }
     if (role.affinity === true && role.kind !== 'chat') r.warn([...p, 'affinity'], 'only chat conversations have a prefix to keep warm; ignored for embeddings', true);
     if (role.cache !== undefined && role.cache !== false && cfg.gateway.cache === undefined) {

@@ -28,8 +28,8 @@ export interface FastLaneOptions {
   requestTimeoutMs: number;
   /** An idle keep-alive connection is closed after this long. */
   keepAliveTimeoutMs: number;
-  /** Bodies up to this size are read before the handler runs; a larger declared size is refused (the handler answers 413 and the connection closes). */
-  maxBodyBytes: () => number;
+  /** Bodies up to this size (for the request's URL) are read before the handler runs; a larger declared size is refused (the handler answers 413 and the connection closes). */
+  maxBodyBytes: (url: string) => number;
   /** A request id for the answers the lane writes itself (a 408 before any handler ran). */
   requestId?: () => string;
   /** Told of each answer the lane writes itself (a 408), to log it under its id. */
@@ -311,7 +311,7 @@ class Conn {
       this.scanned = 0;
       const start = e + 4;
       const n = x.declared;
-      if (n > o.maxBodyBytes()) {
+      if (n > o.maxBodyBytes(x.url)) {
         // Not read: the handler refuses it (413), and the connection closes after that answer.
         x.tooLarge = true;
         this.closeAfter = true;

@@ -332,13 +332,23 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   async function runAudio(gw: Gateway, inf: Inference, x: Exchange, ctx: RequestContext, started: number, op: AudioOperation): Promise<void> {
     const read = x.body(gw.config.gateway.limits.maxAudioBytes, 'gateway.limits.max_audio');
     const bytes = read instanceof Promise ? await read : read;
+    // Held until answered, with the other bodies the gateway buffers (a slow Whisper must not gather them without bound).
+    if (!bodies.take(bytes.length)) throw bodies.refusal('request bodies and audio uploads being transcribed');
+    try {
+      await transcribe(gw, inf, x, ctx, started, op, bytes);
+    } finally {
+      bodies.give(bytes.length);
+    }
+  }
+
+  async function transcribe(gw: Gateway, inf: Inference, x: Exchange, ctx: RequestContext, started: number, op: AudioOperation, bytes: Buffer): Promise<void> {
     ctx.bodyBytes = bytes.length;
     const req = parseAudioRequest(op, bytes, x.headers['content-type']);
     inf.model = req.model;
     ctx.caller = inf.key;
     const acct = app.accounting;
     if (acct !== undefined) {
-      const a = acct.admit(op, { model: req.model }, '', ctx, inf.key, gw);
+      const a = acct.admit(op, { model: req.model, stream: req.stream }, '', ctx, inf.key, gw);
       inf.account = a instanceof Promise ? await a : a;
       ctx.account = inf.account;
     }
@@ -806,8 +816,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   // The lane also makes server.closeIdleConnections() and closeAllConnections() reach its connections.
   if (limits.fastLane && limits.tls === undefined) new FastLane(server, serve, {
     maxHeaderBytes, headersTimeoutMs: HEADERS_TIMEOUT_MS, requestTimeoutMs: REQUEST_TIMEOUT_MS, keepAliveTimeoutMs: KEEP_ALIVE_MS,
-    // Admin bodies and audio uploads have their own limits; the lane reads up to the largest, the handler refuses past its own.
-    maxBodyBytes: () => Math.max(maxBodyBytes(), MAX_ADMIN_BODY, app.gateway.config.gateway.limits.maxAudioBytes),
+    // Admin bodies have their own limit (the lane reads up to the larger, the handler refuses past its own); audio uploads theirs.
+    maxBodyBytes: (url) => (url.startsWith('/v1/audio/') || url.startsWith('/audio/') ? app.gateway.config.gateway.limits.maxAudioBytes : Math.max(maxBodyBytes(), MAX_ADMIN_BODY)),
     bodies,
     requestId: () => ids.next(),
     refused: (id, status, message) => app.log.info('request refused', { id, status, code: 'request_timeout', message }),
