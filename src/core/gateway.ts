@@ -14,7 +14,7 @@ import { suggest } from '../config/issues.ts';
 import { BackendRuntime } from './backend.ts';
 import { FabricError, STREAM_INTERRUPTED, wasSent, type AttemptFailure, type FailureClass } from './errors.ts';
 import { AttemptError, Unsupported, MAX_ERROR_BODY, MAX_RESPONSE_BODY, retryAfterMs, secs, transportError, upstreamError, withoutKeys } from './attempt-error.ts';
-import { streamAttempt } from './stream-attempt.ts';
+import { streamAttempt, type StreamOutcome } from './stream-attempt.ts';
 import { BufferedCall, cancellableSleep, Deadlines, type Cancel } from './upstream.ts';
 import type { Secrets } from '../config/env-file.ts';
 import type { TraceContext } from './trace-context.ts';
@@ -127,6 +127,14 @@ export interface GatewayOptions {
 /** An engine's 404 that is about the model (vLLM: "The model `x` does not exist."; Ollama: 'model "x" not found'), not a wrong path. */
 const MODEL_WORD = /\bmodel\b/i;
 
+/** What a stream's attempt tells of how it was served (its error without the backend's key). */
+function streamed(backend: BackendRuntime, served: Served, outcome: StreamOutcome): void {
+  served.usage = outcome.usage;
+  served.streamError = outcome.streamError === undefined ? undefined : withoutKeys(backend, outcome.streamError);
+  served.completionEstimate = outcome.completionEstimate;
+  served.clientHeldBack = outcome.clientHeldBack;
+}
+
 export class Gateway {
   readonly config: FabricConfig;
   readonly backends: Map<string, BackendRuntime>;
@@ -194,11 +202,7 @@ export class Gateway {
       const headers = this.#headers(backend, ctx, true);
       headers['content-type'] = upload.contentType;
       // No first-byte limit: OpenAI's whisper-1 answers a stream request whole, once the audio is decoded.
-      const outcome = await streamAttempt(this.#deadlines, backend, { path: `/audio/${op}`, body: upload.body }, headers, new AudioStreamTranslator(), true, sink, served, ctx.cancel, 0);
-      served.usage = outcome.usage;
-      served.streamError = outcome.streamError === undefined ? undefined : withoutKeys(backend, outcome.streamError);
-      served.completionEstimate = outcome.completionEstimate;
-      served.clientHeldBack = outcome.clientHeldBack;
+      streamed(backend, served, await streamAttempt(this.#deadlines, backend, { path: `/audio/${op}`, body: upload.body }, headers, new AudioStreamTranslator(), true, sink, served, ctx.cancel, 0));
     })).served;
   }
 
@@ -557,60 +561,43 @@ export class Gateway {
     }
   }
 
-  async #unaryAttempt(
-    op: Operation, backend: BackendRuntime, body: JsonObject, ctx: RequestContext, served: Served,
-  ): Promise<JsonObject> {
+  #unaryAttempt(op: Operation, backend: BackendRuntime, body: JsonObject, ctx: RequestContext, served: Served): Promise<JsonObject> {
     const prepared = this.#prepare(op, backend, body, served, false, false);
-    const t = backend.config.timeouts;
-    const call = new BufferedCall(MAX_RESPONSE_BODY, MAX_ERROR_BODY);
-    let timedOut: string | undefined;
-    const deadline = this.#deadlines.add(t.totalMs, () => {
-      timedOut = `no complete answer within the total timeout (${secs(t.totalMs)})`;
-      call.abort(new Error(timedOut));
-    });
-    ctx.cancel.onAbort(() => call.abort(new Error('client closed the request')));
-    backend.outstanding++;
-    try {
-      call.send(backend.pool, {
-        method: 'POST',
-        path: backend.basePath + prepared.path,
-        headers: this.#headers(backend, ctx, false),
-        body: prepared.body,
-        // No first-byte limit for a generation: vLLM and Ollama send a non-streamed answer's head
-        // only once the whole generation is done, so the wait for it is the total timeout's (the
-        // deadline above). Embeddings take no generation: a wedged engine is still found out at
-        // first_byte. Connecting is bounded by the pool's connect timeout.
-        headersTimeout: op === 'embeddings' ? t.firstByteMs : 0,
-        bodyTimeout: t.idleMs,
-      });
-      let res;
-      try {
-        res = await call.promise;
-      } catch (e) {
-        throw transportError(backend, e, timedOut);
-      }
-      if (res.status < 200 || res.status >= 300) throw upstreamError(backend, res.status, res.headers, res.body.toString('utf8'));
-      let json: unknown;
-      try {
-        json = JSON.parse(res.body.toString('utf8'));
-      } catch {
-        throw new AttemptError('malformed', `answered ${res.status} with a body that is not JSON (${res.body.length} bytes)`, res.status);
-      }
+    // No first-byte limit for a generation: vLLM and Ollama send a non-streamed answer's head
+    // only once the whole generation is done, so the wait for it is the total timeout's.
+    // Embeddings take no generation: a wedged engine is still found out at first_byte.
+    const headersTimeout = op === 'embeddings' ? backend.config.timeouts.firstByteMs : 0;
+    return this.#wholeAnswer(backend, ctx, backend.basePath + prepared.path, this.#headers(backend, ctx, false), prepared.body, headersTimeout, (json, status) => {
       const out = backend.engine.normalize(op, json, body, this.#nctx(ctx, served.requested));
-      if (out === undefined) throw new AttemptError('malformed', `answered ${res.status} with JSON that is not a ${op} response`, res.status);
+      if (out === undefined) throw new AttemptError('malformed', `answered ${status} with JSON that is not a ${op} response`, status);
       served.usage = out.usage as Usage | undefined;
       // No usage reported: the completion estimated from the answer's text, as a stream's from its chunks.
       if (served.usage === undefined && op !== 'embeddings') served.completionEstimate = answerTokensEstimate(out);
       return out;
-    } finally {
-      this.#deadlines.delete(deadline);
-      ctx.cancel.clear();
-      backend.outstanding--;
-    }
+    });
   }
 
-  async #audioAttempt(op: AudioOperation, backend: BackendRuntime, req: AudioRequest, ctx: RequestContext, served: Served): Promise<AudioAnswer> {
+  #audioAttempt(op: AudioOperation, backend: BackendRuntime, req: AudioRequest, ctx: RequestContext, served: Served): Promise<AudioAnswer> {
     const upload = upstreamBody(req, served.model, backend.config.engine);
+    const headers = this.#headers(backend, ctx, false);
+    headers['content-type'] = upload.contentType;
+    // The answer comes once the whole audio is decoded: no first-byte limit, as for a generation.
+    return this.#wholeAnswer(backend, ctx, `${backend.basePath}/audio/${op}`, headers, upload.body, 0, (json, status) => {
+      const out = audioAnswer(op, req.format, json, status);
+      served.usage = out.usage;
+      return out;
+    });
+  }
+
+  /**
+   * One request whose answer is read whole, as JSON, within the backend's total timeout (from
+   * the request's start; connecting is bounded by the pool's connect timeout, each read of the
+   * body by idle): what `read` makes of it. A failure is the attempt's (AttemptError).
+   */
+  async #wholeAnswer<T>(
+    backend: BackendRuntime, ctx: RequestContext, path: string, headers: Record<string, string>, body: string | Buffer, headersTimeout: number,
+    read: (json: unknown, status: number) => T,
+  ): Promise<T> {
     const t = backend.config.timeouts;
     const call = new BufferedCall(MAX_RESPONSE_BODY, MAX_ERROR_BODY);
     let timedOut: string | undefined;
@@ -621,10 +608,7 @@ export class Gateway {
     ctx.cancel.onAbort(() => call.abort(new Error('client closed the request')));
     backend.outstanding++;
     try {
-      const headers = this.#headers(backend, ctx, false);
-      headers['content-type'] = upload.contentType;
-      // The answer comes once the whole audio is decoded: no first-byte limit, as for a generation.
-      call.send(backend.pool, { method: 'POST', path: `${backend.basePath}/audio/${op}`, headers, body: upload.body, headersTimeout: 0, bodyTimeout: t.idleMs });
+      call.send(backend.pool, { method: 'POST', path, headers, body, headersTimeout, bodyTimeout: t.idleMs });
       let res;
       try {
         res = await call.promise;
@@ -638,9 +622,7 @@ export class Gateway {
       } catch {
         throw new AttemptError('malformed', `answered ${res.status} with a body that is not JSON (${res.body.length} bytes)`, res.status);
       }
-      const out = audioAnswer(op, req.format, json, res.status);
-      served.usage = out.usage;
-      return out;
+      return read(json, res.status);
     } finally {
       this.#deadlines.delete(deadline);
       ctx.cancel.clear();
@@ -653,11 +635,7 @@ export class Gateway {
   ): Promise<void> {
     const prepared = this.#prepare(op, backend, body, served, true, clientWantsUsage);
     const translator = backend.engine.streamFormat === 'sse' ? undefined : backend.engine.streamTranslator!(op, this.#nctx(ctx, served.requested), clientWantsUsage, prepared);
-    const outcome = await streamAttempt(this.#deadlines, backend, prepared, this.#headers(backend, ctx, true), translator, clientWantsUsage, sink, served, ctx.cancel);
-    served.usage = outcome.usage;
-    served.streamError = outcome.streamError === undefined ? undefined : withoutKeys(backend, outcome.streamError);
-    served.completionEstimate = outcome.completionEstimate;
-    served.clientHeldBack = outcome.clientHeldBack;
+    streamed(backend, served, await streamAttempt(this.#deadlines, backend, prepared, this.#headers(backend, ctx, true), translator, clientWantsUsage, sink, served, ctx.cancel));
   }
 
   /**
