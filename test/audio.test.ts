@@ -155,6 +155,22 @@ test('OpenAI as a backend: every format as the client asked, its verbose answer 
   assert.deepEqual(events, [{ type: 'transcript.text.delta', delta: json.json.text }, { type: 'transcript.text.done', text: json.json.text }]);
 });
 
+test('whisper-1 is billed by the minute (OpenAI\'s list price, or prices: audio_minute): transcriptions by their usage, translations by the duration asked of them', async () => {
+  /** The cost its usage record and log line carry. */
+  const costOf = async (r: { headers: Headers }): Promise<number> => (await waitForLog(f, 0, (l) => l.msg === 'request' && l.id === r.headers.get('x-request-id'))).cost;
+  const minute = await upload('/v1/audio/transcriptions', { model: 'openai/whisper' }, { name: 'min.wav', bytes: wav(60, 410) });
+  assert.equal(minute.status, 200, minute.text);
+  assert.deepEqual(minute.json.usage, { type: 'duration', seconds: 61 }, 'whisper-1 reports whole seconds, rounded up');
+  assert.ok(Math.abs(await costOf(minute) - (61 / 60) * 0.006) < 1e-12);
+  const t = await upload('/v1/audio/translations', { model: 'openai/whisper' }, { name: 'fr.wav', bytes: wav(30, 420) });
+  assert.deepEqual(t.json, { text: t.json.text }, 'the JSON a translation has, though verbose JSON was asked of whisper-1');
+  assert.equal(lastForm('cloud').fields.response_format, 'verbose_json');
+  assert.ok(Math.abs(await costOf(t) - (30 / 60) * 0.006) < 1e-6);
+  // Local Whisper costs nothing unless priced.
+  const local = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe' }, { name: 'min.wav', bytes: wav(1, 410) });
+  assert.equal(await costOf(local), undefined);
+});
+
 test('translations: the SDK\'s own call, answered as OpenAI answers it', async () => {
   const before = sent('motoko');
   const t = await client.audio.translations.create({ file: await toFile(wav(1, 300), 'fr.wav', { type: 'audio/wav' }), model: 'audio-transcribe' });

@@ -37,6 +37,10 @@ export function promptCount(p: unknown): number {
 }
 
 const PER_MESSAGE_BOUND = 8;
+/** Speech compressed as far as it is sent (Opus at 8 kbit/s): a bound on how long an upload's bytes last. */
+const AUDIO_BYTES_PER_SECOND_AT_LEAST = 1_000;
+/** Audio tokens a second of speech counts as, at most (OpenAI's speech models: about 10 a second). */
+const AUDIO_TOKENS_PER_SECOND_AT_MOST = 25;
 const PROMPT_BOUND_EXTRA = 16;
 /**
  * What an image part may cost, in prompt tokens, at most: OpenAI's largest counts are some 1,450
@@ -163,7 +167,13 @@ export class RequestAccount implements AttemptHooks {
   /** The most this request could cost on a backend: every prompt byte a token, the whole max_tokens (or what the backend can produce), the whole total timeout for GPU-hour prices. */
   maxCost(backend: BackendRuntime): number {
     const p = this.#acct.prices.of(backend.name);
-    if (p.input === 0 && p.output === 0 && p.perSecond === 0) return 0;
+    if (p.input === 0 && p.output === 0 && p.perSecond === 0 && p.perAudioSecond === 0) return 0;
+    if (this.op === 'transcriptions' || this.op === 'translations') {
+      // Audio: as long as its bytes could last at the lowest bitrate speech is sent at, and every
+      // second of it as many audio tokens as OpenAI's speech models count.
+      const seconds = (this.ctx.bodyBytes ?? 0) / AUDIO_BYTES_PER_SECOND_AT_LEAST;
+      return seconds * (p.perAudioSecond + AUDIO_TOKENS_PER_SECOND_AT_MOST * p.input) + this.#acct.maxTokens * p.output + (backend.config.timeouts.totalMs / 1000) * p.perSecond;
+    }
     const s = this.size;
     const promptBound = s.promptBytes + PER_MESSAGE_BOUND * s.messages + PROMPT_BOUND_EXTRA;
     const completionBound = this.op === 'embeddings' ? 0
@@ -221,7 +231,7 @@ export class RequestAccount implements AttemptHooks {
       // Embeddings report no completion tokens.
       u = { prompt_tokens: u.prompt_tokens ?? 0, completion_tokens: u.completion_tokens ?? 0, total_tokens: u.total_tokens ?? 0 };
       this.#usage = u;
-      actual = this.#acct.prices.cost(backend.name, u.prompt_tokens, u.completion_tokens, ms / 1000);
+      actual = this.#acct.prices.cost(backend.name, u.prompt_tokens, u.completion_tokens, ms / 1000, usage?.audio_seconds ?? 0);
       this.cost += actual;
     }
     const hold = this.#hold;

@@ -23,6 +23,14 @@ export const BUILTIN_PRICES: Readonly<Record<string, readonly [number, number]>>
   'text-embedding-3-small': [0.02, 0],
   'text-embedding-3-large': [0.13, 0],
   'text-embedding-ada-002': [0.1, 0],
+  // Speech to text: audio input tokens and text output tokens.
+  'gpt-4o-transcribe': [6.0, 10.0],
+  'gpt-4o-mini-transcribe': [3.0, 5.0],
+});
+
+/** USD per minute of audio, for the models priced so. */
+export const BUILTIN_AUDIO_MINUTE: Readonly<Record<string, number>> = Object.freeze({
+  'whisper-1': 0.006,
 });
 
 export interface Price {
@@ -31,11 +39,13 @@ export interface Price {
   output: number;
   /** USD per second of a request on this backend (GPU-hour pricing), or 0. */
   perSecond: number;
+  /** USD per second of audio transcribed or translated, or 0. */
+  perAudioSecond: number;
   /** Where the price came from, for `fabric usage` and warnings. */
   source: 'config' | 'builtin' | 'free';
 }
 
-const FREE: Price = Object.freeze({ input: 0, output: 0, perSecond: 0, source: 'free' as const });
+const FREE: Price = Object.freeze({ input: 0, output: 0, perSecond: 0, perAudioSecond: 0, source: 'free' as const });
 
 function builtin(model: string): readonly [number, number] | undefined {
   let best: string | undefined;
@@ -46,7 +56,7 @@ function builtin(model: string): readonly [number, number] | undefined {
 }
 
 function fromConfig(p: PriceConfig): Price {
-  return { input: p.input / 1e6, output: p.output / 1e6, perSecond: (p.gpuHour ?? 0) / 3600, source: 'config' };
+  return { input: p.input / 1e6, output: p.output / 1e6, perSecond: (p.gpuHour ?? 0) / 3600, perAudioSecond: (p.audioMinute ?? 0) / 60, source: 'config' };
 }
 
 export class PriceTable {
@@ -59,7 +69,9 @@ export class PriceTable {
       if (configured !== undefined) price = fromConfig(configured);
       else if (isCloud(b)) {
         const bi = builtin(b.model);
-        if (bi !== undefined) price = { input: bi[0] / 1e6, output: bi[1] / 1e6, perSecond: 0, source: 'builtin' };
+        const minute = BUILTIN_AUDIO_MINUTE[b.model];
+        if (bi !== undefined) price = { input: bi[0] / 1e6, output: bi[1] / 1e6, perSecond: 0, perAudioSecond: 0, source: 'builtin' };
+        else if (minute !== undefined) price = { input: 0, output: 0, perSecond: 0, perAudioSecond: minute / 60, source: 'builtin' };
       }
       this.#byBackend.set(b.name, price);
     }
@@ -74,8 +86,9 @@ export class PriceTable {
     return [...config.backends.values()].filter((b) => isCloud(b) && this.of(b.name).source === 'free').map((b) => b.name);
   }
 
-  cost(backend: string, promptTokens: number, completionTokens: number, seconds: number): number {
+  /** `seconds`: the request's time on the backend (GPU-hour prices); `audioSeconds`: the audio it transcribed (per-minute prices). */
+  cost(backend: string, promptTokens: number, completionTokens: number, seconds: number, audioSeconds = 0): number {
     const p = this.of(backend);
-    return promptTokens * p.input + completionTokens * p.output + seconds * p.perSecond;
+    return promptTokens * p.input + completionTokens * p.output + seconds * p.perSecond + audioSeconds * p.perAudioSecond;
   }
 }

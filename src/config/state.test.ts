@@ -30,6 +30,7 @@ test('the seeds\' state config: SQLite by default, PostgreSQL and Redis by env r
 ${FABRIC}prices:
   openai-strong: { input: 0.40, output: "$1.60" }
   local: { gpu_hour: 0.12 }
+  whisper-large: { audio_minute: 0.004 }
 budgets:
   openai:
     amount: $150
@@ -42,8 +43,9 @@ budgets:
   assert.deepEqual(c.gateway.redis, { url: { env: 'REDIS_URL' }, prefix: 'lab' });
   assert.deepEqual(c.gateway.accounting, { enabled: true, batchSize: 200, flushIntervalMs: 500, syncIntervalMs: 1000, onStoreDown: 'refuse', maxBuffer: 5000, retentionMs: 90 * 86_400_000 });
   assert.deepEqual(c.gateway.requestLog, { enabled: true, retentionMs: 3 * 86_400_000, maxSizeBytes: 64 * 1024 * 1024, maxBodyBytes: 8192, redact: ['ssn-\\d+'] });
-  assert.deepEqual(c.prices.get('openai-strong'), { input: 0.4, output: 1.6, gpuHour: undefined });
-  assert.deepEqual(c.prices.get('local'), { input: 0, output: 0, gpuHour: 0.12 });
+  assert.deepEqual(c.prices.get('openai-strong'), { input: 0.4, output: 1.6, gpuHour: undefined, audioMinute: undefined });
+  assert.deepEqual(c.prices.get('local'), { input: 0, output: 0, gpuHour: 0.12, audioMinute: undefined });
+  assert.deepEqual(c.prices.get('whisper-large'), { input: 0, output: 0, gpuHour: undefined, audioMinute: 0.004 });
   assert.deepEqual(c.budgets, [{ name: 'openai', amount: 150, period: 'month', backends: ['openai-strong'], fallback: 'local/chat' }]);
 });
 

@@ -142,16 +142,19 @@ export function prices(r: Reporter, v: unknown, backends: Map<string, BackendCon
   const models = new Set([...backends.values()].map((b) => b.model));
   for (const [name, raw] of Object.entries(m)) {
     const p = ['prices', name];
-    const pm = mapping(r, p, raw, ['input', 'output', 'gpu_hour']);
+    const pm = mapping(r, p, raw, ['input', 'output', 'gpu_hour', 'audio_minute']);
     if (pm === undefined) {
-      r.error(p, 'must be a mapping: { input: USD per 1M tokens, output: USD per 1M tokens } or { gpu_hour: USD }');
+      r.error(p, 'must be a mapping: { input: USD per 1M tokens, output: USD per 1M tokens }, { gpu_hour: USD } or { audio_minute: USD }');
       continue;
     }
-    if (pm.input === undefined && pm.output === undefined && pm.gpu_hour === undefined) r.error(p, 'needs input and output (USD per 1M tokens), or gpu_hour (USD)');
+    if (pm.input === undefined && pm.output === undefined && pm.gpu_hour === undefined && pm.audio_minute === undefined) {
+      r.error(p, 'needs input and output (USD per 1M tokens), gpu_hour (USD), or audio_minute (USD per minute of audio)');
+    }
     out.set(name, {
       input: money(r, [...p, 'input'], pm.input, false) ?? 0,
       output: money(r, [...p, 'output'], pm.output, false) ?? 0,
       gpuHour: money(r, [...p, 'gpu_hour'], pm.gpu_hour, false),
+      audioMinute: money(r, [...p, 'audio_minute'], pm.audio_minute, false),
     });
     if (!backends.has(name) && !models.has(name)) {
       const hint = suggest(name, [...backends.keys(), ...models]);

@@ -289,6 +289,8 @@ export interface PriceConfig {
   input: number;
   output: number;
   gpuHour: number | undefined;
+  /** USD per minute of audio transcribed or translated (whisper-1's pricing). */
+  audioMinute: number | undefined;
 }
 
 export interface BudgetConfig {

@@ -13,6 +13,7 @@ export type AudioFormat = typeof AUDIO_FORMATS[number];
 
 /** A checked upload (src/http/audio.ts): what routing needs, and the parts to send on. */
 export interface AudioRequest {
+  op: AudioOperation;
   model: string;
   format: AudioFormat;
   /** The text as it is made, as OpenAI's transcript.text.delta events (json or text only). */
@@ -38,8 +39,15 @@ export interface AudioAnswer {
 }
 
 /** What the gateway asks the backend for: JSON, or verbose JSON when the client wants segments. */
-export function upstreamFormat(f: AudioFormat): 'json' | 'verbose_json' {
-  return f === 'json' || f === 'text' ? 'json' : 'verbose_json';
+/**
+ * What the gateway asks the backend for: JSON, or verbose JSON when the client wants segments.
+ * A whole translation is always asked verbose: its JSON carries no usage, and the duration is
+ * what whisper-1 bills by (only Whisper models translate, and every Whisper server answers
+ * verbose). A stream is JSON (vLLM streams no verbose JSON).
+ */
+export function upstreamFormat(op: AudioOperation, f: AudioFormat, stream: boolean): 'json' | 'verbose_json' {
+  if (stream) return 'json';
+  return (f === 'json' || f === 'text') && op === 'transcriptions' ? 'json' : 'verbose_json';
 }
 
 /** The form for one backend: its model, the format the gateway reads, the client's other parts as sent (one copy of them in all). */
@@ -48,7 +56,7 @@ export function upstreamBody(req: AudioRequest, model: string, engine: EngineKin
   const done = req.encoded?.get(memo);
   if (done !== undefined) return done;
   const b = req.boundary;
-  const fields: [string, string][] = [['model', model], ['response_format', upstreamFormat(req.format)]];
+  const fields: [string, string][] = [['model', model], ['response_format', upstreamFormat(req.op, req.format, req.stream)]];
   if (req.stream) {
     fields.push(['stream', 'true']);
     // vLLM reports a stream's usage only when asked, in a field of its own (OpenAI's API refuses unknown fields).
@@ -75,15 +83,17 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 /** A backend's JSON answer as the client asked for it; an answer without its text is the backend's failure (malformed). */
 export function audioAnswer(op: AudioOperation, format: AudioFormat, json: unknown, status: number): AudioAnswer {
   if (!isObj(json) || typeof json.text !== 'string') throw new AttemptError('malformed', `answered ${status} with JSON that is not a ${op.slice(0, -1)}`, status);
-  const usage = usageOf(json.usage);
-  if (format === 'json') return { contentType: JSON_TYPE, text: JSON.stringify(json), usage };
+  // vLLM writes a verbose answer's duration as a string ("4.07"); OpenAI's clients read a number.
+  const d = typeof json.duration === 'string' ? Number(json.duration) : json.duration;
+  const duration = typeof d === 'number' && Number.isFinite(d) && d >= 0 ? d : undefined;
+  // The audio's length counts where tokens do not (whisper-1 bills by the minute).
+  const usage = usageOf(json.usage) ?? (duration === undefined ? undefined : { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, audio_seconds: duration });
+  if (format === 'json') return { contentType: JSON_TYPE, text: JSON.stringify(duration === undefined ? json : { text: json.text }), usage };
   if (format === 'text') return { contentType: TEXT_TYPE, text: json.text, usage };
-  // vLLM writes the duration as a string ("4.07"); OpenAI's clients read a number. Its `words`
-  // are null (OpenAI's, when asked for, a list) and its segments' no_speech_prob too: Whisper's
-  // probability that a segment is silence, which vLLM does not compute, given as 0 (OpenAI's
-  // schema wants a number).
-  const duration = typeof json.duration === 'string' ? Number(json.duration) : json.duration;
-  const verbose: Record<string, unknown> = { ...json, ...(typeof duration === 'number' && Number.isFinite(duration) ? { duration } : {}) };
+  // vLLM's `words` are null (OpenAI's, when asked for, a list) and its segments' no_speech_prob
+  // too: Whisper's probability that a segment is silence, which vLLM does not compute, given as
+  // 0 (OpenAI's schema wants a number).
+  const verbose: Record<string, unknown> = { ...json, ...(duration === undefined ? {} : { duration }) };
   if (verbose.words === null) delete verbose.words;
   if (Array.isArray(verbose.segments)) verbose.segments = verbose.segments.map((g: unknown) => (isObj(g) && g.no_speech_prob === null ? { ...g, no_speech_prob: 0 } : g));
   // OpenAI's verbose transcription says what was billed: the audio's length (vLLM leaves it out).
@@ -105,7 +115,7 @@ function usageOf(u: unknown): Usage | undefined {
   if (u.type === 'tokens' && typeof u.input_tokens === 'number' && typeof u.output_tokens === 'number') {
     return { prompt_tokens: u.input_tokens, completion_tokens: u.output_tokens, total_tokens: u.input_tokens + u.output_tokens };
   }
-  if (u.type === 'duration') return { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+  if (u.type === 'duration') return { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, ...(typeof u.seconds === 'number' && u.seconds >= 0 ? { audio_seconds: u.seconds } : {}) };
   return undefined;
 }
 
@@ -212,17 +222,17 @@ export class AudioStreamTranslator implements StreamTranslator {
     }
     if (!isObj(whole) || typeof whole.text !== 'string') throw new Error(`the backend answered JSON that is not a transcription: ${this.#whole.slice(0, 100)}`);
     this.#text = whole.text;
-    const u = usageOf(whole.usage);
-    if (u !== undefined && u.total_tokens > 0) this.#usage = u;
+    this.#usage = usageOf(whole.usage) ?? this.#usage;
     return (whole.text === '' ? '' : event({ type: 'transcript.text.delta', delta: whole.text })) + this.#finish();
   }
 
   #finish(): string {
     this.#done = true;
     const u = this.#usage;
+    // OpenAI's done event reports tokens; a duration (whisper-1's) is kept for billing, not sent as tokens.
     return event({
       type: 'transcript.text.done', text: this.#text,
-      ...(u === undefined ? {} : { usage: { type: 'tokens', input_tokens: u.prompt_tokens, output_tokens: u.completion_tokens, total_tokens: u.total_tokens } }),
+      ...(u === undefined || u.total_tokens === 0 ? {} : { usage: { type: 'tokens', input_tokens: u.prompt_tokens, output_tokens: u.completion_tokens, total_tokens: u.total_tokens } }),
     });
   }
 

@@ -30,6 +30,8 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** Audio transcribed or translated, in seconds, when the engine counts it so (Whisper's duration usage). */
+  audio_seconds?: number;
 }
 
 export interface UpstreamErrorInfo {

@@ -56,7 +56,7 @@ export function parseAudioRequest(op: AudioOperation, body: Buffer, contentType:
   if (stream && fmt !== 'json' && fmt !== 'text') throw bad('response_format', `a stream carries text as it is made: \`response_format\` json or text, not ${fmt}`);
   text('stream_include_usage');
   return {
-    model, format: fmt as AudioFormat, stream, boundary, fileBytes: file.body.length,
+    op, model, format: fmt as AudioFormat, stream, boundary, fileBytes: file.body.length,
     parts: parts.filter((p) => !REWRITTEN_FIELDS.has(p.name)),
   };
 }

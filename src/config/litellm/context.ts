@@ -58,7 +58,7 @@ export interface NativeGateway {
 }
 export interface NativeCache { ttl: string; when: 'always'; scope: 'shared'; store?: 'memory' | 'redis' }
 /** USD per 1M tokens. */
-export interface NativePrice { input: number; output: number }
+export interface NativePrice { input: number; output: number; audio_minute?: number }
 export interface NativeBudget { amount: number; period: BudgetPeriod; engines?: string[]; backends?: string[] }
 export interface NativeDoc {
   version: 1;

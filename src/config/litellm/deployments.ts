@@ -40,6 +40,8 @@ export interface Deployment {
 export interface DeploymentPrice {
   input: number;
   output: number;
+  /** A transcription deployment's input_cost_per_second, as USD per minute of audio. */
+  audioMinute?: number;
   /** The LiteLLM key the price came from (the first one given). */
   path: KeyPath;
   note: string;
@@ -66,6 +68,8 @@ const OLLAMA_PARAMS = new Set(['num_ctx', 'keep_alive']);
 const COST_KEYS = /cost_per|_cost$/;
 /** The two cost keys that have a native equivalent: prices.<backend> {input, output}. */
 const PRICE_KEYS = ['input_cost_per_token', 'output_cost_per_token'] as const;
+/** LiteLLM prices Whisper by the second of audio (whisper-1: 0.0001): prices.<backend>.audio_minute. */
+const AUDIO_PRICE_KEY = 'input_cost_per_second';
 const OTHER_COST = 'not supported: prices are per token in and out (input_cost_per_token, output_cost_per_token) or per GPU hour (prices.<backend>.gpu_hour); ignored';
 
 /** litellm_params LiteLLM uses as defaults merged into each request. */
@@ -219,17 +223,17 @@ export function readDeployment(t: Translation, raw: unknown, index: number, d: D
   for (const [k, v] of Object.entries(lp)) {
     if (HANDLED_PARAMS.has(k) || v === undefined || (engine === 'ollama' && OLLAMA_PARAMS.has(k))) continue;
     const kp = [...lpPath, k];
-    if ((PRICE_KEYS as readonly string[]).includes(k)) continue;
+    if ((PRICE_KEYS as readonly string[]).includes(k) || (k === AUDIO_PRICE_KEY && kind.kind === 'transcription')) continue;
     if (COST_KEYS.test(k)) t.r.warn(kp, OTHER_COST, true);
     else if (REQUEST_DEFAULTS.has(k)) t.r.warn(kp, 'not supported yet: request defaults are not applied; the client\'s own parameters are sent', true);
     else t.r.warn(kp, PARAM_MESSAGES[k] ?? GENERIC, true);
   }
   for (const k of Object.keys(mi)) {
-    if (['id', 'mode', 'max_tokens', 'max_input_tokens', ...PRICE_KEYS].includes(k) || DESCRIPTIVE_INFO.test(k)) continue;
+    if (['id', 'mode', 'max_tokens', 'max_input_tokens', ...PRICE_KEYS].includes(k) || (k === AUDIO_PRICE_KEY && kind.kind === 'transcription') || DESCRIPTIVE_INFO.test(k)) continue;
     const kp = [...p, 'model_info', k];
     t.r.warn(kp, COST_KEYS.test(k) ? OTHER_COST : GENERIC, true);
   }
-  const price = readPrice(t, p, lp, mi);
+  const price = readPrice(t, p, lp, mi, kind.kind === 'transcription');
 
   const dims = mi.output_vector_size;
   return {
@@ -260,7 +264,7 @@ function perMillion(usdPerToken: number): number {
  * applied per call) or model_info: prices.<backend> {input, output} in USD per 1M tokens.
  * litellm_params wins when both say something; a side not given costs nothing.
  */
-function readPrice(t: Translation, p: KeyPath, lp: Record<string, unknown>, mi: Record<string, unknown>): DeploymentPrice | undefined {
+function readPrice(t: Translation, p: KeyPath, lp: Record<string, unknown>, mi: Record<string, unknown>, audio: boolean): DeploymentPrice | undefined {
   const got: Partial<Record<(typeof PRICE_KEYS)[number], { v: number; path: KeyPath }>> = {};
   for (const k of PRICE_KEYS) {
     const lpPath: KeyPath = [...p, 'litellm_params', k];
@@ -275,6 +279,17 @@ function readPrice(t: Translation, p: KeyPath, lp: Record<string, unknown>, mi: 
   }
   const i = got.input_cost_per_token;
   const o = got.output_cost_per_token;
+  if (audio) {
+    const where: KeyPath = lp[AUDIO_PRICE_KEY] !== undefined ? [...p, 'litellm_params', AUDIO_PRICE_KEY] : [...p, 'model_info', AUDIO_PRICE_KEY];
+    const perSecond = readNumber(t, where, lp[AUDIO_PRICE_KEY] ?? mi[AUDIO_PRICE_KEY], (n) => Number.isFinite(n) && n >= 0, 'a cost in US dollars per second of audio (e.g. 0.0001)', 'ignore');
+    if (perSecond !== undefined) {
+      const perMinute = Number((perSecond * 60).toPrecision(12));
+      return {
+        input: perMillion(i?.v ?? 0), output: perMillion(o?.v ?? 0), audioMinute: perMinute, path: where,
+        note: `USD per minute of audio: ${where.slice(2).join('.')} ${plain(perSecond)} → ${perMinute} (LiteLLM's USD per second × 60)`,
+      };
+    }
+  }
   if (i === undefined && o === undefined) return undefined;
   const part = (name: string, x: { v: number; path: KeyPath } | undefined): string =>
     x === undefined ? `${name} not set: 0` : `${x.path.slice(2).join('.')} ${plain(x.v)} → ${perMillion(x.v)}`;

@@ -434,7 +434,7 @@ test('every key the gateway does not support is reported by its key path, saying
   for (const i of p.issues) assert.ok(i.line > 0, `${i.path} has its line`);
   assert.deepEqual(p.config.gateway.alerts?.webhook, { env: 'SLACK_WEBHOOK_URL' }, 'the alerting webhook is supported');
   assert.deepEqual(p.config.gateway.store, { kind: 'postgres', url: { env: 'DATABASE_URL' } }, 'database_url is supported');
-  assert.deepEqual(p.config.prices.get('a'), { input: 1, output: 2, gpuHour: undefined }, 'costs per token are supported');
+  assert.deepEqual(p.config.prices.get('a'), { input: 1, output: 2, gpuHour: undefined, audioMinute: undefined }, 'costs per token are supported');
   const { yaml } = roundTrip(KITCHEN_SINK);
   for (const path of Object.keys(expected)) assert.ok(yaml.includes(`#   - ${path}: `), `${path} listed in the imported file`);
 });
@@ -756,10 +756,10 @@ test('input_cost_per_token / output_cost_per_token become prices in USD per 1M t
 `);
   assert.deepEqual(p.errors, []);
   const price = (n: string) => p.config.prices.get(n);
-  assert.deepEqual(price('strong'), { input: 0.4, output: 1.6, gpuHour: undefined });
-  assert.deepEqual(price('custom'), { input: 0.2, output: 0.6, gpuHour: undefined }, 'litellm_params wins over model_info');
+  assert.deepEqual(price('strong'), { input: 0.4, output: 1.6, gpuHour: undefined, audioMinute: undefined });
+  assert.deepEqual(price('custom'), { input: 0.2, output: 0.6, gpuHour: undefined, audioMinute: undefined }, 'litellm_params wins over model_info');
   assert.match(p.warnings.get('model_list[1].model_info.input_cost_per_token')!, /ignored: litellm_params\.input_cost_per_token \(0\.0000002\) is set too and is the price LiteLLM charges/);
-  assert.deepEqual(price('embed'), { input: 0.02, output: 0, gpuHour: undefined }, 'a side not given costs nothing');
+  assert.deepEqual(price('embed'), { input: 0.02, output: 0, gpuHour: undefined, audioMinute: undefined }, 'a side not given costs nothing');
   assert.deepEqual(p.config.roles.get('pair')!.backends, ['pair', 'pair-2'], 'deployments that cost differently stay two backends');
   assert.deepEqual([price('pair')!.input, price('pair-2')!.input], [1, 2]);
   assert.equal(price('bad'), undefined);
@@ -891,12 +891,17 @@ test('audio_transcription deployments (and whisper models named so) become trans
     model_info: { mode: audio_transcription }
   - model_name: whisper-1
     litellm_params: { model: openai/whisper-1, api_key: os.environ/OPENAI_API_KEY }
+    model_info: { input_cost_per_second: 0.0001 }
 ${vllm('chat', 'a')}
 `;
   const p = ok(text, { OPENAI_API_KEY: 'sk-x' });
   assert.equal(p.config.roles.get('audio-transcribe')!.kind, 'transcription');
   assert.equal(p.config.roles.get('whisper-1')!.kind, 'transcription', 'by its name, as LiteLLM itself guesses');
   assert.equal(p.config.roles.get('chat')!.kind, 'chat');
+  // LiteLLM's price of a second of audio, as the fabric's price of a minute.
+  const whisper = p.config.roles.get('whisper-1')!.backends[0]!;
+  assert.deepEqual(p.config.prices.get(whisper), { input: 0, output: 0, gpuHour: undefined, audioMinute: 0.006 });
+  assert.equal([...p.warnings.keys()].some((k) => k.includes('input_cost_per_second')), false, 'taken, not warned of');
   const { config } = roundTrip(text, { OPENAI_API_KEY: 'sk-x' });
   assert.equal(config.roles.get('audio-transcribe')!.kind, 'transcription');
 });

@@ -168,7 +168,7 @@ class BackendNames {
   }
   add(d: Deployment): string {
     // Deployments share a backend only when they cost the same: each keeps its own price.
-    const shape = JSON.stringify([d.backend, d.price === undefined ? null : [d.price.input, d.price.output]]);
+    const shape = JSON.stringify([d.backend, d.price === undefined ? null : [d.price.input, d.price.output, d.price.audioMinute]]);
     const shared = this.#byShape.get(shape);
     if (shared !== undefined) {
       this.#t.note(['backends', shared], `also model_list[${d.index}] (${d.group}): the same deployment, one backend`);
@@ -182,7 +182,7 @@ class BackendNames {
     this.#doc.backends[name] = d.backend;
     const t = this.#t;
     if (d.price !== undefined) {
-      this.#prices[name] = { input: d.price.input, output: d.price.output };
+      this.#prices[name] = { input: d.price.input, output: d.price.output, ...(d.price.audioMinute === undefined ? {} : { audio_minute: d.price.audioMinute }) };
       t.from(['prices', name], d.price.path);
       t.note(['prices', name], `model_list[${d.index}] (${d.group}): ${d.price.note}`);
     }
