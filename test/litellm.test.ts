@@ -189,7 +189,7 @@ test('motoko: the LiteLLM file and its import are the same fabric', () => {
   const h = c.backends.get('armitage-qwen')!.health!;
   assert.deepEqual([h.failureThreshold, h.cooldownMs], [4, 30_000], 'allowed_fails 3, cooldown_time 30');
   assert.equal(c.gateway.healthIntervalMs, 300_000);
-  assert.deepEqual(c.prices.get('openai-strong'), { input: 0.4, output: 1.6, gpuHour: undefined }, 'model_info costs per token, per 1M tokens');
+  assert.deepEqual(c.prices.get('openai-strong'), { input: 0.4, output: 1.6, gpuHour: undefined, audioMinute: undefined }, 'model_info costs per token, per 1M tokens');
   // As written (here every api_base points at the simulator, so no backend is api.openai.com):
   const asWritten = parseLiteLLMText(readFileSync(join(EXAMPLES, 'motoko.litellm.yaml'), 'utf8'), join(EXAMPLES, 'motoko.litellm.yaml'), ENV).config;
   assert.deepEqual(asWritten.budgets, [{ name: 'openai', amount: 150, period: 'month', backends: ['openai-strong', 'openai-cheap'], fallback: undefined }],
