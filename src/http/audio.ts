@@ -54,7 +54,7 @@ export function parseAudioRequest(op: AudioOperation, body: Buffer, contentType:
   const stream = s !== undefined && /^(true|1)$/i.test(s.trim());
   if (s !== undefined && !stream && !/^(false|0)$/i.test(s.trim())) throw bad('stream', `\`stream\` must be true or false, got ${JSON.stringify(s.slice(0, 40))}`);
   if (stream && fmt !== 'json' && fmt !== 'text') throw bad('response_format', `a stream carries text as it is made: \`response_format\` json or text, not ${fmt}`);
-  text('stream_include_usage');
+  text('stream_include_usage'); // checked as a field, once; the gateway writes its own for vLLM
   return {
     op, model, format: fmt as AudioFormat, stream, boundary, fileBytes: file.body.length,
     parts: parts.filter((p) => !REWRITTEN_FIELDS.has(p.name)),
