@@ -25,6 +25,9 @@ const be = {
   auth: [] as (string | undefined)[],
   held: [] as ServerResponse[],
   open: new Set<Socket>(),
+  /** The last request's body and content type. */
+  body: Buffer.alloc(0),
+  type: undefined as string | undefined,
 };
 let server: Server;
 let f: Fabric;
@@ -40,8 +43,11 @@ const chunk = (content: string): string => `data: ${JSON.stringify({ id: 'chatcm
 before(async () => {
   const { cert, key } = trustedCert();
   server = createServer({ cert, key }, (req, res) => {
-    req.resume();
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
     req.on('end', () => {
+      be.body = Buffer.concat(parts);
+      be.type = req.headers['content-type'];
       be.received++;
       be.auth.push(req.headers.authorization);
       res.on('close', () => { if (!res.writableFinished) be.cut++; });
@@ -59,7 +65,9 @@ backends:
   cloud: { engine: openai, url: ${url}, model: gpt-4o-mini, api_key: env:CLOUD_KEY, max_connections: 1, max_retries: 0,
            timeouts: { connect: 2s, first_byte: 500ms, idle: 2s, total: 6s }, health: { failure_threshold: 100 } }
   spare-qwen: { engine: vllm, url: ${u('spare')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ }
+  cloud-whisper: { engine: openai, url: ${url}, model: whisper-1, api_key: env:CLOUD_KEY, max_retries: 0 }
 roles:
+  audio: { kind: transcription, backends: [cloud-whisper] }
   cloud-chat: { kind: chat, backends: [cloud], fallbacks: [local] }
   local: { kind: chat, backends: [spare-qwen] }
 `,
@@ -203,4 +211,24 @@ test('an HTTPS backend: its redirects are not followed, it gets its own key and 
   assert.deepEqual(all.map((r) => r.headers.get('x-fabric-backend')), Array(6).fill('cloud'));
   assert.ok(connections.size <= 1, `max_connections 1: ${connections.size} new connections`);
   assert.deepEqual([...new Set(be.auth)], ['Bearer sk-backend-own-key-0123456789']);
+});
+
+test('an audio upload to an HTTPS backend arrives whole: the same file bytes, the backend\'s model, under the client\'s boundary', async () => {
+  be.mode = (_req, res) => {
+    const text = JSON.stringify({ text: 'heard over TLS', usage: { type: 'duration', seconds: 2 } });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+  const audio = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 31) % 256));
+  const form = new FormData();
+  form.set('model', 'audio');
+  form.set('file', new Blob([audio], { type: 'audio/wav' }), 'tls.wav');
+  const r = await fetch(`${f.url}/v1/audio/transcriptions`, { method: 'POST', body: form });
+  assert.equal(r.status, 200, await r.clone().text());
+  assert.deepEqual(await r.json(), { text: 'heard over TLS', usage: { type: 'duration', seconds: 2 } });
+  const got = await new Response(be.body, { headers: { 'content-type': be.type! } }).formData();
+  assert.equal(got.get('model'), 'whisper-1');
+  assert.ok(Buffer.from(await (got.get('file') as File).arrayBuffer()).equals(audio));
+  assert.equal(be.auth.at(-1), 'Bearer sk-backend-own-key-0123456789');
+  be.mode = (_req, res) => answer(res);
 });

@@ -595,7 +595,7 @@ export class Gateway {
    * body by idle): what `read` makes of it. A failure is the attempt's (AttemptError).
    */
   async #wholeAnswer<T>(
-    backend: BackendRuntime, ctx: RequestContext, path: string, headers: Record<string, string>, body: string | Buffer, headersTimeout: number,
+    backend: BackendRuntime, ctx: RequestContext, path: string, headers: Record<string, string>, body: string | readonly Buffer[], headersTimeout: number,
     read: (json: unknown, status: number) => T,
   ): Promise<T> {
     const t = backend.config.timeouts;

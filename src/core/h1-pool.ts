@@ -36,7 +36,8 @@ export interface DispatchOptions {
   method: Dispatcher.HttpMethod;
   path: string;
   headers?: Record<string, string> | null;
-  body?: string | Buffer | null;
+  /** Pieces are written in turn, never joined (an audio upload's parts, a view of the client's body among them). */
+  body?: string | Buffer | readonly Buffer[] | null;
   headersTimeout?: number | null;
   bodyTimeout?: number | null;
 }
@@ -212,7 +213,8 @@ class Conn {
         head += `${k}: ${v}\r\n`;
       }
     }
-    if (body !== '' || o.method === 'POST' || o.method === 'PUT' || o.method === 'PATCH') head += `content-length: ${Buffer.byteLength(body)}\r\n`;
+    const length = typeof body === 'string' ? Buffer.byteLength(body) : Array.isArray(body) ? body.reduce((n: number, b: Buffer) => n + b.length, 0) : (body as Buffer).length;
+    if (body !== '' || o.method === 'POST' || o.method === 'PUT' || o.method === 'PATCH') head += `content-length: ${length}\r\n`;
     head += '\r\n';
     this.socket.setTimeout(r.headersTimeout);
     this.writtenAt = performance.now();
@@ -221,7 +223,8 @@ class Conn {
     else {
       this.socket.cork();
       this.socket.write(head);
-      this.socket.write(body);
+      if (Array.isArray(body)) for (const b of body) this.socket.write(b);
+      else this.socket.write(body as Buffer);
       this.socket.uncork();
     }
   }

@@ -205,7 +205,9 @@ export class HttpsPool implements UpstreamPool {
   #send(r: Request, c: UndiciClient): void {
     r.conn = c;
     // A closed client fails it through onResponseError.
-    c.dispatch(r.opts as Dispatcher.DispatchOptions, r);
+    // undici takes one body: pieces are joined here (the plain-HTTP pool writes them in turn).
+    const body = r.opts.body;
+    c.dispatch((Array.isArray(body) ? { ...r.opts, body: Buffer.concat(body) } : r.opts) as Dispatcher.DispatchOptions, r);
   }
 
   /** An aborted request leaves the queue (a linear search: aborts are rare next to dispatches). */

@@ -347,7 +347,7 @@ class StreamCall extends UpstreamCall {
 /** What a streamed attempt sends: an engine's prepared JSON request, or an audio upload's bytes. */
 export interface StreamRequest {
   path: string;
-  body: string | Buffer;
+  body: string | Buffer | readonly Buffer[];
   logprobsRefusal?: boolean;
 }
 

@@ -76,7 +76,7 @@ test('each backend\'s form: its model, the format the gateway reads, the client\
   assert.deepEqual([req.model, req.format, req.stream, req.fileBytes], ['audio-transcribe', 'srt', false, 32]);
   const read = async (engine: 'vllm' | 'openai', q: typeof req) => {
     const u = upstreamBody(q, 'openai/whisper-large-v3', engine);
-    return new Response(u.body, { headers: { 'content-type': u.contentType } }).formData();
+    return new Response(Buffer.concat(u.body), { headers: { 'content-type': u.contentType } }).formData();
   };
   // Read back by the platform's own parser, as an engine reads it.
   const got = await read('vllm', req);
