@@ -75,11 +75,15 @@ backends:
   spare-whisper: { engine: vllm, url: ${url('spare')}/v1, model: ${WHISPER}, max_retries: 0 }
   armitage-qwen: { engine: vllm, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ }
   cloud-whisper: { engine: openai-compatible, cloud: true, url: ${url('cloud')}/v1, model: whisper-1, max_retries: 0, timeouts: { first_byte: 100ms } }
+  budgeted-whisper: { engine: openai-compatible, cloud: true, url: ${url('cloud')}/v1, model: whisper-1, max_retries: 0 }
+budgets:
+  tight: { amount: 0.005, period: month, backends: [budgeted-whisper] }
 roles:
   audio-transcribe: { kind: transcription, backends: [motoko-whisper], aliases: [whisper-1], fallbacks: [audio-spare] }
   audio-spare: { kind: transcription, backends: [spare-whisper] }
   chat-fast: { kind: chat, backends: [armitage-qwen] }
   openai/whisper: { kind: transcription, backends: [cloud-whisper] }
+  openai/whisper-budgeted: { kind: transcription, backends: [budgeted-whisper] }
 `,
   });
   client = new OpenAI({ baseURL: `${f.url}/v1`, apiKey: MASTER, maxRetries: 0, timeout: 10_000 });
@@ -344,4 +348,17 @@ test('a stream falls back before its first byte, and one that breaks after it en
   const got: any[] = [];
   await assert.rejects(async () => { for await (const e of stream) got.push(e); }, /interrupted/);
   assert.ok(got.length >= 1 && got.every((e) => e.type === 'transcript.text.delta'), JSON.stringify(got));
+});
+
+test('a budget holds what an upload could cost before it is sent: its bytes at 8 kbit/s, at the minute\'s price', async () => {
+  const before = sent('cloud');
+  // 1 s of WAV is 32,044 bytes: held as 32 s of audio, $0.0032 of the $0.005 budget.
+  const small = await upload('/v1/audio/transcriptions', { model: 'openai/whisper-budgeted' }, { name: 's.wav', bytes: wav(1, 500) });
+  assert.equal(small.status, 200, small.text);
+  // 2 s: held as 64 s, $0.0064, more than the budget has: not sent.
+  const big = await upload('/v1/audio/transcriptions', { model: 'openai/whisper-budgeted' }, { name: 'b.wav', bytes: wav(2, 500) });
+  assert.equal(big.status, 429, big.text);
+  assert.equal(big.json.error.code, 'insufficient_quota');
+  assert.match(big.json.error.message, /tight/);
+  assert.equal(sent('cloud') - before, 1, 'the second never reached the backend');
 });
