@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
-import { startFabric, post, chat, waitForLog, eventually, lastBody, openaiSchemaValidator, type Fabric } from './helpers.ts';
+import { startFabric, post, chat, waitForLog, eventually, lastBody, openaiSchemaValidator, seedEngine, type Fabric } from './helpers.ts';
 import { startRedis, type RedisServer } from './support/servers.ts';
 
 const MASTER = 'fabric-master-key-for-cache-tests';
@@ -46,9 +46,9 @@ before(async () => {
     env: { FABRIC_MASTER_KEY: MASTER },
     apiKey: MASTER,
     engines: [
-      { name: 'armitage', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', timing: FAST },
-      { name: 'wintermute', protocol: 'vllm', model: 'casperhansen/llama-3-8b-instruct-awq', kind: 'chat', timing: FAST },
-      { name: 'motoko', protocol: 'vllm', model: 'BAAI/bge-base-en-v1.5', kind: 'embeddings', dimensions: 768, timing: FAST },
+      seedEngine('armitage', FAST),
+      seedEngine('wintermute', FAST),
+      seedEngine('motoko', FAST),
       { name: 'ollama', protocol: 'ollama', model: 'qwen2.5:7b', kind: 'chat', timing: FAST },
       { name: 'spare', protocol: 'vllm', model: 'spare-model', kind: 'chat', timing: FAST },
     ],

@@ -5,7 +5,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startFabric, post, chat, type Fabric } from './helpers.ts';
+import { startFabric, post, chat, seedEngine, type Fabric } from './helpers.ts';
 import { startBrowser, type Browser, type Page } from './support/browser.ts';
 
 const MASTER = 'fabric-master-key-for-dashboard-tests';
@@ -22,9 +22,9 @@ before(async () => {
     env: { FABRIC_MASTER_KEY: MASTER },
     apiKey: MASTER,
     engines: [
-      { name: 'armitage', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', timing: FAST },
-      { name: 'wintermute', protocol: 'vllm', model: 'casperhansen/llama-3-8b-instruct-awq', kind: 'chat', timing: FAST },
-      { name: 'motoko', protocol: 'vllm', model: 'BAAI/bge-base-en-v1.5', kind: 'embeddings', dimensions: 768, timing: FAST },
+      seedEngine('armitage', FAST),
+      seedEngine('wintermute', FAST),
+      seedEngine('motoko', FAST),
       { name: 'odd', protocol: 'vllm', model: NASTY, kind: 'chat', timing: FAST },
     ],
     yaml: (url) => `

@@ -36,6 +36,17 @@ export interface FabricOptions {
   requestTimeouts?: { headersMs: number; requestMs: number };
 }
 
+/** The seeds' machines as simulated vLLM engines: Qwen on armitage, Llama on wintermute, BGE (768 dimensions) on motoko. */
+const SEED_ENGINES = {
+  armitage: { protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat' },
+  wintermute: { protocol: 'vllm', model: 'casperhansen/llama-3-8b-instruct-awq', kind: 'chat' },
+  motoko: { protocol: 'vllm', model: 'BAAI/bge-base-en-v1.5', kind: 'embeddings', dimensions: 768 },
+} as const;
+
+export function seedEngine(name: keyof typeof SEED_ENGINES, timing: SimEngineSpec['timing']): SimEngineSpec {
+  return { name, ...SEED_ENGINES[name], timing };
+}
+
 export async function startFabric(opts: FabricOptions): Promise<Fabric> {
   const fleet = await startFleet(opts.engines);
   const { config } = parseFabricText(opts.yaml((n) => fleet.get(n).url), 'test.yaml');

@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { startFabric, post, chat, eventually, type Fabric } from './helpers.ts';
+import { startFabric, post, chat, eventually, seedEngine, type Fabric } from './helpers.ts';
 
 const MASTER = 'fabric-master-key-for-key-rule-tests';
 const FAST = { ttftMs: 2, tokensPerSecond: 5000, maxConcurrency: 32, maxQueue: 64 };
@@ -34,7 +34,7 @@ before(async () => {
     env: { FABRIC_MASTER_KEY: MASTER },
     apiKey: MASTER,
     engines: [
-      { name: 'wintermute', protocol: 'vllm', model: 'casperhansen/llama-3-8b-instruct-awq', kind: 'chat', timing: FAST },
+      seedEngine('wintermute', FAST),
       { name: 'ollama', protocol: 'ollama', model: 'qwen2.5:7b', kind: 'chat', timing: FAST },
       { name: 'cloud', protocol: 'openai', model: 'gpt-4.1', kind: 'chat', timing: FAST },
       { name: 'vision', protocol: 'vllm', model: 'Qwen/Qwen2.5-VL-7B-Instruct-AWQ', kind: 'chat', timing: FAST },

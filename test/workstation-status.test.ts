@@ -4,7 +4,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startFabric, post, chat, type Fabric } from './helpers.ts';
+import { startFabric, post, chat, seedEngine, type Fabric } from './helpers.ts';
 
 const MASTER = 'fabric-master-key-for-workstation-tests';
 const FAST = { ttftMs: 5, tokensPerSecond: 2000, maxConcurrency: 16, maxQueue: 64 };
@@ -17,8 +17,8 @@ before(async () => {
     env: { FABRIC_MASTER_KEY: MASTER },
     apiKey: MASTER,
     engines: [
-      { name: 'armitage', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', timing: FAST },
-      { name: 'wintermute', protocol: 'vllm', model: 'casperhansen/llama-3-8b-instruct-awq', kind: 'chat', timing: FAST },
+      seedEngine('armitage', FAST),
+      seedEngine('wintermute', FAST),
     ],
     yaml: (url) => `
 gateway:

@@ -38,7 +38,6 @@ export interface AudioAnswer {
   usage: Usage | undefined;
 }
 
-/** What the gateway asks the backend for: JSON, or verbose JSON when the client wants segments. */
 /**
  * What the gateway asks the backend for: JSON, or verbose JSON when the client wants segments.
  * A whole translation is always asked verbose: its JSON carries no usage, and the duration is
@@ -101,10 +100,14 @@ export function audioAnswer(op: AudioOperation, format: AudioFormat, json: unkno
   // OpenAI's verbose transcription says what was billed: the audio's length (vLLM leaves it out).
   if (op === 'transcriptions' && verbose.usage === undefined && typeof verbose.duration === 'number') verbose.usage = { type: 'duration', seconds: Math.ceil(verbose.duration) };
   if (format === 'verbose_json') return { contentType: JSON_TYPE, text: JSON.stringify(verbose), usage };
-  const segments = cues(verbose);
+  return { contentType: format === 'srt' ? TEXT_TYPE : VTT_TYPE, text: subtitles(format, cues(verbose)), usage };
+}
+
+/** Subtitles: numbered SRT cues, or a WebVTT file. */
+export function subtitles(format: 'srt' | 'vtt', cues: readonly Cue[]): string {
   return format === 'srt'
-    ? { contentType: TEXT_TYPE, text: segments.map((c, i) => `${i + 1}\n${stamp(c.start, ',')} --> ${stamp(c.end, ',')}\n${c.text}\n`).join('\n'), usage }
-    : { contentType: VTT_TYPE, text: `WEBVTT\n\n${segments.map((c) => `${stamp(c.start, '.')} --> ${stamp(c.end, '.')}\n${c.text}\n`).join('\n')}`, usage };
+    ? cues.map((c, i) => `${i + 1}\n${stamp(c.start, ',')} --> ${stamp(c.end, ',')}\n${c.text}\n`).join('\n')
+    : `WEBVTT\n\n${cues.map((c) => `${stamp(c.start, '.')} --> ${stamp(c.end, '.')}\n${c.text}\n`).join('\n')}`;
 }
 
 const JSON_TYPE = 'application/json';
@@ -121,7 +124,7 @@ function usageOf(u: unknown): Usage | undefined {
   return undefined;
 }
 
-interface Cue { start: number; end: number; text: string }
+export interface Cue { start: number; end: number; text: string }
 
 /** The answer's segments as subtitle cues; one cue for the whole text when it has none. */
 function cues(v: Record<string, unknown>): Cue[] {
@@ -159,7 +162,7 @@ export class AudioStreamTranslator implements StreamTranslator {
   #text = '';
   #usage: Usage | undefined;
   #done = false;
-  /** Lines of a whole JSON answer, until they parse. */
+  /** Lines of a whole JSON answer, read once the upstream ends. */
   #whole = '';
 
   line(raw: string): string {

@@ -12,6 +12,7 @@ import {
   parseEmbeddingsRequest, promptTextItems, resolveWithRetrieve, sseStream, textPlan, tokenDelta, tokenUsage, wantsStream, audioPlan, audioSegments,
 } from './oai.ts';
 import { replyShape } from '../structured.ts';
+import { subtitles } from '../../engines/audio.ts';
 import { sseEvent } from '../sse.ts';
 
 /** A generation that fails mid-stream: OpenAI's error event, and the stream ends without [DONE]. */
@@ -255,13 +256,6 @@ function maskKey(k: string): string {
 const AUDIO_FORMATS = new Set(['json', 'text', 'srt', 'verbose_json', 'vtt']);
 const LANGUAGES: Record<string, string> = { en: 'english', de: 'german', fr: 'french' };
 
-/** The stamp of a subtitle cue: 00:00:01,500 (SRT) or 00:00:01.500 (WebVTT). */
-function cueTime(seconds: number, sep: string): string {
-  const ms = Math.round(seconds * 1000);
-  const p = (n: number, w = 2): string => String(n).padStart(w, '0');
-  return `${p(Math.floor(ms / 3_600_000))}:${p(Math.floor(ms / 60_000) % 60)}:${p(Math.floor(ms / 1000) % 60)}${sep}${p(ms % 1000, 3)}`;
-}
-
 /**
  * OpenAI's /v1/audio/transcriptions and translations as whisper-1 answers them: every format
  * (text, srt and vtt as text), verbose JSON with a numeric duration and the language's name, a
@@ -292,8 +286,7 @@ function audioRoute(view: EngineView, op: 'transcriptions' | 'translations'): In
       const cues = audioSegments(p);
       switch (p.extra.format) {
         case 'text': return withRequestId({ status: 200, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: `${text}\n` });
-        case 'srt': return withRequestId({ status: 200, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: cues.map((c, i) => `${i + 1}\n${cueTime(c.start, ',')} --> ${cueTime(c.end, ',')}\n${c.text.trim()}\n`).join('\n') });
-        case 'vtt': return withRequestId({ status: 200, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: `WEBVTT\n\n${cues.map((c) => `${cueTime(c.start, '.')} --> ${cueTime(c.end, '.')}\n${c.text.trim()}\n`).join('\n')}` });
+        case 'srt': case 'vtt': return withRequestId({ status: 200, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: subtitles(p.extra.format, cues.map((c) => ({ ...c, text: c.text.trim() }))) });
         case 'verbose_json': return withRequestId(jsonReply(200, {
           task: op === 'transcriptions' ? 'transcribe' : 'translate', language: p.extra.language, duration: Math.round(seconds * 100) / 100, text,
           segments: cues.map((c, id) => ({ id, seek: 0, start: c.start, end: c.end, text: c.text, tokens: [50364, 400], temperature: 0, avg_logprob: -0.3, compression_ratio: 1.1, no_speech_prob: 0.01 })),
