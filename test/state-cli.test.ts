@@ -177,6 +177,12 @@ test('fabric keys update changes only the flags given, through the API and with 
   assert.equal(cleared.code, 0, cleared.stderr);
   const v = JSON.parse(cleared.stdout);
   assert.deepEqual([v.metadata, v.rpm, v.tpm, v.roles], [{ tier: 'premium' }, null, 20000, null]);
+  // The other words that lift a setting, through the API this time.
+  const limited = await fabric(['keys', 'update', k.id, '--budget', '5/day', '--expires', '30d', '--json', ...viaApi]);
+  assert.deepEqual(JSON.parse(limited.stdout).budget, { amount: 5, period: 'day' });
+  assert.notEqual(JSON.parse(limited.stdout).expires_at, null);
+  const lifted = JSON.parse((await fabric(['keys', 'update', k.id, '--tpm', 'none', '--budget', 'none', '--expires', 'never', '--json', ...viaApi])).stdout);
+  assert.deepEqual([lifted.tpm, lifted.budget, lifted.expires_at], [null, null, null]);
   // Role limits merge as metadata does: the role given changes, with none it loses them, the others keep theirs.
   const two = await fabric(['keys', 'update', 'notes-app', '--role-limit', 'chat-fast:rpm=5', '--role-limit', 'other-role:rpm=7', '--json', '--config', config]);
   assert.equal(two.code, 1, 'a role the config does not have is refused with --config');

@@ -198,11 +198,9 @@ export class Gateway {
   /** A streamed audio upload: OpenAI's transcript.text events into the sink; resolves when the stream has ended. */
   async audioStream(op: AudioOperation, req: AudioRequest, ctx: RequestContext, sink: StreamSink): Promise<Served> {
     return (await this.#attempts(op, { model: req.model, stream: true }, ctx, async (backend, served) => {
-      const upload = upstreamBody(req, served.model, backend.config.engine);
-      const headers = this.#headers(backend, ctx, true);
-      headers['content-type'] = upload.contentType;
+      const u = this.#upload(op, backend, req, ctx, served, true);
       // No first-byte limit: OpenAI's whisper-1 answers a stream request whole, once the audio is decoded.
-      streamed(backend, served, await streamAttempt(this.#deadlines, backend, { path: `/audio/${op}`, body: upload.body }, headers, new AudioStreamTranslator(), true, sink, served, ctx.cancel, 0));
+      streamed(backend, served, await streamAttempt(this.#deadlines, backend, u, u.headers, new AudioStreamTranslator(), true, sink, served, ctx.cancel, 0));
     })).served;
   }
 
@@ -577,12 +575,18 @@ export class Gateway {
     });
   }
 
+  /** An audio upload as this backend gets it: its path, its headers, the form with its model. */
+  #upload(op: AudioOperation, backend: BackendRuntime, req: AudioRequest, ctx: RequestContext, served: Served, stream: boolean): { path: string; headers: Record<string, string>; body: readonly Buffer[] } {
+    const { body, contentType } = upstreamBody(req, served.model, backend.config.engine);
+    const headers = this.#headers(backend, ctx, stream);
+    headers['content-type'] = contentType;
+    return { path: `/audio/${op}`, headers, body };
+  }
+
   #audioAttempt(op: AudioOperation, backend: BackendRuntime, req: AudioRequest, ctx: RequestContext, served: Served): Promise<AudioAnswer> {
-    const upload = upstreamBody(req, served.model, backend.config.engine);
-    const headers = this.#headers(backend, ctx, false);
-    headers['content-type'] = upload.contentType;
+    const u = this.#upload(op, backend, req, ctx, served, false);
     // The answer comes once the whole audio is decoded: no first-byte limit, as for a generation.
-    return this.#wholeAnswer(backend, ctx, `${backend.basePath}/audio/${op}`, headers, upload.body, 0, (json, status) => {
+    return this.#wholeAnswer(backend, ctx, backend.basePath + u.path, u.headers, u.body, 0, (json, status) => {
       const out = audioAnswer(op, req.format, json, status);
       served.usage = out.usage;
       return out;

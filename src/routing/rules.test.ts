@@ -46,6 +46,7 @@ test('what a request carries: image and audio parts in any message, tools when l
   assert.equal(inputHasAll(body('an image_url in words is text'), ['image']), false);
   assert.equal(inputHasAll(body([{ type: 'text', text: 'hi' }]), ['image']), false);
   assert.equal(inputHasAll(body([audio]), ['audio']), true);
+  assert.equal(inputHasAll(body([{ type: 'audio_url', audio_url: { url: 'https://x/a.wav' } }]), ['audio']), true, 'vLLM\'s audio parts too');
   assert.equal(inputHasAll(body([audio]), ['image']), false);
   assert.equal(inputHasAll(body([image, audio]), ['image', 'audio']), true);
   assert.equal(inputHasAll(body([image]), ['image', 'audio']), false, 'every feature listed');
