@@ -6,7 +6,7 @@ export type EngineKind = (typeof ENGINE_KINDS)[number];
 export const NODE_POWER = ['always-on', 'workstation'] as const;
 export type NodePower = (typeof NODE_POWER)[number];
 
-export const ROLE_KINDS = ['chat', 'embeddings', 'transcription'] as const;
+export const ROLE_KINDS = ['chat', 'embeddings', 'transcription', 'rerank'] as const;
 export type RoleKind = (typeof ROLE_KINDS)[number];
 
 export const STRATEGIES = ['round-robin', 'weighted', 'least-outstanding', 'least-loaded'] as const;

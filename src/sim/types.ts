@@ -2,7 +2,7 @@
 // internals can use them without importing the module that builds fleets.
 
 export type SimProtocol = 'vllm' | 'ollama' | 'llamacpp' | 'openai';
-export type SimModelKind = 'chat' | 'embeddings' | 'transcription';
+export type SimModelKind = 'chat' | 'embeddings' | 'transcription' | 'rerank';
 
 export interface SimTiming {
   ttftMs: number;
