@@ -77,6 +77,13 @@ export function bodySize(body: JsonObject): BodySize {
   }
   add(body.prompt);
   add(body.input);
+  // Reranking: the engine reads the query once beside each document.
+  const docs = body.documents;
+  if (typeof body.query === 'string' && Array.isArray(docs)) {
+    bytes += Buffer.byteLength(body.query, 'utf8') * docs.length;
+    add(docs);
+    messages += docs.length;
+  }
   if (body.tools !== undefined) bytes += Buffer.byteLength(JSON.stringify(body.tools), 'utf8');
   // A JSON schema to follow is part of the prompt the engine (or OpenAI) reads.
   const rf = body.response_format;
@@ -176,7 +183,7 @@ export class RequestAccount implements AttemptHooks {
     }
     const s = this.size;
     const promptBound = s.promptBytes + PER_MESSAGE_BOUND * s.messages + PROMPT_BOUND_EXTRA;
-    const completionBound = this.op === 'embeddings' ? 0
+    const completionBound = this.op === 'embeddings' || this.op === 'rerank' ? 0
       : s.maxCompletion ?? Math.min(this.#acct.maxTokens, backend.config.contextWindow ?? Infinity) * s.choices;
     return promptBound * p.input + completionBound * p.output + (backend.config.timeouts.totalMs / 1000) * p.perSecond;
   }

@@ -9,7 +9,7 @@ import type { RequestContext } from '../core/gateway.ts';
 import type { Gateway } from '../core/gateway.ts';
 import { FabricError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
-import type { JsonObject, Operation } from '../engines/types.ts';
+import { isPoolingOp, type JsonObject, type Operation } from '../engines/types.ts';
 import { KeyRing } from '../keys/keyring.ts';
 import { LocalBuckets, RedisBuckets, type BucketTake, type RateLimiter, type TakeResult } from '../limits/buckets.ts';
 import { openRedis, type SharedRedis } from '../limits/redis-client.ts';
@@ -230,7 +230,7 @@ export class Accounting {
     const route = gw.route(op, model, key?.roles === undefined ? undefined : (name) => allows(key, name, gw));
     ctx.route = route;
     const init: AccountInit = {
-      ctx, key, op, model, body, stream: body.stream === true && op !== 'embeddings', ts, keyScope: undefined, tpm: NO_TPM,
+      ctx, key, op, model, body, stream: body.stream === true && !isPoolingOp(op), ts, keyScope: undefined, tpm: NO_TPM,
       rawRequest: this.#redactor === undefined ? undefined : raw,
     };
     if (key === undefined) return new RequestAccount(this, init);
@@ -254,7 +254,7 @@ export class Accounting {
     const tpm: TpmHold[] = [];
     // Measured only here, where a token-rate reservation needs it; the account reuses it.
     const size = key.tpm !== undefined || roleLimit?.tpm !== undefined ? bodySize(body) : undefined;
-    const tokens = size === undefined ? 0 : promptEstimate(size) + (size.maxCompletion ?? DEFAULT_COMPLETION_ESTIMATE * size.choices);
+    const tokens = size === undefined ? 0 : promptEstimate(size) + (isPoolingOp(op) ? 0 : size.maxCompletion ?? DEFAULT_COMPLETION_ESTIMATE * size.choices);
     addTakes(takes, tpm, `k:${key.id}`, key, tokens);
     if (roleLimit !== undefined) addTakes(takes, tpm, `k:${key.id}:r:${route.name}`, roleLimit, tokens);
     init.size = size;

@@ -6,7 +6,7 @@
 // (`metadata`), OpenAI's prompt-cache routing hint, and fields set to null (absent).
 
 import { createHash } from 'node:crypto';
-import type { JsonObject, Operation } from '../engines/types.ts';
+import { isPoolingOp, type JsonObject, type Operation } from '../engines/types.ts';
 import type { CacheWhen } from '../config/types.ts';
 
 /** Bumped when what a key covers, or an entry's form, changes: old entries are then never read. */
@@ -64,12 +64,12 @@ export function cacheKey(parts: KeyParts, body: JsonObject): string {
 }
 
 /**
- * Whether a request's answer would be the same when asked again: embeddings always; chat and
+ * Whether a request's answer would be the same when asked again: embeddings and reranking always; chat and
  * completions at temperature 0 or with a seed. A sampled answer (a chat UI's "regenerate") is
  * kept only under `when: always`.
  */
 export function cacheable(op: Operation, body: JsonObject, when: CacheWhen): boolean {
-  if (when === 'always' || op === 'embeddings') return true;
+  if (when === 'always' || isPoolingOp(op)) return true;
   return body.temperature === 0 || (typeof body.seed === 'number' && Number.isFinite(body.seed));
 }
 

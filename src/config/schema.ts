@@ -7,9 +7,9 @@ import { suggest, type KeyPath } from './issues.ts';
 import { NODE_DEPLOY_KEYS, checkServePorts, nodeDeploy, serveBlock } from './serve.ts';
 import { STATE_GATEWAY_KEYS, budgets, gatewayState, prices } from './state.ts';
 import {
-  ENGINE_KINDS, NODE_POWER, ROLE_KINDS, STRATEGIES, DEFAULT_TIMEOUTS, defaultGateway, ALERT_FORMATS, ALERT_LEVELS, roleByName,
+  ENGINE_KINDS, KIND_NAMES, NODE_POWER, ROLE_KINDS, STRATEGIES, DEFAULT_TIMEOUTS, defaultGateway, ALERT_FORMATS, ALERT_LEVELS, roleByName,
   isLoopbackHost, ollamaNumCtx, type AlertsConfig, type BackendConfig, type EngineKind, type FabricConfig, type GatewayConfig, type GpuSpec, type HealthPolicy, type NodeConfig,
-  type PatternRoute, type RoleConfig, type RoleRule, INPUT_FEATURES, type SecretRef, type Timeouts, type TracingConfig, type WolTarget,
+  type PatternRoute, type RoleConfig, type RoleKind, type RoleRule, INPUT_FEATURES, type SecretRef, type Timeouts, type TracingConfig, type WolTarget,
   CACHE_BACKEND, CACHE_STORES, CACHE_WHEN, CACHE_SCOPES, type CacheConfig, type CachePolicy,
 } from './types.ts';
 
@@ -361,7 +361,7 @@ function gateway(r: Reporter, v: unknown): GatewayConfig {
   g.realtime = bool(r, ['gateway', 'realtime'], m.realtime, g.realtime);
   g.corsOrigins = cors(r, m.cors);
   const lp = ['gateway', 'limits'];
-  const l = mapping(r, lp, m.limits, ['max_body', 'max_audio', 'max_body_in_flight', 'max_header', 'max_tokens', 'max_n', 'max_best_of', 'max_prompts', 'max_attempts']);
+  const l = mapping(r, lp, m.limits, ['max_body', 'max_audio', 'max_body_in_flight', 'max_header', 'max_tokens', 'max_n', 'max_best_of', 'max_prompts', 'max_documents', 'max_attempts']);
   if (l !== undefined) {
     g.limits.maxBodyBytes = size(r, [...lp, 'max_body'], l.max_body, g.limits.maxBodyBytes);
     g.limits.maxAudioBytes = size(r, [...lp, 'max_audio'], l.max_audio, g.limits.maxAudioBytes);
@@ -377,6 +377,7 @@ function gateway(r: Reporter, v: unknown): GatewayConfig {
     g.limits.maxN = int(r, [...lp, 'max_n'], l.max_n, g.limits.maxN, 1);
     g.limits.maxBestOf = int(r, [...lp, 'max_best_of'], l.max_best_of, g.limits.maxBestOf, 1);
     g.limits.maxPrompts = int(r, [...lp, 'max_prompts'], l.max_prompts, g.limits.maxPrompts, 1);
+    g.limits.maxDocuments = int(r, [...lp, 'max_documents'], l.max_documents, g.limits.maxDocuments, 1);
     g.limits.maxAttempts = int(r, [...lp, 'max_attempts'], l.max_attempts, g.limits.maxAttempts, 1, 50);
   }
   const rt = mapping(r, ['gateway', 'retry'], m.retry, ['base', 'max']);
@@ -618,6 +619,8 @@ const ROLE_KEYS = [
 
 /** Engines that serve OpenAI's audio transcription and translation endpoints. */
 const AUDIO_ENGINES: ReadonlySet<string> = new Set(['vllm', 'openai', 'openai-compatible']);
+/** Engines that serve Jina's and Cohere's rerank endpoint (llama.cpp's server when started with --reranking). */
+const RERANK_ENGINES: ReadonlySet<string> = new Set(['vllm', 'llamacpp', 'openai-compatible', 'sglang']);
 
 const RULE_CONDITIONS = ['if_input_tokens_over', 'if_input_has', 'if_key', 'if_key_metadata'] as const;
 const RULE_KEYS = [...RULE_CONDITIONS, 'route_to'] as const;
@@ -783,14 +786,18 @@ function patterns(r: Reporter, v: unknown, backendMap: Map<string, BackendConfig
 
 /** Cross-references that need the whole document: names unique across roles and aliases, fallbacks resolvable. */
 function crossCheck(r: Reporter, cfg: FabricConfig): void {
-  /** A transcription route's backends: each must run an engine with the audio endpoints. */
-  const audioEngines = (names: readonly string[], path: KeyPath): void => names.forEach((name, i) => {
+  /** A transcription or rerank route's backends: each must run an engine that serves its endpoint. */
+  const servedBy = (kind: RoleKind, names: readonly string[], path: KeyPath): void => names.forEach((name, i) => {
     const b = cfg.backends.get(name);
-    if (b !== undefined && !AUDIO_ENGINES.has(b.engine)) {
+    if (b === undefined) return;
+    if (kind === 'transcription' && !AUDIO_ENGINES.has(b.engine)) {
       r.error([...path, 'backends', i], `${name} runs on ${b.engine}, which does not serve /v1/audio/transcriptions: use vllm (a Whisper model), openai, or openai-compatible (speaches, LocalAI)`);
     }
+    if (kind === 'rerank' && !RERANK_ENGINES.has(b.engine)) {
+      r.error([...path, 'backends', i], `${name} runs on ${b.engine}, which does not serve /v1/rerank: use vllm or sglang (a reranker such as BAAI/bge-reranker-v2-m3), llamacpp (started with --reranking), or openai-compatible (Infinity)`);
+    }
   });
-  cfg.patterns.forEach((pt, i) => { if (pt.kind === 'transcription') audioEngines(pt.backends, ['patterns', i]); });
+  cfg.patterns.forEach((pt, i) => servedBy(pt.kind, pt.backends, ['patterns', i]));
   const owner = new Map<string, string>();
   const claim = (name: string, what: string, path: KeyPath): void => {
     const prev = owner.get(name);
@@ -821,17 +828,22 @@ function crossCheck(r: Reporter, cfg: FabricConfig): void {
     if (role.contextWindowFallback !== undefined) mustBeRole(role, role.contextWindowFallback, [...p, 'context_window_fallback']);
     role.rules.forEach((rule, i) => {
       if (rule.routeTo !== '') mustBeRole(role, rule.routeTo, [...p, 'rules', i, 'route_to']);
-      if (rule.inputHas !== undefined && role.kind !== 'chat') r.error([...p, 'rules', i, 'if_input_has'], `only chat requests carry images, audio or tools: this is ${role.kind === 'embeddings' ? 'an embeddings' : 'a transcription'} role`);
-      if (rule.inputTokensOver !== undefined && role.kind === 'transcription') r.error([...p, 'rules', i, 'if_input_tokens_over'], 'a transcription request\'s input is audio, with no text to count');
+      if (rule.inputHas !== undefined && role.kind !== 'chat') r.error([...p, 'rules', i, 'if_input_has'], `only chat requests carry images, audio or tools: this is ${KIND_NAMES[role.kind]} role`);
+      if (rule.inputTokensOver !== undefined) {
+        const at = [...p, 'rules', i, 'if_input_tokens_over'];
+        if (role.kind === 'transcription') r.error(at, 'a transcription request\'s input is audio, with no text to count');
+        if (role.kind === 'rerank') r.error(at, 'a reranker reads the query beside each document on its own, so a request has no one length to count');
+        if (role.kind === 'embeddings') r.warn(at, 'never applies: only chat and completion prompts are counted, not embeddings input', true);
+      }
       const first = role.rules.findIndex((earlier, k) => k < i && ruleCovers(earlier, rule));
       if (first >= 0) r.warn([...p, 'rules', i], `never applies: rules[${first}] comes first and takes every request this one would (a role's rules are tried in the order written; put the narrower one first)`);
     });
     if (role.dimensions !== undefined && role.kind !== 'embeddings') r.error([...p, 'dimensions'], 'only applies to embeddings roles');
+    servedBy(role.kind, role.backends, p);
     if (role.kind === 'transcription') {
-      audioEngines(role.backends, p);
       if (role.cache !== undefined) r.warn([...p, 'cache'], 'audio is never cached: this setting does nothing on a transcription role', true);
     }
-    if (role.affinity === true && role.kind !== 'chat') r.warn([...p, 'affinity'], 'only chat conversations have a prefix to keep warm; ignored for embeddings', true);
+    if (role.affinity === true && role.kind !== 'chat') r.warn([...p, 'affinity'], `only chat conversations have a prefix to keep warm; ignored for ${KIND_NAMES[role.kind]} role`, true);
     if (role.cache !== undefined && role.cache !== false && cfg.gateway.cache === undefined) {
       r.error([...p, 'cache'], 'sets how this role\'s answers are cached, but the response cache is off: turn it on with gateway.cache (e.g. cache: { ttl: 1h })');
     }

@@ -8,6 +8,11 @@ export type NodePower = (typeof NODE_POWER)[number];
 
 export const ROLE_KINDS = ['chat', 'embeddings', 'transcription', 'rerank'] as const;
 export type RoleKind = (typeof ROLE_KINDS)[number];
+/** A kind as a sentence names it ("`x` is an embeddings model"), and the endpoint that serves it. */
+export const KIND_NAMES: Readonly<Record<RoleKind, string>> = { chat: 'a chat', embeddings: 'an embeddings', transcription: 'a transcription', rerank: 'a reranking' };
+export const KIND_ENDPOINTS: Readonly<Record<RoleKind, string>> = {
+  chat: '/v1/chat/completions', embeddings: '/v1/embeddings', transcription: '/v1/audio/transcriptions', rerank: '/v1/rerank',
+};
 
 export const STRATEGIES = ['round-robin', 'weighted', 'least-outstanding', 'least-loaded'] as const;
 export type Strategy = (typeof STRATEGIES)[number];
@@ -166,6 +171,8 @@ export interface Limits {
   maxBestOf: number;
   /** Prompts in one legacy completions request (a batch: each is generated n times). */
   maxPrompts: number;
+  /** Documents in one rerank request (each is scored against the query: a pass of the model each). */
+  maxDocuments: number;
   maxAttempts: number;
 }
 
@@ -367,6 +374,8 @@ export const DEFAULT_LIMITS: Limits = {
   maxN: 8,
   maxBestOf: 8,
   maxPrompts: 32,
+  // Cohere's and Voyage's own limit.
+  maxDocuments: 1000,
   maxAttempts: 6,
 };
 

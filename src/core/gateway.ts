@@ -2,8 +2,8 @@
 // Fallback is a plain loop over an ordered plan — role members by strategy, then each
 // fallback role — that ends in either an answer or one error listing every attempt.
 
-import { ollamaNumCtx, type FabricConfig } from '../config/types.ts';
-import { isAudioOp, type AudioOperation, type JsonObject, type NormalizeContext, type Operation, type PreparedRequest, type Usage } from '../engines/types.ts';
+import { KIND_ENDPOINTS, KIND_NAMES, ollamaNumCtx, type FabricConfig } from '../config/types.ts';
+import { isAudioOp, isPoolingOp, type AudioOperation, type JsonObject, type NormalizeContext, type Operation, type PreparedRequest, type Usage } from '../engines/types.ts';
 import { AudioStreamTranslator, audioAnswer, upstreamBody, type AudioAnswer, type AudioRequest } from '../engines/audio.ts';
 import { RouteTable, type ListedModel, type Route } from '../routing/table.ts';
 import { TokenCounter } from '../tokens/count.ts';
@@ -175,11 +175,10 @@ export class Gateway {
       const hint = suggest(model, names);
       throw new FabricError('model_not_found', `The model \`${model}\` does not exist on this gateway${hint === undefined ? '' : ` (did you mean \`${hint}\`?)`}; GET /v1/models lists what it serves`, { param: 'model' });
     }
-    const want = op === 'embeddings' ? 'embeddings' : isAudioOp(op) ? 'transcription' : 'chat';
+    const want = op === 'embeddings' || op === 'rerank' ? op : isAudioOp(op) ? 'transcription' : 'chat';
     if (r.route.kind !== want) {
       const k = r.route.kind;
-      const endpoint = k === 'embeddings' ? '/v1/embeddings' : k === 'transcription' ? '/v1/audio/transcriptions' : '/v1/chat/completions';
-      throw new FabricError('wrong_model_kind', `\`${model}\` is ${k === 'embeddings' ? 'an embeddings' : k === 'transcription' ? 'a transcription' : 'a chat'} model; use ${endpoint}`, { param: 'model' });
+      throw new FabricError('wrong_model_kind', `\`${model}\` is ${KIND_NAMES[k]} model; use ${KIND_ENDPOINTS[k]}`, { param: 'model' });
     }
     return r.route;
   }
@@ -267,7 +266,7 @@ export class Gateway {
     // unsupported) a 503 to retry.
     let waiting: Array<[BackendRuntime, RouteT]> | undefined;
     // A non-streamed generation answers only once it is done: a half-open trial of one holds its slot that long.
-    const wholeAnswer = op !== 'embeddings' && body.stream !== true;
+    const wholeAnswer = !isPoolingOp(op) && body.stream !== true;
     outer: for (let ci = 0; ci < chain.length; ci++) {
       const step = chain[ci]!;
       const balancer = step.balancer;
@@ -294,7 +293,8 @@ export class Gateway {
         // and only when the tokenizer is loaded for rules (it costs some 70 MiB).
         // Not on a pattern route (the client names the model, whose window is not the
         // backend's), nor for a batch of legacy prompts (each has the window to itself).
-        const window = step.passthrough || Array.isArray(body.prompt) ? undefined : backend.contextWindow();
+        // Nor for reranking: each query and document pair has the window to itself.
+        const window = step.passthrough || Array.isArray(body.prompt) || op === 'rerank' ? undefined : backend.contextWindow();
         const limit = window === undefined ? 0 : Math.ceil(window * SURELY_TOO_LONG);
         if (window !== undefined && this.#tokens.ready && (ctx.bodyBytes ?? Infinity) > limit && await this.#tokens.exceeds(body, limit)) {
           backend.releaseTrial();
@@ -463,7 +463,7 @@ export class Gateway {
     // no longer than every window that was too short.
     if (every('context_length') && !later.some(([b, r]) => this.#mayFit(b, r, sent))) {
       return new FabricError('context_length_exceeded', `the input is longer than the context window of every backend tried for \`${model}\`: ${tried}`, {
-        param: op === 'chat' ? 'messages' : op === 'completions' ? 'prompt' : 'input', attempts: failures,
+        param: op === 'chat' ? 'messages' : op === 'completions' ? 'prompt' : op === 'rerank' ? 'documents' : 'input', attempts: failures,
       });
     }
     // Every account tried is spent, and no backend skipped for now may serve later, but for those
@@ -563,14 +563,14 @@ export class Gateway {
     const prepared = this.#prepare(op, backend, body, served, false, false);
     // No first-byte limit for a generation: vLLM and Ollama send a non-streamed answer's head
     // only once the whole generation is done, so the wait for it is the total timeout's.
-    // Embeddings take no generation: a wedged engine is still found out at first_byte.
-    const headersTimeout = op === 'embeddings' ? backend.config.timeouts.firstByteMs : 0;
+    // Embeddings and reranking take no generation: a wedged engine is still found out at first_byte.
+    const headersTimeout = isPoolingOp(op) ? backend.config.timeouts.firstByteMs : 0;
     return this.#wholeAnswer(backend, ctx, backend.basePath + prepared.path, this.#headers(backend, ctx, false), prepared.body, headersTimeout, (json, status) => {
       const out = backend.engine.normalize(op, json, body, this.#nctx(ctx, served.requested));
       if (out === undefined) throw new AttemptError('malformed', `answered ${status} with JSON that is not a ${op} response`, status);
       served.usage = out.usage as Usage | undefined;
       // No usage reported: the completion estimated from the answer's text, as a stream's from its chunks.
-      if (served.usage === undefined && op !== 'embeddings') served.completionEstimate = answerTokensEstimate(out);
+      if (served.usage === undefined && !isPoolingOp(op)) served.completionEstimate = answerTokensEstimate(out);
       return out;
     });
   }

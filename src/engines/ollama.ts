@@ -297,6 +297,8 @@ export class OllamaEngine implements EngineAdapter {
   }
 
   prepare(op: Operation, body: JsonObject, opts: PrepareOptions): PreparedRequest {
+    // fabric config check keeps Ollama out of rerank roles and patterns; passed over if one gets here.
+    if (op === 'rerank') throw new Unsupported('Ollama has no reranking endpoint', 'model');
     if (op === 'embeddings') {
       const input = body.input;
       const ok = typeof input === 'string' || (Array.isArray(input) && input.every((x) => typeof x === 'string'));

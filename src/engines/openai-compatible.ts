@@ -7,6 +7,7 @@
 import { parseEngineError } from './errors.ts';
 import { Unsupported } from '../core/attempt-error.ts';
 import { namedFunction, refuseToolChoiceKinds, toolsNamed } from './tool-choice.ts';
+import { normalizeRerank, rerankUpstreamBody } from './rerank.ts';
 import type { EngineKind } from '../config/types.ts';
 import type { EngineAdapter, JsonObject, NormalizeContext, Operation, PrepareOptions, PreparedRequest, UpstreamErrorInfo } from './types.ts';
 
@@ -14,6 +15,8 @@ const PATHS: Record<Operation, string> = {
   chat: '/chat/completions',
   completions: '/completions',
   embeddings: '/embeddings',
+  // vLLM, llama.cpp, Infinity and SGLang serve it under /v1 too (beside /rerank at the root).
+  rerank: '/rerank',
   // Multipart uploads, sent by the gateway itself (src/engines/audio.ts), never prepared as JSON.
   transcriptions: '/audio/transcriptions',
   translations: '/audio/translations',
@@ -142,6 +145,7 @@ export class OpenAICompatibleEngine implements EngineAdapter {
   }
 
   prepare(op: Operation, body: JsonObject, opts: PrepareOptions): PreparedRequest {
+    if (op === 'rerank') return { path: PATHS.rerank, body: JSON.stringify(rerankUpstreamBody(body, opts.model)), injectedUsage: false };
     if (this.kind === 'llamacpp') refuseForLlamaCpp(body);
     body.model = opts.model;
     const injectedUsage = op !== 'embeddings' && body.stream === true && opts.wantStreamUsage && !opts.clientWantsUsage;
@@ -157,10 +161,11 @@ export class OpenAICompatibleEngine implements EngineAdapter {
     return { path: PATHS[op], body: JSON.stringify(sent), injectedUsage, logprobsRefusal: op === 'chat' && body.stream === true && body.logprobs === true };
   }
 
-  normalize(op: Operation, json: unknown, _body: JsonObject, ctx: NormalizeContext): JsonObject | undefined {
+  normalize(op: Operation, json: unknown, body: JsonObject, ctx: NormalizeContext): JsonObject | undefined {
     if (!isObj(json)) return undefined;
     if (op === 'chat') return normalizeChat(json, ctx);
     if (op === 'completions') return normalizeText(json, ctx);
+    if (op === 'rerank') return normalizeRerank(json, body, ctx);
     return normalizeEmbeddings(json, ctx);
   }
 

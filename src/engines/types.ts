@@ -3,10 +3,12 @@
 
 import type { EngineKind } from '../config/types.ts';
 
-export type Operation = 'chat' | 'completions' | 'embeddings' | AudioOperation;
+export type Operation = 'chat' | 'completions' | 'embeddings' | 'rerank' | AudioOperation;
 /** /v1/audio/transcriptions and /v1/audio/translations: a multipart upload, served by transcription roles. */
 export type AudioOperation = 'transcriptions' | 'translations';
 export const isAudioOp = (op: Operation): op is AudioOperation => op === 'transcriptions' || op === 'translations';
+/** Embeddings and reranking (vLLM's pooling models): one whole answer, nothing generated, never streamed. */
+export const isPoolingOp = (op: Operation): boolean => op === 'embeddings' || op === 'rerank';
 export type JsonObject = Record<string, unknown>;
 
 export interface PreparedRequest {

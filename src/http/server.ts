@@ -17,7 +17,7 @@ import { BodyBudget } from './body-budget.ts';
 import type { ProbeNowResult } from '../health/probe.ts';
 import { ClientClosed, type Gateway, type HoldingSink, type RequestContext, type Served } from '../core/gateway.ts';
 import type { Logger } from '../core/log.ts';
-import { isAudioOp, type AudioOperation, type JsonObject, type Operation } from '../engines/types.ts';
+import { isAudioOp, isPoolingOp, type AudioOperation, type JsonObject, type Operation } from '../engines/types.ts';
 import { MasterKey } from './auth.ts';
 import { checkForbidden, validateRequest } from './validate.ts';
 import { parseAudioRequest } from './audio.ts';
@@ -88,6 +88,10 @@ const POST_ROUTES: Record<string, PostRoute> = {
   '/completions': { op: 'completions', responses: false },
   '/v1/embeddings': { op: 'embeddings', responses: false },
   '/embeddings': { op: 'embeddings', responses: false },
+  // Jina's and Cohere's reranking API, at the paths vLLM serves it (/v2/rerank: Cohere's v2 clients).
+  '/v1/rerank': { op: 'rerank', responses: false },
+  '/rerank': { op: 'rerank', responses: false },
+  '/v2/rerank': { op: 'rerank', responses: false },
   '/v1/responses': { op: 'chat', responses: true },
   '/responses': { op: 'chat', responses: true },
   '/v1/audio/transcriptions': { op: 'transcriptions', responses: false },
@@ -423,7 +427,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       : cache.plan(gw, op, body, inf.key, x.headers['cache-control']);
     let hit: CacheEntry | undefined;
     let cached: CacheResult | undefined;
-    const stream = body.stream === true && op !== 'embeddings';
+    const stream = body.stream === true && !isPoolingOp(op);
     if (plan !== undefined) {
       // A whole answer may wait for the same one being made now (not a stream), until its client leaves.
       const l = cache.lookup(gw, plan, stream ? undefined : ctx.cancel);

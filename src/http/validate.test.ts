@@ -4,11 +4,11 @@ import { MAX_DEPTH, validateRequest } from './validate.ts';
 import { FabricError } from '../core/errors.ts';
 import type { Limits } from '../config/types.ts';
 
-const LIMITS = { maxTokens: 32768, maxN: 8, maxBestOf: 8, maxAttempts: 6 } as unknown as Limits;
+const LIMITS = { maxTokens: 32768, maxN: 8, maxBestOf: 8, maxAttempts: 6, maxDocuments: 3 } as unknown as Limits;
 const chat = (extra: Record<string, unknown> = {}) => ({ model: 'chat-fast', messages: [{ role: 'user', content: 'hi' }], ...extra });
 
 /** The FabricError validation throws for `body`, sent as the client would (its JSON text). */
-function refusal(body: unknown, op: 'chat' | 'completions' | 'embeddings' = 'chat', raw = JSON.stringify(body)): FabricError {
+function refusal(body: unknown, op: 'chat' | 'completions' | 'embeddings' | 'rerank' = 'chat', raw = JSON.stringify(body)): FabricError {
   try {
     validateRequest(op, body, raw, LIMITS);
   } catch (e) {
@@ -112,4 +112,22 @@ test('logprobs: a boolean on chat; on legacy completions an integer from 0 to 20
   assert.match(refusal(completion(true), 'completions').message, /`true` is the chat completions form/);
   // false asks for none, as OpenAI's SDKs mean it: not sent on (vLLM would read it as 0).
   assert.equal('logprobs' in validateRequest('completions', completion(false), '{}', LIMITS), false);
+});
+
+test('rerank: a query, documents (strings or {text}, made strings), top_n from 0, return_documents a boolean, at most max_documents', () => {
+  const rr = (extra: Record<string, unknown>) => ({ model: 'rerank-general', query: 'pandas', documents: ['a', 'b'], ...extra });
+  const ok = validateRequest('rerank', rr({ documents: ['a', { text: 'b' }], top_n: 0, return_documents: false }), '{}', LIMITS);
+  assert.deepEqual(ok.documents, ['a', 'b']);
+  for (const [body, param] of [
+    [rr({ query: '' }), 'query'], [rr({ query: ['x'] }), 'query'], [{ model: 'm', documents: ['a'] }, 'query'],
+    [rr({ documents: [] }), 'documents'], [rr({ documents: 'a' }), 'documents'], [rr({ documents: ['a', 'b', 'c', 'd'] }), 'documents'],
+    [rr({ documents: ['a', { title: 'b' }] }), 'documents[1]'], [rr({ documents: [1] }), 'documents[0]'],
+    [rr({ top_n: -1 }), 'top_n'], [rr({ top_n: 1.5 }), 'top_n'], [rr({ top_n: '2' }), 'top_n'],
+    [rr({ return_documents: 'yes' }), 'return_documents'],
+  ] as const) {
+    const e = refusal(body, 'rerank');
+    assert.equal(e.status, 400);
+    assert.equal(e.param, param, JSON.stringify(body));
+  }
+  assert.match(refusal(rr({ documents: ['a', 'b', 'c', 'd'] }), 'rerank').message, /4 documents; at most 3 .*max_documents/);
 });

@@ -155,6 +155,28 @@ function checkToolChoice(body: JsonObject): void {
   }
 }
 
+/**
+ * A rerank request as Jina's, Cohere's and vLLM's APIs take it: a query and documents (strings, or
+ * Cohere's {text} objects, made strings here: llama.cpp takes strings only), top_n (0: all, as
+ * vLLM reads it) and return_documents.
+ */
+function validateRerank(body: JsonObject, limits: Limits): void {
+  if (typeof body.query !== 'string' || body.query === '') throw bad('query', '`query` must be a non-empty string');
+  const d = body.documents;
+  if (!Array.isArray(d) || d.length === 0) throw bad('documents', '`documents` must be a non-empty array of strings');
+  if (d.length > limits.maxDocuments) throw bad('documents', `\`documents\` holds ${d.length} documents; at most ${limits.maxDocuments} are accepted in one request (gateway.limits.max_documents)`);
+  for (let i = 0; i < d.length; i++) {
+    const doc = d[i] as unknown;
+    if (typeof doc === 'string') continue;
+    if (isObj(doc) && typeof doc.text === 'string') d[i] = doc.text;
+    else throw bad(`documents[${i}]`, `\`documents[${i}]\` must be a string or an object with a \`text\` string`);
+  }
+  const n = body.top_n;
+  if (n !== undefined && n !== null && (typeof n !== 'number' || !Number.isInteger(n) || n < 0)) throw bad('top_n', '`top_n` must be a non-negative integer (0 or none: every document)');
+  const rd = body.return_documents;
+  if (rd !== undefined && rd !== null && typeof rd !== 'boolean') throw bad('return_documents', '`return_documents` must be a boolean');
+}
+
 export function validateRequest(op: Operation, body: unknown, raw: string, limits: Limits): JsonObject {
   if (!isObj(body)) throw new FabricError('invalid_request', 'the request body must be a JSON object');
   if (depthOf(raw) > MAX_DEPTH) throw new FabricError('invalid_request', `the request body nests objects and arrays more than ${MAX_DEPTH} levels deep`);
@@ -223,6 +245,8 @@ export function validateRequest(op: Operation, body: unknown, raw: string, limit
     else if (lp !== undefined && lp !== null && (typeof lp !== 'number' || !Number.isInteger(lp) || lp < 0 || lp > 20)) {
       throw bad('logprobs', `\`logprobs\` must be an integer from 0 to 20 (the number of most likely tokens to return at each position)${lp === true ? '; `true` is the chat completions form' : ''}`);
     }
+  } else if (op === 'rerank') {
+    validateRerank(body, limits);
   } else {
     const input = body.input;
     const ok = (typeof input === 'string' && input !== '') || (Array.isArray(input) && input.length > 0);
