@@ -398,6 +398,26 @@ test('a transcription role goes to LiteLLM as an audio_transcription deployment 
   assert.deepEqual(back.roles.get('audio-transcribe')!.aliases, ['whisper-1']);
 });
 
+test('a rerank role goes to LiteLLM as a rerank deployment and reads back as one; a reranker named so but given no mode is guessed a reranker, not embeddings', () => {
+  const seeds = readFileSync(join(EXAMPLES, 'seeds.fabric.yaml'), 'utf8')
+    .replace('\nroles:\n', '\n  motoko-rerank: { engine: vllm, node: motoko, url: "http://motoko.pangolin-vega.ts.net:8400/v1", model: BAAI/bge-reranker-base }\n\nroles:\n')
+    .replace("\n# The seeds' rule", "\n  rerank-general: { kind: rerank, backends: [motoko-rerank], aliases: [local/rerank] }\n\n# The seeds' rule");
+  const text = render('seeds.fabric.yaml', seeds).find((f) => f.path === 'litellm/config.yaml')!.content;
+  const doc = parse(text);
+  const entry = doc.model_list.find((m: { model_name: string }) => m.model_name === 'rerank-general');
+  assert.deepEqual([entry.litellm_params.model, entry.model_info.mode], ['hosted_vllm/BAAI/bge-reranker-base', 'rerank']);
+  const dir = tempDir('fabric-litellm-rerank-');
+  writeFileSync(join(dir, 'config.yaml'), text);
+  const back = loadFabricConfig(join(dir, 'config.yaml'), { OPENAI_API_KEY: 'sk-test-not-real' }).config;
+  assert.equal(back.roles.get('rerank-general')!.kind, 'rerank');
+  assert.deepEqual(back.roles.get('rerank-general')!.aliases, ['local/rerank']);
+  // Without model_info.mode: the name says reranker (bge- alone would say embeddings).
+  const modeless = text.replace(/\n\s+mode: rerank/, '');
+  assert.notEqual(modeless, text);
+  writeFileSync(join(dir, 'config.yaml'), modeless);
+  assert.equal(loadFabricConfig(join(dir, 'config.yaml'), { OPENAI_API_KEY: 'sk-test-not-real' }).config.roles.get('rerank-general')!.kind, 'rerank');
+});
+
 test('the LiteLLM config keeps secrets as os.environ/ references and reads back as the same fabric', () => {
   const files = render('seeds.fabric.yaml');
   const text = files.find((f) => f.path === 'litellm/config.yaml')!.content;

@@ -6,7 +6,7 @@
 // (x-fabric-drill: fail-primary) and the check reports which fallback step served.
 
 import type { BackendReport, RoleReport } from '../health/report.ts';
-import type { RoleKind } from '../config/types.ts';
+import { KIND_ENDPOINTS, type RoleKind } from '../config/types.ts';
 import {
   UsageError, authHeaders, gatewayFlags, netError, painter, table, useColor, type Paint,
 } from './client.ts';
@@ -39,12 +39,16 @@ Exit status: 0 every check passed (or was skipped), 1 a check failed, 2 the gate
 not be reached or refused the key, or bad usage.
 `;
 
-type CheckKind = 'chat' | 'stream' | 'embeddings' | 'transcription';
+type CheckKind = 'chat' | 'stream' | RoleKind;
 
 /** The one check of a role's kind (a chat role also gets a streamed one). */
 function checkOf(kind: RoleKind | undefined): CheckKind {
-  return kind === 'embeddings' ? 'embeddings' : kind === 'transcription' ? 'transcription' : 'chat';
+  return kind ?? 'chat';
 }
+
+/** What a rerank check asks: the second document is the one about the query. */
+const RERANK_QUERY = 'fabric smoke test';
+const RERANK_DOCUMENTS = ['an unrelated sentence', 'the fabric smoke test document'];
 
 /** A second of silence as a WAV file (16 kHz, 16-bit mono): what a transcription check uploads. */
 function silence(): Buffer {
@@ -125,7 +129,7 @@ function planChecks(h: HealthBody, includeCloud: boolean, drill: boolean, only: 
         : b.status === 'offline (expected)' || b.status === 'waking' ? `${b.name} is ${b.status}; a backend alias has no fallback`
           : undefined;
       plans.push({
-        target: a, via: 'backend-alias', of: b.name, check: checkOf(b.kinds.includes('embeddings') ? 'embeddings' : b.kinds.includes('transcription') ? 'transcription' : 'chat'), drill: false, dimensions: null,
+        target: a, via: 'backend-alias', of: b.name, check: checkOf(b.kinds.find((k) => k !== 'chat')), drill: false, dimensions: null,
         ...(skip === undefined ? {} : { skip }),
       });
     }
@@ -149,11 +153,12 @@ function planChecks(h: HealthBody, includeCloud: boolean, drill: boolean, only: 
 
 function bodyFor(p: Plan): Record<string, unknown> {
   if (p.check === 'embeddings') return { model: p.target, input: 'fabric smoke test' };
+  if (p.check === 'rerank') return { model: p.target, query: RERANK_QUERY, documents: RERANK_DOCUMENTS };
   if (p.check === 'transcription') return { model: p.target, file: 'smoke.wav (a second of silence, multipart/form-data)' };
   return { model: p.target, messages: [{ role: 'user', content: PROMPT }], max_tokens: 8, temperature: 0, ...(p.check === 'stream' ? { stream: true } : {}) };
 }
 
-const PATH: Record<CheckKind, string> = { chat: '/v1/chat/completions', stream: '/v1/chat/completions', embeddings: '/v1/embeddings', transcription: '/v1/audio/transcriptions' };
+const PATH: Record<CheckKind, string> = { ...KIND_ENDPOINTS, stream: '/v1/chat/completions' };
 
 function errorSummary(status: number, text: string): string {
   try {
@@ -185,6 +190,13 @@ function verify(p: Plan, text: string, contentType: string): string | undefined 
   let json: unknown;
   try { json = JSON.parse(text); } catch { return 'the answer is not JSON'; }
   if (p.check === 'transcription') return typeof (json as { text?: unknown }).text === 'string' ? undefined : 'the answer has no text';
+  if (p.check === 'rerank') {
+    const r = (json as { results?: { index?: unknown; relevance_score?: unknown }[] }).results;
+    if (!Array.isArray(r) || r.length !== RERANK_DOCUMENTS.length || r.some((x) => typeof x?.index !== 'number' || typeof x.relevance_score !== 'number')) {
+      return `the answer has no results with an index and a relevance_score for each of the ${RERANK_DOCUMENTS.length} documents`;
+    }
+    return undefined;
+  }
   if (p.check === 'chat') {
     const c = (json as { choices?: { message?: { content?: unknown } }[] }).choices?.[0];
     if (c === undefined || typeof c.message?.content !== 'string') return 'the answer has no choices[0].message.content';

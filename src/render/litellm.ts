@@ -45,6 +45,7 @@ function deployment(b: BackendConfig, modelName: string, kind: RoleKind, weighte
   const info: Obj = {};
   if (embeddings) info.mode = 'embedding';
   else if (kind === 'transcription') info.mode = 'audio_transcription';
+  else if (kind === 'rerank') info.mode = 'rerank';
   if (maxInputTokens !== undefined) info.max_input_tokens = maxInputTokens;
   if (Object.keys(info).length > 0) entry.model_info = info;
   return entry;

@@ -91,6 +91,8 @@ const DESCRIPTIVE_INFO = /^(max_output_tokens|base_model|description|litellm_pro
 const EMBEDDING_NAME = /embed|(^|\/)bge-|(^|\/)e5-|(^|\/)gte-|minilm|mxbai|text-embedding/i;
 /** Speech-to-text models, by name (LiteLLM routes whisper-1 to /audio/transcriptions by it too). */
 const WHISPER_NAME = /whisper|transcribe/i;
+/** Rerankers, by name (bge-reranker-v2-m3, mxbai-rerank-base-v1, jina-reranker-v2): before EMBEDDING_NAME, which bge- matches too. */
+const RERANK_NAME = /rerank/i;
 
 export function readDeployment(t: Translation, raw: unknown, index: number, d: DeploymentDefaults): Deployment | undefined {
   const p: KeyPath = ['model_list', index];
@@ -130,6 +132,7 @@ export function readDeployment(t: Translation, raw: unknown, index: number, d: D
   const kind = readKind(t, [...p, 'model_info', 'mode'], mi.mode, provider.model);
   if (kind === undefined) return undefined;
   if (kind.guessed && kind.kind === 'embeddings') note('', 'no model_info.mode: embeddings, guessed from the model name (set mode: embedding to be sure)');
+  if (kind.guessed && kind.kind === 'rerank') note('', 'no model_info.mode: a reranker, guessed from the model name (set mode: rerank to be sure)');
 
   let url = apiBase?.url;
   if (url === undefined && provider.provider === 'hosted_vllm') {
@@ -329,11 +332,14 @@ function readApiBase(t: Translation, path: KeyPath, v: unknown): { url: string; 
 }
 
 function readKind(t: Translation, path: KeyPath, mode: unknown, model: string): { kind: RoleKind; guessed: boolean } | undefined {
-  if (mode === undefined || mode === null) return { kind: EMBEDDING_NAME.test(model) ? 'embeddings' : WHISPER_NAME.test(model) ? 'transcription' : 'chat', guessed: true };
+  if (mode === undefined || mode === null) {
+    return { kind: RERANK_NAME.test(model) ? 'rerank' : EMBEDDING_NAME.test(model) ? 'embeddings' : WHISPER_NAME.test(model) ? 'transcription' : 'chat', guessed: true };
+  }
   if (mode === 'chat' || mode === 'completion') return { kind: 'chat', guessed: false };
   if (mode === 'embedding') return { kind: 'embeddings', guessed: false };
   if (mode === 'audio_transcription') return { kind: 'transcription', guessed: false };
-  t.r.warn(path, `mode ${describe(mode)} is not supported yet (chat, completion, embedding and audio_transcription are); this deployment is left out`);
+  if (mode === 'rerank') return { kind: 'rerank', guessed: false };
+  t.r.warn(path, `mode ${describe(mode)} is not supported yet (chat, completion, embedding, audio_transcription and rerank are); this deployment is left out`);
   return undefined;
 }
 
