@@ -412,7 +412,7 @@ test('a rerank role goes to LiteLLM as a rerank deployment and reads back as one
   assert.equal(back.roles.get('rerank-general')!.kind, 'rerank');
   assert.deepEqual(back.roles.get('rerank-general')!.aliases, ['local/rerank']);
   // Without model_info.mode: the name says reranker (bge- alone would say embeddings).
-  const modeless = text.replace(/\n\s+mode: rerank/, '');
+  const modeless = text.replace(/\n\s+model_info:\n\s+mode: "rerank"/, '');
   assert.notEqual(modeless, text);
   writeFileSync(join(dir, 'config.yaml'), modeless);
   assert.equal(loadFabricConfig(join(dir, 'config.yaml'), { OPENAI_API_KEY: 'sk-test-not-real' }).config.roles.get('rerank-general')!.kind, 'rerank');
