@@ -17,6 +17,9 @@ const PROBES: { engine: Found['engine']; port: number; path: string }[] = [
 ];
 
 const EMBEDDING_HINT = /embed|bge|e5-|gte-|minilm|nomic/i;
+/** Rerankers (bge-reranker-v2-m3 is no embedding model, though named bge-): served where the engine has a rerank endpoint. */
+const RERANK_HINT = /rerank/i;
+const RERANKS: ReadonlySet<string> = new Set(['vllm', 'llamacpp']);
 
 async function getJson(url: string, timeoutMs: number): Promise<unknown> {
   const res = await getOnce(url, timeoutMs);
@@ -52,11 +55,14 @@ export function fabricFromDiscovery(found: Found[], hasOpenAI: boolean, port: nu
   const backends: string[] = [];
   const chat: string[] = [];
   const embed: string[] = [];
+  const rerank: string[] = [];
   for (const f of found) {
     for (const m of f.models) {
+      // A reranker on an engine without the endpoint (Ollama, LM Studio) serves nothing: left out.
+      if (RERANK_HINT.test(m) && !RERANKS.has(f.engine)) continue;
       const name = `${f.engine}-${slug(m)}`;
       backends.push(`  ${JSON.stringify(name)}:\n    engine: ${f.engine}\n    url: ${f.url}\n    model: ${JSON.stringify(m)}`);
-      (EMBEDDING_HINT.test(m) ? embed : chat).push(name);
+      (RERANK_HINT.test(m) ? rerank : EMBEDDING_HINT.test(m) ? embed : chat).push(name);
     }
   }
   if (hasOpenAI) {
@@ -68,6 +74,7 @@ export function fabricFromDiscovery(found: Found[], hasOpenAI: boolean, port: nu
   const roles: string[] = [];
   const fb = hasOpenAI ? '\n    fallbacks: [openai/strong]' : '';
   if (chat.length > 0) roles.push(`  chat-fast:\n    kind: chat\n    backends: [${JSON.stringify(chat[0])}]\n    aliases: [local/chat]${fb}`);
+  if (rerank.length > 0) roles.push(`  rerank-general:\n    kind: rerank\n    backends: [${JSON.stringify(rerank[0])}]\n    aliases: [local/rerank]`);
   if (embed.length > 0) roles.push(`  embeddings-general:\n    kind: embeddings\n    backends: [${JSON.stringify(embed[0])}]\n    aliases: [local/embed]${hasOpenAI ? '\n    fallbacks: [openai/embed]' : ''}`);
   if (hasOpenAI) {
     roles.push('  openai/strong:\n    kind: chat\n    backends: [openai-strong]');
@@ -75,6 +82,7 @@ export function fabricFromDiscovery(found: Found[], hasOpenAI: boolean, port: nu
     roles.push('  openai/embed:\n    kind: embeddings\n    backends: [openai-embed]');
     if (chat.length === 0) roles.push('  chat-fast:\n    kind: chat\n    backends: [openai-cheap]\n    aliases: [local/chat]\n    fallbacks: [openai/strong]');
   }
-  for (const b of [...chat.slice(1), ...embed.slice(1)]) void b; // further models stay reachable by their physical ids
+  // Further models stay reachable by their physical ids; a backend in no role is routed as chat, so rerankers are each a role.
+  rerank.slice(1).forEach((b, i) => roles.push(`  rerank-${i + 2}:\n    kind: rerank\n    backends: [${JSON.stringify(b)}]`));
   return `# discovered on ${new Date().toISOString()}\nversion: 1\ngateway:\n  host: ${host}\n  port: ${port}\nbackends:\n${backends.join('\n')}\nroles:\n${roles.join('\n')}\n`;
 }
