@@ -67,6 +67,8 @@ before(async () => {
 gateway:
   master_key: env:FABRIC_MASTER_KEY
   accounting: { flush_interval: 20ms }
+  # On: it keeps the text of what is asked and answered, never audio.
+  request_log: {}
   limits: { max_audio: 2MiB, max_body_in_flight: 3MiB }
   # On: audio must still reach a backend every time.
   cache: { when: always }
@@ -361,4 +363,18 @@ test('a budget holds what an upload could cost before it is sent: its bytes at 8
   assert.equal(big.json.error.code, 'insufficient_quota');
   assert.match(big.json.error.message, /tight/);
   assert.equal(sent('cloud') - before, 1, 'the second never reached the backend');
+});
+
+test('the request log keeps an upload\'s record but none of its audio, nor the transcript', async () => {
+  const file = { name: 'private.wav', bytes: wav(1, 777) };
+  const r = await upload('/v1/audio/transcriptions', { model: 'audio-transcribe', prompt: 'names: Case, Molly' }, file);
+  assert.equal(r.status, 200, r.text);
+  await f.gw.app.accounting!.writer.flush();
+  const logged = await fetch(`${f.url}/admin/requests?id=${r.headers.get('x-request-id')}`, { headers: auth }).then((x) => x.json()) as any;
+  assert.equal(logged.enabled, true);
+  assert.equal(logged.data.length, 1, JSON.stringify(logged));
+  const e = logged.data[0];
+  for (const v of [e.request, e.response]) assert.ok(v === null || v === undefined || v === '', `no body kept: ${String(v).slice(0, 100)}`);
+  assert.ok(!JSON.stringify(e).includes(r.json.text), 'the transcript is not kept');
+  assert.ok(!JSON.stringify(e).includes('Molly'), 'nor the prompt field');
 });
