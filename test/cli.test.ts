@@ -215,6 +215,11 @@ test('serve with no config and nothing to discover runs the simulated demo fleet
     assert.equal(audio.status, 200);
     assert.equal(audio.headers.get('x-fabric-role'), 'audio-transcribe');
     assert.equal(typeof ((await audio.json()) as { text: unknown }).text, 'string');
+    // And reranking, from the simulated reranker beside the embeddings.
+    const rr = await fetch(`${url}/v1/rerank`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'local/rerank', query: 'pandas', documents: ['the sky', 'pandas eat bamboo'] }) });
+    assert.equal(rr.status, 200);
+    assert.equal(rr.headers.get('x-fabric-role'), 'rerank-general');
+    assert.equal(((await rr.json()) as { results: { index: number }[] }).results[0]!.index, 1);
   } finally {
     assert.equal(await g.stop('SIGTERM'), 0, 'SIGTERM drains and exits 0');
   }

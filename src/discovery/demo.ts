@@ -13,6 +13,8 @@ export const DEMO_ENGINES: SimEngineSpec[] = [
   { name: 'openai-cheap', protocol: 'openai', model: 'gpt-4o-mini', kind: 'chat', contextWindow: 128000, timing: { ttftMs: 250, tokensPerSecond: 100 } },
   // The seeds' next role, audio-transcribe ("needs a Whisper deployment"): Whisper on vLLM, on motoko.
   { name: 'motoko-whisper', protocol: 'vllm', model: 'openai/whisper-large-v3', kind: 'transcription', contextWindow: 448, timing: { ttftMs: 120, tokensPerSecond: 200 } },
+  // A reranker beside the embeddings, as a RAG pipeline uses them: a cross-encoder on vLLM, on motoko.
+  { name: 'motoko-rerank', protocol: 'vllm', model: 'BAAI/bge-reranker-v2-m3', kind: 'rerank', contextWindow: 8192, timing: { ttftMs: 20, tokensPerSecond: 1e6 } },
 ];
 
 export function demoFabricYaml(fleet: SimFleet, host: string, port: number): string {
@@ -36,6 +38,7 @@ backends:
   openai-strong: { engine: openai-compatible, cloud: true, simulated: true, url: ${url('openai-strong', '/v1')}, model: gpt-4.1-mini, context_window: 1047576 }
   openai-cheap: { engine: openai-compatible, cloud: true, simulated: true, url: ${url('openai-cheap', '/v1')}, model: gpt-4o-mini, context_window: 128000 }
   motoko-whisper: { engine: vllm, node: motoko, simulated: true, url: ${url('motoko-whisper', '/v1')}, model: openai/whisper-large-v3 }
+  motoko-rerank: { engine: vllm, node: motoko, simulated: true, url: ${url('motoko-rerank', '/v1')}, model: BAAI/bge-reranker-v2-m3, context_window: 8192 }
 roles:
   chat-fast:
     kind: chat
@@ -55,6 +58,7 @@ roles:
   openai/strong: { kind: chat, backends: [openai-strong] }
   openai/cheap: { kind: chat, backends: [openai-cheap] }
   audio-transcribe: { kind: transcription, backends: [motoko-whisper], aliases: [whisper-1] }
+  rerank-general: { kind: rerank, backends: [motoko-rerank], aliases: [local/rerank] }
 budgets:
   openai: { amount: 150, period: month, backends: [openai-strong, openai-cheap], fallback: local/chat }
 `;
