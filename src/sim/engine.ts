@@ -14,7 +14,7 @@ import type { EngineLoad, EngineView, InferenceRoute, Plan, ProtocolImpl, Reply,
 import { PROTOCOLS } from './protocols/index.ts';
 import { DEFAULT_TIMING } from './types.ts';
 import type {
-  SimEngine, SimEngineSpec, SimEngineStats, SimFault, SimFaultState, SimProtocol, SimRequestRecord, SimTiming,
+  SimEngine, SimEngineSpec, SimEngineStats, SimFault, SimFaultState, SimModelKind, SimProtocol, SimRequestRecord, SimTiming,
 } from './types.ts';
 
 const RECORD_LIMIT = 100;
@@ -72,7 +72,12 @@ function resolveTiming(t: Partial<SimTiming> | undefined, protocol: SimProtocol)
   };
 }
 
-/** The spec's models, main one first; a bare extra name is an embedding model when it says so. */
+/** What a model is for when nothing says: a reranker or an embedding model when its name says so, else chat. */
+function kindFromName(model: string): SimModelKind {
+  return /rerank/i.test(model) ? 'rerank' : /embed/i.test(model) ? 'embeddings' : 'chat';
+}
+
+/** The spec's models, main one first; a bare extra name is a reranker or an embedding model when it says so. */
 function servedModels(spec: SimEngineSpec): ServedModel[] {
   const dimensions = spec.dimensions ?? 768;
   const contextWindow = spec.contextWindow ?? 8192;
@@ -82,7 +87,7 @@ function servedModels(spec: SimEngineSpec): ServedModel[] {
     if (out.some((o) => o.name === m.model)) continue;
     out.push({
       name: m.model,
-      kind: m.kind ?? (/embed/i.test(m.model) ? 'embeddings' : 'chat'),
+      kind: m.kind ?? kindFromName(m.model),
       dimensions: m.dimensions ?? dimensions,
       contextWindow: m.contextWindow ?? contextWindow,
     });

@@ -81,6 +81,23 @@ roles:
   assert.deepEqual([specs[1]!.protocol, specs[1]!.port, specs[1]!.apiKey], ['vllm', 30000, ['k1']]);
 });
 
+test('a rerank role\'s backends become rerank models: the engine\'s main one, or an extra one on a shared server', () => {
+  const { config, issues } = parseFabricText(`
+backends:
+  v: { engine: vllm, url: 'http://127.0.0.1:8010/v1', model: BAAI/bge-reranker-v2-m3 }
+  l: { engine: llamacpp, url: 'http://127.0.0.1:8011', model: bge-reranker-v2-m3-q8_0 }
+  c: { engine: vllm, url: 'http://127.0.0.1:8012/v1', model: qwen }
+  d: { engine: vllm, url: 'http://127.0.0.1:8012/v1', model: jina-reranker, context_window: 1024 }
+roles:
+  rerank: { kind: rerank, backends: [v, l, d] }
+  chat: { kind: chat, backends: [c] }
+`, 'x.yaml');
+  assert.deepEqual(issues.filter((i) => i.severity === 'error'), []);
+  const { specs } = simFleetPlan(config, noSecrets);
+  assert.deepEqual(specs.map((s) => [s.name, s.protocol, s.kind]), [['v', 'vllm', 'rerank'], ['l', 'llamacpp', 'rerank'], ['c', 'vllm', 'chat']]);
+  assert.deepEqual(specs[2]!.extraModels, [{ model: 'jina-reranker', kind: 'rerank', contextWindow: 1024 }]);
+});
+
 function copy(over: Partial<SimConfigCopy> = {}): { text: string; config: FabricConfig } {
   const text = simConfigCopyText({
     yaml: SEEDS, config: seeds(), source: 'examples/seeds.fabric.yaml', out: '/tmp/sim.fabric.yaml',

@@ -125,6 +125,29 @@ export function promptItems(input: unknown, allowList = true): PromptItem[] | un
   return out;
 }
 
+/** A text's words, lower-cased: runs of letters and digits in any script. */
+function lowerWords(text: string): string[] {
+  return text.toLowerCase().split(/[^\p{L}\p{N}]+/u);
+}
+
+/**
+ * How relevant a document is to a query, as a reranker scores it: the share of the query's
+ * distinct words (lower-cased) the document holds, squashed by a logistic into (0, 1) so it
+ * looks like a cross-encoder's sigmoid (0.0025 for none, 0.5 for half, 0.9975 for all).
+ * Deterministic and monotonic in the share, so tests can assert an order.
+ */
+export function relevance(query: string, document: string): number {
+  const asked = new Set(lowerWords(query));
+  asked.delete('');
+  let found = 0;
+  if (asked.size > 0) {
+    const held = new Set(lowerWords(document));
+    for (const w of asked) if (held.has(w)) found++;
+  }
+  const share = asked.size === 0 ? 0 : found / asked.size;
+  return 1 / (1 + Math.exp(6 - 12 * share));
+}
+
 /** Deterministic token ids for a text, for the engines that return ids. */
 export function tokenIds(text: string, count: number): number[] {
   const ids = new Array<number>(count);

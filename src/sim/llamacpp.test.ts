@@ -4,10 +4,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startFleet } from './fleet.ts';
 import type { SimFleet } from './fleet.ts';
-import { replyTokens } from './generate.ts';
+import { relevance, replyTokens } from './generate.ts';
 import { FAST, at, decodeBase64Floats, parseSse, post, withFleet } from './test-helpers.ts';
 
 const MODEL = 'qwen2.5-7b-instruct-q4_k_m';
+const RERANKER = 'bge-reranker-v2-m3-q8_0';
 const WEATHER = {
   type: 'function',
   function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } }, required: ['city', 'unit'] } },
@@ -19,15 +20,18 @@ describe('llamacpp', () => {
   let fleet: SimFleet;
   let url: string;
   let embedUrl: string;
+  let rerankUrl: string;
   const auth = { authorization: 'Bearer secret' };
 
   before(async () => {
     fleet = await startFleet([
       { name: 'l', protocol: 'llamacpp', model: MODEL, kind: 'chat', contextWindow: 40, apiKey: 'secret', timing: { ...FAST, maxConcurrency: 3 } },
       { name: 'emb', protocol: 'llamacpp', model: 'bge-m3', kind: 'embeddings', dimensions: 12, timing: FAST },
+      { name: 'rr', protocol: 'llamacpp', model: RERANKER, kind: 'rerank', dimensions: 4, contextWindow: 30, apiKey: 'secret', timing: FAST },
     ]);
     url = fleet.get('l').url;
     embedUrl = fleet.get('emb').url;
+    rerankUrl = fleet.get('rr').url;
   });
   after(() => fleet.close());
 
@@ -154,6 +158,84 @@ describe('llamacpp', () => {
     assert.deepEqual(at(f, 'usage'), { prompt_tokens: 3, total_tokens: 3 });
     const native: unknown = await (await post(`${embedUrl}/embedding`, { content: 'a b' })).json();
     assert.deepEqual(at(native, 0, 'embedding', 0), at(f, 'data', 0, 'embedding'));
+  });
+
+  test('rerank: Jina\'s shape in the server\'s key order, no id and no document; the model as asked, else its own', async () => {
+    const docs = ['a city', 'the capital city'];
+    assert.equal((await post(`${rerankUrl}/v1/rerank`, { query: 'capital city', documents: docs })).status, 401, 'not a public endpoint');
+    const res = await post(`${rerankUrl}/v1/rerank`, { query: 'capital city', documents: docs }, auth);
+    assert.equal(res.headers.get('content-type'), 'application/json; charset=utf-8');
+    const json: unknown = await res.json();
+    // server-common.cpp format_response_rerank, Jina's format.
+    assert.deepEqual(json, {
+      model: RERANKER,
+      object: 'list',
+      usage: { prompt_tokens: (2 + 2 + 4) + (2 + 3 + 4), total_tokens: 17 },
+      results: [{ index: 1, relevance_score: relevance('capital city', docs[1]!) }, { index: 0, relevance_score: relevance('capital city', docs[0]!) }],
+    });
+    assert.deepEqual(Object.keys(json as object), ['model', 'object', 'usage', 'results']);
+    assert.deepEqual(Object.keys(at(json, 'results', 0) as object), ['index', 'relevance_score']);
+    const named: unknown = await (await post(`${rerankUrl}/rerank`, { model: 'rerank-english-v3.0', query: 'q', documents: ['q'] }, auth)).json();
+    assert.equal(at(named, 'model'), 'rerank-english-v3.0', 'any name is served and echoed');
+  });
+
+  test('rerank: top_n as json_value reads it: a number (a float cut, a bool as 0 or 1), else every document; 0 answers none, less throws', async () => {
+    const indexes = async (top_n: unknown): Promise<number[]> => {
+      const j: unknown = await (await post(`${rerankUrl}/rerank`, { query: 'b', documents: ['a', 'b', 'c'], top_n }, auth)).json();
+      return (at(j, 'results') as { index: number }[]).map((r) => r.index);
+    };
+    assert.deepEqual(await indexes(2), [1, 0]);
+    assert.deepEqual(await indexes(1.9), [1]);
+    assert.deepEqual(await indexes(true), [1]);
+    assert.deepEqual(await indexes(0), []);
+    assert.deepEqual(await indexes('2'), [1, 0, 2], 'a string is the wrong type: the default, all of them');
+    assert.deepEqual(await indexes(null), [1, 0, 2]);
+    const negative = await post(`${rerankUrl}/rerank`, { query: 'b', documents: ['a', 'b'], top_n: -1 }, auth);
+    assert.equal(negative.status, 500, 'elements.resize(-1): the vector throws, ex_wrapper answers 500');
+    assert.deepEqual(await negative.json(), { error: { code: 500, message: 'vector::_M_default_append', type: 'server_error' } });
+  });
+
+  test('rerank: TEI\'s format when the body has texts: a bare array of {index, score}, each text with return_text', async () => {
+    const tei: unknown = await (await post(`${rerankUrl}/reranking`, { query: 'b', texts: ['a', 'b'] }, auth)).json();
+    assert.deepEqual(tei, [{ index: 1, score: relevance('b', 'b') }, { index: 0, score: relevance('b', 'a') }]);
+    const withText: unknown = await (await post(`${rerankUrl}/reranking`, { query: 'b', texts: ['a', 'b'], return_text: true, top_n: 1 }, auth)).json();
+    assert.deepEqual(withText, [{ index: 1, score: relevance('b', 'b'), text: 'b' }]);
+    const jina: unknown = await (await post(`${rerankUrl}/reranking`, { query: 'b', documents: ['a', 'b'], return_text: true }, auth)).json();
+    assert.deepEqual(at(jina, 'results', 0), { index: 1, relevance_score: relevance('b', 'b') }, 'return_text is TEI\'s only');
+  });
+
+  test('rerank errors: a server not started with --reranking, the query, the documents, the context', async () => {
+    const ask = async (body: unknown, base = rerankUrl): Promise<[number, unknown]> => {
+      const r = await post(`${base}/v1/rerank`, body, auth);
+      return [r.status, await r.json()];
+    };
+    const invalid = (message: string): unknown => ({ error: { code: 400, message, type: 'invalid_request_error' } });
+    for (const base of [url, embedUrl]) {
+      assert.deepEqual(await ask({ query: 'q', documents: ['a'] }, base), [501, { error: { code: 501, message: 'This server does not support reranking. Start it with `--reranking`', type: 'not_supported_error' } }]);
+    }
+    assert.deepEqual(await ask({ documents: ['a'] }), [400, invalid('"query" must be provided')]);
+    assert.deepEqual(await ask({ query: 5, documents: ['a'] }), [400, invalid('"query" must be a string')]);
+    assert.deepEqual(await ask({ query: 'q' }), [400, invalid('"documents" must be a non-empty string array')]);
+    assert.deepEqual(await ask({ query: 'q', documents: [] }), [400, invalid('"documents" must be a non-empty string array')]);
+    assert.deepEqual(await ask({ query: 'q', documents: [{ text: 'a' }] }), [400, invalid('"documents" must be a non-empty string array')], 'Jina\'s {text} objects are not strings');
+    // format_prompt_rerank: 3 + 40 words and 4 special tokens, over the 30-token context.
+    assert.deepEqual(await ask({ query: 'one two three', documents: ['a', 'w '.repeat(40)] }), [400, {
+      error: { code: 400, message: 'request (47 tokens) exceeds the available context size (30 tokens), try increasing it', type: 'exceed_context_size_error', n_prompt_tokens: 47, n_ctx: 30 },
+    }]);
+  });
+
+  test('a reranking server is an embedding one: completions refused, embeddings a 200 of nulls (its pooled output is a score)', async () => {
+    const chat = await post(`${rerankUrl}/v1/chat/completions`, { messages: [{ role: 'user', content: 'x' }] }, auth);
+    assert.equal(chat.status, 501);
+    assert.equal(at(await chat.json(), 'error', 'message'), 'This server does not support completions. Start it without `--embeddings`');
+    const embed = await post(`${rerankUrl}/v1/embeddings`, { input: 'x' }, auth);
+    assert.equal(embed.status, 200);
+    assert.deepEqual(at(await embed.json(), 'data', 0, 'embedding'), [null, null, null, null]);
+    const base64 = await post(`${rerankUrl}/v1/embeddings`, { input: 'x', encoding_format: 'base64' }, auth);
+    assert.equal(base64.status, 500);
+    assert.equal(at(await base64.json(), 'error', 'message'), '[json.exception.type_error.302] type must be number, but is null');
+    const native = await post(`${rerankUrl}/embedding`, { content: 'x', encoding_format: 'base64' }, auth);
+    assert.deepEqual([native.status, await native.json()], [200, [{ index: 0, embedding: [[null, null, null, null]] }]], 'the native answer encodes nothing');
   });
 
   test('tools: a call is {type, function, id} with a 32-character id and null content, finish_reason tool_calls; tool_choice required, or auto and the tool named', async () => {

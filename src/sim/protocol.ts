@@ -77,6 +77,17 @@ export interface SimError {
 
 export type FinishReason = 'stop' | 'length' | 'tool_calls';
 
+/** A document a rerank or score request scored. */
+export interface RankedDocument {
+  /** its place in the request */
+  index: number;
+  text: string;
+  /** in (0, 1): generate.ts relevance */
+  score: number;
+  /** the query and document as one pair, special tokens included, before any truncation */
+  tokens: number;
+}
+
 export interface PlannedChoice {
   index: number;
   /** the reply's tokens; a tool call's arguments (JSON) when `toolCall` is set */
@@ -102,6 +113,8 @@ export interface Plan {
   steps: number;
   /** embeddings requests only */
   vectors: Float32Array[] | null;
+  /** rerank and score requests only: the documents scored, in the order the answer lists them */
+  ranks: RankedDocument[] | null;
   base64: boolean;
   /** protocol-specific extras the renderer wants (e.g. the request's options) */
   extra: Record<string, unknown>;

@@ -18,6 +18,7 @@ describe('engines serving several models', () => {
         extraModels: [{ model: 'gpt-4o-mini', kind: 'chat', contextWindow: 20 }, { model: 'text-embedding-3-small', kind: 'embeddings', dimensions: 8 }],
       },
       { name: 'vllm', protocol: 'vllm', model: 'qwen', kind: 'chat', timing: FAST, extraModels: ['qwen-alias'] },
+      { name: 'named', protocol: 'vllm', model: 'qwen', kind: 'chat', timing: FAST, extraModels: ['BAAI/bge-reranker-v2-m3', 'nomic-embed-text', 'Qwen3-Reranker-Embed'] },
       { name: 'ollama', protocol: 'ollama', model: 'qwen2.5:7b', kind: 'chat', timing: FAST, extraModels: [{ model: 'bge-m3', kind: 'embeddings', dimensions: 6 }] },
     ]);
   });
@@ -66,6 +67,18 @@ describe('engines serving several models', () => {
     assert.equal(r.status, 200);
     assert.equal(at(await r.json(), 'model'), 'qwen-alias');
     assert.equal((await post(`${url('vllm')}/v1/chat/completions`, { model: 'other', messages: [] })).status, 404);
+  });
+
+  test('an extra model named for nothing else is a reranker when its name says "rerank", an embedding model when it says "embed"', async () => {
+    const rerank = (model: string): Promise<Response> => post(`${url('named')}/rerank`, { model, query: 'q', documents: ['q'] });
+    assert.equal((await rerank('BAAI/bge-reranker-v2-m3')).status, 200);
+    assert.equal((await rerank('Qwen3-Reranker-Embed')).status, 200, '"rerank" wins');
+    const chat = await post(`${url('named')}/v1/chat/completions`, { model: 'Qwen3-Reranker-Embed', messages: [{ role: 'user', content: 'x' }] });
+    assert.equal(at(await chat.json(), 'error', 'message'), 'The model does not support Chat Completions API');
+    const embed = await post(`${url('named')}/v1/embeddings`, { model: 'nomic-embed-text', input: 'x' });
+    assert.equal(embed.status, 200);
+    const onChat = await rerank('qwen');
+    assert.deepEqual([onChat.status, at(await onChat.json(), 'error', 'message')], [400, 'The model does not support Rerank (Score) API']);
   });
 
   test('Ollama takes an extra model\'s kind and dimensions from its spec', async () => {

@@ -19,7 +19,7 @@ export interface SimTiming {
 /** A model an engine serves besides its main one: several backends at one origin share a server. */
 export interface SimModelSpec {
   model: string;
-  /** default: embeddings when the name says "embed", else chat */
+  /** default: rerank when the name says "rerank", embeddings when it says "embed", else chat */
   kind?: SimModelKind;
   /** default: the engine's */
   contextWindow?: number;

@@ -4,24 +4,28 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startFleet } from './fleet.ts';
 import type { SimFleet } from './fleet.ts';
-import { embedding, replyTokens } from './generate.ts';
+import { embedding, relevance, replyTokens } from './generate.ts';
 import { FAST, at, decodeBase64Floats, parseSse, post } from './test-helpers.ts';
 
 const CHAT = 'meta-llama/Llama-3.1-8B-Instruct';
 const EMBED = 'BAAI/bge-base-en-v1.5';
+const RERANK = 'BAAI/bge-reranker-v2-m3';
 
 describe('vllm', () => {
   let fleet: SimFleet;
   let chatUrl: string;
   let embedUrl: string;
+  let rerankUrl: string;
 
   before(async () => {
     fleet = await startFleet([
       { name: 'chat', protocol: 'vllm', model: CHAT, kind: 'chat', contextWindow: 100, timing: FAST, apiKey: 'k' },
       { name: 'embed', protocol: 'vllm', model: EMBED, kind: 'embeddings', dimensions: 16, timing: FAST },
+      { name: 'rerank', protocol: 'vllm', model: RERANK, kind: 'rerank', contextWindow: 30, timing: FAST, apiKey: 'k' },
     ]);
     chatUrl = fleet.get('chat').url;
     embedUrl = fleet.get('embed').url;
+    rerankUrl = fleet.get('rerank').url;
   });
   after(() => fleet.close());
   const auth = { authorization: 'Bearer k' };
@@ -274,6 +278,92 @@ describe('vllm', () => {
     assert.equal(completion.status, 400);
     assert.equal(at(await completion.json(), 'error', 'message'),
       "'max_tokens' or 'max_completion_tokens' is too large: 16. This model's maximum context length is 100 tokens and your request has 90 input tokens (16 > 100 - 90).");
+  });
+
+  test('rerank: RerankResponse serialised in full (model_dump), each document echoed beside multi_modal null; usage is total_tokens alone', async () => {
+    const docs = ['the capital is Paris', 'a city'];
+    const res = await post(`${rerankUrl}/rerank`, { model: RERANK, query: 'capital city', documents: docs });
+    assert.equal(res.headers.get('content-type'), 'application/json');
+    const json: unknown = await res.json();
+    // serving_score.py request_output_to_rerank_response; protocol.py RerankResponse, RerankResult, RerankDocument.
+    assert.deepEqual(Object.keys(json as object), ['id', 'model', 'usage', 'results']);
+    assert.match(String(at(json, 'id')), /^rerank-[0-9a-f]{32}$/);
+    assert.equal(at(json, 'model'), RERANK);
+    assert.deepEqual(at(json, 'usage'), { total_tokens: (2 + 4 + 4) + (2 + 2 + 4) });
+    assert.deepEqual(at(json, 'results'), [
+      { index: 0, document: { text: docs[0], multi_modal: null }, relevance_score: relevance('capital city', docs[0]!) },
+      { index: 1, document: { text: docs[1], multi_modal: null }, relevance_score: relevance('capital city', docs[1]!) },
+    ]);
+    assert.deepEqual(Object.keys(at(json, 'results', 0) as object), ['index', 'document', 'relevance_score']);
+
+    const count = async (extra: Record<string, unknown>): Promise<[number, unknown]> => {
+      const j: unknown = await (await post(`${rerankUrl}/rerank`, { query: 'capital city', documents: docs, ...extra })).json();
+      return [(at(j, 'results') as unknown[]).length, at(j, 'usage', 'total_tokens')];
+    };
+    assert.deepEqual(await count({ top_n: 0 }), [2, 18], 'top_n 0, its default, is every document');
+    assert.deepEqual(await count({ top_n: -3 }), [2, 18], 'and so is less');
+    assert.deepEqual(await count({ top_n: 1 }), [1, 18]);
+    assert.deepEqual(await count({ truncate_prompt_tokens: 5 }), [2, 10], 'each pair cut to 5 tokens');
+    assert.deepEqual(await count({ truncate_prompt_tokens: -1 }), [2, 18], '-1: the model\'s length, which both pairs fit');
+  });
+
+  test('rerank and score stand outside the API key\'s /v1 guard, /v2/rerank too', async () => {
+    const body = { query: 'q', documents: ['q'] };
+    for (const path of ['/rerank', '/v2/rerank']) assert.equal((await post(`${rerankUrl}${path}`, body)).status, 200, path);
+    assert.equal((await post(`${rerankUrl}/score`, { text_1: 'q', text_2: 'q' })).status, 200);
+    const guarded = await post(`${rerankUrl}/v1/rerank`, body);
+    assert.equal(guarded.status, 401);
+    assert.deepEqual(await guarded.json(), { error: 'Unauthorized' });
+    assert.equal((await post(`${rerankUrl}/v1/rerank`, body, auth)).status, 200);
+  });
+
+  test('rerank errors: request validation, the model, the documents, the context', async () => {
+    const ask = async (body: unknown, url = rerankUrl): Promise<[number, unknown]> => {
+      const r = await post(`${url}/rerank`, body);
+      return [r.status, await r.json()];
+    };
+    const err = (message: string, code = 400, type = 'BadRequestError', param: string | null = null): unknown => ({ error: { message, type, param, code } });
+    assert.deepEqual(await ask({ documents: ['a'] }), [400, err("1 validation error:\n  {'type': 'missing', 'loc': ('body', 'query'), 'msg': 'Field required'}", 400, 'Bad Request', 'body.query')]);
+    const objects = await ask({ query: 'q', documents: [{ text: 'a' }] });
+    assert.equal(objects[0], 400, 'documents are strings: Jina\'s {text} objects do not validate');
+    assert.deepEqual(objects[1], err("1 validation error:\n  {'type': 'string_type', 'loc': ('body', 'documents', 'list[str]', 0), 'msg': 'Input should be a valid string'}", 400, 'Bad Request', 'body.documents'));
+    assert.deepEqual(await ask({ query: 'q', documents: [] }), [400, err('At least one text_pair element must be given')]);
+    assert.deepEqual(await ask({ model: 'nope', query: 'q', documents: ['a'] }), [404, err('The model `nope` does not exist.', 404, 'NotFoundError')]);
+    assert.deepEqual(await ask({ query: 'q', documents: { content: [{ type: 'image_url', image_url: { url: 'x' } }] } }), [400, err('MultiModalParam is not supported for XLMRobertaForSequenceClassification')]);
+    assert.deepEqual(await ask({ query: 'q', documents: ['a'], truncate_prompt_tokens: 31 }), [400, err('truncate_prompt_tokens value (31) is greater than max_model_len (30). Please, select a smaller truncation size.')]);
+    // _validate_input, per pair: 3 + 40 words and the 4 special tokens.
+    assert.deepEqual(await ask({ query: 'one two three', documents: ['a', 'w '.repeat(40)] }), [400, err("This model's maximum context length is 30 tokens. However, you requested 47 tokens in the input for embedding generation. Please reduce the length of the input.")]);
+    assert.equal((await ask({ query: 'one two three', documents: ['w '.repeat(40)], truncate_prompt_tokens: 30 }))[0], 200, 'truncated, it fits');
+
+    assert.deepEqual(await ask({ query: 'q', documents: ['a'] }, chatUrl), [400, err('The model does not support Rerank (Score) API')], 'a chat model has no ServingScores');
+    assert.deepEqual(await ask({ model: 'nope', query: 'q', documents: ['a'] }, chatUrl), [400, err('The model does not support Rerank (Score) API')], 'checked before the model\'s name');
+    const score = await post(`${chatUrl}/score`, { text_1: 'q', text_2: 'a' });
+    assert.deepEqual([score.status, at(await score.json(), 'error', 'message')], [400, 'The model does not support Score API']);
+    const chat = await post(`${rerankUrl}/v1/chat/completions`, { model: RERANK, messages: [{ role: 'user', content: 'x' }] }, auth);
+    assert.deepEqual([chat.status, at(await chat.json(), 'error', 'message')], [400, 'The model does not support Chat Completions API']);
+    const embed = await post(`${rerankUrl}/v1/embeddings`, { model: RERANK, input: 'x' }, auth);
+    assert.deepEqual([embed.status, at(await embed.json(), 'error', 'message')], [400, 'The model does not support Embeddings API']);
+  });
+
+  test('an embedding model reranks too (ServingScores serves "embed"): its two texts joined by a pad token', async () => {
+    const json: unknown = await (await post(`${embedUrl}/v2/rerank`, { query: 'capital city', documents: ['a city', 'the capital city'] })).json();
+    assert.deepEqual((at(json, 'results') as { index: number }[]).map((r) => r.index), [1, 0]);
+    assert.deepEqual(at(json, 'usage'), { total_tokens: (2 + 2 + 1) + (2 + 3 + 1) });
+  });
+
+  test('score: ScoreResponse in the request\'s order, 1:N or N:N, with the full usage', async () => {
+    const json: unknown = await (await post(`${rerankUrl}/v1/score`, { model: RERANK, text_1: 'capital', text_2: ['a city', 'the capital'] }, auth)).json();
+    assert.deepEqual(Object.keys(json as object), ['id', 'object', 'created', 'model', 'data', 'usage']);
+    assert.match(String(at(json, 'id')), /^score-[0-9a-f]{32}$/);
+    assert.deepEqual(at(json, 'data'), [
+      { index: 0, object: 'score', score: relevance('capital', 'a city') },
+      { index: 1, object: 'score', score: relevance('capital', 'the capital') },
+    ]);
+    assert.deepEqual(at(json, 'usage'), { prompt_tokens: 14, total_tokens: 14, completion_tokens: 0, prompt_tokens_details: null });
+    const pairs: unknown = await (await post(`${rerankUrl}/score`, { text_1: ['a', 'b'], text_2: ['b', 'b'] })).json();
+    assert.deepEqual((at(pairs, 'data') as { score: number }[]).map((d) => d.score), [relevance('a', 'b'), relevance('b', 'b')]);
+    const uneven = await post(`${rerankUrl}/score`, { text_1: ['a', 'b'], text_2: ['a', 'b', 'c'] });
+    assert.deepEqual([uneven.status, at(await uneven.json(), 'error', 'message')], [400, 'Input lengths must be either 1:1, 1:N or N:N']);
   });
 
   test('the API key guards /v1 only, answering {"error":"Unauthorized"}', async () => {

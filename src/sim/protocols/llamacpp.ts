@@ -16,8 +16,8 @@ import { SSE_CONTENT_TYPE, sseEvent } from '../sse.ts';
 import { shapeFor } from '../structured.ts';
 import type { ReplyShape, ShapeRequest } from '../structured.ts';
 import {
-  chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, parseChatRequest, parseCompletionRequest,
-  parseEmbeddingsRequest, promptTextItems, sseStream, textPlan, wantsStream,
+  byRelevance, chatItems, embeddingPlan, encodeVector, largestInput, largestPair, largestPrompt, parseChatRequest, parseCompletionRequest,
+  parseEmbeddingsRequest, promptTextItems, rankPlan, sseStream, textPlan, wantsStream,
 } from './oai.ts';
 import type { TextItem } from './oai.ts';
 
@@ -201,8 +201,11 @@ function chatMessage(c: PlannedChoice): Record<string, unknown> {
   return { role: 'assistant', content: null, tool_calls: [{ type: 'function', function: { name: call.name, arguments: content }, id: call.id }] };
 }
 
+/** Started with --embeddings, or --reranking (which sets it too). */
+const pooling = (view: EngineView): boolean => view.kind === 'embeddings' || view.kind === 'rerank';
+
 function notForEmbeddings(view: EngineView): SimError | null {
-  return view.kind === 'embeddings'
+  return pooling(view)
     ? { kind: 'unsupported', message: 'This server does not support completions. Start it without `--embeddings`' }
     : null;
 }
@@ -365,11 +368,15 @@ function embeddingsRoute(view: EngineView, native: boolean): InferenceRoute {
       const input = isRecord(body) && body.input === undefined && body.content !== undefined ? { ...body, input: body.content } : body;
       const r = parseEmbeddingsRequest(input);
       if (isSimError(r)) return r;
-      if (view.kind !== 'embeddings') {
+      if (!pooling(view)) {
         return { kind: 'unsupported', message: 'This server does not support embeddings. Start it with `--embeddings`' };
       }
       const longest = largestInput(r.inputs);
       if (longest > view.contextWindow) return { kind: 'context-length', promptTokens: longest };
+      // A reranker's pooled output is its score, not a vector: the n_embd floats send_embedding
+      // reads past it normalise to NaN, which the JSON writer prints as null (seen on a reranking
+      // llama-server: a 200 of nulls). OpenAI's base64 cannot carry them: reading null as a float throws.
+      if (view.kind === 'rerank' && r.base64 && !native) return thrown('[json.exception.type_error.302] type must be number, but is null');
       const plan = embeddingPlan({ model: view.model, inputs: r.inputs, dimensions: view.dimensions, base64: r.base64, idPrefix: '' });
       plan.model = r.model ?? view.model;
       return plan;
@@ -377,12 +384,78 @@ function embeddingsRoute(view: EngineView, native: boolean): InferenceRoute {
     error: (e) => renderError(view, e),
     reply(p) {
       const vectors = p.vectors ?? [];
-      if (native) return jsonReply(200, vectors.map((v, index) => ({ index, embedding: [embeddingFloats(v)] })), JSON_UTF8);
+      const nulls = (v: Float32Array): null[] | undefined => (view.kind === 'rerank' ? new Array<null>(v.length).fill(null) : undefined);
+      if (native) return jsonReply(200, vectors.map((v, index) => ({ index, embedding: [nulls(v) ?? embeddingFloats(v)] })), JSON_UTF8);
       return jsonReply(200, {
         model: p.model,
         object: 'list',
         usage: { prompt_tokens: p.promptTokens, total_tokens: p.promptTokens },
-        data: vectors.map((v, index) => ({ embedding: encodeVector(p, v), index, object: 'embedding' })),
+        data: vectors.map((v, index) => ({ embedding: nulls(v) ?? encodeVector(p, v), index, object: 'embedding' })),
+      }, JSON_UTF8);
+    },
+    stream: null,
+  };
+}
+
+/**
+ * format_prompt_rerank without a rerank template in the GGUF: BOS query EOS SEP document EOS,
+ * as an XLM-RoBERTa reranker's vocabulary adds them.
+ */
+const RERANK_PAIR_SPECIAL_TOKENS = 4;
+
+/** nlohmann's get<std::vector<std::string>>: an array of strings, else what json_value falls back to. */
+function stringArray(v: unknown): string[] | undefined {
+  return Array.isArray(v) && v.every((d) => typeof d === 'string') ? v as string[] : undefined;
+}
+
+/**
+ * /rerank, /reranking, /v1/rerank and /v1/reranking (one handler, post_rerank): Jina's format
+ * ({model, object, usage, results: [{index, relevance_score}]}, no document text), or TEI's when
+ * the body has `texts` (a bare array of {index, score}, with each text when return_text).
+ * Sorted by score and cut to top_n (json_value: a non-number is the default, every document;
+ * 0 answers none). Only a server started with --reranking serves it; the check comes before
+ * the body is read.
+ */
+function rerankRoute(view: EngineView): InferenceRoute {
+  return {
+    kind: 'inference',
+    wantsStream: () => false,
+    plan(body) {
+      if (view.kind !== 'rerank') return { kind: 'unsupported', message: 'This server does not support reranking. Start it with `--reranking`' };
+      const b = isRecord(body) ? body : {};
+      if (!('query' in b)) return { kind: 'bad-request', message: '"query" must be provided' };
+      if (typeof b.query !== 'string') return { kind: 'bad-request', message: '"query" must be a string' };
+      const tei = 'texts' in b;
+      // json_value(body, "documents", json_value(body, "texts", [])): a wrong type falls back.
+      const documents = stringArray(b.documents) ?? stringArray(b.texts) ?? [];
+      if (documents.length === 0) return { kind: 'bad-request', message: '"documents" must be a non-empty string array' };
+      // nlohmann reads a float or a bool as an int too.
+      const topN = typeof b.top_n === 'number' ? Math.trunc(b.top_n) : typeof b.top_n === 'boolean' ? Number(b.top_n) : documents.length;
+      const plan = rankPlan({
+        id: '', model: typeof b.model === 'string' ? b.model : view.model, queries: [b.query], documents, pairOverhead: RERANK_PAIR_SPECIAL_TOKENS,
+      });
+      const longest = largestPair(plan);
+      if (longest > view.contextWindow) return { kind: 'context-length', promptTokens: longest };
+      // elements.resize(std::min(top_n, n)): a negative size is a huge one, and the vector throws.
+      if (topN < 0) return thrown('vector::_M_default_append');
+      const ranks = byRelevance(plan.ranks!);
+      if (topN < ranks.length) ranks.length = topN;
+      plan.extra.tei = tei;
+      plan.extra.returnText = tei && b.return_text === true;
+      return plan;
+    },
+    error: (e) => renderError(view, e),
+    reply(p) {
+      const ranks = p.ranks ?? [];
+      if (p.extra.tei === true) {
+        const withText = p.extra.returnText === true;
+        return jsonReply(200, ranks.map((r) => (withText ? { index: r.index, score: r.score, text: r.text } : { index: r.index, score: r.score })), JSON_UTF8);
+      }
+      return jsonReply(200, {
+        model: p.model,
+        object: 'list',
+        usage: { prompt_tokens: p.promptTokens, total_tokens: p.promptTokens },
+        results: ranks.map((r) => ({ index: r.index, relevance_score: r.score })),
       }, JSON_UTF8);
     },
     stream: null,
@@ -477,6 +550,8 @@ export function createLlamacpp(view: EngineView): ProtocolImpl {
     ['POST /v1/embeddings', embeddings],
     ['POST /embedding', embeddingsRoute(view, true)],
   ]);
+  const rerank = rerankRoute(view);
+  for (const path of ['/rerank', '/reranking', '/v1/rerank', '/v1/reranking']) routes.set(`POST ${path}`, rerank);
   return {
     resolve: (method, path) => routes.get(`${method} ${path}`),
     notFound: () => llamaError(404, 'File Not Found'),

@@ -2,10 +2,10 @@
 // reading requests, planning, and the framing of a chunked SSE stream. The payloads stay
 // with each engine: their fields, and the order it writes them in, are what tells them apart.
 
-import { chatText, embedding, embeddingBase64, embeddingFloats, promptItems, replyTokens } from '../generate.ts';
+import { chatText, countWords, embedding, embeddingBase64, embeddingFloats, promptItems, relevance, replyTokens } from '../generate.ts';
 import type { ChatText, PromptItem } from '../generate.ts';
 import { GARBAGE_SSE, choiceText, hexId, infoRoute, intField, isRecord, limitTokens, nowSeconds } from '../protocol.ts';
-import type { Plan, PlannedChoice, ProtocolImpl, Reply, Route, SimError, StreamShape } from '../protocol.ts';
+import type { Plan, PlannedChoice, ProtocolImpl, RankedDocument, Reply, Route, SimError, StreamShape } from '../protocol.ts';
 import { SSE_CONTENT_TYPE, SSE_DONE, sseEvent } from '../sse.ts';
 import type { ReplyShape } from '../structured.ts';
 
@@ -164,6 +164,7 @@ export function textPlan(a: TextPlanArgs): Plan {
     choices,
     steps,
     vectors: null,
+    ranks: null,
     base64: false,
     extra: a.extra ?? {},
   };
@@ -219,9 +220,57 @@ export function embeddingPlan(a: EmbeddingPlanArgs): Plan {
     choices: [],
     steps: 0,
     vectors,
+    ranks: null,
     base64: a.base64,
     extra: {},
   };
+}
+
+export interface RankPlanArgs {
+  id: string;
+  model: string;
+  /** one query for every document, or one per document (vLLM's N:N score) */
+  queries: readonly string[];
+  documents: readonly string[];
+  /** what a pair adds to its two texts: the engine's special tokens (a cross-encoder's separators) */
+  pairOverhead: number;
+  /** each pair is cut to this many tokens, as engines that truncate do */
+  truncateAt?: number;
+}
+
+/**
+ * A rerank or score request: each (query, document) pair scored by relevance(), in the
+ * request's order; the engine sorts and cuts them as it answers. Engines count a rerank's
+ * tokens per pair, the query once for each document, so the prompt is the sum of the pairs.
+ */
+export function rankPlan(a: RankPlanArgs): Plan {
+  const ranks: RankedDocument[] = [];
+  let promptTokens = 0;
+  const single = a.queries.length === 1;
+  const queryTokens = single ? countWords(a.queries[0]!) : 0;
+  for (let index = 0; index < a.documents.length; index++) {
+    const query = single ? a.queries[0]! : a.queries[index]!;
+    const text = a.documents[index]!;
+    const tokens = (single ? queryTokens : countWords(query)) + countWords(text) + a.pairOverhead;
+    promptTokens += a.truncateAt === undefined ? tokens : Math.min(tokens, a.truncateAt);
+    ranks.push({ index, text, score: relevance(query, text), tokens });
+  }
+  return {
+    id: a.id, created: nowSeconds(), model: a.model, stream: false, includeUsage: false, promptTokens, completionTokens: 0,
+    choices: [], steps: 0, vectors: null, ranks, base64: false, extra: {},
+  };
+}
+
+/** Best first; equal scores keep the request's order (Python's stable sort; llama.cpp's std::sort promises no order for ties). */
+export function byRelevance(ranks: RankedDocument[]): RankedDocument[] {
+  return ranks.sort((x, y) => y.score - x.score || x.index - y.index);
+}
+
+/** The largest pair of a rank plan: what a context check compares. */
+export function largestPair(p: Plan): number {
+  let m = 0;
+  for (const r of p.ranks ?? []) if (r.tokens > m) m = r.tokens;
+  return m;
 }
 
 /** The largest prompt among the plan's choices: what a context check compares. */
@@ -326,7 +375,7 @@ export function audioPlan(id: string, model: string, file: { size: number; diges
   return {
     id, created: Math.floor(Date.now() / 1000), model, stream, includeUsage, promptTokens, completionTokens: words.length,
     choices: [{ index: 0, tokens: words, finish: 'stop', promptTokens, promptText: '' }],
-    steps: words.length, vectors: null, base64: false, extra: { seconds, ...extra },
+    steps: words.length, vectors: null, ranks: null, base64: false, extra: { seconds, ...extra },
   };
 }
 

@@ -231,7 +231,7 @@ export function isoNow(): string {
 export function loadPlan(model: string): Plan {
   return {
     id: '', created: nowSeconds(), model, stream: false, includeUsage: false, promptTokens: 0, completionTokens: 0,
-    choices: [], steps: 0, vectors: null, base64: false, extra: { load: true },
+    choices: [], steps: 0, vectors: null, ranks: null, base64: false, extra: { load: true },
   };
 }
 

@@ -4,14 +4,14 @@
 // `finish_reason`, `stream_options` with continuous usage, and the `vllm:` Prometheus metrics.
 
 import { Histogram } from '../../metrics/registry.ts';
-import { simLogprobs, tokenIds } from '../generate.ts';
+import { countWords, simLogprobs, tokenIds } from '../generate.ts';
 import type { SimForm } from '../engine.ts';
 import { replyShape } from '../structured.ts';
 import { choiceText, hexId, infoRoute, isRecord, isSimError, jsonReply, nowSeconds, servedModel, textReply } from '../protocol.ts';
 import type { EngineView, InferenceRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, ServedModel, SimError } from '../protocol.ts';
 import {
-  chatItems, embeddingPlan, encodeVector, largestInput, largestPrompt, messageFields, parseChatRequest, parseCompletionRequest,
-  parseEmbeddingsRequest, promptTextItems, sseStream, textPlan, tokenDelta, wantsStream, audioPlan, audioSegments,
+  byRelevance, chatItems, embeddingPlan, encodeVector, largestInput, largestPair, largestPrompt, messageFields, parseChatRequest,
+  parseCompletionRequest, parseEmbeddingsRequest, promptTextItems, rankPlan, sseStream, textPlan, tokenDelta, wantsStream, audioPlan, audioSegments,
 } from './oai.ts';
 import { SSE_DONE, sseEvent } from '../sse.ts';
 
@@ -25,7 +25,7 @@ const STREAM_FAILURE = sseEvent({
   error: { message: 'EngineCore encountered an issue. See stack trace (above) for the root cause.', type: 'BadRequestError', param: null, code: 400 },
 }) + SSE_DONE;
 
-type Endpoint = 'chat' | 'completions' | 'embeddings' | 'transcriptions' | 'translations';
+type Endpoint = 'chat' | 'completions' | 'embeddings' | 'transcriptions' | 'translations' | 'rerank' | 'score';
 
 const STATUS_TYPES: Record<number, string> = {
   400: 'BadRequestError',
@@ -46,8 +46,10 @@ function vllmError(status: number, message: string, type = STATUS_TYPES[status] 
  * f"{e} {e.__cause__}" (serving_chat.py), hence the trailing " None"; completions pass str(e).
  */
 function contextMessage(endpoint: Endpoint, ctx: number, prompt: number, max: number | undefined): string {
-  if (endpoint === 'embeddings') {
-    return `This model's maximum context length is ${ctx} tokens. However, you requested ${prompt} tokens in the input for embedding generation. Please reduce the length of the input.`;
+  // Pooling requests name their operation: a ScoreRequest "score", a RerankRequest falls to the default.
+  if (endpoint === 'embeddings' || endpoint === 'rerank' || endpoint === 'score') {
+    const operation = endpoint === 'score' ? 'score' : 'embedding generation';
+    return `This model's maximum context length is ${ctx} tokens. However, you requested ${prompt} tokens in the input for ${operation}. Please reduce the length of the input.`;
   }
   const message = max !== undefined && prompt < ctx
     ? `'max_tokens' or 'max_completion_tokens' is too large: ${max}. This model's maximum context length is ${ctx} tokens and your request has ${prompt} input tokens (${max} > ${ctx} - ${prompt}).`
@@ -406,6 +408,137 @@ function embeddingsRoute(view: EngineView): InferenceRoute {
   };
 }
 
+/**
+ * Served by ServingScores, which vLLM starts when the model's tasks include "score" (a
+ * cross-encoder: the rerank kind) or "embed" (an embedding model, scored by the cosine of the
+ * two embeddings; the simulator scores both by relevance()).
+ */
+const canScore = (m: ServedModel): boolean => m.kind === 'rerank' || m.kind === 'embeddings';
+
+/**
+ * What a scored pair adds to its two texts: XLM-RoBERTa's cross-encoder pair is
+ * <s> query </s></s> document </s>; score_utils.py _cosine_similarity joins an embedding
+ * model's two inputs with a pad token.
+ */
+const pairOverhead = (m: ServedModel): number => (m.kind === 'rerank' ? 4 : 1);
+
+/** The architecture a --task score model reports, for the multimodal refusal. */
+const architecture = (m: ServedModel): string => (m.kind === 'rerank' ? 'XLMRobertaForSequenceClassification' : 'BertModel');
+
+/** A pydantic field error as FastAPI's RequestValidationError handler answers it (trimmed: the first error, no input echo). */
+function fieldError(field: string, type: string, msg: string, within = ''): SimError {
+  return {
+    kind: 'bad-request', type: 'Bad Request', param: `body.${field}`,
+    message: `1 validation error:\n  {'type': '${type}', 'loc': ('body', '${field}'${within}), 'msg': '${msg}'}`,
+  };
+}
+
+/** A ScoreMultiModalParam, {"content": [parts]}: valid to pydantic, refused later by a text-only model. */
+const MULTIMODAL = Symbol('multimodal');
+type ScoreInput = string[] | typeof MULTIMODAL;
+
+/**
+ * A query (protocol.py `str | ScoreMultiModalParam`), rerank documents (`list[str] | …`) or a
+ * score text (`list[str] | str | …`), as a list; Jina's {"text": …} documents do not validate.
+ */
+function scoreInput(body: Record<string, unknown>, field: string, accepts: 'string' | 'list' | 'either'): ScoreInput | SimError {
+  const v = body[field];
+  if (v === undefined) return fieldError(field, 'missing', 'Field required');
+  if (isRecord(v) && Array.isArray(v.content)) return MULTIMODAL;
+  if (typeof v === 'string' && accepts !== 'list') return [v];
+  if (accepts === 'string') return fieldError(field, 'string_type', 'Input should be a valid string', ", 'str'");
+  if (!Array.isArray(v)) return fieldError(field, 'list_type', 'Input should be a valid list', ", 'list[str]'");
+  const wrong = v.findIndex((d) => typeof d !== 'string');
+  return wrong < 0 ? v as string[] : fieldError(field, 'string_type', 'Input should be a valid string', `, 'list[str]', ${wrong}`);
+}
+
+/** An int field (pydantic), undefined when absent or null and allowed to be. */
+function intInput(body: Record<string, unknown>, field: string, nullable: boolean, min?: number): number | undefined | SimError {
+  const v = body[field];
+  if (v === undefined || (v === null && nullable)) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v)) return fieldError(field, 'int_type', 'Input should be a valid integer');
+  if (min !== undefined && v < min) return fieldError(field, 'greater_than_equal', `Input should be greater than or equal to ${min}`);
+  return v;
+}
+
+/**
+ * /rerank, /v1/rerank and /v2/rerank (Jina's and Cohere's rerank API, one handler), and /score,
+ * /v1/score (sentence-transformers' cross-encoder API): serving_score.py of the 0.11 line. Rerank
+ * answers sorted by score and cut to top_n (0, the default, or less: all), each document echoed;
+ * its usage is {"total_tokens"} only (prompt_tokens came in a later release).
+ */
+function scoreRoute(view: EngineView, op: 'rerank' | 'score'): InferenceRoute {
+  const refusal = `The model does not support ${op === 'rerank' ? 'Rerank (Score)' : 'Score'} API`;
+  return {
+    kind: 'inference',
+    wantsStream: () => false,
+    plan(body) {
+      if (!isRecord(body)) {
+        return { kind: 'bad-request', type: 'Bad Request', param: 'body', message: "1 validation error:\n  {'type': 'model_attributes_type', 'loc': ('body',), 'msg': 'Input should be a valid dictionary or object to extract fields from'}" };
+      }
+      const first = op === 'rerank' ? scoreInput(body, 'query', 'string') : scoreInput(body, 'text_1', 'either');
+      if (!Array.isArray(first) && first !== MULTIMODAL) return first;
+      const second = op === 'rerank' ? scoreInput(body, 'documents', 'list') : scoreInput(body, 'text_2', 'either');
+      if (!Array.isArray(second) && second !== MULTIMODAL) return second;
+      const topN = op === 'rerank' ? intInput(body, 'top_n', false) : undefined;
+      if (typeof topN === 'object') return topN;
+      const truncate = intInput(body, 'truncate_prompt_tokens', true, -1);
+      if (typeof truncate === 'object') return truncate;
+      if (body.model !== undefined && body.model !== null && typeof body.model !== 'string') return fieldError('model', 'string_type', 'Input should be a valid string');
+      // api_server.py: no ServingScores, no route handler; checked before the model's name.
+      if (!view.models.some(canScore)) return { kind: 'unsupported', message: refusal };
+      const name = typeof body.model === 'string' && body.model !== '' ? body.model : undefined;
+      const m = servedModel(view, name);
+      if (m === undefined) return { kind: 'model-not-found', model: name };
+      if (!canScore(m)) return { kind: 'unsupported', message: refusal };
+      // utils.py _validate_truncation_size: -1 or less means the model's length.
+      const cut = truncate === undefined ? undefined : truncate <= -1 ? m.contextWindow : truncate;
+      if (cut !== undefined && cut > m.contextWindow) {
+        return { kind: 'bad-request', message: `truncate_prompt_tokens value (${cut}) is greater than max_model_len (${m.contextWindow}). Please, select a smaller truncation size.` };
+      }
+      if (first === MULTIMODAL || second === MULTIMODAL) return { kind: 'bad-request', message: `MultiModalParam is not supported for ${architecture(m)}` };
+      // score_utils.py _validate_score_input_lens.
+      if (first.length > 1 && first.length !== second.length) return { kind: 'bad-request', message: 'Input lengths must be either 1:1, 1:N or N:N' };
+      if (first.length === 0) return { kind: 'bad-request', message: 'At least one text element must be given' };
+      if (second.length === 0) return { kind: 'bad-request', message: 'At least one text_pair element must be given' };
+      const plan = rankPlan({
+        id: `${op}-${hexId()}`, model: m.name, queries: first, documents: second, pairOverhead: pairOverhead(m), truncateAt: cut,
+      });
+      // _validate_input, per prompt: a cross-encoder's pair, an embedding model's each text.
+      if (cut === undefined) {
+        let longest = largestPair(plan);
+        if (m.kind === 'embeddings') {
+          longest = 0;
+          for (const t of [...first, ...second]) longest = Math.max(longest, countWords(t));
+        }
+        if (longest > m.contextWindow) return { kind: 'context-length', promptTokens: longest, contextWindow: m.contextWindow };
+      }
+      if (op === 'rerank') {
+        const ranks = byRelevance(plan.ranks!);
+        const n = topN !== undefined && topN > 0 ? topN : ranks.length;
+        if (n < ranks.length) ranks.length = n;
+      }
+      return plan;
+    },
+    error: (e) => renderError(view, op, e),
+    reply(p) {
+      const ranks = p.ranks ?? [];
+      if (op === 'score') {
+        return jsonReply(200, {
+          id: p.id, object: 'list', created: p.created, model: p.model,
+          data: ranks.map((r) => ({ index: r.index, object: 'score', score: r.score })),
+          usage: { prompt_tokens: p.promptTokens, total_tokens: p.promptTokens, completion_tokens: 0, prompt_tokens_details: null },
+        });
+      }
+      return jsonReply(200, {
+        id: p.id, model: p.model, usage: { total_tokens: p.promptTokens },
+        results: ranks.map((r) => ({ index: r.index, document: { text: r.text, multi_modal: null }, relevance_score: r.score })),
+      });
+    },
+    stream: null,
+  };
+}
+
 /** vLLM's VLLM_MAX_AUDIO_CLIP_FILESIZE_MB default. */
 const MAX_AUDIO_MB = 25;
 const AUDIO_FORMATS = new Set(['json', 'text', 'srt', 'verbose_json', 'vtt']);
@@ -549,6 +682,11 @@ export function createVllm(view: EngineView): ProtocolImpl {
     ['POST /v1/audio/transcriptions', audioRoute(view, 'transcriptions')],
     ['POST /v1/audio/translations', audioRoute(view, 'translations')],
   ]);
+  // One handler for each API whatever the path (the /v1 ones are deprecated aliases, /v2/rerank Cohere's).
+  const rerank = scoreRoute(view, 'rerank');
+  const score = scoreRoute(view, 'score');
+  for (const path of ['/rerank', '/v1/rerank', '/v2/rerank']) routes.set(`POST ${path}`, rerank);
+  for (const path of ['/score', '/v1/score']) routes.set(`POST ${path}`, score);
   const paths = new Set([...routes.keys()].map((k) => k.slice(k.indexOf(' ') + 1)));
   return {
     resolve: (method, path) => routes.get(`${method} ${path}`),
