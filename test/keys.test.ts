@@ -327,6 +327,65 @@ test('a name belongs to one key in use: a second is a 409 naming the holder; a r
   assert.doesNotMatch(secretish.json.error.message, /sk-not-a-real/);
 });
 
+test('one key\'s answers carry an ETag, new at every change; a change with If-Match is made only to the key as it was read: stale, a 412 that changes nothing; without it, the last write wins as before', async () => {
+  const call = (method: string, path: string, headers: Record<string, string> = {}, body?: unknown) =>
+    fetch(f.url + path, { method, headers: { authorization: `Bearer ${MASTER}`, 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) })
+      .then(async (r) => ({ status: r.status, etag: r.headers.get('etag'), json: await r.json() as any }));
+  const made = await call('POST', '/admin/keys', {}, { name: 'etag-app', metadata: { owner: 'mdt' } });
+  assert.equal(made.status, 201);
+  assert.match(made.etag ?? '', /^"[\w-]{22}"$/);
+  const path = `/admin/keys/${made.json.id}`;
+  const read = await call('GET', path);
+  assert.equal(read.etag, made.etag, 'the key as created is the key read');
+  // Two writers read it; the first changes the tier on the ETag it read.
+  const first = await call('PATCH', path, { 'if-match': read.etag! }, { metadata: { ...read.json.metadata, tier: 'premium' } });
+  assert.equal(first.status, 200, JSON.stringify(first.json));
+  assert.notEqual(first.etag, read.etag);
+  assert.equal((await call('GET', path)).etag, first.etag, 'the ETag a change answers with is the one the next read gives');
+  // The second, on the same (now stale) ETag: refused, OpenAI-shaped, nothing changed.
+  const stale = await call('PATCH', path, { 'if-match': read.etag! }, { metadata: { ...read.json.metadata, app: 'notes' } });
+  assert.equal(stale.status, 412);
+  assert.deepEqual(Object.keys(stale.json.error).sort(), ['code', 'message', 'param', 'type']);
+  assert.equal(stale.json.error.code, 'precondition_failed');
+  assert.equal(stale.json.error.type, 'invalid_request_error');
+  assert.match(stale.json.error.message, /has changed since/);
+  const now = await call('GET', path);
+  assert.deepEqual(now.json.metadata, { owner: 'mdt', tier: 'premium' });
+  assert.equal(now.etag, first.etag);
+  // Read again and merged again, it is made: both fields kept.
+  const merged = await call('PATCH', path, { 'if-match': now.etag! }, { metadata: { ...now.json.metadata, app: 'notes' } });
+  assert.equal(merged.status, 200);
+  assert.deepEqual(merged.json.metadata, { owner: 'mdt', tier: 'premium', app: 'notes' });
+  // Any of several ETags; `*`; none at all (as LiteLLM's clients send): each made, each a new ETag, even a change to the same values.
+  const etags = new Set([read.etag, first.etag, merged.etag]);
+  let last = merged.etag!;
+  for (const h of [{ 'if-match': `"stale", ${last}` }, { 'if-match': '*' }, {}, {}] as Record<string, string>[]) {
+    const r = await call('PATCH', path, h, { rpm: 30 });
+    assert.equal(r.status, 200, JSON.stringify(h));
+    assert.ok(!etags.has(r.etag), `a new ETag at every change: ${r.etag}`);
+    etags.add(r.etag);
+    last = r.etag!;
+  }
+  // A weak ETag never matches (If-Match compares strongly), nor an empty header.
+  for (const h of [`W/${last}`, '']) {
+    const r = await call('PATCH', path, { 'if-match': h }, { rpm: 31 });
+    assert.equal(r.status, 412, h);
+    assert.equal(r.json.error.code, 'precondition_failed');
+  }
+  // Rotation and revocation honour it too: a stale ETag changes nothing (the secret still works).
+  assert.equal((await call('POST', `${path}/rotate`, { 'if-match': merged.etag! }, {})).status, 412);
+  assert.equal((await call('POST', `${path}/revoke`, { 'if-match': merged.etag! }, {})).status, 412);
+  assert.equal((await call('DELETE', path, { 'if-match': merged.etag! })).status, 412);
+  assert.equal((await post(f.url, '/v1/chat/completions', chat('local/chat'), { authorization: `Bearer ${made.json.key}` })).status, 200);
+  const rotated = await call('POST', `${path}/rotate`, { 'if-match': last }, {});
+  assert.equal(rotated.status, 200);
+  assert.notEqual(rotated.etag, last);
+  const revoked = await call('POST', `${path}/revoke`, { 'if-match': rotated.etag! }, {});
+  assert.equal(revoked.status, 200);
+  assert.equal(revoked.json.status, 'revoked');
+  assert.equal((await call('GET', '/admin/keys/no-such-key', { 'if-match': last })).status, 404);
+});
+
 test('refusals anyone can cause are logged within bounds: a 12 KiB path is quoted by its first 200 characters; bad-key lines past 20 a second are summed up in one', async () => {
   const from = f.logs.length;
   const long = '/' + 'x'.repeat(12 * 1024);

@@ -4,6 +4,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { startFabric, chat, post, type Fabric } from './helpers.ts';
 import { runFabric } from './support/proc.ts';
@@ -204,6 +206,80 @@ test('fabric keys update changes only the flags given, through the API and with 
   const unknown = await fabric(['keys', 'update', 'no-such-key', '--rpm', '5', ...viaApi]);
   assert.equal(unknown.code, 1);
   assert.match(unknown.stderr, /no key with the id, name or secret "no-such-key"/);
+});
+
+/**
+ * A proxy before the gateway that, after the gateway answers one of the first `times` GETs of a
+ * key and before the client has the answer, runs `between`: a write lands between the client's
+ * read and its write, every time, with no hook in the command. `seen` lists what passed.
+ */
+async function interposer(target: string, times: number, between: () => Promise<void>): Promise<{ url: string; seen: string[]; close(): Promise<void> }> {
+  const seen: string[] = [];
+  const server = createServer((req, res) => {
+    void (async () => {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const headers: Record<string, string> = {};
+      for (const h of ['authorization', 'content-type', 'if-match']) if (typeof req.headers[h] === 'string') headers[h] = req.headers[h];
+      const r = await fetch(target + req.url, { method: req.method, headers, body: chunks.length === 0 ? undefined : Buffer.concat(chunks) });
+      const body = Buffer.from(await r.arrayBuffer());
+      seen.push(`${req.method} ${r.status}${headers['if-match'] === undefined ? '' : ' if-match'}`);
+      if (req.method === 'GET' && times > 0) {
+        times--;
+        await between();
+      }
+      const etag = r.headers.get('etag');
+      res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/json', ...(etag === null ? {} : { etag }) }).end(body);
+    })().catch((e: unknown) => res.destroy(e as Error));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+test('fabric keys update through the API while another update lands between its read and its write: both kept (its stale If-Match is refused, and it reads, merges and writes again); one that never gets through gives up, exit 1, writing nothing', async () => {
+  const viaApi = ['--url', f.url, '--key', MASTER];
+  const c = await fabric(['keys', 'create', 'race-app', '--meta', 'owner=mdt', '--json', ...viaApi]);
+  assert.equal(c.code, 0, c.stderr);
+  const id = JSON.parse(c.stdout).id;
+  // Another operator sets the team, on the gateway itself, once this update has read the key.
+  const p = await interposer(f.url, 1, async () => {
+    const other = await fabric(['keys', 'update', id, '--meta', 'team=ops', ...viaApi]);
+    assert.equal(other.code, 0, other.stderr);
+  });
+  try {
+    const u = await fabric(['keys', 'update', 'race-app', '--meta', 'tier=premium', '--json', '--url', p.url, '--key', MASTER]);
+    assert.equal(u.code, 0, u.stderr);
+    assert.deepEqual(JSON.parse(u.stdout).metadata, { owner: 'mdt', team: 'ops', tier: 'premium' });
+    assert.deepEqual(p.seen, ['GET 200', 'PATCH 412 if-match', 'GET 200', 'PATCH 200 if-match']);
+  } finally {
+    await p.close();
+  }
+  const shown = await fabric(['keys', 'show', id, '--json', ...viaApi]);
+  assert.deepEqual(JSON.parse(shown.stdout).metadata, { owner: 'mdt', team: 'ops', tier: 'premium' });
+  // A key changed after every read: five tries, then a clear refusal; the others' changes stand.
+  let n = 0;
+  const busy = await interposer(f.url, Infinity, async () => {
+    const r = await fetch(`${f.url}/admin/keys/${id}`, { method: 'PATCH', headers: { authorization: `Bearer ${MASTER}`, 'content-type': 'application/json' }, body: JSON.stringify({ rpm: 100 + ++n }) });
+    assert.equal(r.status, 200);
+  });
+  try {
+    const u = await fabric(['keys', 'update', id, '--meta', 'tier=free', '--url', busy.url, '--key', MASTER]);
+    assert.equal(u.code, 1, u.stdout);
+    assert.equal(u.stderr, `fabric keys: key ${id} (race-app) was changed by other updates each of the 5 times this one read it; nothing of this update was written: run it again\n`);
+    assert.equal(busy.seen.filter((x) => x === 'PATCH 412 if-match').length, 5);
+  } finally {
+    await busy.close();
+  }
+  const after = JSON.parse((await fabric(['keys', 'show', id, '--json', ...viaApi])).stdout);
+  assert.deepEqual([after.metadata, after.rpm], [{ owner: 'mdt', team: 'ops', tier: 'premium' }, 105]);
+  // A change that merges nothing (--rpm alone) sends no condition: nothing of the key it read goes into it.
+  const plain = await interposer(f.url, 1, async () => {});
+  try {
+    assert.equal((await fabric(['keys', 'update', id, '--rpm', '60', '--url', plain.url, '--key', MASTER])).code, 0);
+    assert.deepEqual(plain.seen, ['GET 200', 'PATCH 200']);
+  } finally {
+    await plain.close();
+  }
 });
 
 test('keys create --expires: what the help offers (a duration, an ISO date or date-time) is taken; anything else is the flag\'s error, exit 2, through the API and with --config', async () => {

@@ -5,7 +5,7 @@
 
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import pgClient from 'pg';
 import { join } from 'node:path';
 import { parseFabricText } from '../src/config/load.ts';
@@ -13,8 +13,10 @@ import { Secrets } from '../src/config/env-file.ts';
 import { createLogger } from '../src/core/log.ts';
 import { startGateway, type RunningGateway } from '../src/main.ts';
 import { startFleet, type SimFleet } from '../src/sim/fleet.ts';
+import { KeyAdmin } from '../src/keys/admin.ts';
 import { PostgresStore } from '../src/store/postgres.ts';
 import { chat, post } from './helpers.ts';
+import { runFabric } from './support/proc.ts';
 import { startPostgres, type PgServer } from './support/servers.ts';
 import { tempDir } from './support/temp-dir.ts';
 
@@ -162,6 +164,61 @@ roles:
       assert.equal(existsSync(join(g.dataDir, 'spool', 'rejected.jsonl')), false, 'nothing set aside');
     } finally {
       await admin.end();
+    }
+  });
+
+  test('fabric keys update --config while another write lands between its read and its write (held at the row lock it takes to write): both kept; it reads, merges and writes again', async () => {
+    const url = await server.createDatabase('cli_update_race');
+    const store = new PostgresStore(url);
+    await store.migrate();
+    const { record } = await new KeyAdmin(store).create({ name: 'race-app', metadata: { owner: 'mdt' }, roleLimits: { 'chat-fast': { rpm: 5 } } });
+    await store.close();
+    const dir = tempDir('fabric-pg-cli-');
+    dirs.push(dir);
+    const config = join(dir, 'fabric.yaml');
+    writeFileSync(config, `
+gateway:
+  store: { url: env:DATABASE_URL }
+backends:
+  armitage-qwen: { engine: vllm, url: http://127.0.0.1:9/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ }
+  armitage-llama: { engine: vllm, url: http://127.0.0.1:9/v1, model: meta-llama/Llama-3.1-8B-Instruct }
+roles:
+  chat-fast: { kind: chat, backends: [armitage-qwen], aliases: [local/chat] }
+  chat-deep: { kind: chat, backends: [armitage-llama] }
+`);
+    const locker = new pgClient.Client({ connectionString: url });
+    const watcher = new pgClient.Client({ connectionString: url });
+    await locker.connect();
+    await watcher.connect();
+    try {
+      // The key's row locked: the command reads the key (reads do not wait), merges, and waits at its write.
+      await locker.query('BEGIN');
+      await locker.query('SELECT 1 FROM fabric_keys WHERE id = $1 FOR UPDATE', [record.id]);
+      const cli = runFabric(['keys', 'update', 'race-app', '--meta', 'tier=premium', '--role-limit', 'chat-deep:rpm=9', '--json', '--config', config], {
+        ...process.env, FABRIC_DATA_DIR: dir, DATABASE_URL: url,
+      });
+      const until = Date.now() + 15_000;
+      const waiting = async (): Promise<boolean> => (await watcher.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%' AND pid <> pg_backend_pid()",
+      )).rows[0].n > 0;
+      while (!(await waiting())) {
+        assert.ok(Date.now() < until, 'the command waits at its write');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // Meanwhile another writer (here by hand) sets the team and a limit for chat-fast, then lets it go.
+      await locker.query(`UPDATE fabric_keys SET metadata = metadata || '{"team":"ops"}', role_limits = '{"chat-fast":{"rpm":7}}', updated_at = updated_at + 1 WHERE id = $1`, [record.id]);
+      await locker.query('COMMIT');
+      const r = await cli;
+      assert.equal(r.code, 0, r.stderr);
+      const k = JSON.parse(r.stdout);
+      assert.deepEqual(k.metadata, { owner: 'mdt', team: 'ops', tier: 'premium' });
+      assert.deepEqual(k.role_limits, { 'chat-fast': { rpm: 7 }, 'chat-deep': { rpm: 9 } });
+      const stored = (await watcher.query('SELECT metadata, role_limits FROM fabric_keys WHERE id = $1', [record.id])).rows[0];
+      assert.deepEqual([stored.metadata, stored.role_limits], [k.metadata, k.role_limits]);
+    } finally {
+      await locker.query('ROLLBACK').catch(() => {});
+      await locker.end();
+      await watcher.end();
     }
   });
 

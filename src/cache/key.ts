@@ -8,36 +8,13 @@
 import { createHash } from 'node:crypto';
 import { isPoolingOp, type JsonObject, type Operation } from '../engines/types.ts';
 import type { CacheWhen } from '../config/types.ts';
+import { canonicalObjectJson } from '../core/canonical-json.ts';
 
 /** Bumped when what a key covers, or an entry's form, changes: old entries are then never read. */
 const KEY_VERSION = 'v1';
 
 /** Top-level fields that do not change the answer. */
 const IGNORED = new Set(['model', 'user', 'safety_identifier', 'metadata', 'prompt_cache_key']);
-
-/** JSON with every object's keys sorted: the same request however its client ordered them. */
-export function canonicalJson(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
-  if (Array.isArray(v)) {
-    let s = '[';
-    for (let i = 0; i < v.length; i++) s += (i === 0 ? '' : ',') + canonicalJson(v[i]);
-    return s + ']';
-  }
-  return objectJson(v as Record<string, unknown>, (_k, x) => x === undefined);
-}
-
-/** An object as canonical JSON, its keys sorted, those `skip` says left out. */
-function objectJson(o: Record<string, unknown>, skip: (k: string, x: unknown) => boolean): string {
-  let s = '{';
-  let first = true;
-  for (const k of Object.keys(o).sort()) {
-    const x = o[k];
-    if (skip(k, x)) continue;
-    s += (first ? '' : ',') + JSON.stringify(k) + ':' + canonicalJson(x);
-    first = false;
-  }
-  return s + '}';
-}
 
 /** Top-level fields left out of the key: those that change no answer, absent ones, and stream: false (no stream). */
 const notInKey = (k: string, x: unknown): boolean => IGNORED.has(k) || x === undefined || x === null || (k === 'stream' && x !== true);
@@ -59,7 +36,7 @@ export function cacheKey(parts: KeyParts, body: JsonObject): string {
   const h = createHash('sha256');
   h.update(`${KEY_VERSION}\n${parts.scope}\n${parts.op}\n${parts.route}\n${parts.salt}\n${parts.passthrough ?? ''}\n`);
   // A stream is its own entry (its bytes differ).
-  h.update(objectJson(body, notInKey));
+  h.update(canonicalObjectJson(body, notInKey));
   return h.digest('hex');
 }
 

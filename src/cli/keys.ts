@@ -5,13 +5,14 @@ import { roleByName } from '../config/types.ts';
 import { KeyAdmin, keyView } from '../keys/admin.ts';
 import { parseKeyInput } from '../keys/input.ts';
 import { configResolves, staleField, staleNote } from '../keys/stale.ts';
+import { keyRevision } from '../store/rows.ts';
 import type { KeyPatch, KeyRecord } from '../store/types.ts';
 import { FabricError } from '../core/errors.ts';
 import { usd } from '../accounting/periods.ts';
 import { parseDuration } from '../config/units.ts';
 import { table, UsageError } from './client.ts';
 import { reportConfigError } from './fabric-file.ts';
-import { api, closeTarget, openTarget, type Target } from './state-target.ts';
+import { api, apiCall, ApiRefusal, closeTarget, openTarget, type Target } from './state-target.ts';
 import { parseCommand } from './args.ts';
 
 const HELP = `Usage: fabric keys create NAME [--roles R,R] [--rpm N] [--tpm N] [--role-limit R:rpm=N,tpm=N]... [--budget USD[/PERIOD]]
@@ -43,7 +44,9 @@ role limits name no role, alias or model of the config any more (a role renamed 
   --meta K=V        metadata (repeatable), e.g. --meta app=obsidian --meta tier=free; routing
                     rules may send a key by it (if_key_metadata). update: sets that field,
                     the others stay; --meta K= removes it
-  update also takes --roles all, --rpm none, --tpm none, --budget none, --expires never
+  update also takes --roles all, --rpm none, --tpm none, --budget none, --expires never.
+  update merges --meta and --role-limit into the key as it is when written: a change another
+  update makes meanwhile is kept (the key is read and merged again; after 5 tries, exit 1)
   --url URL         the gateway (default: $FABRIC_URL, else http://127.0.0.1:4000)
   --key KEY         its master key; env:NAME reads it from the environment
                     (default: $FABRIC_API_KEY)
@@ -208,6 +211,57 @@ function checkedPatch(t: Target & { kind: 'store' }, body: Record<string, unknow
   return patch;
 }
 
+/** How many times `fabric keys update` reads, merges and writes a key that other updates keep changing in between. */
+const UPDATE_TRIES = 5;
+
+/**
+ * --meta and --role-limit are merged into what the key has, so the change is written on
+ * condition that the key is still as it was read (If-Match with its ETag; its revision, with
+ * --config): an update made in between (another operator, a script) is not written over, but
+ * read, merged with, and written again. A gateway too old to send an ETag gets the change as
+ * before, unconditionally.
+ */
+async function updateKey(
+  t: Target, admin: KeyAdmin | undefined, id: string, fields: Record<string, unknown>, meta: [string, string][], v: Flags, view: (k: KeyRecord) => View,
+): Promise<View> {
+  const merges = meta.length > 0 || fields.role_limits !== undefined;
+  for (let attempt = 1; ; attempt++) {
+    let was: View;
+    let revision: string | undefined;
+    if (t.kind === 'api') ({ json: was, etag: revision } = await apiCall(t, 'GET', `/admin/keys/${encodeURIComponent(id)}`));
+    else {
+      const k = await admin!.find(id);
+      [was, revision] = [keyView(k), keyRevision(k)];
+    }
+    const body = { ...fields };
+    if (body.role_limits !== undefined) {
+      // Merged as --meta is: a role given changes (or, with none, loses) its limits, the others keep theirs.
+      const merged: Record<string, unknown> = { ...was.role_limits };
+      for (const [r, l] of Object.entries(body.role_limits as Record<string, unknown>)) if (l === null) delete merged[r]; else merged[r] = l;
+      body.role_limits = merged;
+    }
+    if (meta.length > 0) {
+      // Merged into what the key has: --meta tier=premium changes the tier and keeps the owner.
+      const md: Record<string, unknown> = { ...was.metadata };
+      for (const [k, val] of meta) if (val === '') delete md[k]; else md[k] = val;
+      body.metadata = md;
+    }
+    const ifMatch = merges && revision !== undefined ? revision : undefined;
+    try {
+      if (t.kind === 'api') return (await apiCall(t, 'PATCH', `/admin/keys/${encodeURIComponent(was.id)}`, body, ifMatch === undefined ? undefined : { 'if-match': ifMatch })).json;
+      return view(await admin!.update(was.id, checkedPatch(t, body, 'update', v), Date.now(), ifMatch === undefined ? undefined : [ifMatch]));
+    } catch (e) {
+      const stale = e instanceof ApiRefusal ? e.status === 412 : e instanceof FabricError && e.code === 'precondition_failed';
+      if (!stale) throw e;
+      if (attempt === UPDATE_TRIES) {
+        throw new UsageError(`key ${was.id} (${was.name}) was changed by other updates each of the ${UPDATE_TRIES} times this one read it; nothing of this update was written: run it again`);
+      }
+      // Apart, so that updates racing each other do not meet again at once.
+      await new Promise((r) => setTimeout(r, Math.random() * 50 * attempt));
+    }
+  }
+}
+
 async function run(t: Target, sub: string, args: string[], v: Flags): Promise<number> {
   const json = v.json === true;
   const out = (x: unknown, text: string): void => { process.stdout.write(json ? JSON.stringify(x, null, 2) + '\n' : text); };
@@ -236,21 +290,7 @@ async function run(t: Target, sub: string, args: string[], v: Flags): Promise<nu
       const body = keyFields(v, true);
       const meta = metaFlags(v);
       if (Object.keys(body).length === 0 && meta.length === 0) throw new UsageError('nothing to change: give --roles, --rpm, --tpm, --role-limit, --budget, --expires or --meta');
-      const was: View = t.kind === 'api' ? await api(t, 'GET', `/admin/keys/${encodeURIComponent(id)}`) : keyView(await admin!.find(id));
-      if (body.role_limits !== undefined) {
-        // Merged as --meta is: a role given changes (or, with none, loses) its limits, the others keep theirs.
-        const merged: Record<string, unknown> = { ...was.role_limits };
-        for (const [r, l] of Object.entries(body.role_limits as Record<string, unknown>)) if (l === null) delete merged[r]; else merged[r] = l;
-        body.role_limits = merged;
-      }
-      if (meta.length > 0) {
-        // Merged into what the key has: --meta tier=premium changes the tier and keeps the owner.
-        const md: Record<string, unknown> = { ...was.metadata };
-        for (const [k, val] of meta) if (val === '') delete md[k]; else md[k] = val;
-        body.metadata = md;
-      }
-      const k: View = t.kind === 'api' ? await api(t, 'PATCH', `/admin/keys/${encodeURIComponent(was.id)}`, body)
-        : view(await admin!.update(was.id, checkedPatch(t, body, 'update', v)));
+      const k = await updateKey(t, admin, id, body, meta, v, view);
       out(k, `updated ${k.id} (${k.name})\n${describeKey(k)}`);
       return 0;
     }

@@ -82,12 +82,26 @@ export async function closeTarget(t: Target): Promise<void> {
   if (t.kind === 'store') await t.store.close();
 }
 
-/** One admin API call; an error answer becomes a UsageError carrying the gateway's message. */
+/** An error answer of the admin API: the gateway's message, with its status for a command that acts on one (412: a stale If-Match). */
+export class ApiRefusal extends UsageError {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** One admin API call; an error answer becomes an ApiRefusal carrying the gateway's message. */
 export async function api(t: Extract<Target, { kind: 'api' }>, method: string, path: string, body?: unknown): Promise<any> {
+  return (await apiCall(t, method, path, body)).json;
+}
+
+/** One admin API call with `headers` added, answered with the body and its ETag (one key's revision). */
+export async function apiCall(t: Extract<Target, { kind: 'api' }>, method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ json: any; etag: string | undefined }> {
   let res: Response;
   try {
     res = await fetch(t.url + path, {
-      method, headers: { ...authHeaders(t.key), 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
+      method, headers: { ...authHeaders(t.key), 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(30_000),
     });
   } catch (e) {
@@ -99,7 +113,7 @@ export async function api(t: Extract<Target, { kind: 'api' }>, method: string, p
   if (!res.ok) {
     const instead = `on the gateway host, fabric ${t.cmd} --config FILE reads its store directly (fabric ${t.cmd} --data-dir DIR for a gateway started without a config)`;
     const msg = adminRefusal(res.status, text, t.key, 'the admin API', instead) ?? json?.error?.message ?? text.slice(0, 300);
-    throw new UsageError(`${method} ${path}: ${res.status} ${msg}`);
+    throw new ApiRefusal(res.status, `${method} ${path}: ${res.status} ${msg}`);
   }
-  return json ?? text;
+  return { json: json ?? text, etag: res.headers.get('etag') ?? undefined };
 }

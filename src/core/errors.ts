@@ -28,6 +28,8 @@ export const ErrorCatalogue = {
   rate_limit_exceeded: { status: 429, type: 'rate_limit_error' },
   // A change that lost a race with another (two rotations of one key at once).
   conflict: { status: 409, type: 'invalid_request_error' },
+  // A change conditional on a key's revision (If-Match: its ETag) to a key changed since: read it again.
+  precondition_failed: { status: 412, type: 'invalid_request_error' },
   // nginx's 499: never sent (the client is gone), but counted and logged as what it is.
   client_closed_request: { status: 499, type: 'invalid_request_error' },
   // A key over its budget, or every backend's account spent: OpenAI's "exceeded your current

@@ -1,6 +1,7 @@
 // The admin API, master key only: virtual keys, usage reports, budgets and the request log.
 //   GET    /admin/keys                 list          POST /admin/keys               create (the key is in this answer only)
 //   GET    /admin/keys/ID              show + spend  PATCH /admin/keys/ID           change limits, roles, budget, expiry
+//   (one key's answers carry its revision as an ETag; PATCH, revoke, rotate and DELETE honour If-Match: 412 once it changed)
 //   POST   /admin/keys/ID/revoke       revoke        DELETE /admin/keys/ID          revoke
 //   POST   /admin/keys/ID/rotate       new secret    GET  /admin/usage?by=&since=&until=&key=&format=csv
 //   GET    /admin/budgets              spend against every budget
@@ -17,6 +18,7 @@ import type { Gateway } from '../core/gateway.ts';
 import { KeyAdmin, keyView } from '../keys/admin.ts';
 import { parseKeyInput } from '../keys/input.ts';
 import { staleField } from '../keys/stale.ts';
+import { keyRevision } from '../store/rows.ts';
 import { USAGE_GROUPS, type KeyPatch, type KeyRecord, type UsageGroup, type UsageRow } from '../store/types.ts';
 import { modelsBody } from './info.ts';
 import type { AppState } from './server.ts';
@@ -35,8 +37,35 @@ export interface AdminContext {
   cache?: AppState['cache'];
 }
 
-function send(x: Exchange, status: number, body: unknown, type = 'application/json'): void {
-  sendText(x, status, typeof body === 'string' ? body : JSON.stringify(body), type);
+function send(x: Exchange, status: number, body: unknown, type = 'application/json', headers?: Record<string, string>): void {
+  sendText(x, status, typeof body === 'string' ? body : JSON.stringify(body), type, headers);
+}
+
+/** One key, with its revision as the ETag that If-Match may send back. */
+function sendKey(x: Exchange, status: number, k: KeyRecord, body: Record<string, unknown>): void {
+  send(x, status, body, 'application/json', { etag: `"${keyRevision(k)}"` });
+}
+
+/**
+ * If-Match's entity tags (RFC 9110 §13.1.1): the revisions a change to a key is made on, else
+ * 412. Compared strongly, so a weak tag (W/"…") never matches; a tag without its quotes is
+ * taken as the tag. Undefined when absent, or `*` (any revision: the key exists). No condition,
+ * no check: LiteLLM's clients and scripts change keys as they always did, the last write winning.
+ */
+export function ifMatch(header: string | undefined): string[] | undefined {
+  if (header === undefined) return undefined;
+  const tags: string[] = [];
+  let weak = false;
+  for (const m of header.matchAll(/(W\/)?"([^"]*)"|([^\s,]+)/g)) {
+    if (m[3] === '*') return undefined;
+    if (m[1] !== undefined) weak = true;
+    else tags.push(m[2] ?? m[3]!);
+  }
+  if (tags.length === 0) {
+    throw new FabricError('precondition_failed', weak ? 'If-Match: a weak ETag (W/"…") never matches; send the ETag as GET /admin/keys/ID gives it'
+      : 'If-Match names no ETag: send the one GET /admin/keys/ID gives, in its quotes, or leave the header out');
+  }
+  return tags;
 }
 
 /** The body as a JSON object (an empty body is an empty one): every admin route takes fields. */
@@ -186,23 +215,32 @@ export async function handleAdmin(x: Exchange, path: string, query: URLSearchPar
       const patch = parseKeyInput(body, 'create', now);
       checkRoles(patch, a.gateway);
       const { record, secret } = await admin.create(patch, now);
-      return send(x, 201, { ...keyView(record, now), key: secret });
+      return sendKey(x, 201, record, { ...keyView(record, now), key: secret });
     }
   }
   const m = /^\/admin\/keys\/([^/]+)(?:\/(revoke|rotate))?$/.exec(path);
   if (m !== null) {
     const id = pathId(m[1]!);
     const action = m[2];
-    if (action === undefined && method === 'GET') return send(x, 200, withSpend(await admin.find(id, now)));
+    // A change on condition (If-Match) is made only to the key as the client read it.
+    const expect = (): string[] | undefined => ifMatch(x.headers['if-match']);
+    if (action === undefined && method === 'GET') {
+      const k = await admin.find(id, now);
+      return sendKey(x, 200, k, withSpend(k));
+    }
     if (action === undefined && method === 'PATCH') {
       const patch = parseKeyInput(body, 'update', now);
       checkRoles(patch, a.gateway);
-      return send(x, 200, withSpend(await admin.update(id, patch, now)));
+      const k = await admin.update(id, patch, now, expect());
+      return sendKey(x, 200, k, withSpend(k));
     }
-    if ((action === 'revoke' && method === 'POST') || (action === undefined && method === 'DELETE')) return send(x, 200, keyView(await admin.revoke(id, now), now));
+    if ((action === 'revoke' && method === 'POST') || (action === undefined && method === 'DELETE')) {
+      const k = await admin.revoke(id, now, expect());
+      return sendKey(x, 200, k, keyView(k, now));
+    }
     if (action === 'rotate' && method === 'POST') {
-      const { record, secret } = await admin.rotate(id, now);
-      return send(x, 200, { ...keyView(record, now), key: secret });
+      const { record, secret } = await admin.rotate(id, now, expect());
+      return sendKey(x, 200, record, { ...keyView(record, now), key: secret });
     }
   }
   if (path === '/admin/usage' && method === 'GET') {

@@ -5,7 +5,8 @@
 // and rotate(); the store gets its hash.
 
 import { FabricError } from '../core/errors.ts';
-import type { KeyPatch, KeyRecord, Store } from '../store/types.ts';
+import { keyRevision } from '../store/rows.ts';
+import type { KeyCondition, KeyPatch, KeyRecord, Store } from '../store/types.ts';
 import type { KeyRing } from './keyring.ts';
 import { hashKey, keyHint, newKeyId, newKeySecret } from './token.ts';
 
@@ -37,6 +38,11 @@ export function keyView(k: KeyRecord, now: number = Date.now()): Record<string, 
     updated_at: iso(k.updatedAt),
     revoked_at: iso(k.revokedAt),
   };
+}
+
+/** A conditional change to a key changed since its writer read it (If-Match with an ETag gone stale). */
+function changedSince(id: string): FabricError {
+  return new FabricError('precondition_failed', `key ${id} has changed since the revision given was read: read it again and make the change on what it is now`, { param: 'key' });
 }
 
 export class KeyAdmin {
@@ -101,36 +107,54 @@ export class KeyAdmin {
     throw new FabricError('invalid_request', `${pick.length} keys are named ${JSON.stringify(ref)} (${pick.map((k) => `${k.id}, ${keyStatus(k, now)}`).join('; ')}): give the id`, { param: 'key' });
   }
 
-  async #update(id: string, patch: KeyPatch, ifHash?: string): Promise<KeyRecord> {
-    const k = await this.#store.updateKey(id, patch, ifHash);
+  /**
+   * `ifMatch`: the revisions (keyRevision; the admin API's ETags, from If-Match) the key must be
+   * at for the change to be made, else a 412: a change made on a key as it was read (metadata
+   * merged into what it had) never overwrites what was written since. Checked here and again by
+   * the store, in the transaction that writes.
+   */
+  #condition(k: KeyRecord, ifMatch: readonly string[] | undefined): KeyCondition | undefined {
+    if (ifMatch === undefined) return undefined;
+    const revision = keyRevision(k);
+    if (!ifMatch.includes(revision)) throw changedSince(k.id);
+    return { revision };
+  }
+
+  async #update(id: string, patch: KeyPatch, expect: KeyCondition | undefined, lost: () => FabricError): Promise<KeyRecord> {
+    const k = await this.#store.updateKey(id, patch, expect);
     if (k === undefined) throw new FabricError('key_not_found', `no key ${id}`, { param: 'key' });
-    // Two rotations at once: the one that lost would hand out a secret that no longer works.
-    if (k === null) throw new FabricError('conflict', `key ${id} was rotated by another request meanwhile: its new secret went there; rotate again for one of your own`, { param: 'key' });
+    if (k === null) throw lost();
     this.#ring?.put(k);
     return k;
   }
 
-  async update(id: string, patch: KeyPatch, now: number = Date.now()): Promise<KeyRecord> {
+  async update(id: string, patch: KeyPatch, now: number = Date.now(), ifMatch?: readonly string[]): Promise<KeyRecord> {
     const k = await this.find(id, now);
+    const expect = this.#condition(k, ifMatch);
     if (k.revokedAt !== undefined) throw new FabricError('invalid_request', `key ${k.id} is revoked; create a new one`, { param: 'key' });
     // Renamed, or brought back to use (a later expiry): its name must be free of the keys in use.
     const patched = { ...k, ...patch };
     if (keyStatus(patched, now) === 'active' && (patch.name !== k.name || keyStatus(k, now) !== 'active')) await this.#nameFree(patched.name, k.id, now);
-    return this.#update(k.id, { ...patch, updatedAt: now });
+    return this.#update(k.id, { ...patch, updatedAt: now }, expect, () => changedSince(k.id));
   }
 
-  async revoke(id: string, now: number = Date.now()): Promise<KeyRecord> {
+  async revoke(id: string, now: number = Date.now(), ifMatch?: readonly string[]): Promise<KeyRecord> {
     const k = await this.find(id, now);
+    const expect = this.#condition(k, ifMatch);
     if (k.revokedAt !== undefined) return k;
-    return this.#update(k.id, { revokedAt: now, updatedAt: now });
+    return this.#update(k.id, { revokedAt: now, updatedAt: now }, expect, () => changedSince(k.id));
   }
 
   /** A new secret for the same key (name, limits, budget and spend carry over); the old one stops working at once. */
-  async rotate(id: string, now: number = Date.now()): Promise<{ record: KeyRecord; secret: string }> {
+  async rotate(id: string, now: number = Date.now(), ifMatch?: readonly string[]): Promise<{ record: KeyRecord; secret: string }> {
     const k = await this.find(id, now);
+    const expect = this.#condition(k, ifMatch);
     if (k.revokedAt !== undefined) throw new FabricError('invalid_request', `key ${k.id} is revoked; create a new one`, { param: 'key' });
     const secret = newKeySecret();
-    const record = await this.#update(k.id, { hash: hashKey(secret), hint: keyHint(secret), updatedAt: now }, k.hash);
+    // Two rotations at once: the one that lost would hand out a secret that no longer works.
+    const lost = (): FabricError => (expect !== undefined ? changedSince(k.id)
+      : new FabricError('conflict', `key ${k.id} was rotated by another request meanwhile: its new secret went there; rotate again for one of your own`, { param: 'key' }));
+    const record = await this.#update(k.id, { hash: hashKey(secret), hint: keyHint(secret), updatedAt: now }, { ...expect, hash: k.hash }, lost);
     return { record, secret };
   }
 }

@@ -106,9 +106,15 @@ export class KeyRing {
     this.#unknown.clear();
   }
 
-  /** A key changed on this instance: effective here at once, whatever the poll. */
+  /**
+   * A key changed on this instance: effective here at once, whatever the poll. A key's
+   * updated_at moves on at every write (the store sees to it), so of two changes answered out of
+   * the order they were written in (PostgreSQL: each on its own connection), the older is not
+   * put over the newer: a revocation stays one.
+   */
   put(k: KeyRecord): void {
     const old = this.#byId.get(k.id);
+    if (old !== undefined && old.updatedAt > k.updatedAt) return;
     if (old !== undefined && old.hash !== k.hash) this.#byHash.delete(old.hash);
     this.#byHash.set(k.hash, k);
     this.#byId.set(k.id, k);

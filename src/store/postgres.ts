@@ -6,10 +6,10 @@
 import pg from 'pg';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './migrations.ts';
 import {
-  FOLD_CUT, FOLD_FIRST, KEY_COLUMNS, foldSpan, applyPatch, groupExpr, keyFromRow, keyValues, rollupInsert, spendSql, summarySql, usageFromRow, usageRowFromRow, usageValues,
+  FOLD_CUT, FOLD_FIRST, KEY_COLUMNS, foldSpan, applyPatch, groupExpr, keyFromRow, keyValues, meets, rollupInsert, spendSql, summarySql, usageFromRow, usageRowFromRow, usageValues,
 } from './rows.ts';
 import {
-  StoreError, type KeyPatch, type KeyRecord, type RequestLogRecord, type SpendRow, type Store, type UsageQuery, type UsageRecord, type UsageRow,
+  StoreError, type KeyCondition, type KeyPatch, type KeyRecord, type RequestLogRecord, type SpendRow, type Store, type UsageQuery, type UsageRecord, type UsageRow,
 } from './types.ts';
 
 /**
@@ -163,18 +163,20 @@ export class PostgresStore implements Store {
     return (await this.#q('list keys', 'SELECT * FROM fabric_keys ORDER BY created_at, id')).rows.map(keyFromRow);
   }
 
-  async updateKey(id: string, patch: KeyPatch, ifHash?: string): Promise<KeyRecord | undefined | null> {
+  async updateKey(id: string, patch: KeyPatch, expect?: KeyCondition): Promise<KeyRecord | undefined | null> {
     return this.#tx('update key', async (c) => {
+      // FOR UPDATE: another instance's write to the key waits for this transaction, and this one
+      // for a write under way (then reads the key as that left it), so the condition holds at the write.
       const r = await c.query('SELECT * FROM fabric_keys WHERE id = $1 FOR UPDATE', [id]);
       if (r.rows.length === 0) return undefined;
       const current = keyFromRow(r.rows[0]!);
-      if (ifHash !== undefined && current.hash !== ifHash) return null;
-      const next = applyPatch(current, patch);
-      const vals = keyValues(next);
+      if (!meets(current, expect)) return null;
+      const vals = keyValues(applyPatch(current, patch));
       const sets = KEY_COLUMNS.slice(1).map((col, i) => `${col} = $${i + 1}`).join(', ');
-      await c.query(`UPDATE fabric_keys SET ${sets} WHERE id = $${KEY_COLUMNS.length}`, [...vals.slice(1), id]);
+      // As stored (JSONB orders an object's keys its own way): what the next read gives.
+      const stored = await c.query(`UPDATE fabric_keys SET ${sets} WHERE id = $${KEY_COLUMNS.length} RETURNING *`, [...vals.slice(1), id]);
       await this.#bumpKeys(c);
-      return next;
+      return keyFromRow(stored.rows[0]!);
     });
   }
 

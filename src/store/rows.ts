@@ -1,7 +1,9 @@
 // Rows ↔ records, shared by both stores: the column lists, and the conversions that differ
 // only in how each driver returns JSON, booleans and 64-bit integers.
 
-import type { KeyPatch, KeyRecord, RateLimit, UsageGroup, UsageRecord, UsageRow, BudgetPeriod } from './types.ts';
+import { createHash } from 'node:crypto';
+import { canonicalJson } from '../core/canonical-json.ts';
+import type { KeyCondition, KeyPatch, KeyRecord, RateLimit, UsageGroup, UsageRecord, UsageRow, BudgetPeriod } from './types.ts';
 
 export const KEY_COLUMNS = [
   'id', 'hash', 'hint', 'name', 'metadata', 'roles', 'expires_at', 'budget_amount', 'budget_period', 'rpm', 'tpm', 'role_limits',
@@ -48,11 +50,36 @@ export function keyValues(k: KeyRecord): (string | number | null)[] {
   ];
 }
 
-/** A patch applied: a key present with the value undefined clears that field (expiry, budget, limits). */
+/**
+ * A patch applied: a key present with the value undefined clears that field (expiry, budget,
+ * limits). A new updatedAt is at least a millisecond past the old one: two changes in one
+ * millisecond, or from an instance whose clock is behind, still give the key a new revision.
+ */
 export function applyPatch(k: KeyRecord, patch: KeyPatch): KeyRecord {
   const out = { ...k } as unknown as Record<string, unknown>;
   for (const [name, v] of Object.entries(patch)) if (name !== 'id' && name !== 'createdAt') out[name] = v;
+  if (patch.updatedAt !== undefined) out.updatedAt = Math.max(patch.updatedAt, k.updatedAt + 1);
   return out as unknown as KeyRecord;
+}
+
+/**
+ * A key's revision: a digest of every stored field, so that any change to it, by whatever wrote
+ * it (another instance, an older gateway, an UPDATE by hand), makes another. The admin API's
+ * ETag; an update conditional on it fails rather than overwrite what its writer did not see.
+ * Metadata and role limits in canonical order: PostgreSQL's JSONB gives keys back in its own.
+ */
+export function keyRevision(k: KeyRecord): string {
+  const fields = [
+    k.id, k.hash, k.hint, k.name, canonicalJson(k.metadata), k.roles ?? null, k.expiresAt ?? null, k.budget?.amount ?? null, k.budget?.period ?? null,
+    k.rpm ?? null, k.tpm ?? null, canonicalJson(k.roleLimits), k.createdAt, k.updatedAt, k.revokedAt ?? null,
+  ];
+  return createHash('sha256').update(JSON.stringify(fields)).digest('base64url').slice(0, 22);
+}
+
+/** Whether the key as it is meets an update's condition. */
+export function meets(k: KeyRecord, expect: KeyCondition | undefined): boolean {
+  if (expect === undefined) return true;
+  return (expect.hash === undefined || k.hash === expect.hash) && (expect.revision === undefined || keyRevision(k) === expect.revision);
 }
 
 const USAGE_STRINGS = ['id', 'op', 'model', 'role', 'backend', 'upstreamModel'] as const;

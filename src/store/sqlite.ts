@@ -10,11 +10,11 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { MIGRATIONS, MIGRATIONS_TABLE } from './migrations.ts';
 import { SqliteWriter } from './sqlite-writer.ts';
 import {
-  FOLD_CUT, FOLD_FIRST, KEY_COLUMNS, foldSpan, USAGE_COLUMNS, applyPatch, groupExpr, keyFromRow, keyValues, rollupInsert, spendSql, summarySql, usageFromRow, usageRowFromRow,
+  FOLD_CUT, FOLD_FIRST, KEY_COLUMNS, foldSpan, USAGE_COLUMNS, applyPatch, groupExpr, keyFromRow, keyValues, meets, rollupInsert, spendSql, summarySql, usageFromRow, usageRowFromRow,
   usageValues,
 } from './rows.ts';
 import {
-  StoreError, type KeyPatch, type KeyRecord, type RequestLogRecord, type SpendRow, type Store, type UsageQuery, type UsageRecord, type UsageRow,
+  StoreError, type KeyCondition, type KeyPatch, type KeyRecord, type RequestLogRecord, type SpendRow, type Store, type UsageQuery, type UsageRecord, type UsageRow,
 } from './types.ts';
 
 type Param = string | number | null;
@@ -220,18 +220,20 @@ export class SqliteStore implements Store {
     return this.#run('list keys', () => this.#db.prepare('SELECT * FROM fabric_keys ORDER BY created_at, id').all().map(keyFromRow));
   }
 
-  updateKey(id: string, patch: KeyPatch, ifHash?: string): Promise<KeyRecord | undefined | null> {
+  updateKey(id: string, patch: KeyPatch, expect?: KeyCondition): Promise<KeyRecord | undefined | null> {
+    // BEGIN IMMEDIATE: the write lock is taken before the read, so no other process (a gateway,
+    // another fabric keys) writes the key between the condition checked and the update.
     return this.#run('update key', () => this.#tx(() => {
       const r = this.#db.prepare('SELECT * FROM fabric_keys WHERE id = ?').get(id);
       if (r === undefined) return undefined;
       const current = keyFromRow(r);
-      if (ifHash !== undefined && current.hash !== ifHash) return null;
-      const next = applyPatch(current, patch);
-      const vals = keyValues(next);
+      if (!meets(current, expect)) return null;
+      const vals = keyValues(applyPatch(current, patch));
       const sets = KEY_COLUMNS.slice(1).map((c) => `${c} = ?`).join(', ');
-      this.#db.prepare(`UPDATE fabric_keys SET ${sets} WHERE id = ?`).run(...vals.slice(1), id);
+      // As stored: what the caller's revision (an ETag) is made of is what the next read gives.
+      const stored = this.#db.prepare(`UPDATE fabric_keys SET ${sets} WHERE id = ? RETURNING *`).get(...vals.slice(1), id)!;
       this.#bumpKeys();
-      return next;
+      return keyFromRow(stored);
     }));
   }
 

@@ -47,6 +47,16 @@ export interface KeyRecord {
 /** What an update may change; rotation replaces hash and hint. */
 export type KeyPatch = Partial<Omit<KeyRecord, 'id' | 'createdAt'>>;
 
+/**
+ * What a conditional update requires of the key as it is when written: its hash (a rotation
+ * that lost a race must not hand out a secret), or its revision (keyRevision, rows.ts: the
+ * key as a change that merged into it read it, so that nothing written meanwhile is lost).
+ */
+export interface KeyCondition {
+  hash?: string;
+  revision?: string;
+}
+
 /** One answered (or refused) inference request. */
 export interface UsageRecord {
   /** The gateway's own request id: unique, so a retried write is counted once. */
@@ -139,10 +149,12 @@ export interface Store {
   keyByHash(hash: string): Promise<KeyRecord | undefined>;
   listKeys(): Promise<KeyRecord[]>;
   /**
-   * Returns the updated key, or undefined when there is none with that id; null, with nothing
-   * changed, when `ifHash` is given and the key's hash is no longer it (rotated meanwhile).
+   * Returns the updated key as stored, or undefined when there is none with that id; null, with
+   * nothing changed, when the key is no longer as `expect` says (checked in the same
+   * transaction as the write). An `updatedAt` in the patch is moved past the key's own, so
+   * that it never goes back and every write gives a new revision.
    */
-  updateKey(id: string, patch: KeyPatch, ifHash?: string): Promise<KeyRecord | undefined | null>;
+  updateKey(id: string, patch: KeyPatch, expect?: KeyCondition): Promise<KeyRecord | undefined | null>;
   /** A counter bumped in the same transaction as every key change: instances poll it to reload keys. */
   keysVersion(): Promise<number>;
   /** Calls `cb` soon after any instance changes a key (PostgreSQL LISTEN/NOTIFY); absent where only polling can tell. Returns the unsubscribe. */

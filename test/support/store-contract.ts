@@ -3,6 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { keyRevision } from '../../src/store/rows.ts';
 import { StoreError, type KeyRecord, type Store, type UsageRecord, type UsageRow } from '../../src/store/types.ts';
 
 export interface StoreFactory {
@@ -78,13 +79,65 @@ export function storeContract(name: string, factory: StoreFactory): void {
       assert.equal((await s.keyByHash('h-rotated'))?.id, 'key_two');
       // A rotation that lost a race (the hash it read is gone) changes nothing.
       const v2 = await s.keysVersion();
-      assert.equal(await s.updateKey('key_two', { hash: 'h-late', hint: 'x' }, k2.hash), null);
+      assert.equal(await s.updateKey('key_two', { hash: 'h-late', hint: 'x' }, { hash: k2.hash }), null);
       assert.equal((await s.keyByHash('h-rotated'))?.id, 'key_two');
       assert.equal(await s.keysVersion(), v2);
-      assert.equal((await s.updateKey('key_two', { hash: 'h-next', hint: 'y' }, 'h-rotated'))?.hash, 'h-next');
+      assert.equal((await s.updateKey('key_two', { hash: 'h-next', hint: 'y' }, { hash: 'h-rotated' }))?.hash, 'h-next');
       assert.equal(await s.updateKey('missing', { name: 'x' }), undefined);
     } finally {
       await s.close();
+    }
+  });
+
+  test(`${name}: an update conditional on the key's revision: two writers that read the same key, one writes, the other's write is refused and nothing of the first is lost`, async () => {
+    const a = await factory.fresh();
+    await a.migrate();
+    const b = await factory.another();
+    try {
+      // Keys out of order, nested: PostgreSQL's JSONB gives them back in its own order, which the revision must not see.
+      const k = key({ id: 'key_cas', metadata: { zeta: 1, owner: 'mdt', app: 'obsidian', nested: { y: [1, { b: 2, a: 1 }], x: null } }, roleLimits: { 'openai/strong': { tpm: 900, rpm: 5 } } });
+      await a.insertKey(k);
+      const read = (await a.keyById('key_cas'))!;
+      assert.equal(keyRevision(read), keyRevision(k), 'the revision of a key as written is that of the key read back');
+      assert.equal(keyRevision((await b.keyById('key_cas'))!), keyRevision(k));
+      // Both read it; a writes first (tier), then b (team) with the revision it read.
+      const seenByB = (await b.keyById('key_cas'))!;
+      const first = await a.updateKey('key_cas', { metadata: { ...read.metadata, tier: 'premium' }, updatedAt: T0 + 1 }, { revision: keyRevision(read) });
+      assert.ok(first, 'the first conditional write is made');
+      assert.notEqual(keyRevision(first), keyRevision(read), 'a write gives a new revision');
+      assert.equal(keyRevision((await b.keyById('key_cas'))!), keyRevision(first), 'the key returned is the key stored: its revision is what the next read gives');
+      const v = await b.keysVersion();
+      assert.equal(await b.updateKey('key_cas', { metadata: { ...seenByB.metadata, team: 'notes' }, updatedAt: T0 + 2 }, { revision: keyRevision(seenByB) }), null, 'the second, stale, is refused');
+      assert.deepEqual(await b.keyById('key_cas'), first, 'and changes nothing');
+      assert.equal(await b.keysVersion(), v);
+      // Read again, merged again: both fields are kept.
+      const again = (await b.keyById('key_cas'))!;
+      const second = await b.updateKey('key_cas', { metadata: { ...again.metadata, team: 'notes' }, updatedAt: T0 + 2 }, { revision: keyRevision(again) });
+      assert.deepEqual(second?.metadata, { zeta: 1, owner: 'mdt', app: 'obsidian', nested: { y: [1, { b: 2, a: 1 }], x: null }, tier: 'premium', team: 'notes' });
+      // A write made without a condition (another instance, an older gateway) is a change all the same.
+      const before = (await a.keyById('key_cas'))!;
+      await b.updateKey('key_cas', { rpm: 61 });
+      assert.equal(await a.updateKey('key_cas', { rpm: 62 }, { revision: keyRevision(before) }), null);
+      assert.equal((await a.keyById('key_cas'))?.rpm, 61);
+      // updated_at never goes back (a clock behind, or two writes in one millisecond): each write a new revision.
+      const late = await a.updateKey('key_cas', { name: 'renamed', updatedAt: T0 });
+      assert.equal(late?.updatedAt, T0 + 3);
+      const same = await a.updateKey('key_cas', { name: 'renamed', updatedAt: T0 });
+      assert.equal(same?.updatedAt, T0 + 4);
+      assert.notEqual(keyRevision(same!), keyRevision(late!));
+      assert.equal(await a.updateKey('missing', { name: 'x' }, { revision: keyRevision(same!) }), undefined, 'no key: undefined, as unconditionally');
+      // At once, both with the revision they read: exactly one is made.
+      const now = (await a.keyById('key_cas'))!;
+      const race = await Promise.all([
+        a.updateKey('key_cas', { metadata: { ...now.metadata, from: 'a' } }, { revision: keyRevision(now) }),
+        b.updateKey('key_cas', { metadata: { ...now.metadata, from: 'b' } }, { revision: keyRevision(now) }),
+      ]);
+      assert.equal(race.filter((r) => r === null).length, 1, 'one of the two is refused');
+      const won = race.find((r) => r !== null)!;
+      assert.deepEqual((await a.keyById('key_cas'))?.metadata, won.metadata);
+    } finally {
+      await a.close();
+      await b.close();
     }
   });
 

@@ -1,0 +1,24 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { KeyRing } from './keyring.ts';
+import { createLogger } from '../core/log.ts';
+import type { KeyRecord, Store } from '../store/types.ts';
+
+const key = (over: Partial<KeyRecord>): KeyRecord => ({
+  id: 'key_a', hash: 'h1', hint: 'sk-fabric-…', name: 'obsidian', metadata: {}, roles: undefined, expiresAt: undefined, budget: undefined,
+  rpm: undefined, tpm: undefined, roleLimits: {}, createdAt: 1, updatedAt: 1, revokedAt: undefined, ...over,
+});
+
+test('put: of two changes to a key answered out of the order they were written in, the older is not put over the newer', () => {
+  const ring = new KeyRing({} as Store, { syncIntervalMs: 1000, log: createLogger({ level: 'error', write: () => {} }) });
+  ring.put(key({ updatedAt: 1 }));
+  // Revoked at 3 and rotated (a new hash) at 3; an update written before both is answered last.
+  ring.put(key({ updatedAt: 3, hash: 'h2', revokedAt: 3 }));
+  ring.put(key({ updatedAt: 2, hash: 'h1', rpm: 5 }));
+  assert.equal(ring.byId('key_a')?.revokedAt, 3);
+  assert.equal(ring.byId('key_a')?.hash, 'h2');
+  assert.deepEqual(ring.all().map((k) => k.hash), ['h2']);
+  // A change at the same instant as the last (a store write that set no updated_at) is put.
+  ring.put(key({ updatedAt: 3, hash: 'h2', revokedAt: 3, rpm: 7 }));
+  assert.equal(ring.byId('key_a')?.rpm, 7);
+});
