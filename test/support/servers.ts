@@ -162,7 +162,9 @@ export function stopper(child: ChildProcess, dir: string, signal: NodeJS.Signals
       child.kill(signal);
       await exited;
     }
-    rmSync(dir, { recursive: true, force: true });
+    // A child's own children (Chromium's renderers and crash handler) may still be writing
+    // there for a moment after it exits: removal is retried on ENOTEMPTY.
+    rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
   })());
 }
 
