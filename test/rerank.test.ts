@@ -46,6 +46,8 @@ prices:
 roles:
   rerank-general: { kind: rerank, backends: [motoko-rerank], aliases: [local/rerank], fallbacks: [rerank-spare] }
   rerank-spare: { kind: rerank, backends: [spare-rerank] }
+  # A document too long for the first reranker's window goes to the spare (with the query: over 60 tokens).
+  rerank-ruled: { kind: rerank, backends: [motoko-rerank], rules: [{ if_input_tokens_over: 60, route_to: rerank-spare }] }
   chat-fast: { kind: chat, backends: [armitage-qwen] }
 `,
   });
@@ -190,4 +192,14 @@ test('tokens per minute: a rerank reserves the query once beside each document, 
   const r = await post(f.url, '/v1/rerank', ask({ query: 'pandas and bamboo '.repeat(9), documents: ['a', 'b', 'c', 'd', 'e'] }), key);
   assert.equal(r.status, 429, r.text);
   assert.match(r.json.error.message, /tokens per minute \(TPM\): limit 200/);
+});
+
+test('a token rule on a rerank role reads the query beside each document: many short documents stay, one long document goes', async () => {
+  const words = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `w${(i + from) % 97}`).join(' ');
+  const many = await post(f.url, '/v1/rerank', { model: 'rerank-ruled', query: 'pandas', documents: Array.from({ length: 5 }, (_, i) => words(12, i)) }, FRESH);
+  assert.equal(many.status, 200, many.text);
+  assert.deepEqual([many.headers.get('x-fabric-role'), many.headers.get('x-fabric-rerouted')], ['rerank-ruled', null], '60 words in all (over 60 tokens), none over 60 tokens beside the query');
+  const one = await post(f.url, '/v1/rerank', { model: 'rerank-ruled', query: 'pandas', documents: ['short', words(80)] }, FRESH);
+  assert.equal(one.status, 200, one.text);
+  assert.deepEqual([one.headers.get('x-fabric-role'), one.headers.get('x-fabric-rerouted')], ['rerank-spare', 'true']);
 });

@@ -38,6 +38,8 @@ before(async () => {
       { name: 'ollama', protocol: 'ollama', model: 'qwen2.5:7b', kind: 'chat', timing: FAST },
       { name: 'cloud', protocol: 'openai', model: 'gpt-4.1', kind: 'chat', timing: FAST },
       { name: 'vision', protocol: 'vllm', model: 'Qwen/Qwen2.5-VL-7B-Instruct-AWQ', kind: 'chat', timing: FAST },
+      seedEngine('motoko', FAST),
+      { name: 'nomic', protocol: 'vllm', model: 'nomic-ai/nomic-embed-text-v1.5', kind: 'embeddings', dimensions: 768, timing: FAST },
     ],
     yaml: (url) => `
 gateway:
@@ -49,6 +51,8 @@ backends:
   ollama-qwen: { engine: ollama, url: ${url('ollama')}, model: "qwen2.5:7b", max_retries: 0 }
   cloud-strong: { engine: openai-compatible, url: ${url('cloud')}/v1, model: gpt-4.1, cloud: true, max_retries: 0 }
   vision-qwen: { engine: vllm, url: ${url('vision')}/v1, model: Qwen/Qwen2.5-VL-7B-Instruct-AWQ, max_retries: 0 }
+  motoko-bge: { engine: vllm, url: ${url('motoko')}/v1, model: BAAI/bge-base-en-v1.5, max_retries: 0 }
+  nomic-embed: { engine: vllm, url: ${url('nomic')}/v1, model: nomic-ai/nomic-embed-text-v1.5, max_retries: 0 }
   small-window: { engine: vllm, url: ${url('vision')}/v1, model: Qwen/Qwen2.5-VL-7B-Instruct-AWQ, max_retries: 0, context_window: 64 }
 roles:
   chat:
@@ -70,6 +74,9 @@ roles:
     rules: [{ if_key_metadata: { tier: free }, route_to: chat-small-window }]
   chat-small-window: { kind: chat, backends: [small-window] }
   openai/strong: { kind: chat, backends: [cloud-strong] }
+  # BGE reads 512 tokens at most: a longer input goes to the long-context embedder.
+  embeddings-general: { kind: embeddings, backends: [motoko-bge], rules: [{ if_input_tokens_over: 100, route_to: embeddings-long }] }
+  embeddings-long: { kind: embeddings, backends: [nomic-embed] }
 `,
   });
   for (const [name, body] of Object.entries({
@@ -211,4 +218,15 @@ test('a tier holds when its keys are limited to their roles: a free key cannot n
   const open = await post(f.url, '/v1/chat/completions', chat('casperhansen/llama-3-8b-instruct-awq'), { authorization: `Bearer ${keys['trial-app']!.key}` });
   assert.equal(open.status, 200, open.text);
   assert.equal(open.headers.get('x-fabric-backend'), 'wintermute-llama');
+});
+
+test('a token rule on an embeddings role reads each input on its own: a batch of short inputs stays, one long input sends the batch to the long-context embedder', async () => {
+  const batch = await post(f.url, '/v1/embeddings', { model: 'embeddings-general', input: Array.from({ length: 20 }, (_, i) => `note ${i} about pandas`) }, { authorization: `Bearer ${MASTER}` });
+  assert.equal(batch.status, 200, batch.text);
+  assert.deepEqual([batch.headers.get('x-fabric-role'), batch.headers.get('x-fabric-backend')], ['embeddings-general', 'motoko-bge'], 'some 100 tokens in all, none near 100 alone');
+  const long = await post(f.url, '/v1/embeddings', { model: 'embeddings-general', input: ['short note', LONG] }, { authorization: `Bearer ${MASTER}` });
+  assert.equal(long.status, 200, long.text);
+  assert.deepEqual([long.headers.get('x-fabric-role'), long.headers.get('x-fabric-rerouted')], ['embeddings-long', 'true']);
+  const ids = await post(f.url, '/v1/embeddings', { model: 'embeddings-general', input: Array.from({ length: 150 }, (_, i) => i + 1) }, { authorization: `Bearer ${MASTER}` });
+  assert.equal(ids.headers.get('x-fabric-role'), 'embeddings-long', 'a token-id list counts its length');
 });

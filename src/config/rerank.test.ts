@@ -45,7 +45,7 @@ patterns:
   assert.match(lines[2]!, /patterns\[0\]\.backends\[0\]: o runs on ollama/);
 });
 
-test('a rerank role takes no rule on the input\'s tokens, nor on what a chat carries; a rerank role falls back only to rerank roles', () => {
+test('a rerank role takes a rule on its input\'s tokens but none on what a chat carries; a rerank role falls back only to rerank roles', () => {
   const { lines } = parse(`${BACKENDS}roles:
   chat: { kind: chat, backends: [o] }
   rerank-small: { kind: rerank, backends: [l] }
@@ -58,15 +58,15 @@ test('a rerank role takes no rule on the input\'s tokens, nor on what a chat car
       - { if_input_has: image, route_to: rerank-small }
 `);
   assert.ok(lines.some((l) => /fallbacks\[0\]: "chat" is a chat role but rerank-general is rerank/.test(l)), lines.join('\n'));
-  assert.ok(lines.some((l) => /rules\[0\]\.if_input_tokens_over: a reranker reads the query beside each document/.test(l)), lines.join('\n'));
+  assert.ok(!lines.some((l) => /rules\[0\]/.test(l)), lines.join('\n'));
   assert.ok(lines.some((l) => /rules\[1\]\.if_input_has: only chat requests carry images, audio or tools: this is a reranking role/.test(l)), lines.join('\n'));
 });
 
-test('a token rule on an embeddings role is warned of: embeddings input is not counted', () => {
-  const { lines } = parse(`${BACKENDS}roles:
+test('a token rule on an embeddings role is taken as written', () => {
+  const { config, lines } = parse(`${BACKENDS}roles:
   emb-small: { kind: embeddings, backends: [v] }
   emb: { kind: embeddings, backends: [i], rules: [{ if_input_tokens_over: 500, route_to: emb-small }] }
 `);
-  assert.equal(lines.length, 1, lines.join('\n'));
-  assert.match(lines[0]!, /warning.*rules\[0\]\.if_input_tokens_over: never applies: only chat and completion prompts are counted/);
+  assert.deepEqual(lines, []);
+  assert.deepEqual(config.roles.get('emb')!.rules, [{ routeTo: 'emb-small', inputTokensOver: 500 }]);
 });

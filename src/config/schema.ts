@@ -829,12 +829,7 @@ function crossCheck(r: Reporter, cfg: FabricConfig): void {
     role.rules.forEach((rule, i) => {
       if (rule.routeTo !== '') mustBeRole(role, rule.routeTo, [...p, 'rules', i, 'route_to']);
       if (rule.inputHas !== undefined && role.kind !== 'chat') r.error([...p, 'rules', i, 'if_input_has'], `only chat requests carry images, audio or tools: this is ${KIND_NAMES[role.kind]} role`);
-      if (rule.inputTokensOver !== undefined) {
-        const at = [...p, 'rules', i, 'if_input_tokens_over'];
-        if (role.kind === 'transcription') r.error(at, 'a transcription request\'s input is audio, with no text to count');
-        if (role.kind === 'rerank') r.error(at, 'a reranker reads the query beside each document on its own, so a request has no one length to count');
-        if (role.kind === 'embeddings') r.warn(at, 'never applies: only chat and completion prompts are counted, not embeddings input', true);
-      }
+      if (rule.inputTokensOver !== undefined && role.kind === 'transcription') r.error([...p, 'rules', i, 'if_input_tokens_over'], 'a transcription request\'s input is audio, with no text to count');
       const first = role.rules.findIndex((earlier, k) => k < i && ruleCovers(earlier, rule));
       if (first >= 0) r.warn([...p, 'rules', i], `never applies: rules[${first}] comes first and takes every request this one would (a role's rules are tried in the order written; put the narrower one first)`);
     });

@@ -217,7 +217,9 @@ export class Gateway {
     for (const rule of route.rules) {
       if (!keyConditionsHold(rule, caller)) continue;
       if (rule.inputHas !== undefined && !inputHasAll(body, rule.inputHas)) continue;
-      if (rule.inputTokensOver === undefined || await this.#tokens.exceeds(body, rule.inputTokensOver)) return rule;
+      if (rule.inputTokensOver === undefined) return rule;
+      const over = route.kind === 'embeddings' || route.kind === 'rerank' ? this.#tokens.anyOver(body, rule.inputTokensOver) : this.#tokens.exceeds(body, rule.inputTokensOver);
+      if (await over) return rule;
     }
     return undefined;
   }

@@ -48,3 +48,20 @@ test('the prompt counted includes an assistant turn\'s tool-call arguments, as t
   assert.equal(await t.exceeds(body, 1000), true);
   assert.ok(await t.count(body) > 2000);
 });
+
+test('anyOver: embeddings inputs and rerank pairs are each judged on their own, token-id lists by their length', async () => {
+  const t = new TokenCounter();
+  const words = (n: number) => Array.from({ length: n }, (_, i) => `word${i}`).join(' ');
+  const short = Array.from({ length: 30 }, () => words(10));
+  assert.equal(await t.anyOver({ input: short }, 50), false, 'the batch is long, no input is');
+  assert.equal(await t.anyOver({ input: [...short, words(60)] }, 50), true);
+  assert.equal(await t.anyOver({ input: words(60) }, 50), true);
+  assert.equal(await t.anyOver({ input: Array.from({ length: 51 }, (_, i) => i) }, 50), true, 'one token-id list of 51');
+  assert.equal(await t.anyOver({ input: [Array.from({ length: 50 }, (_, i) => i), [1, 2]] }, 50), false);
+  assert.equal(await t.anyOver({ input: [[1], Array.from({ length: 51 }, (_, i) => i)] }, 50), true);
+  // About two tokens a word ("word" and its number).
+  assert.equal(await t.anyOver({ query: words(10), documents: Array.from({ length: 20 }, () => words(5)) }, 50), false);
+  assert.equal(await t.anyOver({ query: words(10), documents: [words(5), words(20)] }, 50), true, 'the query beside its longest document');
+  // 60 bytes of one character are far fewer than 50 tokens: counted, not judged by bytes.
+  assert.equal(await t.anyOver({ input: 'a'.repeat(60) }, 50), false);
+});

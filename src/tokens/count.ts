@@ -113,6 +113,31 @@ export class TokenCounter {
     return (await this.#count(texts, Math.max(0, limit - overhead))) === undefined;
   }
 
+  /**
+   * Embeddings and reranking: whether any one text the model reads at once is over `limit`
+   * tokens. Each input is embedded on its own (a token-id list counts its length), and a reranker
+   * reads the query beside each document in turn: a batch's sum says nothing of the window.
+   */
+  async anyOver(body: Record<string, unknown>, limit: number): Promise<boolean> {
+    const long: string[] = [];
+    const text = (t: string): void => { if (Buffer.byteLength(t, 'utf8') > limit) long.push(t); };
+    const input = body.input;
+    if (typeof input === 'string') text(input);
+    else if (Array.isArray(input)) {
+      if (input.length > limit && typeof input[0] === 'number') return true;
+      for (const x of input) {
+        if (typeof x === 'string') text(x);
+        else if (Array.isArray(x) && x.length > limit) return true;
+      }
+    }
+    const query = body.query;
+    if (typeof query === 'string' && Array.isArray(body.documents)) {
+      for (const d of body.documents) if (typeof d === 'string') text(`${query}\n${d}`);
+    }
+    for (const t of long) if ((await this.#count([t], limit)) === undefined) return true;
+    return false;
+  }
+
   async count(body: Record<string, unknown>): Promise<number> {
     const overhead = Array.isArray(body.messages) ? body.messages.length * PER_MESSAGE_OVERHEAD : 0;
     return (await this.#count(TokenCounter.texts(body), Infinity))! + overhead;
