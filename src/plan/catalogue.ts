@@ -102,6 +102,10 @@ export const CATALOGUE: readonly CatalogueEntry[] = [
     name: 'Phi-3 mini 4k', match: /phi-3-mini(-4k)?/, kind: 'decoder', layers: 32, hiddenSize: 3072, intermediateSize: 8192, attentionHeads: 32, kvHeads: 32,
     headDim: 96, vocabSize: 32_064, tiedEmbeddings: false, maxPositions: 4096, dtype: 'bfloat16',
   },
+  // Rerankers (cross-encoders on XLM-RoBERTa): a classification head where BERT has its pooler, the same size.
+  bert('BGE reranker v2 m3', /bge-reranker-v2-m3/, { layers: 24, hiddenSize: 1024, intermediateSize: 4096, attentionHeads: 16, vocabSize: 250_002, maxPositions: 8192, typeVocabSize: 1 }),
+  bert('BGE reranker base', /bge-reranker-base/, { layers: 12, hiddenSize: 768, intermediateSize: 3072, attentionHeads: 12, vocabSize: 250_002, typeVocabSize: 1 }),
+  bert('BGE reranker large', /bge-reranker-large/, { layers: 24, hiddenSize: 1024, intermediateSize: 4096, attentionHeads: 16, vocabSize: 250_002, typeVocabSize: 1 }),
   bert('BGE small en v1.5', /bge-small/, { layers: 12, hiddenSize: 384, intermediateSize: 1536, attentionHeads: 12 }),
   bert('BGE base en v1.5', /bge-base/, { layers: 12, hiddenSize: 768, intermediateSize: 3072, attentionHeads: 12 }),
   bert('BGE large en v1.5', /bge-large/, { layers: 24, hiddenSize: 1024, intermediateSize: 4096, attentionHeads: 16 }),

@@ -42,6 +42,8 @@ test('parameter counts match the published model sizes', () => {
   within(paramCounts(arch('google/gemma-2-9b-it')).total, 9.24e9, 0.01, 'Gemma 2 9B');
   within(paramCounts(arch('BAAI/bge-base-en-v1.5')).total, 109.5e6, 0.01, 'BGE base');
   within(paramCounts(arch('BAAI/bge-large-en-v1.5')).total, 335e6, 0.01, 'BGE large');
+  within(paramCounts(arch('BAAI/bge-reranker-base')).total, 278e6, 0.01, 'BGE reranker base');
+  within(paramCounts(arch('BAAI/bge-reranker-v2-m3')).total, 568e6, 0.01, 'BGE reranker v2 m3');
   within(paramCounts(arch('Qwen/Qwen2.5-0.5B-Instruct')).total, 0.494e9, 0.01, 'Qwen2.5-0.5B');
 });
 
@@ -113,6 +115,9 @@ test('the catalogue knows the seeds\' models and their neighbours, by repo id or
     ['gemma2:9b', 'Gemma 2 9B'],
     ['BAAI/bge-base-en-v1.5', 'BGE base en v1.5'],
     ['BAAI/bge-large-en-v1.5', 'BGE large en v1.5'],
+    ['BAAI/bge-reranker-v2-m3', 'BGE reranker v2 m3'],
+    ['BAAI/bge-reranker-base', 'BGE reranker base'],
+    ['BAAI/bge-m3', 'BGE-M3'],
   ];
   for (const [id, name] of cases) assert.equal(lookupModel(id)?.name, name, id);
   assert.equal(lookupModel('acme/totally-new-model'), undefined);

@@ -261,3 +261,16 @@ test('the table spells out each figure; the JSON carries bytes', () => {
   assert.equal(json.gpus[0]!.engines[0]!.shareBytes, Math.round(0.3 * 8 * GiB));
   assert.equal(json.assumptions.blockSize, 16);
 });
+
+test('a reranker beside embeddings on one card: sized as the encoder it is (no KV cache), nothing flagged but shares', () => {
+  const plan = planFabric(load(fabric(NODE_8G, [
+    vllm('emb', 'box', 8200, 'BAAI/bge-base-en-v1.5', { serve: '{ gpu_memory_utilization: 0.3 }' }),
+    vllm('rr', 'box', 8400, 'BAAI/bge-reranker-v2-m3', { serve: '{ gpu_memory_utilization: 0.3 }' }),
+  ], '  e:\n    kind: embeddings\n    backends: [emb]\n  r:\n    kind: rerank\n    backends: [rr]\n')));
+  const rr = engine(plan, 'rr');
+  assert.equal(rr.arch?.kind, 'encoder');
+  assert.equal(rr.kvBytesPerToken, 0);
+  // vLLM's dtype auto serves a float32 checkpoint in float16.
+  assert.ok(rr.weightsBytes > 1.0 * GiB && rr.weightsBytes < 1.1 * GiB, `568M parameters in float16: ${rr.weightsBytes / GiB} GiB`);
+  assert.equal(plan.errors, 0, formatPlan(plan, 'rerank'));
+});
