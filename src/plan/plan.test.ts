@@ -262,7 +262,7 @@ test('the table spells out each figure; the JSON carries bytes', () => {
   assert.equal(json.assumptions.blockSize, 16);
 });
 
-test('a reranker beside embeddings on one card: sized as the encoder it is (no KV cache), nothing flagged but shares', () => {
+test('a reranker beside embeddings on one card: sized as the encoder it is (no KV cache, its weights in float16), no errors', () => {
   const plan = planFabric(load(fabric(NODE_8G, [
     vllm('emb', 'box', 8200, 'BAAI/bge-base-en-v1.5', { serve: '{ gpu_memory_utilization: 0.3 }' }),
     vllm('rr', 'box', 8400, 'BAAI/bge-reranker-v2-m3', { serve: '{ gpu_memory_utilization: 0.3 }' }),
