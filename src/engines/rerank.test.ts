@@ -76,11 +76,16 @@ test('not a ranking: malformed results, an index out of range or given twice, a 
   assert.notEqual(normalizeRerank({ results: [{ index: 0, relevance_score: 1 }, { index: 1, relevance_score: 1 }] }, { ...body, top_n: 2 }, ctx), undefined);
 });
 
-test('the upstream body: the physical model, top_n only when it cuts, no stream fields; the client body untouched', () => {
-  const body = { model: 'rerank-general', query: 'q', documents: ['a', 'b'], top_n: 0, stream: false, return_documents: true };
-  assert.deepEqual(rerankUpstreamBody(body, 'BAAI/bge-reranker-base'), { model: 'BAAI/bge-reranker-base', query: 'q', documents: ['a', 'b'], return_documents: true });
+test('the upstream body: the physical model, top_n only when it cuts, no stream fields nor return_documents; the client body untouched', () => {
+  const body = { model: 'rerank-general', query: 'q', documents: ['a', 'b'], top_n: 0, stream: false, return_documents: true, truncate_prompt_tokens: 100 };
+  assert.deepEqual(rerankUpstreamBody(body, 'BAAI/bge-reranker-base'), { model: 'BAAI/bge-reranker-base', query: 'q', documents: ['a', 'b'], truncate_prompt_tokens: 100 });
   assert.equal(body.model, 'rerank-general');
+  assert.equal(body.return_documents, true);
   assert.equal(rerankUpstreamBody({ ...body, top_n: 1 }, 'm').top_n, 1);
+  // As many as the documents or more cuts nothing: not sent (llama.cpp reads it as a C int, 2^32 + 1 as 1).
+  for (const n of [2, 3, 2 ** 32 + 1, 1e20]) assert.equal('top_n' in rerankUpstreamBody({ ...body, top_n: n }, 'm'), false, String(n));
+  // Nor a null return_documents, which Infinity refuses (422).
+  assert.equal('return_documents' in rerankUpstreamBody({ ...body, return_documents: null }, 'm'), false);
   const prepared = engineFor({ engine: 'llamacpp', contextWindow: undefined, keepAliveSeconds: undefined, serve: undefined }).prepare('rerank', body, { model: 'bge', wantStreamUsage: false, clientWantsUsage: false });
   assert.equal(prepared.path, '/rerank');
   assert.equal(JSON.parse(prepared.body).model, 'bge');

@@ -21,12 +21,16 @@ function isObj(v: unknown): v is JsonObject {
 
 /**
  * The body a reranker is sent: top_n only when it cuts (0 means all to vLLM but none to
- * llama.cpp, so 0 or null is left out; the gateway cuts the answer itself). The client's body is
- * kept as it came, for a fallback's attempt.
+ * llama.cpp, so 0 or null is left out; one past the documents too, which llama.cpp reads as a
+ * C int: 2^32 + 1 is 1 there), never return_documents (the gateway adds the documents itself;
+ * Infinity refuses a null one with a 422). The gateway cuts the answer itself. The client's body
+ * is kept as it came, for a fallback's attempt.
  */
 export function rerankUpstreamBody(body: JsonObject, model: string): JsonObject {
   const out: JsonObject = { ...body, model };
-  if (typeof out.top_n !== 'number' || out.top_n <= 0) delete out.top_n;
+  const n = out.top_n;
+  if (typeof n !== 'number' || n <= 0 || n >= (body.documents as readonly unknown[]).length) delete out.top_n;
+  delete out.return_documents;
   delete out.stream;
   delete out.stream_options;
   return out;
