@@ -52,13 +52,19 @@ backends:
   spare-rerank: { engine: llamacpp, url: ${url('spare')}/v1, model: ${LLAMA_MODEL}, max_retries: 0 }
   armitage-qwen: { engine: vllm, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ }
   small-batch-rerank: { engine: llamacpp, url: ${smallUrl}, model: ${LLAMA_MODEL}, max_retries: 0 }
+  metered-rerank: { engine: llamacpp, url: ${url('spare')}/v1, model: ${LLAMA_MODEL}, max_retries: 0 }
 prices:
   motoko-rerank: { input: 1000 }
+  metered-rerank: { input: 1000 }
+budgets:
+  # Spent before the first request; its fallback is a chat role, for the chat backends it may cover.
+  tiny: { amount: 0.000001, period: month, backends: [metered-rerank], fallback: chat-fast }
 roles:
   rerank-general: { kind: rerank, backends: [motoko-rerank], aliases: [local/rerank], fallbacks: [rerank-spare] }
   rerank-spare: { kind: rerank, backends: [spare-rerank] }
   chat-fast: { kind: chat, backends: [armitage-qwen] }
   rerank-small-batch: { kind: rerank, backends: [small-batch-rerank], context_window_fallback: rerank-spare }
+  rerank-metered: { kind: rerank, backends: [metered-rerank] }
 `,
   });
 });
@@ -210,4 +216,11 @@ test('a pair past llama-server\'s physical batch (its 500) is too long for it, n
   assert.equal(r.status, 200, r.text);
   assert.deepEqual([r.headers.get('x-fabric-backend'), r.headers.get('x-fabric-rerouted')], ['spare-rerank', 'true']);
   assert.equal(f.gw.app.gateway.backends.get('small-batch-rerank')!.consecutiveFailures, 0, 'not blamed');
+});
+
+test('a spent budget whose fallback is a chat role does not send a rerank there: the quota error, nothing sent', async () => {
+  const before = sent('armitage') + sent('spare');
+  const r = await post(f.url, '/v1/rerank', ask({ model: 'rerank-metered' }), FRESH);
+  assert.equal(r.json?.error?.code, 'insufficient_quota', r.text);
+  assert.equal(sent('armitage') + sent('spare'), before);
 });
