@@ -224,3 +224,13 @@ test('a spent budget whose fallback is a chat role does not send a rerank there:
   assert.equal(r.json?.error?.code, 'insufficient_quota', r.text);
   assert.equal(sent('armitage') + sent('spare'), before);
 });
+
+test('stream: true on a rerank is answered whole, and logged as not streamed', async () => {
+  const from = f.logs.length;
+  const r = await post(f.url, '/v1/rerank', ask({ stream: true }), FRESH);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.results.length, DOCS.length);
+  assert.equal(lastBody('motoko').stream, undefined, 'not sent on');
+  const line = await waitForLog(f, from, (l) => l.msg === 'request' && l.id === r.headers.get('x-request-id'));
+  assert.equal(line.stream, undefined);
+});

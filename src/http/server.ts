@@ -520,7 +520,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         x.end(text);
       };
     }
-    answered(inf, ctx, served, started, now, firstByteAt, rec, body.stream === true, cached, answer);
+    answered(inf, ctx, served, started, now, firstByteAt, rec, stream, cached, answer);
   }
 
   /** An answer made: its metrics, its log line and span, then the answer itself once its usage record is spooled. */
