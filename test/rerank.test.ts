@@ -225,6 +225,11 @@ test('a spent budget whose fallback is a chat role does not send a rerank there:
   assert.equal(sent('armitage') + sent('spare'), before);
 });
 
+test('the gateway\'s root lists /v1/rerank among its endpoints', async () => {
+  const root = await fetch(f.url + '/').then((r) => r.json()) as { endpoints: string[] };
+  assert.ok(root.endpoints.includes('/v1/rerank'), JSON.stringify(root.endpoints));
+});
+
 test('stream: true on a rerank is answered whole, and logged as not streamed', async () => {
   const from = f.logs.length;
   const r = await post(f.url, '/v1/rerank', ask({ stream: true }), FRESH);
