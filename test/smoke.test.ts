@@ -27,6 +27,7 @@ before(async () => {
     { name: 'small', protocol: 'llamacpp', model: 'minilm', kind: 'embeddings', dimensions: 384, timing: FAST },
     { name: 'cloud', protocol: 'openai', model: 'gpt-4.1-mini', kind: 'chat', timing: FAST },
     { name: 'whisper', protocol: 'vllm', model: 'openai/whisper-large-v3', kind: 'transcription', timing: FAST },
+    { name: 'rerank', protocol: 'llamacpp', model: 'bge-reranker-v2-m3', kind: 'rerank', timing: FAST },
   ]);
   const url = (n: string): string => fleet.get(n).url;
   const { config } = parseFabricText(`
@@ -45,6 +46,7 @@ backends:
   small: { engine: llamacpp, url: ${url('small')}/v1, model: minilm }
   cloud: { engine: openai-compatible, url: ${url('cloud')}/v1, model: gpt-4.1-mini, cloud: true }
   whisper: { engine: vllm, url: ${url('whisper')}/v1, model: openai/whisper-large-v3, max_retries: 0 }
+  rerank: { engine: llamacpp, url: ${url('rerank')}/v1, model: bge-reranker-v2-m3, max_retries: 0 }
 roles:
   chat-fast: { kind: chat, backends: [fast], aliases: [local/chat], fallbacks: [chat-deep] }
   chat-deep: { kind: chat, backends: [deep], aliases: [local/reasoner], fallbacks: [openai/strong] }
@@ -52,6 +54,7 @@ roles:
   emb-384: { kind: embeddings, backends: [small], dimensions: 768 }
   openai/strong: { kind: chat, backends: [cloud] }
   audio-transcribe: { kind: transcription, backends: [whisper], aliases: [whisper-1] }
+  rerank-general: { kind: rerank, backends: [rerank], aliases: [local/rerank] }
 `, 'smoke.yaml');
   gw = await startGateway(config, new Secrets({ FABRIC_MASTER_KEY: KEY }), { host: '127.0.0.1', port: 0, log: silentLogger, dataDir: tempDir('fabric-smoke-') });
 });
@@ -88,6 +91,12 @@ test('every role and alias, end to end: a clear report of the one that fails, th
   const upload = fleet.get('whisper').requests().at(-1)!;
   assert.equal(upload.path, '/v1/audio/transcriptions');
   assert.equal((upload.body as { files: { file: { size: number } } }).files.file.size, 32_044);
+  // A rerank role: two documents, a score for each.
+  assert.match(r.stdout, row('rerank-general', 'rerank', 'PASS'));
+  assert.match(r.stdout, row('local/rerank → rerank-general', 'rerank', 'PASS'));
+  const ranked = fleet.get('rerank').requests().at(-1)!;
+  assert.equal(ranked.path, '/v1/rerank');
+  assert.deepEqual((ranked.body as { documents: string[] }).documents.length, 2);
   assert.match(r.stdout, /^openai\/strong\s+chat\s+SKIP\s+-\s+-\s+openai\/strong is served by a cloud API \(--include-cloud to check it\)/m);
   assert.match(r.stdout, /chat-fast\s+chat\s+PASS\s+\d+ ms\s+chat-fast \/ fast/);
   assert.match(r.stdout, /FAILED emb-384 embeddings: the embedding has 384 dimensions, the role promises 768/);
