@@ -4,6 +4,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
 import { startFabric, post, eventually, waitForLog, type Fabric } from './helpers.ts';
 
 const MASTER = 'fabric-master-key-for-rerank-tests';
@@ -13,6 +14,9 @@ const LLAMA_MODEL = 'bge-reranker-v2-m3-Q8_0';
 const auth = { authorization: `Bearer ${MASTER}` };
 
 let f: Fabric;
+/** A llama-server started with the default --ubatch-size (512): a longer pair is its 500. */
+let small: Server;
+const UBATCH_REFUSAL = JSON.stringify({ error: { code: 500, message: 'input (807 tokens) is too large to process. increase the physical batch size (current batch size: 512)', type: 'server_error' } });
 const sent = (engine: string): number => f.fleet.get(engine).stats().requests;
 const lastBody = (engine: string): any => f.fleet.get(engine).requests().at(-1)!.body;
 const admin = (path: string, body?: unknown, method = 'POST') => body === undefined
@@ -23,6 +27,12 @@ const DOCS = ['The sky is blue today.', 'Giant pandas eat bamboo in the mountain
 const ask = (extra: Record<string, unknown> = {}) => ({ model: 'rerank-general', query: 'what do giant pandas eat', documents: DOCS, ...extra });
 
 before(async () => {
+  small = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(500, { 'content-type': 'application/json' }).end(UBATCH_REFUSAL));
+  });
+  await new Promise<void>((resolve) => small.listen(0, '127.0.0.1', resolve));
+  const smallUrl = `http://127.0.0.1:${(small.address() as { port: number }).port}/v1`;
   f = await startFabric({
     env: { FABRIC_MASTER_KEY: MASTER },
     apiKey: MASTER,
@@ -41,20 +51,29 @@ backends:
   motoko-rerank: { engine: vllm, url: ${url('motoko')}/v1, model: ${VLLM_MODEL}, max_retries: 0 }
   spare-rerank: { engine: llamacpp, url: ${url('spare')}/v1, model: ${LLAMA_MODEL}, max_retries: 0 }
   armitage-qwen: { engine: vllm, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ }
+  small-batch-rerank: { engine: llamacpp, url: ${smallUrl}, model: ${LLAMA_MODEL}, max_retries: 0 }
+  metered-rerank: { engine: llamacpp, url: ${url('spare')}/v1, model: ${LLAMA_MODEL}, max_retries: 0 }
 prices:
   motoko-rerank: { input: 1000 }
+  metered-rerank: { input: 1000 }
+budgets:
+  # Spent before the first request; its fallback is a chat role, for the chat backends it may cover.
+  tiny: { amount: 0.000001, period: month, backends: [metered-rerank], fallback: chat-fast }
 roles:
   rerank-general: { kind: rerank, backends: [motoko-rerank], aliases: [local/rerank], fallbacks: [rerank-spare] }
   rerank-spare: { kind: rerank, backends: [spare-rerank] }
   # A document too long for the first reranker's window goes to the spare (with the query: over 60 tokens).
   rerank-ruled: { kind: rerank, backends: [motoko-rerank], rules: [{ if_input_tokens_over: 60, route_to: rerank-spare }] }
   chat-fast: { kind: chat, backends: [armitage-qwen] }
+  rerank-small-batch: { kind: rerank, backends: [small-batch-rerank], context_window_fallback: rerank-spare }
+  rerank-metered: { kind: rerank, backends: [metered-rerank] }
 `,
   });
 });
 
 after(async () => {
   await f.close();
+  small.close();
 });
 
 /** No cache: each of these must reach a backend. */
@@ -202,4 +221,33 @@ test('a token rule on a rerank role reads the query beside each document: many s
   const one = await post(f.url, '/v1/rerank', { model: 'rerank-ruled', query: 'pandas', documents: ['short', words(80)] }, FRESH);
   assert.equal(one.status, 200, one.text);
   assert.deepEqual([one.headers.get('x-fabric-role'), one.headers.get('x-fabric-rerouted')], ['rerank-spare', 'true']);
+});
+
+test('a pair past llama-server\'s physical batch (its 500) is too long for it, not a failure of it: the role\'s context_window_fallback serves', async () => {
+  const r = await post(f.url, '/v1/rerank', ask({ model: 'rerank-small-batch' }), FRESH);
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual([r.headers.get('x-fabric-backend'), r.headers.get('x-fabric-rerouted')], ['spare-rerank', 'true']);
+  assert.equal(f.gw.app.gateway.backends.get('small-batch-rerank')!.consecutiveFailures, 0, 'not blamed');
+});
+
+test('a spent budget whose fallback is a chat role does not send a rerank there: the quota error, nothing sent', async () => {
+  const before = sent('armitage') + sent('spare');
+  const r = await post(f.url, '/v1/rerank', ask({ model: 'rerank-metered' }), FRESH);
+  assert.equal(r.json?.error?.code, 'insufficient_quota', r.text);
+  assert.equal(sent('armitage') + sent('spare'), before);
+});
+
+test('the gateway\'s root lists /v1/rerank among its endpoints', async () => {
+  const root = await fetch(f.url + '/').then((r) => r.json()) as { endpoints: string[] };
+  assert.ok(root.endpoints.includes('/v1/rerank'), JSON.stringify(root.endpoints));
+});
+
+test('stream: true on a rerank is answered whole, and logged as not streamed', async () => {
+  const from = f.logs.length;
+  const r = await post(f.url, '/v1/rerank', ask({ stream: true }), FRESH);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.results.length, DOCS.length);
+  assert.equal(lastBody('motoko').stream, undefined, 'not sent on');
+  const line = await waitForLog(f, from, (l) => l.msg === 'request' && l.id === r.headers.get('x-request-id'));
+  assert.equal(line.stream, undefined);
 });

@@ -94,7 +94,9 @@ test('every role and alias, end to end: a clear report of the one that fails, th
   // A rerank role: two documents, a score for each.
   assert.match(r.stdout, row('rerank-general', 'rerank', 'PASS'));
   assert.match(r.stdout, row('local/rerank → rerank-general', 'rerank', 'PASS'));
-  assert.equal(fleet.get('rerank').requests().at(-1)!.path, '/v1/rerank');
+  const ranked = fleet.get('rerank').requests().at(-1)!;
+  assert.equal(ranked.path, '/v1/rerank');
+  assert.deepEqual((ranked.body as { documents: string[] }).documents.length, 2);
   assert.match(r.stdout, /^openai\/strong\s+chat\s+SKIP\s+-\s+-\s+openai\/strong is served by a cloud API \(--include-cloud to check it\)/m);
   assert.match(r.stdout, /chat-fast\s+chat\s+PASS\s+\d+ ms\s+chat-fast \/ fast/);
   assert.match(r.stdout, /FAILED emb-384 embeddings: the embedding has 384 dimensions, the role promises 768/);

@@ -20,6 +20,7 @@ backends:
   i: { engine: openai-compatible, url: http://127.0.0.1:7997, model: mixedbread-ai/mxbai-rerank-base-v1 }
   o: { engine: ollama, url: http://127.0.0.1:11434, model: qwen2.5 }
   c: { engine: openai, url: https://api.openai.com/v1, model: gpt-4o-mini, api_key: { env: OPENAI_API_KEY } }
+  s: { engine: lmstudio, url: http://127.0.0.1:1234/v1, model: bge-reranker }
 `;
 
 test('vllm, llamacpp and openai-compatible backends serve a rerank role; the limit on documents is read', () => {
@@ -33,16 +34,17 @@ gateway: { limits: { max_documents: 200 } }
   assert.equal(config.gateway.limits.maxDocuments, 200);
 });
 
-test('Ollama and OpenAI have no rerank endpoint: refused with the line, on roles and on patterns', () => {
+test('Ollama, LM Studio and OpenAI have no rerank endpoint: refused with the line, on roles and on patterns', () => {
   const { lines } = parse(`${BACKENDS}roles:
-  rerank-general: { kind: rerank, backends: [v, o, c] }
+  rerank-general: { kind: rerank, backends: [v, o, c, s] }
 patterns:
   - { match: "BAAI/*", kind: rerank, backends: [o] }
 `);
-  assert.equal(lines.length, 3, lines.join('\n'));
-  assert.match(lines[0]!, /fabric\.yaml:9:\d+: error: roles\.rerank-general\.backends\[1\]: o runs on ollama, which does not serve \/v1\/rerank/);
+  assert.equal(lines.length, 4, lines.join('\n'));
+  assert.match(lines[0]!, /fabric\.yaml:10:\d+: error: roles\.rerank-general\.backends\[1\]: o runs on ollama, which does not serve \/v1\/rerank/);
   assert.match(lines[1]!, /roles\.rerank-general\.backends\[2\]: c runs on openai/);
-  assert.match(lines[2]!, /patterns\[0\]\.backends\[0\]: o runs on ollama/);
+  assert.match(lines[2]!, /roles\.rerank-general\.backends\[3\]: s runs on lmstudio/);
+  assert.match(lines[3]!, /patterns\[0\]\.backends\[0\]: o runs on ollama/);
 });
 
 test('a rerank role takes a rule on its input\'s tokens but none on what a chat carries; a rerank role falls back only to rerank roles', () => {
@@ -60,6 +62,11 @@ test('a rerank role takes a rule on its input\'s tokens but none on what a chat 
   assert.ok(lines.some((l) => /fallbacks\[0\]: "chat" is a chat role but rerank-general is rerank/.test(l)), lines.join('\n'));
   assert.ok(!lines.some((l) => /rules\[0\]/.test(l)), lines.join('\n'));
   assert.ok(lines.some((l) => /rules\[1\]\.if_input_has: only chat requests carry images, audio or tools: this is a reranking role/.test(l)), lines.join('\n'));
+});
+
+test('a role without a kind is refused naming every kind, rerank among them', () => {
+  const { lines } = parse(`${BACKENDS}roles:\n  r: { backends: [v] }\n`);
+  assert.ok(lines.some((l) => /roles\.r\.kind: is required: one of chat, embeddings, transcription, rerank/.test(l)), lines.join('\n'));
 });
 
 test('a token rule on an embeddings role is taken as written', () => {

@@ -741,7 +741,7 @@ function roles(r: Reporter, v: unknown, backendMap: Map<string, BackendConfig>):
         r.error([...p, 'backends', i], `names a backend that is not defined: "${b}"${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`);
       }
     });
-    const kind = role.kind === undefined ? (r.error([...p, 'kind'], 'is required: chat or embeddings'), 'chat' as const)
+    const kind = role.kind === undefined ? (r.error([...p, 'kind'], `is required: one of ${ROLE_KINDS.join(', ')}`), 'chat' as const)
       : oneOf(r, [...p, 'kind'], role.kind, ROLE_KINDS, 'chat');
     if (role.affinity !== undefined && typeof role.affinity !== 'boolean') r.error([...p, 'affinity'], `must be true or false, got ${describe(role.affinity)}`);
     const roleCacheCfg = roleCache(r, [...p, 'cache'], role.cache);

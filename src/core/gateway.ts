@@ -317,8 +317,9 @@ export class Gateway {
               backend.releaseTrial();
               failures.push({ backend: backend.name, role: step.name, failure: 'unavailable', message: v.skip, ...(v.budget === undefined ? {} : { budget: v.budget }) });
               if (v.budget !== undefined && !(served.budgets ??= []).includes(v.budget)) served.budgets.push(v.budget);
+              // A budget covers backends of any kind; its fallback takes over only requests of its own.
               const fb = v.fallback === undefined ? undefined : this.table.resolve(v.fallback)?.route;
-              if (fb !== undefined && !chain.includes(fb)) chain = [...chain, fb, ...fb.fallbacks.filter((f) => !chain.includes(f))];
+              if (fb !== undefined && fb.kind === first.kind && !chain.includes(fb)) chain = [...chain, fb, ...fb.fallbacks.filter((f) => !chain.includes(f))];
               break;
             }
           }

@@ -14,6 +14,10 @@ test('engine error bodies are read in each engine\'s own shape; context-length e
       { message: 'model "qwen2.5:7b" not found, try pulling it first', contextLength: false }],
     ['plain text', 502, 'Bad Gateway', { message: 'Bad Gateway', contextLength: false }],
     ['empty', 500, '', { message: 'HTTP 500', contextLength: false }],
+    ['llama.cpp, a pooling input past its physical batch (a 500)', 500, '{"error":{"code":500,"message":"input (807 tokens) is too large to process. increase the physical batch size (current batch size: 512)","type":"server_error"}}',
+      { message: 'input (807 tokens) is too large to process. increase the physical batch size (current batch size: 512) (start llama-server with --ubatch-size as large as its context size)', contextLength: true }],
+    ['llama.cpp before it named the sizes', 500, '{"error":{"code":500,"message":"input is too large to process. increase the physical batch size","type":"server_error"}}',
+      { message: 'input is too large to process. increase the physical batch size (start llama-server with --ubatch-size as large as its context size)', contextLength: true }],
     ['context words on a 5xx are not a context error', 500, '{"error":"maximum context length reached in the scheduler"}',
       { message: 'maximum context length reached in the scheduler', contextLength: false }],
   ];

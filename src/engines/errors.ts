@@ -24,6 +24,12 @@ const SERVER_SETUP: readonly [RegExp, string, string][] = [
 const PARAM = /^[A-Za-z_][\w.[\]-]{0,99}$/;
 
 const CONTEXT_PATTERNS = /context[_ ]length|maximum context|context window|exceed_context_size|exceeds the available context|too many tokens|prompt is too long|input length .* exceeds/i;
+/**
+ * llama-server's refusal of an embedding input or a rerank pair longer than its physical batch
+ * (--ubatch-size, 512 unless set: a reranker's query and document pass it often), a 500. Too
+ * long for that server, as past its context: not a failure of the server.
+ */
+const PHYSICAL_BATCH = /too large to process\. increase the physical batch size/;
 
 export function parseEngineError(status: number, text: string): UpstreamErrorInfo {
   let message = text.trim().slice(0, 2000);
@@ -56,6 +62,9 @@ export function parseEngineError(status: number, text: string): UpstreamErrorInf
     // not JSON: keep the text
   }
   if (message === '') message = `HTTP ${status}`;
+  if (status === 500 && PHYSICAL_BATCH.test(message)) {
+    return { message: `${message} (start llama-server with --ubatch-size as large as its context size)`, type, code, param, contextLength: true };
+  }
   const contextLength = (status === 400 || status === 413 || status === 422)
     && (code === 'context_length_exceeded' || type === 'exceed_context_size_error' || CONTEXT_PATTERNS.test(message));
   param ??= FIELD_PATTERNS.find(([re]) => re.test(message))?.[1];

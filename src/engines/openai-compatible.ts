@@ -162,10 +162,11 @@ export class OpenAICompatibleEngine implements EngineAdapter {
   }
 
   normalize(op: Operation, json: unknown, body: JsonObject, ctx: NormalizeContext): JsonObject | undefined {
+    // SGLang's rerank answer is a bare array.
+    if (op === 'rerank') return normalizeRerank(json, body, ctx);
     if (!isObj(json)) return undefined;
     if (op === 'chat') return normalizeChat(json, ctx);
     if (op === 'completions') return normalizeText(json, ctx);
-    if (op === 'rerank') return normalizeRerank(json, body, ctx);
     return normalizeEmbeddings(json, ctx);
   }
 

@@ -34,6 +34,27 @@ test("llama.cpp's answer (no id, no documents) gets an id from the request and t
   assert.equal(bare.object, undefined);
 });
 
+test("SGLang's answer, a bare array of {index, score, document, meta_info}: a ranking, its tokens the pairs' sum", () => {
+  const sglang = [
+    { score: 0.9, document: docs[2], index: 2, meta_info: { id: 'a', prompt_tokens: 7 } },
+    { score: 0.7, document: docs[0], index: 0, meta_info: { id: 'b', prompt_tokens: 6 } },
+    { score: 0.01, document: docs[1], index: 1, meta_info: { id: 'c', prompt_tokens: 8 } },
+  ];
+  const adapter = engineFor({ engine: 'sglang', contextWindow: undefined, keepAliveSeconds: undefined, serve: undefined });
+  const out = adapter.normalize('rerank', structuredClone(sglang), { query: 'pandas', documents: docs, top_n: 2 }, ctx)!;
+  assert.deepEqual(out, {
+    id: 'rerank-req1', model: 'rerank-general', usage: { prompt_tokens: 21, total_tokens: 21 },
+    results: [{ index: 2, relevance_score: 0.9, document: { text: docs[2] } }, { index: 0, relevance_score: 0.7, document: { text: docs[0] } }],
+  });
+  // A pair without its count: none for the request (the gateway estimates it).
+  const partial = structuredClone(sglang) as { meta_info?: unknown }[];
+  delete partial[1]!.meta_info;
+  assert.equal(adapter.normalize('rerank', partial, { query: 'pandas', documents: docs }, ctx)!.usage, undefined);
+  // Still refused when short or not a ranking.
+  assert.equal(adapter.normalize('rerank', sglang.slice(0, 2), { query: 'pandas', documents: docs }, ctx), undefined);
+  assert.equal(adapter.normalize('rerank', [1, 2, 3], { query: 'pandas', documents: docs }, ctx), undefined);
+});
+
 test('usage: total_tokens alone (older vLLM) is the prompt; none at all is left for the gateway to estimate', () => {
   const results = [{ index: 0, relevance_score: 1 }];
   assert.deepEqual(normalizeRerank({ results, usage: { total_tokens: 9 } }, { query: 'q', documents: ['a'] }, ctx)!.usage, { prompt_tokens: 9, total_tokens: 9 });
@@ -55,11 +76,16 @@ test('not a ranking: malformed results, an index out of range or given twice, a 
   assert.notEqual(normalizeRerank({ results: [{ index: 0, relevance_score: 1 }, { index: 1, relevance_score: 1 }] }, { ...body, top_n: 2 }, ctx), undefined);
 });
 
-test('the upstream body: the physical model, top_n only when it cuts, no stream fields; the client body untouched', () => {
-  const body = { model: 'rerank-general', query: 'q', documents: ['a', 'b'], top_n: 0, stream: false, return_documents: true };
-  assert.deepEqual(rerankUpstreamBody(body, 'BAAI/bge-reranker-base'), { model: 'BAAI/bge-reranker-base', query: 'q', documents: ['a', 'b'], return_documents: true });
+test('the upstream body: the physical model, top_n only when it cuts, no stream fields nor return_documents; the client body untouched', () => {
+  const body = { model: 'rerank-general', query: 'q', documents: ['a', 'b'], top_n: 0, stream: false, return_documents: true, truncate_prompt_tokens: 100 };
+  assert.deepEqual(rerankUpstreamBody(body, 'BAAI/bge-reranker-base'), { model: 'BAAI/bge-reranker-base', query: 'q', documents: ['a', 'b'], truncate_prompt_tokens: 100 });
   assert.equal(body.model, 'rerank-general');
+  assert.equal(body.return_documents, true);
   assert.equal(rerankUpstreamBody({ ...body, top_n: 1 }, 'm').top_n, 1);
+  // As many as the documents or more cuts nothing: not sent (llama.cpp reads it as a C int, 2^32 + 1 as 1).
+  for (const n of [2, 3, 2 ** 32 + 1, 1e20]) assert.equal('top_n' in rerankUpstreamBody({ ...body, top_n: n }, 'm'), false, String(n));
+  // Nor a null return_documents, which Infinity refuses (422).
+  assert.equal('return_documents' in rerankUpstreamBody({ ...body, return_documents: null }, 'm'), false);
   const prepared = engineFor({ engine: 'llamacpp', contextWindow: undefined, keepAliveSeconds: undefined, serve: undefined }).prepare('rerank', body, { model: 'bge', wantStreamUsage: false, clientWantsUsage: false });
   assert.equal(prepared.path, '/rerank');
   assert.equal(JSON.parse(prepared.body).model, 'bge');

@@ -520,7 +520,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         x.end(text);
       };
     }
-    answered(inf, ctx, served, started, now, firstByteAt, rec, body.stream === true, cached, answer);
+    answered(inf, ctx, served, started, now, firstByteAt, rec, stream, cached, answer);
   }
 
   /** An answer made: its metrics, its log line and span, then the answer itself once its usage record is spooled. */
@@ -698,7 +698,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         }
         return sendJson(x, 200, body);
       }
-      return sendJson(x, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses', '/v1/audio/transcriptions', '/v1/audio/translations', '/v1/models', '/health', '/metrics', '/dashboard'] }));
+      return sendJson(x, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/rerank', '/v1/responses', '/v1/audio/transcriptions', '/v1/audio/translations', '/v1/models', '/health', '/metrics', '/dashboard'] }));
     } catch (e) {
       let fe = toFabricError(e);
       // A stream the client left after its first tokens: by the role and backend that served it.

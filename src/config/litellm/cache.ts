@@ -20,7 +20,7 @@ const ELSEWHERE = ['s3', 'gcs', 'azure-blob', 'disk'];
 const READ = ['type', 'mode', 'ttl', 'default_in_memory_ttl', 'default_in_redis_ttl', 'supported_call_types', 'namespace'];
 const CONNECTION = ['url', 'host', 'port', 'password'];
 /** The calls the proxy makes for what the gateway serves; supported_call_types is matched against these names. */
-const CALLS = { chat: 'acompletion', completions: 'atext_completion', embeddings: 'aembedding' } as const;
+const CALLS = { chat: 'acompletion', completions: 'atext_completion', embeddings: 'aembedding', rerank: 'arerank' } as const;
 
 interface Source {
   /** cache_params, or {} (router_settings.cache_responses takes none), and where it is. */
@@ -115,7 +115,7 @@ function mapCache(t: Translation, rs: Obj, doc: NativeDoc, src: Source): void {
       if (role.kind !== kind) continue;
       role.cache = false;
       t.from(['roles', name, 'cache'], at('supported_call_types'));
-      t.note(['roles', name, 'cache'], `supported_call_types leaves out ${kind === 'chat' ? `${CALLS.chat} and ${CALLS.completions}` : CALLS.embeddings} (the proxy's calls for ${kind}): not cached`);
+      t.note(['roles', name, 'cache'], `supported_call_types leaves out ${kind === 'chat' ? `${CALLS.chat} and ${CALLS.completions}` : kind === 'rerank' ? CALLS.rerank : CALLS.embeddings} (the proxy's calls for ${kind}): not cached`);
     }
     const patterns = (doc.patterns ?? []).filter((p) => p.kind === kind).map((p) => p.match);
     if (patterns.length > 0) t.r.warn(at('supported_call_types'), `not supported for wildcard model_names (${patterns.join(', ')}): a pattern route cannot turn the cache off, so their ${kind} answers are kept`);
@@ -135,9 +135,9 @@ function offKinds(t: Translation, v: unknown, path: KeyPath): RoleKind[] | undef
     return [];
   }
   const has = (c: string): boolean => v.includes(c);
-  const [chat, completions, embeddings] = [has(CALLS.chat), has(CALLS.completions), has(CALLS.embeddings)];
-  if (!chat && !completions && !embeddings) {
-    t.r.warn(path, `lists none of ${CALLS.chat}, ${CALLS.completions}, ${CALLS.embeddings} (the proxy's calls for chat, completions and embeddings; the SDK's sync names do not cover them): ` +
+  const [chat, completions, embeddings, rerank] = [has(CALLS.chat), has(CALLS.completions), has(CALLS.embeddings), has(CALLS.rerank)];
+  if (!chat && !completions && !embeddings && !rerank) {
+    t.r.warn(path, `lists none of ${CALLS.chat}, ${CALLS.completions}, ${CALLS.embeddings}, ${CALLS.rerank} (the proxy's calls for chat, completions, embeddings and reranking; the SDK's sync names do not cover them): ` +
       'LiteLLM caches none of what the gateway serves, so the response cache is left off');
     return undefined;
   }
@@ -147,6 +147,7 @@ function offKinds(t: Translation, v: unknown, path: KeyPath): RoleKind[] | undef
   const off: RoleKind[] = [];
   if (!chat && !completions) off.push('chat');
   if (!embeddings) off.push('embeddings');
+  if (!rerank) off.push('rerank');
   return off;
 }
 

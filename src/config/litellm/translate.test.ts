@@ -717,8 +717,20 @@ litellm_settings:
   for (const list of ['[atranscription]', '[completion, embedding]']) {
     const none = parse(cache(`type: local, supported_call_types: ${list}`));
     assert.equal(none.config.gateway.cache, undefined, list);
-    assert.match(none.warnings.get('litellm_settings.cache_params.supported_call_types')!, /^lists none of acompletion, atext_completion, aembedding .*the SDK's sync names do not cover them\): LiteLLM caches none of what the gateway serves, so the response cache is left off$/);
+    assert.match(none.warnings.get('litellm_settings.cache_params.supported_call_types')!, /^lists none of acompletion, atext_completion, aembedding, arerank .*the SDK's sync names do not cover them\): LiteLLM caches none of what the gateway serves, so the response cache is left off$/);
   }
+  // Reranking is LiteLLM's arerank: a list without it caches no rerank role; one with it alone keeps the cache for them.
+  const withRerank = `${models}  - model_name: r
+    litellm_params: { model: hosted_vllm/BAAI/bge-reranker-v2-m3, api_base: "http://r:1/v1" }
+    model_info: { mode: rerank }
+`;
+  const rerankCache = (params: string) => `${withRerank}litellm_settings:\n  cache: true\n  cache_params: { ${params} }\n`;
+  const noRerank = parse(rerankCache('type: local, supported_call_types: [acompletion, atext_completion, aembedding]'));
+  assert.deepEqual(['a', 'e', 'r'].map((n) => noRerank.config.roles.get(n)!.cache), [undefined, undefined, false]);
+  assert.match(roundTrip(rerankCache('type: local, supported_call_types: [acompletion, atext_completion, aembedding]')).yaml, /# supported_call_types leaves out arerank \(the proxy's calls for rerank\): not cached\n {4}cache: false\n/);
+  const onlyRerank = parse(rerankCache('type: local, supported_call_types: [arerank]'));
+  assert.deepEqual(onlyRerank.config.gateway.cache, cached(600, 'memory'));
+  assert.deepEqual(['a', 'e', 'r'].map((n) => onlyRerank.config.roles.get(n)!.cache), [false, false, undefined]);
 });
 
 test('router_settings.cache_responses: LiteLLM\'s Router cache, in router_settings\' Redis or in memory; caching_groups is reported', () => {
