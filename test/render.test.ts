@@ -418,6 +418,19 @@ test('a rerank role goes to LiteLLM as a rerank deployment and reads back as one
   assert.equal(loadFabricConfig(join(dir, 'config.yaml'), { OPENAI_API_KEY: 'sk-test-not-real' }).config.roles.get('rerank-general')!.kind, 'rerank');
 });
 
+test('a reranker on llama-server goes to LiteLLM as hosted_vllm/ (LiteLLM has no openai/ rerank; llama-server takes vLLM\'s request), and reads back as a rerank role', () => {
+  const seeds = readFileSync(join(EXAMPLES, 'seeds.fabric.yaml'), 'utf8')
+    .replace('\nroles:\n', '\n  motoko-rerank: { engine: llamacpp, node: motoko, url: "http://motoko.pangolin-vega.ts.net:8401/v1", model: bge-reranker-v2-m3-q8_0 }\n\nroles:\n')
+    .replace("\n# The seeds' rule", "\n  rerank-general: { kind: rerank, backends: [motoko-rerank] }\n\n# The seeds' rule");
+  const text = render('seeds.fabric.yaml', seeds).find((f) => f.path === 'litellm/config.yaml')!.content;
+  const entry = parse(text).model_list.find((m: { model_name: string }) => m.model_name === 'rerank-general');
+  assert.deepEqual([entry.litellm_params.model, entry.litellm_params.api_base, entry.model_info.mode], ['hosted_vllm/bge-reranker-v2-m3-q8_0', 'http://motoko.pangolin-vega.ts.net:8401/v1', 'rerank']);
+  const dir = tempDir('fabric-litellm-rerank-cpp-');
+  writeFileSync(join(dir, 'config.yaml'), text);
+  const back = loadFabricConfig(join(dir, 'config.yaml'), { OPENAI_API_KEY: 'sk-test-not-real' }).config;
+  assert.equal(back.roles.get('rerank-general')!.kind, 'rerank');
+});
+
 test('the LiteLLM config keeps secrets as os.environ/ references and reads back as the same fabric', () => {
   const files = render('seeds.fabric.yaml');
   const text = files.find((f) => f.path === 'litellm/config.yaml')!.content;

@@ -17,7 +17,11 @@ const STRATEGY: Record<Strategy, string> = {
   'least-loaded': 'least-busy',
 };
 
-function provider(b: BackendConfig, embeddings: boolean): string {
+function provider(b: BackendConfig, kind: RoleKind): string {
+  // LiteLLM reranks only through providers of its own list, openai/ not among them; hosted_vllm/
+  // posts vLLM's request to {api_base}/rerank, which llama-server, SGLang and Infinity take too.
+  if (kind === 'rerank') return 'hosted_vllm';
+  const embeddings = kind === 'embeddings';
   switch (b.engine) {
     case 'vllm': return 'hosted_vllm';
     case 'ollama': return embeddings ? 'ollama' : 'ollama_chat';
@@ -28,7 +32,7 @@ function provider(b: BackendConfig, embeddings: boolean): string {
 
 function deployment(b: BackendConfig, modelName: string, kind: RoleKind, weighted: boolean, maxInputTokens?: number): Obj {
   const embeddings = kind === 'embeddings';
-  const p = provider(b, embeddings);
+  const p = provider(b, kind);
   const params: Obj = { model: `${p}/${b.model}` };
   if (!(b.engine === 'openai' && b.url === 'https://api.openai.com/v1')) params.api_base = b.url;
   if (b.apiKey !== undefined) params.api_key = `os.environ/${b.apiKey.env}`;
@@ -117,7 +121,7 @@ export function litellmConfig(ctx: RenderContext): string {
       if (b === undefined) continue;
       rendered.add(b);
       const entry = deployment(b, pt.match, pt.kind, false);
-      (entry.litellm_params as Obj).model = `${provider(b, pt.kind === 'embeddings')}/${pt.match}`;
+      (entry.litellm_params as Obj).model = `${provider(b, pt.kind)}/${pt.match}`;
       modelList.push(entry);
     }
   }
@@ -167,7 +171,7 @@ export function litellmConfig(ctx: RenderContext): string {
   const providerBudgets: Obj = {};
   const PERIOD: Record<string, string | undefined> = { day: '1d', week: '7d', month: '1mo', total: undefined };
   const openaiHosted = [...cfg.backends.values()].filter((b) => b.engine === 'openai').map((b) => b.name).sort();
-  const openaiCompatible = [...rendered].filter((b) => b.engine !== 'openai' && provider(b, false) === 'openai').map((b) => b.name).sort();
+  const openaiCompatible = [...rendered].filter((b) => b.engine !== 'openai' && provider(b, 'chat') === 'openai').map((b) => b.name).sort();
   for (const budget of cfg.budgets) {
     const period = PERIOD[budget.period];
     const covers = [...budget.backends].sort();
