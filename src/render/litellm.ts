@@ -195,7 +195,7 @@ export function litellmConfig(ctx: RenderContext): string {
     litellmSettings = { cache: true, cache_params: { type: cache.store === 'redis' ? 'redis' : 'local', ttl: Math.round(cache.ttlMs / 1000) } };
     if (cache.store === 'redis') notes.push(`Cache: LiteLLM reads its Redis from REDIS_URL (or REDIS_HOST, REDIS_PORT, REDIS_PASSWORD) in its environment: give it gateway.redis's server (${cfg.gateway.redis?.url.env ?? 'REDIS_URL'}).`);
     const differs: string[] = [];
-    if (cache.when === 'deterministic') differs.push('LiteLLM keeps sampled answers too (the fabric only embeddings and requests at temperature 0 or with a seed), so a "regenerate" gets the kept answer');
+    if (cache.when === 'deterministic') differs.push('LiteLLM keeps sampled answers too (the fabric only embeddings, rerankings and requests at temperature 0 or with a seed), so a "regenerate" gets the kept answer');
     if (cache.scope === 'key') differs.push('LiteLLM shares answers across keys (the fabric keeps each key\'s apart)');
     const own = [...cfg.roles.values()].filter((r) => r.cache !== undefined).map((r) => r.name);
     if (own.length > 0) differs.push(`roles with a cache policy of their own (${own.join(', ')}) take LiteLLM's one`);
