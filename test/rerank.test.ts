@@ -150,7 +150,7 @@ test('bad requests: a 400 naming the field before anything is sent; the wrong ki
   assert.equal(sent('motoko') + sent('spare'), before, 'nothing reached a backend');
 });
 
-test('an answer that is not a ranking is the backend\'s failure: the fallback serves; with none left, a 502', async () => {
+test('an answer that is not JSON is the backend\'s failure: the fallback serves; with none left, a 502 (JSON that is no ranking: src/engines/rerank.test.ts)', async () => {
   await f.fleet.get('motoko').setFault({ kind: 'garbage' });
   try {
     const r = await post(f.url, '/v1/rerank', ask(), FRESH);

@@ -32,6 +32,10 @@ test('levels: the runbook\'s thresholds', () => {
   const wsEmb = evaluate({ backends: [{ ...b('bge', 'down', ['embeddings']), power: 'workstation' }, b('armitage', 'up')] });
   assert.equal(wsEmb.level, 'warning');
   assert.match(wsEmb.reasons[0]!, /^workstation embeddings backend bge .* is down/);
+  // A reranker too: retrieval goes on without it, but its results are no longer ranked.
+  const rr = fleet(b('motoko-rerank', 'down', ['rerank']), b('armitage', 'up'));
+  assert.equal(rr.level, 'warning');
+  assert.match(rr.reasons[0]!, /^always-on rerank backend motoko-rerank .* is down/);
   const none = fleet(b('motoko', 'down', ['embeddings']), b('armitage', 'offline (expected)'), b('cloud', 'unconfigured'));
   assert.equal(none.level, 'critical');
   assert.match(none.reasons[0]!, /no backend can serve/);

@@ -2,8 +2,8 @@
 // the gateway itself (continuously, with a webhook on each change of level):
 //   gateway down                                       critical
 //   no backend can serve anything                      critical
-//   two or more backends down, or an always-on
-//     embeddings backend down                          warning
+//   two or more backends down, or an embeddings or
+//     rerank backend down (retrieval stops)            warning
 //   a backend slow (p95 above its `slow` threshold)    warning
 //   one backend down, a workstation off (expected),
 //     a backend without its API key, draining          info
@@ -66,7 +66,9 @@ export function evaluate(report: { backends: readonly Backend[]; draining?: bool
   for (const b of down) {
     // Backends on workstations that are off show as "offline (expected)", not "down": these are
     // always-on, or on a workstation that is on but whose engine answers with errors.
-    if (b.kinds.includes('embeddings')) reasons.push({ level: 'warning', text: `${b.power === 'workstation' ? 'workstation' : 'always-on'} embeddings backend ${why(b)} is down` });
+    // A retrieval pipeline (notes search) has no answer without its embeddings, nor a useful one without its reranker.
+    const retrieval = b.kinds.includes('embeddings') ? 'embeddings' : b.kinds.includes('rerank') ? 'rerank' : undefined;
+    if (retrieval !== undefined) reasons.push({ level: 'warning', text: `${b.power === 'workstation' ? 'workstation' : 'always-on'} ${retrieval} backend ${why(b)} is down` });
     else if (down.length === 1) reasons.push({ level: 'info', text: `backend ${why(b)} is down` });
   }
   for (const b of bs) {

@@ -125,7 +125,7 @@ export function alertRules(ctx: RenderContext): string {
     'The gateway judges the fleet critical (every backend down or unusable). fabric health lists each backend and its last error.');
   add('AIFabricWarning', `max by (instance) (fabric_health_level{${job}}) == 2`, '5m', 'warning',
     'AI Fabric is degraded',
-    'The gateway judges the fleet at warning: two or more backends down, an embeddings backend down (not a workstation switched off), a slow backend, or a config reload refused. fabric health (or GET /health) gives the reasons.');
+    'The gateway judges the fleet at warning: two or more backends down, an embeddings or rerank backend down (not a workstation switched off), a slow backend, or a config reload refused. fabric health (or GET /health) gives the reasons.');
   add('AIFabricBackendDown', `max by (instance, backend, node) (fabric_backend_status{${job},status="down"}) == 1`, '5m', 'info',
     'Backend {{ $labels.backend }} is down',
     'The gateway has taken {{ $labels.backend }} (node {{ $labels.node }}) out of rotation; its roles use their other backends and fallbacks. A workstation that is switched off is "offline (expected)", not down.');
