@@ -171,7 +171,7 @@ export function litellmConfig(ctx: RenderContext): string {
   const providerBudgets: Obj = {};
   const PERIOD: Record<string, string | undefined> = { day: '1d', week: '7d', month: '1mo', total: undefined };
   const openaiHosted = [...cfg.backends.values()].filter((b) => b.engine === 'openai').map((b) => b.name).sort();
-  const openaiCompatible = [...rendered].filter((b) => b.engine !== 'openai' && provider(b, 'chat') === 'openai').map((b) => b.name).sort();
+  const openaiCompatible = [...rendered].filter((b) => b.engine !== 'openai' && provider(b, kindOf.get(b.name) ?? 'chat') === 'openai').map((b) => b.name).sort();
   for (const budget of cfg.budgets) {
     const period = PERIOD[budget.period];
     const covers = [...budget.backends].sort();
