@@ -4,7 +4,6 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
 import { startFabric, post, eventually, waitForLog, type Fabric } from './helpers.ts';
 
 const MASTER = 'fabric-master-key-for-rerank-tests';
@@ -14,9 +13,6 @@ const LLAMA_MODEL = 'bge-reranker-v2-m3-Q8_0';
 const auth = { authorization: `Bearer ${MASTER}` };
 
 let f: Fabric;
-/** A llama-server started with the default --ubatch-size (512): a longer pair is its 500. */
-let small: Server;
-const UBATCH_REFUSAL = JSON.stringify({ error: { code: 500, message: 'input (807 tokens) is too large to process. increase the physical batch size (current batch size: 512)', type: 'server_error' } });
 const sent = (engine: string): number => f.fleet.get(engine).stats().requests;
 const lastBody = (engine: string): any => f.fleet.get(engine).requests().at(-1)!.body;
 const admin = (path: string, body?: unknown, method = 'POST') => body === undefined
@@ -27,18 +23,14 @@ const DOCS = ['The sky is blue today.', 'Giant pandas eat bamboo in the mountain
 const ask = (extra: Record<string, unknown> = {}) => ({ model: 'rerank-general', query: 'what do giant pandas eat', documents: DOCS, ...extra });
 
 before(async () => {
-  small = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => res.writeHead(500, { 'content-type': 'application/json' }).end(UBATCH_REFUSAL));
-  });
-  await new Promise<void>((resolve) => small.listen(0, '127.0.0.1', resolve));
-  const smallUrl = `http://127.0.0.1:${(small.address() as { port: number }).port}/v1`;
   f = await startFabric({
     env: { FABRIC_MASTER_KEY: MASTER },
     apiKey: MASTER,
     engines: [
       { name: 'motoko', protocol: 'vllm', model: VLLM_MODEL, kind: 'rerank', timing: FAST },
       { name: 'spare', protocol: 'llamacpp', model: LLAMA_MODEL, kind: 'rerank', timing: FAST },
+      // A llama-server with a physical batch (--ubatch-size) of 12 tokens: a longer pair is its 500.
+      { name: 'small', protocol: 'llamacpp', model: LLAMA_MODEL, kind: 'rerank', timing: FAST, physicalBatch: 12 },
       { name: 'armitage', protocol: 'vllm', model: 'Qwen/Qwen2.5-7B-Instruct-AWQ', kind: 'chat', timing: FAST },
     ],
     yaml: (url) => `
@@ -51,7 +43,7 @@ backends:
   motoko-rerank: { engine: vllm, url: ${url('motoko')}/v1, model: ${VLLM_MODEL}, max_retries: 0 }
   spare-rerank: { engine: llamacpp, url: ${url('spare')}/v1, model: ${LLAMA_MODEL}, max_retries: 0 }
   armitage-qwen: { engine: vllm, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ }
-  small-batch-rerank: { engine: llamacpp, url: ${smallUrl}, model: ${LLAMA_MODEL}, max_retries: 0 }
+  small-batch-rerank: { engine: llamacpp, url: ${url('small')}/v1, model: ${LLAMA_MODEL}, max_retries: 0 }
   metered-rerank: { engine: llamacpp, url: ${url('spare')}/v1, model: ${LLAMA_MODEL}, max_retries: 0 }
 prices:
   motoko-rerank: { input: 1000 }
@@ -73,7 +65,6 @@ roles:
 
 after(async () => {
   await f.close();
-  small.close();
 });
 
 /** No cache: each of these must reach a backend. */
@@ -224,8 +215,13 @@ test('a token rule on a rerank role reads the query beside each document: many s
 });
 
 test('a pair past llama-server\'s physical batch (its 500) is too long for it, not a failure of it: the role\'s context_window_fallback serves', async () => {
+  const before = sent('small');
   const r = await post(f.url, '/v1/rerank', ask({ model: 'rerank-small-batch' }), FRESH);
   assert.equal(r.status, 200, r.text);
+  assert.equal(sent('small') - before, 1, 'it was asked, and refused');
+  // A short pair it takes.
+  const short = await post(f.url, '/v1/rerank', { model: 'rerank-small-batch', query: 'pandas', documents: ['bamboo', 'sky'] }, FRESH);
+  assert.equal(short.headers.get('x-fabric-backend'), 'small-batch-rerank');
   assert.deepEqual([r.headers.get('x-fabric-backend'), r.headers.get('x-fabric-rerouted')], ['spare-rerank', 'true']);
   assert.equal(f.gw.app.gateway.backends.get('small-batch-rerank')!.consecutiveFailures, 0, 'not blamed');
 });

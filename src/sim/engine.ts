@@ -163,6 +163,7 @@ export class SimEngineImpl implements SimEngine {
       autoToolChoice: spec.autoToolChoice === true,
       jinja: spec.jinja !== false,
       metrics: spec.metrics !== false,
+      physicalBatch: spec.physicalBatch ?? 512,
       startedAt: Date.now(),
       load: this.#load,
     };

@@ -43,6 +43,8 @@ export interface EngineView {
   readonly jinja: boolean;
   /** llama-server's --metrics, without which /metrics is a 501 */
   readonly metrics: boolean;
+  /** llama-server's --ubatch-size: the longest embeddings input or rerank pair it evaluates */
+  readonly physicalBatch: number;
   /** epoch ms */
   readonly startedAt: number;
   readonly load: Readonly<EngineLoad>;

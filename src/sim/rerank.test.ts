@@ -127,3 +127,27 @@ describe('a rerank takes its time and its slot', () => {
     assert.ok(performance.now() - t0 >= 5 * 20 - 4, 'five times the 20 ms it takes');
   });
 });
+
+test('llama-server\'s physical batch (--ubatch-size): a rerank pair or an embeddings input past it is a 500 naming both sizes, though the context holds it', async () => {
+  const fleet = await startFleet([
+    { name: 'r', protocol: 'llamacpp', model: ENGINES.llamacpp.model, kind: 'rerank', physicalBatch: 12, timing: FAST },
+    { name: 'e', protocol: 'llamacpp', model: 'bge-m3-q8_0', kind: 'embeddings', physicalBatch: 5, timing: FAST },
+  ]);
+  const ask = async (engine: string, path: string, body: unknown) => {
+    const res = await post(fleet.get(engine).url + path, body);
+    return { status: res.status, json: await res.json() as any };
+  };
+  try {
+    // 3 + 6 + 4 = 13 tokens for the first pair: one past the batch.
+    const r = await ask('r', '/v1/rerank', { query: QUERY, documents: DOCS });
+    assert.equal(r.status, 500);
+    assert.deepEqual(r.json, { error: { code: 500, message: 'input (13 tokens) is too large to process. increase the physical batch size (current batch size: 12)', type: 'server_error' } });
+    assert.equal((await ask('r', '/v1/rerank', { query: QUERY, documents: DOCS.slice(1) })).status, 200, '11 tokens at most');
+    const e = await ask('e', '/v1/embeddings', { input: ['short', 'one two three four five six'] });
+    assert.equal(e.status, 500);
+    assert.match(e.json.error.message, /^input \(\d+ tokens\) is too large to process\. increase the physical batch size \(current batch size: 5\)$/);
+    assert.equal((await ask('e', '/v1/embeddings', { input: ['short', 'one two'] })).status, 200);
+  } finally {
+    await fleet.close();
+  }
+});

@@ -67,6 +67,12 @@ export interface SimEngineSpec {
    * its load. On by default, as `fabric render` starts it; off is llama-server's own default.
    */
   metrics?: boolean;
+  /**
+   * llama.cpp: --ubatch-size, the physical batch (default 512, llama-server's). An embeddings input
+   * or a rerank pair is evaluated in one batch, so a longer one is refused with a 500 even within
+   * the context window.
+   */
+  physicalBatch?: number;
 }
 
 export type SimFault =

@@ -128,6 +128,15 @@ function thrown(message: string): SimError {
 }
 
 /**
+ * An embeddings input or a rerank pair is evaluated whole, in one physical batch
+ * (server-context.cpp, a task that cannot be split): past --ubatch-size, a 500, though it fits
+ * the context.
+ */
+function pastPhysicalBatch(view: EngineView, tokens: number): SimError | undefined {
+  return tokens > view.physicalBatch ? thrown(`input (${tokens} tokens) is too large to process. increase the physical batch size (current batch size: ${view.physicalBatch})`) : undefined;
+}
+
+/**
  * server-common.cpp oaicompat_chat_params_parse, on tools and output formats: the request in the
  * simulator's terms, or what it throws (std::invalid_argument a 400, anything else a 500).
  * tool_choice is read as a string defaulting to "auto", so a named function (an object) is auto;
@@ -373,6 +382,8 @@ function embeddingsRoute(view: EngineView, native: boolean): InferenceRoute {
       }
       const longest = largestInput(r.inputs);
       if (longest > view.contextWindow) return { kind: 'context-length', promptTokens: longest };
+      const batch = pastPhysicalBatch(view, longest);
+      if (batch !== undefined) return batch;
       // A reranker's pooled output is its score, not a vector: the n_embd floats send_embedding
       // reads past it normalise to NaN, which the JSON writer prints as null (seen on a reranking
       // llama-server: a 200 of nulls). OpenAI's base64 cannot carry them: reading null as a float throws.
@@ -436,6 +447,8 @@ function rerankRoute(view: EngineView): InferenceRoute {
       });
       const longest = largestPair(plan);
       if (longest > view.contextWindow) return { kind: 'context-length', promptTokens: longest };
+      const batch = pastPhysicalBatch(view, longest);
+      if (batch !== undefined) return batch;
       // elements.resize(std::min(top_n, n)): a negative size is a huge one, and the vector throws.
       if (topN < 0) return thrown('vector::_M_default_append');
       const ranks = byRelevance(plan.ranks!);
