@@ -139,7 +139,7 @@ export async function startGateway(config: FabricConfig, secrets: Secrets, opts:
     const store = await openStore(config, secrets, dataDir, log, true);
     const redisUrl = config.gateway.redis === undefined ? undefined : secrets.get(config.gateway.redis.url.env);
     try {
-      accounting = await Accounting.start({ store, config, log, dataDir, redisUrl, events: {
+      accounting = await Accounting.start({ store, config, log, dataDir, redisUrl, checkRedisPolicy: opts.alerts !== false, events: {
         rateLimited: (k, l) => app.metrics?.rateLimited.inc([k, l]),
         keyBudgetRefused: (k) => app.metrics?.keyBudgetRefused.inc([k]),
         cost: (role, backend, usd) => app.metrics?.cost.inc([role, backend], usd),

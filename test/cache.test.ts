@@ -7,6 +7,7 @@ import { test, before, after, afterEach, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { createClient } from 'redis';
 import { parseFabricText } from '../src/config/load.ts';
 import { Secrets } from '../src/config/env-file.ts';
 import { startFabric, post, chat, waitForLog, eventually, lastBody, openaiSchemaValidator, seedEngine, type Fabric } from './helpers.ts';
@@ -534,7 +535,7 @@ describe('the cache in Redis, shared by two gateways', { skip: typeof redis === 
 gateway:
   master_key: env:FABRIC_MASTER_KEY
   redis: { url: env:REDIS_URL, prefix: fabric-cache-test }
-  cache: { ttl: 10m }
+  cache: { ttl: 10m, max_size: 16KiB, max_entry: 4KiB }
 backends:
   armitage-qwen: { engine: vllm, url: ${url('armitage')}/v1, model: Qwen/Qwen2.5-7B-Instruct-AWQ }
 roles:
@@ -553,6 +554,29 @@ roles:
     await a?.close();
     await b?.close();
     await stopRedis();
+  });
+
+  test('max_size bounds what the two gateways keep in Redis, together: the oldest answers go', async () => {
+    const raw = createClient({ url: server.url });
+    await raw.connect();
+    try {
+      const bodies = Array.from({ length: 30 }, (_, i) => chat('chat-fast', fresh(`bounded ${i}`), { temperature: 0 }));
+      for (const [i, body] of bodies.entries()) {
+        assert.equal((await post(i % 2 === 0 ? a.url : b.url, '/v1/chat/completions', body, auth)).headers.get('x-fabric-cache'), 'miss');
+      }
+      // The SETs are sent as the answers go: once each gateway's last one is found by the other, all its SETs have run (one connection each, in order).
+      const found = (url: string, body: (typeof bodies)[number]) => eventually(async () => (await post(url, '/v1/chat/completions', body, auth)).headers.get('x-fabric-cache'), (c) => c === 'hit');
+      assert.equal(await found(a.url, bodies[29]!), 'hit', 'b\'s last answer kept');
+      assert.equal(await found(b.url, bodies[28]!), 'hit', 'a\'s last answer kept');
+      const total = Number(await raw.hGet('fabric-cache-test:cache-sizes', 'bytes'));
+      const kept = (await raw.keys('fabric-cache-test:cache:*')).length;
+      assert.ok(total > 0 && total <= 16 * 1024, `${total} bytes counted, of 16 KiB`);
+      assert.ok(kept >= 2 && kept < 30, `${kept} answers kept`);
+      assert.equal(await raw.zCard('fabric-cache-test:cache-index'), kept);
+      assert.equal((await post(b.url, '/v1/chat/completions', bodies[0]!, auth)).headers.get('x-fabric-cache'), 'miss', 'the first answer went');
+    } finally {
+      await raw.close();
+    }
   });
 
   test('an answer one gateway kept is a hit on the other, which never asks its backend; Redis gone is a miss, not an error', async () => {

@@ -48,6 +48,8 @@ export interface AccountingOptions {
   /** The data directory: the spool lives in it. */
   dataDir: string;
   redisUrl?: string;
+  /** Warn of a Redis eviction policy that may evict limits and budgets (default true; one worker of several does). */
+  checkRedisPolicy?: boolean;
   events?: AccountingEvents;
 }
 
@@ -119,7 +121,7 @@ export class Accounting {
     else if (b !== undefined) o.log.info(`store: the database as it was before the migration is in ${b.file} (an older version of the gateway can be given it back)`);
     const a = new Accounting(o);
     if (o.redisUrl !== undefined) {
-      const redis = await openRedis(o.redisUrl, { prefix: o.config.gateway.redis?.prefix ?? 'fabric', log: o.log });
+      const redis = await openRedis(o.redisUrl, { prefix: o.config.gateway.redis?.prefix ?? 'fabric', log: o.log, checkPolicy: o.checkRedisPolicy });
       a.#redis = redis;
       const fallback = (e: Error): void => o.log.debug('redis: call failed; using per-process state for it', { error: e.message });
       a.limiter = new RedisBuckets(redis, fallback);

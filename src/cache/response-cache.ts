@@ -143,7 +143,10 @@ export class ResponseCache {
 
   #store(cfg: CacheConfig): CacheStore {
     if (cfg.store === 'redis') {
-      if (this.#redis !== undefined) return this.#redis;
+      if (this.#redis !== undefined) {
+        this.#redis.maxBytes = cfg.maxSizeBytes;
+        return this.#redis;
+      }
       // A reload that set gateway.redis: Redis is connected at the next start; memory until then.
       if (!this.#warnedNoRedis) {
         this.#warnedNoRedis = true;

@@ -270,6 +270,7 @@ ${MINIMAL}  chat-deep: { kind: chat, backends: [a], cache: { ttl: forever } }
   assert.match(joined, /error: roles\.chat-deep\.cache\.ttl: /);
   const noMemory = errorsOf(file(`gateway:\n  cache: { max_size: 1MiB, max_entry: 2MiB }\n${MINIMAL}`)).join('\n');
   assert.match(noMemory, /error: gateway\.cache\.max_entry: must be at most max_size/);
+  assert.match(joined, /error: gateway\.cache\.max_entry: must be at most max_size/, 'Redis is bounded by max_size too');
   // A role's policy with the cache off is a mistake: it would do nothing.
   const off = errorsOf(file(`${MINIMAL}  chat-deep: { kind: chat, backends: [a], cache: { ttl: 1h } }\n`)).join('\n');
   assert.match(off, /error: roles\.chat-deep\.cache: sets how this role's answers are cached, but the response cache is off: turn it on with gateway\.cache/);

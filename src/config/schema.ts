@@ -309,7 +309,7 @@ function cache(r: Reporter, v: unknown, redis: boolean): CacheConfig | undefined
     maxSizeBytes: size(r, [...p, 'max_size'], m.max_size, 64 * 2 ** 20),
     maxEntryBytes: size(r, [...p, 'max_entry'], m.max_entry, 2 ** 20),
   };
-  if (out.maxEntryBytes > out.maxSizeBytes && store === 'memory') r.error([...p, 'max_entry'], `must be at most max_size (${out.maxSizeBytes} bytes)`);
+  if (out.maxEntryBytes > out.maxSizeBytes) r.error([...p, 'max_entry'], `must be at most max_size (${out.maxSizeBytes} bytes)`);
   return out;
 }
 

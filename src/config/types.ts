@@ -242,7 +242,7 @@ export interface CacheConfig extends CachePolicy {
   scope: CacheScope;
   /** Where entries live: this process's memory, or gateway.redis (shared by every instance). */
   store: CacheStoreKind;
-  /** The memory store's size; the least recently used entries go first. */
+  /** What the store holds at most, all together (in Redis, every instance's entries); past it entries are evicted. */
   maxSizeBytes: number;
   /** An answer larger than this is not kept. */
   maxEntryBytes: number;

@@ -28,6 +28,22 @@ export interface RedisOptions {
   log: Logger;
   /** Deadline of one script call; past it the caller uses its local fallback. */
   timeoutMs?: number;
+  /** Read maxmemory-policy once connected and warn of one that may evict limits and budgets (default true; one worker of several does). */
+  checkPolicy?: boolean;
+}
+
+/**
+ * The warning for a maxmemory-policy that lets Redis evict the gateway's rate-limit buckets and
+ * budget holds (all have an expiry) rather than only cached answers, or undefined for one that
+ * does not: noeviction (the default: with the cache bounded by max_size, a maxmemory above it
+ * leaves room), volatile-lru and volatile-lfu (cold keys first: cached answers, a bucket gone
+ * idle). volatile-ttl is warned of too: the buckets, kept a minute at most, expire first.
+ */
+export function evictionPolicyWarning(policy: string): string | undefined {
+  if (!policy.startsWith('allkeys-') && policy !== 'volatile-ttl' && policy !== 'volatile-random') return undefined;
+  const first = policy === 'volatile-ttl' ? ', the buckets first (they expire soonest)' : '';
+  return `redis: maxmemory-policy ${policy} lets Redis evict the gateway's rate-limit buckets and budget holds at maxmemory${first}, `
+    + 'not only cached answers; set noeviction with a maxmemory well above gateway.cache.max_size (the cache keeps within it), or volatile-lru';
 }
 
 export async function openRedis(url: string, opts: RedisOptions): Promise<SharedRedis> {
@@ -35,6 +51,13 @@ export async function openRedis(url: string, opts: RedisOptions): Promise<Shared
   const { createClient } = await import('redis');
   const timeoutMs = opts.timeoutMs ?? 250;
   let warned = 0;
+  const withDeadline = <T>(p: Promise<T>): Promise<T> => {
+    let timer: NodeJS.Timeout;
+    return Promise.race([
+      p.finally(() => clearTimeout(timer)),
+      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`redis: no answer within ${timeoutMs} ms`)), timeoutMs); }),
+    ]);
+  };
   const client = createClient({
     url,
     disableOfflineQueue: true,
@@ -51,21 +74,23 @@ export async function openRedis(url: string, opts: RedisOptions): Promise<Shared
       opts.log.warn('redis: unavailable; limits and budgets hold per process until it is back', { error: e.message });
     }
   });
+  /** The eviction policy's check, made at the first connection. */
+  let policyChecked: Promise<void> | undefined;
   client.on('ready', () => {
     if (warned !== 0) opts.log.info('redis: connected again; limits and budgets are shared again');
     warned = 0;
+    if (policyChecked !== undefined || opts.checkPolicy === false) return;
+    // Managed Redis often refuses CONFIG: then nothing is said but at debug level.
+    policyChecked = withDeadline(client.configGet('maxmemory-policy')).then((c) => {
+      const warning = evictionPolicyWarning(String(c['maxmemory-policy'] ?? ''));
+      if (warning !== undefined) opts.log.warn(warning);
+    }, (e: Error) => opts.log.debug('redis: could not read maxmemory-policy', { error: e.message }));
   });
   // Connecting at start is awaited once; if Redis is down then, the gateway still starts
   // (local fallback) and the client keeps reconnecting in the background.
   await Promise.race([client.connect().catch(() => {}), new Promise((r) => setTimeout(r, 2_000).unref())]);
-
-  const withDeadline = <T>(p: Promise<T>): Promise<T> => {
-    let timer: NodeJS.Timeout;
-    return Promise.race([
-      p.finally(() => clearTimeout(timer)),
-      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`redis: no answer within ${timeoutMs} ms`)), timeoutMs); }),
-    ]);
-  };
+  // Said before the gateway says it is up (within the call's deadline), when connected now.
+  await policyChecked;
 
   return {
     get ready() {
