@@ -74,6 +74,17 @@ test('a request: system blocks, tool results before the turn\'s text (their imag
   assert.equal(t.chat.max_tokens, 100);
 });
 
+test('Claude Code\'s attribution line (a per-request hash at the head of the system prompt) is left out, so engines\' prefix caches hold', () => {
+  const system = (v: unknown): unknown => (fromMessagesRequest({ ...base, system: v, messages: [{ role: 'user', content: 'x' }] }, DEFAULT_LIMITS).chat.messages as unknown[])[0];
+  assert.deepEqual(system([
+    { type: 'text', text: 'x-anthropic-billing-header: cc_version=2.1.37.0d9; cc_entrypoint=cli; cch=fa690;' },
+    { type: 'text', text: 'You are Claude Code.' }, { type: 'text', text: 'Rules.' },
+  ]), { role: 'system', content: 'You are Claude Code.\nRules.' });
+  assert.deepEqual(system('x-anthropic-billing-header: cch=1;\nYou are Claude Code.'), { role: 'system', content: 'You are Claude Code.' });
+  assert.deepEqual(system('Quote: x-anthropic-billing-header: stays'), { role: 'system', content: 'Quote: x-anthropic-billing-header: stays' });
+  assert.deepEqual(system([{ type: 'text', text: 'x-anthropic-billing-header: cch=1;' }]), { role: 'user', content: 'x' }, 'nothing left: no system message');
+});
+
 test('fields: stop_sequences, sampling, top_k, tools and each tool_choice, metadata, output_config, stream; Anthropic\'s own fields left out; unknown ones go on', () => {
   const tools = [{ name: 'f', description: 'd', input_schema: { type: 'object' }, cache_control: { type: 'ephemeral' }, strict: true }];
   const t = fromMessagesRequest({

@@ -197,14 +197,32 @@ function assistantTurn(content: unknown, at: string, out: JsonObject[]): void {
   out.push(m);
 }
 
+/**
+ * Claude Code's attribution line, which it puts first in the system prompt: billing metadata for
+ * Anthropic, with a hash that changes on every request. Sent on, it would sit at the head of
+ * every prompt and defeat the engines' prefix caches (vLLM, llama.cpp and Ollama leave it out of
+ * their own Anthropic endpoints for that reason); no model needs it.
+ */
+const BILLING = 'x-anthropic-billing-header:';
+
+/** A system text without Claude Code's attribution line. */
+function withoutBilling(text: string): string {
+  if (!text.startsWith(BILLING)) return text;
+  const nl = text.indexOf('\n');
+  return nl === -1 ? '' : text.slice(nl + 1);
+}
+
 /** The system prompt: a string, or text blocks. */
 function systemText(v: unknown, at: string): string {
-  if (typeof v === 'string') return v;
+  if (typeof v === 'string') return withoutBilling(v);
   if (!Array.isArray(v)) throw bad(at, `\`${at}\` must be a string or an array of text blocks`);
-  return v.map((b, i) => {
+  const texts: string[] = [];
+  v.forEach((b, i) => {
     if (!isObj(b) || b.type !== 'text' || typeof b.text !== 'string') throw bad(`${at}[${i}]`, `\`${at}[${i}]\` must be a text block ({"type": "text", "text": …})`);
-    return b.text;
-  }).join(JOIN);
+    const t = withoutBilling(b.text);
+    if (t !== '') texts.push(t);
+  });
+  return texts.join(JOIN);
 }
 
 function messages(v: unknown, system: unknown): JsonObject[] {
