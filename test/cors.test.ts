@@ -76,6 +76,8 @@ for (const lane of ['fast', 'node']) {
     for (const h of own) assert.ok(exposed.includes(h), `${h} is exposed`);
     // What an SDK in the page decides its retries by.
     for (const h of ['retry-after', 'x-should-retry']) assert.ok(exposed.includes(h), `${h} is exposed`);
+    // What Anthropic's SDK reports as the request's id (answers on /v1/messages carry it).
+    assert.ok(exposed.includes('request-id'));
     assert.match(r.headers.get('vary')!, /origin/i);
     assert.match(await r.text(), /data: \[DONE\]/);
     // Errors carry them too, or the page could not read why it failed.

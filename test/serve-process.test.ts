@@ -255,19 +255,26 @@ test('SIGTERM past the grace: what is still running is cut, logged and recorded 
   assert.deepEqual([rec.status, rec.code, rec.level], [503, 'shutting_down', 'warn']);
 });
 
-test('SIGTERM past the grace: a stream already begun ends with a shutting_down error event, recorded as its 200 with that code', async () => {
+test('SIGTERM past the grace: a stream already begun ends with a shutting_down error event (Anthropic\'s error event in a Messages stream), recorded as its 200 with that code', async () => {
   const file = join(dir, 'drain-cut-stream.yaml');
   writeFileSync(file, configYaml('blue'));
   const s = await serve(file, ['--grace', '1']);
   // A stream that stalls after its first chunks (the idle timeout, 30 s, is far past the grace).
   await fleet.get('slow').setFault({ kind: 'stall', afterChunks: 3 });
   after(() => fleet.get('slow').setFault(null));
-  const stream = request(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body('slow-chat', 400, true) })
+  const open = (path: string, b: string): Promise<{ status: number; text: string }> => request(`${s.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: b })
     .then(async (r) => ({ status: r.statusCode, text: await r.body.text().catch((e: Error) => `(body failed: ${e.message})`) }));
-  for (let i = 0; i < 100 && fleet.get('slow').stats().active === 0; i++) await pause(20);
+  const stream = open('/v1/chat/completions', body('slow-chat', 400, true));
+  const messages = open('/v1/messages', JSON.stringify({ model: 'slow-chat', max_tokens: 400, stream: true, messages: [{ role: 'user', content: 'hi' }] }));
+  for (let i = 0; i < 100 && fleet.get('slow').stats().active < 2; i++) await pause(20);
   await pause(300);
   const exited = once(s.proc, 'exit');
   s.proc.kill('SIGTERM');
+  const m = await messages;
+  assert.equal(m.status, 200);
+  assert.match(m.text, /"type":"text_delta"/, 'tokens came first');
+  assert.match(m.text, /event: error\ndata: \{"type":"error","error":\{"type":"overloaded_error","message":"the gateway is shutting down[^"]*"\}\}\n\n$/, m.text.slice(-300));
+  assert.doesNotMatch(m.text, /message_stop/);
   const got = await stream;
   assert.equal((await exited)[0], 0);
   await fleet.get('slow').setFault(null);
@@ -275,7 +282,7 @@ test('SIGTERM past the grace: a stream already begun ends with a shutting_down e
   assert.match(got.text, /"delta":\{"content"/, 'tokens came first');
   assert.match(got.text, /data: \{"error":\{"message":"the gateway is shutting down[^"]*","type":"server_error","param":null,"code":"shutting_down"\}\}\n\n$/, got.text.slice(-300));
   assert.doesNotMatch(got.text, /\[DONE\]/, 'never a stream that looks complete');
-  assert.match(s.out(), /1 stream ended with a shutting_down error event/);
+  assert.match(s.out(), /2 streams ended with a shutting_down error event/);
   const line = s.out().split('\n').find((l) => l.includes('"msg":"request"') && l.includes('slow-chat'));
   assert.ok(line !== undefined, s.out());
   const rec = JSON.parse(line) as { status: number; code: string };

@@ -164,6 +164,11 @@ export class Gateway {
     return this.table.listed();
   }
 
+  /** A chat request's prompt tokens as the gateway's tokenizer counts them (loaded on first use): an estimate of any model's count. */
+  countTokens(body: JsonObject): Promise<number> {
+    return this.#tokens.count(body);
+  }
+
   /**
    * Resolve the model and check it fits the operation; throws 404 / 400. `visible`: the routes the
    * caller may see (a key limited to some roles), the only ones a did-you-mean may name.

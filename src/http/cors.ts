@@ -8,8 +8,8 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { FabricError } from '../core/errors.ts';
 
-/** What a page's scripts may read of an answer besides the basic headers (an SDK in the page reads retry-after and x-should-retry). */
-const EXPOSED = 'x-request-id, x-client-request-id, x-fabric-role, x-fabric-backend, x-fabric-attempts, x-fabric-rerouted, x-fabric-simulated, x-fabric-budget-exceeded, retry-after, x-should-retry';
+/** What a page's scripts may read of an answer besides the basic headers (an SDK in the page reads retry-after and x-should-retry; Anthropic's, request-id). */
+const EXPOSED = 'x-request-id, x-client-request-id, x-fabric-role, x-fabric-backend, x-fabric-attempts, x-fabric-rerouted, x-fabric-simulated, x-fabric-budget-exceeded, retry-after, x-should-retry, request-id';
 /** The headers clients send (the SDKs add their x-stainless-* and openai-* ones). */
 const HEADER_LIST = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:\s*,\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/;
 const PREFLIGHT_MAX_AGE = '600';

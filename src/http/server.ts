@@ -26,12 +26,16 @@ import { fromResponsesRequest, referencedIds, responsesParam, type ResponsesEcho
 import { ResponseIds, toResponse } from './responses/response.ts';
 import { ResponsesStream } from './responses/stream.ts';
 import { RecentItems } from './responses/items.ts';
+import { fromMessagesRequest, type MessagesEcho } from './messages/request.ts';
+import { errorBody, errorEvent, messageId, toMessage } from './messages/response.ts';
+import { MessagesStream } from './messages/stream.ts';
 import { healthBody, modelsBody, modelBody } from './info.ts';
 import type { ConfigState } from '../health/alerts.ts';
 import { suggest } from '../config/issues.ts';
 import { GatewayMetrics, NO_ROLE } from '../metrics/gateway-metrics.ts';
 import { allows, type Accounting } from '../accounting/service.ts';
-import type { RequestAccount } from '../accounting/account.ts';
+import { bodySize, IMAGE_PART_BOUND, promptEstimate, type RequestAccount } from '../accounting/account.ts';
+import { BYTES_PER_TOKEN } from '../tokens/estimate.ts';
 import { CapturingSink } from '../accounting/request-log.ts';
 import type { KeyRecord, UsageRecord } from '../store/types.ts';
 import { handleAdmin, isAdminPath, MAX_ADMIN_BODY, modelsForKey } from './admin.ts';
@@ -75,37 +79,49 @@ export interface AppState {
 
 const JSON_TYPE = 'application/json';
 
+/**
+ * An API served over chat completions in another dialect, translated before routing and after
+ * answering: OpenAI's Responses API (src/http/responses/), Anthropic's Messages API (src/http/messages/).
+ */
+type Dialect = 'responses' | 'messages';
+
 interface PostRoute {
   op: Operation;
-  /** The Responses API's dialect (src/http/responses/), served over chat completions. */
-  responses: boolean;
+  api: Dialect | undefined;
 }
 
 const POST_ROUTES: Record<string, PostRoute> = {
-  '/v1/chat/completions': { op: 'chat', responses: false },
-  '/chat/completions': { op: 'chat', responses: false },
-  '/v1/completions': { op: 'completions', responses: false },
-  '/completions': { op: 'completions', responses: false },
-  '/v1/embeddings': { op: 'embeddings', responses: false },
-  '/embeddings': { op: 'embeddings', responses: false },
+  '/v1/chat/completions': { op: 'chat', api: undefined },
+  '/chat/completions': { op: 'chat', api: undefined },
+  '/v1/completions': { op: 'completions', api: undefined },
+  '/completions': { op: 'completions', api: undefined },
+  '/v1/embeddings': { op: 'embeddings', api: undefined },
+  '/embeddings': { op: 'embeddings', api: undefined },
   // Jina's and Cohere's reranking API, at the paths vLLM serves it (/v2/rerank: Cohere's v2 clients).
-  '/v1/rerank': { op: 'rerank', responses: false },
-  '/rerank': { op: 'rerank', responses: false },
-  '/v2/rerank': { op: 'rerank', responses: false },
-  '/v1/responses': { op: 'chat', responses: true },
-  '/responses': { op: 'chat', responses: true },
-  '/v1/audio/transcriptions': { op: 'transcriptions', responses: false },
-  '/audio/transcriptions': { op: 'transcriptions', responses: false },
-  '/v1/audio/translations': { op: 'translations', responses: false },
-  '/audio/translations': { op: 'translations', responses: false },
+  '/v1/rerank': { op: 'rerank', api: undefined },
+  '/rerank': { op: 'rerank', api: undefined },
+  '/v2/rerank': { op: 'rerank', api: undefined },
+  '/v1/responses': { op: 'chat', api: 'responses' },
+  '/responses': { op: 'chat', api: 'responses' },
+  // Anthropic's Messages API: Claude Code and Anthropic's SDKs (their base URL is the gateway's, without /v1).
+  '/v1/messages': { op: 'chat', api: 'messages' },
+  '/messages': { op: 'chat', api: 'messages' },
+  '/v1/audio/transcriptions': { op: 'transcriptions', api: undefined },
+  '/audio/transcriptions': { op: 'transcriptions', api: undefined },
+  '/v1/audio/translations': { op: 'translations', api: undefined },
+  '/audio/translations': { op: 'translations', api: undefined },
 };
+
+/** Anthropic's token count (POST): the gateway's estimate, with its tokenizer; no backend is asked. */
+const COUNT_TOKENS_PATHS = new Set(['/v1/messages/count_tokens', '/messages/count_tokens']);
 
 /** Paths answered to GET and HEAD (besides /v1/models/{id}): any other method there is a 405, and a path in neither table a 404. */
 const GET_PATHS = new Set(['/health/live', '/healthz', '/health/ready', '/readyz', '/health', '/metrics', '/v1/models', '/models', '/']);
 
-function sendError(x: Exchange, e: FabricError): void {
+/** `anthropic`: the error in Anthropic's shape (its Messages API's routes), with the request's id. */
+function sendError(x: Exchange, e: FabricError, anthropic?: string): void {
   // A 401 names the scheme it wants (RFC 9110 §11.6.1).
-  sendJson(x, e.status, JSON.stringify(e.toBody()), e.status === 401 ? { ...e.headers, 'www-authenticate': 'Bearer' } : e.headers);
+  sendJson(x, e.status, anthropic === undefined ? JSON.stringify(e.toBody()) : errorBody(e, anthropic), e.status === 401 ? { ...e.headers, 'www-authenticate': 'Bearer' } : e.headers);
 }
 
 /**
@@ -219,6 +235,9 @@ class ResponseSink implements HoldingSink {
     this.#endPending = false;
   }
 
+  /** The event the drain's end writes into this stream, when not the chat one (a Messages stream's is Anthropic's). */
+  cutEvent: string | undefined;
+
   #cut = false;
   /**
    * The drain's grace ran out: a stream already begun ends with `event` (an error event), so its
@@ -246,6 +265,10 @@ export interface ServerLimits {
 }
 
 const KEEP_ALIVE_MS = 65_000;
+
+const SHUTTING_DOWN = 'the gateway is shutting down: its drain\'s grace ran out before this stream ended';
+/** The drain's end in a Messages stream: Anthropic's error event (an overload: retry elsewhere). */
+const MESSAGES_CUT = errorEvent('overloaded_error', SHUTTING_DOWN);
 
 /** node:http's server, or over TLS node:https's (a node:http server underneath: the same options, events and methods). */
 function listener(options: ServerOptions, tls: ServerLimits['tls'], handler: RequestListener): Server {
@@ -287,11 +310,11 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   /** Streams being relayed: the drain's end tells each one (AppState.cutStreams). */
   const openStreams = new Map<ResponseSink, Cancel>();
   app.cutStreams = () => {
-    const event = `data: ${JSON.stringify({ error: { message: 'the gateway is shutting down: its drain\'s grace ran out before this stream ended', type: 'server_error', param: null, code: 'shutting_down' } })}\n\n`;
+    const event = `data: ${JSON.stringify({ error: { message: SHUTTING_DOWN, type: 'server_error', param: null, code: 'shutting_down' } })}\n\n`;
     const n = openStreams.size;
     // Told, then let go of: its backend request is aborted as when a client leaves.
     for (const [sink, cancel] of openStreams) {
-      sink.cut(event);
+      sink.cut(sink.cutEvent ?? event);
       cancel.abort();
     }
     return n;
@@ -305,9 +328,9 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
   /** What is known of an inference request when it fails, for its error metrics. */
   interface Inference {
     op: Operation;
-    /** POST /v1/responses: a chat request in the Responses API's dialect, both ways. */
-    responses: boolean;
-    /** Its Responses request was translated: later errors name chat fields, to be named as the client's. */
+    /** POST /v1/responses or /v1/messages: a chat request in another API's dialect, both ways. */
+    api: Dialect | undefined;
+    /** Its request was translated: later errors name chat fields, to be named as the client's. */
     translated?: boolean;
     model: string | undefined; key: KeyRecord | undefined; account: RequestAccount | undefined; ts: number;
     /** The request's W3C trace (the client's, or the gateway's own when it records spans): its id is in the log line. */
@@ -399,9 +422,17 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       throw unreadableBody(x, `is not valid JSON: ${(e as Error).message}`);
     }
     let echo: ResponsesEcho | undefined;
+    let messages: MessagesEcho | undefined;
     /** Whose Responses items these are (item_reference finds only a key's own). */
     const owner = inf.key?.id ?? '';
-    if (inf.responses) {
+    if (inf.api === 'messages') {
+      // Refused in the client's own body, before the fields the chat request does not carry are left out.
+      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) checkForbidden(parsed as JsonObject, raw);
+      const t = fromMessagesRequest(parsed, gw.config.gateway.limits);
+      parsed = t.chat;
+      messages = t.echo;
+      inf.translated = true;
+    } else if (inf.api === 'responses') {
       // Refused in the client's own body, before the fields the chat request does not carry are left out.
       if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) checkForbidden(parsed as JsonObject, raw);
       // With several workers, items another one returned are asked of it.
@@ -457,7 +488,10 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       const capture = acct?.logsBodies === true ? new CapturingSink(sink, gw.config.gateway.requestLog.maxBodyBytes) : undefined;
       const responses = echo === undefined ? undefined
         : new ResponsesStream(capture ?? sink, echo, new ResponseIds(ctx.id), ctx.created, (s) => s.model);
-      const out = responses ?? capture ?? sink;
+      const anthropic = messages === undefined ? undefined
+        : new MessagesStream(capture ?? sink, messages, messageId(ctx.id), (s) => s.model, () => promptEstimate(inf.account?.size ?? bodySize(body)));
+      if (anthropic !== undefined) sink.cutEvent = MESSAGES_CUT;
+      const out = responses ?? anthropic ?? capture ?? sink;
       // The chat stream's bytes are kept (a Responses stream is translated from them again on a hit).
       const keeping = hit === undefined && plan?.store === true ? new KeepingSink(out, plan.maxEntryBytes, cache.streamBudget) : undefined;
       try {
@@ -488,7 +522,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       let text = '';
       // Requests waiting for this one's answer (the same, arrived meanwhile) make their own if it ends with none to give them.
       try {
-        if (hit !== undefined && echo === undefined) {
+        if (hit !== undefined && echo === undefined && messages === undefined) {
           served = cachedServed(body.model as string, plan!.route, hit);
           text = ownAnswer(hit, ctx.id, ctx.created);
         } else {
@@ -505,10 +539,10 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
           if (echo !== undefined) {
             response = toResponse(chat, echo, new ResponseIds(ctx.id), ctx.created);
             recentItems.remember(owner, response.output as JsonObject[]);
-          }
+          } else if (messages !== undefined) response = toMessage(chat, messages, messageId(ctx.id));
           text = JSON.stringify(response);
-          // The chat answer is kept (a Responses answer is made from it again on a hit, with its own ids).
-          if (hit === undefined && plan !== undefined && (plan.store || plan.lead !== undefined)) cache.keep(gw, plan, served, echo === undefined ? text : JSON.stringify(chat));
+          // The chat answer is kept (a Responses or Messages answer is made from it again on a hit, with its own ids).
+          if (hit === undefined && plan !== undefined && (plan.store || plan.lead !== undefined)) cache.keep(gw, plan, served, response === chat ? text : JSON.stringify(chat));
         }
       } finally {
         if (plan?.lead !== undefined) cache.release(plan);
@@ -533,7 +567,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const broken = served.streamError !== undefined;
     app.log.log(broken ? 'warn' : 'info', 'request', {
       id: ctx.id, client_id: ctx.clientRequestId, trace_id: ctx.trace?.traceId, op, model: served.requested, role: served.role, backend: served.backend,
-      status: 200, code: broken ? STREAM_INTERRUPTED : undefined, attempts: served.attempts, rerouted: served.rerouted || undefined, stream: stream || undefined, api: inf.responses ? 'responses' : undefined,
+      status: 200, code: broken ? STREAM_INTERRUPTED : undefined, attempts: served.attempts, rerouted: served.rerouted || undefined, stream: stream || undefined, api: inf.api,
       ms: Math.round((now - started) * 10) / 10,
       prompt_tokens: served.usage?.prompt_tokens ?? rec?.promptTokens, completion_tokens: served.usage?.completion_tokens ?? rec?.completionTokens ?? served.completionEstimate,
       estimated: served.usage === undefined || undefined,
@@ -557,7 +591,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const model = inf.model?.slice(0, 200);
     app.tracing!.end(inf.trace, model === undefined ? op : `${op} ${model}`, {
       'gen_ai.operation.name': op, 'gen_ai.request.model': model, 'http.request.method': 'POST', 'http.response.status_code': status,
-      'fabric.api': inf.responses ? 'responses' : undefined, 'fabric.key': inf.key?.name, ...attrs,
+      'fabric.api': inf.api, 'fabric.key': inf.key?.name, ...attrs,
     }, error);
   }
 
@@ -572,13 +606,44 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const keys = app.accounting?.keys;
     if (app.masterKey === undefined) return presented === undefined || keys === undefined || keys.size === 0 ? undefined : keys.verifyKnown(presented);
     if (presented !== undefined && keys !== undefined) return keys.verify(presented);
-    throw new FabricError('invalid_api_key', 'Incorrect or missing API key: send the gateway key as "Authorization: Bearer <key>"');
+    throw new FabricError('invalid_api_key', 'Incorrect or missing API key: send the gateway key as "Authorization: Bearer <key>" (or "x-api-key: <key>")');
   }
 
   /** The master key only (admin, metrics): a virtual key is a 403, anything else a 401. */
   async function masterOnly(x: Exchange, what: string): Promise<void> {
     if (app.masterKey === undefined) return;
     if ((await authorize(x)) !== undefined) throw new FabricError('permission_denied', `${what} needs the master key; virtual keys cannot read it`);
+  }
+
+  /**
+   * POST /v1/messages/count_tokens: the prompt's tokens as the gateway counts them (its o200k
+   * tokenizer over the text the chat request would carry, four tokens a message, an image as 750):
+   * an estimate, not the model's own count; no backend is asked, and nothing is recorded. The
+   * model must exist and be one the key may use, as for the request it stands for.
+   */
+  async function countTokens(x: Exchange, key: KeyRecord | undefined): Promise<void> {
+    const gw = app.gateway;
+    const read = x.body(maxBodyBytes(), 'gateway.limits.max_body');
+    const bytes = read instanceof Promise ? await read : read;
+    if (!isUtf8(bytes)) throw unreadableBody(x, 'is not valid UTF-8');
+    const raw = bytes.toString('utf8');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch (e) {
+      throw unreadableBody(x, `is not valid JSON: ${(e as Error).message}`);
+    }
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) checkForbidden(parsed as JsonObject, raw);
+    const body = validateRequest('chat', fromMessagesRequest(parsed, gw.config.gateway.limits, true).chat, raw, gw.config.gateway.limits);
+    const model = body.model as string;
+    const route = gw.route('chat', model, key?.roles === undefined ? undefined : (name) => allows(key, name, gw));
+    if (key !== undefined && !allows(key, route.name, gw)) {
+      throw new FabricError('model_not_allowed', `key "${key.name}" does not have access to model \`${model}\`; it may use: ${key.roles?.join(', ') || 'nothing'}`, { param: 'model' });
+    }
+    let images = 0;
+    for (const m of body.messages as JsonObject[]) if (Array.isArray(m.content)) for (const p of m.content as JsonObject[]) if (p.type === 'image_url') images++;
+    const tokens = await gw.countTokens(body) + images * (IMAGE_PART_BOUND / BYTES_PER_TOKEN);
+    sendJson(x, 200, JSON.stringify({ input_tokens: tokens }));
   }
 
   /** Without a master key: what a web page could make a browser send is refused (cors.ts). */
@@ -593,6 +658,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const path = q === -1 ? url : url.slice(0, q);
     const post = POST_ROUTES[path];
     setIdHeaders(x, id, cid, app.gateway.config.simulated);
+    // Anthropic's SDKs read the request id from request-id (into errors and responses' _request_id).
+    if (post !== undefined && post.api === 'messages') x.preset!.push('request-id', id);
     const corsOrigins = app.gateway.config.gateway.corsOrigins;
     let inf: Inference | undefined;
     try {
@@ -613,7 +680,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       if (post !== undefined) {
         if (method !== 'POST') throw new FabricError('method_not_allowed', `${method} is not allowed on ${clip(path)}; use POST`, { headers: { allow: 'POST' } });
         const now = Date.now();
-        inf = { op: post.op, responses: post.responses, model: undefined, key: undefined, account: undefined, ts: now, trace: undefined };
+        inf = { op: post.op, api: post.api, model: undefined, key: undefined, account: undefined, ts: now, trace: undefined };
         // Awaited only when the key is not cached: the hot path stays synchronous.
         const a = authorize(x);
         const key = a instanceof Promise ? await a : a;
@@ -641,6 +708,11 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
           metrics.end();
         }
         return;
+      }
+      if (COUNT_TOKENS_PATHS.has(path)) {
+        if (method !== 'POST') throw new FabricError('method_not_allowed', `${method} is not allowed on ${clip(path)}; use POST`, { headers: { allow: 'POST' } });
+        const a = authorize(x);
+        return await countTokens(x, a instanceof Promise ? await a : a);
       }
       if (isAdminPath(path)) {
         const k = await authorize(x);
@@ -698,7 +770,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         }
         return sendJson(x, 200, body);
       }
-      return sendJson(x, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/rerank', '/v1/responses', '/v1/audio/transcriptions', '/v1/audio/translations', '/v1/models', '/health', '/metrics', '/dashboard'] }));
+      return sendJson(x, 200, JSON.stringify({ name: 'ai-fabric', simulated: app.gateway.config.simulated, endpoints: ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/rerank', '/v1/responses', '/v1/messages', '/v1/audio/transcriptions', '/v1/audio/translations', '/v1/models', '/health', '/metrics', '/dashboard'] }));
     } catch (e) {
       let fe = toFabricError(e);
       // A stream the client left after its first tokens: by the role and backend that served it.
@@ -708,8 +780,9 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       // A stream already begun got its 200 and an error event: recorded so, with its tokens.
       if (gone && app.cutOff === true) fe = new FabricError('shutting_down', 'the gateway stopped before the request was done: the drain\'s grace ran out', { attempts: fe.attempts, ...(served === undefined ? {} : { status: 200 }) });
       if (fe.code === 'internal_error') app.log.error('internal error', { id, path, error: String((e as Error)?.stack ?? e) });
-      // A Responses request's error names its own fields, not those of the chat request it became.
-      if (inf?.translated === true && fe.param !== null) {
+      // A Responses request's error names its own fields, not those of the chat request it became
+      // (Anthropic's errors carry no param: their messages name the field, which keeps its name).
+      if (inf?.translated === true && inf.api === 'responses' && fe.param !== null) {
         const param = responsesParam(fe.param);
         if (param !== fe.param) fe = new FabricError(fe.code, fe.message, { param, attempts: fe.attempts, headers: fe.headers, status: fe.status });
       }
@@ -728,7 +801,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         const attempts = served?.attempts ?? fe.attempts?.filter(wasSent).length;
         // A bad key's line: anyone can make those, so they are capped (the record above is not).
         if (fe.status !== 401 || refusals.allow()) app.log.log(fe.status >= 500 || fe.status === 429 ? 'warn' : 'info', 'request', {
-          id, client_id: cid, trace_id: inf.trace?.traceId, op: inf.op, api: inf.responses ? 'responses' : undefined, model: inf.model?.slice(0, 200), role, backend, status: fe.status, code: fe.code,
+          id, client_id: cid, trace_id: inf.trace?.traceId, op: inf.op, api: inf.api, model: inf.model?.slice(0, 200), role, backend, status: fe.status, code: fe.code,
           attempts, ms: Math.round(ms * 10) / 10, message: fe.message, key: inf.key?.name,
           prompt_tokens: rec?.promptTokens || undefined, completion_tokens: rec?.completionTokens || undefined, estimated: rec?.estimated || undefined,
         });
@@ -753,8 +826,10 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
         return;
       }
       // A failed inference request's usage record is spooled before its answer, as a served one's.
-      if (inf === undefined) sendError(x, fe);
-      else afterRecord(() => sendError(x, fe));
+      // Anthropic's routes answer in Anthropic's shape, with the request id its SDKs report.
+      const anthropic = (post !== undefined ? post.api === 'messages' : COUNT_TOKENS_PATHS.has(path)) ? id : undefined;
+      if (inf === undefined) sendError(x, fe, anthropic);
+      else afterRecord(() => sendError(x, fe, anthropic));
     }
   }
 

@@ -50,7 +50,10 @@ function isSchemaSubtree(path: string): boolean {
     // The Responses API's: function tools' parameters at the tool's top level, text.format's schema.
     || path === 'text.format.schema'
     // vLLM's structured output: a JSON schema, by either of its names.
-    || path === 'guided_json' || path === 'structured_outputs.json';
+    || path === 'guided_json' || path === 'structured_outputs.json'
+    // Anthropic's Messages API: a tool's input_schema, output_config.format's schema, and the
+    // input of a tool call an assistant turn made (the chat request carries it as a JSON string).
+    || /^tools\[\d+\]\.input_schema$/.test(path) || path === 'output_config.format.schema' || /^messages\[\d+\]\.content\[\d+\]\.input$/.test(path);
 }
 
 /**

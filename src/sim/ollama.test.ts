@@ -75,6 +75,14 @@ describe('ollama', () => {
     for (const k of STATS) assert.equal(typeof json[k], 'number', k);
   });
 
+  test('/api/chat with options.stop: the reply ends before the first stop string, done_reason stop', async () => {
+    const whole = replyTokens('hey').join('');
+    const stop = whole.split(' ')[3]!;
+    const json = (await (await post(`${url}/api/chat`, { model: CHAT, messages: [{ role: 'user', content: 'hey' }], stream: false, options: { stop: [stop] } })).json()) as Record<string, unknown>;
+    assert.equal(at(json, 'message', 'content'), whole.slice(0, whole.indexOf(stop)));
+    assert.equal(json.done_reason, 'stop');
+  });
+
   test('/api/generate, streamed and not, with context ids', async () => {
     const lines = parseNdjson(await (await post(`${url}/api/generate`, { model: CHAT, prompt: 'why is the sky blue' })).text());
     assert.equal(lines.slice(0, -1).map((l) => l.response).join(''), replyTokens('why is the sky blue').join(''));

@@ -96,6 +96,8 @@ export interface PlannedChoice {
   tokens: readonly string[];
   finish: FinishReason;
   toolCall?: { id: string; name: string };
+  /** the stop string (the request's `stop`) the reply ended on: engines leave it out of the text */
+  stopSequence?: string;
   promptTokens: number;
   promptText: string;
 }
@@ -226,6 +228,42 @@ export function limitTokens(all: readonly string[], max: number | undefined): { 
   // The end-of-sequence token needs a step too: a limit the reply exactly fills stops it at "length".
   if (max === undefined || max > all.length) return { tokens: all, finish: 'stop' };
   return { tokens: all.slice(0, Math.max(0, max)), finish: 'length' };
+}
+
+/** A request's stop strings (`stop`: one string or a list), empty ones left out. */
+export function stopStrings(v: unknown): readonly string[] {
+  if (typeof v === 'string') return v === '' ? [] : [v];
+  return Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string' && s !== '') : [];
+}
+
+/**
+ * The reply cut where a stop string first appears, and the string that matched; undefined when
+ * none does. As engines do, the text ends before the stop string (a token may be cut inside).
+ */
+export function stopAt(tokens: readonly string[], stop: readonly string[]): { tokens: string[]; matched: string } | undefined {
+  if (stop.length === 0) return undefined;
+  const text = tokens.join('');
+  let at = -1;
+  let matched = '';
+  for (const s of stop) {
+    const i = text.indexOf(s);
+    if (i !== -1 && (at === -1 || i < at)) {
+      at = i;
+      matched = s;
+    }
+  }
+  if (at === -1) return undefined;
+  const out: string[] = [];
+  let pos = 0;
+  for (const t of tokens) {
+    if (pos + t.length > at) {
+      if (pos < at) out.push(t.slice(0, at - pos));
+      break;
+    }
+    out.push(t);
+    pos += t.length;
+  }
+  return { tokens: out, matched };
 }
 
 /** Joins what a choice produced up to (not including) token `end`. */

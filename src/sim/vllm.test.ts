@@ -46,6 +46,26 @@ describe('vllm', () => {
     assert.match(String(at(card, 'permission', 0, 'id')), /^modelperm-/);
   });
 
+  test('chat: a stop string ends the reply before it, finish_reason stop and the string as stop_reason (no EOS token), streamed and not', async () => {
+    const whole = replyTokens('why').join('');
+    const stop = whole.split(' ').slice(2, 4).join(' ');
+    const cut = whole.slice(0, whole.indexOf(stop));
+    const json: unknown = await (await post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'why' }], stop: ['never there', stop] }, auth)).json();
+    assert.equal(at(json, 'choices', 0, 'message', 'content'), cut);
+    assert.equal(at(json, 'choices', 0, 'finish_reason'), 'stop');
+    assert.equal(at(json, 'choices', 0, 'stop_reason'), stop);
+    // The tokens begun before the stop string (the last one cut inside), and no EOS token.
+    let begun = 0;
+    for (let i = 0, pos = 0; i < replyTokens('why').length && pos < cut.length; pos += replyTokens('why')[i]!.length, i++) begun++;
+    assert.equal(at(json, 'usage', 'completion_tokens'), begun, 'no EOS token counted');
+    const events = parseSse(await (await post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'why' }], stop, stream: true }, auth)).text()).events;
+    assert.equal(events.map((e) => at(e, 'choices', 0, 'delta', 'content') ?? '').join(''), cut);
+    assert.equal(at(events.at(-1), 'choices', 0, 'stop_reason'), stop);
+    const none: unknown = await (await post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'why' }], stop: ['never there'] }, auth)).json();
+    assert.equal(at(none, 'choices', 0, 'message', 'content'), whole);
+    assert.equal(at(none, 'choices', 0, 'stop_reason'), null);
+  });
+
   test('chat: every ChatMessage and ChatCompletionResponse field, serialised in full (model_dump)', async () => {
     const res = await post(`${chatUrl}/v1/chat/completions`, { model: CHAT, messages: [{ role: 'user', content: 'why' }] }, auth);
     assert.equal(res.headers.get('content-type'), 'application/json');

@@ -4,7 +4,7 @@
 
 import { chatText, countWords, embedding, embeddingBase64, embeddingFloats, promptItems, relevance, replyTokens } from '../generate.ts';
 import type { ChatText, PromptItem } from '../generate.ts';
-import { GARBAGE_SSE, choiceText, hexId, infoRoute, intField, isRecord, limitTokens, nowSeconds } from '../protocol.ts';
+import { GARBAGE_SSE, choiceText, hexId, infoRoute, intField, isRecord, limitTokens, nowSeconds, stopAt } from '../protocol.ts';
 import type { Plan, PlannedChoice, ProtocolImpl, RankedDocument, Reply, Route, SimError, StreamShape } from '../protocol.ts';
 import { SSE_CONTENT_TYPE, SSE_DONE, sseEvent } from '../sse.ts';
 import type { ReplyShape } from '../structured.ts';
@@ -127,6 +127,8 @@ export interface TextPlanArgs {
   shape?: ReplyShape;
   /** a tool call's id, as the engine makes them; default OpenAI's call_ and 24 characters */
   toolCallId?: () => string;
+  /** stop strings (the request's `stop`): a prose reply ends before the first that appears in it */
+  stop?: readonly string[];
 }
 
 /**
@@ -143,11 +145,17 @@ export function textPlan(a: TextPlanArgs): Plan {
   for (const item of a.items) {
     promptTokens += item.promptTokens;
     for (let j = 0; j < n; j++) {
-      const { tokens, finish } = limitTokens(a.shape?.tokens ?? replyTokens(item.seed, j), a.maxTokens);
+      let { tokens, finish } = limitTokens(a.shape?.tokens ?? replyTokens(item.seed, j), a.maxTokens);
+      const stopped = a.shape === undefined && a.stop !== undefined ? stopAt(tokens, a.stop) : undefined;
+      if (stopped !== undefined) {
+        tokens = stopped.tokens;
+        finish = 'stop';
+      }
       const call = a.shape?.toolCall;
       choices.push({
         index: choices.length, tokens, finish: call !== undefined && finish === 'stop' ? 'tool_calls' : finish, promptTokens: item.promptTokens, promptText: item.promptText,
         ...(call === undefined ? {} : { toolCall: { id: callId(), name: call.name } }),
+        ...(stopped === undefined ? {} : { stopSequence: stopped.matched }),
       });
       completionTokens += tokens.length;
       if (tokens.length > steps) steps = tokens.length;

@@ -3,7 +3,7 @@
 // ollama-compat.ts.
 
 import { chatText, embeddingFloats, promptItems, tokenIds } from '../generate.ts';
-import { GARBAGE_NDJSON, choiceText, infoRoute, isRecord, jsonReply, textReply } from '../protocol.ts';
+import { GARBAGE_NDJSON, choiceText, infoRoute, isRecord, jsonReply, stopStrings, textReply } from '../protocol.ts';
 import type { EngineView, InferenceRoute, InfoRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, StreamShape } from '../protocol.ts';
 import { replyShape } from '../structured.ts';
 import { NDJSON_CONTENT_TYPE, ndjsonLine } from '../sse.ts';
@@ -84,7 +84,7 @@ function apiChat(view: EngineView, lib: Library): InferenceRoute {
       return textPlan({
         model: name, stream: nativeStream(body), includeUsage: false, items: chatItems(text),
         maxTokens: generationLimit(numPredict(o), body.shift === false ? ctx : Infinity, text.promptTokens), idPrefix: '', id: '', extra: { topLogprobs: top },
-        shape: replyShape(body, whole.seed, 'ollama'), toolCallId,
+        shape: replyShape(body, whole.seed, 'ollama'), toolCallId, stop: stopStrings(o.stop),
       });
     },
     error: nativeError,

@@ -7,7 +7,7 @@ import { Histogram } from '../../metrics/registry.ts';
 import { countWords, simLogprobs, tokenIds } from '../generate.ts';
 import type { SimForm } from '../engine.ts';
 import { replyShape } from '../structured.ts';
-import { choiceText, hexId, infoRoute, isRecord, isSimError, jsonReply, nowSeconds, servedModel, textReply } from '../protocol.ts';
+import { choiceText, hexId, infoRoute, isRecord, isSimError, jsonReply, nowSeconds, servedModel, stopStrings, textReply } from '../protocol.ts';
 import type { EngineView, InferenceRoute, Plan, PlannedChoice, ProtocolImpl, Reply, Route, ServedModel, SimError } from '../protocol.ts';
 import {
   byRelevance, chatItems, embeddingPlan, encodeVector, largestInput, largestPair, largestPrompt, messageFields, parseChatRequest,
@@ -156,8 +156,13 @@ function chatLogprobsAsked(body: unknown): number | SimError | undefined {
  * (len(output.token_ids); vllm-project/vllm#28185), though it adds no text.
  */
 function withEos(p: Plan): Plan {
-  for (const c of p.choices) if (c.finish === 'stop') p.completionTokens++;
+  for (const c of p.choices) if (endsOnEos(c)) p.completionTokens++;
   return p;
+}
+
+/** A choice that stopped by itself (not on a stop string, which ends it without an EOS token). */
+function endsOnEos(c: PlannedChoice): boolean {
+  return c.finish === 'stop' && c.stopSequence === undefined;
 }
 
 /** A legacy completion's `logprobs: N` (N ≥ 0), or undefined. */
@@ -177,7 +182,7 @@ function eosToken(model: string): string {
  */
 function sampled(p: Plan, c: PlannedChoice, from: number, to: number): string[] {
   const out = c.tokens.slice(from, Math.min(to, c.tokens.length));
-  if (c.finish === 'stop' && from <= c.tokens.length && to > c.tokens.length) out.push(eosToken(p.model));
+  if (endsOnEos(c) && from <= c.tokens.length && to > c.tokens.length) out.push(eosToken(p.model));
   return out;
 }
 
@@ -261,7 +266,7 @@ function chatRoute(view: EngineView): InferenceRoute {
     },
     finish: (p, c) => (c.finish === 'stop'
       ? withRunningUsage(p, chunk(p, [{
-        index: c.index, delta: { content: '' }, logprobs: chatLogprobs(p, c, c.tokens.length, c.tokens.length + 1), finish_reason: 'stop', stop_reason: null,
+        index: c.index, delta: { content: '' }, logprobs: chatLogprobs(p, c, c.tokens.length, c.tokens.length + 1), finish_reason: 'stop', stop_reason: c.stopSequence ?? null,
       }]), c.tokens.length + 1)
       : undefined),
     usage: (p) => ({ ...chunk(p, []), usage: usage(p, false) }),
@@ -288,6 +293,7 @@ function chatRoute(view: EngineView): InferenceRoute {
       return withEos(textPlan({
         model: m.name, stream: r.stream, includeUsage: su.include, items, maxTokens: r.maxTokens, n: r.n, idPrefix: 'chatcmpl-',
         extra: { continuousUsage: su.continuous, topLogprobs: top }, shape: replyShape(body as Record<string, unknown>, r.text.seed, 'openai'),
+        stop: stopStrings((body as Record<string, unknown>).stop),
       }));
     },
     error: (e) => renderError(view, 'chat', e),
@@ -303,7 +309,8 @@ function chatRoute(view: EngineView): InferenceRoute {
               role: 'assistant', content: m.content, refusal: null, annotations: null, audio: null, function_call: null,
               tool_calls: m.tool_calls ?? [], reasoning_content: null,
             },
-            logprobs: chatLogprobs(p, c, 0, Infinity), finish_reason: c.finish, stop_reason: null, token_ids: null,
+            // The stop string that ended the reply, as vLLM names it (null when it ended on EOS or its limit).
+            logprobs: chatLogprobs(p, c, 0, Infinity), finish_reason: c.finish, stop_reason: c.stopSequence ?? null, token_ids: null,
           };
         }),
         service_tier: null,
