@@ -94,10 +94,17 @@ export class KeyRing {
   });
 
 
+  /**
+   * The keys as a reload read them; a key put here since that read began (a change made on this
+   * instance, answered before the reload) is kept where it is newer: the reload's older copy would
+   * undo a revocation here until the next one.
+   */
   #replace(all: KeyRecord[]): void {
     const byHash = new Map<string, KeyRecord>();
     const byId = new Map<string, KeyRecord>();
-    for (const k of all) {
+    for (const read of all) {
+      const mine = this.#byId.get(read.id);
+      const k = mine !== undefined && mine.updatedAt > read.updatedAt ? mine : read;
       byHash.set(k.hash, k);
       byId.set(k.id, k);
     }
