@@ -42,3 +42,15 @@ test('sync: a reload read before a change made on this instance, answered after 
   assert.equal(ring.byId('key_a')?.revokedAt, 2, 'still revoked');
   assert.equal(ring.byId('key_b')?.hash, 'hb', 'the reload\'s other keys are taken');
 });
+
+test('sync: a key the store has gone back on (an older gateway writing with a clock behind) is taken as read; only a change made here while the reload ran is kept over it', async () => {
+  let version = 1;
+  let keys = [key({ updatedAt: 5 })];
+  const store = { keysVersion: async () => version, listKeys: async () => keys } as unknown as Store;
+  const ring = new KeyRing(store, { syncIntervalMs: 1000, log: createLogger({ level: 'error', write: () => {} }) });
+  await ring.sync();
+  version = 2;
+  keys = [key({ updatedAt: 4, revokedAt: 4 })];
+  await ring.sync();
+  assert.equal(ring.byId('key_a')?.revokedAt, 4);
+});
