@@ -199,6 +199,18 @@ describe('the cache in Redis', { skip: typeof redis === 'string' ? redis : false
     assert.deepEqual(h.keys, [...Array.from({ length: 9 }, (_, i) => key(n - 9 + i)), key(n + 1)], 'the newest nine and the new one');
   });
 
+  test('a Redis that lost its scripts (restarted, SCRIPT FLUSH): the next SET and lookup send them whole, and serve', async () => {
+    const prefix = 'noscript';
+    const s = storeOn(await open(prefix), 2 ** 20);
+    await put(s, key(1), entry(body(1)));
+    await rawReady;
+    await raw.scriptFlush();
+    assert.equal((await s.get(key(1)))?.body, body(1), 'the lookup');
+    await raw.scriptFlush();
+    assert.deepEqual(await put(s, key(2), entry(body(2))), { kept: true, evicted: 0 }, 'the SET');
+    assert.equal((await s.get(key(2)))?.body, body(2));
+  });
+
   test('an entry larger than max_size evicts nothing and is not kept; a lookup is one GET, nothing more', async () => {
     const prefix = 'lookup';
     const small = entry(body(1));

@@ -36,7 +36,7 @@ describe('the eviction policy, checked at the first connection', { skip: typeof 
     return lines.map((l) => JSON.parse(l) as { level: string; msg: string; error?: string });
   }
 
-  for (const policy of ['allkeys-lru', 'allkeys-lfu', 'allkeys-random', 'volatile-ttl']) {
+  for (const policy of ['allkeys-lru', 'allkeys-lfu', 'allkeys-random', 'volatile-random', 'volatile-ttl']) {
     test(`${policy}: one warning, naming what to set`, async () => {
       const warnings = (await linesAtOpen(policy)).filter((l) => l.level === 'warn');
       assert.equal(warnings.length, 1, JSON.stringify(warnings));

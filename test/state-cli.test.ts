@@ -213,7 +213,7 @@ test('fabric keys update changes only the flags given, through the API and with 
  * key and before the client has the answer, runs `between`: a write lands between the client's
  * read and its write, every time, with no hook in the command. `seen` lists what passed.
  */
-async function interposer(target: string, times: number, between: () => Promise<void>): Promise<{ url: string; seen: string[]; close(): Promise<void> }> {
+async function interposer(target: string, times: number, between: () => Promise<void>, weaken = false): Promise<{ url: string; seen: string[]; close(): Promise<void> }> {
   const seen: string[] = [];
   const server = createServer((req, res) => {
     void (async () => {
@@ -228,7 +228,8 @@ async function interposer(target: string, times: number, between: () => Promise<
         times--;
         await between();
       }
-      const etag = r.headers.get('etag');
+      // weaken: as nginx's gzip does to every strong ETag of what it compresses.
+      const etag = r.headers.get('etag') === null ? null : `${weaken ? 'W/' : ''}${r.headers.get('etag')}`;
       res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/json', ...(etag === null ? {} : { etag }) }).end(body);
     })().catch((e: unknown) => res.destroy(e as Error));
   });
@@ -279,6 +280,21 @@ test('fabric keys update through the API while another update lands between its 
     assert.deepEqual(plain.seen, ['GET 200', 'PATCH 200']);
   } finally {
     await plain.close();
+  }
+});
+
+test('fabric keys update through a proxy that makes ETags weak (nginx compressing JSON): the change is made, on the key\'s revision', async () => {
+  const viaApi = ['--url', f.url, '--key', MASTER];
+  const c = await fabric(['keys', 'create', 'weak-etag-app', '--meta', 'owner=mdt', '--json', ...viaApi]);
+  assert.equal(c.code, 0, c.stderr);
+  const p = await interposer(f.url, 0, async () => {}, true);
+  try {
+    const u = await fabric(['keys', 'update', 'weak-etag-app', '--meta', 'tier=premium', '--json', '--url', p.url, '--key', MASTER]);
+    assert.equal(u.code, 0, u.stderr);
+    assert.deepEqual(JSON.parse(u.stdout).metadata, { owner: 'mdt', tier: 'premium' });
+    assert.deepEqual(p.seen, ['GET 200', 'PATCH 200 if-match']);
+  } finally {
+    await p.close();
   }
 });
 

@@ -228,8 +228,12 @@ async function updateKey(
   for (let attempt = 1; ; attempt++) {
     let was: View;
     let revision: string | undefined;
-    if (t.kind === 'api') ({ json: was, etag: revision } = await apiCall(t, 'GET', `/admin/keys/${encodeURIComponent(id)}`));
-    else {
+    if (t.kind === 'api') {
+      ({ json: was, etag: revision } = await apiCall(t, 'GET', `/admin/keys/${encodeURIComponent(id)}`));
+      // The gateway's ETags are strong: a weak one was made so on the way (nginx's gzip weakens
+      // those of what it compresses), and would never match (If-Match compares strongly).
+      revision = revision?.replace(/^W\//, '');
+    } else {
       const k = await admin!.find(id);
       [was, revision] = [keyView(k), keyRevision(k)];
     }

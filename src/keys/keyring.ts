@@ -31,6 +31,8 @@ export class KeyRing {
   readonly #unknown = new Map<string, number>();
   readonly #pending = new Map<string, Promise<KeyRecord | undefined>>();
   #version = -1;
+  /** Keys put while a reload runs: what it read may be older. */
+  #putMeanwhile: Map<string, KeyRecord> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #unwatch: (() => void) | undefined;
 
@@ -81,23 +83,41 @@ export class KeyRing {
   }
 
   readonly #syncer = new Coalescer(async () => {
+    const meanwhile = new Map<string, KeyRecord>();
+    this.#putMeanwhile = meanwhile;
     try {
       const v = await this.#store.keysVersion();
       if (v !== this.#version) {
         const all = await this.#store.listKeys();
-        this.#replace(all);
+        this.#replace(all, meanwhile);
         this.#version = v;
       }
     } catch (e) {
       this.#opts.log.warn('keys: cannot reload from the store; serving the keys already loaded', { error: (e as Error).message });
+    } finally {
+      this.#putMeanwhile = undefined;
     }
   });
 
 
-  #replace(all: KeyRecord[]): void {
+  /**
+   * The keys as a reload read them, but for those changed on this instance while it ran (`put`,
+   * newer by updated_at: written after the reload read the key), which it may have read before
+   * the change: its older copy would undo a revocation here until the next reload. Only those:
+   * a key the store has gone back on (an older gateway writing with a clock behind) is taken as
+   * read.
+   */
+  #replace(all: KeyRecord[], meanwhile: ReadonlyMap<string, KeyRecord>): void {
     const byHash = new Map<string, KeyRecord>();
     const byId = new Map<string, KeyRecord>();
-    for (const k of all) {
+    for (const read of all) {
+      const mine = meanwhile.get(read.id);
+      const k = mine !== undefined && mine.updatedAt > read.updatedAt ? mine : read;
+      byHash.set(k.hash, k);
+      byId.set(k.id, k);
+    }
+    for (const k of meanwhile.values()) {
+      if (byId.has(k.id)) continue;
       byHash.set(k.hash, k);
       byId.set(k.id, k);
     }
@@ -119,6 +139,7 @@ export class KeyRing {
     this.#byHash.set(k.hash, k);
     this.#byId.set(k.id, k);
     this.#unknown.delete(k.hash);
+    this.#putMeanwhile?.set(k.id, k);
   }
 
   byId(id: string): KeyRecord | undefined {
