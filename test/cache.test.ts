@@ -618,9 +618,17 @@ roles:
       server.resume();
     }
 
+    /** What b counts as kept (fabric_cache_stored_total). */
+    const stored = async (): Promise<number> => Number(/fabric_cache_stored_total\{role="chat-fast"\} (\d+)/.exec(await (await fetch(`${b.url}/metrics`, { headers: auth })).text())?.[1] ?? 0);
+    const keptBefore = await stored();
+    const kept = await post(b.url, '/v1/chat/completions', chat('chat-fast', fresh('kept by b'), { temperature: 0 }), auth);
+    assert.equal(kept.headers.get('x-fabric-cache'), 'miss');
+    assert.equal(await eventually(stored, (n) => n === keptBefore + 1), keptBefore + 1, 'counted once Redis kept it');
     await stopRedis();
     const down = await post(b.url, '/v1/chat/completions', body, auth);
     assert.equal(down.status, 200);
     assert.equal(down.headers.get('x-fabric-cache'), 'miss');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(await stored(), keptBefore + 1, 'an answer Redis did not keep is not counted as kept');
   });
 });

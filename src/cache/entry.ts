@@ -18,10 +18,14 @@ export interface CacheEntry {
   created?: number;
 }
 
-/** Where entries live: this process's memory, or Redis. A get that fails is a miss, a set that fails is forgotten. */
+/**
+ * Where entries live: this process's memory, or Redis. A get that fails is a miss, a set that
+ * fails is forgotten. What a set says: whether the entry was kept (Redis: once it answers; an
+ * entry over the bound, or a Redis down or refusing, is not).
+ */
 export interface CacheStore {
   get(key: string): CacheEntry | undefined | Promise<CacheEntry | undefined>;
-  set(key: string, entry: CacheEntry, bytes: number, ttlMs: number): void;
+  set(key: string, entry: CacheEntry, bytes: number, ttlMs: number): boolean | Promise<{ kept: boolean } | undefined> | undefined;
 }
 
 /** The entry as Redis keeps it: one JSON text. */

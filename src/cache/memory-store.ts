@@ -46,13 +46,14 @@ export class MemoryStore implements CacheStore {
     return h.entry;
   }
 
-  set(key: string, entry: CacheEntry, bytes: number, ttlMs: number): void {
+  set(key: string, entry: CacheEntry, bytes: number, ttlMs: number): boolean {
     const cost = bytes + key.length + ENTRY_OVERHEAD;
-    if (cost > this.maxBytes) return;
+    if (cost > this.maxBytes) return false;
     this.delete(key);
     this.#shrinkTo(this.maxBytes - cost);
     this.#entries.set(key, { entry, bytes: cost, expiresAt: this.#now() + ttlMs });
     this.#bytes += cost;
+    return true;
   }
 
   delete(key: string): void {

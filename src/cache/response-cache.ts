@@ -278,8 +278,11 @@ export class ResponseCache {
     // role whose answers are never kept. A rule's target, chosen by the prompt, is kept.
     if (served.budgets !== undefined || served.failures.some((f) => f.role !== served.role)) return;
     if (served.role !== plan.route && gw.config.roles.get(served.role)?.cache === false) return;
-    this.#store(cfg).set(plan.key, entry, heldBytes(body, bytes), plan.ttlMs);
-    this.counters.stored(plan.route);
+    // Counted once kept: Redis may not keep it (no room within its removals, down, refusing).
+    const kept = this.#store(cfg).set(plan.key, entry, heldBytes(body, bytes), plan.ttlMs);
+    const route = plan.route;
+    if (kept === true) this.counters.stored(route);
+    else if (kept instanceof Promise) void kept.then((r) => { if (r?.kept === true) this.counters.stored(route); });
   }
 }
 
