@@ -283,6 +283,15 @@ test('errors in Anthropic\'s shape with the gateway\'s statuses and messages: un
     assert.equal(r.json.request_id, r.headers.get('x-request-id'));
     assert.equal(r.json.error.code, undefined, 'Anthropic\'s shape, not OpenAI\'s');
   }
+  // Nested past the limit, deep enough to overflow the translation's walk: the client's 400, not a 500.
+  const deep = `{"model":"chat-fast","max_tokens":10,"messages":[{"role":"user","content":"x"},{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{"a":${'['.repeat(200_000)}${']'.repeat(200_000)}}}]}]}`;
+  for (const path of ['/v1/messages', '/v1/messages/count_tokens']) {
+    const r = await fetch(`${f.url}${path}`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: deep });
+    const j = (await r.json()) as any;
+    assert.equal(r.status, 400, `${path}: ${JSON.stringify(j)}`);
+    assert.equal(j.error.type, 'invalid_request_error');
+    assert.match(j.error.message, /more than 128 levels deep/);
+  }
   // A tool's schema may well describe a base_url, and a call's input carry one: data, not a request to the gateway.
   const ok = await post(f.url, '/v1/messages', {
     model: 'chat-fast', max_tokens: 10, tools: [{ name: 'fetch', input_schema: { type: 'object', properties: { base_url: { type: 'string' } } } }],

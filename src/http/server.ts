@@ -19,7 +19,7 @@ import { ClientClosed, type Gateway, type HoldingSink, type RequestContext, type
 import type { Logger } from '../core/log.ts';
 import { isAudioOp, isPoolingOp, type AudioOperation, type JsonObject, type Operation } from '../engines/types.ts';
 import { MasterKey } from './auth.ts';
-import { checkForbidden, validateRequest } from './validate.ts';
+import { checkDialectBody, validateRequest } from './validate.ts';
 import { parseAudioRequest } from './audio.ts';
 import { allowedOrigin, corsHeaders, isPreflight, OpenGatewayGuard, preflightHeaders } from './cors.ts';
 import { fromResponsesRequest, referencedIds, responsesParam, type ResponsesEcho } from './responses/request.ts';
@@ -427,14 +427,14 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const owner = inf.key?.id ?? '';
     if (inf.api === 'messages') {
       // Refused in the client's own body, before the fields the chat request does not carry are left out.
-      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) checkForbidden(parsed as JsonObject, raw);
+      checkDialectBody(parsed, raw, true);
       const t = fromMessagesRequest(parsed, gw.config.gateway.limits);
       parsed = t.chat;
       messages = t.echo;
       inf.translated = true;
     } else if (inf.api === 'responses') {
       // Refused in the client's own body, before the fields the chat request does not carry are left out.
-      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) checkForbidden(parsed as JsonObject, raw);
+      checkDialectBody(parsed, raw, false);
       // With several workers, items another one returned are asked of it.
       if (recentItems.siblings !== undefined) await recentItems.gather(owner, referencedIds(parsed));
       const t = fromResponsesRequest(parsed, gw.config.gateway.limits, (itemId) => recentItems.recall(owner, itemId), bytes.length);
@@ -633,7 +633,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     } catch (e) {
       throw unreadableBody(x, `is not valid JSON: ${(e as Error).message}`);
     }
-    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) checkForbidden(parsed as JsonObject, raw);
+    checkDialectBody(parsed, raw, true);
     const body = validateRequest('chat', fromMessagesRequest(parsed, gw.config.gateway.limits, true).chat, raw, gw.config.gateway.limits);
     const model = body.model as string;
     const route = gw.route('chat', model, key?.roles === undefined ? undefined : (name) => allows(key, name, gw));
