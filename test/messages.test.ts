@@ -427,8 +427,9 @@ test('count_tokens: the gateway\'s estimate of the prompt, for a model the key m
     messages: [{ role: 'user' as const, content: 'How many tokens is this sentence, more or less?' }],
     tools: [{ name: 'get_weather', input_schema: { type: 'object' as const, properties: { city: { type: 'string' } } } }],
   };
-  const n = await client.messages.countTokens(params);
+  const { data: n, response } = await client.messages.countTokens(params).withResponse();
   assert.ok(n.input_tokens > 20 && n.input_tokens < 200, String(n.input_tokens));
+  assert.equal(response.headers.get('request-id'), response.headers.get('x-request-id'), 'request-id, which the SDK reports');
   const more = await client.messages.countTokens({ ...params, messages: [...params.messages, { role: 'assistant', content: 'About ten.' }, { role: 'user', content: 'And this one, which is somewhat longer than the first?' }] });
   assert.ok(more.input_tokens > n.input_tokens + 10);
   await assert.rejects(client.messages.countTokens({ ...params, model: 'no-such-role' }), (e: unknown) => e instanceof Anthropic.NotFoundError && e.type === 'not_found_error');
@@ -436,6 +437,11 @@ test('count_tokens: the gateway\'s estimate of the prompt, for a model the key m
   assert.equal(bad.status, 400);
   assert.equal(bad.json.error.type, 'invalid_request_error');
   assert.match(bad.json.error.message, /`messages` must be a non-empty array/);
+  assert.equal(bad.headers.get('request-id'), bad.json.request_id);
+  // A long prompt is counted up to COUNT_EXACT tokens, the rest by its bytes: what a count costs is bounded.
+  const long = 'word '.repeat(1_000_000);
+  const counted = await client.messages.countTokens({ model: 'chat-fast', messages: [{ role: 'user', content: long }] });
+  assert.equal(counted.input_tokens, Math.ceil(long.length / 4) + 4);
   assert.equal((await post(f.url, '/v1/messages/count_tokens', params)).status, 401);
   // A key counts for the models it may use, and only those.
   const limited = await post(f.url, '/admin/keys', { name: 'counter', roles: ['chat-fast'] }, { authorization: `Bearer ${MASTER}` });

@@ -617,9 +617,10 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
 
   /**
    * POST /v1/messages/count_tokens: the prompt's tokens as the gateway counts them (its o200k
-   * tokenizer over the text the chat request would carry, four tokens a message, an image as 750):
-   * an estimate, not the model's own count; no backend is asked, and nothing is recorded. The
-   * model must exist and be one the key may use, as for the request it stands for.
+   * tokenizer over the text the chat request would carry, four tokens a message, an image as 750;
+   * past COUNT_EXACT tokens, by bytes): an estimate, not the model's own count; no backend is
+   * asked, and nothing is recorded. The model must exist and be one the key may use, as for the
+   * request it stands for.
    */
   async function countTokens(x: Exchange, key: KeyRecord | undefined): Promise<void> {
     const gw = app.gateway;
@@ -659,7 +660,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const post = POST_ROUTES[path];
     setIdHeaders(x, id, cid, app.gateway.config.simulated);
     // Anthropic's SDKs read the request id from request-id (into errors and responses' _request_id).
-    if (post !== undefined && post.api === 'messages') x.preset!.push('request-id', id);
+    if (post === undefined ? COUNT_TOKENS_PATHS.has(path) : post.api === 'messages') x.preset!.push('request-id', id);
     const corsOrigins = app.gateway.config.gateway.corsOrigins;
     let inf: Inference | undefined;
     try {
