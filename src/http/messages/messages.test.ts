@@ -128,6 +128,7 @@ test('refusals name the Messages field: what needs Anthropic\'s side, chat compl
     [{ messages: [{ role: 'assistant', content: [{ type: 'tool_use', name: 'f' }] }] }, 'messages[0].content[0]'],
     [{ messages: [{ role: 'assistant', content: [{ type: 'image', source: { type: 'url', url: 'u' } }] }] }, 'messages[0].content[0].type'],
     [{ messages: [{ role: 'assistant', content: [{ type: 'thinking', thinking: 'x', signature: 's' }] }] }, 'messages'],
+    [{ messages: [{ role: 'user', content: [] }] }, 'messages'],
     [{ system: [{ type: 'image' }] }, 'system[0]'],
     [{ tools: [{ type: 'bash_20250124', name: 'bash' }] }, 'tools[0].type'],
     [{ tools: [{ name: '', input_schema: {} }] }, 'tools[0].name'],
