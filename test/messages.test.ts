@@ -349,6 +349,12 @@ test('a virtual key by x-api-key (and as a bearer token): its roles hold, its ra
   assert.equal(usage.data[0].requests, 4, 'the refused ones too: the wrong role and the rate limit');
 });
 
+test('GET /v1/models through Anthropic\'s SDK (its models.list, by x-api-key): the roles, by their ids', async () => {
+  const ids: string[] = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  for (const role of ['chat-fast', 'vision-general', 'chat-ollama']) assert.ok(ids.includes(role), `${role} in ${ids.join(', ')}`);
+});
+
 test('the log line and the trace say api "messages", failed requests\' too; metrics count them as chat', async () => {
   const from = f.logs.length;
   await client.messages.create({ model: 'chat-fast', max_tokens: 20, messages: [{ role: 'user', content: 'logged' }] });
