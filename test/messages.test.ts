@@ -283,6 +283,15 @@ test('errors in Anthropic\'s shape with the gateway\'s statuses and messages: un
     assert.equal(r.json.request_id, r.headers.get('x-request-id'));
     assert.equal(r.json.error.code, undefined, 'Anthropic\'s shape, not OpenAI\'s');
   }
+  // Nested past the limit, deep enough to overflow the translation's walk: the client's 400, not a 500.
+  const deep = `{"model":"chat-fast","max_tokens":10,"messages":[{"role":"user","content":"x"},{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{"a":${'['.repeat(200_000)}${']'.repeat(200_000)}}}]}]}`;
+  for (const path of ['/v1/messages', '/v1/messages/count_tokens']) {
+    const r = await fetch(`${f.url}${path}`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: deep });
+    const j = (await r.json()) as any;
+    assert.equal(r.status, 400, `${path}: ${JSON.stringify(j)}`);
+    assert.equal(j.error.type, 'invalid_request_error');
+    assert.match(j.error.message, /more than 128 levels deep/);
+  }
   // A tool's schema may well describe a base_url, and a call's input carry one: data, not a request to the gateway.
   const ok = await post(f.url, '/v1/messages', {
     model: 'chat-fast', max_tokens: 10, tools: [{ name: 'fetch', input_schema: { type: 'object', properties: { base_url: { type: 'string' } } } }],
@@ -338,6 +347,12 @@ test('a virtual key by x-api-key (and as a bearer token): its roles hold, its ra
   assert.equal(streamed?.promptTokens, s.usage.input_tokens + (s.usage.cache_read_input_tokens ?? 0));
   const usage: any = await (await fetch(`${f.url}/admin/usage?by=key&key=${made.json.id}`, { headers: { authorization: `Bearer ${MASTER}` } })).json();
   assert.equal(usage.data[0].requests, 4, 'the refused ones too: the wrong role and the rate limit');
+});
+
+test('GET /v1/models through Anthropic\'s SDK (its models.list, by x-api-key): the roles, by their ids', async () => {
+  const ids: string[] = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  for (const role of ['chat-fast', 'vision-general', 'chat-ollama']) assert.ok(ids.includes(role), `${role} in ${ids.join(', ')}`);
 });
 
 test('the log line and the trace say api "messages", failed requests\' too; metrics count them as chat', async () => {
@@ -418,8 +433,9 @@ test('count_tokens: the gateway\'s estimate of the prompt, for a model the key m
     messages: [{ role: 'user' as const, content: 'How many tokens is this sentence, more or less?' }],
     tools: [{ name: 'get_weather', input_schema: { type: 'object' as const, properties: { city: { type: 'string' } } } }],
   };
-  const n = await client.messages.countTokens(params);
+  const { data: n, response } = await client.messages.countTokens(params).withResponse();
   assert.ok(n.input_tokens > 20 && n.input_tokens < 200, String(n.input_tokens));
+  assert.equal(response.headers.get('request-id'), response.headers.get('x-request-id'), 'request-id, which the SDK reports');
   const more = await client.messages.countTokens({ ...params, messages: [...params.messages, { role: 'assistant', content: 'About ten.' }, { role: 'user', content: 'And this one, which is somewhat longer than the first?' }] });
   assert.ok(more.input_tokens > n.input_tokens + 10);
   await assert.rejects(client.messages.countTokens({ ...params, model: 'no-such-role' }), (e: unknown) => e instanceof Anthropic.NotFoundError && e.type === 'not_found_error');
@@ -427,6 +443,11 @@ test('count_tokens: the gateway\'s estimate of the prompt, for a model the key m
   assert.equal(bad.status, 400);
   assert.equal(bad.json.error.type, 'invalid_request_error');
   assert.match(bad.json.error.message, /`messages` must be a non-empty array/);
+  assert.equal(bad.headers.get('request-id'), bad.json.request_id);
+  // A long prompt is counted up to COUNT_EXACT tokens, the rest by its bytes: what a count costs is bounded.
+  const long = 'word '.repeat(1_000_000);
+  const counted = await client.messages.countTokens({ model: 'chat-fast', messages: [{ role: 'user', content: long }] });
+  assert.equal(counted.input_tokens, Math.ceil(long.length / 4) + 4);
   assert.equal((await post(f.url, '/v1/messages/count_tokens', params)).status, 401);
   // A key counts for the models it may use, and only those.
   const limited = await post(f.url, '/admin/keys', { name: 'counter', roles: ['chat-fast'] }, { authorization: `Bearer ${MASTER}` });

@@ -19,7 +19,7 @@ import { ClientClosed, type Gateway, type HoldingSink, type RequestContext, type
 import type { Logger } from '../core/log.ts';
 import { isAudioOp, isPoolingOp, type AudioOperation, type JsonObject, type Operation } from '../engines/types.ts';
 import { MasterKey } from './auth.ts';
-import { checkForbidden, validateRequest } from './validate.ts';
+import { checkDialectBody, validateRequest } from './validate.ts';
 import { parseAudioRequest } from './audio.ts';
 import { allowedOrigin, corsHeaders, isPreflight, OpenGatewayGuard, preflightHeaders } from './cors.ts';
 import { fromResponsesRequest, referencedIds, responsesParam, type ResponsesEcho } from './responses/request.ts';
@@ -427,14 +427,14 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const owner = inf.key?.id ?? '';
     if (inf.api === 'messages') {
       // Refused in the client's own body, before the fields the chat request does not carry are left out.
-      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) checkForbidden(parsed as JsonObject, raw);
+      checkDialectBody(parsed, raw, true);
       const t = fromMessagesRequest(parsed, gw.config.gateway.limits);
       parsed = t.chat;
       messages = t.echo;
       inf.translated = true;
     } else if (inf.api === 'responses') {
       // Refused in the client's own body, before the fields the chat request does not carry are left out.
-      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) checkForbidden(parsed as JsonObject, raw);
+      checkDialectBody(parsed, raw, false);
       // With several workers, items another one returned are asked of it.
       if (recentItems.siblings !== undefined) await recentItems.gather(owner, referencedIds(parsed));
       const t = fromResponsesRequest(parsed, gw.config.gateway.limits, (itemId) => recentItems.recall(owner, itemId), bytes.length);
@@ -617,9 +617,10 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
 
   /**
    * POST /v1/messages/count_tokens: the prompt's tokens as the gateway counts them (its o200k
-   * tokenizer over the text the chat request would carry, four tokens a message, an image as 750):
-   * an estimate, not the model's own count; no backend is asked, and nothing is recorded. The
-   * model must exist and be one the key may use, as for the request it stands for.
+   * tokenizer over the text the chat request would carry, four tokens a message, an image as 750;
+   * past COUNT_EXACT tokens, by bytes): an estimate, not the model's own count; no backend is
+   * asked, and nothing is recorded. The model must exist and be one the key may use, as for the
+   * request it stands for.
    */
   async function countTokens(x: Exchange, key: KeyRecord | undefined): Promise<void> {
     const gw = app.gateway;
@@ -633,7 +634,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     } catch (e) {
       throw unreadableBody(x, `is not valid JSON: ${(e as Error).message}`);
     }
-    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) checkForbidden(parsed as JsonObject, raw);
+    checkDialectBody(parsed, raw, true);
     const body = validateRequest('chat', fromMessagesRequest(parsed, gw.config.gateway.limits, true).chat, raw, gw.config.gateway.limits);
     const model = body.model as string;
     const route = gw.route('chat', model, key?.roles === undefined ? undefined : (name) => allows(key, name, gw));
@@ -659,7 +660,7 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const post = POST_ROUTES[path];
     setIdHeaders(x, id, cid, app.gateway.config.simulated);
     // Anthropic's SDKs read the request id from request-id (into errors and responses' _request_id).
-    if (post !== undefined && post.api === 'messages') x.preset!.push('request-id', id);
+    if (post === undefined ? COUNT_TOKENS_PATHS.has(path) : post.api === 'messages') x.preset!.push('request-id', id);
     const corsOrigins = app.gateway.config.gateway.corsOrigins;
     let inf: Inference | undefined;
     try {

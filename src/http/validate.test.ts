@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MAX_DEPTH, validateRequest } from './validate.ts';
+import { checkDialectBody, MAX_DEPTH, validateRequest } from './validate.ts';
 import { FabricError } from '../core/errors.ts';
 import type { Limits } from '../config/types.ts';
 
@@ -76,6 +76,36 @@ test('vLLM\'s structured-output schemas are data too: a property named base_url 
   }
   // Elsewhere in structured_outputs it is still refused.
   assert.equal(refusal(chat({ structured_outputs: { base_url: 'x' } })).code, 'forbidden_parameter');
+});
+
+test('the Messages API\'s data subtrees (a tool\'s input_schema, a call\'s input, output_config\'s schema) are data in a Messages body only: in a chat request they are fields, walked as any', () => {
+  const messagesBody = {
+    model: 'm', max_tokens: 5, tools: [{ name: 'f', input_schema: { properties: { base_url: { type: 'string' } } } }],
+    output_config: { format: { type: 'json_schema', schema: { properties: { api_key: { type: 'string' } } } } },
+    messages: [{ role: 'assistant', content: [{ type: 'tool_use', id: 't', name: 'f', input: { base_url: 'http://a' } }] }],
+  };
+  checkDialectBody(messagesBody, JSON.stringify(messagesBody), true);
+  const inChat: [Record<string, unknown>, string][] = [
+    [{ tools: [{ type: 'function', function: { name: 'f', parameters: {} }, input_schema: { api_base: 'http://evil' } }] }, 'tools[0].input_schema.api_base'],
+    [{ messages: [{ role: 'user', content: [{ type: 'text', text: 'x', input: { api_base: 'http://evil' } }] }] }, 'messages[0].content[0].input.api_base'],
+    [{ output_config: { format: { schema: { api_base: 'http://evil' } } } }, 'output_config.format.schema.api_base'],
+  ];
+  for (const [extra, param] of inChat) {
+    const e = refusal(chat(extra));
+    assert.equal(e.code, 'forbidden_parameter', param);
+    assert.equal(e.param, param);
+  }
+  // Elsewhere in a Messages body, refused as ever.
+  assert.throws(() => checkDialectBody({ ...messagesBody, metadata: { api_base: 'x' } }, '"api_base"', true), (e: unknown) => e instanceof FabricError && e.param === 'metadata.api_base');
+});
+
+test('a body in another API\'s dialect: its nesting is refused (400) before any walk of it, a forbidden name\'s or the translation\'s, could overflow the stack', () => {
+  for (const raw of [
+    `{"model":"m","messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{"a":${nested(200_000)}}}]}]}`,
+    `{"model":"m","messages":[{"role":"user","content":"\\u0078"}],"x":${nested(200_000)}}`,
+  ]) {
+    assert.throws(() => checkDialectBody(JSON.parse(raw), raw, true), (e: unknown) => e instanceof FabricError && e.status === 400 && /levels deep/.test(e.message));
+  }
 });
 
 test('stream_options only with stream: true (as OpenAI and vLLM answer), an empty one passes as vLLM lets it', () => {

@@ -44,8 +44,12 @@ export function isObj(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Subtrees that describe data rather than configure the request: a tool may well have a `base_url` parameter. */
-function isSchemaSubtree(path: string): boolean {
+/**
+ * Subtrees that describe data rather than configure the request: a tool may well have a `base_url`
+ * parameter. `messages`: a body of Anthropic's Messages API, before its translation, whose own
+ * such subtrees are data there only (in a chat request they are fields sent on as they are).
+ */
+function isSchemaSubtree(path: string, messages: boolean): boolean {
   return /^tools\[\d+\]\.(?:function\.)?parameters$/.test(path) || path === 'response_format.json_schema.schema' || /^functions\[\d+\]\.parameters$/.test(path)
     // The Responses API's: function tools' parameters at the tool's top level, text.format's schema.
     || path === 'text.format.schema'
@@ -53,7 +57,7 @@ function isSchemaSubtree(path: string): boolean {
     || path === 'guided_json' || path === 'structured_outputs.json'
     // Anthropic's Messages API: a tool's input_schema, output_config.format's schema, and the
     // input of a tool call an assistant turn made (the chat request carries it as a JSON string).
-    || /^tools\[\d+\]\.input_schema$/.test(path) || path === 'output_config.format.schema' || /^messages\[\d+\]\.content\[\d+\]\.input$/.test(path);
+    || (messages && (/^tools\[\d+\]\.input_schema$/.test(path) || path === 'output_config.format.schema' || /^messages\[\d+\]\.content\[\d+\]\.input$/.test(path)));
 }
 
 /**
@@ -81,19 +85,19 @@ function depthOf(raw: string): number {
   return max;
 }
 
-function findForbidden(v: unknown, path: string): string | undefined {
+function findForbidden(v: unknown, path: string, messages: boolean): string | undefined {
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) {
-      const f = findForbidden(v[i], `${path}[${i}]`);
+      const f = findForbidden(v[i], `${path}[${i}]`, messages);
       if (f !== undefined) return f;
     }
     return undefined;
   }
-  if (!isObj(v) || isSchemaSubtree(path)) return undefined;
+  if (!isObj(v) || isSchemaSubtree(path, messages)) return undefined;
   for (const k of Object.keys(v)) {
     const p = path === '' ? k : `${path}.${k}`;
     if (FORBIDDEN_SET.has(fold(k))) return p;
-    const f = findForbidden(v[k], p);
+    const f = findForbidden(v[k], p, messages);
     if (f !== undefined) return f;
   }
   return undefined;
@@ -115,13 +119,13 @@ function boundedInt(body: JsonObject, key: string, max: number): void {
   if (v > max) throw bad(key, `\`${key}\` is ${v}; this gateway allows at most ${max}`, 'parameter_out_of_range');
 }
 
-/** A field that would choose a backend or its credentials, anywhere in the body: a 400 naming it. */
-export function checkForbidden(body: JsonObject, raw: string): void {
+/** A field that would choose a backend or its credentials, anywhere in the body: a 400 naming it. `messages`: see isSchemaSubtree. */
+export function checkForbidden(body: JsonObject, raw: string, messages = false): void {
   // A cheap scan of the raw text first: the deep walk runs only if a forbidden name appears at all.
   // A name spelled with escapes ("api\u005fbase") only shows after parsing: text with any
   // \u escape gets the walk too.
   if (FORBIDDEN_QUOTED.test(raw) || raw.includes('\\u')) {
-    const at = findForbidden(body, '');
+    const at = findForbidden(body, '', messages);
     if (at !== undefined) throw new FabricError('forbidden_parameter', `\`${at}\` is not accepted: the gateway chooses backends and credentials, requests choose only the model`, { param: at });
   }
 }
@@ -180,9 +184,24 @@ function validateRerank(body: JsonObject, limits: Limits): void {
   if (rd !== undefined && rd !== null && typeof rd !== 'boolean') throw bad('return_documents', '`return_documents` must be a boolean');
 }
 
+function checkDepth(raw: string): void {
+  if (depthOf(raw) > MAX_DEPTH) throw new FabricError('invalid_request', `the request body nests objects and arrays more than ${MAX_DEPTH} levels deep`);
+}
+
+/**
+ * A body in another API's dialect (Responses, Messages), before it is translated: its nesting,
+ * then the fields that would choose a backend, refused in the client's own body. The walks that
+ * follow (the forbidden names', the translation's, JSON.stringify's) recurse: a body nested many
+ * thousands deep would overflow the stack there, a 500 for what is the client's 400.
+ */
+export function checkDialectBody(body: unknown, raw: string, messages: boolean): void {
+  checkDepth(raw);
+  if (isObj(body)) checkForbidden(body, raw, messages);
+}
+
 export function validateRequest(op: Operation, body: unknown, raw: string, limits: Limits): JsonObject {
   if (!isObj(body)) throw new FabricError('invalid_request', 'the request body must be a JSON object');
-  if (depthOf(raw) > MAX_DEPTH) throw new FabricError('invalid_request', `the request body nests objects and arrays more than ${MAX_DEPTH} levels deep`);
+  checkDepth(raw);
   if (typeof body.model !== 'string' || body.model === '') throw bad('model', 'you must provide a model parameter (a non-empty string)');
   if (body.model.length > MAX_MODEL_NAME) throw bad('model', `the model name is ${body.model.length} characters long; at most ${MAX_MODEL_NAME} are accepted`);
   checkForbidden(body, raw);

@@ -65,3 +65,17 @@ test('anyOver: embeddings inputs and rerank pairs are each judged on their own, 
   // 60 bytes of one character are far fewer than 50 tokens: counted, not judged by bytes.
   assert.equal(await t.anyOver({ input: 'a'.repeat(60) }, 50), false);
 });
+
+test('estimate: exact up to its bound, past it by bytes (four a token, never under the bound), so its cost is the bound\'s whatever the body', async () => {
+  const t = new TokenCounter();
+  const short = { messages: [{ role: 'user', content: 'How many tokens is this sentence, more or less?' }] };
+  assert.equal(await t.estimate(short, 1000), await t.count(short));
+  const text = 'word '.repeat(300_000);
+  const long = { messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: text }] };
+  const bytes = Buffer.byteLength('Be brief.') + text.length;
+  assert.equal(await t.estimate(long, 1000), Math.ceil(bytes / 4) + 8);
+  // Text of fewer bytes a token (digits, one token each here): never less than the bound it passed.
+  const digits = Array.from({ length: 1500 }, (_, i) => String(i % 10)).join(' ');
+  assert.ok(await t.count({ prompt: digits }) > 1000 && digits.length / 4 < 1000);
+  assert.equal(await t.estimate({ prompt: digits }, 1000), 1000);
+});

@@ -14,6 +14,8 @@
 // every few milliseconds, and it stops as soon as the limit is passed. The tokenizer's cache of
 // merged pieces is emptied after each count: its keys can be slices that keep a whole prompt alive.
 
+import { BYTES_PER_TOKEN } from './estimate.ts';
+
 type Encoding = typeof import('gpt-tokenizer/encoding/o200k_base');
 
 const PER_MESSAGE_OVERHEAD = 4;
@@ -141,6 +143,21 @@ export class TokenCounter {
   async count(body: Record<string, unknown>): Promise<number> {
     const overhead = Array.isArray(body.messages) ? body.messages.length * PER_MESSAGE_OVERHEAD : 0;
     return (await this.#count(TokenCounter.texts(body), Infinity))! + overhead;
+  }
+
+  /**
+   * The prompt's tokens, counted up to `exact`; past it, estimated by bytes (BYTES_PER_TOKEN a
+   * token, never fewer than `exact`): what a count costs is bounded by `exact`, not by the body
+   * limit, where any caller may ask for it.
+   */
+  async estimate(body: Record<string, unknown>, exact: number): Promise<number> {
+    const overhead = Array.isArray(body.messages) ? body.messages.length * PER_MESSAGE_OVERHEAD : 0;
+    const texts = TokenCounter.texts(body);
+    const n = await this.#count(texts, exact);
+    if (n !== undefined) return n + overhead;
+    let bytes = 0;
+    for (const t of texts) bytes += Buffer.byteLength(t, 'utf8');
+    return Math.max(exact, Math.ceil(bytes / BYTES_PER_TOKEN)) + overhead;
   }
 
   /** The tokens of the texts (joined by newlines), or undefined as soon as they pass `limit`. */

@@ -11,6 +11,7 @@ import { FabricError } from '../../core/errors.ts';
 import { fromMessagesRequest, type MessagesEcho } from './request.ts';
 import { errorBody, errorType, messageUsage, toMessage } from './response.ts';
 import { MessagesStream } from './stream.ts';
+import { MessageStream } from '@anthropic-ai/sdk/lib/MessageStream';
 
 class Collect implements HoldingSink {
   out = '';
@@ -127,6 +128,7 @@ test('refusals name the Messages field: what needs Anthropic\'s side, chat compl
     [{ messages: [{ role: 'assistant', content: [{ type: 'tool_use', name: 'f' }] }] }, 'messages[0].content[0]'],
     [{ messages: [{ role: 'assistant', content: [{ type: 'image', source: { type: 'url', url: 'u' } }] }] }, 'messages[0].content[0].type'],
     [{ messages: [{ role: 'assistant', content: [{ type: 'thinking', thinking: 'x', signature: 's' }] }] }, 'messages'],
+    [{ messages: [{ role: 'user', content: [] }] }, 'messages'],
     [{ system: [{ type: 'image' }] }, 'system[0]'],
     [{ tools: [{ type: 'bash_20250124', name: 'bash' }] }, 'tools[0].type'],
     [{ tools: [{ name: '', input_schema: {} }] }, 'tools[0].name'],
@@ -194,7 +196,7 @@ test('a whole chat completion as a Message: text, tool_use with parsed input, st
   assert.deepEqual(messageUsage(undefined), { input_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 0 });
 });
 
-test('a stream: message_start with the estimate and ping, text then tool calls (interleaved arguments go to their own blocks), message_delta with the engine\'s usage, held to the end', () => {
+test('a stream: message_start with the estimate and ping, text then tool calls (each block stopped before the next begins), message_delta with the engine\'s usage, held to the end', () => {
   const sink = new Collect();
   const s = new MessagesStream(sink, echo, 'msg_abc', (sv) => sv.model, () => 42);
   s.begin(served);
@@ -202,8 +204,8 @@ test('a stream: message_start with the estimate and ping, text then tool calls (
   s.write(chunk({ content: 'Let me ' }));
   s.write(chunk({ content: 'check.' }));
   s.write(chunk({ tool_calls: [{ index: 0, id: 'call_A', type: 'function', function: { name: 'weather', arguments: '{"ci' } }] }));
-  s.write(chunk({ tool_calls: [{ index: 1, id: 'call_B', type: 'function', function: { name: 'time', arguments: '{}' } }] }));
   s.write(chunk({ tool_calls: [{ index: 0, function: { arguments: 'ty":"Paris"}' } }] }));
+  s.write(chunk({ tool_calls: [{ index: 1, id: 'call_B', type: 'function', function: { name: 'time', arguments: '{}' } }] }));
   s.write(chunk({}, 'tool_calls'));
   s.write(usageChunk);
   assert.equal(sink.last, '', 'nothing held before the end');
@@ -214,18 +216,55 @@ test('a stream: message_start with the estimate and ping, text then tool calls (
   assert.deepEqual(ev.map((e) => e.type), [
     'message_start', 'ping',
     'content_block_start', 'content_block_delta', 'content_block_delta', 'content_block_stop',
-    'content_block_start', 'content_block_delta', 'content_block_start', 'content_block_delta', 'content_block_delta',
-    'content_block_stop', 'content_block_stop', 'message_delta', 'message_stop',
+    'content_block_start', 'content_block_delta', 'content_block_delta', 'content_block_stop',
+    'content_block_start', 'content_block_delta', 'content_block_stop', 'message_delta', 'message_stop',
   ]);
   assert.deepEqual(ev[0].message, { id: 'msg_abc', type: 'message', role: 'assistant', model: 'phys', content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 42, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 0 } });
   assert.deepEqual(ev[2], { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
   assert.deepEqual(ev[3].delta, { type: 'text_delta', text: 'Let me ' });
   assert.deepEqual(ev[6], { type: 'content_block_start', index: 1, content_block: { type: 'tool_use', id: 'call_A', name: 'weather', input: {} } });
   assert.deepEqual(ev[7].delta, { type: 'input_json_delta', partial_json: '{"ci' });
-  assert.deepEqual(ev[8].content_block.id, 'call_B');
-  assert.deepEqual([ev[10].index, ev[10].delta.partial_json], [1, 'ty":"Paris"}']);
-  assert.deepEqual([ev[11].index, ev[12].index], [1, 2]);
+  assert.deepEqual([ev[8].index, ev[8].delta.partial_json], [1, 'ty":"Paris"}']);
+  assert.deepEqual(ev[9], { type: 'content_block_stop', index: 1 }, 'the first call\'s block stops before the second\'s starts');
+  assert.deepEqual(ev[10].content_block.id, 'call_B');
+  assert.deepEqual(ev[12], { type: 'content_block_stop', index: 2 });
   assert.deepEqual(ev[13], { type: 'message_delta', delta: { stop_reason: 'tool_use', stop_sequence: null }, usage: { input_tokens: 7, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 5 } });
+
+  // Arguments that come for a call already closed (no engine known sends them so) still go to its block.
+  const late = new Collect();
+  const l = new MessagesStream(late, echo, 'msg_l', (sv) => sv.model, () => 1);
+  l.begin(served);
+  l.write(chunk({ tool_calls: [{ index: 0, id: 'a', function: { name: 'f', arguments: '{"x"' } }, { index: 1, id: 'b', function: { name: 'g', arguments: '{}' } }] }));
+  l.write(chunk({ tool_calls: [{ index: 0, function: { arguments: ':1}' } }] }, 'tool_calls') + 'data: [DONE]\n\n');
+  const deltas = late.events().filter((e) => e.type === 'content_block_delta');
+  assert.deepEqual(deltas.map((e) => [e.index, e.delta.partial_json]), [[0, '{"x"'], [1, '{}'], [0, ':1}']]);
+});
+
+test('a stream with parallel tool calls, read by Anthropic\'s SDK: each contentBlock event is its own block, and the final message has every call', async () => {
+  const sink = new Collect();
+  const s = new MessagesStream(sink, echo, 'msg_p', (sv) => sv.model, () => 5);
+  s.begin(served);
+  s.write(chunk({ content: 'Checking both.' }));
+  s.write(chunk({ tool_calls: [{ index: 0, id: 'call_A', type: 'function', function: { name: 'weather', arguments: '{"city":' } }] }));
+  s.write(chunk({ tool_calls: [{ index: 0, function: { arguments: '"Paris"}' } }] }));
+  // Ollama's calls come whole, several in one chunk (as the gateway translates them).
+  s.write(chunk({ tool_calls: [{ index: 1, id: 'call_B', type: 'function', function: { name: 'weather', arguments: '{"city":"Rome"}' } }, { index: 2, id: 'call_C', type: 'function', function: { name: 'time', arguments: '{}' } }] }));
+  s.write(chunk({}, 'tool_calls') + usageChunk + 'data: [DONE]\n\n');
+  // The SDK's MessageStream over the events (as JSON lines, which fromReadableStream reads).
+  const lines = sink.events().map((e) => JSON.stringify(e)).join('\n') + '\n';
+  const ms = MessageStream.fromReadableStream(new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode(lines)); c.close(); } }));
+  const blocks: unknown[] = [];
+  ms.on('contentBlock', (b) => blocks.push(JSON.parse(JSON.stringify(b))));
+  const final = await ms.finalMessage();
+  const expected = [
+    { type: 'text', text: 'Checking both.' },
+    { type: 'tool_use', id: 'call_A', name: 'weather', input: { city: 'Paris' } },
+    { type: 'tool_use', id: 'call_B', name: 'weather', input: { city: 'Rome' } },
+    { type: 'tool_use', id: 'call_C', name: 'time', input: {} },
+  ];
+  assert.deepEqual(blocks, expected);
+  assert.deepEqual(JSON.parse(JSON.stringify(final.content)), expected);
+  assert.equal(final.stop_reason, 'tool_use');
 });
 
 test('a stream: bytes split anywhere, CRLF framing, thinking when asked, a stop sequence vLLM names, and the estimate when the engine reports no usage', () => {

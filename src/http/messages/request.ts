@@ -316,7 +316,7 @@ export function fromMessagesRequest(body: unknown, limits: Limits, counting = fa
     if (chatOnly !== undefined) throw bad(k, `\`${k}\` is a chat completions field, not one of the Messages API: ${chatOnly}`);
   }
   const chat: JsonObject = { model: body.model, messages: messages(body.messages, body.system) };
-  if ((chat.messages as unknown[]).length === 0) throw bad('messages', '`messages` has nothing for a model to answer: its turns hold only thinking');
+  if ((chat.messages as unknown[]).length === 0) throw bad('messages', '`messages` has nothing for a model to answer: its turns are empty or hold only thinking');
   if (!counting) {
     const max = body.max_tokens;
     if (!given(max)) throw bad('max_tokens', '`max_tokens` is required: the most tokens the answer may have');

@@ -31,7 +31,12 @@ export class MessagesStream implements StreamSink {
   /** The next content block's index. */
   #blocks = 0;
   #open: OpenBlock | undefined;
-  /** Tool calls by their chat index; those still open (a call's arguments may go on while another's begin). */
+  /**
+   * Tool calls by their chat index, and the block still open: one at a time, as Anthropic sends
+   * them (its SDKs take a content_block_stop for the last block begun). Engines send a call's
+   * arguments whole before the next call's; arguments that come for a call already closed still
+   * go to its block (the SDKs add deltas to the block their index names).
+   */
   readonly #calls = new Map<number, Call>();
   readonly #openCalls: number[] = [];
   #finish: unknown;
@@ -163,6 +168,7 @@ export class MessagesStream implements StreamSink {
     let call = this.#calls.get(chatIndex);
     if (call === undefined) {
       this.#closeOpen();
+      this.#closeCalls();
       call = { index: this.#blocks++ };
       this.#calls.set(chatIndex, call);
       this.#openCalls.push(call.index);
@@ -178,7 +184,7 @@ export class MessagesStream implements StreamSink {
     this.#open = undefined;
   }
 
-  /** Every open call's block, in the order they began. */
+  /** The open call's block. */
   #closeCalls(): void {
     for (const index of this.#openCalls) this.#emit('content_block_stop', { index });
     this.#openCalls.length = 0;
