@@ -568,7 +568,9 @@ test('--workers 2: the alert webhook is called once per change of level, not onc
   const yaml = configYaml('blue', `
   down-chat: { kind: chat, backends: [gone] }
 `).replace('backends:\n', 'backends:\n  gone: { engine: vllm, url: http://127.0.0.1:9/v1, model: gone-model }\n').replace('gateway:\n', `gateway:
-  health: { failure_threshold: 1, probe_timeout: 200ms }
+  # Port 9 refuses at once; a timeout this long keeps a loaded machine's slow probe of a live
+  # engine from reading as down (a second change of level: a second call).
+  health: { failure_threshold: 1, probe_timeout: 5s }
   alerts: { webhook: env:ALERT_HOOK, format: slack, interval: 100ms, min_interval: 0ms, notify: info }
 `);
   try {
