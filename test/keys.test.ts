@@ -59,6 +59,9 @@ test('a key is shown once, stored only as its SHA-256, and never listed', async 
   assert.equal(r.status, 201);
   const secret: string = r.json.key;
   assert.match(secret, /^sk-fabric-[A-Za-z0-9_-]{43}$/);
+  assert.equal(r.headers.get('cache-control'), 'no-store', 'the one answer with the secret is kept by no cache on the way');
+  assert.equal((await admin('/key/generate', { key_alias: 'no-store-litellm' })).headers.get('cache-control'), 'no-store');
+  assert.equal((await admin('/admin/usage?by=key')).headers.get('cache-control'), 'no-store');
   assert.equal(r.json.name, 'obsidian');
   assert.deepEqual(r.json.metadata, { app: 'obsidian', owner: 'mdt' });
   assert.equal(r.json.status, 'active');

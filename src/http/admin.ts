@@ -37,8 +37,9 @@ export interface AdminContext {
   cache?: AppState['cache'];
 }
 
+/** Admin answers are kept by no cache on the way (a proxy's, a browser's): they carry keys' secrets once, and usage. */
 function send(x: Exchange, status: number, body: unknown, type = 'application/json', headers?: Record<string, string>): void {
-  sendText(x, status, typeof body === 'string' ? body : JSON.stringify(body), type, headers);
+  sendText(x, status, typeof body === 'string' ? body : JSON.stringify(body), type, { 'cache-control': 'no-store', ...headers });
 }
 
 /** One key, with its revision as the ETag that If-Match may send back. */
