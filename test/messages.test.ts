@@ -454,3 +454,19 @@ test('count_tokens: the gateway\'s estimate of the prompt, for a model the key m
   assert.equal((await anthropic(limited.json.key).messages.countTokens(params)).input_tokens, n.input_tokens);
   await assert.rejects(anthropic(limited.json.key).messages.countTokens({ ...params, model: 'chat-ollama' }), (e: unknown) => e instanceof Anthropic.PermissionDeniedError && e.type === 'permission_error');
 });
+
+test('a prefill (a last assistant turn) is continued: vLLM is asked to (continue_final_message, no generation prompt); a chat request ending so is not, nor an Ollama backend', async () => {
+  const m = await client.messages.create({ model: 'chat-fast', max_tokens: 50, messages: [{ role: 'user', content: 'give me JSON' }, { role: 'assistant', content: '{"answer":' }] });
+  assert.equal(m.type, 'message');
+  const sent = lastSent('armitage');
+  assert.deepEqual([sent.continue_final_message, sent.add_generation_prompt], [true, false]);
+  assert.deepEqual(sent.messages.at(-1), { role: 'assistant', content: '{"answer":' });
+  const plain = await post(f.url, '/v1/messages', { model: 'chat-fast', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] }, { 'x-api-key': MASTER });
+  assert.equal(plain.status, 200, plain.text);
+  assert.equal(lastSent('armitage').continue_final_message, undefined, 'only a prefill is continued');
+  const chat = await post(f.url, '/v1/chat/completions', { model: 'chat-fast', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'Hello' }] }, { authorization: `Bearer ${MASTER}` });
+  assert.equal(chat.status, 200, chat.text);
+  assert.equal(lastSent('armitage').continue_final_message, undefined, 'OpenAI\'s API gives a last assistant turn no such meaning');
+  await client.messages.create({ model: 'chat-ollama', max_tokens: 50, messages: [{ role: 'user', content: 'give me JSON' }, { role: 'assistant', content: '{"answer":' }] });
+  assert.equal(lastSent('ollama').continue_final_message, undefined, 'Ollama continues a last assistant turn as it is');
+});

@@ -9,7 +9,7 @@ import { Unsupported } from '../core/attempt-error.ts';
 import { namedFunction, refuseToolChoiceKinds, toolsNamed } from './tool-choice.ts';
 import { normalizeRerank, rerankUpstreamBody } from './rerank.ts';
 import type { EngineKind } from '../config/types.ts';
-import type { EngineAdapter, JsonObject, NormalizeContext, Operation, PrepareOptions, PreparedRequest, UpstreamErrorInfo } from './types.ts';
+import { CONTINUE_FINAL_TURN, type EngineAdapter, type JsonObject, type NormalizeContext, type Operation, type PrepareOptions, type PreparedRequest, type UpstreamErrorInfo } from './types.ts';
 
 const PATHS: Record<Operation, string> = {
   chat: '/chat/completions',
@@ -157,7 +157,10 @@ export class OpenAICompatibleEngine implements EngineAdapter {
       // stricter server than vLLM (OpenAI) would refuse even that, so it goes no further.
       delete body.stream_options;
     }
-    const sent = this.kind === 'llamacpp' && op === 'chat' ? namedChoiceForLlamaCpp(body) : body;
+    let sent = this.kind === 'llamacpp' && op === 'chat' ? namedChoiceForLlamaCpp(body) : body;
+    // A prefill (Anthropic's last assistant turn) is continued: vLLM must be told (its chat
+    // template would open a new turn), as a field of this request only.
+    if (this.kind === 'vllm' && (body as { [CONTINUE_FINAL_TURN]?: true })[CONTINUE_FINAL_TURN] === true) sent = { ...sent, continue_final_message: true, add_generation_prompt: false };
     return { path: PATHS[op], body: JSON.stringify(sent), injectedUsage, logprobsRefusal: op === 'chat' && body.stream === true && body.logprobs === true };
   }
 

@@ -11,6 +11,13 @@ export const isAudioOp = (op: Operation): op is AudioOperation => op === 'transc
 export const isPoolingOp = (op: Operation): boolean => op === 'embeddings' || op === 'rerank';
 export type JsonObject = Record<string, unknown>;
 
+/**
+ * Set (as a symbol: never sent, never part of a cache key) on a chat request whose last turn, the
+ * assistant's, is to be continued: Anthropic's prefill. llama.cpp and Ollama continue such a turn
+ * as it is; vLLM starts a new one unless asked (continue_final_message).
+ */
+export const CONTINUE_FINAL_TURN: unique symbol = Symbol('continue the final assistant turn');
+
 export interface PreparedRequest {
   /** Appended to the backend's base URL path. */
   path: string;

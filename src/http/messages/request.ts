@@ -8,7 +8,7 @@
 
 import type { Limits } from '../../config/types.ts';
 import { FabricError } from '../../core/errors.ts';
-import type { JsonObject } from '../../engines/types.ts';
+import { CONTINUE_FINAL_TURN, type JsonObject } from '../../engines/types.ts';
 import { bad, isObj } from '../validate.ts';
 
 /** What the answer needs of its request. */
@@ -316,7 +316,10 @@ export function fromMessagesRequest(body: unknown, limits: Limits, counting = fa
     if (chatOnly !== undefined) throw bad(k, `\`${k}\` is a chat completions field, not one of the Messages API: ${chatOnly}`);
   }
   const chat: JsonObject = { model: body.model, messages: messages(body.messages, body.system) };
-  if ((chat.messages as unknown[]).length === 0) throw bad('messages', '`messages` has nothing for a model to answer: its turns are empty or hold only thinking');
+  const turns = chat.messages as { role?: unknown }[];
+  if (turns.length === 0) throw bad('messages', '`messages` has nothing for a model to answer: its turns are empty or hold only thinking');
+  // A last assistant turn is a prefill: the answer continues it (Anthropic's meaning).
+  if (turns[turns.length - 1]!.role === 'assistant') (chat as { [CONTINUE_FINAL_TURN]?: true })[CONTINUE_FINAL_TURN] = true;
   if (!counting) {
     const max = body.max_tokens;
     if (!given(max)) throw bad('max_tokens', '`max_tokens` is required: the most tokens the answer may have');
