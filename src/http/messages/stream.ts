@@ -6,8 +6,8 @@
 // engine's, or the gateway's when a backend dies mid-stream) becomes Anthropic's `error` event:
 // never a silent truncation. Only the first choice is followed: the Messages API has no `n`.
 
-import { StringDecoder } from 'node:string_decoder';
-import type { HoldingSink, Served, StreamSink } from '../../core/gateway.ts';
+import type { HoldingSink, Served } from '../../core/gateway.ts';
+import { DialectStream } from '../dialect-stream.ts';
 import type { JsonObject } from '../../engines/types.ts';
 import type { MessagesEcho } from './request.ts';
 import { errorEvent, messageUsage, reasoningOf, stopReason } from './response.ts';
@@ -19,15 +19,11 @@ interface Call { index: number }
 
 const ZERO_USAGE = { input_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 0 };
 
-export class MessagesStream implements StreamSink {
-  readonly #inner: HoldingSink;
+export class MessagesStream extends DialectStream {
   readonly #echo: MessagesEcho;
   readonly #id: string;
   readonly #modelFor: (served: Served) => string;
   readonly #inputEstimate: () => number;
-  readonly #decoder = new StringDecoder('utf8');
-  #pending = '';
-  #out = '';
   /** The next content block's index. */
   #blocks = 0;
   #open: OpenBlock | undefined;
@@ -52,7 +48,7 @@ export class MessagesStream implements StreamSink {
    * comes at the end, in message_delta, which the SDKs take over it).
    */
   constructor(inner: HoldingSink, echo: MessagesEcho, id: string, modelFor: (served: Served) => string, inputEstimate: () => number) {
-    this.#inner = inner;
+    super(inner);
     this.#echo = echo;
     this.#id = id;
     this.#modelFor = modelFor;
@@ -65,7 +61,7 @@ export class MessagesStream implements StreamSink {
   }
 
   begin(served: Served): void {
-    this.#inner.begin(served);
+    this.inner.begin(served);
     this.#emit('message_start', {
       message: {
         id: this.#id, type: 'message', role: 'assistant', model: this.#modelFor(served), content: [], stop_reason: null, stop_sequence: null,
@@ -73,42 +69,14 @@ export class MessagesStream implements StreamSink {
       },
     });
     this.#emit('ping', {});
-    this.#flush();
-  }
-
-  write(data: Buffer | string): boolean {
-    let text = this.#pending + (typeof data === 'string' ? data : this.#decoder.write(data));
-    // Events end at a blank line (LF or CRLF framing).
-    for (;;) {
-      const m = /\r?\n\r?\n/.exec(text);
-      if (m === null) break;
-      this.#event(text.slice(0, m.index));
-      text = text.slice(m.index + m[0].length);
-    }
-    this.#pending = text;
-    return this.#flush();
-  }
-
-  onDrain(cb: () => void): void {
-    this.#inner.onDrain(cb);
-  }
-
-  end(): void {
-    this.#inner.end();
-  }
-
-  #flush(): boolean {
-    if (this.#out === '') return true;
-    const out = this.#out;
-    this.#out = '';
-    return this.#inner.write(out);
+    this.flush();
   }
 
   #emit(type: string, payload: JsonObject): void {
-    this.#out += `event: ${type}\ndata: ${JSON.stringify({ type, ...payload })}\n\n`;
+    this.out(`event: ${type}\ndata: ${JSON.stringify({ type, ...payload })}\n\n`);
   }
 
-  #event(raw: string): void {
+  protected event(raw: string): void {
     if (this.#finished) return;
     let data = '';
     for (const line of raw.split(/\r?\n/)) {
@@ -193,29 +161,22 @@ export class MessagesStream implements StreamSink {
   #complete(): void {
     this.#finished = true;
     // What came before the end goes out now; only the closing events wait for the usage record.
-    this.#flush();
+    this.flush();
     this.#closeOpen();
     this.#closeCalls();
     const stop = stopReason(this.#finish, this.#engineStop, this.#calls.size > 0, this.#echo);
     const usage = this.#usage === undefined ? { ...ZERO_USAGE, input_tokens: this.#inputEstimate(), output_tokens: this.#deltas } : messageUsage(this.#usage);
     this.#emit('message_delta', { delta: { stop_reason: stop.reason, stop_sequence: stop.sequence }, usage });
     this.#emit('message_stop', {});
-    this.#last();
+    this.last();
   }
 
   #fail(error: unknown): void {
     this.#finished = true;
-    this.#flush();
+    this.flush();
     const e = (typeof error === 'object' && error !== null ? error : { message: String(error) }) as JsonObject;
     const message = typeof e.message === 'string' ? e.message : 'the stream failed';
-    this.#out += errorEvent(e.code === 'shutting_down' ? 'overloaded_error' : 'api_error', message);
-    this.#last();
-  }
-
-  /** The closing events go out as the stream's last bytes (held until its usage record is spooled). */
-  #last(): void {
-    const out = this.#out;
-    this.#out = '';
-    this.#inner.writeLast(out);
+    this.out(errorEvent(e.code === 'shutting_down' ? 'overloaded_error' : 'api_error', message));
+    this.last();
   }
 }

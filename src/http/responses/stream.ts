@@ -5,8 +5,8 @@
 // the gateway's when a backend dies mid-stream) becomes `error` and response.failed: never a
 // silent truncation. Only the first choice is followed: the Responses API has no `n`.
 
-import { StringDecoder } from 'node:string_decoder';
-import type { HoldingSink, Served, StreamSink } from '../../core/gateway.ts';
+import type { HoldingSink, Served } from '../../core/gateway.ts';
+import { DialectStream } from '../dialect-stream.ts';
 import type { JsonObject } from '../../engines/types.ts';
 import type { ResponsesEcho } from './request.ts';
 import {
@@ -20,14 +20,10 @@ const NONE: JsonObject[] = [];
 interface OpenCall { id: string; callId: string; name: string; args: string; outputIndex: number }
 interface OpenText { id: string; text: string; outputIndex: number; refusal: boolean; logprobs: JsonObject[] }
 
-export class ResponsesStream implements StreamSink {
-  readonly #inner: HoldingSink;
+export class ResponsesStream extends DialectStream {
   readonly #echo: ResponsesEcho;
   readonly #ids: ResponseIds;
   readonly #createdAt: number;
-  readonly #decoder = new StringDecoder('utf8');
-  #pending = '';
-  #out = '';
   #seq = 0;
   #model: unknown = '';
   readonly #output: JsonObject[] = [];
@@ -44,7 +40,7 @@ export class ResponsesStream implements StreamSink {
 
   /** modelFor: the model id the serving backend answers with, for the events before its first chunk. */
   constructor(inner: HoldingSink, echo: ResponsesEcho, ids: ResponseIds, createdAt: number, modelFor: (served: Served) => string) {
-    this.#inner = inner;
+    super(inner);
     this.#echo = echo;
     this.#ids = ids;
     this.#createdAt = createdAt;
@@ -63,43 +59,15 @@ export class ResponsesStream implements StreamSink {
 
   begin(served: Served): void {
     this.#model = this.#modelFor(served);
-    this.#inner.begin(served);
+    this.inner.begin(served);
     const response = this.#response('in_progress', null);
     this.#emit('response.created', { response });
     this.#emit('response.in_progress', { response });
-    this.#flush();
-  }
-
-  write(data: Buffer | string): boolean {
-    let text = this.#pending + (typeof data === 'string' ? data : this.#decoder.write(data));
-    // Events end at a blank line (LF or CRLF framing).
-    for (;;) {
-      const m = /\r?\n\r?\n/.exec(text);
-      if (m === null) break;
-      this.#event(text.slice(0, m.index));
-      text = text.slice(m.index + m[0].length);
-    }
-    this.#pending = text;
-    return this.#flush();
-  }
-
-  onDrain(cb: () => void): void {
-    this.#inner.onDrain(cb);
-  }
-
-  end(): void {
-    this.#inner.end();
-  }
-
-  #flush(): boolean {
-    if (this.#out === '') return true;
-    const out = this.#out;
-    this.#out = '';
-    return this.#inner.write(out);
+    this.flush();
   }
 
   #emit(type: string, payload: JsonObject): void {
-    this.#out += `event: ${type}\ndata: ${JSON.stringify({ type, ...payload, sequence_number: this.#seq++ })}\n\n`;
+    this.out(`event: ${type}\ndata: ${JSON.stringify({ type, ...payload, sequence_number: this.#seq++ })}\n\n`);
   }
 
   #response(status: ResponseStatus, error: JsonObject | null): JsonObject {
@@ -109,7 +77,7 @@ export class ResponsesStream implements StreamSink {
     }, this.#echo);
   }
 
-  #event(raw: string): void {
+  protected event(raw: string): void {
     if (this.#finished) return;
     let data = '';
     for (const line of raw.split(/\r?\n/)) {
@@ -240,7 +208,7 @@ export class ResponsesStream implements StreamSink {
   #complete(): void {
     this.#finished = true;
     // What came before the end goes out now; only the closing events wait for the usage record.
-    this.#flush();
+    this.flush();
     const incomplete = incompleteDetails(this.#finish) !== null;
     // Cut off by the token limit: what was open may not be whole (a call's arguments among it).
     const status: ItemStatus = incomplete ? 'incomplete' : 'completed';
@@ -248,12 +216,12 @@ export class ResponsesStream implements StreamSink {
     this.#closeMessage(status);
     this.#closeCalls(status);
     this.#emit(incomplete ? 'response.incomplete' : 'response.completed', { response: this.#response(incomplete ? 'incomplete' : 'completed', null) });
-    this.#last();
+    this.last();
   }
 
   #fail(error: unknown): void {
     this.#finished = true;
-    this.#flush();
+    this.flush();
     // What was sent stays in the failed Response, its items marked incomplete.
     this.#closeReasoning('incomplete');
     this.#closeMessage('incomplete');
@@ -262,13 +230,6 @@ export class ResponsesStream implements StreamSink {
     const message = typeof e.message === 'string' ? e.message : 'the stream failed';
     this.#emit('error', { code: typeof e.code === 'string' ? e.code : 'server_error', message, param: null });
     this.#emit('response.failed', { response: this.#response('failed', { code: 'server_error', message }) });
-    this.#last();
-  }
-
-  /** The closing events go out as the stream's last bytes (held until its usage is recorded). */
-  #last(): void {
-    const out = this.#out;
-    this.#out = '';
-    this.#inner.writeLast(out);
+    this.last();
   }
 }
