@@ -6,6 +6,7 @@
 
 import { StringDecoder } from 'node:string_decoder';
 import type { HoldingSink, Served, StreamSink } from '../core/gateway.ts';
+import type { JsonObject } from '../engines/types.ts';
 
 export abstract class DialectStream implements StreamSink {
   protected readonly inner: HoldingSink;
@@ -19,8 +20,40 @@ export abstract class DialectStream implements StreamSink {
 
   abstract begin(served: Served): void;
 
-  /** One chat SSE event: its lines, without the blank line that ended it. */
-  protected abstract event(raw: string): void;
+  /** Whether the dialect's stream has ended (its last events written): later chat events are ignored. */
+  abstract get finished(): boolean;
+
+  /** A chat chunk (its first choice is the dialect's). */
+  protected abstract chunk(chunk: JsonObject): void;
+
+  /** The chat stream's [DONE]: the dialect's closing events. */
+  protected abstract complete(): void;
+
+  /** An error chunk (the engine's, or the gateway's when a backend dies mid-stream): the dialect's error events. */
+  protected abstract fail(error: unknown): void;
+
+  /** One chat SSE event (its lines, without the blank line that ended it): [DONE], an error, or a chunk. */
+  #event(raw: string): void {
+    if (this.finished) return;
+    let data = '';
+    for (const line of raw.split(/\r?\n/)) {
+      if (line.startsWith('data:')) data += (data === '' ? '' : '\n') + line.slice(line[5] === ' ' ? 6 : 5);
+    }
+    if (data === '') return;
+    if (data === '[DONE]') {
+      this.complete();
+      return;
+    }
+    let chunk: JsonObject;
+    try {
+      chunk = JSON.parse(data) as JsonObject;
+    } catch {
+      return;
+    }
+    if (typeof chunk !== 'object' || chunk === null) return;
+    if (chunk.error !== undefined) this.fail(chunk.error);
+    else this.chunk(chunk);
+  }
 
   write(data: Buffer | string): boolean {
     let text = this.#pending + (typeof data === 'string' ? data : this.#decoder.write(data));
@@ -28,7 +61,7 @@ export abstract class DialectStream implements StreamSink {
     for (;;) {
       const m = /\r?\n\r?\n/.exec(text);
       if (m === null) break;
-      this.event(text.slice(0, m.index));
+      this.#event(text.slice(0, m.index));
       text = text.slice(m.index + m[0].length);
     }
     this.#pending = text;

@@ -355,6 +355,20 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
       : new FabricError('invalid_json', `the request body ${why}`);
   }
 
+  /** A JSON body's text: invalid UTF-8 would be decoded to U+FFFD and sent on, a prompt other than the one sent. */
+  function jsonText(x: Exchange, bytes: Buffer): string {
+    if (!isUtf8(bytes)) throw unreadableBody(x, 'is not valid UTF-8');
+    return bytes.toString('utf8');
+  }
+
+  function parseJson(x: Exchange, raw: string): unknown {
+    try {
+      return JSON.parse(raw);
+    } catch (e) {
+      throw unreadableBody(x, `is not valid JSON: ${(e as Error).message}`);
+    }
+  }
+
   /** An audio upload (/v1/audio/transcriptions, translations): a whole answer or a stream, never cached. */
   async function runAudio(gw: Gateway, inf: Inference, x: Exchange, ctx: RequestContext, started: number, op: AudioOperation): Promise<void> {
     const read = x.body(gw.config.gateway.limits.maxAudioBytes, 'gateway.limits.max_audio');
@@ -412,15 +426,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const read = x.body(maxBodyBytes(), 'gateway.limits.max_body');
     const bytes = read instanceof Promise ? await read : read;
     ctx.bodyBytes = bytes.length;
-    // Invalid UTF-8 would be decoded to U+FFFD and sent on: a prompt other than the one sent.
-    if (!isUtf8(bytes)) throw unreadableBody(x, 'is not valid UTF-8');
-    const raw = bytes.toString('utf8');
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(raw);
-    } catch (e) {
-      throw unreadableBody(x, `is not valid JSON: ${(e as Error).message}`);
-    }
+    const raw = jsonText(x, bytes);
+    let parsed = parseJson(x, raw);
     let echo: ResponsesEcho | undefined;
     let messages: MessagesEcho | undefined;
     /** Whose Responses items these are (item_reference finds only a key's own). */
@@ -626,14 +633,8 @@ export function createGatewayServer(app: AppState, limits: ServerLimits): Server
     const gw = app.gateway;
     const read = x.body(maxBodyBytes(), 'gateway.limits.max_body');
     const bytes = read instanceof Promise ? await read : read;
-    if (!isUtf8(bytes)) throw unreadableBody(x, 'is not valid UTF-8');
-    const raw = bytes.toString('utf8');
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(raw);
-    } catch (e) {
-      throw unreadableBody(x, `is not valid JSON: ${(e as Error).message}`);
-    }
+    const raw = jsonText(x, bytes);
+    const parsed = parseJson(x, raw);
     checkDialectBody(parsed, raw, true);
     const body = validateRequest('chat', fromMessagesRequest(parsed, gw.config.gateway.limits, true).chat, raw, gw.config.gateway.limits);
     const model = body.model as string;

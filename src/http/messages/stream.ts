@@ -76,28 +76,7 @@ export class MessagesStream extends DialectStream {
     this.out(`event: ${type}\ndata: ${JSON.stringify({ type, ...payload })}\n\n`);
   }
 
-  protected event(raw: string): void {
-    if (this.#finished) return;
-    let data = '';
-    for (const line of raw.split(/\r?\n/)) {
-      if (line.startsWith('data:')) data += (data === '' ? '' : '\n') + line.slice(line[5] === ' ' ? 6 : 5);
-    }
-    if (data === '') return;
-    if (data === '[DONE]') {
-      this.#complete();
-      return;
-    }
-    let chunk: JsonObject;
-    try {
-      chunk = JSON.parse(data) as JsonObject;
-    } catch {
-      return;
-    }
-    if (typeof chunk !== 'object' || chunk === null) return;
-    if (chunk.error !== undefined) {
-      this.#fail(chunk.error);
-      return;
-    }
+  protected chunk(chunk: JsonObject): void {
     if (chunk.usage !== undefined && chunk.usage !== null) this.#usage = chunk.usage;
     const choice = Array.isArray(chunk.choices) ? (chunk.choices as JsonObject[]).find((c) => (c.index ?? 0) === 0) : undefined;
     if (choice === undefined) return;
@@ -158,7 +137,7 @@ export class MessagesStream extends DialectStream {
     this.#openCalls.length = 0;
   }
 
-  #complete(): void {
+  protected complete(): void {
     this.#finished = true;
     // What came before the end goes out now; only the closing events wait for the usage record.
     this.flush();
@@ -171,7 +150,7 @@ export class MessagesStream extends DialectStream {
     this.last();
   }
 
-  #fail(error: unknown): void {
+  protected fail(error: unknown): void {
     this.#finished = true;
     this.flush();
     const e = (typeof error === 'object' && error !== null ? error : { message: String(error) }) as JsonObject;

@@ -77,28 +77,7 @@ export class ResponsesStream extends DialectStream {
     }, this.#echo);
   }
 
-  protected event(raw: string): void {
-    if (this.#finished) return;
-    let data = '';
-    for (const line of raw.split(/\r?\n/)) {
-      if (line.startsWith('data:')) data += (data === '' ? '' : '\n') + line.slice(line[5] === ' ' ? 6 : 5);
-    }
-    if (data === '') return;
-    if (data === '[DONE]') {
-      this.#complete();
-      return;
-    }
-    let chunk: JsonObject;
-    try {
-      chunk = JSON.parse(data) as JsonObject;
-    } catch {
-      return;
-    }
-    if (typeof chunk !== 'object' || chunk === null) return;
-    if (chunk.error !== undefined) {
-      this.#fail(chunk.error);
-      return;
-    }
+  protected chunk(chunk: JsonObject): void {
     if (typeof chunk.model === 'string') this.#model = chunk.model;
     if (chunk.usage !== undefined && chunk.usage !== null) this.#usage = responseUsage(chunk.usage);
     const choice = Array.isArray(chunk.choices) ? (chunk.choices as JsonObject[]).find((c) => (c.index ?? 0) === 0) : undefined;
@@ -205,7 +184,7 @@ export class ResponsesStream extends DialectStream {
     this.#openCalls.length = 0;
   }
 
-  #complete(): void {
+  protected complete(): void {
     this.#finished = true;
     // What came before the end goes out now; only the closing events wait for the usage record.
     this.flush();
@@ -219,7 +198,7 @@ export class ResponsesStream extends DialectStream {
     this.last();
   }
 
-  #fail(error: unknown): void {
+  protected fail(error: unknown): void {
     this.#finished = true;
     this.flush();
     // What was sent stays in the failed Response, its items marked incomplete.
