@@ -190,6 +190,9 @@ test('keys, usage and cost: a key held to the rerank role; its tokens are the en
   const row = usage.json.data.find((x: any) => x.role === 'rerank-general');
   assert.equal(row.requests, 1);
   assert.equal(row.prompt_tokens, r.json.usage.prompt_tokens);
+  // Metrics, as the README says: the request under op rerank, its role and backend.
+  const metrics = await (await fetch(`${f.url}/metrics`, { headers: auth })).text();
+  assert.match(metrics, /^fabric_requests_total\{op="rerank",role="rerank-general",backend="motoko-rerank",status="200"\} [1-9]/m);
 });
 
 test('tokens per minute: a rerank reserves the query once beside each document, so a request that fits only if the query were counted once is held back', async () => {
