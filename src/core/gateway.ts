@@ -225,12 +225,12 @@ export class Gateway {
   }
 
   /** The first rule whose conditions all hold (the token count last: the others cost next to nothing) picks the plan; else the route's own. */
-  async #plan(route: RouteT, body: JsonObject, caller: Caller | undefined): Promise<RouteRule<RouteT> | undefined> {
+  async #plan(op: Operation, route: RouteT, body: JsonObject, caller: Caller | undefined): Promise<RouteRule<RouteT> | undefined> {
     for (const rule of route.rules) {
       if (!keyConditionsHold(rule, caller)) continue;
       if (rule.inputHas !== undefined && !inputHasAll(body, rule.inputHas)) continue;
       if (rule.inputTokensOver === undefined) return rule;
-      const over = route.kind === 'embeddings' || route.kind === 'rerank' ? this.#tokens.anyOver(body, rule.inputTokensOver) : this.#tokens.exceeds(body, rule.inputTokensOver);
+      const over = isPoolingOp(op) ? this.#tokens.anyOver(body, rule.inputTokensOver) : this.#tokens.exceeds(body, rule.inputTokensOver);
       if (await over) return rule;
     }
     return undefined;
@@ -261,7 +261,7 @@ export class Gateway {
   ): Promise<{ response: T; served: Served }> {
     const requested = body.model as string;
     const first = ctx.route ?? this.route(op, requested);
-    const rule = first.rules.length === 0 ? undefined : await this.#plan(first, body, ctx.caller);
+    const rule = first.rules.length === 0 ? undefined : await this.#plan(op, first, body, ctx.caller);
     const ruled = rule?.target;
     // A rule on who calls keeps its callers on its target's side: the context-window fallback of
     // the role they asked for (another tier's, say the cloud) is not theirs.
